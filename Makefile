@@ -1,0 +1,48 @@
+# pyminidocker: build, install, test. Run as root for install/test/bench.
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+
+APT_PACKAGES = libarchive-dev libssl-dev gcc \
+	docker-registry skopeo busybox-static apache2-utils zstd \
+	iproute2 iptables umoci libarchive-tools crun runc debootstrap
+PY_PACKAGES = cffi requests libarchive-c pyroute2 setuptools pytest pyjwt cryptography
+
+.PHONY: all build dev install deps test unit integration lint bench demo clean
+
+all: build
+
+# Build the C module in place (pyminidocker/_pmd.*.so).
+build:
+	$(PYTHON) setup.py -q build_ext --inplace
+
+dev: build
+
+install:
+	$(PIP) install --no-build-isolation .
+
+deps:
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES)
+	$(PIP) install -q $(PY_PACKAGES)
+
+test: build
+	$(PYTHON) -m pytest -q tests
+
+unit: build
+	$(PYTHON) -m pytest -q tests/unit
+
+integration: build
+	$(PYTHON) -m pytest -q tests/integration
+
+lint:
+	$(PYTHON) -m ruff check pyminidocker tests bench csrc
+	$(PYTHON) -m mypy pyminidocker
+
+bench: build
+	$(PYTHON) bench/pull.py
+
+demo: build
+	$(PYTHON) bench/demo.py
+
+clean:
+	rm -rf build pyminidocker/_pmd.* *.egg-info .pytest_cache

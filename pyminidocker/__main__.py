@@ -1,0 +1,5 @@
+import sys
+
+from pyminidocker.cli import main
+
+sys.exit(main())

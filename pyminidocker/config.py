@@ -1,0 +1,49 @@
+"""Paths and engine settings: the store root, the engine's config file, defaults.
+
+The root is, in order: the --root flag, $PYMINIDOCKER_ROOT, /var/lib/docker-mini.
+The engine's config file is <root>/config.json (optional), for example:
+    {"insecure-registries": ["myreg:5000"], "max-concurrent-downloads": 3}
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_ROOT = "/var/lib/docker-mini"
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("PYMINIDOCKER_ROOT") or DEFAULT_ROOT)
+
+
+@dataclass
+class Config:
+    root: Path
+    insecure_registries: list[str] = field(default_factory=list)
+    max_concurrent_downloads: int = 3
+    docker_config: Path = field(
+        default_factory=lambda: Path(os.environ.get("DOCKER_CONFIG", Path.home() / ".docker"))
+        / "config.json"
+    )
+
+    @classmethod
+    def load(cls, root: str | os.PathLike[str] | None = None) -> "Config":
+        """Read <root>/config.json if present. Raises UsageError if it is not valid JSON."""
+        from pyminidocker.errors import UsageError
+
+        rootp = Path(root) if root else default_root()
+        cfg = cls(root=rootp)
+        path = rootp / "config.json"
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return cfg
+        except (OSError, ValueError) as e:
+            raise UsageError(f"invalid engine config {path}: {e}") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"invalid engine config {path}: expected a JSON object")
+        cfg.insecure_registries = list(data.get("insecure-registries", []))
+        cfg.max_concurrent_downloads = int(data.get("max-concurrent-downloads", 3))
+        return cfg
