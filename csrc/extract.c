@@ -276,6 +276,8 @@ static int stream_drain(struct extract *x)
 
 /* ---- entry policy ----------------------------------------------------------------------- */
 
+/* RESOLVE_NO_SYMLINKS also refuses a trailing symlink (ELOOP) unless O_PATH|O_NOFOLLOW asks
+ * for the link itself (openat2(2)). */
 static long sys_openat2(int dirfd, const char *path, int flags)
 {
     struct open_how how = {
@@ -456,7 +458,7 @@ static int open_dir_beneath(struct extract *x, const char *rel, int create)
     long fd;
     int cur;
 
-    fd = sys_openat2(x->destfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    fd = sys_openat2(x->destfd, rel, O_RDONLY | O_DIRECTORY);
     if (fd >= 0 || errno != ENOENT || !create)
         return (int)fd;
 
@@ -465,7 +467,7 @@ static int open_dir_beneath(struct extract *x, const char *rel, int create)
     if (cur < 0)
         return -1;
     for (comp = strtok_r(buf, "/", &save); comp != NULL; comp = strtok_r(NULL, "/", &save)) {
-        fd = sys_openat2(cur, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+        fd = sys_openat2(cur, comp, O_RDONLY | O_DIRECTORY);
         if (fd < 0 && errno == ENOENT) {
             struct stat st;
             struct timespec times[2];
@@ -475,7 +477,7 @@ static int open_dir_beneath(struct extract *x, const char *rel, int create)
             times[0] = st.st_atim;
             times[1] = st.st_mtim;
             futimens(cur, times);
-            fd = sys_openat2(cur, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+            fd = sys_openat2(cur, comp, O_RDONLY | O_DIRECTORY);
             /* mkdirat(2) applied the umask; the mode must not depend on it. */
             if (fd >= 0 && fchmod((int)fd, 0755) < 0) {
                 int e = errno;
