@@ -1,0 +1,518 @@
+"""The command line: argument parsing, output and exit codes. The only module that prints.
+
+Exit codes follow Docker's: 0 success, 1 an operation failed, 125 bad usage or an engine failure
+(126/127 for containers come with the runtime), 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import IO, Any, Callable, Sequence
+
+from pyminidocker import __version__
+from pyminidocker.errors import PmdError, UsageError
+
+PROG = "pyminidocker"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+class Env:
+    """What the CLI talks to, injectable for in-process tests."""
+
+    def __init__(self, stdout: IO[str] | None = None, stderr: IO[str] | None = None,
+                 stdin: IO[str] | None = None):
+        self.stdout = stdout or sys.stdout
+        self.stderr = stderr or sys.stderr
+        self.stdin = stdin or sys.stdin
+
+    def out(self, line: str = "") -> None:
+        self.stdout.write(line + "\n")
+
+    @property
+    def tty(self) -> bool:
+        return self.stdout.isatty()
+
+
+# ---- formatting helpers --------------------------------------------------------------------
+
+def human_size(n: float) -> str:
+    """Docker's size format: decimal units, 3 significant digits (4.26MB)."""
+    units = ["B", "kB", "MB", "GB", "TB", "PB"]
+    i = 0
+    while n >= 1000 and i < len(units) - 1:
+        n /= 1000.0
+        i += 1
+    return f"{n:.3g}{units[i]}"
+
+
+def human_duration(seconds: float) -> str:
+    """Docker's HumanDuration (go-units), e.g. "About an hour", "3 weeks"."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    m = s // 60
+    if m == 1:
+        return "About a minute"
+    if m < 60:
+        return f"{m} minutes"
+    h = round(s / 3600)
+    if h == 1:
+        return "About an hour"
+    if h < 48:
+        return f"{h} hours"
+    if h < 24 * 7 * 2:
+        return f"{h // 24} days"
+    if h < 24 * 30 * 2:
+        return f"{h // 24 // 7} weeks"
+    if h < 24 * 365 * 2:
+        return f"{h // 24 // 30} months"
+    return f"{h // 24 // 365} years"
+
+
+def parse_time(stamp: str) -> float | None:
+    """Seconds since the epoch of an RFC 3339 time as images carry it, or None."""
+    from datetime import datetime
+
+    if not stamp:
+        return None
+    s = stamp.strip().replace("Z", "+00:00")
+    # Python's fromisoformat takes at most 6 fractional digits; Go writes up to 9.
+    if "." in s:
+        head, _, rest = s.partition(".")
+        frac = "".join(c for c in rest if c.isdigit())
+        tz = rest[len(frac):]
+        s = f"{head}.{frac[:6]}{tz}"
+    try:
+        return datetime.fromisoformat(s).timestamp()
+    except ValueError:
+        return None
+
+
+def table(rows: list[list[str]], env: Env) -> None:
+    """Columns padded like Docker's tabwriter (3 spaces between columns)."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        env.out("".join(c.ljust(w + 3) for c, w in zip(r[:-1], widths)) + r[-1])
+
+
+# ---- pull progress ---------------------------------------------------------------------------
+
+class PullRenderer:
+    """Docker-style per-layer lines: updated in place on a TTY, one line per change otherwise."""
+
+    def __init__(self, env: Env):
+        self.env = env
+        self.tty = env.tty
+        self.order: list[str] = []
+        self.lines: dict[str, str] = {}
+        self.last: dict[str, str] = {}
+
+    def __call__(self, ev: Any) -> None:
+        text = ev.status
+        if ev.status == "Downloading" and ev.total:
+            width = 50
+            done = min(width, int(width * ev.current / ev.total))
+            bar = "=" * done + (">" if done < width else "") + " " * (width - done - 1)
+            text = f"Downloading [{bar}]  {human_size(ev.current)}/{human_size(ev.total)}"
+        if not self.tty:
+            if self.last.get(ev.id) != ev.status:
+                self.env.out(f"{ev.id}: {ev.status}")
+                self.last[ev.id] = ev.status
+            return
+        if ev.id not in self.lines:
+            self.order.append(ev.id)
+            self.lines[ev.id] = text
+            self.env.stdout.write(f"{ev.id}: {text}\n")
+        else:
+            self.lines[ev.id] = text
+            up = len(self.order) - self.order.index(ev.id)
+            self.env.stdout.write(f"\x1b[{up}A\r\x1b[2K{ev.id}: {text}\x1b[{up}B\r")
+        self.env.stdout.flush()
+
+
+# ---- commands --------------------------------------------------------------------------------
+
+def _store(args: argparse.Namespace) -> Any:
+    from pyminidocker.store import Store
+
+    return Store(args.config.root)
+
+
+def cmd_pull(args: argparse.Namespace, env: Env) -> int:
+    from pyminidocker.platforms import parse_platform
+    from pyminidocker.pull import Puller
+    from pyminidocker.reference import parse_reference
+
+    ref = parse_reference(args.ref)
+    platform = parse_platform(args.platform) if args.platform else None
+    store = _store(args)
+    refs = [ref]
+    if args.all_tags:
+        if ref.digest or (ref.tag and args.ref.rsplit("/", 1)[-1].count(":")):
+            raise UsageError("tag can't be used with --all-tags/-a")
+        from pyminidocker.registry import RegistryClient
+
+        client = RegistryClient(args.config, ref.registry)
+        refs = [ref.with_tag(t) for t in sorted(client.list_tags(ref.repository))]
+        if not args.quiet:
+            env.out(f"Pulling repository {ref.familiar_name}")
+    for r in refs:
+        render = None if args.quiet else PullRenderer(env)
+        if render is not None:
+            what = r.tag or r.digest
+            env.out(f"{what}: Pulling from {r.repository}")
+        res = Puller(store, args.config, r, platform, render).pull()
+        if args.quiet:
+            env.out(f"sha256:{res.image_id}")
+            continue
+        env.out(f"Digest: {res.digest}")
+        familiar = _familiar(r)
+        if res.fresh:
+            env.out(f"Status: Downloaded newer image for {familiar}")
+        else:
+            env.out(f"Status: Image is up to date for {familiar}")
+        env.out(str(r))
+    return 0
+
+
+def _familiar(r: Any) -> str:
+    s = r.familiar_name
+    if r.tag:
+        s += f":{r.tag}"
+    if r.digest:
+        s += f"@{r.digest}"
+    return s
+
+
+def _split_name(name: str) -> tuple[str, str, str]:
+    """(familiar repository, tag or "<none>", digest or "") of a stored image name."""
+    from pyminidocker.reference import parse_reference
+
+    r = parse_reference(name)
+    return r.familiar_name, r.tag or "<none>", r.digest or ""
+
+
+def _image_size(store: Any, rec: Any) -> int:
+    return sum(layer.uncompressed_size for layer in store.layers.chain(rec.layer)) \
+        if rec.layer else 0
+
+
+def cmd_images(args: argparse.Namespace, env: Env) -> int:
+    store = _store(args)
+    now = time.time()
+    rows: list[dict[str, str]] = []
+    for rec in sorted(store.images.list(), key=lambda r: parse_time(r.created) or 0,
+                      reverse=True):
+        size = human_size(_image_size(store, rec))
+        created = parse_time(rec.created)
+        since = human_duration(now - created) + " ago" if created else "N/A"
+        digests = {}
+        tags = []
+        for n in rec.names:
+            repo, tag, digest = _split_name(n)
+            if digest:
+                digests[repo] = digest
+            else:
+                tags.append((repo, tag))
+        if not tags:
+            tags = [(repo, "<none>") for repo in digests] or [("<none>", "<none>")]
+        for repo, tag in tags:
+            if args.filter_ref and not _matches(args.filter_ref, repo, tag):
+                continue
+            rows.append({"Repository": repo, "Tag": tag, "ID": rec.id[:12],
+                         "Digest": digests.get(repo, "<none>"), "CreatedSince": since,
+                         "CreatedAt": rec.created, "Size": size})
+    if args.quiet:
+        for i in dict.fromkeys(r["ID"] for r in rows):
+            env.out(i)
+    elif args.format == "json":
+        for r in rows:
+            env.out(json.dumps(r))
+    elif args.format:
+        raise UsageError(f"unsupported --format {args.format!r}: only 'json' is supported")
+    else:
+        table([["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]]
+              + [[r["Repository"], r["Tag"], r["ID"], r["CreatedSince"], r["Size"]]
+                 for r in rows], env)
+    return 0
+
+
+def _matches(pattern: str, repo: str, tag: str) -> bool:
+    import fnmatch
+
+    want_repo, _, want_tag = pattern.partition(":")
+    return fnmatch.fnmatch(repo, want_repo) and (not want_tag or fnmatch.fnmatch(tag, want_tag))
+
+
+def cmd_inspect(args: argparse.Namespace, env: Env) -> int:
+    store = _store(args)
+    out = []
+    failed = False
+    for name in args.images:
+        try:
+            rec = store.images.lookup(name)
+        except PmdError as e:
+            env.stderr.write(f"Error: {e}\n")
+            failed = True
+            continue
+        out.append(_inspect_image(store, rec))
+    env.out(json.dumps(out, indent=4))
+    return 1 if failed else 0
+
+
+def _inspect_image(store: Any, rec: Any) -> dict[str, Any]:
+    cfg = store.images.config(rec)
+    tags, digests = [], []
+    for n in rec.names:
+        repo, tag, digest = _split_name(n)
+        (digests if digest else tags).append(f"{repo}@{digest}" if digest else f"{repo}:{tag}")
+    chain = list(store.layers.chain(rec.layer)) if rec.layer else []
+    paths = [str(store.layers.diff_path(layer.id)) for layer in chain]
+    return {
+        "Id": "sha256:" + rec.id,
+        "RepoTags": tags,
+        "RepoDigests": digests,
+        "Parent": "",
+        "Comment": cfg.get("comment", ""),
+        "Created": rec.created,
+        "Author": cfg.get("author", ""),
+        "Config": cfg.get("config", {}),
+        "Architecture": cfg.get("architecture", ""),
+        "Variant": cfg.get("variant", ""),
+        "Os": cfg.get("os", ""),
+        "Size": sum(layer.uncompressed_size for layer in chain),
+        "GraphDriver": {"Name": "overlay2", "Data": {
+            "LowerDir": ":".join(paths[1:]), "UpperDir": paths[0] if paths else "",
+        }},
+        "RootFS": {"Type": "layers", "Layers": cfg.get("rootfs", {}).get("diff_ids", [])},
+        "Metadata": {"LastTagTime": rec.loaded},
+    }
+
+
+def cmd_tag(args: argparse.Namespace, env: Env) -> int:
+    from pyminidocker.reference import parse_reference
+
+    store = _store(args)
+    dst = parse_reference(args.target)
+    if dst.digest:
+        raise UsageError("refusing to create a tag with a digest reference")
+    with store.lock():
+        rec = store.images.lookup(args.source)
+        name = f"{dst.name}:{dst.tag or 'latest'}"
+        if name not in rec.names:
+            store.images.set_names(rec, rec.names + [name])
+    return 0
+
+
+def cmd_rmi(args: argparse.Namespace, env: Env) -> int:
+    from pyminidocker.reference import parse_reference
+
+    store = _store(args)
+    status = 0
+    for want in args.images:
+        doomed: list[Any] = []
+        try:
+            with store.lock():
+                rec = store.images.lookup(want)
+                users = store.images.users()
+                if rec.id in users and not args.force:
+                    raise PmdError(f"conflict: unable to remove image {want} (must force) - "
+                                   f"a container is using image {rec.id[:12]}")
+                by_name = False
+                try:
+                    r = parse_reference(want)
+                    by_name = str(r) in rec.names
+                except PmdError:
+                    pass
+                tags = [n for n in rec.names if "@" not in n]
+                if by_name:
+                    name = str(parse_reference(want))
+                    rec.names.remove(name)
+                    env.out(f"Untagged: {_familiar(parse_reference(name))}")
+                    if any("@" not in n for n in rec.names):
+                        store.images.set_names(rec, rec.names)
+                        continue
+                elif len(tags) > 1 and not args.force:
+                    raise PmdError(f"conflict: unable to delete {rec.id[:12]} (must be forced) "
+                                   "- image is referenced in multiple repositories")
+                for n in list(rec.names):
+                    env.out(f"Untagged: {_familiar(parse_reference(n))}")
+                rec.names = []
+                doomed.append(store.images.remove(rec))
+                env.out(f"Deleted: sha256:{rec.id}")
+                for chain_id in store.images.unused_layers():
+                    doomed.append(store.layers.retire(chain_id))
+                    env.out(f"Deleted: {chain_id}")
+        except PmdError as e:
+            env.stderr.write(f"Error: {e}\n")
+            status = 1
+        finally:
+            for path in doomed:
+                store.discard(path)
+    return status
+
+
+def cmd_login(args: argparse.Namespace, env: Env) -> int:
+    from pyminidocker.registry import RegistryClient
+
+    server = _server(args.server)
+    username = args.username
+    password = args.password
+    if args.password_stdin:
+        if args.password:
+            raise UsageError("--password and --password-stdin are mutually exclusive")
+        if not username:
+            raise UsageError("must provide --username with --password-stdin")
+        password = env.stdin.read().rstrip("\r\n")
+    if not username:
+        username = _prompt(env, "Username: ")
+    if password is None:
+        import getpass
+
+        password = getpass.getpass("Password: ")
+    if not username or not password:
+        raise UsageError("username and password are required")
+    RegistryClient(args.config, server).login(username, password)
+    env.out("Login Succeeded")
+    return 0
+
+
+def _prompt(env: Env, text: str) -> str:
+    env.stdout.write(text)
+    env.stdout.flush()
+    return env.stdin.readline().strip()
+
+
+def _server(server: str | None) -> str:
+    if not server:
+        return "docker.io"
+    s = server.removeprefix("https://").removeprefix("http://").rstrip("/")
+    s = s.split("/", 1)[0]
+    return "docker.io" if s in ("index.docker.io", "registry-1.docker.io") else s
+
+
+def cmd_logout(args: argparse.Namespace, env: Env) -> int:
+    from pyminidocker.registry import RegistryClient
+
+    server = _server(args.server)
+    env.out(f"Removing login credentials for {server}")
+    RegistryClient(args.config, server).logout()
+    return 0
+
+
+def cmd_version(args: argparse.Namespace, env: Env) -> int:
+    env.out(f"{PROG} version {__version__}")
+    return 0
+
+
+# ---- parser ----------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="A daemonless container engine.")
+    p.add_argument("--root", help="store directory (default $PYMINIDOCKER_ROOT or "
+                   "/var/lib/docker-mini)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    p.add_argument("-v", "--version", action="store_true", help="print the version and exit")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def add(name: str, fn: Callable[..., int], help: str, aliases: Sequence[str] = ()) -> Any:
+        sp = sub.add_parser(name, help=help, description=help, aliases=list(aliases))
+        sp.set_defaults(func=fn)
+        return sp
+
+    sp = add("pull", cmd_pull, "Download an image from a registry")
+    sp.add_argument("--platform", help="os/arch[/variant] to pull (default: this host's)")
+    sp.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
+    sp.add_argument("-a", "--all-tags", action="store_true", help="pull every tagged image")
+    sp.add_argument("ref", metavar="NAME[:TAG|@DIGEST]")
+
+    sp = add("images", cmd_images, "List images")
+    sp.add_argument("-q", "--quiet", action="store_true", help="only show image ids")
+    sp.add_argument("--format", help="'json': one JSON object per line")
+    sp.add_argument("filter_ref", nargs="?", metavar="REPOSITORY[:TAG]")
+
+    sp = add("inspect", cmd_inspect, "Show low-level information on images")
+    sp.add_argument("images", nargs="+", metavar="IMAGE")
+
+    sp = add("tag", cmd_tag, "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")
+    sp.add_argument("source", metavar="SOURCE_IMAGE[:TAG]")
+    sp.add_argument("target", metavar="TARGET_IMAGE[:TAG]")
+
+    sp = add("rmi", cmd_rmi, "Remove one or more images")
+    sp.add_argument("-f", "--force", action="store_true", help="force removal of the image")
+    sp.add_argument("images", nargs="+", metavar="IMAGE")
+
+    sp = add("login", cmd_login, "Log in to a registry")
+    sp.add_argument("-u", "--username")
+    sp.add_argument("-p", "--password")
+    sp.add_argument("--password-stdin", action="store_true", help="take the password from stdin")
+    sp.add_argument("server", nargs="?", metavar="SERVER")
+
+    sp = add("logout", cmd_logout, "Log out from a registry")
+    sp.add_argument("server", nargs="?", metavar="SERVER")
+
+    add("version", cmd_version, "Show the version")
+    return p
+
+
+def program(argv: Sequence[str], env: Env) -> int:
+    from pyminidocker.config import Config
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        return cmd_version(args, env)
+    if not getattr(args, "func", None):
+        parser.print_help(env.stdout)
+        return 0
+    args.config = Config.load(args.root)
+    return int(args.func(args, env))
+
+
+def main(argv: Sequence[str] | None = None, env: Env | None = None) -> int:
+    env = env or Env()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        return program(argv, env)
+    except PmdError as e:
+        if debug:
+            import traceback
+
+            traceback.print_exc(file=env.stderr)
+        env.stderr.write(f"Error: {e}\n")
+        return e.exit_code
+    except KeyboardInterrupt:
+        env.stderr.write("\n")
+        return 130
+    except BrokenPipeError:
+        # the reader went away (e.g. `| head`); don't let Python complain at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as e:
+        if debug:
+            import traceback
+
+            traceback.print_exc(file=env.stderr)
+        where = f": {e.filename}" if e.filename else ""
+        env.stderr.write(f"Error: {e.strerror or e}{where}\n")
+        return 125
+    except Exception as e:  # noqa: BLE001 - the last line of defence: never a traceback
+        if debug:
+            import traceback
+
+            traceback.print_exc(file=env.stderr)
+        env.stderr.write(f"Error: internal error: {type(e).__name__}: {e} "
+                         "(run with --debug for details)\n")
+        return 125
