@@ -138,3 +138,12 @@ def one_line_error(stderr: str) -> str:
     assert "Traceback" not in stderr, stderr
     assert len(lines) == 1, f"want one stderr line, got:\n{stderr}"
     return lines[0]
+
+
+def field(rec: dict, key: str):
+    """rec[key], accepting "diff-id", "diff_id" and "diffID" spellings alike."""
+    norm = key.replace("-", "").replace("_", "").lower()
+    for k, v in rec.items():
+        if k.replace("-", "").replace("_", "").lower() == norm:
+            return v
+    raise KeyError(f"{key} not in {sorted(rec)}")
