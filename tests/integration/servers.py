@@ -298,7 +298,7 @@ class Hit:
 class FaultyProxy:
     """Forwards HTTP requests to `upstream` ("127.0.0.1:PORT"), injecting faults by `mode`:
 
-    - "cut-once": the first blob GET sends headers and `cut_after` body bytes, then closes the
+    - "cut-once": the first blob GET (of a body longer than cut_after) sends headers and `cut_after` body bytes, then closes the
       connection; later requests pass (a client that resumes with Range succeeds).
     - "cut-always": every blob GET is cut that way (a client must fail cleanly).
     - "503x2": the first two requests get 503 Service Unavailable, then all pass.
@@ -378,8 +378,10 @@ class FaultyProxy:
         try:
             conn.request(h.command, h.path, body=body, headers=headers)
             resp = conn.getresponse()
-            is_blob = h.command == "GET" and "/blobs/sha256:" in h.path and resp.status in (
-                200, 206)
+            # only bodies longer than cut_after can be cut (small blobs, like configs, pass)
+            is_blob = (h.command == "GET" and "/blobs/sha256:" in h.path
+                       and resp.status in (200, 206)
+                       and int(resp.getheader("Content-Length") or 0) > self.cut_after)
             cut = is_blob and (self.mode == "cut-always" or self.mode == "stall"
                                or (self.mode == "cut-once" and self._take_fault(1)))
             self._record(h, resp.status, cut)
