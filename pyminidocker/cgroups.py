@@ -383,14 +383,14 @@ class Cgroup:
         # The container's directory in each hierarchy, keyed by controller ("" on v2). Controllers
         # mounted together (cpu,cpuacct) share one directory, listed once under the first name.
         self._mounts: dict[str, str] = {}
+        self._reused = False
         if self.version == "v2":
             self._mounts[""] = self.layout.root
         else:
-            seen: set[str] = set()
             for ctl in V1_CONTROLLERS:
                 mnt = self.layout.controllers.get(ctl)
-                if mnt is not None and os.path.realpath(mnt) not in seen:
-                    seen.add(os.path.realpath(mnt))
+                # Co-mounted controllers have the same mount point in mountinfo: one directory.
+                if mnt is not None and mnt not in self._mounts.values():
                     self._mounts[ctl] = mnt
         self.dirs: dict[str, str] = {
             ctl: os.path.join(mnt, self.parent, self.id) for ctl, mnt in self._mounts.items()
@@ -419,22 +419,30 @@ class Cgroup:
     def create(self, limits: Limits | None = None) -> None:
         """Create the container's cgroup(s) and write the limits, before any process joins.
 
-        Idempotent for directories that already exist. Raises PmdError naming the file that the
-        kernel refused, or UsageError for a limit this host cannot apply.
+        Directories that already exist are reused (and their limits rewritten). Raises PmdError
+        naming the file that the kernel refused, or UsageError for a limit this host cannot apply;
+        a cgroup this call created is removed again before raising.
         """
         limits = limits or Limits()
+        self._reused = False
         try:
             if self.version == "v2":
                 self._create_v2(limits)
             else:
                 self._create_v1(limits)
         except BaseException:
-            # A half-made cgroup (say, the kernel refused a limit) must not outlive the attempt.
-            try:
-                self.remove()
-            except PmdError:
-                pass
+            # A half-made cgroup (say, the kernel refused a limit) must not outlive the attempt;
+            # but one that was there before may hold processes, and is not ours to remove here.
+            if not self._reused:
+                try:
+                    self.remove()
+                except PmdError:
+                    pass
             raise
+
+    def _mkdir_own(self, path: str) -> None:
+        if not _mkdir(path):
+            self._reused = True
 
     def _enable_v2(self, path: str, wanted: list[str]) -> None:
         """Enable the wanted controllers for path's children, writing only what is missing."""
@@ -465,7 +473,7 @@ class Cgroup:
             _mkdir(level)
             self._enable_v2(level, wanted)
         path = self.dirs[""]
-        _mkdir(path)
+        self._mkdir_own(path)
 
         if limits.memory is not None:
             _write(os.path.join(path, "memory.max"), str(limits.memory), "set memory limit")
@@ -497,11 +505,14 @@ class Cgroup:
             level = self._mounts[ctl]
             for part in self.parent.split("/"):
                 level = os.path.join(level, part)
-                if _mkdir(level) and ctl == "cpuset":
-                    self._init_cpuset(level, fresh_parent=True)
-            _mkdir(path)
+                created = _mkdir(level)
+                if ctl == "cpuset":
+                    # Also when the level exists: another engine process may have just created
+                    # it and not filled it yet.
+                    self._init_cpuset(level, clone_children=created)
+            self._mkdir_own(path)
             if ctl == "cpuset":
-                self._init_cpuset(path, fresh_parent=False)
+                self._init_cpuset(path, clone_children=False)
 
         if mem is not None:
             # memory + swap can never be below memory, and a new cgroup starts with both
@@ -533,7 +544,7 @@ class Cgroup:
             for verb, rule in limits.devices:
                 _write(os.path.join(dev, f"devices.{verb}"), rule, f"set device rule {verb} {rule}")
 
-    def _init_cpuset(self, path: str, fresh_parent: bool) -> None:
+    def _init_cpuset(self, path: str, clone_children: bool) -> None:
         """Give a new v1 cpuset cgroup its parent's cpus and mems.
 
         A new cpuset cgroup starts with empty cpuset.cpus and cpuset.mems, and the kernel refuses
@@ -549,7 +560,7 @@ class Cgroup:
                 if not value:
                     raise PmdError(f"cannot set up cpuset: {os.path.join(up, name)} is empty")
                 _write(mine, value, "copy cpuset")
-        if fresh_parent:
+        if clone_children:
             _write(os.path.join(path, "cgroup.clone_children"), "1", "set cgroup.clone_children")
 
     # membership --------------------------------------------------------------------------------

@@ -620,3 +620,28 @@ def test_v1_remove_and_cleanup(tmp_path, kernfs_rmdir):
     assert not list(root.glob("*/pyminidocker/*/"))
     shutil.rmtree(root / "memory")  # a hierarchy gone altogether is fine too
     Cgroup("live", root=root, layout=detect(root)).remove()
+
+
+def test_failed_create_keeps_a_cgroup_it_did_not_make(tmp_path, kernfs_rmdir):
+    # The container's cgroup was there already (and may hold its processes): a refused limit
+    # must not remove it; a cgroup made by the failing call itself is removed.
+    root = fake_v2(tmp_path)
+    d = root / "pyminidocker" / CID
+    (d / "pids.max").mkdir(parents=True)  # makes the pids.max write fail (EISDIR)
+    with pytest.raises(PmdError, match="cannot set pids limit"):
+        Cgroup(CID, root=root).create(Limits(pids=5))
+    assert d.is_dir()
+    other = root / "pyminidocker" / "other"
+    with pytest.raises(PmdError, match="not available"):
+        Cgroup("other", root=fake_v2(tmp_path, controllers="memory")).create(Limits(pids=5))
+    assert not other.exists()
+
+
+def test_v1_fills_an_existing_empty_parent_cpuset(tmp_path):
+    # Another engine process created our parent a moment ago and has not copied the cpuset yet.
+    root = fake_v1(tmp_path)
+    (root / "cpuset" / "pyminidocker").mkdir()
+    Cgroup(CID, root=root).create(Limits(devices=()))
+    for level in (root / "cpuset" / "pyminidocker", root / "cpuset" / "pyminidocker" / CID):
+        assert (level / "cpuset.cpus").read_text() == "0-3"
+        assert (level / "cpuset.mems").read_text() == "0"
