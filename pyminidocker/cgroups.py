@@ -69,6 +69,9 @@ DEFAULT_DEVICE_RULES: tuple[tuple[str, str], ...] = (
     ("allow", "c 136:* rwm"),  # /dev/pts/*
 )
 
+NO_SWAP_LIMIT = ("Your kernel does not support swap limit capabilities or the cgroup is not "
+                 "mounted. Memory limited without swap.")
+
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
 
 
@@ -384,6 +387,8 @@ class Cgroup:
         # mounted together (cpu,cpuacct) share one directory, listed once under the first name.
         self._mounts: dict[str, str] = {}
         self._reused = False
+        # What create() could not apply but Docker would run without (for the CLI to print).
+        self.warnings: list[str] = []
         if self.version == "v2":
             self._mounts[""] = self.layout.root
         else:
@@ -425,6 +430,7 @@ class Cgroup:
         """
         limits = limits or Limits()
         self._reused = False
+        self.warnings.clear()
         try:
             if self.version == "v2":
                 self._create_v2(limits)
@@ -484,6 +490,8 @@ class Cgroup:
             if total is not None and os.path.exists(swap_max):
                 value = "max" if total == -1 else str(total - limits.memory)
                 _write(swap_max, value, "set swap limit")
+            elif total != -1:
+                self.warnings.append(NO_SWAP_LIMIT)
         if limits.cpus is not None:
             _write(os.path.join(path, "cpu.max"), f"{cpu_quota(limits.cpus)} {CPU_PERIOD}",
                    "set cpu quota")
@@ -523,8 +531,10 @@ class Cgroup:
             mount = self.layout.controllers["memory"]
             # memory.memsw.* exist only with swap accounting (CONFIG_MEMCG_SWAP, not
             # swapaccount=0); without it Docker warns and applies no swap limit.
-            if total is not None and os.path.exists(os.path.join(mount,
-                                                                 "memory.memsw.limit_in_bytes")):
+            if not os.path.exists(os.path.join(mount, "memory.memsw.limit_in_bytes")):
+                if total != -1:
+                    self.warnings.append(NO_SWAP_LIMIT)
+            elif total is not None:
                 _write(os.path.join(mem, "memory.memsw.limit_in_bytes"), str(total),
                        "set memory+swap limit")
         if cpu is not None:

@@ -98,6 +98,7 @@ def test_limits_are_in_the_kernel_files(make):
     assert read(f"{d['memory']}/memory.limit_in_bytes") == f"{64 * MiB}\n"
     if os.path.exists(f"{CGROUP_ROOT}/memory/memory.memsw.limit_in_bytes"):
         assert read(f"{d['memory']}/memory.memsw.limit_in_bytes") == f"{128 * MiB}\n"
+        assert cg.warnings == []
     assert read(f"{d['cpu']}/cpu.cfs_period_us") == "100000\n"
     assert read(f"{d['cpu']}/cpu.cfs_quota_us") == "50000\n"
     assert read(f"{d['pids']}/pids.max") == "20\n"

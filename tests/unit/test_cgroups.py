@@ -287,8 +287,9 @@ def test_v2_create_writes_exactly_these_files(tmp_path, writes):
     assert (d / "memory.max").read_text() == str(64 * MiB)
     assert (d / "cpu.max").read_text() == "150000 100000"
     assert (d / "pids.max").read_text() == "100"
-    # no swap accounting in this fake (memory.swap.max absent), so no swap limit
+    # no swap accounting in this fake (memory.swap.max absent), so no swap limit, as Docker
     assert not (d / "memory.swap.max").exists()
+    assert cg.warnings == [cgroups.NO_SWAP_LIMIT]
     assert rel(root, writes) == [
         ("cgroup.subtree_control", "+memory +pids +cpu"),
         ("pyminidocker/cgroup.subtree_control", "+memory +pids +cpu"),
@@ -330,8 +331,10 @@ def test_v2_swap_limit_is_swap_only(tmp_path, swap, expected):
     d = root / "pyminidocker" / CID
     d.mkdir(parents=True)
     (d / "memory.swap.max").write_text("max\n")  # the kernel accounts swap
-    Cgroup(CID, root=root).create(Limits(memory=64 * MiB, memory_swap=swap))
+    cg = Cgroup(CID, root=root)
+    cg.create(Limits(memory=64 * MiB, memory_swap=swap))
     assert (d / "memory.swap.max").read_text() == expected
+    assert cg.warnings == []
 
 
 def test_v2_cpu_shares_become_weight(tmp_path):
@@ -561,10 +564,15 @@ def test_v1_second_container_reuses_parent(tmp_path, writes):
 
 def test_v1_without_swap_accounting(tmp_path):
     root = fake_v1(tmp_path, memsw=False)
-    Cgroup(CID, root=root).create(Limits(memory=64 * MiB))
+    cg = Cgroup(CID, root=root)
+    cg.create(Limits(memory=64 * MiB))
     d = root / "memory" / "pyminidocker" / CID
     assert (d / "memory.limit_in_bytes").read_text() == str(64 * MiB)
     assert not (d / "memory.memsw.limit_in_bytes").exists()
+    assert cg.warnings == [cgroups.NO_SWAP_LIMIT]
+    # unlimited swap asked for: nothing to warn about
+    cg.create(Limits(memory=64 * MiB, memory_swap=-1))
+    assert cg.warnings == []
 
 
 def test_v1_comounted_cpu_cpuacct(tmp_path):
