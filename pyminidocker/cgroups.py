@@ -14,9 +14,10 @@ v1 controller mounts are used; a "hybrid" host (v1 controllers plus an empty cgr
 /sys/fs/cgroup/unified, as systemd sets up) counts as v1, because controllers cannot be attached to
 v2 while v1 holds them, so the unified mount can only ever track processes. See cgroups(7).
 
-Limits are written before any process joins the cgroup: a memory limit written after the
-process is already running would not stop an allocation that happened in between, and a pids
-limit written late lets a fork bomb get ahead of it. The container's init joins the cgroup
+Limits are written before any process joins the cgroup: a process that joined first would run
+unconfined until the write (a pids limit written late lets a fork bomb get ahead of it), and on
+v1 the memory it charged before that stays counted outside the limit (move_charge_at_immigrate
+is off by default). The container's init joins the cgroup
 itself, from C, between clone and execve (see procs_files()).
 """
 from __future__ import annotations
@@ -383,8 +384,9 @@ class Cgroup:
         self.parent = parent.strip("/")
         self.layout = layout or detect(root)
         self.version = self.layout.version
-        # The container's directory in each hierarchy, keyed by controller ("" on v2). Controllers
-        # mounted together (cpu,cpuacct) share one directory, listed once under the first name.
+        # The hierarchies we use, keyed by controller ("" on v2); self.dirs holds the container's
+        # directory in each. Controllers mounted together (cpu,cpuacct) share one directory,
+        # listed once under the first name.
         self._mounts: dict[str, str] = {}
         self._reused = False
         # What create() could not apply but Docker would run without (for the CLI to print).
@@ -425,8 +427,9 @@ class Cgroup:
         """Create the container's cgroup(s) and write the limits, before any process joins.
 
         Directories that already exist are reused (and their limits rewritten). Raises PmdError
-        naming the file that the kernel refused, or UsageError for a limit this host cannot apply;
-        a cgroup this call created is removed again before raising.
+        naming the file the kernel refused, or saying which controller a limit needs that this
+        host lacks; a cgroup this call created is removed again before raising. What Docker
+        would only warn about (no swap accounting) goes to self.warnings.
         """
         limits = limits or Limits()
         self._reused = False
