@@ -7,7 +7,7 @@ PermissionError, ...) apply and the message names the operation and the path.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 try:
     from pyminidocker._pmd import ffi, lib
@@ -56,3 +56,242 @@ def layer_extract(fd: int, dest: str | os.PathLike[str], compression: int) -> Ex
         res.uncompressed_size,
         res.entries,
     )
+
+
+# ---- containers (spawn.c, mount.c, confine.c) ----------------------------------------------
+# Kernel ABI constants (Python 3.11's os module has no CLONE_NEW*; these never change).
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_NOATIME = 1024
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+MNT_DETACH = 2
+
+SECCOMP_OFF = lib.PMD_SECCOMP_OFF
+SECCOMP_DEFAULT = lib.PMD_SECCOMP_DEFAULT
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One mount inside the container: a bind (flags has MS_BIND, fstype None) or a filesystem.
+
+    target is absolute inside the container and resolved within the rootfs (symlinks cannot
+    leave it); mkdir creates it (a file when a bind source is a file).
+    """
+
+    target: str
+    source: str | None = None
+    fstype: str | None = None
+    flags: int = 0
+    data: str | None = None
+    mkdir: bool = False
+
+
+@dataclass
+class SpawnSpec:
+    """What pmd_spawn executes (see csrc/pmd.h); Python decides every policy in it.
+
+    Capabilities: leave all five sets None to keep the inherited ones; set any of them to apply
+    all five (None counts as 0). rlimits maps RLIMIT_* to (soft, hard). stdio fds of -1 inherit.
+    """
+
+    argv: list[str]
+    env: list[str] | None = None
+    namespaces: int = 0
+    rootfs: str | os.PathLike[str] | None = None
+    readonly_root: bool = False
+    mounts: list[Mount] = field(default_factory=list)
+    dev_setup: bool = False
+    masked_paths: list[str] = field(default_factory=list)
+    readonly_paths: list[str] = field(default_factory=list)
+    hostname: str | None = None
+    cwd: str | None = None
+    uid: int = -1
+    gid: int = -1
+    groups: list[int] | None = None
+    cap_bounding: int | None = None
+    cap_effective: int | None = None
+    cap_permitted: int | None = None
+    cap_inheritable: int | None = None
+    cap_ambient: int | None = None
+    rlimits: dict[int, tuple[int, int]] = field(default_factory=dict)
+    no_new_privs: bool = False
+    seccomp: int = SECCOMP_OFF
+    cgroup_procs: list[str] = field(default_factory=list)
+    stdin: int = -1
+    stdout: int = -1
+    stderr: int = -1
+    setsid: bool = False
+    ctty: bool = False
+    hold: bool = False
+
+
+def _cstr(keep: list, s: str | os.PathLike[str] | None):
+    if s is None:
+        return ffi.NULL
+    c = ffi.new("char[]", os.fsencode(s))
+    keep.append(c)
+    return c
+
+
+def _cstrv(keep: list, items) -> object:
+    """A NULL-terminated char *[] (NULL for None), kept alive by keep."""
+    if items is None:
+        return ffi.NULL
+    arr = ffi.new("char *[]", [_cstr(keep, s) for s in items] + [ffi.NULL])
+    keep.append(arr)
+    return arr
+
+
+class Process:
+    """A spawned container process: pid in our namespace; release() once if it was held."""
+
+    __slots__ = ("pid", "_proc", "_held")
+
+    def __init__(self, pid: int, proc=None):
+        self.pid = pid
+        self._proc = proc
+        self._held = proc is not None
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
+    def release(self) -> None:
+        """Let a held child go on; raises the child's setup error as OSError (child reaped)."""
+        if not self._held:
+            raise ValueError("process is not held")
+        self._held = False
+        err = ffi.new("struct pmd_error *")
+        if lib.pmd_spawn_release(self._proc, err) != 0:
+            _raise(err)
+
+    def abort(self) -> None:
+        """Kill a held child before it runs anything, and reap it."""
+        if self._held:
+            self._held = False
+            os.close(self._proc.release_fd)
+            os.close(self._proc.error_fd)
+            os.waitpid(self.pid, 0)
+
+    def wait(self) -> int:
+        """Reap the process; return its exit code, or -signal if it was killed."""
+        return wait(self.pid)
+
+
+def spawn(spec: SpawnSpec) -> Process:
+    """Clone a process in new namespaces and exec spec.argv in it (see pmd_spawn in pmd.h).
+
+    Raises OSError from the parent or from the child's setup: FileNotFoundError with argv[0] for
+    a command not found (errno ENOENT, op "exec"), PermissionError (EACCES) for one that cannot be
+    executed, or the errno, operation and path of the mount/confinement step that failed. On error
+    nothing is left behind. The GIL is released while C waits for the child's exec.
+    """
+    if not spec.argv:
+        raise ValueError("argv must not be empty")
+    keep: list = []
+    s = ffi.new("struct pmd_spawn_spec *")
+    s.namespaces = spec.namespaces
+    s.rootfs = _cstr(keep, spec.rootfs)
+    s.readonly_root = spec.readonly_root
+    if spec.mounts:
+        ms = ffi.new("struct pmd_mount[]", len(spec.mounts))
+        keep.append(ms)
+        for i, m in enumerate(spec.mounts):
+            ms[i].source = _cstr(keep, m.source)
+            ms[i].target = _cstr(keep, m.target)
+            ms[i].fstype = _cstr(keep, m.fstype)
+            ms[i].mount_flags = m.flags
+            ms[i].data = _cstr(keep, m.data)
+            ms[i].flags = lib.PMD_MOUNT_MKDIR if m.mkdir else 0
+        s.mounts = ms
+        s.n_mounts = len(spec.mounts)
+    s.dev_setup = spec.dev_setup
+    s.masked_paths = _cstrv(keep, spec.masked_paths or None)
+    s.readonly_paths = _cstrv(keep, spec.readonly_paths or None)
+    s.hostname = _cstr(keep, spec.hostname)
+    s.argv = _cstrv(keep, spec.argv)
+    s.envp = _cstrv(keep, spec.env)
+    s.cwd = _cstr(keep, spec.cwd)
+    s.uid = spec.uid
+    s.gid = spec.gid
+    if spec.groups is None:
+        s.n_groups = -1
+    else:
+        gs = ffi.new("unsigned int[]", list(spec.groups) or [0])
+        keep.append(gs)
+        s.groups = gs
+        s.n_groups = len(spec.groups)
+    caps = (spec.cap_bounding, spec.cap_effective, spec.cap_permitted, spec.cap_inheritable,
+            spec.cap_ambient)
+    if any(c is not None for c in caps):
+        s.set_caps = 1
+        (s.cap_bounding, s.cap_effective, s.cap_permitted, s.cap_inheritable,
+         s.cap_ambient) = (c or 0 for c in caps)
+    if spec.rlimits:
+        rl = ffi.new("struct pmd_rlimit[]", len(spec.rlimits))
+        keep.append(rl)
+        for i, (res, (soft, hard)) in enumerate(spec.rlimits.items()):
+            rl[i].resource = res
+            rl[i].soft = soft & 0xFFFFFFFFFFFFFFFF  # RLIM_INFINITY (-1) -> all ones
+            rl[i].hard = hard & 0xFFFFFFFFFFFFFFFF
+        s.rlimits = rl
+        s.n_rlimits = len(spec.rlimits)
+    s.no_new_privs = spec.no_new_privs
+    s.seccomp = spec.seccomp
+    s.cgroup_procs = _cstrv(keep, spec.cgroup_procs or None)
+    s.stdin_fd, s.stdout_fd, s.stderr_fd = spec.stdin, spec.stdout, spec.stderr
+    s.setsid = spec.setsid
+    s.ctty = spec.ctty
+    s.hold = spec.hold
+    proc = ffi.new("struct pmd_proc *")
+    err = ffi.new("struct pmd_error *")
+    if lib.pmd_spawn(s, proc, err) != 0:
+        _raise(err)
+    return Process(proc.pid, proc if spec.hold else None)
+
+
+def wait(pid: int) -> int:
+    """waitpid(pid), retried on EINTR; the exit code, or -signal for a killed process."""
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def overlay_mount(lowerdirs: list[str | os.PathLike[str]], target: str | os.PathLike[str],
+                  upper: str | os.PathLike[str] | None = None,
+                  work: str | os.PathLike[str] | None = None, readonly: bool = False) -> None:
+    """Mount an overlay on target; lowerdirs top layer first (see pmd_overlay_mount).
+
+    Raises OSError: ENOENT/ENOTDIR naming a missing lowerdir, EINVAL for a path containing
+    ',' ':' or '\\', E2BIG for a lowerdir list too long for this kernel.
+    """
+    if not lowerdirs:
+        raise ValueError("at least one lowerdir is needed")
+    lowers = b":".join(os.fsencode(p) for p in lowerdirs)
+    err = ffi.new("struct pmd_error *")
+    if lib.pmd_overlay_mount(lowers, os.fsencode(upper) if upper is not None else ffi.NULL,
+                             os.fsencode(work) if work is not None else ffi.NULL,
+                             os.fsencode(target), int(readonly), err) != 0:
+        _raise(err)
+
+
+def umount(target: str | os.PathLike[str], flags: int = 0) -> None:
+    """umount2(target, flags); raises OSError (EINVAL if target is not a mount point)."""
+    err = ffi.new("struct pmd_error *")
+    if lib.pmd_umount(os.fsencode(target), flags, err) != 0:
+        _raise(err)
