@@ -16,6 +16,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
@@ -24,6 +25,7 @@
 #endif
 
 #define CHILD_FAILED 127
+#define CHILD_STACK (256 * 1024) /* the child's deepest frame holds two PATH_MAX buffers */
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define ALLOWED_NS                                                                                 \
     (CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWCGROUP)
@@ -33,6 +35,8 @@ struct child_ctx {
     const struct pmd_bpf *bpf; /* NULL = no seccomp */
     int error_fd;              /* write end, close-on-exec */
     int release_fd;            /* read end, or -1 */
+    int error_fd_parent;       /* the parent's ends, closed first thing in the child */
+    int release_fd_parent;
 };
 
 /* ---- child ------------------------------------------------------------------------------ */
@@ -188,6 +192,10 @@ static int child_setup(const struct child_ctx *c, struct pmd_error *err)
 
 static __attribute__((noreturn)) void child_main(const struct child_ctx *c)
 {
+    if (c->error_fd_parent >= 0)
+        close(c->error_fd_parent);
+    if (c->release_fd_parent >= 0)
+        close(c->release_fd_parent);
     struct pmd_error err;
     ssize_t n;
 
@@ -198,6 +206,11 @@ static __attribute__((noreturn)) void child_main(const struct child_ctx *c)
         n = write(c->error_fd, &err, sizeof err);
     while (n < 0 && errno == EINTR);
     _exit(CHILD_FAILED);
+}
+
+static int child_entry(void *arg)
+{
+    child_main(arg);
 }
 
 /* ---- parent ----------------------------------------------------------------------------- */
@@ -260,12 +273,12 @@ static int check_spec(const struct pmd_spawn_spec *s, struct pmd_error *err)
 int pmd_spawn(const struct pmd_spawn_spec *spec, struct pmd_proc *proc, struct pmd_error *err)
 {
     struct pmd_bpf bpf;
-    struct child_ctx ctx = {spec, NULL, -1, -1};
+    struct child_ctx ctx = {spec, NULL, -1, -1, -1, -1};
     pmd_cleanup_fd int err_rd = -1, err_wr = -1, rel_rd = -1, rel_wr = -1;
     int fds[2];
     sigset_t all, old;
-    long pid;
-    int e;
+    void *stack;
+    int pid, flags, e;
 
     proc->pid = -1;
     proc->release_fd = -1;
@@ -289,27 +302,33 @@ int pmd_spawn(const struct pmd_spawn_spec *spec, struct pmd_proc *proc, struct p
     }
     ctx.error_fd = err_wr;
     ctx.release_fd = rel_rd;
+    ctx.error_fd_parent = err_rd;
+    ctx.release_fd_parent = rel_wr;
 
     /*
-     * A raw clone with fork semantics (no new stack): the child continues right here on a copy
-     * of this thread's stack. glibc's fork() would also run atfork handlers and reset its
-     * internal locks, which we do not need since the child touches none of them; its cached
-     * thread id in the child is stale, which only matters to pthread calls we do not make.
-     * All signals stay blocked across the clone so that no handler runs in the child.
+     * Not held, we wait for the child's exec anyway, so clone as vfork does: CLONE_VM shares our
+     * memory instead of copying CPython's page tables (about half a millisecond saved per spawn),
+     * and CLONE_VFORK suspends this thread until the child has exec'd or exited. The child runs
+     * on its own stack; it shares our TLS (errno), which is harmless while we are suspended,
+     * but not our signal handlers (no CLONE_SIGHAND: sigaction in the child is its own), nor
+     * our fd table or cwd. Held, the child must wait for the caller, so it gets a copy of our
+     * memory instead (fork semantics). Either way all signals stay blocked across the clone so
+     * that no handler of CPython runs in the child, and glibc's fork machinery (atfork handlers,
+     * lock resets) is bypassed: the child touches nothing it would protect.
      */
+    stack = mmap(NULL, CHILD_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
+                 -1, 0);
+    if (stack == MAP_FAILED)
+        return pmd_fail(err, errno, "mmap", "%s", "child stack");
+    flags = spec->namespaces | SIGCHLD | (spec->hold ? 0 : CLONE_VM | CLONE_VFORK);
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    pid = syscall(SYS_clone, (unsigned long)spec->namespaces | SIGCHLD, NULL, NULL, NULL, NULL);
-    if (pid == 0) {
-        close(err_rd);
-        if (rel_wr >= 0)
-            close(rel_wr);
-        child_main(&ctx);
-    }
+    pid = clone(child_entry, (char *)stack + CHILD_STACK, flags, &ctx);
     e = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    munmap(stack, CHILD_STACK);
     if (pid < 0)
-        return pmd_fail(err, e, "clone", "namespaces %#x", spec->namespaces);
+        return pmd_fail(err, e, "clone", "flags %#x", flags);
     close(err_wr);
     err_wr = -1;
     proc->pid = (int)pid;

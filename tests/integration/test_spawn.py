@@ -29,9 +29,11 @@ DEFAULT_CAPS = 0x00000000A80425FB
 
 # ---- fixtures ----------------------------------------------------------------------------------
 
-def _mounts() -> list[str]:
+def _mounts(under: str) -> list[str]:
+    """Mount points below `under` (other processes on this machine may mount elsewhere)."""
     with open("/proc/self/mountinfo") as f:
-        return sorted(line.split(" - ")[0].split(None, 4)[4] for line in f)
+        points = [line.split()[4] for line in f]
+    return sorted(p for p in points if p.startswith(under))
 
 
 def _children() -> list[str]:
@@ -46,11 +48,12 @@ def _children() -> list[str]:
 
 
 @pytest.fixture(autouse=True)
-def no_leaks():
-    before = _mounts()
+def no_leaks(tmp_path_factory):
+    base = str(tmp_path_factory.getbasetemp())
+    before = _mounts(base)
     yield
     assert _children() == [], "a child process was left behind"
-    assert _mounts() == before, "a mount was left behind"
+    assert _mounts(base) == before, "a mount was left behind"
 
 
 @pytest.fixture
