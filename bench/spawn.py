@@ -25,16 +25,20 @@ def build_rootfs(root: str) -> None:
         os.symlink("busybox", os.path.join(root, "bin", a))
 
 
-def measure(make_spec, runs: int) -> tuple[float, float]:
-    times = []
-    for _ in range(runs + 3):
-        t0 = time.perf_counter()
-        proc = n.spawn(make_spec())
-        rc = proc.wait()
-        times.append(time.perf_counter() - t0)
-        assert rc == 0, rc
-    times = times[3:]  # warm-up
-    return statistics.median(times) * 1e3, min(times) * 1e3
+def measure_all(configs, runs: int) -> list[tuple[float, float]]:
+    """Round-robin over the configurations, so that load from elsewhere (and the kernel's
+    deferred namespace teardown) spreads over all of them alike."""
+    times: list[list[float]] = [[] for _ in configs]
+    for i in range(runs + 3):
+        for j, (_, make) in enumerate(configs):
+            spec = make()
+            t0 = time.perf_counter()
+            rc = n.spawn(spec).wait()
+            dt = time.perf_counter() - t0
+            assert rc == 0, rc
+            if i >= 3:  # warm-up
+                times[j].append(dt)
+    return [(statistics.median(t) * 1e3, min(t) * 1e3) for t in times]
 
 
 def main() -> None:
@@ -66,15 +70,14 @@ def main() -> None:
         ("ipc only, no mounts",
          lambda: n.SpawnSpec(["/bin/true"], namespaces=n.CLONE_NEWIPC)),
     ]
-    print(f"median (min) of {runs} spawn+wait of /bin/true, ms")
+    print(f"median (min) of {runs} spawn+wait of /bin/true, ms; spec built outside the timing")
     t = []
     for _ in range(runs):
         t0 = time.perf_counter()
         subprocess.run(["/bin/true"], check=True)
         t.append(time.perf_counter() - t0)
     print(f"  {'subprocess.run, for scale':40s} {statistics.median(t) * 1e3:7.3f}")
-    for name, make in configs:
-        med, lo = measure(make, runs)
+    for (name, _), (med, lo) in zip(configs, measure_all(configs, runs)):
         print(f"  {name:40s} {med:7.3f} ({lo:.3f})")
     shutil.rmtree(tmp)
 

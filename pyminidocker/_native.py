@@ -7,7 +7,10 @@ PermissionError, ...) apply and the message names the operation and the path.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+
+TYPE_CHECKING = False  # typing is not imported at run time: this module is on the start path
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 try:
     from pyminidocker._pmd import ffi, lib
@@ -30,13 +33,65 @@ def _raise(err) -> None:
     raise OSError(code, msg, path or None)
 
 
-@dataclass(frozen=True)
-class ExtractResult:
+class _Record:
+    """A light dataclass: keyword construction from _FIELDS (name -> default), repr, eq.
+
+    Not @dataclass: importing dataclasses (which imports inspect) and generating the methods
+    costs several milliseconds on the start path of every container.
+    """
+
+    __slots__ = ()
+    _FIELDS: ClassVar[dict[str, object]] = {}
+
+    def __init__(self, *args, **kw):
+        names = list(self._FIELDS)
+        if len(args) > len(names):
+            raise TypeError(f"{type(self).__name__}: too many positional arguments")
+        for name, value in zip(names, args):
+            if name in kw:
+                raise TypeError(f"{type(self).__name__}: {name} given twice")
+            kw[name] = value
+        for name, default in self._FIELDS.items():
+            if name in kw:
+                object.__setattr__(self, name, kw.pop(name))
+            elif default is _REQUIRED:
+                raise TypeError(f"{type(self).__name__}: {name} is required")
+            else:
+                if isinstance(default, (list, dict)):
+                    default = default.copy()  # fresh per instance, as default_factory
+                object.__setattr__(self, name, default)
+        if kw:
+            raise TypeError(f"{type(self).__name__}: unknown field {next(iter(kw))}")
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self._FIELDS)
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other) -> bool:
+        return type(other) is type(self) and all(
+            getattr(self, k) == getattr(other, k) for k in self._FIELDS)
+
+
+_REQUIRED = object()
+
+
+class ExtractResult(_Record):
+    """compressed_digest, diff_id, compressed_size, uncompressed_size, entries (see pmd.h)."""
+
     compressed_digest: str
     diff_id: str
     compressed_size: int
     uncompressed_size: int
     entries: int
+    _FIELDS: ClassVar[dict[str, object]] = {"compressed_digest": _REQUIRED, "diff_id": _REQUIRED,
+               "compressed_size": _REQUIRED, "uncompressed_size": _REQUIRED,
+               "entries": _REQUIRED}
+    __slots__ = tuple(_FIELDS)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("ExtractResult is immutable")
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def layer_extract(fd: int, dest: str | os.PathLike[str], compression: int) -> ExtractResult:
@@ -86,59 +141,81 @@ SECCOMP_OFF = lib.PMD_SECCOMP_OFF
 SECCOMP_DEFAULT = lib.PMD_SECCOMP_DEFAULT
 
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(_Record):
     """One mount inside the container: a bind (flags has MS_BIND, fstype None) or a filesystem.
 
+    Fields: target, source=None, fstype=None, flags=0 (MS_*), data=None, mkdir=False.
     target is absolute inside the container and resolved within the rootfs (symlinks cannot
     leave it); mkdir creates it (a file when a bind source is a file).
     """
 
     target: str
-    source: str | None = None
-    fstype: str | None = None
-    flags: int = 0
-    data: str | None = None
-    mkdir: bool = False
+    source: str | None
+    fstype: str | None
+    flags: int
+    data: str | None
+    mkdir: bool
+    _FIELDS: ClassVar[dict[str, object]] = {"target": _REQUIRED, "source": None, "fstype": None, "flags": 0, "data": None,
+               "mkdir": False}
+    __slots__ = tuple(_FIELDS)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Mount is immutable")
+
+    __hash__ = None  # type: ignore[assignment]
 
 
-@dataclass
-class SpawnSpec:
+class SpawnSpec(_Record):
     """What pmd_spawn executes (see csrc/pmd.h); Python decides every policy in it.
 
-    Capabilities: leave all five sets None to keep the inherited ones; set any of them to apply
-    all five (None counts as 0). rlimits maps RLIMIT_* to (soft, hard). stdio fds of -1 inherit.
+    argv (required), env ("K=V" list; None = empty environment), namespaces (CLONE_NEW* mask),
+    rootfs, readonly_root, mounts (list of Mount), dev_setup, masked_paths, readonly_paths,
+    hostname, cwd, uid/gid (-1 = unchanged), groups (None = unchanged), the five capability
+    masks cap_bounding/effective/permitted/inheritable/ambient (all None = keep the inherited
+    sets; any set = apply all five, None counting as 0), rlimits ({RLIMIT_*: (soft, hard)}),
+    no_new_privs, seccomp (SECCOMP_OFF/SECCOMP_DEFAULT), cgroup_procs (cgroup.procs paths to
+    join), stdin/stdout/stderr (-1 = inherit), setsid, ctty, hold.
     """
 
     argv: list[str]
-    env: list[str] | None = None
-    namespaces: int = 0
-    rootfs: str | os.PathLike[str] | None = None
-    readonly_root: bool = False
-    mounts: list[Mount] = field(default_factory=list)
-    dev_setup: bool = False
-    masked_paths: list[str] = field(default_factory=list)
-    readonly_paths: list[str] = field(default_factory=list)
-    hostname: str | None = None
-    cwd: str | None = None
-    uid: int = -1
-    gid: int = -1
-    groups: list[int] | None = None
-    cap_bounding: int | None = None
-    cap_effective: int | None = None
-    cap_permitted: int | None = None
-    cap_inheritable: int | None = None
-    cap_ambient: int | None = None
-    rlimits: dict[int, tuple[int, int]] = field(default_factory=dict)
-    no_new_privs: bool = False
-    seccomp: int = SECCOMP_OFF
-    cgroup_procs: list[str] = field(default_factory=list)
-    stdin: int = -1
-    stdout: int = -1
-    stderr: int = -1
-    setsid: bool = False
-    ctty: bool = False
-    hold: bool = False
+    env: list[str] | None
+    namespaces: int
+    rootfs: str | os.PathLike[str] | None
+    readonly_root: bool
+    mounts: list[Mount]
+    dev_setup: bool
+    masked_paths: list[str]
+    readonly_paths: list[str]
+    hostname: str | None
+    cwd: str | None
+    uid: int
+    gid: int
+    groups: list[int] | None
+    cap_bounding: int | None
+    cap_effective: int | None
+    cap_permitted: int | None
+    cap_inheritable: int | None
+    cap_ambient: int | None
+    rlimits: dict[int, tuple[int, int]]
+    no_new_privs: bool
+    seccomp: int
+    cgroup_procs: list[str]
+    stdin: int
+    stdout: int
+    stderr: int
+    setsid: bool
+    ctty: bool
+    hold: bool
+    _FIELDS: ClassVar[dict[str, object]] = {
+        "argv": _REQUIRED, "env": None, "namespaces": 0, "rootfs": None, "readonly_root": False,
+        "mounts": [], "dev_setup": False, "masked_paths": [], "readonly_paths": [],
+        "hostname": None, "cwd": None, "uid": -1, "gid": -1, "groups": None,
+        "cap_bounding": None, "cap_effective": None, "cap_permitted": None,
+        "cap_inheritable": None, "cap_ambient": None, "rlimits": {}, "no_new_privs": False,
+        "seccomp": 0, "cgroup_procs": [], "stdin": -1, "stdout": -1, "stderr": -1,
+        "setsid": False, "ctty": False, "hold": False,
+    }
+    __slots__ = tuple(_FIELDS)
 
 
 def _cstr(keep: list, s: str | os.PathLike[str] | None):
@@ -161,7 +238,7 @@ def _cstrv(keep: list, items) -> object:
 class Process:
     """A spawned container process: pid in our namespace; release() once if it was held."""
 
-    __slots__ = ("pid", "_proc", "_held")
+    __slots__ = ("_held", "_proc", "pid")
 
     def __init__(self, pid: int, proc=None):
         self.pid = pid
@@ -282,7 +359,11 @@ def overlay_mount(lowerdirs: list[str | os.PathLike[str]], target: str | os.Path
     """
     if not lowerdirs:
         raise ValueError("at least one lowerdir is needed")
-    lowers = b":".join(os.fsencode(p) for p in lowerdirs)
+    paths = [os.fsencode(p) for p in lowerdirs]
+    if any(b":" in p for p in paths):  # the separator: C would split the path in two
+        raise OSError(22, "overlay path: ':' is not allowed", os.fsdecode(next(
+            p for p in paths if b":" in p)))
+    lowers = b":".join(paths)
     err = ffi.new("struct pmd_error *")
     if lib.pmd_overlay_mount(lowers, os.fsencode(upper) if upper is not None else ffi.NULL,
                              os.fsencode(work) if work is not None else ffi.NULL,

@@ -23,7 +23,7 @@ pytestmark = [
 ]
 
 APPLETS = ["sh", "echo", "cat", "id", "hostname", "mount", "ls", "true", "false", "sleep",
-           "touch", "grep", "wc", "env", "pwd", "umount"]
+           "touch", "grep", "wc", "env", "pwd", "umount", "tty", "unshare"]
 DEFAULT_CAPS = 0x00000000A80425FB
 
 
@@ -173,6 +173,18 @@ def test_escapes_fail(rootfs):
     assert int(out.split("hostpids=")[1].split()[0]) <= 4 and "init=sh" in out
 
 
+def test_seccomp_denies_namespaces_and_more(rootfs):
+    script = """
+        unshare -n true 2>&1; echo unshare=$?
+        unshare -m true 2>&1; echo unshare_m=$?
+    """
+    rc, out = run(container_spec(rootfs, script, cap_bounding=None, cap_effective=None,
+                                 cap_permitted=None, cap_inheritable=None))  # keep all caps
+    assert rc == 0, out
+    assert "unshare=1" in out and "unshare_m=1" in out
+    assert "Operation not permitted" in out
+
+
 def test_mount_denied_by_seccomp_not_caps(rootfs):
     """Even with CAP_SYS_ADMIN, the default filter refuses mount with EPERM."""
     (rootfs / "mnt").mkdir()
@@ -241,6 +253,76 @@ def test_ambient_caps_for_non_root(rootfs):
     assert rc == 0, out
     assert int(status_field(out, "CapAmb"), 16) == nbs
     assert int(status_field(out, "CapEff"), 16) == nbs
+
+
+def test_signals_and_fds_are_clean(rootfs):
+    """CPython ignores SIGPIPE and SIGXFSZ and has handlers: none of that reaches the container;
+    an fd the caller left inheritable does not either."""
+    leak_r, leak_w = os.pipe()
+    os.set_inheritable(leak_w, True)
+    try:
+        rc, out = run(container_spec(rootfs, "cat /proc/self/status; ls /proc/self/fd"))
+    finally:
+        os.close(leak_r)
+        os.close(leak_w)
+    assert rc == 0, out
+    for f in ("SigBlk", "SigIgn", "SigCgt"):
+        assert int(status_field(out, f), 16) == 0, f
+    fds = out.split("\n")[-5:]
+    assert str(leak_w) not in fds and fds[:3] == ["0", "1", "2"], out
+
+
+def test_setsid_controlling_tty(rootfs):
+    """setsid + ctty: the container's init leads a session whose controlling tty is its stdin
+    (a host pty here, so the container's own devpts cannot name it: check tty_nr instead)."""
+    master, slave = os.openpty()
+    rdev = os.fstat(slave).st_rdev
+    major, minor = os.major(rdev), os.minor(rdev)
+    want_tty_nr = (minor & 0xFF) | (major << 8) | ((minor & ~0xFF) << 12)  # proc(5)
+    try:
+        spec = container_spec(rootfs, "echo stat=$(cut -d' ' -f5-7 /proc/self/stat)",
+                              stdin=slave, setsid=True, ctty=True)
+        rc, out = run(spec)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert rc == 0, out
+    # the $(...) subshell: pgrp 1, session 1, tty_nr = the pty's device number
+    pgrp, sid, tty_nr = out.split("stat=")[1].split()
+    assert (pgrp, sid) == ("1", "1")
+    assert int(tty_nr) == want_tty_nr
+
+
+def test_spawn_from_many_threads(rootfs):
+    """The child of a multi-threaded CPython must not need any lock another thread may hold:
+    spawn from four threads at once while a fifth allocates without pause."""
+    import threading
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def churn():
+        while not stop.is_set():
+            [bytearray(4096) for _ in range(100)]
+
+    def spawner():
+        try:
+            for _ in range(15):
+                rc, out = run(container_spec(rootfs, "echo ok"))
+                assert (rc, out) == (0, "ok\n")
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    churner = threading.Thread(target=churn)
+    churner.start()
+    threads = [threading.Thread(target=spawner) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    stop.set()
+    churner.join()
+    assert not any(t.is_alive() for t in threads), "a spawn hung"
+    assert errors == []
 
 
 def test_stdin(rootfs):
@@ -503,6 +585,23 @@ def test_overlay_bad_path_chars(tmp_path):
     with pytest.raises(OSError) as ei:
         n.overlay_mount([bad], merged, upper, work)
     assert ei.value.errno == errno.EINVAL
+
+
+def test_overlay_colon_in_lowerdir(tmp_path):
+    lowers, upper, work, merged = _layers(tmp_path)
+    bad = tmp_path / "a:b"
+    bad.mkdir()
+    with pytest.raises(OSError) as ei:
+        n.overlay_mount([lowers[0], bad], merged, upper, work)
+    assert ei.value.errno == errno.EINVAL and str(bad) in str(ei.value)
+
+
+def test_release_not_held():
+    proc = n.ffi.new("struct pmd_proc *", {"pid": -1, "release_fd": -1, "error_fd": -1})
+    err = n.ffi.new("struct pmd_error *")
+    assert n.lib.pmd_spawn_release(proc, err) == -1 and err.err == errno.EINVAL
+    with pytest.raises(ValueError):
+        n.Process(1).release()
 
 
 def test_umount_not_mounted(tmp_path):
