@@ -46,12 +46,12 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="pmd-bench-")
     root = os.path.join(tmp, "rootfs")
     build_rootfs(root)
-    caps = dict(cap_bounding=d.DEFAULT_CAP_MASK, cap_effective=d.DEFAULT_CAP_MASK,
-                cap_permitted=d.DEFAULT_CAP_MASK, cap_inheritable=d.DEFAULT_CAP_MASK)
-    full = dict(rootfs=root, mounts=d.default_mounts(), dev_setup=True,
-                masked_paths=d.MASKED_PATHS, readonly_paths=d.READONLY_PATHS,
-                hostname="bench", seccomp=n.SECCOMP_DEFAULT, no_new_privs=True,
-                env=[d.DEFAULT_ENV_PATH], **caps)
+    full = {"rootfs": root, "mounts": d.default_mounts(), "dev_setup": True,
+            "masked_paths": d.MASKED_PATHS, "readonly_paths": d.READONLY_PATHS,
+            "hostname": "bench", "seccomp": n.SECCOMP_DEFAULT, "no_new_privs": True,
+            "env": [d.DEFAULT_ENV_PATH], "cap_bounding": d.DEFAULT_CAP_MASK,
+            "cap_effective": d.DEFAULT_CAP_MASK, "cap_permitted": d.DEFAULT_CAP_MASK,
+            "cap_inheritable": d.DEFAULT_CAP_MASK}
     ns = d.DEFAULT_NAMESPACES
     configs = [
         ("fork+exec, no namespaces", lambda: n.SpawnSpec(["/bin/true"])),

@@ -54,8 +54,9 @@ int pmd_layer_extract(int fd, const char *dest, int compression,
  * needs (including the seccomp BPF program) is prepared by pmd_spawn before it clones.
  *
  * Child sequence (each step only if asked for):
- *   wait for release (hold) -> join cgroups (write "0" to each cgroup.procs) -> setsid (+ TIOCSCTTY
- *   on stdin) -> stdio dup2 -> sethostname -> make all mounts rprivate -> bind rootfs onto itself ->
+ *   wait for release (hold) -> join cgroups (write "0" to each cgroup.procs) -> unshare the cgroup
+ *   namespace (so that its root is the container's cgroup) -> stdio dup2 -> setsid (+ TIOCSCTTY
+ *   on stdin) -> sethostname -> make all mounts rprivate -> bind rootfs onto itself ->
  *   mounts[] in order, targets resolved inside rootfs -> standard /dev nodes and symlinks (dev_setup)
  *   -> pivot_root -> masked_paths -> readonly_paths -> read-only root -> rlimits -> no_new_privs ->
  *   seccomp -> setgroups/setresgid/setresuid keeping capabilities -> bounding set, capset, ambient ->

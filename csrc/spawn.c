@@ -168,6 +168,14 @@ static int child_setup(const struct child_ctx *c, struct pmd_error *err)
     old_umask = umask(0);
     if (child_cgroups(s, err) < 0)
         return -1;
+    /*
+     * A cgroup namespace takes the caller's cgroup as its root at the moment it is created. Made
+     * by clone, that would be the engine's cgroup and the container would see its own cgroup as
+     * a subdirectory; so pmd_spawn leaves CLONE_NEWCGROUP out of clone and we unshare it here,
+     * once we are in the container's cgroups.
+     */
+    if ((s->namespaces & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0)
+        return pmd_cfail(err, errno, "unshare", "cgroup namespace");
     if (child_stdio(s, err) < 0)
         return -1;
     /* Anything else CPython left open without O_CLOEXEC must not reach the container. */
@@ -320,7 +328,8 @@ int pmd_spawn(const struct pmd_spawn_spec *spec, struct pmd_proc *proc, struct p
                  -1, 0);
     if (stack == MAP_FAILED)
         return pmd_fail(err, errno, "mmap", "%s", "child stack");
-    flags = spec->namespaces | SIGCHLD | (spec->hold ? 0 : CLONE_VM | CLONE_VFORK);
+    flags = (spec->namespaces & ~CLONE_NEWCGROUP) | SIGCHLD |
+            (spec->hold ? 0 : CLONE_VM | CLONE_VFORK);
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     pid = clone(child_entry, (char *)stack + CHILD_STACK, flags, &ctx);

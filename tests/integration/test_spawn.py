@@ -75,22 +75,22 @@ def rootfs(tmp_path):
 
 def container_spec(rootfs, script: str, **kw) -> n.SpawnSpec:
     """Docker's default confinement on rootfs, running `sh -c script`."""
-    base = dict(
-        argv=["sh", "-c", script],
-        env=[d.DEFAULT_ENV_PATH, "HOME=/root"],
-        namespaces=d.DEFAULT_NAMESPACES,
-        rootfs=str(rootfs),
-        mounts=d.default_mounts(),
-        dev_setup=True,
-        masked_paths=d.MASKED_PATHS,
-        readonly_paths=d.READONLY_PATHS,
-        hostname="ctr0123456789",
-        cap_bounding=d.DEFAULT_CAP_MASK,
-        cap_effective=d.DEFAULT_CAP_MASK,
-        cap_permitted=d.DEFAULT_CAP_MASK,
-        cap_inheritable=d.DEFAULT_CAP_MASK,
-        seccomp=n.SECCOMP_DEFAULT,
-    )
+    base = {
+        "argv": ["sh", "-c", script],
+        "env": [d.DEFAULT_ENV_PATH, "HOME=/root"],
+        "namespaces": d.DEFAULT_NAMESPACES,
+        "rootfs": str(rootfs),
+        "mounts": d.default_mounts(),
+        "dev_setup": True,
+        "masked_paths": d.MASKED_PATHS,
+        "readonly_paths": d.READONLY_PATHS,
+        "hostname": "ctr0123456789",
+        "cap_bounding": d.DEFAULT_CAP_MASK,
+        "cap_effective": d.DEFAULT_CAP_MASK,
+        "cap_permitted": d.DEFAULT_CAP_MASK,
+        "cap_inheritable": d.DEFAULT_CAP_MASK,
+        "seccomp": n.SECCOMP_DEFAULT,
+    }
     base.update(kw)
     return n.SpawnSpec(**base)
 
@@ -190,11 +190,11 @@ def test_mount_denied_by_seccomp_not_caps(rootfs):
     (rootfs / "mnt").mkdir()
     with open("/proc/self/status") as f:
         all_caps = int(status_field(f.read(), "CapBnd"), 16)  # all we have (no SYS_RESOURCE here)
-    rc, out = run(container_spec(rootfs, "mount -t tmpfs x /mnt; echo rc=$?",
+    _, out = run(container_spec(rootfs, "mount -t tmpfs x /mnt; echo rc=$?",
                                  cap_bounding=all_caps, cap_effective=all_caps,
                                  cap_permitted=all_caps, cap_inheritable=0))
     assert "rc=0" not in out and "permission denied" in out.lower(), out
-    rc, out = run(container_spec(rootfs, "mount -t tmpfs x /mnt && echo mounted",
+    _, out = run(container_spec(rootfs, "mount -t tmpfs x /mnt && echo mounted",
                                  seccomp=n.SECCOMP_OFF, cap_bounding=all_caps,
                                  cap_effective=all_caps, cap_permitted=all_caps))
     assert "mounted" in out, out
@@ -224,7 +224,7 @@ def test_mounts_inside(rootfs):
     assert lines["/dev/mqueue"][2] == "mqueue"
     assert lines["/proc/sys"][3].startswith("ro,")
     # the host's filesystem is not reachable
-    assert not any(p.startswith("/work") or p.startswith("/tmp/") for p in lines)
+    assert not any(p.startswith(("/work", "/tmp/")) for p in lines)
 
 
 def test_identity_cwd_env_rlimits(rootfs):
@@ -399,6 +399,14 @@ def test_cgroup_join(rootfs):
                                      namespaces=d.DEFAULT_NAMESPACES))
         assert rc == 0, out
         assert f"pids:/pmd-test-{os.getpid()}" in out
+        # with a cgroup namespace, made after joining: the container's cgroup is its root
+        rc, out = run(container_spec(rootfs, "cat /proc/self/cgroup",
+                                     cgroup_procs=[os.path.join(cg, "cgroup.procs")],
+                                     namespaces=d.DEFAULT_NAMESPACES | n.CLONE_NEWCGROUP))
+        assert rc == 0, out
+        assert any(ln.endswith(":pids:/") for ln in out.splitlines()), out
+        with open(os.path.join(cg, "cgroup.procs")) as f:
+            assert f.read() == ""  # the children were reaped
     finally:
         os.rmdir(cg)
 
@@ -579,7 +587,7 @@ def test_overlay_missing_lowerdir(tmp_path):
 
 
 def test_overlay_bad_path_chars(tmp_path):
-    lowers, upper, work, merged = _layers(tmp_path)
+    _, upper, work, merged = _layers(tmp_path)
     bad = tmp_path / "a,b"
     bad.mkdir()
     with pytest.raises(OSError) as ei:
