@@ -294,10 +294,11 @@ static int child_readonly(const char *path, struct pmd_error *err)
 
 /* ---- child: the whole filesystem sequence ------------------------------------------------ */
 
-int pmd_child_fs(const struct pmd_spawn_spec *s, struct pmd_error *err)
+int pmd_child_mounts(const struct pmd_spawn_spec *s, int *rootfd_out, struct pmd_error *err)
 {
     int rootfd;
 
+    *rootfd_out = -1;
     if (!(s->namespaces & CLONE_NEWNS))
         return 0;
     /*
@@ -329,6 +330,14 @@ int pmd_child_fs(const struct pmd_spawn_spec *s, struct pmd_error *err)
             return -1;
     if (s->dev_setup && child_dev_setup(rootfd, err) < 0)
         return -1;
+    *rootfd_out = rootfd;
+    return 0;
+}
+
+int pmd_child_pivot(const struct pmd_spawn_spec *s, int rootfd, struct pmd_error *err)
+{
+    if (rootfd < 0)
+        return 0;
     if (s->rootfs) {
         /*
          * pivot_root(".", "."): with the new root as cwd, both new_root and put_old are ".". The

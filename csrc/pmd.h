@@ -63,8 +63,9 @@ int pmd_layer_extract(int fd, const char *dest, int compression,
  *   chdir(cwd) -> execve (argv[0] without '/' is searched in the PATH of envp).
  *
  * Errors. pmd_spawn returns 0 with proc filled, or -1 with err filled and nothing left behind (no
- * child, no fd). A failure in the child travels back as struct pmd_error over a close-on-exec pipe:
- * EOF on that pipe means execve succeeded. "Command not found" is err ENOENT with op "exec" and
+ * child, no fd). The child reports over a close-on-exec pipe: its phase times just before execve,
+ * then either EOF (execve succeeded) or struct pmd_error (it failed). A child that dies before
+ * reporting (killed during setup) is an error too: ECHILD, op "child died during setup". "Command not found" is err ENOENT with op "exec" and
  * argv[0] as path (a runtime maps it to exit 127); a command that cannot be run is EACCES (126).
  * A child that failed is reaped by C before the error is returned.
  *
@@ -132,10 +133,23 @@ struct pmd_spawn_spec {
     int hold;                 /* see "Holding" above */
 };
 
+/*
+ * pmd_proc.trace_ns: CLOCK_MONOTONIC nanoseconds at each phase, 0 for a phase not reached; filled
+ * by pmd_spawn (held: by pmd_spawn_release), also when the child failed.
+ */
+#define PMD_TRACE_CLONE 0     /* parent, just before clone */
+#define PMD_TRACE_START 1     /* child running (after the release, if held) */
+#define PMD_TRACE_PROCESS 2   /* cgroups, cgroup ns, stdio, session, hostname done */
+#define PMD_TRACE_MOUNTS 3    /* rootfs bound, mounts[] and /dev done */
+#define PMD_TRACE_PIVOT 4     /* pivot_root, masked and read-only paths, read-only root done */
+#define PMD_TRACE_CONFINE 5   /* rlimits, seccomp, ids, capabilities, chdir done: execve next */
+#define PMD_TRACE_N 6
+
 struct pmd_proc {
     int pid;                  /* in the caller's pid namespace */
     int release_fd;           /* hold only, else -1: pmd_spawn_release writes and closes it */
     int error_fd;             /* hold only, else -1: pmd_spawn_release reads and closes it */
+    uint64_t trace_ns[6];     /* PMD_TRACE_N */
 };
 
 int pmd_spawn(const struct pmd_spawn_spec *spec, struct pmd_proc *proc, struct pmd_error *err);

@@ -36,7 +36,10 @@ struct pmd_bpf {
 int pmd_seccomp_build(int profile, struct pmd_bpf *bpf, struct pmd_error *err);
 
 /* Steps run in the cloned child only: async-signal-safe, no malloc (mount.c, confine.c). */
-int pmd_child_fs(const struct pmd_spawn_spec *s, struct pmd_error *err);
+/* rprivate, rootfs bind, mounts[], /dev; *rootfd = the new root (-1 without CLONE_NEWNS). */
+int pmd_child_mounts(const struct pmd_spawn_spec *s, int *rootfd, struct pmd_error *err);
+/* pivot_root into rootfd (if rootfs), masked and read-only paths, read-only root. */
+int pmd_child_pivot(const struct pmd_spawn_spec *s, int rootfd, struct pmd_error *err);
 int pmd_child_confine(const struct pmd_spawn_spec *s, const struct pmd_bpf *bpf,
                       struct pmd_error *err);
 

@@ -19,6 +19,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
@@ -29,6 +30,30 @@
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define ALLOWED_NS                                                                                 \
     (CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWCGROUP)
+
+/* What the child writes on the error pipe: once just before execve (err.err == 0), and once more
+ * if setup or execve failed. sizeof < PIPE_BUF, so each write is atomic. */
+struct child_msg {
+    uint64_t trace_ns[PMD_TRACE_N];
+    struct pmd_error err;
+};
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* vDSO: no syscall, no lock */
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void send_msg(int fd, const struct child_msg *m)
+{
+    ssize_t n;
+
+    do
+        n = write(fd, m, sizeof *m);
+    while (n < 0 && errno == EINTR);
+}
 
 struct child_ctx {
     const struct pmd_spawn_spec *spec;
@@ -139,9 +164,11 @@ static int child_cgroups(const struct pmd_spawn_spec *s, struct pmd_error *err)
     return 0;
 }
 
-static int child_setup(const struct child_ctx *c, struct pmd_error *err)
+static int child_setup(const struct child_ctx *c, struct child_msg *m)
 {
     const struct pmd_spawn_spec *s = c->spec;
+    struct pmd_error *err = &m->err;
+    int rootfd;
     struct sigaction dfl = {.sa_handler = SIG_DFL};
     sigset_t none;
     mode_t old_umask;
@@ -165,6 +192,7 @@ static int child_setup(const struct child_ctx *c, struct pmd_error *err)
             return pmd_cfail(err, n < 0 ? errno : ECANCELED, "wait for release", "");
         close(c->release_fd);
     }
+    m->trace_ns[PMD_TRACE_START] = now_ns();
     old_umask = umask(0);
     if (child_cgroups(s, err) < 0)
         return -1;
@@ -186,13 +214,20 @@ static int child_setup(const struct child_ctx *c, struct pmd_error *err)
         return pmd_cfail(err, errno, "ioctl TIOCSCTTY", "stdin");
     if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0)
         return pmd_cfail(err, errno, "sethostname", s->hostname);
-    if (pmd_child_fs(s, err) < 0)
+    m->trace_ns[PMD_TRACE_PROCESS] = now_ns();
+    if (pmd_child_mounts(s, &rootfd, err) < 0)
         return -1;
+    m->trace_ns[PMD_TRACE_MOUNTS] = now_ns();
+    if (pmd_child_pivot(s, rootfd, err) < 0)
+        return -1;
+    m->trace_ns[PMD_TRACE_PIVOT] = now_ns();
     if (pmd_child_confine(s, c->bpf, err) < 0)
         return -1;
     if (chdir(s->cwd ? s->cwd : "/") < 0)
         return pmd_cfail(err, errno, "chdir", s->cwd ? s->cwd : "/");
     umask(old_umask);
+    m->trace_ns[PMD_TRACE_CONFINE] = now_ns();
+    send_msg(c->error_fd, m);
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     return child_exec(s, err);
@@ -200,19 +235,17 @@ static int child_setup(const struct child_ctx *c, struct pmd_error *err)
 
 static __attribute__((noreturn)) void child_main(const struct child_ctx *c)
 {
+    struct child_msg m;
+
     if (c->error_fd_parent >= 0)
         close(c->error_fd_parent);
     if (c->release_fd_parent >= 0)
         close(c->release_fd_parent);
-    struct pmd_error err;
-    ssize_t n;
-
-    memset(&err, 0, sizeof err);
-    child_setup(c, &err);
-    /* sizeof(struct pmd_error) < PIPE_BUF: the write is atomic, the parent reads all or none. */
-    do
-        n = write(c->error_fd, &err, sizeof err);
-    while (n < 0 && errno == EINTR);
+    memset(&m, 0, sizeof m);
+    child_setup(c, &m);
+    if (m.err.err == 0)
+        m.err.err = EIO;
+    send_msg(c->error_fd, &m);
     _exit(CHILD_FAILED);
 }
 
@@ -223,29 +256,48 @@ static int child_entry(void *arg)
 
 /* ---- parent ----------------------------------------------------------------------------- */
 
-/* Wait for the child's verdict: EOF means execve succeeded. On failure, reap the child. */
-static int read_verdict(int pid, int fd, struct pmd_error *err)
+static ssize_t read_msg(int fd, struct child_msg *m)
 {
-    struct pmd_error child_err;
     ssize_t n;
-    int status;
 
     do
-        n = read(fd, &child_err, sizeof child_err);
+        n = read(fd, m, sizeof *m);
     while (n < 0 && errno == EINTR);
-    if (n == 0)
-        return 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+    return n;
+}
+
+/*
+ * Wait for the child's verdict: its phase times, then EOF when execve succeeded, or an error.
+ * On failure, reap the child.
+ */
+static int read_verdict(struct pmd_proc *proc, int fd, struct pmd_error *err)
+{
+    struct child_msg m;
+    ssize_t n;
+    int status = 0, traced = 0;
+
+    n = read_msg(fd, &m);
+    if (n == (ssize_t)sizeof m && m.err.err == 0) {
+        traced = 1;
+        memcpy(&proc->trace_ns[1], &m.trace_ns[1], sizeof m.trace_ns - sizeof m.trace_ns[0]);
+        n = read_msg(fd, &m);
+        if (n == 0)
+            return 0;
+    }
+    while (waitpid(proc->pid, &status, 0) < 0 && errno == EINTR)
         ;
     if (n < 0)
-        return pmd_fail(err, errno, "read child status", "pid %d", pid);
-    if (n != sizeof child_err)
-        return pmd_fail(err, EIO, "read child status", "short read from pid %d", pid);
-    child_err.op[sizeof child_err.op - 1] = '\0';
-    child_err.path[sizeof child_err.path - 1] = '\0';
-    *err = child_err;
-    if (err->err == 0)
-        err->err = EIO;
+        return pmd_fail(err, errno, "read child status", "pid %d", proc->pid);
+    if (n == 0)
+        return pmd_fail(err, ECHILD, "child died during setup", "pid %d, wait status %#x",
+                        proc->pid, (unsigned)status);
+    if (n != (ssize_t)sizeof m)
+        return pmd_fail(err, EIO, "read child status", "short read from pid %d", proc->pid);
+    if (!traced)
+        memcpy(&proc->trace_ns[1], &m.trace_ns[1], sizeof m.trace_ns - sizeof m.trace_ns[0]);
+    m.err.op[sizeof m.err.op - 1] = '\0';
+    m.err.path[sizeof m.err.path - 1] = '\0';
+    *err = m.err;
     return -1;
 }
 
@@ -288,6 +340,7 @@ int pmd_spawn(const struct pmd_spawn_spec *spec, struct pmd_proc *proc, struct p
     void *stack;
     int pid, flags, e;
 
+    memset(proc, 0, sizeof *proc);
     proc->pid = -1;
     proc->release_fd = -1;
     proc->error_fd = -1;
@@ -332,6 +385,7 @@ int pmd_spawn(const struct pmd_spawn_spec *spec, struct pmd_proc *proc, struct p
             (spec->hold ? 0 : CLONE_VM | CLONE_VFORK);
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
+    proc->trace_ns[PMD_TRACE_CLONE] = now_ns();
     pid = clone(child_entry, (char *)stack + CHILD_STACK, flags, &ctx);
     e = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -347,7 +401,7 @@ int pmd_spawn(const struct pmd_spawn_spec *spec, struct pmd_proc *proc, struct p
         rel_wr = err_rd = -1; /* handed over to the caller */
         return 0;
     }
-    if (read_verdict((int)pid, err_rd, err) < 0) {
+    if (read_verdict(proc, err_rd, err) < 0) {
         proc->pid = -1;
         return -1;
     }
@@ -358,16 +412,15 @@ int pmd_spawn_release(struct pmd_proc *proc, struct pmd_error *err)
 {
     pmd_cleanup_fd int rel = proc->release_fd, errfd = proc->error_fd;
     ssize_t n;
-    int pid = proc->pid;
 
-    if (pid <= 0 || rel < 0 || errfd < 0)
+    if (proc->pid <= 0 || rel < 0 || errfd < 0)
         return pmd_fail(err, EINVAL, "spawn release", "%s", "not a held process");
     proc->release_fd = proc->error_fd = -1;
     do
         n = write(rel, "g", 1);
     while (n < 0 && errno == EINTR);
-    /* EPIPE: the child is already gone; its verdict (or EOF) is on the error pipe anyway. */
-    if (read_verdict(pid, errfd, err) < 0) {
+    /* EPIPE (SIGPIPE is ignored by CPython): the child is gone already; read_verdict says why. */
+    if (read_verdict(proc, errfd, err) < 0) {
         proc->pid = -1;
         return -1;
     }

@@ -235,15 +235,18 @@ def _cstrv(keep: list, items) -> object:
     return arr
 
 
+TRACE_PHASES = ("clone", "start", "process", "mounts", "pivot", "confine")
+
+
 class Process:
     """A spawned container process: pid in our namespace; release() once if it was held."""
 
     __slots__ = ("_held", "_proc", "pid")
 
-    def __init__(self, pid: int, proc=None):
+    def __init__(self, pid: int, proc=None, held: bool = False):
         self.pid = pid
         self._proc = proc
-        self._held = proc is not None
+        self._held = held
 
     @property
     def held(self) -> bool:
@@ -269,6 +272,20 @@ class Process:
     def wait(self) -> int:
         """Reap the process; return its exit code, or -signal if it was killed."""
         return wait(self.pid)
+
+    def trace(self) -> dict[str, float]:
+        """Milliseconds spent in each phase up to execve (see PMD_TRACE_* in pmd.h): "start" is
+        clone to child running, "process" cgroups/stdio/hostname, "mounts" the rootfs and its
+        mounts, "pivot" pivot_root and the masked/read-only paths, "confine" rlimits, seccomp,
+        ids, capabilities. Phases not reached are left out."""
+        if self._proc is None:
+            return {}
+        t = list(self._proc.trace_ns)
+        out = {}
+        for i in range(1, len(TRACE_PHASES)):
+            if t[i] and t[i - 1]:
+                out[TRACE_PHASES[i]] = (t[i] - t[i - 1]) / 1e6
+        return out
 
 
 def spawn(spec: SpawnSpec) -> Process:
@@ -340,7 +357,7 @@ def spawn(spec: SpawnSpec) -> Process:
     err = ffi.new("struct pmd_error *")
     if lib.pmd_spawn(s, proc, err) != 0:
         _raise(err)
-    return Process(proc.pid, proc if spec.hold else None)
+    return Process(proc.pid, proc, bool(spec.hold))
 
 
 def wait(pid: int) -> int:

@@ -627,6 +627,26 @@ def test_readme_example(rootfs):
     assert proc.wait() == 0
 
 
+def test_trace(rootfs):
+    proc = n.spawn(container_spec(rootfs, "true"))
+    assert proc.wait() == 0
+    phases = proc.trace()
+    assert list(phases) == ["start", "process", "mounts", "pivot", "confine"]
+    assert all(0 <= v < 1000 for v in phases.values())
+    held = n.spawn(container_spec(rootfs, "true", hold=True))
+    assert held.trace() == {}  # only the clone time so far
+    held.release()
+    assert held.wait() == 0 and list(held.trace()) == list(phases)
+
+
+def test_child_killed_during_setup(rootfs):
+    proc = n.spawn(container_spec(rootfs, "true", hold=True))
+    os.kill(proc.pid, 9)
+    with pytest.raises(ChildProcessError) as ei:
+        proc.release()
+    assert "died during setup" in str(ei.value)
+
+
 def test_many_spawns_leave_nothing(rootfs):
     for _ in range(30):
         rc, _ = run(container_spec(rootfs, "true"))
