@@ -265,17 +265,24 @@ static int child_dev_setup(int rootfd, struct pmd_error *err)
 
 /* ---- child: after pivot_root ------------------------------------------------------------ */
 
-/* A file is masked by /dev/null bound over it, a directory by an empty read-only tmpfs. */
+/*
+ * A file is masked by /dev/null bound over it, a directory by an empty read-only tmpfs; a path
+ * this kernel does not have is skipped. The stat comes first so that a missing /dev/null (no
+ * dev_setup) is an error, not a path silently left unmasked.
+ */
 static int child_mask(const char *path, struct pmd_error *err)
 {
-    if (mount("/dev/null", path, NULL, MS_BIND, NULL) == 0)
-        return 0;
-    if (errno == ENOENT)
-        return 0;
-    if (errno != ENOTDIR)
-        return pmd_cfail(err, errno, "mask", path);
-    if (mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0k") < 0)
-        return pmd_cfail(err, errno, "mask", path);
+    struct stat st;
+
+    if (stat(path, &st) < 0)
+        return errno == ENOENT ? 0 : pmd_cfail(err, errno, "mask", path);
+    if (S_ISDIR(st.st_mode)) {
+        if (mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                  "size=0k") < 0)
+            return pmd_cfail(err, errno, "mask", path);
+    } else if (mount("/dev/null", path, NULL, MS_BIND, NULL) < 0) {
+        return pmd_cfail2(err, errno, "mask", "/dev/null", path);
+    }
     return 0;
 }
 

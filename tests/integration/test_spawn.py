@@ -51,8 +51,10 @@ def _children() -> list[str]:
 def no_leaks(tmp_path_factory):
     base = str(tmp_path_factory.getbasetemp())
     before = _mounts(base)
+    fds = sorted(os.listdir("/proc/self/fd"))
     yield
     assert _children() == [], "a child process was left behind"
+    assert sorted(os.listdir("/proc/self/fd")) == fds, "an fd was left open"
     assert _mounts(base) == before, "a mount was left behind"
 
 
@@ -491,6 +493,13 @@ def test_bad_mount_fstype(rootfs):
     with pytest.raises(OSError) as ei:
         n.spawn(container_spec(rootfs, "true", mounts=mounts))
     assert ei.value.errno == errno.ENODEV and "nosuchfs" in str(ei.value)
+
+
+def test_mask_without_dev_null(rootfs):
+    """A masked path is never silently left unmasked: without /dev/null, spawn fails."""
+    with pytest.raises(FileNotFoundError) as ei:
+        n.spawn(container_spec(rootfs, "true", dev_setup=False))
+    assert "/dev/null" in str(ei.value) and "mask" in str(ei.value)
 
 
 def test_bad_cwd(rootfs):
