@@ -23,12 +23,12 @@ from tests.integration.servers import start_registry  # noqa: E402
 CACHE = Path(os.environ.get("PMD_BENCH_CACHE", "/var/cache/pyminidocker-bench"))
 
 
-def busybox_image() -> "I.Image":
+def busybox_image() -> I.Image:
     """A one-layer image of busybox-static with every applet linked in /bin."""
     return I.build_image([I.make_layer(I.full_busybox_entries(), "gzip")])
 
 
-def push_image(img: "I.Image", workdir: Path, ref: str) -> str:
+def push_image(img: I.Image, workdir: Path, ref: str) -> str:
     layout = I.write_layout(workdir / f"layout-{img.id_hex[:12]}", {"latest": img})
     return I.push(layout, "latest", ref)
 
@@ -62,7 +62,7 @@ def debian_minbase_blob() -> Path:
     return blob
 
 
-def blob_image(blob: Path) -> "I.Image":
+def blob_image(blob: Path) -> I.Image:
     """An image whose single layer is an existing gzip blob (no re-compression)."""
     import gzip
 
@@ -87,5 +87,15 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, **kw)
 
 
-__all__ = ["I", "start_registry", "busybox_image", "push_image", "debian_minbase_blob",
-           "blob_image", "median_time", "run", "REPO", "CACHE"]
+__all__ = [
+    "CACHE",
+    "REPO",
+    "I",
+    "blob_image",
+    "busybox_image",
+    "debian_minbase_blob",
+    "median_time",
+    "push_image",
+    "run",
+    "start_registry",
+]

@@ -21,8 +21,16 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (REPO, blob_image, busybox_image, debian_minbase_blob,  # noqa: E402
-                    median_time, push_image, run, start_registry)
+from common import (
+    REPO,
+    blob_image,
+    busybox_image,
+    debian_minbase_blob,
+    median_time,
+    push_image,
+    run,
+    start_registry,
+)
 
 PMD = [sys.executable, "-m", "pyminidocker"]
 
@@ -51,7 +59,7 @@ def main() -> int:
                 shutil.rmtree(root, ignore_errors=True)
 
             def pmd_pull() -> None:
-                run(PMD + ["--root", str(root), "pull", "-q", ref], cwd=REPO)
+                run([*PMD, "--root", str(root), "pull", "-q", ref], cwd=REPO)
 
             t_pmd, _ = median_time(pmd_pull, args.runs, fresh)
             fresh()
@@ -78,7 +86,7 @@ def main() -> int:
                 def pclean() -> None:
                     subprocess.run(["podman", "--root", str(proot), "--runroot",
                                     str(work / "podman-run"), "rmi", "-a", "-f"],
-                                   capture_output=True)
+                                   capture_output=True, check=False)
                     shutil.rmtree(proot, ignore_errors=True)
 
                 def podman_pull() -> None:

@@ -10,7 +10,8 @@ import json
 import os
 import sys
 import time
-from typing import IO, Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import IO, Any
 
 from pyminidocker import __version__
 from pyminidocker.errors import PmdError, UsageError
@@ -327,7 +328,7 @@ def cmd_tag(args: argparse.Namespace, env: Env) -> int:
         rec = store.images.lookup(args.source)
         name = f"{dst.name}:{dst.tag or 'latest'}"
         if name not in rec.names:
-            store.images.set_names(rec, rec.names + [name])
+            store.images.set_names(rec, [*rec.names, name])
     return 0
 
 
@@ -570,7 +571,7 @@ def _run_with_pty(rt: Any, rec: Any, env: Env, interactive: bool) -> int:
     def starter() -> None:
         try:
             result["code"] = rt.start(rec, attach=True, stdio=(slave, slave, slave))
-        except BaseException as e:  # noqa: BLE001 - re-raised in the main thread
+        except BaseException as e:
             result["error"] = e  # type: ignore[assignment]
         finally:
             os.close(slave)
@@ -976,7 +977,7 @@ def main(argv: Sequence[str] | None = None, env: Env | None = None) -> int:
         where = f": {e.filename}" if e.filename else ""
         env.stderr.write(f"Error: {e.strerror or e}{where}\n")
         return 125
-    except Exception as e:  # noqa: BLE001 - the last line of defence: never a traceback
+    except Exception as e:
         if debug:
             import traceback
 

@@ -14,15 +14,21 @@ import hashlib
 import json
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pyminidocker import _native
 from pyminidocker.config import Config
 from pyminidocker.errors import (
-    LayerError, PmdError, RegistryError, StoreError, UnsupportedMedia, VerificationError,
+    LayerError,
+    PmdError,
+    RegistryError,
+    StoreError,
+    UnsupportedMedia,
+    VerificationError,
 )
 from pyminidocker.platforms import Platform, host_platform, select_manifest
 from pyminidocker.reference import Reference
@@ -66,7 +72,7 @@ def _short(digest: str) -> str:
 class _LayerJob:
     """Fetches one layer into a staging directory, holding the layer's lock until released."""
 
-    def __init__(self, puller: "Puller", index: int, desc: dict[str, Any], diff_id: str,
+    def __init__(self, puller: Puller, index: int, desc: dict[str, Any], diff_id: str,
                  chain_id: str, parent: str | None):
         self.p = puller
         self.index = index
@@ -84,7 +90,7 @@ class _LayerJob:
         try:
             self._run()
             self.future.set_result(None)
-        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+        except BaseException as e:
             self.future.set_exception(e)
 
     def _run(self) -> None:
@@ -111,7 +117,7 @@ class _LayerJob:
         def extract() -> None:
             try:
                 result["ok"] = _native.layer_extract(r, self.staging / "diff", comp)
-            except BaseException as e:  # noqa: BLE001 - reported below
+            except BaseException as e:
                 result["error"] = e
             finally:
                 os.close(r)
@@ -154,7 +160,7 @@ class _LayerJob:
             raise _layer_error(result["error"], self.desc["digest"]) from None
         self._verify(result["ok"])
 
-    def _verify(self, res: "_native.ExtractResult") -> None:
+    def _verify(self, res: _native.ExtractResult) -> None:
         digest, size = self.desc["digest"], int(self.desc.get("size", -1))
         self.p.emit(Progress(self.short, "Verifying Checksum"))
         if res.compressed_digest != digest:
@@ -367,7 +373,7 @@ class Puller:
         for job in jobs:
             try:
                 job.future.exception(timeout=5)
-            except BaseException:  # noqa: BLE001 - timeout or interrupt: leave it
+            except BaseException:  # noqa: S112 - timed out or interrupted: leave it to cleanup
                 continue
             job.finish()
 
@@ -389,4 +395,4 @@ def pull(store: Store, config: Config, ref: Reference, platform: Platform | None
     return Puller(store, config, ref, platform, on_event).pull()
 
 
-__all__ = ["Progress", "PullResult", "Puller", "pull", "RegistryError"]
+__all__ = ["Progress", "PullResult", "Puller", "RegistryError", "pull"]

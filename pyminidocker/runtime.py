@@ -13,9 +13,10 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pyminidocker import spec as policy
 from pyminidocker.errors import Conflict, NotFound, PmdError, UsageError
@@ -470,4 +471,4 @@ def _forward_signals(pid: int):
             signal.signal(s, h)
 
 
-__all__ = ["Runtime", "CreateOptions", "NotFound", "PmdError"]
+__all__ = ["CreateOptions", "NotFound", "PmdError", "Runtime"]

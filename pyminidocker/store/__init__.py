@@ -19,8 +19,9 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from pyminidocker.errors import StoreError
 
@@ -98,7 +99,7 @@ class FileLock:
             os.close(self.fd)  # closing the only descriptor drops the flock
             self.fd = -1
 
-    def __enter__(self) -> "FileLock":
+    def __enter__(self) -> FileLock:
         self.acquire()
         return self
 

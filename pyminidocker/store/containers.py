@@ -92,7 +92,7 @@ def check_name(name: str) -> str:
 
 
 class ContainerStore:
-    def __init__(self, store: "Store"):
+    def __init__(self, store: Store):
         self.store = store
         self.dir = store.root / "containers"
 

@@ -13,9 +13,10 @@ import hashlib
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from pyminidocker.errors import Conflict, NotFound, StoreError
 from pyminidocker.store import _store_error, atomic_write, fsync_dir, read_json, write_json
@@ -58,7 +59,7 @@ class ImageRecord:
         }
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "ImageRecord":
+    def from_json(cls, d: dict[str, Any]) -> ImageRecord:
         try:
             return cls(
                 id=d["id"], digest=d.get("digest", ""), names=list(d.get("names", [])),
@@ -76,7 +77,7 @@ class ImageRecord:
 
 
 class ImageStore:
-    def __init__(self, store: "Store"):
+    def __init__(self, store: Store):
         self.store = store
         # The container store registers a function returning the ids of images that
         # containers use, so that rmi refuses to remove them (see ImageStore.users).

@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from pyminidocker.errors import StoreError
 from pyminidocker.store import _store_error, fsync_dir, read_json, write_json
@@ -48,7 +49,7 @@ def _hex(chain_id: str) -> str:
 
 
 class LayerStore:
-    def __init__(self, store: "Store"):
+    def __init__(self, store: Store):
         self.store = store
 
     def path(self, chain_id: str) -> Path:
