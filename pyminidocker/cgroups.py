@@ -710,8 +710,11 @@ class Cgroup:
             if time.monotonic() >= deadline:
                 raise PmdError(f"cannot remove cgroup: {busy}: {os.strerror(errno.EBUSY)}",
                                hint="a process in it does not exit")
-            # Killing again each round catches children forked after the previous round.
-            self.kill(signal.SIGKILL)
+            # Killing again each round catches children forked after the previous round; an
+            # empty cgroup is only waiting for its last task's exit to finish, which is quick,
+            # and freezing it for nothing would cost more than the wait.
+            if self.pids():
+                self.kill(signal.SIGKILL)
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
 

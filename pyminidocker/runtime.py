@@ -188,12 +188,13 @@ class Runtime:
     def _write_etc(self, rec: ContainerRecord, d: Path) -> None:
         from pyminidocker.store import atomic_write
 
-        atomic_write(d / "hostname", f"{rec.hostname}\n".encode())
+        atomic_write(d / "hostname", f"{rec.hostname}\n".encode(), durable=False)
         hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
                  "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
                  "ff02::2\tip6-allrouters\n")
-        atomic_write(d / "hosts", hosts.encode())
-        atomic_write(d / "resolv.conf", _resolv_conf(rec.host.get("network") == "host"))
+        atomic_write(d / "hosts", hosts.encode(), durable=False)
+        atomic_write(d / "resolv.conf", _resolv_conf(rec.host.get("network") == "host"),
+                     durable=False)
 
     # ---- start --------------------------------------------------------------------------
 

@@ -160,21 +160,23 @@ class ContainerStore:
         d = self.path(rec.id)
         try:
             self.dir.mkdir(mode=0o700, exist_ok=True)
-            staging = self.store.new_staging("image")  # created and renamed under the lock
+            staging = self.store.new_staging("locked")  # made and renamed under the store lock
             for sub in ("upper", "work", "rootfs"):
                 (staging / sub).mkdir(mode=0o755)
-            write_json(staging / "config.json", rec.config_json())
-            write_json(staging / "state.json", asdict(rec.state))
+            write_json(staging / "config.json", rec.config_json(), durable=False)
+            write_json(staging / "state.json", asdict(rec.state), durable=False)
             os.rename(staging, d)
         except OSError as e:
             raise _store_error(e, "cannot create the container") from None
         return d
 
+    # Container records are not fsynced: a machine crash stops the container anyway, and the
+    # reconciliation after reboot (runtime.refresh) rebuilds the state from what is running.
     def save_state(self, rec: ContainerRecord) -> None:
-        write_json(self.path(rec.id) / "state.json", asdict(rec.state))
+        write_json(self.path(rec.id) / "state.json", asdict(rec.state), durable=False)
 
     def save_config(self, rec: ContainerRecord) -> None:
-        write_json(self.path(rec.id) / "config.json", rec.config_json())
+        write_json(self.path(rec.id) / "config.json", rec.config_json(), durable=False)
 
     def image_users(self) -> set[str]:
         return {r.image for r in self.list()}

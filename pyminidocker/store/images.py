@@ -161,7 +161,7 @@ class ImageStore:
                                 for k, v in big_data.items()}
         rec.loaded = rec.loaded or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self._take_names(rec.names, keep=rec.id)
-        staging = self.store.new_staging("image")
+        staging = self.store.new_staging("locked")
         try:
             for key, data in big_data.items():
                 atomic_write(staging / big_data_name(key), data)
