@@ -138,7 +138,9 @@ def test_kill_9_during_pull_then_recover(pmd, root, registry, publish, unique_re
     ref = f"{proxy.host}/{pushed.repo}:{pushed.tag}"
     proc = pmd.popen("pull", ref)
     try:
-        assert proxy.stalled.wait(60), "the pull never started downloading a layer"
+        S.wait_until(lambda: proxy.stalled.is_set() or proc.poll() is not None, 60,
+                     what="a layer download to start")
+        assert proc.poll() is None, f"pull ended before it was killed: {proc.communicate()}"
     finally:
         S.kill_tree(proc)
         proc.communicate()
