@@ -259,11 +259,25 @@ def cmd_inspect(args: argparse.Namespace, env: Env) -> int:
     store = _store(args)
     out = []
     failed = False
+    rt = None
     for name in args.images:
+        if args.type in (None, "container") and (store.root / "containers").is_dir():
+            from pyminidocker.runtime import Runtime
+
+            rt = rt or Runtime(store)
+            try:
+                out.append(_inspect_container(rt, rt.get(name)))
+                continue
+            except PmdError:
+                if args.type == "container":
+                    env.stderr.write(f"Error: No such container: {name}\n")
+                    failed = True
+                    continue
         try:
             rec = store.images.lookup(name)
         except PmdError as e:
-            env.stderr.write(f"Error: {e}\n")
+            env.stderr.write(f"Error: No such object: {name}\n" if args.type is None
+                             else f"Error: {e}\n")
             failed = True
             continue
         out.append(_inspect_image(store, rec))
@@ -411,8 +425,354 @@ def cmd_logout(args: argparse.Namespace, env: Env) -> int:
     return 0
 
 
+def _container_group(args: argparse.Namespace, env: Env, parser: Any) -> int:
+    return cmd_container_prune(args, env)
+
+
 def cmd_version(args: argparse.Namespace, env: Env) -> int:
     env.out(f"{PROG} version {__version__}")
+    return 0
+
+
+# ---- containers ------------------------------------------------------------------------------
+
+def _runtime(args: argparse.Namespace) -> Any:
+    from pyminidocker.runtime import Runtime
+
+    return Runtime(_store(args), args.tracer)
+
+
+def _create_options(args: argparse.Namespace) -> Any:
+    from pyminidocker import spec as policy
+    from pyminidocker.runtime import CreateOptions
+
+    env = []
+    for f in args.env_file:
+        env.extend(policy.parse_env_file(f))
+    env.extend(args.env)
+    memory = None
+    if args.memory:
+        from pyminidocker.cgroups import parse_bytes
+
+        memory = parse_bytes(args.memory)
+        if memory < 6 * 1024 * 1024:
+            raise UsageError("Minimum memory limit allowed is 6MB")
+    return CreateOptions(
+        image=args.image, cmd=list(args.cmd), name=args.name, env=env, workdir=args.workdir,
+        user=args.user, entrypoint=args.entrypoint, hostname=args.hostname,
+        read_only=args.read_only, volumes=args.volume, tmpfs=args.tmpfs, memory=memory,
+        cpus=policy.parse_cpus(args.cpus) if args.cpus else None,
+        pids_limit=args.pids_limit, network=args.network, privileged=args.privileged,
+        cap_add=args.cap_add, cap_drop=args.cap_drop, security_opt=args.security_opt,
+        tty=args.tty, interactive=args.interactive, auto_remove=getattr(args, "rm", False),
+    )
+
+
+def cmd_create(args: argparse.Namespace, env: Env) -> int:
+    rec = _runtime(args).create(_create_options(args))
+    env.out(rec.id)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, env: Env) -> int:
+    rt = _runtime(args)
+    opts = _create_options(args)
+    rec = rt.create(opts)
+    if args.detach:
+        rt.start(rec, attach=False)
+        env.out(rec.id)
+        return 0
+    return _attached_start(rt, rec, env, interactive=args.interactive, remove=args.rm)
+
+
+def _attached_start(rt: Any, rec: Any, env: Env, interactive: bool, remove: bool) -> int:
+    from pyminidocker.spec import StartError
+
+    try:
+        if rec.tty:
+            code = _run_with_pty(rt, rec, env, interactive)
+        else:
+            stdin = -1 if interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                env.stdout.flush()
+                code = rt.start(rec, attach=True,
+                                stdio=(stdin, env.stdout.fileno(), env.stderr.fileno()))
+            finally:
+                if stdin >= 0:
+                    os.close(stdin)
+    except StartError:
+        if remove:
+            rt.remove(rt.containers.get(rec.id), force=True)
+        raise
+    if remove:
+        rt.remove(rt.containers.get(rec.id), force=True)
+    return int(code or 0)
+
+
+def _run_with_pty(rt: Any, rec: Any, env: Env, interactive: bool) -> int:
+    """-t: the container gets a pty; we relay between it and our terminal in raw mode."""
+    import fcntl
+    import select
+    import signal
+    import struct
+    import termios
+    import tty
+
+    master, slave = os.openpty()
+    os.set_inheritable(master, False)
+    in_fd = env.stdin.fileno() if interactive else -1
+    is_tty = in_fd >= 0 and os.isatty(in_fd)
+
+    def copy_winsize(*_: object) -> None:
+        if is_tty:
+            size = fcntl.ioctl(in_fd, termios.TIOCGWINSZ, b"\0" * 8)
+            fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+
+    if is_tty:
+        copy_winsize()
+    else:
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    saved = termios.tcgetattr(in_fd) if is_tty else None
+    old_winch = signal.signal(signal.SIGWINCH, copy_winsize)
+    result: dict[str, int] = {}
+    import threading
+
+    def starter() -> None:
+        try:
+            result["code"] = rt.start(rec, attach=True, stdio=(slave, slave, slave))
+        except BaseException as e:  # noqa: BLE001 - re-raised in the main thread
+            result["error"] = e  # type: ignore[assignment]
+        finally:
+            os.close(slave)
+
+    try:
+        if is_tty:
+            tty.setraw(in_fd)
+        t = threading.Thread(target=starter, daemon=True)
+        t.start()
+        out_fd = env.stdout.fileno()
+        fds = [master] + ([in_fd] if in_fd >= 0 else [])
+        while True:
+            r, _, _ = select.select(fds, [], [], 0.1)
+            if master in r:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    data = b""  # EIO: the container side closed
+                if not data:
+                    break
+                os.write(out_fd, data)
+            if in_fd in r:
+                data = os.read(in_fd, 65536)
+                if not data:
+                    fds.remove(in_fd)
+                    os.write(master, b"\x04")  # EOF on our stdin: ^D to the container
+                else:
+                    os.write(master, data)
+            if not t.is_alive() and master not in r:
+                break
+        t.join()
+    finally:
+        if saved is not None:
+            termios.tcsetattr(in_fd, termios.TCSADRAIN, saved)
+        signal.signal(signal.SIGWINCH, old_winch)
+        os.close(master)
+    if "error" in result:
+        raise result["error"]  # type: ignore[misc]
+    return result.get("code", 0)
+
+
+def cmd_start(args: argparse.Namespace, env: Env) -> int:
+    rt = _runtime(args)
+    status = 0
+    for ref in args.containers:
+        try:
+            rec = rt.get(ref)
+            if args.attach:
+                return _attached_start(rt, rec, env, args.interactive, rec.host.get(
+                    "auto_remove", False))
+            rt.start(rec, attach=False)
+            env.out(ref)
+        except PmdError as e:
+            env.stderr.write(f"Error: {e}\n")
+            status = e.exit_code if isinstance(e, UsageError) else 1
+    return status
+
+
+def _each(args: argparse.Namespace, env: Env, action: Callable[[Any, Any], None],
+          echo: bool = True) -> int:
+    rt = _runtime(args)
+    status = 0
+    for ref in args.containers:
+        try:
+            action(rt, rt.get(ref))
+            if echo:
+                env.out(ref)
+        except PmdError as e:
+            env.stderr.write(f"Error: {e}\n")
+            status = 1
+    return status
+
+
+def cmd_stop(args: argparse.Namespace, env: Env) -> int:
+    return _each(args, env, lambda rt, rec: rt.stop(rec, args.time))
+
+
+def cmd_kill(args: argparse.Namespace, env: Env) -> int:
+    sig = _signal(args.signal)
+    return _each(args, env, lambda rt, rec: rt.kill(rec, sig))
+
+
+def _signal(name: str) -> int:
+    import signal
+
+    s = name.upper()
+    if s.isdigit():
+        return int(s)
+    s = s if s.startswith("SIG") else "SIG" + s
+    try:
+        return int(getattr(signal, s))
+    except AttributeError:
+        raise UsageError(f"invalid signal: {name}") from None
+
+
+def cmd_rm(args: argparse.Namespace, env: Env) -> int:
+    return _each(args, env, lambda rt, rec: rt.remove(rec, args.force))
+
+
+def cmd_wait(args: argparse.Namespace, env: Env) -> int:
+    rt = _runtime(args)
+    status = 0
+    for ref in args.containers:
+        try:
+            env.out(str(rt.wait(rt.get(ref))))
+            env.stdout.flush()
+        except PmdError as e:
+            env.stderr.write(f"Error: {e}\n")
+            status = 1
+    return status
+
+
+def cmd_rename(args: argparse.Namespace, env: Env) -> int:
+    rt = _runtime(args)
+    rt.rename(rt.get(args.container), args.new_name)
+    return 0
+
+
+def _status_text(rec: Any, now: float) -> str:
+    st = rec.state
+    if st.status == "running":
+        started = parse_time(st.started_at) or now
+        return f"Up {human_duration(now - started)}"
+    if st.status == "exited":
+        finished = parse_time(st.finished_at) or now
+        return f"Exited ({st.exit_code}) {human_duration(now - finished)} ago"
+    return "Created"
+
+
+def cmd_ps(args: argparse.Namespace, env: Env) -> int:
+    import shlex
+
+    rt = _runtime(args)
+    now = time.time()
+    recs = sorted(rt.list(), key=lambda r: r.created, reverse=True)
+    if not args.all:
+        recs = [r for r in recs if r.state.status == "running"]
+    if args.quiet:
+        for r in recs:
+            env.out(r.short_id)
+        return 0
+    rows = []
+    for r in recs:
+        created = parse_time(r.created)
+        cmd = shlex.join(r.argv)
+        rows.append({
+            "ID": r.short_id, "Image": r.image_name, "Command": cmd,
+            "CreatedAt": r.created,
+            "RunningFor": human_duration(now - created) + " ago" if created else "",
+            "Status": _status_text(r, now), "State": r.state.status, "Ports": "",
+            "Names": r.name,
+        })
+    if args.format == "json":
+        for row in rows:
+            env.out(json.dumps(row))
+        return 0
+    if args.format:
+        raise UsageError(f"unsupported --format {args.format!r}: only 'json' is supported")
+    table([["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]]
+          + [[r["ID"], r["Image"], json.dumps(_trunc(r["Command"], 20)), r["RunningFor"],
+              r["Status"], r["Ports"], r["Names"]] for r in rows], env)
+    return 0
+
+
+def _trunc(s: str, n: int) -> str:
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def _inspect_container(rt: Any, rec: Any) -> dict[str, Any]:
+    st = rec.state
+    d = rt.containers.path(rec.id)
+    mounts = []
+    from pyminidocker import spec as policy
+
+    for v in rec.host.get("binds", []):
+        src, dst, ro = policy.parse_volume(v)
+        mounts.append({"Type": "bind", "Source": src, "Destination": dst, "Mode": "ro" if ro
+                       else "", "RW": not ro, "Propagation": "rprivate"})
+    return {
+        "Id": rec.id,
+        "Created": rec.created,
+        "Path": rec.argv[0],
+        "Args": rec.argv[1:],
+        "State": {
+            "Status": st.status, "Running": st.status == "running", "Paused": False,
+            "Restarting": False, "OOMKilled": st.oom_killed, "Dead": False, "Pid": st.pid,
+            "ExitCode": st.exit_code, "Error": st.error,
+            "StartedAt": st.started_at or "0001-01-01T00:00:00Z",
+            "FinishedAt": st.finished_at or "0001-01-01T00:00:00Z",
+        },
+        "Image": "sha256:" + rec.image,
+        "ResolvConfPath": str(d / "resolv.conf"),
+        "HostnamePath": str(d / "hostname"),
+        "HostsPath": str(d / "hosts"),
+        "LogPath": str(d / f"{rec.id}-json.log"),
+        "Name": "/" + rec.name,
+        "HostConfig": {
+            "Binds": rec.host.get("binds", []), "NetworkMode": rec.host.get("network"),
+            "AutoRemove": rec.host.get("auto_remove", False),
+            "Privileged": rec.host.get("privileged", False),
+            "CapAdd": rec.host.get("cap_add") or None,
+            "CapDrop": rec.host.get("cap_drop") or None,
+            "ReadonlyRootfs": rec.host.get("read_only", False),
+            "Memory": rec.host.get("memory") or 0,
+            "NanoCpus": int((rec.host.get("cpus") or 0) * 1e9),
+            "PidsLimit": rec.host.get("pids_limit"),
+            "Tmpfs": {p: o for p, o in (policy.parse_tmpfs(t)
+                                        for t in rec.host.get("tmpfs", []))},
+        },
+        "GraphDriver": {"Name": "overlay2", "Data": {
+            "UpperDir": str(d / "upper"), "WorkDir": str(d / "work"),
+            "MergedDir": str(d / "rootfs")}},
+        "Mounts": mounts,
+        "Config": {
+            "Hostname": rec.hostname, "User": rec.user, "Tty": rec.tty,
+            "OpenStdin": rec.open_stdin, "Env": rec.env, "Cmd": rec.cmd,
+            "Entrypoint": rec.entrypoint, "WorkingDir": rec.cwd, "Image": rec.image_name,
+            "Labels": rec.labels,
+        },
+        "NetworkSettings": {"Networks": {rec.host.get("network"): {
+            "IPAddress": st.ip, "Gateway": "", "IPPrefixLen": 0}} if st.ip else {},
+            "IPAddress": st.ip, "Ports": {}},
+    }
+
+
+def cmd_container_prune(args: argparse.Namespace, env: Env) -> int:
+    rt = _runtime(args)
+    env.out("Deleted Containers:")
+    for rec in rt.list():
+        if rec.state.status != "running":
+            rt.remove(rec)
+            env.out(rec.id)
     return 0
 
 
@@ -423,11 +783,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", help="store directory (default $PYMINIDOCKER_ROOT or "
                    "/var/lib/docker-mini)")
     p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    p.add_argument("--trace", action="store_true",
+                   help="print the time of each phase (also PYMINIDOCKER_TRACE=1)")
     p.add_argument("-v", "--version", action="store_true", help="print the version and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    def add(name: str, fn: Callable[..., int], help: str, aliases: Sequence[str] = ()) -> Any:
-        sp = sub.add_parser(name, help=help, description=help, aliases=list(aliases))
+    def add(name: str, fn: Callable[..., int], help: str, aliases: Sequence[str] = (),
+            add_help: bool = True) -> Any:
+        sp = sub.add_parser(name, help=help, description=help, aliases=list(aliases),
+                            add_help=add_help)
+        if not add_help:  # -h is --hostname for run/create, as in Docker
+            sp.add_argument("--help", action="help", help="show this help message and exit")
         sp.set_defaults(func=fn)
         return sp
 
@@ -442,8 +808,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--format", help="'json': one JSON object per line")
     sp.add_argument("filter_ref", nargs="?", metavar="REPOSITORY[:TAG]")
 
-    sp = add("inspect", cmd_inspect, "Show low-level information on images")
-    sp.add_argument("images", nargs="+", metavar="IMAGE")
+    sp = add("inspect", cmd_inspect, "Show low-level information on containers and images")
+    sp.add_argument("--type", choices=["container", "image"])
+    sp.add_argument("images", nargs="+", metavar="NAME|ID")
 
     sp = add("tag", cmd_tag, "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")
     sp.add_argument("source", metavar="SOURCE_IMAGE[:TAG]")
@@ -462,6 +829,71 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("logout", cmd_logout, "Log out from a registry")
     sp.add_argument("server", nargs="?", metavar="SERVER")
 
+    def create_flags(sp: Any) -> None:
+        sp.add_argument("--name")
+        sp.add_argument("-e", "--env", action="append", default=[])
+        sp.add_argument("--env-file", action="append", default=[])
+        sp.add_argument("-w", "--workdir")
+        sp.add_argument("-u", "--user")
+        sp.add_argument("--entrypoint")
+        sp.add_argument("-h", "--hostname")
+        sp.add_argument("--read-only", action="store_true")
+        sp.add_argument("-v", "--volume", action="append", default=[])
+        sp.add_argument("--tmpfs", action="append", default=[])
+        sp.add_argument("-m", "--memory")
+        sp.add_argument("--cpus")
+        sp.add_argument("--pids-limit", type=int)
+        sp.add_argument("--network", "--net", default="none")
+        sp.add_argument("--privileged", action="store_true")
+        sp.add_argument("--cap-add", action="append", default=[])
+        sp.add_argument("--cap-drop", action="append", default=[])
+        sp.add_argument("--security-opt", action="append", default=[])
+        sp.add_argument("-i", "--interactive", action="store_true")
+        sp.add_argument("-t", "--tty", action="store_true")
+        sp.add_argument("image", metavar="IMAGE")
+        sp.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND")
+
+    sp = add("create", cmd_create, "Create a new container", add_help=False)
+    create_flags(sp)
+    sp = add("run", cmd_run, "Create and start a container", add_help=False)
+    sp.add_argument("-d", "--detach", action="store_true")
+    sp.add_argument("--rm", action="store_true")
+    create_flags(sp)
+
+    sp = add("start", cmd_start, "Start one or more stopped containers")
+    sp.add_argument("-a", "--attach", action="store_true")
+    sp.add_argument("-i", "--interactive", action="store_true")
+    sp.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    sp = add("ps", cmd_ps, "List containers")
+    sp.add_argument("-a", "--all", action="store_true")
+    sp.add_argument("-q", "--quiet", action="store_true")
+    sp.add_argument("--format")
+
+    sp = add("stop", cmd_stop, "Stop one or more running containers")
+    sp.add_argument("-t", "--time", type=int, default=10)
+    sp.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    sp = add("kill", cmd_kill, "Kill one or more running containers")
+    sp.add_argument("-s", "--signal", default="KILL")
+    sp.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    sp = add("rm", cmd_rm, "Remove one or more containers")
+    sp.add_argument("-f", "--force", action="store_true")
+    sp.add_argument("-v", "--volumes", action="store_true")
+    sp.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    sp = add("wait", cmd_wait, "Block until containers stop, then print their exit codes")
+    sp.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    sp = add("rename", cmd_rename, "Rename a container")
+    sp.add_argument("container", metavar="CONTAINER")
+    sp.add_argument("new_name", metavar="NEW_NAME")
+
+    sp = add("container", lambda a, e: _container_group(a, e, p), "Manage containers")
+    sp.add_argument("action", choices=["prune"])
+    sp.add_argument("-f", "--force", action="store_true")
+
     add("version", cmd_version, "Show the version")
     return p
 
@@ -477,7 +909,13 @@ def program(argv: Sequence[str], env: Env) -> int:
         parser.print_help(env.stdout)
         return 0
     args.config = Config.load(args.root)
-    return int(args.func(args, env))
+    from pyminidocker.trace import Tracer
+
+    args.tracer = Tracer(args.trace or os.environ.get("PYMINIDOCKER_TRACE") == "1")
+    try:
+        return int(args.func(args, env))
+    finally:
+        args.tracer.report(time.process_time() * 1000 if args.tracer.enabled else None)
 
 
 def main(argv: Sequence[str] | None = None, env: Env | None = None) -> int:
