@@ -300,7 +300,8 @@ class FaultyProxy:
 
     - "cut-once": the first blob GET (of a body longer than cut_after) sends headers and `cut_after` body bytes, then closes the
       connection; later requests pass (a client that resumes with Range succeeds).
-    - "cut-always": every blob GET is cut that way (a client must fail cleanly).
+    - "cut-always": every blob GET is cut at `cut_after` bytes from the blob's start, also
+      when resumed with Range (so a client can never complete it and must fail cleanly).
     - "503x2": the first two requests get 503 Service Unavailable, then all pass.
     - "429": the first request gets 429 with `Retry-After: 1`, then all pass.
     - "stall": every blob GET sends `cut_after` bytes then waits until `release` is set (or
@@ -392,7 +393,9 @@ class FaultyProxy:
             h.end_headers()
             if h.command == "HEAD":
                 return
-            sent = 0
+            # cut-always counts from the blob's start, so resuming with Range cannot get past
+            # cut_after: the client makes no progress and must give up
+            sent = _range_start(h.headers.get("Range")) if self.mode == "cut-always" else 0
             while True:
                 want = 32 * 1024
                 if cut:
@@ -423,6 +426,15 @@ class FaultyProxy:
         self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def _range_start(header: str | None) -> int:
+    """N of a "bytes=N-[M]" Range header (0 if absent or unparsable)."""
+    if header and header.startswith("bytes="):
+        first = header[6:].split("-", 1)[0]
+        if first.isdigit():
+            return int(first)
+    return 0
 
 
 # --------------------------------------------------------------------------------------------

@@ -102,8 +102,14 @@ def test_proxy_cut_once_then_resume_with_range(registry, single, faulty_proxy):
 def test_proxy_cut_always(registry, single, faulty_proxy):
     proxy = faulty_proxy(registry, "cut-always", cut_after=5000)
     for _ in range(2):
-        with get(_blob_url(proxy, single)) as r, pytest.raises(http.client.IncompleteRead):
+        with get(_blob_url(proxy, single)) as r, pytest.raises(http.client.IncompleteRead) as e:
             r.read()
+        assert len(e.value.partial) == 5000
+    # resuming past the cut gets nothing more
+    with get(_blob_url(proxy, single), {"Range": "bytes=5000-"}) as r, pytest.raises(
+            http.client.IncompleteRead) as e:
+        r.read()
+    assert e.value.partial == b""
 
 
 @pytest.mark.parametrize("mode,status,count", [("503x2", 503, 2), ("429", 429, 1)])

@@ -61,11 +61,28 @@ def test_registry_down(pmd, root):
     assert time.monotonic() - t0 < 60
 
 
-def test_corrupted_blob_fails_and_registers_nothing(pmd, root, registry, publish, unique_repo):
+def test_corrupted_gzip_blob_fails_and_registers_nothing(pmd, root, registry, publish,
+                                                         unique_repo):
+    """Bytes flipped inside the gzip stream: the stream may break before the digest is known,
+    so the message must name the blob but need not say "digest"."""
     img = unique_image(extra_layers=1)
     pushed = publish(img, unique_repo(), "v1")
     bad = img.layers[1]
     I.corrupt_blob(registry.storage, bad.digest)
+    res = pmd("pull", pushed.ref, check=False)
+    line = assert_clean_failure(res, root, pmd, r".")
+    assert I.hexof(bad.digest)[:12] in line
+    assert_not_registered(root, img)
+
+
+def test_digest_mismatch_fails_and_registers_nothing(pmd, root, registry, publish, unique_repo):
+    """Bytes flipped inside a file of an uncompressed layer: the tar still extracts, only the
+    digest check can catch it."""
+    tag = uuid.uuid4().hex.encode()
+    bad = I.make_layer(I.base_entries(tag), "none")
+    img = I.build_image([bad])
+    pushed = publish(img, unique_repo(), "v1")
+    I.corrupt_blob(registry.storage, bad.digest, offset=200_000)  # inside bin/busybox
     res = pmd("pull", pushed.ref, check=False)
     line = assert_clean_failure(res, root, pmd, r"digest|mismatch|verif")
     assert I.hexof(bad.digest)[:12] in line
