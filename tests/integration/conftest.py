@@ -23,7 +23,8 @@ Factories:
     publish(obj, repo, tag="latest", fmt="oci", all=False, registry=None) -> Pushed
         write obj (Image or Index) to a layout and push it; for per-test repos
     unique_repo() -> "t-<hex>": a repo name nobody else uses
-    faulty_proxy(registry, mode, cut_after=...) -> servers.FaultyProxy (closed at teardown)
+    faulty_proxy(registry, mode, cut_after=..., parties=2) -> servers.FaultyProxy (closed at
+        teardown; modes in servers.FaultyProxy)
 """
 from __future__ import annotations
 
@@ -245,8 +246,9 @@ def big(publish) -> Pushed:
 def faulty_proxy():
     proxies: list[S.FaultyProxy] = []
 
-    def make(registry: S.Registry, mode: str, cut_after: int = 64 * 1024) -> S.FaultyProxy:
-        p = S.FaultyProxy(registry.host, mode, cut_after)
+    def make(registry: S.Registry, mode: str, cut_after: int = 64 * 1024,
+             parties: int = 2) -> S.FaultyProxy:
+        p = S.FaultyProxy(registry.host, mode, cut_after, parties=parties)
         proxies.append(p)
         return p
 

@@ -306,6 +306,8 @@ class FaultyProxy:
     - "429": the first request gets 429 with `Retry-After: 1`, then all pass.
     - "stall": every blob GET sends `cut_after` bytes then waits until `release` is set (or
       close()); `stalled` is set when a blob body is stalled. For kill -9 tests.
+    - "barrier": the first `parties` manifest requests wait for each other (up to 30 s), so
+      that as many concurrent pulls proceed from the same point at the same time.
     - "pass": no faults.
 
     `hits` lists what was seen, in order. host is "127.0.0.1:PORT".
@@ -314,6 +316,7 @@ class FaultyProxy:
     upstream: str
     mode: str = "pass"
     cut_after: int = 64 * 1024
+    parties: int = 2
     hits: list[Hit] = field(default_factory=list)
     stalled: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
@@ -321,6 +324,7 @@ class FaultyProxy:
     def __post_init__(self):
         self._lock = threading.Lock()
         self._faults_done = 0
+        self.barrier = threading.Barrier(self.parties, timeout=30)
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -372,6 +376,12 @@ class FaultyProxy:
         if self.mode == "429" and self._take_fault(1):
             self._record(h, 429, True)
             return self._reply(h, 429, {"Retry-After": "1"})
+        if (self.mode == "barrier" and "/manifests/" in h.path
+                and self._take_fault(self.parties)):
+            try:
+                self.barrier.wait()
+            except threading.BrokenBarrierError:
+                pass
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else None
         headers = {k: v for k, v in h.headers.items() if k.lower() not in HOP_HEADERS}

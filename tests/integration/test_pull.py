@@ -179,11 +179,15 @@ def test_shared_base_layer_already_exists(pmd, root, single, sharing):
     assert_registered(root, sharing)
 
 
-def test_concurrent_pulls_share_one_layer_dir(pmd, root, multi, sharing):
-    procs = [pmd.popen("pull", p.ref) for p in (multi, sharing)]
+def test_concurrent_pulls_share_one_layer_dir(pmd, root, registry, multi, sharing,
+                                             faulty_proxy):
+    # the proxy holds both manifest requests until both have arrived: the pulls overlap
+    proxy = faulty_proxy(registry, "barrier", parties=2)
+    procs = [pmd.popen("pull", f"{proxy.host}/{p.repo}:{p.tag}") for p in (multi, sharing)]
     results = [(*p.communicate(timeout=120), p.returncode) for p in procs]
     for out, err, rc in results:
         assert rc == 0, err
+    assert not proxy.barrier.broken, "the two pulls did not run at the same time"
     want = {I.hexof(c) for p in (multi, sharing) for c in p.image.chain_ids}
     assert sc.layer_ids(root) == want
     assert sc.image_ids(root) == {multi.image.id_hex, sharing.image.id_hex}
