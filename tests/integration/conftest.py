@@ -152,7 +152,7 @@ def publish(layouts, registry):
     def publish(obj, repo: str, tag: str = "latest", fmt: str = "oci", all: bool = False,
                 registry: S.Registry = registry) -> Pushed:
         lay = I.write_layout(layouts / f"{repo}-{tag}-{uuid.uuid4().hex[:6]}", {tag: obj})
-        digest = I.push(lay, tag, f"{registry.host}/{repo}:{tag}", fmt=fmt,
+        digest = I.push(lay, f"{registry.host}/{repo}:{tag}", fmt=fmt,
                         creds=registry.creds, all=all)
         if isinstance(obj, I.Index):
             return Pushed(registry.host, repo, tag, digest, obj.platform(HOST_ARCH), obj)
