@@ -46,3 +46,125 @@ int pmd_layer_extract(int fd, const char *dest, int compression,
                       struct pmd_extract_result *res, struct pmd_error *err);
 
 /* ---- containers (spawn.c, mount.c, confine.c) ----------------------------------------- */
+
+/*
+ * Spawning a container process. Python decides policy (which namespaces, mounts, capabilities,
+ * paths); C executes it between clone() and execve(), in a child that runs no Python and, since
+ * the parent is a multi-threaded CPython, calls no malloc, stdio or lock: everything the child
+ * needs (including the seccomp BPF program) is prepared by pmd_spawn before it clones.
+ *
+ * Child sequence (each step only if asked for):
+ *   wait for release (hold) -> join cgroups (write "0" to each cgroup.procs) -> unshare the cgroup
+ *   namespace (so that its root is the container's cgroup) -> stdio dup2 -> setsid (+ TIOCSCTTY
+ *   on stdin) -> sethostname -> make all mounts rprivate -> bind rootfs onto itself ->
+ *   mounts[] in order, targets resolved inside rootfs -> standard /dev nodes and symlinks (dev_setup)
+ *   -> pivot_root -> masked_paths -> readonly_paths -> read-only root -> rlimits -> no_new_privs ->
+ *   seccomp -> setgroups/setresgid/setresuid keeping capabilities -> bounding set, capset, ambient ->
+ *   chdir(cwd) -> execve (argv[0] without '/' is searched in the PATH of envp).
+ *
+ * Errors. pmd_spawn returns 0 with proc filled, or -1 with err filled and nothing left behind (no
+ * child, no fd). The child reports over a close-on-exec pipe: its phase times just before execve,
+ * then either EOF (execve succeeded) or struct pmd_error (it failed). A child that dies before
+ * reporting (killed during setup) is an error too: ECHILD, op "child died during setup". "Command not found" is err ENOENT with op "exec" and
+ * argv[0] as path (a runtime maps it to exit 127); a command that cannot be run is EACCES (126).
+ * A child that failed is reaped by C before the error is returned.
+ *
+ * Holding. With hold set, pmd_spawn returns as soon as the child exists (proc->pid is valid and
+ * the child blocks before its first step; the caller may configure its cgroups or network now), and
+ * the caller must call pmd_spawn_release exactly once, which lets the child go on and returns the
+ * child's setup result as above. To abort instead, close proc->release_fd and proc->error_fd and
+ * reap the pid: the child sees EOF and exits 127 without running anything.
+ */
+
+#define PMD_MOUNT_MKDIR 1     /* pmd_mount.flags: create the target (dir, or file for a file source) */
+
+struct pmd_mount {
+    const char *source;       /* bind source (host path), or the fs's source name ("proc", "tmpfs") */
+    const char *target;       /* absolute path inside the container (resolved within rootfs) */
+    const char *fstype;       /* NULL for a bind mount (MS_BIND must be in mount_flags) */
+    unsigned long mount_flags;/* MS_* flags; MS_RDONLY on a bind mount is applied by a remount */
+    const char *data;         /* fs options, e.g. "mode=755,size=65536k"; may be NULL */
+    int flags;                /* PMD_MOUNT_* */
+};
+
+struct pmd_rlimit {
+    int resource;             /* RLIMIT_* */
+    uint64_t soft;            /* RLIM_INFINITY is (uint64_t)-1 */
+    uint64_t hard;
+};
+
+#define PMD_SECCOMP_OFF 0
+#define PMD_SECCOMP_DEFAULT 1 /* deny what Docker's default profile denies (see confine.c) */
+
+struct pmd_spawn_spec {
+    int namespaces;           /* CLONE_NEW* mask: NEWNS NEWUTS NEWIPC NEWPID NEWNET NEWCGROUP */
+    const char *rootfs;       /* directory to pivot_root into (needs CLONE_NEWNS); NULL = host fs */
+    int readonly_root;        /* remount the root read-only after the mounts */
+    const struct pmd_mount *mounts;    /* mounted in order, after rootfs is bound */
+    int n_mounts;
+    int dev_setup;            /* create null zero full random urandom tty, ptmx/fd/std* symlinks in
+                                 /dev (a tmpfs the mounts provide) */
+    const char *const *masked_paths;   /* NULL-terminated or NULL; /dev/null or ro tmpfs over each */
+    const char *const *readonly_paths; /* NULL-terminated or NULL; bind + remount read-only */
+    const char *hostname;     /* NULL = unchanged (needs CLONE_NEWUTS) */
+    const char *const *argv;  /* NULL-terminated, argv[0] required */
+    const char *const *envp;  /* NULL-terminated or NULL (empty environment) */
+    const char *cwd;          /* NULL = "/" */
+    int uid;                  /* -1 = unchanged */
+    int gid;                  /* -1 = unchanged */
+    const unsigned int *groups;/* supplementary groups */
+    int n_groups;             /* -1 = unchanged, 0 = none */
+    int set_caps;             /* 0: leave capabilities as inherited; 1: apply the five sets below */
+    uint64_t cap_bounding;    /* bit n = capability n (CAP_CHOWN = 0, ...) */
+    uint64_t cap_effective;
+    uint64_t cap_permitted;
+    uint64_t cap_inheritable;
+    uint64_t cap_ambient;
+    const struct pmd_rlimit *rlimits;
+    int n_rlimits;
+    int no_new_privs;
+    int seccomp;              /* PMD_SECCOMP_* */
+    const char *const *cgroup_procs;   /* NULL-terminated or NULL: cgroup.procs files to join */
+    int stdin_fd;             /* -1 = inherit the caller's fd 0; likewise for 1 and 2 */
+    int stdout_fd;
+    int stderr_fd;
+    int setsid;               /* new session; with ctty, stdin (a tty) becomes the controlling tty */
+    int ctty;
+    int hold;                 /* see "Holding" above */
+};
+
+/*
+ * pmd_proc.trace_ns: CLOCK_MONOTONIC nanoseconds at each phase, 0 for a phase not reached; filled
+ * by pmd_spawn (held: by pmd_spawn_release), also when the child failed.
+ */
+#define PMD_TRACE_CLONE 0     /* parent, just before clone */
+#define PMD_TRACE_START 1     /* child running (after the release, if held) */
+#define PMD_TRACE_PROCESS 2   /* cgroups, cgroup ns, stdio, session, hostname done */
+#define PMD_TRACE_MOUNTS 3    /* rootfs bound, mounts[] and /dev done */
+#define PMD_TRACE_PIVOT 4     /* pivot_root, masked and read-only paths, read-only root done */
+#define PMD_TRACE_CONFINE 5   /* rlimits, seccomp, ids, capabilities, chdir done: execve next */
+#define PMD_TRACE_N 6
+
+struct pmd_proc {
+    int pid;                  /* in the caller's pid namespace */
+    int release_fd;           /* hold only, else -1: pmd_spawn_release writes and closes it */
+    int error_fd;             /* hold only, else -1: pmd_spawn_release reads and closes it */
+    uint64_t trace_ns[6];     /* PMD_TRACE_N */
+};
+
+int pmd_spawn(const struct pmd_spawn_spec *spec, struct pmd_proc *proc, struct pmd_error *err);
+int pmd_spawn_release(struct pmd_proc *proc, struct pmd_error *err);
+
+/*
+ * Mount an overlay on target. lowerdirs is a ':'-separated list, top layer first (no ',' or ':' or
+ * '\\' inside a path: EINVAL). upper and work are NULL for a read-only overlay (then at least two
+ * lowers are needed), and readonly adds MS_RDONLY. Options index=off and redirect_dir=off are always
+ * set (layers may be shared between overlays and moved). When the option string does not fit in a
+ * page, the new mount API is used, adding the lowers one by one ("lowerdir+", Linux >= 6.8); E2BIG
+ * on older kernels.
+ */
+int pmd_overlay_mount(const char *lowerdirs, const char *upper, const char *work,
+                      const char *target, int readonly, struct pmd_error *err);
+
+/* umount2(target, flags) (MNT_DETACH = 2). */
+int pmd_umount(const char *target, int flags, struct pmd_error *err);

@@ -12,12 +12,43 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
+#include <linux/filter.h>
 
 struct pmd_error;
+struct pmd_spawn_spec;
 
 /* Record errno `e`, the operation and a printf-style detail in err; always returns -1 so that
  * each call site is one line: `if (x < 0) return pmd_fail(err, errno, "open", "%s", path);` */
 int pmd_fail(struct pmd_error *err, int e, const char *op, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* Async-signal-safe variant for the cloned child (no printf machinery): copies op and path.
+ * pmd_cfail2 records "a -> b" as the path. Both return -1. */
+int pmd_cfail(struct pmd_error *err, int e, const char *op, const char *path);
+int pmd_cfail2(struct pmd_error *err, int e, const char *op, const char *a, const char *b);
+
+/* The seccomp program, built in the parent before clone (confine.c). */
+#define PMD_BPF_MAX 256
+struct pmd_bpf {
+    unsigned short len;
+    struct sock_filter insns[PMD_BPF_MAX];
+};
+int pmd_seccomp_build(int profile, struct pmd_bpf *bpf, struct pmd_error *err);
+
+/* Steps run in the cloned child only: async-signal-safe, no malloc (mount.c, confine.c). */
+/* rprivate, rootfs bind, mounts[], /dev; *rootfd = the new root (-1 without CLONE_NEWNS). */
+int pmd_child_mounts(const struct pmd_spawn_spec *s, int *rootfd, struct pmd_error *err);
+/* pivot_root into rootfd (if rootfs), masked and read-only paths, read-only root. */
+int pmd_child_pivot(const struct pmd_spawn_spec *s, int rootfd, struct pmd_error *err);
+int pmd_child_confine(const struct pmd_spawn_spec *s, const struct pmd_bpf *bpf,
+                      struct pmd_error *err);
+
+/* close() on scope exit, for fds owned by the parent: `int fd __attribute__((cleanup(pmd_closep)))` */
+static inline void pmd_closep(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+}
+#define pmd_cleanup_fd __attribute__((cleanup(pmd_closep)))
 
 #endif

@@ -7,7 +7,10 @@ PermissionError, ...) apply and the message names the operation and the path.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+
+TYPE_CHECKING = False  # typing is not imported at run time: this module is on the start path
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 try:
     from pyminidocker._pmd import ffi, lib
@@ -30,13 +33,65 @@ def _raise(err) -> None:
     raise OSError(code, msg, path or None)
 
 
-@dataclass(frozen=True)
-class ExtractResult:
+class _Record:
+    """A light dataclass: keyword construction from _FIELDS (name -> default), repr, eq.
+
+    Not @dataclass: importing dataclasses (which imports inspect) and generating the methods
+    costs several milliseconds on the start path of every container.
+    """
+
+    __slots__ = ()
+    _FIELDS: ClassVar[dict[str, object]] = {}
+
+    def __init__(self, *args, **kw):
+        names = list(self._FIELDS)
+        if len(args) > len(names):
+            raise TypeError(f"{type(self).__name__}: too many positional arguments")
+        for name, value in zip(names, args):
+            if name in kw:
+                raise TypeError(f"{type(self).__name__}: {name} given twice")
+            kw[name] = value
+        for name, default in self._FIELDS.items():
+            if name in kw:
+                object.__setattr__(self, name, kw.pop(name))
+            elif default is _REQUIRED:
+                raise TypeError(f"{type(self).__name__}: {name} is required")
+            else:
+                if isinstance(default, (list, dict)):
+                    default = default.copy()  # fresh per instance, as default_factory
+                object.__setattr__(self, name, default)
+        if kw:
+            raise TypeError(f"{type(self).__name__}: unknown field {next(iter(kw))}")
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self._FIELDS)
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other) -> bool:
+        return type(other) is type(self) and all(
+            getattr(self, k) == getattr(other, k) for k in self._FIELDS)
+
+
+_REQUIRED = object()
+
+
+class ExtractResult(_Record):
+    """compressed_digest, diff_id, compressed_size, uncompressed_size, entries (see pmd.h)."""
+
     compressed_digest: str
     diff_id: str
     compressed_size: int
     uncompressed_size: int
     entries: int
+    _FIELDS: ClassVar[dict[str, object]] = {"compressed_digest": _REQUIRED, "diff_id": _REQUIRED,
+               "compressed_size": _REQUIRED, "uncompressed_size": _REQUIRED,
+               "entries": _REQUIRED}
+    __slots__ = tuple(_FIELDS)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("ExtractResult is immutable")
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def layer_extract(fd: int, dest: str | os.PathLike[str], compression: int) -> ExtractResult:
@@ -56,3 +111,285 @@ def layer_extract(fd: int, dest: str | os.PathLike[str], compression: int) -> Ex
         res.uncompressed_size,
         res.entries,
     )
+
+
+# ---- containers (spawn.c, mount.c, confine.c) ----------------------------------------------
+# Kernel ABI constants (Python 3.11's os module has no CLONE_NEW*; these never change).
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_NOATIME = 1024
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+MNT_DETACH = 2
+
+SECCOMP_OFF = lib.PMD_SECCOMP_OFF
+SECCOMP_DEFAULT = lib.PMD_SECCOMP_DEFAULT
+
+
+class Mount(_Record):
+    """One mount inside the container: a bind (flags has MS_BIND, fstype None) or a filesystem.
+
+    Fields: target, source=None, fstype=None, flags=0 (MS_*), data=None, mkdir=False.
+    target is absolute inside the container and resolved within the rootfs (symlinks cannot
+    leave it); mkdir creates it (a file when a bind source is a file).
+    """
+
+    target: str
+    source: str | None
+    fstype: str | None
+    flags: int
+    data: str | None
+    mkdir: bool
+    _FIELDS: ClassVar[dict[str, object]] = {"target": _REQUIRED, "source": None, "fstype": None, "flags": 0, "data": None,
+               "mkdir": False}
+    __slots__ = tuple(_FIELDS)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Mount is immutable")
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class SpawnSpec(_Record):
+    """What pmd_spawn executes (see csrc/pmd.h); Python decides every policy in it.
+
+    argv (required), env ("K=V" list; None = empty environment), namespaces (CLONE_NEW* mask),
+    rootfs, readonly_root, mounts (list of Mount), dev_setup, masked_paths, readonly_paths,
+    hostname, cwd, uid/gid (-1 = unchanged), groups (None = unchanged), the five capability
+    masks cap_bounding/effective/permitted/inheritable/ambient (all None = keep the inherited
+    sets; any set = apply all five, None counting as 0), rlimits ({RLIMIT_*: (soft, hard)}),
+    no_new_privs, seccomp (SECCOMP_OFF/SECCOMP_DEFAULT), cgroup_procs (cgroup.procs paths to
+    join), stdin/stdout/stderr (-1 = inherit), setsid, ctty, hold.
+    """
+
+    argv: list[str]
+    env: list[str] | None
+    namespaces: int
+    rootfs: str | os.PathLike[str] | None
+    readonly_root: bool
+    mounts: list[Mount]
+    dev_setup: bool
+    masked_paths: list[str]
+    readonly_paths: list[str]
+    hostname: str | None
+    cwd: str | None
+    uid: int
+    gid: int
+    groups: list[int] | None
+    cap_bounding: int | None
+    cap_effective: int | None
+    cap_permitted: int | None
+    cap_inheritable: int | None
+    cap_ambient: int | None
+    rlimits: dict[int, tuple[int, int]]
+    no_new_privs: bool
+    seccomp: int
+    cgroup_procs: list[str]
+    stdin: int
+    stdout: int
+    stderr: int
+    setsid: bool
+    ctty: bool
+    hold: bool
+    _FIELDS: ClassVar[dict[str, object]] = {
+        "argv": _REQUIRED, "env": None, "namespaces": 0, "rootfs": None, "readonly_root": False,
+        "mounts": [], "dev_setup": False, "masked_paths": [], "readonly_paths": [],
+        "hostname": None, "cwd": None, "uid": -1, "gid": -1, "groups": None,
+        "cap_bounding": None, "cap_effective": None, "cap_permitted": None,
+        "cap_inheritable": None, "cap_ambient": None, "rlimits": {}, "no_new_privs": False,
+        "seccomp": 0, "cgroup_procs": [], "stdin": -1, "stdout": -1, "stderr": -1,
+        "setsid": False, "ctty": False, "hold": False,
+    }
+    __slots__ = tuple(_FIELDS)
+
+
+def _cstr(keep: list, s: str | os.PathLike[str] | None):
+    if s is None:
+        return ffi.NULL
+    c = ffi.new("char[]", os.fsencode(s))
+    keep.append(c)
+    return c
+
+
+def _cstrv(keep: list, items) -> object:
+    """A NULL-terminated char *[] (NULL for None), kept alive by keep."""
+    if items is None:
+        return ffi.NULL
+    arr = ffi.new("char *[]", [_cstr(keep, s) for s in items] + [ffi.NULL])
+    keep.append(arr)
+    return arr
+
+
+TRACE_PHASES = ("clone", "start", "process", "mounts", "pivot", "confine")
+
+
+class Process:
+    """A spawned container process: pid in our namespace; release() once if it was held."""
+
+    __slots__ = ("_held", "_proc", "pid")
+
+    def __init__(self, pid: int, proc=None, held: bool = False):
+        self.pid = pid
+        self._proc = proc
+        self._held = held
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
+    def release(self) -> None:
+        """Let a held child go on; raises the child's setup error as OSError (child reaped)."""
+        if not self._held:
+            raise ValueError("process is not held")
+        self._held = False
+        err = ffi.new("struct pmd_error *")
+        if lib.pmd_spawn_release(self._proc, err) != 0:
+            _raise(err)
+
+    def abort(self) -> None:
+        """Kill a held child before it runs anything, and reap it."""
+        if self._held:
+            self._held = False
+            os.close(self._proc.release_fd)
+            os.close(self._proc.error_fd)
+            os.waitpid(self.pid, 0)
+
+    def wait(self) -> int:
+        """Reap the process; return its exit code, or -signal if it was killed."""
+        return wait(self.pid)
+
+    def trace(self) -> dict[str, float]:
+        """Milliseconds spent in each phase up to execve (see PMD_TRACE_* in pmd.h): "start" is
+        clone to child running, "process" cgroups/stdio/hostname, "mounts" the rootfs and its
+        mounts, "pivot" pivot_root and the masked/read-only paths, "confine" rlimits, seccomp,
+        ids, capabilities. Phases not reached are left out."""
+        if self._proc is None:
+            return {}
+        t = list(self._proc.trace_ns)
+        out = {}
+        for i in range(1, len(TRACE_PHASES)):
+            if t[i] and t[i - 1]:
+                out[TRACE_PHASES[i]] = (t[i] - t[i - 1]) / 1e6
+        return out
+
+
+def spawn(spec: SpawnSpec) -> Process:
+    """Clone a process in new namespaces and exec spec.argv in it (see pmd_spawn in pmd.h).
+
+    Raises OSError from the parent or from the child's setup: FileNotFoundError with argv[0] for
+    a command not found (errno ENOENT, op "exec"), PermissionError (EACCES) for one that cannot be
+    executed, or the errno, operation and path of the mount/confinement step that failed. On error
+    nothing is left behind. The GIL is released while C waits for the child's exec.
+    """
+    if not spec.argv:
+        raise ValueError("argv must not be empty")
+    keep: list = []
+    s = ffi.new("struct pmd_spawn_spec *")
+    s.namespaces = spec.namespaces
+    s.rootfs = _cstr(keep, spec.rootfs)
+    s.readonly_root = spec.readonly_root
+    if spec.mounts:
+        ms = ffi.new("struct pmd_mount[]", len(spec.mounts))
+        keep.append(ms)
+        for i, m in enumerate(spec.mounts):
+            ms[i].source = _cstr(keep, m.source)
+            ms[i].target = _cstr(keep, m.target)
+            ms[i].fstype = _cstr(keep, m.fstype)
+            ms[i].mount_flags = m.flags
+            ms[i].data = _cstr(keep, m.data)
+            ms[i].flags = lib.PMD_MOUNT_MKDIR if m.mkdir else 0
+        s.mounts = ms
+        s.n_mounts = len(spec.mounts)
+    s.dev_setup = spec.dev_setup
+    s.masked_paths = _cstrv(keep, spec.masked_paths or None)
+    s.readonly_paths = _cstrv(keep, spec.readonly_paths or None)
+    s.hostname = _cstr(keep, spec.hostname)
+    s.argv = _cstrv(keep, spec.argv)
+    s.envp = _cstrv(keep, spec.env)
+    s.cwd = _cstr(keep, spec.cwd)
+    s.uid = spec.uid
+    s.gid = spec.gid
+    if spec.groups is None:
+        s.n_groups = -1
+    else:
+        gs = ffi.new("unsigned int[]", list(spec.groups) or [0])
+        keep.append(gs)
+        s.groups = gs
+        s.n_groups = len(spec.groups)
+    caps = (spec.cap_bounding, spec.cap_effective, spec.cap_permitted, spec.cap_inheritable,
+            spec.cap_ambient)
+    if any(c is not None for c in caps):
+        s.set_caps = 1
+        (s.cap_bounding, s.cap_effective, s.cap_permitted, s.cap_inheritable,
+         s.cap_ambient) = (c or 0 for c in caps)
+    if spec.rlimits:
+        rl = ffi.new("struct pmd_rlimit[]", len(spec.rlimits))
+        keep.append(rl)
+        for i, (res, (soft, hard)) in enumerate(spec.rlimits.items()):
+            rl[i].resource = res
+            rl[i].soft = soft & 0xFFFFFFFFFFFFFFFF  # RLIM_INFINITY (-1) -> all ones
+            rl[i].hard = hard & 0xFFFFFFFFFFFFFFFF
+        s.rlimits = rl
+        s.n_rlimits = len(spec.rlimits)
+    s.no_new_privs = spec.no_new_privs
+    s.seccomp = spec.seccomp
+    s.cgroup_procs = _cstrv(keep, spec.cgroup_procs or None)
+    s.stdin_fd, s.stdout_fd, s.stderr_fd = spec.stdin, spec.stdout, spec.stderr
+    s.setsid = spec.setsid
+    s.ctty = spec.ctty
+    s.hold = spec.hold
+    proc = ffi.new("struct pmd_proc *")
+    err = ffi.new("struct pmd_error *")
+    if lib.pmd_spawn(s, proc, err) != 0:
+        _raise(err)
+    return Process(proc.pid, proc, bool(spec.hold))
+
+
+def wait(pid: int) -> int:
+    """waitpid(pid), retried on EINTR; the exit code, or -signal for a killed process."""
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def overlay_mount(lowerdirs: list[str | os.PathLike[str]], target: str | os.PathLike[str],
+                  upper: str | os.PathLike[str] | None = None,
+                  work: str | os.PathLike[str] | None = None, readonly: bool = False) -> None:
+    """Mount an overlay on target; lowerdirs top layer first (see pmd_overlay_mount).
+
+    Raises OSError: ENOENT/ENOTDIR naming a missing lowerdir, EINVAL for a path containing
+    ',' ':' or '\\', E2BIG for a lowerdir list too long for this kernel.
+    """
+    if not lowerdirs:
+        raise ValueError("at least one lowerdir is needed")
+    paths = [os.fsencode(p) for p in lowerdirs]
+    if any(b":" in p for p in paths):  # the separator: C would split the path in two
+        raise OSError(22, "overlay path: ':' is not allowed", os.fsdecode(next(
+            p for p in paths if b":" in p)))
+    lowers = b":".join(paths)
+    err = ffi.new("struct pmd_error *")
+    if lib.pmd_overlay_mount(lowers, os.fsencode(upper) if upper is not None else ffi.NULL,
+                             os.fsencode(work) if work is not None else ffi.NULL,
+                             os.fsencode(target), int(readonly), err) != 0:
+        _raise(err)
+
+
+def umount(target: str | os.PathLike[str], flags: int = 0) -> None:
+    """umount2(target, flags); raises OSError (EINVAL if target is not a mount point)."""
+    err = ffi.new("struct pmd_error *")
+    if lib.pmd_umount(os.fsencode(target), flags, err) != 0:
+        _raise(err)

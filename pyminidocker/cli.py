@@ -146,7 +146,9 @@ class PullRenderer:
 def _store(args: argparse.Namespace) -> Any:
     from pyminidocker.store import Store
 
-    return Store(args.config.root)
+    store = Store(args.config.root)
+    store.ensure()  # every command first removes what interrupted ones left behind
+    return store
 
 
 def cmd_pull(args: argparse.Namespace, env: Env) -> int:

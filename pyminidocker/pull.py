@@ -10,6 +10,7 @@ per-layer lock), never fetched twice.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import threading
@@ -117,37 +118,40 @@ class _LayerJob:
 
         t = threading.Thread(target=extract, name=f"extract-{self.short}", daemon=True)
         t.start()
-        done = 0
+        # The blob is hashed here too: when the extractor stops early (a corrupt or hostile
+        # tar), the rest is still read and hashed, so a damaged blob is reported as such.
+        hasher = hashlib.sha256()
+        extractor_gone = False
 
         def sink(chunk: bytes) -> None:
+            nonlocal extractor_gone
             if self.p.cancel.is_set():
                 raise _Cancelled()
+            hasher.update(chunk)
+            if extractor_gone:
+                return
             view = memoryview(chunk)
-            while view:
-                view = view[os.write(w, view):]
+            try:
+                while view:
+                    view = view[os.write(w, view):]
+            except BrokenPipeError:
+                extractor_gone = True
 
         def progress(n: int) -> None:
-            nonlocal done
-            done = n
-            self.p.emit(Progress(self.short, "Downloading", done, total))
+            self.p.emit(Progress(self.short, "Downloading", n, total))
 
-        stream_error: BaseException | None = None
         try:
             self.p.emit(Progress(self.short, "Downloading", 0, total))
             self.p.client.stream_blob(self.p.ref.repository, self.desc, sink, progress)
-        except BrokenPipeError:
-            pass  # the extractor stopped early; its error says why
-        except BaseException as e:  # noqa: BLE001 - re-raised after the extractor ends
-            stream_error = e
         finally:
             os.close(w)
             t.join()
-        if "error" in result and not isinstance(stream_error, (_Cancelled, KeyboardInterrupt)):
-            err = result["error"]
-            if stream_error is None or isinstance(err, OSError) and err.errno in (1, 18, 28):
-                raise _layer_error(err, self.desc["digest"]) from None
-        if stream_error is not None:
-            raise stream_error
+        digest = "sha256:" + hasher.hexdigest()
+        if digest != self.desc["digest"]:
+            raise VerificationError(
+                f"blob {self.desc['digest']} is corrupt: its content has digest {digest}")
+        if "error" in result:
+            raise _layer_error(result["error"], self.desc["digest"]) from None
         self._verify(result["ok"])
 
     def _verify(self, res: "_native.ExtractResult") -> None:
@@ -203,6 +207,7 @@ class Puller:
         self._on_event = on_event
         self.client = client or RegistryClient(config, ref.registry)
         self.cancel = threading.Event()
+        self.committed: list[str] = []  # layers this pull registered, for _rollback
         self.slots = threading.BoundedSemaphore(max(1, config.max_concurrent_downloads))
         self._emit_lock = threading.Lock()
 
@@ -234,8 +239,9 @@ class Puller:
         cfg_desc = manifest.get("config") or {}
         if "digest" not in cfg_desc:
             raise UnsupportedMedia(f"{self.ref}: manifest has no config")
-        config_bytes = self.client.get_blob(self.ref.repository, cfg_desc)
         image_id = cfg_desc["digest"].removeprefix("sha256:")
+        config_bytes = self._local_config(image_id) or \
+            self.client.get_blob(self.ref.repository, cfg_desc)
         config = _parse_config(config_bytes, cfg_desc["digest"])
         layers = manifest.get("layers") or []
         diff_ids = config["rootfs"]["diff_ids"]
@@ -246,15 +252,50 @@ class Puller:
         for desc in layers:
             layer_compression(desc.get("mediaType", ""))  # refuse unknown types up front
         chains = chain_ids(diff_ids)
-        fresh = self._fetch_layers(layers, diff_ids, chains)
         names = [f"{self.ref.name}@{top_digest}"]
         if self.ref.tag:
             names.insert(0, f"{self.ref.name}:{self.ref.tag}")
-        with self.store.lock():
-            fresh = self._register(image_id, top_digest, names, chains, config,
-                                   {"sha256:" + image_id: config_bytes,
-                                    "manifest": manifest_bytes}) or fresh
+        big_data = {"sha256:" + image_id: config_bytes, "manifest": manifest_bytes}
+        fresh = False
+        try:
+            # A layer found in the store may be removed by a concurrent rmi before our image
+            # record protects it; then it is fetched again.
+            for _ in range(3):
+                fresh = self._fetch_layers(layers, diff_ids, chains) or fresh
+                with self.store.lock():
+                    if all(self.store.layers.exists(c) for c in chains):
+                        fresh = self._register(image_id, top_digest, names, chains, config,
+                                               big_data) or fresh
+                        break
+            else:
+                raise StoreError(f"layers of {self.ref} were removed while it was being "
+                                 "pulled; try again")
+        except BaseException:
+            self._rollback()
+            raise
         return PullResult(image_id, top_digest, self.ref, fresh)
+
+    def _rollback(self) -> None:
+        """A failed pull registers nothing: drop the layers it added that no image uses."""
+        if not self.committed:
+            return
+        doomed = []
+        with self.store.lock():
+            unused = set(self.store.images.unused_layers())
+            for chain_id in reversed(self.committed):
+                if chain_id in unused and self.store.layers.exists(chain_id):
+                    doomed.append(self.store.layers.retire(chain_id))
+        for path in doomed:
+            self.store.discard(path)
+
+    def _local_config(self, image_id: str) -> bytes | None:
+        """The config of an image we already have (verified when it was stored), so that a
+        re-pull of an unchanged image fetches nothing but the manifest."""
+        try:
+            rec = self.store.images.get(image_id)
+            return self.store.images.big_data(rec, rec.config_key)
+        except PmdError:
+            return None
 
     def _register(self, image_id: str, digest: str, names: list[str], chains: list[str],
                   config: dict[str, Any], big_data: dict[str, bytes]) -> bool:
@@ -306,7 +347,8 @@ class Puller:
                 if job.record is not None and job.staging is not None:
                     self.emit(Progress(job.short, "Extracting"))
                     with self.store.lock():
-                        self.store.layers.commit(job.staging, job.record)
+                        if self.store.layers.commit(job.staging, job.record):
+                            self.committed.append(job.chain_id)
                     job.staging = None
                     self.emit(Progress(job.short, "Pull complete"))
                 else:

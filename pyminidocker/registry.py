@@ -131,6 +131,9 @@ def is_schema1(media_type: str) -> bool:
 # --- tunables (module level so tests can shrink them) --------------------------------------------
 
 MAX_ATTEMPTS = 5  # tries per request, the first one included
+# Resumes of one blob in all: a link that breaks again and again, even while making progress,
+# is not worth hammering forever (a 50 MB layer cut every 64 KiB would take 800 requests).
+MAX_RESUMES = 20
 BACKOFF_BASE = 0.2  # seconds before the 2nd try; doubles after each failure
 RETRY_AFTER_CAP = 10.0  # never wait longer than this on a server's Retry-After
 MAX_REDIRECTS = 5
@@ -1153,6 +1156,7 @@ class RegistryClient:
     ) -> None:
         is_api = path_or_url.startswith("/")
         failures = 0
+        resumes = 0
         while True:
             # identity: a server compressing on the fly would change the bytes we must hash.
             headers = {"Accept-Encoding": "identity"}
@@ -1191,7 +1195,8 @@ class RegistryClient:
             if state.written > before:
                 failures = 0  # progress was made; the budget is for consecutive failures
             failures += 1
-            if failures >= MAX_ATTEMPTS:
+            resumes += 1
+            if failures >= MAX_ATTEMPTS or resumes > MAX_RESUMES:
                 if broken is not None:
                     raise RegistryError(
                         f"{where}: connection broke after {state.written} bytes: "

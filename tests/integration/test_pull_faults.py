@@ -101,7 +101,8 @@ def test_truncated_download_resumes(pmd, root, registry, single, faulty_proxy):
 
 
 def test_always_truncated_download_fails_cleanly(pmd, root, registry, single, faulty_proxy):
-    proxy = faulty_proxy(registry, "cut-always", cut_after=64 * 1024)
+    # every response is cut after 8 KiB: ~128 resumes would be needed, more than the cap
+    proxy = faulty_proxy(registry, "cut-always", cut_after=8 * 1024)
     res = pmd("pull", f"{proxy.host}/{single.repo}:{single.tag}", check=False)
     assert_clean_failure(res, root, pmd, r".")
     assert_not_registered(root, single.image)

@@ -1,0 +1,428 @@
+/*
+ * spawn.c: clone a container process and run its setup up to execve (see pmd.h for the contract).
+ *
+ * Why the child is so restricted: the caller is CPython, which has threads (the GIL's, an
+ * executor's, ...). clone() copies only the calling thread; any lock another thread held at that
+ * instant (malloc's arenas, stdio, the GIL itself) stays locked forever in the child. So after
+ * clone the child calls only syscalls and trivial string helpers, writes into memory prepared by
+ * the parent (the spec, the seccomp program, an error struct on its own stack), and never returns
+ * into Python: it either execs or _exits.
+ */
+#include "pmd_sys.h"
+#include "pmd.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+#define CHILD_FAILED 127
+#define CHILD_STACK (256 * 1024) /* the child's deepest frame holds two PATH_MAX buffers */
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define ALLOWED_NS                                                                                 \
+    (CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWCGROUP)
+
+/* What the child writes on the error pipe: once just before execve (err.err == 0), and once more
+ * if setup or execve failed. sizeof < PIPE_BUF, so each write is atomic. */
+struct child_msg {
+    uint64_t trace_ns[PMD_TRACE_N];
+    struct pmd_error err;
+};
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* vDSO: no syscall, no lock */
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void send_msg(int fd, const struct child_msg *m)
+{
+    ssize_t n;
+
+    do
+        n = write(fd, m, sizeof *m);
+    while (n < 0 && errno == EINTR);
+}
+
+struct child_ctx {
+    const struct pmd_spawn_spec *spec;
+    const struct pmd_bpf *bpf; /* NULL = no seccomp */
+    int error_fd;              /* write end, close-on-exec */
+    int release_fd;            /* read end, or -1 */
+    int error_fd_parent;       /* the parent's ends, closed first thing in the child */
+    int release_fd_parent;
+};
+
+/* ---- child ------------------------------------------------------------------------------ */
+
+static const char *env_path(const char *const *envp)
+{
+    for (; envp && *envp; envp++)
+        if (strncmp(*envp, "PATH=", 5) == 0)
+            return *envp + 5;
+    return DEFAULT_PATH;
+}
+
+/* execvpe without malloc: search argv[0] in the container's PATH, as the shell would. */
+static int child_exec(const struct pmd_spawn_spec *s, struct pmd_error *err)
+{
+    static const char *const no_env[] = {NULL};
+    char *const *argv = (char *const *)s->argv;
+    char *const *envp = (char *const *)(s->envp ? s->envp : no_env);
+    const char *file = s->argv[0];
+    const char *path;
+    size_t flen = strlen(file);
+    int seen_eacces = 0;
+    char buf[PATH_MAX];
+
+    if (strchr(file, '/') != NULL) {
+        execve(file, argv, envp);
+        return pmd_cfail(err, errno, "exec", file);
+    }
+    if (file[0] == '\0')
+        return pmd_cfail(err, ENOENT, "exec", file);
+    for (path = env_path(s->envp);; path++) {
+        const char *end = strchrnul(path, ':');
+        size_t dlen = (size_t)(end - path);
+        if (dlen + 1 + flen + 1 <= sizeof buf) {
+            if (dlen == 0) {
+                memcpy(buf, file, flen + 1); /* empty entry = current directory */
+            } else {
+                memcpy(buf, path, dlen);
+                buf[dlen] = '/';
+                memcpy(buf + dlen + 1, file, flen + 1);
+            }
+            execve(buf, argv, envp);
+            switch (errno) {
+            case EACCES:
+                seen_eacces = 1;
+                break;
+            case ENOENT:
+            case ENOTDIR:
+            case ESTALE:
+            case ENODEV:
+            case ETIMEDOUT:
+            case ELOOP:
+            case ENAMETOOLONG:
+                break;
+            default:
+                return pmd_cfail(err, errno, "exec", file);
+            }
+        }
+        if (*end == '\0')
+            break;
+        path = end;
+    }
+    return pmd_cfail(err, seen_eacces ? EACCES : ENOENT, "exec", file);
+}
+
+/* Put the requested fds on 0, 1, 2. Dup all of them high first, so that a request like
+ * stdout=0 is not clobbered by an earlier dup2 onto 0. */
+static int child_stdio(const struct pmd_spawn_spec *s, struct pmd_error *err)
+{
+    int want[3] = {s->stdin_fd, s->stdout_fd, s->stderr_fd};
+    int high[3] = {-1, -1, -1};
+
+    for (int i = 0; i < 3; i++)
+        if (want[i] >= 0 && (high[i] = fcntl(want[i], F_DUPFD_CLOEXEC, 3)) < 0)
+            return pmd_cfail(err, errno, "dup", i == 0 ? "stdin" : i == 1 ? "stdout" : "stderr");
+    for (int i = 0; i < 3; i++)
+        if (high[i] >= 0 && dup2(high[i], i) < 0) /* dup2 clears close-on-exec on i */
+            return pmd_cfail(err, errno, "dup2", i == 0 ? "stdin" : i == 1 ? "stdout" : "stderr");
+    return 0;
+}
+
+static int child_cgroups(const struct pmd_spawn_spec *s, struct pmd_error *err)
+{
+    /*
+     * Write "0", which cgroupfs (v1 and v2) reads as "the writing process". Our pid as getpid()
+     * reports it is the one in the new pid namespace (1); the kernel would resolve it in the
+     * writer's namespace and get it right, but "0" leaves no room for confusion in a reader.
+     */
+    for (const char *const *p = s->cgroup_procs; p && *p; p++) {
+        int fd = open(*p, O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+            return pmd_cfail(err, errno, "join cgroup", *p);
+        if (write(fd, "0", 1) != 1) {
+            int e = errno;
+            close(fd);
+            return pmd_cfail(err, e, "join cgroup", *p);
+        }
+        close(fd);
+    }
+    return 0;
+}
+
+static int child_setup(const struct child_ctx *c, struct child_msg *m)
+{
+    const struct pmd_spawn_spec *s = c->spec;
+    struct pmd_error *err = &m->err;
+    int rootfd;
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    sigset_t none;
+    mode_t old_umask;
+
+    /*
+     * Signal dispositions: CPython's handlers (SIGINT, ...) would run Python-owned C in the child
+     * and write to the parent's wakeup fd; its SIG_IGN of SIGPIPE and SIGXFSZ would survive
+     * execve. All signals are blocked since before clone; reset everything to default while
+     * they are, and unblock just before execve.
+     */
+    for (int sig = 1; sig < _NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            sigaction(sig, &dfl, NULL); /* EINVAL for glibc's internal signals: harmless */
+    if (c->release_fd >= 0) {
+        char go;
+        ssize_t n;
+        do
+            n = read(c->release_fd, &go, 1);
+        while (n < 0 && errno == EINTR);
+        if (n != 1)
+            return pmd_cfail(err, n < 0 ? errno : ECANCELED, "wait for release", "");
+        close(c->release_fd);
+    }
+    m->trace_ns[PMD_TRACE_START] = now_ns();
+    old_umask = umask(0);
+    if (child_cgroups(s, err) < 0)
+        return -1;
+    /*
+     * A cgroup namespace takes the caller's cgroup as its root at the moment it is created. Made
+     * by clone, that would be the engine's cgroup and the container would see its own cgroup as
+     * a subdirectory; so pmd_spawn leaves CLONE_NEWCGROUP out of clone and we unshare it here,
+     * once we are in the container's cgroups.
+     */
+    if ((s->namespaces & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0)
+        return pmd_cfail(err, errno, "unshare", "cgroup namespace");
+    if (child_stdio(s, err) < 0)
+        return -1;
+    /* Anything else CPython left open without O_CLOEXEC must not reach the container. */
+    syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+    if (s->setsid && setsid() < 0)
+        return pmd_cfail(err, errno, "setsid", "");
+    if (s->ctty && ioctl(0, TIOCSCTTY, 0) < 0)
+        return pmd_cfail(err, errno, "ioctl TIOCSCTTY", "stdin");
+    if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0)
+        return pmd_cfail(err, errno, "sethostname", s->hostname);
+    m->trace_ns[PMD_TRACE_PROCESS] = now_ns();
+    if (pmd_child_mounts(s, &rootfd, err) < 0)
+        return -1;
+    m->trace_ns[PMD_TRACE_MOUNTS] = now_ns();
+    if (pmd_child_pivot(s, rootfd, err) < 0)
+        return -1;
+    m->trace_ns[PMD_TRACE_PIVOT] = now_ns();
+    if (pmd_child_confine(s, c->bpf, err) < 0)
+        return -1;
+    if (chdir(s->cwd ? s->cwd : "/") < 0)
+        return pmd_cfail(err, errno, "chdir", s->cwd ? s->cwd : "/");
+    umask(old_umask);
+    m->trace_ns[PMD_TRACE_CONFINE] = now_ns();
+    send_msg(c->error_fd, m);
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    return child_exec(s, err);
+}
+
+static __attribute__((noreturn)) void child_main(const struct child_ctx *c)
+{
+    struct child_msg m;
+
+    if (c->error_fd_parent >= 0)
+        close(c->error_fd_parent);
+    if (c->release_fd_parent >= 0)
+        close(c->release_fd_parent);
+    memset(&m, 0, sizeof m);
+    child_setup(c, &m);
+    if (m.err.err == 0)
+        m.err.err = EIO;
+    send_msg(c->error_fd, &m);
+    _exit(CHILD_FAILED);
+}
+
+static int child_entry(void *arg)
+{
+    child_main(arg);
+}
+
+/* ---- parent ----------------------------------------------------------------------------- */
+
+static ssize_t read_msg(int fd, struct child_msg *m)
+{
+    ssize_t n;
+
+    do
+        n = read(fd, m, sizeof *m);
+    while (n < 0 && errno == EINTR);
+    return n;
+}
+
+/*
+ * Wait for the child's verdict: its phase times, then EOF when execve succeeded, or an error.
+ * On failure, reap the child.
+ */
+static int read_verdict(struct pmd_proc *proc, int fd, struct pmd_error *err)
+{
+    struct child_msg m;
+    ssize_t n;
+    int status = 0, traced = 0;
+
+    n = read_msg(fd, &m);
+    if (n == (ssize_t)sizeof m && m.err.err == 0) {
+        traced = 1;
+        memcpy(&proc->trace_ns[1], &m.trace_ns[1], sizeof m.trace_ns - sizeof m.trace_ns[0]);
+        n = read_msg(fd, &m);
+        if (n == 0)
+            return 0;
+    }
+    while (waitpid(proc->pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (n < 0)
+        return pmd_fail(err, errno, "read child status", "pid %d", proc->pid);
+    if (n == 0)
+        return pmd_fail(err, ECHILD, "child died during setup", "pid %d, wait status %#x",
+                        proc->pid, (unsigned)status);
+    if (n != (ssize_t)sizeof m)
+        return pmd_fail(err, EIO, "read child status", "short read from pid %d", proc->pid);
+    if (!traced)
+        memcpy(&proc->trace_ns[1], &m.trace_ns[1], sizeof m.trace_ns - sizeof m.trace_ns[0]);
+    m.err.op[sizeof m.err.op - 1] = '\0';
+    m.err.path[sizeof m.err.path - 1] = '\0';
+    *err = m.err;
+    return -1;
+}
+
+static int check_spec(const struct pmd_spawn_spec *s, struct pmd_error *err)
+{
+    if (s->argv == NULL || s->argv[0] == NULL)
+        return pmd_fail(err, EINVAL, "spawn", "%s", "argv[0] is required");
+    if (s->namespaces & ~ALLOWED_NS)
+        return pmd_fail(err, EINVAL, "spawn", "unsupported namespace flags %#x",
+                        s->namespaces & ~ALLOWED_NS);
+    if ((s->rootfs || s->n_mounts > 0 || s->masked_paths || s->readonly_paths ||
+         s->readonly_root || s->dev_setup) && !(s->namespaces & CLONE_NEWNS))
+        return pmd_fail(err, EINVAL, "spawn", "%s", "mounts need CLONE_NEWNS");
+    if (s->hostname && !(s->namespaces & CLONE_NEWUTS))
+        return pmd_fail(err, EINVAL, "spawn", "%s", "hostname needs CLONE_NEWUTS");
+    if (s->n_mounts < 0 || (s->n_mounts > 0 && s->mounts == NULL) || s->n_rlimits < 0 ||
+        (s->n_rlimits > 0 && s->rlimits == NULL) || (s->n_groups > 0 && s->groups == NULL))
+        return pmd_fail(err, EINVAL, "spawn", "%s", "bad array length");
+    if (s->ctty && !s->setsid)
+        return pmd_fail(err, EINVAL, "spawn", "%s", "ctty needs setsid");
+    /* The rootfs is checked here so that the common mistake is reported with its path
+     * before anything is cloned. */
+    if (s->rootfs) {
+        struct stat st;
+        if (stat(s->rootfs, &st) < 0)
+            return pmd_fail(err, errno, "rootfs", "%s", s->rootfs);
+        if (!S_ISDIR(st.st_mode))
+            return pmd_fail(err, ENOTDIR, "rootfs", "%s", s->rootfs);
+    }
+    return 0;
+}
+
+int pmd_spawn(const struct pmd_spawn_spec *spec, struct pmd_proc *proc, struct pmd_error *err)
+{
+    struct pmd_bpf bpf;
+    struct child_ctx ctx = {spec, NULL, -1, -1, -1, -1};
+    pmd_cleanup_fd int err_rd = -1, err_wr = -1, rel_rd = -1, rel_wr = -1;
+    int fds[2];
+    sigset_t all, old;
+    void *stack;
+    int pid, flags, e;
+
+    memset(proc, 0, sizeof *proc);
+    proc->pid = -1;
+    proc->release_fd = -1;
+    proc->error_fd = -1;
+    if (check_spec(spec, err) < 0)
+        return -1;
+    if (spec->seccomp != PMD_SECCOMP_OFF) {
+        if (pmd_seccomp_build(spec->seccomp, &bpf, err) < 0)
+            return -1;
+        ctx.bpf = &bpf;
+    }
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        return pmd_fail(err, errno, "pipe", "%s", "error pipe");
+    err_rd = fds[0];
+    err_wr = fds[1];
+    if (spec->hold) {
+        if (pipe2(fds, O_CLOEXEC) < 0)
+            return pmd_fail(err, errno, "pipe", "%s", "release pipe");
+        rel_rd = fds[0];
+        rel_wr = fds[1];
+    }
+    ctx.error_fd = err_wr;
+    ctx.release_fd = rel_rd;
+    ctx.error_fd_parent = err_rd;
+    ctx.release_fd_parent = rel_wr;
+
+    /*
+     * Not held, we wait for the child's exec anyway, so clone as vfork does: CLONE_VM shares our
+     * memory instead of copying CPython's page tables (about half a millisecond saved per spawn),
+     * and CLONE_VFORK suspends this thread until the child has exec'd or exited. The child runs
+     * on its own stack; it shares our TLS (errno), which is harmless while we are suspended,
+     * but not our signal handlers (no CLONE_SIGHAND: sigaction in the child is its own), nor
+     * our fd table or cwd. Held, the child must wait for the caller, so it gets a copy of our
+     * memory instead (fork semantics). Either way all signals stay blocked across the clone so
+     * that no handler of CPython runs in the child, and glibc's fork machinery (atfork handlers,
+     * lock resets) is bypassed: the child touches nothing it would protect.
+     */
+    stack = mmap(NULL, CHILD_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
+                 -1, 0);
+    if (stack == MAP_FAILED)
+        return pmd_fail(err, errno, "mmap", "%s", "child stack");
+    flags = (spec->namespaces & ~CLONE_NEWCGROUP) | SIGCHLD |
+            (spec->hold ? 0 : CLONE_VM | CLONE_VFORK);
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    proc->trace_ns[PMD_TRACE_CLONE] = now_ns();
+    pid = clone(child_entry, (char *)stack + CHILD_STACK, flags, &ctx);
+    e = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    munmap(stack, CHILD_STACK);
+    if (pid < 0)
+        return pmd_fail(err, e, "clone", "flags %#x", flags);
+    close(err_wr);
+    err_wr = -1;
+    proc->pid = (int)pid;
+    if (spec->hold) {
+        proc->release_fd = rel_wr;
+        proc->error_fd = err_rd;
+        rel_wr = err_rd = -1; /* handed over to the caller */
+        return 0;
+    }
+    if (read_verdict(proc, err_rd, err) < 0) {
+        proc->pid = -1;
+        return -1;
+    }
+    return 0;
+}
+
+int pmd_spawn_release(struct pmd_proc *proc, struct pmd_error *err)
+{
+    pmd_cleanup_fd int rel = proc->release_fd, errfd = proc->error_fd;
+    ssize_t n;
+
+    if (proc->pid <= 0 || rel < 0 || errfd < 0)
+        return pmd_fail(err, EINVAL, "spawn release", "%s", "not a held process");
+    proc->release_fd = proc->error_fd = -1;
+    do
+        n = write(rel, "g", 1);
+    while (n < 0 && errno == EINTR);
+    /* EPIPE (SIGPIPE is ignored by CPython): the child is gone already; read_verdict says why. */
+    if (read_verdict(proc, errfd, err) < 0) {
+        proc->pid = -1;
+        return -1;
+    }
+    return 0;
+}
