@@ -66,7 +66,7 @@ class Registry:
 
     host: str
     storage: Path
-    proc: subprocess.Popen
+    pid: int
     log: Path
     auth: str = "none"  # "none", "basic" or "token"
     user: str = ""
@@ -81,17 +81,33 @@ class Registry:
     def creds(self) -> str | None:
         return f"{self.user}:{self.password}" if self.user else None
 
+    def alive(self) -> bool:
+        return pid_alive(self.pid)
+
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
+        for sig in (signal.SIGTERM, signal.SIGKILL):
             try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        SERVER_PIDS.discard(self.proc.pid)
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                wait_until(lambda: not self.alive(), 10, what=f"registry {self.pid} to exit")
+                break
+            except TimeoutError:
+                continue
+        SERVER_PIDS.discard(self.pid)
         if self.token_server:
             self.token_server.close()
+
+
+def pid_alive(pid: int) -> bool:
+    """True if pid runs (a zombie, or a pid gone from /proc, counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read()
+    except OSError:
+        return False
+    return st[st.rindex(")") + 2] not in "ZX"
 
 
 def start_registry(workdir: Path, auth: dict | None = None, kind: str = "none",
@@ -117,15 +133,20 @@ def start_registry(workdir: Path, auth: dict | None = None, kind: str = "none",
     cfgfile = workdir / "config.yml"
     cfgfile.write_text(json.dumps(cfg, indent=2))
     log = workdir / "registry.log"
-    with open(log, "wb") as logf:
-        proc = subprocess.Popen([REGISTRY_BIN, "serve", str(cfgfile)], stdout=logf,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    SERVER_PIDS.add(proc.pid)
-    reg = Registry(f"127.0.0.1:{port}", storage, proc, log, kind, user, password)
+    # Started through a shell that exits at once, so the registry is not a child of pytest:
+    # other tests' checks for "no child process left" must not see this session-long server.
+    # close() stops it by pid; init reaps it.
+    launch = subprocess.run(
+        ["sh", "-c", '"$0" serve "$1" </dev/null >"$2" 2>&1 & echo $!',
+         REGISTRY_BIN, str(cfgfile), str(log)],
+        capture_output=True, text=True, check=True)
+    pid = int(launch.stdout)
+    SERVER_PIDS.add(pid)
+    reg = Registry(f"127.0.0.1:{port}", storage, pid, log, kind, user, password)
 
     def up() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"docker-registry exited {proc.returncode}:\n{log.read_text()}")
+        if not reg.alive():
+            raise RuntimeError(f"docker-registry exited:\n{log.read_text()}")
         try:
             urllib.request.urlopen(f"{reg.url}/v2/", timeout=1).close()
             return True

@@ -101,7 +101,7 @@ def test_truncated_download_resumes(pmd, root, registry, single, faulty_proxy):
 
 
 def test_always_truncated_download_fails_cleanly(pmd, root, registry, single, faulty_proxy):
-    # every response is cut after 8 KiB: ~128 resumes would be needed, more than the cap
+    # every response stops 8 KiB into the blob, resumed or not: no retry can complete it
     proxy = faulty_proxy(registry, "cut-always", cut_after=8 * 1024)
     res = pmd("pull", f"{proxy.host}/{single.repo}:{single.tag}", check=False)
     assert_clean_failure(res, root, pmd, r".")
