@@ -342,6 +342,8 @@ class FaultyProxy:
       close()); `stalled` is set when a blob body is stalled. For kill -9 tests.
     - "barrier": the first `parties` manifest requests wait for each other (up to 30 s), so
       that as many concurrent pulls proceed from the same point at the same time.
+    - "tamper-manifest": manifest bodies get one extra byte (a newline: still valid JSON, but
+      no longer the bytes the digest names).
     - "pass": no faults.
 
     `hits` lists what was seen, in order. host is "127.0.0.1:PORT".
@@ -428,6 +430,18 @@ class FaultyProxy:
                        and int(resp.getheader("Content-Length") or 0) > self.cut_after)
             cut = is_blob and (self.mode == "cut-always" or self.mode == "stall"
                                or (self.mode == "cut-once" and self._take_fault(1)))
+            if (self.mode == "tamper-manifest" and h.command == "GET"
+                    and "/manifests/" in h.path and resp.status == 200):
+                body = resp.read() + b"\n"
+                self._record(h, resp.status, True)
+                h.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in HOP_HEADERS and k.lower() != "content-length":
+                        h.send_header(k, v)
+                h.send_header("Content-Length", str(len(body)))
+                h.end_headers()
+                h.wfile.write(body)
+                return
             self._record(h, resp.status, cut)
             h.send_response(resp.status)
             for k, v in resp.getheaders():

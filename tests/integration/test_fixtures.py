@@ -208,3 +208,12 @@ def test_leak_helpers_see_processes_mounts_and_debris(tmp_path):
     (root / "images" / "aa" / "images.json").write_text(_json.dumps({"layer": "sha256:cc"}))
     bad = sc.inconsistencies(root)
     assert any("layers/bb" in b for b in bad) and any("layer sha256:cc" in b for b in bad)
+
+
+def test_proxy_tamper_manifest(registry, single, faulty_proxy):
+    proxy = faulty_proxy(registry, "tamper-manifest")
+    with get(f"http://{proxy.host}/v2/{single.repo}/manifests/{single.digest}",
+             {"Accept": I.MANIFEST_ACCEPT}) as r:
+        body = r.read()
+    assert body == single.image.manifest + b"\n"
+    assert json.loads(body) == json.loads(single.image.manifest)

@@ -172,3 +172,29 @@ def test_kill_9_during_pull_then_recover(pmd, root, registry, publish, unique_re
     assert sc.image_ids(root) == {img.id_hex}
     for layer, chain in zip(img.layers, img.chain_ids):
         assert I.check_diff(sc.diff_dir(root, chain), layer.entries) == []
+
+
+def test_pull_by_digest_rejects_a_manifest_that_does_not_match(pmd, root, registry, single,
+                                                               faulty_proxy):
+    proxy = faulty_proxy(registry, "tamper-manifest")
+    res = pmd("pull", f"{proxy.host}/{single.repo}@{single.digest}", check=False)
+    assert_clean_failure(res, root, pmd, r"digest|mismatch|verif")
+    assert any(h.faulted for h in proxy.hits), "the proxy never served a manifest"
+    assert sc.image_ids(root) == set()
+
+
+def test_platform_not_in_the_index(pmd, root, oci_index):
+    res = pmd("pull", "--platform", "linux/s390x", oci_index.ref, check=False)
+    line = assert_clean_failure(res, root, pmd, r"platform|no match")
+    assert "s390x" in line
+    assert sc.image_ids(root) == set()
+
+
+def test_unknown_layer_media_type(pmd, root, publish, unique_repo):
+    layer = I.make_layer(I.base_entries(uuid.uuid4().hex.encode()))
+    layer.media_type = "application/vnd.example.layer.v1.tar+lzma"
+    pushed = publish(I.build_image([layer]), unique_repo(), "v1")
+    res = pmd("pull", pushed.ref, check=False)
+    line = assert_clean_failure(res, root, pmd, r"media type|unsupported|unknown")
+    assert "application/vnd.example.layer.v1.tar+lzma" in line
+    assert sc.image_ids(root) == set() and sc.layer_ids(root) == set()
