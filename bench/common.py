@@ -25,14 +25,7 @@ CACHE = Path(os.environ.get("PMD_BENCH_CACHE", "/var/cache/pyminidocker-bench"))
 
 def busybox_image() -> "I.Image":
     """A one-layer image of busybox-static with every applet linked in /bin."""
-    applets = subprocess.run(["/bin/busybox", "--list"], capture_output=True, text=True,
-                             check=True).stdout.split()
-    entries = I.base_entries()
-    have = {e.path for e in entries}
-    entries += [I.Entry(f"bin/{a}", "symlink", target="busybox") for a in applets
-                if f"bin/{a}" not in have and a != "busybox"]
-    img = I.build_image([I.make_layer(entries, "gzip")])
-    return img
+    return I.build_image([I.make_layer(I.full_busybox_entries(), "gzip")])
 
 
 def push_image(img: "I.Image", workdir: Path, ref: str) -> str:

@@ -578,6 +578,19 @@ class Cgroup:
 
     # membership --------------------------------------------------------------------------------
 
+    def container_mounts(self) -> list[tuple[str, str, str]]:
+        """(target, fstype, options) of the cgroup filesystems to mount read-only inside the
+        container, after it has joined this cgroup and entered its own cgroup namespace, so it
+        sees its own limits at the usual places (/sys/fs/cgroup/memory/memory.limit_in_bytes on
+        v1, /sys/fs/cgroup/memory.max on v2) and nothing of the host's tree."""
+        if self.version == "v2":
+            return [("/sys/fs/cgroup", "cgroup2", "")]
+        by_mount: dict[str, list[str]] = {}
+        for ctl, mnt in self.layout.controllers.items():
+            by_mount.setdefault(mnt, []).append(ctl)
+        return [(f"/sys/fs/cgroup/{os.path.basename(mnt)}", "cgroup", ",".join(sorted(ctls)))
+                for mnt, ctls in sorted(by_mount.items())]
+
     def procs_files(self) -> list[str]:
         """The cgroup.procs files the container's init must write its pid to (all of them) before
         execve, so that it and everything it forks is limited from its first instruction."""

@@ -332,6 +332,9 @@ def cmd_tag(args: argparse.Namespace, env: Env) -> int:
 
 
 def cmd_rmi(args: argparse.Namespace, env: Env) -> int:
+    """Docker's rules: a name is removed while other tags remain; the last one takes the image
+    (and the layers no other image uses) with it, unless a container uses the image: then it
+    is refused, or with -f the names go and the data stays (a dangling image)."""
     from pyminidocker.reference import parse_reference
 
     store = _store(args)
@@ -341,29 +344,29 @@ def cmd_rmi(args: argparse.Namespace, env: Env) -> int:
         try:
             with store.lock():
                 rec = store.images.lookup(want)
-                users = store.images.users()
-                if rec.id in users and not args.force:
-                    raise PmdError(f"conflict: unable to remove image {want} (must force) - "
-                                   f"a container is using image {rec.id[:12]}")
-                by_name = False
+                in_use = rec.id in store.images.users()
+                name = None
                 try:
-                    r = parse_reference(want)
-                    by_name = str(r) in rec.names
+                    name = str(parse_reference(want))
                 except PmdError:
                     pass
                 tags = [n for n in rec.names if "@" not in n]
-                if by_name:
-                    name = str(parse_reference(want))
+                if name in rec.names and len(tags) > 1:
                     rec.names.remove(name)
+                    store.images.set_names(rec, rec.names)
                     env.out(f"Untagged: {_familiar(parse_reference(name))}")
-                    if any("@" not in n for n in rec.names):
-                        store.images.set_names(rec, rec.names)
-                        continue
-                elif len(tags) > 1 and not args.force:
+                    continue
+                if name not in rec.names and len(tags) > 1 and not args.force:
                     raise PmdError(f"conflict: unable to delete {rec.id[:12]} (must be forced) "
                                    "- image is referenced in multiple repositories")
-                for n in list(rec.names):
+                if in_use and not args.force:
+                    raise PmdError(f"conflict: unable to remove {want} (must force) - image "
+                                   f"{rec.id[:12]} is being used by a container")
+                for n in rec.names:
                     env.out(f"Untagged: {_familiar(parse_reference(n))}")
+                if in_use:
+                    store.images.set_names(rec, [])
+                    continue
                 rec.names = []
                 doomed.append(store.images.remove(rec))
                 env.out(f"Deleted: sha256:{rec.id}")
@@ -470,16 +473,47 @@ def _create_options(args: argparse.Namespace) -> Any:
     )
 
 
+def _create(args: argparse.Namespace, env: Env) -> tuple[Any, Any]:
+    """create's work for create and run: like Docker, pull the image if it is missing, and
+    exit 125 for any failure of the engine (the container's own codes come later)."""
+    try:
+        opts = _create_options(args)
+        rt = _runtime(args)
+        _ensure_image(args, rt.store, env)
+        return rt, rt.create(opts)
+    except PmdError as e:
+        e.exit_code = 125
+        raise
+
+
+def _ensure_image(args: argparse.Namespace, store: Any, env: Env) -> None:
+    from pyminidocker.errors import NotFound
+
+    try:
+        store.images.lookup(args.image)
+        return
+    except NotFound:
+        pass
+    from pyminidocker.pull import Puller
+    from pyminidocker.reference import parse_reference
+
+    ref = parse_reference(args.image)
+    err_env = Env(stdout=env.stderr, stderr=env.stderr)
+    err_env.out(f"Unable to find image '{_familiar(ref)}' locally")
+    err_env.out(f"{ref.tag or ref.digest}: Pulling from {ref.repository}")
+    res = Puller(store, args.config, ref, None, PullRenderer(err_env)).pull()
+    err_env.out(f"Digest: {res.digest}")
+    err_env.out(f"Status: Downloaded newer image for {_familiar(ref)}")
+
+
 def cmd_create(args: argparse.Namespace, env: Env) -> int:
-    rec = _runtime(args).create(_create_options(args))
+    _, rec = _create(args, env)
     env.out(rec.id)
     return 0
 
 
 def cmd_run(args: argparse.Namespace, env: Env) -> int:
-    rt = _runtime(args)
-    opts = _create_options(args)
-    rec = rt.create(opts)
+    rt, rec = _create(args, env)
     if args.detach:
         rt.start(rec, attach=False)
         env.out(rec.id)
@@ -488,27 +522,21 @@ def cmd_run(args: argparse.Namespace, env: Env) -> int:
 
 
 def _attached_start(rt: Any, rec: Any, env: Env, interactive: bool, remove: bool) -> int:
-    from pyminidocker.spec import StartError
-
     try:
         if rec.tty:
-            code = _run_with_pty(rt, rec, env, interactive)
-        else:
-            stdin = -1 if interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                env.stdout.flush()
-                code = rt.start(rec, attach=True,
-                                stdio=(stdin, env.stdout.fileno(), env.stderr.fileno()))
-            finally:
-                if stdin >= 0:
-                    os.close(stdin)
-    except StartError:
-        if remove:
+            return _run_with_pty(rt, rec, env, interactive)
+        stdin = -1 if interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            env.stdout.flush()
+            code = rt.start(rec, attach=True,
+                            stdio=(stdin, env.stdout.fileno(), env.stderr.fileno()))
+        finally:
+            if stdin >= 0:
+                os.close(stdin)
+        return int(code or 0)
+    finally:
+        if remove:  # --rm: whatever happened, the container goes
             rt.remove(rt.containers.get(rec.id), force=True)
-        raise
-    if remove:
-        rt.remove(rt.containers.get(rec.id), force=True)
-    return int(code or 0)
 
 
 def _run_with_pty(rt: Any, rec: Any, env: Env, interactive: bool) -> int:

@@ -20,8 +20,7 @@ from typing import Any, Callable
 from pyminidocker import spec as policy
 from pyminidocker.errors import Conflict, NotFound, PmdError, UsageError
 from pyminidocker.store import Store
-from pyminidocker.store.containers import ContainerRecord, ContainerStore, State, check_name, \
-    random_name
+from pyminidocker.store.containers import ContainerRecord, State, check_name, random_name
 from pyminidocker.trace import Tracer
 
 
@@ -74,8 +73,7 @@ def _alive(pid: int, start: str) -> bool:
 class Runtime:
     def __init__(self, store: Store, tracer: Tracer | None = None):
         self.store = store
-        self.containers = ContainerStore(store)
-        store.images.users = self.containers.image_users
+        self.containers = store.containers
         self.trace = tracer or Tracer(False)
 
     # ---- records ------------------------------------------------------------------------
@@ -306,6 +304,14 @@ class Runtime:
             cg = Cgroup(rec.id)
             cg.create(Limits(memory=host.get("memory"), cpus=host.get("cpus"),
                              pids=host.get("pids_limit")))
+        ro = _native.MS_RDONLY | _native.MS_NOSUID | _native.MS_NODEV | _native.MS_NOEXEC
+        cg_mounts = cg.container_mounts()
+        if cg_mounts and cg_mounts[0][1] == "cgroup":  # v1: a tmpfs to hold the hierarchies
+            mounts.append(_native.Mount("/sys/fs/cgroup", "tmpfs", "tmpfs",
+                                        _native.MS_NOSUID | _native.MS_NODEV | _native.MS_NOEXEC,
+                                        "mode=755", mkdir=True))
+        for target, fstype, data in cg_mounts:
+            mounts.append(_native.Mount(target, "cgroup", fstype, ro, data or None, mkdir=True))
         privileged = bool(host.get("privileged"))
         return _native.SpawnSpec(
             argv=rec.argv, env=env, namespaces=ns, rootfs=rootfs,

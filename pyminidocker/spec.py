@@ -55,20 +55,34 @@ def normalize_cap(name: str) -> str:
     return n
 
 
+def own_bounding_set() -> int:
+    """The capabilities this process may pass on (a host may withhold some, e.g. SYS_RESOURCE)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapBnd:"):
+                    return int(line.split()[1], 16)
+    except OSError:
+        pass
+    return cap_mask(tuple(CAPABILITIES))
+
+
 def capabilities(privileged: bool, cap_add: list[str], cap_drop: list[str]) -> int:
-    """The capability mask a container gets, as Docker computes it from --cap-add/--cap-drop."""
+    """The capability mask a container gets, as Docker computes it from --cap-add/--cap-drop.
+    --privileged and ALL mean every capability the engine itself holds."""
     if privileged:
-        return cap_mask(tuple(CAPABILITIES))
+        return cap_mask(tuple(CAPABILITIES)) & own_bounding_set()
     adds = [normalize_cap(c) for c in cap_add]
     drops = [normalize_cap(c) for c in cap_drop]
     caps = set(DEFAULT_CAPS)
     if "ALL" in drops:
         caps = set()
     caps -= set(drops)
-    if "ALL" in adds:
-        caps = set(CAPABILITIES)
     caps |= {c for c in adds if c != "ALL"}
-    return cap_mask(tuple(caps))
+    mask = cap_mask(tuple(caps))
+    if "ALL" in adds:
+        mask |= cap_mask(tuple(CAPABILITIES)) & own_bounding_set()
+    return mask
 
 
 def command(entrypoint: list[str] | None, cmd: list[str] | None) -> list[str]:
@@ -249,7 +263,10 @@ def parse_int(value: str, flag: str) -> int:
 
 
 def exec_exit_code(e: OSError) -> int:
-    """Docker's codes when the command cannot start: 127 not found, 126 not runnable."""
+    """Docker's codes when the command cannot start: 127 not found, 126 not runnable, 125 for
+    any other failure of the setup."""
+    if getattr(e, "op", None) != "exec":
+        return 125
     if e.errno == errno.ENOENT:
         return 127
     if e.errno in (errno.EACCES, errno.ENOEXEC, errno.EISDIR, errno.EPERM):

@@ -81,3 +81,9 @@ def root(tmp_path: Path) -> Path:
 @pytest.fixture
 def pmd(root: Path, tmp_path: Path) -> PmdRunner:
     return PmdRunner(root, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def pmd_factory(tmp_path_factory):
+    """For module-scoped stores: pmd_factory(root) -> a PmdRunner on that root (.root)."""
+    return lambda root: PmdRunner(Path(root), tmp_path_factory.mktemp("pmd-home"))

@@ -116,11 +116,15 @@ class Store:
         self.staging_dir = self.root / "staging"
         self.locks_dir = self.root / "locks"
         self._ready = False
+        from pyminidocker.store.containers import ContainerStore
         from pyminidocker.store.images import ImageStore
         from pyminidocker.store.layers import LayerStore
 
         self.layers = LayerStore(self)
         self.images = ImageStore(self)
+        self.containers = ContainerStore(self)
+        # rmi must not take an image from under a container
+        self.images.users = self.containers.image_users
 
     def ensure(self) -> None:
         """Create the directories and remove debris of interrupted commands. Raises StoreError."""

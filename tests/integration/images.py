@@ -200,6 +200,19 @@ def base_entries(extra: bytes = b"") -> list[Entry]:
     return ents
 
 
+def full_busybox_entries() -> list[Entry]:
+    """base_entries() with every applet busybox has linked in bin/ (for running containers)."""
+    applets = subprocess.run([str(BUSYBOX), "--list"], capture_output=True, text=True,
+                             check=True).stdout.split()
+    entries = base_entries()
+    have = {e.path for e in entries}
+    entries += [Entry(f"bin/{a}", "symlink", target="busybox") for a in applets
+                if f"bin/{a}" not in have and a != "busybox"]
+    entries += [Entry("home", "dir", 0o755),
+                Entry("home/user", "dir", 0o755, uid=1000, gid=1000)]
+    return entries
+
+
 def multi_entries() -> list[list[Entry]]:
     """Entries of the `multi` image's layers 2 and 3 (layer 1 is base_entries()).
 
@@ -299,8 +312,10 @@ class Image:
 
 def build_image(layers: list[Layer], arch: str = "amd64", os_: str = "linux",
                 variant: str = "", docker: bool = False, cmd: list[str] | None = None,
-                labels: dict[str, str] | None = None) -> Image:
-    """Write the config (with rootfs.diff_ids) and the manifest for these layers."""
+                labels: dict[str, str] | None = None,
+                config_extra: dict | None = None) -> Image:
+    """Write the config (with rootfs.diff_ids) and the manifest for these layers.
+    config_extra adds or replaces keys of the config's "config" (Env, Entrypoint, User, ...)."""
     cfg: dict = {
         "created": "2023-11-14T22:13:20Z",
         "architecture": arch,
@@ -309,6 +324,7 @@ def build_image(layers: list[Layer], arch: str = "amd64", os_: str = "linux",
             "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
             "Cmd": cmd or ["/bin/sh"],
             "Labels": labels or {},
+            **(config_extra or {}),
         },
         "rootfs": {"type": "layers", "diff_ids": [lay.diff_id for lay in layers]},
         "history": [{"created": "2023-11-14T22:13:20Z", "created_by": "pyminidocker tests"}
