@@ -13,6 +13,7 @@ Each object has a `close()`; fixtures call it in their teardown.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import hashlib
 import http.client
@@ -72,6 +73,7 @@ class Registry:
     user: str = ""
     password: str = ""
     token_server: TokenServer | None = None
+    lifeline: int = -1  # write end of the pipe the registry's watchdog reads (see start_registry)
 
     @property
     def url(self) -> str:
@@ -85,7 +87,14 @@ class Registry:
         return pid_alive(self.pid)
 
     def close(self) -> None:
+        if self.lifeline >= 0:  # the watchdog sees EOF and sends SIGTERM itself
+            os.close(self.lifeline)
+            self.lifeline = -1
+            with contextlib.suppress(TimeoutError):
+                wait_until(lambda: not self.alive(), 10, what=f"registry {self.pid} to exit")
         for sig in (signal.SIGTERM, signal.SIGKILL):
+            if not self.alive():
+                break
             try:
                 os.kill(self.pid, sig)
             except ProcessLookupError:
@@ -133,16 +142,26 @@ def start_registry(workdir: Path, auth: dict | None = None, kind: str = "none",
     cfgfile = workdir / "config.yml"
     cfgfile.write_text(json.dumps(cfg, indent=2))
     log = workdir / "registry.log"
+    pidfile = workdir / "registry.pid"
     # Started through a shell that exits at once, so the registry is not a child of pytest:
     # other tests' checks for "no child process left" must not see this session-long server.
-    # close() stops it by pid; init reaps it.
-    launch = subprocess.run(
-        ["sh", "-c", '"$0" serve "$1" </dev/null >"$2" 2>&1 & echo $!',
-         REGISTRY_BIN, str(cfgfile), str(log)],
-        capture_output=True, text=True, check=True)
-    pid = int(launch.stdout)
+    # A background subshell (also orphaned) watches a pipe whose write end only pytest holds:
+    # when pytest closes it, in close() or by dying, the subshell stops the registry.
+    # (fd 4 is taken from stdin before `&`, which would give the subshell /dev/null as stdin)
+    script = ('exec 4<&0; ( "$0" serve "$1" 4<&- </dev/null >"$2" 2>&1 & echo $! >"$3"; '
+              'read _ <&4; kill $! ) </dev/null >/dev/null 2>&1 &')
+    lifeline_r, lifeline_w = os.pipe()
+    try:
+        subprocess.run(
+            ["sh", "-c", script, REGISTRY_BIN, str(cfgfile), str(log), str(pidfile)],
+            stdin=lifeline_r, check=True)
+    finally:
+        os.close(lifeline_r)
+    pid = int(wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 10,
+                         what="the registry's pid"))
     SERVER_PIDS.add(pid)
-    reg = Registry(f"127.0.0.1:{port}", storage, pid, log, kind, user, password)
+    reg = Registry(f"127.0.0.1:{port}", storage, pid, log, kind, user, password,
+                   lifeline=lifeline_w)
 
     def up() -> bool:
         if not reg.alive():
