@@ -23,7 +23,8 @@ Factories:
     publish(obj, repo, tag="latest", fmt="oci", all=False, registry=None) -> Pushed
         write obj (Image or Index) to a layout and push it; for per-test repos
     unique_repo() -> "t-<hex>": a repo name nobody else uses
-    faulty_proxy(registry, mode, cut_after=...) -> servers.FaultyProxy (closed at teardown)
+    faulty_proxy(registry, mode, cut_after=..., parties=2) -> servers.FaultyProxy (closed at
+        teardown; modes in servers.FaultyProxy)
 """
 from __future__ import annotations
 
@@ -151,7 +152,7 @@ def publish(layouts, registry):
     def publish(obj, repo: str, tag: str = "latest", fmt: str = "oci", all: bool = False,
                 registry: S.Registry = registry) -> Pushed:
         lay = I.write_layout(layouts / f"{repo}-{tag}-{uuid.uuid4().hex[:6]}", {tag: obj})
-        digest = I.push(lay, tag, f"{registry.host}/{repo}:{tag}", fmt=fmt,
+        digest = I.push(lay, f"{registry.host}/{repo}:{tag}", fmt=fmt,
                         creds=registry.creds, all=all)
         if isinstance(obj, I.Index):
             return Pushed(registry.host, repo, tag, digest, obj.platform(HOST_ARCH), obj)
@@ -245,8 +246,9 @@ def big(publish) -> Pushed:
 def faulty_proxy():
     proxies: list[S.FaultyProxy] = []
 
-    def make(registry: S.Registry, mode: str, cut_after: int = 64 * 1024) -> S.FaultyProxy:
-        p = S.FaultyProxy(registry.host, mode, cut_after)
+    def make(registry: S.Registry, mode: str, cut_after: int = 64 * 1024,
+             parties: int = 2) -> S.FaultyProxy:
+        p = S.FaultyProxy(registry.host, mode, cut_after, parties=parties)
         proxies.append(p)
         return p
 

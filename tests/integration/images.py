@@ -9,7 +9,7 @@ Typical use (see tests/integration/conftest.py for the session fixtures):
 
     img = build_image([base_layer(), extra_layer()], arch="amd64")
     layout = write_layout(tmp / "layout", {"v1": img})
-    push(layout, "v1", f"{registry.host}/multi:v1")
+    push(layout, f"{registry.host}/multi:v1")
     img.chain_ids[-1]     # "sha256:..." of the top layer
 """
 from __future__ import annotations
@@ -432,9 +432,11 @@ def write_layout(path: Path, tags: dict[str, Image | Index]) -> Path:
 # Pushing and reading back (skopeo and plain HTTP: never the engine's code)
 
 
-def push(layout: Path, tag: str, ref: str, fmt: str = "oci", creds: str | None = None,
-         all: bool = False) -> str:
+def push(layout: Path, ref: str, fmt: str = "oci", creds: str | None = None,
+         all: bool = False, src_tag: str | None = None) -> str:
     """Copy oci:LAYOUT:TAG to docker://REF with skopeo; return the digest the registry reports.
+
+    TAG is src_tag, by default REF's tag (write_layout's keys are the tags).
 
     fmt="oci" keeps the layout's bytes (--preserve-digests, so the digests we computed are the
     pushed ones); fmt="v2s2" asks skopeo to convert to Docker schema2 (the digest changes; use
@@ -450,7 +452,7 @@ def push(layout: Path, tag: str, ref: str, fmt: str = "oci", creds: str | None =
         cmd += ["--all"]
     if creds:
         cmd += ["--dest-creds", creds]
-    cmd += [f"oci:{layout}:{tag}", f"docker://{ref}"]
+    cmd += [f"oci:{layout}:{src_tag or split_ref(ref)[2]}", f"docker://{ref}"]
     res = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
     if res.returncode != 0:
         raise subprocess.CalledProcessError(res.returncode, cmd, res.stdout, res.stderr)

@@ -13,6 +13,7 @@ Each object has a `close()`; fixtures call it in their teardown.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import hashlib
 import http.client
@@ -66,12 +67,13 @@ class Registry:
 
     host: str
     storage: Path
-    proc: subprocess.Popen
+    pid: int
     log: Path
     auth: str = "none"  # "none", "basic" or "token"
     user: str = ""
     password: str = ""
     token_server: TokenServer | None = None
+    lifeline: int = -1  # write end of the pipe the registry's watchdog reads (see start_registry)
 
     @property
     def url(self) -> str:
@@ -81,17 +83,40 @@ class Registry:
     def creds(self) -> str | None:
         return f"{self.user}:{self.password}" if self.user else None
 
+    def alive(self) -> bool:
+        return pid_alive(self.pid)
+
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
+        if self.lifeline >= 0:  # the watchdog sees EOF and sends SIGTERM itself
+            os.close(self.lifeline)
+            self.lifeline = -1
+            with contextlib.suppress(TimeoutError):
+                wait_until(lambda: not self.alive(), 10, what=f"registry {self.pid} to exit")
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if not self.alive():
+                break
             try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        SERVER_PIDS.discard(self.proc.pid)
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                wait_until(lambda: not self.alive(), 10, what=f"registry {self.pid} to exit")
+                break
+            except TimeoutError:
+                continue
+        SERVER_PIDS.discard(self.pid)
         if self.token_server:
             self.token_server.close()
+
+
+def pid_alive(pid: int) -> bool:
+    """True if pid runs (a zombie, or a pid gone from /proc, counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read()
+    except OSError:
+        return False
+    return st[st.rindex(")") + 2] not in "ZX"
 
 
 def start_registry(workdir: Path, auth: dict | None = None, kind: str = "none",
@@ -117,15 +142,30 @@ def start_registry(workdir: Path, auth: dict | None = None, kind: str = "none",
     cfgfile = workdir / "config.yml"
     cfgfile.write_text(json.dumps(cfg, indent=2))
     log = workdir / "registry.log"
-    with open(log, "wb") as logf:
-        proc = subprocess.Popen([REGISTRY_BIN, "serve", str(cfgfile)], stdout=logf,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    SERVER_PIDS.add(proc.pid)
-    reg = Registry(f"127.0.0.1:{port}", storage, proc, log, kind, user, password)
+    pidfile = workdir / "registry.pid"
+    # Started through a shell that exits at once, so the registry is not a child of pytest:
+    # other tests' checks for "no child process left" must not see this session-long server.
+    # A background subshell (also orphaned) watches a pipe whose write end only pytest holds:
+    # when pytest closes it, in close() or by dying, the subshell stops the registry.
+    # (fd 4 is taken from stdin before `&`, which would give the subshell /dev/null as stdin)
+    script = ('exec 4<&0; ( "$0" serve "$1" 4<&- </dev/null >"$2" 2>&1 & echo $! >"$3"; '
+              'read _ <&4; kill $! ) </dev/null >/dev/null 2>&1 &')
+    lifeline_r, lifeline_w = os.pipe()
+    try:
+        subprocess.run(
+            ["sh", "-c", script, REGISTRY_BIN, str(cfgfile), str(log), str(pidfile)],
+            stdin=lifeline_r, check=True)
+    finally:
+        os.close(lifeline_r)
+    pid = int(wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 10,
+                         what="the registry's pid"))
+    SERVER_PIDS.add(pid)
+    reg = Registry(f"127.0.0.1:{port}", storage, pid, log, kind, user, password,
+                   lifeline=lifeline_w)
 
     def up() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"docker-registry exited {proc.returncode}:\n{log.read_text()}")
+        if not reg.alive():
+            raise RuntimeError(f"docker-registry exited:\n{log.read_text()}")
         try:
             urllib.request.urlopen(f"{reg.url}/v2/", timeout=1).close()
             return True
@@ -279,6 +319,19 @@ class TokenServer:
 # --------------------------------------------------------------------------------------------
 # Fault-injecting proxy
 
+class QuietServer(http.server.ThreadingHTTPServer):
+    """A threading HTTP server that does not print tracebacks for clients that hang up (a
+    killed pull, a cut connection): those are the point of the tests."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            super().handle_error(request, client_address)
+
+
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"}
 
 
@@ -300,11 +353,16 @@ class FaultyProxy:
 
     - "cut-once": the first blob GET (of a body longer than cut_after) sends headers and `cut_after` body bytes, then closes the
       connection; later requests pass (a client that resumes with Range succeeds).
-    - "cut-always": every blob GET is cut that way (a client must fail cleanly).
+    - "cut-always": every blob GET is cut at `cut_after` bytes from the blob's start, also
+      when resumed with Range (so a client can never complete it and must fail cleanly).
     - "503x2": the first two requests get 503 Service Unavailable, then all pass.
     - "429": the first request gets 429 with `Retry-After: 1`, then all pass.
     - "stall": every blob GET sends `cut_after` bytes then waits until `release` is set (or
       close()); `stalled` is set when a blob body is stalled. For kill -9 tests.
+    - "barrier": the first `parties` manifest requests wait for each other (up to 30 s), so
+      that as many concurrent pulls proceed from the same point at the same time.
+    - "tamper-manifest": manifest bodies get one extra byte (a newline: still valid JSON, but
+      no longer the bytes the digest names).
     - "pass": no faults.
 
     `hits` lists what was seen, in order. host is "127.0.0.1:PORT".
@@ -313,6 +371,7 @@ class FaultyProxy:
     upstream: str
     mode: str = "pass"
     cut_after: int = 64 * 1024
+    parties: int = 2
     hits: list[Hit] = field(default_factory=list)
     stalled: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
@@ -320,6 +379,7 @@ class FaultyProxy:
     def __post_init__(self):
         self._lock = threading.Lock()
         self._faults_done = 0
+        self.barrier = threading.Barrier(self.parties, timeout=30)
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -333,8 +393,7 @@ class FaultyProxy:
 
             do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = QuietServer(("127.0.0.1", 0), Handler)
         self.host = f"127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
@@ -371,6 +430,12 @@ class FaultyProxy:
         if self.mode == "429" and self._take_fault(1):
             self._record(h, 429, True)
             return self._reply(h, 429, {"Retry-After": "1"})
+        if (self.mode == "barrier" and "/manifests/" in h.path
+                and self._take_fault(self.parties)):
+            try:
+                self.barrier.wait()
+            except threading.BrokenBarrierError:
+                pass
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else None
         headers = {k: v for k, v in h.headers.items() if k.lower() not in HOP_HEADERS}
@@ -384,6 +449,18 @@ class FaultyProxy:
                        and int(resp.getheader("Content-Length") or 0) > self.cut_after)
             cut = is_blob and (self.mode == "cut-always" or self.mode == "stall"
                                or (self.mode == "cut-once" and self._take_fault(1)))
+            if (self.mode == "tamper-manifest" and h.command == "GET"
+                    and "/manifests/" in h.path and resp.status == 200):
+                body = resp.read() + b"\n"
+                self._record(h, resp.status, True)
+                h.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in HOP_HEADERS and k.lower() != "content-length":
+                        h.send_header(k, v)
+                h.send_header("Content-Length", str(len(body)))
+                h.end_headers()
+                h.wfile.write(body)
+                return
             self._record(h, resp.status, cut)
             h.send_response(resp.status)
             for k, v in resp.getheaders():
@@ -392,7 +469,9 @@ class FaultyProxy:
             h.end_headers()
             if h.command == "HEAD":
                 return
-            sent = 0
+            # cut-always counts from the blob's start, so resuming with Range cannot get past
+            # cut_after: the client makes no progress and must give up
+            sent = _range_start(h.headers.get("Range")) if self.mode == "cut-always" else 0
             while True:
                 want = 32 * 1024
                 if cut:
@@ -423,6 +502,15 @@ class FaultyProxy:
         self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def _range_start(header: str | None) -> int:
+    """N of a "bytes=N-[M]" Range header (0 if absent or unparsable)."""
+    if header and header.startswith("bytes="):
+        first = header[6:].split("-", 1)[0]
+        if first.isdigit():
+            return int(first)
+    return 0
 
 
 # --------------------------------------------------------------------------------------------

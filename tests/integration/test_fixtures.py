@@ -102,8 +102,14 @@ def test_proxy_cut_once_then_resume_with_range(registry, single, faulty_proxy):
 def test_proxy_cut_always(registry, single, faulty_proxy):
     proxy = faulty_proxy(registry, "cut-always", cut_after=5000)
     for _ in range(2):
-        with get(_blob_url(proxy, single)) as r, pytest.raises(http.client.IncompleteRead):
+        with get(_blob_url(proxy, single)) as r, pytest.raises(http.client.IncompleteRead) as e:
             r.read()
+        assert len(e.value.partial) == 5000
+    # resuming past the cut gets nothing more
+    with get(_blob_url(proxy, single), {"Range": "bytes=5000-"}) as r, pytest.raises(
+            http.client.IncompleteRead) as e:
+        r.read()
+    assert e.value.partial == b""
 
 
 @pytest.mark.parametrize("mode,status,count", [("503x2", 503, 2), ("429", 429, 1)])
@@ -118,3 +124,96 @@ def test_proxy_error_modes(registry, single, faulty_proxy, mode, status, count):
     with get(f"http://{proxy.host}/v2/{single.repo}/manifests/{single.tag}",
              {"Accept": I.MANIFEST_ACCEPT}) as r:
         assert r.read() == single.image.manifest
+
+
+def materialize(entries: list[I.Entry], dest) -> None:
+    """Write by hand what an overlay-ready extraction of entries must look like."""
+    import os
+    import stat
+
+    for rel, e in I.expected_tree(entries).items():
+        p = dest / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if e.kind == "whiteout":
+            os.mknod(p, stat.S_IFCHR | 0o600, os.makedev(0, 0))
+            continue
+        if e.kind == "symlink":
+            os.symlink(e.target, p)
+            continue
+        if e.kind == "hardlink":
+            os.link(dest / e.target, p)
+            continue
+        if e.kind == "dir":
+            p.mkdir(exist_ok=True)
+            if e.target == "opaque":
+                os.setxattr(p, "trusted.overlay.opaque", b"y")
+        else:
+            p.write_bytes(e.data)
+        os.chown(p, e.uid, e.gid)
+        os.chmod(p, e.mode)
+
+
+def test_check_diff_accepts_the_right_tree_and_reports_each_difference(tmp_path):
+    import os
+
+    entries = I.multi_entries()[0]
+    materialize(entries, tmp_path)
+    assert I.check_diff(tmp_path, entries) == []
+    os.chmod(tmp_path / "usr/bin/suid", 0o755)
+    os.chown(tmp_path / "home/user/file", 0, 0)
+    os.removexattr(tmp_path / "etc/conf.d", "trusted.overlay.opaque")
+    os.unlink(tmp_path / "usr/share/data/link")
+    (tmp_path / "usr/share/data/link").write_bytes(b"shared inode\n")
+    os.unlink(tmp_path / "etc/motd")
+    (tmp_path / "etc/.wh.motd").touch()
+    problems = "\n".join(I.check_diff(tmp_path, entries))
+    for what in ("usr/bin/suid: mode", "home/user/file: owner", "etc/conf.d: no trusted",
+                 "usr/share/data/link: not a hardlink", "etc/motd: missing",
+                 "etc/.wh.motd: whiteout file"):
+        assert what in problems, problems
+
+
+def test_leak_helpers_see_processes_mounts_and_debris(tmp_path):
+    import json as _json
+    import os
+    import subprocess
+
+    from tests.integration import servers as S
+    from tests.integration import storecheck as sc
+
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        assert proc.pid in S.children_of(os.getpid())
+    finally:
+        S.kill_tree(proc)
+    assert proc.pid not in S.children_of(os.getpid())
+
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(mnt)], check=True)
+    try:
+        assert S.mounts_under(tmp_path) == [str(mnt)]
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+    assert S.mounts_under(tmp_path) == []
+
+    root = tmp_path / "store"
+    (root / "staging").mkdir(parents=True)
+    assert sc.leftovers(root) == []  # an empty staging dir is fine
+    (root / "staging" / "abc.123").mkdir()
+    (root / "layers" / "bb").mkdir(parents=True)
+    (root / "images" / "aa").mkdir(parents=True)
+    (root / "images" / "aa" / ".images.json.1234.tmp").touch()
+    assert sorted(sc.leftovers(root)) == ["images/aa/.images.json.1234.tmp", "staging"]
+    (root / "images" / "aa" / "images.json").write_text(_json.dumps({"layer": "sha256:cc"}))
+    bad = sc.inconsistencies(root)
+    assert any("layers/bb" in b for b in bad) and any("layer sha256:cc" in b for b in bad)
+
+
+def test_proxy_tamper_manifest(registry, single, faulty_proxy):
+    proxy = faulty_proxy(registry, "tamper-manifest")
+    with get(f"http://{proxy.host}/v2/{single.repo}/manifests/{single.digest}",
+             {"Accept": I.MANIFEST_ACCEPT}) as r:
+        body = r.read()
+    assert body == single.image.manifest + b"\n"
+    assert json.loads(body) == json.loads(single.image.manifest)

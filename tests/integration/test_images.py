@@ -64,6 +64,14 @@ def test_image_references_accepted(pmd, pulled, how):
     assert json.loads(pmd("inspect", ref).stdout)[0]["Id"] == img.image_id
 
 
+def test_name_without_tag_means_latest(pmd, pulled):
+    pmd("tag", pulled.ref, "local/plain")
+    info = json.loads(pmd("inspect", "local/plain").stdout)[0]
+    assert info["Id"] == pulled.image.image_id
+    assert any(t.endswith("local/plain:latest") for t in info["RepoTags"])
+    assert json.loads(pmd("inspect", "local/plain:latest").stdout)[0]["Id"] == info["Id"]
+
+
 def test_tag_then_images_shows_both(pmd, pulled):
     pmd("tag", pulled.ref, "local/copy:v2")
     rows = sc.table(pmd("images").stdout)

@@ -18,7 +18,8 @@ def lines(out: str) -> list[str]:
     return [ln.strip() for ln in out.splitlines() if ln.strip()]
 
 
-def assert_registered(root, pushed, image: I.Image | None = None, digest: str | None = None):
+def assert_registered(root, pushed, image: I.Image | None = None, digest: str | None = None,
+                      oci_media_types: bool = True):
     """The image is in the store as the contract says: record, big data, every layer."""
     img = image or pushed.image
     rec = sc.image_record(root, img.id_hex)
@@ -32,7 +33,10 @@ def assert_registered(root, pushed, image: I.Image | None = None, digest: str | 
     assert cfg_file.read_bytes() == img.config
     assert rec["big-data-sizes"][cfg_key] == len(img.config)
     assert rec["big-data-digests"][cfg_key] == img.config_digest
-    assert (sc.image_dir(root, img.id_hex) / "manifest").is_file()
+    manifest = (sc.image_dir(root, img.id_hex) / "manifest").read_bytes()
+    assert rec["big-data-digests"]["manifest"] == I.sha256(manifest)
+    assert rec["big-data-sizes"]["manifest"] == len(manifest)
+    assert rec["created"] and rec["loaded"]
     parent = None
     for layer, chain in zip(img.layers, img.chain_ids):
         d = sc.layer_dir(root, chain)
@@ -41,6 +45,10 @@ def assert_registered(root, pushed, image: I.Image | None = None, digest: str | 
         assert sc.field(lrec, "parent") in ((parent,) if parent else (None, ""))
         assert sc.field(lrec, "diff-id") == layer.diff_id
         assert sc.field(lrec, "compressed-digest") == layer.digest
+        assert sc.field(lrec, "compressed-size") == layer.size
+        assert sc.field(lrec, "uncompressed-size") == len(layer.tar)
+        if oci_media_types:
+            assert sc.field(lrec, "media-type") == layer.media_type
         parent = chain
 
 
@@ -128,12 +136,15 @@ def test_pull_from_a_list_picks_the_platform(request, pmd, root, fixture, platfo
     assert (diff / "etc/arch").read_text() == f"{want.arch}\n"
     inspect = json.loads(pmd("inspect", pushed.ref).stdout)[0]
     assert inspect["Architecture"] == want.arch
+    assert inspect["RepoDigests"] == [f"{pushed.name}@{pushed.digest}"]
 
 
 def test_pull_docker_schema2_manifest(pmd, root, v2s2):
     ls = lines(pmd("pull", v2s2.ref).stdout)
     assert f"Digest: {v2s2.digest}" in ls
-    assert_registered(root, v2s2)
+    assert_registered(root, v2s2, oci_media_types=False)
+    lrec = sc.layer_record(root, v2s2.image.top_layer)
+    assert sc.field(lrec, "media-type") == "application/vnd.docker.image.rootfs.diff.tar.gzip"
 
 
 @pytest.mark.parametrize("how", ["gzip", "zstd", "none"])
@@ -168,11 +179,15 @@ def test_shared_base_layer_already_exists(pmd, root, single, sharing):
     assert_registered(root, sharing)
 
 
-def test_concurrent_pulls_share_one_layer_dir(pmd, root, multi, sharing):
-    procs = [pmd.popen("pull", p.ref) for p in (multi, sharing)]
+def test_concurrent_pulls_share_one_layer_dir(pmd, root, registry, multi, sharing,
+                                             faulty_proxy):
+    # the proxy holds both manifest requests until both have arrived: the pulls overlap
+    proxy = faulty_proxy(registry, "barrier", parties=2)
+    procs = [pmd.popen("pull", f"{proxy.host}/{p.repo}:{p.tag}") for p in (multi, sharing)]
     results = [(*p.communicate(timeout=120), p.returncode) for p in procs]
     for out, err, rc in results:
         assert rc == 0, err
+    assert not proxy.barrier.broken, "the two pulls did not run at the same time"
     want = {I.hexof(c) for p in (multi, sharing) for c in p.image.chain_ids}
     assert sc.layer_ids(root) == want
     assert sc.image_ids(root) == {multi.image.id_hex, sharing.image.id_hex}
@@ -210,3 +225,13 @@ def test_moved_tag_repoints_the_local_tag(pmd, root, publish, unique_repo, base_
     assert rows[old.image.id_hex[:12]]["TAG"] == "<none>"
     old_info = json.loads(pmd("inspect", old.image.id_hex).stdout)[0]
     assert old_info["RepoTags"] == []
+
+
+def test_pull_all_tags(pmd, root, publish, unique_repo, base_layer):
+    repo = unique_repo()
+    a = publish(I.build_image([base_layer], labels={"t": "a"}), repo, "a")
+    b = publish(I.build_image([base_layer], labels={"t": "b"}), repo, "b")
+    pmd("pull", "-a", a.name)
+    assert sc.image_ids(root) == {a.image.id_hex, b.image.id_hex}
+    assert a.ref in sc.image_record(root, a.image.id_hex)["names"]
+    assert b.ref in sc.image_record(root, b.image.id_hex)["names"]

@@ -61,11 +61,28 @@ def test_registry_down(pmd, root):
     assert time.monotonic() - t0 < 60
 
 
-def test_corrupted_blob_fails_and_registers_nothing(pmd, root, registry, publish, unique_repo):
+def test_corrupted_gzip_blob_fails_and_registers_nothing(pmd, root, registry, publish,
+                                                         unique_repo):
+    """Bytes flipped inside the gzip stream: the stream may break before the digest is known,
+    so the message must name the blob but need not say "digest"."""
     img = unique_image(extra_layers=1)
     pushed = publish(img, unique_repo(), "v1")
     bad = img.layers[1]
     I.corrupt_blob(registry.storage, bad.digest)
+    res = pmd("pull", pushed.ref, check=False)
+    line = assert_clean_failure(res, root, pmd, r".")
+    assert I.hexof(bad.digest)[:12] in line
+    assert_not_registered(root, img)
+
+
+def test_digest_mismatch_fails_and_registers_nothing(pmd, root, registry, publish, unique_repo):
+    """Bytes flipped inside a file of an uncompressed layer: the tar still extracts, only the
+    digest check can catch it."""
+    tag = uuid.uuid4().hex.encode()
+    bad = I.make_layer(I.base_entries(tag), "none")
+    img = I.build_image([bad])
+    pushed = publish(img, unique_repo(), "v1")
+    I.corrupt_blob(registry.storage, bad.digest, offset=200_000)  # inside bin/busybox
     res = pmd("pull", pushed.ref, check=False)
     line = assert_clean_failure(res, root, pmd, r"digest|mismatch|verif")
     assert I.hexof(bad.digest)[:12] in line
@@ -84,7 +101,7 @@ def test_truncated_download_resumes(pmd, root, registry, single, faulty_proxy):
 
 
 def test_always_truncated_download_fails_cleanly(pmd, root, registry, single, faulty_proxy):
-    # every response is cut after 8 KiB: ~128 resumes would be needed, more than the cap
+    # every response stops 8 KiB into the blob, resumed or not: no retry can complete it
     proxy = faulty_proxy(registry, "cut-always", cut_after=8 * 1024)
     res = pmd("pull", f"{proxy.host}/{single.repo}:{single.tag}", check=False)
     assert_clean_failure(res, root, pmd, r".")
@@ -139,7 +156,9 @@ def test_kill_9_during_pull_then_recover(pmd, root, registry, publish, unique_re
     ref = f"{proxy.host}/{pushed.repo}:{pushed.tag}"
     proc = pmd.popen("pull", ref)
     try:
-        assert proxy.stalled.wait(60), "the pull never started downloading a layer"
+        S.wait_until(lambda: proxy.stalled.is_set() or proc.poll() is not None, 60,
+                     what="a layer download to start")
+        assert proc.poll() is None, f"pull ended before it was killed: {proc.communicate()}"
     finally:
         S.kill_tree(proc)
         proc.communicate()
@@ -153,3 +172,29 @@ def test_kill_9_during_pull_then_recover(pmd, root, registry, publish, unique_re
     assert sc.image_ids(root) == {img.id_hex}
     for layer, chain in zip(img.layers, img.chain_ids):
         assert I.check_diff(sc.diff_dir(root, chain), layer.entries) == []
+
+
+def test_pull_by_digest_rejects_a_manifest_that_does_not_match(pmd, root, registry, single,
+                                                               faulty_proxy):
+    proxy = faulty_proxy(registry, "tamper-manifest")
+    res = pmd("pull", f"{proxy.host}/{single.repo}@{single.digest}", check=False)
+    assert_clean_failure(res, root, pmd, r"digest|mismatch|verif")
+    assert any(h.faulted for h in proxy.hits), "the proxy never served a manifest"
+    assert sc.image_ids(root) == set()
+
+
+def test_platform_not_in_the_index(pmd, root, oci_index):
+    res = pmd("pull", "--platform", "linux/s390x", oci_index.ref, check=False)
+    line = assert_clean_failure(res, root, pmd, r"platform|no match")
+    assert "s390x" in line
+    assert sc.image_ids(root) == set()
+
+
+def test_unknown_layer_media_type(pmd, root, publish, unique_repo):
+    layer = I.make_layer(I.base_entries(uuid.uuid4().hex.encode()))
+    layer.media_type = "application/vnd.example.layer.v1.tar+lzma"
+    pushed = publish(I.build_image([layer]), unique_repo(), "v1")
+    res = pmd("pull", pushed.ref, check=False)
+    line = assert_clean_failure(res, root, pmd, r"media type|unsupported|unknown")
+    assert "application/vnd.example.layer.v1.tar+lzma" in line
+    assert sc.image_ids(root) == set() and sc.layer_ids(root) == set()
