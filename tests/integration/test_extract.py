@@ -452,6 +452,27 @@ def test_directory_through_symlink(tmp_path, box):
     assert not (canary / "sub").exists()
 
 
+@pytest.mark.parametrize("kind", [tarfile.DIRTYPE, tarfile.REGTYPE, tarfile.SYMTYPE,
+                                  tarfile.FIFOTYPE, tarfile.LNKTYPE])
+def test_entry_over_planted_symlink_replaces_the_symlink(tmp_path, box, kind):
+    """An entry whose own name is a symlink planted earlier replaces the link: a directory
+    entry must not chmod/chown/utime the link's target (tar's "dir over symlink-to-dir")."""
+    dest, canary = box
+    before = snapshot(tmp_path, dest)
+    extra = [member("target", data=b"t")] if kind == tarfile.LNKTYPE else []
+    raw = make_tar(*extra,
+                   member("lnk", tarfile.SYMTYPE, link=str(canary)),
+                   member("lnk", kind, mode=0o777, uid=1000, mtime=MTIME - 5,
+                          link="target" if kind == tarfile.LNKTYPE else "elsewhere"))
+    extract(raw, dest)
+    assert_untouched(tmp_path, dest, before)
+    st = os.lstat(dest / "lnk")
+    if kind == tarfile.SYMTYPE:
+        assert os.readlink(dest / "lnk") == "elsewhere"
+    else:
+        assert not stat.S_ISLNK(st.st_mode)
+
+
 def test_symlink_replacing_dir_gets_no_deferred_fixup(tmp_path, box):
     """A dir entry whose mode/time libarchive defers, then replaced by a symlink: the fixup
     at close must not chmod/utime the symlink's target."""
