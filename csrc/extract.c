@@ -327,7 +327,7 @@ static int stream_open(struct extract *x, int compression)
             archive_read_next_header(x->outer, &raw) != ARCHIVE_OK) {
             if (x->read_errno)
                 return pmd_fail(x->err, x->read_errno, "read", "layer stream");
-            return pmd_fail(x->err, x->fd_eof && x->zsize == 0 ? EIO : EINVAL, "decompress",
+            return pmd_fail(x->err, x->fd_eof ? EIO : EINVAL, "decompress",
                             "%s", archive_error_string(x->outer));
         }
         /*
@@ -371,16 +371,70 @@ static int stream_drain(struct extract *x)
 
 /* ---- entry policy ----------------------------------------------------------------------- */
 
-/* RESOLVE_NO_SYMLINKS also refuses a trailing symlink (ELOOP) unless O_PATH|O_NOFOLLOW asks
- * for the link itself (openat2(2)). */
+/*
+ * Without openat2(2) (Linux < 5.6, valgrind, seccomp profiles that predate it): the same
+ * resolution one component at a time. Good enough because every path we resolve was cleaned
+ * by clean_name (no "..", relative), so staying beneath dirfd only means never following a
+ * symlink. A symlink opened with O_NOFOLLOW fails with ELOOP, or with ENOTDIR when
+ * O_DIRECTORY is also given (open(2)); report both as ELOOP, as openat2 would.
+ */
+static int open_beneath_walk(int dirfd, const char *path, int flags)
+{
+    char buf[PATH_MAX];
+    char *comp, *next, *save = NULL;
+    int cur = dirfd, fd, e;
+    struct stat st;
+
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    comp = strtok_r(buf, "/", &save);
+    if (comp == NULL)
+        return openat(dirfd, ".", flags | O_CLOEXEC);
+    for (; comp != NULL; comp = next) {
+        next = strtok_r(NULL, "/", &save);
+        if (strcmp(comp, "..") == 0) {
+            errno = EXDEV;
+            goto fail;
+        }
+        fd = openat(cur, comp,
+                    (next ? O_PATH | O_DIRECTORY : flags) | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+            if (errno == ENOTDIR && fstatat(cur, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                S_ISLNK(st.st_mode))
+                errno = ELOOP;
+            goto fail;
+        }
+        if (cur != dirfd)
+            close(cur);
+        cur = fd;
+    }
+    return cur;
+fail:
+    e = errno;
+    if (cur != dirfd)
+        close(cur);
+    errno = e;
+    return -1;
+}
+
+/*
+ * Open path beneath dirfd, refusing symlinks anywhere in it: RESOLVE_NO_SYMLINKS also
+ * refuses a trailing symlink (ELOOP) unless O_PATH|O_NOFOLLOW asks for the link itself
+ * (openat2(2)). Returns an fd or -1 with errno.
+ */
 static long sys_openat2(int dirfd, const char *path, int flags)
 {
     struct open_how how = {
         .flags = (uint64_t)flags | O_CLOEXEC,
         .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
     };
+    long fd = syscall(SYS_openat2, dirfd, path, &how, sizeof how);
 
-    return syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+    if (fd < 0 && errno == ENOSYS)
+        return open_beneath_walk(dirfd, path, flags);
+    return fd;
 }
 
 /*

@@ -651,3 +651,34 @@ def test_parallel_extractions(tmp_path):
         assert current == umask
         for tag in layers:
             subprocess.run(["rm", "-rf", str(tmp_path / tag)], check=True)
+
+
+def test_no_fd_or_thread_leaks(tmp_path):
+    """Every path, failing or not, closes its fds and joins its hasher threads."""
+    def fds():
+        return len(os.listdir("/proc/self/fd"))
+
+    cases = [
+        (make_tar(member("d/f", data=b"x" * 3000), member("d/.wh.g"),
+                  member("e/.wh..wh..opq")), NONE),
+        (compress(make_tar(member("f", data=b"x")), GZIP), GZIP),
+        (make_tar(member("l", tarfile.SYMTYPE, link="/"), member("l/x")), NONE),
+        (make_tar(member("../x")), NONE),
+        (compress(make_tar(member("f", data=os.urandom(50000))), GZIP)[:300], GZIP),
+        (b"garbage" * 300, ZSTD),
+        (b"garbage" * 300, NONE),
+    ]
+    (tmp_path / "warm").mkdir()
+    extract(cases[0][0], tmp_path / "warm")  # first-call allocations are not leaks
+    before_fds, before_threads = fds(), threading.active_count()
+    tasks_before = len(os.listdir("/proc/self/task"))
+    for i, (blob, kind) in enumerate(cases * 3):
+        dest = tmp_path / f"d{i}"
+        dest.mkdir()
+        try:
+            extract(blob, dest, kind)
+        except OSError:
+            pass
+    assert fds() == before_fds
+    assert threading.active_count() == before_threads
+    assert len(os.listdir("/proc/self/task")) == tasks_before
