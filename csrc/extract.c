@@ -486,17 +486,20 @@ static int absolute(struct extract *x, const char *rel, char *buf, const char *e
     return 0;
 }
 
+static int open_dir_beneath(struct extract *x, const char *rel, int create);
+
 /*
  * Refuse rel if an existing component of its parent is a symlink or leaves dest, and remove
  * a symlink sitting at rel itself, so that the entry replaces the link instead of acting on
  * its target (libarchive follows a symlink to a directory when a directory entry meets it).
- * ENOENT/ENOTDIR from the parent are fine: libarchive creates or replaces what is missing,
- * and a walk that stops at a missing component has met no symlink before it.
+ * A missing parent is created here; a non-directory in the way (ENOTDIR) is left to
+ * libarchive, which replaces it.
  *
  * This is the job of ARCHIVE_EXTRACT_SECURE_SYMLINKS, which we do not use: handed absolute
  * names, it lstat()s and opens every component from "/" down for every entry, which for a
  * store several directories deep costs more than the extraction itself. One openat2(2) on
- * the parent is also stricter: it cannot be raced by a rename above dest.
+ * the parent costs the same whatever the depth of dest. (libarchive still writes by absolute
+ * name, so like bsdtar we trust that nobody but this tar renames things under dest meanwhile.)
  */
 static int check_path(struct extract *x, const char *rel, const char *entry)
 {
@@ -513,12 +516,15 @@ static int check_path(struct extract *x, const char *rel, const char *entry)
         memcpy(parent, rel, (size_t)(slash - rel));
         parent[slash - rel] = '\0';
         fd = sys_openat2(x->destfd, parent, O_PATH | O_DIRECTORY);
+        /* Left to libarchive, implied parents would get 0777 & ~umask: make them 0755. */
+        if (fd < 0 && errno == ENOENT)
+            fd = open_dir_beneath(x, parent, 1);
         if (fd < 0) {
-            if (errno == ENOENT || errno == ENOTDIR)
+            if (errno == ENOTDIR)
                 return 0;
             if (errno == ELOOP || errno == EXDEV)
                 return pmd_fail(x->err, EXDEV, "layer entry", "%s", entry);
-            return pmd_fail(x->err, errno, "layer entry", "%s", entry);
+            return pmd_fail(x->err, errno, "create", "%s", entry);
         }
         pfd = (int)fd;
     }

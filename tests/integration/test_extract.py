@@ -247,6 +247,19 @@ def test_modes_owners_times(box):
     check("bin", 0o755)
 
 
+def test_implied_parents_are_0755_whatever_the_umask(box):
+    dest, _ = box
+    old_umask = os.umask(0o077)
+    try:
+        extract(make_tar(member("usr/local/bin/tool", data=b"t", mode=0o755),
+                         member("usr/local/bin/.wh.old")), dest)
+    finally:
+        os.umask(old_umask)
+    for rel in ["usr", "usr/local", "usr/local/bin"]:
+        assert stat.S_IMODE(os.lstat(dest / rel).st_mode) == 0o755, rel
+    assert stat.S_IMODE(os.lstat(dest / "usr/local/bin/tool").st_mode) == 0o755
+
+
 def test_links_and_special_files(box):
     dest, _ = box
     raw = make_tar(
