@@ -64,6 +64,12 @@ struct hasher {
     int busy, quit, started;
 };
 
+/* A directory that existed before its own entry; see dir_times_apply. */
+struct dirtime {
+    char *rel;
+    struct timespec times[2];
+};
+
 struct extract {
     /* compressed side */
     int fd;
@@ -91,6 +97,8 @@ struct extract {
     char abslink[PATH_MAX];
     char **opaque;        /* relative dirs that get trusted.overlay.opaque=y after close */
     size_t nopaque, capopaque;
+    struct dirtime *dirtimes;
+    size_t ndirtimes, capdirtimes;
     uint64_t entries;
     struct pmd_error *err;
 };
@@ -487,6 +495,8 @@ static int absolute(struct extract *x, const char *rel, char *buf, const char *e
 }
 
 static int open_dir_beneath(struct extract *x, const char *rel, int create);
+static int dirtime_add(struct extract *x, const char *rel, struct archive_entry *ae,
+                       const char *entry);
 
 /*
  * Refuse rel if an existing component of its parent is a symlink or leaves dest, and remove
@@ -501,17 +511,18 @@ static int open_dir_beneath(struct extract *x, const char *rel, int create);
  * the parent costs the same whatever the depth of dest. (libarchive still writes by absolute
  * name, so like bsdtar we trust that nobody but this tar renames things under dest meanwhile.)
  */
-static int check_path(struct extract *x, const char *rel, const char *entry)
+static int check_path(struct extract *x, const char *rel, struct archive_entry *ae,
+                      const char *entry)
 {
     char parent[PATH_MAX];
     const char *slash = strrchr(rel, '/');
     const char *base = slash ? slash + 1 : rel;
     struct stat st;
     long fd;
-    int pfd = x->destfd, e = 0;
+    int pfd = x->destfd, e = 0, r = 0;
 
     if (strcmp(rel, ".") == 0)
-        return 0;
+        return archive_entry_filetype(ae) == AE_IFDIR ? dirtime_add(x, rel, ae, entry) : 0;
     if (slash != NULL) {
         memcpy(parent, rel, (size_t)(slash - rel));
         parent[slash - rel] = '\0';
@@ -528,14 +539,17 @@ static int check_path(struct extract *x, const char *rel, const char *entry)
         }
         pfd = (int)fd;
     }
-    if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode) &&
-        unlinkat(pfd, base, 0) < 0)
-        e = errno;
+    if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        if (S_ISLNK(st.st_mode) && unlinkat(pfd, base, 0) < 0)
+            e = errno;
+        else if (S_ISDIR(st.st_mode) && archive_entry_filetype(ae) == AE_IFDIR)
+            r = dirtime_add(x, rel, ae, entry);
+    }
     if (pfd != x->destfd)
         close(pfd);
     if (e)
         return pmd_fail(x->err, e, "create", "%s", entry);
-    return 0;
+    return r;
 }
 
 /*
@@ -806,6 +820,67 @@ static int handle_whiteout(struct extract *x, const char *rel, const char *entry
     return whiteout(x, dir, base + sizeof WH_PREFIX - 1, entry);
 }
 
+/* ---- directory times ------------------------------------------------------------------------ */
+
+/*
+ * libarchive defers the times of the directories it creates to archive_write_close, after
+ * their contents exist; a directory that already existed (dest itself, or one we made for a
+ * whiteout or as an implied parent) gets its times at once, and every later entry inside it
+ * bumps its mtime again. Remember those and set them last.
+ */
+static int dirtime_add(struct extract *x, const char *rel, struct archive_entry *ae,
+                       const char *entry)
+{
+    struct dirtime *d;
+
+    if (!archive_entry_mtime_is_set(ae))
+        return 0;
+    if (x->ndirtimes == x->capdirtimes) {
+        size_t cap = x->capdirtimes ? 2 * x->capdirtimes : 16;
+
+        d = realloc(x->dirtimes, cap * sizeof *d);
+        if (d == NULL)
+            return pmd_fail(x->err, ENOMEM, "layer entry", "%s", entry);
+        x->dirtimes = d;
+        x->capdirtimes = cap;
+    }
+    d = &x->dirtimes[x->ndirtimes];
+    d->rel = strdup(rel);
+    if (d->rel == NULL)
+        return pmd_fail(x->err, ENOMEM, "layer entry", "%s", entry);
+    d->times[1].tv_sec = archive_entry_mtime(ae);
+    d->times[1].tv_nsec = archive_entry_mtime_nsec(ae);
+    d->times[0].tv_sec = archive_entry_atime(ae);
+    d->times[0].tv_nsec = archive_entry_atime_is_set(ae) ? archive_entry_atime_nsec(ae)
+                                                         : UTIME_OMIT;
+    x->ndirtimes++;
+    return 0;
+}
+
+static int dir_times_apply(struct extract *x)
+{
+    size_t i;
+
+    for (i = 0; i < x->ndirtimes; i++) {
+        const struct dirtime *d = &x->dirtimes[i];
+        int fd = open_dir_beneath(x, d->rel, 0);
+
+        if (fd < 0) {
+            /* Whited out or replaced (by a symlink, say) later in the tar: nothing to do. */
+            if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP || errno == EXDEV)
+                continue;
+            return pmd_fail(x->err, errno, "restore metadata", "%s", d->rel);
+        }
+        if (futimens(fd, d->times) < 0) {
+            int e = errno;
+            close(fd);
+            return pmd_fail(x->err, e, "restore metadata", "%s", d->rel);
+        }
+        close(fd);
+    }
+    return 0;
+}
+
 /* ---- entries ------------------------------------------------------------------------------ */
 
 static int disk_fail(struct extract *x, const char *op, const char *entry)
@@ -850,7 +925,7 @@ static int extract_entry(struct extract *x, struct archive_entry *e)
         return -1;
     if (done)
         return 0;
-    if (check_path(x, rel, entry) < 0 || absolute(x, rel, x->abspath, entry) < 0)
+    if (check_path(x, rel, e, entry) < 0 || absolute(x, rel, x->abspath, entry) < 0)
         return -1;
 
     link = archive_entry_hardlink(e);
@@ -897,7 +972,7 @@ static int extract_all(struct extract *x)
     }
     if (archive_write_close(x->disk) < ARCHIVE_OK)
         return disk_fail(x, "close", "deferred directory metadata");
-    if (opaque_apply(x) < 0)
+    if (opaque_apply(x) < 0 || dir_times_apply(x) < 0)
         return -1;
     return stream_drain(x);
 }
@@ -920,6 +995,9 @@ static void extract_free(struct extract *x)
     for (i = 0; i < x->nopaque; i++)
         free(x->opaque[i]);
     free(x->opaque);
+    for (i = 0; i < x->ndirtimes; i++)
+        free(x->dirtimes[i].rel);
+    free(x->dirtimes);
     free(x->buf);
     free(x);
 }

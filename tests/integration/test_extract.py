@@ -260,6 +260,33 @@ def test_implied_parents_are_0755_whatever_the_umask(box):
     assert stat.S_IMODE(os.lstat(dest / "usr/local/bin/tool").st_mode) == 0o755
 
 
+def test_root_entry_and_binary_names(box):
+    dest, _ = box
+    name = os.fsdecode(b"bin\xff\xfename")  # not UTF-8: tarfile writes hdrcharset=BINARY
+    extract(make_tar(member("./", tarfile.DIRTYPE, mode=0o751, mtime=MTIME + 9),
+                     member(name, data=b"b")), dest)
+    st = os.lstat(dest)
+    assert stat.S_IMODE(st.st_mode) == 0o751 and st.st_mtime == MTIME + 9
+    assert (dest / name).read_bytes() == b"b"
+
+
+def test_names_too_long_are_refused_without_chdir(box):
+    dest, _ = box
+    cwd = os.getcwd()
+    name = "/".join(["d" * 200] * 21) + "/f"  # > PATH_MAX once under dest
+    with pytest.raises(OSError) as ei:
+        extract(make_tar(member(name, data=b"x")), dest)
+    assert ei.value.errno == errno.ENAMETOOLONG
+    assert os.getcwd() == cwd
+
+
+def test_hardlink_to_missing_target(box):
+    dest, _ = box
+    with pytest.raises(FileNotFoundError) as ei:
+        extract(make_tar(member("hl", tarfile.LNKTYPE, link="nowhere")), dest)
+    assert ei.value.filename == "hl"
+
+
 def test_links_and_special_files(box):
     dest, _ = box
     raw = make_tar(
@@ -361,6 +388,24 @@ def test_whiteouts(box):
     assert not os.path.lexists(dest / "usr/.wh..wh.plnk")
     assert os.lstat(dest / "usr").st_mtime == MTIME + 7  # deferred dir times still applied
     assert stat.S_IMODE(os.lstat(dest / "never/listed").st_mode) == 0o755
+
+
+def test_dir_times_survive_later_entries_when_the_dir_already_existed(box):
+    dest, _ = box
+    raw = make_tar(
+        member("w/.wh.x"),  # we create w for the whiteout
+        member("w", tarfile.DIRTYPE, mode=0o750, mtime=MTIME + 1),
+        member("w/f", data=b"1"),
+        member("a/b/f", data=b"2"),  # a and a/b implied
+        member("a", tarfile.DIRTYPE, mtime=MTIME + 2),
+        member("a/c", data=b"3"),
+        member("a/b/.wh.gone"),
+    )
+    extract(raw, dest)
+    assert os.lstat(dest / "w").st_mtime == MTIME + 1
+    assert stat.S_IMODE(os.lstat(dest / "w").st_mode) == 0o750
+    assert os.lstat(dest / "a").st_mtime == MTIME + 2
+    assert is_whiteout(dest / "w/x") and is_whiteout(dest / "a/b/gone")
 
 
 def test_opaque_dirs(box):
