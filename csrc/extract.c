@@ -8,14 +8,14 @@
  *      --entries--> policy checks / whiteouts --> archive_write_disk (absolute paths)
  *
  * For PMD_COMPRESS_NONE the outer archive is skipped: both digests see the same bytes.
- * Both digests are updated inside the read callbacks, so every byte handed to the next stage
- * is hashed exactly once; after the tar's end-of-archive the rest of both streams is drained
+ * The read callbacks hand every block to a digest exactly once (computed by a helper thread,
+ * see struct hasher); after the tar's end-of-archive the rest of both streams is drained
  * through the same callbacks.
  *
- * Containment does not rely on libarchive alone: every entry's parent directory and every
- * hardlink target is resolved with openat2(2) RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS against
- * an fd of dest before libarchive touches the path, and whiteouts are applied with *at()
- * calls relative to such fds only.
+ * Containment is checked here, not by libarchive's SECURE_SYMLINKS (see check_path): every
+ * entry's parent directory and every hardlink target is resolved with openat2(2)
+ * RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS against an fd of dest before libarchive touches the
+ * path, and whiteouts and opaque markers are applied with *at() calls relative to such fds.
  */
 #include "pmd_sys.h"
 #include "pmd.h"
@@ -925,9 +925,8 @@ static int extract_entry(struct extract *x, struct archive_entry *e)
         return -1;
     if (done)
         return 0;
-    if (check_path(x, rel, e, entry) < 0 || absolute(x, rel, x->abspath, entry) < 0)
+    if (absolute(x, rel, x->abspath, entry) < 0)
         return -1;
-
     link = archive_entry_hardlink(e);
     if (link != NULL) {
         if (clean_name(x, link, entry, target, sizeof target) < 0 ||
@@ -936,6 +935,9 @@ static int extract_entry(struct extract *x, struct archive_entry *e)
             return -1;
         archive_entry_copy_hardlink(e, x->abslink);
     }
+    /* Last of the checks: it may create the parent directories. */
+    if (check_path(x, rel, e, entry) < 0)
+        return -1;
     if (drop_overlay_xattrs(x, e, entry) < 0)
         return -1;
     archive_entry_copy_pathname(e, x->abspath);
