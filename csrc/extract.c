@@ -8,14 +8,14 @@
  *      --entries--> policy checks / whiteouts --> archive_write_disk (absolute paths)
  *
  * For PMD_COMPRESS_NONE the outer archive is skipped: both digests see the same bytes.
- * Both digests are updated inside the read callbacks, so every byte handed to the next stage
- * is hashed exactly once; after the tar's end-of-archive the rest of both streams is drained
+ * The read callbacks hand every block to a digest exactly once (computed by a helper thread,
+ * see struct hasher); after the tar's end-of-archive the rest of both streams is drained
  * through the same callbacks.
  *
- * Containment does not rely on libarchive alone: every entry's parent directory and every
- * hardlink target is resolved with openat2(2) RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS against
- * an fd of dest before libarchive touches the path, and whiteouts are applied with *at()
- * calls relative to such fds only.
+ * Containment is checked here, not by libarchive's SECURE_SYMLINKS (see check_path): every
+ * entry's parent directory and every hardlink target is resolved with openat2(2)
+ * RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS against an fd of dest before libarchive touches the
+ * path, and whiteouts and opaque markers are applied with *at() calls relative to such fds.
  */
 #include "pmd_sys.h"
 #include "pmd.h"
@@ -27,6 +27,7 @@
 #include <linux/openat2.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -46,18 +47,41 @@
  */
 static pthread_mutex_t umask_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/*
+ * A SHA-256 fed by its own thread. A block handed to the next stage stays valid until the
+ * next read callback, so the digest of block N can be computed while libarchive writes files
+ * out of block N; the next callback waits for it before the block may be reused. Without
+ * this, hashing every byte twice (compressed, then uncompressed) sits on the critical path
+ * and costs about as much CPU as zstd decompression itself.
+ */
+struct hasher {
+    EVP_MD_CTX *ctx;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    const void *block;
+    size_t size;
+    int busy, quit, started;
+};
+
+/* A directory that existed before its own entry; see dir_times_apply. */
+struct dirtime {
+    char *rel;
+    struct timespec times[2];
+};
+
 struct extract {
     /* compressed side */
     int fd;
     unsigned char *buf;
-    EVP_MD_CTX *zhash;
+    struct hasher zhash;
     uint64_t zsize;
     int fd_eof;
     int read_errno;       /* errno of a failed read(2) */
 
     /* decompressed side */
     struct archive *outer; /* NULL for PMD_COMPRESS_NONE */
-    EVP_MD_CTX *thash;
+    struct hasher thash;
     uint64_t tsize;
     int tar_eof;          /* the decompressed stream ended */
     int decomp_failed;    /* the outer archive reported an error, text in decomp_msg */
@@ -73,27 +97,101 @@ struct extract {
     char abslink[PATH_MAX];
     char **opaque;        /* relative dirs that get trusted.overlay.opaque=y after close */
     size_t nopaque, capopaque;
+    struct dirtime *dirtimes;
+    size_t ndirtimes, capdirtimes;
     uint64_t entries;
     struct pmd_error *err;
 };
 
 /* ---- stream / hash layer ------------------------------------------------------------- */
 
-static int open_hash(EVP_MD_CTX **ctx)
+static void *hasher_main(void *arg)
 {
-    *ctx = EVP_MD_CTX_new();
-    if (*ctx == NULL || EVP_DigestInit_ex(*ctx, EVP_sha256(), NULL) != 1)
-        return -1;
-    return 0;
+    struct hasher *h = arg;
+
+    pthread_mutex_lock(&h->lock);
+    for (;;) {
+        while (!h->busy && !h->quit)
+            pthread_cond_wait(&h->cond, &h->lock);
+        if (!h->busy)
+            break;
+        pthread_mutex_unlock(&h->lock);
+        EVP_DigestUpdate(h->ctx, h->block, h->size);
+        pthread_mutex_lock(&h->lock);
+        h->busy = 0;
+        pthread_cond_broadcast(&h->cond);
+    }
+    pthread_mutex_unlock(&h->lock);
+    return NULL;
 }
 
-static void hash_hex(EVP_MD_CTX *ctx, char out[72])
+/* Returns 0 or an errno value. */
+static int hasher_start(struct hasher *h)
+{
+    sigset_t all, old;
+    int e;
+
+    pthread_mutex_init(&h->lock, NULL);
+    pthread_cond_init(&h->cond, NULL);
+    h->ctx = EVP_MD_CTX_new();
+    if (h->ctx == NULL || EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL) != 1)
+        return ENOMEM;
+    /* Signals are for the Python threads: the hasher inherits a full mask. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    e = pthread_create(&h->thread, NULL, hasher_main, h);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (e == 0)
+        h->started = 1;
+    return e;
+}
+
+/* Wait until the hasher no longer looks at its last block. */
+static void hasher_wait(struct hasher *h)
+{
+    pthread_mutex_lock(&h->lock);
+    while (h->busy)
+        pthread_cond_wait(&h->cond, &h->lock);
+    pthread_mutex_unlock(&h->lock);
+}
+
+static void hasher_feed(struct hasher *h, const void *block, size_t size)
+{
+    pthread_mutex_lock(&h->lock);
+    while (h->busy)
+        pthread_cond_wait(&h->cond, &h->lock);
+    h->block = block;
+    h->size = size;
+    h->busy = 1;
+    pthread_cond_broadcast(&h->cond);
+    pthread_mutex_unlock(&h->lock);
+}
+
+/* Safe on a zeroed hasher, and on one whose start failed half-way. */
+static void hasher_stop(struct hasher *h)
+{
+    if (h->started) {
+        pthread_mutex_lock(&h->lock);
+        h->quit = 1;
+        pthread_cond_broadcast(&h->cond);
+        pthread_mutex_unlock(&h->lock);
+        pthread_join(h->thread, NULL);
+    }
+    if (h->ctx != NULL) {
+        pthread_mutex_destroy(&h->lock);
+        pthread_cond_destroy(&h->cond);
+    }
+    EVP_MD_CTX_free(h->ctx);
+}
+
+static void hash_hex(struct hasher *h, char out[72])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0, i;
     char *p = out + sizeof "sha256:" - 1;
 
-    EVP_DigestFinal_ex(ctx, md, &n);
+    hasher_wait(h);
+    EVP_DigestFinal_ex(h->ctx, md, &n);
     memcpy(out, "sha256:", sizeof "sha256:" - 1);
     for (i = 0; i < n; i++, p += 2)
         snprintf(p, 3, "%02x", md[i]);
@@ -107,6 +205,9 @@ static ssize_t read_compressed(struct extract *x)
 
     if (x->fd_eof)
         return 0;
+    /* x->buf is about to be overwritten: both digests must be done with it. */
+    hasher_wait(&x->zhash);
+    hasher_wait(&x->thash);
     do
         n = read(x->fd, x->buf, READ_BLOCK);
     while (n < 0 && errno == EINTR);
@@ -118,7 +219,7 @@ static ssize_t read_compressed(struct extract *x)
         x->fd_eof = 1;
         return 0;
     }
-    EVP_DigestUpdate(x->zhash, x->buf, (size_t)n);
+    hasher_feed(&x->zhash, x->buf, (size_t)n);
     x->zsize += (uint64_t)n;
     return n;
 }
@@ -146,6 +247,8 @@ static ssize_t read_tar(struct extract *x, const void **block)
 
     if (x->tar_eof)
         return 0;
+    /* The previous block is about to be invalidated. */
+    hasher_wait(&x->thash);
     if (x->outer == NULL) {
         n = read_compressed(x);
         *block = x->buf;
@@ -174,7 +277,7 @@ static ssize_t read_tar(struct extract *x, const void **block)
         x->tar_eof = 1;
         return 0;
     }
-    EVP_DigestUpdate(x->thash, *block, (size_t)n);
+    hasher_feed(&x->thash, *block, (size_t)n);
     x->tsize += (uint64_t)n;
     return n;
 }
@@ -232,7 +335,7 @@ static int stream_open(struct extract *x, int compression)
             archive_read_next_header(x->outer, &raw) != ARCHIVE_OK) {
             if (x->read_errno)
                 return pmd_fail(x->err, x->read_errno, "read", "layer stream");
-            return pmd_fail(x->err, x->fd_eof && x->zsize == 0 ? EIO : EINVAL, "decompress",
+            return pmd_fail(x->err, x->fd_eof ? EIO : EINVAL, "decompress",
                             "%s", archive_error_string(x->outer));
         }
         /*
@@ -276,16 +379,70 @@ static int stream_drain(struct extract *x)
 
 /* ---- entry policy ----------------------------------------------------------------------- */
 
-/* RESOLVE_NO_SYMLINKS also refuses a trailing symlink (ELOOP) unless O_PATH|O_NOFOLLOW asks
- * for the link itself (openat2(2)). */
+/*
+ * Without openat2(2) (Linux < 5.6, valgrind, seccomp profiles that predate it): the same
+ * resolution one component at a time. Good enough because every path we resolve was cleaned
+ * by clean_name (no "..", relative), so staying beneath dirfd only means never following a
+ * symlink. A symlink opened with O_NOFOLLOW fails with ELOOP, or with ENOTDIR when
+ * O_DIRECTORY is also given (open(2)); report both as ELOOP, as openat2 would.
+ */
+static int open_beneath_walk(int dirfd, const char *path, int flags)
+{
+    char buf[PATH_MAX];
+    char *comp, *next, *save = NULL;
+    int cur = dirfd, fd, e;
+    struct stat st;
+
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    comp = strtok_r(buf, "/", &save);
+    if (comp == NULL)
+        return openat(dirfd, ".", flags | O_CLOEXEC);
+    for (; comp != NULL; comp = next) {
+        next = strtok_r(NULL, "/", &save);
+        if (strcmp(comp, "..") == 0) {
+            errno = EXDEV;
+            goto fail;
+        }
+        fd = openat(cur, comp,
+                    (next ? O_PATH | O_DIRECTORY : flags) | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+            if (errno == ENOTDIR && fstatat(cur, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                S_ISLNK(st.st_mode))
+                errno = ELOOP;
+            goto fail;
+        }
+        if (cur != dirfd)
+            close(cur);
+        cur = fd;
+    }
+    return cur;
+fail:
+    e = errno;
+    if (cur != dirfd)
+        close(cur);
+    errno = e;
+    return -1;
+}
+
+/*
+ * Open path beneath dirfd, refusing symlinks anywhere in it: RESOLVE_NO_SYMLINKS also
+ * refuses a trailing symlink (ELOOP) unless O_PATH|O_NOFOLLOW asks for the link itself
+ * (openat2(2)). Returns an fd or -1 with errno.
+ */
 static long sys_openat2(int dirfd, const char *path, int flags)
 {
     struct open_how how = {
         .flags = (uint64_t)flags | O_CLOEXEC,
         .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
     };
+    long fd = syscall(SYS_openat2, dirfd, path, &how, sizeof how);
 
-    return syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+    if (fd < 0 && errno == ENOSYS)
+        return open_beneath_walk(dirfd, path, flags);
+    return fd;
 }
 
 /*
@@ -337,31 +494,62 @@ static int absolute(struct extract *x, const char *rel, char *buf, const char *e
     return 0;
 }
 
+static int open_dir_beneath(struct extract *x, const char *rel, int create);
+static int dirtime_add(struct extract *x, const char *rel, struct archive_entry *ae,
+                       const char *entry);
+
 /*
- * Refuse rel if an existing component of its parent is a symlink or leaves dest.
- * ENOENT/ENOTDIR are fine: libarchive creates or replaces what is missing, and a walk that
- * stops at a missing component has met no symlink before it.
+ * Refuse rel if an existing component of its parent is a symlink or leaves dest, and remove
+ * a symlink sitting at rel itself, so that the entry replaces the link instead of acting on
+ * its target (libarchive follows a symlink to a directory when a directory entry meets it).
+ * A missing parent is created here; a non-directory in the way (ENOTDIR) is left to
+ * libarchive, which replaces it.
+ *
+ * This is the job of ARCHIVE_EXTRACT_SECURE_SYMLINKS, which we do not use: handed absolute
+ * names, it lstat()s and opens every component from "/" down for every entry, which for a
+ * store several directories deep costs more than the extraction itself. One openat2(2) on
+ * the parent costs the same whatever the depth of dest. (libarchive still writes by absolute
+ * name, so like bsdtar we trust that nobody but this tar renames things under dest meanwhile.)
  */
-static int check_parent(struct extract *x, const char *rel, const char *entry)
+static int check_path(struct extract *x, const char *rel, struct archive_entry *ae,
+                      const char *entry)
 {
     char parent[PATH_MAX];
     const char *slash = strrchr(rel, '/');
+    const char *base = slash ? slash + 1 : rel;
+    struct stat st;
     long fd;
+    int pfd = x->destfd, e = 0, r = 0;
 
-    if (slash == NULL)
-        return 0;
-    memcpy(parent, rel, (size_t)(slash - rel));
-    parent[slash - rel] = '\0';
-    fd = sys_openat2(x->destfd, parent, O_PATH | O_DIRECTORY);
-    if (fd >= 0) {
-        close((int)fd);
-        return 0;
+    if (strcmp(rel, ".") == 0)
+        return archive_entry_filetype(ae) == AE_IFDIR ? dirtime_add(x, rel, ae, entry) : 0;
+    if (slash != NULL) {
+        memcpy(parent, rel, (size_t)(slash - rel));
+        parent[slash - rel] = '\0';
+        fd = sys_openat2(x->destfd, parent, O_PATH | O_DIRECTORY);
+        /* Left to libarchive, implied parents would get 0777 & ~umask: make them 0755. */
+        if (fd < 0 && errno == ENOENT)
+            fd = open_dir_beneath(x, parent, 1);
+        if (fd < 0) {
+            if (errno == ENOTDIR)
+                return 0;
+            if (errno == ELOOP || errno == EXDEV)
+                return pmd_fail(x->err, EXDEV, "layer entry", "%s", entry);
+            return pmd_fail(x->err, errno, "create", "%s", entry);
+        }
+        pfd = (int)fd;
     }
-    if (errno == ENOENT || errno == ENOTDIR)
-        return 0;
-    if (errno == ELOOP || errno == EXDEV)
-        return pmd_fail(x->err, EXDEV, "layer entry", "%s", entry);
-    return pmd_fail(x->err, errno, "layer entry", "%s", entry);
+    if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        if (S_ISLNK(st.st_mode) && unlinkat(pfd, base, 0) < 0)
+            e = errno;
+        else if (S_ISDIR(st.st_mode) && archive_entry_filetype(ae) == AE_IFDIR)
+            r = dirtime_add(x, rel, ae, entry);
+    }
+    if (pfd != x->destfd)
+        close(pfd);
+    if (e)
+        return pmd_fail(x->err, e, "create", "%s", entry);
+    return r;
 }
 
 /*
@@ -632,6 +820,67 @@ static int handle_whiteout(struct extract *x, const char *rel, const char *entry
     return whiteout(x, dir, base + sizeof WH_PREFIX - 1, entry);
 }
 
+/* ---- directory times ------------------------------------------------------------------------ */
+
+/*
+ * libarchive defers the times of the directories it creates to archive_write_close, after
+ * their contents exist; a directory that already existed (dest itself, or one we made for a
+ * whiteout or as an implied parent) gets its times at once, and every later entry inside it
+ * bumps its mtime again. Remember those and set them last.
+ */
+static int dirtime_add(struct extract *x, const char *rel, struct archive_entry *ae,
+                       const char *entry)
+{
+    struct dirtime *d;
+
+    if (!archive_entry_mtime_is_set(ae))
+        return 0;
+    if (x->ndirtimes == x->capdirtimes) {
+        size_t cap = x->capdirtimes ? 2 * x->capdirtimes : 16;
+
+        d = realloc(x->dirtimes, cap * sizeof *d);
+        if (d == NULL)
+            return pmd_fail(x->err, ENOMEM, "layer entry", "%s", entry);
+        x->dirtimes = d;
+        x->capdirtimes = cap;
+    }
+    d = &x->dirtimes[x->ndirtimes];
+    d->rel = strdup(rel);
+    if (d->rel == NULL)
+        return pmd_fail(x->err, ENOMEM, "layer entry", "%s", entry);
+    d->times[1].tv_sec = archive_entry_mtime(ae);
+    d->times[1].tv_nsec = archive_entry_mtime_nsec(ae);
+    d->times[0].tv_sec = archive_entry_atime(ae);
+    d->times[0].tv_nsec = archive_entry_atime_is_set(ae) ? archive_entry_atime_nsec(ae)
+                                                         : UTIME_OMIT;
+    x->ndirtimes++;
+    return 0;
+}
+
+static int dir_times_apply(struct extract *x)
+{
+    size_t i;
+
+    for (i = 0; i < x->ndirtimes; i++) {
+        const struct dirtime *d = &x->dirtimes[i];
+        int fd = open_dir_beneath(x, d->rel, 0);
+
+        if (fd < 0) {
+            /* Whited out or replaced (by a symlink, say) later in the tar: nothing to do. */
+            if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP || errno == EXDEV)
+                continue;
+            return pmd_fail(x->err, errno, "restore metadata", "%s", d->rel);
+        }
+        if (futimens(fd, d->times) < 0) {
+            int e = errno;
+            close(fd);
+            return pmd_fail(x->err, e, "restore metadata", "%s", d->rel);
+        }
+        close(fd);
+    }
+    return 0;
+}
+
 /* ---- entries ------------------------------------------------------------------------------ */
 
 static int disk_fail(struct extract *x, const char *op, const char *entry)
@@ -676,9 +925,8 @@ static int extract_entry(struct extract *x, struct archive_entry *e)
         return -1;
     if (done)
         return 0;
-    if (check_parent(x, rel, entry) < 0 || absolute(x, rel, x->abspath, entry) < 0)
+    if (absolute(x, rel, x->abspath, entry) < 0)
         return -1;
-
     link = archive_entry_hardlink(e);
     if (link != NULL) {
         if (clean_name(x, link, entry, target, sizeof target) < 0 ||
@@ -687,6 +935,9 @@ static int extract_entry(struct extract *x, struct archive_entry *e)
             return -1;
         archive_entry_copy_hardlink(e, x->abslink);
     }
+    /* Last of the checks: it may create the parent directories. */
+    if (check_path(x, rel, e, entry) < 0)
+        return -1;
     if (drop_overlay_xattrs(x, e, entry) < 0)
         return -1;
     archive_entry_copy_pathname(e, x->abspath);
@@ -723,7 +974,7 @@ static int extract_all(struct extract *x)
     }
     if (archive_write_close(x->disk) < ARCHIVE_OK)
         return disk_fail(x, "close", "deferred directory metadata");
-    if (opaque_apply(x) < 0)
+    if (opaque_apply(x) < 0 || dir_times_apply(x) < 0)
         return -1;
     return stream_drain(x);
 }
@@ -732,6 +983,9 @@ static void extract_free(struct extract *x)
 {
     size_t i;
 
+    /* Before the archives: a hasher may still be reading one of their blocks. */
+    hasher_stop(&x->zhash);
+    hasher_stop(&x->thash);
     if (x->inner)
         archive_read_free(x->inner);
     if (x->outer)
@@ -740,11 +994,12 @@ static void extract_free(struct extract *x)
         archive_write_free(x->disk);
     if (x->destfd >= 0)
         close(x->destfd);
-    EVP_MD_CTX_free(x->zhash);
-    EVP_MD_CTX_free(x->thash);
     for (i = 0; i < x->nopaque; i++)
         free(x->opaque[i]);
     free(x->opaque);
+    for (i = 0; i < x->ndirtimes; i++)
+        free(x->dirtimes[i].rel);
+    free(x->dirtimes);
     free(x->buf);
     free(x);
 }
@@ -753,7 +1008,7 @@ int pmd_layer_extract(int fd, const char *dest, int compression,
                       struct pmd_extract_result *res, struct pmd_error *err)
 {
     struct extract *x;
-    int r = -1;
+    int r = -1, e;
 
     if (compression != PMD_COMPRESS_NONE && compression != PMD_COMPRESS_GZIP &&
         compression != PMD_COMPRESS_ZSTD)
@@ -770,8 +1025,8 @@ int pmd_layer_extract(int fd, const char *dest, int compression,
         pmd_fail(err, ENOMEM, "layer extract", "%s", dest);
         goto out;
     }
-    if (open_hash(&x->zhash) < 0 || open_hash(&x->thash) < 0) {
-        pmd_fail(err, ENOMEM, "sha256", "EVP_DigestInit");
+    if ((e = hasher_start(&x->zhash)) != 0 || (e = hasher_start(&x->thash)) != 0) {
+        pmd_fail(err, e, "sha256", "hasher thread");
         goto out;
     }
     if (realpath(dest, x->root) == NULL) {
@@ -796,21 +1051,21 @@ int pmd_layer_extract(int fd, const char *dest, int compression,
         goto out;
     }
     /*
-     * No ARCHIVE_EXTRACT_UNLINK: with it SECURE_SYMLINKS deletes a symlink met in the path
-     * instead of refusing. No FFLAGS (chattr +i in a layer would pin files on the host), no
-     * SECURE_NOABSOLUTEPATHS (we hand libarchive absolute names under dest on purpose).
-     * Numeric ids only: no lookup functions, so the host's passwd never maps layer owners.
+     * No SECURE_SYMLINKS: check_path() does its job (see there why). No UNLINK: libarchive
+     * replaces what is in the way when creation fails with EEXIST anyway. No FFLAGS (chattr +i in a layer
+     * would pin files on the host). No SECURE_NOABSOLUTEPATHS: we hand libarchive absolute
+     * names under dest on purpose. Numeric ids only: no lookup functions, so the host's
+     * passwd never maps layer owners.
      */
     archive_write_disk_set_options(x->disk, ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_OWNER |
                                                 ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_XATTR |
-                                                ARCHIVE_EXTRACT_SECURE_SYMLINKS |
                                                 ARCHIVE_EXTRACT_SECURE_NODOTDOT);
 
     if (stream_open(x, compression) < 0 || extract_all(x) < 0)
         goto out;
 
-    hash_hex(x->zhash, res->compressed_digest);
-    hash_hex(x->thash, res->diff_id);
+    hash_hex(&x->zhash, res->compressed_digest);
+    hash_hex(&x->thash, res->diff_id);
     res->compressed_size = x->zsize;
     res->uncompressed_size = x->tsize;
     res->entries = x->entries;
