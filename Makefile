@@ -22,7 +22,7 @@ install:
 
 deps:
 	apt-get update -q
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES)
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_PACKAGES)
 	$(PIP) install -q $(PY_PACKAGES)
 
 test: build
