@@ -306,7 +306,7 @@ int pmd_child_mounts(const struct pmd_spawn_spec *s, int *rootfd_out, struct pmd
     int rootfd;
 
     *rootfd_out = -1;
-    if (!(s->namespaces & CLONE_NEWNS))
+    if (!(s->namespaces & CLONE_NEWNS) || s->join_pid > 0)
         return 0;
     /*
      * A new mount namespace starts as a copy whose mounts keep the host's propagation: with

@@ -74,6 +74,14 @@ int pmd_layer_extract(int fd, const char *dest, int compression,
  * the caller must call pmd_spawn_release exactly once, which lets the child go on and returns the
  * child's setup result as above. To abort instead, close proc->release_fd and proc->error_fd and
  * reap the pid: the child sees EOF and exits 127 without running anything.
+ *
+ * Joining. With join_pid, the child setns()es into the namespaces of that process that the
+ * namespaces mask names (after joining cgroup_procs), instead of creating new ones; rootfs, mounts,
+ * dev_setup, masked/read-only paths, readonly_root, hostname and hold must be unset (the
+ * container's init did all that). Joining a pid namespace only applies to children, so the child
+ * then clones once more, with CLONE_PARENT: proc->pid is that grandchild, the caller's own child,
+ * in the container's pid namespace; the intermediate is reaped by pmd_spawn. The confinement
+ * steps (rlimits to exec) run as for a new container.
  */
 
 #define PMD_MOUNT_MKDIR 1     /* pmd_mount.flags: create the target (dir, or file for a file source) */
@@ -131,6 +139,8 @@ struct pmd_spawn_spec {
     int setsid;               /* new session; with ctty, stdin (a tty) becomes the controlling tty */
     int ctty;
     int hold;                 /* see "Holding" above */
+    int join_pid;             /* > 0: enter the `namespaces` of this running process instead of
+                                 creating new ones (docker exec); see "Joining" above */
 };
 
 /*

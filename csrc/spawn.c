@@ -31,12 +31,31 @@
 #define ALLOWED_NS                                                                                 \
     (CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWCGROUP)
 
-/* What the child writes on the error pipe: once just before execve (err.err == 0), and once more
- * if setup or execve failed. sizeof < PIPE_BUF, so each write is atomic. */
+/*
+ * What the child writes on the error pipe: MSG_TRACE just before execve, MSG_ERROR if setup or
+ * execve failed, and, when joining a pid namespace, MSG_PID from the intermediate child with the
+ * pid of the process that will exec. sizeof < PIPE_BUF, so each write is atomic.
+ */
+#define MSG_TRACE 1
+#define MSG_ERROR 2
+#define MSG_PID 3
+
 struct child_msg {
+    int kind;
+    int pid;
     uint64_t trace_ns[PMD_TRACE_N];
     struct pmd_error err;
 };
+
+/* setns order: the mount namespace last, so that nothing we join afterwards is looked up in it. */
+static const struct {
+    int flag;
+    const char *name;
+} join_order[] = {
+    {CLONE_NEWIPC, "ipc"}, {CLONE_NEWUTS, "uts"},       {CLONE_NEWNET, "net"},
+    {CLONE_NEWPID, "pid"}, {CLONE_NEWCGROUP, "cgroup"}, {CLONE_NEWNS, "mnt"},
+};
+#define N_JOIN (sizeof join_order / sizeof join_order[0])
 
 static uint64_t now_ns(void)
 {
@@ -62,6 +81,7 @@ struct child_ctx {
     int release_fd;            /* read end, or -1 */
     int error_fd_parent;       /* the parent's ends, closed first thing in the child */
     int release_fd_parent;
+    int ns_fds[6];             /* join_pid: /proc/<pid>/ns/<x> in join_order, or -1 */
 };
 
 /* ---- child ------------------------------------------------------------------------------ */
@@ -164,6 +184,33 @@ static int child_cgroups(const struct pmd_spawn_spec *s, struct pmd_error *err)
     return 0;
 }
 
+/*
+ * Enter the namespaces of a running container. A joined pid namespace only applies to our
+ * children, so we clone once more: with CLONE_PARENT the new process is the caller's child (the
+ * caller can wait for it) and lives in the container's pid namespace. It returns here and goes
+ * on with the setup; we, the intermediate, report its pid and exit. A plain fork-like clone: our
+ * memory may be the caller's (CLONE_VM), and the grandchild must not share it.
+ */
+static int child_join(const struct child_ctx *c, struct child_msg *m)
+{
+    long pid;
+
+    for (size_t i = 0; i < N_JOIN; i++)
+        if (c->ns_fds[i] >= 0 && setns(c->ns_fds[i], join_order[i].flag) < 0)
+            return pmd_cfail(&m->err, errno, "setns", join_order[i].name);
+    if (!(c->spec->namespaces & CLONE_NEWPID))
+        return 0;
+    pid = syscall(SYS_clone, (unsigned long)(CLONE_PARENT | SIGCHLD), NULL, NULL, NULL, NULL);
+    if (pid < 0)
+        return pmd_cfail(&m->err, errno, "clone", "into the joined pid namespace");
+    if (pid == 0)
+        return 0;
+    m->kind = MSG_PID;
+    m->pid = (int)pid;
+    send_msg(c->error_fd, m);
+    _exit(0);
+}
+
 static int child_setup(const struct child_ctx *c, struct child_msg *m)
 {
     const struct pmd_spawn_spec *s = c->spec;
@@ -202,8 +249,12 @@ static int child_setup(const struct child_ctx *c, struct child_msg *m)
      * a subdirectory; so pmd_spawn leaves CLONE_NEWCGROUP out of clone and we unshare it here,
      * once we are in the container's cgroups.
      */
-    if ((s->namespaces & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0)
+    if (s->join_pid > 0) {
+        if (child_join(c, m) < 0)
+            return -1;
+    } else if ((s->namespaces & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0) {
         return pmd_cfail(err, errno, "unshare", "cgroup namespace");
+    }
     if (child_stdio(s, err) < 0)
         return -1;
     /* Anything else CPython left open without O_CLOEXEC must not reach the container. */
@@ -227,6 +278,7 @@ static int child_setup(const struct child_ctx *c, struct child_msg *m)
         return pmd_cfail(err, errno, "chdir", s->cwd ? s->cwd : "/");
     umask(old_umask);
     m->trace_ns[PMD_TRACE_CONFINE] = now_ns();
+    m->kind = MSG_TRACE;
     send_msg(c->error_fd, m);
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -245,6 +297,7 @@ static __attribute__((noreturn)) void child_main(const struct child_ctx *c)
     child_setup(c, &m);
     if (m.err.err == 0)
         m.err.err = EIO;
+    m.kind = MSG_ERROR;
     send_msg(c->error_fd, &m);
     _exit(CHILD_FAILED);
 }
@@ -255,6 +308,13 @@ static int child_entry(void *arg)
 }
 
 /* ---- parent ----------------------------------------------------------------------------- */
+
+static void close_fds(int *fds, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+}
 
 static ssize_t read_msg(int fd, struct child_msg *m)
 {
@@ -268,7 +328,8 @@ static ssize_t read_msg(int fd, struct child_msg *m)
 
 /*
  * Wait for the child's verdict: its phase times, then EOF when execve succeeded, or an error.
- * On failure, reap the child.
+ * When joining a pid namespace, the intermediate child first sends the pid of the real one and
+ * exits: reap it, and follow the grandchild from then on. On failure, reap the child.
  */
 static int read_verdict(struct pmd_proc *proc, int fd, struct pmd_error *err)
 {
@@ -276,14 +337,23 @@ static int read_verdict(struct pmd_proc *proc, int fd, struct pmd_error *err)
     ssize_t n;
     int status = 0, traced = 0;
 
-    n = read_msg(fd, &m);
-    if (n == (ssize_t)sizeof m && m.err.err == 0) {
-        traced = 1;
-        memcpy(&proc->trace_ns[1], &m.trace_ns[1], sizeof m.trace_ns - sizeof m.trace_ns[0]);
+    for (;;) {
         n = read_msg(fd, &m);
-        if (n == 0)
-            return 0;
+        if (n != (ssize_t)sizeof m)
+            break;
+        if (m.kind == MSG_PID) {
+            while (waitpid(proc->pid, &status, 0) < 0 && errno == EINTR)
+                ;
+            proc->pid = m.pid;
+            continue;
+        }
+        memcpy(&proc->trace_ns[1], &m.trace_ns[1], sizeof m.trace_ns - sizeof m.trace_ns[0]);
+        if (m.kind != MSG_TRACE)
+            break;
+        traced = 1;
     }
+    if (n == 0 && traced)
+        return 0;
     while (waitpid(proc->pid, &status, 0) < 0 && errno == EINTR)
         ;
     if (n < 0)
@@ -293,11 +363,11 @@ static int read_verdict(struct pmd_proc *proc, int fd, struct pmd_error *err)
                         proc->pid, (unsigned)status);
     if (n != (ssize_t)sizeof m)
         return pmd_fail(err, EIO, "read child status", "short read from pid %d", proc->pid);
-    if (!traced)
-        memcpy(&proc->trace_ns[1], &m.trace_ns[1], sizeof m.trace_ns - sizeof m.trace_ns[0]);
     m.err.op[sizeof m.err.op - 1] = '\0';
     m.err.path[sizeof m.err.path - 1] = '\0';
     *err = m.err;
+    if (err->err == 0)
+        err->err = EIO;
     return -1;
 }
 
@@ -308,7 +378,7 @@ static int check_spec(const struct pmd_spawn_spec *s, struct pmd_error *err)
     if (s->namespaces & ~ALLOWED_NS)
         return pmd_fail(err, EINVAL, "spawn", "unsupported namespace flags %#x",
                         s->namespaces & ~ALLOWED_NS);
-    if ((s->rootfs || s->n_mounts > 0 || s->masked_paths || s->readonly_paths ||
+    if (s->join_pid <= 0 && (s->rootfs || s->n_mounts > 0 || s->masked_paths || s->readonly_paths ||
          s->readonly_root || s->dev_setup) && !(s->namespaces & CLONE_NEWNS))
         return pmd_fail(err, EINVAL, "spawn", "%s", "mounts need CLONE_NEWNS");
     if (s->hostname && !(s->namespaces & CLONE_NEWUTS))
@@ -316,6 +386,11 @@ static int check_spec(const struct pmd_spawn_spec *s, struct pmd_error *err)
     if (s->n_mounts < 0 || (s->n_mounts > 0 && s->mounts == NULL) || s->n_rlimits < 0 ||
         (s->n_rlimits > 0 && s->rlimits == NULL) || (s->n_groups > 0 && s->groups == NULL))
         return pmd_fail(err, EINVAL, "spawn", "%s", "bad array length");
+    if (s->join_pid > 0 && (s->rootfs || s->n_mounts > 0 || s->masked_paths ||
+                            s->readonly_paths || s->readonly_root || s->dev_setup ||
+                            s->hostname || s->hold))
+        return pmd_fail(err, EINVAL, "spawn", "%s",
+                        "join_pid excludes rootfs, mounts, paths, hostname and hold");
     if (s->ctty && !s->setsid)
         return pmd_fail(err, EINVAL, "spawn", "%s", "ctty needs setsid");
     /* The rootfs is checked here so that the common mistake is reported with its path
@@ -333,7 +408,7 @@ static int check_spec(const struct pmd_spawn_spec *s, struct pmd_error *err)
 int pmd_spawn(const struct pmd_spawn_spec *spec, struct pmd_proc *proc, struct pmd_error *err)
 {
     struct pmd_bpf bpf;
-    struct child_ctx ctx = {spec, NULL, -1, -1, -1, -1};
+    struct child_ctx ctx = {spec, NULL, -1, -1, -1, -1, {-1, -1, -1, -1, -1, -1}};
     pmd_cleanup_fd int err_rd = -1, err_wr = -1, rel_rd = -1, rel_wr = -1;
     int fds[2];
     sigset_t all, old;
@@ -365,6 +440,19 @@ int pmd_spawn(const struct pmd_spawn_spec *spec, struct pmd_proc *proc, struct p
     ctx.release_fd = rel_rd;
     ctx.error_fd_parent = err_rd;
     ctx.release_fd_parent = rel_wr;
+    /* Joining: open the namespaces here, where a vanished container is reported with its path. */
+    for (size_t i = 0; spec->join_pid > 0 && i < N_JOIN; i++) {
+        char path[64];
+        if (!(spec->namespaces & join_order[i].flag))
+            continue;
+        snprintf(path, sizeof path, "/proc/%d/ns/%s", spec->join_pid, join_order[i].name);
+        ctx.ns_fds[i] = open(path, O_RDONLY | O_CLOEXEC);
+        if (ctx.ns_fds[i] < 0) {
+            e = errno;
+            close_fds(ctx.ns_fds, i);
+            return pmd_fail(err, e, "open namespace", "%s", path);
+        }
+    }
 
     /*
      * Not held, we wait for the child's exec anyway, so clone as vfork does: CLONE_VM shares our
@@ -379,9 +467,12 @@ int pmd_spawn(const struct pmd_spawn_spec *spec, struct pmd_proc *proc, struct p
      */
     stack = mmap(NULL, CHILD_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
                  -1, 0);
-    if (stack == MAP_FAILED)
-        return pmd_fail(err, errno, "mmap", "%s", "child stack");
-    flags = (spec->namespaces & ~CLONE_NEWCGROUP) | SIGCHLD |
+    if (stack == MAP_FAILED) {
+        e = errno;
+        close_fds(ctx.ns_fds, N_JOIN);
+        return pmd_fail(err, e, "mmap", "%s", "child stack");
+    }
+    flags = (spec->join_pid > 0 ? 0 : spec->namespaces & ~CLONE_NEWCGROUP) | SIGCHLD |
             (spec->hold ? 0 : CLONE_VM | CLONE_VFORK);
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -390,6 +481,7 @@ int pmd_spawn(const struct pmd_spawn_spec *spec, struct pmd_proc *proc, struct p
     e = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     munmap(stack, CHILD_STACK);
+    close_fds(ctx.ns_fds, N_JOIN);
     if (pid < 0)
         return pmd_fail(err, e, "clone", "flags %#x", flags);
     close(err_wr);

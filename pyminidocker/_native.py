@@ -176,7 +176,8 @@ class SpawnSpec(_Record):
     masks cap_bounding/effective/permitted/inheritable/ambient (all None = keep the inherited
     sets; any set = apply all five, None counting as 0), rlimits ({RLIMIT_*: (soft, hard)}),
     no_new_privs, seccomp (SECCOMP_OFF/SECCOMP_DEFAULT), cgroup_procs (cgroup.procs paths to
-    join), stdin/stdout/stderr (-1 = inherit), setsid, ctty, hold.
+    join), stdin/stdout/stderr (-1 = inherit), setsid, ctty, hold, join_pid (> 0: enter the
+    `namespaces` of that running process instead of creating them, as docker exec does).
     """
 
     argv: list[str]
@@ -208,6 +209,7 @@ class SpawnSpec(_Record):
     setsid: bool
     ctty: bool
     hold: bool
+    join_pid: int
     _FIELDS: ClassVar[dict[str, object]] = {
         "argv": _REQUIRED, "env": None, "namespaces": 0, "rootfs": None, "readonly_root": False,
         "mounts": [], "dev_setup": False, "masked_paths": [], "readonly_paths": [],
@@ -215,7 +217,7 @@ class SpawnSpec(_Record):
         "cap_bounding": None, "cap_effective": None, "cap_permitted": None,
         "cap_inheritable": None, "cap_ambient": None, "rlimits": {}, "no_new_privs": False,
         "seccomp": 0, "cgroup_procs": [], "stdin": -1, "stdout": -1, "stderr": -1,
-        "setsid": False, "ctty": False, "hold": False,
+        "setsid": False, "ctty": False, "hold": False, "join_pid": 0,
     }
     __slots__ = tuple(_FIELDS)
 
@@ -355,6 +357,7 @@ def spawn(spec: SpawnSpec) -> Process:
     s.setsid = spec.setsid
     s.ctty = spec.ctty
     s.hold = spec.hold
+    s.join_pid = spec.join_pid
     proc = ffi.new("struct pmd_proc *")
     err = ffi.new("struct pmd_error *")
     if lib.pmd_spawn(s, proc, err) != 0:

@@ -75,13 +75,13 @@ def rootfs(tmp_path):
     return root
 
 
-def container_spec(rootfs, script: str, **kw) -> n.SpawnSpec:
+def container_spec(root, script: str, **kw) -> n.SpawnSpec:
     """Docker's default confinement on rootfs, running `sh -c script`."""
     base = {
         "argv": ["sh", "-c", script],
         "env": [d.DEFAULT_ENV_PATH, "HOME=/root"],
         "namespaces": d.DEFAULT_NAMESPACES,
-        "rootfs": str(rootfs),
+        "rootfs": str(root),
         "mounts": d.default_mounts(),
         "dev_setup": True,
         "masked_paths": d.MASKED_PATHS,
@@ -450,6 +450,48 @@ def test_held_child_error_reported_at_release(rootfs):
     with pytest.raises(FileNotFoundError) as ei:
         proc.release()
     assert "/nonexistent" in str(ei.value)
+
+
+# ---- joining a running container (exec) ---------------------------------------------------------
+
+def test_exec_into_running_container(rootfs, tmp_path):
+    (rootfs / "marker").write_text("inside")
+    r, w = os.pipe()
+    ctr = n.spawn(container_spec(rootfs, "echo up; exec sleep 30", stdout=w, stderr=w))
+    os.close(w)
+    try:
+        assert os.read(r, 3) == b"up\n"
+        spec = container_spec(
+            rootfs, "hostname; echo pid=$$; cat /proc/1/comm /marker; echo; "
+                    "cat /proc/self/status; ls /proc | grep -c '^[0-9]'",
+            join_pid=ctr.pid, rootfs=None, mounts=[], dev_setup=False, masked_paths=[],
+            readonly_paths=[], hostname=None, no_new_privs=True)
+        rc, out = run(spec)
+        assert rc == 0, out
+        lines = out.splitlines()
+        assert lines[0] == "ctr0123456789"
+        assert lines[1] != "pid=1" and int(lines[1][4:]) < 10   # in the container's pid ns
+        assert lines[2] == "sleep" and lines[3] == "inside"
+        assert int(status_field(out, "CapEff"), 16) == DEFAULT_CAPS
+        assert status_field(out, "Seccomp") == "2" and status_field(out, "NoNewPrivs") == "1"
+        # not found inside the container: ENOENT, and the intermediate and the child are reaped
+        with pytest.raises(FileNotFoundError) as ei:
+            n.spawn(n.SpawnSpec(["nosuch"], namespaces=d.DEFAULT_NAMESPACES, join_pid=ctr.pid,
+                                env=[d.DEFAULT_ENV_PATH]))
+        assert "nosuch" in str(ei.value)
+    finally:
+        os.kill(ctr.pid, 9)
+        assert ctr.wait() == -9
+        os.close(r)
+
+
+def test_exec_into_missing_process():
+    with pytest.raises(FileNotFoundError) as ei:
+        n.spawn(n.SpawnSpec(["true"], namespaces=n.CLONE_NEWNS, join_pid=999999999))
+    assert "/proc/999999999/ns/mnt" in str(ei.value)
+    with pytest.raises(OSError) as ei:
+        n.spawn(n.SpawnSpec(["true"], namespaces=n.CLONE_NEWNS, join_pid=1, hostname="x"))
+    assert ei.value.errno == errno.EINVAL
 
 
 # ---- errors from the child and the parent ------------------------------------------------------
