@@ -15,6 +15,7 @@ from typing import IO, Any
 
 from pyminidocker import __version__
 from pyminidocker.errors import PmdError, UsageError
+from pyminidocker.spec import StartError
 
 PROG = "pyminidocker"
 
@@ -525,7 +526,8 @@ def cmd_run(args: argparse.Namespace, env: Env) -> int:
 def _attached_start(rt: Any, rec: Any, env: Env, interactive: bool, remove: bool) -> int:
     try:
         if rec.tty:
-            return _run_with_pty(rt, rec, env, interactive)
+            return _run_with_pty(lambda stdio: rt.start(rec, attach=True, stdio=stdio), env,
+                                 interactive)
         stdin = -1 if interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         try:
             env.stdout.flush()
@@ -540,8 +542,10 @@ def _attached_start(rt: Any, rec: Any, env: Env, interactive: bool, remove: bool
             rt.remove(rt.containers.get(rec.id), force=True)
 
 
-def _run_with_pty(rt: Any, rec: Any, env: Env, interactive: bool) -> int:
-    """-t: the container gets a pty; we relay between it and our terminal in raw mode."""
+def _run_with_pty(start: Callable[[tuple[int, int, int]], int | None], env: Env,
+                  interactive: bool) -> int:
+    """-t: the process gets a pty; we relay between it and our terminal in raw mode.
+    start(stdio) runs the process with the pty's slave side as its stdio and returns its code."""
     import fcntl
     import select
     import signal
@@ -570,7 +574,7 @@ def _run_with_pty(rt: Any, rec: Any, env: Env, interactive: bool) -> int:
 
     def starter() -> None:
         try:
-            result["code"] = rt.start(rec, attach=True, stdio=(slave, slave, slave))
+            result["code"] = start((slave, slave, slave)) or 0
         except BaseException as e:
             result["error"] = e  # type: ignore[assignment]
         finally:
@@ -611,6 +615,31 @@ def _run_with_pty(rt: Any, rec: Any, env: Env, interactive: bool) -> int:
     if "error" in result:
         raise result["error"]  # type: ignore[misc]
     return result.get("code", 0)
+
+
+def cmd_exec(args: argparse.Namespace, env: Env) -> int:
+    rt = _runtime(args)
+    try:
+        rec = rt.get(args.container)
+        if not args.cmd:
+            raise UsageError("exec requires at least 1 command argument")
+        extra_env = list(args.env)
+        if args.tty:
+            return _run_with_pty(lambda stdio: rt.exec(rec, args.cmd, extra_env, args.user,
+                                                       args.workdir, True, stdio),
+                                 env, args.interactive)
+        stdin = -1 if args.interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            env.stdout.flush()
+            return rt.exec(rec, args.cmd, extra_env, args.user, args.workdir, False,
+                           (stdin, env.stdout.fileno(), env.stderr.fileno()))
+        finally:
+            if stdin >= 0:
+                os.close(stdin)
+    except PmdError as e:
+        if not isinstance(e, StartError):
+            e.exit_code = 125 if isinstance(e, UsageError) else e.exit_code
+        raise
 
 
 def cmd_start(args: argparse.Namespace, env: Env) -> int:
@@ -890,6 +919,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-d", "--detach", action="store_true")
     sp.add_argument("--rm", action="store_true")
     create_flags(sp)
+
+    sp = add("exec", cmd_exec, "Run a command in a running container")
+    sp.add_argument("-i", "--interactive", action="store_true")
+    sp.add_argument("-t", "--tty", action="store_true")
+    sp.add_argument("-e", "--env", action="append", default=[])
+    sp.add_argument("-u", "--user")
+    sp.add_argument("-w", "--workdir")
+    sp.add_argument("container", metavar="CONTAINER")
+    sp.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND")
 
     sp = add("start", cmd_start, "Start one or more stopped containers")
     sp.add_argument("-a", "--attach", action="store_true")

@@ -332,6 +332,49 @@ class Runtime:
     def _spawn_monitored(self, rec: ContainerRecord, d: Path, sp: Any) -> Any:
         raise UsageError("detached containers need the C monitor, which is not built yet")
 
+    # ---- exec ---------------------------------------------------------------------------
+
+    def exec(self, rec: ContainerRecord, argv: list[str], env: list[str], user: str | None,
+             workdir: str | None, tty: bool, stdio: tuple[int, int, int]) -> int:
+        """Run argv in the running container: its namespaces and cgroup, the same confinement
+        as its init. Returns the exit code; raises StartError (125/126/127) if it cannot start
+        and Conflict if the container is not running."""
+        from pyminidocker import _native
+        from pyminidocker.cgroups import Cgroup
+
+        rec = self.refresh(rec)
+        if rec.state.status != "running":
+            raise Conflict(f"Container {rec.id} is not running")
+        host = rec.host
+        rootfs = str(self.containers.path(rec.id) / "rootfs")
+        u = policy.resolve_user(rootfs, rec.user if user is None else user)
+        full_env = policy.merge_env(host.get("image_env", []), [*rec.env, *env], rec.hostname,
+                                    u.home, tty)
+        caps = policy.capabilities(host.get("privileged", False), host.get("cap_add", []),
+                                   host.get("cap_drop", []))
+        ns = (_native.CLONE_NEWNS | _native.CLONE_NEWUTS | _native.CLONE_NEWIPC
+              | _native.CLONE_NEWPID | _native.CLONE_NEWCGROUP)
+        if host.get("network") != "host":
+            ns |= _native.CLONE_NEWNET
+        privileged = bool(host.get("privileged"))
+        sp = _native.SpawnSpec(
+            argv=argv, env=full_env, namespaces=ns, join_pid=rec.state.pid,
+            cwd=workdir or rec.cwd, uid=u.uid, gid=u.gid, groups=list(u.groups),
+            cap_bounding=caps, cap_effective=caps, cap_permitted=caps, cap_inheritable=caps,
+            cap_ambient=0, no_new_privs=bool(host.get("no_new_privs")),
+            seccomp=_native.SECCOMP_OFF if privileged else _native.SECCOMP_DEFAULT,
+            cgroup_procs=Cgroup(rec.id).procs_files(), stdin=stdio[0], stdout=stdio[1],
+            stderr=stdio[2], setsid=True, ctty=tty,
+        )
+        try:
+            proc = _native.spawn(sp)
+        except OSError as e:
+            raise policy.StartError(_start_message(e), exit_code=policy.exec_exit_code(e)) \
+                from None
+        with _forward_signals(proc.pid):
+            code = _native.wait(proc.pid)
+        return 128 - code if code < 0 else code
+
     # ---- stop / kill / wait / rm ----------------------------------------------------------
 
     def kill(self, rec: ContainerRecord, sig: int = signal.SIGKILL) -> None:
@@ -354,13 +397,16 @@ class Runtime:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(rec.state.pid, signal.SIGKILL)
             self._wait_gone(rec, 10)
-        self.refresh(rec)
 
     def _wait_gone(self, rec: ContainerRecord, timeout: float) -> bool:
+        """True once the container has stopped (or was removed: `run --rm` does that)."""
         deadline = time.monotonic() + timeout
         delay = 0.002
         while time.monotonic() < deadline:
-            if self.refresh(self.containers.get(rec.id)).state.status != "running":
+            try:
+                if self.refresh(self.containers.get(rec.id)).state.status != "running":
+                    return True
+            except NotFound:
                 return True
             time.sleep(delay)
             delay = min(delay * 2, 0.05)

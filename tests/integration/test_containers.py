@@ -258,3 +258,52 @@ def test_rmi_refuses_an_image_in_use(ctr):
     finally:
         ctr("rm", cid)
         ctr("tag", image_id, "bb")
+
+
+def _running(ctr, name: str, *cmd: str):
+    """Start `run --rm --name NAME bb CMD` attached in the background; wait until it runs."""
+    import time
+
+    proc = ctr.popen("run", "--rm", "--name", name, "bb", *cmd)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if name in ctr("ps", "--format", "json").stdout:
+            return proc
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError("the container did not start")
+
+
+def test_exec_joins_the_running_container(ctr):
+    proc = _running(ctr, "execme", "sleep", "60")
+    try:
+        out = ctr("exec", "execme", "sh", "-c",
+                  "echo $$; hostname; ps -o pid,comm | grep -c sleep; "
+                  "grep CapEff /proc/self/status; grep Seccomp: /proc/self/status").stdout.split()
+        assert out[0] != "1" and int(out[0]) < 100, "a pid of the container's namespace"
+        info = json.loads(ctr("inspect", "execme").stdout)[0]
+        assert out[1] == info["Config"]["Hostname"]
+        assert out[2] == "1", "sees the container's init"
+        assert int(out[4], 16) == CAPS_DEFAULT and out[6] == "2"
+        out = ctr("exec", "-u", "1000", "-w", "/tmp", "-e", "X=y", "execme", "sh", "-c",
+                  "id -u; pwd; echo $X").stdout.split()
+        assert out == ["1000", "/tmp", "y"]
+        assert ctr("exec", "execme", "sh", "-c", "exit 5", check=False).returncode == 5
+        assert ctr("exec", "execme", "nosuch", check=False).returncode == 127
+    finally:
+        ctr("kill", "execme")
+        proc.communicate(timeout=30)
+    assert proc.returncode == 137
+    res = ctr("exec", "execme", "true", check=False)
+    assert res.returncode != 0 and "No such container" in res.stderr
+
+
+def test_stop_and_kill_an_attached_container(ctr):
+    proc = _running(ctr, "stopme", "sh", "-c", "trap 'exit 42' TERM; while :; do sleep 0.1; done")
+    ctr("stop", "-t", "5", "stopme")
+    proc.communicate(timeout=30)
+    assert proc.returncode == 42
+    proc = _running(ctr, "stubborn", "sleep", "60")
+    ctr("stop", "-t", "1", "stubborn")  # pid 1 ignores SIGTERM: SIGKILL after 1 s
+    proc.communicate(timeout=30)
+    assert proc.returncode == 137
