@@ -544,13 +544,14 @@ def _attached_start(rt: Any, rec: Any, env: Env, interactive: bool, remove: bool
 
 def _run_with_pty(start: Callable[[tuple[int, int, int]], int | None], env: Env,
                   interactive: bool) -> int:
-    """-t: the process gets a pty; we relay between it and our terminal in raw mode.
-    start(stdio) runs the process with the pty's slave side as its stdio and returns its code."""
+    """-t: the process gets a pty; a thread relays between it and our terminal (raw mode)
+    while this one runs start(stdio) (which must own the signal handlers: main thread)."""
     import fcntl
     import select
     import signal
     import struct
     import termios
+    import threading
     import tty
 
     master, slave = os.openpty()
@@ -560,8 +561,8 @@ def _run_with_pty(start: Callable[[tuple[int, int, int]], int | None], env: Env,
 
     def copy_winsize(*_: object) -> None:
         if is_tty:
-            size = fcntl.ioctl(in_fd, termios.TIOCGWINSZ, b"\0" * 8)
-            fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+            fcntl.ioctl(master, termios.TIOCSWINSZ,
+                        fcntl.ioctl(in_fd, termios.TIOCGWINSZ, b"\0" * 8))
 
     if is_tty:
         copy_winsize()
@@ -569,52 +570,48 @@ def _run_with_pty(start: Callable[[tuple[int, int, int]], int | None], env: Env,
         fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     saved = termios.tcgetattr(in_fd) if is_tty else None
     old_winch = signal.signal(signal.SIGWINCH, copy_winsize)
-    result: dict[str, int] = {}
-    import threading
+    done = threading.Event()
+    out_fd = env.stdout.fileno()
 
-    def starter() -> None:
-        try:
-            result["code"] = start((slave, slave, slave)) or 0
-        except BaseException as e:
-            result["error"] = e  # type: ignore[assignment]
-        finally:
-            os.close(slave)
-
-    try:
-        if is_tty:
-            tty.setraw(in_fd)
-        t = threading.Thread(target=starter, daemon=True)
-        t.start()
-        out_fd = env.stdout.fileno()
+    def relay() -> None:
         fds = [master] + ([in_fd] if in_fd >= 0 else [])
         while True:
-            r, _, _ = select.select(fds, [], [], 0.1)
+            r, _, _ = select.select(fds, [], [], 0.05)
             if master in r:
                 try:
                     data = os.read(master, 65536)
                 except OSError:
-                    data = b""  # EIO: the container side closed
+                    data = b""  # EIO: every holder of the slave side is gone
                 if not data:
-                    break
+                    return
                 os.write(out_fd, data)
+            elif done.is_set():
+                return  # exited and drained
             if in_fd in r:
                 data = os.read(in_fd, 65536)
-                if not data:
-                    fds.remove(in_fd)
-                    os.write(master, b"\x04")  # EOF on our stdin: ^D to the container
-                else:
+                if data:
                     os.write(master, data)
-            if not t.is_alive() and master not in r:
-                break
-        t.join()
+                else:
+                    fds.remove(in_fd)
+                    os.write(master, b"\x04")  # EOF on our stdin: ^D to the process
+
+    t = threading.Thread(target=relay, name="pty-relay", daemon=True)
+    try:
+        if is_tty:
+            tty.setraw(in_fd)
+        t.start()
+        try:
+            code = start((slave, slave, slave)) or 0
+        finally:
+            os.close(slave)
+            done.set()
+            t.join(timeout=5)
     finally:
         if saved is not None:
             termios.tcsetattr(in_fd, termios.TCSADRAIN, saved)
         signal.signal(signal.SIGWINCH, old_winch)
         os.close(master)
-    if "error" in result:
-        raise result["error"]  # type: ignore[misc]
-    return result.get("code", 0)
+    return code
 
 
 def cmd_exec(args: argparse.Namespace, env: Env) -> int:

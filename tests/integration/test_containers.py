@@ -307,3 +307,45 @@ def test_stop_and_kill_an_attached_container(ctr):
     ctr("stop", "-t", "1", "stubborn")  # pid 1 ignores SIGTERM: SIGKILL after 1 s
     proc.communicate(timeout=30)
     assert proc.returncode == 137
+
+
+def test_run_it_gives_a_usable_shell_on_a_pty(ctr):
+    """`run -it bb sh` driven through a real pty, as a terminal would: the container's stdin
+    is a tty with our window size, what we type reaches the shell, its exit code comes back."""
+    import fcntl
+    import select
+    import struct
+    import subprocess
+    import termios
+    import time
+
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+    proc = subprocess.Popen(ctr.argv("run", "-it", "--rm", "bb", "sh"), stdin=slave,
+                            stdout=slave, stderr=slave, env=ctr.env(), cwd=ctr_cwd(),
+                            start_new_session=True)
+    os.close(slave)
+    out = b""
+    try:
+        deadline = time.monotonic() + 30
+        sent = False
+        while proc.poll() is None and time.monotonic() < deadline:
+            if not sent and b"# " in out:  # type at the prompt, as a user would
+                os.write(master, b"tty; stty size; echo typed-$((6*7)); exit 3\n")
+                sent = True
+            r, _, _ = select.select([master], [], [], 0.2)
+            if r:
+                try:
+                    out += os.read(master, 4096)
+                except OSError:
+                    break
+        proc.wait(timeout=30)
+    finally:
+        os.close(master)
+    text = out.decode(errors="replace")
+    assert proc.returncode == 3, text
+    assert "/dev/pts/0" in text and "33 101" in text and "typed-42" in text
+
+
+def ctr_cwd() -> str:
+    return str(Path(__file__).resolve().parent.parent.parent)
