@@ -327,20 +327,25 @@ static ssize_t read_msg(int fd, struct child_msg *m)
 }
 
 /*
- * Wait for the child's verdict: its phase times, then EOF when execve succeeded, or an error.
- * When joining a pid namespace, the intermediate child first sends the pid of the real one and
- * exits: reap it, and follow the grandchild from then on. On failure, reap the child.
+ * Wait for the child's verdict: read its messages until EOF, which comes when every writer has
+ * exec'd or exited. A trace then EOF is success; an error is failure. When joining a pid
+ * namespace, the intermediate child sends the pid of the real one and exits: reap it and follow
+ * the grandchild from then on. The grandchild may report before the intermediate does, so an
+ * error does not stop the reading: only EOF guarantees that every process is accounted for. On
+ * failure, reap the child.
  */
 static int read_verdict(struct pmd_proc *proc, int fd, struct pmd_error *err)
 {
     struct child_msg m;
+    struct pmd_error child_err;
     ssize_t n;
-    int status = 0, traced = 0;
+    int status = 0, traced = 0, failed = 0, bad_read = 0;
 
-    for (;;) {
-        n = read_msg(fd, &m);
-        if (n != (ssize_t)sizeof m)
+    while ((n = read_msg(fd, &m)) != 0) {
+        if (n != (ssize_t)sizeof m) {
+            bad_read = n < 0 ? errno : EIO;
             break;
+        }
         if (m.kind == MSG_PID) {
             while (waitpid(proc->pid, &status, 0) < 0 && errno == EINTR)
                 ;
@@ -348,24 +353,25 @@ static int read_verdict(struct pmd_proc *proc, int fd, struct pmd_error *err)
             continue;
         }
         memcpy(&proc->trace_ns[1], &m.trace_ns[1], sizeof m.trace_ns - sizeof m.trace_ns[0]);
-        if (m.kind != MSG_TRACE)
-            break;
-        traced = 1;
+        if (m.kind == MSG_TRACE) {
+            traced = 1;
+        } else if (!failed) {
+            failed = 1;
+            child_err = m.err;
+        }
     }
-    if (n == 0 && traced)
+    if (!failed && !bad_read && traced)
         return 0;
     while (waitpid(proc->pid, &status, 0) < 0 && errno == EINTR)
         ;
-    if (n < 0)
-        return pmd_fail(err, errno, "read child status", "pid %d", proc->pid);
-    if (n == 0)
+    if (bad_read)
+        return pmd_fail(err, bad_read, "read child status", "pid %d", proc->pid);
+    if (!failed)
         return pmd_fail(err, ECHILD, "child died during setup", "pid %d, wait status %#x",
                         proc->pid, (unsigned)status);
-    if (n != (ssize_t)sizeof m)
-        return pmd_fail(err, EIO, "read child status", "short read from pid %d", proc->pid);
-    m.err.op[sizeof m.err.op - 1] = '\0';
-    m.err.path[sizeof m.err.path - 1] = '\0';
-    *err = m.err;
+    child_err.op[sizeof child_err.op - 1] = '\0';
+    child_err.path[sizeof child_err.path - 1] = '\0';
+    *err = child_err;
     if (err->err == 0)
         err->err = EIO;
     return -1;
