@@ -187,6 +187,53 @@ def test_seccomp_denies_namespaces_and_more(rootfs):
     assert "Operation not permitted" in out
 
 
+@pytest.fixture(scope="module")
+def seccomp_probe(tmp_path_factory):
+    """tests/integration/data/seccomp_probe.c, built static so that it runs in the rootfs."""
+    src = os.path.join(os.path.dirname(__file__), "data", "seccomp_probe.c")
+    out = str(tmp_path_factory.mktemp("probe") / "probe")
+    import subprocess
+    try:
+        subprocess.run(["gcc", "-static", "-O2", "-o", out, src], check=True,
+                       capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        pytest.skip(f"cannot build a static probe: {e}")
+    return out
+
+
+def test_seccomp_filter_precision(rootfs, seccomp_probe):
+    """Namespace flags on clone refused but plain clone allowed, clone3 ENOSYS (so libc falls
+    back to clone), personality limited to Docker's values, keyctl/bpf refused."""
+    shutil.copy2(seccomp_probe, rootfs / "bin/probe")
+    all_caps = d.DEFAULT_CAP_MASK | 1 << d.CAPS["SYS_ADMIN"]  # so that only seccomp refuses
+    rc, out = run(container_spec(rootfs, "", argv=["/bin/probe"], cap_bounding=all_caps,
+                                 cap_effective=all_caps, cap_permitted=all_caps))
+    assert rc == 0, out
+    got = dict(line.split("=", 1) for line in out.splitlines())
+    assert got["clone_newns"] == "Operation not permitted"
+    assert got["clone_plain"] == "ok"
+    assert got["clone3"] == "Function not implemented"
+    assert got["personality_query"] == "ok"
+    assert got["personality_norandom"] == "Operation not permitted"
+    assert got["keyctl"] == "Operation not permitted"
+    assert got["bpf"] == "Operation not permitted"
+    # without the filter, the same probe gets past seccomp (and fails later, or succeeds)
+    rc, out = run(container_spec(rootfs, "", argv=["/bin/probe"], seccomp=n.SECCOMP_OFF,
+                                 cap_bounding=all_caps, cap_effective=all_caps,
+                                 cap_permitted=all_caps))
+    assert "clone_newns=ok" in out and "clone3=Function not implemented" not in out
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="x32 and i386 are x86_64's")
+def test_seccomp_kills_foreign_abis(rootfs, seccomp_probe):
+    """The syscall numbers mean something else in the x32 and i386 ABIs: the process is killed."""
+    shutil.copy2(seccomp_probe, rootfs / "bin/probe")
+    for abi in ("x32", "i386"):
+        rc, out = run(container_spec(rootfs, "", argv=["/bin/probe", abi]))
+        assert rc == -31, (abi, rc, out)  # SIGSYS
+        assert out == ""
+
+
 def test_mount_denied_by_seccomp_not_caps(rootfs):
     """Even with CAP_SYS_ADMIN, the default filter refuses mount with EPERM."""
     (rootfs / "mnt").mkdir()
