@@ -59,10 +59,10 @@ int pmd_layer_extract(int fd, const char *dest, int compression,
  *   every other fd close-on-exec -> setsid (+ TIOCSCTTY on stdin) -> sethostname -> make all
  *   mounts rprivate -> bind rootfs onto itself -> mounts[] in order, targets resolved inside the
  *   rootfs -> standard /dev nodes and symlinks (dev_setup) -> pivot_root -> masked_paths ->
- *   readonly_paths -> read-only root -> rlimits -> no_new_privs -> seccomp -> drop from the
- *   bounding set -> setgroups/setresgid/setresuid keeping capabilities -> capset, ambient ->
- *   chdir(cwd) -> execve (argv[0] without '/' is searched in the PATH of envp). Signal handlers are
- *   reset to default and the signal mask emptied for the new program.
+ *   readonly_paths -> read-only root -> console -> rlimits -> no_new_privs -> seccomp -> drop
+ *   from the bounding set -> setgroups/setresgid/setresuid keeping capabilities -> capset,
+ *   ambient -> chdir(cwd) -> execve (argv[0] without '/' is searched in the PATH of envp).
+ *   Signal handlers are reset to default and the signal mask emptied for the new program.
  *
  * Errors. pmd_spawn returns 0 with proc filled, or -1 with err filled and nothing left behind (no
  * child, no fd). The child reports over a close-on-exec pipe: its phase times just before execve,
@@ -143,6 +143,9 @@ struct pmd_spawn_spec {
     int hold;                 /* see "Holding" above */
     int join_pid;             /* > 0: enter the `namespaces` of this running process instead of
                                  creating new ones (docker exec); see "Joining" above */
+    int console;              /* allocate a pty in the container's /dev/pts (after pivot_root):
+                                 its peer becomes stdio, controlling tty (new session) and
+                                 /dev/console; the master comes back in pmd_proc.console_fd */
 };
 
 /*
@@ -162,6 +165,8 @@ struct pmd_proc {
     int release_fd;           /* hold only, else -1: pmd_spawn_release writes and closes it */
     int error_fd;             /* hold only, else -1: pmd_spawn_release reads and closes it */
     uint64_t trace_ns[6];     /* PMD_TRACE_N */
+    int console_fd;           /* spec->console: the pty master (close-on-exec), else -1; the
+                                 caller owns it once pmd_spawn (held: pmd_spawn_release) succeeds */
 };
 
 int pmd_spawn(const struct pmd_spawn_spec *spec, struct pmd_proc *proc, struct pmd_error *err);

@@ -16,7 +16,9 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -65,12 +67,29 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void send_msg(int fd, const struct child_msg *m)
+/* One message, with an fd attached when fd >= 0 (the console's master side). MSG_NOSIGNAL: if
+ * the caller gave up on us, we want EPIPE, not SIGPIPE. */
+static void send_msg(int sock, const struct child_msg *m, int fd)
 {
+    struct iovec iov = {(void *)m, sizeof *m};
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } cm;
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
     ssize_t n;
 
+    if (fd >= 0) {
+        memset(&cm, 0, sizeof cm);
+        mh.msg_control = cm.buf;
+        mh.msg_controllen = sizeof cm.buf;
+        cm.h.cmsg_level = SOL_SOCKET;
+        cm.h.cmsg_type = SCM_RIGHTS;
+        cm.h.cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(&cm.h), &fd, sizeof fd);
+    }
     do
-        n = write(fd, m, sizeof *m);
+        n = sendmsg(sock, &mh, MSG_NOSIGNAL);
     while (n < 0 && errno == EINTR);
 }
 
@@ -207,15 +226,68 @@ static int child_join(const struct child_ctx *c, struct child_msg *m)
         return 0;
     m->kind = MSG_PID;
     m->pid = (int)pid;
-    send_msg(c->error_fd, m);
+    send_msg(c->error_fd, m, -1);
     _exit(0);
+}
+
+/*
+ * A terminal that belongs to the container: the pty pair comes from the container's own devpts
+ * instance (so `tty` names it /dev/pts/0 there, and the host's ptys stay invisible). The peer
+ * becomes stdin/stdout/stderr and the controlling terminal of a new session, and is bound on
+ * /dev/console; the master side travels to the caller with our last message. TIOCGPTPEER opens
+ * the peer through the master, not by a path that the container could have replaced.
+ * Returns the master fd.
+ */
+static int child_console(const struct pmd_spawn_spec *s, struct pmd_error *err)
+{
+    char path[32] = "/dev/pts/";
+    unsigned int ptn, unlock = 0;
+    int master, peer, i = 9;
+    char digits[12];
+    int nd = 0;
+
+    master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0)
+        return pmd_cfail(err, errno, "open console", "/dev/ptmx");
+    if (ioctl(master, TIOCSPTLCK, &unlock) < 0 || ioctl(master, TIOCGPTN, &ptn) < 0)
+        return pmd_cfail(err, errno, "ioctl console", "/dev/ptmx");
+    peer = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (peer < 0)
+        return pmd_cfail(err, errno, "open console peer", "/dev/ptmx");
+    do
+        digits[nd++] = (char)('0' + ptn % 10);
+    while ((ptn /= 10) > 0);
+    while (nd > 0)
+        path[i++] = digits[--nd];
+    path[i] = '\0';
+    if (s->uid >= 0 && fchown(peer, (uid_t)s->uid, (gid_t)-1) < 0)
+        return pmd_cfail(err, errno, "chown console", path);
+    /* /dev/console: an empty file in the /dev tmpfs with the peer bound over it (best effort
+     * without a /dev tmpfs). Not when joining: that would change the running container's. */
+    int f = -1;
+    if (s->join_pid <= 0)
+        f = open("/dev/console", O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (f >= 0) {
+        close(f);
+        if (mount(path, "/dev/console", NULL, MS_BIND, NULL) < 0)
+            return pmd_cfail2(err, errno, "bind mount", path, "/dev/console");
+    }
+    if (!s->setsid && setsid() < 0)
+        return pmd_cfail(err, errno, "setsid", "");
+    for (int fd = 0; fd < 3; fd++)
+        if (dup2(peer, fd) < 0)
+            return pmd_cfail(err, errno, "dup2", path);
+    close(peer);
+    if (ioctl(0, TIOCSCTTY, 0) < 0)
+        return pmd_cfail(err, errno, "ioctl TIOCSCTTY", path);
+    return master;
 }
 
 static int child_setup(const struct child_ctx *c, struct child_msg *m)
 {
     const struct pmd_spawn_spec *s = c->spec;
     struct pmd_error *err = &m->err;
-    int rootfd;
+    int rootfd, console = -1;
     struct sigaction dfl = {.sa_handler = SIG_DFL};
     sigset_t none;
     mode_t old_umask;
@@ -271,6 +343,8 @@ static int child_setup(const struct child_ctx *c, struct child_msg *m)
     m->trace_ns[PMD_TRACE_MOUNTS] = now_ns();
     if (pmd_child_pivot(s, rootfd, err) < 0)
         return -1;
+    if (s->console && (console = child_console(s, err)) < 0)
+        return -1;
     m->trace_ns[PMD_TRACE_PIVOT] = now_ns();
     if (pmd_child_confine(s, c->bpf, err) < 0)
         return -1;
@@ -279,7 +353,7 @@ static int child_setup(const struct child_ctx *c, struct child_msg *m)
     umask(old_umask);
     m->trace_ns[PMD_TRACE_CONFINE] = now_ns();
     m->kind = MSG_TRACE;
-    send_msg(c->error_fd, m);
+    send_msg(c->error_fd, m, console);
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     return child_exec(s, err);
@@ -298,7 +372,7 @@ static __attribute__((noreturn)) void child_main(const struct child_ctx *c)
     if (m.err.err == 0)
         m.err.err = EIO;
     m.kind = MSG_ERROR;
-    send_msg(c->error_fd, &m);
+    send_msg(c->error_fd, &m, -1);
     _exit(CHILD_FAILED);
 }
 
@@ -316,13 +390,29 @@ static void close_fds(int *fds, size_t n)
             close(fds[i]);
 }
 
-static ssize_t read_msg(int fd, struct child_msg *m)
+/* One message; an attached fd (the console) is stored in *fd, close-on-exec. */
+static ssize_t read_msg(int sock, struct child_msg *m, int *fd)
 {
+    struct iovec iov = {m, sizeof *m};
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } cm;
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
+                        .msg_controllen = sizeof cm.buf};
     ssize_t n;
 
     do
-        n = read(fd, m, sizeof *m);
+        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
     while (n < 0 && errno == EINTR);
+    if (n > 0 && mh.msg_controllen >= CMSG_LEN(sizeof(int))) {
+        struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
+        if (h && h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS) {
+            if (*fd >= 0)
+                close(*fd);
+            memcpy(fd, CMSG_DATA(h), sizeof *fd);
+        }
+    }
     return n;
 }
 
@@ -339,9 +429,9 @@ static int read_verdict(struct pmd_proc *proc, int fd, struct pmd_error *err)
     struct child_msg m;
     struct pmd_error child_err;
     ssize_t n;
-    int status = 0, traced = 0, failed = 0, bad_read = 0;
+    int status = 0, traced = 0, failed = 0, bad_read = 0, console = -1;
 
-    while ((n = read_msg(fd, &m)) != 0) {
+    while ((n = read_msg(fd, &m, &console)) != 0) {
         if (n != (ssize_t)sizeof m) {
             bad_read = n < 0 ? errno : EIO;
             break;
@@ -360,8 +450,12 @@ static int read_verdict(struct pmd_proc *proc, int fd, struct pmd_error *err)
             child_err = m.err;
         }
     }
-    if (!failed && !bad_read && traced)
+    if (!failed && !bad_read && traced) {
+        proc->console_fd = console;
         return 0;
+    }
+    if (console >= 0)
+        close(console);
     while (waitpid(proc->pid, &status, 0) < 0 && errno == EINTR)
         ;
     if (bad_read)
@@ -397,6 +491,8 @@ static int check_spec(const struct pmd_spawn_spec *s, struct pmd_error *err)
                             s->hostname || s->hold))
         return pmd_fail(err, EINVAL, "spawn", "%s",
                         "join_pid excludes rootfs, mounts, paths, hostname and hold");
+    if (s->console && s->ctty)
+        return pmd_fail(err, EINVAL, "spawn", "%s", "console and ctty exclude each other");
     if (s->ctty && !s->setsid)
         return pmd_fail(err, EINVAL, "spawn", "%s", "ctty needs setsid");
     /* The rootfs is checked here so that the common mistake is reported with its path
@@ -425,6 +521,7 @@ int pmd_spawn(const struct pmd_spawn_spec *spec, struct pmd_proc *proc, struct p
     proc->pid = -1;
     proc->release_fd = -1;
     proc->error_fd = -1;
+    proc->console_fd = -1;
     if (check_spec(spec, err) < 0)
         return -1;
     if (spec->seccomp != PMD_SECCOMP_OFF) {
@@ -432,8 +529,10 @@ int pmd_spawn(const struct pmd_spawn_spec *spec, struct pmd_proc *proc, struct p
             return -1;
         ctx.bpf = &bpf;
     }
-    if (pipe2(fds, O_CLOEXEC) < 0)
-        return pmd_fail(err, errno, "pipe", "%s", "error pipe");
+    /* SOCK_SEQPACKET: message boundaries kept, fds can travel, EOF once every child end is
+     * closed by exec or exit, exactly as a pipe. */
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) < 0)
+        return pmd_fail(err, errno, "socketpair", "%s", "child status channel");
     err_rd = fds[0];
     err_wr = fds[1];
     if (spec->hold) {

@@ -342,6 +342,64 @@ def test_setsid_controlling_tty(rootfs):
     assert int(tty_nr) == want_tty_nr
 
 
+def _read_pty(fd: int) -> str:
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError as e:  # EIO: every peer fd is closed
+            assert e.errno == errno.EIO
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out.decode().replace("\r\n", "\n")
+
+
+def test_console(rootfs):
+    """A pty of the container's own devpts: /dev/pts/0 inside, controlling tty, /dev/console."""
+    proc = n.spawn(container_spec(
+        rootfs, "tty; ls /dev/pts; ls -l /dev/console | cut -c1; read line; echo got=$line; "
+                "echo sid=$(cut -d' ' -f6 /proc/self/stat)", console=True, uid=1000, gid=1000))
+    fd = proc.console_fd
+    assert fd is not None
+    try:
+        os.write(fd, b"typed\n")
+        out = _read_pty(fd)
+    finally:
+        os.close(fd)
+    assert proc.wait() == 0, out
+    lines = [ln for ln in out.splitlines() if ln != "typed"]  # the terminal's echo
+    assert lines[0] == "/dev/pts/0"
+    assert lines[1].split() == ["0", "ptmx"]  # ls on a tty: columns
+    assert lines[2] == "c"                    # the pty's peer bound on /dev/console
+    assert "got=typed" in lines and "sid=1" in lines
+
+
+def test_console_held_and_exec(rootfs):
+    """A held container gets its console at release; an exec into it gets its own pty."""
+    ctr = n.spawn(container_spec(rootfs, "echo up; exec sleep 30", hold=True, console=True))
+    assert ctr.console_fd is None
+    ctr.release()
+    cfd = ctr.console_fd
+    assert cfd is not None
+    try:
+        assert os.read(cfd, 4) == b"up\r\n"
+        ex = n.spawn(n.SpawnSpec(["tty"], namespaces=d.DEFAULT_NAMESPACES, join_pid=ctr.pid,
+                                 env=[d.DEFAULT_ENV_PATH], console=True))
+        fd = ex.console_fd
+        assert fd is not None
+        try:
+            out = _read_pty(fd)
+        finally:
+            os.close(fd)
+        assert ex.wait() == 0 and out == "/dev/pts/1\n"  # the container's devpts: 0 is init's
+    finally:
+        os.kill(ctr.pid, 9)
+        ctr.wait()
+        os.close(cfd)
+
+
 def test_spawn_from_many_threads(rootfs):
     """The child of a multi-threaded CPython must not need any lock another thread may hold:
     spawn from four threads at once while a fifth allocates without pause."""
