@@ -806,6 +806,14 @@ def test_child_killed_during_setup(rootfs):
     assert "died during setup" in str(ei.value)
 
 
+def test_fifty_held_containers_at_once(rootfs):
+    procs = [n.spawn(container_spec(rootfs, "exit 7", hold=True)) for _ in range(50)]
+    assert len({p.pid for p in procs}) == 50
+    for p in procs:
+        p.release()
+    assert [p.wait() for p in procs] == [7] * 50
+
+
 def test_many_spawns_leave_nothing(rootfs):
     for _ in range(30):
         rc, _ = run(container_spec(rootfs, "true"))
