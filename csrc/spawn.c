@@ -34,9 +34,10 @@
     (CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWCGROUP)
 
 /*
- * What the child writes on the error pipe: MSG_TRACE just before execve, MSG_ERROR if setup or
- * execve failed, and, when joining a pid namespace, MSG_PID from the intermediate child with the
- * pid of the process that will exec. sizeof < PIPE_BUF, so each write is atomic.
+ * What the child sends on the status channel (a SOCK_SEQPACKET socketpair, close-on-exec, so one
+ * message per send and EOF once every child end is gone): MSG_TRACE just before execve, with the
+ * console's master fd attached if any; MSG_ERROR if setup or execve failed; and, when joining a
+ * pid namespace, MSG_PID from the intermediate child with the pid of the process that will exec.
  */
 #define MSG_TRACE 1
 #define MSG_ERROR 2
@@ -49,7 +50,8 @@ struct child_msg {
     struct pmd_error err;
 };
 
-/* setns order: the mount namespace last, so that nothing we join afterwards is looked up in it. */
+/* setns order. The fds are all opened beforehand (by the parent, through the host's /proc), so
+ * the order matters little; the mount namespace goes last as it also moves our root and cwd. */
 static const struct {
     int flag;
     const char *name;
