@@ -307,8 +307,12 @@ def test_ambient_caps_for_non_root(rootfs):
 def test_signals_and_fds_are_clean(rootfs):
     """CPython ignores SIGPIPE and SIGXFSZ and has handlers: none of that reaches the container;
     an fd the caller left inheritable does not either."""
-    with open("/proc/self/status") as f:
-        ours = {k: status_field(f.read(), k) for k in ("SigBlk", "SigIgn", "SigCgt")}
+    def dispositions():
+        with open("/proc/self/status") as f:
+            status = f.read()
+        return {k: status_field(status, k) for k in ("SigBlk", "SigIgn", "SigCgt")}
+
+    ours = dispositions()
     leak_r, leak_w = os.pipe()
     os.set_inheritable(leak_w, True)
     try:
@@ -316,8 +320,7 @@ def test_signals_and_fds_are_clean(rootfs):
     finally:
         os.close(leak_r)
         os.close(leak_w)
-    with open("/proc/self/status") as f:  # the child's resets did not touch ours (no CLONE_SIGHAND)
-        assert {k: status_field(f.read(), k) for k in ours} == ours
+    assert dispositions() == ours  # the child's resets did not touch ours (no CLONE_SIGHAND)
     assert rc == 0, out
     for f in ("SigBlk", "SigIgn", "SigCgt"):
         assert int(status_field(out, f), 16) == 0, f
