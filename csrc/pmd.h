@@ -55,19 +55,21 @@ int pmd_layer_extract(int fd, const char *dest, int compression,
  *
  * Child sequence (each step only if asked for):
  *   wait for release (hold) -> join cgroups (write "0" to each cgroup.procs) -> unshare the cgroup
- *   namespace (so that its root is the container's cgroup) -> stdio dup2 -> setsid (+ TIOCSCTTY
- *   on stdin) -> sethostname -> make all mounts rprivate -> bind rootfs onto itself ->
- *   mounts[] in order, targets resolved inside rootfs -> standard /dev nodes and symlinks (dev_setup)
- *   -> pivot_root -> masked_paths -> readonly_paths -> read-only root -> rlimits -> no_new_privs ->
- *   seccomp -> setgroups/setresgid/setresuid keeping capabilities -> bounding set, capset, ambient ->
- *   chdir(cwd) -> execve (argv[0] without '/' is searched in the PATH of envp).
+ *   namespace (so that its root is the container's cgroup), or setns (join_pid) -> stdio dup2,
+ *   every other fd close-on-exec -> setsid (+ TIOCSCTTY on stdin) -> sethostname -> make all
+ *   mounts rprivate -> bind rootfs onto itself -> mounts[] in order, targets resolved inside the
+ *   rootfs -> standard /dev nodes and symlinks (dev_setup) -> pivot_root -> masked_paths ->
+ *   readonly_paths -> read-only root -> console -> rlimits -> no_new_privs -> seccomp -> drop
+ *   from the bounding set -> setgroups/setresgid/setresuid keeping capabilities -> capset,
+ *   ambient -> chdir(cwd) -> execve (argv[0] without '/' is searched in the PATH of envp).
+ *   Signal handlers are reset to default and the signal mask emptied for the new program.
  *
  * Errors. pmd_spawn returns 0 with proc filled, or -1 with err filled and nothing left behind (no
  * child, no fd). The child reports over a close-on-exec pipe: its phase times just before execve,
- * then either EOF (execve succeeded) or struct pmd_error (it failed). A child that dies before
- * reporting (killed during setup) is an error too: ECHILD, op "child died during setup". "Command not found" is err ENOENT with op "exec" and
- * argv[0] as path (a runtime maps it to exit 127); a command that cannot be run is EACCES (126).
- * A child that failed is reaped by C before the error is returned.
+ * then either EOF (execve succeeded) or struct pmd_error (it failed). "Command not found" is err
+ * ENOENT with op "exec" and argv[0] as path (a runtime maps it to exit 127); a command that cannot
+ * be run is EACCES (126). A child that dies before reporting (killed during setup) is ECHILD with
+ * op "child died during setup". A child that failed is reaped by C before the error is returned.
  *
  * Holding. With hold set, pmd_spawn returns as soon as the child exists (proc->pid is valid and
  * the child blocks before its first step; the caller may configure its cgroups or network now), and
@@ -141,6 +143,9 @@ struct pmd_spawn_spec {
     int hold;                 /* see "Holding" above */
     int join_pid;             /* > 0: enter the `namespaces` of this running process instead of
                                  creating new ones (docker exec); see "Joining" above */
+    int console;              /* allocate a pty in the container's /dev/pts (after pivot_root):
+                                 its peer becomes stdio, controlling tty (new session) and
+                                 /dev/console; the master comes back in pmd_proc.console_fd */
 };
 
 /*
@@ -160,6 +165,8 @@ struct pmd_proc {
     int release_fd;           /* hold only, else -1: pmd_spawn_release writes and closes it */
     int error_fd;             /* hold only, else -1: pmd_spawn_release reads and closes it */
     uint64_t trace_ns[6];     /* PMD_TRACE_N */
+    int console_fd;           /* spec->console: the pty master (close-on-exec), else -1; the
+                                 caller owns it once pmd_spawn (held: pmd_spawn_release) succeeds */
 };
 
 int pmd_spawn(const struct pmd_spawn_spec *spec, struct pmd_proc *proc, struct pmd_error *err);

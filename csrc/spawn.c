@@ -16,7 +16,9 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -32,9 +34,10 @@
     (CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWCGROUP)
 
 /*
- * What the child writes on the error pipe: MSG_TRACE just before execve, MSG_ERROR if setup or
- * execve failed, and, when joining a pid namespace, MSG_PID from the intermediate child with the
- * pid of the process that will exec. sizeof < PIPE_BUF, so each write is atomic.
+ * What the child sends on the status channel (a SOCK_SEQPACKET socketpair, close-on-exec, so one
+ * message per send and EOF once every child end is gone): MSG_TRACE just before execve, with the
+ * console's master fd attached if any; MSG_ERROR if setup or execve failed; and, when joining a
+ * pid namespace, MSG_PID from the intermediate child with the pid of the process that will exec.
  */
 #define MSG_TRACE 1
 #define MSG_ERROR 2
@@ -47,7 +50,8 @@ struct child_msg {
     struct pmd_error err;
 };
 
-/* setns order: the mount namespace last, so that nothing we join afterwards is looked up in it. */
+/* setns order. The fds are all opened beforehand (by the parent, through the host's /proc), so
+ * the order matters little; the mount namespace goes last as it also moves our root and cwd. */
 static const struct {
     int flag;
     const char *name;
@@ -65,12 +69,29 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void send_msg(int fd, const struct child_msg *m)
+/* One message, with an fd attached when fd >= 0 (the console's master side). MSG_NOSIGNAL: if
+ * the caller gave up on us, we want EPIPE, not SIGPIPE. */
+static void send_msg(int sock, const struct child_msg *m, int fd)
 {
+    struct iovec iov = {(void *)m, sizeof *m};
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } cm;
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
     ssize_t n;
 
+    if (fd >= 0) {
+        memset(&cm, 0, sizeof cm);
+        mh.msg_control = cm.buf;
+        mh.msg_controllen = sizeof cm.buf;
+        cm.h.cmsg_level = SOL_SOCKET;
+        cm.h.cmsg_type = SCM_RIGHTS;
+        cm.h.cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(&cm.h), &fd, sizeof fd);
+    }
     do
-        n = write(fd, m, sizeof *m);
+        n = sendmsg(sock, &mh, MSG_NOSIGNAL);
     while (n < 0 && errno == EINTR);
 }
 
@@ -207,15 +228,68 @@ static int child_join(const struct child_ctx *c, struct child_msg *m)
         return 0;
     m->kind = MSG_PID;
     m->pid = (int)pid;
-    send_msg(c->error_fd, m);
+    send_msg(c->error_fd, m, -1);
     _exit(0);
+}
+
+/*
+ * A terminal that belongs to the container: the pty pair comes from the container's own devpts
+ * instance (so `tty` names it /dev/pts/0 there, and the host's ptys stay invisible). The peer
+ * becomes stdin/stdout/stderr and the controlling terminal of a new session, and is bound on
+ * /dev/console; the master side travels to the caller with our last message. TIOCGPTPEER opens
+ * the peer through the master, not by a path that the container could have replaced.
+ * Returns the master fd.
+ */
+static int child_console(const struct pmd_spawn_spec *s, struct pmd_error *err)
+{
+    char path[32] = "/dev/pts/";
+    unsigned int ptn, unlock = 0;
+    int master, peer, i = 9;
+    char digits[12];
+    int nd = 0;
+
+    master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0)
+        return pmd_cfail(err, errno, "open console", "/dev/ptmx");
+    if (ioctl(master, TIOCSPTLCK, &unlock) < 0 || ioctl(master, TIOCGPTN, &ptn) < 0)
+        return pmd_cfail(err, errno, "ioctl console", "/dev/ptmx");
+    peer = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (peer < 0)
+        return pmd_cfail(err, errno, "open console peer", "/dev/ptmx");
+    do
+        digits[nd++] = (char)('0' + ptn % 10);
+    while ((ptn /= 10) > 0);
+    while (nd > 0)
+        path[i++] = digits[--nd];
+    path[i] = '\0';
+    if (s->uid >= 0 && fchown(peer, (uid_t)s->uid, (gid_t)-1) < 0)
+        return pmd_cfail(err, errno, "chown console", path);
+    /* /dev/console: an empty file in the /dev tmpfs with the peer bound over it (best effort
+     * without a /dev tmpfs). Not when joining: that would change the running container's. */
+    int f = -1;
+    if (s->join_pid <= 0)
+        f = open("/dev/console", O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (f >= 0) {
+        close(f);
+        if (mount(path, "/dev/console", NULL, MS_BIND, NULL) < 0)
+            return pmd_cfail2(err, errno, "bind mount", path, "/dev/console");
+    }
+    if (!s->setsid && setsid() < 0)
+        return pmd_cfail(err, errno, "setsid", "");
+    for (int fd = 0; fd < 3; fd++)
+        if (dup2(peer, fd) < 0)
+            return pmd_cfail(err, errno, "dup2", path);
+    close(peer);
+    if (ioctl(0, TIOCSCTTY, 0) < 0)
+        return pmd_cfail(err, errno, "ioctl TIOCSCTTY", path);
+    return master;
 }
 
 static int child_setup(const struct child_ctx *c, struct child_msg *m)
 {
     const struct pmd_spawn_spec *s = c->spec;
     struct pmd_error *err = &m->err;
-    int rootfd;
+    int rootfd, console = -1;
     struct sigaction dfl = {.sa_handler = SIG_DFL};
     sigset_t none;
     mode_t old_umask;
@@ -271,6 +345,8 @@ static int child_setup(const struct child_ctx *c, struct child_msg *m)
     m->trace_ns[PMD_TRACE_MOUNTS] = now_ns();
     if (pmd_child_pivot(s, rootfd, err) < 0)
         return -1;
+    if (s->console && (console = child_console(s, err)) < 0)
+        return -1;
     m->trace_ns[PMD_TRACE_PIVOT] = now_ns();
     if (pmd_child_confine(s, c->bpf, err) < 0)
         return -1;
@@ -279,7 +355,7 @@ static int child_setup(const struct child_ctx *c, struct child_msg *m)
     umask(old_umask);
     m->trace_ns[PMD_TRACE_CONFINE] = now_ns();
     m->kind = MSG_TRACE;
-    send_msg(c->error_fd, m);
+    send_msg(c->error_fd, m, console);
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     return child_exec(s, err);
@@ -298,7 +374,7 @@ static __attribute__((noreturn)) void child_main(const struct child_ctx *c)
     if (m.err.err == 0)
         m.err.err = EIO;
     m.kind = MSG_ERROR;
-    send_msg(c->error_fd, &m);
+    send_msg(c->error_fd, &m, -1);
     _exit(CHILD_FAILED);
 }
 
@@ -316,31 +392,52 @@ static void close_fds(int *fds, size_t n)
             close(fds[i]);
 }
 
-static ssize_t read_msg(int fd, struct child_msg *m)
+/* One message; an attached fd (the console) is stored in *fd, close-on-exec. */
+static ssize_t read_msg(int sock, struct child_msg *m, int *fd)
 {
+    struct iovec iov = {m, sizeof *m};
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } cm;
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
+                        .msg_controllen = sizeof cm.buf};
     ssize_t n;
 
     do
-        n = read(fd, m, sizeof *m);
+        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
     while (n < 0 && errno == EINTR);
+    if (n > 0 && mh.msg_controllen >= CMSG_LEN(sizeof(int))) {
+        struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
+        if (h && h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS) {
+            if (*fd >= 0)
+                close(*fd);
+            memcpy(fd, CMSG_DATA(h), sizeof *fd);
+        }
+    }
     return n;
 }
 
 /*
- * Wait for the child's verdict: its phase times, then EOF when execve succeeded, or an error.
- * When joining a pid namespace, the intermediate child first sends the pid of the real one and
- * exits: reap it, and follow the grandchild from then on. On failure, reap the child.
+ * Wait for the child's verdict: read its messages until EOF, which comes when every writer has
+ * exec'd or exited. A trace then EOF is success; an error is failure. When joining a pid
+ * namespace, the intermediate child sends the pid of the real one and exits: reap it and follow
+ * the grandchild from then on. The grandchild may report before the intermediate does, so an
+ * error does not stop the reading: only EOF guarantees that every process is accounted for. On
+ * failure, reap the child.
  */
 static int read_verdict(struct pmd_proc *proc, int fd, struct pmd_error *err)
 {
     struct child_msg m;
+    struct pmd_error child_err;
     ssize_t n;
-    int status = 0, traced = 0;
+    int status = 0, traced = 0, failed = 0, bad_read = 0, console = -1;
 
-    for (;;) {
-        n = read_msg(fd, &m);
-        if (n != (ssize_t)sizeof m)
+    while ((n = read_msg(fd, &m, &console)) != 0) {
+        if (n != (ssize_t)sizeof m) {
+            bad_read = n < 0 ? errno : EIO;
             break;
+        }
         if (m.kind == MSG_PID) {
             while (waitpid(proc->pid, &status, 0) < 0 && errno == EINTR)
                 ;
@@ -348,24 +445,29 @@ static int read_verdict(struct pmd_proc *proc, int fd, struct pmd_error *err)
             continue;
         }
         memcpy(&proc->trace_ns[1], &m.trace_ns[1], sizeof m.trace_ns - sizeof m.trace_ns[0]);
-        if (m.kind != MSG_TRACE)
-            break;
-        traced = 1;
+        if (m.kind == MSG_TRACE) {
+            traced = 1;
+        } else if (!failed) {
+            failed = 1;
+            child_err = m.err;
+        }
     }
-    if (n == 0 && traced)
+    if (!failed && !bad_read && traced) {
+        proc->console_fd = console;
         return 0;
+    }
+    if (console >= 0)
+        close(console);
     while (waitpid(proc->pid, &status, 0) < 0 && errno == EINTR)
         ;
-    if (n < 0)
-        return pmd_fail(err, errno, "read child status", "pid %d", proc->pid);
-    if (n == 0)
+    if (bad_read)
+        return pmd_fail(err, bad_read, "read child status", "pid %d", proc->pid);
+    if (!failed)
         return pmd_fail(err, ECHILD, "child died during setup", "pid %d, wait status %#x",
                         proc->pid, (unsigned)status);
-    if (n != (ssize_t)sizeof m)
-        return pmd_fail(err, EIO, "read child status", "short read from pid %d", proc->pid);
-    m.err.op[sizeof m.err.op - 1] = '\0';
-    m.err.path[sizeof m.err.path - 1] = '\0';
-    *err = m.err;
+    child_err.op[sizeof child_err.op - 1] = '\0';
+    child_err.path[sizeof child_err.path - 1] = '\0';
+    *err = child_err;
     if (err->err == 0)
         err->err = EIO;
     return -1;
@@ -391,6 +493,8 @@ static int check_spec(const struct pmd_spawn_spec *s, struct pmd_error *err)
                             s->hostname || s->hold))
         return pmd_fail(err, EINVAL, "spawn", "%s",
                         "join_pid excludes rootfs, mounts, paths, hostname and hold");
+    if (s->console && s->ctty)
+        return pmd_fail(err, EINVAL, "spawn", "%s", "console and ctty exclude each other");
     if (s->ctty && !s->setsid)
         return pmd_fail(err, EINVAL, "spawn", "%s", "ctty needs setsid");
     /* The rootfs is checked here so that the common mistake is reported with its path
@@ -419,6 +523,7 @@ int pmd_spawn(const struct pmd_spawn_spec *spec, struct pmd_proc *proc, struct p
     proc->pid = -1;
     proc->release_fd = -1;
     proc->error_fd = -1;
+    proc->console_fd = -1;
     if (check_spec(spec, err) < 0)
         return -1;
     if (spec->seccomp != PMD_SECCOMP_OFF) {
@@ -426,8 +531,10 @@ int pmd_spawn(const struct pmd_spawn_spec *spec, struct pmd_proc *proc, struct p
             return -1;
         ctx.bpf = &bpf;
     }
-    if (pipe2(fds, O_CLOEXEC) < 0)
-        return pmd_fail(err, errno, "pipe", "%s", "error pipe");
+    /* SOCK_SEQPACKET: message boundaries kept, fds can travel, EOF once every child end is
+     * closed by exec or exit, exactly as a pipe. */
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) < 0)
+        return pmd_fail(err, errno, "socketpair", "%s", "child status channel");
     err_rd = fds[0];
     err_wr = fds[1];
     if (spec->hold) {

@@ -177,7 +177,9 @@ class SpawnSpec(_Record):
     sets; any set = apply all five, None counting as 0), rlimits ({RLIMIT_*: (soft, hard)}),
     no_new_privs, seccomp (SECCOMP_OFF/SECCOMP_DEFAULT), cgroup_procs (cgroup.procs paths to
     join), stdin/stdout/stderr (-1 = inherit), setsid, ctty, hold, join_pid (> 0: enter the
-    `namespaces` of that running process instead of creating them, as docker exec does).
+    `namespaces` of that running process instead of creating them, as docker exec does),
+    console (a pty from the container's own /dev/pts as stdio and controlling tty; the master
+    is Process.console_fd, which the caller then owns and closes).
     """
 
     argv: list[str]
@@ -210,6 +212,7 @@ class SpawnSpec(_Record):
     ctty: bool
     hold: bool
     join_pid: int
+    console: bool
     _FIELDS: ClassVar[dict[str, object]] = {
         "argv": _REQUIRED, "env": None, "namespaces": 0, "rootfs": None, "readonly_root": False,
         "mounts": [], "dev_setup": False, "masked_paths": [], "readonly_paths": [],
@@ -218,6 +221,7 @@ class SpawnSpec(_Record):
         "cap_inheritable": None, "cap_ambient": None, "rlimits": {}, "no_new_privs": False,
         "seccomp": 0, "cgroup_procs": [], "stdin": -1, "stdout": -1, "stderr": -1,
         "setsid": False, "ctty": False, "hold": False, "join_pid": 0,
+        "console": False,
     }
     __slots__ = tuple(_FIELDS)
 
@@ -255,6 +259,13 @@ class Process:
     @property
     def held(self) -> bool:
         return self._held
+
+    @property
+    def console_fd(self) -> int | None:
+        """The pty master when spawned with console=True (after release, if held); the caller
+        owns it."""
+        fd = self._proc.console_fd if self._proc is not None else -1
+        return fd if fd >= 0 else None
 
     def release(self) -> None:
         """Let a held child go on; raises the child's setup error as OSError (child reaped)."""
@@ -358,6 +369,7 @@ def spawn(spec: SpawnSpec) -> Process:
     s.ctty = spec.ctty
     s.hold = spec.hold
     s.join_pid = spec.join_pid
+    s.console = spec.console
     proc = ffi.new("struct pmd_proc *")
     err = ffi.new("struct pmd_error *")
     if lib.pmd_spawn(s, proc, err) != 0:
