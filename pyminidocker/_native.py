@@ -157,8 +157,8 @@ class Mount(_Record):
     flags: int
     data: str | None
     mkdir: bool
-    _FIELDS: ClassVar[dict[str, object]] = {"target": _REQUIRED, "source": None, "fstype": None, "flags": 0, "data": None,
-               "mkdir": False}
+    _FIELDS: ClassVar[dict[str, object]] = {"target": _REQUIRED, "source": None, "fstype": None,
+                                            "flags": 0, "data": None, "mkdir": False}
     __slots__ = tuple(_FIELDS)
 
     def __setattr__(self, name, value):

@@ -95,7 +95,8 @@ def parse_bytes(text: str, allow_unlimited: bool = False) -> int:
     number = body[: len(body) - len(unit)].rstrip()
     whole, dot, frac = number.partition(".")
     # Only plain decimals: float() alone would also take "1e3", "inf", "-1" and "1_000".
-    if not (whole.isascii() and whole.isdigit()) or (dot and not (frac.isascii() and frac.isdigit())):
+    plain_frac = not dot or (frac.isascii() and frac.isdigit())
+    if not (whole.isascii() and whole.isdigit()) or not plain_frac:
         raise UsageError(f"invalid size: {text!r}", hint="use a number with an optional "
                          "b, k, m or g suffix, e.g. 512m")
     if not unit and s.endswith("ib"):  # "1024ib" is not a size

@@ -526,8 +526,9 @@ def cmd_run(args: argparse.Namespace, env: Env) -> int:
 def _attached_start(rt: Any, rec: Any, env: Env, interactive: bool, remove: bool) -> int:
     try:
         if rec.tty:
-            return _run_with_pty(lambda stdio: rt.start(rec, attach=True, stdio=stdio), env,
-                                 interactive)
+            return _run_with_pty(
+                lambda started: rt.start(rec, attach=True, on_started=started), env,
+                interactive)
         stdin = -1 if interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         try:
             env.stdout.flush()
@@ -542,10 +543,11 @@ def _attached_start(rt: Any, rec: Any, env: Env, interactive: bool, remove: bool
             rt.remove(rt.containers.get(rec.id), force=True)
 
 
-def _run_with_pty(start: Callable[[tuple[int, int, int]], int | None], env: Env,
+def _run_with_pty(start: Callable[[Callable[[Any], None]], int | None], env: Env,
                   interactive: bool) -> int:
-    """-t: the process gets a pty; a thread relays between it and our terminal (raw mode)
-    while this one runs start(stdio) (which must own the signal handlers: main thread)."""
+    """-t: the process gets a pty from its own /dev/pts (the shim's console); once it runs, a
+    thread relays between the pty's master and our terminal (in raw mode) while this thread
+    waits for the process in start(on_started) (signal handlers need the main thread)."""
     import fcntl
     import select
     import signal
@@ -554,24 +556,18 @@ def _run_with_pty(start: Callable[[tuple[int, int, int]], int | None], env: Env,
     import threading
     import tty
 
-    master, slave = os.openpty()
-    os.set_inheritable(master, False)
     in_fd = env.stdin.fileno() if interactive else -1
     is_tty = in_fd >= 0 and os.isatty(in_fd)
+    out_fd = env.stdout.fileno()
+    done = threading.Event()
+    master = -1
 
     def copy_winsize(*_: object) -> None:
-        if is_tty:
-            fcntl.ioctl(master, termios.TIOCSWINSZ,
-                        fcntl.ioctl(in_fd, termios.TIOCGWINSZ, b"\0" * 8))
-
-    if is_tty:
-        copy_winsize()
-    else:
-        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    saved = termios.tcgetattr(in_fd) if is_tty else None
-    old_winch = signal.signal(signal.SIGWINCH, copy_winsize)
-    done = threading.Event()
-    out_fd = env.stdout.fileno()
+        if master < 0:
+            return
+        size = fcntl.ioctl(in_fd, termios.TIOCGWINSZ, b"\0" * 8) if is_tty else \
+            struct.pack("HHHH", 24, 80, 0, 0)
+        fcntl.ioctl(master, termios.TIOCSWINSZ, size)
 
     def relay() -> None:
         fds = [master] + ([in_fd] if in_fd >= 0 else [])
@@ -596,21 +592,30 @@ def _run_with_pty(start: Callable[[tuple[int, int, int]], int | None], env: Env,
                     os.write(master, b"\x04")  # EOF on our stdin: ^D to the process
 
     t = threading.Thread(target=relay, name="pty-relay", daemon=True)
+
+    def on_started(proc: Any) -> None:
+        nonlocal master
+        master = proc.console_fd
+        copy_winsize()
+        t.start()
+
+    saved = termios.tcgetattr(in_fd) if is_tty else None
+    old_winch = signal.signal(signal.SIGWINCH, copy_winsize)
     try:
         if is_tty:
             tty.setraw(in_fd)
-        t.start()
         try:
-            code = start((slave, slave, slave)) or 0
+            code = start(on_started) or 0
         finally:
-            os.close(slave)
             done.set()
-            t.join(timeout=5)
+            if t.is_alive():
+                t.join(timeout=5)
     finally:
         if saved is not None:
             termios.tcsetattr(in_fd, termios.TCSADRAIN, saved)
         signal.signal(signal.SIGWINCH, old_winch)
-        os.close(master)
+        if master >= 0:
+            os.close(master)
     return code
 
 
@@ -622,9 +627,10 @@ def cmd_exec(args: argparse.Namespace, env: Env) -> int:
             raise UsageError("exec requires at least 1 command argument")
         extra_env = list(args.env)
         if args.tty:
-            return _run_with_pty(lambda stdio: rt.exec(rec, args.cmd, extra_env, args.user,
-                                                       args.workdir, True, stdio),
-                                 env, args.interactive)
+            return _run_with_pty(
+                lambda started: rt.exec(rec, args.cmd, extra_env, args.user, args.workdir,
+                                        True, (-1, -1, -1), on_started=started),
+                env, args.interactive)
         stdin = -1 if args.interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         try:
             env.stdout.flush()

@@ -160,7 +160,7 @@ def is_attestation(descriptor: Mapping[str, Any]) -> bool:
 
 
 def select_manifest(index_manifests: Sequence[dict[str, Any]], want: Platform) -> dict[str, Any]:
-    """Pick the descriptor of ``index_manifests`` (an index's ``manifests``) that best fits ``want``.
+    """Pick the descriptor of an index's ``manifests`` that best fits ``want``.
 
     The OS and architecture must match; among variants the exact one wins, then the fallbacks in
     order (arm v7 takes v6 then v5; amd64 v3 takes v2 then baseline). Ties keep index order.

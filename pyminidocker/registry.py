@@ -367,7 +367,8 @@ def infer_media_type(body: bytes, content_type: str | None) -> str:
     if isinstance(doc.get("mediaType"), str) and doc["mediaType"]:
         return str(doc["mediaType"])
     if doc.get("schemaVersion") == 1:
-        return MEDIA_TYPE_DOCKER_SCHEMA1_SIGNED if "signatures" in doc else MEDIA_TYPE_DOCKER_SCHEMA1
+        signed = "signatures" in doc
+        return MEDIA_TYPE_DOCKER_SCHEMA1_SIGNED if signed else MEDIA_TYPE_DOCKER_SCHEMA1
     if isinstance(doc.get("manifests"), list):
         return MEDIA_TYPE_OCI_INDEX
     if isinstance(doc.get("config"), dict) or isinstance(doc.get("layers"), list):

@@ -200,7 +200,7 @@ class Runtime:
 
     def start(self, rec: ContainerRecord, attach: bool,
               stdio: tuple[int, int, int] = (-1, -1, -1),
-              on_started: Callable[[int], None] | None = None) -> int | None:
+              on_started: Callable[[Any], None] | None = None) -> int | None:
         """Start a created or exited container. Attached: wait and return its exit code
         (125/126/127 raised as StartError when it could not start). Detached: return None
         once the monitor has it running."""
@@ -229,7 +229,7 @@ class Runtime:
                           monitor_pid=getattr(proc, "monitor_pid", 0), started_at=now_iso())
         self.containers.save_state(rec)
         if on_started:
-            on_started(proc.pid)
+            on_started(proc)  # e.g. to relay its console
         if not attach:
             return None
         with self.trace.phase("wait"), _forward_signals(proc.pid):
@@ -326,7 +326,7 @@ class Runtime:
             no_new_privs=bool(host.get("no_new_privs")),
             seccomp=_native.SECCOMP_OFF if privileged else _native.SECCOMP_DEFAULT,
             cgroup_procs=cg.procs_files(), stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
-            setsid=True, ctty=rec.tty,
+            setsid=True, console=rec.tty,
         )
 
     def _spawn_monitored(self, rec: ContainerRecord, d: Path, sp: Any) -> Any:
@@ -335,7 +335,8 @@ class Runtime:
     # ---- exec ---------------------------------------------------------------------------
 
     def exec(self, rec: ContainerRecord, argv: list[str], env: list[str], user: str | None,
-             workdir: str | None, tty: bool, stdio: tuple[int, int, int]) -> int:
+             workdir: str | None, tty: bool, stdio: tuple[int, int, int],
+             on_started: Callable[[Any], None] | None = None) -> int:
         """Run argv in the running container: its namespaces and cgroup, the same confinement
         as its init. Returns the exit code; raises StartError (125/126/127) if it cannot start
         and Conflict if the container is not running."""
@@ -364,13 +365,15 @@ class Runtime:
             cap_ambient=0, no_new_privs=bool(host.get("no_new_privs")),
             seccomp=_native.SECCOMP_OFF if privileged else _native.SECCOMP_DEFAULT,
             cgroup_procs=Cgroup(rec.id).procs_files(), stdin=stdio[0], stdout=stdio[1],
-            stderr=stdio[2], setsid=True, ctty=tty,
+            stderr=stdio[2], setsid=True, console=tty,
         )
         try:
             proc = _native.spawn(sp)
         except OSError as e:
             raise policy.StartError(_start_message(e), exit_code=policy.exec_exit_code(e)) \
                 from None
+        if on_started:
+            on_started(proc)
         with _forward_signals(proc.pid):
             code = _native.wait(proc.pid)
         return 128 - code if code < 0 else code

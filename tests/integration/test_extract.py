@@ -707,7 +707,7 @@ def test_parallel_extractions(tmp_path):
             dest = tmp_path / tag
             dest.mkdir()
             results[tag] = extract(blobs[tag], dest, GZIP if tag in "ac" else ZSTD)
-        except Exception as e:  # noqa: BLE001 - reported below
+        except Exception as e:
             errors.append(e)
 
     for _ in range(2):

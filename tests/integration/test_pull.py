@@ -185,7 +185,7 @@ def test_concurrent_pulls_share_one_layer_dir(pmd, root, registry, multi, sharin
     proxy = faulty_proxy(registry, "barrier", parties=2)
     procs = [pmd.popen("pull", f"{proxy.host}/{p.repo}:{p.tag}") for p in (multi, sharing)]
     results = [(*p.communicate(timeout=120), p.returncode) for p in procs]
-    for out, err, rc in results:
+    for _out, err, rc in results:
         assert rc == 0, err
     assert not proxy.barrier.broken, "the two pulls did not run at the same time"
     want = {I.hexof(c) for p in (multi, sharing) for c in p.image.chain_ids}

@@ -423,7 +423,7 @@ def test_spawn_from_many_threads(rootfs):
             for _ in range(15):
                 rc, out = run(container_spec(rootfs, "echo ok"))
                 assert (rc, out) == (0, "ok\n")
-        except BaseException as e:  # noqa: BLE001 - reported below
+        except BaseException as e:
             errors.append(e)
 
     churner = threading.Thread(target=churn)
