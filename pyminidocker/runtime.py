@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyminidocker import _native, defaults
 from pyminidocker import spec as policy
 from pyminidocker.errors import Conflict, NotFound, PmdError, UsageError
 from pyminidocker.store import Store
@@ -279,12 +280,7 @@ class Runtime:
                 except OSError as e:
                     raise UsageError(f"cannot create working directory {rec.cwd}: "
                                      f"{e.strerror}") from None
-            caps = policy.capabilities(host.get("privileged", False), host.get("cap_add", []),
-                                       host.get("cap_drop", []))
-            ns = (_native.CLONE_NEWNS | _native.CLONE_NEWUTS | _native.CLONE_NEWIPC
-                  | _native.CLONE_NEWPID | _native.CLONE_NEWCGROUP)
-            if host.get("network") != "host":
-                ns |= _native.CLONE_NEWNET
+            ns, caps = _namespaces_and_caps(host)
             mounts = _standard_mounts(host.get("network") == "host", host.get("privileged"))
             for name in ("hostname", "hosts", "resolv.conf"):
                 mounts.append(_native.Mount(target=f"/etc/{name}", source=str(d / name),
@@ -318,8 +314,8 @@ class Runtime:
         return _native.SpawnSpec(
             argv=rec.argv, env=env, namespaces=ns, rootfs=rootfs,
             readonly_root=bool(host.get("read_only")), mounts=mounts, dev_setup=True,
-            masked_paths=[] if privileged else list(policy.MASKED_PATHS),
-            readonly_paths=[] if privileged else list(policy.READONLY_PATHS),
+            masked_paths=[] if privileged else list(defaults.MASKED_PATHS),
+            readonly_paths=[] if privileged else list(defaults.READONLY_PATHS),
             hostname=rec.hostname, cwd=rec.cwd, uid=user.uid, gid=user.gid,
             groups=list(user.groups), cap_bounding=caps, cap_effective=caps,
             cap_permitted=caps, cap_inheritable=caps, cap_ambient=0,
@@ -351,12 +347,7 @@ class Runtime:
         u = policy.resolve_user(rootfs, rec.user if user is None else user)
         full_env = policy.merge_env(host.get("image_env", []), [*rec.env, *env], rec.hostname,
                                     u.home, tty)
-        caps = policy.capabilities(host.get("privileged", False), host.get("cap_add", []),
-                                   host.get("cap_drop", []))
-        ns = (_native.CLONE_NEWNS | _native.CLONE_NEWUTS | _native.CLONE_NEWIPC
-              | _native.CLONE_NEWPID | _native.CLONE_NEWCGROUP)
-        if host.get("network") != "host":
-            ns |= _native.CLONE_NEWNET
+        ns, caps = _namespaces_and_caps(host)
         privileged = bool(host.get("privileged"))
         sp = _native.SpawnSpec(
             argv=argv, env=full_env, namespaces=ns, join_pid=rec.state.pid,
@@ -460,26 +451,27 @@ def _start_message(e: OSError | None) -> str:
     return f"failed to create task: {e.strerror}{where}"
 
 
-def _standard_mounts(host_network: bool, privileged: bool | None) -> list[Any]:
-    from pyminidocker import _native as n
+def _namespaces_and_caps(host: dict[str, Any]) -> tuple[int, int]:
+    """The namespaces a container (and what is exec'd in it) has, and its capability mask."""
+    ns = defaults.DEFAULT_NAMESPACES | _native.CLONE_NEWCGROUP
+    if host.get("network") == "host":
+        ns &= ~_native.CLONE_NEWNET
+    caps = policy.capabilities(host.get("privileged", False), host.get("cap_add", []),
+                               host.get("cap_drop", []))
+    return ns, caps
 
-    nse = n.MS_NOSUID | n.MS_NOEXEC | n.MS_NODEV
-    sys_flags = nse | (0 if privileged else n.MS_RDONLY)
-    mounts = [
-        n.Mount("/proc", "proc", "proc", nse, mkdir=True),
-        n.Mount("/dev", "tmpfs", "tmpfs", n.MS_NOSUID | n.MS_STRICTATIME,
-                "mode=755,size=65536k", mkdir=True),
-        n.Mount("/dev/pts", "devpts", "devpts", n.MS_NOSUID | n.MS_NOEXEC,
-                "newinstance,ptmxmode=0666,mode=0620,gid=5", mkdir=True),
-        n.Mount("/dev/shm", "shm", "tmpfs", nse, "mode=1777,size=65536k", mkdir=True),
-        n.Mount("/dev/mqueue", "mqueue", "mqueue", nse, mkdir=True),
-    ]
-    if host_network:
-        # sysfs shows the network namespace of its mounter; a fresh one needs a new netns
-        mounts.append(n.Mount("/sys", "/sys", None, n.MS_BIND | n.MS_REC | sys_flags,
-                              mkdir=True))
-    else:
-        mounts.append(n.Mount("/sys", "sysfs", "sysfs", sys_flags, mkdir=True))
+
+def _standard_mounts(host_network: bool, privileged: bool | None) -> list[Any]:
+    """Docker's standard mounts; /sys read-write when privileged, and bound from the host
+    with the host's network (sysfs shows the network namespace of whoever mounts it)."""
+    n = _native
+    mounts = defaults.default_mounts()
+    sys_flags = n.MS_NOSUID | n.MS_NOEXEC | n.MS_NODEV | (0 if privileged else n.MS_RDONLY)
+    for i, m in enumerate(mounts):
+        if m.target == "/sys":
+            mounts[i] = n.Mount("/sys", "/sys", None, n.MS_BIND | n.MS_REC | sys_flags,
+                                mkdir=True) if host_network else \
+                n.Mount("/sys", "sysfs", "sysfs", sys_flags, mkdir=True)
     return mounts
 
 
