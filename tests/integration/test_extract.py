@@ -667,8 +667,12 @@ def test_bad_arguments(box, tmp_path):
     with pytest.raises(OSError) as ei:
         extract(b"", tmp_path / "missing")
     assert ei.value.errno == errno.ENOENT
-    with pytest.raises(OSError) as ei:
-        _native.layer_extract(os.open("/dev/null", os.O_RDONLY), dest, 7)
+    fd = os.open("/dev/null", os.O_RDONLY)
+    try:
+        with pytest.raises(OSError) as ei:
+            _native.layer_extract(fd, dest, 7)
+    finally:
+        os.close(fd)
     assert ei.value.errno == errno.EINVAL
 
 
