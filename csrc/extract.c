@@ -925,6 +925,14 @@ static int extract_entry(struct extract *x, struct archive_entry *e)
         return -1;
     if (done)
         return 0;
+    /*
+     * dest itself may only receive a directory's metadata. For anything else libarchive would
+     * rmdir dest to put the file or symlink in its place, and every later absolute name would
+     * resolve through that symlink onto the host.
+     */
+    if (strcmp(rel, ".") == 0 &&
+        (archive_entry_filetype(e) != AE_IFDIR || archive_entry_hardlink(e) != NULL))
+        return pmd_fail(x->err, EPERM, "layer entry", "%s", entry);
     if (absolute(x, rel, x->abspath, entry) < 0)
         return -1;
     link = archive_entry_hardlink(e);

@@ -546,6 +546,25 @@ def test_symlink_replacing_dir_gets_no_deferred_fixup(tmp_path, box):
     assert_untouched(tmp_path, dest, before)
 
 
+# A regular-file entry whose name ends in "/" is a directory by old tar convention (and
+# libarchive's), hence no (REGTYPE, "./") case.
+@pytest.mark.parametrize("kind,name", [
+    (tarfile.SYMTYPE, "."), (tarfile.SYMTYPE, "./"), (tarfile.SYMTYPE, "/"),
+    (tarfile.REGTYPE, "."), (tarfile.FIFOTYPE, "."), (tarfile.FIFOTYPE, "/"),
+    (tarfile.LNKTYPE, "."),
+])
+def test_dest_itself_cannot_be_replaced(tmp_path, box, kind, name):
+    """A non-directory entry naming dest itself would have libarchive rmdir dest and put, say,
+    a symlink to the canary in its place; every later absolute name would land there."""
+    dest, canary = box
+    hostile(tmp_path, box,
+            member("file", data=b"ok"),
+            member(name, kind, link="file" if kind == tarfile.LNKTYPE else str(canary)),
+            member("file", data=b"evil"), name=name)
+    assert dest.is_dir() and not dest.is_symlink()
+    assert (canary / "file").read_text() == "canary"
+
+
 def test_hardlink_to_dotdot(tmp_path, box):
     hostile(tmp_path, box, member("hl", tarfile.LNKTYPE, link="../canary/file"), name="hl")
 
