@@ -565,6 +565,33 @@ def test_dest_itself_cannot_be_replaced(tmp_path, box, kind, name):
     assert (canary / "file").read_text() == "canary"
 
 
+@pytest.mark.parametrize("link_kind", [tarfile.SYMTYPE, tarfile.LNKTYPE])
+def test_link_over_whited_out_tree_refused(tmp_path, box, link_kind):
+    """libarchive applies the deferred mode/times of a/sub at close by absolute name: had a
+    whiteout removed a/ and a link to the canary taken its name, they would land on
+    canary/sub."""
+    _, canary = box
+    (canary / "sub").mkdir(mode=0o700)
+    os.utime(canary / "sub", ns=(MTIME * 10**9, MTIME * 10**9))
+    os.utime(canary, ns=(MTIME * 10**9, MTIME * 10**9))
+    extra = [member("outlink", tarfile.SYMTYPE, link=str(canary))]
+    link = member("a", tarfile.SYMTYPE, link=str(canary)) if link_kind == tarfile.SYMTYPE \
+        else member("a", tarfile.LNKTYPE, link="outlink")
+    hostile(tmp_path, box, *extra,
+            member("a", tarfile.DIRTYPE, mode=0o777),
+            member("a/sub", tarfile.DIRTYPE, mode=0o777, mtime=5),
+            member(".wh.a"), link, name="a")
+    st = os.lstat(canary / "sub")
+    assert stat.S_IMODE(st.st_mode) == 0o700 and st.st_mtime == MTIME
+
+
+def test_whiteout_then_directory_again_is_fine(box):
+    dest, _ = box
+    extract(make_tar(member("a/sub", tarfile.DIRTYPE), member(".wh.a"),
+                     member("a", tarfile.DIRTYPE, mode=0o751)), dest)
+    assert stat.S_IMODE(os.lstat(dest / "a").st_mode) == 0o751
+
+
 def test_hardlink_to_dotdot(tmp_path, box):
     hostile(tmp_path, box, member("hl", tarfile.LNKTYPE, link="../canary/file"), name="hl")
 
