@@ -655,13 +655,16 @@ static int strlist_add(struct extract *x, struct strlist *l, const char *str,
     return 0;
 }
 
-static int strlist_has(const struct strlist *l, const char *str)
+/* Is path one of the list's paths, or beneath one of them? */
+static int strlist_covers(const struct strlist *l, const char *path)
 {
-    size_t i;
+    size_t i, len;
 
-    for (i = 0; i < l->n; i++)
-        if (strcmp(l->v[i], str) == 0)
+    for (i = 0; i < l->n; i++) {
+        len = strlen(l->v[i]);
+        if (strncmp(l->v[i], path, len) == 0 && (path[len] == '\0' || path[len] == '/'))
             return 1;
+    }
     return 0;
 }
 
@@ -973,9 +976,9 @@ static int extract_entry(struct extract *x, struct archive_entry *e)
     if (strcmp(rel, ".") == 0 &&
         (archive_entry_filetype(e) != AE_IFDIR || archive_entry_hardlink(e) != NULL))
         return pmd_fail(x->err, EPERM, "layer entry", "%s", entry);
-    /* A link where a whiteout removed a directory tree (see whiteout()). */
+    /* A link in a place where a whiteout removed a directory tree (see whiteout()). */
     if ((archive_entry_filetype(e) == AE_IFLNK || archive_entry_hardlink(e) != NULL) &&
-        strlist_has(&x->removed, rel))
+        strlist_covers(&x->removed, rel))
         return pmd_fail(x->err, EPERM, "layer entry", "%s", entry);
     if (absolute(x, rel, x->abspath, entry) < 0)
         return -1;

@@ -585,6 +585,20 @@ def test_link_over_whited_out_tree_refused(tmp_path, box, link_kind):
     assert stat.S_IMODE(st.st_mode) == 0o700 and st.st_mtime == MTIME
 
 
+def test_link_inside_recreated_whited_out_tree_refused(tmp_path, box):
+    _, canary = box
+    (canary / "x").mkdir(mode=0o700)
+    os.utime(canary / "x", ns=(MTIME * 10**9, MTIME * 10**9))
+    os.utime(canary, ns=(MTIME * 10**9, MTIME * 10**9))
+    hostile(tmp_path, box,
+            member("a/sub/x", tarfile.DIRTYPE, mode=0o777, mtime=5),
+            member(".wh.a"),
+            member("a", tarfile.DIRTYPE),
+            member("a/sub", tarfile.SYMTYPE, link=str(canary)), name="a/sub")
+    st = os.lstat(canary / "x")
+    assert stat.S_IMODE(st.st_mode) == 0o700 and st.st_mtime == MTIME
+
+
 def test_whiteout_then_directory_again_is_fine(box):
     dest, _ = box
     extract(make_tar(member("a/sub", tarfile.DIRTYPE), member(".wh.a"),
