@@ -64,6 +64,11 @@ struct hasher {
     int busy, quit, started;
 };
 
+struct strlist {
+    char **v;
+    size_t n, cap;
+};
+
 /* A directory that existed before its own entry; see dir_times_apply. */
 struct dirtime {
     char *rel;
@@ -95,8 +100,8 @@ struct extract {
     size_t rootlen;
     char abspath[PATH_MAX];
     char abslink[PATH_MAX];
-    char **opaque;        /* relative dirs that get trusted.overlay.opaque=y after close */
-    size_t nopaque, capopaque;
+    struct strlist opaque;  /* relative dirs that get trusted.overlay.opaque=y after close */
+    struct strlist removed; /* directory trees a whiteout removed; see whiteout() */
     struct dirtime *dirtimes;
     size_t ndirtimes, capdirtimes;
     uint64_t entries;
@@ -631,6 +636,47 @@ nomem:
     return pmd_fail(x->err, ENOMEM, "layer entry", "%s", entry);
 }
 
+static int strlist_add(struct extract *x, struct strlist *l, const char *str,
+                       const char *entry)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 8;
+        char **v = realloc(l->v, cap * sizeof *v);
+
+        if (v == NULL)
+            return pmd_fail(x->err, ENOMEM, "layer entry", "%s", entry);
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n] = strdup(str);
+    if (l->v[l->n] == NULL)
+        return pmd_fail(x->err, ENOMEM, "layer entry", "%s", entry);
+    l->n++;
+    return 0;
+}
+
+/* Is path one of the list's paths, or beneath one of them? */
+static int strlist_covers(const struct strlist *l, const char *path)
+{
+    size_t i, len;
+
+    for (i = 0; i < l->n; i++) {
+        len = strlen(l->v[i]);
+        if (strncmp(l->v[i], path, len) == 0 && (path[len] == '\0' || path[len] == '/'))
+            return 1;
+    }
+    return 0;
+}
+
+static void strlist_free(struct strlist *l)
+{
+    size_t i;
+
+    for (i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+}
+
 /* ---- whiteouts ---------------------------------------------------------------------------- */
 
 /*
@@ -728,7 +774,8 @@ static int remove_at(int dirfd, const char *name)
  * Documentation/filesystems/overlayfs.rst, "whiteouts and opaque directories"). */
 static int whiteout(struct extract *x, const char *dir, const char *name, const char *entry)
 {
-    int dfd;
+    struct stat st;
+    int dfd, was_dir;
 
     if (name[0] == '\0' || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
         return pmd_fail(x->err, EPERM, "layer entry", "%s", entry);
@@ -738,30 +785,26 @@ static int whiteout(struct extract *x, const char *dir, const char *name, const 
             return pmd_fail(x->err, EXDEV, "layer entry", "%s", entry);
         return pmd_fail(x->err, errno, "whiteout", "%s", entry);
     }
+    was_dir = fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
     if (remove_at(dfd, name) < 0 || mknodat(dfd, name, S_IFCHR | 0, makedev(0, 0)) < 0) {
         int e = errno;
         close(dfd);
         return pmd_fail(x->err, e, "whiteout", "%s", entry);
     }
     close(dfd);
-    return 0;
-}
+    /*
+     * libarchive still holds deferred fixups (mode, times) for directories it created in
+     * the tree just removed, and applies them by absolute name at close, following any
+     * symlink above the last component. Should this name become a link later in the tar,
+     * those fixups would land outside dest: see extract_entry.
+     */
+    if (was_dir) {
+        char rel[PATH_MAX];
 
-static int opaque_add(struct extract *x, const char *dir, const char *entry)
-{
-    if (x->nopaque == x->capopaque) {
-        size_t cap = x->capopaque ? 2 * x->capopaque : 8;
-        char **p = realloc(x->opaque, cap * sizeof *p);
-
-        if (p == NULL)
-            return pmd_fail(x->err, ENOMEM, "layer entry", "%s", entry);
-        x->opaque = p;
-        x->capopaque = cap;
+        snprintf(rel, sizeof rel, "%s%s%s", strcmp(dir, ".") ? dir : "",
+                 strcmp(dir, ".") ? "/" : "", name);
+        return strlist_add(x, &x->removed, rel, entry);
     }
-    x->opaque[x->nopaque] = strdup(dir);
-    if (x->opaque[x->nopaque] == NULL)
-        return pmd_fail(x->err, ENOMEM, "layer entry", "%s", entry);
-    x->nopaque++;
     return 0;
 }
 
@@ -773,8 +816,8 @@ static int opaque_apply(struct extract *x)
 {
     size_t i;
 
-    for (i = 0; i < x->nopaque; i++) {
-        const char *dir = x->opaque[i];
+    for (i = 0; i < x->opaque.n; i++) {
+        const char *dir = x->opaque.v[i];
         int dfd = open_dir_beneath(x, dir, 1);
 
         if (dfd < 0) {
@@ -813,7 +856,7 @@ static int handle_whiteout(struct extract *x, const char *rel, const char *entry
         strcpy(dir, ".");
     }
     if (strcmp(base, WH_OPAQUE) == 0)
-        return opaque_add(x, dir, entry);
+        return strlist_add(x, &x->opaque, dir, entry);
     /* Other .wh..wh.* names are reserved (aufs bookkeeping such as .wh..wh.plnk): skip. */
     if (strncmp(base, WH_META_PREFIX, sizeof WH_META_PREFIX - 1) == 0)
         return 0;
@@ -925,6 +968,18 @@ static int extract_entry(struct extract *x, struct archive_entry *e)
         return -1;
     if (done)
         return 0;
+    /*
+     * dest itself may only receive a directory's metadata. For anything else libarchive would
+     * rmdir dest to put the file or symlink in its place, and every later absolute name would
+     * resolve through that symlink onto the host.
+     */
+    if (strcmp(rel, ".") == 0 &&
+        (archive_entry_filetype(e) != AE_IFDIR || archive_entry_hardlink(e) != NULL))
+        return pmd_fail(x->err, EPERM, "layer entry", "%s", entry);
+    /* A link in a place where a whiteout removed a directory tree (see whiteout()). */
+    if ((archive_entry_filetype(e) == AE_IFLNK || archive_entry_hardlink(e) != NULL) &&
+        strlist_covers(&x->removed, rel))
+        return pmd_fail(x->err, EPERM, "layer entry", "%s", entry);
     if (absolute(x, rel, x->abspath, entry) < 0)
         return -1;
     link = archive_entry_hardlink(e);
@@ -994,9 +1049,8 @@ static void extract_free(struct extract *x)
         archive_write_free(x->disk);
     if (x->destfd >= 0)
         close(x->destfd);
-    for (i = 0; i < x->nopaque; i++)
-        free(x->opaque[i]);
-    free(x->opaque);
+    strlist_free(&x->opaque);
+    strlist_free(&x->removed);
     for (i = 0; i < x->ndirtimes; i++)
         free(x->dirtimes[i].rel);
     free(x->dirtimes);

@@ -546,6 +546,66 @@ def test_symlink_replacing_dir_gets_no_deferred_fixup(tmp_path, box):
     assert_untouched(tmp_path, dest, before)
 
 
+# A regular-file entry whose name ends in "/" is a directory by old tar convention (and
+# libarchive's), hence no (REGTYPE, "./") case.
+@pytest.mark.parametrize("kind,name", [
+    (tarfile.SYMTYPE, "."), (tarfile.SYMTYPE, "./"), (tarfile.SYMTYPE, "/"),
+    (tarfile.REGTYPE, "."), (tarfile.FIFOTYPE, "."), (tarfile.FIFOTYPE, "/"),
+    (tarfile.LNKTYPE, "."),
+])
+def test_dest_itself_cannot_be_replaced(tmp_path, box, kind, name):
+    """A non-directory entry naming dest itself would have libarchive rmdir dest and put, say,
+    a symlink to the canary in its place; every later absolute name would land there."""
+    dest, canary = box
+    hostile(tmp_path, box,
+            member("file", data=b"ok"),
+            member(name, kind, link="file" if kind == tarfile.LNKTYPE else str(canary)),
+            member("file", data=b"evil"), name=name)
+    assert dest.is_dir() and not dest.is_symlink()
+    assert (canary / "file").read_text() == "canary"
+
+
+@pytest.mark.parametrize("link_kind", [tarfile.SYMTYPE, tarfile.LNKTYPE])
+def test_link_over_whited_out_tree_refused(tmp_path, box, link_kind):
+    """libarchive applies the deferred mode/times of a/sub at close by absolute name: had a
+    whiteout removed a/ and a link to the canary taken its name, they would land on
+    canary/sub."""
+    _, canary = box
+    (canary / "sub").mkdir(mode=0o700)
+    os.utime(canary / "sub", ns=(MTIME * 10**9, MTIME * 10**9))
+    os.utime(canary, ns=(MTIME * 10**9, MTIME * 10**9))
+    extra = [member("outlink", tarfile.SYMTYPE, link=str(canary))]
+    link = member("a", tarfile.SYMTYPE, link=str(canary)) if link_kind == tarfile.SYMTYPE \
+        else member("a", tarfile.LNKTYPE, link="outlink")
+    hostile(tmp_path, box, *extra,
+            member("a", tarfile.DIRTYPE, mode=0o777),
+            member("a/sub", tarfile.DIRTYPE, mode=0o777, mtime=5),
+            member(".wh.a"), link, name="a")
+    st = os.lstat(canary / "sub")
+    assert stat.S_IMODE(st.st_mode) == 0o700 and st.st_mtime == MTIME
+
+
+def test_link_inside_recreated_whited_out_tree_refused(tmp_path, box):
+    _, canary = box
+    (canary / "x").mkdir(mode=0o700)
+    os.utime(canary / "x", ns=(MTIME * 10**9, MTIME * 10**9))
+    os.utime(canary, ns=(MTIME * 10**9, MTIME * 10**9))
+    hostile(tmp_path, box,
+            member("a/sub/x", tarfile.DIRTYPE, mode=0o777, mtime=5),
+            member(".wh.a"),
+            member("a", tarfile.DIRTYPE),
+            member("a/sub", tarfile.SYMTYPE, link=str(canary)), name="a/sub")
+    st = os.lstat(canary / "x")
+    assert stat.S_IMODE(st.st_mode) == 0o700 and st.st_mtime == MTIME
+
+
+def test_whiteout_then_directory_again_is_fine(box):
+    dest, _ = box
+    extract(make_tar(member("a/sub", tarfile.DIRTYPE), member(".wh.a"),
+                     member("a", tarfile.DIRTYPE, mode=0o751)), dest)
+    assert stat.S_IMODE(os.lstat(dest / "a").st_mode) == 0o751
+
+
 def test_hardlink_to_dotdot(tmp_path, box):
     hostile(tmp_path, box, member("hl", tarfile.LNKTYPE, link="../canary/file"), name="hl")
 
@@ -667,8 +727,12 @@ def test_bad_arguments(box, tmp_path):
     with pytest.raises(OSError) as ei:
         extract(b"", tmp_path / "missing")
     assert ei.value.errno == errno.ENOENT
-    with pytest.raises(OSError) as ei:
-        _native.layer_extract(os.open("/dev/null", os.O_RDONLY), dest, 7)
+    fd = os.open("/dev/null", os.O_RDONLY)
+    try:
+        with pytest.raises(OSError) as ei:
+            _native.layer_extract(fd, dest, 7)
+    finally:
+        os.close(fd)
     assert ei.value.errno == errno.EINVAL
 
 
