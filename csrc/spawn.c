@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/mman.h>
@@ -285,6 +286,28 @@ static int child_console(const struct pmd_spawn_spec *s, struct pmd_error *err)
     return master;
 }
 
+/*
+ * A new network namespace starts with its loopback down; Docker's containers (with --network
+ * none too) have it up. One SIOCSIFFLAGS is all it takes, no netlink needed for that.
+ */
+static int child_loopback_up(struct pmd_error *err)
+{
+    struct ifreq ifr = {0};
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return pmd_cfail(err, errno, "socket", "loopback");
+    memcpy(ifr.ifr_name, "lo", 3);
+    if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0 ||
+        (ifr.ifr_flags |= IFF_UP | IFF_RUNNING, ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)) {
+        int e = errno;
+        close(fd);
+        return pmd_cfail(err, e, "ioctl SIOCSIFFLAGS", "lo");
+    }
+    close(fd);
+    return 0;
+}
+
 static int child_setup(const struct child_ctx *c, struct child_msg *m)
 {
     const struct pmd_spawn_spec *s = c->spec;
@@ -339,6 +362,8 @@ static int child_setup(const struct child_ctx *c, struct child_msg *m)
         return pmd_cfail(err, errno, "ioctl TIOCSCTTY", "stdin");
     if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0)
         return pmd_cfail(err, errno, "sethostname", s->hostname);
+    if ((s->namespaces & CLONE_NEWNET) && s->join_pid <= 0 && child_loopback_up(err) < 0)
+        return -1;
     m->trace_ns[PMD_TRACE_PROCESS] = now_ns();
     if (pmd_child_mounts(s, &rootfd, err) < 0)
         return -1;

@@ -349,3 +349,12 @@ def test_run_it_gives_a_usable_shell_on_a_pty(ctr):
 
 def ctr_cwd() -> str:
     return str(Path(__file__).resolve().parent.parent.parent)
+
+
+def test_network_none_and_host(ctr):
+    links = sh(ctr, "ls /sys/class/net").stdout.split()
+    assert links == ["lo"], "--network none: loopback only"
+    assert sh(ctr, "cat /sys/class/net/lo/operstate").stdout.strip() in ("unknown", "up")
+    host_links = sorted(os.listdir("/sys/class/net"))
+    out = sh(ctr, "ls /sys/class/net", "--network", "host").stdout.split()
+    assert sorted(out) == host_links, "--network host: the host's interfaces"
