@@ -5,20 +5,27 @@ PIP ?= $(PYTHON) -m pip
 APT_PACKAGES = libarchive-dev libssl-dev gcc \
 	docker-registry skopeo busybox-static apache2-utils zstd \
 	iproute2 iptables umoci libarchive-tools crun runc debootstrap
-PY_PACKAGES = cffi requests libarchive-c pyroute2 setuptools pytest pyjwt cryptography
+PY_PACKAGES = cffi requests libarchive-c pyroute2 setuptools wheel pytest pyjwt cryptography
 
 .PHONY: all build dev install deps test unit integration lint bench demo clean
 
 all: build
 
-# Build the C module in place (pyminidocker/_pmd.*.so).
+# Build the C module in place (pyminidocker/_pmd.*.so), and byte-compile the package: the
+# start path must not pay for compiling Python (PYTHONDONTWRITEBYTECODE would make every run
+# do it; `pip install` compiles too).
 build:
 	$(PYTHON) setup.py -q build_ext --inplace
+	$(PYTHON) -m compileall -q pyminidocker
 
 dev: build
 
+PREFIX ?= /usr/local
+
+# pip's console script, then our launcher over it (python -S: see pyminidocker/launcher.py).
 install:
 	$(PIP) install --no-build-isolation .
+	cd / && $(PYTHON) -m pyminidocker.launcher $(PREFIX)/bin/pyminidocker
 
 deps:
 	apt-get update -q

@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
 
@@ -734,6 +735,41 @@ class Cgroup:
                     return sub
                 raise PmdError(f"cannot remove cgroup: {sub}: {e.strerror}") from e
         return None
+
+
+_primed = False
+
+
+def prime_migration() -> None:
+    """Start paying, in a background thread, for the container's move into its cgroup.
+
+    Moving a task between cgroups takes the kernel's cgroup_threadgroup_rwsem for writing; after
+    a quiet spell that first waits for an RCU grace period (~10 ms here), and for about one more
+    grace period afterwards further moves are cheap. Rewriting our own (unchanged) membership
+    while the engine prepares the container moves that wait off the critical path: the child's
+    own move, a few milliseconds later, is then fast. Harmless if it is too early or too late.
+    """
+    global _primed
+    if _primed:
+        return
+    _primed = True
+
+    def touch() -> None:
+        try:
+            with open("/proc/self/cgroup") as f:
+                for line in f:
+                    _, ctl, path = line.rstrip("\n").split(":", 2)
+                    mount = detect().controllers.get("pids") if ctl == "pids" else \
+                        CGROUP_ROOT if ctl == "" and detect().version == "v2" else None
+                    if mount:
+                        with open(os.path.join(mount, path.lstrip("/"), "cgroup.procs"),
+                                  "w") as procs:
+                            procs.write(str(os.getpid()))
+                        return
+        except (OSError, PmdError):
+            pass
+
+    threading.Thread(target=touch, name="cgroup-prime", daemon=True).start()
 
 
 def cleanup_stale(live_ids: set[str], parent: str = DEFAULT_PARENT,

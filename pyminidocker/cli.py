@@ -515,6 +515,9 @@ def cmd_create(args: argparse.Namespace, env: Env) -> int:
 
 
 def cmd_run(args: argparse.Namespace, env: Env) -> int:
+    from pyminidocker.cgroups import prime_migration
+
+    prime_migration()  # overlaps a kernel wait with create (see its docstring)
     rt, rec = _create(args, env)
     if args.detach:
         rt.start(rec, attach=False)
@@ -841,7 +844,27 @@ def cmd_container_prune(args: argparse.Namespace, env: Env) -> int:
 
 # ---- parser ----------------------------------------------------------------------------------
 
-def build_parser() -> argparse.ArgumentParser:
+class _Unused:
+    """Stands for the parser of a command that is not being run: its flags are not built."""
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The command word of argv (the first word that is not a global option or its value)."""
+    it = iter(argv)
+    for arg in it:
+        if arg == "--root":
+            next(it, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or with `only` a parser whose other commands have no flags (building
+    every command's flags costs milliseconds on each start)."""
     p = _Parser(prog=PROG, description="A daemonless container engine.")
     p.add_argument("--root", help="store directory (default $PYMINIDOCKER_ROOT or "
                    "/var/lib/docker-mini)")
@@ -853,6 +876,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add(name: str, fn: Callable[..., int], help: str, aliases: Sequence[str] = (),
             add_help: bool = True) -> Any:
+        if only is not None and name != only and only not in aliases:
+            sub.add_parser(name, help=help, aliases=list(aliases))
+            return _Unused()
         sp = sub.add_parser(name, help=help, description=help, aliases=list(aliases),
                             add_help=add_help)
         if not add_help:  # -h is --hostname for run/create, as in Docker
@@ -973,7 +999,7 @@ def build_parser() -> argparse.ArgumentParser:
 def program(argv: Sequence[str], env: Env) -> int:
     from pyminidocker.config import Config
 
-    parser = build_parser()
+    parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
     if args.version:
         return cmd_version(args, env)

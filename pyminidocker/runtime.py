@@ -209,14 +209,19 @@ class Runtime:
 
         if rec.state.status == "running":
             return None if not attach else self.wait(rec)
+        from pyminidocker.cgroups import prime_migration
+
+        prime_migration()
         d = self.containers.path(rec.id)
         try:
             with self.trace.phase("overlay mount"):
                 self._mount_root(rec, d)
             sp = self._spawn_spec(rec, d, stdio)
             if attach:
-                with self.trace.phase("clone+setup+exec"):
+                with self.trace.phase("spawn (clone to execve)"):
                     proc = _native.spawn(sp)
+                for phase, ms in proc.trace().items():
+                    self.trace.note(f"  child: {phase}", ms)
             else:
                 proc = self._spawn_monitored(rec, d, sp)
         except OSError as e:

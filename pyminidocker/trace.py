@@ -35,6 +35,12 @@ class Tracer:
         if self.enabled and start_ns and end_ns >= start_ns:
             self.marks.append((name, start_ns, end_ns))
 
+    def note(self, name: str, ms: float) -> None:
+        """A duration measured elsewhere (the C child's phases), listed after the last phase."""
+        if self.enabled:
+            end = time.monotonic_ns()
+            self.marks.append((name, end, end + int(ms * 1e6)))
+
     def report(self, startup_ms: float | None = None) -> None:
         if not self.enabled:
             return

@@ -18,7 +18,6 @@ import fcntl
 import json
 import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644, durable: bool = Tru
     crash of the machine could then leave an empty file. For files rewritten at every start
     and stop of a container, where an fsync costs more than the rest of the start.
     """
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
         try:
@@ -159,7 +158,7 @@ class Store:
         """A fresh directory for half-done work. Its name starts with `tag`; while its owner
         lives, the owner holds layer_lock(tag) (or the store lock), which cleanup() respects."""
         self.ensure()
-        path = self.staging_dir / f"{tag}.{uuid.uuid4().hex[:12]}"
+        path = self.staging_dir / f"{tag}.{os.urandom(6).hex()}"
         try:
             path.mkdir(mode=0o700)
         except OSError as e:
@@ -174,7 +173,7 @@ class Store:
         """Take a record's directory out of the store by renaming it into staging/; the caller
         deletes the returned path with discard() after releasing the lock (a crash before that
         leaves debris that cleanup() removes). Caller holds the store lock."""
-        dead = self.staging_dir / f"dead-{path.name}.{uuid.uuid4().hex[:12]}"
+        dead = self.staging_dir / f"dead-{path.name}.{os.urandom(6).hex()}"
         os.rename(path, dead)
         return dead
 

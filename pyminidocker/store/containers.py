@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,11 +74,15 @@ class ContainerRecord:
 
 
 def random_name(taken: set[str]) -> str:
+    """Docker-style "adjective_surname", unique among taken (a number appended if need be)."""
+    def pick(seq: tuple[str, ...]) -> str:
+        return seq[int.from_bytes(os.urandom(2), "big") % len(seq)]
+
     for _ in range(100):
-        name = f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_SURNAMES)}"
+        name = f"{pick(_ADJECTIVES)}_{pick(_SURNAMES)}"
         if name not in taken:
             return name
-    return f"{name}{secrets.randbelow(10**6)}"
+    return f"{name}{int.from_bytes(os.urandom(3), 'big')}"
 
 
 def check_name(name: str) -> str:

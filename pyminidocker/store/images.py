@@ -9,7 +9,6 @@ it from any other, as Docker moves tags.
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 import re
 import time
@@ -157,6 +156,8 @@ class ImageStore:
         taken from any other image. Caller holds the store lock. Raises StoreError."""
         rec.big_data_names = list(big_data)
         rec.big_data_sizes = {k: len(v) for k, v in big_data.items()}
+        import hashlib
+
         rec.big_data_digests = {k: "sha256:" + hashlib.sha256(v).hexdigest()
                                 for k, v in big_data.items()}
         rec.loaded = rec.loaded or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

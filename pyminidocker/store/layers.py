@@ -6,7 +6,6 @@ image that shares the same stack of layers below and including it.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Iterator
@@ -23,6 +22,8 @@ if TYPE_CHECKING:
 
 def chain_ids(diff_ids: list[str]) -> list[str]:
     """The chain-id of each layer of an image, bottom first (OCI image-spec config.md)."""
+    import hashlib
+
     out: list[str] = []
     for diff_id in diff_ids:
         if not out:
