@@ -30,7 +30,9 @@ def _raise(err) -> None:
     path = ffi.string(err.path).decode(errors="replace")
     code = err.err or 5  # EIO if C forgot to set it
     msg = f"{op}: {os.strerror(code)}"
-    raise OSError(code, msg, path or None)
+    exc = OSError(code, msg, path or None)
+    exc.op = op  # type: ignore[attr-defined]  # lets callers tell exec failures from setup ones
+    raise exc
 
 
 class _Record:

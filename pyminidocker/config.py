@@ -29,7 +29,7 @@ class Config:
     )
 
     @classmethod
-    def load(cls, root: str | os.PathLike[str] | None = None) -> "Config":
+    def load(cls, root: str | os.PathLike[str] | None = None) -> Config:
         """Read <root>/config.json if present. Raises UsageError if it is not valid JSON."""
         from pyminidocker.errors import UsageError
 

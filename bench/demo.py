@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""The offline demo: a local registry, an image built from busybox-static, pull, run.
+
+Starts Debian's docker-registry on 127.0.0.1 (random port), builds a busybox image in Python
+and pushes it with skopeo, then uses pyminidocker to pull it, list it, inspect it and run a
+container from it. Leaves nothing behind: the registry is stopped and the demo's store (in a
+temporary directory unless --root is given) is removed.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, busybox_image, push_image, start_registry
+
+
+def pmd(root: Path, *args: str, check: bool = True) -> int:
+    cmd = [sys.executable, "-m", "pyminidocker", "--root", str(root), *args]
+    print(f"\n$ pyminidocker {shlex.join(args)}", flush=True)
+    res = subprocess.run(cmd, cwd=REPO, check=False)
+    if check and res.returncode != 0:
+        raise SystemExit(f"demo failed: pyminidocker {shlex.join(args)} exited "
+                         f"{res.returncode}")
+    return res.returncode
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--root", help="store to use (default: a temporary one, removed after)")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="pmd-demo-"))
+    root = Path(args.root) if args.root else work / "store"
+    reg = start_registry(work / "registry")
+    try:
+        ref = f"{reg.host}/demo/busybox:latest"
+        print(f"registry on {reg.host}; building a busybox image and pushing it with skopeo")
+        push_image(busybox_image(), work, ref)
+        pmd(root, "pull", ref)
+        pmd(root, "images")
+        pmd(root, "run", "--rm", ref, "sh", "-c",
+            "echo hello from $(hostname); id; cat /etc/os-release 2>/dev/null || uname -sr")
+        pmd(root, "rmi", ref)
+    finally:
+        reg.close()
+        if not args.root:
+            shutil.rmtree(work, ignore_errors=True)
+    print("\ndemo complete")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

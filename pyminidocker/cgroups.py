@@ -1,0 +1,765 @@
+"""One cgroup per container: cgroup v1 and v2 behind one interface.
+
+This runs on the container start path, so it imports only builtin-cheap modules, spawns no
+processes, and keeps the number of file writes small: on v2 a typical start costs two mkdirs and
+one write per limit; the parents' cgroup.subtree_control is read and written only when a controller
+is still missing there (i.e. for the first container after boot).
+
+Layout (the "cgroupfs" scheme Docker uses, not the systemd one):
+    v2:  /sys/fs/cgroup/<parent>/<id>
+    v1:  /sys/fs/cgroup/<controller>/<parent>/<id> for each controller we use
+
+Which version: if /sys/fs/cgroup itself is a cgroup2 mount, the host is unified (v2). Otherwise the
+v1 controller mounts are used; a "hybrid" host (v1 controllers plus an empty cgroup2 mount at
+/sys/fs/cgroup/unified, as systemd sets up) counts as v1, because controllers cannot be attached to
+v2 while v1 holds them, so the unified mount can only ever track processes. See cgroups(7).
+
+Limits are written before any process joins the cgroup: a process that joined first would run
+unconfined until the write (a pids limit written late lets a fork bomb get ahead of it), and on
+v1 the memory it charged before that stays counted outside the limit (move_charge_at_immigrate
+is off by default). The container's init joins the cgroup
+itself, from C, between clone and execve (see procs_files()).
+"""
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+from pyminidocker.errors import PmdError, UsageError
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+DEFAULT_PARENT = "pyminidocker"
+
+# Docker's --memory floor (daemon/daemon_unix.go: linuxMinMemory); below this a container cannot
+# even start its runtime.
+MIN_MEMORY = 6 * 1024 * 1024
+# The kernel's default CFS period (100 ms), which Docker uses for --cpus.
+CPU_PERIOD = 100_000
+# The kernel refuses a CFS quota below 1 ms (sched/core.c: min_cfs_quota_period).
+MIN_CPU_QUOTA = 1_000
+# cpu.shares bounds of the kernel (MIN_SHARES/MAX_SHARES in kernel/sched/sched.h).
+MIN_SHARES, MAX_SHARES = 2, 262_144
+
+# v1 controllers a container gets a directory in. blkio, net_cls, perf_event, ... are left out:
+# we set no limits there and every extra directory costs a mkdir, a join and an rmdir.
+V1_CONTROLLERS = ("cpuset", "cpu", "cpuacct", "memory", "devices", "freezer", "pids")
+_KNOWN_V1 = frozenset(V1_CONTROLLERS) | {
+    "blkio", "net_cls", "net_prio", "perf_event", "hugetlb", "rdma", "misc",
+}
+# v2 controllers enabled for containers, in the order written to cgroup.subtree_control.
+V2_CONTROLLERS = ("memory", "pids", "cpu")
+
+# Docker's default device rules for v1 (the devices cgroup is a whitelist: deny everything, then
+# allow the few devices a container's /dev holds). "m" alone lets mknod create any node, which is
+# harmless because opening it still needs "rw" here.
+DEFAULT_DEVICE_RULES: tuple[tuple[str, str], ...] = (
+    ("deny", "a"),
+    ("allow", "c *:* m"),
+    ("allow", "b *:* m"),
+    ("allow", "c 1:3 rwm"),    # /dev/null
+    ("allow", "c 1:5 rwm"),    # /dev/zero
+    ("allow", "c 1:7 rwm"),    # /dev/full
+    ("allow", "c 1:8 rwm"),    # /dev/random
+    ("allow", "c 1:9 rwm"),    # /dev/urandom
+    ("allow", "c 5:0 rwm"),    # /dev/tty
+    ("allow", "c 5:1 rwm"),    # /dev/console
+    ("allow", "c 5:2 rwm"),    # /dev/ptmx
+    ("allow", "c 136:* rwm"),  # /dev/pts/*
+)
+
+NO_SWAP_LIMIT = ("Your kernel does not support swap limit capabilities or the cgroup is not "
+                 "mounted. Memory limited without swap.")
+
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
+
+
+def parse_bytes(text: str, allow_unlimited: bool = False) -> int:
+    """Parse a Docker size string: "1024", "100k", "512m", "1g", "1.5g", "512MB", "2GiB".
+
+    Suffixes are binary multiples (k = 1024), case-insensitive, optionally followed by "b" or
+    "ib", as Docker's RAMInBytes. With allow_unlimited, "-1" is accepted and returned (the value
+    --memory-swap uses for "unlimited swap").
+
+    Raises UsageError for anything else.
+    """
+    s = text.strip().lower()
+    if allow_unlimited and s == "-1":
+        return -1
+    body = s
+    if body.endswith("b"):
+        body = body[:-1].removesuffix("i")
+    unit = body[-1:] if body[-1:] in _UNITS else ""
+    number = body[: len(body) - len(unit)].rstrip()
+    whole, dot, frac = number.partition(".")
+    # Only plain decimals: float() alone would also take "1e3", "inf", "-1" and "1_000".
+    if not (whole.isascii() and whole.isdigit()) or (dot and not (frac.isascii() and frac.isdigit())):
+        raise UsageError(f"invalid size: {text!r}", hint="use a number with an optional "
+                         "b, k, m or g suffix, e.g. 512m")
+    if not unit and s.endswith("ib"):  # "1024ib" is not a size
+        raise UsageError(f"invalid size: {text!r}")
+    if dot:
+        return int(float(number) * _UNITS[unit])
+    return int(whole) * _UNITS[unit]
+
+
+def cpu_quota(cpus: float, period: int = CPU_PERIOD) -> int:
+    """The CFS quota in microseconds per period for --cpus: 1.5 -> 150000 (period 100000).
+
+    As Docker, --cpus is first made an integer count of nano-CPUs and the quota truncated from
+    that, so 0.29 gives 29000 and not float's 28999.
+    """
+    nano = round(cpus * 1e9)
+    return nano * period // 1_000_000_000
+
+
+def shares_to_weight(shares: int) -> int:
+    """Map v1 cpu.shares [2, 262144] linearly onto v2 cpu.weight [1, 10000] (1024 -> 39)."""
+    return 1 + (shares - MIN_SHARES) * 9_999 // (MAX_SHARES - MIN_SHARES)
+
+
+def parse_cpus(text: str, ncpu: int | None = None) -> float:
+    """Parse --cpus ("1.5"); Raises UsageError outside 0.01..ncpu (ncpu defaults to this host's)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"invalid argument {text!r} for --cpus") from None
+    if value == 0:
+        return 0.0
+    n = ncpu or os.cpu_count() or 1
+    if not 0.01 <= value <= n:  # also refuses nan
+        raise UsageError(f"Range of CPUs is from 0.01 to {n}.00, as there are only {n} CPUs "
+                         "available")
+    return value
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one container; None (or 0) means unlimited / the kernel default.
+
+    memory       bytes; at least 6 MiB.
+    memory_swap  memory + swap in bytes, as Docker's --memory-swap; -1 = unlimited swap; None =
+                 Docker's default of as much swap as memory (total 2x memory), applied only when
+                 memory is set and the host accounts swap.
+    cpus         CPUs as a float: 1.5 -> quota 150000 per period 100000.
+    cpu_shares   relative weight, v1 cpu.shares (v2: converted to cpu.weight).
+    pids         maximum number of tasks; None, 0 or -1 = unlimited.
+    devices      v1 devices cgroup rules, in order: ("deny" | "allow", "c 1:3 rwm"). Ignored on
+                 v2, where device access is controlled by an eBPF program (not done here).
+
+    Raises UsageError for values Docker refuses, with Docker's wording.
+    """
+
+    memory: int | None = None
+    memory_swap: int | None = None
+    cpus: float | None = None
+    cpu_shares: int | None = None
+    pids: int | None = None
+    devices: tuple[tuple[str, str], ...] = DEFAULT_DEVICE_RULES
+
+    def __post_init__(self) -> None:
+        # Normalise Docker's several spellings of "unlimited" to None (frozen: use object's setter).
+        for name in ("memory", "memory_swap", "cpus", "cpu_shares"):
+            if getattr(self, name) == 0:
+                object.__setattr__(self, name, None)
+        if self.pids is not None and self.pids <= 0:
+            object.__setattr__(self, "pids", None)
+
+        if self.memory is not None:
+            if self.memory < 0:
+                raise UsageError(f"invalid memory limit: {self.memory}")
+            if self.memory < MIN_MEMORY:
+                raise UsageError("Minimum memory limit allowed is 6MB")
+        if self.memory_swap is not None:
+            if self.memory is None:
+                raise UsageError("You should always set the Memory limit when using Memoryswap "
+                                 "limit, see usage")
+            if self.memory_swap != -1 and self.memory_swap < self.memory:
+                raise UsageError("Minimum memoryswap limit should be larger than memory limit, "
+                                 "see usage")
+        if self.cpus is not None and (self.cpus < 0 or cpu_quota(self.cpus) < MIN_CPU_QUOTA):
+            raise UsageError(f"invalid --cpus {self.cpus}: the minimum is 0.01")
+        if self.cpu_shares is not None and not MIN_SHARES <= self.cpu_shares <= MAX_SHARES:
+            raise UsageError(f"invalid cpu shares {self.cpu_shares}: must be between "
+                             f"{MIN_SHARES} and {MAX_SHARES}")
+        for verb, rule in self.devices:
+            if verb not in ("allow", "deny"):
+                raise UsageError(f"invalid device rule: {verb} {rule}")
+
+    def swap_total(self) -> int | None:
+        """memory + swap in bytes to apply (-1 = unlimited), or None to leave the default."""
+        if self.memory is None:
+            return None
+        if self.memory_swap is None:
+            return 2 * self.memory
+        return self.memory_swap
+
+
+# --- detection ---------------------------------------------------------------------------------
+
+
+class Layout:
+    """Where the cgroup filesystems are: version "v1" or "v2", and for v1 each controller's
+    mount point (co-mounted controllers such as cpu,cpuacct share one).
+
+    A plain class rather than a dataclass: each @dataclass costs about a millisecond at import,
+    on the start path.
+    """
+
+    __slots__ = ("controllers", "root", "version")
+
+    def __init__(self, version: str, root: str, controllers: dict[str, str]):
+        self.version = version
+        self.root = root
+        self.controllers = controllers
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Layout) and (self.version, self.root, self.controllers) == (
+            other.version, other.root, other.controllers)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable dict inside
+
+    def __repr__(self) -> str:
+        return f"Layout({self.version!r}, {self.root!r}, {self.controllers!r})"
+
+
+def _unescape(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo (see proc(5)).
+    if "\\" not in field:
+        return field
+    return bytes(field, "utf-8").decode("unicode_escape").encode("latin-1").decode("utf-8")
+
+
+def parse_mountinfo(text: str, root: str = CGROUP_ROOT) -> Layout:
+    """Decide the cgroup layout from /proc/self/mountinfo text (see proc(5) for the format).
+
+    "v2" if root itself is a cgroup2 mount; "v1" if controllers are mounted as cgroup (v1)
+    filesystems, whatever else is mounted (a hybrid host's cgroup2 at root/unified is ignored).
+    Named hierarchies (name=systemd) carry no controller and are ignored.
+
+    Raises PmdError if neither is found.
+    """
+    root = root.rstrip("/") or "/"
+    controllers: dict[str, str] = {}
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        if not sep:
+            continue
+        fields, rfields = left.split(), right.split()
+        if len(fields) < 5 or len(rfields) < 3:
+            continue
+        mount_point, fstype, options = _unescape(fields[4]), rfields[0], rfields[2]
+        if fstype == "cgroup2" and mount_point == root:
+            return Layout("v2", root, {})
+        if fstype == "cgroup":
+            for opt in options.split(","):
+                # The first mount of a hierarchy wins; later ones are usually bind mounts.
+                if opt in _KNOWN_V1 and opt not in controllers:
+                    controllers[opt] = mount_point
+    if controllers:
+        return Layout("v1", root, controllers)
+    raise PmdError("no cgroup filesystem is mounted",
+                   hint=f"mount cgroup2 (or the v1 controllers) on {root}")
+
+
+def _layout_of_tree(root: str) -> Layout:
+    """The layout of a directory tree shaped like /sys/fs/cgroup (a test's fake tree): v2 if
+    root/cgroup.controllers exists (only cgroup2 has that file), else v1 with one directory per
+    controller, named like the mount points ("cpu,cpuacct" is two controllers)."""
+    if os.path.exists(os.path.join(root, "cgroup.controllers")):
+        return Layout("v2", root, {})
+    controllers: dict[str, str] = {}
+    try:
+        names = sorted(os.listdir(root))
+    except OSError as e:
+        raise PmdError(f"cannot read cgroup root: {root}: {e.strerror}") from e
+    for name in names:
+        path = os.path.join(root, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            for ctl in name.split(","):
+                if ctl in _KNOWN_V1:
+                    controllers.setdefault(ctl, path)
+    if controllers:
+        return Layout("v1", root, controllers)
+    raise PmdError(f"no cgroup hierarchy found under {root}")
+
+
+_host_layout: Layout | None = None
+
+
+def detect(root: str | os.PathLike[str] | None = None) -> Layout:
+    """The cgroup layout of this host (from /proc/self/mountinfo, cached for the process), or of
+    the tree at root when given. Raises PmdError if there is none."""
+    global _host_layout
+    if root is not None:
+        return _layout_of_tree(os.fspath(root))
+    if _host_layout is None:
+        try:
+            with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+                text = f.read()
+        except OSError as e:
+            raise PmdError(f"cannot read /proc/self/mountinfo: {e.strerror}") from e
+        _host_layout = parse_mountinfo(text)
+    return _host_layout
+
+
+# --- file helpers ------------------------------------------------------------------------------
+
+
+def _write(path: str, value: str, what: str) -> None:
+    """Write value to a cgroup control file in one write(2); the kernel parses each write whole.
+
+    O_CREAT is harmless on cgroupfs (the file exists or the open fails) and lets the same code
+    fill a test's fake tree.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, value.encode())
+        finally:
+            os.close(fd)
+    except OSError as e:
+        reason = e.strerror
+        if e.errno in (errno.EACCES, errno.EPERM) and not os.path.exists(path):
+            # cgroupfs answers O_CREAT of a missing file with EACCES, which would mislead.
+            reason = "No such file or directory (is the controller enabled?)"
+        raise PmdError(f"cannot {what}: {path}: {reason}") from e
+
+
+def _read(path: str) -> str | None:
+    """The content of a control file, or None if it does not exist."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise PmdError(f"cannot read {path}: {e.strerror}") from e
+
+
+def _keyed(text: str | None) -> dict[str, int]:
+    """Parse "key value" lines (memory.events, memory.oom_control, cpu.stat, pids.events)."""
+    out: dict[str, int] = {}
+    for line in (text or "").splitlines():
+        key, _, value = line.partition(" ")
+        if value.strip().lstrip("-").isdigit():
+            out[key] = int(value)
+    return out
+
+
+def _mkdir(path: str) -> bool:
+    """mkdir that tolerates an existing directory; True if it was created now."""
+    try:
+        os.mkdir(path, 0o755)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as e:
+        raise PmdError(f"cannot create cgroup: {path}: {e.strerror}") from e
+
+
+def _check_name(value: str, what: str, allow_slash: bool = False) -> None:
+    parts = value.split("/") if allow_slash else [value]
+    if not value or any(p in ("", ".", "..") for p in parts) or (not allow_slash and "/" in value):
+        raise UsageError(f"invalid cgroup {what}: {value!r}")
+
+
+# --- the cgroup of one container ---------------------------------------------------------------
+
+
+class Cgroup:
+    """The cgroup (v2) or cgroups (one per v1 controller) of one container.
+
+    root overrides the mount root (/sys/fs/cgroup) and makes detection look at that tree instead
+    of /proc/self/mountinfo: the unit tests point it at a fake tree. layout, if given, wins.
+    """
+
+    def __init__(self, container_id: str, parent: str = DEFAULT_PARENT,
+                 root: str | os.PathLike[str] | None = None, layout: Layout | None = None):
+        _check_name(container_id, "name")
+        _check_name(parent.strip("/"), "parent", allow_slash=True)
+        self.id = container_id
+        self.parent = parent.strip("/")
+        self.layout = layout or detect(root)
+        self.version = self.layout.version
+        # The hierarchies we use, keyed by controller ("" on v2); self.dirs holds the container's
+        # directory in each. Controllers mounted together (cpu,cpuacct) share one directory,
+        # listed once under the first name.
+        self._mounts: dict[str, str] = {}
+        self._reused = False
+        # What create() could not apply but Docker would run without (for the CLI to print).
+        self.warnings: list[str] = []
+        if self.version == "v2":
+            self._mounts[""] = self.layout.root
+        else:
+            for ctl in V1_CONTROLLERS:
+                mnt = self.layout.controllers.get(ctl)
+                # Co-mounted controllers have the same mount point in mountinfo: one directory.
+                if mnt is not None and mnt not in self._mounts.values():
+                    self._mounts[ctl] = mnt
+        self.dirs: dict[str, str] = {
+            ctl: os.path.join(mnt, self.parent, self.id) for ctl, mnt in self._mounts.items()
+        }
+
+    def __repr__(self) -> str:
+        return f"Cgroup({self.id!r}, parent={self.parent!r}, version={self.version!r})"
+
+    def _dir(self, ctl: str) -> str | None:
+        """The directory holding ctl's files (v1: via a co-mounted controller if need be)."""
+        if self.version == "v2":
+            return self.dirs[""]
+        mnt = self.layout.controllers.get(ctl)
+        if mnt is None:
+            return None
+        return os.path.join(mnt, self.parent, self.id)
+
+    def _need(self, ctl: str, why: str) -> str:
+        path = self._dir(ctl)
+        if path is None:
+            raise PmdError(f"cannot {why}: the cgroup v1 {ctl} controller is not mounted")
+        return path
+
+    # create ------------------------------------------------------------------------------------
+
+    def create(self, limits: Limits | None = None) -> None:
+        """Create the container's cgroup(s) and write the limits, before any process joins.
+
+        Directories that already exist are reused (and their limits rewritten). Raises PmdError
+        naming the file the kernel refused, or saying which controller a limit needs that this
+        host lacks; a cgroup this call created is removed again before raising. What Docker
+        would only warn about (no swap accounting) goes to self.warnings.
+        """
+        limits = limits or Limits()
+        self._reused = False
+        self.warnings.clear()
+        try:
+            if self.version == "v2":
+                self._create_v2(limits)
+            else:
+                self._create_v1(limits)
+        except BaseException:
+            # A half-made cgroup (say, the kernel refused a limit) must not outlive the attempt;
+            # but one that was there before may hold processes, and is not ours to remove here.
+            if not self._reused:
+                try:
+                    self.remove()
+                except PmdError:
+                    pass
+            raise
+
+    def _mkdir_own(self, path: str) -> None:
+        if not _mkdir(path):
+            self._reused = True
+
+    def _enable_v2(self, path: str, wanted: list[str]) -> None:
+        """Enable the wanted controllers for path's children, writing only what is missing."""
+        control = os.path.join(path, "cgroup.subtree_control")
+        current = {w.lstrip("+") for w in (_read(control) or "").split()}
+        missing = [c for c in wanted if c not in current]
+        if missing:
+            _write(control, " ".join("+" + c for c in missing), "enable cgroup controllers")
+
+    def _create_v2(self, limits: Limits) -> None:
+        root = self.layout.root
+        available = set((_read(os.path.join(root, "cgroup.controllers")) or "").split())
+        for ctl, needed in (("memory", limits.memory is not None),
+                            ("pids", limits.pids is not None),
+                            ("cpu", limits.cpus is not None or limits.cpu_shares is not None)):
+            if needed and ctl not in available:
+                raise PmdError(f"cannot apply the {ctl} limit: the cgroup v2 {ctl} controller is "
+                               f"not available in {root}")
+        wanted = [c for c in V2_CONTROLLERS if c in available]
+        # A controller's files appear in a cgroup only if every ancestor lists it in
+        # cgroup.subtree_control, so enable it at each level from the root down to our parent.
+        # (The "no internal processes" rule allows this: the root is exempt and our parent
+        # directories never hold processes themselves.)
+        level = root
+        self._enable_v2(level, wanted)
+        for part in self.parent.split("/"):
+            level = os.path.join(level, part)
+            _mkdir(level)
+            self._enable_v2(level, wanted)
+        path = self.dirs[""]
+        self._mkdir_own(path)
+
+        if limits.memory is not None:
+            _write(os.path.join(path, "memory.max"), str(limits.memory), "set memory limit")
+            total = limits.swap_total()
+            swap_max = os.path.join(path, "memory.swap.max")
+            # v2 limits swap alone (v1 limits memory + swap); the file exists only when the
+            # kernel accounts swap, and Docker then runs without a swap limit.
+            if total is not None and os.path.exists(swap_max):
+                value = "max" if total == -1 else str(total - limits.memory)
+                _write(swap_max, value, "set swap limit")
+            elif total != -1:
+                self.warnings.append(NO_SWAP_LIMIT)
+        if limits.cpus is not None:
+            _write(os.path.join(path, "cpu.max"), f"{cpu_quota(limits.cpus)} {CPU_PERIOD}",
+                   "set cpu quota")
+        if limits.cpu_shares is not None:
+            _write(os.path.join(path, "cpu.weight"), str(shares_to_weight(limits.cpu_shares)),
+                   "set cpu weight")
+        if limits.pids is not None:
+            _write(os.path.join(path, "pids.max"), str(limits.pids), "set pids limit")
+
+    def _create_v1(self, limits: Limits) -> None:
+        # Check first that every controller a limit needs is mounted: fail before any mkdir.
+        mem = self._need("memory", "set memory limit") if limits.memory is not None else None
+        cpu = (self._need("cpu", "set cpu limit")
+               if limits.cpus is not None or limits.cpu_shares is not None else None)
+        pids = self._need("pids", "set pids limit") if limits.pids is not None else None
+        dev = self._need("devices", "set device rules") if limits.devices else None
+
+        for ctl, path in self.dirs.items():
+            level = self._mounts[ctl]
+            for part in self.parent.split("/"):
+                level = os.path.join(level, part)
+                created = _mkdir(level)
+                if ctl == "cpuset":
+                    # Also when the level exists: another engine process may have just created
+                    # it and not filled it yet.
+                    self._init_cpuset(level, clone_children=created)
+            self._mkdir_own(path)
+            if ctl == "cpuset":
+                self._init_cpuset(path, clone_children=False)
+
+        if mem is not None:
+            # memory + swap can never be below memory, and a new cgroup starts with both
+            # unlimited: so the memory limit goes first, then memsw.
+            _write(os.path.join(mem, "memory.limit_in_bytes"), str(limits.memory),
+                   "set memory limit")
+            total = limits.swap_total()
+            mount = self.layout.controllers["memory"]
+            # memory.memsw.* exist only with swap accounting (CONFIG_MEMCG_SWAP, not
+            # swapaccount=0); without it Docker warns and applies no swap limit.
+            if not os.path.exists(os.path.join(mount, "memory.memsw.limit_in_bytes")):
+                if total != -1:
+                    self.warnings.append(NO_SWAP_LIMIT)
+            elif total is not None:
+                _write(os.path.join(mem, "memory.memsw.limit_in_bytes"), str(total),
+                       "set memory+swap limit")
+        if cpu is not None:
+            if limits.cpus is not None:
+                # The quota is a share of the period in effect, so the period is set first.
+                _write(os.path.join(cpu, "cpu.cfs_period_us"), str(CPU_PERIOD), "set cpu period")
+                _write(os.path.join(cpu, "cpu.cfs_quota_us"), str(cpu_quota(limits.cpus)),
+                       "set cpu quota")
+            if limits.cpu_shares is not None:
+                _write(os.path.join(cpu, "cpu.shares"), str(limits.cpu_shares), "set cpu shares")
+        if pids is not None:
+            _write(os.path.join(pids, "pids.max"), str(limits.pids), "set pids limit")
+        if dev is not None:
+            # The devices cgroup parses one rule per write(2), so each rule is its own write. A
+            # new cgroup inherits its parent's rules, and a child can only narrow them, which is
+            # why the rules are set per container and the parent stays allow-all.
+            for verb, rule in limits.devices:
+                _write(os.path.join(dev, f"devices.{verb}"), rule, f"set device rule {verb} {rule}")
+
+    def _init_cpuset(self, path: str, clone_children: bool) -> None:
+        """Give a new v1 cpuset cgroup its parent's cpus and mems.
+
+        A new cpuset cgroup starts with empty cpuset.cpus and cpuset.mems, and the kernel refuses
+        to attach a task to a cpuset without CPUs or memory nodes (ENOSPC), so the values must be
+        copied down. Setting cgroup.clone_children on our parent makes the kernel do the copy for
+        every container created below it; the read check keeps this correct where it did not.
+        """
+        up = os.path.dirname(path)
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            mine = os.path.join(path, name)
+            if not (_read(mine) or "").strip():
+                value = (_read(os.path.join(up, name)) or "").strip()
+                if not value:
+                    raise PmdError(f"cannot set up cpuset: {os.path.join(up, name)} is empty")
+                _write(mine, value, "copy cpuset")
+        if clone_children:
+            _write(os.path.join(path, "cgroup.clone_children"), "1", "set cgroup.clone_children")
+
+    # membership --------------------------------------------------------------------------------
+
+    def container_mounts(self) -> list[tuple[str, str, str]]:
+        """(target, fstype, options) of the cgroup filesystems to mount read-only inside the
+        container, after it has joined this cgroup and entered its own cgroup namespace, so it
+        sees its own limits at the usual places (/sys/fs/cgroup/memory/memory.limit_in_bytes on
+        v1, /sys/fs/cgroup/memory.max on v2) and nothing of the host's tree."""
+        if self.version == "v2":
+            return [("/sys/fs/cgroup", "cgroup2", "")]
+        by_mount: dict[str, list[str]] = {}
+        for ctl, mnt in self.layout.controllers.items():
+            by_mount.setdefault(mnt, []).append(ctl)
+        return [(f"/sys/fs/cgroup/{os.path.basename(mnt)}", "cgroup", ",".join(sorted(ctls)))
+                for mnt, ctls in sorted(by_mount.items())]
+
+    def procs_files(self) -> list[str]:
+        """The cgroup.procs files the container's init must write its pid to (all of them) before
+        execve, so that it and everything it forks is limited from its first instruction."""
+        return [os.path.join(d, "cgroup.procs") for d in self.dirs.values()]
+
+    def add(self, pid: int) -> None:
+        """Move process pid (with all its threads) into the cgroup(s). Raises PmdError."""
+        for procs in self.procs_files():
+            _write(procs, str(pid), f"add process {pid} to cgroup")
+
+    def pids(self) -> list[int]:
+        """The pids of the processes in the cgroup, in every hierarchy (v1), sorted."""
+        found: set[int] = set()
+        for d in self.dirs.values():
+            # Walk so processes in nested cgroups (a container may make its own) count too.
+            for sub, _dirs, _files in os.walk(d):
+                text = _read(os.path.join(sub, "cgroup.procs"))
+                found.update(int(x) for x in (text or "").split() if x.isdigit())
+        return sorted(found)
+
+    def kill(self, sig: int = signal.SIGKILL) -> int:
+        """Send sig to every process in the cgroup; returns how many were signalled.
+
+        For SIGKILL, v2's cgroup.kill (Linux 5.14) kills the whole subtree atomically; on v1 the
+        freezer stops the members first, so none can fork a child that the kill would miss.
+        """
+        if sig == signal.SIGKILL and self.version == "v2":
+            kill_file = os.path.join(self.dirs[""], "cgroup.kill")
+            if os.path.exists(kill_file):
+                n = len(self.pids())
+                _write(kill_file, "1", "kill cgroup")
+                return n
+        frozen = sig == signal.SIGKILL and self._freeze(True)
+        try:
+            n = 0
+            for pid in self.pids():
+                try:
+                    os.kill(pid, sig)
+                    n += 1
+                except ProcessLookupError:
+                    pass
+            return n
+        finally:
+            if frozen:
+                # A frozen task receives the SIGKILL only when it is thawed.
+                self._freeze(False)
+
+    def _freeze(self, on: bool) -> bool:
+        """Freeze (or thaw) the v1 freezer cgroup; False if there is none to use."""
+        d = self.dirs.get("freezer")
+        if d is None or not os.path.isdir(d):
+            return False
+        state = os.path.join(d, "freezer.state")
+        _write(state, "FROZEN" if on else "THAWED", "freeze cgroup" if on else "thaw cgroup")
+        if on:
+            # FREEZING until every task has stopped; a bounded wait, killing anyway after it.
+            deadline = time.monotonic() + 1.0
+            while (_read(state) or "").strip() != "FROZEN" and time.monotonic() < deadline:
+                time.sleep(0.001)
+        return True
+
+    # status ------------------------------------------------------------------------------------
+
+    def oom_killed(self) -> bool:
+        """True if the kernel's OOM killer killed a process of this cgroup (under its limit)."""
+        if self.version == "v2":
+            events = _keyed(_read(os.path.join(self.dirs[""], "memory.events")))
+        else:
+            mem = self._dir("memory")
+            events = _keyed(_read(os.path.join(mem, "memory.oom_control"))) if mem else {}
+        return events.get("oom_kill", 0) > 0
+
+    def stats(self) -> dict[str, int | None]:
+        """Current usage: memory_usage and memory_limit (bytes), pids, cpu_usage_ns; None where
+        the controller is absent. An unlimited memory limit reads as None."""
+        def num(path: str | None, name: str) -> int | None:
+            text = _read(os.path.join(path, name)) if path else None
+            text = (text or "").strip()
+            return int(text) if text.isdigit() else None
+
+        if self.version == "v2":
+            d = self.dirs[""]
+            usage = _keyed(_read(os.path.join(d, "cpu.stat"))).get("usage_usec")
+            limit = num(d, "memory.max")
+            return {
+                "memory_usage": num(d, "memory.current"),
+                "memory_limit": limit,
+                "pids": num(d, "pids.current"),
+                "cpu_usage_ns": usage * 1000 if usage is not None else None,
+            }
+        mem = self._dir("memory")
+        limit = num(mem, "memory.limit_in_bytes")
+        return {
+            "memory_usage": num(mem, "memory.usage_in_bytes"),
+            # v1 says "unlimited" with PAGE_COUNTER_MAX pages' worth of bytes.
+            "memory_limit": limit if limit is not None and limit < 1 << 62 else None,
+            "pids": num(self._dir("pids"), "pids.current"),
+            "cpu_usage_ns": num(self._dir("cpuacct"), "cpuacct.usage"),
+        }
+
+    # removal -----------------------------------------------------------------------------------
+
+    def remove(self, timeout: float = 2.0) -> None:
+        """Kill what still runs in the cgroup and remove its directories; idempotent.
+
+        rmdir fails with EBUSY while a member is still exiting (it leaves the cgroup only at the
+        end of exit), so it is retried for up to timeout seconds. Raises PmdError after that.
+        """
+        deadline = time.monotonic() + timeout
+        delay = 0.001
+        while True:
+            busy = None
+            for d in self.dirs.values():
+                busy = self._rmdir_tree(d) or busy
+            if busy is None:
+                return
+            if time.monotonic() >= deadline:
+                raise PmdError(f"cannot remove cgroup: {busy}: {os.strerror(errno.EBUSY)}",
+                               hint="a process in it does not exit")
+            # Killing again each round catches children forked after the previous round.
+            self.kill(signal.SIGKILL)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    @staticmethod
+    def _rmdir_tree(top: str) -> str | None:
+        """rmdir top and any cgroups nested in it, deepest first; the first busy path or None."""
+        if not os.path.isdir(top):
+            return None
+        for sub, _dirs, _files in os.walk(top, topdown=False):
+            try:
+                os.rmdir(sub)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                if e.errno == errno.EBUSY:
+                    return sub
+                raise PmdError(f"cannot remove cgroup: {sub}: {e.strerror}") from e
+        return None
+
+
+def cleanup_stale(live_ids: set[str], parent: str = DEFAULT_PARENT,
+                  root: str | os.PathLike[str] | None = None, layout: Layout | None = None,
+                  remove_parent: bool = False) -> list[str]:
+    """Remove the cgroups under parent whose id is not in live_ids (after a crash or reboot of
+    the engine left them behind), killing any process still in them. Returns the removed ids.
+
+    With remove_parent, the parent directories are removed too when nothing is left in them.
+    Raises PmdError if a cgroup cannot be removed.
+    """
+    layout = layout or detect(root)
+    parent = parent.strip("/")
+    if layout.version == "v2":
+        tops = [os.path.join(layout.root, parent)]
+    else:
+        tops = sorted({os.path.join(m, parent) for m in layout.controllers.values()})
+    ids: set[str] = set()
+    for top in tops:
+        try:
+            with os.scandir(top) as it:
+                ids.update(e.name for e in it if e.is_dir(follow_symlinks=False))
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise PmdError(f"cannot list cgroups: {top}: {e.strerror}") from e
+    stale = sorted(ids - set(live_ids))
+    for cid in stale:
+        Cgroup(cid, parent, layout=layout).remove()
+    if remove_parent and not (ids & set(live_ids)):
+        for top in tops:
+            Cgroup._rmdir_tree(top)
+    return stale

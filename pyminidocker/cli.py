@@ -1,0 +1,987 @@
+"""The command line: argument parsing, output and exit codes. The only module that prints.
+
+Exit codes follow Docker's: 0 success, 1 an operation failed, 125 bad usage or an engine failure
+(126/127 for containers come with the runtime), 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import IO, Any
+
+from pyminidocker import __version__
+from pyminidocker.errors import PmdError, UsageError
+
+PROG = "pyminidocker"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+class Env:
+    """What the CLI talks to, injectable for in-process tests."""
+
+    def __init__(self, stdout: IO[str] | None = None, stderr: IO[str] | None = None,
+                 stdin: IO[str] | None = None):
+        self.stdout = stdout or sys.stdout
+        self.stderr = stderr or sys.stderr
+        self.stdin = stdin or sys.stdin
+
+    def out(self, line: str = "") -> None:
+        self.stdout.write(line + "\n")
+
+    @property
+    def tty(self) -> bool:
+        return self.stdout.isatty()
+
+
+# ---- formatting helpers --------------------------------------------------------------------
+
+def human_size(n: float) -> str:
+    """Docker's size format: decimal units, 3 significant digits (4.26MB)."""
+    units = ["B", "kB", "MB", "GB", "TB", "PB"]
+    i = 0
+    while n >= 1000 and i < len(units) - 1:
+        n /= 1000.0
+        i += 1
+    return f"{n:.3g}{units[i]}"
+
+
+def human_duration(seconds: float) -> str:
+    """Docker's HumanDuration (go-units), e.g. "About an hour", "3 weeks"."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    m = s // 60
+    if m == 1:
+        return "About a minute"
+    if m < 60:
+        return f"{m} minutes"
+    h = round(s / 3600)
+    if h == 1:
+        return "About an hour"
+    if h < 48:
+        return f"{h} hours"
+    if h < 24 * 7 * 2:
+        return f"{h // 24} days"
+    if h < 24 * 30 * 2:
+        return f"{h // 24 // 7} weeks"
+    if h < 24 * 365 * 2:
+        return f"{h // 24 // 30} months"
+    return f"{h // 24 // 365} years"
+
+
+def parse_time(stamp: str) -> float | None:
+    """Seconds since the epoch of an RFC 3339 time as images carry it, or None."""
+    from datetime import datetime
+
+    if not stamp:
+        return None
+    s = stamp.strip().replace("Z", "+00:00")
+    # Python's fromisoformat takes at most 6 fractional digits; Go writes up to 9.
+    if "." in s:
+        head, _, rest = s.partition(".")
+        frac = "".join(c for c in rest if c.isdigit())
+        tz = rest[len(frac):]
+        s = f"{head}.{frac[:6]}{tz}"
+    try:
+        return datetime.fromisoformat(s).timestamp()
+    except ValueError:
+        return None
+
+
+def table(rows: list[list[str]], env: Env) -> None:
+    """Columns padded like Docker's tabwriter (3 spaces between columns)."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        env.out("".join(c.ljust(w + 3) for c, w in zip(r[:-1], widths)) + r[-1])
+
+
+# ---- pull progress ---------------------------------------------------------------------------
+
+class PullRenderer:
+    """Docker-style per-layer lines: updated in place on a TTY, one line per change otherwise."""
+
+    def __init__(self, env: Env):
+        self.env = env
+        self.tty = env.tty
+        self.order: list[str] = []
+        self.lines: dict[str, str] = {}
+        self.last: dict[str, str] = {}
+
+    def __call__(self, ev: Any) -> None:
+        text = ev.status
+        if ev.status == "Downloading" and ev.total:
+            width = 50
+            done = min(width, int(width * ev.current / ev.total))
+            bar = "=" * done + (">" if done < width else "") + " " * (width - done - 1)
+            text = f"Downloading [{bar}]  {human_size(ev.current)}/{human_size(ev.total)}"
+        if not self.tty:
+            if self.last.get(ev.id) != ev.status:
+                self.env.out(f"{ev.id}: {ev.status}")
+                self.last[ev.id] = ev.status
+            return
+        if ev.id not in self.lines:
+            self.order.append(ev.id)
+            self.lines[ev.id] = text
+            self.env.stdout.write(f"{ev.id}: {text}\n")
+        else:
+            self.lines[ev.id] = text
+            up = len(self.order) - self.order.index(ev.id)
+            self.env.stdout.write(f"\x1b[{up}A\r\x1b[2K{ev.id}: {text}\x1b[{up}B\r")
+        self.env.stdout.flush()
+
+
+# ---- commands --------------------------------------------------------------------------------
+
+def _store(args: argparse.Namespace) -> Any:
+    from pyminidocker.store import Store
+
+    store = Store(args.config.root)
+    store.ensure()  # every command first removes what interrupted ones left behind
+    return store
+
+
+def cmd_pull(args: argparse.Namespace, env: Env) -> int:
+    from pyminidocker.platforms import parse_platform
+    from pyminidocker.pull import Puller
+    from pyminidocker.reference import parse_reference
+
+    ref = parse_reference(args.ref)
+    platform = parse_platform(args.platform) if args.platform else None
+    store = _store(args)
+    refs = [ref]
+    if args.all_tags:
+        if ref.digest or (ref.tag and args.ref.rsplit("/", 1)[-1].count(":")):
+            raise UsageError("tag can't be used with --all-tags/-a")
+        from pyminidocker.registry import RegistryClient
+
+        client = RegistryClient(args.config, ref.registry)
+        refs = [ref.with_tag(t) for t in sorted(client.list_tags(ref.repository))]
+        if not args.quiet:
+            env.out(f"Pulling repository {ref.familiar_name}")
+    for r in refs:
+        render = None if args.quiet else PullRenderer(env)
+        if render is not None:
+            what = r.tag or r.digest
+            env.out(f"{what}: Pulling from {r.repository}")
+        res = Puller(store, args.config, r, platform, render).pull()
+        if args.quiet:
+            env.out(f"sha256:{res.image_id}")
+            continue
+        env.out(f"Digest: {res.digest}")
+        familiar = _familiar(r)
+        if res.fresh:
+            env.out(f"Status: Downloaded newer image for {familiar}")
+        else:
+            env.out(f"Status: Image is up to date for {familiar}")
+        env.out(str(r))
+    return 0
+
+
+def _familiar(r: Any) -> str:
+    s = r.familiar_name
+    if r.tag:
+        s += f":{r.tag}"
+    if r.digest:
+        s += f"@{r.digest}"
+    return s
+
+
+def _split_name(name: str) -> tuple[str, str, str]:
+    """(familiar repository, tag or "<none>", digest or "") of a stored image name."""
+    from pyminidocker.reference import parse_reference
+
+    r = parse_reference(name)
+    return r.familiar_name, r.tag or "<none>", r.digest or ""
+
+
+def _image_size(store: Any, rec: Any) -> int:
+    return sum(layer.uncompressed_size for layer in store.layers.chain(rec.layer)) \
+        if rec.layer else 0
+
+
+def cmd_images(args: argparse.Namespace, env: Env) -> int:
+    store = _store(args)
+    now = time.time()
+    rows: list[dict[str, str]] = []
+    for rec in sorted(store.images.list(), key=lambda r: parse_time(r.created) or 0,
+                      reverse=True):
+        size = human_size(_image_size(store, rec))
+        created = parse_time(rec.created)
+        since = human_duration(now - created) + " ago" if created else "N/A"
+        digests = {}
+        tags = []
+        for n in rec.names:
+            repo, tag, digest = _split_name(n)
+            if digest:
+                digests[repo] = digest
+            else:
+                tags.append((repo, tag))
+        if not tags:
+            tags = [(repo, "<none>") for repo in digests] or [("<none>", "<none>")]
+        for repo, tag in tags:
+            if args.filter_ref and not _matches(args.filter_ref, repo, tag):
+                continue
+            rows.append({"Repository": repo, "Tag": tag, "ID": rec.id[:12],
+                         "Digest": digests.get(repo, "<none>"), "CreatedSince": since,
+                         "CreatedAt": rec.created, "Size": size})
+    if args.quiet:
+        for i in dict.fromkeys(r["ID"] for r in rows):
+            env.out(i)
+    elif args.format == "json":
+        for r in rows:
+            env.out(json.dumps(r))
+    elif args.format:
+        raise UsageError(f"unsupported --format {args.format!r}: only 'json' is supported")
+    else:
+        table([["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]]
+              + [[r["Repository"], r["Tag"], r["ID"], r["CreatedSince"], r["Size"]]
+                 for r in rows], env)
+    return 0
+
+
+def _matches(pattern: str, repo: str, tag: str) -> bool:
+    import fnmatch
+
+    want_repo, _, want_tag = pattern.partition(":")
+    return fnmatch.fnmatch(repo, want_repo) and (not want_tag or fnmatch.fnmatch(tag, want_tag))
+
+
+def cmd_inspect(args: argparse.Namespace, env: Env) -> int:
+    store = _store(args)
+    out = []
+    failed = False
+    rt = None
+    for name in args.images:
+        if args.type in (None, "container") and (store.root / "containers").is_dir():
+            from pyminidocker.runtime import Runtime
+
+            rt = rt or Runtime(store)
+            try:
+                out.append(_inspect_container(rt, rt.get(name)))
+                continue
+            except PmdError:
+                if args.type == "container":
+                    env.stderr.write(f"Error: No such container: {name}\n")
+                    failed = True
+                    continue
+        try:
+            rec = store.images.lookup(name)
+        except PmdError as e:
+            env.stderr.write(f"Error: No such object: {name}\n" if args.type is None
+                             else f"Error: {e}\n")
+            failed = True
+            continue
+        out.append(_inspect_image(store, rec))
+    env.out(json.dumps(out, indent=4))
+    return 1 if failed else 0
+
+
+def _inspect_image(store: Any, rec: Any) -> dict[str, Any]:
+    cfg = store.images.config(rec)
+    tags, digests = [], []
+    for n in rec.names:
+        repo, tag, digest = _split_name(n)
+        (digests if digest else tags).append(f"{repo}@{digest}" if digest else f"{repo}:{tag}")
+    chain = list(store.layers.chain(rec.layer)) if rec.layer else []
+    paths = [str(store.layers.diff_path(layer.id)) for layer in chain]
+    return {
+        "Id": "sha256:" + rec.id,
+        "RepoTags": tags,
+        "RepoDigests": digests,
+        "Parent": "",
+        "Comment": cfg.get("comment", ""),
+        "Created": rec.created,
+        "Author": cfg.get("author", ""),
+        "Config": cfg.get("config", {}),
+        "Architecture": cfg.get("architecture", ""),
+        "Variant": cfg.get("variant", ""),
+        "Os": cfg.get("os", ""),
+        "Size": sum(layer.uncompressed_size for layer in chain),
+        "GraphDriver": {"Name": "overlay2", "Data": {
+            "LowerDir": ":".join(paths[1:]), "UpperDir": paths[0] if paths else "",
+        }},
+        "RootFS": {"Type": "layers", "Layers": cfg.get("rootfs", {}).get("diff_ids", [])},
+        "Metadata": {"LastTagTime": rec.loaded},
+    }
+
+
+def cmd_tag(args: argparse.Namespace, env: Env) -> int:
+    from pyminidocker.reference import parse_reference
+
+    store = _store(args)
+    dst = parse_reference(args.target)
+    if dst.digest:
+        raise UsageError("refusing to create a tag with a digest reference")
+    with store.lock():
+        rec = store.images.lookup(args.source)
+        name = f"{dst.name}:{dst.tag or 'latest'}"
+        if name not in rec.names:
+            store.images.set_names(rec, [*rec.names, name])
+    return 0
+
+
+def cmd_rmi(args: argparse.Namespace, env: Env) -> int:
+    """Docker's rules: a name is removed while other tags remain; the last one takes the image
+    (and the layers no other image uses) with it, unless a container uses the image: then it
+    is refused, or with -f the names go and the data stays (a dangling image)."""
+    from pyminidocker.reference import parse_reference
+
+    store = _store(args)
+    status = 0
+    for want in args.images:
+        doomed: list[Any] = []
+        try:
+            with store.lock():
+                rec = store.images.lookup(want)
+                in_use = rec.id in store.images.users()
+                name = None
+                try:
+                    name = str(parse_reference(want))
+                except PmdError:
+                    pass
+                tags = [n for n in rec.names if "@" not in n]
+                if name in rec.names and len(tags) > 1:
+                    rec.names.remove(name)
+                    store.images.set_names(rec, rec.names)
+                    env.out(f"Untagged: {_familiar(parse_reference(name))}")
+                    continue
+                if name not in rec.names and len(tags) > 1 and not args.force:
+                    raise PmdError(f"conflict: unable to delete {rec.id[:12]} (must be forced) "
+                                   "- image is referenced in multiple repositories")
+                if in_use and not args.force:
+                    raise PmdError(f"conflict: unable to remove {want} (must force) - image "
+                                   f"{rec.id[:12]} is being used by a container")
+                for n in rec.names:
+                    env.out(f"Untagged: {_familiar(parse_reference(n))}")
+                if in_use:
+                    store.images.set_names(rec, [])
+                    continue
+                rec.names = []
+                doomed.append(store.images.remove(rec))
+                env.out(f"Deleted: sha256:{rec.id}")
+                for chain_id in store.images.unused_layers():
+                    doomed.append(store.layers.retire(chain_id))
+                    env.out(f"Deleted: {chain_id}")
+        except PmdError as e:
+            env.stderr.write(f"Error: {e}\n")
+            status = 1
+        finally:
+            for path in doomed:
+                store.discard(path)
+    return status
+
+
+def cmd_login(args: argparse.Namespace, env: Env) -> int:
+    from pyminidocker.registry import RegistryClient
+
+    server = _server(args.server)
+    username = args.username
+    password = args.password
+    if args.password_stdin:
+        if args.password:
+            raise UsageError("--password and --password-stdin are mutually exclusive")
+        if not username:
+            raise UsageError("must provide --username with --password-stdin")
+        password = env.stdin.read().rstrip("\r\n")
+    if not username:
+        username = _prompt(env, "Username: ")
+    if password is None:
+        import getpass
+
+        password = getpass.getpass("Password: ")
+    if not username or not password:
+        raise UsageError("username and password are required")
+    RegistryClient(args.config, server).login(username, password)
+    env.out("Login Succeeded")
+    return 0
+
+
+def _prompt(env: Env, text: str) -> str:
+    env.stdout.write(text)
+    env.stdout.flush()
+    return env.stdin.readline().strip()
+
+
+def _server(server: str | None) -> str:
+    if not server:
+        return "docker.io"
+    s = server.removeprefix("https://").removeprefix("http://").rstrip("/")
+    s = s.split("/", 1)[0]
+    return "docker.io" if s in ("index.docker.io", "registry-1.docker.io") else s
+
+
+def cmd_logout(args: argparse.Namespace, env: Env) -> int:
+    from pyminidocker.registry import RegistryClient
+
+    server = _server(args.server)
+    env.out(f"Removing login credentials for {server}")
+    RegistryClient(args.config, server).logout()
+    return 0
+
+
+def _container_group(args: argparse.Namespace, env: Env, parser: Any) -> int:
+    return cmd_container_prune(args, env)
+
+
+def cmd_version(args: argparse.Namespace, env: Env) -> int:
+    env.out(f"{PROG} version {__version__}")
+    return 0
+
+
+# ---- containers ------------------------------------------------------------------------------
+
+def _runtime(args: argparse.Namespace) -> Any:
+    from pyminidocker.runtime import Runtime
+
+    return Runtime(_store(args), args.tracer)
+
+
+def _create_options(args: argparse.Namespace) -> Any:
+    from pyminidocker import spec as policy
+    from pyminidocker.runtime import CreateOptions
+
+    env = []
+    for f in args.env_file:
+        env.extend(policy.parse_env_file(f))
+    env.extend(args.env)
+    memory = None
+    if args.memory:
+        from pyminidocker.cgroups import parse_bytes
+
+        memory = parse_bytes(args.memory)
+        if memory < 6 * 1024 * 1024:
+            raise UsageError("Minimum memory limit allowed is 6MB")
+    return CreateOptions(
+        image=args.image, cmd=list(args.cmd), name=args.name, env=env, workdir=args.workdir,
+        user=args.user, entrypoint=args.entrypoint, hostname=args.hostname,
+        read_only=args.read_only, volumes=args.volume, tmpfs=args.tmpfs, memory=memory,
+        cpus=policy.parse_cpus(args.cpus) if args.cpus else None,
+        pids_limit=args.pids_limit, network=args.network, privileged=args.privileged,
+        cap_add=args.cap_add, cap_drop=args.cap_drop, security_opt=args.security_opt,
+        tty=args.tty, interactive=args.interactive, auto_remove=getattr(args, "rm", False),
+    )
+
+
+def _create(args: argparse.Namespace, env: Env) -> tuple[Any, Any]:
+    """create's work for create and run: like Docker, pull the image if it is missing, and
+    exit 125 for any failure of the engine (the container's own codes come later)."""
+    try:
+        opts = _create_options(args)
+        rt = _runtime(args)
+        _ensure_image(args, rt.store, env)
+        return rt, rt.create(opts)
+    except PmdError as e:
+        e.exit_code = 125
+        raise
+
+
+def _ensure_image(args: argparse.Namespace, store: Any, env: Env) -> None:
+    from pyminidocker.errors import NotFound
+
+    try:
+        store.images.lookup(args.image)
+        return
+    except NotFound:
+        pass
+    from pyminidocker.pull import Puller
+    from pyminidocker.reference import parse_reference
+
+    ref = parse_reference(args.image)
+    err_env = Env(stdout=env.stderr, stderr=env.stderr)
+    err_env.out(f"Unable to find image '{_familiar(ref)}' locally")
+    err_env.out(f"{ref.tag or ref.digest}: Pulling from {ref.repository}")
+    res = Puller(store, args.config, ref, None, PullRenderer(err_env)).pull()
+    err_env.out(f"Digest: {res.digest}")
+    err_env.out(f"Status: Downloaded newer image for {_familiar(ref)}")
+
+
+def cmd_create(args: argparse.Namespace, env: Env) -> int:
+    _, rec = _create(args, env)
+    env.out(rec.id)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, env: Env) -> int:
+    rt, rec = _create(args, env)
+    if args.detach:
+        rt.start(rec, attach=False)
+        env.out(rec.id)
+        return 0
+    return _attached_start(rt, rec, env, interactive=args.interactive, remove=args.rm)
+
+
+def _attached_start(rt: Any, rec: Any, env: Env, interactive: bool, remove: bool) -> int:
+    try:
+        if rec.tty:
+            return _run_with_pty(rt, rec, env, interactive)
+        stdin = -1 if interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            env.stdout.flush()
+            code = rt.start(rec, attach=True,
+                            stdio=(stdin, env.stdout.fileno(), env.stderr.fileno()))
+        finally:
+            if stdin >= 0:
+                os.close(stdin)
+        return int(code or 0)
+    finally:
+        if remove:  # --rm: whatever happened, the container goes
+            rt.remove(rt.containers.get(rec.id), force=True)
+
+
+def _run_with_pty(rt: Any, rec: Any, env: Env, interactive: bool) -> int:
+    """-t: the container gets a pty; we relay between it and our terminal in raw mode."""
+    import fcntl
+    import select
+    import signal
+    import struct
+    import termios
+    import tty
+
+    master, slave = os.openpty()
+    os.set_inheritable(master, False)
+    in_fd = env.stdin.fileno() if interactive else -1
+    is_tty = in_fd >= 0 and os.isatty(in_fd)
+
+    def copy_winsize(*_: object) -> None:
+        if is_tty:
+            size = fcntl.ioctl(in_fd, termios.TIOCGWINSZ, b"\0" * 8)
+            fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+
+    if is_tty:
+        copy_winsize()
+    else:
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    saved = termios.tcgetattr(in_fd) if is_tty else None
+    old_winch = signal.signal(signal.SIGWINCH, copy_winsize)
+    result: dict[str, int] = {}
+    import threading
+
+    def starter() -> None:
+        try:
+            result["code"] = rt.start(rec, attach=True, stdio=(slave, slave, slave))
+        except BaseException as e:
+            result["error"] = e  # type: ignore[assignment]
+        finally:
+            os.close(slave)
+
+    try:
+        if is_tty:
+            tty.setraw(in_fd)
+        t = threading.Thread(target=starter, daemon=True)
+        t.start()
+        out_fd = env.stdout.fileno()
+        fds = [master] + ([in_fd] if in_fd >= 0 else [])
+        while True:
+            r, _, _ = select.select(fds, [], [], 0.1)
+            if master in r:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    data = b""  # EIO: the container side closed
+                if not data:
+                    break
+                os.write(out_fd, data)
+            if in_fd in r:
+                data = os.read(in_fd, 65536)
+                if not data:
+                    fds.remove(in_fd)
+                    os.write(master, b"\x04")  # EOF on our stdin: ^D to the container
+                else:
+                    os.write(master, data)
+            if not t.is_alive() and master not in r:
+                break
+        t.join()
+    finally:
+        if saved is not None:
+            termios.tcsetattr(in_fd, termios.TCSADRAIN, saved)
+        signal.signal(signal.SIGWINCH, old_winch)
+        os.close(master)
+    if "error" in result:
+        raise result["error"]  # type: ignore[misc]
+    return result.get("code", 0)
+
+
+def cmd_start(args: argparse.Namespace, env: Env) -> int:
+    rt = _runtime(args)
+    status = 0
+    for ref in args.containers:
+        try:
+            rec = rt.get(ref)
+            if args.attach:
+                return _attached_start(rt, rec, env, args.interactive, rec.host.get(
+                    "auto_remove", False))
+            rt.start(rec, attach=False)
+            env.out(ref)
+        except PmdError as e:
+            env.stderr.write(f"Error: {e}\n")
+            status = e.exit_code if isinstance(e, UsageError) else 1
+    return status
+
+
+def _each(args: argparse.Namespace, env: Env, action: Callable[[Any, Any], None],
+          echo: bool = True) -> int:
+    rt = _runtime(args)
+    status = 0
+    for ref in args.containers:
+        try:
+            action(rt, rt.get(ref))
+            if echo:
+                env.out(ref)
+        except PmdError as e:
+            env.stderr.write(f"Error: {e}\n")
+            status = 1
+    return status
+
+
+def cmd_stop(args: argparse.Namespace, env: Env) -> int:
+    return _each(args, env, lambda rt, rec: rt.stop(rec, args.time))
+
+
+def cmd_kill(args: argparse.Namespace, env: Env) -> int:
+    sig = _signal(args.signal)
+    return _each(args, env, lambda rt, rec: rt.kill(rec, sig))
+
+
+def _signal(name: str) -> int:
+    import signal
+
+    s = name.upper()
+    if s.isdigit():
+        return int(s)
+    s = s if s.startswith("SIG") else "SIG" + s
+    try:
+        return int(getattr(signal, s))
+    except AttributeError:
+        raise UsageError(f"invalid signal: {name}") from None
+
+
+def cmd_rm(args: argparse.Namespace, env: Env) -> int:
+    return _each(args, env, lambda rt, rec: rt.remove(rec, args.force))
+
+
+def cmd_wait(args: argparse.Namespace, env: Env) -> int:
+    rt = _runtime(args)
+    status = 0
+    for ref in args.containers:
+        try:
+            env.out(str(rt.wait(rt.get(ref))))
+            env.stdout.flush()
+        except PmdError as e:
+            env.stderr.write(f"Error: {e}\n")
+            status = 1
+    return status
+
+
+def cmd_rename(args: argparse.Namespace, env: Env) -> int:
+    rt = _runtime(args)
+    rt.rename(rt.get(args.container), args.new_name)
+    return 0
+
+
+def _status_text(rec: Any, now: float) -> str:
+    st = rec.state
+    if st.status == "running":
+        started = parse_time(st.started_at) or now
+        return f"Up {human_duration(now - started)}"
+    if st.status == "exited":
+        finished = parse_time(st.finished_at) or now
+        return f"Exited ({st.exit_code}) {human_duration(now - finished)} ago"
+    return "Created"
+
+
+def cmd_ps(args: argparse.Namespace, env: Env) -> int:
+    import shlex
+
+    rt = _runtime(args)
+    now = time.time()
+    recs = sorted(rt.list(), key=lambda r: r.created, reverse=True)
+    if not args.all:
+        recs = [r for r in recs if r.state.status == "running"]
+    if args.quiet:
+        for r in recs:
+            env.out(r.short_id)
+        return 0
+    rows = []
+    for r in recs:
+        created = parse_time(r.created)
+        cmd = shlex.join(r.argv)
+        rows.append({
+            "ID": r.short_id, "Image": r.image_name, "Command": cmd,
+            "CreatedAt": r.created,
+            "RunningFor": human_duration(now - created) + " ago" if created else "",
+            "Status": _status_text(r, now), "State": r.state.status, "Ports": "",
+            "Names": r.name,
+        })
+    if args.format == "json":
+        for row in rows:
+            env.out(json.dumps(row))
+        return 0
+    if args.format:
+        raise UsageError(f"unsupported --format {args.format!r}: only 'json' is supported")
+    table([["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]]
+          + [[r["ID"], r["Image"], json.dumps(_trunc(r["Command"], 20)), r["RunningFor"],
+              r["Status"], r["Ports"], r["Names"]] for r in rows], env)
+    return 0
+
+
+def _trunc(s: str, n: int) -> str:
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def _inspect_container(rt: Any, rec: Any) -> dict[str, Any]:
+    st = rec.state
+    d = rt.containers.path(rec.id)
+    mounts = []
+    from pyminidocker import spec as policy
+
+    for v in rec.host.get("binds", []):
+        src, dst, ro = policy.parse_volume(v)
+        mounts.append({"Type": "bind", "Source": src, "Destination": dst, "Mode": "ro" if ro
+                       else "", "RW": not ro, "Propagation": "rprivate"})
+    return {
+        "Id": rec.id,
+        "Created": rec.created,
+        "Path": rec.argv[0],
+        "Args": rec.argv[1:],
+        "State": {
+            "Status": st.status, "Running": st.status == "running", "Paused": False,
+            "Restarting": False, "OOMKilled": st.oom_killed, "Dead": False, "Pid": st.pid,
+            "ExitCode": st.exit_code, "Error": st.error,
+            "StartedAt": st.started_at or "0001-01-01T00:00:00Z",
+            "FinishedAt": st.finished_at or "0001-01-01T00:00:00Z",
+        },
+        "Image": "sha256:" + rec.image,
+        "ResolvConfPath": str(d / "resolv.conf"),
+        "HostnamePath": str(d / "hostname"),
+        "HostsPath": str(d / "hosts"),
+        "LogPath": str(d / f"{rec.id}-json.log"),
+        "Name": "/" + rec.name,
+        "HostConfig": {
+            "Binds": rec.host.get("binds", []), "NetworkMode": rec.host.get("network"),
+            "AutoRemove": rec.host.get("auto_remove", False),
+            "Privileged": rec.host.get("privileged", False),
+            "CapAdd": rec.host.get("cap_add") or None,
+            "CapDrop": rec.host.get("cap_drop") or None,
+            "ReadonlyRootfs": rec.host.get("read_only", False),
+            "Memory": rec.host.get("memory") or 0,
+            "NanoCpus": int((rec.host.get("cpus") or 0) * 1e9),
+            "PidsLimit": rec.host.get("pids_limit"),
+            "Tmpfs": {p: o for p, o in (policy.parse_tmpfs(t)
+                                        for t in rec.host.get("tmpfs", []))},
+        },
+        "GraphDriver": {"Name": "overlay2", "Data": {
+            "UpperDir": str(d / "upper"), "WorkDir": str(d / "work"),
+            "MergedDir": str(d / "rootfs")}},
+        "Mounts": mounts,
+        "Config": {
+            "Hostname": rec.hostname, "User": rec.user, "Tty": rec.tty,
+            "OpenStdin": rec.open_stdin, "Env": rec.env, "Cmd": rec.cmd,
+            "Entrypoint": rec.entrypoint, "WorkingDir": rec.cwd, "Image": rec.image_name,
+            "Labels": rec.labels,
+        },
+        "NetworkSettings": {"Networks": {rec.host.get("network"): {
+            "IPAddress": st.ip, "Gateway": "", "IPPrefixLen": 0}} if st.ip else {},
+            "IPAddress": st.ip, "Ports": {}},
+    }
+
+
+def cmd_container_prune(args: argparse.Namespace, env: Env) -> int:
+    rt = _runtime(args)
+    env.out("Deleted Containers:")
+    for rec in rt.list():
+        if rec.state.status != "running":
+            rt.remove(rec)
+            env.out(rec.id)
+    return 0
+
+
+# ---- parser ----------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="A daemonless container engine.")
+    p.add_argument("--root", help="store directory (default $PYMINIDOCKER_ROOT or "
+                   "/var/lib/docker-mini)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    p.add_argument("--trace", action="store_true",
+                   help="print the time of each phase (also PYMINIDOCKER_TRACE=1)")
+    p.add_argument("-v", "--version", action="store_true", help="print the version and exit")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def add(name: str, fn: Callable[..., int], help: str, aliases: Sequence[str] = (),
+            add_help: bool = True) -> Any:
+        sp = sub.add_parser(name, help=help, description=help, aliases=list(aliases),
+                            add_help=add_help)
+        if not add_help:  # -h is --hostname for run/create, as in Docker
+            sp.add_argument("--help", action="help", help="show this help message and exit")
+        sp.set_defaults(func=fn)
+        return sp
+
+    sp = add("pull", cmd_pull, "Download an image from a registry")
+    sp.add_argument("--platform", help="os/arch[/variant] to pull (default: this host's)")
+    sp.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
+    sp.add_argument("-a", "--all-tags", action="store_true", help="pull every tagged image")
+    sp.add_argument("ref", metavar="NAME[:TAG|@DIGEST]")
+
+    sp = add("images", cmd_images, "List images")
+    sp.add_argument("-q", "--quiet", action="store_true", help="only show image ids")
+    sp.add_argument("--format", help="'json': one JSON object per line")
+    sp.add_argument("filter_ref", nargs="?", metavar="REPOSITORY[:TAG]")
+
+    sp = add("inspect", cmd_inspect, "Show low-level information on containers and images")
+    sp.add_argument("--type", choices=["container", "image"])
+    sp.add_argument("images", nargs="+", metavar="NAME|ID")
+
+    sp = add("tag", cmd_tag, "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")
+    sp.add_argument("source", metavar="SOURCE_IMAGE[:TAG]")
+    sp.add_argument("target", metavar="TARGET_IMAGE[:TAG]")
+
+    sp = add("rmi", cmd_rmi, "Remove one or more images")
+    sp.add_argument("-f", "--force", action="store_true", help="force removal of the image")
+    sp.add_argument("images", nargs="+", metavar="IMAGE")
+
+    sp = add("login", cmd_login, "Log in to a registry")
+    sp.add_argument("-u", "--username")
+    sp.add_argument("-p", "--password")
+    sp.add_argument("--password-stdin", action="store_true", help="take the password from stdin")
+    sp.add_argument("server", nargs="?", metavar="SERVER")
+
+    sp = add("logout", cmd_logout, "Log out from a registry")
+    sp.add_argument("server", nargs="?", metavar="SERVER")
+
+    def create_flags(sp: Any) -> None:
+        sp.add_argument("--name")
+        sp.add_argument("-e", "--env", action="append", default=[])
+        sp.add_argument("--env-file", action="append", default=[])
+        sp.add_argument("-w", "--workdir")
+        sp.add_argument("-u", "--user")
+        sp.add_argument("--entrypoint")
+        sp.add_argument("-h", "--hostname")
+        sp.add_argument("--read-only", action="store_true")
+        sp.add_argument("-v", "--volume", action="append", default=[])
+        sp.add_argument("--tmpfs", action="append", default=[])
+        sp.add_argument("-m", "--memory")
+        sp.add_argument("--cpus")
+        sp.add_argument("--pids-limit", type=int)
+        sp.add_argument("--network", "--net", default="none")
+        sp.add_argument("--privileged", action="store_true")
+        sp.add_argument("--cap-add", action="append", default=[])
+        sp.add_argument("--cap-drop", action="append", default=[])
+        sp.add_argument("--security-opt", action="append", default=[])
+        sp.add_argument("-i", "--interactive", action="store_true")
+        sp.add_argument("-t", "--tty", action="store_true")
+        sp.add_argument("image", metavar="IMAGE")
+        sp.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND")
+
+    sp = add("create", cmd_create, "Create a new container", add_help=False)
+    create_flags(sp)
+    sp = add("run", cmd_run, "Create and start a container", add_help=False)
+    sp.add_argument("-d", "--detach", action="store_true")
+    sp.add_argument("--rm", action="store_true")
+    create_flags(sp)
+
+    sp = add("start", cmd_start, "Start one or more stopped containers")
+    sp.add_argument("-a", "--attach", action="store_true")
+    sp.add_argument("-i", "--interactive", action="store_true")
+    sp.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    sp = add("ps", cmd_ps, "List containers")
+    sp.add_argument("-a", "--all", action="store_true")
+    sp.add_argument("-q", "--quiet", action="store_true")
+    sp.add_argument("--format")
+
+    sp = add("stop", cmd_stop, "Stop one or more running containers")
+    sp.add_argument("-t", "--time", type=int, default=10)
+    sp.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    sp = add("kill", cmd_kill, "Kill one or more running containers")
+    sp.add_argument("-s", "--signal", default="KILL")
+    sp.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    sp = add("rm", cmd_rm, "Remove one or more containers")
+    sp.add_argument("-f", "--force", action="store_true")
+    sp.add_argument("-v", "--volumes", action="store_true")
+    sp.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    sp = add("wait", cmd_wait, "Block until containers stop, then print their exit codes")
+    sp.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    sp = add("rename", cmd_rename, "Rename a container")
+    sp.add_argument("container", metavar="CONTAINER")
+    sp.add_argument("new_name", metavar="NEW_NAME")
+
+    sp = add("container", lambda a, e: _container_group(a, e, p), "Manage containers")
+    sp.add_argument("action", choices=["prune"])
+    sp.add_argument("-f", "--force", action="store_true")
+
+    add("version", cmd_version, "Show the version")
+    return p
+
+
+def program(argv: Sequence[str], env: Env) -> int:
+    from pyminidocker.config import Config
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        return cmd_version(args, env)
+    if not getattr(args, "func", None):
+        parser.print_help(env.stdout)
+        return 0
+    args.config = Config.load(args.root)
+    from pyminidocker.trace import Tracer
+
+    args.tracer = Tracer(args.trace or os.environ.get("PYMINIDOCKER_TRACE") == "1")
+    try:
+        return int(args.func(args, env))
+    finally:
+        args.tracer.report(time.process_time() * 1000 if args.tracer.enabled else None)
+
+
+def main(argv: Sequence[str] | None = None, env: Env | None = None) -> int:
+    env = env or Env()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        return program(argv, env)
+    except PmdError as e:
+        if debug:
+            import traceback
+
+            traceback.print_exc(file=env.stderr)
+        env.stderr.write(f"Error: {e}\n")
+        return e.exit_code
+    except KeyboardInterrupt:
+        env.stderr.write("\n")
+        return 130
+    except BrokenPipeError:
+        # the reader went away (e.g. `| head`); don't let Python complain at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as e:
+        if debug:
+            import traceback
+
+            traceback.print_exc(file=env.stderr)
+        where = f": {e.filename}" if e.filename else ""
+        env.stderr.write(f"Error: {e.strerror or e}{where}\n")
+        return 125
+    except Exception as e:
+        if debug:
+            import traceback
+
+            traceback.print_exc(file=env.stderr)
+        env.stderr.write(f"Error: internal error: {type(e).__name__}: {e} "
+                         "(run with --debug for details)\n")
+        return 125

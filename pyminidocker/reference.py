@@ -1,0 +1,187 @@
+"""Image references: parsing and normalisation the way Docker does it.
+
+A reference names an image in a registry: ``[registry[:port]/]path[:tag][@digest]``. Docker
+normalises short names: ``busybox`` is ``docker.io/library/busybox:latest``. The first path
+component is taken as the registry only when it looks like a host (contains ``.`` or ``:`` or is
+``localhost``), so ``user/repo`` stays on Docker Hub.
+
+Pure module: imports only the standard library.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from pyminidocker.errors import InvalidReference
+
+DEFAULT_REGISTRY = "docker.io"
+# Docker Hub is known by several names; references are stored under the canonical one.
+_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+OFFICIAL_NAMESPACE = "library"
+DEFAULT_TAG = "latest"
+
+# The distribution grammar, rewritten as Python regexes.
+# A path component: lowercase alphanumerics separated by '.', '_', '__' or runs of '-'.
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_PATH_RE = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
+# A host: DNS labels joined by '.', or a bracketed IPv6 literal; then an optional port.
+_DOMAIN_LABEL = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN_RE = re.compile(
+    rf"(?:{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*|\[[0-9a-fA-F:.]+(?:%[a-zA-Z0-9]+)?\])(?::[0-9]+)?"
+)
+_TAG_RE = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
+_DIGEST_RE = re.compile(
+    r"(?P<alg>[a-z0-9]+(?:[.+_-][a-z0-9]+)*):(?P<hex>[a-zA-Z0-9=_-]+)"
+)
+# Known digest algorithms and the exact length of their lowercase hex encoding.
+_DIGEST_HEX_LEN = {"sha256": 64, "sha384": 96, "sha512": 128}
+_HEX64_RE = re.compile(r"[a-f0-9]{64}")
+
+# Docker refuses names (registry + path) longer than this.
+NAME_TOTAL_LENGTH_MAX = 255
+
+
+def _invalid(detail: str | None = None) -> InvalidReference:
+    msg = "invalid reference format"
+    return InvalidReference(f"{msg}: {detail}" if detail else msg)
+
+
+def validate_digest(digest: str) -> str:
+    """Check that ``digest`` is ``<algorithm>:<hex>`` with a known algorithm and exact length.
+
+    Returns the digest unchanged. Raises InvalidReference otherwise.
+    """
+    m = _DIGEST_RE.fullmatch(digest)
+    if not m:
+        raise _invalid(f"invalid checksum digest format ({digest})")
+    alg, hexpart = m.group("alg"), m.group("hex")
+    want = _DIGEST_HEX_LEN.get(alg)
+    if want is None:
+        raise _invalid(f"unsupported digest algorithm ({alg})")
+    if len(hexpart) != want or not re.fullmatch(r"[a-f0-9]+", hexpart):
+        raise _invalid(f"invalid checksum digest length or encoding ({digest})")
+    return digest
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A normalised image reference.
+
+    ``registry`` is the canonical host[:port] (``docker.io`` for Docker Hub), ``repository`` the
+    path inside it (``library/busybox``), ``tag`` None for a digest-only reference.
+    """
+
+    registry: str
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @property
+    def name(self) -> str:
+        """Full name without tag or digest: ``docker.io/library/busybox``."""
+        return f"{self.registry}/{self.repository}"
+
+    @property
+    def familiar_name(self) -> str:
+        """The short form Docker displays: ``busybox``, ``user/repo``, ``127.0.0.1:5000/repo``."""
+        if self.registry == DEFAULT_REGISTRY:
+            prefix = OFFICIAL_NAMESPACE + "/"
+            rest = self.repository[len(prefix):]
+            # Only a single-component name under library/ is shortened (library/a/b stays).
+            if self.repository.startswith(prefix) and "/" not in rest:
+                return rest
+            return self.repository
+        return self.name
+
+    @property
+    def familiar(self) -> str:
+        """Familiar name with tag and/or digest, as ``docker images`` would show it."""
+        return self.familiar_name + self._suffix()
+
+    @property
+    def reference(self) -> str:
+        """What to ask the registry for: the digest when known, otherwise the tag."""
+        return self.digest or self.tag or DEFAULT_TAG
+
+    def _suffix(self) -> str:
+        s = ""
+        if self.tag is not None:
+            s += ":" + self.tag
+        if self.digest is not None:
+            s += "@" + self.digest
+        return s
+
+    def __str__(self) -> str:
+        return self.name + self._suffix()
+
+    def with_tag(self, tag: str) -> Reference:
+        """A copy with ``tag`` set (digest kept). Raises InvalidReference for a bad tag."""
+        if not _TAG_RE.fullmatch(tag):
+            raise _invalid(f"invalid tag ({tag})")
+        return replace(self, tag=tag)
+
+    def with_digest(self, digest: str) -> Reference:
+        """A copy with ``digest`` set (tag kept). Raises InvalidReference for a bad digest."""
+        return replace(self, digest=validate_digest(digest))
+
+
+def _split_domain(name: str) -> tuple[str, str]:
+    """Split ``name`` into (registry, path) and apply Docker Hub's defaults."""
+    first, sep, rest = name.partition("/")
+    # The first component names a registry only when it cannot be a Hub user name: it has a
+    # dot or a port, is 'localhost', or has uppercase letters (Hub names are lowercase).
+    if sep and (
+        "." in first or ":" in first or first == "localhost" or first.lower() != first
+    ):
+        domain, path = first, rest
+    else:
+        domain, path = DEFAULT_REGISTRY, name
+    if domain in _HUB_ALIASES:
+        domain = DEFAULT_REGISTRY
+        if "/" not in path:
+            path = f"{OFFICIAL_NAMESPACE}/{path}"
+    return domain, path
+
+
+def parse_reference(s: str) -> Reference:
+    """Parse and normalise an image reference like ``docker pull`` does.
+
+    Tag defaults to ``latest`` only when neither tag nor digest is given.
+    Raises InvalidReference("invalid reference format: ...") for anything Docker would reject.
+    """
+    if not s:
+        raise _invalid("empty reference")
+    if s != s.strip() or any(c.isspace() for c in s):
+        raise _invalid(f"whitespace in reference ({s!r})")
+    if _HEX64_RE.fullmatch(s):
+        # A bare image ID would otherwise parse as a Hub repository; Docker refuses it.
+        raise _invalid(f"invalid repository name ({s}), cannot specify 64-byte hexadecimal strings")
+
+    name, at, digest = s.partition("@")
+    if at:
+        validate_digest(digest)
+    else:
+        digest = ""
+    # The tag separator is the last ':' after the last '/', so 'host:5000/repo' keeps its port.
+    tag: str | None = None
+    colon = name.rfind(":")
+    if colon > name.rfind("/"):
+        name, tag = name[:colon], name[colon + 1:]
+        if not _TAG_RE.fullmatch(tag):
+            raise _invalid(f"invalid tag ({tag})")
+    if not name:
+        raise _invalid("empty repository name")
+
+    domain, path = _split_domain(name)
+    if not _DOMAIN_RE.fullmatch(domain):
+        raise _invalid(f"invalid registry host ({domain})")
+    if not _PATH_RE.fullmatch(path):
+        if _PATH_RE.fullmatch(path.lower()):
+            raise _invalid(f"repository name ({path}) must be lowercase")
+        raise _invalid(f"invalid repository name ({path})")
+    if len(domain) + 1 + len(path) > NAME_TOTAL_LENGTH_MAX:
+        raise _invalid(f"repository name must not be more than {NAME_TOTAL_LENGTH_MAX} characters")
+
+    if tag is None and not digest:
+        tag = DEFAULT_TAG
+    return Reference(registry=domain, repository=path, tag=tag, digest=digest or None)

@@ -1,0 +1,474 @@
+"""Container lifecycle: create, start (attached or detached), stop, kill, rm, wait, exec.
+
+Builds the spawn spec from the image config, the user's options and Docker's defaults
+(pyminidocker.spec), mounts the container's overlay, applies cgroup limits and hands the spec to
+the C shim. The state a command finds is first reconciled with reality (refresh): a container
+whose process is gone is shown exited, whatever killed it or its monitor.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyminidocker import spec as policy
+from pyminidocker.errors import Conflict, NotFound, PmdError, UsageError
+from pyminidocker.store import Store
+from pyminidocker.store.containers import ContainerRecord, State, check_name, random_name
+from pyminidocker.trace import Tracer
+
+
+def now_iso() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+@dataclass
+class CreateOptions:
+    image: str
+    cmd: list[str] = field(default_factory=list)
+    name: str | None = None
+    env: list[str] = field(default_factory=list)
+    workdir: str | None = None
+    user: str | None = None
+    entrypoint: str | None = None
+    hostname: str | None = None
+    read_only: bool = False
+    volumes: list[str] = field(default_factory=list)
+    tmpfs: list[str] = field(default_factory=list)
+    memory: int | None = None
+    cpus: float | None = None
+    pids_limit: int | None = None
+    network: str = "none"
+    privileged: bool = False
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    security_opt: list[str] = field(default_factory=list)
+    tty: bool = False
+    interactive: bool = False
+    auto_remove: bool = False
+
+
+def _pid_start(pid: int) -> str:
+    """The process's start time (field 22 of /proc/pid/stat): with the pid, it names a
+    process uniquely, so a recycled pid is not mistaken for the container."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return ""
+    return data[data.rindex(b")") + 2:].split()[19].decode()
+
+
+def _alive(pid: int, start: str) -> bool:
+    return pid > 0 and bool(start) and _pid_start(pid) == start
+
+
+class Runtime:
+    def __init__(self, store: Store, tracer: Tracer | None = None):
+        self.store = store
+        self.containers = store.containers
+        self.trace = tracer or Tracer(False)
+
+    # ---- records ------------------------------------------------------------------------
+
+    def get(self, ref: str) -> ContainerRecord:
+        return self.refresh(self.containers.lookup(ref))
+
+    def list(self) -> list[ContainerRecord]:
+        return [self.refresh(r) for r in self.containers.list()]
+
+    def refresh(self, rec: ContainerRecord) -> ContainerRecord:
+        """Reconcile a running record with reality: the monitor's exit record, or a process
+        that is gone (monitor killed, host rebooted). Tears down what the exit left."""
+        st = rec.state
+        if st.status != "running":
+            return rec
+        exit_file = self.containers.path(rec.id) / "exit"
+        code: int | None = None
+        try:
+            data = json.loads(exit_file.read_text())
+            code, finished = int(data["exit_code"]), str(data.get("finished_at") or now_iso())
+        except (OSError, ValueError, KeyError):
+            if _alive(st.pid, st.pid_start):
+                return rec
+            code, finished = 137, now_iso()  # gone without a word: as if SIGKILLed
+        with self.store.lock():
+            fresh = self.containers.get(rec.id)
+            if fresh.state.status != "running":
+                return fresh
+            self._finish(fresh, code, finished)
+        return fresh
+
+    def _finish(self, rec: ContainerRecord, code: int, finished: str) -> None:
+        """Record the exit and release what the running container held (mounts, cgroup)."""
+        from pyminidocker.cgroups import Cgroup
+
+        cg = Cgroup(rec.id)
+        rec.state.oom_killed = rec.state.oom_killed or cg.oom_killed()
+        self._teardown(rec)
+        rec.state.status = "exited"
+        rec.state.exit_code = code
+        rec.state.finished_at = finished
+        rec.state.pid = 0
+        rec.state.pid_start = ""
+        rec.state.monitor_pid = 0
+        self.containers.save_state(rec)
+
+    def _teardown(self, rec: ContainerRecord) -> None:
+        from pyminidocker import _native
+        from pyminidocker.cgroups import Cgroup
+
+        rootfs = self.containers.path(rec.id) / "rootfs"
+        with self.trace.phase("teardown"):
+            if os.path.ismount(rootfs):
+                with contextlib.suppress(OSError):
+                    _native.umount(rootfs, _native.MNT_DETACH)
+            Cgroup(rec.id).remove()
+
+    # ---- create -------------------------------------------------------------------------
+
+    def create(self, opts: CreateOptions) -> ContainerRecord:
+        """Raises NotFound (image), Conflict (name), UsageError (options)."""
+        with self.trace.phase("store read"):
+            image = self.store.images.lookup(opts.image)
+            cfg = self.store.images.config(image).get("config") or {}
+        entrypoint = ([opts.entrypoint] if opts.entrypoint else []) if opts.entrypoint \
+            is not None else cfg.get("Entrypoint")
+        cmd = opts.cmd or (cfg.get("Cmd") if opts.entrypoint is None else None) or []
+        argv = policy.command(entrypoint, cmd)
+        cid = os.urandom(32).hex()
+        hostname = opts.hostname or cid[:12]
+        for v in opts.volumes:
+            policy.parse_volume(v)
+        for t in opts.tmpfs:
+            policy.parse_tmpfs(t)
+        policy.capabilities(opts.privileged, opts.cap_add, opts.cap_drop)
+        nnp = False
+        for so in opts.security_opt:
+            if so in ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true"):
+                nnp = True
+            elif so not in ("no-new-privileges:false", "no-new-privileges=false"):
+                raise UsageError(f"invalid --security-opt: {so!r}")
+        if opts.network not in ("none", "host", "bridge", "default"):
+            raise UsageError(f"network {opts.network} not found", exit_code=125)
+        if opts.network in ("bridge", "default"):
+            raise UsageError("--network bridge is not available yet (issue 4); use --network "
+                             "none or host")
+        rec = ContainerRecord(
+            id=cid, name="", image=image.id, image_name=opts.image, created=now_iso(),
+            argv=argv, env=list(opts.env), cwd=opts.workdir or cfg.get("WorkingDir") or "/",
+            user=opts.user if opts.user is not None else cfg.get("User", ""),
+            hostname=hostname, tty=opts.tty, open_stdin=opts.interactive,
+            entrypoint=entrypoint, cmd=cmd,
+            host={"binds": opts.volumes, "tmpfs": opts.tmpfs, "read_only": opts.read_only,
+                  "memory": opts.memory, "cpus": opts.cpus, "pids_limit": opts.pids_limit,
+                  "network": opts.network, "privileged": opts.privileged,
+                  "cap_add": opts.cap_add, "cap_drop": opts.cap_drop, "no_new_privs": nnp,
+                  "auto_remove": opts.auto_remove, "image_env": cfg.get("Env") or []},
+            labels=dict(cfg.get("Labels") or {}),
+        )
+        if not rec.cwd.startswith("/"):
+            raise UsageError(f"the working directory '{rec.cwd}' is invalid, it needs to be an "
+                             "absolute path")
+        with self.trace.phase("create"), self.store.lock():
+            taken = set(self.containers.names())
+            rec.name = check_name(opts.name) if opts.name else random_name(taken)
+            d = self.containers.create(rec)
+            self._write_etc(rec, d)
+        return rec
+
+    def _write_etc(self, rec: ContainerRecord, d: Path) -> None:
+        from pyminidocker.store import atomic_write
+
+        atomic_write(d / "hostname", f"{rec.hostname}\n".encode())
+        hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                 "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
+                 "ff02::2\tip6-allrouters\n")
+        atomic_write(d / "hosts", hosts.encode())
+        atomic_write(d / "resolv.conf", _resolv_conf(rec.host.get("network") == "host"))
+
+    # ---- start --------------------------------------------------------------------------
+
+    def start(self, rec: ContainerRecord, attach: bool,
+              stdio: tuple[int, int, int] = (-1, -1, -1),
+              on_started: Callable[[int], None] | None = None) -> int | None:
+        """Start a created or exited container. Attached: wait and return its exit code
+        (125/126/127 raised as StartError when it could not start). Detached: return None
+        once the monitor has it running."""
+        from pyminidocker import _native
+
+        if rec.state.status == "running":
+            return None if not attach else self.wait(rec)
+        d = self.containers.path(rec.id)
+        try:
+            with self.trace.phase("overlay mount"):
+                self._mount_root(rec, d)
+            sp = self._spawn_spec(rec, d, stdio)
+            if attach:
+                with self.trace.phase("clone+setup+exec"):
+                    proc = _native.spawn(sp)
+            else:
+                proc = self._spawn_monitored(rec, d, sp)
+        except OSError as e:
+            self._start_failed(rec, e)
+            raise policy.StartError(_start_message(e), exit_code=policy.exec_exit_code(e)) \
+                from None
+        except BaseException:
+            self._start_failed(rec, None)
+            raise
+        rec.state = State(status="running", pid=proc.pid, pid_start=_pid_start(proc.pid),
+                          monitor_pid=getattr(proc, "monitor_pid", 0), started_at=now_iso())
+        self.containers.save_state(rec)
+        if on_started:
+            on_started(proc.pid)
+        if not attach:
+            return None
+        with self.trace.phase("wait"), _forward_signals(proc.pid):
+            code = _native.wait(proc.pid)
+        code = 128 - code if code < 0 else code
+        with self.store.lock():
+            self._finish(rec, code, now_iso())
+        return code
+
+    def _start_failed(self, rec: ContainerRecord, e: OSError | None) -> None:
+        self._teardown(rec)
+        rec.state.status = "created" if rec.state.status == "created" else "exited"
+        rec.state.error = _start_message(e) if e else "start interrupted"
+        if e is not None:
+            rec.state.exit_code = policy.exec_exit_code(e)
+        self.containers.save_state(rec)
+
+    def _mount_root(self, rec: ContainerRecord, d: Path) -> None:
+        from pyminidocker import _native
+
+        image = self.store.images.get(rec.image)
+        lowers = [self.store.layers.diff_path(layer.id)
+                  for layer in self.store.layers.chain(image.layer)] if image.layer else []
+        if not lowers:
+            empty = d / "empty"
+            empty.mkdir(exist_ok=True)
+            lowers = [empty]
+        rootfs = d / "rootfs"
+        if os.path.ismount(rootfs):
+            _native.umount(rootfs, _native.MNT_DETACH)
+        _native.overlay_mount(lowers, rootfs, upper=d / "upper", work=d / "work")
+
+    def _spawn_spec(self, rec: ContainerRecord, d: Path, stdio: tuple[int, int, int]) -> Any:
+        from pyminidocker import _native
+        from pyminidocker.cgroups import Cgroup, Limits
+
+        rootfs = str(d / "rootfs")
+        host = rec.host
+        with self.trace.phase("spec"):
+            user = policy.resolve_user(rootfs, rec.user)
+            env = policy.merge_env(host.get("image_env", []), rec.env, rec.hostname, user.home,
+                                   rec.tty)
+            workdir = policy.secure_join(rootfs, rec.cwd)
+            if not os.path.isdir(workdir):
+                try:
+                    os.makedirs(workdir, mode=0o755, exist_ok=True)
+                except OSError as e:
+                    raise UsageError(f"cannot create working directory {rec.cwd}: "
+                                     f"{e.strerror}") from None
+            caps = policy.capabilities(host.get("privileged", False), host.get("cap_add", []),
+                                       host.get("cap_drop", []))
+            ns = (_native.CLONE_NEWNS | _native.CLONE_NEWUTS | _native.CLONE_NEWIPC
+                  | _native.CLONE_NEWPID | _native.CLONE_NEWCGROUP)
+            if host.get("network") != "host":
+                ns |= _native.CLONE_NEWNET
+            mounts = _standard_mounts(host.get("network") == "host", host.get("privileged"))
+            for name in ("hostname", "hosts", "resolv.conf"):
+                mounts.append(_native.Mount(target=f"/etc/{name}", source=str(d / name),
+                                            flags=_native.MS_BIND, mkdir=True))
+            for v in host.get("binds", []):
+                src, dst, ro = policy.parse_volume(v)
+                if not os.path.exists(src):
+                    os.makedirs(src, exist_ok=True)  # Docker creates a missing bind source
+                mounts.append(_native.Mount(
+                    target=dst, source=src, mkdir=True,
+                    flags=_native.MS_BIND | _native.MS_REC | (_native.MS_RDONLY if ro else 0)))
+            for t in host.get("tmpfs", []):
+                path, opts = policy.parse_tmpfs(t)
+                mounts.append(_native.Mount(
+                    target=path, source="tmpfs", fstype="tmpfs", mkdir=True,
+                    flags=_native.MS_NOSUID | _native.MS_NODEV | _native.MS_NOEXEC,
+                    data=opts or "mode=1777"))
+        with self.trace.phase("cgroup"):
+            cg = Cgroup(rec.id)
+            cg.create(Limits(memory=host.get("memory"), cpus=host.get("cpus"),
+                             pids=host.get("pids_limit")))
+        ro = _native.MS_RDONLY | _native.MS_NOSUID | _native.MS_NODEV | _native.MS_NOEXEC
+        cg_mounts = cg.container_mounts()
+        if cg_mounts and cg_mounts[0][1] == "cgroup":  # v1: a tmpfs to hold the hierarchies
+            mounts.append(_native.Mount("/sys/fs/cgroup", "tmpfs", "tmpfs",
+                                        _native.MS_NOSUID | _native.MS_NODEV | _native.MS_NOEXEC,
+                                        "mode=755", mkdir=True))
+        for target, fstype, data in cg_mounts:
+            mounts.append(_native.Mount(target, "cgroup", fstype, ro, data or None, mkdir=True))
+        privileged = bool(host.get("privileged"))
+        return _native.SpawnSpec(
+            argv=rec.argv, env=env, namespaces=ns, rootfs=rootfs,
+            readonly_root=bool(host.get("read_only")), mounts=mounts, dev_setup=True,
+            masked_paths=[] if privileged else list(policy.MASKED_PATHS),
+            readonly_paths=[] if privileged else list(policy.READONLY_PATHS),
+            hostname=rec.hostname, cwd=rec.cwd, uid=user.uid, gid=user.gid,
+            groups=list(user.groups), cap_bounding=caps, cap_effective=caps,
+            cap_permitted=caps, cap_inheritable=caps, cap_ambient=0,
+            no_new_privs=bool(host.get("no_new_privs")),
+            seccomp=_native.SECCOMP_OFF if privileged else _native.SECCOMP_DEFAULT,
+            cgroup_procs=cg.procs_files(), stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
+            setsid=True, ctty=rec.tty,
+        )
+
+    def _spawn_monitored(self, rec: ContainerRecord, d: Path, sp: Any) -> Any:
+        raise UsageError("detached containers need the C monitor, which is not built yet")
+
+    # ---- stop / kill / wait / rm ----------------------------------------------------------
+
+    def kill(self, rec: ContainerRecord, sig: int = signal.SIGKILL) -> None:
+        """Raises Conflict if the container is not running."""
+        rec = self.refresh(rec)
+        if rec.state.status != "running":
+            raise Conflict(f"Cannot kill container: {rec.name}: container {rec.id} is not "
+                           "running")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(rec.state.pid, sig)
+
+    def stop(self, rec: ContainerRecord, timeout: int = 10) -> None:
+        """SIGTERM, then SIGKILL after timeout seconds; returns once it has exited."""
+        rec = self.refresh(rec)
+        if rec.state.status != "running":
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(rec.state.pid, signal.SIGTERM)
+        if not self._wait_gone(rec, timeout):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(rec.state.pid, signal.SIGKILL)
+            self._wait_gone(rec, 10)
+        self.refresh(rec)
+
+    def _wait_gone(self, rec: ContainerRecord, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        delay = 0.002
+        while time.monotonic() < deadline:
+            if self.refresh(self.containers.get(rec.id)).state.status != "running":
+                return True
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        return False
+
+    def wait(self, rec: ContainerRecord) -> int:
+        while True:
+            rec = self.refresh(self.containers.get(rec.id))
+            if rec.state.status != "running":
+                return rec.state.exit_code
+            time.sleep(0.02)
+
+    def remove(self, rec: ContainerRecord, force: bool = False) -> None:
+        """Raises Conflict for a running container unless force."""
+        rec = self.refresh(rec)
+        if rec.state.status == "running":
+            if not force:
+                raise Conflict(f"You cannot remove a running container {rec.id}. Stop the "
+                               "container before attempting removal or force remove")
+            self.kill(rec)
+            self._wait_gone(rec, 10)
+        with self.store.lock():
+            self._teardown(rec)
+            dead = self.store.retire(self.containers.path(rec.id))
+        self.store.discard(dead)
+
+    def rename(self, rec: ContainerRecord, new: str) -> None:
+        new = check_name(new)
+        with self.store.lock():
+            names = self.containers.names()
+            if new in names:
+                raise Conflict(f'Conflict. The container name "/{new}" is already in use by '
+                               f'container "{names[new]}". You have to remove (or rename) that '
+                               "container to be able to reuse that name.")
+            rec.name = new
+            self.containers.save_config(rec)
+
+
+def _start_message(e: OSError | None) -> str:
+    if e is None:
+        return ""
+    if e.errno == errno.ENOENT and e.filename:
+        return (f'failed to create task: exec: "{e.filename}": executable file not found in '
+                "$PATH")
+    if e.errno == errno.EACCES and e.filename:
+        return f'failed to create task: exec: "{e.filename}": permission denied'
+    where = f": {e.filename}" if e.filename else ""
+    return f"failed to create task: {e.strerror}{where}"
+
+
+def _standard_mounts(host_network: bool, privileged: bool | None) -> list[Any]:
+    from pyminidocker import _native as n
+
+    nse = n.MS_NOSUID | n.MS_NOEXEC | n.MS_NODEV
+    sys_flags = nse | (0 if privileged else n.MS_RDONLY)
+    mounts = [
+        n.Mount("/proc", "proc", "proc", nse, mkdir=True),
+        n.Mount("/dev", "tmpfs", "tmpfs", n.MS_NOSUID | n.MS_STRICTATIME,
+                "mode=755,size=65536k", mkdir=True),
+        n.Mount("/dev/pts", "devpts", "devpts", n.MS_NOSUID | n.MS_NOEXEC,
+                "newinstance,ptmxmode=0666,mode=0620,gid=5", mkdir=True),
+        n.Mount("/dev/shm", "shm", "tmpfs", nse, "mode=1777,size=65536k", mkdir=True),
+        n.Mount("/dev/mqueue", "mqueue", "mqueue", nse, mkdir=True),
+    ]
+    if host_network:
+        # sysfs shows the network namespace of its mounter; a fresh one needs a new netns
+        mounts.append(n.Mount("/sys", "/sys", None, n.MS_BIND | n.MS_REC | sys_flags,
+                              mkdir=True))
+    else:
+        mounts.append(n.Mount("/sys", "sysfs", "sysfs", sys_flags, mkdir=True))
+    return mounts
+
+
+def _resolv_conf(host_network: bool) -> bytes:
+    """The host's resolv.conf; in a private network namespace loopback nameservers cannot be
+    reached, so they are dropped (Docker falls back to public resolvers; we reach no address
+    outside the host, so we leave none rather than invent one)."""
+    try:
+        text = Path("/etc/resolv.conf").read_text()
+    except OSError:
+        text = ""
+    if host_network:
+        return text.encode()
+    lines = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver" and (
+                parts[1].startswith("127.") or parts[1] == "::1"):
+            continue
+        lines.append(line)
+    return ("\n".join(lines) + "\n").encode() if lines else b""
+
+
+@contextlib.contextmanager
+def _forward_signals(pid: int):
+    """Pass the signals an attached `run` receives on to the container (Docker's sig-proxy)."""
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+            signal.SIGUSR2)
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+    old = {s: signal.signal(s, forward) for s in sigs}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+__all__ = ["CreateOptions", "NotFound", "PmdError", "Runtime"]

@@ -1,0 +1,278 @@
+"""Policy for a container's process: what Docker decides, decided here, handed to C as data.
+
+Pure functions (no root, no kernel calls beyond reading files in the container's root): the
+command from Entrypoint/Cmd, the environment, the user, the default capabilities, masked and
+read-only paths, the standard mounts, rlimits and option parsing.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyminidocker.errors import PmdError, UsageError
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# linux/capability.h numbers. Docker's default set is the 14 marked below.
+CAPABILITIES = {
+    "CHOWN": 0, "DAC_OVERRIDE": 1, "DAC_READ_SEARCH": 2, "FOWNER": 3, "FSETID": 4, "KILL": 5,
+    "SETGID": 6, "SETUID": 7, "SETPCAP": 8, "LINUX_IMMUTABLE": 9, "NET_BIND_SERVICE": 10,
+    "NET_BROADCAST": 11, "NET_ADMIN": 12, "NET_RAW": 13, "IPC_LOCK": 14, "IPC_OWNER": 15,
+    "SYS_MODULE": 16, "SYS_RAWIO": 17, "SYS_CHROOT": 18, "SYS_PTRACE": 19, "SYS_PACCT": 20,
+    "SYS_ADMIN": 21, "SYS_BOOT": 22, "SYS_NICE": 23, "SYS_RESOURCE": 24, "SYS_TIME": 25,
+    "SYS_TTY_CONFIG": 26, "MKNOD": 27, "LEASE": 28, "AUDIT_WRITE": 29, "AUDIT_CONTROL": 30,
+    "SETFCAP": 31, "MAC_OVERRIDE": 32, "MAC_ADMIN": 33, "SYSLOG": 34, "WAKE_ALARM": 35,
+    "BLOCK_SUSPEND": 36, "AUDIT_READ": 37, "PERFMON": 38, "BPF": 39, "CHECKPOINT_RESTORE": 40,
+}
+DEFAULT_CAPS = ("CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID",
+                "SETUID", "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL",
+                "AUDIT_WRITE")
+
+# Hidden from the container (Docker's defaults): kernel memory, keys, timing side channels.
+MASKED_PATHS = ("/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys",
+                "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+                "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+                "/sys/devices/virtual/powercap")
+# Visible but not writable: knobs that act on the whole host.
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+
+def cap_mask(names: list[str] | tuple[str, ...]) -> int:
+    mask = 0
+    for n in names:
+        mask |= 1 << CAPABILITIES[n]
+    return mask
+
+
+def normalize_cap(name: str) -> str:
+    """"net_admin", "CAP_NET_ADMIN" → "NET_ADMIN"; "ALL" stays. Raises UsageError."""
+    n = name.strip().upper().removeprefix("CAP_")
+    if n != "ALL" and n not in CAPABILITIES:
+        raise UsageError(f"invalid capability: {name}")
+    return n
+
+
+def own_bounding_set() -> int:
+    """The capabilities this process may pass on (a host may withhold some, e.g. SYS_RESOURCE)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapBnd:"):
+                    return int(line.split()[1], 16)
+    except OSError:
+        pass
+    return cap_mask(tuple(CAPABILITIES))
+
+
+def capabilities(privileged: bool, cap_add: list[str], cap_drop: list[str]) -> int:
+    """The capability mask a container gets, as Docker computes it from --cap-add/--cap-drop.
+    --privileged and ALL mean every capability the engine itself holds."""
+    if privileged:
+        return cap_mask(tuple(CAPABILITIES)) & own_bounding_set()
+    adds = [normalize_cap(c) for c in cap_add]
+    drops = [normalize_cap(c) for c in cap_drop]
+    caps = set(DEFAULT_CAPS)
+    if "ALL" in drops:
+        caps = set()
+    caps -= set(drops)
+    caps |= {c for c in adds if c != "ALL"}
+    mask = cap_mask(tuple(caps))
+    if "ALL" in adds:
+        mask |= cap_mask(tuple(CAPABILITIES)) & own_bounding_set()
+    return mask
+
+
+def command(entrypoint: list[str] | None, cmd: list[str] | None) -> list[str]:
+    """Entrypoint + Cmd as Docker combines them. Raises UsageError if empty."""
+    argv = list(entrypoint or []) + list(cmd or [])
+    if not argv:
+        raise UsageError("no command specified", exit_code=125)
+    return argv
+
+
+def merge_env(image_env: list[str], user_env: list[str], hostname: str, home: str,
+              tty: bool) -> list[str]:
+    """Image Env, then -e/--env-file (later wins), then PATH/HOSTNAME/HOME/TERM defaults."""
+    env: dict[str, str] = {}
+    for item in list(image_env) + list(user_env):
+        k, sep, v = item.partition("=")
+        if not k:
+            raise UsageError(f"invalid environment variable: {item!r}")
+        if not sep:
+            # `-e NAME` passes the caller's value through, or drops it if unset (Docker's rule)
+            if k in os.environ:
+                env[k] = os.environ[k]
+            continue
+        env[k] = v
+    env.setdefault("PATH", DEFAULT_PATH)
+    env.setdefault("HOSTNAME", hostname)
+    env.setdefault("HOME", home or "/")
+    if tty:
+        env.setdefault("TERM", "xterm")
+    return [f"{k}={v}" for k, v in env.items()]
+
+
+def parse_env_file(path: str) -> list[str]:
+    """Docker's --env-file: KEY=VALUE lines, # comments, blank lines, bare KEY passes through."""
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise UsageError(f"open {path}: {e.strerror}") from None
+    out = []
+    for line in text.splitlines():
+        line = line.lstrip()
+        if not line or line.startswith("#"):
+            continue
+        out.append(line)
+    return out
+
+
+def secure_join(root: str | os.PathLike[str], path: str) -> str:
+    """root/path with every symlink resolved as if root were "/", so the result stays inside
+    root whatever links the (untrusted) image contains. The result may not exist."""
+    root = os.fspath(root)
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    resolved: list[str] = []
+    links = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = os.path.join(root, *resolved, part)
+        try:
+            st = os.lstat(candidate)
+        except FileNotFoundError:
+            resolved.append(part)
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            links += 1
+            if links > 40:
+                raise OSError(errno.ELOOP, "too many levels of symbolic links", path)
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            continue
+        resolved.append(part)
+    return os.path.join(root, *resolved)
+
+
+@dataclass(frozen=True)
+class User:
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    home: str
+
+
+def _read_db(rootfs: str, path: str) -> list[list[str]]:
+    try:
+        with open(secure_join(rootfs, path), encoding="utf-8", errors="replace") as f:
+            return [line.rstrip("\n").split(":") for line in f
+                    if line.strip() and not line.startswith("#")]
+    except OSError:
+        return []
+
+
+def resolve_user(rootfs: str, spec: str) -> User:
+    """Docker's -u: "", name, uid, name:group, uid:gid, resolved against the container's
+    /etc/passwd and /etc/group. Raises UsageError (exit 125) for an unknown name."""
+    user, _, group = (spec or "").partition(":")
+    passwd = _read_db(rootfs, "/etc/passwd")
+    groups_db = _read_db(rootfs, "/etc/group")
+    uid, gid, home, name = 0, 0, "/", "root"
+    if user:
+        entry = next((e for e in passwd if len(e) >= 6 and e[0] == user), None)
+        if entry is None and user.isdigit():
+            entry = next((e for e in passwd if len(e) >= 6 and e[2] == user), None)
+        if entry is not None:
+            name, uid, gid, home = entry[0], int(entry[2]), int(entry[3]), entry[5] or "/"
+        elif user.isdigit():
+            uid, gid, name = int(user), 0, ""
+        else:
+            raise UsageError(f"unable to find user {user}: no matching entries in passwd file",
+                             exit_code=126)
+    else:
+        entry = next((e for e in passwd if len(e) >= 6 and e[2] == "0"), None)
+        if entry is not None:
+            home = entry[5] or "/"
+    if group:
+        g = next((e for e in groups_db if len(e) >= 3 and e[0] == group), None)
+        if g is not None:
+            gid = int(g[2])
+        elif group.isdigit():
+            gid = int(group)
+        else:
+            raise UsageError(f"unable to find group {group}: no matching entries in group file",
+                             exit_code=126)
+    extra = tuple(sorted({int(e[2]) for e in groups_db
+                          if len(e) >= 4 and name and name in e[3].split(",")
+                          and e[2].isdigit() and int(e[2]) != gid}))
+    return User(uid, gid, extra, home)
+
+
+def parse_volume(spec: str) -> tuple[str, str, bool]:
+    """-v host:container[:ro|rw] → (host, container, readonly). Raises UsageError."""
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise UsageError(f"invalid volume specification: '{spec}'")
+    host, ctr = parts[0], parts[1]
+    mode = parts[2] if len(parts) == 3 else "rw"
+    if not os.path.isabs(host):
+        raise UsageError(f"invalid volume specification: '{spec}': the host path must be "
+                         "absolute (named volumes are not supported)")
+    if not ctr.startswith("/"):
+        raise UsageError(f"invalid volume specification: '{spec}': the container path must "
+                         "be absolute")
+    opts = set(mode.split(","))
+    if not opts <= {"ro", "rw", "z", "Z", "private", "rprivate"}:
+        raise UsageError(f"invalid mode: {mode}")
+    return os.path.normpath(host), os.path.normpath(ctr), "ro" in opts
+
+
+def parse_tmpfs(spec: str) -> tuple[str, str]:
+    """--tmpfs /path[:options] → (path, options). Raises UsageError."""
+    path, _, opts = spec.partition(":")
+    if not path.startswith("/"):
+        raise UsageError(f"invalid tmpfs specification: '{spec}': the path must be absolute")
+    return os.path.normpath(path), opts
+
+
+def parse_cpus(value: str) -> float:
+    try:
+        cpus = float(value)
+    except ValueError:
+        raise UsageError(f'invalid argument "{value}" for "--cpus" flag') from None
+    n = os.cpu_count() or 1
+    if not 0.01 <= cpus <= n:
+        raise UsageError(f"range of CPUs is from 0.01 to {n}.00, as there are only "
+                         f"{n} CPUs available")
+    return cpus
+
+
+def parse_int(value: str, flag: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(f'invalid argument "{value}" for "{flag}" flag') from None
+
+
+def exec_exit_code(e: OSError) -> int:
+    """Docker's codes when the command cannot start: 127 not found, 126 not runnable, 125 for
+    any other failure of the setup."""
+    if getattr(e, "op", None) != "exec":
+        return 125
+    if e.errno == errno.ENOENT:
+        return 127
+    if e.errno in (errno.EACCES, errno.ENOEXEC, errno.EISDIR, errno.EPERM):
+        return 126
+    return 125
+
+
+class StartError(PmdError):
+    """The container's process could not be started; exit_code is 125, 126 or 127."""

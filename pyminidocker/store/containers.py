@@ -1,0 +1,180 @@
+"""Container records: containers/<id>/{config.json,state.json,...}.
+
+config.json is written once at create (and at rename); state.json changes over the container's
+life. The directory also holds the container's own layer (upper/, work/), the mount point of its
+root (rootfs/), the files the engine manages for it (hostname, hosts, resolv.conf), its log
+(<id>-json.log, Docker's json-file format) and, for a detached container, the exit record the
+monitor writes (exit). Names are unique across containers; they are checked under the store lock.
+"""
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pyminidocker.errors import Conflict, NotFound, StoreError, UsageError
+from pyminidocker.store import _store_error, read_json, write_json
+
+if TYPE_CHECKING:
+    from pyminidocker.store import Store
+
+_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+_ADJECTIVES = ("admiring", "brave", "calm", "eager", "fervent", "gifted", "happy", "jolly",
+               "keen", "lucid", "modest", "nifty", "optimistic", "quirky", "relaxed", "serene",
+               "tender", "upbeat", "vibrant", "witty", "zealous")
+_SURNAMES = ("babbage", "curie", "darwin", "einstein", "feynman", "galileo", "hopper", "johnson",
+             "kepler", "lovelace", "meitner", "newton", "noether", "pasteur", "ritchie",
+             "shannon", "thompson", "turing", "wozniak", "yalow")
+
+
+@dataclass
+class State:
+    status: str = "created"        # created | running | exited
+    pid: int = 0
+    pid_start: str = ""            # /proc/<pid>/stat start time, to detect pid reuse
+    monitor_pid: int = 0
+    exit_code: int = 0
+    oom_killed: bool = False
+    error: str = ""
+    started_at: str = ""
+    finished_at: str = ""
+    ip: str = ""                   # issue 4: the container's address on its network
+
+
+@dataclass
+class ContainerRecord:
+    id: str
+    name: str
+    image: str                      # image id (config digest hex)
+    image_name: str                 # what the user asked for
+    created: str
+    argv: list[str]
+    env: list[str]
+    cwd: str
+    user: str
+    hostname: str
+    tty: bool = False
+    open_stdin: bool = False
+    entrypoint: list[str] | None = None
+    cmd: list[str] | None = None
+    host: dict[str, Any] = field(default_factory=dict)   # HostConfig-like options
+    labels: dict[str, str] = field(default_factory=dict)
+    state: State = field(default_factory=State)
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    def config_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("state")
+        return d
+
+
+def random_name(taken: set[str]) -> str:
+    for _ in range(100):
+        name = f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_SURNAMES)}"
+        if name not in taken:
+            return name
+    return f"{name}{secrets.randbelow(10**6)}"
+
+
+def check_name(name: str) -> str:
+    """Docker's rule for container names. Raises UsageError."""
+    n = name.removeprefix("/")
+    if not _NAME_RE.fullmatch(n):
+        raise UsageError(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] "
+                         "are allowed")
+    return n
+
+
+class ContainerStore:
+    def __init__(self, store: Store):
+        self.store = store
+        self.dir = store.root / "containers"
+
+    def path(self, cid: str) -> Path:
+        return self.dir / cid
+
+    def ids(self) -> list[str]:
+        try:
+            return [p.name for p in self.dir.iterdir() if len(p.name) == 64]
+        except FileNotFoundError:
+            return []
+
+    def get(self, cid: str) -> ContainerRecord:
+        """Raises NotFound, or StoreError for a corrupt record."""
+        d = self.path(cid)
+        try:
+            cfg = read_json(d / "config.json")
+        except FileNotFoundError:
+            raise NotFound(f"No such container: {cid}") from None
+        try:
+            state = State(**read_json(d / "state.json"))
+        except FileNotFoundError:
+            state = State()
+        except TypeError as e:
+            raise StoreError(f"corrupt state of container {cid[:12]}: {e}") from None
+        try:
+            return ContainerRecord(**cfg, state=state)
+        except TypeError as e:
+            raise StoreError(f"corrupt config of container {cid[:12]}: {e}") from None
+
+    def list(self) -> list[ContainerRecord]:
+        out = []
+        for cid in self.ids():
+            try:
+                out.append(self.get(cid))
+            except NotFound:
+                continue  # removed meanwhile
+        return out
+
+    def lookup(self, ref: str) -> ContainerRecord:
+        """By full id, name, or unique id prefix (Docker's order). Raises NotFound/Conflict."""
+        if not ref:
+            raise NotFound("No such container: ")
+        records = self.list()
+        for rec in records:
+            if rec.id == ref or rec.name == ref.removeprefix("/"):
+                return rec
+        hits = [r for r in records if r.id.startswith(ref)]
+        if len(hits) == 1:
+            return hits[0]
+        if len(hits) > 1:
+            raise Conflict(f"multiple containers match id prefix {ref!r}")
+        raise NotFound(f"No such container: {ref}")
+
+    def names(self) -> dict[str, str]:
+        return {r.name: r.id for r in self.list()}
+
+    def create(self, rec: ContainerRecord) -> Path:
+        """Write a new container's directory. Caller holds the store lock (names)."""
+        taken = self.names()
+        if rec.name in taken:
+            raise Conflict(f'Conflict. The container name "/{rec.name}" is already in use by '
+                           f'container "{taken[rec.name]}". You have to remove (or rename) that '
+                           "container to be able to reuse that name.")
+        d = self.path(rec.id)
+        try:
+            self.dir.mkdir(mode=0o700, exist_ok=True)
+            staging = self.store.new_staging("image")  # created and renamed under the lock
+            for sub in ("upper", "work", "rootfs"):
+                (staging / sub).mkdir(mode=0o755)
+            write_json(staging / "config.json", rec.config_json())
+            write_json(staging / "state.json", asdict(rec.state))
+            os.rename(staging, d)
+        except OSError as e:
+            raise _store_error(e, "cannot create the container") from None
+        return d
+
+    def save_state(self, rec: ContainerRecord) -> None:
+        write_json(self.path(rec.id) / "state.json", asdict(rec.state))
+
+    def save_config(self, rec: ContainerRecord) -> None:
+        write_json(self.path(rec.id) / "config.json", rec.config_json())
+
+    def image_users(self) -> set[str]:
+        return {r.image for r in self.list()}

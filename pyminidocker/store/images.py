@@ -1,0 +1,213 @@
+"""Image records: images/<image-id>/images.json plus big-data files.
+
+The image id is the hex of the config digest. Big data (the config under the key
+"sha256:<config hex>", the manifest under "manifest") lives in files named after the key, or
+"=" + base64(key) when the key has characters outside [.0-9a-z] (as containers-storage does).
+A name ("repo:tag" or "repo@sha256:...") belongs to at most one image: assigning it to one takes
+it from any other, as Docker moves tags.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pyminidocker.errors import Conflict, NotFound, StoreError
+from pyminidocker.store import _store_error, atomic_write, fsync_dir, read_json, write_json
+
+if TYPE_CHECKING:
+    from pyminidocker.store import Store
+
+_PLAIN_KEY = re.compile(r"[.0-9a-z]+")
+_HEX_PREFIX = re.compile(r"(sha256:)?([0-9a-f]{1,64})")
+
+
+def big_data_name(key: str) -> str:
+    """The file name for a big-data key (see module docstring)."""
+    if _PLAIN_KEY.fullmatch(key):
+        return key
+    name = "=" + base64.b64encode(key.encode()).decode()
+    # Standard base64 may produce '/', which cannot be in a file name: never for our keys
+    # (digests and plain words), but an arbitrary key must not escape the directory.
+    return name.replace("/", "_")
+
+
+@dataclass
+class ImageRecord:
+    id: str                              # config digest hex
+    digest: str                          # manifest (or index) digest, "sha256:..."
+    names: list[str]
+    layer: str | None                    # top layer chain-id, None for an image without layers
+    big_data_names: list[str] = field(default_factory=list)
+    big_data_sizes: dict[str, int] = field(default_factory=dict)
+    big_data_digests: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+    loaded: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "digest": self.digest, "names": self.names, "layer": self.layer,
+            "big-data-names": self.big_data_names, "big-data-sizes": self.big_data_sizes,
+            "big-data-digests": self.big_data_digests, "created": self.created,
+            "loaded": self.loaded,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ImageRecord:
+        try:
+            return cls(
+                id=d["id"], digest=d.get("digest", ""), names=list(d.get("names", [])),
+                layer=d.get("layer"), big_data_names=list(d.get("big-data-names", [])),
+                big_data_sizes=dict(d.get("big-data-sizes", {})),
+                big_data_digests=dict(d.get("big-data-digests", {})),
+                created=d.get("created", ""), loaded=d.get("loaded", ""),
+            )
+        except (KeyError, TypeError, AttributeError) as e:
+            raise StoreError(f"corrupt image record: {e}") from None
+
+    @property
+    def config_key(self) -> str:
+        return "sha256:" + self.id
+
+
+class ImageStore:
+    def __init__(self, store: Store):
+        self.store = store
+        # The container store registers a function returning the ids of images that
+        # containers use, so that rmi refuses to remove them (see ImageStore.users).
+        self.users: Callable[[], set[str]] = set
+
+    def path(self, image_id: str) -> Path:
+        return self.store.images_dir / image_id
+
+    def get(self, image_id: str) -> ImageRecord:
+        """Raises NotFound if there is no such image, StoreError if its record is corrupt."""
+        try:
+            return ImageRecord.from_json(read_json(self.path(image_id) / "images.json"))
+        except FileNotFoundError:
+            raise NotFound(f"No such image: {image_id}") from None
+
+    def list(self) -> list[ImageRecord]:
+        out = []
+        try:
+            ids = [p.name for p in self.store.images_dir.iterdir() if not p.name.startswith(".")]
+        except FileNotFoundError:
+            return []
+        for image_id in ids:
+            try:
+                out.append(self.get(image_id))
+            except NotFound:
+                continue  # removed concurrently
+        return out
+
+    def big_data(self, rec: ImageRecord, key: str) -> bytes:
+        try:
+            return (self.path(rec.id) / big_data_name(key)).read_bytes()
+        except FileNotFoundError:
+            raise StoreError(f"image {rec.id[:12]} has no {key!r} data") from None
+
+    def config(self, rec: ImageRecord) -> dict[str, Any]:
+        import json
+
+        try:
+            return json.loads(self.big_data(rec, rec.config_key))
+        except ValueError as e:
+            raise StoreError(f"corrupt config of image {rec.id[:12]}: {e}") from None
+
+    def lookup(self, ref: str) -> ImageRecord:
+        """Find an image by name (normalised like Docker's), by id, or by a unique id prefix.
+
+        Raises NotFound("No such image: ref"), or InvalidReference for malformed names that are
+        not id prefixes either.
+        """
+        from pyminidocker.errors import InvalidReference
+        from pyminidocker.reference import parse_reference
+
+        images = self.list()
+        name_error: InvalidReference | None = None
+        try:
+            r = parse_reference(ref)
+        except InvalidReference as e:
+            name_error = e
+        else:
+            wanted = str(r)
+            for rec in images:
+                if wanted in rec.names:
+                    return rec
+        m = _HEX_PREFIX.fullmatch(ref)
+        if m:
+            prefix = m.group(2)
+            hits = [rec for rec in images if rec.id.startswith(prefix)]
+            if len(hits) == 1:
+                return hits[0]
+            if len(hits) > 1:
+                raise Conflict(f"ambiguous image id prefix {ref!r}: {len(hits)} images match")
+        if name_error is not None and not m:
+            raise name_error
+        raise NotFound(f"No such image: {ref}")
+
+    def add(self, rec: ImageRecord, big_data: dict[str, bytes]) -> None:
+        """Create or replace the image rec.id with its big data, atomically; its names are
+        taken from any other image. Caller holds the store lock. Raises StoreError."""
+        rec.big_data_names = list(big_data)
+        rec.big_data_sizes = {k: len(v) for k, v in big_data.items()}
+        rec.big_data_digests = {k: "sha256:" + hashlib.sha256(v).hexdigest()
+                                for k, v in big_data.items()}
+        rec.loaded = rec.loaded or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self._take_names(rec.names, keep=rec.id)
+        staging = self.store.new_staging("image")
+        try:
+            for key, data in big_data.items():
+                atomic_write(staging / big_data_name(key), data)
+            write_json(staging / "images.json", rec.to_json())
+            fsync_dir(staging)
+            old = self.path(rec.id)
+            dead = self.store.retire(old) if old.exists() else None
+            os.rename(staging, old)
+            fsync_dir(self.store.images_dir)
+        except OSError as e:
+            self.store.discard(staging)
+            raise _store_error(e, f"cannot register image {rec.id[:12]}") from None
+        if dead:
+            self.store.discard(dead)
+
+    def set_names(self, rec: ImageRecord, names: list[str]) -> None:
+        """Give rec exactly these names (taking them from other images). Caller holds the lock."""
+        self._take_names(names, keep=rec.id)
+        rec.names = list(dict.fromkeys(names))
+        write_json(self.path(rec.id) / "images.json", rec.to_json())
+
+    def _take_names(self, names: list[str], keep: str) -> None:
+        # Removing a name from its old image before giving it to the new one means a crash in
+        # between loses the tag (a re-pull or re-tag restores it) but never leaves it on two.
+        wanted = set(names)
+        for other in self.list():
+            if other.id != keep and wanted & set(other.names):
+                other.names = [n for n in other.names if n not in wanted]
+                write_json(self.path(other.id) / "images.json", other.to_json())
+
+    def remove(self, rec: ImageRecord) -> Path:
+        """Take the image out of the store; returns the path to discard() after the lock.
+        Caller holds the store lock."""
+        return self.store.retire(self.path(rec.id))
+
+    def used_layers(self) -> set[str]:
+        """Chain-ids of every layer some image needs (its top layer and all parents)."""
+        used: set[str] = set()
+        for rec in self.list():
+            if rec.layer:
+                for layer in self.store.layers.chain(rec.layer):
+                    if layer.id in used:
+                        break
+                    used.add(layer.id)
+        return used
+
+    def unused_layers(self) -> list[str]:
+        used = self.used_layers()
+        return [c for c in self.store.layers.all_ids() if c not in used]

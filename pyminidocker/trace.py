@@ -1,0 +1,47 @@
+"""Phase timing for `PYMINIDOCKER_TRACE=1` / `--trace`: where the time of a start goes.
+
+Phases are timed in Python with time.monotonic_ns(); the C shim records the child's own steps
+(clone, mounts, pivot_root, confinement, exec) on the same clock into memory shared with the
+parent, and they are merged in order. The report goes to stderr when the command ends.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Iterator
+from typing import IO
+
+
+class Tracer:
+    def __init__(self, enabled: bool, out: IO[str] | None = None):
+        self.enabled = enabled
+        self.out = out or sys.stderr
+        self.t0 = time.monotonic_ns()
+        self.marks: list[tuple[str, int, int]] = []   # (phase, start ns, end ns)
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        if not self.enabled:
+            yield
+            return
+        start = time.monotonic_ns()
+        try:
+            yield
+        finally:
+            self.marks.append((name, start, time.monotonic_ns()))
+
+    def add(self, name: str, start_ns: int, end_ns: int) -> None:
+        if self.enabled and start_ns and end_ns >= start_ns:
+            self.marks.append((name, start_ns, end_ns))
+
+    def report(self, startup_ms: float | None = None) -> None:
+        if not self.enabled:
+            return
+        w = self.out.write
+        w("pyminidocker trace (ms):\n")
+        if startup_ms is not None:
+            w(f"  {'cli start (interpreter + imports, cpu)':<40} {startup_ms:8.2f}\n")
+        for name, start, end in sorted(self.marks, key=lambda m: (m[1], -m[2])):
+            w(f"  {name:<40} {(end - start) / 1e6:8.2f}   @{(start - self.t0) / 1e6:8.2f}\n")
+        w(f"  {'total since cli main':<40} {(time.monotonic_ns() - self.t0) / 1e6:8.2f}\n")

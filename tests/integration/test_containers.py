@@ -1,0 +1,260 @@
+"""Containers from the CLI, checked from inside the container as a user would check them.
+
+One store per module, with a busybox image (every applet) pulled once from the test registry;
+each test runs its containers with --rm or removes them, and the module checks at the end that
+no container, mount or cgroup is left.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.integration import images as I
+
+CAPS_DEFAULT = 0x00000000A80425FB
+
+
+def busybox_full() -> I.Image:
+    return I.build_image([I.make_layer(I.full_busybox_entries())],
+                         config_extra={"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:"
+                                               "/usr/bin:/sbin:/bin", "FROM_IMAGE=yes",
+                                               "OVERRIDE=image"],
+                                       "WorkingDir": "/", "Cmd": ["sh", "-c", "echo default"]})
+
+
+@pytest.fixture(scope="module")
+def ctr(tmp_path_factory, publish, pmd_factory):
+    """A runner bound to a module store that holds the busybox image as `bb`."""
+    pushed = publish(busybox_full(), "ctr-busybox", "v1")
+    run = pmd_factory(tmp_path_factory.mktemp("ctr-store"))
+    run("pull", "-q", f"{pushed.host}/{pushed.repo}:{pushed.tag}")
+    run("tag", f"{pushed.host}/{pushed.repo}:{pushed.tag}", "bb")
+    yield run
+    leftover = run("ps", "-a", "-q").stdout.split()
+    for cid in leftover:
+        run("rm", "-f", cid, check=False)
+    assert leftover == [], "containers left behind by the tests"
+    assert not _cgroups_left(), "cgroups left behind"
+    assert run.root.joinpath("containers").is_dir() is False or \
+        list(run.root.joinpath("containers").iterdir()) == []
+
+
+@pytest.fixture(autouse=True)
+def no_containers_left(request):
+    yield
+    if "ctr" in request.fixturenames:
+        ctr = request.getfixturevalue("ctr")
+        assert ctr("ps", "-a", "-q").stdout == "", "the test left a container behind"
+
+
+def _cgroups_left() -> list[str]:
+    base = Path("/sys/fs/cgroup")
+    return [str(p) for p in base.glob("*/pyminidocker/*") if p.is_dir()] + \
+        [str(p) for p in base.glob("pyminidocker/*") if p.is_dir()]
+
+
+def sh(ctr, script: str, *opts: str, check: bool = True):
+    return ctr("run", "--rm", *opts, "bb", "sh", "-c", script, check=check)
+
+
+def test_run_echo_and_exit_code(ctr):
+    res = ctr("run", "--rm", "bb", "echo", "hello", "world")
+    assert res.stdout == "hello world\n"
+    assert sh(ctr, "exit 7", check=False).returncode == 7
+    assert ctr("run", "--rm", "bb").stdout == "default\n"  # the image's Cmd
+
+
+def test_command_not_found_is_127_and_not_executable_is_126(ctr):
+    res = ctr("run", "--rm", "bb", "no-such-command", check=False)
+    assert res.returncode == 127
+    assert "no-such-command" in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    res = ctr("run", "--rm", "bb", "/etc/passwd", check=False)
+    assert res.returncode == 126
+    assert "permission denied" in res.stderr
+
+
+def test_unknown_image_and_bad_options_are_125(ctr):
+    res = ctr("run", "--rm", "127.0.0.1:1/nope:latest", "true", check=False)
+    assert res.returncode == 125 and "Traceback" not in res.stderr
+    res = ctr("run", "--rm", "--memory", "lots", "bb", "true", check=False)
+    assert res.returncode == 125 and "lots" in res.stderr
+    res = ctr("run", "--rm", "--cpus", "-1", "bb", "true", check=False)
+    assert res.returncode == 125
+    assert ctr("ps", "-a", "-q").stdout == ""
+
+
+def test_environment_merge_and_env_file(ctr, tmp_path):
+    envf = tmp_path / "env"
+    envf.write_text("# comment\nFROM_FILE=1\nOVERRIDE=file\n")
+    out = sh(ctr, "env", "-e", "OVERRIDE=cli", "-e", "NEW=x", "--env-file", str(envf)).stdout
+    env = dict(line.split("=", 1) for line in out.splitlines())
+    assert env["FROM_IMAGE"] == "yes" and env["FROM_FILE"] == "1" and env["NEW"] == "x"
+    assert env["OVERRIDE"] == "cli"
+    assert env["PATH"].startswith("/usr/local/sbin")
+    assert env["HOME"] == "/root" and len(env["HOSTNAME"]) == 12
+
+
+def test_workdir_is_created(ctr):
+    assert sh(ctr, "pwd", "-w", "/new/work/dir").stdout == "/new/work/dir\n"
+
+
+def test_user_by_id_and_by_name(ctr):
+    assert sh(ctr, "id -u; id -g", "-u", "1000:1000").stdout.split() == ["1000", "1000"]
+    assert sh(ctr, "id -un; echo $HOME", "-u", "user").stdout.split() == ["user", "/home/user"]
+    res = sh(ctr, "true", "-u", "nosuchuser", check=False)
+    assert res.returncode != 0 and "nosuchuser" in res.stderr
+
+
+def test_hostname_and_etc_files(ctr):
+    out = sh(ctr, "hostname; cat /etc/hostname; grep -c localhost /etc/hosts").stdout.split()
+    assert re.fullmatch(r"[0-9a-f]{12}", out[0]) and out[1] == out[0] and int(out[2]) >= 1
+    assert sh(ctr, "hostname", "-h", "myhost").stdout == "myhost\n"
+
+
+def test_read_only_root(ctr):
+    res = sh(ctr, "touch /x", "--read-only", check=False)
+    assert res.returncode != 0 and "Read-only file system" in res.stderr
+    assert sh(ctr, "touch /dev/shm/ok && echo ok", "--read-only").stdout == "ok\n"
+
+
+def test_bind_volumes_rw_and_ro(ctr, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "in").write_text("from host\n")
+    out = sh(ctr, "cat /data/in; echo from ctr > /data/out", "-v", f"{data}:/data").stdout
+    assert out == "from host\n"
+    assert (data / "out").read_text() == "from ctr\n"
+    res = sh(ctr, "echo x > /data/nope", "-v", f"{data}:/data:ro", check=False)
+    assert res.returncode != 0 and not (data / "nope").exists()
+
+
+def test_tmpfs(ctr):
+    out = sh(ctr, "grep ' /scratch ' /proc/mounts", "--tmpfs", "/scratch").stdout
+    assert out.split()[2] == "tmpfs"
+
+
+def test_default_capabilities_and_confinement(ctr):
+    status = sh(ctr, "cat /proc/self/status").stdout
+    caps = {k: int(v, 16) for k, v in re.findall(r"^(Cap\w+):\s+([0-9a-f]+)$", status, re.M)}
+    assert caps["CapBnd"] == caps["CapEff"] == caps["CapPrm"] == CAPS_DEFAULT
+    assert caps["CapAmb"] == 0
+    assert re.search(r"^Seccomp:\s+2$", status, re.M)
+    assert re.search(r"^NoNewPrivs:\s+0$", status, re.M)
+    status = sh(ctr, "cat /proc/self/status", "--security-opt", "no-new-privileges").stdout
+    assert re.search(r"^NoNewPrivs:\s+1$", status, re.M)
+
+
+def test_cap_add_and_drop_and_privileged(ctr):
+    status = sh(ctr, "cat /proc/self/status", "--cap-add", "NET_ADMIN", "--cap-drop",
+                "chown").stdout
+    eff = int(re.search(r"^CapEff:\s+([0-9a-f]+)$", status, re.M).group(1), 16)
+    assert eff == (CAPS_DEFAULT | 1 << 12) & ~1
+    status = sh(ctr, "cat /proc/self/status", "--privileged").stdout
+    assert re.search(r"^Seccomp:\s+0$", status, re.M)
+    assert int(re.search(r"^CapEff:\s+([0-9a-f]+)$", status, re.M).group(1), 16) >= 0x1fffffffff
+
+
+@pytest.mark.parametrize("script", [
+    "mount -t tmpfs x /mnt",
+    "mkdir -p /tmp/new && pivot_root /tmp /tmp/new",
+    "echo b > /proc/sysrq-trigger",
+    "insmod /nonexistent.ko",
+    "umount /proc",
+])
+def test_escape_attempts_fail(ctr, script):
+    res = sh(ctr, script, check=False)
+    assert res.returncode != 0
+
+
+def test_no_host_pids_and_no_host_root(ctr):
+    out = sh(ctr, "echo $$; ls /proc | grep -c '^[0-9]'").stdout.split()
+    assert out[0] == "1" and int(out[1]) <= 3
+    res = sh(ctr, "ls /proc/1/root/ | grep -c pyminidocker-host-marker", check=False)
+    assert res.stdout.strip() in ("0", "")
+    assert sh(ctr, "cat /proc/1/root/etc/hostname").stdout.strip() != os.uname().nodename
+
+
+def test_masked_and_readonly_paths(ctr):
+    assert sh(ctr, "cat /proc/kcore | wc -c").stdout.strip() == "0"
+    assert sh(ctr, "ls /sys/firmware | wc -l").stdout.strip() == "0"
+    res = sh(ctr, "echo 1 > /proc/sys/kernel/panic", check=False)
+    assert res.returncode != 0
+    res = sh(ctr, "touch /sys/kernel/x", check=False)
+    assert res.returncode != 0
+
+
+def test_dev_has_only_standard_devices(ctr):
+    names = set(sh(ctr, "ls /dev").stdout.split())
+    assert {"null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts", "shm",
+            "mqueue"} <= names
+    assert not names & {"sda", "vda", "kmsg", "mem", "port"}
+    assert sh(ctr, "grep ' /dev/shm ' /proc/mounts").stdout.split()[3].count("size=65536k")
+
+
+def test_memory_and_pids_limits_visible_and_enforced(ctr):
+    out = sh(ctr, "cat /sys/fs/cgroup/memory/memory.limit_in_bytes "
+             "/sys/fs/cgroup/pids/pids.max", "--memory", "32m", "--pids-limit", "20").stdout
+    assert out.split() == [str(32 * 1024 * 1024), "20"]
+    # more memory than allowed: the kernel's OOM killer ends it (tail keeps the one endless
+    # line of /dev/zero in memory)
+    res = ctr("run", "--rm", "--memory", "16m", "bb", "tail", "/dev/zero", check=False)
+    assert res.returncode == 137
+    # a fork bomb stops at the pids limit and the container still exits
+    res = sh(ctr, "for i in $(seq 40); do sleep 5 & done; wait", "--pids-limit", "10",
+             check=False)
+    assert "fork" in res.stderr.lower() or "resource" in res.stderr.lower()
+
+
+def test_cpus_limit(ctr):
+    out = sh(ctr, "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us",
+             "--cpus", "0.5").stdout.split()
+    assert out == ["50000", "100000"]
+
+
+def test_create_start_ps_inspect_rm(ctr):
+    cid = ctr("create", "--name", "lifecycle", "bb", "sh", "-c", "echo started; exit 3"
+              ).stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", cid)
+    ps = [json.loads(x) for x in ctr("ps", "-a", "--format", "json").stdout.splitlines()]
+    assert any(p["Names"] == "lifecycle" and p["State"] == "created" for p in ps)
+    res = ctr("start", "-a", "lifecycle", check=False)
+    assert res.returncode == 3 and res.stdout == "started\n"
+    info = json.loads(ctr("inspect", "lifecycle").stdout)[0]
+    assert info["Id"] == cid and info["State"]["Status"] == "exited"
+    assert info["State"]["ExitCode"] == 3 and info["Name"] == "/lifecycle"
+    assert info["Config"]["Cmd"] == ["sh", "-c", "echo started; exit 3"]
+    res = ctr("create", "--name", "lifecycle", "bb", check=False)
+    assert res.returncode == 125 and "already in use" in res.stderr
+    ctr("rename", "lifecycle", "renamed")
+    assert "renamed" in ctr("ps", "-a").stdout
+    ctr("rm", "renamed")
+    assert ctr("ps", "-a", "-q").stdout == ""
+    assert not any(cid in line for line in Path("/proc/self/mountinfo").read_text().splitlines())
+    res = ctr("rm", "renamed", check=False)
+    assert res.returncode == 1 and "No such container" in res.stderr
+
+
+def test_rmi_refuses_an_image_in_use(ctr):
+    info = json.loads(ctr("inspect", "--type", "image", "bb").stdout)[0]
+    image_id = info["Id"]
+    for name in info["RepoTags"]:
+        if name != "bb:latest":
+            ctr("rmi", name)  # other tags remain: only untagged
+    cid = ctr("create", "bb", "true").stdout.strip()
+    try:
+        res = ctr("rmi", "bb", check=False)
+        assert res.returncode == 1 and "used by a container" in res.stderr
+        assert ctr("images", "-q").stdout.split() == [image_id[7:19]]
+        # -f untags, but the data stays while a container needs it (Docker's dangling image)
+        res = ctr("rmi", "-f", "bb")
+        assert "Untagged: bb:latest" in res.stdout and "Deleted" not in res.stdout
+        assert ctr("images", "-q").stdout.split() == [image_id[7:19]]
+        assert ctr("start", "-a", cid).returncode == 0
+    finally:
+        ctr("rm", cid)
+        ctr("tag", image_id, "bb")

@@ -1,0 +1,159 @@
+"""The store's pure logic: chain-ids, big-data names, image records, names moving, cleanup."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+
+import pytest
+
+from pyminidocker.errors import Conflict, NotFound, StoreError
+from pyminidocker.store import FileLock, Store, atomic_write
+from pyminidocker.store.images import ImageRecord, big_data_name
+from pyminidocker.store.layers import LayerRecord, chain_ids
+
+A = "sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4"
+B = "sha256:4f4fb700ef54461cfa02571ae0db9a0dc1e0cdb5577484a6d75e68dc38e8acc1"
+C = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
+
+
+def test_chain_ids_follow_the_image_spec():
+    # values computed independently with `printf '%s %s' A B | sha256sum`
+    assert chain_ids([A]) == [A]
+    assert chain_ids([A, B, C]) == [
+        A,
+        "sha256:906c0a6c8fb2afb4589eead4edcfc9c10a7f414e9c130d1a071907e9c967af39",
+        "sha256:9af59f545f8a08927f7b85f87f3f3faa613dac3febd27c4ecbb11fbf5d0138a1",
+    ]
+    assert chain_ids([]) == []
+
+
+@pytest.mark.parametrize("key,name", [
+    ("manifest", "manifest"),
+    ("config.v1", "config.v1"),
+    ("sha256:" + "a" * 64, "=" + base64.b64encode(b"sha256:" + b"a" * 64).decode()),
+    ("Manifest", "=TWFuaWZlc3Q="),
+    ("with/slash?", "=" + base64.b64encode(b"with/slash?").decode().replace("/", "_")),
+])
+def test_big_data_names(key, name):
+    assert big_data_name(key) == name
+    assert "/" not in big_data_name(key)
+
+
+def test_big_data_name_never_contains_a_slash():
+    assert "/" not in big_data_name("\xff\xff\xff" * 3)
+
+
+def _image(store: Store, image_id: str, names: list[str], layer: str | None = None) -> ImageRecord:
+    rec = ImageRecord(id=image_id, digest="sha256:" + "d" * 64, names=names, layer=layer,
+                      created="2024-01-02T03:04:05.123456789Z")
+    config = json.dumps({"rootfs": {"type": "layers", "diff_ids": []}}).encode()
+    with store.lock():
+        store.images.add(rec, {rec.config_key: config, "manifest": b"{}"})
+    return rec
+
+
+def test_image_record_layout(tmp_path):
+    store = Store(tmp_path)
+    rec = _image(store, "1" * 64, ["docker.io/library/busybox:latest"])
+    d = tmp_path / "images" / ("1" * 64)
+    assert sorted(p.name for p in d.iterdir()) == sorted(
+        ["images.json", "manifest", big_data_name("sha256:" + "1" * 64)])
+    meta = json.loads((d / "images.json").read_text())
+    assert meta["id"] == rec.id
+    assert meta["names"] == ["docker.io/library/busybox:latest"]
+    assert meta["big-data-names"] == ["sha256:" + "1" * 64, "manifest"]
+    assert meta["big-data-sizes"]["manifest"] == 2
+    assert meta["big-data-digests"]["manifest"].startswith("sha256:")
+    assert meta["created"] == "2024-01-02T03:04:05.123456789Z" and meta["loaded"]
+    assert store.images.config(store.images.get(rec.id))["rootfs"]["type"] == "layers"
+
+
+def test_lookup_by_name_id_and_prefix(tmp_path):
+    store = Store(tmp_path)
+    _image(store, "ab" + "1" * 62, ["docker.io/library/busybox:latest"])
+    _image(store, "ac" + "2" * 62, ["127.0.0.1:5000/x/y:v1"])
+    assert store.images.lookup("busybox").id.startswith("ab")
+    assert store.images.lookup("busybox:latest").id.startswith("ab")
+    assert store.images.lookup("127.0.0.1:5000/x/y:v1").id.startswith("ac")
+    assert store.images.lookup("ab1").id.startswith("ab")
+    assert store.images.lookup("sha256:ac2").id.startswith("ac")
+    with pytest.raises(Conflict):
+        store.images.lookup("a")
+    with pytest.raises(NotFound) as e:
+        store.images.lookup("nope:1")
+    assert isinstance(e.value, LookupError)
+    assert "No such image: nope:1" in str(e.value)
+
+
+def test_a_name_moves_between_images(tmp_path):
+    store = Store(tmp_path)
+    old = _image(store, "1" * 64, ["docker.io/library/busybox:latest", "docker.io/library/b:1"])
+    new = _image(store, "2" * 64, ["docker.io/library/busybox:latest"])
+    assert store.images.get(old.id).names == ["docker.io/library/b:1"]
+    assert store.images.get(new.id).names == ["docker.io/library/busybox:latest"]
+    with store.lock():
+        store.images.set_names(store.images.get(old.id), ["docker.io/library/busybox:latest"])
+    assert store.images.get(new.id).names == []
+
+
+def _layer(store: Store, chain: str, parent: str | None) -> None:
+    staging = store.layers.prepare(chain)
+    (staging / "diff" / "f").write_text(chain)
+    rec = LayerRecord(id=chain, parent=parent, diff_id=chain, compressed_digest=chain,
+                      compressed_size=1, uncompressed_size=2, media_type="x", created="now")
+    with store.lock():
+        assert store.layers.commit(staging, rec)
+
+
+def test_layers_commit_chain_and_unused(tmp_path):
+    store = Store(tmp_path)
+    a, b, c = chain_ids([A, B, C])
+    _layer(store, a, None)
+    _layer(store, b, a)
+    _layer(store, c, b)
+    layer_dir = tmp_path / "layers" / c.removeprefix("sha256:")
+    assert sorted(p.name for p in layer_dir.iterdir()) == ["diff", "layer.json", "merged", "work"]
+    assert [r.id for r in store.layers.chain(c)] == [c, b, a]
+    _image(store, "1" * 64, ["docker.io/library/x:1"], layer=b)
+    assert store.images.unused_layers() == [c]
+    # committing a layer whose parent is missing is refused
+    staging = store.layers.prepare("sha256:" + "e" * 64)
+    rec = LayerRecord(id="sha256:" + "e" * 64, parent="sha256:" + "f" * 64, diff_id=A,
+                      compressed_digest=A, compressed_size=0, uncompressed_size=0,
+                      media_type="x", created="now")
+    with store.lock(), pytest.raises(StoreError):
+        store.layers.commit(staging, rec)
+
+
+def test_cleanup_removes_debris_of_dead_owners_only(tmp_path):
+    store = Store(tmp_path)
+    store.ensure()
+    live = store.layers.prepare(A)
+    dead = store.layers.prepare(B)
+    holder = store.layer_lock(A)
+    assert holder.acquire(blocking=False)
+    try:
+        (tmp_path / "staging" / "dead-x.123").mkdir()
+        Store(tmp_path).ensure()  # a new command starting
+        assert live.exists()
+        assert not dead.exists()
+        assert not (tmp_path / "staging" / "dead-x.123").exists()
+    finally:
+        holder.release()
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path):
+    atomic_write(tmp_path / "f", b"one")
+    atomic_write(tmp_path / "f", b"two")
+    assert os.listdir(tmp_path) == ["f"]
+    assert (tmp_path / "f").read_bytes() == b"two"
+
+
+def test_file_lock_is_exclusive(tmp_path):
+    a, b = FileLock(tmp_path / "l"), FileLock(tmp_path / "l")
+    assert a.acquire(blocking=False)
+    assert not b.acquire(blocking=False)
+    a.release()
+    assert b.acquire(blocking=False)
+    b.release()
