@@ -10,6 +10,7 @@ import os
 
 TYPE_CHECKING = False  # typing is not imported at run time: this module is on the start path
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import ClassVar
 
 try:
@@ -300,9 +301,19 @@ def spawn(spec: SpawnSpec) -> Process:
     executed, or the errno, operation and path of the mount/confinement step that failed. On error
     nothing is left behind. The GIL is released while C waits for the child's exec.
     """
+    keep: list = []
+    s = _c_spec(spec, keep)
+    proc = ffi.new("struct pmd_proc *")
+    err = ffi.new("struct pmd_error *")
+    if lib.pmd_spawn(s, proc, err) != 0:
+        _raise(err)
+    return Process(proc.pid, proc, bool(spec.hold))
+
+
+def _c_spec(spec: SpawnSpec, keep: list):
+    """The struct pmd_spawn_spec for spec; keep holds the memory its pointers refer to."""
     if not spec.argv:
         raise ValueError("argv must not be empty")
-    keep: list = []
     s = ffi.new("struct pmd_spawn_spec *")
     s.namespaces = spec.namespaces
     s.rootfs = _cstr(keep, spec.rootfs)
@@ -358,11 +369,65 @@ def spawn(spec: SpawnSpec) -> Process:
     s.ctty = spec.ctty
     s.hold = spec.hold
     s.join_pid = spec.join_pid
-    proc = ffi.new("struct pmd_proc *")
+    return s
+
+
+MONITOR_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pmd-monitor")
+
+
+class MonitorInfo(_Record):
+    """A detached container: pid (its init, in our pid namespace) and monitor_pid."""
+
+    pid: int
+    monitor_pid: int
+    _FIELDS: ClassVar[dict[str, object]] = {"pid": _REQUIRED, "monitor_pid": _REQUIRED}
+    __slots__ = tuple(_FIELDS)
+
+
+def monitor_start(spec: SpawnSpec, log_path: str | os.PathLike[str],
+                  exit_path: str | os.PathLike[str],
+                  cleanup_mounts: Iterable[str | os.PathLike[str]] = (),
+                  cleanup_dirs: Iterable[str | os.PathLike[str]] = (),
+                  monitor_path: str | os.PathLike[str] | None = None) -> MonitorInfo:
+    """Start spec as a detached container watched by pmd-monitor (see pmd_monitor_start).
+
+    The monitor logs the container's stdout/stderr to log_path (Docker's json-file format),
+    and when it exits unmounts cleanup_mounts, removes cleanup_dirs and writes exit_path
+    ({"exit_code", "finished_at", "oom_killed"}). spec's stdio must be -1 (the monitor provides
+    pipes, or a pty with spec.ctty) and hold False.
+
+    Raises OSError as spawn() does (FileNotFoundError with op "exec" for a command not found,
+    ...), or for the monitor itself (ENOENT naming pmd-monitor if it was not built). On error
+    no process is left; mounts and cgroups are the caller's.
+    """
+    if (spec.stdin, spec.stdout, spec.stderr) != (-1, -1, -1) or spec.hold:
+        raise ValueError("a monitored container gets its stdio from the monitor, and no hold")
+    keep: list = []
+    s = _c_spec(spec, keep)
+    info = ffi.new("struct pmd_monitor_info *")
     err = ffi.new("struct pmd_error *")
-    if lib.pmd_spawn(s, proc, err) != 0:
+    if lib.pmd_monitor_start(os.fsencode(monitor_path or MONITOR_PATH), s,
+                             os.fsencode(log_path), os.fsencode(exit_path),
+                             _cstrv(keep, list(cleanup_mounts)),
+                             _cstrv(keep, list(cleanup_dirs)), info, err) != 0:
         _raise(err)
-    return Process(proc.pid, proc, bool(spec.hold))
+    return MonitorInfo(info.pid, info.monitor_pid)
+
+
+def spec_write(fd: int, spec: SpawnSpec, log_path: str | os.PathLike[str] | None = None,
+               exit_path: str | os.PathLike[str] | None = None,
+               cleanup_mounts: Iterable[str | os.PathLike[str]] | None = None,
+               cleanup_dirs: Iterable[str | os.PathLike[str]] | None = None) -> None:
+    """Write the serialized spec that pmd_monitor_start hands to pmd-monitor to fd (for tests
+    and tools: `pmd-monitor --check FD` validates it). Raises OSError."""
+    keep: list = []
+    s = _c_spec(spec, keep)
+    err = ffi.new("struct pmd_error *")
+    if lib.pmd_spec_write(fd, s, _cstr(keep, log_path), _cstr(keep, exit_path),
+                          _cstrv(keep, None if cleanup_mounts is None else list(cleanup_mounts)),
+                          _cstrv(keep, None if cleanup_dirs is None else list(cleanup_dirs)),
+                          err) != 0:
+        _raise(err)
 
 
 def wait(pid: int) -> int:
