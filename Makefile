@@ -11,7 +11,7 @@ PY_PACKAGES = cffi requests libarchive-c pyroute2 setuptools pytest pyjwt crypto
 
 all: build
 
-# Build the C module in place (pyminidocker/_pmd.*.so).
+# Build the C module and the monitor in place (pyminidocker/_pmd.*.so, pyminidocker/pmd-monitor).
 build:
 	$(PYTHON) setup.py -q build_ext --inplace
 
@@ -45,4 +45,4 @@ demo: build
 	$(PYTHON) bench/demo.py
 
 clean:
-	rm -rf build pyminidocker/_pmd.* *.egg-info .pytest_cache
+	rm -rf build pyminidocker/_pmd.* pyminidocker/pmd-monitor *.egg-info .pytest_cache

@@ -36,7 +36,8 @@ class BuildExtWithMonitor(build_ext):
         os.makedirs(out_dir, exist_ok=True)
         target = os.path.join(out_dir, MONITOR)
         deps = [*MONITOR_SOURCES, "csrc/pmd.h", "csrc/pmd_sys.h", "csrc/specio.h"]
-        if not self.force and os.path.exists(target) and all(
+        # In place (make build), skip an up-to-date binary; a fresh build dir always builds it.
+        if self.inplace and not self.force and os.path.exists(target) and all(
                 os.path.getmtime(d) <= os.path.getmtime(target) for d in deps):
             return
         # The extension's compiler, with our flags last so that -Os wins over Python's -O3.

@@ -76,17 +76,32 @@ static int parse_fd(const char *s)
 
 /* ---- time ------------------------------------------------------------------------------- */
 
-/* RFC 3339 with nanoseconds in UTC, as Docker writes it: 2024-01-02T03:04:05.123456789Z */
-static size_t fmt_time(char out[40])
+/*
+ * RFC 3339 with nanoseconds in UTC, as Docker writes it: 2024-01-02T03:04:05.123456789Z.
+ * The civil date is computed here (days since the epoch to year/month/day, in 400-year eras
+ * with March-based years so that the leap day comes last) because glibc's gmtime_r goes through
+ * its time zone code, which reads TZ and /etc/localtime and allocates: pages we would keep.
+ */
+static size_t fmt_time(char buf[40])
 {
     struct timespec ts;
-    struct tm tm;
+    long long days, secs, era, doe, yoe, doy, mp, y;
+    unsigned d, m;
 
     clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    return (size_t)snprintf(out, 40, "%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ", tm.tm_year + 1900,
-                            tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                            ts.tv_nsec);
+    days = ts.tv_sec / 86400;
+    secs = ts.tv_sec % 86400;
+    days += 719468; /* from 1970-01-01 to 0000-03-01 */
+    era = days / 146097;
+    doe = days - era * 146097;
+    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    mp = (5 * doy + 2) / 153;
+    d = (unsigned)(doy - (153 * mp + 2) / 5 + 1);
+    m = (unsigned)(mp < 10 ? mp + 3 : mp - 9);
+    y = yoe + era * 400 + (m <= 2);
+    return (size_t)snprintf(buf, 40, "%04lld-%02u-%02uT%02lld:%02lld:%02lld.%09ldZ", y, m, d,
+                            secs / 3600, secs / 60 % 60, secs % 60, ts.tv_nsec);
 }
 
 static long long mono_ns(void)
@@ -99,11 +114,12 @@ static long long mono_ns(void)
 
 /* ---- the json-file log ------------------------------------------------------------------ */
 
+/* Zero-initialized (so in .bss, not 8 KiB of .data); fd is set once the log is open. */
 static struct {
     int fd;
     size_t len;
     char buf[OUT_BUF];
-} out = {-1, 0, {0}};
+} out;
 
 static void out_flush(void)
 {
@@ -217,6 +233,15 @@ struct stream {
     size_t len;
     unsigned char line[LINE_MAX_BYTES];
 };
+
+/* Field by field: assigning a whole struct would write (and so make resident) its line
+ * buffer, 16 KiB of PSS per stream that a container with short lines never needs. */
+static void set_stream(struct stream *s, int fd, const char *name)
+{
+    s->fd = fd;
+    s->name = name;
+    s->len = 0;
+}
 
 static void log_line(struct stream *s, const char *when, size_t when_len)
 {
@@ -525,7 +550,7 @@ int main(int argc, char **argv)
         if (open_pty(&master, &slave, &err) < 0)
             goto fail;
         q.spec.stdin_fd = q.spec.stdout_fd = q.spec.stderr_fd = slave;
-        st[0] = (struct stream){.fd = master, .name = "stdout"};
+        set_stream(&st[0], master, "stdout");
         n_st = 1;
     } else {
         if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
@@ -534,8 +559,8 @@ int main(int argc, char **argv)
         }
         q.spec.stdout_fd = outp[1];
         q.spec.stderr_fd = errp[1];
-        st[0] = (struct stream){.fd = outp[0], .name = "stdout"};
-        st[1] = (struct stream){.fd = errp[0], .name = "stderr"};
+        set_stream(&st[0], outp[0], "stdout");
+        set_stream(&st[1], errp[0], "stderr");
         n_st = 2;
     }
     /*
