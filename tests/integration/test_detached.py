@@ -296,6 +296,30 @@ def test_rm_force_of_a_running_container_leaves_nothing(dk):
     assert_gone(dk, cid, [st["pid"], st["monitor_pid"]])
 
 
+def test_concurrent_detached_containers(dk):
+    """Ten `run -d` at once: each gets its own monitor, exit code and log; rm leaves nothing."""
+    procs = [dk.popen("run", "-d", "bb", "sh", "-c", f"echo n{i}; sleep 1; exit {i}")
+             for i in range(10)]
+    cids = []
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+        cids.append(out.strip())
+    CREATED.update(cids)
+    states = [state(dk, c) for c in cids]
+    monitors = {s["monitor_pid"] for s in states}
+    assert len(monitors) == 10
+    pss = [_pss_kib(m) for m in monitors if _alive(m)]
+    print(f"\npmd-monitor PSS with 10 running: {sorted(pss)} KiB")
+    assert all(p <= PSS_LIMIT_KIB for p in pss)
+    for i, cid in enumerate(cids):
+        assert dk("wait", cid).stdout == f"{i}\n"
+        assert dk("logs", cid).stdout == f"n{i}\n"
+    dk("rm", *cids)
+    for cid, st in zip(cids, states):
+        assert_gone(dk, cid, [st["pid"], st["monitor_pid"]])
+
+
 # ---- the serialized spec (C) -----------------------------------------------------------------
 
 def _blob(tmp_path: Path) -> bytes:
@@ -369,6 +393,15 @@ def test_monitor_reports_a_corrupt_spec_on_its_status_pipe():
     kind, pid, _mpid, err = int.from_bytes(msg[:4], "little"), int.from_bytes(
         msg[4:8], "little"), msg[8:12], int.from_bytes(msg[12:16], "little")
     assert (kind, pid, err) == (2, 0, 22)  # PMD_MON_ERROR, EINVAL
+
+
+def test_spec_write_to_a_bad_fd_is_ebadf():
+    r, w = os.pipe()
+    os.close(r)
+    os.close(w)
+    with pytest.raises(OSError) as ei:
+        n.spec_write(w, n.SpawnSpec(argv=["true"]))
+    assert ei.value.errno == 9 and ei.value.op == "write spec"  # EBADF
 
 
 def test_monitor_start_errors_are_oserrors(tmp_path):
