@@ -77,9 +77,8 @@ static int run_monitor(const char *path, int spec_fd, int status_fd, pid_t *pid,
 }
 
 int pmd_monitor_start(const char *monitor_path, const struct pmd_spawn_spec *spec,
-                      const char *log_path, const char *exit_path,
-                      const char *const *cleanup_mounts, const char *const *cleanup_dirs,
-                      struct pmd_monitor_info *info, struct pmd_error *err)
+                      const struct pmd_monitor_spec *mon, struct pmd_monitor_info *info,
+                      struct pmd_error *err)
 {
     pmd_cleanup_fd int spec_fd = -1, status_rd = -1, status_wr = -1;
     struct pmd_monitor_msg msg;
@@ -88,7 +87,7 @@ int pmd_monitor_start(const char *monitor_path, const struct pmd_spawn_spec *spe
     ssize_t n;
 
     info->pid = info->monitor_pid = -1;
-    if (monitor_path == NULL || log_path == NULL || exit_path == NULL)
+    if (monitor_path == NULL || mon->log_path == NULL || mon->exit_path == NULL)
         return pmd_fail(err, EINVAL, "monitor start", "%s",
                         "monitor, log and exit paths are required");
     if (spec->stdin_fd != -1 || spec->stdout_fd != -1 || spec->stderr_fd != -1 || spec->hold)
@@ -97,8 +96,7 @@ int pmd_monitor_start(const char *monitor_path, const struct pmd_spawn_spec *spe
     spec_fd = memfd_create("pmd-spec", MFD_CLOEXEC);
     if (spec_fd < 0)
         return pmd_fail(err, errno, "memfd_create", "%s", "pmd-spec");
-    if (pmd_spec_write(spec_fd, spec, log_path, exit_path, cleanup_mounts, cleanup_dirs, err) <
-        0)
+    if (pmd_spec_write(spec_fd, spec, mon, err) < 0)
         return -1;
     if (pipe2(fds, O_CLOEXEC) < 0)
         return pmd_fail(err, errno, "pipe", "%s", "monitor status");

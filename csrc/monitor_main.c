@@ -328,9 +328,9 @@ static void cleanup(const struct pmd_monitor_req *q)
 
     /* MNT_DETACH: a process that still has a file open below (a `logs` of ours does not, but
      * a host shell's cd might) must not keep the container's rootfs mounted. */
-    for (const char *const *m = q->cleanup_mounts; m && *m; m++)
+    for (const char *const *m = q->mon.cleanup_mounts; m && *m; m++)
         umount2(*m, MNT_DETACH);
-    for (const char *const *d = q->cleanup_dirs; d && *d; d++)
+    for (const char *const *d = q->mon.cleanup_dirs; d && *d; d++)
         for (int i = 0; rmdir(*d) < 0 && errno == EBUSY && i < RMDIR_TRIES; i++)
             nanosleep(&ten_ms, NULL);
 }
@@ -493,8 +493,10 @@ static int check_only(const char *arg)
         say("rejected", &err);
         return 1;
     }
-    n = snprintf(buf, sizeof buf, "ok: argv[0]=%s mounts=%d log=%s exit=%s\n", q.spec.argv[0],
-                 q.spec.n_mounts, q.log_path ? q.log_path : "-", q.exit_path ? q.exit_path : "-");
+    n = snprintf(buf, sizeof buf, "ok: argv[0]=%s mounts=%d log=%s exit=%s exit_argv[0]=%s\n",
+                 q.spec.argv[0], q.spec.n_mounts, q.mon.log_path ? q.mon.log_path : "-",
+                 q.mon.exit_path ? q.mon.exit_path : "-",
+                 q.mon.exit_argv && q.mon.exit_argv[0] ? q.mon.exit_argv[0] : "-");
     if (write(1, buf, (size_t)n) < 0)
         return 1;
     pmd_spec_release(&q);
@@ -533,7 +535,7 @@ int main(int argc, char **argv)
     if (pmd_spec_read(spec_fd, &q, &err) < 0)
         goto fail;
     close(spec_fd);
-    if (q.log_path == NULL || q.exit_path == NULL || q.spec.stdin_fd != -1 ||
+    if (q.mon.log_path == NULL || q.mon.exit_path == NULL || q.spec.stdin_fd != -1 ||
         q.spec.stdout_fd != -1 || q.spec.stderr_fd != -1 || q.spec.hold) {
         pmd_fail(&err, EINVAL, "read spec", "%s",
                  "a monitored spec needs log and exit paths, no stdio fds, no hold");
@@ -541,9 +543,9 @@ int main(int argc, char **argv)
     }
     if (detach(status_fd, &err) < 0)
         goto fail;
-    out.fd = open(q.log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    out.fd = open(q.mon.log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
     if (out.fd < 0) {
-        pmd_fail(&err, errno, "open log", "%s", q.log_path);
+        pmd_fail(&err, errno, "open log", "%s", q.mon.log_path);
         goto fail;
     }
     if (q.spec.ctty) {
@@ -593,9 +595,18 @@ int main(int argc, char **argv)
 
     code = watch(&q, proc.pid, sigfd, st, n_st);
     {
-        int oom = oom_killed(q.cleanup_dirs);
+        int oom = oom_killed(q.mon.cleanup_dirs);
         cleanup(&q);
-        write_exit(q.exit_path, code, oom);
+        write_exit(q.mon.exit_path, code, oom);
+    }
+    if (q.mon.exit_argv && q.mon.exit_argv[0]) {
+        /* The exit hook replaces us (same pid: whoever waits for the monitor waits for it).
+         * Our signal mask would be inherited: the hook gets a clean one. */
+        static const char *const no_env[] = {NULL};
+        sigprocmask(SIG_UNBLOCK, &watched, NULL);
+        execve(q.mon.exit_argv[0], (char *const *)q.mon.exit_argv,
+               (char *const *)(q.mon.exit_envp ? q.mon.exit_envp : no_env));
+        return 1; /* stdio is /dev/null: nobody to tell */
     }
     return 0;
 

@@ -28,7 +28,7 @@
 #include <sys/mman.h>
 
 #define SPEC_MAGIC 0x53444d50u /* "PMDS" little-endian */
-#define SPEC_VERSION 1u
+#define SPEC_VERSION 2u
 #define SPEC_MAX (16u << 20)   /* far above any real spec; bounds the monitor's mapping */
 #define VEC_MAX 65536u         /* entries in one string vector or table */
 
@@ -47,7 +47,8 @@ struct wire_spec {
     uint64_t cap_bounding, cap_effective, cap_permitted, cap_inheritable, cap_ambient;
     /* offsets; 0 = NULL */
     uint32_t rootfs, mounts, masked_paths, readonly_paths, hostname, argv, envp, cwd, groups,
-        rlimits, cgroup_procs, log_path, exit_path, cleanup_mounts, cleanup_dirs, pad;
+        rlimits, cgroup_procs, log_path, exit_path, cleanup_mounts, cleanup_dirs, exit_argv,
+        exit_envp;
 };
 
 struct wire_mount {
@@ -130,9 +131,8 @@ static uint32_t put_vec(struct builder *b, const char *const *v)
     return at;
 }
 
-static void layout(struct builder *b, const struct pmd_spawn_spec *s, const char *log_path,
-                   const char *exit_path, const char *const *cleanup_mounts,
-                   const char *const *cleanup_dirs)
+static void layout(struct builder *b, const struct pmd_spawn_spec *s,
+                   const struct pmd_monitor_spec *mon)
 {
     struct wire_spec w = {
         .namespaces = s->namespaces, .readonly_root = s->readonly_root,
@@ -151,15 +151,17 @@ static void layout(struct builder *b, const struct pmd_spawn_spec *s, const char
     w.rootfs = put_str(b, s->rootfs);
     w.hostname = put_str(b, s->hostname);
     w.cwd = put_str(b, s->cwd);
-    w.log_path = put_str(b, log_path);
-    w.exit_path = put_str(b, exit_path);
+    w.log_path = put_str(b, mon->log_path);
+    w.exit_path = put_str(b, mon->exit_path);
     w.masked_paths = put_vec(b, s->masked_paths);
     w.readonly_paths = put_vec(b, s->readonly_paths);
     w.argv = put_vec(b, s->argv);
     w.envp = put_vec(b, s->envp);
     w.cgroup_procs = put_vec(b, s->cgroup_procs);
-    w.cleanup_mounts = put_vec(b, cleanup_mounts);
-    w.cleanup_dirs = put_vec(b, cleanup_dirs);
+    w.cleanup_mounts = put_vec(b, mon->cleanup_mounts);
+    w.cleanup_dirs = put_vec(b, mon->cleanup_dirs);
+    w.exit_argv = put_vec(b, mon->exit_argv);
+    w.exit_envp = put_vec(b, mon->exit_envp);
     if (s->n_groups > 0) {
         w.groups = reserve(b, 4 * (size_t)s->n_groups, 4);
         if (b->buf)
@@ -195,9 +197,8 @@ static void layout(struct builder *b, const struct pmd_spawn_spec *s, const char
     }
 }
 
-int pmd_spec_write(int fd, const struct pmd_spawn_spec *spec, const char *log_path,
-                   const char *exit_path, const char *const *cleanup_mounts,
-                   const char *const *cleanup_dirs, struct pmd_error *err)
+int pmd_spec_write(int fd, const struct pmd_spawn_spec *spec, const struct pmd_monitor_spec *mon,
+                   struct pmd_error *err)
 {
     struct builder b = {NULL, 0};
     size_t off = 0;
@@ -206,13 +207,13 @@ int pmd_spec_write(int fd, const struct pmd_spawn_spec *spec, const char *log_pa
         spec->n_rlimits < 0 || (spec->n_rlimits > 0 && spec->rlimits == NULL) ||
         (spec->n_groups > 0 && spec->groups == NULL))
         return pmd_fail(err, EINVAL, "write spec", "%s", "bad array length");
-    layout(&b, spec, log_path, exit_path, cleanup_mounts, cleanup_dirs);
+    layout(&b, spec, mon);
     if (b.pos > SPEC_MAX)
         return pmd_fail(err, E2BIG, "write spec", "%zu bytes, at most %u", b.pos, SPEC_MAX);
     b.buf = malloc(b.pos);
     if (b.buf == NULL)
         return pmd_fail(err, ENOMEM, "write spec", "%zu bytes", b.pos);
-    layout(&b, spec, log_path, exit_path, cleanup_mounts, cleanup_dirs);
+    layout(&b, spec, mon);
     while (off < b.pos) {
         ssize_t n = write(fd, b.buf + off, b.pos - off);
         if (n < 0 && errno == EINTR)
@@ -396,14 +397,16 @@ static int read_blob(struct reader *r, struct pmd_monitor_req *q)
     if (get_str(r, w.rootfs, &s->rootfs, "rootfs") < 0 ||
         get_str(r, w.hostname, &s->hostname, "hostname") < 0 ||
         get_str(r, w.cwd, &s->cwd, "cwd") < 0 ||
-        get_str(r, w.log_path, &q->log_path, "log path") < 0 ||
-        get_str(r, w.exit_path, &q->exit_path, "exit path") < 0 ||
+        get_str(r, w.log_path, &q->mon.log_path, "log path") < 0 ||
+        get_str(r, w.exit_path, &q->mon.exit_path, "exit path") < 0 ||
         get_vec(r, w.masked_paths, &s->masked_paths, "masked paths") < 0 ||
         get_vec(r, w.readonly_paths, &s->readonly_paths, "read-only paths") < 0 ||
         get_vec(r, w.argv, &s->argv, "argv") < 0 || get_vec(r, w.envp, &s->envp, "envp") < 0 ||
         get_vec(r, w.cgroup_procs, &s->cgroup_procs, "cgroup procs") < 0 ||
-        get_vec(r, w.cleanup_mounts, &q->cleanup_mounts, "cleanup mounts") < 0 ||
-        get_vec(r, w.cleanup_dirs, &q->cleanup_dirs, "cleanup dirs") < 0)
+        get_vec(r, w.cleanup_mounts, &q->mon.cleanup_mounts, "cleanup mounts") < 0 ||
+        get_vec(r, w.cleanup_dirs, &q->mon.cleanup_dirs, "cleanup dirs") < 0 ||
+        get_vec(r, w.exit_argv, &q->mon.exit_argv, "exit argv") < 0 ||
+        get_vec(r, w.exit_envp, &q->mon.exit_envp, "exit envp") < 0)
         return -1;
     if (s->argv == NULL || s->argv[0] == NULL)
         return pmd_fail(r->err, EINVAL, "read spec", "%s", "corrupt spec: no argv");

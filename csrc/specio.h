@@ -10,10 +10,7 @@
  */
 struct pmd_monitor_req {
     struct pmd_spawn_spec spec;
-    const char *log_path;
-    const char *exit_path;
-    const char *const *cleanup_mounts; /* NULL-terminated, or NULL */
-    const char *const *cleanup_dirs;
+    struct pmd_monitor_spec mon;
     void *map;
     size_t map_len;
     void *arena;

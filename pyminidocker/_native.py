@@ -10,7 +10,7 @@ import os
 
 TYPE_CHECKING = False  # typing is not imported at run time: this module is on the start path
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
     from typing import ClassVar
 
 try:
@@ -384,32 +384,47 @@ class MonitorInfo(_Record):
     __slots__ = tuple(_FIELDS)
 
 
+def _c_monitor_spec(keep: list, log_path, exit_path, cleanup_mounts, cleanup_dirs, exit_argv,
+                    exit_env):
+    m = ffi.new("struct pmd_monitor_spec *")
+    keep.append(m)
+    m.log_path = _cstr(keep, log_path)
+    m.exit_path = _cstr(keep, exit_path)
+    m.cleanup_mounts = _cstrv(keep, None if cleanup_mounts is None else list(cleanup_mounts))
+    m.cleanup_dirs = _cstrv(keep, None if cleanup_dirs is None else list(cleanup_dirs))
+    m.exit_argv = _cstrv(keep, None if not exit_argv else list(exit_argv))
+    m.exit_envp = _cstrv(keep, None if exit_env is None else list(exit_env))
+    return m
+
+
 def monitor_start(spec: SpawnSpec, log_path: str | os.PathLike[str],
                   exit_path: str | os.PathLike[str],
                   cleanup_mounts: Iterable[str | os.PathLike[str]] = (),
                   cleanup_dirs: Iterable[str | os.PathLike[str]] = (),
+                  exit_argv: Sequence[str | os.PathLike[str]] | None = None,
+                  exit_env: Sequence[str] | None = None,
                   monitor_path: str | os.PathLike[str] | None = None) -> MonitorInfo:
     """Start spec as a detached container watched by pmd-monitor (see pmd_monitor_start).
 
     The monitor logs the container's stdout/stderr to log_path (Docker's json-file format),
-    and when it exits unmounts cleanup_mounts, removes cleanup_dirs and writes exit_path
-    ({"exit_code", "finished_at", "oom_killed"}). spec's stdio must be -1 (the monitor provides
+    and when it exits unmounts cleanup_mounts, removes cleanup_dirs, writes exit_path
+    ({"exit_code", "finished_at", "oom_killed"}) and finally execs exit_argv (argv[0] a path;
+    environment exit_env, "K=V" strings) if given. spec's stdio must be -1 (the monitor provides
     pipes, or a pty with spec.ctty) and hold False.
 
     Raises OSError as spawn() does (FileNotFoundError with op "exec" for a command not found,
-    ...), or for the monitor itself (ENOENT naming pmd-monitor if it was not built). On error
+    ...), or for the monitor itself (ENOENT, op "spawn monitor", if it was not built). On error
     no process is left; mounts and cgroups are the caller's.
     """
     if (spec.stdin, spec.stdout, spec.stderr) != (-1, -1, -1) or spec.hold:
         raise ValueError("a monitored container gets its stdio from the monitor, and no hold")
     keep: list = []
     s = _c_spec(spec, keep)
+    m = _c_monitor_spec(keep, log_path, exit_path, cleanup_mounts, cleanup_dirs, exit_argv,
+                        exit_env)
     info = ffi.new("struct pmd_monitor_info *")
     err = ffi.new("struct pmd_error *")
-    if lib.pmd_monitor_start(os.fsencode(monitor_path or MONITOR_PATH), s,
-                             os.fsencode(log_path), os.fsencode(exit_path),
-                             _cstrv(keep, list(cleanup_mounts)),
-                             _cstrv(keep, list(cleanup_dirs)), info, err) != 0:
+    if lib.pmd_monitor_start(os.fsencode(monitor_path or MONITOR_PATH), s, m, info, err) != 0:
         _raise(err)
     return MonitorInfo(info.pid, info.monitor_pid)
 
@@ -417,16 +432,17 @@ def monitor_start(spec: SpawnSpec, log_path: str | os.PathLike[str],
 def spec_write(fd: int, spec: SpawnSpec, log_path: str | os.PathLike[str] | None = None,
                exit_path: str | os.PathLike[str] | None = None,
                cleanup_mounts: Iterable[str | os.PathLike[str]] | None = None,
-               cleanup_dirs: Iterable[str | os.PathLike[str]] | None = None) -> None:
+               cleanup_dirs: Iterable[str | os.PathLike[str]] | None = None,
+               exit_argv: Sequence[str | os.PathLike[str]] | None = None,
+               exit_env: Sequence[str] | None = None) -> None:
     """Write the serialized spec that pmd_monitor_start hands to pmd-monitor to fd (for tests
     and tools: `pmd-monitor --check FD` validates it). Raises OSError."""
     keep: list = []
     s = _c_spec(spec, keep)
+    m = _c_monitor_spec(keep, log_path, exit_path, cleanup_mounts, cleanup_dirs, exit_argv,
+                        exit_env)
     err = ffi.new("struct pmd_error *")
-    if lib.pmd_spec_write(fd, s, _cstr(keep, log_path), _cstr(keep, exit_path),
-                          _cstrv(keep, None if cleanup_mounts is None else list(cleanup_mounts)),
-                          _cstrv(keep, None if cleanup_dirs is None else list(cleanup_dirs)),
-                          err) != 0:
+    if lib.pmd_spec_write(fd, s, m, err) != 0:
         _raise(err)
 
 

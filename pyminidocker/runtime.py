@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -368,10 +369,18 @@ class Runtime:
         from pyminidocker import _native
         from pyminidocker.cgroups import Cgroup
 
+        exit_argv = None
+        if rec.host.get("auto_remove"):
+            # run -d --rm: the monitor becomes `rm` once it has recorded the exit. A plain rm,
+            # not rm -f: should the container have been started again meanwhile, it stays.
+            exit_argv = [sys.executable, "-m", "pyminidocker", "--root", str(self.store.root),
+                         "rm", rec.id]
         with self.trace.phase("monitor+clone+setup+exec"):
             return _native.monitor_start(
                 sp, d / f"{rec.id}-json.log", d / "exit",
-                cleanup_mounts=[d / "rootfs"], cleanup_dirs=list(Cgroup(rec.id).dirs.values()))
+                cleanup_mounts=[d / "rootfs"], cleanup_dirs=list(Cgroup(rec.id).dirs.values()),
+                exit_argv=exit_argv,
+                exit_env=[f"{k}={v}" for k, v in os.environ.items()] if exit_argv else None)
 
     # ---- stop / kill / wait / rm ----------------------------------------------------------
 

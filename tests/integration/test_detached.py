@@ -216,6 +216,16 @@ def test_start_again_appends_to_the_log(dk):
     dk("rm", cid)
 
 
+def test_run_detached_rm_removes_the_container_when_it_exits(dk):
+    cid = run_d(dk, "--rm", "bb", "sh", "-c", "echo bye; exit 2")
+    deadline = time.monotonic() + 20
+    while (dk.root / "containers" / cid).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not (dk.root / "containers" / cid).exists(), "run -d --rm left the container"
+    assert cid[:12] not in dk("ps", "-a", "-q").stdout.split()
+    assert_gone(dk, cid, [])
+
+
 def test_tty_output_is_logged_as_stdout(dk):
     cid = run_d(dk, "-t", "bb", "sh", "-c", "[ -t 0 ] && [ -t 1 ] && echo tty; echo hi >&2")
     assert dk("wait", cid).stdout == "0\n"
@@ -330,7 +340,8 @@ def _blob(tmp_path: Path) -> bytes:
                        masked_paths=["/proc/kcore"], cgroup_procs=["/x/cgroup.procs"])
     fd = os.memfd_create("spec")
     try:
-        n.spec_write(fd, spec, "/tmp/log", "/tmp/exit", ["/m"], ["/d1", "/d2"])
+        n.spec_write(fd, spec, "/tmp/log", "/tmp/exit", ["/m"], ["/d1", "/d2"],
+                     exit_argv=["/bin/true", "x"], exit_env=["A=1"])
         return os.pread(fd, 1 << 20, 0)
     finally:
         os.close(fd)
@@ -349,7 +360,8 @@ def _check(blob: bytes) -> subprocess.CompletedProcess:
 def test_serialized_spec_round_trips(tmp_path):
     res = _check(_blob(tmp_path))
     assert res.returncode == 0, res.stderr
-    assert res.stdout == "ok: argv[0]=sh mounts=1 log=/tmp/log exit=/tmp/exit\n"
+    assert res.stdout == ("ok: argv[0]=sh mounts=1 log=/tmp/log exit=/tmp/exit "
+                          "exit_argv[0]=/bin/true\n")
 
 
 def test_corrupt_spec_is_rejected_with_a_clear_error(tmp_path):
@@ -426,7 +438,9 @@ def test_monitor_start_from_python_without_the_cli(tmp_path):
     info = n.monitor_start(n.SpawnSpec(argv=["sh", "-c", "echo hello; exit 4"], setsid=True,
                                        env=["PATH=/usr/bin:/bin"]),
                            tmp_path / "log", tmp_path / "exit",
-                           cleanup_dirs=[tmp_path / "cleanme"])
+                           cleanup_dirs=[tmp_path / "cleanme"],
+                           exit_argv=["/bin/sh", "-c", 'cat "$D/exit" > "$D/hook"'],
+                           exit_env=[f"D={tmp_path}"])
     assert info.pid > 0 and info.monitor_pid > 0
     deadline = time.monotonic() + 10
     while not (tmp_path / "exit").exists() and time.monotonic() < deadline:
@@ -437,3 +451,8 @@ def test_monitor_start_from_python_without_the_cli(tmp_path):
     assert json.loads((tmp_path / "log").read_text())["log"] == "hello\n"
     assert not (tmp_path / "exit.tmp").exists()
     assert not (tmp_path / "cleanme").exists()  # cleanup_dirs removed before the record
+    while not (tmp_path / "hook").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    # the exit hook ran after the record was complete
+    assert json.loads((tmp_path / "hook").read_text())["exit_code"] == 4
