@@ -362,8 +362,8 @@ static void write_exit(const char *exit_path, int code, int oom)
 
 /* ---- the loop --------------------------------------------------------------------------- */
 
-static int watch(const struct pmd_monitor_req *q, int pid, int sigfd, struct stream *st,
-                 size_t n_st)
+/* Log the streams until the container has exited and they are drained; its exit code. */
+static int watch(int pid, int sigfd, struct stream *st, size_t n_st)
 {
     struct pollfd pfd[3];
     static unsigned char buf[16 * 1024];
@@ -455,7 +455,7 @@ static int open_pty(int *master, int *slave, struct pmd_error *err)
  * accumulates zombie monitors and a CLI that exits does not take us with it. setsid: no
  * terminal, and no SIGHUP or ^C sent to the CLI's process group reaches us.
  */
-static int detach(int status_fd, struct pmd_error *err)
+static int detach(struct pmd_error *err)
 {
     pid_t pid = fork();
     int null;
@@ -476,7 +476,6 @@ static int detach(int status_fd, struct pmd_error *err)
         if (dup2(null, i) < 0)
             return pmd_fail(err, errno, "dup2", "%s", "/dev/null");
     close(null);
-    (void)status_fd;
     return 0;
 }
 
@@ -541,7 +540,7 @@ int main(int argc, char **argv)
                  "a monitored spec needs log and exit paths, no stdio fds, no hold");
         goto fail;
     }
-    if (detach(status_fd, &err) < 0)
+    if (detach(&err) < 0)
         goto fail;
     out.fd = open(q.mon.log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
     if (out.fd < 0) {
@@ -593,7 +592,7 @@ int main(int argc, char **argv)
     report(status_fd, PMD_MON_OK, proc.pid, NULL);
     close(status_fd);
 
-    code = watch(&q, proc.pid, sigfd, st, n_st);
+    code = watch(proc.pid, sigfd, st, n_st);
     {
         int oom = oom_killed(q.mon.cleanup_dirs);
         cleanup(&q);

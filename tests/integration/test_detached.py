@@ -251,7 +251,9 @@ def test_monitor_is_a_small_separate_process(dk):
     assert len(os.listdir(f"/proc/{mpid}/fd")) == 7
     assert os.readlink(f"/proc/{mpid}/fd/0") == "/dev/null"
     pss = _pss_kib(mpid)
-    print(f"\npmd-monitor PSS: {pss} KiB")
+    with open(f"/proc/{mpid}/smaps_rollup") as f:
+        dirty = sum(int(ln.split()[1]) for ln in f if ln.startswith("Private_Dirty:"))
+    print(f"\npmd-monitor PSS: {pss} KiB (private dirty {dirty} KiB)")
     assert pss <= PSS_LIMIT_KIB, f"monitor PSS {pss} KiB > {PSS_LIMIT_KIB} KiB"
     dk("rm", "-f", cid)
     assert_gone(dk, cid, [st["pid"], mpid])
@@ -414,6 +416,18 @@ def test_spec_write_to_a_bad_fd_is_ebadf():
     with pytest.raises(OSError) as ei:
         n.spec_write(w, n.SpawnSpec(argv=["true"]))
     assert ei.value.errno == 9 and ei.value.op == "write spec"  # EBADF
+
+
+def test_pmd_monitor_start_refuses_stdio_fds_with_einval(tmp_path):
+    """C level: the monitor provides stdio, so a spec that brings its own is EINVAL."""
+    keep: list = []
+    s = n._c_spec(n.SpawnSpec(argv=["true"], stdout=1), keep)
+    m = n._c_monitor_spec(keep, tmp_path / "log", tmp_path / "exit", None, None, None, None)
+    info = n.ffi.new("struct pmd_monitor_info *")
+    err = n.ffi.new("struct pmd_error *")
+    assert n.lib.pmd_monitor_start(n.MONITOR_PATH.encode(), s, m, info, err) == -1
+    assert err.err == 22 and n.ffi.string(err.op) == b"monitor start"  # EINVAL
+    assert info.pid == -1 and not (tmp_path / "log").exists()
 
 
 def test_monitor_start_errors_are_oserrors(tmp_path):
