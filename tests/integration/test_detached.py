@@ -354,7 +354,8 @@ def _check(blob: bytes) -> subprocess.CompletedProcess:
     try:
         os.write(fd, blob)
         return subprocess.run([MONITOR, "--check", str(fd)], pass_fds=[fd],
-                              capture_output=True, text=True, timeout=10, check=False)
+                              capture_output=True, text=True, errors="replace", timeout=10,
+                              check=False)
     finally:
         os.close(fd)
 
@@ -383,6 +384,35 @@ def test_corrupt_spec_is_rejected_with_a_clear_error(tmp_path):
     bad[4] = 99  # version
     res = _check(bytes(bad))
     assert res.returncode == 1 and "different builds" in res.stderr
+
+
+def _fnv1a(data: bytes) -> int:
+    h = 0xCBF29CE484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def test_corrupt_spec_with_a_valid_checksum_never_crashes_the_reader(tmp_path):
+    """The bounds checks stand on their own: damage the body, fix the checksum, and the reader
+    must accept or reject (exit 0 or 1), never die of a signal."""
+    import random
+
+    blob = _blob(tmp_path)
+    rng = random.Random(1234)
+    outcomes = {0: 0, 1: 0}
+    for _ in range(300):
+        bad = bytearray(blob)
+        for _ in range(rng.choice((1, 2, 4))):
+            at = rng.randrange(24, len(bad))
+            bad[at] = rng.choice((0, 0xFF, 0x7F, 0x80, rng.randrange(256)))
+        bad[16:24] = _fnv1a(bytes(bad[24:])).to_bytes(8, "little")
+        res = _check(bytes(bad))
+        assert res.returncode in (0, 1), (res.returncode, res.stderr)
+        if res.returncode == 1:
+            assert res.stderr.startswith("pmd-monitor: rejected: read spec: "), res.stderr
+        outcomes[res.returncode] += 1
+    assert outcomes[1] > 0
 
 
 def test_monitor_reports_a_corrupt_spec_on_its_status_pipe():
