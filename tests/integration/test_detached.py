@@ -216,6 +216,18 @@ def test_start_again_appends_to_the_log(dk):
     dk("rm", cid)
 
 
+def test_attached_start_after_a_detached_run_ignores_the_old_exit_record(dk):
+    cid = run_d(dk, "bb", "sh", "-c", "[ -f /ran ] && exit 4; touch /ran; exit 1")
+    assert dk("wait", cid).stdout == "1\n"
+    res = dk("start", "-a", cid, check=False)
+    assert res.returncode == 4
+    assert not (dk.root / "containers" / cid / "exit").exists()
+    st = state(dk, cid)
+    assert (st["status"], st["exit_code"], st["monitor_pid"]) == ("exited", 4, 0)
+    assert "Exited (4)" in dk("ps", "-a").stdout
+    dk("rm", cid)
+
+
 def test_run_detached_rm_removes_the_container_when_it_exits(dk):
     cid = run_d(dk, "--rm", "bb", "sh", "-c", "echo bye; exit 2")
     deadline = time.monotonic() + 20
