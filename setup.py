@@ -1,3 +1,54 @@
-from setuptools import setup
+"""Build: the cffi module (csrc/build_ffi.py) and the pmd-monitor executable next to it.
 
-setup(cffi_modules=["csrc/build_ffi.py:ffibuilder"])
+pmd-monitor watches detached containers (csrc/monitor_main.c); it is linked from the shim's own
+spawn sources, so it clones containers exactly as the module does, but without libarchive or
+Python. It is built by the same compiler setuptools uses for the extension, into the directory
+the extension goes to (the package in the source tree for `build_ext --inplace`, build/lib for
+a wheel), so it always sits next to pyminidocker/_native.py.
+"""
+import os
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+MONITOR = "pmd-monitor"
+MONITOR_SOURCES = ["csrc/monitor_main.c", "csrc/specio.c", "csrc/spawn.c", "csrc/mount.c",
+                   "csrc/confine.c", "csrc/error.c"]
+MONITOR_CFLAGS = ["-Os", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter",
+                  "-D_GNU_SOURCE", "-fno-asynchronous-unwind-tables", "-ffunction-sections",
+                  "-fdata-sections", "-fno-stack-protector", "-U_FORTIFY_SOURCE",
+                  "-D_FORTIFY_SOURCE=2"]
+MONITOR_LDFLAGS = ["-Wl,--gc-sections", "-Wl,-O1", "-Wl,--as-needed", "-Wl,-z,norelro", "-s"]
+
+
+class BuildExtWithMonitor(build_ext):
+    def run(self):
+        super().run()
+        self.build_monitor()
+
+    def monitor_dir(self):
+        if self.inplace:
+            return self.get_finalized_command("build_py").get_package_dir("pyminidocker")
+        return os.path.join(self.build_lib, "pyminidocker")
+
+    def build_monitor(self):
+        out_dir = self.monitor_dir()
+        os.makedirs(out_dir, exist_ok=True)
+        target = os.path.join(out_dir, MONITOR)
+        deps = [*MONITOR_SOURCES, "csrc/pmd.h", "csrc/pmd_sys.h", "csrc/specio.h"]
+        # In place (make build), skip an up-to-date binary; a fresh build dir always builds it.
+        if self.inplace and not self.force and os.path.exists(target) and all(
+                os.path.getmtime(d) <= os.path.getmtime(target) for d in deps):
+            return
+        # The extension's compiler, with our flags last so that -Os wins over Python's -O3.
+        objects = self.compiler.compile(MONITOR_SOURCES,
+                                        output_dir=os.path.join(self.build_temp, "monitor"),
+                                        include_dirs=["csrc"], extra_postargs=MONITOR_CFLAGS)
+        self.compiler.link_executable(objects, MONITOR, output_dir=out_dir,
+                                      extra_postargs=MONITOR_LDFLAGS)
+
+    def get_outputs(self):
+        return [*super().get_outputs(), os.path.join(self.monitor_dir(), MONITOR)]
+
+
+setup(cffi_modules=["csrc/build_ffi.py:ffibuilder"], cmdclass={"build_ext": BuildExtWithMonitor})

@@ -9,7 +9,9 @@ import pathlib
 from cffi import FFI
 
 HERE = pathlib.Path(__file__).resolve().parent
-SOURCES = sorted(str(p.relative_to(HERE.parent)) for p in HERE.glob("*.c"))
+# monitor_main.c is the pmd-monitor executable's main(), built by setup.py, not part of the module.
+SOURCES = sorted(str(p.relative_to(HERE.parent)) for p in HERE.glob("*.c")
+                 if p.name != "monitor_main.c")
 
 ffibuilder = FFI()
 ffibuilder.cdef((HERE / "pmd.h").read_text())

@@ -185,3 +185,53 @@ int pmd_overlay_mount(const char *lowerdirs, const char *upper, const char *work
 
 /* umount2(target, flags) (MNT_DETACH = 2). */
 int pmd_umount(const char *target, int flags, struct pmd_error *err);
+
+/* ---- detached containers: the monitor (monitor.c, specio.c, monitor_main.c) --------------- */
+
+/*
+ * A detached container is watched by a small C executable, pmd-monitor, not by a Python
+ * process: a process forked from the CLI would keep CPython's pages (megabytes of PSS per
+ * container once the CLI has exited), the monitor costs a few hundred KiB.
+ *
+ * pmd_monitor_start serializes spec and mon into a memfd (see specio.c), runs monitor_path with
+ * it and a close-on-exec status pipe, and returns once the monitor has reported: 0 with info
+ * filled (the container runs), or -1 with err filled, the container's setup error included
+ * (ENOENT/"exec"/argv[0] for a command not found). On error no process is left; mounts and
+ * cgroups are the caller's to undo.
+ *
+ * The monitor detaches (double fork, setsid, stdio on /dev/null), clones the container with
+ * pmd_spawn (so it is its parent and gets its wait status), writes each line of the container's
+ * stdout and stderr to mon->log_path in Docker's json-file format, and when the container has
+ * exited: unmounts each of mon->cleanup_mounts (MNT_DETACH), removes each of mon->cleanup_dirs
+ * (retrying on EBUSY), writes mon->exit_path atomically as {"exit_code": N, "finished_at":
+ * "RFC 3339", "oom_killed": bool} with N the exit status or 128 + signal, and finally execs
+ * mon->exit_argv if set (the engine's `rm` for `run --rm`). SIGTERM, SIGINT and SIGQUIT sent to
+ * the monitor are forwarded to the container; SIGHUP and SIGPIPE are ignored.
+ *
+ * spec's stdio fds must be -1: the monitor provides them (pipes, or with spec->console the
+ * container's own pty, whose output is logged as stdout). spec->hold must be 0.
+ */
+struct pmd_monitor_spec {
+    const char *log_path;               /* required */
+    const char *exit_path;              /* required */
+    const char *const *cleanup_mounts;  /* NULL-terminated or NULL */
+    const char *const *cleanup_dirs;    /* NULL-terminated or NULL */
+    const char *const *exit_argv;       /* NULL-terminated or NULL: execve'd last, argv[0] a path */
+    const char *const *exit_envp;       /* NULL-terminated or NULL (empty environment) */
+};
+
+struct pmd_monitor_info {
+    int pid;                  /* the container's init, in the caller's pid namespace */
+    int monitor_pid;
+};
+
+int pmd_monitor_start(const char *monitor_path, const struct pmd_spawn_spec *spec,
+                      const struct pmd_monitor_spec *mon, struct pmd_monitor_info *info,
+                      struct pmd_error *err);
+
+/*
+ * Write the serialized form of spec and mon to fd, as pmd_monitor_start does (exposed for tests
+ * and tools: `pmd-monitor --check FD` validates such a blob).
+ */
+int pmd_spec_write(int fd, const struct pmd_spawn_spec *spec, const struct pmd_monitor_spec *mon,
+                   struct pmd_error *err);

@@ -10,6 +10,7 @@ import os
 
 TYPE_CHECKING = False  # typing is not imported at run time: this module is on the start path
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
     from typing import ClassVar
 
 try:
@@ -311,9 +312,19 @@ def spawn(spec: SpawnSpec) -> Process:
     executed, or the errno, operation and path of the mount/confinement step that failed. On error
     nothing is left behind. The GIL is released while C waits for the child's exec.
     """
+    keep: list = []
+    s = _c_spec(spec, keep)
+    proc = ffi.new("struct pmd_proc *")
+    err = ffi.new("struct pmd_error *")
+    if lib.pmd_spawn(s, proc, err) != 0:
+        _raise(err)
+    return Process(proc.pid, proc, bool(spec.hold))
+
+
+def _c_spec(spec: SpawnSpec, keep: list):
+    """The struct pmd_spawn_spec for spec; keep holds the memory its pointers refer to."""
     if not spec.argv:
         raise ValueError("argv must not be empty")
-    keep: list = []
     s = ffi.new("struct pmd_spawn_spec *")
     s.namespaces = spec.namespaces
     s.rootfs = _cstr(keep, spec.rootfs)
@@ -370,11 +381,81 @@ def spawn(spec: SpawnSpec) -> Process:
     s.hold = spec.hold
     s.join_pid = spec.join_pid
     s.console = spec.console
-    proc = ffi.new("struct pmd_proc *")
+    return s
+
+
+MONITOR_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pmd-monitor")
+
+
+class MonitorInfo(_Record):
+    """A detached container: pid (its init, in our pid namespace) and monitor_pid."""
+
+    pid: int
+    monitor_pid: int
+    _FIELDS: ClassVar[dict[str, object]] = {"pid": _REQUIRED, "monitor_pid": _REQUIRED}
+    __slots__ = tuple(_FIELDS)
+
+
+def _c_monitor_spec(keep: list, log_path, exit_path, cleanup_mounts, cleanup_dirs, exit_argv,
+                    exit_env):
+    m = ffi.new("struct pmd_monitor_spec *")
+    keep.append(m)
+    m.log_path = _cstr(keep, log_path)
+    m.exit_path = _cstr(keep, exit_path)
+    m.cleanup_mounts = _cstrv(keep, None if cleanup_mounts is None else list(cleanup_mounts))
+    m.cleanup_dirs = _cstrv(keep, None if cleanup_dirs is None else list(cleanup_dirs))
+    m.exit_argv = _cstrv(keep, None if not exit_argv else list(exit_argv))
+    m.exit_envp = _cstrv(keep, None if exit_env is None else list(exit_env))
+    return m
+
+
+def monitor_start(spec: SpawnSpec, log_path: str | os.PathLike[str],
+                  exit_path: str | os.PathLike[str],
+                  cleanup_mounts: Iterable[str | os.PathLike[str]] = (),
+                  cleanup_dirs: Iterable[str | os.PathLike[str]] = (),
+                  exit_argv: Sequence[str | os.PathLike[str]] | None = None,
+                  exit_env: Sequence[str] | None = None,
+                  monitor_path: str | os.PathLike[str] | None = None) -> MonitorInfo:
+    """Start spec as a detached container watched by pmd-monitor (see pmd_monitor_start).
+
+    The monitor logs the container's stdout/stderr to log_path (Docker's json-file format),
+    and when it exits unmounts cleanup_mounts, removes cleanup_dirs, writes exit_path
+    ({"exit_code", "finished_at", "oom_killed"}) and finally execs exit_argv (argv[0] a path;
+    environment exit_env, "K=V" strings) if given. spec's stdio must be -1 (the monitor provides
+    pipes, or with spec.console the container's own pty) and hold False.
+
+    Raises OSError as spawn() does (FileNotFoundError with op "exec" for a command not found,
+    ...), or for the monitor itself (ENOENT, op "spawn monitor", if it was not built). On error
+    no process is left; mounts and cgroups are the caller's.
+    """
+    if (spec.stdin, spec.stdout, spec.stderr) != (-1, -1, -1) or spec.hold:
+        raise ValueError("a monitored container gets its stdio from the monitor, and no hold")
+    keep: list = []
+    s = _c_spec(spec, keep)
+    m = _c_monitor_spec(keep, log_path, exit_path, cleanup_mounts, cleanup_dirs, exit_argv,
+                        exit_env)
+    info = ffi.new("struct pmd_monitor_info *")
     err = ffi.new("struct pmd_error *")
-    if lib.pmd_spawn(s, proc, err) != 0:
+    if lib.pmd_monitor_start(os.fsencode(monitor_path or MONITOR_PATH), s, m, info, err) != 0:
         _raise(err)
-    return Process(proc.pid, proc, bool(spec.hold))
+    return MonitorInfo(info.pid, info.monitor_pid)
+
+
+def spec_write(fd: int, spec: SpawnSpec, log_path: str | os.PathLike[str] | None = None,
+               exit_path: str | os.PathLike[str] | None = None,
+               cleanup_mounts: Iterable[str | os.PathLike[str]] | None = None,
+               cleanup_dirs: Iterable[str | os.PathLike[str]] | None = None,
+               exit_argv: Sequence[str | os.PathLike[str]] | None = None,
+               exit_env: Sequence[str] | None = None) -> None:
+    """Write the serialized spec that pmd_monitor_start hands to pmd-monitor to fd (for tests
+    and tools: `pmd-monitor --check FD` validates it). Raises OSError."""
+    keep: list = []
+    s = _c_spec(spec, keep)
+    m = _c_monitor_spec(keep, log_path, exit_path, cleanup_mounts, cleanup_dirs, exit_argv,
+                        exit_env)
+    err = ffi.new("struct pmd_error *")
+    if lib.pmd_spec_write(fd, s, m, err) != 0:
+        _raise(err)
 
 
 def wait(pid: int) -> int:

@@ -719,6 +719,67 @@ def cmd_wait(args: argparse.Namespace, env: Env) -> int:
     return status
 
 
+def _log_records(data: bytes) -> tuple[list[dict[str, str]], bytes]:
+    """The json-file records in data, and the incomplete last line (a record being written)."""
+    lines = data.split(b"\n")
+    records = []
+    for line in lines[:-1]:
+        if not line:
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue  # not ours; Docker's reader skips what it cannot decode too
+        if isinstance(rec, dict) and isinstance(rec.get("log"), str):
+            records.append(rec)
+    return records, lines[-1]
+
+
+def cmd_logs(args: argparse.Namespace, env: Env) -> int:
+    """The container's output from its json-file log (detached containers: the monitor writes
+    it). -f follows it until the container has exited and everything it wrote is shown."""
+    rt = _runtime(args)
+    rec = rt.get(args.container)
+    tail = None
+    if args.tail not in (None, "all"):
+        try:
+            tail = int(args.tail)
+        except ValueError:
+            raise UsageError(f"invalid value for --tail: {args.tail!r}") from None
+
+    def show(records: list[dict[str, str]]) -> None:
+        for r in records:
+            out = env.stderr if r.get("stream") == "stderr" else env.stdout
+            out.write(f"{r.get('time', '')} {r['log']}" if args.timestamps else r["log"])
+        env.stdout.flush()
+        env.stderr.flush()
+
+    path = rt.containers.path(rec.id) / f"{rec.id}-json.log"
+    try:
+        f = open(path, "rb")  # held open while following
+    except FileNotFoundError:
+        return 0  # started attached, or never started: nothing was logged
+    with f:
+        records, rest = _log_records(f.read())
+        if tail is not None:
+            records = records[max(0, len(records) - tail):] if tail > 0 else []
+        show(records)
+        if not args.follow:
+            return 0
+        while True:
+            # Look at the state before reading, so that what the container wrote before it
+            # exited is read after we saw it exit: nothing is missed at the end.
+            running = rt.refresh(rt.containers.get(rec.id)).state.status == "running"
+            chunk = f.read()
+            if chunk:
+                records, rest = _log_records(rest + chunk)
+                show(records)
+            elif not running:
+                return 0
+            else:
+                time.sleep(0.1)
+
+
 def cmd_rename(args: argparse.Namespace, env: Env) -> int:
     rt = _runtime(args)
     rt.rename(rt.get(args.container), args.new_name)
@@ -983,6 +1044,12 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     sp = add("wait", cmd_wait, "Block until containers stop, then print their exit codes")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+    sp = add("logs", cmd_logs, "Fetch the logs of a container")
+    sp.add_argument("-f", "--follow", action="store_true", help="follow log output")
+    sp.add_argument("--tail", default="all", help="number of lines to show from the end")
+    sp.add_argument("-t", "--timestamps", action="store_true", help="show timestamps")
+    sp.add_argument("container", metavar="CONTAINER")
 
     sp = add("rename", cmd_rename, "Rename a container")
     sp.add_argument("container", metavar="CONTAINER")

@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,17 +60,34 @@ class CreateOptions:
 
 def _pid_start(pid: int) -> str:
     """The process's start time (field 22 of /proc/pid/stat): with the pid, it names a
-    process uniquely, so a recycled pid is not mistaken for the container."""
+    process uniquely, so a recycled pid is not mistaken for the container. "" for a process
+    that is gone, or a zombie: it has exited, only nobody has reaped it (an orphan whose
+    init does not reap, or a monitor between the container's exit and its wait)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
     except OSError:
         return ""
-    return data[data.rindex(b")") + 2:].split()[19].decode()
+    fields = data[data.rindex(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X"):
+        return ""
+    return fields[19].decode()
 
 
 def _alive(pid: int, start: str) -> bool:
     return pid > 0 and bool(start) and _pid_start(pid) == start
+
+
+def _read_exit(path: Path) -> tuple[int, str, bool] | None:
+    """The monitor's exit record (exit_code, finished_at, oom_killed), None if not (yet) there.
+    The monitor writes it atomically, so a partial record is not expected; a corrupt one is
+    treated as missing."""
+    try:
+        data = json.loads(path.read_text())
+        return (int(data["exit_code"]), str(data.get("finished_at") or now_iso()),
+                bool(data.get("oom_killed", False)))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 class Runtime:
@@ -93,18 +111,26 @@ class Runtime:
         if st.status != "running":
             return rec
         exit_file = self.containers.path(rec.id) / "exit"
-        code: int | None = None
-        try:
-            data = json.loads(exit_file.read_text())
-            code, finished = int(data["exit_code"]), str(data.get("finished_at") or now_iso())
-        except (OSError, ValueError, KeyError):
+        record = _read_exit(exit_file)
+        if record is None:
             if _alive(st.pid, st.pid_start):
                 return rec
-            code, finished = 137, now_iso()  # gone without a word: as if SIGKILLed
+            # The container is gone. Its monitor, if still alive, is between the container's
+            # exit and the exit record (draining output, unmounting, removing the cgroup):
+            # wait for its word rather than guess. A monitor that is gone too (killed, host
+            # rebooted) said nothing: as if SIGKILLed.
+            deadline = time.monotonic() + 5
+            while record is None and _alive(st.monitor_pid, st.monitor_start) and \
+                    time.monotonic() < deadline:
+                time.sleep(0.005)
+                record = _read_exit(exit_file)
+            record = record or _read_exit(exit_file) or (137, now_iso(), False)
+        code, finished, oom = record
         with self.store.lock():
             fresh = self.containers.get(rec.id)
             if fresh.state.status != "running":
                 return fresh
+            fresh.state.oom_killed = oom
             self._finish(fresh, code, finished)
         return fresh
 
@@ -121,6 +147,7 @@ class Runtime:
         rec.state.pid = 0
         rec.state.pid_start = ""
         rec.state.monitor_pid = 0
+        rec.state.monitor_start = ""
         self.containers.save_state(rec)
 
     def _teardown(self, rec: ContainerRecord) -> None:
@@ -213,6 +240,9 @@ class Runtime:
 
         prime_migration()
         d = self.containers.path(rec.id)
+        for stale in ("exit", "exit.tmp"):  # a previous run's record must not end this one
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(d / stale)
         try:
             with self.trace.phase("overlay mount"):
                 self._mount_root(rec, d)
@@ -231,8 +261,11 @@ class Runtime:
         except BaseException:
             self._start_failed(rec, None)
             raise
+        monitor_pid = getattr(proc, "monitor_pid", 0)
         rec.state = State(status="running", pid=proc.pid, pid_start=_pid_start(proc.pid),
-                          monitor_pid=getattr(proc, "monitor_pid", 0), started_at=now_iso())
+                          monitor_pid=monitor_pid,
+                          monitor_start=_pid_start(monitor_pid) if monitor_pid else "",
+                          started_at=now_iso())
         self.containers.save_state(rec)
         if on_started:
             on_started(proc)  # e.g. to relay its console
@@ -331,7 +364,25 @@ class Runtime:
         )
 
     def _spawn_monitored(self, rec: ContainerRecord, d: Path, sp: Any) -> Any:
-        raise UsageError("detached containers need the C monitor, which is not built yet")
+        """Start the container under its pmd-monitor (see pmd_monitor_start in csrc/pmd.h):
+        returns once it runs, with .pid and .monitor_pid. The monitor logs its output to
+        <id>-json.log and, when it exits, unmounts the rootfs, removes the cgroup and writes
+        the exit record that refresh() reads. Raises OSError as spawn does."""
+        from pyminidocker import _native
+        from pyminidocker.cgroups import Cgroup
+
+        exit_argv = None
+        if rec.host.get("auto_remove"):
+            # run -d --rm: the monitor becomes `rm` once it has recorded the exit. A plain rm,
+            # not rm -f: should the container have been started again meanwhile, it stays.
+            exit_argv = [sys.executable, "-m", "pyminidocker", "--root", str(self.store.root),
+                         "rm", rec.id]
+        with self.trace.phase("monitor+clone+setup+exec"):
+            return _native.monitor_start(
+                sp, d / f"{rec.id}-json.log", d / "exit",
+                cleanup_mounts=[d / "rootfs"], cleanup_dirs=list(Cgroup(rec.id).dirs.values()),
+                exit_argv=exit_argv,
+                exit_env=[f"{k}={v}" for k, v in os.environ.items()] if exit_argv else None)
 
     # ---- exec ---------------------------------------------------------------------------
 

@@ -34,7 +34,8 @@ class State:
     status: str = "created"        # created | running | exited
     pid: int = 0
     pid_start: str = ""            # /proc/<pid>/stat start time, to detect pid reuse
-    monitor_pid: int = 0
+    monitor_pid: int = 0           # detached: the pmd-monitor process that is its parent
+    monitor_start: str = ""        # its start time, as pid_start
     exit_code: int = 0
     oom_killed: bool = False
     error: str = ""
