@@ -159,16 +159,26 @@ def test_cap_add_and_drop_and_privileged(ctr):
     assert int(re.search(r"^CapEff:\s+([0-9a-f]+)$", status, re.M).group(1), 16) >= 0x1fffffffff
 
 
-@pytest.mark.parametrize("script", [
-    "mount -t tmpfs x /mnt",
-    "mkdir -p /tmp/new && pivot_root /tmp /tmp/new",
-    "echo b > /proc/sysrq-trigger",
-    "insmod /nonexistent.ko",
-    "umount /proc",
+@pytest.mark.parametrize("script,refusal", [
+    ("mount -t tmpfs x /mnt", "permission denied"),
+    ("mkdir -p /tmp/new && pivot_root /tmp /tmp/new", "not permitted"),
+    ("insmod /bin/busybox", "not permitted"),
+    ("umount /proc", "not permitted"),
+    ("mknod /tmp/sda b 8 0 && head -c1 /tmp/sda", "not permitted"),
 ])
-def test_escape_attempts_fail(ctr, script):
+def test_escape_attempts_fail(ctr, script, refusal):
+    """Each is refused by the confinement itself (seccomp, capabilities, device cgroup), not by
+    some unrelated error: the message says so."""
     res = sh(ctr, script, check=False)
     assert res.returncode != 0
+    assert refusal in res.stderr.lower(), res.stderr
+
+
+def test_sysrq_trigger_is_not_writable(ctr):
+    if not os.path.exists("/proc/sysrq-trigger"):
+        pytest.skip("this kernel has no /proc/sysrq-trigger")
+    res = sh(ctr, "echo h > /proc/sysrq-trigger", check=False)
+    assert res.returncode != 0 and "read-only" in res.stderr.lower()
 
 
 def test_no_host_pids_and_no_host_root(ctr):
@@ -358,3 +368,35 @@ def test_network_none_and_host(ctr):
     host_links = sorted(os.listdir("/sys/class/net"))
     out = sh(ctr, "ls /sys/class/net", "--network", "host").stdout.split()
     assert sorted(out) == host_links, "--network host: the host's interfaces"
+
+
+def test_entrypoint_and_cmd_combine_as_docker_does(ctr):
+    assert ctr("run", "--rm", "--entrypoint", "echo", "bb", "a", "b").stdout == "a b\n"
+    # --entrypoint without a command drops the image's Cmd (Docker's rule)
+    assert ctr("run", "--rm", "--entrypoint", "pwd", "bb").stdout == "/\n"
+
+
+def test_signals_to_an_attached_run_reach_the_container(ctr):
+    import signal
+    import time
+
+    proc = _running(ctr, "sigproxy", "sh", "-c",
+                    "trap 'echo got-term; exit 9' TERM; while :; do sleep 0.1; done")
+    time.sleep(0.3)  # the trap is set once the shell runs its first line
+    proc.send_signal(signal.SIGTERM)  # to the CLI, not the container
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 9 and "got-term" in out
+
+
+def test_container_prune_removes_stopped_containers_only(ctr):
+    stopped = ctr("create", "bb", "true").stdout.strip()
+    ctr("start", "-a", stopped)
+    proc = _running(ctr, "keepme", "sleep", "60")
+    try:
+        out = ctr("container", "prune", "-f").stdout
+        assert stopped in out
+        ids = ctr("ps", "-a", "-q", check=True).stdout.split()
+        assert stopped[:12] not in ids and len(ids) == 1
+    finally:
+        ctr("kill", "keepme")
+        proc.communicate(timeout=30)
