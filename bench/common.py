@@ -23,9 +23,7 @@ from tests.integration.servers import start_registry  # noqa: E402
 CACHE = Path(os.environ.get("PMD_BENCH_CACHE", "/var/cache/pyminidocker-bench"))
 
 
-def busybox_image() -> I.Image:
-    """A one-layer image of busybox-static with every applet linked in /bin."""
-    return I.build_image([I.make_layer(I.full_busybox_entries(), "gzip")])
+busybox_image = I.busybox_image
 
 
 def push_image(img: I.Image, workdir: Path, ref: str) -> str:

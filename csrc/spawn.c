@@ -308,12 +308,28 @@ static int child_loopback_up(struct pmd_error *err)
     return 0;
 }
 
+/*
+ * SIG_DFL for sig, by the raw system call: glibc's sigaction() refuses its two internal
+ * real-time signals (32 and 33) with EINVAL, yet an ignored one is inherited across execve
+ * from whatever started the engine (seen: a CI harness ignoring signal 32).
+ */
+static void reset_signal(int sig)
+{
+    struct {
+        void (*handler)(int);
+        unsigned long flags;
+        void (*restorer)(void);
+        uint64_t mask;
+    } dfl = {SIG_DFL, 0, NULL, 0};
+
+    syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof dfl.mask);
+}
+
 static int child_setup(const struct child_ctx *c, struct child_msg *m)
 {
     const struct pmd_spawn_spec *s = c->spec;
     struct pmd_error *err = &m->err;
     int rootfd, console = -1;
-    struct sigaction dfl = {.sa_handler = SIG_DFL};
     sigset_t none;
     mode_t old_umask;
 
@@ -325,7 +341,7 @@ static int child_setup(const struct child_ctx *c, struct child_msg *m)
      */
     for (int sig = 1; sig < _NSIG; sig++)
         if (sig != SIGKILL && sig != SIGSTOP)
-            sigaction(sig, &dfl, NULL); /* EINVAL for glibc's internal signals: harmless */
+            reset_signal(sig);
     if (c->release_fd >= 0) {
         char go;
         ssize_t n;

@@ -303,3 +303,24 @@ def _leak_check(request, tmp_path):
                 problems.append(f"{root}: store inconsistent: {bad}")
     if problems:
         pytest.fail("left behind:\n" + "\n".join(problems), pytrace=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Containers
+
+
+def store_with_bb(repo: str, tmp_path_factory, publish, pmd_factory):
+    """A runner on a fresh store that holds images.busybox_image() as `bb` (pulled from the
+    test registry), for a module of container tests."""
+    pushed = publish(I.busybox_image(), repo, "v1")
+    run = pmd_factory(tmp_path_factory.mktemp(f"{repo}-store"))
+    run("pull", "-q", f"{pushed.host}/{pushed.repo}:{pushed.tag}")
+    run("tag", f"{pushed.host}/{pushed.repo}:{pushed.tag}", "bb")
+    return run
+
+
+def cgroups_left() -> list[str]:
+    """Container cgroups of the engine on this host (v1: under every controller; v2)."""
+    base = Path("/sys/fs/cgroup")
+    return [str(p) for p in [*base.glob("*/pyminidocker/*"), *base.glob("pyminidocker/*")]
+            if p.is_dir()]

@@ -213,6 +213,15 @@ def full_busybox_entries() -> list[Entry]:
     return entries
 
 
+def busybox_image() -> Image:
+    """A one-layer image of every busybox applet, with an Env, WorkingDir and Cmd to inherit."""
+    return build_image([make_layer(full_busybox_entries())],
+                       config_extra={"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:"
+                                             "/usr/bin:/sbin:/bin", "FROM_IMAGE=yes",
+                                             "OVERRIDE=image"],
+                                     "WorkingDir": "/", "Cmd": ["sh", "-c", "echo default"]})
+
+
 def multi_entries() -> list[list[Entry]]:
     """Entries of the `multi` image's layers 2 and 3 (layer 1 is base_entries()).
 

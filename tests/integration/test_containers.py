@@ -13,32 +13,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration import images as I
+from tests.integration.conftest import cgroups_left, store_with_bb
 
 CAPS_DEFAULT = 0x00000000A80425FB
-
-
-def busybox_full() -> I.Image:
-    return I.build_image([I.make_layer(I.full_busybox_entries())],
-                         config_extra={"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:"
-                                               "/usr/bin:/sbin:/bin", "FROM_IMAGE=yes",
-                                               "OVERRIDE=image"],
-                                       "WorkingDir": "/", "Cmd": ["sh", "-c", "echo default"]})
 
 
 @pytest.fixture(scope="module")
 def ctr(tmp_path_factory, publish, pmd_factory):
     """A runner bound to a module store that holds the busybox image as `bb`."""
-    pushed = publish(busybox_full(), "ctr-busybox", "v1")
-    run = pmd_factory(tmp_path_factory.mktemp("ctr-store"))
-    run("pull", "-q", f"{pushed.host}/{pushed.repo}:{pushed.tag}")
-    run("tag", f"{pushed.host}/{pushed.repo}:{pushed.tag}", "bb")
+    run = store_with_bb("ctr-busybox", tmp_path_factory, publish, pmd_factory)
     yield run
     leftover = run("ps", "-a", "-q").stdout.split()
     for cid in leftover:
         run("rm", "-f", cid, check=False)
     assert leftover == [], "containers left behind by the tests"
-    assert not _cgroups_left(), "cgroups left behind"
+    assert not cgroups_left(), "cgroups left behind"
     assert run.root.joinpath("containers").is_dir() is False or \
         list(run.root.joinpath("containers").iterdir()) == []
 
@@ -49,12 +38,6 @@ def no_containers_left(request):
     if "ctr" in request.fixturenames:
         ctr = request.getfixturevalue("ctr")
         assert ctr("ps", "-a", "-q").stdout == "", "the test left a container behind"
-
-
-def _cgroups_left() -> list[str]:
-    base = Path("/sys/fs/cgroup")
-    return [str(p) for p in base.glob("*/pyminidocker/*") if p.is_dir()] + \
-        [str(p) for p in base.glob("pyminidocker/*") if p.is_dir()]
 
 
 def sh(ctr, script: str, *opts: str, check: bool = True):

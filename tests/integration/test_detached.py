@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pyminidocker import _native as n
-from tests.integration.test_containers import _cgroups_left, busybox_full
+from tests.integration.conftest import cgroups_left, store_with_bb
 
 MONITOR = n.MONITOR_PATH
 PSS_LIMIT_KIB = 400
@@ -60,10 +60,7 @@ def _pss_kib(pid: int) -> int:
 @pytest.fixture(scope="module")
 def dk(tmp_path_factory, publish, pmd_factory):
     """A runner bound to a module store holding the busybox image as `bb`."""
-    pushed = publish(busybox_full(), "detached-busybox", "v1")
-    run = pmd_factory(tmp_path_factory.mktemp("detached-store"))
-    run("pull", "-q", f"{pushed.host}/{pushed.repo}:{pushed.tag}")
-    run("tag", f"{pushed.host}/{pushed.repo}:{pushed.tag}", "bb")
+    run = store_with_bb("detached-busybox", tmp_path_factory, publish, pmd_factory)
     monitors_before = set(_monitors())
     yield run
     leftover = run("ps", "-a", "-q").stdout.split()
@@ -71,7 +68,7 @@ def dk(tmp_path_factory, publish, pmd_factory):
         run("rm", "-f", cid, check=False)
     assert leftover == [], "containers left behind by the tests"
     # Only our containers' cgroups: other stores on this machine may have theirs.
-    assert [c for c in _cgroups_left() if c.rsplit("/", 1)[1] in CREATED] == [], \
+    assert [c for c in cgroups_left() if c.rsplit("/", 1)[1] in CREATED] == [], \
         "cgroups left behind"
     assert _mounted(run.root) == [], "mounts left behind"
     assert set(_monitors()) <= monitors_before, "monitors left behind"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration import images as I
+from tests.integration.conftest import store_with_bb
 
 
 def _host_leftovers(root: Path, ids: set[str]) -> list[str]:
@@ -40,11 +40,7 @@ def _host_leftovers(root: Path, ids: set[str]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def bb(tmp_path_factory, publish, pmd_factory):
-    pushed = publish(I.build_image([I.make_layer(I.full_busybox_entries())]), "load-bb", "v1")
-    run = pmd_factory(tmp_path_factory.mktemp("load-store"))
-    run("pull", "-q", f"{pushed.host}/{pushed.repo}:{pushed.tag}")
-    run("tag", f"{pushed.host}/{pushed.repo}:{pushed.tag}", "bb")
-    return run
+    return store_with_bb("load-bb", tmp_path_factory, publish, pmd_factory)
 
 
 def test_fifty_containers_at_once(bb):
