@@ -47,6 +47,7 @@ lint:
 
 bench: build
 	$(PYTHON) bench/pull.py
+	$(PYTHON) bench/start.py
 
 demo: build
 	$(PYTHON) bench/demo.py

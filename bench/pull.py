@@ -9,7 +9,7 @@ each run, `pyminidocker pull` and the anchors that are installed:
   - `bsdtar -xpf BLOB` of the same layer from a local file (the extraction floor)
 and prints medians and ratios. Not a test: machines are noisy, read the medians.
 
-Usage: sudo python3 bench/pull.py [--runs N]
+Usage: sudo python3 bench/pull.py [--runs N] [--dir /dev/shm]
 """
 from __future__ import annotations
 
@@ -38,8 +38,10 @@ PMD = [sys.executable, "-m", "pyminidocker"]
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--dir", help="where the stores and unpacked trees go (default: /tmp); "
+                    "e.g. /dev/shm to take the disk out of the measurement")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="pmd-bench-pull-"))
+    work = Path(tempfile.mkdtemp(prefix="pmd-bench-pull-", dir=args.dir))
     reg = start_registry(work / "registry")
     try:
         blob = debian_minbase_blob()

@@ -1,0 +1,58 @@
+"""What the CLI prints, in-process (Env injects the streams): Docker's formats."""
+from __future__ import annotations
+
+import io
+
+from pyminidocker.cli import Env, PullRenderer, human_duration, human_size, main
+from pyminidocker.pull import Progress
+
+
+class _TTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_pull_progress_plain_lines_when_not_a_tty():
+    out = io.StringIO()
+    r = PullRenderer(Env(stdout=out))
+    for ev in (Progress("aaa", "Pulling fs layer"), Progress("aaa", "Downloading", 10, 100),
+               Progress("aaa", "Downloading", 50, 100), Progress("aaa", "Pull complete")):
+        r(ev)
+    # one line per change of status, no progress bars, no escape sequences
+    assert out.getvalue() == ("aaa: Pulling fs layer\naaa: Downloading\naaa: Pull complete\n")
+
+
+def test_pull_progress_updates_lines_in_place_on_a_tty():
+    out = _TTY()
+    r = PullRenderer(Env(stdout=out))
+    r(Progress("aaa", "Waiting"))
+    r(Progress("bbb", "Waiting"))
+    r(Progress("aaa", "Downloading", 500_000, 1_000_000))
+    text = out.getvalue()
+    assert text.startswith("aaa: Waiting\nbbb: Waiting\n")
+    # aaa's line is rewritten: cursor up 2 lines, clear it, a bar with sizes, back down
+    assert "\x1b[2A\r\x1b[2Kaaa: Downloading [" in text
+    assert "500kB/1MB" in text and text.endswith("\x1b[2B\r")
+
+
+def test_docker_size_and_duration_formats():
+    assert human_size(4_261_376) == "4.26MB"
+    assert human_size(0) == "0B"
+    assert human_size(1500) == "1.5kB"
+    assert human_duration(0.5) == "Less than a second"
+    assert human_duration(59) == "59 seconds"
+    assert human_duration(3600) == "About an hour"
+    assert human_duration(3 * 86400) == "3 days"
+    assert human_duration(3 * 365 * 86400) == "3 years"
+
+
+def test_errors_are_one_line_with_docker_exit_codes(tmp_path):
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["--root", str(tmp_path), "rmi", "nope"], Env(stdout=out, stderr=err)) == 1
+    assert err.getvalue() == "Error: No such image: nope\n"
+    err = io.StringIO()
+    assert main(["--root", str(tmp_path), "pull", "library/Busybox"], Env(stdout=out, stderr=err)) == 1
+    assert err.getvalue().count("\n") == 1 and "invalid reference format" in err.getvalue()
+    err = io.StringIO()
+    assert main(["--root", str(tmp_path), "images", "--bogus"], Env(stdout=out, stderr=err)) == 125
+    assert err.getvalue().count("\n") == 1 and "Traceback" not in err.getvalue()
