@@ -28,7 +28,7 @@ busybox_image = I.busybox_image
 
 def push_image(img: I.Image, workdir: Path, ref: str) -> str:
     layout = I.write_layout(workdir / f"layout-{img.id_hex[:12]}", {"latest": img})
-    return I.push(layout, "latest", ref)
+    return I.push(layout, ref, src_tag="latest")
 
 
 def debian_minbase_blob() -> Path:
