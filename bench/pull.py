@@ -32,7 +32,9 @@ from common import (
     start_registry,
 )
 
-PMD = [sys.executable, "-m", "pyminidocker"]
+# The command as users run it: the launcher `make install` writes, else the module.
+_LAUNCHER = shutil.which("pyminidocker", path="/usr/local/bin")
+PMD = [_LAUNCHER] if _LAUNCHER else [sys.executable, "-m", "pyminidocker"]
 
 
 def main() -> int:

@@ -26,7 +26,9 @@ sys.path.insert(0, str(REPO))
 from pyminidocker import _native as n
 from pyminidocker import defaults as d
 
-PMD = [sys.executable, "-m", "pyminidocker"]
+# The command as users run it: the launcher `make install` writes, else the module.
+_LAUNCHER = shutil.which("pyminidocker", path="/usr/local/bin")
+PMD = [_LAUNCHER] if _LAUNCHER else [sys.executable, "-m", "pyminidocker"]
 
 
 def sh(cmd: list[str], **kw) -> subprocess.CompletedProcess:
