@@ -11,11 +11,14 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import IO, Any
 
 from pyminidocker import __version__
 from pyminidocker.errors import PmdError, UsageError
 from pyminidocker.spec import StartError
+
+TYPE_CHECKING = False  # typing is not imported at run time: the start path
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 PROG = "pyminidocker"
 

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pyminidocker import _native, defaults
 from pyminidocker import spec as policy
@@ -25,6 +24,10 @@ from pyminidocker.errors import Conflict, NotFound, PmdError, UsageError
 from pyminidocker.store import Store
 from pyminidocker.store.containers import ContainerRecord, State, check_name, random_name
 from pyminidocker.trace import Tracer
+
+TYPE_CHECKING = False  # typing is not imported at run time: the start path
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def now_iso() -> str:

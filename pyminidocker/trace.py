@@ -10,7 +10,10 @@ import contextlib
 import sys
 import time
 from collections.abc import Iterator
-from typing import IO
+
+TYPE_CHECKING = False  # typing is not imported at run time: the start path
+if TYPE_CHECKING:
+    from typing import IO
 
 
 class Tracer:

@@ -17,12 +17,14 @@ import errno
 import fcntl
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from pyminidocker.errors import StoreError
+
+TYPE_CHECKING = False  # typing is not imported at run time: the start path
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _store_error(e: OSError, what: str) -> StoreError:
@@ -167,6 +169,8 @@ class Store:
 
     def discard(self, path: Path) -> None:
         """Delete a directory tree that is not (or no longer) part of the store."""
+        import shutil  # not on the start path unless something is deleted
+
         shutil.rmtree(path, ignore_errors=True)
 
     def retire(self, path: Path) -> Path:

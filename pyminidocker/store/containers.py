@@ -12,12 +12,15 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from pyminidocker.errors import Conflict, NotFound, StoreError, UsageError
 from pyminidocker.store import _store_error, read_json, write_json
 
+TYPE_CHECKING = False  # typing is not imported at run time: the start path
+
 if TYPE_CHECKING:
+    from typing import Any
+
     from pyminidocker.store import Store
 
 _NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")

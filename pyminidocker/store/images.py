@@ -15,12 +15,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from pyminidocker.errors import Conflict, NotFound, StoreError
 from pyminidocker.store import _store_error, atomic_write, fsync_dir, read_json, write_json
 
+TYPE_CHECKING = False  # typing is not imported at run time: the start path
+
 if TYPE_CHECKING:
+    from typing import Any
+
     from pyminidocker.store import Store
 
 _PLAIN_KEY = re.compile(r"[.0-9a-z]+")

@@ -11,10 +11,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pyminidocker.errors import StoreError
 from pyminidocker.store import _store_error, fsync_dir, read_json, write_json
+
+TYPE_CHECKING = False  # typing is not imported at run time: the start path
 
 if TYPE_CHECKING:
     from pyminidocker.store import Store
