@@ -464,7 +464,7 @@ def wait(pid: int) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
-def overlay_mount(lowerdirs: list[str | os.PathLike[str]], target: str | os.PathLike[str],
+def overlay_mount(lowerdirs: Sequence[str | os.PathLike[str]], target: str | os.PathLike[str],
                   upper: str | os.PathLike[str] | None = None,
                   work: str | os.PathLike[str] | None = None, readonly: bool = False) -> None:
     """Mount an overlay on target; lowerdirs top layer first (see pmd_overlay_mount).

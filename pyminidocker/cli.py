@@ -294,7 +294,8 @@ def cmd_inspect(args: argparse.Namespace, env: Env) -> int:
 
 def _inspect_image(store: Any, rec: Any) -> dict[str, Any]:
     cfg = store.images.config(rec)
-    tags, digests = [], []
+    tags: list[str] = []
+    digests: list[str] = []
     for n in rec.names:
         repo, tag, digest = _split_name(n)
         (digests if digest else tags).append(f"{repo}@{digest}" if digest else f"{repo}:{tag}")
@@ -356,7 +357,7 @@ def cmd_rmi(args: argparse.Namespace, env: Env) -> int:
                 except PmdError:
                     pass
                 tags = [n for n in rec.names if "@" not in n]
-                if name in rec.names and len(tags) > 1:
+                if name is not None and name in rec.names and len(tags) > 1:
                     rec.names.remove(name)
                     store.images.set_names(rec, rec.names)
                     env.out(f"Untagged: {_familiar(parse_reference(name))}")

@@ -114,9 +114,11 @@ class _LayerJob:
             pass
         result: dict[str, Any] = {}
 
+        diff = self.staging / "diff"
+
         def extract() -> None:
             try:
-                result["ok"] = _native.layer_extract(r, self.staging / "diff", comp)
+                result["ok"] = _native.layer_extract(r, diff, comp)
             except BaseException as e:
                 result["error"] = e
             finally:
@@ -287,7 +289,7 @@ class Puller:
             return
         doomed = []
         with self.store.lock():
-            unused = set(self.store.images.unused_layers())
+            unused: set[str] = set(self.store.images.unused_layers())
             for chain_id in reversed(self.committed):
                 if chain_id in unused and self.store.layers.exists(chain_id):
                     doomed.append(self.store.layers.retire(chain_id))

@@ -553,7 +553,8 @@ def store_credentials(path: Path, registry: str, username: str, password: str) -
         auths = {}
     want = _normalise_auth_key(registry)
     key = next((k for k in auths if _normalise_auth_key(str(k)) == want), _auth_key_for(registry))
-    entry = auths.get(key) if isinstance(auths.get(key), dict) else {}
+    found = auths.get(key)
+    entry: dict[str, Any] = found if isinstance(found, dict) else {}
     entry = {k: v for k, v in entry.items() if k not in ("username", "password", "identitytoken")}
     entry["auth"] = base64.b64encode(f"{username}:{password}".encode()).decode()
     auths[key] = entry

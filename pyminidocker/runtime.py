@@ -343,14 +343,15 @@ class Runtime:
             cg = Cgroup(rec.id)
             cg.create(Limits(memory=host.get("memory"), cpus=host.get("cpus"),
                              pids=host.get("pids_limit")))
-        ro = _native.MS_RDONLY | _native.MS_NOSUID | _native.MS_NODEV | _native.MS_NOEXEC
+        cg_flags = _native.MS_RDONLY | _native.MS_NOSUID | _native.MS_NODEV | _native.MS_NOEXEC
         cg_mounts = cg.container_mounts()
         if cg_mounts and cg_mounts[0][1] == "cgroup":  # v1: a tmpfs to hold the hierarchies
             mounts.append(_native.Mount("/sys/fs/cgroup", "tmpfs", "tmpfs",
                                         _native.MS_NOSUID | _native.MS_NODEV | _native.MS_NOEXEC,
                                         "mode=755", mkdir=True))
         for target, fstype, data in cg_mounts:
-            mounts.append(_native.Mount(target, "cgroup", fstype, ro, data or None, mkdir=True))
+            mounts.append(_native.Mount(target, "cgroup", fstype, cg_flags, data or None,
+                                        mkdir=True))
         privileged = bool(host.get("privileged"))
         return _native.SpawnSpec(
             argv=rec.argv, env=env, namespaces=ns, rootfs=rootfs,

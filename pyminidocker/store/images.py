@@ -190,7 +190,7 @@ class ImageStore:
     def _take_names(self, names: list[str], keep: str) -> None:
         # Removing a name from its old image before giving it to the new one means a crash in
         # between loses the tag (a re-pull or re-tag restores it) but never leaves it on two.
-        wanted = set(names)
+        wanted: set[str] = set(names)
         for other in self.list():
             if other.id != keep and wanted & set(other.names):
                 other.names = [n for n in other.names if n not in wanted]
