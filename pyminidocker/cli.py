@@ -909,6 +909,11 @@ def cmd_container_prune(args: argparse.Namespace, env: Env) -> int:
 
 # ---- parser ----------------------------------------------------------------------------------
 
+COMMANDS = ("pull", "images", "inspect", "tag", "rmi", "login", "logout", "create", "run",
+            "exec", "start", "ps", "stop", "kill", "rm", "wait", "logs", "rename", "container",
+            "version")
+
+
 class _Unused:
     """Stands for the parser of a command that is not being run: its flags are not built."""
 
@@ -928,8 +933,8 @@ def _command_of(argv: Sequence[str]) -> str | None:
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The whole parser, or with `only` a parser whose other commands have no flags (building
-    every command's flags costs milliseconds on each start)."""
+    """The whole parser, or with `only` a parser of that command alone (building every
+    command's parser costs milliseconds on each start)."""
     p = _Parser(prog=PROG, description="A daemonless container engine.")
     p.add_argument("--root", help="store directory (default $PYMINIDOCKER_ROOT or "
                    "/var/lib/docker-mini)")
@@ -942,7 +947,6 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     def add(name: str, fn: Callable[..., int], help: str, aliases: Sequence[str] = (),
             add_help: bool = True) -> Any:
         if only is not None and name != only and only not in aliases:
-            sub.add_parser(name, help=help, aliases=list(aliases))
             return _Unused()
         sp = sub.add_parser(name, help=help, description=help, aliases=list(aliases),
                             add_help=add_help)
@@ -1070,7 +1074,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def program(argv: Sequence[str], env: Env) -> int:
     from pyminidocker.config import Config
 
-    parser = build_parser(_command_of(argv))
+    command = _command_of(argv)
+    # Only the command being run gets a parser (the others cost milliseconds of every start);
+    # an unknown one gets the full parser, so that the error lists the commands.
+    parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
     if args.version:
         return cmd_version(args, env)

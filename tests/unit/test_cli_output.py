@@ -56,3 +56,17 @@ def test_errors_are_one_line_with_docker_exit_codes(tmp_path):
     err = io.StringIO()
     assert main(["--root", str(tmp_path), "images", "--bogus"], Env(stdout=out, stderr=err)) == 125
     assert err.getvalue().count("\n") == 1 and "Traceback" not in err.getvalue()
+
+
+def test_the_command_list_matches_the_parser():
+    """cli.COMMANDS decides which parser a start builds; it must name every command."""
+    from pyminidocker.cli import COMMANDS, build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert set(sub.choices) == set(COMMANDS)
+
+
+def test_help_of_one_command_and_unknown_commands(tmp_path):
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["--root", str(tmp_path), "nosuch"], Env(stdout=out, stderr=err)) == 125
+    assert "invalid choice" in err.getvalue() and "pull" in err.getvalue()
