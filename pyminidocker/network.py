@@ -425,9 +425,9 @@ def prune_networks(store: Store, in_use: Iterable[str] = ()) -> list[str]:
 
 def _allocate_locked(ns: NetworkStore, net: Network, container_id: str) -> IPv4Address:
     alloc = ns.allocations(net.name)
-    for addr, cid in alloc.items():
+    for held, cid in alloc.items():
         if cid == container_id:
-            return IPv4Address(addr)  # idempotent: a retried create keeps its address
+            return IPv4Address(held)  # idempotent: a retried create keeps its address
     subnet = IPv4Network(net.subnet)
     gw = int(IPv4Address(net.gateway))
     used = {int(IPv4Address(a)) for a in alloc}
@@ -466,6 +466,42 @@ def release(store: Store, network: str | Network, container_id: str) -> list[str
                 del alloc[a]
             ns.put_allocations(name, alloc)
     return freed
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What the per-container (C) side needs to plug a container into a network."""
+
+    network: str
+    bridge: str
+    address: str
+    prefix_len: int
+    gateway: str
+
+
+def connect(store: Store, network: str, container_id: str,
+            cfg: Config | None = None) -> Endpoint:
+    """Everything the host needs before a container joins `network` ("bridge": the default
+    network, recorded on first use from cfg): the bridge and rules (ensure_bridge) and an
+    address. The address is released again if the host cannot be set up.
+    Raises NotFound (network), PmdError (no address left; netlink, iptables), StoreError."""
+    ns = NetworkStore(store)
+    net = default_network(store, cfg) if network == DEFAULT_NETWORK else _resolve(ns, network)
+    addr, plen, gw = allocate(store, net, container_id)
+    try:
+        ensure_bridge(net)
+    except BaseException:
+        release(store, net, container_id)
+        raise
+    return Endpoint(net.name, net.bridge, addr, plen, gw)
+
+
+def disconnect(store: Store, network: str, container_id: str) -> None:
+    """Release the container's address on the network; a network that no longer exists is
+    fine (rm after network rm --force, or a crash). The bridge stays (removed by network rm,
+    prune or reset_host). Raises StoreError."""
+    with contextlib.suppress(NotFound):
+        release(store, _resolve(NetworkStore(store), network), container_id)
 
 
 # --------------------------------------------------------------------------------------------

@@ -302,3 +302,24 @@ def test_missing_iptables_is_a_clear_error(host, monkeypatch):
         N.ensure_bridge(net)
     monkeypatch.undo()
     N.remove_network_host_state(net)  # the bridge was made before iptables was needed
+
+
+def test_connect_and_disconnect(host, monkeypatch):
+    from pyminidocker.config import Config
+
+    cfg = Config(root=host.store.root, default_bridge=host.bridge())
+    ep = N.connect(host.store, "bridge", "a" * 64, cfg)
+    net = N.NetworkStore(host.store).get("bridge")
+    assert (ep.network, ep.bridge, ep.gateway, ep.prefix_len) == \
+        ("bridge", cfg.default_bridge, net.gateway, net.prefix_len)
+    assert ep.address == _addr(net, 2) and ep.bridge in links()
+    assert N.connect(host.store, "bridge", "a" * 64, cfg) == ep  # idempotent
+    N.disconnect(host.store, "bridge", "a" * 64)
+    assert N.NetworkStore(host.store).allocations("bridge") == {}
+    N.disconnect(host.store, "gone", "a" * 64)  # an unknown network is fine
+
+    # the host cannot be set up: no address stays allocated
+    monkeypatch.setattr(N.shutil, "which", lambda name: None)
+    with pytest.raises(PmdError, match="iptables not found"):
+        N.connect(host.store, "bridge", "b" * 64, cfg)
+    assert N.NetworkStore(host.store).allocations("bridge") == {}
