@@ -749,20 +749,44 @@ def remove_network_host_state(net: Network) -> None:
         _delete_link(net.bridge)
 
 
+_OUR_BRIDGE_NAME = re.compile(r"pmd0|pmd-[0-9a-f]{11}")
+
+
+def _remove_every_pmd_chain() -> None:
+    """Every chain named PMD-* in nat and filter and every jump to one, whether or not this
+    version of the engine made it (a chain an older version used is ours too)."""
+    for table in ("nat", "filter"):
+        lines = _ipt(table, "-S").stdout.splitlines()
+        ours = [line.split()[1] for line in lines if line.startswith("-N PMD-")]
+        for line in lines:
+            words = shlex.split(line)
+            if words[:1] == ["-A"] and not words[1].startswith("PMD-") and \
+                    "-j" in words and words[words.index("-j") + 1].startswith("PMD-"):
+                _del_rule(table, words[1], words[2:])
+        for chain in ours:
+            _ipt(table, "-F", chain)
+        for chain in ours:  # after every flush: a PMD chain may jump to another
+            _ipt(table, "-X", chain)
+
+
 def reset_host(store: Store | None = None) -> None:
-    """Remove everything the engine added to the host: every PMD-* chain and its jumps, every
-    bridge tagged as ours (and those of store's networks). Leaves ip_forward as it is.
+    """Remove everything the engine added to the host: every PMD-* chain and every jump to
+    one; every bridge tagged as ours, named as ours ("pmd0", "pmd-<11 hex>"), or named by one
+    of store's networks. Leaves ip_forward as it is (other software may rely on it).
     Raises PmdError."""
     from pyroute2 import IPRoute
 
     with host_lock():
         if shutil.which("iptables"):
-            _remove_all_chains()
+            _remove_every_pmd_chain()
         names = {n.bridge for n in NetworkStore(store).all()} if store is not None else set()
         with IPRoute() as ipr:
             for link in ipr.get_links():
-                if _link_kind(link) == "bridge" and link.get_attr("IFLA_IFALIAS") == BRIDGE_ALIAS:
-                    names.add(link.get_attr("IFLA_IFNAME"))
+                name = link.get_attr("IFLA_IFNAME")
+                if _link_kind(link) == "bridge" and (
+                        link.get_attr("IFLA_IFALIAS") == BRIDGE_ALIAS
+                        or _OUR_BRIDGE_NAME.fullmatch(name)):
+                    names.add(name)
         for name in sorted(names):
             _delete_link(name)
 

@@ -289,10 +289,21 @@ def test_reset_host_removes_everything(host):
     for net in (a, b):
         N.ensure_bridge(net)
     N.publish(a, _addr(a, 2), [N.PortMapping("127.0.0.1", 0, 80, "tcp")])
-    assert pmd_lines() and set(ours_bridges()) == {a.bridge, b.bridge}
-    N.reset_host(host.store)
-    assert pmd_lines() == [] and ours_bridges() == []
-    N.reset_host()  # nothing left to do
+    # a chain this version does not know (as an older one might have left), jumped to
+    try:
+        subprocess.run(["iptables", "-w", "-N", "PMD-OLD"], check=True)
+        subprocess.run(["iptables", "-w", "-A", "FORWARD", "-i", a.bridge, "-j", "PMD-OLD"],
+                       check=True)
+        subprocess.run(["iptables", "-w", "-A", "PMD-OLD", "-j", "PMD-FORWARD"], check=True)
+        assert pmd_lines() and set(ours_bridges()) == {a.bridge, b.bridge}
+        N.reset_host(host.store)
+        assert pmd_lines() == [] and ours_bridges() == []
+        N.reset_host()  # nothing left to do
+    finally:
+        subprocess.run(["iptables", "-w", "-D", "FORWARD", "-i", a.bridge, "-j", "PMD-OLD"],
+                       capture_output=True, check=False)
+        subprocess.run(["iptables", "-w", "-F", "PMD-OLD"], capture_output=True, check=False)
+        subprocess.run(["iptables", "-w", "-X", "PMD-OLD"], capture_output=True, check=False)
 
 
 def test_missing_iptables_is_a_clear_error(host, monkeypatch):
