@@ -13,7 +13,8 @@ Host state is made of, and only of:
   - net.ipv4.ip_forward = 1 (never set back: other software on the host may rely on it, as
     Docker does), and net.ipv4.conf.<bridge>.route_localnet = 1 (see "Loopback" below);
   - iptables rules in chains of the engine's own, each rule tagged with the comment
-    "pmd:<bridge>" so that one network's rules can be found and removed as a group:
+    "pmd:<bridge>:<what>" so that one network's rules can be found and removed as a group
+    (and a second ensure_bridge() can see with one iptables-save that they are all there):
         nat    PMD-POSTROUTING  <- POSTROUTING          MASQUERADE for the subnets
         nat    PMD-DNAT         <- PREROUTING, OUTPUT   DNAT for published ports
                                    (-m addrtype --dst-type LOCAL)
@@ -589,40 +590,44 @@ def _remove_all_chains() -> None:
             _ipt(table, "-X", chain)
 
 
-def _tag(net: Network) -> tuple[str, ...]:
-    return ("-m", "comment", "--comment", f"pmd:{net.bridge}")
+def _tag(net: Network, what: str) -> tuple[str, ...]:
+    # one comment per rule: "pmd:<bridge>:" finds a network's rules, the rest tells which
+    return ("-m", "comment", "--comment", f"pmd:{net.bridge}:{what}")
 
 
 def _network_rules(net: Network) -> list[tuple[str, str, tuple[str, ...]]]:
     """(table, chain, rule) of a network, without its published ports."""
-    br, t = net.bridge, _tag(net)
+    br = net.bridge
     rules = []
     if not net.internal:
-        rules += [("nat", "PMD-POSTROUTING", ("-s", net.subnet, "!", "-o", br, *t,
-                                              "-j", "MASQUERADE"))]
+        rules += [("nat", "PMD-POSTROUTING", ("-s", net.subnet, "!", "-o", br,
+                                              *_tag(net, "masquerade"), "-j", "MASQUERADE"))]
     # 127.0.0.1:PORT DNATed into the bridge keeps its loopback source; give it the gateway's
     rules += [
-        ("nat", "PMD-POSTROUTING", ("-s", "127.0.0.0/8", "-o", br, *t, "-j", "MASQUERADE")),
-        ("filter", "PMD-FORWARD", ("-i", br, "-o", br, *t, "-j", "ACCEPT")),
+        ("nat", "PMD-POSTROUTING", ("-s", "127.0.0.0/8", "-o", br, *_tag(net, "loopback"),
+                                    "-j", "MASQUERADE")),
+        ("filter", "PMD-FORWARD", ("-i", br, "-o", br, *_tag(net, "members"), "-j", "ACCEPT")),
     ]
     if not net.internal:
         rules += [
-            ("filter", "PMD-FORWARD", ("-i", br, "!", "-o", br, *t, "-j", "ACCEPT")),
+            ("filter", "PMD-FORWARD", ("-i", br, "!", "-o", br, *_tag(net, "out"),
+                                       "-j", "ACCEPT")),
             ("filter", "PMD-FORWARD", ("-o", br, "-m", "conntrack", "--ctstate",
-                                       "RELATED,ESTABLISHED", *t, "-j", "ACCEPT")),
+                                       "RELATED,ESTABLISHED", *_tag(net, "replies"),
+                                       "-j", "ACCEPT")),
         ]
     # route_localnet guard: nothing from the bridge may open a connection to the host's
     # loopback (replies to 127.0.0.1 clients are ESTABLISHED; published ports are DNAT)
     rules += [("filter", "PMD-INPUT", ("-i", br, "-d", "127.0.0.0/8", "-m", "conntrack",
-                                       "!", "--ctstate", "RELATED,ESTABLISHED,DNAT", *t,
-                                       "-j", "DROP"))]
+                                       "!", "--ctstate", "RELATED,ESTABLISHED,DNAT",
+                                       *_tag(net, "loopback-guard"), "-j", "DROP"))]
     return rules
 
 
 def _port_rules(net: Network, container_ip: str,
                 p: PortMapping) -> list[tuple[str, str, tuple[str, ...]]]:
     dst = ("-d", p.host_ip) if p.host_ip else ()
-    t = _tag(net)
+    t = _tag(net, "port")
     return [
         ("nat", "PMD-DNAT", ("-p", p.proto, *dst, "--dport", str(p.host_port), *t,
                              "-j", "DNAT", "--to-destination",
@@ -727,15 +732,41 @@ def ensure_bridge(net: Network) -> None:
         _ensure_link(net)
         _sysctl("net/ipv4/ip_forward", "1")
         _sysctl(f"net/ipv4/conf/{net.bridge}/route_localnet", "1")
+        rules = _network_rules(net)
+        if _all_present(rules):
+            return
         _ensure_chains()
-        for table, chain, rule in _network_rules(net):
+        for table, chain, rule in rules:
             _add_rule(table, chain, rule)
+
+
+def _all_present(rules: list[tuple[str, str, tuple[str, ...]]]) -> bool:
+    """Whether one iptables-save shows our chains, their jumps and these rules (by their
+    comments): the common case of a second container on a network costs one process, not
+    one iptables -C per rule (each ~3 ms)."""
+    try:
+        res = subprocess.run([_iptables_bin() + "-save"], capture_output=True, text=True,
+                             check=False, stdin=subprocess.DEVNULL)
+    except OSError:
+        return False
+    if res.returncode != 0:
+        return False
+    lines = set(res.stdout.splitlines())
+    for _, chain, jumps in CHAINS:
+        if f":{chain} - [0:0]" not in lines and not any(
+                line.startswith(f":{chain} ") for line in lines):
+            return False
+        for builtin, match in jumps:
+            if " ".join(("-A", builtin, *match, "-j", chain)) not in lines:
+                return False
+    text = res.stdout
+    return all(f'"{rule[rule.index("--comment") + 1]}"' in text for _, _, rule in rules)
 
 
 def _remove_tagged_rules(tag: str) -> None:
     for table, chain, _ in CHAINS:
         for rule in _rules_of(table, chain):
-            if "--comment" in rule and rule[rule.index("--comment") + 1] == tag:
+            if "--comment" in rule and rule[rule.index("--comment") + 1].startswith(tag):
                 _del_rule(table, chain, rule)
 
 
@@ -744,7 +775,7 @@ def remove_network_host_state(net: Network) -> None:
     when no network has rules left. Idempotent. Raises PmdError."""
     with host_lock():
         if shutil.which("iptables"):
-            _remove_tagged_rules(f"pmd:{net.bridge}")
+            _remove_tagged_rules(f"pmd:{net.bridge}:")
             _drop_empty_chains()
         _delete_link(net.bridge)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shlex
 import socket
 import subprocess
 import uuid
@@ -78,7 +79,7 @@ def host(root):
         for name in h.extra_links:
             subprocess.run(["ip", "link", "del", name], capture_output=True, check=False)
     left_links = [b for b in h.bridges + h.extra_links if b in links()]
-    left_rules = [line for line in iptables_save() if any(f"pmd:{b}" in line for b in h.bridges)]
+    left_rules = [line for line in iptables_save() if any(f"pmd:{b}:" in line for b in h.bridges)]
     assert not left_links, f"links left: {left_links}"
     assert not left_rules, f"rules left: {left_rules}"
     if clean_before:
@@ -86,7 +87,7 @@ def host(root):
 
 
 def tagged(bridge: str) -> list[str]:
-    return [line for line in iptables_save() if f'"pmd:{bridge}"' in line]
+    return [line for line in iptables_save() if f'"pmd:{bridge}:' in line]
 
 
 def sysctl(path: str) -> str:
@@ -123,6 +124,13 @@ def test_ensure_bridge_twice_one_bridge_rules_once(host):
                  "-A PREROUTING -m addrtype --dst-type LOCAL -j PMD-DNAT",
                  "-A OUTPUT -m addrtype --dst-type LOCAL -j PMD-DNAT"):
         assert counts[jump] == 1, jump
+
+    # a rule or a jump deleted behind our back (a firewall reload) is put back
+    masq = next(x for x in mine if x.startswith("-A PMD-POSTROUTING -s " + net.subnet))
+    subprocess.run(["iptables", "-w", "-t", "nat", "-D", *shlex.split(masq)[1:]], check=True)
+    subprocess.run(["iptables", "-w", "-D", "FORWARD", "-j", "PMD-FORWARD"], check=True)
+    N.ensure_bridge(net)
+    assert sorted(iptables_save()) == sorted(first)
 
     N.remove_network_host_state(net)
     assert net.bridge not in links()
@@ -203,7 +211,7 @@ def test_port_in_use_on_the_host(host):
                                            N.PortMapping("127.0.0.1", port, 81, "tcp")])
     assert tagged(net.bridge) == base
     assert not [x for x in iptables_save() if x.startswith("-A PMD-DNAT ")
-                and f"pmd:{net.bridge}" in x]
+                and f"pmd:{net.bridge}:" in x]
 
 
 def test_default_subnet_skips_a_real_route(host):
