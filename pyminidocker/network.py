@@ -72,8 +72,10 @@ PREDEFINED = ("bridge", "host", "none")
 BRIDGE_ALIAS = "pyminidocker"
 HOST_LOCK = Path("/run/pyminidocker/network.lock")
 
-# Like Docker's default address pools, but away from Docker's 172.17-31 and Podman's 10.88:
-# the default network takes the first one that overlaps no host route and no other network.
+# Like Docker's default address pools (172.17-31/16, then 192.168.x/20), but starting where
+# neither Docker's docker0 (172.17) nor Podman's podman0 (10.88) usually lives; every network
+# without an explicit subnet takes the first one that overlaps no host route and no other
+# network, so 10.88 is skipped only on a host where Podman's route is really there.
 POOL: tuple[IPv4Network, ...] = (
     *(IPv4Network(f"10.{b}.0.0/16") for b in range(77, 100)),
     IPv4Network("172.30.0.0/16"),
@@ -484,7 +486,8 @@ def connect(store: Store, network: str, container_id: str,
             cfg: Config | None = None) -> Endpoint:
     """Everything the host needs before a container joins `network` ("bridge": the default
     network, recorded on first use from cfg): the bridge and rules (ensure_bridge) and an
-    address. The address is released again if the host cannot be set up.
+    address. The address is released again if the host cannot be set up. "host" and "none"
+    are not networks of this module: the caller handles them (no endpoint).
     Raises NotFound (network), PmdError (no address left; netlink, iptables), StoreError."""
     ns = NetworkStore(store)
     net = default_network(store, cfg) if network == DEFAULT_NETWORK else _resolve(ns, network)

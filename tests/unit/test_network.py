@@ -282,3 +282,41 @@ def test_ipam_concurrent_processes_never_share(store, root):
     assert sorted(addrs, key=lambda a: int(a.rsplit(".", 1)[1])) == \
         [f"10.30.0.{n}" for n in range(2, 102)]
     assert len(NetworkStore(store).allocations("busy")) == 100
+
+
+# --------------------------------------------------------------------------------------------
+# the rules, as built (pure)
+
+
+def _net(internal: bool = False) -> N.Network:
+    return N.Network(name="n", id="a" * 64, bridge="pmd-aaaa", subnet="10.5.0.0/24",
+                     gateway="10.5.0.1", created="", internal=internal)
+
+
+def _flat(rules):
+    return [(t, c, " ".join(r)) for t, c, r in rules]
+
+
+def test_network_rules():
+    rules = _flat(N._network_rules(_net()))
+    assert ("nat", "PMD-POSTROUTING", "-s 10.5.0.0/24 ! -o pmd-aaaa -m comment --comment "
+            "pmd:pmd-aaaa:masquerade -j MASQUERADE") in rules
+    assert ("filter", "PMD-FORWARD", "-o pmd-aaaa -m conntrack --ctstate RELATED,ESTABLISHED "
+            "-m comment --comment pmd:pmd-aaaa:replies -j ACCEPT") in rules
+    assert any(c == "PMD-INPUT" and "-d 127.0.0.0/8" in r and r.endswith("-j DROP")
+               for _, c, r in rules)
+    comments = [r.split("--comment ")[1].split()[0] for _, _, r in rules]
+    assert len(comments) == len(set(comments)) == 6  # one per rule: the fast check relies on it
+    # internal: members only, nothing to or from the outside
+    internal = _flat(N._network_rules(_net(internal=True)))
+    assert not any("masquerade" in r or ":out " in r or ":replies " in r for _, _, r in internal)
+    assert any(":members " in r for _, _, r in internal)
+
+
+def test_port_rules():
+    rules = _flat(N._port_rules(_net(), "10.5.0.2", N.PortMapping("127.0.0.1", 8080, 80)))
+    assert rules[0] == ("nat", "PMD-DNAT", "-p tcp -d 127.0.0.1 --dport 8080 -m comment "
+                        "--comment pmd:pmd-aaaa:port -j DNAT --to-destination 10.5.0.2:80")
+    assert rules[1][1] == "PMD-FORWARD" and "-d 10.5.0.2/32 ! -i pmd-aaaa -o pmd-aaaa" in rules[1][2]
+    every = _flat(N._port_rules(_net(), "10.5.0.2", N.PortMapping("", 53, 53, "udp")))
+    assert every[0][2].startswith("-p udp --dport 53 ")  # no -d: every host address
