@@ -471,6 +471,23 @@ def release(store: Store, network: str | Network, container_id: str) -> list[str
     return freed
 
 
+def release_stale(store: Store, live: Iterable[str]) -> list[tuple[str, str, str]]:
+    """Free every address held by a container not in live (container ids that still exist):
+    the reconciliation after a crash between create and rm. Returns (network, address,
+    container id) of each one freed. Raises StoreError."""
+    keep = set(live)
+    ns = NetworkStore(store)
+    freed = []
+    with store.lock():
+        for name in ns.names():
+            alloc = ns.allocations(name)
+            stale = {a: cid for a, cid in alloc.items() if cid not in keep}
+            if stale:
+                ns.put_allocations(name, {a: c for a, c in alloc.items() if a not in stale})
+                freed += [(name, a, cid) for a, cid in stale.items()]
+    return freed
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """What the per-container (C) side needs to plug a container into a network."""
@@ -630,7 +647,7 @@ def _network_rules(net: Network) -> list[tuple[str, str, tuple[str, ...]]]:
 def _port_rules(net: Network, container_ip: str,
                 p: PortMapping) -> list[tuple[str, str, tuple[str, ...]]]:
     dst = ("-d", p.host_ip) if p.host_ip else ()
-    t = _tag(net, "port")
+    t = _tag(net, f"port:{container_ip}")  # unpublish_all() finds a container's rules by it
     return [
         ("nat", "PMD-DNAT", ("-p", p.proto, *dst, "--dport", str(p.host_port), *t,
                              "-j", "DNAT", "--to-destination",
@@ -766,10 +783,14 @@ def _all_present(rules: list[tuple[str, str, tuple[str, ...]]]) -> bool:
     return all(f'"{rule[rule.index("--comment") + 1]}"' in text for _, _, rule in rules)
 
 
-def _remove_tagged_rules(tag: str) -> None:
+def _remove_tagged_rules(tag: str, exact: bool = False) -> None:
+    """Delete the rules of our chains whose comment starts with tag (is tag, if exact)."""
     for table, chain, _ in CHAINS:
         for rule in _rules_of(table, chain):
-            if "--comment" in rule and rule[rule.index("--comment") + 1].startswith(tag):
+            if "--comment" not in rule:
+                continue
+            comment = rule[rule.index("--comment") + 1]
+            if comment == tag or (not exact and comment.startswith(tag)):
                 _del_rule(table, chain, rule)
 
 
@@ -920,3 +941,11 @@ def unpublish(net: Network, container_ip: str,
                 p = PortMapping("", p.host_port, p.container_port, p.proto)
             for table, chain, rule in _port_rules(net, container_ip, p):
                 _del_rule(table, chain, rule)
+
+
+def unpublish_all(net: Network, container_ip: str) -> None:
+    """Remove every published port of the container at container_ip on the network, without
+    knowing which (stop after a crash, reconciliation). Idempotent. Raises PmdError."""
+    with host_lock():
+        if shutil.which("iptables"):
+            _remove_tagged_rules(f"pmd:{net.bridge}:port:{container_ip}", exact=True)

@@ -185,6 +185,17 @@ def test_publish_and_unpublish(host):
     assert tagged(net.bridge) == base
     N.unpublish(net, cip, done)  # idempotent
 
+    # without the list: every port of one container goes, another container's stay
+    other = _addr(net, 25)
+    N.publish(net, cip, [N.PortMapping("127.0.0.1", 0, 80, "tcp"),
+                         N.PortMapping("", 0, 81, "udp")])
+    kept = N.publish(net, other, [N.PortMapping("127.0.0.1", 0, 80, "tcp")])
+    N.unpublish_all(net, cip)
+    assert len(tagged(net.bridge)) == len(base) + 3
+    assert not [x for x in tagged(net.bridge) if f"{cip}:" in x or f"{cip}/32" in x]
+    N.unpublish(net, other, kept)
+    assert tagged(net.bridge) == base
+
 
 def _addr(net: N.Network, n: int) -> str:
     return str(IPv4Network(net.subnet).network_address + n)

@@ -316,7 +316,21 @@ def test_network_rules():
 def test_port_rules():
     rules = _flat(N._port_rules(_net(), "10.5.0.2", N.PortMapping("127.0.0.1", 8080, 80)))
     assert rules[0] == ("nat", "PMD-DNAT", "-p tcp -d 127.0.0.1 --dport 8080 -m comment "
-                        "--comment pmd:pmd-aaaa:port -j DNAT --to-destination 10.5.0.2:80")
+                        "--comment pmd:pmd-aaaa:port:10.5.0.2 -j DNAT --to-destination 10.5.0.2:80")
     assert rules[1][1] == "PMD-FORWARD" and "-d 10.5.0.2/32 ! -i pmd-aaaa -o pmd-aaaa" in rules[1][2]
     every = _flat(N._port_rules(_net(), "10.5.0.2", N.PortMapping("", 53, 53, "udp")))
     assert every[0][2].startswith("-p udp --dport 53 ")  # no -d: every host address
+
+
+def test_release_stale(store):
+    N.create_network(store, "a", subnet="10.40.0.0/24")
+    N.create_network(store, "b", subnet="10.41.0.0/24")
+    N.allocate(store, "a", "1" * 64)
+    N.allocate(store, "a", "2" * 64)
+    N.allocate(store, "b", "2" * 64)
+    N.allocate(store, "b", "3" * 64)
+    freed = N.release_stale(store, live={"1" * 64, "3" * 64})
+    assert sorted(freed) == [("a", "10.40.0.3", "2" * 64), ("b", "10.41.0.2", "2" * 64)]
+    assert NetworkStore(store).allocations("a") == {"10.40.0.2": "1" * 64}
+    assert NetworkStore(store).allocations("b") == {"10.41.0.3": "3" * 64}
+    assert N.release_stale(store, live={"1" * 64, "3" * 64}) == []
