@@ -38,8 +38,8 @@ which would expose the host's loopback services to containers (the kube-proxy CV
 PMD-INPUT drops such packets unless they belong to a connection the host opened (RELATED,
 ESTABLISHED) or were DNATed. Only the bridge gets route_localnet, never "all".
 
-nftables: where the iptables binary is missing, the commands fail with a PmdError naming the
-gap (iptables-nft translates to nftables itself, so hosts with nft and iptables-nft work).
+nftables: where the iptables binary is missing (iptables-nft counts as iptables), the same rules
+go into a table of the engine's own, `ip pyminidocker`, by the nft binary (network_nft.py).
 """
 from __future__ import annotations
 
@@ -533,9 +533,19 @@ def _iptables_bin() -> str:
     path = shutil.which("iptables")
     if path is None:
         raise PmdError("iptables not found: cannot set up NAT for container networks",
-                       hint="install iptables (iptables-nft works on nftables hosts); "
-                            "nftables without iptables is not supported yet")
+                       hint="install iptables or nftables")
     return path
+
+
+def _backend() -> str:
+    """"iptables" where its binary is (iptables-nft included), else "nft" (network_nft).
+    Raises PmdError when there is neither."""
+    if shutil.which("iptables"):
+        return "iptables"
+    if shutil.which("nft"):
+        return "nft"
+    raise PmdError("neither iptables nor nft found: cannot set up NAT for container networks",
+                   hint="install iptables or nftables")
 
 
 def _ipt(table: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -752,6 +762,11 @@ def ensure_bridge(net: Network) -> None:
         _ensure_link(net)
         _sysctl("net/ipv4/ip_forward", "1")
         _sysctl(f"net/ipv4/conf/{net.bridge}/route_localnet", "1")
+        if _backend() == "nft":
+            from pyminidocker import network_nft as nft
+
+            nft.ensure(nft.network_rules(net.bridge, net.subnet, net.internal))
+            return
         rules = _network_rules(net)
         if _all_present(rules):
             return
@@ -798,9 +813,14 @@ def remove_network_host_state(net: Network) -> None:
     """Delete the network's rules (published ports included) and its bridge; our chains too
     when no network has rules left. Idempotent. Raises PmdError."""
     with host_lock():
+        # both backends where present: state made under one is found after a switch
         if shutil.which("iptables"):
             _remove_tagged_rules(f"pmd:{net.bridge}:")
             _drop_empty_chains()
+        if shutil.which("nft"):
+            from pyminidocker import network_nft as nft
+
+            nft.delete(f"pmd:{net.bridge}:")
         _delete_link(net.bridge)
 
 
@@ -834,6 +854,10 @@ def reset_host(store: Store | None = None) -> None:
     with host_lock():
         if shutil.which("iptables"):
             _remove_every_pmd_chain()
+        if shutil.which("nft"):
+            from pyminidocker import network_nft as nft
+
+            nft.reset()
         names = {n.bridge for n in NetworkStore(store).all()} if store is not None else set()
         with IPRoute() as ipr:
             for link in ipr.get_links():
@@ -883,12 +907,15 @@ def _bind_probe(p: PortMapping) -> int:
         return int(s.getsockname()[1])
 
 
+def _allocated(p: PortMapping, rules: list[tuple[str, str, int]]) -> bool:
+    return any(proto == p.proto and port == p.host_port
+               and (not ip or not p.host_ip or ip == p.host_ip) for proto, ip, port in rules)
+
+
 def _check_allocated(p: PortMapping, rules: list[tuple[str, str, int]]) -> None:
-    for proto, ip, port in rules:
-        if proto == p.proto and port == p.host_port and (not ip or not p.host_ip
-                                                         or ip == p.host_ip):
-            raise Conflict(f"Bind for {p.host_ip or '0.0.0.0'}:{p.host_port} failed: port is "
-                           "already allocated")
+    if _allocated(p, rules):
+        raise Conflict(f"Bind for {p.host_ip or '0.0.0.0'}:{p.host_port} failed: port is "
+                       "already allocated")
 
 
 def publish(net: Network, container_ip: str,
@@ -904,43 +931,73 @@ def publish(net: Network, container_ip: str,
                           p.container_port, p.proto) for p in wanted]
     done: list[PortMapping] = []
     with host_lock():
-        _ensure_chains()
+        backend = _backend()
+        if backend == "iptables":
+            _ensure_chains()
         try:
             for p in wanted:
-                existing = _dnat_rules()
+                existing = _published(backend)
                 if p.host_port:
                     _check_allocated(p, existing)
                     _bind_probe(p)
                 else:
                     for _ in range(20):  # a picked port could be one we DNAT already
                         p = PortMapping(p.host_ip, _bind_probe(p), p.container_port, p.proto)
-                        try:
-                            _check_allocated(p, existing)
+                        if not _allocated(p, existing):
                             break
-                        except Conflict:
-                            continue
-                for table, chain, rule in _port_rules(net, container_ip, p):
-                    _add_rule(table, chain, rule)
+                    else:
+                        raise Conflict(f"no free host port found for {p.container_port}/"
+                                       f"{p.proto}")
+                _add_port(backend, net, container_ip, p)
                 done.append(p)
         except BaseException:
             for p in done:
-                for table, chain, rule in _port_rules(net, container_ip, p):
-                    _del_rule(table, chain, rule)
+                _del_port(backend, net, container_ip, p)
             raise
     return done
+
+
+def _published(backend: str) -> list[tuple[str, str, int]]:
+    if backend == "nft":
+        from pyminidocker import network_nft as nft
+
+        return nft.published()
+    return _dnat_rules()
+
+
+def _add_port(backend: str, net: Network, container_ip: str, p: PortMapping) -> None:
+    if backend == "nft":
+        from pyminidocker import network_nft as nft
+
+        nft.ensure(nft.port_rules(net.bridge, container_ip, p.proto, p.host_ip, p.host_port,
+                                  p.container_port))
+        return
+    for table, chain, rule in _port_rules(net, container_ip, p):
+        _add_rule(table, chain, rule)
+
+
+def _del_port(backend: str, net: Network, container_ip: str, p: PortMapping) -> None:
+    if backend == "nft":
+        from pyminidocker import network_nft as nft
+
+        nft.delete(f"{nft.port_tag(net.bridge, container_ip)}{p.proto} {p.host_ip or '-'} "
+                   f"{p.host_port} {p.container_port} ")
+        return
+    for table, chain, rule in _port_rules(net, container_ip, p):
+        _del_rule(table, chain, rule)
 
 
 def unpublish(net: Network, container_ip: str,
               ports: Iterable[PortMapping | tuple[str, int, int, str]]) -> None:
     """Remove the rules publish() added for these ports (as it returned them). Idempotent.
-    Raises PmdError (iptables)."""
+    Raises PmdError (iptables, nft)."""
     with host_lock():
+        backend = _backend()
         for p in ports:
             p = p if isinstance(p, PortMapping) else PortMapping(*p)
             if p.host_ip == "0.0.0.0":
                 p = PortMapping("", p.host_port, p.container_port, p.proto)
-            for table, chain, rule in _port_rules(net, container_ip, p):
-                _del_rule(table, chain, rule)
+            _del_port(backend, net, container_ip, p)
 
 
 def unpublish_all(net: Network, container_ip: str) -> None:
@@ -949,3 +1006,7 @@ def unpublish_all(net: Network, container_ip: str) -> None:
     with host_lock():
         if shutil.which("iptables"):
             _remove_tagged_rules(f"pmd:{net.bridge}:port:{container_ip}", exact=True)
+        if shutil.which("nft"):
+            from pyminidocker import network_nft as nft
+
+            nft.delete(nft.port_tag(net.bridge, container_ip))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shlex
+import shutil
 import socket
 import subprocess
 import uuid
@@ -67,9 +68,17 @@ class Host:
         return N.create_network(self.store, name, bridge=self.bridge(), **kw)
 
 
+def nft_comments() -> list[str]:
+    """Comments of the rules in the nftables fallback's table (none if there is no table)."""
+    from pyminidocker import network_nft
+
+    return [c for _, _, c in network_nft.rules()] if shutil.which("nft") else []
+
+
 @pytest.fixture
 def host(root):
     clean_before = not pmd_lines()
+    nft_clean_before = not nft_comments()
     h = Host(root)
     try:
         yield h
@@ -84,6 +93,9 @@ def host(root):
     assert not left_rules, f"rules left: {left_rules}"
     if clean_before:
         assert pmd_lines() == [], "PMD rules left in iptables-save"
+    assert not [c for c in nft_comments() if any(f"pmd:{b}:" in c for b in h.bridges)]
+    if nft_clean_before:
+        assert nft_comments() == [], "nft table pyminidocker left"
 
 
 def tagged(bridge: str) -> list[str]:
@@ -328,7 +340,7 @@ def test_reset_host_removes_everything(host):
 def test_missing_iptables_is_a_clear_error(host, monkeypatch):
     net = host.network()
     monkeypatch.setattr(N.shutil, "which", lambda name: None)
-    with pytest.raises(PmdError, match="iptables not found"):
+    with pytest.raises(PmdError, match="neither iptables nor nft found"):
         N.ensure_bridge(net)
     monkeypatch.undo()
     N.remove_network_host_state(net)  # the bridge was made before iptables was needed
@@ -350,6 +362,50 @@ def test_connect_and_disconnect(host, monkeypatch):
 
     # the host cannot be set up: no address stays allocated
     monkeypatch.setattr(N.shutil, "which", lambda name: None)
-    with pytest.raises(PmdError, match="iptables not found"):
+    with pytest.raises(PmdError, match="neither iptables nor nft found"):
         N.connect(host.store, "bridge", "b" * 64, cfg)
     assert N.NetworkStore(host.store).allocations("bridge") == {}
+
+
+@pytest.mark.skipif(not shutil.which("nft"), reason="no nft binary")
+def test_nft_fallback(host, monkeypatch):
+    from pyminidocker import network_nft
+
+    monkeypatch.setattr(N, "_backend", lambda: "nft")  # as on a host without iptables
+    before_ipt = iptables_save()
+    net = host.network()
+    N.ensure_bridge(net)
+    N.ensure_bridge(net)
+    mine = [c for c in nft_comments() if c.startswith(f"pmd:{net.bridge}:")]
+    assert sorted(mine) == sorted(f"pmd:{net.bridge}:{w}" for w in (
+        "masquerade", "loopback", "members", "out", "replies", "loopback-guard"))
+    assert nft_comments().count(network_nft.JUMP_TAG) == 2  # prerouting, output; once
+    assert ",UP" in links()[net.bridge]
+    assert iptables_save() == before_ipt  # nothing went to iptables
+
+    cip = _addr(net, 2)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        busy = listener.getsockname()[1]
+        with pytest.raises(Conflict, match="already in use"):
+            N.publish(net, cip, [N.PortMapping("127.0.0.1", busy, 80, "tcp")])
+    done = N.publish(net, cip, [N.PortMapping("127.0.0.1", 0, 80, "tcp"),
+                                N.PortMapping("", 0, 53, "udp")])
+    assert network_nft.published() == [("tcp", "127.0.0.1", done[0].host_port),
+                                       ("udp", "", done[1].host_port)]
+    with pytest.raises(Conflict, match="already allocated"):
+        N.publish(net, _addr(net, 3), [N.PortMapping("", done[0].host_port, 80, "tcp")])
+    listing = subprocess.run(["nft", "list", "table", "ip", network_nft.TABLE],
+                             capture_output=True, text=True, check=True).stdout
+    assert f"ip daddr 127.0.0.1 tcp dport {done[0].host_port} dnat to {cip}:80" in listing
+    assert "ct status ! dnat drop" in listing  # the flag is not set
+    N.unpublish(net, cip, done[:1])
+    assert network_nft.published() == [("udp", "", done[1].host_port)]
+    N.unpublish_all(net, cip)
+    assert network_nft.published() == []
+    assert len([c for c in nft_comments() if c.startswith(f"pmd:{net.bridge}:")]) == 6
+
+    N.remove_network_host_state(net)
+    assert net.bridge not in links()
+    assert not [c for c in nft_comments() if c.startswith(f"pmd:{net.bridge}:")]
