@@ -313,12 +313,17 @@ def test_concurrent_ipam_four_processes(host):
     assert len(addrs) == len(set(addrs)) == 40
 
 
-def test_reset_host_removes_everything(host):
-    if pmd_lines() or ours_bridges():
+def test_reset_host_removes_everything(host, monkeypatch):
+    if pmd_lines() or ours_bridges() or nft_comments():
         pytest.skip("another engine's networks are on this host; reset_host would remove them")
     a, b = host.network("a"), host.network("b")
     for net in (a, b):
         N.ensure_bridge(net)
+    if shutil.which("nft"):  # and one network made by the nftables fallback
+        with monkeypatch.context() as m:
+            m.setattr(N, "_backend", lambda: "nft")
+            N.ensure_bridge(host.network("c"))
+        assert nft_comments()
     N.publish(a, _addr(a, 2), [N.PortMapping("127.0.0.1", 0, 80, "tcp")])
     # a chain this version does not know (as an older one might have left), jumped to
     try:
@@ -326,9 +331,9 @@ def test_reset_host_removes_everything(host):
         subprocess.run(["iptables", "-w", "-A", "FORWARD", "-i", a.bridge, "-j", "PMD-OLD"],
                        check=True)
         subprocess.run(["iptables", "-w", "-A", "PMD-OLD", "-j", "PMD-FORWARD"], check=True)
-        assert pmd_lines() and set(ours_bridges()) == {a.bridge, b.bridge}
+        assert pmd_lines() and set(ours_bridges()) == set(host.bridges)
         N.reset_host(host.store)
-        assert pmd_lines() == [] and ours_bridges() == []
+        assert pmd_lines() == [] and ours_bridges() == [] and nft_comments() == []
         N.reset_host()  # nothing left to do
     finally:
         subprocess.run(["iptables", "-w", "-D", "FORWARD", "-i", a.bridge, "-j", "PMD-OLD"],

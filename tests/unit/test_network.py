@@ -334,3 +334,21 @@ def test_release_stale(store):
     assert NetworkStore(store).allocations("a") == {"10.40.0.2": "1" * 64}
     assert NetworkStore(store).allocations("b") == {"10.41.0.3": "3" * 64}
     assert N.release_stale(store, live={"1" * 64, "3" * 64}) == []
+
+
+def test_nft_rules_and_published(monkeypatch):
+    from pyminidocker import network_nft as nft
+
+    rules = nft.network_rules("pmd-aaaa", "10.5.0.0/24", internal=False)
+    assert ("postrouting", 'ip saddr 10.5.0.0/24 oifname != "pmd-aaaa" masquerade',
+            "pmd:pmd-aaaa:masquerade") in rules
+    assert [c for _, _, c in rules] == [c for _, _, r in N._network_rules(_net())
+                                        for c in [r[r.index("--comment") + 1]]]
+    assert len(nft.network_rules("pmd-aaaa", "10.5.0.0/24", internal=True)) == 3
+    ports = nft.port_rules("pmd-aaaa", "10.5.0.2", "tcp", "127.0.0.1", 8080, 80)
+    assert ports[0] == ("published", "ip daddr 127.0.0.1 tcp dport 8080 dnat to 10.5.0.2:80",
+                        "pmd:pmd-aaaa:port:10.5.0.2 tcp 127.0.0.1 8080 80 dnat")
+    every = nft.port_rules("pmd-aaaa", "10.5.0.2", "udp", "", 53, 53)
+    monkeypatch.setattr(nft, "rules", lambda: [(c, i, t) for i, (c, _, t) in
+                                               enumerate(ports + every + rules)])
+    assert nft.published() == [("tcp", "127.0.0.1", 8080), ("udp", "", 53)]
