@@ -32,8 +32,10 @@ pytestmark = [
 
 
 def iptables_save() -> list[str]:
-    return subprocess.run(["iptables-save"], capture_output=True, text=True,
-                          check=True).stdout.splitlines()
+    """Its lines without the "# Generated ... on <time>" comments."""
+    return [line for line in subprocess.run(["iptables-save"], capture_output=True, text=True,
+                                            check=True).stdout.splitlines()
+            if not line.startswith("#")]
 
 
 def pmd_lines() -> list[str]:
