@@ -713,13 +713,16 @@ def _ensure_link(net: Network) -> None:
         with IPRoute() as ipr:
             idx = ipr.link_lookup(ifname=br)
             if not idx:
+                made = True
                 try:
                     ipr.link("add", ifname=br, kind="bridge")
                 except NetlinkError as e:
                     if e.code != errno.EEXIST:  # made by someone else meanwhile: reuse it
                         raise
+                    made = False
                 idx = ipr.link_lookup(ifname=br)
-                ipr.link("set", index=idx[0], ifalias=BRIDGE_ALIAS)
+                if made:  # only what we created is tagged, so reset_host() leaves the rest
+                    ipr.link("set", index=idx[0], ifalias=BRIDGE_ALIAS)
             i = idx[0]
             kind = _link_kind(ipr.get_links(i)[0])
             if kind != "bridge":
@@ -755,8 +758,10 @@ def _delete_link(name: str) -> None:
 def ensure_bridge(net: Network) -> None:
     """Make the host ready for the network: its bridge (created, or reused) with the gateway
     address and up; IPv4 forwarding; route_localnet on the bridge; the engine's chains, jumps
-    and the network's rules, each added once. Idempotent.
-    Raises Conflict (the name is a non-bridge interface), PmdError (netlink, sysctl, iptables).
+    and the network's rules, each added once (iptables, else the nftables fallback).
+    Idempotent; a rule or jump deleted behind our back is put back.
+    Raises Conflict (the name is a non-bridge interface), PmdError (netlink, sysctl, iptables,
+    nft; neither of them installed).
     """
     with host_lock():
         _ensure_link(net)
@@ -920,11 +925,13 @@ def _check_allocated(p: PortMapping, rules: list[tuple[str, str, int]]) -> None:
 
 def publish(net: Network, container_ip: str,
             ports: Iterable[PortMapping | tuple[str, int, int, str]]) -> list[PortMapping]:
-    """Publish container ports on the host: DNAT in PMD-DNAT and the matching FORWARD accept.
+    """Publish container ports on the host: DNAT in PMD-DNAT (nft: chain `published`), the
+    matching FORWARD accept and the hairpin MASQUERADE.
     Host port 0 is given a free port (the kernel's ephemeral range). Either every port is
     published or none (rules added for earlier ports are removed on failure).
     Returns the mappings as published. Raises Conflict (host port in use by a host socket or
-    already published), UsageError (a host address not on this host), PmdError (iptables).
+    already published), UsageError (a host address not on this host), PmdError (iptables,
+    nft).
     The caller has called ensure_bridge(net)."""
     wanted = [p if isinstance(p, PortMapping) else PortMapping(*p) for p in ports]
     wanted = [PortMapping("" if p.host_ip == "0.0.0.0" else p.host_ip, p.host_port,
