@@ -1067,6 +1067,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sp.add_argument("action", choices=["prune"])
     sp.add_argument("-f", "--force", action="store_true")
 
+    # ---- network (issue 4): the commands live in cli_network.py ----
+    from pyminidocker.cli_network import add_network_parser
+
+    add_network_parser(add)
+
     add("version", cmd_version, "Show the version")
     return p
 

@@ -2,7 +2,8 @@
 
 The root is, in order: the --root flag, $PYMINIDOCKER_ROOT, /var/lib/docker-mini.
 The engine's config file is <root>/config.json (optional), for example:
-    {"insecure-registries": ["myreg:5000"], "max-concurrent-downloads": 3}
+    {"insecure-registries": ["myreg:5000"], "max-concurrent-downloads": 3,
+     "default-subnet": "10.77.0.0/16", "default-gateway": "10.77.0.1", "default-bridge": "pmd0"}
 """
 from __future__ import annotations
 
@@ -23,6 +24,10 @@ class Config:
     root: Path
     insecure_registries: list[str] = field(default_factory=list)
     max_concurrent_downloads: int = 3
+    # the default "bridge" network (issue 4); None: the first free subnet of the pool
+    default_subnet: str | None = None
+    default_gateway: str | None = None
+    default_bridge: str = "pmd0"
     docker_config: Path = field(
         default_factory=lambda: Path(os.environ.get("DOCKER_CONFIG", Path.home() / ".docker"))
         / "config.json"
@@ -46,4 +51,7 @@ class Config:
             raise UsageError(f"invalid engine config {path}: expected a JSON object")
         cfg.insecure_registries = list(data.get("insecure-registries", []))
         cfg.max_concurrent_downloads = int(data.get("max-concurrent-downloads", 3))
+        cfg.default_subnet = data.get("default-subnet") or None
+        cfg.default_gateway = data.get("default-gateway") or None
+        cfg.default_bridge = data.get("default-bridge") or "pmd0"
         return cfg

@@ -1,0 +1,102 @@
+"""`network create|ls|inspect|rm|prune`: the CLI face of pyminidocker.network.
+
+Kept out of cli.py so that the one hook there (add_network_parser) is the whole merge; the
+network module (and pyroute2) are imported only when a network command runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from typing import Any
+
+from pyminidocker.errors import PmdError, UsageError
+
+
+def _labels(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if not key:
+            raise UsageError(f"invalid label: {item}")
+        out[key] = value
+    return out
+
+
+def cmd_network(args: argparse.Namespace, env: Any) -> int:
+    from pyminidocker import network as N
+    from pyminidocker.cli import _store, table
+
+    store = _store(args)
+    if args.network_command == "create":
+        net = N.create_network(store, args.name, subnet=args.subnet, gateway=args.gateway,
+                               internal=args.internal, labels=_labels(args.label))
+        env.out(net.id)
+        return 0
+    if args.network_command in ("ls", "list"):
+        nets = N.list_networks(store)
+        if args.quiet:
+            for net in nets:
+                env.out(net.short_id)
+            return 0
+        table([["NETWORK ID", "NAME", "DRIVER", "SCOPE"],
+               *([n.short_id, n.name, n.driver, "local"] for n in nets)], env)
+        return 0
+    if args.network_command == "inspect":
+        out, failed = [], False
+        for name in args.networks:
+            try:
+                out.append(N.inspect_network(store, name))
+            except PmdError:
+                env.stderr.write(f"Error: No such network: {name}\n")
+                failed = True
+        env.out(json.dumps(out, indent=4))
+        return 1 if failed else 0
+    if args.network_command in ("rm", "remove"):
+        failed = False
+        for name in args.networks:
+            try:
+                N.remove_network(store, name)
+                env.out(name)
+            except PmdError as e:
+                env.stderr.write(f"Error: {e}\n")
+                failed = True
+        return 1 if failed else 0
+    if args.network_command == "prune":
+        if not args.force:
+            env.stdout.write("WARNING! This will remove all custom networks not used by at "
+                             "least one container.\nAre you sure you want to continue? [y/N] ")
+            env.stdout.flush()
+            if env.stdin.readline().strip().lower() not in ("y", "yes"):
+                return 0
+        removed = N.prune_networks(store)
+        if removed:
+            env.out("Deleted Networks:")
+            for name in removed:
+                env.out(name)
+        return 0
+    raise UsageError("network: a command is needed (create, ls, inspect, rm, prune)")
+
+
+def add_network_parser(add: Callable[..., Any]) -> None:
+    """Register `network` with cli.build_parser's add()."""
+    sp = add("network", cmd_network, "Manage networks")
+    if not hasattr(sp, "add_subparsers"):  # not the command being run: no flags built
+        return
+    sub = sp.add_subparsers(dest="network_command", metavar="COMMAND",
+                            parser_class=type(sp))
+    c = sub.add_parser("create", help="Create a network")
+    c.add_argument("--subnet", help="subnet in CIDR format (default: a free one of the pool)")
+    c.add_argument("--gateway", help="IPv4 gateway of the subnet (default: its first address)")
+    c.add_argument("--internal", action="store_true", help="no access to the outside")
+    c.add_argument("--label", action="append", default=[], help="KEY=VALUE metadata")
+    c.add_argument("-d", "--driver", choices=["bridge"], default="bridge")
+    c.add_argument("name", metavar="NETWORK")
+    ls = sub.add_parser("ls", aliases=["list"], help="List networks")
+    ls.add_argument("-q", "--quiet", action="store_true", help="only show network ids")
+    i = sub.add_parser("inspect", help="Show details of networks")
+    i.add_argument("networks", nargs="+", metavar="NETWORK")
+    rm = sub.add_parser("rm", aliases=["remove"], help="Remove networks not in use")
+    rm.add_argument("networks", nargs="+", metavar="NETWORK")
+    p = sub.add_parser("prune", help="Remove all networks not in use")
+    p.add_argument("-f", "--force", action="store_true", help="do not prompt")

@@ -1,0 +1,1019 @@
+"""The host side of networking: networks, IPAM, the bridge, NAT and published ports.
+
+The cold path (bridge administration, iptables) lives here; the per-container veth work is done
+in C. Nothing here sends a packet.
+
+Networks are records in the store (store/networks.py). The default network is named "bridge",
+its interface "pmd0"; user networks get "pmd-<11 hex of the id>" (Docker's "br-<12 hex>" has a
+3-letter prefix; ours has 4, and an interface name has at most 15 characters, IFNAMSIZ - 1).
+
+Host state is made of, and only of:
+  - one Linux bridge per network, created with pyroute2, tagged with the alias "pyminidocker"
+    (IFLA_IFALIAS) so that reset_host() finds exactly the bridges the engine created;
+  - net.ipv4.ip_forward = 1 (never set back: other software on the host may rely on it, as
+    Docker does), and net.ipv4.conf.<bridge>.route_localnet = 1 (see "Loopback" below);
+  - iptables rules in chains of the engine's own, each rule tagged with the comment
+    "pmd:<bridge>:<what>" so that one network's rules can be found and removed as a group
+    (and a second ensure_bridge() can see with one iptables-save that they are all there):
+        nat    PMD-POSTROUTING  <- POSTROUTING          MASQUERADE for the subnets
+        nat    PMD-DNAT         <- PREROUTING, OUTPUT   DNAT for published ports
+                                   (-m addrtype --dst-type LOCAL)
+        filter PMD-FORWARD      <- FORWARD              accept to/from/between the bridges
+        filter PMD-INPUT        <- INPUT                guard for route_localnet (below)
+    Jumps are inserted first in the built-in chains (a host whose FORWARD policy is DROP, as
+    Docker leaves it, still forwards our traffic). When the last network's rules go, the chains
+    and their jumps go too, so an idle host shows no PMD line in iptables-save.
+
+All changes of host state are made under a host-wide lock (/run/pyminidocker/network.lock):
+iptables and the bridges are shared by every store on the host, so the store lock is not enough.
+Every step is idempotent (iptables -C before -A/-I; an existing bridge or address is reused).
+
+Loopback (127.0.0.1:HOSTPORT): route_localnet, not a userland proxy. The engine is daemonless:
+a proxy would be one more process per published port for the monitor to keep alive, and it
+hides the client's address from the container. With route_localnet=1 on the bridge, a packet
+from 127.0.0.1 DNATed in OUTPUT may leave through the bridge; a MASQUERADE for
+-s 127.0.0.0/8 -o BRIDGE gives it the gateway's address, so the container's reply comes back.
+route_localnet also lets a packet that *arrives* on the bridge be addressed to 127.0.0.0/8,
+which would expose the host's loopback services to containers (the kube-proxy CVE-2020-8558);
+PMD-INPUT drops such packets unless they belong to a connection the host opened (RELATED,
+ESTABLISHED) or were DNATed. Only the bridge gets route_localnet, never "all".
+
+nftables: where the iptables binary is missing (iptables-nft counts as iptables), the same rules
+go into a table of the engine's own, `ip pyminidocker`, by the nft binary (network_nft.py).
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import os
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pyminidocker.errors import Conflict, NotFound, PmdError, UsageError
+from pyminidocker.store import FileLock
+from pyminidocker.store.networks import Network, NetworkStore
+
+if TYPE_CHECKING:
+    from pyminidocker.config import Config
+    from pyminidocker.store import Store
+
+DEFAULT_NETWORK = "bridge"
+PREDEFINED = ("bridge", "host", "none")
+BRIDGE_ALIAS = "pyminidocker"
+HOST_LOCK = Path("/run/pyminidocker/network.lock")
+
+# Like Docker's default address pools (172.17-31/16, then 192.168.x/20), but starting where
+# neither Docker's docker0 (172.17) nor Podman's podman0 (10.88) usually lives; every network
+# without an explicit subnet takes the first one that overlaps no host route and no other
+# network, so 10.88 is skipped only on a host where Podman's route is really there.
+POOL: tuple[IPv4Network, ...] = (
+    *(IPv4Network(f"10.{b}.0.0/16") for b in range(77, 100)),
+    IPv4Network("172.30.0.0/16"),
+    IPv4Network("172.31.0.0/16"),
+    *(IPv4Network(f"192.168.{c}.0/20") for c in range(0, 256, 16)),
+)
+
+# (table, chain, [(builtin chain, jump rule), ...]) in the order they are created
+CHAINS: tuple[tuple[str, str, tuple[tuple[str, tuple[str, ...]], ...]], ...] = (
+    ("nat", "PMD-POSTROUTING", (("POSTROUTING", ()),)),
+    ("nat", "PMD-DNAT", (("PREROUTING", ("-m", "addrtype", "--dst-type", "LOCAL")),
+                         ("OUTPUT", ("-m", "addrtype", "--dst-type", "LOCAL")))),
+    ("filter", "PMD-FORWARD", (("FORWARD", ()),)),
+    ("filter", "PMD-INPUT", (("INPUT", ()),)),
+)
+
+_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+_PROTOS = ("tcp", "udp")
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing and validation (pure)
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    """One published port. host_ip "" means every address; host_port 0 means "pick one"."""
+
+    host_ip: str
+    host_port: int
+    container_port: int
+    proto: str = "tcp"
+
+    def __str__(self) -> str:
+        return f"{self.container_port}/{self.proto} -> {self.host_ip or '0.0.0.0'}:" \
+               f"{self.host_port}"
+
+
+def parse_subnet(text: str) -> IPv4Network:
+    """"10.1.0.0/24" -> IPv4Network. Raises UsageError for a bad CIDR, host bits set, IPv6,
+    or a subnet too small to hold a gateway and one container (/31, /32)."""
+    if "/" not in text:
+        raise UsageError(f"invalid CIDR address: {text}")
+    try:
+        iface = ipaddress.ip_interface(text)
+    except ValueError:
+        raise UsageError(f"invalid CIDR address: {text}") from None
+    if iface.version != 4:
+        raise UsageError(f"invalid subnet {text}: IPv6 networks are not supported")
+    net = iface.network
+    if iface.ip != net.network_address:
+        raise UsageError(f"invalid subnet {text}: it should be {net}")
+    if net.prefixlen > 30:
+        raise UsageError(f"invalid subnet {text}: too small (a /30 at most)")
+    return IPv4Network(net)
+
+
+def parse_gateway(text: str, subnet: IPv4Network) -> IPv4Address:
+    """Raises UsageError if not an IPv4 address usable as a host of subnet."""
+    try:
+        gw = IPv4Address(text)
+    except ValueError:
+        raise UsageError(f"invalid gateway address: {text}") from None
+    if gw not in subnet or gw in (subnet.network_address, subnet.broadcast_address):
+        raise UsageError(f"no matching subnet for gateway {text}: not a host address of "
+                         f"{subnet}")
+    return gw
+
+
+def _port(text: str, what: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise UsageError(f"invalid {what}: {text}")
+    return int(text)
+
+
+def _port_range(text: str, what: str) -> list[int]:
+    lo, sep, hi = text.partition("-")
+    if not sep:
+        return [_port(text, what)]
+    a, b = _port(lo, what), _port(hi, what)
+    if b < a:
+        raise UsageError(f"invalid {what}: {text}")
+    return list(range(a, b + 1))
+
+
+def parse_publish(spec: str) -> list[PortMapping]:
+    """Docker's -p syntax: [[HOSTIP:]HOSTPORT:]CONTAINERPORT[/PROTO], each port may be a range
+    (8080-8081:80-81). No host port ("80", "127.0.0.1::80") gives host_port 0: publish() picks
+    a free one. Raises UsageError with Docker's wording."""
+    body, _, proto = spec.partition("/")
+    proto = proto.lower() or "tcp"
+    if proto not in _PROTOS:
+        raise UsageError(f"invalid proto: {proto}")
+    # an IPv6 host address would be bracketed; unsupported, so every ':' is a separator
+    parts = body.split(":")
+    if len(parts) == 1:
+        host_ip, host_port, cport = "", "", parts[0]
+    elif len(parts) == 2:
+        host_ip, host_port, cport = "", parts[0], parts[1]
+    elif len(parts) == 3:
+        host_ip, host_port, cport = parts
+    else:
+        raise UsageError(f"invalid port format: {spec}")
+    if host_ip:
+        try:
+            ip = IPv4Address(host_ip)
+        except ValueError:
+            raise UsageError(f"invalid IP address: {host_ip}") from None
+        host_ip = "" if ip == IPv4Address("0.0.0.0") else str(ip)
+    if not cport:
+        raise UsageError(f"no port specified: {spec}<empty>")
+    cports = _port_range(cport, "containerPort")
+    if host_port:
+        hports = _port_range(host_port, "hostPort")
+        if len(hports) != len(cports):
+            raise UsageError(f"invalid ranges specified for container and host Ports: "
+                             f"{cport} and {host_port}")
+    else:
+        hports = [0] * len(cports)
+    return [PortMapping(host_ip, h, c, proto) for h, c in zip(hports, cports)]
+
+
+def check_network_name(name: str) -> str:
+    """Raises UsageError."""
+    if not _NAME_RE.fullmatch(name) or len(name) > 128:
+        raise UsageError(f"invalid network name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are "
+                         "allowed")
+    return name
+
+
+# --------------------------------------------------------------------------------------------
+# Subnet choice (pure, over a given list of taken subnets)
+
+
+def overlaps(net: IPv4Network, taken: Iterable[IPv4Network]) -> IPv4Network | None:
+    """The first of taken that overlaps net, or None."""
+    return next((t for t in taken if net.overlaps(t)), None)
+
+
+def choose_subnet(candidates: Iterable[IPv4Network],
+                  taken: Iterable[IPv4Network]) -> IPv4Network:
+    """The first candidate that overlaps nothing taken. Raises PmdError when none is free."""
+    taken = list(taken)
+    for cand in candidates:
+        if overlaps(cand, taken) is None:
+            return cand
+    raise PmdError("could not find an available, non-overlapping IPv4 address pool among the "
+                   "defaults to assign to the network",
+                   hint="pass --subnet, or set default-subnet in the engine's config.json")
+
+
+def host_routes(exclude_ifnames: Iterable[str] = ()) -> list[IPv4Network]:
+    """The IPv4 destinations routed on the host (every table but "local"; no default route),
+    except those through the interfaces named. Raises PmdError if netlink fails."""
+    from pyroute2 import IPRoute  # cold path only: never imported by run/start
+
+    out = []
+    try:
+        with IPRoute() as ipr:
+            skip = set()
+            for name in exclude_ifnames:
+                skip.update(ipr.link_lookup(ifname=name))
+            for r in ipr.get_routes(family=socket.AF_INET):
+                # the local table (255) holds the host's own addresses, not networks
+                if r.get_attr("RTA_TABLE") == 255 or r["dst_len"] == 0:
+                    continue
+                if r.get_attr("RTA_OIF") in skip:
+                    continue
+                dst = r.get_attr("RTA_DST")
+                if dst:
+                    out.append(IPv4Network(f"{dst}/{r['dst_len']}", strict=False))
+    except OSError as e:
+        raise PmdError(f"cannot read the host's routes: {e}") from None
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Network records
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _new_id(existing: Iterable[Network]) -> str:
+    used = {n.id[:11] for n in existing}
+    while True:
+        nid = os.urandom(32).hex()
+        if nid[:11] not in used:  # the bridge name is made of these
+            return nid
+
+
+def _resolve(ns: NetworkStore, name_or_id: str) -> Network:
+    """By name, full id or unique id prefix. Raises NotFound, Conflict (ambiguous prefix)."""
+    with contextlib.suppress(NotFound):
+        if _NAME_RE.fullmatch(name_or_id):
+            return ns.get(name_or_id)
+    matches = [n for n in ns.all() if n.id.startswith(name_or_id)] if name_or_id else []
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise Conflict(f"network {name_or_id} is ambiguous ({len(matches)} matches found based "
+                       "on ID prefix)")
+    raise NotFound(f"network {name_or_id} not found")
+
+
+def _host_routes_or_none(exclude: Iterable[str]) -> list[IPv4Network]:
+    try:
+        return host_routes(exclude)
+    except (ImportError, PmdError):
+        # no netlink (unprivileged sandbox): other networks are still avoided
+        return []
+
+
+def _create_locked(ns: NetworkStore, name: str, subnet: str | None, gateway: str | None,
+                   bridge: str | None, internal: bool, labels: dict[str, str] | None,
+                   candidates: Iterable[IPv4Network] = POOL) -> Network:
+    """Caller holds the store lock."""
+    existing = ns.all()
+    if any(n.name == name for n in existing):
+        raise Conflict(f"network with name {name} already exists")
+    others = [IPv4Network(n.subnet) for n in existing]
+    if subnet is not None:
+        net = parse_subnet(subnet)
+        # an explicit subnet is the user's decision, even over a host route (as Docker);
+        # only our own networks must never share an address space
+        if overlaps(net, others) is not None:
+            raise Conflict("Pool overlaps with other one on this address space")
+    else:
+        net = choose_subnet(candidates,
+                            [*others, *_host_routes_or_none([bridge] if bridge else [])])
+    gw = parse_gateway(gateway, net) if gateway else net.network_address + 1
+    nid = _new_id(existing)
+    br = bridge or f"pmd-{nid[:11]}"
+    if len(br) > 15 or not re.fullmatch(r"[a-zA-Z0-9_.-]+", br):
+        raise UsageError(f"invalid bridge name {br!r}: at most 15 of [a-zA-Z0-9_.-]")
+    if any(n.bridge == br for n in existing):
+        raise Conflict(f"bridge {br} is already used by another network")
+    rec = Network(name=name, id=nid, bridge=br, subnet=str(net), gateway=str(gw),
+                  created=_now(), internal=internal, labels=dict(labels or {}))
+    ns.put(rec)
+    ns.put_allocations(name, {})
+    return rec
+
+
+def create_network(store: Store, name: str, subnet: str | None = None,
+                   gateway: str | None = None, bridge: str | None = None,
+                   internal: bool = False, labels: dict[str, str] | None = None) -> Network:
+    """Record a user network (its bridge is made by ensure_bridge(), on first use).
+
+    Without subnet, the first pool subnet that overlaps no host route and no other network.
+    Raises UsageError (bad name, CIDR, gateway; a predefined name), Conflict (name taken,
+    "Pool overlaps with other one on this address space"), PmdError (pool exhausted),
+    StoreError.
+    """
+    check_network_name(name)
+    if name in PREDEFINED:
+        raise UsageError(f"{name} is a pre-defined network and cannot be created")
+    with store.lock():
+        return _create_locked(NetworkStore(store), name, subnet, gateway, bridge, internal,
+                              labels)
+
+
+def default_network(store: Store, cfg: Config | None = None) -> Network:
+    """The "bridge" network's record, created on first use from the engine's config: its
+    default-subnet (else 10.77.0.0/16) if that overlaps no host route and no other network,
+    else the next free pool subnet; gateway default-gateway or .1; bridge default-bridge or
+    "pmd0". Raises UsageError (a bad config value), PmdError (pool exhausted), StoreError."""
+    ns = NetworkStore(store)
+    with contextlib.suppress(NotFound):
+        return ns.get(DEFAULT_NETWORK)
+    first = parse_subnet(cfg.default_subnet) if cfg and cfg.default_subnet else POOL[0]
+    gateway = cfg.default_gateway if cfg else None
+    bridge = cfg.default_bridge if cfg else "pmd0"
+    with store.lock():
+        with contextlib.suppress(NotFound):
+            return ns.get(DEFAULT_NETWORK)  # made by another process while we waited
+        existing = ns.all()
+        taken = [*(IPv4Network(n.subnet) for n in existing), *_host_routes_or_none([bridge])]
+        net = choose_subnet([first, *(p for p in POOL if p != first)], taken)
+        if gateway and IPv4Address(gateway) not in net:
+            gateway = None  # configured for a subnet we had to skip
+        return _create_locked(ns, DEFAULT_NETWORK, str(net), gateway, bridge, False, None)
+
+
+def list_networks(store: Store) -> list[Network]:
+    """Every network record, by name. Raises StoreError."""
+    return NetworkStore(store).all()
+
+
+def inspect_network(store: Store, name_or_id: str) -> dict[str, Any]:
+    """Docker-like inspect document. Raises NotFound, Conflict (ambiguous id), StoreError."""
+    ns = NetworkStore(store)
+    net = _resolve(ns, name_or_id)
+    alloc = ns.allocations(net.name)
+    return {
+        "Name": net.name, "Id": net.id, "Created": net.created, "Scope": "local",
+        "Driver": net.driver, "EnableIPv6": False, "Internal": net.internal,
+        "IPAM": {"Driver": "default",
+                 "Config": [{"Subnet": net.subnet, "Gateway": net.gateway}]},
+        "Options": {"com.docker.network.bridge.name": net.bridge},
+        "Labels": dict(net.labels),
+        "Containers": {cid: {"IPv4Address": f"{addr}/{net.prefix_len}"}
+                       for addr, cid in sorted(alloc.items(), key=lambda kv: IPv4Address(kv[0]))},
+    }
+
+
+def remove_network(store: Store, name_or_id: str, attached: Iterable[str] = ()) -> Network:
+    """Remove a user network: its host state, then its record.
+
+    Refused while a container is attached: `attached` (container ids the caller knows of) or
+    addresses still allocated. Raises NotFound, Conflict (in use; a predefined network),
+    PmdError (host state), StoreError.
+    """
+    ns = NetworkStore(store)
+    with store.lock():
+        net = _resolve(ns, name_or_id)
+        if net.name in PREDEFINED:
+            raise Conflict(f"{net.name} is a pre-defined network and cannot be removed")
+        users = set(attached) | set(ns.allocations(net.name).values())
+        if users:
+            raise Conflict(f"error while removing network: network {net.name} id {net.id} has "
+                           f"active endpoints ({', '.join(sorted(u[:12] for u in users))})")
+        remove_network_host_state(net)
+        ns.delete(net.name)
+    return net
+
+
+def prune_networks(store: Store, in_use: Iterable[str] = ()) -> list[str]:
+    """Remove every user network with no allocated address whose name or id is not in
+    in_use. Returns the names removed. Raises PmdError, StoreError."""
+    keep = set(in_use)
+    removed = []
+    ns = NetworkStore(store)
+    with store.lock():
+        for net in ns.all():
+            if net.name in PREDEFINED or net.name in keep or net.id in keep:
+                continue
+            if ns.allocations(net.name):
+                continue
+            remove_network_host_state(net)
+            ns.delete(net.name)
+            removed.append(net.name)
+    return removed
+
+
+# --------------------------------------------------------------------------------------------
+# IPAM
+
+
+def _allocate_locked(ns: NetworkStore, net: Network, container_id: str) -> IPv4Address:
+    alloc = ns.allocations(net.name)
+    for held, cid in alloc.items():
+        if cid == container_id:
+            return IPv4Address(held)  # idempotent: a retried create keeps its address
+    subnet = IPv4Network(net.subnet)
+    gw = int(IPv4Address(net.gateway))
+    used = {int(IPv4Address(a)) for a in alloc}
+    # hosts only: not the network address, not the broadcast address, not the gateway
+    for n in range(int(subnet.network_address) + 1, int(subnet.broadcast_address)):
+        if n != gw and n not in used:
+            addr = IPv4Address(n)
+            alloc[str(addr)] = container_id
+            ns.put_allocations(net.name, alloc)
+            return addr
+    raise PmdError(f"no available IPv4 addresses on network {net.name}")
+
+
+def allocate(store: Store, network: str | Network, container_id: str) -> tuple[str, int, str]:
+    """Give container_id the lowest free address of the network (its own, if it has one
+    already). Returns (address, prefix length, gateway). Raises NotFound (network),
+    PmdError "no available IPv4 addresses on network X", StoreError."""
+    ns = NetworkStore(store)
+    name = network.name if isinstance(network, Network) else network
+    with store.lock():
+        net = ns.get(name)  # read under the lock: the record may have changed
+        addr = _allocate_locked(ns, net, container_id)
+    return str(addr), net.prefix_len, net.gateway
+
+
+def release(store: Store, network: str | Network, container_id: str) -> list[str]:
+    """Free every address of container_id on the network; no error if it has none (rm after a
+    crash). Returns the addresses freed. Raises StoreError."""
+    ns = NetworkStore(store)
+    name = network.name if isinstance(network, Network) else network
+    with store.lock():
+        alloc = ns.allocations(name)
+        freed = [a for a, cid in alloc.items() if cid == container_id]
+        if freed:
+            for a in freed:
+                del alloc[a]
+            ns.put_allocations(name, alloc)
+    return freed
+
+
+def release_stale(store: Store, live: Iterable[str]) -> list[tuple[str, str, str]]:
+    """Free every address held by a container not in live (container ids that still exist):
+    the reconciliation after a crash between create and rm. Returns (network, address,
+    container id) of each one freed. Raises StoreError."""
+    keep = set(live)
+    ns = NetworkStore(store)
+    freed = []
+    with store.lock():
+        for name in ns.names():
+            alloc = ns.allocations(name)
+            stale = {a: cid for a, cid in alloc.items() if cid not in keep}
+            if stale:
+                ns.put_allocations(name, {a: c for a, c in alloc.items() if a not in stale})
+                freed += [(name, a, cid) for a, cid in stale.items()]
+    return freed
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What the per-container (C) side needs to plug a container into a network."""
+
+    network: str
+    bridge: str
+    address: str
+    prefix_len: int
+    gateway: str
+
+
+def connect(store: Store, network: str, container_id: str,
+            cfg: Config | None = None) -> Endpoint:
+    """Everything the host needs before a container joins `network` ("bridge": the default
+    network, recorded on first use from cfg): the bridge and rules (ensure_bridge) and an
+    address. The address is released again if the host cannot be set up. "host" and "none"
+    are not networks of this module: the caller handles them (no endpoint).
+    Raises NotFound (network), PmdError (no address left; netlink, iptables), StoreError."""
+    ns = NetworkStore(store)
+    net = default_network(store, cfg) if network == DEFAULT_NETWORK else _resolve(ns, network)
+    addr, plen, gw = allocate(store, net, container_id)
+    try:
+        ensure_bridge(net)
+    except BaseException:
+        release(store, net, container_id)
+        raise
+    return Endpoint(net.name, net.bridge, addr, plen, gw)
+
+
+def disconnect(store: Store, network: str, container_id: str) -> None:
+    """Release the container's address on the network; a network that no longer exists is
+    fine (rm after network rm --force, or a crash). The bridge stays (removed by network rm,
+    prune or reset_host). Raises StoreError."""
+    with contextlib.suppress(NotFound):
+        release(store, _resolve(NetworkStore(store), network), container_id)
+
+
+# --------------------------------------------------------------------------------------------
+# iptables
+
+
+def _iptables_bin() -> str:
+    path = shutil.which("iptables")
+    if path is None:
+        raise PmdError("iptables not found: cannot set up NAT for container networks",
+                       hint="install iptables or nftables")
+    return path
+
+
+def _backend() -> str:
+    """"iptables" where its binary is (iptables-nft included), else "nft" (network_nft).
+    Raises PmdError when there is neither."""
+    if shutil.which("iptables"):
+        return "iptables"
+    if shutil.which("nft"):
+        return "nft"
+    raise PmdError("neither iptables nor nft found: cannot set up NAT for container networks",
+                   hint="install iptables or nftables")
+
+
+def _ipt(table: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run iptables -w -t TABLE ARGS. Raises PmdError on failure if check."""
+    argv = [_iptables_bin(), "-w", "-t", table, *args]
+    try:
+        res = subprocess.run(argv, capture_output=True, text=True, check=False,
+                             stdin=subprocess.DEVNULL)
+    except OSError as e:
+        raise PmdError(f"cannot run iptables: {e}") from None
+    if check and res.returncode != 0:
+        raise PmdError(f"{shlex.join(argv[1:])}: "
+                       f"{res.stderr.strip() or f'exit status {res.returncode}'}")
+    return res
+
+
+def _chains(table: str) -> set[str]:
+    out = _ipt(table, "-S").stdout
+    return {line.split()[1] for line in out.splitlines() if line.startswith(("-N ", "-P "))}
+
+
+def _has_rule(table: str, chain: str, rule: tuple[str, ...] | list[str]) -> bool:
+    return _ipt(table, "-C", chain, *rule, check=False).returncode == 0
+
+
+def _add_rule(table: str, chain: str, rule: tuple[str, ...] | list[str],
+              first: bool = False) -> None:
+    """Add rule unless an identical one is there (iptables -C)."""
+    if not _has_rule(table, chain, rule):
+        _ipt(table, *(("-I", chain, "1") if first else ("-A", chain)), *rule)
+
+
+def _del_rule(table: str, chain: str, rule: tuple[str, ...] | list[str]) -> None:
+    """Delete every copy of rule; none is fine."""
+    while _has_rule(table, chain, rule):
+        _ipt(table, "-D", chain, *rule)
+
+
+def _ensure_chains() -> None:
+    for table, chain, jumps in CHAINS:
+        if chain not in _chains(table):
+            # "Chain already exists" if another engine instance without our lock raced us
+            res = _ipt(table, "-N", chain, check=False)
+            if res.returncode != 0 and chain not in _chains(table):
+                raise PmdError(f"iptables -t {table} -N {chain}: {res.stderr.strip()}")
+        for builtin, match in jumps:
+            _add_rule(table, builtin, (*match, "-j", chain), first=True)
+
+
+def _rules_of(table: str, chain: str) -> list[list[str]]:
+    """The rules of chain as argument lists (after "-A CHAIN"); [] if there is no chain."""
+    res = _ipt(table, "-S", chain, check=False)
+    if res.returncode != 0:
+        return []
+    return [shlex.split(line)[2:] for line in res.stdout.splitlines()
+            if line.startswith(f"-A {chain} ")]
+
+
+def _drop_empty_chains() -> None:
+    """Remove our chains and their jumps once no network has a rule left in any of them."""
+    if any(_rules_of(table, chain) for table, chain, _ in CHAINS):
+        return
+    _remove_all_chains()
+
+
+def _remove_all_chains() -> None:
+    for table, chain, jumps in CHAINS:
+        for builtin, match in jumps:
+            _del_rule(table, builtin, (*match, "-j", chain))
+        if chain in _chains(table):
+            _ipt(table, "-F", chain)
+            _ipt(table, "-X", chain)
+
+
+def _tag(net: Network, what: str) -> tuple[str, ...]:
+    # one comment per rule: "pmd:<bridge>:" finds a network's rules, the rest tells which
+    return ("-m", "comment", "--comment", f"pmd:{net.bridge}:{what}")
+
+
+def _network_rules(net: Network) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(table, chain, rule) of a network, without its published ports."""
+    br = net.bridge
+    rules = []
+    if not net.internal:
+        rules += [("nat", "PMD-POSTROUTING", ("-s", net.subnet, "!", "-o", br,
+                                              *_tag(net, "masquerade"), "-j", "MASQUERADE"))]
+    # 127.0.0.1:PORT DNATed into the bridge keeps its loopback source; give it the gateway's
+    rules += [
+        ("nat", "PMD-POSTROUTING", ("-s", "127.0.0.0/8", "-o", br, *_tag(net, "loopback"),
+                                    "-j", "MASQUERADE")),
+        ("filter", "PMD-FORWARD", ("-i", br, "-o", br, *_tag(net, "members"), "-j", "ACCEPT")),
+    ]
+    if not net.internal:
+        rules += [
+            ("filter", "PMD-FORWARD", ("-i", br, "!", "-o", br, *_tag(net, "out"),
+                                       "-j", "ACCEPT")),
+            ("filter", "PMD-FORWARD", ("-o", br, "-m", "conntrack", "--ctstate",
+                                       "RELATED,ESTABLISHED", *_tag(net, "replies"),
+                                       "-j", "ACCEPT")),
+        ]
+    # route_localnet guard: nothing from the bridge may open a connection to the host's
+    # loopback (replies to 127.0.0.1 clients are ESTABLISHED; published ports are DNAT)
+    rules += [("filter", "PMD-INPUT", ("-i", br, "-d", "127.0.0.0/8", "-m", "conntrack",
+                                       "!", "--ctstate", "RELATED,ESTABLISHED,DNAT",
+                                       *_tag(net, "loopback-guard"), "-j", "DROP"))]
+    return rules
+
+
+def _port_rules(net: Network, container_ip: str,
+                p: PortMapping) -> list[tuple[str, str, tuple[str, ...]]]:
+    dst = ("-d", p.host_ip) if p.host_ip else ()
+    t = _tag(net, f"port:{container_ip}")  # unpublish_all() finds a container's rules by it
+    return [
+        ("nat", "PMD-DNAT", ("-p", p.proto, *dst, "--dport", str(p.host_port), *t,
+                             "-j", "DNAT", "--to-destination",
+                             f"{container_ip}:{p.container_port}")),
+        # the accept for the DNATed packet, for hosts whose FORWARD policy is DROP
+        ("filter", "PMD-FORWARD", ("-d", f"{container_ip}/32", "!", "-i", net.bridge,
+                                   "-o", net.bridge, "-p", p.proto, "--dport",
+                                   str(p.container_port), *t, "-j", "ACCEPT")),
+        # hairpin: the container reaching itself through its published port
+        ("nat", "PMD-POSTROUTING", ("-s", f"{container_ip}/32", "-d", f"{container_ip}/32",
+                                    "-p", p.proto, "--dport", str(p.container_port), *t,
+                                    "-j", "MASQUERADE")),
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# Host state
+
+
+@contextlib.contextmanager
+def host_lock() -> Iterator[None]:
+    """Serialise changes of the host's bridges and rules among all engine processes."""
+    HOST_LOCK.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with FileLock(HOST_LOCK):
+        yield
+
+
+def _sysctl(path: str, value: str) -> None:
+    p = Path("/proc/sys") / path
+    try:
+        if p.read_text().strip() != value:
+            p.write_text(value + "\n")
+    except OSError as e:
+        raise PmdError(f"cannot set {path.replace('/', '.')}={value}: "
+                       f"{e.strerror or e}") from None
+
+
+def _netlink_error(e: Exception, what: str) -> PmdError:
+    return PmdError(f"{what}: {getattr(e, 'args', [None, str(e)])[-1]}")
+
+
+def _link_kind(link: Any) -> str | None:
+    info = link.get_attr("IFLA_LINKINFO")
+    return info.get_attr("IFLA_INFO_KIND") if info is not None else None
+
+
+def _ensure_link(net: Network) -> None:
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    br = net.bridge
+    try:
+        with IPRoute() as ipr:
+            idx = ipr.link_lookup(ifname=br)
+            if not idx:
+                made = True
+                try:
+                    ipr.link("add", ifname=br, kind="bridge")
+                except NetlinkError as e:
+                    if e.code != errno.EEXIST:  # made by someone else meanwhile: reuse it
+                        raise
+                    made = False
+                idx = ipr.link_lookup(ifname=br)
+                if made:  # only what we created is tagged, so reset_host() leaves the rest
+                    ipr.link("set", index=idx[0], ifalias=BRIDGE_ALIAS)
+            i = idx[0]
+            kind = _link_kind(ipr.get_links(i)[0])
+            if kind != "bridge":
+                raise Conflict(f"cannot use {br} for network {net.name}: the interface exists "
+                               f"and is a {kind or 'device'}, not a bridge")
+            have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"])
+                    for a in ipr.get_addr(index=i, family=socket.AF_INET)}
+            if (net.gateway, net.prefix_len) not in have:
+                try:
+                    ipr.addr("add", index=i, address=net.gateway, prefixlen=net.prefix_len)
+                except NetlinkError as e:
+                    if e.code != errno.EEXIST:
+                        raise
+            ipr.link("set", index=i, state="up")
+    except NetlinkError as e:
+        raise _netlink_error(e, f"cannot set up bridge {br}") from None
+
+
+def _delete_link(name: str) -> None:
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    try:
+        with IPRoute() as ipr:
+            idx = ipr.link_lookup(ifname=name)
+            if idx and _link_kind(ipr.get_links(idx[0])[0]) == "bridge":
+                ipr.link("del", index=idx[0])
+    except NetlinkError as e:
+        if e.code != errno.ENODEV:
+            raise _netlink_error(e, f"cannot delete bridge {name}") from None
+
+
+def ensure_bridge(net: Network) -> None:
+    """Make the host ready for the network: its bridge (created, or reused) with the gateway
+    address and up; IPv4 forwarding; route_localnet on the bridge; the engine's chains, jumps
+    and the network's rules, each added once (iptables, else the nftables fallback).
+    Idempotent; a rule or jump deleted behind our back is put back.
+    Raises Conflict (the name is a non-bridge interface), PmdError (netlink, sysctl, iptables,
+    nft; neither of them installed).
+    """
+    with host_lock():
+        _ensure_link(net)
+        _sysctl("net/ipv4/ip_forward", "1")
+        _sysctl(f"net/ipv4/conf/{net.bridge}/route_localnet", "1")
+        if _backend() == "nft":
+            from pyminidocker import network_nft as nft
+
+            nft.ensure(nft.network_rules(net.bridge, net.subnet, net.internal))
+            return
+        rules = _network_rules(net)
+        if _all_present(rules):
+            return
+        _ensure_chains()
+        for table, chain, rule in rules:
+            _add_rule(table, chain, rule)
+
+
+def _all_present(rules: list[tuple[str, str, tuple[str, ...]]]) -> bool:
+    """Whether one iptables-save shows our chains, their jumps and these rules (by their
+    comments): the common case of a second container on a network costs one process, not
+    one iptables -C per rule (each ~3 ms)."""
+    try:
+        res = subprocess.run([_iptables_bin() + "-save"], capture_output=True, text=True,
+                             check=False, stdin=subprocess.DEVNULL)
+    except OSError:
+        return False
+    if res.returncode != 0:
+        return False
+    lines = set(res.stdout.splitlines())
+    for _, chain, jumps in CHAINS:
+        if f":{chain} - [0:0]" not in lines and not any(
+                line.startswith(f":{chain} ") for line in lines):
+            return False
+        for builtin, match in jumps:
+            if " ".join(("-A", builtin, *match, "-j", chain)) not in lines:
+                return False
+    text = res.stdout
+    return all(f'"{rule[rule.index("--comment") + 1]}"' in text for _, _, rule in rules)
+
+
+def _remove_tagged_rules(tag: str, exact: bool = False) -> None:
+    """Delete the rules of our chains whose comment starts with tag (is tag, if exact)."""
+    for table, chain, _ in CHAINS:
+        for rule in _rules_of(table, chain):
+            if "--comment" not in rule:
+                continue
+            comment = rule[rule.index("--comment") + 1]
+            if comment == tag or (not exact and comment.startswith(tag)):
+                _del_rule(table, chain, rule)
+
+
+def remove_network_host_state(net: Network) -> None:
+    """Delete the network's rules (published ports included) and its bridge; our chains too
+    when no network has rules left. Idempotent. Raises PmdError."""
+    with host_lock():
+        # both backends where present: state made under one is found after a switch
+        if shutil.which("iptables"):
+            _remove_tagged_rules(f"pmd:{net.bridge}:")
+            _drop_empty_chains()
+        if shutil.which("nft"):
+            from pyminidocker import network_nft as nft
+
+            nft.delete(f"pmd:{net.bridge}:")
+        _delete_link(net.bridge)
+
+
+_OUR_BRIDGE_NAME = re.compile(r"pmd0|pmd-[0-9a-f]{11}")
+
+
+def _remove_every_pmd_chain() -> None:
+    """Every chain named PMD-* in nat and filter and every jump to one, whether or not this
+    version of the engine made it (a chain an older version used is ours too)."""
+    for table in ("nat", "filter"):
+        lines = _ipt(table, "-S").stdout.splitlines()
+        ours = [line.split()[1] for line in lines if line.startswith("-N PMD-")]
+        for line in lines:
+            words = shlex.split(line)
+            if words[:1] == ["-A"] and not words[1].startswith("PMD-") and \
+                    "-j" in words and words[words.index("-j") + 1].startswith("PMD-"):
+                _del_rule(table, words[1], words[2:])
+        for chain in ours:
+            _ipt(table, "-F", chain)
+        for chain in ours:  # after every flush: a PMD chain may jump to another
+            _ipt(table, "-X", chain)
+
+
+def reset_host(store: Store | None = None) -> None:
+    """Remove everything the engine added to the host: every PMD-* chain and every jump to
+    one; every bridge tagged as ours, named as ours ("pmd0", "pmd-<11 hex>"), or named by one
+    of store's networks. Leaves ip_forward as it is (other software may rely on it).
+    Raises PmdError."""
+    from pyroute2 import IPRoute
+
+    with host_lock():
+        if shutil.which("iptables"):
+            _remove_every_pmd_chain()
+        if shutil.which("nft"):
+            from pyminidocker import network_nft as nft
+
+            nft.reset()
+        names = {n.bridge for n in NetworkStore(store).all()} if store is not None else set()
+        with IPRoute() as ipr:
+            for link in ipr.get_links():
+                name = link.get_attr("IFLA_IFNAME")
+                if _link_kind(link) == "bridge" and (
+                        link.get_attr("IFLA_IFALIAS") == BRIDGE_ALIAS
+                        or _OUR_BRIDGE_NAME.fullmatch(name)):
+                    names.add(name)
+        for name in sorted(names):
+            _delete_link(name)
+
+
+# --------------------------------------------------------------------------------------------
+# Published ports
+
+
+def _dnat_rules() -> list[tuple[str, str, int]]:
+    """(proto, host ip or "", host port) of every DNAT rule in PMD-DNAT."""
+    out = []
+    def opt(rule: list[str], name: str) -> str | None:
+        return rule[rule.index(name) + 1] if name in rule[:-1] else None
+
+    for rule in _rules_of("nat", "PMD-DNAT"):
+        proto, port, dst = opt(rule, "-p"), opt(rule, "--dport"), opt(rule, "-d")
+        if proto and port and port.isdigit():
+            out.append((proto, (dst or "").removesuffix("/32"), int(port)))
+    return out
+
+
+def _bind_probe(p: PortMapping) -> int:
+    """Bind the host port as a server would (no SO_REUSEADDR, so a listener or another bound
+    socket on any overlapping address refuses us); returns the port (picked if 0).
+    Raises Conflict (in use), UsageError (an address the host does not have)."""
+    kind = socket.SOCK_STREAM if p.proto == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as s:
+        try:
+            s.bind((p.host_ip or "0.0.0.0", p.host_port))
+        except OSError as e:
+            where = f"{p.host_ip or '0.0.0.0'}:{p.host_port}"
+            if e.errno == errno.EADDRINUSE:
+                raise Conflict(f"Bind for {where} failed: port is already in use on the host "
+                               f"({p.proto})") from None
+            if e.errno == errno.EADDRNOTAVAIL:
+                raise UsageError(f"cannot publish on {where}: {p.host_ip} is not an address "
+                                 "of this host") from None
+            raise PmdError(f"cannot publish on {where}: {e.strerror}") from None
+        return int(s.getsockname()[1])
+
+
+def _allocated(p: PortMapping, rules: list[tuple[str, str, int]]) -> bool:
+    return any(proto == p.proto and port == p.host_port
+               and (not ip or not p.host_ip or ip == p.host_ip) for proto, ip, port in rules)
+
+
+def _check_allocated(p: PortMapping, rules: list[tuple[str, str, int]]) -> None:
+    if _allocated(p, rules):
+        raise Conflict(f"Bind for {p.host_ip or '0.0.0.0'}:{p.host_port} failed: port is "
+                       "already allocated")
+
+
+def publish(net: Network, container_ip: str,
+            ports: Iterable[PortMapping | tuple[str, int, int, str]]) -> list[PortMapping]:
+    """Publish container ports on the host: DNAT in PMD-DNAT (nft: chain `published`), the
+    matching FORWARD accept and the hairpin MASQUERADE.
+    Host port 0 is given a free port (the kernel's ephemeral range). Either every port is
+    published or none (rules added for earlier ports are removed on failure).
+    Returns the mappings as published. Raises Conflict (host port in use by a host socket or
+    already published), UsageError (a host address not on this host), PmdError (iptables,
+    nft).
+    The caller has called ensure_bridge(net)."""
+    wanted = [p if isinstance(p, PortMapping) else PortMapping(*p) for p in ports]
+    wanted = [PortMapping("" if p.host_ip == "0.0.0.0" else p.host_ip, p.host_port,
+                          p.container_port, p.proto) for p in wanted]
+    done: list[PortMapping] = []
+    with host_lock():
+        backend = _backend()
+        if backend == "iptables":
+            _ensure_chains()
+        try:
+            for p in wanted:
+                existing = _published(backend)
+                if p.host_port:
+                    _check_allocated(p, existing)
+                    _bind_probe(p)
+                else:
+                    for _ in range(20):  # a picked port could be one we DNAT already
+                        p = PortMapping(p.host_ip, _bind_probe(p), p.container_port, p.proto)
+                        if not _allocated(p, existing):
+                            break
+                    else:
+                        raise Conflict(f"no free host port found for {p.container_port}/"
+                                       f"{p.proto}")
+                _add_port(backend, net, container_ip, p)
+                done.append(p)
+        except BaseException:
+            for p in done:
+                _del_port(backend, net, container_ip, p)
+            raise
+    return done
+
+
+def _published(backend: str) -> list[tuple[str, str, int]]:
+    if backend == "nft":
+        from pyminidocker import network_nft as nft
+
+        return nft.published()
+    return _dnat_rules()
+
+
+def _add_port(backend: str, net: Network, container_ip: str, p: PortMapping) -> None:
+    if backend == "nft":
+        from pyminidocker import network_nft as nft
+
+        nft.ensure(nft.port_rules(net.bridge, container_ip, p.proto, p.host_ip, p.host_port,
+                                  p.container_port))
+        return
+    for table, chain, rule in _port_rules(net, container_ip, p):
+        _add_rule(table, chain, rule)
+
+
+def _del_port(backend: str, net: Network, container_ip: str, p: PortMapping) -> None:
+    if backend == "nft":
+        from pyminidocker import network_nft as nft
+
+        nft.delete(f"{nft.port_tag(net.bridge, container_ip)}{p.proto} {p.host_ip or '-'} "
+                   f"{p.host_port} {p.container_port} ")
+        return
+    for table, chain, rule in _port_rules(net, container_ip, p):
+        _del_rule(table, chain, rule)
+
+
+def unpublish(net: Network, container_ip: str,
+              ports: Iterable[PortMapping | tuple[str, int, int, str]]) -> None:
+    """Remove the rules publish() added for these ports (as it returned them). Idempotent.
+    Raises PmdError (iptables, nft)."""
+    with host_lock():
+        backend = _backend()
+        for p in ports:
+            p = p if isinstance(p, PortMapping) else PortMapping(*p)
+            if p.host_ip == "0.0.0.0":
+                p = PortMapping("", p.host_port, p.container_port, p.proto)
+            _del_port(backend, net, container_ip, p)
+
+
+def unpublish_all(net: Network, container_ip: str) -> None:
+    """Remove every published port of the container at container_ip on the network, without
+    knowing which (stop after a crash, reconciliation). Idempotent. Raises PmdError."""
+    with host_lock():
+        if shutil.which("iptables"):
+            _remove_tagged_rules(f"pmd:{net.bridge}:port:{container_ip}", exact=True)
+        if shutil.which("nft"):
+            from pyminidocker import network_nft as nft
+
+            nft.delete(nft.port_tag(net.bridge, container_ip))

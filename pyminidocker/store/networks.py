@@ -1,0 +1,116 @@
+"""Network records: networks/<name>.json, and each network's IPAM record ipam/<name>.json.
+
+    <root>/networks/<name>.json        name, id, driver, bridge, subnet, gateway, created,
+                                       internal, labels
+    <root>/networks/ipam/<name>.json   {"allocations": {"<address>": "<container id>"}}
+
+The IPAM record lives in its own directory so that no network name ("x.ipam") can collide
+with it. Every change is made under the store lock (callers hold it; see pyminidocker.network)
+and written atomically, so a reader sees a whole record or none.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pyminidocker.errors import NotFound, StoreError
+from pyminidocker.store import _store_error, read_json, write_json
+
+if TYPE_CHECKING:
+    from pyminidocker.store import Store
+
+
+@dataclass
+class Network:
+    name: str
+    id: str                         # 64 hex
+    bridge: str                     # host interface name (<= 15 characters, IFNAMSIZ)
+    subnet: str                     # "10.77.0.0/16"
+    gateway: str                    # "10.77.0.1", the bridge's own address
+    created: str                    # RFC 3339, UTC
+    driver: str = "bridge"
+    internal: bool = False          # no MASQUERADE: members reach each other, not the world
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def prefix_len(self) -> int:
+        return int(self.subnet.rsplit("/", 1)[1])
+
+
+class NetworkStore:
+    """Reads and writes network and IPAM records. Writers hold the store lock."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.dir = store.root / "networks"
+        self.ipam_dir = self.dir / "ipam"
+
+    def path(self, name: str) -> Path:
+        return self.dir / f"{name}.json"
+
+    def ipam_path(self, name: str) -> Path:
+        return self.ipam_dir / f"{name}.json"
+
+    def names(self) -> list[str]:
+        try:
+            return sorted(p.name[:-5] for p in self.dir.iterdir()
+                          if p.name.endswith(".json") and not p.name.startswith("."))
+        except FileNotFoundError:
+            return []
+
+    def all(self) -> list[Network]:
+        out = []
+        for n in self.names():
+            with contextlib.suppress(NotFound):  # removed since names() listed it
+                out.append(self.get(n))
+        return out
+
+    def get(self, name: str) -> Network:
+        """Raises NotFound, or StoreError for a corrupt record."""
+        try:
+            data = read_json(self.path(name))
+        except FileNotFoundError:
+            raise NotFound(f"network {name} not found") from None
+        try:
+            return Network(**data)
+        except TypeError as e:
+            raise StoreError(f"corrupt network record {self.path(name)}: {e}") from None
+
+    def put(self, net: Network) -> None:
+        """Write the record. Caller holds the store lock. Raises StoreError."""
+        try:
+            self.ipam_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as e:
+            raise _store_error(e, "cannot create the networks directory") from None
+        write_json(self.path(net.name), asdict(net))
+
+    def delete(self, name: str) -> None:
+        """Remove the record and its IPAM record. Caller holds the store lock."""
+        for p in (self.ipam_path(name), self.path(name)):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+
+    def allocations(self, name: str) -> dict[str, str]:
+        """address -> container id. Raises StoreError for a corrupt record."""
+        try:
+            data: Any = read_json(self.ipam_path(name))
+        except FileNotFoundError:
+            return {}
+        alloc = data.get("allocations") if isinstance(data, dict) else None
+        if not isinstance(alloc, dict):
+            raise StoreError(f"corrupt IPAM record {self.ipam_path(name)}")
+        return {str(k): str(v) for k, v in alloc.items()}
+
+    def put_allocations(self, name: str, alloc: dict[str, str]) -> None:
+        """Caller holds the store lock. Raises StoreError."""
+        try:
+            self.ipam_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as e:
+            raise _store_error(e, "cannot create the networks directory") from None
+        write_json(self.ipam_path(name), {"allocations": alloc})
