@@ -911,7 +911,7 @@ def cmd_container_prune(args: argparse.Namespace, env: Env) -> int:
 
 COMMANDS = ("pull", "images", "inspect", "tag", "rmi", "login", "logout", "create", "run",
             "exec", "start", "ps", "stop", "kill", "rm", "wait", "logs", "rename", "container",
-            "version")
+            "network", "version")
 
 
 class _Unused:
@@ -1068,9 +1068,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sp.add_argument("-f", "--force", action="store_true")
 
     # ---- network (issue 4): the commands live in cli_network.py ----
-    from pyminidocker.cli_network import add_network_parser
+    if only in (None, "network"):  # not imported on other commands' start path
+        from pyminidocker.cli_network import add_network_parser
 
-    add_network_parser(add)
+        add_network_parser(add)
 
     add("version", cmd_version, "Show the version")
     return p
