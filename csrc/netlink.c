@@ -480,19 +480,36 @@ static int route_add_default(struct nl_sock *s, const char *ifname, int index, s
 
 /* ---- entry points ----------------------------------------------------------------------- */
 
-/* "02:42:0a:4d:00:05" -> 6 bytes; a multicast address (low bit of the first octet) cannot be
- * a station's (the kernel would say EADDRNOTAVAIL). */
+/* "02:42:0a:4d:00:05" -> 6 bytes: exactly six pairs of hex digits (sscanf would also take
+ * signs and spaces). A multicast (low bit of the first octet) or all-zero address cannot be
+ * a station's: the kernel would refuse it with EADDRNOTAVAIL, after the argument checks. */
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 static int parse_mac(const char *s, unsigned char mac[6])
 {
-    unsigned int b[6];
-    int end = 0;
+    int any = 0;
 
-    if (sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%n", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5],
-               &end) != 6 || end != 17 || s[end] != '\0')
+    if (strlen(s) != 17)
         return -1;
-    for (int i = 0; i < 6; i++)
-        mac[i] = b[i];
-    return (mac[0] & 1) ? -1 : 0;
+    for (int i = 0; i < 6; i++) {
+        const char *p = s + 3 * i;
+        int hi = hex_digit(p[0]), lo = hex_digit(p[1]);
+
+        if (hi < 0 || lo < 0 || (i < 5 && p[2] != ':'))
+            return -1;
+        mac[i] = hi << 4 | lo;
+        any |= mac[i];
+    }
+    return (mac[0] & 1) || !any ? -1 : 0;
 }
 
 static int attach_checked(const struct pmd_net_attach *a, struct pmd_error *err)

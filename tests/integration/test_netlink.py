@@ -218,7 +218,7 @@ def test_two_containers_on_a_bridge(net, containers):
 
 def test_mtu_mac_and_no_gateway(net, containers):
     p = containers()
-    h = attach(net, p, 9, gateway=None, mtu=1400, mac="02:42:0a:fa:00:09",
+    h = attach(net, p, 9, gateway=None, mtu=1400, mac="02:42:0A:fa:00:09",
                container_ifname="net1")
     eth = link("net1", ns=p.pid)
     assert " mtu 1400 " in eth and "link/ether 02:42:0a:fa:00:09 " in eth
@@ -322,6 +322,8 @@ def test_pid_gone(net, containers):
     ("gateway", "10.250.0", "gateway"),
     ("mac", "02:42:0a:fa:00", "mac address"),
     ("mac", "01:00:5e:00:00:01", "mac address"),  # multicast
+    ("mac", "00:00:00:00:00:00", "mac address"),
+    ("mac", "+2:42:0a:fa:00:09", "mac address"),
     ("mtu", -1, "mtu"),
     ("host_ifname", "a" * 16, "interface name"),
     ("host_ifname", "has space", "interface name"),
