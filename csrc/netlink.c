@@ -512,6 +512,8 @@ static int parse_mac(const char *s, unsigned char mac[6])
     return (mac[0] & 1) || !any ? -1 : 0;
 }
 
+/* The work of pmd_net_attach: 0, or -1 with nothing created, or -2 once the pair exists (the
+ * caller then deletes it, whatever step failed). */
 static int attach_checked(const struct pmd_net_attach *a, struct pmd_error *err)
 {
     struct in_addr addr, gw;
@@ -521,9 +523,12 @@ static int attach_checked(const struct pmd_net_attach *a, struct pmd_error *err)
     struct nl_sock host nl_cleanup_sock = { .fd = -1 };
     struct nl_sock ctr nl_cleanup_sock = { .fd = -1 };
     struct link_info bridge, eth;
+    struct stat ours, theirs;
     unsigned int mtu;
 
     /* Everything that can be refused is refused before anything is created. */
+    if (a == NULL)
+        return pmd_fail(err, EINVAL, "net attach", "no arguments");
     if (!valid_ifname(a->bridge))
         return pmd_fail(err, EINVAL, "bridge name", "%s", a->bridge ? a->bridge : "(null)");
     if (!valid_ifname(a->host_ifname))
@@ -552,6 +557,15 @@ static int attach_checked(const struct pmd_net_attach *a, struct pmd_error *err)
     netns_fd = open(nspath, O_RDONLY | O_CLOEXEC);
     if (netns_fd < 0)
         return pmd_fail(err, errno, "open netns", "%s", nspath);
+    /* A pid that is not in a netns of its own (a wrong pid, or a container run with the
+     * host's network) would have us give the host an eth0, an address and a default route. */
+    if (fstat(netns_fd, &theirs) < 0)
+        return pmd_fail(err, errno, "stat netns", "%s", nspath);
+    if (stat("/proc/thread-self/ns/net", &ours) < 0)
+        return pmd_fail(err, errno, "stat netns", "/proc/thread-self/ns/net");
+    if (ours.st_dev == theirs.st_dev && ours.st_ino == theirs.st_ino)
+        return pmd_fail(err, EINVAL, "netns pid", "%d shares our network namespace",
+                        a->netns_pid);
     host.fd = nl_open_fd();
     if (host.fd < 0)
         return pmd_fail(err, errno, "netlink socket", "%s", a->host_ifname);

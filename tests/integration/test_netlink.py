@@ -313,6 +313,18 @@ def test_pid_gone(net, containers):
     assert_nothing_left(net)
 
 
+def test_pid_in_our_own_netns(net):
+    """A pid without a netns of its own (here: ours) is refused before anything is made: the
+    host must never get an eth0, an address or a default route from a wrong pid."""
+    with pytest.raises(OSError) as ei:
+        n.net_attach(os.getpid(), net.bridge, net.ifname(), net.addr(2), net.prefix,
+                     net.gateway, container_ifname=f"pmdc{net.tag}")
+    assert ei.value.errno == errno.EINVAL and ei.value.op == "netns pid"
+    assert f"pmdc{net.tag}" not in ip("-4", "route", "show", "table", "all")
+    assert net.mine(links()) == {net.bridge}
+    assert_nothing_left(net)
+
+
 @pytest.mark.parametrize("field,value,op", [
     ("address", "10.250.0.300", "address"),
     ("address", "not-an-ip", "address"),
