@@ -26,7 +26,7 @@
 
 /* ---- a small message builder ----------------------------------------------------------- */
 
-/* One request. 1 KiB is four times what the largest one here (veth creation) needs; an
+/* One request. 1 KiB is eight times what the largest one here (veth creation) needs; an
  * attribute that would not fit sets `overflow`, checked once by nl_request (EMSGSIZE). */
 #define NL_BUF 1024
 
