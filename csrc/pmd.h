@@ -235,3 +235,39 @@ int pmd_monitor_start(const char *monitor_path, const struct pmd_spawn_spec *spe
  */
 int pmd_spec_write(int fd, const struct pmd_spawn_spec *spec, const struct pmd_monitor_spec *mon,
                    struct pmd_error *err);
+
+/* ---- network (netlink.c) ------------------------------------------------------------------ */
+
+/*
+ * The per-container network path, over rtnetlink (no `ip`, no libnl). Policy (bridge, names,
+ * address) is the caller's; the bridge must exist and be up.
+ *
+ * pmd_net_attach creates a veth pair: the host end host_ifname, a port of bridge (IFLA_MASTER),
+ * up; its peer created directly in the netns of netns_pid (via /proc/<pid>/ns/net) under the
+ * name container_ifname (so there is no rename or move to race with). Then, inside that netns:
+ * lo up, container_ifname up with address/prefix_len (and its broadcast address), and a default
+ * route via gateway if it is not NULL. mtu 0 takes the bridge's; mac NULL lets the kernel pick
+ * a random one. On error nothing is left: a pair already created is deleted. Errors: EINVAL for
+ * a bad name, address, prefix (1..32), gateway, mtu or mac (op names which); ENOENT (op "open
+ * netns") when the process is gone; ENODEV (op "find bridge", path the bridge) for a missing
+ * bridge; EEXIST (op "create veth") when host_ifname exists; otherwise the kernel's errno, with
+ * its extended-ack message appended to err->path.
+ *
+ * pmd_net_detach deletes the veth host_ifname (and so its peer). A link that is no longer there
+ * is success (the pair goes away by itself when the container's netns dies); a link of that
+ * name that is not a veth is refused with EINVAL and left alone.
+ */
+struct pmd_net_attach {
+    const char *bridge;
+    const char *host_ifname;
+    const char *container_ifname;  /* e.g. "eth0" */
+    int netns_pid;                 /* a process in the container's netns (the held init) */
+    const char *address;           /* IPv4, e.g. "10.77.0.5" */
+    int prefix_len;
+    const char *gateway;           /* IPv4 or NULL: no default route */
+    int mtu;                       /* 0 = the bridge's */
+    const char *mac;               /* "02:42:0a:4d:00:05" or NULL = random */
+};
+
+int pmd_net_attach(const struct pmd_net_attach *a, struct pmd_error *err);
+int pmd_net_detach(const char *host_ifname, struct pmd_error *err);
