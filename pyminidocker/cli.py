@@ -476,6 +476,7 @@ def _create_options(args: argparse.Namespace) -> Any:
         pids_limit=args.pids_limit, network=args.network, privileged=args.privileged,
         cap_add=args.cap_add, cap_drop=args.cap_drop, security_opt=args.security_opt,
         tty=args.tty, interactive=args.interactive, auto_remove=getattr(args, "rm", False),
+        publish=args.publish,
     )
 
 
@@ -522,6 +523,9 @@ def cmd_run(args: argparse.Namespace, env: Env) -> int:
     from pyminidocker.cgroups import prime_migration
 
     prime_migration()  # overlaps a kernel wait with create (see its docstring)
+    if args.detach and args.network not in ("none", "host"):
+        raise UsageError("a detached container cannot join a bridge network yet (issue 4): "
+                         "use --network none or host with -d")
     rt, rec = _create(args, env)
     if args.detach:
         rt.start(rec, attach=False)
@@ -1002,6 +1006,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         sp.add_argument("--cpus")
         sp.add_argument("--pids-limit", type=int)
         sp.add_argument("--network", "--net", default="none")
+        sp.add_argument("-p", "--publish", action="append", default=[])
         sp.add_argument("--privileged", action="store_true")
         sp.add_argument("--cap-add", action="append", default=[])
         sp.add_argument("--cap-drop", action="append", default=[])

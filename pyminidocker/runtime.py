@@ -59,6 +59,7 @@ class CreateOptions:
     tty: bool = False
     interactive: bool = False
     auto_remove: bool = False
+    publish: list[str] = field(default_factory=list)
 
 
 def _pid_start(pid: int) -> str:
@@ -135,6 +136,7 @@ class Runtime:
                 return fresh
             fresh.state.oom_killed = oom
             self._finish(fresh, code, finished)
+        self._unplug(fresh)
         return fresh
 
     def _finish(self, rec: ContainerRecord, code: int, finished: str) -> None:
@@ -188,11 +190,16 @@ class Runtime:
                 nnp = True
             elif so not in ("no-new-privileges:false", "no-new-privileges=false"):
                 raise UsageError(f"invalid --security-opt: {so!r}")
-        if opts.network not in ("none", "host", "bridge", "default"):
-            raise UsageError(f"network {opts.network} not found", exit_code=125)
-        if opts.network in ("bridge", "default"):
-            raise UsageError("--network bridge is not available yet (issue 4); use --network "
-                             "none or host")
+        network = "bridge" if opts.network == "default" else opts.network
+        if network not in ("none", "host", "bridge"):
+            from pyminidocker.store.networks import NetworkStore
+
+            if network not in NetworkStore(self.store).names():
+                raise NotFound(f"network {network} not found")
+        if opts.publish and network in ("none", "host"):
+            raise UsageError(f"published ports need a bridge network, not --network {network}")
+        for spec in opts.publish:
+            _parse_publish(spec)  # refuse a bad -p now, not at start
         rec = ContainerRecord(
             id=cid, name="", image=image.id, image_name=opts.image, created=now_iso(),
             argv=argv, env=list(opts.env), cwd=opts.workdir or cfg.get("WorkingDir") or "/",
@@ -201,7 +208,8 @@ class Runtime:
             entrypoint=entrypoint, cmd=cmd,
             host={"binds": opts.volumes, "tmpfs": opts.tmpfs, "read_only": opts.read_only,
                   "memory": opts.memory, "cpus": opts.cpus, "pids_limit": opts.pids_limit,
-                  "network": opts.network, "privileged": opts.privileged,
+                  "network": network, "ports": list(opts.publish),
+                  "privileged": opts.privileged,
                   "cap_add": opts.cap_add, "cap_drop": opts.cap_drop, "no_new_privs": nnp,
                   "auto_remove": opts.auto_remove, "image_env": cfg.get("Env") or []},
             labels=dict(cfg.get("Labels") or {}),
@@ -250,9 +258,16 @@ class Runtime:
             with self.trace.phase("overlay mount"):
                 self._mount_root(rec, d)
             sp = self._spawn_spec(rec, d, stdio)
+            bridged = rec.host.get("network") not in ("none", "host")
+            if bridged and not attach:
+                raise UsageError("a detached container cannot join a bridge network yet "
+                                 "(issue 4): use --network none or host with -d")
             if attach:
+                sp.hold = bridged  # its network is plugged in before it runs
                 with self.trace.phase("spawn (clone to execve)"):
                     proc = _native.spawn(sp)
+                if bridged:
+                    self._plug(rec, d, proc)
                 for phase, ms in proc.trace().items():
                     self.trace.note(f"  child: {phase}", ms)
             else:
@@ -266,6 +281,7 @@ class Runtime:
             raise
         monitor_pid = getattr(proc, "monitor_pid", 0)
         rec.state = State(status="running", pid=proc.pid, pid_start=_pid_start(proc.pid),
+                          ip=rec.state.ip,
                           monitor_pid=monitor_pid,
                           monitor_start=_pid_start(monitor_pid) if monitor_pid else "",
                           started_at=now_iso())
@@ -279,10 +295,60 @@ class Runtime:
         code = 128 - code if code < 0 else code
         with self.store.lock():
             self._finish(rec, code, now_iso())
+        self._unplug(rec)
         return code
+
+    def _plug(self, rec: ContainerRecord, d: Path, proc: Any) -> None:
+        """Connect a held container to its network (an address, the bridge and its rules, a
+        veth pair into its namespace, published ports, its name in /etc/hosts), then release
+        it. On failure the child is ended and what was set up is undone."""
+        from pyminidocker import network
+        from pyminidocker.config import Config
+        from pyminidocker.store import atomic_write
+
+        net = rec.host.get("network", "bridge")
+        try:
+            with self.trace.phase("network"):
+                ep = network.connect(self.store, net, rec.id, Config.load(self.store.root))
+                rec.state.ip = ep.address  # from here on, a failure releases the address
+                _native.net_attach(proc.pid, ep.bridge, _host_ifname(rec.id), ep.address,
+                                   ep.prefix_len, ep.gateway)
+                ports = [m for spec in rec.host.get("ports", [])
+                         for m in network.parse_publish(spec)]
+                if ports:
+                    network.publish(_network_record(self.store, ep.network), ep.address, ports)
+                hosts = (d / "hosts").read_text()
+                atomic_write(d / "hosts",
+                             f"{hosts}{ep.address}\t{rec.hostname} {rec.name}\n".encode(),
+                             durable=False)
+            proc.release()
+        except BaseException:
+            proc.abort()
+            self._unplug(rec)
+            raise
+
+    def _unplug(self, rec: ContainerRecord) -> None:
+        """Undo _plug: published ports, the host end of the veth pair (the kernel drops the
+        pair with the namespace too, a moment later), the address. Idempotent. Not to be
+        called with the store lock held: the address book takes it."""
+        if not rec.state.ip:
+            return
+        from pyminidocker import network
+
+        net = rec.host.get("network", "bridge")
+        with contextlib.suppress(PmdError):
+            network.unpublish_all(_network_record(self.store, net), rec.state.ip)
+        with contextlib.suppress(OSError):
+            _native.net_detach(_host_ifname(rec.id))
+        network.disconnect(self.store, net, rec.id)
+        rec.state.ip = ""
+        with contextlib.suppress(PmdError, OSError):
+            if self.containers.path(rec.id).is_dir():
+                self.containers.save_state(rec)
 
     def _start_failed(self, rec: ContainerRecord, e: OSError | None) -> None:
         self._teardown(rec)
+        self._unplug(rec)
         rec.state.status = "created" if rec.state.status == "created" else "exited"
         rec.state.error = _start_message(e) if e else "start interrupted"
         if e is not None:
@@ -482,6 +548,8 @@ class Runtime:
                                "container before attempting removal or force remove")
             self.kill(rec)
             self._wait_gone(rec, 10)
+        with contextlib.suppress(NotFound):
+            self._unplug(self.containers.get(rec.id))  # an address a crash left recorded
         with self.store.lock():
             self._teardown(rec)
             dead = self.store.retire(self.containers.path(rec.id))
@@ -509,6 +577,25 @@ def _start_message(e: OSError | None) -> str:
         return f'failed to create task: exec: "{e.filename}": permission denied'
     where = f": {e.filename}" if e.filename else ""
     return f"failed to create task: {e.strerror}{where}"
+
+
+def _host_ifname(container_id: str) -> str:
+    """The host end of a container's veth pair: 15 characters, the kernel's limit."""
+    return "pmd" + container_id[:12]
+
+
+def _parse_publish(spec: str) -> list[Any]:
+    from pyminidocker import network
+
+    return network.parse_publish(spec)
+
+
+def _network_record(store: Store, name: str) -> Any:
+    from pyminidocker import network
+
+    if name == "bridge":
+        return network.default_network(store)
+    return network._resolve(network.NetworkStore(store), name)
 
 
 def _namespaces_and_caps(host: dict[str, Any]) -> tuple[int, int]:

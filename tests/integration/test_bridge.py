@@ -1,0 +1,134 @@
+"""Containers on a bridge network (attached runs): addresses, container-to-container TCP and
+ping, a published port reached from the host's loopback, and nothing left on the host after.
+
+Each module run uses its own bridge and subnet (the store's config.json), checked against the
+host's routes, and removes every bridge and rule of the engine at the end (network.reset_host).
+Traffic stays on that bridge and loopback.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import store_with_bb
+
+
+def _iptables_pmd() -> list[str]:
+    out = subprocess.run(["iptables-save"], capture_output=True, text=True, check=False).stdout
+    return [line for line in out.splitlines() if "PMD" in line or "pmd:" in line]
+
+
+def _free_subnet() -> str:
+    routes = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True,
+                            text=True, check=True).stdout
+    for _ in range(50):
+        net = f"10.252.{random.randrange(1, 254)}"
+        if f"{net}." not in routes:
+            return f"{net}.0/24"
+    pytest.skip("no free 10.252.x.0/24 on this host")
+
+
+@pytest.fixture(scope="module")
+def br(tmp_path_factory, publish, pmd_factory):
+    before = _iptables_pmd()
+    run = store_with_bb("bridge-bb", tmp_path_factory, publish, pmd_factory)
+    bridge = f"pmdt{os.urandom(4).hex()}"
+    (run.root / "config.json").write_text(json.dumps(
+        {"default-subnet": _free_subnet(), "default-bridge": bridge}))
+    run.bridge = bridge
+    yield run
+    from pyminidocker import network
+    from pyminidocker.store import Store
+
+    network.reset_host(Store(run.root))
+    assert not Path(f"/sys/class/net/{bridge}").exists(), "the bridge is left"
+    if not before:
+        assert _iptables_pmd() == [], "iptables rules of the engine are left"
+    veths = subprocess.run(["ip", "-o", "link", "show", "type", "veth"], capture_output=True,
+                           text=True, check=True).stdout
+    assert " pmd" not in veths
+
+
+def _ip_of(run, name: str, proc) -> str:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        res = run("inspect", name, check=False)
+        if res.returncode == 0:
+            ip = json.loads(res.stdout)[0]["NetworkSettings"]["IPAddress"]
+            if ip:
+                return ip
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError(f"{name} got no address")
+
+
+def test_two_containers_talk_over_the_bridge(br):
+    srv = br.popen("run", "--rm", "--network", "bridge", "--name", "srv", "bb",
+                   "nc", "-l", "-p", "7000")
+    try:
+        ip = _ip_of(br, "srv", srv)
+        res = br("run", "--rm", "--network", "bridge", "bb", "sh", "-c",
+                 f"ip -4 addr show eth0; ip route; ping -c1 -W2 {ip} && "
+                 f"echo hello-over-tcp | nc -w 2 {ip} 7000")
+        out, _ = srv.communicate(timeout=30)
+    finally:
+        if srv.poll() is None:
+            br("kill", "srv", check=False)
+            srv.communicate(timeout=30)
+    assert out == "hello-over-tcp\n"
+    assert "1 packets received" in res.stdout
+    assert "default via" in res.stdout
+    assert br("ps", "-a", "-q").stdout == ""
+    ipam = json.loads((br.root / "networks" / "ipam" / "bridge.json").read_text())
+    assert ipam["allocations"] == {}, "addresses are released"
+
+
+def test_hosts_file_and_distinct_addresses(br):
+    a = br.popen("run", "--rm", "--network", "bridge", "--name", "ha", "bb", "sleep", "30")
+    try:
+        ip_a = _ip_of(br, "ha", a)
+        out = br("run", "--rm", "--network", "bridge", "--name", "hb", "bb", "sh", "-c",
+                 "tail -1 /etc/hosts; ip -4 -o addr show eth0").stdout
+        line, addr = out.splitlines()
+        assert line.endswith(" hb") and line.split()[0] != ip_a
+        assert line.split()[0] in addr
+    finally:
+        br("kill", "ha", check=False)
+        a.communicate(timeout=30)
+
+
+def test_published_port_reachable_from_host_loopback_and_gone_after(br):
+    port = random.randrange(20000, 30000)
+    srv = br.popen("run", "--rm", "--network", "bridge", "--name", "pub", "-p",
+                   f"127.0.0.1:{port}:7000", "bb", "nc", "-l", "-p", "7000")
+    try:
+        _ip_of(br, "pub", srv)
+        assert any(f"--dport {port}" in line for line in _iptables_pmd())
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"via-published-port\n")
+        out, _ = srv.communicate(timeout=30)
+    finally:
+        if srv.poll() is None:
+            br("kill", "pub", check=False)
+            srv.communicate(timeout=30)
+    assert out == "via-published-port\n"
+    assert not any(f"--dport {port}" in line for line in _iptables_pmd()), "rule left"
+
+
+def test_bad_network_options_are_125(br):
+    res = br("run", "--rm", "--network", "nosuchnet", "bb", "true", check=False)
+    assert res.returncode == 125 and "nosuchnet" in res.stderr
+    res = br("run", "--rm", "--network", "bridge", "-p", "99999:80", "bb", "true", check=False)
+    assert res.returncode == 125 and res.stderr.count("\n") == 1
+    res = br("run", "--rm", "-p", "8080:80", "bb", "true", check=False)  # --network none
+    assert res.returncode == 125
+    res = br("run", "-d", "--network", "bridge", "bb", "true", check=False)
+    assert res.returncode == 125 and "detached" in res.stderr
+    assert br("ps", "-a", "-q").stdout == ""
