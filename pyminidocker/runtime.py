@@ -317,15 +317,35 @@ class Runtime:
                          for m in network.parse_publish(spec)]
                 if ports:
                     network.publish(_network_record(self.store, ep.network), ep.address, ports)
-                hosts = (d / "hosts").read_text()
-                atomic_write(d / "hosts",
-                             f"{hosts}{ep.address}\t{rec.hostname} {rec.name}\n".encode(),
-                             durable=False)
+                hosts = (d / "hosts").read_text() + f"{ep.address}\t{rec.hostname} {rec.name}\n"
+                if ep.network != "bridge":  # names resolve on user networks (Docker's rule)
+                    hosts += self._introduce(rec, ep.network, ep.address)
+                atomic_write(d / "hosts", hosts.encode(), durable=False)
             proc.release()
         except BaseException:
             proc.abort()
             self._unplug(rec)
             raise
+
+    def _introduce(self, rec: ContainerRecord, network: str, address: str) -> str:
+        """On a user network every member's /etc/hosts names every other member: add this
+        container to theirs and return the lines for its own. Files are edited in place, as
+        each is bind-mounted into its container (a rename would not be seen there)."""
+        from pyminidocker.store.networks import NetworkStore
+
+        own = ""
+        with self.store.lock():
+            for addr, cid in NetworkStore(self.store).allocations(network).items():
+                if cid == rec.id:
+                    continue
+                try:
+                    other = self.containers.get(cid)
+                except NotFound:
+                    continue
+                own += f"{addr}\t{other.hostname} {other.name}\n"
+                _edit_hosts(self.containers.path(cid) / "hosts",
+                            add=f"{address}\t{rec.hostname} {rec.name}\n")
+        return own
 
     def _unplug(self, rec: ContainerRecord) -> None:
         """Undo _plug: published ports, the host end of the veth pair (the kernel drops the
@@ -338,6 +358,14 @@ class Runtime:
         net = rec.host.get("network", "bridge")
         with contextlib.suppress(PmdError):
             network.unpublish_all(_network_record(self.store, net), rec.state.ip)
+        if net != "bridge":
+            from pyminidocker.store.networks import NetworkStore
+
+            with contextlib.suppress(PmdError), self.store.lock():
+                for cid in NetworkStore(self.store).allocations(net).values():
+                    if cid != rec.id:
+                        _edit_hosts(self.containers.path(cid) / "hosts",
+                                    drop=f"{rec.state.ip}\t")
         with contextlib.suppress(OSError):
             _native.net_detach(_host_ifname(rec.id))
         network.disconnect(self.store, net, rec.id)
@@ -577,6 +605,21 @@ def _start_message(e: OSError | None) -> str:
         return f'failed to create task: exec: "{e.filename}": permission denied'
     where = f": {e.filename}" if e.filename else ""
     return f"failed to create task: {e.strerror}{where}"
+
+
+def _edit_hosts(path: Path, add: str = "", drop: str = "") -> None:
+    """Append a line to, or drop the lines starting with `drop` from, a container's hosts
+    file, in place (it is bind-mounted: the inode must stay). Missing file: nothing to do."""
+    try:
+        with open(path, "r+") as f:
+            lines = [ln for ln in f.readlines() if not (drop and ln.startswith(drop))]
+            if add and add not in lines:
+                lines.append(add)
+            f.seek(0)
+            f.write("".join(lines))
+            f.truncate()
+    except FileNotFoundError:
+        pass
 
 
 def _host_ifname(container_id: str) -> str:

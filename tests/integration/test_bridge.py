@@ -132,3 +132,73 @@ def test_bad_network_options_are_125(br):
     res = br("run", "-d", "--network", "bridge", "bb", "true", check=False)
     assert res.returncode == 125 and "detached" in res.stderr
     assert br("ps", "-a", "-q").stdout == ""
+
+
+def test_names_resolve_on_a_user_network(br):
+    br("network", "create", "--subnet", _free_subnet(), "usernet")
+    alpha = br.popen("run", "--rm", "--network", "usernet", "--name", "alpha", "bb",
+                     "sleep", "30")
+    try:
+        ip_a = _ip_of(br, "alpha", alpha)
+        bravo = br.popen("run", "--rm", "--network", "usernet", "--name", "bravo", "bb",
+                         "sh", "-c", "ping -c1 -W2 alpha && sleep 30")
+        ip_b = _ip_of(br, "bravo", bravo)
+        # alpha, started first, learns bravo's name too
+        assert f"{ip_b}\t" in br("exec", "alpha", "cat", "/etc/hosts").stdout
+        assert br("exec", "alpha", "ping", "-c1", "-W2", "bravo").returncode == 0
+        br("kill", "bravo")
+        out, _ = bravo.communicate(timeout=30)
+        assert f"from {ip_a}" in out or "1 packets received" in out
+        assert "bravo" not in br("exec", "alpha", "cat", "/etc/hosts").stdout
+    finally:
+        br("kill", "alpha", check=False)
+        alpha.communicate(timeout=30)
+    res = br("network", "rm", "usernet")
+    assert res.returncode == 0
+
+
+@pytest.fixture
+def outside(request):
+    """Another network namespace playing the host outside: its own veth and subnet, routed
+    through the host (10.253.X.1 on the host, .2 inside). Removed after the test."""
+    third = random.randrange(1, 254)
+    ns, host_if = f"pmdt-out{third}", f"pmdto{third}"
+    hip, oip = f"10.253.{third}.1", f"10.253.{third}.2"
+    sh = lambda *a: subprocess.run(a, check=True, capture_output=True)  # noqa: E731
+    sh("ip", "netns", "add", ns)
+    try:
+        sh("ip", "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        sh("ip", "addr", "add", f"{hip}/24", "dev", host_if)
+        sh("ip", "link", "set", host_if, "up")
+        sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{oip}/24", "dev", "eth0")
+        sh("ip", "netns", "exec", ns, "ip", "link", "set", "eth0", "up")
+        sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        yield ns, hip, oip
+    finally:
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True, check=False)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+        assert ns not in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                        text=True, check=False).stdout
+
+
+def test_nat_to_the_outside_shows_the_hosts_address(br, outside):
+    ns, host_ip, outside_ip = outside
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", ns, "python3", "-c",
+         "import socket; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, "
+         "socket.SO_REUSEADDR, 1); s.bind(('0.0.0.0', 7001)); s.listen(1); s.settimeout(20); "
+         "c, a = s.accept(); print(a[0], c.recv(100).decode().strip(), flush=True)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.3)
+        res = br("run", "--rm", "--network", "bridge", "bb", "sh", "-c",
+                 f"ip -4 -o addr show eth0; echo from-container | nc -w 3 {outside_ip} 7001")
+        out, _ = server.communicate(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+    peer, msg = out.split()
+    assert msg == "from-container"
+    assert peer == host_ip, "the outside host sees the host's address (MASQUERADE)"
+    assert peer not in res.stdout
