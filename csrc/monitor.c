@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 static ssize_t read_full(int fd, void *buf, size_t len)
@@ -76,6 +77,22 @@ static int run_monitor(const char *path, int spec_fd, int status_fd, pid_t *pid,
     return 0;
 }
 
+/* A report of the expected kind, or the error it carries (a failed spawn's, as is). */
+static int check_report(struct pmd_monitor_msg *msg, int want, struct pmd_error *err)
+{
+    if (msg->kind == PMD_MON_ERROR) {
+        msg->err.op[sizeof msg->err.op - 1] = '\0';
+        msg->err.path[sizeof msg->err.path - 1] = '\0';
+        *err = msg->err;
+        if (err->err == 0)
+            err->err = EIO;
+        return -1;
+    }
+    if (msg->kind != want || msg->pid <= 0 || msg->monitor_pid <= 0)
+        return pmd_fail(err, EIO, "read monitor status", "bad report (kind %d)", msg->kind);
+    return 0;
+}
+
 int pmd_monitor_start(const char *monitor_path, const struct pmd_spawn_spec *spec,
                       const struct pmd_monitor_spec *mon, struct pmd_monitor_info *info,
                       struct pmd_error *err)
@@ -86,20 +103,21 @@ int pmd_monitor_start(const char *monitor_path, const struct pmd_spawn_spec *spe
     pid_t pid;
     ssize_t n;
 
-    info->pid = info->monitor_pid = -1;
+    info->pid = info->monitor_pid = info->status_fd = -1;
     if (monitor_path == NULL || mon->log_path == NULL || mon->exit_path == NULL)
         return pmd_fail(err, EINVAL, "monitor start", "%s",
                         "monitor, log and exit paths are required");
-    if (spec->stdin_fd != -1 || spec->stdout_fd != -1 || spec->stderr_fd != -1 || spec->hold)
+    if (spec->stdin_fd != -1 || spec->stdout_fd != -1 || spec->stderr_fd != -1)
         return pmd_fail(err, EINVAL, "monitor start", "%s",
-                        "the monitor provides stdio: stdio fds must be -1, hold 0");
+                        "the monitor provides stdio: stdio fds must be -1");
     spec_fd = memfd_create("pmd-spec", MFD_CLOEXEC);
     if (spec_fd < 0)
         return pmd_fail(err, errno, "memfd_create", "%s", "pmd-spec");
     if (pmd_spec_write(spec_fd, spec, mon, err) < 0)
         return -1;
-    if (pipe2(fds, O_CLOEXEC) < 0)
-        return pmd_fail(err, errno, "pipe", "%s", "monitor status");
+    /* A socket, not a pipe: with spec->hold the engine answers on it (pmd_monitor_release). */
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0)
+        return pmd_fail(err, errno, "socketpair", "%s", "monitor status");
     status_rd = fds[0];
     status_wr = fds[1];
     if (run_monitor(monitor_path, spec_fd, status_wr, &pid, err) < 0)
@@ -120,17 +138,32 @@ int pmd_monitor_start(const char *monitor_path, const struct pmd_spawn_spec *spe
     if (n != (ssize_t)sizeof msg)
         return pmd_fail(err, ECHILD, "monitor died during setup", "%s: wait status %#x",
                         monitor_path, (unsigned)status);
-    if (msg.kind == PMD_MON_ERROR) {
-        msg.err.op[sizeof msg.err.op - 1] = '\0';
-        msg.err.path[sizeof msg.err.path - 1] = '\0';
-        *err = msg.err;
-        if (err->err == 0)
-            err->err = EIO;
+    if (check_report(&msg, spec->hold ? PMD_MON_HELD : PMD_MON_OK, err) < 0)
         return -1;
-    }
-    if (msg.kind != PMD_MON_OK || msg.pid <= 0 || msg.monitor_pid <= 0)
-        return pmd_fail(err, EIO, "read monitor status", "bad report (kind %d)", msg.kind);
     info->pid = msg.pid;
     info->monitor_pid = msg.monitor_pid;
+    if (spec->hold) {
+        info->status_fd = status_rd;
+        status_rd = -1; /* kept for pmd_monitor_release */
+    }
     return 0;
+}
+
+int pmd_monitor_release(struct pmd_monitor_info *info, struct pmd_error *err)
+{
+    pmd_cleanup_fd int fd = info->status_fd;
+    struct pmd_monitor_msg msg;
+    ssize_t n;
+
+    info->status_fd = -1;
+    if (fd < 0)
+        return pmd_fail(err, EINVAL, "monitor release", "%s", "the container is not held");
+    if (write(fd, "g", 1) != 1)
+        return pmd_fail(err, errno, "monitor release", "%s", "write");
+    n = read_full(fd, &msg, sizeof msg);
+    if (n < 0)
+        return pmd_fail(err, errno, "read monitor status", "%s", "after release");
+    if (n != (ssize_t)sizeof msg)
+        return pmd_fail(err, ECHILD, "monitor died during setup", "%s", "after release");
+    return check_report(&msg, PMD_MON_OK, err);
 }

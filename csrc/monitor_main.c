@@ -41,7 +41,33 @@ static void say(const char *what, const struct pmd_error *e)
         return;
 }
 
-/* Report to pmd_monitor_start; the pipe holds the message even if nobody reads it yet. */
+/*
+ * A held container (spec->hold: the engine plugs in its network first) is released when the
+ * engine writes one byte on the status channel (pmd_monitor_release); EOF instead means the
+ * engine gave up or died: the container is ended before it ran anything.
+ */
+static void report(int fd, int kind, int pid, const struct pmd_error *e);
+
+static int release_when_told(int status_fd, struct pmd_proc *proc, struct pmd_error *err)
+{
+    char go;
+    ssize_t n;
+
+    report(status_fd, PMD_MON_HELD, proc->pid, NULL);
+    do
+        n = read(status_fd, &go, 1);
+    while (n < 0 && errno == EINTR);
+    if (n != 1) {
+        close(proc->release_fd);
+        close(proc->error_fd);
+        while (waitpid(proc->pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        return pmd_fail(err, ECANCELED, "wait for release", "%s", "the engine went away");
+    }
+    return pmd_spawn_release(proc, err);
+}
+
+/* Report to pmd_monitor_start; the channel holds the message even if nobody reads it yet. */
 static void report(int fd, int kind, int pid, const struct pmd_error *e)
 {
     struct pmd_monitor_msg m;
@@ -510,9 +536,9 @@ int main(int argc, char **argv)
         goto fail;
     close(spec_fd);
     if (q.mon.log_path == NULL || q.mon.exit_path == NULL || q.spec.stdin_fd != -1 ||
-        q.spec.stdout_fd != -1 || q.spec.stderr_fd != -1 || q.spec.hold) {
+        q.spec.stdout_fd != -1 || q.spec.stderr_fd != -1) {
         pmd_fail(&err, EINVAL, "read spec", "%s",
-                 "a monitored spec needs log and exit paths, no stdio fds, no hold");
+                 "a monitored spec needs log and exit paths, no stdio fds");
         goto fail;
     }
     if (detach(&err) < 0)
@@ -552,6 +578,8 @@ int main(int argc, char **argv)
         goto fail;
     }
     if (pmd_spawn(&q.spec, &proc, &err) < 0)
+        goto fail;
+    if (q.spec.hold && release_when_told(status_fd, &proc, &err) < 0)
         goto fail;
     if (q.spec.console) {
         set_stream(&st[0], proc.console_fd, "stdout");

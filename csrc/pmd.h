@@ -209,7 +209,10 @@ int pmd_umount(const char *target, int flags, struct pmd_error *err);
  * the monitor are forwarded to the container; SIGHUP and SIGPIPE are ignored.
  *
  * spec's stdio fds must be -1: the monitor provides them (pipes, or with spec->console the
- * container's own pty, whose output is logged as stdout). spec->hold must be 0.
+ * container's own pty, whose output is logged as stdout). With spec->hold, pmd_monitor_start
+ * returns as soon as the container exists (info->pid valid, info->status_fd open) and the
+ * caller must then call pmd_monitor_release exactly once (it returns the container's setup
+ * result as pmd_spawn would), or close info->status_fd to have the monitor end it unrun.
  */
 struct pmd_monitor_spec {
     const char *log_path;               /* required */
@@ -223,11 +226,13 @@ struct pmd_monitor_spec {
 struct pmd_monitor_info {
     int pid;                  /* the container's init, in the caller's pid namespace */
     int monitor_pid;
+    int status_fd;            /* spec->hold only, else -1: for pmd_monitor_release */
 };
 
 int pmd_monitor_start(const char *monitor_path, const struct pmd_spawn_spec *spec,
                       const struct pmd_monitor_spec *mon, struct pmd_monitor_info *info,
                       struct pmd_error *err);
+int pmd_monitor_release(struct pmd_monitor_info *info, struct pmd_error *err);
 
 /*
  * Write the serialized form of spec and mon to fd, as pmd_monitor_start does (exposed for tests

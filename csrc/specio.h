@@ -33,6 +33,7 @@ void pmd_spec_release(struct pmd_monitor_req *req);
  */
 #define PMD_MON_OK 1
 #define PMD_MON_ERROR 2
+#define PMD_MON_HELD 3 /* spec->hold: the container exists, waits for a byte on the channel */
 struct pmd_monitor_msg {
     int kind;
     int pid;

@@ -388,12 +388,30 @@ MONITOR_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pmd-mon
 
 
 class MonitorInfo(_Record):
-    """A detached container: pid (its init, in our pid namespace) and monitor_pid."""
+    """A detached container: pid (its init, in our pid namespace) and monitor_pid; a held one
+    (spec.hold) also has the channel that release() and abort() use."""
 
     pid: int
     monitor_pid: int
-    _FIELDS: ClassVar[dict[str, object]] = {"pid": _REQUIRED, "monitor_pid": _REQUIRED}
+    status_fd: int
+    _FIELDS: ClassVar[dict[str, object]] = {"pid": _REQUIRED, "monitor_pid": _REQUIRED,
+                                            "status_fd": -1}
     __slots__ = tuple(_FIELDS)
+
+    def release(self) -> None:
+        """Let a held container run; raises its setup error as spawn() would."""
+        info = ffi.new("struct pmd_monitor_info *")
+        info.pid, info.monitor_pid, info.status_fd = self.pid, self.monitor_pid, self.status_fd
+        self.status_fd = -1
+        err = ffi.new("struct pmd_error *")
+        if lib.pmd_monitor_release(info, err) != 0:
+            _raise(err)
+
+    def abort(self) -> None:
+        """End a held container unrun: the monitor sees the channel close."""
+        if self.status_fd >= 0:
+            os.close(self.status_fd)
+            self.status_fd = -1
 
 
 def _c_monitor_spec(keep: list, log_path, exit_path, cleanup_mounts, cleanup_dirs, exit_argv,
@@ -422,14 +440,15 @@ def monitor_start(spec: SpawnSpec, log_path: str | os.PathLike[str],
     and when it exits unmounts cleanup_mounts, removes cleanup_dirs, writes exit_path
     ({"exit_code", "finished_at", "oom_killed"}) and finally execs exit_argv (argv[0] a path;
     environment exit_env, "K=V" strings) if given. spec's stdio must be -1 (the monitor provides
-    pipes, or with spec.console the container's own pty) and hold False.
+    pipes, or with spec.console the container's own pty). With spec.hold it returns once the
+    container exists: call release() (or abort()) on the result.
 
     Raises OSError as spawn() does (FileNotFoundError with op "exec" for a command not found,
     ...), or for the monitor itself (ENOENT, op "spawn monitor", if it was not built). On error
     no process is left; mounts and cgroups are the caller's.
     """
-    if (spec.stdin, spec.stdout, spec.stderr) != (-1, -1, -1) or spec.hold:
-        raise ValueError("a monitored container gets its stdio from the monitor, and no hold")
+    if (spec.stdin, spec.stdout, spec.stderr) != (-1, -1, -1):
+        raise ValueError("a monitored container gets its stdio from the monitor")
     keep: list = []
     s = _c_spec(spec, keep)
     m = _c_monitor_spec(keep, log_path, exit_path, cleanup_mounts, cleanup_dirs, exit_argv,
@@ -438,7 +457,7 @@ def monitor_start(spec: SpawnSpec, log_path: str | os.PathLike[str],
     err = ffi.new("struct pmd_error *")
     if lib.pmd_monitor_start(os.fsencode(monitor_path or MONITOR_PATH), s, m, info, err) != 0:
         _raise(err)
-    return MonitorInfo(info.pid, info.monitor_pid)
+    return MonitorInfo(info.pid, info.monitor_pid, info.status_fd)
 
 
 def spec_write(fd: int, spec: SpawnSpec, log_path: str | os.PathLike[str] | None = None,

@@ -523,9 +523,6 @@ def cmd_run(args: argparse.Namespace, env: Env) -> int:
     from pyminidocker.cgroups import prime_migration
 
     prime_migration()  # overlaps a kernel wait with create (see its docstring)
-    if args.detach and args.network not in ("none", "host"):
-        raise UsageError("a detached container cannot join a bridge network yet (issue 4): "
-                         "use --network none or host with -d")
     rt, rec = _create(args, env)
     if args.detach:
         rt.start(rec, attach=False)
@@ -825,7 +822,8 @@ def cmd_ps(args: argparse.Namespace, env: Env) -> int:
             "ID": r.short_id, "Image": r.image_name, "Command": cmd,
             "CreatedAt": r.created,
             "RunningFor": human_duration(now - created) + " ago" if created else "",
-            "Status": _status_text(r, now), "State": r.state.status, "Ports": "",
+            "Status": _status_text(r, now), "State": r.state.status,
+            "Ports": ", ".join(_docker_port(p) for p in r.state.ports),
             "Names": r.name,
         })
     if args.format == "json":
@@ -837,6 +835,20 @@ def cmd_ps(args: argparse.Namespace, env: Env) -> int:
     table([["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]]
           + [[r["ID"], r["Image"], json.dumps(_trunc(r["Command"], 20)), r["RunningFor"],
               r["Status"], r["Ports"], r["Names"]] for r in rows], env)
+    return 0
+
+
+def _docker_port(mapping: str) -> str:
+    """"80/tcp -> 0.0.0.0:8080" as `ps` shows it: "0.0.0.0:8080->80/tcp"."""
+    inside, _, outside = mapping.partition(" -> ")
+    return f"{outside}->{inside}"
+
+
+def cmd_port(args: argparse.Namespace, env: Env) -> int:
+    rec = _runtime(args).get(args.container)
+    for mapping in rec.state.ports:
+        if args.port is None or mapping.split(" ", 1)[0] in (args.port, f"{args.port}/tcp"):
+            env.out(mapping)
     return 0
 
 
@@ -914,7 +926,8 @@ def cmd_container_prune(args: argparse.Namespace, env: Env) -> int:
 # ---- parser ----------------------------------------------------------------------------------
 
 COMMANDS = ("pull", "images", "inspect", "tag", "rmi", "login", "logout", "create", "run",
-            "exec", "start", "ps", "stop", "kill", "rm", "wait", "logs", "rename", "container",
+            "exec", "start", "ps", "stop", "kill", "rm", "wait", "logs", "port", "rename",
+            "container",
             "network", "version")
 
 
@@ -1063,6 +1076,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sp.add_argument("--tail", default="all", help="number of lines to show from the end")
     sp.add_argument("-t", "--timestamps", action="store_true", help="show timestamps")
     sp.add_argument("container", metavar="CONTAINER")
+
+    sp = add("port", cmd_port, "List a container's published ports")
+    sp.add_argument("container", metavar="CONTAINER")
+    sp.add_argument("port", nargs="?", metavar="PRIVATE_PORT[/PROTO]")
 
     sp = add("rename", cmd_rename, "Rename a container")
     sp.add_argument("container", metavar="CONTAINER")

@@ -259,9 +259,6 @@ class Runtime:
                 self._mount_root(rec, d)
             sp = self._spawn_spec(rec, d, stdio)
             bridged = rec.host.get("network") not in ("none", "host")
-            if bridged and not attach:
-                raise UsageError("a detached container cannot join a bridge network yet "
-                                 "(issue 4): use --network none or host with -d")
             if attach:
                 sp.hold = bridged  # its network is plugged in before it runs
                 with self.trace.phase("spawn (clone to execve)"):
@@ -271,7 +268,10 @@ class Runtime:
                 for phase, ms in proc.trace().items():
                     self.trace.note(f"  child: {phase}", ms)
             else:
+                sp.hold = bridged
                 proc = self._spawn_monitored(rec, d, sp)
+                if bridged:
+                    self._plug(rec, d, proc)
         except OSError as e:
             self._start_failed(rec, e)
             raise policy.StartError(_start_message(e), exit_code=policy.exec_exit_code(e)) \
@@ -281,7 +281,7 @@ class Runtime:
             raise
         monitor_pid = getattr(proc, "monitor_pid", 0)
         rec.state = State(status="running", pid=proc.pid, pid_start=_pid_start(proc.pid),
-                          ip=rec.state.ip,
+                          ip=rec.state.ip, ports=rec.state.ports,
                           monitor_pid=monitor_pid,
                           monitor_start=_pid_start(monitor_pid) if monitor_pid else "",
                           started_at=now_iso())
@@ -316,7 +316,9 @@ class Runtime:
                 ports = [m for spec in rec.host.get("ports", [])
                          for m in network.parse_publish(spec)]
                 if ports:
-                    network.publish(_network_record(self.store, ep.network), ep.address, ports)
+                    done = network.publish(_network_record(self.store, ep.network),
+                                           ep.address, ports)
+                    rec.state.ports = [str(m) for m in done]
                 hosts = (d / "hosts").read_text() + f"{ep.address}\t{rec.hostname} {rec.name}\n"
                 if ep.network != "bridge":  # names resolve on user networks (Docker's rule)
                     hosts += self._introduce(rec, ep.network, ep.address)
@@ -370,6 +372,7 @@ class Runtime:
             _native.net_detach(_host_ifname(rec.id))
         network.disconnect(self.store, net, rec.id)
         rec.state.ip = ""
+        rec.state.ports = []
         with contextlib.suppress(PmdError, OSError):
             if self.containers.path(rec.id).is_dir():
                 self.containers.save_state(rec)

@@ -44,7 +44,8 @@ class State:
     error: str = ""
     started_at: str = ""
     finished_at: str = ""
-    ip: str = ""                   # issue 4: the container's address on its network
+    ip: str = ""                   # the container's address on its network
+    ports: list[str] = field(default_factory=list)  # published: "80/tcp -> 0.0.0.0:8080"
 
 
 @dataclass
