@@ -30,6 +30,23 @@ def pmd(root: Path, *args: str, check: bool = True) -> int:
     return res.returncode
 
 
+def _say_hello(port: int) -> None:
+    import socket
+    import time
+
+    print(f"\n$ echo hello-from-the-host | nc 127.0.0.1 {port}", flush=True)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(b"hello-from-the-host\n")
+            return
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", help="store to use (default: a temporary one, removed after)")
@@ -45,7 +62,16 @@ def main() -> int:
         pmd(root, "images")
         pmd(root, "run", "--rm", ref, "sh", "-c",
             "echo hello from $(hostname); id; cat /etc/os-release 2>/dev/null || uname -sr")
+        pmd(root, "run", "-d", "--name", "web", "-p", "127.0.0.1:18080:7000", ref,
+            "sh", "-c", "echo listening; nc -l -p 7000")
+        pmd(root, "ps")
+        pmd(root, "port", "web")
+        _say_hello(18080)
+        pmd(root, "wait", "web")
+        pmd(root, "logs", "web")
+        pmd(root, "rm", "web")
         pmd(root, "rmi", ref)
+        pmd(root, "system", "reset")  # the bridge and firewall rules the demo's network added
     finally:
         reg.close()
         if not args.root:

@@ -440,6 +440,20 @@ def _container_group(args: argparse.Namespace, env: Env, parser: Any) -> int:
     return cmd_container_prune(args, env)
 
 
+def cmd_system(args: argparse.Namespace, env: Env) -> int:
+    """`system reset`: remove every container of this store, then everything the engine added
+    to the host for networking (bridges, PMD-* rules), whichever store added it."""
+    from pyminidocker import network
+
+    rt = _runtime(args)
+    for rec in rt.list():
+        rt.remove(rec, force=True)
+        env.out(f"Deleted container {rec.id}")
+    network.reset_host(rt.store)
+    env.out("Removed the engine's bridges and firewall rules from the host")
+    return 0
+
+
 def cmd_version(args: argparse.Namespace, env: Env) -> int:
     env.out(f"{PROG} version {__version__}")
     return 0
@@ -476,7 +490,7 @@ def _create_options(args: argparse.Namespace) -> Any:
         pids_limit=args.pids_limit, network=args.network, privileged=args.privileged,
         cap_add=args.cap_add, cap_drop=args.cap_drop, security_opt=args.security_opt,
         tty=args.tty, interactive=args.interactive, auto_remove=getattr(args, "rm", False),
-        publish=args.publish,
+        publish=args.publish, publish_all=args.publish_all,
     )
 
 
@@ -928,7 +942,7 @@ def cmd_container_prune(args: argparse.Namespace, env: Env) -> int:
 COMMANDS = ("pull", "images", "inspect", "tag", "rmi", "login", "logout", "create", "run",
             "exec", "start", "ps", "stop", "kill", "rm", "wait", "logs", "port", "rename",
             "container",
-            "network", "version")
+            "network", "system", "version")
 
 
 class _Unused:
@@ -1018,8 +1032,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         sp.add_argument("-m", "--memory")
         sp.add_argument("--cpus")
         sp.add_argument("--pids-limit", type=int)
-        sp.add_argument("--network", "--net", default="none")
+        sp.add_argument("--network", "--net", default="bridge")
         sp.add_argument("-p", "--publish", action="append", default=[])
+        sp.add_argument("-P", "--publish-all", action="store_true")
         sp.add_argument("--privileged", action="store_true")
         sp.add_argument("--cap-add", action="append", default=[])
         sp.add_argument("--cap-drop", action="append", default=[])
@@ -1094,6 +1109,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         from pyminidocker.cli_network import add_network_parser
 
         add_network_parser(add)
+
+    sp = add("system", cmd_system, "Manage the engine's footprint on this host")
+    sp.add_argument("action", choices=["reset"])
+    sp.add_argument("-f", "--force", action="store_true")
 
     add("version", cmd_version, "Show the version")
     return p

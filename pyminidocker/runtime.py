@@ -51,7 +51,7 @@ class CreateOptions:
     memory: int | None = None
     cpus: float | None = None
     pids_limit: int | None = None
-    network: str = "none"
+    network: str = "bridge"
     privileged: bool = False
     cap_add: list[str] = field(default_factory=list)
     cap_drop: list[str] = field(default_factory=list)
@@ -60,6 +60,7 @@ class CreateOptions:
     interactive: bool = False
     auto_remove: bool = False
     publish: list[str] = field(default_factory=list)
+    publish_all: bool = False
 
 
 def _pid_start(pid: int) -> str:
@@ -196,6 +197,8 @@ class Runtime:
 
             if network not in NetworkStore(self.store).names():
                 raise NotFound(f"network {network} not found")
+        if opts.publish_all:  # -P: every port the image exposes, on a free host port
+            opts.publish = [*opts.publish, *sorted(cfg.get("ExposedPorts") or {})]
         if opts.publish and network in ("none", "host"):
             raise UsageError(f"published ports need a bridge network, not --network {network}")
         for spec in opts.publish:

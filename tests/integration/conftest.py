@@ -309,13 +309,37 @@ def _leak_check(request, tmp_path):
 # Containers
 
 
-def store_with_bb(repo: str, tmp_path_factory, publish, pmd_factory):
+def free_subnet(prefix: str = "10.252") -> str:
+    """A /24 under prefix that no route or address of the host uses."""
+    import random
+
+    routes = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True,
+                            text=True, check=True).stdout
+    for _ in range(100):
+        net = f"{prefix}.{random.randrange(1, 254)}"
+        if f"{net}." not in routes:
+            return f"{net}.0/24"
+    pytest.skip(f"no free {prefix}.x.0/24 on this host")
+
+
+def store_with_bb(repo: str, request, tmp_path_factory, publish, pmd_factory):
     """A runner on a fresh store that holds images.busybox_image() as `bb` (pulled from the
-    test registry), for a module of container tests."""
+    test registry), for a module of container tests. The store's default network gets a
+    bridge and subnet of its own (run.bridge), so that the tests never touch a real pmd0, and
+    everything the engine added to the host is removed when the module is done."""
     pushed = publish(I.busybox_image(), repo, "v1")
     run = pmd_factory(tmp_path_factory.mktemp(f"{repo}-store"))
+    run.bridge = f"pmdt{uuid.uuid4().hex[:8]}"
+    (run.root / "config.json").write_text(
+        f'{{"default-subnet": "{free_subnet()}", "default-bridge": "{run.bridge}"}}')
     run("pull", "-q", f"{pushed.host}/{pushed.repo}:{pushed.tag}")
     run("tag", f"{pushed.host}/{pushed.repo}:{pushed.tag}", "bb")
+
+    def reset() -> None:
+        run("system", "reset", "-f")
+        assert not Path(f"/sys/class/net/{run.bridge}").exists(), "the bridge is left"
+
+    request.addfinalizer(reset)
     return run
 
 

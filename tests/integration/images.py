@@ -219,7 +219,8 @@ def busybox_image() -> Image:
                        config_extra={"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:"
                                              "/usr/bin:/sbin:/bin", "FROM_IMAGE=yes",
                                              "OVERRIDE=image"],
-                                     "WorkingDir": "/", "Cmd": ["sh", "-c", "echo default"]})
+                                     "WorkingDir": "/", "Cmd": ["sh", "-c", "echo default"],
+                                     "ExposedPorts": {"7000/tcp": {}}})
 
 
 def multi_entries() -> list[list[Entry]]:

@@ -13,11 +13,10 @@ import random
 import socket
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import store_with_bb
+from tests.integration.conftest import free_subnet, store_with_bb
 
 
 def _iptables_pmd() -> list[str]:
@@ -25,30 +24,12 @@ def _iptables_pmd() -> list[str]:
     return [line for line in out.splitlines() if "PMD" in line or "pmd:" in line]
 
 
-def _free_subnet() -> str:
-    routes = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True,
-                            text=True, check=True).stdout
-    for _ in range(50):
-        net = f"10.252.{random.randrange(1, 254)}"
-        if f"{net}." not in routes:
-            return f"{net}.0/24"
-    pytest.skip("no free 10.252.x.0/24 on this host")
-
-
 @pytest.fixture(scope="module")
-def br(tmp_path_factory, publish, pmd_factory):
+def br(request, tmp_path_factory, publish, pmd_factory):
     before = _iptables_pmd()
-    run = store_with_bb("bridge-bb", tmp_path_factory, publish, pmd_factory)
-    bridge = f"pmdt{os.urandom(4).hex()}"
-    (run.root / "config.json").write_text(json.dumps(
-        {"default-subnet": _free_subnet(), "default-bridge": bridge}))
-    run.bridge = bridge
+    run = store_with_bb("bridge-bb", request, tmp_path_factory, publish, pmd_factory)
     yield run
-    from pyminidocker import network
-    from pyminidocker.store import Store
-
-    network.reset_host(Store(run.root))
-    assert not Path(f"/sys/class/net/{bridge}").exists(), "the bridge is left"
+    run("system", "reset", "-f")
     if not before:
         assert _iptables_pmd() == [], "iptables rules of the engine are left"
     veths = subprocess.run(["ip", "-o", "link", "show", "type", "veth"], capture_output=True,
@@ -127,13 +108,13 @@ def test_bad_network_options_are_125(br):
     assert res.returncode == 125 and "nosuchnet" in res.stderr
     res = br("run", "--rm", "--network", "bridge", "-p", "99999:80", "bb", "true", check=False)
     assert res.returncode == 125 and res.stderr.count("\n") == 1
-    res = br("run", "--rm", "-p", "8080:80", "bb", "true", check=False)  # --network none
+    res = br("run", "--rm", "--network", "none", "-p", "8080:80", "bb", "true", check=False)
     assert res.returncode == 125
     assert br("ps", "-a", "-q").stdout == ""
 
 
 def test_names_resolve_on_a_user_network(br):
-    br("network", "create", "--subnet", _free_subnet(), "usernet")
+    br("network", "create", "--subnet", free_subnet(), "usernet")
     alpha = br.popen("run", "--rm", "--network", "usernet", "--name", "alpha", "bb",
                      "sleep", "30")
     try:
@@ -259,3 +240,26 @@ def test_two_hundred_bridged_cycles_leave_nothing(br):
     assert port_rules() == [], "published-port rules are left"
     assert subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
                           check=True).stdout == ""
+
+
+def test_publish_all_exposed_ports_on_free_host_ports(br):
+    cid = br("run", "-d", "--network", "bridge", "-P", "bb", "nc", "-l", "-p", "7000"
+             ).stdout.strip()
+    try:
+        mapping = br("port", cid).stdout.strip()
+        inside, _, outside = mapping.partition(" -> ")
+        assert inside == "7000/tcp" and outside.startswith("0.0.0.0:")
+        port = int(outside.rsplit(":", 1)[1])
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                    s.sendall(b"via-P\n")
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        assert br("wait", cid).stdout == "0\n"
+        assert br("logs", cid).stdout == "via-P\n"
+    finally:
+        br("rm", "-f", cid)

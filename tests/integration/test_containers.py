@@ -19,9 +19,9 @@ CAPS_DEFAULT = 0x00000000A80425FB
 
 
 @pytest.fixture(scope="module")
-def ctr(tmp_path_factory, publish, pmd_factory):
+def ctr(request, tmp_path_factory, publish, pmd_factory):
     """A runner bound to a module store that holds the busybox image as `bb`."""
-    run = store_with_bb("ctr-busybox", tmp_path_factory, publish, pmd_factory)
+    run = store_with_bb("ctr-busybox", request, tmp_path_factory, publish, pmd_factory)
     yield run
     leftover = run("ps", "-a", "-q").stdout.split()
     for cid in leftover:
@@ -344,10 +344,13 @@ def ctr_cwd() -> str:
     return str(Path(__file__).resolve().parent.parent.parent)
 
 
-def test_network_none_and_host(ctr):
+def test_network_default_none_and_host(ctr):
     links = sh(ctr, "ls /sys/class/net").stdout.split()
+    assert links == ["eth0", "lo"], "the default: the bridge network"
+    links = sh(ctr, "ls /sys/class/net", "--network", "none").stdout.split()
     assert links == ["lo"], "--network none: loopback only"
-    assert sh(ctr, "cat /sys/class/net/lo/operstate").stdout.strip() in ("unknown", "up")
+    out = sh(ctr, "cat /sys/class/net/lo/operstate", "--network", "none").stdout.strip()
+    assert out in ("unknown", "up")
     host_links = sorted(os.listdir("/sys/class/net"))
     out = sh(ctr, "ls /sys/class/net", "--network", "host").stdout.split()
     assert sorted(out) == host_links, "--network host: the host's interfaces"

@@ -14,4 +14,8 @@ def test_the_offline_demo_runs():
     assert res.returncode == 0, res.stdout + res.stderr
     assert "Status: Downloaded newer image for 127.0.0.1:" in res.stdout
     assert "hello from " in res.stdout and "Deleted: sha256:" in res.stdout
+    assert "hello-from-the-host" in res.stdout.split("$ pyminidocker logs web", 1)[1]
+    bridges = subprocess.run(["ip", "-o", "link", "show", "type", "bridge"],
+                             capture_output=True, text=True, check=True).stdout
+    assert " pmd0:" not in bridges, "the demo leaves no bridge behind"
     assert res.stdout.rstrip().endswith("demo complete")

@@ -58,9 +58,9 @@ def _pss_kib(pid: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def dk(tmp_path_factory, publish, pmd_factory):
+def dk(request, tmp_path_factory, publish, pmd_factory):
     """A runner bound to a module store holding the busybox image as `bb`."""
-    run = store_with_bb("detached-busybox", tmp_path_factory, publish, pmd_factory)
+    run = store_with_bb("detached-busybox", request, tmp_path_factory, publish, pmd_factory)
     monitors_before = set(_monitors())
     yield run
     leftover = run("ps", "-a", "-q").stdout.split()

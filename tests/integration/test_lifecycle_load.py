@@ -39,8 +39,8 @@ def _host_leftovers(root: Path, ids: set[str]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def bb(tmp_path_factory, publish, pmd_factory):
-    return store_with_bb("load-bb", tmp_path_factory, publish, pmd_factory)
+def bb(request, tmp_path_factory, publish, pmd_factory):
+    return store_with_bb("load-bb", request, tmp_path_factory, publish, pmd_factory)
 
 
 def test_fifty_containers_at_once(bb):
