@@ -263,3 +263,26 @@ def test_publish_all_exposed_ports_on_free_host_ports(br):
         assert br("logs", cid).stdout == "via-P\n"
     finally:
         br("rm", "-f", cid)
+
+
+def test_published_port_reachable_from_the_outside_host(br, outside):
+    ns, host_ip, _ = outside
+    port = random.randrange(40000, 50000)
+    cid = br("run", "-d", "--name", "outpub", "-p", f"{port}:7000", "bb",
+             "nc", "-l", "-p", "7000").stdout.strip()
+    try:
+        client = ["ip", "netns", "exec", ns, "python3", "-c",
+                  "import socket, sys, time\n"
+                  "for _ in range(100):\n"
+                  "    try:\n"
+                  f"        s = socket.create_connection(('{host_ip}', {port}), timeout=3)\n"
+                  "        break\n"
+                  "    except ConnectionRefusedError:\n"
+                  "        time.sleep(0.05)\n"
+                  "s.sendall(b'from-the-outside\\n'); s.close()"]
+        subprocess.run(client, check=True, timeout=30)
+        assert br("wait", cid).stdout == "0\n"
+        assert br("logs", cid).stdout == "from-the-outside\n"
+    finally:
+        br("rm", "-f", cid)
+    assert not any(f"--dport {port}" in line for line in _iptables_pmd()), "rule left"
