@@ -19,6 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, busybox_image, push_image, start_registry
 
+from tests.integration.servers import send_when_listening
+
 
 def pmd(root: Path, *args: str, check: bool = True) -> int:
     cmd = [sys.executable, "-m", "pyminidocker", "--root", str(root), *args]
@@ -31,20 +33,8 @@ def pmd(root: Path, *args: str, check: bool = True) -> int:
 
 
 def _say_hello(port: int) -> None:
-    import socket
-    import time
-
     print(f"\n$ echo hello-from-the-host | nc 127.0.0.1 {port}", flush=True)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-                s.sendall(b"hello-from-the-host\n")
-            return
-        except ConnectionRefusedError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    send_when_listening("127.0.0.1", port, b"hello-from-the-host\n")
 
 
 def main() -> int:

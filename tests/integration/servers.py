@@ -45,6 +45,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def send_when_listening(host: str, port: int, data: bytes, timeout: float = 10.0) -> None:
+    """Connect to host:port and send data, retrying while the connection is refused (a
+    detached container's server starts listening a moment after `run -d` returns)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=5) as s:
+                s.sendall(data)
+            return
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def wait_until(cond, timeout: float = 15.0, interval: float = 0.05, what: str = "condition"):
     """Poll cond() until it returns a truthy value; return it or raise TimeoutError."""
     deadline = time.monotonic() + timeout

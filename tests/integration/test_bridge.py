@@ -17,6 +17,7 @@ import time
 import pytest
 
 from tests.integration.conftest import free_subnet, store_with_bb
+from tests.integration.servers import send_when_listening
 
 
 def _iptables_pmd() -> list[str]:
@@ -190,15 +191,7 @@ def test_detached_container_with_a_published_port(br):
     try:
         assert br("port", "dpub").stdout == f"7000/tcp -> 127.0.0.1:{port}\n"
         assert f"127.0.0.1:{port}->7000/tcp" in br("ps").stdout
-        deadline = time.monotonic() + 10
-        while True:  # the container's nc listens a moment after `run -d` returns
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-                    s.sendall(b"to-a-detached-container\n")
-                break
-            except ConnectionRefusedError:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+        send_when_listening("127.0.0.1", port, b"to-a-detached-container\n")
         assert br("wait", cid).stdout == "0\n"
         assert br("logs", cid).stdout == "to-a-detached-container\n"
         assert not any(f"--dport {port}" in line for line in _iptables_pmd()), "rule left"
@@ -250,15 +243,7 @@ def test_publish_all_exposed_ports_on_free_host_ports(br):
         inside, _, outside = mapping.partition(" -> ")
         assert inside == "7000/tcp" and outside.startswith("0.0.0.0:")
         port = int(outside.rsplit(":", 1)[1])
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-                    s.sendall(b"via-P\n")
-                break
-            except ConnectionRefusedError:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+        send_when_listening("127.0.0.1", port, b"via-P\n")
         assert br("wait", cid).stdout == "0\n"
         assert br("logs", cid).stdout == "via-P\n"
     finally:
