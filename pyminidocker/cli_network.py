@@ -75,7 +75,18 @@ def cmd_network(args: argparse.Namespace, env: Any) -> int:
             for name in removed:
                 env.out(name)
         return 0
-    raise UsageError("network: a command is needed (create, ls, inspect, rm, prune)")
+    if args.network_command in ("connect", "disconnect"):
+        from pyminidocker.runtime import Runtime
+
+        rt = Runtime(store)
+        rec = rt.get(args.container)
+        if args.network_command == "connect":
+            rt.connect(rec, args.network)
+        else:
+            rt.disconnect(rec, args.network)
+        return 0
+    raise UsageError("network: a command is needed (create, ls, inspect, rm, prune, connect, "
+                     "disconnect)")
 
 
 def add_network_parser(add: Callable[..., Any]) -> None:
@@ -98,5 +109,11 @@ def add_network_parser(add: Callable[..., Any]) -> None:
     i.add_argument("networks", nargs="+", metavar="NETWORK")
     rm = sub.add_parser("rm", aliases=["remove"], help="Remove networks not in use")
     rm.add_argument("networks", nargs="+", metavar="NETWORK")
+    for verb, what in (("connect", "Connect a running container to a network"),
+                       ("disconnect", "Disconnect a container from a network it was connected "
+                                      "to")):
+        cd = sub.add_parser(verb, help=what)
+        cd.add_argument("network", metavar="NETWORK")
+        cd.add_argument("container", metavar="CONTAINER")
     p = sub.add_parser("prune", help="Remove all networks not in use")
     p.add_argument("-f", "--force", action="store_true", help="do not prompt")

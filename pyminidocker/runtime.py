@@ -356,6 +356,8 @@ class Runtime:
         """Undo _plug: published ports, the host end of the veth pair (the kernel drops the
         pair with the namespace too, a moment later), the address. Idempotent. Not to be
         called with the store lock held: the address book takes it."""
+        for name in list(rec.state.extra_networks):
+            self._detach_extra(rec, name)
         if not rec.state.ip:
             return
         from pyminidocker import network
@@ -379,6 +381,60 @@ class Runtime:
         with contextlib.suppress(PmdError, OSError):
             if self.containers.path(rec.id).is_dir():
                 self.containers.save_state(rec)
+
+    def connect(self, rec: ContainerRecord, net: str) -> str:
+        """`network connect`: one more interface (eth1, eth2, ...) on the user network `net`
+        for a running container, with an address and its name in the members' /etc/hosts
+        (no second default route). Returns the address. Raises Conflict (not running, already
+        connected), NotFound (network), PmdError, OSError."""
+        from pyminidocker import network
+
+        rec = self.refresh(rec)
+        if rec.state.status != "running":
+            raise Conflict(f"container {rec.name} is not running")
+        if net == rec.host.get("network") or net in rec.state.extra_networks:
+            raise Conflict(f"container {rec.name} is already attached to network {net}")
+        if net in ("none", "host"):
+            raise UsageError(f"container cannot be connected to network {net}")
+        ep = network.connect(self.store, net, rec.id)
+        n = 1 + len(rec.state.extra_networks)
+        ifname, host_if = f"eth{n}", f"pmd{rec.id[:10]}x{n}"
+        try:
+            _native.net_attach(rec.state.pid, ep.bridge, host_if, ep.address, ep.prefix_len,
+                               None, container_ifname=ifname)
+        except BaseException:
+            network.disconnect(self.store, net, rec.id)
+            raise
+        hosts = self.containers.path(rec.id) / "hosts"
+        _edit_hosts(hosts, add=f"{ep.address}\t{rec.hostname} {rec.name}\n")
+        for line in self._introduce(rec, ep.network, ep.address).splitlines(keepends=True):
+            _edit_hosts(hosts, add=line)
+        rec.state.extra_networks[net] = {"ip": ep.address, "ifname": ifname,
+                                         "host_ifname": host_if}
+        self.containers.save_state(rec)
+        return ep.address
+
+    def disconnect(self, rec: ContainerRecord, net: str) -> None:
+        """`network disconnect`: undo connect. Raises Conflict if not connected that way."""
+        rec = self.refresh(rec)
+        if net not in rec.state.extra_networks:
+            raise Conflict(f"container {rec.name} is not connected to network {net} "
+                           "(only networks joined with `network connect` can be left)")
+        self._detach_extra(rec, net)
+        with contextlib.suppress(PmdError, OSError):
+            self.containers.save_state(rec)
+
+    def _detach_extra(self, rec: ContainerRecord, net: str) -> None:
+        from pyminidocker import network
+        from pyminidocker.store.networks import NetworkStore
+
+        info = rec.state.extra_networks.pop(net)
+        with contextlib.suppress(OSError):
+            _native.net_detach(info["host_ifname"])
+        with contextlib.suppress(PmdError), self.store.lock():
+            for cid in NetworkStore(self.store).allocations(net).values():
+                _edit_hosts(self.containers.path(cid) / "hosts", drop=f"{info['ip']}\t")
+        network.disconnect(self.store, net, rec.id)
 
     def _start_failed(self, rec: ContainerRecord, e: OSError | None) -> None:
         self._teardown(rec)

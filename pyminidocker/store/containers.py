@@ -46,6 +46,8 @@ class State:
     finished_at: str = ""
     ip: str = ""                   # the container's address on its network
     ports: list[str] = field(default_factory=list)  # published: "80/tcp -> 0.0.0.0:8080"
+    # networks joined with `network connect`: name -> {"ip", "ifname", "host_ifname"}
+    extra_networks: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass

@@ -271,3 +271,28 @@ def test_published_port_reachable_from_the_outside_host(br, outside):
     finally:
         br("rm", "-f", cid)
     assert not any(f"--dport {port}" in line for line in _iptables_pmd()), "rule left"
+
+
+def test_network_connect_and_disconnect_a_running_container(br):
+    br("network", "create", "--subnet", free_subnet(), "neta")
+    br("network", "create", "--subnet", free_subnet(), "netb")
+    one = br.popen("run", "--rm", "--network", "neta", "--name", "one", "bb", "sleep", "30")
+    two = br.popen("run", "--rm", "--network", "netb", "--name", "two", "bb", "sleep", "30")
+    try:
+        _ip_of(br, "one", one)
+        _ip_of(br, "two", two)
+        assert br("exec", "two", "ping", "-c1", "-W1", "one", check=False).returncode != 0
+        br("network", "connect", "neta", "two")
+        out = br("exec", "two", "sh", "-c", "ip -4 -o addr show eth1; ping -c1 -W2 one").stdout
+        assert "eth1" in out and "1 packets received" in out
+        assert " two" in br("exec", "one", "cat", "/etc/hosts").stdout
+        res = br("network", "connect", "neta", "two", check=False)
+        assert res.returncode == 1 and "already" in res.stderr
+        br("network", "disconnect", "neta", "two")
+        assert br("exec", "two", "ls", "/sys/class/net").stdout.split() == ["eth0", "lo"]
+        assert " two" not in br("exec", "one", "cat", "/etc/hosts").stdout
+    finally:
+        for name, proc in (("one", one), ("two", two)):
+            br("kill", name, check=False)
+            proc.communicate(timeout=30)
+    br("network", "rm", "neta", "netb")
