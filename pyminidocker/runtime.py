@@ -95,6 +95,10 @@ def _read_exit(path: Path) -> tuple[int, str, bool] | None:
         return None
 
 
+# Runtime has a method named `list`: inside it, annotations need the builtin by another name.
+List = list
+
+
 class Runtime:
     def __init__(self, store: Store, tracer: Tracer | None = None):
         self.store = store
@@ -546,7 +550,7 @@ class Runtime:
 
     # ---- exec ---------------------------------------------------------------------------
 
-    def exec(self, rec: ContainerRecord, argv: list[str], env: list[str], user: str | None,
+    def exec(self, rec: ContainerRecord, argv: List[str], env: List[str], user: str | None,
              workdir: str | None, tty: bool, stdio: tuple[int, int, int],
              on_started: Callable[[Any], None] | None = None) -> int:
         """Run argv in the running container: its namespaces and cgroup, the same confinement

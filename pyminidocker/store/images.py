@@ -78,6 +78,10 @@ class ImageRecord:
         return "sha256:" + self.id
 
 
+# The class has a method named `list`: inside it, annotations need the builtin by another name.
+List = list
+
+
 class ImageStore:
     def __init__(self, store: Store):
         self.store = store
@@ -181,13 +185,13 @@ class ImageStore:
         if dead:
             self.store.discard(dead)
 
-    def set_names(self, rec: ImageRecord, names: list[str]) -> None:
+    def set_names(self, rec: ImageRecord, names: List[str]) -> None:
         """Give rec exactly these names (taking them from other images). Caller holds the lock."""
         self._take_names(names, keep=rec.id)
         rec.names = list(dict.fromkeys(names))
         write_json(self.path(rec.id) / "images.json", rec.to_json())
 
-    def _take_names(self, names: list[str], keep: str) -> None:
+    def _take_names(self, names: List[str], keep: str) -> None:
         # Removing a name from its old image before giving it to the new one means a crash in
         # between loses the tag (a re-pull or re-tag restores it) but never leaves it on two.
         wanted: set[str] = set(names)
@@ -212,6 +216,6 @@ class ImageStore:
                     used.add(layer.id)
         return used
 
-    def unused_layers(self) -> list[str]:
+    def unused_layers(self) -> List[str]:
         used = self.used_layers()
         return [c for c in self.store.layers.all_ids() if c not in used]
