@@ -451,6 +451,14 @@ def cmd_system(args: argparse.Namespace, env: Env) -> int:
         env.out(f"Deleted container {rec.id}")
     network.reset_host(rt.store)
     env.out("Removed the engine's bridges and firewall rules from the host")
+    from pathlib import Path
+
+    from pyminidocker import cgroups
+
+    # The engine's parent cgroups go too once empty; other stores' containers are kept.
+    live = {p.name for p in Path("/sys/fs/cgroup").glob("*/pyminidocker/*") if p.is_dir()}
+    live |= {p.name for p in Path("/sys/fs/cgroup").glob("pyminidocker/*") if p.is_dir()}
+    cgroups.cleanup_stale(live, remove_parent=True)
     return 0
 
 

@@ -338,6 +338,10 @@ def store_with_bb(repo: str, request, tmp_path_factory, publish, pmd_factory):
     def reset() -> None:
         run("system", "reset", "-f")
         assert not Path(f"/sys/class/net/{run.bridge}").exists(), "the bridge is left"
+        assert cgroups_left() == [], "container cgroups are left"
+        parents = [*Path("/sys/fs/cgroup").glob("*/pyminidocker"),
+                   *Path("/sys/fs/cgroup").glob("pyminidocker")]
+        assert parents == [], "the engine's parent cgroups are left"
 
     request.addfinalizer(reset)
     return run
