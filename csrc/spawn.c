@@ -311,7 +311,7 @@ static int child_loopback_up(struct pmd_error *err)
 /*
  * SIG_DFL for sig, by the raw system call: glibc's sigaction() refuses its two internal
  * real-time signals (32 and 33) with EINVAL, yet an ignored one is inherited across execve
- * from whatever started the engine (seen: a CI harness ignoring signal 32).
+ * from whatever started the engine (seen here: a sandbox shell that ignored signal 32).
  */
 static void reset_signal(int sig)
 {
