@@ -734,16 +734,11 @@ def cmd_rm(args: argparse.Namespace, env: Env) -> int:
 
 
 def cmd_wait(args: argparse.Namespace, env: Env) -> int:
-    rt = _runtime(args)
-    status = 0
-    for ref in args.containers:
-        try:
-            env.out(str(rt.wait(rt.get(ref))))
-            env.stdout.flush()
-        except PmdError as e:
-            env.stderr.write(f"Error: {e}\n")
-            status = 1
-    return status
+    def wait(rt: Any, rec: Any) -> None:
+        env.out(str(rt.wait(rec)))
+        env.stdout.flush()
+
+    return _each(args, env, wait, echo=False)
 
 
 def _log_records(data: bytes) -> tuple[list[dict[str, str]], bytes]:

@@ -499,6 +499,14 @@ class Endpoint:
     gateway: str
 
 
+def get_network(store: Store, name: str, cfg: Config | None = None) -> Network:
+    """The record of network `name` (or id); "bridge" is the default network, recorded on
+    first use from cfg. Raises NotFound, UsageError, PmdError, StoreError."""
+    if name == DEFAULT_NETWORK:
+        return default_network(store, cfg)
+    return _resolve(NetworkStore(store), name)
+
+
 def connect(store: Store, network: str, container_id: str,
             cfg: Config | None = None) -> Endpoint:
     """Everything the host needs before a container joins `network` ("bridge": the default
@@ -506,8 +514,7 @@ def connect(store: Store, network: str, container_id: str,
     address. The address is released again if the host cannot be set up. "host" and "none"
     are not networks of this module: the caller handles them (no endpoint).
     Raises NotFound (network), PmdError (no address left; netlink, iptables), StoreError."""
-    ns = NetworkStore(store)
-    net = default_network(store, cfg) if network == DEFAULT_NETWORK else _resolve(ns, network)
+    net = get_network(store, network, cfg)
     addr, plen, gw = allocate(store, net, container_id)
     try:
         ensure_bridge(net)

@@ -161,7 +161,6 @@ class Runtime:
         self.containers.save_state(rec)
 
     def _teardown(self, rec: ContainerRecord) -> None:
-        from pyminidocker import _native
         from pyminidocker.cgroups import Cgroup
 
         rootfs = self.containers.path(rec.id) / "rootfs"
@@ -250,8 +249,6 @@ class Runtime:
         """Start a created or exited container. Attached: wait and return its exit code
         (125/126/127 raised as StartError when it could not start). Detached: return None
         once the monitor has it running."""
-        from pyminidocker import _native
-
         if rec.state.status == "running":
             return None if not attach else self.wait(rec)
         from pyminidocker.cgroups import prime_migration
@@ -266,19 +263,17 @@ class Runtime:
                 self._mount_root(rec, d)
             sp = self._spawn_spec(rec, d, stdio)
             bridged = rec.host.get("network") not in ("none", "host")
+            sp.hold = bridged  # its network is plugged in before it runs
             if attach:
-                sp.hold = bridged  # its network is plugged in before it runs
                 with self.trace.phase("spawn (clone to execve)"):
                     proc = _native.spawn(sp)
-                if bridged:
-                    self._plug(rec, d, proc)
+            else:
+                proc = self._spawn_monitored(rec, d, sp)
+            if bridged:
+                self._plug(rec, d, proc)
+            if attach:
                 for phase, ms in proc.trace().items():
                     self.trace.note(f"  child: {phase}", ms)
-            else:
-                sp.hold = bridged
-                proc = self._spawn_monitored(rec, d, sp)
-                if bridged:
-                    self._plug(rec, d, proc)
         except OSError as e:
             self._start_failed(rec, e)
             raise policy.StartError(_start_message(e), exit_code=policy.exec_exit_code(e)) \
@@ -323,7 +318,7 @@ class Runtime:
                 ports = [m for spec in rec.host.get("ports", [])
                          for m in network.parse_publish(spec)]
                 if ports:
-                    done = network.publish(_network_record(self.store, ep.network),
+                    done = network.publish(network.get_network(self.store, ep.network),
                                            ep.address, ports)
                     rec.state.ports = [str(m) for m in done]
                 hosts = (d / "hosts").read_text() + f"{ep.address}\t{rec.hostname} {rec.name}\n"
@@ -368,15 +363,9 @@ class Runtime:
 
         net = rec.host.get("network", "bridge")
         with contextlib.suppress(PmdError):
-            network.unpublish_all(_network_record(self.store, net), rec.state.ip)
+            network.unpublish_all(network.get_network(self.store, net), rec.state.ip)
         if net != "bridge":
-            from pyminidocker.store.networks import NetworkStore
-
-            with contextlib.suppress(PmdError), self.store.lock():
-                for cid in NetworkStore(self.store).allocations(net).values():
-                    if cid != rec.id:
-                        _edit_hosts(self.containers.path(cid) / "hosts",
-                                    drop=f"{rec.state.ip}\t")
+            self._forget(net, rec.state.ip)
         with contextlib.suppress(OSError):
             _native.net_detach(_host_ifname(rec.id))
         network.disconnect(self.store, net, rec.id)
@@ -430,15 +419,21 @@ class Runtime:
 
     def _detach_extra(self, rec: ContainerRecord, net: str) -> None:
         from pyminidocker import network
-        from pyminidocker.store.networks import NetworkStore
 
         info = rec.state.extra_networks.pop(net)
         with contextlib.suppress(OSError):
             _native.net_detach(info["host_ifname"])
+        self._forget(net, info["ip"])
+        network.disconnect(self.store, net, rec.id)
+
+    def _forget(self, net: str, address: str) -> None:
+        """Drop address from the /etc/hosts of every member of the user network net (the
+        reverse of _introduce). Takes the store lock."""
+        from pyminidocker.store.networks import NetworkStore
+
         with contextlib.suppress(PmdError), self.store.lock():
             for cid in NetworkStore(self.store).allocations(net).values():
-                _edit_hosts(self.containers.path(cid) / "hosts", drop=f"{info['ip']}\t")
-        network.disconnect(self.store, net, rec.id)
+                _edit_hosts(self.containers.path(cid) / "hosts", drop=f"{address}\t")
 
     def _start_failed(self, rec: ContainerRecord, e: OSError | None) -> None:
         self._teardown(rec)
@@ -450,8 +445,6 @@ class Runtime:
         self.containers.save_state(rec)
 
     def _mount_root(self, rec: ContainerRecord, d: Path) -> None:
-        from pyminidocker import _native
-
         image = self.store.images.get(rec.image)
         lowers = [self.store.layers.diff_path(layer.id)
                   for layer in self.store.layers.chain(image.layer)] if image.layer else []
@@ -465,7 +458,6 @@ class Runtime:
         _native.overlay_mount(lowers, rootfs, upper=d / "upper", work=d / "work")
 
     def _spawn_spec(self, rec: ContainerRecord, d: Path, stdio: tuple[int, int, int]) -> Any:
-        from pyminidocker import _native
         from pyminidocker.cgroups import Cgroup, Limits
 
         rootfs = str(d / "rootfs")
@@ -532,7 +524,6 @@ class Runtime:
         returns once it runs, with .pid and .monitor_pid. The monitor logs its output to
         <id>-json.log and, when it exits, unmounts the rootfs, removes the cgroup and writes
         the exit record that refresh() reads. Raises OSError as spawn does."""
-        from pyminidocker import _native
         from pyminidocker.cgroups import Cgroup
 
         exit_argv = None
@@ -556,7 +547,6 @@ class Runtime:
         """Run argv in the running container: its namespaces and cgroup, the same confinement
         as its init. Returns the exit code; raises StartError (125/126/127) if it cannot start
         and Conflict if the container is not running."""
-        from pyminidocker import _native
         from pyminidocker.cgroups import Cgroup
 
         rec = self.refresh(rec)
@@ -697,14 +687,6 @@ def _parse_publish(spec: str) -> list[Any]:
     from pyminidocker import network
 
     return network.parse_publish(spec)
-
-
-def _network_record(store: Store, name: str) -> Any:
-    from pyminidocker import network
-
-    if name == "bridge":
-        return network.default_network(store)
-    return network._resolve(network.NetworkStore(store), name)
 
 
 def _namespaces_and_caps(host: dict[str, Any]) -> tuple[int, int]:
