@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 
+from pyminidocker.record import dataclass, field
+
 TYPE_CHECKING = False  # typing is not imported at run time: this module is on the start path
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
-    from typing import ClassVar
 
 try:
     from pyminidocker._pmd import ffi, lib
@@ -36,49 +37,8 @@ def _raise(err) -> None:
     raise exc
 
 
-class _Record:
-    """A light dataclass: keyword construction from _FIELDS (name -> default), repr, eq.
-
-    Not @dataclass: importing dataclasses (which imports inspect) and generating the methods
-    costs several milliseconds on the start path of every container.
-    """
-
-    __slots__ = ()
-    _FIELDS: ClassVar[dict[str, object]] = {}
-
-    def __init__(self, *args, **kw):
-        names = list(self._FIELDS)
-        if len(args) > len(names):
-            raise TypeError(f"{type(self).__name__}: too many positional arguments")
-        for name, value in zip(names, args):
-            if name in kw:
-                raise TypeError(f"{type(self).__name__}: {name} given twice")
-            kw[name] = value
-        for name, default in self._FIELDS.items():
-            if name in kw:
-                object.__setattr__(self, name, kw.pop(name))
-            elif default is _REQUIRED:
-                raise TypeError(f"{type(self).__name__}: {name} is required")
-            else:
-                if isinstance(default, (list, dict)):
-                    default = default.copy()  # fresh per instance, as default_factory
-                object.__setattr__(self, name, default)
-        if kw:
-            raise TypeError(f"{type(self).__name__}: unknown field {next(iter(kw))}")
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self._FIELDS)
-        return f"{type(self).__name__}({args})"
-
-    def __eq__(self, other) -> bool:
-        return type(other) is type(self) and all(
-            getattr(self, k) == getattr(other, k) for k in self._FIELDS)
-
-
-_REQUIRED = object()
-
-
-class ExtractResult(_Record):
+@dataclass(frozen=True)
+class ExtractResult:
     """compressed_digest, diff_id, compressed_size, uncompressed_size, entries (see pmd.h)."""
 
     compressed_digest: str
@@ -86,15 +46,6 @@ class ExtractResult(_Record):
     compressed_size: int
     uncompressed_size: int
     entries: int
-    _FIELDS: ClassVar[dict[str, object]] = {"compressed_digest": _REQUIRED, "diff_id": _REQUIRED,
-               "compressed_size": _REQUIRED, "uncompressed_size": _REQUIRED,
-               "entries": _REQUIRED}
-    __slots__ = tuple(_FIELDS)
-
-    def __setattr__(self, name, value):
-        raise AttributeError("ExtractResult is immutable")
-
-    __hash__ = None  # type: ignore[assignment]
 
 
 def layer_extract(fd: int, dest: str | os.PathLike[str], compression: int) -> ExtractResult:
@@ -144,7 +95,8 @@ SECCOMP_OFF = lib.PMD_SECCOMP_OFF
 SECCOMP_DEFAULT = lib.PMD_SECCOMP_DEFAULT
 
 
-class Mount(_Record):
+@dataclass(frozen=True)
+class Mount:
     """One mount inside the container: a bind (flags has MS_BIND, fstype None) or a filesystem.
 
     Fields: target, source=None, fstype=None, flags=0 (MS_*), data=None, mkdir=False.
@@ -153,22 +105,15 @@ class Mount(_Record):
     """
 
     target: str
-    source: str | None
-    fstype: str | None
-    flags: int
-    data: str | None
-    mkdir: bool
-    _FIELDS: ClassVar[dict[str, object]] = {"target": _REQUIRED, "source": None, "fstype": None,
-                                            "flags": 0, "data": None, "mkdir": False}
-    __slots__ = tuple(_FIELDS)
-
-    def __setattr__(self, name, value):
-        raise AttributeError("Mount is immutable")
-
-    __hash__ = None  # type: ignore[assignment]
+    source: str | None = None
+    fstype: str | None = None
+    flags: int = 0
+    data: str | None = None
+    mkdir: bool = False
 
 
-class SpawnSpec(_Record):
+@dataclass
+class SpawnSpec:
     """What pmd_spawn executes (see csrc/pmd.h); Python decides every policy in it.
 
     argv (required), env ("K=V" list; None = empty environment), namespaces (CLONE_NEW* mask),
@@ -184,47 +129,36 @@ class SpawnSpec(_Record):
     """
 
     argv: list[str]
-    env: list[str] | None
-    namespaces: int
-    rootfs: str | os.PathLike[str] | None
-    readonly_root: bool
-    mounts: list[Mount]
-    dev_setup: bool
-    masked_paths: list[str]
-    readonly_paths: list[str]
-    hostname: str | None
-    cwd: str | None
-    uid: int
-    gid: int
-    groups: list[int] | None
-    cap_bounding: int | None
-    cap_effective: int | None
-    cap_permitted: int | None
-    cap_inheritable: int | None
-    cap_ambient: int | None
-    rlimits: dict[int, tuple[int, int]]
-    no_new_privs: bool
-    seccomp: int
-    cgroup_procs: list[str]
-    stdin: int
-    stdout: int
-    stderr: int
-    setsid: bool
-    ctty: bool
-    hold: bool
-    join_pid: int
-    console: bool
-    _FIELDS: ClassVar[dict[str, object]] = {
-        "argv": _REQUIRED, "env": None, "namespaces": 0, "rootfs": None, "readonly_root": False,
-        "mounts": [], "dev_setup": False, "masked_paths": [], "readonly_paths": [],
-        "hostname": None, "cwd": None, "uid": -1, "gid": -1, "groups": None,
-        "cap_bounding": None, "cap_effective": None, "cap_permitted": None,
-        "cap_inheritable": None, "cap_ambient": None, "rlimits": {}, "no_new_privs": False,
-        "seccomp": 0, "cgroup_procs": [], "stdin": -1, "stdout": -1, "stderr": -1,
-        "setsid": False, "ctty": False, "hold": False, "join_pid": 0,
-        "console": False,
-    }
-    __slots__ = tuple(_FIELDS)
+    env: list[str] | None = None
+    namespaces: int = 0
+    rootfs: str | os.PathLike[str] | None = None
+    readonly_root: bool = False
+    mounts: list[Mount] = field(default_factory=list)
+    dev_setup: bool = False
+    masked_paths: list[str] = field(default_factory=list)
+    readonly_paths: list[str] = field(default_factory=list)
+    hostname: str | None = None
+    cwd: str | None = None
+    uid: int = -1
+    gid: int = -1
+    groups: list[int] | None = None
+    cap_bounding: int | None = None
+    cap_effective: int | None = None
+    cap_permitted: int | None = None
+    cap_inheritable: int | None = None
+    cap_ambient: int | None = None
+    rlimits: dict[int, tuple[int, int]] = field(default_factory=dict)
+    no_new_privs: bool = False
+    seccomp: int = 0
+    cgroup_procs: list[str] = field(default_factory=list)
+    stdin: int = -1
+    stdout: int = -1
+    stderr: int = -1
+    setsid: bool = False
+    ctty: bool = False
+    hold: bool = False
+    join_pid: int = 0
+    console: bool = False
 
 
 def _cstr(keep: list, s: str | os.PathLike[str] | None):
@@ -387,16 +321,14 @@ def _c_spec(spec: SpawnSpec, keep: list):
 MONITOR_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pmd-monitor")
 
 
-class MonitorInfo(_Record):
+@dataclass
+class MonitorInfo:
     """A detached container: pid (its init, in our pid namespace) and monitor_pid; a held one
     (spec.hold) also has the channel that release() and abort() use."""
 
     pid: int
     monitor_pid: int
-    status_fd: int
-    _FIELDS: ClassVar[dict[str, object]] = {"pid": _REQUIRED, "monitor_pid": _REQUIRED,
-                                            "status_fd": -1}
-    __slots__ = tuple(_FIELDS)
+    status_fd: int = -1
 
     def release(self) -> None:
         """Let a held container run; raises its setup error as spawn() would."""
@@ -540,12 +472,11 @@ def net_attach(pid: int, bridge: str, host_ifname: str, address: str, prefix_len
     """
     keep: list = []
     a = ffi.new("struct pmd_net_attach *")
-    for field, name, value in (("bridge", "bridge", bridge), ("host_ifname", "host_ifname",
-                               host_ifname), ("container_ifname", "container_ifname",
-                               container_ifname), ("address", "address", address)):
+    for name, value in (("bridge", bridge), ("host_ifname", host_ifname),
+                        ("container_ifname", container_ifname), ("address", address)):
         c = ffi.new("char[]", _ifarg(name, value))
         keep.append(c)
-        setattr(a, field, c)
+        setattr(a, name, c)
     if gateway is not None:
         keep.append(ffi.new("char[]", _ifarg("gateway", gateway)))
         a.gateway = keep[-1]

@@ -27,9 +27,9 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
 
 from pyminidocker.errors import PmdError, UsageError
+from pyminidocker.record import dataclass
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 DEFAULT_PARENT = "pyminidocker"

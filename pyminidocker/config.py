@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from pyminidocker.record import dataclass, field
 
 DEFAULT_ROOT = "/var/lib/docker-mini"
 

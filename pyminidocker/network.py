@@ -53,13 +53,13 @@ import shutil
 import socket
 import subprocess
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pyminidocker.errors import Conflict, NotFound, PmdError, UsageError
+from pyminidocker.record import dataclass
 from pyminidocker.store import FileLock
 from pyminidocker.store.networks import Network, NetworkStore
 

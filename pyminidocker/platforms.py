@@ -11,10 +11,10 @@ from __future__ import annotations
 import platform as _stdlib_platform
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from pyminidocker.errors import NotFound, UsageError
+from pyminidocker.record import dataclass
 
 # platform.machine() spellings → (GOARCH, variant). None means "the architecture's default".
 _ARCH_ALIASES: dict[str, tuple[str, str | None]] = {

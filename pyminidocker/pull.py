@@ -16,7 +16,6 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from pyminidocker.errors import (
     VerificationError,
 )
 from pyminidocker.platforms import Platform, host_platform, select_manifest
+from pyminidocker.record import dataclass
 from pyminidocker.reference import Reference
 from pyminidocker.registry import RegistryClient, is_index, layer_compression, parse_manifest
 from pyminidocker.store import FileLock, Store

@@ -10,9 +10,9 @@ Pure module: imports only the standard library.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
 
 from pyminidocker.errors import InvalidReference
+from pyminidocker.record import dataclass, replace
 
 DEFAULT_REGISTRY = "docker.io"
 # Docker Hub is known by several names; references are stored under the canonical one.

@@ -25,7 +25,6 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
 from typing import Any, Self
@@ -47,6 +46,7 @@ from pyminidocker.errors import (
     UsageError,
     VerificationError,
 )
+from pyminidocker.record import dataclass
 from pyminidocker.reference import DEFAULT_REGISTRY, Reference, validate_digest
 
 # --- media types ---------------------------------------------------------------------------------

@@ -15,12 +15,12 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyminidocker import _native, defaults
 from pyminidocker import spec as policy
 from pyminidocker.errors import Conflict, NotFound, PmdError, UsageError
+from pyminidocker.record import dataclass, field
 from pyminidocker.store import Store
 from pyminidocker.store.containers import ContainerRecord, State, check_name, random_name
 from pyminidocker.trace import Tracer

@@ -9,12 +9,12 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
 from pyminidocker.defaults import CAPS as CAPABILITIES
 from pyminidocker.defaults import DEFAULT_CAPS, DEFAULT_ENV_PATH, cap_mask
 from pyminidocker.errors import PmdError, UsageError
+from pyminidocker.record import dataclass
 
 DEFAULT_PATH = DEFAULT_ENV_PATH.removeprefix("PATH=")
 

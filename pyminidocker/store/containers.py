@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pyminidocker.errors import Conflict, NotFound, StoreError, UsageError
+from pyminidocker.record import asdict, dataclass, field
 from pyminidocker.store import _store_error, read_json, write_json
 
 TYPE_CHECKING = False  # typing is not imported at run time: the start path

@@ -13,10 +13,10 @@ import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyminidocker.errors import Conflict, NotFound, StoreError
+from pyminidocker.record import dataclass, field
 from pyminidocker.store import _store_error, atomic_write, fsync_dir, read_json, write_json
 
 TYPE_CHECKING = False  # typing is not imported at run time: the start path

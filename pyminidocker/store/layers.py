@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pyminidocker.errors import StoreError
+from pyminidocker.record import asdict, dataclass
 from pyminidocker.store import _store_error, fsync_dir, read_json, write_json
 
 TYPE_CHECKING = False  # typing is not imported at run time: the start path

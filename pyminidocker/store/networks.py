@@ -11,11 +11,11 @@ and written atomically, so a reader sees a whole record or none.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pyminidocker.errors import NotFound, StoreError
+from pyminidocker.record import asdict, dataclass, field
 from pyminidocker.store import _store_error, read_json, write_json
 
 if TYPE_CHECKING:

@@ -1,0 +1,127 @@
+"""`@dataclass` for the start path, without importing dataclasses.
+
+Importing dataclasses pulls in inspect, ast, dis and tokenize, and each decorated class then
+compiles its methods with exec: together about 10 ms of every `pyminidocker run`, more than the
+whole container start. This module gives the subset the package uses (keyword or positional
+construction with defaults and default_factory, eq, repr, frozen with hash, asdict, replace)
+with plain closures instead.
+
+Type checkers see the standard library's dataclasses (TYPE_CHECKING below), so they check
+constructors and fields as usual; tests/unit/test_record.py holds the two to the same behaviour.
+"""
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dataclasses import asdict, dataclass, field, replace
+else:
+    _MISSING = object()
+
+    class _Factory:
+        __slots__ = ("make",)
+
+        def __init__(self, make):
+            self.make = make
+
+    def field(*, default=_MISSING, default_factory=_MISSING):
+        return _Factory(default_factory) if default_factory is not _MISSING else default
+
+    def _fields(cls) -> tuple[str, ...]:
+        names: list[str] = []
+        for klass in reversed(cls.__mro__):
+            # not inspect.get_annotations: inspect is what this module avoids importing
+            for name, ann in klass.__dict__.get("__annotations__", {}).items():  # noqa: RUF063
+                if "ClassVar" not in str(ann) and name not in names:
+                    names.append(name)
+        return tuple(names)
+
+    def _process(cls, frozen: bool):
+        names = _fields(cls)
+        defaults = {}
+        for name in names:
+            value = getattr(cls, name, _MISSING)
+            if value is not _MISSING:
+                defaults[name] = value
+            if isinstance(cls.__dict__.get(name), _Factory):
+                delattr(cls, name)  # as the standard one: no class attribute for a factory
+        qual = cls.__qualname__
+        setter = object.__setattr__
+
+        def __init__(self, *args, **kw):
+            if len(args) > len(names):
+                raise TypeError(f"{qual}.__init__() takes {len(names)} positional arguments")
+            for name, value in zip(names, args):
+                if name in kw:
+                    raise TypeError(f"{qual}.__init__() got multiple values for '{name}'")
+                kw[name] = value
+            for name in names:
+                if name in kw:
+                    value = kw.pop(name)
+                else:
+                    value = defaults.get(name, _MISSING)
+                    if value is _MISSING:
+                        raise TypeError(f"{qual}.__init__() missing argument: '{name}'")
+                    if isinstance(value, _Factory):
+                        value = value.make()
+                setter(self, name, value)
+            if kw:
+                raise TypeError(f"{qual}.__init__() got an unexpected keyword argument "
+                                f"'{next(iter(kw))}'")
+            post = getattr(self, "__post_init__", None)
+            if post is not None:
+                post()
+
+        def __repr__(self):
+            return f"{qual}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in names) + ")"
+
+        def __eq__(self, other):
+            if other.__class__ is not self.__class__:
+                return NotImplemented
+            return all(getattr(self, n) == getattr(other, n) for n in names)
+
+        cls.__init__ = __init__
+        cls.__repr__ = __repr__
+        cls.__eq__ = __eq__
+        cls.__record_fields__ = names
+        if frozen:
+            def __setattr__(self, name, value):
+                raise AttributeError(f"cannot assign to field '{name}'")
+
+            def __delattr__(self, name):
+                raise AttributeError(f"cannot delete field '{name}'")
+
+            def __hash__(self):
+                return hash(tuple(getattr(self, n) for n in names))
+
+            cls.__setattr__ = __setattr__
+            cls.__delattr__ = __delattr__
+            cls.__hash__ = __hash__
+        else:
+            cls.__hash__ = None
+        return cls
+
+    def dataclass(cls=None, /, *, frozen=False):
+        if cls is None:
+            return lambda c: _process(c, frozen)
+        return _process(cls, frozen)
+
+    def _plain(value):
+        if hasattr(value.__class__, "__record_fields__"):
+            return {n: _plain(getattr(value, n)) for n in value.__record_fields__}
+        if isinstance(value, (list, tuple)):
+            return type(value)(_plain(v) for v in value)
+        if isinstance(value, dict):
+            return {_plain(k): _plain(v) for k, v in value.items()}
+        return value
+
+    def asdict(obj):
+        if not hasattr(obj.__class__, "__record_fields__"):
+            raise TypeError("asdict() should be called on dataclass instances")
+        return _plain(obj)
+
+    def replace(obj, /, **changes):
+        kw = {n: getattr(obj, n) for n in obj.__record_fields__}
+        kw.update(changes)
+        return obj.__class__(**kw)
+
+__all__ = ["asdict", "dataclass", "field", "replace"]
