@@ -7,43 +7,45 @@ The engine's config file is <root>/config.json (optional), for example:
 """
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 from pyminidocker.record import dataclass, field
 
 DEFAULT_ROOT = "/var/lib/docker-mini"
 
 
-def default_root() -> Path:
-    return Path(os.environ.get("PYMINIDOCKER_ROOT") or DEFAULT_ROOT)
+def default_root() -> str:
+    return os.environ.get("PYMINIDOCKER_ROOT") or DEFAULT_ROOT
+
+
+def _docker_config() -> str:
+    return os.path.join(os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker"),
+                        "config.json")
 
 
 @dataclass
 class Config:
-    root: Path
+    root: str | os.PathLike[str]
     insecure_registries: list[str] = field(default_factory=list)
     max_concurrent_downloads: int = 3
     # the default "bridge" network (issue 4); None: the first free subnet of the pool
     default_subnet: str | None = None
     default_gateway: str | None = None
     default_bridge: str = "pmd0"
-    docker_config: Path = field(
-        default_factory=lambda: Path(os.environ.get("DOCKER_CONFIG", Path.home() / ".docker"))
-        / "config.json"
-    )
+    docker_config: str | os.PathLike[str] = field(default_factory=_docker_config)
 
     @classmethod
     def load(cls, root: str | os.PathLike[str] | None = None) -> Config:
         """Read <root>/config.json if present. Raises UsageError if it is not valid JSON."""
+        from pyminidocker import jsonio
         from pyminidocker.errors import UsageError
 
-        rootp = Path(root) if root else default_root()
+        rootp = os.fspath(root) if root else default_root()
         cfg = cls(root=rootp)
-        path = rootp / "config.json"
+        path = os.path.join(rootp, "config.json")
         try:
-            data = json.loads(path.read_text())
+            with open(path, "rb") as f:
+                data = jsonio.loads(f.read())
         except FileNotFoundError:
             return cfg
         except (OSError, ValueError) as e:

@@ -67,3 +67,17 @@ class StoreError(PmdError, OSError):
 
 class LayerError(PmdError, OSError):
     """A layer could not be extracted (hostile or corrupt tar)."""
+
+
+class suppress:
+    """contextlib.suppress, without importing contextlib (it imports functools and
+    collections: milliseconds of every container start)."""
+
+    def __init__(self, *exceptions: type[BaseException]):
+        self.exceptions = exceptions
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> bool:
+        return kind is not None and issubclass(kind, self.exceptions)

@@ -688,7 +688,7 @@ def _port_rules(net: Network, container_ip: str,
 def host_lock() -> Iterator[None]:
     """Serialise changes of the host's bridges and rules among all engine processes."""
     HOST_LOCK.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with FileLock(HOST_LOCK):
+    with FileLock(str(HOST_LOCK)):
         yield
 
 

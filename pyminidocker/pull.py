@@ -16,7 +16,6 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from pathlib import Path
 from typing import Any
 
 from pyminidocker import _native
@@ -82,7 +81,7 @@ class _LayerJob:
         self.parent = parent
         self.short = _short(desc["digest"])
         self.lock: FileLock = puller.store.layer_lock(chain_id)
-        self.staging: Path | None = None
+        self.staging: str | None = None
         self.record: LayerRecord | None = None
         self.future: Future[None] = Future()
 
@@ -114,7 +113,7 @@ class _LayerJob:
             pass
         result: dict[str, Any] = {}
 
-        diff = self.staging / "diff"
+        diff = os.path.join(self.staging, "diff")
 
         def extract() -> None:
             try:
@@ -185,7 +184,7 @@ class _LayerJob:
 
     def finish(self) -> None:
         """Drop what is left of the job (a staging dir not committed) and release the lock."""
-        if self.staging is not None and self.staging.exists():
+        if self.staging is not None and os.path.exists(self.staging):
             self.p.store.discard(self.staging)
         self.lock.release()
 

@@ -9,8 +9,6 @@ Pure module: imports only the standard library.
 """
 from __future__ import annotations
 
-import re
-
 from pyminidocker.errors import InvalidReference
 from pyminidocker.record import dataclass, replace
 
@@ -20,22 +18,39 @@ _HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"
 OFFICIAL_NAMESPACE = "library"
 DEFAULT_TAG = "latest"
 
-# The distribution grammar, rewritten as Python regexes.
-# A path component: lowercase alphanumerics separated by '.', '_', '__' or runs of '-'.
-_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_PATH_RE = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
-# A host: DNS labels joined by '.', or a bracketed IPv6 literal; then an optional port.
-_DOMAIN_LABEL = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN_RE = re.compile(
-    rf"(?:{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*|\[[0-9a-fA-F:.]+(?:%[a-zA-Z0-9]+)?\])(?::[0-9]+)?"
-)
-_TAG_RE = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
-_DIGEST_RE = re.compile(
-    r"(?P<alg>[a-z0-9]+(?:[.+_-][a-z0-9]+)*):(?P<hex>[a-zA-Z0-9=_-]+)"
-)
+
+class _Grammar:
+    """The distribution grammar, rewritten as Python regexes; compiled on first use, as `re`
+    (which imports enum) costs milliseconds, and the start path only needs familiar()."""
+
+    def __init__(self) -> None:
+        import re
+
+        self.fullmatch = re.fullmatch
+        # A path component: lowercase alphanumerics separated by '.', '_', '__' or runs of '-'.
+        component = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+        self.path = re.compile(rf"{component}(?:/{component})*")
+        # A host: DNS labels joined by '.', or a bracketed IPv6 literal; then an optional port.
+        label = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+        self.domain = re.compile(
+            rf"(?:{label}(?:\.{label})*|\[[0-9a-fA-F:.]+(?:%[a-zA-Z0-9]+)?\])(?::[0-9]+)?")
+        self.tag = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
+        self.digest = re.compile(r"(?P<alg>[a-z0-9]+(?:[.+_-][a-z0-9]+)*):(?P<hex>[a-zA-Z0-9=_-]+)")
+        self.hex64 = re.compile(r"[a-f0-9]{64}")
+
+
+_grammar: _Grammar | None = None
+
+
+def _g() -> _Grammar:
+    global _grammar
+    if _grammar is None:
+        _grammar = _Grammar()
+    return _grammar
+
+
 # Known digest algorithms and the exact length of their lowercase hex encoding.
 _DIGEST_HEX_LEN = {"sha256": 64, "sha384": 96, "sha512": 128}
-_HEX64_RE = re.compile(r"[a-f0-9]{64}")
 
 # Docker refuses names (registry + path) longer than this.
 NAME_TOTAL_LENGTH_MAX = 255
@@ -51,14 +66,14 @@ def validate_digest(digest: str) -> str:
 
     Returns the digest unchanged. Raises InvalidReference otherwise.
     """
-    m = _DIGEST_RE.fullmatch(digest)
+    m = _g().digest.fullmatch(digest)
     if not m:
         raise _invalid(f"invalid checksum digest format ({digest})")
     alg, hexpart = m.group("alg"), m.group("hex")
     want = _DIGEST_HEX_LEN.get(alg)
     if want is None:
         raise _invalid(f"unsupported digest algorithm ({alg})")
-    if len(hexpart) != want or not re.fullmatch(r"[a-f0-9]+", hexpart):
+    if len(hexpart) != want or not _g().fullmatch(r"[a-f0-9]+", hexpart):
         raise _invalid(f"invalid checksum digest length or encoding ({digest})")
     return digest
 
@@ -84,14 +99,7 @@ class Reference:
     @property
     def familiar_name(self) -> str:
         """The short form Docker displays: ``busybox``, ``user/repo``, ``127.0.0.1:5000/repo``."""
-        if self.registry == DEFAULT_REGISTRY:
-            prefix = OFFICIAL_NAMESPACE + "/"
-            rest = self.repository[len(prefix):]
-            # Only a single-component name under library/ is shortened (library/a/b stays).
-            if self.repository.startswith(prefix) and "/" not in rest:
-                return rest
-            return self.repository
-        return self.name
+        return familiar(self.name)
 
     @property
     def familiar(self) -> str:
@@ -116,13 +124,29 @@ class Reference:
 
     def with_tag(self, tag: str) -> Reference:
         """A copy with ``tag`` set (digest kept). Raises InvalidReference for a bad tag."""
-        if not _TAG_RE.fullmatch(tag):
+        if not _g().tag.fullmatch(tag):
             raise _invalid(f"invalid tag ({tag})")
         return replace(self, tag=tag)
 
     def with_digest(self, digest: str) -> Reference:
         """A copy with ``digest`` set (tag kept). Raises InvalidReference for a bad digest."""
         return replace(self, digest=validate_digest(digest))
+
+
+def familiar(ref: str) -> str:
+    """The short form of a normalised reference (``str(Reference)``, or its name), as Docker
+    displays it: ``docker.io/library/busybox:latest`` is ``busybox:latest``. Plain string work
+    (no parsing), so the start path can match what the user typed against stored names."""
+    hub = DEFAULT_REGISTRY + "/"
+    if not ref.startswith(hub):
+        return ref
+    ref = ref[len(hub):]
+    prefix = OFFICIAL_NAMESPACE + "/"
+    rest = ref[len(prefix):]
+    # Only a single-component name under library/ is shortened (library/a/b stays).
+    if ref.startswith(prefix) and "/" not in rest.partition("@")[0].partition(":")[0]:
+        return rest
+    return ref
 
 
 def _split_domain(name: str) -> tuple[str, str]:
@@ -153,7 +177,8 @@ def parse_reference(s: str) -> Reference:
         raise _invalid("empty reference")
     if s != s.strip() or any(c.isspace() for c in s):
         raise _invalid(f"whitespace in reference ({s!r})")
-    if _HEX64_RE.fullmatch(s):
+    g = _g()
+    if g.hex64.fullmatch(s):
         # A bare image ID would otherwise parse as a Hub repository; Docker refuses it.
         raise _invalid(f"invalid repository name ({s}), cannot specify 64-byte hexadecimal strings")
 
@@ -167,16 +192,16 @@ def parse_reference(s: str) -> Reference:
     colon = name.rfind(":")
     if colon > name.rfind("/"):
         name, tag = name[:colon], name[colon + 1:]
-        if not _TAG_RE.fullmatch(tag):
+        if not g.tag.fullmatch(tag):
             raise _invalid(f"invalid tag ({tag})")
     if not name:
         raise _invalid("empty repository name")
 
     domain, path = _split_domain(name)
-    if not _DOMAIN_RE.fullmatch(domain):
+    if not g.domain.fullmatch(domain):
         raise _invalid(f"invalid registry host ({domain})")
-    if not _PATH_RE.fullmatch(path):
-        if _PATH_RE.fullmatch(path.lower()):
+    if not g.path.fullmatch(path):
+        if g.path.fullmatch(path.lower()):
             raise _invalid(f"repository name ({path}) must be lowercase")
         raise _invalid(f"invalid repository name ({path})")
     if len(domain) + 1 + len(path) > NAME_TOTAL_LENGTH_MAX:

@@ -690,7 +690,7 @@ class RegistryClient:
         """(username, password) from the Docker config, read once; None if not logged in."""
         with self._lock:
             if not self._credentials_loaded:
-                self._credentials = load_credentials(self.config.docker_config, self.registry)
+                self._credentials = load_credentials(Path(self.config.docker_config), self.registry)
                 self._credentials_loaded = True
             return self._credentials
 
@@ -726,7 +726,7 @@ class RegistryClient:
                 self._credentials = None
                 self._reset_auth()
             raise
-        store_credentials(self.config.docker_config, self.registry, username, password)
+        store_credentials(Path(self.config.docker_config), self.registry, username, password)
 
     def logout(self) -> None:
         """Forget the saved credentials for this registry.
@@ -734,7 +734,7 @@ class RegistryClient:
         Raises NotFound("not logged in to <registry>") if there were none; UsageError or
         StoreError for a malformed or unwritable config file.
         """
-        if not remove_credentials(self.config.docker_config, self.registry):
+        if not remove_credentials(Path(self.config.docker_config), self.registry):
             raise NotFound(f"not logged in to {self.registry}")
         with self._lock:
             self._credentials = None

@@ -7,26 +7,27 @@ whose process is gone is shown exited, whatever killed it or its monitor.
 """
 from __future__ import annotations
 
-import contextlib
 import errno
-import json
 import os
-import signal
 import sys
 import time
-from collections.abc import Callable
-from pathlib import Path
 
-from pyminidocker import _native, defaults
+from pyminidocker import _native, defaults, jsonio
 from pyminidocker import spec as policy
-from pyminidocker.errors import Conflict, NotFound, PmdError, UsageError
+from pyminidocker.errors import Conflict, NotFound, PmdError, UsageError, suppress
 from pyminidocker.record import dataclass, field
 from pyminidocker.store import Store
 from pyminidocker.store.containers import ContainerRecord, State, check_name, random_name
 from pyminidocker.trace import Tracer
 
+try:
+    import _signal as signal  # the signal module without its enum wrappers (enum costs ms)
+except ImportError:  # pragma: no cover - not CPython
+    import signal
+
 TYPE_CHECKING = False  # typing is not imported at run time: the start path
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 
@@ -83,12 +84,13 @@ def _alive(pid: int, start: str) -> bool:
     return pid > 0 and bool(start) and _pid_start(pid) == start
 
 
-def _read_exit(path: Path) -> tuple[int, str, bool] | None:
+def _read_exit(path: str) -> tuple[int, str, bool] | None:
     """The monitor's exit record (exit_code, finished_at, oom_killed), None if not (yet) there.
     The monitor writes it atomically, so a partial record is not expected; a corrupt one is
     treated as missing."""
     try:
-        data = json.loads(path.read_text())
+        with open(path, "rb") as f:
+            data = jsonio.loads(f.read())
         return (int(data["exit_code"]), str(data.get("finished_at") or now_iso()),
                 bool(data.get("oom_killed", False)))
     except (OSError, ValueError, KeyError, TypeError):
@@ -119,7 +121,7 @@ class Runtime:
         st = rec.state
         if st.status != "running":
             return rec
-        exit_file = self.containers.path(rec.id) / "exit"
+        exit_file = os.path.join(self.containers.path(rec.id), "exit")
         record = _read_exit(exit_file)
         if record is None:
             if _alive(st.pid, st.pid_start):
@@ -163,10 +165,10 @@ class Runtime:
     def _teardown(self, rec: ContainerRecord) -> None:
         from pyminidocker.cgroups import Cgroup
 
-        rootfs = self.containers.path(rec.id) / "rootfs"
+        rootfs = os.path.join(self.containers.path(rec.id), "rootfs")
         with self.trace.phase("teardown"):
             if os.path.ismount(rootfs):
-                with contextlib.suppress(OSError):
+                with suppress(OSError):
                     _native.umount(rootfs, _native.MNT_DETACH)
             Cgroup(rec.id).remove()
 
@@ -230,16 +232,16 @@ class Runtime:
             self._write_etc(rec, d)
         return rec
 
-    def _write_etc(self, rec: ContainerRecord, d: Path) -> None:
+    def _write_etc(self, rec: ContainerRecord, d: str) -> None:
         from pyminidocker.store import atomic_write
 
-        atomic_write(d / "hostname", f"{rec.hostname}\n".encode(), durable=False)
+        atomic_write(os.path.join(d, "hostname"), f"{rec.hostname}\n".encode(), durable=False)
         hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
                  "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
                  "ff02::2\tip6-allrouters\n")
-        atomic_write(d / "hosts", hosts.encode(), durable=False)
-        atomic_write(d / "resolv.conf", _resolv_conf(rec.host.get("network") == "host"),
-                     durable=False)
+        atomic_write(os.path.join(d, "hosts"), hosts.encode(), durable=False)
+        atomic_write(os.path.join(d, "resolv.conf"),
+                     _resolv_conf(rec.host.get("network") == "host"), durable=False)
 
     # ---- start --------------------------------------------------------------------------
 
@@ -256,8 +258,8 @@ class Runtime:
         prime_migration()
         d = self.containers.path(rec.id)
         for stale in ("exit", "exit.tmp"):  # a previous run's record must not end this one
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(d / stale)
+            with suppress(FileNotFoundError):
+                os.unlink(os.path.join(d, stale))
         try:
             with self.trace.phase("overlay mount"):
                 self._mount_root(rec, d)
@@ -300,7 +302,7 @@ class Runtime:
         self._unplug(rec)
         return code
 
-    def _plug(self, rec: ContainerRecord, d: Path, proc: Any) -> None:
+    def _plug(self, rec: ContainerRecord, d: str, proc: Any) -> None:
         """Connect a held container to its network (an address, the bridge and its rules, a
         veth pair into its namespace, published ports, its name in /etc/hosts), then release
         it. On failure the child is ended and what was set up is undone."""
@@ -321,10 +323,11 @@ class Runtime:
                     done = network.publish(network.get_network(self.store, ep.network),
                                            ep.address, ports)
                     rec.state.ports = [str(m) for m in done]
-                hosts = (d / "hosts").read_text() + f"{ep.address}\t{rec.hostname} {rec.name}\n"
+                with open(os.path.join(d, "hosts")) as f:
+                    hosts = f.read() + f"{ep.address}\t{rec.hostname} {rec.name}\n"
                 if ep.network != "bridge":  # names resolve on user networks (Docker's rule)
                     hosts += self._introduce(rec, ep.network, ep.address)
-                atomic_write(d / "hosts", hosts.encode(), durable=False)
+                atomic_write(os.path.join(d, "hosts"), hosts.encode(), durable=False)
             proc.release()
         except BaseException:
             proc.abort()
@@ -347,7 +350,7 @@ class Runtime:
                 except NotFound:
                     continue
                 own += f"{addr}\t{other.hostname} {other.name}\n"
-                _edit_hosts(self.containers.path(cid) / "hosts",
+                _edit_hosts(os.path.join(self.containers.path(cid), "hosts"),
                             add=f"{address}\t{rec.hostname} {rec.name}\n")
         return own
 
@@ -362,17 +365,17 @@ class Runtime:
         from pyminidocker import network
 
         net = rec.host.get("network", "bridge")
-        with contextlib.suppress(PmdError):
+        with suppress(PmdError):
             network.unpublish_all(network.get_network(self.store, net), rec.state.ip)
         if net != "bridge":
             self._forget(net, rec.state.ip)
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             _native.net_detach(_host_ifname(rec.id))
         network.disconnect(self.store, net, rec.id)
         rec.state.ip = ""
         rec.state.ports = []
-        with contextlib.suppress(PmdError, OSError):
-            if self.containers.path(rec.id).is_dir():
+        with suppress(PmdError, OSError):
+            if os.path.isdir(self.containers.path(rec.id)):
                 self.containers.save_state(rec)
 
     def connect(self, rec: ContainerRecord, net: str) -> str:
@@ -398,7 +401,7 @@ class Runtime:
         except BaseException:
             network.disconnect(self.store, net, rec.id)
             raise
-        hosts = self.containers.path(rec.id) / "hosts"
+        hosts = os.path.join(self.containers.path(rec.id), "hosts")
         _edit_hosts(hosts, add=f"{ep.address}\t{rec.hostname} {rec.name}\n")
         for line in self._introduce(rec, ep.network, ep.address).splitlines(keepends=True):
             _edit_hosts(hosts, add=line)
@@ -414,14 +417,14 @@ class Runtime:
             raise Conflict(f"container {rec.name} is not connected to network {net} "
                            "(only networks joined with `network connect` can be left)")
         self._detach_extra(rec, net)
-        with contextlib.suppress(PmdError, OSError):
+        with suppress(PmdError, OSError):
             self.containers.save_state(rec)
 
     def _detach_extra(self, rec: ContainerRecord, net: str) -> None:
         from pyminidocker import network
 
         info = rec.state.extra_networks.pop(net)
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             _native.net_detach(info["host_ifname"])
         self._forget(net, info["ip"])
         network.disconnect(self.store, net, rec.id)
@@ -431,9 +434,9 @@ class Runtime:
         reverse of _introduce). Takes the store lock."""
         from pyminidocker.store.networks import NetworkStore
 
-        with contextlib.suppress(PmdError), self.store.lock():
+        with suppress(PmdError), self.store.lock():
             for cid in NetworkStore(self.store).allocations(net).values():
-                _edit_hosts(self.containers.path(cid) / "hosts", drop=f"{address}\t")
+                _edit_hosts(os.path.join(self.containers.path(cid), "hosts"), drop=f"{address}\t")
 
     def _start_failed(self, rec: ContainerRecord, e: OSError | None) -> None:
         self._teardown(rec)
@@ -444,23 +447,24 @@ class Runtime:
             rec.state.exit_code = policy.exec_exit_code(e)
         self.containers.save_state(rec)
 
-    def _mount_root(self, rec: ContainerRecord, d: Path) -> None:
+    def _mount_root(self, rec: ContainerRecord, d: str) -> None:
         image = self.store.images.get(rec.image)
         lowers = [self.store.layers.diff_path(layer.id)
                   for layer in self.store.layers.chain(image.layer)] if image.layer else []
         if not lowers:
-            empty = d / "empty"
-            empty.mkdir(exist_ok=True)
+            empty = os.path.join(d, "empty")
+            os.makedirs(empty, exist_ok=True)
             lowers = [empty]
-        rootfs = d / "rootfs"
+        rootfs = os.path.join(d, "rootfs")
         if os.path.ismount(rootfs):
             _native.umount(rootfs, _native.MNT_DETACH)
-        _native.overlay_mount(lowers, rootfs, upper=d / "upper", work=d / "work")
+        _native.overlay_mount(lowers, rootfs, upper=os.path.join(d, "upper"),
+                              work=os.path.join(d, "work"))
 
-    def _spawn_spec(self, rec: ContainerRecord, d: Path, stdio: tuple[int, int, int]) -> Any:
+    def _spawn_spec(self, rec: ContainerRecord, d: str, stdio: tuple[int, int, int]) -> Any:
         from pyminidocker.cgroups import Cgroup, Limits
 
-        rootfs = str(d / "rootfs")
+        rootfs = os.path.join(d, "rootfs")
         host = rec.host
         with self.trace.phase("spec"):
             user = policy.resolve_user(rootfs, rec.user)
@@ -476,7 +480,7 @@ class Runtime:
             ns, caps = _namespaces_and_caps(host)
             mounts = _standard_mounts(host.get("network") == "host", host.get("privileged"))
             for name in ("hostname", "hosts", "resolv.conf"):
-                mounts.append(_native.Mount(target=f"/etc/{name}", source=str(d / name),
+                mounts.append(_native.Mount(target=f"/etc/{name}", source=os.path.join(d, name),
                                             flags=_native.MS_BIND, mkdir=True))
             for v in host.get("binds", []):
                 src, dst, ro = policy.parse_volume(v)
@@ -519,7 +523,7 @@ class Runtime:
             setsid=True, console=rec.tty,
         )
 
-    def _spawn_monitored(self, rec: ContainerRecord, d: Path, sp: Any) -> Any:
+    def _spawn_monitored(self, rec: ContainerRecord, d: str, sp: Any) -> Any:
         """Start the container under its pmd-monitor (see pmd_monitor_start in csrc/pmd.h):
         returns once it runs, with .pid and .monitor_pid. The monitor logs its output to
         <id>-json.log and, when it exits, unmounts the rootfs, removes the cgroup and writes
@@ -530,12 +534,13 @@ class Runtime:
         if rec.host.get("auto_remove"):
             # run -d --rm: the monitor becomes `rm` once it has recorded the exit. A plain rm,
             # not rm -f: should the container have been started again meanwhile, it stays.
-            exit_argv = [sys.executable, "-m", "pyminidocker", "--root", str(self.store.root),
+            exit_argv = [sys.executable, "-m", "pyminidocker", "--root", self.store.root,
                          "rm", rec.id]
         with self.trace.phase("monitor+clone+setup+exec"):
             return _native.monitor_start(
-                sp, d / f"{rec.id}-json.log", d / "exit",
-                cleanup_mounts=[d / "rootfs"], cleanup_dirs=list(Cgroup(rec.id).dirs.values()),
+                sp, os.path.join(d, f"{rec.id}-json.log"), os.path.join(d, "exit"),
+                cleanup_mounts=[os.path.join(d, "rootfs")],
+                cleanup_dirs=list(Cgroup(rec.id).dirs.values()),
                 exit_argv=exit_argv,
                 exit_env=[f"{k}={v}" for k, v in os.environ.items()] if exit_argv else None)
 
@@ -553,7 +558,7 @@ class Runtime:
         if rec.state.status != "running":
             raise Conflict(f"Container {rec.id} is not running")
         host = rec.host
-        rootfs = str(self.containers.path(rec.id) / "rootfs")
+        rootfs = os.path.join(self.containers.path(rec.id), "rootfs")
         u = policy.resolve_user(rootfs, rec.user if user is None else user)
         full_env = policy.merge_env(host.get("image_env", []), [*rec.env, *env], rec.hostname,
                                     u.home, tty)
@@ -587,7 +592,7 @@ class Runtime:
         if rec.state.status != "running":
             raise Conflict(f"Cannot kill container: {rec.name}: container {rec.id} is not "
                            "running")
-        with contextlib.suppress(ProcessLookupError):
+        with suppress(ProcessLookupError):
             os.kill(rec.state.pid, sig)
 
     def stop(self, rec: ContainerRecord, timeout: int = 10) -> None:
@@ -595,10 +600,10 @@ class Runtime:
         rec = self.refresh(rec)
         if rec.state.status != "running":
             return
-        with contextlib.suppress(ProcessLookupError):
+        with suppress(ProcessLookupError):
             os.kill(rec.state.pid, signal.SIGTERM)
         if not self._wait_gone(rec, timeout):
-            with contextlib.suppress(ProcessLookupError):
+            with suppress(ProcessLookupError):
                 os.kill(rec.state.pid, signal.SIGKILL)
             self._wait_gone(rec, 10)
 
@@ -632,7 +637,7 @@ class Runtime:
                                "container before attempting removal or force remove")
             self.kill(rec)
             self._wait_gone(rec, 10)
-        with contextlib.suppress(NotFound):
+        with suppress(NotFound):
             self._unplug(self.containers.get(rec.id))  # an address a crash left recorded
         with self.store.lock():
             self._teardown(rec)
@@ -663,7 +668,7 @@ def _start_message(e: OSError | None) -> str:
     return f"failed to create task: {e.strerror}{where}"
 
 
-def _edit_hosts(path: Path, add: str = "", drop: str = "") -> None:
+def _edit_hosts(path: str, add: str = "", drop: str = "") -> None:
     """Append a line to, or drop the lines starting with `drop` from, a container's hosts
     file, in place (it is bind-mounted: the inode must stay). Missing file: nothing to do."""
     try:
@@ -718,7 +723,8 @@ def _resolv_conf(host_network: bool) -> bytes:
     reached, so they are dropped (Docker falls back to public resolvers; we reach no address
     outside the host, so we leave none rather than invent one)."""
     try:
-        text = Path("/etc/resolv.conf").read_text()
+        with open("/etc/resolv.conf") as f:
+            text = f.read()
     except OSError:
         text = ""
     if host_network:
@@ -733,21 +739,26 @@ def _resolv_conf(host_network: bool) -> bytes:
     return ("\n".join(lines) + "\n").encode() if lines else b""
 
 
-@contextlib.contextmanager
-def _forward_signals(pid: int):
-    """Pass the signals an attached `run` receives on to the container (Docker's sig-proxy)."""
-    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-            signal.SIGUSR2)
+class _forward_signals:
+    """`with _forward_signals(pid):` passes the signals an attached `run` receives on to the
+    container (Docker's sig-proxy)."""
 
-    def forward(signum: int, _frame: object) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signum)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+               signal.SIGUSR2)
 
-    old = {s: signal.signal(s, forward) for s in sigs}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.old: dict[int, Any] = {}
+
+    def forward(self, signum: int, _frame: object) -> None:
+        with suppress(ProcessLookupError):
+            os.kill(self.pid, signum)
+
+    def __enter__(self) -> None:
+        self.old = {s: signal.signal(s, self.forward) for s in self.SIGNALS}
+
+    def __exit__(self, *_: object) -> None:
+        for s, h in self.old.items():
             signal.signal(s, h)
 
 

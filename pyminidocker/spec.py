@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from pathlib import Path
 
 from pyminidocker.defaults import CAPS as CAPABILITIES
 from pyminidocker.defaults import DEFAULT_CAPS, DEFAULT_ENV_PATH, cap_mask
@@ -90,7 +89,8 @@ def merge_env(image_env: list[str], user_env: list[str], hostname: str, home: st
 def parse_env_file(path: str) -> list[str]:
     """Docker's --env-file: KEY=VALUE lines, # comments, blank lines, bare KEY passes through."""
     try:
-        text = Path(path).read_text()
+        with open(path) as f:
+            text = f.read()
     except OSError as e:
         raise UsageError(f"open {path}: {e.strerror}") from None
     out = []

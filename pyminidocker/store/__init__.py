@@ -12,14 +12,11 @@ whole records plus debris under staging/, which the next command removes.
 """
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
-import json
 import os
-from collections.abc import Iterator
-from pathlib import Path
 
+from pyminidocker import jsonio
 from pyminidocker.errors import StoreError
 
 TYPE_CHECKING = False  # typing is not imported at run time: the start path
@@ -34,7 +31,7 @@ def _store_error(e: OSError, what: str) -> StoreError:
     return StoreError(f"{what}: {detail}" + (f": {e.filename}" if e.filename else ""))
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644, durable: bool = True) -> None:
+def atomic_write(path: str, data: bytes, mode: int = 0o644, durable: bool = True) -> None:
     """Write data to path so that readers see the old or the new content, never a mix.
 
     Temp file in the same directory, fsync, rename. Raises StoreError. durable=False skips the
@@ -42,7 +39,8 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644, durable: bool = Tru
     crash of the machine could then leave an empty file. For files rewritten at every start
     and stop of a container, where an fsync costs more than the rest of the start.
     """
-    tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
+    head, name = os.path.split(path)
+    tmp = os.path.join(head, f".{name}.{os.urandom(4).hex()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
         try:
@@ -55,25 +53,58 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644, durable: bool = Tru
             os.close(fd)
         os.rename(tmp, path)
     except OSError as e:
-        with contextlib.suppress(OSError):
+        try:
             os.unlink(tmp)
-        raise _store_error(e, f"cannot write {path.name}") from None
+        except OSError:
+            pass
+        raise _store_error(e, f"cannot write {name}") from None
 
 
-def write_json(path: Path, obj: Any, durable: bool = True) -> None:
-    atomic_write(path, json.dumps(obj, indent=1, sort_keys=True).encode() + b"\n",
-                 durable=durable)
+def write_json(path: str, obj: Any, durable: bool = True) -> None:
+    atomic_write(path, jsonio.dumps(obj).encode() + b"\n", durable=durable)
 
 
-def read_json(path: Path) -> Any:
+def read_bytes(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def read_json(path: str) -> Any:
     """Read a JSON metadata file. Raises FileNotFoundError, or StoreError if corrupt."""
     try:
-        return json.loads(path.read_bytes())
+        return jsonio.loads(read_bytes(path))
     except ValueError as e:
         raise StoreError(f"corrupt metadata file {path}: {e}") from None
 
 
-def fsync_dir(path: Path) -> None:
+def remove_tree(path: str) -> None:
+    """rm -rf, never following a symlink out of the tree, ignoring errors (shutil.rmtree with
+    ignore_errors, which is not used because importing shutil costs milliseconds on every
+    `run --rm`: it imports fnmatch, re, bz2 and lzma)."""
+    try:
+        for _, dirs, files, dfd in os.fwalk(path, topdown=False):
+            for name in files:
+                _quietly(os.unlink, name, dfd)
+            for name in dirs:  # symlinks to directories are listed here, and not entered
+                try:
+                    os.rmdir(name, dir_fd=dfd)
+                except NotADirectoryError:
+                    _quietly(os.unlink, name, dfd)
+                except OSError:
+                    pass
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
+def _quietly(op: Any, name: str, dir_fd: int) -> None:
+    try:
+        op(name, dir_fd=dir_fd)
+    except OSError:
+        pass
+
+
+def fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
@@ -85,7 +116,7 @@ class FileLock:
     """An fcntl (flock) lock on a file; exclusive unless shared=True. Usable across threads of
     one process only through separate FileLock objects (each opens its own file description)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: str):
         self.path = path
         self.fd = -1
 
@@ -116,12 +147,12 @@ class FileLock:
 class Store:
     """The root of the store. Creates its directories on first use (needs write access)."""
 
-    def __init__(self, root: Path):
-        self.root = Path(root)
-        self.images_dir = self.root / "images"
-        self.layers_dir = self.root / "layers"
-        self.staging_dir = self.root / "staging"
-        self.locks_dir = self.root / "locks"
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = os.fspath(root)
+        self.images_dir = os.path.join(self.root, "images")
+        self.layers_dir = os.path.join(self.root, "layers")
+        self.staging_dir = os.path.join(self.root, "staging")
+        self.locks_dir = os.path.join(self.root, "locks")
         self._ready = False
         from pyminidocker.store.containers import ContainerStore
         from pyminidocker.store.images import ImageStore
@@ -137,61 +168,61 @@ class Store:
         """Create the directories and remove debris of interrupted commands. Raises StoreError."""
         if self._ready:
             return
-        try:
-            for d in (self.root, self.images_dir, self.layers_dir, self.staging_dir,
-                      self.locks_dir):
-                d.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError as e:
-            raise _store_error(e, f"cannot create the store at {self.root}") from None
+        dirs = (self.root, self.images_dir, self.layers_dir, self.staging_dir, self.locks_dir)
+        if not os.path.isdir(dirs[-1]):  # made last: if it is there, all are
+            try:
+                for d in dirs:
+                    os.makedirs(d, mode=0o700, exist_ok=True)
+            except OSError as e:
+                raise _store_error(e, f"cannot create the store at {self.root}") from None
         self._ready = True
         self.cleanup()
 
-    @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """Hold the store lock: every change of images/ or layers/ is made under it."""
+    def lock(self) -> FileLock:
+        """The store lock, to hold in a `with`: every change of images/ or layers/ is made
+        under it."""
         self.ensure()
-        with FileLock(self.root / "lock"):
-            yield
+        return FileLock(os.path.join(self.root, "lock"))
 
     def layer_lock(self, chain_id: str) -> FileLock:
-        return FileLock(self.locks_dir / f"{chain_id.removeprefix('sha256:')}.lock")
+        return FileLock(os.path.join(self.locks_dir, f"{chain_id.removeprefix('sha256:')}.lock"))
 
-    def new_staging(self, tag: str) -> Path:
+    def new_staging(self, tag: str) -> str:
         """A fresh directory for half-done work. Its name starts with `tag`; while its owner
         lives, the owner holds layer_lock(tag) (or the store lock), which cleanup() respects."""
         self.ensure()
-        path = self.staging_dir / f"{tag}.{os.urandom(6).hex()}"
+        path = os.path.join(self.staging_dir, f"{tag}.{os.urandom(6).hex()}")
         try:
-            path.mkdir(mode=0o700)
+            os.mkdir(path, 0o700)
         except OSError as e:
             raise _store_error(e, "cannot create a staging directory") from None
         return path
 
-    def discard(self, path: Path) -> None:
+    def discard(self, path: str) -> None:
         """Delete a directory tree that is not (or no longer) part of the store."""
-        import shutil  # not on the start path unless something is deleted
+        remove_tree(path)
 
-        shutil.rmtree(path, ignore_errors=True)
-
-    def retire(self, path: Path) -> Path:
+    def retire(self, path: str) -> str:
         """Take a record's directory out of the store by renaming it into staging/; the caller
         deletes the returned path with discard() after releasing the lock (a crash before that
         leaves debris that cleanup() removes). Caller holds the store lock."""
-        dead = self.staging_dir / f"dead-{path.name}.{os.urandom(6).hex()}"
+        dead = os.path.join(self.staging_dir,
+                            f"dead-{os.path.basename(path)}.{os.urandom(6).hex()}")
         os.rename(path, dead)
         return dead
 
     def cleanup(self) -> None:
         """Remove staging debris whose owner is gone (its layer lock or the store lock is free)."""
         try:
-            entries = list(self.staging_dir.iterdir())
+            entries = os.listdir(self.staging_dir)
         except OSError:
             return
         if not entries:
             return
-        with FileLock(self.root / "lock"):
-            for entry in entries:
-                tag = entry.name.split(".", 1)[0]
+        with FileLock(os.path.join(self.root, "lock")):
+            for name in entries:
+                entry = os.path.join(self.staging_dir, name)
+                tag = name.split(".", 1)[0]
                 if tag.startswith("dead-") or tag == "locked":
                     # only ever renamed/created under the store lock, which we hold
                     self.discard(entry)

@@ -9,8 +9,6 @@ monitor writes (exit). Names are unique across containers; they are checked unde
 from __future__ import annotations
 
 import os
-import re
-from pathlib import Path
 
 from pyminidocker.errors import Conflict, NotFound, StoreError, UsageError
 from pyminidocker.record import asdict, dataclass, field
@@ -23,7 +21,9 @@ if TYPE_CHECKING:
 
     from pyminidocker.store import Store
 
-_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+# Docker's [a-zA-Z0-9][a-zA-Z0-9_.-]*, checked without re (not imported on the start path)
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_NAME_CHARS = _ALNUM | frozenset("_.-")
 _ADJECTIVES = ("admiring", "brave", "calm", "eager", "fervent", "gifted", "happy", "jolly",
                "keen", "lucid", "modest", "nifty", "optimistic", "quirky", "relaxed", "serene",
                "tender", "upbeat", "vibrant", "witty", "zealous")
@@ -95,7 +95,7 @@ def random_name(taken: set[str]) -> str:
 def check_name(name: str) -> str:
     """Docker's rule for container names. Raises UsageError."""
     n = name.removeprefix("/")
-    if not _NAME_RE.fullmatch(n):
+    if not (n and n[0] in _ALNUM and _NAME_CHARS.issuperset(n)):
         raise UsageError(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] "
                          "are allowed")
     return n
@@ -104,14 +104,14 @@ def check_name(name: str) -> str:
 class ContainerStore:
     def __init__(self, store: Store):
         self.store = store
-        self.dir = store.root / "containers"
+        self.dir = os.path.join(store.root, "containers")
 
-    def path(self, cid: str) -> Path:
-        return self.dir / cid
+    def path(self, cid: str) -> str:
+        return os.path.join(self.dir, cid)
 
     def ids(self) -> list[str]:
         try:
-            return [p.name for p in self.dir.iterdir() if len(p.name) == 64]
+            return [n for n in os.listdir(self.dir) if len(n) == 64]
         except FileNotFoundError:
             return []
 
@@ -119,11 +119,11 @@ class ContainerStore:
         """Raises NotFound, or StoreError for a corrupt record."""
         d = self.path(cid)
         try:
-            cfg = read_json(d / "config.json")
+            cfg = read_json(os.path.join(d, "config.json"))
         except FileNotFoundError:
             raise NotFound(f"No such container: {cid}") from None
         try:
-            state = State(**read_json(d / "state.json"))
+            state = State(**read_json(os.path.join(d, "state.json")))
         except FileNotFoundError:
             state = State()
         except TypeError as e:
@@ -160,7 +160,7 @@ class ContainerStore:
     def names(self) -> dict[str, str]:
         return {r.name: r.id for r in self.list()}
 
-    def create(self, rec: ContainerRecord) -> Path:
+    def create(self, rec: ContainerRecord) -> str:
         """Write a new container's directory. Caller holds the store lock (names)."""
         taken = self.names()
         if rec.name in taken:
@@ -169,12 +169,12 @@ class ContainerStore:
                            "container to be able to reuse that name.")
         d = self.path(rec.id)
         try:
-            self.dir.mkdir(mode=0o700, exist_ok=True)
+            os.makedirs(self.dir, mode=0o700, exist_ok=True)
             staging = self.store.new_staging("locked")  # made and renamed under the store lock
             for sub in ("upper", "work", "rootfs"):
-                (staging / sub).mkdir(mode=0o755)
-            write_json(staging / "config.json", rec.config_json(), durable=False)
-            write_json(staging / "state.json", asdict(rec.state), durable=False)
+                os.mkdir(os.path.join(staging, sub), 0o755)
+            write_json(os.path.join(staging, "config.json"), rec.config_json(), durable=False)
+            write_json(os.path.join(staging, "state.json"), asdict(rec.state), durable=False)
             os.rename(staging, d)
         except OSError as e:
             raise _store_error(e, "cannot create the container") from None
@@ -183,10 +183,12 @@ class ContainerStore:
     # Container records are not fsynced: a machine crash stops the container anyway, and the
     # reconciliation after reboot (runtime.refresh) rebuilds the state from what is running.
     def save_state(self, rec: ContainerRecord) -> None:
-        write_json(self.path(rec.id) / "state.json", asdict(rec.state), durable=False)
+        write_json(os.path.join(self.path(rec.id), "state.json"), asdict(rec.state),
+                   durable=False)
 
     def save_config(self, rec: ContainerRecord) -> None:
-        write_json(self.path(rec.id) / "config.json", rec.config_json(), durable=False)
+        write_json(os.path.join(self.path(rec.id), "config.json"), rec.config_json(),
+                   durable=False)
 
     def image_users(self) -> set[str]:
         return {r.image for r in self.list()}

@@ -8,33 +8,41 @@ it from any other, as Docker moves tags.
 """
 from __future__ import annotations
 
-import base64
+import binascii
 import os
-import re
 import time
-from collections.abc import Callable
-from pathlib import Path
 
+from pyminidocker import jsonio
 from pyminidocker.errors import Conflict, NotFound, StoreError
 from pyminidocker.record import dataclass, field
-from pyminidocker.store import _store_error, atomic_write, fsync_dir, read_json, write_json
+from pyminidocker.reference import familiar
+from pyminidocker.store import (
+    _store_error,
+    atomic_write,
+    fsync_dir,
+    read_bytes,
+    read_json,
+    write_json,
+)
 
 TYPE_CHECKING = False  # typing is not imported at run time: the start path
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from pyminidocker.store import Store
 
-_PLAIN_KEY = re.compile(r"[.0-9a-z]+")
-_HEX_PREFIX = re.compile(r"(sha256:)?([0-9a-f]{1,64})")
+# Sets, not re: re is not imported on the start path (it costs milliseconds).
+_PLAIN_KEY = frozenset(".0123456789abcdefghijklmnopqrstuvwxyz")
+_HEX = frozenset("0123456789abcdef")
 
 
 def big_data_name(key: str) -> str:
     """The file name for a big-data key (see module docstring)."""
-    if _PLAIN_KEY.fullmatch(key):
+    if key and _PLAIN_KEY.issuperset(key):
         return key
-    name = "=" + base64.b64encode(key.encode()).decode()
+    name = "=" + binascii.b2a_base64(key.encode(), newline=False).decode()
     # Standard base64 may produce '/', which cannot be in a file name: never for our keys
     # (digests and plain words), but an arbitrary key must not escape the directory.
     return name.replace("/", "_")
@@ -89,20 +97,21 @@ class ImageStore:
         # containers use, so that rmi refuses to remove them (see ImageStore.users).
         self.users: Callable[[], set[str]] = set
 
-    def path(self, image_id: str) -> Path:
-        return self.store.images_dir / image_id
+    def path(self, image_id: str) -> str:
+        return os.path.join(self.store.images_dir, image_id)
 
     def get(self, image_id: str) -> ImageRecord:
         """Raises NotFound if there is no such image, StoreError if its record is corrupt."""
         try:
-            return ImageRecord.from_json(read_json(self.path(image_id) / "images.json"))
+            return ImageRecord.from_json(read_json(os.path.join(self.path(image_id),
+                                                                "images.json")))
         except FileNotFoundError:
             raise NotFound(f"No such image: {image_id}") from None
 
     def list(self) -> list[ImageRecord]:
         out = []
         try:
-            ids = [p.name for p in self.store.images_dir.iterdir() if not p.name.startswith(".")]
+            ids = [n for n in os.listdir(self.store.images_dir) if not n.startswith(".")]
         except FileNotFoundError:
             return []
         for image_id in ids:
@@ -114,15 +123,13 @@ class ImageStore:
 
     def big_data(self, rec: ImageRecord, key: str) -> bytes:
         try:
-            return (self.path(rec.id) / big_data_name(key)).read_bytes()
+            return read_bytes(os.path.join(self.path(rec.id), big_data_name(key)))
         except FileNotFoundError:
             raise StoreError(f"image {rec.id[:12]} has no {key!r} data") from None
 
     def config(self, rec: ImageRecord) -> dict[str, Any]:
-        import json
-
         try:
-            return json.loads(self.big_data(rec, rec.config_key))
+            return jsonio.loads(self.big_data(rec, rec.config_key))
         except ValueError as e:
             raise StoreError(f"corrupt config of image {rec.id[:12]}: {e}") from None
 
@@ -136,6 +143,13 @@ class ImageStore:
         from pyminidocker.reference import parse_reference
 
         images = self.list()
+        # What the user typed is most often a stored name in its short form ("busybox",
+        # "bb:latest"), which needs no parsing: matched as parse_reference would match it.
+        for rec in images:
+            for name in rec.names:
+                short = familiar(name)
+                if ref in (name, short) or ref + ":latest" in (name, short):
+                    return rec
         name_error: InvalidReference | None = None
         try:
             r = parse_reference(ref)
@@ -146,9 +160,9 @@ class ImageStore:
             for rec in images:
                 if wanted in rec.names:
                     return rec
-        m = _HEX_PREFIX.fullmatch(ref)
+        prefix = ref.removeprefix("sha256:")
+        m = 0 < len(prefix) <= 64 and _HEX.issuperset(prefix)
         if m:
-            prefix = m.group(2)
             hits = [rec for rec in images if rec.id.startswith(prefix)]
             if len(hits) == 1:
                 return hits[0]
@@ -172,11 +186,11 @@ class ImageStore:
         staging = self.store.new_staging("locked")
         try:
             for key, data in big_data.items():
-                atomic_write(staging / big_data_name(key), data)
-            write_json(staging / "images.json", rec.to_json())
+                atomic_write(os.path.join(staging, big_data_name(key)), data)
+            write_json(os.path.join(staging, "images.json"), rec.to_json())
             fsync_dir(staging)
             old = self.path(rec.id)
-            dead = self.store.retire(old) if old.exists() else None
+            dead = self.store.retire(old) if os.path.exists(old) else None
             os.rename(staging, old)
             fsync_dir(self.store.images_dir)
         except OSError as e:
@@ -189,7 +203,7 @@ class ImageStore:
         """Give rec exactly these names (taking them from other images). Caller holds the lock."""
         self._take_names(names, keep=rec.id)
         rec.names = list(dict.fromkeys(names))
-        write_json(self.path(rec.id) / "images.json", rec.to_json())
+        write_json(os.path.join(self.path(rec.id), "images.json"), rec.to_json())
 
     def _take_names(self, names: List[str], keep: str) -> None:
         # Removing a name from its old image before giving it to the new one means a crash in
@@ -198,9 +212,9 @@ class ImageStore:
         for other in self.list():
             if other.id != keep and wanted & set(other.names):
                 other.names = [n for n in other.names if n not in wanted]
-                write_json(self.path(other.id) / "images.json", other.to_json())
+                write_json(os.path.join(self.path(other.id), "images.json"), other.to_json())
 
-    def remove(self, rec: ImageRecord) -> Path:
+    def remove(self, rec: ImageRecord) -> str:
         """Take the image out of the store; returns the path to discard() after the lock.
         Caller holds the store lock."""
         return self.store.retire(self.path(rec.id))

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 from pyminidocker.errors import StoreError
 from pyminidocker.record import asdict, dataclass
@@ -18,6 +16,8 @@ from pyminidocker.store import _store_error, fsync_dir, read_json, write_json
 TYPE_CHECKING = False  # typing is not imported at run time: the start path
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from pyminidocker.store import Store
 
 
@@ -54,18 +54,18 @@ class LayerStore:
     def __init__(self, store: Store):
         self.store = store
 
-    def path(self, chain_id: str) -> Path:
-        return self.store.layers_dir / _hex(chain_id)
+    def path(self, chain_id: str) -> str:
+        return os.path.join(self.store.layers_dir, _hex(chain_id))
 
-    def diff_path(self, chain_id: str) -> Path:
-        return self.path(chain_id) / "diff"
+    def diff_path(self, chain_id: str) -> str:
+        return os.path.join(self.path(chain_id), "diff")
 
     def exists(self, chain_id: str) -> bool:
-        return (self.path(chain_id) / "layer.json").exists()
+        return os.path.exists(os.path.join(self.path(chain_id), "layer.json"))
 
     def get(self, chain_id: str) -> LayerRecord:
         """Raises FileNotFoundError if the layer is not in the store, StoreError if corrupt."""
-        data = read_json(self.path(chain_id) / "layer.json")
+        data = read_json(os.path.join(self.path(chain_id), "layer.json"))
         try:
             return LayerRecord(**data)
         except TypeError as e:
@@ -73,8 +73,8 @@ class LayerStore:
 
     def all_ids(self) -> list[str]:
         try:
-            return sorted("sha256:" + p.name for p in self.store.layers_dir.iterdir()
-                          if not p.name.startswith("."))
+            return sorted("sha256:" + n for n in os.listdir(self.store.layers_dir)
+                          if not n.startswith("."))
         except FileNotFoundError:
             return []
 
@@ -89,19 +89,20 @@ class LayerStore:
             yield rec
             cur = rec.parent
 
-    def prepare(self, chain_id: str) -> Path:
+    def prepare(self, chain_id: str) -> str:
         """A staging directory with an empty diff/ to extract the layer into.
         Caller holds store.layer_lock(chain_id)."""
         staging = self.store.new_staging(_hex(chain_id))
         try:
-            (staging / "diff").mkdir(mode=0o755)
-            os.chmod(staging / "diff", 0o755)
+            diff = os.path.join(staging, "diff")
+            os.mkdir(diff, 0o755)
+            os.chmod(diff, 0o755)
         except OSError as e:
             self.store.discard(staging)
             raise _store_error(e, "cannot prepare a layer directory") from None
         return staging
 
-    def commit(self, staging: Path, record: LayerRecord) -> bool:
+    def commit(self, staging: str, record: LayerRecord) -> bool:
         """Move an extracted staging directory into the store as layer record.id.
 
         Returns False (and discards staging) if the layer appeared meanwhile. The parent must
@@ -115,8 +116,8 @@ class LayerStore:
             raise StoreError(f"parent layer {record.parent} of {record.id} is not in the store")
         try:
             for sub in ("work", "merged"):
-                (staging / sub).mkdir(mode=0o700, exist_ok=True)
-            write_json(staging / "layer.json", asdict(record))
+                os.makedirs(os.path.join(staging, sub), mode=0o700, exist_ok=True)
+            write_json(os.path.join(staging, "layer.json"), asdict(record))
             fsync_dir(staging)
             os.rename(staging, self.path(record.id))
             fsync_dir(self.store.layers_dir)
@@ -124,7 +125,7 @@ class LayerStore:
             raise _store_error(e, f"cannot register layer {record.id}") from None
         return True
 
-    def retire(self, chain_id: str) -> Path:
+    def retire(self, chain_id: str) -> str:
         """Take the layer out of the store; returns the path to discard() after the lock.
         Caller holds the store lock."""
         return self.store.retire(self.path(chain_id))

@@ -10,15 +10,16 @@ and written atomically, so a reader sees a whole record or none.
 """
 from __future__ import annotations
 
-import contextlib
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+import os
 
-from pyminidocker.errors import NotFound, StoreError
+from pyminidocker.errors import NotFound, StoreError, suppress
 from pyminidocker.record import asdict, dataclass, field
 from pyminidocker.store import _store_error, read_json, write_json
 
+TYPE_CHECKING = False  # typing is not imported at run time: the start path
 if TYPE_CHECKING:
+    from typing import Any
+
     from pyminidocker.store import Store
 
 
@@ -48,26 +49,26 @@ class NetworkStore:
 
     def __init__(self, store: Store):
         self.store = store
-        self.dir = store.root / "networks"
-        self.ipam_dir = self.dir / "ipam"
+        self.dir = os.path.join(store.root, "networks")
+        self.ipam_dir = os.path.join(self.dir, "ipam")
 
-    def path(self, name: str) -> Path:
-        return self.dir / f"{name}.json"
+    def path(self, name: str) -> str:
+        return os.path.join(self.dir, f"{name}.json")
 
-    def ipam_path(self, name: str) -> Path:
-        return self.ipam_dir / f"{name}.json"
+    def ipam_path(self, name: str) -> str:
+        return os.path.join(self.ipam_dir, f"{name}.json")
 
     def names(self) -> list[str]:
         try:
-            return sorted(p.name[:-5] for p in self.dir.iterdir()
-                          if p.name.endswith(".json") and not p.name.startswith("."))
+            return sorted(n[:-5] for n in os.listdir(self.dir)
+                          if n.endswith(".json") and not n.startswith("."))
         except FileNotFoundError:
             return []
 
     def all(self) -> list[Network]:
         out = []
         for n in self.names():
-            with contextlib.suppress(NotFound):  # removed since names() listed it
+            with suppress(NotFound):  # removed since names() listed it
                 out.append(self.get(n))
         return out
 
@@ -85,7 +86,7 @@ class NetworkStore:
     def put(self, net: Network) -> None:
         """Write the record. Caller holds the store lock. Raises StoreError."""
         try:
-            self.ipam_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.makedirs(self.ipam_dir, mode=0o700, exist_ok=True)
         except OSError as e:
             raise _store_error(e, "cannot create the networks directory") from None
         write_json(self.path(net.name), asdict(net))
@@ -93,8 +94,8 @@ class NetworkStore:
     def delete(self, name: str) -> None:
         """Remove the record and its IPAM record. Caller holds the store lock."""
         for p in (self.ipam_path(name), self.path(name)):
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
+            with suppress(FileNotFoundError):
+                os.unlink(p)
 
     def allocations(self, name: str) -> dict[str, str]:
         """address -> container id. Raises StoreError for a corrupt record."""
@@ -110,7 +111,7 @@ class NetworkStore:
     def put_allocations(self, name: str, alloc: dict[str, str]) -> None:
         """Caller holds the store lock. Raises StoreError."""
         try:
-            self.ipam_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.makedirs(self.ipam_dir, mode=0o700, exist_ok=True)
         except OSError as e:
             raise _store_error(e, "cannot create the networks directory") from None
         write_json(self.ipam_path(name), {"allocations": alloc})

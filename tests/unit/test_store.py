@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -98,7 +99,7 @@ def test_a_name_moves_between_images(tmp_path):
 
 
 def _layer(store: Store, chain: str, parent: str | None) -> None:
-    staging = store.layers.prepare(chain)
+    staging = Path(store.layers.prepare(chain))
     (staging / "diff" / "f").write_text(chain)
     rec = LayerRecord(id=chain, parent=parent, diff_id=chain, compressed_digest=chain,
                       compressed_size=1, uncompressed_size=2, media_type="x", created="now")
@@ -129,8 +130,8 @@ def test_layers_commit_chain_and_unused(tmp_path):
 def test_cleanup_removes_debris_of_dead_owners_only(tmp_path):
     store = Store(tmp_path)
     store.ensure()
-    live = store.layers.prepare(A)
-    dead = store.layers.prepare(B)
+    live = Path(store.layers.prepare(A))
+    dead = Path(store.layers.prepare(B))
     holder = store.layer_lock(A)
     assert holder.acquire(blocking=False)
     try:
