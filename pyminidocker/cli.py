@@ -268,7 +268,8 @@ def cmd_inspect(args: argparse.Namespace, env: Env) -> int:
     failed = False
     rt = None
     for name in args.images:
-        if args.type in (None, "container") and (store.root / "containers").is_dir():
+        if args.type in (None, "container") and \
+                os.path.isdir(os.path.join(store.root, "containers")):
             from pyminidocker.runtime import Runtime
 
             rt = rt or Runtime(store)
@@ -776,7 +777,7 @@ def cmd_logs(args: argparse.Namespace, env: Env) -> int:
         env.stdout.flush()
         env.stderr.flush()
 
-    path = rt.containers.path(rec.id) / f"{rec.id}-json.log"
+    path = os.path.join(rt.containers.path(rec.id), f"{rec.id}-json.log")
     try:
         f = open(path, "rb")  # held open while following
     except FileNotFoundError:
@@ -896,10 +897,10 @@ def _inspect_container(rt: Any, rec: Any) -> dict[str, Any]:
             "FinishedAt": st.finished_at or "0001-01-01T00:00:00Z",
         },
         "Image": "sha256:" + rec.image,
-        "ResolvConfPath": str(d / "resolv.conf"),
-        "HostnamePath": str(d / "hostname"),
-        "HostsPath": str(d / "hosts"),
-        "LogPath": str(d / f"{rec.id}-json.log"),
+        "ResolvConfPath": os.path.join(d, "resolv.conf"),
+        "HostnamePath": os.path.join(d, "hostname"),
+        "HostsPath": os.path.join(d, "hosts"),
+        "LogPath": os.path.join(d, f"{rec.id}-json.log"),
         "Name": "/" + rec.name,
         "HostConfig": {
             "Binds": rec.host.get("binds", []), "NetworkMode": rec.host.get("network"),
@@ -915,8 +916,8 @@ def _inspect_container(rt: Any, rec: Any) -> dict[str, Any]:
                                         for t in rec.host.get("tmpfs", []))},
         },
         "GraphDriver": {"Name": "overlay2", "Data": {
-            "UpperDir": str(d / "upper"), "WorkDir": str(d / "work"),
-            "MergedDir": str(d / "rootfs")}},
+            "UpperDir": os.path.join(d, "upper"), "WorkDir": os.path.join(d, "work"),
+            "MergedDir": os.path.join(d, "rootfs")}},
         "Mounts": mounts,
         "Config": {
             "Hostname": rec.hostname, "User": rec.user, "Tty": rec.tty,
