@@ -41,19 +41,21 @@ EXTRACT_SOURCES = _sources("extract.c", "error.c")
 CORE_SOURCES = _sources(*sorted(p.name for p in HERE.glob("*.c")
                                 if p.name not in ("extract.c", "monitor_main.c")))
 
+# What the sources include: setuptools rebuilds a module only when one of its inputs is newer.
+HEADERS = _sources("pmd.h", "pmd_sys.h", "specio.h")
 PRELUDE = '#include "pmd_sys.h"\n#include "pmd.h"\n'
 COMPILE_ARGS = ["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter",
                 "-D_GNU_SOURCE", "-fvisibility=hidden"]
 
 core = FFI()
 core.cdef(CORE_CDEF)
-core.set_source("pyminidocker._pmd", PRELUDE, sources=CORE_SOURCES, include_dirs=[HERE.name],
-                extra_compile_args=COMPILE_ARGS)
+core.set_source("pyminidocker._pmd", PRELUDE, sources=CORE_SOURCES, depends=HEADERS,
+                include_dirs=[HERE.name], extra_compile_args=COMPILE_ARGS)
 
 extract = FFI()
 extract.include(core)
 extract.cdef("\n".join(EXTRACT_PROTOTYPES))
-extract.set_source("pyminidocker._pmd_extract", PRELUDE, sources=EXTRACT_SOURCES,
+extract.set_source("pyminidocker._pmd_extract", PRELUDE, sources=EXTRACT_SOURCES, depends=HEADERS,
                    include_dirs=[HERE.name], libraries=["archive", "crypto"],
                    extra_compile_args=COMPILE_ARGS)
 
