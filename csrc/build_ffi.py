@@ -20,7 +20,7 @@ from cffi import FFI
 HERE = pathlib.Path(__file__).resolve().parent
 HEADER = (HERE / "pmd.h").read_text()
 
-_section = re.search(r"^/\* ---- layer extraction .*?(?=^/\* ---- )", HEADER, re.M | re.S)
+_section = re.search(r"^/\* ---- layer extraction .*?(?=^/\* ---- |\Z)", HEADER, re.M | re.S)
 if _section is None:
     raise RuntimeError("pmd.h: no layer extraction section")
 EXTRACT_PROTOTYPES = re.findall(r"^int pmd_\w+\([^;]*\);$", _section.group(), re.M)
