@@ -11,7 +11,7 @@ PY_PACKAGES = cffi requests libarchive-c pyroute2 setuptools wheel pytest pyjwt 
 
 all: build
 
-# Build the C module and the monitor in place (pyminidocker/_pmd.*.so, pyminidocker/pmd-monitor),
+# Build the C modules and the monitor in place (pyminidocker/_pmd*.so, pyminidocker/pmd-monitor),
 # and byte-compile the package: the start path must not pay for compiling Python
 # (PYTHONDONTWRITEBYTECODE would make every run do it; `pip install` compiles too).
 build:
@@ -53,4 +53,4 @@ demo: build
 	$(PYTHON) bench/demo.py
 
 clean:
-	rm -rf build pyminidocker/_pmd.* pyminidocker/pmd-monitor *.egg-info .pytest_cache
+	rm -rf build pyminidocker/_pmd.* pyminidocker/_pmd_extract.* pyminidocker/pmd-monitor *.egg-info .pytest_cache

@@ -1,9 +1,9 @@
-"""Build: the cffi module (csrc/build_ffi.py) and the pmd-monitor executable next to it.
+"""Build: the cffi modules (csrc/build_ffi.py) and the pmd-monitor executable next to it.
 
 pmd-monitor watches detached containers (csrc/monitor_main.c); it is linked from the shim's own
 spawn sources, so it clones containers exactly as the module does, but without libarchive or
-Python. It is built by the same compiler setuptools uses for the extension, into the directory
-the extension goes to (the package in the source tree for `build_ext --inplace`, build/lib for
+Python. It is built by the same compiler setuptools uses for the extensions, into the directory
+they go to (the package in the source tree for `build_ext --inplace`, build/lib for
 a wheel), so it always sits next to pyminidocker/_native.py.
 """
 import os
@@ -51,4 +51,5 @@ class BuildExtWithMonitor(build_ext):
         return [*super().get_outputs(), os.path.join(self.monitor_dir(), MONITOR)]
 
 
-setup(cffi_modules=["csrc/build_ffi.py:ffibuilder"], cmdclass={"build_ext": BuildExtWithMonitor})
+setup(cffi_modules=["csrc/build_ffi.py:core", "csrc/build_ffi.py:extract"],
+      cmdclass={"build_ext": BuildExtWithMonitor})

@@ -7,6 +7,9 @@
  *   - every entry point returns 0 on success or -1 and fills struct pmd_error;
  *   - only ints, const char *, and the fixed structs below cross the boundary;
  *   - C never returns memory that Python must free.
+ * The functions of the "layer extraction" section are a cffi module of their own, the only one
+ * linked with libarchive and libcrypto, so that a container start does not load them; all the
+ * rest, their types and constants included, is pyminidocker._pmd (see build_ffi.py).
  */
 
 /* ---- errors ------------------------------------------------------------------------- */

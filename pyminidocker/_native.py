@@ -1,4 +1,6 @@
-"""The only importer of the compiled C shim (pyminidocker._pmd).
+"""The only importer of the compiled C shim: pyminidocker._pmd, and pyminidocker._pmd_extract
+for layer extraction alone, imported on its first use (it loads libarchive and libcrypto, and with
+them thirteen more libraries that a container start does without; see csrc/build_ffi.py).
 
 Each wrapper checks its arguments, allocates with ffi.new, calls, and turns a -1 return into
 an OSError built from struct pmd_error, so Python's own subclasses (FileNotFoundError,
@@ -54,9 +56,11 @@ def layer_extract(fd: int, dest: str | os.PathLike[str], compression: int) -> Ex
     Raises OSError (EPERM/EXDEV for hostile entries, EINVAL for a corrupt stream, ENOSPC, ...).
     Releases the GIL while extracting, so several layers extract in parallel threads.
     """
+    from pyminidocker._pmd_extract import lib as extract_lib
+
     res = ffi.new("struct pmd_extract_result *")
     err = ffi.new("struct pmd_error *")
-    if lib.pmd_layer_extract(fd, os.fsencode(dest), compression, res, err) != 0:
+    if extract_lib.pmd_layer_extract(fd, os.fsencode(dest), compression, res, err) != 0:
         _raise(err)
     return ExtractResult(
         ffi.string(res.compressed_digest).decode(),
