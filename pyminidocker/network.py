@@ -43,45 +43,56 @@ go into a table of the engine's own, `ip pyminidocker`, by the nft binary (netwo
 """
 from __future__ import annotations
 
-import contextlib
 import errno
-import ipaddress
 import os
-import re
-import shlex
-import shutil
-import socket
-import subprocess
-from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
-from ipaddress import IPv4Address, IPv4Network
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+import time
 
-from pyminidocker.errors import Conflict, NotFound, PmdError, UsageError
+from pyminidocker.errors import Conflict, NotFound, PmdError, UsageError, suppress
 from pyminidocker.record import dataclass
-from pyminidocker.store import FileLock
+from pyminidocker.store import FileLock, valid_name
 from pyminidocker.store.networks import Network, NetworkStore
 
+# A container's start on a bridge runs get_network, allocate, ensure_bridge (when all is in
+# place already) and release: those stay clear of modules whose import costs milliseconds
+# (ipaddress, subprocess, shutil, socket and re, through enum and functools). The rest of the
+# module imports them where it needs them.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import subprocess
+    from collections.abc import Iterable
+    from ipaddress import IPv4Address, IPv4Network
+    from typing import Any
+
     from pyminidocker.config import Config
     from pyminidocker.store import Store
 
 DEFAULT_NETWORK = "bridge"
 PREDEFINED = ("bridge", "host", "none")
 BRIDGE_ALIAS = "pyminidocker"
-HOST_LOCK = Path("/run/pyminidocker/network.lock")
+HOST_LOCK = "/run/pyminidocker/network.lock"
 
-# Like Docker's default address pools (172.17-31/16, then 192.168.x/20), but starting where
-# neither Docker's docker0 (172.17) nor Podman's podman0 (10.88) usually lives; every network
-# without an explicit subnet takes the first one that overlaps no host route and no other
-# network, so 10.88 is skipped only on a host where Podman's route is really there.
-POOL: tuple[IPv4Network, ...] = (
-    *(IPv4Network(f"10.{b}.0.0/16") for b in range(77, 100)),
-    IPv4Network("172.30.0.0/16"),
-    IPv4Network("172.31.0.0/16"),
-    *(IPv4Network(f"192.168.{c}.0/20") for c in range(0, 256, 16)),
-)
+_pool: tuple[IPv4Network, ...] = ()
+
+
+def pool() -> tuple[IPv4Network, ...]:
+    """Like Docker's default address pools (172.17-31/16, then 192.168.x/20), but starting
+    where neither Docker's docker0 (172.17) nor Podman's podman0 (10.88) usually lives; every
+    network without an explicit subnet takes the first one that overlaps no host route and no
+    other network, so 10.88 is skipped only on a host where Podman's route is really there."""
+    global _pool
+    if not _pool:
+        from ipaddress import IPv4Network
+
+        _pool = (*(IPv4Network(f"10.{b}.0.0/16") for b in range(77, 100)),
+                 IPv4Network("172.30.0.0/16"), IPv4Network("172.31.0.0/16"),
+                 *(IPv4Network(f"192.168.{c}.0/20") for c in range(0, 256, 16)))
+    return _pool
+
+
+def __getattr__(name: str) -> Any:
+    if name == "POOL":  # built on first use: it needs ipaddress
+        return pool()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # (table, chain, [(builtin chain, jump rule), ...]) in the order they are created
 CHAINS: tuple[tuple[str, str, tuple[tuple[str, tuple[str, ...]], ...]], ...] = (
@@ -92,7 +103,6 @@ CHAINS: tuple[tuple[str, str, tuple[tuple[str, tuple[str, ...]], ...]], ...] = (
     ("filter", "PMD-INPUT", (("INPUT", ()),)),
 )
 
-_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 _PROTOS = ("tcp", "udp")
 
 
@@ -117,6 +127,8 @@ class PortMapping:
 def parse_subnet(text: str) -> IPv4Network:
     """"10.1.0.0/24" -> IPv4Network. Raises UsageError for a bad CIDR, host bits set, IPv6,
     or a subnet too small to hold a gateway and one container (/31, /32)."""
+    import ipaddress
+
     if "/" not in text:
         raise UsageError(f"invalid CIDR address: {text}")
     try:
@@ -130,11 +142,13 @@ def parse_subnet(text: str) -> IPv4Network:
         raise UsageError(f"invalid subnet {text}: it should be {net}")
     if net.prefixlen > 30:
         raise UsageError(f"invalid subnet {text}: too small (a /30 at most)")
-    return IPv4Network(net)
+    return ipaddress.IPv4Network(net)
 
 
 def parse_gateway(text: str, subnet: IPv4Network) -> IPv4Address:
     """Raises UsageError if not an IPv4 address usable as a host of subnet."""
+    from ipaddress import IPv4Address
+
     try:
         gw = IPv4Address(text)
     except ValueError:
@@ -180,6 +194,8 @@ def parse_publish(spec: str) -> list[PortMapping]:
     else:
         raise UsageError(f"invalid port format: {spec}")
     if host_ip:
+        from ipaddress import IPv4Address
+
         try:
             ip = IPv4Address(host_ip)
         except ValueError:
@@ -200,7 +216,7 @@ def parse_publish(spec: str) -> list[PortMapping]:
 
 def check_network_name(name: str) -> str:
     """Raises UsageError."""
-    if not _NAME_RE.fullmatch(name) or len(name) > 128:
+    if not valid_name(name) or len(name) > 128:
         raise UsageError(f"invalid network name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are "
                          "allowed")
     return name
@@ -230,6 +246,9 @@ def choose_subnet(candidates: Iterable[IPv4Network],
 def host_routes(exclude_ifnames: Iterable[str] = ()) -> list[IPv4Network]:
     """The IPv4 destinations routed on the host (every table but "local"; no default route),
     except those through the interfaces named. Raises PmdError if netlink fails."""
+    import socket
+    from ipaddress import IPv4Network
+
     from pyroute2 import IPRoute  # cold path only: never imported by run/start
 
     out = []
@@ -257,7 +276,7 @@ def host_routes(exclude_ifnames: Iterable[str] = ()) -> list[IPv4Network]:
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _new_id(existing: Iterable[Network]) -> str:
@@ -270,8 +289,8 @@ def _new_id(existing: Iterable[Network]) -> str:
 
 def _resolve(ns: NetworkStore, name_or_id: str) -> Network:
     """By name, full id or unique id prefix. Raises NotFound, Conflict (ambiguous prefix)."""
-    with contextlib.suppress(NotFound):
-        if _NAME_RE.fullmatch(name_or_id):
+    with suppress(NotFound):
+        if valid_name(name_or_id):
             return ns.get(name_or_id)
     matches = [n for n in ns.all() if n.id.startswith(name_or_id)] if name_or_id else []
     if len(matches) == 1:
@@ -292,8 +311,11 @@ def _host_routes_or_none(exclude: Iterable[str]) -> list[IPv4Network]:
 
 def _create_locked(ns: NetworkStore, name: str, subnet: str | None, gateway: str | None,
                    bridge: str | None, internal: bool, labels: dict[str, str] | None,
-                   candidates: Iterable[IPv4Network] = POOL) -> Network:
+                   candidates: Iterable[IPv4Network] | None = None) -> Network:
     """Caller holds the store lock."""
+    import re
+    from ipaddress import IPv4Network
+
     existing = ns.all()
     if any(n.name == name for n in existing):
         raise Conflict(f"network with name {name} already exists")
@@ -305,7 +327,7 @@ def _create_locked(ns: NetworkStore, name: str, subnet: str | None, gateway: str
         if overlaps(net, others) is not None:
             raise Conflict("Pool overlaps with other one on this address space")
     else:
-        net = choose_subnet(candidates,
+        net = choose_subnet(candidates or pool(),
                             [*others, *_host_routes_or_none([bridge] if bridge else [])])
     gw = parse_gateway(gateway, net) if gateway else net.network_address + 1
     nid = _new_id(existing)
@@ -345,17 +367,19 @@ def default_network(store: Store, cfg: Config | None = None) -> Network:
     else the next free pool subnet; gateway default-gateway or .1; bridge default-bridge or
     "pmd0". Raises UsageError (a bad config value), PmdError (pool exhausted), StoreError."""
     ns = NetworkStore(store)
-    with contextlib.suppress(NotFound):
+    with suppress(NotFound):
         return ns.get(DEFAULT_NETWORK)
-    first = parse_subnet(cfg.default_subnet) if cfg and cfg.default_subnet else POOL[0]
+    from ipaddress import IPv4Address, IPv4Network
+
+    first = parse_subnet(cfg.default_subnet) if cfg and cfg.default_subnet else pool()[0]
     gateway = cfg.default_gateway if cfg else None
     bridge = cfg.default_bridge if cfg else "pmd0"
     with store.lock():
-        with contextlib.suppress(NotFound):
+        with suppress(NotFound):
             return ns.get(DEFAULT_NETWORK)  # made by another process while we waited
         existing = ns.all()
         taken = [*(IPv4Network(n.subnet) for n in existing), *_host_routes_or_none([bridge])]
-        net = choose_subnet([first, *(p for p in POOL if p != first)], taken)
+        net = choose_subnet([first, *(p for p in pool() if p != first)], taken)
         if gateway and IPv4Address(gateway) not in net:
             gateway = None  # configured for a subnet we had to skip
         return _create_locked(ns, DEFAULT_NETWORK, str(net), gateway, bridge, False, None)
@@ -368,6 +392,8 @@ def list_networks(store: Store) -> list[Network]:
 
 def inspect_network(store: Store, name_or_id: str) -> dict[str, Any]:
     """Docker-like inspect document. Raises NotFound, Conflict (ambiguous id), StoreError."""
+    from ipaddress import IPv4Address
+
     ns = NetworkStore(store)
     net = _resolve(ns, name_or_id)
     alloc = ns.allocations(net.name)
@@ -426,19 +452,30 @@ def prune_networks(store: Store, in_use: Iterable[str] = ()) -> list[str]:
 # IPAM
 
 
-def _allocate_locked(ns: NetworkStore, net: Network, container_id: str) -> IPv4Address:
+def _ip_int(address: str) -> int:
+    return int.from_bytes(bytes(int(b) for b in address.split(".")), "big")
+
+
+def _ip_str(n: int) -> str:
+    return ".".join(str(b) for b in n.to_bytes(4, "big"))
+
+
+def _allocate_locked(ns: NetworkStore, net: Network, container_id: str) -> str:
+    # Integer arithmetic on the record's subnet and gateway, which were validated (with
+    # ipaddress) when the network was created: ipaddress is not imported on a start.
     alloc = ns.allocations(net.name)
     for held, cid in alloc.items():
         if cid == container_id:
-            return IPv4Address(held)  # idempotent: a retried create keeps its address
-    subnet = IPv4Network(net.subnet)
-    gw = int(IPv4Address(net.gateway))
-    used = {int(IPv4Address(a)) for a in alloc}
+            return held  # idempotent: a retried create keeps its address
+    first = _ip_int(net.subnet.partition("/")[0])
+    broadcast = first | ((1 << (32 - net.prefix_len)) - 1)
+    gw = _ip_int(net.gateway)
+    used = {_ip_int(a) for a in alloc}
     # hosts only: not the network address, not the broadcast address, not the gateway
-    for n in range(int(subnet.network_address) + 1, int(subnet.broadcast_address)):
+    for n in range(first + 1, broadcast):
         if n != gw and n not in used:
-            addr = IPv4Address(n)
-            alloc[str(addr)] = container_id
+            addr = _ip_str(n)
+            alloc[addr] = container_id
             ns.put_allocations(net.name, alloc)
             return addr
     raise PmdError(f"no available IPv4 addresses on network {net.name}")
@@ -453,7 +490,7 @@ def allocate(store: Store, network: str | Network, container_id: str) -> tuple[s
     with store.lock():
         net = ns.get(name)  # read under the lock: the record may have changed
         addr = _allocate_locked(ns, net, container_id)
-    return str(addr), net.prefix_len, net.gateway
+    return addr, net.prefix_len, net.gateway
 
 
 def release(store: Store, network: str | Network, container_id: str) -> list[str]:
@@ -528,7 +565,7 @@ def disconnect(store: Store, network: str, container_id: str) -> None:
     """Release the container's address on the network; a network that no longer exists is
     fine (rm after network rm --force, or a crash). The bridge stays (removed by network rm,
     prune or reset_host). Raises StoreError."""
-    with contextlib.suppress(NotFound):
+    with suppress(NotFound):
         release(store, _resolve(NetworkStore(store), network), container_id)
 
 
@@ -536,8 +573,42 @@ def disconnect(store: Store, network: str, container_id: str) -> None:
 # iptables
 
 
+def _which(name: str) -> str | None:
+    """shutil.which for a plain command name (shutil costs milliseconds to import)."""
+    for d in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        path = os.path.join(d or ".", name)
+        if os.access(path, os.X_OK) and not os.path.isdir(path):
+            return path
+    return None
+
+
+def _capture(argv: list[str]) -> str | None:
+    """The output of argv, or None if it cannot run or fails. os.posix_spawn and a pipe: the
+    subprocess module costs milliseconds to import, and this runs on a container's start."""
+    r, w = os.pipe2(os.O_CLOEXEC)
+    try:
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=[
+                (os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, w, 1),
+                (os.POSIX_SPAWN_DUP2, null, 2)])
+        finally:
+            os.close(null)
+    except OSError:
+        os.close(r)
+        return None
+    finally:
+        os.close(w)
+    chunks = []
+    with open(r, "rb") as f:
+        while chunk := f.read(65536):
+            chunks.append(chunk)
+    _, status = os.waitpid(pid, 0)
+    return b"".join(chunks).decode() if os.waitstatus_to_exitcode(status) == 0 else None
+
+
 def _iptables_bin() -> str:
-    path = shutil.which("iptables")
+    path = _which("iptables")
     if path is None:
         raise PmdError("iptables not found: cannot set up NAT for container networks",
                        hint="install iptables or nftables")
@@ -547,9 +618,9 @@ def _iptables_bin() -> str:
 def _backend() -> str:
     """"iptables" where its binary is (iptables-nft included), else "nft" (network_nft).
     Raises PmdError when there is neither."""
-    if shutil.which("iptables"):
+    if _which("iptables"):
         return "iptables"
-    if shutil.which("nft"):
+    if _which("nft"):
         return "nft"
     raise PmdError("neither iptables nor nft found: cannot set up NAT for container networks",
                    hint="install iptables or nftables")
@@ -557,6 +628,9 @@ def _backend() -> str:
 
 def _ipt(table: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run iptables -w -t TABLE ARGS. Raises PmdError on failure if check."""
+    import shlex
+    import subprocess
+
     argv = [_iptables_bin(), "-w", "-t", table, *args]
     try:
         res = subprocess.run(argv, capture_output=True, text=True, check=False,
@@ -604,6 +678,8 @@ def _ensure_chains() -> None:
 
 def _rules_of(table: str, chain: str) -> list[list[str]]:
     """The rules of chain as argument lists (after "-A CHAIN"); [] if there is no chain."""
+    import shlex
+
     res = _ipt(table, "-S", chain, check=False)
     if res.returncode != 0:
         return []
@@ -684,19 +760,20 @@ def _port_rules(net: Network, container_ip: str,
 # Host state
 
 
-@contextlib.contextmanager
-def host_lock() -> Iterator[None]:
-    """Serialise changes of the host's bridges and rules among all engine processes."""
-    HOST_LOCK.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with FileLock(str(HOST_LOCK)):
-        yield
+def host_lock() -> FileLock:
+    """`with host_lock():` serialises changes of the host's bridges and rules among all
+    engine processes."""
+    os.makedirs(os.path.dirname(HOST_LOCK), mode=0o700, exist_ok=True)
+    return FileLock(HOST_LOCK)
 
 
 def _sysctl(path: str, value: str) -> None:
-    p = Path("/proc/sys") / path
+    p = os.path.join("/proc/sys", path)
     try:
-        if p.read_text().strip() != value:
-            p.write_text(value + "\n")
+        with open(p, "r+") as f:
+            if f.read().strip() != value:
+                f.seek(0)
+                f.write(value + "\n")
     except OSError as e:
         raise PmdError(f"cannot set {path.replace('/', '.')}={value}: "
                        f"{e.strerror or e}") from None
@@ -718,16 +795,24 @@ def _bridge_ready(net: Network) -> bool:
     import fcntl
     import struct
 
+    try:
+        import _socket as socket  # the socket module imports enum and selectors: milliseconds
+    except ImportError:  # pragma: no cover - not CPython
+        import socket  # type: ignore[no-redef]
+
     br = net.bridge
     if not os.path.isdir(f"/sys/class/net/{br}/bridge"):
         return False
     siocgifflags, siocgifaddr, siocgifnetmask, iff_up = 0x8913, 0x8915, 0x891B, 0x1
     ifreq = struct.pack("16s16x", br.encode())
     try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sk:
+        sk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
             flags = struct.unpack_from("H", fcntl.ioctl(sk, siocgifflags, ifreq), 16)[0]
             addr = socket.inet_ntoa(fcntl.ioctl(sk, siocgifaddr, ifreq)[20:24])
             mask = fcntl.ioctl(sk, siocgifnetmask, ifreq)[20:24]
+        finally:
+            sk.close()
     except OSError:
         return False  # no IPv4 address yet, or gone meanwhile
     prefix = bin(int.from_bytes(mask, "big")).count("1")
@@ -737,6 +822,8 @@ def _bridge_ready(net: Network) -> bool:
 def _ensure_link(net: Network) -> None:
     if _bridge_ready(net):
         return
+    import socket
+
     from pyroute2 import IPRoute
     from pyroute2.netlink.exceptions import NetlinkError
 
@@ -816,14 +903,10 @@ def _all_present(rules: list[tuple[str, str, tuple[str, ...]]]) -> bool:
     """Whether one iptables-save shows our chains, their jumps and these rules (by their
     comments): the common case of a second container on a network costs one process, not
     one iptables -C per rule (each ~3 ms)."""
-    try:
-        res = subprocess.run([_iptables_bin() + "-save"], capture_output=True, text=True,
-                             check=False, stdin=subprocess.DEVNULL)
-    except OSError:
+    text = _capture([_iptables_bin() + "-save"])
+    if text is None:
         return False
-    if res.returncode != 0:
-        return False
-    lines = set(res.stdout.splitlines())
+    lines = set(text.splitlines())
     for _, chain, jumps in CHAINS:
         if f":{chain} - [0:0]" not in lines and not any(
                 line.startswith(f":{chain} ") for line in lines):
@@ -831,7 +914,6 @@ def _all_present(rules: list[tuple[str, str, tuple[str, ...]]]) -> bool:
         for builtin, match in jumps:
             if " ".join(("-A", builtin, *match, "-j", chain)) not in lines:
                 return False
-    text = res.stdout
     return all(f'"{rule[rule.index("--comment") + 1]}"' in text for _, _, rule in rules)
 
 
@@ -851,22 +933,24 @@ def remove_network_host_state(net: Network) -> None:
     when no network has rules left. Idempotent. Raises PmdError."""
     with host_lock():
         # both backends where present: state made under one is found after a switch
-        if shutil.which("iptables"):
+        if _which("iptables"):
             _remove_tagged_rules(f"pmd:{net.bridge}:")
             _drop_empty_chains()
-        if shutil.which("nft"):
+        if _which("nft"):
             from pyminidocker import network_nft as nft
 
             nft.delete(f"pmd:{net.bridge}:")
         _delete_link(net.bridge)
 
 
-_OUR_BRIDGE_NAME = re.compile(r"pmd0|pmd-[0-9a-f]{11}")
+_OUR_BRIDGE_NAME = r"pmd0|pmd-[0-9a-f]{11}"
 
 
 def _remove_every_pmd_chain() -> None:
     """Every chain named PMD-* in nat and filter and every jump to one, whether or not this
     version of the engine made it (a chain an older version used is ours too)."""
+    import shlex
+
     for table in ("nat", "filter"):
         lines = _ipt(table, "-S").stdout.splitlines()
         ours = [line.split()[1] for line in lines if line.startswith("-N PMD-")]
@@ -886,12 +970,14 @@ def reset_host(store: Store | None = None) -> None:
     one; every bridge tagged as ours, named as ours ("pmd0", "pmd-<11 hex>"), or named by one
     of store's networks. Leaves ip_forward as it is (other software may rely on it).
     Raises PmdError."""
+    import re
+
     from pyroute2 import IPRoute
 
     with host_lock():
-        if shutil.which("iptables"):
+        if _which("iptables"):
             _remove_every_pmd_chain()
-        if shutil.which("nft"):
+        if _which("nft"):
             from pyminidocker import network_nft as nft
 
             nft.reset()
@@ -901,7 +987,7 @@ def reset_host(store: Store | None = None) -> None:
                 name = link.get_attr("IFLA_IFNAME")
                 if _link_kind(link) == "bridge" and (
                         link.get_attr("IFLA_IFALIAS") == BRIDGE_ALIAS
-                        or _OUR_BRIDGE_NAME.fullmatch(name)):
+                        or re.fullmatch(_OUR_BRIDGE_NAME, name)):
                     names.add(name)
         for name in sorted(names):
             _delete_link(name)
@@ -928,6 +1014,8 @@ def _bind_probe(p: PortMapping) -> int:
     """Bind the host port as a server would (no SO_REUSEADDR, so a listener or another bound
     socket on any overlapping address refuses us); returns the port (picked if 0).
     Raises Conflict (in use), UsageError (an address the host does not have)."""
+    import socket
+
     kind = socket.SOCK_STREAM if p.proto == "tcp" else socket.SOCK_DGRAM
     with socket.socket(socket.AF_INET, kind) as s:
         try:
@@ -1043,9 +1131,9 @@ def unpublish_all(net: Network, container_ip: str) -> None:
     """Remove every published port of the container at container_ip on the network, without
     knowing which (stop after a crash, reconciliation). Idempotent. Raises PmdError."""
     with host_lock():
-        if shutil.which("iptables"):
+        if _which("iptables"):
             _remove_tagged_rules(f"pmd:{net.bridge}:port:{container_ip}", exact=True)
-        if shutil.which("nft"):
+        if _which("nft"):
             from pyminidocker import network_nft as nft
 
             nft.delete(nft.port_tag(net.bridge, container_ip))

@@ -12,7 +12,7 @@ import os
 
 from pyminidocker.errors import Conflict, NotFound, StoreError, UsageError
 from pyminidocker.record import asdict, dataclass, field
-from pyminidocker.store import _store_error, read_json, write_json
+from pyminidocker.store import _store_error, read_json, valid_name, write_json
 
 TYPE_CHECKING = False  # typing is not imported at run time: the start path
 
@@ -21,9 +21,6 @@ if TYPE_CHECKING:
 
     from pyminidocker.store import Store
 
-# Docker's [a-zA-Z0-9][a-zA-Z0-9_.-]*, checked without re (not imported on the start path)
-_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
-_NAME_CHARS = _ALNUM | frozenset("_.-")
 _ADJECTIVES = ("admiring", "brave", "calm", "eager", "fervent", "gifted", "happy", "jolly",
                "keen", "lucid", "modest", "nifty", "optimistic", "quirky", "relaxed", "serene",
                "tender", "upbeat", "vibrant", "witty", "zealous")
@@ -95,7 +92,7 @@ def random_name(taken: set[str]) -> str:
 def check_name(name: str) -> str:
     """Docker's rule for container names. Raises UsageError."""
     n = name.removeprefix("/")
-    if not (n and n[0] in _ALNUM and _NAME_CHARS.issuperset(n)):
+    if not valid_name(n):
         raise UsageError(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] "
                          "are allowed")
     return n
