@@ -1,11 +1,10 @@
-"""The command line: argument parsing, output and exit codes. The only module that prints.
+"""The command line: its commands and their arguments (parsed by cliargs), output and exit codes.
 
 Exit codes follow Docker's: 0 success, 1 an operation failed, 125 bad usage or an engine failure
 (126/127 for containers come with the runtime), 130 interrupted.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -13,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from pyminidocker import __version__
+from pyminidocker.cliargs import REMAINDER, Help, Namespace, Parser
 from pyminidocker.errors import PmdError, UsageError
 from pyminidocker.spec import StartError
 
@@ -21,11 +21,6 @@ if TYPE_CHECKING:
     from typing import IO, Any
 
 PROG = "pyminidocker"
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}")
 
 
 class Env:
@@ -148,7 +143,7 @@ class PullRenderer:
 
 # ---- commands --------------------------------------------------------------------------------
 
-def _store(args: argparse.Namespace) -> Any:
+def _store(args: Namespace) -> Any:
     from pyminidocker.store import Store
 
     store = Store(args.config.root)
@@ -156,7 +151,7 @@ def _store(args: argparse.Namespace) -> Any:
     return store
 
 
-def cmd_pull(args: argparse.Namespace, env: Env) -> int:
+def cmd_pull(args: Namespace, env: Env) -> int:
     from pyminidocker.platforms import parse_platform
     from pyminidocker.pull import Puller
     from pyminidocker.reference import parse_reference
@@ -215,7 +210,7 @@ def _image_size(store: Any, rec: Any) -> int:
         if rec.layer else 0
 
 
-def cmd_images(args: argparse.Namespace, env: Env) -> int:
+def cmd_images(args: Namespace, env: Env) -> int:
     store = _store(args)
     now = time.time()
     rows: list[dict[str, str]] = []
@@ -262,7 +257,7 @@ def _matches(pattern: str, repo: str, tag: str) -> bool:
     return fnmatch.fnmatch(repo, want_repo) and (not want_tag or fnmatch.fnmatch(tag, want_tag))
 
 
-def cmd_inspect(args: argparse.Namespace, env: Env) -> int:
+def cmd_inspect(args: Namespace, env: Env) -> int:
     store = _store(args)
     out = []
     failed = False
@@ -322,7 +317,7 @@ def _inspect_image(store: Any, rec: Any) -> dict[str, Any]:
     }
 
 
-def cmd_tag(args: argparse.Namespace, env: Env) -> int:
+def cmd_tag(args: Namespace, env: Env) -> int:
     from pyminidocker.reference import parse_reference
 
     store = _store(args)
@@ -337,7 +332,7 @@ def cmd_tag(args: argparse.Namespace, env: Env) -> int:
     return 0
 
 
-def cmd_rmi(args: argparse.Namespace, env: Env) -> int:
+def cmd_rmi(args: Namespace, env: Env) -> int:
     """Docker's rules: a name is removed while other tags remain; the last one takes the image
     (and the layers no other image uses) with it, unless a container uses the image: then it
     is refused, or with -f the names go and the data stays (a dangling image)."""
@@ -388,7 +383,7 @@ def cmd_rmi(args: argparse.Namespace, env: Env) -> int:
     return status
 
 
-def cmd_login(args: argparse.Namespace, env: Env) -> int:
+def cmd_login(args: Namespace, env: Env) -> int:
     from pyminidocker.registry import RegistryClient
 
     server = _server(args.server)
@@ -427,7 +422,7 @@ def _server(server: str | None) -> str:
     return "docker.io" if s in ("index.docker.io", "registry-1.docker.io") else s
 
 
-def cmd_logout(args: argparse.Namespace, env: Env) -> int:
+def cmd_logout(args: Namespace, env: Env) -> int:
     from pyminidocker.registry import RegistryClient
 
     server = _server(args.server)
@@ -436,11 +431,11 @@ def cmd_logout(args: argparse.Namespace, env: Env) -> int:
     return 0
 
 
-def _container_group(args: argparse.Namespace, env: Env, parser: Any) -> int:
+def _container_group(args: Namespace, env: Env, parser: Any) -> int:
     return cmd_container_prune(args, env)
 
 
-def cmd_system(args: argparse.Namespace, env: Env) -> int:
+def cmd_system(args: Namespace, env: Env) -> int:
     """`system reset`: remove every container of this store, then everything the engine added
     to the host for networking (bridges, PMD-* rules), whichever store added it."""
     from pyminidocker import network
@@ -462,20 +457,20 @@ def cmd_system(args: argparse.Namespace, env: Env) -> int:
     return 0
 
 
-def cmd_version(args: argparse.Namespace, env: Env) -> int:
+def cmd_version(args: Namespace, env: Env) -> int:
     env.out(f"{PROG} version {__version__}")
     return 0
 
 
 # ---- containers ------------------------------------------------------------------------------
 
-def _runtime(args: argparse.Namespace) -> Any:
+def _runtime(args: Namespace) -> Any:
     from pyminidocker.runtime import Runtime
 
     return Runtime(_store(args), args.tracer)
 
 
-def _create_options(args: argparse.Namespace) -> Any:
+def _create_options(args: Namespace) -> Any:
     from pyminidocker import spec as policy
     from pyminidocker.runtime import CreateOptions
 
@@ -502,7 +497,7 @@ def _create_options(args: argparse.Namespace) -> Any:
     )
 
 
-def _create(args: argparse.Namespace, env: Env) -> tuple[Any, Any]:
+def _create(args: Namespace, env: Env) -> tuple[Any, Any]:
     """create's work for create and run: like Docker, pull the image if it is missing, and
     exit 125 for any failure of the engine (the container's own codes come later)."""
     try:
@@ -515,7 +510,7 @@ def _create(args: argparse.Namespace, env: Env) -> tuple[Any, Any]:
         raise
 
 
-def _ensure_image(args: argparse.Namespace, store: Any, env: Env) -> None:
+def _ensure_image(args: Namespace, store: Any, env: Env) -> None:
     from pyminidocker.errors import NotFound
 
     try:
@@ -535,13 +530,13 @@ def _ensure_image(args: argparse.Namespace, store: Any, env: Env) -> None:
     err_env.out(f"Status: Downloaded newer image for {_familiar(ref)}")
 
 
-def cmd_create(args: argparse.Namespace, env: Env) -> int:
+def cmd_create(args: Namespace, env: Env) -> int:
     _, rec = _create(args, env)
     env.out(rec.id)
     return 0
 
 
-def cmd_run(args: argparse.Namespace, env: Env) -> int:
+def cmd_run(args: Namespace, env: Env) -> int:
     from pyminidocker.cgroups import prime_migration
 
     prime_migration()  # overlaps a kernel wait with create (see its docstring)
@@ -649,7 +644,7 @@ def _run_with_pty(start: Callable[[Callable[[Any], None]], int | None], env: Env
     return code
 
 
-def cmd_exec(args: argparse.Namespace, env: Env) -> int:
+def cmd_exec(args: Namespace, env: Env) -> int:
     rt = _runtime(args)
     try:
         rec = rt.get(args.container)
@@ -675,7 +670,7 @@ def cmd_exec(args: argparse.Namespace, env: Env) -> int:
         raise
 
 
-def cmd_start(args: argparse.Namespace, env: Env) -> int:
+def cmd_start(args: Namespace, env: Env) -> int:
     rt = _runtime(args)
     status = 0
     for ref in args.containers:
@@ -692,7 +687,7 @@ def cmd_start(args: argparse.Namespace, env: Env) -> int:
     return status
 
 
-def _each(args: argparse.Namespace, env: Env, action: Callable[[Any, Any], None],
+def _each(args: Namespace, env: Env, action: Callable[[Any, Any], None],
           echo: bool = True) -> int:
     rt = _runtime(args)
     status = 0
@@ -707,11 +702,11 @@ def _each(args: argparse.Namespace, env: Env, action: Callable[[Any, Any], None]
     return status
 
 
-def cmd_stop(args: argparse.Namespace, env: Env) -> int:
+def cmd_stop(args: Namespace, env: Env) -> int:
     return _each(args, env, lambda rt, rec: rt.stop(rec, args.time))
 
 
-def cmd_kill(args: argparse.Namespace, env: Env) -> int:
+def cmd_kill(args: Namespace, env: Env) -> int:
     sig = _signal(args.signal)
     return _each(args, env, lambda rt, rec: rt.kill(rec, sig))
 
@@ -729,11 +724,11 @@ def _signal(name: str) -> int:
         raise UsageError(f"invalid signal: {name}") from None
 
 
-def cmd_rm(args: argparse.Namespace, env: Env) -> int:
+def cmd_rm(args: Namespace, env: Env) -> int:
     return _each(args, env, lambda rt, rec: rt.remove(rec, args.force))
 
 
-def cmd_wait(args: argparse.Namespace, env: Env) -> int:
+def cmd_wait(args: Namespace, env: Env) -> int:
     def wait(rt: Any, rec: Any) -> None:
         env.out(str(rt.wait(rec)))
         env.stdout.flush()
@@ -757,7 +752,7 @@ def _log_records(data: bytes) -> tuple[list[dict[str, str]], bytes]:
     return records, lines[-1]
 
 
-def cmd_logs(args: argparse.Namespace, env: Env) -> int:
+def cmd_logs(args: Namespace, env: Env) -> int:
     """The container's output from its json-file log (detached containers: the monitor writes
     it). -f follows it until the container has exited and everything it wrote is shown."""
     rt = _runtime(args)
@@ -802,7 +797,7 @@ def cmd_logs(args: argparse.Namespace, env: Env) -> int:
                 time.sleep(0.1)
 
 
-def cmd_rename(args: argparse.Namespace, env: Env) -> int:
+def cmd_rename(args: Namespace, env: Env) -> int:
     rt = _runtime(args)
     rt.rename(rt.get(args.container), args.new_name)
     return 0
@@ -819,7 +814,7 @@ def _status_text(rec: Any, now: float) -> str:
     return "Created"
 
 
-def cmd_ps(args: argparse.Namespace, env: Env) -> int:
+def cmd_ps(args: Namespace, env: Env) -> int:
     import shlex
 
     rt = _runtime(args)
@@ -861,7 +856,7 @@ def _docker_port(mapping: str) -> str:
     return f"{outside}->{inside}"
 
 
-def cmd_port(args: argparse.Namespace, env: Env) -> int:
+def cmd_port(args: Namespace, env: Env) -> int:
     rec = _runtime(args).get(args.container)
     for mapping in rec.state.ports:
         if args.port is None or mapping.split(" ", 1)[0] in (args.port, f"{args.port}/tcp"):
@@ -930,7 +925,7 @@ def _inspect_container(rt: Any, rec: Any) -> dict[str, Any]:
     }
 
 
-def cmd_container_prune(args: argparse.Namespace, env: Env) -> int:
+def cmd_container_prune(args: Namespace, env: Env) -> int:
     rt = _runtime(args)
     env.out("Deleted Containers:")
     for rec in rt.list():
@@ -942,12 +937,6 @@ def cmd_container_prune(args: argparse.Namespace, env: Env) -> int:
 
 # ---- parser ----------------------------------------------------------------------------------
 
-COMMANDS = ("pull", "images", "inspect", "tag", "rmi", "login", "logout", "create", "run",
-            "exec", "start", "ps", "stop", "kill", "rm", "wait", "logs", "port", "rename",
-            "container",
-            "network", "system", "version")
-
-
 class _Unused:
     """Stands for the parser of a command that is not being run: its flags are not built."""
 
@@ -955,39 +944,25 @@ class _Unused:
         pass
 
 
-def _command_of(argv: Sequence[str]) -> str | None:
-    """The command word of argv (the first word that is not a global option or its value)."""
-    it = iter(argv)
-    for arg in it:
-        if arg == "--root":
-            next(it, None)
-        elif not arg.startswith("-"):
-            return arg
-    return None
-
-
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The whole parser, or with `only` a parser of that command alone (building every
-    command's parser costs milliseconds on each start)."""
-    p = _Parser(prog=PROG, description="A daemonless container engine.")
+def build_parser(argv: Sequence[str] | None = None) -> Parser:
+    """The whole parser, or with argv one where only the command argv names has its flags
+    (declaring every command's costs on each start); every command is listed all the same."""
+    p = Parser(PROG, "A daemonless container engine.")
     p.add_argument("--root", help="store directory (default $PYMINIDOCKER_ROOT or "
                    "/var/lib/docker-mini)")
     p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     p.add_argument("--trace", action="store_true",
                    help="print the time of each phase (also PYMINIDOCKER_TRACE=1)")
     p.add_argument("-v", "--version", action="store_true", help="print the version and exit")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    only = None if argv is None else p.command_word(argv)
 
-    def add(name: str, fn: Callable[..., int], help: str, aliases: Sequence[str] = (),
-            add_help: bool = True) -> Any:
-        if only is not None and name != only and only not in aliases:
-            return _Unused()
-        sp = sub.add_parser(name, help=help, description=help, aliases=list(aliases),
-                            add_help=add_help)
-        if not add_help:  # -h is --hostname for run/create, as in Docker
-            sp.add_argument("--help", action="help", help="show this help message and exit")
-        sp.set_defaults(func=fn)
-        return sp
+    def add(name: str, fn: Callable[..., int] | None, help: str,
+            aliases: Sequence[str] = ()) -> Any:
+        sp = sub.add_parser(name, help=help, aliases=aliases)
+        if fn is not None:
+            sp.set_defaults(func=fn)
+        return sp if only is None or only == name or only in aliases else _Unused()
 
     sp = add("pull", cmd_pull, "Download an image from a registry")
     sp.add_argument("--platform", help="os/arch[/variant] to pull (default: this host's)")
@@ -1045,11 +1020,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         sp.add_argument("-i", "--interactive", action="store_true")
         sp.add_argument("-t", "--tty", action="store_true")
         sp.add_argument("image", metavar="IMAGE")
-        sp.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND")
+        sp.add_argument("cmd", nargs=REMAINDER, metavar="COMMAND")
 
-    sp = add("create", cmd_create, "Create a new container", add_help=False)
+    sp = add("create", cmd_create, "Create a new container")
     create_flags(sp)
-    sp = add("run", cmd_run, "Create and start a container", add_help=False)
+    sp = add("run", cmd_run, "Create and start a container")
     sp.add_argument("-d", "--detach", action="store_true")
     sp.add_argument("--rm", action="store_true")
     create_flags(sp)
@@ -1061,7 +1036,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sp.add_argument("-u", "--user")
     sp.add_argument("-w", "--workdir")
     sp.add_argument("container", metavar="CONTAINER")
-    sp.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND")
+    sp.add_argument("cmd", nargs=REMAINDER, metavar="COMMAND")
 
     sp = add("start", cmd_start, "Start one or more stopped containers")
     sp.add_argument("-a", "--attach", action="store_true")
@@ -1107,11 +1082,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sp.add_argument("action", choices=["prune"])
     sp.add_argument("-f", "--force", action="store_true")
 
-    # ---- network (issue 4): the commands live in cli_network.py ----
-    if only in (None, "network"):  # not imported on other commands' start path
-        from pyminidocker.cli_network import add_network_parser
+    sp = add("network", None, "Manage networks")
+    if isinstance(sp, Parser):  # its commands live in cli_network: imported only to run them
+        from pyminidocker.cli_network import add_network_commands
 
-        add_network_parser(add)
+        add_network_commands(sp)
 
     sp = add("system", cmd_system, "Manage the engine's footprint on this host")
     sp.add_argument("action", choices=["reset"])
@@ -1124,15 +1099,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def program(argv: Sequence[str], env: Env) -> int:
     from pyminidocker.config import Config
 
-    command = _command_of(argv)
-    # Only the command being run gets a parser (the others cost milliseconds of every start);
-    # an unknown one gets the full parser, so that the error lists the commands.
-    parser = build_parser(command if command in COMMANDS else None)
-    args = parser.parse_args(argv)
+    parser = build_parser(argv)
+    try:
+        args = parser.parse_args(argv)
+    except Help as h:
+        env.stdout.write(h.parser.format_help())
+        return 0
     if args.version:
         return cmd_version(args, env)
     if not getattr(args, "func", None):
-        parser.print_help(env.stdout)
+        env.stdout.write(parser.format_help())
         return 0
     args.config = Config.load(args.root)
     from pyminidocker.trace import Tracer
