@@ -3,6 +3,10 @@ rules (cobra/pflag), its help, its errors (one line, exit 125), and the start pa
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
 
 import pytest
 
@@ -256,3 +260,22 @@ def test_the_command_word_is_found_past_global_flags_and_their_values():
     assert p.command_word(["--root", "run", "ps"]) == "ps"
     assert p.command_word(["--debug", "-v", "run", "bb"]) == "run"
     assert p.command_word(["--root"]) is None and p.command_word(["--bogus", "ps"]) is None
+
+
+# ---- the start path's imports ----------------------------------------------------------------
+
+def test_the_cli_imports_no_heavy_modules():
+    """argparse alone cost ~10 ms of every start (re, enum, gettext, locale, ...)."""
+    root = Path(__file__).resolve().parents[2]
+    # as the launcher: python -S, the package's directory and the installed ones on the path
+    code = ("import sys; sys.path[1:1] = sys.argv[1:]; import pyminidocker.cli as c; "
+            "c.build_parser(['run', '--rm', 'bb', 'true']).parse_args(['run', '--rm', 'bb']); "
+            "print(' '.join(sorted(sys.modules)))")
+    res = subprocess.run([sys.executable, "-S", "-c", code, str(root),
+                          sysconfig.get_path("purelib"), sysconfig.get_path("platlib")],
+                         capture_output=True, text=True, check=True)
+    loaded = set(res.stdout.split())
+    assert "pyminidocker.cliargs" in loaded
+    heavy = {"argparse", "re", "enum", "json", "typing", "collections.abc", "dataclasses",
+             "pathlib", "gettext", "locale", "pyminidocker.cli_network"}
+    assert loaded & heavy == set()
