@@ -985,7 +985,7 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sp.add_argument("filter_ref", nargs="?", metavar="REPOSITORY[:TAG]")
 
     sp = add("inspect", cmd_inspect, "Show low-level information on containers and images")
-    sp.add_argument("--type", choices=["container", "image"])
+    sp.add_argument("--type", choices=["container", "image"], help="only objects of this type")
     sp.add_argument("images", nargs="+", metavar="NAME|ID")
 
     sp = add("tag", cmd_tag, "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")
@@ -997,77 +997,97 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sp.add_argument("images", nargs="+", metavar="IMAGE")
 
     sp = add("login", cmd_login, "Log in to a registry")
-    sp.add_argument("-u", "--username")
-    sp.add_argument("-p", "--password")
+    sp.add_argument("-u", "--username", help="username")
+    sp.add_argument("-p", "--password",
+                    help="password (--password-stdin keeps it out of the process list)")
     sp.add_argument("--password-stdin", action="store_true", help="take the password from stdin")
     sp.add_argument("server", nargs="?", metavar="SERVER")
 
     sp = add("logout", cmd_logout, "Log out from a registry")
     sp.add_argument("server", nargs="?", metavar="SERVER")
 
+    env_help = "set an environment variable: NAME=VALUE, or NAME to pass on ours"
+    user_help = "user name or UID (format: <name|uid>[:<group|gid>])"
+
     def create_flags(sp: Any) -> None:
-        sp.add_argument("--name")
-        sp.add_argument("-e", "--env", action="append", default=[])
-        sp.add_argument("--env-file", action="append", default=[])
-        sp.add_argument("-w", "--workdir")
-        sp.add_argument("-u", "--user")
-        sp.add_argument("--entrypoint")
-        sp.add_argument("-h", "--hostname")
-        sp.add_argument("--read-only", action="store_true")
-        sp.add_argument("-v", "--volume", action="append", default=[])
-        sp.add_argument("--tmpfs", action="append", default=[])
-        sp.add_argument("-m", "--memory")
-        sp.add_argument("--cpus")
-        sp.add_argument("--pids-limit", type=int)
-        sp.add_argument("--network", "--net", default="bridge")
-        sp.add_argument("-p", "--publish", action="append", default=[])
-        sp.add_argument("-P", "--publish-all", action="store_true")
-        sp.add_argument("--privileged", action="store_true")
-        sp.add_argument("--cap-add", action="append", default=[])
-        sp.add_argument("--cap-drop", action="append", default=[])
-        sp.add_argument("--security-opt", action="append", default=[])
-        sp.add_argument("-i", "--interactive", action="store_true")
-        sp.add_argument("-t", "--tty", action="store_true")
+        sp.add_argument("--name", help="assign a name to the container")
+        sp.add_argument("-e", "--env", action="append", default=[], help=env_help)
+        sp.add_argument("--env-file", action="append", default=[],
+                        help="read environment variables from a file")
+        sp.add_argument("-w", "--workdir", help="working directory inside the container")
+        sp.add_argument("-u", "--user", help=user_help)
+        sp.add_argument("--entrypoint", help="overwrite the image's ENTRYPOINT")
+        sp.add_argument("-h", "--hostname", help="the container's host name")
+        sp.add_argument("--read-only", action="store_true",
+                        help="mount the container's root filesystem read-only")
+        sp.add_argument("-v", "--volume", action="append", default=[],
+                        help="bind mount HOST_PATH:PATH[:ro|rw]")
+        sp.add_argument("--tmpfs", action="append", default=[],
+                        help="mount a tmpfs: /PATH[:OPTIONS]")
+        sp.add_argument("-m", "--memory", help="memory limit (e.g. 64m)")
+        sp.add_argument("--cpus", help="number of CPUs (e.g. 1.5)")
+        sp.add_argument("--pids-limit", type=int,
+                        help="limit the number of processes in the container")
+        sp.add_argument("--network", "--net", default="bridge",
+                        help="connect the container to a network: bridge, host, none or a name")
+        sp.add_argument("-p", "--publish", action="append", default=[],
+                        help="publish a port: [[HOST_IP:]HOST_PORT:]PORT[/PROTO]")
+        sp.add_argument("-P", "--publish-all", action="store_true",
+                        help="publish all exposed ports to random ports")
+        sp.add_argument("--privileged", action="store_true",
+                        help="give extended privileges to the container")
+        sp.add_argument("--cap-add", action="append", default=[], help="add a Linux capability")
+        sp.add_argument("--cap-drop", action="append", default=[],
+                        help="drop a Linux capability")
+        sp.add_argument("--security-opt", action="append", default=[], help="security options")
+        sp.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+        sp.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
         sp.add_argument("image", metavar="IMAGE")
         sp.add_argument("cmd", nargs=REMAINDER, metavar="COMMAND")
 
     sp = add("create", cmd_create, "Create a new container")
     create_flags(sp)
     sp = add("run", cmd_run, "Create and start a container")
-    sp.add_argument("-d", "--detach", action="store_true")
-    sp.add_argument("--rm", action="store_true")
+    sp.add_argument("-d", "--detach", action="store_true",
+                    help="run in the background and print the container id")
+    sp.add_argument("--rm", action="store_true", help="remove the container when it exits")
     create_flags(sp)
 
     sp = add("exec", cmd_exec, "Run a command in a running container")
-    sp.add_argument("-i", "--interactive", action="store_true")
-    sp.add_argument("-t", "--tty", action="store_true")
-    sp.add_argument("-e", "--env", action="append", default=[])
-    sp.add_argument("-u", "--user")
-    sp.add_argument("-w", "--workdir")
+    sp.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+    sp.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
+    sp.add_argument("-e", "--env", action="append", default=[], help=env_help)
+    sp.add_argument("-u", "--user", help=user_help)
+    sp.add_argument("-w", "--workdir", help="working directory inside the container")
     sp.add_argument("container", metavar="CONTAINER")
     sp.add_argument("cmd", nargs=REMAINDER, metavar="COMMAND")
 
     sp = add("start", cmd_start, "Start one or more stopped containers")
-    sp.add_argument("-a", "--attach", action="store_true")
-    sp.add_argument("-i", "--interactive", action="store_true")
+    sp.add_argument("-a", "--attach", action="store_true",
+                    help="attach to the container's output and wait for it")
+    sp.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER")
 
     sp = add("ps", cmd_ps, "List containers")
-    sp.add_argument("-a", "--all", action="store_true")
-    sp.add_argument("-q", "--quiet", action="store_true")
-    sp.add_argument("--format")
+    sp.add_argument("-a", "--all", action="store_true",
+                    help="show all containers (default: the running ones)")
+    sp.add_argument("-q", "--quiet", action="store_true", help="only show container ids")
+    sp.add_argument("--format", help="'json': one JSON object per line")
 
     sp = add("stop", cmd_stop, "Stop one or more running containers")
-    sp.add_argument("-t", "--time", type=int, default=10)
+    sp.add_argument("-t", "--time", type=int, default=10,
+                    help="seconds to wait before killing the container")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER")
 
     sp = add("kill", cmd_kill, "Kill one or more running containers")
-    sp.add_argument("-s", "--signal", default="KILL")
+    sp.add_argument("-s", "--signal", default="KILL", help="signal to send")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER")
 
     sp = add("rm", cmd_rm, "Remove one or more containers")
-    sp.add_argument("-f", "--force", action="store_true")
-    sp.add_argument("-v", "--volumes", action="store_true")
+    sp.add_argument("-f", "--force", action="store_true",
+                    help="remove a running container too (it is killed)")
+    sp.add_argument("-v", "--volumes", action="store_true",
+                    help="remove anonymous volumes (there are none: bind mounts only)")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER")
 
     sp = add("wait", cmd_wait, "Block until containers stop, then print their exit codes")
@@ -1089,7 +1109,7 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
 
     sp = add("container", lambda a, e: _container_group(a, e, p), "Manage containers")
     sp.add_argument("action", choices=["prune"])
-    sp.add_argument("-f", "--force", action="store_true")
+    sp.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
 
     sp = add("network", None, "Manage networks")
     if isinstance(sp, Parser):  # its commands live in cli_network: imported only to run them
@@ -1099,7 +1119,7 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
 
     sp = add("system", cmd_system, "Manage the engine's footprint on this host")
     sp.add_argument("action", choices=["reset"])
-    sp.add_argument("-f", "--force", action="store_true")
+    sp.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
 
     add("version", cmd_version, "Show the version")
     return p

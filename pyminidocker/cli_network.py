@@ -101,7 +101,7 @@ def add_network_commands(sp: Parser) -> None:
     c.add_argument("--gateway", help="IPv4 gateway of the subnet (default: its first address)")
     c.add_argument("--internal", action="store_true", help="no access to the outside")
     c.add_argument("--label", action="append", default=[], help="KEY=VALUE metadata")
-    c.add_argument("-d", "--driver", choices=["bridge"], default="bridge")
+    c.add_argument("-d", "--driver", choices=["bridge"], default="bridge", help="network driver")
     c.add_argument("name", metavar="NETWORK")
     ls = sub.add_parser("ls", aliases=["list"], help="List networks")
     ls.add_argument("-q", "--quiet", action="store_true", help="only show network ids")

@@ -294,7 +294,7 @@ class Parser:
             out += ["Aliases:", "  " + ", ".join(f"{parent} {a}" for a in names), ""]
         rows = [(_flag_names(o), _flag_help(o)) for o in self._options]
         if "--help" not in self._flags:
-            rows.append(("    --help" if "-h" in self._flags else "-h, --help", "Print usage"))
+            rows.append(("    --help" if "-h" in self._flags else "-h, --help", "print this help"))
         out += ["Options:", *_columns(rows), ""]
         if self._commands is not None:
             out += ["Commands:", *_columns((p.prog.rpartition(" ")[2], p.summary or "")

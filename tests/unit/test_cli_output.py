@@ -70,11 +70,15 @@ def test_every_command_has_help_and_a_start_declares_only_its_own_flags():
     listing = full.split("Commands:\n")[1].split("\n\n")[0]
     names = [line.split()[0] for line in listing.splitlines()]
     assert names[:3] == ["pull", "images", "inspect"] and len(names) == 23
-    for name in names:
+    network = ["network " + c for c in ("create", "ls", "inspect", "rm", "connect", "prune")]
+    for name in names + network:
         out = io.StringIO()
-        assert main([name, "--help"], Env(stdout=out)) == 0
-        assert out.getvalue().startswith(f"Usage:  pyminidocker {name}")
-        assert "Options:\n" in out.getvalue()
+        assert main([*name.split(), "--help"], Env(stdout=out)) == 0
+        text = out.getvalue()
+        assert text.startswith(f"Usage:  pyminidocker {name}")
+        options = text.split("Options:\n")[1].split("\n\n")[0].splitlines()
+        undocumented = [o for o in options if "   " not in o.strip()]
+        assert undocumented == [], f"{name}: flags without help"
 
     only_run = build_parser(["--root", "/x", "run", "--rm", "bb"])
     assert only_run.format_help() == full

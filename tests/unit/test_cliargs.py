@@ -213,7 +213,7 @@ def test_help_of_a_command():
     assert (rc, err) == (0, "")
     assert out.startswith("Usage:  pyminidocker rm [OPTIONS] CONTAINER [CONTAINER...]\n\n"
                           "Remove one or more containers\n\nOptions:\n")
-    assert "\n  -f, --force" in out and "\n  -h, --help " in out
+    assert "\n  -f, --force " in out and "\n  -h, --help " in out
     assert run("rm", "-h") == (0, out, "")
     # run and create: -h is --hostname, as in Docker; --help still helps
     rc, out, _ = run("run", "--help")
