@@ -1,6 +1,6 @@
 """Command-line parsing with Docker's rules, cheap enough for every container start.
 
-argparse costs ~10 ms of imports (re, enum, gettext, locale) and ~2 ms to build and run the
+argparse costs ~10 ms of imports (re, enum, gettext, locale) and 2-4 ms to build and run the
 `run` parser on each start. This is the subset the CLI declares, with argparse's declaration
 API (add_argument, add_subparsers, add_parser, set_defaults), so the option tables read the same;
 the rules it applies are those of Docker's CLI (cobra/pflag), the reference for this project:
@@ -95,15 +95,23 @@ class Parser:
         self._commands: _Commands | None = None
         self._stops = False  # the first positional ends the flags (see the module docstring)
 
+    @property
+    def name(self) -> str:
+        """The command's own word: "ls" of "pyminidocker network ls"."""
+        return self.prog.rpartition(" ")[2]
+
     # ---- declaring -------------------------------------------------------------------------
 
     def add_argument(self, *names: str, action: str = "store", default: Any = None,
                      type: Any = None, choices: Sequence[str] | None = None,
                      nargs: str | None = None, metavar: str | None = None,
                      help: str | None = None, dest: str | None = None) -> None:
-        if action not in ("store", "store_true", "append") or type not in (None, int):
-            raise ValueError(f"unsupported argument {names}: action {action!r}, type {type!r}")
-        if not names[0].startswith("-"):
+        positional = not names[0].startswith("-")
+        if action not in ("store", "store_true", "append") or type not in (None, int) or \
+                nargs not in ((None, "?", "+", REMAINDER) if positional else (None,)):
+            raise ValueError(f"unsupported argument {names}: action {action!r}, type {type!r}, "
+                             f"nargs {nargs!r}")
+        if positional:
             self._positionals.append(_Arg(names, dest or names[0], action, default, type,
                                           choices, nargs, metavar, help))
             self._stops = self._stops or nargs == REMAINDER
@@ -182,14 +190,14 @@ class Parser:
             raise self._error(f"unknown flag: {name}")
         if eq:
             self._store(opt, name, value, values)
-        elif opt.action == "store_true":
+            return i
+        if opt.action == "store_true":
             values[opt.dest] = True
-        elif i < len(argv):
-            self._store(opt, name, argv[i], values)
-            return i + 1
-        else:
+            return i
+        if i == len(argv):
             raise self._error(f"flag needs an argument: {name}")
-        return i
+        self._store(opt, name, argv[i], values)
+        return i + 1
 
     def _short(self, arg: str, argv: list[str], i: int, values: dict[str, Any]) -> int:
         for j in range(1, len(arg)):
@@ -206,14 +214,13 @@ class Parser:
             if opt.action == "store_true":
                 values[opt.dest] = True
                 continue
-            if rest:
+            if rest:  # -fvalue
                 self._store(opt, name, rest, values)
-            elif i < len(argv):
-                self._store(opt, name, argv[i], values)
-                return i + 1
-            else:
+                return i
+            if i == len(argv):
                 raise self._error(f"flag needs an argument: '{arg[j]}' in {arg}")
-            return i
+            self._store(opt, name, argv[i], values)
+            return i + 1
         return i
 
     def _store(self, opt: _Arg, name: str, value: str, values: dict[str, Any]) -> None:
@@ -290,14 +297,14 @@ class Parser:
             out += [self.description, ""]
         if self.aliases:
             parent = self.prog.rpartition(" ")[0]
-            names = [self.prog.rpartition(" ")[2], *self.aliases]
+            names = [self.name, *self.aliases]
             out += ["Aliases:", "  " + ", ".join(f"{parent} {a}" for a in names), ""]
         rows = [(_flag_names(o), _flag_help(o)) for o in self._options]
         if "--help" not in self._flags:
             rows.append(("    --help" if "-h" in self._flags else "-h, --help", "print this help"))
         out += ["Options:", *_columns(rows), ""]
         if self._commands is not None:
-            out += ["Commands:", *_columns((p.prog.rpartition(" ")[2], p.summary or "")
+            out += ["Commands:", *_columns((p.name, p.summary or "")
                                            for p in self._commands.parsers()), ""]
             out += [f"Run '{self.prog} COMMAND --help' for more information on a command.", ""]
         return "\n".join(out)
@@ -341,7 +348,7 @@ class _Commands:
             return
         p = self.choices.get(words[0])
         if p is None:
-            names = [q.prog.rpartition(" ")[2] for q in self.parsers()]
+            names = [q.name for q in self.parsers()]
             raise self.parent._error(_invalid_choice(words[0], self.metavar, names))
         values[self.dest] = words[0]  # as typed: an alias stays an alias
         p._parse(words[1:], values)

@@ -244,6 +244,10 @@ def test_parser_declarations_it_does_not_support_are_refused():
         p.add_argument("--n", action="count")
     with pytest.raises(ValueError):
         p.add_argument("--n", type=float)
+    with pytest.raises(ValueError):
+        p.add_argument("files", nargs="*")
+    with pytest.raises(ValueError):
+        p.add_argument("--files", nargs="+")
 
 
 def test_a_remainder_alone_takes_everything_from_the_first_word():
