@@ -1126,8 +1126,6 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
 
 
 def program(argv: Sequence[str], env: Env) -> int:
-    from pyminidocker.config import Config
-
     parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
@@ -1139,8 +1137,10 @@ def program(argv: Sequence[str], env: Env) -> int:
     if not getattr(args, "func", None):
         env.stdout.write(parser.format_help())
         return 0
-    args.config = Config.load(args.root)
+    from pyminidocker.config import Config  # after parsing: help and usage errors need none
     from pyminidocker.trace import Tracer
+
+    args.config = Config.load(args.root)
 
     args.tracer = Tracer(args.trace or os.environ.get("PYMINIDOCKER_TRACE") == "1")
     try:
