@@ -1,31 +1,26 @@
-"""The command line: argument parsing, output and exit codes. The only module that prints.
+"""The command line: its commands and their arguments (parsed by cliargs), output and exit codes.
 
 Exit codes follow Docker's: 0 success, 1 an operation failed, 125 bad usage or an engine failure
 (126/127 for containers come with the runtime), 130 interrupted.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
 
 from pyminidocker import __version__
+from pyminidocker.cliargs import REMAINDER, Help, Namespace, Parser
 from pyminidocker.errors import PmdError, UsageError
-from pyminidocker.spec import StartError
 
-TYPE_CHECKING = False  # typing is not imported at run time: the start path
+# The start path imports what running a container needs and no more: typing, collections.abc
+# and json (1-2 ms) only where they are used.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
     from typing import IO, Any
 
 PROG = "pyminidocker"
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}")
 
 
 class Env:
@@ -148,7 +143,7 @@ class PullRenderer:
 
 # ---- commands --------------------------------------------------------------------------------
 
-def _store(args: argparse.Namespace) -> Any:
+def _store(args: Namespace) -> Any:
     from pyminidocker.store import Store
 
     store = Store(args.config.root)
@@ -156,7 +151,7 @@ def _store(args: argparse.Namespace) -> Any:
     return store
 
 
-def cmd_pull(args: argparse.Namespace, env: Env) -> int:
+def cmd_pull(args: Namespace, env: Env) -> int:
     from pyminidocker.platforms import parse_platform
     from pyminidocker.pull import Puller
     from pyminidocker.reference import parse_reference
@@ -215,7 +210,7 @@ def _image_size(store: Any, rec: Any) -> int:
         if rec.layer else 0
 
 
-def cmd_images(args: argparse.Namespace, env: Env) -> int:
+def cmd_images(args: Namespace, env: Env) -> int:
     store = _store(args)
     now = time.time()
     rows: list[dict[str, str]] = []
@@ -244,6 +239,8 @@ def cmd_images(args: argparse.Namespace, env: Env) -> int:
         for i in dict.fromkeys(r["ID"] for r in rows):
             env.out(i)
     elif args.format == "json":
+        import json
+
         for r in rows:
             env.out(json.dumps(r))
     elif args.format:
@@ -262,7 +259,9 @@ def _matches(pattern: str, repo: str, tag: str) -> bool:
     return fnmatch.fnmatch(repo, want_repo) and (not want_tag or fnmatch.fnmatch(tag, want_tag))
 
 
-def cmd_inspect(args: argparse.Namespace, env: Env) -> int:
+def cmd_inspect(args: Namespace, env: Env) -> int:
+    import json
+
     store = _store(args)
     out = []
     failed = False
@@ -323,7 +322,7 @@ def _inspect_image(store: Any, rec: Any) -> dict[str, Any]:
     }
 
 
-def cmd_tag(args: argparse.Namespace, env: Env) -> int:
+def cmd_tag(args: Namespace, env: Env) -> int:
     from pyminidocker.reference import parse_reference
 
     store = _store(args)
@@ -338,7 +337,7 @@ def cmd_tag(args: argparse.Namespace, env: Env) -> int:
     return 0
 
 
-def cmd_rmi(args: argparse.Namespace, env: Env) -> int:
+def cmd_rmi(args: Namespace, env: Env) -> int:
     """Docker's rules: a name is removed while other tags remain; the last one takes the image
     (and the layers no other image uses) with it, unless a container uses the image: then it
     is refused, or with -f the names go and the data stays (a dangling image)."""
@@ -389,7 +388,7 @@ def cmd_rmi(args: argparse.Namespace, env: Env) -> int:
     return status
 
 
-def cmd_login(args: argparse.Namespace, env: Env) -> int:
+def cmd_login(args: Namespace, env: Env) -> int:
     from pyminidocker.registry import RegistryClient
 
     server = _server(args.server)
@@ -428,7 +427,7 @@ def _server(server: str | None) -> str:
     return "docker.io" if s in ("index.docker.io", "registry-1.docker.io") else s
 
 
-def cmd_logout(args: argparse.Namespace, env: Env) -> int:
+def cmd_logout(args: Namespace, env: Env) -> int:
     from pyminidocker.registry import RegistryClient
 
     server = _server(args.server)
@@ -437,11 +436,11 @@ def cmd_logout(args: argparse.Namespace, env: Env) -> int:
     return 0
 
 
-def _container_group(args: argparse.Namespace, env: Env, parser: Any) -> int:
+def _container_group(args: Namespace, env: Env, parser: Any) -> int:
     return cmd_container_prune(args, env)
 
 
-def cmd_system(args: argparse.Namespace, env: Env) -> int:
+def cmd_system(args: Namespace, env: Env) -> int:
     """`system reset`: remove every container of this store, then everything the engine added
     to the host for networking (bridges, PMD-* rules), whichever store added it."""
     from pyminidocker import network
@@ -463,20 +462,20 @@ def cmd_system(args: argparse.Namespace, env: Env) -> int:
     return 0
 
 
-def cmd_version(args: argparse.Namespace, env: Env) -> int:
+def cmd_version(args: Namespace, env: Env) -> int:
     env.out(f"{PROG} version {__version__}")
     return 0
 
 
 # ---- containers ------------------------------------------------------------------------------
 
-def _runtime(args: argparse.Namespace) -> Any:
+def _runtime(args: Namespace) -> Any:
     from pyminidocker.runtime import Runtime
 
     return Runtime(_store(args), args.tracer)
 
 
-def _create_options(args: argparse.Namespace) -> Any:
+def _create_options(args: Namespace) -> Any:
     from pyminidocker import spec as policy
     from pyminidocker.runtime import CreateOptions
 
@@ -503,7 +502,7 @@ def _create_options(args: argparse.Namespace) -> Any:
     )
 
 
-def _create(args: argparse.Namespace, env: Env) -> tuple[Any, Any]:
+def _create(args: Namespace, env: Env) -> tuple[Any, Any]:
     """create's work for create and run: like Docker, pull the image if it is missing, and
     exit 125 for any failure of the engine (the container's own codes come later)."""
     try:
@@ -516,7 +515,7 @@ def _create(args: argparse.Namespace, env: Env) -> tuple[Any, Any]:
         raise
 
 
-def _ensure_image(args: argparse.Namespace, store: Any, env: Env) -> None:
+def _ensure_image(args: Namespace, store: Any, env: Env) -> None:
     from pyminidocker.errors import NotFound
 
     try:
@@ -536,13 +535,13 @@ def _ensure_image(args: argparse.Namespace, store: Any, env: Env) -> None:
     err_env.out(f"Status: Downloaded newer image for {_familiar(ref)}")
 
 
-def cmd_create(args: argparse.Namespace, env: Env) -> int:
+def cmd_create(args: Namespace, env: Env) -> int:
     _, rec = _create(args, env)
     env.out(rec.id)
     return 0
 
 
-def cmd_run(args: argparse.Namespace, env: Env) -> int:
+def cmd_run(args: Namespace, env: Env) -> int:
     from pyminidocker.cgroups import prime_migration
 
     prime_migration()  # overlaps a kernel wait with create (see its docstring)
@@ -650,7 +649,7 @@ def _run_with_pty(start: Callable[[Callable[[Any], None]], int | None], env: Env
     return code
 
 
-def cmd_exec(args: argparse.Namespace, env: Env) -> int:
+def cmd_exec(args: Namespace, env: Env) -> int:
     rt = _runtime(args)
     try:
         rec = rt.get(args.container)
@@ -671,12 +670,14 @@ def cmd_exec(args: argparse.Namespace, env: Env) -> int:
             if stdin >= 0:
                 os.close(stdin)
     except PmdError as e:
+        from pyminidocker.spec import StartError
+
         if not isinstance(e, StartError):
             e.exit_code = 125 if isinstance(e, UsageError) else e.exit_code
         raise
 
 
-def cmd_start(args: argparse.Namespace, env: Env) -> int:
+def cmd_start(args: Namespace, env: Env) -> int:
     rt = _runtime(args)
     status = 0
     for ref in args.containers:
@@ -693,7 +694,7 @@ def cmd_start(args: argparse.Namespace, env: Env) -> int:
     return status
 
 
-def _each(args: argparse.Namespace, env: Env, action: Callable[[Any, Any], None],
+def _each(args: Namespace, env: Env, action: Callable[[Any, Any], None],
           echo: bool = True) -> int:
     rt = _runtime(args)
     status = 0
@@ -708,11 +709,11 @@ def _each(args: argparse.Namespace, env: Env, action: Callable[[Any, Any], None]
     return status
 
 
-def cmd_stop(args: argparse.Namespace, env: Env) -> int:
+def cmd_stop(args: Namespace, env: Env) -> int:
     return _each(args, env, lambda rt, rec: rt.stop(rec, args.time))
 
 
-def cmd_kill(args: argparse.Namespace, env: Env) -> int:
+def cmd_kill(args: Namespace, env: Env) -> int:
     sig = _signal(args.signal)
     return _each(args, env, lambda rt, rec: rt.kill(rec, sig))
 
@@ -730,11 +731,11 @@ def _signal(name: str) -> int:
         raise UsageError(f"invalid signal: {name}") from None
 
 
-def cmd_rm(args: argparse.Namespace, env: Env) -> int:
+def cmd_rm(args: Namespace, env: Env) -> int:
     return _each(args, env, lambda rt, rec: rt.remove(rec, args.force))
 
 
-def cmd_wait(args: argparse.Namespace, env: Env) -> int:
+def cmd_wait(args: Namespace, env: Env) -> int:
     def wait(rt: Any, rec: Any) -> None:
         env.out(str(rt.wait(rec)))
         env.stdout.flush()
@@ -744,6 +745,8 @@ def cmd_wait(args: argparse.Namespace, env: Env) -> int:
 
 def _log_records(data: bytes) -> tuple[list[dict[str, str]], bytes]:
     """The json-file records in data, and the incomplete last line (a record being written)."""
+    import json
+
     lines = data.split(b"\n")
     records = []
     for line in lines[:-1]:
@@ -758,7 +761,7 @@ def _log_records(data: bytes) -> tuple[list[dict[str, str]], bytes]:
     return records, lines[-1]
 
 
-def cmd_logs(args: argparse.Namespace, env: Env) -> int:
+def cmd_logs(args: Namespace, env: Env) -> int:
     """The container's output from its json-file log (detached containers: the monitor writes
     it). -f follows it until the container has exited and everything it wrote is shown."""
     rt = _runtime(args)
@@ -803,7 +806,7 @@ def cmd_logs(args: argparse.Namespace, env: Env) -> int:
                 time.sleep(0.1)
 
 
-def cmd_rename(args: argparse.Namespace, env: Env) -> int:
+def cmd_rename(args: Namespace, env: Env) -> int:
     rt = _runtime(args)
     rt.rename(rt.get(args.container), args.new_name)
     return 0
@@ -820,7 +823,8 @@ def _status_text(rec: Any, now: float) -> str:
     return "Created"
 
 
-def cmd_ps(args: argparse.Namespace, env: Env) -> int:
+def cmd_ps(args: Namespace, env: Env) -> int:
+    import json
     import shlex
 
     rt = _runtime(args)
@@ -862,7 +866,7 @@ def _docker_port(mapping: str) -> str:
     return f"{outside}->{inside}"
 
 
-def cmd_port(args: argparse.Namespace, env: Env) -> int:
+def cmd_port(args: Namespace, env: Env) -> int:
     rec = _runtime(args).get(args.container)
     for mapping in rec.state.ports:
         if args.port is None or mapping.split(" ", 1)[0] in (args.port, f"{args.port}/tcp"):
@@ -931,7 +935,7 @@ def _inspect_container(rt: Any, rec: Any) -> dict[str, Any]:
     }
 
 
-def cmd_container_prune(args: argparse.Namespace, env: Env) -> int:
+def cmd_container_prune(args: Namespace, env: Env) -> int:
     rt = _runtime(args)
     env.out("Deleted Containers:")
     for rec in rt.list():
@@ -943,12 +947,6 @@ def cmd_container_prune(args: argparse.Namespace, env: Env) -> int:
 
 # ---- parser ----------------------------------------------------------------------------------
 
-COMMANDS = ("pull", "images", "inspect", "tag", "rmi", "login", "logout", "create", "run",
-            "exec", "start", "ps", "stop", "kill", "rm", "wait", "logs", "port", "rename",
-            "container",
-            "network", "system", "version")
-
-
 class _Unused:
     """Stands for the parser of a command that is not being run: its flags are not built."""
 
@@ -956,39 +954,25 @@ class _Unused:
         pass
 
 
-def _command_of(argv: Sequence[str]) -> str | None:
-    """The command word of argv (the first word that is not a global option or its value)."""
-    it = iter(argv)
-    for arg in it:
-        if arg == "--root":
-            next(it, None)
-        elif not arg.startswith("-"):
-            return arg
-    return None
-
-
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The whole parser, or with `only` a parser of that command alone (building every
-    command's parser costs milliseconds on each start)."""
-    p = _Parser(prog=PROG, description="A daemonless container engine.")
+def build_parser(argv: Sequence[str] | None = None) -> Parser:
+    """The whole parser, or with argv one where only the command argv names has its flags
+    (declaring every command's costs on each start); every command is listed all the same."""
+    p = Parser(PROG, "A daemonless container engine.")
     p.add_argument("--root", help="store directory (default $PYMINIDOCKER_ROOT or "
                    "/var/lib/docker-mini)")
     p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     p.add_argument("--trace", action="store_true",
                    help="print the time of each phase (also PYMINIDOCKER_TRACE=1)")
     p.add_argument("-v", "--version", action="store_true", help="print the version and exit")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    only = None if argv is None else p.command_word(argv)
 
-    def add(name: str, fn: Callable[..., int], help: str, aliases: Sequence[str] = (),
-            add_help: bool = True) -> Any:
-        if only is not None and name != only and only not in aliases:
-            return _Unused()
-        sp = sub.add_parser(name, help=help, description=help, aliases=list(aliases),
-                            add_help=add_help)
-        if not add_help:  # -h is --hostname for run/create, as in Docker
-            sp.add_argument("--help", action="help", help="show this help message and exit")
-        sp.set_defaults(func=fn)
-        return sp
+    def add(name: str, fn: Callable[..., int] | None, help: str,
+            aliases: Sequence[str] = ()) -> Any:
+        sp = sub.add_parser(name, help=help, aliases=aliases)
+        if fn is not None:
+            sp.set_defaults(func=fn)
+        return sp if only is None or only == name or only in aliases else _Unused()
 
     sp = add("pull", cmd_pull, "Download an image from a registry")
     sp.add_argument("--platform", help="os/arch[/variant] to pull (default: this host's)")
@@ -1002,7 +986,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sp.add_argument("filter_ref", nargs="?", metavar="REPOSITORY[:TAG]")
 
     sp = add("inspect", cmd_inspect, "Show low-level information on containers and images")
-    sp.add_argument("--type", choices=["container", "image"])
+    sp.add_argument("--type", choices=["container", "image"], help="only objects of this type")
     sp.add_argument("images", nargs="+", metavar="NAME|ID")
 
     sp = add("tag", cmd_tag, "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")
@@ -1014,77 +998,97 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sp.add_argument("images", nargs="+", metavar="IMAGE")
 
     sp = add("login", cmd_login, "Log in to a registry")
-    sp.add_argument("-u", "--username")
-    sp.add_argument("-p", "--password")
+    sp.add_argument("-u", "--username", help="username")
+    sp.add_argument("-p", "--password",
+                    help="password (--password-stdin keeps it out of the process list)")
     sp.add_argument("--password-stdin", action="store_true", help="take the password from stdin")
     sp.add_argument("server", nargs="?", metavar="SERVER")
 
     sp = add("logout", cmd_logout, "Log out from a registry")
     sp.add_argument("server", nargs="?", metavar="SERVER")
 
-    def create_flags(sp: Any) -> None:
-        sp.add_argument("--name")
-        sp.add_argument("-e", "--env", action="append", default=[])
-        sp.add_argument("--env-file", action="append", default=[])
-        sp.add_argument("-w", "--workdir")
-        sp.add_argument("-u", "--user")
-        sp.add_argument("--entrypoint")
-        sp.add_argument("-h", "--hostname")
-        sp.add_argument("--read-only", action="store_true")
-        sp.add_argument("-v", "--volume", action="append", default=[])
-        sp.add_argument("--tmpfs", action="append", default=[])
-        sp.add_argument("-m", "--memory")
-        sp.add_argument("--cpus")
-        sp.add_argument("--pids-limit", type=int)
-        sp.add_argument("--network", "--net", default="bridge")
-        sp.add_argument("-p", "--publish", action="append", default=[])
-        sp.add_argument("-P", "--publish-all", action="store_true")
-        sp.add_argument("--privileged", action="store_true")
-        sp.add_argument("--cap-add", action="append", default=[])
-        sp.add_argument("--cap-drop", action="append", default=[])
-        sp.add_argument("--security-opt", action="append", default=[])
-        sp.add_argument("-i", "--interactive", action="store_true")
-        sp.add_argument("-t", "--tty", action="store_true")
-        sp.add_argument("image", metavar="IMAGE")
-        sp.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND")
+    env_help = "set an environment variable: NAME=VALUE, or NAME to pass on ours"
+    user_help = "user name or UID (format: <name|uid>[:<group|gid>])"
 
-    sp = add("create", cmd_create, "Create a new container", add_help=False)
+    def create_flags(sp: Any) -> None:
+        sp.add_argument("--name", help="assign a name to the container")
+        sp.add_argument("-e", "--env", action="append", default=[], help=env_help)
+        sp.add_argument("--env-file", action="append", default=[],
+                        help="read environment variables from a file")
+        sp.add_argument("-w", "--workdir", help="working directory inside the container")
+        sp.add_argument("-u", "--user", help=user_help)
+        sp.add_argument("--entrypoint", help="overwrite the image's ENTRYPOINT")
+        sp.add_argument("-h", "--hostname", help="the container's host name")
+        sp.add_argument("--read-only", action="store_true",
+                        help="mount the container's root filesystem read-only")
+        sp.add_argument("-v", "--volume", action="append", default=[],
+                        help="bind mount HOST_PATH:PATH[:ro|rw]")
+        sp.add_argument("--tmpfs", action="append", default=[],
+                        help="mount a tmpfs: /PATH[:OPTIONS]")
+        sp.add_argument("-m", "--memory", help="memory limit (e.g. 64m)")
+        sp.add_argument("--cpus", help="number of CPUs (e.g. 1.5)")
+        sp.add_argument("--pids-limit", type=int,
+                        help="limit the number of processes in the container")
+        sp.add_argument("--network", "--net", default="bridge",
+                        help="connect the container to a network: bridge, host, none or a name")
+        sp.add_argument("-p", "--publish", action="append", default=[],
+                        help="publish a port: [[HOST_IP:]HOST_PORT:]PORT[/PROTO]")
+        sp.add_argument("-P", "--publish-all", action="store_true",
+                        help="publish all exposed ports to random ports")
+        sp.add_argument("--privileged", action="store_true",
+                        help="give extended privileges to the container")
+        sp.add_argument("--cap-add", action="append", default=[], help="add a Linux capability")
+        sp.add_argument("--cap-drop", action="append", default=[],
+                        help="drop a Linux capability")
+        sp.add_argument("--security-opt", action="append", default=[], help="security options")
+        sp.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+        sp.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
+        sp.add_argument("image", metavar="IMAGE")
+        sp.add_argument("cmd", nargs=REMAINDER, metavar="COMMAND")
+
+    sp = add("create", cmd_create, "Create a new container")
     create_flags(sp)
-    sp = add("run", cmd_run, "Create and start a container", add_help=False)
-    sp.add_argument("-d", "--detach", action="store_true")
-    sp.add_argument("--rm", action="store_true")
+    sp = add("run", cmd_run, "Create and start a container")
+    sp.add_argument("-d", "--detach", action="store_true",
+                    help="run in the background and print the container id")
+    sp.add_argument("--rm", action="store_true", help="remove the container when it exits")
     create_flags(sp)
 
     sp = add("exec", cmd_exec, "Run a command in a running container")
-    sp.add_argument("-i", "--interactive", action="store_true")
-    sp.add_argument("-t", "--tty", action="store_true")
-    sp.add_argument("-e", "--env", action="append", default=[])
-    sp.add_argument("-u", "--user")
-    sp.add_argument("-w", "--workdir")
+    sp.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+    sp.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
+    sp.add_argument("-e", "--env", action="append", default=[], help=env_help)
+    sp.add_argument("-u", "--user", help=user_help)
+    sp.add_argument("-w", "--workdir", help="working directory inside the container")
     sp.add_argument("container", metavar="CONTAINER")
-    sp.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND")
+    sp.add_argument("cmd", nargs=REMAINDER, metavar="COMMAND")
 
     sp = add("start", cmd_start, "Start one or more stopped containers")
-    sp.add_argument("-a", "--attach", action="store_true")
-    sp.add_argument("-i", "--interactive", action="store_true")
+    sp.add_argument("-a", "--attach", action="store_true",
+                    help="attach to the container's output and wait for it")
+    sp.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER")
 
     sp = add("ps", cmd_ps, "List containers")
-    sp.add_argument("-a", "--all", action="store_true")
-    sp.add_argument("-q", "--quiet", action="store_true")
-    sp.add_argument("--format")
+    sp.add_argument("-a", "--all", action="store_true",
+                    help="show all containers (default: the running ones)")
+    sp.add_argument("-q", "--quiet", action="store_true", help="only show container ids")
+    sp.add_argument("--format", help="'json': one JSON object per line")
 
     sp = add("stop", cmd_stop, "Stop one or more running containers")
-    sp.add_argument("-t", "--time", type=int, default=10)
+    sp.add_argument("-t", "--time", type=int, default=10,
+                    help="seconds to wait before killing the container")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER")
 
     sp = add("kill", cmd_kill, "Kill one or more running containers")
-    sp.add_argument("-s", "--signal", default="KILL")
+    sp.add_argument("-s", "--signal", default="KILL", help="signal to send")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER")
 
     sp = add("rm", cmd_rm, "Remove one or more containers")
-    sp.add_argument("-f", "--force", action="store_true")
-    sp.add_argument("-v", "--volumes", action="store_true")
+    sp.add_argument("-f", "--force", action="store_true",
+                    help="remove a running container too (it is killed)")
+    sp.add_argument("-v", "--volumes", action="store_true",
+                    help="remove anonymous volumes (there are none: bind mounts only)")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER")
 
     sp = add("wait", cmd_wait, "Block until containers stop, then print their exit codes")
@@ -1106,37 +1110,38 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     sp = add("container", lambda a, e: _container_group(a, e, p), "Manage containers")
     sp.add_argument("action", choices=["prune"])
-    sp.add_argument("-f", "--force", action="store_true")
+    sp.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
 
-    # ---- network (issue 4): the commands live in cli_network.py ----
-    if only in (None, "network"):  # not imported on other commands' start path
-        from pyminidocker.cli_network import add_network_parser
+    sp = add("network", None, "Manage networks")
+    if isinstance(sp, Parser):  # its commands live in cli_network: imported only to run them
+        from pyminidocker.cli_network import add_network_commands
 
-        add_network_parser(add)
+        add_network_commands(sp)
 
     sp = add("system", cmd_system, "Manage the engine's footprint on this host")
     sp.add_argument("action", choices=["reset"])
-    sp.add_argument("-f", "--force", action="store_true")
+    sp.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
 
     add("version", cmd_version, "Show the version")
     return p
 
 
 def program(argv: Sequence[str], env: Env) -> int:
-    from pyminidocker.config import Config
-
-    command = _command_of(argv)
-    # Only the command being run gets a parser (the others cost milliseconds of every start);
-    # an unknown one gets the full parser, so that the error lists the commands.
-    parser = build_parser(command if command in COMMANDS else None)
-    args = parser.parse_args(argv)
+    parser = build_parser(argv)
+    try:
+        args = parser.parse_args(argv)
+    except Help as h:
+        env.stdout.write(h.parser.format_help())
+        return 0
     if args.version:
         return cmd_version(args, env)
     if not getattr(args, "func", None):
-        parser.print_help(env.stdout)
+        env.stdout.write(parser.format_help())
         return 0
-    args.config = Config.load(args.root)
+    from pyminidocker.config import Config  # after parsing: help and usage errors need none
     from pyminidocker.trace import Tracer
+
+    args.config = Config.load(args.root)
 
     args.tracer = Tracer(args.trace or os.environ.get("PYMINIDOCKER_TRACE") == "1")
     try:

@@ -1,16 +1,17 @@
 """`network create|ls|inspect|rm|prune`: the CLI face of pyminidocker.network.
 
-Kept out of cli.py so that the one hook there (add_network_parser) is the whole merge; the
-network module (and pyroute2) are imported only when a network command runs.
+Kept out of cli.py so that the one hook there (add_network_commands) is the whole merge; this
+module, the network module and pyroute2 are imported only when a network command runs.
 """
 from __future__ import annotations
 
-import argparse
-import json
-from collections.abc import Callable
-from typing import Any
-
 from pyminidocker.errors import PmdError, UsageError
+
+TYPE_CHECKING = False  # typing is not imported at run time
+if TYPE_CHECKING:
+    from typing import Any
+
+    from pyminidocker.cliargs import Namespace, Parser
 
 
 def _labels(items: list[str]) -> dict[str, str]:
@@ -23,7 +24,7 @@ def _labels(items: list[str]) -> dict[str, str]:
     return out
 
 
-def cmd_network(args: argparse.Namespace, env: Any) -> int:
+def cmd_network(args: Namespace, env: Any) -> int:
     from pyminidocker import network as N
     from pyminidocker.cli import _store, table
 
@@ -43,6 +44,8 @@ def cmd_network(args: argparse.Namespace, env: Any) -> int:
                *([n.short_id, n.name, n.driver, "local"] for n in nets)], env)
         return 0
     if args.network_command == "inspect":
+        import json
+
         out, failed = [], False
         for name in args.networks:
             try:
@@ -89,19 +92,16 @@ def cmd_network(args: argparse.Namespace, env: Any) -> int:
                      "disconnect)")
 
 
-def add_network_parser(add: Callable[..., Any]) -> None:
-    """Register `network` with cli.build_parser's add()."""
-    sp = add("network", cmd_network, "Manage networks")
-    if not hasattr(sp, "add_subparsers"):  # not the command being run: no flags built
-        return
-    sub = sp.add_subparsers(dest="network_command", metavar="COMMAND",
-                            parser_class=type(sp))
+def add_network_commands(sp: Parser) -> None:
+    """Declare the commands of `network` on its parser sp (cli.build_parser's)."""
+    sp.set_defaults(func=cmd_network)
+    sub = sp.add_subparsers(dest="network_command", metavar="COMMAND")
     c = sub.add_parser("create", help="Create a network")
     c.add_argument("--subnet", help="subnet in CIDR format (default: a free one of the pool)")
     c.add_argument("--gateway", help="IPv4 gateway of the subnet (default: its first address)")
     c.add_argument("--internal", action="store_true", help="no access to the outside")
     c.add_argument("--label", action="append", default=[], help="KEY=VALUE metadata")
-    c.add_argument("-d", "--driver", choices=["bridge"], default="bridge")
+    c.add_argument("-d", "--driver", choices=["bridge"], default="bridge", help="network driver")
     c.add_argument("name", metavar="NETWORK")
     ls = sub.add_parser("ls", aliases=["list"], help="List networks")
     ls.add_argument("-q", "--quiet", action="store_true", help="only show network ids")

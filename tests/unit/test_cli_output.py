@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from pyminidocker.cli import Env, PullRenderer, human_duration, human_size, main
 from pyminidocker.pull import Progress
 
@@ -58,12 +60,34 @@ def test_errors_are_one_line_with_docker_exit_codes(tmp_path):
     assert err.getvalue().count("\n") == 1 and "Traceback" not in err.getvalue()
 
 
-def test_the_command_list_matches_the_parser():
-    """cli.COMMANDS decides which parser a start builds; it must name every command."""
-    from pyminidocker.cli import COMMANDS, build_parser
+def test_every_command_has_help_and_a_start_declares_only_its_own_flags():
+    """A start declares the flags of the command it runs alone (the others' cost time);
+    every command is listed all the same, and each prints its own help."""
+    from pyminidocker.cli import build_parser
+    from pyminidocker.cliargs import Help
 
-    sub = next(a for a in build_parser()._actions if a.dest == "command")
-    assert set(sub.choices) == set(COMMANDS)
+    full = build_parser().format_help()
+    listing = full.split("Commands:\n")[1].split("\n\n")[0]
+    names = [line.split()[0] for line in listing.splitlines()]
+    assert names[:3] == ["pull", "images", "inspect"] and len(names) == 23
+    network = ["network " + c for c in ("create", "ls", "inspect", "rm", "connect", "prune")]
+    for name in names + network:
+        out = io.StringIO()
+        assert main([*name.split(), "--help"], Env(stdout=out)) == 0
+        text = out.getvalue()
+        assert text.startswith(f"Usage:  pyminidocker {name}")
+        options = text.split("Options:\n")[1].split("\n\n")[0].splitlines()
+        undocumented = [o for o in options if "   " not in o.strip()]
+        assert undocumented == [], f"{name}: flags without help"
+
+    only_run = build_parser(["--root", "/x", "run", "--rm", "bb"])
+    assert only_run.format_help() == full
+    with pytest.raises(Help) as rm_help:
+        only_run.parse_args(["rm", "--help"])
+    assert "--force" not in rm_help.value.parser.format_help()
+    with pytest.raises(Help) as run_help:
+        only_run.parse_args(["run", "--help"])
+    assert "--pids-limit int" in run_help.value.parser.format_help()
 
 
 def test_help_of_one_command_and_unknown_commands(tmp_path):
