@@ -545,16 +545,17 @@ def get_network(store: Store, name: str, cfg: Config | None = None) -> Network:
 
 
 def connect(store: Store, network: str, container_id: str,
-            cfg: Config | None = None) -> Endpoint:
+            cfg: Config | None = None, rules: Capture | None = None) -> Endpoint:
     """Everything the host needs before a container joins `network` ("bridge": the default
     network, recorded on first use from cfg): the bridge and rules (ensure_bridge) and an
     address. The address is released again if the host cannot be set up. "host" and "none"
-    are not networks of this module: the caller handles them (no endpoint).
+    are not networks of this module: the caller handles them (no endpoint). rules: a
+    rules_snapshot() taken before the container's address was allocated, if any.
     Raises NotFound (network), PmdError (no address left; netlink, iptables), StoreError."""
     net = get_network(store, network, cfg)
     addr, plen, gw = allocate(store, net, container_id)
     try:
-        ensure_bridge(net)
+        ensure_bridge(net, rules)
     except BaseException:
         release(store, net, container_id)
         raise
@@ -582,29 +583,60 @@ def _which(name: str) -> str | None:
     return None
 
 
-def _capture(argv: list[str]) -> str | None:
-    """The output of argv, or None if it cannot run or fails. os.posix_spawn and a pipe: the
-    subprocess module costs milliseconds to import, and this runs on a container's start."""
-    r, w = os.pipe2(os.O_CLOEXEC)
-    try:
-        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+class Capture:
+    """The output of a command started now and read later (result()), so that a container's
+    start can do its other work meanwhile. os.posix_spawn and a pipe: the subprocess module
+    costs milliseconds to import, and this runs on a container's start."""
+
+    def __init__(self, argv: list[str]):
+        self.pid, self.fd = 0, -1
+        r, w = os.pipe2(os.O_CLOEXEC)
         try:
-            pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=[
-                (os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, w, 1),
-                (os.POSIX_SPAWN_DUP2, null, 2)])
+            null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                self.pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=[
+                    (os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, w, 1),
+                    (os.POSIX_SPAWN_DUP2, null, 2)])
+                self.fd, r = r, -1
+            finally:
+                os.close(null)
+        except OSError:
+            pass  # result() is None
         finally:
-            os.close(null)
-    except OSError:
-        os.close(r)
-        return None
-    finally:
-        os.close(w)
-    chunks = []
-    with open(r, "rb") as f:
-        while chunk := f.read(65536):
-            chunks.append(chunk)
-    _, status = os.waitpid(pid, 0)
-    return b"".join(chunks).decode() if os.waitstatus_to_exitcode(status) == 0 else None
+            os.close(w)
+            if r >= 0:
+                os.close(r)
+
+    def result(self) -> str | None:
+        """Its output, or None if it could not run or failed. Once: then it is closed."""
+        if self.fd < 0:
+            return None
+        chunks = []
+        with open(self.fd, "rb") as f:
+            self.fd = -1
+            while chunk := f.read(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode() if self._reap() == 0 else None
+
+    def close(self) -> None:
+        """Drop it unread (idempotent): no descriptor or zombie is left."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        self._reap()
+
+    def _reap(self) -> int:
+        if not self.pid:
+            return -1
+        pid, self.pid = self.pid, 0
+        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def rules_snapshot() -> Capture | None:
+    """Start reading the host's iptables rules for a later ensure_bridge(), or None where
+    the rules are nftables' (network_nft)."""
+    path = _which("iptables")
+    return Capture([path + "-save"]) if path else None
 
 
 def _iptables_bin() -> str:
@@ -874,11 +906,12 @@ def _delete_link(name: str) -> None:
             raise _netlink_error(e, f"cannot delete bridge {name}") from None
 
 
-def ensure_bridge(net: Network) -> None:
+def ensure_bridge(net: Network, rules_now: Capture | None = None) -> None:
     """Make the host ready for the network: its bridge (created, or reused) with the gateway
     address and up; IPv4 forwarding; route_localnet on the bridge; the engine's chains, jumps
     and the network's rules, each added once (iptables, else the nftables fallback).
-    Idempotent; a rule or jump deleted behind our back is put back.
+    Idempotent; a rule or jump deleted behind our back is put back. rules_now: the host's
+    rules read meanwhile (rules_snapshot()) to check them against; else they are read here.
     Raises Conflict (the name is a non-bridge interface), PmdError (netlink, sysctl, iptables,
     nft; neither of them installed).
     """
@@ -892,18 +925,18 @@ def ensure_bridge(net: Network) -> None:
             nft.ensure(nft.network_rules(net.bridge, net.subnet, net.internal))
             return
         rules = _network_rules(net)
-        if _all_present(rules):
+        if _all_present(rules, rules_now or Capture([_iptables_bin() + "-save"])):
             return
         _ensure_chains()
         for table, chain, rule in rules:
             _add_rule(table, chain, rule)
 
 
-def _all_present(rules: list[tuple[str, str, tuple[str, ...]]]) -> bool:
+def _all_present(rules: list[tuple[str, str, tuple[str, ...]]], saved: Capture) -> bool:
     """Whether one iptables-save shows our chains, their jumps and these rules (by their
     comments): the common case of a second container on a network costs one process, not
     one iptables -C per rule (each ~3 ms)."""
-    text = _capture([_iptables_bin() + "-save"])
+    text = saved.result()
     if text is None:
         return False
     lines = set(text.splitlines())

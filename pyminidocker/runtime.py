@@ -260,11 +260,16 @@ class Runtime:
         for stale in ("exit", "exit.tmp"):  # a previous run's record must not end this one
             with suppress(FileNotFoundError):
                 os.unlink(os.path.join(d, stale))
+        bridged = rec.host.get("network") not in ("none", "host")
+        rules = None
+        if bridged:  # the host's firewall rules are read while the container is set up
+            from pyminidocker import network
+
+            rules = network.rules_snapshot()
         try:
             with self.trace.phase("overlay mount"):
                 self._mount_root(rec, d)
             sp = self._spawn_spec(rec, d, stdio)
-            bridged = rec.host.get("network") not in ("none", "host")
             sp.hold = bridged  # its network is plugged in before it runs
             if attach:
                 with self.trace.phase("spawn (clone to execve)"):
@@ -272,7 +277,7 @@ class Runtime:
             else:
                 proc = self._spawn_monitored(rec, d, sp)
             if bridged:
-                self._plug(rec, d, proc)
+                self._plug(rec, d, proc, rules)
             if attach:
                 for phase, ms in proc.trace().items():
                     self.trace.note(f"  child: {phase}", ms)
@@ -283,6 +288,9 @@ class Runtime:
         except BaseException:
             self._start_failed(rec, None)
             raise
+        finally:
+            if rules is not None:
+                rules.close()
         monitor_pid = getattr(proc, "monitor_pid", 0)
         rec.state = State(status="running", pid=proc.pid, pid_start=_pid_start(proc.pid),
                           ip=rec.state.ip, ports=rec.state.ports,
@@ -302,7 +310,7 @@ class Runtime:
         self._unplug(rec)
         return code
 
-    def _plug(self, rec: ContainerRecord, d: str, proc: Any) -> None:
+    def _plug(self, rec: ContainerRecord, d: str, proc: Any, rules: Any = None) -> None:
         """Connect a held container to its network (an address, the bridge and its rules, a
         veth pair into its namespace, published ports, its name in /etc/hosts), then release
         it. On failure the child is ended and what was set up is undone."""
@@ -313,7 +321,8 @@ class Runtime:
         net = rec.host.get("network", "bridge")
         try:
             with self.trace.phase("network"):
-                ep = network.connect(self.store, net, rec.id, Config.load(self.store.root))
+                ep = network.connect(self.store, net, rec.id, Config.load(self.store.root),
+                                     rules)
                 rec.state.ip = ep.address  # from here on, a failure releases the address
                 _native.net_attach(proc.pid, ep.bridge, _host_ifname(rec.id), ep.address,
                                    ep.prefix_len, ep.gateway)
@@ -355,22 +364,23 @@ class Runtime:
         return own
 
     def _unplug(self, rec: ContainerRecord) -> None:
-        """Undo _plug: published ports, the host end of the veth pair (the kernel drops the
-        pair with the namespace too, a moment later), the address. Idempotent. Not to be
+        """Undo _plug for a container whose processes are gone: published ports, the address.
+        Its veth pairs are not deleted here: they went with its network namespace, which the
+        kernel dismantles (asynchronously) once the last process has exited; deleting the
+        host end ourselves would wait 10-15 ms for the same work. Idempotent. Not to be
         called with the store lock held: the address book takes it."""
         for name in list(rec.state.extra_networks):
-            self._detach_extra(rec, name)
+            self._detach_extra(rec, name, gone=True)
         if not rec.state.ip:
             return
         from pyminidocker import network
 
         net = rec.host.get("network", "bridge")
-        with suppress(PmdError):
-            network.unpublish_all(network.get_network(self.store, net), rec.state.ip)
+        if rec.host.get("ports"):  # rules exist only for a container that asked for ports
+            with suppress(PmdError):
+                network.unpublish_all(network.get_network(self.store, net), rec.state.ip)
         if net != "bridge":
             self._forget(net, rec.state.ip)
-        with suppress(OSError):
-            _native.net_detach(_host_ifname(rec.id))
         network.disconnect(self.store, net, rec.id)
         rec.state.ip = ""
         rec.state.ports = []
@@ -420,12 +430,14 @@ class Runtime:
         with suppress(PmdError, OSError):
             self.containers.save_state(rec)
 
-    def _detach_extra(self, rec: ContainerRecord, net: str) -> None:
+    def _detach_extra(self, rec: ContainerRecord, net: str, gone: bool = False) -> None:
+        """Undo connect; gone: the container's processes are gone, and its veth with them."""
         from pyminidocker import network
 
         info = rec.state.extra_networks.pop(net)
-        with suppress(OSError):
-            _native.net_detach(info["host_ifname"])
+        if not gone:
+            with suppress(OSError):
+                _native.net_detach(info["host_ifname"])
         self._forget(net, info["ip"])
         network.disconnect(self.store, net, rec.id)
 

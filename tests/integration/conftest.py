@@ -347,6 +347,23 @@ def store_with_bb(repo: str, request, tmp_path_factory, publish, pmd_factory):
     return run
 
 
+def veths_settled(before: str | None = None, timeout: float = 5.0) -> str:
+    """The host's veths (`ip -o link show type veth`) once the engine's are gone, or are back
+    to `before`: a stopped container's pair goes with its network namespace, which the kernel
+    dismantles asynchronously, a few milliseconds after the last process exited. Returns the
+    listing as last seen (the caller asserts on it), after at most `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        veths = subprocess.run(["ip", "-o", "link", "show", "type", "veth"],
+                               capture_output=True, text=True, check=True).stdout
+        settled = veths == before if before is not None else " pmd" not in veths
+        if settled or time.monotonic() > deadline:
+            return veths
+        time.sleep(0.02)
+
+
 def cgroups_left() -> list[str]:
     """Container cgroups of the engine on this host (v1: under every controller; v2)."""
     base = Path("/sys/fs/cgroup")

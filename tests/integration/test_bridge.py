@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.integration.conftest import free_subnet, store_with_bb
+from tests.integration.conftest import free_subnet, store_with_bb, veths_settled
 from tests.integration.servers import send_when_listening
 
 
@@ -33,9 +33,7 @@ def br(request, tmp_path_factory, publish, pmd_factory):
     run("system", "reset", "-f")
     if not before:
         assert _iptables_pmd() == [], "iptables rules of the engine are left"
-    veths = subprocess.run(["ip", "-o", "link", "show", "type", "veth"], capture_output=True,
-                           text=True, check=True).stdout
-    assert " pmd" not in veths
+    assert " pmd" not in veths_settled()
 
 
 def _ip_of(run, name: str, proc) -> str:
@@ -227,9 +225,7 @@ def test_two_hundred_bridged_cycles_leave_nothing(br):
     assert rt.list() == []
     ipam = json.loads((br.root / "networks" / "ipam" / "bridge.json").read_text())
     assert ipam["allocations"] == {}
-    veths = subprocess.run(["ip", "-o", "link", "show", "type", "veth"], capture_output=True,
-                           text=True, check=True).stdout
-    assert veths == veths_before
+    assert veths_settled(veths_before) == veths_before
     assert port_rules() == [], "published-port rules are left"
     assert subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
                           check=True).stdout == ""
