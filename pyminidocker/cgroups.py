@@ -22,10 +22,9 @@ itself, from C, between clone and execve (see procs_files()).
 """
 from __future__ import annotations
 
+import _thread
 import errno
 import os
-import signal
-import threading
 import time
 
 from pyminidocker.errors import PmdError, UsageError
@@ -52,6 +51,9 @@ _KNOWN_V1 = frozenset(V1_CONTROLLERS) | {
 }
 # v2 controllers enabled for containers, in the order written to cgroup.subtree_control.
 V2_CONTROLLERS = ("memory", "pids", "cpu")
+
+# signal.SIGKILL, which is 9 on every Linux architecture; importing signal would pull in enum.
+SIGKILL = 9
 
 # Docker's default device rules for v1 (the devices cgroup is a whitelist: deny everything, then
 # allow the few devices a container's /dev holds). "m" alone lets mknod create any node, which is
@@ -613,19 +615,19 @@ class Cgroup:
                 found.update(int(x) for x in (text or "").split() if x.isdigit())
         return sorted(found)
 
-    def kill(self, sig: int = signal.SIGKILL) -> int:
+    def kill(self, sig: int = SIGKILL) -> int:
         """Send sig to every process in the cgroup; returns how many were signalled.
 
         For SIGKILL, v2's cgroup.kill (Linux 5.14) kills the whole subtree atomically; on v1 the
         freezer stops the members first, so none can fork a child that the kill would miss.
         """
-        if sig == signal.SIGKILL and self.version == "v2":
+        if sig == SIGKILL and self.version == "v2":
             kill_file = os.path.join(self.dirs[""], "cgroup.kill")
             if os.path.exists(kill_file):
                 n = len(self.pids())
                 _write(kill_file, "1", "kill cgroup")
                 return n
-        frozen = sig == signal.SIGKILL and self._freeze(True)
+        frozen = sig == SIGKILL and self._freeze(True)
         try:
             n = 0
             for pid in self.pids():
@@ -716,7 +718,7 @@ class Cgroup:
             # empty cgroup is only waiting for its last task's exit to finish, which is quick,
             # and freezing it for nothing would cost more than the wait.
             if self.pids():
-                self.kill(signal.SIGKILL)
+                self.kill(SIGKILL)
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
 
@@ -769,7 +771,9 @@ def prime_migration() -> None:
         except (OSError, PmdError):
             pass
 
-    threading.Thread(target=touch, name="cgroup-prime", daemon=True).start()
+    # A bare thread: threading costs milliseconds to import, and Thread.start() would wait for
+    # the new thread to get the GIL. Like a daemon thread it does not hold up the exit.
+    _thread.start_new_thread(touch, ())
 
 
 def cleanup_stale(live_ids: set[str], parent: str = DEFAULT_PARENT,

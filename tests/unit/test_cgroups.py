@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,24 @@ from pyminidocker.errors import PmdError, UsageError
 
 MiB = 1024 * 1024
 CID = "c0ffee" + "0" * 58
+
+
+# --- import ------------------------------------------------------------------------------------
+
+# Modules that take milliseconds to import (or pull in others that do), none of which the module
+# may bring along: it is imported on every container start.
+HEAVY = {"collections", "contextlib", "dataclasses", "enum", "functools", "json", "pathlib", "re",
+         "shutil", "signal", "threading", "typing"}
+
+
+def test_import_is_lean():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = (f"import sys; sys.path.insert(0, {root!r}); import pyminidocker.cgroups; "
+            "print(*sorted(sys.modules))")
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert "pyminidocker.cgroups" in out
+    assert sorted(HEAVY.intersection(out)) == []
 
 
 # --- sizes, CPUs, Limits -----------------------------------------------------------------------
