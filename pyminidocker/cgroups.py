@@ -596,14 +596,22 @@ class Cgroup:
                 for mnt, ctls in sorted(by_mount.items())]
 
     def procs_files(self) -> list[str]:
-        """The cgroup.procs files the container's init must write its pid to (all of them) before
-        execve, so that it and everything it forks is limited from its first instruction."""
-        return [os.path.join(d, "cgroup.procs") for d in self.dirs.values()]
+        """The files the container's init writes "0" to (all of them) before execve, so that it
+        and everything it forks is limited from its first instruction.
+
+        On v1 these are the tasks files: "0" there moves the writing thread alone, which is the
+        whole process while the init is single-threaded, and since Linux 5.5 such a move skips
+        the global cgroup_threadgroup_rwsem that a cgroup.procs write takes (an RCU grace period,
+        ~10 ms, after a quiet spell: see prime_migration()). v2 moves single threads only inside
+        threaded subtrees, so there it is cgroup.procs.
+        """
+        name = "cgroup.procs" if self.version == "v2" else "tasks"
+        return [os.path.join(d, name) for d in self.dirs.values()]
 
     def add(self, pid: int) -> None:
         """Move process pid (with all its threads) into the cgroup(s). Raises PmdError."""
-        for procs in self.procs_files():
-            _write(procs, str(pid), f"add process {pid} to cgroup")
+        for d in self.dirs.values():
+            _write(os.path.join(d, "cgroup.procs"), str(pid), f"add process {pid} to cgroup")
 
     def pids(self) -> list[int]:
         """The pids of the processes in the cgroup, in every hierarchy (v1), sorted."""
@@ -743,37 +751,75 @@ _primed = False
 
 
 def prime_migration() -> None:
-    """Start paying, in a background thread, for the container's move into its cgroup.
+    """Start paying, in a background thread, for the container's move into its cgroup, where
+    that move is expensive.
 
-    Moving a task between cgroups takes the kernel's cgroup_threadgroup_rwsem for writing; after
-    a quiet spell that first waits for an RCU grace period (~10 ms here), and for about one more
-    grace period afterwards further moves are cheap. Rewriting our own (unchanged) membership
-    while the engine prepares the container moves that wait off the critical path: the child's
-    own move, a few milliseconds later, is then fast. Harmless if it is too early or too late.
+    Moving a whole process between cgroups (a write to cgroup.procs) takes the kernel's
+    cgroup_threadgroup_rwsem for writing; after a quiet spell that first waits for an RCU grace
+    period (4 to 20 ms here), and for about one more grace period afterwards further moves are
+    cheap. Rewriting our own (unchanged) membership while the engine prepares the container moves
+    that wait off the critical path: the child's own move, a few milliseconds later, is then
+    fast. Harmless if it is too early or too late, though the cgroup mkdirs meanwhile wait for it
+    (they need cgroup_mutex, which the priming write holds through the grace period).
+
+    Only v2 needs this, and v1 before Linux 5.5: there the container joins by moving its single
+    thread (see procs_files()), which skips that lock.
     """
     global _primed
     if _primed:
         return
     _primed = True
+    try:
+        layout = detect()
+        if layout.version == "v1" and _kernel_version() >= (5, 5):
+            return
+        procs = _own_procs_file(layout)
+        fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC) if procs else -1
+    except (OSError, PmdError):
+        return
+    if fd < 0:
+        return
 
-    def touch() -> None:
+    def rewrite() -> None:
         try:
-            with open("/proc/self/cgroup") as f:
-                for line in f:
-                    _, ctl, path = line.rstrip("\n").split(":", 2)
-                    mount = detect().controllers.get("pids") if ctl == "pids" else \
-                        CGROUP_ROOT if ctl == "" and detect().version == "v2" else None
-                    if mount:
-                        with open(os.path.join(mount, path.lstrip("/"), "cgroup.procs"),
-                                  "w") as procs:
-                            procs.write(str(os.getpid()))
-                        return
-        except (OSError, PmdError):
+            os.write(fd, b"0")  # "0": the writing process, i.e. all of the engine
+        except OSError:
             pass
+        finally:
+            os.close(fd)
 
     # A bare thread: threading costs milliseconds to import, and Thread.start() would wait for
-    # the new thread to get the GIL. Like a daemon thread it does not hold up the exit.
-    _thread.start_new_thread(touch, ())
+    # the new thread to get the GIL. Like a daemon thread it does not hold up the exit. It only
+    # writes: anything else there would wait for the GIL, and so delay the write.
+    _thread.start_new_thread(rewrite, ())
+
+
+def _own_procs_file(layout: Layout) -> str | None:
+    """The cgroup.procs file of this process's own cgroup in one hierarchy of layout."""
+    for line in (_read("/proc/self/cgroup") or "").splitlines():
+        _, ctls, path = line.split(":", 2)
+        if layout.version == "v2":
+            mount = layout.root if ctls == "" else None
+        else:
+            mount = next((layout.controllers[c] for c in ctls.split(",")
+                          if c in layout.controllers), None)
+        if mount:
+            return os.path.join(mount, path.lstrip("/"), "cgroup.procs")
+    return None
+
+
+def _kernel_version() -> tuple[int, int]:
+    """(major, minor) of the running kernel: "6.18.44-fc" -> (6, 18)."""
+    major, _, rest = os.uname().release.partition(".")
+    minor = ""
+    for c in rest:
+        if not c.isdigit():
+            break
+        minor += c
+    try:
+        return int(major), int(minor or 0)
+    except ValueError:
+        return 0, 0
 
 
 def cleanup_stale(live_ids: set[str], parent: str = DEFAULT_PARENT,

@@ -556,8 +556,9 @@ def test_v1_create_writes_exactly_these_files(tmp_path, writes):
         *[(f"devices/{p}/devices.allow", f"c {n} rwm")
           for n in ("1:3", "1:5", "1:7", "1:8", "1:9", "5:0", "5:1", "5:2", "136:*")],
     ]
+    # the init joins by moving its one thread: no global lock (see procs_files)
     assert sorted(cg.procs_files()) == sorted(
-        str(d(c) / "cgroup.procs")
+        str(d(c) / "tasks")
         for c in ("cpuset", "cpu", "cpuacct", "memory", "devices", "freezer", "pids"))
 
 
@@ -602,7 +603,7 @@ def test_v1_comounted_cpu_cpuacct(tmp_path):
     assert (d / "cpu.cfs_quota_us").read_text() == "150000"
     assert (d / "cpu.shares").read_text() == "512"
     # one directory, joined once
-    assert [p for p in cg.procs_files() if "cpu," in p] == [str(d / "cgroup.procs")]
+    assert [p for p in cg.procs_files() if "cpu," in p] == [str(d / "tasks")]
     (d / "cpuacct.usage").write_text("123456\n")
     assert cg.stats()["cpu_usage_ns"] == 123456
 
@@ -672,3 +673,73 @@ def test_v1_fills_an_existing_empty_parent_cpuset(tmp_path):
     for level in (root / "cpuset" / "pyminidocker", root / "cpuset" / "pyminidocker" / CID):
         assert (level / "cpuset.cpus").read_text() == "0-3"
         assert (level / "cpuset.mems").read_text() == "0"
+
+
+# --- priming the migration lock ----------------------------------------------------------------
+
+
+@pytest.fixture
+def prime(monkeypatch, tmp_path):
+    """prime_migration() as if for the first time, on a host whose layout, /proc/self/cgroup and
+    kernel release the test sets; returns the files the priming thread was started for."""
+    started: list[str] = []
+    monkeypatch.setattr(cgroups, "_primed", False)
+
+    def start(func, args):
+        func(*args)
+        started.append("ran")
+
+    monkeypatch.setattr(cgroups._thread, "start_new_thread", start)
+
+    def run(layout: Layout, own: str, release: str) -> None:
+        monkeypatch.setattr(cgroups, "detect", lambda: layout)
+        real_read = cgroups._read
+        monkeypatch.setattr(cgroups, "_read",
+                            lambda p: own if p == "/proc/self/cgroup" else real_read(p))
+        monkeypatch.setattr(os, "uname", lambda: os.uname_result(
+            ("Linux", "host", release, "#1", "x86_64")))
+        cgroups.prime_migration()
+
+    run.started = started  # type: ignore[attr-defined]
+    return run
+
+
+OWN_V1 = "10:hugetlb:/\n9:name=systemd:/\n8:pids:/engine\n4:memory:/a/b\n0::/\n"
+
+
+def test_prime_rewrites_own_membership_on_v2(tmp_path, prime):
+    root = fake_v2(tmp_path)
+    (root / "engine").mkdir()
+    (root / "engine" / "cgroup.procs").write_text("")
+    prime(Layout("v2", str(root), {}), "0::/engine\n", "6.18.4")
+    assert prime.started == ["ran"]
+    assert (root / "engine" / "cgroup.procs").read_text() == "0"
+    cgroups.prime_migration()  # once per process
+    assert prime.started == ["ran"]
+
+
+def test_prime_on_old_v1_kernels_only(tmp_path, prime):
+    root = fake_v1(tmp_path)
+    (root / "pids" / "engine").mkdir()
+    (root / "pids" / "engine" / "cgroup.procs").write_text("")
+    layout = detect(root)
+    prime(layout, OWN_V1, "5.10.0-28-amd64")
+    assert prime.started == []  # the init's single-thread join takes no global lock
+    cgroups._primed = False
+    prime(layout, OWN_V1, "4.18.0-513.el8.x86_64")
+    assert prime.started == ["ran"]
+    assert (root / "pids" / "engine" / "cgroup.procs").read_text() == "0"
+
+
+def test_prime_without_a_known_hierarchy_does_nothing(tmp_path, prime):
+    prime(Layout("v1", str(tmp_path), {"memory": str(tmp_path / "nowhere")}), "0::/\n", "4.4")
+    assert prime.started == []
+
+
+def test_kernel_version(monkeypatch):
+    for release, version in (("6.18.44-fc-v669", (6, 18)), ("5.4.0-150-generic", (5, 4)),
+                             ("4.18.0-513.el8.x86_64", (4, 18)), ("6.1", (6, 1)),
+                             ("6", (6, 0)), ("weird", (0, 0))):
+        monkeypatch.setattr(os, "uname", lambda r=release: os.uname_result(
+            ("Linux", "host", r, "#1", "x86_64")))
+        assert cgroups._kernel_version() == version
