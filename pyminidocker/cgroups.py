@@ -1,9 +1,10 @@
 """One cgroup per container: cgroup v1 and v2 behind one interface.
 
 This runs on the container start path, so it imports only builtin-cheap modules, spawns no
-processes, and keeps the number of file writes small: on v2 a typical start costs two mkdirs and
-one write per limit; the parents' cgroup.subtree_control is read and written only when a controller
-is still missing there (i.e. for the first container after boot).
+processes, and keeps the number of syscalls small: a typical start costs one mkdir per hierarchy
+and one open per limit file (v1 adds two reads of the new cpuset, v2 one read of the new cgroup's
+cgroup.controllers). The parent directories are made, and v2's controllers enabled in them, only
+for the first container after boot.
 
 Layout (the "cgroupfs" scheme Docker uses, not the systemd one):
     v2:  /sys/fs/cgroup/<parent>/<id>
@@ -314,17 +315,28 @@ def detect(root: str | os.PathLike[str] | None = None) -> Layout:
 
 def _write(path: str, value: str, what: str) -> None:
     """Write value to a cgroup control file in one write(2); the kernel parses each write whole.
+    Raises PmdError saying what could not be done."""
+    _write_each(path, [(value, what)])
+
+
+def _write_each(path: str, items: list[tuple[str, str]]) -> None:
+    """Write each (value, what) of items to one control file, one write(2) apiece through one
+    open file (devices.allow, say, takes one rule per write).
 
     O_CREAT is harmless on cgroupfs (the file exists or the open fails) and lets the same code
-    fill a test's fake tree.
+    fill a test's fake tree. Raises PmdError saying what the refused value was for.
     """
+    done = 0
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
-            os.write(fd, value.encode())
+            for value, _ in items:
+                os.write(fd, value.encode())
+                done += 1
         finally:
             os.close(fd)
     except OSError as e:
+        what = items[min(done, len(items) - 1)][1]
         reason = e.strerror
         if e.errno in (errno.EACCES, errno.EPERM) and not os.path.exists(path):
             # cgroupfs answers O_CREAT of a missing file with EACCES, which would mislead.
@@ -333,14 +345,26 @@ def _write(path: str, value: str, what: str) -> None:
 
 
 def _read(path: str) -> str | None:
-    """The content of a control file, or None if it does not exist."""
+    """The content of a control file, or None if it does not exist.
+
+    Plain os calls: open() costs three times as much here, and its first use of the ascii codec
+    an import.
+    """
     try:
-        with open(path, encoding="ascii", errors="replace") as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError as e:
         raise PmdError(f"cannot read {path}: {e.strerror}") from e
+    chunks = []
+    try:
+        while chunk := os.read(fd, 4096):
+            chunks.append(chunk)
+    except OSError as e:
+        raise PmdError(f"cannot read {path}: {e.strerror}") from e
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("ascii", "replace")
 
 
 def _keyed(text: str | None) -> dict[str, int]:
@@ -453,40 +477,44 @@ class Cgroup:
                     pass
             raise
 
-    def _mkdir_own(self, path: str) -> None:
-        if not _mkdir(path):
-            self._reused = True
+    def _mkdir_own(self, mount: str, parents_made: bool = False) -> bool:
+        """mkdir the container's directory under mount (reusing one that exists); False if a
+        parent directory is missing, unless parents_made, when that is an error.
 
-    def _enable_v2(self, path: str, wanted: list[str]) -> None:
-        """Enable the wanted controllers for path's children, writing only what is missing."""
-        control = os.path.join(path, "cgroup.subtree_control")
-        current = {w.lstrip("+") for w in (_read(control) or "").split()}
-        missing = [c for c in wanted if c not in current]
-        if missing:
-            _write(control, " ".join("+" + c for c in missing), "enable cgroup controllers")
+        Only the first container after boot (or after a cleanup) misses its parents; making
+        them first would cost every start a failing mkdir per level and hierarchy.
+        """
+        path = os.path.join(mount, self.parent, self.id)
+        try:
+            os.mkdir(path, 0o755)
+        except FileExistsError:
+            self._reused = True
+        except OSError as e:
+            if e.errno == errno.ENOENT and not parents_made:
+                return False
+            raise PmdError(f"cannot create cgroup: {path}: {e.strerror}") from e
+        return True
+
+    def _parent_levels(self, mount: str) -> list[str]:
+        """The directories of our parent under mount, outermost first."""
+        levels, level = [], mount
+        for part in self.parent.split("/"):
+            level = os.path.join(level, part)
+            levels.append(level)
+        return levels
 
     def _create_v2(self, limits: Limits) -> None:
         root = self.layout.root
-        available = set((_read(os.path.join(root, "cgroup.controllers")) or "").split())
-        for ctl, needed in (("memory", limits.memory is not None),
-                            ("pids", limits.pids is not None),
-                            ("cpu", limits.cpus is not None or limits.cpu_shares is not None)):
-            if needed and ctl not in available:
-                raise PmdError(f"cannot apply the {ctl} limit: the cgroup v2 {ctl} controller is "
-                               f"not available in {root}")
-        wanted = [c for c in V2_CONTROLLERS if c in available]
-        # A controller's files appear in a cgroup only if every ancestor lists it in
-        # cgroup.subtree_control, so enable it at each level from the root down to our parent.
-        # (The "no internal processes" rule allows this: the root is exempt and our parent
-        # directories never hold processes themselves.)
-        level = root
-        self._enable_v2(level, wanted)
-        for part in self.parent.split("/"):
-            level = os.path.join(level, part)
-            _mkdir(level)
-            self._enable_v2(level, wanted)
         path = self.dirs[""]
-        self._mkdir_own(path)
+        made = self._mkdir_own(root)
+        # A new cgroup's cgroup.controllers lists the controllers its parent enables for it:
+        # with all of ours there (every container but the first), nothing is left to check or
+        # enable.
+        if not made or not set(V2_CONTROLLERS).issubset(
+                (_read(os.path.join(path, "cgroup.controllers")) or "").split()):
+            self._enable_v2(limits)
+            if not made:
+                self._mkdir_own(root, parents_made=True)
 
         if limits.memory is not None:
             _write(os.path.join(path, "memory.max"), str(limits.memory), "set memory limit")
@@ -508,6 +536,30 @@ class Cgroup:
         if limits.pids is not None:
             _write(os.path.join(path, "pids.max"), str(limits.pids), "set pids limit")
 
+    def _enable_v2(self, limits: Limits) -> None:
+        """Make our parent directories and enable our controllers from the root down to them;
+        first check that the root has every controller a limit needs."""
+        root = self.layout.root
+        available = set((_read(os.path.join(root, "cgroup.controllers")) or "").split())
+        for ctl, needed in (("memory", limits.memory is not None),
+                            ("pids", limits.pids is not None),
+                            ("cpu", limits.cpus is not None or limits.cpu_shares is not None)):
+            if needed and ctl not in available:
+                raise PmdError(f"cannot apply the {ctl} limit: the cgroup v2 {ctl} controller is "
+                               f"not available in {root}")
+        wanted = [c for c in V2_CONTROLLERS if c in available]
+        # A controller's files appear in a cgroup only if every ancestor lists it in
+        # cgroup.subtree_control, so enable it at each level from the root down to our parent.
+        # (The "no internal processes" rule allows this: the root is exempt and our parent
+        # directories never hold processes themselves.)
+        for level in (root, *self._parent_levels(root)):
+            _mkdir(level)
+            control = os.path.join(level, "cgroup.subtree_control")
+            current = {w.lstrip("+") for w in (_read(control) or "").split()}
+            missing = [c for c in wanted if c not in current]
+            if missing:
+                _write(control, " ".join("+" + c for c in missing), "enable cgroup controllers")
+
     def _create_v1(self, limits: Limits) -> None:
         # Check first that every controller a limit needs is mounted: fail before any mkdir.
         mem = self._need("memory", "set memory limit") if limits.memory is not None else None
@@ -516,18 +568,17 @@ class Cgroup:
         pids = self._need("pids", "set pids limit") if limits.pids is not None else None
         dev = self._need("devices", "set device rules") if limits.devices else None
 
-        for ctl, path in self.dirs.items():
-            level = self._mounts[ctl]
-            for part in self.parent.split("/"):
-                level = os.path.join(level, part)
-                created = _mkdir(level)
-                if ctl == "cpuset":
-                    # Also when the level exists: another engine process may have just created
-                    # it and not filled it yet.
-                    self._init_cpuset(level, clone_children=created)
-            self._mkdir_own(path)
+        for ctl, mount in self._mounts.items():
+            if not self._mkdir_own(mount):
+                for level in self._parent_levels(mount):
+                    if _mkdir(level) and ctl == "cpuset":
+                        self._fill_cpuset(level, mount)
+                        # The kernel then copies cpus and mems into each container's cpuset.
+                        _write(os.path.join(level, "cgroup.clone_children"), "1",
+                               "set cgroup.clone_children")
+                self._mkdir_own(mount, parents_made=True)
             if ctl == "cpuset":
-                self._init_cpuset(path, clone_children=False)
+                self._fill_cpuset(self.dirs[ctl], mount)
 
         if mem is not None:
             # memory + swap can never be below memory, and a new cgroup starts with both
@@ -546,8 +597,11 @@ class Cgroup:
                        "set memory+swap limit")
         if cpu is not None:
             if limits.cpus is not None:
-                # The quota is a share of the period in effect, so the period is set first.
-                _write(os.path.join(cpu, "cpu.cfs_period_us"), str(CPU_PERIOD), "set cpu period")
+                # The quota is a share of the period in effect, so the period is set first;
+                # a new cgroup has the kernel's default, which is Docker's.
+                if self._reused:
+                    _write(os.path.join(cpu, "cpu.cfs_period_us"), str(CPU_PERIOD),
+                           "set cpu period")
                 _write(os.path.join(cpu, "cpu.cfs_quota_us"), str(cpu_quota(limits.cpus)),
                        "set cpu quota")
             if limits.cpu_shares is not None:
@@ -555,30 +609,38 @@ class Cgroup:
         if pids is not None:
             _write(os.path.join(pids, "pids.max"), str(limits.pids), "set pids limit")
         if dev is not None:
-            # The devices cgroup parses one rule per write(2), so each rule is its own write. A
-            # new cgroup inherits its parent's rules, and a child can only narrow them, which is
-            # why the rules are set per container and the parent stays allow-all.
+            # A new cgroup inherits its parent's rules, and a child can only narrow them, which
+            # is why the rules are set per container and the parent stays allow-all. One open
+            # per run of rules for the same file; the kernel takes one rule per write.
+            runs: list[tuple[str, list[tuple[str, str]]]] = []
             for verb, rule in limits.devices:
-                _write(os.path.join(dev, f"devices.{verb}"), rule, f"set device rule {verb} {rule}")
+                if not runs or runs[-1][0] != verb:
+                    runs.append((verb, []))
+                runs[-1][1].append((rule, f"set device rule {verb} {rule}"))
+            for verb, items in runs:
+                _write_each(os.path.join(dev, f"devices.{verb}"), items)
 
-    def _init_cpuset(self, path: str, clone_children: bool) -> None:
-        """Give a new v1 cpuset cgroup its parent's cpus and mems.
+    @staticmethod
+    def _fill_cpuset(path: str, mount: str) -> None:
+        """Give a v1 cpuset cgroup that has none its nearest ancestor's cpus and mems.
 
         A new cpuset cgroup starts with empty cpuset.cpus and cpuset.mems, and the kernel refuses
         to attach a task to a cpuset without CPUs or memory nodes (ENOSPC), so the values must be
-        copied down. Setting cgroup.clone_children on our parent makes the kernel do the copy for
-        every container created below it; the read check keeps this correct where it did not.
+        copied down. cgroup.clone_children on our parent makes the kernel do that for each
+        container; the read check covers a parent another engine process has only just made.
         """
-        up = os.path.dirname(path)
-        for name in ("cpuset.cpus", "cpuset.mems"):
+        def value(path: str, name: str) -> str:
             mine = os.path.join(path, name)
-            if not (_read(mine) or "").strip():
-                value = (_read(os.path.join(up, name)) or "").strip()
-                if not value:
-                    raise PmdError(f"cannot set up cpuset: {os.path.join(up, name)} is empty")
-                _write(mine, value, "copy cpuset")
-        if clone_children:
-            _write(os.path.join(path, "cgroup.clone_children"), "1", "set cgroup.clone_children")
+            text = (_read(mine) or "").strip()
+            if not text:
+                if path == mount:
+                    raise PmdError(f"cannot set up cpuset: {mine} is empty")
+                text = value(os.path.dirname(path), name)
+                _write(mine, text, "copy cpuset")
+            return text
+
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            value(path, name)
 
     # membership --------------------------------------------------------------------------------
 

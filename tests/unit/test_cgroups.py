@@ -256,13 +256,13 @@ def writes(monkeypatch):
     """Record every control-file write (path, value) in order, still performing it: the order
     matters to the kernel and the count is the cost on the start path."""
     log: list[tuple[str, str]] = []
-    real = cgroups._write
+    real = cgroups._write_each
 
-    def spy(path, value, what):
-        log.append((path, value))
-        real(path, value, what)
+    def spy(path, items):
+        log.extend((path, value) for value, _ in items)
+        real(path, items)
 
-    monkeypatch.setattr(cgroups, "_write", spy)
+    monkeypatch.setattr(cgroups, "_write_each", spy)
     return log
 
 
@@ -362,6 +362,60 @@ def test_v2_cpu_shares_become_weight(tmp_path):
     assert (root / "pyminidocker" / CID / "cpu.weight").read_text() == str(shares_to_weight(512))
 
 
+@pytest.fixture
+def kernfs_mkdir(monkeypatch, tmp_path):
+    """mkdir as cgroup2 does it: a new cgroup's cgroup.controllers lists what its parent enables
+    in cgroup.subtree_control."""
+    real = os.mkdir
+
+    def mkdir(path, *args, **kwargs):
+        real(path, *args, **kwargs)
+        parent = Path(path).parent
+        if tmp_path in Path(path).parents and (parent / "cgroup.subtree_control").exists():
+            enabled = (parent / "cgroup.subtree_control").read_text().replace("+", "").split()
+            (Path(path) / "cgroup.controllers").write_text(" ".join(enabled) + "\n")
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """Record the path of every control-file read, in order."""
+    log: list[str] = []
+    real = cgroups._read
+
+    def spy(path):
+        log.append(path)
+        return real(path)
+
+    monkeypatch.setattr(cgroups, "_read", spy)
+    return log
+
+
+def test_v2_later_containers_check_only_their_own_cgroup(tmp_path, kernfs_mkdir, writes, reads):
+    root = fake_v2(tmp_path)
+    Cgroup("first", root=root).create(Limits(pids=5))
+    assert rel(root, writes)[:2] == [
+        ("cgroup.subtree_control", "+memory +pids +cpu"),
+        ("pyminidocker/cgroup.subtree_control", "+memory +pids +cpu"),
+    ]
+    writes.clear()
+    reads.clear()
+    Cgroup(CID, root=root).create(Limits(pids=5))
+    # one mkdir and one read show the parents ready; then the limit
+    assert [os.path.relpath(p, root) for p in reads] == [f"pyminidocker/{CID}/cgroup.controllers"]
+    assert rel(root, writes) == [(f"pyminidocker/{CID}/pids.max", "5")]
+
+
+def test_v2_controller_missing_below_is_enabled_again(tmp_path, kernfs_mkdir, writes):
+    root = fake_v2(tmp_path)
+    Cgroup("first", root=root).create()
+    (root / "pyminidocker" / "cgroup.subtree_control").write_text("memory pids\n")
+    writes.clear()
+    Cgroup(CID, root=root).create()
+    assert rel(root, writes) == [("pyminidocker/cgroup.subtree_control", "+cpu")]
+
+
 def test_v2_nested_parent(tmp_path, writes):
     root = fake_v2(tmp_path)
     cg = Cgroup(CID, parent="engine/pyminidocker", root=root)
@@ -375,6 +429,11 @@ def test_v2_nested_parent(tmp_path, writes):
 
 def test_v2_missing_controller_is_an_error_and_leaves_nothing(tmp_path, kernfs_rmdir):
     root = fake_v2(tmp_path, controllers="cpu io")
+    with pytest.raises(PmdError, match="memory controller is not available"):
+        Cgroup(CID, root=root).create(Limits(memory=64 * MiB))
+    assert not (root / "pyminidocker").exists()
+    # with the parent there, the new cgroup is removed again
+    (root / "pyminidocker").mkdir()
     with pytest.raises(PmdError, match="memory controller is not available"):
         Cgroup(CID, root=root).create(Limits(memory=64 * MiB))
     assert not (root / "pyminidocker" / CID).exists()
@@ -523,7 +582,6 @@ def test_v1_create_writes_exactly_these_files(tmp_path, writes):
 
     assert (d("memory") / "memory.limit_in_bytes").read_text() == str(64 * MiB)
     assert (d("memory") / "memory.memsw.limit_in_bytes").read_text() == str(128 * MiB)
-    assert (d("cpu") / "cpu.cfs_period_us").read_text() == "100000"
     assert (d("cpu") / "cpu.cfs_quota_us").read_text() == "50000"
     assert (d("pids") / "pids.max").read_text() == "20"
     # cpuset values copied down both levels; clone_children set once on our parent
@@ -546,8 +604,7 @@ def test_v1_create_writes_exactly_these_files(tmp_path, writes):
         # memory before memory+swap: memsw may never be below the memory limit
         (f"memory/{p}/memory.limit_in_bytes", "67108864"),
         (f"memory/{p}/memory.memsw.limit_in_bytes", "134217728"),
-        # period before quota
-        (f"cpu/{p}/cpu.cfs_period_us", "100000"),
+        # a new cgroup has the kernel's default period, which is Docker's
         (f"cpu/{p}/cpu.cfs_quota_us", "50000"),
         (f"pids/{p}/pids.max", "20"),
         (f"devices/{p}/devices.deny", "a"),
@@ -580,6 +637,16 @@ def test_v1_second_container_reuses_parent(tmp_path, writes):
     (second / "cpuset.mems").write_text("0\n")
     Cgroup("second", root=root).create(Limits(devices=()))
     assert writes == []
+
+
+def test_v1_reused_cgroup_gets_the_period_before_the_quota(tmp_path, writes):
+    root = fake_v1(tmp_path)
+    (root / "cpu" / "pyminidocker" / CID).mkdir(parents=True)
+    Cgroup(CID, root=root).create(Limits(cpus=1.5, devices=()))
+    assert [w for w in rel(root, writes) if w[0].startswith("cpu/")] == [
+        (f"cpu/pyminidocker/{CID}/cpu.cfs_period_us", "100000"),
+        (f"cpu/pyminidocker/{CID}/cpu.cfs_quota_us", "150000"),
+    ]
 
 
 def test_v1_without_swap_accounting(tmp_path):
