@@ -795,8 +795,13 @@ class Cgroup:
     @staticmethod
     def _rmdir_tree(top: str) -> str | None:
         """rmdir top and any cgroups nested in it, deepest first; the first busy path or None."""
-        if not os.path.isdir(top):
+        try:
+            os.rmdir(top)  # the usual case, one syscall: no nested cgroup, no process left
             return None
+        except FileNotFoundError:
+            return None
+        except OSError:
+            pass  # EBUSY: nested cgroups, or tasks still exiting (ENOTEMPTY off cgroupfs)
         for sub, _dirs, _files in os.walk(top, topdown=False):
             try:
                 os.rmdir(sub)
