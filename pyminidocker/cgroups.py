@@ -347,7 +347,7 @@ def _write_each(path: str, items: list[tuple[str, str]]) -> None:
 def _read(path: str) -> str | None:
     """The content of a control file, or None if it does not exist.
 
-    Plain os calls: open() costs three times as much here, and its first use of the ascii codec
+    Plain os calls: open() costs twice as much here, and its first use of the ascii codec
     an import.
     """
     try:
