@@ -1,9 +1,10 @@
 """One cgroup per container: cgroup v1 and v2 behind one interface.
 
 This runs on the container start path, so it imports only builtin-cheap modules, spawns no
-processes, and keeps the number of file writes small: on v2 a typical start costs two mkdirs and
-one write per limit; the parents' cgroup.subtree_control is read and written only when a controller
-is still missing there (i.e. for the first container after boot).
+processes, and keeps the number of syscalls small: a typical start costs one mkdir per hierarchy
+and one open per limit file (v1 adds two reads of the new cpuset, v2 one read of the new cgroup's
+cgroup.controllers). The parent directories are made, and v2's controllers enabled in them, only
+for the first container after boot.
 
 Layout (the "cgroupfs" scheme Docker uses, not the systemd one):
     v2:  /sys/fs/cgroup/<parent>/<id>
@@ -22,10 +23,9 @@ itself, from C, between clone and execve (see procs_files()).
 """
 from __future__ import annotations
 
+import _thread
 import errno
 import os
-import signal
-import threading
 import time
 
 from pyminidocker.errors import PmdError, UsageError
@@ -52,6 +52,9 @@ _KNOWN_V1 = frozenset(V1_CONTROLLERS) | {
 }
 # v2 controllers enabled for containers, in the order written to cgroup.subtree_control.
 V2_CONTROLLERS = ("memory", "pids", "cpu")
+
+# signal.SIGKILL, which is 9 on every Linux architecture; importing signal would pull in enum.
+SIGKILL = 9
 
 # Docker's default device rules for v1 (the devices cgroup is a whitelist: deny everything, then
 # allow the few devices a container's /dev holds). "m" alone lets mknod create any node, which is
@@ -312,17 +315,28 @@ def detect(root: str | os.PathLike[str] | None = None) -> Layout:
 
 def _write(path: str, value: str, what: str) -> None:
     """Write value to a cgroup control file in one write(2); the kernel parses each write whole.
+    Raises PmdError saying what could not be done."""
+    _write_each(path, [(value, what)])
+
+
+def _write_each(path: str, items: list[tuple[str, str]]) -> None:
+    """Write each (value, what) of items to one control file, one write(2) apiece through one
+    open file (devices.allow, say, takes one rule per write).
 
     O_CREAT is harmless on cgroupfs (the file exists or the open fails) and lets the same code
-    fill a test's fake tree.
+    fill a test's fake tree. Raises PmdError saying what the refused value was for.
     """
+    done = 0
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
-            os.write(fd, value.encode())
+            for value, _ in items:
+                os.write(fd, value.encode())
+                done += 1
         finally:
             os.close(fd)
     except OSError as e:
+        what = items[min(done, len(items) - 1)][1]
         reason = e.strerror
         if e.errno in (errno.EACCES, errno.EPERM) and not os.path.exists(path):
             # cgroupfs answers O_CREAT of a missing file with EACCES, which would mislead.
@@ -331,14 +345,26 @@ def _write(path: str, value: str, what: str) -> None:
 
 
 def _read(path: str) -> str | None:
-    """The content of a control file, or None if it does not exist."""
+    """The content of a control file, or None if it does not exist.
+
+    Plain os calls: open() costs twice as much here, and its first use of the ascii codec
+    an import.
+    """
     try:
-        with open(path, encoding="ascii", errors="replace") as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError as e:
         raise PmdError(f"cannot read {path}: {e.strerror}") from e
+    chunks = []
+    try:
+        while chunk := os.read(fd, 4096):
+            chunks.append(chunk)
+    except OSError as e:
+        raise PmdError(f"cannot read {path}: {e.strerror}") from e
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("ascii", "replace")
 
 
 def _keyed(text: str | None) -> dict[str, int]:
@@ -451,40 +477,44 @@ class Cgroup:
                     pass
             raise
 
-    def _mkdir_own(self, path: str) -> None:
-        if not _mkdir(path):
-            self._reused = True
+    def _mkdir_own(self, mount: str, parents_made: bool = False) -> bool:
+        """mkdir the container's directory under mount (reusing one that exists); False if a
+        parent directory is missing, unless parents_made, when that is an error.
 
-    def _enable_v2(self, path: str, wanted: list[str]) -> None:
-        """Enable the wanted controllers for path's children, writing only what is missing."""
-        control = os.path.join(path, "cgroup.subtree_control")
-        current = {w.lstrip("+") for w in (_read(control) or "").split()}
-        missing = [c for c in wanted if c not in current]
-        if missing:
-            _write(control, " ".join("+" + c for c in missing), "enable cgroup controllers")
+        Only the first container after boot (or after a cleanup) misses its parents; making
+        them first would cost every start a failing mkdir per level and hierarchy.
+        """
+        path = os.path.join(mount, self.parent, self.id)
+        try:
+            os.mkdir(path, 0o755)
+        except FileExistsError:
+            self._reused = True
+        except OSError as e:
+            if e.errno == errno.ENOENT and not parents_made:
+                return False
+            raise PmdError(f"cannot create cgroup: {path}: {e.strerror}") from e
+        return True
+
+    def _parent_levels(self, mount: str) -> list[str]:
+        """The directories of our parent under mount, outermost first."""
+        levels, level = [], mount
+        for part in self.parent.split("/"):
+            level = os.path.join(level, part)
+            levels.append(level)
+        return levels
 
     def _create_v2(self, limits: Limits) -> None:
         root = self.layout.root
-        available = set((_read(os.path.join(root, "cgroup.controllers")) or "").split())
-        for ctl, needed in (("memory", limits.memory is not None),
-                            ("pids", limits.pids is not None),
-                            ("cpu", limits.cpus is not None or limits.cpu_shares is not None)):
-            if needed and ctl not in available:
-                raise PmdError(f"cannot apply the {ctl} limit: the cgroup v2 {ctl} controller is "
-                               f"not available in {root}")
-        wanted = [c for c in V2_CONTROLLERS if c in available]
-        # A controller's files appear in a cgroup only if every ancestor lists it in
-        # cgroup.subtree_control, so enable it at each level from the root down to our parent.
-        # (The "no internal processes" rule allows this: the root is exempt and our parent
-        # directories never hold processes themselves.)
-        level = root
-        self._enable_v2(level, wanted)
-        for part in self.parent.split("/"):
-            level = os.path.join(level, part)
-            _mkdir(level)
-            self._enable_v2(level, wanted)
         path = self.dirs[""]
-        self._mkdir_own(path)
+        made = self._mkdir_own(root)
+        # A new cgroup's cgroup.controllers lists the controllers its parent enables for it:
+        # with all of ours there (every container but the first), nothing is left to check or
+        # enable.
+        if not made or not set(V2_CONTROLLERS).issubset(
+                (_read(os.path.join(path, "cgroup.controllers")) or "").split()):
+            self._enable_v2(limits)
+            if not made:
+                self._mkdir_own(root, parents_made=True)
 
         if limits.memory is not None:
             _write(os.path.join(path, "memory.max"), str(limits.memory), "set memory limit")
@@ -506,6 +536,30 @@ class Cgroup:
         if limits.pids is not None:
             _write(os.path.join(path, "pids.max"), str(limits.pids), "set pids limit")
 
+    def _enable_v2(self, limits: Limits) -> None:
+        """Make our parent directories and enable our controllers from the root down to them;
+        first check that the root has every controller a limit needs."""
+        root = self.layout.root
+        available = set((_read(os.path.join(root, "cgroup.controllers")) or "").split())
+        for ctl, needed in (("memory", limits.memory is not None),
+                            ("pids", limits.pids is not None),
+                            ("cpu", limits.cpus is not None or limits.cpu_shares is not None)):
+            if needed and ctl not in available:
+                raise PmdError(f"cannot apply the {ctl} limit: the cgroup v2 {ctl} controller is "
+                               f"not available in {root}")
+        wanted = [c for c in V2_CONTROLLERS if c in available]
+        # A controller's files appear in a cgroup only if every ancestor lists it in
+        # cgroup.subtree_control, so enable it at each level from the root down to our parent.
+        # (The "no internal processes" rule allows this: the root is exempt and our parent
+        # directories never hold processes themselves.)
+        for level in (root, *self._parent_levels(root)):
+            _mkdir(level)
+            control = os.path.join(level, "cgroup.subtree_control")
+            current = {w.lstrip("+") for w in (_read(control) or "").split()}
+            missing = [c for c in wanted if c not in current]
+            if missing:
+                _write(control, " ".join("+" + c for c in missing), "enable cgroup controllers")
+
     def _create_v1(self, limits: Limits) -> None:
         # Check first that every controller a limit needs is mounted: fail before any mkdir.
         mem = self._need("memory", "set memory limit") if limits.memory is not None else None
@@ -514,18 +568,17 @@ class Cgroup:
         pids = self._need("pids", "set pids limit") if limits.pids is not None else None
         dev = self._need("devices", "set device rules") if limits.devices else None
 
-        for ctl, path in self.dirs.items():
-            level = self._mounts[ctl]
-            for part in self.parent.split("/"):
-                level = os.path.join(level, part)
-                created = _mkdir(level)
-                if ctl == "cpuset":
-                    # Also when the level exists: another engine process may have just created
-                    # it and not filled it yet.
-                    self._init_cpuset(level, clone_children=created)
-            self._mkdir_own(path)
+        for ctl, mount in self._mounts.items():
+            if not self._mkdir_own(mount):
+                for level in self._parent_levels(mount):
+                    if _mkdir(level) and ctl == "cpuset":
+                        self._fill_cpuset(level, mount)
+                        # The kernel then copies cpus and mems into each container's cpuset.
+                        _write(os.path.join(level, "cgroup.clone_children"), "1",
+                               "set cgroup.clone_children")
+                self._mkdir_own(mount, parents_made=True)
             if ctl == "cpuset":
-                self._init_cpuset(path, clone_children=False)
+                self._fill_cpuset(self.dirs[ctl], mount)
 
         if mem is not None:
             # memory + swap can never be below memory, and a new cgroup starts with both
@@ -544,8 +597,11 @@ class Cgroup:
                        "set memory+swap limit")
         if cpu is not None:
             if limits.cpus is not None:
-                # The quota is a share of the period in effect, so the period is set first.
-                _write(os.path.join(cpu, "cpu.cfs_period_us"), str(CPU_PERIOD), "set cpu period")
+                # The quota is a share of the period in effect, so the period is set first;
+                # a new cgroup has the kernel's default, which is Docker's.
+                if self._reused:
+                    _write(os.path.join(cpu, "cpu.cfs_period_us"), str(CPU_PERIOD),
+                           "set cpu period")
                 _write(os.path.join(cpu, "cpu.cfs_quota_us"), str(cpu_quota(limits.cpus)),
                        "set cpu quota")
             if limits.cpu_shares is not None:
@@ -553,30 +609,38 @@ class Cgroup:
         if pids is not None:
             _write(os.path.join(pids, "pids.max"), str(limits.pids), "set pids limit")
         if dev is not None:
-            # The devices cgroup parses one rule per write(2), so each rule is its own write. A
-            # new cgroup inherits its parent's rules, and a child can only narrow them, which is
-            # why the rules are set per container and the parent stays allow-all.
+            # A new cgroup inherits its parent's rules, and a child can only narrow them, which
+            # is why the rules are set per container and the parent stays allow-all. One open
+            # per run of rules for the same file; the kernel takes one rule per write.
+            runs: list[tuple[str, list[tuple[str, str]]]] = []
             for verb, rule in limits.devices:
-                _write(os.path.join(dev, f"devices.{verb}"), rule, f"set device rule {verb} {rule}")
+                if not runs or runs[-1][0] != verb:
+                    runs.append((verb, []))
+                runs[-1][1].append((rule, f"set device rule {verb} {rule}"))
+            for verb, items in runs:
+                _write_each(os.path.join(dev, f"devices.{verb}"), items)
 
-    def _init_cpuset(self, path: str, clone_children: bool) -> None:
-        """Give a new v1 cpuset cgroup its parent's cpus and mems.
+    @staticmethod
+    def _fill_cpuset(path: str, mount: str) -> None:
+        """Give a v1 cpuset cgroup that has none its nearest ancestor's cpus and mems.
 
         A new cpuset cgroup starts with empty cpuset.cpus and cpuset.mems, and the kernel refuses
         to attach a task to a cpuset without CPUs or memory nodes (ENOSPC), so the values must be
-        copied down. Setting cgroup.clone_children on our parent makes the kernel do the copy for
-        every container created below it; the read check keeps this correct where it did not.
+        copied down. cgroup.clone_children on our parent makes the kernel do that for each
+        container; the read check covers a parent another engine process has only just made.
         """
-        up = os.path.dirname(path)
-        for name in ("cpuset.cpus", "cpuset.mems"):
+        def value(path: str, name: str) -> str:
             mine = os.path.join(path, name)
-            if not (_read(mine) or "").strip():
-                value = (_read(os.path.join(up, name)) or "").strip()
-                if not value:
-                    raise PmdError(f"cannot set up cpuset: {os.path.join(up, name)} is empty")
-                _write(mine, value, "copy cpuset")
-        if clone_children:
-            _write(os.path.join(path, "cgroup.clone_children"), "1", "set cgroup.clone_children")
+            text = (_read(mine) or "").strip()
+            if not text:
+                if path == mount:
+                    raise PmdError(f"cannot set up cpuset: {mine} is empty")
+                text = value(os.path.dirname(path), name)
+                _write(mine, text, "copy cpuset")
+            return text
+
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            value(path, name)
 
     # membership --------------------------------------------------------------------------------
 
@@ -594,14 +658,22 @@ class Cgroup:
                 for mnt, ctls in sorted(by_mount.items())]
 
     def procs_files(self) -> list[str]:
-        """The cgroup.procs files the container's init must write its pid to (all of them) before
-        execve, so that it and everything it forks is limited from its first instruction."""
-        return [os.path.join(d, "cgroup.procs") for d in self.dirs.values()]
+        """The files the container's init writes "0" to (all of them) before execve, so that it
+        and everything it forks is limited from its first instruction.
+
+        On v1 these are the tasks files: "0" there moves the writing thread alone, which is the
+        whole process while the init is single-threaded, and since Linux 5.5 such a move skips
+        the global cgroup_threadgroup_rwsem that a cgroup.procs write takes (an RCU grace period,
+        ~10 ms, after a quiet spell: see prime_migration()). v2 moves single threads only inside
+        threaded subtrees, so there it is cgroup.procs.
+        """
+        name = "cgroup.procs" if self.version == "v2" else "tasks"
+        return [os.path.join(d, name) for d in self.dirs.values()]
 
     def add(self, pid: int) -> None:
         """Move process pid (with all its threads) into the cgroup(s). Raises PmdError."""
-        for procs in self.procs_files():
-            _write(procs, str(pid), f"add process {pid} to cgroup")
+        for d in self.dirs.values():
+            _write(os.path.join(d, "cgroup.procs"), str(pid), f"add process {pid} to cgroup")
 
     def pids(self) -> list[int]:
         """The pids of the processes in the cgroup, in every hierarchy (v1), sorted."""
@@ -613,19 +685,19 @@ class Cgroup:
                 found.update(int(x) for x in (text or "").split() if x.isdigit())
         return sorted(found)
 
-    def kill(self, sig: int = signal.SIGKILL) -> int:
+    def kill(self, sig: int = SIGKILL) -> int:
         """Send sig to every process in the cgroup; returns how many were signalled.
 
         For SIGKILL, v2's cgroup.kill (Linux 5.14) kills the whole subtree atomically; on v1 the
         freezer stops the members first, so none can fork a child that the kill would miss.
         """
-        if sig == signal.SIGKILL and self.version == "v2":
+        if sig == SIGKILL and self.version == "v2":
             kill_file = os.path.join(self.dirs[""], "cgroup.kill")
             if os.path.exists(kill_file):
                 n = len(self.pids())
                 _write(kill_file, "1", "kill cgroup")
                 return n
-        frozen = sig == signal.SIGKILL and self._freeze(True)
+        frozen = sig == SIGKILL and self._freeze(True)
         try:
             n = 0
             for pid in self.pids():
@@ -716,15 +788,20 @@ class Cgroup:
             # empty cgroup is only waiting for its last task's exit to finish, which is quick,
             # and freezing it for nothing would cost more than the wait.
             if self.pids():
-                self.kill(signal.SIGKILL)
+                self.kill(SIGKILL)
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
 
     @staticmethod
     def _rmdir_tree(top: str) -> str | None:
         """rmdir top and any cgroups nested in it, deepest first; the first busy path or None."""
-        if not os.path.isdir(top):
+        try:
+            os.rmdir(top)  # the usual case, one syscall: no nested cgroup, no process left
             return None
+        except FileNotFoundError:
+            return None
+        except OSError:
+            pass  # EBUSY: nested cgroups, or tasks still exiting (ENOTEMPTY off cgroupfs)
         for sub, _dirs, _files in os.walk(top, topdown=False):
             try:
                 os.rmdir(sub)
@@ -741,35 +818,75 @@ _primed = False
 
 
 def prime_migration() -> None:
-    """Start paying, in a background thread, for the container's move into its cgroup.
+    """Start paying, in a background thread, for the container's move into its cgroup, where
+    that move is expensive.
 
-    Moving a task between cgroups takes the kernel's cgroup_threadgroup_rwsem for writing; after
-    a quiet spell that first waits for an RCU grace period (~10 ms here), and for about one more
-    grace period afterwards further moves are cheap. Rewriting our own (unchanged) membership
-    while the engine prepares the container moves that wait off the critical path: the child's
-    own move, a few milliseconds later, is then fast. Harmless if it is too early or too late.
+    Moving a whole process between cgroups (a write to cgroup.procs) takes the kernel's
+    cgroup_threadgroup_rwsem for writing; after a quiet spell that first waits for an RCU grace
+    period (4 to 20 ms here), and for about one more grace period afterwards further moves are
+    cheap. Rewriting our own (unchanged) membership while the engine prepares the container moves
+    that wait off the critical path: the child's own move, a few milliseconds later, is then
+    fast. Harmless if it is too early or too late, though the cgroup mkdirs meanwhile wait for it
+    (they need cgroup_mutex, which the priming write holds through the grace period).
+
+    Only v2 needs this, and v1 before Linux 5.5: there the container joins by moving its single
+    thread (see procs_files()), which skips that lock.
     """
     global _primed
     if _primed:
         return
     _primed = True
+    try:
+        layout = detect()
+        if layout.version == "v1" and _kernel_version() >= (5, 5):
+            return
+        procs = _own_procs_file(layout)
+        fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC) if procs else -1
+    except (OSError, PmdError):
+        return
+    if fd < 0:
+        return
 
-    def touch() -> None:
+    def rewrite() -> None:
         try:
-            with open("/proc/self/cgroup") as f:
-                for line in f:
-                    _, ctl, path = line.rstrip("\n").split(":", 2)
-                    mount = detect().controllers.get("pids") if ctl == "pids" else \
-                        CGROUP_ROOT if ctl == "" and detect().version == "v2" else None
-                    if mount:
-                        with open(os.path.join(mount, path.lstrip("/"), "cgroup.procs"),
-                                  "w") as procs:
-                            procs.write(str(os.getpid()))
-                        return
-        except (OSError, PmdError):
+            os.write(fd, b"0")  # "0": the writing process, i.e. all of the engine
+        except OSError:
             pass
+        finally:
+            os.close(fd)
 
-    threading.Thread(target=touch, name="cgroup-prime", daemon=True).start()
+    # A bare thread: threading costs milliseconds to import, and Thread.start() would wait for
+    # the new thread to get the GIL. Like a daemon thread it does not hold up the exit. It only
+    # writes: anything else there would wait for the GIL, and so delay the write.
+    _thread.start_new_thread(rewrite, ())
+
+
+def _own_procs_file(layout: Layout) -> str | None:
+    """The cgroup.procs file of this process's own cgroup in one hierarchy of layout."""
+    for line in (_read("/proc/self/cgroup") or "").splitlines():
+        _, ctls, path = line.split(":", 2)
+        if layout.version == "v2":
+            mount = layout.root if ctls == "" else None
+        else:
+            mount = next((layout.controllers[c] for c in ctls.split(",")
+                          if c in layout.controllers), None)
+        if mount:
+            return os.path.join(mount, path.lstrip("/"), "cgroup.procs")
+    return None
+
+
+def _kernel_version() -> tuple[int, int]:
+    """(major, minor) of the running kernel: "6.18.44-fc" -> (6, 18)."""
+    major, _, rest = os.uname().release.partition(".")
+    minor = ""
+    for c in rest:
+        if not c.isdigit():
+            break
+        minor += c
+    try:
+        return int(major), int(minor or 0)
+    except ValueError:
+        return 0, 0
 
 
 def cleanup_stale(live_ids: set[str], parent: str = DEFAULT_PARENT,

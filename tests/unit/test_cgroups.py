@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,24 @@ from pyminidocker.errors import PmdError, UsageError
 
 MiB = 1024 * 1024
 CID = "c0ffee" + "0" * 58
+
+
+# --- import ------------------------------------------------------------------------------------
+
+# Modules that take milliseconds to import (or pull in others that do), none of which the module
+# may bring along: it is imported on every container start.
+HEAVY = {"collections", "contextlib", "dataclasses", "enum", "functools", "json", "pathlib", "re",
+         "shutil", "signal", "threading", "typing"}
+
+
+def test_import_is_lean():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = (f"import sys; sys.path.insert(0, {root!r}); import pyminidocker.cgroups; "
+            "print(*sorted(sys.modules))")
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert "pyminidocker.cgroups" in out
+    assert sorted(HEAVY.intersection(out)) == []
 
 
 # --- sizes, CPUs, Limits -----------------------------------------------------------------------
@@ -237,13 +256,13 @@ def writes(monkeypatch):
     """Record every control-file write (path, value) in order, still performing it: the order
     matters to the kernel and the count is the cost on the start path."""
     log: list[tuple[str, str]] = []
-    real = cgroups._write
+    real = cgroups._write_each
 
-    def spy(path, value, what):
-        log.append((path, value))
-        real(path, value, what)
+    def spy(path, items):
+        log.extend((path, value) for value, _ in items)
+        real(path, items)
 
-    monkeypatch.setattr(cgroups, "_write", spy)
+    monkeypatch.setattr(cgroups, "_write_each", spy)
     return log
 
 
@@ -343,6 +362,60 @@ def test_v2_cpu_shares_become_weight(tmp_path):
     assert (root / "pyminidocker" / CID / "cpu.weight").read_text() == str(shares_to_weight(512))
 
 
+@pytest.fixture
+def kernfs_mkdir(monkeypatch, tmp_path):
+    """mkdir as cgroup2 does it: a new cgroup's cgroup.controllers lists what its parent enables
+    in cgroup.subtree_control."""
+    real = os.mkdir
+
+    def mkdir(path, *args, **kwargs):
+        real(path, *args, **kwargs)
+        parent = Path(path).parent
+        if tmp_path in Path(path).parents and (parent / "cgroup.subtree_control").exists():
+            enabled = (parent / "cgroup.subtree_control").read_text().replace("+", "").split()
+            (Path(path) / "cgroup.controllers").write_text(" ".join(enabled) + "\n")
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """Record the path of every control-file read, in order."""
+    log: list[str] = []
+    real = cgroups._read
+
+    def spy(path):
+        log.append(path)
+        return real(path)
+
+    monkeypatch.setattr(cgroups, "_read", spy)
+    return log
+
+
+def test_v2_later_containers_check_only_their_own_cgroup(tmp_path, kernfs_mkdir, writes, reads):
+    root = fake_v2(tmp_path)
+    Cgroup("first", root=root).create(Limits(pids=5))
+    assert rel(root, writes)[:2] == [
+        ("cgroup.subtree_control", "+memory +pids +cpu"),
+        ("pyminidocker/cgroup.subtree_control", "+memory +pids +cpu"),
+    ]
+    writes.clear()
+    reads.clear()
+    Cgroup(CID, root=root).create(Limits(pids=5))
+    # one mkdir and one read show the parents ready; then the limit
+    assert [os.path.relpath(p, root) for p in reads] == [f"pyminidocker/{CID}/cgroup.controllers"]
+    assert rel(root, writes) == [(f"pyminidocker/{CID}/pids.max", "5")]
+
+
+def test_v2_controller_missing_below_is_enabled_again(tmp_path, kernfs_mkdir, writes):
+    root = fake_v2(tmp_path)
+    Cgroup("first", root=root).create()
+    (root / "pyminidocker" / "cgroup.subtree_control").write_text("memory pids\n")
+    writes.clear()
+    Cgroup(CID, root=root).create()
+    assert rel(root, writes) == [("pyminidocker/cgroup.subtree_control", "+cpu")]
+
+
 def test_v2_nested_parent(tmp_path, writes):
     root = fake_v2(tmp_path)
     cg = Cgroup(CID, parent="engine/pyminidocker", root=root)
@@ -356,6 +429,11 @@ def test_v2_nested_parent(tmp_path, writes):
 
 def test_v2_missing_controller_is_an_error_and_leaves_nothing(tmp_path, kernfs_rmdir):
     root = fake_v2(tmp_path, controllers="cpu io")
+    with pytest.raises(PmdError, match="memory controller is not available"):
+        Cgroup(CID, root=root).create(Limits(memory=64 * MiB))
+    assert not (root / "pyminidocker").exists()
+    # with the parent there, the new cgroup is removed again
+    (root / "pyminidocker").mkdir()
     with pytest.raises(PmdError, match="memory controller is not available"):
         Cgroup(CID, root=root).create(Limits(memory=64 * MiB))
     assert not (root / "pyminidocker" / CID).exists()
@@ -504,7 +582,6 @@ def test_v1_create_writes_exactly_these_files(tmp_path, writes):
 
     assert (d("memory") / "memory.limit_in_bytes").read_text() == str(64 * MiB)
     assert (d("memory") / "memory.memsw.limit_in_bytes").read_text() == str(128 * MiB)
-    assert (d("cpu") / "cpu.cfs_period_us").read_text() == "100000"
     assert (d("cpu") / "cpu.cfs_quota_us").read_text() == "50000"
     assert (d("pids") / "pids.max").read_text() == "20"
     # cpuset values copied down both levels; clone_children set once on our parent
@@ -527,8 +604,7 @@ def test_v1_create_writes_exactly_these_files(tmp_path, writes):
         # memory before memory+swap: memsw may never be below the memory limit
         (f"memory/{p}/memory.limit_in_bytes", "67108864"),
         (f"memory/{p}/memory.memsw.limit_in_bytes", "134217728"),
-        # period before quota
-        (f"cpu/{p}/cpu.cfs_period_us", "100000"),
+        # a new cgroup has the kernel's default period, which is Docker's
         (f"cpu/{p}/cpu.cfs_quota_us", "50000"),
         (f"pids/{p}/pids.max", "20"),
         (f"devices/{p}/devices.deny", "a"),
@@ -537,8 +613,9 @@ def test_v1_create_writes_exactly_these_files(tmp_path, writes):
         *[(f"devices/{p}/devices.allow", f"c {n} rwm")
           for n in ("1:3", "1:5", "1:7", "1:8", "1:9", "5:0", "5:1", "5:2", "136:*")],
     ]
+    # the init joins by moving its one thread: no global lock (see procs_files)
     assert sorted(cg.procs_files()) == sorted(
-        str(d(c) / "cgroup.procs")
+        str(d(c) / "tasks")
         for c in ("cpuset", "cpu", "cpuacct", "memory", "devices", "freezer", "pids"))
 
 
@@ -562,6 +639,16 @@ def test_v1_second_container_reuses_parent(tmp_path, writes):
     assert writes == []
 
 
+def test_v1_reused_cgroup_gets_the_period_before_the_quota(tmp_path, writes):
+    root = fake_v1(tmp_path)
+    (root / "cpu" / "pyminidocker" / CID).mkdir(parents=True)
+    Cgroup(CID, root=root).create(Limits(cpus=1.5, devices=()))
+    assert [w for w in rel(root, writes) if w[0].startswith("cpu/")] == [
+        (f"cpu/pyminidocker/{CID}/cpu.cfs_period_us", "100000"),
+        (f"cpu/pyminidocker/{CID}/cpu.cfs_quota_us", "150000"),
+    ]
+
+
 def test_v1_without_swap_accounting(tmp_path):
     root = fake_v1(tmp_path, memsw=False)
     cg = Cgroup(CID, root=root)
@@ -583,7 +670,7 @@ def test_v1_comounted_cpu_cpuacct(tmp_path):
     assert (d / "cpu.cfs_quota_us").read_text() == "150000"
     assert (d / "cpu.shares").read_text() == "512"
     # one directory, joined once
-    assert [p for p in cg.procs_files() if "cpu," in p] == [str(d / "cgroup.procs")]
+    assert [p for p in cg.procs_files() if "cpu," in p] == [str(d / "tasks")]
     (d / "cpuacct.usage").write_text("123456\n")
     assert cg.stats()["cpu_usage_ns"] == 123456
 
@@ -653,3 +740,73 @@ def test_v1_fills_an_existing_empty_parent_cpuset(tmp_path):
     for level in (root / "cpuset" / "pyminidocker", root / "cpuset" / "pyminidocker" / CID):
         assert (level / "cpuset.cpus").read_text() == "0-3"
         assert (level / "cpuset.mems").read_text() == "0"
+
+
+# --- priming the migration lock ----------------------------------------------------------------
+
+
+@pytest.fixture
+def prime(monkeypatch, tmp_path):
+    """prime_migration() as if for the first time, on a host whose layout, /proc/self/cgroup and
+    kernel release the test sets; returns the files the priming thread was started for."""
+    started: list[str] = []
+    monkeypatch.setattr(cgroups, "_primed", False)
+
+    def start(func, args):
+        func(*args)
+        started.append("ran")
+
+    monkeypatch.setattr(cgroups._thread, "start_new_thread", start)
+
+    def run(layout: Layout, own: str, release: str) -> None:
+        monkeypatch.setattr(cgroups, "detect", lambda: layout)
+        real_read = cgroups._read
+        monkeypatch.setattr(cgroups, "_read",
+                            lambda p: own if p == "/proc/self/cgroup" else real_read(p))
+        monkeypatch.setattr(os, "uname", lambda: os.uname_result(
+            ("Linux", "host", release, "#1", "x86_64")))
+        cgroups.prime_migration()
+
+    run.started = started  # type: ignore[attr-defined]
+    return run
+
+
+OWN_V1 = "10:hugetlb:/\n9:name=systemd:/\n8:pids:/engine\n4:memory:/a/b\n0::/\n"
+
+
+def test_prime_rewrites_own_membership_on_v2(tmp_path, prime):
+    root = fake_v2(tmp_path)
+    (root / "engine").mkdir()
+    (root / "engine" / "cgroup.procs").write_text("")
+    prime(Layout("v2", str(root), {}), "0::/engine\n", "6.18.4")
+    assert prime.started == ["ran"]
+    assert (root / "engine" / "cgroup.procs").read_text() == "0"
+    cgroups.prime_migration()  # once per process
+    assert prime.started == ["ran"]
+
+
+def test_prime_on_old_v1_kernels_only(tmp_path, prime):
+    root = fake_v1(tmp_path)
+    (root / "pids" / "engine").mkdir()
+    (root / "pids" / "engine" / "cgroup.procs").write_text("")
+    layout = detect(root)
+    prime(layout, OWN_V1, "5.10.0-28-amd64")
+    assert prime.started == []  # the init's single-thread join takes no global lock
+    cgroups._primed = False
+    prime(layout, OWN_V1, "4.18.0-513.el8.x86_64")
+    assert prime.started == ["ran"]
+    assert (root / "pids" / "engine" / "cgroup.procs").read_text() == "0"
+
+
+def test_prime_without_a_known_hierarchy_does_nothing(tmp_path, prime):
+    prime(Layout("v1", str(tmp_path), {"memory": str(tmp_path / "nowhere")}), "0::/\n", "4.4")
+    assert prime.started == []
+
+
+def test_kernel_version(monkeypatch):
+    for release, version in (("6.18.44-fc-v669", (6, 18)), ("5.4.0-150-generic", (5, 4)),
+                             ("4.18.0-513.el8.x86_64", (4, 18)), ("6.1", (6, 1)),
+                             ("6", (6, 0)), ("weird", (0, 0))):
+        monkeypatch.setattr(os, "uname", lambda r=release: os.uname_result(
+            ("Linux", "host", r, "#1", "x86_64")))
+        assert cgroups._kernel_version() == version
