@@ -346,7 +346,7 @@ def test_reset_host_removes_everything(host, monkeypatch):
 
 def test_missing_iptables_is_a_clear_error(host, monkeypatch):
     net = host.network()
-    monkeypatch.setattr(N.shutil, "which", lambda name: None)
+    monkeypatch.setattr(N, "_which", lambda name: None)
     with pytest.raises(PmdError, match="neither iptables nor nft found"):
         N.ensure_bridge(net)
     monkeypatch.undo()
@@ -368,7 +368,7 @@ def test_connect_and_disconnect(host, monkeypatch):
     N.disconnect(host.store, "gone", "a" * 64)  # an unknown network is fine
 
     # the host cannot be set up: no address stays allocated
-    monkeypatch.setattr(N.shutil, "which", lambda name: None)
+    monkeypatch.setattr(N, "_which", lambda name: None)
     with pytest.raises(PmdError, match="neither iptables nor nft found"):
         N.connect(host.store, "bridge", "b" * 64, cfg)
     assert N.NetworkStore(host.store).allocations("bridge") == {}
