@@ -1186,3 +1186,17 @@ def main(argv: Sequence[str] | None = None, env: Env | None = None) -> int:
         env.stderr.write(f"Error: internal error: {type(e).__name__}: {e} "
                          "(run with --debug for details)\n")
         return 125
+
+
+def command() -> None:
+    """The `pyminidocker` command: main(), then exit without the interpreter's finalisation
+    (freeing every module and object one by one: about 3 ms of each container start). Nothing
+    is left to finalise: files are closed by their `with`, no thread outlives main(), and
+    the standard streams are flushed here."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            code = code or 1  # as the interpreter's own exit would report a failed flush
+    os._exit(code)

@@ -16,10 +16,11 @@ import sysconfig
 
 TEMPLATE = """#!{python} -S
 # Written by `python3 -m pyminidocker.launcher` (make install): -S skips site's .pth imports.
-import sys
+import gc, sys
+gc.set_threshold(50_000)  # see pyminidocker/__main__.py
 sys.path[1:1] = {paths!r}
-from pyminidocker.cli import main
-sys.exit(main())
+from pyminidocker.cli import command
+command()
 """
 
 

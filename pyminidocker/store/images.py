@@ -8,7 +8,6 @@ it from any other, as Docker moves tags.
 """
 from __future__ import annotations
 
-import binascii
 import os
 import time
 
@@ -42,6 +41,8 @@ def big_data_name(key: str) -> str:
     """The file name for a big-data key (see module docstring)."""
     if key and _PLAIN_KEY.issuperset(key):
         return key
+    import binascii
+
     name = "=" + binascii.b2a_base64(key.encode(), newline=False).decode()
     # Standard base64 may produce '/', which cannot be in a file name: never for our keys
     # (digests and plain words), but an arbitrary key must not escape the directory.
