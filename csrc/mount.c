@@ -389,7 +389,7 @@ static int check_layer_path(const char *p, struct pmd_error *err)
 
 /* Options longer than a page: fsopen + one fsconfig("lowerdir+") per layer (Linux >= 6.8). */
 static int overlay_mount_fsconfig(const char *lowerdirs, const char *upper, const char *work,
-                                  const char *target, int readonly, struct pmd_error *err)
+                                  const char *target, int flags, struct pmd_error *err)
 {
     pmd_cleanup_fd int fsfd = (int)syscall(SYS_fsopen, "overlay", FSOPEN_CLOEXEC);
     pmd_cleanup_fd int mfd = -1;
@@ -415,9 +415,12 @@ static int overlay_mount_fsconfig(const char *lowerdirs, const char *upper, cons
     if (syscall(SYS_fsconfig, fsfd, FSCONFIG_SET_STRING, "index", "off", 0) < 0 ||
         syscall(SYS_fsconfig, fsfd, FSCONFIG_SET_STRING, "redirect_dir", "off", 0) < 0)
         return pmd_fail(err, errno, "overlay options", "%s", target);
+    if ((flags & PMD_OVERLAY_VOLATILE) && upper)
+        (void)syscall(SYS_fsconfig, fsfd, FSCONFIG_SET_FLAG, "volatile", NULL, 0); /* < 5.10: none */
     if (syscall(SYS_fsconfig, fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
         return pmd_fail(err, errno, "overlay create", "%s", target);
-    mfd = (int)syscall(SYS_fsmount, fsfd, FSMOUNT_CLOEXEC, readonly ? 1 /* MOUNT_ATTR_RDONLY */ : 0);
+    mfd = (int)syscall(SYS_fsmount, fsfd, FSMOUNT_CLOEXEC,
+                       (flags & PMD_OVERLAY_RDONLY) ? 1 /* MOUNT_ATTR_RDONLY */ : 0);
     if (mfd < 0)
         return pmd_fail(err, errno, "fsmount", "%s", target);
     if (syscall(SYS_move_mount, mfd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) < 0)
@@ -426,7 +429,7 @@ static int overlay_mount_fsconfig(const char *lowerdirs, const char *upper, cons
 }
 
 int pmd_overlay_mount(const char *lowerdirs, const char *upper, const char *work,
-                      const char *target, int readonly, struct pmd_error *err)
+                      const char *target, int flags, struct pmd_error *err)
 {
     char data[8192];
     char one[PATH_MAX];
@@ -459,16 +462,23 @@ int pmd_overlay_mount(const char *lowerdirs, const char *upper, const char *work
     if (upper == NULL && nlower < 2)
         return pmd_fail(err, EINVAL, "overlay mount", "%s", "a read-only overlay needs 2 lowers");
     if (upper)
-        n = snprintf(data, sizeof data, "lowerdir=%s,upperdir=%s,workdir=%s,index=off,redirect_dir=off",
-                     lowerdirs, upper, work);
+        n = snprintf(data, sizeof data, "lowerdir=%s,upperdir=%s,workdir=%s,index=off,redirect_dir=off%s",
+                     lowerdirs, upper, work, (flags & PMD_OVERLAY_VOLATILE) ? ",volatile" : "");
     else
         n = snprintf(data, sizeof data, "lowerdir=%s,index=off,redirect_dir=off", lowerdirs);
     /* mount(2) copies at most one page of data and silently truncates the rest. */
     if (n < 0 || n >= page || (size_t)n >= sizeof data)
-        return overlay_mount_fsconfig(lowerdirs, upper, work, target, readonly, err);
-    if (mount("overlay", target, "overlay", readonly ? MS_RDONLY : 0, data) < 0)
-        return pmd_fail(err, errno, "mount overlay", "%s", target);
-    return 0;
+        return overlay_mount_fsconfig(lowerdirs, upper, work, target, flags, err);
+    if (mount("overlay", target, "overlay", (flags & PMD_OVERLAY_RDONLY) ? MS_RDONLY : 0, data) == 0)
+        return 0;
+    if (errno == EINVAL && upper && (flags & PMD_OVERLAY_VOLATILE)) {
+        /* A kernel before 5.10 knows no "volatile": the same mount without it. (The other
+         * EINVAL, a volatile marker left in work/, fails again here; the caller clears it.) */
+        data[n - strlen(",volatile")] = '\0';
+        if (mount("overlay", target, "overlay", (flags & PMD_OVERLAY_RDONLY) ? MS_RDONLY : 0, data) == 0)
+            return 0;
+    }
+    return pmd_fail(err, errno, "mount overlay", "%s", target);
 }
 
 int pmd_umount(const char *target, int flags, struct pmd_error *err)

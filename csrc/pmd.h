@@ -175,16 +175,22 @@ struct pmd_proc {
 int pmd_spawn(const struct pmd_spawn_spec *spec, struct pmd_proc *proc, struct pmd_error *err);
 int pmd_spawn_release(struct pmd_proc *proc, struct pmd_error *err);
 
+#define PMD_OVERLAY_RDONLY 1   /* pmd_overlay_mount flags: MS_RDONLY */
+#define PMD_OVERLAY_VOLATILE 2 /* the upper layer is never synced (Linux >= 5.10; else ignored) */
+
 /*
  * Mount an overlay on target. lowerdirs is a ':'-separated list, top layer first (no ',' or ':' or
  * '\\' inside a path: EINVAL). upper and work are NULL for a read-only overlay (then at least two
- * lowers are needed), and readonly adds MS_RDONLY. Options index=off and redirect_dir=off are always
- * set (layers may be shared between overlays and moved). When the option string does not fit in a
- * page, the new mount API is used, adding the lowers one by one ("lowerdir+", Linux >= 6.8); E2BIG
- * on older kernels.
+ * lowers are needed). flags: PMD_OVERLAY_*. VOLATILE suits an upper layer that is thrown away
+ * after one use: the kernel skips every sync of it (fsync in the container, and the sync of the
+ * whole upper filesystem at umount); it leaves a marker in work/ that makes a later mount of
+ * the same upper fail (EINVAL) unless the caller removes work/work/incompat first. Options
+ * index=off and redirect_dir=off are always set (layers may be shared between overlays and
+ * moved). When the option string does not fit in a page, the new mount API is used, adding the
+ * lowers one by one ("lowerdir+", Linux >= 6.8); E2BIG on older kernels.
  */
 int pmd_overlay_mount(const char *lowerdirs, const char *upper, const char *work,
-                      const char *target, int readonly, struct pmd_error *err);
+                      const char *target, int flags, struct pmd_error *err);
 
 /* umount2(target, flags) (MNT_DETACH = 2). */
 int pmd_umount(const char *target, int flags, struct pmd_error *err);

@@ -421,8 +421,10 @@ def wait(pid: int) -> int:
 
 def overlay_mount(lowerdirs: Sequence[str | os.PathLike[str]], target: str | os.PathLike[str],
                   upper: str | os.PathLike[str] | None = None,
-                  work: str | os.PathLike[str] | None = None, readonly: bool = False) -> None:
-    """Mount an overlay on target; lowerdirs top layer first (see pmd_overlay_mount).
+                  work: str | os.PathLike[str] | None = None, readonly: bool = False,
+                  volatile: bool = False) -> None:
+    """Mount an overlay on target; lowerdirs top layer first (see pmd_overlay_mount; volatile:
+    an upper layer used once, never synced).
 
     Raises OSError: ENOENT/ENOTDIR naming a missing lowerdir, EINVAL for a path containing
     ',' ':' or '\\', E2BIG for a lowerdir list too long for this kernel.
@@ -437,7 +439,9 @@ def overlay_mount(lowerdirs: Sequence[str | os.PathLike[str]], target: str | os.
     err = ffi.new("struct pmd_error *")
     if lib.pmd_overlay_mount(lowers, os.fsencode(upper) if upper is not None else ffi.NULL,
                              os.fsencode(work) if work is not None else ffi.NULL,
-                             os.fsencode(target), int(readonly), err) != 0:
+                             os.fsencode(target),
+                             (lib.PMD_OVERLAY_RDONLY if readonly else 0) |
+                             (lib.PMD_OVERLAY_VOLATILE if volatile else 0), err) != 0:
         _raise(err)
 
 

@@ -16,7 +16,7 @@ from pyminidocker import _native, defaults, jsonio
 from pyminidocker import spec as policy
 from pyminidocker.errors import Conflict, NotFound, PmdError, UsageError, suppress
 from pyminidocker.record import dataclass, field
-from pyminidocker.store import Store
+from pyminidocker.store import Store, remove_tree
 from pyminidocker.store.containers import ContainerRecord, State, check_name, random_name
 from pyminidocker.trace import Tracer
 
@@ -470,8 +470,15 @@ class Runtime:
         rootfs = os.path.join(d, "rootfs")
         if os.path.ismount(rootfs):
             _native.umount(rootfs, _native.MNT_DETACH)
+        # A --rm container's writable layer is deleted with it: never synced (as Podman does),
+        # which spares the sync of the store's whole filesystem at each umount. Should it be
+        # started again (its remover was killed), the marker of the last mount must go first.
+        volatile = bool(rec.host.get("auto_remove"))
+        marker = os.path.join(d, "work", "work", "incompat")
+        if volatile and os.path.isdir(marker):
+            remove_tree(marker)
         _native.overlay_mount(lowers, rootfs, upper=os.path.join(d, "upper"),
-                              work=os.path.join(d, "work"))
+                              work=os.path.join(d, "work"), volatile=volatile)
 
     def _spawn_spec(self, rec: ContainerRecord, d: str, stdio: tuple[int, int, int]) -> Any:
         from pyminidocker.cgroups import Cgroup, Limits

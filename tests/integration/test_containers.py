@@ -386,3 +386,37 @@ def test_container_prune_removes_stopped_containers_only(ctr):
     finally:
         ctr("kill", "keepme")
         proc.communicate(timeout=30)
+
+
+def test_rm_containers_have_a_volatile_writable_layer(ctr):
+    """--rm: the overlay's upper layer is never synced (it is deleted with the container); a
+    container that is kept is synced as usual."""
+    root = sh(ctr, "grep ' / ' /proc/mounts").stdout
+    assert root.startswith("overlay / overlay ") and "volatile" in root
+    cid = ctr("run", "-d", "bb", "sh", "-c", "grep ' / ' /proc/mounts").stdout.strip()
+    try:
+        assert ctr("wait", cid).stdout.strip() == "0"
+        kept = ctr("logs", cid).stdout
+        assert kept.startswith("overlay / overlay ") and "volatile" not in kept
+    finally:
+        ctr("rm", cid)
+
+
+def test_rm_container_left_by_a_killed_cli_starts_again(ctr):
+    """The CLI of a `run --rm` killed with -9 cannot remove its container; once stopped it can
+    be started again, though its last (volatile) mount left a marker the kernel refuses."""
+    import signal
+
+    proc = _running(ctr, "orphan", "sh", "-c",
+                    "if [ -e /ran ]; then exit 3; fi; touch /ran; sleep 60")
+    try:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        ctr("kill", "orphan")
+        proc.communicate(timeout=30)  # the container held our end of its output pipes
+        assert "Exited (137)" in ctr("ps", "-a").stdout
+        # its writable layer is still there (/ran), and it is removed once it has run
+        assert ctr("start", "-a", "orphan", check=False).returncode == 3
+        assert ctr("ps", "-a", "-q").stdout == ""
+    finally:
+        ctr("rm", "-f", "orphan", check=False)
