@@ -57,7 +57,7 @@ int pmd_layer_extract(int fd, const char *dest, int compression,
  * needs (including the seccomp BPF program) is prepared by pmd_spawn before it clones.
  *
  * Child sequence (each step only if asked for):
- *   wait for release (hold) -> join cgroups (write "0" to each cgroup.procs) -> unshare the cgroup
+ *   wait for release (hold) -> join cgroups (write "0" to each of cgroup_procs) -> unshare the cgroup
  *   namespace (so that its root is the container's cgroup), or setns (join_pid) -> stdio dup2,
  *   every other fd close-on-exec -> setsid (+ TIOCSCTTY on stdin) -> sethostname -> make all
  *   mounts rprivate -> bind rootfs onto itself -> mounts[] in order, targets resolved inside the
@@ -137,7 +137,8 @@ struct pmd_spawn_spec {
     int n_rlimits;
     int no_new_privs;
     int seccomp;              /* PMD_SECCOMP_* */
-    const char *const *cgroup_procs;   /* NULL-terminated or NULL: cgroup.procs files to join */
+    /* NULL-terminated or NULL: the cgroup.procs (v1: tasks) files to join */
+    const char *const *cgroup_procs;
     int stdin_fd;             /* -1 = inherit the caller's fd 0; likewise for 1 and 2 */
     int stdout_fd;
     int stderr_fd;

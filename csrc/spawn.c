@@ -188,7 +188,9 @@ static int child_stdio(const struct pmd_spawn_spec *s, struct pmd_error *err)
 static int child_cgroups(const struct pmd_spawn_spec *s, struct pmd_error *err)
 {
     /*
-     * Write "0", which cgroupfs (v1 and v2) reads as "the writing process". Our pid as getpid()
+     * Write "0", which cgroupfs (v1 and v2) reads as "the writing process" (in a v1 tasks file,
+     * "the writing thread": this child has only the one, and that write skips the global lock
+     * a cgroup.procs write takes for an RCU grace period, see cgroups.py). Our pid as getpid()
      * reports it is the one in the new pid namespace (1); the kernel would resolve it in the
      * writer's namespace and get it right, but "0" leaves no room for confusion in a reader.
      */
