@@ -126,9 +126,9 @@ class SpawnSpec:
     masks cap_bounding/effective/permitted/inheritable/ambient (all None = keep the inherited
     sets; any set = apply all five, None counting as 0), rlimits ({RLIMIT_*: (soft, hard)}),
     no_new_privs, seccomp (SECCOMP_OFF/SECCOMP_DEFAULT), cgroup_procs (the cgroup.procs files,
-    or on v1 the tasks files, to join), stdin/stdout/stderr (-1 = inherit), setsid, ctty, hold, join_pid (> 0: enter the
-    `namespaces` of that running process instead of creating them, as docker exec does),
-    console (a pty from the container's own /dev/pts as stdio and controlling tty; the master
+    or on v1 the tasks files, to join), stdin/stdout/stderr (-1 = inherit), setsid, ctty,
+    hold, join_pid (> 0: enter the `namespaces` of that running process instead of creating
+    them, as docker exec does), console (a pty from the container's own /dev/pts as stdio and controlling tty; the master
     is Process.console_fd, which the caller then owns and closes).
     """
 

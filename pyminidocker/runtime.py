@@ -228,20 +228,8 @@ class Runtime:
         with self.trace.phase("create"), self.store.lock():
             taken = set(self.containers.names())
             rec.name = check_name(opts.name) if opts.name else random_name(taken)
-            d = self.containers.create(rec)
-            self._write_etc(rec, d)
+            self.containers.create(rec, _etc_files(rec))
         return rec
-
-    def _write_etc(self, rec: ContainerRecord, d: str) -> None:
-        from pyminidocker.store import atomic_write
-
-        atomic_write(os.path.join(d, "hostname"), f"{rec.hostname}\n".encode(), durable=False)
-        hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                 "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
-                 "ff02::2\tip6-allrouters\n")
-        atomic_write(os.path.join(d, "hosts"), hosts.encode(), durable=False)
-        atomic_write(os.path.join(d, "resolv.conf"),
-                     _resolv_conf(rec.host.get("network") == "host"), durable=False)
 
     # ---- start --------------------------------------------------------------------------
 
@@ -735,6 +723,15 @@ def _standard_mounts(host_network: bool, privileged: bool | None) -> list[Any]:
                                 mkdir=True) if host_network else \
                 n.Mount("/sys", "sysfs", "sysfs", sys_flags, mkdir=True)
     return mounts
+
+
+def _etc_files(rec: ContainerRecord) -> dict[str, bytes]:
+    """The files the engine manages for the container, bound over its /etc/<name>."""
+    hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+             "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
+             "ff02::2\tip6-allrouters\n")
+    return {"hostname": f"{rec.hostname}\n".encode(), "hosts": hosts.encode(),
+            "resolv.conf": _resolv_conf(rec.host.get("network") == "host")}
 
 
 def _resolv_conf(host_network: bool) -> bytes:

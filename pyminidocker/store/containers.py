@@ -157,8 +157,9 @@ class ContainerStore:
     def names(self) -> dict[str, str]:
         return {r.name: r.id for r in self.list()}
 
-    def create(self, rec: ContainerRecord) -> str:
-        """Write a new container's directory. Caller holds the store lock (names)."""
+    def create(self, rec: ContainerRecord, files: dict[str, bytes] | None = None) -> str:
+        """Write a new container's directory, with `files` (name -> content) in it. Caller
+        holds the store lock (names)."""
         taken = self.names()
         if rec.name in taken:
             raise Conflict(f'Conflict. The container name "/{rec.name}" is already in use by '
@@ -172,6 +173,9 @@ class ContainerStore:
                 os.mkdir(os.path.join(staging, sub), 0o755)
             write_json(os.path.join(staging, "config.json"), rec.config_json(), durable=False)
             write_json(os.path.join(staging, "state.json"), asdict(rec.state), durable=False)
+            for name, data in (files or {}).items():  # staging is ours alone: written in place
+                with open(os.path.join(staging, name), "xb") as f:
+                    f.write(data)
             os.rename(staging, d)
         except OSError as e:
             raise _store_error(e, "cannot create the container") from None
