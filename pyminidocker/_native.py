@@ -128,8 +128,9 @@ class SpawnSpec:
     no_new_privs, seccomp (SECCOMP_OFF/SECCOMP_DEFAULT), cgroup_procs (the cgroup.procs files,
     or on v1 the tasks files, to join), stdin/stdout/stderr (-1 = inherit), setsid, ctty,
     hold, join_pid (> 0: enter the `namespaces` of that running process instead of creating
-    them, as docker exec does), console (a pty from the container's own /dev/pts as stdio and controlling tty; the master
-    is Process.console_fd, which the caller then owns and closes).
+    them, as docker exec does), console (a pty from the container's own /dev/pts as stdio
+    and controlling tty; the master is Process.console_fd, which the caller then owns and
+    closes).
     """
 
     argv: list[str]
