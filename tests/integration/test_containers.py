@@ -420,3 +420,29 @@ def test_rm_container_left_by_a_killed_cli_starts_again(ctr):
         assert ctr("ps", "-a", "-q").stdout == ""
     finally:
         ctr("rm", "-f", "orphan", check=False)
+
+
+# Standard modules a container's start must not import: each costs milliseconds, through the
+# enum/functools/collections chain or on its own (README, "The start path").
+HEAVY_MODULES = {"argparse", "collections", "contextlib", "dataclasses", "enum", "functools",
+                 "inspect", "ipaddress", "json", "pathlib", "re", "shutil", "signal", "socket",
+                 "subprocess", "threading", "typing"}
+
+
+@pytest.mark.parametrize("network", ["none", "bridge"])
+def test_the_start_path_imports_nothing_heavy(ctr, network):
+    import site
+    import subprocess
+    import sys
+
+    ctr("run", "--rm", "--network", network, "bb", "true")  # the bridge exists from here on
+    code = ("import sys; from pyminidocker.cli import main; code = main(sys.argv[1:]); "
+            "print(' '.join(sorted(sys.modules))); sys.exit(code)")
+    env = ctr.env()
+    env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], *site.getsitepackages()])
+    res = subprocess.run([sys.executable, "-S", "-c", code, "--root", str(ctr.root), "run",
+                          "--rm", "--network", network, "bb", "true"], env=env,
+                         capture_output=True, text=True, timeout=60, check=True)
+    loaded = set(res.stdout.split())
+    assert "pyminidocker.runtime" in loaded  # it did start a container
+    assert loaded & HEAVY_MODULES == set()
