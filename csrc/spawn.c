@@ -404,6 +404,40 @@ static int child_setup(const struct child_ctx *c, struct child_msg *m)
     return child_exec(s, err);
 }
 
+/*
+ * Close every descriptor above 2 that this child does not use (its own pipe ends, the stdio it
+ * is to get, the namespaces it joins), before it waits for anything. What the caller had open
+ * is not ours to keep; and a caller that holds several children at once must be able to abort
+ * one by closing its release pipe, which a copy kept in another held child would prevent.
+ */
+static void close_other_fds(const struct child_ctx *c)
+{
+    const struct pmd_spawn_spec *s = c->spec;
+    int keep[5 + N_JOIN];
+    size_t n = 0;
+    unsigned int lo = 3;
+
+    int cand[] = {c->error_fd, c->release_fd, s->stdin_fd, s->stdout_fd, s->stderr_fd};
+    for (size_t i = 0; i < sizeof cand / sizeof cand[0]; i++)
+        keep[n++] = cand[i];
+    for (size_t i = 0; i < N_JOIN; i++)
+        keep[n++] = c->ns_fds[i];
+    for (size_t i = 1; i < n; i++) /* insertion sort: a dozen values, no libc qsort needed */
+        for (size_t j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+            int t = keep[j];
+            keep[j] = keep[j - 1];
+            keep[j - 1] = t;
+        }
+    for (size_t i = 0; i < n; i++) {
+        if (keep[i] < (int)lo)
+            continue; /* -1, stdio, or a duplicate */
+        if ((unsigned int)keep[i] > lo)
+            syscall(SYS_close_range, lo, (unsigned int)keep[i] - 1, 0U);
+        lo = (unsigned int)keep[i] + 1;
+    }
+    syscall(SYS_close_range, lo, ~0U, 0U);
+}
+
 static __attribute__((noreturn)) void child_main(const struct child_ctx *c)
 {
     struct child_msg m;
@@ -412,6 +446,7 @@ static __attribute__((noreturn)) void child_main(const struct child_ctx *c)
         close(c->error_fd_parent);
     if (c->release_fd_parent >= 0)
         close(c->release_fd_parent);
+    close_other_fds(c);
     memset(&m, 0, sizeof m);
     child_setup(c, &m);
     if (m.err.err == 0)

@@ -9,6 +9,7 @@ import errno
 import os
 import shutil
 import stat
+import threading
 import time
 
 import pytest
@@ -555,6 +556,29 @@ def test_held_child_abort(rootfs, tmp_path):
     proc = n.spawn(container_spec(rootfs, "touch /share/ran", mounts=mounts, hold=True))
     proc.abort()
     assert not (share / "ran").exists()
+
+
+def test_abort_one_of_two_held_children(rootfs):
+    """A second held child must not keep the first one's release pipe open: aborting the first
+    ends it at once, though the second still waits (it holds nothing of the first's)."""
+    first = n.spawn(container_spec(rootfs, "true", hold=True))
+    second = n.spawn(container_spec(rootfs, "true", hold=True))
+    try:
+        deadline = time.monotonic() + 5
+        while "State:\tS" not in open(f"/proc/{second.pid}/status").read():
+            assert time.monotonic() < deadline, "the second child never waited"
+            time.sleep(0.01)
+        inherited = [os.readlink(f"/proc/{second.pid}/fd/{fd}")
+                     for fd in os.listdir(f"/proc/{second.pid}/fd")]
+        assert len(inherited) <= 5, inherited  # stdio, its own two pipe ends
+        started = time.monotonic()
+        done = threading.Event()
+        threading.Thread(target=lambda: (first.abort(), done.set()), daemon=True).start()
+        assert done.wait(5), "aborting the first held child hung"
+        assert time.monotonic() - started < 2
+    finally:
+        second.release()
+    assert second.wait() == 0
 
 
 def test_held_child_error_reported_at_release(rootfs):
