@@ -25,12 +25,15 @@
 
 #include <stddef.h>
 #include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <linux/bpf.h>
 
 /* At most 7 instructions per rule, 6 before the first and 2 after the last. */
 #define INSNS_PER_RULE 7
 #define INSNS_MAX (8 + INSNS_PER_RULE * PMD_DEVICE_RULES_MAX)
 #define LOG_SIZE (64 * 1024)
+#define CGROUP2_MAGIC 0x63677270  /* CGROUP2_SUPER_MAGIC, linux/magic.h */
+
 /* Programs already attached to the cgroup that a call replaces (one, normally). */
 #define OLD_MAX 64
 
@@ -223,6 +226,7 @@ int pmd_cgroup_devices(const char *cgroup_dir, const struct pmd_device_rule *rul
     uint32_t old[OLD_MAX];
     uint32_t n_old;
     union bpf_attr attr;
+    struct statfs fs;
     struct prog p;
     int rc;
 
@@ -238,6 +242,11 @@ int pmd_cgroup_devices(const char *cgroup_dir, const struct pmd_device_rule *rul
     cgfd = open(cgroup_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (cgfd < 0)
         return pmd_fail(err, errno, "open cgroup", "%s", cgroup_dir);
+    /* bpf(2) would say EBADF of any other directory, a v1 cgroup's included. */
+    if (fstatfs(cgfd, &fs) < 0)
+        return pmd_fail(err, errno, "open cgroup", "%s", cgroup_dir);
+    if (fs.f_type != CGROUP2_MAGIC)
+        return pmd_fail(err, ENOTDIR, "open cgroup", "%s: not a cgroup2 directory", cgroup_dir);
 
     p.insns = calloc(INSNS_MAX, sizeof *p.insns);
     if (p.insns == NULL)

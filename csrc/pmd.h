@@ -216,10 +216,11 @@ int pmd_umount(const char *target, int flags, struct pmd_error *err);
  *
  * Errors: EINVAL (op "device rule", path "rule N: ...") for a bad type, number, access or
  * allow, checked before anything is loaded; E2BIG over PMD_DEVICE_RULES_MAX rules; op "open
- * cgroup" for cgroup_dir; op "bpf prog load" (path: cgroup_dir, and the verifier's reason when
- * it refused the program), "bpf prog query", "bpf prog attach", "bpf prog detach" with bpf(2)'s
- * errno (EPERM without the capabilities). Should a detach fail, both programs stay attached:
- * an access then needs both to allow it.
+ * cgroup" for cgroup_dir (ENOTDIR: not a directory of a cgroup2 filesystem); op "bpf prog
+ * load" (path: cgroup_dir, and the verifier's reason when it refused the program), "bpf prog
+ * query", "bpf prog attach", "bpf prog detach" with bpf(2)'s errno (EPERM without the
+ * capabilities). Should a detach fail, both programs stay attached: an access then needs both
+ * to allow it.
  */
 #define PMD_DEV_MKNOD 1            /* pmd_device_rule.access: the kernel's BPF_DEVCG_ACC_* */
 #define PMD_DEV_READ 2
