@@ -16,6 +16,7 @@
  *         if r5 != MINOR goto next                    (not for a wildcard)
  *         r0 = ALLOW; exit
  *     r0 = 0; exit                                    (no rule matched: deny)
+ * A rule that matches everything ends the program: the verifier refuses dead code.
  *
  * The program calls no helper, so its license does not matter to the verifier (only helpers
  * marked gpl_only check it); it is declared under the project's own license.
@@ -126,6 +127,10 @@ static void build(struct prog *p, const struct pmd_device_rule *rules, int n)
             jump_next(p, BPF_JNE, BPF_REG_5, r->minor, pending, &n_pending);
         emit(p, BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, r->allow);
         emit(p, BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
+        /* A rule without conditions ('a *:* rwm') matches every access: what follows it could
+         * never run, and the verifier refuses unreachable instructions. */
+        if (n_pending == 0)
+            return;
         end_block(p, pending, n_pending);
     }
     emit(p, BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, 0);
