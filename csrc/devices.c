@@ -159,6 +159,7 @@ static int load(const struct prog *p, const char *cgroup_dir, struct pmd_error *
 {
     static const char license[] = "Apache-2.0";
     union bpf_attr attr;
+    const char *reason;
     char *log;
     int fd, e;
 
@@ -189,7 +190,11 @@ static int load(const struct prog *p, const char *cgroup_dir, struct pmd_error *
         return fd;
     }
     log[LOG_SIZE - 1] = '\0';
-    pmd_fail(err, e, "bpf prog load", "%s: verifier: %s", cgroup_dir, verifier_reason(log));
+    reason = verifier_reason(log);
+    if (reason[0] != '\0')
+        pmd_fail(err, e, "bpf prog load", "%s: verifier: %s", cgroup_dir, reason);
+    else  /* no log: the kernel refused before verifying (no such program type) */
+        pmd_fail(err, e, "bpf prog load", "%s", cgroup_dir);
     free(log);
     return -1;
 }
