@@ -196,6 +196,49 @@ int pmd_overlay_mount(const char *lowerdirs, const char *upper, const char *work
 /* umount2(target, flags) (MNT_DETACH = 2). */
 int pmd_umount(const char *target, int flags, struct pmd_error *err);
 
+/* ---- cgroup v2 device rules (devices.c) ---------------------------------------------- */
+
+/*
+ * cgroup v2 has no devices.allow: the kernel asks the eBPF programs of type
+ * BPF_PROG_TYPE_CGROUP_DEVICE attached to a process's cgroup and to each of its ancestors, and
+ * an access goes through only if all of them allow it. pmd_cgroup_devices writes such a program
+ * from rules (by hand, as instructions: no libbpf), loads it and attaches it to the cgroup
+ * directory cgroup_dir (BPF_CGROUP_DEVICE with BPF_F_ALLOW_MULTI), then detaches the programs
+ * that were attached to that directory before, so that a second call replaces the rules of the
+ * first and the cgroup is never without a program in between. Needs the capabilities bpf(2)
+ * asks of cgroup programs (root's); a program goes away with its cgroup.
+ *
+ * The rules are checked in order and the first that matches decides; an access that no rule
+ * matches is refused (EPERM to the process). A rule matches a device of its type ('a': block
+ * or character) whose major and minor equal its own (-1: any); then an allow rule matches if
+ * its access holds every bit the process asks for (open O_RDWR asks for read and write), a deny
+ * rule if its access holds any of them. No rules at all: every device is refused.
+ *
+ * Errors: EINVAL (op "device rule", path "rule N: ...") for a bad type, number, access or
+ * allow, checked before anything is loaded; E2BIG over PMD_DEVICE_RULES_MAX rules; op "open
+ * cgroup" for cgroup_dir (ENOTDIR: not a directory of a cgroup2 filesystem); op "bpf prog
+ * load" (path: cgroup_dir, and the verifier's reason when it refused the program), "bpf prog
+ * query", "bpf prog attach", "bpf prog detach" with bpf(2)'s errno (EPERM without the
+ * capabilities). Should a detach fail, both programs stay attached: an access then needs both
+ * to allow it.
+ */
+#define PMD_DEV_MKNOD 1            /* pmd_device_rule.access: the kernel's BPF_DEVCG_ACC_* */
+#define PMD_DEV_READ 2
+#define PMD_DEV_WRITE 4
+#define PMD_DEV_RWM 7
+#define PMD_DEVICE_RULES_MAX 512
+
+struct pmd_device_rule {
+    int allow;                /* 1 = allow, 0 = deny */
+    int type;                 /* 'a' (any), 'b' (block) or 'c' (character) */
+    int major;                /* -1 = any */
+    int minor;                /* -1 = any */
+    int access;               /* PMD_DEV_MKNOD | PMD_DEV_READ | PMD_DEV_WRITE, not empty */
+};
+
+int pmd_cgroup_devices(const char *cgroup_dir, const struct pmd_device_rule *rules, int n_rules,
+                       struct pmd_error *err);
+
 /* ---- detached containers: the monitor (monitor.c, specio.c, monitor_main.c) --------------- */
 
 /*

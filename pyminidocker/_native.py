@@ -453,6 +453,50 @@ def umount(target: str | os.PathLike[str], flags: int = 0) -> None:
         _raise(err)
 
 
+# ---- cgroup v2 device rules (devices.c) ----------------------------------------------------
+
+_DEV_ACCESS = {"m": lib.PMD_DEV_MKNOD, "r": lib.PMD_DEV_READ, "w": lib.PMD_DEV_WRITE}
+
+
+def cgroup_devices(cgroup_dir: str | os.PathLike[str],
+                   rules: Sequence[tuple[bool, str, int, int, str]]) -> None:
+    """Attach a device program made of rules to the cgroup v2 directory cgroup_dir, replacing
+    the one a previous call attached (see pmd_cgroup_devices in pmd.h).
+
+    Each rule is (allow, type, major, minor, access): type "a" (any), "b" or "c"; major and
+    minor -1 for any; access a non-empty string of "r", "w", "m". The first rule that matches
+    an access decides it; an access no rule matches is refused (EPERM), so [] refuses every
+    device.
+
+    Raises ValueError for a malformed rule, OSError from the kernel: PermissionError (EPERM)
+    without the capabilities, FileNotFoundError for a missing cgroup_dir, the verifier's reason
+    in the message if it refused the program.
+    """
+    n = len(rules)
+    c = ffi.new("struct pmd_device_rule[]", n or 1)
+    for i, (allow, kind, major, minor, access) in enumerate(rules):
+        if kind not in ("a", "b", "c"):
+            raise ValueError(f"device rule {i}: type {kind!r} is not 'a', 'b' or 'c'")
+        bits = 0
+        for ch in access:
+            if ch not in _DEV_ACCESS:
+                raise ValueError(f"device rule {i}: access {access!r} is not made of r, w, m")
+            bits |= _DEV_ACCESS[ch]
+        if not bits:
+            raise ValueError(f"device rule {i}: empty access")
+        for name, num in (("major", major), ("minor", minor)):
+            if not isinstance(num, int) or not -1 <= num <= 0x7FFFFFFF:
+                raise ValueError(f"device rule {i}: {name} {num!r} is not -1 or a device number")
+        c[i].allow = 1 if allow else 0
+        c[i].type = ord(kind)
+        c[i].major = major
+        c[i].minor = minor
+        c[i].access = bits
+    err = ffi.new("struct pmd_error *")
+    if lib.pmd_cgroup_devices(os.fsencode(cgroup_dir), c, n, err) != 0:
+        _raise(err)
+
+
 # ---- network (netlink.c) -------------------------------------------------------------------
 
 def _ifarg(name: str, value) -> bytes:

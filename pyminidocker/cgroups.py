@@ -56,9 +56,10 @@ V2_CONTROLLERS = ("memory", "pids", "cpu")
 # signal.SIGKILL, which is 9 on every Linux architecture; importing signal would pull in enum.
 SIGKILL = 9
 
-# Docker's default device rules for v1 (the devices cgroup is a whitelist: deny everything, then
-# allow the few devices a container's /dev holds). "m" alone lets mknod create any node, which is
-# harmless because opening it still needs "rw" here.
+# Docker's default device rules, in the v1 devices cgroup's syntax (a whitelist: deny everything,
+# then allow the few devices a container's /dev holds). "m" alone lets mknod create any node,
+# which is harmless because opening it still needs "rw" here. v1 writes them to devices.allow and
+# devices.deny; v2 turns them into an eBPF program (device_program()).
 DEFAULT_DEVICE_RULES: tuple[tuple[str, str], ...] = (
     ("deny", "a"),
     ("allow", "c *:* m"),
@@ -151,8 +152,10 @@ class Limits:
     cpus         CPUs as a float: 1.5 -> quota 150000 per period 100000.
     cpu_shares   relative weight, v1 cpu.shares (v2: converted to cpu.weight).
     pids         maximum number of tasks; None, 0 or -1 = unlimited.
-    devices      v1 devices cgroup rules, in order: ("deny" | "allow", "c 1:3 rwm"). Ignored on
-                 v2, where device access is controlled by an eBPF program (not done here).
+    devices      device rules in the v1 devices cgroup's syntax, in order: ("deny" | "allow",
+                 "c 1:3 rwm"), "a" for every device. v1 writes them to the devices controller,
+                 v2 attaches the equivalent eBPF program (see device_program()); () leaves the
+                 cgroup's device access as it is (its parent's).
 
     Raises UsageError for values Docker refuses, with Docker's wording.
     """
@@ -200,6 +203,87 @@ class Limits:
         if self.memory_swap is None:
             return 2 * self.memory
         return self.memory_swap
+
+
+# --- device rules on v2 ------------------------------------------------------------------------
+
+
+def _device_number(text: str) -> int:
+    if text == "*":
+        return -1
+    if not (text.isascii() and text.isdigit()) or int(text) > 0x7FFFFFFF:
+        raise ValueError(text)
+    return int(text)
+
+
+def _parse_device_rule(verb: str, rule: str) -> tuple[str, int, int, str] | None:
+    """("c", 1, 3, "rwm") for "c 1:3 rwm" ("*" is -1); None for "a", which the kernel takes as
+    every device whatever follows it ("a *:* rwm"). Raises UsageError for anything else."""
+    if rule == "a" or rule.startswith("a "):
+        return None
+    fields = rule.split()
+    if len(fields) == 3 and fields[0] in ("b", "c"):
+        kind, numbers, access = fields
+        major, sep, minor = numbers.partition(":")
+        if sep and access and not access.strip("rwm"):
+            try:
+                return kind, _device_number(major), _device_number(minor), access
+            except ValueError:
+                pass
+    raise UsageError(f"invalid device rule: {verb} {rule}")
+
+
+def device_program(rules: tuple[tuple[str, str], ...]) -> list[tuple[bool, str, int, int, str]]:
+    """The rules of the cgroup v2 device program (for _native.cgroup_devices: in order, the
+    first match decides, no match is refused) that give the access the v1 devices controller
+    gives after these rules are written to a new cgroup under an allow-all parent.
+
+    v1 keeps a default and a list of exceptions to it (cgroup-v1/devices.rst): "a" sets the
+    default and empties the list; any other rule against the default adds its access to the
+    exception of that type, major and minor (one per device, merged), a rule agreeing with the
+    default takes its access away from that exception. With a deny default an access needs one
+    exception holding all of its bits; with an allow default an exception holding any of them
+    refuses it. So the program is the exceptions (all of one verdict, so their order does not
+    matter), followed by an allow-all rule when the default is allow.
+
+    Raises UsageError for a rule v1 would refuse ("x 1:3 rwm", "c 1 rwm", "c 1:3 rwx").
+    """
+    default_allow = True  # a cgroup without rules: its parent's, allow-all
+    exceptions: dict[tuple[str, int, int], str] = {}
+    for verb, rule in rules:
+        parsed = _parse_device_rule(verb, rule)
+        if parsed is None:
+            default_allow = verb == "allow"
+            exceptions.clear()
+            continue
+        kind, major, minor, access = parsed
+        key = (kind, major, minor)
+        have = exceptions.get(key, "")
+        if (verb == "allow") != default_allow:
+            exceptions[key] = "".join(c for c in "rwm" if c in have or c in access)
+        elif have:
+            left = "".join(c for c in have if c not in access)
+            if left:
+                exceptions[key] = left
+            else:
+                del exceptions[key]
+    program = [(not default_allow, kind, major, minor, access)
+               for (kind, major, minor), access in exceptions.items()]
+    if default_allow:
+        program.append((True, "a", -1, -1, "rwm"))
+    return program
+
+
+def _attach_device_program(path: str, program: list[tuple[bool, str, int, int, str]]) -> None:
+    """Attach the device program to the v2 cgroup at path (the C shim, loaded here rather than at
+    import, so that the file logic works without it). Raises PmdError."""
+    from pyminidocker import _native
+
+    try:
+        _native.cgroup_devices(path, program)
+    except OSError as e:
+        raise PmdError(f"cannot set device rules: {e.filename}: {e.strerror}",
+                       hint="cgroup v2 device rules need bpf(2) (root, CONFIG_CGROUP_BPF)") from e
 
 
 # --- detection ---------------------------------------------------------------------------------
@@ -506,6 +590,8 @@ class Cgroup:
     def _create_v2(self, limits: Limits) -> None:
         root = self.layout.root
         path = self.dirs[""]
+        # Before any mkdir: a malformed rule leaves nothing behind.
+        devices = device_program(limits.devices) if limits.devices else None
         made = self._mkdir_own(root)
         # A new cgroup's cgroup.controllers lists the controllers its parent enables for it:
         # with all of ours there (every container but the first), nothing is left to check or
@@ -535,6 +621,10 @@ class Cgroup:
                    "set cpu weight")
         if limits.pids is not None:
             _write(os.path.join(path, "pids.max"), str(limits.pids), "set pids limit")
+        if devices is not None:
+            # v2 has no devices controller: an eBPF program attached to the cgroup decides each
+            # access instead (replacing the program of a reused cgroup).
+            _attach_device_program(path, devices)
 
     def _enable_v2(self, limits: Limits) -> None:
         """Make our parent directories and enable our controllers from the root down to them;

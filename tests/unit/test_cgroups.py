@@ -4,6 +4,8 @@ v1 and v2 trees in tmp_path.
 A fake tree is a plain directory, so two things the kernel does are done by hand here: cgroupfs
 fills a new cgroup with its control files (tests pre-create those that change behaviour, such as
 memory.swap.max), and rmdir of a cgroup takes its files with it (the kernfs_rmdir fixture).
+A v2 cgroup's device program cannot be attached to a plain directory: the device_programs
+fixture records it instead (tests/integration/test_cgroups_v2_devices.py attaches it for real).
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from pyminidocker.cgroups import (
     cleanup_stale,
     cpu_quota,
     detect,
+    device_program,
     parse_bytes,
     parse_cpus,
     parse_mountinfo,
@@ -248,7 +251,58 @@ def test_detect_this_host():
     assert detect().version in ("v1", "v2")
 
 
+# --- v2 device rules ---------------------------------------------------------------------------
+
+
+def test_device_program_of_dockers_defaults():
+    # deny-all default, so the exceptions are allow rules and no rule matches the rest
+    assert device_program(DEFAULT_DEVICE_RULES) == [
+        (True, "c", -1, -1, "m"), (True, "b", -1, -1, "m"),
+        (True, "c", 1, 3, "rwm"), (True, "c", 1, 5, "rwm"), (True, "c", 1, 7, "rwm"),
+        (True, "c", 1, 8, "rwm"), (True, "c", 1, 9, "rwm"), (True, "c", 5, 0, "rwm"),
+        (True, "c", 5, 1, "rwm"), (True, "c", 5, 2, "rwm"), (True, "c", 136, -1, "rwm"),
+    ]
+
+
+@pytest.mark.parametrize("rules,program", [
+    # no rule, or "allow a": the parent's allow-all
+    ((), [(True, "a", -1, -1, "rwm")]),
+    ((("deny", "a"), ("allow", "c 1:3 rw"), ("allow", "a *:* rwm")), [(True, "a", -1, -1, "rwm")]),
+    # "deny a" empties the list before it
+    ((("allow", "c 1:3 rwm"), ("deny", "a")), []),
+    # exceptions for one device merge their access; a rule agreeing with the default removes
+    # access from the exception, and the exception itself once it has none
+    ((("deny", "a"), ("allow", "c 1:3 r"), ("allow", "c 1:3 w")), [(True, "c", 1, 3, "rw")]),
+    ((("deny", "a"), ("allow", "c 1:3 rwm"), ("deny", "c 1:3 w")), [(True, "c", 1, 3, "rm")]),
+    ((("deny", "a"), ("allow", "b 8:* rw"), ("deny", "b 8:* rw")), []),
+    # a deny of another device (or a wildcard) does not punch into an exception: v1 compares
+    # exceptions by type, major and minor
+    ((("deny", "a"), ("allow", "c 1:* rwm"), ("deny", "c 1:3 rwm")), [(True, "c", 1, -1, "rwm")]),
+    # allow default: the exceptions refuse, the rest is allowed
+    ((("deny", "b 8:0 rw"), ("deny", "c 10:200 m")),
+     [(False, "b", 8, 0, "rw"), (False, "c", 10, 200, "m"), (True, "a", -1, -1, "rwm")]),
+])
+def test_device_program_follows_v1(rules, program):
+    assert device_program(rules) == program
+
+
+@pytest.mark.parametrize("rule", ["x 1:3 rwm", "c 1 rwm", "c 1:3", "c 1:3 rwx", "c a:3 rwm",
+                                  "c 1:-3 rwm", "c 4294967296:0 r", "b  8:0 r w", "", "all"])
+def test_device_program_refuses_what_v1_refuses(rule):
+    with pytest.raises(UsageError, match="invalid device rule"):
+        device_program((("allow", rule),))
+
+
 # --- fake trees --------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def device_programs(monkeypatch):
+    """Record (path, program) of each v2 device program instead of attaching it."""
+    log: list[tuple[str, list]] = []
+    monkeypatch.setattr(cgroups, "_attach_device_program",
+                        lambda path, program: log.append((path, program)))
+    return log
 
 
 @pytest.fixture
@@ -317,6 +371,28 @@ def test_v2_create_writes_exactly_these_files(tmp_path, writes):
         (f"pyminidocker/{CID}/pids.max", "100"),
     ]
     assert cg.procs_files() == [str(d / "cgroup.procs")]
+
+
+def test_v2_create_attaches_the_device_program(tmp_path, writes, device_programs):
+    root = fake_v2(tmp_path)
+    cg = Cgroup(CID, root=root)
+    cg.create()
+    assert device_programs == [(cg.dirs[""], device_program(DEFAULT_DEVICE_RULES))]
+    device_programs.clear()
+    cg.create(Limits(devices=(("allow", "a"),)))  # reused: replaced (pmd_cgroup_devices)
+    assert device_programs == [(cg.dirs[""], [(True, "a", -1, -1, "rwm")])]
+    device_programs.clear()
+    cg.create(Limits(devices=()))  # no rules: the parent's access, no program
+    assert device_programs == []
+    assert not any(p.startswith("devices.") for p, _ in rel(root, writes))
+
+
+def test_v2_malformed_device_rule_creates_nothing(tmp_path, device_programs):
+    root = fake_v2(tmp_path)
+    with pytest.raises(UsageError, match="invalid device rule: allow c 1:3 rwx"):
+        Cgroup(CID, root=root).create(Limits(devices=(("deny", "a"), ("allow", "c 1:3 rwx"))))
+    assert not (root / "pyminidocker").exists()
+    assert device_programs == []
 
 
 def test_v2_second_container_writes_only_its_limits(tmp_path, writes):
