@@ -60,6 +60,8 @@ SIGKILL = 9
 # then allow the few devices a container's /dev holds). "m" alone lets mknod create any node,
 # which is harmless because opening it still needs "rw" here. v1 writes them to devices.allow and
 # devices.deny; v2 turns them into an eBPF program (device_program()).
+# --privileged: every device, as Docker gives a privileged container.
+PRIVILEGED_DEVICE_RULES: tuple[tuple[str, str], ...] = (("allow", "a"),)
 DEFAULT_DEVICE_RULES: tuple[tuple[str, str], ...] = (
     ("deny", "a"),
     ("allow", "c *:* m"),

@@ -469,7 +469,12 @@ class Runtime:
                               work=os.path.join(d, "work"), volatile=volatile)
 
     def _spawn_spec(self, rec: ContainerRecord, d: str, stdio: tuple[int, int, int]) -> Any:
-        from pyminidocker.cgroups import Cgroup, Limits
+        from pyminidocker.cgroups import (
+            DEFAULT_DEVICE_RULES,
+            PRIVILEGED_DEVICE_RULES,
+            Cgroup,
+            Limits,
+        )
 
         rootfs = os.path.join(d, "rootfs")
         host = rec.host
@@ -505,7 +510,9 @@ class Runtime:
         with self.trace.phase("cgroup"):
             cg = Cgroup(rec.id)
             cg.create(Limits(memory=host.get("memory"), cpus=host.get("cpus"),
-                             pids=host.get("pids_limit")))
+                             pids=host.get("pids_limit"),
+                             devices=PRIVILEGED_DEVICE_RULES if host.get("privileged")
+                             else DEFAULT_DEVICE_RULES))
         cg_flags = _native.MS_RDONLY | _native.MS_NOSUID | _native.MS_NODEV | _native.MS_NOEXEC
         cg_mounts = cg.container_mounts()
         if cg_mounts and cg_mounts[0][1] == "cgroup":  # v1: a tmpfs to hold the hierarchies
