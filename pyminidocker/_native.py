@@ -9,6 +9,7 @@ PermissionError, ...) apply and the message names the operation and the path.
 from __future__ import annotations
 
 import os
+from errno import EINTR
 
 from pyminidocker.record import dataclass, field
 
@@ -418,6 +419,43 @@ def wait(pid: int) -> int:
     """waitpid(pid), retried on EINTR; the exit code, or -signal for a killed process."""
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
+
+
+def relay(pid: int, src: Sequence[int], dst: Sequence[int], log_fd: int = -1) -> int:
+    """Copy the output of the child pid from src to dst and log it to log_fd (Docker's
+    json-file format; -1: no log) until pid has exited and its output is drained; reap it and
+    return its exit code, or -signal (see pmd_relay_run in pmd.h).
+
+    src: the read ends of its stdout and stderr pipes, or a pty's master alone (logged as
+    stdout); relay() owns them and closes them. dst: where each goes (-1: only logged); a
+    destination that fails (EPIPE) ends its stream, so the process's next write to it fails.
+    Signal handlers run while it waits: the C loop returns on EINTR and is called again.
+
+    Raises OSError (EBADF for an fd that is not open, ProcessLookupError for no such pid,
+    ECHILD if pid is not our child).
+    """
+    if len(src) > 2 or len(dst) > 2:
+        raise ValueError("a relay copies two streams at most: stdout and stderr")
+    pidfd = -1
+    r = ffi.new("struct pmd_relay *")
+    try:
+        r.src = [*src, -1, -1][:2]
+        r.pid = pid
+        pidfd = r.pidfd = os.pidfd_open(pid)
+        r.dst = [*dst, -1, -1][:2]
+        r.log_fd = log_fd
+        err = ffi.new("struct pmd_error *")
+        while lib.pmd_relay_run(r, err) != 0:
+            if err.err != EINTR:  # interrupted: signal handlers run here, then on it goes
+                _raise(err)
+    finally:
+        for fd in (pidfd, *r.src):  # what is left open: after an error, an exception
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass  # one that was not open (EBADF): the error being raised says so
+    return os.waitstatus_to_exitcode(r.status)
 
 
 def overlay_mount(lowerdirs: Sequence[str | os.PathLike[str]], target: str | os.PathLike[str],
