@@ -218,7 +218,10 @@ int pmd_umount(const char *target, int flags, struct pmd_error *err);
  *   - A signal interrupts it: -1 with err->err EINTR (op "relay"), whatever was read logged and
  *     the rest of the work kept in r, so that the caller can act on the signal (CPython runs
  *     its handlers: forwarding it to the container, say) and call again with the same r. Each
- *     call may end that way, until one returns 0.
+ *     call may end that way, until one returns 0. A signal that arrives while the relay is not
+ *     in a system call interrupts nothing: the caller's handler writes to wake_fd (CPython's
+ *     signal.set_wakeup_fd does), which the relay watches in each wait. With wake_fd -1 such a
+ *     signal is seen only when another interrupts a wait.
  *
  * Other errors: -1 with errno and op: EBADF for a pidfd or src fd that is not open, ECHILD
  * (op "waitpid") if pid is not the caller's child. A log that cannot be written loses those
@@ -234,6 +237,8 @@ struct pmd_relay {
                                  -1; -1 once closed by the relay */
     int dst[2];               /* where each is copied (e.g. 1 and 2); -1: logged only */
     int log_fd;               /* the json-file log, opened O_APPEND; -1: nothing is logged */
+    int wake_fd;              /* readable once a signal arrived (non-blocking; the relay reads
+                                 it empty); -1: none */
     int status;               /* out: pid's wait status, once pmd_relay_run has returned 0 */
     uint64_t priv[PMD_RELAY_PRIVATE]; /* C's; all zero before the first call (ffi.new
                                  zeroes it), then left alone */

@@ -5,11 +5,14 @@
  * Why in C: the log must be written exactly as pmd-monitor writes a detached container's, and
  * there is one writer of that format, jsonlog.c, which the monitor cannot do without.
  *
- * Why it returns on EINTR: the caller is CPython, whose signal handlers run only between
+ * Why it returns on a signal: the caller is CPython, whose signal handlers run only between
  * bytecodes of its main thread, and an attached `run` forwards SIGINT, SIGTERM, ... to the
  * container from such handlers. A loop that retried EINTR would keep them from running until
  * the container exits, so a signal makes it return instead, its state kept in the caller's
- * struct for the next call.
+ * struct for the next call. EINTR alone is not enough: while output pours through, the loop
+ * is mostly in its own code (reading, logging, writing), and a signal delivered then
+ * interrupts nothing; it was missed every time in a test with a flooding container. So every
+ * wait also watches wake_fd, CPython's signal wakeup fd, which the handler writes to.
  */
 #include "pmd_sys.h"
 #include "pmd.h"
@@ -47,8 +50,13 @@ static long long mono_ns(void)
     return ts.tv_sec * 1000000000ll + ts.tv_nsec;
 }
 
-static int interrupted(struct pmd_error *err)
+/* A signal arrived: say so, the wake-up bytes it left read (the next call waits again). */
+static int interrupted(struct pmd_relay *r, struct pmd_error *err)
 {
+    char drain[256];
+
+    if (r->wake_fd >= 0 && read(r->wake_fd, drain, sizeof drain) < 0 && errno != EAGAIN)
+        return pmd_fail(err, errno, "read", "%s", "wake_fd");
     return pmd_fail(err, EINTR, "relay", "%s", "interrupted by a signal: call again");
 }
 
@@ -61,31 +69,36 @@ static void end_stream(struct pmd_relay *r, struct relay_state *s, int i)
     }
 }
 
-/* Write the pending chunk to its stream's destination; a destination that fails ends the
- * stream (see pmd.h). Resumable: an interrupted write leaves the rest pending. */
+/*
+ * Write the pending chunk to its stream's destination; a destination that fails ends the
+ * stream (see pmd.h). Resumable: a signal leaves the rest pending. Each write waits for room
+ * in poll, where wake_fd is watched too: a signal that arrived since the last system call is
+ * seen there, not after a write that could block for as long as nobody reads the other end.
+ */
 static int write_pending(struct pmd_relay *r, struct relay_state *s, struct pmd_error *err)
 {
     int i = s->pend_stream;
 
     while (s->pend_len > 0) {
-        ssize_t n = write(r->dst[i], s->buf + s->pend_off, s->pend_len);
+        struct pollfd p[2] = {{r->dst[i], POLLOUT, 0}, {r->wake_fd, POLLIN, 0}};
+        ssize_t n;
+        if (poll(p, 2, -1) < 0)
+            return errno == EINTR ? interrupted(r, err) : pmd_fail(err, errno, "poll", "%s", "dst");
+        if (p[1].revents & POLLIN)
+            return interrupted(r, err);
+        n = write(r->dst[i], s->buf + s->pend_off, s->pend_len);
         if (n > 0) {
             s->pend_off += (size_t)n;
             s->pend_len -= (size_t)n;
-            continue;
+        } else if (n < 0 && errno == EINTR) {
+            return interrupted(r, err);
+        } else if (n < 0 && errno == EAGAIN) {
+            continue; /* a non-blocking destination (a terminal's O_NONBLOCK is shared by
+                         every process that has it open): poll waits for room */
+        } else {
+            s->pend_len = 0;
+            end_stream(r, s, i);
         }
-        if (n < 0 && errno == EINTR)
-            return interrupted(err);
-        if (n < 0 && errno == EAGAIN) {
-            /* Someone made the destination non-blocking (a terminal's O_NONBLOCK is shared by
-             * every process that has it open): wait until it takes more. */
-            struct pollfd p = {r->dst[i], POLLOUT, 0};
-            if (poll(&p, 1, -1) < 0 && errno == EINTR)
-                return interrupted(err);
-            continue;
-        }
-        s->pend_len = 0;
-        end_stream(r, s, i);
     }
     return 0;
 }
@@ -106,7 +119,7 @@ int pmd_relay_run(struct pmd_relay *r, struct pmd_error *err)
     if (write_pending(r, s, err) < 0)
         return -1;
     for (;;) {
-        struct pollfd pfd[3];
+        struct pollfd pfd[4];
         int timeout = -1, open_streams = 0;
 
         pfd[0] = (struct pollfd){s->exited ? -1 : r->pidfd, POLLIN, 0};
@@ -114,14 +127,18 @@ int pmd_relay_run(struct pmd_relay *r, struct pmd_error *err)
             pfd[1 + i] = (struct pollfd){r->src[i], POLLIN, 0};
             open_streams += r->src[i] >= 0;
         }
+        pfd[3] = (struct pollfd){r->wake_fd, POLLIN, 0};
         if (s->exited) {
             long long left = s->deadline - mono_ns();
             if (open_streams == 0 || left <= 0)
                 break;
             timeout = (int)(left / 1000000) + 1;
         }
-        if (poll(pfd, 3, timeout) < 0)
-            return errno == EINTR ? interrupted(err) : pmd_fail(err, errno, "poll", "%s", "relay");
+        if (poll(pfd, 4, timeout) < 0)
+            return errno == EINTR ? interrupted(r, err)
+                                  : pmd_fail(err, errno, "poll", "%s", "relay");
+        if (pfd[3].revents & POLLIN)
+            return interrupted(r, err);
         if (pfd[0].revents & POLLNVAL)
             return pmd_fail(err, EBADF, "relay", "%s", "pidfd");
         if (pfd[0].revents & POLLIN) {
@@ -146,7 +163,7 @@ int pmd_relay_run(struct pmd_relay *r, struct pmd_error *err)
                         return -1;
                 }
             } else if (n < 0 && errno == EINTR) {
-                return interrupted(err);
+                return interrupted(r, err);
             } else if (n == 0 || errno != EAGAIN) {
                 end_stream(r, s, i); /* EOF; a pty's master says EIO once the other side is gone */
             }
@@ -155,7 +172,7 @@ int pmd_relay_run(struct pmd_relay *r, struct pmd_error *err)
     for (int i = 0; i < 2; i++)
         end_stream(r, s, i);
     if (waitpid(r->pid, &status, 0) < 0)
-        return errno == EINTR ? interrupted(err) : pmd_fail(err, errno, "waitpid", "%d", r->pid);
+        return errno == EINTR ? interrupted(r, err) : pmd_fail(err, errno, "waitpid", "%d", r->pid);
     r->status = status;
     return 0;
 }

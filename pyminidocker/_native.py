@@ -11,6 +11,11 @@ from __future__ import annotations
 import os
 from errno import EINTR
 
+try:
+    import _signal  # the signal module without its enum wrappers (enum costs ms)
+except ImportError:  # pragma: no cover - not CPython
+    import signal as _signal
+
 from pyminidocker.record import dataclass, field
 
 TYPE_CHECKING = False  # typing is not imported at run time: this module is on the start path
@@ -436,7 +441,8 @@ def relay(pid: int, src: Sequence[int], dst: Sequence[int], log_fd: int = -1) ->
     """
     if len(src) > 2 or len(dst) > 2:
         raise ValueError("a relay copies two streams at most: stdout and stderr")
-    pidfd = -1
+    pidfd = wake_r = wake_w = -1
+    old_wake = None
     r = ffi.new("struct pmd_relay *")
     try:
         r.src = [*src, -1, -1][:2]
@@ -444,17 +450,28 @@ def relay(pid: int, src: Sequence[int], dst: Sequence[int], log_fd: int = -1) ->
         pidfd = r.pidfd = os.pidfd_open(pid)
         r.dst = [*dst, -1, -1][:2]
         r.log_fd = log_fd
+        # A signal's C handler writes to the wakeup fd, which the relay watches: one that
+        # arrives while it is not in a system call is not missed (see pmd.h). Only the main
+        # thread may set it; elsewhere, signals are seen when they interrupt a wait.
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            old_wake = _signal.set_wakeup_fd(wake_w)
+            r.wake_fd = wake_r
+        except ValueError:
+            r.wake_fd = -1
         err = ffi.new("struct pmd_error *")
         while lib.pmd_relay_run(r, err) != 0:
             if err.err != EINTR:  # interrupted: signal handlers run here, then on it goes
                 _raise(err)
     finally:
-        for fd in (pidfd, *r.src):  # what is left open: after an error, an exception
+        if old_wake is not None:
+            _signal.set_wakeup_fd(old_wake)
+        for fd in (pidfd, wake_r, wake_w, *r.src):  # what is left open
             if fd >= 0:
                 try:
                     os.close(fd)
                 except OSError:
-                    pass  # one that was not open (EBADF): the error being raised says so
+                    pass  # a src fd that was not open (EBADF): the error being raised says so
     return os.waitstatus_to_exitcode(r.status)
 
 

@@ -871,6 +871,49 @@ def test_relay_lets_signal_handlers_run_and_goes_on(tmp_path):
     assert code == 9 and seen == [signal.SIGUSR1]
 
 
+def test_relay_sees_a_signal_that_comes_between_its_system_calls(tmp_path):
+    """Copying a flood, the relay is mostly in its own code (reading, logging, writing): a
+    signal delivered then interrupts no system call. CPython's handler writes to the wakeup
+    fd that relay() sets, and the C loop returns on it, so our handler runs within a chunk."""
+    import signal
+    import threading
+    import time
+
+    pipes = [os.pipe(), os.pipe()]
+    proc = n.spawn(n.SpawnSpec(["sh", "-c", "while :; do echo 0123456789abcdef; done"],
+                               env=["PATH=/usr/bin:/bin"], stdout=pipes[0][1],
+                               stderr=pipes[1][1]))
+    for _, wfd in pipes:
+        os.close(wfd)
+    sent, handled = [], []
+
+    def handler(_signum, _frame):
+        handled.append(time.monotonic())
+        os.kill(proc.pid, signal.SIGKILL)
+
+    def send():
+        sent.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    old = signal.signal(signal.SIGUSR1, handler)
+    timer = threading.Timer(0.3, send)
+    backstop = threading.Timer(10, os.kill, (proc.pid, signal.SIGKILL))  # should it be missed
+    timer.start()
+    backstop.start()
+    null = os.open(os.devnull, os.O_WRONLY)
+    log = os.open(tmp_path / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        code = n.relay(proc.pid, [rfd for rfd, _ in pipes], [null, null], log)
+    finally:
+        backstop.cancel()
+        timer.join()
+        signal.signal(signal.SIGUSR1, old)
+        os.close(null)
+        os.close(log)
+    assert code == -signal.SIGKILL
+    assert handled and handled[0] - sent[0] < 2, "the signal waited for the backstop"
+
+
 def test_relay_ends_a_stream_whose_destination_went_away(tmp_path):
     """EPIPE on the destination: the relay closes that stream, so the writer gets EPIPE (or
     SIGPIPE) itself, as it would writing there directly, instead of running on unread."""
