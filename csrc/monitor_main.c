@@ -99,14 +99,6 @@ static int parse_fd(const char *s)
     return (int)v;
 }
 
-static long long mono_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000000000ll + ts.tv_nsec;
-}
-
 /* ---- the json-file log (jsonlog.c) ------------------------------------------------------ */
 
 /* The log and (in main) the streams are zero-initialized statics, in .bss: the pages of their
@@ -212,7 +204,7 @@ static int watch(int pid, int sigfd, struct stream *st, size_t n_st)
             open_streams += st[i].fd >= 0;
         }
         if (exited) {
-            long long left = deadline - mono_ns();
+            long long left = deadline - pmd_now_ns();
             if (open_streams == 0 || left <= 0)
                 break;
             timeout = (int)(left / 1000000) + 1;
@@ -232,7 +224,7 @@ static int watch(int pid, int sigfd, struct stream *st, size_t n_st)
                 /* SIGCHLDs coalesce: ask for the container, whatever the signal was about. */
                 if (waitpid(pid, &status, WNOHANG) == pid) {
                     exited = 1;
-                    deadline = mono_ns() + DRAIN_NS;
+                    deadline = pmd_now_ns() + DRAIN_NS;
                     break;
                 }
             }

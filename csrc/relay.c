@@ -20,7 +20,6 @@
 
 #include <poll.h>
 #include <sys/wait.h>
-#include <time.h>
 
 #define RELAY_BUF (64 * 1024)     /* a pipe's default capacity: one read empties it */
 #define DRAIN_NS 1000000000ll     /* after the exit, how long output may still arrive */
@@ -41,14 +40,6 @@ _Static_assert(sizeof(struct relay_state) <= sizeof(((struct pmd_relay *)0)->pri
                "struct relay_state does not fit in pmd_relay.priv: raise PMD_RELAY_PRIVATE");
 _Static_assert(_Alignof(struct relay_state) <= _Alignof(uint64_t),
                "struct relay_state needs more alignment than pmd_relay.priv has");
-
-static long long mono_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000000000ll + ts.tv_nsec;
-}
 
 /* A signal arrived: say so, the wake-up bytes it left read (the next call waits again). */
 static int interrupted(struct pmd_relay *r, struct pmd_error *err)
@@ -129,7 +120,7 @@ int pmd_relay_run(struct pmd_relay *r, struct pmd_error *err)
         }
         pfd[3] = (struct pollfd){r->wake_fd, POLLIN, 0};
         if (s->exited) {
-            long long left = s->deadline - mono_ns();
+            long long left = s->deadline - pmd_now_ns();
             if (open_streams == 0 || left <= 0)
                 break;
             timeout = (int)(left / 1000000) + 1;
@@ -143,7 +134,7 @@ int pmd_relay_run(struct pmd_relay *r, struct pmd_error *err)
             return pmd_fail(err, EBADF, "relay", "%s", "pidfd");
         if (pfd[0].revents & POLLIN) {
             s->exited = 1;
-            s->deadline = mono_ns() + DRAIN_NS;
+            s->deadline = pmd_now_ns() + DRAIN_NS;
         }
         /* Each stream that has something, once per round: neither starves the other. */
         for (int i = 0; i < 2; i++) {
