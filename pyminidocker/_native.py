@@ -434,7 +434,9 @@ def relay(pid: int, src: Sequence[int], dst: Sequence[int], log_fd: int = -1) ->
     src: the read ends of its stdout and stderr pipes, or a pty's master alone (logged as
     stdout); relay() owns them and closes them. dst: where each goes (-1: only logged); a
     destination that fails (EPIPE) ends its stream, so the process's next write to it fails.
-    Signal handlers run while it waits: the C loop returns on EINTR and is called again.
+    Signal handlers run while it copies: the C loop returns to us on a signal (it watches
+    the signal wakeup fd, which this sets for the call when it runs in the main thread) and is
+    called again.
 
     Raises OSError (EBADF for an fd that is not open, ProcessLookupError for no such pid,
     ECHILD if pid is not our child).
