@@ -240,8 +240,8 @@ struct pmd_relay {
     int wake_fd;              /* readable once a signal arrived (non-blocking; the relay reads
                                  it empty); -1: none */
     int status;               /* out: pid's wait status, once pmd_relay_run has returned 0 */
-    uint64_t priv[PMD_RELAY_PRIVATE]; /* C's; all zero before the first call (ffi.new
-                                 zeroes it), then left alone */
+    uint64_t priv[PMD_RELAY_PRIVATE]; /* C's: priv[0] = 0 before the first call, the rest
+                                 need not be zeroed; then left alone */
 };
 
 int pmd_relay_run(struct pmd_relay *r, struct pmd_error *err);

@@ -24,7 +24,9 @@
 #define RELAY_BUF (64 * 1024)     /* a pipe's default capacity: one read empties it */
 #define DRAIN_NS 1000000000ll     /* after the exit, how long output may still arrive */
 
-/* What pmd_relay_run keeps between calls, in pmd_relay.priv; all zero before the first. */
+/* What pmd_relay_run keeps between calls, in pmd_relay.priv. Only `started` (its first word)
+ * must be 0 before the first call, which sets up the rest: the caller need not zero 105 KiB,
+ * and the pages of buffers that are never used are never touched. */
 struct relay_state {
     int started;
     int exited;
@@ -103,7 +105,12 @@ int pmd_relay_run(struct pmd_relay *r, struct pmd_error *err)
         return pmd_fail(err, EBADF, "relay", "%s", "pidfd");
     if (!s->started) {
         s->started = 1;
+        s->exited = 0;
+        s->deadline = 0;
+        s->pend_stream = 0;
+        s->pend_off = s->pend_len = 0;
         s->log.fd = r->log_fd;
+        s->log.len = 0;
         pmd_log_stream_init(&s->st[0], "stdout");
         pmd_log_stream_init(&s->st[1], "stderr");
     }
