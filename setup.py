@@ -1,10 +1,11 @@
 """Build: the cffi modules (csrc/build_ffi.py) and the pmd-monitor executable next to it.
 
 pmd-monitor watches detached containers (csrc/monitor_main.c); it is linked from the shim's own
-spawn sources, so it clones containers exactly as the module does, but without libarchive or
-Python. It is built by the same compiler setuptools uses for the extensions, into the directory
-they go to (the package in the source tree for `build_ext --inplace`, build/lib for
-a wheel), so it always sits next to pyminidocker/_native.py.
+spawn and log sources, so it clones containers and writes their json-file log exactly as the
+module does, but without libarchive or Python. It is built by the same compiler setuptools
+uses for the extensions, into the directory they go to (the package in the source tree for
+`build_ext --inplace`, build/lib for a wheel), so it always sits next to
+pyminidocker/_native.py.
 """
 import os
 
@@ -12,8 +13,8 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 MONITOR = "pmd-monitor"
-MONITOR_SOURCES = ["csrc/monitor_main.c", "csrc/specio.c", "csrc/spawn.c", "csrc/mount.c",
-                   "csrc/confine.c", "csrc/error.c"]
+MONITOR_SOURCES = ["csrc/monitor_main.c", "csrc/jsonlog.c", "csrc/specio.c", "csrc/spawn.c",
+                   "csrc/mount.c", "csrc/confine.c", "csrc/error.c"]
 MONITOR_CFLAGS = ["-Os", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter",
                   "-D_GNU_SOURCE", "-fno-asynchronous-unwind-tables", "-ffunction-sections",
                   "-fdata-sections", "-fno-stack-protector", "-U_FORTIFY_SOURCE",
@@ -35,7 +36,8 @@ class BuildExtWithMonitor(build_ext):
         out_dir = self.monitor_dir()
         os.makedirs(out_dir, exist_ok=True)
         target = os.path.join(out_dir, MONITOR)
-        deps = [*MONITOR_SOURCES, "csrc/pmd.h", "csrc/pmd_sys.h", "csrc/specio.h"]
+        deps = [*MONITOR_SOURCES, "csrc/pmd.h", "csrc/pmd_sys.h", "csrc/specio.h",
+                "csrc/jsonlog.h"]
         # In place (make build), skip an up-to-date binary; a fresh build dir always builds it.
         if self.inplace and not self.force and os.path.exists(target) and all(
                 os.path.getmtime(d) <= os.path.getmtime(target) for d in deps):

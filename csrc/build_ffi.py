@@ -42,7 +42,7 @@ CORE_SOURCES = _sources(*sorted(p.name for p in HERE.glob("*.c")
                                 if p.name not in ("extract.c", "monitor_main.c")))
 
 # What the sources include: setuptools rebuilds a module only when one of its inputs is newer.
-HEADERS = _sources("pmd.h", "pmd_sys.h", "specio.h")
+HEADERS = _sources("pmd.h", "pmd_sys.h", "specio.h", "jsonlog.h")
 PRELUDE = '#include "pmd_sys.h"\n#include "pmd.h"\n'
 COMPILE_ARGS = ["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter",
                 "-D_GNU_SOURCE", "-fvisibility=hidden"]

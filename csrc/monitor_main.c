@@ -15,6 +15,7 @@
 #include "pmd_sys.h"
 #include "pmd.h"
 #include "specio.h"
+#include "jsonlog.h"
 
 #include <limits.h>
 #include <poll.h>
@@ -27,8 +28,6 @@
 #include <termios.h>
 #include <time.h>
 
-#define LINE_MAX_BYTES (16 * 1024) /* a longer line is logged in pieces, as Docker does */
-#define OUT_BUF (8 * 1024)
 #define DRAIN_NS 1000000000ll       /* after the exit, how long output may still arrive */
 #define RMDIR_TRIES 200             /* x 10 ms: a cgroup is busy until its last task is gone */
 
@@ -100,222 +99,22 @@ static int parse_fd(const char *s)
     return (int)v;
 }
 
-/* ---- time ------------------------------------------------------------------------------- */
+/* ---- the json-file log (jsonlog.c) ------------------------------------------------------ */
 
-/*
- * RFC 3339 with nanoseconds in UTC, as Docker writes it: 2024-01-02T03:04:05.123456789Z.
- * The civil date is computed here (days since the epoch to year/month/day, in 400-year eras
- * with March-based years so that the leap day comes last) because glibc's gmtime_r goes through
- * its time zone code, which reads TZ and /etc/localtime and allocates: pages we would keep.
- */
-static size_t fmt_time(char buf[40])
-{
-    struct timespec ts;
-    long long days, secs, era, doe, yoe, doy, mp, y;
-    unsigned d, m;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    days = ts.tv_sec / 86400;
-    secs = ts.tv_sec % 86400;
-    days += 719468; /* from 1970-01-01 to 0000-03-01 */
-    era = days / 146097;
-    doe = days - era * 146097;
-    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    mp = (5 * doy + 2) / 153;
-    d = (unsigned)(doy - (153 * mp + 2) / 5 + 1);
-    m = (unsigned)(mp < 10 ? mp + 3 : mp - 9);
-    y = yoe + era * 400 + (m <= 2);
-    return (size_t)snprintf(buf, 40, "%04lld-%02u-%02uT%02lld:%02lld:%02lld.%09ldZ", y, m, d,
-                            secs / 3600, secs / 60 % 60, secs % 60, ts.tv_nsec);
-}
-
-static long long mono_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000000000ll + ts.tv_nsec;
-}
-
-/* ---- the json-file log ------------------------------------------------------------------ */
-
-/* Zero-initialized (so in .bss, not 8 KiB of .data); fd is set once the log is open. */
-static struct {
-    int fd;
-    size_t len;
-    char buf[OUT_BUF];
-} out;
-
-static void out_flush(void)
-{
-    size_t off = 0;
-
-    while (off < out.len) {
-        ssize_t n = write(out.fd, out.buf + off, out.len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break; /* disk full, ...: the line is lost; there is nobody to tell */
-        off += (size_t)n;
-    }
-    out.len = 0;
-}
-
-static void out_put(const char *p, size_t n)
-{
-    while (n > 0) {
-        size_t k = sizeof out.buf - out.len;
-        if (k == 0) {
-            out_flush();
-            continue;
-        }
-        if (k > n)
-            k = n;
-        memcpy(out.buf + out.len, p, k);
-        out.len += k;
-        p += k;
-        n -= k;
-    }
-}
-
-/* Length of the valid UTF-8 sequence at p (n bytes available), or 0 if it is not valid. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xbf;
-
-    if (p[0] >= 0xc2 && p[0] <= 0xdf)
-        len = 2;
-    else if (p[0] >= 0xe0 && p[0] <= 0xef)
-        len = 3;
-    else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-        len = 4;
-    else
-        return 0;
-    if (p[0] == 0xe0)
-        lo = 0xa0; /* overlong */
-    else if (p[0] == 0xed)
-        hi = 0x9f; /* surrogates */
-    else if (p[0] == 0xf0)
-        lo = 0x90;
-    else if (p[0] == 0xf4)
-        hi = 0x8f; /* above U+10FFFF */
-    if (n < len || p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if (p[i] < 0x80 || p[i] > 0xbf)
-            return 0;
-    return len;
-}
-
-/*
- * The line as a JSON string: quotes, backslashes and control characters escaped, valid UTF-8
- * kept, each invalid byte replaced by U+FFFD (as Go's encoding/json does, which Docker uses), so
- * the log is valid JSON whatever the container writes.
- */
-static void out_json_string(const unsigned char *p, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t i = 0;
-
-    while (i < n) {
-        unsigned char c = p[i];
-        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-            size_t j = i + 1;
-            while (j < n && p[j] >= 0x20 && p[j] < 0x80 && p[j] != '"' && p[j] != '\\')
-                j++;
-            out_put((const char *)p + i, j - i);
-            i = j;
-        } else if (c == '"' || c == '\\') {
-            char e[2] = {'\\', (char)c};
-            out_put(e, 2);
-            i++;
-        } else if (c < 0x20) {
-            char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            if (c == '\n' || c == '\t' || c == '\r') {
-                e[1] = c == '\n' ? 'n' : c == '\t' ? 't' : 'r';
-                out_put(e, 2);
-            } else {
-                out_put(e, 6);
-            }
-            i++;
-        } else {
-            size_t k = utf8_len(p + i, n - i);
-            if (k == 0) {
-                out_put("\\ufffd", 6);
-                i++;
-            } else {
-                out_put((const char *)p + i, k);
-                i += k;
-            }
-        }
-    }
-}
+/* The log and (in main) the streams are zero-initialized statics, in .bss: the pages of their
+ * buffers that are never written never become resident. out.fd is set once the log is open. */
+static struct pmd_log out;
 
 struct stream {
     int fd;
-    const char *name;
-    size_t len;
-    unsigned char line[LINE_MAX_BYTES];
+    struct pmd_log_stream log;
 };
-
-/* Field by field: assigning a whole struct would write (and so make resident) its line
- * buffer, 16 KiB of PSS per stream that a container with short lines never needs. */
-static void set_stream(struct stream *s, int fd, const char *name)
-{
-    s->fd = fd;
-    s->name = name;
-    s->len = 0;
-}
-
-static void log_line(struct stream *s, const char *when, size_t when_len)
-{
-    if (s->len == 0)
-        return;
-    out_put("{\"log\":\"", 8);
-    out_json_string(s->line, s->len);
-    out_put("\",\"stream\":\"", 12);
-    out_put(s->name, strlen(s->name));
-    out_put("\",\"time\":\"", 10);
-    out_put(when, when_len);
-    out_put("\"}\n", 3);
-    out_flush(); /* one record per write: a reader following the file sees whole lines */
-    s->len = 0;
-}
-
-/* Split what was read into lines (the '\n' included); a line that fills the buffer is logged
- * as it is, and the rest follows as the next record. */
-static void feed(struct stream *s, const unsigned char *p, size_t n)
-{
-    char when[40];
-    size_t when_len = fmt_time(when); /* the time of the read, for all its lines */
-
-    while (n > 0) {
-        const unsigned char *nl = memchr(p, '\n', n);
-        size_t take = nl ? (size_t)(nl - p) + 1 : n;
-        size_t room = sizeof s->line - s->len;
-        int complete = nl != NULL;
-        if (take > room) {
-            take = room;
-            complete = 1;
-        }
-        memcpy(s->line + s->len, p, take);
-        s->len += take;
-        p += take;
-        n -= take;
-        if (complete)
-            log_line(s, when, when_len);
-    }
-}
 
 static void close_stream(struct stream *s)
 {
-    char when[40];
-
     if (s->fd < 0)
         return;
-    log_line(s, when, fmt_time(when)); /* a last line without '\n' */
+    pmd_log_end(&out, &s->log); /* a last line without '\n' */
     close(s->fd);
     s->fd = -1;
 }
@@ -367,7 +166,7 @@ static void write_exit(const char *exit_path, int code, int oom)
     char tmp[PATH_MAX], rec[160], when[40];
     int fd, n;
 
-    fmt_time(when);
+    pmd_log_time(when);
     n = snprintf(rec, sizeof rec, "{\"exit_code\": %d, \"finished_at\": \"%s\", "
                                   "\"oom_killed\": %s}\n",
                  code, when, oom ? "true" : "false");
@@ -405,7 +204,7 @@ static int watch(int pid, int sigfd, struct stream *st, size_t n_st)
             open_streams += st[i].fd >= 0;
         }
         if (exited) {
-            long long left = deadline - mono_ns();
+            long long left = deadline - pmd_now_ns();
             if (open_streams == 0 || left <= 0)
                 break;
             timeout = (int)(left / 1000000) + 1;
@@ -425,7 +224,7 @@ static int watch(int pid, int sigfd, struct stream *st, size_t n_st)
                 /* SIGCHLDs coalesce: ask for the container, whatever the signal was about. */
                 if (waitpid(pid, &status, WNOHANG) == pid) {
                     exited = 1;
-                    deadline = mono_ns() + DRAIN_NS;
+                    deadline = pmd_now_ns() + DRAIN_NS;
                     break;
                 }
             }
@@ -436,7 +235,7 @@ static int watch(int pid, int sigfd, struct stream *st, size_t n_st)
                 continue;
             n = read(st[i].fd, buf, sizeof buf);
             if (n > 0)
-                feed(&st[i], buf, (size_t)n);
+                pmd_log_feed(&out, &st[i].log, buf, (size_t)n);
             else if (n == 0 || (errno != EINTR && errno != EAGAIN))
                 close_stream(&st[i]); /* EOF; a pty master says EIO once the slave is gone */
         }
@@ -558,8 +357,10 @@ int main(int argc, char **argv)
         }
         q.spec.stdout_fd = outp[1];
         q.spec.stderr_fd = errp[1];
-        set_stream(&st[0], outp[0], "stdout");
-        set_stream(&st[1], errp[0], "stderr");
+        st[0].fd = outp[0];
+        pmd_log_stream_init(&st[0].log, "stdout");
+        st[1].fd = errp[0];
+        pmd_log_stream_init(&st[1].log, "stderr");
         n_st = 2;
     }
     /*
@@ -582,7 +383,8 @@ int main(int argc, char **argv)
     if (q.spec.hold && release_when_told(status_fd, &proc, &err) < 0)
         goto fail;
     if (q.spec.console) {
-        set_stream(&st[0], proc.console_fd, "stdout");
+        st[0].fd = proc.console_fd;
+        pmd_log_stream_init(&st[0].log, "stdout");
         n_st = 1;
     }
     /* Only the container holds the write ends now: EOF on them means it (and its

@@ -239,7 +239,57 @@ struct pmd_device_rule {
 int pmd_cgroup_devices(const char *cgroup_dir, const struct pmd_device_rule *rules, int n_rules,
                        struct pmd_error *err);
 
-/* ---- detached containers: the monitor (monitor.c, specio.c, monitor_main.c) --------------- */
+/* ---- attached containers: the output relay (relay.c, jsonlog.c) ------------------------- */
+
+/*
+ * An attached container writes to pipes (or its pty), not to the caller's own stdout and
+ * stderr: pmd_relay_run copies what it writes there and logs it on the way, in the json-file
+ * format pmd-monitor writes for a detached one (both are jsonlog.c), so the container's log
+ * is the same however it was started. It returns once the process has exited, its streams are
+ * drained and it is reaped:
+ *
+ *   - src[0] is logged as stream "stdout" and src[1] as "stderr" (a pty's master, in src[0]
+ *     alone, is "stdout", as Docker logs a tty), each to log_fd, then written to dst[i]. A
+ *     stream ends at EOF (EIO from a pty's master once its other side is closed), or when a
+ *     write to dst[i] fails (EPIPE: the reader went away): the relay then closes src[i] and sets
+ *     it to -1, so that the container's next write fails as it would have on dst[i] itself (on a
+ *     pipe: SIGPIPE). The src fds are the relay's to close; no other fd is closed.
+ *   - pidfd (pidfd_open(2) of pid) says when pid has exited. Its streams are then read until
+ *     EOF (at once, unless a process that outlived it holds them), for a second at most; each
+ *     stream's unfinished last line is logged, the src fds left are closed, pid is reaped and
+ *     status is its wait status. Returns 0.
+ *   - A signal interrupts it: -1 with err->err EINTR (op "relay"), whatever was read logged and
+ *     the rest of the work kept in r, so that the caller can act on the signal (CPython runs
+ *     its handlers: forwarding it to the container, say) and call again with the same r. Each
+ *     call may end that way, until one returns 0. A signal that arrives while the relay is not
+ *     in a system call interrupts nothing: the caller's handler writes to wake_fd (CPython's
+ *     signal.set_wakeup_fd does), which the relay watches in each wait. With wake_fd -1 such a
+ *     signal is seen only when another interrupts a wait.
+ *
+ * Other errors: -1 with errno and op: EBADF for a pidfd or src fd that is not open, ECHILD
+ * (op "waitpid") if pid is not the caller's child. A log that cannot be written loses those
+ * records, as pmd-monitor's does. The caller ignores SIGPIPE (CPython does), else a
+ * destination that went away kills it.
+ */
+#define PMD_RELAY_PRIVATE 13500  /* uint64_t words: the state kept between calls, 105 KiB */
+
+struct pmd_relay {
+    int pid;                  /* a child of the caller, not yet reaped */
+    int pidfd;                /* pidfd_open(pid): the caller's, left open */
+    int src[2];               /* read ends of its stdout and stderr, or [0] a pty's master and [1]
+                                 -1; -1 once closed by the relay */
+    int dst[2];               /* where each is copied (e.g. 1 and 2); -1: logged only */
+    int log_fd;               /* the json-file log, opened O_APPEND; -1: nothing is logged */
+    int wake_fd;              /* readable once a signal arrived (non-blocking; the relay reads
+                                 it empty); -1: none */
+    int status;               /* out: pid's wait status, once pmd_relay_run has returned 0 */
+    uint64_t priv[PMD_RELAY_PRIVATE]; /* C's: priv[0] = 0 before the first call, the rest
+                                 need not be zeroed; then left alone */
+};
+
+int pmd_relay_run(struct pmd_relay *r, struct pmd_error *err);
+
+/* ---- detached containers: the monitor (monitor.c, specio.c, monitor_main.c, jsonlog.c) ---- */
 
 /*
  * A detached container is watched by a small C executable, pmd-monitor, not by a Python

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/filter.h>
 
@@ -42,6 +43,15 @@ int pmd_child_mounts(const struct pmd_spawn_spec *s, int *rootfd, struct pmd_err
 int pmd_child_pivot(const struct pmd_spawn_spec *s, int rootfd, struct pmd_error *err);
 int pmd_child_confine(const struct pmd_spawn_spec *s, const struct pmd_bpf *bpf,
                       struct pmd_error *err);
+
+/* CLOCK_MONOTONIC in nanoseconds (vDSO: no syscall, no lock; safe in the cloned child too). */
+static inline long long pmd_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
 
 /* close() on scope exit, for fds owned by the parent: `int fd __attribute__((cleanup(pmd_closep)))` */
 static inline void pmd_closep(int *fd)

@@ -62,14 +62,6 @@ static const struct {
 };
 #define N_JOIN (sizeof join_order / sizeof join_order[0])
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts); /* vDSO: no syscall, no lock */
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* One message, with an fd attached when fd >= 0 (the console's master side). MSG_NOSIGNAL: if
  * the caller gave up on us, we want EPIPE, not SIGPIPE. */
 static void send_msg(int sock, const struct child_msg *m, int fd)
@@ -354,7 +346,7 @@ static int child_setup(const struct child_ctx *c, struct child_msg *m)
             return pmd_cfail(err, n < 0 ? errno : ECANCELED, "wait for release", "");
         close(c->release_fd);
     }
-    m->trace_ns[PMD_TRACE_START] = now_ns();
+    m->trace_ns[PMD_TRACE_START] = pmd_now_ns();
     old_umask = umask(0);
     if (child_cgroups(s, err) < 0)
         return -1;
@@ -382,21 +374,21 @@ static int child_setup(const struct child_ctx *c, struct child_msg *m)
         return pmd_cfail(err, errno, "sethostname", s->hostname);
     if ((s->namespaces & CLONE_NEWNET) && s->join_pid <= 0 && child_loopback_up(err) < 0)
         return -1;
-    m->trace_ns[PMD_TRACE_PROCESS] = now_ns();
+    m->trace_ns[PMD_TRACE_PROCESS] = pmd_now_ns();
     if (pmd_child_mounts(s, &rootfd, err) < 0)
         return -1;
-    m->trace_ns[PMD_TRACE_MOUNTS] = now_ns();
+    m->trace_ns[PMD_TRACE_MOUNTS] = pmd_now_ns();
     if (pmd_child_pivot(s, rootfd, err) < 0)
         return -1;
     if (s->console && (console = child_console(s, err)) < 0)
         return -1;
-    m->trace_ns[PMD_TRACE_PIVOT] = now_ns();
+    m->trace_ns[PMD_TRACE_PIVOT] = pmd_now_ns();
     if (pmd_child_confine(s, c->bpf, err) < 0)
         return -1;
     if (chdir(s->cwd ? s->cwd : "/") < 0)
         return pmd_cfail(err, errno, "chdir", s->cwd ? s->cwd : "/");
     umask(old_umask);
-    m->trace_ns[PMD_TRACE_CONFINE] = now_ns();
+    m->trace_ns[PMD_TRACE_CONFINE] = pmd_now_ns();
     m->kind = MSG_TRACE;
     send_msg(c->error_fd, m, console);
     sigemptyset(&none);
@@ -661,7 +653,7 @@ int pmd_spawn(const struct pmd_spawn_spec *spec, struct pmd_proc *proc, struct p
             (spec->hold ? 0 : CLONE_VM | CLONE_VFORK);
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    proc->trace_ns[PMD_TRACE_CLONE] = now_ns();
+    proc->trace_ns[PMD_TRACE_CLONE] = pmd_now_ns();
     pid = clone(child_entry, (char *)stack + CHILD_STACK, flags, &ctx);
     e = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);

@@ -9,6 +9,12 @@ PermissionError, ...) apply and the message names the operation and the path.
 from __future__ import annotations
 
 import os
+from errno import EINTR
+
+try:
+    import _signal  # the signal module without its enum wrappers (enum costs ms)
+except ImportError:  # pragma: no cover - not CPython
+    import signal as _signal
 
 from pyminidocker.record import dataclass, field
 
@@ -418,6 +424,63 @@ def wait(pid: int) -> int:
     """waitpid(pid), retried on EINTR; the exit code, or -signal for a killed process."""
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
+
+
+# ffi.new zeroes what it allocates: for the relay's buffers, tens of microseconds of page faults
+# on every attached start, for pages most containers never write to.
+_new_uncleared = ffi.new_allocator(should_clear_after_alloc=False)
+
+
+def relay(pid: int, src: Sequence[int], dst: Sequence[int], log_fd: int = -1) -> int:
+    """Copy the output of the child pid from src to dst and log it to log_fd (Docker's
+    json-file format; -1: no log) until pid has exited and its output is drained; reap it and
+    return its exit code, or -signal (see pmd_relay_run in pmd.h).
+
+    src: the read ends of its stdout and stderr pipes, or a pty's master alone (logged as
+    stdout); relay() owns them and closes them. dst: where each goes (-1: only logged); a
+    destination that fails (EPIPE) ends its stream, so the process's next write to it fails.
+    Signal handlers run while it copies: the C loop returns to us on a signal (it watches
+    the signal wakeup fd, which this sets for the call when it runs in the main thread) and is
+    called again.
+
+    Raises OSError (EBADF for an fd that is not open, ProcessLookupError for no such pid,
+    ECHILD if pid is not our child).
+    """
+    if len(src) > 2 or len(dst) > 2:
+        raise ValueError("a relay copies two streams at most: stdout and stderr")
+    pidfd = wake_r = wake_w = -1
+    old_wake = None
+    r = _new_uncleared("struct pmd_relay *")  # 105 KiB that C sets up as it needs them
+    r.priv[0] = r.status = 0
+    r.src = [*src, -1, -1][:2]  # before the try: its finally closes what is left of them
+    try:
+        r.pid = pid
+        pidfd = r.pidfd = os.pidfd_open(pid)
+        r.dst = [*dst, -1, -1][:2]
+        r.log_fd = log_fd
+        # A signal's C handler writes to the wakeup fd, which the relay watches: one that
+        # arrives while it is not in a system call is not missed (see pmd.h). Only the main
+        # thread may set it; elsewhere, signals are seen when they interrupt a wait.
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            old_wake = _signal.set_wakeup_fd(wake_w)
+            r.wake_fd = wake_r
+        except ValueError:
+            r.wake_fd = -1
+        err = ffi.new("struct pmd_error *")
+        while lib.pmd_relay_run(r, err) != 0:
+            if err.err != EINTR:  # interrupted: signal handlers run here, then on it goes
+                _raise(err)
+    finally:
+        if old_wake is not None:
+            _signal.set_wakeup_fd(old_wake)
+        for fd in (pidfd, wake_r, wake_w, *r.src):  # what is left open
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass  # a src fd that was not open (EBADF): the error being raised says so
+    return os.waitstatus_to_exitcode(r.status)
 
 
 def overlay_mount(lowerdirs: Sequence[str | os.PathLike[str]], target: str | os.PathLike[str],

@@ -557,8 +557,8 @@ def _attached_start(rt: Any, rec: Any, env: Env, interactive: bool, remove: bool
     try:
         if rec.tty:
             return _run_with_pty(
-                lambda started: rt.start(rec, attach=True, on_started=started), env,
-                interactive)
+                lambda started, stdio: rt.start(rec, attach=True, stdio=stdio,
+                                                on_started=started), env, interactive)
         stdin = -1 if interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         try:
             env.stdout.flush()
@@ -573,11 +573,12 @@ def _attached_start(rt: Any, rec: Any, env: Env, interactive: bool, remove: bool
             rt.remove(rt.containers.get(rec.id), force=True)
 
 
-def _run_with_pty(start: Callable[[Callable[[Any], None]], int | None], env: Env,
-                  interactive: bool) -> int:
-    """-t: the process gets a pty from its own /dev/pts (the shim's console); once it runs, a
-    thread relays between the pty's master and our terminal (in raw mode) while this thread
-    waits for the process in start(on_started) (signal handlers need the main thread)."""
+def _run_with_pty(start: Callable[[Callable[[Any], None], tuple[int, int, int]], int | None],
+                  env: Env, interactive: bool) -> int:
+    """-t: the process gets a pty from its own /dev/pts (the shim's console), whose output the
+    runtime relays to our stdout while it waits for the process in start(on_started, stdio)
+    (signal handlers need the main thread). With -i, once it runs, a thread passes our stdin
+    (in raw mode if it is a terminal) to the pty."""
     import fcntl
     import select
     import signal
@@ -588,7 +589,6 @@ def _run_with_pty(start: Callable[[Callable[[Any], None]], int | None], env: Env
 
     in_fd = env.stdin.fileno() if interactive else -1
     is_tty = in_fd >= 0 and os.isatty(in_fd)
-    out_fd = env.stdout.fileno()
     done = threading.Event()
     master = -1
 
@@ -599,43 +599,36 @@ def _run_with_pty(start: Callable[[Callable[[Any], None]], int | None], env: Env
             struct.pack("HHHH", 24, 80, 0, 0)
         fcntl.ioctl(master, termios.TIOCSWINSZ, size)
 
-    def relay() -> None:
-        fds = [master] + ([in_fd] if in_fd >= 0 else [])
-        while True:
-            r, _, _ = select.select(fds, [], [], 0.05)
-            if master in r:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:
-                    data = b""  # EIO: every holder of the slave side is gone
+    def pass_input() -> None:
+        try:
+            while not done.is_set():
+                r, _, _ = select.select([in_fd], [], [], 0.05)
+                if not r:
+                    continue
+                data = os.read(in_fd, 65536)
+                os.write(master, data or b"\x04")  # EOF on our stdin: ^D to the process
                 if not data:
                     return
-                os.write(out_fd, data)
-            elif done.is_set():
-                return  # exited and drained
-            if in_fd in r:
-                data = os.read(in_fd, 65536)
-                if data:
-                    os.write(master, data)
-                else:
-                    fds.remove(in_fd)
-                    os.write(master, b"\x04")  # EOF on our stdin: ^D to the process
+        except OSError:
+            return  # the process is gone (EIO), or our stdin is
 
-    t = threading.Thread(target=relay, name="pty-relay", daemon=True)
+    t = threading.Thread(target=pass_input, name="pty-input", daemon=True)
 
     def on_started(proc: Any) -> None:
         nonlocal master
         master = proc.console_fd
         copy_winsize()
-        t.start()
+        if in_fd >= 0:
+            t.start()
 
     saved = termios.tcgetattr(in_fd) if is_tty else None
     old_winch = signal.signal(signal.SIGWINCH, copy_winsize)
     try:
         if is_tty:
             tty.setraw(in_fd)
+        env.stdout.flush()
         try:
-            code = start(on_started) or 0
+            code = start(on_started, (-1, env.stdout.fileno(), env.stderr.fileno())) or 0
         finally:
             done.set()
             if t.is_alive():
@@ -658,8 +651,8 @@ def cmd_exec(args: Namespace, env: Env) -> int:
         extra_env = list(args.env)
         if args.tty:
             return _run_with_pty(
-                lambda started: rt.exec(rec, args.cmd, extra_env, args.user, args.workdir,
-                                        True, (-1, -1, -1), on_started=started),
+                lambda started, stdio: rt.exec(rec, args.cmd, extra_env, args.user,
+                                               args.workdir, True, stdio, on_started=started),
                 env, args.interactive)
         stdin = -1 if args.interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         try:
@@ -762,8 +755,9 @@ def _log_records(data: bytes) -> tuple[list[dict[str, str]], bytes]:
 
 
 def cmd_logs(args: Namespace, env: Env) -> int:
-    """The container's output from its json-file log (detached containers: the monitor writes
-    it). -f follows it until the container has exited and everything it wrote is shown."""
+    """The container's output from its json-file log (written by the monitor of a detached
+    container, by the runtime's relay for an attached one). -f follows it until the container
+    has exited and everything it wrote is shown."""
     rt = _runtime(args)
     rec = rt.get(args.container)
     tail = None
@@ -784,7 +778,7 @@ def cmd_logs(args: Namespace, env: Env) -> int:
     try:
         f = open(path, "rb")  # held open while following
     except FileNotFoundError:
-        return 0  # started attached, or never started: nothing was logged
+        return 0  # never started: nothing was logged
     with f:
         records, rest = _log_records(f.read())
         if tail is not None:

@@ -237,8 +237,11 @@ class Runtime:
               stdio: tuple[int, int, int] = (-1, -1, -1),
               on_started: Callable[[Any], None] | None = None) -> int | None:
         """Start a created or exited container. Attached: wait and return its exit code
-        (125/126/127 raised as StartError when it could not start). Detached: return None
-        once the monitor has it running."""
+        (125/126/127 raised as StartError when it could not start); its stdin is stdio[0],
+        and what it writes goes through pipes (or its tty) to stdio[1] and stdio[2] and into
+        its json-file log, as a detached container's output does (-1: ours). With a tty, the
+        caller owns proc.console_fd (on_started gets proc). Detached: return None once the
+        monitor has it running."""
         if rec.state.status == "running":
             return None if not attach else self.wait(rec)
         from pyminidocker.cgroups import prime_migration
@@ -254,14 +257,21 @@ class Runtime:
             from pyminidocker import network
 
             rules = network.rules_snapshot()
+        output = None
         try:
             with self.trace.phase("overlay mount"):
                 self._mount_root(rec, d)
-            sp = self._spawn_spec(rec, d, stdio)
-            sp.hold = bridged  # its network is plugged in before it runs
+            child_stdio = stdio
             if attach:
+                output = _Output(os.path.join(d, f"{rec.id}-json.log"), rec.tty)
+                child_stdio = (stdio[0], output.write[0], output.write[1]) if output.write \
+                    else (-1, -1, -1)
+            sp = self._spawn_spec(rec, d, child_stdio)
+            sp.hold = bridged  # its network is plugged in before it runs
+            if output is not None:
                 with self.trace.phase("spawn (clone to execve)"):
                     proc = _native.spawn(sp)
+                output.spawned()
             else:
                 proc = self._spawn_monitored(rec, d, sp)
             if bridged:
@@ -269,12 +279,13 @@ class Runtime:
             if attach:
                 for phase, ms in proc.trace().items():
                     self.trace.note(f"  child: {phase}", ms)
-        except OSError as e:
-            self._start_failed(rec, e)
-            raise policy.StartError(_start_message(e), exit_code=policy.exec_exit_code(e)) \
-                from None
-        except BaseException:
-            self._start_failed(rec, None)
+        except BaseException as e:
+            if output is not None:
+                output.close()
+            self._start_failed(rec, e if isinstance(e, OSError) else None)
+            if isinstance(e, OSError):
+                raise policy.StartError(_start_message(e),
+                                        exit_code=policy.exec_exit_code(e)) from None
             raise
         finally:
             if rules is not None:
@@ -285,13 +296,17 @@ class Runtime:
                           monitor_pid=monitor_pid,
                           monitor_start=_pid_start(monitor_pid) if monitor_pid else "",
                           started_at=now_iso())
-        self.containers.save_state(rec)
-        if on_started:
-            on_started(proc)  # e.g. to relay its console
-        if not attach:
-            return None
-        with self.trace.phase("wait"), _forward_signals(proc.pid):
-            code = _native.wait(proc.pid)
+        try:
+            self.containers.save_state(rec)
+            if on_started:
+                on_started(proc)  # e.g. to pass our input to its console
+            if output is None:
+                return None
+            with self.trace.phase("wait"), _forward_signals(proc.pid):
+                code = output.relay(proc, stdio)
+        finally:
+            if output is not None:
+                output.close()
         code = 128 - code if code < 0 else code
         with self.store.lock():
             self._finish(rec, code, now_iso())
@@ -584,9 +599,10 @@ class Runtime:
             cap_bounding=caps, cap_effective=caps, cap_permitted=caps, cap_inheritable=caps,
             cap_ambient=0, no_new_privs=bool(host.get("no_new_privs")),
             seccomp=_native.SECCOMP_OFF if privileged else _native.SECCOMP_DEFAULT,
-            cgroup_procs=Cgroup(rec.id).procs_files(), stdin=stdio[0], stdout=stdio[1],
-            stderr=stdio[2], setsid=True, console=tty,
+            cgroup_procs=Cgroup(rec.id).procs_files(), setsid=True, console=tty,
         )
+        if not tty:
+            sp.stdin, sp.stdout, sp.stderr = stdio
         try:
             proc = _native.spawn(sp)
         except OSError as e:
@@ -595,7 +611,10 @@ class Runtime:
         if on_started:
             on_started(proc)
         with _forward_signals(proc.pid):
-            code = _native.wait(proc.pid)
+            if tty:  # its pty's output to ours, not logged (Docker logs no exec's output)
+                code = _Output(None, tty=True).relay(proc, stdio)
+            else:
+                code = _native.wait(proc.pid)
         return 128 - code if code < 0 else code
 
     # ---- stop / kill / wait / rm ----------------------------------------------------------
@@ -760,6 +779,48 @@ def _resolv_conf(host_network: bool) -> bytes:
             continue
         lines.append(line)
     return ("\n".join(lines) + "\n").encode() if lines else b""
+
+
+class _Output:
+    """A process's output on its way to us (see _native.relay): the json-file log of an
+    attached container (None: not logged, as an exec's output is not), and the pipes its
+    stdout and stderr write to, unless it has a tty, whose master is read instead (a pty has
+    one stream: logged as stdout, as Docker does)."""
+
+    def __init__(self, log_path: str | None, tty: bool):
+        self.log = -1 if log_path is None else \
+            os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self.read: list[int] = []
+        self.write: list[int] = []
+        try:
+            for _ in range(0 if tty else 2):
+                r, w = os.pipe()
+                self.read.append(r)
+                self.write.append(w)
+        except BaseException:
+            self.close()
+            raise
+
+    def spawned(self) -> None:
+        """The child has its copies of the write ends: ours go, so that the relay sees EOF
+        once the container's processes have closed theirs."""
+        for fd in self.write:
+            os.close(fd)
+        self.write = []
+
+    def relay(self, proc: Any, stdio: tuple[int, int, int]) -> int:
+        """Relay to stdio[1] and stdio[2] (-1: ours) until the process has exited; reap it
+        and return its code (-signal if killed). A tty's master stays the caller's."""
+        src = self.read or [os.dup(proc.console_fd)]
+        self.read = []  # the relay's now
+        return _native.relay(proc.pid, src, [stdio[1] if stdio[1] >= 0 else 1,
+                                             stdio[2] if stdio[2] >= 0 else 2], self.log)
+
+    def close(self) -> None:
+        for fd in (self.log, *self.read, *self.write):
+            if fd >= 0:
+                os.close(fd)
+        self.log, self.read, self.write = -1, [], []
 
 
 class _forward_signals:

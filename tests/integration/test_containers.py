@@ -350,6 +350,150 @@ def ctr_cwd() -> str:
     return str(Path(__file__).resolve().parent.parent.parent)
 
 
+def _on_pty(ctr, *args: str, timeout: float = 30) -> tuple[int, str]:
+    """Run the CLI with stdin, stdout and stderr on a pty, as from a terminal; (exit code,
+    what the terminal showed, without \r: a container's pty and ours each add one)."""
+    import select
+    import subprocess
+    import time
+
+    master, slave = os.openpty()
+    proc = subprocess.Popen(ctr.argv(*args), stdin=slave, stdout=slave, stderr=slave,
+                            env=ctr.env(), cwd=ctr_cwd(), start_new_session=True)
+    os.close(slave)
+    out = b""
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([master], [], [], 0.2)
+            if not r:
+                continue
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the CLI has exited, and nothing else holds the pty
+                break
+            if not chunk:
+                break
+            out += chunk
+        proc.wait(timeout=timeout)
+    finally:
+        os.close(master)
+    return proc.returncode, out.decode(errors="replace").replace("\r", "")
+
+
+def _log(ctr, name: str) -> list[dict]:
+    """The records of the container's json-file log."""
+    cid = json.loads(ctr("inspect", name).stdout)[0]["Id"]
+    path = ctr.root / "containers" / cid / f"{cid}-json.log"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_an_attached_run_is_logged_as_a_detached_one_is(ctr):
+    res = ctr("run", "--name", "logged", "bb", "sh", "-c", "echo out; echo err >&2; exit 3",
+              check=False)
+    try:
+        assert (res.returncode, res.stdout, res.stderr) == (3, "out\n", "err\n")
+        recs = _log(ctr, "logged")
+        assert [(r["log"], r["stream"]) for r in recs] == [("out\n", "stdout"),
+                                                           ("err\n", "stderr")]
+        assert set(recs[0]) == {"log", "stream", "time"}
+        res = ctr("logs", "logged")
+        assert (res.stdout, res.stderr) == ("out\n", "err\n")  # each on its own stream
+        res = ctr("logs", "-t", "--tail", "1", "logged")
+        assert res.stdout == "" and re.fullmatch(
+            r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z err\n", res.stderr), res.stderr
+        # started again, attached: appended to, as a detached container's log is
+        assert ctr("start", "-a", "logged", check=False).stdout == "out\n"
+        assert ctr("logs", "-f", "logged").stdout == "out\nout\n"  # exited: -f returns
+    finally:
+        ctr("rm", "logged")
+
+
+def test_without_t_the_output_is_a_pipe_even_from_a_terminal(ctr):
+    """As Docker's: without -t the container's stdout and stderr are pipes, whatever ours is."""
+    rc, out = _on_pty(ctr, "run", "--rm", "bb", "sh", "-c",
+                      "[ -t 1 ] && echo tty-1 || echo pipe-1; [ -t 2 ] && echo tty-2 >&2 || "
+                      "echo pipe-2 >&2; ls -l /proc/self/fd/1 | grep -o 'pipe:'")
+    assert rc == 0, out
+    assert "pipe-1\n" in out and "pipe-2\n" in out and "pipe:\n" in out, out
+
+
+def test_a_tty_run_is_logged_as_stdout(ctr):
+    rc, out = _on_pty(ctr, "run", "-t", "--name", "ttylog", "bb", "sh", "-c",
+                      "[ -t 1 ] && echo tty-out; echo tty-err >&2")
+    try:
+        assert rc == 0 and "tty-out\n" in out and "tty-err\n" in out, out
+        res = ctr("logs", "ttylog")
+        assert res.stdout.replace("\r", "") == "tty-out\ntty-err\n" and res.stderr == ""
+        assert {r["stream"] for r in _log(ctr, "ttylog")} == {"stdout"}
+    finally:
+        ctr("rm", "ttylog")
+
+
+def test_a_megabyte_of_output_arrives_whole_and_in_order(ctr):
+    want = "".join(f"{i}\n" for i in range(1, 200001))  # 1.2 MiB
+    res = ctr("run", "--name", "big", "bb", "sh", "-c", "seq 1 200000; echo end >&2")
+    try:
+        assert res.stdout == want and res.stderr == "end\n"
+        recs = _log(ctr, "big")
+        assert "".join(r["log"] for r in recs if r["stream"] == "stdout") == want
+        assert [r["log"] for r in recs if r["stream"] == "stderr"] == ["end\n"]
+        assert ctr("logs", "big").stdout == want
+    finally:
+        ctr("rm", "big")
+
+
+def test_signals_reach_a_container_whose_output_nobody_reads(ctr):
+    """Our stdout is full (nobody reads it), so the relay is blocked writing to it: a signal
+    still interrupts it and is forwarded, and what the container wrote arrives once read."""
+    import signal
+    import time
+
+    proc = _running(ctr, "flood", "sh", "-c",
+                    "trap 'echo got-term >&2; exit 9' TERM; while :; do echo 0123456789; done")
+    time.sleep(0.5)  # the pipes fill up: ours, the container's, and the relay's buffer
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 9 and "got-term" in err, err
+    assert len(out) > 64 * 1024 and set(out.splitlines()[:-1]) == {"0123456789"}
+
+
+def test_signals_reach_a_container_that_floods_its_output(ctr):
+    """While output pours through the relay, it is mostly busy in its own code, not waiting in
+    a system call a signal could interrupt: a ^C must still be forwarded (and soon)."""
+    import signal
+    import threading
+    import time
+
+    proc = _running(ctr, "chatty", "sh", "-c",
+                    "trap 'exit 7' INT; while :; do echo 0123456789; done")
+    got = []
+    reader = threading.Thread(target=lambda: got.append(len(proc.stdout.read())))
+    reader.start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    try:
+        assert proc.wait(timeout=20) == 7
+    finally:
+        if proc.poll() is None:
+            ctr("kill", "chatty")
+        reader.join(timeout=30)
+        proc.communicate(timeout=30)
+    assert time.monotonic() - t0 < 5 and got and got[0] > 0
+
+
+def test_exec_t_relays_its_pty_unlogged(ctr):
+    proc = _running(ctr, "execpty", "sh", "-c", "echo init-out; exec sleep 60")
+    try:
+        rc, out = _on_pty(ctr, "exec", "-t", "execpty", "sh", "-c", "tty; echo exec-out")
+        assert rc == 0 and "/dev/pts/" in out and "exec-out\n" in out, out
+        assert [r["log"] for r in _log(ctr, "execpty")] == ["init-out\n"]  # Docker's rule
+    finally:
+        ctr("kill", "execpty")
+        proc.communicate(timeout=30)
+
+
 def test_network_default_none_and_host(ctr):
     links = sh(ctr, "ls /sys/class/net").stdout.split()
     assert links == ["eth0", "lo"], "the default: the bridge network"

@@ -808,6 +808,164 @@ def test_umount_not_mounted(tmp_path):
     assert ei.value.errno == errno.EINVAL and str(tmp_path) in str(ei.value)
 
 
+# ---- the output relay (pmd_relay_run) ----------------------------------------------------------
+
+def _relayed(script: str, tmp_path, out_fd: int = -1, log: bool = True
+             ) -> tuple[int, bytes, bytes, list]:
+    """Run `sh -c script` on the host with its stdout and stderr on pipes that n.relay copies
+    to the files out and err (stdout to out_fd if given) and logs (unless not log); (exit
+    code, out, err, log records)."""
+    import json
+
+    files = [os.open(tmp_path / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+             for name in ("out", "err")]
+    log_fd = os.open(tmp_path / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND) if log else -1
+    pipes = [os.pipe(), os.pipe()]
+    try:
+        proc = n.spawn(n.SpawnSpec(["sh", "-c", script], env=["PATH=/usr/bin:/bin"],
+                                   stdout=pipes[0][1], stderr=pipes[1][1]))
+    finally:
+        for _, w in pipes:
+            os.close(w)
+    try:
+        code = n.relay(proc.pid, [r for r, _ in pipes],
+                       [out_fd if out_fd >= 0 else files[0], files[1]], log_fd)
+    finally:
+        for fd in (*files, log_fd):
+            if fd >= 0:
+                os.close(fd)
+    records = [json.loads(line) for line in (tmp_path / "log").read_text().splitlines()] \
+        if log else []
+    return code, (tmp_path / "out").read_bytes(), (tmp_path / "err").read_bytes(), records
+
+
+def test_relay_copies_logs_and_reaps(tmp_path):
+    import re
+
+    code, out, err, recs = _relayed("echo out; echo err >&2; printf 'no newline'; exit 3",
+                                    tmp_path)
+    assert (code, out, err) == (3, b"out\nno newline", b"err\n")
+    assert [(r["log"], r["stream"]) for r in recs] == [
+        ("out\n", "stdout"), ("err\n", "stderr"), ("no newline", "stdout")]
+    assert all(set(r) == {"log", "stream", "time"} and
+               re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z", r["time"]) for r in recs)
+    code, out, _, recs = _relayed("kill -9 $$", tmp_path, log=False)
+    assert (code, out, recs) == (-9, b"", [])
+
+
+def test_relay_keeps_order_and_everything(tmp_path):
+    """A megabyte and more: all of it, in order, on the destination and in the log."""
+    code, out, err, recs = _relayed("seq 1 200000; echo done >&2", tmp_path)
+    want = "".join(f"{i}\n" for i in range(1, 200001))
+    assert code == 0 and out.decode() == want and err == b"done\n"
+    assert "".join(r["log"] for r in recs if r["stream"] == "stdout") == want
+    assert len(recs) == 200001
+
+
+def test_relay_lets_signal_handlers_run_and_goes_on(tmp_path):
+    """A signal interrupts the C loop (EINTR): our handler runs (here: it forwards SIGTERM to
+    the child, as `run` does), then the relay resumes where it was, losing nothing."""
+    import signal
+    import threading
+
+    seen = []
+    r, w = os.pipe()
+    pipes = [os.pipe(), os.pipe()]
+    proc = n.spawn(n.SpawnSpec(["sh", "-c", "trap 'echo got-term; exit 9' TERM; echo ready; "
+                                "while :; do sleep 0.05; done"], env=["PATH=/usr/bin:/bin"],
+                               stdout=pipes[0][1], stderr=pipes[1][1]))
+    for _, wfd in pipes:
+        os.close(wfd)
+
+    def forward(signum, _frame):
+        seen.append(signum)
+        os.kill(proc.pid, signal.SIGTERM)
+
+    old = signal.signal(signal.SIGUSR1, forward)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGUSR1))
+    timer.start()
+    try:
+        code = n.relay(proc.pid, [rfd for rfd, _ in pipes], [w, -1])
+    finally:
+        timer.join()
+        signal.signal(signal.SIGUSR1, old)
+        os.close(w)
+    with os.fdopen(r, "rb") as f:
+        assert f.read() == b"ready\ngot-term\n"
+    assert code == 9 and seen == [signal.SIGUSR1]
+
+
+def test_relay_sees_a_signal_that_comes_between_its_system_calls(tmp_path):
+    """Copying a flood, the relay is mostly in its own code (reading, logging, writing): a
+    signal delivered then interrupts no system call. CPython's handler writes to the wakeup
+    fd that relay() sets, and the C loop returns on it, so our handler runs within a chunk."""
+    import signal
+    import threading
+    import time
+
+    pipes = [os.pipe(), os.pipe()]
+    proc = n.spawn(n.SpawnSpec(["sh", "-c", "while :; do echo 0123456789abcdef; done"],
+                               env=["PATH=/usr/bin:/bin"], stdout=pipes[0][1],
+                               stderr=pipes[1][1]))
+    for _, wfd in pipes:
+        os.close(wfd)
+    sent, handled = [], []
+
+    def handler(_signum, _frame):
+        handled.append(time.monotonic())
+        os.kill(proc.pid, signal.SIGKILL)
+
+    def send():
+        sent.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    old = signal.signal(signal.SIGUSR1, handler)
+    timer = threading.Timer(0.3, send)
+    backstop = threading.Timer(10, os.kill, (proc.pid, signal.SIGKILL))  # should it be missed
+    timer.start()
+    backstop.start()
+    null = os.open(os.devnull, os.O_WRONLY)
+    log = os.open(tmp_path / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        code = n.relay(proc.pid, [rfd for rfd, _ in pipes], [null, null], log)
+    finally:
+        backstop.cancel()
+        timer.join()
+        signal.signal(signal.SIGUSR1, old)
+        os.close(null)
+        os.close(log)
+    assert code == -signal.SIGKILL
+    assert handled and handled[0] - sent[0] < 2, "the signal waited for the backstop"
+
+
+def test_relay_ends_a_stream_whose_destination_went_away(tmp_path):
+    """EPIPE on the destination: the relay closes that stream, so the writer gets EPIPE (or
+    SIGPIPE) itself, as it would writing there directly, instead of running on unread."""
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        code, _, err, recs = _relayed("yes; echo yes-ended >&2", tmp_path, out_fd=w)
+    finally:
+        os.close(w)
+    assert code == 0 and err == b"yes-ended\n"
+    assert recs[0]["log"] == "y\n" and recs[-1]["log"] == "yes-ended\n"
+
+
+def test_relay_errors_are_oserrors(tmp_path):
+    proc = n.spawn(n.SpawnSpec(["true"], env=["PATH=/usr/bin:/bin"]))
+    with pytest.raises(OSError) as ei:
+        n.relay(proc.pid, [4000], [1])  # an fd that is not open
+    assert ei.value.errno == errno.EBADF and "relay" in str(ei.value)
+    with pytest.raises(ValueError):
+        n.relay(proc.pid, [], [1, 2, 3])  # stdout and stderr, not more
+    assert n.relay(proc.pid, [], []) == 0  # nothing to copy: waits and reaps
+    with pytest.raises(ProcessLookupError):
+        n.relay(proc.pid, [], [])  # reaped: no such process any more
+    r = n.ffi.new("struct pmd_relay *", {"pid": proc.pid, "pidfd": -1, "src": [-1, -1]})
+    err = n.ffi.new("struct pmd_error *")
+    assert n.lib.pmd_relay_run(r, err) == -1 and err.err == errno.EBADF
+
+
 # ---- the README example: a process in new namespaces on a rootfs, in a few lines -------------
 
 def test_readme_example(rootfs):
