@@ -923,8 +923,9 @@ def _inspect_container(rt: Any, rec: Any) -> dict[str, Any]:
             "Entrypoint": rec.entrypoint, "WorkingDir": rec.cwd, "Image": rec.image_name,
             "Labels": rec.labels,
         },
-        "NetworkSettings": {"Networks": {rec.host.get("network"): {
-            "IPAddress": st.ip, "Gateway": "", "IPPrefixLen": 0}} if st.ip else {},
+        "NetworkSettings": {"Networks": {
+            **({rec.host.get("network"): {"IPAddress": st.ip}} if st.ip else {}),
+            **{name: {"IPAddress": info["ip"]} for name, info in st.extra_networks.items()}},
             "IPAddress": st.ip, "Ports": {}},
     }
 

@@ -293,6 +293,7 @@ class Runtime:
         monitor_pid = getattr(proc, "monitor_pid", 0)
         rec.state = State(status="running", pid=proc.pid, pid_start=_pid_start(proc.pid),
                           ip=rec.state.ip, ports=rec.state.ports,
+                          extra_networks=rec.state.extra_networks,
                           monitor_pid=monitor_pid,
                           monitor_start=_pid_start(monitor_pid) if monitor_pid else "",
                           started_at=now_iso())
@@ -340,6 +341,8 @@ class Runtime:
                 if ep.network != "bridge":  # names resolve on user networks (Docker's rule)
                     hosts += self._introduce(rec, ep.network, ep.address)
                 atomic_write(os.path.join(d, "hosts"), hosts.encode(), durable=False)
+                for extra in rec.host.get("networks", []):  # joined by `network connect`
+                    self._attach_extra(rec, extra, proc.pid)
             proc.release()
         except BaseException:
             proc.abort()
@@ -392,46 +395,71 @@ class Runtime:
                 self.containers.save_state(rec)
 
     def connect(self, rec: ContainerRecord, net: str) -> str:
-        """`network connect`: one more interface (eth1, eth2, ...) on the user network `net`
-        for a running container, with an address and its name in the members' /etc/hosts
-        (no second default route). Returns the address. Raises Conflict (not running, already
-        connected), NotFound (network), PmdError, OSError."""
+        """`network connect`: the container joins the user network `net` too, as Docker's: at
+        once if it runs, and at each of its starts from now on (host["networks"]). There it
+        has one more interface (eth1, eth2, ...; no second default route) with an address,
+        and its name in the members' /etc/hosts. Returns the address, "" if it is not running.
+        Raises Conflict (already connected; a container on the host's network or none),
+        UsageError, NotFound (network), PmdError, OSError."""
         from pyminidocker import network
 
         rec = self.refresh(rec)
-        if rec.state.status != "running":
-            raise Conflict(f"container {rec.name} is not running")
-        if net == rec.host.get("network") or net in rec.state.extra_networks:
+        joined = rec.host.get("networks", [])
+        if net == rec.host.get("network") or net in joined:
             raise Conflict(f"container {rec.name} is already attached to network {net}")
         if net in ("none", "host"):
             raise UsageError(f"container cannot be connected to network {net}")
+        if rec.host.get("network") in ("none", "host"):
+            raise Conflict(f"container {rec.name} is on the {rec.host['network']} network: it "
+                           "cannot be connected to another one")
+        network.get_network(self.store, net)  # a missing network is refused now, not at start
+        address = ""
+        if rec.state.status == "running":
+            address = self._attach_extra(rec, net, rec.state.pid)
+            self.containers.save_state(rec)
+        rec.host["networks"] = [*joined, net]
+        self.containers.save_config(rec)
+        return address
+
+    def _attach_extra(self, rec: ContainerRecord, net: str, pid: int) -> str:
+        """Plug the container whose init is pid into the user network `net`: an address, the
+        first free ethN (and pmd<id>xN on the host), the names in /etc/hosts. Recorded in
+        rec.state (not saved). Returns the address."""
+        from pyminidocker import network
+
         ep = network.connect(self.store, net, rec.id)
-        n = 1 + len(rec.state.extra_networks)
+        used = {info["ifname"] for info in rec.state.extra_networks.values()}
+        n = next(i for i in range(1, len(used) + 2) if f"eth{i}" not in used)
         ifname, host_if = f"eth{n}", f"pmd{rec.id[:10]}x{n}"
         try:
-            _native.net_attach(rec.state.pid, ep.bridge, host_if, ep.address, ep.prefix_len,
-                               None, container_ifname=ifname)
+            _native.net_attach(pid, ep.bridge, host_if, ep.address, ep.prefix_len, None,
+                               container_ifname=ifname)
         except BaseException:
             network.disconnect(self.store, net, rec.id)
             raise
+        rec.state.extra_networks[net] = {"ip": ep.address, "ifname": ifname,
+                                         "host_ifname": host_if}
         hosts = os.path.join(self.containers.path(rec.id), "hosts")
         _edit_hosts(hosts, add=f"{ep.address}\t{rec.hostname} {rec.name}\n")
         for line in self._introduce(rec, ep.network, ep.address).splitlines(keepends=True):
             _edit_hosts(hosts, add=line)
-        rec.state.extra_networks[net] = {"ip": ep.address, "ifname": ifname,
-                                         "host_ifname": host_if}
-        self.containers.save_state(rec)
         return ep.address
 
     def disconnect(self, rec: ContainerRecord, net: str) -> None:
-        """`network disconnect`: undo connect. Raises Conflict if not connected that way."""
+        """`network disconnect`: undo connect, now and for the starts to come. Raises Conflict
+        if the container was not connected to `net` that way."""
         rec = self.refresh(rec)
-        if net not in rec.state.extra_networks:
+        joined = rec.host.get("networks", [])
+        if net not in joined and net not in rec.state.extra_networks:
             raise Conflict(f"container {rec.name} is not connected to network {net} "
                            "(only networks joined with `network connect` can be left)")
-        self._detach_extra(rec, net)
-        with suppress(PmdError, OSError):
-            self.containers.save_state(rec)
+        if net in rec.state.extra_networks:
+            self._detach_extra(rec, net)
+            with suppress(PmdError, OSError):
+                self.containers.save_state(rec)
+        if net in joined:
+            rec.host["networks"] = [n for n in joined if n != net]
+            self.containers.save_config(rec)
 
     def _detach_extra(self, rec: ContainerRecord, net: str, gone: bool = False) -> None:
         """Undo connect; gone: the container's processes are gone, and its veth with them."""

@@ -292,3 +292,40 @@ def test_network_connect_and_disconnect_a_running_container(br):
             br("kill", name, check=False)
             proc.communicate(timeout=30)
     br("network", "rm", "neta", "netb")
+
+
+def test_network_connect_a_stopped_container_holds_for_its_starts(br):
+    """As Docker: a network connected to a container that is not running is joined at its
+    start, and at every start after, until it is disconnected."""
+    br("network", "create", "--subnet", free_subnet(), "netc")
+    br("create", "--name", "later", "bb", "sh", "-c",
+       "ls /sys/class/net; ip -4 -o addr show eth1 2>/dev/null; true")
+    try:
+        assert br("network", "connect", "netc", "later").stdout == ""
+        res = br("network", "connect", "netc", "later", check=False)
+        assert res.returncode == 1 and "already" in res.stderr
+        res = br("network", "connect", "nosuch", "later", check=False)
+        assert res.returncode == 1 and "not found" in res.stderr
+        for _ in range(2):  # the first start and a restart
+            out = br("start", "-a", "later").stdout
+            assert out.split()[:3] == ["eth0", "eth1", "lo"] and " eth1 " in out
+        netc = json.loads(br("network", "inspect", "netc").stdout)[0]
+        assert netc["Containers"] == {}, "the address is released when it stops"
+        br("network", "disconnect", "netc", "later")
+        assert br("start", "-a", "later").stdout.split() == ["eth0", "lo"]
+        # interfaces are numbered from the first free one: eth1 again after eth1 was left
+        br("network", "create", "--subnet", free_subnet(), "netd")
+        br("network", "connect", "netd", "later")
+        br("network", "connect", "netc", "later")
+        br("network", "disconnect", "netd", "later")
+        out = br("start", "-a", "later").stdout
+        assert out.split()[:3] == ["eth0", "eth1", "lo"] and " eth1 " in out
+    finally:
+        br("rm", "-f", "later")
+    br("network", "rm", "netc", "netd")
+    none = br("create", "--network", "none", "bb", "true").stdout.strip()
+    try:
+        res = br("network", "connect", "bridge", none, check=False)
+        assert res.returncode == 1 and "cannot be connected" in res.stderr
+    finally:
+        br("rm", none)
