@@ -336,8 +336,8 @@ class Runtime:
                     done = network.publish(network.get_network(self.store, ep.network),
                                            ep.address, ports)
                     rec.state.ports = [str(m) for m in done]
-                with open(os.path.join(d, "hosts")) as f:
-                    hosts = f.read() + f"{ep.address}\t{rec.hostname} {rec.name}\n"
+                # from the base file, not the last run's (its lines would be there twice)
+                hosts = _BASE_HOSTS + f"{ep.address}\t{rec.hostname} {rec.name}\n"
                 if ep.network != "bridge":  # names resolve on user networks (Docker's rule)
                     hosts += self._introduce(rec, ep.network, ep.address)
                 atomic_write(os.path.join(d, "hosts"), hosts.encode(), durable=False)
@@ -779,12 +779,15 @@ def _standard_mounts(host_network: bool, privileged: bool | None) -> list[Any]:
     return mounts
 
 
+# A container's /etc/hosts before its network adds its own name (and its peers' names).
+_BASE_HOSTS = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+               "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
+               "ff02::2\tip6-allrouters\n")
+
+
 def _etc_files(rec: ContainerRecord) -> dict[str, bytes]:
     """The files the engine manages for the container, bound over its /etc/<name>."""
-    hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-             "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
-             "ff02::2\tip6-allrouters\n")
-    return {"hostname": f"{rec.hostname}\n".encode(), "hosts": hosts.encode(),
+    return {"hostname": f"{rec.hostname}\n".encode(), "hosts": _BASE_HOSTS.encode(),
             "resolv.conf": _resolv_conf(rec.host.get("network") == "host")}
 
 

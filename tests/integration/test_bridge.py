@@ -329,3 +329,11 @@ def test_network_connect_a_stopped_container_holds_for_its_starts(br):
         assert res.returncode == 1 and "cannot be connected" in res.stderr
     finally:
         br("rm", none)
+
+
+def test_a_restarted_container_has_its_name_once_in_hosts(br):
+    br("create", "--name", "twice", "bb", "grep", "-c", "twice", "/etc/hosts")
+    try:
+        assert [br("start", "-a", "twice").stdout for _ in range(2)] == ["1\n", "1\n"]
+    finally:
+        br("rm", "twice")
