@@ -60,6 +60,11 @@ class LayerStore:
     def diff_path(self, chain_id: str) -> str:
         return os.path.join(self.path(chain_id), "diff")
 
+    def init_path(self, chain_id: str) -> str:
+        """The init layer of the images whose top layer this is: the mount points their
+        containers need that the image lacks (made by the runtime, once; goes with the layer)."""
+        return os.path.join(self.path(chain_id), "init")
+
     def exists(self, chain_id: str) -> bool:
         return os.path.exists(os.path.join(self.path(chain_id), "layer.json"))
 

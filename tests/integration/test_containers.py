@@ -596,3 +596,22 @@ def test_the_start_path_imports_nothing_heavy(ctr, network):
     loaded = set(res.stdout.split())
     assert "pyminidocker.runtime" in loaded  # it did start a container
     assert loaded & HEAVY_MODULES == set()
+
+
+def test_mount_points_come_from_the_images_init_layer(ctr):
+    """The mount points the image lacks (this busybox has no /proc, /sys, /dev, /etc/hosts...)
+    are made once, in its init layer: a container's own layer gets none of them."""
+    cid = ctr("create", "bb", "sh", "-c", "ls -d /proc /sys /dev /etc/hosts").stdout.strip()
+    try:
+        assert ctr("start", "-a", cid).returncode == 0  # the first container may make it
+        cid2 = ctr("create", "bb", "true").stdout.strip()
+        try:
+            assert ctr("start", "-a", cid2).returncode == 0
+            assert os.listdir(ctr.root / "containers" / cid2 / "upper") == []
+        finally:
+            ctr("rm", cid2)
+        inits = list((ctr.root / "layers").glob("*/init"))
+        assert len(inits) == 1
+        assert {p.name for p in inits[0].iterdir()} == {"proc", "sys", "dev", "etc"}
+    finally:
+        ctr("rm", cid)
