@@ -30,7 +30,10 @@ else:
         names: list[str] = []
         for klass in reversed(cls.__mro__):
             # not inspect.get_annotations: inspect is what this module avoids importing
-            for name, ann in klass.__dict__.get("__annotations__", {}).items():  # noqa: RUF063
+            own = klass.__dict__.get("__annotations__")  # noqa: RUF063
+            if own is None and "__annotate__" in klass.__dict__:
+                own = klass.__annotations__  # Python >= 3.14 makes them on first access
+            for name, ann in (own or {}).items():
                 if "ClassVar" not in str(ann) and name not in names:
                     names.append(name)
         return tuple(names)
