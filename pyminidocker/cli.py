@@ -179,22 +179,13 @@ def cmd_pull(args: Namespace, env: Env) -> int:
             env.out(f"sha256:{res.image_id}")
             continue
         env.out(f"Digest: {res.digest}")
-        familiar = _familiar(r)
+        familiar = r.familiar
         if res.fresh:
             env.out(f"Status: Downloaded newer image for {familiar}")
         else:
             env.out(f"Status: Image is up to date for {familiar}")
         env.out(str(r))
     return 0
-
-
-def _familiar(r: Any) -> str:
-    s = r.familiar_name
-    if r.tag:
-        s += f":{r.tag}"
-    if r.digest:
-        s += f"@{r.digest}"
-    return s
 
 
 def _split_name(name: str) -> tuple[str, str, str]:
@@ -360,7 +351,7 @@ def cmd_rmi(args: Namespace, env: Env) -> int:
                 if name is not None and name in rec.names and len(tags) > 1:
                     rec.names.remove(name)
                     store.images.set_names(rec, rec.names)
-                    env.out(f"Untagged: {_familiar(parse_reference(name))}")
+                    env.out(f"Untagged: {parse_reference(name).familiar}")
                     continue
                 if name not in rec.names and len(tags) > 1 and not args.force:
                     raise PmdError(f"conflict: unable to delete {rec.id[:12]} (must be forced) "
@@ -369,7 +360,7 @@ def cmd_rmi(args: Namespace, env: Env) -> int:
                     raise PmdError(f"conflict: unable to remove {want} (must force) - image "
                                    f"{rec.id[:12]} is being used by a container")
                 for n in rec.names:
-                    env.out(f"Untagged: {_familiar(parse_reference(n))}")
+                    env.out(f"Untagged: {parse_reference(n).familiar}")
                 if in_use:
                     store.images.set_names(rec, [])
                     continue
@@ -528,11 +519,11 @@ def _ensure_image(args: Namespace, store: Any, env: Env) -> None:
 
     ref = parse_reference(args.image)
     err_env = Env(stdout=env.stderr, stderr=env.stderr)
-    err_env.out(f"Unable to find image '{_familiar(ref)}' locally")
+    err_env.out(f"Unable to find image '{ref.familiar}' locally")
     err_env.out(f"{ref.tag or ref.digest}: Pulling from {ref.repository}")
     res = Puller(store, args.config, ref, None, PullRenderer(err_env)).pull()
     err_env.out(f"Digest: {res.digest}")
-    err_env.out(f"Status: Downloaded newer image for {_familiar(ref)}")
+    err_env.out(f"Status: Downloaded newer image for {ref.familiar}")
 
 
 def cmd_create(args: Namespace, env: Env) -> int:
