@@ -925,18 +925,19 @@ def ensure_bridge(net: Network, rules_now: Capture | None = None) -> None:
             nft.ensure(nft.network_rules(net.bridge, net.subnet, net.internal))
             return
         rules = _network_rules(net)
-        if _all_present(rules, rules_now or Capture([_iptables_bin() + "-save"])):
+        if _all_present(rules, rules_now or rules_snapshot()):
             return
         _ensure_chains()
         for table, chain, rule in rules:
             _add_rule(table, chain, rule)
 
 
-def _all_present(rules: list[tuple[str, str, tuple[str, ...]]], saved: Capture) -> bool:
+def _all_present(rules: list[tuple[str, str, tuple[str, ...]]],
+                 saved: Capture | None) -> bool:
     """Whether one iptables-save shows our chains, their jumps and these rules (by their
     comments): the common case of a second container on a network costs one process, not
     one iptables -C per rule (each ~3 ms)."""
-    text = saved.result()
+    text = saved.result() if saved is not None else None
     if text is None:
         return False
     lines = set(text.splitlines())

@@ -16,7 +16,6 @@ Callers hold network.host_lock(). Every function raises PmdError when nft fails.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Iterable
 
@@ -35,10 +34,6 @@ add chain ip {TABLE} input {{ type filter hook input priority filter; policy acc
 """
 
 Rule = tuple[str, str, str]  # (chain, statement, comment)
-
-
-def available() -> bool:
-    return shutil.which("nft") is not None
 
 
 def _run(argv: list[str], script: str | None = None) -> subprocess.CompletedProcess[str]:
