@@ -364,7 +364,8 @@ static int child_setup(const struct child_ctx *c, struct child_msg *m)
     }
     if (child_stdio(s, err) < 0)
         return -1;
-    /* Anything else CPython left open without O_CLOEXEC must not reach the container. */
+    /* close_other_fds kept the caller's stdio fds (now copied to 0-2) and the namespaces to
+     * join; none of them, if the caller opened it without O_CLOEXEC, may reach the container. */
     syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
     if (s->setsid && setsid() < 0)
         return pmd_cfail(err, errno, "setsid", "");
