@@ -364,6 +364,18 @@ def veths_settled(before: str | None = None, timeout: float = 5.0) -> str:
         time.sleep(0.02)
 
 
+def remove_leftovers(run) -> list[str]:
+    """At the end of a module: remove the containers its tests left in run's store, so that
+    nothing outlives the module, and return their ids for the module to fail on. The store's
+    containers/ must be empty afterwards (every rm removed its directory)."""
+    leftover = run("ps", "-a", "-q").stdout.split()
+    for cid in leftover:
+        run("rm", "-f", cid, check=False)
+    cdir = run.root / "containers"
+    assert not cdir.is_dir() or list(cdir.iterdir()) == [], "container directories left"
+    return leftover
+
+
 def cgroups_left() -> list[str]:
     """Container cgroups of the engine on this host (v1: under every controller; v2)."""
     base = Path("/sys/fs/cgroup")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import cgroups_left, store_with_bb
+from tests.integration.conftest import cgroups_left, remove_leftovers, store_with_bb
 
 CAPS_DEFAULT = 0x00000000A80425FB
 
@@ -23,13 +23,8 @@ def ctr(request, tmp_path_factory, publish, pmd_factory):
     """A runner bound to a module store that holds the busybox image as `bb`."""
     run = store_with_bb("ctr-busybox", request, tmp_path_factory, publish, pmd_factory)
     yield run
-    leftover = run("ps", "-a", "-q").stdout.split()
-    for cid in leftover:
-        run("rm", "-f", cid, check=False)
-    assert leftover == [], "containers left behind by the tests"
+    assert remove_leftovers(run) == [], "containers left behind by the tests"
     assert not cgroups_left(), "cgroups left behind"
-    assert run.root.joinpath("containers").is_dir() is False or \
-        list(run.root.joinpath("containers").iterdir()) == []
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pyminidocker import _native as n
-from tests.integration.conftest import cgroups_left, store_with_bb
+from tests.integration.conftest import cgroups_left, remove_leftovers, store_with_bb
 
 MONITOR = n.MONITOR_PATH
 PSS_LIMIT_KIB = 400
@@ -63,17 +63,12 @@ def dk(request, tmp_path_factory, publish, pmd_factory):
     run = store_with_bb("detached-busybox", request, tmp_path_factory, publish, pmd_factory)
     monitors_before = set(_monitors())
     yield run
-    leftover = run("ps", "-a", "-q").stdout.split()
-    for cid in leftover:
-        run("rm", "-f", cid, check=False)
-    assert leftover == [], "containers left behind by the tests"
+    assert remove_leftovers(run) == [], "containers left behind by the tests"
     # Only our containers' cgroups: other stores on this machine may have theirs.
     assert [c for c in cgroups_left() if c.rsplit("/", 1)[1] in CREATED] == [], \
         "cgroups left behind"
     assert _mounted(run.root) == [], "mounts left behind"
     assert set(_monitors()) <= monitors_before, "monitors left behind"
-    cdir = run.root / "containers"
-    assert not cdir.is_dir() or list(cdir.iterdir()) == []
 
 
 @pytest.fixture(autouse=True)
