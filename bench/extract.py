@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 
-from pyminidocker import _native
+from pyminidocker import shim as _native
 
 
 def kind_of(path: str) -> int:

@@ -14,8 +14,8 @@ import sys
 import tempfile
 import time
 
-from pyminidocker import _native as n
-from pyminidocker import defaults as d
+from pyminidocker import shim as n
+from pyminidocker.container import defaults as d
 
 
 def build_rootfs(root: str) -> None:

@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, busybox_image, push_image, start_registry
 
 sys.path.insert(0, str(REPO))
-from pyminidocker import _native as n
-from pyminidocker import defaults as d
+from pyminidocker import shim as n
+from pyminidocker.container import defaults as d
 
 # The command as users run it: the launcher `make install` writes, else the module.
 _LAUNCHER = shutil.which("pyminidocker", path="/usr/local/bin")

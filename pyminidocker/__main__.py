@@ -6,6 +6,6 @@ import gc
 # runs long (pull, logs -f) still collects its cycles, 70 times less often.
 gc.set_threshold(50_000)
 
-from pyminidocker.cli import command  # noqa: E402
+from pyminidocker.cli.main import command  # noqa: E402
 
 command()

@@ -19,7 +19,7 @@ TEMPLATE = """#!{python} -S
 import gc, sys
 gc.set_threshold(50_000)  # see pyminidocker/__main__.py
 sys.path[1:1] = {paths!r}
-from pyminidocker.cli import command
+from pyminidocker.cli.main import command
 command()
 """
 

@@ -12,7 +12,7 @@ import os
 
 from pyminidocker.errors import Conflict, NotFound, StoreError, UsageError
 from pyminidocker.record import asdict, dataclass, field
-from pyminidocker.store import _store_error, read_json, valid_name, write_json
+from pyminidocker.store.files import read_json, store_error, valid_name, write_json
 
 TYPE_CHECKING = False  # typing is not imported at run time: the start path
 
@@ -178,7 +178,7 @@ class ContainerStore:
                     f.write(data)
             os.rename(staging, d)
         except OSError as e:
-            raise _store_error(e, "cannot create the container") from None
+            raise store_error(e, "cannot create the container") from None
         return d
 
     # Container records are not fsynced: a machine crash stops the container anyway, and the

@@ -13,14 +13,14 @@ import time
 
 from pyminidocker import jsonio
 from pyminidocker.errors import Conflict, NotFound, StoreError
+from pyminidocker.image.reference import familiar
 from pyminidocker.record import dataclass, field
-from pyminidocker.reference import familiar
-from pyminidocker.store import (
-    _store_error,
+from pyminidocker.store.files import (
     atomic_write,
     fsync_dir,
     read_bytes,
     read_json,
+    store_error,
     write_json,
 )
 
@@ -141,7 +141,7 @@ class ImageStore:
         not id prefixes either.
         """
         from pyminidocker.errors import InvalidReference
-        from pyminidocker.reference import parse_reference
+        from pyminidocker.image.reference import parse_reference
 
         images = self.list()
         # What the user typed is most often a stored name in its short form ("busybox",
@@ -196,7 +196,7 @@ class ImageStore:
             fsync_dir(self.store.images_dir)
         except OSError as e:
             self.store.discard(staging)
-            raise _store_error(e, f"cannot register image {rec.id[:12]}") from None
+            raise store_error(e, f"cannot register image {rec.id[:12]}") from None
         if dead:
             self.store.discard(dead)
 

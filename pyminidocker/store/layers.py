@@ -11,7 +11,7 @@ import time
 
 from pyminidocker.errors import StoreError
 from pyminidocker.record import asdict, dataclass
-from pyminidocker.store import _store_error, fsync_dir, read_json, write_json
+from pyminidocker.store.files import fsync_dir, read_json, store_error, write_json
 
 TYPE_CHECKING = False  # typing is not imported at run time: the start path
 
@@ -104,7 +104,7 @@ class LayerStore:
             os.chmod(diff, 0o755)
         except OSError as e:
             self.store.discard(staging)
-            raise _store_error(e, "cannot prepare a layer directory") from None
+            raise store_error(e, "cannot prepare a layer directory") from None
         return staging
 
     def commit(self, staging: str, record: LayerRecord) -> bool:
@@ -127,7 +127,7 @@ class LayerStore:
             os.rename(staging, self.path(record.id))
             fsync_dir(self.store.layers_dir)
         except OSError as e:
-            raise _store_error(e, f"cannot register layer {record.id}") from None
+            raise store_error(e, f"cannot register layer {record.id}") from None
         return True
 
     def retire(self, chain_id: str) -> str:

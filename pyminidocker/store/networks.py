@@ -5,7 +5,7 @@
     <root>/networks/ipam/<name>.json   {"allocations": {"<address>": "<container id>"}}
 
 The IPAM record lives in its own directory so that no network name ("x.ipam") can collide
-with it. Every change is made under the store lock (callers hold it; see pyminidocker.network)
+with it. Every change is made under the store lock (callers hold it; see network.bridge)
 and written atomically, so a reader sees a whole record or none.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 
 from pyminidocker.errors import NotFound, StoreError, suppress
 from pyminidocker.record import asdict, dataclass, field
-from pyminidocker.store import _store_error, read_json, write_json
+from pyminidocker.store.files import read_json, store_error, write_json
 
 TYPE_CHECKING = False  # typing is not imported at run time: the start path
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ class NetworkStore:
         try:
             os.makedirs(self.ipam_dir, mode=0o700, exist_ok=True)
         except OSError as e:
-            raise _store_error(e, "cannot create the networks directory") from None
+            raise store_error(e, "cannot create the networks directory") from None
         write_json(self.path(net.name), asdict(net))
 
     def delete(self, name: str) -> None:
@@ -113,5 +113,5 @@ class NetworkStore:
         try:
             os.makedirs(self.ipam_dir, mode=0o700, exist_ok=True)
         except OSError as e:
-            raise _store_error(e, "cannot create the networks directory") from None
+            raise store_error(e, "cannot create the networks directory") from None
         write_json(self.ipam_path(name), {"allocations": alloc})

@@ -202,7 +202,7 @@ def test_detached_container_with_a_published_port(br):
 def test_two_hundred_bridged_cycles_leave_nothing(br):
     """run/rm through the library (what the CLI verbs call) 200 times on the bridge: no veth,
     address, rule or namespace is left, and no address was ever handed out twice."""
-    from pyminidocker.runtime import CreateOptions, Runtime
+    from pyminidocker.container.runtime import CreateOptions, Runtime
     from pyminidocker.store import Store
 
     rt = Runtime(Store(br.root))

@@ -18,7 +18,7 @@ import uuid
 
 import pytest
 
-from pyminidocker.cgroups import (
+from pyminidocker.container.cgroups import (
     CGROUP_ROOT,
     DEFAULT_DEVICE_RULES,
     Cgroup,

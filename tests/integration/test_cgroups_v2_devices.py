@@ -25,8 +25,8 @@ import uuid
 
 import pytest
 
-from pyminidocker import _native as n
-from pyminidocker.cgroups import (
+from pyminidocker import shim as n
+from pyminidocker.container.cgroups import (
     DEFAULT_DEVICE_RULES,
     Cgroup,
     Layout,
@@ -291,12 +291,12 @@ def test_cgroup_malformed_rule_leaves_nothing():
 # the containers' cgroups under this run's parent; no-program attaches no device program.
 BOOT = """\
 import sys
-from pyminidocker import cgroups
+from pyminidocker.container import cgroups
 cgroups._host_layout = cgroups.Layout("v2", sys.argv.pop(1), {})
 cgroups.Cgroup.__init__.__defaults__ = (sys.argv.pop(1), None, None)
 if sys.argv.pop(1) == "no-program":
     cgroups._attach_device_program = lambda path, program: None
-from pyminidocker.cli import command
+from pyminidocker.cli.main import command
 command()
 """
 

@@ -581,7 +581,7 @@ def test_the_start_path_imports_nothing_heavy(ctr, network):
     import sys
 
     ctr("run", "--rm", "--network", network, "bb", "true")  # the bridge exists from here on
-    code = ("import sys; from pyminidocker.cli import main; code = main(sys.argv[1:]); "
+    code = ("import sys; from pyminidocker.cli.main import main; code = main(sys.argv[1:]); "
             "print(' '.join(sorted(sys.modules))); sys.exit(code)")
     env = ctr.env()
     env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], *site.getsitepackages()])
@@ -589,7 +589,7 @@ def test_the_start_path_imports_nothing_heavy(ctr, network):
                           "--rm", "--network", network, "bb", "true"], env=env,
                          capture_output=True, text=True, timeout=60, check=True)
     loaded = set(res.stdout.split())
-    assert "pyminidocker.runtime" in loaded  # it did start a container
+    assert "pyminidocker.container.runtime" in loaded  # it did start a container
     assert loaded & HEAVY_MODULES == set()
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pyminidocker import _native as n
+from pyminidocker import shim as n
 from tests.integration.conftest import cgroups_left, remove_leftovers, store_with_bb
 
 MONITOR = n.MONITOR_PATH

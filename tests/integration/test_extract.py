@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from pyminidocker import _native
+from pyminidocker import shim as _native
 
 pytestmark = [
     pytest.mark.root,

@@ -63,7 +63,7 @@ def test_fifty_containers_at_once(bb):
 
 def test_three_hundred_create_start_rm_cycles(bb):
     """Through the library (what each CLI verb calls), so that 300 cycles take seconds."""
-    from pyminidocker.runtime import CreateOptions, Runtime
+    from pyminidocker.container.runtime import CreateOptions, Runtime
     from pyminidocker.store import Store
 
     rt = Runtime(Store(bb.root))

@@ -21,7 +21,7 @@ import uuid
 
 import pytest
 
-from pyminidocker import _native as n
+from pyminidocker import shim as n
 
 pytestmark = [
     pytest.mark.root,

@@ -1,4 +1,4 @@
-"""pyminidocker.network against the real host (root): bridges made with pyroute2, rules in
+"""pyminidocker.network.bridge against the real host (root): bridges made with pyroute2, rules in
 iptables, sysctls, a real route to avoid, a real listening socket. No packet is sent.
 
 Every test uses its own bridge names ("pmdt-<hex>") and a fresh store, removes what it made in
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from pyminidocker import network as N
 from pyminidocker.errors import Conflict, PmdError
+from pyminidocker.network import bridge as N
 from pyminidocker.store import Store
 
 pytestmark = [
@@ -72,7 +72,7 @@ class Host:
 
 def nft_comments() -> list[str]:
     """Comments of the rules in the nftables fallback's table (none if there is no table)."""
-    from pyminidocker import network_nft
+    from pyminidocker.network import nft as network_nft
 
     return [c for _, _, c in network_nft.rules()] if shutil.which("nft") else []
 
@@ -376,7 +376,7 @@ def test_connect_and_disconnect(host, monkeypatch):
 
 @pytest.mark.skipif(not shutil.which("nft"), reason="no nft binary")
 def test_nft_fallback(host, monkeypatch):
-    from pyminidocker import network_nft
+    from pyminidocker.network import nft as network_nft
 
     monkeypatch.setattr(N, "_backend", lambda: "nft")  # as on a host without iptables
     before_ipt = iptables_save()

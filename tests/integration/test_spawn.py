@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from pyminidocker import _native as n
-from pyminidocker import defaults as d
+from pyminidocker import shim as n
+from pyminidocker.container import defaults as d
 
 pytestmark = [
     pytest.mark.root,
@@ -969,7 +969,7 @@ def test_relay_errors_are_oserrors(tmp_path):
 # ---- the README example: a process in new namespaces on a rootfs, in a few lines -------------
 
 def test_readme_example(rootfs):
-    from pyminidocker._native import CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUTS, SpawnSpec, spawn
+    from pyminidocker.shim import CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUTS, SpawnSpec, spawn
     proc = spawn(SpawnSpec(["/bin/true"], rootfs=str(rootfs), hostname="demo",
                            namespaces=CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS))
     assert proc.wait() == 0

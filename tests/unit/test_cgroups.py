@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from pyminidocker import cgroups
-from pyminidocker.cgroups import (
+from pyminidocker.container import cgroups
+from pyminidocker.container.cgroups import (
     DEFAULT_DEVICE_RULES,
     Cgroup,
     Layout,
@@ -49,11 +49,11 @@ HEAVY = {"collections", "contextlib", "dataclasses", "enum", "functools", "json"
 
 def test_import_is_lean():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    code = (f"import sys; sys.path.insert(0, {root!r}); import pyminidocker.cgroups; "
+    code = (f"import sys; sys.path.insert(0, {root!r}); import pyminidocker.container.cgroups; "
             "print(*sorted(sys.modules))")
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
-    assert "pyminidocker.cgroups" in out
+    assert "pyminidocker.container.cgroups" in out
     assert sorted(HEAVY.intersection(out)) == []
 
 

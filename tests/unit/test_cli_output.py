@@ -5,8 +5,8 @@ import io
 
 import pytest
 
-from pyminidocker.cli import Env, PullRenderer, human_duration, human_size, main
-from pyminidocker.pull import Progress
+from pyminidocker.cli.main import Env, PullRenderer, human_duration, human_size, main
+from pyminidocker.image.pull import Progress
 
 
 class _TTY(io.StringIO):
@@ -63,8 +63,8 @@ def test_errors_are_one_line_with_docker_exit_codes(tmp_path):
 def test_every_command_has_help_and_a_start_declares_only_its_own_flags():
     """A start declares the flags of the command it runs alone (the others' cost time);
     every command is listed all the same, and each prints its own help."""
-    from pyminidocker.cli import build_parser
-    from pyminidocker.cliargs import Help
+    from pyminidocker.cli.args import Help
+    from pyminidocker.cli.main import build_parser
 
     full = build_parser().format_help()
     listing = full.split("Commands:\n")[1].split("\n\n")[0]

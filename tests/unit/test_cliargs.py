@@ -1,4 +1,4 @@
-"""The command line's parser (pyminidocker.cliargs) through the CLI's own tables: Docker's
+"""The command line's parser (pyminidocker.cli.args) through the CLI's own tables: Docker's
 rules (cobra/pflag), its help, its errors (one line, exit 125), and the start path's imports."""
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pyminidocker import cli
-from pyminidocker.cli import Env, build_parser, main
-from pyminidocker.cliargs import REMAINDER, Help, Parser
+from pyminidocker.cli import main as cli
+from pyminidocker.cli.args import REMAINDER, Help, Parser
+from pyminidocker.cli.main import Env, build_parser, main
 
 
 def parse(*argv: str):
@@ -272,14 +272,14 @@ def test_the_cli_imports_no_heavy_modules():
     """argparse alone cost ~10 ms of every start (re, enum, gettext, locale, ...)."""
     root = Path(__file__).resolve().parents[2]
     # as the launcher: python -S, the package's directory and the installed ones on the path
-    code = ("import sys; sys.path[1:1] = sys.argv[1:]; import pyminidocker.cli as c; "
+    code = ("import sys; sys.path[1:1] = sys.argv[1:]; import pyminidocker.cli.main as c; "
             "c.build_parser(['run', '--rm', 'bb', 'true']).parse_args(['run', '--rm', 'bb']); "
             "print(' '.join(sorted(sys.modules)))")
     res = subprocess.run([sys.executable, "-S", "-c", code, str(root),
                           sysconfig.get_path("purelib"), sysconfig.get_path("platlib")],
                          capture_output=True, text=True, check=True)
     loaded = set(res.stdout.split())
-    assert "pyminidocker.cliargs" in loaded
+    assert "pyminidocker.cli.args" in loaded
     heavy = {"argparse", "re", "enum", "json", "typing", "collections.abc", "dataclasses",
-             "pathlib", "gettext", "locale", "pyminidocker.cli_network"}
+             "pathlib", "gettext", "locale", "pyminidocker.cli.network"}
     assert loaded & heavy == set()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 
-from pyminidocker.runtime import Runtime
+from pyminidocker.container.runtime import Runtime
 from pyminidocker.store import Store
 
 

@@ -1,4 +1,4 @@
-"""pyminidocker.network without root: parsing, subnet choice against fake host routes, network
+"""pyminidocker.network.bridge without root: parsing, subnet choice against fake host routes, network
 records, IPAM (order, release, exhaustion, concurrent processes). No host state is touched:
 host_routes is replaced by a fake list in every test that creates a network."""
 from __future__ import annotations
@@ -10,9 +10,9 @@ from ipaddress import IPv4Network
 
 import pytest
 
-from pyminidocker import network as N
 from pyminidocker.config import Config
 from pyminidocker.errors import Conflict, NotFound, PmdError, UsageError
+from pyminidocker.network import bridge as N
 from pyminidocker.store import Store
 from pyminidocker.store.networks import NetworkStore
 
@@ -338,7 +338,7 @@ def test_release_stale(store):
 
 
 def test_nft_rules_and_published(monkeypatch):
-    from pyminidocker import network_nft as nft
+    from pyminidocker.network import nft
 
     rules = nft.network_rules("pmd-aaaa", "10.5.0.0/24", internal=False)
     assert ("postrouting", 'ip saddr 10.5.0.0/24 oifname != "pmd-aaaa" masquerade',

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from pyminidocker import network as N
-from pyminidocker.cli import Env, main
+from pyminidocker.cli.main import Env, main
+from pyminidocker.network import bridge as N
 
 
 @pytest.fixture

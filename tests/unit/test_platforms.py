@@ -6,7 +6,7 @@ import platform
 import pytest
 
 from pyminidocker.errors import NotFound, UsageError
-from pyminidocker.platforms import (
+from pyminidocker.image.platforms import (
     Platform,
     host_platform,
     parse_platform,

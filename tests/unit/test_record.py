@@ -74,7 +74,7 @@ def test_no_dataclasses_import():
     import subprocess
     import sys
 
-    code = ("import sys, pyminidocker.record, pyminidocker._native; "
+    code = ("import sys, pyminidocker.record, pyminidocker.shim; "
             "print('dataclasses' in sys.modules, 'inspect' in sys.modules)")
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
                          check=True, env={"PYTHONPATH": ":".join(sys.path)}).stdout

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from pyminidocker import registry as reg
 from pyminidocker.config import Config
 from pyminidocker.errors import (
     AuthError,
@@ -28,7 +27,8 @@ from pyminidocker.errors import (
     UsageError,
     VerificationError,
 )
-from pyminidocker.registry import (
+from pyminidocker.image import registry as reg
+from pyminidocker.image.registry import (
     MEDIA_TYPE_DOCKER_MANIFEST,
     MEDIA_TYPE_DOCKER_SCHEMA1_SIGNED,
     MEDIA_TYPE_OCI_INDEX,

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from pyminidocker.errors import Conflict, NotFound, StoreError
-from pyminidocker.store import FileLock, Store, atomic_write
+from pyminidocker.store import Store
+from pyminidocker.store.files import FileLock, atomic_write
 from pyminidocker.store.images import ImageRecord, big_data_name
 from pyminidocker.store.layers import LayerRecord, chain_ids
 

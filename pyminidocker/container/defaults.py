@@ -5,7 +5,7 @@ Docker/moby's defaults (oci/defaults.go, oci/caps) for a non-privileged containe
 """
 from __future__ import annotations
 
-from pyminidocker import _native as n
+from pyminidocker import shim as n
 
 # Bit numbers from linux/capability.h.
 CAPS = {

@@ -1,8 +1,8 @@
 """Container lifecycle: create, start (attached or detached), stop, kill, rm, wait, exec.
 
 Builds the spawn spec from the image config, the user's options and Docker's defaults
-(pyminidocker.spec), mounts the container's overlay, applies cgroup limits and hands the spec to
-the C shim. The state a command finds is first reconciled with reality (refresh): a container
+(container.spec), mounts the container's overlay, applies cgroup limits and hands the spec
+to the C shim. The state a command finds is first reconciled with reality (refresh): a container
 whose process is gone is shown exited, whatever killed it or its monitor.
 """
 from __future__ import annotations
@@ -13,12 +13,15 @@ import stat
 import sys
 import time
 
-from pyminidocker import _native, defaults, jsonio
-from pyminidocker import spec as policy
+from pyminidocker import jsonio
+from pyminidocker import shim as _native
+from pyminidocker.container import defaults
+from pyminidocker.container import spec as policy
 from pyminidocker.errors import Conflict, NotFound, PmdError, UsageError, suppress
 from pyminidocker.record import dataclass, field
-from pyminidocker.store import Store, remove_tree
+from pyminidocker.store import Store
 from pyminidocker.store.containers import ContainerRecord, State, check_name, random_name
+from pyminidocker.store.files import remove_tree
 from pyminidocker.trace import Tracer
 
 try:
@@ -149,7 +152,7 @@ class Runtime:
 
     def _finish(self, rec: ContainerRecord, code: int, finished: str) -> None:
         """Record the exit and release what the running container held (mounts, cgroup)."""
-        from pyminidocker.cgroups import Cgroup
+        from pyminidocker.container.cgroups import Cgroup
 
         cg = Cgroup(rec.id)
         rec.state.oom_killed = rec.state.oom_killed or cg.oom_killed()
@@ -164,7 +167,7 @@ class Runtime:
         self.containers.save_state(rec)
 
     def _teardown(self, rec: ContainerRecord) -> None:
-        from pyminidocker.cgroups import Cgroup
+        from pyminidocker.container.cgroups import Cgroup
 
         rootfs = os.path.join(self.containers.path(rec.id), "rootfs")
         with self.trace.phase("teardown"):
@@ -245,7 +248,7 @@ class Runtime:
         monitor has it running."""
         if rec.state.status == "running":
             return None if not attach else self.wait(rec)
-        from pyminidocker.cgroups import prime_migration
+        from pyminidocker.container.cgroups import prime_migration
 
         prime_migration()
         d = self.containers.path(rec.id)
@@ -255,7 +258,7 @@ class Runtime:
         bridged = rec.host.get("network") not in ("none", "host")
         rules = None
         if bridged:  # the host's firewall rules are read while the container is set up
-            from pyminidocker import network
+            from pyminidocker.network import bridge as network
 
             rules = network.rules_snapshot()
         output = None
@@ -319,9 +322,9 @@ class Runtime:
         """Connect a held container to its network (an address, the bridge and its rules, a
         veth pair into its namespace, published ports, its name in /etc/hosts), then release
         it. On failure the child is ended and what was set up is undone."""
-        from pyminidocker import network
         from pyminidocker.config import Config
-        from pyminidocker.store import atomic_write
+        from pyminidocker.network import bridge as network
+        from pyminidocker.store.files import atomic_write
 
         net = rec.host.get("network", "bridge")
         try:
@@ -380,7 +383,7 @@ class Runtime:
             self._detach_extra(rec, name, gone=True)
         if not rec.state.ip:
             return
-        from pyminidocker import network
+        from pyminidocker.network import bridge as network
 
         net = rec.host.get("network", "bridge")
         if rec.host.get("ports"):  # rules exist only for a container that asked for ports
@@ -402,7 +405,7 @@ class Runtime:
         and its name in the members' /etc/hosts. Returns the address, "" if it is not running.
         Raises Conflict (already connected; a container on the host's network or none),
         UsageError, NotFound (network), PmdError, OSError."""
-        from pyminidocker import network
+        from pyminidocker.network import bridge as network
 
         rec = self.refresh(rec)
         joined = rec.host.get("networks", [])
@@ -426,7 +429,7 @@ class Runtime:
         """Plug the container whose init is pid into the user network `net`: an address, the
         first free ethN (and pmd<id>xN on the host), the names in /etc/hosts. Recorded in
         rec.state (not saved). Returns the address."""
-        from pyminidocker import network
+        from pyminidocker.network import bridge as network
 
         ep = network.connect(self.store, net, rec.id)
         used = {info["ifname"] for info in rec.state.extra_networks.values()}
@@ -464,7 +467,7 @@ class Runtime:
 
     def _detach_extra(self, rec: ContainerRecord, net: str, gone: bool = False) -> None:
         """Undo connect; gone: the container's processes are gone, and its veth with them."""
-        from pyminidocker import network
+        from pyminidocker.network import bridge as network
 
         info = rec.state.extra_networks.pop(net)
         if not gone:
@@ -557,7 +560,7 @@ class Runtime:
                 raise
 
     def _spawn_spec(self, rec: ContainerRecord, d: str, stdio: tuple[int, int, int]) -> Any:
-        from pyminidocker.cgroups import (
+        from pyminidocker.container.cgroups import (
             DEFAULT_DEVICE_RULES,
             PRIVILEGED_DEVICE_RULES,
             Cgroup,
@@ -630,7 +633,7 @@ class Runtime:
         returns once it runs, with .pid and .monitor_pid. The monitor logs its output to
         <id>-json.log and, when it exits, unmounts the rootfs, removes the cgroup and writes
         the exit record that refresh() reads. Raises OSError as spawn does."""
-        from pyminidocker.cgroups import Cgroup
+        from pyminidocker.container.cgroups import Cgroup
 
         exit_argv = None
         if rec.host.get("auto_remove"):
@@ -654,7 +657,7 @@ class Runtime:
         """Run argv in the running container: its namespaces and cgroup, the same confinement
         as its init. Returns the exit code; raises StartError (125/126/127) if it cannot start
         and Conflict if the container is not running."""
-        from pyminidocker.cgroups import Cgroup
+        from pyminidocker.container.cgroups import Cgroup
 
         rec = self.refresh(rec)
         if rec.state.status != "running":
@@ -795,7 +798,7 @@ def _host_ifname(container_id: str) -> str:
 
 
 def _parse_publish(spec: str) -> list[Any]:
-    from pyminidocker import network
+    from pyminidocker.network import bridge as network
 
     return network.parse_publish(spec)
 

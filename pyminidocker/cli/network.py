@@ -1,4 +1,4 @@
-"""`network create|ls|inspect|rm|prune`: the CLI face of pyminidocker.network.
+"""`network create|ls|inspect|rm|prune`: the CLI face of pyminidocker.network.bridge.
 
 Kept out of cli.py so that the one hook there (add_network_commands) is the whole merge; this
 module, the network module and pyroute2 are imported only when a network command runs.
@@ -11,7 +11,7 @@ TYPE_CHECKING = False  # typing is not imported at run time
 if TYPE_CHECKING:
     from typing import Any
 
-    from pyminidocker.cliargs import Namespace, Parser
+    from pyminidocker.cli.args import Namespace, Parser
 
 
 def _labels(items: list[str]) -> dict[str, str]:
@@ -25,8 +25,8 @@ def _labels(items: list[str]) -> dict[str, str]:
 
 
 def cmd_network(args: Namespace, env: Any) -> int:
-    from pyminidocker import network as N
-    from pyminidocker.cli import _store, table
+    from pyminidocker.cli.main import _store, table
+    from pyminidocker.network import bridge as N
 
     store = _store(args)
     if args.network_command == "create":
@@ -79,7 +79,7 @@ def cmd_network(args: Namespace, env: Any) -> int:
                 env.out(name)
         return 0
     if args.network_command in ("connect", "disconnect"):
-        from pyminidocker.runtime import Runtime
+        from pyminidocker.container.runtime import Runtime
 
         rt = Runtime(store)
         rec = rt.get(args.container)

@@ -49,7 +49,7 @@ import time
 
 from pyminidocker.errors import Conflict, NotFound, PmdError, UsageError, suppress
 from pyminidocker.record import dataclass
-from pyminidocker.store import FileLock, valid_name
+from pyminidocker.store.files import FileLock, valid_name
 from pyminidocker.store.networks import Network, NetworkStore
 
 # A container's start on a bridge runs get_network, allocate, ensure_bridge (when all is in
@@ -920,7 +920,7 @@ def ensure_bridge(net: Network, rules_now: Capture | None = None) -> None:
         _sysctl("net/ipv4/ip_forward", "1")
         _sysctl(f"net/ipv4/conf/{net.bridge}/route_localnet", "1")
         if _backend() == "nft":
-            from pyminidocker import network_nft as nft
+            from pyminidocker.network import nft
 
             nft.ensure(nft.network_rules(net.bridge, net.subnet, net.internal))
             return
@@ -971,7 +971,7 @@ def remove_network_host_state(net: Network) -> None:
             _remove_tagged_rules(f"pmd:{net.bridge}:")
             _drop_empty_chains()
         if _which("nft"):
-            from pyminidocker import network_nft as nft
+            from pyminidocker.network import nft
 
             nft.delete(f"pmd:{net.bridge}:")
         _delete_link(net.bridge)
@@ -1012,7 +1012,7 @@ def reset_host(store: Store | None = None) -> None:
         if _which("iptables"):
             _remove_every_pmd_chain()
         if _which("nft"):
-            from pyminidocker import network_nft as nft
+            from pyminidocker.network import nft
 
             nft.reset()
         names = {n.bridge for n in NetworkStore(store).all()} if store is not None else set()
@@ -1120,7 +1120,7 @@ def publish(net: Network, container_ip: str,
 
 def _published(backend: str) -> list[tuple[str, str, int]]:
     if backend == "nft":
-        from pyminidocker import network_nft as nft
+        from pyminidocker.network import nft
 
         return nft.published()
     return _dnat_rules()
@@ -1128,7 +1128,7 @@ def _published(backend: str) -> list[tuple[str, str, int]]:
 
 def _add_port(backend: str, net: Network, container_ip: str, p: PortMapping) -> None:
     if backend == "nft":
-        from pyminidocker import network_nft as nft
+        from pyminidocker.network import nft
 
         nft.ensure(nft.port_rules(net.bridge, container_ip, p.proto, p.host_ip, p.host_port,
                                   p.container_port))
@@ -1139,7 +1139,7 @@ def _add_port(backend: str, net: Network, container_ip: str, p: PortMapping) -> 
 
 def _del_port(backend: str, net: Network, container_ip: str, p: PortMapping) -> None:
     if backend == "nft":
-        from pyminidocker import network_nft as nft
+        from pyminidocker.network import nft
 
         nft.delete(f"{nft.port_tag(net.bridge, container_ip)}{p.proto} {p.host_ip or '-'} "
                    f"{p.host_port} {p.container_port} ")
@@ -1168,6 +1168,6 @@ def unpublish_all(net: Network, container_ip: str) -> None:
         if _which("iptables"):
             _remove_tagged_rules(f"pmd:{net.bridge}:port:{container_ip}", exact=True)
         if _which("nft"):
-            from pyminidocker import network_nft as nft
+            from pyminidocker.network import nft
 
             nft.delete(nft.port_tag(net.bridge, container_ip))

@@ -10,8 +10,8 @@ import errno
 import os
 import stat
 
-from pyminidocker.defaults import CAPS as CAPABILITIES
-from pyminidocker.defaults import DEFAULT_CAPS, DEFAULT_ENV_PATH, cap_mask
+from pyminidocker.container.defaults import CAPS as CAPABILITIES
+from pyminidocker.container.defaults import DEFAULT_CAPS, DEFAULT_ENV_PATH, cap_mask
 from pyminidocker.errors import PmdError, UsageError
 from pyminidocker.record import dataclass
 

@@ -1,4 +1,4 @@
-"""The nftables fallback of pyminidocker.network, for hosts without the iptables binary.
+"""The nftables fallback of pyminidocker.network.bridge, for hosts without the iptables binary.
 
 Everything lives in one table of the engine's own, `ip pyminidocker`, whose base chains hook
 where the iptables chains are jumped to from (nat postrouting/prerouting/output, filter

@@ -10,7 +10,7 @@ import sys
 import time
 
 from pyminidocker import __version__
-from pyminidocker.cliargs import REMAINDER, Help, Namespace, Parser
+from pyminidocker.cli.args import REMAINDER, Help, Namespace, Parser
 from pyminidocker.errors import PmdError, UsageError
 
 # The start path imports what running a container needs and no more: typing, collections.abc
@@ -152,9 +152,9 @@ def _store(args: Namespace) -> Any:
 
 
 def cmd_pull(args: Namespace, env: Env) -> int:
-    from pyminidocker.platforms import parse_platform
-    from pyminidocker.pull import Puller
-    from pyminidocker.reference import parse_reference
+    from pyminidocker.image.platforms import parse_platform
+    from pyminidocker.image.pull import Puller
+    from pyminidocker.image.reference import parse_reference
 
     ref = parse_reference(args.ref)
     platform = parse_platform(args.platform) if args.platform else None
@@ -163,7 +163,7 @@ def cmd_pull(args: Namespace, env: Env) -> int:
     if args.all_tags:
         if ref.digest or (ref.tag and args.ref.rsplit("/", 1)[-1].count(":")):
             raise UsageError("tag can't be used with --all-tags/-a")
-        from pyminidocker.registry import RegistryClient
+        from pyminidocker.image.registry import RegistryClient
 
         client = RegistryClient(args.config, ref.registry)
         refs = [ref.with_tag(t) for t in sorted(client.list_tags(ref.repository))]
@@ -190,7 +190,7 @@ def cmd_pull(args: Namespace, env: Env) -> int:
 
 def _split_name(name: str) -> tuple[str, str, str]:
     """(familiar repository, tag or "<none>", digest or "") of a stored image name."""
-    from pyminidocker.reference import parse_reference
+    from pyminidocker.image.reference import parse_reference
 
     r = parse_reference(name)
     return r.familiar_name, r.tag or "<none>", r.digest or ""
@@ -260,7 +260,7 @@ def cmd_inspect(args: Namespace, env: Env) -> int:
     for name in args.images:
         if args.type in (None, "container") and \
                 os.path.isdir(os.path.join(store.root, "containers")):
-            from pyminidocker.runtime import Runtime
+            from pyminidocker.container.runtime import Runtime
 
             rt = rt or Runtime(store)
             try:
@@ -314,7 +314,7 @@ def _inspect_image(store: Any, rec: Any) -> dict[str, Any]:
 
 
 def cmd_tag(args: Namespace, env: Env) -> int:
-    from pyminidocker.reference import parse_reference
+    from pyminidocker.image.reference import parse_reference
 
     store = _store(args)
     dst = parse_reference(args.target)
@@ -332,7 +332,7 @@ def cmd_rmi(args: Namespace, env: Env) -> int:
     """Docker's rules: a name is removed while other tags remain; the last one takes the image
     (and the layers no other image uses) with it, unless a container uses the image: then it
     is refused, or with -f the names go and the data stays (a dangling image)."""
-    from pyminidocker.reference import parse_reference
+    from pyminidocker.image.reference import parse_reference
 
     store = _store(args)
     status = 0
@@ -380,7 +380,7 @@ def cmd_rmi(args: Namespace, env: Env) -> int:
 
 
 def cmd_login(args: Namespace, env: Env) -> int:
-    from pyminidocker.registry import RegistryClient
+    from pyminidocker.image.registry import RegistryClient
 
     server = _server(args.server)
     username = args.username
@@ -419,7 +419,7 @@ def _server(server: str | None) -> str:
 
 
 def cmd_logout(args: Namespace, env: Env) -> int:
-    from pyminidocker.registry import RegistryClient
+    from pyminidocker.image.registry import RegistryClient
 
     server = _server(args.server)
     env.out(f"Removing login credentials for {server}")
@@ -434,7 +434,7 @@ def _container_group(args: Namespace, env: Env, parser: Any) -> int:
 def cmd_system(args: Namespace, env: Env) -> int:
     """`system reset`: remove every container of this store, then everything the engine added
     to the host for networking (bridges, PMD-* rules), whichever store added it."""
-    from pyminidocker import network
+    from pyminidocker.network import bridge as network
 
     rt = _runtime(args)
     for rec in rt.list():
@@ -444,7 +444,7 @@ def cmd_system(args: Namespace, env: Env) -> int:
     env.out("Removed the engine's bridges and firewall rules from the host")
     from pathlib import Path
 
-    from pyminidocker import cgroups
+    from pyminidocker.container import cgroups
 
     # The engine's parent cgroups go too once empty; other stores' containers are kept.
     live = {p.name for p in Path("/sys/fs/cgroup").glob("*/pyminidocker/*") if p.is_dir()}
@@ -461,14 +461,14 @@ def cmd_version(args: Namespace, env: Env) -> int:
 # ---- containers ------------------------------------------------------------------------------
 
 def _runtime(args: Namespace) -> Any:
-    from pyminidocker.runtime import Runtime
+    from pyminidocker.container.runtime import Runtime
 
     return Runtime(_store(args), args.tracer)
 
 
 def _create_options(args: Namespace) -> Any:
-    from pyminidocker import spec as policy
-    from pyminidocker.runtime import CreateOptions
+    from pyminidocker.container import spec as policy
+    from pyminidocker.container.runtime import CreateOptions
 
     env = []
     for f in args.env_file:
@@ -476,7 +476,7 @@ def _create_options(args: Namespace) -> Any:
     env.extend(args.env)
     memory = None
     if args.memory:
-        from pyminidocker.cgroups import parse_bytes
+        from pyminidocker.container.cgroups import parse_bytes
 
         memory = parse_bytes(args.memory)
         if memory < 6 * 1024 * 1024:
@@ -514,8 +514,8 @@ def _ensure_image(args: Namespace, store: Any, env: Env) -> None:
         return
     except NotFound:
         pass
-    from pyminidocker.pull import Puller
-    from pyminidocker.reference import parse_reference
+    from pyminidocker.image.pull import Puller
+    from pyminidocker.image.reference import parse_reference
 
     ref = parse_reference(args.image)
     err_env = Env(stdout=env.stderr, stderr=env.stderr)
@@ -533,7 +533,7 @@ def cmd_create(args: Namespace, env: Env) -> int:
 
 
 def cmd_run(args: Namespace, env: Env) -> int:
-    from pyminidocker.cgroups import prime_migration
+    from pyminidocker.container.cgroups import prime_migration
 
     prime_migration()  # overlaps a kernel wait with create (see its docstring)
     rt, rec = _create(args, env)
@@ -654,7 +654,7 @@ def cmd_exec(args: Namespace, env: Env) -> int:
             if stdin >= 0:
                 os.close(stdin)
     except PmdError as e:
-        from pyminidocker.spec import StartError
+        from pyminidocker.container.spec import StartError
 
         if not isinstance(e, StartError):
             e.exit_code = 125 if isinstance(e, UsageError) else e.exit_code
@@ -867,7 +867,7 @@ def _inspect_container(rt: Any, rec: Any) -> dict[str, Any]:
     st = rec.state
     d = rt.containers.path(rec.id)
     mounts = []
-    from pyminidocker import spec as policy
+    from pyminidocker.container import spec as policy
 
     for v in rec.host.get("binds", []):
         src, dst, ro = policy.parse_volume(v)
@@ -1100,7 +1100,7 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
 
     sp = add("network", None, "Manage networks")
     if isinstance(sp, Parser):  # its commands live in cli_network: imported only to run them
-        from pyminidocker.cli_network import add_network_commands
+        from pyminidocker.cli.network import add_network_commands
 
         add_network_commands(sp)
 

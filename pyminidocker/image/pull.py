@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from pyminidocker import _native
+from pyminidocker import shim as _native
 from pyminidocker.config import Config
 from pyminidocker.errors import (
     LayerError,
@@ -28,11 +28,12 @@ from pyminidocker.errors import (
     UnsupportedMedia,
     VerificationError,
 )
-from pyminidocker.platforms import Platform, host_platform, select_manifest
+from pyminidocker.image.platforms import Platform, host_platform, select_manifest
+from pyminidocker.image.reference import Reference
+from pyminidocker.image.registry import RegistryClient, is_index, layer_compression, parse_manifest
 from pyminidocker.record import dataclass
-from pyminidocker.reference import Reference
-from pyminidocker.registry import RegistryClient, is_index, layer_compression, parse_manifest
-from pyminidocker.store import FileLock, Store
+from pyminidocker.store import Store
+from pyminidocker.store.files import FileLock
 from pyminidocker.store.images import ImageRecord
 from pyminidocker.store.layers import LayerRecord, chain_ids, now_iso
 

@@ -1,0 +1,1 @@
+"""Containers: lifecycle (runtime), spec policy, confinement defaults, cgroups."""

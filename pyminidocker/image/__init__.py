@@ -1,0 +1,1 @@
+"""Images: references, platforms, the registry client and pull."""

@@ -1,0 +1,1 @@
+"""Networks: bridges, addresses, firewall rules, published ports."""
