@@ -1,20 +1,28 @@
-# pyminidocker: build, install, test. Run as root for install/test/bench.
-PYTHON ?= python3
-PIP ?= $(PYTHON) -m pip
+# pyminidocker: build, install, test. Run as root for deps/install/test/bench.
+#
+# Python packages live in a virtual environment this Makefile owns (VENV), never in the
+# system Python: Debian's is externally managed (PEP 668) and has no pip. `make deps` makes it
+# from the system's python3 (HOST_PYTHON); every other target runs with its interpreter.
+HOST_PYTHON ?= python3
+VENV ?= $(CURDIR)/.venv
+PYTHON = $(VENV)/bin/python
+PIP = $(PYTHON) -m pip
 
-APT_PACKAGES = libarchive-dev libssl-dev gcc \
+APT_PACKAGES = python3 python3-venv python3-dev gcc libffi-dev pkg-config \
+	libarchive-dev libssl-dev ca-certificates \
 	docker-registry skopeo busybox-static apache2-utils zstd \
 	iproute2 iptables umoci libarchive-tools crun runc debootstrap
 PY_PACKAGES = cffi requests libarchive-c pyroute2 setuptools wheel pytest pyjwt cryptography
+LINT_PACKAGES = ruff mypy
 
-.PHONY: all build dev install deps test unit integration lint bench demo clean
+.PHONY: all build dev install uninstall deps venv test unit integration lint bench demo clean
 
 all: build
 
 # Build the C modules and the monitor in place (pyminidocker/_pmd*.so, pyminidocker/pmd-monitor),
 # and byte-compile the package: the start path must not pay for compiling Python
 # (PYTHONDONTWRITEBYTECODE would make every run do it; `pip install` compiles too).
-build:
+build: $(PYTHON)
 	$(PYTHON) setup.py -q build_ext --inplace
 	$(PYTHON) -m compileall -q pyminidocker
 
@@ -22,15 +30,28 @@ dev: build
 
 PREFIX ?= /usr/local
 
-# pip's console script, then our launcher over it (python -S: see pyminidocker/launcher.py).
-install:
-	$(PIP) install --no-build-isolation .
+# The package goes into the venv; the command on root's PATH is our launcher over the venv's
+# interpreter (python -S: see pyminidocker/launcher.py), so `sudo pyminidocker` finds it.
+install: build
+	$(PIP) install -q --no-build-isolation .
 	cd / && $(PYTHON) -m pyminidocker.launcher $(PREFIX)/bin/pyminidocker
 
+uninstall:
+	rm -f $(PREFIX)/bin/pyminidocker
+	-$(PIP) uninstall -q -y pyminidocker
+
+# The system packages, then the venv and the Python packages in it.
 deps:
 	apt-get update -q
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_PACKAGES)
+	$(MAKE) venv
+
+venv: $(PYTHON)
 	$(PIP) install -q $(PY_PACKAGES)
+
+$(PYTHON):
+	$(HOST_PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
 
 test: build
 	$(PYTHON) -m pytest -q tests
@@ -41,7 +62,8 @@ unit: build
 integration: build
 	$(PYTHON) -m pytest -q tests/integration
 
-lint:
+lint: $(PYTHON)
+	$(PIP) install -q $(LINT_PACKAGES)
 	$(PYTHON) -m ruff check pyminidocker tests bench csrc
 	$(PYTHON) -m mypy pyminidocker
 
@@ -53,4 +75,4 @@ demo: build
 	$(PYTHON) bench/demo.py
 
 clean:
-	rm -rf build pyminidocker/_pmd.* pyminidocker/_pmd_extract.* pyminidocker/pmd-monitor *.egg-info .pytest_cache
+	rm -rf build .venv pyminidocker/_pmd.* pyminidocker/_pmd_extract.* pyminidocker/pmd-monitor *.egg-info .pytest_cache
