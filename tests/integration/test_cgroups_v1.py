@@ -27,6 +27,7 @@ from pyminidocker.container.cgroups import (
     detect,
 )
 from pyminidocker.errors import PmdError
+from tests.integration.cgroupfs import cgroup_mount_root
 
 MiB = 1024 * 1024
 PARENT = f"pyminidocker-test-{os.getpid()}"
@@ -128,7 +129,7 @@ def test_add_and_pids(make):
         assert cg.pids() == [child.pid]
         own = read(f"/proc/{child.pid}/cgroup")
         for ctl in ("memory", "pids", "cpuset", "devices", "freezer"):
-            assert f":{ctl}:/{PARENT}/{cg.id}\n" in own
+            assert f":{ctl}:{cgroup_mount_root(ctl)}{PARENT}/{cg.id}\n" in own
         assert cg.stats()["pids"] == 1
     finally:
         child.kill()
@@ -140,7 +141,7 @@ def test_init_joins_before_exec(make):
     out = subprocess.run(joined(cg, ["cat", "/proc/self/cgroup"]), capture_output=True,
                          text=True, timeout=30, check=True).stdout
     for ctl in ("memory", "pids", "cpu", "cpuacct", "cpuset", "devices", "freezer"):
-        assert f":{ctl}:/{PARENT}/{cg.id}\n" in out
+        assert f":{ctl}:{cgroup_mount_root(ctl)}{PARENT}/{cg.id}\n" in out
 
 
 def test_device_rules_apply(make):

@@ -16,6 +16,7 @@ import pytest
 
 from pyminidocker import shim as n
 from pyminidocker.container import defaults as d
+from tests.integration.cgroupfs import cgroup_mount_root
 
 pytestmark = [
     pytest.mark.root,
@@ -513,7 +514,7 @@ def test_cgroup_join(rootfs):
                                      cgroup_procs=[os.path.join(cg, "cgroup.procs")],
                                      namespaces=d.DEFAULT_NAMESPACES))
         assert rc == 0, out
-        assert f"pids:/pmd-test-{os.getpid()}" in out
+        assert f"pids:{cgroup_mount_root('pids')}pmd-test-{os.getpid()}" in out
         # with a cgroup namespace, made after joining: the container's cgroup is its root
         rc, out = run(container_spec(rootfs, "cat /proc/self/cgroup",
                                      cgroup_procs=[os.path.join(cg, "cgroup.procs")],
