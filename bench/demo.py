@@ -3,12 +3,16 @@
 
 Starts Debian's docker-registry on 127.0.0.1 (random port), builds a busybox image in Python
 and pushes it with skopeo, then uses pyminidocker to pull it, list it, inspect it and run a
-container from it. Leaves nothing behind: the registry is stopped and the demo's store (in a
-temporary directory unless --root is given) is removed.
+container from it. Leaves nothing behind and touches nothing it did not make: its containers run
+on a network of its own, whose bridge and firewall rules `network rm` removes (the engine's
+chains go with the last network that has rules in them, so another store's bridges and rules
+stay); the registry is stopped and the demo's store (in a temporary directory unless --root is
+given) is removed.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import shutil
 import subprocess
@@ -50,9 +54,11 @@ def main() -> int:
         push_image(busybox_image(), work, ref)
         pmd(root, "pull", ref)
         pmd(root, "images")
-        pmd(root, "run", "--rm", ref, "sh", "-c",
+        net = f"demo-{os.urandom(3).hex()}"
+        pmd(root, "network", "create", net)
+        pmd(root, "run", "--rm", "--network", net, ref, "sh", "-c",
             "echo hello from $(hostname); id; cat /etc/os-release 2>/dev/null || uname -sr")
-        pmd(root, "run", "-d", "--name", "web", "-p", "127.0.0.1:18080:7000", ref,
+        pmd(root, "run", "-d", "--name", "web", "--network", net, "-p", "127.0.0.1:18080:7000", ref,
             "sh", "-c", "echo listening; nc -l -p 7000")
         pmd(root, "ps")
         pmd(root, "port", "web")
@@ -61,7 +67,7 @@ def main() -> int:
         pmd(root, "logs", "web")
         pmd(root, "rm", "web")
         pmd(root, "rmi", ref)
-        pmd(root, "system", "reset")  # the bridge and firewall rules the demo's network added
+        pmd(root, "network", "rm", net)
     finally:
         reg.close()
         if not args.root:
