@@ -621,7 +621,7 @@ class Runtime:
             readonly_paths=[] if privileged else list(defaults.READONLY_PATHS),
             hostname=rec.hostname, cwd=rec.cwd, uid=user.uid, gid=user.gid,
             groups=list(user.groups), cap_bounding=caps, cap_effective=caps,
-            cap_permitted=caps, cap_inheritable=caps, cap_ambient=0,
+            cap_permitted=caps, cap_inheritable=0, cap_ambient=0,
             no_new_privs=bool(host.get("no_new_privs")),
             seccomp=_native.SECCOMP_OFF if privileged else _native.SECCOMP_DEFAULT,
             cgroup_procs=cg.procs_files(), stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
@@ -672,7 +672,7 @@ class Runtime:
         sp = _native.SpawnSpec(
             argv=argv, env=full_env, namespaces=ns, join_pid=rec.state.pid,
             cwd=workdir or rec.cwd, uid=u.uid, gid=u.gid, groups=list(u.groups),
-            cap_bounding=caps, cap_effective=caps, cap_permitted=caps, cap_inheritable=caps,
+            cap_bounding=caps, cap_effective=caps, cap_permitted=caps, cap_inheritable=0,
             cap_ambient=0, no_new_privs=bool(host.get("no_new_privs")),
             seccomp=_native.SECCOMP_OFF if privileged else _native.SECCOMP_DEFAULT,
             cgroup_procs=Cgroup(rec.id).procs_files(), setsid=True, console=tty,

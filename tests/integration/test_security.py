@@ -1,0 +1,72 @@
+"""Attacks a user inside a container could try, each reproduced as a static probe program
+bind-mounted into a busybox container; the container must not gain what Docker would not give.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import cgroups_left, remove_leftovers, store_with_bb
+
+# Prints the capability lines of /proc/self/status: what a process that exec'd this file holds.
+CAPS_PROBE = r"""
+#include <stdio.h>
+#include <string.h>
+int main(void) {
+    char line[256];
+    FILE *f = fopen("/proc/self/status", "r");
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "Cap", 3) == 0) fputs(line, stdout);
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def ctr(request, tmp_path_factory, publish, pmd_factory):
+    run = store_with_bb("ctr-security", request, tmp_path_factory, publish, pmd_factory)
+    yield run
+    assert remove_leftovers(run) == [], "containers left behind by the tests"
+    assert not cgroups_left(), "cgroups left behind"
+
+
+@pytest.fixture(scope="module")
+def capprobe(tmp_path_factory) -> Path:
+    """The probe, with inheritable file capabilities: a non-root user who runs it gains them
+    if the process's inheritable set holds them (CVE-2022-24769)."""
+    d = tmp_path_factory.mktemp("capprobe")
+    (d / "probe.c").write_text(CAPS_PROBE)
+    subprocess.run(["gcc", "-static", "-O2", "-o", str(d / "probe"), str(d / "probe.c")],
+                   check=True)
+    os.chmod(d, 0o755)
+    subprocess.run(["setcap", "cap_chown,cap_dac_override,cap_setuid+ei", str(d / "probe")],
+                   check=True)
+    return d
+
+
+def caps(out: str) -> dict[str, int]:
+    return {k: int(v, 16) for k, v in (ln.split(":\t") for ln in out.splitlines())}
+
+
+def test_file_capabilities_give_a_non_root_user_nothing_in_run(ctr, capprobe):
+    out = ctr("run", "--rm", "--network", "none", "-u", "1000:1000", "-v", f"{capprobe}:/probe:ro", "bb",
+              "/probe/probe").stdout
+    got = caps(out)
+    assert got["CapInh"] == 0 and got["CapEff"] == 0 and got["CapPrm"] == 0, out
+    assert got["CapAmb"] == 0
+    assert got["CapBnd"] != 0  # the bounding set is still Docker's default, not empty
+
+
+def test_file_capabilities_give_a_non_root_user_nothing_in_exec(ctr, capprobe):
+    cid = ctr("run", "-d", "--network", "none", "-v", f"{capprobe}:/probe:ro", "bb", "sleep", "60").stdout.strip()
+    try:
+        out = ctr("exec", "-u", "1000:1000", cid, "/probe/probe").stdout
+        got = caps(out)
+        assert got["CapInh"] == 0 and got["CapEff"] == 0 and got["CapPrm"] == 0, out
+        root = caps(ctr("exec", cid, "/probe/probe").stdout)
+        assert root["CapInh"] == 0 and root["CapEff"] != 0  # root keeps Docker's default set
+    finally:
+        ctr("rm", "-f", cid)
