@@ -214,7 +214,8 @@ class Runtime:
             _parse_publish(spec)  # refuse a bad -p now, not at start
         rec = ContainerRecord(
             id=cid, name="", image=image.id, image_name=opts.image, created=now_iso(),
-            argv=argv, env=list(opts.env), cwd=opts.workdir or cfg.get("WorkingDir") or "/",
+            argv=argv, env=list(opts.env),
+            cwd=policy.workdir(opts.workdir or cfg.get("WorkingDir")),
             user=opts.user if opts.user is not None else cfg.get("User", ""),
             hostname=hostname, tty=opts.tty, open_stdin=opts.interactive,
             entrypoint=entrypoint, cmd=cmd,
@@ -226,9 +227,6 @@ class Runtime:
                   "auto_remove": opts.auto_remove, "image_env": cfg.get("Env") or []},
             labels=dict(cfg.get("Labels") or {}),
         )
-        if not rec.cwd.startswith("/"):
-            raise UsageError(f"the working directory '{rec.cwd}' is invalid, it needs to be an "
-                             "absolute path")
         with self.trace.phase("create"), self.store.lock():
             taken = set(self.containers.names())
             rec.name = check_name(opts.name) if opts.name else random_name(taken)
@@ -587,6 +585,7 @@ class Runtime:
                                             flags=_native.MS_BIND, mkdir=True))
             for v in host.get("binds", []):
                 src, dst, ro = policy.parse_volume(v)
+                policy.resolved_destination(rootfs, dst)
                 if not os.path.exists(src):
                     os.makedirs(src, exist_ok=True)  # Docker creates a missing bind source
                 mounts.append(_native.Mount(
@@ -594,10 +593,10 @@ class Runtime:
                     flags=_native.MS_BIND | _native.MS_REC | (_native.MS_RDONLY if ro else 0)))
             for t in host.get("tmpfs", []):
                 path, opts = policy.parse_tmpfs(t)
+                flags, data = policy.tmpfs_options(opts)
                 mounts.append(_native.Mount(
-                    target=path, source="tmpfs", fstype="tmpfs", mkdir=True,
-                    flags=_native.MS_NOSUID | _native.MS_NODEV | _native.MS_NOEXEC,
-                    data=opts or "mode=1777"))
+                    target=policy.resolved_destination(rootfs, path), source="tmpfs",
+                    fstype="tmpfs", mkdir=True, flags=flags, data=data))
         with self.trace.phase("cgroup"):
             cg = Cgroup(rec.id)
             cg.create(Limits(memory=host.get("memory"), cpus=host.get("cpus"),
@@ -671,7 +670,7 @@ class Runtime:
         privileged = bool(host.get("privileged"))
         sp = _native.SpawnSpec(
             argv=argv, env=full_env, namespaces=ns, join_pid=rec.state.pid,
-            cwd=workdir or rec.cwd, uid=u.uid, gid=u.gid, groups=list(u.groups),
+            cwd=policy.workdir(workdir) if workdir else rec.cwd, uid=u.uid, gid=u.gid, groups=list(u.groups),
             cap_bounding=caps, cap_effective=caps, cap_permitted=caps, cap_inheritable=0,
             cap_ambient=0, no_new_privs=bool(host.get("no_new_privs")),
             seccomp=_native.SECCOMP_OFF if privileged else _native.SECCOMP_DEFAULT,

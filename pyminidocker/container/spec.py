@@ -14,6 +14,7 @@ from pyminidocker.container.defaults import CAPS as CAPABILITIES
 from pyminidocker.container.defaults import DEFAULT_CAPS, DEFAULT_ENV_PATH, cap_mask
 from pyminidocker.errors import PmdError, UsageError
 from pyminidocker.record import dataclass
+from pyminidocker.shim import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY
 
 DEFAULT_PATH = DEFAULT_ENV_PATH.removeprefix("PATH=")
 
@@ -204,15 +205,81 @@ def parse_volume(spec: str) -> tuple[str, str, bool]:
     opts = set(mode.split(","))
     if not opts <= {"ro", "rw", "z", "Z", "private", "rprivate"}:
         raise UsageError(f"invalid mode: {mode}")
-    return os.path.normpath(host), os.path.normpath(ctr), "ro" in opts
+    return os.path.normpath(host), check_destination(ctr), "ro" in opts
+
+
+def workdir(path: str | None) -> str:
+    """-w or the image's WorkingDir, normalised as Docker does ("/a/../.." is "/"). Raises
+    UsageError for a relative path."""
+    if not path:
+        return "/"
+    if not path.startswith("/"):
+        raise UsageError(f"the working directory '{path}' is invalid, it needs to be an "
+                         "absolute path")
+    return "/" + os.path.normpath(path).lstrip("/")
+
+
+def check_destination(path: str) -> str:
+    """A mount destination, normalised; refused inside /proc, as Docker refuses it: a writable
+    mount over /proc/sys or /proc/sysrq-trigger would reach the host's kernel. Call it again
+    with the path resolved inside the root (secure_join), where an image's symlinks may have
+    pointed it elsewhere. Raises UsageError."""
+    path = "/" + os.path.normpath(path).lstrip("/")
+    if path == "/proc" or path.startswith("/proc/"):
+        raise UsageError(f"{path} cannot be mounted because it is inside /proc")
+    return path
+
+
+def resolved_destination(rootfs: str, path: str) -> str:
+    """check_destination of path after the root's symlinks are followed (as the mount will
+    follow them); returns the path as given. Raises UsageError."""
+    inside = os.path.relpath(secure_join(rootfs, path), rootfs)
+    check_destination("/" if inside == "." else "/" + inside)
+    return path
 
 
 def parse_tmpfs(spec: str) -> tuple[str, str]:
-    """--tmpfs /path[:options] → (path, options). Raises UsageError."""
+    """--tmpfs /path[:options] → (path, options), the options checked (tmpfs_options). Raises
+    UsageError."""
     path, _, opts = spec.partition(":")
     if not path.startswith("/"):
         raise UsageError(f"invalid tmpfs specification: '{spec}': the path must be absolute")
-    return os.path.normpath(path), opts
+    tmpfs_options(opts)
+    return check_destination(path), opts
+
+
+# --tmpfs options as Docker takes them: flags, and the tmpfs data keys with their value's shape
+_TMPFS_FLAGS = {"exec": (0, MS_NOEXEC), "noexec": (MS_NOEXEC, 0), "suid": (0, MS_NOSUID),
+                "nosuid": (MS_NOSUID, 0), "dev": (0, MS_NODEV), "nodev": (MS_NODEV, 0),
+                "ro": (MS_RDONLY, 0), "rw": (0, MS_RDONLY)}  # (set, clear)
+_TMPFS_KEYS = {"size", "mode", "uid", "gid", "nr_inodes", "nr_blocks"}
+_SIZE_SUFFIXES = ("k", "m", "g", "t", "%")
+
+
+def tmpfs_options(opts: str) -> tuple[int, str]:
+    """Docker's tmpfs options (noexec,nosuid,nodev by default; exec, suid, dev, ro, rw;
+    size, mode, uid, gid, nr_inodes, nr_blocks) → (mount flags, tmpfs data). Raises
+    UsageError for an option tmpfs does not take or a malformed value."""
+    flags, data = MS_NOEXEC | MS_NOSUID | MS_NODEV, []
+    for opt in filter(None, opts.split(",")):
+        key, eq, value = opt.partition("=")
+        if not eq and key in _TMPFS_FLAGS:
+            add, clear = _TMPFS_FLAGS[key]
+            flags = (flags | add) & ~clear
+            continue
+        ok = False
+        if eq and key in _TMPFS_KEYS and value:
+            if key == "mode":
+                ok = all(c in "01234567" for c in value)
+            elif key == "size":
+                num = value.lower().removesuffix("b")
+                ok = num.removesuffix(num[-1:] if num.endswith(_SIZE_SUFFIXES) else "").isdigit()
+            else:
+                ok = value.isdigit()
+        if not ok:
+            raise UsageError(f"invalid tmpfs option: {opt!r}")
+        data.append(opt)
+    return flags, ",".join(data) or "mode=1777"
 
 
 def parse_cpus(value: str) -> float:

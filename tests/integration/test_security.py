@@ -70,3 +70,38 @@ def test_file_capabilities_give_a_non_root_user_nothing_in_exec(ctr, capprobe):
         assert root["CapInh"] == 0 and root["CapEff"] != 0  # root keeps Docker's default set
     finally:
         ctr("rm", "-f", cid)
+
+
+def sh(ctr, script: str, *opts: str, check: bool = True):
+    return ctr("run", "--rm", "--network", "none", *opts, "bb", "sh", "-c", script, check=check)
+
+
+@pytest.mark.parametrize("opts", [("-v", "/tmp:/proc/sys/kernel"), ("--tmpfs", "/proc/sys"),
+                                  ("-v", "/tmp:/proc"), ("--tmpfs", "/proc/../proc/x")])
+def test_a_mount_inside_proc_is_refused(ctr, opts):
+    res = sh(ctr, "true", *opts, check=False)
+    assert res.returncode == 125, res
+    assert "cannot be mounted because it is inside /proc" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert ctr("ps", "-a", "-q").stdout == ""  # nothing was created
+
+
+def test_tmpfs_options_as_docker_takes_them(ctr):
+    run = "cp /bin/busybox /t/true && /t/true && echo ran"
+    assert sh(ctr, run, "--tmpfs", "/t:exec").stdout == "ran\n"
+    assert sh(ctr, run, "--tmpfs", "/t", check=False).returncode != 0  # noexec by default
+    out = sh(ctr, "grep ' /t ' /proc/mounts", "--tmpfs", "/t:size=1m,mode=700,uid=5").stdout
+    assert "size=1024k" in out and "mode=700" in out and "uid=5" in out and "noexec" in out
+    for bad in ("/t:bogus", "/t:size=lots", "/t:mode=9", "/t:uid=x"):
+        res = sh(ctr, "true", "--tmpfs", bad, check=False)
+        assert res.returncode == 125 and "invalid tmpfs option" in res.stderr, (bad, res)
+
+
+def test_workdir_is_normalised_as_docker_does(ctr):
+    assert sh(ctr, "pwd", "-w", "/a/../..").stdout == "/\n"
+    assert sh(ctr, "pwd", "-w", "/x/./y/../z").stdout == "/x/z\n"
+
+
+def test_dev_core_only_where_the_kernel_has_kcore(ctr):
+    out = sh(ctr, "[ -L /dev/core ] && echo link || echo none").stdout
+    assert out == ("link\n" if os.path.exists("/proc/kcore") else "none\n")

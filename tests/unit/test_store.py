@@ -159,3 +159,4 @@ def test_file_lock_is_exclusive(tmp_path):
     a.release()
     assert b.acquire(blocking=False)
     b.release()
+
