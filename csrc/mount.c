@@ -256,9 +256,14 @@ static int child_dev_setup(int rootfd, struct pmd_error *err)
         if (r < 0)
             return pmd_cfail2(err, errno, "bind mount", host, name);
     }
-    for (i = 0; i < sizeof std_links / sizeof std_links[0]; i++)
+    for (i = 0; i < sizeof std_links / sizeof std_links[0]; i++) {
+        /* /dev/core points at /proc/kcore, which a kernel without CONFIG_PROC_KCORE lacks:
+         * no dangling link then (the host's /proc is still the one visible here) */
+        if (strcmp(std_links[i].name, "core") == 0 && access("/proc/kcore", F_OK) < 0)
+            continue;
         if (symlinkat(std_links[i].target, dfd, std_links[i].name) < 0 && errno != EEXIST)
             return pmd_cfail2(err, errno, "symlink", "/dev", std_links[i].name);
+    }
     close(dfd);
     return 0;
 }
