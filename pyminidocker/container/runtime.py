@@ -670,7 +670,8 @@ class Runtime:
         privileged = bool(host.get("privileged"))
         sp = _native.SpawnSpec(
             argv=argv, env=full_env, namespaces=ns, join_pid=rec.state.pid,
-            cwd=policy.workdir(workdir) if workdir else rec.cwd, uid=u.uid, gid=u.gid, groups=list(u.groups),
+            cwd=policy.workdir(workdir) if workdir else rec.cwd, uid=u.uid, gid=u.gid,
+            groups=list(u.groups),
             cap_bounding=caps, cap_effective=caps, cap_permitted=caps, cap_inheritable=0,
             cap_ambient=0, no_new_privs=bool(host.get("no_new_privs")),
             seccomp=_native.SECCOMP_OFF if privileged else _native.SECCOMP_DEFAULT,

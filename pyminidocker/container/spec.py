@@ -144,47 +144,58 @@ class User:
 
 
 def _read_db(rootfs: str, path: str) -> list[list[str]]:
+    """The entries of /etc/passwd or /etc/group in the (untrusted) root; each ends with its
+    line number, for errors that name it."""
     try:
         with open(secure_join(rootfs, path), encoding="utf-8", errors="replace") as f:
-            return [line.rstrip("\n").split(":") for line in f
+            return [[*line.rstrip("\n").split(":"), str(n)] for n, line in enumerate(f, 1)
                     if line.strip() and not line.startswith("#")]
     except OSError:
         return []
 
 
+def _number(entry: list[str], i: int, path: str, what: str) -> int:
+    if not entry[i].isdigit():
+        raise UsageError(f"invalid {what} {entry[i]!r} in {path} line {entry[-1]}")
+    return int(entry[i])
+
+
 def resolve_user(rootfs: str, spec: str) -> User:
     """Docker's -u: "", name, uid, name:group, uid:gid, resolved against the container's
-    /etc/passwd and /etc/group. Raises UsageError (exit 125) for an unknown name."""
+    /etc/passwd and /etc/group. Raises UsageError (exit 125) for an unknown name, or for a
+    malformed line of the entry it picks."""
     user, _, group = (spec or "").partition(":")
     passwd = _read_db(rootfs, "/etc/passwd")
     groups_db = _read_db(rootfs, "/etc/group")
     uid, gid, home, name = 0, 0, "/", "root"
     if user:
-        entry = next((e for e in passwd if len(e) >= 6 and e[0] == user), None)
+        entry = next((e for e in passwd if len(e) >= 7 and e[0] == user), None)
         if entry is None and user.isdigit():
-            entry = next((e for e in passwd if len(e) >= 6 and e[2] == user), None)
+            entry = next((e for e in passwd if len(e) >= 7 and e[2] == user), None)
         if entry is not None:
-            name, uid, gid, home = entry[0], int(entry[2]), int(entry[3]), entry[5] or "/"
+            name, home = entry[0], entry[5] or "/"
+            uid = _number(entry, 2, "/etc/passwd", "uid")
+            gid = _number(entry, 3, "/etc/passwd", "gid")
         elif user.isdigit():
             uid, gid, name = int(user), 0, ""
         else:
             raise UsageError(f"unable to find user {user}: no matching entries in passwd file",
                              exit_code=126)
     else:
-        entry = next((e for e in passwd if len(e) >= 6 and e[2] == "0"), None)
+        entry = next((e for e in passwd if len(e) >= 7 and e[2] == "0"), None)
         if entry is not None:
             home = entry[5] or "/"
     if group:
-        g = next((e for e in groups_db if len(e) >= 3 and e[0] == group), None)
+        g = next((e for e in groups_db if len(e) >= 4 and e[0] == group), None)
         if g is not None:
-            gid = int(g[2])
+            gid = _number(g, 2, "/etc/group", "gid")
         elif group.isdigit():
             gid = int(group)
         else:
             raise UsageError(f"unable to find group {group}: no matching entries in group file",
                              exit_code=126)
     extra = tuple(sorted({int(e[2]) for e in groups_db
-                          if len(e) >= 4 and name and name in e[3].split(",")
+                          if len(e) >= 5 and name and name in e[3].split(",")
                           and e[2].isdigit() and int(e[2]) != gid}))
     return User(uid, gid, extra, home)
 

@@ -29,3 +29,16 @@ def test_workdir():
     assert spec.workdir("//x/./y/") == "/x/y"
     with pytest.raises(UsageError, match="absolute path"):
         spec.workdir("rel")
+
+
+def test_a_malformed_passwd_line_is_named(tmp_path):
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n# c\n"
+                                          "evil:x:abc:0::/:/bin/sh\nok:x:7:8::/home/ok:/bin/sh\n")
+    (tmp_path / "etc/group").write_text("root:x:0:\nstaff:x:50:ok\nbad:x:zz:\n")
+    with pytest.raises(UsageError, match=r"invalid uid 'abc' in /etc/passwd line 3"):
+        spec.resolve_user(str(tmp_path), "evil")
+    with pytest.raises(UsageError, match=r"invalid gid 'zz' in /etc/group line 3"):
+        spec.resolve_user(str(tmp_path), "ok:bad")
+    assert spec.resolve_user(str(tmp_path), "ok") == spec.User(7, 8, (50,), "/home/ok")
+    assert spec.resolve_user(str(tmp_path), "") == spec.User(0, 0, (), "/root")
