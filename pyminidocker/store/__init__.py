@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 
+from pyminidocker.config import check_root
 from pyminidocker.store.files import FileLock, remove_tree, store_error
 
 
@@ -41,6 +42,7 @@ class Store:
         """Create the directories and remove debris of interrupted commands. Raises StoreError."""
         if self._ready:
             return
+        check_root(self.root)
         dirs = (self.root, self.images_dir, self.layers_dir, self.staging_dir, self.locks_dir)
         if not os.path.isdir(dirs[-1]):  # made last: if it is there, all are
             try:
@@ -48,6 +50,13 @@ class Store:
                     os.makedirs(d, mode=0o700, exist_ok=True)
             except OSError as e:
                 raise store_error(e, f"cannot create the store at {self.root}") from None
+        # a root made beforehand keeps its mode: with 0777 anyone could write the engine's
+        # config.json or swap its folders
+        try:
+            if os.stat(self.root).st_mode & 0o077:
+                os.chmod(self.root, 0o700)
+        except OSError as e:
+            raise store_error(e, f"cannot secure the store at {self.root}") from None
         self._ready = True
         self.cleanup()
 

@@ -160,3 +160,42 @@ def test_file_lock_is_exclusive(tmp_path):
     assert b.acquire(blocking=False)
     b.release()
 
+
+
+def test_the_store_root_is_made_private_and_a_foreign_one_refused(tmp_path):
+    from pyminidocker.config import Config
+    from pyminidocker.errors import UsageError
+
+    root = tmp_path / "store"
+    root.mkdir(mode=0o777)
+    os.chmod(root, 0o777)  # made beforehand, world-writable
+    Store(root).ensure()
+    assert root.stat().st_mode & 0o777 == 0o700
+    if os.geteuid() != 0:
+        return  # the rest needs chown
+    link = tmp_path / "link"
+    link.symlink_to(root)
+    os.lchown(link, 65534, 65534)
+    with pytest.raises(UsageError, match="reached through a symlink owned by uid 65534"):
+        Store(link).ensure()
+    with pytest.raises(UsageError, match="owned by uid 65534"):
+        Config.load(link)
+    os.chown(root, 65534, 65534)
+    with pytest.raises(UsageError, match="is a directory owned by uid 65534"):
+        Store(root).ensure()
+
+
+def test_a_bad_engine_config_value_is_named(tmp_path):
+    from pyminidocker.config import Config
+    from pyminidocker.errors import UsageError
+
+    for text, key in [('{"max-concurrent-downloads": "many"}', "max-concurrent-downloads"),
+                      ('{"insecure-registries": "r:5000"}', "insecure-registries"),
+                      ('{"insecure-registries": [1]}', "insecure-registries"),
+                      ('{"default-bridge": "a/b"}', "default-bridge"),
+                      ('{"default-subnet": 10}', "default-subnet")]:
+        (tmp_path / "config.json").write_text(text)
+        with pytest.raises(UsageError, match=f"invalid engine config .*: {key}"):
+            Config.load(tmp_path)
+    (tmp_path / "config.json").write_text('{"max-concurrent-downloads": 5}')
+    assert Config.load(tmp_path).max_concurrent_downloads == 5
