@@ -65,6 +65,15 @@ class StoreError(PmdError, OSError):
     """The store could not be read or written (disk full, permissions, corruption)."""
 
 
+class CorruptRecord(StoreError):
+    """A record of the store cannot be read (a power cut, a full disk, a hand edit): the
+    object it describes can still be removed with force."""
+
+    def __init__(self, message: str, object_id: str):
+        super().__init__(message)
+        self.object_id = object_id
+
+
 class LayerError(PmdError, OSError):
     """A layer could not be extracted (hostile or corrupt tar)."""
 

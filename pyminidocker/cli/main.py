@@ -253,6 +253,8 @@ def _matches(pattern: str, repo: str, tag: str) -> bool:
 def cmd_inspect(args: Namespace, env: Env) -> int:
     import json
 
+    from pyminidocker.errors import CorruptRecord
+
     store = _store(args)
     out = []
     failed = False
@@ -265,6 +267,10 @@ def cmd_inspect(args: Namespace, env: Env) -> int:
             rt = rt or Runtime(store)
             try:
                 out.append(_inspect_container(rt, rt.get(name)))
+                continue
+            except CorruptRecord as e:
+                env.stderr.write(f"Error: {e}\n")
+                failed = True
                 continue
             except PmdError:
                 if args.type == "container":
@@ -679,12 +685,20 @@ def cmd_start(args: Namespace, env: Env) -> int:
 
 
 def _each(args: Namespace, env: Env, action: Callable[[Any, Any], None],
-          echo: bool = True) -> int:
+          echo: bool = True, corrupt_ok: bool = False) -> int:
+    from pyminidocker.errors import CorruptRecord
+
     rt = _runtime(args)
     status = 0
     for ref in args.containers:
         try:
-            action(rt, rt.get(ref))
+            try:
+                rec = rt.get(ref)
+            except CorruptRecord as e:
+                if not corrupt_ok:
+                    raise
+                rec = rt.containers.stub(e.object_id)
+            action(rt, rec)
             if echo:
                 env.out(ref)
         except PmdError as e:
@@ -716,7 +730,8 @@ def _signal(name: str) -> int:
 
 
 def cmd_rm(args: Namespace, env: Env) -> int:
-    return _each(args, env, lambda rt, rec: rt.remove(rec, args.force))
+    # rm -f also takes a container whose record is corrupt: what is found of it goes
+    return _each(args, env, lambda rt, rec: rt.remove(rec, args.force), corrupt_ok=args.force)
 
 
 def cmd_wait(args: Namespace, env: Env) -> int:
@@ -815,6 +830,8 @@ def cmd_ps(args: Namespace, env: Env) -> int:
     rt = _runtime(args)
     now = time.time()
     recs = sorted(rt.list(), key=lambda r: r.created, reverse=True)
+    for message in rt.containers.corrupt.values():  # the others are listed all the same
+        env.stderr.write(f"WARNING: {message}\n")
     if not args.all:
         recs = [r for r in recs if r.state.status == "running"]
     if args.quiet:

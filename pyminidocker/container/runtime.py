@@ -17,7 +17,7 @@ from pyminidocker import jsonio
 from pyminidocker import shim as _native
 from pyminidocker.container import defaults
 from pyminidocker.container import spec as policy
-from pyminidocker.errors import Conflict, NotFound, PmdError, UsageError, suppress
+from pyminidocker.errors import Conflict, NotFound, PmdError, StoreError, UsageError, suppress
 from pyminidocker.record import dataclass, field
 from pyminidocker.store import Store
 from pyminidocker.store.containers import ContainerRecord, State, check_name, random_name
@@ -746,7 +746,7 @@ class Runtime:
                                "container before attempting removal or force remove")
             self.kill(rec)
             self._wait_gone(rec, 10)
-        with suppress(NotFound):
+        with suppress(NotFound, StoreError):
             self._unplug(self.containers.get(rec.id))  # an address a crash left recorded
         with self.store.lock():
             self._teardown(rec)

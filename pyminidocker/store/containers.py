@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 
-from pyminidocker.errors import Conflict, NotFound, StoreError, UsageError
+from pyminidocker.errors import Conflict, CorruptRecord, NotFound, StoreError, UsageError
 from pyminidocker.record import asdict, dataclass, field
-from pyminidocker.store.files import read_json, store_error, valid_name, write_json
+from pyminidocker.store.files import fsync_dir, read_json, store_error, valid_name, write_json
 
 TYPE_CHECKING = False  # typing is not imported at run time: the start path
 
@@ -113,34 +113,43 @@ class ContainerStore:
             return []
 
     def get(self, cid: str) -> ContainerRecord:
-        """Raises NotFound, or StoreError for a corrupt record."""
+        """Raises NotFound, or CorruptRecord for a config that cannot be read. A state that
+        cannot be read (only a machine crash can make one: it is not fsynced) is taken as
+        "exited, code unknown": nothing of a container outlives the machine."""
         d = self.path(cid)
         try:
             cfg = read_json(os.path.join(d, "config.json"))
+            rec = ContainerRecord(**cfg)
         except FileNotFoundError:
             raise NotFound(f"No such container: {cid}") from None
+        except (StoreError, TypeError) as e:
+            raise CorruptRecord(f"container {cid[:12]} has a corrupt record ({e}); "
+                                "rm -f removes it", cid) from None
         try:
-            state = State(**read_json(os.path.join(d, "state.json")))
+            rec.state = State(**read_json(os.path.join(d, "state.json")))
         except FileNotFoundError:
-            state = State()
-        except TypeError as e:
-            raise StoreError(f"corrupt state of container {cid[:12]}: {e}") from None
-        try:
-            return ContainerRecord(**cfg, state=state)
-        except TypeError as e:
-            raise StoreError(f"corrupt config of container {cid[:12]}: {e}") from None
+            pass
+        except (StoreError, TypeError):
+            rec.state = State(status="exited", exit_code=-1,
+                              error="the state record was lost (exit code unknown)")
+        return rec
 
     def list(self) -> list[ContainerRecord]:
+        """The readable records; the unreadable ones are in self.corrupt (id -> message)."""
         out = []
+        self.corrupt: dict[str, str] = {}
         for cid in self.ids():
             try:
                 out.append(self.get(cid))
             except NotFound:
                 continue  # removed meanwhile
+            except CorruptRecord as e:
+                self.corrupt[cid] = str(e)
         return out
 
     def lookup(self, ref: str) -> ContainerRecord:
-        """By full id, name, or unique id prefix (Docker's order). Raises NotFound/Conflict."""
+        """By full id, name, or unique id prefix (Docker's order). Raises NotFound/Conflict,
+        or CorruptRecord for an id (prefix) whose record cannot be read."""
         if not ref:
             raise NotFound("No such container: ")
         records = self.list()
@@ -152,7 +161,16 @@ class ContainerStore:
             return hits[0]
         if len(hits) > 1:
             raise Conflict(f"multiple containers match id prefix {ref!r}")
+        broken = [cid for cid in self.corrupt if cid.startswith(ref)]
+        if len(broken) == 1:
+            raise CorruptRecord(self.corrupt[broken[0]], broken[0])
         raise NotFound(f"No such container: {ref}")
+
+    def stub(self, cid: str) -> ContainerRecord:
+        """What removing a container whose record is corrupt needs: its id."""
+        return ContainerRecord(id=cid, name="", image="", image_name="", created="", argv=[],
+                               env=[], cwd="/", user="", hostname="",
+                               state=State(status="exited"))
 
     def names(self) -> dict[str, str]:
         return {r.name: r.id for r in self.list()}
@@ -171,25 +189,29 @@ class ContainerStore:
             staging = self.store.new_staging("locked")  # made and renamed under the store lock
             for sub in ("upper", "work", "rootfs"):
                 os.mkdir(os.path.join(staging, sub), 0o755)
-            write_json(os.path.join(staging, "config.json"), rec.config_json(), durable=False)
+            # a container that outlives this command must outlive a power cut too: its config
+            # is fsynced before it is visible (a --rm one is gone either way)
+            durable = not rec.host.get("auto_remove")
+            write_json(os.path.join(staging, "config.json"), rec.config_json(), durable=durable)
             write_json(os.path.join(staging, "state.json"), asdict(rec.state), durable=False)
             for name, data in (files or {}).items():  # staging is ours alone: written in place
                 with open(os.path.join(staging, name), "xb") as f:
                     f.write(data)
             os.rename(staging, d)
+            if durable:
+                fsync_dir(self.dir)
         except OSError as e:
             raise store_error(e, "cannot create the container") from None
         return d
 
-    # Container records are not fsynced: a machine crash stops the container anyway, and the
-    # reconciliation after reboot (runtime.refresh) rebuilds the state from what is running.
+    # The state is not fsynced: a machine crash stops the container anyway, and an unreadable
+    # state is read as exited (get). The config is: a rename must not lose the container.
     def save_state(self, rec: ContainerRecord) -> None:
         write_json(os.path.join(self.path(rec.id), "state.json"), asdict(rec.state),
                    durable=False)
 
     def save_config(self, rec: ContainerRecord) -> None:
-        write_json(os.path.join(self.path(rec.id), "config.json"), rec.config_json(),
-                   durable=False)
+        write_json(os.path.join(self.path(rec.id), "config.json"), rec.config_json())
 
     def image_users(self) -> set[str]:
         return {r.image for r in self.list()}

@@ -36,10 +36,11 @@ def store_error(e: OSError, what: str) -> StoreError:
 def atomic_write(path: str, data: bytes, mode: int = 0o644, durable: bool = True) -> None:
     """Write data to path so that readers see the old or the new content, never a mix.
 
-    Temp file in the same directory, fsync, rename. Raises StoreError. durable=False skips the
-    fsync: the rename alone is atomic against a crash of the process (kill -9, Ctrl-C); only a
-    crash of the machine could then leave an empty file. For files rewritten at every start
-    and stop of a container, where an fsync costs more than the rest of the start.
+    Temp file in the same directory, fsync, rename, fsync the directory. Raises StoreError.
+    durable=False skips both fsyncs: the rename alone is atomic against a crash of the process
+    (kill -9, Ctrl-C); only a crash of the machine could then leave an empty file. For files
+    rewritten at every start and stop of a container, where an fsync costs more than the
+    rest of the start.
     """
     head, name = os.path.split(path)
     tmp = os.path.join(head, f".{name}.{os.urandom(4).hex()}.tmp")
@@ -54,6 +55,8 @@ def atomic_write(path: str, data: bytes, mode: int = 0o644, durable: bool = True
         finally:
             os.close(fd)
         os.rename(tmp, path)
+        if durable:  # the rename itself survives a power cut only once its directory is synced
+            fsync_dir(head or ".")
     except OSError as e:
         try:
             os.unlink(tmp)
