@@ -519,7 +519,11 @@ def _ensure_image(args: Namespace, store: Any, env: Env) -> None:
         store.images.lookup(args.image)
         return
     except NotFound:
-        pass
+        # an image id is never pulled (Docker reads sha256:<64 hex> as an id, not as the
+        # image "sha256" of Docker Hub's library)
+        hexid = args.image.removeprefix("sha256:")
+        if len(hexid) == 64 and all(c in "0123456789abcdef" for c in hexid):
+            raise
     from pyminidocker.image.pull import Puller
     from pyminidocker.image.reference import parse_reference
 

@@ -47,3 +47,11 @@ def test_a_lost_state_reads_as_exited_with_its_code_unknown(ctr):
         assert "Exited (0)" in ctr("ps", "-a").stdout.splitlines()[1]
     finally:
         ctr("rm", "-f", cid)
+
+
+def test_an_image_id_that_is_not_here_is_not_pulled(ctr):
+    missing = "sha256:" + "ab" * 32
+    res = ctr("run", "--rm", "--network", "none", missing, "true", check=False)
+    assert res.returncode == 125
+    assert res.stderr.strip() == f"Error: No such image: {missing}", res.stderr
+    assert "docker.io/library/sha256" not in res.stderr + res.stdout
