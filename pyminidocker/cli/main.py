@@ -205,8 +205,10 @@ def cmd_images(args: Namespace, env: Env) -> int:
     store = _store(args)
     now = time.time()
     rows: list[dict[str, str]] = []
-    for rec in sorted(store.images.list(), key=lambda r: parse_time(r.created) or 0,
-                      reverse=True):
+    images = store.images.list()
+    for message in store.images.corrupt.values():  # the others are listed all the same
+        env.stderr.write(f"WARNING: {message}\n")
+    for rec in sorted(images, key=lambda r: parse_time(r.created) or 0, reverse=True):
         size = human_size(_image_size(store, rec))
         created = parse_time(rec.created)
         since = human_duration(now - created) + " ago" if created else "N/A"
@@ -338,6 +340,7 @@ def cmd_rmi(args: Namespace, env: Env) -> int:
     """Docker's rules: a name is removed while other tags remain; the last one takes the image
     (and the layers no other image uses) with it, unless a container uses the image: then it
     is refused, or with -f the names go and the data stays (a dangling image)."""
+    from pyminidocker.errors import CorruptRecord
     from pyminidocker.image.reference import parse_reference
 
     store = _store(args)
@@ -346,7 +349,14 @@ def cmd_rmi(args: Namespace, env: Env) -> int:
         doomed: list[Any] = []
         try:
             with store.lock():
-                rec = store.images.lookup(want)
+                try:
+                    rec = store.images.lookup(want)
+                except CorruptRecord as e:
+                    if not args.force:
+                        raise
+                    doomed.append(store.images.remove_corrupt(e.object_id))
+                    env.out(f"Deleted: sha256:{e.object_id}")
+                    continue
                 in_use = rec.id in store.images.users()
                 name = None
                 try:

@@ -12,7 +12,7 @@ import os
 import time
 
 from pyminidocker import jsonio
-from pyminidocker.errors import Conflict, NotFound, StoreError
+from pyminidocker.errors import Conflict, CorruptRecord, NotFound, StoreError
 from pyminidocker.image.reference import familiar
 from pyminidocker.record import dataclass, field
 from pyminidocker.store.files import (
@@ -108,9 +108,14 @@ class ImageStore:
                                                                 "images.json")))
         except FileNotFoundError:
             raise NotFound(f"No such image: {image_id}") from None
+        except StoreError as e:
+            raise CorruptRecord(f"image {image_id[:12]} has a corrupt record ({e}); "
+                                "rmi -f removes it", image_id) from None
 
     def list(self) -> list[ImageRecord]:
+        """The readable records; the unreadable ones are in self.corrupt (id -> message)."""
         out = []
+        self.corrupt: dict[str, str] = {}
         try:
             ids = [n for n in os.listdir(self.store.images_dir) if not n.startswith(".")]
         except FileNotFoundError:
@@ -120,7 +125,15 @@ class ImageStore:
                 out.append(self.get(image_id))
             except NotFound:
                 continue  # removed concurrently
+            except CorruptRecord as e:
+                self.corrupt[image_id] = str(e)
         return out
+
+    def remove_corrupt(self, image_id: str) -> str:
+        """Take an image whose record cannot be read out of the store; its layers stay until
+        no readable image uses them. Caller holds the store lock; returns the path to
+        discard."""
+        return self.store.retire(self.path(image_id))
 
     def big_data(self, rec: ImageRecord, key: str) -> bytes:
         try:
@@ -169,6 +182,10 @@ class ImageStore:
                 return hits[0]
             if len(hits) > 1:
                 raise Conflict(f"ambiguous image id prefix {ref!r}: {len(hits)} images match")
+        if m:
+            broken = [i for i in self.corrupt if i.startswith(prefix)]
+            if len(broken) == 1:
+                raise CorruptRecord(self.corrupt[broken[0]], broken[0])
         if name_error is not None and not m:
             raise name_error
         raise NotFound(f"No such image: {ref}")

@@ -2,6 +2,8 @@
 (an empty or garbled file) is named, listed around, and removable."""
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from tests.integration.conftest import remove_leftovers, store_with_bb
@@ -55,3 +57,25 @@ def test_an_image_id_that_is_not_here_is_not_pulled(ctr):
     assert res.returncode == 125
     assert res.stderr.strip() == f"Error: No such image: {missing}", res.stderr
     assert "docker.io/library/sha256" not in res.stderr + res.stdout
+
+
+def test_a_corrupt_image_record_blocks_nothing_else(ctr):
+    # a second image record beside bb's, garbled as a power cut or a bad disk leaves one
+    images = ctr.root / "images"
+    (good,) = [p for p in images.iterdir() if not p.name.startswith(".")]
+    fake = images / ("f" * 64)
+    fake.mkdir()
+    (fake / "images.json").write_bytes(b"\x00garbage")
+    try:
+        res = ctr("images")
+        assert res.returncode == 0 and "bb" in res.stdout
+        warnings = res.stderr.strip().splitlines()
+        assert len(warnings) == 1 and "ffffffffffff" in warnings[0] and "corrupt" in warnings[0]
+        assert ctr("run", "--rm", "--network", "none", "bb", "echo", "ok").stdout == "ok\n"
+        assert ctr("rmi", "ffffffffffff", check=False).returncode == 1
+        assert ctr("rmi", "-f", "ffffffffffff").stdout == f"Deleted: sha256:{'f' * 64}\n"
+        assert not fake.exists() and (good / "images.json").exists()
+        assert ctr("images").stderr == ""
+    finally:
+        if fake.exists():
+            shutil.rmtree(fake)
