@@ -803,6 +803,15 @@ def test_no_fd_or_thread_leaks(tmp_path):
     def fds():
         return len(os.listdir("/proc/self/fd"))
 
+    def tasks():
+        # a joined thread's OS task lingers a moment (Python's join returns when the thread
+        # releases its state lock, just before it exits): count once those are gone
+        deadline = time.monotonic() + 2
+        while len(os.listdir("/proc/self/task")) > threading.active_count() and \
+                time.monotonic() < deadline:
+            time.sleep(0.01)
+        return len(os.listdir("/proc/self/task"))
+
     cases = [
         (make_tar(member("d/f", data=b"x" * 3000), member("d/.wh.g"),
                   member("e/.wh..wh..opq")), NONE),
@@ -816,7 +825,7 @@ def test_no_fd_or_thread_leaks(tmp_path):
     (tmp_path / "warm").mkdir()
     extract(cases[0][0], tmp_path / "warm")  # first-call allocations are not leaks
     before_fds, before_threads = fds(), threading.active_count()
-    tasks_before = len(os.listdir("/proc/self/task"))
+    tasks_before = tasks()
     for i, (blob, kind) in enumerate(cases * 3):
         dest = tmp_path / f"d{i}"
         dest.mkdir()
@@ -826,9 +835,4 @@ def test_no_fd_or_thread_leaks(tmp_path):
             pass
     assert fds() == before_fds
     assert threading.active_count() == before_threads
-    # a joined thread's OS task lingers a moment: Python's join returns when the thread
-    # releases its state lock, just before the thread itself exits
-    deadline = time.monotonic() + 2
-    while len(os.listdir("/proc/self/task")) > tasks_before and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert len(os.listdir("/proc/self/task")) == tasks_before
+    assert tasks() == tasks_before
