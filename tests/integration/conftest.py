@@ -322,6 +322,18 @@ def free_subnet(prefix: str = "10.252") -> str:
     pytest.skip(f"no free {prefix}.x.0/24 on this host")
 
 
+def module_ctr(repo: str):
+    """A module-scoped `ctr` fixture: store_with_bb's runner, and at the module's end the
+    check that no container or cgroup of it is left."""
+    @pytest.fixture(scope="module")
+    def ctr(request, tmp_path_factory, publish, pmd_factory):
+        run = store_with_bb(repo, request, tmp_path_factory, publish, pmd_factory)
+        yield run
+        assert remove_leftovers(run) == [], "containers left behind by the tests"
+        assert not cgroups_left(), "cgroups left behind"
+    return ctr
+
+
 def store_with_bb(repo: str, request, tmp_path_factory, publish, pmd_factory):
     """A runner on a fresh store that holds images.busybox_image() as `bb` (pulled from the
     test registry), for a module of container tests. The store's default network gets a

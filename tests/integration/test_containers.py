@@ -13,18 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import cgroups_left, remove_leftovers, store_with_bb
+from tests.integration.conftest import module_ctr
 
 CAPS_DEFAULT = 0x00000000A80425FB
 
 
-@pytest.fixture(scope="module")
-def ctr(request, tmp_path_factory, publish, pmd_factory):
-    """A runner bound to a module store that holds the busybox image as `bb`."""
-    run = store_with_bb("ctr-busybox", request, tmp_path_factory, publish, pmd_factory)
-    yield run
-    assert remove_leftovers(run) == [], "containers left behind by the tests"
-    assert not cgroups_left(), "cgroups left behind"
+ctr = module_ctr("ctr-busybox")
 
 
 @pytest.fixture(autouse=True)

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import shutil
 
-import pytest
+from tests.integration.conftest import module_ctr
 
-from tests.integration.conftest import remove_leftovers, store_with_bb
-
-
-@pytest.fixture(scope="module")
-def ctr(request, tmp_path_factory, publish, pmd_factory):
-    run = store_with_bb("ctr-durability", request, tmp_path_factory, publish, pmd_factory)
-    yield run
-    assert remove_leftovers(run) == [], "containers left behind by the tests"
+ctr = module_ctr("ctr-durability")
 
 
 def test_a_corrupt_container_config_blocks_nothing_else(ctr):

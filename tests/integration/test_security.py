@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import cgroups_left, remove_leftovers, store_with_bb
+from tests.integration.conftest import module_ctr
 
 # Prints the capability lines of /proc/self/status: what a process that exec'd this file holds.
 CAPS_PROBE = r"""
@@ -25,12 +25,7 @@ int main(void) {
 """
 
 
-@pytest.fixture(scope="module")
-def ctr(request, tmp_path_factory, publish, pmd_factory):
-    run = store_with_bb("ctr-security", request, tmp_path_factory, publish, pmd_factory)
-    yield run
-    assert remove_leftovers(run) == [], "containers left behind by the tests"
-    assert not cgroups_left(), "cgroups left behind"
+ctr = module_ctr("ctr-security")
 
 
 @pytest.fixture(scope="module")
