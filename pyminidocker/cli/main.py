@@ -356,6 +356,7 @@ def cmd_rmi(args: Namespace, env: Env) -> int:
                         raise
                     doomed.append(store.images.remove_corrupt(e.object_id))
                     env.out(f"Deleted: sha256:{e.object_id}")
+                    _retire_unused_layers(store, doomed, env)
                     continue
                 in_use = rec.id in store.images.users()
                 name = None
@@ -383,9 +384,7 @@ def cmd_rmi(args: Namespace, env: Env) -> int:
                 rec.names = []
                 doomed.append(store.images.remove(rec))
                 env.out(f"Deleted: sha256:{rec.id}")
-                for chain_id in store.images.unused_layers():
-                    doomed.append(store.layers.retire(chain_id))
-                    env.out(f"Deleted: {chain_id}")
+                _retire_unused_layers(store, doomed, env)
         except PmdError as e:
             env.stderr.write(f"Error: {e}\n")
             status = 1
@@ -393,6 +392,14 @@ def cmd_rmi(args: Namespace, env: Env) -> int:
             for path in doomed:
                 store.discard(path)
     return status
+
+
+def _retire_unused_layers(store: Any, doomed: list[Any], env: Env) -> None:
+    """The layers no image uses any more go with the image that used them last. Caller holds
+    the store lock and discards `doomed` after releasing it."""
+    for chain_id in store.images.unused_layers():
+        doomed.append(store.layers.retire(chain_id))
+        env.out(f"Deleted: {chain_id}")
 
 
 def cmd_login(args: Namespace, env: Env) -> int:

@@ -101,6 +101,7 @@ def check_name(name: str) -> str:
 class ContainerStore:
     def __init__(self, store: Store):
         self.store = store
+        self.corrupt: dict[str, str] = {}  # id -> message, as the last list() found
         self.dir = os.path.join(store.root, "containers")
 
     def path(self, cid: str) -> str:
@@ -137,7 +138,7 @@ class ContainerStore:
     def list(self) -> list[ContainerRecord]:
         """The readable records; the unreadable ones are in self.corrupt (id -> message)."""
         out = []
-        self.corrupt: dict[str, str] = {}
+        self.corrupt = {}
         for cid in self.ids():
             try:
                 out.append(self.get(cid))

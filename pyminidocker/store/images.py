@@ -94,6 +94,7 @@ List = list
 class ImageStore:
     def __init__(self, store: Store):
         self.store = store
+        self.corrupt: dict[str, str] = {}  # id -> message, as the last list() found
         # The container store registers a function returning the ids of images that
         # containers use, so that rmi refuses to remove them (see ImageStore.users).
         self.users: Callable[[], set[str]] = set
@@ -115,7 +116,7 @@ class ImageStore:
     def list(self) -> list[ImageRecord]:
         """The readable records; the unreadable ones are in self.corrupt (id -> message)."""
         out = []
-        self.corrupt: dict[str, str] = {}
+        self.corrupt = {}
         try:
             ids = [n for n in os.listdir(self.store.images_dir) if not n.startswith(".")]
         except FileNotFoundError:
@@ -130,9 +131,9 @@ class ImageStore:
         return out
 
     def remove_corrupt(self, image_id: str) -> str:
-        """Take an image whose record cannot be read out of the store; its layers stay until
-        no readable image uses them. Caller holds the store lock; returns the path to
-        discard."""
+        """Take an image whose record cannot be read out of the store (its layers are then
+        unused, unless a readable image shares them). Caller holds the store lock; returns the
+        path to discard."""
         return self.store.retire(self.path(image_id))
 
     def big_data(self, rec: ImageRecord, key: str) -> bytes:
