@@ -25,7 +25,7 @@ def _labels(items: list[str]) -> dict[str, str]:
 
 
 def cmd_network(args: Namespace, env: Any) -> int:
-    from pyminidocker.cli.main import table
+    from pyminidocker.cli.output import table
 
     eng: Engine = args.engine
     if args.network_command == "create":
