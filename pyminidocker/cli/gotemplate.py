@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import math
 
+from pyminidocker.dockerjson import StringMap
+
 # Only a command given --format pays for this module; it keeps that cost low too (json and
 # unicodedata load when used, typing never).
 TYPE_CHECKING = False
@@ -49,10 +51,6 @@ class _NoValue:
 
 
 NO_VALUE: Any = _NoValue()
-
-
-class StringMap(dict):  # type: ignore[type-arg]
-    """A Go map[string]string: `index` of a missing key is "" (Docker's Labels, Options)."""
 
 
 # ---- lexer ----------------------------------------------------------------------------------

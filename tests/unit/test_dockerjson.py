@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pyminidocker.cli import dockerjson
+from pyminidocker import dockerjson
 from pyminidocker.cli.gotemplate import Template, TemplateError
 from pyminidocker.store.containers import ContainerRecord, State
 from pyminidocker.store.images import ImageRecord

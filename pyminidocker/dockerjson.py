@@ -1,4 +1,5 @@
-"""Docker's inspect documents, built from our records: what `inspect` prints and --format reads.
+"""Docker's inspect documents, built from our records: what `inspect` prints, --format reads
+and the Docker Engine API serves (the engine's inspect calls return these).
 
 Every key that Docker 20.10 prints is here with Docker's type; where the engine has no such
 concept the value is Docker's zero value for it (null for Docker's nil slices and pointers, "" ,
@@ -12,12 +13,15 @@ from __future__ import annotations
 
 import os
 
-from pyminidocker.cli.gotemplate import StringMap
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
+
+
+class StringMap(dict):  # type: ignore[type-arg]
+    """A Go map[string]string (Labels, Options): a Go template's `index` of a missing key
+    reads "" where a map of any values reads <no value>."""
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
