@@ -25,6 +25,7 @@ from common import REPO, busybox_image, push_image, start_registry
 sys.path.insert(0, str(REPO))
 from pyminidocker import shim as n
 from pyminidocker.container import defaults as d
+from pyminidocker.container.seccomp import Profile
 
 # The command as users run it: the launcher `make install` writes, else the module.
 _LAUNCHER = shutil.which("pyminidocker", path="/usr/local/bin")
@@ -75,7 +76,8 @@ def main() -> int:
         n.overlay_mount([layer], merged, work / "upper", work / "work")
         spec_kw = dict(rootfs=str(merged), mounts=d.default_mounts(), dev_setup=True,
                        masked_paths=d.MASKED_PATHS, readonly_paths=d.READONLY_PATHS,
-                       hostname="bench", seccomp=n.SECCOMP_DEFAULT, no_new_privs=True,
+                       hostname="bench", no_new_privs=True,
+                       seccomp=Profile.default().compile(d.DEFAULT_CAP_MASK),
                        env=[d.DEFAULT_ENV_PATH], cap_bounding=d.DEFAULT_CAP_MASK,
                        cap_effective=d.DEFAULT_CAP_MASK, cap_permitted=d.DEFAULT_CAP_MASK,
                        cap_inheritable=0, namespaces=d.DEFAULT_NAMESPACES)

@@ -101,8 +101,7 @@ MS_RELATIME = 1 << 21
 MS_STRICTATIME = 1 << 24
 MNT_DETACH = 2
 
-SECCOMP_OFF = lib.PMD_SECCOMP_OFF
-SECCOMP_DEFAULT = lib.PMD_SECCOMP_DEFAULT
+SECCOMP_PROG_MAX = lib.PMD_SECCOMP_PROG_MAX
 
 
 @dataclass(frozen=True)
@@ -131,7 +130,8 @@ class SpawnSpec:
     hostname, cwd, uid/gid (-1 = unchanged), groups (None = unchanged), the five capability
     masks cap_bounding/effective/permitted/inheritable/ambient (all None = keep the inherited
     sets; any set = apply all five, None counting as 0), rlimits ({RLIMIT_*: (soft, hard)}),
-    no_new_privs, seccomp (SECCOMP_OFF/SECCOMP_DEFAULT), cgroup_procs (the cgroup.procs files,
+    no_new_privs, seccomp (a program of seccomp_compile; b"" = none), seccomp_flags
+    (SECCOMP_FILTER_FLAG_*), cgroup_procs (the cgroup.procs files,
     or on v1 the tasks files, to join), stdin/stdout/stderr (-1 = inherit), setsid, ctty,
     hold, join_pid (> 0: enter the `namespaces` of that running process instead of creating
     them, as docker exec does), console (a pty from the container's own /dev/pts as stdio
@@ -160,7 +160,8 @@ class SpawnSpec:
     cap_ambient: int | None = None
     rlimits: dict[int, tuple[int, int]] = field(default_factory=dict)
     no_new_privs: bool = False
-    seccomp: int = 0
+    seccomp: bytes = b""
+    seccomp_flags: int = 0
     cgroup_procs: list[str] = field(default_factory=list)
     stdin: int = -1
     stdout: int = -1
@@ -318,7 +319,12 @@ def _c_spec(spec: SpawnSpec, keep: list):
         s.rlimits = rl
         s.n_rlimits = len(spec.rlimits)
     s.no_new_privs = spec.no_new_privs
-    s.seccomp = spec.seccomp
+    if spec.seccomp:
+        prog = ffi.from_buffer("struct pmd_bpf_insn[]", spec.seccomp)
+        keep.append(prog)
+        s.seccomp_prog = prog
+        s.seccomp_len = len(spec.seccomp) // ffi.sizeof("struct pmd_bpf_insn")
+        s.seccomp_flags = spec.seccomp_flags
     s.cgroup_procs = _cstrv(keep, spec.cgroup_procs or None)
     s.stdin_fd, s.stdout_fd, s.stderr_fd = spec.stdin, spec.stdout, spec.stderr
     s.setsid = spec.setsid
@@ -327,6 +333,38 @@ def _c_spec(spec: SpawnSpec, keep: list):
     s.join_pid = spec.join_pid
     s.console = spec.console
     return s
+
+
+def seccomp_compile(rules: Iterable[tuple[int, int, int, Sequence[tuple[int, int, int, int]]]],
+                    default_action: int, bad_arch_action: int, arches: Sequence[int],
+                    enosys_above: bool) -> bytes:
+    """The BPF program for seccomp rules (see pmd_seccomp_compile in pmd.h), as the bytes of a
+    struct sock_filter array: each rule is (audit arch, syscall number, action, conditions),
+    a condition (argument index, PMD_SCMP_CMP_* op, value, value_two).
+
+    Raises OSError: EINVAL (bad arch, op, index), E2BIG (the program would exceed
+    SECCOMP_PROG_MAX instructions)."""
+    rules = list(rules)
+    f = ffi.new("struct pmd_seccomp_filter *")
+    rs = ffi.new("struct pmd_seccomp_rule[]", max(len(rules), 1))
+    for i, (arch, nr, action, args) in enumerate(rules):
+        r = rs[i]
+        r.arch, r.nr, r.action, r.n_args = arch, nr, action, len(args)
+        if len(args) > lib.PMD_SECCOMP_ARGS_MAX:
+            raise OSError(22, f"seccomp rule: {len(args)} argument conditions")
+        for j, (index, op, value, value_two) in enumerate(args):
+            r.args[j].index, r.args[j].op = index, op
+            r.args[j].value, r.args[j].value_two = value, value_two
+    ar = ffi.new("unsigned int[]", list(arches) or [0])
+    f.default_action, f.bad_arch_action = default_action, bad_arch_action
+    f.arches, f.n_arches = ar, len(arches)
+    f.rules, f.n_rules = rs, len(rules)
+    f.enosys_above = int(enosys_above)
+    out = ffi.new("struct pmd_seccomp_prog *")
+    err = ffi.new("struct pmd_error *")
+    if lib.pmd_seccomp_compile(f, out, err) != 0:
+        _raise(err)
+    return bytes(ffi.buffer(out.insns, out.len * ffi.sizeof("struct pmd_bpf_insn")))
 
 
 MONITOR_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pmd-monitor")
