@@ -510,6 +510,7 @@ class Engine:
                 "Privileged": rec.host.get("privileged", False),
                 "CapAdd": rec.host.get("cap_add") or None,
                 "CapDrop": rec.host.get("cap_drop") or None,
+                "SecurityOpt": rec.host.get("security_opt") or None,
                 "ReadonlyRootfs": rec.host.get("read_only", False),
                 "Memory": rec.host.get("memory") or 0,
                 "NanoCpus": int((rec.host.get("cpus") or 0) * 1e9),
