@@ -45,7 +45,10 @@ def run_bpf(prog: bytes, nr: int, arch: int = X86_64, args: tuple[int, ...] = ()
             pc += jt if cond else jf
 
 
-def compile_rules(rules, default=errno_ret(errno.EPERM), arches=(X86_64,), enosys=False):
+EPERM_RET = sc.RET_ERRNO | errno.EPERM
+
+
+def compile_rules(rules, default=EPERM_RET, arches=(X86_64,), enosys=False):
     return shim.seccomp_compile(rules, default_action=default, bad_arch_action=KILL,
                                 arches=list(arches), enosys_above=enosys)
 
