@@ -1143,6 +1143,12 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
 
         add_network_commands(sp)
 
+    sp = add("bench", None, "Measure start latency and pull time against other engines")
+    if isinstance(sp, Parser):  # its commands live in cli/bench.py: imported only to run them
+        from pyminidocker.cli.bench import add_bench_commands
+
+        add_bench_commands(sp)
+
     sp = add("system", cmd_system, "Manage the engine's footprint on this host")
     sp.add_argument("action", choices=["reset"])
     sp.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
