@@ -227,3 +227,12 @@ def test_programs_are_cached_per_profile_and_capabilities(tmp_path):
     assert len({a, b, c}) == 3 and len(list(tmp_path.iterdir())) == 3
     assert sc.program(str(tmp_path), None, d.DEFAULT_CAP_MASK) == a
     assert all(p.stat().st_mode & 0o077 == 0 for p in tmp_path.iterdir())  # root's alone
+
+
+def test_a_damaged_cache_entry_is_compiled_again(tmp_path):
+    good = sc.program(str(tmp_path), None, d.DEFAULT_CAP_MASK)
+    (entry,) = tmp_path.iterdir()
+    for damage in (b"", good[:-3]):
+        entry.write_bytes(damage)
+        assert sc.program(str(tmp_path), None, d.DEFAULT_CAP_MASK) == good
+        assert entry.read_bytes() == good
