@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -283,3 +284,20 @@ def test_a_symlink_of_the_image_as_mount_target_is_refused(ctr, hostile, tmp_pat
 def mounts_under(root: Path) -> list[str]:
     with open("/proc/self/mountinfo") as f:
         return [ln.split()[4] for ln in f if ln.split()[4].startswith(str(root))]
+
+
+def test_a_detached_container_and_exec_get_the_same_filter(ctr, sysprobe):
+    """Detached, the program travels to pmd-monitor in the spec blob; exec builds its own."""
+    attached = probe(ctr, sysprobe)
+    cid = ctr("run", "-d", "--network", "none", "-v", f"{sysprobe}:/probe:ro", "bb", "sh", "-c",
+              "/probe/probe; sleep 30").stdout.strip()
+    try:
+        deadline = time.monotonic() + 10
+        while "x32_mount=" not in ctr("logs", cid).stdout and time.monotonic() < deadline:
+            time.sleep(0.05)
+        detached = dict(ln.split("=", 1) for ln in ctr("logs", cid).stdout.splitlines())
+        execd = dict(ln.split("=", 1) for ln in ctr("exec", cid, "/probe/probe").stdout.splitlines())
+    finally:
+        ctr("rm", "-f", cid)
+    # the pids differ, not the answers
+    assert detached == attached and execd == attached
