@@ -1161,12 +1161,17 @@ def program(argv: Sequence[str], env: Env) -> int:
     try:
         args = parser.parse_args(argv)
     except Help as h:
+        from pyminidocker.cli.reference import docker_wording
+
+        docker_wording(parser)
         env.stdout.write(h.parser.format_help())
         return 0
     if args.version:
         return cmd_version(args, env)
     if not getattr(args, "func", None):
-        env.stdout.write(parser.format_help())
+        from pyminidocker.cli.reference import docker_wording
+
+        env.stdout.write(docker_wording(parser).format_help())
         return 0
     from pyminidocker.config import Config  # after parsing: help and usage errors need none
     from pyminidocker.trace import Tracer
