@@ -392,11 +392,13 @@ def write_png(path: str | None, out: TextIO, *args: Any, **kw: Any) -> None:
 # ---- bench start --------------------------------------------------------------------------------
 
 def bench_start(root: str | None, image: str, argv: list[str], runs: int, png: str | None,
-                out: TextIO, workdir: str | None = None) -> list[Result]:
-    """Time runs starts of image (argv in it) by ours (run --rm --network none, the store at
-    root) and by each anchor present: crun and runc on a ready bundle of the same root, podman
-    on the same root (--rootfs), docker on it imported. Writes the tables (and the PNG) to
-    out; returns the results, ours first."""
+                out: TextIO, workdir: str | None = None, network: str = "none") -> list[Result]:
+    """Time runs starts of image (argv in it) by ours (run --rm, the store at root) and by each
+    anchor present: crun and runc on a ready bundle of the same root (a network namespace
+    with lo alone, whatever network says), podman on the same root (--rootfs), docker on it
+    imported. Ours runs on network (none, bridge or a network's name), podman and docker on
+    none, or on their default bridge for any other. Writes the tables (and the PNG) to out;
+    returns the results, ours first."""
     if runs < 1:
         raise UsageError(f"invalid argument \"{runs}\" for \"-n, --runs\" flag: at least 1")
     if os.geteuid() != 0:
@@ -409,8 +411,10 @@ def bench_start(root: str | None, image: str, argv: list[str], runs: int, png: s
         rootfs = os.path.join(work, "rootfs")
         os.mkdir(rootfs)
         copy_rootfs(lowers, rootfs)
-        ours = Engine("pyminidocker run --rm --network none",
-                      [*pmd, "run", "--rm", "--network", "none", image, *argv])
+        ours = Engine(f"pyminidocker run --rm --network {network}",
+                      [*pmd, "run", "--rm", "--network", network, image, *argv])
+        theirs = "none" if network == "none" else "bridge"
+        net = ["--network", theirs]
         engines = [ours]
         for rt in ("crun", "runc"):
             if found(rt, out):
@@ -420,9 +424,9 @@ def bench_start(root: str | None, image: str, argv: list[str], runs: int, png: s
                                       [rt, "run", "-b", bundle, f"pmdbench{os.getpid()}-@N"]))
         ulimits = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
         if found("podman", out):
-            engines.append(Engine("podman run --rm --network none", [
+            engines.append(Engine(f"podman run --rm --network {theirs}", [
                 "podman", "--root", os.path.join(work, "podman"), "--runroot",
-                os.path.join(work, "podman-run"), "run", "--rm", "--network", "none",
+                os.path.join(work, "podman-run"), "run", "--rm", *net,
                 *ulimits, "--rootfs", f"{rootfs}:O", *argv], env=podman_env()))
         if docker_reachable(out):
             docker_image = f"pyminidocker-bench:{os.getpid()}"
@@ -431,8 +435,8 @@ def bench_start(root: str | None, image: str, argv: list[str], runs: int, png: s
             subprocess.run(["docker", "import", "-", docker_image], stdin=tar.stdout,
                            check=True, capture_output=True)
             tar.wait()
-            engines.append(Engine("docker run --rm --network none", [
-                "docker", "run", "--rm", "--network", "none", *ulimits, docker_image, *argv]))
+            engines.append(Engine(f"docker run --rm --network {theirs}", [
+                "docker", "run", "--rm", *net, *ulimits, docker_image, *argv]))
         with crun_cgroup_workaround():
             results = interleave(engines, runs)
             phases, child = phase_breakdown(ours, min(runs, TRACE_RUNS))

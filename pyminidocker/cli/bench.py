@@ -23,6 +23,10 @@ def add_bench_commands(sp: Parser) -> None:
     s.add_argument("-n", "--runs", type=int, default=20, help="Timed runs of each engine")
     s.add_argument("-o", "--output", metavar="FILE.png",
                    help="Write a PNG: each engine's latency distribution and our phases")
+    s.add_argument("--network", default="none",
+                   help="Our container's network: none, bridge or a network's name (podman's "
+                   "and docker's: none, or else their default bridge; crun's and runc's: lo "
+                   "alone)")
     s.add_argument("--dir", help="Where the bundles and root copies go (default: $TMPDIR)")
     s.add_argument("image", nargs="?", default="busybox", metavar="IMAGE",
                    help="A stored image (default: busybox)")
@@ -43,7 +47,7 @@ def cmd_bench(args: Namespace, env: Any) -> int:
 
     if args.bench_command == "start":
         B.bench_start(args.root, args.image, args.cmd or ["true"], args.runs, args.output,
-                      env.stdout, args.dir)
+                      env.stdout, args.dir, args.network)
     elif args.bench_command == "pull":
         B.bench_pull(args.images, args.runs, args.output, env.stdout, args.dir)
     else:
