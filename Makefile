@@ -35,9 +35,10 @@ PREFIX ?= /usr/local
 install: build install-docs
 	$(PIP) install -q --no-build-isolation .
 	cd / && $(PYTHON) -m pyminidocker.launcher $(PREFIX)/bin/pyminidocker
+	cd / && $(PYTHON) -m pyminidocker.launcher $(PREFIX)/bin/pyminidocker-runc pyminidocker.oci.main
 
 uninstall: uninstall-docs
-	rm -f $(PREFIX)/bin/pyminidocker
+	rm -f $(PREFIX)/bin/pyminidocker $(PREFIX)/bin/pyminidocker-runc
 	-$(PIP) uninstall -q -y pyminidocker
 
 # bash completion and the man page, generated from the CLI's argument tables

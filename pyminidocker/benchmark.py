@@ -167,17 +167,17 @@ def docker_reachable(out: TextIO) -> bool:
 
 def image_lowerdirs(root: str | None, ref: str) -> list[str]:
     """The layer directories of the stored image ref, top first. Raises BenchError."""
-    from pyminidocker.config import Config
-    from pyminidocker.store import Store
+    from pyminidocker.engine import Engine
 
-    store = Store(Config.load(root).root)
+    engine = Engine(root)
     try:
-        image = store.images.lookup(ref)
+        image = engine.image(ref)
     except PmdError as e:
         raise BenchError(f"{e} (pull it first: the benchmark times starts, not pulls)") from None
     if not image.layer:
         raise BenchError(f"image {ref} has no layers")
-    return [store.layers.diff_path(layer.id) for layer in store.layers.chain(image.layer)]
+    layers = engine.store.layers
+    return [layers.diff_path(layer.id) for layer in layers.chain(image.layer)]
 
 
 def copy_rootfs(lowerdirs: list[str], dest: str) -> None:
