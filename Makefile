@@ -34,6 +34,7 @@ PREFIX ?= /usr/local
 # interpreter (python -S: see pyminidocker/launcher.py), so `sudo pyminidocker` finds it.
 install: build install-docs
 	$(PIP) install -q --no-build-isolation .
+	mkdir -p $(PREFIX)/bin
 	cd / && $(PYTHON) -m pyminidocker.launcher $(PREFIX)/bin/pyminidocker
 	cd / && $(PYTHON) -m pyminidocker.launcher $(PREFIX)/bin/pyminidocker-runc pyminidocker.oci.main
 
