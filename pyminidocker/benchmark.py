@@ -358,6 +358,7 @@ def plot(path: str, title: str, groups: dict[str, list[Result]],
         times = [t * 1e3 for r in ok for t in r.times]
         if times and max(times) > 8 * min(times):
             ax.set_xscale("log")
+            ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
             ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
             ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set_xlabel("milliseconds (dots: runs; bar: min to p95; tick: median)")
