@@ -86,7 +86,7 @@ def table(results: Sequence[Result], base: Result, out: TextIO) -> None:
 
 
 def ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.1f} ms" if seconds < 10 else f"{seconds:.1f} s"
+    return f"{seconds * 1e3:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
 # ---- running engines ----------------------------------------------------------------------------
