@@ -229,13 +229,18 @@ def program(argv: Sequence[str], env: Env) -> int:
     try:
         args = parser.parse_args(argv)
     except Help as h:
+        from pyminidocker.cli.reference import docker_wording
+
+        docker_wording(parser)
         env.stdout.write(h.parser.format_help())
         return 0
     if args.version:
         env.out(f"{PROG} version {__version__}")
         return 0
     if not getattr(args, "func", None):
-        env.stdout.write(parser.format_help())
+        from pyminidocker.cli.reference import docker_wording
+
+        env.stdout.write(docker_wording(parser).format_help())
         return 0
     from pyminidocker.engine import Engine  # after parsing: help and usage errors need none
 
