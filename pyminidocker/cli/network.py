@@ -5,7 +5,7 @@ module, the network module and pyroute2 are imported only when a network command
 """
 from __future__ import annotations
 
-from pyminidocker.errors import PmdError, UsageError
+from pyminidocker.errors import CorruptRecord, NotFound, PmdError, UsageError
 
 TYPE_CHECKING = False  # typing is not imported at run time
 if TYPE_CHECKING:
@@ -35,7 +35,10 @@ def cmd_network(args: Namespace, env: Any) -> int:
         env.out(net.id)
         return 0
     if args.network_command in ("ls", "list"):
-        nets = N.list_networks(store)
+        warnings: list[str] = []
+        nets = N.list_networks(store, warnings)
+        for message in warnings:  # the others are listed all the same
+            env.stderr.write(f"WARNING: {message}\n")
         if args.quiet:
             for net in nets:
                 env.out(net.short_id)
@@ -50,6 +53,9 @@ def cmd_network(args: Namespace, env: Any) -> int:
         for name in args.networks:
             try:
                 out.append(N.inspect_network(store, name))
+            except CorruptRecord as e:
+                env.stderr.write(f"Error: {e}\n")
+                failed = True
             except PmdError:
                 env.stderr.write(f"Error: No such network: {name}\n")
                 failed = True
@@ -59,8 +65,12 @@ def cmd_network(args: Namespace, env: Any) -> int:
         failed = False
         for name in args.networks:
             try:
-                N.remove_network(store, name)
+                N.remove_network(store, name, force=args.force)
                 env.out(name)
+            except NotFound as e:
+                if not args.force:  # Docker's -f: no error for a network that is not there
+                    env.stderr.write(f"Error: {e}\n")
+                    failed = True
             except PmdError as e:
                 env.stderr.write(f"Error: {e}\n")
                 failed = True
@@ -108,6 +118,9 @@ def add_network_commands(sp: Parser) -> None:
     i = sub.add_parser("inspect", help="Show details of networks")
     i.add_argument("networks", nargs="+", metavar="NETWORK")
     rm = sub.add_parser("rm", aliases=["remove"], help="Remove networks not in use")
+    rm.add_argument("-f", "--force", action="store_true",
+                    help="no error if a network is not there; remove one whose record is "
+                         "corrupt")
     rm.add_argument("networks", nargs="+", metavar="NETWORK")
     for verb, what in (("connect", "Connect a running container to a network"),
                        ("disconnect", "Disconnect a container from a network it was connected "

@@ -284,10 +284,12 @@ class Runtime:
         except BaseException as e:
             if output is not None:
                 output.close()
-            self._start_failed(rec, e if isinstance(e, OSError) else None)
-            if isinstance(e, OSError):
-                raise policy.StartError(_start_message(e),
-                                        exit_code=policy.exec_exit_code(e)) from None
+            # a StoreError is an OSError too, but says what it means itself
+            failed = e if isinstance(e, OSError) and not isinstance(e, PmdError) else None
+            self._start_failed(rec, failed)
+            if failed is not None:
+                raise policy.StartError(_start_message(failed),
+                                        exit_code=policy.exec_exit_code(failed)) from None
             raise
         finally:
             if rules is not None:

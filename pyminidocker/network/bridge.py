@@ -47,7 +47,7 @@ import errno
 import os
 import time
 
-from pyminidocker.errors import Conflict, NotFound, PmdError, UsageError, suppress
+from pyminidocker.errors import Conflict, CorruptRecord, NotFound, PmdError, UsageError, suppress
 from pyminidocker.record import dataclass
 from pyminidocker.store.files import FileLock, valid_name
 from pyminidocker.store.networks import Network, NetworkStore
@@ -288,7 +288,8 @@ def _new_id(existing: Iterable[Network]) -> str:
 
 
 def _resolve(ns: NetworkStore, name_or_id: str) -> Network:
-    """By name, full id or unique id prefix. Raises NotFound, Conflict (ambiguous prefix)."""
+    """By name, full id or unique id prefix. Raises NotFound, Conflict (ambiguous prefix),
+    CorruptRecord (the network of that name has a corrupt record)."""
     with suppress(NotFound):
         if valid_name(name_or_id):
             return ns.get(name_or_id)
@@ -385,9 +386,14 @@ def default_network(store: Store, cfg: Config | None = None) -> Network:
         return _create_locked(ns, DEFAULT_NETWORK, str(net), gateway, bridge, False, None)
 
 
-def list_networks(store: Store) -> list[Network]:
-    """Every network record, by name. Raises StoreError."""
-    return NetworkStore(store).all()
+def list_networks(store: Store, warnings: list[str] | None = None) -> list[Network]:
+    """Every readable network record, by name; a line for each corrupt one is appended to
+    warnings. Raises StoreError."""
+    ns = NetworkStore(store)
+    nets = ns.all()
+    if warnings is not None:
+        warnings += ns.corrupt.values()
+    return nets
 
 
 def inspect_network(store: Store, name_or_id: str) -> dict[str, Any]:
@@ -409,16 +415,29 @@ def inspect_network(store: Store, name_or_id: str) -> dict[str, Any]:
     }
 
 
-def remove_network(store: Store, name_or_id: str, attached: Iterable[str] = ()) -> Network:
+def remove_network(store: Store, name_or_id: str, attached: Iterable[str] = (),
+                   force: bool = False) -> Network | None:
     """Remove a user network: its host state, then its record.
 
     Refused while a container is attached: `attached` (container ids the caller knows of) or
-    addresses still allocated. Raises NotFound, Conflict (in use; a predefined network),
-    PmdError (host state), StoreError.
+    addresses still allocated. force: a network whose record is corrupt is removed too, with
+    the bridge and rules its record still names (returns None). Raises NotFound, Conflict
+    (in use; a predefined network), CorruptRecord (without force), PmdError (host state),
+    StoreError.
     """
     ns = NetworkStore(store)
     with store.lock():
-        net = _resolve(ns, name_or_id)
+        try:
+            net = _resolve(ns, name_or_id)
+        except CorruptRecord as e:
+            if not force or e.object_id in PREDEFINED:
+                raise
+            bridge = ns.salvage_bridge(e.object_id)
+            if bridge:
+                remove_network_host_state(Network(name=e.object_id, id="", bridge=bridge,
+                                                  subnet="0.0.0.0/0", gateway="", created=""))
+            ns.delete(e.object_id)
+            return None
         if net.name in PREDEFINED:
             raise Conflict(f"{net.name} is a pre-defined network and cannot be removed")
         users = set(attached) | set(ns.allocations(net.name).values())

@@ -2,9 +2,12 @@
 (an empty or garbled file) is named, listed around, and removable."""
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+from pathlib import Path
 
-from tests.integration.conftest import module_ctr
+from tests.integration.conftest import free_subnet, module_ctr
 
 ctr = module_ctr("ctr-durability")
 
@@ -72,3 +75,75 @@ def test_a_corrupt_image_record_blocks_nothing_else(ctr):
     finally:
         if fake.exists():
             shutil.rmtree(fake)
+
+
+def _rules_of(bridge: str) -> list[str]:
+    out = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if f"pmd:{bridge}:" in line]
+
+
+def test_a_corrupt_network_record_blocks_nothing_else(ctr):
+    ctr("network", "create", "--subnet", free_subnet(), "n-good")
+    ctr("network", "create", "--subnet", free_subnet(), "n-bad")
+    try:
+        # used once, so that it has a bridge and rules on the host
+        ctr("run", "--rm", "--network", "n-bad", "bb", "true")
+        record = ctr.root / "networks" / "n-bad.json"
+        bridge = json.loads(record.read_text())["bridge"]
+        assert Path(f"/sys/class/net/{bridge}").exists() and _rules_of(bridge)
+        record.write_bytes(record.read_bytes()[:-20])  # a torn write
+        ls = ctr("network", "ls")
+        assert ls.returncode == 0 and "n-good" in ls.stdout and "n-bad" not in ls.stdout
+        warnings = ls.stderr.strip().splitlines()
+        assert len(warnings) == 1 and "n-bad" in warnings[0] and "corrupt" in warnings[0]
+        assert ctr("run", "--rm", "--network", "n-good", "bb", "true").returncode == 0
+        ins = ctr("network", "inspect", "n-bad", check=False)
+        assert ins.returncode == 1 and "corrupt record" in ins.stderr
+        res = ctr("run", "--rm", "--network", "n-bad", "bb", "true", check=False)
+        assert res.returncode != 0 and "corrupt record" in res.stderr
+        assert "None" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+        assert ctr("network", "rm", "n-bad", check=False).returncode == 1  # without -f
+        assert ctr("network", "rm", "-f", "n-bad").stdout == "n-bad\n"
+        assert not record.exists()
+        assert not Path(f"/sys/class/net/{bridge}").exists() and _rules_of(bridge) == []
+        assert ctr("network", "ls").stderr == ""
+        assert ctr("network", "rm", "-f", "n-bad").returncode == 0  # -f: not there is fine
+    finally:
+        ctr("network", "rm", "-f", "n-good", "n-bad", check=False)
+
+
+def test_a_corrupt_ipam_record_is_rebuilt_from_the_running_containers(ctr):
+    ctr("network", "create", "--subnet", free_subnet(), "n-ipam")
+    ids = []
+    try:
+        ids.append(ctr("run", "-d", "--network", "n-ipam", "bb", "sleep", "60").stdout.strip())
+        (ctr.root / "networks" / "ipam" / "n-ipam.json").write_bytes(b"")  # a power cut
+        res = ctr("run", "-d", "--network", "n-ipam", "bb", "sleep", "60", check=False)
+        assert res.returncode == 0, res.stderr
+        assert "failed to create task" not in res.stderr
+        ids.append(res.stdout.strip())
+        ips = [json.loads(ctr("inspect", i).stdout)[0]["NetworkSettings"]["IPAddress"]
+               for i in ids]
+        assert ips[0] and ips[1] and ips[0] != ips[1]  # the running one kept its address
+        ins = json.loads(ctr("network", "inspect", "n-ipam").stdout)[0]
+        assert sorted(ins["Containers"]) == sorted(ids)
+    finally:
+        ctr("rm", "-f", *ids, check=False)
+        ctr("network", "rm", "-f", "n-ipam", check=False)
+
+
+def test_a_corrupt_layer_record_blocks_nothing(ctr):
+    (top,) = [p for p in (ctr.root / "images").iterdir() if not p.name.startswith(".")]
+    layer = json.loads((top / "images.json").read_text())["layer"]
+    record = ctr.root / "layers" / layer.removeprefix("sha256:") / "layer.json"
+    saved = record.read_bytes()
+    record.write_bytes(b"\x00" * len(saved))  # what a power cut can leave of a file
+    try:
+        res = ctr("images")
+        assert res.returncode == 0 and "bb" in res.stdout
+        warnings = res.stderr.strip().splitlines()
+        assert len(warnings) == 1 and layer[7:19] in warnings[0] and "corrupt" in warnings[0]
+        res = ctr("run", "--rm", "--network", "none", "bb", "echo", "ok", check=False)
+        assert res.stdout == "ok\n", res.stderr
+    finally:
+        record.write_bytes(saved)
