@@ -18,6 +18,8 @@ from pyminidocker import shim as _native
 from pyminidocker.container import defaults
 from pyminidocker.container import spec as policy
 from pyminidocker.errors import Conflict, NotFound, PmdError, StoreError, UsageError, suppress
+from pyminidocker.proc import alive as _alive
+from pyminidocker.proc import start_time as _pid_start
 from pyminidocker.record import dataclass, field
 from pyminidocker.store import Store
 from pyminidocker.store.containers import ContainerRecord, State, check_name, random_name
@@ -66,26 +68,6 @@ class CreateOptions:
     auto_remove: bool = False
     publish: list[str] = field(default_factory=list)
     publish_all: bool = False
-
-
-def _pid_start(pid: int) -> str:
-    """The process's start time (field 22 of /proc/pid/stat): with the pid, it names a
-    process uniquely, so a recycled pid is not mistaken for the container. "" for a process
-    that is gone, or a zombie: it has exited, only nobody has reaped it (an orphan whose
-    init does not reap, or a monitor between the container's exit and its wait)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return ""
-    fields = data[data.rindex(b")") + 2:].split()
-    if fields[0] in (b"Z", b"X"):
-        return ""
-    return fields[19].decode()
-
-
-def _alive(pid: int, start: str) -> bool:
-    return pid > 0 and bool(start) and _pid_start(pid) == start
 
 
 def _read_exit(path: str) -> tuple[int, str, bool] | None:
@@ -381,16 +363,21 @@ class Runtime:
         called with the store lock held: the address book takes it."""
         for name in list(rec.state.extra_networks):
             self._detach_extra(rec, name, gone=True)
-        if not rec.state.ip:
+        net = rec.host.get("network", "bridge")
+        if net in ("none", "host"):
             return
         from pyminidocker.network import bridge as network
 
-        net = rec.host.get("network", "bridge")
+        # Driven by what the address book holds, not only by the state: a `run` killed
+        # between the allocation and its state write left an address only the book knows.
+        ip = rec.state.ip or network.address_of(self.store, net, rec.id)
+        if not ip:
+            return
         if rec.host.get("ports"):  # rules exist only for a container that asked for ports
             with suppress(PmdError):
-                network.unpublish_all(network.get_network(self.store, net), rec.state.ip)
+                network.unpublish_all(network.get_network(self.store, net), ip)
         if net != "bridge":
-            self._forget(net, rec.state.ip)
+            self._forget(net, ip)
         network.disconnect(self.store, net, rec.id)
         rec.state.ip = ""
         rec.state.ports = []

@@ -125,18 +125,25 @@ class NetworkStore:
     def allocations(self, name: str) -> dict[str, str]:
         """address -> container id. A corrupt record (noted in self.corrupt) is rebuilt from
         the running containers' states: the next change writes it whole again."""
+        return self.book(name)[0]
+
+    def book(self, name: str) -> tuple[dict[str, str], dict[str, str]]:
+        """(address -> container id, address -> owner): the owner is "<pid>:<start time>"
+        of the command that allocated the address (see network/ipam.py). As allocations()."""
         try:
             data: Any = read_json(self.ipam_path(name))
         except FileNotFoundError:
-            return {}
+            return {}, {}
         except StoreError:
             data = None
         alloc = data.get("allocations") if isinstance(data, dict) else None
         if not isinstance(alloc, dict):
             self.corrupt[f"{name} IPAM"] = f"the IPAM record of network {name} is corrupt: " \
                                            "rebuilt from the running containers"
-            return self.rebuilt_allocations(name)
-        return {str(k): str(v) for k, v in alloc.items()}
+            return self.rebuilt_allocations(name), {}
+        owners = data.get("owners")
+        return ({str(k): str(v) for k, v in alloc.items()},
+                {str(k): str(v) for k, v in owners.items()} if isinstance(owners, dict) else {})
 
     def rebuilt_allocations(self, name: str) -> dict[str, str]:
         """address -> container id, as the records of the running containers show them."""
@@ -151,10 +158,15 @@ class NetworkStore:
                 out[str(extra["ip"])] = rec.id
         return out
 
-    def put_allocations(self, name: str, alloc: dict[str, str]) -> None:
-        """Caller holds the store lock. Raises StoreError."""
+    def put_allocations(self, name: str, alloc: dict[str, str],
+                        owners: dict[str, str] | None = None) -> None:
+        """Write the record, durably (an address is recorded before it is used). Caller holds
+        the store lock. Raises StoreError."""
         try:
             os.makedirs(self.ipam_dir, mode=0o700, exist_ok=True)
         except OSError as e:
             raise store_error(e, "cannot create the networks directory") from None
-        write_json(self.ipam_path(name), {"allocations": alloc})
+        doc: dict[str, Any] = {"allocations": alloc}
+        if owners:
+            doc["owners"] = {a: o for a, o in owners.items() if a in alloc}
+        write_json(self.ipam_path(name), doc)

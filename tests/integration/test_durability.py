@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from tests.integration.conftest import free_subnet, module_ctr
@@ -147,3 +148,42 @@ def test_a_corrupt_layer_record_blocks_nothing(ctr):
         assert res.stdout == "ok\n", res.stderr
     finally:
         record.write_bytes(saved)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_kill_9_of_run_at_any_moment_leaks_no_address_and_no_rule(ctr):
+    ctr("network", "create", "--subnet", free_subnet().replace(".0/24", ".0/29"), "n29")
+    bridge = json.loads((ctr.root / "networks" / "n29.json").read_text())["bridge"]
+    try:
+        for delay in (0.0, 0.03, 0.08, 0.15, 0.3):  # from parsing to a running container
+            p = subprocess.Popen(
+                ctr.argv("run", "--rm", "--network", "n29", "-p", f"{_free_port()}:80", "bb",
+                         "sleep", "30"),
+                env=ctr.env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL)
+            time.sleep(delay)
+            p.kill()
+            p.wait()
+        # whatever the kills left is removed as a user would: what ps -a shows
+        left = ctr("ps", "-aq").stdout.split()
+        if left:
+            ctr("rm", "-f", *left)
+        # the /29 has 5 addresses: all of them are free again
+        ids = [ctr("run", "-d", "--network", "n29", "bb", "sleep", "30").stdout.strip()
+               for _ in range(5)]
+        ctr("rm", "-f", *ids)
+        assert json.loads(ctr("network", "inspect", "n29").stdout)[0]["Containers"] == {}
+        assert _rules_of(bridge) != []  # the network's own rules, until network rm
+        assert [r for r in _rules_of(bridge) if ":port:" in r] == []
+        assert ctr("network", "rm", "n29").returncode == 0
+        assert _rules_of(bridge) == []
+    finally:
+        ctr("rm", "-f", *ctr("ps", "-aq").stdout.split(), check=False)
+        ctr("network", "rm", "-f", "n29", check=False)
