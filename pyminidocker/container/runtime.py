@@ -277,6 +277,7 @@ class Runtime:
             if rules is not None:
                 rules.close()
         monitor_pid = getattr(proc, "monitor_pid", 0)
+        prior = rec.state
         rec.state = State(status="running", pid=proc.pid, pid_start=_pid_start(proc.pid),
                           ip=rec.state.ip, ports=rec.state.ports,
                           extra_networks=rec.state.extra_networks,
@@ -285,6 +286,18 @@ class Runtime:
                           started_at=now_iso())
         try:
             self.containers.save_state(rec)
+            if bridged:
+                # Released only once the state says running: a kill -9 of this command
+                # before this line ends the held container (the monitor, or the child, sees
+                # EOF), after it leaves a running container that ps shows as such. Never a
+                # running process that ps calls Created.
+                try:
+                    proc.release()
+                except BaseException as e:
+                    proc.abort()
+                    rec.state = prior
+                    self._start_failed(rec, e if isinstance(e, OSError) else None)
+                    raise
             if on_started:
                 on_started(proc)  # e.g. to pass our input to its console
             if output is None:
@@ -302,8 +315,8 @@ class Runtime:
 
     def _plug(self, rec: ContainerRecord, d: str, proc: Any, rules: Any = None) -> None:
         """Connect a held container to its network (an address, the bridge and its rules, a
-        veth pair into its namespace, published ports, its name in /etc/hosts), then release
-        it. On failure the child is ended and what was set up is undone."""
+        veth pair into its namespace, published ports, its name in /etc/hosts); the caller
+        releases it. On failure the child is ended and what was set up is undone."""
         from pyminidocker.config import Config
         from pyminidocker.network import bridge as network
         from pyminidocker.store.files import atomic_write
@@ -329,7 +342,6 @@ class Runtime:
                 atomic_write(os.path.join(d, "hosts"), hosts.encode(), durable=False)
                 for extra in rec.host.get("networks", []):  # joined by `network connect`
                     self._attach_extra(rec, extra, proc.pid)
-            proc.release()
         except BaseException:
             proc.abort()
             self._unplug(rec)
