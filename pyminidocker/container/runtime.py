@@ -217,6 +217,10 @@ class Runtime:
             labels=dict(cfg.get("Labels") or {}),
         )
         with self.trace.phase("create"), self.store.lock():
+            # again under the lock, which rmi holds: an image removed since the lookup above
+            # is not there, and once the container is recorded rmi sees it as a user
+            if not os.path.isdir(self.store.images.path(image.id)):
+                raise NotFound(f"No such image: {opts.image}")
             taken = set(self.containers.names())
             rec.name = check_name(opts.name) if opts.name else random_name(taken)
             self.containers.create(rec, _etc_files(rec))
@@ -751,13 +755,21 @@ class Runtime:
             if not force:
                 raise Conflict(f"You cannot remove a running container {rec.id}. Stop the "
                                "container before attempting removal or force remove")
-            self.kill(rec)
+            # not self.kill(): a container that stops meanwhile (a racing stop) is no error
+            if _alive(rec.state.pid, rec.state.pid_start):
+                with suppress(ProcessLookupError):
+                    os.kill(rec.state.pid, signal.SIGKILL)
             self._wait_gone(rec, 10)
         with suppress(NotFound, StoreError):
             self._unplug(self.containers.get(rec.id))  # an address a crash left recorded
         with self.store.lock():
             self._teardown(rec)
-            dead = self.store.retire(self.containers.path(rec.id))
+            try:
+                dead = self.store.retire(self.containers.path(rec.id))
+            except FileNotFoundError:  # removed meanwhile: a racing rm, or run --rm
+                if force:
+                    return
+                raise NotFound(f"No such container: {rec.id}") from None
         self.store.discard(dead)
 
     def rename(self, rec: ContainerRecord, new: str) -> None:

@@ -995,7 +995,10 @@ class RegistryClient:
             )
         if status == 429:
             return RegistryError(f"{where}: {detail or 'toomanyrequests: rate limit exceeded'}")
-        return RegistryError(f"{where}: {detail or f'HTTP {status} {resp.reason}'.strip()}")
+        # the status first, in Docker's words: a server's error body alone ("internal error")
+        # does not tell a 500 from a 502 from a proxy
+        unexpected = f"received unexpected HTTP status: {status} {resp.reason or ''}".strip()
+        return RegistryError(f"{where}: {unexpected}" + (f": {detail}" if detail else ""))
 
     # -- API
 

@@ -8,6 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.integration.conftest import free_subnet, module_ctr
 
 ctr = module_ctr("ctr-durability")
@@ -192,3 +194,75 @@ def test_kill_9_of_run_at_any_moment_leaks_no_address_and_no_rule(ctr):
     finally:
         ctr("rm", "-f", *ctr("ps", "-aq").stdout.split(), check=False)
         ctr("network", "rm", "-f", "n29", check=False)
+
+
+def test_rm_f_racing_stop_says_nothing_internal(ctr):
+    for _ in range(3):
+        cid = ctr("run", "-d", "--network", "none", "bb", "sleep", "30").stdout.strip()
+        stop = subprocess.Popen(ctr.argv("stop", "-t", "1", cid), env=ctr.env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        rm = ctr("rm", "-f", cid, check=False)
+        _, err = stop.communicate(timeout=60)
+        assert rm.returncode == 0, rm.stderr
+        assert "No such file" not in rm.stderr + err and "/containers/" not in rm.stderr + err
+        assert stop.returncode == 0 or err.startswith("Error: No such container"), err
+        assert not (ctr.root / "containers" / cid).exists()
+
+
+def _stopped(ctr, cid: str) -> None:
+    ctr("kill", cid)
+    assert ctr("wait", cid).returncode == 0
+
+
+def test_rm_f_of_a_container_that_stops_between_look_and_kill(ctr, monkeypatch):
+    """The race window (a few microseconds between rm's look at the state and its kill) is
+    opened wide: the first look is the one taken while it still ran."""
+    from pyminidocker.container.runtime import Runtime
+    from pyminidocker.store import Store
+
+    cid = ctr("run", "-d", "--network", "none", "bb", "sleep", "30").stdout.strip()
+    rt = Runtime(Store(ctr.root))
+    running = rt.get(cid)
+    assert running.state.status == "running"
+    _stopped(ctr, cid)
+    real, looks = Runtime.refresh, []
+
+    def late_refresh(self, rec):
+        looks.append(rec.id)
+        return running if len(looks) == 1 else real(self, rec)
+
+    monkeypatch.setattr(Runtime, "refresh", late_refresh)
+    rt.remove(running, force=True)  # was: Conflict "... is not running"
+    assert not (ctr.root / "containers" / cid).exists()
+
+
+def test_rm_f_of_a_container_another_rm_removed_meanwhile(ctr, monkeypatch):
+    from pyminidocker.container.runtime import Runtime
+    from pyminidocker.errors import NotFound
+    from pyminidocker.store import Store
+
+    real = Runtime._unplug
+
+    def racing_unplug(self, rec):  # another rm (a real one) wins the race here
+        ctr("rm", "-f", rec.id)
+        return real(self, rec)
+
+    monkeypatch.setattr(Runtime, "_unplug", racing_unplug)
+    rt = Runtime(Store(ctr.root))
+    for force in (True, False):
+        cid = ctr("create", "--network", "none", "bb", "true").stdout.strip()
+        rec = rt.get(cid)
+        if force:
+            rt.remove(rec, force=True)  # was: FileNotFoundError naming .../containers/<id>
+        else:
+            with pytest.raises(NotFound, match=f"No such container: {cid}"):
+                rt.remove(rec)
+        assert not (ctr.root / "containers" / cid).exists()
+
+
+def test_rm_f_of_a_container_that_just_stopped(ctr):
+    for delay in (0.25, 0.3, 0.35, 0.4):
+        cid = ctr("run", "-d", "--network", "none", "bb", "sleep", "0.3").stdout.strip()
+        time.sleep(delay)
+        res = ctr("rm", "-f", cid, check=False)
+        assert res.returncode == 0 and res.stdout.strip() in (cid, cid[:12]), res.stderr
