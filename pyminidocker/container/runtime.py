@@ -17,7 +17,15 @@ from pyminidocker import jsonio
 from pyminidocker import shim as _native
 from pyminidocker.container import defaults
 from pyminidocker.container import spec as policy
-from pyminidocker.errors import Conflict, NotFound, PmdError, StoreError, UsageError, suppress
+from pyminidocker.errors import (
+    Conflict,
+    NotFound,
+    PmdError,
+    StartError,
+    StoreError,
+    UsageError,
+    suppress,
+)
 from pyminidocker.proc import alive as _alive
 from pyminidocker.proc import start_time as _pid_start
 from pyminidocker.record import dataclass, field
@@ -281,8 +289,8 @@ class Runtime:
             failed = e if isinstance(e, OSError) and not isinstance(e, PmdError) else None
             self._start_failed(rec, failed)
             if failed is not None:
-                raise policy.StartError(_start_message(failed),
-                                        exit_code=policy.exec_exit_code(failed)) from None
+                raise StartError(_start_message(failed),
+                                 exit_code=policy.exec_exit_code(failed)) from None
             raise
         finally:
             if rules is not None:
@@ -693,7 +701,7 @@ class Runtime:
         try:
             proc = _native.spawn(sp)
         except OSError as e:
-            raise policy.StartError(_start_message(e), exit_code=policy.exec_exit_code(e)) \
+            raise StartError(_start_message(e), exit_code=policy.exec_exit_code(e)) \
                 from None
         if on_started:
             on_started(proc)
@@ -866,7 +874,7 @@ def _seccomp_program(root: str, host: dict[str, Any], caps: int) -> bytes:
     try:
         return seccomp.program(os.path.join(root, "seccomp"), profile, caps)
     except (ValueError, OSError) as e:
-        raise policy.StartError(f"seccomp profile: {e}", exit_code=125) from None
+        raise StartError(f"seccomp profile: {e}", exit_code=125) from None
 
 
 def _standard_mounts(host_network: bool, privileged: bool | None) -> list[Any]:
