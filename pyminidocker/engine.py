@@ -607,6 +607,16 @@ class Engine:
                 "Driver": "overlay2", "DockerRootDir": os.fspath(self.config.root),
                 "CgroupVersion": "1", "OperatingSystem": "linux", **self.version()}
 
+    def check(self, repair: bool = False, full: bool = False) -> list[tuple[str, str | None]]:
+        """`system check`: each problem found (store/check.py), with what its repair did
+        (None: not repaired, because repair was not asked for, or not possible)."""
+        from pyminidocker.store import check
+
+        problems = check.check(self.store, full=full)
+        if not repair:
+            return [(p.what, None) for p in problems]
+        return [(p.what, done) for p, done in check.repair(self.store, problems)]
+
     def reset(self) -> list[str]:
         """Remove every container of this store, then everything the engine added to the host
         for networking (bridges, PMD-* rules) whichever store added it, and the engine's parent

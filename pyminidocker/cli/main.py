@@ -330,7 +330,18 @@ def _container_group(args: Namespace, env: Env, parser: Any) -> int:
 
 def cmd_system(args: Namespace, env: Env) -> int:
     """`system reset`: remove every container of this store, then everything the engine added
-    to the host for networking (bridges, PMD-* rules), whichever store added it."""
+    to the host for networking (bridges, PMD-* rules), whichever store added it.
+    `system check [--repair] [--full]`: exit 0 when nothing is wrong (or all was repaired)."""
+    if args.action == "check":
+        left = 0
+        for what, done in _engine(args).check(repair=args.repair, full=args.full):
+            if done is None:
+                left += 1
+                env.out(f"problem: {what}")
+            else:
+                env.out(f"repaired: {done} ({what})")
+        env.out(f"{left} problem{'s' if left != 1 else ''} left" if left else "no problems")
+        return 1 if left else 0
     for cid in _engine(args).reset():
         env.out(f"Deleted container {cid}")
     env.out("Removed the engine's bridges and firewall rules from the host")
@@ -858,8 +869,11 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
         add_bench_commands(sp)
 
     sp = add("system", cmd_system, "Manage the engine's footprint on this host")
-    sp.add_argument("action", choices=["reset"])
+    sp.add_argument("action", choices=["reset", "check"])
     sp.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
+    sp.add_argument("--repair", action="store_true",
+                    help="check: remove or quarantine what is broken, and say what was done")
+    sp.add_argument("--full", action="store_true", help="check: read every file of every layer")
 
     add("version", cmd_version, "Show the version")
     return p

@@ -266,3 +266,46 @@ def test_rm_f_of_a_container_that_just_stopped(ctr):
         time.sleep(delay)
         res = ctr("rm", "-f", cid, check=False)
         assert res.returncode == 0 and res.stdout.strip() in (cid, cid[:12]), res.stderr
+
+
+def test_system_check_finds_and_repairs_what_crashes_leave(ctr):
+    assert ctr("system", "check").stdout == "no problems\n"
+    assert ctr("system", "check", "--full").returncode == 0
+    ctr("network", "create", "--subnet", free_subnet(), "n-chk")
+    kept = ctr("create", "--network", "none", "--name", "kept", "bb", "true").stdout.strip()
+    (top,) = [p for p in (ctr.root / "images").iterdir() if not p.name.startswith(".")]
+    layer = json.loads((top / "images.json").read_text())["layer"]
+    record = ctr.root / "layers" / layer.removeprefix("sha256:") / "layer.json"
+    saved = json.loads(record.read_text())
+    gone = "9" * 64
+    try:
+        # what crashes and bad disks leave
+        record.write_bytes(b"")  # a layer record lost
+        (ctr.root / "layers" / ("a" * 64) / "diff").mkdir(parents=True)  # never registered
+        (ctr.root / "containers" / ("b" * 64)).mkdir()  # a create that never finished
+        ipam = ctr.root / "networks" / "ipam" / "n-chk.json"
+        ipam.write_text(json.dumps({"allocations": {"10.0.0.2": gone}}))  # its rm was killed
+        res = ctr("system", "check", check=False)
+        assert res.returncode == 1
+        problems = res.stdout.splitlines()
+        assert problems[-1] == "4 problems left", res.stdout
+        for needle in (layer[7:19], "a" * 12, "b" * 12, "10.0.0.2"):
+            assert sum(needle in line for line in problems) == 1, (needle, res.stdout)
+        res = ctr("system", "check", "--repair", check=False)
+        assert res.returncode == 0, res.stdout
+        lines = res.stdout.splitlines()
+        assert len([x for x in lines if x.startswith("repaired: ")]) == 4, res.stdout
+        assert lines[-1] == "no problems"
+        assert ctr("system", "check").stdout == "no problems\n"
+        assert json.loads(record.read_text())["diff_id"] == saved["diff_id"]  # rebuilt
+        assert not (ctr.root / "layers" / ("a" * 64)).exists()
+        assert not (ctr.root / "containers" / ("b" * 64)).exists()
+        assert json.loads(ipam.read_text())["allocations"] == {}
+        # and what was fine still is
+        assert ctr("start", "-a", kept).returncode == 0
+        assert ctr("run", "--rm", "--network", "n-chk", "bb", "echo", "ok").stdout == "ok\n"
+    finally:
+        if not record.read_bytes().strip():
+            record.write_text(json.dumps(saved))
+        ctr("rm", "-f", kept, check=False)
+        ctr("network", "rm", "-f", "n-chk", check=False)
