@@ -309,3 +309,20 @@ def test_system_check_finds_and_repairs_what_crashes_leave(ctr):
             record.write_text(json.dumps(saved))
         ctr("rm", "-f", kept, check=False)
         ctr("network", "rm", "-f", "n-chk", check=False)
+
+
+def test_a_frozen_registry_fails_the_pull_in_bounded_time_naming_it(ctr):
+    import socket
+
+    with socket.socket() as frozen:  # takes connections (the kernel's backlog), says nothing
+        frozen.bind(("127.0.0.1", 0))
+        frozen.listen(16)
+        host = f"127.0.0.1:{frozen.getsockname()[1]}"
+        t0 = time.monotonic()
+        res = ctr("pull", f"{host}/frozen/image:v1", check=False,
+                  env={"PYMINIDOCKER_REGISTRY_TIMEOUT": "2"}, timeout=60)
+        took = time.monotonic() - t0
+    assert res.returncode == 1, res.stderr
+    assert f"registry {host} did not answer within 2 s" in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+    assert took < 10, took  # one wait (was: 5 tries of 60 s, over HTTPS then HTTP)
