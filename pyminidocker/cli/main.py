@@ -209,8 +209,11 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
         add_bench_commands(sp)
 
     sp = add("system", "system.cmd_system", "Manage the engine's footprint on this host")
-    sp.add_argument("action", choices=["reset"])
+    sp.add_argument("action", choices=["reset", "check"])
     sp.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
+    sp.add_argument("--repair", action="store_true",
+                    help="Remove or quarantine what is broken, and say what was done (check)")
+    sp.add_argument("--full", action="store_true", help="Read every file of every layer (check)")
 
     add("version", "system.cmd_version", "Show the version")
     return p

@@ -230,7 +230,8 @@ def test_help_of_a_command():
 
 def test_help_of_a_nested_command_shows_its_aliases():
     rc, out, _ = run("network", "rm", "--help")
-    assert rc == 0 and out.startswith("Usage:  pyminidocker network rm NETWORK [NETWORK...]\n")
+    assert rc == 0
+    assert out.startswith("Usage:  pyminidocker network rm [OPTIONS] NETWORK [NETWORK...]\n")
     assert "Aliases:\n  pyminidocker network rm, pyminidocker network remove\n" in out
     rc, out, _ = run("network", "--help")
     assert "\n  create       Create a network\n" in out
