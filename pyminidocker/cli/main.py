@@ -456,7 +456,18 @@ def _container_group(args: Namespace, env: Env, parser: Any) -> int:
 
 def cmd_system(args: Namespace, env: Env) -> int:
     """`system reset`: remove every container of this store, then everything the engine added
-    to the host for networking (bridges, PMD-* rules), whichever store added it."""
+    to the host for networking (bridges, PMD-* rules), whichever store added it.
+    `system service`: the Docker Engine API server."""
+    if args.action == "service":
+        try:
+            from pyminidocker.api.server import service_command
+        except ImportError as e:  # aiohttp is the `api` extra
+            raise PmdError(f"the API server needs {e.name}: pip install "
+                           "'pyminidocker[api]'", exit_code=125) from None
+
+        return service_command(args, env)
+    if args.uri:
+        raise UsageError(f"system {args.action} accepts no arguments")
     from pyminidocker.network import bridge as network
 
     rt = _runtime(args)
@@ -1143,8 +1154,20 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
         add_network_commands(sp)
 
     sp = add("system", cmd_system, "Manage the engine's footprint on this host")
-    sp.add_argument("action", choices=["reset"])
+    sp.add_argument("action", choices=["reset", "service"])
     sp.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
+    # service: the Docker Engine API server (pyminidocker.api.server)
+    sp.add_argument("uri", nargs="?", metavar="URI",
+                    help="service: unix:///PATH (default unix:///run/pyminidocker/docker.sock) "
+                    "or tcp://HOST:PORT (TLS only)")
+    sp.add_argument("-t", "--time", type=int,
+                    help="service: seconds without a request before exiting (default 5, 0 never)")
+    sp.add_argument("--group", help="service: group of the unix socket (default docker, if any)")
+    sp.add_argument("--tlsverify", action="store_true",
+                    help="service: TLS on tcp://, with client certificates signed by --tlscacert")
+    sp.add_argument("--tlscacert", help="service: CA of the client certificates")
+    sp.add_argument("--tlscert", help="service: the server's certificate")
+    sp.add_argument("--tlskey", help="service: the server's key")
 
     add("version", cmd_version, "Show the version")
     return p
