@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -127,6 +127,14 @@ def route(app: web.Application, method: str, path: str, handler: Handler) -> Non
     """Serve handler at path, unversioned and under /v{version}."""
     app.router.add_route(method, path, handler)
     app.router.add_route(method, r"/v{version:\d+\.\d+}" + path, handler)
+
+
+def add_table(app: web.Application, table: Sequence[tuple[str, str, Handler]]
+              ) -> set[tuple[str, str]]:
+    """Route each (method, path, handler); the (method, path) pairs now served."""
+    for method, path, handler in table:
+        route(app, method, path, handler)
+    return {(m, p) for m, p, _ in table}
 
 
 # ---- request bodies and parameters -----------------------------------------------------
@@ -251,6 +259,16 @@ def filters_param(request: web.Request) -> dict[str, list[str]]:
     return out
 
 
+def labels_match(labels: dict[str, str] | None, wanted: list[str]) -> bool:
+    """Docker's `label` filter: every `key` present, every `key=value` equal."""
+    labels = labels or {}
+    for w in wanted:
+        k, eq, v = w.partition("=")
+        if k not in labels or (eq and labels[k] != v):
+            return False
+    return True
+
+
 # ---- the application ---------------------------------------------------------------------
 
 def make_app(config: Any = None, activity: Any = None) -> web.Application:
@@ -266,5 +284,45 @@ def make_app(config: Any = None, activity: Any = None) -> web.Application:
     app[CONFIG] = config
     app.on_response_prepare.append(_docker_headers)
     system.add_routes(app)
-    endpoints.add_pending_routes(app)
+    served: set[tuple[str, str]] = set()
+    if _engine_available():
+        from pyminidocker.api import containers, images, networks
+
+        app[ENGINE] = {}
+
+        for module in (images, containers, networks):
+            served |= module.add_routes(app)
+    endpoints.add_pending_routes(app, frozenset(served))
     return app
+
+
+def _engine_available() -> bool:
+    """Whether pyminidocker.engine (issue 9) is here: the endpoints over it are served only
+    then; without it they answer 501."""
+    import importlib.util
+
+    return importlib.util.find_spec("pyminidocker.engine") is not None
+
+
+# ---- the engine ---------------------------------------------------------------------------
+
+ENGINE = web.AppKey("engine", dict)  # {"engine": Engine}, made on first use
+
+
+def engine(request: web.Request) -> Any:
+    """The app's pyminidocker.engine.Engine (one per server: its store is opened once, on
+    the first request that needs it)."""
+    holder = request.app[ENGINE]
+    if "engine" not in holder:
+        from pyminidocker.engine import Engine
+
+        config: Any = request.app[CONFIG]
+        holder["engine"] = Engine(config=config) if config is not None else Engine()
+    return holder["engine"]
+
+
+async def call(request: web.Request, fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(engine, *args) in a worker thread: the engine blocks (store locks, the kernel,
+    registries), the event loop must not."""
+    eng = engine(request)
+    return await asyncio.get_running_loop().run_in_executor(None, fn, eng, *args)

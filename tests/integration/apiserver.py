@@ -15,6 +15,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.integration import servers as S
+
 DOCKER_28 = "/usr/local/bin/docker"
 DOCKER_20 = "/usr/bin/docker"
 SYSTEM_PYTHON = "/usr/bin/python3"   # with Debian's python3-docker (5.x)
@@ -32,7 +34,10 @@ def ping(path: str | Path, timeout: float = 2.0) -> bool:
 
 
 class ApiServer:
-    def __init__(self, pmd, tmp_path: Path, *args: str, uri: str | None = None):
+    def __init__(self, pmd, tmp_path: Path, *args: str, uri: str | None = None,
+                 shared: bool = False):
+        """shared: the server outlives single tests (a module's): the per-test leak check
+        is told it is not a leftover."""
         self.pmd = pmd
         self.sock = tmp_path / "api.sock"
         self.uri = uri or f"unix://{self.sock}"
@@ -40,9 +45,12 @@ class ApiServer:
         self.home = tmp_path / "client-home"
         self.home.mkdir(exist_ok=True)
         self.proc: subprocess.Popen | None = None
+        self.shared = shared
 
     def start(self) -> ApiServer:
         self.proc = self.pmd.popen("system", "service", "--time", "0", *self.args, self.uri)
+        if self.shared:
+            S.SERVER_PIDS.add(self.proc.pid)
         deadline = time.monotonic() + 20
         while not ping(self.sock):
             if self.proc.poll() is not None:
@@ -55,6 +63,7 @@ class ApiServer:
 
     def stop(self) -> tuple[int, str]:
         assert self.proc is not None
+        S.SERVER_PIDS.discard(self.proc.pid)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
