@@ -13,7 +13,7 @@ APT_PACKAGES = python3 python3-venv python3-dev gcc libffi-dev pkg-config \
 	docker-registry skopeo busybox-static apache2-utils zstd \
 	iproute2 iptables umoci libarchive-tools crun runc debootstrap \
 	docker.io docker-compose python3-docker
-PY_PACKAGES = cffi requests libarchive-c pyroute2 setuptools wheel pytest pyjwt cryptography \
+PY_PACKAGES = cffi requests libarchive-c pyroute2 setuptools wheel pytest pyjwt cryptography matplotlib \
 	aiohttp docker
 LINT_PACKAGES = ruff mypy
 
@@ -51,9 +51,11 @@ deps:
 venv: $(PYTHON)
 	$(PIP) install -q $(PY_PACKAGES)
 
+# With the Python packages: `make` on a fresh clone (after the apt packages) builds at once.
 $(PYTHON):
 	$(HOST_PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(PY_PACKAGES)
 
 test: build
 	$(PYTHON) -m pytest -q tests
@@ -66,7 +68,7 @@ integration: build
 
 lint: $(PYTHON)
 	$(PIP) install -q $(LINT_PACKAGES)
-	$(PYTHON) -m ruff check pyminidocker tests bench csrc
+	$(PYTHON) -m ruff check pyminidocker tests bench csrc examples
 	$(PYTHON) -m mypy pyminidocker
 
 bench: build

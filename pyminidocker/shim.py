@@ -1,6 +1,10 @@
-"""The only importer of the compiled C shim: pyminidocker._pmd, and pyminidocker._pmd_extract
-for layer extraction alone, imported on its first use (it loads libarchive and libcrypto, and with
-them thirteen more libraries that a container start does without; see csrc/build_ffi.py).
+"""The public Python API of the C shim (docs/shim.md), and the only importer of the compiled
+modules: pyminidocker._pmd, and pyminidocker._pmd_extract for layer extraction alone, imported on
+its first use (it loads libarchive and libcrypto, and with them thirteen more libraries that a
+container start does without; see csrc/build_ffi.py).
+
+What is public: the names in __all__, with the signatures, fields and exceptions their
+docstrings give. API_VERSION versions them apart from the package (see docs/shim.md, "Stability").
 
 Each wrapper checks its arguments, allocates with ffi.new, calls, and turns a -1 return into
 an OSError built from struct pmd_error, so Python's own subclasses (FileNotFoundError,
@@ -21,6 +25,10 @@ from pyminidocker.record import dataclass, field
 TYPE_CHECKING = False  # typing is not imported at run time: this module is on the start path
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
+    from typing import Any
+
+    # cffi ships no type information: its objects (structs, arrays, char *) are Any to mypy.
+    CData = Any
 
 try:
     from pyminidocker._pmd import ffi, lib
@@ -29,12 +37,64 @@ except ImportError as e:  # pragma: no cover - only when the C module was not bu
         "pyminidocker's C module is not built: run `make` (or `pip install .`)"
     ) from e
 
+# (major, minor) of the public API in __all__: minor grows when something is added, major when
+# something public changes or goes (after a minor release that warns about it).
+API_VERSION = (1, 1)  # 1.1: seccomp_compile, SECCOMP_PROG_MAX, SpawnSpec.seccomp as a program
+
+__all__ = [
+    "API_VERSION",
+    "CLONE_NEWCGROUP",
+    "CLONE_NEWIPC",
+    "CLONE_NEWNET",
+    "CLONE_NEWNS",
+    "CLONE_NEWPID",
+    "CLONE_NEWUTS",
+    "COMPRESS_GZIP",
+    "COMPRESS_NONE",
+    "COMPRESS_ZSTD",
+    "MNT_DETACH",
+    "MS_BIND",
+    "MS_NOATIME",
+    "MS_NODEV",
+    "MS_NOEXEC",
+    "MS_NOSUID",
+    "MS_PRIVATE",
+    "MS_RDONLY",
+    "MS_REC",
+    "MS_RELATIME",
+    "MS_REMOUNT",
+    "MS_SHARED",
+    "MS_SLAVE",
+    "MS_STRICTATIME",
+    "SECCOMP_DEFAULT",
+    "SECCOMP_OFF",
+    "SECCOMP_PROG_MAX",
+    "TRACE_PHASES",
+    "ExtractResult",
+    "MonitorInfo",
+    "Mount",
+    "Process",
+    "SpawnSpec",
+    "cgroup_devices",
+    "layer_extract",
+    "monitor_start",
+    "net_attach",
+    "net_detach",
+    "overlay_mount",
+    "relay",
+    "seccomp_compile",
+    "spawn",
+    "spec_write",
+    "umount",
+    "wait",
+]
+
 COMPRESS_NONE = lib.PMD_COMPRESS_NONE
 COMPRESS_GZIP = lib.PMD_COMPRESS_GZIP
 COMPRESS_ZSTD = lib.PMD_COMPRESS_ZSTD
 
 
-def _raise(err) -> None:
+def _raise(err: CData) -> None:
     """Raise the OSError subclass matching err.err, with operation and path in the message."""
     op = ffi.string(err.op).decode(errors="replace")
     path = ffi.string(err.path).decode(errors="replace")
@@ -101,8 +161,9 @@ MS_RELATIME = 1 << 21
 MS_STRICTATIME = 1 << 24
 MNT_DETACH = 2
 
-SECCOMP_OFF = lib.PMD_SECCOMP_OFF
-SECCOMP_DEFAULT = lib.PMD_SECCOMP_DEFAULT
+SECCOMP_PROG_MAX = lib.PMD_SECCOMP_PROG_MAX
+SECCOMP_OFF = 0      # SpawnSpec.seccomp: no filter
+SECCOMP_DEFAULT = 1  # SpawnSpec.seccomp: Docker's default profile for the spec's cap_bounding
 
 
 @dataclass(frozen=True)
@@ -131,7 +192,9 @@ class SpawnSpec:
     hostname, cwd, uid/gid (-1 = unchanged), groups (None = unchanged), the five capability
     masks cap_bounding/effective/permitted/inheritable/ambient (all None = keep the inherited
     sets; any set = apply all five, None counting as 0), rlimits ({RLIMIT_*: (soft, hard)}),
-    no_new_privs, seccomp (SECCOMP_OFF/SECCOMP_DEFAULT), cgroup_procs (the cgroup.procs files,
+    no_new_privs, seccomp (a program of seccomp_compile; SECCOMP_OFF or b"" = none;
+    SECCOMP_DEFAULT = Docker's default profile for the capabilities in cap_bounding),
+    seccomp_flags (SECCOMP_FILTER_FLAG_* for seccomp(2)), cgroup_procs (the cgroup.procs files,
     or on v1 the tasks files, to join), stdin/stdout/stderr (-1 = inherit), setsid, ctty,
     hold, join_pid (> 0: enter the `namespaces` of that running process instead of creating
     them, as docker exec does), console (a pty from the container's own /dev/pts as stdio
@@ -160,7 +223,8 @@ class SpawnSpec:
     cap_ambient: int | None = None
     rlimits: dict[int, tuple[int, int]] = field(default_factory=dict)
     no_new_privs: bool = False
-    seccomp: int = 0
+    seccomp: bytes | int = SECCOMP_OFF
+    seccomp_flags: int = 0
     cgroup_procs: list[str] = field(default_factory=list)
     stdin: int = -1
     stdout: int = -1
@@ -172,7 +236,7 @@ class SpawnSpec:
     console: bool = False
 
 
-def _cstr(keep: list, s: str | os.PathLike[str] | None):
+def _cstr(keep: list[CData], s: str | bytes | os.PathLike[str] | None) -> CData:
     if s is None:
         return ffi.NULL
     c = ffi.new("char[]", os.fsencode(s))
@@ -180,7 +244,8 @@ def _cstr(keep: list, s: str | os.PathLike[str] | None):
     return c
 
 
-def _cstrv(keep: list, items) -> object:
+def _cstrv(keep: list[CData],
+           items: Iterable[str | bytes | os.PathLike[str]] | None) -> CData:
     """A NULL-terminated char *[] (NULL for None), kept alive by keep."""
     if items is None:
         return ffi.NULL
@@ -197,7 +262,7 @@ class Process:
 
     __slots__ = ("_held", "_proc", "pid")
 
-    def __init__(self, pid: int, proc=None, held: bool = False):
+    def __init__(self, pid: int, proc: CData = None, held: bool = False) -> None:
         self.pid = pid
         self._proc = proc
         self._held = held
@@ -242,7 +307,7 @@ class Process:
         if self._proc is None:
             return {}
         t = list(self._proc.trace_ns)
-        out = {}
+        out: dict[str, float] = {}
         for i in range(1, len(TRACE_PHASES)):
             if t[i] and t[i - 1]:
                 out[TRACE_PHASES[i]] = (t[i] - t[i - 1]) / 1e6
@@ -257,7 +322,7 @@ def spawn(spec: SpawnSpec) -> Process:
     executed, or the errno, operation and path of the mount/confinement step that failed. On error
     nothing is left behind. The GIL is released while C waits for the child's exec.
     """
-    keep: list = []
+    keep: list[CData] = []
     s = _c_spec(spec, keep)
     proc = ffi.new("struct pmd_proc *")
     err = ffi.new("struct pmd_error *")
@@ -266,7 +331,7 @@ def spawn(spec: SpawnSpec) -> Process:
     return Process(proc.pid, proc, bool(spec.hold))
 
 
-def _c_spec(spec: SpawnSpec, keep: list):
+def _c_spec(spec: SpawnSpec, keep: list[CData]) -> CData:
     """The struct pmd_spawn_spec for spec; keep holds the memory its pointers refer to."""
     if not spec.argv:
         raise ValueError("argv must not be empty")
@@ -318,7 +383,24 @@ def _c_spec(spec: SpawnSpec, keep: list):
         s.rlimits = rl
         s.n_rlimits = len(spec.rlimits)
     s.no_new_privs = spec.no_new_privs
-    s.seccomp = spec.seccomp
+    program = spec.seccomp
+    if program == SECCOMP_DEFAULT:
+        # The profile is policy, above this module; the engine passes compiled programs and
+        # never gets here: this keeps API 1.0's SECCOMP_DEFAULT working for shim users.
+        from pyminidocker.container.defaults import DEFAULT_CAP_MASK
+        from pyminidocker.container.seccomp import Profile
+
+        bounding = spec.cap_bounding if spec.cap_bounding is not None else DEFAULT_CAP_MASK
+        program = Profile.default().compile(bounding)
+    if isinstance(program, int):
+        if program != SECCOMP_OFF:
+            raise ValueError(f"seccomp: {program} is not SECCOMP_OFF, SECCOMP_DEFAULT or a program")
+    elif program:
+        prog = ffi.from_buffer("struct pmd_bpf_insn[]", program)
+        keep.append(prog)
+        s.seccomp_prog = prog
+        s.seccomp_len = len(program) // ffi.sizeof("struct pmd_bpf_insn")
+        s.seccomp_flags = spec.seccomp_flags
     s.cgroup_procs = _cstrv(keep, spec.cgroup_procs or None)
     s.stdin_fd, s.stdout_fd, s.stderr_fd = spec.stdin, spec.stdout, spec.stderr
     s.setsid = spec.setsid
@@ -327,6 +409,38 @@ def _c_spec(spec: SpawnSpec, keep: list):
     s.join_pid = spec.join_pid
     s.console = spec.console
     return s
+
+
+def seccomp_compile(rules: Iterable[tuple[int, int, int, Sequence[tuple[int, int, int, int]]]],
+                    default_action: int, bad_arch_action: int, arches: Sequence[int],
+                    enosys_above: bool) -> bytes:
+    """The BPF program for seccomp rules (see pmd_seccomp_compile in pmd.h), as the bytes of a
+    struct sock_filter array: each rule is (audit arch, syscall number, action, conditions),
+    a condition (argument index, PMD_SCMP_CMP_* op, value, value_two).
+
+    Raises OSError: EINVAL (bad arch, op, index), E2BIG (the program would exceed
+    SECCOMP_PROG_MAX instructions)."""
+    rules = list(rules)
+    f = ffi.new("struct pmd_seccomp_filter *")
+    rs = ffi.new("struct pmd_seccomp_rule[]", max(len(rules), 1))
+    for i, (arch, nr, action, args) in enumerate(rules):
+        r = rs[i]
+        r.arch, r.nr, r.action, r.n_args = arch, nr, action, len(args)
+        if len(args) > lib.PMD_SECCOMP_ARGS_MAX:
+            raise OSError(22, f"seccomp rule: {len(args)} argument conditions")
+        for j, (index, op, value, value_two) in enumerate(args):
+            r.args[j].index, r.args[j].op = index, op
+            r.args[j].value, r.args[j].value_two = value, value_two
+    ar = ffi.new("unsigned int[]", list(arches) or [0])
+    f.default_action, f.bad_arch_action = default_action, bad_arch_action
+    f.arches, f.n_arches = ar, len(arches)
+    f.rules, f.n_rules = rs, len(rules)
+    f.enosys_above = int(enosys_above)
+    out = ffi.new("struct pmd_seccomp_prog *")
+    err = ffi.new("struct pmd_error *")
+    if lib.pmd_seccomp_compile(f, out, err) != 0:
+        _raise(err)
+    return bytes(ffi.buffer(out.insns, out.len * ffi.sizeof("struct pmd_bpf_insn")))
 
 
 MONITOR_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pmd-monitor")
@@ -357,8 +471,12 @@ class MonitorInfo:
             self.status_fd = -1
 
 
-def _c_monitor_spec(keep: list, log_path, exit_path, cleanup_mounts, cleanup_dirs, exit_argv,
-                    exit_env):
+def _c_monitor_spec(keep: list[CData], log_path: str | os.PathLike[str] | None,
+                    exit_path: str | os.PathLike[str] | None,
+                    cleanup_mounts: Iterable[str | os.PathLike[str]] | None,
+                    cleanup_dirs: Iterable[str | os.PathLike[str]] | None,
+                    exit_argv: Sequence[str | os.PathLike[str]] | None,
+                    exit_env: Sequence[str] | None) -> CData:
     m = ffi.new("struct pmd_monitor_spec *")
     keep.append(m)
     m.log_path = _cstr(keep, log_path)
@@ -392,7 +510,7 @@ def monitor_start(spec: SpawnSpec, log_path: str | os.PathLike[str],
     """
     if (spec.stdin, spec.stdout, spec.stderr) != (-1, -1, -1):
         raise ValueError("a monitored container gets its stdio from the monitor")
-    keep: list = []
+    keep: list[CData] = []
     s = _c_spec(spec, keep)
     m = _c_monitor_spec(keep, log_path, exit_path, cleanup_mounts, cleanup_dirs, exit_argv,
                         exit_env)
@@ -411,7 +529,7 @@ def spec_write(fd: int, spec: SpawnSpec, log_path: str | os.PathLike[str] | None
                exit_env: Sequence[str] | None = None) -> None:
     """Write the serialized spec that pmd_monitor_start hands to pmd-monitor to fd (for tests
     and tools: `pmd-monitor --check FD` validates it). Raises OSError."""
-    keep: list = []
+    keep: list[CData] = []
     s = _c_spec(spec, keep)
     m = _c_monitor_spec(keep, log_path, exit_path, cleanup_mounts, cleanup_dirs, exit_argv,
                         exit_env)
@@ -562,7 +680,7 @@ def cgroup_devices(cgroup_dir: str | os.PathLike[str],
 
 # ---- network (netlink.c) -------------------------------------------------------------------
 
-def _ifarg(name: str, value) -> bytes:
+def _ifarg(name: str, value: object) -> bytes:
     """A C string argument: str (or bytes), no NUL inside (C would see a shorter string)."""
     if not isinstance(value, (str, bytes)):
         raise TypeError(f"{name} must be a str, not {type(value).__name__}")
@@ -586,7 +704,7 @@ def net_attach(pid: int, bridge: str, host_ifname: str, address: str, prefix_len
     bridge does not exist, FileExistsError (EEXIST) if host_ifname does, or the kernel's errno
     with its message. On error no veth is left behind.
     """
-    keep: list = []
+    keep: list[CData] = []
     a = ffi.new("struct pmd_net_attach *")
     for name, value in (("bridge", bridge), ("host_ifname", host_ifname),
                         ("container_ifname", container_ifname), ("address", address)):

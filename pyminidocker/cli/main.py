@@ -946,6 +946,7 @@ def _inspect_container(rt: Any, rec: Any) -> dict[str, Any]:
             "Privileged": rec.host.get("privileged", False),
             "CapAdd": rec.host.get("cap_add") or None,
             "CapDrop": rec.host.get("cap_drop") or None,
+            "SecurityOpt": rec.host.get("security_opt") or None,
             "ReadonlyRootfs": rec.host.get("read_only", False),
             "Memory": rec.host.get("memory") or 0,
             "NanoCpus": int((rec.host.get("cpus") or 0) * 1e9),
@@ -1152,6 +1153,12 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
         from pyminidocker.cli.network import add_network_commands
 
         add_network_commands(sp)
+
+    sp = add("bench", None, "Measure start latency and pull time against other engines")
+    if isinstance(sp, Parser):  # its commands live in cli/bench.py: imported only to run them
+        from pyminidocker.cli.bench import add_bench_commands
+
+        add_bench_commands(sp)
 
     sp = add("system", cmd_system, "Manage the engine's footprint on this host")
     sp.add_argument("action", choices=["reset", "service"])
