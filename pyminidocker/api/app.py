@@ -286,11 +286,10 @@ def make_app(config: Any = None, activity: Any = None) -> web.Application:
     system.add_routes(app)
     served: set[tuple[str, str]] = set()
     if _engine_available():
-        from pyminidocker.api import containers, images, networks
+        from pyminidocker.api import containers, execs, images, networks
 
         app[ENGINE] = {}
-
-        for module in (images, containers, networks):
+        for module in (images, containers, networks, execs):
             served |= module.add_routes(app)
     endpoints.add_pending_routes(app, frozenset(served))
     return app

@@ -5,6 +5,8 @@ nothing left behind."""
 from __future__ import annotations
 
 import importlib.util
+import os
+import select
 import subprocess
 import sys
 import time
@@ -186,3 +188,76 @@ except docker.errors.NotFound as e:
     assert res.stdout.splitlines() == [
         "hi from docker-py", "line1,line2,line3", "0", "exited", "['bb:latest']", "pynet",
         "NotFound No such container: nope"]
+
+
+@pytest.fixture(scope="module")
+def sleeper(api):
+    cid = api.docker("run", "-d", "--name", "sleeper", "bb", "sleep", "600").stdout.strip()
+    yield cid
+    api.docker("rm", "-f", cid)
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_exec(api, sleeper, cli):
+    res = api.docker("exec", "sleeper", "sh", "-c", "echo out; echo err >&2; exit 5",
+                     cli=cli, check=False)
+    assert (res.returncode, res.stdout, res.stderr) == (5, "out\n", "err\n")
+    res = api.docker("exec", "-i", "sleeper", "sh", "-c", "tr a-z A-Z; exit 4", cli=cli,
+                     check=False, input="hello\nworld\n")
+    assert (res.returncode, res.stdout) == (4, "HELLO\nWORLD\n")
+    res = api.docker("exec", "-e", "X=1", "-w", "/tmp", "-u", "1000", "sleeper", "sh", "-c",
+                     "echo $X $(pwd) $(id -u)", cli=cli)
+    assert res.stdout == "1 /tmp 1000\n"
+    res = api.docker("exec", "sleeper", "no-such-command", cli=cli, check=False)
+    assert res.returncode in (126, 127)
+    res = api.docker("exec", "no-such-ctr", "true", cli=cli, check=False)
+    assert res.returncode == 1 and "No such container: no-such-ctr" in res.stderr
+
+
+def test_exec_tty_through_a_pty(api, sleeper):
+    """docker exec -it, from a terminal: the CLI's stdin is a pty (as `script` gives it)."""
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvpe(DOCKER_28, [DOCKER_28, "exec", "-it", "sleeper", "sh", "-c",
+                               "stty size; read x; echo got:$x; exit 9"], api.env())
+    out = b""
+    try:
+        deadline = time.monotonic() + 30
+        sent = False
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([fd], [], [], 0.2)
+            if r:
+                try:
+                    chunk = os.read(fd, 1024)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            if not sent and b"\n" in out:  # stty size printed: the command reads now
+                os.write(fd, b"ping\r")
+                sent = True
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 9, out
+    assert b"got:ping" in out
+    assert b"\r\n" in out  # a tty's line discipline, not a pipe's
+
+
+def test_docker_py_exec_and_archive(api, sleeper):
+    script = r'''
+import sys, docker
+c = docker.DockerClient(base_url=sys.argv[1])
+ctr = c.containers.get("sleeper")
+r = ctr.exec_run(["sh", "-c", "echo a; echo b >&2; exit 2"])
+print(r.exit_code, sorted(r.output.decode().split()))
+r = ctr.exec_run(["sh", "-c", "echo x; echo y >&2"], demux=True)
+print(r.exit_code, r.output)
+'''
+    res = subprocess.run([sys.executable, "-c", script, f"unix://{api.sock}"], check=False,
+                         capture_output=True, text=True, timeout=120, cwd="/")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["2 ['a', 'b']", "0 (b'x\\n', b'y\\n')"]
