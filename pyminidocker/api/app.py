@@ -283,9 +283,9 @@ def make_app(config: Any = None, activity: Any = None) -> web.Application:
                           handler_args={"max_field_size": 16384})
     app[CONFIG] = config
     app.on_response_prepare.append(_docker_headers)
-    system.add_routes(app)
-    served: set[tuple[str, str]] = set()
-    if _engine_available():
+    with_engine = _engine_available()
+    served = system.add_routes(app, with_engine)
+    if with_engine:
         from pyminidocker.api import containers, execs, images, networks
 
         app[ENGINE] = {}

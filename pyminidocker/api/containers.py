@@ -247,7 +247,7 @@ def _port_map(rec: Any) -> dict[str, Any]:
     return ports
 
 
-def _summary(eng: Any, rec: Any) -> dict[str, Any]:
+def summary(eng: Any, rec: Any) -> dict[str, Any]:
     import shlex
 
     from pyminidocker.cli.main import _status_text, parse_time
@@ -300,7 +300,7 @@ async def list_containers(request: web.Request) -> web.Response:
     filters = filters_param(request)
 
     def work(eng: Any) -> list[dict[str, Any]]:
-        out = [s for s in (_summary(eng, r) for r in eng.containers(all=show_all or
+        out = [s for s in (summary(eng, r) for r in eng.containers(all=show_all or
                                                                      "status" in filters))
                if _matches(s, filters)]
         return out[:limit] if limit > 0 else out

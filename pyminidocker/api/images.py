@@ -108,7 +108,7 @@ async def pull(request: web.Request) -> web.StreamResponse:
             task.add_done_callback(lambda t: t.exception())
 
 
-def _summary(eng: Any, rec: Any) -> dict[str, Any]:
+def summary(eng: Any, rec: Any) -> dict[str, Any]:
     from pyminidocker.image.reference import parse_reference
 
     tags, digests = [], []
@@ -153,7 +153,7 @@ async def list_images(request: web.Request) -> web.Response:
     bool_param(request, "all")
 
     def work(eng: Any) -> list[dict[str, Any]]:
-        out = [_summary(eng, rec) for rec in eng.images()]
+        out = [summary(eng, rec) for rec in eng.images()]
         return sorted((s for s in out if _matches(s, filters)), key=lambda s: -s["Created"])
 
     return web.json_response(await call(request, work))
@@ -181,7 +181,7 @@ async def history(request: web.Request) -> web.Response:
         out.reverse()
         if out:
             out[0]["Id"] = "sha256:" + rec.id
-            out[0]["Tags"] = _summary(eng, rec)["RepoTags"]
+            out[0]["Tags"] = summary(eng, rec)["RepoTags"]
         return out
 
     return web.json_response(await call(request, work))

@@ -36,9 +36,9 @@ def test_docker_cli_negotiates_our_api_version(pmd, tmp_path, cli):
                          " {{.Client.APIVersion}} {{.Server.Os}}", cli=cli).stdout.split()
         # the 28.x client asks for 1.50 and comes down to ours; 20.10 asks for 1.41
         assert out == ["1.43", "1.24", "1.43" if cli == DOCKER_28 else "1.41", "linux"]
-        res = api.docker("system", "df", cli=cli, check=False)
+        res = api.docker("top", "x", cli=cli, check=False)
         assert res.returncode == 1
-        assert res.stderr.strip() == ("Error response from daemon: system df is not "
+        assert res.stderr.strip() == ("Error response from daemon: container top is not "
                                       "implemented by pyminidocker yet")
 
 
@@ -48,7 +48,7 @@ def test_docker_py_both_versions(pmd, tmp_path):
               "v = c.version()\n"
               "print(docker.__version__.split('.')[0], c.ping(), v['ApiVersion'],"
               " v['MinAPIVersion'])\n"
-              "try:\n    c.df()\n"
+              "try:\n    c.api.top('x')\n"
               "except docker.errors.APIError as e:\n"
               "    print(e.status_code, e.explanation)\n")
     with ApiServer(pmd, tmp_path) as api:
@@ -59,8 +59,8 @@ def test_docker_py_both_versions(pmd, tmp_path):
             assert res.returncode == 0, res.stderr
             outs.append(res.stdout.splitlines())
     major_7, major_5 = outs
-    assert major_7 == ["7 True 1.43 1.24", "501 system df is not implemented by pyminidocker yet"]
-    assert major_5 == ["5 True 1.43 1.24", "501 system df is not implemented by pyminidocker yet"]
+    assert major_7 == ["7 True 1.43 1.24", "501 container top is not implemented by pyminidocker yet"]
+    assert major_5 == ["5 True 1.43 1.24", "501 container top is not implemented by pyminidocker yet"]
 
 
 def test_socket_is_0660_root_and_the_group(pmd, tmp_path):
