@@ -296,5 +296,5 @@ def service_command(args: Any, env: Any) -> int:
     if not args.tlsverify and (args.tlscacert or args.tlscert or args.tlskey):
         raise UsageError("--tlscacert, --tlscert and --tlskey need --tlsverify")
     idle = DEFAULT_IDLE if args.time is None else args.time
-    asyncio.run(serve(args.config, args.uri, idle, args.group, tls))
+    asyncio.run(serve(args.engine.config, args.uri, idle, args.group, tls))
     return 0
