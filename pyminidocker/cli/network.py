@@ -25,7 +25,7 @@ def _labels(items: list[str]) -> dict[str, str]:
 
 
 def cmd_network(args: Namespace, env: Any) -> int:
-    from pyminidocker.cli.main import table
+    from pyminidocker.cli.output import table
 
     eng: Engine = args.engine
     if args.network_command == "create":
@@ -114,7 +114,7 @@ def add_network_commands(sp: Parser) -> None:
     i.add_argument("networks", nargs="+", metavar="NETWORK")
     rm = sub.add_parser("rm", aliases=["remove"], help="Remove networks not in use")
     rm.add_argument("-f", "--force", action="store_true",
-                    help="no error if a network is not there; remove one whose record is "
+                    help="No error for a network that is not there; remove one whose record is "
                          "corrupt")
     rm.add_argument("networks", nargs="+", metavar="NETWORK")
     for verb, what in (("connect", "Connect a running container to a network"),

@@ -605,7 +605,7 @@ class Runtime:
                                             flags=_native.MS_BIND, mkdir=True))
             for v in host.get("binds", []):
                 src, dst, ro = policy.parse_volume(v)
-                policy.resolved_destination(rootfs, dst)
+                policy.resolved_destination(rootfs, dst, f"-v {v}")
                 if not os.path.exists(src):
                     os.makedirs(src, exist_ok=True)  # Docker creates a missing bind source
                 mounts.append(_native.Mount(
@@ -615,8 +615,8 @@ class Runtime:
                 path, opts = policy.parse_tmpfs(t)
                 flags, data = policy.tmpfs_options(opts)
                 mounts.append(_native.Mount(
-                    target=policy.resolved_destination(rootfs, path), source="tmpfs",
-                    fstype="tmpfs", mkdir=True, flags=flags, data=data))
+                    target=policy.resolved_destination(rootfs, path, f"--tmpfs {t}"),
+                    source="tmpfs", fstype="tmpfs", mkdir=True, flags=flags, data=data))
         with self.trace.phase("cgroup"):
             cg = Cgroup(rec.id)
             cg.create(Limits(memory=host.get("memory"), cpus=host.get("cpus"),
