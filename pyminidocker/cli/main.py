@@ -213,7 +213,8 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sp.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
     sp.add_argument("--repair", action="store_true",
                     help="With check: remove or quarantine what is broken, say what was done")
-    sp.add_argument("--full", action="store_true", help="With check: read every file of every layer")
+    sp.add_argument("--full", action="store_true",
+                    help="With check: read every file of every layer")
 
     add("version", "system.cmd_version", "Show the version")
     return p
