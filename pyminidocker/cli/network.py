@@ -114,8 +114,8 @@ def add_network_commands(sp: Parser) -> None:
     i.add_argument("networks", nargs="+", metavar="NETWORK")
     rm = sub.add_parser("rm", aliases=["remove"], help="Remove networks not in use")
     rm.add_argument("-f", "--force", action="store_true",
-                    help="No error for a network that is not there; remove one whose record is "
-                         "corrupt")
+                    help="Do not error if the network does not exist; remove one whose "
+                         "record is corrupt")
     rm.add_argument("networks", nargs="+", metavar="NETWORK")
     for verb, what in (("connect", "Connect a running container to a network"),
                        ("disconnect", "Disconnect a container from a network it was connected "

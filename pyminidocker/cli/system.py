@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pyminidocker import __version__
-from pyminidocker.errors import PmdError
+from pyminidocker.errors import PmdError, UsageError
 
 TYPE_CHECKING = False  # typing is not imported at run time: the start path reads this file
 if TYPE_CHECKING:
@@ -47,7 +47,18 @@ def cmd_inspect(args: Namespace, env: Env) -> int:
 def cmd_system(args: Namespace, env: Env) -> int:
     """`system reset`: remove every container of this store, then everything the engine added
     to the host for networking (bridges, PMD-* rules), whichever store added it.
-    `system check [--repair] [--full]`: exit 0 when nothing is wrong (or all was repaired)."""
+    `system check [--repair] [--full]`: exit 0 when nothing is wrong (or all was repaired).
+    `system service`: the Docker Engine API server."""
+    if args.action == "service":
+        try:
+            from pyminidocker.api.server import service_command
+        except ImportError as e:  # aiohttp is the `api` extra
+            raise PmdError(f"the API server needs {e.name}: pip install "
+                           "'pyminidocker[api]'", exit_code=125) from None
+
+        return service_command(args, env)
+    if args.uri:
+        raise UsageError(f"system {args.action} accepts no arguments")
     eng: Engine = args.engine
     if args.action == "check":
         left = 0

@@ -1026,7 +1026,10 @@ class _forward_signals:
             os.kill(self.pid, signum)
 
     def __enter__(self) -> None:
-        self.old = {s: signal.signal(s, self.forward) for s in self.SIGNALS}
+        try:
+            self.old = {s: signal.signal(s, self.forward) for s in self.SIGNALS}
+        except ValueError:  # not the main thread (the API server's workers): its own
+            self.old = {}   # signals are not the container's business there
 
     def __exit__(self, *_: object) -> None:
         for s, h in self.old.items():
