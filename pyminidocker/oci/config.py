@@ -124,6 +124,7 @@ class Container:
     annotations: dict[str, str]
     cgroup_mount: tuple[str, int] | None  # (destination, flags) of a "cgroup" mount
     warnings: list[str] = field(default_factory=list)
+    has_process: bool = True
 
 
 # ---- reading -----------------------------------------------------------------------------
@@ -192,7 +193,9 @@ def parse(doc: dict[str, Any], bundle: str) -> Container:
     linux = _get(doc, "linux", dict, "", {})
     proc = _get(doc, "process", dict, "")
     if proc is None:
-        raise ConfigError("config.json: process is required (this runtime starts it)")
+        # Allowed at create; `start` then refuses (the runtime spec's rule). The held init is
+        # given a command it never runs.
+        proc = {"args": ["/"]}
     warnings: list[str] = []
 
     namespaces, join_paths = _namespaces(linux)
@@ -252,10 +255,14 @@ def parse(doc: dict[str, Any], bundle: str) -> Container:
     oom = _get(proc, "oomScoreAdj", int, "process.")
     if oom is not None and not -1000 <= oom <= 1000:
         raise ConfigError(f"config.json: process.oomScoreAdj {oom} is not in [-1000, 1000]")
-    return Container(spec, version, bundle, rootfs, namespaces, join_paths, terminal,
+    if "process" in doc:
+        _check_command(spec, rootfs, mounts)
+    c = Container(spec, version, bundle, rootfs, namespaces, join_paths, terminal,
                      console_size, hooks, cgroups_path, resources, sysctl, devices, oom,
                      domainname, {str(k): str(v) for k, v in annotations.items()},
                      cgroup_mount, warnings)
+    c.has_process = "process" in doc
+    return c
 
 
 def _root_path(bundle: str, path: str) -> str:
@@ -360,6 +367,25 @@ def process_spec(proc: dict[str, Any], rootfs: str | None, warnings: list[str]
         spec.rlimits[RLIMITS[kind]] = (soft, hard)
     spec.no_new_privs = bool(_get(proc, "noNewPrivileges", bool, "process.", False))
     return spec
+
+
+def _check_command(spec: shim.SpawnSpec, rootfs: str, mounts: list[shim.Mount]) -> None:
+    """Refuse at create a command the root does not have, as runc 1.1 does (its init looks it
+    up before it waits for start); the shim itself would only find out at start. A command
+    that a mount may provide is left to the shim."""
+    argv0 = spec.argv[0]
+    path = next((e[5:] for e in spec.env or [] if e.startswith("PATH=")), "")
+    candidates = [argv0] if "/" in argv0 else [f"{d or '.'}/{argv0}" for d in path.split(":")]
+    for cand in candidates:
+        full = "/" + os.path.normpath(os.path.join(spec.cwd or "/", cand)).lstrip("/")
+        if any(full == m.target or full.startswith(m.target.rstrip("/") + "/") for m in mounts):
+            return
+        host = secure_join(rootfs, full)
+        if os.path.isfile(host) and os.access(host, os.X_OK):
+            return
+    if "/" in argv0:
+        raise ConfigError(f'exec: "{argv0}": stat {argv0}: no such file or directory')
+    raise ConfigError(f'exec: "{argv0}": executable file not found in $PATH')
 
 
 def _mount_options(options: list[str], where: str) -> tuple[int, int, list[str]]:

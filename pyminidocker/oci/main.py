@@ -319,6 +319,12 @@ def _hold(p: rt.Prepared, root: str, w: int, close_fds: list[int]) -> None:
         c = p.container
         rt.join_paths(c)
         p.spec.hold = True
+        if p.spec.stdin >= 0:
+            # A terminal: the held init must not keep the caller's stdio open until start (the
+            # shim applies spec's stdio after the release): containerd waits for EOF on the
+            # pipes it gave `create` before it calls start.
+            for fd in (0, 1, 2):
+                os.dup2(p.spec.stdin, fd)
         proc = shim.spawn(p.spec)
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):  # the init has its copies: the caller's pipes must not wait on us
@@ -330,7 +336,7 @@ def _hold(p: rt.Prepared, root: str, w: int, close_fds: list[int]) -> None:
         try:
             rt.configure_init(c, proc.pid)
             state_obj = st.oci_state(rec, "created")
-            for stage in ("prestart", "createRuntime", "createContainer"):
+            for stage in ("createRuntime", "createContainer"):
                 rt.run_hooks(c.hooks.get(stage, []), stage, state_obj)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
             sock.bind(ctl)
@@ -352,11 +358,17 @@ def _hold(p: rt.Prepared, root: str, w: int, close_fds: list[int]) -> None:
             cmd = conn.recv(16)
             os.unlink(ctl)
             if cmd == b"start":
+                # Prestart hooks run when start is called, before the process runs (the
+                # runtime spec; runc runs them at create).
                 try:
+                    rt.run_hooks(c.hooks.get("prestart", []), "prestart", state_obj)
                     proc.release()
                     reply = b"OK"
                 except OSError as e:
                     reply = b"E" + _start_error(e, p.spec.argv[0]).encode()
+                except PmdError as e:
+                    proc.abort()
+                    reply = b"E" + str(e).encode()
             else:
                 proc.abort()
                 reply = b"OK"
@@ -428,10 +440,11 @@ def _start(root: str, container_id: str) -> None:
         raise rt.RuntimeError_("cannot start a container that has stopped")
     if status != "created":
         raise rt.RuntimeError_("cannot start an already running container")
+    no_process = "process" not in (rec.get("config") or {})
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         s.connect(rec["ctl"])
-        s.sendall(b"start")
+        s.sendall(b"abort" if no_process else b"start")
         reply = b""
         while chunk := s.recv(4096):
             reply += chunk
@@ -439,6 +452,9 @@ def _start(root: str, container_id: str) -> None:
         raise rt.RuntimeError_(f"cannot start container: {e.strerror}") from None
     finally:
         s.close()
+    if no_process:
+        raise rt.RuntimeError_("cannot start a container without a process (config.json has "
+                               "none)")
     if reply != b"OK":
         raise rt.RuntimeError_(reply[1:].decode(errors="replace") or "start failed")
     rec["started"] = True
@@ -453,6 +469,10 @@ def _run(args: Any, root: str) -> int:
         return 0
     p = _prepare(args, root)
     c, spec = p.container, p.spec
+    if not c.has_process:
+        rt.cleanup(root, p.record)
+        raise rt.RuntimeError_("cannot run a container without a process (config.json has "
+                               "none)")
     master = slave = -1
     proc = None
     fwd = None
@@ -538,7 +558,8 @@ def _delete(root: str, args: Any) -> None:
             return
         raise
     status = st.status(rec)
-    if status in ("running", "paused"):
+    if status != "stopped":
+        # The runtime spec's rule ("MUST generate an error"); runc 1.1 deletes a created one.
         if not args.force:
             raise rt.RuntimeError_(f"cannot delete container {args.id} that is not stopped: "
                                    f"{status}")
