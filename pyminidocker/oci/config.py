@@ -354,6 +354,9 @@ def process_spec(proc: dict[str, Any], rootfs: str | None, warnings: list[str]
                 warnings.append(f"process.capabilities.{key}: capabilities this runtime lacks "
                                 f"are left out (0x{mask & ~own:x})")
             sets[key] = mask & own
+        # The kernel raises an ambient capability only if it is permitted and inheritable;
+        # runc warns and goes on for the others (its own `spec` asks for such ones).
+        sets["ambient"] &= sets["inheritable"] & sets["permitted"]
         spec.cap_bounding, spec.cap_effective, spec.cap_permitted = (
             sets["bounding"], sets["effective"], sets["permitted"])
         spec.cap_inheritable, spec.cap_ambient = sets["inheritable"], sets["ambient"]

@@ -257,7 +257,7 @@ class _Forward:
     SIGNALS = (1, 2, 3, 10, 12, 15, 28)
 
     def __init__(self, pid: int):
-        import signal
+        import _signal as signal  # without the enum wrappers of `signal` (milliseconds)
 
         self.pid = pid
         self.old = {s: signal.signal(s, self.forward) for s in self.SIGNALS}
@@ -269,7 +269,7 @@ class _Forward:
             pass
 
     def restore(self) -> None:
-        import signal
+        import _signal as signal
 
         for s, h in self.old.items():
             signal.signal(s, h)
@@ -871,9 +871,13 @@ def _spec(args: Any) -> None:
 
 # ---- main -------------------------------------------------------------------------------------
 
-def program(argv: list[str]) -> int:
-    import json
+def _json(obj: Any, indent: int) -> str:
+    import json  # not on run's path: json imports re (milliseconds)
 
+    return json.dumps(obj, indent=indent) + "\n"
+
+
+def program(argv: list[str]) -> int:
     parser = _parser()
     try:
         args = parser.parse_args(_go_flags(argv))
@@ -900,7 +904,7 @@ def program(argv: list[str]) -> int:
     elif cmd == "run":
         return _run(args, root)
     elif cmd == "state":
-        sys.stdout.write(json.dumps(_state(root, args.id), indent=2) + "\n")
+        sys.stdout.write(_json(_state(root, args.id), 2))
     elif cmd == "kill":
         _kill(root, args)
     elif cmd == "delete":
@@ -920,7 +924,7 @@ def program(argv: list[str]) -> int:
             raise rt.RuntimeError_("events: only --stats (one sample) is supported")
         sys.stdout.write(_events(root, args))
     elif cmd == "features":
-        sys.stdout.write(json.dumps(_features(), indent=4) + "\n")
+        sys.stdout.write(_json(_features(), 4))
     elif cmd == "spec":
         _spec(args)
     return 0

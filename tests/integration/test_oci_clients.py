@@ -153,3 +153,54 @@ def test_ctr_run_a_command_that_is_not_there(containerd):
     d.ctr("containers", "rm", "ctr4", check=False)
     assert d.ctr("containers", "ls", "-q").stdout == ""
     S.wait_until(lambda: not shims(), timeout=10, what="the shims to exit")
+
+
+# ---- Podman ----------------------------------------------------------------------------------
+
+# This host withholds CAP_SYS_RESOURCE: Podman's default ulimits (raised to the hard limits)
+# cannot be set here, so the tests ask for what the host gives.
+PODMAN_RUN = ["run", "--network", "none", "--ulimit", "nofile=1024:1024",
+              "--ulimit", "nproc=1024:1024"]
+
+
+@pytest.fixture(scope="module")
+def podman(tmp_path_factory):
+    if not shutil.which("podman"):
+        pytest.skip("podman is not installed (apt-get install podman)")
+    base = tmp_path_factory.mktemp("podman")
+    runc = write_launcher(base / "pyminidocker-runc")
+    cmd = ["podman", "--root", f"{base}/storage", "--runroot", f"{base}/run",
+           "--cgroup-manager", "cgroupfs", "--events-backend", "file", "--storage-driver",
+           "overlay", "--tmpdir", f"{base}/tmp", "--runtime", str(runc)]
+
+    def run(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+        r = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=120,
+                           check=False, **kw)
+        if check and r.returncode != 0:
+            raise AssertionError(f"podman {args}: rc {r.returncode}: {r.stderr}")
+        return r
+
+    out = run("load", "-i", str(image_tar(base))).stdout
+    image = out.strip().rsplit("Loaded image: ", 1)[-1].strip()
+    yield run, image
+    run("rm", "-a", "-f", check=False)
+    run("rmi", "-a", "-f", check=False)
+    with open("/proc/self/mountinfo") as f:
+        mounts = [ln.split()[4] for ln in f if ln.split()[4].startswith(str(base))]
+    for m in reversed(mounts):  # containers/storage binds its own home privately
+        subprocess.run(["umount", "-l", m], check=False)
+
+
+def test_podman_run_through_pyminidocker_runc(podman):
+    run, image = podman
+    r = run(*PODMAN_RUN, "--rm", image, "sh", "-c", "echo hi from podman; exit 5", check=False)
+    assert (r.returncode, r.stdout) == (5, "hi from podman\n"), r.stderr
+    r = run(*PODMAN_RUN, "--rm", "-t", image, "sh", "-c", "[ -t 0 ] && echo is-a-tty",
+            stdin=subprocess.DEVNULL)
+    assert r.stdout.strip() == "is-a-tty"
+    run(*PODMAN_RUN, "-d", "--name", "pd1", image, "sleep", "30")
+    r = run("exec", "pd1", "sh", "-c", "echo exec-ok; exit 6", check=False)
+    assert (r.returncode, r.stdout) == (6, "exec-ok\n")
+    assert "Up" in run("ps", "--filter", "name=pd1").stdout
+    run("rm", "-f", "-t", "0", "pd1")
+    assert run("ps", "-a", "-q").stdout == ""
