@@ -334,6 +334,11 @@ def _hold(p: rt.Prepared, root: str, w: int, close_fds: list[int]) -> None:
         rec = dict(p.record, pid=proc.pid, pid_start=st.pid_start(proc.pid))
         ctl = rec["ctl"]
         try:
+            # A created container is in its cgroups already (runc's is, and callers look
+            # there); the held init would join them only once released.
+            for tasks in p.spec.cgroup_procs:
+                with open(tasks, "w") as f:
+                    f.write(str(proc.pid))
             rt.configure_init(c, proc.pid)
             state_obj = st.oci_state(rec, "created")
             for stage in ("createRuntime", "createContainer"):
@@ -366,9 +371,9 @@ def _hold(p: rt.Prepared, root: str, w: int, close_fds: list[int]) -> None:
                     reply = b"OK"
                 except OSError as e:
                     reply = b"E" + _start_error(e, p.spec.argv[0]).encode()
-                except PmdError as e:
+                except PmdError as e:  # a prestart hook failed: `start` deletes it
                     proc.abort()
-                    reply = b"E" + str(e).encode()
+                    reply = b"H" + str(e).encode()
             else:
                 proc.abort()
                 reply = b"OK"
@@ -455,11 +460,20 @@ def _start(root: str, container_id: str) -> None:
     if no_process:
         raise rt.RuntimeError_("cannot start a container without a process (config.json has "
                                "none)")
+    if reply.startswith(b"H"):
+        # A prestart hook failed: the container is stopped and the lifecycle goes on to its
+        # deletion (the runtime spec's step 9), poststop hooks included.
+        rt.run_hooks(rt.hooks_of(rec).get("poststop", []), "poststop",
+                     st.oci_state(rec, "stopped"), warn_only=True)
+        rt.cleanup(root, rec)
     if reply != b"OK":
         raise rt.RuntimeError_(reply[1:].decode(errors="replace") or "start failed")
     rec["started"] = True
     st.save(root, rec)
-    rt.run_hooks(rt.hooks_of(rec).get("poststart", []), "poststart", st.oci_state(rec))
+    # A failing poststart hook is a warning: the container runs on (the runtime spec).
+    for msg in rt.run_hooks(rt.hooks_of(rec).get("poststart", []), "poststart",
+                            st.oci_state(rec), warn_only=True):
+        sys.stderr.write(f"warning: {msg}\n")
 
 
 def _run(args: Any, root: str) -> int:
@@ -499,7 +513,9 @@ def _run(args: Any, root: str) -> int:
             os.close(slave)
             slave = -1
         fwd = _Forward(proc.pid)
-        rt.run_hooks(c.hooks.get("poststart", []), "poststart", st.oci_state(rec, "running"))
+        for msg in rt.run_hooks(c.hooks.get("poststart", []), "poststart",
+                                st.oci_state(rec, "running"), warn_only=True):
+            sys.stderr.write(f"warning: {msg}\n")
         if master >= 0:
             code = _relay_tty(proc.pid, master)
             master = -1
