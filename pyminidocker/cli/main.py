@@ -1,4 +1,5 @@
-"""The command line: its commands and their arguments (parsed by cliargs), output and exit codes.
+"""The command line's entry: the command table (each command's flags and the function of its
+group module that runs it: images, containers, network, system), program() and main().
 
 Exit codes follow Docker's: 0 success, 1 an operation failed, 125 bad usage or an engine failure
 (126/127 for containers come with the runtime), 130 interrupted.
@@ -10,963 +11,18 @@ import sys
 import time
 
 from pyminidocker import __version__
-from pyminidocker.cli.args import REMAINDER, Help, Namespace, Parser
-from pyminidocker.errors import PmdError, UsageError
+from pyminidocker.cli.args import REMAINDER, Help, Parser
+from pyminidocker.cli.output import Env
+from pyminidocker.errors import PmdError
 
 # The start path imports what running a container needs and no more: typing, collections.abc
-# and json (1-2 ms) only where they are used.
+# and json (1-2 ms) only where they are used, and of the command modules only the one that runs.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-    from typing import IO, Any
+    from typing import Any
 
 PROG = "pyminidocker"
-
-
-class Env:
-    """What the CLI talks to, injectable for in-process tests."""
-
-    def __init__(self, stdout: IO[str] | None = None, stderr: IO[str] | None = None,
-                 stdin: IO[str] | None = None):
-        self.stdout = stdout or sys.stdout
-        self.stderr = stderr or sys.stderr
-        self.stdin = stdin or sys.stdin
-
-    def out(self, line: str = "") -> None:
-        self.stdout.write(line + "\n")
-
-    @property
-    def tty(self) -> bool:
-        return self.stdout.isatty()
-
-
-# ---- formatting helpers --------------------------------------------------------------------
-
-def human_size(n: float) -> str:
-    """Docker's size format: decimal units, 3 significant digits (4.26MB)."""
-    units = ["B", "kB", "MB", "GB", "TB", "PB"]
-    i = 0
-    while n >= 1000 and i < len(units) - 1:
-        n /= 1000.0
-        i += 1
-    return f"{n:.3g}{units[i]}"
-
-
-def human_duration(seconds: float) -> str:
-    """Docker's HumanDuration (go-units), e.g. "About an hour", "3 weeks"."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    m = s // 60
-    if m == 1:
-        return "About a minute"
-    if m < 60:
-        return f"{m} minutes"
-    h = round(s / 3600)
-    if h == 1:
-        return "About an hour"
-    if h < 48:
-        return f"{h} hours"
-    if h < 24 * 7 * 2:
-        return f"{h // 24} days"
-    if h < 24 * 30 * 2:
-        return f"{h // 24 // 7} weeks"
-    if h < 24 * 365 * 2:
-        return f"{h // 24 // 30} months"
-    return f"{h // 24 // 365} years"
-
-
-def parse_time(stamp: str) -> float | None:
-    """Seconds since the epoch of an RFC 3339 time as images carry it, or None."""
-    from datetime import datetime
-
-    if not stamp:
-        return None
-    s = stamp.strip().replace("Z", "+00:00")
-    # Python's fromisoformat takes at most 6 fractional digits; Go writes up to 9.
-    if "." in s:
-        head, _, rest = s.partition(".")
-        frac = "".join(c for c in rest if c.isdigit())
-        tz = rest[len(frac):]
-        s = f"{head}.{frac[:6]}{tz}"
-    try:
-        return datetime.fromisoformat(s).timestamp()
-    except ValueError:
-        return None
-
-
-def table(rows: list[list[str]], env: Env) -> None:
-    """Columns padded like Docker's tabwriter (3 spaces between columns)."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        env.out("".join(c.ljust(w + 3) for c, w in zip(r[:-1], widths)) + r[-1])
-
-
-# ---- pull progress ---------------------------------------------------------------------------
-
-class PullRenderer:
-    """Docker-style per-layer lines: updated in place on a TTY, one line per change otherwise."""
-
-    def __init__(self, env: Env):
-        self.env = env
-        self.tty = env.tty
-        self.order: list[str] = []
-        self.lines: dict[str, str] = {}
-        self.last: dict[str, str] = {}
-
-    def __call__(self, ev: Any) -> None:
-        text = ev.status
-        if ev.status == "Downloading" and ev.total:
-            width = 50
-            done = min(width, int(width * ev.current / ev.total))
-            bar = "=" * done + (">" if done < width else "") + " " * (width - done - 1)
-            text = f"Downloading [{bar}]  {human_size(ev.current)}/{human_size(ev.total)}"
-        if not self.tty:
-            if self.last.get(ev.id) != ev.status:
-                self.env.out(f"{ev.id}: {ev.status}")
-                self.last[ev.id] = ev.status
-            return
-        if ev.id not in self.lines:
-            self.order.append(ev.id)
-            self.lines[ev.id] = text
-            self.env.stdout.write(f"{ev.id}: {text}\n")
-        else:
-            self.lines[ev.id] = text
-            up = len(self.order) - self.order.index(ev.id)
-            self.env.stdout.write(f"\x1b[{up}A\r\x1b[2K{ev.id}: {text}\x1b[{up}B\r")
-        self.env.stdout.flush()
-
-
-# ---- commands --------------------------------------------------------------------------------
-
-def _store(args: Namespace) -> Any:
-    from pyminidocker.store import Store
-
-    store = Store(args.config.root)
-    store.ensure()  # every command first removes what interrupted ones left behind
-    return store
-
-
-def cmd_pull(args: Namespace, env: Env) -> int:
-    from pyminidocker.image.platforms import parse_platform
-    from pyminidocker.image.pull import Puller
-    from pyminidocker.image.reference import parse_reference
-
-    ref = parse_reference(args.ref)
-    platform = parse_platform(args.platform) if args.platform else None
-    store = _store(args)
-    refs = [ref]
-    if args.all_tags:
-        if ref.digest or (ref.tag and args.ref.rsplit("/", 1)[-1].count(":")):
-            raise UsageError("tag can't be used with --all-tags/-a")
-        from pyminidocker.image.registry import RegistryClient
-
-        client = RegistryClient(args.config, ref.registry)
-        refs = [ref.with_tag(t) for t in sorted(client.list_tags(ref.repository))]
-        if not args.quiet:
-            env.out(f"Pulling repository {ref.familiar_name}")
-    for r in refs:
-        render = None if args.quiet else PullRenderer(env)
-        if render is not None:
-            what = r.tag or r.digest
-            env.out(f"{what}: Pulling from {r.repository}")
-        res = Puller(store, args.config, r, platform, render).pull()
-        if args.quiet:
-            env.out(f"sha256:{res.image_id}")
-            continue
-        env.out(f"Digest: {res.digest}")
-        familiar = r.familiar
-        if res.fresh:
-            env.out(f"Status: Downloaded newer image for {familiar}")
-        else:
-            env.out(f"Status: Image is up to date for {familiar}")
-        env.out(str(r))
-    return 0
-
-
-def _split_name(name: str) -> tuple[str, str, str]:
-    """(familiar repository, tag or "<none>", digest or "") of a stored image name."""
-    from pyminidocker.image.reference import parse_reference
-
-    r = parse_reference(name)
-    return r.familiar_name, r.tag or "<none>", r.digest or ""
-
-
-def _image_size(store: Any, rec: Any) -> int:
-    return sum(layer.uncompressed_size for layer in store.layers.chain(rec.layer)) \
-        if rec.layer else 0
-
-
-def cmd_images(args: Namespace, env: Env) -> int:
-    store = _store(args)
-    now = time.time()
-    rows: list[dict[str, str]] = []
-    images = store.images.list()
-    for message in store.images.corrupt.values():  # the others are listed all the same
-        env.stderr.write(f"WARNING: {message}\n")
-    for rec in sorted(images, key=lambda r: parse_time(r.created) or 0, reverse=True):
-        size = human_size(_image_size(store, rec))
-        created = parse_time(rec.created)
-        since = human_duration(now - created) + " ago" if created else "N/A"
-        digests = {}
-        tags = []
-        for n in rec.names:
-            repo, tag, digest = _split_name(n)
-            if digest:
-                digests[repo] = digest
-            else:
-                tags.append((repo, tag))
-        if not tags:
-            tags = [(repo, "<none>") for repo in digests] or [("<none>", "<none>")]
-        for repo, tag in tags:
-            if args.filter_ref and not _matches(args.filter_ref, repo, tag):
-                continue
-            rows.append({"Repository": repo, "Tag": tag, "ID": rec.id[:12],
-                         "Digest": digests.get(repo, "<none>"), "CreatedSince": since,
-                         "CreatedAt": rec.created, "Size": size})
-    if args.quiet:
-        for i in dict.fromkeys(r["ID"] for r in rows):
-            env.out(i)
-    elif args.format == "json":
-        import json
-
-        for r in rows:
-            env.out(json.dumps(r))
-    elif args.format:
-        raise UsageError(f"unsupported --format {args.format!r}: only 'json' is supported")
-    else:
-        table([["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]]
-              + [[r["Repository"], r["Tag"], r["ID"], r["CreatedSince"], r["Size"]]
-                 for r in rows], env)
-    return 0
-
-
-def _matches(pattern: str, repo: str, tag: str) -> bool:
-    import fnmatch
-
-    want_repo, _, want_tag = pattern.partition(":")
-    return fnmatch.fnmatch(repo, want_repo) and (not want_tag or fnmatch.fnmatch(tag, want_tag))
-
-
-def cmd_inspect(args: Namespace, env: Env) -> int:
-    import json
-
-    from pyminidocker.errors import CorruptRecord
-
-    store = _store(args)
-    out = []
-    failed = False
-    rt = None
-    for name in args.images:
-        if args.type in (None, "container") and \
-                os.path.isdir(os.path.join(store.root, "containers")):
-            from pyminidocker.container.runtime import Runtime
-
-            rt = rt or Runtime(store)
-            try:
-                out.append(_inspect_container(rt, rt.get(name)))
-                continue
-            except CorruptRecord as e:
-                env.stderr.write(f"Error: {e}\n")
-                failed = True
-                continue
-            except PmdError:
-                if args.type == "container":
-                    env.stderr.write(f"Error: No such container: {name}\n")
-                    failed = True
-                    continue
-        try:
-            rec = store.images.lookup(name)
-        except PmdError as e:
-            env.stderr.write(f"Error: No such object: {name}\n" if args.type is None
-                             else f"Error: {e}\n")
-            failed = True
-            continue
-        out.append(_inspect_image(store, rec))
-    env.out(json.dumps(out, indent=4))
-    return 1 if failed else 0
-
-
-def _inspect_image(store: Any, rec: Any) -> dict[str, Any]:
-    cfg = store.images.config(rec)
-    tags: list[str] = []
-    digests: list[str] = []
-    for n in rec.names:
-        repo, tag, digest = _split_name(n)
-        (digests if digest else tags).append(f"{repo}@{digest}" if digest else f"{repo}:{tag}")
-    chain = list(store.layers.chain(rec.layer)) if rec.layer else []
-    paths = [str(store.layers.diff_path(layer.id)) for layer in chain]
-    return {
-        "Id": "sha256:" + rec.id,
-        "RepoTags": tags,
-        "RepoDigests": digests,
-        "Parent": "",
-        "Comment": cfg.get("comment", ""),
-        "Created": rec.created,
-        "Author": cfg.get("author", ""),
-        "Config": cfg.get("config", {}),
-        "Architecture": cfg.get("architecture", ""),
-        "Variant": cfg.get("variant", ""),
-        "Os": cfg.get("os", ""),
-        "Size": sum(layer.uncompressed_size for layer in chain),
-        "GraphDriver": {"Name": "overlay2", "Data": {
-            "LowerDir": ":".join(paths[1:]), "UpperDir": paths[0] if paths else "",
-        }},
-        "RootFS": {"Type": "layers", "Layers": cfg.get("rootfs", {}).get("diff_ids", [])},
-        "Metadata": {"LastTagTime": rec.loaded},
-    }
-
-
-def cmd_tag(args: Namespace, env: Env) -> int:
-    from pyminidocker.image.reference import parse_reference
-
-    store = _store(args)
-    dst = parse_reference(args.target)
-    if dst.digest:
-        raise UsageError("refusing to create a tag with a digest reference")
-    with store.lock():
-        rec = store.images.lookup(args.source)
-        name = f"{dst.name}:{dst.tag or 'latest'}"
-        if name not in rec.names:
-            store.images.set_names(rec, [*rec.names, name])
-    return 0
-
-
-def cmd_rmi(args: Namespace, env: Env) -> int:
-    """Docker's rules: a name is removed while other tags remain; the last one takes the image
-    (and the layers no other image uses) with it, unless a container uses the image: then it
-    is refused, or with -f the names go and the data stays (a dangling image)."""
-    from pyminidocker.errors import CorruptRecord
-    from pyminidocker.image.reference import parse_reference
-
-    store = _store(args)
-    status = 0
-    for want in args.images:
-        doomed: list[Any] = []
-        try:
-            with store.lock():
-                try:
-                    rec = store.images.lookup(want)
-                except CorruptRecord as e:
-                    if not args.force:
-                        raise
-                    doomed.append(store.images.remove_corrupt(e.object_id))
-                    env.out(f"Deleted: sha256:{e.object_id}")
-                    _retire_unused_layers(store, doomed, env)
-                    continue
-                in_use = rec.id in store.images.users()
-                name = None
-                try:
-                    name = str(parse_reference(want))
-                except PmdError:
-                    pass
-                tags = [n for n in rec.names if "@" not in n]
-                if name is not None and name in rec.names and len(tags) > 1:
-                    rec.names.remove(name)
-                    store.images.set_names(rec, rec.names)
-                    env.out(f"Untagged: {parse_reference(name).familiar}")
-                    continue
-                if name not in rec.names and len(tags) > 1 and not args.force:
-                    raise PmdError(f"conflict: unable to delete {rec.id[:12]} (must be forced) "
-                                   "- image is referenced in multiple repositories")
-                if in_use and not args.force:
-                    raise PmdError(f"conflict: unable to remove {want} (must force) - image "
-                                   f"{rec.id[:12]} is being used by a container")
-                for n in rec.names:
-                    env.out(f"Untagged: {parse_reference(n).familiar}")
-                if in_use:
-                    store.images.set_names(rec, [])
-                    continue
-                rec.names = []
-                doomed.append(store.images.remove(rec))
-                env.out(f"Deleted: sha256:{rec.id}")
-                _retire_unused_layers(store, doomed, env)
-        except PmdError as e:
-            env.stderr.write(f"Error: {e}\n")
-            status = 1
-        finally:
-            for path in doomed:
-                store.discard(path)
-    return status
-
-
-def _retire_unused_layers(store: Any, doomed: list[Any], env: Env) -> None:
-    """The layers no image uses any more go with the image that used them last. Caller holds
-    the store lock and discards `doomed` after releasing it."""
-    for chain_id in store.images.unused_layers():
-        doomed.append(store.layers.retire(chain_id))
-        env.out(f"Deleted: {chain_id}")
-
-
-def cmd_login(args: Namespace, env: Env) -> int:
-    from pyminidocker.image.registry import RegistryClient
-
-    server = _server(args.server)
-    username = args.username
-    password = args.password
-    if args.password_stdin:
-        if args.password:
-            raise UsageError("--password and --password-stdin are mutually exclusive")
-        if not username:
-            raise UsageError("must provide --username with --password-stdin")
-        password = env.stdin.read().rstrip("\r\n")
-    if not username:
-        username = _prompt(env, "Username: ")
-    if password is None:
-        import getpass
-
-        password = getpass.getpass("Password: ")
-    if not username or not password:
-        raise UsageError("username and password are required")
-    RegistryClient(args.config, server).login(username, password)
-    env.out("Login Succeeded")
-    return 0
-
-
-def _prompt(env: Env, text: str) -> str:
-    env.stdout.write(text)
-    env.stdout.flush()
-    return env.stdin.readline().strip()
-
-
-def _server(server: str | None) -> str:
-    if not server:
-        return "docker.io"
-    s = server.removeprefix("https://").removeprefix("http://").rstrip("/")
-    s = s.split("/", 1)[0]
-    return "docker.io" if s in ("index.docker.io", "registry-1.docker.io") else s
-
-
-def cmd_logout(args: Namespace, env: Env) -> int:
-    from pyminidocker.image.registry import RegistryClient
-
-    server = _server(args.server)
-    env.out(f"Removing login credentials for {server}")
-    RegistryClient(args.config, server).logout()
-    return 0
-
-
-def _container_group(args: Namespace, env: Env, parser: Any) -> int:
-    return cmd_container_prune(args, env)
-
-
-def cmd_system(args: Namespace, env: Env) -> int:
-    """`system reset`: remove every container of this store, then everything the engine added
-    to the host for networking (bridges, PMD-* rules), whichever store added it."""
-    from pyminidocker.network import bridge as network
-
-    rt = _runtime(args)
-    for rec in rt.list():
-        rt.remove(rec, force=True)
-        env.out(f"Deleted container {rec.id}")
-    network.reset_host(rt.store)
-    env.out("Removed the engine's bridges and firewall rules from the host")
-    from pathlib import Path
-
-    from pyminidocker.container import cgroups
-
-    # The engine's parent cgroups go too once empty; other stores' containers are kept.
-    live = {p.name for p in Path("/sys/fs/cgroup").glob("*/pyminidocker/*") if p.is_dir()}
-    live |= {p.name for p in Path("/sys/fs/cgroup").glob("pyminidocker/*") if p.is_dir()}
-    cgroups.cleanup_stale(live, remove_parent=True)
-    return 0
-
-
-def cmd_version(args: Namespace, env: Env) -> int:
-    env.out(f"{PROG} version {__version__}")
-    return 0
-
-
-# ---- containers ------------------------------------------------------------------------------
-
-def _runtime(args: Namespace) -> Any:
-    from pyminidocker.container.runtime import Runtime
-
-    return Runtime(_store(args), args.tracer)
-
-
-def _create_options(args: Namespace) -> Any:
-    from pyminidocker.container import spec as policy
-    from pyminidocker.container.runtime import CreateOptions
-
-    env = []
-    for f in args.env_file:
-        env.extend(policy.parse_env_file(f))
-    env.extend(args.env)
-    memory = None
-    if args.memory:
-        from pyminidocker.container.cgroups import parse_bytes
-
-        memory = parse_bytes(args.memory)
-        if memory < 6 * 1024 * 1024:
-            raise UsageError("Minimum memory limit allowed is 6MB")
-    return CreateOptions(
-        image=args.image, cmd=list(args.cmd), name=args.name, env=env, workdir=args.workdir,
-        user=args.user, entrypoint=args.entrypoint, hostname=args.hostname,
-        read_only=args.read_only, volumes=args.volume, tmpfs=args.tmpfs, memory=memory,
-        cpus=policy.parse_cpus(args.cpus) if args.cpus else None,
-        pids_limit=args.pids_limit, network=args.network, privileged=args.privileged,
-        cap_add=args.cap_add, cap_drop=args.cap_drop, security_opt=args.security_opt,
-        tty=args.tty, interactive=args.interactive, auto_remove=getattr(args, "rm", False),
-        publish=args.publish, publish_all=args.publish_all,
-    )
-
-
-def _create(args: Namespace, env: Env) -> tuple[Any, Any]:
-    """create's work for create and run: like Docker, pull the image if it is missing, and
-    exit 125 for any failure of the engine (the container's own codes come later)."""
-    try:
-        opts = _create_options(args)
-        rt = _runtime(args)
-        _ensure_image(args, rt.store, env)
-        return rt, rt.create(opts)
-    except PmdError as e:
-        e.exit_code = 125
-        raise
-
-
-def _ensure_image(args: Namespace, store: Any, env: Env) -> None:
-    from pyminidocker.errors import NotFound
-
-    try:
-        store.images.lookup(args.image)
-        return
-    except NotFound:
-        # an image id is never pulled (Docker reads sha256:<64 hex> as an id, not as the
-        # image "sha256" of Docker Hub's library)
-        hexid = args.image.removeprefix("sha256:")
-        if len(hexid) == 64 and all(c in "0123456789abcdef" for c in hexid):
-            raise
-    from pyminidocker.image.pull import Puller
-    from pyminidocker.image.reference import parse_reference
-
-    ref = parse_reference(args.image)
-    err_env = Env(stdout=env.stderr, stderr=env.stderr)
-    err_env.out(f"Unable to find image '{ref.familiar}' locally")
-    err_env.out(f"{ref.tag or ref.digest}: Pulling from {ref.repository}")
-    res = Puller(store, args.config, ref, None, PullRenderer(err_env)).pull()
-    err_env.out(f"Digest: {res.digest}")
-    err_env.out(f"Status: Downloaded newer image for {ref.familiar}")
-
-
-def cmd_create(args: Namespace, env: Env) -> int:
-    _, rec = _create(args, env)
-    env.out(rec.id)
-    return 0
-
-
-def cmd_run(args: Namespace, env: Env) -> int:
-    from pyminidocker.container.cgroups import prime_migration
-
-    prime_migration()  # overlaps a kernel wait with create (see its docstring)
-    rt, rec = _create(args, env)
-    if args.detach:
-        rt.start(rec, attach=False)
-        env.out(rec.id)
-        return 0
-    return _attached_start(rt, rec, env, interactive=args.interactive, remove=args.rm)
-
-
-def _attached_start(rt: Any, rec: Any, env: Env, interactive: bool, remove: bool) -> int:
-    try:
-        if rec.tty:
-            return _run_with_pty(
-                lambda started, stdio: rt.start(rec, attach=True, stdio=stdio,
-                                                on_started=started), env, interactive)
-        stdin = -1 if interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            env.stdout.flush()
-            code = rt.start(rec, attach=True,
-                            stdio=(stdin, env.stdout.fileno(), env.stderr.fileno()))
-        finally:
-            if stdin >= 0:
-                os.close(stdin)
-        return int(code or 0)
-    finally:
-        if remove:  # --rm: whatever happened, the container goes
-            rt.remove(rt.containers.get(rec.id), force=True)
-
-
-def _run_with_pty(start: Callable[[Callable[[Any], None], tuple[int, int, int]], int | None],
-                  env: Env, interactive: bool) -> int:
-    """-t: the process gets a pty from its own /dev/pts (the shim's console), whose output the
-    runtime relays to our stdout while it waits for the process in start(on_started, stdio)
-    (signal handlers need the main thread). With -i, once it runs, a thread passes our stdin
-    (in raw mode if it is a terminal) to the pty."""
-    import fcntl
-    import select
-    import signal
-    import struct
-    import termios
-    import threading
-    import tty
-
-    in_fd = env.stdin.fileno() if interactive else -1
-    is_tty = in_fd >= 0 and os.isatty(in_fd)
-    done = threading.Event()
-    master = -1
-
-    def copy_winsize(*_: object) -> None:
-        if master < 0:
-            return
-        size = fcntl.ioctl(in_fd, termios.TIOCGWINSZ, b"\0" * 8) if is_tty else \
-            struct.pack("HHHH", 24, 80, 0, 0)
-        fcntl.ioctl(master, termios.TIOCSWINSZ, size)
-
-    def pass_input() -> None:
-        try:
-            while not done.is_set():
-                r, _, _ = select.select([in_fd], [], [], 0.05)
-                if not r:
-                    continue
-                data = os.read(in_fd, 65536)
-                os.write(master, data or b"\x04")  # EOF on our stdin: ^D to the process
-                if not data:
-                    return
-        except OSError:
-            return  # the process is gone (EIO), or our stdin is
-
-    t = threading.Thread(target=pass_input, name="pty-input", daemon=True)
-
-    def on_started(proc: Any) -> None:
-        nonlocal master
-        master = proc.console_fd
-        copy_winsize()
-        if in_fd >= 0:
-            t.start()
-
-    saved = termios.tcgetattr(in_fd) if is_tty else None
-    old_winch = signal.signal(signal.SIGWINCH, copy_winsize)
-    try:
-        if is_tty:
-            tty.setraw(in_fd)
-        env.stdout.flush()
-        try:
-            code = start(on_started, (-1, env.stdout.fileno(), env.stderr.fileno())) or 0
-        finally:
-            done.set()
-            if t.is_alive():
-                t.join(timeout=5)
-    finally:
-        if saved is not None:
-            termios.tcsetattr(in_fd, termios.TCSADRAIN, saved)
-        signal.signal(signal.SIGWINCH, old_winch)
-        if master >= 0:
-            os.close(master)
-    return code
-
-
-def cmd_exec(args: Namespace, env: Env) -> int:
-    rt = _runtime(args)
-    try:
-        rec = rt.get(args.container)
-        if not args.cmd:
-            raise UsageError("exec requires at least 1 command argument")
-        extra_env = list(args.env)
-        if args.tty:
-            return _run_with_pty(
-                lambda started, stdio: rt.exec(rec, args.cmd, extra_env, args.user,
-                                               args.workdir, True, stdio, on_started=started),
-                env, args.interactive)
-        stdin = -1 if args.interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            env.stdout.flush()
-            return rt.exec(rec, args.cmd, extra_env, args.user, args.workdir, False,
-                           (stdin, env.stdout.fileno(), env.stderr.fileno()))
-        finally:
-            if stdin >= 0:
-                os.close(stdin)
-    except PmdError as e:
-        from pyminidocker.container.spec import StartError
-
-        if not isinstance(e, StartError):
-            e.exit_code = 125 if isinstance(e, UsageError) else e.exit_code
-        raise
-
-
-def cmd_start(args: Namespace, env: Env) -> int:
-    rt = _runtime(args)
-    status = 0
-    for ref in args.containers:
-        try:
-            rec = rt.get(ref)
-            if args.attach:
-                return _attached_start(rt, rec, env, args.interactive, rec.host.get(
-                    "auto_remove", False))
-            rt.start(rec, attach=False)
-            env.out(ref)
-        except PmdError as e:
-            env.stderr.write(f"Error: {e}\n")
-            status = e.exit_code if isinstance(e, UsageError) else 1
-    return status
-
-
-def _each(args: Namespace, env: Env, action: Callable[[Any, Any], None],
-          echo: bool = True, corrupt_ok: bool = False) -> int:
-    from pyminidocker.errors import CorruptRecord
-
-    rt = _runtime(args)
-    status = 0
-    for ref in args.containers:
-        try:
-            try:
-                rec = rt.get(ref)
-            except CorruptRecord as e:
-                if not corrupt_ok:
-                    raise
-                rec = rt.containers.stub(e.object_id)
-            action(rt, rec)
-            if echo:
-                env.out(ref)
-        except PmdError as e:
-            env.stderr.write(f"Error: {e}\n")
-            status = 1
-    return status
-
-
-def cmd_stop(args: Namespace, env: Env) -> int:
-    return _each(args, env, lambda rt, rec: rt.stop(rec, args.time))
-
-
-def cmd_kill(args: Namespace, env: Env) -> int:
-    sig = _signal(args.signal)
-    return _each(args, env, lambda rt, rec: rt.kill(rec, sig))
-
-
-def _signal(name: str) -> int:
-    import signal
-
-    s = name.upper()
-    if s.isdigit():
-        return int(s)
-    s = s if s.startswith("SIG") else "SIG" + s
-    try:
-        return int(getattr(signal, s))
-    except AttributeError:
-        raise UsageError(f"invalid signal: {name}") from None
-
-
-def cmd_rm(args: Namespace, env: Env) -> int:
-    # rm -f also takes a container whose record is corrupt: what is found of it goes
-    return _each(args, env, lambda rt, rec: rt.remove(rec, args.force), corrupt_ok=args.force)
-
-
-def cmd_wait(args: Namespace, env: Env) -> int:
-    def wait(rt: Any, rec: Any) -> None:
-        env.out(str(rt.wait(rec)))
-        env.stdout.flush()
-
-    return _each(args, env, wait, echo=False)
-
-
-def _log_records(data: bytes) -> tuple[list[dict[str, str]], bytes]:
-    """The json-file records in data, and the incomplete last line (a record being written)."""
-    import json
-
-    lines = data.split(b"\n")
-    records = []
-    for line in lines[:-1]:
-        if not line:
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue  # not ours; Docker's reader skips what it cannot decode too
-        if isinstance(rec, dict) and isinstance(rec.get("log"), str):
-            records.append(rec)
-    return records, lines[-1]
-
-
-def cmd_logs(args: Namespace, env: Env) -> int:
-    """The container's output from its json-file log (written by the monitor of a detached
-    container, by the runtime's relay for an attached one). -f follows it until the container
-    has exited and everything it wrote is shown."""
-    rt = _runtime(args)
-    rec = rt.get(args.container)
-    tail = None
-    if args.tail not in (None, "all"):
-        try:
-            tail = int(args.tail)
-        except ValueError:
-            raise UsageError(f"invalid value for --tail: {args.tail!r}") from None
-
-    def show(records: list[dict[str, str]]) -> None:
-        for r in records:
-            out = env.stderr if r.get("stream") == "stderr" else env.stdout
-            out.write(f"{r.get('time', '')} {r['log']}" if args.timestamps else r["log"])
-        env.stdout.flush()
-        env.stderr.flush()
-
-    path = os.path.join(rt.containers.path(rec.id), f"{rec.id}-json.log")
-    try:
-        f = open(path, "rb")  # held open while following
-    except FileNotFoundError:
-        return 0  # never started: nothing was logged
-    with f:
-        records, rest = _log_records(f.read())
-        if tail is not None:
-            records = records[max(0, len(records) - tail):] if tail > 0 else []
-        show(records)
-        if not args.follow:
-            return 0
-        while True:
-            # Look at the state before reading, so that what the container wrote before it
-            # exited is read after we saw it exit: nothing is missed at the end.
-            running = rt.refresh(rt.containers.get(rec.id)).state.status == "running"
-            chunk = f.read()
-            if chunk:
-                records, rest = _log_records(rest + chunk)
-                show(records)
-            elif not running:
-                return 0
-            else:
-                time.sleep(0.1)
-
-
-def cmd_rename(args: Namespace, env: Env) -> int:
-    rt = _runtime(args)
-    rt.rename(rt.get(args.container), args.new_name)
-    return 0
-
-
-def _status_text(rec: Any, now: float) -> str:
-    st = rec.state
-    if st.status == "running":
-        started = parse_time(st.started_at) or now
-        return f"Up {human_duration(now - started)}"
-    if st.status == "exited":
-        finished = parse_time(st.finished_at) or now
-        return f"Exited ({st.exit_code}) {human_duration(now - finished)} ago"
-    return "Created"
-
-
-def cmd_ps(args: Namespace, env: Env) -> int:
-    import json
-    import shlex
-
-    rt = _runtime(args)
-    now = time.time()
-    recs = sorted(rt.list(), key=lambda r: r.created, reverse=True)
-    for message in rt.containers.corrupt.values():  # the others are listed all the same
-        env.stderr.write(f"WARNING: {message}\n")
-    if not args.all:
-        recs = [r for r in recs if r.state.status == "running"]
-    if args.quiet:
-        for r in recs:
-            env.out(r.short_id)
-        return 0
-    rows = []
-    for r in recs:
-        created = parse_time(r.created)
-        cmd = shlex.join(r.argv)
-        rows.append({
-            "ID": r.short_id, "Image": r.image_name, "Command": cmd,
-            "CreatedAt": r.created,
-            "RunningFor": human_duration(now - created) + " ago" if created else "",
-            "Status": _status_text(r, now), "State": r.state.status,
-            "Ports": ", ".join(_docker_port(p) for p in r.state.ports),
-            "Names": r.name,
-        })
-    if args.format == "json":
-        for row in rows:
-            env.out(json.dumps(row))
-        return 0
-    if args.format:
-        raise UsageError(f"unsupported --format {args.format!r}: only 'json' is supported")
-    table([["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]]
-          + [[r["ID"], r["Image"], json.dumps(_trunc(r["Command"], 20)), r["RunningFor"],
-              r["Status"], r["Ports"], r["Names"]] for r in rows], env)
-    return 0
-
-
-def _docker_port(mapping: str) -> str:
-    """"80/tcp -> 0.0.0.0:8080" as `ps` shows it: "0.0.0.0:8080->80/tcp"."""
-    inside, _, outside = mapping.partition(" -> ")
-    return f"{outside}->{inside}"
-
-
-def cmd_port(args: Namespace, env: Env) -> int:
-    rec = _runtime(args).get(args.container)
-    for mapping in rec.state.ports:
-        if args.port is None or mapping.split(" ", 1)[0] in (args.port, f"{args.port}/tcp"):
-            env.out(mapping)
-    return 0
-
-
-def _trunc(s: str, n: int) -> str:
-    return s if len(s) <= n else s[: n - 1] + "…"
-
-
-def _inspect_container(rt: Any, rec: Any) -> dict[str, Any]:
-    st = rec.state
-    d = rt.containers.path(rec.id)
-    mounts = []
-    from pyminidocker.container import spec as policy
-
-    for v in rec.host.get("binds", []):
-        src, dst, ro = policy.parse_volume(v)
-        mounts.append({"Type": "bind", "Source": src, "Destination": dst, "Mode": "ro" if ro
-                       else "", "RW": not ro, "Propagation": "rprivate"})
-    return {
-        "Id": rec.id,
-        "Created": rec.created,
-        "Path": rec.argv[0],
-        "Args": rec.argv[1:],
-        "State": {
-            "Status": st.status, "Running": st.status == "running", "Paused": False,
-            "Restarting": False, "OOMKilled": st.oom_killed, "Dead": False, "Pid": st.pid,
-            "ExitCode": st.exit_code, "Error": st.error,
-            "StartedAt": st.started_at or "0001-01-01T00:00:00Z",
-            "FinishedAt": st.finished_at or "0001-01-01T00:00:00Z",
-        },
-        "Image": "sha256:" + rec.image,
-        "ResolvConfPath": os.path.join(d, "resolv.conf"),
-        "HostnamePath": os.path.join(d, "hostname"),
-        "HostsPath": os.path.join(d, "hosts"),
-        "LogPath": os.path.join(d, f"{rec.id}-json.log"),
-        "Name": "/" + rec.name,
-        "HostConfig": {
-            "Binds": rec.host.get("binds", []), "NetworkMode": rec.host.get("network"),
-            "AutoRemove": rec.host.get("auto_remove", False),
-            "Privileged": rec.host.get("privileged", False),
-            "CapAdd": rec.host.get("cap_add") or None,
-            "CapDrop": rec.host.get("cap_drop") or None,
-            "ReadonlyRootfs": rec.host.get("read_only", False),
-            "Memory": rec.host.get("memory") or 0,
-            "NanoCpus": int((rec.host.get("cpus") or 0) * 1e9),
-            "PidsLimit": rec.host.get("pids_limit"),
-            "Tmpfs": {p: o for p, o in (policy.parse_tmpfs(t)
-                                        for t in rec.host.get("tmpfs", []))},
-        },
-        "GraphDriver": {"Name": "overlay2", "Data": {
-            "UpperDir": os.path.join(d, "upper"), "WorkDir": os.path.join(d, "work"),
-            "MergedDir": os.path.join(d, "rootfs")}},
-        "Mounts": mounts,
-        "Config": {
-            "Hostname": rec.hostname, "User": rec.user, "Tty": rec.tty,
-            "OpenStdin": rec.open_stdin, "Env": rec.env, "Cmd": rec.cmd,
-            "Entrypoint": rec.entrypoint, "WorkingDir": rec.cwd, "Image": rec.image_name,
-            "Labels": rec.labels,
-        },
-        "NetworkSettings": {"Networks": {
-            **({rec.host.get("network"): {"IPAddress": st.ip}} if st.ip else {}),
-            **{name: {"IPAddress": info["ip"]} for name, info in st.extra_networks.items()}},
-            "IPAddress": st.ip, "Ports": {}},
-    }
-
-
-def cmd_container_prune(args: Namespace, env: Env) -> int:
-    rt = _runtime(args)
-    env.out("Deleted Containers:")
-    for rec in rt.list():
-        if rec.state.status != "running":
-            rt.remove(rec)
-            env.out(rec.id)
-    return 0
 
 
 # ---- parser ----------------------------------------------------------------------------------
@@ -991,44 +47,47 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     only = None if argv is None else p.command_word(argv)
 
-    def add(name: str, fn: Callable[..., int] | None, help: str,
-            aliases: Sequence[str] = ()) -> Any:
+    def add(name: str, fn: str | None, help: str, aliases: Sequence[str] = ()) -> Any:
+        """fn: "module.function" of the command's group module under pyminidocker.cli,
+        imported only when the command is built (so `run` loads containers, not images)."""
         sp = sub.add_parser(name, help=help, aliases=aliases)
+        if only is not None and only != name and only not in aliases:
+            return _Unused()
         if fn is not None:
-            sp.set_defaults(func=fn)
-        return sp if only is None or only == name or only in aliases else _Unused()
+            sp.set_defaults(func=_command(fn))
+        return sp
 
-    sp = add("pull", cmd_pull, "Download an image from a registry")
+    sp = add("pull", "images.cmd_pull", "Download an image from a registry")
     sp.add_argument("--platform", help="os/arch[/variant] to pull (default: this host's)")
     sp.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
     sp.add_argument("-a", "--all-tags", action="store_true", help="pull every tagged image")
     sp.add_argument("ref", metavar="NAME[:TAG|@DIGEST]")
 
-    sp = add("images", cmd_images, "List images")
+    sp = add("images", "images.cmd_images", "List images")
     sp.add_argument("-q", "--quiet", action="store_true", help="only show image ids")
     sp.add_argument("--format", help="'json': one JSON object per line")
     sp.add_argument("filter_ref", nargs="?", metavar="REPOSITORY[:TAG]")
 
-    sp = add("inspect", cmd_inspect, "Show low-level information on containers and images")
+    sp = add("inspect", "system.cmd_inspect", "Show low-level information on containers and images")
     sp.add_argument("--type", choices=["container", "image"], help="only objects of this type")
     sp.add_argument("images", nargs="+", metavar="NAME|ID")
 
-    sp = add("tag", cmd_tag, "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")
+    sp = add("tag", "images.cmd_tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")
     sp.add_argument("source", metavar="SOURCE_IMAGE[:TAG]")
     sp.add_argument("target", metavar="TARGET_IMAGE[:TAG]")
 
-    sp = add("rmi", cmd_rmi, "Remove one or more images")
+    sp = add("rmi", "images.cmd_rmi", "Remove one or more images")
     sp.add_argument("-f", "--force", action="store_true", help="force removal of the image")
     sp.add_argument("images", nargs="+", metavar="IMAGE")
 
-    sp = add("login", cmd_login, "Log in to a registry")
+    sp = add("login", "images.cmd_login", "Log in to a registry")
     sp.add_argument("-u", "--username", help="username")
     sp.add_argument("-p", "--password",
                     help="password (--password-stdin keeps it out of the process list)")
     sp.add_argument("--password-stdin", action="store_true", help="take the password from stdin")
     sp.add_argument("server", nargs="?", metavar="SERVER")
 
-    sp = add("logout", cmd_logout, "Log out from a registry")
+    sp = add("logout", "images.cmd_logout", "Log out from a registry")
     sp.add_argument("server", nargs="?", metavar="SERVER")
 
     env_help = "set an environment variable: NAME=VALUE, or NAME to pass on ours"
@@ -1070,15 +129,15 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
         sp.add_argument("image", metavar="IMAGE")
         sp.add_argument("cmd", nargs=REMAINDER, metavar="COMMAND")
 
-    sp = add("create", cmd_create, "Create a new container")
+    sp = add("create", "containers.cmd_create", "Create a new container")
     create_flags(sp)
-    sp = add("run", cmd_run, "Create and start a container")
+    sp = add("run", "containers.cmd_run", "Create and start a container")
     sp.add_argument("-d", "--detach", action="store_true",
                     help="run in the background and print the container id")
     sp.add_argument("--rm", action="store_true", help="remove the container when it exits")
     create_flags(sp)
 
-    sp = add("exec", cmd_exec, "Run a command in a running container")
+    sp = add("exec", "containers.cmd_exec", "Run a command in a running container")
     sp.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
     sp.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
     sp.add_argument("-e", "--env", action="append", default=[], help=env_help)
@@ -1087,67 +146,97 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sp.add_argument("container", metavar="CONTAINER")
     sp.add_argument("cmd", nargs=REMAINDER, metavar="COMMAND")
 
-    sp = add("start", cmd_start, "Start one or more stopped containers")
+    sp = add("start", "containers.cmd_start", "Start one or more stopped containers")
     sp.add_argument("-a", "--attach", action="store_true",
                     help="attach to the container's output and wait for it")
     sp.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER")
 
-    sp = add("ps", cmd_ps, "List containers")
+    sp = add("ps", "containers.cmd_ps", "List containers")
     sp.add_argument("-a", "--all", action="store_true",
                     help="show all containers (default: the running ones)")
     sp.add_argument("-q", "--quiet", action="store_true", help="only show container ids")
     sp.add_argument("--format", help="'json': one JSON object per line")
 
-    sp = add("stop", cmd_stop, "Stop one or more running containers")
+    sp = add("stop", "containers.cmd_stop", "Stop one or more running containers")
     sp.add_argument("-t", "--time", type=int, default=10,
                     help="seconds to wait before killing the container")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER")
 
-    sp = add("kill", cmd_kill, "Kill one or more running containers")
+    sp = add("kill", "containers.cmd_kill", "Kill one or more running containers")
     sp.add_argument("-s", "--signal", default="KILL", help="signal to send")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER")
 
-    sp = add("rm", cmd_rm, "Remove one or more containers")
+    sp = add("rm", "containers.cmd_rm", "Remove one or more containers")
     sp.add_argument("-f", "--force", action="store_true",
                     help="remove a running container too (it is killed)")
     sp.add_argument("-v", "--volumes", action="store_true",
                     help="remove anonymous volumes (there are none: bind mounts only)")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER")
 
-    sp = add("wait", cmd_wait, "Block until containers stop, then print their exit codes")
+    sp = add("wait", "containers.cmd_wait",
+             "Block until containers stop, then print their exit codes")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER")
 
-    sp = add("logs", cmd_logs, "Fetch the logs of a container")
+    sp = add("logs", "containers.cmd_logs", "Fetch the logs of a container")
     sp.add_argument("-f", "--follow", action="store_true", help="follow log output")
     sp.add_argument("--tail", default="all", help="number of lines to show from the end")
     sp.add_argument("-t", "--timestamps", action="store_true", help="show timestamps")
     sp.add_argument("container", metavar="CONTAINER")
 
-    sp = add("port", cmd_port, "List a container's published ports")
+    sp = add("port", "containers.cmd_port", "List a container's published ports")
     sp.add_argument("container", metavar="CONTAINER")
     sp.add_argument("port", nargs="?", metavar="PRIVATE_PORT[/PROTO]")
 
-    sp = add("rename", cmd_rename, "Rename a container")
+    sp = add("rename", "containers.cmd_rename", "Rename a container")
     sp.add_argument("container", metavar="CONTAINER")
     sp.add_argument("new_name", metavar="NEW_NAME")
 
-    sp = add("container", lambda a, e: _container_group(a, e, p), "Manage containers")
+    sp = add("container", "containers.cmd_container_prune", "Manage containers")
     sp.add_argument("action", choices=["prune"])
     sp.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
 
     sp = add("network", None, "Manage networks")
-    if isinstance(sp, Parser):  # its commands live in cli_network: imported only to run them
+    if isinstance(sp, Parser):  # its commands live in cli.network: imported only to run them
         from pyminidocker.cli.network import add_network_commands
 
         add_network_commands(sp)
 
-    sp = add("system", cmd_system, "Manage the engine's footprint on this host")
-    sp.add_argument("action", choices=["reset"])
-    sp.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
+    sp = add("bench", None, "Measure start latency and pull time against other engines")
+    if isinstance(sp, Parser):  # its commands live in cli/bench.py: imported only to run them
+        from pyminidocker.cli.bench import add_bench_commands
 
-    add("version", cmd_version, "Show the version")
+        add_bench_commands(sp)
+
+    sp = add("system", "system.cmd_system", "Manage the engine's footprint on this host")
+    sp.add_argument("action", choices=["reset", "check", "service"])
+    sp.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
+    # service: the Docker Engine API server (pyminidocker.api.server)
+    sp.add_argument("uri", nargs="?", metavar="URI",
+                    help="Service: unix:///PATH (default unix:///run/pyminidocker/docker.sock) "
+                    "or tcp://HOST:PORT (TLS only)")
+    sp.add_argument("-t", "--time", type=int,
+                    help="Service: seconds without a request before exiting (default 5, 0 never)")
+    sp.add_argument("--group", help="Service: group of the unix socket (default docker, if any)")
+    sp.add_argument("--tlsverify", action="store_true",
+                    help="Service: TLS on tcp://, with client certificates signed by --tlscacert")
+    sp.add_argument("--tlscacert", help="Service: CA of the client certificates")
+    sp.add_argument("--tlscert", help="Service: the server's certificate")
+    sp.add_argument("--tlskey", help="Service: the server's key")
+    sp.add_argument("--repair", action="store_true",
+                    help="Remove or quarantine what is broken, and say what was done (check)")
+    sp.add_argument("--full", action="store_true", help="Read every file of every layer (check)")
+
+    add("version", "system.cmd_version", "Show the version")
     return p
+
+
+def _command(fn: str) -> Callable[..., int]:
+    module, _, name = fn.partition(".")
+    # __import__, not importlib: importlib is three more modules on the start path
+    mod = __import__(f"pyminidocker.cli.{module}", fromlist=[name])
+    func: Callable[..., int] = getattr(mod, name)
+    return func
 
 
 def program(argv: Sequence[str], env: Env) -> int:
@@ -1155,23 +244,27 @@ def program(argv: Sequence[str], env: Env) -> int:
     try:
         args = parser.parse_args(argv)
     except Help as h:
+        from pyminidocker.cli.reference import docker_wording
+
+        docker_wording(parser)
         env.stdout.write(h.parser.format_help())
         return 0
     if args.version:
-        return cmd_version(args, env)
-    if not getattr(args, "func", None):
-        env.stdout.write(parser.format_help())
+        env.out(f"{PROG} version {__version__}")
         return 0
-    from pyminidocker.config import Config  # after parsing: help and usage errors need none
-    from pyminidocker.trace import Tracer
+    if not getattr(args, "func", None):
+        from pyminidocker.cli.reference import docker_wording
 
-    args.config = Config.load(args.root)
+        env.stdout.write(docker_wording(parser).format_help())
+        return 0
+    from pyminidocker.engine import Engine  # after parsing: help and usage errors need none
 
-    args.tracer = Tracer(args.trace or os.environ.get("PYMINIDOCKER_TRACE") == "1")
+    trace = args.trace or os.environ.get("PYMINIDOCKER_TRACE") == "1"
+    args.engine = eng = Engine(args.root, trace=trace)
     try:
         return int(args.func(args, env))
     finally:
-        args.tracer.report(time.process_time() * 1000 if args.tracer.enabled else None)
+        eng.tracer.report(time.process_time() * 1000 if eng.tracer.enabled else None)
 
 
 def main(argv: Sequence[str] | None = None, env: Env | None = None) -> int:

@@ -1,17 +1,17 @@
-"""`network create|ls|inspect|rm|prune`: the CLI face of pyminidocker.network.bridge.
+"""`network create|ls|inspect|rm|prune|connect|disconnect`: the CLI face of the engine's networks.
 
-Kept out of cli.py so that the one hook there (add_network_commands) is the whole merge; this
-module, the network module and pyroute2 are imported only when a network command runs.
+Imported only when a network command runs (and so are the network modules and pyroute2).
 """
 from __future__ import annotations
 
-from pyminidocker.errors import PmdError, UsageError
+from pyminidocker.errors import CorruptRecord, NotFound, PmdError, UsageError
 
 TYPE_CHECKING = False  # typing is not imported at run time
 if TYPE_CHECKING:
     from typing import Any
 
     from pyminidocker.cli.args import Namespace, Parser
+    from pyminidocker.engine import Engine
 
 
 def _labels(items: list[str]) -> dict[str, str]:
@@ -25,17 +25,19 @@ def _labels(items: list[str]) -> dict[str, str]:
 
 
 def cmd_network(args: Namespace, env: Any) -> int:
-    from pyminidocker.cli.main import _store, table
-    from pyminidocker.network import bridge as N
+    from pyminidocker.cli.output import table
 
-    store = _store(args)
+    eng: Engine = args.engine
     if args.network_command == "create":
-        net = N.create_network(store, args.name, subnet=args.subnet, gateway=args.gateway,
+        net = eng.create_network(args.name, subnet=args.subnet, gateway=args.gateway,
                                internal=args.internal, labels=_labels(args.label))
         env.out(net.id)
         return 0
     if args.network_command in ("ls", "list"):
-        nets = N.list_networks(store)
+        warnings: list[str] = []
+        nets = eng.networks(warnings)
+        for message in warnings:  # the others are listed all the same
+            env.stderr.write(f"WARNING: {message}\n")
         if args.quiet:
             for net in nets:
                 env.out(net.short_id)
@@ -49,7 +51,10 @@ def cmd_network(args: Namespace, env: Any) -> int:
         out, failed = [], False
         for name in args.networks:
             try:
-                out.append(N.inspect_network(store, name))
+                out.append(eng.inspect_network(name))
+            except CorruptRecord as e:
+                env.stderr.write(f"Error: {e}\n")
+                failed = True
             except PmdError:
                 env.stderr.write(f"Error: No such network: {name}\n")
                 failed = True
@@ -59,8 +64,12 @@ def cmd_network(args: Namespace, env: Any) -> int:
         failed = False
         for name in args.networks:
             try:
-                N.remove_network(store, name)
+                eng.remove_network(name, force=args.force)
                 env.out(name)
+            except NotFound as e:
+                if not args.force:  # Docker's -f: no error for a network that is not there
+                    env.stderr.write(f"Error: {e}\n")
+                    failed = True
             except PmdError as e:
                 env.stderr.write(f"Error: {e}\n")
                 failed = True
@@ -72,21 +81,17 @@ def cmd_network(args: Namespace, env: Any) -> int:
             env.stdout.flush()
             if env.stdin.readline().strip().lower() not in ("y", "yes"):
                 return 0
-        removed = N.prune_networks(store)
+        removed = eng.prune_networks()
         if removed:
             env.out("Deleted Networks:")
             for name in removed:
                 env.out(name)
         return 0
     if args.network_command in ("connect", "disconnect"):
-        from pyminidocker.container.runtime import Runtime
-
-        rt = Runtime(store)
-        rec = rt.get(args.container)
         if args.network_command == "connect":
-            rt.connect(rec, args.network)
+            eng.connect(args.container, args.network)
         else:
-            rt.disconnect(rec, args.network)
+            eng.disconnect(args.container, args.network)
         return 0
     raise UsageError("network: a command is needed (create, ls, inspect, rm, prune, connect, "
                      "disconnect)")
@@ -108,6 +113,9 @@ def add_network_commands(sp: Parser) -> None:
     i = sub.add_parser("inspect", help="Show details of networks")
     i.add_argument("networks", nargs="+", metavar="NETWORK")
     rm = sub.add_parser("rm", aliases=["remove"], help="Remove networks not in use")
+    rm.add_argument("-f", "--force", action="store_true",
+                    help="Do not error if the network does not exist; remove one whose "
+                         "record is corrupt")
     rm.add_argument("networks", nargs="+", metavar="NETWORK")
     for verb, what in (("connect", "Connect a running container to a network"),
                        ("disconnect", "Disconnect a container from a network it was connected "

@@ -17,7 +17,17 @@ from pyminidocker import jsonio
 from pyminidocker import shim as _native
 from pyminidocker.container import defaults
 from pyminidocker.container import spec as policy
-from pyminidocker.errors import Conflict, NotFound, PmdError, StoreError, UsageError, suppress
+from pyminidocker.errors import (
+    Conflict,
+    NotFound,
+    PmdError,
+    StartError,
+    StoreError,
+    UsageError,
+    suppress,
+)
+from pyminidocker.proc import alive as _alive
+from pyminidocker.proc import start_time as _pid_start
 from pyminidocker.record import dataclass, field
 from pyminidocker.store import Store
 from pyminidocker.store.containers import ContainerRecord, State, check_name, random_name
@@ -66,26 +76,6 @@ class CreateOptions:
     auto_remove: bool = False
     publish: list[str] = field(default_factory=list)
     publish_all: bool = False
-
-
-def _pid_start(pid: int) -> str:
-    """The process's start time (field 22 of /proc/pid/stat): with the pid, it names a
-    process uniquely, so a recycled pid is not mistaken for the container. "" for a process
-    that is gone, or a zombie: it has exited, only nobody has reaped it (an orphan whose
-    init does not reap, or a monitor between the container's exit and its wait)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return ""
-    fields = data[data.rindex(b")") + 2:].split()
-    if fields[0] in (b"Z", b"X"):
-        return ""
-    return fields[19].decode()
-
-
-def _alive(pid: int, start: str) -> bool:
-    return pid > 0 and bool(start) and _pid_start(pid) == start
 
 
 def _read_exit(path: str) -> tuple[int, str, bool] | None:
@@ -193,13 +183,19 @@ class Runtime:
             policy.parse_volume(v)
         for t in opts.tmpfs:
             policy.parse_tmpfs(t)
-        policy.capabilities(opts.privileged, opts.cap_add, opts.cap_drop)
+        caps = policy.capabilities(opts.privileged, opts.cap_add, opts.cap_drop)
         nnp = False
+        profile: str | None = None
+        security_opt = []
         for so in opts.security_opt:
             if so in ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true"):
                 nnp = True
+            elif so.startswith(("seccomp=", "seccomp:")):
+                profile = _seccomp_option(self.store.root, so[len("seccomp="):], caps)
+                so = f"seccomp={profile}"  # as Docker: the profile itself, not its file
             elif so not in ("no-new-privileges:false", "no-new-privileges=false"):
                 raise UsageError(f"invalid --security-opt: {so!r}")
+            security_opt.append(so)
         network = "bridge" if opts.network == "default" else opts.network
         if network not in ("none", "host", "bridge"):
             from pyminidocker.store.networks import NetworkStore
@@ -224,10 +220,15 @@ class Runtime:
                   "network": network, "ports": list(opts.publish),
                   "privileged": opts.privileged,
                   "cap_add": opts.cap_add, "cap_drop": opts.cap_drop, "no_new_privs": nnp,
+                  "seccomp": profile, "security_opt": security_opt,
                   "auto_remove": opts.auto_remove, "image_env": cfg.get("Env") or []},
             labels=dict(cfg.get("Labels") or {}),
         )
         with self.trace.phase("create"), self.store.lock():
+            # again under the lock, which rmi holds: an image removed since the lookup above
+            # is not there, and once the container is recorded rmi sees it as a user
+            if not os.path.isdir(self.store.images.path(image.id)):
+                raise NotFound(f"No such image: {opts.image}")
             taken = set(self.containers.names())
             rec.name = check_name(opts.name) if opts.name else random_name(taken)
             self.containers.create(rec, _etc_files(rec))
@@ -284,15 +285,18 @@ class Runtime:
         except BaseException as e:
             if output is not None:
                 output.close()
-            self._start_failed(rec, e if isinstance(e, OSError) else None)
-            if isinstance(e, OSError):
-                raise policy.StartError(_start_message(e),
-                                        exit_code=policy.exec_exit_code(e)) from None
+            # a StoreError is an OSError too, but says what it means itself
+            failed = e if isinstance(e, OSError) and not isinstance(e, PmdError) else None
+            self._start_failed(rec, failed)
+            if failed is not None:
+                raise StartError(_start_message(failed),
+                                 exit_code=policy.exec_exit_code(failed)) from None
             raise
         finally:
             if rules is not None:
                 rules.close()
         monitor_pid = getattr(proc, "monitor_pid", 0)
+        prior = rec.state
         rec.state = State(status="running", pid=proc.pid, pid_start=_pid_start(proc.pid),
                           ip=rec.state.ip, ports=rec.state.ports,
                           extra_networks=rec.state.extra_networks,
@@ -301,6 +305,18 @@ class Runtime:
                           started_at=now_iso())
         try:
             self.containers.save_state(rec)
+            if bridged:
+                # Released only once the state says running: a kill -9 of this command
+                # before this line ends the held container (the monitor, or the child, sees
+                # EOF), after it leaves a running container that ps shows as such. Never a
+                # running process that ps calls Created.
+                try:
+                    proc.release()
+                except BaseException as e:
+                    proc.abort()
+                    rec.state = prior
+                    self._start_failed(rec, e if isinstance(e, OSError) else None)
+                    raise
             if on_started:
                 on_started(proc)  # e.g. to pass our input to its console
             if output is None:
@@ -318,8 +334,8 @@ class Runtime:
 
     def _plug(self, rec: ContainerRecord, d: str, proc: Any, rules: Any = None) -> None:
         """Connect a held container to its network (an address, the bridge and its rules, a
-        veth pair into its namespace, published ports, its name in /etc/hosts), then release
-        it. On failure the child is ended and what was set up is undone."""
+        veth pair into its namespace, published ports, its name in /etc/hosts); the caller
+        releases it. On failure the child is ended and what was set up is undone."""
         from pyminidocker.config import Config
         from pyminidocker.network import bridge as network
         from pyminidocker.store.files import atomic_write
@@ -345,7 +361,6 @@ class Runtime:
                 atomic_write(os.path.join(d, "hosts"), hosts.encode(), durable=False)
                 for extra in rec.host.get("networks", []):  # joined by `network connect`
                     self._attach_extra(rec, extra, proc.pid)
-            proc.release()
         except BaseException:
             proc.abort()
             self._unplug(rec)
@@ -379,16 +394,21 @@ class Runtime:
         called with the store lock held: the address book takes it."""
         for name in list(rec.state.extra_networks):
             self._detach_extra(rec, name, gone=True)
-        if not rec.state.ip:
+        net = rec.host.get("network", "bridge")
+        if net in ("none", "host"):
             return
         from pyminidocker.network import bridge as network
 
-        net = rec.host.get("network", "bridge")
+        # Driven by what the address book holds, not only by the state: a `run` killed
+        # between the allocation and its state write left an address only the book knows.
+        ip = rec.state.ip or network.address_of(self.store, net, rec.id)
+        if not ip:
+            return
         if rec.host.get("ports"):  # rules exist only for a container that asked for ports
             with suppress(PmdError):
-                network.unpublish_all(network.get_network(self.store, net), rec.state.ip)
+                network.unpublish_all(network.get_network(self.store, net), ip)
         if net != "bridge":
-            self._forget(net, rec.state.ip)
+            self._forget(net, ip)
         network.disconnect(self.store, net, rec.id)
         rec.state.ip = ""
         rec.state.ports = []
@@ -585,7 +605,7 @@ class Runtime:
                                             flags=_native.MS_BIND, mkdir=True))
             for v in host.get("binds", []):
                 src, dst, ro = policy.parse_volume(v)
-                policy.resolved_destination(rootfs, dst)
+                policy.resolved_destination(rootfs, dst, f"-v {v}")
                 if not os.path.exists(src):
                     os.makedirs(src, exist_ok=True)  # Docker creates a missing bind source
                 mounts.append(_native.Mount(
@@ -595,8 +615,8 @@ class Runtime:
                 path, opts = policy.parse_tmpfs(t)
                 flags, data = policy.tmpfs_options(opts)
                 mounts.append(_native.Mount(
-                    target=policy.resolved_destination(rootfs, path), source="tmpfs",
-                    fstype="tmpfs", mkdir=True, flags=flags, data=data))
+                    target=policy.resolved_destination(rootfs, path, f"--tmpfs {t}"),
+                    source="tmpfs", fstype="tmpfs", mkdir=True, flags=flags, data=data))
         with self.trace.phase("cgroup"):
             cg = Cgroup(rec.id)
             cg.create(Limits(memory=host.get("memory"), cpus=host.get("cpus"),
@@ -622,7 +642,7 @@ class Runtime:
             groups=list(user.groups), cap_bounding=caps, cap_effective=caps,
             cap_permitted=caps, cap_inheritable=0, cap_ambient=0,
             no_new_privs=bool(host.get("no_new_privs")),
-            seccomp=_native.SECCOMP_OFF if privileged else _native.SECCOMP_DEFAULT,
+            seccomp=_seccomp_program(self.store.root, host, caps),
             cgroup_procs=cg.procs_files(), stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
             setsid=True, console=rec.tty,
         )
@@ -667,14 +687,13 @@ class Runtime:
         full_env = policy.merge_env(host.get("image_env", []), [*rec.env, *env], rec.hostname,
                                     u.home, tty)
         ns, caps = _namespaces_and_caps(host)
-        privileged = bool(host.get("privileged"))
         sp = _native.SpawnSpec(
             argv=argv, env=full_env, namespaces=ns, join_pid=rec.state.pid,
             cwd=policy.workdir(workdir) if workdir else rec.cwd, uid=u.uid, gid=u.gid,
             groups=list(u.groups),
             cap_bounding=caps, cap_effective=caps, cap_permitted=caps, cap_inheritable=0,
             cap_ambient=0, no_new_privs=bool(host.get("no_new_privs")),
-            seccomp=_native.SECCOMP_OFF if privileged else _native.SECCOMP_DEFAULT,
+            seccomp=_seccomp_program(self.store.root, host, caps),
             cgroup_procs=Cgroup(rec.id).procs_files(), setsid=True, console=tty,
         )
         if not tty:
@@ -682,7 +701,7 @@ class Runtime:
         try:
             proc = _native.spawn(sp)
         except OSError as e:
-            raise policy.StartError(_start_message(e), exit_code=policy.exec_exit_code(e)) \
+            raise StartError(_start_message(e), exit_code=policy.exec_exit_code(e)) \
                 from None
         if on_started:
             on_started(proc)
@@ -744,13 +763,21 @@ class Runtime:
             if not force:
                 raise Conflict(f"You cannot remove a running container {rec.id}. Stop the "
                                "container before attempting removal or force remove")
-            self.kill(rec)
+            # not self.kill(): a container that stops meanwhile (a racing stop) is no error
+            if _alive(rec.state.pid, rec.state.pid_start):
+                with suppress(ProcessLookupError):
+                    os.kill(rec.state.pid, signal.SIGKILL)
             self._wait_gone(rec, 10)
         with suppress(NotFound, StoreError):
             self._unplug(self.containers.get(rec.id))  # an address a crash left recorded
         with self.store.lock():
             self._teardown(rec)
-            dead = self.store.retire(self.containers.path(rec.id))
+            try:
+                dead = self.store.retire(self.containers.path(rec.id))
+            except FileNotFoundError:  # removed meanwhile: a racing rm, or run --rm
+                if force:
+                    return
+                raise NotFound(f"No such container: {rec.id}") from None
         self.store.discard(dead)
 
     def rename(self, rec: ContainerRecord, new: str) -> None:
@@ -811,6 +838,43 @@ def _namespaces_and_caps(host: dict[str, Any]) -> tuple[int, int]:
     caps = policy.capabilities(host.get("privileged", False), host.get("cap_add", []),
                                host.get("cap_drop", []))
     return ns, caps
+
+
+def _seccomp_option(root: str, value: str, caps: int) -> str:
+    """--security-opt seccomp=VALUE: "unconfined", or the text of the profile file VALUE,
+    checked by compiling it (the program is then cached for the start). Raises UsageError
+    with Docker's wording for a file that cannot be read or a profile that is wrong."""
+    from pyminidocker.container import seccomp
+
+    if value == "unconfined":
+        return value
+    try:
+        with open(value, "rb") as f:
+            text = f.read().decode()
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror.lower() if isinstance(e, OSError) and e.strerror else str(e)
+        raise UsageError(f"opening seccomp profile ({value}) failed: open {value}: {reason}") \
+            from None
+    try:
+        seccomp.program(os.path.join(root, "seccomp"), text, caps)
+    except (ValueError, OSError) as e:
+        raise UsageError(f"Decoding seccomp profile failed: {e}") from None
+    return text
+
+
+def _seccomp_program(root: str, host: dict[str, Any], caps: int) -> bytes:
+    """The seccomp program of a container and what is exec'd in it: none when privileged or
+    unconfined, else its profile's (Docker's default unless --security-opt seccomp=FILE)
+    for its capabilities, from the store's cache (seccomp.program)."""
+    from pyminidocker.container import seccomp
+
+    profile = host.get("seccomp")
+    if host.get("privileged") or profile == "unconfined":
+        return b""
+    try:
+        return seccomp.program(os.path.join(root, "seccomp"), profile, caps)
+    except (ValueError, OSError) as e:
+        raise StartError(f"seccomp profile: {e}", exit_code=125) from None
 
 
 def _standard_mounts(host_network: bool, privileged: bool | None) -> list[Any]:
@@ -923,7 +987,10 @@ class _forward_signals:
             os.kill(self.pid, signum)
 
     def __enter__(self) -> None:
-        self.old = {s: signal.signal(s, self.forward) for s in self.SIGNALS}
+        try:
+            self.old = {s: signal.signal(s, self.forward) for s in self.SIGNALS}
+        except ValueError:  # not the main thread (the API server's workers): its own
+            self.old = {}   # signals are not the container's business there
 
     def __exit__(self, *_: object) -> None:
         for s, h in self.old.items():

@@ -12,7 +12,7 @@ import stat
 
 from pyminidocker.container.defaults import CAPS as CAPABILITIES
 from pyminidocker.container.defaults import DEFAULT_CAPS, DEFAULT_ENV_PATH, cap_mask
-from pyminidocker.errors import PmdError, UsageError
+from pyminidocker.errors import UsageError
 from pyminidocker.record import dataclass
 from pyminidocker.shim import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY
 
@@ -241,10 +241,16 @@ def check_destination(path: str) -> str:
     return path
 
 
-def resolved_destination(rootfs: str, path: str) -> str:
+def resolved_destination(rootfs: str, path: str, mount: str = "") -> str:
     """check_destination of path after the root's symlinks are followed (as the mount will
-    follow them); returns the path as given. Raises UsageError."""
+    follow them); returns the path as given. A path that resolves to the root itself (an
+    image's `/evilmnt -> /`) is refused: the mount would cover the whole container. mount is
+    the option as given (e.g. "-v /src:/evilmnt"), for the message. Raises UsageError."""
     inside = os.path.relpath(secure_join(rootfs, path), rootfs)
+    if inside == "." and check_destination(path) != "/":
+        raise UsageError(f"mount {mount or path} refused: {check_destination(path)} resolves to "
+                         "/ through a symlink of the image, and a mount cannot cover the "
+                         "container's root")
     check_destination("/" if inside == "." else "/" + inside)
     return path
 
@@ -322,7 +328,3 @@ def exec_exit_code(e: OSError) -> int:
     if e.errno in (errno.EACCES, errno.ENOEXEC, errno.EISDIR, errno.EPERM):
         return 126
     return 125
-
-
-class StartError(PmdError):
-    """The container's process could not be started; exit_code is 125, 126 or 127."""
