@@ -241,7 +241,7 @@ def parse(doc: dict[str, Any], bundle: str) -> Container:
     sysctl = _sysctl(linux, namespaces, join_paths)
     seccomp = _get(linux, "seccomp", dict, "linux.")
     if seccomp is not None:
-        spec.seccomp = _seccomp(seccomp, warnings)
+        _seccomp(seccomp, spec)
     if _get(linux, "intelRdt", dict, "linux."):
         warnings.append("linux.intelRdt ignored: this host has no resctrl")
     personality = _get(linux, "personality", dict, "linux.")
@@ -513,18 +513,19 @@ def _sysctl(linux: dict[str, Any], namespaces: int, join: dict[str, str]) -> dic
     return dict(values)
 
 
-def _seccomp(profile: dict[str, Any], warnings: list[str]) -> int:
-    """The shim's seccomp mode for linux.seccomp. Until the profile compiler lands (wt-sec),
-    a profile that allows by default and lists nothing is off, any other the default
-    (Docker's) filter, said in a warning."""
-    default = _get(profile, "defaultAction", str, "linux.seccomp.", "")
-    if not default:
-        raise ConfigError("config.json: linux.seccomp.defaultAction is required")
-    syscalls = _get(profile, "syscalls", list, "linux.seccomp.", [])
-    if default == "SCMP_ACT_ALLOW" and not syscalls:
-        return shim.SECCOMP_OFF
-    warnings.append("linux.seccomp: the profile is approximated by Docker's default filter")
-    return shim.SECCOMP_DEFAULT
+def _seccomp(profile: dict[str, Any], spec: shim.SpawnSpec) -> None:
+    """linux.seccomp compiled to the BPF program the shim loads (the full profile: default
+    action, architectures, syscalls with argument conditions and errnoRet, flags), for the
+    process's bounding set. Raises ConfigError naming what the profile gets wrong."""
+    from pyminidocker.container.seccomp import Profile, ProfileError
+
+    try:
+        p = Profile.from_oci(profile)
+        caps = spec.cap_bounding if spec.cap_bounding is not None else own_bounding_set()
+        spec.seccomp = p.compile(caps)
+    except (ProfileError, OSError) as e:
+        raise ConfigError(f"linux.seccomp: {e}") from None
+    spec.seccomp_flags = p.flags
 
 
 def _hooks(doc: dict[str, Any]) -> dict[str, list[Hook]]:

@@ -769,7 +769,10 @@ def _exec(root: str, args: Any) -> int:
     linux = rec.get("config", {}).get("linux") or {}
     seccomp = linux.get("seccomp")
     if isinstance(seccomp, dict):
-        spec.seccomp = cfg._seccomp(seccomp, warnings)
+        try:
+            cfg._seccomp(seccomp, spec)
+        except cfg.ConfigError as e:
+            raise ExecFailed(str(e)) from None
     spec.join_pid = rec["pid"]
     spec.namespaces = rec.get("ns_mask", 0)
     cg_id, parent = rec["cgroup"]

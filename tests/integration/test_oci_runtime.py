@@ -22,7 +22,7 @@ from tests.integration import images as I
 REPO = Path(__file__).resolve().parents[2]
 CGROUP_PARENT = "pyminidocker-runc"
 TOOLS = ("sh", "echo", "cat", "ls", "sleep", "true", "id", "hostname", "readlink", "stat",
-         "grep", "env", "pwd", "mount", "head", "touch")
+         "grep", "env", "pwd", "mount", "head", "touch", "mkdir", "chmod")
 
 
 def write_launcher(path: Path) -> Path:
@@ -397,6 +397,31 @@ def test_a_command_the_root_lacks_fails_create_as_runc(runc, tmp_path):
                                               "options": ["rbind", "ro"]}))
     edit(b, lambda cfg: cfg["process"].update(args=["/opt/tools/true"]))
     assert runc("run", "--bundle", str(b), "n1").returncode == 0
+
+
+def test_seccomp_profile_with_errno_and_argument_conditions(runc, tmp_path):
+    b = make_bundle(tmp_path / "b", ["sh", "-c", "mkdir /tmp/d; echo mkdir=$?; "
+                                     "touch /f; chmod 644 /f; echo chmod644=$?; "
+                                     "chmod 755 /f; echo chmod755=$?"])
+    profile = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+            # chmod(path, 0755) refused, any other mode allowed
+            {"names": ["chmod", "fchmodat"], "action": "SCMP_ACT_ERRNO",
+             "args": [{"index": 1, "value": 0o755, "op": "SCMP_CMP_EQ"}]},
+        ],
+    }
+    edit(b, lambda cfg: cfg["linux"].update(seccomp=profile))
+    runc.ids.append("s1")
+    r = runc("run", "--bundle", str(b), "s1")
+    assert "mkdir=1" in r.stdout and "Function not implemented" in r.stderr
+    assert "chmod644=0" in r.stdout and "chmod755=1" in r.stdout
+    profile["syscalls"][0]["action"] = "SCMP_ACT_NOPE"
+    edit(b, lambda cfg: cfg["linux"].update(seccomp=profile))
+    r = runc("run", "--bundle", str(b), "s1", check=False)
+    assert r.returncode == 1 and r.stderr.startswith("linux.seccomp: ")
 
 
 def test_a_newer_minor_oci_version_is_read(runc, tmp_path):
