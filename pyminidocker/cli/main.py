@@ -507,7 +507,8 @@ def _create_options(args: Namespace) -> Any:
     return CreateOptions(
         image=args.image, cmd=list(args.cmd), name=args.name, env=env, workdir=args.workdir,
         user=args.user, entrypoint=args.entrypoint, hostname=args.hostname,
-        read_only=args.read_only, volumes=args.volume, tmpfs=args.tmpfs, memory=memory,
+        read_only=args.read_only, volumes=args.volume, mounts=args.mount,
+        volumes_from=args.volumes_from, tmpfs=args.tmpfs, memory=memory,
         cpus=policy.parse_cpus(args.cpus) if args.cpus else None,
         pids_limit=args.pids_limit, network=args.network, privileged=args.privileged,
         cap_add=args.cap_add, cap_drop=args.cap_drop, security_opt=args.security_opt,
@@ -588,7 +589,7 @@ def _attached_start(rt: Any, rec: Any, env: Env, interactive: bool, remove: bool
         return int(code or 0)
     finally:
         if remove:  # --rm: whatever happened, the container goes
-            rt.remove(rt.containers.get(rec.id), force=True)
+            rt.remove(rt.containers.get(rec.id), force=True, volumes=True)
 
 
 def _run_with_pty(start: Callable[[Callable[[Any], None], tuple[int, int, int]], int | None],
@@ -752,7 +753,8 @@ def _signal(name: str) -> int:
 
 def cmd_rm(args: Namespace, env: Env) -> int:
     # rm -f also takes a container whose record is corrupt: what is found of it goes
-    return _each(args, env, lambda rt, rec: rt.remove(rec, args.force), corrupt_ok=args.force)
+    return _each(args, env, lambda rt, rec: rt.remove(rec, args.force, args.volumes),
+                 corrupt_ok=args.force)
 
 
 def cmd_wait(args: Namespace, env: Env) -> int:
@@ -904,13 +906,11 @@ def _trunc(s: str, n: int) -> str:
 def _inspect_container(rt: Any, rec: Any) -> dict[str, Any]:
     st = rec.state
     d = rt.containers.path(rec.id)
-    mounts = []
     from pyminidocker.container import spec as policy
+    from pyminidocker.container.mounts import inspect_mounts
+    from pyminidocker.container.runtime import mounts_of
 
-    for v in rec.host.get("binds", []):
-        src, dst, ro = policy.parse_volume(v)
-        mounts.append({"Type": "bind", "Source": src, "Destination": dst, "Mode": "ro" if ro
-                       else "", "RW": not ro, "Propagation": "rprivate"})
+    mounts = inspect_mounts(mounts_of(rec.host), rt.store.volumes.data_path)
     return {
         "Id": rec.id,
         "Created": rec.created,
@@ -1046,7 +1046,11 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
         sp.add_argument("--read-only", action="store_true",
                         help="mount the container's root filesystem read-only")
         sp.add_argument("-v", "--volume", action="append", default=[],
-                        help="bind mount HOST_PATH:PATH[:ro|rw]")
+                        help="bind mount HOST_PATH:PATH[:ro|rw] or a volume NAME:PATH, /PATH")
+        sp.add_argument("--mount", action="append", default=[],
+                        help="attach a mount: type=volume|bind|tmpfs,source=,target=,...")
+        sp.add_argument("--volumes-from", action="append", default=[],
+                        help="mount the volumes of CONTAINER[:ro|rw]")
         sp.add_argument("--tmpfs", action="append", default=[],
                         help="mount a tmpfs: /PATH[:OPTIONS]")
         sp.add_argument("-m", "--memory", help="memory limit (e.g. 64m)")
@@ -1141,6 +1145,12 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
         from pyminidocker.cli.network import add_network_commands
 
         add_network_commands(sp)
+
+    sp = add("volume", None, "Manage volumes")
+    if isinstance(sp, Parser):  # its commands live in cli.volume: imported only to run them
+        from pyminidocker.cli.volume import add_volume_commands
+
+        add_volume_commands(sp)
 
     sp = add("system", cmd_system, "Manage the engine's footprint on this host")
     sp.add_argument("action", choices=["reset"])

@@ -16,12 +16,13 @@ import time
 from pyminidocker import jsonio
 from pyminidocker import shim as _native
 from pyminidocker.container import defaults
+from pyminidocker.container import mounts as mountspec
 from pyminidocker.container import spec as policy
 from pyminidocker.errors import Conflict, NotFound, PmdError, StoreError, UsageError, suppress
 from pyminidocker.record import dataclass, field
 from pyminidocker.store import Store
 from pyminidocker.store.containers import ContainerRecord, State, check_name, random_name
-from pyminidocker.store.files import remove_tree
+from pyminidocker.store.files import now_iso, remove_tree
 from pyminidocker.trace import Tracer
 
 try:
@@ -33,11 +34,6 @@ TYPE_CHECKING = False  # typing is not imported at run time: the start path
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
-
-
-def now_iso() -> str:
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
 
 
 @dataclass
@@ -52,6 +48,8 @@ class CreateOptions:
     hostname: str | None = None
     read_only: bool = False
     volumes: list[str] = field(default_factory=list)
+    mounts: list[str] = field(default_factory=list)         # --mount
+    volumes_from: list[str] = field(default_factory=list)
     tmpfs: list[str] = field(default_factory=list)
     memory: int | None = None
     cpus: float | None = None
@@ -189,10 +187,7 @@ class Runtime:
         argv = policy.command(entrypoint, cmd)
         cid = os.urandom(32).hex()
         hostname = opts.hostname or cid[:12]
-        for v in opts.volumes:
-            policy.parse_volume(v)
-        for t in opts.tmpfs:
-            policy.parse_tmpfs(t)
+        planned = self._plan_mounts(opts, cfg)
         policy.capabilities(opts.privileged, opts.cap_add, opts.cap_drop)
         nnp = False
         for so in opts.security_opt:
@@ -219,7 +214,8 @@ class Runtime:
             user=opts.user if opts.user is not None else cfg.get("User", ""),
             hostname=hostname, tty=opts.tty, open_stdin=opts.interactive,
             entrypoint=entrypoint, cmd=cmd,
-            host={"binds": opts.volumes, "tmpfs": opts.tmpfs, "read_only": opts.read_only,
+            host={"binds": opts.volumes, "mounts": planned, "tmpfs": opts.tmpfs,
+                  "read_only": opts.read_only,
                   "memory": opts.memory, "cpus": opts.cpus, "pids_limit": opts.pids_limit,
                   "network": network, "ports": list(opts.publish),
                   "privileged": opts.privileged,
@@ -230,8 +226,60 @@ class Runtime:
         with self.trace.phase("create"), self.store.lock():
             taken = set(self.containers.names())
             rec.name = check_name(opts.name) if opts.name else random_name(taken)
-            self.containers.create(rec, _etc_files(rec))
+            made = self._make_volumes(planned) if planned else []
+            try:
+                self.containers.create(rec, _etc_files(rec))
+            except BaseException:
+                self._drop_volumes(made)
+                raise
         return rec
+
+    def _plan_mounts(self, opts: CreateOptions, cfg: dict[str, Any]) -> List[dict[str, Any]]:
+        """-v, --mount, --volumes-from and the image's VOLUMEs → the mount records (see
+        container.mounts). Raises UsageError, NotFound (a --volumes-from container)."""
+        own = [mountspec.parse_volume(v) for v in opts.volumes]
+        own += [mountspec.parse_mount(m) for m in opts.mounts]
+        others: list[dict[str, Any]] = []
+        for spec in opts.volumes_from:
+            ref, mode = mountspec.parse_volumes_from(spec)
+            others += mountspec.inherited(mounts_of(self.containers.lookup(ref).host), mode)
+        return mountspec.plan(own, opts.tmpfs, others, sorted(cfg.get("Volumes") or {}))
+
+    def _make_volumes(self, planned: List[dict[str, Any]]) -> List[str]:
+        """Create the volumes the mounts name that do not exist yet, and the anonymous ones
+        (naming them in their mount records). Returns the names made. Caller holds the store
+        lock."""
+        vols = self.store.volumes
+        made: list[str] = []
+        try:
+            for m in planned:
+                if m["Type"] != "volume":
+                    continue
+                if m["Name"] is not None:
+                    try:
+                        vols.get(m["Name"])
+                        continue
+                    except NotFound:
+                        pass
+                vol = vols.create(m["Name"], now_iso(), labels=m.get("VolumeLabels"),
+                                  options=m.get("VolumeOptions"))
+                m["Name"] = vol.name
+                made.append(vol.name)
+        except BaseException:
+            self._drop_volumes(made)
+            raise
+        return made
+
+    def _drop_volumes(self, names: List[str]) -> None:
+        """Remove volumes no container uses any more. Caller holds the store lock."""
+        if not names:
+            return
+        users = self.store.volumes.users()
+        for name in names:
+            with suppress(PmdError, OSError):
+                dead = self.store.volumes.remove(name, users, force=True)
+                if dead:
+                    self.store.discard(dead)
 
     # ---- start --------------------------------------------------------------------------
 
@@ -583,14 +631,8 @@ class Runtime:
             for name in ("hostname", "hosts", "resolv.conf"):
                 mounts.append(_native.Mount(target=f"/etc/{name}", source=os.path.join(d, name),
                                             flags=_native.MS_BIND, mkdir=True))
-            for v in host.get("binds", []):
-                src, dst, ro = policy.parse_volume(v)
-                policy.resolved_destination(rootfs, dst)
-                if not os.path.exists(src):
-                    os.makedirs(src, exist_ok=True)  # Docker creates a missing bind source
-                mounts.append(_native.Mount(
-                    target=dst, source=src, mkdir=True,
-                    flags=_native.MS_BIND | _native.MS_REC | (_native.MS_RDONLY if ro else 0)))
+            for m in mounts_of(host):
+                mounts.append(self._mount(rootfs, m))
             for t in host.get("tmpfs", []):
                 path, opts = policy.parse_tmpfs(t)
                 flags, data = policy.tmpfs_options(opts)
@@ -627,6 +669,42 @@ class Runtime:
             setsid=True, console=rec.tty,
         )
 
+    def _mount(self, rootfs: str, m: dict[str, Any]) -> Any:
+        """The shim's Mount for one mount record; a volume's directory seeded from the image
+        on its first use (mounts.seed). Raises UsageError, NotFound (a volume gone)."""
+        dst = policy.resolved_destination(rootfs, m["Destination"])
+        ro = _native.MS_RDONLY if not m.get("RW", True) else 0
+        if m["Type"] == "tmpfs":
+            flags, data = policy.tmpfs_options(m.get("Options", ""))
+            return _native.Mount(target=dst, source="tmpfs", fstype="tmpfs", mkdir=True,
+                                 flags=flags | ro, data=data)
+        if m["Type"] == "bind":
+            src = m["Source"]
+            if not os.path.exists(src):
+                if not m.get("Create", True):
+                    raise UsageError(f"bind source path does not exist: {src}")
+                os.makedirs(src, exist_ok=True)  # Docker creates a missing -v bind source
+            return _native.Mount(target=dst, source=src, mkdir=True,
+                                 flags=_native.MS_BIND | _native.MS_REC | ro)
+        vol = self.store.volumes.get(m["Name"])
+        opts = vol.options
+        if opts:  # the local driver's mount(8)-like options: the device itself is mounted
+            o = [x for x in opts.get("o", "").split(",") if x]
+            if "bind" in o:
+                return _native.Mount(target=dst, source=opts["device"], mkdir=True,
+                                     flags=_native.MS_BIND | _native.MS_REC | ro)
+            return _native.Mount(target=dst, source=opts["device"], fstype=opts.get("type"),
+                                 mkdir=True, flags=ro, data=",".join(o) or None)
+        src = self.store.volumes.data_path(vol.name)
+        if not m.get("NoCopy"):
+            try:
+                mountspec.seed(policy.secure_join(rootfs, dst), src)
+            except OSError as e:
+                raise StoreError(f"cannot copy the image's {dst} into volume {vol.name}: "
+                                 f"{e.strerror}") from None
+        return _native.Mount(target=dst, source=src, mkdir=True,
+                             flags=_native.MS_BIND | _native.MS_REC | ro)
+
     def _spawn_monitored(self, rec: ContainerRecord, d: str, sp: Any) -> Any:
         """Start the container under its pmd-monitor (see pmd_monitor_start in csrc/pmd.h):
         returns once it runs, with .pid and .monitor_pid. The monitor logs its output to
@@ -639,7 +717,7 @@ class Runtime:
             # run -d --rm: the monitor becomes `rm` once it has recorded the exit. A plain rm,
             # not rm -f: should the container have been started again meanwhile, it stays.
             exit_argv = [sys.executable, "-m", "pyminidocker", "--root", self.store.root,
-                         "rm", rec.id]
+                         "rm", "-v", rec.id]
         with self.trace.phase("monitor+clone+setup+exec"):
             return _native.monitor_start(
                 sp, os.path.join(d, f"{rec.id}-json.log"), os.path.join(d, "exit"),
@@ -737,8 +815,9 @@ class Runtime:
                 return rec.state.exit_code
             time.sleep(0.02)
 
-    def remove(self, rec: ContainerRecord, force: bool = False) -> None:
-        """Raises Conflict for a running container unless force."""
+    def remove(self, rec: ContainerRecord, force: bool = False, volumes: bool = False) -> None:
+        """Raises Conflict for a running container unless force. volumes (rm -v): its
+        anonymous volumes go too, unless another container uses them (named ones stay)."""
         rec = self.refresh(rec)
         if rec.state.status == "running":
             if not force:
@@ -751,6 +830,9 @@ class Runtime:
         with self.store.lock():
             self._teardown(rec)
             dead = self.store.retire(self.containers.path(rec.id))
+            if volumes:
+                self._drop_volumes([m["Name"] for m in mounts_of(rec.host)
+                                    if m["Type"] == "volume" and m.get("Anonymous")])
         self.store.discard(dead)
 
     def rename(self, rec: ContainerRecord, new: str) -> None:
@@ -763,6 +845,13 @@ class Runtime:
                                "container to be able to reuse that name.")
             rec.name = new
             self.containers.save_config(rec)
+
+
+def mounts_of(host: dict[str, Any]) -> list[dict[str, Any]]:
+    """A container's mount records; a record made before volumes has its -v binds only."""
+    if "mounts" in host:
+        return list(host["mounts"])
+    return [mountspec.parse_volume(v) for v in host.get("binds", [])]
 
 
 def _start_message(e: OSError | None) -> str:
