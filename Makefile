@@ -49,9 +49,11 @@ deps:
 venv: $(PYTHON)
 	$(PIP) install -q $(PY_PACKAGES)
 
+# With the Python packages: `make` on a fresh clone (after the apt packages) builds at once.
 $(PYTHON):
 	$(HOST_PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(PY_PACKAGES)
 
 test: build
 	$(PYTHON) -m pytest -q tests
@@ -64,7 +66,7 @@ integration: build
 
 lint: $(PYTHON)
 	$(PIP) install -q $(LINT_PACKAGES)
-	$(PYTHON) -m ruff check pyminidocker tests bench csrc
+	$(PYTHON) -m ruff check pyminidocker tests bench csrc examples
 	$(PYTHON) -m mypy pyminidocker
 
 bench: build

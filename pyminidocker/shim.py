@@ -1,6 +1,10 @@
-"""The only importer of the compiled C shim: pyminidocker._pmd, and pyminidocker._pmd_extract
-for layer extraction alone, imported on its first use (it loads libarchive and libcrypto, and with
-them thirteen more libraries that a container start does without; see csrc/build_ffi.py).
+"""The public Python API of the C shim (docs/shim.md), and the only importer of the compiled
+modules: pyminidocker._pmd, and pyminidocker._pmd_extract for layer extraction alone, imported on
+its first use (it loads libarchive and libcrypto, and with them thirteen more libraries that a
+container start does without; see csrc/build_ffi.py).
+
+What is public: the names in __all__, with the signatures, fields and exceptions their
+docstrings give. API_VERSION versions them apart from the package (see docs/shim.md, "Stability").
 
 Each wrapper checks its arguments, allocates with ffi.new, calls, and turns a -1 return into
 an OSError built from struct pmd_error, so Python's own subclasses (FileNotFoundError,
@@ -21,6 +25,10 @@ from pyminidocker.record import dataclass, field
 TYPE_CHECKING = False  # typing is not imported at run time: this module is on the start path
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
+    from typing import Any
+
+    # cffi ships no type information: its objects (structs, arrays, char *) are Any to mypy.
+    CData = Any
 
 try:
     from pyminidocker._pmd import ffi, lib
@@ -29,12 +37,62 @@ except ImportError as e:  # pragma: no cover - only when the C module was not bu
         "pyminidocker's C module is not built: run `make` (or `pip install .`)"
     ) from e
 
+# (major, minor) of the public API in __all__: minor grows when something is added, major when
+# something public changes or goes (after a minor release that warns about it).
+API_VERSION = (1, 0)
+
+__all__ = [
+    "API_VERSION",
+    "CLONE_NEWCGROUP",
+    "CLONE_NEWIPC",
+    "CLONE_NEWNET",
+    "CLONE_NEWNS",
+    "CLONE_NEWPID",
+    "CLONE_NEWUTS",
+    "COMPRESS_GZIP",
+    "COMPRESS_NONE",
+    "COMPRESS_ZSTD",
+    "MNT_DETACH",
+    "MS_BIND",
+    "MS_NOATIME",
+    "MS_NODEV",
+    "MS_NOEXEC",
+    "MS_NOSUID",
+    "MS_PRIVATE",
+    "MS_RDONLY",
+    "MS_REC",
+    "MS_RELATIME",
+    "MS_REMOUNT",
+    "MS_SHARED",
+    "MS_SLAVE",
+    "MS_STRICTATIME",
+    "SECCOMP_DEFAULT",
+    "SECCOMP_OFF",
+    "TRACE_PHASES",
+    "ExtractResult",
+    "MonitorInfo",
+    "Mount",
+    "Process",
+    "SpawnSpec",
+    "cgroup_devices",
+    "layer_extract",
+    "monitor_start",
+    "net_attach",
+    "net_detach",
+    "overlay_mount",
+    "relay",
+    "spawn",
+    "spec_write",
+    "umount",
+    "wait",
+]
+
 COMPRESS_NONE = lib.PMD_COMPRESS_NONE
 COMPRESS_GZIP = lib.PMD_COMPRESS_GZIP
 COMPRESS_ZSTD = lib.PMD_COMPRESS_ZSTD
 
 
-def _raise(err) -> None:
+def _raise(err: CData) -> None:
     """Raise the OSError subclass matching err.err, with operation and path in the message."""
     op = ffi.string(err.op).decode(errors="replace")
     path = ffi.string(err.path).decode(errors="replace")
@@ -172,7 +230,7 @@ class SpawnSpec:
     console: bool = False
 
 
-def _cstr(keep: list, s: str | os.PathLike[str] | None):
+def _cstr(keep: list[CData], s: str | bytes | os.PathLike[str] | None) -> CData:
     if s is None:
         return ffi.NULL
     c = ffi.new("char[]", os.fsencode(s))
@@ -180,7 +238,8 @@ def _cstr(keep: list, s: str | os.PathLike[str] | None):
     return c
 
 
-def _cstrv(keep: list, items) -> object:
+def _cstrv(keep: list[CData],
+           items: Iterable[str | bytes | os.PathLike[str]] | None) -> CData:
     """A NULL-terminated char *[] (NULL for None), kept alive by keep."""
     if items is None:
         return ffi.NULL
@@ -197,7 +256,7 @@ class Process:
 
     __slots__ = ("_held", "_proc", "pid")
 
-    def __init__(self, pid: int, proc=None, held: bool = False):
+    def __init__(self, pid: int, proc: CData = None, held: bool = False) -> None:
         self.pid = pid
         self._proc = proc
         self._held = held
@@ -242,7 +301,7 @@ class Process:
         if self._proc is None:
             return {}
         t = list(self._proc.trace_ns)
-        out = {}
+        out: dict[str, float] = {}
         for i in range(1, len(TRACE_PHASES)):
             if t[i] and t[i - 1]:
                 out[TRACE_PHASES[i]] = (t[i] - t[i - 1]) / 1e6
@@ -257,7 +316,7 @@ def spawn(spec: SpawnSpec) -> Process:
     executed, or the errno, operation and path of the mount/confinement step that failed. On error
     nothing is left behind. The GIL is released while C waits for the child's exec.
     """
-    keep: list = []
+    keep: list[CData] = []
     s = _c_spec(spec, keep)
     proc = ffi.new("struct pmd_proc *")
     err = ffi.new("struct pmd_error *")
@@ -266,7 +325,7 @@ def spawn(spec: SpawnSpec) -> Process:
     return Process(proc.pid, proc, bool(spec.hold))
 
 
-def _c_spec(spec: SpawnSpec, keep: list):
+def _c_spec(spec: SpawnSpec, keep: list[CData]) -> CData:
     """The struct pmd_spawn_spec for spec; keep holds the memory its pointers refer to."""
     if not spec.argv:
         raise ValueError("argv must not be empty")
@@ -357,8 +416,12 @@ class MonitorInfo:
             self.status_fd = -1
 
 
-def _c_monitor_spec(keep: list, log_path, exit_path, cleanup_mounts, cleanup_dirs, exit_argv,
-                    exit_env):
+def _c_monitor_spec(keep: list[CData], log_path: str | os.PathLike[str] | None,
+                    exit_path: str | os.PathLike[str] | None,
+                    cleanup_mounts: Iterable[str | os.PathLike[str]] | None,
+                    cleanup_dirs: Iterable[str | os.PathLike[str]] | None,
+                    exit_argv: Sequence[str | os.PathLike[str]] | None,
+                    exit_env: Sequence[str] | None) -> CData:
     m = ffi.new("struct pmd_monitor_spec *")
     keep.append(m)
     m.log_path = _cstr(keep, log_path)
@@ -392,7 +455,7 @@ def monitor_start(spec: SpawnSpec, log_path: str | os.PathLike[str],
     """
     if (spec.stdin, spec.stdout, spec.stderr) != (-1, -1, -1):
         raise ValueError("a monitored container gets its stdio from the monitor")
-    keep: list = []
+    keep: list[CData] = []
     s = _c_spec(spec, keep)
     m = _c_monitor_spec(keep, log_path, exit_path, cleanup_mounts, cleanup_dirs, exit_argv,
                         exit_env)
@@ -411,7 +474,7 @@ def spec_write(fd: int, spec: SpawnSpec, log_path: str | os.PathLike[str] | None
                exit_env: Sequence[str] | None = None) -> None:
     """Write the serialized spec that pmd_monitor_start hands to pmd-monitor to fd (for tests
     and tools: `pmd-monitor --check FD` validates it). Raises OSError."""
-    keep: list = []
+    keep: list[CData] = []
     s = _c_spec(spec, keep)
     m = _c_monitor_spec(keep, log_path, exit_path, cleanup_mounts, cleanup_dirs, exit_argv,
                         exit_env)
@@ -562,7 +625,7 @@ def cgroup_devices(cgroup_dir: str | os.PathLike[str],
 
 # ---- network (netlink.c) -------------------------------------------------------------------
 
-def _ifarg(name: str, value) -> bytes:
+def _ifarg(name: str, value: object) -> bytes:
     """A C string argument: str (or bytes), no NUL inside (C would see a shorter string)."""
     if not isinstance(value, (str, bytes)):
         raise TypeError(f"{name} must be a str, not {type(value).__name__}")
@@ -586,7 +649,7 @@ def net_attach(pid: int, bridge: str, host_ifname: str, address: str, prefix_len
     bridge does not exist, FileExistsError (EEXIST) if host_ifname does, or the kernel's errno
     with its message. On error no veth is left behind.
     """
-    keep: list = []
+    keep: list[CData] = []
     a = ffi.new("struct pmd_net_attach *")
     for name, value in (("bridge", bridge), ("host_ifname", host_ifname),
                         ("container_ifname", container_ifname), ("address", address)):
