@@ -120,7 +120,7 @@ class Parser:
             dest = next((n[2:] for n in names if n.startswith("--")), names[0][1:])
             dest = dest.replace("-", "_")
         if action == "store_true":
-            default = False
+            default = bool(default)  # True for a flag that is on unless =false (--sig-proxy)
         elif action == "append" and default is None:
             default = []
         arg = _Arg(names, dest, action, default, type, choices, None, metavar, help)

@@ -489,9 +489,12 @@ def _runtime(args: Namespace) -> Any:
     return Runtime(_store(args), args.tracer)
 
 
-def _create_options(args: Namespace) -> Any:
+def _create_options(args: Namespace, env_: Env) -> Any:
+    from pyminidocker.cli.runflags import run_extra
     from pyminidocker.container import spec as policy
     from pyminidocker.container.runtime import CreateOptions
+
+    extra = run_extra(args, lambda line: env_.stderr.write(line + "\n"))
 
     env = []
     for f in args.env_file:
@@ -513,7 +516,7 @@ def _create_options(args: Namespace) -> Any:
         pids_limit=args.pids_limit, network=args.network, privileged=args.privileged,
         cap_add=args.cap_add, cap_drop=args.cap_drop, security_opt=args.security_opt,
         tty=args.tty, interactive=args.interactive, auto_remove=getattr(args, "rm", False),
-        publish=args.publish, publish_all=args.publish_all,
+        publish=args.publish, publish_all=args.publish_all, extra=extra,
     )
 
 
@@ -521,22 +524,56 @@ def _create(args: Namespace, env: Env) -> tuple[Any, Any]:
     """create's work for create and run: like Docker, pull the image if it is missing, and
     exit 125 for any failure of the engine (the container's own codes come later)."""
     try:
-        opts = _create_options(args)
+        opts = _create_options(args, env)
+        if args.cidfile and os.path.exists(args.cidfile):
+            raise UsageError(f"Container ID file found, make sure the other container isn't "
+                             f"running or delete {args.cidfile}")
         rt = _runtime(args)
         _ensure_image(args, rt.store, env)
-        return rt, rt.create(opts)
+        rec = rt.create(opts)
+        for w in rt.warnings:
+            env.stderr.write(f"WARNING: {w}\n")
+        if args.cidfile:
+            try:
+                with open(args.cidfile, "x") as f:
+                    f.write(rec.id)
+            except OSError as e:
+                rt.remove(rec, force=True, volumes=True)
+                raise UsageError(f"failed to create the container ID file: {e.strerror}: "
+                                 f"{args.cidfile}") from None
+        return rt, rec
     except PmdError as e:
         e.exit_code = 125
         raise
 
 
 def _ensure_image(args: Namespace, store: Any, env: Env) -> None:
+    """--pull missing (Docker's default), always or never; with --platform, an image of
+    another platform counts as missing."""
     from pyminidocker.errors import NotFound
 
+    platform = None
+    if args.platform:
+        from pyminidocker.image.platforms import parse_platform
+
+        platform = parse_platform(args.platform)
     try:
-        store.images.lookup(args.image)
+        if args.pull == "always":
+            raise NotFound(args.image)
+        rec = store.images.lookup(args.image)
+        if platform is not None:
+            cfg = store.images.config(rec)
+            have = (cfg.get("os"), cfg.get("architecture"))
+            if have != (platform.os, platform.architecture):
+                if args.pull == "never":
+                    raise NotFound(f"image with reference {args.image} was found but does not "
+                                   f"match the specified platform: wanted {args.platform}, "
+                                   f"actual: {have[0]}/{have[1]}")
+                raise NotFound(args.image)
         return
     except NotFound:
+        if args.pull == "never":
+            raise
         # an image id is never pulled (Docker reads sha256:<64 hex> as an id, not as the
         # image "sha256" of Docker Hub's library)
         hexid = args.image.removeprefix("sha256:")
@@ -549,7 +586,7 @@ def _ensure_image(args: Namespace, store: Any, env: Env) -> None:
     err_env = Env(stdout=env.stderr, stderr=env.stderr)
     err_env.out(f"Unable to find image '{ref.familiar}' locally")
     err_env.out(f"{ref.tag or ref.digest}: Pulling from {ref.repository}")
-    res = Puller(store, args.config, ref, None, PullRenderer(err_env)).pull()
+    res = Puller(store, args.config, ref, platform, PullRenderer(err_env)).pull()
     err_env.out(f"Digest: {res.digest}")
     err_env.out(f"Status: Downloaded newer image for {ref.familiar}")
 
@@ -578,14 +615,18 @@ def _attached_start(rt: Any, rec: Any, env: Env, interactive: bool, remove: bool
             return _run_with_pty(
                 lambda started, stdio: rt.start(rec, attach=True, stdio=stdio,
                                                 on_started=started), env, interactive)
-        stdin = -1 if interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        # -a: only the streams named are ours (by default stdout and stderr, stdin with -i);
+        # the others still reach the container's log
+        streams = rec.host.get("attach") or ["stdout", "stderr", *(["stdin"] * interactive)]
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         try:
             env.stdout.flush()
-            code = rt.start(rec, attach=True,
-                            stdio=(stdin, env.stdout.fileno(), env.stderr.fileno()))
+            code = rt.start(rec, attach=True, stdio=(
+                -1 if interactive and "stdin" in streams else null,
+                env.stdout.fileno() if "stdout" in streams else null,
+                env.stderr.fileno() if "stderr" in streams else null))
         finally:
-            if stdin >= 0:
-                os.close(stdin)
+            os.close(null)
         return int(code or 0)
     finally:
         if remove:  # --rm: whatever happened, the container goes
@@ -739,16 +780,9 @@ def cmd_kill(args: Namespace, env: Env) -> int:
 
 
 def _signal(name: str) -> int:
-    import signal
+    from pyminidocker.container.spec import parse_signal
 
-    s = name.upper()
-    if s.isdigit():
-        return int(s)
-    s = s if s.startswith("SIG") else "SIG" + s
-    try:
-        return int(getattr(signal, s))
-    except AttributeError:
-        raise UsageError(f"invalid signal: {name}") from None
+    return parse_signal(name)
 
 
 def cmd_rm(args: Namespace, env: Env) -> int:
@@ -1071,6 +1105,10 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
         sp.add_argument("--security-opt", action="append", default=[], help="security options")
         sp.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
         sp.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
+        if not isinstance(sp, _Unused):
+            from pyminidocker.cli.runflags import add_run_flags
+
+            add_run_flags(sp)
         sp.add_argument("image", metavar="IMAGE")
         sp.add_argument("cmd", nargs=REMAINDER, metavar="COMMAND")
 
@@ -1104,8 +1142,8 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sp.add_argument("--format", help="'json': one JSON object per line")
 
     sp = add("stop", cmd_stop, "Stop one or more running containers")
-    sp.add_argument("-t", "--time", type=int, default=10,
-                    help="seconds to wait before killing the container")
+    sp.add_argument("-t", "--time", type=int,
+                    help="seconds before SIGKILL (default: its --stop-timeout, else 10)")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER")
 
     sp = add("kill", cmd_kill, "Kill one or more running containers")

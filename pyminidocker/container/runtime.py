@@ -64,6 +64,9 @@ class CreateOptions:
     auto_remove: bool = False
     publish: list[str] = field(default_factory=list)
     publish_all: bool = False
+    # the checked values of the further run flags (cli.runflags.run_extra): kept in the
+    # record's host config, each applied where its comment in this module says
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _pid_start(pid: int) -> str:
@@ -108,6 +111,7 @@ class Runtime:
         self.store = store
         self.containers = store.containers
         self.trace = tracer or Tracer(False)
+        self.warnings: list[str] = []  # Docker's warnings (limits the host cannot apply)
 
     # ---- records ------------------------------------------------------------------------
 
@@ -150,9 +154,8 @@ class Runtime:
 
     def _finish(self, rec: ContainerRecord, code: int, finished: str) -> None:
         """Record the exit and release what the running container held (mounts, cgroup)."""
-        from pyminidocker.container.cgroups import Cgroup
 
-        cg = Cgroup(rec.id)
+        cg = _cgroup(rec)
         rec.state.oom_killed = rec.state.oom_killed or cg.oom_killed()
         self._teardown(rec)
         rec.state.status = "exited"
@@ -165,14 +168,13 @@ class Runtime:
         self.containers.save_state(rec)
 
     def _teardown(self, rec: ContainerRecord) -> None:
-        from pyminidocker.container.cgroups import Cgroup
 
         rootfs = os.path.join(self.containers.path(rec.id), "rootfs")
         with self.trace.phase("teardown"):
             if os.path.ismount(rootfs):
                 with suppress(OSError):
                     _native.umount(rootfs, _native.MNT_DETACH)
-            Cgroup(rec.id).remove()
+            _cgroup(rec).remove()
 
     # ---- create -------------------------------------------------------------------------
 
@@ -201,8 +203,17 @@ class Runtime:
 
             if network not in NetworkStore(self.store).names():
                 raise NotFound(f"network {network} not found")
+        extra = dict(opts.extra)
+        labels = {**(cfg.get("Labels") or {}), **extra.pop("labels", {})}
+        exposed = {*(cfg.get("ExposedPorts") or {}), *extra.get("expose", [])}
+        for mode in ("pid_mode", "ipc_mode"):
+            if extra.get(mode, "").startswith("container:"):
+                raise UsageError(f"--{mode[:3]} {extra[mode]}: joining another container's "
+                                 "namespace is not supported yet")
+        if extra.get("uts_mode") == "host" and opts.hostname:
+            raise UsageError("Conflicting options: hostname and the UTS mode")
         if opts.publish_all:  # -P: every port the image exposes, on a free host port
-            opts.publish = [*opts.publish, *sorted(cfg.get("ExposedPorts") or {})]
+            opts.publish = [*opts.publish, *sorted(exposed)]
         if opts.publish and network in ("none", "host"):
             raise UsageError(f"published ports need a bridge network, not --network {network}")
         for spec in opts.publish:
@@ -220,9 +231,19 @@ class Runtime:
                   "network": network, "ports": list(opts.publish),
                   "privileged": opts.privileged,
                   "cap_add": opts.cap_add, "cap_drop": opts.cap_drop, "no_new_privs": nnp,
-                  "auto_remove": opts.auto_remove, "image_env": cfg.get("Env") or []},
-            labels=dict(cfg.get("Labels") or {}),
+                  "auto_remove": opts.auto_remove, "image_env": cfg.get("Env") or [],
+                  **extra},
+            labels=labels,
         )
+        self._limits(rec.host)  # a bad combination of limits is refused now, not at start
+        if rec.host.get("blkio_weight") and not any(
+                os.path.exists(f"/sys/fs/cgroup/blkio/blkio.{f}") for f in ("weight",
+                                                                           "bfq.weight")):
+            self.warnings.append("Your kernel does not support Block I/O weight or the cgroup "
+                                 "is not mounted. Weight discarded.")
+            rec.host["blkio_weight"] = 0
+        if any(h.endswith(":host-gateway") for h in extra.get("extra_hosts", [])):
+            rec.host["host_gateway"] = self._host_gateway(network)
         with self.trace.phase("create"), self.store.lock():
             taken = set(self.containers.names())
             rec.name = check_name(opts.name) if opts.name else random_name(taken)
@@ -233,6 +254,35 @@ class Runtime:
                 self._drop_volumes(made)
                 raise
         return rec
+
+    def _host_gateway(self, network: str) -> str:
+        """The address --add-host host-gateway names: the gateway of the container's bridge
+        network (the default bridge's for host and none), the host as the container sees it."""
+        from pyminidocker.network import bridge
+
+        if network in ("none", "host", "bridge"):
+            return bridge.default_network(self.store).gateway
+        return bridge.get_network(self.store, network).gateway
+
+    def _limits(self, host: dict[str, Any]) -> Any:
+        """The cgroup limits of a host config. Raises UsageError (Docker's words)."""
+        from pyminidocker.container.cgroups import (
+            DEFAULT_DEVICE_RULES,
+            PRIVILEGED_DEVICE_RULES,
+            Limits,
+        )
+
+        devices = PRIVILEGED_DEVICE_RULES if host.get("privileged") else DEFAULT_DEVICE_RULES
+        extra_rules = [("allow", r) for r in host.get("device_cgroup_rules", [])]
+        for dev in host.get("devices", []):
+            extra_rules += [("allow", rule) for rule in _device_rules(dev)]
+        return Limits(memory=host.get("memory"), cpus=host.get("cpus"),
+                      pids=host.get("pids_limit"), devices=(*devices, *extra_rules),
+                      memory_swap=host.get("memory_swap"), cpu_shares=host.get("cpu_shares"),
+                      memory_reservation=host.get("memory_reservation"),
+                      cpu_period=host.get("cpu_period"), cpu_quota=host.get("cpu_quota"),
+                      cpuset_cpus=host.get("cpuset_cpus"), cpuset_mems=host.get("cpuset_mems"),
+                      oom_kill_disable=bool(host.get("oom_kill_disable")))
 
     def _plan_mounts(self, opts: CreateOptions, cfg: dict[str, Any]) -> List[dict[str, Any]]:
         """-v, --mount, --volumes-from and the image's VOLUMEs → the mount records (see
@@ -318,12 +368,13 @@ class Runtime:
                     else (-1, -1, -1)
             sp = self._spawn_spec(rec, d, child_stdio)
             sp.hold = bridged  # its network is plugged in before it runs
-            if output is not None:
-                with self.trace.phase("spawn (clone to execve)"):
-                    proc = _native.spawn(sp)
-                output.spawned()
-            else:
-                proc = self._spawn_monitored(rec, d, sp)
+            with _oom_score(rec.host.get("oom_score_adj")):
+                if output is not None:
+                    with self.trace.phase("spawn (clone to execve)"):
+                        proc = _native.spawn(sp)
+                    output.spawned()
+                else:
+                    proc = self._spawn_monitored(rec, d, sp)
             if bridged:
                 self._plug(rec, d, proc, rules)
             if attach:
@@ -353,7 +404,8 @@ class Runtime:
                 on_started(proc)  # e.g. to pass our input to its console
             if output is None:
                 return None
-            with self.trace.phase("wait"), _forward_signals(proc.pid):
+            with self.trace.phase("wait"), \
+                    _forward_signals(proc.pid, rec.host.get("sig_proxy", True)):
                 code = output.relay(proc, stdio)
         finally:
             if output is not None:
@@ -387,7 +439,7 @@ class Runtime:
                                            ep.address, ports)
                     rec.state.ports = [str(m) for m in done]
                 # from the base file, not the last run's (its lines would be there twice)
-                hosts = _BASE_HOSTS + f"{ep.address}\t{rec.hostname} {rec.name}\n"
+                hosts = _base_hosts(rec) + f"{ep.address}\t{rec.hostname} {rec.name}\n"
                 if ep.network != "bridge":  # names resolve on user networks (Docker's rule)
                     hosts += self._introduce(rec, ep.network, ep.address)
                 atomic_write(os.path.join(d, "hosts"), hosts.encode(), durable=False)
@@ -606,12 +658,6 @@ class Runtime:
                 raise
 
     def _spawn_spec(self, rec: ContainerRecord, d: str, stdio: tuple[int, int, int]) -> Any:
-        from pyminidocker.container.cgroups import (
-            DEFAULT_DEVICE_RULES,
-            PRIVILEGED_DEVICE_RULES,
-            Cgroup,
-            Limits,
-        )
 
         rootfs = os.path.join(d, "rootfs")
         host = rec.host
@@ -628,6 +674,16 @@ class Runtime:
                                      f"{e.strerror}") from None
             ns, caps = _namespaces_and_caps(host)
             mounts = _standard_mounts(host.get("network") == "host", host.get("privileged"))
+            _namespace_mounts(mounts, host)
+            groups = list(user.groups) + policy.extra_groups(rootfs, host.get("group_add", []))
+            for dev in host.get("devices", []):  # the host's node, bound (as in a userns)
+                mounts.append(_native.Mount(target=dev["container"], source=dev["host"],
+                                            flags=_native.MS_BIND, mkdir=True))
+            argv = rec.argv
+            if host.get("init"):  # Docker's --init: tini as PID 1, bound read-only
+                mounts.append(_native.Mount(target=INIT_PATH, source=TINI, mkdir=True,
+                                            flags=_native.MS_BIND | _native.MS_RDONLY))
+                argv = [INIT_PATH, "--", *argv]
             for name in ("hostname", "hosts", "resolv.conf"):
                 mounts.append(_native.Mount(target=f"/etc/{name}", source=os.path.join(d, name),
                                             flags=_native.MS_BIND, mkdir=True))
@@ -640,11 +696,9 @@ class Runtime:
                     target=policy.resolved_destination(rootfs, path), source="tmpfs",
                     fstype="tmpfs", mkdir=True, flags=flags, data=data))
         with self.trace.phase("cgroup"):
-            cg = Cgroup(rec.id)
-            cg.create(Limits(memory=host.get("memory"), cpus=host.get("cpus"),
-                             pids=host.get("pids_limit"),
-                             devices=PRIVILEGED_DEVICE_RULES if host.get("privileged")
-                             else DEFAULT_DEVICE_RULES))
+            cg = _cgroup(rec)
+            cg.create(self._limits(host))
+            self.warnings += cg.warnings
         cg_flags = _native.MS_RDONLY | _native.MS_NOSUID | _native.MS_NODEV | _native.MS_NOEXEC
         cg_mounts = cg.container_mounts()
         if cg_mounts and cg_mounts[0][1] == "cgroup":  # v1: a tmpfs to hold the hierarchies
@@ -656,12 +710,13 @@ class Runtime:
                                         mkdir=True))
         privileged = bool(host.get("privileged"))
         return _native.SpawnSpec(
-            argv=rec.argv, env=env, namespaces=ns, rootfs=rootfs,
+            argv=argv, env=env, namespaces=ns, rootfs=rootfs,
             readonly_root=bool(host.get("read_only")), mounts=mounts, dev_setup=True,
             masked_paths=[] if privileged else list(defaults.MASKED_PATHS),
             readonly_paths=[] if privileged else list(defaults.READONLY_PATHS),
-            hostname=rec.hostname, cwd=rec.cwd, uid=user.uid, gid=user.gid,
-            groups=list(user.groups), cap_bounding=caps, cap_effective=caps,
+            hostname=None if ns & _native.CLONE_NEWUTS == 0 else rec.hostname, cwd=rec.cwd,
+            uid=user.uid, gid=user.gid, groups=groups, rlimits=_rlimits(host),
+            cap_bounding=caps, cap_effective=caps,
             cap_permitted=caps, cap_inheritable=0, cap_ambient=0,
             no_new_privs=bool(host.get("no_new_privs")),
             seccomp=_native.SECCOMP_OFF if privileged else _native.SECCOMP_DEFAULT,
@@ -710,7 +765,6 @@ class Runtime:
         returns once it runs, with .pid and .monitor_pid. The monitor logs its output to
         <id>-json.log and, when it exits, unmounts the rootfs, removes the cgroup and writes
         the exit record that refresh() reads. Raises OSError as spawn does."""
-        from pyminidocker.container.cgroups import Cgroup
 
         exit_argv = None
         if rec.host.get("auto_remove"):
@@ -722,7 +776,7 @@ class Runtime:
             return _native.monitor_start(
                 sp, os.path.join(d, f"{rec.id}-json.log"), os.path.join(d, "exit"),
                 cleanup_mounts=[os.path.join(d, "rootfs")],
-                cleanup_dirs=list(Cgroup(rec.id).dirs.values()),
+                cleanup_dirs=list(_cgroup(rec).dirs.values()),
                 exit_argv=exit_argv,
                 exit_env=[f"{k}={v}" for k, v in os.environ.items()] if exit_argv else None)
 
@@ -734,7 +788,6 @@ class Runtime:
         """Run argv in the running container: its namespaces and cgroup, the same confinement
         as its init. Returns the exit code; raises StartError (125/126/127) if it cannot start
         and Conflict if the container is not running."""
-        from pyminidocker.container.cgroups import Cgroup
 
         rec = self.refresh(rec)
         if rec.state.status != "running":
@@ -753,7 +806,7 @@ class Runtime:
             cap_bounding=caps, cap_effective=caps, cap_permitted=caps, cap_inheritable=0,
             cap_ambient=0, no_new_privs=bool(host.get("no_new_privs")),
             seccomp=_native.SECCOMP_OFF if privileged else _native.SECCOMP_DEFAULT,
-            cgroup_procs=Cgroup(rec.id).procs_files(), setsid=True, console=tty,
+            cgroup_procs=_cgroup(rec).procs_files(), setsid=True, console=tty,
         )
         if not tty:
             sp.stdin, sp.stdout, sp.stderr = stdio
@@ -782,13 +835,19 @@ class Runtime:
         with suppress(ProcessLookupError):
             os.kill(rec.state.pid, sig)
 
-    def stop(self, rec: ContainerRecord, timeout: int = 10) -> None:
-        """SIGTERM, then SIGKILL after timeout seconds; returns once it has exited."""
+    def stop(self, rec: ContainerRecord, timeout: int | None = None) -> None:
+        """The container's stop signal (--stop-signal, SIGTERM), then SIGKILL after timeout
+        seconds (None: its --stop-timeout, else 10); returns once it has exited."""
         rec = self.refresh(rec)
         if rec.state.status != "running":
             return
+        if timeout is None:
+            timeout = rec.host.get("stop_timeout", 10)
+        sig = signal.SIGTERM
+        if rec.host.get("stop_signal"):
+            sig = policy.parse_signal(rec.host["stop_signal"])
         with suppress(ProcessLookupError):
-            os.kill(rec.state.pid, signal.SIGTERM)
+            os.kill(rec.state.pid, sig)
         if not self._wait_gone(rec, timeout):
             with suppress(ProcessLookupError):
                 os.kill(rec.state.pid, signal.SIGKILL)
@@ -895,11 +954,90 @@ def _parse_publish(spec: str) -> list[Any]:
 def _namespaces_and_caps(host: dict[str, Any]) -> tuple[int, int]:
     """The namespaces a container (and what is exec'd in it) has, and its capability mask."""
     ns = defaults.DEFAULT_NAMESPACES | _native.CLONE_NEWCGROUP
-    if host.get("network") == "host":
-        ns &= ~_native.CLONE_NEWNET
+    for flag, key, value in ((_native.CLONE_NEWNET, "network", "host"),
+                             (_native.CLONE_NEWPID, "pid_mode", "host"),
+                             (_native.CLONE_NEWIPC, "ipc_mode", "host"),
+                             (_native.CLONE_NEWUTS, "uts_mode", "host"),
+                             (_native.CLONE_NEWCGROUP, "cgroupns", "host")):
+        if host.get(key) == value:
+            ns &= ~flag
     caps = policy.capabilities(host.get("privileged", False), host.get("cap_add", []),
                                host.get("cap_drop", []))
     return ns, caps
+
+
+# Docker's --init: its docker-init (tini) goes to this path; ours is Debian's static tini,
+# which runs in any image (no libc needed from it).
+INIT_PATH = "/sbin/docker-init"
+TINI = "/usr/bin/tini-static"
+
+
+def _cgroup(rec: ContainerRecord) -> Any:
+    from pyminidocker.container.cgroups import DEFAULT_PARENT, Cgroup
+
+    return Cgroup(rec.id, rec.host.get("cgroup_parent") or DEFAULT_PARENT)
+
+
+def _rlimits(host: dict[str, Any]) -> dict[int, tuple[int, int]]:
+    """--ulimit NAME=SOFT:HARD as the shim's rlimits (-1: unlimited, RLIM_INFINITY)."""
+    inf = (1 << 64) - 1
+    return {policy.ULIMITS[name]: (inf if soft < 0 else soft, inf if hard < 0 else hard)
+            for name, (soft, hard) in (host.get("ulimits") or {}).items()}
+
+
+def _device_rules(dev: dict[str, str]) -> list[str]:
+    """The cgroup rules --device needs: "c MAJOR:MINOR perms" of the node (each node of a
+    directory). Raises UsageError for a path that is no device."""
+    paths = [dev["host"]]
+    if os.path.isdir(dev["host"]):
+        paths = [os.path.join(top, f) for top, _, files in os.walk(dev["host"]) for f in files]
+    rules = []
+    for p in paths:
+        st = os.stat(p)
+        if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+            kind = "c" if stat.S_ISCHR(st.st_mode) else "b"
+            rules.append(f"{kind} {os.major(st.st_rdev)}:{os.minor(st.st_rdev)} "
+                         f"{dev['perms']}")
+    if not rules:
+        raise UsageError(f"{dev['host']} is not a device")
+    return rules
+
+
+class _oom_score:
+    """--oom-score-adj: the kernel copies oom_score_adj into every child, so ours is set for
+    the spawn (the container and its monitor get it) and put back after."""
+
+    def __init__(self, value: int | None):
+        self.value = value
+        self.old = b""
+
+    def __enter__(self) -> None:
+        if self.value is not None:
+            with open("/proc/self/oom_score_adj", "r+b", buffering=0) as f:
+                self.old = f.read().strip()
+                f.seek(0)
+                f.write(str(self.value).encode())
+
+    def __exit__(self, *_: object) -> None:
+        if self.value is not None and self.old:
+            with open("/proc/self/oom_score_adj", "wb", buffering=0) as f:
+                f.write(self.old)
+
+
+def _namespace_mounts(mounts: list[Any], host: dict[str, Any]) -> None:
+    """--shm-size; --ipc host (the host's /dev/shm) and none (no /dev/shm), as Docker."""
+    for i, m in enumerate(mounts):
+        if m.target != "/dev/shm":
+            continue
+        if host.get("ipc_mode") == "host":
+            mounts[i] = _native.Mount("/dev/shm", "/dev/shm", None,
+                                      _native.MS_BIND | _native.MS_REC, mkdir=True)
+        elif host.get("ipc_mode") == "none":
+            del mounts[i]
+        elif host.get("shm_size"):
+            mounts[i] = _native.Mount(m.target, m.source, m.fstype, m.flags,
+                                      f"mode=1777,size={host['shm_size']}", mkdir=True)
+        return
 
 
 def _standard_mounts(host_network: bool, privileged: bool | None) -> list[Any]:
@@ -927,31 +1065,58 @@ _BASE_HOSTS = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\
                "ff02::2\tip6-allrouters\n")
 
 
+def _base_hosts(rec: ContainerRecord) -> str:
+    """/etc/hosts before the container's network adds its names: --add-host lines follow."""
+    hosts = _BASE_HOSTS
+    for h in rec.host.get("extra_hosts", []):
+        name, _, ip = h.partition(":")
+        hosts += f"{rec.host['host_gateway'] if ip == 'host-gateway' else ip}\t{name}\n"
+    return hosts
+
+
 def _etc_files(rec: ContainerRecord) -> dict[str, bytes]:
-    """The files the engine manages for the container, bound over its /etc/<name>."""
-    return {"hostname": f"{rec.hostname}\n".encode(), "hosts": _BASE_HOSTS.encode(),
-            "resolv.conf": _resolv_conf(rec.host.get("network") == "host")}
+    """The files the engine manages for the container, bound over its /etc/<name>; --dns*
+    replace the host's resolver settings."""
+    return {"hostname": f"{rec.hostname}\n".encode(), "hosts": _base_hosts(rec).encode(),
+            "resolv.conf": _resolv_conf(rec.host.get("network") == "host", rec.host)}
 
 
-def _resolv_conf(host_network: bool) -> bytes:
+def _resolv_conf(host_network: bool, host: dict[str, Any] | None = None) -> bytes:
     """The host's resolv.conf; in a private network namespace loopback nameservers cannot be
     reached, so they are dropped (Docker falls back to public resolvers; we reach no address
-    outside the host, so we leave none rather than invent one)."""
+    outside the host, so we leave none rather than invent one). --dns* then apply."""
     try:
         with open("/etc/resolv.conf") as f:
             text = f.read()
     except OSError:
         text = ""
-    if host_network:
-        return text.encode()
-    lines = []
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0] == "nameserver" and (
-                parts[1].startswith("127.") or parts[1] == "::1"):
-            continue
-        lines.append(line)
-    return ("\n".join(lines) + "\n").encode() if lines else b""
+    if not host_network:
+        lines = []
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == "nameserver" and (
+                    parts[1].startswith("127.") or parts[1] == "::1"):
+                continue
+            lines.append(line)
+        text = "\n".join(lines) + "\n" if lines else ""
+    host = host or {}
+    if host.get("dns") or host.get("dns_search") or host.get("dns_options"):
+        text = _custom_resolv(text, host)
+    return text.encode()
+
+
+def _custom_resolv(text: str, host: dict[str, Any]) -> str:
+    """The host's resolv.conf with --dns, --dns-search and --dns-option each replacing its
+    kind of lines (Docker's rule); the given nameservers are kept even on loopback."""
+    keep = {"nameserver": not host.get("dns"), "search": not host.get("dns_search"),
+            "domain": not host.get("dns_search"), "options": not host.get("dns_options")}
+    lines = [ln for ln in text.splitlines() if keep.get((ln.split() or [""])[0], True)]
+    lines += [f"nameserver {d}" for d in host.get("dns", [])]
+    if host.get("dns_search"):
+        lines.append("search " + " ".join(s for s in host["dns_search"] if s != "."))
+    if host.get("dns_options"):
+        lines.append("options " + " ".join(host["dns_options"]))
+    return "\n".join(ln for ln in lines if ln.strip() != "search") + "\n"
 
 
 class _Output:
@@ -1003,8 +1168,9 @@ class _forward_signals:
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
                signal.SIGUSR2)
 
-    def __init__(self, pid: int):
+    def __init__(self, pid: int, enabled: bool = True):
         self.pid = pid
+        self.enabled = enabled  # --sig-proxy=false: our signals are ours
         self.old: dict[int, Any] = {}
 
     def forward(self, signum: int, _frame: object) -> None:
@@ -1012,7 +1178,8 @@ class _forward_signals:
             os.kill(self.pid, signum)
 
     def __enter__(self) -> None:
-        self.old = {s: signal.signal(s, self.forward) for s in self.SIGNALS}
+        if self.enabled:
+            self.old = {s: signal.signal(s, self.forward) for s in self.SIGNALS}
 
     def __exit__(self, *_: object) -> None:
         for s, h in self.old.items():

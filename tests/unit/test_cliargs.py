@@ -79,7 +79,7 @@ def test_defaults_dests_and_types():
     # dest as argparse derives it: the first long name, dashes to underscores
     a = parse("run", "--pids-limit", "64", "--net", "host", "-P", "--read-only", "bb")
     assert (a.pids_limit, a.network, a.publish_all, a.read_only) == (64, "host", True, True)
-    assert parse("stop", "c").time == 10 and parse("stop", "-t", "3", "c").time == 3
+    assert parse("stop", "c").time is None and parse("stop", "-t", "3", "c").time == 3
     assert parse("kill", "c").signal == "KILL"
     assert parse("run", "bb").func is cli.cmd_run and parse("rm", "c").func is cli.cmd_rm
 
