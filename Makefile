@@ -12,7 +12,7 @@ APT_PACKAGES = python3 python3-venv python3-dev gcc libffi-dev pkg-config \
 	libarchive-dev libssl-dev ca-certificates \
 	docker-registry skopeo busybox-static apache2-utils zstd \
 	iproute2 iptables umoci libarchive-tools crun runc debootstrap tini
-PY_PACKAGES = cffi requests libarchive-c pyroute2 setuptools wheel pytest pyjwt cryptography
+PY_PACKAGES = cffi requests libarchive-c pyroute2 setuptools wheel pytest pyjwt cryptography matplotlib
 LINT_PACKAGES = ruff mypy
 
 .PHONY: all build dev install uninstall deps venv test unit integration lint bench demo clean
@@ -35,9 +35,10 @@ PREFIX ?= /usr/local
 install: build
 	$(PIP) install -q --no-build-isolation .
 	cd / && $(PYTHON) -m pyminidocker.launcher $(PREFIX)/bin/pyminidocker
+	cd / && $(PYTHON) -m pyminidocker.launcher $(PREFIX)/bin/pyminidocker-runc pyminidocker.oci.main
 
 uninstall:
-	rm -f $(PREFIX)/bin/pyminidocker
+	rm -f $(PREFIX)/bin/pyminidocker $(PREFIX)/bin/pyminidocker-runc
 	-$(PIP) uninstall -q -y pyminidocker
 
 # The system packages, then the venv and the Python packages in it.

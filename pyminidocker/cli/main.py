@@ -11,7 +11,7 @@ import time
 
 from pyminidocker import __version__
 from pyminidocker.cli.args import REMAINDER, Help, Namespace, Parser
-from pyminidocker.errors import PmdError, UsageError
+from pyminidocker.errors import PmdError, StartError, UsageError
 
 # The start path imports what running a container needs and no more: typing, collections.abc
 # and json (1-2 ms) only where they are used.
@@ -19,6 +19,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import IO, Any
+
+    from pyminidocker.engine import ContainerRecord, CreateOptions, Engine, Progress
 
 PROG = "pyminidocker"
 
@@ -118,7 +120,7 @@ class PullRenderer:
         self.lines: dict[str, str] = {}
         self.last: dict[str, str] = {}
 
-    def __call__(self, ev: Any) -> None:
+    def __call__(self, ev: Progress) -> None:
         text = ev.status
         if ev.status == "Downloading" and ev.total:
             width = 50
@@ -143,30 +145,21 @@ class PullRenderer:
 
 # ---- commands --------------------------------------------------------------------------------
 
-def _store(args: Namespace) -> Any:
-    from pyminidocker.store import Store
-
-    store = Store(args.config.root)
-    store.ensure()  # every command first removes what interrupted ones left behind
-    return store
+def _engine(args: Namespace) -> Engine:
+    eng: Engine = args.engine
+    return eng
 
 
 def cmd_pull(args: Namespace, env: Env) -> int:
-    from pyminidocker.image.platforms import parse_platform
-    from pyminidocker.image.pull import Puller
-    from pyminidocker.image.reference import parse_reference
+    from pyminidocker.engine import parse_reference
 
+    eng = _engine(args)
     ref = parse_reference(args.ref)
-    platform = parse_platform(args.platform) if args.platform else None
-    store = _store(args)
     refs = [ref]
     if args.all_tags:
         if ref.digest or (ref.tag and args.ref.rsplit("/", 1)[-1].count(":")):
             raise UsageError("tag can't be used with --all-tags/-a")
-        from pyminidocker.image.registry import RegistryClient
-
-        client = RegistryClient(args.config, ref.registry)
-        refs = [ref.with_tag(t) for t in sorted(client.list_tags(ref.repository))]
+        refs = eng.tags(ref)
         if not args.quiet:
             env.out(f"Pulling repository {ref.familiar_name}")
     for r in refs:
@@ -174,7 +167,7 @@ def cmd_pull(args: Namespace, env: Env) -> int:
         if render is not None:
             what = r.tag or r.digest
             env.out(f"{what}: Pulling from {r.repository}")
-        res = Puller(store, args.config, r, platform, render).pull()
+        res = eng.pull(r, args.platform, render)
         if args.quiet:
             env.out(f"sha256:{res.image_id}")
             continue
@@ -188,34 +181,23 @@ def cmd_pull(args: Namespace, env: Env) -> int:
     return 0
 
 
-def _split_name(name: str) -> tuple[str, str, str]:
-    """(familiar repository, tag or "<none>", digest or "") of a stored image name."""
-    from pyminidocker.image.reference import parse_reference
-
-    r = parse_reference(name)
-    return r.familiar_name, r.tag or "<none>", r.digest or ""
-
-
-def _image_size(store: Any, rec: Any) -> int:
-    return sum(layer.uncompressed_size for layer in store.layers.chain(rec.layer)) \
-        if rec.layer else 0
-
-
 def cmd_images(args: Namespace, env: Env) -> int:
-    store = _store(args)
+    from pyminidocker.engine import split_name
+
+    eng = _engine(args)
     now = time.time()
     rows: list[dict[str, str]] = []
-    images = store.images.list()
-    for message in store.images.corrupt.values():  # the others are listed all the same
+    images = eng.images()
+    for message in eng.corrupt_images():  # the others are listed all the same
         env.stderr.write(f"WARNING: {message}\n")
     for rec in sorted(images, key=lambda r: parse_time(r.created) or 0, reverse=True):
-        size = human_size(_image_size(store, rec))
+        size = human_size(eng.image_size(rec))
         created = parse_time(rec.created)
         since = human_duration(now - created) + " ago" if created else "N/A"
         digests = {}
         tags = []
         for n in rec.names:
-            repo, tag, digest = _split_name(n)
+            repo, tag, digest = split_name(n)
             if digest:
                 digests[repo] = digest
             else:
@@ -257,18 +239,13 @@ def cmd_inspect(args: Namespace, env: Env) -> int:
 
     from pyminidocker.errors import CorruptRecord
 
-    store = _store(args)
+    eng = _engine(args)
     out = []
     failed = False
-    rt = None
     for name in args.images:
-        if args.type in (None, "container") and \
-                os.path.isdir(os.path.join(store.root, "containers")):
-            from pyminidocker.container.runtime import Runtime
-
-            rt = rt or Runtime(store)
+        if args.type in (None, "container"):
             try:
-                out.append(_inspect_container(rt, rt.get(name)))
+                out.append(eng.inspect_container(eng.container(name)))
                 continue
             except CorruptRecord as e:
                 env.stderr.write(f"Error: {e}\n")
@@ -280,132 +257,36 @@ def cmd_inspect(args: Namespace, env: Env) -> int:
                     failed = True
                     continue
         try:
-            rec = store.images.lookup(name)
+            rec = eng.image(name)
         except PmdError as e:
             env.stderr.write(f"Error: No such object: {name}\n" if args.type is None
                              else f"Error: {e}\n")
             failed = True
             continue
-        out.append(_inspect_image(store, rec))
+        out.append(eng.inspect_image(rec))
     env.out(json.dumps(out, indent=4))
     return 1 if failed else 0
 
 
-def _inspect_image(store: Any, rec: Any) -> dict[str, Any]:
-    cfg = store.images.config(rec)
-    tags: list[str] = []
-    digests: list[str] = []
-    for n in rec.names:
-        repo, tag, digest = _split_name(n)
-        (digests if digest else tags).append(f"{repo}@{digest}" if digest else f"{repo}:{tag}")
-    chain = list(store.layers.chain(rec.layer)) if rec.layer else []
-    paths = [str(store.layers.diff_path(layer.id)) for layer in chain]
-    return {
-        "Id": "sha256:" + rec.id,
-        "RepoTags": tags,
-        "RepoDigests": digests,
-        "Parent": "",
-        "Comment": cfg.get("comment", ""),
-        "Created": rec.created,
-        "Author": cfg.get("author", ""),
-        "Config": cfg.get("config", {}),
-        "Architecture": cfg.get("architecture", ""),
-        "Variant": cfg.get("variant", ""),
-        "Os": cfg.get("os", ""),
-        "Size": sum(layer.uncompressed_size for layer in chain),
-        "GraphDriver": {"Name": "overlay2", "Data": {
-            "LowerDir": ":".join(paths[1:]), "UpperDir": paths[0] if paths else "",
-        }},
-        "RootFS": {"Type": "layers", "Layers": cfg.get("rootfs", {}).get("diff_ids", [])},
-        "Metadata": {"LastTagTime": rec.loaded},
-    }
-
-
 def cmd_tag(args: Namespace, env: Env) -> int:
-    from pyminidocker.image.reference import parse_reference
-
-    store = _store(args)
-    dst = parse_reference(args.target)
-    if dst.digest:
-        raise UsageError("refusing to create a tag with a digest reference")
-    with store.lock():
-        rec = store.images.lookup(args.source)
-        name = f"{dst.name}:{dst.tag or 'latest'}"
-        if name not in rec.names:
-            store.images.set_names(rec, [*rec.names, name])
+    _engine(args).tag(args.source, args.target)
     return 0
 
 
 def cmd_rmi(args: Namespace, env: Env) -> int:
-    """Docker's rules: a name is removed while other tags remain; the last one takes the image
-    (and the layers no other image uses) with it, unless a container uses the image: then it
-    is refused, or with -f the names go and the data stays (a dangling image)."""
-    from pyminidocker.errors import CorruptRecord
-    from pyminidocker.image.reference import parse_reference
-
-    store = _store(args)
+    eng = _engine(args)
     status = 0
     for want in args.images:
-        doomed: list[Any] = []
         try:
-            with store.lock():
-                try:
-                    rec = store.images.lookup(want)
-                except CorruptRecord as e:
-                    if not args.force:
-                        raise
-                    doomed.append(store.images.remove_corrupt(e.object_id))
-                    env.out(f"Deleted: sha256:{e.object_id}")
-                    _retire_unused_layers(store, doomed, env)
-                    continue
-                in_use = rec.id in store.images.users()
-                name = None
-                try:
-                    name = str(parse_reference(want))
-                except PmdError:
-                    pass
-                tags = [n for n in rec.names if "@" not in n]
-                if name is not None and name in rec.names and len(tags) > 1:
-                    rec.names.remove(name)
-                    store.images.set_names(rec, rec.names)
-                    env.out(f"Untagged: {parse_reference(name).familiar}")
-                    continue
-                if name not in rec.names and len(tags) > 1 and not args.force:
-                    raise PmdError(f"conflict: unable to delete {rec.id[:12]} (must be forced) "
-                                   "- image is referenced in multiple repositories")
-                if in_use and not args.force:
-                    raise PmdError(f"conflict: unable to remove {want} (must force) - image "
-                                   f"{rec.id[:12]} is being used by a container")
-                for n in rec.names:
-                    env.out(f"Untagged: {parse_reference(n).familiar}")
-                if in_use:
-                    store.images.set_names(rec, [])
-                    continue
-                rec.names = []
-                doomed.append(store.images.remove(rec))
-                env.out(f"Deleted: sha256:{rec.id}")
-                _retire_unused_layers(store, doomed, env)
+            for action, what in eng.remove_image(want, args.force):
+                env.out(f"{action}: {what}")
         except PmdError as e:
             env.stderr.write(f"Error: {e}\n")
             status = 1
-        finally:
-            for path in doomed:
-                store.discard(path)
     return status
 
 
-def _retire_unused_layers(store: Any, doomed: list[Any], env: Env) -> None:
-    """The layers no image uses any more go with the image that used them last. Caller holds
-    the store lock and discards `doomed` after releasing it."""
-    for chain_id in store.images.unused_layers():
-        doomed.append(store.layers.retire(chain_id))
-        env.out(f"Deleted: {chain_id}")
-
-
 def cmd_login(args: Namespace, env: Env) -> int:
-    from pyminidocker.image.registry import RegistryClient
-
-    server = _server(args.server)
     username = args.username
     password = args.password
     if args.password_stdin:
@@ -422,7 +303,7 @@ def cmd_login(args: Namespace, env: Env) -> int:
         password = getpass.getpass("Password: ")
     if not username or not password:
         raise UsageError("username and password are required")
-    RegistryClient(args.config, server).login(username, password)
+    _engine(args).login(args.server, username, password)
     env.out("Login Succeeded")
     return 0
 
@@ -433,20 +314,11 @@ def _prompt(env: Env, text: str) -> str:
     return env.stdin.readline().strip()
 
 
-def _server(server: str | None) -> str:
-    if not server:
-        return "docker.io"
-    s = server.removeprefix("https://").removeprefix("http://").rstrip("/")
-    s = s.split("/", 1)[0]
-    return "docker.io" if s in ("index.docker.io", "registry-1.docker.io") else s
-
-
 def cmd_logout(args: Namespace, env: Env) -> int:
-    from pyminidocker.image.registry import RegistryClient
+    from pyminidocker.engine import registry_server
 
-    server = _server(args.server)
-    env.out(f"Removing login credentials for {server}")
-    RegistryClient(args.config, server).logout()
+    env.out(f"Removing login credentials for {registry_server(args.server)}")
+    _engine(args).logout(args.server)
     return 0
 
 
@@ -457,22 +329,9 @@ def _container_group(args: Namespace, env: Env, parser: Any) -> int:
 def cmd_system(args: Namespace, env: Env) -> int:
     """`system reset`: remove every container of this store, then everything the engine added
     to the host for networking (bridges, PMD-* rules), whichever store added it."""
-    from pyminidocker.network import bridge as network
-
-    rt = _runtime(args)
-    for rec in rt.list():
-        rt.remove(rec, force=True)
-        env.out(f"Deleted container {rec.id}")
-    network.reset_host(rt.store)
+    for cid in _engine(args).reset():
+        env.out(f"Deleted container {cid}")
     env.out("Removed the engine's bridges and firewall rules from the host")
-    from pathlib import Path
-
-    from pyminidocker.container import cgroups
-
-    # The engine's parent cgroups go too once empty; other stores' containers are kept.
-    live = {p.name for p in Path("/sys/fs/cgroup").glob("*/pyminidocker/*") if p.is_dir()}
-    live |= {p.name for p in Path("/sys/fs/cgroup").glob("pyminidocker/*") if p.is_dir()}
-    cgroups.cleanup_stale(live, remove_parent=True)
     return 0
 
 
@@ -483,36 +342,23 @@ def cmd_version(args: Namespace, env: Env) -> int:
 
 # ---- containers ------------------------------------------------------------------------------
 
-def _runtime(args: Namespace) -> Any:
-    from pyminidocker.container.runtime import Runtime
-
-    return Runtime(_store(args), args.tracer)
-
-
-def _create_options(args: Namespace, env_: Env) -> Any:
+def _create_options(args: Namespace, env_: Env) -> CreateOptions:
     from pyminidocker.cli.runflags import run_extra
-    from pyminidocker.container import spec as policy
-    from pyminidocker.container.runtime import CreateOptions
+    from pyminidocker.engine import CreateOptions, parse_cpus, parse_env_file, parse_memory
 
     extra = run_extra(args, lambda line: env_.stderr.write(line + "\n"))
 
     env = []
     for f in args.env_file:
-        env.extend(policy.parse_env_file(f))
+        env.extend(parse_env_file(f))
     env.extend(args.env)
-    memory = None
-    if args.memory:
-        from pyminidocker.container.cgroups import parse_bytes
-
-        memory = parse_bytes(args.memory)
-        if memory < 6 * 1024 * 1024:
-            raise UsageError("Minimum memory limit allowed is 6MB")
     return CreateOptions(
         image=args.image, cmd=list(args.cmd), name=args.name, env=env, workdir=args.workdir,
         user=args.user, entrypoint=args.entrypoint, hostname=args.hostname,
         read_only=args.read_only, volumes=args.volume, mounts=args.mount,
-        volumes_from=args.volumes_from, tmpfs=args.tmpfs, memory=memory,
-        cpus=policy.parse_cpus(args.cpus) if args.cpus else None,
+        volumes_from=args.volumes_from, tmpfs=args.tmpfs,
+        memory=parse_memory(args.memory) if args.memory else None,
+        cpus=parse_cpus(args.cpus) if args.cpus else None,
         pids_limit=args.pids_limit, network=args.network, privileged=args.privileged,
         cap_add=args.cap_add, cap_drop=args.cap_drop, security_opt=args.security_opt,
         tty=args.tty, interactive=args.interactive, auto_remove=getattr(args, "rm", False),
@@ -520,7 +366,7 @@ def _create_options(args: Namespace, env_: Env) -> Any:
     )
 
 
-def _create(args: Namespace, env: Env) -> tuple[Any, Any]:
+def _create(args: Namespace, env: Env) -> ContainerRecord:
     """create's work for create and run: like Docker, pull the image if it is missing, and
     exit 125 for any failure of the engine (the container's own codes come later)."""
     try:
@@ -528,100 +374,91 @@ def _create(args: Namespace, env: Env) -> tuple[Any, Any]:
         if args.cidfile and os.path.exists(args.cidfile):
             raise UsageError(f"Container ID file found, make sure the other container isn't "
                              f"running or delete {args.cidfile}")
-        rt = _runtime(args)
-        _ensure_image(args, rt.store, env)
-        rec = rt.create(opts)
-        for w in rt.warnings:
+        eng = _engine(args)
+        if _must_pull(eng, args):
+            _pull_missing(eng, args.image, env, args.platform)
+        rec = eng.create(opts)
+        for w in eng.warnings():
             env.stderr.write(f"WARNING: {w}\n")
         if args.cidfile:
             try:
                 with open(args.cidfile, "x") as f:
                     f.write(rec.id)
             except OSError as e:
-                rt.remove(rec, force=True, volumes=True)
+                eng.remove(rec, force=True, volumes=True)
                 raise UsageError(f"failed to create the container ID file: {e.strerror}: "
                                  f"{args.cidfile}") from None
-        return rt, rec
+        return rec
     except PmdError as e:
         e.exit_code = 125
         raise
 
 
-def _ensure_image(args: Namespace, store: Any, env: Env) -> None:
+def _must_pull(eng: Engine, args: Namespace) -> bool:
     """--pull missing (Docker's default), always or never; with --platform, an image of
-    another platform counts as missing."""
+    another platform counts as missing. Raises NotFound for never."""
     from pyminidocker.errors import NotFound
 
-    platform = None
-    if args.platform:
+    rec = None if args.pull == "always" else eng.find_image(args.image)
+    if rec is not None and args.platform:
         from pyminidocker.image.platforms import parse_platform
 
-        platform = parse_platform(args.platform)
-    try:
-        if args.pull == "always":
-            raise NotFound(args.image)
-        rec = store.images.lookup(args.image)
-        if platform is not None:
-            cfg = store.images.config(rec)
-            have = (cfg.get("os"), cfg.get("architecture"))
-            if have != (platform.os, platform.architecture):
-                if args.pull == "never":
-                    raise NotFound(f"image with reference {args.image} was found but does not "
-                                   f"match the specified platform: wanted {args.platform}, "
-                                   f"actual: {have[0]}/{have[1]}")
-                raise NotFound(args.image)
-        return
-    except NotFound:
-        if args.pull == "never":
-            raise
-        # an image id is never pulled (Docker reads sha256:<64 hex> as an id, not as the
-        # image "sha256" of Docker Hub's library)
-        hexid = args.image.removeprefix("sha256:")
-        if len(hexid) == 64 and all(c in "0123456789abcdef" for c in hexid):
-            raise
-    from pyminidocker.image.pull import Puller
-    from pyminidocker.image.reference import parse_reference
+        want = parse_platform(args.platform)
+        cfg = eng.image_config(rec)
+        have = (cfg.get("os"), cfg.get("architecture"))
+        if have != (want.os, want.architecture):
+            if args.pull == "never":
+                raise NotFound(f"image with reference {args.image} was found but does not "
+                               f"match the specified platform: wanted {args.platform}, "
+                               f"actual: {have[0]}/{have[1]}")
+            rec = None
+    if rec is None and args.pull == "never":
+        raise NotFound(f"No such image: {args.image}")
+    return rec is None
 
-    ref = parse_reference(args.image)
+
+def _pull_missing(eng: Engine, image: str, env: Env, platform: str | None = None) -> None:
+    from pyminidocker.engine import parse_reference
+
+    ref = parse_reference(image)
     err_env = Env(stdout=env.stderr, stderr=env.stderr)
     err_env.out(f"Unable to find image '{ref.familiar}' locally")
     err_env.out(f"{ref.tag or ref.digest}: Pulling from {ref.repository}")
-    res = Puller(store, args.config, ref, platform, PullRenderer(err_env)).pull()
+    res = eng.pull(ref, platform, PullRenderer(err_env))
     err_env.out(f"Digest: {res.digest}")
     err_env.out(f"Status: Downloaded newer image for {ref.familiar}")
 
 
 def cmd_create(args: Namespace, env: Env) -> int:
-    _, rec = _create(args, env)
-    env.out(rec.id)
+    env.out(_create(args, env).id)
     return 0
 
 
 def cmd_run(args: Namespace, env: Env) -> int:
-    from pyminidocker.container.cgroups import prime_migration
-
-    prime_migration()  # overlaps a kernel wait with create (see its docstring)
-    rt, rec = _create(args, env)
+    eng = _engine(args)
+    eng.prepare_start()  # overlaps a kernel wait with create (see its docstring)
+    rec = _create(args, env)
     if args.detach:
-        rt.start(rec, attach=False)
+        eng.start(rec, attach=False)
         env.out(rec.id)
         return 0
-    return _attached_start(rt, rec, env, interactive=args.interactive, remove=args.rm)
+    return _attached_start(eng, rec, env, interactive=args.interactive, remove=args.rm)
 
 
-def _attached_start(rt: Any, rec: Any, env: Env, interactive: bool, remove: bool) -> int:
+def _attached_start(eng: Engine, rec: ContainerRecord, env: Env, interactive: bool,
+                    remove: bool) -> int:
     try:
         if rec.tty:
             return _run_with_pty(
-                lambda started, stdio: rt.start(rec, attach=True, stdio=stdio,
-                                                on_started=started), env, interactive)
+                lambda started, stdio: eng.start(rec, attach=True, stdio=stdio,
+                                                 on_started=started), env, interactive)
         # -a: only the streams named are ours (by default stdout and stderr, stdin with -i);
         # the others still reach the container's log
         streams = rec.host.get("attach") or ["stdout", "stderr", *(["stdin"] * interactive)]
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         try:
             env.stdout.flush()
-            code = rt.start(rec, attach=True, stdio=(
+            code = eng.start(rec, attach=True, stdio=(
                 -1 if interactive and "stdin" in streams else null,
                 env.stdout.fileno() if "stdout" in streams else null,
                 env.stderr.fileno() if "stderr" in streams else null))
@@ -629,10 +466,8 @@ def _attached_start(rt: Any, rec: Any, env: Env, interactive: bool, remove: bool
             os.close(null)
         return int(code or 0)
     finally:
-        if remove:  # --rm: whatever happened, the container goes
-            rt.remove(rt.containers.get(rec.id), force=True, volumes=True)
-
-
+        if remove:  # --rm: whatever happened, the container goes, with its anonymous volumes
+            eng.remove(eng.reload(rec), force=True, volumes=True)
 def _run_with_pty(start: Callable[[Callable[[Any], None], tuple[int, int, int]], int | None],
                   env: Env, interactive: bool) -> int:
     """-t: the process gets a pty from its own /dev/pts (the shim's console), whose output the
@@ -702,44 +537,44 @@ def _run_with_pty(start: Callable[[Callable[[Any], None], tuple[int, int, int]],
     return code
 
 
+
+
 def cmd_exec(args: Namespace, env: Env) -> int:
-    rt = _runtime(args)
+    eng = _engine(args)
     try:
-        rec = rt.get(args.container)
+        rec = eng.container(args.container)
         if not args.cmd:
             raise UsageError("exec requires at least 1 command argument")
         extra_env = list(args.env)
         if args.tty:
             return _run_with_pty(
-                lambda started, stdio: rt.exec(rec, args.cmd, extra_env, args.user,
-                                               args.workdir, True, stdio, on_started=started),
+                lambda started, stdio: eng.exec(rec, args.cmd, extra_env, args.user,
+                                                args.workdir, True, stdio, on_started=started),
                 env, args.interactive)
         stdin = -1 if args.interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         try:
             env.stdout.flush()
-            return rt.exec(rec, args.cmd, extra_env, args.user, args.workdir, False,
-                           (stdin, env.stdout.fileno(), env.stderr.fileno()))
+            return eng.exec(rec, args.cmd, extra_env, args.user, args.workdir, False,
+                            (stdin, env.stdout.fileno(), env.stderr.fileno()))
         finally:
             if stdin >= 0:
                 os.close(stdin)
     except PmdError as e:
-        from pyminidocker.container.spec import StartError
-
         if not isinstance(e, StartError):
             e.exit_code = 125 if isinstance(e, UsageError) else e.exit_code
         raise
 
 
 def cmd_start(args: Namespace, env: Env) -> int:
-    rt = _runtime(args)
+    eng = _engine(args)
     status = 0
     for ref in args.containers:
         try:
-            rec = rt.get(ref)
+            rec = eng.container(ref)
             if args.attach:
-                return _attached_start(rt, rec, env, args.interactive, rec.host.get(
+                return _attached_start(eng, rec, env, args.interactive, rec.host.get(
                     "auto_remove", False))
-            rt.start(rec, attach=False)
+            eng.start(rec, attach=False)
             env.out(ref)
         except PmdError as e:
             env.stderr.write(f"Error: {e}\n")
@@ -747,21 +582,13 @@ def cmd_start(args: Namespace, env: Env) -> int:
     return status
 
 
-def _each(args: Namespace, env: Env, action: Callable[[Any, Any], None],
+def _each(args: Namespace, env: Env, action: Callable[[Engine, ContainerRecord], None],
           echo: bool = True, corrupt_ok: bool = False) -> int:
-    from pyminidocker.errors import CorruptRecord
-
-    rt = _runtime(args)
+    eng = _engine(args)
     status = 0
     for ref in args.containers:
         try:
-            try:
-                rec = rt.get(ref)
-            except CorruptRecord as e:
-                if not corrupt_ok:
-                    raise
-                rec = rt.containers.stub(e.object_id)
-            action(rt, rec)
+            action(eng, eng.container(ref, corrupt_ok=corrupt_ok))
             if echo:
                 env.out(ref)
         except PmdError as e:
@@ -771,105 +598,57 @@ def _each(args: Namespace, env: Env, action: Callable[[Any, Any], None],
 
 
 def cmd_stop(args: Namespace, env: Env) -> int:
-    return _each(args, env, lambda rt, rec: rt.stop(rec, args.time))
+    return _each(args, env, lambda eng, rec: eng.stop(rec, args.time))
 
 
 def cmd_kill(args: Namespace, env: Env) -> int:
-    sig = _signal(args.signal)
-    return _each(args, env, lambda rt, rec: rt.kill(rec, sig))
+    from pyminidocker.engine import parse_signal
 
-
-def _signal(name: str) -> int:
-    from pyminidocker.container.spec import parse_signal
-
-    return parse_signal(name)
+    sig = parse_signal(args.signal)
+    return _each(args, env, lambda eng, rec: eng.kill(rec, sig))
 
 
 def cmd_rm(args: Namespace, env: Env) -> int:
     # rm -f also takes a container whose record is corrupt: what is found of it goes
-    return _each(args, env, lambda rt, rec: rt.remove(rec, args.force, args.volumes),
+    return _each(args, env, lambda eng, rec: eng.remove(rec, args.force, args.volumes),
                  corrupt_ok=args.force)
 
 
 def cmd_wait(args: Namespace, env: Env) -> int:
-    def wait(rt: Any, rec: Any) -> None:
-        env.out(str(rt.wait(rec)))
+    def wait(eng: Engine, rec: ContainerRecord) -> None:
+        env.out(str(eng.wait(rec)))
         env.stdout.flush()
 
     return _each(args, env, wait, echo=False)
-
-
-def _log_records(data: bytes) -> tuple[list[dict[str, str]], bytes]:
-    """The json-file records in data, and the incomplete last line (a record being written)."""
-    import json
-
-    lines = data.split(b"\n")
-    records = []
-    for line in lines[:-1]:
-        if not line:
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue  # not ours; Docker's reader skips what it cannot decode too
-        if isinstance(rec, dict) and isinstance(rec.get("log"), str):
-            records.append(rec)
-    return records, lines[-1]
 
 
 def cmd_logs(args: Namespace, env: Env) -> int:
     """The container's output from its json-file log (written by the monitor of a detached
     container, by the runtime's relay for an attached one). -f follows it until the container
     has exited and everything it wrote is shown."""
-    rt = _runtime(args)
-    rec = rt.get(args.container)
+    eng = _engine(args)
+    rec = eng.container(args.container)
     tail = None
     if args.tail not in (None, "all"):
         try:
             tail = int(args.tail)
         except ValueError:
             raise UsageError(f"invalid value for --tail: {args.tail!r}") from None
-
-    def show(records: list[dict[str, str]]) -> None:
-        for r in records:
-            out = env.stderr if r.get("stream") == "stderr" else env.stdout
-            out.write(f"{r.get('time', '')} {r['log']}" if args.timestamps else r["log"])
-        env.stdout.flush()
-        env.stderr.flush()
-
-    path = os.path.join(rt.containers.path(rec.id), f"{rec.id}-json.log")
-    try:
-        f = open(path, "rb")  # held open while following
-    except FileNotFoundError:
-        return 0  # never started: nothing was logged
-    with f:
-        records, rest = _log_records(f.read())
-        if tail is not None:
-            records = records[max(0, len(records) - tail):] if tail > 0 else []
-        show(records)
-        if not args.follow:
-            return 0
-        while True:
-            # Look at the state before reading, so that what the container wrote before it
-            # exited is read after we saw it exit: nothing is missed at the end.
-            running = rt.refresh(rt.containers.get(rec.id)).state.status == "running"
-            chunk = f.read()
-            if chunk:
-                records, rest = _log_records(rest + chunk)
-                show(records)
-            elif not running:
-                return 0
-            else:
-                time.sleep(0.1)
-
-
-def cmd_rename(args: Namespace, env: Env) -> int:
-    rt = _runtime(args)
-    rt.rename(rt.get(args.container), args.new_name)
+    for r in eng.logs(rec, tail, args.follow):
+        out = env.stderr if r.get("stream") == "stderr" else env.stdout
+        out.write(f"{r.get('time', '')} {r['log']}" if args.timestamps else r["log"])
+        if args.follow:
+            out.flush()
     return 0
 
 
-def _status_text(rec: Any, now: float) -> str:
+def cmd_rename(args: Namespace, env: Env) -> int:
+    eng = _engine(args)
+    eng.rename(eng.container(args.container), args.new_name)
+    return 0
+
+
+def _status_text(rec: ContainerRecord, now: float) -> str:
     st = rec.state
     if st.status == "running":
         started = parse_time(st.started_at) or now
@@ -884,13 +663,11 @@ def cmd_ps(args: Namespace, env: Env) -> int:
     import json
     import shlex
 
-    rt = _runtime(args)
+    eng = _engine(args)
     now = time.time()
-    recs = sorted(rt.list(), key=lambda r: r.created, reverse=True)
-    for message in rt.containers.corrupt.values():  # the others are listed all the same
+    recs = eng.containers(all=args.all)
+    for message in eng.corrupt_containers():  # the others are listed all the same
         env.stderr.write(f"WARNING: {message}\n")
-    if not args.all:
-        recs = [r for r in recs if r.state.status == "running"]
     if args.quiet:
         for r in recs:
             env.out(r.short_id)
@@ -926,7 +703,7 @@ def _docker_port(mapping: str) -> str:
 
 
 def cmd_port(args: Namespace, env: Env) -> int:
-    rec = _runtime(args).get(args.container)
+    rec = _engine(args).container(args.container)
     for mapping in rec.state.ports:
         if args.port is None or mapping.split(" ", 1)[0] in (args.port, f"{args.port}/tcp"):
             env.out(mapping)
@@ -937,69 +714,10 @@ def _trunc(s: str, n: int) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
-def _inspect_container(rt: Any, rec: Any) -> dict[str, Any]:
-    st = rec.state
-    d = rt.containers.path(rec.id)
-    from pyminidocker.container import spec as policy
-    from pyminidocker.container.mounts import inspect_mounts
-    from pyminidocker.container.runtime import mounts_of
-
-    mounts = inspect_mounts(mounts_of(rec.host), rt.store.volumes.data_path)
-    return {
-        "Id": rec.id,
-        "Created": rec.created,
-        "Path": rec.argv[0],
-        "Args": rec.argv[1:],
-        "State": {
-            "Status": st.status, "Running": st.status == "running", "Paused": False,
-            "Restarting": False, "OOMKilled": st.oom_killed, "Dead": False, "Pid": st.pid,
-            "ExitCode": st.exit_code, "Error": st.error,
-            "StartedAt": st.started_at or "0001-01-01T00:00:00Z",
-            "FinishedAt": st.finished_at or "0001-01-01T00:00:00Z",
-        },
-        "Image": "sha256:" + rec.image,
-        "ResolvConfPath": os.path.join(d, "resolv.conf"),
-        "HostnamePath": os.path.join(d, "hostname"),
-        "HostsPath": os.path.join(d, "hosts"),
-        "LogPath": os.path.join(d, f"{rec.id}-json.log"),
-        "Name": "/" + rec.name,
-        "HostConfig": {
-            "Binds": rec.host.get("binds", []), "NetworkMode": rec.host.get("network"),
-            "AutoRemove": rec.host.get("auto_remove", False),
-            "Privileged": rec.host.get("privileged", False),
-            "CapAdd": rec.host.get("cap_add") or None,
-            "CapDrop": rec.host.get("cap_drop") or None,
-            "ReadonlyRootfs": rec.host.get("read_only", False),
-            "Memory": rec.host.get("memory") or 0,
-            "NanoCpus": int((rec.host.get("cpus") or 0) * 1e9),
-            "PidsLimit": rec.host.get("pids_limit"),
-            "Tmpfs": {p: o for p, o in (policy.parse_tmpfs(t)
-                                        for t in rec.host.get("tmpfs", []))},
-        },
-        "GraphDriver": {"Name": "overlay2", "Data": {
-            "UpperDir": os.path.join(d, "upper"), "WorkDir": os.path.join(d, "work"),
-            "MergedDir": os.path.join(d, "rootfs")}},
-        "Mounts": mounts,
-        "Config": {
-            "Hostname": rec.hostname, "User": rec.user, "Tty": rec.tty,
-            "OpenStdin": rec.open_stdin, "Env": rec.env, "Cmd": rec.cmd,
-            "Entrypoint": rec.entrypoint, "WorkingDir": rec.cwd, "Image": rec.image_name,
-            "Labels": rec.labels,
-        },
-        "NetworkSettings": {"Networks": {
-            **({rec.host.get("network"): {"IPAddress": st.ip}} if st.ip else {}),
-            **{name: {"IPAddress": info["ip"]} for name, info in st.extra_networks.items()}},
-            "IPAddress": st.ip, "Ports": {}},
-    }
-
-
 def cmd_container_prune(args: Namespace, env: Env) -> int:
-    rt = _runtime(args)
     env.out("Deleted Containers:")
-    for rec in rt.list():
-        if rec.state.status != "running":
-            rt.remove(rec)
-            env.out(rec.id)
+    for cid in _engine(args).prune_containers():
+        env.out(cid)
     return 0
 
 
@@ -1185,10 +903,16 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
         add_network_commands(sp)
 
     sp = add("volume", None, "Manage volumes")
-    if isinstance(sp, Parser):  # its commands live in cli.volume: imported only to run them
+    if isinstance(sp, Parser):  # its commands live in cli/volume.py: imported only to run them
         from pyminidocker.cli.volume import add_volume_commands
 
         add_volume_commands(sp)
+
+    sp = add("bench", None, "Measure start latency and pull time against other engines")
+    if isinstance(sp, Parser):  # its commands live in cli/bench.py: imported only to run them
+        from pyminidocker.cli.bench import add_bench_commands
+
+        add_bench_commands(sp)
 
     sp = add("system", cmd_system, "Manage the engine's footprint on this host")
     sp.add_argument("action", choices=["reset"])
@@ -1210,16 +934,14 @@ def program(argv: Sequence[str], env: Env) -> int:
     if not getattr(args, "func", None):
         env.stdout.write(parser.format_help())
         return 0
-    from pyminidocker.config import Config  # after parsing: help and usage errors need none
-    from pyminidocker.trace import Tracer
+    from pyminidocker.engine import Engine  # after parsing: help and usage errors need none
 
-    args.config = Config.load(args.root)
-
-    args.tracer = Tracer(args.trace or os.environ.get("PYMINIDOCKER_TRACE") == "1")
+    trace = args.trace or os.environ.get("PYMINIDOCKER_TRACE") == "1"
+    args.engine = eng = Engine(args.root, trace=trace)
     try:
         return int(args.func(args, env))
     finally:
-        args.tracer.report(time.process_time() * 1000 if args.tracer.enabled else None)
+        eng.tracer.report(time.process_time() * 1000 if eng.tracer.enabled else None)
 
 
 def main(argv: Sequence[str] | None = None, env: Env | None = None) -> int:

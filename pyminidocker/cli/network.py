@@ -1,7 +1,6 @@
-"""`network create|ls|inspect|rm|prune`: the CLI face of pyminidocker.network.bridge.
+"""`network create|ls|inspect|rm|prune|connect|disconnect`: the CLI face of the engine's networks.
 
-Kept out of cli.py so that the one hook there (add_network_commands) is the whole merge; this
-module, the network module and pyroute2 are imported only when a network command runs.
+Imported only when a network command runs (and so are the network modules and pyroute2).
 """
 from __future__ import annotations
 
@@ -12,6 +11,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from pyminidocker.cli.args import Namespace, Parser
+    from pyminidocker.engine import Engine
 
 
 def key_values(items: list[str], what: str = "label") -> dict[str, str]:
@@ -26,17 +26,16 @@ def key_values(items: list[str], what: str = "label") -> dict[str, str]:
 
 
 def cmd_network(args: Namespace, env: Any) -> int:
-    from pyminidocker.cli.main import _store, table
-    from pyminidocker.network import bridge as N
+    from pyminidocker.cli.main import table
 
-    store = _store(args)
+    eng: Engine = args.engine
     if args.network_command == "create":
-        net = N.create_network(store, args.name, subnet=args.subnet, gateway=args.gateway,
+        net = eng.create_network(args.name, subnet=args.subnet, gateway=args.gateway,
                                internal=args.internal, labels=key_values(args.label))
         env.out(net.id)
         return 0
     if args.network_command in ("ls", "list"):
-        nets = N.list_networks(store)
+        nets = eng.networks()
         if args.quiet:
             for net in nets:
                 env.out(net.short_id)
@@ -50,7 +49,7 @@ def cmd_network(args: Namespace, env: Any) -> int:
         out, failed = [], False
         for name in args.networks:
             try:
-                out.append(N.inspect_network(store, name))
+                out.append(eng.inspect_network(name))
             except PmdError:
                 env.stderr.write(f"Error: No such network: {name}\n")
                 failed = True
@@ -60,7 +59,7 @@ def cmd_network(args: Namespace, env: Any) -> int:
         failed = False
         for name in args.networks:
             try:
-                N.remove_network(store, name)
+                eng.remove_network(name)
                 env.out(name)
             except PmdError as e:
                 env.stderr.write(f"Error: {e}\n")
@@ -73,21 +72,17 @@ def cmd_network(args: Namespace, env: Any) -> int:
             env.stdout.flush()
             if env.stdin.readline().strip().lower() not in ("y", "yes"):
                 return 0
-        removed = N.prune_networks(store)
+        removed = eng.prune_networks()
         if removed:
             env.out("Deleted Networks:")
             for name in removed:
                 env.out(name)
         return 0
     if args.network_command in ("connect", "disconnect"):
-        from pyminidocker.container.runtime import Runtime
-
-        rt = Runtime(store)
-        rec = rt.get(args.container)
         if args.network_command == "connect":
-            rt.connect(rec, args.network)
+            eng.connect(args.container, args.network)
         else:
-            rt.disconnect(rec, args.network)
+            eng.disconnect(args.container, args.network)
         return 0
     raise UsageError("network: a command is needed (create, ls, inspect, rm, prune, connect, "
                      "disconnect)")

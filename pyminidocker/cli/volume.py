@@ -1,4 +1,4 @@
-"""`volume create|ls|inspect|rm|prune`: the CLI face of pyminidocker.store.volumes.
+"""`volume create|ls|inspect|rm|prune`: the CLI face of the engine's volumes.
 
 Kept out of cli/main.py so that the one hook there (add_volume_commands) is the whole merge;
 imported only when a volume command runs.
@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from pyminidocker.cli.args import Namespace, Parser
+    from pyminidocker.engine import Engine
 
 
 def _filters(items: list[str]) -> dict[str, list[str]]:
@@ -30,25 +31,25 @@ def _filters(items: list[str]) -> dict[str, list[str]]:
 
 
 def cmd_volume(args: Namespace, env: Any) -> int:
-    from pyminidocker.cli.main import _store, human_size, table
+    from pyminidocker.cli.main import human_size, table
     from pyminidocker.cli.network import key_values
-    from pyminidocker.store import volumes as V
+    from pyminidocker.store.volumes import matches_labels
 
-    store = _store(args)
+    eng: Engine = args.engine
     what = args.volume_command
     if what == "create":
         if args.name and args.name_flag and args.name != args.name_flag:
             raise UsageError("conflicting options: either specify --name or provide "
                              "positional arg, not both")
-        vol = V.create_volume(store, args.name or args.name_flag, key_values(args.label, "label"),
+        vol = eng.create_volume(args.name or args.name_flag, key_values(args.label, "label"),
                               key_values(args.opt, "option"), args.driver)
         env.out(vol.name)
         return 0
     if what in ("ls", "list"):
         filters = _filters(args.filter)
-        users = store.volumes.users() if "dangling" in filters else {}
+        users = eng.volume_users() if "dangling" in filters else {}
         vols = []
-        for vol in store.volumes.all():
+        for vol in eng.volumes():
             if "dangling" in filters and \
                     (filters["dangling"][-1] in ("true", "1")) == bool(users.get(vol.name)):
                 continue
@@ -56,7 +57,7 @@ def cmd_volume(args: Namespace, env: Any) -> int:
                 continue
             if "driver" in filters and vol.driver not in filters["driver"]:
                 continue
-            if not V.matches_labels(vol.labels, filters.get("label", [])):
+            if not matches_labels(vol.labels, filters.get("label", [])):
                 continue
             vols.append(vol)
         if args.quiet:
@@ -73,14 +74,14 @@ def cmd_volume(args: Namespace, env: Any) -> int:
         out, failed = [], False
         for name in args.volumes:
             try:
-                out.append(V.inspect_volume(store, store.volumes.get(name)))
+                out.append(eng.inspect_volume(eng.volume(name)))
             except NotFound:
                 env.stderr.write(f"Error: No such volume: {name}\n")
                 failed = True
         env.out(json.dumps(out, indent=4))
         return 1 if failed else 0
     if what in ("rm", "remove"):
-        errors = V.remove_volumes(store, args.volumes, args.force)
+        errors = eng.remove_volumes(args.volumes, args.force)
         for name in args.volumes:
             e = errors.get(name)
             if e is None:
@@ -98,7 +99,7 @@ def cmd_volume(args: Namespace, env: Any) -> int:
             env.stdout.flush()
             if env.stdin.readline().strip().lower() not in ("y", "yes"):
                 return 0
-        removed, freed = V.prune_volumes(store, filters.get("label"))
+        removed, freed = eng.prune_volumes(filters.get("label"))
         if removed:
             env.out("Deleted Volumes:")
             for name in removed:

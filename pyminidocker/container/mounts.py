@@ -286,6 +286,13 @@ def _copy_meta(s: str, t: str, st: os.stat_result | None = None) -> None:
     os.utime(t, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
+def mounts_of(host: dict[str, Any]) -> list[dict[str, Any]]:
+    """A container's mount records; a record made before volumes has its -v binds only."""
+    if "mounts" in host:
+        return list(host["mounts"])
+    return [parse_volume(v) for v in host.get("binds", [])]
+
+
 def inspect_mounts(records: list[dict[str, Any]], volume_path: Any) -> list[dict[str, Any]]:
     """Docker's inspect Mounts of a container's mount records; volume_path(name) is where a
     volume's data lives."""

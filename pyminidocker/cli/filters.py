@@ -1,0 +1,253 @@
+"""`--filter key=value` as Docker combines it: the values of one key are alternatives (any of
+them), different keys must all hold, and `label` filters must all hold (Docker's MatchKVList).
+
+Each list command names the keys it takes; an unknown key is Docker's "invalid filter 'x'"
+(exit 1), a value without "=" the flag error Docker's CLI gives (exit 125).
+"""
+from __future__ import annotations
+
+import re
+import time
+
+from pyminidocker.errors import NotFound, PmdError, UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from typing import Any
+
+PS_KEYS = {"status", "name", "id", "label", "ancestor", "exited", "network", "volume",
+           "before", "since", "health", "publish", "expose", "is-task"}
+IMAGES_KEYS = {"dangling", "reference", "label", "before", "since"}
+NETWORK_KEYS = {"name", "id", "driver", "label", "type", "scope"}
+PRUNE_KEYS = {"until", "label", "label!"}
+STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+
+
+def parse(values: Iterable[str], allowed: set[str]) -> dict[str, list[str]]:
+    """["status=exited", "label=a"] -> {"status": ["exited"], "label": ["a"]}.
+    Raises UsageError (no "="), PmdError (a key the command does not take)."""
+    out: dict[str, list[str]] = {}
+    for v in values:
+        if "=" not in v:
+            raise UsageError(f'invalid argument "{v}" for "-f, --filter" flag: bad format of '
+                             "filter (expected name=value)")
+        key, _, value = v.partition("=")
+        key = key.strip().lower()
+        if key not in allowed:
+            raise PmdError(f"invalid filter '{key}'")
+        out.setdefault(key, []).append(value.strip())
+    return out
+
+
+def _invalid(key: str, value: str) -> PmdError:
+    return PmdError(f"invalid filter '{key}={value}'")
+
+
+def match_labels(labels: dict[str, str], wanted: list[str]) -> bool:
+    """Every "key" present and every "key=value" equal (Docker's MatchKVList)."""
+    for w in wanted:
+        k, eq, v = w.partition("=")
+        if k not in labels or (eq and labels[k] != v):
+            return False
+    return True
+
+
+def _bool(key: str, value: str) -> bool:
+    if value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise _invalid(key, value)
+
+
+def _port_set(key: str, value: str) -> set[str]:
+    """"80", "80/udp", "8000-8080/tcp" -> {"80/tcp", ...}."""
+    ports, _, proto = value.partition("/")
+    lo, _, hi = ports.partition("-")
+    try:
+        first, last = int(lo), int(hi or lo)
+    except ValueError:
+        raise _invalid(key, value) from None
+    return {f"{p}/{proto or 'tcp'}" for p in range(first, last + 1)}
+
+
+def go_duration(text: str) -> float | None:
+    """Go's time.ParseDuration ("24h", "1h30m", "1.5s", "300ms") in seconds, or None."""
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+    parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text.lstrip("+"):
+        return None
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def timestamp(text: str, now: float | None = None) -> float:
+    """Docker's `until`/`since` time: a Go duration before now, Unix seconds, or an RFC 3339
+    date or time (local time without a zone). Raises UsageError."""
+    from datetime import datetime
+
+    now = time.time() if now is None else now
+    d = go_duration(text)
+    if d is not None:
+        return now - d
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise UsageError(f'failed to parse value as time or duration: "{text}"') from None
+
+
+def combine(items: list[Any], filters: dict[str, list[str]],
+            tests: dict[str, Callable[[Any, str], bool]]) -> list[Any]:
+    """The items every filter key accepts: any of a key's values; all of the label values."""
+    out = []
+    for item in items:
+        ok = True
+        for key, values in filters.items():
+            test = tests[key]
+            if key in ("label", "label!"):
+                ok = test(item, values)  # type: ignore[arg-type]
+            else:
+                ok = any(test(item, v) for v in values)
+            if not ok:
+                break
+        if ok:
+            out.append(item)
+    return out
+
+
+def _find(recs: list[Any], ref: str) -> Any:
+    for r in recs:
+        if ref in (r.id, r.name) or (len(ref) >= 1 and r.id.startswith(ref)):
+            return r
+    raise NotFound(f"No such container: {ref}")
+
+
+def _created(rec: Any) -> float:
+    from pyminidocker.cli.main import parse_time
+
+    return parse_time(rec.created) or 0.0
+
+
+def containers(recs: list[Any], filters: dict[str, list[str]],
+               exposed: Callable[[Any], set[str]] | None = None) -> list[Any]:
+    """ps's filters over container records. exposed gives a record's exposed ports
+    ("80/tcp"), from its image. Raises PmdError for a bad value, NotFound for before/since."""
+    for v in filters.get("status", []):
+        if v not in STATUSES:
+            raise _invalid("status", v)
+    for v in filters.get("health", []):
+        if v not in ("starting", "healthy", "unhealthy", "none"):
+            raise _invalid("health", v)
+    for v in filters.get("exited", []):
+        if not v.lstrip("-").isdigit():
+            raise _invalid("exited", v)
+
+    def published(rec: Any) -> set[str]:
+        from pyminidocker.network.bridge import parse_publish
+
+        return {f"{m.container_port}/{m.proto}" for spec in rec.host.get("ports", [])
+                for m in parse_publish(spec)}
+
+    def networks(rec: Any) -> set[str]:
+        return {rec.host.get("network") or "bridge", *rec.state.extra_networks}
+
+    def volume(rec: Any, v: str) -> bool:
+        from pyminidocker.container.mounts import mounts_of
+
+        return any(v in (m.get("Name"), m.get("Source"), m["Destination"])
+                   for m in mounts_of(rec.host))
+
+    def ancestor(rec: Any, v: str) -> bool:
+        from pyminidocker.image.reference import parse_reference
+
+        if rec.image.startswith(v.removeprefix("sha256:")):
+            return True
+        try:
+            want, have = parse_reference(v), parse_reference(rec.image_name)
+        except PmdError:
+            return False
+        return want.name == have.name and (want.tag or "latest") == (have.tag or "latest")
+
+    tests: dict[str, Callable[[Any, Any], bool]] = {
+        "status": lambda r, v: r.state.status == v,
+        "name": lambda r, v: re.search(v, "/" + r.name) is not None,
+        "id": lambda r, v: r.id.startswith(v),
+        "label": lambda r, vs: match_labels(r.labels, vs),
+        "ancestor": ancestor,
+        "exited": lambda r, v: r.state.status == "exited" and r.state.exit_code == int(v),
+        "network": lambda r, v: v in networks(r),
+        "volume": volume,
+        "before": lambda r, v: _created(r) < _created(_find(recs, v)),
+        "since": lambda r, v: _created(r) > _created(_find(recs, v)),
+        "health": lambda r, v: v == "none",   # no container has a health check yet
+        "publish": lambda r, v: bool(_port_set("publish", v) & published(r)),
+        "expose": lambda r, v: bool(_port_set("expose", v) & (
+            published(r) | (exposed(r) if exposed else set()))),
+        "is-task": lambda r, v: not _bool("is-task", v),
+    }
+    return combine(recs, filters, tests)
+
+
+def images(rows: list[dict[str, Any]], filters: dict[str, list[str]],
+           lookup: Callable[[str], Any] | None = None) -> list[dict[str, Any]]:
+    """images's filters over rows {"Repository", "Tag", "ID" (full), "Created" (epoch),
+    "Labels"}. lookup(ref) gives a row's created time for before/since. Raises PmdError."""
+    import fnmatch
+
+    for v in filters.get("dangling", []):
+        _bool("dangling", v)
+
+    def reference(row: dict[str, Any], pattern: str) -> bool:
+        repo, tag = row["Repository"], row["Tag"]
+        if repo == "<none>":
+            return False
+        if ":" in pattern.rpartition("/")[2]:   # a tag given: match name:tag
+            return fnmatch.fnmatchcase(f"{repo}:{tag}", pattern)
+        return fnmatch.fnmatchcase(repo, pattern)
+
+    def created_of(ref: str) -> float:
+        if lookup is None:
+            raise NotFound(f"No such image: {ref}")
+        return float(lookup(ref))
+
+    tests: dict[str, Callable[[Any, Any], bool]] = {
+        "dangling": lambda r, v: (r["Repository"] == "<none>") == _bool("dangling", v),
+        "reference": reference,
+        "label": lambda r, vs: match_labels(r.get("Labels") or {}, vs),
+        "before": lambda r, v: r["Created"] < created_of(v),
+        "since": lambda r, v: r["Created"] > created_of(v),
+    }
+    return combine(rows, filters, tests)
+
+
+def networks(nets: list[Any], filters: dict[str, list[str]]) -> list[Any]:
+    """network ls's filters over records with name, id, driver, labels (and builtin)."""
+    for v in filters.get("type", []):
+        if v not in ("custom", "builtin"):
+            raise _invalid("type", v)
+    builtin = ("bridge", "host", "none")
+    tests: dict[str, Callable[[Any, Any], bool]] = {
+        "name": lambda n, v: re.search(v, n.name) is not None,
+        "id": lambda n, v: n.id.startswith(v),
+        "driver": lambda n, v: n.driver == v,
+        "label": lambda n, vs: match_labels(getattr(n, "labels", None) or {}, vs),
+        "type": lambda n, v: (n.name in builtin) == (v == "builtin"),
+        "scope": lambda n, v: v == "local",
+    }
+    return combine(nets, filters, tests)
+
+
+def prune(items: list[Any], filters: dict[str, list[str]], created: Callable[[Any], float],
+          labels: Callable[[Any], dict[str, str]], now: float | None = None) -> list[Any]:
+    """container/image prune's until and label filters ("label!=k" excludes)."""
+    limits = [timestamp(v, now) for v in filters.get("until", [])]
+    tests: dict[str, Callable[[Any, Any], bool]] = {
+        "until": lambda x, v: all(created(x) < t for t in limits),
+        "label": lambda x, vs: match_labels(labels(x), vs),
+        "label!": lambda x, vs: not any(match_labels(labels(x), [w]) for w in vs),
+    }
+    return combine(items, filters, tests)
