@@ -123,7 +123,8 @@ def container(rec: Any, path: str, image_config: Mapping[str, Any] | None = None
         "Path": rec.argv[0] if rec.argv else "",
         "Args": rec.argv[1:],
         "State": {
-            "Status": st.status, "Running": running, "Paused": False, "Restarting": False,
+            "Status": "paused" if st.paused else st.status, "Running": running,
+            "Paused": st.paused, "Restarting": False,
             "OOMKilled": st.oom_killed, "Dead": False, "Pid": st.pid if running else 0,
             "ExitCode": st.exit_code, "Error": st.error,
             "StartedAt": st.started_at or ZERO_TIME, "FinishedAt": st.finished_at or ZERO_TIME,

@@ -384,6 +384,38 @@ class Engine:
         """Docker's warnings of the last create or start (a limit this host cannot apply)."""
         return list(self.runtime.warnings)
 
+    def pause(self, rec: ContainerRecord) -> None:
+        """Freeze its processes (the freezer cgroup). Raises Conflict."""
+        self.runtime.pause(rec)
+
+    def unpause(self, rec: ContainerRecord) -> None:
+        """Raises Conflict for a container that is not paused."""
+        self.runtime.unpause(rec)
+
+    def restart(self, rec: ContainerRecord, timeout: int | None = None) -> None:
+        """stop (see stop for timeout), then start detached."""
+        self.runtime.restart(rec, timeout)
+
+    def update(self, rec: ContainerRecord, changes: dict[str, Any]) -> None:
+        """New resource limits (memory, memory_swap, memory_reservation, cpus, cpu_shares,
+        cpu_period, cpu_quota, cpuset_cpus, cpuset_mems, pids_limit), live for a running
+        container. Raises UsageError, PmdError."""
+        self.runtime.update(rec, changes)
+
+    def top(self, rec: ContainerRecord, ps_args: list[str] | None = None
+            ) -> tuple[list[str], list[list[str]]]:
+        """ps (ps_args, default -ef) of the container's processes: (titles, rows)."""
+        return self.runtime.top(rec, list(ps_args or []))
+
+    def changes(self, rec: ContainerRecord) -> list[tuple[str, str]]:
+        """("A"|"C"|"D", path) of what the container changed in its image's files."""
+        return self.runtime.changes(rec)
+
+    def stats(self, rec: ContainerRecord) -> dict[str, Any]:
+        """One reading of its counters (cpu, memory, network, block I/O, pids); CPU % comes
+        from two (container.observe.cpu_percent). Raises Conflict if it is not running."""
+        return self.runtime.stats(rec)
+
     def rename(self, rec: ContainerRecord, new_name: str) -> None:
         """Raises UsageError for a bad name, Conflict for a taken one."""
         self.runtime.rename(rec, new_name)
@@ -490,7 +522,8 @@ class Engine:
             "Path": rec.argv[0],
             "Args": rec.argv[1:],
             "State": {
-                "Status": st.status, "Running": st.status == "running", "Paused": False,
+                "Status": "paused" if st.paused else st.status,
+                "Running": st.status == "running", "Paused": st.paused,
                 "Restarting": False, "OOMKilled": st.oom_killed, "Dead": False, "Pid": st.pid,
                 "ExitCode": st.exit_code, "Error": st.error,
                 "StartedAt": st.started_at or "0001-01-01T00:00:00Z",

@@ -652,7 +652,7 @@ def _status_text(rec: ContainerRecord, now: float) -> str:
     st = rec.state
     if st.status == "running":
         started = parse_time(st.started_at) or now
-        return f"Up {human_duration(now - started)}"
+        return f"Up {human_duration(now - started)}" + (" (Paused)" if st.paused else "")
     if st.status == "exited":
         finished = parse_time(st.finished_at) or now
         return f"Exited ({st.exit_code}) {human_duration(now - finished)} ago"
@@ -901,6 +901,10 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
         from pyminidocker.cli.network import add_network_commands
 
         add_network_commands(sp)
+
+    from pyminidocker.cli.verbs import add_verb_commands  # a small module: args and errors
+
+    add_verb_commands(add)
 
     sp = add("volume", None, "Manage volumes")
     if isinstance(sp, Parser):  # its commands live in cli/volume.py: imported only to run them

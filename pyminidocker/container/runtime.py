@@ -280,20 +280,22 @@ class Runtime:
             return bridge.default_network(self.store).gateway
         return bridge.get_network(self.store, network).gateway
 
-    def _limits(self, host: dict[str, Any]) -> Any:
-        """The cgroup limits of a host config. Raises UsageError (Docker's words)."""
+    def _limits(self, host: dict[str, Any], devices: bool = True) -> Any:
+        """The cgroup limits of a host config (without device rules: those of the cgroup are
+        left as they are). Raises UsageError (Docker's words)."""
         from pyminidocker.container.cgroups import (
             DEFAULT_DEVICE_RULES,
             PRIVILEGED_DEVICE_RULES,
             Limits,
         )
 
-        devices = PRIVILEGED_DEVICE_RULES if host.get("privileged") else DEFAULT_DEVICE_RULES
+        rules = PRIVILEGED_DEVICE_RULES if host.get("privileged") else DEFAULT_DEVICE_RULES
         extra_rules = [("allow", r) for r in host.get("device_cgroup_rules", [])]
         for dev in host.get("devices", []):
             extra_rules += [("allow", rule) for rule in _device_rules(dev)]
         return Limits(memory=host.get("memory"), cpus=host.get("cpus"),
-                      pids=host.get("pids_limit"), devices=(*devices, *extra_rules),
+                      pids=host.get("pids_limit"),
+                      devices=(*rules, *extra_rules) if devices else (),
                       memory_swap=host.get("memory_swap"), cpu_shares=host.get("cpu_shares"),
                       memory_reservation=host.get("memory_reservation"),
                       cpu_period=host.get("cpu_period"), cpu_quota=host.get("cpu_quota"),
@@ -849,6 +851,105 @@ class Runtime:
                            "running")
         with suppress(ProcessLookupError):
             os.kill(rec.state.pid, sig)
+        if rec.state.paused:  # a frozen process acts on its signals once thawed (as Docker)
+            self.unpause(rec)
+
+    # ---- pause / unpause / restart / update ----------------------------------------------
+
+    def _freeze(self, rec: ContainerRecord, frozen: bool) -> None:
+        """The freezer: v1 freezer.state FROZEN/THAWED, v2 cgroup.freeze 1/0; returns once the
+        kernel says it is done (v1 reports FREEZING meanwhile)."""
+        cg = _cgroup(rec)
+        if cg.version == "v2":
+            path, value, done = os.path.join(cg.dirs[""], "cgroup.freeze"), \
+                "1" if frozen else "0", None
+        else:
+            if "freezer" not in cg.dirs:
+                raise PmdError("cannot pause: the cgroup v1 freezer controller is not mounted")
+            path, value = os.path.join(cg.dirs["freezer"], "freezer.state"), \
+                "FROZEN" if frozen else "THAWED"
+            done = value
+        try:
+            with open(path, "w") as f:
+                f.write(value)
+            deadline = time.monotonic() + 5
+            while done is not None and time.monotonic() < deadline:
+                with open(path) as f:
+                    if f.read().strip() == done:
+                        break
+                time.sleep(0.005)
+        except OSError as e:
+            raise PmdError(f"cannot {'pause' if frozen else 'unpause'} {rec.name}: "
+                           f"{e.strerror}: {path}") from None
+
+    def pause(self, rec: ContainerRecord) -> None:
+        """Freeze every process of the container. Raises Conflict (not running, paused)."""
+        rec = self.refresh(rec)
+        if rec.state.status != "running":
+            raise Conflict(f"Container {rec.id} is not running")
+        if rec.state.paused:
+            raise Conflict(f"Container {rec.id} is already paused")
+        self._freeze(rec, True)
+        with self.store.lock():
+            rec.state.paused = True
+            self.containers.save_state(rec)
+
+    def unpause(self, rec: ContainerRecord) -> None:
+        """Raises Conflict for a container that is not paused."""
+        rec = self.refresh(rec)
+        if rec.state.status != "running" or not rec.state.paused:
+            raise Conflict(f"Container {rec.id} is not paused")
+        self._freeze(rec, False)
+        with self.store.lock():
+            fresh = self.containers.get(rec.id)
+            fresh.state.paused = rec.state.paused = False
+            self.containers.save_state(fresh)
+
+    def top(self, rec: ContainerRecord, ps_args: List[str]) -> tuple[List[str], List[List[str]]]:
+        """`top`: (titles, rows) of ps for the container's processes. Raises Conflict."""
+        from pyminidocker.container import observe
+
+        rec = self.refresh(rec)
+        if rec.state.status != "running":
+            raise Conflict(f"Container {rec.id} is not running")
+        return observe.top(_cgroup(rec).pids(), ps_args)
+
+    def changes(self, rec: ContainerRecord) -> List[tuple[str, str]]:
+        """`diff`: the container's changes to its image, from its upper layer."""
+        from pyminidocker.container import observe
+
+        image = self.store.images.get(rec.image)
+        lowers = [self.store.layers.diff_path(layer.id)
+                  for layer in self.store.layers.chain(image.layer)] if image.layer else []
+        # mount points the engine makes are not the container's changes (Docker: its init layer)
+        skip = {f"/{n}" for n in _INIT_DIRS} | {f"/etc/{n}" for n in _INIT_FILES}
+        return observe.changes(os.path.join(self.containers.path(rec.id), "upper"), lowers, skip)
+
+    def stats(self, rec: ContainerRecord) -> dict[str, Any]:
+        """One reading of the container's counters (observe.sample). Raises Conflict."""
+        from pyminidocker.container import observe
+
+        rec = self.refresh(rec)
+        return observe.sample(rec, _cgroup(rec))
+
+    def restart(self, rec: ContainerRecord, timeout: int | None = None) -> None:
+        """stop (if running), then start detached."""
+        self.stop(rec, timeout)
+        self.start(self.refresh(self.containers.get(rec.id)), attach=False)
+
+    def update(self, rec: ContainerRecord, changes: dict[str, Any]) -> None:
+        """`update`: new limits (memory, memory_swap, memory_reservation, cpus, cpu_shares,
+        cpu_period, cpu_quota, cpuset_cpus, cpuset_mems, pids_limit) kept in the record and,
+        for a running container, written to its cgroup at once. Raises UsageError, PmdError."""
+        host = {**rec.host, **changes}
+        limits = self._limits(host, devices=False)  # checks the combination as create does
+        rec = self.refresh(rec)
+        if rec.state.status == "running":
+            _cgroup(rec).create(limits)
+        with self.store.lock():
+            fresh = self.containers.get(rec.id)
+            fresh.host.update(changes)
+            self.containers.save_config(fresh)
 
     def stop(self, rec: ContainerRecord, timeout: int | None = None) -> None:
         """The container's stop signal (--stop-signal, SIGTERM), then SIGKILL after timeout
@@ -863,6 +964,8 @@ class Runtime:
             sig = policy.parse_signal(rec.host["stop_signal"])
         with suppress(ProcessLookupError):
             os.kill(rec.state.pid, sig)
+        if rec.state.paused:  # a frozen process acts on its signal once thawed (as Docker)
+            self.unpause(rec)
         if not self._wait_gone(rec, timeout):
             with suppress(ProcessLookupError):
                 os.kill(rec.state.pid, signal.SIGKILL)

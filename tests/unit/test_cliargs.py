@@ -245,9 +245,17 @@ def test_parser_declarations_it_does_not_support_are_refused():
     with pytest.raises(ValueError):
         p.add_argument("--n", type=float)
     with pytest.raises(ValueError):
-        p.add_argument("files", nargs="*")
+        p.add_argument("files", nargs="**")
     with pytest.raises(ValueError):
         p.add_argument("--files", nargs="+")
+
+
+def test_a_star_positional_takes_none_or_many():
+    p = Parser("x")
+    p.add_argument("-a", action="store_true")
+    p.add_argument("names", nargs="*")
+    assert p.parse_args([]).names == []
+    assert p.parse_args(["a", "-a", "b"]).names == ["a", "b"]
 
 
 def test_a_remainder_alone_takes_everything_from_the_first_word():
