@@ -28,16 +28,6 @@ def _binary(n: float) -> str:
     return f"{n:.4g}{units[i]}"
 
 
-def _decimal(n: float) -> str:
-    """go-units HumanSizeWithPrecision(n, 3): decimal units (1.23kB)."""
-    units = ["B", "kB", "MB", "GB", "TB", "PB"]
-    i = 0
-    while n >= 1000 and i < len(units) - 1:
-        n /= 1000.0
-        i += 1
-    return f"{n:.3g}{units[i]}"
-
-
 def cmd_simple(args: Namespace, env: Any) -> int:
     """restart, pause, unpause: each container in turn, its name echoed, errors one line."""
     from pyminidocker.cli.main import _each
@@ -69,6 +59,7 @@ def cmd_diff(args: Namespace, env: Any) -> int:
 
 def _stats_rows(eng: Engine, recs: list[Any], before: dict[str, dict[str, Any]]
                 ) -> list[list[str]]:
+    from pyminidocker.cli.main import human_size as _decimal  # go-units HumanSize
     from pyminidocker.container.observe import cpu_percent
 
     rows = []
