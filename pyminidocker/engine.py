@@ -416,6 +416,11 @@ class Engine:
         from two (container.observe.cpu_percent). Raises Conflict if it is not running."""
         return self.runtime.stats(rec)
 
+    def start_all_restart(self) -> list[str]:
+        """At boot: start the stopped containers whose restart policy asks for it (see
+        Runtime.start_all_restart); their ids."""
+        return self.runtime.start_all_restart()
+
     def rename(self, rec: ContainerRecord, new_name: str) -> None:
         """Raises UsageError for a bad name, Conflict for a taken one."""
         self.runtime.rename(rec, new_name)
@@ -522,9 +527,11 @@ class Engine:
             "Path": rec.argv[0],
             "Args": rec.argv[1:],
             "State": {
-                "Status": "paused" if st.paused else st.status,
+                "Status": "paused" if st.paused else
+                ("restarting" if st.restarting and st.status == "running" else st.status),
                 "Running": st.status == "running", "Paused": st.paused,
-                "Restarting": False, "OOMKilled": st.oom_killed, "Dead": False, "Pid": st.pid,
+                "Restarting": st.restarting and st.status == "running",
+                "OOMKilled": st.oom_killed, "Dead": False, "Pid": st.pid,
                 "ExitCode": st.exit_code, "Error": st.error,
                 "StartedAt": st.started_at or "0001-01-01T00:00:00Z",
                 "FinishedAt": st.finished_at or "0001-01-01T00:00:00Z",
@@ -535,9 +542,13 @@ class Engine:
             "HostsPath": os.path.join(d, "hosts"),
             "LogPath": os.path.join(d, f"{rec.id}-json.log"),
             "Name": "/" + rec.name,
+            "RestartCount": st.restart_count,
             "HostConfig": {
                 "Binds": rec.host.get("binds", []), "NetworkMode": rec.host.get("network"),
                 "AutoRemove": rec.host.get("auto_remove", False),
+                "RestartPolicy": {"Name": (rec.host.get("restart") or {}).get("name", "no"),
+                                  "MaximumRetryCount":
+                                      (rec.host.get("restart") or {}).get("max", 0)},
                 "Privileged": rec.host.get("privileged", False),
                 "CapAdd": rec.host.get("cap_add") or None,
                 "CapDrop": rec.host.get("cap_drop") or None,

@@ -568,6 +568,14 @@ def cmd_exec(args: Namespace, env: Env) -> int:
 def cmd_start(args: Namespace, env: Env) -> int:
     eng = _engine(args)
     status = 0
+    if args.all_restart:  # at boot: what Docker's daemon restarts when it starts
+        if args.containers:
+            raise UsageError("--all-restart takes no container")
+        for cid in eng.start_all_restart():
+            env.out(cid)
+        return 0
+    if not args.containers:
+        raise UsageError('"start" requires at least 1 argument.')
     for ref in args.containers:
         try:
             rec = eng.container(ref)
@@ -650,6 +658,9 @@ def cmd_rename(args: Namespace, env: Env) -> int:
 
 def _status_text(rec: ContainerRecord, now: float) -> str:
     st = rec.state
+    if st.status == "running" and st.restarting:
+        finished = parse_time(st.finished_at) or now
+        return f"Restarting ({st.exit_code}) {human_duration(now - finished)} ago"
     if st.status == "running":
         started = parse_time(st.started_at) or now
         return f"Up {human_duration(now - started)}" + (" (Paused)" if st.paused else "")
@@ -851,7 +862,9 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sp.add_argument("-a", "--attach", action="store_true",
                     help="attach to the container's output and wait for it")
     sp.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
-    sp.add_argument("containers", nargs="+", metavar="CONTAINER")
+    sp.add_argument("--all-restart", action="store_true",
+                    help="start every container its restart policy would start (at boot)")
+    sp.add_argument("containers", nargs="*", metavar="CONTAINER")
 
     sp = add("ps", cmd_ps, "List containers")
     sp.add_argument("-a", "--all", action="store_true",

@@ -62,6 +62,8 @@ def add_run_flags(sp: Any) -> None:
     a("--device-cgroup-rule", action="append", default=[],
       help="a device cgroup rule: 'c 1:3 rwm'")
     a("--init", action="store_true", help="run an init (tini) as PID 1")
+    a("--restart", default="no", help="restart policy: no, always, on-failure[:N], "
+      "unless-stopped")
     a("--sig-proxy", action="store_true", default=True,
       help="proxy received signals to the process (attached)")
     a("-a", "--attach", action="append", default=[], help="attach to STDIN, STDOUT or STDERR")
@@ -193,6 +195,21 @@ def parse_detach_keys(keys: str) -> str:
     return keys
 
 
+def parse_restart(spec: str) -> dict[str, Any]:
+    """--restart no|always|unless-stopped|on-failure[:N] → {"name", "max"}, Docker's errors."""
+    name, colon, count = spec.partition(":")
+    if name not in ("no", "always", "on-failure", "unless-stopped"):
+        raise UsageError(f"invalid restart policy '{name}'" if name else
+                         "invalid restart policy format")
+    if colon and name != "on-failure":
+        raise UsageError(f"maximum retry count cannot be used with restart policy '{name}'")
+    if colon and not (count.isdigit() or (count.startswith("-") and count[1:].isdigit())):
+        raise UsageError("invalid restart policy format")
+    if colon and int(count) < 0:
+        raise UsageError("invalid restart policy: maximum retry count cannot be negative")
+    return {"name": name, "max": int(count) if colon else 0}
+
+
 def _mode(value: str | None, flag: str, allowed: tuple[str, ...], what: str,
           container_ok: bool = False) -> str:
     v = value or ""
@@ -266,6 +283,9 @@ def run_extra(args: Namespace, warn: Any) -> dict[str, Any]:
         device_program(tuple(("allow", r) for r in args.device_cgroup_rule))
     x["device_cgroup_rules"] = list(args.device_cgroup_rule)
     x["init"] = bool(args.init)
+    x["restart"] = parse_restart(args.restart)
+    if x["restart"]["name"] != "no" and getattr(args, "rm", False):
+        raise UsageError("Conflicting options: --restart and --rm")
     streams = []
     for s in args.attach:
         if s.lower() not in ("stdin", "stdout", "stderr"):

@@ -98,6 +98,26 @@ def _alive(pid: int, start: str) -> bool:
     return pid > 0 and bool(start) and _pid_start(pid) == start
 
 
+_RESTART_POLICIES = {"always": _native.RESTART_ALWAYS, "on-failure": _native.RESTART_ON_FAILURE,
+                     "unless-stopped": _native.RESTART_UNLESS_STOPPED}
+
+
+def restart_policy(host: dict[str, Any]) -> tuple[str, int]:
+    """(name, maximum retry count) of a host config's --restart ("no", 0 by default)."""
+    r = host.get("restart") or {}
+    return str(r.get("name") or "no"), int(r.get("max") or 0)
+
+
+def _read_restart(path: str) -> dict[str, Any] | None:
+    """The monitor's restart record ({"restart_count", "pid", "restarting", "started_at"})."""
+    try:
+        with open(path, "rb") as f:
+            data = jsonio.loads(f.read())
+        return data if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
 def _read_exit(path: str) -> tuple[int, str, bool] | None:
     """The monitor's exit record (exit_code, finished_at, oom_killed), None if not (yet) there.
     The monitor writes it atomically, so a partial record is not expected; a corrupt one is
@@ -141,6 +161,10 @@ class Runtime:
         if record is None:
             if _alive(st.pid, st.pid_start):
                 return rec
+            if rec.host.get("restart") and _alive(st.monitor_pid, st.monitor_start):
+                followed = self._follow_restart(rec)
+                if followed is not None:
+                    return followed
             # The container is gone. Its monitor, if still alive, is between the container's
             # exit and the exit record (draining output, unmounting, removing the cgroup):
             # wait for its word rather than guess. A monitor that is gone too (killed, host
@@ -150,6 +174,10 @@ class Runtime:
                     time.monotonic() < deadline:
                 time.sleep(0.005)
                 record = _read_exit(exit_file)
+                if record is None and rec.host.get("restart"):
+                    followed = self._follow_restart(rec)
+                    if followed is not None:
+                        return followed
             record = record or _read_exit(exit_file) or (137, now_iso(), False)
         code, finished, oom = record
         with self.store.lock():
@@ -157,8 +185,41 @@ class Runtime:
             if fresh.state.status != "running":
                 return fresh
             fresh.state.oom_killed = oom
+            r = _read_restart(os.path.join(self.containers.path(rec.id), "restart"))
+            if r is not None:  # the monitor's last word on its restarts
+                fresh.state.restart_count = int(r.get("restart_count") or 0)
+                fresh.state.restarting = False
             self._finish(fresh, code, finished)
         self._unplug(fresh)
+        return fresh
+
+    def _follow_restart(self, rec: ContainerRecord) -> ContainerRecord | None:
+        """A container whose monitor restarts it (--restart): its state as the monitor's
+        restart record says (a new pid, or between two runs), or None when the record says
+        the monitor is done restarting (its exit record follows)."""
+        r = _read_restart(os.path.join(self.containers.path(rec.id), "restart"))
+        if r is None:
+            return None
+        pid = int(r.get("pid") or 0)
+        st = rec.state
+        if r.get("restarting"):
+            st.restarting = True
+            st.restart_count = int(r.get("restart_count") or 0)
+            return rec
+        if pid <= 0 or pid == st.pid:
+            return None
+        start = _pid_start(pid)
+        if not start:
+            return None
+        with self.store.lock():
+            fresh = self.containers.get(rec.id)
+            if fresh.state.status != "running":
+                return fresh
+            fresh.state.pid, fresh.state.pid_start = pid, start
+            fresh.state.started_at = str(r.get("started_at") or now_iso())
+            fresh.state.restart_count = int(r.get("restart_count") or 0)
+            fresh.state.restarting = False
+            self.containers.save_state(fresh)
         return fresh
 
     def _finish(self, rec: ContainerRecord, code: int, finished: str) -> None:
@@ -366,7 +427,8 @@ class Runtime:
 
         prime_migration()
         d = self.containers.path(rec.id)
-        for stale in ("exit", "exit.tmp"):  # a previous run's record must not end this one
+        for stale in ("exit", "exit.tmp", "restart", "stop"):  # a previous run's records must
+            # not end this one
             with suppress(FileNotFoundError):
                 os.unlink(os.path.join(d, stale))
         bridged = rec.host.get("network") not in ("none", "host")
@@ -790,13 +852,20 @@ class Runtime:
             # not rm -f: should the container have been started again meanwhile, it stays.
             exit_argv = [sys.executable, "-m", "pyminidocker", "--root", self.store.root,
                          "rm", "-v", rec.id]
+        restart = None
+        policy_name, max_count = restart_policy(rec.host)
+        if policy_name != "no":  # the monitor restarts it (see pmd_monitor_spec)
+            restart = _native.RestartPolicy(
+                _RESTART_POLICIES[policy_name], max_count, os.path.join(d, "restart"),
+                os.path.join(d, "stop"))
         with self.trace.phase("monitor+clone+setup+exec"):
             return _native.monitor_start(
                 sp, os.path.join(d, f"{rec.id}-json.log"), os.path.join(d, "exit"),
                 cleanup_mounts=[os.path.join(d, "rootfs")],
                 cleanup_dirs=list(_cgroup(rec).dirs.values()),
                 exit_argv=exit_argv,
-                exit_env=[f"{k}={v}" for k, v in os.environ.items()] if exit_argv else None)
+                exit_env=[f"{k}={v}" for k, v in os.environ.items()] if exit_argv else None,
+                restart=restart)
 
     # ---- exec ---------------------------------------------------------------------------
 
@@ -849,10 +918,39 @@ class Runtime:
         if rec.state.status != "running":
             raise Conflict(f"Cannot kill container: {rec.name}: container {rec.id} is not "
                            "running")
+        self._no_more_restarts(rec)
         with suppress(ProcessLookupError):
             os.kill(rec.state.pid, sig)
         if rec.state.paused:  # a frozen process acts on its signals once thawed (as Docker)
             self.unpause(rec)
+
+    def _no_more_restarts(self, rec: ContainerRecord) -> None:
+        """stop, kill and rm -f end a restart policy's restarts (Docker: manually stopped):
+        the monitor looks for this file before each restart."""
+        if rec.host.get("restart"):
+            with suppress(OSError):
+                os.close(os.open(os.path.join(self.containers.path(rec.id), "stop"),
+                                 os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+
+    def start_all_restart(self) -> List[str]:
+        """What Docker's daemon does when it starts, for a daemonless engine at boot (see
+        contrib/pyminidocker-restart.service): start every stopped container whose policy
+        asks for it: always; unless-stopped unless it was stopped by stop/kill; on-failure
+        when it last exited non-zero. Returns the ids started."""
+        started = []
+        for rec in self.list():
+            name, _ = restart_policy(rec.host)
+            st = rec.state
+            if st.status == "running" or name == "no":
+                continue
+            stopped = os.path.exists(os.path.join(self.containers.path(rec.id), "stop"))
+            if (name == "unless-stopped" and stopped) or (name == "on-failure" and (
+                    st.exit_code == 0 or stopped)):
+                continue
+            with suppress(PmdError, OSError):
+                self.start(rec, attach=False)
+                started.append(rec.id)
+        return started
 
     # ---- pause / unpause / restart / update ----------------------------------------------
 
@@ -962,13 +1060,16 @@ class Runtime:
         sig = signal.SIGTERM
         if rec.host.get("stop_signal"):
             sig = policy.parse_signal(rec.host["stop_signal"])
-        with suppress(ProcessLookupError):
-            os.kill(rec.state.pid, sig)
-        if rec.state.paused:  # a frozen process acts on its signal once thawed (as Docker)
-            self.unpause(rec)
-        if not self._wait_gone(rec, timeout):
+        self._no_more_restarts(rec)
+        st = rec.state
+        if _alive(st.pid, st.pid_start):  # not between two runs of a restart policy
             with suppress(ProcessLookupError):
-                os.kill(rec.state.pid, signal.SIGKILL)
+                os.kill(st.pid, sig)
+        if st.paused:  # a frozen process acts on its signal once thawed (as Docker)
+            self.unpause(rec)
+        if not self._wait_gone(rec, timeout) and _alive(st.pid, st.pid_start):
+            with suppress(ProcessLookupError):
+                os.kill(st.pid, signal.SIGKILL)
             self._wait_gone(rec, 10)
 
     def _wait_gone(self, rec: ContainerRecord, timeout: float) -> bool:
