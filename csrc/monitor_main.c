@@ -161,29 +161,37 @@ static void cleanup(const struct pmd_monitor_req *q)
             nanosleep(&ten_ms, NULL);
 }
 
-/* exit_path, atomically: readers see no file or the whole record, never half of it. */
-static void write_exit(const char *exit_path, int code, int oom)
+/* path, atomically: readers see no file or the whole record, never half of it. A failure
+ * (the container was removed meanwhile) leaves nothing to record, and nobody to tell. */
+static void write_record(const char *path, const char *rec, int n, int sync)
 {
-    char tmp[PATH_MAX], rec[160], when[40];
-    int fd, n;
+    char tmp[PATH_MAX];
+    int fd;
 
-    pmd_log_time(when);
-    n = snprintf(rec, sizeof rec, "{\"exit_code\": %d, \"finished_at\": \"%s\", "
-                                  "\"oom_killed\": %s}\n",
-                 code, when, oom ? "true" : "false");
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", exit_path) >= (int)sizeof tmp)
+    if (n <= 0 || snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         return;
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
-        return; /* the container was removed meanwhile: nothing to record */
-    if (write(fd, rec, (size_t)n) != n || fsync(fd) < 0) {
+        return;
+    if (write(fd, rec, (size_t)n) != n || (sync && fsync(fd) < 0)) {
         close(fd);
         unlink(tmp);
         return;
     }
     close(fd);
-    if (rename(tmp, exit_path) < 0)
+    if (rename(tmp, path) < 0)
         unlink(tmp);
+}
+
+static void write_exit(const char *exit_path, int code, int oom)
+{
+    char rec[160], when[40];
+
+    pmd_log_time(when);
+    write_record(exit_path, rec,
+                 snprintf(rec, sizeof rec, "{\"exit_code\": %d, \"finished_at\": \"%s\", "
+                                           "\"oom_killed\": %s}\n",
+                          code, when, oom ? "true" : "false"), 1);
 }
 
 /* ---- the restart policy ---------------------------------------------------------------- */
@@ -201,30 +209,17 @@ static int should_restart(const struct pmd_monitor_spec *m, int code, int count)
     return 1;
 }
 
-/* restart_path, atomically (as write_exit): what `inspect` shows as RestartCount and the
- * engine reads to follow the container to its new pid. */
+/* restart_path (as write_exit, not synced: a reboot ends the restarts anyway): what
+ * `inspect` shows as RestartCount and the engine reads to follow the container to its new pid. */
 static void write_restart(const char *path, int count, int pid, int restarting)
 {
-    char tmp[PATH_MAX], rec[200], when[40];
-    int fd, n;
+    char rec[200], when[40];
 
     pmd_log_time(when);
-    n = snprintf(rec, sizeof rec, "{\"restart_count\": %d, \"pid\": %d, \"restarting\": %s, "
-                                  "\"started_at\": \"%s\"}\n",
-                 count, pid, restarting ? "true" : "false", when);
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return;
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return;
-    if (write(fd, rec, (size_t)n) != n) {
-        close(fd);
-        unlink(tmp);
-        return;
-    }
-    close(fd);
-    if (rename(tmp, path) < 0)
-        unlink(tmp);
+    write_record(path, rec,
+                 snprintf(rec, sizeof rec, "{\"restart_count\": %d, \"pid\": %d, "
+                                           "\"restarting\": %s, \"started_at\": \"%s\"}\n",
+                          count, pid, restarting ? "true" : "false", when), 0);
 }
 
 /* Sleep ns, waking early (returning 1) once the engine asks for a stop. The signals we watch
