@@ -30,7 +30,7 @@ def _binary(n: float) -> str:
 
 def cmd_simple(args: Namespace, env: Any) -> int:
     """restart, pause, unpause: each container in turn, its name echoed, errors one line."""
-    from pyminidocker.cli.main import _each
+    from pyminidocker.cli.containers import _each
 
     action: Callable[[Engine, Any], None] = {
         "restart": lambda e, rec: e.restart(rec, args.time),
@@ -41,7 +41,7 @@ def cmd_simple(args: Namespace, env: Any) -> int:
 
 
 def cmd_top(args: Namespace, env: Any) -> int:
-    from pyminidocker.cli.main import table
+    from pyminidocker.cli.output import table
 
     eng: Engine = args.engine
     titles, rows = eng.top(eng.container(args.container), list(args.ps_args))
@@ -59,7 +59,7 @@ def cmd_diff(args: Namespace, env: Any) -> int:
 
 def _stats_rows(eng: Engine, recs: list[Any], before: dict[str, dict[str, Any]]
                 ) -> list[list[str]]:
-    from pyminidocker.cli.main import human_size as _decimal  # go-units HumanSize
+    from pyminidocker.cli.output import human_size as _decimal  # go-units HumanSize
     from pyminidocker.container.observe import cpu_percent
 
     rows = []
@@ -85,7 +85,7 @@ def cmd_stats(args: Namespace, env: Any) -> int:
     redrawn every second until interrupted."""
     import time
 
-    from pyminidocker.cli.main import table
+    from pyminidocker.cli.output import table
 
     eng: Engine = args.engine
     if args.containers:
@@ -118,7 +118,7 @@ _UPDATE_INTS = ("cpu_shares", "cpu_period", "cpu_quota", "pids_limit", "blkio_we
 
 def cmd_update(args: Namespace, env: Any) -> int:
     """`update`: new limits, live; each container's name echoed."""
-    from pyminidocker.cli.main import _each
+    from pyminidocker.cli.containers import _each
     from pyminidocker.cli.runflags import KERNEL_MEMORY_WARNING
     from pyminidocker.container.cgroups import parse_bytes
     from pyminidocker.engine import parse_cpus
@@ -151,34 +151,36 @@ def cmd_update(args: Namespace, env: Any) -> int:
 
 def add_verb_commands(add: Callable[..., Any]) -> None:
     """Declare the commands on cli.main.build_parser's `add`."""
-    sp = add("restart", cmd_simple, "Restart one or more containers")
+    sp = add("restart", "verbs.cmd_simple", "Restart one or more containers")
     sp.add_argument("-t", "--time", type=int,
-                    help="seconds before SIGKILL (default: its --stop-timeout, else 10)")
+                    help="Seconds before SIGKILL (default: its --stop-timeout, else 10)")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER")
-    sp = add("pause", cmd_simple, "Pause all processes within one or more containers")
+    sp = add("pause", "verbs.cmd_simple",
+             "Pause all processes within one or more containers")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER")
-    sp = add("unpause", cmd_simple, "Unpause all processes within one or more containers")
+    sp = add("unpause", "verbs.cmd_simple",
+             "Unpause all processes within one or more containers")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER")
-    sp = add("top", cmd_top, "Display the running processes of a container")
+    sp = add("top", "verbs.cmd_top", "Display the running processes of a container")
     sp.add_argument("container", metavar="CONTAINER")
     sp.add_argument("ps_args", nargs=REMAINDER, metavar="[ps OPTIONS]")
-    sp = add("diff", cmd_diff, "Inspect changes to files or directories on a container's "
-             "filesystem")
+    sp = add("diff", "verbs.cmd_diff",
+             "Inspect changes to files or directories on a container's filesystem")
     sp.add_argument("container", metavar="CONTAINER")
-    sp = add("stats", cmd_stats, "Display a live stream of container(s) resource usage "
-             "statistics")
-    sp.add_argument("-a", "--all", action="store_true", help="all containers (default: running)")
-    sp.add_argument("--no-stream", action="store_true", help="print one table and exit")
+    sp = add("stats", "verbs.cmd_stats",
+             "Display a live stream of container(s) resource usage statistics")
+    sp.add_argument("-a", "--all", action="store_true", help="All containers (default: running)")
+    sp.add_argument("--no-stream", action="store_true", help="Print one table and exit")
     sp.add_argument("containers", nargs="*", metavar="CONTAINER")
-    sp = add("update", cmd_update, "Update configuration of one or more containers")
+    sp = add("update", "verbs.cmd_update", "Update configuration of one or more containers")
     for flag, short, what in (
-            ("--memory", "-m", "memory limit"), ("--memory-swap", None, "memory + swap"),
-            ("--memory-reservation", None, "memory soft limit"),
-            ("--kernel-memory", None, "kernel memory limit (deprecated: not applied)"),
-            ("--cpus", None, "number of CPUs"), ("--cpu-shares", "-c", "CPU shares"),
+            ("--memory", "-m", "Memory limit"), ("--memory-swap", None, "Memory + swap"),
+            ("--memory-reservation", None, "Memory soft limit"),
+            ("--kernel-memory", None, "Kernel memory limit (deprecated: not applied)"),
+            ("--cpus", None, "Number of CPUs"), ("--cpu-shares", "-c", "CPU shares"),
             ("--cpu-period", None, "CPU CFS period"), ("--cpu-quota", None, "CPU CFS quota"),
-            ("--cpuset-cpus", None, "CPUs allowed"), ("--cpuset-mems", None, "memory nodes"),
-            ("--pids-limit", None, "pids limit (-1: unlimited)"),
-            ("--blkio-weight", None, "block IO weight")):
+            ("--cpuset-cpus", None, "CPUs allowed"), ("--cpuset-mems", None, "Memory nodes"),
+            ("--pids-limit", None, "Pids limit (-1: unlimited)"),
+            ("--blkio-weight", None, "Block IO weight")):
         sp.add_argument(*([short] if short else []), flag, help=what)
     sp.add_argument("containers", nargs="+", metavar="CONTAINER")

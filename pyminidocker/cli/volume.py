@@ -31,8 +31,8 @@ def _filters(items: list[str]) -> dict[str, list[str]]:
 
 
 def cmd_volume(args: Namespace, env: Any) -> int:
-    from pyminidocker.cli.main import human_size, table
     from pyminidocker.cli.network import key_values
+    from pyminidocker.cli.output import human_size, table
     from pyminidocker.store.volumes import matches_labels
 
     eng: Engine = args.engine
@@ -115,22 +115,22 @@ def add_volume_commands(sp: Parser) -> None:
     sp.set_defaults(func=cmd_volume)
     sub = sp.add_subparsers(dest="volume_command", metavar="COMMAND")
     c = sub.add_parser("create", help="Create a volume")
-    c.add_argument("-d", "--driver", default="local", help="volume driver name")
+    c.add_argument("-d", "--driver", default="local", help="Volume driver name")
     c.add_argument("--label", action="append", default=[], help="KEY=VALUE metadata")
     c.add_argument("-o", "--opt", action="append", default=[],
-                   help="driver options: type=, device=, o= (as mount(8))")
-    c.add_argument("--name", dest="name_flag", help="the volume's name")
+                   help="Driver options: type=, device=, o= (as mount(8))")
+    c.add_argument("--name", dest="name_flag", help="The volume's name")
     c.add_argument("name", nargs="?", metavar="VOLUME")
     ls = sub.add_parser("ls", aliases=["list"], help="List volumes")
-    ls.add_argument("-q", "--quiet", action="store_true", help="only show volume names")
+    ls.add_argument("-q", "--quiet", action="store_true", help="Only show volume names")
     ls.add_argument("-f", "--filter", action="append", default=[],
-                    help="dangling=true|false, name=, label=, driver=")
+                    help="Dangling=true|false, name=, label=, driver=")
     i = sub.add_parser("inspect", help="Display detailed information on volumes")
     i.add_argument("volumes", nargs="+", metavar="VOLUME")
     rm = sub.add_parser("rm", aliases=["remove"], help="Remove volumes")
     rm.add_argument("-f", "--force", action="store_true",
-                    help="no error for a volume that does not exist")
+                    help="No error for a volume that does not exist")
     rm.add_argument("volumes", nargs="+", metavar="VOLUME")
     p = sub.add_parser("prune", help="Remove all unused local volumes")
-    p.add_argument("-f", "--force", action="store_true", help="do not prompt")
-    p.add_argument("--filter", action="append", default=[], help="label=KEY[=VALUE]")
+    p.add_argument("-f", "--force", action="store_true", help="Do not prompt")
+    p.add_argument("--filter", action="append", default=[], help="Label=KEY[=VALUE]")
