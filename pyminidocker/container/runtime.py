@@ -488,12 +488,10 @@ class Runtime:
         except BaseException as e:
             if output is not None:
                 output.close()
-            # a StoreError is an OSError too, but says what it means itself
-            failed = e if isinstance(e, OSError) and not isinstance(e, PmdError) else None
+            failed = _spawn_failure(e)
             self._start_failed(rec, failed)
             if failed is not None:
-                raise StartError(_start_message(failed),
-                                 exit_code=policy.exec_exit_code(failed)) from None
+                raise _start_error(failed) from None
             raise
         finally:
             if rules is not None:
@@ -518,7 +516,10 @@ class Runtime:
                 except BaseException as e:
                     proc.abort()
                     rec.state = prior
-                    self._start_failed(rec, e if isinstance(e, OSError) else None)
+                    failed = _spawn_failure(e)
+                    self._start_failed(rec, failed)
+                    if failed is not None:  # the exec failed: 126/127 as when not held
+                        raise _start_error(failed) from None
                     raise
             if on_started:
                 on_started(proc)  # e.g. to pass our input to its console
@@ -943,8 +944,7 @@ class Runtime:
         try:
             proc = _native.spawn(sp)
         except OSError as e:
-            raise StartError(_start_message(e), exit_code=policy.exec_exit_code(e)) \
-                from None
+            raise _start_error(e) from None
         if on_started:
             on_started(proc)
         with _forward_signals(proc.pid):
@@ -1175,6 +1175,16 @@ class Runtime:
                                "container to be able to reuse that name.")
             rec.name = new
             self.containers.save_config(rec)
+
+
+def _spawn_failure(e: BaseException) -> OSError | None:
+    """The shim's error when spawning failed; a StoreError is an OSError too, but says what it
+    means itself."""
+    return e if isinstance(e, OSError) and not isinstance(e, PmdError) else None
+
+
+def _start_error(e: OSError) -> StartError:
+    return StartError(_start_message(e), exit_code=policy.exec_exit_code(e))
 
 
 def _start_message(e: OSError | None) -> str:
