@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from pyminidocker.cli.args import Namespace
-    from pyminidocker.cli.output import Env
+    from pyminidocker.cli.main import Env
     from pyminidocker.engine import ContainerRecord, CreateOptions, Engine
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from pyminidocker.errors import InvalidReference, PmdError
-from pyminidocker.image.reference import Reference, parse_reference
+from pyminidocker.reference import Reference, parse_reference
 
 D = "sha256:" + "a" * 64
 
