@@ -73,6 +73,8 @@ def cmd_images(args: Namespace, env: Env) -> int:
             rows.append({"Repository": repo, "Tag": tag, "ID": rec.id[:12],
                          "Digest": digests.get(repo, "<none>"), "CreatedSince": since,
                          "CreatedAt": rec.created, "Size": size})
+    for message in eng.corrupt_layers():  # rebuilt from the images: nothing fails
+        env.stderr.write(f"WARNING: {message}\n")
     if args.quiet:
         for i in dict.fromkeys(r["ID"] for r in rows):
             env.out(i)

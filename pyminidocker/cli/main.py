@@ -225,8 +225,23 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
         add_bench_commands(sp)
 
     sp = add("system", "system.cmd_system", "Manage the engine's footprint on this host")
-    sp.add_argument("action", choices=["reset"])
+    sp.add_argument("action", choices=["reset", "check", "service"])
     sp.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
+    # service: the Docker Engine API server (pyminidocker.api.server)
+    sp.add_argument("uri", nargs="?", metavar="URI",
+                    help="Service: unix:///PATH (default unix:///run/pyminidocker/docker.sock) "
+                    "or tcp://HOST:PORT (TLS only)")
+    sp.add_argument("-t", "--time", type=int,
+                    help="Service: seconds without a request before exiting (default 5, 0 never)")
+    sp.add_argument("--group", help="Service: group of the unix socket (default docker, if any)")
+    sp.add_argument("--tlsverify", action="store_true",
+                    help="Service: TLS on tcp://, with client certificates signed by --tlscacert")
+    sp.add_argument("--tlscacert", help="Service: CA of the client certificates")
+    sp.add_argument("--tlscert", help="Service: the server's certificate")
+    sp.add_argument("--tlskey", help="Service: the server's key")
+    sp.add_argument("--repair", action="store_true",
+                    help="Remove or quarantine what is broken, and say what was done (check)")
+    sp.add_argument("--full", action="store_true", help="Read every file of every layer (check)")
 
     add("version", "system.cmd_version", "Show the version")
     return p
@@ -245,13 +260,18 @@ def program(argv: Sequence[str], env: Env) -> int:
     try:
         args = parser.parse_args(argv)
     except Help as h:
+        from pyminidocker.cli.reference import docker_wording
+
+        docker_wording(parser)
         env.stdout.write(h.parser.format_help())
         return 0
     if args.version:
         env.out(f"{PROG} version {__version__}")
         return 0
     if not getattr(args, "func", None):
-        env.stdout.write(parser.format_help())
+        from pyminidocker.cli.reference import docker_wording
+
+        env.stdout.write(docker_wording(parser).format_help())
         return 0
     from pyminidocker.engine import Engine  # after parsing: help and usage errors need none
 

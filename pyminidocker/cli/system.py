@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pyminidocker import __version__
-from pyminidocker.errors import PmdError
+from pyminidocker.errors import PmdError, UsageError
 
 TYPE_CHECKING = False  # typing is not imported at run time: the start path reads this file
 if TYPE_CHECKING:
@@ -46,8 +46,30 @@ def cmd_inspect(args: Namespace, env: Env) -> int:
 
 def cmd_system(args: Namespace, env: Env) -> int:
     """`system reset`: remove every container of this store, then everything the engine added
-    to the host for networking (bridges, PMD-* rules), whichever store added it."""
+    to the host for networking (bridges, PMD-* rules), whichever store added it.
+    `system check [--repair] [--full]`: exit 0 when nothing is wrong (or all was repaired).
+    `system service`: the Docker Engine API server."""
+    if args.action == "service":
+        try:
+            from pyminidocker.api.server import service_command
+        except ImportError as e:  # aiohttp is the `api` extra
+            raise PmdError(f"the API server needs {e.name}: pip install "
+                           "'pyminidocker[api]'", exit_code=125) from None
+
+        return service_command(args, env)
+    if args.uri:
+        raise UsageError(f"system {args.action} accepts no arguments")
     eng: Engine = args.engine
+    if args.action == "check":
+        left = 0
+        for what, done in eng.check(repair=args.repair, full=args.full):
+            if done is None:
+                left += 1
+                env.out(f"problem: {what}")
+            else:
+                env.out(f"repaired: {done} ({what})")
+        env.out(f"{left} problem{'s' if left != 1 else ''} left" if left else "no problems")
+        return 1 if left else 0
     for cid in eng.reset():
         env.out(f"Deleted container {cid}")
     env.out("Removed the engine's bridges and firewall rules from the host")

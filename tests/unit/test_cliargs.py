@@ -205,7 +205,7 @@ def test_unknown_and_missing_commands():
     assert err.endswith(", system, version). See 'pyminidocker --help'.")
     rc, out, _ = run()
     assert rc == 0 and out.startswith("Usage:  pyminidocker [OPTIONS] COMMAND\n")
-    assert "\n  run         Create and start a container\n" in out
+    assert "\n  run         Create and run a new container from an image\n" in out
 
 
 # ---- help ------------------------------------------------------------------------------------
@@ -221,7 +221,7 @@ def test_help_of_a_command():
     rc, out, _ = run("run", "--help")
     assert rc == 0 and out.startswith("Usage:  pyminidocker run [OPTIONS] IMAGE [COMMAND...]\n")
     assert "\n  -h, --hostname string" in out and "\n      --help " in out
-    assert "\n      --network, --net string" in out and '(default "bridge")' in out
+    assert "\n      --network, --net network" in out and '(default "bridge")' in out
     assert "\n      --pids-limit int" in out and "\n  -e, --env list" in out
     assert error("create", "-h") == \
         "flag needs an argument: 'h' in -h. See 'pyminidocker create --help'."
@@ -230,7 +230,8 @@ def test_help_of_a_command():
 
 def test_help_of_a_nested_command_shows_its_aliases():
     rc, out, _ = run("network", "rm", "--help")
-    assert rc == 0 and out.startswith("Usage:  pyminidocker network rm NETWORK [NETWORK...]\n")
+    assert rc == 0
+    assert out.startswith("Usage:  pyminidocker network rm [OPTIONS] NETWORK [NETWORK...]\n")
     assert "Aliases:\n  pyminidocker network rm, pyminidocker network remove\n" in out
     rc, out, _ = run("network", "--help")
     assert "\n  create       Create a network\n" in out

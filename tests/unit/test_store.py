@@ -214,3 +214,10 @@ def test_json_records_may_start_with_a_bom():
     assert jsonio.loads('{"a": 1}') == {"a": 1}
     with pytest.raises(ValueError):
         jsonio.loads(b"\xef\xbb\xbf")
+
+
+def test_a_layer_flush_that_fails_is_a_store_error(tmp_path):
+    store = Store(tmp_path / "store")
+    store.ensure()
+    with pytest.raises(StoreError, match="cannot flush an extracted layer"):
+        store.layers.flush(str(tmp_path / "not-there"))
