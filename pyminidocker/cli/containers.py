@@ -193,8 +193,7 @@ def cmd_start(args: Namespace, env: Env) -> int:
         try:
             rec = eng.container(ref)
             if args.attach:
-                return _attached_start(eng, rec, env, args.interactive, rec.host.get(
-                    "auto_remove", False))
+                return _attached_start(eng, rec, env, args.interactive, rec.host.auto_remove)
             eng.start(rec, attach=False)
             env.out(ref)
         except PmdError as e:

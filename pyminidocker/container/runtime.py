@@ -30,7 +30,13 @@ from pyminidocker.proc import alive as _alive
 from pyminidocker.proc import start_time as _pid_start
 from pyminidocker.record import dataclass, field
 from pyminidocker.store import Store
-from pyminidocker.store.containers import ContainerRecord, State, check_name, random_name
+from pyminidocker.store.containers import (
+    ContainerRecord,
+    HostConfig,
+    State,
+    check_name,
+    random_name,
+)
 from pyminidocker.store.files import remove_tree
 from pyminidocker.trace import Tracer
 
@@ -215,13 +221,13 @@ class Runtime:
             user=opts.user if opts.user is not None else cfg.get("User", ""),
             hostname=hostname, tty=opts.tty, open_stdin=opts.interactive,
             entrypoint=entrypoint, cmd=cmd,
-            host={"binds": opts.volumes, "tmpfs": opts.tmpfs, "read_only": opts.read_only,
-                  "memory": opts.memory, "cpus": opts.cpus, "pids_limit": opts.pids_limit,
-                  "network": network, "ports": list(opts.publish),
-                  "privileged": opts.privileged,
-                  "cap_add": opts.cap_add, "cap_drop": opts.cap_drop, "no_new_privs": nnp,
-                  "seccomp": profile, "security_opt": security_opt,
-                  "auto_remove": opts.auto_remove, "image_env": cfg.get("Env") or []},
+            host=HostConfig(
+                binds=opts.volumes, tmpfs=opts.tmpfs, read_only=opts.read_only,
+                memory=opts.memory, cpus=opts.cpus, pids_limit=opts.pids_limit,
+                network=network, ports=list(opts.publish), privileged=opts.privileged,
+                cap_add=opts.cap_add, cap_drop=opts.cap_drop, no_new_privs=nnp,
+                seccomp=profile, security_opt=security_opt, auto_remove=opts.auto_remove,
+                image_env=cfg.get("Env") or []),
             labels=dict(cfg.get("Labels") or {}),
         )
         with self.trace.phase("create"), self.store.lock():
@@ -254,7 +260,7 @@ class Runtime:
         for stale in ("exit", "exit.tmp"):  # a previous run's record must not end this one
             with suppress(FileNotFoundError):
                 os.unlink(os.path.join(d, stale))
-        bridged = rec.host.get("network") not in ("none", "host")
+        bridged = rec.host.network not in ("none", "host")
         rules = None
         if bridged:  # the host's firewall rules are read while the container is set up
             from pyminidocker.network import bridge as network
@@ -315,7 +321,12 @@ class Runtime:
                 except BaseException as e:
                     proc.abort()
                     rec.state = prior
-                    self._start_failed(rec, e if isinstance(e, OSError) else None)
+                    failed = e if isinstance(e, OSError) and not isinstance(e, PmdError) \
+                        else None
+                    self._start_failed(rec, failed)
+                    if failed is not None:  # the child's exec failed: 126/127 as attached
+                        raise StartError(_start_message(failed),
+                                         exit_code=policy.exec_exit_code(failed)) from None
                     raise
             if on_started:
                 on_started(proc)  # e.g. to pass our input to its console
@@ -340,7 +351,7 @@ class Runtime:
         from pyminidocker.network import bridge as network
         from pyminidocker.store.files import atomic_write
 
-        net = rec.host.get("network", "bridge")
+        net = rec.host.network
         try:
             with self.trace.phase("network"):
                 ep = network.connect(self.store, net, rec.id, Config.load(self.store.root),
@@ -348,7 +359,7 @@ class Runtime:
                 rec.state.ip = ep.address  # from here on, a failure releases the address
                 _native.net_attach(proc.pid, ep.bridge, _host_ifname(rec.id), ep.address,
                                    ep.prefix_len, ep.gateway)
-                ports = [m for spec in rec.host.get("ports", [])
+                ports = [m for spec in rec.host.ports
                          for m in network.parse_publish(spec)]
                 if ports:
                     done = network.publish(network.get_network(self.store, ep.network),
@@ -359,7 +370,7 @@ class Runtime:
                 if ep.network != "bridge":  # names resolve on user networks (Docker's rule)
                     hosts += self._introduce(rec, ep.network, ep.address)
                 atomic_write(os.path.join(d, "hosts"), hosts.encode(), durable=False)
-                for extra in rec.host.get("networks", []):  # joined by `network connect`
+                for extra in rec.host.networks:  # joined by `network connect`
                     self._attach_extra(rec, extra, proc.pid)
         except BaseException:
             proc.abort()
@@ -394,7 +405,7 @@ class Runtime:
         called with the store lock held: the address book takes it."""
         for name in list(rec.state.extra_networks):
             self._detach_extra(rec, name, gone=True)
-        net = rec.host.get("network", "bridge")
+        net = rec.host.network
         if net in ("none", "host"):
             return
         from pyminidocker.network import bridge as network
@@ -404,7 +415,7 @@ class Runtime:
         ip = rec.state.ip or network.address_of(self.store, net, rec.id)
         if not ip:
             return
-        if rec.host.get("ports"):  # rules exist only for a container that asked for ports
+        if rec.host.ports:  # rules exist only for a container that asked for ports
             with suppress(PmdError):
                 network.unpublish_all(network.get_network(self.store, net), ip)
         if net != "bridge":
@@ -418,7 +429,7 @@ class Runtime:
 
     def connect(self, rec: ContainerRecord, net: str) -> str:
         """`network connect`: the container joins the user network `net` too, as Docker's: at
-        once if it runs, and at each of its starts from now on (host["networks"]). There it
+        once if it runs, and at each of its starts from now on (host.networks). There it
         has one more interface (eth1, eth2, ...; no second default route) with an address,
         and its name in the members' /etc/hosts. Returns the address, "" if it is not running.
         Raises Conflict (already connected; a container on the host's network or none),
@@ -426,20 +437,20 @@ class Runtime:
         from pyminidocker.network import bridge as network
 
         rec = self.refresh(rec)
-        joined = rec.host.get("networks", [])
-        if net == rec.host.get("network") or net in joined:
+        joined = rec.host.networks
+        if net == rec.host.network or net in joined:
             raise Conflict(f"container {rec.name} is already attached to network {net}")
         if net in ("none", "host"):
             raise UsageError(f"container cannot be connected to network {net}")
-        if rec.host.get("network") in ("none", "host"):
-            raise Conflict(f"container {rec.name} is on the {rec.host['network']} network: it "
+        if rec.host.network in ("none", "host"):
+            raise Conflict(f"container {rec.name} is on the {rec.host.network} network: it "
                            "cannot be connected to another one")
         network.get_network(self.store, net)  # a missing network is refused now, not at start
         address = ""
         if rec.state.status == "running":
             address = self._attach_extra(rec, net, rec.state.pid)
             self.containers.save_state(rec)
-        rec.host["networks"] = [*joined, net]
+        rec.host.networks = [*joined, net]
         self.containers.save_config(rec)
         return address
 
@@ -471,7 +482,7 @@ class Runtime:
         """`network disconnect`: undo connect, now and for the starts to come. Raises Conflict
         if the container was not connected to `net` that way."""
         rec = self.refresh(rec)
-        joined = rec.host.get("networks", [])
+        joined = rec.host.networks
         if net not in joined and net not in rec.state.extra_networks:
             raise Conflict(f"container {rec.name} is not connected to network {net} "
                            "(only networks joined with `network connect` can be left)")
@@ -480,7 +491,7 @@ class Runtime:
             with suppress(PmdError, OSError):
                 self.containers.save_state(rec)
         if net in joined:
-            rec.host["networks"] = [n for n in joined if n != net]
+            rec.host.networks = [n for n in joined if n != net]
             self.containers.save_config(rec)
 
     def _detach_extra(self, rec: ContainerRecord, net: str, gone: bool = False) -> None:
@@ -530,7 +541,7 @@ class Runtime:
         # A --rm container's writable layer is deleted with it: never synced (as Podman does),
         # which spares the sync of the store's whole filesystem at each umount. Should it be
         # started again (its remover was killed), the marker of the last mount must go first.
-        volatile = bool(rec.host.get("auto_remove"))
+        volatile = bool(rec.host.auto_remove)
         marker = os.path.join(d, "work", "work", "incompat")
         if volatile and os.path.isdir(marker):
             remove_tree(marker)
@@ -589,7 +600,7 @@ class Runtime:
         host = rec.host
         with self.trace.phase("spec"):
             user = policy.resolve_user(rootfs, rec.user)
-            env = policy.merge_env(host.get("image_env", []), rec.env, rec.hostname, user.home,
+            env = policy.merge_env(host.image_env, rec.env, rec.hostname, user.home,
                                    rec.tty)
             workdir = policy.secure_join(rootfs, rec.cwd)
             if not os.path.isdir(workdir):
@@ -599,11 +610,11 @@ class Runtime:
                     raise UsageError(f"cannot create working directory {rec.cwd}: "
                                      f"{e.strerror}") from None
             ns, caps = _namespaces_and_caps(host)
-            mounts = _standard_mounts(host.get("network") == "host", host.get("privileged"))
+            mounts = _standard_mounts(host.network == "host", host.privileged)
             for name in ("hostname", "hosts", "resolv.conf"):
                 mounts.append(_native.Mount(target=f"/etc/{name}", source=os.path.join(d, name),
                                             flags=_native.MS_BIND, mkdir=True))
-            for v in host.get("binds", []):
+            for v in host.binds:
                 src, dst, ro = policy.parse_volume(v)
                 policy.resolved_destination(rootfs, dst, f"-v {v}")
                 if not os.path.exists(src):
@@ -611,7 +622,7 @@ class Runtime:
                 mounts.append(_native.Mount(
                     target=dst, source=src, mkdir=True,
                     flags=_native.MS_BIND | _native.MS_REC | (_native.MS_RDONLY if ro else 0)))
-            for t in host.get("tmpfs", []):
+            for t in host.tmpfs:
                 path, opts = policy.parse_tmpfs(t)
                 flags, data = policy.tmpfs_options(opts)
                 mounts.append(_native.Mount(
@@ -619,9 +630,9 @@ class Runtime:
                     source="tmpfs", fstype="tmpfs", mkdir=True, flags=flags, data=data))
         with self.trace.phase("cgroup"):
             cg = Cgroup(rec.id)
-            cg.create(Limits(memory=host.get("memory"), cpus=host.get("cpus"),
-                             pids=host.get("pids_limit"),
-                             devices=PRIVILEGED_DEVICE_RULES if host.get("privileged")
+            cg.create(Limits(memory=host.memory, cpus=host.cpus,
+                             pids=host.pids_limit,
+                             devices=PRIVILEGED_DEVICE_RULES if host.privileged
                              else DEFAULT_DEVICE_RULES))
         cg_flags = _native.MS_RDONLY | _native.MS_NOSUID | _native.MS_NODEV | _native.MS_NOEXEC
         cg_mounts = cg.container_mounts()
@@ -632,16 +643,16 @@ class Runtime:
         for target, fstype, data in cg_mounts:
             mounts.append(_native.Mount(target, "cgroup", fstype, cg_flags, data or None,
                                         mkdir=True))
-        privileged = bool(host.get("privileged"))
+        privileged = bool(host.privileged)
         return _native.SpawnSpec(
             argv=rec.argv, env=env, namespaces=ns, rootfs=rootfs,
-            readonly_root=bool(host.get("read_only")), mounts=mounts, dev_setup=True,
+            readonly_root=bool(host.read_only), mounts=mounts, dev_setup=True,
             masked_paths=[] if privileged else list(defaults.MASKED_PATHS),
             readonly_paths=[] if privileged else list(defaults.READONLY_PATHS),
             hostname=rec.hostname, cwd=rec.cwd, uid=user.uid, gid=user.gid,
             groups=list(user.groups), cap_bounding=caps, cap_effective=caps,
             cap_permitted=caps, cap_inheritable=0, cap_ambient=0,
-            no_new_privs=bool(host.get("no_new_privs")),
+            no_new_privs=bool(host.no_new_privs),
             seccomp=_seccomp_program(self.store.root, host, caps),
             cgroup_procs=cg.procs_files(), stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
             setsid=True, console=rec.tty,
@@ -655,7 +666,7 @@ class Runtime:
         from pyminidocker.container.cgroups import Cgroup
 
         exit_argv = None
-        if rec.host.get("auto_remove"):
+        if rec.host.auto_remove:
             # run -d --rm: the monitor becomes `rm` once it has recorded the exit. A plain rm,
             # not rm -f: should the container have been started again meanwhile, it stays.
             exit_argv = [sys.executable, "-m", "pyminidocker", "--root", self.store.root,
@@ -684,7 +695,7 @@ class Runtime:
         host = rec.host
         rootfs = os.path.join(self.containers.path(rec.id), "rootfs")
         u = policy.resolve_user(rootfs, rec.user if user is None else user)
-        full_env = policy.merge_env(host.get("image_env", []), [*rec.env, *env], rec.hostname,
+        full_env = policy.merge_env(host.image_env, [*rec.env, *env], rec.hostname,
                                     u.home, tty)
         ns, caps = _namespaces_and_caps(host)
         sp = _native.SpawnSpec(
@@ -692,7 +703,7 @@ class Runtime:
             cwd=policy.workdir(workdir) if workdir else rec.cwd, uid=u.uid, gid=u.gid,
             groups=list(u.groups),
             cap_bounding=caps, cap_effective=caps, cap_permitted=caps, cap_inheritable=0,
-            cap_ambient=0, no_new_privs=bool(host.get("no_new_privs")),
+            cap_ambient=0, no_new_privs=bool(host.no_new_privs),
             seccomp=_seccomp_program(self.store.root, host, caps),
             cgroup_procs=Cgroup(rec.id).procs_files(), setsid=True, console=tty,
         )
@@ -830,13 +841,13 @@ def _parse_publish(spec: str) -> list[Any]:
     return network.parse_publish(spec)
 
 
-def _namespaces_and_caps(host: dict[str, Any]) -> tuple[int, int]:
+def _namespaces_and_caps(host: HostConfig) -> tuple[int, int]:
     """The namespaces a container (and what is exec'd in it) has, and its capability mask."""
     ns = defaults.DEFAULT_NAMESPACES | _native.CLONE_NEWCGROUP
-    if host.get("network") == "host":
+    if host.network == "host":
         ns &= ~_native.CLONE_NEWNET
-    caps = policy.capabilities(host.get("privileged", False), host.get("cap_add", []),
-                               host.get("cap_drop", []))
+    caps = policy.capabilities(host.privileged, host.cap_add,
+                               host.cap_drop)
     return ns, caps
 
 
@@ -862,14 +873,14 @@ def _seccomp_option(root: str, value: str, caps: int) -> str:
     return text
 
 
-def _seccomp_program(root: str, host: dict[str, Any], caps: int) -> bytes:
+def _seccomp_program(root: str, host: HostConfig, caps: int) -> bytes:
     """The seccomp program of a container and what is exec'd in it: none when privileged or
     unconfined, else its profile's (Docker's default unless --security-opt seccomp=FILE)
     for its capabilities, from the store's cache (seccomp.program)."""
     from pyminidocker.container import seccomp
 
-    profile = host.get("seccomp")
-    if host.get("privileged") or profile == "unconfined":
+    profile = host.seccomp
+    if host.privileged or profile == "unconfined":
         return b""
     try:
         return seccomp.program(os.path.join(root, "seccomp"), profile, caps)
@@ -905,7 +916,7 @@ _BASE_HOSTS = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\
 def _etc_files(rec: ContainerRecord) -> dict[str, bytes]:
     """The files the engine manages for the container, bound over its /etc/<name>."""
     return {"hostname": f"{rec.hostname}\n".encode(), "hosts": _BASE_HOSTS.encode(),
-            "resolv.conf": _resolv_conf(rec.host.get("network") == "host")}
+            "resolv.conf": _resolv_conf(rec.host.network == "host")}
 
 
 def _resolv_conf(host_network: bool) -> bytes:
