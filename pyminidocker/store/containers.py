@@ -17,9 +17,14 @@ from pyminidocker.store.files import fsync_dir, read_json, store_error, valid_na
 TYPE_CHECKING = False  # typing is not imported at run time: the start path
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator, MutableMapping
     from typing import Any
 
     from pyminidocker.store import Store
+
+    _Mapping = MutableMapping[str, Any]
+else:  # _collections_abc is already loaded by os; collections.abc would load collections
+    from _collections_abc import MutableMapping as _Mapping
 
 _ADJECTIVES = ("admiring", "brave", "calm", "eager", "fervent", "gifted", "happy", "jolly",
                "keen", "lucid", "modest", "nifty", "optimistic", "quirky", "relaxed", "serene",
@@ -41,6 +46,9 @@ class State:
     error: str = ""
     started_at: str = ""
     finished_at: str = ""
+    paused: bool = False           # its cgroup is frozen (pause)
+    restart_count: int = 0         # restarts by its monitor (--restart) since the last start
+    restarting: bool = False       # between two runs (the monitor's back-off)
     ip: str = ""                   # the container's address on its network
     ports: list[str] = field(default_factory=list)  # published: "80/tcp -> 0.0.0.0:8080"
     # networks joined with `network connect`: name -> {"ip", "ifname", "host_ifname"}
@@ -48,11 +56,13 @@ class State:
 
 
 @dataclass
-class HostConfig:
+class HostConfig(_Mapping):
     """A container's host configuration (Docker's HostConfig, our names): what create decided
     and every start applies. On disk, the "host" object of config.json, keyed by these names;
-    keys this engine does not know (written by a newer one) are kept in `extra` and written
-    back, so a record survives a round trip whole."""
+    the options that have no field yet (--restart, --ulimit, ...) are kept in `extra` and
+    written back, so a record survives a round trip whole. It is also a mapping of those keys
+    (fields first, then extra), for the code written when it was a dict: new code reads the
+    attributes."""
     network: str = "bridge"         # bridge | host | none | a network's name
     networks: list[str] = field(default_factory=list)  # joined later by `network connect`
     ports: list[str] = field(default_factory=list)     # -p specs as given
@@ -85,8 +95,6 @@ class HostConfig:
         d.update(self.extra)
         return d
 
-    # Reading and writing by key, as when this was a dict: for code written against the dict
-    # (new code reads the attributes). An unknown key lives in `extra`.
     def get(self, key: str, default: Any = None) -> Any:
         if key in _HOST_FIELDS:
             return getattr(self, key)
@@ -103,8 +111,20 @@ class HostConfig:
         else:
             self.extra[key] = value
 
-    def __contains__(self, key: str) -> bool:
+    def __delitem__(self, key: str) -> None:
+        if key in _HOST_FIELDS:
+            raise KeyError(f"{key} is a field of the host config: set it, do not delete it")
+        del self.extra[key]
+
+    def __contains__(self, key: object) -> bool:
         return key in _HOST_FIELDS or key in self.extra
+
+    def __iter__(self) -> Iterator[str]:
+        yield from _HOST_FIELDS
+        yield from self.extra
+
+    def __len__(self) -> int:
+        return len(_HOST_FIELDS) + len(self.extra)
 
 
 _HOST_FIELDS = ("network", "networks", "ports", "binds", "tmpfs", "read_only", "memory", "cpus",
