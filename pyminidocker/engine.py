@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from pyminidocker.config import Config
     from pyminidocker.container.runtime import CreateOptions, Runtime
     from pyminidocker.image.pull import Progress, PullResult
-    from pyminidocker.image.reference import Reference, parse_reference, split_name
+    from pyminidocker.network.bridge import parse_publish
+    from pyminidocker.reference import Reference, parse_reference, split_name
     from pyminidocker.store import Store
     from pyminidocker.store.containers import ContainerRecord
     from pyminidocker.store.images import ImageRecord
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ContainerRecord", "CreateOptions", "Engine", "ImageRecord", "Network", "Progress",
            "PullResult", "Reference", "Volume", "parse_cpus", "parse_env_file", "parse_memory",
-           "parse_reference", "parse_signal", "registry_server", "split_name"]
+           "parse_publish", "parse_reference", "parse_signal", "registry_server", "split_name"]
 
 # The types a front end constructs or annotates with, importable from here without loading
 # their modules until first use (PEP 562): `images` need not load the container runtime.
@@ -52,9 +53,10 @@ _LAZY = {
     "Volume": "pyminidocker.store.volumes",
     "Progress": "pyminidocker.image.pull",
     "PullResult": "pyminidocker.image.pull",
-    "Reference": "pyminidocker.image.reference",
-    "parse_reference": "pyminidocker.image.reference",
-    "split_name": "pyminidocker.image.reference",
+    "Reference": "pyminidocker.reference",
+    "parse_publish": "pyminidocker.network.bridge",
+    "parse_reference": "pyminidocker.reference",
+    "split_name": "pyminidocker.reference",
 }
 
 
@@ -166,7 +168,7 @@ class Engine:
         gets each layer's events. Raises InvalidReference, RegistryError, AuthError,
         VerificationError, LayerError, StoreError."""
         from pyminidocker.image.pull import Puller
-        from pyminidocker.image.reference import parse_reference
+        from pyminidocker.reference import parse_reference
 
         r = parse_reference(ref) if isinstance(ref, str) else ref
         plat = None
@@ -178,8 +180,8 @@ class Engine:
 
     def tags(self, ref: str | Reference) -> list[Reference]:
         """The references of every tag of ref's repository, sorted (pull --all-tags)."""
-        from pyminidocker.image.reference import parse_reference
         from pyminidocker.image.registry import RegistryClient
+        from pyminidocker.reference import parse_reference
 
         r = parse_reference(ref) if isinstance(ref, str) else ref
         client = RegistryClient(self.config, r.registry)
@@ -224,7 +226,7 @@ class Engine:
 
     def inspect_image(self, rec: ImageRecord) -> dict[str, Any]:
         """Docker's `image inspect` object of the image."""
-        from pyminidocker.image.reference import split_name
+        from pyminidocker.reference import split_name
 
         cfg = self.image_config(rec)
         tags: list[str] = []
@@ -258,7 +260,7 @@ class Engine:
     def tag(self, source: str, target: str) -> None:
         """Give the image `source` names the name `target` (":latest" if it has no tag).
         Raises UsageError for a digest target, NotFound."""
-        from pyminidocker.image.reference import parse_reference
+        from pyminidocker.reference import parse_reference
 
         dst = parse_reference(target)
         if dst.digest:
@@ -277,7 +279,7 @@ class Engine:
         Returns what was done, in order: ("Untagged", familiar name) and ("Deleted", id).
         Raises NotFound, Conflict (as PmdError), CorruptRecord without force."""
         from pyminidocker.errors import CorruptRecord
-        from pyminidocker.image.reference import parse_reference
+        from pyminidocker.reference import parse_reference
 
         store = self.store
         done: list[tuple[str, str]] = []

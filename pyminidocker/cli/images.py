@@ -3,19 +3,13 @@ from __future__ import annotations
 
 import time
 
-from pyminidocker.cli.output import (
-    Env,
-    PullRenderer,
-    human_duration,
-    human_size,
-    parse_time,
-    table,
-)
+from pyminidocker.cli.output import PullRenderer, human_duration, human_size, parse_time, table
 from pyminidocker.errors import PmdError, UsageError
 
 TYPE_CHECKING = False  # typing is not imported at run time: the start path reads this file
 if TYPE_CHECKING:
     from pyminidocker.cli.args import Namespace
+    from pyminidocker.cli.main import Env
     from pyminidocker.engine import Engine
 
 
@@ -168,7 +162,7 @@ def pull_missing(eng: Engine, image: str, env: Env, platform: str | None = None)
     from pyminidocker.engine import parse_reference
 
     ref = parse_reference(image)
-    err_env = Env(stdout=env.stderr, stderr=env.stderr)
+    err_env = type(env)(stdout=env.stderr, stderr=env.stderr)
     err_env.out(f"Unable to find image '{ref.familiar}' locally")
     err_env.out(f"{ref.tag or ref.digest}: Pulling from {ref.repository}")
     res = eng.pull(ref, platform, PullRenderer(err_env))

@@ -12,7 +12,6 @@ import time
 
 from pyminidocker import __version__
 from pyminidocker.cli.args import REMAINDER, Help, Parser
-from pyminidocker.cli.output import Env
 from pyminidocker.errors import PmdError
 
 # The start path imports what running a container needs and no more: typing, collections.abc
@@ -20,9 +19,26 @@ from pyminidocker.errors import PmdError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-    from typing import Any
+    from typing import IO, Any
 
 PROG = "pyminidocker"
+
+
+class Env:
+    """What the CLI talks to, injectable for in-process tests."""
+
+    def __init__(self, stdout: IO[str] | None = None, stderr: IO[str] | None = None,
+                 stdin: IO[str] | None = None):
+        self.stdout = stdout or sys.stdout
+        self.stderr = stderr or sys.stderr
+        self.stdin = stdin or sys.stdin
+
+    def out(self, line: str = "") -> None:
+        self.stdout.write(line + "\n")
+
+    @property
+    def tty(self) -> bool:
+        return self.stdout.isatty()
 
 
 # ---- parser ----------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from pyminidocker.errors import PmdError, UsageError
 TYPE_CHECKING = False  # typing is not imported at run time: the start path reads this file
 if TYPE_CHECKING:
     from pyminidocker.cli.args import Namespace
-    from pyminidocker.cli.output import Env
+    from pyminidocker.cli.main import Env
     from pyminidocker.engine import Engine
 
 def cmd_inspect(args: Namespace, env: Env) -> int:
