@@ -564,7 +564,8 @@ def _resources(res: dict[str, Any]) -> Resources:
                       ("kernelTCP", "memory.kmem.tcp.limit_in_bytes"),
                       ("swappiness", "memory.swappiness")):
         value = _get(mem, key, int, "linux.resources.memory.")
-        if value is not None:
+        # 0 is "not set" for every limit (runc writes none of them; dockerd sends zeros)
+        if value is not None and (value != 0 or key == "swappiness"):
             put("memory", name, value)
     if _get(mem, "disableOOMKiller", bool, "linux.resources.memory."):
         put("memory", "memory.oom_control", 1)
@@ -574,7 +575,7 @@ def _resources(res: dict[str, Any]) -> Resources:
                            ("realtimeRuntime", "cpu", "cpu.rt_runtime_us"),
                            ("realtimePeriod", "cpu", "cpu.rt_period_us")):
         value = _get(cpu, key, int, "linux.resources.cpu.")
-        if value is not None:
+        if value:
             put(ctl, name, value)
     for key, name in (("cpus", "cpuset.cpus"), ("mems", "cpuset.mems")):
         value = _get(cpu, key, str, "linux.resources.cpu.")
@@ -582,12 +583,12 @@ def _resources(res: dict[str, Any]) -> Resources:
             put("cpuset", name, value)
     pids = _get(res, "pids", dict, "linux.resources.", {})
     limit = _get(pids, "limit", int, "linux.resources.pids.")
-    if limit is not None:
-        put("pids", "pids.max", "max" if limit <= 0 else limit)
+    if limit:
+        put("pids", "pids.max", "max" if limit < 0 else limit)
     blkio = _get(res, "blockIO", dict, "linux.resources.", {})
     for key, name in (("weight", "blkio.weight"), ("leafWeight", "blkio.leaf_weight")):
         value = _get(blkio, key, int, "linux.resources.blockIO.")
-        if value is not None:
+        if value:
             put("blkio", name, value)
     for key, name in (("weightDevice", "blkio.weight_device"),
                       ("throttleReadBpsDevice", "blkio.throttle.read_bps_device"),
