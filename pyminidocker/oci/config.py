@@ -306,10 +306,11 @@ def _namespaces(linux: dict[str, Any]) -> tuple[int, dict[str, str]]:
 def _cap_mask(names: list[str], where: str, warnings: list[str]) -> int:
     mask = 0
     for name in names:
-        bit = CAPS.get(name.upper().removeprefix("CAP_"))
+        bit = CAPS.get(name.upper().removeprefix("CAP_")) if name.startswith("CAP_") else None
         if bit is None:
-            warnings.append(f"{where}: unknown capability {name!r} ignored")
-            continue
+            # The runtime spec: a value that maps to no kernel interface MUST be an error
+            # (runc 1.1 warns and ignores it).
+            raise ConfigError(f"config.json: {where}: unknown capability {name!r}")
         mask |= 1 << bit
     return mask
 

@@ -387,8 +387,12 @@ def _hold(p: rt.Prepared, root: str, w: int, close_fds: list[int]) -> None:
             break
     except BaseException as e:  # reported to `create`, which exits with it
         if w >= 0:
-            msg = _start_error(e, p.spec.argv[0]) if hasattr(e, "op") else \
-                f"{e.strerror}: {e.filename}" if isinstance(e, OSError) and e.strerror else str(e)
+            if isinstance(e, OSError) and hasattr(e, "op"):  # the shim's: op, errno, path
+                msg = _start_error(e, p.spec.argv[0])
+            elif isinstance(e, OSError) and e.strerror:
+                msg = f"{e.strerror}: {e.filename}"
+            else:
+                msg = str(e)
             os.write(w, b"E" + msg.encode())
         code = 1
     os._exit(code)

@@ -194,6 +194,15 @@ def join_paths(c: Container) -> None:
     # The mount namespace last: the other paths are resolved in the current one.
     for kind in sorted(c.join_paths, key=lambda k: k == "mount"):
         setns(c.join_paths[kind], _NS_TYPES[kind])
+    if "uts" in c.join_paths and c.spec.hostname:
+        # The shim sets a hostname in a UTS namespace it creates; a joined one is ours now.
+        import socket
+
+        try:
+            socket.sethostname(c.spec.hostname)
+        except OSError as e:
+            raise RuntimeError_(f"sethostname: {e.strerror}") from None
+        c.spec.hostname = None
 
 
 def _in_container_ns(pid: int, kinds: tuple[str, ...], work: Any) -> None:

@@ -361,6 +361,9 @@ BAD = {
         lambda c: c["mounts"].append({"destination": "tmp", "type": "tmpfs"}),
         "is not absolute"),
     "ociVersion 2": (lambda c: c.update(ociVersion="2.0.0"), "unsupported spec version"),
+    "unknown capability": (
+        lambda c: c["process"]["capabilities"]["bounding"].append("CAP_TEST"),
+        "unknown capability 'CAP_TEST'"),
 }
 
 
