@@ -411,31 +411,41 @@ def _mount_options(options: list[str], where: str) -> tuple[int, int, list[str]]
 
 
 def check_destination(rootfs: str, dest: str) -> None:
-    """Refuse a mount destination whose path inside the root goes through a symlink that
-    points out of it (the CVE-2021-30465 class: a host path, or enough ".." to climb out).
-    The C side resolves targets inside the root anyway; a config that needs such a link is
-    hostile or broken and is refused rather than silently redirected."""
+    """Refuse a mount destination whose path inside the root goes through a relative symlink
+    that climbs out of it (the CVE-2021-30465 class: enough ".." to reach the host). An
+    absolute link is the container's own path, resolved inside the root as the kernel will
+    after pivot_root (and as the C side resolves every target: never outside), so images with
+    /var/run -> /run keep working; a config whose mount needs a link out is hostile or broken
+    and is refused rather than silently redirected."""
     real_root = os.path.realpath(rootfs)
+    parts = [p for p in dest.split("/") if p not in ("", ".")]
     path = real_root
-    for part in [p for p in dest.split("/") if p not in ("", ".")]:
+    links = 0
+    while parts:
+        part = parts.pop(0)
         if part == "..":
             path = os.path.dirname(path) if path != real_root else path
             continue
         candidate = os.path.join(path, part)
         try:
             st = os.lstat(candidate)
-        except FileNotFoundError:
-            return  # the rest is created inside the root
         except OSError:
-            return
-        if stat.S_ISLNK(st.st_mode):
-            target = os.path.realpath(candidate)
-            if target != real_root and not target.startswith(real_root + "/"):
-                raise ConfigError(f"mount destination {dest}: {candidate} is a symlink to "
-                                  f"{os.readlink(candidate)}, outside the container's root")
-            path = target
-        else:
+            return  # the rest is created inside the root
+        if not stat.S_ISLNK(st.st_mode):
             path = candidate
+            continue
+        links += 1
+        if links > 40:
+            raise ConfigError(f"mount destination {dest}: too many levels of symbolic links")
+        target = os.readlink(candidate)
+        if target.startswith("/"):
+            path = real_root
+        else:
+            climbed = os.path.normpath(os.path.join(path, target))
+            if climbed != real_root and not climbed.startswith(real_root + "/"):
+                raise ConfigError(f"mount destination {dest}: {candidate} is a symlink to "
+                                  f"{target}, outside the container's root")
+        parts = [p for p in target.split("/") if p not in ("", ".")] + parts
 
 
 def _mounts(doc: dict[str, Any], bundle: str, rootfs: str, namespaces: int
