@@ -488,8 +488,9 @@ def _start(root: str, container_id: str) -> None:
     rec["started"] = True
     st.save(root, rec)
     # A failing poststart hook is a warning: the container runs on (the runtime spec).
+    # "running" as this start made it, even if a short process has already exited (runc's)
     for msg in rt.run_hooks(rt.hooks_of(rec).get("poststart", []), "poststart",
-                            st.oci_state(rec), warn_only=True):
+                            st.oci_state(rec, "running"), warn_only=True):
         sys.stderr.write(f"warning: {msg}\n")
 
 

@@ -52,7 +52,7 @@ def cgroup_of(container_id: str, cgroups_path: str) -> Cgroup:
     if not path:
         return Cgroup(container_id, "pyminidocker-runc")
     parent, _, name = path.rpartition("/")
-    return Cgroup(name, parent)
+    return Cgroup(name, parent or "/")
 
 
 def _extra_dirs(cg: Cgroup, c: Container) -> dict[str, str]:
@@ -329,7 +329,7 @@ def prepare(c: Container, doc: dict[str, Any], root: str, container_id: str) -> 
             "id": container_id, "bundle": c.bundle, "rootfs": c.rootfs,
             "created": now_rfc3339(), "annotations": c.annotations, "pid": 0,
             "pid_start": "", "started": False, "ns_mask": mask, "freezer": freezer,
-            "cgroup": [cg.id, cg.parent], "extra_cgroups": extra, "config": doc,
+            "cgroup": [cg.id, cg.parent or "/"], "extra_cgroups": extra, "config": doc,
         }
         return Prepared(c, spec, cg, extra, rec)
     except BaseException:
