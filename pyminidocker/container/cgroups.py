@@ -556,7 +556,7 @@ class Cgroup:
     def __init__(self, container_id: str, parent: str = DEFAULT_PARENT,
                  root: str | os.PathLike[str] | None = None, layout: Layout | None = None):
         _check_name(container_id, "name")
-        if parent != "/":  # "/": at the hierarchy's root, where an OCI cgroupsPath may put it
+        if parent.strip("/"):  # "" or "/": at the hierarchy's root, as an OCI cgroupsPath may be
             _check_name(parent.strip("/"), "parent", allow_slash=True)
         self.id = container_id
         self.parent = parent.strip("/")
