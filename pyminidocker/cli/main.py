@@ -188,73 +188,14 @@ def cmd_pull(args: Namespace, env: Env) -> int:
     return 0
 
 
-def _split_name(name: str) -> tuple[str, str, str]:
-    """(familiar repository, tag or "<none>", digest or "") of a stored image name."""
-    from pyminidocker.image.reference import parse_reference
-
-    r = parse_reference(name)
-    return r.familiar_name, r.tag or "<none>", r.digest or ""
-
-
-def _image_size(store: Any, rec: Any) -> int:
-    return sum(layer.uncompressed_size for layer in store.layers.chain(rec.layer)) \
-        if rec.layer else 0
-
-
 def cmd_images(args: Namespace, env: Env) -> int:
-    store = _store(args)
-    now = time.time()
-    rows: list[dict[str, str]] = []
-    images = store.images.list()
-    for message in store.images.corrupt.values():  # the others are listed all the same
-        env.stderr.write(f"WARNING: {message}\n")
-    for rec in sorted(images, key=lambda r: parse_time(r.created) or 0, reverse=True):
-        size = human_size(_image_size(store, rec))
-        created = parse_time(rec.created)
-        since = human_duration(now - created) + " ago" if created else "N/A"
-        digests = {}
-        tags = []
-        for n in rec.names:
-            repo, tag, digest = _split_name(n)
-            if digest:
-                digests[repo] = digest
-            else:
-                tags.append((repo, tag))
-        if not tags:
-            tags = [(repo, "<none>") for repo in digests] or [("<none>", "<none>")]
-        for repo, tag in tags:
-            if args.filter_ref and not _matches(args.filter_ref, repo, tag):
-                continue
-            rows.append({"Repository": repo, "Tag": tag, "ID": rec.id[:12],
-                         "Digest": digests.get(repo, "<none>"), "CreatedSince": since,
-                         "CreatedAt": rec.created, "Size": size})
-    if args.quiet:
-        for i in dict.fromkeys(r["ID"] for r in rows):
-            env.out(i)
-    elif args.format == "json":
-        import json
+    from pyminidocker.cli import listing
 
-        for r in rows:
-            env.out(json.dumps(r))
-    elif args.format:
-        raise UsageError(f"unsupported --format {args.format!r}: only 'json' is supported")
-    else:
-        table([["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]]
-              + [[r["Repository"], r["Tag"], r["ID"], r["CreatedSince"], r["Size"]]
-                 for r in rows], env)
-    return 0
-
-
-def _matches(pattern: str, repo: str, tag: str) -> bool:
-    import fnmatch
-
-    want_repo, _, want_tag = pattern.partition(":")
-    return fnmatch.fnmatch(repo, want_repo) and (not want_tag or fnmatch.fnmatch(tag, want_tag))
+    return listing.images(args, env, _store(args))
 
 
 def cmd_inspect(args: Namespace, env: Env) -> int:
-    import json
-
+    from pyminidocker.cli import listing
     from pyminidocker.errors import CorruptRecord
 
     store = _store(args)
@@ -268,7 +209,7 @@ def cmd_inspect(args: Namespace, env: Env) -> int:
 
             rt = rt or Runtime(store)
             try:
-                out.append(_inspect_container(rt, rt.get(name)))
+                out.append(listing.container_doc(rt, rt.get(name)))
                 continue
             except CorruptRecord as e:
                 env.stderr.write(f"Error: {e}\n")
@@ -279,46 +220,28 @@ def cmd_inspect(args: Namespace, env: Env) -> int:
                     env.stderr.write(f"Error: No such container: {name}\n")
                     failed = True
                     continue
-        try:
-            rec = store.images.lookup(name)
-        except PmdError as e:
-            env.stderr.write(f"Error: No such object: {name}\n" if args.type is None
-                             else f"Error: {e}\n")
-            failed = True
-            continue
-        out.append(_inspect_image(store, rec))
-    env.out(json.dumps(out, indent=4))
+        if args.type in (None, "image"):
+            try:
+                out.append(listing.image_doc(store, store.images.lookup(name)))
+                continue
+            except PmdError as e:
+                if args.type == "image":
+                    env.stderr.write(f"Error: No such image: {name}\n"
+                                     if isinstance(e, LookupError) else f"Error: {e}\n")
+                    failed = True
+                    continue
+        if args.type in (None, "network"):
+            from pyminidocker.cli.network import network_doc
+
+            try:
+                out.append(network_doc(store, name))
+                continue
+            except PmdError:
+                pass
+        env.stderr.write(f"Error: No such {args.type or 'object'}: {name}\n")
+        failed = True
+    listing.inspect(args, env, out)
     return 1 if failed else 0
-
-
-def _inspect_image(store: Any, rec: Any) -> dict[str, Any]:
-    cfg = store.images.config(rec)
-    tags: list[str] = []
-    digests: list[str] = []
-    for n in rec.names:
-        repo, tag, digest = _split_name(n)
-        (digests if digest else tags).append(f"{repo}@{digest}" if digest else f"{repo}:{tag}")
-    chain = list(store.layers.chain(rec.layer)) if rec.layer else []
-    paths = [str(store.layers.diff_path(layer.id)) for layer in chain]
-    return {
-        "Id": "sha256:" + rec.id,
-        "RepoTags": tags,
-        "RepoDigests": digests,
-        "Parent": "",
-        "Comment": cfg.get("comment", ""),
-        "Created": rec.created,
-        "Author": cfg.get("author", ""),
-        "Config": cfg.get("config", {}),
-        "Architecture": cfg.get("architecture", ""),
-        "Variant": cfg.get("variant", ""),
-        "Os": cfg.get("os", ""),
-        "Size": sum(layer.uncompressed_size for layer in chain),
-        "GraphDriver": {"Name": "overlay2", "Data": {
-            "LowerDir": ":".join(paths[1:]), "UpperDir": paths[0] if paths else "",
-        }},
-        "RootFS": {"Type": "layers", "Layers": cfg.get("rootfs", {}).get("diff_ids", [])},
-        "Metadata": {"LastTagTime": rec.loaded},
-    }
 
 
 def cmd_tag(args: Namespace, env: Env) -> int:
@@ -477,8 +400,20 @@ def cmd_system(args: Namespace, env: Env) -> int:
 
 
 def cmd_version(args: Namespace, env: Env) -> int:
+    if getattr(args, "format", None):  # `-v` before any command has no --format
+        from pyminidocker.cli import listing
+
+        listing.render_each(env, args.format, [listing.version_doc()])
+        return 0
     env.out(f"{PROG} version {__version__}")
     return 0
+
+
+def cmd_info(args: Namespace, env: Env) -> int:
+    from pyminidocker.cli import listing
+
+    rt = _runtime(args)
+    return listing.info(args, env, rt.store, rt)
 
 
 # ---- containers ------------------------------------------------------------------------------
@@ -833,130 +768,27 @@ def cmd_rename(args: Namespace, env: Env) -> int:
     return 0
 
 
-def _status_text(rec: Any, now: float) -> str:
-    st = rec.state
-    if st.status == "running":
-        started = parse_time(st.started_at) or now
-        return f"Up {human_duration(now - started)}"
-    if st.status == "exited":
-        finished = parse_time(st.finished_at) or now
-        return f"Exited ({st.exit_code}) {human_duration(now - finished)} ago"
-    return "Created"
-
-
 def cmd_ps(args: Namespace, env: Env) -> int:
-    import json
-    import shlex
+    from pyminidocker.cli import listing
 
-    rt = _runtime(args)
-    now = time.time()
-    recs = sorted(rt.list(), key=lambda r: r.created, reverse=True)
-    for message in rt.containers.corrupt.values():  # the others are listed all the same
-        env.stderr.write(f"WARNING: {message}\n")
-    if not args.all:
-        recs = [r for r in recs if r.state.status == "running"]
-    if args.quiet:
-        for r in recs:
-            env.out(r.short_id)
-        return 0
-    rows = []
-    for r in recs:
-        created = parse_time(r.created)
-        cmd = shlex.join(r.argv)
-        rows.append({
-            "ID": r.short_id, "Image": r.image_name, "Command": cmd,
-            "CreatedAt": r.created,
-            "RunningFor": human_duration(now - created) + " ago" if created else "",
-            "Status": _status_text(r, now), "State": r.state.status,
-            "Ports": ", ".join(_docker_port(p) for p in r.state.ports),
-            "Names": r.name,
-        })
-    if args.format == "json":
-        for row in rows:
-            env.out(json.dumps(row))
-        return 0
-    if args.format:
-        raise UsageError(f"unsupported --format {args.format!r}: only 'json' is supported")
-    table([["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]]
-          + [[r["ID"], r["Image"], json.dumps(_trunc(r["Command"], 20)), r["RunningFor"],
-              r["Status"], r["Ports"], r["Names"]] for r in rows], env)
-    return 0
-
-
-def _docker_port(mapping: str) -> str:
-    """"80/tcp -> 0.0.0.0:8080" as `ps` shows it: "0.0.0.0:8080->80/tcp"."""
-    inside, _, outside = mapping.partition(" -> ")
-    return f"{outside}->{inside}"
+    return listing.ps(args, env, _runtime(args))
 
 
 def cmd_port(args: Namespace, env: Env) -> int:
+    """Docker's `port`: every mapping, or the host addresses of one container port (rc 1 and
+    Docker's message when it is not published)."""
     rec = _runtime(args).get(args.container)
-    for mapping in rec.state.ports:
-        if args.port is None or mapping.split(" ", 1)[0] in (args.port, f"{args.port}/tcp"):
+    if args.port is None:
+        for mapping in rec.state.ports:
             env.out(mapping)
+        return 0
+    want = args.port if "/" in args.port else f"{args.port}/tcp"
+    found = [m.partition(" -> ")[2] for m in rec.state.ports if m.partition(" -> ")[0] == want]
+    if not found:
+        raise PmdError(f"No public port '{want}' published for {rec.name}")
+    for address in found:
+        env.out(address)
     return 0
-
-
-def _trunc(s: str, n: int) -> str:
-    return s if len(s) <= n else s[: n - 1] + "…"
-
-
-def _inspect_container(rt: Any, rec: Any) -> dict[str, Any]:
-    st = rec.state
-    d = rt.containers.path(rec.id)
-    mounts = []
-    from pyminidocker.container import spec as policy
-
-    for v in rec.host.get("binds", []):
-        src, dst, ro = policy.parse_volume(v)
-        mounts.append({"Type": "bind", "Source": src, "Destination": dst, "Mode": "ro" if ro
-                       else "", "RW": not ro, "Propagation": "rprivate"})
-    return {
-        "Id": rec.id,
-        "Created": rec.created,
-        "Path": rec.argv[0],
-        "Args": rec.argv[1:],
-        "State": {
-            "Status": st.status, "Running": st.status == "running", "Paused": False,
-            "Restarting": False, "OOMKilled": st.oom_killed, "Dead": False, "Pid": st.pid,
-            "ExitCode": st.exit_code, "Error": st.error,
-            "StartedAt": st.started_at or "0001-01-01T00:00:00Z",
-            "FinishedAt": st.finished_at or "0001-01-01T00:00:00Z",
-        },
-        "Image": "sha256:" + rec.image,
-        "ResolvConfPath": os.path.join(d, "resolv.conf"),
-        "HostnamePath": os.path.join(d, "hostname"),
-        "HostsPath": os.path.join(d, "hosts"),
-        "LogPath": os.path.join(d, f"{rec.id}-json.log"),
-        "Name": "/" + rec.name,
-        "HostConfig": {
-            "Binds": rec.host.get("binds", []), "NetworkMode": rec.host.get("network"),
-            "AutoRemove": rec.host.get("auto_remove", False),
-            "Privileged": rec.host.get("privileged", False),
-            "CapAdd": rec.host.get("cap_add") or None,
-            "CapDrop": rec.host.get("cap_drop") or None,
-            "ReadonlyRootfs": rec.host.get("read_only", False),
-            "Memory": rec.host.get("memory") or 0,
-            "NanoCpus": int((rec.host.get("cpus") or 0) * 1e9),
-            "PidsLimit": rec.host.get("pids_limit"),
-            "Tmpfs": {p: o for p, o in (policy.parse_tmpfs(t)
-                                        for t in rec.host.get("tmpfs", []))},
-        },
-        "GraphDriver": {"Name": "overlay2", "Data": {
-            "UpperDir": os.path.join(d, "upper"), "WorkDir": os.path.join(d, "work"),
-            "MergedDir": os.path.join(d, "rootfs")}},
-        "Mounts": mounts,
-        "Config": {
-            "Hostname": rec.hostname, "User": rec.user, "Tty": rec.tty,
-            "OpenStdin": rec.open_stdin, "Env": rec.env, "Cmd": rec.cmd,
-            "Entrypoint": rec.entrypoint, "WorkingDir": rec.cwd, "Image": rec.image_name,
-            "Labels": rec.labels,
-        },
-        "NetworkSettings": {"Networks": {
-            **({rec.host.get("network"): {"IPAddress": st.ip}} if st.ip else {}),
-            **{name: {"IPAddress": info["ip"]} for name, info in st.extra_networks.items()}},
-            "IPAddress": st.ip, "Ports": {}},
-    }
 
 
 def cmd_container_prune(args: Namespace, env: Env) -> int:
@@ -1004,13 +836,24 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sp.add_argument("-a", "--all-tags", action="store_true", help="pull every tagged image")
     sp.add_argument("ref", metavar="NAME[:TAG|@DIGEST]")
 
+    format_help = "Go template (Docker's), 'table TEMPLATE' or 'json'"
+    filter_help = "filter output: KEY=VALUE (repeatable)"
     sp = add("images", cmd_images, "List images")
+    sp.add_argument("-a", "--all", action="store_true", help="show all images (no "
+                    "intermediate ones exist: the same as without)")
+    sp.add_argument("--digests", action="store_true", help="show digests")
+    sp.add_argument("-f", "--filter", action="append", default=[], help=filter_help)
+    sp.add_argument("--format", help=format_help)
+    sp.add_argument("--no-trunc", action="store_true", help="don't truncate output")
     sp.add_argument("-q", "--quiet", action="store_true", help="only show image ids")
-    sp.add_argument("--format", help="'json': one JSON object per line")
     sp.add_argument("filter_ref", nargs="?", metavar="REPOSITORY[:TAG]")
 
-    sp = add("inspect", cmd_inspect, "Show low-level information on containers and images")
-    sp.add_argument("--type", choices=["container", "image"], help="only objects of this type")
+    sp = add("inspect", cmd_inspect, "Show low-level information on containers, images and "
+             "networks")
+    sp.add_argument("-f", "--format", help="Go template applied to each object")
+    sp.add_argument("-s", "--size", action="store_true", help="accepted (sizes are not shown)")
+    sp.add_argument("--type", choices=["container", "image", "network"],
+                    help="only objects of this type")
     sp.add_argument("images", nargs="+", metavar="NAME|ID")
 
     sp = add("tag", cmd_tag, "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")
@@ -1096,8 +939,15 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sp = add("ps", cmd_ps, "List containers")
     sp.add_argument("-a", "--all", action="store_true",
                     help="show all containers (default: the running ones)")
+    sp.add_argument("-f", "--filter", action="append", default=[], help=filter_help)
+    sp.add_argument("--format", help=format_help)
+    sp.add_argument("-n", "--last", type=int, default=-1,
+                    help="show the n last created containers (all states)")
+    sp.add_argument("-l", "--latest", action="store_true",
+                    help="show the latest created container (all states)")
+    sp.add_argument("--no-trunc", action="store_true", help="don't truncate output")
     sp.add_argument("-q", "--quiet", action="store_true", help="only show container ids")
-    sp.add_argument("--format", help="'json': one JSON object per line")
+    sp.add_argument("-s", "--size", action="store_true", help="display total file sizes")
 
     sp = add("stop", cmd_stop, "Stop one or more running containers")
     sp.add_argument("-t", "--time", type=int, default=10,
@@ -1146,7 +996,10 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sp.add_argument("action", choices=["reset"])
     sp.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
 
-    add("version", cmd_version, "Show the version")
+    sp = add("version", cmd_version, "Show the version")
+    sp.add_argument("-f", "--format", help="Go template over the version document")
+    sp = add("info", cmd_info, "Display system-wide information")
+    sp.add_argument("-f", "--format", help="Go template over the info document")
     return p
 
 
@@ -1185,7 +1038,8 @@ def main(argv: Sequence[str] | None = None, env: Env | None = None) -> int:
             import traceback
 
             traceback.print_exc(file=env.stderr)
-        env.stderr.write(f"Error: {e}\n")
+        # a --format error prints as Docker's does, without "Error: "
+        env.stderr.write(("" if getattr(e, "bare", False) else "Error: ") + f"{e}\n")
         return e.exit_code
     except KeyboardInterrupt:
         env.stderr.write("\n")

@@ -24,8 +24,58 @@ def _labels(items: list[str]) -> dict[str, str]:
     return out
 
 
+def _predefined(name: str) -> Any:
+    """Docker's host and none networks: no record, a stable id (they have no bridge)."""
+    import hashlib
+
+    from pyminidocker.store.networks import Network
+
+    nid = hashlib.sha256(f"pyminidocker-{name}".encode()).hexdigest()
+    return Network(name=name, id=nid, bridge="", subnet="", gateway="", created="",
+                   driver="null" if name == "none" else name)
+
+
+def all_networks(store: Any) -> list[Any]:
+    """Every network as Docker lists them: bridge (recorded on first use), host, none and
+    the user's."""
+    from pyminidocker.network import bridge as N
+
+    nets = [n for n in N.list_networks(store) if n.name not in ("host", "none")]
+    if not any(n.name == N.DEFAULT_NETWORK for n in nets):
+        try:
+            nets.append(N.default_network(store))
+        except PmdError:
+            pass  # no free pool subnet: the others are listed all the same
+    return [*nets, _predefined("host"), _predefined("none")]
+
+
+def network_doc(store: Any, name: str) -> dict[str, Any]:
+    """Docker's network inspect document of a network (name, id or id prefix).
+    Raises NotFound."""
+    from pyminidocker import dockerjson
+    from pyminidocker.errors import NotFound
+    from pyminidocker.network import bridge as N
+
+    for pre in ("host", "none"):
+        net = _predefined(pre)
+        if name == pre or (len(name) >= 1 and net.id.startswith(name)):
+            return dockerjson.network(net)
+    try:
+        raw = N.inspect_network(store, name)
+    except NotFound:
+        raise NotFound(f"network {name} not found") from None
+    from pyminidocker.store.networks import NetworkStore
+
+    net = NetworkStore(store).get(raw["Name"])
+    members = {cid: {"Name": "", "IPv4Address": m["IPv4Address"]}
+               for cid, m in raw["Containers"].items()}
+    doc = dockerjson.network(net, members)
+    doc["Options"].update(raw.get("Options") or {})
+    return doc
+
+
 def cmd_network(args: Namespace, env: Any) -> int:
-    from pyminidocker.cli.main import _store, table
+    from pyminidocker.cli.main import _store
     from pyminidocker.network import bridge as N
 
     store = _store(args)
@@ -35,25 +85,20 @@ def cmd_network(args: Namespace, env: Any) -> int:
         env.out(net.id)
         return 0
     if args.network_command in ("ls", "list"):
-        nets = N.list_networks(store)
-        if args.quiet:
-            for net in nets:
-                env.out(net.short_id)
-            return 0
-        table([["NETWORK ID", "NAME", "DRIVER", "SCOPE"],
-               *([n.short_id, n.name, n.driver, "local"] for n in nets)], env)
-        return 0
+        from pyminidocker.cli import listing
+
+        return listing.networks(args, env, all_networks(store))
     if args.network_command == "inspect":
-        import json
+        from pyminidocker.cli import listing
 
         out, failed = [], False
         for name in args.networks:
             try:
-                out.append(N.inspect_network(store, name))
+                out.append(network_doc(store, name))
             except PmdError:
                 env.stderr.write(f"Error: No such network: {name}\n")
                 failed = True
-        env.out(json.dumps(out, indent=4))
+        listing.inspect(args, env, out)
         return 1 if failed else 0
     if args.network_command in ("rm", "remove"):
         failed = False
@@ -105,7 +150,12 @@ def add_network_commands(sp: Parser) -> None:
     c.add_argument("name", metavar="NETWORK")
     ls = sub.add_parser("ls", aliases=["list"], help="List networks")
     ls.add_argument("-q", "--quiet", action="store_true", help="only show network ids")
+    ls.add_argument("-f", "--filter", action="append", default=[],
+                    help="filter output: KEY=VALUE (repeatable)")
+    ls.add_argument("--format", help="Go template (Docker's), 'table TEMPLATE' or 'json'")
+    ls.add_argument("--no-trunc", action="store_true", help="don't truncate output")
     i = sub.add_parser("inspect", help="Show details of networks")
+    i.add_argument("-f", "--format", help="Go template applied to each network")
     i.add_argument("networks", nargs="+", metavar="NETWORK")
     rm = sub.add_parser("rm", aliases=["remove"], help="Remove networks not in use")
     rm.add_argument("networks", nargs="+", metavar="NETWORK")

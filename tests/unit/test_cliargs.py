@@ -97,7 +97,7 @@ def test_bad_values_are_clear_errors():
     assert error("stop", "-t", "soon", "c") == \
         "invalid value \"soon\" for -t: not an integer. See 'pyminidocker stop --help'."
     assert error("inspect", "--type", "volume", "x") == \
-        "invalid choice \"volume\" for --type (choose from container, image). " \
+        "invalid choice \"volume\" for --type (choose from container, image, network). " \
         "See 'pyminidocker inspect --help'."
     assert parse("inspect", "--type=image", "x").type == "image"
 
@@ -200,7 +200,7 @@ def test_nested_commands_and_aliases():
 def test_unknown_and_missing_commands():
     err = error("nosuch")
     assert err.startswith("invalid choice \"nosuch\" for COMMAND (choose from pull, images, ")
-    assert err.endswith(", system, version). See 'pyminidocker --help'.")
+    assert err.endswith(", system, version, info). See 'pyminidocker --help'.")
     rc, out, _ = run()
     assert rc == 0 and out.startswith("Usage:  pyminidocker [OPTIONS] COMMAND\n")
     assert "\n  run         Create and start a container\n" in out
