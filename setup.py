@@ -26,6 +26,18 @@ class BuildExtWithMonitor(build_ext):
     def run(self):
         super().run()
         self.build_monitor()
+        self.build_syscall_tables()
+
+    def build_syscall_tables(self):
+        """pyminidocker/container/syscalls.json, from the kernel headers (csrc/gen_syscalls.py)."""
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("gen_syscalls", "csrc/gen_syscalls.py")
+        gen = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(gen)
+        out_dir = os.path.join(self.monitor_dir(), "container")
+        os.makedirs(out_dir, exist_ok=True)
+        gen.generate(os.path.join(out_dir, "syscalls.json"), self.compiler.compiler[0])
 
     def monitor_dir(self):
         if self.inplace:
@@ -50,7 +62,8 @@ class BuildExtWithMonitor(build_ext):
                                       extra_postargs=MONITOR_LDFLAGS)
 
     def get_outputs(self):
-        return [*super().get_outputs(), os.path.join(self.monitor_dir(), MONITOR)]
+        return [*super().get_outputs(), os.path.join(self.monitor_dir(), MONITOR),
+                os.path.join(self.monitor_dir(), "container", "syscalls.json")]
 
 
 setup(cffi_modules=["csrc/build_ffi.py:core", "csrc/build_ffi.py:extract"],

@@ -16,6 +16,7 @@ import time
 
 from pyminidocker import shim as n
 from pyminidocker.container import defaults as d
+from pyminidocker.container.seccomp import Profile
 
 
 def build_rootfs(root: str) -> None:
@@ -55,7 +56,8 @@ def main() -> None:
     build_rootfs(root)
     full = {"rootfs": root, "mounts": d.default_mounts(), "dev_setup": True,
             "masked_paths": d.MASKED_PATHS, "readonly_paths": d.READONLY_PATHS,
-            "hostname": "bench", "seccomp": n.SECCOMP_DEFAULT, "no_new_privs": True,
+            "hostname": "bench", "seccomp": Profile.default().compile(d.DEFAULT_CAP_MASK),
+            "no_new_privs": True,
             "env": [d.DEFAULT_ENV_PATH], "cap_bounding": d.DEFAULT_CAP_MASK,
             "cap_effective": d.DEFAULT_CAP_MASK, "cap_permitted": d.DEFAULT_CAP_MASK,
             "cap_inheritable": d.DEFAULT_CAP_MASK}

@@ -1,6 +1,6 @@
 /*
- * confine.c: the default seccomp filter (built in the parent) and, in the cloned child, rlimits,
- * no_new_privs, seccomp, the uid/gid switch and the capability sets.
+ * confine.c: the seccomp compiler (rules to BPF, run in the parent) and, in the cloned child,
+ * rlimits, no_new_privs, seccomp, the uid/gid switch and the capability sets.
  */
 #include "pmd_sys.h"
 #include "pmd.h"
@@ -14,266 +14,411 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 
-/* ---- the default seccomp profile ------------------------------------------------------- */
-
-#if defined(__x86_64__)
-#define PMD_AUDIT_ARCH AUDIT_ARCH_X86_64
-#elif defined(__aarch64__)
-#define PMD_AUDIT_ARCH AUDIT_ARCH_AARCH64
-#endif
-
-/*
- * A denylist with default action ALLOW, returning EPERM for what Docker's default profile refuses
- * to a container without CAP_SYS_ADMIN & co: new mounts and namespaces, kernel modules, kexec, BPF,
- * the keyring (not namespaced), clock and swap changes, handle-based opens (the "shocker" escape),
- * perf, userfaultfd, old or obscure syscalls. Docker's profile is an allowlist; a denylist is
- * smaller and keeps new harmless syscalls working, at the cost of allowing new dangerous ones until
- * they are added here. ptrace is allowed, as Docker does on kernels >= 4.8, where seccomp re-checks
- * a syscall a tracer has changed (so ptrace cannot bypass the filter) and where CAP_SYS_PTRACE,
- * absent by default, still guards tracing anything but the container's own processes.
- * Only the native ABI is allowed: another arch (i386 binaries on x86_64) or the x32 ABI kills the
- * process, since the syscall numbers below would not mean the same there.
- */
-static const int denied_syscalls[] = {
-#ifdef __NR_mount
-    __NR_mount,
-#endif
-#ifdef __NR_umount
-    __NR_umount,
-#endif
-#ifdef __NR_umount2
-    __NR_umount2,
-#endif
-#ifdef __NR_pivot_root
-    __NR_pivot_root,
-#endif
-#ifdef __NR_move_mount
-    __NR_move_mount,
-#endif
-#ifdef __NR_open_tree
-    __NR_open_tree,
-#endif
-#ifdef __NR_fsopen
-    __NR_fsopen,
-#endif
-#ifdef __NR_fsconfig
-    __NR_fsconfig,
-#endif
-#ifdef __NR_fsmount
-    __NR_fsmount,
-#endif
-#ifdef __NR_fspick
-    __NR_fspick,
-#endif
-#ifdef __NR_mount_setattr
-    __NR_mount_setattr,
-#endif
-#ifdef __NR_unshare
-    __NR_unshare,
-#endif
-#ifdef __NR_setns
-    __NR_setns,
-#endif
-#ifdef __NR_kexec_load
-    __NR_kexec_load,
-#endif
-#ifdef __NR_kexec_file_load
-    __NR_kexec_file_load,
-#endif
-#ifdef __NR_init_module
-    __NR_init_module,
-#endif
-#ifdef __NR_finit_module
-    __NR_finit_module,
-#endif
-#ifdef __NR_delete_module
-    __NR_delete_module,
-#endif
-#ifdef __NR_create_module
-    __NR_create_module,
-#endif
-#ifdef __NR_get_kernel_syms
-    __NR_get_kernel_syms,
-#endif
-#ifdef __NR_query_module
-    __NR_query_module,
-#endif
-#ifdef __NR_bpf
-    __NR_bpf,
-#endif
-#ifdef __NR_keyctl
-    __NR_keyctl,
-#endif
-#ifdef __NR_add_key
-    __NR_add_key,
-#endif
-#ifdef __NR_request_key
-    __NR_request_key,
-#endif
-#ifdef __NR_reboot
-    __NR_reboot,
-#endif
-#ifdef __NR_swapon
-    __NR_swapon,
-#endif
-#ifdef __NR_swapoff
-    __NR_swapoff,
-#endif
-#ifdef __NR_acct
-    __NR_acct,
-#endif
-#ifdef __NR_settimeofday
-    __NR_settimeofday,
-#endif
-#ifdef __NR_stime
-    __NR_stime,
-#endif
-#ifdef __NR_clock_settime
-    __NR_clock_settime,
-#endif
-#ifdef __NR_clock_adjtime
-    __NR_clock_adjtime,
-#endif
-#ifdef __NR_adjtimex
-    __NR_adjtimex,
-#endif
-#ifdef __NR_open_by_handle_at
-    __NR_open_by_handle_at,
-#endif
-#ifdef __NR_name_to_handle_at
-    __NR_name_to_handle_at,
-#endif
-#ifdef __NR_perf_event_open
-    __NR_perf_event_open,
-#endif
-#ifdef __NR_userfaultfd
-    __NR_userfaultfd,
-#endif
-#ifdef __NR_lookup_dcookie
-    __NR_lookup_dcookie,
-#endif
-#ifdef __NR_quotactl
-    __NR_quotactl,
-#endif
-#ifdef __NR_quotactl_fd
-    __NR_quotactl_fd,
-#endif
-#ifdef __NR_iopl
-    __NR_iopl,
-#endif
-#ifdef __NR_ioperm
-    __NR_ioperm,
-#endif
-#ifdef __NR_nfsservctl
-    __NR_nfsservctl,
-#endif
-#ifdef __NR_syslog
-    __NR_syslog,
-#endif
-#ifdef __NR_vm86
-    __NR_vm86,
-#endif
-#ifdef __NR_vm86old
-    __NR_vm86old,
-#endif
-#ifdef __NR_uselib
-    __NR_uselib,
-#endif
-#ifdef __NR_ustat
-    __NR_ustat,
-#endif
-#ifdef __NR_sysfs
-    __NR_sysfs,
-#endif
-#ifdef __NR__sysctl
-    __NR__sysctl,
-#endif
-#ifdef __NR_fanotify_init
-    __NR_fanotify_init,
-#endif
-#ifdef __NR_vhangup
-    __NR_vhangup,
-#endif
-#ifdef __NR_kcmp
-    __NR_kcmp,
-#endif
-};
-
-#define NS_CLONE_FLAGS                                                                             \
-    (CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET |     \
-     CLONE_NEWCGROUP)
+/* ---- the seccomp compiler (pmd_seccomp_compile, see pmd.h) ---------------------------- */
 
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-#define ARG0_LO offsetof(struct seccomp_data, args[0])
+#define ARG_LO(i) (offsetof(struct seccomp_data, args[0]) + 8 * (i))
+#define ARG_HI(i) (offsetof(struct seccomp_data, args[0]) + 8 * (i) + 4)
 #else
-#define ARG0_LO (offsetof(struct seccomp_data, args[0]) + 4)
+#define ARG_LO(i) (offsetof(struct seccomp_data, args[0]) + 8 * (i) + 4)
+#define ARG_HI(i) (offsetof(struct seccomp_data, args[0]) + 8 * (i))
 #endif
 
-static int emit(struct pmd_bpf *b, unsigned short code, unsigned int k, unsigned char jt,
-                unsigned char jf)
+#define X32_SYSCALL_BIT 0x40000000u
+#define LEAF 4         /* syscalls tested one by one at the bottom of the binary search */
+#define MAX_LABELS (3 * PMD_SECCOMP_PROG_MAX)
+
+/*
+ * Classic BPF jumps only forward, and a conditional one at most 255 instructions. The program is
+ * laid out so that every conditional jump is short (to the next few instructions); a far target
+ * (the right half of a search, a syscall's rules) is reached by an unconditional BPF_JA, whose
+ * offset is 32 bits. Targets are labels, resolved once the program is complete.
+ * A jump field holds a label id (>= 0) or a literal offset encoded as -1 - offset.
+ */
+#define LIT(n) (-1 - (n))
+
+struct cc {
+    struct pmd_bpf_insn *insns;
+    int len;
+    int bad;
+    int n_labels;
+    int label_at[MAX_LABELS];      /* instruction index, or -1 while not placed */
+    int jt[PMD_SECCOMP_PROG_MAX];  /* label or LIT; for BPF_JA: the target in jt */
+    int jf[PMD_SECCOMP_PROG_MAX];
+};
+
+struct cc_set {                    /* the rules of one architecture (x32 apart) */
+    const struct pmd_seccomp_rule **rules; /* sorted by nr, stable: the profile's order kept */
+    int n;
+    unsigned int *nrs;             /* the distinct numbers */
+    int *first;                    /* first rule of nrs[i] in rules */
+    int n_nrs;
+};
+
+static int label(struct cc *c)
 {
-    if (b->len >= PMD_BPF_MAX)
-        return -1;
-    b->insns[b->len++] = (struct sock_filter){code, jt, jf, k};
+    if (c->n_labels >= MAX_LABELS) {
+        c->bad = 1;
+        return 0;
+    }
+    c->label_at[c->n_labels] = -1;
+    return c->n_labels++;
+}
+
+static void place(struct cc *c, int l)
+{
+    c->label_at[l] = c->len;
+}
+
+static void op(struct cc *c, uint16_t code, uint32_t k, int jt, int jf)
+{
+    if (c->len >= PMD_SECCOMP_PROG_MAX) {
+        c->bad = 1;
+        return;
+    }
+    c->insns[c->len] = (struct pmd_bpf_insn){code, 0, 0, k};
+    c->jt[c->len] = jt;
+    c->jf[c->len] = jf;
+    c->len++;
+}
+
+#define LD(off) op(c, BPF_LD | BPF_W | BPF_ABS, (off), LIT(0), LIT(0))
+#define AND(k) op(c, BPF_ALU | BPF_AND | BPF_K, (k), LIT(0), LIT(0))
+#define RET(k) op(c, BPF_RET | BPF_K, (k), LIT(0), LIT(0))
+#define JA(l) op(c, BPF_JMP | BPF_JA, 0, (l), LIT(0))
+#define JEQ(k, t, f) op(c, BPF_JMP | BPF_JEQ | BPF_K, (k), (t), (f))
+#define JGT(k, t, f) op(c, BPF_JMP | BPF_JGT | BPF_K, (k), (t), (f))
+#define JGE(k, t, f) op(c, BPF_JMP | BPF_JGE | BPF_K, (k), (t), (f))
+
+static int resolve(struct cc *c, struct pmd_error *err)
+{
+    if (c->bad)
+        return pmd_fail(err, E2BIG, "seccomp", "program longer than %d instructions",
+                        PMD_SECCOMP_PROG_MAX);
+    for (int i = 0; i < c->len; i++) {
+        struct pmd_bpf_insn *in = &c->insns[i];
+        int t[2] = {c->jt[i], c->jf[i]};
+        long off[2];
+
+        for (int j = 0; j < 2; j++)
+            off[j] = t[j] < 0 ? -1 - t[j] : (long)c->label_at[t[j]] - (i + 1);
+        if (BPF_CLASS(in->code) != BPF_JMP)
+            continue;
+        if (BPF_OP(in->code) == BPF_JA) {
+            in->k = (uint32_t)off[0];
+            continue;
+        }
+        if (off[0] < 0 || off[0] > 255 || off[1] < 0 || off[1] > 255)
+            return pmd_fail(err, EFAULT, "seccomp", "internal: jump at %d out of range", i);
+        in->jt = (uint8_t)off[0];
+        in->jf = (uint8_t)off[1];
+    }
     return 0;
 }
 
-#define LD_ABS(off) emit(b, BPF_LD | BPF_W | BPF_ABS, (off), 0, 0)
-#define JEQ(k, jt, jf) emit(b, BPF_JMP | BPF_JEQ | BPF_K, (k), (jt), (jf))
-#define RET(k) emit(b, BPF_RET | BPF_K, (k), 0, 0)
-#define DENY (SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA))
-
-int pmd_seccomp_build(int profile, struct pmd_bpf *b, struct pmd_error *err)
+/* One argument condition: falls through when it holds, jumps to fail otherwise. */
+static void condition(struct cc *c, const struct pmd_seccomp_arg *a, int fail)
 {
-    int bad = 0;
+    uint32_t hi = (uint32_t)(a->value >> 32), lo = (uint32_t)a->value;
+    int pass = label(c);
 
-    b->len = 0;
-#ifndef PMD_AUDIT_ARCH
-    return pmd_fail(err, ENOSYS, "seccomp", "%s", "no default profile for this architecture");
-#else
-    if (profile != PMD_SECCOMP_DEFAULT)
-        return pmd_fail(err, EINVAL, "seccomp", "unknown profile %d", profile);
-    bad |= LD_ABS(offsetof(struct seccomp_data, arch));
-    bad |= JEQ(PMD_AUDIT_ARCH, 1, 0);
-    bad |= RET(SECCOMP_RET_KILL_PROCESS);
-    bad |= LD_ABS(offsetof(struct seccomp_data, nr));
-#ifdef __x86_64__
-    bad |= emit(b, BPF_JMP | BPF_JGE | BPF_K, 0x40000000 /* __X32_SYSCALL_BIT */, 0, 1);
-    bad |= RET(SECCOMP_RET_KILL_PROCESS);
-#endif
-    for (size_t i = 0; i < sizeof denied_syscalls / sizeof denied_syscalls[0]; i++) {
-        bad |= JEQ((unsigned)denied_syscalls[i], 0, 1);
-        bad |= RET(DENY);
+    switch (a->op) {
+    case PMD_SCMP_CMP_EQ:
+        LD(ARG_HI(a->index));
+        JEQ(hi, LIT(0), fail);
+        LD(ARG_LO(a->index));
+        JEQ(lo, pass, fail);
+        break;
+    case PMD_SCMP_CMP_NE:
+        LD(ARG_HI(a->index));
+        JEQ(hi, LIT(0), pass);
+        LD(ARG_LO(a->index));
+        JEQ(lo, fail, pass);
+        break;
+    case PMD_SCMP_CMP_GT: /* hi > HI, or hi == HI and lo > LO */
+    case PMD_SCMP_CMP_GE:
+        LD(ARG_HI(a->index));
+        JGT(hi, pass, LIT(0));
+        JEQ(hi, LIT(0), fail);
+        LD(ARG_LO(a->index));
+        if (a->op == PMD_SCMP_CMP_GT)
+            JGT(lo, pass, fail);
+        else
+            JGE(lo, pass, fail);
+        break;
+    case PMD_SCMP_CMP_LT: /* hi < HI, or hi == HI and lo < LO */
+    case PMD_SCMP_CMP_LE:
+        LD(ARG_HI(a->index));
+        JGE(hi, LIT(0), pass);
+        JEQ(hi, LIT(0), fail);
+        LD(ARG_LO(a->index));
+        if (a->op == PMD_SCMP_CMP_LT)
+            JGE(lo, fail, pass);
+        else
+            JGT(lo, fail, pass);
+        break;
+    case PMD_SCMP_CMP_MASKED_EQ:
+        LD(ARG_HI(a->index));
+        AND((uint32_t)(a->value >> 32));
+        JEQ((uint32_t)(a->value_two >> 32), LIT(0), fail);
+        LD(ARG_LO(a->index));
+        AND((uint32_t)a->value);
+        JEQ((uint32_t)a->value_two, pass, fail);
+        break;
     }
-    /* clone: refuse namespace flags (the flags are the low word of arg 0 on every ABI). */
-    bad |= JEQ(__NR_clone, 0, 4);
-    bad |= LD_ABS(ARG0_LO);
-    bad |= emit(b, BPF_JMP | BPF_JSET | BPF_K, NS_CLONE_FLAGS, 0, 1);
-    bad |= RET(DENY);
-    bad |= RET(SECCOMP_RET_ALLOW);
-    /*
-     * clone3 passes its flags in memory, which seccomp cannot read: answer ENOSYS, so that glibc
-     * (>= 2.34) falls back to clone, which is filtered above. This is what Docker does.
-     */
-#ifdef __NR_clone3
-    bad |= JEQ(__NR_clone3, 0, 1);
-    bad |= RET(SECCOMP_RET_ERRNO | ENOSYS);
-#endif
-    /* personality: only the values Docker allows (Linux, 32-bit, UNAME26, query). */
-    bad |= JEQ(__NR_personality, 0, 8);
-    bad |= LD_ABS(ARG0_LO);
-    bad |= JEQ(0x0, 5, 0);
-    bad |= JEQ(0x8, 4, 0);
-    bad |= JEQ(0x20000, 3, 0);
-    bad |= JEQ(0x20008, 2, 0);
-    bad |= JEQ(0xffffffff, 1, 0);
-    bad |= RET(DENY);
-    bad |= RET(SECCOMP_RET_ALLOW);
-    bad |= RET(SECCOMP_RET_ALLOW);
-    if (bad)
-        return pmd_fail(err, E2BIG, "seccomp", "%s", "filter longer than PMD_BPF_MAX");
+    place(c, pass);
+}
+
+/* The rules of one syscall, s->rules[from..to): conditional ones in order, then the first
+ * unconditional one, else the default. Every path returns. */
+static void rules_body(struct cc *c, const struct cc_set *s, int from, int to, uint32_t dflt)
+{
+    const struct pmd_seccomp_rule *plain = NULL;
+
+    for (int i = from; i < to; i++) {
+        const struct pmd_seccomp_rule *r = s->rules[i];
+        int fail;
+
+        if (r->n_args == 0) {
+            if (plain == NULL)
+                plain = r;
+            continue;
+        }
+        fail = label(c);
+        for (int j = 0; j < r->n_args; j++)
+            condition(c, &r->args[j], fail);
+        RET(r->action);
+        place(c, fail);
+    }
+    RET(plain ? plain->action : dflt);
+}
+
+static int rules_end(const struct cc_set *s, int i)
+{
+    return i + 1 < s->n_nrs ? s->first[i + 1] : s->n;
+}
+
+/* A syscall whose rules have no conditions: its action, found without leaving the leaf. */
+static int plain_action(const struct cc_set *s, int i, uint32_t *action)
+{
+    for (int r = s->first[i]; r < rules_end(s, i); r++)
+        if (s->rules[r]->n_args > 0)
+            return 0;
+    *action = s->rules[s->first[i]]->action;
+    return 1;
+}
+
+/* Binary search over nrs[lo..hi) with the number in A; body[i] labels syscall i's rules. */
+static void search(struct cc *c, const struct cc_set *s, int lo, int hi, uint32_t dflt,
+                   const int *body)
+{
+    if (hi - lo > LEAF) {
+        int mid = lo + (hi - lo) / 2, right = label(c);
+
+        JGE(s->nrs[mid], LIT(0), LIT(1));
+        JA(right);
+        search(c, s, lo, mid, dflt, body);
+        place(c, right);
+        search(c, s, mid, hi, dflt, body);
+        return;
+    }
+    /* Leaf: each number jumps to a return right below (up to LEAF of them), or, when it
+     * has conditions, through a BPF_JA to its rules. */
+    int ret_label[LEAF];
+    uint32_t ret_action[LEAF];
+    int n_ret = 0;
+
+    for (int i = lo; i < hi; i++) {
+        uint32_t a;
+        int k;
+
+        if (!plain_action(s, i, &a)) {
+            JEQ(s->nrs[i], LIT(0), LIT(1));
+            JA(body[i]);
+            continue;
+        }
+        for (k = 0; k < n_ret && ret_action[k] != a; k++)
+            ;
+        if (k == n_ret) {
+            ret_action[n_ret] = a;
+            ret_label[n_ret++] = label(c);
+        }
+        JEQ(s->nrs[i], ret_label[k], LIT(0));
+    }
+    RET(dflt);
+    for (int k = 0; k < n_ret; k++) {
+        place(c, ret_label[k]);
+        RET(ret_action[k]);
+    }
+}
+
+/* One architecture's section, the syscall number in A. */
+static void section(struct cc *c, const struct cc_set *s, const struct pmd_seccomp_filter *f)
+{
+    int body[PMD_SECCOMP_PROG_MAX];
+
+    if (s->n_nrs == 0) {
+        RET(f->enosys_above ? SECCOMP_RET_ERRNO | ENOSYS : f->default_action);
+        return;
+    }
+    if (f->enosys_above) {
+        JGT(s->nrs[s->n_nrs - 1], LIT(0), LIT(1));
+        RET(SECCOMP_RET_ERRNO | ENOSYS);
+    }
+    for (int i = 0; i < s->n_nrs; i++)
+        body[i] = label(c);
+    search(c, s, 0, s->n_nrs, f->default_action, body);
+    for (int i = 0; i < s->n_nrs; i++) {
+        uint32_t a;
+        if (plain_action(s, i, &a))
+            continue;
+        place(c, body[i]);
+        rules_body(c, s, s->first[i], rules_end(s, i), f->default_action);
+    }
+}
+
+static int by_nr(const void *a, const void *b)
+{
+    const struct pmd_seccomp_rule *x = *(const struct pmd_seccomp_rule *const *)a;
+    const struct pmd_seccomp_rule *y = *(const struct pmd_seccomp_rule *const *)b;
+
+    if (x->nr != y->nr)
+        return x->nr < y->nr ? -1 : 1;
+    return x < y ? -1 : x > y; /* stable: rules are in one array, in the profile's order */
+}
+
+/* The rules of arch (pointers into f->rules), sorted, and their distinct numbers. */
+static int collect(const struct pmd_seccomp_filter *f, unsigned int arch, struct cc_set *s)
+{
+    s->n = s->n_nrs = 0;
+    for (int i = 0; i < f->n_rules; i++)
+        if (f->rules[i].arch == arch)
+            s->rules[s->n++] = &f->rules[i];
+    qsort(s->rules, (size_t)s->n, sizeof s->rules[0], by_nr);
+    for (int i = 0; i < s->n; i++)
+        if (i == 0 || s->rules[i]->nr != s->rules[i - 1]->nr) {
+            if (s->n_nrs >= PMD_SECCOMP_PROG_MAX)
+                return -1;
+            s->nrs[s->n_nrs] = s->rules[i]->nr;
+            s->first[s->n_nrs++] = i;
+        }
     return 0;
-#endif
+}
+
+static int check_filter(const struct pmd_seccomp_filter *f, struct pmd_error *err)
+{
+    if (f->n_arches < 1 || f->n_arches > 8 || f->arches == NULL)
+        return pmd_fail(err, EINVAL, "seccomp", "%d architectures (1 to 8)", f->n_arches);
+    if (f->n_rules < 0 || (f->n_rules > 0 && f->rules == NULL))
+        return pmd_fail(err, EINVAL, "seccomp", "%s", "bad rule count");
+    for (int i = 0; i < f->n_rules; i++) {
+        const struct pmd_seccomp_rule *r = &f->rules[i];
+        int known = 0;
+
+        for (int j = 0; j < f->n_arches; j++)
+            known |= f->arches[j] == r->arch;
+        if (!known)
+            return pmd_fail(err, EINVAL, "seccomp rule", "rule %d: arch %#x not in the filter's",
+                            i, r->arch);
+        if (r->arch == PMD_AUDIT_ARCH_X32 && !(r->nr & X32_SYSCALL_BIT))
+            return pmd_fail(err, EINVAL, "seccomp rule", "rule %d: x32 number %u without bit 30",
+                            i, r->nr);
+        if (r->n_args < 0 || r->n_args > PMD_SECCOMP_ARGS_MAX)
+            return pmd_fail(err, EINVAL, "seccomp rule", "rule %d: %d argument conditions", i,
+                            r->n_args);
+        for (int j = 0; j < r->n_args; j++) {
+            if (r->args[j].index > 5)
+                return pmd_fail(err, EINVAL, "seccomp rule", "rule %d: argument index %u", i,
+                                r->args[j].index);
+            if (r->args[j].op < PMD_SCMP_CMP_NE || r->args[j].op > PMD_SCMP_CMP_MASKED_EQ)
+                return pmd_fail(err, EINVAL, "seccomp rule", "rule %d: comparison %u", i,
+                                r->args[j].op);
+        }
+    }
+    return 0;
+}
+
+int pmd_seccomp_compile(const struct pmd_seccomp_filter *f, struct pmd_seccomp_prog *out,
+                        struct pmd_error *err)
+{
+    unsigned int real[8];
+    int n_real = 0, has_x32 = 0, has_x86_64 = 0, rc = -1;
+    struct cc_set set = {0};
+    struct cc *c;
+
+    out->len = 0;
+    if (check_filter(f, err) < 0)
+        return -1;
+    c = calloc(1, sizeof *c);
+    set.rules = calloc((size_t)f->n_rules + 1, sizeof set.rules[0]);
+    set.nrs = calloc((size_t)f->n_rules + 1, sizeof set.nrs[0]);
+    set.first = calloc((size_t)f->n_rules + 1, sizeof set.first[0]);
+    if (!c || !set.rules || !set.nrs || !set.first) {
+        pmd_fail(err, ENOMEM, "seccomp", "%s", "compiler state");
+        goto out;
+    }
+    c->insns = out->insns;
+    /* The audit arches the kernel reports: x32 calls come as x86_64's. */
+    for (int i = 0; i < f->n_arches; i++) {
+        unsigned int a = f->arches[i] == PMD_AUDIT_ARCH_X32 ? (unsigned int)PMD_AUDIT_ARCH_X86_64
+                                                             : f->arches[i];
+        int seen = 0;
+
+        has_x32 |= f->arches[i] == PMD_AUDIT_ARCH_X32;
+        has_x86_64 |= f->arches[i] == PMD_AUDIT_ARCH_X86_64;
+        for (int j = 0; j < n_real; j++)
+            seen |= real[j] == a;
+        if (!seen)
+            real[n_real++] = a;
+    }
+    int arch_label[8];
+
+    LD(offsetof(struct seccomp_data, arch));
+    for (int i = 0; i < n_real; i++) {
+        arch_label[i] = label(c);
+        JEQ(real[i], LIT(0), LIT(1));
+        JA(arch_label[i]);
+    }
+    RET(f->bad_arch_action);
+    for (int i = 0; i < n_real; i++) {
+        place(c, arch_label[i]);
+        LD(offsetof(struct seccomp_data, nr));
+        if (real[i] == PMD_AUDIT_ARCH_X86_64) {
+            int x32 = label(c);
+
+            JGE(X32_SYSCALL_BIT, LIT(0), LIT(1));
+            JA(x32);
+            if (has_x86_64) {
+                if (collect(f, PMD_AUDIT_ARCH_X86_64, &set) < 0)
+                    c->bad = 1;
+                section(c, &set, f);
+            } else {
+                RET(f->bad_arch_action);
+            }
+            place(c, x32);
+            if (has_x32) {
+                if (collect(f, PMD_AUDIT_ARCH_X32, &set) < 0)
+                    c->bad = 1;
+                section(c, &set, f);
+            } else {
+                RET(f->bad_arch_action);
+            }
+            continue;
+        }
+        if (collect(f, real[i], &set) < 0)
+            c->bad = 1;
+        section(c, &set, f);
+    }
+    if (resolve(c, err) == 0) {
+        out->len = c->len;
+        rc = 0;
+    }
+out:
+    free(set.rules);
+    free(set.nrs);
+    free(set.first);
+    free(c);
+    return rc;
 }
 
 /* ---- child: rlimits, no_new_privs, seccomp, identity, capabilities ----------------------- */
@@ -332,8 +477,7 @@ static int child_caps(const struct pmd_spawn_spec *s, struct pmd_error *err)
     return 0;
 }
 
-int pmd_child_confine(const struct pmd_spawn_spec *s, const struct pmd_bpf *bpf,
-                      struct pmd_error *err)
+int pmd_child_confine(const struct pmd_spawn_spec *s, struct pmd_error *err)
 {
     static const char *const rlimit_names[] = {
         "cpu", "fsize", "data", "stack", "core", "rss", "nproc", "nofile",
@@ -354,12 +498,14 @@ int pmd_child_confine(const struct pmd_spawn_spec *s, const struct pmd_bpf *bpf,
     /*
      * The filter goes in before the uid and capability changes: installing one needs either
      * no_new_privs or CAP_SYS_ADMIN, and we still hold the latter here, so seccomp works without
-     * forcing no_new_privs. Nothing we do afterwards (setresuid, capset, prctl, chdir, execve) is
-     * on the denylist.
+     * forcing no_new_privs. What we do afterwards (setgroups, setresuid, capset, prctl, chdir,
+     * execve) must be allowed by the profile, as it must be under runc (Docker's default allows
+     * all of it).
      */
-    if (bpf != NULL) {
-        struct sock_fprog prog = {bpf->len, (struct sock_filter *)bpf->insns};
-        if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
+    if (s->seccomp_prog != NULL) {
+        struct sock_fprog prog = {(unsigned short)s->seccomp_len,
+                                  (struct sock_filter *)s->seccomp_prog};
+        if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, s->seccomp_flags, &prog) < 0)
             return pmd_cfail(err, errno, "seccomp", "");
     }
     /* Keep the permitted set across the switch to a non-zero uid; capset then sets it exactly. */

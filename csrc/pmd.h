@@ -62,8 +62,8 @@ int pmd_layer_extract(int fd, const char *dest, int compression,
  *   every other fd close-on-exec -> setsid (+ TIOCSCTTY on stdin) -> sethostname -> make all
  *   mounts rprivate -> bind rootfs onto itself -> mounts[] in order, targets resolved inside the
  *   rootfs -> standard /dev nodes and symlinks (dev_setup) -> pivot_root -> masked_paths ->
- *   readonly_paths -> read-only root -> console -> rlimits -> no_new_privs -> seccomp -> drop
- *   from the bounding set -> setgroups/setresgid/setresuid keeping capabilities -> capset,
+ *   readonly_paths -> read-only root -> console -> rlimits -> no_new_privs -> seccomp_prog
+ *   loaded -> drop from the bounding set -> setgroups/setresgid/setresuid keeping capabilities -> capset,
  *   ambient -> chdir(cwd) -> execve (argv[0] without '/' is searched in the PATH of envp).
  *   Signal handlers are reset to default and the signal mask emptied for the new program.
  *
@@ -106,8 +106,13 @@ struct pmd_rlimit {
     uint64_t hard;
 };
 
-#define PMD_SECCOMP_OFF 0
-#define PMD_SECCOMP_DEFAULT 1 /* deny what Docker's default profile denies (see confine.c) */
+/* One instruction of a classic BPF program: struct sock_filter of linux/filter.h. */
+struct pmd_bpf_insn {
+    uint16_t code;
+    uint8_t jt;
+    uint8_t jf;
+    uint32_t k;
+};
 
 struct pmd_spawn_spec {
     int namespaces;           /* CLONE_NEW* mask: NEWNS NEWUTS NEWIPC NEWPID NEWNET NEWCGROUP */
@@ -136,7 +141,9 @@ struct pmd_spawn_spec {
     const struct pmd_rlimit *rlimits;
     int n_rlimits;
     int no_new_privs;
-    int seccomp;              /* PMD_SECCOMP_* */
+    const struct pmd_bpf_insn *seccomp_prog; /* a program of pmd_seccomp_compile, or NULL: none */
+    int seccomp_len;          /* its instructions, 1..PMD_SECCOMP_PROG_MAX */
+    unsigned int seccomp_flags; /* SECCOMP_FILTER_FLAG_* for seccomp(2), e.g. LOG = 2 */
     /* NULL-terminated or NULL: the cgroup.procs (v1: tasks) files to join */
     const char *const *cgroup_procs;
     int stdin_fd;             /* -1 = inherit the caller's fd 0; likewise for 1 and 2 */
@@ -195,6 +202,82 @@ int pmd_overlay_mount(const char *lowerdirs, const char *upper, const char *work
 
 /* umount2(target, flags) (MNT_DETACH = 2). */
 int pmd_umount(const char *target, int flags, struct pmd_error *err);
+
+/* ---- seccomp filters (confine.c) ------------------------------------------------------ */
+
+/*
+ * pmd_seccomp_compile turns a flat list of rules into a classic BPF program for seccomp(2);
+ * pmd_spawn loads such a program (seccomp_prog) in the child. Policy stays in Python
+ * (pyminidocker/container/seccomp.py reads Docker's and OCI's profile formats, resolves names to
+ * numbers per architecture and picks the rules a container's capabilities allow); this is only
+ * the code generator, so that every front end gets the same filter for the same rules.
+ *
+ * The program: the architecture of the call (seccomp_data.arch) selects a section, one per
+ * entry of arches; any other architecture gets bad_arch_action. PMD_AUDIT_ARCH_X32 is
+ * libseccomp's pseudo-architecture for the x32 ABI: calls that x86_64's audit arch reports with
+ * __X32_SYSCALL_BIT set in their number; without it in arches, such calls get bad_arch_action
+ * (so that the x32 numbers of a refused syscall are not a way around the filter). In a section,
+ * with enosys_above set, a syscall numbered above the highest one that has a rule in that
+ * architecture answers ENOSYS (runc's rule: a syscall newer than the profile is unknown to it,
+ * and ENOSYS makes libc fall back to an older call instead of failing). Then a binary search on
+ * the number (a few comparisons per call whatever the number of rules) finds the syscall's
+ * rules: those with argument conditions are tried first, in their order, the first whose
+ * conditions all hold deciding; then the first rule without conditions; else default_action.
+ * An argument condition compares the 64-bit argument `index` (0..5) with value as op says;
+ * PMD_SCMP_CMP_MASKED_EQ holds when (arg & value) == value_two (libseccomp's and OCI's order).
+ * Actions are seccomp's return values: SECCOMP_RET_* | data (the errno for SECCOMP_RET_ERRNO).
+ *
+ * Errors: EINVAL (op "seccomp rule", path "rule N: ...") for a bad arch, op or argument index
+ * or more than PMD_SECCOMP_ARGS_MAX conditions; E2BIG (op "seccomp") when the program does
+ * not fit in PMD_SECCOMP_PROG_MAX instructions.
+ */
+#define PMD_SECCOMP_ARGS_MAX 6
+#define PMD_SECCOMP_PROG_MAX 4096       /* the kernel's BPF_MAXINSNS */
+#define PMD_SCMP_CMP_NE 1               /* libseccomp's enum scmp_compare */
+#define PMD_SCMP_CMP_LT 2
+#define PMD_SCMP_CMP_LE 3
+#define PMD_SCMP_CMP_EQ 4
+#define PMD_SCMP_CMP_GE 5
+#define PMD_SCMP_CMP_GT 6
+#define PMD_SCMP_CMP_MASKED_EQ 7
+#define PMD_AUDIT_ARCH_X86_64 3221225534  /* 0xc000003e */
+#define PMD_AUDIT_ARCH_I386 1073741827    /* 0x40000003 */
+#define PMD_AUDIT_ARCH_X32 1073741886     /* 0x4000003e: x86_64's, without __AUDIT_ARCH_64BIT */
+#define PMD_AUDIT_ARCH_AARCH64 3221225655 /* 0xc00000b7 */
+#define PMD_AUDIT_ARCH_ARM 1073741864     /* 0x40000028 */
+
+struct pmd_seccomp_arg {
+    unsigned int index;       /* 0..5 */
+    unsigned int op;          /* PMD_SCMP_CMP_* */
+    uint64_t value;
+    uint64_t value_two;       /* MASKED_EQ only */
+};
+
+struct pmd_seccomp_rule {
+    unsigned int arch;        /* PMD_AUDIT_ARCH_*, one of the filter's arches */
+    unsigned int nr;          /* the syscall's number in that arch (x32: with bit 30 set) */
+    unsigned int action;      /* SECCOMP_RET_* | data */
+    int n_args;               /* conditions in args, 0..PMD_SECCOMP_ARGS_MAX; all must hold */
+    struct pmd_seccomp_arg args[6];
+};
+
+struct pmd_seccomp_filter {
+    unsigned int default_action;   /* for a syscall no rule decides */
+    unsigned int bad_arch_action;  /* for a call from an architecture not in arches */
+    const unsigned int *arches;    /* PMD_AUDIT_ARCH_*, 1..8 of them */
+    int n_arches;
+    const struct pmd_seccomp_rule *rules;
+    int n_rules;
+    int enosys_above;              /* see above */
+};
+
+struct pmd_seccomp_prog {
+    int len;                       /* out: instructions used */
+    struct pmd_bpf_insn insns[4096]; /* PMD_SECCOMP_PROG_MAX */
+};
+
+int pmd_seccomp_compile(const struct pmd_seccomp_filter *f, struct pmd_seccomp_prog *out,
+                        struct pmd_error *err);
 
 /* ---- cgroup v2 device rules (devices.c) ---------------------------------------------- */
 

@@ -28,21 +28,12 @@ int pmd_fail(struct pmd_error *err, int e, const char *op, const char *fmt, ...)
 int pmd_cfail(struct pmd_error *err, int e, const char *op, const char *path);
 int pmd_cfail2(struct pmd_error *err, int e, const char *op, const char *a, const char *b);
 
-/* The seccomp program, built in the parent before clone (confine.c). */
-#define PMD_BPF_MAX 256
-struct pmd_bpf {
-    unsigned short len;
-    struct sock_filter insns[PMD_BPF_MAX];
-};
-int pmd_seccomp_build(int profile, struct pmd_bpf *bpf, struct pmd_error *err);
-
 /* Steps run in the cloned child only: async-signal-safe, no malloc (mount.c, confine.c). */
 /* rprivate, rootfs bind, mounts[], /dev; *rootfd = the new root (-1 without CLONE_NEWNS). */
 int pmd_child_mounts(const struct pmd_spawn_spec *s, int *rootfd, struct pmd_error *err);
 /* pivot_root into rootfd (if rootfs), masked and read-only paths, read-only root. */
 int pmd_child_pivot(const struct pmd_spawn_spec *s, int rootfd, struct pmd_error *err);
-int pmd_child_confine(const struct pmd_spawn_spec *s, const struct pmd_bpf *bpf,
-                      struct pmd_error *err);
+int pmd_child_confine(const struct pmd_spawn_spec *s, struct pmd_error *err);
 
 /* CLOCK_MONOTONIC in nanoseconds (vDSO: no syscall, no lock; safe in the cloned child too). */
 static inline long long pmd_now_ns(void)

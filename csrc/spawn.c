@@ -90,7 +90,6 @@ static void send_msg(int sock, const struct child_msg *m, int fd)
 
 struct child_ctx {
     const struct pmd_spawn_spec *spec;
-    const struct pmd_bpf *bpf; /* NULL = no seccomp */
     int error_fd;              /* write end, close-on-exec */
     int release_fd;            /* read end, or -1 */
     int error_fd_parent;       /* the parent's ends, closed first thing in the child */
@@ -384,7 +383,7 @@ static int child_setup(const struct child_ctx *c, struct child_msg *m)
     if (s->console && (console = child_console(s, err)) < 0)
         return -1;
     m->trace_ns[PMD_TRACE_PIVOT] = pmd_now_ns();
-    if (pmd_child_confine(s, c->bpf, err) < 0)
+    if (pmd_child_confine(s, err) < 0)
         return -1;
     if (chdir(s->cwd ? s->cwd : "/") < 0)
         return pmd_cfail(err, errno, "chdir", s->cwd ? s->cwd : "/");
@@ -559,6 +558,9 @@ static int check_spec(const struct pmd_spawn_spec *s, struct pmd_error *err)
     if (s->n_mounts < 0 || (s->n_mounts > 0 && s->mounts == NULL) || s->n_rlimits < 0 ||
         (s->n_rlimits > 0 && s->rlimits == NULL) || (s->n_groups > 0 && s->groups == NULL))
         return pmd_fail(err, EINVAL, "spawn", "%s", "bad array length");
+    if (s->seccomp_prog != NULL && (s->seccomp_len < 1 || s->seccomp_len > PMD_SECCOMP_PROG_MAX))
+        return pmd_fail(err, EINVAL, "spawn", "seccomp program of %d instructions",
+                        s->seccomp_len);
     if (s->join_pid > 0 && (s->rootfs || s->n_mounts > 0 || s->masked_paths ||
                             s->readonly_paths || s->readonly_root || s->dev_setup ||
                             s->hostname || s->hold))
@@ -582,8 +584,7 @@ static int check_spec(const struct pmd_spawn_spec *s, struct pmd_error *err)
 
 int pmd_spawn(const struct pmd_spawn_spec *spec, struct pmd_proc *proc, struct pmd_error *err)
 {
-    struct pmd_bpf bpf;
-    struct child_ctx ctx = {spec, NULL, -1, -1, -1, -1, {-1, -1, -1, -1, -1, -1}};
+    struct child_ctx ctx = {spec, -1, -1, -1, -1, {-1, -1, -1, -1, -1, -1}};
     pmd_cleanup_fd int err_rd = -1, err_wr = -1, rel_rd = -1, rel_wr = -1;
     int fds[2];
     sigset_t all, old;
@@ -597,11 +598,6 @@ int pmd_spawn(const struct pmd_spawn_spec *spec, struct pmd_proc *proc, struct p
     proc->console_fd = -1;
     if (check_spec(spec, err) < 0)
         return -1;
-    if (spec->seccomp != PMD_SECCOMP_OFF) {
-        if (pmd_seccomp_build(spec->seccomp, &bpf, err) < 0)
-            return -1;
-        ctx.bpf = &bpf;
-    }
     /* SOCK_SEQPACKET: message boundaries kept, fds can travel, EOF once every child end is
      * closed by exec or exit, exactly as a pipe. */
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) < 0)

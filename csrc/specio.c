@@ -12,7 +12,7 @@
  *   struct wire_spec    the spec's integers, and byte offsets (from the blob's start) of
  *                       everything else; offset 0 means NULL (0 is inside the header)
  *   data                strings (NUL-terminated), string vectors (u32 count, u32 offsets[]),
- *                       mount and rlimit tables, the groups array
+ *                       mount and rlimit tables, the groups array, the seccomp program
  *
  * The checksum (FNV-1a, 64 bits, over everything after the header) is not security: the blob
  * comes from root through an fd only root could give. It makes a blob that was truncated or
@@ -28,7 +28,7 @@
 #include <sys/mman.h>
 
 #define SPEC_MAGIC 0x53444d50u /* "PMDS" little-endian */
-#define SPEC_VERSION 3u
+#define SPEC_VERSION 4u
 #define SPEC_MAX (16u << 20)   /* far above any real spec; bounds the monitor's mapping */
 #define VEC_MAX 65536u         /* entries in one string vector or table */
 
@@ -42,12 +42,13 @@ struct wire_hdr {
 
 struct wire_spec {
     int32_t namespaces, readonly_root, n_mounts, dev_setup, uid, gid, n_groups, set_caps,
-        n_rlimits, no_new_privs, seccomp, stdin_fd, stdout_fd, stderr_fd, setsid, ctty, hold,
+        n_rlimits, no_new_privs, seccomp_len, stdin_fd, stdout_fd, stderr_fd, setsid, ctty, hold,
         join_pid, console;
+    uint32_t seccomp_flags, pad;
     uint64_t cap_bounding, cap_effective, cap_permitted, cap_inheritable, cap_ambient;
     /* offsets; 0 = NULL */
     uint32_t rootfs, mounts, masked_paths, readonly_paths, hostname, argv, envp, cwd, groups,
-        rlimits, cgroup_procs, log_path, exit_path, cleanup_mounts, cleanup_dirs, exit_argv,
+        rlimits, cgroup_procs, seccomp_prog, log_path, exit_path, cleanup_mounts, cleanup_dirs, exit_argv,
         exit_envp;
 };
 
@@ -138,7 +139,8 @@ static void layout(struct builder *b, const struct pmd_spawn_spec *s,
         .namespaces = s->namespaces, .readonly_root = s->readonly_root,
         .n_mounts = s->n_mounts, .dev_setup = s->dev_setup, .uid = s->uid, .gid = s->gid,
         .n_groups = s->n_groups, .set_caps = s->set_caps, .n_rlimits = s->n_rlimits,
-        .no_new_privs = s->no_new_privs, .seccomp = s->seccomp, .stdin_fd = s->stdin_fd,
+        .no_new_privs = s->no_new_privs, .seccomp_len = s->seccomp_prog ? s->seccomp_len : 0,
+        .seccomp_flags = s->seccomp_flags, .stdin_fd = s->stdin_fd,
         .stdout_fd = s->stdout_fd, .stderr_fd = s->stderr_fd, .setsid = s->setsid,
         .ctty = s->ctty, .hold = s->hold, .join_pid = s->join_pid, .console = s->console,
         .cap_bounding = s->cap_bounding, .cap_effective = s->cap_effective,
@@ -166,6 +168,12 @@ static void layout(struct builder *b, const struct pmd_spawn_spec *s,
         w.groups = reserve(b, 4 * (size_t)s->n_groups, 4);
         if (b->buf)
             memcpy(b->buf + w.groups, s->groups, 4 * (size_t)s->n_groups);
+    }
+    if (s->seccomp_prog != NULL && s->seccomp_len > 0) {
+        size_t n = sizeof(struct pmd_bpf_insn) * (size_t)s->seccomp_len;
+        w.seccomp_prog = reserve(b, n, 8);
+        if (b->buf)
+            memcpy(b->buf + w.seccomp_prog, s->seccomp_prog, n);
     }
     if (s->n_rlimits > 0) {
         w.rlimits = reserve(b, sizeof(struct wire_rlimit) * (size_t)s->n_rlimits, 8);
@@ -205,7 +213,8 @@ int pmd_spec_write(int fd, const struct pmd_spawn_spec *spec, const struct pmd_m
 
     if (spec->n_mounts < 0 || (spec->n_mounts > 0 && spec->mounts == NULL) ||
         spec->n_rlimits < 0 || (spec->n_rlimits > 0 && spec->rlimits == NULL) ||
-        (spec->n_groups > 0 && spec->groups == NULL))
+        (spec->n_groups > 0 && spec->groups == NULL) ||
+        (spec->seccomp_prog && (spec->seccomp_len < 1 || spec->seccomp_len > PMD_SECCOMP_PROG_MAX)))
         return pmd_fail(err, EINVAL, "write spec", "%s", "bad array length");
     layout(&b, spec, mon);
     if (b.pos > SPEC_MAX)
@@ -312,6 +321,18 @@ static int read_tables(struct reader *r, const struct wire_spec *w, struct pmd_m
         (w->n_groups > 0) != (w->groups != 0))
         return pmd_fail(r->err, EINVAL, "read spec", "%s",
                         "corrupt spec: array offsets disagree with their counts");
+    if (w->seccomp_len < 0 || w->seccomp_len > PMD_SECCOMP_PROG_MAX ||
+        (w->seccomp_len > 0) != (w->seccomp_prog != 0))
+        return pmd_fail(r->err, EINVAL, "read spec", "corrupt spec: seccomp program of %d",
+                        w->seccomp_len);
+    if (w->seccomp_len > 0) {
+        if (!range_ok(r, w->seccomp_prog, sizeof(struct pmd_bpf_insn) * (uint64_t)w->seccomp_len,
+                      8))
+            return pmd_fail(r->err, EINVAL, "read spec", "%s",
+                            "corrupt spec: seccomp program out of bounds");
+        s->seccomp_prog = (const struct pmd_bpf_insn *)(r->buf + w->seccomp_prog);
+        s->seccomp_len = w->seccomp_len;
+    }
     if (w->n_groups > 0) {
         if (!range_ok(r, w->groups, 4 * (uint64_t)w->n_groups, 4))
             return pmd_fail(r->err, EINVAL, "read spec", "%s", "corrupt spec: groups out of bounds");
@@ -390,7 +411,8 @@ static int read_blob(struct reader *r, struct pmd_monitor_req *q)
         .set_caps = w.set_caps, .cap_bounding = w.cap_bounding,
         .cap_effective = w.cap_effective, .cap_permitted = w.cap_permitted,
         .cap_inheritable = w.cap_inheritable, .cap_ambient = w.cap_ambient,
-        .n_rlimits = w.n_rlimits, .no_new_privs = w.no_new_privs, .seccomp = w.seccomp,
+        .n_rlimits = w.n_rlimits, .no_new_privs = w.no_new_privs,
+        .seccomp_flags = w.seccomp_flags,
         .stdin_fd = w.stdin_fd, .stdout_fd = w.stdout_fd, .stderr_fd = w.stderr_fd,
         .setsid = w.setsid, .ctty = w.ctty, .hold = w.hold, .join_pid = w.join_pid,
         .console = w.console,

@@ -39,7 +39,7 @@ except ImportError as e:  # pragma: no cover - only when the C module was not bu
 
 # (major, minor) of the public API in __all__: minor grows when something is added, major when
 # something public changes or goes (after a minor release that warns about it).
-API_VERSION = (1, 0)
+API_VERSION = (1, 1)  # 1.1: seccomp_compile, SECCOMP_PROG_MAX, SpawnSpec.seccomp as a program
 
 __all__ = [
     "API_VERSION",
@@ -68,6 +68,7 @@ __all__ = [
     "MS_STRICTATIME",
     "SECCOMP_DEFAULT",
     "SECCOMP_OFF",
+    "SECCOMP_PROG_MAX",
     "TRACE_PHASES",
     "ExtractResult",
     "MonitorInfo",
@@ -81,6 +82,7 @@ __all__ = [
     "net_detach",
     "overlay_mount",
     "relay",
+    "seccomp_compile",
     "spawn",
     "spec_write",
     "umount",
@@ -159,8 +161,9 @@ MS_RELATIME = 1 << 21
 MS_STRICTATIME = 1 << 24
 MNT_DETACH = 2
 
-SECCOMP_OFF = lib.PMD_SECCOMP_OFF
-SECCOMP_DEFAULT = lib.PMD_SECCOMP_DEFAULT
+SECCOMP_PROG_MAX = lib.PMD_SECCOMP_PROG_MAX
+SECCOMP_OFF = 0      # SpawnSpec.seccomp: no filter
+SECCOMP_DEFAULT = 1  # SpawnSpec.seccomp: Docker's default profile for the spec's cap_bounding
 
 
 @dataclass(frozen=True)
@@ -189,7 +192,9 @@ class SpawnSpec:
     hostname, cwd, uid/gid (-1 = unchanged), groups (None = unchanged), the five capability
     masks cap_bounding/effective/permitted/inheritable/ambient (all None = keep the inherited
     sets; any set = apply all five, None counting as 0), rlimits ({RLIMIT_*: (soft, hard)}),
-    no_new_privs, seccomp (SECCOMP_OFF/SECCOMP_DEFAULT), cgroup_procs (the cgroup.procs files,
+    no_new_privs, seccomp (a program of seccomp_compile; SECCOMP_OFF or b"" = none;
+    SECCOMP_DEFAULT = Docker's default profile for the capabilities in cap_bounding),
+    seccomp_flags (SECCOMP_FILTER_FLAG_* for seccomp(2)), cgroup_procs (the cgroup.procs files,
     or on v1 the tasks files, to join), stdin/stdout/stderr (-1 = inherit), setsid, ctty,
     hold, join_pid (> 0: enter the `namespaces` of that running process instead of creating
     them, as docker exec does), console (a pty from the container's own /dev/pts as stdio
@@ -218,7 +223,8 @@ class SpawnSpec:
     cap_ambient: int | None = None
     rlimits: dict[int, tuple[int, int]] = field(default_factory=dict)
     no_new_privs: bool = False
-    seccomp: int = 0
+    seccomp: bytes | int = SECCOMP_OFF
+    seccomp_flags: int = 0
     cgroup_procs: list[str] = field(default_factory=list)
     stdin: int = -1
     stdout: int = -1
@@ -377,7 +383,24 @@ def _c_spec(spec: SpawnSpec, keep: list[CData]) -> CData:
         s.rlimits = rl
         s.n_rlimits = len(spec.rlimits)
     s.no_new_privs = spec.no_new_privs
-    s.seccomp = spec.seccomp
+    program = spec.seccomp
+    if program == SECCOMP_DEFAULT:
+        # The profile is policy, above this module; the engine passes compiled programs and
+        # never gets here: this keeps API 1.0's SECCOMP_DEFAULT working for shim users.
+        from pyminidocker.container.defaults import DEFAULT_CAP_MASK
+        from pyminidocker.container.seccomp import Profile
+
+        bounding = spec.cap_bounding if spec.cap_bounding is not None else DEFAULT_CAP_MASK
+        program = Profile.default().compile(bounding)
+    if isinstance(program, int):
+        if program != SECCOMP_OFF:
+            raise ValueError(f"seccomp: {program} is not SECCOMP_OFF, SECCOMP_DEFAULT or a program")
+    elif program:
+        prog = ffi.from_buffer("struct pmd_bpf_insn[]", program)
+        keep.append(prog)
+        s.seccomp_prog = prog
+        s.seccomp_len = len(program) // ffi.sizeof("struct pmd_bpf_insn")
+        s.seccomp_flags = spec.seccomp_flags
     s.cgroup_procs = _cstrv(keep, spec.cgroup_procs or None)
     s.stdin_fd, s.stdout_fd, s.stderr_fd = spec.stdin, spec.stdout, spec.stderr
     s.setsid = spec.setsid
@@ -386,6 +409,38 @@ def _c_spec(spec: SpawnSpec, keep: list[CData]) -> CData:
     s.join_pid = spec.join_pid
     s.console = spec.console
     return s
+
+
+def seccomp_compile(rules: Iterable[tuple[int, int, int, Sequence[tuple[int, int, int, int]]]],
+                    default_action: int, bad_arch_action: int, arches: Sequence[int],
+                    enosys_above: bool) -> bytes:
+    """The BPF program for seccomp rules (see pmd_seccomp_compile in pmd.h), as the bytes of a
+    struct sock_filter array: each rule is (audit arch, syscall number, action, conditions),
+    a condition (argument index, PMD_SCMP_CMP_* op, value, value_two).
+
+    Raises OSError: EINVAL (bad arch, op, index), E2BIG (the program would exceed
+    SECCOMP_PROG_MAX instructions)."""
+    rules = list(rules)
+    f = ffi.new("struct pmd_seccomp_filter *")
+    rs = ffi.new("struct pmd_seccomp_rule[]", max(len(rules), 1))
+    for i, (arch, nr, action, args) in enumerate(rules):
+        r = rs[i]
+        r.arch, r.nr, r.action, r.n_args = arch, nr, action, len(args)
+        if len(args) > lib.PMD_SECCOMP_ARGS_MAX:
+            raise OSError(22, f"seccomp rule: {len(args)} argument conditions")
+        for j, (index, op, value, value_two) in enumerate(args):
+            r.args[j].index, r.args[j].op = index, op
+            r.args[j].value, r.args[j].value_two = value, value_two
+    ar = ffi.new("unsigned int[]", list(arches) or [0])
+    f.default_action, f.bad_arch_action = default_action, bad_arch_action
+    f.arches, f.n_arches = ar, len(arches)
+    f.rules, f.n_rules = rs, len(rules)
+    f.enosys_above = int(enosys_above)
+    out = ffi.new("struct pmd_seccomp_prog *")
+    err = ffi.new("struct pmd_error *")
+    if lib.pmd_seccomp_compile(f, out, err) != 0:
+        _raise(err)
+    return bytes(ffi.buffer(out.insns, out.len * ffi.sizeof("struct pmd_bpf_insn")))
 
 
 MONITOR_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pmd-monitor")

@@ -439,6 +439,12 @@ def _create_options(args: Namespace) -> Any:
         memory = parse_bytes(args.memory)
         if memory < 6 * 1024 * 1024:
             raise UsageError("Minimum memory limit allowed is 6MB")
+    for so in args.security_opt:
+        if so.startswith(("apparmor=", "apparmor:", "label=", "label:")):
+            # no AppArmor or SELinux policy is loaded for containers here: Docker's flag works,
+            # its confinement is the engine's own (capabilities, seccomp, no-new-privileges)
+            print(f"WARNING: --security-opt {so} accepted but not applied: this engine loads "
+                  "no AppArmor or SELinux policy", file=sys.stderr)
     return CreateOptions(
         image=args.image, cmd=list(args.cmd), name=args.name, env=env, workdir=args.workdir,
         user=args.user, entrypoint=args.entrypoint, hostname=args.hostname,
@@ -991,6 +997,12 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
         from pyminidocker.cli.network import add_network_commands
 
         add_network_commands(sp)
+
+    sp = add("bench", None, "Measure start latency and pull time against other engines")
+    if isinstance(sp, Parser):  # its commands live in cli/bench.py: imported only to run them
+        from pyminidocker.cli.bench import add_bench_commands
+
+        add_bench_commands(sp)
 
     sp = add("system", cmd_system, "Manage the engine's footprint on this host")
     sp.add_argument("action", choices=["reset"])

@@ -193,13 +193,21 @@ class Runtime:
             policy.parse_volume(v)
         for t in opts.tmpfs:
             policy.parse_tmpfs(t)
-        policy.capabilities(opts.privileged, opts.cap_add, opts.cap_drop)
+        caps = policy.capabilities(opts.privileged, opts.cap_add, opts.cap_drop)
         nnp = False
+        profile: str | None = None
+        security_opt = []
         for so in opts.security_opt:
             if so in ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true"):
                 nnp = True
+            elif so.startswith(("seccomp=", "seccomp:")):
+                profile = _seccomp_option(self.store.root, so[len("seccomp="):], caps)
+                so = f"seccomp={profile}"  # as Docker: the profile itself, not its file
+            elif so.startswith(("apparmor=", "apparmor:", "label=", "label:")):
+                pass  # accepted as Docker accepts them; not applied (the CLI says so)
             elif so not in ("no-new-privileges:false", "no-new-privileges=false"):
                 raise UsageError(f"invalid --security-opt: {so!r}")
+            security_opt.append(so)
         network = "bridge" if opts.network == "default" else opts.network
         if network not in ("none", "host", "bridge"):
             from pyminidocker.store.networks import NetworkStore
@@ -224,6 +232,7 @@ class Runtime:
                   "network": network, "ports": list(opts.publish),
                   "privileged": opts.privileged,
                   "cap_add": opts.cap_add, "cap_drop": opts.cap_drop, "no_new_privs": nnp,
+                  "seccomp": profile, "security_opt": security_opt,
                   "auto_remove": opts.auto_remove, "image_env": cfg.get("Env") or []},
             labels=dict(cfg.get("Labels") or {}),
         )
@@ -622,7 +631,7 @@ class Runtime:
             groups=list(user.groups), cap_bounding=caps, cap_effective=caps,
             cap_permitted=caps, cap_inheritable=0, cap_ambient=0,
             no_new_privs=bool(host.get("no_new_privs")),
-            seccomp=_native.SECCOMP_OFF if privileged else _native.SECCOMP_DEFAULT,
+            seccomp=_seccomp_program(self.store.root, host, caps),
             cgroup_procs=cg.procs_files(), stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
             setsid=True, console=rec.tty,
         )
@@ -667,14 +676,13 @@ class Runtime:
         full_env = policy.merge_env(host.get("image_env", []), [*rec.env, *env], rec.hostname,
                                     u.home, tty)
         ns, caps = _namespaces_and_caps(host)
-        privileged = bool(host.get("privileged"))
         sp = _native.SpawnSpec(
             argv=argv, env=full_env, namespaces=ns, join_pid=rec.state.pid,
             cwd=policy.workdir(workdir) if workdir else rec.cwd, uid=u.uid, gid=u.gid,
             groups=list(u.groups),
             cap_bounding=caps, cap_effective=caps, cap_permitted=caps, cap_inheritable=0,
             cap_ambient=0, no_new_privs=bool(host.get("no_new_privs")),
-            seccomp=_native.SECCOMP_OFF if privileged else _native.SECCOMP_DEFAULT,
+            seccomp=_seccomp_program(self.store.root, host, caps),
             cgroup_procs=Cgroup(rec.id).procs_files(), setsid=True, console=tty,
         )
         if not tty:
@@ -811,6 +819,43 @@ def _namespaces_and_caps(host: dict[str, Any]) -> tuple[int, int]:
     caps = policy.capabilities(host.get("privileged", False), host.get("cap_add", []),
                                host.get("cap_drop", []))
     return ns, caps
+
+
+def _seccomp_option(root: str, value: str, caps: int) -> str:
+    """--security-opt seccomp=VALUE: "unconfined", or the text of the profile file VALUE,
+    checked by compiling it (the program is then cached for the start). Raises UsageError
+    with Docker's wording for a file that cannot be read or a profile that is wrong."""
+    from pyminidocker.container import seccomp
+
+    if value == "unconfined":
+        return value
+    try:
+        with open(value, "rb") as f:
+            text = f.read().decode()
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror.lower() if isinstance(e, OSError) and e.strerror else str(e)
+        raise UsageError(f"opening seccomp profile ({value}) failed: open {value}: {reason}") \
+            from None
+    try:
+        seccomp.program(os.path.join(root, "seccomp"), text, caps)
+    except (ValueError, OSError) as e:
+        raise UsageError(f"Decoding seccomp profile failed: {e}") from None
+    return text
+
+
+def _seccomp_program(root: str, host: dict[str, Any], caps: int) -> bytes:
+    """The seccomp program of a container and what is exec'd in it: none when privileged or
+    unconfined, else its profile's (Docker's default unless --security-opt seccomp=FILE)
+    for its capabilities, from the store's cache (seccomp.program)."""
+    from pyminidocker.container import seccomp
+
+    profile = host.get("seccomp")
+    if host.get("privileged") or profile == "unconfined":
+        return b""
+    try:
+        return seccomp.program(os.path.join(root, "seccomp"), profile, caps)
+    except (ValueError, OSError) as e:
+        raise policy.StartError(f"seccomp profile: {e}", exit_code=125) from None
 
 
 def _standard_mounts(host_network: bool, privileged: bool | None) -> list[Any]:

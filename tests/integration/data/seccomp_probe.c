@@ -13,13 +13,22 @@ int main(int argc, char **argv)
     long r;
     if (argc > 1 && strcmp(argv[1], "x32") == 0) {
         r = syscall(0x40000000 | 39 /* x32 getpid */);
-        printf("x32=%ld\n", r);
+        printf("x32_getpid=%ld\n", r < 0 ? -errno : r);
+        r = syscall(0x40000000 | 165 /* x32 mount */, 0, 0, 0, 0, 0);
+        printf("x32_mount=%ld\n", r < 0 ? -errno : r);
         return 0;
     }
     if (argc > 1 && strcmp(argv[1], "i386") == 0) {
-        long ret;
-        __asm__ volatile("int $0x80" : "=a"(ret) : "a"(20) /* i386 getpid */ : "memory");
-        printf("i386=%ld\n", ret);
+        /* The i386 entry point of a 64-bit process: numbers of unistd_32.h, results in eax. */
+        static const struct { const char *name; long nr; } calls[] = {
+            {"getpid", 20}, {"mount", 21}, {"unshare", 310},
+        };
+        for (unsigned i = 0; i < sizeof calls / sizeof calls[0]; i++) {
+            long ret;
+            __asm__ volatile("int $0x80" : "=a"(ret) : "a"(calls[i].nr), "b"(0), "c"(0), "d"(0),
+                             "S"(0), "D"(0) : "memory");
+            printf("i386_%s=%ld\n", calls[i].name, ret);
+        }
         return 0;
     }
     r = syscall(SYS_clone, CLONE_NEWNS | SIGCHLD, 0, 0, 0, 0);
