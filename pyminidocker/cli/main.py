@@ -175,8 +175,8 @@ def cmd_pull(args: Namespace, env: Env) -> int:
             what = r.tag or r.digest
             env.out(f"{what}: Pulling from {r.repository}")
         res = Puller(store, args.config, r, platform, render).pull()
-        if args.quiet:
-            env.out(f"sha256:{res.image_id}")
+        if args.quiet:  # Docker prints the reference pulled, fully qualified
+            env.out(str(r))
             continue
         env.out(f"Digest: {res.digest}")
         familiar = r.familiar
@@ -838,7 +838,7 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
 
     sp = add("pull", cmd_pull, "Download an image from a registry")
     sp.add_argument("--platform", help="os/arch[/variant] to pull (default: this host's)")
-    sp.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
+    sp.add_argument("-q", "--quiet", action="store_true", help="print only the reference")
     sp.add_argument("-a", "--all-tags", action="store_true", help="pull every tagged image")
     sp.add_argument("ref", metavar="NAME[:TAG|@DIGEST]")
 
@@ -1015,7 +1015,31 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     return p
 
 
+# Docker's management-command forms, as the classic command they stand for.
+_MANAGEMENT = {
+    "container": {"ls": ["ps"], "list": ["ps"], "ps": ["ps"],
+                  "inspect": ["inspect", "--type", "container"],
+                  **{v: [v] for v in ("create", "run", "start", "stop", "kill", "rm", "exec",
+                                      "logs", "port", "rename", "wait")}},
+    "image": {"ls": ["images"], "list": ["images"], "inspect": ["inspect", "--type", "image"],
+              "rm": ["rmi"], "remove": ["rmi"], "pull": ["pull"], "tag": ["tag"]},
+    "system": {"info": ["info"]},
+}
+
+
+def _classic(argv: list[str]) -> list[str]:
+    """`container ls` -> `ps`, `image inspect X` -> `inspect --type image X`, ..."""
+    for i, word in enumerate(argv):
+        if not word.startswith("-") and (i == 0 or argv[i - 1] != "--root"):
+            verbs = _MANAGEMENT.get(word, {})
+            if i + 1 < len(argv) and argv[i + 1] in verbs:
+                return [*argv[:i], *verbs[argv[i + 1]], *argv[i + 2:]]
+            break
+    return argv
+
+
 def program(argv: Sequence[str], env: Env) -> int:
+    argv = _classic(list(argv))
     parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
