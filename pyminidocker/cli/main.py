@@ -268,6 +268,12 @@ def cmd_rmi(args: Namespace, env: Env) -> int:
 
     store = _store(args)
     status = 0
+    running: dict[str, str] = {}
+    if args.force:  # read before taking the store lock, which the runtime takes too
+        from pyminidocker.container.runtime import Runtime
+
+        running = {r.image: r.short_id for r in Runtime(store).list()
+                   if r.state.status == "running"}
     for want in args.images:
         doomed: list[Any] = []
         try:
@@ -293,6 +299,12 @@ def cmd_rmi(args: Namespace, env: Env) -> int:
                     store.images.set_names(rec, rec.names)
                     env.out(f"Untagged: {parse_reference(name).familiar}")
                     continue
+                if name not in rec.names and rec.id in running:
+                    # by id, -f would take the image from under a running container: Docker
+                    # refuses even then (a tag alone may go: the image stays)
+                    raise PmdError(f"conflict: unable to delete {rec.id[:12]} (cannot be "
+                                   "forced) - image is being used by running container "
+                                   f"{running[rec.id]}")
                 if name not in rec.names and len(tags) > 1 and not args.force:
                     raise PmdError(f"conflict: unable to delete {rec.id[:12]} (must be forced) "
                                    "- image is referenced in multiple repositories")
@@ -500,9 +512,22 @@ def cmd_create(args: Namespace, env: Env) -> int:
     return 0
 
 
+def _check_tty(args: Namespace, env: Env) -> None:
+    """-it needs a terminal on our stdin, as Docker checks before it creates anything."""
+    if not (args.tty and args.interactive):
+        return
+    try:
+        ok = os.isatty(env.stdin.fileno())
+    except (OSError, ValueError, AttributeError):  # an in-process stream has no descriptor
+        ok = False
+    if not ok:
+        raise PmdError("the input device is not a TTY")
+
+
 def cmd_run(args: Namespace, env: Env) -> int:
     from pyminidocker.container.cgroups import prime_migration
 
+    _check_tty(args, env)
     prime_migration()  # overlaps a kernel wait with create (see its docstring)
     rt, rec = _create(args, env)
     if args.detach:
@@ -584,7 +609,9 @@ def _run_with_pty(start: Callable[[Callable[[Any], None], tuple[int, int, int]],
     old_winch = signal.signal(signal.SIGWINCH, copy_winsize)
     try:
         if is_tty:
-            tty.setraw(in_fd)
+            # TCSANOW, not setraw's default TCSAFLUSH: what the user typed before the shell
+            # started is input for it, not to be thrown away
+            tty.setraw(in_fd, termios.TCSANOW)
         env.stdout.flush()
         try:
             code = start(on_started, (-1, env.stdout.fileno(), env.stderr.fileno())) or 0
@@ -602,6 +629,7 @@ def _run_with_pty(start: Callable[[Callable[[Any], None], tuple[int, int, int]],
 
 
 def cmd_exec(args: Namespace, env: Env) -> int:
+    _check_tty(args, env)
     rt = _runtime(args)
     try:
         rec = rt.get(args.container)
@@ -626,6 +654,8 @@ def cmd_exec(args: Namespace, env: Env) -> int:
 
         if not isinstance(e, StartError):
             e.exit_code = 125 if isinstance(e, UsageError) else e.exit_code
+        elif e.exit_code == 127:
+            e.exit_code = 126  # Docker's exec: an OCI runtime exec failure is 126, even ENOENT
         raise
 
 
@@ -688,7 +718,8 @@ def _signal(name: str) -> int:
     try:
         return int(getattr(signal, s))
     except AttributeError:
-        raise UsageError(f"invalid signal: {name}") from None
+        # the daemon refuses it in Docker: an operation failed (1), not a usage error (125)
+        raise PmdError(f"Invalid signal: {name}") from None
 
 
 def cmd_rm(args: Namespace, env: Env) -> int:

@@ -1,0 +1,87 @@
+"""Output and exit-code details of issue 10 that Docker users' scripts depend on, each as
+Docker has it: exit codes, rmi -f of a running container's image, -it without a terminal,
+typed-ahead input kept, pull -q, images REPO of a host:port registry."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from tests.integration.conftest import drain_pty, module_ctr
+
+ctr = module_ctr("compat-bb")
+REPO_ROOT = str(Path(__file__).resolve().parent.parent.parent)
+
+
+def pulled_ref(ctr) -> str:
+    return next(args[2] for _root, args, _rc in ctr.calls if args[:2] == ("pull", "-q"))
+
+
+def test_exit_codes_as_dockers(ctr):
+    res = ctr("run", "--rm", "-u", "bogususer", "bb", "true", check=False)
+    assert res.returncode == 125
+    assert "unable to find user bogususer: no matching entries in passwd file" in res.stderr
+    ctr("run", "-d", "--name", "codes", "bb", "sleep", "60")
+    try:
+        res = ctr("kill", "-s", "BOGUS", "codes", check=False)
+        assert (res.returncode, res.stderr) == (1, "Error: Invalid signal: BOGUS\n")
+        res = ctr("exec", "codes", "nosuchcmd", check=False)
+        assert res.returncode == 126 and "executable file not found" in res.stderr
+        assert ctr("exec", "codes", "sh", "-c", "exit 7", check=False).returncode == 7
+    finally:
+        ctr("rm", "-f", "codes")
+    res = ctr("run", "--rm", "bb", "nosuchcmd", check=False)
+    assert res.returncode == 127
+
+
+def test_rmi_force_by_id_refused_while_a_running_container_uses_the_image(ctr):
+    ref = pulled_ref(ctr)
+    ctr("tag", ref, "compat-extra")
+    image_id = ctr("inspect", "-f", "{{.Id}}", "bb").stdout.strip()[len("sha256:"):]
+    ctr("run", "-d", "--name", "user", "compat-extra", "sleep", "60")
+    try:
+        res = ctr("rmi", "-f", image_id[:12], check=False)
+        assert res.returncode == 1
+        assert res.stderr == (f"Error: conflict: unable to delete {image_id[:12]} (cannot be "
+                              "forced) - image is being used by running container "
+                              f"{ctr('ps', '-q', '-f', 'name=user').stdout.strip()}\n")
+        # nothing was untagged
+        assert "compat-extra:latest" in ctr("images", "--format", "{{.Repository}}:{{.Tag}}").stdout
+        # a tag alone may go, as Docker lets it
+        assert ctr("rmi", "-f", "compat-extra").stdout == "Untagged: compat-extra:latest\n"
+    finally:
+        ctr("rm", "-f", "user")
+    assert ctr("image", "inspect", "bb", check=False).returncode == 0
+
+
+def test_pull_quiet_and_images_of_a_host_port_registry(ctr):
+    ref = pulled_ref(ctr)
+    assert ctr("pull", "-q", ref).stdout == f"{ref}\n"
+    repo = ref.rpartition(":")[0]
+    out = ctr("images", repo, "--format", "{{.Repository}} {{.Tag}}").stdout
+    assert out == f"{repo} v1\n"
+    assert ctr("images", ref, "-q").stdout.strip() != ""
+    assert ctr("images", repo + ":nosuchtag", "-q").stdout == ""
+
+
+def test_it_needs_a_terminal(ctr):
+    for args in (["run", "-it", "--rm", "bb", "true"], ["exec", "-it", "nosuch", "true"]):
+        res = ctr(*args, check=False)
+        assert (res.returncode, res.stderr) == (1, "Error: the input device is not a TTY\n")
+    assert ctr("ps", "-a", "-q").stdout == ""   # nothing was created
+
+
+def test_run_it_keeps_what_was_typed_before_the_shell_started(ctr):
+    master, slave = os.openpty()
+    proc = subprocess.Popen(ctr.argv("run", "-it", "--rm", "bb", "sh"), stdin=slave,
+                            stdout=slave, stderr=slave, env=ctr.env(), cwd=REPO_ROOT,
+                            start_new_session=True)
+    os.close(slave)
+    # typed at once, before the engine has even put the terminal in raw mode
+    os.write(master, b"echo early-$((6*7)); exit 4\n")
+    try:
+        text = drain_pty(master, proc)
+    finally:
+        os.close(master)
+    assert proc.returncode == 4, text
+    assert "early-42" in text
