@@ -35,9 +35,10 @@ PREFIX ?= /usr/local
 install: build
 	$(PIP) install -q --no-build-isolation .
 	cd / && $(PYTHON) -m pyminidocker.launcher $(PREFIX)/bin/pyminidocker
+	cd / && $(PYTHON) -m pyminidocker.launcher $(PREFIX)/bin/pyminidocker-runc pyminidocker.oci.main
 
 uninstall:
-	rm -f $(PREFIX)/bin/pyminidocker
+	rm -f $(PREFIX)/bin/pyminidocker $(PREFIX)/bin/pyminidocker-runc
 	-$(PIP) uninstall -q -y pyminidocker
 
 # The system packages, then the venv and the Python packages in it.

@@ -78,6 +78,10 @@ class LayerError(PmdError, OSError):
     """A layer could not be extracted (hostile or corrupt tar)."""
 
 
+class StartError(PmdError):
+    """A container's (or exec's) process could not be started; exit_code is 125, 126 or 127."""
+
+
 class suppress:
     """contextlib.suppress, without importing contextlib (it imports functools and
     collections: milliseconds of every container start)."""

@@ -7,6 +7,7 @@ starts the interpreter with -S and puts back only the two directories packages a
 in, as they were when it was written, so a container's start pays for nothing it does not use.
 
     python3 -m pyminidocker.launcher /usr/local/bin/pyminidocker
+    python3 -m pyminidocker.launcher /usr/local/bin/pyminidocker-runc pyminidocker.oci.main
 """
 from __future__ import annotations
 
@@ -19,21 +20,21 @@ TEMPLATE = """#!{python} -S
 import gc, sys
 gc.set_threshold(50_000)  # see pyminidocker/__main__.py
 sys.path[1:1] = {paths!r}
-from pyminidocker.cli.main import command
+from {module} import command
 command()
 """
 
 
-def write(path: str) -> None:
+def write(path: str, module: str = "pyminidocker.cli.main") -> None:
     paths = list(dict.fromkeys([sysconfig.get_path("purelib"), sysconfig.get_path("platlib")]))
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
-        f.write(TEMPLATE.format(python=sys.executable, paths=paths))
+        f.write(TEMPLATE.format(python=sys.executable, paths=paths, module=module))
     os.chmod(tmp, 0o755)
     os.replace(tmp, path)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python3 -m pyminidocker.launcher PATH")
-    write(sys.argv[1])
+    if len(sys.argv) not in (2, 3):
+        sys.exit("usage: python3 -m pyminidocker.launcher PATH [MODULE]")
+    write(*sys.argv[1:])

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import time
 
-from pyminidocker import dockerjson
 from pyminidocker.cli import columns, filters
 from pyminidocker.cli.gotemplate import TemplateError, format_items
 from pyminidocker.cli.main import human_size, parse_time
@@ -20,6 +19,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from pyminidocker.cli.args import Namespace
+    from pyminidocker.engine import Engine
 
 
 class FormatError(PmdError):
@@ -62,11 +62,10 @@ def _dir_size(path: str) -> int:
     return total
 
 
-def ps(args: Namespace, env: Any, rt: Any) -> int:
-    """`ps` over the runtime's containers, newest first."""
-    store = rt.store
-    recs = sorted(rt.list(), key=lambda r: r.created, reverse=True)
-    for message in rt.containers.corrupt.values():  # the others are listed all the same
+def ps(args: Namespace, env: Any, eng: Engine) -> int:
+    """`ps` over the engine's containers, newest first."""
+    recs = eng.containers(all=True)
+    for message in eng.corrupt_containers():  # the others are listed all the same
         env.stderr.write(f"WARNING: {message}\n")
     wanted = filters.parse(args.filter, filters.PS_KEYS)
     last = 1 if args.latest else args.last
@@ -75,7 +74,7 @@ def ps(args: Namespace, env: Any, rt: Any) -> int:
 
     def exposed(rec: Any) -> set[str]:
         try:
-            cfg = store.images.config(store.images.lookup(rec.image))
+            cfg = eng.image_config(eng.image(rec.image))
         except PmdError:
             return set()
         return {p if "/" in p else p + "/tcp"
@@ -96,11 +95,9 @@ def ps(args: Namespace, env: Any, rt: Any) -> int:
     def size(rec: Any) -> tuple[int, int] | None:
         if not args.size:
             return None
-        rw = _dir_size(os.path.join(rt.containers.path(rec.id), "upper"))
+        rw = _dir_size(os.path.join(eng.store.containers.path(rec.id), "upper"))
         try:
-            image = store.images.lookup(rec.image)
-            virtual = sum(layer.uncompressed_size for layer in store.layers.chain(image.layer)) \
-                if image.layer else 0
+            virtual = eng.image_size(eng.image(rec.image))
         except PmdError:
             virtual = 0
         return rw, rw + virtual
@@ -111,26 +108,25 @@ def ps(args: Namespace, env: Any, rt: Any) -> int:
     return 0
 
 
-def image_rows(store: Any) -> list[dict[str, Any]]:
+def image_rows(eng: Engine) -> list[dict[str, Any]]:
     """One row per repository:tag of each image (an untagged image: <none>), newest first."""
-    from pyminidocker.image.reference import parse_reference
+    from pyminidocker.engine import split_name
 
     rows: list[dict[str, Any]] = []
-    for rec in store.images.list():
+    for rec in eng.images():
         try:
-            cfg = store.images.config(rec)
+            cfg = eng.image_config(rec)
         except PmdError:
             cfg = {}
-        size = sum(layer.uncompressed_size for layer in store.layers.chain(rec.layer)) \
-            if rec.layer else 0
+        size = eng.image_size(rec)
         digests: dict[str, str] = {}
         tags: list[tuple[str, str]] = []
         for n in rec.names:
-            r = parse_reference(n)
-            if r.digest:
-                digests[r.familiar_name] = r.digest
+            repo, tag, digest = split_name(n)
+            if digest:
+                digests[repo] = digest
             else:
-                tags.append((r.familiar_name, r.tag or "<none>"))
+                tags.append((repo, tag))
         if not tags:
             tags = [(repo, "<none>") for repo in digests] or [("<none>", "<none>")]
         for repo, tag in tags:
@@ -142,17 +138,17 @@ def image_rows(store: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def images(args: Namespace, env: Any, store: Any) -> int:
+def images(args: Namespace, env: Any, eng: Engine) -> int:
     """`images [REPOSITORY[:TAG]]`."""
-    for message in store.images.corrupt.values():  # the others are listed all the same
+    rows = image_rows(eng)
+    for message in eng.corrupt_images():  # the others are listed all the same
         env.stderr.write(f"WARNING: {message}\n")
-    rows = image_rows(store)
     wanted = filters.parse(args.filter, filters.IMAGES_KEYS)
     if args.filter_ref:
         wanted.setdefault("reference", []).append(args.filter_ref)
 
     def created_of(ref: str) -> float:
-        return parse_time(store.images.lookup(ref).created) or 0.0
+        return parse_time(eng.image(ref).created) or 0.0
 
     rows = filters.images(rows, wanted, created_of)
     trunc = not args.no_trunc
@@ -193,36 +189,30 @@ def inspect(args: Namespace, env: Any, docs: list[Any]) -> None:
     env.out(json.dumps(docs, indent=4, ensure_ascii=False))
 
 
-def version_doc() -> dict[str, Any]:
+def version_doc(eng: Engine) -> dict[str, Any]:
     """`version`'s document: a client and a server (the same program: daemonless)."""
-    import platform
-
-    from pyminidocker import __version__
-
-    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
-    part = {"Platform": {"Name": "pyminidocker"}, "Version": __version__,
-            "ApiVersion": "1.41", "MinAPIVersion": "1.12", "GitCommit": "",
-            "GoVersion": "python" + platform.python_version(), "Os": "linux", "Arch": arch,
-            "KernelVersion": platform.release(), "BuildTime": "", "Experimental": False,
-            "Components": [{"Name": "Engine", "Version": __version__,
-                            "Details": {"ApiVersion": "1.41", "Arch": arch, "Os": "linux"}}]}
-    client = {k: part[k] for k in ("Platform", "Version", "ApiVersion", "GitCommit",
-                                   "GoVersion", "Os", "Arch", "BuildTime")}
-    client["DefaultAPIVersion"] = "1.41"
+    v = eng.version()
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(v["Arch"], v["Arch"])
+    server = {"Platform": {"Name": "pyminidocker"}, "Version": v["Version"],
+              "ApiVersion": v["ApiVersion"], "MinAPIVersion": "1.12", "GitCommit": "",
+              "GoVersion": "python" + v.get("PythonVersion", ""), "Os": v["Os"], "Arch": arch,
+              "KernelVersion": v["KernelVersion"], "BuildTime": "", "Experimental": False,
+              "Components": [{"Name": "Engine", "Version": v["Version"],
+                              "Details": {"ApiVersion": v["ApiVersion"], "Arch": arch,
+                                          "Os": v["Os"]}}]}
+    client = {k: server[k] for k in ("Platform", "Version", "ApiVersion", "GitCommit",
+                                     "GoVersion", "Os", "Arch", "BuildTime")}
+    client["DefaultAPIVersion"] = v["ApiVersion"]
     client["Context"] = "default"
-    return {"Client": client, "Server": part}
+    return {"Client": client, "Server": server}
 
 
-def info_doc(store: Any, rt: Any) -> dict[str, Any]:
-    """`info`'s document, Docker's field names; zero values for what a daemonless engine
-    has not got (swarm, plugins, a registry mirror list)."""
+def info_doc(eng: Engine) -> dict[str, Any]:
+    """`info`'s document, Docker's field names over the engine's info; zero values for what
+    a daemonless engine has not got (swarm, plugins, a registry mirror list)."""
     import platform
 
-    from pyminidocker import __version__
-
-    recs = rt.list()
-    running = sum(r.state.status == "running" for r in recs)
-    stopped = sum(r.state.status != "running" for r in recs)
+    base = eng.info()
     mem = 0
     try:
         with open("/proc/meminfo") as f:
@@ -241,9 +231,10 @@ def info_doc(store: Any, rt: Any) -> dict[str, Any]:
         pass
     v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
     return {
-        "ID": "", "Containers": len(recs), "ContainersRunning": running,
-        "ContainersPaused": 0, "ContainersStopped": stopped,
-        "Images": len(store.images.list()), "Driver": "overlay2",
+        "ID": "", "Containers": base["Containers"],
+        "ContainersRunning": base["ContainersRunning"], "ContainersPaused": 0,
+        "ContainersStopped": base["ContainersStopped"], "Images": base["Images"],
+        "Driver": base["Driver"],
         "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"],
                          ["Native Overlay Diff", "true"]],
         "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"],
@@ -264,10 +255,10 @@ def info_doc(store: Any, rt: Any) -> dict[str, Any]:
                            "InsecureRegistryCIDRs": ["127.0.0.0/8"], "IndexConfigs": {},
                            "Mirrors": []},
         "NCPU": os.cpu_count() or 1, "MemTotal": mem, "GenericResources": None,
-        "DockerRootDir": store.root, "HttpProxy": os.environ.get("HTTP_PROXY", ""),
+        "DockerRootDir": base["DockerRootDir"], "HttpProxy": os.environ.get("HTTP_PROXY", ""),
         "HttpsProxy": os.environ.get("HTTPS_PROXY", ""),
         "NoProxy": os.environ.get("NO_PROXY", ""), "Name": platform.node(), "Labels": [],
-        "ExperimentalBuild": False, "ServerVersion": __version__,
+        "ExperimentalBuild": False, "ServerVersion": base["Version"],
         "Runtimes": {"pmd": {"path": "pmd-monitor"}}, "DefaultRuntime": "pmd",
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
                   "ControlAvailable": False, "Error": "", "RemoteManagers": None},
@@ -279,9 +270,9 @@ def info_doc(store: Any, rt: Any) -> dict[str, Any]:
     }
 
 
-def info(args: Namespace, env: Any, store: Any, rt: Any) -> int:
+def info(args: Namespace, env: Any, eng: Engine) -> int:
     """`info`: Docker's text (the lines scripts grep) or --format over its document."""
-    doc = info_doc(store, rt)
+    doc = info_doc(eng)
     if args.format:
         render_each(env, args.format, [doc])
         return 0
@@ -304,46 +295,3 @@ def info(args: Namespace, env: Any, store: Any, rt: Any) -> int:
     ]
     env.out("\n".join(lines))
     return 0
-
-
-def container_doc(rt: Any, rec: Any) -> dict[str, Any]:
-    """dockerjson.container with what it needs from the stores: the image's config and the
-    records of the networks the container is on."""
-    from pyminidocker.store.networks import NetworkStore
-
-    store = rt.store
-    try:
-        cfg = (store.images.config(store.images.lookup(rec.image)).get("config") or {})
-    except PmdError:
-        cfg = {}
-    ns = NetworkStore(store)
-    nets = {}
-    for name in {rec.host.get("network") or "bridge", *rec.state.extra_networks}:
-        try:
-            nets[name] = ns.get(name)
-        except PmdError:
-            continue
-    return dockerjson.container(rec, rt.containers.path(rec.id), cfg, nets)
-
-
-def image_doc(store: Any, rec: Any) -> dict[str, Any]:
-    """dockerjson.image for an image record of the store."""
-    from pyminidocker.image.reference import parse_reference
-
-    cfg = store.images.config(rec)
-    tags: list[str] = []
-    digests: list[str] = []
-    for n in rec.names:
-        r = parse_reference(n)
-        if r.digest:
-            digests.append(f"{r.familiar_name}@{r.digest}")
-        else:
-            tags.append(f"{r.familiar_name}:{r.tag or 'latest'}")
-    chain = list(store.layers.chain(rec.layer)) if rec.layer else []
-    paths = [str(store.layers.diff_path(layer.id)) for layer in chain]
-    graph = {"LowerDir": ":".join(paths[1:]), "MergedDir": "",
-             "UpperDir": paths[0] if paths else "", "WorkDir": ""}
-    if rec.digest and not digests:
-        digests = [f"{t.rpartition(':')[0]}@{rec.digest}" for t in tags[:1]]
-    return dockerjson.image(rec, cfg, sum(layer.uncompressed_size for layer in chain), tags,
-                            digests, graph)

@@ -11,7 +11,7 @@ import time
 
 from pyminidocker import __version__
 from pyminidocker.cli.args import REMAINDER, Help, Namespace, Parser
-from pyminidocker.errors import PmdError, UsageError
+from pyminidocker.errors import PmdError, StartError, UsageError
 
 # The start path imports what running a container needs and no more: typing, collections.abc
 # and json (1-2 ms) only where they are used.
@@ -19,6 +19,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import IO, Any
+
+    from pyminidocker.engine import ContainerRecord, CreateOptions, Engine, Progress
 
 PROG = "pyminidocker"
 
@@ -99,13 +101,6 @@ def parse_time(stamp: str) -> float | None:
         return None
 
 
-def table(rows: list[list[str]], env: Env) -> None:
-    """Columns padded like Docker's tabwriter (3 spaces between columns)."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        env.out("".join(c.ljust(w + 3) for c, w in zip(r[:-1], widths)) + r[-1])
-
-
 # ---- pull progress ---------------------------------------------------------------------------
 
 class PullRenderer:
@@ -118,7 +113,7 @@ class PullRenderer:
         self.lines: dict[str, str] = {}
         self.last: dict[str, str] = {}
 
-    def __call__(self, ev: Any) -> None:
+    def __call__(self, ev: Progress) -> None:
         text = ev.status
         if ev.status == "Downloading" and ev.total:
             width = 50
@@ -143,30 +138,21 @@ class PullRenderer:
 
 # ---- commands --------------------------------------------------------------------------------
 
-def _store(args: Namespace) -> Any:
-    from pyminidocker.store import Store
-
-    store = Store(args.config.root)
-    store.ensure()  # every command first removes what interrupted ones left behind
-    return store
+def _engine(args: Namespace) -> Engine:
+    eng: Engine = args.engine
+    return eng
 
 
 def cmd_pull(args: Namespace, env: Env) -> int:
-    from pyminidocker.image.platforms import parse_platform
-    from pyminidocker.image.pull import Puller
-    from pyminidocker.image.reference import parse_reference
+    from pyminidocker.engine import parse_reference
 
+    eng = _engine(args)
     ref = parse_reference(args.ref)
-    platform = parse_platform(args.platform) if args.platform else None
-    store = _store(args)
     refs = [ref]
     if args.all_tags:
         if ref.digest or (ref.tag and args.ref.rsplit("/", 1)[-1].count(":")):
             raise UsageError("tag can't be used with --all-tags/-a")
-        from pyminidocker.image.registry import RegistryClient
-
-        client = RegistryClient(args.config, ref.registry)
-        refs = [ref.with_tag(t) for t in sorted(client.list_tags(ref.repository))]
+        refs = eng.tags(ref)
         if not args.quiet:
             env.out(f"Pulling repository {ref.familiar_name}")
     for r in refs:
@@ -174,7 +160,7 @@ def cmd_pull(args: Namespace, env: Env) -> int:
         if render is not None:
             what = r.tag or r.digest
             env.out(f"{what}: Pulling from {r.repository}")
-        res = Puller(store, args.config, r, platform, render).pull()
+        res = eng.pull(r, args.platform, render)
         if args.quiet:  # Docker prints the reference pulled, fully qualified
             env.out(str(r))
             continue
@@ -191,25 +177,20 @@ def cmd_pull(args: Namespace, env: Env) -> int:
 def cmd_images(args: Namespace, env: Env) -> int:
     from pyminidocker.cli import listing
 
-    return listing.images(args, env, _store(args))
+    return listing.images(args, env, _engine(args))
 
 
 def cmd_inspect(args: Namespace, env: Env) -> int:
     from pyminidocker.cli import listing
     from pyminidocker.errors import CorruptRecord
 
-    store = _store(args)
+    eng = _engine(args)
     out = []
     failed = False
-    rt = None
     for name in args.images:
-        if args.type in (None, "container") and \
-                os.path.isdir(os.path.join(store.root, "containers")):
-            from pyminidocker.container.runtime import Runtime
-
-            rt = rt or Runtime(store)
+        if args.type in (None, "container"):
             try:
-                out.append(listing.container_doc(rt, rt.get(name)))
+                out.append(eng.inspect_container(eng.container(name)))
                 continue
             except CorruptRecord as e:
                 env.stderr.write(f"Error: {e}\n")
@@ -222,7 +203,7 @@ def cmd_inspect(args: Namespace, env: Env) -> int:
                     continue
         if args.type in (None, "image"):
             try:
-                out.append(listing.image_doc(store, store.images.lookup(name)))
+                out.append(eng.inspect_image(eng.image(name)))
                 continue
             except PmdError as e:
                 if args.type == "image":
@@ -234,7 +215,7 @@ def cmd_inspect(args: Namespace, env: Env) -> int:
             from pyminidocker.cli.network import network_doc
 
             try:
-                out.append(network_doc(store, name))
+                out.append(network_doc(eng, name))
                 continue
             except PmdError:
                 pass
@@ -245,102 +226,24 @@ def cmd_inspect(args: Namespace, env: Env) -> int:
 
 
 def cmd_tag(args: Namespace, env: Env) -> int:
-    from pyminidocker.image.reference import parse_reference
-
-    store = _store(args)
-    dst = parse_reference(args.target)
-    if dst.digest:
-        raise UsageError("refusing to create a tag with a digest reference")
-    with store.lock():
-        rec = store.images.lookup(args.source)
-        name = f"{dst.name}:{dst.tag or 'latest'}"
-        if name not in rec.names:
-            store.images.set_names(rec, [*rec.names, name])
+    _engine(args).tag(args.source, args.target)
     return 0
 
 
 def cmd_rmi(args: Namespace, env: Env) -> int:
-    """Docker's rules: a name is removed while other tags remain; the last one takes the image
-    (and the layers no other image uses) with it, unless a container uses the image: then it
-    is refused, or with -f the names go and the data stays (a dangling image)."""
-    from pyminidocker.errors import CorruptRecord
-    from pyminidocker.image.reference import parse_reference
-
-    store = _store(args)
+    eng = _engine(args)
     status = 0
-    running: dict[str, str] = {}
-    if args.force:  # read before taking the store lock, which the runtime takes too
-        from pyminidocker.container.runtime import Runtime
-
-        running = {r.image: r.short_id for r in Runtime(store).list()
-                   if r.state.status == "running"}
     for want in args.images:
-        doomed: list[Any] = []
         try:
-            with store.lock():
-                try:
-                    rec = store.images.lookup(want)
-                except CorruptRecord as e:
-                    if not args.force:
-                        raise
-                    doomed.append(store.images.remove_corrupt(e.object_id))
-                    env.out(f"Deleted: sha256:{e.object_id}")
-                    _retire_unused_layers(store, doomed, env)
-                    continue
-                in_use = rec.id in store.images.users()
-                name = None
-                try:
-                    name = str(parse_reference(want))
-                except PmdError:
-                    pass
-                tags = [n for n in rec.names if "@" not in n]
-                if name is not None and name in rec.names and len(tags) > 1:
-                    rec.names.remove(name)
-                    store.images.set_names(rec, rec.names)
-                    env.out(f"Untagged: {parse_reference(name).familiar}")
-                    continue
-                if name not in rec.names and rec.id in running:
-                    # by id, -f would take the image from under a running container: Docker
-                    # refuses even then (a tag alone may go: the image stays)
-                    raise PmdError(f"conflict: unable to delete {rec.id[:12]} (cannot be "
-                                   "forced) - image is being used by running container "
-                                   f"{running[rec.id]}")
-                if name not in rec.names and len(tags) > 1 and not args.force:
-                    raise PmdError(f"conflict: unable to delete {rec.id[:12]} (must be forced) "
-                                   "- image is referenced in multiple repositories")
-                if in_use and not args.force:
-                    raise PmdError(f"conflict: unable to remove {want} (must force) - image "
-                                   f"{rec.id[:12]} is being used by a container")
-                for n in rec.names:
-                    env.out(f"Untagged: {parse_reference(n).familiar}")
-                if in_use:
-                    store.images.set_names(rec, [])
-                    continue
-                rec.names = []
-                doomed.append(store.images.remove(rec))
-                env.out(f"Deleted: sha256:{rec.id}")
-                _retire_unused_layers(store, doomed, env)
+            for action, what in eng.remove_image(want, args.force):
+                env.out(f"{action}: {what}")
         except PmdError as e:
             env.stderr.write(f"Error: {e}\n")
             status = 1
-        finally:
-            for path in doomed:
-                store.discard(path)
     return status
 
 
-def _retire_unused_layers(store: Any, doomed: list[Any], env: Env) -> None:
-    """The layers no image uses any more go with the image that used them last. Caller holds
-    the store lock and discards `doomed` after releasing it."""
-    for chain_id in store.images.unused_layers():
-        doomed.append(store.layers.retire(chain_id))
-        env.out(f"Deleted: {chain_id}")
-
-
 def cmd_login(args: Namespace, env: Env) -> int:
-    from pyminidocker.image.registry import RegistryClient
-
-    server = _server(args.server)
     username = args.username
     password = args.password
     if args.password_stdin:
@@ -357,7 +260,7 @@ def cmd_login(args: Namespace, env: Env) -> int:
         password = getpass.getpass("Password: ")
     if not username or not password:
         raise UsageError("username and password are required")
-    RegistryClient(args.config, server).login(username, password)
+    _engine(args).login(args.server, username, password)
     env.out("Login Succeeded")
     return 0
 
@@ -368,20 +271,11 @@ def _prompt(env: Env, text: str) -> str:
     return env.stdin.readline().strip()
 
 
-def _server(server: str | None) -> str:
-    if not server:
-        return "docker.io"
-    s = server.removeprefix("https://").removeprefix("http://").rstrip("/")
-    s = s.split("/", 1)[0]
-    return "docker.io" if s in ("index.docker.io", "registry-1.docker.io") else s
-
-
 def cmd_logout(args: Namespace, env: Env) -> int:
-    from pyminidocker.image.registry import RegistryClient
+    from pyminidocker.engine import registry_server
 
-    server = _server(args.server)
-    env.out(f"Removing login credentials for {server}")
-    RegistryClient(args.config, server).logout()
+    env.out(f"Removing login credentials for {registry_server(args.server)}")
+    _engine(args).logout(args.server)
     return 0
 
 
@@ -392,22 +286,9 @@ def _container_group(args: Namespace, env: Env, parser: Any) -> int:
 def cmd_system(args: Namespace, env: Env) -> int:
     """`system reset`: remove every container of this store, then everything the engine added
     to the host for networking (bridges, PMD-* rules), whichever store added it."""
-    from pyminidocker.network import bridge as network
-
-    rt = _runtime(args)
-    for rec in rt.list():
-        rt.remove(rec, force=True)
-        env.out(f"Deleted container {rec.id}")
-    network.reset_host(rt.store)
+    for cid in _engine(args).reset():
+        env.out(f"Deleted container {cid}")
     env.out("Removed the engine's bridges and firewall rules from the host")
-    from pathlib import Path
-
-    from pyminidocker.container import cgroups
-
-    # The engine's parent cgroups go too once empty; other stores' containers are kept.
-    live = {p.name for p in Path("/sys/fs/cgroup").glob("*/pyminidocker/*") if p.is_dir()}
-    live |= {p.name for p in Path("/sys/fs/cgroup").glob("pyminidocker/*") if p.is_dir()}
-    cgroups.cleanup_stale(live, remove_parent=True)
     return 0
 
 
@@ -415,7 +296,7 @@ def cmd_version(args: Namespace, env: Env) -> int:
     if getattr(args, "format", None):  # `-v` before any command has no --format
         from pyminidocker.cli import listing
 
-        listing.render_each(env, args.format, [listing.version_doc()])
+        listing.render_each(env, args.format, [listing.version_doc(_engine(args))])
         return 0
     env.out(f"{PROG} version {__version__}")
     return 0
@@ -424,33 +305,18 @@ def cmd_version(args: Namespace, env: Env) -> int:
 def cmd_info(args: Namespace, env: Env) -> int:
     from pyminidocker.cli import listing
 
-    rt = _runtime(args)
-    return listing.info(args, env, rt.store, rt)
+    return listing.info(args, env, _engine(args))
 
 
 # ---- containers ------------------------------------------------------------------------------
 
-def _runtime(args: Namespace) -> Any:
-    from pyminidocker.container.runtime import Runtime
-
-    return Runtime(_store(args), args.tracer)
-
-
-def _create_options(args: Namespace) -> Any:
-    from pyminidocker.container import spec as policy
-    from pyminidocker.container.runtime import CreateOptions
+def _create_options(args: Namespace) -> CreateOptions:
+    from pyminidocker.engine import CreateOptions, parse_cpus, parse_env_file, parse_memory
 
     env = []
     for f in args.env_file:
-        env.extend(policy.parse_env_file(f))
+        env.extend(parse_env_file(f))
     env.extend(args.env)
-    memory = None
-    if args.memory:
-        from pyminidocker.container.cgroups import parse_bytes
-
-        memory = parse_bytes(args.memory)
-        if memory < 6 * 1024 * 1024:
-            raise UsageError("Minimum memory limit allowed is 6MB")
     for so in args.security_opt:
         if so.startswith(("apparmor=", "apparmor:", "label=", "label:")):
             # no AppArmor or SELinux policy is loaded for containers here: Docker's flag works,
@@ -460,8 +326,9 @@ def _create_options(args: Namespace) -> Any:
     return CreateOptions(
         image=args.image, cmd=list(args.cmd), name=args.name, env=env, workdir=args.workdir,
         user=args.user, entrypoint=args.entrypoint, hostname=args.hostname,
-        read_only=args.read_only, volumes=args.volume, tmpfs=args.tmpfs, memory=memory,
-        cpus=policy.parse_cpus(args.cpus) if args.cpus else None,
+        read_only=args.read_only, volumes=args.volume, tmpfs=args.tmpfs,
+        memory=parse_memory(args.memory) if args.memory else None,
+        cpus=parse_cpus(args.cpus) if args.cpus else None,
         pids_limit=args.pids_limit, network=args.network, privileged=args.privileged,
         cap_add=args.cap_add, cap_drop=args.cap_drop, security_opt=args.security_opt,
         tty=args.tty, interactive=args.interactive, auto_remove=getattr(args, "rm", False),
@@ -469,46 +336,34 @@ def _create_options(args: Namespace) -> Any:
     )
 
 
-def _create(args: Namespace, env: Env) -> tuple[Any, Any]:
+def _create(args: Namespace, env: Env) -> ContainerRecord:
     """create's work for create and run: like Docker, pull the image if it is missing, and
     exit 125 for any failure of the engine (the container's own codes come later)."""
     try:
         opts = _create_options(args)
-        rt = _runtime(args)
-        _ensure_image(args, rt.store, env)
-        return rt, rt.create(opts)
+        eng = _engine(args)
+        if eng.find_image(args.image) is None:
+            _pull_missing(eng, args.image, env)
+        return eng.create(opts)
     except PmdError as e:
         e.exit_code = 125
         raise
 
 
-def _ensure_image(args: Namespace, store: Any, env: Env) -> None:
-    from pyminidocker.errors import NotFound
+def _pull_missing(eng: Engine, image: str, env: Env) -> None:
+    from pyminidocker.engine import parse_reference
 
-    try:
-        store.images.lookup(args.image)
-        return
-    except NotFound:
-        # an image id is never pulled (Docker reads sha256:<64 hex> as an id, not as the
-        # image "sha256" of Docker Hub's library)
-        hexid = args.image.removeprefix("sha256:")
-        if len(hexid) == 64 and all(c in "0123456789abcdef" for c in hexid):
-            raise
-    from pyminidocker.image.pull import Puller
-    from pyminidocker.image.reference import parse_reference
-
-    ref = parse_reference(args.image)
+    ref = parse_reference(image)
     err_env = Env(stdout=env.stderr, stderr=env.stderr)
     err_env.out(f"Unable to find image '{ref.familiar}' locally")
     err_env.out(f"{ref.tag or ref.digest}: Pulling from {ref.repository}")
-    res = Puller(store, args.config, ref, None, PullRenderer(err_env)).pull()
+    res = eng.pull(ref, None, PullRenderer(err_env))
     err_env.out(f"Digest: {res.digest}")
     err_env.out(f"Status: Downloaded newer image for {ref.familiar}")
 
 
 def cmd_create(args: Namespace, env: Env) -> int:
-    _, rec = _create(args, env)
-    env.out(rec.id)
+    env.out(_create(args, env).id)
     return 0
 
 
@@ -525,38 +380,36 @@ def _check_tty(args: Namespace, env: Env) -> None:
 
 
 def cmd_run(args: Namespace, env: Env) -> int:
-    from pyminidocker.container.cgroups import prime_migration
-
     _check_tty(args, env)
-    prime_migration()  # overlaps a kernel wait with create (see its docstring)
-    rt, rec = _create(args, env)
+    eng = _engine(args)
+    eng.prepare_start()  # overlaps a kernel wait with create (see its docstring)
+    rec = _create(args, env)
     if args.detach:
-        rt.start(rec, attach=False)
+        eng.start(rec, attach=False)
         env.out(rec.id)
         return 0
-    return _attached_start(rt, rec, env, interactive=args.interactive, remove=args.rm)
+    return _attached_start(eng, rec, env, interactive=args.interactive, remove=args.rm)
 
 
-def _attached_start(rt: Any, rec: Any, env: Env, interactive: bool, remove: bool) -> int:
+def _attached_start(eng: Engine, rec: ContainerRecord, env: Env, interactive: bool,
+                    remove: bool) -> int:
     try:
         if rec.tty:
             return _run_with_pty(
-                lambda started, stdio: rt.start(rec, attach=True, stdio=stdio,
-                                                on_started=started), env, interactive)
+                lambda started, stdio: eng.start(rec, attach=True, stdio=stdio,
+                                                 on_started=started), env, interactive)
         stdin = -1 if interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         try:
             env.stdout.flush()
-            code = rt.start(rec, attach=True,
-                            stdio=(stdin, env.stdout.fileno(), env.stderr.fileno()))
+            code = eng.start(rec, attach=True,
+                             stdio=(stdin, env.stdout.fileno(), env.stderr.fileno()))
         finally:
             if stdin >= 0:
                 os.close(stdin)
         return int(code or 0)
     finally:
         if remove:  # --rm: whatever happened, the container goes
-            rt.remove(rt.containers.get(rec.id), force=True)
-
-
+            eng.remove(eng.reload(rec), force=True)
 def _run_with_pty(start: Callable[[Callable[[Any], None], tuple[int, int, int]], int | None],
                   env: Env, interactive: bool) -> int:
     """-t: the process gets a pty from its own /dev/pts (the shim's console), whose output the
@@ -628,30 +481,30 @@ def _run_with_pty(start: Callable[[Callable[[Any], None], tuple[int, int, int]],
     return code
 
 
+
+
 def cmd_exec(args: Namespace, env: Env) -> int:
     _check_tty(args, env)
-    rt = _runtime(args)
+    eng = _engine(args)
     try:
-        rec = rt.get(args.container)
+        rec = eng.container(args.container)
         if not args.cmd:
             raise UsageError("exec requires at least 1 command argument")
         extra_env = list(args.env)
         if args.tty:
             return _run_with_pty(
-                lambda started, stdio: rt.exec(rec, args.cmd, extra_env, args.user,
-                                               args.workdir, True, stdio, on_started=started),
+                lambda started, stdio: eng.exec(rec, args.cmd, extra_env, args.user,
+                                                args.workdir, True, stdio, on_started=started),
                 env, args.interactive)
         stdin = -1 if args.interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         try:
             env.stdout.flush()
-            return rt.exec(rec, args.cmd, extra_env, args.user, args.workdir, False,
-                           (stdin, env.stdout.fileno(), env.stderr.fileno()))
+            return eng.exec(rec, args.cmd, extra_env, args.user, args.workdir, False,
+                            (stdin, env.stdout.fileno(), env.stderr.fileno()))
         finally:
             if stdin >= 0:
                 os.close(stdin)
     except PmdError as e:
-        from pyminidocker.container.spec import StartError
-
         if not isinstance(e, StartError):
             e.exit_code = 125 if isinstance(e, UsageError) else e.exit_code
         elif e.exit_code == 127:
@@ -660,15 +513,15 @@ def cmd_exec(args: Namespace, env: Env) -> int:
 
 
 def cmd_start(args: Namespace, env: Env) -> int:
-    rt = _runtime(args)
+    eng = _engine(args)
     status = 0
     for ref in args.containers:
         try:
-            rec = rt.get(ref)
+            rec = eng.container(ref)
             if args.attach:
-                return _attached_start(rt, rec, env, args.interactive, rec.host.get(
+                return _attached_start(eng, rec, env, args.interactive, rec.host.get(
                     "auto_remove", False))
-            rt.start(rec, attach=False)
+            eng.start(rec, attach=False)
             env.out(ref)
         except PmdError as e:
             env.stderr.write(f"Error: {e}\n")
@@ -676,21 +529,13 @@ def cmd_start(args: Namespace, env: Env) -> int:
     return status
 
 
-def _each(args: Namespace, env: Env, action: Callable[[Any, Any], None],
+def _each(args: Namespace, env: Env, action: Callable[[Engine, ContainerRecord], None],
           echo: bool = True, corrupt_ok: bool = False) -> int:
-    from pyminidocker.errors import CorruptRecord
-
-    rt = _runtime(args)
+    eng = _engine(args)
     status = 0
     for ref in args.containers:
         try:
-            try:
-                rec = rt.get(ref)
-            except CorruptRecord as e:
-                if not corrupt_ok:
-                    raise
-                rec = rt.containers.stub(e.object_id)
-            action(rt, rec)
+            action(eng, eng.container(ref, corrupt_ok=corrupt_ok))
             if echo:
                 env.out(ref)
         except PmdError as e:
@@ -700,121 +545,70 @@ def _each(args: Namespace, env: Env, action: Callable[[Any, Any], None],
 
 
 def cmd_stop(args: Namespace, env: Env) -> int:
-    return _each(args, env, lambda rt, rec: rt.stop(rec, args.time))
+    return _each(args, env, lambda eng, rec: eng.stop(rec, args.time))
 
 
 def cmd_kill(args: Namespace, env: Env) -> int:
-    sig = _signal(args.signal)
-    return _each(args, env, lambda rt, rec: rt.kill(rec, sig))
+    from pyminidocker.engine import parse_signal
 
-
-def _signal(name: str) -> int:
-    import signal
-
-    s = name.upper()
-    if s.isdigit():
-        return int(s)
-    s = s if s.startswith("SIG") else "SIG" + s
     try:
-        return int(getattr(signal, s))
-    except AttributeError:
+        sig = parse_signal(args.signal)
+    except UsageError:
         # the daemon refuses it in Docker: an operation failed (1), not a usage error (125)
-        raise PmdError(f"Invalid signal: {name}") from None
+        raise PmdError(f"Invalid signal: {args.signal}") from None
+    return _each(args, env, lambda eng, rec: eng.kill(rec, sig))
 
 
 def cmd_rm(args: Namespace, env: Env) -> int:
     # rm -f also takes a container whose record is corrupt: what is found of it goes
-    return _each(args, env, lambda rt, rec: rt.remove(rec, args.force), corrupt_ok=args.force)
+    return _each(args, env, lambda eng, rec: eng.remove(rec, args.force),
+                 corrupt_ok=args.force)
 
 
 def cmd_wait(args: Namespace, env: Env) -> int:
-    def wait(rt: Any, rec: Any) -> None:
-        env.out(str(rt.wait(rec)))
+    def wait(eng: Engine, rec: ContainerRecord) -> None:
+        env.out(str(eng.wait(rec)))
         env.stdout.flush()
 
     return _each(args, env, wait, echo=False)
-
-
-def _log_records(data: bytes) -> tuple[list[dict[str, str]], bytes]:
-    """The json-file records in data, and the incomplete last line (a record being written)."""
-    import json
-
-    lines = data.split(b"\n")
-    records = []
-    for line in lines[:-1]:
-        if not line:
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue  # not ours; Docker's reader skips what it cannot decode too
-        if isinstance(rec, dict) and isinstance(rec.get("log"), str):
-            records.append(rec)
-    return records, lines[-1]
 
 
 def cmd_logs(args: Namespace, env: Env) -> int:
     """The container's output from its json-file log (written by the monitor of a detached
     container, by the runtime's relay for an attached one). -f follows it until the container
     has exited and everything it wrote is shown."""
-    rt = _runtime(args)
-    rec = rt.get(args.container)
+    eng = _engine(args)
+    rec = eng.container(args.container)
     tail = None
     if args.tail not in (None, "all"):
         try:
             tail = int(args.tail)
         except ValueError:
             raise UsageError(f"invalid value for --tail: {args.tail!r}") from None
-
-    def show(records: list[dict[str, str]]) -> None:
-        for r in records:
-            out = env.stderr if r.get("stream") == "stderr" else env.stdout
-            out.write(f"{r.get('time', '')} {r['log']}" if args.timestamps else r["log"])
-        env.stdout.flush()
-        env.stderr.flush()
-
-    path = os.path.join(rt.containers.path(rec.id), f"{rec.id}-json.log")
-    try:
-        f = open(path, "rb")  # held open while following
-    except FileNotFoundError:
-        return 0  # never started: nothing was logged
-    with f:
-        records, rest = _log_records(f.read())
-        if tail is not None:
-            records = records[max(0, len(records) - tail):] if tail > 0 else []
-        show(records)
-        if not args.follow:
-            return 0
-        while True:
-            # Look at the state before reading, so that what the container wrote before it
-            # exited is read after we saw it exit: nothing is missed at the end.
-            running = rt.refresh(rt.containers.get(rec.id)).state.status == "running"
-            chunk = f.read()
-            if chunk:
-                records, rest = _log_records(rest + chunk)
-                show(records)
-            elif not running:
-                return 0
-            else:
-                time.sleep(0.1)
+    for r in eng.logs(rec, tail, args.follow):
+        out = env.stderr if r.get("stream") == "stderr" else env.stdout
+        out.write(f"{r.get('time', '')} {r['log']}" if args.timestamps else r["log"])
+        if args.follow:
+            out.flush()
+    return 0
 
 
 def cmd_rename(args: Namespace, env: Env) -> int:
-    rt = _runtime(args)
-    rt.rename(rt.get(args.container), args.new_name)
+    eng = _engine(args)
+    eng.rename(eng.container(args.container), args.new_name)
     return 0
 
 
 def cmd_ps(args: Namespace, env: Env) -> int:
     from pyminidocker.cli import listing
 
-    return listing.ps(args, env, _runtime(args))
+    return listing.ps(args, env, _engine(args))
 
 
 def cmd_port(args: Namespace, env: Env) -> int:
     """Docker's `port`: every mapping, or the host addresses of one container port (rc 1 and
     Docker's message when it is not published)."""
-    rec = _runtime(args).get(args.container)
+    rec = _engine(args).container(args.container)
     if args.port is None:
         for mapping in rec.state.ports:
             env.out(mapping)
@@ -829,12 +623,9 @@ def cmd_port(args: Namespace, env: Env) -> int:
 
 
 def cmd_container_prune(args: Namespace, env: Env) -> int:
-    rt = _runtime(args)
     env.out("Deleted Containers:")
-    for rec in rt.list():
-        if rec.state.status != "running":
-            rt.remove(rec)
-            env.out(rec.id)
+    for cid in _engine(args).prune_containers():
+        env.out(cid)
     return 0
 
 
@@ -1082,16 +873,14 @@ def program(argv: Sequence[str], env: Env) -> int:
     if not getattr(args, "func", None):
         env.stdout.write(parser.format_help())
         return 0
-    from pyminidocker.config import Config  # after parsing: help and usage errors need none
-    from pyminidocker.trace import Tracer
+    from pyminidocker.engine import Engine  # after parsing: help and usage errors need none
 
-    args.config = Config.load(args.root)
-
-    args.tracer = Tracer(args.trace or os.environ.get("PYMINIDOCKER_TRACE") == "1")
+    trace = args.trace or os.environ.get("PYMINIDOCKER_TRACE") == "1"
+    args.engine = eng = Engine(args.root, trace=trace)
     try:
         return int(args.func(args, env))
     finally:
-        args.tracer.report(time.process_time() * 1000 if args.tracer.enabled else None)
+        eng.tracer.report(time.process_time() * 1000 if eng.tracer.enabled else None)
 
 
 def main(argv: Sequence[str] | None = None, env: Env | None = None) -> int:

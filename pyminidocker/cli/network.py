@@ -1,7 +1,6 @@
-"""`network create|ls|inspect|rm|prune`: the CLI face of pyminidocker.network.bridge.
+"""`network create|ls|inspect|rm|prune|connect|disconnect`: the CLI face of the engine's networks.
 
-Kept out of cli.py so that the one hook there (add_network_commands) is the whole merge; this
-module, the network module and pyroute2 are imported only when a network command runs.
+Imported only when a network command runs (and so are the network modules and pyroute2).
 """
 from __future__ import annotations
 
@@ -12,6 +11,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from pyminidocker.cli.args import Namespace, Parser
+    from pyminidocker.engine import Engine
 
 
 def _labels(items: list[str]) -> dict[str, str]:
@@ -35,66 +35,47 @@ def _predefined(name: str) -> Any:
                    driver="null" if name == "none" else name)
 
 
-def all_networks(store: Any) -> list[Any]:
+def all_networks(eng: Engine) -> list[Any]:
     """Every network as Docker lists them: bridge (recorded on first use), host, none and
     the user's."""
-    from pyminidocker.network import bridge as N
-
-    nets = [n for n in N.list_networks(store) if n.name not in ("host", "none")]
-    if not any(n.name == N.DEFAULT_NETWORK for n in nets):
+    nets = [n for n in eng.networks() if n.name not in ("host", "none")]
+    if not any(n.name == "bridge" for n in nets):
         try:
-            nets.append(N.default_network(store))
+            nets.append(eng.default_network())
         except PmdError:
             pass  # no free pool subnet: the others are listed all the same
     return [*nets, _predefined("host"), _predefined("none")]
 
 
-def network_doc(store: Any, name: str) -> dict[str, Any]:
-    """Docker's network inspect document of a network (name, id or id prefix).
-    Raises NotFound."""
+def network_doc(eng: Engine, name: str) -> dict[str, Any]:
+    """Docker's inspect document of a network (name, id or id prefix). Raises NotFound."""
     from pyminidocker import dockerjson
-    from pyminidocker.errors import NotFound
-    from pyminidocker.network import bridge as N
 
     for pre in ("host", "none"):
         net = _predefined(pre)
-        if name == pre or (len(name) >= 1 and net.id.startswith(name)):
+        if name == pre or net.id.startswith(name):
             return dockerjson.network(net)
-    try:
-        raw = N.inspect_network(store, name)
-    except NotFound:
-        raise NotFound(f"network {name} not found") from None
-    from pyminidocker.store.networks import NetworkStore
-
-    net = NetworkStore(store).get(raw["Name"])
-    members = {cid: {"Name": "", "IPv4Address": m["IPv4Address"]}
-               for cid, m in raw["Containers"].items()}
-    doc = dockerjson.network(net, members)
-    doc["Options"].update(raw.get("Options") or {})
-    return doc
+    return eng.inspect_network(name)
 
 
 def cmd_network(args: Namespace, env: Any) -> int:
-    from pyminidocker.cli.main import _store
-    from pyminidocker.network import bridge as N
-
-    store = _store(args)
+    eng: Engine = args.engine
     if args.network_command == "create":
-        net = N.create_network(store, args.name, subnet=args.subnet, gateway=args.gateway,
+        net = eng.create_network(args.name, subnet=args.subnet, gateway=args.gateway,
                                internal=args.internal, labels=_labels(args.label))
         env.out(net.id)
         return 0
     if args.network_command in ("ls", "list"):
         from pyminidocker.cli import listing
 
-        return listing.networks(args, env, all_networks(store))
+        return listing.networks(args, env, all_networks(eng))
     if args.network_command == "inspect":
         from pyminidocker.cli import listing
 
         out, failed = [], False
         for name in args.networks:
             try:
-                out.append(network_doc(store, name))
+                out.append(network_doc(eng, name))
             except PmdError:
                 env.stderr.write(f"Error: No such network: {name}\n")
                 failed = True
@@ -104,7 +85,7 @@ def cmd_network(args: Namespace, env: Any) -> int:
         failed = False
         for name in args.networks:
             try:
-                N.remove_network(store, name)
+                eng.remove_network(name)
                 env.out(name)
             except PmdError as e:
                 env.stderr.write(f"Error: {e}\n")
@@ -117,21 +98,17 @@ def cmd_network(args: Namespace, env: Any) -> int:
             env.stdout.flush()
             if env.stdin.readline().strip().lower() not in ("y", "yes"):
                 return 0
-        removed = N.prune_networks(store)
+        removed = eng.prune_networks()
         if removed:
             env.out("Deleted Networks:")
             for name in removed:
                 env.out(name)
         return 0
     if args.network_command in ("connect", "disconnect"):
-        from pyminidocker.container.runtime import Runtime
-
-        rt = Runtime(store)
-        rec = rt.get(args.container)
         if args.network_command == "connect":
-            rt.connect(rec, args.network)
+            eng.connect(args.container, args.network)
         else:
-            rt.disconnect(rec, args.network)
+            eng.disconnect(args.container, args.network)
         return 0
     raise UsageError("network: a command is needed (create, ls, inspect, rm, prune, connect, "
                      "disconnect)")

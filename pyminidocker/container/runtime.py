@@ -17,7 +17,15 @@ from pyminidocker import jsonio
 from pyminidocker import shim as _native
 from pyminidocker.container import defaults
 from pyminidocker.container import spec as policy
-from pyminidocker.errors import Conflict, NotFound, PmdError, StoreError, UsageError, suppress
+from pyminidocker.errors import (
+    Conflict,
+    NotFound,
+    PmdError,
+    StartError,
+    StoreError,
+    UsageError,
+    suppress,
+)
 from pyminidocker.record import dataclass, field
 from pyminidocker.store import Store
 from pyminidocker.store.containers import ContainerRecord, State, check_name, random_name
@@ -295,7 +303,7 @@ class Runtime:
                 output.close()
             self._start_failed(rec, e if isinstance(e, OSError) else None)
             if isinstance(e, OSError):
-                raise policy.StartError(_start_message(e),
+                raise StartError(_start_message(e),
                                         exit_code=policy.exec_exit_code(e)) from None
             raise
         finally:
@@ -690,7 +698,7 @@ class Runtime:
         try:
             proc = _native.spawn(sp)
         except OSError as e:
-            raise policy.StartError(_start_message(e), exit_code=policy.exec_exit_code(e)) \
+            raise StartError(_start_message(e), exit_code=policy.exec_exit_code(e)) \
                 from None
         if on_started:
             on_started(proc)
@@ -855,7 +863,7 @@ def _seccomp_program(root: str, host: dict[str, Any], caps: int) -> bytes:
     try:
         return seccomp.program(os.path.join(root, "seccomp"), profile, caps)
     except (ValueError, OSError) as e:
-        raise policy.StartError(f"seccomp profile: {e}", exit_code=125) from None
+        raise StartError(f"seccomp profile: {e}", exit_code=125) from None
 
 
 def _standard_mounts(host_network: bool, privileged: bool | None) -> list[Any]:

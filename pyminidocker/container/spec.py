@@ -12,7 +12,7 @@ import stat
 
 from pyminidocker.container.defaults import CAPS as CAPABILITIES
 from pyminidocker.container.defaults import DEFAULT_CAPS, DEFAULT_ENV_PATH, cap_mask
-from pyminidocker.errors import PmdError, UsageError
+from pyminidocker.errors import UsageError
 from pyminidocker.record import dataclass
 from pyminidocker.shim import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY
 
@@ -321,7 +321,3 @@ def exec_exit_code(e: OSError) -> int:
     if e.errno in (errno.EACCES, errno.ENOEXEC, errno.EISDIR, errno.EPERM):
         return 126
     return 125
-
-
-class StartError(PmdError):
-    """The container's process could not be started; exit_code is 125, 126 or 127."""

@@ -149,6 +149,13 @@ def familiar(ref: str) -> str:
     return ref
 
 
+def split_name(name: str) -> tuple[str, str, str]:
+    """(familiar repository, tag or "<none>", digest or "") of a stored image name, as
+    `images` and `image inspect` show it. Raises InvalidReference."""
+    r = parse_reference(name)
+    return r.familiar_name, r.tag or "<none>", r.digest or ""
+
+
 def _split_domain(name: str) -> tuple[str, str]:
     """Split ``name`` into (registry, path) and apply Docker Hub's defaults."""
     first, sep, rest = name.partition("/")

@@ -21,8 +21,11 @@ from pyminidocker.store.files import FileLock, remove_tree, store_error
 class Store:
     """The root of the store. Creates its directories on first use (needs write access)."""
 
-    def __init__(self, root: str | os.PathLike[str]):
+    def __init__(self, root: str | os.PathLike[str], root_checked: bool = False):
+        """root_checked: config.check_root(root) was done (Config.load does it): ensure()
+        need not walk the path again."""
         self.root = os.fspath(root)
+        self._root_checked = root_checked
         self.images_dir = os.path.join(self.root, "images")
         self.layers_dir = os.path.join(self.root, "layers")
         self.staging_dir = os.path.join(self.root, "staging")
@@ -42,7 +45,8 @@ class Store:
         """Create the directories and remove debris of interrupted commands. Raises StoreError."""
         if self._ready:
             return
-        check_root(self.root)
+        if not self._root_checked:
+            check_root(self.root)
         dirs = (self.root, self.images_dir, self.layers_dir, self.staging_dir, self.locks_dir)
         if not os.path.isdir(dirs[-1]):  # made last: if it is there, all are
             try:

@@ -93,7 +93,7 @@ def test_format_and_filter_one_liners(docker):
         "host",
         "none",
         "bridge local",
-        "1.41",
+        "1.43",
         "overlay2 linux",
         "info: ok",
         "bad template: rc 1",

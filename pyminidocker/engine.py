@@ -1,0 +1,610 @@
+"""The engine API: the one typed facade every front end calls (the CLI, the Docker Engine API
+server, the OCI runtime), as Podman's front ends call libpod.
+
+An `Engine` is a store root and its settings. Its methods take names, ids and typed options,
+return the store's typed records (ContainerRecord, ImageRecord, Network, PullResult...), raise
+the typed errors of pyminidocker.errors, and never print or exit: a front end parses, calls and
+formats. Progress is reported through callbacks the front end passes in (pull's `progress`).
+
+    from pyminidocker.engine import CreateOptions, Engine
+
+    eng = Engine("/var/lib/docker-mini")
+    eng.pull("busybox:latest")
+    rec = eng.create(CreateOptions(image="busybox", cmd=["echo", "hi"], network="none"))
+    code = eng.start(rec, attach=True)     # its output goes to ours and to its log
+    eng.remove(rec)
+
+The start path (`run`) goes through here: this module imports nothing at load time but the
+errors; each method imports what it needs, so a command pays only for its own modules.
+"""
+from __future__ import annotations
+
+import os
+
+from pyminidocker.errors import NotFound, PmdError, UsageError
+
+TYPE_CHECKING = False  # typing is not imported at run time: the start path reads this file
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from typing import Any
+
+    from pyminidocker.config import Config
+    from pyminidocker.container.runtime import CreateOptions, Runtime
+    from pyminidocker.image.pull import Progress, PullResult
+    from pyminidocker.image.reference import Reference, parse_reference, split_name
+    from pyminidocker.store import Store
+    from pyminidocker.store.containers import ContainerRecord
+    from pyminidocker.store.images import ImageRecord
+    from pyminidocker.store.networks import Network
+
+__all__ = ["ContainerRecord", "CreateOptions", "Engine", "ImageRecord", "Network", "Progress",
+           "PullResult", "Reference", "parse_cpus", "parse_env_file", "parse_memory",
+           "parse_reference", "parse_signal", "registry_server", "split_name"]
+
+# The types a front end constructs or annotates with, importable from here without loading
+# their modules until first use (PEP 562): `images` need not load the container runtime.
+_LAZY = {
+    "CreateOptions": "pyminidocker.container.runtime",
+    "ContainerRecord": "pyminidocker.store.containers",
+    "ImageRecord": "pyminidocker.store.images",
+    "Network": "pyminidocker.store.networks",
+    "Progress": "pyminidocker.image.pull",
+    "PullResult": "pyminidocker.image.pull",
+    "Reference": "pyminidocker.image.reference",
+    "parse_reference": "pyminidocker.image.reference",
+    "split_name": "pyminidocker.image.reference",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # __import__, not importlib: importlib is three more modules on the start path
+    return getattr(__import__(module, fromlist=[name]), name)
+
+
+# ---- parsing of option values that every front end shares ----------------------------------
+
+def parse_memory(text: str) -> int:
+    """Bytes of a memory limit ("64m", "1g", "1048576"). Raises UsageError, also below Docker's
+    minimum of 6MB."""
+    from pyminidocker.container.cgroups import parse_bytes
+
+    memory = parse_bytes(text)
+    if memory < 6 * 1024 * 1024:
+        raise UsageError("Minimum memory limit allowed is 6MB")
+    return memory
+
+
+def parse_cpus(text: str) -> float:
+    """--cpus "1.5". Raises UsageError."""
+    from pyminidocker.container.spec import parse_cpus as parse
+
+    return parse(text)
+
+
+def parse_env_file(path: str) -> list[str]:
+    """The NAME=VALUE lines of an --env-file. Raises UsageError."""
+    from pyminidocker.container.spec import parse_env_file as parse
+
+    return parse(path)
+
+
+def parse_signal(name: str) -> int:
+    """A signal's number from "KILL", "SIGKILL" or "9". Raises UsageError."""
+    import signal
+
+    s = name.upper()
+    if s.isdigit():
+        return int(s)
+    s = s if s.startswith("SIG") else "SIG" + s
+    try:
+        return int(getattr(signal, s))
+    except AttributeError:
+        raise UsageError(f"invalid signal: {name}") from None
+
+
+def registry_server(server: str | None) -> str:
+    """The registry a login is kept for, as Docker names it: docker.io for Docker Hub's
+    aliases, and host[:port] of a URL."""
+    if not server:
+        return "docker.io"
+    s = server.removeprefix("https://").removeprefix("http://").rstrip("/")
+    s = s.split("/", 1)[0]
+    return "docker.io" if s in ("index.docker.io", "registry-1.docker.io") else s
+
+
+def _is_image_id(name: str) -> bool:
+    hexid = name.removeprefix("sha256:")
+    return len(hexid) == 64 and all(c in "0123456789abcdef" for c in hexid)
+
+
+class Engine:
+    """The engine over one store. Cheap to make: the store is opened (and its debris of
+    interrupted commands removed) on first use."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None, *,
+                 config: Config | None = None, trace: bool = False):
+        """root: the store (default $PYMINIDOCKER_ROOT or /var/lib/docker-mini), whose
+        config.json is read unless `config` is given; trace: time the phases of what it does
+        (tracer.report() prints them). Raises UsageError for a root another user could have
+        prepared or a bad config.json."""
+        from pyminidocker.trace import Tracer
+
+        if config is None:
+            from pyminidocker.config import Config
+
+            config = Config.load(root)  # it checks the root's ownership
+            self._root_checked = True
+        else:
+            self._root_checked = False
+        self.config = config
+        self.tracer = Tracer(trace)
+        self._store: Store | None = None
+        self._runtime: Runtime | None = None
+
+    @property
+    def store(self) -> Store:
+        """The store, made ready: every command first removes what interrupted ones left."""
+        if self._store is None:
+            from pyminidocker.store import Store
+
+            store = Store(self.config.root, root_checked=self._root_checked)
+            store.ensure()
+            self._store = store
+        return self._store
+
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            from pyminidocker.container.runtime import Runtime
+
+            self._runtime = Runtime(self.store, self.tracer)
+        return self._runtime
+
+    # ---- images ---------------------------------------------------------------------------
+
+    def pull(self, ref: str | Reference, platform: str | None = None,
+             progress: Callable[[Progress], None] | None = None) -> PullResult:
+        """Pull an image (index or manifest, its config and layers) into the store; `progress`
+        gets each layer's events. Raises InvalidReference, RegistryError, AuthError,
+        VerificationError, LayerError, StoreError."""
+        from pyminidocker.image.pull import Puller
+        from pyminidocker.image.reference import parse_reference
+
+        r = parse_reference(ref) if isinstance(ref, str) else ref
+        plat = None
+        if platform:
+            from pyminidocker.image.platforms import parse_platform
+
+            plat = parse_platform(platform)
+        return Puller(self.store, self.config, r, plat, progress).pull()
+
+    def tags(self, ref: str | Reference) -> list[Reference]:
+        """The references of every tag of ref's repository, sorted (pull --all-tags)."""
+        from pyminidocker.image.reference import parse_reference
+        from pyminidocker.image.registry import RegistryClient
+
+        r = parse_reference(ref) if isinstance(ref, str) else ref
+        client = RegistryClient(self.config, r.registry)
+        return [r.with_tag(t) for t in sorted(client.list_tags(r.repository))]
+
+    def images(self) -> list[ImageRecord]:
+        """Every readable image; the unreadable ones are in corrupt_images()."""
+        return self.store.images.list()
+
+    def corrupt_images(self) -> list[str]:
+        """One message for each image whose record cannot be read (after images())."""
+        return list(self.store.images.corrupt.values())
+
+    def image(self, name: str) -> ImageRecord:
+        """The image a name, digest or (short) id stands for. Raises NotFound, CorruptRecord."""
+        return self.store.images.lookup(name)
+
+    def find_image(self, name: str) -> ImageRecord | None:
+        """The image, or None when it is not here and pulling `name` could bring it. Raises
+        NotFound for an image id (never pulled: Docker reads sha256:<64 hex> as an id, not as
+        Docker Hub's image "sha256")."""
+        try:
+            return self.store.images.lookup(name)
+        except NotFound:
+            if _is_image_id(name):
+                raise
+            return None
+
+    def image_config(self, rec: ImageRecord) -> dict[str, Any]:
+        """The image's OCI config (the JSON blob), as a dict."""
+        return self.store.images.config(rec)
+
+    def image_size(self, rec: ImageRecord) -> int:
+        """Bytes of the image's layers, uncompressed."""
+        return sum(layer.uncompressed_size for layer in self.store.layers.chain(rec.layer)) \
+            if rec.layer else 0
+
+    def inspect_image(self, rec: ImageRecord) -> dict[str, Any]:
+        """Docker's `image inspect` object of the image (every key Docker 20.10 has)."""
+        from pyminidocker import dockerjson
+        from pyminidocker.image.reference import split_name
+
+        tags: list[str] = []
+        digests: list[str] = []
+        for n in rec.names:
+            repo, tag, digest = split_name(n)
+            (digests if digest else tags).append(f"{repo}@{digest}" if digest else f"{repo}:{tag}")
+        if rec.digest and not digests:
+            digests = [f"{t.rpartition(':')[0]}@{rec.digest}" for t in tags[:1]]
+        store = self.store
+        chain = list(store.layers.chain(rec.layer)) if rec.layer else []
+        paths = [str(store.layers.diff_path(layer.id)) for layer in chain]
+        graph = {"LowerDir": ":".join(paths[1:]), "MergedDir": "",
+                 "UpperDir": paths[0] if paths else "", "WorkDir": ""}
+        return dockerjson.image(rec, self.image_config(rec),
+                                sum(layer.uncompressed_size for layer in chain), tags, digests,
+                                graph)
+
+    def tag(self, source: str, target: str) -> None:
+        """Give the image `source` names the name `target` (":latest" if it has no tag).
+        Raises UsageError for a digest target, NotFound."""
+        from pyminidocker.image.reference import parse_reference
+
+        dst = parse_reference(target)
+        if dst.digest:
+            raise UsageError("refusing to create a tag with a digest reference")
+        store = self.store
+        with store.lock():
+            rec = store.images.lookup(source)
+            name = f"{dst.name}:{dst.tag or 'latest'}"
+            if name not in rec.names:
+                store.images.set_names(rec, [*rec.names, name])
+
+    def remove_image(self, want: str, force: bool = False) -> list[tuple[str, str]]:
+        """Docker's rules: a name is removed while other tags remain; the last one takes the
+        image (and the layers no other image uses) with it, unless a container uses the image:
+        then it is refused, or with force the names go and the data stays (a dangling image).
+        Returns what was done, in order: ("Untagged", familiar name) and ("Deleted", id).
+        Raises NotFound, Conflict (as PmdError), CorruptRecord without force."""
+        from pyminidocker.errors import CorruptRecord
+        from pyminidocker.image.reference import parse_reference
+
+        store = self.store
+        done: list[tuple[str, str]] = []
+        doomed: list[str] = []
+        running: dict[str, str] = {}
+        if force:  # read before taking the store lock, which the runtime takes too
+            running = {r.image: r.short_id for r in self.runtime.list()
+                       if r.state.status == "running"}
+        try:
+            with store.lock():
+                try:
+                    rec = store.images.lookup(want)
+                except CorruptRecord as e:
+                    if not force:
+                        raise
+                    doomed.append(store.images.remove_corrupt(e.object_id))
+                    done.append(("Deleted", f"sha256:{e.object_id}"))
+                    self._retire_unused_layers(doomed, done)
+                    return done
+                in_use = rec.id in store.images.users()
+                name = None
+                try:
+                    name = str(parse_reference(want))
+                except PmdError:
+                    pass
+                tags = [n for n in rec.names if "@" not in n]
+                if name is not None and name in rec.names and len(tags) > 1:
+                    rec.names.remove(name)
+                    store.images.set_names(rec, rec.names)
+                    done.append(("Untagged", parse_reference(name).familiar))
+                    return done
+                if name not in rec.names and rec.id in running:
+                    # by id, force would take the image from under a running container:
+                    # Docker refuses even then (a tag alone may go: the image stays)
+                    raise PmdError(f"conflict: unable to delete {rec.id[:12]} (cannot be "
+                                   "forced) - image is being used by running container "
+                                   f"{running[rec.id]}")
+                if name not in rec.names and len(tags) > 1 and not force:
+                    raise PmdError(f"conflict: unable to delete {rec.id[:12]} (must be forced) "
+                                   "- image is referenced in multiple repositories")
+                if in_use and not force:
+                    raise PmdError(f"conflict: unable to remove {want} (must force) - image "
+                                   f"{rec.id[:12]} is being used by a container")
+                done.extend(("Untagged", parse_reference(n).familiar) for n in rec.names)
+                if in_use:
+                    store.images.set_names(rec, [])
+                    return done
+                rec.names = []
+                doomed.append(store.images.remove(rec))
+                done.append(("Deleted", f"sha256:{rec.id}"))
+                self._retire_unused_layers(doomed, done)
+                return done
+        finally:
+            for path in doomed:
+                store.discard(path)
+
+    def _retire_unused_layers(self, doomed: list[str], done: list[tuple[str, str]]) -> None:
+        """The layers no image uses any more go with the image that used them last. Caller
+        holds the store lock and discards `doomed` after releasing it."""
+        store = self.store
+        for chain_id in store.images.unused_layers():
+            doomed.append(store.layers.retire(chain_id))
+            done.append(("Deleted", chain_id))
+
+    def login(self, server: str | None, username: str, password: str) -> None:
+        """Check the credentials with the registry and keep them (Docker's config.json).
+        Raises AuthError, RegistryError."""
+        from pyminidocker.image.registry import RegistryClient
+
+        RegistryClient(self.config, registry_server(server)).login(username, password)
+
+    def logout(self, server: str | None) -> None:
+        from pyminidocker.image.registry import RegistryClient
+
+        RegistryClient(self.config, registry_server(server)).logout()
+
+    # ---- containers -----------------------------------------------------------------------
+
+    def prepare_start(self) -> None:
+        """Call before create when a start follows at once (run): it overlaps a kernel wait
+        with create (see cgroups.prime_migration)."""
+        from pyminidocker.container.cgroups import prime_migration
+
+        prime_migration()
+
+    def create(self, opts: CreateOptions) -> ContainerRecord:
+        """A new container of an image that is here (see find_image and pull). Raises
+        NotFound, Conflict (name taken), UsageError (a bad option), StoreError."""
+        return self.runtime.create(opts)
+
+    def start(self, rec: ContainerRecord, attach: bool,
+              stdio: tuple[int, int, int] = (-1, -1, -1),
+              on_started: Callable[[Any], None] | None = None) -> int | None:
+        """Start a created or exited container: attached, wait and return its exit code
+        (StartError, exit code 125/126/127, when it cannot start); detached, return None once
+        it runs. See Runtime.start for stdio and on_started (a tty's console)."""
+        return self.runtime.start(rec, attach=attach, stdio=stdio, on_started=on_started)
+
+    def stop(self, rec: ContainerRecord, timeout: int = 10) -> None:
+        """SIGTERM, then SIGKILL after timeout seconds; returns once it has exited."""
+        self.runtime.stop(rec, timeout)
+
+    def kill(self, rec: ContainerRecord, sig: int = 9) -> None:
+        """Raises Conflict if the container is not running."""
+        self.runtime.kill(rec, sig)
+
+    def wait(self, rec: ContainerRecord) -> int:
+        """Its exit code, once it has stopped."""
+        return self.runtime.wait(rec)
+
+    def remove(self, rec: ContainerRecord, force: bool = False) -> None:
+        """Remove a container and what it holds on the host. Raises Conflict for a running
+        one unless force (then it is killed)."""
+        self.runtime.remove(rec, force)
+
+    def rename(self, rec: ContainerRecord, new_name: str) -> None:
+        """Raises UsageError for a bad name, Conflict for a taken one."""
+        self.runtime.rename(rec, new_name)
+
+    def exec(self, rec: ContainerRecord, argv: list[str], env: list[str] | None = None,
+             user: str | None = None, workdir: str | None = None, tty: bool = False,
+             stdio: tuple[int, int, int] = (-1, -1, -1),
+             on_started: Callable[[Any], None] | None = None) -> int:
+        """Run argv in the running container; its exit code. Raises Conflict if it is not
+        running, StartError (125/126/127) if argv cannot start."""
+        if not argv:
+            raise UsageError("exec requires at least 1 command argument")
+        return self.runtime.exec(rec, argv, list(env or []), user, workdir, tty, stdio,
+                                 on_started=on_started)
+
+    def container(self, ref: str, corrupt_ok: bool = False) -> ContainerRecord:
+        """The container a name or (short) id stands for, its state reconciled with the
+        kernel's. With corrupt_ok, a container whose record cannot be read comes as a stub
+        (its id only: enough to remove it). Raises NotFound, CorruptRecord."""
+        from pyminidocker.errors import CorruptRecord
+
+        try:
+            return self.runtime.get(ref)
+        except CorruptRecord as e:
+            if not corrupt_ok:
+                raise
+            return self.store.containers.stub(e.object_id)
+
+    def reload(self, rec: ContainerRecord) -> ContainerRecord:
+        """The container's record as stored now (not reconciled). Raises NotFound."""
+        return self.store.containers.get(rec.id)
+
+    def refresh(self, rec: ContainerRecord) -> ContainerRecord:
+        """The container's record as it is now. Raises NotFound once it was removed."""
+        rt = self.runtime
+        return rt.refresh(rt.containers.get(rec.id))
+
+    def containers(self, all: bool = True) -> list[ContainerRecord]:
+        """The containers (only the running ones unless all), newest first; the unreadable
+        ones are in corrupt_containers()."""
+        recs = sorted(self.runtime.list(), key=lambda r: r.created, reverse=True)
+        return recs if all else [r for r in recs if r.state.status == "running"]
+
+    def corrupt_containers(self) -> list[str]:
+        """One message for each container whose record cannot be read (after containers())."""
+        return list(self.store.containers.corrupt.values())
+
+    def prune_containers(self) -> list[str]:
+        """Remove every container that is not running; their ids."""
+        removed = []
+        for rec in self.runtime.list():
+            if rec.state.status != "running":
+                self.runtime.remove(rec)
+                removed.append(rec.id)
+        return removed
+
+    def log_path(self, rec: ContainerRecord) -> str:
+        """The container's json-file log (written by its monitor, or by the relay of an
+        attached start)."""
+        return os.path.join(self.store.containers.path(rec.id), f"{rec.id}-json.log")
+
+    def logs(self, rec: ContainerRecord, tail: int | None = None,
+             follow: bool = False) -> Iterator[dict[str, str]]:
+        """The container's log records ({"log", "stream", "time"}), the last `tail` of them;
+        with follow, then what it writes until it has exited and everything it wrote was
+        read. Nothing for a container that never started."""
+        import time
+
+        try:
+            f = open(self.log_path(rec), "rb")  # held open while following
+        except FileNotFoundError:
+            return
+        with f:
+            records, rest = _log_records(f.read())
+            if tail is not None:
+                records = records[max(0, len(records) - tail):] if tail > 0 else []
+            yield from records
+            if not follow:
+                return
+            while True:
+                # Look at the state before reading, so that what the container wrote before
+                # it exited is read after we saw it exit: nothing is missed at the end.
+                running = self.refresh(rec).state.status == "running"
+                chunk = f.read()
+                if chunk:
+                    records, rest = _log_records(rest + chunk)
+                    yield from records
+                elif not running:
+                    return
+                else:
+                    time.sleep(0.1)
+
+    def inspect_container(self, rec: ContainerRecord) -> dict[str, Any]:
+        """Docker's `container inspect` object of the container (every key Docker 20.10
+        has: State, Config with the image's Env, HostConfig, NetworkSettings, Mounts...)."""
+        from pyminidocker import dockerjson
+        from pyminidocker.store.networks import NetworkStore
+
+        try:
+            cfg = self.image_config(self.store.images.lookup(rec.image)).get("config") or {}
+        except PmdError:  # its image was removed (rmi -f): Docker shows the container's own
+            cfg = {}
+        ns = NetworkStore(self.store)
+        nets = {}
+        for name in {rec.host.get("network") or "bridge", *rec.state.extra_networks}:
+            try:
+                nets[name] = ns.get(name)
+            except PmdError:
+                continue
+        return dockerjson.container(rec, self.store.containers.path(rec.id), cfg, nets)
+
+    # ---- networks -------------------------------------------------------------------------
+
+    def create_network(self, name: str, subnet: str | None = None, gateway: str | None = None,
+                       internal: bool = False,
+                       labels: dict[str, str] | None = None) -> Network:
+        """A user-defined bridge network (its bridge is made when a container joins).
+        Raises UsageError, Conflict."""
+        from pyminidocker.network import bridge
+
+        return bridge.create_network(self.store, name, subnet=subnet, gateway=gateway,
+                                     internal=internal, labels=labels or {})
+
+    def networks(self) -> list[Network]:
+        from pyminidocker.network import bridge
+
+        return bridge.list_networks(self.store)
+
+    def inspect_network(self, name: str) -> dict[str, Any]:
+        """Docker's `network inspect` object. Raises NotFound."""
+        from pyminidocker import dockerjson
+        from pyminidocker.network import bridge
+        from pyminidocker.store.networks import NetworkStore
+
+        raw = bridge.inspect_network(self.store, name)
+        members = {cid: {"Name": "", "IPv4Address": m["IPv4Address"]}
+                   for cid, m in raw["Containers"].items()}
+        doc = dockerjson.network(NetworkStore(self.store).get(raw["Name"]), members)
+        doc["Options"].update(raw.get("Options") or {})
+        return doc
+
+    def default_network(self) -> Network:
+        """The "bridge" network's record, made on first use. Raises PmdError (no free pool
+        subnet), StoreError."""
+        from pyminidocker.network import bridge
+
+        return bridge.default_network(self.store, self.config)
+
+    def remove_network(self, name: str) -> Network:
+        """Raises NotFound, Conflict (in use, or a predefined network)."""
+        from pyminidocker.network import bridge
+
+        return bridge.remove_network(self.store, name)
+
+    def prune_networks(self) -> list[str]:
+        """Remove the user-defined networks no container uses; their names."""
+        from pyminidocker.network import bridge
+
+        return bridge.prune_networks(self.store)
+
+    def connect(self, container: str, network: str) -> str:
+        """Connect a running container to a network; its address there."""
+        rt = self.runtime
+        return rt.connect(rt.get(container), network)
+
+    def disconnect(self, container: str, network: str) -> None:
+        rt = self.runtime
+        rt.disconnect(rt.get(container), network)
+
+    # ---- system ---------------------------------------------------------------------------
+
+    def version(self) -> dict[str, str]:
+        """The engine's version data (Docker's /version subset)."""
+        import platform
+
+        from pyminidocker import __version__
+
+        return {"Version": __version__, "ApiVersion": "1.43", "Os": "linux",
+                "Arch": platform.machine(), "KernelVersion": platform.release(),
+                "GoVersion": "", "PythonVersion": platform.python_version()}
+
+    def info(self) -> dict[str, Any]:
+        """The engine's state (Docker's /info subset): counts, store root, drivers."""
+        recs = self.runtime.list()
+        running = sum(r.state.status == "running" for r in recs)
+        return {"Containers": len(recs), "ContainersRunning": running,
+                "ContainersStopped": len(recs) - running, "Images": len(self.images()),
+                "Driver": "overlay2", "DockerRootDir": os.fspath(self.config.root),
+                "CgroupVersion": "1", "OperatingSystem": "linux", **self.version()}
+
+    def reset(self) -> list[str]:
+        """Remove every container of this store, then everything the engine added to the host
+        for networking (bridges, PMD-* rules) whichever store added it, and the engine's parent
+        cgroups once empty (other stores' containers are kept). The removed containers' ids."""
+        from pathlib import Path
+
+        from pyminidocker.container import cgroups
+        from pyminidocker.network import bridge
+
+        rt = self.runtime
+        removed = []
+        for rec in rt.list():
+            rt.remove(rec, force=True)
+            removed.append(rec.id)
+        bridge.reset_host(self.store)
+        live = {p.name for p in Path("/sys/fs/cgroup").glob("*/pyminidocker/*") if p.is_dir()}
+        live |= {p.name for p in Path("/sys/fs/cgroup").glob("pyminidocker/*") if p.is_dir()}
+        cgroups.cleanup_stale(live, remove_parent=True)
+        return removed
+
+
+def _log_records(data: bytes) -> tuple[list[dict[str, str]], bytes]:
+    """The json-file records in data, and the incomplete last line (a record being written)."""
+    import json
+
+    lines = data.split(b"\n")
+    records = []
+    for line in lines[:-1]:
+        if not line:
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue  # not ours; Docker's reader skips what it cannot decode too
+        if isinstance(rec, dict) and isinstance(rec.get("log"), str):
+            records.append(rec)
+    return records, lines[-1]

@@ -1,0 +1,600 @@
+"""The one place that reads an OCI runtime config (config.json) and turns it into what the shim
+executes: a SpawnSpec, plus what the runtime does around the spawn (cgroup, hooks, sysctls,
+devices, namespaces joined by path, oomScoreAdj, domainname).
+
+Everything is checked before anything is created, so a refused config leaves nothing behind.
+Errors are ConfigError, one line in runc's manner; the runtime exits 1 with it.
+"""
+from __future__ import annotations
+
+import os
+import stat
+
+from pyminidocker import shim
+from pyminidocker.container.defaults import CAPS, DEFAULT_ENV_PATH
+from pyminidocker.container.spec import own_bounding_set, secure_join
+from pyminidocker.errors import PmdError
+from pyminidocker.record import dataclass, field
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+# The spec versions this runtime was written against; a newer one is read (its unknown fields
+# are ignored, as runc does), an older major one refused.
+SUPPORTED_OCI_VERSION = "1.2.0"
+
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWTIME = 0x00000080
+NAMESPACES = {
+    "pid": shim.CLONE_NEWPID, "network": shim.CLONE_NEWNET, "mount": shim.CLONE_NEWNS,
+    "ipc": shim.CLONE_NEWIPC, "uts": shim.CLONE_NEWUTS, "cgroup": shim.CLONE_NEWCGROUP,
+    "user": CLONE_NEWUSER, "time": CLONE_NEWTIME,
+}
+# The names under /proc/PID/ns/ of each type (for joining the container's namespaces).
+NS_FILES = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts",
+            "cgroup": "cgroup", "user": "user", "time": "time"}
+
+RLIMITS = {
+    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4,
+    "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9,
+    "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
+    "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
+}
+
+# mount(8) options as flags: (set, clear). Propagation ones are applied by a second mount(2)
+# call in C (see child_mount_one in csrc/mount.c).
+_MOUNT_FLAGS = {
+    "ro": (shim.MS_RDONLY, 0), "rw": (0, shim.MS_RDONLY),
+    "nosuid": (shim.MS_NOSUID, 0), "suid": (0, shim.MS_NOSUID),
+    "nodev": (shim.MS_NODEV, 0), "dev": (0, shim.MS_NODEV),
+    "noexec": (shim.MS_NOEXEC, 0), "exec": (0, shim.MS_NOEXEC),
+    "sync": (16, 0), "async": (0, 16), "dirsync": (128, 0), "remount": (shim.MS_REMOUNT, 0),
+    "mand": (64, 0), "nomand": (0, 64),
+    "atime": (0, shim.MS_NOATIME), "noatime": (shim.MS_NOATIME, 0),
+    "diratime": (0, 2048), "nodiratime": (2048, 0),
+    "relatime": (shim.MS_RELATIME, 0), "norelatime": (0, shim.MS_RELATIME),
+    "strictatime": (shim.MS_STRICTATIME, 0), "nostrictatime": (0, shim.MS_STRICTATIME),
+    "bind": (shim.MS_BIND, 0), "rbind": (shim.MS_BIND | shim.MS_REC, 0),
+    "private": (shim.MS_PRIVATE, 0), "rprivate": (shim.MS_PRIVATE | shim.MS_REC, 0),
+    "shared": (shim.MS_SHARED, 0), "rshared": (shim.MS_SHARED | shim.MS_REC, 0),
+    "slave": (shim.MS_SLAVE, 0), "rslave": (shim.MS_SLAVE | shim.MS_REC, 0),
+    "unbindable": (1 << 17, 0), "runbindable": ((1 << 17) | shim.MS_REC, 0),
+}
+# Options runtimes accept and this one has no use for (containerd/podman pass them).
+_IGNORED_OPTIONS = {"tmpcopyup", "copy-symlink", "idmap", "ridmap", "z", "Z", "U", "notmpcopyup",
+                    "rro", "nocopyup"}
+
+# Sysctls that a namespace makes the container's own (runc's validation): others are the host's.
+_IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
+                "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
+
+
+class ConfigError(PmdError):
+    """config.json is missing, malformed, hostile or asks for what this runtime cannot do."""
+
+
+@dataclass
+class Hook:
+    path: str
+    args: list[str]
+    env: list[str]
+    timeout: int | None
+
+
+@dataclass
+class Device:
+    path: str
+    kind: str  # "c", "b", "u" (unbuffered char) or "p" (fifo)
+    major: int
+    minor: int
+    mode: int
+    uid: int
+    gid: int
+
+
+@dataclass
+class Resources:
+    """linux.resources as the cgroup files they are written to: {controller: [(file, value)]}
+    applied in order, plus the v1 device rules."""
+
+    files: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    devices: tuple[tuple[str, str], ...] | None = None
+
+
+@dataclass
+class Container:
+    """What a config.json asks for, checked: the spawn spec and what surrounds the spawn."""
+
+    spec: shim.SpawnSpec
+    oci_version: str
+    bundle: str
+    rootfs: str
+    namespaces: int                      # created by the container (CLONE_NEW* mask)
+    join_paths: dict[str, str]           # namespace type -> path of one to join
+    terminal: bool
+    console_size: tuple[int, int] | None  # (height, width)
+    hooks: dict[str, list[Hook]]
+    cgroups_path: str
+    resources: Resources
+    sysctl: dict[str, str]
+    devices: list[Device]
+    oom_score_adj: int | None
+    domainname: str | None
+    annotations: dict[str, str]
+    cgroup_mount: tuple[str, int] | None  # (destination, flags) of a "cgroup" mount
+    warnings: list[str] = field(default_factory=list)
+
+
+# ---- reading -----------------------------------------------------------------------------
+
+
+def load(bundle: str) -> tuple[dict[str, Any], str]:
+    """The parsed config.json of bundle and the bundle's absolute path. Raises ConfigError."""
+    from pyminidocker import jsonio
+
+    bundle = os.path.abspath(bundle or ".")
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise ConfigError(f"JSON specification file {path} not found") from None
+    except OSError as e:
+        raise ConfigError(f"open {path}: {e.strerror}") from None
+    try:
+        doc = jsonio.loads(data)
+    except ValueError as e:
+        raise ConfigError(f"config.json: invalid JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError("config.json: not a JSON object")
+    return doc, bundle
+
+
+def _get(obj: Any, key: str, kind: type | tuple[type, ...], where: str, default: Any = None
+         ) -> Any:
+    value = obj.get(key, default) if isinstance(obj, dict) else default
+    if value is None:
+        return default
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        name = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise ConfigError(f"config.json: {where}{key}: expected {name}, got "
+                          f"{type(value).__name__}")
+    return value
+
+
+def _strings(obj: Any, key: str, where: str) -> list[str]:
+    items = _get(obj, key, list, where, [])
+    if not all(isinstance(s, str) for s in items):
+        raise ConfigError(f"config.json: {where}{key}: expected a list of strings")
+    return items
+
+
+def _version_ok(version: str) -> None:
+    major = version.split(".", 1)[0]
+    if major != "1":
+        raise ConfigError(f"unsupported spec version {version!r}: this runtime runs 1.x "
+                          f"(up to {SUPPORTED_OCI_VERSION} and later minor versions)")
+
+
+def parse(doc: dict[str, Any], bundle: str) -> Container:
+    """Check doc (a config.json) and turn it into a Container. Raises ConfigError naming the
+    first field it refuses. Reads the root filesystem (symlinks of mount destinations), writes
+    nothing."""
+    version = _get(doc, "ociVersion", str, "")
+    if not version:
+        raise ConfigError("config.json: ociVersion is required")
+    _version_ok(version)
+    root = _get(doc, "root", dict, "")
+    if not root or not _get(root, "path", str, "root."):
+        raise ConfigError("config.json: root.path is required")
+    rootfs = _root_path(bundle, root["path"])
+    linux = _get(doc, "linux", dict, "", {})
+    proc = _get(doc, "process", dict, "")
+    if proc is None:
+        raise ConfigError("config.json: process is required (this runtime starts it)")
+    warnings: list[str] = []
+
+    namespaces, join_paths = _namespaces(linux)
+    if not namespaces & shim.CLONE_NEWNS and "mount" not in join_paths:
+        raise ConfigError("config.json: linux.namespaces: a mount namespace is required "
+                          "(the root is pivoted into)")
+    spec = process_spec(proc, rootfs, warnings)
+    spec.namespaces = namespaces
+    spec.rootfs = rootfs
+    spec.readonly_root = bool(_get(root, "readonly", bool, "root.", False))
+    spec.setsid = True
+    terminal = bool(_get(proc, "terminal", bool, "process.", False))
+    size = _get(proc, "consoleSize", dict, "process.")
+    console_size = (int(_get(size, "height", int, "process.consoleSize.", 0)),
+                    int(_get(size, "width", int, "process.consoleSize.", 0))) if size else None
+
+    hostname = _get(doc, "hostname", str, "")
+    if hostname and not (namespaces & shim.CLONE_NEWUTS or "uts" in join_paths):
+        raise ConfigError("unable to set hostname without a private UTS namespace")
+    spec.hostname = hostname or None
+    domainname = _get(doc, "domainname", str, "") or None
+    if domainname and not namespaces & shim.CLONE_NEWUTS:
+        raise ConfigError("unable to set domainname without a private UTS namespace")
+
+    for key in ("uidMappings", "gidMappings"):
+        if _get(linux, key, list, "linux.", []):
+            raise ConfigError(f"config.json: linux.{key}: user namespaces are not supported "
+                              "by pyminidocker-runc")
+    mounts, cgroup_mount = _mounts(doc, bundle, rootfs, namespaces)
+    devices = _devices(linux)
+    spec.mounts = mounts
+    spec.dev_setup = any(m.target == "/dev" and m.fstype == "tmpfs" for m in mounts)
+    spec.masked_paths = _strings(linux, "maskedPaths", "linux.")
+    spec.readonly_paths = _strings(linux, "readonlyPaths", "linux.")
+    for p in spec.masked_paths + spec.readonly_paths:
+        if not p.startswith("/"):
+            raise ConfigError(f"config.json: masked or read-only path {p!r} is not absolute")
+    propagation = _get(linux, "rootfsPropagation", str, "linux.")
+    if propagation and propagation not in ("private", "rprivate", "slave", "rslave", "shared",
+                                           "rshared", "unbindable", "runbindable"):
+        raise ConfigError(f"config.json: linux.rootfsPropagation: unknown value "
+                          f"{propagation!r}")
+    sysctl = _sysctl(linux, namespaces, join_paths)
+    seccomp = _get(linux, "seccomp", dict, "linux.")
+    if seccomp is not None:
+        spec.seccomp = _seccomp(seccomp, warnings)
+    if _get(linux, "intelRdt", dict, "linux."):
+        warnings.append("linux.intelRdt ignored: this host has no resctrl")
+    personality = _get(linux, "personality", dict, "linux.")
+    if personality and _get(personality, "domain", str, "linux.personality.") not in (
+            None, "LINUX"):
+        raise ConfigError("config.json: linux.personality: only the LINUX domain is supported")
+    cgroups_path = _get(linux, "cgroupsPath", str, "linux.", "")
+    resources = _resources(_get(linux, "resources", dict, "linux.", {}))
+    annotations = _get(doc, "annotations", dict, "", {})
+    hooks = _hooks(_get(doc, "hooks", dict, "", {}))
+    oom = _get(proc, "oomScoreAdj", int, "process.")
+    if oom is not None and not -1000 <= oom <= 1000:
+        raise ConfigError(f"config.json: process.oomScoreAdj {oom} is not in [-1000, 1000]")
+    return Container(spec, version, bundle, rootfs, namespaces, join_paths, terminal,
+                     console_size, hooks, cgroups_path, resources, sysctl, devices, oom,
+                     domainname, {str(k): str(v) for k, v in annotations.items()},
+                     cgroup_mount, warnings)
+
+
+def _root_path(bundle: str, path: str) -> str:
+    """root.path: absolute, or relative to the bundle (the spec's rule) but never leaving it
+    through "..", and an existing directory."""
+    if not os.path.isabs(path):
+        norm = os.path.normpath(path)
+        if norm == ".." or norm.startswith("../"):
+            raise ConfigError(f"config.json: root.path {path!r}: a relative root must stay "
+                              "inside the bundle")
+        path = os.path.join(bundle, norm)
+    if not os.path.isdir(path):
+        raise ConfigError(f"rootfs ({path}) does not exist")
+    return os.path.realpath(path)
+
+
+def _namespaces(linux: dict[str, Any]) -> tuple[int, dict[str, str]]:
+    mask, paths, seen = 0, {}, set()
+    for i, ns in enumerate(_get(linux, "namespaces", list, "linux.", [])):
+        kind = _get(ns, "type", str, f"linux.namespaces[{i}].")
+        if kind not in NAMESPACES:
+            raise ConfigError(f"namespace type {kind!r} is not supported (linux.namespaces"
+                              f"[{i}]): one of {', '.join(NAMESPACES)}")
+        if kind in seen:
+            raise ConfigError(f"malformed spec file: duplicated ns {kind!r}")
+        seen.add(kind)
+        path = _get(ns, "path", str, f"linux.namespaces[{i}].")
+        if kind in ("user", "time"):
+            raise ConfigError(f"namespace type {kind!r} is not supported by pyminidocker-runc")
+        if path:
+            if not os.path.isabs(path):
+                raise ConfigError(f"namespace path {path!r} is not absolute")
+            if not os.path.exists(path):
+                raise ConfigError(f"namespace {kind}: path {path} does not exist")
+            paths[kind] = path
+        else:
+            mask |= NAMESPACES[kind]
+    return mask, paths
+
+
+def _cap_mask(names: list[str], where: str, warnings: list[str]) -> int:
+    mask = 0
+    for name in names:
+        bit = CAPS.get(name.upper().removeprefix("CAP_"))
+        if bit is None:
+            warnings.append(f"{where}: unknown capability {name!r} ignored")
+            continue
+        mask |= 1 << bit
+    return mask
+
+
+def process_spec(proc: dict[str, Any], rootfs: str | None, warnings: list[str]
+                 ) -> shim.SpawnSpec:
+    """The process part of a SpawnSpec from an OCI process object (also `exec --process`).
+    Raises ConfigError."""
+    args = _strings(proc, "args", "process.")
+    if not args:
+        raise ConfigError("args must not be empty")
+    env = _strings(proc, "env", "process.")
+    if not any(e.startswith("PATH=") for e in env):
+        # runc searches args[0] in the container's PATH, which without one is the default.
+        env = [*env, DEFAULT_ENV_PATH]
+    cwd = _get(proc, "cwd", str, "process.", "/") or "/"
+    if not cwd.startswith("/"):
+        raise ConfigError(f"cwd {cwd!r} is not an absolute path")
+    user = _get(proc, "user", dict, "process.", {})
+    uid = _get(user, "uid", int, "process.user.", 0)
+    gid = _get(user, "gid", int, "process.user.", 0)
+    groups = _get(user, "additionalGids", list, "process.user.", [])
+    if not all(isinstance(g, int) and g >= 0 for g in groups) or uid < 0 or gid < 0:
+        raise ConfigError("config.json: process.user: ids must be non-negative integers")
+    spec = shim.SpawnSpec(argv=list(args), env=env, cwd=cwd, uid=uid, gid=gid,
+                          groups=list(groups))
+    if rootfs is not None and cwd != "/" and not os.path.isdir(secure_join(rootfs, cwd)):
+        try:  # runc creates a missing cwd, inside the root whatever its links say
+            os.makedirs(secure_join(rootfs, cwd), mode=0o755, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"cannot create cwd {cwd}: {e.strerror}") from None
+    caps = _get(proc, "capabilities", dict, "process.")
+    if caps is not None:
+        own = own_bounding_set()
+        sets = {}
+        for key in ("bounding", "effective", "permitted", "inheritable", "ambient"):
+            mask = _cap_mask(_strings(caps, key, "process.capabilities."),
+                             f"process.capabilities.{key}", warnings)
+            if mask & ~own:
+                # A capability the runtime itself lacks (this host withholds some) cannot be
+                # given: runc's capset would fail with EPERM; leave it out and say so.
+                warnings.append(f"process.capabilities.{key}: capabilities this runtime lacks "
+                                f"are left out (0x{mask & ~own:x})")
+            sets[key] = mask & own
+        spec.cap_bounding, spec.cap_effective, spec.cap_permitted = (
+            sets["bounding"], sets["effective"], sets["permitted"])
+        spec.cap_inheritable, spec.cap_ambient = sets["inheritable"], sets["ambient"]
+    for i, rl in enumerate(_get(proc, "rlimits", list, "process.", [])):
+        kind = _get(rl, "type", str, f"process.rlimits[{i}].")
+        if kind not in RLIMITS:
+            raise ConfigError(f"config.json: process.rlimits[{i}]: unknown rlimit type "
+                              f"{kind!r}")
+        soft = _get(rl, "soft", int, f"process.rlimits[{i}].", 0)
+        hard = _get(rl, "hard", int, f"process.rlimits[{i}].", 0)
+        spec.rlimits[RLIMITS[kind]] = (soft, hard)
+    spec.no_new_privs = bool(_get(proc, "noNewPrivileges", bool, "process.", False))
+    return spec
+
+
+def _mount_options(options: list[str], where: str) -> tuple[int, int, list[str]]:
+    """(flags set, flags cleared, data options) of a mount's options."""
+    flags = clear = 0
+    data = []
+    for opt in options:
+        if opt in _MOUNT_FLAGS:
+            add, drop = _MOUNT_FLAGS[opt]
+            flags = (flags | add) & ~drop
+            clear |= drop
+        elif opt in _IGNORED_OPTIONS:
+            continue
+        elif not opt:
+            raise ConfigError(f"config.json: {where}: empty mount option")
+        else:
+            data.append(opt)
+    return flags, clear, data
+
+
+def check_destination(rootfs: str, dest: str) -> None:
+    """Refuse a mount destination whose path inside the root goes through a symlink that
+    points out of it (the CVE-2021-30465 class: a host path, or enough ".." to climb out).
+    The C side resolves targets inside the root anyway; a config that needs such a link is
+    hostile or broken and is refused rather than silently redirected."""
+    real_root = os.path.realpath(rootfs)
+    path = real_root
+    for part in [p for p in dest.split("/") if p not in ("", ".")]:
+        if part == "..":
+            path = os.path.dirname(path) if path != real_root else path
+            continue
+        candidate = os.path.join(path, part)
+        try:
+            st = os.lstat(candidate)
+        except FileNotFoundError:
+            return  # the rest is created inside the root
+        except OSError:
+            return
+        if stat.S_ISLNK(st.st_mode):
+            target = os.path.realpath(candidate)
+            if target != real_root and not target.startswith(real_root + "/"):
+                raise ConfigError(f"mount destination {dest}: {candidate} is a symlink to "
+                                  f"{os.readlink(candidate)}, outside the container's root")
+            path = target
+        else:
+            path = candidate
+
+
+def _mounts(doc: dict[str, Any], bundle: str, rootfs: str, namespaces: int
+            ) -> tuple[list[shim.Mount], tuple[str, int] | None]:
+    out: list[shim.Mount] = []
+    cgroup_mount = None
+    for i, m in enumerate(_get(doc, "mounts", list, "", [])):
+        where = f"mounts[{i}]"
+        dest = _get(m, "destination", str, f"{where}.")
+        if not dest:
+            raise ConfigError(f"config.json: {where}: destination is required")
+        if not dest.startswith("/"):
+            # runc 1.1 warned and made it absolute; the spec says it must be absolute.
+            raise ConfigError(f"config.json: {where}: destination {dest!r} is not absolute")
+        dest = "/" + os.path.normpath(dest).lstrip("/")
+        check_destination(rootfs, dest)
+        kind = _get(m, "type", str, f"{where}.", "") or ""
+        source = _get(m, "source", str, f"{where}.", "") or ""
+        flags, _, data = _mount_options(_strings(m, "options", f"{where}."), where)
+        if kind == "bind" or flags & shim.MS_BIND:
+            if not source:
+                raise ConfigError(f"config.json: {where}: a bind mount needs a source")
+            if not os.path.isabs(source):
+                source = os.path.join(bundle, source)
+            if not os.path.exists(source):
+                raise ConfigError(f"mount {dest}: source {source} does not exist")
+            out.append(shim.Mount(dest, source, None, flags | shim.MS_BIND, None, mkdir=True))
+        elif kind == "cgroup":
+            cgroup_mount = (dest, flags)
+        elif kind in ("proc", "sysfs", "tmpfs", "mqueue", "devpts", "cgroup2", "shm",
+                      "overlay", "ramfs", "securityfs", "debugfs", "tracefs", "hugetlbfs"):
+            out.append(shim.Mount(dest, source or kind, kind, flags, ",".join(data) or None,
+                                  mkdir=True))
+        elif not kind:
+            raise ConfigError(f"config.json: {where}: a mount needs a type (or a bind option)")
+        else:
+            raise ConfigError(f"config.json: {where}: unsupported mount type {kind!r}")
+    return out, cgroup_mount
+
+
+def _devices(linux: dict[str, Any]) -> list[Device]:
+    out = []
+    for i, d in enumerate(_get(linux, "devices", list, "linux.", [])):
+        where = f"linux.devices[{i}]."
+        path = _get(d, "path", str, where, "")
+        norm = "/" + os.path.normpath(path).lstrip("/") if path else ""
+        if not path.startswith("/") or not norm.startswith("/dev/"):
+            raise ConfigError(f"config.json: {where}path: device path {path!r} is not in /dev")
+        kind = _get(d, "type", str, where, "")
+        if kind not in ("c", "b", "u", "p"):
+            raise ConfigError(f"config.json: {where}type: {kind!r} is not c, b, u or p")
+        major = _get(d, "major", int, where, 0)
+        minor = _get(d, "minor", int, where, 0)
+        mode = _get(d, "fileMode", int, where, 0o666)
+        out.append(Device(norm, kind, major, minor, mode & 0o7777,
+                          _get(d, "uid", int, where, 0), _get(d, "gid", int, where, 0)))
+    return out
+
+
+def _sysctl(linux: dict[str, Any], namespaces: int, join: dict[str, str]) -> dict[str, str]:
+    values = _get(linux, "sysctl", dict, "linux.", {})
+    for key, value in values.items():
+        if not isinstance(value, str):
+            raise ConfigError(f"config.json: linux.sysctl.{key}: expected a string")
+        if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
+            need = ("ipc", shim.CLONE_NEWIPC)
+        elif key.startswith("net."):
+            need = ("network", shim.CLONE_NEWNET)
+        elif key in ("kernel.hostname", "kernel.domainname"):
+            need = ("uts", shim.CLONE_NEWUTS)
+        else:
+            raise ConfigError(f"sysctl {key!r} is not in a separate kernel namespace")
+        if not namespaces & need[1] and need[0] not in join:
+            raise ConfigError(f"sysctl {key!r} is not allowed in the host's {need[0]} "
+                              "namespace")
+    return dict(values)
+
+
+def _seccomp(profile: dict[str, Any], warnings: list[str]) -> int:
+    """The shim's seccomp mode for linux.seccomp. Until the profile compiler lands (wt-sec),
+    a profile that allows by default and lists nothing is off, any other the default
+    (Docker's) filter, said in a warning."""
+    default = _get(profile, "defaultAction", str, "linux.seccomp.", "")
+    if not default:
+        raise ConfigError("config.json: linux.seccomp.defaultAction is required")
+    syscalls = _get(profile, "syscalls", list, "linux.seccomp.", [])
+    if default == "SCMP_ACT_ALLOW" and not syscalls:
+        return shim.SECCOMP_OFF
+    warnings.append("linux.seccomp: the profile is approximated by Docker's default filter")
+    return shim.SECCOMP_DEFAULT
+
+
+def _hooks(doc: dict[str, Any]) -> dict[str, list[Hook]]:
+    out: dict[str, list[Hook]] = {}
+    for stage in ("prestart", "createRuntime", "createContainer", "startContainer",
+                  "poststart", "poststop"):
+        items = []
+        for i, h in enumerate(_get(doc, stage, list, "hooks.", [])):
+            where = f"hooks.{stage}[{i}]."
+            path = _get(h, "path", str, where, "")
+            if not os.path.isabs(path):
+                raise ConfigError(f"config.json: {where}path {path!r} is not absolute")
+            timeout = _get(h, "timeout", int, where)
+            if timeout is not None and timeout <= 0:
+                raise ConfigError(f"config.json: {where}timeout must be positive")
+            items.append(Hook(path, _strings(h, "args", where) or [path],
+                              _strings(h, "env", where), timeout))
+        out[stage] = items
+    return out
+
+
+# ---- linux.resources -> cgroup v1 files ------------------------------------------------------
+
+def _resources(res: dict[str, Any]) -> Resources:
+    """The cgroup (v1) files that linux.resources writes, in order; numbers checked here so a
+    bad value fails before the cgroup is made."""
+    out = Resources()
+
+    def put(ctl: str, name: str, value: Any) -> None:
+        out.files.setdefault(ctl, []).append((name, str(value)))
+
+    mem = _get(res, "memory", dict, "linux.resources.", {})
+    for key, name in (("limit", "memory.limit_in_bytes"), ("reservation",
+                      "memory.soft_limit_in_bytes"), ("swap", "memory.memsw.limit_in_bytes"),
+                      ("kernel", "memory.kmem.limit_in_bytes"),
+                      ("kernelTCP", "memory.kmem.tcp.limit_in_bytes"),
+                      ("swappiness", "memory.swappiness")):
+        value = _get(mem, key, int, "linux.resources.memory.")
+        if value is not None:
+            put("memory", name, value)
+    if _get(mem, "disableOOMKiller", bool, "linux.resources.memory."):
+        put("memory", "memory.oom_control", 1)
+    cpu = _get(res, "cpu", dict, "linux.resources.", {})
+    for key, ctl, name in (("shares", "cpu", "cpu.shares"), ("period", "cpu", "cpu.cfs_period_us"),
+                           ("quota", "cpu", "cpu.cfs_quota_us"),
+                           ("realtimeRuntime", "cpu", "cpu.rt_runtime_us"),
+                           ("realtimePeriod", "cpu", "cpu.rt_period_us")):
+        value = _get(cpu, key, int, "linux.resources.cpu.")
+        if value is not None:
+            put(ctl, name, value)
+    for key, name in (("cpus", "cpuset.cpus"), ("mems", "cpuset.mems")):
+        value = _get(cpu, key, str, "linux.resources.cpu.")
+        if value:
+            put("cpuset", name, value)
+    pids = _get(res, "pids", dict, "linux.resources.", {})
+    limit = _get(pids, "limit", int, "linux.resources.pids.")
+    if limit is not None:
+        put("pids", "pids.max", "max" if limit <= 0 else limit)
+    blkio = _get(res, "blockIO", dict, "linux.resources.", {})
+    for key, name in (("weight", "blkio.weight"), ("leafWeight", "blkio.leaf_weight")):
+        value = _get(blkio, key, int, "linux.resources.blockIO.")
+        if value is not None:
+            put("blkio", name, value)
+    for key, name in (("weightDevice", "blkio.weight_device"),
+                      ("throttleReadBpsDevice", "blkio.throttle.read_bps_device"),
+                      ("throttleWriteBpsDevice", "blkio.throttle.write_bps_device"),
+                      ("throttleReadIOPSDevice", "blkio.throttle.read_iops_device"),
+                      ("throttleWriteIOPSDevice", "blkio.throttle.write_iops_device")):
+        for d in _get(blkio, key, list, "linux.resources.blockIO.", []):
+            dev = f"{_get(d, 'major', int, '')}:{_get(d, 'minor', int, '')}"
+            value = d.get("rate", d.get("weight"))
+            if isinstance(value, int):
+                put("blkio", name, f"{dev} {value}")
+    for i, h in enumerate(_get(res, "hugepageLimits", list, "linux.resources.", [])):
+        size = _get(h, "pageSize", str, f"linux.resources.hugepageLimits[{i}].")
+        put("hugetlb", f"hugetlb.{size}.limit_in_bytes",
+            _get(h, "limit", int, f"linux.resources.hugepageLimits[{i}].", 0))
+    network = _get(res, "network", dict, "linux.resources.", {})
+    if _get(network, "classID", int, "linux.resources.network.") is not None:
+        put("net_cls", "net_cls.classid", network["classID"])
+    for p in _get(network, "priorities", list, "linux.resources.network.", []):
+        put("net_prio", "net_prio.ifpriomap", f"{p.get('name')} {p.get('priority')}")
+    if _get(res, "unified", dict, "linux.resources.", {}):
+        raise ConfigError("linux.resources.unified needs cgroup v2; this host runs cgroup v1")
+    rules = []
+    for i, d in enumerate(_get(res, "devices", list, "linux.resources.", [])):
+        where = f"linux.resources.devices[{i}]."
+        kind = _get(d, "type", str, where, "a") or "a"
+        if kind not in ("a", "b", "c"):
+            raise ConfigError(f"config.json: {where}type {kind!r} is not a, b or c")
+        major = _get(d, "major", int, where)
+        minor = _get(d, "minor", int, where)
+        access = _get(d, "access", str, where, "rwm") or "rwm"
+        if access.strip("rwm"):
+            raise ConfigError(f"config.json: {where}access {access!r} is not made of r, w, m")
+        allow = _get(d, "allow", bool, where, False)
+        rule = "a" if kind == "a" and major is None and minor is None else \
+            f"{kind} {'*' if major is None else major}:{'*' if minor is None else minor} {access}"
+        rules.append(("allow" if allow else "deny", rule))
+    if rules:
+        out.devices = tuple(rules)
+    return out

@@ -1,0 +1,354 @@
+"""The OCI runtime's operations over the shim: create (a held container), start, run, exec,
+kill, delete, pause/resume, update; the cgroup, device nodes and hooks around a spawn.
+
+Between create and start the container's init exists, held before its first step (see
+"Holding" in csrc/pmd.h). `create` exits, so the hold is kept by a small holder process it
+forks: the holder owns the release channel, waits on <root>/<id>/ctl.sock for `start` (or a
+delete), releases the init and reports its setup result back, then exits, so that the init is
+reparented to the caller's subreaper (containerd-shim, conmon) as runc's is.
+"""
+from __future__ import annotations
+
+import os
+
+from pyminidocker import shim
+from pyminidocker.container.cgroups import DEFAULT_DEVICE_RULES, Cgroup, Limits
+from pyminidocker.errors import PmdError
+from pyminidocker.oci import state as st
+from pyminidocker.oci.config import NS_FILES, ConfigError, Container, Hook
+from pyminidocker.record import dataclass
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+# Controllers linux.resources may write that the engine's Cgroup does not make a directory in.
+_EXTRA_CONTROLLERS = ("blkio", "hugetlb", "net_cls", "net_prio")
+# The nodes dev_setup makes in every container (csrc/mount.c): a config's copy of them is a no-op.
+_STD_DEVICES = {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom",
+                "/dev/tty"}
+
+
+class RuntimeError_(PmdError):
+    """An operation failed; runc's exit code 1."""
+
+
+def now_rfc3339() -> str:
+    import time
+
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+# ---- cgroups ----------------------------------------------------------------------------------
+
+def cgroup_of(container_id: str, cgroups_path: str) -> Cgroup:
+    """The Cgroup an OCI cgroupsPath names ("/a/b/c": parent a/b, name c); an empty one is
+    <id> below pyminidocker-runc, as runc puts it below its own."""
+    path = cgroups_path.strip("/")
+    if ":" in path:
+        raise ConfigError(f"cgroupsPath {cgroups_path!r} is in the systemd form "
+                          "(slice:prefix:name): this runtime drives cgroupfs only")
+    if not path:
+        return Cgroup(container_id, "pyminidocker-runc")
+    parent, _, name = path.rpartition("/")
+    return Cgroup(name, parent or "/")
+
+
+def _extra_dirs(cg: Cgroup, c: Container) -> dict[str, str]:
+    out = {}
+    for ctl in _EXTRA_CONTROLLERS:
+        mount = cg.layout.controllers.get(ctl)
+        if ctl in c.resources.files:
+            if mount is None:
+                raise ConfigError(f"linux.resources: the cgroup v1 {ctl} controller is not "
+                                  "mounted on this host")
+            out[ctl] = os.path.join(mount, cg.parent, cg.id)
+    return out
+
+
+def _write_resources(cg: Cgroup, files: dict[str, list[tuple[str, str]]],
+                     extra: dict[str, str]) -> None:
+    for ctl, items in files.items():
+        mount = cg.layout.controllers.get(ctl)
+        if mount is None:
+            raise ConfigError(f"linux.resources: the cgroup v1 {ctl} controller is not mounted "
+                              "on this host")
+        d = extra.get(ctl) or os.path.join(mount, cg.parent, cg.id)
+        for name, value in items:
+            try:
+                with open(os.path.join(d, name), "w") as f:
+                    f.write(value)
+            except OSError as e:
+                raise RuntimeError_(f"failed to write {value!r} to {d}/{name}: "
+                                    f"{e.strerror}") from None
+
+
+def make_cgroup(c: Container, container_id: str) -> tuple[Cgroup, list[str]]:
+    """Create the container's cgroups with its limits; the v1 files its init joins."""
+    cg = cgroup_of(container_id, c.cgroups_path)
+    rules = c.resources.devices if c.resources.devices is not None else DEFAULT_DEVICE_RULES
+    # A device the config creates is one it may use (runc adds the same rules).
+    rules = tuple(rules) + tuple(
+        ("allow", f"{'c' if d.kind in ('c', 'u') else 'b'} {d.major}:{d.minor} rwm")
+        for d in c.devices if d.kind != "p")
+    cg.create(Limits(devices=rules))
+    extra = _extra_dirs(cg, c)
+    try:
+        for d in extra.values():
+            os.makedirs(d, exist_ok=True)
+        _write_resources(cg, c.resources.files, extra)
+    except BaseException:
+        remove_cgroup(cg, list(extra.values()))
+        raise
+    return cg, [*cg.procs_files(), *(os.path.join(d, "tasks") for d in extra.values())]
+
+
+def remove_cgroup(cg: Cgroup, extra: list[str]) -> None:
+    cg.remove()
+    for d in extra:
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
+
+
+def cgroup_mounts(c: Container, cg: Cgroup) -> list[shim.Mount]:
+    """A config's "cgroup" mount: with a cgroup namespace the hierarchies themselves (the
+    container sees its own cgroup as their root), without one its own directories bound."""
+    if c.cgroup_mount is None:
+        return []
+    dest, flags = c.cgroup_mount
+    ro = flags & shim.MS_RDONLY
+    base = shim.MS_NOSUID | shim.MS_NODEV | shim.MS_NOEXEC
+    out = [shim.Mount(dest, "tmpfs", "tmpfs", base, "mode=755", mkdir=True)]
+    if c.namespaces & shim.CLONE_NEWCGROUP:
+        for target, fstype, data in cg.container_mounts():
+            target = dest + target.removeprefix("/sys/fs/cgroup")
+            out.append(shim.Mount(target, "cgroup", fstype, base | ro, data or None, mkdir=True))
+    else:
+        by_mount: dict[str, str] = {}
+        for ctl, mnt in cg.layout.controllers.items():
+            by_mount.setdefault(mnt, ctl)
+        for mnt in sorted(by_mount):
+            src = os.path.join(mnt, cg.parent, cg.id)
+            if os.path.isdir(src):
+                out.append(shim.Mount(f"{dest}/{os.path.basename(mnt)}", src, None,
+                                      shim.MS_BIND | base | ro, mkdir=True))
+    return out
+
+
+# ---- devices ----------------------------------------------------------------------------------
+
+def device_mounts(c: Container, cdir: str) -> list[shim.Mount]:
+    """Each linux.devices node, made in <cdir>/dev and bound over its path in the container
+    (mknod in the container's /dev happens after the shim's last Python-visible step)."""
+    import stat
+
+    out = []
+    staging = os.path.join(cdir, "dev")
+    for i, d in enumerate(c.devices):
+        if d.path in _STD_DEVICES and c.spec.dev_setup:
+            continue
+        os.makedirs(staging, mode=0o700, exist_ok=True)
+        node = os.path.join(staging, str(i))
+        kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[d.kind]
+        try:
+            os.mknod(node, kind | d.mode, os.makedev(d.major, d.minor))
+            os.chown(node, d.uid, d.gid)
+            os.chmod(node, d.mode)
+        except OSError as e:
+            raise RuntimeError_(f"mknod {d.path}: {e.strerror}") from None
+        # The remount that applies nosuid/noexec also clears the staging directory's nodev.
+        out.append(shim.Mount(d.path, node, None, shim.MS_BIND | shim.MS_NOSUID | shim.MS_NOEXEC,
+                              mkdir=True))
+    return out
+
+
+# ---- namespaces -------------------------------------------------------------------------------
+
+_NS_TYPES = {"pid": shim.CLONE_NEWPID, "network": shim.CLONE_NEWNET, "mount": shim.CLONE_NEWNS,
+             "ipc": shim.CLONE_NEWIPC, "uts": shim.CLONE_NEWUTS,
+             "cgroup": shim.CLONE_NEWCGROUP}
+
+
+def setns(path: str, nstype: int = 0) -> None:
+    """setns(2) into the namespace at path (Python 3.11 has no os.setns). Raises PmdError."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if libc.setns(fd, nstype) != 0:
+            e = ctypes.get_errno()
+            raise RuntimeError_(f"setns {path}: {os.strerror(e)}")
+    finally:
+        os.close(fd)
+
+
+def join_paths(c: Container) -> None:
+    """Enter the namespaces the config names by path, so that the init cloned next is in them
+    (a pid namespace applies to children only, which is what is wanted)."""
+    # The mount namespace last: the other paths are resolved in the current one.
+    for kind in sorted(c.join_paths, key=lambda k: k == "mount"):
+        setns(c.join_paths[kind], _NS_TYPES[kind])
+
+
+def _in_container_ns(pid: int, kinds: tuple[str, ...], work: Any) -> None:
+    """Run work() in a child that has entered the namespaces kinds of pid (sysctls and the
+    domain name are per namespace, read from the writer's). Raises RuntimeError_."""
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(r)
+        code = 0
+        try:
+            for kind in kinds:
+                setns(f"/proc/{pid}/ns/{NS_FILES[kind]}", _NS_TYPES[kind])
+            work()
+        except BaseException as e:  # reported to the parent, which raises it
+            os.write(w, str(e).encode()[:4000])
+            code = 1
+        os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        msg = f.read().decode(errors="replace")
+    os.waitpid(child, 0)
+    if msg:
+        raise RuntimeError_(msg)
+
+
+def configure_init(c: Container, pid: int) -> None:
+    """What is done to the held init from outside: oomScoreAdj, sysctls, domain name."""
+    if c.oom_score_adj is not None:
+        with open(f"/proc/{pid}/oom_score_adj", "w") as f:
+            f.write(str(c.oom_score_adj))
+    if not c.sysctl and not c.domainname:
+        return
+
+    def work() -> None:
+        for key, value in c.sysctl.items():
+            path = "/proc/sys/" + key.replace(".", "/")
+            try:
+                with open(path, "w") as f:
+                    f.write(value)
+            except OSError as e:
+                raise RuntimeError_(f"write sysctl {key}={value}: {e.strerror}") from None
+        if c.domainname:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            name = c.domainname.encode()
+            if libc.setdomainname(name, len(name)) != 0:
+                raise RuntimeError_(f"setdomainname: {os.strerror(ctypes.get_errno())}")
+
+    _in_container_ns(pid, ("network", "ipc", "uts"), work)
+
+
+# ---- hooks ------------------------------------------------------------------------------------
+
+def run_hooks(hooks: list[Hook], stage: str, state_obj: dict[str, Any],
+              warn_only: bool = False) -> list[str]:
+    """Run each hook with the state on its stdin; raises RuntimeError_ for the first that fails
+    or times out (warn_only: returns the failures instead, as runc does for poststop)."""
+    import json
+    import subprocess
+
+    data = json.dumps(state_obj).encode()
+    failures = []
+    for i, h in enumerate(hooks):
+        env = dict(e.split("=", 1) for e in h.env if "=" in e)
+        try:
+            proc = subprocess.run(h.args, executable=h.path, input=data, env=env,
+                                  capture_output=True, timeout=h.timeout, check=False)
+            if proc.returncode != 0:
+                msg = (f"error running {stage} hook #{i}: exit status {proc.returncode}, "
+                       f"stdout: {proc.stdout.decode(errors='replace').strip()}, "
+                       f"stderr: {proc.stderr.decode(errors='replace').strip()}")
+            else:
+                continue
+        except subprocess.TimeoutExpired:
+            msg = f"error running {stage} hook #{i}: timeout after {h.timeout}s"
+        except OSError as e:
+            msg = f"error running {stage} hook #{i}: {h.path}: {e.strerror}"
+        if not warn_only:
+            raise RuntimeError_(msg)
+        failures.append(msg)
+    return failures
+
+
+# ---- the container record ---------------------------------------------------------------------
+
+@dataclass
+class Prepared:
+    """A container ready to spawn: its spec, cgroup and the state record to write."""
+
+    container: Container
+    spec: shim.SpawnSpec
+    cgroup: Cgroup
+    extra_cgroups: list[str]
+    record: dict[str, Any]
+
+
+def prepare(c: Container, doc: dict[str, Any], root: str, container_id: str) -> Prepared:
+    """Make the state directory (refusing an id in use), the cgroup and device nodes; the
+    spawn spec with them. On error everything made is removed again."""
+    cdir = st.container_dir(root, container_id)
+    os.makedirs(root, mode=0o711, exist_ok=True)
+    try:
+        os.mkdir(cdir, 0o711)
+    except FileExistsError:
+        raise RuntimeError_(f"container with id exists: {container_id}") from None
+    cg = None
+    extra: list[str] = []
+    try:
+        cg, procs = make_cgroup(c, container_id)
+        extra = [p.removesuffix("/tasks") for p in procs if not p.startswith(
+            tuple(cg.dirs.values()))]
+        spec = c.spec
+        spec.mounts = [*spec.mounts, *cgroup_mounts(c, cg), *device_mounts(c, cdir)]
+        spec.cgroup_procs = procs
+        mask = c.namespaces
+        for kind in c.join_paths:
+            mask |= _NS_TYPES[kind]
+        freezer = cg.dirs.get("freezer")
+        rec = {
+            "id": container_id, "bundle": c.bundle, "rootfs": c.rootfs,
+            "created": now_rfc3339(), "annotations": c.annotations, "pid": 0,
+            "pid_start": "", "started": False, "ns_mask": mask, "freezer": freezer,
+            "cgroup": [cg.id, cg.parent], "extra_cgroups": extra, "config": doc,
+        }
+        return Prepared(c, spec, cg, extra, rec)
+    except BaseException:
+        if cg is not None:
+            remove_cgroup(cg, extra)
+        st.remove(root, container_id)
+        raise
+
+
+def cleanup(root: str, rec: dict[str, Any]) -> None:
+    """Remove what a container leaves on the host: its cgroups and state directory."""
+    cg_id, parent = rec.get("cgroup") or ("", "")
+    if cg_id:
+        try:
+            remove_cgroup(Cgroup(cg_id, parent), rec.get("extra_cgroups") or [])
+        except PmdError:
+            pass  # a cgroup that will not go is no reason to keep the container's record
+    st.remove(root, rec["id"])
+
+
+def hooks_of(rec: dict[str, Any]) -> dict[str, list[Hook]]:
+    from pyminidocker.oci.config import _hooks
+
+    return _hooks(rec.get("config", {}).get("hooks") or {})
+
+
+def wait_gone(rec: dict[str, Any], timeout: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while st.alive(rec):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True

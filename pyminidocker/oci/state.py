@@ -1,0 +1,107 @@
+"""Each container's state under the runtime's --root: <root>/<id>/state.json, written atomically.
+
+The record says what the runtime did (pid and its start time, started or only created); the
+status a command reports is that record checked against the kernel, so it tells the truth
+after a crash: a pid that is gone, or reused by another process, is a stopped container.
+"""
+from __future__ import annotations
+
+import os
+
+from pyminidocker.container.runtime import _pid_start
+from pyminidocker.errors import NotFound, PmdError
+from pyminidocker.store.files import read_json, remove_tree, write_json
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+DEFAULT_ROOT = "/run/pyminidocker-runc"
+# The state's ociVersion, as runc reports the version of the spec it implements.
+OCI_VERSION = "1.2.0"
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
+
+
+def check_id(container_id: str) -> None:
+    """runc's rule for an id: [A-Za-z0-9_+.-]+, not "." or "..". Raises PmdError."""
+    if not container_id or container_id in (".", "..") or \
+            not set(container_id) <= _ID_CHARS or len(container_id) > 1024:
+        raise PmdError(f"invalid container id format: {container_id}")
+
+
+def container_dir(root: str, container_id: str) -> str:
+    check_id(container_id)
+    return os.path.join(root, container_id)
+
+
+def load(root: str, container_id: str) -> dict[str, Any]:
+    """The record of container_id. Raises NotFound ("container does not exist")."""
+    path = os.path.join(container_dir(root, container_id), "state.json")
+    try:
+        rec = read_json(path)
+    except FileNotFoundError:
+        raise NotFound("container does not exist") from None
+    if not isinstance(rec, dict):
+        raise PmdError(f"corrupt state {path}")
+    return rec
+
+
+def save(root: str, rec: dict[str, Any]) -> None:
+    # /run is a tmpfs: a crash of the host forgets every container anyway, no fsync needed.
+    write_json(os.path.join(root, rec["id"], "state.json"), rec, durable=False)
+
+
+def remove(root: str, container_id: str) -> None:
+    remove_tree(container_dir(root, container_id))
+
+
+def ids(root: str) -> list[str]:
+    try:
+        names = sorted(os.listdir(root))
+    except FileNotFoundError:
+        return []
+    return [n for n in names if os.path.exists(os.path.join(root, n, "state.json"))]
+
+
+def alive(rec: dict[str, Any]) -> bool:
+    """The container's init still runs (not a zombie, not a recycled pid)."""
+    pid = rec.get("pid") or 0
+    return pid > 0 and bool(rec.get("pid_start")) and _pid_start(pid) == rec["pid_start"]
+
+
+def pid_start(pid: int) -> str:
+    return _pid_start(pid)
+
+
+def status(rec: dict[str, Any]) -> str:
+    """created, running, paused or stopped, as the kernel says now."""
+    if not alive(rec):
+        return "stopped"
+    if not rec.get("started") and os.path.exists(rec.get("ctl", "")):
+        return "created"  # the holder still holds it (it removes ctl.sock when it lets go)
+    freezer = rec.get("freezer")
+    if freezer:
+        try:
+            with open(os.path.join(freezer, "freezer.state")) as f:
+                if f.read().strip() in ("FROZEN", "FREEZING"):
+                    return "paused"
+        except OSError:
+            pass
+    return "running"
+
+
+def oci_state(rec: dict[str, Any], current: str | None = None) -> dict[str, Any]:
+    """The state object of the OCI runtime spec, with runc's extra fields (rootfs, created,
+    owner); also what hooks read on their stdin."""
+    current = current or status(rec)
+    return {
+        "ociVersion": OCI_VERSION,
+        "id": rec["id"],
+        "pid": rec.get("pid", 0) if current != "stopped" else 0,
+        "status": current,
+        "bundle": rec.get("bundle", ""),
+        "rootfs": rec.get("rootfs", ""),
+        "created": rec.get("created", ""),
+        "owner": "",
+        "annotations": rec.get("annotations") or {},
+    }

@@ -1,0 +1,392 @@
+"""pyminidocker-runc, the OCI runtime, driven as containerd and Podman drive runc: real
+containers from a busybox bundle, each test with its own --root, and a check that nothing is
+left (state directory, cgroup, mount, process)."""
+from __future__ import annotations
+
+import array
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration import images as I
+
+REPO = Path(__file__).resolve().parents[2]
+CGROUP_PARENT = "pyminidocker-runc"
+TOOLS = ("sh", "echo", "cat", "ls", "sleep", "true", "id", "hostname", "readlink", "stat",
+         "grep", "env", "pwd", "domainname", "mount", "head")
+
+
+def write_launcher(path: Path) -> Path:
+    """An executable pyminidocker-runc for this checkout (what `make install` writes)."""
+    path.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(REPO)!r})\n"
+                    "from pyminidocker.oci.main import command\ncommand()\n")
+    path.chmod(0o755)
+    return path
+
+
+def make_bundle(d: Path, args: list[str], **changes) -> Path:
+    """A bundle: busybox rootfs and runc's default config (from `spec`), args, no terminal."""
+    rootfs = d / "rootfs"
+    (rootfs / "bin").mkdir(parents=True)
+    (rootfs / "etc").mkdir()
+    shutil.copy(I.BUSYBOX, rootfs / "bin" / "busybox")
+    for tool in TOOLS:
+        (rootfs / "bin" / tool).symlink_to("busybox")
+    (rootfs / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    subprocess.run([sys.executable, "-m", "pyminidocker.oci.main", "spec", "-b", str(d)],
+                   check=True, cwd=REPO)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["process"]["terminal"] = False
+    cfg["process"]["args"] = args
+    cfg["root"]["readonly"] = False
+    for key, value in changes.items():
+        cfg[key] = value
+    (d / "config.json").write_text(json.dumps(cfg))
+    return d
+
+
+def edit(bundle: Path, fn) -> None:
+    cfg = json.loads((bundle / "config.json").read_text())
+    fn(cfg)
+    (bundle / "config.json").write_text(json.dumps(cfg))
+
+
+class Runc:
+    def __init__(self, binary: Path, root: Path):
+        self.binary, self.root = binary, root
+
+    def __call__(self, *args: str, check: bool = True, timeout: float = 30,
+                 **kw) -> subprocess.CompletedProcess:
+        # Files, not pipes: a container started by create or run -d keeps the runtime's
+        # stdio as its own, as runc's does, so a pipe would not see EOF before it exits.
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            p = subprocess.run([str(self.binary), "--root", str(self.root), *args],
+                               stdout=out, stderr=err, text=True, timeout=timeout,
+                               check=False, **kw)
+            out.seek(0)
+            err.seek(0)
+            r = subprocess.CompletedProcess(p.args, p.returncode, out.read(), err.read())
+        if check and r.returncode != 0:
+            raise AssertionError(f"{args}: rc {r.returncode}: {r.stderr}")
+        return r
+
+    def state(self, cid: str) -> dict:
+        return json.loads(self("state", cid).stdout)
+
+
+def cgroup_dirs(cid: str) -> list[str]:
+    base = Path("/sys/fs/cgroup")
+    return [str(p) for p in base.glob(f"*/{CGROUP_PARENT}/{cid}") if p.is_dir()]
+
+
+def mounts_of(path: Path) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [ln.split()[4] for ln in f if ln.split()[4].startswith(str(path))]
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def runc(tmp_path):
+    binary = write_launcher(tmp_path / "pyminidocker-runc")
+    r = Runc(binary, tmp_path / "state")
+    r.pids: list[int] = []  # type: ignore[misc]
+    r.ids: list[str] = []  # type: ignore[misc]
+    yield r
+    for cid in os.listdir(r.root) if r.root.exists() else []:
+        r("delete", "--force", cid, check=False)
+    left = [cid for cid in r.ids if cgroup_dirs(cid)]
+    stray = [p for p in r.pids if alive(p)]
+    for p in stray:
+        os.kill(p, signal.SIGKILL)
+    assert not left, f"cgroups left: {left}"
+    assert not stray, f"processes left: {stray}"
+    assert not (r.root.exists() and os.listdir(r.root)), "state left"
+    assert not mounts_of(tmp_path), "mounts left"
+
+
+# ---- run ---------------------------------------------------------------------------------------
+
+def test_run_gives_the_containers_output_and_exit_code(runc, tmp_path):
+    b = make_bundle(tmp_path / "b", ["sh", "-c", "echo out; echo err >&2; hostname; exit 7"])
+    runc.ids.append("r1")
+    r = runc("run", "--bundle", str(b), "r1", check=False)
+    assert r.returncode == 7, r.stderr
+    assert r.stdout == "out\nrunc\n"
+    assert r.stderr == "err\n"
+    assert not cgroup_dirs("r1")
+
+
+def test_run_applies_the_process_and_linux_config(runc, tmp_path):
+    b = make_bundle(tmp_path / "b", ["sh", "-c",
+                                     "id; pwd; cat /proc/self/oom_score_adj; "
+                                     "cat /sys/fs/cgroup/pids/pids.max; cat /proc/sys/kernel/domainname; "
+                                     "grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; "
+                                     "cat /proc/sys/net/ipv4/ip_forward"])
+
+    def change(cfg):
+        cfg["process"]["user"] = {"uid": 1000, "gid": 1000, "additionalGids": [5, 6]}
+        cfg["process"]["cwd"] = "/work/dir"
+        cfg["process"]["oomScoreAdj"] = 123
+        cfg["domainname"] = "example.org"
+        cfg["linux"]["resources"]["pids"] = {"limit": 42}
+        cfg["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
+        cfg["process"]["capabilities"]["effective"] = []
+    edit(b, change)
+    r = runc("run", "--bundle", str(b), "r2")
+    lines = r.stdout.splitlines()
+    assert lines[0] == "uid=1000 gid=1000 groups=5,6"
+    assert lines[1:5] == ["/work/dir", "123", "42", "example.org"]
+    assert "CapEff:\t0000000000000000" in lines
+    assert "NoNewPrivs:\t1" in lines
+    assert lines[-1] == "1"
+
+
+# ---- the lifecycle ----------------------------------------------------------------------------
+
+def test_create_holds_the_container_until_start_and_state_tells_the_truth(runc, tmp_path):
+    marker = tmp_path / "b" / "rootfs" / "started"
+    b = make_bundle(tmp_path / "b", ["sh", "-c", "touch /started; exec sleep 60"])
+    runc.ids.append("c1")
+    pid_file = tmp_path / "pid"
+    runc("create", "--bundle", str(b), "--pid-file", str(pid_file), "c1")
+    pid = int(pid_file.read_text())
+    runc.pids.append(pid)
+    s = runc.state("c1")
+    assert (s["id"], s["status"], s["pid"], s["bundle"]) == ("c1", "created", pid, str(b))
+    time.sleep(0.2)
+    assert not marker.exists(), "the process ran before start"
+    assert len(cgroup_dirs("c1")) >= 5
+    listed = runc("list", "--format", "json").stdout
+    assert [c["id"] for c in json.loads(listed)] == ["c1"]
+    runc("start", "c1")
+    deadline = time.monotonic() + 5
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert marker.exists()
+    assert runc.state("c1")["status"] == "running"
+    assert json.loads(runc("ps", "--format", "json", "c1").stdout) == [pid]
+    r = runc("start", "c1", check=False)
+    assert r.returncode == 1 and "already running" in r.stderr
+    r = runc("delete", "c1", check=False)
+    assert r.returncode == 1 and "not stopped: running" in r.stderr
+    runc("pause", "c1")
+    assert runc.state("c1")["status"] == "paused"
+    runc("resume", "c1")
+    assert runc.state("c1")["status"] == "running"
+    # A crash: the init dies without the runtime's knowledge.
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while runc.state("c1")["status"] != "stopped" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    s = runc.state("c1")
+    assert (s["status"], s["pid"]) == ("stopped", 0)
+    r = runc("kill", "c1", "KILL", check=False)
+    assert r.returncode == 1 and "not running" in r.stderr
+    runc("delete", "c1")
+    assert not cgroup_dirs("c1")
+    r = runc("state", "c1", check=False)
+    assert (r.returncode, r.stderr.strip()) == (1, "container does not exist")
+
+
+def test_kill_and_delete_force(runc, tmp_path):
+    b = make_bundle(tmp_path / "b", ["sleep", "60"])
+    runc.ids += ["k1", "k2"]
+    runc("run", "-d", "--bundle", str(b), "k1")
+    pid = runc.state("k1")["pid"]
+    runc.pids.append(pid)
+    runc("kill", "k1", "SIGKILL")
+    deadline = time.monotonic() + 5
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert runc.state("k1")["status"] == "stopped"
+    runc("delete", "k1")
+    runc("run", "-d", "--bundle", str(b), "k2")
+    runc.pids.append(runc.state("k2")["pid"])
+    runc("delete", "--force", "k2")
+    assert not alive(runc.pids[-1])
+    assert runc("delete", "--force", "never-was").returncode == 0
+    r = runc("kill", "nope", "KILL", check=False)
+    assert r.returncode == 1 and "does not exist" in r.stderr
+
+
+def test_delete_of_a_created_container_ends_it_unrun(runc, tmp_path):
+    b = make_bundle(tmp_path / "b", ["touch", "/ran"])
+    runc.ids.append("d1")
+    runc("create", "--bundle", str(b), "d1")
+    pid = runc.state("d1")["pid"]
+    runc.pids.append(pid)
+    runc("delete", "d1")
+    assert not alive(pid)
+    assert not (b / "rootfs" / "ran").exists()
+
+
+def test_exec_inline_and_process_file(runc, tmp_path):
+    b = make_bundle(tmp_path / "b", ["sleep", "60"], hostname="exechost")
+    runc.ids.append("e1")
+    runc("run", "-d", "--bundle", str(b), "e1")
+    runc.pids.append(runc.state("e1")["pid"])
+    r = runc("exec", "e1", "sh", "-c", "hostname; echo $FOO; exit 3", check=False,
+             env={"FOO": "host"})
+    assert (r.returncode, r.stdout) == (3, "exechost\n\n")
+    r = runc("exec", "-e", "FOO=bar", "--cwd", "/etc", "e1", "sh", "-c", "echo $FOO; pwd")
+    assert r.stdout == "bar\n/etc\n"
+    proc = {"args": ["sh", "-c", "id -u; echo $X"], "env": ["X=from-file"], "cwd": "/",
+            "user": {"uid": 99, "gid": 99}}
+    (tmp_path / "p.json").write_text(json.dumps(proc))
+    r = runc("exec", "--process", str(tmp_path / "p.json"), "e1")
+    assert r.stdout == "99\nfrom-file\n"
+    pid_file = tmp_path / "exec.pid"
+    runc("exec", "-d", "--pid-file", str(pid_file), "e1", "sleep", "30")
+    exec_pid = int(pid_file.read_text())
+    runc.pids.append(exec_pid)
+    assert exec_pid in json.loads(runc("ps", "-f", "json", "e1").stdout)
+    r = runc("exec", "e1", "nosuch", check=False)
+    assert r.returncode == 255 and 'exec: "nosuch": executable file not found' in r.stderr
+    runc("delete", "-f", "e1")
+    assert not alive(exec_pid)
+
+
+def test_console_socket_gets_the_pty_master(runc, tmp_path):
+    b = make_bundle(tmp_path / "b", ["sh", "-c",
+                                     "[ -t 0 ] && [ -t 1 ] && echo hello-tty; sleep 0.2"])
+    edit(b, lambda cfg: cfg["process"].update(terminal=True,
+                                               consoleSize={"height": 30, "width": 100}))
+    runc.ids.append("t1")
+    sock_path = tmp_path / "console.sock"
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(sock_path))
+    srv.listen(1)
+    r = runc("create", "--bundle", str(b), "--console-socket", str(sock_path), "t1")
+    assert r.returncode == 0
+    conn, _ = srv.accept()
+    fds = array.array("i")
+    _, anc, _, _ = conn.recvmsg(4096, socket.CMSG_SPACE(fds.itemsize))
+    fds.frombytes(anc[0][2][:fds.itemsize])
+    master = fds[0]
+    conn.close()
+    srv.close()
+    runc.pids.append(runc.state("t1")["pid"])
+    runc("start", "t1")
+    out = b""
+    deadline = time.monotonic() + 5
+    while b"hello-tty" not in out and time.monotonic() < deadline:
+        try:
+            out += os.read(master, 4096)
+        except OSError:
+            break
+    os.close(master)
+    assert b"hello-tty\r\n" in out  # \r: a terminal's output processing
+    runc("delete", "-f", "t1")
+
+
+def test_hooks_get_the_state_on_stdin(runc, tmp_path):
+    b = make_bundle(tmp_path / "b", ["true"])
+    out = tmp_path / "hooks"
+    out.mkdir()
+
+    def hook(stage):
+        return {"path": "/bin/sh", "args": ["sh", "-c", f"cat > {out}/{stage}"]}
+
+    stages = ["prestart", "createRuntime", "poststart", "poststop"]
+    edit(b, lambda cfg: cfg.update(hooks={s: [hook(s)] for s in stages}))
+    runc.ids.append("h1")
+    runc("run", "--bundle", str(b), "h1")
+    for stage in stages:
+        state = json.loads((out / stage).read_text())
+        assert state["id"] == "h1" and state["bundle"] == str(b), stage
+    assert json.loads((out / "poststop").read_text())["status"] == "stopped"
+
+
+def test_a_failing_hook_fails_the_start_and_leaves_nothing(runc, tmp_path):
+    b = make_bundle(tmp_path / "b", ["touch", "/ran"])
+    edit(b, lambda cfg: cfg.update(hooks={"prestart": [{"path": "/bin/false"}]}))
+    runc.ids.append("h2")
+    r = runc("run", "--bundle", str(b), "h2", check=False)
+    assert r.returncode == 1 and "prestart hook #0" in r.stderr
+    assert not (b / "rootfs" / "ran").exists()
+    edit(b, lambda cfg: cfg.update(hooks={"prestart": [{"path": "/bin/sleep",
+                                                        "args": ["sleep", "5"],
+                                                        "timeout": 1}]}))
+    r = runc("create", "--bundle", str(b), "h2", check=False)
+    assert r.returncode == 1 and "timeout" in r.stderr
+
+
+# ---- bad input ------------------------------------------------------------------------------
+
+BAD = {
+    "unknown namespace": (lambda c: c["linux"]["namespaces"].append({"type": "foo"}),
+                          "namespace type 'foo' is not supported"),
+    "symlink escaping the root": (
+        lambda c: c["mounts"].append({"destination": "/evil/x", "type": "tmpfs",
+                                      "source": "tmpfs"}),
+        "outside the container's root"),
+    "device outside /dev": (
+        lambda c: c["linux"].update(devices=[{"path": "/etc/null", "type": "c", "major": 1,
+                                              "minor": 3}]),
+        "is not in /dev"),
+    "root outside the bundle": (lambda c: c["root"].update(path="../.."),
+                                "must stay inside the bundle"),
+    "user namespace": (lambda c: c["linux"].update(uidMappings=[
+        {"containerID": 0, "hostID": 1000, "size": 1}]), "user namespaces are not supported"),
+    "unified on v1": (lambda c: c["linux"]["resources"].update(unified={"memory.max": "1"}),
+                      "needs cgroup v2"),
+    "relative mount destination": (
+        lambda c: c["mounts"].append({"destination": "tmp", "type": "tmpfs"}),
+        "is not absolute"),
+    "ociVersion 2": (lambda c: c.update(ociVersion="2.0.0"), "unsupported spec version"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_a_bad_config_is_refused_and_leaves_nothing(runc, tmp_path, case):
+    change, message = BAD[case]
+    b = make_bundle(tmp_path / "b", ["touch", "/ran"])
+    (b / "rootfs" / "evil").symlink_to(str(tmp_path / "host"))
+    edit(b, change)
+    runc.ids.append("bad")
+    log = tmp_path / "log.json"
+    for verb in ("run", "create"):
+        r = subprocess.run([str(runc.binary), "--root", str(runc.root), "--log", str(log),
+                            "--log-format", "json", verb, "--bundle", str(b), "bad"],
+                           capture_output=True, text=True, timeout=30, check=False)
+        assert r.returncode == 1, (verb, r.stderr)
+        assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert not (runc.root / "bad").exists() and not cgroup_dirs("bad")
+    assert not (b / "rootfs" / "ran").exists() and not (tmp_path / "host").exists()
+    last = json.loads(log.read_text().splitlines()[-1])
+    assert last["level"] == "error" and message in last["msg"]
+
+
+def test_a_newer_minor_oci_version_is_read(runc, tmp_path):
+    b = make_bundle(tmp_path / "b", ["echo", "ok"], ociVersion="1.9.9")
+    runc.ids.append("v1")
+    assert runc("run", "--bundle", str(b), "v1").stdout == "ok\n"
+
+
+def test_systemd_cgroup_is_a_clear_error(runc, tmp_path):
+    r = runc("--systemd-cgroup", "list", check=False)
+    assert r.returncode == 1 and "--systemd-cgroup is not supported" in r.stderr
+
+
+def test_go_style_single_dash_flags_and_features(runc, tmp_path):
+    r = subprocess.run([str(runc.binary), "-root", str(runc.root), "list", "-q"],
+                       capture_output=True, text=True, check=True)
+    assert r.stdout == ""
+    feats = json.loads(runc("features").stdout)
+    assert "mount" in feats["linux"]["namespaces"] and feats["ociVersionMin"] == "1.0.0"
