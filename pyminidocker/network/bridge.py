@@ -1045,20 +1045,26 @@ def _dnat_rules() -> list[tuple[str, str, int]]:
 
 
 def _bind_probe(p: PortMapping) -> int:
-    """Bind the host port as a server would (no SO_REUSEADDR, so a listener or another bound
-    socket on any overlapping address refuses us); returns the port (picked if 0).
-    Raises Conflict (in use), UsageError (an address the host does not have)."""
+    """Bind the host port as a server would; returns the port (picked if 0).
+
+    TCP sets SO_REUSEADDR as every server does (and Docker's proxy): a port whose last
+    connection is in TIME_WAIT is free, a listener on an overlapping address still refuses
+    us. UDP does not (two sockets that both set it may share a port: that would hide a
+    server). Raises Conflict (in use; exit 125 as Docker's run), UsageError (an address the
+    host does not have)."""
     import socket
 
     kind = socket.SOCK_STREAM if p.proto == "tcp" else socket.SOCK_DGRAM
     with socket.socket(socket.AF_INET, kind) as s:
+        if p.proto == "tcp":
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((p.host_ip or "0.0.0.0", p.host_port))
         except OSError as e:
             where = f"{p.host_ip or '0.0.0.0'}:{p.host_port}"
             if e.errno == errno.EADDRINUSE:
                 raise Conflict(f"Bind for {where} failed: port is already in use on the host "
-                               f"({p.proto})") from None
+                               f"({p.proto})", exit_code=125) from None
             if e.errno == errno.EADDRNOTAVAIL:
                 raise UsageError(f"cannot publish on {where}: {p.host_ip} is not an address "
                                  "of this host") from None

@@ -41,7 +41,9 @@ def _ip_of(run, name: str, proc) -> str:
     while time.monotonic() < deadline:
         res = run("inspect", name, check=False)
         if res.returncode == 0:
-            ip = json.loads(res.stdout)[0]["NetworkSettings"]["IPAddress"]
+            # Docker's place for it: the top-level IPAddress is the default bridge's only
+            nets = json.loads(res.stdout)[0]["NetworkSettings"]["Networks"].values()
+            ip = next((n["IPAddress"] for n in nets if n["IPAddress"]), "")
             if ip:
                 return ip
         assert proc.poll() is None, proc.communicate()

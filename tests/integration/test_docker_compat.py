@@ -85,3 +85,43 @@ def test_run_it_keeps_what_was_typed_before_the_shell_started(ctr):
         os.close(master)
     assert proc.returncode == 4, text
     assert "early-42" in text
+
+
+def _time_wait_port() -> int:
+    """A loopback port whose last connection is in TIME_WAIT (the server closed first)."""
+    import socket
+
+    with socket.socket() as srv:
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        port = srv.getsockname()[1]
+        cli = socket.create_connection(("127.0.0.1", port))
+        conn, _ = srv.accept()
+        conn.close()   # the active close: TIME_WAIT is on the server's side, on `port`
+        cli.close()
+    return int(port)
+
+
+def test_a_port_in_time_wait_is_free_a_listener_is_a_conflict(ctr):
+    import errno
+    import socket
+
+    import pytest
+
+    port = _time_wait_port()
+    with socket.socket() as s, pytest.raises(OSError) as e:
+        s.bind(("127.0.0.1", port))   # what the probe without SO_REUSEADDR met (60 s long)
+    assert e.value.errno == errno.EADDRINUSE
+    ctr("run", "-d", "--name", "tw", "-p", f"127.0.0.1:{port}:7000", "bb", "sleep", "30")
+    try:
+        assert ctr("port", "tw", "7000").stdout == f"127.0.0.1:{port}\n"
+    finally:
+        ctr("rm", "-f", "tw")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        busy = listener.getsockname()[1]
+        res = ctr("run", "--rm", "-p", f"127.0.0.1:{busy}:7000", "bb", "true", check=False)
+    assert res.returncode == 125
+    assert f"Bind for 127.0.0.1:{busy} failed: port is already in use" in res.stderr
