@@ -196,7 +196,6 @@ class Runtime:
         cmd = opts.cmd or (cfg.get("Cmd") if opts.entrypoint is None else None) or []
         argv = policy.command(entrypoint, cmd)
         cid = os.urandom(32).hex()
-        hostname = opts.hostname or cid[:12]
         for v in opts.volumes:
             policy.parse_volume(v)
         for t in opts.tmpfs:
@@ -217,6 +216,8 @@ class Runtime:
                 raise UsageError(f"invalid --security-opt: {so!r}")
             security_opt.append(so)
         network = "bridge" if opts.network == "default" else opts.network
+        # --network host shares the host's UTS name, as Docker's does
+        hostname = opts.hostname or (os.uname().nodename if network == "host" else cid[:12])
         if network not in ("none", "host", "bridge"):
             from pyminidocker.store.networks import NetworkStore
 
@@ -356,7 +357,7 @@ class Runtime:
                                            ep.address, ports)
                     rec.state.ports = [str(m) for m in done]
                 # from the base file, not the last run's (its lines would be there twice)
-                hosts = _BASE_HOSTS + f"{ep.address}\t{rec.hostname} {rec.name}\n"
+                hosts = _BASE_HOSTS + _hosts_line(rec, ep.address, ep.network != "bridge")
                 if ep.network != "bridge":  # names resolve on user networks (Docker's rule)
                     hosts += self._introduce(rec, ep.network, ep.address)
                 atomic_write(os.path.join(d, "hosts"), hosts.encode(), durable=False)
@@ -383,9 +384,9 @@ class Runtime:
                     other = self.containers.get(cid)
                 except NotFound:
                     continue
-                own += f"{addr}\t{other.hostname} {other.name}\n"
+                own += _hosts_line(other, addr, True)
                 _edit_hosts(os.path.join(self.containers.path(cid), "hosts"),
-                            add=f"{address}\t{rec.hostname} {rec.name}\n")
+                            add=_hosts_line(rec, address, True))
         return own
 
     def _unplug(self, rec: ContainerRecord) -> None:
@@ -459,7 +460,7 @@ class Runtime:
         rec.state.extra_networks[net] = {"ip": ep.address, "ifname": ifname,
                                          "host_ifname": host_if}
         hosts = os.path.join(self.containers.path(rec.id), "hosts")
-        _edit_hosts(hosts, add=f"{ep.address}\t{rec.hostname} {rec.name}\n")
+        _edit_hosts(hosts, add=_hosts_line(rec, ep.address, True))
         for line in self._introduce(rec, ep.network, ep.address).splitlines(keepends=True):
             _edit_hosts(hosts, add=line)
         return ep.address
@@ -891,9 +892,25 @@ _BASE_HOSTS = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\
                "ff02::2\tip6-allrouters\n")
 
 
+def _hosts_line(rec: ContainerRecord, address: str, by_name: bool) -> str:
+    """A container's line in /etc/hosts: its address and host name, and where names resolve
+    (user networks: Docker's DNS there, these lines here) its name, each once. The default
+    bridge knows no names: a name Docker made up is not in the file."""
+    names = [rec.hostname, *([rec.name] if by_name and rec.name != rec.hostname else [])]
+    return f"{address}\t{' '.join(names)}\n"
+
+
 def _etc_files(rec: ContainerRecord) -> dict[str, bytes]:
-    """The files the engine manages for the container, bound over its /etc/<name>."""
-    return {"hostname": f"{rec.hostname}\n".encode(), "hosts": _BASE_HOSTS.encode(),
+    """The files the engine manages for the container, bound over its /etc/<name>. On the
+    host's network the hosts file is the host's, as Docker copies it."""
+    hosts = _BASE_HOSTS.encode()
+    if rec.host.get("network") == "host":
+        try:
+            with open("/etc/hosts", "rb") as f:
+                hosts = f.read()
+        except OSError:
+            pass
+    return {"hostname": f"{rec.hostname}\n".encode(), "hosts": hosts,
             "resolv.conf": _resolv_conf(rec.host.get("network") == "host")}
 
 

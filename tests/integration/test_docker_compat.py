@@ -125,3 +125,16 @@ def test_a_port_in_time_wait_is_free_a_listener_is_a_conflict(ctr):
         res = ctr("run", "--rm", "-p", f"127.0.0.1:{busy}:7000", "bb", "true", check=False)
     assert res.returncode == 125
     assert f"Bind for 127.0.0.1:{busy} failed: port is already in use" in res.stderr
+
+
+def test_hostname_and_hosts_as_dockers(ctr):
+    # --network host: the host's name and the host's hosts file
+    out = ctr("run", "--rm", "--network", "host", "bb", "sh", "-c",
+              "hostname; cat /etc/hostname").stdout.split()
+    assert out == [os.uname().nodename] * 2
+    with open("/etc/hosts") as f:
+        assert ctr("run", "--rm", "--network", "host", "bb", "cat", "/etc/hosts").stdout == \
+            f.read()
+    # the default bridge: the host name once, not the name Docker (or we) made up
+    line = ctr("run", "--rm", "-h", "myhost", "bb", "tail", "-1", "/etc/hosts").stdout
+    assert line.split()[1:] == ["myhost"]
