@@ -309,6 +309,30 @@ def _host_routes_or_none(exclude: Iterable[str]) -> list[IPv4Network]:
         return []
 
 
+def _bridge_routes(own_bridge: str | None) -> list[IPv4Network]:
+    """The IPv4 routes the host has through bridge interfaces other than own_bridge (from
+    /proc/net/route: no netlink needed)."""
+    import socket
+    import struct
+    from ipaddress import IPv4Network
+
+    out = []
+    try:
+        with open("/proc/net/route") as f:
+            rows = [line.split() for line in f.readlines()[1:]]
+    except OSError:
+        return []
+    for row in rows:
+        if len(row) < 8 or row[0] == own_bridge or \
+                not os.path.isdir(f"/sys/class/net/{row[0]}/bridge"):
+            continue
+        dest = socket.inet_ntoa(struct.pack("<I", int(row[1], 16)))
+        mask = socket.inet_ntoa(struct.pack("<I", int(row[7], 16)))
+        if mask != "0.0.0.0":
+            out.append(IPv4Network(f"{dest}/{mask}", strict=False))
+    return out
+
+
 def _create_locked(ns: NetworkStore, name: str, subnet: str | None, gateway: str | None,
                    bridge: str | None, internal: bool, labels: dict[str, str] | None,
                    candidates: Iterable[IPv4Network] | None = None) -> Network:
@@ -322,9 +346,10 @@ def _create_locked(ns: NetworkStore, name: str, subnet: str | None, gateway: str
     others = [IPv4Network(n.subnet) for n in existing]
     if subnet is not None:
         net = parse_subnet(subnet)
-        # an explicit subnet is the user's decision, even over a host route (as Docker);
-        # only our own networks must never share an address space
-        if overlaps(net, others) is not None:
+        # an explicit subnet is the user's decision, even over a host route (as Docker), but
+        # not over another bridge's (another engine's network): two bridges would route the
+        # same addresses and neither would work
+        if overlaps(net, [*others, *_bridge_routes(bridge)]) is not None:
             raise Conflict("Pool overlaps with other one on this address space")
     else:
         net = choose_subnet(candidates or pool(),

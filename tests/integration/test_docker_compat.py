@@ -138,3 +138,26 @@ def test_hostname_and_hosts_as_dockers(ctr):
     # the default bridge: the host name once, not the name Docker (or we) made up
     line = ctr("run", "--rm", "-h", "myhost", "bb", "tail", "-1", "/etc/hosts").stdout
     assert line.split()[1:] == ["myhost"]
+
+
+def test_network_create_refuses_a_subnet_another_bridge_routes(ctr):
+    import uuid
+
+    from tests.integration.conftest import free_subnet
+
+    subnet = free_subnet("10.251")
+    gateway = subnet.rsplit(".", 1)[0] + ".1"
+    foreign = f"pmdf{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "link", "add", foreign, "type", "bridge"], check=True)
+    try:
+        subprocess.run(["ip", "addr", "add", f"{gateway}/24", "dev", foreign], check=True)
+        subprocess.run(["ip", "link", "set", foreign, "up"], check=True)
+        res = ctr("network", "create", "--subnet", subnet, "clash", check=False)
+        assert (res.returncode, res.stderr) == (
+            1, "Error: Pool overlaps with other one on this address space\n")
+        assert "clash" not in ctr("network", "ls", "--format", "{{.Name}}").stdout
+    finally:
+        subprocess.run(["ip", "link", "del", foreign], check=True)
+    # once the other bridge is gone the subnet is free
+    ctr("network", "create", "--subnet", subnet, "clash")
+    ctr("network", "rm", "clash")
