@@ -428,13 +428,15 @@ class Engine:
         """One message for each container whose record cannot be read (after containers())."""
         return list(self.store.containers.corrupt.values())
 
-    def prune_containers(self) -> list[str]:
-        """Remove every container that is not running; their ids."""
+    def prune_containers(self, keep: Callable[[list[ContainerRecord]], list[ContainerRecord]]
+                         | None = None) -> list[str]:
+        """Remove every container that is not running (of those, the ones `keep` returns:
+        Docker's prune filters); their ids."""
+        stopped = [r for r in self.runtime.list() if r.state.status != "running"]
         removed = []
-        for rec in self.runtime.list():
-            if rec.state.status != "running":
-                self.runtime.remove(rec)
-                removed.append(rec.id)
+        for rec in keep(stopped) if keep is not None else stopped:
+            self.runtime.remove(rec)
+            removed.append(rec.id)
         return removed
 
     def log_path(self, rec: ContainerRecord) -> str:

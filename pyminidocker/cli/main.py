@@ -623,8 +623,19 @@ def cmd_port(args: Namespace, env: Env) -> int:
 
 
 def cmd_container_prune(args: Namespace, env: Env) -> int:
+    keep = None
+    if args.filter:  # Docker's until= and label= (label!=)
+        from pyminidocker.cli import filters
+
+        wanted = filters.parse(args.filter, filters.PRUNE_KEYS)
+
+        def keep(recs: list[ContainerRecord]) -> list[ContainerRecord]:
+            return filters.prune(recs, wanted, lambda r: parse_time(r.created) or 0.0,
+                                 lambda r: r.labels)
+
+    ids = _engine(args).prune_containers(keep)
     env.out("Deleted Containers:")
-    for cid in _engine(args).prune_containers():
+    for cid in ids:
         env.out(cid)
     return 0
 
@@ -813,6 +824,8 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sp = add("container", lambda a, e: _container_group(a, e, p), "Manage containers")
     sp.add_argument("action", choices=["prune"])
     sp.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
+    sp.add_argument("--filter", action="append", default=[],
+                    help="prune only: until=TIME|DURATION, label=KEY[=VALUE], label!=KEY")
 
     sp = add("network", None, "Manage networks")
     if isinstance(sp, Parser):  # its commands live in cli_network: imported only to run them

@@ -161,3 +161,18 @@ def test_network_create_refuses_a_subnet_another_bridge_routes(ctr):
     # once the other bridge is gone the subnet is free
     ctr("network", "create", "--subnet", subnet, "clash")
     ctr("network", "rm", "clash")
+
+
+def test_container_prune_filters(ctr):
+    ids = {ctr("create", "--name", n, "bb", "true").stdout.strip() for n in ("p1", "p2")}
+    try:
+        assert ctr("container", "prune", "-f", "--filter", "until=1h").stdout == \
+            "Deleted Containers:\n"                      # both are younger than an hour
+        assert ctr("container", "prune", "-f", "--filter", "label=nope").stdout == \
+            "Deleted Containers:\n"
+        out = ctr("container", "prune", "-f", "--filter", "until=0s").stdout.splitlines()
+        assert out[0] == "Deleted Containers:" and set(out[1:]) == ids
+        res = ctr("container", "prune", "-f", "--filter", "status=exited", check=False)
+        assert (res.returncode, res.stderr) == (1, "Error: invalid filter 'status'\n")
+    finally:
+        ctr("rm", "-f", "p1", "p2", check=False)
