@@ -11,7 +11,7 @@ import time
 
 from pyminidocker.cli import columns, filters
 from pyminidocker.cli.gotemplate import TemplateError, format_items
-from pyminidocker.cli.main import human_size, parse_time
+from pyminidocker.cli.output import human_size, parse_time
 from pyminidocker.errors import PmdError
 
 TYPE_CHECKING = False

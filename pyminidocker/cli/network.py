@@ -4,7 +4,7 @@ Imported only when a network command runs (and so are the network modules and py
 """
 from __future__ import annotations
 
-from pyminidocker.errors import PmdError, UsageError
+from pyminidocker.errors import CorruptRecord, NotFound, PmdError, UsageError
 
 TYPE_CHECKING = False  # typing is not imported at run time
 if TYPE_CHECKING:
@@ -35,10 +35,10 @@ def _predefined(name: str) -> Any:
                    driver="null" if name == "none" else name)
 
 
-def all_networks(eng: Engine) -> list[Any]:
+def all_networks(eng: Engine, warnings: list[str]) -> list[Any]:
     """Every network as Docker lists them: bridge (recorded on first use), host, none and
     the user's."""
-    nets = [n for n in eng.networks() if n.name not in ("host", "none")]
+    nets = [n for n in eng.networks(warnings) if n.name not in ("host", "none")]
     if not any(n.name == "bridge" for n in nets):
         try:
             nets.append(eng.default_network())
@@ -68,7 +68,11 @@ def cmd_network(args: Namespace, env: Any) -> int:
     if args.network_command in ("ls", "list"):
         from pyminidocker.cli import listing
 
-        return listing.networks(args, env, all_networks(eng))
+        warnings: list[str] = []
+        nets = all_networks(eng, warnings)
+        for message in warnings:  # the others are listed all the same
+            env.stderr.write(f"WARNING: {message}\n")
+        return listing.networks(args, env, nets)
     if args.network_command == "inspect":
         from pyminidocker.cli import listing
 
@@ -76,6 +80,9 @@ def cmd_network(args: Namespace, env: Any) -> int:
         for name in args.networks:
             try:
                 out.append(network_doc(eng, name))
+            except CorruptRecord as e:
+                env.stderr.write(f"Error: {e}\n")
+                failed = True
             except PmdError:
                 env.stderr.write(f"Error: No such network: {name}\n")
                 failed = True
@@ -85,8 +92,12 @@ def cmd_network(args: Namespace, env: Any) -> int:
         failed = False
         for name in args.networks:
             try:
-                eng.remove_network(name)
+                eng.remove_network(name, force=args.force)
                 env.out(name)
+            except NotFound as e:
+                if not args.force:  # Docker's -f: no error for a network that is not there
+                    env.stderr.write(f"Error: {e}\n")
+                    failed = True
             except PmdError as e:
                 env.stderr.write(f"Error: {e}\n")
                 failed = True
@@ -128,13 +139,16 @@ def add_network_commands(sp: Parser) -> None:
     ls = sub.add_parser("ls", aliases=["list"], help="List networks")
     ls.add_argument("-q", "--quiet", action="store_true", help="only show network ids")
     ls.add_argument("-f", "--filter", action="append", default=[],
-                    help="filter output: KEY=VALUE (repeatable)")
-    ls.add_argument("--format", help="Go template (Docker's), 'table TEMPLATE' or 'json'")
-    ls.add_argument("--no-trunc", action="store_true", help="don't truncate output")
+                    help="Filter output based on conditions provided: KEY=VALUE")
+    ls.add_argument("--format", help="Format output using a Go template, 'table ...' or 'json'")
+    ls.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
     i = sub.add_parser("inspect", help="Show details of networks")
-    i.add_argument("-f", "--format", help="Go template applied to each network")
+    i.add_argument("-f", "--format", help="Format output using a Go template (each network)")
     i.add_argument("networks", nargs="+", metavar="NETWORK")
     rm = sub.add_parser("rm", aliases=["remove"], help="Remove networks not in use")
+    rm.add_argument("-f", "--force", action="store_true",
+                    help="Do not error if the network does not exist; remove one whose "
+                         "record is corrupt")
     rm.add_argument("networks", nargs="+", metavar="NETWORK")
     for verb, what in (("connect", "Connect a running container to a network"),
                        ("disconnect", "Disconnect a container from a network it was connected "

@@ -40,6 +40,7 @@ RET_LOG = 0x7FFC0000
 RET_ALLOW = 0x7FFF0000
 EPERM = 1
 ENOSYS = 38
+_PROG_BYTES_MAX = 8 * 4096  # PMD_SECCOMP_PROG_MAX instructions of 8 bytes (struct sock_filter)
 
 ACTIONS = {
     "SCMP_ACT_KILL": RET_KILL_THREAD, "SCMP_ACT_KILL_THREAD": RET_KILL_THREAD,
@@ -349,7 +350,11 @@ def program(cache_dir: str, profile_json: str | None, caps: int) -> bytes:
     path = os.path.join(cache_dir, f"{key}-{_stamp(SYSCALLS)}-{caps:x}-{release}.bpf")
     try:
         with open(path, "rb") as f:
-            return f.read()
+            cached = f.read()
+        # An empty or cut file (a machine crash after the rename of a write never synced)
+        # would be no filter at all, or one the kernel refuses: compiled again instead.
+        if cached and len(cached) % 8 == 0 and len(cached) <= _PROG_BYTES_MAX:
+            return cached
     except FileNotFoundError:
         pass
     p = Profile.default() if profile_json is None else Profile.from_docker_json(profile_json)

@@ -176,6 +176,8 @@ class _LayerJob:
                 f"layer {digest} uncompresses to {res.diff_id}, "
                 f"but the image config says {self.diff_id}")
         self.p.emit(Progress(self.short, "Download complete"))
+        assert self.staging is not None
+        self.p.store.layers.flush(self.staging)  # here, in parallel, not under the store lock
         self.record = LayerRecord(
             id=self.chain_id, parent=self.parent, diff_id=self.diff_id,
             compressed_digest=digest, compressed_size=res.compressed_size,

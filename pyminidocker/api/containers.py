@@ -1,0 +1,485 @@
+"""/containers/...: create (Docker's body mapped onto the engine's CreateOptions), start, stop,
+restart, kill, wait, logs, attach, list, inspect, remove, rename, prune, over the engine API."""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from aiohttp import web
+
+from pyminidocker.api import streams
+from pyminidocker.api.app import (
+    APIError,
+    add_table,
+    bad_request,
+    bool_param,
+    call,
+    check_fields,
+    filters_param,
+    int_param,
+    json_body,
+    labels_match,
+)
+from pyminidocker.errors import Conflict, NotFound, PmdError
+
+# Docker's container create body (API 1.43): every field a client may send, with its JSON
+# type; Any where the value's shape is checked where it is used. Unknown fields are refused.
+_HOST_CONFIG: dict[str, Any] = {name: Any for name in (
+    "ContainerIDFile LogConfig RestartPolicy VolumeDriver VolumesFrom ConsoleSize Annotations "
+    "CgroupnsMode Dns DnsOptions DnsSearch ExtraHosts GroupAdd IpcMode Cgroup Links OomScoreAdj "
+    "PidMode StorageOpt UTSMode UsernsMode ShmSize Sysctls Runtime Isolation CpuShares "
+    "CgroupParent BlkioWeight BlkioWeightDevice BlkioDeviceReadBps BlkioDeviceWriteBps "
+    "BlkioDeviceReadIOps BlkioDeviceWriteIOps CpuPeriod CpuQuota CpuRealtimePeriod "
+    "CpuRealtimeRuntime CpusetCpus CpusetMems Devices DeviceCgroupRules DeviceRequests "
+    "KernelMemory KernelMemoryTCP MemoryReservation MemorySwap MemorySwappiness OomKillDisable "
+    "Ulimits CpuCount CpuPercent IOMaximumIOps IOMaximumBandwidth Mounts MaskedPaths "
+    "ReadonlyPaths Init").split()}
+_HOST_CONFIG.update({
+    "Binds": list, "NetworkMode": str, "PortBindings": dict, "AutoRemove": bool,
+    "CapAdd": list, "CapDrop": list, "Privileged": bool, "PublishAllPorts": bool,
+    "ReadonlyRootfs": bool, "SecurityOpt": list, "Tmpfs": dict, "Memory": int,
+    "NanoCpus": int, "PidsLimit": int,
+})
+CREATE_FIELDS: dict[str, Any] = {
+    "Hostname": str, "Domainname": str, "User": str, "AttachStdin": bool, "AttachStdout": bool,
+    "AttachStderr": bool, "ExposedPorts": dict, "Tty": bool, "OpenStdin": bool,
+    "StdinOnce": bool, "Env": list, "Cmd": (list, str), "Healthcheck": dict,
+    "ArgsEscaped": bool, "Image": str, "Volumes": dict, "WorkingDir": str,
+    "Entrypoint": (list, str), "NetworkDisabled": bool, "MacAddress": str, "OnBuild": list,
+    "Labels": dict, "StopSignal": str, "StopTimeout": int, "Shell": list,
+    "HostConfig": _HOST_CONFIG, "NetworkingConfig": {"EndpointsConfig": dict},
+    "Platform": str,
+}
+_IGNORED_WHEN_EMPTY = set(_HOST_CONFIG) - {
+    "Binds", "NetworkMode", "PortBindings", "AutoRemove", "CapAdd", "CapDrop", "Privileged",
+    "PublishAllPorts", "ReadonlyRootfs", "SecurityOpt", "Tmpfs", "Memory", "NanoCpus",
+    "PidsLimit"}
+
+
+def _empty(value: Any) -> bool:
+    """A zero value as Go clients send them for what they do not set."""
+    if isinstance(value, dict):
+        return all(_empty(v) or (k == "Name" and v == "no") for k, v in value.items())
+    if isinstance(value, list):
+        return all(_empty(v) for v in value)
+    return value in (None, False, 0, "", -1)
+
+
+def create_options(body: dict[str, Any], name: str | None) -> Any:
+    """The engine's CreateOptions of a create body. Raises APIError: 400 for a malformed body,
+    501 for a setting the engine does not have yet (rather than silently ignoring it)."""
+    from pyminidocker.engine import CreateOptions
+
+    check_fields(body, CREATE_FIELDS)
+    if not body.get("Image"):
+        raise bad_request("Config cannot be empty in order to create a container")
+    host = body.get("HostConfig") or {}
+    for key in sorted(_IGNORED_WHEN_EMPTY):
+        if key in host and not _empty(host[key]):
+            raise APIError(501, f"HostConfig.{key} is not supported by pyminidocker yet")
+    for key in ("Healthcheck", "Volumes", "Shell", "OnBuild"):
+        if not _empty(body.get(key)):
+            raise APIError(501, f"{key} is not supported by pyminidocker yet")
+
+    def strings(value: Any, field: str) -> list[str]:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [value]
+        if not all(isinstance(v, str) for v in value):
+            raise bad_request(f"json: cannot unmarshal into field {field} of type []string")
+        return list(value)
+
+    cmd = strings(body.get("Cmd"), "Cmd")
+    entrypoint: str | None = None
+    if "Entrypoint" in body and body["Entrypoint"] is not None:
+        ep = strings(body["Entrypoint"], "Entrypoint")
+        # the engine takes one entrypoint word; the others lead the command, as they
+        # would in the argv Docker makes of Entrypoint + Cmd
+        entrypoint = ep[0] if ep else ""
+        cmd = ep[1:] + cmd
+    publish = []
+    for port, bindings in (host.get("PortBindings") or {}).items():
+        for b in bindings or [{}]:
+            hip, hport = (b or {}).get("HostIp", ""), (b or {}).get("HostPort", "")
+            publish.append(":".join(x for x in (hip, hport) if x) + f":{port}"
+                           if hip or hport else port)
+    network = host.get("NetworkMode") or "bridge"
+    if network == "default":
+        network = "bridge"
+    endpoints = ((body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {})
+    if len(endpoints) > 1:
+        raise bad_request("Container cannot be connected to network endpoints: "
+                          + ", ".join(endpoints))
+    if endpoints and network == "bridge":
+        network = next(iter(endpoints))
+    labels = body.get("Labels") or {}
+    if labels:
+        raise APIError(501, "Labels are not supported by pyminidocker yet")
+    nano = host.get("NanoCpus") or 0
+    return CreateOptions(
+        image=body["Image"], cmd=cmd, name=name, env=strings(body.get("Env"), "Env"),
+        workdir=body.get("WorkingDir") or None, user=body.get("User") or None,
+        entrypoint=entrypoint, hostname=body.get("Hostname") or None,
+        read_only=bool(host.get("ReadonlyRootfs")),
+        volumes=strings(host.get("Binds"), "HostConfig.Binds"),
+        tmpfs=[f"{p}:{o}" if o else p for p, o in (host.get("Tmpfs") or {}).items()],
+        memory=host.get("Memory") or None, cpus=nano / 1e9 if nano else None,
+        pids_limit=host.get("PidsLimit") or None, network=network,
+        privileged=bool(host.get("Privileged")),
+        cap_add=strings(host.get("CapAdd"), "HostConfig.CapAdd"),
+        cap_drop=strings(host.get("CapDrop"), "HostConfig.CapDrop"),
+        security_opt=strings(host.get("SecurityOpt"), "HostConfig.SecurityOpt"),
+        tty=bool(body.get("Tty")), interactive=bool(body.get("OpenStdin")),
+        auto_remove=bool(host.get("AutoRemove")), publish=publish,
+        publish_all=bool(host.get("PublishAllPorts")),
+    )
+
+
+async def create(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    opts = create_options(body, request.query.get("name") or None)
+    rec = await call(request, lambda eng: eng.create(opts))
+    return web.json_response({"Id": rec.id, "Warnings": []}, status=201)
+
+
+def _container(eng: Any, ref: str) -> Any:
+    return eng.container(ref)
+
+
+def _refresh(eng: Any, rec: Any) -> Any:
+    return eng.refresh(rec)
+
+
+async def start(request: web.Request) -> web.Response:
+    ref = request.match_info["id"]
+
+    def work(eng: Any) -> bool:
+        rec = eng.container(ref)
+        if rec.state.status == "running":
+            return False
+        eng.start(rec, attach=False)
+        return True
+
+    return web.Response(status=204 if await call(request, work) else 304)
+
+
+async def stop(request: web.Request) -> web.Response:
+    ref = request.match_info["id"]
+    timeout = int_param(request, "t", 10)
+
+    def work(eng: Any) -> bool:
+        rec = eng.container(ref)
+        if rec.state.status != "running":
+            return False
+        eng.stop(rec, timeout)
+        return True
+
+    return web.Response(status=204 if await call(request, work) else 304)
+
+
+async def restart(request: web.Request) -> web.Response:
+    ref = request.match_info["id"]
+    timeout = int_param(request, "t", 10)
+
+    def work(eng: Any) -> None:
+        rec = eng.container(ref)
+        eng.stop(rec, timeout)
+        eng.start(eng.container(ref), attach=False)
+
+    await call(request, work)
+    return web.Response(status=204)
+
+
+async def kill(request: web.Request) -> web.Response:
+    from pyminidocker.engine import parse_signal
+
+    ref = request.match_info["id"]
+    try:
+        sig = parse_signal(request.query.get("signal") or "KILL")
+    except PmdError as e:
+        raise bad_request(str(e)) from None
+    await call(request, lambda eng: eng.kill(eng.container(ref), sig))
+    return web.Response(status=204)
+
+
+async def wait(request: web.Request) -> web.StreamResponse:
+    """The headers go at once (the docker CLI waits for them before it starts the container:
+    the wait is in place), the exit code once the condition is met."""
+    ref = request.match_info["id"]
+    condition = request.query.get("condition") or "not-running"
+    if condition not in ("not-running", "next-exit", "removed"):
+        raise bad_request(f"invalid condition: {condition!r}")
+    first = await call(request, _container, ref)
+    before = (first.state.status, first.state.finished_at)
+    resp = web.StreamResponse()
+    resp.content_type = "application/json"
+    await resp.prepare(request)
+    last = first
+    while True:
+        try:
+            rec = await call(request, _refresh, last)
+        except NotFound:
+            if condition == "removed" or last is first:
+                break
+            raise
+        last = rec
+        st = rec.state
+        if st.status != "running":
+            done = condition == "not-running" or \
+                ((st.status, st.finished_at) != before and st.status == "exited")
+            if done and condition != "removed":
+                break
+        await asyncio.sleep(0.02)
+    code = last.state.exit_code
+    await resp.write(web.json_response({"StatusCode": code, "Error": None}).body)  # type: ignore[arg-type]
+    await resp.write_eof()
+    return resp
+
+
+def _port_map(rec: Any) -> dict[str, Any]:
+    ports: dict[str, Any] = {}
+    for mapping in rec.state.ports:  # "80/tcp -> 0.0.0.0:8080"
+        inside, _, outside = mapping.partition(" -> ")
+        hip, _, hport = outside.rpartition(":")
+        ports.setdefault(inside, []).append({"HostIp": hip, "HostPort": hport})
+    return ports
+
+
+def summary(eng: Any, rec: Any) -> dict[str, Any]:
+    import shlex
+
+    from pyminidocker.cli.columns import status_text as _status_text
+    from pyminidocker.cli.output import parse_time
+
+    now = time.time()
+    ports = []
+    for inside, binds in _port_map(rec).items():
+        port, _, proto = inside.partition("/")
+        for b in binds:
+            ports.append({"IP": b["HostIp"], "PrivatePort": int(port),
+                          "PublicPort": int(b["HostPort"]), "Type": proto or "tcp"})
+    network = rec.host.get("network") or "bridge"
+    nets = {network: {"IPAddress": rec.state.ip}} if rec.state.ip else {}
+    nets.update({n: {"IPAddress": i.get("ip", "")} for n, i in
+                 rec.state.extra_networks.items()})
+    return {
+        "Id": rec.id, "Names": ["/" + rec.name], "Image": rec.image_name,
+        "ImageID": "sha256:" + rec.image, "Command": shlex.join(rec.argv),
+        "Created": int(parse_time(rec.created) or 0), "Ports": ports, "Labels": rec.labels,
+        "State": rec.state.status, "Status": _status_text(rec, now),
+        "HostConfig": {"NetworkMode": network}, "NetworkSettings": {"Networks": nets},
+        "Mounts": [],
+    }
+
+
+def _matches(s: dict[str, Any], filters: dict[str, list[str]]) -> bool:
+    for key, wanted in filters.items():
+        if key == "id":
+            ok = any(s["Id"].startswith(w) for w in wanted)
+        elif key == "name":
+            ok = any(w.lstrip("/") in s["Names"][0].lstrip("/") for w in wanted)
+        elif key == "status":
+            ok = s["State"] in wanted
+        elif key == "label":
+            ok = labels_match(s["Labels"], wanted)
+        elif key == "ancestor":
+            ok = any(w in (s["Image"], s["ImageID"], s["ImageID"][7:19]) for w in wanted)
+        elif key == "network":
+            ok = any(w in s["NetworkSettings"]["Networks"] for w in wanted)
+        else:
+            raise bad_request(f"invalid filter '{key}'")
+        if not ok:
+            return False
+    return True
+
+
+async def list_containers(request: web.Request) -> web.Response:
+    show_all = bool_param(request, "all")
+    limit = int_param(request, "limit", -1) or -1
+    filters = filters_param(request)
+
+    def work(eng: Any) -> list[dict[str, Any]]:
+        out = [s for s in (summary(eng, r) for r in eng.containers(all=show_all or
+                                                                     "status" in filters))
+               if _matches(s, filters)]
+        return out[:limit] if limit > 0 else out
+
+    return web.json_response(await call(request, work))
+
+
+async def inspect(request: web.Request) -> web.Response:
+    ref = request.match_info["id"]
+
+    def work(eng: Any) -> dict[str, Any]:
+        rec = eng.container(ref)
+        doc = eng.inspect_container(rec)
+        doc.setdefault("NetworkSettings", {})["Ports"] = _port_map(rec)
+        doc["State"]["Pid"] = rec.state.pid
+        doc.setdefault("Config", {})["AttachStdin"] = False
+        # what clients read without checking (docker-py's run reads LogConfig.Type)
+        doc["HostConfig"].setdefault("LogConfig", {"Type": "json-file", "Config": {}})
+        doc["HostConfig"].setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
+        doc["HostConfig"]["PortBindings"] = {k: v for k, v in _port_map(rec).items()}
+        doc["RestartCount"] = 0
+        doc["Driver"] = "overlay2"
+        doc["Platform"] = "linux"
+        return doc
+
+    return web.json_response(await call(request, work))
+
+
+async def remove(request: web.Request) -> web.Response:
+    ref = request.match_info["id"]
+    force = bool_param(request, "force")
+    bool_param(request, "v")  # anonymous volumes: there are none yet
+    if bool_param(request, "link"):
+        raise APIError(501, "links are not supported by pyminidocker")
+    await call(request, lambda eng: eng.remove(eng.container(ref, corrupt_ok=force), force))
+    return web.Response(status=204)
+
+
+async def rename(request: web.Request) -> web.Response:
+    ref = request.match_info["id"]
+    name = request.query.get("name", "")
+    if not name:
+        raise bad_request("name is required")
+    await call(request, lambda eng: eng.rename(eng.container(ref), name))
+    return web.Response(status=204)
+
+
+async def prune(request: web.Request) -> web.Response:
+    if filters_param(request):
+        raise APIError(501, "container prune filters are not supported by pyminidocker yet")
+    removed = await call(request, lambda eng: eng.prune_containers())
+    return web.json_response({"ContainersDeleted": removed or None, "SpaceReclaimed": 0})
+
+
+# ---- output: logs and attach ---------------------------------------------------------------
+
+async def _records(request: web.Request, rec: Any, tail: int | None, follow: bool,
+                   skip: int = 0) -> Any:
+    """The container's log records, from a worker thread (following blocks), as they come.
+    A client that goes away stops the reader at its next record."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=256)
+    gone = False
+
+    def work(eng: Any) -> None:
+        n = 0
+        try:
+            for r in eng.logs(rec, tail=tail, follow=follow):
+                if gone:
+                    return
+                n += 1
+                if n <= skip:
+                    continue
+                asyncio.run_coroutine_threadsafe(queue.put(r), loop).result()
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    task = asyncio.ensure_future(call(request, work))
+    try:
+        while (r := await queue.get()) is not None:
+            yield r
+        await task
+    finally:
+        gone = True
+        while not queue.empty():
+            queue.get_nowait()
+
+
+def _chunk(r: dict[str, str], tty: bool, timestamps: bool) -> bytes:
+    data = (f"{r.get('time', '')} " if timestamps else "").encode() + r["log"].encode()
+    if tty:
+        return data
+    return streams.frame(streams.STDERR if r.get("stream") == "stderr" else streams.STDOUT,
+                         data)
+
+
+async def logs(request: web.Request) -> web.StreamResponse:
+    ref = request.match_info["id"]
+    want_out = bool_param(request, "stdout")
+    want_err = bool_param(request, "stderr")
+    if not (want_out or want_err):
+        raise bad_request("Bad parameters: you must choose at least one stream")
+    follow = bool_param(request, "follow")
+    timestamps = bool_param(request, "timestamps")
+    raw_tail = request.query.get("tail", "all")
+    tail = None
+    if raw_tail not in ("", "all"):
+        try:
+            tail = int(raw_tail)
+        except ValueError:
+            raise bad_request(f"invalid value for tail: {raw_tail!r}") from None
+    rec = await call(request, _container, ref)
+    resp = web.StreamResponse()
+    resp.content_type = streams.RAW_STREAM if rec.tty else streams.MULTIPLEXED_STREAM
+    await resp.prepare(request)
+    async for r in _records(request, rec, tail, follow):
+        err = r.get("stream") == "stderr"
+        if (err and want_err) or (not err and want_out):
+            await resp.write(_chunk(r, rec.tty, timestamps))
+    await resp.write_eof()
+    return resp
+
+
+async def attach(request: web.Request) -> web.StreamResponse:
+    """The container's output from now on (with logs=1, what it wrote before too), over a
+    hijacked connection, until it has exited. Its input is not passed on yet: the engine
+    has no way into a detached container's stdin (see the report of issue 12)."""
+    ref = request.match_info["id"]
+    want_out = bool_param(request, "stdout")
+    want_err = bool_param(request, "stderr")
+    with_logs = bool_param(request, "logs")
+    rec = await call(request, _container, ref)
+    if bool_param(request, "stdin") and rec.open_stdin:
+        pass  # accepted, and the input read and dropped below: see the docstring
+    resp = streams.Hijacked(request, multiplexed=not rec.tty)
+    await resp.start()
+
+    async def drain_input() -> None:
+        while await resp.input.stream.read(65536):
+            pass
+
+    reader = asyncio.ensure_future(drain_input())
+    try:
+        skip = 0
+        if not with_logs:  # what was logged before we came is not ours
+            skip = await call(request, lambda eng: sum(1 for _ in eng.logs(rec)))
+        # wait for a container that is not started yet (docker run attaches first)
+        while rec.state.status == "created":
+            await asyncio.sleep(0.02)
+            rec = await call(request, _refresh, rec)
+        async for r in _records(request, rec, None, True, skip):
+            err = r.get("stream") == "stderr"
+            if (err and want_err) or (not err and want_out):
+                await resp.send(_chunk(r, rec.tty, False))
+    except NotFound:
+        pass  # removed (--rm) as soon as it exited: what it wrote was sent
+    finally:
+        reader.cancel()
+    return resp
+
+
+def add_routes(app: web.Application) -> set[tuple[str, str]]:
+    table = [
+        ("POST", "/containers/create", create),
+        ("GET", "/containers/json", list_containers),
+        ("POST", "/containers/prune", prune),
+        ("GET", "/containers/{id}/json", inspect),
+        ("POST", "/containers/{id}/start", start),
+        ("POST", "/containers/{id}/stop", stop),
+        ("POST", "/containers/{id}/restart", restart),
+        ("POST", "/containers/{id}/kill", kill),
+        ("POST", "/containers/{id}/wait", wait),
+        ("GET", "/containers/{id}/logs", logs),
+        ("POST", "/containers/{id}/attach", attach),
+        ("POST", "/containers/{id}/rename", rename),
+        ("DELETE", "/containers/{id}", remove),
+    ]
+    return add_table(app, table)
+
+
+__all__ = ["CREATE_FIELDS", "Conflict", "add_routes", "create_options"]

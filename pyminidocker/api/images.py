@@ -1,0 +1,252 @@
+"""/images/...: pull (with Docker's JSON progress stream), list, inspect, tag, remove, history,
+prune, over the engine API."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from pyminidocker.api.app import (
+    APIError,
+    add_table,
+    bad_request,
+    bool_param,
+    call,
+    engine,
+    filters_param,
+    labels_match,
+    status_of,
+)
+from pyminidocker.api.streams import JSONStream
+from pyminidocker.errors import PmdError
+
+
+def _unix(stamp: str) -> int:
+    from pyminidocker.cli.output import parse_time
+
+    return int(parse_time(stamp) or 0)
+
+
+def progress_message(ev: Any) -> dict[str, Any]:
+    """A pull event as Docker's JSON message (what the docker CLI's jsonmessage renders)."""
+    msg: dict[str, Any] = {"status": ev.status, "id": ev.id}
+    if ev.status == "Downloading" and ev.total:
+        from pyminidocker.cli.output import human_size
+
+        width = 50
+        done = min(width, int(width * ev.current / ev.total))
+        bar = "=" * done + (">" if done < width else "") + " " * (width - done - 1)
+        msg["progressDetail"] = {"current": ev.current, "total": ev.total}
+        msg["progress"] = f"[{bar}] {human_size(ev.current)}/{human_size(ev.total)}"
+    else:
+        msg["progressDetail"] = {}
+    return msg
+
+
+async def pull(request: web.Request) -> web.StreamResponse:
+    """POST /images/create?fromImage=NAME&tag=TAG|DIGEST[&platform=os/arch]. The stream starts
+    with the first progress: an error before it (no such image, a bad name) is a plain error
+    response with its status, as dockerd's; an error after it is the stream's last message."""
+    from pyminidocker.image.reference import parse_reference
+
+    if request.query.get("fromSrc") is not None:
+        raise APIError(501, "image import (fromSrc) is not implemented by pyminidocker yet")
+    name = request.query.get("fromImage", "")
+    if not name:
+        raise bad_request("fromImage is required")
+    tag = request.query.get("tag", "")
+    if tag:
+        name = f"{name}@{tag}" if ":" in tag and tag.startswith("sha256") else f"{name}:{tag}"
+    ref = parse_reference(name)  # InvalidReference: 400
+    platform = request.query.get("platform") or None
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+
+    def progress(ev: Any) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, ("progress", ev))
+
+    def work(eng: Any) -> Any:
+        return eng.pull(ref, platform, progress)
+
+    task = asyncio.ensure_future(call(request, work))
+    task.add_done_callback(lambda _: queue.put_nowait(("done", None)))
+    stream: JSONStream | None = None
+    try:
+        while True:
+            kind, ev = await queue.get()
+            if kind == "done":
+                break
+            if stream is None:
+                stream = JSONStream(request)
+                await stream.__aenter__()
+                await stream.send({"status": f"Pulling from {ref.repository}",
+                                   "id": ref.tag or ref.digest})
+            await stream.send(progress_message(ev))
+        try:
+            res = task.result()
+        except PmdError as e:
+            if stream is None:
+                raise
+            await stream.send({"errorDetail": {"message": str(e)}, "error": str(e)})
+            await stream.__aexit__(None, None, None)
+            return stream.response
+        if stream is None:
+            stream = JSONStream(request)
+            await stream.__aenter__()
+            await stream.send({"status": f"Pulling from {ref.repository}",
+                               "id": ref.tag or ref.digest})
+        await stream.send({"status": f"Digest: {res.digest}"})
+        word = "Downloaded newer image" if res.fresh else "Image is up to date"
+        await stream.send({"status": f"Status: {word} for {ref.familiar}"})
+        await stream.__aexit__(None, None, None)
+        return stream.response
+    finally:
+        # a client that went away: the pull still completes in its thread (it holds the
+        # store's locks and leaves the store consistent); nobody waits for it
+        if not task.done():
+            task.add_done_callback(lambda t: t.exception())
+
+
+def summary(eng: Any, rec: Any) -> dict[str, Any]:
+    from pyminidocker.image.reference import parse_reference
+
+    tags, digests = [], []
+    for n in rec.names:
+        r = parse_reference(n)
+        if r.digest:
+            digests.append(f"{r.familiar_name}@{r.digest}")
+        else:
+            tags.append(f"{r.familiar_name}:{r.tag}")
+    cfg = eng.image_config(rec)
+    size = eng.image_size(rec)
+    return {"Id": "sha256:" + rec.id, "ParentId": "", "RepoTags": tags,
+            "RepoDigests": digests, "Created": _unix(rec.created), "Size": size,
+            "VirtualSize": size, "SharedSize": -1, "Containers": -1,
+            "Labels": (cfg.get("config") or {}).get("Labels") or {}}
+
+
+def _matches(summary: dict[str, Any], filters: dict[str, list[str]]) -> bool:
+    import fnmatch
+
+    for key, wanted in filters.items():
+        if key == "reference":
+            names = [t.rsplit(":", 1) for t in summary["RepoTags"]]
+            if not any(any(fnmatch.fnmatch(repo, w.partition(":")[0]) and
+                           (not w.partition(":")[2] or fnmatch.fnmatch(tag, w.partition(":")[2]))
+                           for repo, tag in names) for w in wanted):
+                return False
+        elif key == "dangling":
+            dangling = not summary["RepoTags"]
+            if not any((w.lower() in ("true", "1")) == dangling for w in wanted):
+                return False
+        elif key == "label":
+            if not labels_match(summary["Labels"], wanted):
+                return False
+        else:
+            raise bad_request(f"invalid filter '{key}'")
+    return True
+
+
+async def list_images(request: web.Request) -> web.Response:
+    filters = filters_param(request)
+    bool_param(request, "all")
+
+    def work(eng: Any) -> list[dict[str, Any]]:
+        out = [summary(eng, rec) for rec in eng.images()]
+        return sorted((s for s in out if _matches(s, filters)), key=lambda s: -s["Created"])
+
+    return web.json_response(await call(request, work))
+
+
+async def inspect(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    return web.json_response(await call(request, lambda eng: eng.inspect_image(eng.image(name))))
+
+
+async def history(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+
+    def work(eng: Any) -> list[dict[str, Any]]:
+        rec = eng.image(name)
+        cfg = eng.image_config(rec)
+        layers = list(eng.store.layers.chain(rec.layer)) if rec.layer else []
+        sizes = [layer.uncompressed_size for layer in reversed(layers)]  # bottom first
+        out = []
+        for h in cfg.get("history") or []:
+            size = 0 if h.get("empty_layer") or not sizes else sizes.pop(0)
+            out.append({"Id": "<missing>", "Created": _unix(h.get("created", "")),
+                        "CreatedBy": h.get("created_by", ""), "Tags": None, "Size": size,
+                        "Comment": h.get("comment", "")})
+        out.reverse()
+        if out:
+            out[0]["Id"] = "sha256:" + rec.id
+            out[0]["Tags"] = summary(eng, rec)["RepoTags"]
+        return out
+
+    return web.json_response(await call(request, work))
+
+
+async def tag(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    repo = request.query.get("repo", "")
+    if not repo:
+        raise bad_request("repository name (repo) is required")
+    t = request.query.get("tag", "")
+    await call(request, lambda eng: eng.tag(name, f"{repo}:{t}" if t else repo))
+    return web.Response(status=201)
+
+
+def _conflict(e: PmdError) -> APIError:
+    # the engine says "conflict: ..." for an image in use or named in several repositories
+    status = 409 if str(e).startswith("conflict") else status_of(e)
+    return APIError(status, str(e))
+
+
+async def remove(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    force = bool_param(request, "force")
+    try:
+        done = await call(request, lambda eng: eng.remove_image(name, force))
+    except PmdError as e:
+        raise _conflict(e) from None
+    return web.json_response([{k: v} for k, v in done])
+
+
+async def prune(request: web.Request) -> web.Response:
+    filters = filters_param(request)
+    only_dangling = filters.get("dangling", ["true"]) != ["false"]
+
+    def work(eng: Any) -> dict[str, Any]:
+        deleted: list[dict[str, str]] = []
+        reclaimed = 0
+        used = eng.store.images.users()
+        for rec in eng.images():
+            if rec.id in used or (only_dangling and rec.names):
+                continue
+            size = eng.image_size(rec)
+            try:
+                done = eng.remove_image(rec.id, force=False)
+            except PmdError:
+                continue  # taken by a container meanwhile
+            deleted.extend({k: v} for k, v in done)
+            reclaimed += size
+        return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+    return web.json_response(await call(request, work))
+
+
+def add_routes(app: web.Application) -> set[tuple[str, str]]:
+    table = [
+        ("POST", "/images/create", pull),
+        ("GET", "/images/json", list_images),
+        ("POST", "/images/prune", prune),
+        ("GET", "/images/{name:.+}/json", inspect),
+        ("GET", "/images/{name:.+}/history", history),
+        ("POST", "/images/{name:.+}/tag", tag),
+        ("DELETE", "/images/{name:.+}", remove),
+    ]
+    return add_table(app, table)
+
+
+__all__ = ["add_routes", "engine", "progress_message"]

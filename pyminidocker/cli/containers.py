@@ -1,0 +1,342 @@
+"""`create`, `run`, `start`, `exec`, `stop`, `kill`, `rm`, `wait`, `logs`, `rename`, `ps`,
+`port`, `container prune`: the CLI face of the engine's containers. On the start path (`run`):
+it imports what running a container needs and no more."""
+from __future__ import annotations
+
+import os
+
+from pyminidocker.errors import PmdError, StartError, UsageError
+
+TYPE_CHECKING = False  # typing is not imported at run time: the start path reads this file
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from pyminidocker.cli.args import Namespace
+    from pyminidocker.cli.output import Env
+    from pyminidocker.engine import ContainerRecord, CreateOptions, Engine
+
+
+def _create_options(args: Namespace) -> CreateOptions:
+    from pyminidocker.engine import CreateOptions, parse_cpus, parse_env_file, parse_memory
+
+    env = []
+    for f in args.env_file:
+        env.extend(parse_env_file(f))
+    env.extend(args.env)
+    for so in args.security_opt:
+        if so.startswith(("apparmor=", "apparmor:", "label=", "label:")):
+            # no AppArmor or SELinux policy is loaded for containers here: Docker's flag works,
+            # its confinement is the engine's own (capabilities, seccomp, no-new-privileges)
+            import sys
+
+            print(f"WARNING: --security-opt {so} accepted but not applied: this engine loads "
+                  "no AppArmor or SELinux policy", file=sys.stderr)
+    return CreateOptions(
+        image=args.image, cmd=list(args.cmd), name=args.name, env=env, workdir=args.workdir,
+        user=args.user, entrypoint=args.entrypoint, hostname=args.hostname,
+        read_only=args.read_only, volumes=args.volume, tmpfs=args.tmpfs,
+        memory=parse_memory(args.memory) if args.memory else None,
+        cpus=parse_cpus(args.cpus) if args.cpus else None,
+        pids_limit=args.pids_limit, network=args.network, privileged=args.privileged,
+        cap_add=args.cap_add, cap_drop=args.cap_drop, security_opt=args.security_opt,
+        tty=args.tty, interactive=args.interactive, auto_remove=getattr(args, "rm", False),
+        publish=args.publish, publish_all=args.publish_all,
+    )
+
+
+def _create(args: Namespace, env: Env) -> ContainerRecord:
+    """create's work for create and run: like Docker, pull the image if it is missing, and
+    exit 125 for any failure of the engine (the container's own codes come later)."""
+    try:
+        opts = _create_options(args)
+        eng: Engine = args.engine
+        if eng.find_image(args.image) is None:
+            from pyminidocker.cli.images import pull_missing
+
+            pull_missing(eng, args.image, env)
+        return eng.create(opts)
+    except PmdError as e:
+        e.exit_code = 125
+        raise
+
+
+def cmd_create(args: Namespace, env: Env) -> int:
+    env.out(_create(args, env).id)
+    return 0
+
+
+def _check_tty(args: Namespace, env: Env) -> None:
+    """-it needs a terminal on our stdin, as Docker checks before it creates anything."""
+    if not (args.tty and args.interactive):
+        return
+    try:
+        ok = os.isatty(env.stdin.fileno())
+    except (OSError, ValueError, AttributeError):  # an in-process stream has no descriptor
+        ok = False
+    if not ok:
+        raise PmdError("the input device is not a TTY")
+
+
+def cmd_run(args: Namespace, env: Env) -> int:
+    _check_tty(args, env)
+    eng: Engine = args.engine
+    eng.prepare_start()  # overlaps a kernel wait with create (see its docstring)
+    rec = _create(args, env)
+    if args.detach:
+        eng.start(rec, attach=False)
+        env.out(rec.id)
+        return 0
+    return _attached_start(eng, rec, env, interactive=args.interactive, remove=args.rm)
+
+
+def _attached_start(eng: Engine, rec: ContainerRecord, env: Env, interactive: bool,
+                    remove: bool) -> int:
+    try:
+        if rec.tty:
+            return _run_with_pty(
+                lambda started, stdio: eng.start(rec, attach=True, stdio=stdio,
+                                                 on_started=started), env, interactive)
+        stdin = -1 if interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            env.stdout.flush()
+            code = eng.start(rec, attach=True,
+                             stdio=(stdin, env.stdout.fileno(), env.stderr.fileno()))
+        finally:
+            if stdin >= 0:
+                os.close(stdin)
+        return int(code or 0)
+    finally:
+        if remove:  # --rm: whatever happened, the container goes
+            eng.remove(eng.reload(rec), force=True)
+def _run_with_pty(start: Callable[[Callable[[Any], None], tuple[int, int, int]], int | None],
+                  env: Env, interactive: bool) -> int:
+    """-t: the process gets a pty from its own /dev/pts (the shim's console), whose output the
+    runtime relays to our stdout while it waits for the process in start(on_started, stdio)
+    (signal handlers need the main thread). With -i, once it runs, a thread passes our stdin
+    (in raw mode if it is a terminal) to the pty."""
+    import fcntl
+    import select
+    import signal
+    import struct
+    import termios
+    import threading
+    import tty
+
+    in_fd = env.stdin.fileno() if interactive else -1
+    is_tty = in_fd >= 0 and os.isatty(in_fd)
+    done = threading.Event()
+    master = -1
+
+    def copy_winsize(*_: object) -> None:
+        if master < 0:
+            return
+        size = fcntl.ioctl(in_fd, termios.TIOCGWINSZ, b"\0" * 8) if is_tty else \
+            struct.pack("HHHH", 24, 80, 0, 0)
+        fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+
+    def pass_input() -> None:
+        try:
+            while not done.is_set():
+                r, _, _ = select.select([in_fd], [], [], 0.05)
+                if not r:
+                    continue
+                data = os.read(in_fd, 65536)
+                os.write(master, data or b"\x04")  # EOF on our stdin: ^D to the process
+                if not data:
+                    return
+        except OSError:
+            return  # the process is gone (EIO), or our stdin is
+
+    t = threading.Thread(target=pass_input, name="pty-input", daemon=True)
+
+    def on_started(proc: Any) -> None:
+        nonlocal master
+        master = proc.console_fd
+        copy_winsize()
+        if in_fd >= 0:
+            t.start()
+
+    saved = termios.tcgetattr(in_fd) if is_tty else None
+    old_winch = signal.signal(signal.SIGWINCH, copy_winsize)
+    try:
+        if is_tty:
+            # TCSANOW, not setraw's default TCSAFLUSH: what the user typed before the shell
+            # started is input for it, not to be thrown away
+            tty.setraw(in_fd, termios.TCSANOW)
+        env.stdout.flush()
+        try:
+            code = start(on_started, (-1, env.stdout.fileno(), env.stderr.fileno())) or 0
+        finally:
+            done.set()
+            if t.is_alive():
+                t.join(timeout=5)
+    finally:
+        if saved is not None:
+            termios.tcsetattr(in_fd, termios.TCSADRAIN, saved)
+        signal.signal(signal.SIGWINCH, old_winch)
+        if master >= 0:
+            os.close(master)
+    return code
+
+
+
+
+def cmd_exec(args: Namespace, env: Env) -> int:
+    _check_tty(args, env)
+    eng: Engine = args.engine
+    try:
+        rec = eng.container(args.container)
+        if not args.cmd:
+            raise UsageError("exec requires at least 1 command argument")
+        extra_env = list(args.env)
+        if args.tty:
+            return _run_with_pty(
+                lambda started, stdio: eng.exec(rec, args.cmd, extra_env, args.user,
+                                                args.workdir, True, stdio, on_started=started),
+                env, args.interactive)
+        stdin = -1 if args.interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            env.stdout.flush()
+            return eng.exec(rec, args.cmd, extra_env, args.user, args.workdir, False,
+                            (stdin, env.stdout.fileno(), env.stderr.fileno()))
+        finally:
+            if stdin >= 0:
+                os.close(stdin)
+    except PmdError as e:
+        if not isinstance(e, StartError):
+            e.exit_code = 125 if isinstance(e, UsageError) else e.exit_code
+        elif e.exit_code == 127:
+            e.exit_code = 126  # Docker's exec: an OCI runtime exec failure is 126, even ENOENT
+        raise
+
+
+def cmd_start(args: Namespace, env: Env) -> int:
+    eng: Engine = args.engine
+    status = 0
+    for ref in args.containers:
+        try:
+            rec = eng.container(ref)
+            if args.attach:
+                return _attached_start(eng, rec, env, args.interactive, rec.host.get(
+                    "auto_remove", False))
+            eng.start(rec, attach=False)
+            env.out(ref)
+        except PmdError as e:
+            env.stderr.write(f"Error: {e}\n")
+            status = e.exit_code if isinstance(e, UsageError) else 1
+    return status
+
+
+def _each(args: Namespace, env: Env, action: Callable[[Engine, ContainerRecord], None],
+          echo: bool = True, corrupt_ok: bool = False) -> int:
+    eng: Engine = args.engine
+    status = 0
+    for ref in args.containers:
+        try:
+            action(eng, eng.container(ref, corrupt_ok=corrupt_ok))
+            if echo:
+                env.out(ref)
+        except PmdError as e:
+            env.stderr.write(f"Error: {e}\n")
+            status = 1
+    return status
+
+
+def cmd_stop(args: Namespace, env: Env) -> int:
+    return _each(args, env, lambda eng, rec: eng.stop(rec, args.time))
+
+
+def cmd_kill(args: Namespace, env: Env) -> int:
+    from pyminidocker.engine import parse_signal
+
+    try:
+        sig = parse_signal(args.signal)
+    except UsageError:
+        # the daemon refuses it in Docker: an operation failed (1), not a usage error (125)
+        raise PmdError(f"Invalid signal: {args.signal}") from None
+    return _each(args, env, lambda eng, rec: eng.kill(rec, sig))
+
+
+def cmd_rm(args: Namespace, env: Env) -> int:
+    # rm -f also takes a container whose record is corrupt: what is found of it goes
+    return _each(args, env, lambda eng, rec: eng.remove(rec, args.force),
+                 corrupt_ok=args.force)
+
+
+def cmd_wait(args: Namespace, env: Env) -> int:
+    def wait(eng: Engine, rec: ContainerRecord) -> None:
+        env.out(str(eng.wait(rec)))
+        env.stdout.flush()
+
+    return _each(args, env, wait, echo=False)
+
+
+def cmd_logs(args: Namespace, env: Env) -> int:
+    """The container's output from its json-file log (written by the monitor of a detached
+    container, by the runtime's relay for an attached one). -f follows it until the container
+    has exited and everything it wrote is shown."""
+    eng: Engine = args.engine
+    rec = eng.container(args.container)
+    tail = None
+    if args.tail not in (None, "all"):
+        try:
+            tail = int(args.tail)
+        except ValueError:
+            raise UsageError(f"invalid value for --tail: {args.tail!r}") from None
+    for r in eng.logs(rec, tail, args.follow):
+        out = env.stderr if r.get("stream") == "stderr" else env.stdout
+        out.write(f"{r.get('time', '')} {r['log']}" if args.timestamps else r["log"])
+        if args.follow:
+            out.flush()
+    return 0
+
+
+def cmd_rename(args: Namespace, env: Env) -> int:
+    eng: Engine = args.engine
+    eng.rename(eng.container(args.container), args.new_name)
+    return 0
+
+
+def cmd_ps(args: Namespace, env: Env) -> int:
+    from pyminidocker.cli import listing
+
+    return listing.ps(args, env, args.engine)
+
+
+def cmd_port(args: Namespace, env: Env) -> int:
+    """Docker's `port`: every mapping, or the host addresses of one container port (rc 1 and
+    Docker's message when it is not published)."""
+    eng: Engine = args.engine
+    rec = eng.container(args.container)
+    if args.port is None:
+        for mapping in rec.state.ports:
+            env.out(mapping)
+        return 0
+    want = args.port if "/" in args.port else f"{args.port}/tcp"
+    found = [m.partition(" -> ")[2] for m in rec.state.ports if m.partition(" -> ")[0] == want]
+    if not found:
+        raise PmdError(f"No public port '{want}' published for {rec.name}")
+    for address in found:
+        env.out(address)
+    return 0
+
+
+def cmd_container_prune(args: Namespace, env: Env) -> int:
+    keep = None
+    if args.filter:  # Docker's until= and label= (label!=)
+        from pyminidocker.cli import filters
+        from pyminidocker.cli.output import parse_time
+
+        wanted = filters.parse(args.filter, filters.PRUNE_KEYS)
+
+        def keep(recs: list[ContainerRecord]) -> list[ContainerRecord]:
+            return filters.prune(recs, wanted, lambda r: parse_time(r.created) or 0.0,
+                                 lambda r: r.labels)
+
+    eng: Engine = args.engine
+    ids = eng.prune_containers(keep)
+    env.out("Deleted Containers:")
+    for cid in ids:
+        env.out(cid)
+    return 0

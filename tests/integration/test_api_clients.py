@@ -1,0 +1,286 @@
+"""The Docker Engine API over the engine, driven by real clients: the docker CLI 28.x and
+Debian's 20.10, docker-py. One server per module over a store of its own (busybox as `bb`,
+pulled from the test registry; a bridge and subnet of its own), stopped at the end with
+nothing left behind."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import select
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.integration import images as I
+from tests.integration.apiserver import DOCKER_20, DOCKER_28, ApiServer
+from tests.integration.conftest import cgroups_left, free_subnet, remove_leftovers
+
+CLIS = [pytest.param(DOCKER_28, id="docker28"), pytest.param(DOCKER_20, id="docker20")]
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("pyminidocker.engine") is None,
+                                reason="the endpoints call the engine API (issue 9)")
+
+
+SEEN: set[str] = set()  # ids of the containers this module's store had at a test's end
+
+
+@pytest.fixture(autouse=True)
+def _seen(request):
+    yield
+    if "api" in request.fixturenames:
+        root = request.getfixturevalue("api").pmd.root / "containers"
+        SEEN.update(p.name for p in root.iterdir()) if root.is_dir() else None
+
+
+def our_cgroups_left() -> list[str]:
+    """The container cgroups left of this module's containers (those of other test runs on
+    this host are theirs to check)."""
+    return [c for c in cgroups_left() if Path(c).name in SEEN]
+
+
+@pytest.fixture(scope="module")
+def api(request, tmp_path_factory, publish, pmd_factory):
+    # store_with_bb's store and bridge, without its finalizer: that one counts every
+    # container cgroup on the host, other test runs' too
+    pushed = publish(I.busybox_image(), "apiclients", "v1")
+    run = pmd_factory(tmp_path_factory.mktemp("apiclients-store"))
+    run.bridge = f"pmdt{uuid.uuid4().hex[:8]}"
+    (run.root / "config.json").write_text(
+        f'{{"default-subnet": "{free_subnet()}", "default-bridge": "{run.bridge}"}}')
+    run("pull", "-q", f"{pushed.host}/{pushed.repo}:{pushed.tag}")
+    run("tag", f"{pushed.host}/{pushed.repo}:{pushed.tag}", "bb")
+    server = ApiServer(run, tmp_path_factory.mktemp("api"), shared=True).start()
+    server.registry_ref = f"{publish(I.busybox_image(), 'apipull', 'v2').host}/apipull:v2"
+    try:
+        yield server
+    finally:
+        code, err = server.stop()
+        left = remove_leftovers(run)
+        # the engine's chains are shared with other stores (other test runs on this host may
+        # be using them: then iptables says busy and they stay); this store's bridge goes
+        reset = run("system", "reset", "-f", check=False)
+        busy = reset.returncode != 0 and "Device or resource busy" in reset.stderr
+        if busy and Path(f"/sys/class/net/{run.bridge}").exists():
+            subprocess.run(["ip", "link", "delete", run.bridge], check=True)
+    assert code == 0, err
+    assert reset.returncode == 0 or busy, reset.stderr
+    assert not server.sock.exists()
+    assert left == [], "containers left behind by the tests"
+    assert not Path(f"/sys/class/net/{run.bridge}").exists(), "the bridge is left"
+    assert our_cgroups_left() == [], "cgroups left behind"
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_pull_images_rmi(api, cli):
+    ref = api.registry_ref
+    out = api.docker("pull", ref, cli=cli).stdout
+    assert "Digest: sha256:" in out
+    assert f"for {ref}" in out
+    listed = api.docker("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}", cli=cli)
+    assert any(line.startswith(f"{ref} ") for line in listed.stdout.splitlines())
+    inspected = api.docker("image", "inspect", "-f", "{{.Os}}", ref, cli=cli).stdout
+    assert inspected == "linux\n"
+    removed = api.docker("rmi", ref, cli=cli).stdout
+    assert f"Untagged: {ref}" in removed
+    res = api.docker("image", "inspect", ref, cli=cli, check=False)
+    assert res.returncode == 1 and "No such image" in res.stderr
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_run_attached_and_rm(api, cli):
+    res = api.docker("run", "--rm", "bb", "sh", "-c", "echo out; echo err >&2; exit 3",
+                     cli=cli, check=False)
+    assert (res.returncode, res.stdout, res.stderr) == (3, "out\n", "err\n")
+    assert api.docker("ps", "-aq", cli=cli).stdout == ""
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_detached_lifecycle(api, cli):
+    name = f"life-{cli.split('/')[2]}"
+    cid = api.docker("run", "-d", "--name", name, "bb", "sh", "-c",
+                     "echo started; trap 'echo bye; exit 7' TERM; sleep 60 & wait", cli=cli
+                     ).stdout.strip()
+    assert len(cid) == 64
+    ps = api.docker("ps", "--format", "{{.Names}} {{.Status}}", cli=cli).stdout
+    assert f"{name} Up" in ps
+    assert api.docker("inspect", "-f", "{{.State.Running}} {{.Name}}", name,
+                      cli=cli).stdout == f"true /{name}\n"
+    deadline = time.monotonic() + 10
+    while "started" not in api.docker("logs", name, cli=cli).stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    api.docker("stop", "-t", "5", name, cli=cli)
+    assert api.docker("wait", name, cli=cli).stdout == "7\n"
+    assert api.docker("logs", name, cli=cli).stdout == "started\nbye\n"
+    res = api.docker("rm", name, cli=cli)
+    assert res.stdout == f"{name}\n"
+    res = api.docker("inspect", name, cli=cli, check=False)
+    assert res.returncode == 1
+
+
+def test_logs_follow_and_streams(api):
+    cid = api.docker("run", "-d", "bb", "sh", "-c",
+                     "echo one; sleep 1; echo two >&2; sleep 1; echo three").stdout.strip()
+    try:
+        res = api.docker("logs", "-f", cid, timeout=30)
+        assert res.stdout == "one\nthree\n"
+        assert res.stderr == "two\n"
+        assert api.docker("logs", "--tail", "1", cid).stdout == "three\n"
+    finally:
+        api.docker("rm", "-f", cid)
+
+
+def test_kill_wait_and_conflicts(api):
+    cid = api.docker("run", "-d", "bb", "sleep", "60").stdout.strip()
+    res = api.docker("rm", cid, check=False)
+    assert res.returncode == 1
+    assert "You cannot remove a running container" in res.stderr
+    api.docker("kill", cid)
+    assert api.docker("wait", cid).stdout == "137\n"
+    res = api.docker("kill", cid, check=False)
+    assert res.returncode == 1 and "is not running" in res.stderr
+    api.docker("rm", cid)
+    res = api.docker("start", "no-such-container", check=False)
+    assert res.returncode == 1 and "No such container: no-such-container" in res.stderr
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_info_and_system_df(api, cli):
+    out = api.docker("info", "--format", "{{.ServerVersion}} {{.Driver}} {{.OSType}} "
+                     "{{.Images}}", cli=cli).stdout.split()
+    assert out[1:3] == ["overlay2", "linux"] and int(out[3]) >= 1
+    df = api.docker("system", "df", "--format", "{{.Type}} {{.TotalCount}}", cli=cli).stdout
+    lines = dict(line.split(" ", 1) for line in df.splitlines())
+    assert int(lines["Images"]) >= 1
+    assert "Containers" in lines
+
+
+def test_networks_by_name(api):
+    api.docker("network", "create", "apinet")
+    try:
+        listed = api.docker("network", "ls", "--format", "{{.Name}}").stdout.split()
+        assert "apinet" in listed
+        api.docker("run", "-d", "--name", "server1", "--network", "apinet", "bb",
+                   "sleep", "60")
+        res = api.docker("run", "--rm", "--network", "apinet", "bb", "ping", "-c", "1",
+                         "-W", "5", "server1", check=False, timeout=60)
+        assert res.returncode == 0, res.stderr
+        api.docker("network", "create", "apinet2")
+        api.docker("network", "connect", "apinet2", "server1")
+        nets = api.docker("inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}"
+                          "{{$k}} {{end}}", "server1").stdout.split()
+        assert sorted(nets) == ["apinet", "apinet2"]
+        api.docker("network", "disconnect", "apinet2", "server1")
+        res = api.docker("network", "rm", "apinet", check=False)
+        assert res.returncode == 1 and "active endpoints" in res.stderr
+    finally:
+        api.docker("rm", "-f", "server1", check=False)
+        api.docker("network", "rm", "apinet", "apinet2", check=False)
+    assert "apinet" not in api.docker("network", "ls", "--format", "{{.Name}}").stdout
+
+
+def test_docker_py(api):
+    script = r'''
+import sys, docker
+c = docker.DockerClient(base_url=sys.argv[1])
+out = c.containers.run("bb", ["sh", "-c", "echo hi from docker-py"], remove=True)
+print(out.decode().strip())
+ctr = c.containers.run("bb", ["sh", "-c", "for i in 1 2 3; do echo line$i; sleep 0.2; done"],
+                       detach=True)
+print(",".join(l.decode().strip() for l in ctr.logs(stream=True, follow=True)))
+print(ctr.wait()["StatusCode"])
+ctr.reload()
+print(ctr.status)
+ctr.remove()
+print(sorted(t for i in c.images.list() for t in i.tags if t.startswith("bb")))
+net = c.networks.create("pynet")
+print(c.networks.get("pynet").name)
+net.remove()
+try:
+    c.containers.get("nope")
+except docker.errors.NotFound as e:
+    print("NotFound", e.explanation)
+'''
+    res = subprocess.run([sys.executable, "-c", script, f"unix://{api.sock}"], check=False,
+                         capture_output=True, text=True, timeout=120, cwd="/")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [
+        "hi from docker-py", "line1,line2,line3", "0", "exited", "['bb:latest']", "pynet",
+        "NotFound No such container: nope"]
+
+
+@pytest.fixture(scope="module")
+def sleeper(api):
+    cid = api.docker("run", "-d", "--name", "sleeper", "bb", "sleep", "600").stdout.strip()
+    yield cid
+    api.docker("rm", "-f", cid)
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_exec(api, sleeper, cli):
+    res = api.docker("exec", "sleeper", "sh", "-c", "echo out; echo err >&2; exit 5",
+                     cli=cli, check=False)
+    assert (res.returncode, res.stdout, res.stderr) == (5, "out\n", "err\n")
+    res = api.docker("exec", "-i", "sleeper", "sh", "-c", "tr a-z A-Z; exit 4", cli=cli,
+                     check=False, input="hello\nworld\n")
+    assert (res.returncode, res.stdout) == (4, "HELLO\nWORLD\n")
+    res = api.docker("exec", "-e", "X=1", "-w", "/tmp", "-u", "1000", "sleeper", "sh", "-c",
+                     "echo $X $(pwd) $(id -u)", cli=cli)
+    assert res.stdout == "1 /tmp 1000\n"
+    res = api.docker("exec", "sleeper", "no-such-command", cli=cli, check=False)
+    assert res.returncode in (126, 127)
+    res = api.docker("exec", "no-such-ctr", "true", cli=cli, check=False)
+    assert res.returncode == 1 and "No such container: no-such-ctr" in res.stderr
+
+
+def test_exec_tty_through_a_pty(api, sleeper):
+    """docker exec -it, from a terminal: the CLI's stdin is a pty (as `script` gives it)."""
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvpe(DOCKER_28, [DOCKER_28, "exec", "-it", "sleeper", "sh", "-c",
+                               "stty size; read x; echo got:$x; exit 9"], api.env())
+    out = b""
+    try:
+        deadline = time.monotonic() + 30
+        sent = False
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([fd], [], [], 0.2)
+            if r:
+                try:
+                    chunk = os.read(fd, 1024)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            if not sent and b"\n" in out:  # stty size printed: the command reads now
+                os.write(fd, b"ping\r")
+                sent = True
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 9, out
+    assert b"got:ping" in out
+    assert b"\r\n" in out  # a tty's line discipline, not a pipe's
+
+
+def test_docker_py_exec_and_archive(api, sleeper):
+    script = r'''
+import sys, docker
+c = docker.DockerClient(base_url=sys.argv[1])
+ctr = c.containers.get("sleeper")
+r = ctr.exec_run(["sh", "-c", "echo a; echo b >&2; exit 2"])
+print(r.exit_code, sorted(r.output.decode().split()))
+r = ctr.exec_run(["sh", "-c", "echo x; echo y >&2"], demux=True)
+print(r.exit_code, r.output)
+'''
+    res = subprocess.run([sys.executable, "-c", script, f"unix://{api.sock}"], check=False,
+                         capture_output=True, text=True, timeout=120, cwd="/")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["2 ['a', 'b']", "0 (b'x\\n', b'y\\n')"]

@@ -1,0 +1,242 @@
+"""The API server's machinery, over a real unix socket: versions, Docker's error bodies, bounded
+JSON bodies, the multiplexed stream format and hijacked connections with half-close. (The
+endpoints over the engine are tested with real clients in tests/integration/test_api_*.py.)"""
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+
+import pytest
+from aiohttp import web
+
+from pyminidocker.api import app as A
+from pyminidocker.api import server as S
+from pyminidocker.api import streams
+from pyminidocker.errors import UsageError
+
+# ---- pure parts -------------------------------------------------------------------------
+
+
+def test_frame_is_docker_stdcopy_format():
+    assert streams.frame(streams.STDOUT, b"hi") == b"\x01\x00\x00\x00\x00\x00\x00\x02hi"
+    assert streams.frame(streams.STDERR, b"") == b"\x02\x00\x00\x00\x00\x00\x00\x00"
+    with pytest.raises(ValueError):
+        streams.frame(7, b"x")
+
+
+def test_unframe_keeps_an_incomplete_chunk():
+    data = streams.frame(1, b"out") + streams.frame(2, b"err") + streams.frame(1, b"more")[:9]
+    chunks, rest = streams.unframe(data)
+    assert chunks == [(1, b"out"), (2, b"err")]
+    assert rest == streams.frame(1, b"more")[:9]
+
+
+@pytest.mark.parametrize("uri, scheme, where", [
+    ("unix:///run/x.sock", "unix", "/run/x.sock"),
+    ("tcp://127.0.0.1:2376", "tcp", ("127.0.0.1", 2376)),
+    ("tcp://[::1]:2376", "tcp", ("::1", 2376)),
+])
+def test_parse_uri(uri, scheme, where):
+    ep = S.parse_uri(uri)
+    assert ep.scheme == scheme
+    assert (ep.path if scheme == "unix" else (ep.host, ep.port)) == where
+
+
+@pytest.mark.parametrize("uri", ["/run/x.sock", "unix://rel.sock", "tcp://host", "tcp://h:0",
+                                 "tcp://h:99999", "http://h:1", "fd://"])
+def test_parse_uri_refuses(uri):
+    with pytest.raises(UsageError):
+        S.parse_uri(uri)
+
+
+FIELDS = {"Image": str, "Cmd": list, "Tty": bool, "StopTimeout": int,
+          "HostConfig": {"Memory": int, "NanoCpus": int, "Binds": list}}
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"Imag": "x"}, "json: unknown field 'Imag'"),
+    ({"Image": 3}, "json: cannot unmarshal number into field Image of type string"),
+    ({"Tty": "yes"}, "json: cannot unmarshal string into field Tty of type bool"),
+    ({"StopTimeout": True}, "json: cannot unmarshal bool into field StopTimeout of type int64"),
+    ({"HostConfig": []}, "json: cannot unmarshal array into field HostConfig of type object"),
+    ({"HostConfig": {"Memory": "1g"}},
+     "json: cannot unmarshal string into field HostConfig.Memory of type int64"),
+    ({"HostConfig": {"Foo": 1}}, "json: unknown field 'HostConfig.Foo'"),
+])
+def test_check_fields_refuses(body, message):
+    with pytest.raises(A.APIError) as e:
+        A.check_fields(body, FIELDS)
+    assert e.value.status == 400
+    assert e.value.message == message
+
+
+def test_check_fields_accepts_null_and_nested():
+    A.check_fields({"Image": "bb", "Cmd": None, "HostConfig": {"Memory": 0}}, FIELDS)
+
+
+# ---- over a real socket -----------------------------------------------------------------
+
+def _test_app() -> web.Application:
+    app = A.make_app()
+
+    async def echo_body(request: web.Request) -> web.Response:
+        body = await A.json_body(request, FIELDS)
+        return web.json_response({"got": body, "version": request[A.VERSION]})
+
+    async def boom(request: web.Request) -> web.Response:
+        raise RuntimeError("kaboom")
+
+    async def hijack(request: web.Request) -> web.StreamResponse:
+        # echoes each chunk of input as a stdout frame, then "bye" once the client half-closes
+        await A.json_body(request, optional=True)
+        resp = streams.Hijacked(request, multiplexed=True)
+        await resp.start()
+        while data := await resp.input.stream.read(65536):
+            await resp.send(streams.frame(streams.STDOUT, data.upper()))
+        await resp.send(streams.frame(streams.STDERR, b"bye"))
+        return resp
+
+    A.route(app, "POST", "/test/echo", echo_body)
+    A.route(app, "GET", "/test/boom", boom)
+    A.route(app, "POST", "/test/hijack", hijack)
+    return app
+
+
+async def _serve(path: str, app: web.Application):
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(path)
+    sock.listen()
+    sock.setblocking(False)
+    await S._Site(runner, sock).start()
+    return runner
+
+
+async def _request(path: str, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    reader, writer = await asyncio.open_unix_connection(path)
+    writer.write(raw)
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:])}
+    if headers.get("transfer-encoding") == "chunked":
+        out = b""
+        while body:
+            size, _, rest = body.partition(b"\r\n")
+            n = int(size, 16)
+            out += rest[:n]
+            body = rest[n + 2:]
+        body = out
+    return int(lines[0].split()[1]), headers, body
+
+
+def _req(method: str, target: str, body: bytes = b"", extra: str = "") -> bytes:
+    return (f"{method} {target} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n{extra}"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+@pytest.fixture
+def sock_path(tmp_path):
+    return str(tmp_path / "api.sock")
+
+
+def test_versions_errors_and_bodies(sock_path):
+    async def main():
+        runner = await _serve(sock_path, _test_app())
+        try:
+            out = {}
+            out["ping"] = await _request(sock_path, _req("GET", "/_ping"))
+            out["head"] = await _request(sock_path, _req("HEAD", "/v1.24/_ping"))
+            out["new"] = await _request(sock_path, _req("GET", "/v1.50/version"))
+            out["old"] = await _request(sock_path, _req("GET", "/v1.12/version"))
+            out["echo"] = await _request(sock_path, _req("POST", "/v1.41/test/echo",
+                                                         b'{"Image": "bb", "Tty": true}'))
+            out["badjson"] = await _request(sock_path, _req("POST", "/test/echo", b'{"Image":'))
+            out["array"] = await _request(sock_path, _req("POST", "/test/echo", b"[1]"))
+            out["unknown"] = await _request(sock_path, _req("POST", "/test/echo", b'{"X": 1}'))
+            out["huge"] = await _request(sock_path, _req(
+                "POST", "/test/echo", b'{"Image": "' + b"a" * (A.MAX_JSON_BODY + 1) + b'"}'))
+            out["nopath"] = await _request(sock_path, _req("GET", "/v1.43/nothing/here"))
+            out["method"] = await _request(sock_path, _req("PUT", "/version"))
+            out["boom"] = await _request(sock_path, _req("GET", "/test/boom"))
+            out["pending"] = await _request(sock_path, _req("GET", "/v1.43/containers/x/top"))
+            return out
+        finally:
+            await runner.cleanup()
+
+    out = run(main())
+    status, headers, body = out["ping"]
+    assert (status, body) == (200, b"OK")
+    assert headers["api-version"] == A.API_VERSION
+    assert headers["server"].startswith("pyminidocker/")
+    status, headers, body = out["head"]
+    assert (status, body, headers["api-version"]) == (200, b"", A.API_VERSION)
+
+    def error(key):
+        status, headers, body = out[key]
+        assert headers["content-type"] == "application/json"  # exactly: the CLI checks it
+        return status, json.loads(body)["message"]
+
+    assert error("new") == (400, "client version 1.50 is too new. Maximum supported API "
+                                 "version is 1.43")
+    assert error("old")[0] == 400 and "Minimum supported API version is 1.24" in error("old")[1]
+    status, _, body = out["echo"]
+    assert (status, json.loads(body)) == (200, {"got": {"Image": "bb", "Tty": True},
+                                                "version": "1.41"})
+    assert error("badjson")[0] == 400 and error("badjson")[1].startswith("invalid JSON")
+    assert error("array") == (400, "invalid JSON: expected an object, got array")
+    assert error("unknown") == (400, "json: unknown field 'X'")
+    assert error("huge")[0] == 413
+    assert error("nopath") == (404, "page not found")
+    assert error("method") == (405, "method not allowed")
+    assert error("boom") == (500, "internal error: RuntimeError: kaboom")
+    assert error("pending") == (501, "container top is not implemented by pyminidocker yet")
+
+
+@pytest.mark.parametrize("upgrade", [True, False])
+def test_hijacked_connection_with_half_close(sock_path, upgrade):
+    """As `docker exec -i` uses it: POST with a JSON body and the upgrade headers, 101, input
+    both ways; the client shuts its writing side at the end of its stdin and still reads the
+    output to the end. Without the upgrade headers (old clients) the answer is 200 and the
+    same raw stream."""
+    async def main():
+        runner = await _serve(sock_path, _test_app())
+        try:
+            reader, writer = await asyncio.open_unix_connection(sock_path)
+            extra = "Connection: Upgrade\r\nUpgrade: tcp\r\n" if upgrade else ""
+            body = b'{"Detach": false, "Tty": false}'
+            writer.write((f"POST /v1.43/test/hijack HTTP/1.1\r\nHost: docker\r\n{extra}"
+                          "Content-Type: application/json\r\n"
+                          f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            writer.write(b"hello ")
+            await writer.drain()
+            first = await asyncio.wait_for(reader.readexactly(8 + 6), 10)
+            writer.write(b"world")
+            writer.write_eof()
+            rest = await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+            return head, first + rest
+        finally:
+            await runner.cleanup()
+
+    head, data = run(main())
+    status_line = head.split(b"\r\n")[0]
+    if upgrade:
+        assert status_line == b"HTTP/1.1 101 UPGRADED"
+        assert b"\r\nUpgrade: tcp\r\n" in head
+    else:
+        assert status_line == b"HTTP/1.1 200 OK"
+    assert b"Content-Type: application/vnd.docker.multiplexed-stream" in head
+    assert b"Transfer-Encoding" not in head
+    chunks, rest = streams.unframe(data)
+    assert rest == b""
+    assert chunks == [(1, b"HELLO "), (1, b"WORLD"), (2, b"bye")]
