@@ -29,9 +29,17 @@ def run(*argv: str) -> tuple[int, str, str]:
 
 
 def error(*argv: str) -> str:
+    """The error of argv in one line ("MESSAGE. See '... --help'."), having checked Docker's
+    shape: the message, "See '... --help'." on its own line, no "Error: "; exit 125, or 1 with
+    the usage after it for a wrong number of arguments (as Docker's)."""
     rc, out, err = run(*argv)
-    assert (rc, out) == (125, "") and err.startswith("Error: ") and err.count("\n") == 1, err
-    return err.removeprefix("Error: ").rstrip("\n")
+    message, _, rest = err.partition("\nSee '")
+    see, _, usage = rest.partition("\n")
+    counting = " requires " in message or " accepts " in message
+    assert (rc, out) == ((1 if counting else 125), ""), err
+    assert not err.startswith("Error: ") and see.endswith(" --help'.")
+    assert usage.startswith("\nUsage:  ") if counting else usage == "", err
+    return f"{message.removesuffix('.') if counting else message}. See '{see}"
 
 
 # ---- flags -----------------------------------------------------------------------------------
