@@ -268,7 +268,7 @@ def summary(eng: Any, rec: Any) -> dict[str, Any]:
         "Id": rec.id, "Names": ["/" + rec.name], "Image": rec.image_name,
         "ImageID": "sha256:" + rec.image, "Command": shlex.join(rec.argv),
         "Created": int(parse_time(rec.created) or 0), "Ports": ports, "Labels": rec.labels,
-        "State": rec.state.status, "Status": _status_text(rec, now),
+        "State": rec.state.status, "Status": _status_text(rec.state, now),
         "HostConfig": {"NetworkMode": network}, "NetworkSettings": {"Networks": nets},
         "Mounts": [],
     }
