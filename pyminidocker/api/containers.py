@@ -250,7 +250,7 @@ def _port_map(rec: Any) -> dict[str, Any]:
 def summary(eng: Any, rec: Any) -> dict[str, Any]:
     import shlex
 
-    from pyminidocker.cli.containers import _status_text
+    from pyminidocker.cli.columns import status_text as _status_text
     from pyminidocker.cli.output import parse_time
 
     now = time.time()
@@ -268,7 +268,7 @@ def summary(eng: Any, rec: Any) -> dict[str, Any]:
         "Id": rec.id, "Names": ["/" + rec.name], "Image": rec.image_name,
         "ImageID": "sha256:" + rec.image, "Command": shlex.join(rec.argv),
         "Created": int(parse_time(rec.created) or 0), "Ports": ports, "Labels": rec.labels,
-        "State": rec.state.status, "Status": _status_text(rec, now),
+        "State": rec.state.status, "Status": _status_text(rec.state, now),
         "HostConfig": {"NetworkMode": network}, "NetworkSettings": {"Networks": nets},
         "Mounts": [],
     }
