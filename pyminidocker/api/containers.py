@@ -3,6 +3,10 @@ restart, kill, wait, logs, attach, list, inspect, remove, rename, prune, over th
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
+import struct
+import termios
 import time
 from typing import Any
 
@@ -21,7 +25,7 @@ from pyminidocker.api.app import (
     json_body,
     labels_match,
 )
-from pyminidocker.errors import Conflict, NotFound, PmdError
+from pyminidocker.errors import Conflict, NotFound, PmdError, suppress
 
 # Docker's container create body (API 1.43): every field a client may send, with its JSON
 # type; Any where the value's shape is checked where it is used. Unknown fields are refused.
@@ -154,6 +158,13 @@ def _refresh(eng: Any, rec: Any) -> Any:
 
 async def start(request: web.Request) -> web.Response:
     ref = request.match_info["id"]
+    rec = await call(request, _container, ref)
+    if rec.state.status == "running":
+        return web.Response(status=304)
+    session = request.app[INTERACTIVE].get(rec.id)
+    if session is not None and not session.taken.is_set():
+        await session.start(request, rec)
+        return web.Response(status=204)
 
     def work(eng: Any) -> bool:
         rec = eng.container(ref)
@@ -163,6 +174,106 @@ async def start(request: web.Request) -> web.Response:
         return True
 
     return web.Response(status=204 if await call(request, work) else 304)
+
+
+def _settle(fut: asyncio.Future[None], error: BaseException | None) -> None:
+    """The first word on fut wins: started, or the start's failure."""
+    if fut.done():
+        return
+    if error is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(error)
+
+
+INTERACTIVE = web.AppKey("interactive", dict)  # container id -> Interactive, until its start
+
+
+class Interactive:
+    """`docker run -i` (and `-it`): the client attaches with stdin before it starts the
+    container. The engine has no way into a detached container's stdin, so such a container
+    is started attached instead, by the server (as `pyminidocker run -i` starts it): its stdin
+    a pipe (or its console, with a tty) fed by the hijacked connection, its output pumped
+    back. The server is then its parent: it runs as long as the connection is open (an open
+    connection keeps the server from its idle exit)."""
+
+    def __init__(self, resp: streams.Hijacked, want_out: bool, want_err: bool):
+        self.resp = resp
+        self.want = (want_out, want_err)
+        self.taken = asyncio.Event()
+        self.fds: dict[str, int] = {}
+        self.console = -1
+        self.task: asyncio.Future[Any] | None = None
+
+    async def start(self, request: web.Request, rec: Any) -> None:
+        """Start rec attached to this session; return once it runs. Raises what the
+        engine's start raises."""
+        loop = asyncio.get_running_loop()
+        in_r, in_w = os.pipe() if not rec.tty else (-1, -1)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe() if not rec.tty else (-1, -1)
+        for fd in (in_w, out_r, err_r):
+            if fd >= 0:
+                os.set_blocking(fd, False)
+        self.fds = {"in": in_w, "out": out_r, "err": err_r}
+        started: asyncio.Future[None] = loop.create_future()
+
+        def on_started(proc: Any) -> None:
+            if rec.tty:
+                self.console = proc.console_fd
+                fcntl.ioctl(self.console, termios.TIOCSWINSZ,
+                            struct.pack("HHHH", 24, 80, 0, 0))
+            loop.call_soon_threadsafe(_settle, started, None)
+
+        def work(eng: Any) -> Any:
+            try:
+                return eng.start(rec, attach=True, stdio=(in_r, out_w,
+                                                          err_w if err_w >= 0 else out_w),
+                                 on_started=on_started)
+            finally:
+                for fd in (in_r, out_w, err_w):
+                    if fd >= 0:
+                        os.close(fd)
+                if rec.host.get("auto_remove"):
+                    with suppress(PmdError):
+                        eng.remove(eng.container(rec.id), force=True)
+
+        self.task = asyncio.ensure_future(call(request, work))
+        self.task.add_done_callback(lambda t: _settle(
+            started, t.exception() or RuntimeError("the container exited at once")))
+        try:
+            await started
+        except BaseException:
+            for fd in self.fds.values():
+                if fd >= 0:
+                    os.close(fd)
+            self.fds = {}
+            raise
+        finally:
+            self.taken.set()
+
+    async def serve(self, tty: bool) -> None:
+        """Pass input and output until the container has exited and its output is sent."""
+        await self.taken.wait()
+        if not self.fds or self.task is None:
+            return  # its start failed: the start request said so
+        pumps = [asyncio.ensure_future(streams.pump(self.fds["out"], streams.STDOUT, tty,
+                                                    self.resp, self.want[0]))]
+        if self.fds["err"] >= 0:
+            pumps.append(asyncio.ensure_future(streams.pump(
+                self.fds["err"], streams.STDERR, False, self.resp, self.want[1])))
+        in_w = self.fds["in"]
+        feeder = asyncio.ensure_future(streams.feed(
+            self.resp, lambda: self.console if tty else in_w, in_w, tty))
+        try:
+            await asyncio.gather(*pumps)
+            with suppress(PmdError):
+                await self.task
+        finally:
+            feeder.cancel()
+            if self.console >= 0:
+                os.close(self.console)
+                self.console = -1
 
 
 async def stop(request: web.Request) -> web.Response:
@@ -217,6 +328,18 @@ async def wait(request: web.Request) -> web.StreamResponse:
     resp.content_type = "application/json"
     await resp.prepare(request)
     last = first
+    session = request.app[INTERACTIVE].get(first.id)
+    if session is not None and condition != "not-running":
+        # a container this server runs attached: its start's result is the word on its
+        # exit (the store's record is written by that start, and removed after it with --rm)
+        await session.taken.wait()
+        code = 125
+        if session.task is not None:
+            with suppress(PmdError):
+                code = int(await asyncio.shield(session.task) or 0)
+        await resp.write(web.json_response({"StatusCode": code, "Error": None}).body)  # type: ignore[arg-type]
+        await resp.write_eof()
+        return resp
     while True:
         try:
             rec = await call(request, _refresh, last)
@@ -426,16 +549,26 @@ async def logs(request: web.Request) -> web.StreamResponse:
 
 async def attach(request: web.Request) -> web.StreamResponse:
     """The container's output from now on (with logs=1, what it wrote before too), over a
-    hijacked connection, until it has exited. Its input is not passed on yet: the engine
-    has no way into a detached container's stdin (see the report of issue 12)."""
+    hijacked connection, until it has exited. With stdin, to a container not started yet
+    (`docker run -i`), the start makes an Interactive session of it; a running container's
+    stdin cannot be reached (the engine has no way into a detached container's stdin), so
+    what the client sends then is dropped."""
     ref = request.match_info["id"]
     want_out = bool_param(request, "stdout")
     want_err = bool_param(request, "stderr")
     with_logs = bool_param(request, "logs")
     rec = await call(request, _container, ref)
-    if bool_param(request, "stdin") and rec.open_stdin:
-        pass  # accepted, and the input read and dropped below: see the docstring
     resp = streams.Hijacked(request, multiplexed=not rec.tty)
+    if bool_param(request, "stdin") and rec.open_stdin and rec.state.status == "created":
+        session = Interactive(resp, want_out, want_err)
+        sessions = request.app[INTERACTIVE]
+        sessions[rec.id] = session
+        await resp.start()
+        try:
+            await session.serve(rec.tty)
+        finally:
+            del sessions[rec.id]
+        return resp
     await resp.start()
 
     async def drain_input() -> None:
@@ -463,6 +596,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
 
 
 def add_routes(app: web.Application) -> set[tuple[str, str]]:
+    app[INTERACTIVE] = {}
     table = [
         ("POST", "/containers/create", create),
         ("GET", "/containers/json", list_containers),

@@ -92,10 +92,10 @@ def test_pull_images_rmi(api, cli):
 
 @pytest.mark.parametrize("cli", CLIS)
 def test_run_attached_and_rm(api, cli):
-    res = api.docker("run", "--rm", "bb", "sh", "-c", "echo out; echo err >&2; exit 3",
-                     cli=cli, check=False)
+    res = api.docker("run", "--rm", "--name", "attached", "bb", "sh", "-c",
+                     "echo out; echo err >&2; exit 3", cli=cli, check=False)
     assert (res.returncode, res.stdout, res.stderr) == (3, "out\n", "err\n")
-    assert api.docker("ps", "-aq", cli=cli).stdout == ""
+    assert api.docker("ps", "-aq", "--filter", "name=attached", cli=cli).stdout == ""
 
 
 @pytest.mark.parametrize("cli", CLIS)
@@ -284,3 +284,44 @@ print(r.exit_code, r.output)
                          capture_output=True, text=True, timeout=120, cwd="/")
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines() == ["2 ['a', 'b']", "0 (b'x\\n', b'y\\n')"]
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_run_interactive(api, cli):
+    res = api.docker("run", "-i", "--rm", "--name", "interactive", "bb", "sh", "-c",
+                     "tr a-z A-Z; echo done >&2; exit 6", cli=cli, check=False,
+                     input="hello\nworld\n")
+    assert (res.returncode, res.stdout, res.stderr) == (6, "HELLO\nWORLD\n", "done\n")
+    assert api.docker("ps", "-aq", "--filter", "name=interactive", cli=cli).stdout == ""
+
+
+def test_run_it_through_a_pty(api):
+    """docker run -it from a terminal: the container's console is a tty of its size."""
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvpe(DOCKER_28, [DOCKER_28, "run", "-it", "--rm", "bb", "sh", "-c",
+                               "tty; read x; echo got:$x; exit 8"], api.env())
+    out = b""
+    try:
+        deadline = time.monotonic() + 30
+        sent = False
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([fd], [], [], 0.2)
+            if r:
+                try:
+                    chunk = os.read(fd, 1024)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            if not sent and b"/dev/pts/" in out:
+                os.write(fd, b"pong\r")
+                sent = True
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 8, out
+    assert b"got:pong" in out
