@@ -146,9 +146,15 @@ async def json_body(request: web.Request, fields: dict[str, Any] | None = None,
     Raises APIError(400)."""
     if request.content_length is not None and request.content_length > MAX_JSON_BODY:
         raise APIError(413, f"request body is larger than {MAX_JSON_BODY} bytes")
+    chunks: list[bytes] = []
+    size = 0
     try:
         async with asyncio.timeout(BODY_TIMEOUT):
-            data = await request.content.read(MAX_JSON_BODY + 1)
+            # read() returns what has arrived, not the whole body: read to its end
+            while size <= MAX_JSON_BODY and (chunk := await request.content.read(65536)):
+                chunks.append(chunk)
+                size += len(chunk)
+        data = b"".join(chunks)
     except TimeoutError:
         raise APIError(408, f"request body not received within {BODY_TIMEOUT:g} s") from None
     if len(data) > MAX_JSON_BODY:
