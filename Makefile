@@ -11,13 +11,13 @@ PIP = $(PYTHON) -m pip
 APT_PACKAGES = python3 python3-venv python3-dev gcc libffi-dev pkg-config \
 	libarchive-dev libssl-dev ca-certificates \
 	docker-registry skopeo busybox-static apache2-utils zstd \
-	iproute2 iptables umoci libarchive-tools crun runc debootstrap \
+	iproute2 iptables umoci libarchive-tools crun runc debootstrap man-db \
 	docker.io docker-compose python3-docker
 PY_PACKAGES = cffi requests libarchive-c pyroute2 setuptools wheel pytest pyjwt cryptography matplotlib \
 	aiohttp docker
 LINT_PACKAGES = ruff mypy
 
-.PHONY: all build dev install uninstall deps venv test unit integration lint bench demo clean
+.PHONY: all build dev install uninstall install-docs uninstall-docs deps venv test unit integration lint bench demo clean
 
 all: build
 
@@ -34,14 +34,28 @@ PREFIX ?= /usr/local
 
 # The package goes into the venv; the command on root's PATH is our launcher over the venv's
 # interpreter (python -S: see pyminidocker/launcher.py), so `sudo pyminidocker` finds it.
-install: build
+install: build install-docs
 	$(PIP) install -q --no-build-isolation .
+	mkdir -p $(PREFIX)/bin
 	cd / && $(PYTHON) -m pyminidocker.launcher $(PREFIX)/bin/pyminidocker
 	cd / && $(PYTHON) -m pyminidocker.launcher $(PREFIX)/bin/pyminidocker-runc pyminidocker.oci.main
 
-uninstall:
+uninstall: uninstall-docs
 	rm -f $(PREFIX)/bin/pyminidocker $(PREFIX)/bin/pyminidocker-runc
 	-$(PIP) uninstall -q -y pyminidocker
+
+# bash completion and the man page, generated from the CLI's argument tables
+# (pyminidocker/cli/reference.py); bash-completion and man-db look in these by default.
+BASH_COMPLETION_DIR ?= $(PREFIX)/share/bash-completion/completions
+MAN1_DIR ?= $(PREFIX)/share/man/man1
+
+install-docs: build
+	mkdir -p $(BASH_COMPLETION_DIR) $(MAN1_DIR)
+	$(PYTHON) -m pyminidocker.cli.reference completion > $(BASH_COMPLETION_DIR)/pyminidocker
+	$(PYTHON) -m pyminidocker.cli.reference man > $(MAN1_DIR)/pyminidocker.1
+
+uninstall-docs:
+	rm -f $(BASH_COMPLETION_DIR)/pyminidocker $(MAN1_DIR)/pyminidocker.1
 
 # The system packages, then the venv and the Python packages in it.
 deps:

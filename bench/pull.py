@@ -10,13 +10,14 @@ Usage: sudo python3 bench/pull.py [--runs N] [--dir /dev/shm] [--output pull.png
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import blob_image, busybox_image, debian_minbase_blob, push_image, start_registry
+from common import REPO, blob_image, busybox_image, debian_minbase_blob, push_image, start_registry
 
 from pyminidocker import benchmark
 
@@ -28,6 +29,7 @@ def main() -> int:
                     "e.g. /dev/shm to take the disk out of the measurement")
     ap.add_argument("--output", default="bench-pull.png", help="the PNG (default: %(default)s)")
     args = ap.parse_args()
+    os.chdir(REPO)  # our CLI runs as `python -m pyminidocker` from the clone
     work = Path(tempfile.mkdtemp(prefix="pmd-bench-registry-"))
     reg = start_registry(work / "registry")
     try:

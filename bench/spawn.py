@@ -74,6 +74,8 @@ def main() -> None:
          lambda: n.SpawnSpec(["/bin/true"], namespaces=ns & ~n.CLONE_NEWNET, **full)),
         ("+ipc +net (Docker's set), full setup",
          lambda: n.SpawnSpec(["/bin/true"], namespaces=ns, **full)),
+        ("the same, seccomp unconfined",
+         lambda: n.SpawnSpec(["/bin/true"], namespaces=ns, **{**full, "seccomp": b""})),
         ("net only, no mounts",
          lambda: n.SpawnSpec(["/bin/true"], namespaces=n.CLONE_NEWNET)),
         ("ipc only, no mounts",

@@ -25,7 +25,6 @@
 #endif
 
 #define X32_SYSCALL_BIT 0x40000000u
-#define LEAF 4         /* syscalls tested one by one at the bottom of the binary search */
 #define MAX_LABELS (3 * PMD_SECCOMP_PROG_MAX)
 
 /*
@@ -52,6 +51,7 @@ struct cc_set {                    /* the rules of one architecture (x32 apart) 
     int n;
     unsigned int *nrs;             /* the distinct numbers */
     int *first;                    /* first rule of nrs[i] in rules */
+    int *body;                     /* label of nrs[i]'s rules when they have conditions, or -1 */
     int n_nrs;
 };
 
@@ -208,69 +208,83 @@ static int plain_action(const struct cc_set *s, int i, uint32_t *action)
     return 1;
 }
 
-/* Binary search over nrs[lo..hi) with the number in A; body[i] labels syscall i's rules. */
-static void search(struct cc *c, const struct cc_set *s, int lo, int hi, uint32_t dflt,
-                   const int *body)
-{
-    if (hi - lo > LEAF) {
-        int mid = lo + (hi - lo) / 2, right = label(c);
+/*
+ * The number line of one architecture as segments: a run of consecutive numbers that end the
+ * same way (one return, allowed or refused, or the rules of one syscall with conditions) is
+ * one segment, gaps between named syscalls included (they get the default action, the last
+ * one ENOSYS with enosys_above). Syscall numbers cluster, so a profile of some 350 syscalls
+ * makes a few dozen segments, and a binary search over their starts costs a few
+ * comparisons per call and a program the kernel loads fast (its cost grows with the length).
+ */
+struct seg {
+    uint32_t lo;      /* first number of the segment; it ends where the next one starts */
+    int body;         /* >= 0: label of the syscall's rules; -1: return action */
+    uint32_t action;
+};
 
-        JGE(s->nrs[mid], LIT(0), LIT(1));
-        JA(right);
-        search(c, s, lo, mid, dflt, body);
-        place(c, right);
-        search(c, s, mid, hi, dflt, body);
+static int add_seg(struct seg *segs, int n, uint32_t lo, int body, uint32_t action)
+{
+    if (n > 0 && body < 0 && segs[n - 1].body < 0 && segs[n - 1].action == action)
+        return n; /* the previous segment ends the same way: it grows */
+    segs[n] = (struct seg){lo, body, action};
+    return n + 1;
+}
+
+/* Instructions search() emits for segs[lo..hi). */
+static int search_len(int lo, int hi)
+{
+    if (hi - lo == 1)
+        return 1;
+    int mid = lo + (hi - lo) / 2, left = search_len(lo, mid);
+
+    return (left <= 255 ? 1 : 2) + left + search_len(mid, hi);
+}
+
+/* Binary search over segs[lo..hi) with the number in A: the left half inline, the right
+ * half after it, reached by the comparison itself when the left half is short enough. */
+static void search(struct cc *c, const struct seg *segs, int lo, int hi)
+{
+    if (hi - lo == 1) {
+        if (segs[lo].body >= 0)
+            JA(segs[lo].body);
+        else
+            RET(segs[lo].action);
         return;
     }
-    /* Leaf: each number jumps to a return right below (up to LEAF of them), or, when it
-     * has conditions, through a BPF_JA to its rules. */
-    int ret_label[LEAF];
-    uint32_t ret_action[LEAF];
-    int n_ret = 0;
+    int mid = lo + (hi - lo) / 2, right = label(c);
 
-    for (int i = lo; i < hi; i++) {
-        uint32_t a;
-        int k;
-
-        if (!plain_action(s, i, &a)) {
-            JEQ(s->nrs[i], LIT(0), LIT(1));
-            JA(body[i]);
-            continue;
-        }
-        for (k = 0; k < n_ret && ret_action[k] != a; k++)
-            ;
-        if (k == n_ret) {
-            ret_action[n_ret] = a;
-            ret_label[n_ret++] = label(c);
-        }
-        JEQ(s->nrs[i], ret_label[k], LIT(0));
+    if (search_len(lo, mid) <= 255) {
+        JGE(segs[mid].lo, right, LIT(0));
+    } else {
+        JGE(segs[mid].lo, LIT(0), LIT(1));
+        JA(right);
     }
-    RET(dflt);
-    for (int k = 0; k < n_ret; k++) {
-        place(c, ret_label[k]);
-        RET(ret_action[k]);
-    }
+    search(c, segs, lo, mid);
+    place(c, right);
+    search(c, segs, mid, hi);
 }
 
 /* One architecture's section, the syscall number in A. */
-static void section(struct cc *c, const struct cc_set *s, const struct pmd_seccomp_filter *f)
+static void section(struct cc *c, const struct cc_set *s, const struct pmd_seccomp_filter *f,
+                    struct seg *segs)
 {
-    int body[PMD_SECCOMP_PROG_MAX];
+    uint32_t after = f->enosys_above ? SECCOMP_RET_ERRNO | ENOSYS : f->default_action, next = 0;
+    int n = 0, *body = s->body;
 
-    if (s->n_nrs == 0) {
-        RET(f->enosys_above ? SECCOMP_RET_ERRNO | ENOSYS : f->default_action);
-        return;
-    }
-    if (f->enosys_above) {
-        JGT(s->nrs[s->n_nrs - 1], LIT(0), LIT(1));
-        RET(SECCOMP_RET_ERRNO | ENOSYS);
-    }
-    for (int i = 0; i < s->n_nrs; i++)
-        body[i] = label(c);
-    search(c, s, 0, s->n_nrs, f->default_action, body);
     for (int i = 0; i < s->n_nrs; i++) {
-        uint32_t a;
-        if (plain_action(s, i, &a))
+        uint32_t a = 0;
+
+        if (s->nrs[i] > next)
+            n = add_seg(segs, n, next, -1, f->default_action);
+        body[i] = plain_action(s, i, &a) ? -1 : label(c);
+        n = add_seg(segs, n, s->nrs[i], body[i], body[i] >= 0 ? 0 : a);
+        next = s->nrs[i] + 1;
+    }
+    if (s->n_nrs == 0 || next != 0) /* 0: the last number was UINT32_MAX */
+        n = add_seg(segs, n, next, -1, after);
+    search(c, segs, 0, n);
+    for (int i = 0; i < s->n_nrs; i++) {
+        if (body[i] < 0)
             continue;
         place(c, body[i]);
         rules_body(c, s, s->first[i], rules_end(s, i), f->default_action);
@@ -344,6 +358,7 @@ int pmd_seccomp_compile(const struct pmd_seccomp_filter *f, struct pmd_seccomp_p
     unsigned int real[8];
     int n_real = 0, has_x32 = 0, has_x86_64 = 0, rc = -1;
     struct cc_set set = {0};
+    struct seg *segs;
     struct cc *c;
 
     out->len = 0;
@@ -353,7 +368,9 @@ int pmd_seccomp_compile(const struct pmd_seccomp_filter *f, struct pmd_seccomp_p
     set.rules = calloc((size_t)f->n_rules + 1, sizeof set.rules[0]);
     set.nrs = calloc((size_t)f->n_rules + 1, sizeof set.nrs[0]);
     set.first = calloc((size_t)f->n_rules + 1, sizeof set.first[0]);
-    if (!c || !set.rules || !set.nrs || !set.first) {
+    set.body = calloc((size_t)f->n_rules + 1, sizeof set.body[0]);
+    segs = calloc(2 * (size_t)f->n_rules + 2, sizeof *segs); /* a syscall and a gap each, + 1 */
+    if (!c || !set.rules || !set.nrs || !set.first || !set.body || !segs) {
         pmd_fail(err, ENOMEM, "seccomp", "%s", "compiler state");
         goto out;
     }
@@ -391,7 +408,7 @@ int pmd_seccomp_compile(const struct pmd_seccomp_filter *f, struct pmd_seccomp_p
             if (has_x86_64) {
                 if (collect(f, PMD_AUDIT_ARCH_X86_64, &set) < 0)
                     c->bad = 1;
-                section(c, &set, f);
+                section(c, &set, f, segs);
             } else {
                 RET(f->bad_arch_action);
             }
@@ -399,7 +416,7 @@ int pmd_seccomp_compile(const struct pmd_seccomp_filter *f, struct pmd_seccomp_p
             if (has_x32) {
                 if (collect(f, PMD_AUDIT_ARCH_X32, &set) < 0)
                     c->bad = 1;
-                section(c, &set, f);
+                section(c, &set, f, segs);
             } else {
                 RET(f->bad_arch_action);
             }
@@ -407,7 +424,7 @@ int pmd_seccomp_compile(const struct pmd_seccomp_filter *f, struct pmd_seccomp_p
         }
         if (collect(f, real[i], &set) < 0)
             c->bad = 1;
-        section(c, &set, f);
+        section(c, &set, f, segs);
     }
     if (resolve(c, err) == 0) {
         out->len = c->len;
@@ -417,6 +434,8 @@ out:
     free(set.rules);
     free(set.nrs);
     free(set.first);
+    free(set.body);
+    free(segs);
     free(c);
     return rc;
 }

@@ -48,8 +48,8 @@ struct wire_spec {
     uint64_t cap_bounding, cap_effective, cap_permitted, cap_inheritable, cap_ambient;
     /* offsets; 0 = NULL */
     uint32_t rootfs, mounts, masked_paths, readonly_paths, hostname, argv, envp, cwd, groups,
-        rlimits, cgroup_procs, seccomp_prog, log_path, exit_path, cleanup_mounts, cleanup_dirs, exit_argv,
-        exit_envp;
+        rlimits, cgroup_procs, seccomp_prog, log_path, exit_path, cleanup_mounts, cleanup_dirs,
+        exit_argv, exit_envp;
 };
 
 struct wire_mount {

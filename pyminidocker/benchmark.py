@@ -86,7 +86,7 @@ def table(results: Sequence[Result], base: Result, out: TextIO) -> None:
 
 
 def ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.1f} ms" if seconds < 10 else f"{seconds:.1f} s"
+    return f"{seconds * 1e3:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
 # ---- running engines ----------------------------------------------------------------------------
@@ -167,17 +167,17 @@ def docker_reachable(out: TextIO) -> bool:
 
 def image_lowerdirs(root: str | None, ref: str) -> list[str]:
     """The layer directories of the stored image ref, top first. Raises BenchError."""
-    from pyminidocker.config import Config
-    from pyminidocker.store import Store
+    from pyminidocker.engine import Engine
 
-    store = Store(Config.load(root).root)
+    engine = Engine(root)
     try:
-        image = store.images.lookup(ref)
+        image = engine.image(ref)
     except PmdError as e:
         raise BenchError(f"{e} (pull it first: the benchmark times starts, not pulls)") from None
     if not image.layer:
         raise BenchError(f"image {ref} has no layers")
-    return [store.layers.diff_path(layer.id) for layer in store.layers.chain(image.layer)]
+    layers = engine.store.layers
+    return [layers.diff_path(layer.id) for layer in layers.chain(image.layer)]
 
 
 def copy_rootfs(lowerdirs: list[str], dest: str) -> None:
@@ -358,6 +358,7 @@ def plot(path: str, title: str, groups: dict[str, list[Result]],
         times = [t * 1e3 for r in ok for t in r.times]
         if times and max(times) > 8 * min(times):
             ax.set_xscale("log")
+            ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
             ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
             ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set_xlabel("milliseconds (dots: runs; bar: min to p95; tick: median)")
@@ -392,11 +393,13 @@ def write_png(path: str | None, out: TextIO, *args: Any, **kw: Any) -> None:
 # ---- bench start --------------------------------------------------------------------------------
 
 def bench_start(root: str | None, image: str, argv: list[str], runs: int, png: str | None,
-                out: TextIO, workdir: str | None = None) -> list[Result]:
-    """Time runs starts of image (argv in it) by ours (run --rm --network none, the store at
-    root) and by each anchor present: crun and runc on a ready bundle of the same root, podman
-    on the same root (--rootfs), docker on it imported. Writes the tables (and the PNG) to
-    out; returns the results, ours first."""
+                out: TextIO, workdir: str | None = None, network: str = "none") -> list[Result]:
+    """Time runs starts of image (argv in it) by ours (run --rm, the store at root) and by each
+    anchor present: crun and runc on a ready bundle of the same root (a network namespace
+    with lo alone, whatever network says), podman on the same root (--rootfs), docker on it
+    imported. Ours runs on network (none, bridge or a network's name), podman and docker on
+    none, or on their default bridge for any other. Writes the tables (and the PNG) to out;
+    returns the results, ours first."""
     if runs < 1:
         raise UsageError(f"invalid argument \"{runs}\" for \"-n, --runs\" flag: at least 1")
     if os.geteuid() != 0:
@@ -409,8 +412,10 @@ def bench_start(root: str | None, image: str, argv: list[str], runs: int, png: s
         rootfs = os.path.join(work, "rootfs")
         os.mkdir(rootfs)
         copy_rootfs(lowers, rootfs)
-        ours = Engine("pyminidocker run --rm --network none",
-                      [*pmd, "run", "--rm", "--network", "none", image, *argv])
+        ours = Engine(f"pyminidocker run --rm --network {network}",
+                      [*pmd, "run", "--rm", "--network", network, image, *argv])
+        theirs = "none" if network == "none" else "bridge"
+        net = ["--network", theirs]
         engines = [ours]
         for rt in ("crun", "runc"):
             if found(rt, out):
@@ -420,9 +425,9 @@ def bench_start(root: str | None, image: str, argv: list[str], runs: int, png: s
                                       [rt, "run", "-b", bundle, f"pmdbench{os.getpid()}-@N"]))
         ulimits = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
         if found("podman", out):
-            engines.append(Engine("podman run --rm --network none", [
+            engines.append(Engine(f"podman run --rm --network {theirs}", [
                 "podman", "--root", os.path.join(work, "podman"), "--runroot",
-                os.path.join(work, "podman-run"), "run", "--rm", "--network", "none",
+                os.path.join(work, "podman-run"), "run", "--rm", *net,
                 *ulimits, "--rootfs", f"{rootfs}:O", *argv], env=podman_env()))
         if docker_reachable(out):
             docker_image = f"pyminidocker-bench:{os.getpid()}"
@@ -431,8 +436,8 @@ def bench_start(root: str | None, image: str, argv: list[str], runs: int, png: s
             subprocess.run(["docker", "import", "-", docker_image], stdin=tar.stdout,
                            check=True, capture_output=True)
             tar.wait()
-            engines.append(Engine("docker run --rm --network none", [
-                "docker", "run", "--rm", "--network", "none", *ulimits, docker_image, *argv]))
+            engines.append(Engine(f"docker run --rm --network {theirs}", [
+                "docker", "run", "--rm", *net, *ulimits, docker_image, *argv]))
         with crun_cgroup_workaround():
             results = interleave(engines, runs)
             phases, child = phase_breakdown(ours, min(runs, TRACE_RUNS))

@@ -107,7 +107,9 @@ def container(rec: Any, path: str, image_config: Mapping[str, Any] | None = None
         from pyminidocker.container import spec as policy
 
         tmpfs = dict(policy.parse_tmpfs(t) for t in host["tmpfs"])
-    security_opt = ["no-new-privileges"] if host.get("no_new_privs") else None
+    # The options as given (seccomp=FILE replaced by the profile's text, as Docker does).
+    security_opt = host.get("security_opt") or (
+        ["no-new-privileges"] if host.get("no_new_privs") else None)
     # Docker lists the network even for a stopped container, its address empty
     endpoints: dict[str, Any] = {
         mode: _endpoint(nets.get(mode), st.ip if running else "",

@@ -198,6 +198,11 @@ class Engine:
         """One message for each image whose record cannot be read (after images())."""
         return list(self.store.images.corrupt.values())
 
+    def corrupt_layers(self) -> list[str]:
+        """A line for each layer record found corrupt so far (image_size() reads them); each
+        was rebuilt from an image that has the layer, so nothing failed."""
+        return list(self.store.layers.corrupt.values())
+
     def image(self, name: str) -> ImageRecord:
         """The image a name, digest or (short) id stands for. Raises NotFound, CorruptRecord."""
         return self.store.images.lookup(name)
@@ -547,10 +552,11 @@ class Engine:
         return bridge.create_network(self.store, name, subnet=subnet, gateway=gateway,
                                      internal=internal, labels=labels or {})
 
-    def networks(self) -> list[Network]:
+    def networks(self, warnings: list[str] | None = None) -> list[Network]:
+        """The readable networks; a line naming each corrupt one is appended to warnings."""
         from pyminidocker.network import bridge
 
-        return bridge.list_networks(self.store)
+        return bridge.list_networks(self.store, warnings)
 
     def inspect_network(self, name: str) -> dict[str, Any]:
         """Docker's `network inspect` object. Raises NotFound."""
@@ -558,11 +564,12 @@ class Engine:
 
         return bridge.inspect_network(self.store, name)
 
-    def remove_network(self, name: str) -> Network:
-        """Raises NotFound, Conflict (in use, or a predefined network)."""
+    def remove_network(self, name: str, force: bool = False) -> Network | None:
+        """Raises NotFound, Conflict (in use, or a predefined network), CorruptRecord (a
+        corrupt record, without force; with force it is removed: None)."""
         from pyminidocker.network import bridge
 
-        return bridge.remove_network(self.store, name)
+        return bridge.remove_network(self.store, name, force=force)
 
     def prune_networks(self) -> list[str]:
         """Remove the user-defined networks no container uses; their names."""
@@ -599,6 +606,16 @@ class Engine:
                 "ContainersStopped": len(recs) - running, "Images": len(self.images()),
                 "Driver": "overlay2", "DockerRootDir": os.fspath(self.config.root),
                 "CgroupVersion": "1", "OperatingSystem": "linux", **self.version()}
+
+    def check(self, repair: bool = False, full: bool = False) -> list[tuple[str, str | None]]:
+        """`system check`: each problem found (store/check.py), with what its repair did
+        (None: not repaired, because repair was not asked for, or not possible)."""
+        from pyminidocker.store import check
+
+        problems = check.check(self.store, full=full)
+        if not repair:
+            return [(p.what, None) for p in problems]
+        return [(p.what, done) for p, done in check.repair(self.store, problems)]
 
     def reset(self) -> list[str]:
         """Remove every container of this store, then everything the engine added to the host

@@ -373,7 +373,8 @@ def _port_map(rec: Any) -> dict[str, Any]:
 def summary(eng: Any, rec: Any) -> dict[str, Any]:
     import shlex
 
-    from pyminidocker.cli.main import _status_text, parse_time
+    from pyminidocker.cli.containers import _status_text
+    from pyminidocker.cli.output import parse_time
 
     now = time.time()
     ports = []

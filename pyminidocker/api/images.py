@@ -23,7 +23,7 @@ from pyminidocker.errors import PmdError
 
 
 def _unix(stamp: str) -> int:
-    from pyminidocker.cli.main import parse_time
+    from pyminidocker.cli.output import parse_time
 
     return int(parse_time(stamp) or 0)
 
@@ -32,7 +32,7 @@ def progress_message(ev: Any) -> dict[str, Any]:
     """A pull event as Docker's JSON message (what the docker CLI's jsonmessage renders)."""
     msg: dict[str, Any] = {"status": ev.status, "id": ev.id}
     if ev.status == "Downloading" and ev.total:
-        from pyminidocker.cli.main import human_size
+        from pyminidocker.cli.output import human_size
 
         width = 50
         done = min(width, int(width * ev.current / ev.total))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from pyminidocker.cli.main import human_duration, human_size, parse_time
+from pyminidocker.cli.output import human_duration, human_size, parse_time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -127,7 +127,7 @@ def _find(recs: list[Any], ref: str) -> Any:
 
 
 def _created(rec: Any) -> float:
-    from pyminidocker.cli.main import parse_time
+    from pyminidocker.cli.output import parse_time
 
     return parse_time(rec.created) or 0.0
 

@@ -1,4 +1,5 @@
-"""The command line: its commands and their arguments (parsed by cliargs), output and exit codes.
+"""The command line's entry: the command table (each command's flags and the function of its
+group module that runs it: images, containers, network, system), program() and main().
 
 Exit codes follow Docker's: 0 success, 1 an operation failed, 125 bad usage or an engine failure
 (126/127 for containers come with the runtime), 130 interrupted.
@@ -10,681 +11,18 @@ import sys
 import time
 
 from pyminidocker import __version__
-from pyminidocker.cli.args import REMAINDER, Help, Namespace, Parser
-from pyminidocker.errors import PmdError, StartError, UsageError
+from pyminidocker.cli.args import REMAINDER, Help, Parser
+from pyminidocker.cli.output import Env
+from pyminidocker.errors import PmdError
 
 # The start path imports what running a container needs and no more: typing, collections.abc
-# and json (1-2 ms) only where they are used.
+# and json (1-2 ms) only where they are used, and of the command modules only the one that runs.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-    from typing import IO, Any
-
-    from pyminidocker.engine import ContainerRecord, CreateOptions, Engine, Progress
+    from typing import Any
 
 PROG = "pyminidocker"
-
-
-class Env:
-    """What the CLI talks to, injectable for in-process tests."""
-
-    def __init__(self, stdout: IO[str] | None = None, stderr: IO[str] | None = None,
-                 stdin: IO[str] | None = None):
-        self.stdout = stdout or sys.stdout
-        self.stderr = stderr or sys.stderr
-        self.stdin = stdin or sys.stdin
-
-    def out(self, line: str = "") -> None:
-        self.stdout.write(line + "\n")
-
-    @property
-    def tty(self) -> bool:
-        return self.stdout.isatty()
-
-
-# ---- formatting helpers --------------------------------------------------------------------
-
-def human_size(n: float) -> str:
-    """Docker's size format: decimal units, 3 significant digits (4.26MB)."""
-    units = ["B", "kB", "MB", "GB", "TB", "PB"]
-    i = 0
-    while n >= 1000 and i < len(units) - 1:
-        n /= 1000.0
-        i += 1
-    return f"{n:.3g}{units[i]}"
-
-
-def human_duration(seconds: float) -> str:
-    """Docker's HumanDuration (go-units), e.g. "About an hour", "3 weeks"."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    m = s // 60
-    if m == 1:
-        return "About a minute"
-    if m < 60:
-        return f"{m} minutes"
-    h = round(s / 3600)
-    if h == 1:
-        return "About an hour"
-    if h < 48:
-        return f"{h} hours"
-    if h < 24 * 7 * 2:
-        return f"{h // 24} days"
-    if h < 24 * 30 * 2:
-        return f"{h // 24 // 7} weeks"
-    if h < 24 * 365 * 2:
-        return f"{h // 24 // 30} months"
-    return f"{h // 24 // 365} years"
-
-
-def parse_time(stamp: str) -> float | None:
-    """Seconds since the epoch of an RFC 3339 time as images carry it, or None."""
-    from datetime import datetime
-
-    if not stamp:
-        return None
-    s = stamp.strip().replace("Z", "+00:00")
-    # Python's fromisoformat takes at most 6 fractional digits; Go writes up to 9.
-    if "." in s:
-        head, _, rest = s.partition(".")
-        frac = "".join(c for c in rest if c.isdigit())
-        tz = rest[len(frac):]
-        s = f"{head}.{frac[:6]}{tz}"
-    try:
-        return datetime.fromisoformat(s).timestamp()
-    except ValueError:
-        return None
-
-
-def table(rows: list[list[str]], env: Env) -> None:
-    """Columns padded like Docker's tabwriter (3 spaces between columns)."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        env.out("".join(c.ljust(w + 3) for c, w in zip(r[:-1], widths)) + r[-1])
-
-
-# ---- pull progress ---------------------------------------------------------------------------
-
-class PullRenderer:
-    """Docker-style per-layer lines: updated in place on a TTY, one line per change otherwise."""
-
-    def __init__(self, env: Env):
-        self.env = env
-        self.tty = env.tty
-        self.order: list[str] = []
-        self.lines: dict[str, str] = {}
-        self.last: dict[str, str] = {}
-
-    def __call__(self, ev: Progress) -> None:
-        text = ev.status
-        if ev.status == "Downloading" and ev.total:
-            width = 50
-            done = min(width, int(width * ev.current / ev.total))
-            bar = "=" * done + (">" if done < width else "") + " " * (width - done - 1)
-            text = f"Downloading [{bar}]  {human_size(ev.current)}/{human_size(ev.total)}"
-        if not self.tty:
-            if self.last.get(ev.id) != ev.status:
-                self.env.out(f"{ev.id}: {ev.status}")
-                self.last[ev.id] = ev.status
-            return
-        if ev.id not in self.lines:
-            self.order.append(ev.id)
-            self.lines[ev.id] = text
-            self.env.stdout.write(f"{ev.id}: {text}\n")
-        else:
-            self.lines[ev.id] = text
-            up = len(self.order) - self.order.index(ev.id)
-            self.env.stdout.write(f"\x1b[{up}A\r\x1b[2K{ev.id}: {text}\x1b[{up}B\r")
-        self.env.stdout.flush()
-
-
-# ---- commands --------------------------------------------------------------------------------
-
-def _engine(args: Namespace) -> Engine:
-    eng: Engine = args.engine
-    return eng
-
-
-def cmd_pull(args: Namespace, env: Env) -> int:
-    from pyminidocker.engine import parse_reference
-
-    eng = _engine(args)
-    ref = parse_reference(args.ref)
-    refs = [ref]
-    if args.all_tags:
-        if ref.digest or (ref.tag and args.ref.rsplit("/", 1)[-1].count(":")):
-            raise UsageError("tag can't be used with --all-tags/-a")
-        refs = eng.tags(ref)
-        if not args.quiet:
-            env.out(f"Pulling repository {ref.familiar_name}")
-    for r in refs:
-        render = None if args.quiet else PullRenderer(env)
-        if render is not None:
-            what = r.tag or r.digest
-            env.out(f"{what}: Pulling from {r.repository}")
-        res = eng.pull(r, args.platform, render)
-        if args.quiet:
-            env.out(f"sha256:{res.image_id}")
-            continue
-        env.out(f"Digest: {res.digest}")
-        familiar = r.familiar
-        if res.fresh:
-            env.out(f"Status: Downloaded newer image for {familiar}")
-        else:
-            env.out(f"Status: Image is up to date for {familiar}")
-        env.out(str(r))
-    return 0
-
-
-def cmd_images(args: Namespace, env: Env) -> int:
-    from pyminidocker.engine import split_name
-
-    eng = _engine(args)
-    now = time.time()
-    rows: list[dict[str, str]] = []
-    images = eng.images()
-    for message in eng.corrupt_images():  # the others are listed all the same
-        env.stderr.write(f"WARNING: {message}\n")
-    for rec in sorted(images, key=lambda r: parse_time(r.created) or 0, reverse=True):
-        size = human_size(eng.image_size(rec))
-        created = parse_time(rec.created)
-        since = human_duration(now - created) + " ago" if created else "N/A"
-        digests = {}
-        tags = []
-        for n in rec.names:
-            repo, tag, digest = split_name(n)
-            if digest:
-                digests[repo] = digest
-            else:
-                tags.append((repo, tag))
-        if not tags:
-            tags = [(repo, "<none>") for repo in digests] or [("<none>", "<none>")]
-        for repo, tag in tags:
-            if args.filter_ref and not _matches(args.filter_ref, repo, tag):
-                continue
-            rows.append({"Repository": repo, "Tag": tag, "ID": rec.id[:12],
-                         "Digest": digests.get(repo, "<none>"), "CreatedSince": since,
-                         "CreatedAt": rec.created, "Size": size})
-    if args.quiet:
-        for i in dict.fromkeys(r["ID"] for r in rows):
-            env.out(i)
-    elif args.format == "json":
-        import json
-
-        for r in rows:
-            env.out(json.dumps(r))
-    elif args.format:
-        raise UsageError(f"unsupported --format {args.format!r}: only 'json' is supported")
-    else:
-        table([["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]]
-              + [[r["Repository"], r["Tag"], r["ID"], r["CreatedSince"], r["Size"]]
-                 for r in rows], env)
-    return 0
-
-
-def _matches(pattern: str, repo: str, tag: str) -> bool:
-    import fnmatch
-
-    want_repo, _, want_tag = pattern.partition(":")
-    return fnmatch.fnmatch(repo, want_repo) and (not want_tag or fnmatch.fnmatch(tag, want_tag))
-
-
-def cmd_inspect(args: Namespace, env: Env) -> int:
-    import json
-
-    from pyminidocker.errors import CorruptRecord
-
-    eng = _engine(args)
-    out = []
-    failed = False
-    for name in args.images:
-        if args.type in (None, "container"):
-            try:
-                out.append(eng.inspect_container(eng.container(name)))
-                continue
-            except CorruptRecord as e:
-                env.stderr.write(f"Error: {e}\n")
-                failed = True
-                continue
-            except PmdError:
-                if args.type == "container":
-                    env.stderr.write(f"Error: No such container: {name}\n")
-                    failed = True
-                    continue
-        try:
-            rec = eng.image(name)
-        except PmdError as e:
-            env.stderr.write(f"Error: No such object: {name}\n" if args.type is None
-                             else f"Error: {e}\n")
-            failed = True
-            continue
-        out.append(eng.inspect_image(rec))
-    env.out(json.dumps(out, indent=4))
-    return 1 if failed else 0
-
-
-def cmd_tag(args: Namespace, env: Env) -> int:
-    _engine(args).tag(args.source, args.target)
-    return 0
-
-
-def cmd_rmi(args: Namespace, env: Env) -> int:
-    eng = _engine(args)
-    status = 0
-    for want in args.images:
-        try:
-            for action, what in eng.remove_image(want, args.force):
-                env.out(f"{action}: {what}")
-        except PmdError as e:
-            env.stderr.write(f"Error: {e}\n")
-            status = 1
-    return status
-
-
-def cmd_login(args: Namespace, env: Env) -> int:
-    username = args.username
-    password = args.password
-    if args.password_stdin:
-        if args.password:
-            raise UsageError("--password and --password-stdin are mutually exclusive")
-        if not username:
-            raise UsageError("must provide --username with --password-stdin")
-        password = env.stdin.read().rstrip("\r\n")
-    if not username:
-        username = _prompt(env, "Username: ")
-    if password is None:
-        import getpass
-
-        password = getpass.getpass("Password: ")
-    if not username or not password:
-        raise UsageError("username and password are required")
-    _engine(args).login(args.server, username, password)
-    env.out("Login Succeeded")
-    return 0
-
-
-def _prompt(env: Env, text: str) -> str:
-    env.stdout.write(text)
-    env.stdout.flush()
-    return env.stdin.readline().strip()
-
-
-def cmd_logout(args: Namespace, env: Env) -> int:
-    from pyminidocker.engine import registry_server
-
-    env.out(f"Removing login credentials for {registry_server(args.server)}")
-    _engine(args).logout(args.server)
-    return 0
-
-
-def _container_group(args: Namespace, env: Env, parser: Any) -> int:
-    return cmd_container_prune(args, env)
-
-
-def cmd_system(args: Namespace, env: Env) -> int:
-    """`system reset`: remove every container of this store, then everything the engine added
-    to the host for networking (bridges, PMD-* rules), whichever store added it.
-    `system service`: the Docker Engine API server."""
-    if args.action == "service":
-        try:
-            from pyminidocker.api.server import service_command
-        except ImportError as e:  # aiohttp is the `api` extra
-            raise PmdError(f"the API server needs {e.name}: pip install "
-                           "'pyminidocker[api]'", exit_code=125) from None
-
-        return service_command(args, env)
-    if args.uri:
-        raise UsageError(f"system {args.action} accepts no arguments")
-    for cid in _engine(args).reset():
-        env.out(f"Deleted container {cid}")
-    env.out("Removed the engine's bridges and firewall rules from the host")
-    return 0
-
-
-def cmd_version(args: Namespace, env: Env) -> int:
-    env.out(f"{PROG} version {__version__}")
-    return 0
-
-
-# ---- containers ------------------------------------------------------------------------------
-
-def _create_options(args: Namespace) -> CreateOptions:
-    from pyminidocker.engine import CreateOptions, parse_cpus, parse_env_file, parse_memory
-
-    env = []
-    for f in args.env_file:
-        env.extend(parse_env_file(f))
-    env.extend(args.env)
-    return CreateOptions(
-        image=args.image, cmd=list(args.cmd), name=args.name, env=env, workdir=args.workdir,
-        user=args.user, entrypoint=args.entrypoint, hostname=args.hostname,
-        read_only=args.read_only, volumes=args.volume, tmpfs=args.tmpfs,
-        memory=parse_memory(args.memory) if args.memory else None,
-        cpus=parse_cpus(args.cpus) if args.cpus else None,
-        pids_limit=args.pids_limit, network=args.network, privileged=args.privileged,
-        cap_add=args.cap_add, cap_drop=args.cap_drop, security_opt=args.security_opt,
-        tty=args.tty, interactive=args.interactive, auto_remove=getattr(args, "rm", False),
-        publish=args.publish, publish_all=args.publish_all,
-    )
-
-
-def _create(args: Namespace, env: Env) -> ContainerRecord:
-    """create's work for create and run: like Docker, pull the image if it is missing, and
-    exit 125 for any failure of the engine (the container's own codes come later)."""
-    try:
-        opts = _create_options(args)
-        eng = _engine(args)
-        if eng.find_image(args.image) is None:
-            _pull_missing(eng, args.image, env)
-        return eng.create(opts)
-    except PmdError as e:
-        e.exit_code = 125
-        raise
-
-
-def _pull_missing(eng: Engine, image: str, env: Env) -> None:
-    from pyminidocker.engine import parse_reference
-
-    ref = parse_reference(image)
-    err_env = Env(stdout=env.stderr, stderr=env.stderr)
-    err_env.out(f"Unable to find image '{ref.familiar}' locally")
-    err_env.out(f"{ref.tag or ref.digest}: Pulling from {ref.repository}")
-    res = eng.pull(ref, None, PullRenderer(err_env))
-    err_env.out(f"Digest: {res.digest}")
-    err_env.out(f"Status: Downloaded newer image for {ref.familiar}")
-
-
-def cmd_create(args: Namespace, env: Env) -> int:
-    env.out(_create(args, env).id)
-    return 0
-
-
-def cmd_run(args: Namespace, env: Env) -> int:
-    eng = _engine(args)
-    eng.prepare_start()  # overlaps a kernel wait with create (see its docstring)
-    rec = _create(args, env)
-    if args.detach:
-        eng.start(rec, attach=False)
-        env.out(rec.id)
-        return 0
-    return _attached_start(eng, rec, env, interactive=args.interactive, remove=args.rm)
-
-
-def _attached_start(eng: Engine, rec: ContainerRecord, env: Env, interactive: bool,
-                    remove: bool) -> int:
-    try:
-        if rec.tty:
-            return _run_with_pty(
-                lambda started, stdio: eng.start(rec, attach=True, stdio=stdio,
-                                                 on_started=started), env, interactive)
-        stdin = -1 if interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            env.stdout.flush()
-            code = eng.start(rec, attach=True,
-                             stdio=(stdin, env.stdout.fileno(), env.stderr.fileno()))
-        finally:
-            if stdin >= 0:
-                os.close(stdin)
-        return int(code or 0)
-    finally:
-        if remove:  # --rm: whatever happened, the container goes
-            eng.remove(eng.reload(rec), force=True)
-def _run_with_pty(start: Callable[[Callable[[Any], None], tuple[int, int, int]], int | None],
-                  env: Env, interactive: bool) -> int:
-    """-t: the process gets a pty from its own /dev/pts (the shim's console), whose output the
-    runtime relays to our stdout while it waits for the process in start(on_started, stdio)
-    (signal handlers need the main thread). With -i, once it runs, a thread passes our stdin
-    (in raw mode if it is a terminal) to the pty."""
-    import fcntl
-    import select
-    import signal
-    import struct
-    import termios
-    import threading
-    import tty
-
-    in_fd = env.stdin.fileno() if interactive else -1
-    is_tty = in_fd >= 0 and os.isatty(in_fd)
-    done = threading.Event()
-    master = -1
-
-    def copy_winsize(*_: object) -> None:
-        if master < 0:
-            return
-        size = fcntl.ioctl(in_fd, termios.TIOCGWINSZ, b"\0" * 8) if is_tty else \
-            struct.pack("HHHH", 24, 80, 0, 0)
-        fcntl.ioctl(master, termios.TIOCSWINSZ, size)
-
-    def pass_input() -> None:
-        try:
-            while not done.is_set():
-                r, _, _ = select.select([in_fd], [], [], 0.05)
-                if not r:
-                    continue
-                data = os.read(in_fd, 65536)
-                os.write(master, data or b"\x04")  # EOF on our stdin: ^D to the process
-                if not data:
-                    return
-        except OSError:
-            return  # the process is gone (EIO), or our stdin is
-
-    t = threading.Thread(target=pass_input, name="pty-input", daemon=True)
-
-    def on_started(proc: Any) -> None:
-        nonlocal master
-        master = proc.console_fd
-        copy_winsize()
-        if in_fd >= 0:
-            t.start()
-
-    saved = termios.tcgetattr(in_fd) if is_tty else None
-    old_winch = signal.signal(signal.SIGWINCH, copy_winsize)
-    try:
-        if is_tty:
-            tty.setraw(in_fd)
-        env.stdout.flush()
-        try:
-            code = start(on_started, (-1, env.stdout.fileno(), env.stderr.fileno())) or 0
-        finally:
-            done.set()
-            if t.is_alive():
-                t.join(timeout=5)
-    finally:
-        if saved is not None:
-            termios.tcsetattr(in_fd, termios.TCSADRAIN, saved)
-        signal.signal(signal.SIGWINCH, old_winch)
-        if master >= 0:
-            os.close(master)
-    return code
-
-
-
-
-def cmd_exec(args: Namespace, env: Env) -> int:
-    eng = _engine(args)
-    try:
-        rec = eng.container(args.container)
-        if not args.cmd:
-            raise UsageError("exec requires at least 1 command argument")
-        extra_env = list(args.env)
-        if args.tty:
-            return _run_with_pty(
-                lambda started, stdio: eng.exec(rec, args.cmd, extra_env, args.user,
-                                                args.workdir, True, stdio, on_started=started),
-                env, args.interactive)
-        stdin = -1 if args.interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            env.stdout.flush()
-            return eng.exec(rec, args.cmd, extra_env, args.user, args.workdir, False,
-                            (stdin, env.stdout.fileno(), env.stderr.fileno()))
-        finally:
-            if stdin >= 0:
-                os.close(stdin)
-    except PmdError as e:
-        if not isinstance(e, StartError):
-            e.exit_code = 125 if isinstance(e, UsageError) else e.exit_code
-        raise
-
-
-def cmd_start(args: Namespace, env: Env) -> int:
-    eng = _engine(args)
-    status = 0
-    for ref in args.containers:
-        try:
-            rec = eng.container(ref)
-            if args.attach:
-                return _attached_start(eng, rec, env, args.interactive, rec.host.get(
-                    "auto_remove", False))
-            eng.start(rec, attach=False)
-            env.out(ref)
-        except PmdError as e:
-            env.stderr.write(f"Error: {e}\n")
-            status = e.exit_code if isinstance(e, UsageError) else 1
-    return status
-
-
-def _each(args: Namespace, env: Env, action: Callable[[Engine, ContainerRecord], None],
-          echo: bool = True, corrupt_ok: bool = False) -> int:
-    eng = _engine(args)
-    status = 0
-    for ref in args.containers:
-        try:
-            action(eng, eng.container(ref, corrupt_ok=corrupt_ok))
-            if echo:
-                env.out(ref)
-        except PmdError as e:
-            env.stderr.write(f"Error: {e}\n")
-            status = 1
-    return status
-
-
-def cmd_stop(args: Namespace, env: Env) -> int:
-    return _each(args, env, lambda eng, rec: eng.stop(rec, args.time))
-
-
-def cmd_kill(args: Namespace, env: Env) -> int:
-    from pyminidocker.engine import parse_signal
-
-    sig = parse_signal(args.signal)
-    return _each(args, env, lambda eng, rec: eng.kill(rec, sig))
-
-
-def cmd_rm(args: Namespace, env: Env) -> int:
-    # rm -f also takes a container whose record is corrupt: what is found of it goes
-    return _each(args, env, lambda eng, rec: eng.remove(rec, args.force),
-                 corrupt_ok=args.force)
-
-
-def cmd_wait(args: Namespace, env: Env) -> int:
-    def wait(eng: Engine, rec: ContainerRecord) -> None:
-        env.out(str(eng.wait(rec)))
-        env.stdout.flush()
-
-    return _each(args, env, wait, echo=False)
-
-
-def cmd_logs(args: Namespace, env: Env) -> int:
-    """The container's output from its json-file log (written by the monitor of a detached
-    container, by the runtime's relay for an attached one). -f follows it until the container
-    has exited and everything it wrote is shown."""
-    eng = _engine(args)
-    rec = eng.container(args.container)
-    tail = None
-    if args.tail not in (None, "all"):
-        try:
-            tail = int(args.tail)
-        except ValueError:
-            raise UsageError(f"invalid value for --tail: {args.tail!r}") from None
-    for r in eng.logs(rec, tail, args.follow):
-        out = env.stderr if r.get("stream") == "stderr" else env.stdout
-        out.write(f"{r.get('time', '')} {r['log']}" if args.timestamps else r["log"])
-        if args.follow:
-            out.flush()
-    return 0
-
-
-def cmd_rename(args: Namespace, env: Env) -> int:
-    eng = _engine(args)
-    eng.rename(eng.container(args.container), args.new_name)
-    return 0
-
-
-def _status_text(rec: ContainerRecord, now: float) -> str:
-    st = rec.state
-    if st.status == "running":
-        started = parse_time(st.started_at) or now
-        return f"Up {human_duration(now - started)}"
-    if st.status == "exited":
-        finished = parse_time(st.finished_at) or now
-        return f"Exited ({st.exit_code}) {human_duration(now - finished)} ago"
-    return "Created"
-
-
-def cmd_ps(args: Namespace, env: Env) -> int:
-    import json
-    import shlex
-
-    eng = _engine(args)
-    now = time.time()
-    recs = eng.containers(all=args.all)
-    for message in eng.corrupt_containers():  # the others are listed all the same
-        env.stderr.write(f"WARNING: {message}\n")
-    if args.quiet:
-        for r in recs:
-            env.out(r.short_id)
-        return 0
-    rows = []
-    for r in recs:
-        created = parse_time(r.created)
-        cmd = shlex.join(r.argv)
-        rows.append({
-            "ID": r.short_id, "Image": r.image_name, "Command": cmd,
-            "CreatedAt": r.created,
-            "RunningFor": human_duration(now - created) + " ago" if created else "",
-            "Status": _status_text(r, now), "State": r.state.status,
-            "Ports": ", ".join(_docker_port(p) for p in r.state.ports),
-            "Names": r.name,
-        })
-    if args.format == "json":
-        for row in rows:
-            env.out(json.dumps(row))
-        return 0
-    if args.format:
-        raise UsageError(f"unsupported --format {args.format!r}: only 'json' is supported")
-    table([["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]]
-          + [[r["ID"], r["Image"], json.dumps(_trunc(r["Command"], 20)), r["RunningFor"],
-              r["Status"], r["Ports"], r["Names"]] for r in rows], env)
-    return 0
-
-
-def _docker_port(mapping: str) -> str:
-    """"80/tcp -> 0.0.0.0:8080" as `ps` shows it: "0.0.0.0:8080->80/tcp"."""
-    inside, _, outside = mapping.partition(" -> ")
-    return f"{outside}->{inside}"
-
-
-def cmd_port(args: Namespace, env: Env) -> int:
-    rec = _engine(args).container(args.container)
-    for mapping in rec.state.ports:
-        if args.port is None or mapping.split(" ", 1)[0] in (args.port, f"{args.port}/tcp"):
-            env.out(mapping)
-    return 0
-
-
-def _trunc(s: str, n: int) -> str:
-    return s if len(s) <= n else s[: n - 1] + "…"
-
-
-def cmd_container_prune(args: Namespace, env: Env) -> int:
-    env.out("Deleted Containers:")
-    for cid in _engine(args).prune_containers():
-        env.out(cid)
-    return 0
 
 
 # ---- parser ----------------------------------------------------------------------------------
@@ -709,44 +47,47 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     only = None if argv is None else p.command_word(argv)
 
-    def add(name: str, fn: Callable[..., int] | None, help: str,
-            aliases: Sequence[str] = ()) -> Any:
+    def add(name: str, fn: str | None, help: str, aliases: Sequence[str] = ()) -> Any:
+        """fn: "module.function" of the command's group module under pyminidocker.cli,
+        imported only when the command is built (so `run` loads containers, not images)."""
         sp = sub.add_parser(name, help=help, aliases=aliases)
+        if only is not None and only != name and only not in aliases:
+            return _Unused()
         if fn is not None:
-            sp.set_defaults(func=fn)
-        return sp if only is None or only == name or only in aliases else _Unused()
+            sp.set_defaults(func=_command(fn))
+        return sp
 
-    sp = add("pull", cmd_pull, "Download an image from a registry")
+    sp = add("pull", "images.cmd_pull", "Download an image from a registry")
     sp.add_argument("--platform", help="os/arch[/variant] to pull (default: this host's)")
     sp.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
     sp.add_argument("-a", "--all-tags", action="store_true", help="pull every tagged image")
     sp.add_argument("ref", metavar="NAME[:TAG|@DIGEST]")
 
-    sp = add("images", cmd_images, "List images")
+    sp = add("images", "images.cmd_images", "List images")
     sp.add_argument("-q", "--quiet", action="store_true", help="only show image ids")
     sp.add_argument("--format", help="'json': one JSON object per line")
     sp.add_argument("filter_ref", nargs="?", metavar="REPOSITORY[:TAG]")
 
-    sp = add("inspect", cmd_inspect, "Show low-level information on containers and images")
+    sp = add("inspect", "system.cmd_inspect", "Show low-level information on containers and images")
     sp.add_argument("--type", choices=["container", "image"], help="only objects of this type")
     sp.add_argument("images", nargs="+", metavar="NAME|ID")
 
-    sp = add("tag", cmd_tag, "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")
+    sp = add("tag", "images.cmd_tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")
     sp.add_argument("source", metavar="SOURCE_IMAGE[:TAG]")
     sp.add_argument("target", metavar="TARGET_IMAGE[:TAG]")
 
-    sp = add("rmi", cmd_rmi, "Remove one or more images")
+    sp = add("rmi", "images.cmd_rmi", "Remove one or more images")
     sp.add_argument("-f", "--force", action="store_true", help="force removal of the image")
     sp.add_argument("images", nargs="+", metavar="IMAGE")
 
-    sp = add("login", cmd_login, "Log in to a registry")
+    sp = add("login", "images.cmd_login", "Log in to a registry")
     sp.add_argument("-u", "--username", help="username")
     sp.add_argument("-p", "--password",
                     help="password (--password-stdin keeps it out of the process list)")
     sp.add_argument("--password-stdin", action="store_true", help="take the password from stdin")
     sp.add_argument("server", nargs="?", metavar="SERVER")
 
-    sp = add("logout", cmd_logout, "Log out from a registry")
+    sp = add("logout", "images.cmd_logout", "Log out from a registry")
     sp.add_argument("server", nargs="?", metavar="SERVER")
 
     env_help = "set an environment variable: NAME=VALUE, or NAME to pass on ours"
@@ -788,15 +129,15 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
         sp.add_argument("image", metavar="IMAGE")
         sp.add_argument("cmd", nargs=REMAINDER, metavar="COMMAND")
 
-    sp = add("create", cmd_create, "Create a new container")
+    sp = add("create", "containers.cmd_create", "Create a new container")
     create_flags(sp)
-    sp = add("run", cmd_run, "Create and start a container")
+    sp = add("run", "containers.cmd_run", "Create and start a container")
     sp.add_argument("-d", "--detach", action="store_true",
                     help="run in the background and print the container id")
     sp.add_argument("--rm", action="store_true", help="remove the container when it exits")
     create_flags(sp)
 
-    sp = add("exec", cmd_exec, "Run a command in a running container")
+    sp = add("exec", "containers.cmd_exec", "Run a command in a running container")
     sp.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
     sp.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
     sp.add_argument("-e", "--env", action="append", default=[], help=env_help)
@@ -805,57 +146,58 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sp.add_argument("container", metavar="CONTAINER")
     sp.add_argument("cmd", nargs=REMAINDER, metavar="COMMAND")
 
-    sp = add("start", cmd_start, "Start one or more stopped containers")
+    sp = add("start", "containers.cmd_start", "Start one or more stopped containers")
     sp.add_argument("-a", "--attach", action="store_true",
                     help="attach to the container's output and wait for it")
     sp.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER")
 
-    sp = add("ps", cmd_ps, "List containers")
+    sp = add("ps", "containers.cmd_ps", "List containers")
     sp.add_argument("-a", "--all", action="store_true",
                     help="show all containers (default: the running ones)")
     sp.add_argument("-q", "--quiet", action="store_true", help="only show container ids")
     sp.add_argument("--format", help="'json': one JSON object per line")
 
-    sp = add("stop", cmd_stop, "Stop one or more running containers")
+    sp = add("stop", "containers.cmd_stop", "Stop one or more running containers")
     sp.add_argument("-t", "--time", type=int, default=10,
                     help="seconds to wait before killing the container")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER")
 
-    sp = add("kill", cmd_kill, "Kill one or more running containers")
+    sp = add("kill", "containers.cmd_kill", "Kill one or more running containers")
     sp.add_argument("-s", "--signal", default="KILL", help="signal to send")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER")
 
-    sp = add("rm", cmd_rm, "Remove one or more containers")
+    sp = add("rm", "containers.cmd_rm", "Remove one or more containers")
     sp.add_argument("-f", "--force", action="store_true",
                     help="remove a running container too (it is killed)")
     sp.add_argument("-v", "--volumes", action="store_true",
                     help="remove anonymous volumes (there are none: bind mounts only)")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER")
 
-    sp = add("wait", cmd_wait, "Block until containers stop, then print their exit codes")
+    sp = add("wait", "containers.cmd_wait",
+             "Block until containers stop, then print their exit codes")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER")
 
-    sp = add("logs", cmd_logs, "Fetch the logs of a container")
+    sp = add("logs", "containers.cmd_logs", "Fetch the logs of a container")
     sp.add_argument("-f", "--follow", action="store_true", help="follow log output")
     sp.add_argument("--tail", default="all", help="number of lines to show from the end")
     sp.add_argument("-t", "--timestamps", action="store_true", help="show timestamps")
     sp.add_argument("container", metavar="CONTAINER")
 
-    sp = add("port", cmd_port, "List a container's published ports")
+    sp = add("port", "containers.cmd_port", "List a container's published ports")
     sp.add_argument("container", metavar="CONTAINER")
     sp.add_argument("port", nargs="?", metavar="PRIVATE_PORT[/PROTO]")
 
-    sp = add("rename", cmd_rename, "Rename a container")
+    sp = add("rename", "containers.cmd_rename", "Rename a container")
     sp.add_argument("container", metavar="CONTAINER")
     sp.add_argument("new_name", metavar="NEW_NAME")
 
-    sp = add("container", lambda a, e: _container_group(a, e, p), "Manage containers")
+    sp = add("container", "containers.cmd_container_prune", "Manage containers")
     sp.add_argument("action", choices=["prune"])
     sp.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
 
     sp = add("network", None, "Manage networks")
-    if isinstance(sp, Parser):  # its commands live in cli_network: imported only to run them
+    if isinstance(sp, Parser):  # its commands live in cli.network: imported only to run them
         from pyminidocker.cli.network import add_network_commands
 
         add_network_commands(sp)
@@ -866,24 +208,35 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
 
         add_bench_commands(sp)
 
-    sp = add("system", cmd_system, "Manage the engine's footprint on this host")
-    sp.add_argument("action", choices=["reset", "service"])
+    sp = add("system", "system.cmd_system", "Manage the engine's footprint on this host")
+    sp.add_argument("action", choices=["reset", "check", "service"])
     sp.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
     # service: the Docker Engine API server (pyminidocker.api.server)
     sp.add_argument("uri", nargs="?", metavar="URI",
-                    help="service: unix:///PATH (default unix:///run/pyminidocker/docker.sock) "
+                    help="Service: unix:///PATH (default unix:///run/pyminidocker/docker.sock) "
                     "or tcp://HOST:PORT (TLS only)")
     sp.add_argument("-t", "--time", type=int,
-                    help="service: seconds without a request before exiting (default 5, 0 never)")
-    sp.add_argument("--group", help="service: group of the unix socket (default docker, if any)")
+                    help="Service: seconds without a request before exiting (default 5, 0 never)")
+    sp.add_argument("--group", help="Service: group of the unix socket (default docker, if any)")
     sp.add_argument("--tlsverify", action="store_true",
-                    help="service: TLS on tcp://, with client certificates signed by --tlscacert")
-    sp.add_argument("--tlscacert", help="service: CA of the client certificates")
-    sp.add_argument("--tlscert", help="service: the server's certificate")
-    sp.add_argument("--tlskey", help="service: the server's key")
+                    help="Service: TLS on tcp://, with client certificates signed by --tlscacert")
+    sp.add_argument("--tlscacert", help="Service: CA of the client certificates")
+    sp.add_argument("--tlscert", help="Service: the server's certificate")
+    sp.add_argument("--tlskey", help="Service: the server's key")
+    sp.add_argument("--repair", action="store_true",
+                    help="Remove or quarantine what is broken, and say what was done (check)")
+    sp.add_argument("--full", action="store_true", help="Read every file of every layer (check)")
 
-    add("version", cmd_version, "Show the version")
+    add("version", "system.cmd_version", "Show the version")
     return p
+
+
+def _command(fn: str) -> Callable[..., int]:
+    module, _, name = fn.partition(".")
+    # __import__, not importlib: importlib is three more modules on the start path
+    mod = __import__(f"pyminidocker.cli.{module}", fromlist=[name])
+    func: Callable[..., int] = getattr(mod, name)
+    return func
 
 
 def program(argv: Sequence[str], env: Env) -> int:
@@ -891,12 +244,18 @@ def program(argv: Sequence[str], env: Env) -> int:
     try:
         args = parser.parse_args(argv)
     except Help as h:
+        from pyminidocker.cli.reference import docker_wording
+
+        docker_wording(parser)
         env.stdout.write(h.parser.format_help())
         return 0
     if args.version:
-        return cmd_version(args, env)
+        env.out(f"{PROG} version {__version__}")
+        return 0
     if not getattr(args, "func", None):
-        env.stdout.write(parser.format_help())
+        from pyminidocker.cli.reference import docker_wording
+
+        env.stdout.write(docker_wording(parser).format_help())
         return 0
     from pyminidocker.engine import Engine  # after parsing: help and usage errors need none
 

@@ -4,7 +4,7 @@ Imported only when a network command runs (and so are the network modules and py
 """
 from __future__ import annotations
 
-from pyminidocker.errors import PmdError, UsageError
+from pyminidocker.errors import CorruptRecord, NotFound, PmdError, UsageError
 
 TYPE_CHECKING = False  # typing is not imported at run time
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ def _labels(items: list[str]) -> dict[str, str]:
 
 
 def cmd_network(args: Namespace, env: Any) -> int:
-    from pyminidocker.cli.main import table
+    from pyminidocker.cli.output import table
 
     eng: Engine = args.engine
     if args.network_command == "create":
@@ -34,7 +34,10 @@ def cmd_network(args: Namespace, env: Any) -> int:
         env.out(net.id)
         return 0
     if args.network_command in ("ls", "list"):
-        nets = eng.networks()
+        warnings: list[str] = []
+        nets = eng.networks(warnings)
+        for message in warnings:  # the others are listed all the same
+            env.stderr.write(f"WARNING: {message}\n")
         if args.quiet:
             for net in nets:
                 env.out(net.short_id)
@@ -49,6 +52,9 @@ def cmd_network(args: Namespace, env: Any) -> int:
         for name in args.networks:
             try:
                 out.append(eng.inspect_network(name))
+            except CorruptRecord as e:
+                env.stderr.write(f"Error: {e}\n")
+                failed = True
             except PmdError:
                 env.stderr.write(f"Error: No such network: {name}\n")
                 failed = True
@@ -58,8 +64,12 @@ def cmd_network(args: Namespace, env: Any) -> int:
         failed = False
         for name in args.networks:
             try:
-                eng.remove_network(name)
+                eng.remove_network(name, force=args.force)
                 env.out(name)
+            except NotFound as e:
+                if not args.force:  # Docker's -f: no error for a network that is not there
+                    env.stderr.write(f"Error: {e}\n")
+                    failed = True
             except PmdError as e:
                 env.stderr.write(f"Error: {e}\n")
                 failed = True
@@ -103,6 +113,9 @@ def add_network_commands(sp: Parser) -> None:
     i = sub.add_parser("inspect", help="Show details of networks")
     i.add_argument("networks", nargs="+", metavar="NETWORK")
     rm = sub.add_parser("rm", aliases=["remove"], help="Remove networks not in use")
+    rm.add_argument("-f", "--force", action="store_true",
+                    help="Do not error if the network does not exist; remove one whose "
+                         "record is corrupt")
     rm.add_argument("networks", nargs="+", metavar="NETWORK")
     for verb, what in (("connect", "Connect a running container to a network"),
                        ("disconnect", "Disconnect a container from a network it was connected "

@@ -26,6 +26,8 @@ from pyminidocker.errors import (
     UsageError,
     suppress,
 )
+from pyminidocker.proc import alive as _alive
+from pyminidocker.proc import start_time as _pid_start
 from pyminidocker.record import dataclass, field
 from pyminidocker.store import Store
 from pyminidocker.store.containers import ContainerRecord, State, check_name, random_name
@@ -76,26 +78,6 @@ class CreateOptions:
     publish_all: bool = False
 
 
-def _pid_start(pid: int) -> str:
-    """The process's start time (field 22 of /proc/pid/stat): with the pid, it names a
-    process uniquely, so a recycled pid is not mistaken for the container. "" for a process
-    that is gone, or a zombie: it has exited, only nobody has reaped it (an orphan whose
-    init does not reap, or a monitor between the container's exit and its wait)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return ""
-    fields = data[data.rindex(b")") + 2:].split()
-    if fields[0] in (b"Z", b"X"):
-        return ""
-    return fields[19].decode()
-
-
-def _alive(pid: int, start: str) -> bool:
-    return pid > 0 and bool(start) and _pid_start(pid) == start
-
-
 def _read_exit(path: str) -> tuple[int, str, bool] | None:
     """The monitor's exit record (exit_code, finished_at, oom_killed), None if not (yet) there.
     The monitor writes it atomically, so a partial record is not expected; a corrupt one is
@@ -137,14 +119,17 @@ class Runtime:
         record = _read_exit(exit_file)
         if record is None:
             if _alive(st.pid, st.pid_start):
+                if st.monitor_pid and not _alive(st.monitor_pid, st.monitor_start):
+                    self._watch(rec)  # its monitor was killed: someone must keep its code
                 return rec
-            # The container is gone. Its monitor, if still alive, is between the container's
-            # exit and the exit record (draining output, unmounting, removing the cgroup):
-            # wait for its word rather than guess. A monitor that is gone too (killed, host
-            # rebooted) said nothing: as if SIGKILLed.
+            # The container is gone. Its monitor (or the watcher that replaced a killed one),
+            # if still alive, is between the container's exit and the exit record (draining
+            # output, unmounting, removing the cgroup): wait for its word rather than guess.
+            # A monitor that is gone too, unwatched (killed, host rebooted), said nothing: as
+            # if SIGKILLed.
             deadline = time.monotonic() + 5
-            while record is None and _alive(st.monitor_pid, st.monitor_start) and \
-                    time.monotonic() < deadline:
+            while record is None and (_alive(st.monitor_pid, st.monitor_start)
+                                      or self._watched(rec)) and time.monotonic() < deadline:
                 time.sleep(0.005)
                 record = _read_exit(exit_file)
             record = record or _read_exit(exit_file) or (137, now_iso(), False)
@@ -157,6 +142,42 @@ class Runtime:
             self._finish(fresh, code, finished)
         self._unplug(fresh)
         return fresh
+
+    def _watched(self, rec: ContainerRecord) -> bool:
+        """Whether a watcher (container/watch.py) keeps the container's exit code."""
+        from pyminidocker import proc
+
+        try:
+            with open(os.path.join(self.containers.path(rec.id), "watcher"), "rb") as f:
+                return proc.token_alive(f.read().decode())
+        except OSError:
+            return False
+
+    def _watch(self, rec: ContainerRecord) -> None:
+        """Start container/watch.py for a running container whose monitor is gone, unless one
+        watches it already (its token is in <dir>/watcher)."""
+        from pyminidocker import proc
+        from pyminidocker.store.files import atomic_write
+
+        if self._watched(rec):
+            return
+        d = self.containers.path(rec.id)
+        package = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package, env.get("PYTHONPATH")) if p)
+        devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            pid = os.posix_spawn(
+                sys.executable, [sys.executable, "-m", "pyminidocker.container.watch", d,
+                                 str(rec.state.pid), rec.state.pid_start], env,
+                file_actions=[(os.POSIX_SPAWN_DUP2, devnull, n) for n in (0, 1, 2)],
+                setsid=True)
+        except OSError:
+            return
+        finally:
+            os.close(devnull)
+        with suppress(PmdError):
+            atomic_write(os.path.join(d, "watcher"), proc.token(pid).encode(), durable=False)
 
     def _finish(self, rec: ContainerRecord, code: int, finished: str) -> None:
         """Record the exit and release what the running container held (mounts, cgroup)."""
@@ -243,6 +264,10 @@ class Runtime:
             labels=dict(cfg.get("Labels") or {}),
         )
         with self.trace.phase("create"), self.store.lock():
+            # again under the lock, which rmi holds: an image removed since the lookup above
+            # is not there, and once the container is recorded rmi sees it as a user
+            if not os.path.isdir(self.store.images.path(image.id)):
+                raise NotFound(f"No such image: {opts.image}")
             taken = set(self.containers.names())
             rec.name = check_name(opts.name) if opts.name else random_name(taken)
             self.containers.create(rec, _etc_files(rec))
@@ -299,15 +324,18 @@ class Runtime:
         except BaseException as e:
             if output is not None:
                 output.close()
-            self._start_failed(rec, e if isinstance(e, OSError) else None)
-            if isinstance(e, OSError):
-                raise StartError(_start_message(e),
-                                        exit_code=policy.exec_exit_code(e)) from None
+            # a StoreError is an OSError too, but says what it means itself
+            failed = e if isinstance(e, OSError) and not isinstance(e, PmdError) else None
+            self._start_failed(rec, failed)
+            if failed is not None:
+                raise StartError(_start_message(failed),
+                                 exit_code=policy.exec_exit_code(failed)) from None
             raise
         finally:
             if rules is not None:
                 rules.close()
         monitor_pid = getattr(proc, "monitor_pid", 0)
+        prior = rec.state
         rec.state = State(status="running", pid=proc.pid, pid_start=_pid_start(proc.pid),
                           ip=rec.state.ip, ports=rec.state.ports,
                           extra_networks=rec.state.extra_networks,
@@ -316,6 +344,18 @@ class Runtime:
                           started_at=now_iso())
         try:
             self.containers.save_state(rec)
+            if bridged:
+                # Released only once the state says running: a kill -9 of this command
+                # before this line ends the held container (the monitor, or the child, sees
+                # EOF), after it leaves a running container that ps shows as such. Never a
+                # running process that ps calls Created.
+                try:
+                    proc.release()
+                except BaseException as e:
+                    proc.abort()
+                    rec.state = prior
+                    self._start_failed(rec, e if isinstance(e, OSError) else None)
+                    raise
             if on_started:
                 on_started(proc)  # e.g. to pass our input to its console
             if output is None:
@@ -333,8 +373,8 @@ class Runtime:
 
     def _plug(self, rec: ContainerRecord, d: str, proc: Any, rules: Any = None) -> None:
         """Connect a held container to its network (an address, the bridge and its rules, a
-        veth pair into its namespace, published ports, its name in /etc/hosts), then release
-        it. On failure the child is ended and what was set up is undone."""
+        veth pair into its namespace, published ports, its name in /etc/hosts); the caller
+        releases it. On failure the child is ended and what was set up is undone."""
         from pyminidocker.config import Config
         from pyminidocker.network import bridge as network
         from pyminidocker.store.files import atomic_write
@@ -360,7 +400,6 @@ class Runtime:
                 atomic_write(os.path.join(d, "hosts"), hosts.encode(), durable=False)
                 for extra in rec.host.get("networks", []):  # joined by `network connect`
                     self._attach_extra(rec, extra, proc.pid)
-            proc.release()
         except BaseException:
             proc.abort()
             self._unplug(rec)
@@ -394,16 +433,21 @@ class Runtime:
         called with the store lock held: the address book takes it."""
         for name in list(rec.state.extra_networks):
             self._detach_extra(rec, name, gone=True)
-        if not rec.state.ip:
+        net = rec.host.get("network", "bridge")
+        if net in ("none", "host"):
             return
         from pyminidocker.network import bridge as network
 
-        net = rec.host.get("network", "bridge")
+        # Driven by what the address book holds, not only by the state: a `run` killed
+        # between the allocation and its state write left an address only the book knows.
+        ip = rec.state.ip or network.address_of(self.store, net, rec.id)
+        if not ip:
+            return
         if rec.host.get("ports"):  # rules exist only for a container that asked for ports
             with suppress(PmdError):
-                network.unpublish_all(network.get_network(self.store, net), rec.state.ip)
+                network.unpublish_all(network.get_network(self.store, net), ip)
         if net != "bridge":
-            self._forget(net, rec.state.ip)
+            self._forget(net, ip)
         network.disconnect(self.store, net, rec.id)
         rec.state.ip = ""
         rec.state.ports = []
@@ -600,7 +644,7 @@ class Runtime:
                                             flags=_native.MS_BIND, mkdir=True))
             for v in host.get("binds", []):
                 src, dst, ro = policy.parse_volume(v)
-                policy.resolved_destination(rootfs, dst)
+                policy.resolved_destination(rootfs, dst, f"-v {v}")
                 if not os.path.exists(src):
                     os.makedirs(src, exist_ok=True)  # Docker creates a missing bind source
                 mounts.append(_native.Mount(
@@ -610,8 +654,8 @@ class Runtime:
                 path, opts = policy.parse_tmpfs(t)
                 flags, data = policy.tmpfs_options(opts)
                 mounts.append(_native.Mount(
-                    target=policy.resolved_destination(rootfs, path), source="tmpfs",
-                    fstype="tmpfs", mkdir=True, flags=flags, data=data))
+                    target=policy.resolved_destination(rootfs, path, f"--tmpfs {t}"),
+                    source="tmpfs", fstype="tmpfs", mkdir=True, flags=flags, data=data))
         with self.trace.phase("cgroup"):
             cg = Cgroup(rec.id)
             cg.create(Limits(memory=host.get("memory"), cpus=host.get("cpus"),
@@ -758,13 +802,21 @@ class Runtime:
             if not force:
                 raise Conflict(f"You cannot remove a running container {rec.id}. Stop the "
                                "container before attempting removal or force remove")
-            self.kill(rec)
+            # not self.kill(): a container that stops meanwhile (a racing stop) is no error
+            if _alive(rec.state.pid, rec.state.pid_start):
+                with suppress(ProcessLookupError):
+                    os.kill(rec.state.pid, signal.SIGKILL)
             self._wait_gone(rec, 10)
         with suppress(NotFound, StoreError):
             self._unplug(self.containers.get(rec.id))  # an address a crash left recorded
         with self.store.lock():
             self._teardown(rec)
-            dead = self.store.retire(self.containers.path(rec.id))
+            try:
+                dead = self.store.retire(self.containers.path(rec.id))
+            except FileNotFoundError:  # removed meanwhile: a racing rm, or run --rm
+                if force:
+                    return
+                raise NotFound(f"No such container: {rec.id}") from None
         self.store.discard(dead)
 
     def rename(self, rec: ContainerRecord, new: str) -> None:

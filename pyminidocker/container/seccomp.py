@@ -40,6 +40,7 @@ RET_LOG = 0x7FFC0000
 RET_ALLOW = 0x7FFF0000
 EPERM = 1
 ENOSYS = 38
+_PROG_BYTES_MAX = 8 * 4096  # PMD_SECCOMP_PROG_MAX instructions of 8 bytes (struct sock_filter)
 
 ACTIONS = {
     "SCMP_ACT_KILL": RET_KILL_THREAD, "SCMP_ACT_KILL_THREAD": RET_KILL_THREAD,
@@ -207,9 +208,7 @@ class Profile:
             default_errno = _uint(d["defaultErrnoRet"], "defaultErrnoRet")
         if "defaultAction" not in d:
             raise ProfileError("defaultAction is required")
-        default_action = _action(d["defaultAction"], None, default_errno, "defaultAction") \
-            if d["defaultAction"] not in ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE") \
-            else ACTIONS[d["defaultAction"]] | default_errno
+        default_action = _action(d["defaultAction"], None, default_errno, "defaultAction")
         native = _host()[0]
         arches = _strings(d.get("architectures"), "architectures")
         if docker and d.get("archMap") and not arches:
@@ -295,12 +294,12 @@ class Profile:
 
         with open(SYSCALLS, "rb") as f:
             tables = jsonio.loads(f.read())
-        _, goarch, kernel = _host()
+        native, goarch, kernel = _host()
         selected = [r for r in self.rules if r.applies(caps, goarch, kernel)]
         flat = []
         for arch in self.arches:
             if arch not in ARCHES or ARCHES[arch][1] not in tables:
-                if arch == _host()[0]:
+                if arch == native:
                     raise ProfileError(f"no syscall table for {arch} in this build")
                 continue  # a foreign arch: its calls cannot come from this host's programs
             audit, table = ARCHES[arch]
@@ -313,6 +312,8 @@ class Profile:
         return flat
 
     def audit_arches(self) -> list[int]:
+        """The profile's architectures as pmd.h's PMD_AUDIT_ARCH_* values (unknown ones left
+        out: no process of this host makes their calls)."""
         tables_known = [a for a in self.arches if a in ARCHES]
         return [ARCHES[a][0] for a in tables_known]
 
@@ -349,7 +350,11 @@ def program(cache_dir: str, profile_json: str | None, caps: int) -> bytes:
     path = os.path.join(cache_dir, f"{key}-{_stamp(SYSCALLS)}-{caps:x}-{release}.bpf")
     try:
         with open(path, "rb") as f:
-            return f.read()
+            cached = f.read()
+        # An empty or cut file (a machine crash after the rename of a write never synced)
+        # would be no filter at all, or one the kernel refuses: compiled again instead.
+        if cached and len(cached) % 8 == 0 and len(cached) <= _PROG_BYTES_MAX:
+            return cached
     except FileNotFoundError:
         pass
     p = Profile.default() if profile_json is None else Profile.from_docker_json(profile_json)

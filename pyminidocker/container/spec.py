@@ -241,10 +241,16 @@ def check_destination(path: str) -> str:
     return path
 
 
-def resolved_destination(rootfs: str, path: str) -> str:
+def resolved_destination(rootfs: str, path: str, mount: str = "") -> str:
     """check_destination of path after the root's symlinks are followed (as the mount will
-    follow them); returns the path as given. Raises UsageError."""
+    follow them); returns the path as given. A path that resolves to the root itself (an
+    image's `/evilmnt -> /`) is refused: the mount would cover the whole container. mount is
+    the option as given (e.g. "-v /src:/evilmnt"), for the message. Raises UsageError."""
     inside = os.path.relpath(secure_join(rootfs, path), rootfs)
+    if inside == "." and check_destination(path) != "/":
+        raise UsageError(f"mount {mount or path} refused: {check_destination(path)} resolves to "
+                         "/ through a symlink of the image, and a mount cannot cover the "
+                         "container's root")
     check_destination("/" if inside == "." else "/" + inside)
     return path
 

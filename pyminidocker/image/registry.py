@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import email.utils
+import functools
 import hashlib
 import http.client
 import ipaddress
@@ -138,7 +139,22 @@ BACKOFF_BASE = 0.2  # seconds before the 2nd try; doubles after each failure
 RETRY_AFTER_CAP = 10.0  # never wait longer than this on a server's Retry-After
 MAX_REDIRECTS = 5
 CHUNK_SIZE = 1 << 20
-TIMEOUT = (15.0, 60.0)  # (connect, read) seconds
+# Seconds to connect, and to wait for a response's headers or the next bytes of its body:
+# Docker gives up on a registry that says nothing for 25 s. $PYMINIDOCKER_REGISTRY_TIMEOUT
+# sets another (the tests' frozen registries use 2 s).
+TIMEOUT = (15.0, 25.0)
+
+
+def _timeout() -> tuple[float, float]:
+    text = os.environ.get("PYMINIDOCKER_REGISTRY_TIMEOUT")
+    if text:
+        try:
+            t = float(text)
+        except ValueError:
+            t = 0
+        if t > 0:
+            return (min(TIMEOUT[0], t), t)
+    return TIMEOUT
 MANIFEST_SIZE_LIMIT = 4 << 20  # distribution refuses manifests over 4 MiB; so do we
 SMALL_BLOB_LIMIT = 64 << 20  # get_blob is for configs; layers go through stream_blob
 ERROR_BODY_LIMIT = 64 << 10
@@ -859,7 +875,7 @@ class RegistryClient:
             verify = not (self.insecure and _origin(url) == registry_origin)
             resp = self.session.request(
                 method, url, headers=h, stream=True, allow_redirects=False,
-                timeout=TIMEOUT, verify=verify,
+                timeout=_timeout(), verify=verify,
             )
             location = resp.headers.get("Location")
             if resp.status_code not in _REDIRECT_STATUSES or not location:
@@ -903,6 +919,14 @@ class RegistryClient:
             try:
                 resp = self._send(method, url, headers or {}, auth, auth_origin)
             except requests.RequestException as e:
+                if isinstance(e, requests.exceptions.ReadTimeout):
+                    # It took the connection and said nothing: a frozen registry. Neither
+                    # another try nor plain HTTP would answer sooner; a bounded wait, once.
+                    host = urlsplit(url).netloc
+                    name = self.registry if host == self.host else host
+                    silent = f"registry {name} did not answer within {_timeout()[1]:g} s"
+                    raise RegistryError(silent if what == name else f"{what}: {silent}") \
+                        from None
                 if is_api and self._scheme is None and self.scheme == "https":
                     # Docker's rule for insecure registries: HTTPS first, plain HTTP if TLS or
                     # the connection fails. Remembered for the life of the client.
@@ -995,7 +1019,10 @@ class RegistryClient:
             )
         if status == 429:
             return RegistryError(f"{where}: {detail or 'toomanyrequests: rate limit exceeded'}")
-        return RegistryError(f"{where}: {detail or f'HTTP {status} {resp.reason}'.strip()}")
+        # the status first, in Docker's words: a server's error body alone ("internal error")
+        # does not tell a 500 from a 502 from a proxy
+        unexpected = f"received unexpected HTTP status: {status} {resp.reason or ''}".strip()
+        return RegistryError(f"{where}: {unexpected}" + (f": {detail}" if detail else ""))
 
     # -- API
 
@@ -1113,8 +1140,11 @@ class RegistryClient:
         descriptor: Mapping[str, Any],
         sink: Callable[[bytes], None],
         progress: Callable[[int], None] | None = None,
+        offset: int = 0,
     ) -> int:
         """Stream a blob's exact bytes (no content decoding) to ``sink``; returns the count.
+        With ``offset``, the consumer has the first ``offset`` bytes already: only the rest is
+        asked for (Range) and delivered, and the count includes them.
 
         ``progress`` is called with the running total after each chunk. A connection broken
         mid-body is resumed with a Range request where the last one stopped (a server that
@@ -1134,7 +1164,7 @@ class RegistryClient:
         if size is not None and (not isinstance(size, int) or size < 0):
             raise VerificationError(f"invalid size {size!r} for blob {digest}")
         where = f"blob {digest} of {self._where(repository)}"
-        state = _StreamState(size=size, sink=sink, progress=progress)
+        state = _StreamState(size=size, sink=sink, progress=progress, written=offset)
 
         urls = [u for u in descriptor.get("urls") or [] if isinstance(u, str)]
         for url in urls:
@@ -1173,7 +1203,10 @@ class RegistryClient:
                 skip = self._check_blob_response(resp, where, state)
                 if skip is None:
                     return  # 416 at the exact end: nothing left to send
-                it = resp.raw.stream(CHUNK_SIZE, decode_content=False)
+                # read1: what has arrived, up to a chunk; not a wait for a whole chunk, so the
+                # progress line moves, and an interrupted pull keeps, what did arrive
+                it = iter(functools.partial(resp.raw.read1, CHUNK_SIZE, decode_content=False),
+                          b"")
                 while True:
                     try:
                         chunk = next(it)

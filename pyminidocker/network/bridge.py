@@ -47,7 +47,7 @@ import errno
 import os
 import time
 
-from pyminidocker.errors import Conflict, NotFound, PmdError, UsageError, suppress
+from pyminidocker.errors import Conflict, CorruptRecord, NotFound, PmdError, UsageError, suppress
 from pyminidocker.record import dataclass
 from pyminidocker.store.files import FileLock, valid_name
 from pyminidocker.store.networks import Network, NetworkStore
@@ -288,7 +288,8 @@ def _new_id(existing: Iterable[Network]) -> str:
 
 
 def _resolve(ns: NetworkStore, name_or_id: str) -> Network:
-    """By name, full id or unique id prefix. Raises NotFound, Conflict (ambiguous prefix)."""
+    """By name, full id or unique id prefix. Raises NotFound, Conflict (ambiguous prefix),
+    CorruptRecord (the network of that name has a corrupt record)."""
     with suppress(NotFound):
         if valid_name(name_or_id):
             return ns.get(name_or_id)
@@ -385,9 +386,14 @@ def default_network(store: Store, cfg: Config | None = None) -> Network:
         return _create_locked(ns, DEFAULT_NETWORK, str(net), gateway, bridge, False, None)
 
 
-def list_networks(store: Store) -> list[Network]:
-    """Every network record, by name. Raises StoreError."""
-    return NetworkStore(store).all()
+def list_networks(store: Store, warnings: list[str] | None = None) -> list[Network]:
+    """Every readable network record, by name; a line for each corrupt one is appended to
+    warnings. Raises StoreError."""
+    ns = NetworkStore(store)
+    nets = ns.all()
+    if warnings is not None:
+        warnings += ns.corrupt.values()
+    return nets
 
 
 def inspect_network(store: Store, name_or_id: str) -> dict[str, Any]:
@@ -409,18 +415,32 @@ def inspect_network(store: Store, name_or_id: str) -> dict[str, Any]:
     }
 
 
-def remove_network(store: Store, name_or_id: str, attached: Iterable[str] = ()) -> Network:
+def remove_network(store: Store, name_or_id: str, attached: Iterable[str] = (),
+                   force: bool = False) -> Network | None:
     """Remove a user network: its host state, then its record.
 
     Refused while a container is attached: `attached` (container ids the caller knows of) or
-    addresses still allocated. Raises NotFound, Conflict (in use; a predefined network),
-    PmdError (host state), StoreError.
+    addresses still allocated. force: a network whose record is corrupt is removed too, with
+    the bridge and rules its record still names (returns None). Raises NotFound, Conflict
+    (in use; a predefined network), CorruptRecord (without force), PmdError (host state),
+    StoreError.
     """
     ns = NetworkStore(store)
     with store.lock():
-        net = _resolve(ns, name_or_id)
+        try:
+            net = _resolve(ns, name_or_id)
+        except CorruptRecord as e:
+            if not force or e.object_id in PREDEFINED:
+                raise
+            bridge = ns.salvage_bridge(e.object_id)
+            if bridge:
+                remove_network_host_state(Network(name=e.object_id, id="", bridge=bridge,
+                                                  subnet="0.0.0.0/0", gateway="", created=""))
+            ns.delete(e.object_id)
+            return None
         if net.name in PREDEFINED:
             raise Conflict(f"{net.name} is a pre-defined network and cannot be removed")
+        _reconcile_locked(ns, net)  # what killed commands left holds nothing
         users = set(attached) | set(ns.allocations(net.name).values())
         if users:
             raise Conflict(f"error while removing network: network {net.name} id {net.id} has "
@@ -440,6 +460,7 @@ def prune_networks(store: Store, in_use: Iterable[str] = ()) -> list[str]:
         for net in ns.all():
             if net.name in PREDEFINED or net.name in keep or net.id in keep:
                 continue
+            _reconcile_locked(ns, net)
             if ns.allocations(net.name):
                 continue
             remove_network_host_state(net)
@@ -461,23 +482,38 @@ def _ip_str(n: int) -> str:
 
 
 def _allocate_locked(ns: NetworkStore, net: Network, container_id: str) -> str:
+    """Caller holds the store lock. The address is recorded (durably, with this command as
+    its owner) in the store and in the bridge's host-wide book before it is returned; when
+    none is free, what killed commands left is reconciled first (_reconcile_locked)."""
+    from pyminidocker import proc
+    from pyminidocker.network import ipam
+
     # Integer arithmetic on the record's subnet and gateway, which were validated (with
     # ipaddress) when the network was created: ipaddress is not imported on a start.
-    alloc = ns.allocations(net.name)
+    alloc, owners = ns.book(net.name)
     for held, cid in alloc.items():
         if cid == container_id:
             return held  # idempotent: a retried create keeps its address
     first = _ip_int(net.subnet.partition("/")[0])
     broadcast = first | ((1 << (32 - net.prefix_len)) - 1)
     gw = _ip_int(net.gateway)
-    used = {_ip_int(a) for a in alloc}
-    # hosts only: not the network address, not the broadcast address, not the gateway
-    for n in range(first + 1, broadcast):
-        if n != gw and n not in used:
-            addr = _ip_str(n)
-            alloc[addr] = container_id
-            ns.put_allocations(net.name, alloc)
-            return addr
+    root = ns.store.root
+    with ipam.Book(net.bridge) as book:
+        for attempt in range(2):
+            used = {_ip_int(a) for a in (*alloc, *book.others(root, container_id))}
+            # hosts only: not the network address, not the broadcast address, not the gateway
+            for n in range(first + 1, broadcast):
+                if n != gw and n not in used:
+                    addr = _ip_str(n)
+                    alloc[addr] = container_id
+                    owners[addr] = book_owner = proc.token()
+                    ns.put_allocations(net.name, alloc, owners)
+                    book.entries[addr] = [root, container_id, book_owner]
+                    book.save()
+                    return addr
+            if attempt == 0:
+                _reconcile_locked(ns, net, book)
+                alloc, owners = ns.book(net.name)
     raise PmdError(f"no available IPv4 addresses on network {net.name}")
 
 
@@ -496,32 +532,72 @@ def allocate(store: Store, network: str | Network, container_id: str) -> tuple[s
 def release(store: Store, network: str | Network, container_id: str) -> list[str]:
     """Free every address of container_id on the network; no error if it has none (rm after a
     crash). Returns the addresses freed. Raises StoreError."""
+    from pyminidocker.network import ipam
+
     ns = NetworkStore(store)
     name = network.name if isinstance(network, Network) else network
     with store.lock():
-        alloc = ns.allocations(name)
+        alloc, owners = ns.book(name)
         freed = [a for a, cid in alloc.items() if cid == container_id]
         if freed:
             for a in freed:
                 del alloc[a]
-            ns.put_allocations(name, alloc)
+            ns.put_allocations(name, alloc, owners)
+        bridge = network.bridge if isinstance(network, Network) else None
+        if bridge is None:
+            with suppress(PmdError):
+                bridge = ns.get(name).bridge
+        if bridge:
+            with ipam.Book(bridge) as book:
+                mine = [a for a, (r, c, _) in book.entries.items()
+                        if r == store.root and c == container_id]
+                for a in mine:
+                    del book.entries[a]
+                if mine:
+                    book.save()
     return freed
 
 
-def release_stale(store: Store, live: Iterable[str]) -> list[tuple[str, str, str]]:
-    """Free every address held by a container not in live (container ids that still exist):
-    the reconciliation after a crash between create and rm. Returns (network, address,
-    container id) of each one freed. Raises StoreError."""
-    keep = set(live)
+def _reconcile_locked(ns: NetworkStore, net: Network, book: Any = None,
+                      live: Iterable[str] | None = None) -> list[str]:
+    """Free the network's stale addresses (network/ipam.py says which; with live, those of a
+    container not in live) and remove their published ports' rules. Caller holds the store
+    lock, and the bridge's book if given. Returns the addresses freed."""
+    from pyminidocker.network import ipam
+
+    if book is None:
+        with ipam.Book(net.bridge) as book:
+            return _reconcile_locked(ns, net, book, live)
+    keep = set(live) if live is not None else None
+    alloc, owners = ns.book(net.name)
+    root = ns.store.root
+    stale = [a for a, cid in alloc.items()
+             if (cid not in keep if keep is not None
+                 else not ipam.holder_alive(root, cid, owners.get(a, "")))]
+    if stale:
+        ns.put_allocations(net.name, {a: c for a, c in alloc.items() if a not in stale}, owners)
+    gone = {a for a, (r, c, _) in book.entries.items() if r == root and a in stale}
+    for a in gone:
+        del book.entries[a]
+    if book.drop_stale() or gone:
+        book.save()
+    for a in stale:  # their port rules: nobody else knows the address any more
+        with suppress(PmdError):
+            unpublish_all(net, a)
+    return stale
+
+
+def release_stale(store: Store, live: Iterable[str] | None = None) -> list[tuple[str, str, str]]:
+    """The reconciliation after a crash (kill -9 of `run`, a host crash): free every stale
+    address of every network (network/ipam.py; with live, every address of a container not
+    in live) and the rules of its published ports. Returns (network, address, container id)
+    of each one freed. Raises StoreError."""
     ns = NetworkStore(store)
     freed = []
     with store.lock():
-        for name in ns.names():
-            alloc = ns.allocations(name)
-            stale = {a: cid for a, cid in alloc.items() if cid not in keep}
-            if stale:
-                ns.put_allocations(name, {a: c for a, c in alloc.items() if a not in stale})
-                freed += [(name, a, cid) for a, cid in stale.items()]
+        for net in ns.all():
+            alloc = ns.allocations(net.name)
+            freed += [(net.name, a, alloc[a]) for a in _reconcile_locked(ns, net, live=live)]
     return freed
 
 
@@ -560,6 +636,16 @@ def connect(store: Store, network: str, container_id: str,
         release(store, net, container_id)
         raise
     return Endpoint(net.name, net.bridge, addr, plen, gw)
+
+
+def address_of(store: Store, network: str, container_id: str) -> str:
+    """The address the network's record holds for container_id, "" if none (or no such
+    network, or a corrupt one)."""
+    with suppress(PmdError):
+        for addr, cid in NetworkStore(store).allocations(network).items():
+            if cid == container_id:
+                return addr
+    return ""
 
 
 def disconnect(store: Store, network: str, container_id: str) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from pyminidocker.errors import NotFound, StoreError, suppress
+from pyminidocker.errors import CorruptRecord, NotFound, StoreError, suppress
 from pyminidocker.record import asdict, dataclass, field
 from pyminidocker.store.files import read_json, store_error, write_json
 
@@ -49,6 +49,7 @@ class NetworkStore:
 
     def __init__(self, store: Store):
         self.store = store
+        self.corrupt: dict[str, str] = {}  # network name -> message, each corrupt record read
         self.dir = os.path.join(store.root, "networks")
         self.ipam_dir = os.path.join(self.dir, "ipam")
 
@@ -66,22 +67,46 @@ class NetworkStore:
             return []
 
     def all(self) -> list[Network]:
+        """The readable records; the corrupt ones are in self.corrupt (name -> message)."""
         out = []
         for n in self.names():
-            with suppress(NotFound):  # removed since names() listed it
+            with suppress(NotFound, CorruptRecord):  # removed since names() listed it
                 out.append(self.get(n))
         return out
 
     def get(self, name: str) -> Network:
-        """Raises NotFound, or StoreError for a corrupt record."""
+        """Raises NotFound, or CorruptRecord (noted in self.corrupt)."""
         try:
             data = read_json(self.path(name))
         except FileNotFoundError:
             raise NotFound(f"network {name} not found") from None
+        except StoreError as e:
+            problem = str(e)
+        else:
+            try:
+                net = Network(**data)
+                if not (isinstance(net.bridge, str) and isinstance(net.gateway, str)
+                        and net.prefix_len >= 0 and net.name == name):
+                    raise ValueError("a field has a bad value")
+                return net
+            except (TypeError, ValueError, IndexError, AttributeError) as e:
+                problem = f"corrupt network record {self.path(name)}: {e}"
+        self.corrupt[name] = f"network {name} has a corrupt record ({problem}); " \
+                             "network rm -f removes it"
+        raise CorruptRecord(self.corrupt[name], name)
+
+    def salvage_bridge(self, name: str) -> str | None:
+        """The bridge name a corrupt record still shows, if any (to remove what is left of the
+        network on the host)."""
+        import re
+
         try:
-            return Network(**data)
-        except TypeError as e:
-            raise StoreError(f"corrupt network record {self.path(name)}: {e}") from None
+            with open(self.path(name), "rb") as f:
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return None
+        m = re.search(r'"bridge"\s*:\s*"([A-Za-z0-9_.-]{1,15})"', text)
+        return m.group(1) if m else None
 
     def put(self, net: Network) -> None:
         """Write the record. Caller holds the store lock. Raises StoreError."""
@@ -98,20 +123,50 @@ class NetworkStore:
                 os.unlink(p)
 
     def allocations(self, name: str) -> dict[str, str]:
-        """address -> container id. Raises StoreError for a corrupt record."""
+        """address -> container id. A corrupt record (noted in self.corrupt) is rebuilt from
+        the running containers' states: the next change writes it whole again."""
+        return self.book(name)[0]
+
+    def book(self, name: str) -> tuple[dict[str, str], dict[str, str]]:
+        """(address -> container id, address -> owner): the owner is "<pid>:<start time>"
+        of the command that allocated the address (see network/ipam.py). As allocations()."""
         try:
             data: Any = read_json(self.ipam_path(name))
         except FileNotFoundError:
-            return {}
+            return {}, {}
+        except StoreError:
+            data = None
         alloc = data.get("allocations") if isinstance(data, dict) else None
         if not isinstance(alloc, dict):
-            raise StoreError(f"corrupt IPAM record {self.ipam_path(name)}")
-        return {str(k): str(v) for k, v in alloc.items()}
+            self.corrupt[f"{name} IPAM"] = f"the IPAM record of network {name} is corrupt: " \
+                                           "rebuilt from the running containers"
+            return self.rebuilt_allocations(name), {}
+        owners = data.get("owners")
+        return ({str(k): str(v) for k, v in alloc.items()},
+                {str(k): str(v) for k, v in owners.items()} if isinstance(owners, dict) else {})
 
-    def put_allocations(self, name: str, alloc: dict[str, str]) -> None:
-        """Caller holds the store lock. Raises StoreError."""
+    def rebuilt_allocations(self, name: str) -> dict[str, str]:
+        """address -> container id, as the records of the running containers show them."""
+        out = {}
+        for rec in self.store.containers.list():
+            if rec.state.status != "running":
+                continue
+            if rec.host.get("network") == name and rec.state.ip:
+                out[rec.state.ip] = rec.id
+            extra = rec.state.extra_networks.get(name)
+            if isinstance(extra, dict) and extra.get("ip"):
+                out[str(extra["ip"])] = rec.id
+        return out
+
+    def put_allocations(self, name: str, alloc: dict[str, str],
+                        owners: dict[str, str] | None = None) -> None:
+        """Write the record, durably (an address is recorded before it is used). Caller holds
+        the store lock. Raises StoreError."""
         try:
             os.makedirs(self.ipam_dir, mode=0o700, exist_ok=True)
         except OSError as e:
             raise store_error(e, "cannot create the networks directory") from None
-        write_json(self.ipam_path(name), {"allocations": alloc})
+        doc: dict[str, Any] = {"allocations": alloc}
+        if owners:
+            doc["owners"] = {a: o for a, o in owners.items() if a in alloc}
+        write_json(self.ipam_path(name), doc)

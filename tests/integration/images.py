@@ -83,6 +83,8 @@ class Entry:
     gid: int = 0
     data: bytes = b""
     target: str = ""  # symlink target, or the hardlink's source path inside the layer
+    xattrs: dict[str, bytes] = field(default_factory=dict)  # e.g. security.capability
+
 
     def tarinfo(self) -> tuple[tarfile.TarInfo, bytes | None]:
         name = self.path
@@ -95,6 +97,10 @@ class Entry:
         ti.mtime = MTIME
         ti.uid, ti.gid, ti.mode = self.uid, self.gid, self.mode
         ti.uname = ti.gname = ""
+        # As GNU tar and Docker write them: binary values pass through surrogateescape (the
+        # header then says hdrcharset=BINARY).
+        ti.pax_headers = {f"SCHILY.xattr.{k}": v.decode("utf-8", "surrogateescape")
+                          for k, v in self.xattrs.items()}
         payload = None
         if self.kind == "dir":
             ti.type = tarfile.DIRTYPE

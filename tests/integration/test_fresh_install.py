@@ -1,11 +1,11 @@
 """The README's two commands, verbatim, on a fresh Debian: a missing install step fails here.
 
-A debootstrap'd Debian 12 (minbase, cached between runs under /var/cache/pyminidocker-ci) is
-copied to a real filesystem (so the stores inside are not on overlay), the repository's tracked
-files are copied in, and inside a chroot in private mount and pid namespaces the README's
-prerequisite line and then its two commands run as a new user would type them. The inner test
-suite does not run this test again (PMD_IN_FRESH_ROOT). Slow (minutes): set
-PMD_SKIP_FRESH_INSTALL=1 to skip it in a quick local run; CI runs it.
+A debootstrap'd Debian 12 and Debian 13 (minbase, cached between runs under
+/var/cache/pyminidocker-ci) is copied to a real filesystem (so the stores inside are not on
+overlay), the repository's tracked files are copied in, and inside a chroot in private mount
+and pid namespaces the README's prerequisite line and then its two commands run as a new user
+would type them. The inner test suite does not run this test again (PMD_IN_FRESH_ROOT). Slow
+(minutes each): set PMD_SKIP_FRESH_INSTALL=1 to skip it in a quick local run; CI runs it.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path("/var/cache/pyminidocker-ci")
-SUITE = "bookworm"
+SUITES = ["bookworm", "trixie"]  # Debian 12, Debian 13
 
 pytestmark = [
     pytest.mark.root,
@@ -46,17 +46,29 @@ def readme_commands() -> tuple[str, list[str]]:
     return prereq.group(1), commands
 
 
-def debian_root() -> Path:
+def debian_root(suite: str) -> Path:
     """Debian's minbase root, made once per machine (debootstrap from the host's mirror)."""
-    root = CACHE / SUITE
+    root = CACHE / suite
     if not (root / "etc" / "debian_version").exists():
         CACHE.mkdir(parents=True, exist_ok=True)
-        tmp = CACHE / f"{SUITE}.tmp"
+        tmp = CACHE / f"{suite}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        subprocess.run(["debootstrap", "--variant=minbase", SUITE, str(tmp), mirror()],
-                       check=True, capture_output=True, timeout=900)
+        res = subprocess.run(["debootstrap", "--variant=minbase", suite, str(tmp), mirror()],
+                             capture_output=True, text=True, timeout=900, check=False)
+        assert res.returncode == 0, f"debootstrap {suite}: {res.stdout[-2000:]}{res.stderr}"
         tmp.rename(root)
     return root
+
+
+def apt_sources(suite: str) -> str:
+    """The root's own suite from the host's mirror, with its updates and security suites (the
+    host's sources name the host's suite)."""
+    main = mirror()
+    security = main.rsplit("/debian", 1)[0] + "/debian-security"
+    keyring = "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg"
+    return (f"Types: deb\nURIs: {main}\nSuites: {suite} {suite}-updates\nComponents: main\n"
+            f"{keyring}\n\nTypes: deb\nURIs: {security}\nSuites: {suite}-security\n"
+            f"Components: main\n{keyring}\n")
 
 
 def mirror() -> str:
@@ -67,11 +79,12 @@ def mirror() -> str:
     return "http://deb.debian.org/debian"
 
 
-def test_the_readme_commands_work_on_a_fresh_debian(tmp_path):
+@pytest.mark.parametrize("suite", SUITES)
+def test_the_readme_commands_work_on_a_fresh_debian(suite):
     prereq, (setup_and_demo, tests) = readme_commands()
     work = Path(os.environ.get("PMD_FRESH_WORKDIR", "/var/tmp")) / f"pmd-fresh-{os.getpid()}"
     try:
-        subprocess.run(["cp", "-a", str(debian_root()), str(work)], check=True)
+        subprocess.run(["cp", "-a", str(debian_root(suite)), str(work)], check=True)
         # the repository as a clone has it: tracked files only
         files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, check=True,
                                capture_output=True).stdout
@@ -80,13 +93,12 @@ def test_the_readme_commands_work_on_a_fresh_debian(tmp_path):
                        check=True, stdout=open(work / "src.tar", "wb"))
         subprocess.run(["tar", "-x", "-f", str(work / "src.tar"), "-C", str(work / "src")],
                        check=True)
-        # this machine's way out: its resolver, apt's sources and settings, and the CAs of
+        # this machine's way out: its resolver, its mirror, apt's settings, and the CAs of
         # its egress proxy (a real fresh machine needs none of these)
         shutil.copy("/etc/resolv.conf", work / "etc" / "resolv.conf")
-        if os.path.exists("/etc/apt/sources.list.d/debian.sources"):
-            (work / "etc/apt/sources.list").unlink(missing_ok=True)  # the same mirror twice
-        for src in ["/etc/apt/sources.list.d", "/etc/apt/apt.conf.d",
-                    "/usr/local/share/ca-certificates"]:
+        (work / "etc/apt/sources.list").unlink(missing_ok=True)  # the same mirror twice
+        (work / "etc/apt/sources.list.d/debian.sources").write_text(apt_sources(suite))
+        for src in ["/etc/apt/apt.conf.d", "/usr/local/share/ca-certificates"]:
             if os.path.isdir(src):
                 shutil.copytree(src, work / src.lstrip("/"), dirs_exist_ok=True)
         inner = " && ".join([

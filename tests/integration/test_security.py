@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
+from tests.integration import images as I
 from tests.integration.conftest import module_ctr
 
 # Prints the capability lines of /proc/self/status: what a process that exec'd this file holds.
@@ -234,3 +236,68 @@ def test_security_opt_seccomp_profile_file(ctr, tmp_path):
         assert res.returncode == 125 and message in res.stderr, (path, res)
         assert len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert ctr("ps", "-a", "-q").stdout == ""
+
+
+# ---- what an image can ship ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def hostile(ctr, capprobe, publish) -> str:
+    """An image (busybox plus): /evilmnt -> / and /caps, the Cap-lines probe with the
+    inheritable file capabilities cap_chown,cap_dac_override,cap_setuid+ei in its layer
+    (security.capability, as `setcap` wrote it on the host)."""
+    caps_xattr = os.getxattr(capprobe / "probe", "security.capability")
+    entries = [*I.full_busybox_entries(),
+               I.Entry("evilmnt", "symlink", target="/"),
+               I.Entry("caps", mode=0o755, data=(capprobe / "probe").read_bytes(),
+                       xattrs={"security.capability": caps_xattr})]
+    pushed = publish(I.build_image([I.make_layer(entries)]), "hostile", "v1")
+    ref = f"{pushed.host}/{pushed.repo}:{pushed.tag}"
+    ctr("pull", "-q", ref)
+    return ref
+
+
+def test_file_capabilities_shipped_in_an_image_give_a_non_root_user_nothing(ctr, hostile):
+    layer_files = [p for p in (ctr.root / "layers").glob("*/diff/caps")]
+    assert layer_files and all(os.getxattr(p, "security.capability") for p in layer_files)
+    got = caps(ctr("run", "--rm", "--network", "none", "-u", "1000:1000", hostile,
+                   "/caps").stdout)
+    assert got["CapInh"] == 0 and got["CapEff"] == 0 and got["CapPrm"] == 0, got
+    assert caps(ctr("run", "--rm", "--network", "none", hostile, "/caps").stdout)["CapEff"] != 0
+
+
+def test_a_symlink_of_the_image_as_mount_target_is_refused(ctr, hostile, tmp_path):
+    """-v SRC:/evilmnt where the image has /evilmnt -> /: the mount would cover the container's
+    root. Refused in one line naming the mount and why (rc 125); nothing is left."""
+    before = mounts_under(ctr.root)
+    res = ctr("run", "--rm", "--network", "none", "-v", f"{tmp_path}:/evilmnt", hostile, "true",
+              check=False)
+    assert res.returncode == 125, res
+    assert res.stderr.count("\n") == 1, res.stderr
+    assert f"{tmp_path}:/evilmnt" in res.stderr and "resolves to /" in res.stderr, res.stderr
+    assert ctr("ps", "-a", "-q").stdout == ""
+    assert mounts_under(ctr.root) == before
+    # a symlink to a directory of the root is followed, as Docker follows it
+    assert ctr("run", "--rm", "--network", "none", "-v", f"{tmp_path}:/evilmnt/mnt", hostile,
+               "sh", "-c", "ls -d /mnt").stdout == "/mnt\n"
+
+
+def mounts_under(root: Path) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [ln.split()[4] for ln in f if ln.split()[4].startswith(str(root))]
+
+
+def test_a_detached_container_and_exec_get_the_same_filter(ctr, sysprobe):
+    """Detached, the program travels to pmd-monitor in the spec blob; exec builds its own."""
+    attached = probe(ctr, sysprobe)
+    cid = ctr("run", "-d", "--network", "none", "-v", f"{sysprobe}:/probe:ro", "bb", "sh", "-c",
+              "/probe/probe; sleep 30").stdout.strip()
+    try:
+        deadline = time.monotonic() + 10
+        while "x32_mount=" not in ctr("logs", cid).stdout and time.monotonic() < deadline:
+            time.sleep(0.05)
+        detached = dict(ln.split("=", 1) for ln in ctr("logs", cid).stdout.splitlines())
+        execd = dict(ln.split("=", 1) for ln in ctr("exec", cid, "/probe/probe").stdout.splitlines())
+    finally:
+        ctr("rm", "-f", cid)
+    # the pids differ, not the answers
+    assert detached == attached and execd == attached

@@ -137,3 +137,19 @@ def server2() -> Iterator[TestServer]:
     s = TestServer()
     yield s
     s.stop()
+
+
+@pytest.fixture(autouse=True)
+def ipam_books(tmp_path, monkeypatch):
+    """The host-wide address books of the bridges (network/ipam.py) in the test's own
+    directory, never in the host's /run."""
+    from pyminidocker.network import ipam
+
+    monkeypatch.setattr(ipam, "BOOK_DIR", str(tmp_path / "ipam-books"))
+
+
+def containers_exist(root, *ids: str) -> None:
+    """The store directories of containers ids, so that the reconciliation of addresses
+    (network/ipam.py) takes them for living containers being set up by this process."""
+    for cid in ids:
+        (root / "containers" / cid).mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,8 @@ import io
 
 import pytest
 
-from pyminidocker.cli.main import Env, PullRenderer, human_duration, human_size, main
+from pyminidocker.cli.main import main
+from pyminidocker.cli.output import Env, PullRenderer, human_duration, human_size
 from pyminidocker.image.pull import Progress
 
 

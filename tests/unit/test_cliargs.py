@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pyminidocker.cli import main as cli
+from pyminidocker import __version__
+from pyminidocker.cli import containers
 from pyminidocker.cli.args import REMAINDER, Help, Parser
 from pyminidocker.cli.main import Env, build_parser, main
 
@@ -81,7 +82,8 @@ def test_defaults_dests_and_types():
     assert (a.pids_limit, a.network, a.publish_all, a.read_only) == (64, "host", True, True)
     assert parse("stop", "c").time == 10 and parse("stop", "-t", "3", "c").time == 3
     assert parse("kill", "c").signal == "KILL"
-    assert parse("run", "bb").func is cli.cmd_run and parse("rm", "c").func is cli.cmd_rm
+    assert parse("run", "bb").func is containers.cmd_run
+    assert parse("rm", "c").func is containers.cmd_rm
 
 
 def test_append_flags_collect_every_value_in_a_fresh_list_per_parse():
@@ -156,7 +158,7 @@ def test_global_options_come_before_the_command():
     assert parse("--root=/tmp/s", "ps").root == "/tmp/s"
     assert error("ps", "--root", "/tmp/s") == "unknown flag: --root. See 'pyminidocker ps --help'."
     rc, out, _ = run("-v")
-    assert (rc, out) == (0, f"pyminidocker version {cli.__version__}\n")
+    assert (rc, out) == (0, f"pyminidocker version {__version__}\n")
 
 
 # ---- positionals -----------------------------------------------------------------------------
@@ -203,7 +205,7 @@ def test_unknown_and_missing_commands():
     assert err.endswith(", system, version). See 'pyminidocker --help'.")
     rc, out, _ = run()
     assert rc == 0 and out.startswith("Usage:  pyminidocker [OPTIONS] COMMAND\n")
-    assert "\n  run         Create and start a container\n" in out
+    assert "\n  run         Create and run a new container from an image\n" in out
 
 
 # ---- help ------------------------------------------------------------------------------------
@@ -219,7 +221,7 @@ def test_help_of_a_command():
     rc, out, _ = run("run", "--help")
     assert rc == 0 and out.startswith("Usage:  pyminidocker run [OPTIONS] IMAGE [COMMAND...]\n")
     assert "\n  -h, --hostname string" in out and "\n      --help " in out
-    assert "\n      --network, --net string" in out and '(default "bridge")' in out
+    assert "\n      --network, --net network" in out and '(default "bridge")' in out
     assert "\n      --pids-limit int" in out and "\n  -e, --env list" in out
     assert error("create", "-h") == \
         "flag needs an argument: 'h' in -h. See 'pyminidocker create --help'."
@@ -228,7 +230,8 @@ def test_help_of_a_command():
 
 def test_help_of_a_nested_command_shows_its_aliases():
     rc, out, _ = run("network", "rm", "--help")
-    assert rc == 0 and out.startswith("Usage:  pyminidocker network rm NETWORK [NETWORK...]\n")
+    assert rc == 0
+    assert out.startswith("Usage:  pyminidocker network rm [OPTIONS] NETWORK [NETWORK...]\n")
     assert "Aliases:\n  pyminidocker network rm, pyminidocker network remove\n" in out
     rc, out, _ = run("network", "--help")
     assert "\n  create       Create a network\n" in out
@@ -281,5 +284,6 @@ def test_the_cli_imports_no_heavy_modules():
     loaded = set(res.stdout.split())
     assert "pyminidocker.cli.args" in loaded
     heavy = {"argparse", "re", "enum", "json", "typing", "collections.abc", "dataclasses",
-             "pathlib", "gettext", "locale", "pyminidocker.cli.network"}
+             "pathlib", "gettext", "locale", "pyminidocker.cli.network", "pyminidocker.cli.images",
+             "pyminidocker.cli.system"}
     assert loaded & heavy == set()

@@ -18,7 +18,7 @@ from pyminidocker.cli.columns import (
     ellipsis,
 )
 from pyminidocker.cli.gotemplate import format_items
-from pyminidocker.cli.main import parse_time
+from pyminidocker.cli.output import parse_time
 from pyminidocker.errors import NotFound, PmdError, UsageError
 from pyminidocker.store.containers import ContainerRecord, State
 from pyminidocker.store.networks import Network

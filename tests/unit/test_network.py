@@ -7,6 +7,7 @@ import json
 import multiprocessing
 import os
 from ipaddress import IPv4Network
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,7 @@ from pyminidocker.errors import Conflict, NotFound, PmdError, UsageError
 from pyminidocker.network import bridge as N
 from pyminidocker.store import Store
 from pyminidocker.store.networks import NetworkStore
+from tests.unit.conftest import containers_exist
 
 
 @pytest.fixture
@@ -201,6 +203,7 @@ def test_inspect_and_resolve(store):
 def test_remove_network_refused_while_in_use(store, monkeypatch):
     _no_host_state(monkeypatch)
     N.create_network(store, "web", subnet="10.9.0.0/24")
+    containers_exist(Path(store.root), "c" * 64)
     N.allocate(store, "web", "c" * 64)
     with pytest.raises(Conflict, match="has active endpoints"):
         N.remove_network(store, "web")
@@ -227,6 +230,7 @@ def test_prune(store, monkeypatch):
     N.create_network(store, "idle", subnet="10.10.0.0/24")
     N.create_network(store, "busy", subnet="10.11.0.0/24")
     N.create_network(store, "kept", subnet="10.12.0.0/24")
+    containers_exist(Path(store.root), "e" * 64)
     N.allocate(store, "busy", "e" * 64)
     assert N.prune_networks(store, in_use={"kept"}) == ["idle"]
     assert [n.name for n in N.list_networks(store)] == ["bridge", "busy", "kept"]
@@ -238,6 +242,7 @@ def test_prune(store, monkeypatch):
 
 def test_ipam_order_release_exhaustion(store, root):
     N.create_network(store, "small", subnet="10.20.0.0/29")  # .1 gateway, .2-.6 free, .7 bcast
+    containers_exist(root, *(f"{i:064x}" for i in range(5)), "f" * 64)
     got = [N.allocate(store, "small", f"{i:064x}") for i in range(5)]
     assert got == [(f"10.20.0.{n}", 29, "10.20.0.1") for n in range(2, 7)]
     # idempotent for one container
@@ -249,6 +254,36 @@ def test_ipam_order_release_exhaustion(store, root):
     assert N.allocate(store, "small", "f" * 64)[0] == "10.20.0.3"  # the lowest free again
     alloc = json.loads((root / "networks" / "ipam" / "small.json").read_text())["allocations"]
     assert alloc["10.20.0.3"] == "f" * 64 and len(alloc) == 5
+
+
+def test_ipam_exhaustion_frees_what_killed_commands_left(store, root):
+    N.create_network(store, "tiny", subnet="10.21.0.0/29")
+    live = [f"{i:064x}" for i in range(3)]
+    containers_exist(root, *live)
+    gone = [f"{i:064x}" for i in range(3, 5)]  # their containers were removed meanwhile
+    got = [N.allocate(store, "tiny", cid)[0] for cid in live + gone]
+    # a created container whose `run` is dead (another process's token) holds nothing
+    doc = json.loads((root / "networks" / "ipam" / "tiny.json").read_text())
+    doc["owners"][got[2]] = "1:0"
+    (root / "networks" / "ipam" / "tiny.json").write_text(json.dumps(doc))
+    assert N.allocate(store, "tiny", "f" * 64)[0] == got[2]  # the lowest stale one, reused
+    alloc = NetworkStore(store).allocations("tiny")
+    assert sorted(alloc.values()) == sorted([*live[:2], "f" * 64])
+
+
+def test_two_stores_on_one_bridge_never_share_an_address(tmp_path, routes):
+    stores = [Store(tmp_path / name) for name in ("one", "two")]
+    for st in stores:  # as two stores' default networks on pmd0
+        N.create_network(st, "shared", subnet="10.22.0.0/24", bridge="pmdt-shared")
+    got = []
+    for i, st in enumerate(stores * 2):
+        cid = f"{i:064x}"
+        containers_exist(Path(st.root), cid)
+        got.append(N.allocate(st, "shared", cid)[0])
+    assert len(set(got)) == 4, got
+    N.release(stores[0], "shared", f"{0:064x}")
+    containers_exist(Path(stores[1].root), "e" * 64)
+    assert N.allocate(stores[1], "shared", "e" * 64)[0] == got[0]  # freed in the book too
 
 
 def test_ipam_skips_a_gateway_in_the_middle(store):

@@ -9,6 +9,7 @@ import pytest
 
 from pyminidocker.cli.main import Env, main
 from pyminidocker.network import bridge as N
+from tests.unit.conftest import containers_exist
 
 
 @pytest.fixture
@@ -54,6 +55,7 @@ def test_network_rm_and_prune(run, root):
     run("create", "--subnet", "10.4.0.0/24", "busy")
     run("create", "--subnet", "10.5.0.0/24", "idle")
     run("create", "--subnet", "10.6.0.0/24", "gone")
+    containers_exist(root, "c" * 64)
     N.allocate(Store(root), "busy", "c" * 64)
     rc, out, err = run("rm", "busy", "gone")
     assert rc == 1 and out == "gone\n" and "has active endpoints" in err

@@ -1,133 +1,114 @@
-"""Reference parsing: a table of valid references and their normal forms, and invalid ones."""
+"""The CLI's reference from its argument tables: --help in Docker's words, bash completion
+(run in a real bash) and the man page (rendered by man), and make's install of both."""
 from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
-from pyminidocker.errors import InvalidReference, PmdError
-from pyminidocker.image.reference import Reference, parse_reference
+from pyminidocker.cli import reference as R
+from pyminidocker.cli.args import _flag_names
+from pyminidocker.cli.main import Env, build_parser, main
 
-D = "sha256:" + "a" * 64
-
-# input, registry, repository, tag, digest, str(), familiar_name
-VALID = [
-    ("busybox", "docker.io", "library/busybox", "latest", None,
-     "docker.io/library/busybox:latest", "busybox"),
-    ("busybox:1.36", "docker.io", "library/busybox", "1.36", None,
-     "docker.io/library/busybox:1.36", "busybox"),
-    ("user/repo", "docker.io", "user/repo", "latest", None,
-     "docker.io/user/repo:latest", "user/repo"),
-    ("docker.io/busybox", "docker.io", "library/busybox", "latest", None,
-     "docker.io/library/busybox:latest", "busybox"),
-    ("index.docker.io/library/busybox", "docker.io", "library/busybox", "latest", None,
-     "docker.io/library/busybox:latest", "busybox"),
-    ("index.docker.io/user/repo:t", "docker.io", "user/repo", "t", None,
-     "docker.io/user/repo:t", "user/repo"),
-    ("docker.io/library/a/b", "docker.io", "library/a/b", "latest", None,
-     "docker.io/library/a/b:latest", "library/a/b"),
-    ("localhost/repo", "localhost", "repo", "latest", None,
-     "localhost/repo:latest", "localhost/repo"),
-    ("localhost:5000/repo:v1", "localhost:5000", "repo", "v1", None,
-     "localhost:5000/repo:v1", "localhost:5000/repo"),
-    ("127.0.0.1:5000/repo", "127.0.0.1:5000", "repo", "latest", None,
-     "127.0.0.1:5000/repo:latest", "127.0.0.1:5000/repo"),
-    ("quay.io/org/sub/img:3.1-rc_1", "quay.io", "org/sub/img", "3.1-rc_1", None,
-     "quay.io/org/sub/img:3.1-rc_1", "quay.io/org/sub/img"),
-    ("[::1]:5000/repo", "[::1]:5000", "repo", "latest", None,
-     "[::1]:5000/repo:latest", "[::1]:5000/repo"),
-    (f"busybox@{D}", "docker.io", "library/busybox", None, D,
-     f"docker.io/library/busybox@{D}", "busybox"),
-    (f"busybox:1@{D}", "docker.io", "library/busybox", "1", D,
-     f"docker.io/library/busybox:1@{D}", "busybox"),
-    (f"127.0.0.1:5000/a/b@{D}", "127.0.0.1:5000", "a/b", None, D,
-     f"127.0.0.1:5000/a/b@{D}", "127.0.0.1:5000/a/b"),
-    ("a__b-c---d/e.f_g:TAG", "docker.io", "a__b-c---d/e.f_g", "TAG", None,
-     "docker.io/a__b-c---d/e.f_g:TAG", "a__b-c---d/e.f_g"),
-    # A dot in the first component makes it a registry host.
-    ("a.b/c", "a.b", "c", "latest", None, "a.b/c:latest", "a.b/c"),
-    # An uppercase first component cannot be a Hub user, so it is a registry host.
-    ("Myhost/repo", "Myhost", "repo", "latest", None, "Myhost/repo:latest", "Myhost/repo"),
-    ("a" * 10 + ":" + "t" * 128, "docker.io", "library/" + "a" * 10, "t" * 128, None,
-     "docker.io/library/" + "a" * 10 + ":" + "t" * 128, "a" * 10),
-]
+REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("s,registry,repo,tag,digest,full,familiar", VALID)
-def test_valid(s, registry, repo, tag, digest, full, familiar):
-    r = parse_reference(s)
-    assert (r.registry, r.repository, r.tag, r.digest) == (registry, repo, tag, digest)
-    assert str(r) == full
-    assert r.familiar_name == familiar
-    assert r.name == f"{registry}/{repo}"
-    # The normal form parses back to the same reference.
-    assert parse_reference(str(r)) == r
+def help_of(path: str) -> str:
+    out = io.StringIO()
+    assert main([*path.split(), "--help"], Env(stdout=out)) == 0
+    return out.getvalue()
 
 
-INVALID = [
-    "",
-    " busybox",
-    "busy box",
-    "Busybox",
-    "user/Repo",
-    "busybox:",
-    "busybox:-tag",
-    "busybox:" + "t" * 129,
-    "busybox@sha256:abc",
-    "busybox@sha256:" + "A" * 64,
-    "busybox@md5:" + "a" * 32,
-    "busybox@",
-    "busybox@sha256:" + "a" * 65,
-    "/busybox",
-    "busybox/",
-    "a//b",
-    "a/-b",
-    "a-/b",
-    "a..b/c/",
-    "host:port/repo",
-    ":tag",
-    "@" + D,
-    "-host.io/repo",
-    "a" * 64,
-    "x.io/" + "a" * 255,
-    "repo:tag:tag",
-]
+def test_every_command_and_option_docker_has_is_in_dockers_words():
+    tree = dict(R.commands(build_parser()))
+    for path, words in R.DOCKER_WORDING.items():
+        assert path in tree, f"the wording of a command that does not exist: {path!r}"
+        declared = {R.long_name(o) for o in tree[path]._options}
+        for name, text in words.items():
+            assert name == "" or name in declared, f"{path} has no option {name}"
+            text = text[1] if isinstance(text, tuple) else text
+            if path:  # the root's help is the listing
+                assert text in help_of(path), (path, name)
+    run = help_of("run")
+    assert "Create and run a new container from an image" in run
+    assert "      --rm                       Automatically remove the container when it exits" in run
+    assert "  -m, --memory bytes" in run and "      --cpus decimal" in run
+    assert "Seconds to wait before killing the container (default 10)" in help_of("stop")
+    listing = help_of("")
+    assert "  exec        Execute a command in a running container" in listing
 
 
-@pytest.mark.parametrize("s", INVALID)
-def test_invalid(s):
-    with pytest.raises(InvalidReference) as ei:
-        parse_reference(s)
-    assert str(ei.value).startswith("invalid reference format")
-    assert "\n" not in str(ei.value)
+def test_every_option_of_every_command_has_help():
+    for path, p in R.commands(R.full_parser()):
+        for o in p._options:
+            assert o.help and o.help[0].isupper(), f"{path} {o.names}: {o.help!r}"
 
 
-def test_uppercase_message_names_the_repo():
-    with pytest.raises(InvalidReference, match=r"repository name \(user/Repo\) must be lowercase"):
-        parse_reference("user/Repo")
+def complete(script: Path, line: str) -> list[str]:
+    """What bash offers for the last word of line (the cursor at its end)."""
+    words = line.split(" ")
+    code = (f"source {script}\nCOMP_WORDS=({' '.join(repr(w) for w in words)})\n"
+            f"COMP_CWORD={len(words) - 1}\n_pyminidocker\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"")
+    res = subprocess.run(["bash", "--norc", "--noprofile", "-c", code], capture_output=True,
+                         text=True, check=True)
+    assert res.stderr == ""
+    return [w for w in res.stdout.splitlines() if w]
 
 
-def test_error_hierarchy():
-    with pytest.raises(ValueError):
-        parse_reference("UPPER")
-    assert issubclass(InvalidReference, PmdError)
+@pytest.fixture(scope="module")
+def script(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("completion") / "pyminidocker"
+    path.write_text(R.bash_completion())
+    return path
 
 
-def test_with_tag_and_digest():
-    r = parse_reference("busybox")
-    assert str(r.with_tag("1.0")) == "docker.io/library/busybox:1.0"
-    rd = r.with_digest(D)
-    assert str(rd) == f"docker.io/library/busybox:latest@{D}"
-    assert rd.reference == D
-    assert r.reference == "latest"
-    assert r.familiar == "busybox:latest"
-    with pytest.raises(InvalidReference):
-        r.with_tag("bad tag")
-    with pytest.raises(InvalidReference):
-        r.with_digest("sha256:xyz")
+def test_completion_offers_runs_flags_commands_and_choices(script):
+    run = next(p for path, p in R.commands(build_parser()) if path == "run")
+    every_flag = {n for o in run._options for n in o.names}
+    assert set(complete(script, "pyminidocker run -")) == every_flag | {"--help"}
+    assert set(complete(script, "pyminidocker run --r")) == {"--rm", "--read-only"}
+    assert set(complete(script, "pyminidocker --root /x run --pi")) == {"--pids-limit"}
+    assert "run" in complete(script, "pyminidocker ")
+    assert complete(script, "pyminidocker ne") == ["network"]
+    assert set(complete(script, "pyminidocker network ")) >= {"create", "ls", "rm", "prune"}
+    assert complete(script, "pyminidocker network create --int") == ["--internal"]
+    assert set(complete(script, "pyminidocker inspect --type ")) == {"container", "image"}
+    assert complete(script, "pyminidocker system ") == ["reset", "check", "service"]
+    # a flag's value, and the container's own command after the image, are not our flags
+    assert complete(script, "pyminidocker run -e -") == []
+    assert complete(script, "pyminidocker run --rm -e A=1 busybox ls -") == []
 
 
-def test_frozen():
-    r = parse_reference("busybox")
-    with pytest.raises(AttributeError):
-        r.tag = "x"  # type: ignore[misc]
-    assert isinstance(r, Reference)
-    assert hash(r) == hash(parse_reference("docker.io/library/busybox:latest"))
+def test_the_man_page_renders_every_command_and_option(tmp_path):
+    if not shutil.which("man"):
+        pytest.skip("man is not installed (man-db, in the Makefile's APT_PACKAGES)")
+    page = tmp_path / "pyminidocker.1"
+    page.write_text(R.man_page())
+    res = subprocess.run(["man", "--warnings", "-l", str(page)], capture_output=True,
+                         text=True, env={**os.environ, "MANWIDTH": "200", "MANPAGER": "cat",
+                                         "PAGER": "cat"}, check=True)
+    assert res.stderr == ""
+    text = res.stdout.replace("\u2010", "-").replace("\u2212", "-")
+    assert "pyminidocker run [OPTIONS] IMAGE [COMMAND...]" in text
+    for path, p in R.commands(R.full_parser()):
+        if p is not None and path:
+            assert p.summary in text
+        for o in p._options:
+            assert _flag_names(o).strip() in text, (path, o.names)
+
+
+def test_make_installs_and_uninstalls_completion_and_man_page(tmp_path):
+    dirs = [f"BASH_COMPLETION_DIR={tmp_path}/completions", f"MAN1_DIR={tmp_path}/man1"]
+    files = [tmp_path / "completions" / "pyminidocker", tmp_path / "man1" / "pyminidocker.1"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
+    subprocess.run(["make", "-s", "install-docs", *dirs], cwd=REPO, env=env, check=True,
+                   capture_output=True)
+    assert files[0].read_text() == R.bash_completion()
+    assert files[1].read_text().startswith(".TH PYMINIDOCKER 1")
+    subprocess.run(["make", "-s", "uninstall-docs", *dirs], cwd=REPO, env=env, check=True,
+                   capture_output=True)
+    assert not any(f.exists() for f in files)

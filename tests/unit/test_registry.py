@@ -328,6 +328,15 @@ def test_503_forever_gives_up(server, tmp_path):
     assert str(ei.value).startswith(f"{server.host}/foo/bar: ")
 
 
+def test_a_500_is_reported_with_its_status(server, tmp_path):
+    flaky(server, f"/v2/{REPO}/manifests/latest", [500] * 10)
+    c = make_client(server, tmp_path)
+    with pytest.raises(RegistryError) as ei:
+        c.get_manifest(REPO, "latest")
+    assert str(ei.value) == (f"{server.host}/foo/bar: received unexpected HTTP status: "
+                             "500 Internal Server Error: toomanyrequests: slow down")
+
+
 def test_404_is_not_retried(server, tmp_path):
     c = make_client(server, tmp_path)
     with pytest.raises(ManifestUnknown) as ei:
@@ -688,4 +697,4 @@ def test_errors_are_pmd_errors(server, tmp_path):
     with pytest.raises(PmdError) as ei:
         make_client(server, tmp_path).get_manifest(REPO, "latest")
     assert type(ei.value) is RegistryError
-    assert str(ei.value) == f"{server.host}/foo/bar: HTTP 418 I'm a Teapot"
+    assert str(ei.value) == f"{server.host}/foo/bar: received unexpected HTTP status: 418 I'm a Teapot"

@@ -199,3 +199,10 @@ def test_a_bad_engine_config_value_is_named(tmp_path):
             Config.load(tmp_path)
     (tmp_path / "config.json").write_text('{"max-concurrent-downloads": 5}')
     assert Config.load(tmp_path).max_concurrent_downloads == 5
+
+
+def test_a_layer_flush_that_fails_is_a_store_error(tmp_path):
+    store = Store(tmp_path / "store")
+    store.ensure()
+    with pytest.raises(StoreError, match="cannot flush an extracted layer"):
+        store.layers.flush(str(tmp_path / "not-there"))

@@ -1,0 +1,345 @@
+"""`create`, `run`, `start`, `exec`, `stop`, `kill`, `rm`, `wait`, `logs`, `rename`, `ps`,
+`port`, `container prune`: the CLI face of the engine's containers. On the start path (`run`):
+it imports what running a container needs and no more."""
+from __future__ import annotations
+
+import os
+import time
+
+from pyminidocker.errors import PmdError, StartError, UsageError
+
+TYPE_CHECKING = False  # typing is not imported at run time: the start path reads this file
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from pyminidocker.cli.args import Namespace
+    from pyminidocker.cli.output import Env
+    from pyminidocker.engine import ContainerRecord, CreateOptions, Engine
+
+
+def _create_options(args: Namespace) -> CreateOptions:
+    from pyminidocker.engine import CreateOptions, parse_cpus, parse_env_file, parse_memory
+
+    env = []
+    for f in args.env_file:
+        env.extend(parse_env_file(f))
+    env.extend(args.env)
+    return CreateOptions(
+        image=args.image, cmd=list(args.cmd), name=args.name, env=env, workdir=args.workdir,
+        user=args.user, entrypoint=args.entrypoint, hostname=args.hostname,
+        read_only=args.read_only, volumes=args.volume, tmpfs=args.tmpfs,
+        memory=parse_memory(args.memory) if args.memory else None,
+        cpus=parse_cpus(args.cpus) if args.cpus else None,
+        pids_limit=args.pids_limit, network=args.network, privileged=args.privileged,
+        cap_add=args.cap_add, cap_drop=args.cap_drop, security_opt=args.security_opt,
+        tty=args.tty, interactive=args.interactive, auto_remove=getattr(args, "rm", False),
+        publish=args.publish, publish_all=args.publish_all,
+    )
+
+
+def _create(args: Namespace, env: Env) -> ContainerRecord:
+    """create's work for create and run: like Docker, pull the image if it is missing, and
+    exit 125 for any failure of the engine (the container's own codes come later)."""
+    try:
+        opts = _create_options(args)
+        eng: Engine = args.engine
+        if eng.find_image(args.image) is None:
+            from pyminidocker.cli.images import pull_missing
+
+            pull_missing(eng, args.image, env)
+        return eng.create(opts)
+    except PmdError as e:
+        e.exit_code = 125
+        raise
+
+
+def cmd_create(args: Namespace, env: Env) -> int:
+    env.out(_create(args, env).id)
+    return 0
+
+
+def cmd_run(args: Namespace, env: Env) -> int:
+    eng: Engine = args.engine
+    eng.prepare_start()  # overlaps a kernel wait with create (see its docstring)
+    rec = _create(args, env)
+    if args.detach:
+        eng.start(rec, attach=False)
+        env.out(rec.id)
+        return 0
+    return _attached_start(eng, rec, env, interactive=args.interactive, remove=args.rm)
+
+
+def _attached_start(eng: Engine, rec: ContainerRecord, env: Env, interactive: bool,
+                    remove: bool) -> int:
+    try:
+        if rec.tty:
+            return _run_with_pty(
+                lambda started, stdio: eng.start(rec, attach=True, stdio=stdio,
+                                                 on_started=started), env, interactive)
+        stdin = -1 if interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            env.stdout.flush()
+            code = eng.start(rec, attach=True,
+                             stdio=(stdin, env.stdout.fileno(), env.stderr.fileno()))
+        finally:
+            if stdin >= 0:
+                os.close(stdin)
+        return int(code or 0)
+    finally:
+        if remove:  # --rm: whatever happened, the container goes
+            eng.remove(eng.reload(rec), force=True)
+def _run_with_pty(start: Callable[[Callable[[Any], None], tuple[int, int, int]], int | None],
+                  env: Env, interactive: bool) -> int:
+    """-t: the process gets a pty from its own /dev/pts (the shim's console), whose output the
+    runtime relays to our stdout while it waits for the process in start(on_started, stdio)
+    (signal handlers need the main thread). With -i, once it runs, a thread passes our stdin
+    (in raw mode if it is a terminal) to the pty."""
+    import fcntl
+    import select
+    import signal
+    import struct
+    import termios
+    import threading
+    import tty
+
+    in_fd = env.stdin.fileno() if interactive else -1
+    is_tty = in_fd >= 0 and os.isatty(in_fd)
+    done = threading.Event()
+    master = -1
+
+    def copy_winsize(*_: object) -> None:
+        if master < 0:
+            return
+        size = fcntl.ioctl(in_fd, termios.TIOCGWINSZ, b"\0" * 8) if is_tty else \
+            struct.pack("HHHH", 24, 80, 0, 0)
+        fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+
+    def pass_input() -> None:
+        try:
+            while not done.is_set():
+                r, _, _ = select.select([in_fd], [], [], 0.05)
+                if not r:
+                    continue
+                data = os.read(in_fd, 65536)
+                os.write(master, data or b"\x04")  # EOF on our stdin: ^D to the process
+                if not data:
+                    return
+        except OSError:
+            return  # the process is gone (EIO), or our stdin is
+
+    t = threading.Thread(target=pass_input, name="pty-input", daemon=True)
+
+    def on_started(proc: Any) -> None:
+        nonlocal master
+        master = proc.console_fd
+        copy_winsize()
+        if in_fd >= 0:
+            t.start()
+
+    saved = termios.tcgetattr(in_fd) if is_tty else None
+    old_winch = signal.signal(signal.SIGWINCH, copy_winsize)
+    try:
+        if is_tty:
+            tty.setraw(in_fd)
+        env.stdout.flush()
+        try:
+            code = start(on_started, (-1, env.stdout.fileno(), env.stderr.fileno())) or 0
+        finally:
+            done.set()
+            if t.is_alive():
+                t.join(timeout=5)
+    finally:
+        if saved is not None:
+            termios.tcsetattr(in_fd, termios.TCSADRAIN, saved)
+        signal.signal(signal.SIGWINCH, old_winch)
+        if master >= 0:
+            os.close(master)
+    return code
+
+
+
+
+def cmd_exec(args: Namespace, env: Env) -> int:
+    eng: Engine = args.engine
+    try:
+        rec = eng.container(args.container)
+        if not args.cmd:
+            raise UsageError("exec requires at least 1 command argument")
+        extra_env = list(args.env)
+        if args.tty:
+            return _run_with_pty(
+                lambda started, stdio: eng.exec(rec, args.cmd, extra_env, args.user,
+                                                args.workdir, True, stdio, on_started=started),
+                env, args.interactive)
+        stdin = -1 if args.interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            env.stdout.flush()
+            return eng.exec(rec, args.cmd, extra_env, args.user, args.workdir, False,
+                            (stdin, env.stdout.fileno(), env.stderr.fileno()))
+        finally:
+            if stdin >= 0:
+                os.close(stdin)
+    except PmdError as e:
+        if not isinstance(e, StartError):
+            e.exit_code = 125 if isinstance(e, UsageError) else e.exit_code
+        raise
+
+
+def cmd_start(args: Namespace, env: Env) -> int:
+    eng: Engine = args.engine
+    status = 0
+    for ref in args.containers:
+        try:
+            rec = eng.container(ref)
+            if args.attach:
+                return _attached_start(eng, rec, env, args.interactive, rec.host.get(
+                    "auto_remove", False))
+            eng.start(rec, attach=False)
+            env.out(ref)
+        except PmdError as e:
+            env.stderr.write(f"Error: {e}\n")
+            status = e.exit_code if isinstance(e, UsageError) else 1
+    return status
+
+
+def _each(args: Namespace, env: Env, action: Callable[[Engine, ContainerRecord], None],
+          echo: bool = True, corrupt_ok: bool = False) -> int:
+    eng: Engine = args.engine
+    status = 0
+    for ref in args.containers:
+        try:
+            action(eng, eng.container(ref, corrupt_ok=corrupt_ok))
+            if echo:
+                env.out(ref)
+        except PmdError as e:
+            env.stderr.write(f"Error: {e}\n")
+            status = 1
+    return status
+
+
+def cmd_stop(args: Namespace, env: Env) -> int:
+    return _each(args, env, lambda eng, rec: eng.stop(rec, args.time))
+
+
+def cmd_kill(args: Namespace, env: Env) -> int:
+    from pyminidocker.engine import parse_signal
+
+    sig = parse_signal(args.signal)
+    return _each(args, env, lambda eng, rec: eng.kill(rec, sig))
+
+
+def cmd_rm(args: Namespace, env: Env) -> int:
+    # rm -f also takes a container whose record is corrupt: what is found of it goes
+    return _each(args, env, lambda eng, rec: eng.remove(rec, args.force),
+                 corrupt_ok=args.force)
+
+
+def cmd_wait(args: Namespace, env: Env) -> int:
+    def wait(eng: Engine, rec: ContainerRecord) -> None:
+        env.out(str(eng.wait(rec)))
+        env.stdout.flush()
+
+    return _each(args, env, wait, echo=False)
+
+
+def cmd_logs(args: Namespace, env: Env) -> int:
+    """The container's output from its json-file log (written by the monitor of a detached
+    container, by the runtime's relay for an attached one). -f follows it until the container
+    has exited and everything it wrote is shown."""
+    eng: Engine = args.engine
+    rec = eng.container(args.container)
+    tail = None
+    if args.tail not in (None, "all"):
+        try:
+            tail = int(args.tail)
+        except ValueError:
+            raise UsageError(f"invalid value for --tail: {args.tail!r}") from None
+    for r in eng.logs(rec, tail, args.follow):
+        out = env.stderr if r.get("stream") == "stderr" else env.stdout
+        out.write(f"{r.get('time', '')} {r['log']}" if args.timestamps else r["log"])
+        if args.follow:
+            out.flush()
+    return 0
+
+
+def cmd_rename(args: Namespace, env: Env) -> int:
+    eng: Engine = args.engine
+    eng.rename(eng.container(args.container), args.new_name)
+    return 0
+
+
+def _status_text(rec: ContainerRecord, now: float) -> str:
+    from pyminidocker.cli.output import human_duration, parse_time
+
+    st = rec.state
+    if st.status == "running":
+        started = parse_time(st.started_at) or now
+        return f"Up {human_duration(now - started)}"
+    if st.status == "exited":
+        finished = parse_time(st.finished_at) or now
+        return f"Exited ({st.exit_code}) {human_duration(now - finished)} ago"
+    return "Created"
+
+
+def cmd_ps(args: Namespace, env: Env) -> int:
+    import json
+    import shlex
+
+    # the formatting helpers are imported where used: `run` needs none of them
+    from pyminidocker.cli.output import human_duration, parse_time, table, trunc
+
+    eng: Engine = args.engine
+    now = time.time()
+    recs = eng.containers(all=args.all)
+    for message in eng.corrupt_containers():  # the others are listed all the same
+        env.stderr.write(f"WARNING: {message}\n")
+    if args.quiet:
+        for r in recs:
+            env.out(r.short_id)
+        return 0
+    rows = []
+    for r in recs:
+        created = parse_time(r.created)
+        cmd = shlex.join(r.argv)
+        rows.append({
+            "ID": r.short_id, "Image": r.image_name, "Command": cmd,
+            "CreatedAt": r.created,
+            "RunningFor": human_duration(now - created) + " ago" if created else "",
+            "Status": _status_text(r, now), "State": r.state.status,
+            "Ports": ", ".join(_docker_port(p) for p in r.state.ports),
+            "Names": r.name,
+        })
+    if args.format == "json":
+        for row in rows:
+            env.out(json.dumps(row))
+        return 0
+    if args.format:
+        raise UsageError(f"unsupported --format {args.format!r}: only 'json' is supported")
+    table([["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]]
+          + [[r["ID"], r["Image"], json.dumps(trunc(r["Command"], 20)), r["RunningFor"],
+              r["Status"], r["Ports"], r["Names"]] for r in rows], env)
+    return 0
+
+
+def _docker_port(mapping: str) -> str:
+    """"80/tcp -> 0.0.0.0:8080" as `ps` shows it: "0.0.0.0:8080->80/tcp"."""
+    inside, _, outside = mapping.partition(" -> ")
+    return f"{outside}->{inside}"
+
+
+def cmd_port(args: Namespace, env: Env) -> int:
+    eng: Engine = args.engine
+    rec = eng.container(args.container)
+    for mapping in rec.state.ports:
+        if args.port is None or mapping.split(" ", 1)[0] in (args.port, f"{args.port}/tcp"):
+            env.out(mapping)
+    return 0
+
+
+def cmd_container_prune(args: Namespace, env: Env) -> int:
+    env.out("Deleted Containers:")
+    eng: Engine = args.engine
+    for cid in eng.prune_containers():
+        env.out(cid)
+    return 0
