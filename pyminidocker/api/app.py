@@ -292,10 +292,10 @@ def make_app(config: Any = None, activity: Any = None) -> web.Application:
     with_engine = _engine_available()
     served = system.add_routes(app, with_engine)
     if with_engine:
-        from pyminidocker.api import containers, execs, images, networks
+        from pyminidocker.api import containers, events, execs, images, networks
 
         app[ENGINE] = {}
-        for module in (images, containers, networks, execs):
+        for module in (images, containers, networks, execs, events):
             served |= module.add_routes(app)
     endpoints.add_pending_routes(app, frozenset(served))
     return app

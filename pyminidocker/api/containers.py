@@ -459,7 +459,14 @@ async def remove(request: web.Request) -> web.Response:
     bool_param(request, "v")  # anonymous volumes: there are none yet
     if bool_param(request, "link"):
         raise APIError(501, "links are not supported by pyminidocker")
-    await call(request, lambda eng: eng.remove(eng.container(ref, corrupt_ok=force), force))
+    def work(eng: Any) -> None:
+        from pyminidocker.api.events import removing
+
+        rec = eng.container(ref, corrupt_ok=force)
+        removing(request.app, rec)
+        eng.remove(rec, force)
+
+    await call(request, work)
     return web.Response(status=204)
 
 

@@ -325,3 +325,40 @@ def test_run_it_through_a_pty(api):
         os.close(fd)
     assert os.waitstatus_to_exitcode(status) == 8, out
     assert b"got:pong" in out
+
+
+def test_events_with_docker_py_and_the_cli(api):
+    """docker-py's events() and `docker events` see a container's life: create, start, die
+    (with its exit code), destroy."""
+    script = r'''
+import sys, threading, time, docker
+c = docker.DockerClient(base_url=sys.argv[1])
+seen = []
+stream = c.events(decode=True, filters={"type": "container", "container": "evented"})
+def read():
+    for ev in stream:
+        seen.append((ev["Action"], ev["Actor"]["Attributes"].get("exitCode")))
+        if ev["Action"] == "destroy":
+            return
+t = threading.Thread(target=read, daemon=True)
+t.start()
+time.sleep(0.5)
+ctr = c.containers.run("bb", ["sh", "-c", "sleep 1; exit 3"], name="evented", detach=True)
+ctr.wait()
+ctr.remove()
+t.join(10)
+stream.close()
+print(seen)
+'''
+    until = str(int(time.time()) + 8)
+    cli = subprocess.Popen([DOCKER_28, "events", "--filter", "container=evented2",
+                            "--format", "{{.Action}}", "--until", until],
+                           stdout=subprocess.PIPE, text=True, env=api.env())
+    res = subprocess.run([sys.executable, "-c", script, f"unix://{api.sock}"], check=False,
+                         capture_output=True, text=True, timeout=60, cwd="/")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == ("[('create', None), ('start', None), ('die', '3'), "
+                                  "('destroy', None)]")
+    api.docker("run", "--rm", "--name", "evented2", "bb", "sh", "-c", "sleep 1")
+    out, _ = cli.communicate(timeout=30)
+    assert out.split() == ["create", "start", "die", "destroy"]
