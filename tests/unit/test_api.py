@@ -168,6 +168,7 @@ def test_versions_errors_and_bodies(sock_path):
             out["method"] = await _request(sock_path, _req("PUT", "/version"))
             out["boom"] = await _request(sock_path, _req("GET", "/test/boom"))
             out["pending"] = await _request(sock_path, _req("GET", "/v1.43/containers/x/top"))
+            out["build"] = await _request(sock_path, _req("POST", "/v1.43/build"))
             return out
         finally:
             await runner.cleanup()
@@ -199,6 +200,7 @@ def test_versions_errors_and_bodies(sock_path):
     assert error("method") == (405, "method not allowed")
     assert error("boom") == (500, "internal error: RuntimeError: kaboom")
     assert error("pending") == (501, "container top is not implemented by pyminidocker yet")
+    assert error("build") == (501, "image build is not implemented by pyminidocker yet")
 
 
 @pytest.mark.parametrize("upgrade", [True, False])
