@@ -31,6 +31,7 @@ BODY_TIMEOUT = 30.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+ACTIVITY = web.AppKey("activity", object)     # the server's idle timer (server.Activity) or None
 CONFIG = web.AppKey("config", object)          # the engine's Config (pyminidocker.config)
 VERSION = web.RequestKey("api_version", str)   # the API version the client asked for
 
@@ -288,6 +289,7 @@ def make_app(config: Any = None, activity: Any = None) -> web.Application:
     app = web.Application(middlewares=middlewares, client_max_size=MAX_JSON_BODY,
                           handler_args={"max_field_size": 16384})
     app[CONFIG] = config
+    app[ACTIVITY] = activity
     app.on_response_prepare.append(_docker_headers)
     with_engine = _engine_available()
     served = system.add_routes(app, with_engine)

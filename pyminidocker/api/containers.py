@@ -14,6 +14,7 @@ from aiohttp import web
 
 from pyminidocker.api import streams
 from pyminidocker.api.app import (
+    ACTIVITY,
     APIError,
     add_table,
     bad_request,
@@ -141,11 +142,58 @@ def create_options(body: dict[str, Any], name: str | None) -> Any:
     )
 
 
+# AutoRemove: the server removes the container once it has exited, rather than its monitor
+# (`run -d --rm`'s way), so that it knows the exit code it reports to `wait` after the record
+# is gone (docker run --rm asks for it then). Until the server has seen it exit, it stays up.
+AUTO_REMOVE = web.AppKey("auto_remove", set)
+ATTACHED = web.AppKey("attached", dict)  # container id -> attach streams reading its output
+REMOVERS = web.AppKey("removers", set)
+
+
 async def create(request: web.Request) -> web.Response:
     body = await json_body(request)
     opts = create_options(body, request.query.get("name") or None)
+    auto_remove, opts.auto_remove = opts.auto_remove, False
     rec = await call(request, lambda eng: eng.create(opts))
+    if auto_remove:
+        request.app[AUTO_REMOVE].add(rec.id)
     return web.json_response({"Id": rec.id, "Warnings": []}, status=201)
+
+
+async def _remove_when_exited(request: web.Request, cid: str) -> None:
+    from pyminidocker.api.events import removing
+
+    activity = request.app[ACTIVITY]
+    if activity is not None:
+        activity.hold()  # type: ignore[attr-defined]
+    try:
+        def check(eng: Any) -> bool:
+            rec = eng.refresh(eng.container(cid))
+            if rec.state.status == "running":
+                return False
+            removing(request.app, rec)  # its exit code, for wait and events
+            eng.remove(rec)
+            return True
+
+        deadline = time.monotonic() + 10
+        while True:
+            # its output is still on its way to an attached client: that reads its log
+            if request.app[ATTACHED].get(cid) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                if await call(request, check):
+                    break
+            except NotFound:
+                break
+            except PmdError as e:
+                request.app.logger.warning("--rm of %s: %s", cid[:12], e)
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        request.app[AUTO_REMOVE].discard(cid)
+        if activity is not None:
+            activity.release()  # type: ignore[attr-defined]
 
 
 def _container(eng: Any, ref: str) -> Any:
@@ -173,7 +221,13 @@ async def start(request: web.Request) -> web.Response:
         eng.start(rec, attach=False)
         return True
 
-    return web.Response(status=204 if await call(request, work) else 304)
+    started = await call(request, work)
+    if started and rec.id in request.app[AUTO_REMOVE]:
+        tasks = request.app[REMOVERS]  # held here: a task nobody refers to may be collected
+        task = asyncio.ensure_future(_remove_when_exited(request, rec.id))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    return web.Response(status=204 if started else 304)
 
 
 def _settle(fut: asyncio.Future[None], error: BaseException | None) -> None:
@@ -234,9 +288,14 @@ class Interactive:
                 for fd in (in_r, out_w, err_w):
                     if fd >= 0:
                         os.close(fd)
-                if rec.host.get("auto_remove"):
+                if rec.id in request.app[AUTO_REMOVE]:
+                    from pyminidocker.api.events import removing
+
+                    request.app[AUTO_REMOVE].discard(rec.id)
                     with suppress(PmdError):
-                        eng.remove(eng.container(rec.id), force=True)
+                        last = eng.container(rec.id)
+                        removing(request.app, last)
+                        eng.remove(last, force=True)
 
         self.task = asyncio.ensure_future(call(request, work))
         self.task.add_done_callback(lambda t: _settle(
@@ -322,7 +381,17 @@ async def wait(request: web.Request) -> web.StreamResponse:
     condition = request.query.get("condition") or "not-running"
     if condition not in ("not-running", "next-exit", "removed"):
         raise bad_request(f"invalid condition: {condition!r}")
-    first = await call(request, _container, ref)
+    from pyminidocker.api.events import REMOVED
+
+    try:
+        first = await call(request, _container, ref)
+    except NotFound:
+        gone = next((r for r in request.app[REMOVED].values()
+                     if ref in (r.id, r.name) or (len(ref) >= 12 and r.id.startswith(ref))),
+                    None)
+        if gone is None:
+            raise
+        return web.json_response({"StatusCode": gone.state.exit_code, "Error": None})
     before = (first.state.status, first.state.finished_at)
     resp = web.StreamResponse()
     resp.content_type = "application/json"
@@ -344,7 +413,10 @@ async def wait(request: web.Request) -> web.StreamResponse:
         try:
             rec = await call(request, _refresh, last)
         except NotFound:
-            if condition == "removed" or last is first:
+            gone = request.app[REMOVED].get(last.id)
+            if gone is not None:  # removed by this server: it saw the exit
+                last = gone
+            if condition == "removed" or last is first or gone is not None:
                 break
             raise
         last = rec
@@ -443,6 +515,8 @@ async def inspect(request: web.Request) -> web.Response:
         doc.setdefault("Config", {})["AttachStdin"] = False
         # what clients read without checking (docker-py's run reads LogConfig.Type)
         doc["HostConfig"].setdefault("LogConfig", {"Type": "json-file", "Config": {}})
+        if rec.id in request.app[AUTO_REMOVE]:
+            doc["HostConfig"]["AutoRemove"] = True
         doc["HostConfig"].setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
         doc["HostConfig"]["PortBindings"] = {k: v for k, v in _port_map(rec).items()}
         doc["RestartCount"] = 0
@@ -578,7 +652,19 @@ async def attach(request: web.Request) -> web.StreamResponse:
             del sessions[rec.id]
         return resp
     await resp.start()
+    attached = request.app[ATTACHED]
+    attached[rec.id] = attached.get(rec.id, 0) + 1
+    try:
+        return await _attached_output(request, rec, resp, want_out, want_err, with_logs)
+    finally:
+        attached[rec.id] -= 1
+        if not attached[rec.id]:
+            del attached[rec.id]
 
+
+async def _attached_output(request: web.Request, rec: Any, resp: streams.Hijacked,
+                           want_out: bool, want_err: bool, with_logs: bool
+                           ) -> web.StreamResponse:
     async def drain_input() -> None:
         while await resp.input.stream.read(65536):
             pass
@@ -596,8 +682,10 @@ async def attach(request: web.Request) -> web.StreamResponse:
             err = r.get("stream") == "stderr"
             if (err and want_err) or (not err and want_out):
                 await resp.send(_chunk(r, rec.tty, False))
-    except NotFound:
-        pass  # removed (--rm) as soon as it exited: what it wrote was sent
+    except PmdError:
+        # removed (--rm) as soon as it exited, its record caught half gone: what it wrote
+        # was sent; the headers are long gone, so there is no error to answer anyway
+        pass
     finally:
         reader.cancel()
     return resp
@@ -605,6 +693,9 @@ async def attach(request: web.Request) -> web.StreamResponse:
 
 def add_routes(app: web.Application) -> set[tuple[str, str]]:
     app[INTERACTIVE] = {}
+    app[AUTO_REMOVE] = set()
+    app[ATTACHED] = {}
+    app[REMOVERS] = set()
     table = [
         ("POST", "/containers/create", create),
         ("GET", "/containers/json", list_containers),
