@@ -120,8 +120,8 @@ def create_options(body: dict[str, Any], name: str | None) -> Any:
     if endpoints and network == "bridge":
         network = next(iter(endpoints))
     labels = body.get("Labels") or {}
-    if labels:
-        raise APIError(501, "Labels are not supported by pyminidocker yet")
+    if not all(isinstance(v, str) for v in labels.values()):
+        raise bad_request("json: cannot unmarshal into field Labels of type map[string]string")
     nano = host.get("NanoCpus") or 0
     return CreateOptions(
         image=body["Image"], cmd=cmd, name=name, env=strings(body.get("Env"), "Env"),
@@ -139,6 +139,7 @@ def create_options(body: dict[str, Any], name: str | None) -> Any:
         tty=bool(body.get("Tty")), interactive=bool(body.get("OpenStdin")),
         auto_remove=bool(host.get("AutoRemove")), publish=publish,
         publish_all=bool(host.get("PublishAllPorts")),
+        extra={"labels": dict(labels)} if labels else {},
     )
 
 
@@ -445,7 +446,7 @@ def _port_map(rec: Any) -> dict[str, Any]:
 def summary(eng: Any, rec: Any) -> dict[str, Any]:
     import shlex
 
-    from pyminidocker.cli.containers import _status_text
+    from pyminidocker.cli.columns import status_text
     from pyminidocker.cli.output import parse_time
 
     now = time.time()
@@ -463,7 +464,7 @@ def summary(eng: Any, rec: Any) -> dict[str, Any]:
         "Id": rec.id, "Names": ["/" + rec.name], "Image": rec.image_name,
         "ImageID": "sha256:" + rec.image, "Command": shlex.join(rec.argv),
         "Created": int(parse_time(rec.created) or 0), "Ports": ports, "Labels": rec.labels,
-        "State": rec.state.status, "Status": _status_text(rec, now),
+        "State": rec.state.status, "Status": status_text(rec.state, now),
         "HostConfig": {"NetworkMode": network}, "NetworkSettings": {"Networks": nets},
         "Mounts": [],
     }

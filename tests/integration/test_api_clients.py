@@ -362,3 +362,29 @@ print(seen)
     api.docker("run", "--rm", "--name", "evented2", "bb", "sh", "-c", "sleep 1")
     out, _ = cli.communicate(timeout=30)
     assert out.split() == ["create", "start", "die", "destroy"]
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_volumes_and_labels(api, cli):
+    api.docker("volume", "create", "--label", "k=v", "apivol", cli=cli)
+    try:
+        assert api.docker("volume", "ls", "--format", "{{.Name}}", "--filter", "label=k=v",
+                          cli=cli).stdout == "apivol\n"
+        assert api.docker("volume", "inspect", "-f", "{{.Labels}}", "apivol",
+                          cli=cli).stdout == "map[k:v]\n"
+        api.docker("run", "--rm", "--label", "role=writer", "-v", "apivol:/data", "bb", "sh",
+                   "-c", "echo kept > /data/f", cli=cli)
+        out = api.docker("run", "--rm", "-v", "apivol:/data", "bb", "cat", "/data/f", cli=cli)
+        assert out.stdout == "kept\n"
+        cid = api.docker("create", "--label", "role=reader", "bb", "true", cli=cli
+                         ).stdout.strip()
+        assert api.docker("ps", "-aq", "--no-trunc", "--filter", "label=role=reader",
+                          cli=cli).stdout == cid + "\n"
+        assert api.docker("inspect", "-f", "{{.Config.Labels.role}}", cid,
+                          cli=cli).stdout == "reader\n"
+        api.docker("rm", cid, cli=cli)
+        res = api.docker("volume", "rm", "no-such-volume", cli=cli, check=False)
+        assert res.returncode == 1
+    finally:
+        api.docker("volume", "rm", "-f", "apivol", cli=cli, check=False)
+    assert "apivol" not in api.docker("volume", "ls", "-q", cli=cli).stdout
