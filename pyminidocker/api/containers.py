@@ -57,6 +57,7 @@ CREATE_FIELDS: dict[str, Any] = {
     "Platform": str,
 }
 _IGNORED_WHEN_EMPTY = set(_HOST_CONFIG) - {
+    "ConsoleSize",  # the initial size of a console this server runs (Interactive)
     "Binds", "NetworkMode", "PortBindings", "AutoRemove", "CapAdd", "CapDrop", "Privileged",
     "PublishAllPorts", "ReadonlyRootfs", "SecurityOpt", "Tmpfs", "Memory", "NanoCpus",
     "PidsLimit"}
@@ -147,6 +148,7 @@ def create_options(body: dict[str, Any], name: str | None) -> Any:
 # (`run -d --rm`'s way), so that it knows the exit code it reports to `wait` after the record
 # is gone (docker run --rm asks for it then). Until the server has seen it exit, it stays up.
 AUTO_REMOVE = web.AppKey("auto_remove", set)
+CONSOLE_SIZE = web.AppKey("console_size", dict)  # id -> (rows, columns) asked at create
 ATTACHED = web.AppKey("attached", dict)  # container id -> attach streams reading its output
 REMOVERS = web.AppKey("removers", set)
 
@@ -158,6 +160,9 @@ async def create(request: web.Request) -> web.Response:
     rec = await call(request, lambda eng: eng.create(opts))
     if auto_remove:
         request.app[AUTO_REMOVE].add(rec.id)
+    size = (body.get("HostConfig") or {}).get("ConsoleSize") or []
+    if len(size) == 2 and all(isinstance(n, int) and n > 0 for n in size):
+        request.app[CONSOLE_SIZE][rec.id] = (size[0], size[1])
     return web.json_response({"Id": rec.id, "Warnings": []}, status=201)
 
 
@@ -214,6 +219,7 @@ async def start(request: web.Request) -> web.Response:
     if session is not None and not session.taken.is_set():
         await session.start(request, rec)
         return web.Response(status=204)
+    request.app[CONSOLE_SIZE].pop(rec.id, None)  # a detached console is its monitor's
 
     def work(eng: Any) -> bool:
         rec = eng.container(ref)
@@ -276,8 +282,9 @@ class Interactive:
         def on_started(proc: Any) -> None:
             if rec.tty:
                 self.console = proc.console_fd
+                rows, cols = request.app[CONSOLE_SIZE].pop(rec.id, (24, 80))
                 fcntl.ioctl(self.console, termios.TIOCSWINSZ,
-                            struct.pack("HHHH", 24, 80, 0, 0))
+                            struct.pack("HHHH", rows, cols, 0, 0))
             loop.call_soon_threadsafe(_settle, started, None)
 
         def work(eng: Any) -> Any:
@@ -692,9 +699,26 @@ async def _attached_output(request: web.Request, rec: Any, resp: streams.Hijacke
     return resp
 
 
+async def resize(request: web.Request) -> web.Response:
+    """The console of a container this server runs attached (`docker run -it`); a detached
+    container's console is its monitor's, out of reach."""
+    ref = request.match_info["id"]
+    h, w = int_param(request, "h", 0) or 0, int_param(request, "w", 0) or 0
+    if h <= 0 or w <= 0:
+        raise bad_request("bad parameters: h and w must be positive")
+    rec = await call(request, _container, ref)
+    session = request.app[INTERACTIVE].get(rec.id)
+    if session is None or session.console < 0:
+        raise APIError(501, "resizing the console of a container not run through this "
+                       "server's attach is not implemented by pyminidocker yet")
+    fcntl.ioctl(session.console, termios.TIOCSWINSZ, struct.pack("HHHH", h, w, 0, 0))
+    return web.Response(status=200)
+
+
 def add_routes(app: web.Application) -> set[tuple[str, str]]:
     app[INTERACTIVE] = {}
     app[AUTO_REMOVE] = set()
+    app[CONSOLE_SIZE] = {}
     app[ATTACHED] = {}
     app[REMOVERS] = set()
     table = [
@@ -709,6 +733,7 @@ def add_routes(app: web.Application) -> set[tuple[str, str]]:
         ("POST", "/containers/{id}/wait", wait),
         ("GET", "/containers/{id}/logs", logs),
         ("POST", "/containers/{id}/attach", attach),
+        ("POST", "/containers/{id}/resize", resize),
         ("POST", "/containers/{id}/rename", rename),
         ("DELETE", "/containers/{id}", remove),
     ]

@@ -301,8 +301,15 @@ def test_run_it_through_a_pty(api):
 
     pid, fd = pty.fork()
     if pid == 0:
+        # the CLI sizes the container's console as its own terminal
+        import fcntl
+        import struct
+        import termios
+
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
         os.execvpe(DOCKER_28, [DOCKER_28, "run", "-it", "--rm", "bb", "sh", "-c",
-                               "tty; read x; echo got:$x; exit 8"], api.env())
+                               "tty; sleep 0.5; stty size; read x; echo got:$x; exit 8"],
+                   api.env())
     out = b""
     try:
         deadline = time.monotonic() + 30
@@ -325,6 +332,7 @@ def test_run_it_through_a_pty(api):
         os.close(fd)
     assert os.waitstatus_to_exitcode(status) == 8, out
     assert b"got:pong" in out
+    assert b"33 101" in out
 
 
 def test_events_with_docker_py_and_the_cli(api):
