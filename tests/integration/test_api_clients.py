@@ -270,7 +270,7 @@ def test_exec_tty_through_a_pty(api, sleeper):
     assert b"\r\n" in out  # a tty's line discipline, not a pipe's
 
 
-def test_docker_py_exec_and_archive(api, sleeper):
+def test_docker_py_exec_run(api, sleeper):
     script = r'''
 import sys, docker
 c = docker.DockerClient(base_url=sys.argv[1])
