@@ -63,12 +63,12 @@ exec /usr/bin/tini -s -- /sbin/pmd-vm-run
 """
 
 GUEST_RUN = r"""#!/bin/sh
-# Runs the command under tini; output goes to the serial console (the host's log) and to
-# /pmd-vm/out on the disk.
+# Runs the command under tini; its output goes to the serial console (the host's log).
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8
 cd /opt/pyminidocker
 echo "PMD-VM-UP $(cat /proc/uptime) cgroup=$(stat -fc %T /sys/fs/cgroup)" > /dev/ttyS0
-sh /pmd-vm/cmd 2>&1 | tee /pmd-vm/out > /dev/ttyS0
+# not through a pipe: a daemon the command leaves behind would keep it open
+sh /pmd-vm/cmd > /dev/ttyS0 2>&1
 rc=$(cat /pmd-vm/rc 2>/dev/null || echo 255)
 echo "PMD-VM-RC=$rc" > /dev/ttyS0
 sync
@@ -143,11 +143,17 @@ def build_base(force: bool = False) -> Path:
     CACHE.mkdir(parents=True, exist_ok=True)
     WORK.mkdir(parents=True, exist_ok=True)
     assert BOOKWORM.is_dir(), f"{BOOKWORM} missing: run tests/integration/test_fresh_install.py once"
-    build = Path(tempfile.mkdtemp(prefix="build-", dir=WORK))
+    # kept after a failure, so that a second try resumes after the slow apt stage
+    build = WORK / f"build-{key}"
     root = build / "root"
+    apt_done = build / "apt-done"
+    ok = False
     try:
-        log(f"copying {BOOKWORM}")
-        sh("cp", "-a", str(BOOKWORM), str(root))
+        if not apt_done.exists():
+            sh("rm", "-rf", "--one-file-system", str(build))
+            build.mkdir(parents=True)
+            log(f"copying {BOOKWORM}")
+            sh("cp", "-a", str(BOOKWORM), str(root))
         shutil.copy("/etc/resolv.conf", root / "etc/resolv.conf")
         # services must not start in the chroot (docker.io, docker-registry)
         (root / "usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")
@@ -157,10 +163,13 @@ def build_base(force: bool = False) -> Path:
         apt = makefile_list("APT_PACKAGES") + EXTRA_APT
         pip_conf = Path("/etc/pip.conf")
         with Chroot(root) as ch:
-            log(f"apt-get install {len(apt)} packages")
-            ch.run("apt-get update -q && apt-get install -y -q --no-install-recommends "
-                   + " ".join(apt) + " >/var/log/pmd-vm-apt.log 2>&1 "
-                   "|| { tail -30 /var/log/pmd-vm-apt.log; exit 1; }")
+            if not apt_done.exists():
+                log(f"apt-get install {len(apt)} packages")
+                ch.run("apt-get update -q >/dev/null && apt-get install -y -q "
+                       "--no-install-recommends " + " ".join(apt)
+                       + " >/var/log/pmd-vm-apt.log 2>&1 "
+                       "|| { tail -30 /var/log/pmd-vm-apt.log; exit 1; }")
+                apt_done.touch()
             # the host's CA bundle and pip configuration reach the host's package index/proxy
             shutil.copy("/etc/ssl/certs/ca-certificates.crt",
                         root / "etc/ssl/certs/ca-certificates.crt")
@@ -169,14 +178,9 @@ def build_base(force: bool = False) -> Path:
             (root / GUEST_REPO.lstrip("/")).mkdir(parents=True, exist_ok=True)
             shutil.copy(REPO / "Makefile", root / GUEST_REPO.lstrip("/") / "Makefile")
             log("make venv")
-            ch.run(f"cd {GUEST_REPO} && make -s .venv/bin/python "
+            ch.run(f"cd {GUEST_REPO} && make -s {GUEST_REPO}/.venv/bin/python "
                    "> /var/log/pmd-vm-pip.log 2>&1 || { tail -30 /var/log/pmd-vm-pip.log; exit 1; }")
         (root / "usr/sbin/policy-rc.d").unlink()
-        for name, text in (("pmd-vm-init", GUEST_INIT), ("pmd-vm-run", GUEST_RUN)):
-            path = root / "sbin" / name
-            path.write_text(text)
-            path.chmod(0o755)
-        (root / "pmd-vm").mkdir(exist_ok=True)
         (root / "etc/hostname").write_text("pmdvm\n")
         (root / "etc/hosts").write_text("127.0.0.1 localhost pmdvm\n::1 localhost\n")
         vmlinuz = sorted((root / "boot").glob("vmlinuz-*"))[-1]
@@ -191,9 +195,11 @@ def build_base(force: bool = False) -> Path:
         os.replace(tmp_img, img)
         stamp.write_text(key)
         log(f"base image ready: {img}")
+        ok = True
         return img
     finally:
-        sh("rm", "-rf", "--one-file-system", str(build), check=False)
+        if ok:
+            sh("rm", "-rf", "--one-file-system", str(build), check=False)
 
 
 class Mounted:
@@ -237,9 +243,14 @@ def prepare(name: str, command: str) -> Path:
 
 
 def set_command(mnt: Path, command: str) -> None:
+    """Make the mounted image run command at its next boot (the guest's init scripts are
+    written here, not in base.img, so that changing them needs no rebuild)."""
+    for name, text in (("pmd-vm-init", GUEST_INIT), ("pmd-vm-run", GUEST_RUN)):
+        path = mnt / "usr/sbin" / name
+        path.write_text(text)
+        path.chmod(0o755)
     (mnt / "pmd-vm").mkdir(exist_ok=True)
-    for stale in ("out", "rc"):
-        (mnt / "pmd-vm" / stale).unlink(missing_ok=True)
+    (mnt / "pmd-vm/rc").unlink(missing_ok=True)
     (mnt / "pmd-vm/cmd").write_text(f"{command}\necho $? > /pmd-vm/rc\n")
 
 
