@@ -19,6 +19,7 @@
 
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -160,29 +161,80 @@ static void cleanup(const struct pmd_monitor_req *q)
             nanosleep(&ten_ms, NULL);
 }
 
-/* exit_path, atomically: readers see no file or the whole record, never half of it. */
-static void write_exit(const char *exit_path, int code, int oom)
+/* path, atomically: readers see no file or the whole record, never half of it. A failure
+ * (the container was removed meanwhile) leaves nothing to record, and nobody to tell. */
+static void write_record(const char *path, const char *rec, int n, int sync)
 {
-    char tmp[PATH_MAX], rec[160], when[40];
-    int fd, n;
+    char tmp[PATH_MAX];
+    int fd;
 
-    pmd_log_time(when);
-    n = snprintf(rec, sizeof rec, "{\"exit_code\": %d, \"finished_at\": \"%s\", "
-                                  "\"oom_killed\": %s}\n",
-                 code, when, oom ? "true" : "false");
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", exit_path) >= (int)sizeof tmp)
+    if (n <= 0 || snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         return;
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
-        return; /* the container was removed meanwhile: nothing to record */
-    if (write(fd, rec, (size_t)n) != n || fsync(fd) < 0) {
+        return;
+    if (write(fd, rec, (size_t)n) != n || (sync && fsync(fd) < 0)) {
         close(fd);
         unlink(tmp);
         return;
     }
     close(fd);
-    if (rename(tmp, exit_path) < 0)
+    if (rename(tmp, path) < 0)
         unlink(tmp);
+}
+
+static void write_exit(const char *exit_path, int code, int oom)
+{
+    char rec[160], when[40];
+
+    pmd_log_time(when);
+    write_record(exit_path, rec,
+                 snprintf(rec, sizeof rec, "{\"exit_code\": %d, \"finished_at\": \"%s\", "
+                                           "\"oom_killed\": %s}\n",
+                          code, when, oom ? "true" : "false"), 1);
+}
+
+/* ---- the restart policy ---------------------------------------------------------------- */
+
+#define BACKOFF_FIRST_NS 100000000ll   /* Docker's: 100 ms, doubling at each restart, */
+#define BACKOFF_MAX_NS 60000000000ll   /* at most a minute, */
+#define BACKOFF_RESET_NS 10000000000ll /* and 100 ms again after a run of 10 s or more */
+
+static int should_restart(const struct pmd_monitor_spec *m, int code, int count)
+{
+    if (m->restart_policy == PMD_RESTART_NO || access(m->stop_path, F_OK) == 0)
+        return 0;
+    if (m->restart_policy == PMD_RESTART_ON_FAILURE)
+        return code != 0 && (m->restart_max <= 0 || count < m->restart_max);
+    return 1;
+}
+
+/* restart_path (as write_exit, not synced: a reboot ends the restarts anyway): what
+ * `inspect` shows as RestartCount and the engine reads to follow the container to its new pid. */
+static void write_restart(const char *path, int count, int pid, int restarting)
+{
+    char rec[200], when[40];
+
+    pmd_log_time(when);
+    write_record(path, rec,
+                 snprintf(rec, sizeof rec, "{\"restart_count\": %d, \"pid\": %d, "
+                                           "\"restarting\": %s, \"started_at\": \"%s\"}\n",
+                          count, pid, restarting ? "true" : "false", when), 0);
+}
+
+/* Sleep ns, waking early (returning 1) once the engine asks for a stop. The signals we watch
+ * stay blocked: one that arrives now waits in the signalfd for the next run. */
+static int backoff(const struct pmd_monitor_spec *m, long long ns)
+{
+    long long end = pmd_now_ns() + ns;
+    struct timespec step = {0, 20 * 1000 * 1000};
+
+    while (pmd_now_ns() < end) {
+        if (access(m->stop_path, F_OK) == 0)
+            return 1;
+        nanosleep(&step, NULL);
+    }
+    return access(m->stop_path, F_OK) == 0;
 }
 
 /* ---- the loop --------------------------------------------------------------------------- */
@@ -397,6 +449,72 @@ int main(int argc, char **argv)
     close(status_fd);
 
     code = watch(proc.pid, sigfd, st, n_st);
+    if (q.mon.restart_policy != PMD_RESTART_NO) {
+        /*
+         * Restarts. The container's network namespace outlives its processes only while
+         * something holds it: we keep it open and enter it ourselves before each new spawn,
+         * which then inherits it (its namespaces mask without CLONE_NEWNET), so the container
+         * keeps its veth, address and published ports. Its rootfs stays mounted and its
+         * cgroup stays: the new init joins it again.
+         */
+        int netfd = -1, count = 0;
+        long long delay = 0, started = pmd_now_ns();
+        char nspath[64];
+
+        if (q.spec.namespaces & CLONE_NEWNET) {
+            snprintf(nspath, sizeof nspath, "/proc/%d/ns/net", proc.pid);
+            netfd = open(nspath, O_RDONLY | O_CLOEXEC); /* the zombie still names it */
+        }
+        while (should_restart(&q.mon, code, count)) {
+            delay = pmd_now_ns() - started >= BACKOFF_RESET_NS || delay == 0
+                        ? BACKOFF_FIRST_NS
+                        : (delay * 2 > BACKOFF_MAX_NS ? BACKOFF_MAX_NS : delay * 2);
+            write_restart(q.mon.restart_path, count, 0, 1);
+            if (backoff(&q.mon, delay))
+                break;
+            if (netfd >= 0) {
+                if (setns(netfd, CLONE_NEWNET) < 0) {
+                    pmd_fail(&err, errno, "setns", "%s", "the container's network");
+                    say("cannot restart the container", &err);
+                    break;
+                }
+                q.spec.namespaces &= ~CLONE_NEWNET;
+            }
+            q.spec.hold = 0;
+            if (!q.spec.console) {
+                if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
+                    pmd_fail(&err, errno, "pipe", "%s", "container output");
+                    say("cannot restart the container", &err);
+                    break;
+                }
+                q.spec.stdout_fd = outp[1];
+                q.spec.stderr_fd = errp[1];
+                st[0].fd = outp[0];
+                pmd_log_stream_init(&st[0].log, "stdout");
+                st[1].fd = errp[0];
+                pmd_log_stream_init(&st[1].log, "stderr");
+            }
+            if (pmd_spawn(&q.spec, &proc, &err) < 0) {
+                say("cannot restart the container", &err);
+                code = 127;
+                break;
+            }
+            if (q.spec.console) {
+                st[0].fd = proc.console_fd;
+                pmd_log_stream_init(&st[0].log, "stdout");
+            } else {
+                close(outp[1]);
+                close(errp[1]);
+            }
+            count++;
+            started = pmd_now_ns();
+            write_restart(q.mon.restart_path, count, proc.pid, 0);
+            code = watch(proc.pid, sigfd, st, n_st);
+        }
+        if (netfd >= 0)
+            close(netfd);
+        write_restart(q.mon.restart_path, count, 0, 0);
+    }
     {
         int oom = oom_killed(q.mon.cleanup_dirs);
         cleanup(&q);

@@ -407,7 +407,26 @@ struct pmd_monitor_spec {
     const char *const *cleanup_dirs;    /* NULL-terminated or NULL */
     const char *const *exit_argv;       /* NULL-terminated or NULL: execve'd last, argv[0] a path */
     const char *const *exit_envp;       /* NULL-terminated or NULL (empty environment) */
+    /*
+     * Restart policy (Docker's --restart), applied by the monitor when the container exits:
+     * PMD_RESTART_NO, _ALWAYS, _ON_FAILURE (a non-zero exit, at most restart_max times when
+     * > 0), _UNLESS_STOPPED (as always while the monitor lives). Never once stop_path exists
+     * (the engine's `stop` makes it). Between runs: Docker's back-off, 100 ms doubling, back to
+     * 100 ms after a run of 10 s or more. The network namespace is kept and joined again: the
+     * container keeps its address. restart_path receives {"restart_count", "pid",
+     * "restarting", "started_at"} (atomically) as it changes; both paths required with a
+     * policy.
+     */
+    int restart_policy;
+    int restart_max;
+    const char *restart_path;
+    const char *stop_path;
 };
+
+#define PMD_RESTART_NO 0
+#define PMD_RESTART_ALWAYS 1
+#define PMD_RESTART_ON_FAILURE 2
+#define PMD_RESTART_UNLESS_STOPPED 3
 
 struct pmd_monitor_info {
     int pid;                  /* the container's init, in the caller's pid namespace */

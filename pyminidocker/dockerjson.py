@@ -15,7 +15,7 @@ import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from typing import Any
 
 
@@ -79,12 +79,14 @@ def _endpoint(net: Any, ip: str, network_id: str = "", aliases: list[str] | None
 
 
 def container(rec: Any, path: str, image_config: Mapping[str, Any] | None = None,
-              networks: Mapping[str, Any] | None = None) -> dict[str, Any]:
+              networks: Mapping[str, Any] | None = None,
+              volume_path: Callable[[str], str] | None = None) -> dict[str, Any]:
     """Docker's ContainerJSON for a container record.
 
     path is the container's directory; image_config the "config" object of its image's
     config (ExposedPorts, Volumes, StopSignal, OnBuild); networks maps network names to
-    their records (id, gateway, prefix_len), for the per-network endpoint fields.
+    their records (id, gateway, prefix_len), for the per-network endpoint fields;
+    volume_path(name) the directory of a volume (its Mounts' Source).
     """
     st = rec.state
     host = rec.host
@@ -94,14 +96,9 @@ def container(rec: Any, path: str, image_config: Mapping[str, Any] | None = None
     mode = host.get("network") or "bridge"
     privileged = bool(host.get("privileged"))
     binds = [*host.get("binds", [])] or None
-    mounts = []
-    if binds:
-        from pyminidocker.container import spec as policy
+    from pyminidocker.container.mounts import inspect_mounts, mounts_of
 
-        for b in binds:
-            src, dst, ro = policy.parse_volume(b)
-            mounts.append({"Type": "bind", "Source": src, "Destination": dst,
-                           "Mode": "ro" if ro else "", "RW": not ro, "Propagation": "rprivate"})
+    mounts = inspect_mounts(mounts_of(host), volume_path or (lambda name: ""))
     tmpfs: dict[str, str] = {}
     if host.get("tmpfs"):
         from pyminidocker.container import spec as policy
@@ -128,7 +125,8 @@ def container(rec: Any, path: str, image_config: Mapping[str, Any] | None = None
         "Path": rec.argv[0] if rec.argv else "",
         "Args": rec.argv[1:],
         "State": {
-            "Status": st.status, "Running": running, "Paused": False, "Restarting": False,
+            "Status": "paused" if st.paused else st.status, "Running": running,
+            "Paused": st.paused, "Restarting": bool(st.restarting and running),
             "OOMKilled": st.oom_killed, "Dead": False, "Pid": st.pid if running else 0,
             "ExitCode": st.exit_code, "Error": st.error,
             "StartedAt": st.started_at or ZERO_TIME, "FinishedAt": st.finished_at or ZERO_TIME,
@@ -139,7 +137,7 @@ def container(rec: Any, path: str, image_config: Mapping[str, Any] | None = None
         "HostsPath": os.path.join(path, "hosts"),
         "LogPath": os.path.join(path, f"{rec.id}-json.log"),
         "Name": "/" + rec.name,
-        "RestartCount": 0,
+        "RestartCount": st.restart_count,
         "Driver": "overlay2",
         "Platform": "linux",
         "MountLabel": "",
@@ -151,7 +149,8 @@ def container(rec: Any, path: str, image_config: Mapping[str, Any] | None = None
             "LogConfig": {"Type": "json-file", "Config": StringMap()},
             "NetworkMode": "default" if mode == "bridge" else mode,
             "PortBindings": _port_bindings(host.get("ports", [])),
-            "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+            "RestartPolicy": {"Name": (host.get("restart") or {}).get("name", "no"),
+                              "MaximumRetryCount": (host.get("restart") or {}).get("max", 0)},
             "AutoRemove": bool(host.get("auto_remove")), "VolumeDriver": "",
             "VolumesFrom": None,
             "CapAdd": host.get("cap_add") or None, "CapDrop": host.get("cap_drop") or None,

@@ -36,9 +36,10 @@ if TYPE_CHECKING:
     from pyminidocker.store.containers import ContainerRecord
     from pyminidocker.store.images import ImageRecord
     from pyminidocker.store.networks import Network
+    from pyminidocker.store.volumes import Volume
 
 __all__ = ["ContainerRecord", "CreateOptions", "Engine", "ImageRecord", "Network", "Progress",
-           "PullResult", "Reference", "parse_cpus", "parse_env_file", "parse_memory",
+           "PullResult", "Reference", "Volume", "parse_cpus", "parse_env_file", "parse_memory",
            "parse_reference", "parse_signal", "registry_server", "split_name"]
 
 # The types a front end constructs or annotates with, importable from here without loading
@@ -48,6 +49,7 @@ _LAZY = {
     "ContainerRecord": "pyminidocker.store.containers",
     "ImageRecord": "pyminidocker.store.images",
     "Network": "pyminidocker.store.networks",
+    "Volume": "pyminidocker.store.volumes",
     "Progress": "pyminidocker.image.pull",
     "PullResult": "pyminidocker.image.pull",
     "Reference": "pyminidocker.image.reference",
@@ -93,16 +95,9 @@ def parse_env_file(path: str) -> list[str]:
 
 def parse_signal(name: str) -> int:
     """A signal's number from "KILL", "SIGKILL" or "9". Raises UsageError."""
-    import signal
+    from pyminidocker.container.spec import parse_signal as parse
 
-    s = name.upper()
-    if s.isdigit():
-        return int(s)
-    s = s if s.startswith("SIG") else "SIG" + s
-    try:
-        return int(getattr(signal, s))
-    except AttributeError:
-        raise UsageError(f"invalid signal: {name}") from None
+    return parse(name)
 
 
 def registry_server(server: str | None) -> str:
@@ -371,8 +366,9 @@ class Engine:
         it runs. See Runtime.start for stdio and on_started (a tty's console)."""
         return self.runtime.start(rec, attach=attach, stdio=stdio, on_started=on_started)
 
-    def stop(self, rec: ContainerRecord, timeout: int = 10) -> None:
-        """SIGTERM, then SIGKILL after timeout seconds; returns once it has exited."""
+    def stop(self, rec: ContainerRecord, timeout: int | None = None) -> None:
+        """Its stop signal (SIGTERM unless --stop-signal), then SIGKILL after timeout seconds
+        (None: its --stop-timeout, else 10); returns once it has exited."""
         self.runtime.stop(rec, timeout)
 
     def kill(self, rec: ContainerRecord, sig: int = 9) -> None:
@@ -383,10 +379,52 @@ class Engine:
         """Its exit code, once it has stopped."""
         return self.runtime.wait(rec)
 
-    def remove(self, rec: ContainerRecord, force: bool = False) -> None:
-        """Remove a container and what it holds on the host. Raises Conflict for a running
-        one unless force (then it is killed)."""
-        self.runtime.remove(rec, force)
+    def remove(self, rec: ContainerRecord, force: bool = False, volumes: bool = False) -> None:
+        """Remove a container and what it holds on the host; with volumes, its anonymous
+        volumes too (rm -v). Raises Conflict for a running one unless force (then it is
+        killed)."""
+        self.runtime.remove(rec, force, volumes)
+
+    def warnings(self) -> list[str]:
+        """Docker's warnings of the last create or start (a limit this host cannot apply)."""
+        return list(self.runtime.warnings)
+
+    def pause(self, rec: ContainerRecord) -> None:
+        """Freeze its processes (the freezer cgroup). Raises Conflict."""
+        self.runtime.pause(rec)
+
+    def unpause(self, rec: ContainerRecord) -> None:
+        """Raises Conflict for a container that is not paused."""
+        self.runtime.unpause(rec)
+
+    def restart(self, rec: ContainerRecord, timeout: int | None = None) -> None:
+        """stop (see stop for timeout), then start detached."""
+        self.runtime.restart(rec, timeout)
+
+    def update(self, rec: ContainerRecord, changes: dict[str, Any]) -> None:
+        """New resource limits (memory, memory_swap, memory_reservation, cpus, cpu_shares,
+        cpu_period, cpu_quota, cpuset_cpus, cpuset_mems, pids_limit), live for a running
+        container. Raises UsageError, PmdError."""
+        self.runtime.update(rec, changes)
+
+    def top(self, rec: ContainerRecord, ps_args: list[str] | None = None
+            ) -> tuple[list[str], list[list[str]]]:
+        """ps (ps_args, default -ef) of the container's processes: (titles, rows)."""
+        return self.runtime.top(rec, list(ps_args or []))
+
+    def changes(self, rec: ContainerRecord) -> list[tuple[str, str]]:
+        """("A"|"C"|"D", path) of what the container changed in its image's files."""
+        return self.runtime.changes(rec)
+
+    def stats(self, rec: ContainerRecord) -> dict[str, Any]:
+        """One reading of its counters (cpu, memory, network, block I/O, pids); CPU % comes
+        from two (container.observe.cpu_percent). Raises Conflict if it is not running."""
+        return self.runtime.stats(rec)
+
+    def start_all_restart(self) -> list[str]:
+        """At boot: start the stopped containers whose restart policy asks for it (see
+        Runtime.start_all_restart); their ids."""
+        return self.runtime.start_all_restart()
 
     def rename(self, rec: ContainerRecord, new_name: str) -> None:
         """Raises UsageError for a bad name, Conflict for a taken one."""
@@ -483,22 +521,22 @@ class Engine:
     def inspect_container(self, rec: ContainerRecord) -> dict[str, Any]:
         """Docker's `container inspect` object of the container."""
         from pyminidocker.container import spec as policy
+        from pyminidocker.container.mounts import inspect_mounts, mounts_of
 
         st = rec.state
         d = self.store.containers.path(rec.id)
-        mounts = []
-        for v in rec.host.get("binds", []):
-            src, dst, ro = policy.parse_volume(v)
-            mounts.append({"Type": "bind", "Source": src, "Destination": dst,
-                           "Mode": "ro" if ro else "", "RW": not ro, "Propagation": "rprivate"})
+        mounts = inspect_mounts(mounts_of(rec.host), self.store.volumes.data_path)
         return {
             "Id": rec.id,
             "Created": rec.created,
             "Path": rec.argv[0],
             "Args": rec.argv[1:],
             "State": {
-                "Status": st.status, "Running": st.status == "running", "Paused": False,
-                "Restarting": False, "OOMKilled": st.oom_killed, "Dead": False, "Pid": st.pid,
+                "Status": "paused" if st.paused else
+                ("restarting" if st.restarting and st.status == "running" else st.status),
+                "Running": st.status == "running", "Paused": st.paused,
+                "Restarting": st.restarting and st.status == "running",
+                "OOMKilled": st.oom_killed, "Dead": False, "Pid": st.pid,
                 "ExitCode": st.exit_code, "Error": st.error,
                 "StartedAt": st.started_at or "0001-01-01T00:00:00Z",
                 "FinishedAt": st.finished_at or "0001-01-01T00:00:00Z",
@@ -509,9 +547,13 @@ class Engine:
             "HostsPath": os.path.join(d, "hosts"),
             "LogPath": os.path.join(d, f"{rec.id}-json.log"),
             "Name": "/" + rec.name,
+            "RestartCount": st.restart_count,
             "HostConfig": {
                 "Binds": rec.host.get("binds", []), "NetworkMode": rec.host.get("network"),
                 "AutoRemove": rec.host.get("auto_remove", False),
+                "RestartPolicy": {"Name": (rec.host.get("restart") or {}).get("name", "no"),
+                                  "MaximumRetryCount":
+                                      (rec.host.get("restart") or {}).get("max", 0)},
                 "Privileged": rec.host.get("privileged", False),
                 "CapAdd": rec.host.get("cap_add") or None,
                 "CapDrop": rec.host.get("cap_drop") or None,
@@ -539,6 +581,45 @@ class Engine:
                    for name, info in st.extra_networks.items()}},
                 "IPAddress": st.ip, "Ports": {}},
         }
+
+    # ---- volumes --------------------------------------------------------------------------
+
+    def create_volume(self, name: str | None = None, labels: dict[str, str] | None = None,
+                      options: dict[str, str] | None = None, driver: str = "local") -> Volume:
+        """A new volume (anonymous when name is None), or the one of that name. Raises
+        UsageError (name, driver, options), StoreError."""
+        from pyminidocker.store.volumes import create_volume
+
+        return create_volume(self.store, name, labels, options, driver)
+
+    def volumes(self) -> list[Volume]:
+        return self.store.volumes.all()
+
+    def volume(self, name: str) -> Volume:
+        """Raises NotFound."""
+        return self.store.volumes.get(name)
+
+    def volume_users(self) -> dict[str, list[str]]:
+        """volume name -> the ids of the containers that mount it."""
+        return self.store.volumes.users()
+
+    def inspect_volume(self, vol: Volume) -> dict[str, Any]:
+        """Docker's `volume inspect` object."""
+        from pyminidocker.store.volumes import inspect_volume
+
+        return inspect_volume(self.store, vol)
+
+    def remove_volumes(self, names: list[str], force: bool = False) -> dict[str, Exception]:
+        """Remove each; name -> error (NotFound, Conflict when in use) for those that failed."""
+        from pyminidocker.store.volumes import remove_volumes
+
+        return remove_volumes(self.store, names, force)
+
+    def prune_volumes(self, labels: list[str] | None = None) -> tuple[list[str], int]:
+        """Remove every volume no container uses (with these label filters): (names, bytes)."""
+        from pyminidocker.store.volumes import prune_volumes
+
+        return prune_volumes(self.store, labels)
 
     # ---- networks -------------------------------------------------------------------------
 

@@ -39,7 +39,8 @@ except ImportError as e:  # pragma: no cover - only when the C module was not bu
 
 # (major, minor) of the public API in __all__: minor grows when something is added, major when
 # something public changes or goes (after a minor release that warns about it).
-API_VERSION = (1, 1)  # 1.1: seccomp_compile, SECCOMP_PROG_MAX, SpawnSpec.seccomp as a program
+API_VERSION = (1, 2)  # 1.1: seccomp_compile, SECCOMP_PROG_MAX, SpawnSpec.seccomp as a program;
+# 1.2: monitor_start(restart=RestartPolicy(...)), RESTART_*
 
 __all__ = [
     "API_VERSION",
@@ -66,6 +67,10 @@ __all__ = [
     "MS_SHARED",
     "MS_SLAVE",
     "MS_STRICTATIME",
+    "RESTART_ALWAYS",
+    "RESTART_NO",
+    "RESTART_ON_FAILURE",
+    "RESTART_UNLESS_STOPPED",
     "SECCOMP_DEFAULT",
     "SECCOMP_OFF",
     "SECCOMP_PROG_MAX",
@@ -74,6 +79,7 @@ __all__ = [
     "MonitorInfo",
     "Mount",
     "Process",
+    "RestartPolicy",
     "SpawnSpec",
     "cgroup_devices",
     "layer_extract",
@@ -488,19 +494,40 @@ def _c_monitor_spec(keep: list[CData], log_path: str | os.PathLike[str] | None,
     return m
 
 
+@dataclass(frozen=True)
+class RestartPolicy:
+    """A monitored container's restart policy (see pmd_monitor_spec in csrc/pmd.h): policy one
+    of RESTART_NO/ALWAYS/ON_FAILURE/UNLESS_STOPPED, max_count (on-failure: at most this many
+    restarts, 0 = no limit), restart_path (the monitor's record of the restarts), stop_path
+    (once it exists, no more restarts)."""
+
+    policy: int
+    max_count: int
+    restart_path: str
+    stop_path: str
+
+
+RESTART_NO = lib.PMD_RESTART_NO
+RESTART_ALWAYS = lib.PMD_RESTART_ALWAYS
+RESTART_ON_FAILURE = lib.PMD_RESTART_ON_FAILURE
+RESTART_UNLESS_STOPPED = lib.PMD_RESTART_UNLESS_STOPPED
+
+
 def monitor_start(spec: SpawnSpec, log_path: str | os.PathLike[str],
                   exit_path: str | os.PathLike[str],
                   cleanup_mounts: Iterable[str | os.PathLike[str]] = (),
                   cleanup_dirs: Iterable[str | os.PathLike[str]] = (),
                   exit_argv: Sequence[str | os.PathLike[str]] | None = None,
                   exit_env: Sequence[str] | None = None,
-                  monitor_path: str | os.PathLike[str] | None = None) -> MonitorInfo:
+                  monitor_path: str | os.PathLike[str] | None = None,
+                  restart: RestartPolicy | None = None) -> MonitorInfo:
     """Start spec as a detached container watched by pmd-monitor (see pmd_monitor_start).
 
     The monitor logs the container's stdout/stderr to log_path (Docker's json-file format),
     and when it exits unmounts cleanup_mounts, removes cleanup_dirs, writes exit_path
     ({"exit_code", "finished_at", "oom_killed"}) and finally execs exit_argv (argv[0] a path;
-    environment exit_env, "K=V" strings) if given. spec's stdio must be -1 (the monitor provides
+    environment exit_env, "K=V" strings) if given; with restart, it first restarts the container
+    as the policy says (RestartPolicy). spec's stdio must be -1 (the monitor provides
     pipes, or with spec.console the container's own pty). With spec.hold it returns once the
     container exists: call release() (or abort()) on the result.
 
@@ -514,6 +541,11 @@ def monitor_start(spec: SpawnSpec, log_path: str | os.PathLike[str],
     s = _c_spec(spec, keep)
     m = _c_monitor_spec(keep, log_path, exit_path, cleanup_mounts, cleanup_dirs, exit_argv,
                         exit_env)
+    if restart is not None and restart.policy != RESTART_NO:
+        m.restart_policy = restart.policy
+        m.restart_max = restart.max_count
+        m.restart_path = _cstr(keep, restart.restart_path)
+        m.stop_path = _cstr(keep, restart.stop_path)
     info = ffi.new("struct pmd_monitor_info *")
     err = ffi.new("struct pmd_error *")
     if lib.pmd_monitor_start(os.fsencode(monitor_path or MONITOR_PATH), s, m, info, err) != 0:

@@ -108,7 +108,7 @@ class Parser:
                      help: str | None = None, dest: str | None = None) -> None:
         positional = not names[0].startswith("-")
         if action not in ("store", "store_true", "append") or type not in (None, int) or \
-                nargs not in ((None, "?", "+", REMAINDER) if positional else (None,)):
+                nargs not in ((None, "?", "*", "+", REMAINDER) if positional else (None,)):
             raise ValueError(f"unsupported argument {names}: action {action!r}, type {type!r}, "
                              f"nargs {nargs!r}")
         if positional:
@@ -120,7 +120,7 @@ class Parser:
             dest = next((n[2:] for n in names if n.startswith("--")), names[0][1:])
             dest = dest.replace("-", "_")
         if action == "store_true":
-            default = False
+            default = bool(default)  # True for a flag that is on unless =false (--sig-proxy)
         elif action == "append" and default is None:
             default = []
         arg = _Arg(names, dest, action, default, type, choices, None, metavar, help)
@@ -249,10 +249,10 @@ class Parser:
         """Deals the positional words out to the positionals, or says how many are wanted."""
         nargs = [p.nargs for p in self._positionals]
         least = sum(n is None or n == "+" for n in nargs)
-        most = None if "+" in nargs or REMAINDER in nargs else len(nargs)
+        most = None if {"*", "+", REMAINDER} & set(nargs) else len(nargs)
         if len(words) < least or (most is not None and len(words) > most):
             raise self._error(self._count(least, most))
-        spare = len(words) - least  # for the "?", "+" and REMAINDER positionals
+        spare = len(words) - least  # for the "?", "*", "+" and REMAINDER positionals
         k = 0
         for p in self._positionals:
             if p.nargs is None:

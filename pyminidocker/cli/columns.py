@@ -195,9 +195,13 @@ class ContainerContext:
 
     @property
     def Mounts(self) -> str:
+        from pyminidocker.container.mounts import mounts_of
+
         names = []
-        for b in self._rec.host.get("binds", []):
-            src = b.split(":", 1)[0]
+        for m in mounts_of(self._rec.host):
+            if m["Type"] == "tmpfs":
+                continue
+            src = m.get("Name") or m.get("Source") or ""
             names.append(ellipsis(src, 15) if self._trunc else src)
         return ",".join(names)
 

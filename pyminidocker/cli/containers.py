@@ -18,8 +18,11 @@ if TYPE_CHECKING:
     from pyminidocker.engine import ContainerRecord, CreateOptions, Engine
 
 
-def _create_options(args: Namespace) -> CreateOptions:
+def _create_options(args: Namespace, env_: Env) -> CreateOptions:
+    from pyminidocker.cli.runflags import run_extra
     from pyminidocker.engine import CreateOptions, parse_cpus, parse_env_file, parse_memory
+
+    extra = run_extra(args, lambda line: env_.stderr.write(line + "\n"))
 
     env = []
     for f in args.env_file:
@@ -28,13 +31,14 @@ def _create_options(args: Namespace) -> CreateOptions:
     return CreateOptions(
         image=args.image, cmd=list(args.cmd), name=args.name, env=env, workdir=args.workdir,
         user=args.user, entrypoint=args.entrypoint, hostname=args.hostname,
-        read_only=args.read_only, volumes=args.volume, tmpfs=args.tmpfs,
+        read_only=args.read_only, volumes=args.volume, mounts=args.mount,
+        volumes_from=args.volumes_from, tmpfs=args.tmpfs,
         memory=parse_memory(args.memory) if args.memory else None,
         cpus=parse_cpus(args.cpus) if args.cpus else None,
         pids_limit=args.pids_limit, network=args.network, privileged=args.privileged,
         cap_add=args.cap_add, cap_drop=args.cap_drop, security_opt=args.security_opt,
         tty=args.tty, interactive=args.interactive, auto_remove=getattr(args, "rm", False),
-        publish=args.publish, publish_all=args.publish_all,
+        publish=args.publish, publish_all=args.publish_all, extra=extra,
     )
 
 
@@ -42,16 +46,53 @@ def _create(args: Namespace, env: Env) -> ContainerRecord:
     """create's work for create and run: like Docker, pull the image if it is missing, and
     exit 125 for any failure of the engine (the container's own codes come later)."""
     try:
-        opts = _create_options(args)
+        opts = _create_options(args, env)
+        if args.cidfile and os.path.exists(args.cidfile):
+            raise UsageError(f"Container ID file found, make sure the other container isn't "
+                             f"running or delete {args.cidfile}")
         eng: Engine = args.engine
-        if eng.find_image(args.image) is None:
+        if _must_pull(eng, args):
             from pyminidocker.cli.images import pull_missing
 
-            pull_missing(eng, args.image, env)
-        return eng.create(opts)
+            pull_missing(eng, args.image, env, args.platform)
+        rec = eng.create(opts)
+        for w in eng.warnings():
+            env.stderr.write(f"WARNING: {w}\n")
+        if args.cidfile:
+            try:
+                with open(args.cidfile, "x") as f:
+                    f.write(rec.id)
+            except OSError as e:
+                eng.remove(rec, force=True, volumes=True)
+                raise UsageError(f"failed to create the container ID file: {e.strerror}: "
+                                 f"{args.cidfile}") from None
+        return rec
     except PmdError as e:
         e.exit_code = 125
         raise
+
+
+def _must_pull(eng: Engine, args: Namespace) -> bool:
+    """--pull missing (Docker's default), always or never; with --platform, an image of
+    another platform counts as missing. Raises NotFound for never."""
+    from pyminidocker.errors import NotFound
+
+    rec = None if args.pull == "always" else eng.find_image(args.image)
+    if rec is not None and args.platform:
+        from pyminidocker.image.platforms import parse_platform
+
+        want = parse_platform(args.platform)
+        cfg = eng.image_config(rec)
+        have = (cfg.get("os"), cfg.get("architecture"))
+        if have != (want.os, want.architecture):
+            if args.pull == "never":
+                raise NotFound(f"image with reference {args.image} was found but does not "
+                               f"match the specified platform: wanted {args.platform}, "
+                               f"actual: {have[0]}/{have[1]}")
+            rec = None
+    if rec is None and args.pull == "never":
+        raise NotFound(f"No such image: {args.image}")
+    return rec is None
 
 
 def cmd_create(args: Namespace, env: Env) -> int:
@@ -77,18 +118,23 @@ def _attached_start(eng: Engine, rec: ContainerRecord, env: Env, interactive: bo
             return _run_with_pty(
                 lambda started, stdio: eng.start(rec, attach=True, stdio=stdio,
                                                  on_started=started), env, interactive)
-        stdin = -1 if interactive else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        # -a: only the streams named are ours (by default stdout and stderr, stdin with -i);
+        # the others still reach the container's log
+        streams = rec.host.get("attach") or ["stdout", "stderr", *(["stdin"] * interactive)]
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         try:
             env.stdout.flush()
-            code = eng.start(rec, attach=True,
-                             stdio=(stdin, env.stdout.fileno(), env.stderr.fileno()))
+            code = eng.start(rec, attach=True, stdio=(
+                -1 if interactive and "stdin" in streams else null,
+                env.stdout.fileno() if "stdout" in streams else null,
+                env.stderr.fileno() if "stderr" in streams else null))
         finally:
-            if stdin >= 0:
-                os.close(stdin)
+            os.close(null)
         return int(code or 0)
     finally:
-        if remove:  # --rm: whatever happened, the container goes
-            eng.remove(eng.reload(rec), force=True)
+        if remove:  # --rm: whatever happened, the container goes, with its anonymous volumes
+            eng.remove(eng.reload(rec), force=True, volumes=True)
+
 def _run_with_pty(start: Callable[[Callable[[Any], None], tuple[int, int, int]], int | None],
                   env: Env, interactive: bool) -> int:
     """-t: the process gets a pty from its own /dev/pts (the shim's console), whose output the
@@ -189,6 +235,14 @@ def cmd_exec(args: Namespace, env: Env) -> int:
 def cmd_start(args: Namespace, env: Env) -> int:
     eng: Engine = args.engine
     status = 0
+    if args.all_restart:  # at boot: what Docker's daemon restarts when it starts
+        if args.containers:
+            raise UsageError("--all-restart takes no container")
+        for cid in eng.start_all_restart():
+            env.out(cid)
+        return 0
+    if not args.containers:
+        raise UsageError('"start" requires at least 1 argument.')
     for ref in args.containers:
         try:
             rec = eng.container(ref)
@@ -231,7 +285,7 @@ def cmd_kill(args: Namespace, env: Env) -> int:
 
 def cmd_rm(args: Namespace, env: Env) -> int:
     # rm -f also takes a container whose record is corrupt: what is found of it goes
-    return _each(args, env, lambda eng, rec: eng.remove(rec, args.force),
+    return _each(args, env, lambda eng, rec: eng.remove(rec, args.force, args.volumes),
                  corrupt_ok=args.force)
 
 
@@ -273,9 +327,12 @@ def _status_text(rec: ContainerRecord, now: float) -> str:
     from pyminidocker.cli.output import human_duration, parse_time
 
     st = rec.state
+    if st.status == "running" and st.restarting:
+        finished = parse_time(st.finished_at) or now
+        return f"Restarting ({st.exit_code}) {human_duration(now - finished)} ago"
     if st.status == "running":
         started = parse_time(st.started_at) or now
-        return f"Up {human_duration(now - started)}"
+        return f"Up {human_duration(now - started)}" + (" (Paused)" if st.paused else "")
     if st.status == "exited":
         finished = parse_time(st.finished_at) or now
         return f"Exited ({st.exit_code}) {human_duration(now - finished)} ago"

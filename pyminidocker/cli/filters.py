@@ -156,7 +156,10 @@ def containers(recs: list[Any], filters: dict[str, list[str]],
         return {rec.host.get("network") or "bridge", *rec.state.extra_networks}
 
     def volume(rec: Any, v: str) -> bool:
-        return any(v in b.split(":")[:2] for b in rec.host.get("binds", []))
+        from pyminidocker.container.mounts import mounts_of
+
+        return any(v in (m.get("Name"), m.get("Source"), m["Destination"])
+                   for m in mounts_of(rec.host))
 
     def ancestor(rec: Any, v: str) -> bool:
         from pyminidocker.image.reference import parse_reference

@@ -162,15 +162,15 @@ def cmd_logout(args: Namespace, env: Env) -> int:
     return 0
 
 
-def pull_missing(eng: Engine, image: str, env: Env) -> None:
-    """run/create of an image that is not here: pull it, reporting on stderr as Docker does."""
+def pull_missing(eng: Engine, image: str, env: Env, platform: str | None = None) -> None:
+    """run/create of an image that is not here: pull it (for platform), reporting on stderr
+    as Docker does."""
     from pyminidocker.engine import parse_reference
 
     ref = parse_reference(image)
     err_env = Env(stdout=env.stderr, stderr=env.stderr)
     err_env.out(f"Unable to find image '{ref.familiar}' locally")
     err_env.out(f"{ref.tag or ref.digest}: Pulling from {ref.repository}")
-    res = eng.pull(ref, None, PullRenderer(err_env))
+    res = eng.pull(ref, platform, PullRenderer(err_env))
     err_env.out(f"Digest: {res.digest}")
-    err_env.out(f"Status: Downloaded newer image for {ref.familiar}")
     err_env.out(f"Status: Downloaded newer image for {ref.familiar}")

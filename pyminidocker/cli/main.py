@@ -38,12 +38,12 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     """The whole parser, or with argv one where only the command argv names has its flags
     (declaring every command's costs on each start); every command is listed all the same."""
     p = Parser(PROG, "A daemonless container engine.")
-    p.add_argument("--root", help="store directory (default $PYMINIDOCKER_ROOT or "
+    p.add_argument("--root", help="Store directory (default $PYMINIDOCKER_ROOT or "
                    "/var/lib/docker-mini)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    p.add_argument("--debug", action="store_true", help="Show tracebacks of errors")
     p.add_argument("--trace", action="store_true",
-                   help="print the time of each phase (also PYMINIDOCKER_TRACE=1)")
-    p.add_argument("-v", "--version", action="store_true", help="print the version and exit")
+                   help="Print the time of each phase (also PYMINIDOCKER_TRACE=1)")
+    p.add_argument("-v", "--version", action="store_true", help="Print the version and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     only = None if argv is None else p.command_word(argv)
 
@@ -58,18 +58,18 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
         return sp
 
     sp = add("pull", "images.cmd_pull", "Download an image from a registry")
-    sp.add_argument("--platform", help="os/arch[/variant] to pull (default: this host's)")
-    sp.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
-    sp.add_argument("-a", "--all-tags", action="store_true", help="pull every tagged image")
+    sp.add_argument("--platform", help="Os/arch[/variant] to pull (default: this host's)")
+    sp.add_argument("-q", "--quiet", action="store_true", help="Print only the image id")
+    sp.add_argument("-a", "--all-tags", action="store_true", help="Pull every tagged image")
     sp.add_argument("ref", metavar="NAME[:TAG|@DIGEST]")
 
     sp = add("images", "images.cmd_images", "List images")
-    sp.add_argument("-q", "--quiet", action="store_true", help="only show image ids")
+    sp.add_argument("-q", "--quiet", action="store_true", help="Only show image ids")
     sp.add_argument("--format", help="'json': one JSON object per line")
     sp.add_argument("filter_ref", nargs="?", metavar="REPOSITORY[:TAG]")
 
     sp = add("inspect", "system.cmd_inspect", "Show low-level information on containers and images")
-    sp.add_argument("--type", choices=["container", "image"], help="only objects of this type")
+    sp.add_argument("--type", choices=["container", "image"], help="Only objects of this type")
     sp.add_argument("images", nargs="+", metavar="NAME|ID")
 
     sp = add("tag", "images.cmd_tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")
@@ -77,14 +77,14 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sp.add_argument("target", metavar="TARGET_IMAGE[:TAG]")
 
     sp = add("rmi", "images.cmd_rmi", "Remove one or more images")
-    sp.add_argument("-f", "--force", action="store_true", help="force removal of the image")
+    sp.add_argument("-f", "--force", action="store_true", help="Force removal of the image")
     sp.add_argument("images", nargs="+", metavar="IMAGE")
 
     sp = add("login", "images.cmd_login", "Log in to a registry")
-    sp.add_argument("-u", "--username", help="username")
+    sp.add_argument("-u", "--username", help="Username")
     sp.add_argument("-p", "--password",
-                    help="password (--password-stdin keeps it out of the process list)")
-    sp.add_argument("--password-stdin", action="store_true", help="take the password from stdin")
+                    help="Password (--password-stdin keeps it out of the process list)")
+    sp.add_argument("--password-stdin", action="store_true", help="Take the password from stdin")
     sp.add_argument("server", nargs="?", metavar="SERVER")
 
     sp = add("logout", "images.cmd_logout", "Log out from a registry")
@@ -94,38 +94,46 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     user_help = "user name or UID (format: <name|uid>[:<group|gid>])"
 
     def create_flags(sp: Any) -> None:
-        sp.add_argument("--name", help="assign a name to the container")
+        sp.add_argument("--name", help="Assign a name to the container")
         sp.add_argument("-e", "--env", action="append", default=[], help=env_help)
         sp.add_argument("--env-file", action="append", default=[],
-                        help="read environment variables from a file")
-        sp.add_argument("-w", "--workdir", help="working directory inside the container")
+                        help="Read environment variables from a file")
+        sp.add_argument("-w", "--workdir", help="Working directory inside the container")
         sp.add_argument("-u", "--user", help=user_help)
-        sp.add_argument("--entrypoint", help="overwrite the image's ENTRYPOINT")
-        sp.add_argument("-h", "--hostname", help="the container's host name")
+        sp.add_argument("--entrypoint", help="Overwrite the image's ENTRYPOINT")
+        sp.add_argument("-h", "--hostname", help="The container's host name")
         sp.add_argument("--read-only", action="store_true",
-                        help="mount the container's root filesystem read-only")
+                        help="Mount the container's root filesystem read-only")
         sp.add_argument("-v", "--volume", action="append", default=[],
-                        help="bind mount HOST_PATH:PATH[:ro|rw]")
+                        help="Bind mount HOST_PATH:PATH[:ro|rw] or a volume NAME:PATH, /PATH")
+        sp.add_argument("--mount", action="append", default=[],
+                        help="Attach a mount: type=volume|bind|tmpfs,source=,target=,...")
+        sp.add_argument("--volumes-from", action="append", default=[],
+                        help="Mount the volumes of CONTAINER[:ro|rw]")
         sp.add_argument("--tmpfs", action="append", default=[],
-                        help="mount a tmpfs: /PATH[:OPTIONS]")
-        sp.add_argument("-m", "--memory", help="memory limit (e.g. 64m)")
-        sp.add_argument("--cpus", help="number of CPUs (e.g. 1.5)")
+                        help="Mount a tmpfs: /PATH[:OPTIONS]")
+        sp.add_argument("-m", "--memory", help="Memory limit (e.g. 64m)")
+        sp.add_argument("--cpus", help="Number of CPUs (e.g. 1.5)")
         sp.add_argument("--pids-limit", type=int,
-                        help="limit the number of processes in the container")
+                        help="Limit the number of processes in the container")
         sp.add_argument("--network", "--net", default="bridge",
-                        help="connect the container to a network: bridge, host, none or a name")
+                        help="Connect the container to a network: bridge, host, none or a name")
         sp.add_argument("-p", "--publish", action="append", default=[],
-                        help="publish a port: [[HOST_IP:]HOST_PORT:]PORT[/PROTO]")
+                        help="Publish a port: [[HOST_IP:]HOST_PORT:]PORT[/PROTO]")
         sp.add_argument("-P", "--publish-all", action="store_true",
-                        help="publish all exposed ports to random ports")
+                        help="Publish all exposed ports to random ports")
         sp.add_argument("--privileged", action="store_true",
-                        help="give extended privileges to the container")
-        sp.add_argument("--cap-add", action="append", default=[], help="add a Linux capability")
+                        help="Give extended privileges to the container")
+        sp.add_argument("--cap-add", action="append", default=[], help="Add a Linux capability")
         sp.add_argument("--cap-drop", action="append", default=[],
-                        help="drop a Linux capability")
-        sp.add_argument("--security-opt", action="append", default=[], help="security options")
-        sp.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
-        sp.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
+                        help="Drop a Linux capability")
+        sp.add_argument("--security-opt", action="append", default=[], help="Security options")
+        sp.add_argument("-i", "--interactive", action="store_true", help="Keep stdin open")
+        sp.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
+        if not isinstance(sp, _Unused):
+            from pyminidocker.cli.runflags import add_run_flags
+
+            add_run_flags(sp)
         sp.add_argument("image", metavar="IMAGE")
         sp.add_argument("cmd", nargs=REMAINDER, metavar="COMMAND")
 
@@ -133,45 +141,47 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     create_flags(sp)
     sp = add("run", "containers.cmd_run", "Create and start a container")
     sp.add_argument("-d", "--detach", action="store_true",
-                    help="run in the background and print the container id")
-    sp.add_argument("--rm", action="store_true", help="remove the container when it exits")
+                    help="Run in the background and print the container id")
+    sp.add_argument("--rm", action="store_true", help="Remove the container when it exits")
     create_flags(sp)
 
     sp = add("exec", "containers.cmd_exec", "Run a command in a running container")
-    sp.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
-    sp.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
+    sp.add_argument("-i", "--interactive", action="store_true", help="Keep stdin open")
+    sp.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
     sp.add_argument("-e", "--env", action="append", default=[], help=env_help)
     sp.add_argument("-u", "--user", help=user_help)
-    sp.add_argument("-w", "--workdir", help="working directory inside the container")
+    sp.add_argument("-w", "--workdir", help="Working directory inside the container")
     sp.add_argument("container", metavar="CONTAINER")
     sp.add_argument("cmd", nargs=REMAINDER, metavar="COMMAND")
 
     sp = add("start", "containers.cmd_start", "Start one or more stopped containers")
     sp.add_argument("-a", "--attach", action="store_true",
-                    help="attach to the container's output and wait for it")
-    sp.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
-    sp.add_argument("containers", nargs="+", metavar="CONTAINER")
+                    help="Attach to the container's output and wait for it")
+    sp.add_argument("-i", "--interactive", action="store_true", help="Keep stdin open")
+    sp.add_argument("--all-restart", action="store_true",
+                    help="Start every container its restart policy would start (at boot)")
+    sp.add_argument("containers", nargs="*", metavar="CONTAINER")
 
     sp = add("ps", "containers.cmd_ps", "List containers")
     sp.add_argument("-a", "--all", action="store_true",
-                    help="show all containers (default: the running ones)")
-    sp.add_argument("-q", "--quiet", action="store_true", help="only show container ids")
+                    help="Show all containers (default: the running ones)")
+    sp.add_argument("-q", "--quiet", action="store_true", help="Only show container ids")
     sp.add_argument("--format", help="'json': one JSON object per line")
 
     sp = add("stop", "containers.cmd_stop", "Stop one or more running containers")
-    sp.add_argument("-t", "--time", type=int, default=10,
-                    help="seconds to wait before killing the container")
+    sp.add_argument("-t", "--time", type=int,
+                    help="Seconds before SIGKILL (default: its --stop-timeout, else 10)")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER")
 
     sp = add("kill", "containers.cmd_kill", "Kill one or more running containers")
-    sp.add_argument("-s", "--signal", default="KILL", help="signal to send")
+    sp.add_argument("-s", "--signal", default="KILL", help="Signal to send")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER")
 
     sp = add("rm", "containers.cmd_rm", "Remove one or more containers")
     sp.add_argument("-f", "--force", action="store_true",
-                    help="remove a running container too (it is killed)")
+                    help="Remove a running container too (it is killed)")
     sp.add_argument("-v", "--volumes", action="store_true",
-                    help="remove anonymous volumes (there are none: bind mounts only)")
+                    help="Remove the container's anonymous volumes")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER")
 
     sp = add("wait", "containers.cmd_wait",
@@ -179,9 +189,9 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sp.add_argument("containers", nargs="+", metavar="CONTAINER")
 
     sp = add("logs", "containers.cmd_logs", "Fetch the logs of a container")
-    sp.add_argument("-f", "--follow", action="store_true", help="follow log output")
-    sp.add_argument("--tail", default="all", help="number of lines to show from the end")
-    sp.add_argument("-t", "--timestamps", action="store_true", help="show timestamps")
+    sp.add_argument("-f", "--follow", action="store_true", help="Follow log output")
+    sp.add_argument("--tail", default="all", help="Number of lines to show from the end")
+    sp.add_argument("-t", "--timestamps", action="store_true", help="Show timestamps")
     sp.add_argument("container", metavar="CONTAINER")
 
     sp = add("port", "containers.cmd_port", "List a container's published ports")
@@ -194,13 +204,23 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
 
     sp = add("container", "containers.cmd_container_prune", "Manage containers")
     sp.add_argument("action", choices=["prune"])
-    sp.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
+    sp.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
 
     sp = add("network", None, "Manage networks")
     if isinstance(sp, Parser):  # its commands live in cli.network: imported only to run them
         from pyminidocker.cli.network import add_network_commands
 
         add_network_commands(sp)
+
+    from pyminidocker.cli.verbs import add_verb_commands  # a small module: args and errors
+
+    add_verb_commands(add)
+
+    sp = add("volume", None, "Manage volumes")
+    if isinstance(sp, Parser):  # its commands live in cli/volume.py: imported only to run them
+        from pyminidocker.cli.volume import add_volume_commands
+
+        add_volume_commands(sp)
 
     sp = add("bench", None, "Measure start latency and pull time against other engines")
     if isinstance(sp, Parser):  # its commands live in cli/bench.py: imported only to run them
@@ -210,7 +230,7 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
 
     sp = add("system", "system.cmd_system", "Manage the engine's footprint on this host")
     sp.add_argument("action", choices=["reset", "check", "service"])
-    sp.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
+    sp.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
     # service: the Docker Engine API server (pyminidocker.api.server)
     sp.add_argument("uri", nargs="?", metavar="URI",
                     help="Service: unix:///PATH (default unix:///run/pyminidocker/docker.sock) "

@@ -14,12 +14,13 @@ if TYPE_CHECKING:
     from pyminidocker.engine import Engine
 
 
-def _labels(items: list[str]) -> dict[str, str]:
+def key_values(items: list[str], what: str = "label") -> dict[str, str]:
+    """--label/--opt KEY[=VALUE] flags as a dict. Raises UsageError for an empty key."""
     out = {}
     for item in items:
         key, _, value = item.partition("=")
         if not key:
-            raise UsageError(f"invalid label: {item}")
+            raise UsageError(f"invalid {what}: {item}")
         out[key] = value
     return out
 
@@ -30,7 +31,7 @@ def cmd_network(args: Namespace, env: Any) -> int:
     eng: Engine = args.engine
     if args.network_command == "create":
         net = eng.create_network(args.name, subnet=args.subnet, gateway=args.gateway,
-                               internal=args.internal, labels=_labels(args.label))
+                               internal=args.internal, labels=key_values(args.label))
         env.out(net.id)
         return 0
     if args.network_command in ("ls", "list"):

@@ -154,6 +154,11 @@ class Limits:
     cpus         CPUs as a float: 1.5 -> quota 150000 per period 100000.
     cpu_shares   relative weight, v1 cpu.shares (v2: converted to cpu.weight).
     pids         maximum number of tasks; None, 0 or -1 = unlimited.
+    memory_reservation  soft limit in bytes (v1 memory.soft_limit_in_bytes, v2 memory.low).
+    cpu_period, cpu_quota  CFS period and quota in microseconds (--cpu-period/--cpu-quota;
+                 not with cpus).
+    cpuset_cpus, cpuset_mems  "0-1,3" lists of the CPUs / memory nodes allowed.
+    oom_kill_disable  v1 memory.oom_control (v2 has no such switch: a warning).
     devices      device rules in the v1 devices cgroup's syntax, in order: ("deny" | "allow",
                  "c 1:3 rwm"), "a" for every device. v1 writes them to the devices controller,
                  v2 attaches the equivalent eBPF program (see device_program()); () leaves the
@@ -168,10 +173,17 @@ class Limits:
     cpu_shares: int | None = None
     pids: int | None = None
     devices: tuple[tuple[str, str], ...] = DEFAULT_DEVICE_RULES
+    memory_reservation: int | None = None
+    cpu_period: int | None = None
+    cpu_quota: int | None = None
+    cpuset_cpus: str | None = None
+    cpuset_mems: str | None = None
+    oom_kill_disable: bool = False
 
     def __post_init__(self) -> None:
         # Normalise Docker's several spellings of "unlimited" to None (frozen: use object's setter).
-        for name in ("memory", "memory_swap", "cpus", "cpu_shares"):
+        for name in ("memory", "memory_swap", "cpus", "cpu_shares", "memory_reservation",
+                     "cpu_period", "cpu_quota"):
             if getattr(self, name) == 0:
                 object.__setattr__(self, name, None)
         if self.pids is not None and self.pids <= 0:
@@ -194,6 +206,24 @@ class Limits:
         if self.cpu_shares is not None and not MIN_SHARES <= self.cpu_shares <= MAX_SHARES:
             raise UsageError(f"invalid cpu shares {self.cpu_shares}: must be between "
                              f"{MIN_SHARES} and {MAX_SHARES}")
+        if self.memory_reservation is not None:
+            if self.memory_reservation < MIN_MEMORY:
+                raise UsageError("Minimum memory reservation allowed is 6MB")
+            if self.memory is not None and self.memory < self.memory_reservation:
+                raise UsageError("Minimum memory limit can not be less than memory reservation "
+                                 "limit, see usage")
+        if self.cpus is not None and (self.cpu_period or self.cpu_quota):
+            raise UsageError("Conflicting options: Nano CPUs and CPU "
+                             f"{'Period' if self.cpu_period else 'Quota'} cannot both be set")
+        if self.cpu_period is not None and not 1000 <= self.cpu_period <= 1_000_000:
+            raise UsageError("CPU cfs period can not be less than 1ms (i.e. 1000) or larger "
+                             "than 1s (i.e. 1000000)")
+        if self.cpu_quota is not None and 0 < self.cpu_quota < MIN_CPU_QUOTA:
+            raise UsageError("CPU cfs quota can not be less than 1ms (i.e. 1000)")
+        for name, what in (("cpuset_cpus", "cpus"), ("cpuset_mems", "mems")):
+            value = getattr(self, name)
+            if value is not None:
+                check_cpuset(value, what)
         for verb, rule in self.devices:
             if verb not in ("allow", "deny"):
                 raise UsageError(f"invalid device rule: {verb} {rule}")
@@ -205,6 +235,39 @@ class Limits:
         if self.memory_swap is None:
             return 2 * self.memory
         return self.memory_swap
+
+
+def check_cpuset(value: str, what: str) -> set[int]:
+    """A cpuset list ("0-2,4") checked against what the host has (Docker's words). Raises
+    UsageError."""
+    try:
+        wanted = _cpuset_list(value)
+    except ValueError:
+        raise UsageError(f"Invalid value {value} for cpuset {what}") from None
+    root = _read("/sys/fs/cgroup/cpuset/cpuset." + what) or \
+        _read(f"/sys/fs/cgroup/cpuset.{what}.effective") or ""
+    try:
+        have = _cpuset_list(root.strip()) if root.strip() else wanted
+    except ValueError:
+        have = wanted
+    if not wanted <= have:
+        label = "CPUs" if what == "cpus" else "memory nodes"
+        raise UsageError(f"Requested {label} are not available - requested {value}, "
+                         f"available: {root.strip()}")
+    return wanted
+
+
+def _cpuset_list(text: str) -> set[int]:
+    out: set[int] = set()
+    for part in text.split(","):
+        lo, dash, hi = part.partition("-")
+        if not lo.isdigit() or (dash and not hi.isdigit()):
+            raise ValueError(text)
+        a, b = int(lo), int(hi) if dash else int(lo)
+        if b < a:
+            raise ValueError(text)
+        out.update(range(a, b + 1))
+    return out
 
 
 # --- device rules on v2 ------------------------------------------------------------------------
@@ -493,7 +556,8 @@ class Cgroup:
     def __init__(self, container_id: str, parent: str = DEFAULT_PARENT,
                  root: str | os.PathLike[str] | None = None, layout: Layout | None = None):
         _check_name(container_id, "name")
-        _check_name(parent.strip("/"), "parent", allow_slash=True)
+        if parent.strip("/"):  # "" or "/": at the hierarchy's root, as an OCI cgroupsPath may be
+            _check_name(parent.strip("/"), "parent", allow_slash=True)
         self.id = container_id
         self.parent = parent.strip("/")
         self.layout = layout or detect(root)
@@ -618,6 +682,19 @@ class Cgroup:
         if limits.cpus is not None:
             _write(os.path.join(path, "cpu.max"), f"{cpu_quota(limits.cpus)} {CPU_PERIOD}",
                    "set cpu quota")
+        elif limits.cpu_period or limits.cpu_quota:
+            _write(os.path.join(path, "cpu.max"), f"{limits.cpu_quota or 'max'} "
+                   f"{limits.cpu_period or CPU_PERIOD}", "set cpu quota")
+        if limits.memory_reservation is not None:
+            _write(os.path.join(path, "memory.low"), str(limits.memory_reservation),
+                   "set memory reservation")
+        if limits.oom_kill_disable:
+            self.warnings.append("Your kernel does not support OomKillDisable. OomKillDisable "
+                                 "discarded.")
+        for name in ("cpus", "mems"):
+            value = getattr(limits, f"cpuset_{name}")
+            if value:
+                _write(os.path.join(path, f"cpuset.{name}"), value, f"set cpuset.{name}")
         if limits.cpu_shares is not None:
             _write(os.path.join(path, "cpu.weight"), str(shares_to_weight(limits.cpu_shares)),
                    "set cpu weight")
@@ -656,7 +733,12 @@ class Cgroup:
         # Check first that every controller a limit needs is mounted: fail before any mkdir.
         mem = self._need("memory", "set memory limit") if limits.memory is not None else None
         cpu = (self._need("cpu", "set cpu limit")
-               if limits.cpus is not None or limits.cpu_shares is not None else None)
+               if limits.cpus is not None or limits.cpu_shares is not None
+               or limits.cpu_period or limits.cpu_quota else None)
+        if limits.memory_reservation is not None or limits.oom_kill_disable:
+            mem = self._need("memory", "set memory limit")
+        if limits.cpuset_cpus or limits.cpuset_mems:
+            self._need("cpuset", "set cpuset")
         pids = self._need("pids", "set pids limit") if limits.pids is not None else None
         dev = self._need("devices", "set device rules") if limits.devices else None
 
@@ -672,7 +754,17 @@ class Cgroup:
             if ctl == "cpuset":
                 self._fill_cpuset(self.dirs[ctl], mount)
 
-        if mem is not None:
+        if mem is not None and limits.memory_reservation is not None:
+            _write(os.path.join(mem, "memory.soft_limit_in_bytes"),
+                   str(limits.memory_reservation), "set memory reservation")
+        if mem is not None and limits.oom_kill_disable:
+            _write(os.path.join(mem, "memory.oom_control"), "1", "disable the OOM killer")
+        for name in ("cpus", "mems"):
+            value = getattr(limits, f"cpuset_{name}")
+            if value:
+                _write(os.path.join(self.dirs["cpuset"], f"cpuset.{name}"), value,
+                       f"set cpuset.{name}")
+        if mem is not None and limits.memory is not None:
             # memory + swap can never be below memory, and a new cgroup starts with both
             # unlimited: so the memory limit goes first, then memsw.
             _write(os.path.join(mem, "memory.limit_in_bytes"), str(limits.memory),
@@ -698,6 +790,12 @@ class Cgroup:
                        "set cpu quota")
             if limits.cpu_shares is not None:
                 _write(os.path.join(cpu, "cpu.shares"), str(limits.cpu_shares), "set cpu shares")
+            if limits.cpu_period or (self._reused and limits.cpu_quota):
+                _write(os.path.join(cpu, "cpu.cfs_period_us"),
+                       str(limits.cpu_period or CPU_PERIOD), "set cpu period")
+            if limits.cpu_quota:
+                _write(os.path.join(cpu, "cpu.cfs_quota_us"), str(limits.cpu_quota),
+                       "set cpu quota")
         if pids is not None:
             _write(os.path.join(pids, "pids.max"), str(limits.pids), "set pids limit")
         if dev is not None:

@@ -16,7 +16,9 @@ import time
 from pyminidocker import jsonio
 from pyminidocker import shim as _native
 from pyminidocker.container import defaults
+from pyminidocker.container import mounts as mountspec
 from pyminidocker.container import spec as policy
+from pyminidocker.container.mounts import mounts_of
 from pyminidocker.errors import (
     Conflict,
     NotFound,
@@ -31,7 +33,7 @@ from pyminidocker.proc import start_time as _pid_start
 from pyminidocker.record import dataclass, field
 from pyminidocker.store import Store
 from pyminidocker.store.containers import ContainerRecord, State, check_name, random_name
-from pyminidocker.store.files import remove_tree
+from pyminidocker.store.files import now_iso, remove_tree
 from pyminidocker.trace import Tracer
 
 try:
@@ -43,11 +45,6 @@ TYPE_CHECKING = False  # typing is not imported at run time: the start path
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
-
-
-def now_iso() -> str:
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
 
 
 @dataclass
@@ -62,6 +59,8 @@ class CreateOptions:
     hostname: str | None = None
     read_only: bool = False
     volumes: list[str] = field(default_factory=list)
+    mounts: list[str] = field(default_factory=list)         # --mount
+    volumes_from: list[str] = field(default_factory=list)
     tmpfs: list[str] = field(default_factory=list)
     memory: int | None = None
     cpus: float | None = None
@@ -76,6 +75,29 @@ class CreateOptions:
     auto_remove: bool = False
     publish: list[str] = field(default_factory=list)
     publish_all: bool = False
+    # the checked values of the further run flags (cli.runflags.run_extra): kept in the
+    # record's host config, each applied where its comment in this module says
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_RESTART_POLICIES = {"always": _native.RESTART_ALWAYS, "on-failure": _native.RESTART_ON_FAILURE,
+                     "unless-stopped": _native.RESTART_UNLESS_STOPPED}
+
+
+def restart_policy(host: dict[str, Any]) -> tuple[str, int]:
+    """(name, maximum retry count) of a host config's --restart ("no", 0 by default)."""
+    r = host.get("restart") or {}
+    return str(r.get("name") or "no"), int(r.get("max") or 0)
+
+
+def _read_restart(path: str) -> dict[str, Any] | None:
+    """The monitor's restart record ({"restart_count", "pid", "restarting", "started_at"})."""
+    try:
+        with open(path, "rb") as f:
+            data = jsonio.loads(f.read())
+        return data if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        return None
 
 
 def _read_exit(path: str) -> tuple[int, str, bool] | None:
@@ -100,6 +122,7 @@ class Runtime:
         self.store = store
         self.containers = store.containers
         self.trace = tracer or Tracer(False)
+        self.warnings: list[str] = []  # Docker's warnings (limits the host cannot apply)
 
     # ---- records ------------------------------------------------------------------------
 
@@ -119,16 +142,27 @@ class Runtime:
         record = _read_exit(exit_file)
         if record is None:
             if _alive(st.pid, st.pid_start):
+                if st.monitor_pid and not _alive(st.monitor_pid, st.monitor_start):
+                    self._watch(rec)  # its monitor was killed: someone must keep its code
                 return rec
-            # The container is gone. Its monitor, if still alive, is between the container's
-            # exit and the exit record (draining output, unmounting, removing the cgroup):
-            # wait for its word rather than guess. A monitor that is gone too (killed, host
-            # rebooted) said nothing: as if SIGKILLed.
+            if rec.host.get("restart") and _alive(st.monitor_pid, st.monitor_start):
+                followed = self._follow_restart(rec)
+                if followed is not None:
+                    return followed
+            # The container is gone. Its monitor (or the watcher that replaced a killed one),
+            # if still alive, is between the container's exit and the exit record (draining
+            # output, unmounting, removing the cgroup): wait for its word rather than guess.
+            # A monitor that is gone too, unwatched (killed, host rebooted), said nothing: as
+            # if SIGKILLed.
             deadline = time.monotonic() + 5
-            while record is None and _alive(st.monitor_pid, st.monitor_start) and \
-                    time.monotonic() < deadline:
+            while record is None and (_alive(st.monitor_pid, st.monitor_start)
+                                      or self._watched(rec)) and time.monotonic() < deadline:
                 time.sleep(0.005)
                 record = _read_exit(exit_file)
+                if record is None and rec.host.get("restart"):
+                    followed = self._follow_restart(rec)
+                    if followed is not None:
+                        return followed
             record = record or _read_exit(exit_file) or (137, now_iso(), False)
         code, finished, oom = record
         with self.store.lock():
@@ -136,15 +170,83 @@ class Runtime:
             if fresh.state.status != "running":
                 return fresh
             fresh.state.oom_killed = oom
+            r = _read_restart(os.path.join(self.containers.path(rec.id), "restart"))
+            if r is not None:  # the monitor's last word on its restarts
+                fresh.state.restart_count = int(r.get("restart_count") or 0)
+                fresh.state.restarting = False
             self._finish(fresh, code, finished)
         self._unplug(fresh)
         return fresh
 
+    def _watched(self, rec: ContainerRecord) -> bool:
+        """Whether a watcher (container/watch.py) keeps the container's exit code."""
+        from pyminidocker import proc
+
+        try:
+            with open(os.path.join(self.containers.path(rec.id), "watcher"), "rb") as f:
+                return proc.token_alive(f.read().decode())
+        except OSError:
+            return False
+
+    def _watch(self, rec: ContainerRecord) -> None:
+        """Start container/watch.py for a running container whose monitor is gone, unless one
+        watches it already (its token is in <dir>/watcher)."""
+        from pyminidocker import proc
+        from pyminidocker.store.files import atomic_write
+
+        if self._watched(rec):
+            return
+        d = self.containers.path(rec.id)
+        package = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package, env.get("PYTHONPATH")) if p)
+        devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            pid = os.posix_spawn(
+                sys.executable, [sys.executable, "-m", "pyminidocker.container.watch", d,
+                                 str(rec.state.pid), rec.state.pid_start], env,
+                file_actions=[(os.POSIX_SPAWN_DUP2, devnull, n) for n in (0, 1, 2)],
+                setsid=True)
+        except OSError:
+            return
+        finally:
+            os.close(devnull)
+        with suppress(PmdError):
+            atomic_write(os.path.join(d, "watcher"), proc.token(pid).encode(), durable=False)
+
+    def _follow_restart(self, rec: ContainerRecord) -> ContainerRecord | None:
+        """A container whose monitor restarts it (--restart): its state as the monitor's
+        restart record says (a new pid, or between two runs), or None when the record says
+        the monitor is done restarting (its exit record follows)."""
+        r = _read_restart(os.path.join(self.containers.path(rec.id), "restart"))
+        if r is None:
+            return None
+        pid = int(r.get("pid") or 0)
+        st = rec.state
+        if r.get("restarting"):
+            st.restarting = True
+            st.restart_count = int(r.get("restart_count") or 0)
+            return rec
+        if pid <= 0 or pid == st.pid:
+            return None
+        start = _pid_start(pid)
+        if not start:
+            return None
+        with self.store.lock():
+            fresh = self.containers.get(rec.id)
+            if fresh.state.status != "running":
+                return fresh
+            fresh.state.pid, fresh.state.pid_start = pid, start
+            fresh.state.started_at = str(r.get("started_at") or now_iso())
+            fresh.state.restart_count = int(r.get("restart_count") or 0)
+            fresh.state.restarting = False
+            self.containers.save_state(fresh)
+        return fresh
+
     def _finish(self, rec: ContainerRecord, code: int, finished: str) -> None:
         """Record the exit and release what the running container held (mounts, cgroup)."""
-        from pyminidocker.container.cgroups import Cgroup
 
-        cg = Cgroup(rec.id)
+        cg = _cgroup(rec)
         rec.state.oom_killed = rec.state.oom_killed or cg.oom_killed()
         self._teardown(rec)
         rec.state.status = "exited"
@@ -157,14 +259,13 @@ class Runtime:
         self.containers.save_state(rec)
 
     def _teardown(self, rec: ContainerRecord) -> None:
-        from pyminidocker.container.cgroups import Cgroup
 
         rootfs = os.path.join(self.containers.path(rec.id), "rootfs")
         with self.trace.phase("teardown"):
             if os.path.ismount(rootfs):
                 with suppress(OSError):
                     _native.umount(rootfs, _native.MNT_DETACH)
-            Cgroup(rec.id).remove()
+            _cgroup(rec).remove()
 
     # ---- create -------------------------------------------------------------------------
 
@@ -179,10 +280,7 @@ class Runtime:
         argv = policy.command(entrypoint, cmd)
         cid = os.urandom(32).hex()
         hostname = opts.hostname or cid[:12]
-        for v in opts.volumes:
-            policy.parse_volume(v)
-        for t in opts.tmpfs:
-            policy.parse_tmpfs(t)
+        planned = self._plan_mounts(opts, cfg)
         caps = policy.capabilities(opts.privileged, opts.cap_add, opts.cap_drop)
         nnp = False
         profile: str | None = None
@@ -202,8 +300,17 @@ class Runtime:
 
             if network not in NetworkStore(self.store).names():
                 raise NotFound(f"network {network} not found")
+        extra = dict(opts.extra)
+        labels = {**(cfg.get("Labels") or {}), **extra.pop("labels", {})}
+        exposed = {*(cfg.get("ExposedPorts") or {}), *extra.get("expose", [])}
+        for mode in ("pid_mode", "ipc_mode"):
+            if extra.get(mode, "").startswith("container:"):
+                raise UsageError(f"--{mode[:3]} {extra[mode]}: joining another container's "
+                                 "namespace is not supported yet")
+        if extra.get("uts_mode") == "host" and opts.hostname:
+            raise UsageError("Conflicting options: hostname and the UTS mode")
         if opts.publish_all:  # -P: every port the image exposes, on a free host port
-            opts.publish = [*opts.publish, *sorted(cfg.get("ExposedPorts") or {})]
+            opts.publish = [*opts.publish, *sorted(exposed)]
         if opts.publish and network in ("none", "host"):
             raise UsageError(f"published ports need a bridge network, not --network {network}")
         for spec in opts.publish:
@@ -215,15 +322,26 @@ class Runtime:
             user=opts.user if opts.user is not None else cfg.get("User", ""),
             hostname=hostname, tty=opts.tty, open_stdin=opts.interactive,
             entrypoint=entrypoint, cmd=cmd,
-            host={"binds": opts.volumes, "tmpfs": opts.tmpfs, "read_only": opts.read_only,
+            host={"binds": opts.volumes, "mounts": planned, "tmpfs": opts.tmpfs,
+                  "read_only": opts.read_only,
                   "memory": opts.memory, "cpus": opts.cpus, "pids_limit": opts.pids_limit,
                   "network": network, "ports": list(opts.publish),
                   "privileged": opts.privileged,
                   "cap_add": opts.cap_add, "cap_drop": opts.cap_drop, "no_new_privs": nnp,
                   "seccomp": profile, "security_opt": security_opt,
-                  "auto_remove": opts.auto_remove, "image_env": cfg.get("Env") or []},
-            labels=dict(cfg.get("Labels") or {}),
+                  "auto_remove": opts.auto_remove, "image_env": cfg.get("Env") or [],
+                  **extra},
+            labels=labels,
         )
+        self._limits(rec.host)  # a bad combination of limits is refused now, not at start
+        if rec.host.get("blkio_weight") and not any(
+                os.path.exists(f"/sys/fs/cgroup/blkio/blkio.{f}") for f in ("weight",
+                                                                           "bfq.weight")):
+            self.warnings.append("Your kernel does not support Block I/O weight or the cgroup "
+                                 "is not mounted. Weight discarded.")
+            rec.host["blkio_weight"] = 0
+        if any(h.endswith(":host-gateway") for h in extra.get("extra_hosts", [])):
+            rec.host["host_gateway"] = self._host_gateway(network)
         with self.trace.phase("create"), self.store.lock():
             # again under the lock, which rmi holds: an image removed since the lookup above
             # is not there, and once the container is recorded rmi sees it as a user
@@ -231,8 +349,91 @@ class Runtime:
                 raise NotFound(f"No such image: {opts.image}")
             taken = set(self.containers.names())
             rec.name = check_name(opts.name) if opts.name else random_name(taken)
-            self.containers.create(rec, _etc_files(rec))
+            made = self._make_volumes(planned) if planned else []
+            try:
+                self.containers.create(rec, _etc_files(rec))
+            except BaseException:
+                self._drop_volumes(made)
+                raise
         return rec
+
+    def _host_gateway(self, network: str) -> str:
+        """The address --add-host host-gateway names: the gateway of the container's bridge
+        network (the default bridge's for host and none), the host as the container sees it."""
+        from pyminidocker.network import bridge
+
+        if network in ("none", "host", "bridge"):
+            return bridge.default_network(self.store).gateway
+        return bridge.get_network(self.store, network).gateway
+
+    def _limits(self, host: dict[str, Any], devices: bool = True) -> Any:
+        """The cgroup limits of a host config (without device rules: those of the cgroup are
+        left as they are). Raises UsageError (Docker's words)."""
+        from pyminidocker.container.cgroups import (
+            DEFAULT_DEVICE_RULES,
+            PRIVILEGED_DEVICE_RULES,
+            Limits,
+        )
+
+        rules = PRIVILEGED_DEVICE_RULES if host.get("privileged") else DEFAULT_DEVICE_RULES
+        extra_rules = [("allow", r) for r in host.get("device_cgroup_rules", [])]
+        for dev in host.get("devices", []):
+            extra_rules += [("allow", rule) for rule in _device_rules(dev)]
+        return Limits(memory=host.get("memory"), cpus=host.get("cpus"),
+                      pids=host.get("pids_limit"),
+                      devices=(*rules, *extra_rules) if devices else (),
+                      memory_swap=host.get("memory_swap"), cpu_shares=host.get("cpu_shares"),
+                      memory_reservation=host.get("memory_reservation"),
+                      cpu_period=host.get("cpu_period"), cpu_quota=host.get("cpu_quota"),
+                      cpuset_cpus=host.get("cpuset_cpus"), cpuset_mems=host.get("cpuset_mems"),
+                      oom_kill_disable=bool(host.get("oom_kill_disable")))
+
+    def _plan_mounts(self, opts: CreateOptions, cfg: dict[str, Any]) -> List[dict[str, Any]]:
+        """-v, --mount, --volumes-from and the image's VOLUMEs → the mount records (see
+        container.mounts). Raises UsageError, NotFound (a --volumes-from container)."""
+        own = [mountspec.parse_volume(v) for v in opts.volumes]
+        own += [mountspec.parse_mount(m) for m in opts.mounts]
+        others: list[dict[str, Any]] = []
+        for spec in opts.volumes_from:
+            ref, mode = mountspec.parse_volumes_from(spec)
+            others += mountspec.inherited(mounts_of(self.containers.lookup(ref).host), mode)
+        return mountspec.plan(own, opts.tmpfs, others, sorted(cfg.get("Volumes") or {}))
+
+    def _make_volumes(self, planned: List[dict[str, Any]]) -> List[str]:
+        """Create the volumes the mounts name that do not exist yet, and the anonymous ones
+        (naming them in their mount records). Returns the names made. Caller holds the store
+        lock."""
+        vols = self.store.volumes
+        made: list[str] = []
+        try:
+            for m in planned:
+                if m["Type"] != "volume":
+                    continue
+                if m["Name"] is not None:
+                    try:
+                        vols.get(m["Name"])
+                        continue
+                    except NotFound:
+                        pass
+                vol = vols.create(m["Name"], now_iso(), labels=m.get("VolumeLabels"),
+                                  options=m.get("VolumeOptions"))
+                m["Name"] = vol.name
+                made.append(vol.name)
+        except BaseException:
+            self._drop_volumes(made)
+            raise
+        return made
+
+    def _drop_volumes(self, names: List[str]) -> None:
+        """Remove volumes no container uses any more. Caller holds the store lock."""
+        if not names:
+            return
+        users = self.store.volumes.users()
+        for name in names:
+            with suppress(PmdError, OSError):
+                dead = self.store.volumes.remove(name, users, force=True)
+                if dead:
+                    self.store.discard(dead)
 
     # ---- start --------------------------------------------------------------------------
 
@@ -251,7 +452,8 @@ class Runtime:
 
         prime_migration()
         d = self.containers.path(rec.id)
-        for stale in ("exit", "exit.tmp"):  # a previous run's record must not end this one
+        for stale in ("exit", "exit.tmp", "restart", "stop"):  # a previous run's records must
+            # not end this one
             with suppress(FileNotFoundError):
                 os.unlink(os.path.join(d, stale))
         bridged = rec.host.get("network") not in ("none", "host")
@@ -271,12 +473,13 @@ class Runtime:
                     else (-1, -1, -1)
             sp = self._spawn_spec(rec, d, child_stdio)
             sp.hold = bridged  # its network is plugged in before it runs
-            if output is not None:
-                with self.trace.phase("spawn (clone to execve)"):
-                    proc = _native.spawn(sp)
-                output.spawned()
-            else:
-                proc = self._spawn_monitored(rec, d, sp)
+            with _oom_score(rec.host.get("oom_score_adj")):
+                if output is not None:
+                    with self.trace.phase("spawn (clone to execve)"):
+                        proc = _native.spawn(sp)
+                    output.spawned()
+                else:
+                    proc = self._spawn_monitored(rec, d, sp)
             if bridged:
                 self._plug(rec, d, proc, rules)
             if attach:
@@ -321,7 +524,8 @@ class Runtime:
                 on_started(proc)  # e.g. to pass our input to its console
             if output is None:
                 return None
-            with self.trace.phase("wait"), _forward_signals(proc.pid):
+            with self.trace.phase("wait"), \
+                    _forward_signals(proc.pid, rec.host.get("sig_proxy", True)):
                 code = output.relay(proc, stdio)
         finally:
             if output is not None:
@@ -355,7 +559,7 @@ class Runtime:
                                            ep.address, ports)
                     rec.state.ports = [str(m) for m in done]
                 # from the base file, not the last run's (its lines would be there twice)
-                hosts = _BASE_HOSTS + f"{ep.address}\t{rec.hostname} {rec.name}\n"
+                hosts = _base_hosts(rec) + f"{ep.address}\t{rec.hostname} {rec.name}\n"
                 if ep.network != "bridge":  # names resolve on user networks (Docker's rule)
                     hosts += self._introduce(rec, ep.network, ep.address)
                 atomic_write(os.path.join(d, "hosts"), hosts.encode(), durable=False)
@@ -578,12 +782,6 @@ class Runtime:
                 raise
 
     def _spawn_spec(self, rec: ContainerRecord, d: str, stdio: tuple[int, int, int]) -> Any:
-        from pyminidocker.container.cgroups import (
-            DEFAULT_DEVICE_RULES,
-            PRIVILEGED_DEVICE_RULES,
-            Cgroup,
-            Limits,
-        )
 
         rootfs = os.path.join(d, "rootfs")
         host = rec.host
@@ -600,17 +798,21 @@ class Runtime:
                                      f"{e.strerror}") from None
             ns, caps = _namespaces_and_caps(host)
             mounts = _standard_mounts(host.get("network") == "host", host.get("privileged"))
+            _namespace_mounts(mounts, host)
+            groups = list(user.groups) + policy.extra_groups(rootfs, host.get("group_add", []))
+            for dev in host.get("devices", []):  # the host's node, bound (as in a userns)
+                mounts.append(_native.Mount(target=dev["container"], source=dev["host"],
+                                            flags=_native.MS_BIND, mkdir=True))
+            argv = rec.argv
+            if host.get("init"):  # Docker's --init: tini as PID 1, bound read-only
+                mounts.append(_native.Mount(target=INIT_PATH, source=TINI, mkdir=True,
+                                            flags=_native.MS_BIND | _native.MS_RDONLY))
+                argv = [INIT_PATH, "--", *argv]
             for name in ("hostname", "hosts", "resolv.conf"):
                 mounts.append(_native.Mount(target=f"/etc/{name}", source=os.path.join(d, name),
                                             flags=_native.MS_BIND, mkdir=True))
-            for v in host.get("binds", []):
-                src, dst, ro = policy.parse_volume(v)
-                policy.resolved_destination(rootfs, dst, f"-v {v}")
-                if not os.path.exists(src):
-                    os.makedirs(src, exist_ok=True)  # Docker creates a missing bind source
-                mounts.append(_native.Mount(
-                    target=dst, source=src, mkdir=True,
-                    flags=_native.MS_BIND | _native.MS_REC | (_native.MS_RDONLY if ro else 0)))
+            for m in mounts_of(host):
+                mounts.append(self._mount(rootfs, m))
             for t in host.get("tmpfs", []):
                 path, opts = policy.parse_tmpfs(t)
                 flags, data = policy.tmpfs_options(opts)
@@ -618,11 +820,9 @@ class Runtime:
                     target=policy.resolved_destination(rootfs, path, f"--tmpfs {t}"),
                     source="tmpfs", fstype="tmpfs", mkdir=True, flags=flags, data=data))
         with self.trace.phase("cgroup"):
-            cg = Cgroup(rec.id)
-            cg.create(Limits(memory=host.get("memory"), cpus=host.get("cpus"),
-                             pids=host.get("pids_limit"),
-                             devices=PRIVILEGED_DEVICE_RULES if host.get("privileged")
-                             else DEFAULT_DEVICE_RULES))
+            cg = _cgroup(rec)
+            cg.create(self._limits(host))
+            self.warnings += cg.warnings
         cg_flags = _native.MS_RDONLY | _native.MS_NOSUID | _native.MS_NODEV | _native.MS_NOEXEC
         cg_mounts = cg.container_mounts()
         if cg_mounts and cg_mounts[0][1] == "cgroup":  # v1: a tmpfs to hold the hierarchies
@@ -634,12 +834,13 @@ class Runtime:
                                         mkdir=True))
         privileged = bool(host.get("privileged"))
         return _native.SpawnSpec(
-            argv=rec.argv, env=env, namespaces=ns, rootfs=rootfs,
+            argv=argv, env=env, namespaces=ns, rootfs=rootfs,
             readonly_root=bool(host.get("read_only")), mounts=mounts, dev_setup=True,
             masked_paths=[] if privileged else list(defaults.MASKED_PATHS),
             readonly_paths=[] if privileged else list(defaults.READONLY_PATHS),
-            hostname=rec.hostname, cwd=rec.cwd, uid=user.uid, gid=user.gid,
-            groups=list(user.groups), cap_bounding=caps, cap_effective=caps,
+            hostname=None if ns & _native.CLONE_NEWUTS == 0 else rec.hostname, cwd=rec.cwd,
+            uid=user.uid, gid=user.gid, groups=groups, rlimits=_rlimits(host),
+            cap_bounding=caps, cap_effective=caps,
             cap_permitted=caps, cap_inheritable=0, cap_ambient=0,
             no_new_privs=bool(host.get("no_new_privs")),
             seccomp=_seccomp_program(self.store.root, host, caps),
@@ -647,26 +848,68 @@ class Runtime:
             setsid=True, console=rec.tty,
         )
 
+    def _mount(self, rootfs: str, m: dict[str, Any]) -> Any:
+        """The shim's Mount for one mount record; a volume's directory seeded from the image
+        on its first use (mounts.seed). Raises UsageError, NotFound (a volume gone)."""
+        dst = policy.resolved_destination(rootfs, m["Destination"])
+        ro = _native.MS_RDONLY if not m.get("RW", True) else 0
+        if m["Type"] == "tmpfs":
+            flags, data = policy.tmpfs_options(m.get("Options", ""))
+            return _native.Mount(target=dst, source="tmpfs", fstype="tmpfs", mkdir=True,
+                                 flags=flags | ro, data=data)
+        if m["Type"] == "bind":
+            src = m["Source"]
+            if not os.path.exists(src):
+                if not m.get("Create", True):
+                    raise UsageError(f"bind source path does not exist: {src}")
+                os.makedirs(src, exist_ok=True)  # Docker creates a missing -v bind source
+            return _native.Mount(target=dst, source=src, mkdir=True,
+                                 flags=_native.MS_BIND | _native.MS_REC | ro)
+        vol = self.store.volumes.get(m["Name"])
+        opts = vol.options
+        if opts:  # the local driver's mount(8)-like options: the device itself is mounted
+            o = [x for x in opts.get("o", "").split(",") if x]
+            if "bind" in o:
+                return _native.Mount(target=dst, source=opts["device"], mkdir=True,
+                                     flags=_native.MS_BIND | _native.MS_REC | ro)
+            return _native.Mount(target=dst, source=opts["device"], fstype=opts.get("type"),
+                                 mkdir=True, flags=ro, data=",".join(o) or None)
+        src = self.store.volumes.data_path(vol.name)
+        if not m.get("NoCopy"):
+            try:
+                mountspec.seed(policy.secure_join(rootfs, dst), src)
+            except OSError as e:
+                raise StoreError(f"cannot copy the image's {dst} into volume {vol.name}: "
+                                 f"{e.strerror}") from None
+        return _native.Mount(target=dst, source=src, mkdir=True,
+                             flags=_native.MS_BIND | _native.MS_REC | ro)
+
     def _spawn_monitored(self, rec: ContainerRecord, d: str, sp: Any) -> Any:
         """Start the container under its pmd-monitor (see pmd_monitor_start in csrc/pmd.h):
         returns once it runs, with .pid and .monitor_pid. The monitor logs its output to
         <id>-json.log and, when it exits, unmounts the rootfs, removes the cgroup and writes
         the exit record that refresh() reads. Raises OSError as spawn does."""
-        from pyminidocker.container.cgroups import Cgroup
 
         exit_argv = None
         if rec.host.get("auto_remove"):
             # run -d --rm: the monitor becomes `rm` once it has recorded the exit. A plain rm,
             # not rm -f: should the container have been started again meanwhile, it stays.
             exit_argv = [sys.executable, "-m", "pyminidocker", "--root", self.store.root,
-                         "rm", rec.id]
+                         "rm", "-v", rec.id]
+        restart = None
+        policy_name, max_count = restart_policy(rec.host)
+        if policy_name != "no":  # the monitor restarts it (see pmd_monitor_spec)
+            restart = _native.RestartPolicy(
+                _RESTART_POLICIES[policy_name], max_count, os.path.join(d, "restart"),
+                os.path.join(d, "stop"))
         with self.trace.phase("monitor+clone+setup+exec"):
             return _native.monitor_start(
                 sp, os.path.join(d, f"{rec.id}-json.log"), os.path.join(d, "exit"),
                 cleanup_mounts=[os.path.join(d, "rootfs")],
-                cleanup_dirs=list(Cgroup(rec.id).dirs.values()),
+                cleanup_dirs=list(_cgroup(rec).dirs.values()),
                 exit_argv=exit_argv,
-                exit_env=[f"{k}={v}" for k, v in os.environ.items()] if exit_argv else None)
+                exit_env=[f"{k}={v}" for k, v in os.environ.items()] if exit_argv else None,
+                restart=restart)
 
     # ---- exec ---------------------------------------------------------------------------
 
@@ -676,7 +919,6 @@ class Runtime:
         """Run argv in the running container: its namespaces and cgroup, the same confinement
         as its init. Returns the exit code; raises StartError (125/126/127) if it cannot start
         and Conflict if the container is not running."""
-        from pyminidocker.container.cgroups import Cgroup
 
         rec = self.refresh(rec)
         if rec.state.status != "running":
@@ -694,7 +936,7 @@ class Runtime:
             cap_bounding=caps, cap_effective=caps, cap_permitted=caps, cap_inheritable=0,
             cap_ambient=0, no_new_privs=bool(host.get("no_new_privs")),
             seccomp=_seccomp_program(self.store.root, host, caps),
-            cgroup_procs=Cgroup(rec.id).procs_files(), setsid=True, console=tty,
+            cgroup_procs=_cgroup(rec).procs_files(), setsid=True, console=tty,
         )
         if not tty:
             sp.stdin, sp.stdout, sp.stderr = stdio
@@ -720,19 +962,158 @@ class Runtime:
         if rec.state.status != "running":
             raise Conflict(f"Cannot kill container: {rec.name}: container {rec.id} is not "
                            "running")
+        self._no_more_restarts(rec)
         with suppress(ProcessLookupError):
             os.kill(rec.state.pid, sig)
+        if rec.state.paused:  # a frozen process acts on its signals once thawed (as Docker)
+            self.unpause(rec)
 
-    def stop(self, rec: ContainerRecord, timeout: int = 10) -> None:
-        """SIGTERM, then SIGKILL after timeout seconds; returns once it has exited."""
+    def _no_more_restarts(self, rec: ContainerRecord) -> None:
+        """stop, kill and rm -f end a restart policy's restarts (Docker: manually stopped):
+        the monitor looks for this file before each restart."""
+        if rec.host.get("restart"):
+            with suppress(OSError):
+                os.close(os.open(os.path.join(self.containers.path(rec.id), "stop"),
+                                 os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+
+    def start_all_restart(self) -> List[str]:
+        """What Docker's daemon does when it starts, for a daemonless engine at boot (see
+        contrib/pyminidocker-restart.service): start every stopped container whose policy
+        asks for it: always; unless-stopped unless it was stopped by stop/kill; on-failure
+        when it last exited non-zero. Returns the ids started."""
+        started = []
+        for rec in self.list():
+            name, _ = restart_policy(rec.host)
+            st = rec.state
+            if st.status == "running" or name == "no":
+                continue
+            stopped = os.path.exists(os.path.join(self.containers.path(rec.id), "stop"))
+            if (name == "unless-stopped" and stopped) or (name == "on-failure" and (
+                    st.exit_code == 0 or stopped)):
+                continue
+            with suppress(PmdError, OSError):
+                self.start(rec, attach=False)
+                started.append(rec.id)
+        return started
+
+    # ---- pause / unpause / restart / update ----------------------------------------------
+
+    def _freeze(self, rec: ContainerRecord, frozen: bool) -> None:
+        """The freezer: v1 freezer.state FROZEN/THAWED, v2 cgroup.freeze 1/0; returns once the
+        kernel says it is done (v1 reports FREEZING meanwhile)."""
+        cg = _cgroup(rec)
+        if cg.version == "v2":
+            path, value, done = os.path.join(cg.dirs[""], "cgroup.freeze"), \
+                "1" if frozen else "0", None
+        else:
+            if "freezer" not in cg.dirs:
+                raise PmdError("cannot pause: the cgroup v1 freezer controller is not mounted")
+            path, value = os.path.join(cg.dirs["freezer"], "freezer.state"), \
+                "FROZEN" if frozen else "THAWED"
+            done = value
+        try:
+            with open(path, "w") as f:
+                f.write(value)
+            deadline = time.monotonic() + 5
+            while done is not None and time.monotonic() < deadline:
+                with open(path) as f:
+                    if f.read().strip() == done:
+                        break
+                time.sleep(0.005)
+        except OSError as e:
+            raise PmdError(f"cannot {'pause' if frozen else 'unpause'} {rec.name}: "
+                           f"{e.strerror}: {path}") from None
+
+    def pause(self, rec: ContainerRecord) -> None:
+        """Freeze every process of the container. Raises Conflict (not running, paused)."""
+        rec = self.refresh(rec)
+        if rec.state.status != "running":
+            raise Conflict(f"Container {rec.id} is not running")
+        if rec.state.paused:
+            raise Conflict(f"Container {rec.id} is already paused")
+        self._freeze(rec, True)
+        with self.store.lock():
+            rec.state.paused = True
+            self.containers.save_state(rec)
+
+    def unpause(self, rec: ContainerRecord) -> None:
+        """Raises Conflict for a container that is not paused."""
+        rec = self.refresh(rec)
+        if rec.state.status != "running" or not rec.state.paused:
+            raise Conflict(f"Container {rec.id} is not paused")
+        self._freeze(rec, False)
+        with self.store.lock():
+            fresh = self.containers.get(rec.id)
+            fresh.state.paused = rec.state.paused = False
+            self.containers.save_state(fresh)
+
+    def top(self, rec: ContainerRecord, ps_args: List[str]) -> tuple[List[str], List[List[str]]]:
+        """`top`: (titles, rows) of ps for the container's processes. Raises Conflict."""
+        from pyminidocker.container import observe
+
+        rec = self.refresh(rec)
+        if rec.state.status != "running":
+            raise Conflict(f"Container {rec.id} is not running")
+        return observe.top(_cgroup(rec).pids(), ps_args)
+
+    def changes(self, rec: ContainerRecord) -> List[tuple[str, str]]:
+        """`diff`: the container's changes to its image, from its upper layer."""
+        from pyminidocker.container import observe
+
+        image = self.store.images.get(rec.image)
+        lowers = [self.store.layers.diff_path(layer.id)
+                  for layer in self.store.layers.chain(image.layer)] if image.layer else []
+        # mount points the engine makes are not the container's changes (Docker: its init layer)
+        skip = {f"/{n}" for n in _INIT_DIRS} | {f"/etc/{n}" for n in _INIT_FILES}
+        return observe.changes(os.path.join(self.containers.path(rec.id), "upper"), lowers, skip)
+
+    def stats(self, rec: ContainerRecord) -> dict[str, Any]:
+        """One reading of the container's counters (observe.sample). Raises Conflict."""
+        from pyminidocker.container import observe
+
+        rec = self.refresh(rec)
+        return observe.sample(rec, _cgroup(rec))
+
+    def restart(self, rec: ContainerRecord, timeout: int | None = None) -> None:
+        """stop (if running), then start detached."""
+        self.stop(rec, timeout)
+        self.start(self.refresh(self.containers.get(rec.id)), attach=False)
+
+    def update(self, rec: ContainerRecord, changes: dict[str, Any]) -> None:
+        """`update`: new limits (memory, memory_swap, memory_reservation, cpus, cpu_shares,
+        cpu_period, cpu_quota, cpuset_cpus, cpuset_mems, pids_limit) kept in the record and,
+        for a running container, written to its cgroup at once. Raises UsageError, PmdError."""
+        host = {**rec.host, **changes}
+        limits = self._limits(host, devices=False)  # checks the combination as create does
+        rec = self.refresh(rec)
+        if rec.state.status == "running":
+            _cgroup(rec).create(limits)
+        with self.store.lock():
+            fresh = self.containers.get(rec.id)
+            fresh.host.update(changes)
+            self.containers.save_config(fresh)
+
+    def stop(self, rec: ContainerRecord, timeout: int | None = None) -> None:
+        """The container's stop signal (--stop-signal, SIGTERM), then SIGKILL after timeout
+        seconds (None: its --stop-timeout, else 10); returns once it has exited."""
         rec = self.refresh(rec)
         if rec.state.status != "running":
             return
-        with suppress(ProcessLookupError):
-            os.kill(rec.state.pid, signal.SIGTERM)
-        if not self._wait_gone(rec, timeout):
+        if timeout is None:
+            timeout = rec.host.get("stop_timeout", 10)
+        sig = signal.SIGTERM
+        if rec.host.get("stop_signal"):
+            sig = policy.parse_signal(rec.host["stop_signal"])
+        self._no_more_restarts(rec)
+        st = rec.state
+        if _alive(st.pid, st.pid_start):  # not between two runs of a restart policy
             with suppress(ProcessLookupError):
-                os.kill(rec.state.pid, signal.SIGKILL)
+                os.kill(st.pid, sig)
+        if st.paused:  # a frozen process acts on its signal once thawed (as Docker)
+            self.unpause(rec)
+        if not self._wait_gone(rec, timeout) and _alive(st.pid, st.pid_start):
+            with suppress(ProcessLookupError):
+                os.kill(st.pid, signal.SIGKILL)
             self._wait_gone(rec, 10)
 
     def _wait_gone(self, rec: ContainerRecord, timeout: float) -> bool:
@@ -756,8 +1137,9 @@ class Runtime:
                 return rec.state.exit_code
             time.sleep(0.02)
 
-    def remove(self, rec: ContainerRecord, force: bool = False) -> None:
-        """Raises Conflict for a running container unless force."""
+    def remove(self, rec: ContainerRecord, force: bool = False, volumes: bool = False) -> None:
+        """Raises Conflict for a running container unless force. volumes (rm -v): its
+        anonymous volumes go too, unless another container uses them (named ones stay)."""
         rec = self.refresh(rec)
         if rec.state.status == "running":
             if not force:
@@ -778,6 +1160,9 @@ class Runtime:
                 if force:
                     return
                 raise NotFound(f"No such container: {rec.id}") from None
+            if volumes:
+                self._drop_volumes([m["Name"] for m in mounts_of(rec.host)
+                                    if m["Type"] == "volume" and m.get("Anonymous")])
         self.store.discard(dead)
 
     def rename(self, rec: ContainerRecord, new: str) -> None:
@@ -833,11 +1218,90 @@ def _parse_publish(spec: str) -> list[Any]:
 def _namespaces_and_caps(host: dict[str, Any]) -> tuple[int, int]:
     """The namespaces a container (and what is exec'd in it) has, and its capability mask."""
     ns = defaults.DEFAULT_NAMESPACES | _native.CLONE_NEWCGROUP
-    if host.get("network") == "host":
-        ns &= ~_native.CLONE_NEWNET
+    for flag, key, value in ((_native.CLONE_NEWNET, "network", "host"),
+                             (_native.CLONE_NEWPID, "pid_mode", "host"),
+                             (_native.CLONE_NEWIPC, "ipc_mode", "host"),
+                             (_native.CLONE_NEWUTS, "uts_mode", "host"),
+                             (_native.CLONE_NEWCGROUP, "cgroupns", "host")):
+        if host.get(key) == value:
+            ns &= ~flag
     caps = policy.capabilities(host.get("privileged", False), host.get("cap_add", []),
                                host.get("cap_drop", []))
     return ns, caps
+
+
+# Docker's --init: its docker-init (tini) goes to this path; ours is Debian's static tini,
+# which runs in any image (no libc needed from it).
+INIT_PATH = "/sbin/docker-init"
+TINI = "/usr/bin/tini-static"
+
+
+def _cgroup(rec: ContainerRecord) -> Any:
+    from pyminidocker.container.cgroups import DEFAULT_PARENT, Cgroup
+
+    return Cgroup(rec.id, rec.host.get("cgroup_parent") or DEFAULT_PARENT)
+
+
+def _rlimits(host: dict[str, Any]) -> dict[int, tuple[int, int]]:
+    """--ulimit NAME=SOFT:HARD as the shim's rlimits (-1: unlimited, RLIM_INFINITY)."""
+    inf = (1 << 64) - 1
+    return {policy.ULIMITS[name]: (inf if soft < 0 else soft, inf if hard < 0 else hard)
+            for name, (soft, hard) in (host.get("ulimits") or {}).items()}
+
+
+def _device_rules(dev: dict[str, str]) -> list[str]:
+    """The cgroup rules --device needs: "c MAJOR:MINOR perms" of the node (each node of a
+    directory). Raises UsageError for a path that is no device."""
+    paths = [dev["host"]]
+    if os.path.isdir(dev["host"]):
+        paths = [os.path.join(top, f) for top, _, files in os.walk(dev["host"]) for f in files]
+    rules = []
+    for p in paths:
+        st = os.stat(p)
+        if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+            kind = "c" if stat.S_ISCHR(st.st_mode) else "b"
+            rules.append(f"{kind} {os.major(st.st_rdev)}:{os.minor(st.st_rdev)} "
+                         f"{dev['perms']}")
+    if not rules:
+        raise UsageError(f"{dev['host']} is not a device")
+    return rules
+
+
+class _oom_score:
+    """--oom-score-adj: the kernel copies oom_score_adj into every child, so ours is set for
+    the spawn (the container and its monitor get it) and put back after."""
+
+    def __init__(self, value: int | None):
+        self.value = value
+        self.old = b""
+
+    def __enter__(self) -> None:
+        if self.value is not None:
+            with open("/proc/self/oom_score_adj", "r+b", buffering=0) as f:
+                self.old = f.read().strip()
+                f.seek(0)
+                f.write(str(self.value).encode())
+
+    def __exit__(self, *_: object) -> None:
+        if self.value is not None and self.old:
+            with open("/proc/self/oom_score_adj", "wb", buffering=0) as f:
+                f.write(self.old)
+
+
+def _namespace_mounts(mounts: list[Any], host: dict[str, Any]) -> None:
+    """--shm-size; --ipc host (the host's /dev/shm) and none (no /dev/shm), as Docker."""
+    for i, m in enumerate(mounts):
+        if m.target != "/dev/shm":
+            continue
+        if host.get("ipc_mode") == "host":
+            mounts[i] = _native.Mount("/dev/shm", "/dev/shm", None,
+                                      _native.MS_BIND | _native.MS_REC, mkdir=True)
+        elif host.get("ipc_mode") == "none":
+            del mounts[i]
+        elif host.get("shm_size"):
+            mounts[i] = _native.Mount(m.target, m.source, m.fstype, m.flags,
+                                      f"mode=1777,size={host['shm_size']}", mkdir=True)
+        return
 
 
 def _seccomp_option(root: str, value: str, caps: int) -> str:
@@ -902,31 +1366,58 @@ _BASE_HOSTS = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\
                "ff02::2\tip6-allrouters\n")
 
 
+def _base_hosts(rec: ContainerRecord) -> str:
+    """/etc/hosts before the container's network adds its names: --add-host lines follow."""
+    hosts = _BASE_HOSTS
+    for h in rec.host.get("extra_hosts", []):
+        name, _, ip = h.partition(":")
+        hosts += f"{rec.host['host_gateway'] if ip == 'host-gateway' else ip}\t{name}\n"
+    return hosts
+
+
 def _etc_files(rec: ContainerRecord) -> dict[str, bytes]:
-    """The files the engine manages for the container, bound over its /etc/<name>."""
-    return {"hostname": f"{rec.hostname}\n".encode(), "hosts": _BASE_HOSTS.encode(),
-            "resolv.conf": _resolv_conf(rec.host.get("network") == "host")}
+    """The files the engine manages for the container, bound over its /etc/<name>; --dns*
+    replace the host's resolver settings."""
+    return {"hostname": f"{rec.hostname}\n".encode(), "hosts": _base_hosts(rec).encode(),
+            "resolv.conf": _resolv_conf(rec.host.get("network") == "host", rec.host)}
 
 
-def _resolv_conf(host_network: bool) -> bytes:
+def _resolv_conf(host_network: bool, host: dict[str, Any] | None = None) -> bytes:
     """The host's resolv.conf; in a private network namespace loopback nameservers cannot be
     reached, so they are dropped (Docker falls back to public resolvers; we reach no address
-    outside the host, so we leave none rather than invent one)."""
+    outside the host, so we leave none rather than invent one). --dns* then apply."""
     try:
         with open("/etc/resolv.conf") as f:
             text = f.read()
     except OSError:
         text = ""
-    if host_network:
-        return text.encode()
-    lines = []
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0] == "nameserver" and (
-                parts[1].startswith("127.") or parts[1] == "::1"):
-            continue
-        lines.append(line)
-    return ("\n".join(lines) + "\n").encode() if lines else b""
+    if not host_network:
+        lines = []
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == "nameserver" and (
+                    parts[1].startswith("127.") or parts[1] == "::1"):
+                continue
+            lines.append(line)
+        text = "\n".join(lines) + "\n" if lines else ""
+    host = host or {}
+    if host.get("dns") or host.get("dns_search") or host.get("dns_options"):
+        text = _custom_resolv(text, host)
+    return text.encode()
+
+
+def _custom_resolv(text: str, host: dict[str, Any]) -> str:
+    """The host's resolv.conf with --dns, --dns-search and --dns-option each replacing its
+    kind of lines (Docker's rule); the given nameservers are kept even on loopback."""
+    keep = {"nameserver": not host.get("dns"), "search": not host.get("dns_search"),
+            "domain": not host.get("dns_search"), "options": not host.get("dns_options")}
+    lines = [ln for ln in text.splitlines() if keep.get((ln.split() or [""])[0], True)]
+    lines += [f"nameserver {d}" for d in host.get("dns", [])]
+    if host.get("dns_search"):
+        lines.append("search " + " ".join(s for s in host["dns_search"] if s != "."))
+    if host.get("dns_options"):
+        lines.append("options " + " ".join(host["dns_options"]))
+    return "\n".join(ln for ln in lines if ln.strip() != "search") + "\n"
 
 
 class _Output:
@@ -978,8 +1469,9 @@ class _forward_signals:
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
                signal.SIGUSR2)
 
-    def __init__(self, pid: int):
+    def __init__(self, pid: int, enabled: bool = True):
         self.pid = pid
+        self.enabled = enabled  # --sig-proxy=false: our signals are ours
         self.old: dict[int, Any] = {}
 
     def forward(self, signum: int, _frame: object) -> None:
@@ -987,6 +1479,8 @@ class _forward_signals:
             os.kill(self.pid, signum)
 
     def __enter__(self) -> None:
+        if not self.enabled:
+            return
         try:
             self.old = {s: signal.signal(s, self.forward) for s in self.SIGNALS}
         except ValueError:  # not the main thread (the API server's workers): its own

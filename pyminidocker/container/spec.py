@@ -328,3 +328,46 @@ def exec_exit_code(e: OSError) -> int:
     if e.errno in (errno.EACCES, errno.ENOEXEC, errno.EISDIR, errno.EPERM):
         return 126
     return 125
+
+
+# RLIMIT_* numbers (asm-generic/resource.h) by Docker's --ulimit names
+ULIMITS = {"cpu": 0, "fsize": 1, "data": 2, "stack": 3, "core": 4, "rss": 5, "nproc": 6,
+           "nofile": 7, "memlock": 8, "as": 9, "locks": 10, "sigpending": 11, "msgqueue": 12,
+           "nice": 13, "rtprio": 14, "rttime": 15}
+SIGNALS = {"HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "IOT": 6, "BUS": 7,
+           "FPE": 8, "KILL": 9, "USR1": 10, "SEGV": 11, "USR2": 12, "PIPE": 13, "ALRM": 14,
+           "TERM": 15, "STKFLT": 16, "CHLD": 17, "CONT": 18, "STOP": 19, "TSTP": 20,
+           "TTIN": 21, "TTOU": 22, "URG": 23, "XCPU": 24, "XFSZ": 25, "VTALRM": 26, "PROF": 27,
+           "WINCH": 28, "IO": 29, "POLL": 29, "PWR": 30, "SYS": 31}
+
+
+def parse_signal(text: str) -> int:
+    """SIGTERM, TERM or 15 → 15. Raises UsageError (Docker: Invalid signal)."""
+    name = text.upper().removeprefix("SIG")
+    if text.isdigit() and 0 < int(text) < 65:
+        return int(text)
+    if name in SIGNALS:
+        return SIGNALS[name]
+    off = name[6:] or "0"
+    if name[:6] in ("RTMIN", "RTMIN+") and off.isdigit() and int(off) <= 30:
+        return 34 + int(off)
+    if name[:6] in ("RTMAX", "RTMAX-") and off.isdigit() and int(off) <= 30:
+        return 64 - int(off)
+    raise UsageError(f"Invalid signal: {text}")
+
+
+def extra_groups(rootfs: str, specs: list[str]) -> list[int]:
+    """--group-add: names from the container's /etc/group, or numbers. Raises UsageError."""
+    if not specs:
+        return []
+    db = _read_db(rootfs, "/etc/group")
+    out = []
+    for g in specs:
+        entry = next((e for e in db if len(e) >= 4 and e[0] == g), None)
+        if entry is not None:
+            out.append(_number(entry, 2, "/etc/group", "gid"))
+        elif g.isdigit():
+            out.append(int(g))
+        else:
+            raise UsageError(f"Unable to find group {g}: no matching entries in group file")
+    return out

@@ -6,6 +6,7 @@ Layout (see ../shared/ARCHITECTURE.md):
     <root>/layers/<chain-id>/        diff/ work/ merged/ layer.json    (store.layers)
     <root>/staging/<name>/           half-done work; flagged by its name, removed by cleanup()
     <root>/locks/<name>.lock         per-layer locks held while a layer is being fetched
+    <root>/volumes/<name>/           volume.json + _data/                (store.volumes)
 A directory under images/ or layers/ appears only by rename(2) from staging/, complete; it
 disappears by rename(2) into staging/ before it is deleted. So a crash at any point leaves only
 whole records plus debris under staging/, which the next command removes.
@@ -16,6 +17,10 @@ import os
 
 from pyminidocker.config import check_root
 from pyminidocker.store.files import FileLock, remove_tree, store_error
+
+TYPE_CHECKING = False  # typing is not imported at run time: the start path
+if TYPE_CHECKING:
+    from pyminidocker.store.volumes import VolumeStore
 
 
 class Store:
@@ -40,6 +45,16 @@ class Store:
         self.containers = ContainerStore(self)
         # rmi must not take an image from under a container
         self.images.users = self.containers.image_users
+
+    @property
+    def volumes(self) -> VolumeStore:
+        """Imported on first use: most commands never touch a volume."""
+        from pyminidocker.store.volumes import VolumeStore
+
+        vs: VolumeStore | None = self.__dict__.get("_volumes")
+        if vs is None:
+            vs = self.__dict__["_volumes"] = VolumeStore(self)
+        return vs
 
     def ensure(self) -> None:
         """Create the directories and remove debris of interrupted commands. Raises StoreError."""

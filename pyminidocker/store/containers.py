@@ -41,6 +41,9 @@ class State:
     error: str = ""
     started_at: str = ""
     finished_at: str = ""
+    paused: bool = False           # its cgroup is frozen (pause)
+    restart_count: int = 0         # restarts by its monitor (--restart) since the last start
+    restarting: bool = False       # between two runs (the monitor's back-off)
     ip: str = ""                   # the container's address on its network
     ports: list[str] = field(default_factory=list)  # published: "80/tcp -> 0.0.0.0:8080"
     # networks joined with `network connect`: name -> {"ip", "ifname", "host_ifname"}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import time
 
 from pyminidocker import jsonio
 from pyminidocker.errors import StoreError
@@ -24,6 +25,12 @@ _NAME_CHARS = _ALNUM | frozenset("_.-")
 
 def valid_name(name: str) -> bool:
     return bool(name) and name[0] in _ALNUM and _NAME_CHARS.issuperset(name)
+
+
+def now_iso() -> str:
+    """The time now as the records keep it: RFC 3339, UTC, nanoseconds (Go's format)."""
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
 
 
 def store_error(e: OSError, what: str) -> StoreError:

@@ -80,7 +80,7 @@ def test_defaults_dests_and_types():
     # dest as argparse derives it: the first long name, dashes to underscores
     a = parse("run", "--pids-limit", "64", "--net", "host", "-P", "--read-only", "bb")
     assert (a.pids_limit, a.network, a.publish_all, a.read_only) == (64, "host", True, True)
-    assert parse("stop", "c").time == 10 and parse("stop", "-t", "3", "c").time == 3
+    assert parse("stop", "c").time is None and parse("stop", "-t", "3", "c").time == 3
     assert parse("kill", "c").signal == "KILL"
     assert parse("run", "bb").func is containers.cmd_run
     assert parse("rm", "c").func is containers.cmd_rm
@@ -248,9 +248,17 @@ def test_parser_declarations_it_does_not_support_are_refused():
     with pytest.raises(ValueError):
         p.add_argument("--n", type=float)
     with pytest.raises(ValueError):
-        p.add_argument("files", nargs="*")
+        p.add_argument("files", nargs="**")
     with pytest.raises(ValueError):
         p.add_argument("--files", nargs="+")
+
+
+def test_a_star_positional_takes_none_or_many():
+    p = Parser("x")
+    p.add_argument("-a", action="store_true")
+    p.add_argument("names", nargs="*")
+    assert p.parse_args([]).names == []
+    assert p.parse_args(["a", "-a", "b"]).names == ["a", "b"]
 
 
 def test_a_remainder_alone_takes_everything_from_the_first_word():

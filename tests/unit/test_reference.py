@@ -35,9 +35,12 @@ def test_every_command_and_option_docker_has_is_in_dockers_words():
                 assert text in help_of(path), (path, name)
     run = help_of("run")
     assert "Create and run a new container from an image" in run
-    assert "      --rm                       Automatically remove the container when it exits" in run
+    # the column is as wide as the longest option (--device-cgroup-rule list), as in Docker's
+    assert "      --rm                           Automatically remove the container when it " \
+           "exits" in run
     assert "  -m, --memory bytes" in run and "      --cpus decimal" in run
-    assert "Seconds to wait before killing the container (default 10)" in help_of("stop")
+    # no default shown: it is the container's --stop-timeout (Docker 23+ says the same)
+    assert "Seconds to wait before killing the container\n" in help_of("stop")
     listing = help_of("")
     assert "  exec        Execute a command in a running container" in listing
 
@@ -70,8 +73,10 @@ def test_completion_offers_runs_flags_commands_and_choices(script):
     run = next(p for path, p in R.commands(build_parser()) if path == "run")
     every_flag = {n for o in run._options for n in o.names}
     assert set(complete(script, "pyminidocker run -")) == every_flag | {"--help"}
-    assert set(complete(script, "pyminidocker run --r")) == {"--rm", "--read-only"}
-    assert set(complete(script, "pyminidocker --root /x run --pi")) == {"--pids-limit"}
+    assert set(complete(script, "pyminidocker run --r")) == {"--rm", "--read-only",
+                                                             "--restart"}
+    assert set(complete(script, "pyminidocker --root /x run --pi")) == {"--pid",
+                                                                        "--pids-limit"}
     assert "run" in complete(script, "pyminidocker ")
     assert complete(script, "pyminidocker ne") == ["network"]
     assert set(complete(script, "pyminidocker network ")) >= {"create", "ls", "rm", "prune"}

@@ -1,0 +1,302 @@
+"""The `run`/`create` flags beyond the first two dozen: declared here, checked here (Docker's
+one-line errors, exit 125, before anything is made), and handed to the runtime as plain values
+in CreateOptions.extra (see container.runtime for what each does).
+
+Kept out of cli/main.py so that one hook there (add_run_flags, run_extra) is the whole merge.
+It is on the start path of `run`: nothing heavy is imported.
+"""
+from __future__ import annotations
+
+import os
+
+from pyminidocker.container.spec import ULIMITS, parse_signal
+from pyminidocker.errors import UsageError
+
+TYPE_CHECKING = False  # typing is not imported at run time: the start path
+if TYPE_CHECKING:
+    from typing import Any
+
+    from pyminidocker.cli.args import Namespace
+
+KERNEL_MEMORY_WARNING = ("WARNING: Specifying a kernel memory limit is deprecated and will be "
+                         "removed in a future release.")
+
+
+def add_run_flags(sp: Any) -> None:
+    """Declare the flags of this module on the create and run parsers."""
+    a = sp.add_argument
+    a("-l", "--label", action="append", default=[], help="Set metadata KEY=VALUE")
+    a("--label-file", action="append", default=[], help="Read labels from a file")
+    a("--add-host", action="append", default=[], help="Add a HOST:IP line to /etc/hosts "
+      "(IP may be host-gateway)")
+    a("--dns", action="append", default=[], help="Set a nameserver")
+    a("--dns-search", action="append", default=[], help="Set a search domain")
+    a("--dns-option", "--dns-opt", action="append", default=[], help="Set a resolver option")
+    a("--shm-size", help="Size of /dev/shm (default 64m)")
+    a("--ulimit", action="append", default=[], help="NAME=SOFT[:HARD]")
+    a("--stop-signal", help="Signal to stop the container (default SIGTERM)")
+    a("--stop-timeout", help="Seconds to wait before killing the container on stop")
+    a("--cidfile", help="Write the container id to this file")
+    a("--expose", action="append", default=[], help="Expose a port or range of ports")
+    a("--group-add", action="append", default=[], help="Additional groups to join")
+    a("--pull", default="missing", help="Pull the image: always, missing or never")
+    a("--platform", help="Os/arch[/variant] of the image")
+    a("--memory-swap", help="Memory + swap (-1: unlimited swap)")
+    a("--memory-reservation", help="Memory soft limit")
+    a("--kernel-memory", help="Kernel memory limit (deprecated; accepted, not applied)")
+    a("--cpuset-cpus", help="CPUs to run on (0-3, 0,1)")
+    a("--cpuset-mems", help="Memory nodes to use (0-3, 0,1)")
+    a("-c", "--cpu-shares", help="CPU shares (relative weight)")
+    a("--cpu-period", help="CPU CFS period in microseconds")
+    a("--cpu-quota", help="CPU CFS quota in microseconds")
+    a("--blkio-weight", help="Block IO weight, 10 to 1000 (0: none)")
+    a("--oom-kill-disable", action="store_true", help="Disable the OOM killer")
+    a("--oom-score-adj", help="The OOM score adjustment, -1000 to 1000")
+    a("--cgroup-parent", help="Parent cgroup of the container's")
+    a("--cgroupns", help="Cgroup namespace: host or private")
+    a("--pid", help="PID namespace: host")
+    a("--ipc", help="IPC namespace: private, shareable, host, none")
+    a("--uts", help="UTS namespace: host")
+    a("--userns", help="User namespace: host")
+    a("--device", action="append", default=[], help="Add a host device HOST[:CONTAINER[:rwm]]")
+    a("--device-cgroup-rule", action="append", default=[],
+      help="A device cgroup rule: 'c 1:3 rwm'")
+    a("--init", action="store_true", help="Run an init (tini) as PID 1")
+    a("--restart", default="no", help="Restart policy: no, always, on-failure[:N], "
+      "unless-stopped")
+    a("--sig-proxy", action="store_true", default=True,
+      help="Proxy received signals to the process (attached)")
+    a("-a", "--attach", action="append", default=[], help="Attach to STDIN, STDOUT or STDERR")
+    a("--detach-keys", help="The key sequence that detaches (default ctrl-p,ctrl-q)")
+
+
+def _int(value: str, flag: str) -> int:
+    try:
+        return int(value, 10)
+    except ValueError:
+        raise UsageError(f'invalid argument "{value}" for "{flag}" flag: strconv.ParseInt: '
+                         f'parsing "{value}": invalid syntax') from None
+
+
+def _size(value: str, flag: str, unlimited: bool = False) -> int:
+    from pyminidocker.container.cgroups import parse_bytes
+
+    try:
+        return parse_bytes(value, allow_unlimited=unlimited)
+    except UsageError:
+        raise UsageError(f'invalid argument "{value}" for "{flag}" flag: invalid size: '
+                         f"'{value}'") from None
+
+
+def _ip(text: str) -> bool:
+    """An IPv4 or IPv6 address (no ipaddress import: the start path)."""
+    parts = text.split(".")
+    if len(parts) == 4:
+        return all(p.isdigit() and int(p) < 256 and (p == "0" or not p.startswith("0"))
+                   for p in parts)
+    return ":" in text and all(c in "0123456789abcdefABCDEF:." for c in text) and \
+        text.count("::") <= 1
+
+
+def parse_labels(items: list[str], files: list[str]) -> dict[str, str]:
+    """--label-file (KEY=VALUE lines, # comments) then -l: later wins."""
+    lines: list[str] = []
+    for path in files:
+        try:
+            with open(path) as f:
+                lines += [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
+        except OSError as e:
+            raise UsageError(f"open {path}: {(e.strerror or '').lower()}") from None
+    out: dict[str, str] = {}
+    for item in lines + items:
+        key, _, value = item.partition("=")
+        if not key:
+            raise UsageError(f"invalid label: {item!r}")
+        out[key] = value
+    return out
+
+
+def parse_add_host(spec: str) -> str:
+    """HOST:IP (IP may be host-gateway; an IPv6 one keeps its colons) → "HOST:IP"."""
+    host, sep, ip = spec.partition(":")
+    if not sep or not host or not ip:
+        raise UsageError(f'invalid argument "{spec}" for "--add-host" flag: bad format for '
+                         f'add-host: "{spec}"')
+    if ip != "host-gateway" and not _ip(ip.strip("[]")):
+        raise UsageError(f'invalid argument "{spec}" for "--add-host" flag: invalid IP '
+                         f'address in add-host: "{ip}"')
+    return f"{host}:{ip.strip('[]')}"
+
+
+def parse_ulimit(spec: str) -> tuple[str, int, int]:
+    name, eq, limits = spec.partition("=")
+    if not eq:
+        raise UsageError(f'invalid argument "{spec}" for "--ulimit" flag: invalid ulimit '
+                         f"argument: {spec}")
+    if name not in ULIMITS:
+        raise UsageError(f'invalid argument "{spec}" for "--ulimit" flag: invalid ulimit '
+                         f"type: {name}")
+    soft_s, colon, hard_s = limits.partition(":")
+    try:
+        soft = int(soft_s)
+        hard = int(hard_s) if colon else soft
+    except ValueError:
+        raise UsageError(f'invalid argument "{spec}" for "--ulimit" flag: strconv.ParseInt: '
+                         f'parsing "{limits}": invalid syntax') from None
+    if soft > hard:
+        raise UsageError(f'invalid argument "{spec}" for "--ulimit" flag: ulimit soft limit '
+                         f"must be less than or equal to hard limit: {soft} > {hard}")
+    return name, soft, hard
+
+
+def parse_expose(spec: str) -> list[str]:
+    """80, 80/tcp, 8000-8010/udp → ["80/tcp", ...]."""
+    ports, _, proto = spec.partition("/")
+    proto = proto or "tcp"
+    lo, dash, hi = ports.partition("-")
+    if proto not in ("tcp", "udp", "sctp") or not lo.isdigit() or (dash and not hi.isdigit()) \
+            or int(hi or lo) < int(lo) or int(hi or lo) > 65535:
+        raise UsageError(f"invalid range format for --expose: {spec}")
+    return [f"{p}/{proto}" for p in range(int(lo), int(hi or lo) + 1)]
+
+
+def parse_device(spec: str) -> dict[str, str]:
+    """HOST[:CONTAINER][:PERMISSIONS] → {"host", "container", "perms"}; the host path must be
+    a device (or a directory of devices, as Docker's). Raises UsageError."""
+    parts = spec.split(":")
+    if len(parts) > 3 or not parts[0]:
+        raise UsageError(f"invalid device specification: {spec}")
+    host = parts[0]
+    ctr, perms = host, "rwm"
+    if len(parts) == 2:
+        if parts[1] and not parts[1].strip("rwm"):
+            perms = parts[1]
+        else:
+            ctr = parts[1]
+    elif len(parts) == 3:
+        ctr, perms = parts[1], parts[2]
+    if not perms or perms.strip("rwm") or not ctr.startswith("/"):
+        raise UsageError(f"invalid device specification: {spec}")
+    try:
+        os.stat(host)
+    except OSError as e:
+        raise UsageError(f'error gathering device information while adding custom device '
+                         f'"{host}": {(e.strerror or "").lower()}') from None
+    return {"host": host, "container": ctr, "perms": perms}
+
+
+def parse_detach_keys(keys: str) -> str:
+    for key in keys.split(","):
+        k = key.strip().lower()
+        ok = len(k) == 1 or (k.startswith("ctrl-") and len(k) == 6 and
+                             (k[5].isalpha() or k[5] in "@[\\]^_"))
+        if not ok:
+            raise UsageError(f"Invalid detach keys ({keys}) provided")
+    return keys
+
+
+def parse_restart(spec: str) -> dict[str, Any]:
+    """--restart no|always|unless-stopped|on-failure[:N] → {"name", "max"}, Docker's errors."""
+    name, colon, count = spec.partition(":")
+    if name not in ("no", "always", "on-failure", "unless-stopped"):
+        raise UsageError(f"invalid restart policy '{name}'" if name else
+                         "invalid restart policy format")
+    if colon and name != "on-failure":
+        raise UsageError(f"maximum retry count cannot be used with restart policy '{name}'")
+    if colon and not (count.isdigit() or (count.startswith("-") and count[1:].isdigit())):
+        raise UsageError("invalid restart policy format")
+    if colon and int(count) < 0:
+        raise UsageError("invalid restart policy: maximum retry count cannot be negative")
+    return {"name": name, "max": int(count) if colon else 0}
+
+
+def _mode(value: str | None, flag: str, allowed: tuple[str, ...], what: str,
+          container_ok: bool = False) -> str:
+    v = value or ""
+    if v in allowed or (container_ok and v.startswith("container:") and len(v) > 10):
+        return v
+    raise UsageError(f"--{flag}: invalid {what} mode")
+
+
+def run_extra(args: Namespace, warn: Any) -> dict[str, Any]:
+    """The checked values of this module's flags, as CreateOptions.extra holds them. warn(line)
+    prints Docker's client-side warnings."""
+    x: dict[str, Any] = {}
+    x["labels"] = parse_labels(args.label, args.label_file)
+    x["extra_hosts"] = [parse_add_host(h) for h in args.add_host]
+    for d in args.dns:
+        if not _ip(d):
+            raise UsageError(f'invalid argument "{d}" for "--dns" flag: {d} is not an ip '
+                             "address")
+    x["dns"], x["dns_search"], x["dns_options"] = args.dns, args.dns_search, args.dns_option
+    if args.shm_size is not None:
+        x["shm_size"] = _size(args.shm_size, "--shm-size")
+        if x["shm_size"] <= 0:
+            raise UsageError(f'invalid argument "{args.shm_size}" for "--shm-size" flag: '
+                             "SHM size must be greater than 0")
+    ulimits = {}
+    for u in args.ulimit:
+        name, soft, hard = parse_ulimit(u)
+        ulimits[name] = [soft, hard]
+    x["ulimits"] = ulimits
+    if args.stop_signal is not None:
+        parse_signal(args.stop_signal)
+        x["stop_signal"] = args.stop_signal
+    if args.stop_timeout is not None:
+        x["stop_timeout"] = _int(args.stop_timeout, "--stop-timeout")
+    x["expose"] = [p for e in args.expose for p in parse_expose(e)]
+    x["group_add"] = list(args.group_add)
+    if args.pull not in ("always", "missing", "never"):
+        raise UsageError(f"invalid pull option: '{args.pull}': must be one of \"always\", "
+                         '"missing" or "never"')
+    if args.memory_swap is not None:
+        x["memory_swap"] = _size(args.memory_swap, "--memory-swap", unlimited=True)
+    if args.memory_reservation is not None:
+        x["memory_reservation"] = _size(args.memory_reservation, "--memory-reservation")
+    if args.kernel_memory is not None:
+        _size(args.kernel_memory, "--kernel-memory")
+        warn(KERNEL_MEMORY_WARNING)
+    for flag in ("cpuset_cpus", "cpuset_mems", "cgroup_parent"):
+        if getattr(args, flag) is not None:
+            x[flag] = getattr(args, flag)
+    for flag in ("cpu_shares", "cpu_period", "cpu_quota", "blkio_weight"):
+        if getattr(args, flag) is not None:
+            x[flag] = _int(getattr(args, flag), "--" + flag.replace("_", "-"))
+    if x.get("blkio_weight") and not 10 <= x["blkio_weight"] <= 1000:
+        raise UsageError("Range of blkio weight is from 10 to 1000")
+    x["oom_kill_disable"] = bool(args.oom_kill_disable)
+    if args.oom_score_adj is not None:
+        x["oom_score_adj"] = _int(args.oom_score_adj, "--oom-score-adj")
+        if not -1000 <= x["oom_score_adj"] <= 1000:
+            raise UsageError(f"Invalid value {x['oom_score_adj']}, range for oom score adj is "
+                             "[-1000, 1000]")
+    x["cgroupns"] = _mode(args.cgroupns, "cgroupns", ("", "host", "private"), "CGROUP")
+    x["pid_mode"] = _mode(args.pid, "pid", ("", "host"), "PID", container_ok=True)
+    x["ipc_mode"] = _mode(args.ipc, "ipc", ("", "host", "private", "shareable", "none"), "IPC",
+                          container_ok=True)
+    x["uts_mode"] = _mode(args.uts, "uts", ("", "host"), "UTS")
+    _mode(args.userns, "userns", ("", "host"), "USER")
+    x["devices"] = [parse_device(d) for d in args.device]
+    if args.device_cgroup_rule:
+        from pyminidocker.container.cgroups import device_program
+
+        device_program(tuple(("allow", r) for r in args.device_cgroup_rule))
+    x["device_cgroup_rules"] = list(args.device_cgroup_rule)
+    x["init"] = bool(args.init)
+    x["restart"] = parse_restart(args.restart)
+    if x["restart"]["name"] != "no" and getattr(args, "rm", False):
+        raise UsageError("Conflicting options: --restart and --rm")
+    streams = []
+    for s in args.attach:
+        if s.lower() not in ("stdin", "stdout", "stderr"):
+            raise UsageError("valid streams are STDIN, STDOUT and STDERR")
+        streams.append(s.lower())
+    if streams and getattr(args, "detach", False):
+        raise UsageError("Conflicting options: -a and -d")
+    x["attach"] = streams
+    x["sig_proxy"] = bool(args.sig_proxy)
+    if args.detach_keys is not None:
+        x["detach_keys"] = parse_detach_keys(args.detach_keys)
+    if args.hostname and args.network == "host":
+        raise UsageError("Conflicting options: hostname and the network mode")
+    return x

@@ -1,0 +1,186 @@
+"""`restart`, `pause`, `unpause`, `top`, `diff`, `stats`, `update`: the CLI face of the engine's
+verbs over running containers, in Docker's words and columns.
+
+Kept out of cli/main.py so that one hook there (add_verb_commands) is the whole merge; imported
+only when one of these commands runs (or is declared).
+"""
+from __future__ import annotations
+
+from pyminidocker.cli.args import REMAINDER
+from pyminidocker.errors import PmdError, UsageError
+
+TYPE_CHECKING = False  # typing is not imported at run time
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from pyminidocker.cli.args import Namespace
+    from pyminidocker.engine import Engine
+
+
+def _binary(n: float) -> str:
+    """go-units BytesSize: binary units, 4 significant digits (1.434MiB)."""
+    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
+    i = 0
+    while n >= 1024 and i < len(units) - 1:
+        n /= 1024.0
+        i += 1
+    return f"{n:.4g}{units[i]}"
+
+
+def cmd_simple(args: Namespace, env: Any) -> int:
+    """restart, pause, unpause: each container in turn, its name echoed, errors one line."""
+    from pyminidocker.cli.containers import _each
+
+    action: Callable[[Engine, Any], None] = {
+        "restart": lambda e, rec: e.restart(rec, args.time),
+        "pause": lambda e, rec: e.pause(rec),
+        "unpause": lambda e, rec: e.unpause(rec),
+    }[args.command]
+    return _each(args, env, action)
+
+
+def cmd_top(args: Namespace, env: Any) -> int:
+    from pyminidocker.cli.output import table
+
+    eng: Engine = args.engine
+    titles, rows = eng.top(eng.container(args.container), list(args.ps_args))
+    if titles:
+        table([titles, *rows], env)
+    return 0
+
+
+def cmd_diff(args: Namespace, env: Any) -> int:
+    eng: Engine = args.engine
+    for kind, path in eng.changes(eng.container(args.container)):
+        env.out(f"{kind} {path}")
+    return 0
+
+
+def _stats_rows(eng: Engine, recs: list[Any], before: dict[str, dict[str, Any]]
+                ) -> list[list[str]]:
+    from pyminidocker.cli.output import human_size as _decimal  # go-units HumanSize
+    from pyminidocker.container.observe import cpu_percent
+
+    rows = []
+    for rec in recs:
+        try:
+            s = eng.stats(rec)
+        except PmdError:
+            continue  # stopped meanwhile
+        prev = before.get(rec.id)
+        cpu = cpu_percent(prev, s) if prev else 0.0
+        before[rec.id] = s
+        mem_pct = s["mem_usage"] / s["mem_limit"] * 100 if s["mem_limit"] else 0.0
+        rows.append([rec.short_id, rec.name, f"{cpu:.2f}%",
+                     f"{_binary(s['mem_usage'])} / {_binary(s['mem_limit'])}",
+                     f"{mem_pct:.2f}%", f"{_decimal(s['net_rx'])} / {_decimal(s['net_tx'])}",
+                     f"{_decimal(s['blk_read'])} / {_decimal(s['blk_write'])}",
+                     str(s["pids"])])
+    return rows
+
+
+def cmd_stats(args: Namespace, env: Any) -> int:
+    """Docker's stats table: --no-stream prints one (CPU % over a second), else it is
+    redrawn every second until interrupted."""
+    import time
+
+    from pyminidocker.cli.output import table
+
+    eng: Engine = args.engine
+    if args.containers:
+        recs = [eng.container(c) for c in args.containers]
+        for rec in recs:
+            if rec.state.status != "running" and args.no_stream:
+                raise PmdError(f"Container {rec.id} is not running")
+    else:
+        recs = eng.containers(all=args.all)
+    head = ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O",
+            "BLOCK I/O", "PIDS"]
+    before: dict[str, dict[str, Any]] = {}
+    _stats_rows(eng, recs, before)
+    try:
+        while True:
+            time.sleep(1.0)
+            rows = _stats_rows(eng, recs, before)
+            if not args.no_stream:
+                env.stdout.write("\x1b[2J\x1b[H")
+            table([head, *rows], env)
+            env.stdout.flush()
+            if args.no_stream:
+                return 0
+    except KeyboardInterrupt:
+        return 0
+
+
+_UPDATE_INTS = ("cpu_shares", "cpu_period", "cpu_quota", "pids_limit", "blkio_weight")
+
+
+def cmd_update(args: Namespace, env: Any) -> int:
+    """`update`: new limits, live; each container's name echoed."""
+    from pyminidocker.cli.containers import _each
+    from pyminidocker.cli.runflags import KERNEL_MEMORY_WARNING
+    from pyminidocker.container.cgroups import parse_bytes
+    from pyminidocker.engine import parse_cpus
+
+    changes: dict[str, Any] = {}
+    if args.memory is not None:
+        changes["memory"] = parse_bytes(args.memory)
+    for key in ("memory_swap", "memory_reservation"):
+        if getattr(args, key) is not None:
+            changes[key] = parse_bytes(getattr(args, key), allow_unlimited=True)
+    if args.cpus is not None:
+        changes["cpus"] = parse_cpus(args.cpus)
+    for key in ("cpuset_cpus", "cpuset_mems"):
+        if getattr(args, key) is not None:
+            changes[key] = getattr(args, key)
+    for key in _UPDATE_INTS:
+        value = getattr(args, key)
+        if value is not None:
+            try:
+                changes[key] = int(value)
+            except ValueError:
+                raise UsageError(f'invalid argument "{value}" for '
+                                 f'"--{key.replace("_", "-")}" flag') from None
+    if args.kernel_memory is not None:
+        env.stderr.write(KERNEL_MEMORY_WARNING + "\n")
+    if not changes and args.kernel_memory is None:
+        raise UsageError("you must provide one or more flags when using this command")
+    return _each(args, env, lambda eng, rec: eng.update(rec, changes))
+
+
+def add_verb_commands(add: Callable[..., Any]) -> None:
+    """Declare the commands on cli.main.build_parser's `add`."""
+    sp = add("restart", "verbs.cmd_simple", "Restart one or more containers")
+    sp.add_argument("-t", "--time", type=int,
+                    help="Seconds before SIGKILL (default: its --stop-timeout, else 10)")
+    sp.add_argument("containers", nargs="+", metavar="CONTAINER")
+    sp = add("pause", "verbs.cmd_simple",
+             "Pause all processes within one or more containers")
+    sp.add_argument("containers", nargs="+", metavar="CONTAINER")
+    sp = add("unpause", "verbs.cmd_simple",
+             "Unpause all processes within one or more containers")
+    sp.add_argument("containers", nargs="+", metavar="CONTAINER")
+    sp = add("top", "verbs.cmd_top", "Display the running processes of a container")
+    sp.add_argument("container", metavar="CONTAINER")
+    sp.add_argument("ps_args", nargs=REMAINDER, metavar="[ps OPTIONS]")
+    sp = add("diff", "verbs.cmd_diff",
+             "Inspect changes to files or directories on a container's filesystem")
+    sp.add_argument("container", metavar="CONTAINER")
+    sp = add("stats", "verbs.cmd_stats",
+             "Display a live stream of container(s) resource usage statistics")
+    sp.add_argument("-a", "--all", action="store_true", help="All containers (default: running)")
+    sp.add_argument("--no-stream", action="store_true", help="Print one table and exit")
+    sp.add_argument("containers", nargs="*", metavar="CONTAINER")
+    sp = add("update", "verbs.cmd_update", "Update configuration of one or more containers")
+    for flag, short, what in (
+            ("--memory", "-m", "Memory limit"), ("--memory-swap", None, "Memory + swap"),
+            ("--memory-reservation", None, "Memory soft limit"),
+            ("--kernel-memory", None, "Kernel memory limit (deprecated: not applied)"),
+            ("--cpus", None, "Number of CPUs"), ("--cpu-shares", "-c", "CPU shares"),
+            ("--cpu-period", None, "CPU CFS period"), ("--cpu-quota", None, "CPU CFS quota"),
+            ("--cpuset-cpus", None, "CPUs allowed"), ("--cpuset-mems", None, "Memory nodes"),
+            ("--pids-limit", None, "Pids limit (-1: unlimited)"),
+            ("--blkio-weight", None, "Block IO weight")):
+        sp.add_argument(*([short] if short else []), flag, help=what)
+    sp.add_argument("containers", nargs="+", metavar="CONTAINER")

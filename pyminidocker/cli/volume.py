@@ -1,0 +1,136 @@
+"""`volume create|ls|inspect|rm|prune`: the CLI face of the engine's volumes.
+
+Kept out of cli/main.py so that the one hook there (add_volume_commands) is the whole merge;
+imported only when a volume command runs.
+"""
+from __future__ import annotations
+
+from pyminidocker.errors import NotFound, UsageError
+
+TYPE_CHECKING = False  # typing is not imported at run time
+if TYPE_CHECKING:
+    from typing import Any
+
+    from pyminidocker.cli.args import Namespace, Parser
+    from pyminidocker.engine import Engine
+
+
+def _filters(items: list[str]) -> dict[str, list[str]]:
+    """--filter KEY=VALUE, repeatable; Docker's volume ls keys dangling, name, label, driver."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise UsageError(f"bad format of filter (expected name=value): {item}")
+        if key not in ("dangling", "name", "label", "driver"):
+            raise UsageError(f"invalid filter '{key}'")
+        if key == "dangling" and value not in ("true", "false", "1", "0"):
+            raise UsageError(f"invalid filter 'dangling={value}'")
+        out.setdefault(key, []).append(value)
+    return out
+
+
+def cmd_volume(args: Namespace, env: Any) -> int:
+    from pyminidocker.cli.network import key_values
+    from pyminidocker.cli.output import human_size, table
+    from pyminidocker.store.volumes import matches_labels
+
+    eng: Engine = args.engine
+    what = args.volume_command
+    if what == "create":
+        if args.name and args.name_flag and args.name != args.name_flag:
+            raise UsageError("conflicting options: either specify --name or provide "
+                             "positional arg, not both")
+        vol = eng.create_volume(args.name or args.name_flag, key_values(args.label, "label"),
+                              key_values(args.opt, "option"), args.driver)
+        env.out(vol.name)
+        return 0
+    if what in ("ls", "list"):
+        filters = _filters(args.filter)
+        users = eng.volume_users() if "dangling" in filters else {}
+        vols = []
+        for vol in eng.volumes():
+            if "dangling" in filters and \
+                    (filters["dangling"][-1] in ("true", "1")) == bool(users.get(vol.name)):
+                continue
+            if "name" in filters and not any(n in vol.name for n in filters["name"]):
+                continue
+            if "driver" in filters and vol.driver not in filters["driver"]:
+                continue
+            if not matches_labels(vol.labels, filters.get("label", [])):
+                continue
+            vols.append(vol)
+        if args.quiet:
+            for vol in vols:
+                env.out(vol.name)
+            return 0
+        # Docker's tabwriter here pads every column to at least 10 characters
+        table([["DRIVER".ljust(7), "VOLUME NAME"],
+               *([v.driver.ljust(7), v.name] for v in vols)], env)
+        return 0
+    if what == "inspect":
+        import json
+
+        out, failed = [], False
+        for name in args.volumes:
+            try:
+                out.append(eng.inspect_volume(eng.volume(name)))
+            except NotFound:
+                env.stderr.write(f"Error: No such volume: {name}\n")
+                failed = True
+        env.out(json.dumps(out, indent=4))
+        return 1 if failed else 0
+    if what in ("rm", "remove"):
+        errors = eng.remove_volumes(args.volumes, args.force)
+        for name in args.volumes:
+            e = errors.get(name)
+            if e is None:
+                env.out(name)
+            elif isinstance(e, NotFound):
+                env.stderr.write(f"Error: {e}\n")
+            else:
+                env.stderr.write(f"Error response from daemon: {e}\n")
+        return 1 if errors else 0
+    if what == "prune":
+        filters = _filters(args.filter) if args.filter else {}
+        if not args.force:
+            env.stdout.write("WARNING! This will remove all local volumes not used by at least "
+                             "one container.\nAre you sure you want to continue? [y/N] ")
+            env.stdout.flush()
+            if env.stdin.readline().strip().lower() not in ("y", "yes"):
+                return 0
+        removed, freed = eng.prune_volumes(filters.get("label"))
+        if removed:
+            env.out("Deleted Volumes:")
+            for name in removed:
+                env.out(name)
+            env.out("")
+        env.out(f"Total reclaimed space: {human_size(freed)}")
+        return 0
+    raise UsageError("volume: a command is needed (create, ls, inspect, rm, prune)")
+
+
+def add_volume_commands(sp: Parser) -> None:
+    """Declare the commands of `volume` on its parser sp (cli.main.build_parser's)."""
+    sp.set_defaults(func=cmd_volume)
+    sub = sp.add_subparsers(dest="volume_command", metavar="COMMAND")
+    c = sub.add_parser("create", help="Create a volume")
+    c.add_argument("-d", "--driver", default="local", help="Volume driver name")
+    c.add_argument("--label", action="append", default=[], help="KEY=VALUE metadata")
+    c.add_argument("-o", "--opt", action="append", default=[],
+                   help="Driver options: type=, device=, o= (as mount(8))")
+    c.add_argument("--name", dest="name_flag", help="The volume's name")
+    c.add_argument("name", nargs="?", metavar="VOLUME")
+    ls = sub.add_parser("ls", aliases=["list"], help="List volumes")
+    ls.add_argument("-q", "--quiet", action="store_true", help="Only show volume names")
+    ls.add_argument("-f", "--filter", action="append", default=[],
+                    help="Dangling=true|false, name=, label=, driver=")
+    i = sub.add_parser("inspect", help="Display detailed information on volumes")
+    i.add_argument("volumes", nargs="+", metavar="VOLUME")
+    rm = sub.add_parser("rm", aliases=["remove"], help="Remove volumes")
+    rm.add_argument("-f", "--force", action="store_true",
+                    help="No error for a volume that does not exist")
+    rm.add_argument("volumes", nargs="+", metavar="VOLUME")
+    p = sub.add_parser("prune", help="Remove all unused local volumes")
+    p.add_argument("-f", "--force", action="store_true", help="Do not prompt")
+    p.add_argument("--filter", action="append", default=[], help="Label=KEY[=VALUE]")

@@ -1,0 +1,312 @@
+"""A container's mounts, as Docker decides them: -v, --mount, --volumes-from, the image's VOLUMEs.
+
+The flags are parsed into one plain list of mount records, kept in the container's host config
+("mounts") and shown by inspect as its Mounts:
+
+    {"Type": "volume", "Name": n, "Destination": d, "RW": b, "Mode": m, "NoCopy": b,
+     "Anonymous": b}
+    {"Type": "bind", "Source": p, "Destination": d, "RW": b, "Mode": m, "Propagation": "rprivate",
+     "Create": b}                           (Create: -v makes a missing source, --mount refuses)
+    {"Type": "tmpfs", "Destination": d, "Options": "size=...,mode=..."}
+
+A volume's Name is None until create() makes the anonymous ones. Precedence is Docker's: the
+container's own -v/--mount over --volumes-from over the image's VOLUMEs, per destination.
+"""
+from __future__ import annotations
+
+import os
+
+from pyminidocker.container.spec import check_destination, tmpfs_options
+from pyminidocker.errors import UsageError
+from pyminidocker.store.files import valid_name
+
+TYPE_CHECKING = False  # typing is not imported at run time: the start path
+if TYPE_CHECKING:
+    from typing import Any
+
+_MODES = {"ro", "rw", "z", "Z", "nocopy", "private", "rprivate"}
+_TRUE = {"", "1", "true", "True", "TRUE", "t"}
+_FALSE = {"0", "false", "False", "FALSE", "f"}
+
+
+def parse_volume(spec: str) -> dict[str, Any]:
+    """-v SOURCE:DEST[:MODE] (SOURCE an absolute host path: a bind; a name: a named volume) or
+    -v DEST (an anonymous volume). Raises UsageError in Docker's words."""
+    parts = spec.split(":")
+    if len(parts) > 3 or not all(parts):
+        raise UsageError(f"invalid volume specification: '{spec}'")
+    if len(parts) == 1:
+        src, dst, mode = "", parts[0], ""
+    else:
+        src, dst, mode = parts[0], parts[1], parts[2] if len(parts) == 3 else ""
+    kind = "bind" if src.startswith("/") else "volume"
+    if not dst.startswith("/"):
+        raise UsageError(f"invalid volume specification: '{spec}': invalid mount config for "
+                         f"type \"{kind}\": invalid mount path: '{dst}' mount path must be "
+                         "absolute")
+    opts = set(mode.split(",")) - {""}
+    if not opts <= _MODES or {"ro", "rw"} <= opts:
+        raise UsageError(f"invalid mode: {mode}")
+    ro = "ro" in opts
+    dst = check_destination(dst)
+    if kind == "bind":
+        if "nocopy" in opts:
+            raise UsageError(f"invalid mode: {mode}")
+        return {"Type": "bind", "Source": os.path.normpath(src), "Destination": dst,
+                "RW": not ro, "Mode": mode, "Propagation": "rprivate", "Create": True}
+    if src and (len(src) < 2 or not valid_name(src)):
+        raise UsageError(f'create {src}: "{src}" includes invalid characters for a local volume '
+                         'name, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended '
+                         "to pass a host directory, use absolute path")
+    return {"Type": "volume", "Name": src or None, "Destination": dst, "RW": not ro,
+            "Mode": mode, "NoCopy": "nocopy" in opts, "Anonymous": not src}
+
+
+def _flag(value: str, key: str, spec: str) -> bool:
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise UsageError(f'invalid argument "{spec}" for "--mount" flag: invalid value for {key}: '
+                     f"{value}")
+
+
+def parse_mount(spec: str) -> dict[str, Any]:
+    """--mount type=volume|bind|tmpfs,source=,target=,readonly,... (Docker's CSV syntax).
+    Raises UsageError."""
+    def bad(why: str) -> UsageError:
+        return UsageError(f'invalid argument "{spec}" for "--mount" flag: {why}')
+
+    kind, src, dst, ro = "volume", "", "", False
+    nocopy, size, mode, propagation = False, "", "", ""
+    vol_opts: dict[str, str] = {}
+    vol_labels: dict[str, str] = {}
+    seen: set[str] = set()
+    for field in spec.split(","):
+        key, eq, value = field.partition("=")
+        key = key.strip().lower()
+        if not eq and key not in ("readonly", "ro", "volume-nocopy", "bind-nonrecursive"):
+            raise bad(f"invalid field '{field}' must be a key=value pair")
+        seen.add(key)
+        if key == "type":
+            if value not in ("volume", "bind", "tmpfs"):
+                raise bad(f"invalid value for 'type': {value}" if value != "npipe"
+                          else "mount type npipe is for Windows")
+            kind = value
+        elif key in ("source", "src"):
+            src = value
+        elif key in ("target", "destination", "dst"):
+            dst = value
+        elif key in ("readonly", "ro"):
+            ro = _flag(value, key, spec)
+        elif key == "volume-nocopy":
+            nocopy = _flag(value, key, spec)
+        elif key == "volume-opt":
+            k, _, v = value.partition("=")
+            vol_opts[k] = v
+        elif key == "volume-label":
+            k, _, v = value.partition("=")
+            vol_labels[k] = v
+        elif key == "volume-driver":
+            if value != "local":
+                raise bad(f"volume driver {value} is not available (only local)")
+        elif key == "tmpfs-size":
+            size = value
+        elif key == "tmpfs-mode":
+            mode = value
+        elif key == "bind-propagation":
+            propagation = value
+        elif key == "consistency":
+            if value not in ("default", "consistent", "cached", "delegated"):
+                raise bad(f"invalid value for consistency: {value}")
+        else:
+            raise bad(f"unexpected key '{key}' in '{field}'")
+    if not dst:
+        raise UsageError(f"invalid mount config for type \"{kind}\": field Target must not be "
+                         "empty")
+    if not dst.startswith("/"):
+        raise UsageError(f"invalid mount config for type \"{kind}\": invalid mount path: "
+                         f"'{dst}' mount path must be absolute")
+    dst = check_destination(dst)
+    if kind != "volume" and seen & {"volume-opt", "volume-label", "volume-nocopy",
+                                    "volume-driver"}:
+        raise bad(f"cannot mix 'volume-*' options with mount type '{kind}'")
+    if kind != "tmpfs" and seen & {"tmpfs-size", "tmpfs-mode"}:
+        raise bad(f"cannot mix 'tmpfs-*' options with mount type '{kind}'")
+    if kind != "bind" and propagation:
+        raise bad(f"cannot mix 'bind-*' options with mount type '{kind}'")
+    if kind == "tmpfs":
+        if src:
+            raise UsageError('invalid mount config for type "tmpfs": field Source must not be '
+                             "specified")
+        data = []
+        if size:
+            from pyminidocker.container.cgroups import parse_bytes
+
+            data.append(f"size={parse_bytes(size)}")
+        if mode:
+            if not all(c in "01234567" for c in mode):
+                raise bad(f"invalid value for tmpfs-mode: {mode}")
+            data.append(f"mode={mode}")
+        if ro:
+            data.append("ro")
+        opts = ",".join(data)
+        tmpfs_options(opts)
+        return {"Type": "tmpfs", "Destination": dst, "Options": opts, "RW": not ro}
+    if kind == "bind":
+        if not src:
+            raise UsageError('invalid mount config for type "bind": field Source must not be '
+                             "empty")
+        if not src.startswith("/"):
+            raise UsageError(f'invalid mount config for type "bind": invalid mount path: '
+                             f"'{src}' mount path must be absolute")
+        if propagation not in ("", "private", "rprivate"):
+            raise bad(f"bind-propagation {propagation} is not supported (private, rprivate)")
+        if not os.path.exists(src):
+            raise UsageError(f'invalid mount config for type "bind": bind source path does '
+                             f"not exist: {src}")
+        return {"Type": "bind", "Source": os.path.normpath(src), "Destination": dst,
+                "RW": not ro, "Mode": "", "Propagation": "rprivate", "Create": False}
+    if src and (len(src) < 2 or not valid_name(src)):
+        raise UsageError(f'create {src}: "{src}" includes invalid characters for a local volume '
+                         'name, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended '
+                         "to pass a host directory, use absolute path")
+    from pyminidocker.store.volumes import check_options
+
+    check_options(vol_opts)
+    m: dict[str, Any] = {"Type": "volume", "Name": src or None, "Destination": dst,
+                         "RW": not ro, "Mode": "", "NoCopy": nocopy, "Anonymous": not src}
+    if vol_opts:
+        m["VolumeOptions"] = vol_opts
+    if vol_labels:
+        m["VolumeLabels"] = vol_labels
+    return m
+
+
+def parse_volumes_from(spec: str) -> tuple[str, str]:
+    """--volumes-from CONTAINER[:ro|rw] → (container, "ro"|"rw"|""). Raises UsageError."""
+    ref, _, mode = spec.partition(":")
+    if not ref or mode not in ("", "ro", "rw"):
+        raise UsageError(f"invalid mode: {mode}" if ref else
+                         f"invalid volumes-from specification: '{spec}'")
+    return ref, mode
+
+
+def inherited(mounts: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
+    """Another container's volume and bind mounts for --volumes-from, ro/rw as mode says."""
+    out = []
+    for m in mounts:
+        if m["Type"] not in ("volume", "bind"):
+            continue
+        m = dict(m, Anonymous=False)  # the volume belongs to its first container: rm -v of
+        if mode:                      # this one does not remove it
+            m["RW"] = mode == "rw"
+        out.append(m)
+    return out
+
+
+def plan(own: list[dict[str, Any]], tmpfs: list[str], from_others: list[dict[str, Any]],
+         image_volumes: list[str]) -> list[dict[str, Any]]:
+    """The container's mounts, by precedence, parents before children. Raises UsageError for
+    two of its own mounts on one destination (Docker: Duplicate mount point)."""
+    taken: dict[str, dict[str, Any]] = {}
+    from pyminidocker.container.spec import parse_tmpfs
+
+    for path in [parse_tmpfs(t)[0] for t in tmpfs] + [m["Destination"] for m in own]:
+        if path in taken:
+            raise UsageError(f"Duplicate mount point: {path}")
+        taken[path] = {}
+    for m in own:
+        taken[m["Destination"]] = m
+    for m in from_others:
+        taken.setdefault(m["Destination"], m)
+    for path in image_volumes:
+        path = check_destination(path)
+        taken.setdefault(path, {"Type": "volume", "Name": None, "Destination": path,
+                                "RW": True, "Mode": "", "NoCopy": False, "Anonymous": True})
+    out = [m for m in taken.values() if m]
+    out.sort(key=lambda m: m["Destination"].rstrip("/").count("/"))
+    return out
+
+
+def seed(src: str, dst: str) -> None:
+    """Docker's copy of an image's content into a new volume: when the volume is empty and the
+    image has a directory at the mount point, its tree is copied with owners, modes and times
+    (symlinks as links, never followed: they belong to the container's root, not the host's).
+    src must already be resolved inside the root (spec.secure_join). Raises OSError."""
+    try:
+        if os.listdir(dst) or not os.path.isdir(src) or os.path.islink(src):
+            return
+    except FileNotFoundError:
+        return
+    _copy_meta(src, dst)
+    for top, dirs, files, _ in os.fwalk(src):
+        rel = os.path.relpath(top, src)
+        target_dir = dst if rel == "." else os.path.join(dst, rel)
+        for name in dirs + files:
+            s = os.path.join(top, name)
+            t = os.path.join(target_dir, name)
+            st = os.lstat(s)
+            kind = st.st_mode & 0o170000
+            if kind == 0o120000:  # symlink: copied as is (fwalk lists it in dirs or files)
+                os.symlink(os.readlink(s), t)
+            elif kind == 0o040000:
+                os.mkdir(t, 0o700)
+            elif kind == 0o100000:
+                _copy_file(s, t)
+            else:  # devices, fifos, sockets: made anew
+                os.mknod(t, st.st_mode, st.st_rdev)
+            _copy_meta(s, t, st)
+    # a directory's times change as entries are made in it: set them again, deepest first
+    for top, _, _, _ in os.fwalk(src, topdown=False):
+        rel = os.path.relpath(top, src)
+        t = dst if rel == "." else os.path.join(dst, rel)
+        st = os.lstat(top)
+        os.utime(t, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
+def _copy_file(s: str, t: str) -> None:
+    fi = os.open(s, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fo = os.open(t, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            while os.sendfile(fo, fi, None, 1 << 20):
+                pass
+        finally:
+            os.close(fo)
+    finally:
+        os.close(fi)
+
+
+def _copy_meta(s: str, t: str, st: os.stat_result | None = None) -> None:
+    st = st or os.lstat(s)
+    os.chown(t, st.st_uid, st.st_gid, follow_symlinks=False)
+    if not os.path.islink(t):
+        os.chmod(t, st.st_mode & 0o7777)
+    os.utime(t, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
+def mounts_of(host: dict[str, Any]) -> list[dict[str, Any]]:
+    """A container's mount records; a record made before volumes has its -v binds only."""
+    if "mounts" in host:
+        return list(host["mounts"])
+    return [parse_volume(v) for v in host.get("binds", [])]
+
+
+def inspect_mounts(records: list[dict[str, Any]], volume_path: Any) -> list[dict[str, Any]]:
+    """Docker's inspect Mounts of a container's mount records; volume_path(name) is where a
+    volume's data lives."""
+    out = []
+    for m in records:
+        rw = bool(m.get("RW", True))
+        if m["Type"] == "volume":
+            out.append({"Type": "volume", "Name": m["Name"], "Source": volume_path(m["Name"]),
+                        "Destination": m["Destination"], "Driver": "local",
+                        "Mode": m.get("Mode", ""), "RW": rw, "Propagation": ""})
+        elif m["Type"] == "bind":
+            out.append({"Type": "bind", "Source": m["Source"], "Destination": m["Destination"],
+                        "Mode": m.get("Mode", ""), "RW": rw, "Propagation": "rprivate"})
+        else:
+            out.append({"Type": "tmpfs", "Source": "", "Destination": m["Destination"],
+                        "Mode": "", "RW": rw, "Propagation": ""})
+    return out

@@ -1,0 +1,306 @@
+"""The further `run` flags (cli/runflags.py), as root, each checked from inside the container
+(or where Docker's user would look: inspect, the cgroup files, the host), and each bad value
+refused with Docker's one line, exit 125, nothing created.
+
+One store per module with busybox as `bb`; the module ends with no container or cgroup left.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import module_ctr
+
+ctr = module_ctr("runflags")
+
+
+def cg_file(cid: str, ctl: str, name: str) -> str:
+    return (Path("/sys/fs/cgroup") / ctl / "pyminidocker" / cid / name).read_text().strip()
+
+
+def containers(run) -> set[str]:
+    return set(run("ps", "-a", "-q").stdout.split())
+
+
+def test_labels_and_label_file(ctr, tmp_path):
+    (tmp_path / "labels").write_text("# comment\nfrom.file=1\nboth=file\n\n")
+    cid = ctr("create", "-l", "a=b", "--label", "both=flag", "--label", "bare",
+              "--label-file", str(tmp_path / "labels"), "bb").stdout.strip()
+    labels = json.loads(ctr("inspect", cid).stdout)[0]["Config"]["Labels"]
+    assert labels == {"a": "b", "both": "flag", "bare": "", "from.file": "1"}
+    ctr("rm", cid)
+
+
+def test_add_host_dns_and_resolver_options(ctr):
+    out = ctr("run", "--rm", "--add-host", "db:10.1.2.3", "--add-host", "gw:host-gateway",
+              "--add-host", "v6:[::1]", "--dns", "127.0.0.53", "--dns", "10.9.9.9",
+              "--dns-search", "example.test", "--dns-option", "ndots:2", "bb", "sh", "-c",
+              "cat /etc/hosts; echo ---; cat /etc/resolv.conf").stdout
+    hosts, resolv = out.split("---\n")
+    assert "10.1.2.3\tdb\n" in hosts and "::1\tv6\n" in hosts
+    gw = [ln.split()[0] for ln in hosts.splitlines() if ln.endswith("\tgw")]
+    # host-gateway is the default bridge's own address
+    bridge = json.loads(ctr("network", "inspect", "bridge").stdout)[0]
+    assert gw == [bridge["IPAM"]["Config"][0]["Gateway"]]
+    lines = resolv.splitlines()
+    assert [ln for ln in lines if ln.startswith("nameserver")] == [
+        "nameserver 127.0.0.53", "nameserver 10.9.9.9"]
+    assert "search example.test" in lines and "options ndots:2" in lines
+
+
+def test_shm_size_ulimit_group_add_workdir(ctr):
+    out = ctr("run", "--rm", "--shm-size", "8m", "--ulimit", "nofile=100:200",
+              "--ulimit", "nproc=50", "--group-add", "nogroup", "--group-add", "4242",
+              "-w", "/new/dir", "bb", "sh", "-c",
+              "df -k /dev/shm | tail -1 | awk '{print $2}'; ulimit -n; ulimit -Hn; ulimit -u; "
+              "id -G; pwd").stdout.split("\n")
+    assert out[:4] == ["8192", "100", "200", "50"]
+    assert set(out[4].split()) == {"0", "65534", "4242"}
+    assert out[5] == "/new/dir"
+
+
+def test_stop_signal_and_stop_timeout(ctr):
+    # the process traps USR1 only: stop sends USR1, so it exits with its own code at once
+    cid = ctr("run", "-d", "--stop-signal", "SIGUSR1", "--stop-timeout", "30", "bb", "sh",
+              "-c", "trap 'exit 7' USR1; while :; do sleep 0.1; done").stdout.strip()
+    time.sleep(0.3)
+    t = time.monotonic()
+    ctr("stop", cid)
+    assert time.monotonic() - t < 10
+    assert ctr("wait", cid).stdout.strip() == "7"
+    ctr("rm", cid)
+    # --stop-timeout 1 with a process that ignores TERM: killed after 1 s, not 10
+    cid = ctr("run", "-d", "--stop-timeout", "1", "bb", "sh", "-c",
+              "trap '' TERM; while :; do sleep 0.1; done").stdout.strip()
+    time.sleep(0.3)
+    t = time.monotonic()
+    ctr("stop", cid)
+    assert 0.8 < time.monotonic() - t < 6
+    ctr("rm", cid)
+
+
+def test_cidfile(ctr, tmp_path):
+    f = tmp_path / "cid"
+    cid = ctr("create", "--cidfile", str(f), "bb").stdout.strip()
+    assert f.read_text() == cid
+    before = containers(ctr)
+    res = ctr("create", "--cidfile", str(f), "bb", check=False)
+    assert res.returncode == 125 and "Container ID file found" in res.stderr
+    assert containers(ctr) == before
+    ctr("rm", cid)
+
+
+def test_expose_with_publish_all(ctr):
+    cid = ctr("run", "-d", "--expose", "7100-7101/tcp", "-P", "bb", "sleep", "30").stdout.strip()
+    ports = ctr("port", cid).stdout
+    assert "7100/tcp -> " in ports and "7101/tcp -> " in ports and "7000/tcp -> " in ports
+    ctr("rm", "-f", cid)
+
+
+def test_cgroup_knobs(ctr):
+    cid = ctr("run", "-d", "-m", "64m", "--memory-swap", "128m", "--memory-reservation", "32m",
+              "--cpuset-cpus", "0", "--cpuset-mems", "0", "-c", "512", "--cpu-period",
+              "50000", "--cpu-quota", "25000", "--oom-kill-disable", "bb",
+              "sleep", "30").stdout.strip()
+    try:
+        assert cg_file(cid, "memory", "memory.limit_in_bytes") == str(64 << 20)
+        assert cg_file(cid, "memory", "memory.soft_limit_in_bytes") == str(32 << 20)
+        if Path("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists():
+            assert cg_file(cid, "memory", "memory.memsw.limit_in_bytes") == str(128 << 20)
+        assert "oom_kill_disable 1" in cg_file(cid, "memory", "memory.oom_control")
+        assert cg_file(cid, "cpuset", "cpuset.cpus") == "0"
+        assert cg_file(cid, "cpu", "cpu.shares") == "512"
+        assert cg_file(cid, "cpu", "cpu.cfs_period_us") == "50000"
+        assert cg_file(cid, "cpu", "cpu.cfs_quota_us") == "25000"
+        # and from inside: the container's own view of its cgroup
+        out = ctr("exec", cid, "sh", "-c", "cat /sys/fs/cgroup/cpu*/cpu.cfs_quota_us | head -1; "
+                  "cat /sys/fs/cgroup/cpuset/cpuset.cpus").stdout.split()
+        assert out == ["25000", "0"]
+    finally:
+        ctr("rm", "-f", cid)
+
+
+def test_kernel_memory_is_accepted_with_docker_s_warning(ctr):
+    res = ctr("run", "--rm", "--kernel-memory", "50m", "bb", "true")
+    assert "WARNING: Specifying a kernel memory limit is deprecated" in res.stderr
+
+
+def test_oom_score_adj(ctr):
+    out = ctr("run", "--rm", "--oom-score-adj", "345", "bb", "cat",
+              "/proc/self/oom_score_adj").stdout
+    assert out == "345\n"
+    assert Path("/proc/self/oom_score_adj").read_text().strip() != "345"
+
+
+def test_cgroup_parent(ctr):
+    cid = ctr("run", "-d", "--cgroup-parent", "pmdtest-parent", "bb", "sleep", "30").stdout.strip()
+    try:
+        assert (Path("/sys/fs/cgroup/pids/pmdtest-parent") / cid).is_dir()
+    finally:
+        ctr("rm", "-f", cid)
+    assert not (Path("/sys/fs/cgroup/pids/pmdtest-parent") / cid).exists()
+    for ctl in Path("/sys/fs/cgroup").iterdir():
+        with_parent = ctl / "pmdtest-parent"
+        if with_parent.is_dir():
+            with_parent.rmdir()
+
+
+def test_host_namespaces(ctr):
+    mine = {ns: os.readlink(f"/proc/self/ns/{ns}") for ns in ("pid", "ipc", "uts", "cgroup")}
+    out = ctr("run", "--rm", "--pid", "host", "--ipc", "host", "--uts", "host",
+              "--cgroupns", "host", "--userns", "host", "bb", "sh", "-c",
+              "for n in pid ipc uts cgroup; do readlink /proc/self/ns/$n; done; "
+              "hostname").stdout.split()
+    assert out[:4] == [mine["pid"], mine["ipc"], mine["uts"], mine["cgroup"]]
+    assert out[4] == os.uname().nodename
+    out = ctr("run", "--rm", "bb", "sh", "-c", "readlink /proc/self/ns/pid; "
+              "readlink /proc/self/ns/uts").stdout.split()
+    assert out[0] != mine["pid"] and out[1] != mine["uts"]
+    out = ctr("run", "--rm", "--ipc", "none", "bb", "sh", "-c",
+              "grep -c ' /dev/shm ' /proc/mounts || true").stdout
+    assert out == "0\n"
+
+
+def test_device_and_cgroup_rule(ctr):
+    # /dev/loop-control (c 10:237) is not among Docker's default devices
+    probe = "exec 3</dev/lc && echo opened"
+    out = ctr("run", "--rm", "--device", "/dev/loop-control:/dev/lc:r", "bb", "sh", "-c",
+              f"{probe}; grep '^c 10:237' /sys/fs/cgroup/devices/devices.list; "
+              "(exec 4>/dev/lc) 2>/dev/null || echo no-write").stdout
+    assert out.splitlines()[:2] == ["opened", "c 10:237 r"]
+    assert "no-write" in out
+    out = ctr("run", "--rm", "--device", "/dev/loop-control", "bb", "sh", "-c",
+              "ls -l /dev/loop-control | cut -c1").stdout
+    assert out == "c\n"
+    # without a rule the cgroup refuses the node even where it exists (bound by -v)
+    res = ctr("run", "--rm", "-v", "/dev/loop-control:/dev/lc", "bb", "sh", "-c", probe,
+              check=False)
+    assert res.returncode != 0 and "Operation not permitted" in res.stderr
+    out = ctr("run", "--rm", "-v", "/dev/loop-control:/dev/lc", "--device-cgroup-rule",
+              "c 10:237 rwm", "bb", "sh", "-c", probe).stdout
+    assert out == "opened\n"
+
+
+def test_init_reaps_zombies(ctr):
+    # an orphan is reparented to PID 1 and exits there: tini reaps it, a `sleep` as PID 1
+    # does not (the zombie stays)
+    def zombies(*flags: str) -> str:
+        cid = ctr("run", "-d", *flags, "bb", "sh", "-c",
+                  "sh -c 'sleep 0.1 &'; exec sleep 30").stdout.strip()
+        try:
+            time.sleep(1)
+            return ctr("exec", cid, "sh", "-c",
+                       "ps -o stat,comm | grep -c '^Z' || true").stdout.strip()
+        finally:
+            ctr("rm", "-f", cid)
+
+    assert zombies("--init") == "0"
+    assert zombies() == "1"
+    out = ctr("run", "--rm", "--init", "bb", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '")
+    assert out.stdout.startswith("/sbin/docker-init -- sh -c")
+
+
+def test_attach_streams(ctr):
+    res = ctr("run", "--rm", "-a", "stderr", "bb", "sh", "-c", "echo out; echo err >&2")
+    assert res.stdout == "" and res.stderr == "err\n"
+    res = ctr("run", "--rm", "-a", "stdout", "bb", "sh", "-c", "echo out; echo err >&2")
+    assert res.stdout == "out\n" and res.stderr == ""
+
+
+def test_sig_proxy_false_keeps_signals_away(ctr):
+    p = ctr.popen("run", "--name", "noproxy", "--sig-proxy=false", "bb", "sh", "-c",
+                  "trap 'echo got; exit 3' USR1; while :; do sleep 0.1; done")
+    time.sleep(1.5)
+    p.send_signal(signal.SIGUSR1)
+    p.wait(10)
+    logs = ctr("logs", "noproxy").stdout
+    assert "got" not in logs
+    ctr("rm", "-f", "noproxy")
+    p = ctr.popen("run", "--name", "proxy", "bb", "sh", "-c",
+                  "trap 'echo got; exit 3' USR1; while :; do sleep 0.1; done")
+    time.sleep(1.5)
+    p.send_signal(signal.SIGUSR1)
+    assert p.wait(10) == 3
+    ctr("rm", "-f", "proxy")
+
+
+def test_pull_never_and_platform(ctr):
+    res = ctr("run", "--rm", "--pull", "never", "nosuchimage", "true", check=False)
+    assert res.returncode == 125 and "No such image" in res.stderr
+    assert "Unable to find image" not in res.stderr
+    res = ctr("run", "--rm", "--pull", "never", "--platform", "linux/arm64", "bb", "true",
+              check=False)
+    assert res.returncode == 125 and "does not match the specified platform" in res.stderr
+    assert ctr("run", "--rm", "--platform", "linux/amd64", "bb", "true").returncode == 0
+
+
+def test_env_from_the_host(ctr):
+    out = ctr("run", "--rm", "-e", "FROM_HOST", "-e", "UNSET_HERE", "bb", "sh", "-c",
+              "echo $FROM_HOST; env | grep -c UNSET_HERE || true",
+              env={"FROM_HOST": "yes", "UNSET_HERE": None}).stdout
+    assert out == "yes\n0\n"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--add-host", "nocolon"], 'bad format for add-host: "nocolon"'),
+    (["--add-host", "h:notanip"], 'invalid IP address in add-host: "notanip"'),
+    (["--dns", "x.y"], "x.y is not an ip address"),
+    (["--shm-size", "lots"], "invalid size: 'lots'"),
+    (["--ulimit", "nofile"], "invalid ulimit argument: nofile"),
+    (["--ulimit", "bogus=1"], "invalid ulimit type: bogus"),
+    (["--ulimit", "nofile=2:1"], "ulimit soft limit must be less than or equal to hard limit"),
+    (["--stop-signal", "SIGNOPE"], "Invalid signal: SIGNOPE"),
+    (["--stop-timeout", "soon"], 'invalid argument "soon" for "--stop-timeout" flag'),
+    (["--expose", "http"], "invalid range format for --expose: http"),
+    (["--pull", "sometimes"], "invalid pull option: 'sometimes'"),
+    (["--memory-swap", "64m"], "You should always set the Memory limit when using Memoryswap"),
+    (["-m", "64m", "--memory-reservation", "128m"], "Minimum memory limit can not be less than "
+                                                    "memory reservation limit"),
+    (["--cpuset-cpus", "0-99"], "Requested CPUs are not available - requested 0-99"),
+    (["--cpuset-cpus", "a"], "Invalid value a for cpuset cpus"),
+    (["--cpus", "1", "--cpu-quota", "50000"], "Conflicting options: Nano CPUs and CPU Quota"),
+    (["--cpu-period", "10"], "CPU cfs period can not be less than 1ms"),
+    (["-c", "1"], "invalid cpu shares 1"),
+    (["--blkio-weight", "5"], "Range of blkio weight is from 10 to 1000"),
+    (["--oom-score-adj", "2000"], "Invalid value 2000, range for oom score adj is"),
+    (["--pid", "bogus"], "--pid: invalid PID mode"),
+    (["--ipc", "bogus"], "--ipc: invalid IPC mode"),
+    (["--uts", "bogus"], "--uts: invalid UTS mode"),
+    (["--userns", "bogus"], "--userns: invalid USER mode"),
+    (["--cgroupns", "bogus"], "--cgroupns: invalid CGROUP mode"),
+    (["--device", "/dev/nope"], 'error gathering device information while adding custom '
+                                'device "/dev/nope": no such file or directory'),
+    (["--device-cgroup-rule", "x 1:3 rwm"], "invalid device rule"),
+    (["-a", "stdfoo"], "valid streams are STDIN, STDOUT and STDERR"),
+    (["-d", "-a", "stdout"], "Conflicting options: -a and -d"),
+    (["--detach-keys", "ctrl-"], "Invalid detach keys (ctrl-) provided"),
+    (["--network", "host", "-h", "name"], "Conflicting options: hostname and the network mode"),
+    (["--label-file", "/no/such/file"], "open /no/such/file: no such file or directory"),
+    (["--platform", "linux/amd64/v9/x"], "platform"),
+])
+def test_bad_values_are_one_line_rc_125_and_create_nothing(ctr, flags, message):
+    before = containers(ctr)
+    res = ctr("run", "--rm", *flags, "bb", "true", check=False)
+    assert res.returncode == 125, res.stderr
+    assert message in res.stderr and res.stderr.count("\n") == 1, res.stderr
+    assert containers(ctr) == before
+
+
+def test_blkio_weight_without_the_kernel_s_support_is_discarded_with_a_warning(ctr):
+    if Path("/sys/fs/cgroup/blkio/blkio.weight").exists() or \
+            Path("/sys/fs/cgroup/blkio/blkio.bfq.weight").exists():
+        pytest.skip("this kernel has blkio weights")
+    res = ctr("run", "--rm", "--blkio-weight", "300", "bb", "true")
+    assert "WARNING: Your kernel does not support Block I/O weight or the cgroup is not " \
+           "mounted. Weight discarded." in res.stderr
+
+
+def test_no_leftover_processes(ctr):
+    assert subprocess.run(["pgrep", "-f", "trap .echo got"], capture_output=True,
+                          check=False).stdout == b""

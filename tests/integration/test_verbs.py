@@ -1,0 +1,150 @@
+"""restart, pause/unpause, top, diff, stats, update, as root, on real containers: what a user
+of Docker would check (the processes' state in the kernel, ps and inspect, the cgroup files,
+the container's view).
+
+One store per module with busybox as `bb`; the module ends with no container or cgroup left.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import module_ctr
+
+ctr = module_ctr("verbs")
+
+
+def state_of(pid: int) -> str:
+    data = Path(f"/proc/{pid}/stat").read_bytes()
+    return data[data.rindex(b")") + 2:].split()[0].decode()
+
+
+def inspect(ctr, cid: str) -> dict:
+    return json.loads(ctr("inspect", cid).stdout)[0]
+
+
+@pytest.fixture
+def sleeper(ctr):
+    cid = ctr("run", "-d", "bb", "sh", "-c", "while :; do sleep 0.1; done").stdout.strip()
+    yield cid
+    ctr("rm", "-f", cid, check=False)
+
+
+def test_pause_freezes_and_unpause_thaws(ctr, sleeper):
+    pid = inspect(ctr, sleeper)["State"]["Pid"]
+    assert ctr("pause", sleeper).stdout == f"{sleeper}\n"
+    st = inspect(ctr, sleeper)["State"]
+    assert st["Status"] == "paused" and st["Paused"] is True and st["Running"] is True
+    assert "(Paused)" in ctr("ps").stdout
+    freezer = Path("/sys/fs/cgroup/freezer/pyminidocker") / sleeper / "freezer.state"
+    assert freezer.read_text().strip() == "FROZEN"
+    time.sleep(0.3)
+    assert state_of(pid) in ("D", "S")  # frozen tasks sleep in the freezer
+    res = ctr("pause", sleeper, check=False)
+    assert res.returncode == 1 and "is already paused" in res.stderr
+    ctr("unpause", sleeper)
+    assert freezer.read_text().strip() == "THAWED"
+    assert inspect(ctr, sleeper)["State"]["Status"] == "running"
+    res = ctr("unpause", sleeper, check=False)
+    assert res.returncode == 1 and "is not paused" in res.stderr
+
+
+def test_a_paused_container_can_be_stopped_and_removed(ctr, sleeper):
+    ctr("pause", sleeper)
+    t = time.monotonic()
+    ctr("stop", "-t", "1", sleeper)
+    assert time.monotonic() - t < 8
+    assert inspect(ctr, sleeper)["State"]["Status"] == "exited"
+    cid = ctr("run", "-d", "bb", "sleep", "30").stdout.strip()
+    ctr("pause", cid)
+    ctr("rm", "-f", cid)
+    assert cid[:12] not in ctr("ps", "-a", "-q").stdout
+
+
+def test_restart_gives_a_new_process(ctr, sleeper):
+    before = inspect(ctr, sleeper)["State"]
+    assert ctr("restart", "-t", "1", sleeper).stdout == f"{sleeper}\n"
+    after = inspect(ctr, sleeper)["State"]
+    assert after["Status"] == "running" and after["Pid"] != before["Pid"]
+    assert after["StartedAt"] > before["StartedAt"]
+    # an exited container is started by restart too
+    cid = ctr("run", "-d", "bb", "sh", "-c", "echo ran").stdout.strip()
+    ctr("wait", cid)
+    ctr("restart", cid)
+    ctr("wait", cid)
+    assert ctr("logs", cid).stdout == "ran\nran\n"
+    ctr("rm", cid)
+
+
+def test_top_lists_the_container_s_processes(ctr, sleeper):
+    out = ctr("top", sleeper).stdout.splitlines()
+    assert out[0].split()[:3] == ["UID", "PID", "PPID"]
+    pid = str(inspect(ctr, sleeper)["State"]["Pid"])
+    assert any(line.split()[1] == pid for line in out[1:])
+    assert all("while :" in line or "sleep" in line for line in out[1:])
+    out = ctr("top", sleeper, "-o", "pid,comm").stdout.splitlines()
+    assert out[0].split() == ["PID", "COMMAND"] and out[1].split()[0] == pid
+    res = ctr("top", sleeper, "-o", "comm", check=False)
+    assert res.returncode == 1 and "Couldn't find PID field in ps output" in res.stderr
+
+
+def test_diff_shows_added_changed_deleted(ctr):
+    cid = ctr("run", "-d", "bb", "sh", "-c",
+              "mkdir -p /new/sub && echo x > /new/sub/f && echo y >> /etc/passwd && "
+              "rm /bin/vi && sleep 30").stdout.strip()
+    try:
+        deadline = time.monotonic() + 10
+        out = ""
+        while "/bin/vi" not in out and time.monotonic() < deadline:
+            out = ctr("diff", cid).stdout
+            time.sleep(0.1)
+        lines = out.splitlines()
+        assert "A /new" in lines and "A /new/sub" in lines and "A /new/sub/f" in lines
+        assert "C /etc" in lines and "C /etc/passwd" in lines
+        assert "C /bin" in lines and "D /bin/vi" in lines
+        assert not any(line.endswith(("/etc/hosts", "/proc", "/dev", "/sys")) for line in lines)
+    finally:
+        ctr("rm", "-f", cid)
+
+
+def test_stats_no_stream(ctr):
+    cid = ctr("run", "-d", "--name", "busy", "-m", "64m", "bb", "sh", "-c",
+              "while :; do :; done").stdout.strip()
+    try:
+        out = ctr("stats", "--no-stream", "busy").stdout.splitlines()
+        assert out[0].split()[:3] == ["CONTAINER", "ID", "NAME"]
+        row = out[1]
+        assert row.startswith(cid[:12]) and " busy " in row
+        cpu = float(row.split()[2].rstrip("%"))
+        assert cpu > 20.0  # a busy loop
+        assert "/ 64MiB" in row
+        assert row.split()[-1] == "1"  # PIDS
+        # without names: every running container
+        assert cid[:12] in ctr("stats", "--no-stream").stdout
+    finally:
+        ctr("rm", "-f", cid)
+    res = ctr("stats", "--no-stream", "nosuch", check=False)
+    assert res.returncode == 1 and "No such container: nosuch" in res.stderr
+
+
+def test_update_changes_limits_live(ctr, sleeper):
+    cg = Path("/sys/fs/cgroup")
+    ctr("update", "-m", "100m", "--cpus", "0.5", "--pids-limit", "20", sleeper)
+    assert (cg / "memory/pyminidocker" / sleeper / "memory.limit_in_bytes").read_text() \
+        == f"{100 << 20}\n"
+    assert (cg / "cpu/pyminidocker" / sleeper / "cpu.cfs_quota_us").read_text() == "50000\n"
+    assert (cg / "pids/pyminidocker" / sleeper / "pids.max").read_text() == "20\n"
+    host = inspect(ctr, sleeper)["HostConfig"]
+    assert host["Memory"] == 100 << 20 and host["NanoCpus"] == 500_000_000
+    # seen from inside, and kept across a restart
+    ctr("restart", "-t", "0", sleeper)
+    out = ctr("exec", sleeper, "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes").stdout
+    assert out == f"{100 << 20}\n"
+    res = ctr("update", sleeper, check=False)
+    assert res.returncode == 125 and "you must provide one or more flags" in res.stderr
+    res = ctr("update", "--memory-reservation", "200m", sleeper, check=False)
+    assert res.returncode == 1 and "Minimum memory limit can not be less than memory " \
+                                   "reservation limit" in res.stderr
