@@ -74,7 +74,7 @@ if [ "$phase" = check ]; then
     for cmd in "ps -a" "images" "run --rm bb echo alive"; do
         out=$($P $cmd 2>&1); say "RC $? $cmd"; echo "$out" | sed 's/^/PMD:   /' > /dev/console
     done
-    ids=$($P ps -aq 2>&1)
+    ids=$($P ps -aq 2>/dev/null)
     out=$($P rm -f $ids 2>&1); say "RC $? rm -f ($(echo $ids | wc -w) containers)"
     echo "$out" | tail -n 3 | sed 's/^/PMD:   /' > /dev/console
     out=$($P system check --full --repair 2>&1); say "RC $? system check --full --repair"
