@@ -453,8 +453,7 @@ def _port_map(rec: Any) -> dict[str, Any]:
 def summary(eng: Any, rec: Any) -> dict[str, Any]:
     import shlex
 
-    from pyminidocker.cli.columns import status_text
-    from pyminidocker.cli.output import parse_time
+    from pyminidocker.humanize import parse_time, status_text
 
     now = time.time()
     ports = []

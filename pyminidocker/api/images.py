@@ -23,7 +23,7 @@ from pyminidocker.errors import PmdError
 
 
 def _unix(stamp: str) -> int:
-    from pyminidocker.cli.output import parse_time
+    from pyminidocker.humanize import parse_time
 
     return int(parse_time(stamp) or 0)
 
@@ -32,7 +32,7 @@ def progress_message(ev: Any) -> dict[str, Any]:
     """A pull event as Docker's JSON message (what the docker CLI's jsonmessage renders)."""
     msg: dict[str, Any] = {"status": ev.status, "id": ev.id}
     if ev.status == "Downloading" and ev.total:
-        from pyminidocker.cli.output import human_size
+        from pyminidocker.humanize import human_size
 
         width = 50
         done = min(width, int(width * ev.current / ev.total))
@@ -48,7 +48,7 @@ async def pull(request: web.Request) -> web.StreamResponse:
     """POST /images/create?fromImage=NAME&tag=TAG|DIGEST[&platform=os/arch]. The stream starts
     with the first progress: an error before it (no such image, a bad name) is a plain error
     response with its status, as dockerd's; an error after it is the stream's last message."""
-    from pyminidocker.image.reference import parse_reference
+    from pyminidocker.reference import parse_reference
 
     if request.query.get("fromSrc") is not None:
         raise APIError(501, "image import (fromSrc) is not implemented by pyminidocker yet")
@@ -109,7 +109,7 @@ async def pull(request: web.Request) -> web.StreamResponse:
 
 
 def summary(eng: Any, rec: Any) -> dict[str, Any]:
-    from pyminidocker.image.reference import parse_reference
+    from pyminidocker.reference import parse_reference
 
     tags, digests = [], []
     for n in rec.names:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from pyminidocker.cli.output import human_duration, human_size, parse_time
+from pyminidocker.humanize import human_duration, human_size, parse_time, status_text
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -112,24 +112,6 @@ def display_ports(mappings: list[str], exposed: list[str] | None = None) -> str:
                 continue
         singles.append((n, p))
     return ", ".join(s for _, s in sorted([*groups, *singles], key=lambda g: g[0]))
-
-
-def status_text(state: Any, now: float) -> str:
-    """ps's STATUS: "Up 2 minutes", "Up 1 second (Paused)", "Restarting (1) 2 seconds ago",
-    "Exited (0) 3 seconds ago" and "Created"."""
-    if state.status == "running" and getattr(state, "restarting", False):
-        finished = parse_time(state.finished_at) or now
-        return f"Restarting ({state.exit_code}) {human_duration(now - finished)} ago"
-    if state.status == "running":
-        started = parse_time(state.started_at) or now
-        paused = " (Paused)" if getattr(state, "paused", False) else ""
-        return f"Up {human_duration(now - started)}{paused}"
-    if state.status == "exited":
-        ended = parse_time(state.finished_at)
-        if ended is None:
-            return f"Exited ({state.exit_code})"
-        return f"Exited ({state.exit_code}) {human_duration(now - ended)} ago"
-    return state.status.capitalize()
 
 
 class ContainerContext:

@@ -2,6 +2,8 @@
 padded like Docker's tabwriter, and the pull progress lines."""
 from __future__ import annotations
 
+from pyminidocker.humanize import human_duration, human_size, parse_time  # noqa: F401
+
 TYPE_CHECKING = False  # typing is not imported at run time: the start path reads this file
 if TYPE_CHECKING:
     from pyminidocker.cli.main import Env
@@ -9,63 +11,6 @@ if TYPE_CHECKING:
 
 
 # ---- formatting helpers --------------------------------------------------------------------
-
-def human_size(n: float) -> str:
-    """Docker's size format: decimal units, 3 significant digits (4.26MB)."""
-    units = ["B", "kB", "MB", "GB", "TB", "PB"]
-    i = 0
-    while n >= 1000 and i < len(units) - 1:
-        n /= 1000.0
-        i += 1
-    return f"{n:.3g}{units[i]}"
-
-
-def human_duration(seconds: float) -> str:
-    """Docker's HumanDuration (go-units), e.g. "About an hour", "3 weeks"."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    m = s // 60
-    if m == 1:
-        return "About a minute"
-    if m < 60:
-        return f"{m} minutes"
-    h = round(s / 3600)
-    if h == 1:
-        return "About an hour"
-    if h < 48:
-        return f"{h} hours"
-    if h < 24 * 7 * 2:
-        return f"{h // 24} days"
-    if h < 24 * 30 * 2:
-        return f"{h // 24 // 7} weeks"
-    if h < 24 * 365 * 2:
-        return f"{h // 24 // 30} months"
-    return f"{h // 24 // 365} years"
-
-
-def parse_time(stamp: str) -> float | None:
-    """Seconds since the epoch of an RFC 3339 time as images carry it, or None."""
-    from datetime import datetime
-
-    if not stamp:
-        return None
-    s = stamp.strip().replace("Z", "+00:00")
-    # Python's fromisoformat takes at most 6 fractional digits; Go writes up to 9.
-    if "." in s:
-        head, _, rest = s.partition(".")
-        frac = "".join(c for c in rest if c.isdigit())
-        tz = rest[len(frac):]
-        s = f"{head}.{frac[:6]}{tz}"
-    try:
-        return datetime.fromisoformat(s).timestamp()
-    except ValueError:
-        return None
-
 
 def table(rows: list[list[str]], env: Env) -> None:
     """Columns padded like Docker's tabwriter (3 spaces between columns)."""
