@@ -115,15 +115,20 @@ def display_ports(mappings: list[str], exposed: list[str] | None = None) -> str:
 
 
 def status_text(state: Any, now: float) -> str:
-    """ps's STATUS: "Up 2 minutes", "Exited (0) 3 seconds ago", "Created"."""
+    """ps's STATUS: "Up 2 minutes", "Up 1 second (Paused)", "Restarting (1) 2 seconds ago",
+    "Exited (0) 3 seconds ago" and "Created"."""
+    if state.status == "running" and getattr(state, "restarting", False):
+        finished = parse_time(state.finished_at) or now
+        return f"Restarting ({state.exit_code}) {human_duration(now - finished)} ago"
     if state.status == "running":
         started = parse_time(state.started_at) or now
-        return f"Up {human_duration(now - started)}"
+        paused = " (Paused)" if getattr(state, "paused", False) else ""
+        return f"Up {human_duration(now - started)}{paused}"
     if state.status == "exited":
-        finished = parse_time(state.finished_at)
-        if finished is None:
+        ended = parse_time(state.finished_at)
+        if ended is None:
             return f"Exited ({state.exit_code})"
-        return f"Exited ({state.exit_code}) {human_duration(now - finished)} ago"
+        return f"Exited ({state.exit_code}) {human_duration(now - ended)} ago"
     return state.status.capitalize()
 
 

@@ -285,7 +285,6 @@ class Runtime:
         cmd = opts.cmd or (cfg.get("Cmd") if opts.entrypoint is None else None) or []
         argv = policy.command(entrypoint, cmd)
         cid = os.urandom(32).hex()
-        hostname = opts.hostname or cid[:12]
         planned = self._plan_mounts(opts, cfg)
         caps = policy.capabilities(opts.privileged, opts.cap_add, opts.cap_drop)
         nnp = False
@@ -297,10 +296,14 @@ class Runtime:
             elif so.startswith(("seccomp=", "seccomp:")):
                 profile = _seccomp_option(self.store.root, so[len("seccomp="):], caps)
                 so = f"seccomp={profile}"  # as Docker: the profile itself, not its file
+            elif so.startswith(("apparmor=", "apparmor:", "label=", "label:")):
+                pass  # accepted as Docker accepts them; not applied (the CLI says so)
             elif so not in ("no-new-privileges:false", "no-new-privileges=false"):
                 raise UsageError(f"invalid --security-opt: {so!r}")
             security_opt.append(so)
         network = "bridge" if opts.network == "default" else opts.network
+        # --network host shares the host's UTS name, as Docker's does
+        hostname = opts.hostname or (os.uname().nodename if network == "host" else cid[:12])
         if network not in ("none", "host", "bridge"):
             from pyminidocker.store.networks import NetworkStore
 
@@ -495,12 +498,10 @@ class Runtime:
         except BaseException as e:
             if output is not None:
                 output.close()
-            # a StoreError is an OSError too, but says what it means itself
-            failed = e if isinstance(e, OSError) and not isinstance(e, PmdError) else None
+            failed = _spawn_failure(e)
             self._start_failed(rec, failed)
             if failed is not None:
-                raise StartError(_start_message(failed),
-                                 exit_code=policy.exec_exit_code(failed)) from None
+                raise _start_error(failed) from None
             raise
         finally:
             if rules is not None:
@@ -525,12 +526,10 @@ class Runtime:
                 except BaseException as e:
                     proc.abort()
                     rec.state = prior
-                    failed = e if isinstance(e, OSError) and not isinstance(e, PmdError) \
-                        else None
+                    failed = _spawn_failure(e)
                     self._start_failed(rec, failed)
-                    if failed is not None:  # the child's exec failed: 126/127 as attached
-                        raise StartError(_start_message(failed),
-                                         exit_code=policy.exec_exit_code(failed)) from None
+                    if failed is not None:  # the exec failed: 126/127 as when not held
+                        raise _start_error(failed) from None
                     raise
             if on_started:
                 on_started(proc)  # e.g. to pass our input to its console
@@ -571,7 +570,7 @@ class Runtime:
                                            ep.address, ports)
                     rec.state.ports = [str(m) for m in done]
                 # from the base file, not the last run's (its lines would be there twice)
-                hosts = _base_hosts(rec) + f"{ep.address}\t{rec.hostname} {rec.name}\n"
+                hosts = _base_hosts(rec) + _hosts_line(rec, ep.address, ep.network != "bridge")
                 if ep.network != "bridge":  # names resolve on user networks (Docker's rule)
                     hosts += self._introduce(rec, ep.network, ep.address)
                 atomic_write(os.path.join(d, "hosts"), hosts.encode(), durable=False)
@@ -597,9 +596,9 @@ class Runtime:
                     other = self.containers.get(cid)
                 except NotFound:
                     continue
-                own += f"{addr}\t{other.hostname} {other.name}\n"
+                own += _hosts_line(other, addr, True)
                 _edit_hosts(os.path.join(self.containers.path(cid), "hosts"),
-                            add=f"{address}\t{rec.hostname} {rec.name}\n")
+                            add=_hosts_line(rec, address, True))
         return own
 
     def _unplug(self, rec: ContainerRecord) -> None:
@@ -678,7 +677,7 @@ class Runtime:
         rec.state.extra_networks[net] = {"ip": ep.address, "ifname": ifname,
                                          "host_ifname": host_if}
         hosts = os.path.join(self.containers.path(rec.id), "hosts")
-        _edit_hosts(hosts, add=f"{ep.address}\t{rec.hostname} {rec.name}\n")
+        _edit_hosts(hosts, add=_hosts_line(rec, ep.address, True))
         for line in self._introduce(rec, ep.network, ep.address).splitlines(keepends=True):
             _edit_hosts(hosts, add=line)
         return ep.address
@@ -955,8 +954,7 @@ class Runtime:
         try:
             proc = _native.spawn(sp)
         except OSError as e:
-            raise StartError(_start_message(e), exit_code=policy.exec_exit_code(e)) \
-                from None
+            raise _start_error(e) from None
         if on_started:
             on_started(proc)
         with _forward_signals(proc.pid):
@@ -1189,6 +1187,16 @@ class Runtime:
             self.containers.save_config(rec)
 
 
+def _spawn_failure(e: BaseException) -> OSError | None:
+    """The shim's error when spawning failed; a StoreError is an OSError too, but says what it
+    means itself."""
+    return e if isinstance(e, OSError) and not isinstance(e, PmdError) else None
+
+
+def _start_error(e: OSError) -> StartError:
+    return StartError(_start_message(e), exit_code=policy.exec_exit_code(e))
+
+
 def _start_message(e: OSError | None) -> str:
     if e is None:
         return ""
@@ -1378,9 +1386,24 @@ _BASE_HOSTS = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\
                "ff02::2\tip6-allrouters\n")
 
 
+def _hosts_line(rec: ContainerRecord, address: str, by_name: bool) -> str:
+    """A container's line in /etc/hosts: its address and host name, and where names resolve
+    (user networks: Docker's DNS there, these lines here) its name, each once. The default
+    bridge knows no names: a name Docker made up is not in the file."""
+    names = [rec.hostname, *([rec.name] if by_name and rec.name != rec.hostname else [])]
+    return f"{address}\t{' '.join(names)}\n"
+
+
 def _base_hosts(rec: ContainerRecord) -> str:
-    """/etc/hosts before the container's network adds its names: --add-host lines follow."""
+    """/etc/hosts before the container's network adds its names: --add-host lines follow. On
+    the host's network it starts from the host's own file, as Docker copies it."""
     hosts = _BASE_HOSTS
+    if rec.host.get("network") == "host":
+        try:
+            with open("/etc/hosts") as f:
+                hosts = f.read()
+        except OSError:
+            pass
     for h in rec.host.get("extra_hosts", []):
         name, _, ip = h.partition(":")
         hosts += f"{rec.host['host_gateway'] if ip == 'host-gateway' else ip}\t{name}\n"
