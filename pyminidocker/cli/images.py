@@ -1,7 +1,7 @@
 """`pull`, `images`, `tag`, `rmi`, `login`, `logout`: the CLI face of the engine's images."""
 from __future__ import annotations
 
-from pyminidocker.cli.output import Env, PullRenderer
+from pyminidocker.cli.output import PullRenderer
 from pyminidocker.errors import PmdError, UsageError
 
 TYPE_CHECKING = False  # typing is not imported at run time: the start path reads this file
