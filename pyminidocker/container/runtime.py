@@ -479,7 +479,12 @@ class Runtime:
                 except BaseException as e:
                     proc.abort()
                     rec.state = prior
-                    self._start_failed(rec, e if isinstance(e, OSError) else None)
+                    failed = e if isinstance(e, OSError) and not isinstance(e, PmdError) \
+                        else None
+                    self._start_failed(rec, failed)
+                    if failed is not None:  # the command's own codes: 126, 127 (Docker's)
+                        raise StartError(_start_message(failed),
+                                         exit_code=policy.exec_exit_code(failed)) from None
                     raise
             if on_started:
                 on_started(proc)  # e.g. to pass our input to its console
