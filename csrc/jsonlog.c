@@ -72,6 +72,16 @@ static void out_put(struct pmd_log *log, const char *p, size_t n)
     }
 }
 
+void pmd_log_put(struct pmd_log *log, const char *p, size_t n)
+{
+    out_put(log, p, n);
+}
+
+void pmd_log_flush(struct pmd_log *log)
+{
+    out_flush(log);
+}
+
 /* Length of the valid UTF-8 sequence at p (n bytes available), or 0 if it is not valid. */
 static size_t utf8_len(const unsigned char *p, size_t n)
 {
@@ -144,6 +154,11 @@ static void out_json_string(struct pmd_log *log, const unsigned char *p, size_t 
             }
         }
     }
+}
+
+void pmd_log_json(struct pmd_log *log, const unsigned char *p, size_t n)
+{
+    out_json_string(log, p, n);
 }
 
 static void log_line(struct pmd_log *log, struct pmd_log_stream *s, const char *when,

@@ -38,6 +38,12 @@ size_t pmd_log_time(char buf[40]);
 void pmd_log_feed(struct pmd_log *log, struct pmd_log_stream *s, const unsigned char *p,
                   size_t n);
 
+/* Other JSON through the same buffer (the monitor's health record): raw bytes, a string's
+ * contents escaped as the log's (without the quotes), and the final write. */
+void pmd_log_put(struct pmd_log *log, const char *p, size_t n);
+void pmd_log_json(struct pmd_log *log, const unsigned char *p, size_t n);
+void pmd_log_flush(struct pmd_log *log);
+
 /* The stream has ended: log its unfinished line, if any. */
 void pmd_log_end(struct pmd_log *log, struct pmd_log_stream *s);
 

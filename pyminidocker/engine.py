@@ -421,6 +421,10 @@ class Engine:
         from two (container.observe.cpu_percent). Raises Conflict if it is not running."""
         return self.runtime.stats(rec)
 
+    def health(self, rec: ContainerRecord) -> dict[str, Any] | None:
+        """Docker's State.Health of the container (None without a healthcheck)."""
+        return self.runtime.health(rec)
+
     def start_all_restart(self) -> list[str]:
         """At boot: start the stopped containers whose restart policy asks for it (see
         Runtime.start_all_restart); their ids."""
@@ -526,6 +530,7 @@ class Engine:
         st = rec.state
         d = self.store.containers.path(rec.id)
         mounts = inspect_mounts(mounts_of(rec.host), self.store.volumes.data_path)
+        health = self.runtime.health(rec)
         return {
             "Id": rec.id,
             "Created": rec.created,
@@ -540,6 +545,7 @@ class Engine:
                 "ExitCode": st.exit_code, "Error": st.error,
                 "StartedAt": st.started_at or "0001-01-01T00:00:00Z",
                 "FinishedAt": st.finished_at or "0001-01-01T00:00:00Z",
+                **({"Health": health} if health is not None else {}),
             },
             "Image": "sha256:" + rec.image,
             "ResolvConfPath": os.path.join(d, "resolv.conf"),

@@ -323,7 +323,8 @@ def cmd_rename(args: Namespace, env: Env) -> int:
     return 0
 
 
-def _status_text(rec: ContainerRecord, now: float) -> str:
+def _status_text(rec: ContainerRecord, now: float,
+                 health: dict[str, Any] | None = None) -> str:
     from pyminidocker.cli.output import human_duration, parse_time
 
     st = rec.state
@@ -332,7 +333,11 @@ def _status_text(rec: ContainerRecord, now: float) -> str:
         return f"Restarting ({st.exit_code}) {human_duration(now - finished)} ago"
     if st.status == "running":
         started = parse_time(st.started_at) or now
-        return f"Up {human_duration(now - started)}" + (" (Paused)" if st.paused else "")
+        text = f"Up {human_duration(now - started)}" + (" (Paused)" if st.paused else "")
+        if health is not None and not st.paused:
+            status = health.get("Status", "starting")
+            text += " (health: starting)" if status == "starting" else f" ({status})"
+        return text
     if st.status == "exited":
         finished = parse_time(st.finished_at) or now
         return f"Exited ({st.exit_code}) {human_duration(now - finished)} ago"
@@ -363,7 +368,7 @@ def cmd_ps(args: Namespace, env: Env) -> int:
             "ID": r.short_id, "Image": r.image_name, "Command": cmd,
             "CreatedAt": r.created,
             "RunningFor": human_duration(now - created) + " ago" if created else "",
-            "Status": _status_text(r, now), "State": r.state.status,
+            "Status": _status_text(r, now, eng.health(r)), "State": r.state.status,
             "Ports": ", ".join(_docker_port(p) for p in r.state.ports),
             "Names": r.name,
         })

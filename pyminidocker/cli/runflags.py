@@ -62,6 +62,13 @@ def add_run_flags(sp: Any) -> None:
     a("--device-cgroup-rule", action="append", default=[],
       help="A device cgroup rule: 'c 1:3 rwm'")
     a("--init", action="store_true", help="Run an init (tini) as PID 1")
+    a("--health-cmd", help="Command to run to check health")
+    a("--health-interval", help="Time between running the check (ms|s|m|h) (default 0s)")
+    a("--health-timeout", help="Maximum time to allow one check to run (ms|s|m|h) (default 0s)")
+    a("--health-retries", help="Consecutive failures needed to report unhealthy")
+    a("--health-start-period", help="Start period for the container to initialize before "
+      "starting health-retries countdown (ms|s|m|h) (default 0s)")
+    a("--no-healthcheck", action="store_true", help="Disable any container-specified HEALTHCHECK")
     a("--restart", default="no", help="Restart policy: no, always, on-failure[:N], "
       "unless-stopped")
     a("--sig-proxy", action="store_true", default=True,
@@ -195,6 +202,63 @@ def parse_detach_keys(keys: str) -> str:
     return keys
 
 
+_UNITS_NS = {"ns": 1, "us": 1000, "µs": 1000, "ms": 1_000_000, "s": 1_000_000_000,
+             "m": 60_000_000_000, "h": 3_600_000_000_000}
+
+
+def parse_duration(text: str, flag: str) -> int:
+    """A Go duration ("1m30s", "500ms", "2h") in nanoseconds. Raises UsageError."""
+    bad = UsageError(f'invalid argument "{text}" for "{flag}" flag: time: invalid duration '
+                     f'"{text}"')
+    s, total = text, 0
+    if s in ("0", ""):
+        return 0
+    while s:
+        i = 0
+        while i < len(s) and (s[i].isdigit() or s[i] == "."):
+            i += 1
+        j = i
+        while j < len(s) and not (s[j].isdigit() or s[j] == "."):
+            j += 1
+        number, unit = s[:i], s[i:j]
+        if not number or unit not in _UNITS_NS or number.count(".") > 1:
+            raise bad
+        total += int(float(number) * _UNITS_NS[unit])
+        s = s[j:]
+    return total
+
+
+def parse_health(args: Namespace) -> dict[str, Any] | None:
+    """--health-* and --no-healthcheck as Docker's Healthcheck config (durations in ns, 0 for
+    the image's or the default); None when none is given."""
+    given = {k: getattr(args, k) for k in ("health_cmd", "health_interval", "health_timeout",
+                                            "health_retries", "health_start_period")}
+    if args.no_healthcheck:
+        if any(v is not None for v in given.values()):
+            raise UsageError("--no-healthcheck conflicts with --health-* options")
+        return {"Test": ["NONE"]}
+    if all(v is None for v in given.values()):
+        return None
+    hc: dict[str, Any] = {}
+    if args.health_cmd is not None:
+        hc["Test"] = ["CMD-SHELL", args.health_cmd]
+    for key, name in (("Interval", "health_interval"), ("Timeout", "health_timeout"),
+                      ("StartPeriod", "health_start_period")):
+        flag = "--" + name.replace("_", "-")
+        value = getattr(args, name)
+        if value is not None:
+            hc[key] = parse_duration(value, flag)
+            if hc[key] < 0:
+                raise UsageError(f"{flag} cannot be negative")
+            if 0 < hc[key] < 1_000_000:
+                raise UsageError(f"{key} in Healthcheck cannot be less than 1ms")
+    if args.health_retries is not None:
+        hc["Retries"] = _int(args.health_retries, "--health-retries")
+        if hc["Retries"] < 0:
+            raise UsageError("--health-retries cannot be negative")
+    return hc
+
+
 def parse_restart(spec: str) -> dict[str, Any]:
     """--restart no|always|unless-stopped|on-failure[:N] → {"name", "max"}, Docker's errors."""
     name, colon, count = spec.partition(":")
@@ -284,6 +348,9 @@ def run_extra(args: Namespace, warn: Any) -> dict[str, Any]:
     x["device_cgroup_rules"] = list(args.device_cgroup_rule)
     x["init"] = bool(args.init)
     x["restart"] = parse_restart(args.restart)
+    health = parse_health(args)
+    if health is not None:
+        x["health_flags"] = health
     if x["restart"]["name"] != "no" and getattr(args, "rm", False):
         raise UsageError("Conflicting options: --restart and --rm")
     streams = []

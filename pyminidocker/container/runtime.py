@@ -175,6 +175,20 @@ class Runtime:
         self._unplug(fresh)
         return fresh
 
+    def health(self, rec: ContainerRecord) -> dict[str, Any] | None:
+        """Docker's State.Health of a container with a healthcheck ({"Status", "FailingStreak",
+        "Log"}), as its monitor last wrote it; None without a healthcheck."""
+        if not rec.host.get("healthcheck"):
+            return None
+        try:
+            with open(os.path.join(self.containers.path(rec.id), "health"), "rb") as f:
+                data = jsonio.loads(f.read())
+        except (OSError, ValueError):
+            data = None
+        if not isinstance(data, dict):
+            data = {"Status": "starting", "FailingStreak": 0, "Log": []}
+        return data
+
     def _follow_restart(self, rec: ContainerRecord) -> ContainerRecord | None:
         """A container whose monitor restarts it (--restart): its state as the monitor's
         restart record says (a new pid, or between two runs), or None when the record says
@@ -294,6 +308,12 @@ class Runtime:
                   **extra},
             labels=labels,
         )
+        flags = rec.host.pop("health_flags", {})
+        if flags.get("Test") == ["NONE"]:
+            flags = {"Test": ["NONE"]}
+        health = {**(cfg.get("Healthcheck") or {}), **{k: v for k, v in flags.items() if v}}
+        if health.get("Test") and health["Test"][0] != "NONE":
+            rec.host["healthcheck"] = health  # the image's HEALTHCHECK, each flag over it
         self._limits(rec.host)  # a bad combination of limits is refused now, not at start
         if rec.host.get("blkio_weight") and not any(
                 os.path.exists(f"/sys/fs/cgroup/blkio/blkio.{f}") for f in ("weight",
@@ -413,8 +433,8 @@ class Runtime:
 
         prime_migration()
         d = self.containers.path(rec.id)
-        for stale in ("exit", "exit.tmp", "restart", "stop"):  # a previous run's records must
-            # not end this one
+        for stale in ("exit", "exit.tmp", "restart", "stop", "health"):  # a previous run's
+            # records must not end this one
             with suppress(FileNotFoundError):
                 os.unlink(os.path.join(d, stale))
         bridged = rec.host.get("network") not in ("none", "host")
@@ -868,6 +888,17 @@ class Runtime:
             restart = _native.RestartPolicy(
                 _RESTART_POLICIES[policy_name], max_count, os.path.join(d, "restart"),
                 os.path.join(d, "stop"))
+        health = None
+        hc = rec.host.get("healthcheck")
+        if hc:  # run by the monitor: our own exec of the test, at its intervals
+            test = list(hc["Test"])
+            cmd = ["/bin/sh", "-c", test[1]] if test[0] == "CMD-SHELL" else test[1:]
+            health = _native.HealthCheck(
+                [sys.executable, "-m", "pyminidocker", "--root", self.store.root, "exec",
+                 rec.id, *cmd], [f"{k}={v}" for k, v in os.environ.items()],
+                os.path.join(d, "health"), (hc.get("Interval") or 30_000_000_000) // 1_000_000,
+                (hc.get("Timeout") or 30_000_000_000) // 1_000_000,
+                (hc.get("StartPeriod") or 0) // 1_000_000, hc.get("Retries") or 3)
         with self.trace.phase("monitor+clone+setup+exec"):
             return _native.monitor_start(
                 sp, os.path.join(d, f"{rec.id}-json.log"), os.path.join(d, "exit"),
@@ -875,7 +906,7 @@ class Runtime:
                 cleanup_dirs=list(_cgroup(rec).dirs.values()),
                 exit_argv=exit_argv,
                 exit_env=[f"{k}={v}" for k, v in os.environ.items()] if exit_argv else None,
-                restart=restart)
+                restart=restart, health=health)
 
     # ---- exec ---------------------------------------------------------------------------
 
