@@ -169,6 +169,37 @@ declare -gA _pyminidocker_choices=(
 declare -gA _pyminidocker_rest=(
 @REST@
 )
+declare -gA _pyminidocker_args=(
+@ARGS@
+)
+
+# The names of the store's images or containers (kind: IMAGE or CONTAINER), from the
+# command's own JSON lines, in the store that --root names on the line.
+_pyminidocker_names() {
+    local root=() line i
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        [[ ${COMP_WORDS[i]} == --root ]] && root=(--root "${COMP_WORDS[i+1]}")
+    done
+    if [[ $1 == IMAGE ]]; then
+        while read -r line; do
+            local name=$(_pyminidocker_field "$line" Repository)
+            local tag=$(_pyminidocker_field "$line" Tag)
+            [[ $name != "<none>" ]] && echo "$name" && [[ $tag != "<none>" ]] && echo "$name:$tag"
+        done < <(pyminidocker "${root[@]}" images --format json 2>/dev/null)
+    else
+        while read -r line; do
+            _pyminidocker_field "$line" Names
+            _pyminidocker_field "$line" ID
+        done < <(pyminidocker "${root[@]}" ps -a --format json 2>/dev/null)
+    fi
+}
+
+# The string value of a key in one JSON line ("Key":"v" or "Key": "v").
+_pyminidocker_field() {
+    local v=${1#*\"$2\":}
+    v=${v# }; v=${v#\"}
+    echo "${v%%\"*}"
+}
 
 _pyminidocker() {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
@@ -210,7 +241,14 @@ _pyminidocker() {
     elif ((positionals == 0)) && [[ -n ${_pyminidocker_commands[$path]} ]]; then
         COMPREPLY=($(compgen -W "${_pyminidocker_commands[$path]}" -- "$cur"))
     else
-        compopt -o default 2>/dev/null; COMPREPLY=()
+        # the positional under the cursor: the last one declared repeats (IMAGE...)
+        local args=(${_pyminidocker_args[$path]}) kind
+        ((${#args[@]})) && kind=${args[positionals < ${#args[@]} ? positionals : -1]}
+        if [[ $kind == IMAGE || $kind == CONTAINER ]]; then
+            COMPREPLY=($(compgen -W "$(_pyminidocker_names "$kind")" -- "$cur"))
+        else
+            compopt -o default 2>/dev/null; COMPREPLY=()
+        fi
     fi
 }
 complete -F _pyminidocker pyminidocker
@@ -223,12 +261,22 @@ def _bash_entry(path: str, words: list[str]) -> str:
     return f'    ["{f"pyminidocker {path}".strip()}"]="{" ".join(words)}"'
 
 
+def _kind(metavar: str) -> str:
+    """IMAGE or CONTAINER for a positional that names one ("SOURCE_IMAGE[:TAG]" is an image),
+    else "-"."""
+    for kind in ("IMAGE", "CONTAINER"):
+        if kind in metavar.split("[")[0]:
+            return kind
+    return "-"
+
+
 def bash_completion(parser: Parser | None = None) -> str:
     """The bash completion script for the tree of parser (default: the full CLI): commands
-    and subcommands, each command's flags, the values of flags with choices; a positional
-    with choices (`container prune`, `system reset`) completes as a subcommand."""
+    and subcommands, each command's flags, the values of flags with choices, and the store's
+    image and container names where a command takes one; a positional with choices
+    (`container prune`, `system reset`) completes as a subcommand."""
     parser = parser or full_parser()
-    cmds, flags, valued, choices, rest = [], [], [], [], []
+    cmds, flags, valued, choices, rest, args = [], [], [], [], [], []
     for path, p in commands(parser):
         subs = [name for s in (p._commands.parsers() if p._commands else [])
                 for name in (s.name, *s.aliases)]
@@ -243,12 +291,15 @@ def bash_completion(parser: Parser | None = None) -> str:
         for o in p._options:
             if o.choices:
                 choices += [_bash_entry(f"{path} {n}", list(o.choices)) for n in o.names]
+        kinds = [_kind(a.display) for a in p._positionals if a.nargs != REMAINDER]
+        if any(k in ("IMAGE", "CONTAINER") for k in kinds):
+            args.append(_bash_entry(path, kinds))
         before = [a for a in p._positionals if a.nargs != REMAINDER]
         if len(before) < len(p._positionals):
             rest.append(_bash_entry(path, [str(len(before))]))
     text = _BASH
     for key, entries in (("@COMMANDS@", cmds), ("@FLAGS@", flags), ("@VALUED@", valued),
-                         ("@CHOICES@", choices), ("@REST@", rest)):
+                         ("@CHOICES@", choices), ("@REST@", rest), ("@ARGS@", args)):
         text = text.replace(key, "\n".join(entries))
     return text
 

@@ -556,7 +556,8 @@ class Cgroup:
     def __init__(self, container_id: str, parent: str = DEFAULT_PARENT,
                  root: str | os.PathLike[str] | None = None, layout: Layout | None = None):
         _check_name(container_id, "name")
-        _check_name(parent.strip("/"), "parent", allow_slash=True)
+        if parent.strip("/"):  # "" or "/": at the hierarchy's root, as an OCI cgroupsPath may be
+            _check_name(parent.strip("/"), "parent", allow_slash=True)
         self.id = container_id
         self.parent = parent.strip("/")
         self.layout = layout or detect(root)

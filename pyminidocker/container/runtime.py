@@ -142,18 +142,21 @@ class Runtime:
         record = _read_exit(exit_file)
         if record is None:
             if _alive(st.pid, st.pid_start):
+                if st.monitor_pid and not _alive(st.monitor_pid, st.monitor_start):
+                    self._watch(rec)  # its monitor was killed: someone must keep its code
                 return rec
             if rec.host.get("restart") and _alive(st.monitor_pid, st.monitor_start):
                 followed = self._follow_restart(rec)
                 if followed is not None:
                     return followed
-            # The container is gone. Its monitor, if still alive, is between the container's
-            # exit and the exit record (draining output, unmounting, removing the cgroup):
-            # wait for its word rather than guess. A monitor that is gone too (killed, host
-            # rebooted) said nothing: as if SIGKILLed.
+            # The container is gone. Its monitor (or the watcher that replaced a killed one),
+            # if still alive, is between the container's exit and the exit record (draining
+            # output, unmounting, removing the cgroup): wait for its word rather than guess.
+            # A monitor that is gone too, unwatched (killed, host rebooted), said nothing: as
+            # if SIGKILLed.
             deadline = time.monotonic() + 5
-            while record is None and _alive(st.monitor_pid, st.monitor_start) and \
-                    time.monotonic() < deadline:
+            while record is None and (_alive(st.monitor_pid, st.monitor_start)
+                                      or self._watched(rec)) and time.monotonic() < deadline:
                 time.sleep(0.005)
                 record = _read_exit(exit_file)
                 if record is None and rec.host.get("restart"):
@@ -188,6 +191,42 @@ class Runtime:
         if not isinstance(data, dict):
             data = {"Status": "starting", "FailingStreak": 0, "Log": []}
         return data
+
+    def _watched(self, rec: ContainerRecord) -> bool:
+        """Whether a watcher (container/watch.py) keeps the container's exit code."""
+        from pyminidocker import proc
+
+        try:
+            with open(os.path.join(self.containers.path(rec.id), "watcher"), "rb") as f:
+                return proc.token_alive(f.read().decode())
+        except OSError:
+            return False
+
+    def _watch(self, rec: ContainerRecord) -> None:
+        """Start container/watch.py for a running container whose monitor is gone, unless one
+        watches it already (its token is in <dir>/watcher)."""
+        from pyminidocker import proc
+        from pyminidocker.store.files import atomic_write
+
+        if self._watched(rec):
+            return
+        d = self.containers.path(rec.id)
+        package = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package, env.get("PYTHONPATH")) if p)
+        devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            pid = os.posix_spawn(
+                sys.executable, [sys.executable, "-m", "pyminidocker.container.watch", d,
+                                 str(rec.state.pid), rec.state.pid_start], env,
+                file_actions=[(os.POSIX_SPAWN_DUP2, devnull, n) for n in (0, 1, 2)],
+                setsid=True)
+        except OSError:
+            return
+        finally:
+            os.close(devnull)
+        with suppress(PmdError):
+            atomic_write(os.path.join(d, "watcher"), proc.token(pid).encode(), durable=False)
 
     def _follow_restart(self, rec: ContainerRecord) -> ContainerRecord | None:
         """A container whose monitor restarts it (--restart): its state as the monitor's

@@ -208,9 +208,7 @@ class Profile:
             default_errno = _uint(d["defaultErrnoRet"], "defaultErrnoRet")
         if "defaultAction" not in d:
             raise ProfileError("defaultAction is required")
-        default_action = _action(d["defaultAction"], None, default_errno, "defaultAction") \
-            if d["defaultAction"] not in ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE") \
-            else ACTIONS[d["defaultAction"]] | default_errno
+        default_action = _action(d["defaultAction"], None, default_errno, "defaultAction")
         native = _host()[0]
         arches = _strings(d.get("architectures"), "architectures")
         if docker and d.get("archMap") and not arches:
@@ -296,12 +294,12 @@ class Profile:
 
         with open(SYSCALLS, "rb") as f:
             tables = jsonio.loads(f.read())
-        _, goarch, kernel = _host()
+        native, goarch, kernel = _host()
         selected = [r for r in self.rules if r.applies(caps, goarch, kernel)]
         flat = []
         for arch in self.arches:
             if arch not in ARCHES or ARCHES[arch][1] not in tables:
-                if arch == _host()[0]:
+                if arch == native:
                     raise ProfileError(f"no syscall table for {arch} in this build")
                 continue  # a foreign arch: its calls cannot come from this host's programs
             audit, table = ARCHES[arch]
@@ -314,6 +312,8 @@ class Profile:
         return flat
 
     def audit_arches(self) -> list[int]:
+        """The profile's architectures as pmd.h's PMD_AUDIT_ARCH_* values (unknown ones left
+        out: no process of this host makes their calls)."""
         tables_known = [a for a in self.arches if a in ARCHES]
         return [ARCHES[a][0] for a in tables_known]
 

@@ -27,6 +27,7 @@ from pyminidocker.errors import (
     StoreError,
     UnsupportedMedia,
     VerificationError,
+    suppress,
 )
 from pyminidocker.image.platforms import Platform, host_platform, select_manifest
 from pyminidocker.image.reference import Reference
@@ -130,8 +131,9 @@ class _LayerJob:
         # tar), the rest is still read and hashed, so a damaged blob is reported as such.
         hasher = hashlib.sha256()
         extractor_gone = False
+        partial = _Partial(self.p.store, self.desc["digest"], total)
 
-        def sink(chunk: bytes) -> None:
+        def feed(chunk: bytes) -> None:
             nonlocal extractor_gone
             if self.p.cancel.is_set():
                 raise _Cancelled()
@@ -145,16 +147,28 @@ class _LayerJob:
             except BrokenPipeError:
                 extractor_gone = True
 
+        def sink(chunk: bytes) -> None:
+            feed(chunk)
+            partial.append(chunk)
+
         def progress(n: int) -> None:
             self.p.emit(Progress(self.short, "Downloading", n, total))
 
         try:
-            self.p.emit(Progress(self.short, "Downloading", 0, total))
-            self.p.client.stream_blob(self.p.ref.repository, self.desc, sink, progress)
+            # what an interrupted pull kept: replayed, then only the rest is asked for
+            offset = partial.replay(feed)
+            self.p.emit(Progress(self.short, "Downloading", offset, total))
+            self.p.client.stream_blob(self.p.ref.repository, self.desc, sink, progress,
+                                      offset=offset)
+        except VerificationError:
+            partial.discard()  # the registry sent other bytes than the kept ones continue
+            raise
         finally:
             os.close(w)
             t.join()
+            partial.close()
         digest = "sha256:" + hasher.hexdigest()
+        partial.discard()  # whole: verified (or not) below, never to be resumed
         if digest != self.desc["digest"]:
             raise VerificationError(
                 f"blob {self.desc['digest']} is corrupt: its content has digest {digest}")
@@ -190,6 +204,77 @@ class _LayerJob:
         if self.staging is not None and os.path.exists(self.staging):
             self.p.store.discard(self.staging)
         self.lock.release()
+
+
+class _Partial:
+    """The bytes of a blob downloaded so far, kept in <root>/partial/<hex> so that the next
+    pull, after an interrupted one (Ctrl-C, kill -9, a registry that stopped answering), asks
+    only for the rest with a Range request. Held under a flock: a second pull of the same
+    blob meanwhile downloads it whole without keeping it. Best effort: a full disk or any
+    other failure only means no resume."""
+
+    def __init__(self, store: Any, digest: str, size: int):
+        self.path = os.path.join(store.root, "partial", digest.removeprefix("sha256:"))
+        self.size = size
+        self.fd = -1
+        try:
+            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return
+        self.fd = fd
+
+    def replay(self, feed: Callable[[bytes], None]) -> int:
+        """Feed what was kept; returns its length (0: start from the beginning)."""
+        if self.fd < 0:
+            return 0
+        try:
+            have = os.fstat(self.fd).st_size
+            if have >= self.size > 0 or self.size <= 0:
+                os.ftruncate(self.fd, 0)  # nothing to resume: start over
+                return 0
+            done = 0
+            while done < have:
+                chunk = os.pread(self.fd, min(CHUNK, have - done), done)
+                if not chunk:
+                    break
+                feed(chunk)
+                done += len(chunk)
+            os.lseek(self.fd, done, os.SEEK_SET)
+            return done
+        except OSError:
+            self.close()
+            return 0
+
+    def append(self, chunk: bytes) -> None:
+        if self.fd < 0:
+            return
+        try:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(self.fd, view):]
+        except OSError:
+            self.close()  # full disk: the pull goes on, only without a resume point
+            with suppress(OSError):
+                os.unlink(self.path)
+
+    def discard(self) -> None:
+        with suppress(OSError):
+            os.unlink(self.path)
+        self.close()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+CHUNK = 1 << 20
 
 
 def _layer_error(e: BaseException, digest: str) -> PmdError:

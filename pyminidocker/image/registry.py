@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import email.utils
+import functools
 import hashlib
 import http.client
 import ipaddress
@@ -1139,8 +1140,11 @@ class RegistryClient:
         descriptor: Mapping[str, Any],
         sink: Callable[[bytes], None],
         progress: Callable[[int], None] | None = None,
+        offset: int = 0,
     ) -> int:
         """Stream a blob's exact bytes (no content decoding) to ``sink``; returns the count.
+        With ``offset``, the consumer has the first ``offset`` bytes already: only the rest is
+        asked for (Range) and delivered, and the count includes them.
 
         ``progress`` is called with the running total after each chunk. A connection broken
         mid-body is resumed with a Range request where the last one stopped (a server that
@@ -1160,7 +1164,7 @@ class RegistryClient:
         if size is not None and (not isinstance(size, int) or size < 0):
             raise VerificationError(f"invalid size {size!r} for blob {digest}")
         where = f"blob {digest} of {self._where(repository)}"
-        state = _StreamState(size=size, sink=sink, progress=progress)
+        state = _StreamState(size=size, sink=sink, progress=progress, written=offset)
 
         urls = [u for u in descriptor.get("urls") or [] if isinstance(u, str)]
         for url in urls:
@@ -1199,7 +1203,10 @@ class RegistryClient:
                 skip = self._check_blob_response(resp, where, state)
                 if skip is None:
                     return  # 416 at the exact end: nothing left to send
-                it = resp.raw.stream(CHUNK_SIZE, decode_content=False)
+                # read1: what has arrived, up to a chunk; not a wait for a whole chunk, so the
+                # progress line moves, and an interrupted pull keeps, what did arrive
+                it = iter(functools.partial(resp.raw.read1, CHUNK_SIZE, decode_content=False),
+                          b"")
                 while True:
                     try:
                         chunk = next(it)

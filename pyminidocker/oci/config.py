@@ -124,6 +124,7 @@ class Container:
     annotations: dict[str, str]
     cgroup_mount: tuple[str, int] | None  # (destination, flags) of a "cgroup" mount
     warnings: list[str] = field(default_factory=list)
+    has_process: bool = True
 
 
 # ---- reading -----------------------------------------------------------------------------
@@ -192,7 +193,9 @@ def parse(doc: dict[str, Any], bundle: str) -> Container:
     linux = _get(doc, "linux", dict, "", {})
     proc = _get(doc, "process", dict, "")
     if proc is None:
-        raise ConfigError("config.json: process is required (this runtime starts it)")
+        # Allowed at create; `start` then refuses (the runtime spec's rule). The held init is
+        # given a command it never runs.
+        proc = {"args": ["/"]}
     warnings: list[str] = []
 
     namespaces, join_paths = _namespaces(linux)
@@ -238,7 +241,7 @@ def parse(doc: dict[str, Any], bundle: str) -> Container:
     sysctl = _sysctl(linux, namespaces, join_paths)
     seccomp = _get(linux, "seccomp", dict, "linux.")
     if seccomp is not None:
-        spec.seccomp = _seccomp(seccomp, warnings)
+        _seccomp(seccomp, spec)
     if _get(linux, "intelRdt", dict, "linux."):
         warnings.append("linux.intelRdt ignored: this host has no resctrl")
     personality = _get(linux, "personality", dict, "linux.")
@@ -252,10 +255,14 @@ def parse(doc: dict[str, Any], bundle: str) -> Container:
     oom = _get(proc, "oomScoreAdj", int, "process.")
     if oom is not None and not -1000 <= oom <= 1000:
         raise ConfigError(f"config.json: process.oomScoreAdj {oom} is not in [-1000, 1000]")
-    return Container(spec, version, bundle, rootfs, namespaces, join_paths, terminal,
+    if "process" in doc:
+        _check_command(spec, rootfs, mounts)
+    c = Container(spec, version, bundle, rootfs, namespaces, join_paths, terminal,
                      console_size, hooks, cgroups_path, resources, sysctl, devices, oom,
                      domainname, {str(k): str(v) for k, v in annotations.items()},
                      cgroup_mount, warnings)
+    c.has_process = "process" in doc
+    return c
 
 
 def _root_path(bundle: str, path: str) -> str:
@@ -347,6 +354,9 @@ def process_spec(proc: dict[str, Any], rootfs: str | None, warnings: list[str]
                 warnings.append(f"process.capabilities.{key}: capabilities this runtime lacks "
                                 f"are left out (0x{mask & ~own:x})")
             sets[key] = mask & own
+        # The kernel raises an ambient capability only if it is permitted and inheritable;
+        # runc warns and goes on for the others (its own `spec` asks for such ones).
+        sets["ambient"] &= sets["inheritable"] & sets["permitted"]
         spec.cap_bounding, spec.cap_effective, spec.cap_permitted = (
             sets["bounding"], sets["effective"], sets["permitted"])
         spec.cap_inheritable, spec.cap_ambient = sets["inheritable"], sets["ambient"]
@@ -360,6 +370,25 @@ def process_spec(proc: dict[str, Any], rootfs: str | None, warnings: list[str]
         spec.rlimits[RLIMITS[kind]] = (soft, hard)
     spec.no_new_privs = bool(_get(proc, "noNewPrivileges", bool, "process.", False))
     return spec
+
+
+def _check_command(spec: shim.SpawnSpec, rootfs: str, mounts: list[shim.Mount]) -> None:
+    """Refuse at create a command the root does not have, as runc 1.1 does (its init looks it
+    up before it waits for start); the shim itself would only find out at start. A command
+    that a mount may provide is left to the shim."""
+    argv0 = spec.argv[0]
+    path = next((e[5:] for e in spec.env or [] if e.startswith("PATH=")), "")
+    candidates = [argv0] if "/" in argv0 else [f"{d or '.'}/{argv0}" for d in path.split(":")]
+    for cand in candidates:
+        full = "/" + os.path.normpath(os.path.join(spec.cwd or "/", cand)).lstrip("/")
+        if any(full == m.target or full.startswith(m.target.rstrip("/") + "/") for m in mounts):
+            return
+        host = secure_join(rootfs, full)
+        if os.path.isfile(host) and os.access(host, os.X_OK):
+            return
+    if "/" in argv0:
+        raise ConfigError(f'exec: "{argv0}": stat {argv0}: no such file or directory')
+    raise ConfigError(f'exec: "{argv0}": executable file not found in $PATH')
 
 
 def _mount_options(options: list[str], where: str) -> tuple[int, int, list[str]]:
@@ -484,18 +513,19 @@ def _sysctl(linux: dict[str, Any], namespaces: int, join: dict[str, str]) -> dic
     return dict(values)
 
 
-def _seccomp(profile: dict[str, Any], warnings: list[str]) -> int:
-    """The shim's seccomp mode for linux.seccomp. Until the profile compiler lands (wt-sec),
-    a profile that allows by default and lists nothing is off, any other the default
-    (Docker's) filter, said in a warning."""
-    default = _get(profile, "defaultAction", str, "linux.seccomp.", "")
-    if not default:
-        raise ConfigError("config.json: linux.seccomp.defaultAction is required")
-    syscalls = _get(profile, "syscalls", list, "linux.seccomp.", [])
-    if default == "SCMP_ACT_ALLOW" and not syscalls:
-        return shim.SECCOMP_OFF
-    warnings.append("linux.seccomp: the profile is approximated by Docker's default filter")
-    return shim.SECCOMP_DEFAULT
+def _seccomp(profile: dict[str, Any], spec: shim.SpawnSpec) -> None:
+    """linux.seccomp compiled to the BPF program the shim loads (the full profile: default
+    action, architectures, syscalls with argument conditions and errnoRet, flags), for the
+    process's bounding set. Raises ConfigError naming what the profile gets wrong."""
+    from pyminidocker.container.seccomp import Profile, ProfileError
+
+    try:
+        p = Profile.from_oci(profile)
+        caps = spec.cap_bounding if spec.cap_bounding is not None else own_bounding_set()
+        spec.seccomp = p.compile(caps)
+    except (ProfileError, OSError) as e:
+        raise ConfigError(f"linux.seccomp: {e}") from None
+    spec.seccomp_flags = p.flags
 
 
 def _hooks(doc: dict[str, Any]) -> dict[str, list[Hook]]:

@@ -257,7 +257,7 @@ class _Forward:
     SIGNALS = (1, 2, 3, 10, 12, 15, 28)
 
     def __init__(self, pid: int):
-        import signal
+        import _signal as signal  # without the enum wrappers of `signal` (milliseconds)
 
         self.pid = pid
         self.old = {s: signal.signal(s, self.forward) for s in self.SIGNALS}
@@ -269,7 +269,7 @@ class _Forward:
             pass
 
     def restore(self) -> None:
-        import signal
+        import _signal as signal
 
         for s, h in self.old.items():
             signal.signal(s, h)
@@ -319,6 +319,12 @@ def _hold(p: rt.Prepared, root: str, w: int, close_fds: list[int]) -> None:
         c = p.container
         rt.join_paths(c)
         p.spec.hold = True
+        if p.spec.stdin >= 0:
+            # A terminal: the held init must not keep the caller's stdio open until start (the
+            # shim applies spec's stdio after the release): containerd waits for EOF on the
+            # pipes it gave `create` before it calls start.
+            for fd in (0, 1, 2):
+                os.dup2(p.spec.stdin, fd)
         proc = shim.spawn(p.spec)
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):  # the init has its copies: the caller's pipes must not wait on us
@@ -328,9 +334,14 @@ def _hold(p: rt.Prepared, root: str, w: int, close_fds: list[int]) -> None:
         rec = dict(p.record, pid=proc.pid, pid_start=st.pid_start(proc.pid))
         ctl = rec["ctl"]
         try:
+            # A created container is in its cgroups already (runc's is, and callers look
+            # there); the held init would join them only once released.
+            for tasks in p.spec.cgroup_procs:
+                with open(tasks, "w") as f:
+                    f.write(str(proc.pid))
             rt.configure_init(c, proc.pid)
             state_obj = st.oci_state(rec, "created")
-            for stage in ("prestart", "createRuntime", "createContainer"):
+            for stage in ("createRuntime", "createContainer"):
                 rt.run_hooks(c.hooks.get(stage, []), stage, state_obj)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
             sock.bind(ctl)
@@ -352,11 +363,17 @@ def _hold(p: rt.Prepared, root: str, w: int, close_fds: list[int]) -> None:
             cmd = conn.recv(16)
             os.unlink(ctl)
             if cmd == b"start":
+                # Prestart hooks run when start is called, before the process runs (the
+                # runtime spec; runc runs them at create).
                 try:
+                    rt.run_hooks(c.hooks.get("prestart", []), "prestart", state_obj)
                     proc.release()
                     reply = b"OK"
                 except OSError as e:
                     reply = b"E" + _start_error(e, p.spec.argv[0]).encode()
+                except PmdError as e:  # a prestart hook failed: `start` deletes it
+                    proc.abort()
+                    reply = b"H" + str(e).encode()
             else:
                 proc.abort()
                 reply = b"OK"
@@ -428,10 +445,11 @@ def _start(root: str, container_id: str) -> None:
         raise rt.RuntimeError_("cannot start a container that has stopped")
     if status != "created":
         raise rt.RuntimeError_("cannot start an already running container")
+    no_process = "process" not in (rec.get("config") or {})
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         s.connect(rec["ctl"])
-        s.sendall(b"start")
+        s.sendall(b"abort" if no_process else b"start")
         reply = b""
         while chunk := s.recv(4096):
             reply += chunk
@@ -439,11 +457,23 @@ def _start(root: str, container_id: str) -> None:
         raise rt.RuntimeError_(f"cannot start container: {e.strerror}") from None
     finally:
         s.close()
+    if no_process:
+        raise rt.RuntimeError_("cannot start a container without a process (config.json has "
+                               "none)")
+    if reply.startswith(b"H"):
+        # A prestart hook failed: the container is stopped and the lifecycle goes on to its
+        # deletion (the runtime spec's step 9), poststop hooks included.
+        rt.run_hooks(rt.hooks_of(rec).get("poststop", []), "poststop",
+                     st.oci_state(rec, "stopped"), warn_only=True)
+        rt.cleanup(root, rec)
     if reply != b"OK":
         raise rt.RuntimeError_(reply[1:].decode(errors="replace") or "start failed")
     rec["started"] = True
     st.save(root, rec)
-    rt.run_hooks(rt.hooks_of(rec).get("poststart", []), "poststart", st.oci_state(rec))
+    # A failing poststart hook is a warning: the container runs on (the runtime spec).
+    for msg in rt.run_hooks(rt.hooks_of(rec).get("poststart", []), "poststart",
+                            st.oci_state(rec), warn_only=True):
+        sys.stderr.write(f"warning: {msg}\n")
 
 
 def _run(args: Any, root: str) -> int:
@@ -453,6 +483,10 @@ def _run(args: Any, root: str) -> int:
         return 0
     p = _prepare(args, root)
     c, spec = p.container, p.spec
+    if not c.has_process:
+        rt.cleanup(root, p.record)
+        raise rt.RuntimeError_("cannot run a container without a process (config.json has "
+                               "none)")
     master = slave = -1
     proc = None
     fwd = None
@@ -479,7 +513,9 @@ def _run(args: Any, root: str) -> int:
             os.close(slave)
             slave = -1
         fwd = _Forward(proc.pid)
-        rt.run_hooks(c.hooks.get("poststart", []), "poststart", st.oci_state(rec, "running"))
+        for msg in rt.run_hooks(c.hooks.get("poststart", []), "poststart",
+                                st.oci_state(rec, "running"), warn_only=True):
+            sys.stderr.write(f"warning: {msg}\n")
         if master >= 0:
             code = _relay_tty(proc.pid, master)
             master = -1
@@ -538,7 +574,8 @@ def _delete(root: str, args: Any) -> None:
             return
         raise
     status = st.status(rec)
-    if status in ("running", "paused"):
+    if status != "stopped":
+        # The runtime spec's rule ("MUST generate an error"); runc 1.1 deletes a created one.
         if not args.force:
             raise rt.RuntimeError_(f"cannot delete container {args.id} that is not stopped: "
                                    f"{status}")
@@ -732,7 +769,10 @@ def _exec(root: str, args: Any) -> int:
     linux = rec.get("config", {}).get("linux") or {}
     seccomp = linux.get("seccomp")
     if isinstance(seccomp, dict):
-        spec.seccomp = cfg._seccomp(seccomp, warnings)
+        try:
+            cfg._seccomp(seccomp, spec)
+        except cfg.ConfigError as e:
+            raise ExecFailed(str(e)) from None
     spec.join_pid = rec["pid"]
     spec.namespaces = rec.get("ns_mask", 0)
     cg_id, parent = rec["cgroup"]
@@ -850,9 +890,13 @@ def _spec(args: Any) -> None:
 
 # ---- main -------------------------------------------------------------------------------------
 
-def program(argv: list[str]) -> int:
-    import json
+def _json(obj: Any, indent: int) -> str:
+    import json  # not on run's path: json imports re (milliseconds)
 
+    return json.dumps(obj, indent=indent) + "\n"
+
+
+def program(argv: list[str]) -> int:
     parser = _parser()
     try:
         args = parser.parse_args(_go_flags(argv))
@@ -879,7 +923,7 @@ def program(argv: list[str]) -> int:
     elif cmd == "run":
         return _run(args, root)
     elif cmd == "state":
-        sys.stdout.write(json.dumps(_state(root, args.id), indent=2) + "\n")
+        sys.stdout.write(_json(_state(root, args.id), 2))
     elif cmd == "kill":
         _kill(root, args)
     elif cmd == "delete":
@@ -899,7 +943,7 @@ def program(argv: list[str]) -> int:
             raise rt.RuntimeError_("events: only --stats (one sample) is supported")
         sys.stdout.write(_events(root, args))
     elif cmd == "features":
-        sys.stdout.write(json.dumps(_features(), indent=4) + "\n")
+        sys.stdout.write(_json(_features(), 4))
     elif cmd == "spec":
         _spec(args)
     return 0

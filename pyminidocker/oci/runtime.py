@@ -52,7 +52,7 @@ def cgroup_of(container_id: str, cgroups_path: str) -> Cgroup:
     if not path:
         return Cgroup(container_id, "pyminidocker-runc")
     parent, _, name = path.rpartition("/")
-    return Cgroup(name, parent or "/")
+    return Cgroup(name, parent)
 
 
 def _extra_dirs(cg: Cgroup, c: Container) -> dict[str, str]:
@@ -87,7 +87,9 @@ def _write_resources(cg: Cgroup, files: dict[str, list[tuple[str, str]]],
 def make_cgroup(c: Container, container_id: str) -> tuple[Cgroup, list[str]]:
     """Create the container's cgroups with its limits; the v1 files its init joins."""
     cg = cgroup_of(container_id, c.cgroups_path)
-    rules = c.resources.devices if c.resources.devices is not None else DEFAULT_DEVICE_RULES
+    # The config's rules, then the devices every container has, as runc appends them (a
+    # config that denies all still gets /dev/null); DEFAULT_DEVICE_RULES starts with "deny a".
+    rules = (*(c.resources.devices or DEFAULT_DEVICE_RULES[:1]), *DEFAULT_DEVICE_RULES[1:])
     # A device the config creates is one it may use (runc adds the same rules).
     rules = tuple(rules) + tuple(
         ("allow", f"{'c' if d.kind in ('c', 'u') else 'b'} {d.major}:{d.minor} rwm")
@@ -251,6 +253,8 @@ def run_hooks(hooks: list[Hook], stage: str, state_obj: dict[str, Any],
               warn_only: bool = False) -> list[str]:
     """Run each hook with the state on its stdin; raises RuntimeError_ for the first that fails
     or times out (warn_only: returns the failures instead, as runc does for poststop)."""
+    if not hooks:
+        return []  # json and subprocess cost milliseconds of every start
     import json
     import subprocess
 

@@ -61,6 +61,9 @@ def leftovers(root: Path) -> list[str]:
     if not root.is_dir():
         return out
     for top in root.iterdir():
+        if top.name == "partial" and all(re.fullmatch(r"[0-9a-f]{64}", f.name) and f.is_file()
+                                         for f in top.iterdir()):
+            continue  # blobs an interrupted pull kept, by digest, for the next to resume
         suspicious = LEFTOVER.search(top.name) or top.name in ("tmp", "staging")
         if suspicious and not (top.is_dir() and not any(top.iterdir())):
             out.append(str(top.relative_to(root)))

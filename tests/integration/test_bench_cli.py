@@ -103,3 +103,18 @@ def test_bench_pull_prints_a_table_per_image_and_writes_a_png(publish, pmd, tmp_
     assert_anchor(out, "podman pull", "podman")
     assert_png(png)
     assert mounts() == before_mounts and scratch() == before_tmp
+
+
+def test_bench_start_names_each_anchor_it_skips(ctr, tmp_path):
+    """With no anchor on PATH (only what the benchmark itself runs: cp, rm, tar), each one
+    has its line and the table has ours alone."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("cp", "rm", "tar", "sh"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    res = ctr("bench", "start", "-n", "1", "bb", env={"PATH": str(bin_dir)}, timeout=300)
+    for tool in ("crun", "runc", "podman", "docker"):
+        assert f"skipped: {tool} is not installed\n" in res.stdout
+    table = res.stdout.split("ratio\n", 1)[1].split("\n\n", 1)[0]
+    assert [line.split("  ")[0] for line in table.splitlines()] == [
+        "pyminidocker run --rm --network none"]

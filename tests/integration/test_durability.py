@@ -326,3 +326,20 @@ def test_a_frozen_registry_fails_the_pull_in_bounded_time_naming_it(ctr):
     assert f"registry {host} did not answer within 2 s" in res.stderr, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
     assert took < 10, took  # one wait (was: 5 tries of 60 s, over HTTPS then HTTP)
+
+
+def test_the_exit_code_survives_a_killed_monitor(ctr):
+    import os
+    import signal
+
+    cid = ctr("run", "-d", "--network", "none", "bb", "sh", "-c",
+              "sleep 2; exit 3").stdout.strip()
+    try:
+        st = json.loads((ctr.root / "containers" / cid / "state.json").read_text())
+        os.kill(st["monitor_pid"], signal.SIGKILL)
+        time.sleep(0.2)
+        assert cid[:12] in ctr("ps", "-q").stdout.split()  # running, and now watched
+        assert ctr("wait", cid, timeout=30).stdout == "3\n"  # was: 137
+        assert "Exited (3)" in ctr("ps", "-a").stdout
+    finally:
+        ctr("rm", "-f", cid)

@@ -22,7 +22,7 @@ from tests.integration import images as I
 REPO = Path(__file__).resolve().parents[2]
 CGROUP_PARENT = "pyminidocker-runc"
 TOOLS = ("sh", "echo", "cat", "ls", "sleep", "true", "id", "hostname", "readlink", "stat",
-         "grep", "env", "pwd", "domainname", "mount", "head")
+         "grep", "env", "pwd", "mount", "head", "touch", "mkdir", "chmod")
 
 
 def write_launcher(path: Path) -> Path:
@@ -225,13 +225,15 @@ def test_kill_and_delete_force(runc, tmp_path):
     assert r.returncode == 1 and "does not exist" in r.stderr
 
 
-def test_delete_of_a_created_container_ends_it_unrun(runc, tmp_path):
+def test_delete_force_of_a_created_container_ends_it_unrun(runc, tmp_path):
     b = make_bundle(tmp_path / "b", ["touch", "/ran"])
     runc.ids.append("d1")
     runc("create", "--bundle", str(b), "d1")
     pid = runc.state("d1")["pid"]
     runc.pids.append(pid)
-    runc("delete", "d1")
+    r = runc("delete", "d1", check=False)
+    assert r.returncode == 1 and "not stopped: created" in r.stderr
+    runc("delete", "--force", "d1")
     assert not alive(pid)
     assert not (b / "rootfs" / "ran").exists()
 
@@ -320,11 +322,20 @@ def test_a_failing_hook_fails_the_start_and_leaves_nothing(runc, tmp_path):
     r = runc("run", "--bundle", str(b), "h2", check=False)
     assert r.returncode == 1 and "prestart hook #0" in r.stderr
     assert not (b / "rootfs" / "ran").exists()
-    edit(b, lambda cfg: cfg.update(hooks={"prestart": [{"path": "/bin/sleep",
-                                                        "args": ["sleep", "5"],
-                                                        "timeout": 1}]}))
+    edit(b, lambda cfg: cfg.update(hooks={"createRuntime": [{"path": "/bin/sleep",
+                                                             "args": ["sleep", "5"],
+                                                             "timeout": 1}]}))
     r = runc("create", "--bundle", str(b), "h2", check=False)
     assert r.returncode == 1 and "timeout" in r.stderr
+    # prestart runs when start is called (the runtime spec), and its failure ends the container
+    edit(b, lambda cfg: cfg.update(hooks={"prestart": [{"path": "/bin/false"}]}))
+    runc("create", "--bundle", str(b), "h2")
+    runc.pids.append(runc.state("h2")["pid"])
+    r = runc("start", "h2", check=False)
+    assert r.returncode == 1 and "prestart hook #0" in r.stderr
+    # stopped and deleted, as the runtime spec's lifecycle goes on after a failed prestart
+    assert runc("state", "h2", check=False).returncode == 1
+    assert not (b / "rootfs" / "ran").exists()
 
 
 # ---- bad input ------------------------------------------------------------------------------
@@ -371,6 +382,46 @@ def test_a_bad_config_is_refused_and_leaves_nothing(runc, tmp_path, case):
     assert not (b / "rootfs" / "ran").exists() and not (tmp_path / "host").exists()
     last = json.loads(log.read_text().splitlines()[-1])
     assert last["level"] == "error" and message in last["msg"]
+
+
+def test_a_command_the_root_lacks_fails_create_as_runc(runc, tmp_path):
+    b = make_bundle(tmp_path / "b", ["nosuch", "arg"])
+    runc.ids.append("n1")
+    r = runc("create", "--bundle", str(b), "n1", check=False)
+    assert r.returncode == 1
+    assert r.stderr == 'exec: "nosuch": executable file not found in $PATH\n'
+    assert not (runc.root / "n1").exists() and not cgroup_dirs("n1")
+    # one that a bind mount provides is left to the container to find
+    edit(b, lambda cfg: cfg["mounts"].append({"destination": "/opt/tools", "type": "bind",
+                                              "source": str(b / "rootfs" / "bin"),
+                                              "options": ["rbind", "ro"]}))
+    edit(b, lambda cfg: cfg["process"].update(args=["/opt/tools/true"]))
+    assert runc("run", "--bundle", str(b), "n1").returncode == 0
+
+
+def test_seccomp_profile_with_errno_and_argument_conditions(runc, tmp_path):
+    b = make_bundle(tmp_path / "b", ["sh", "-c", "mkdir /tmp/d; echo mkdir=$?; "
+                                     "touch /f; chmod 644 /f; echo chmod644=$?; "
+                                     "chmod 755 /f; echo chmod755=$?"])
+    profile = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+            # chmod(path, 0755) refused, any other mode allowed
+            {"names": ["chmod", "fchmodat"], "action": "SCMP_ACT_ERRNO",
+             "args": [{"index": 1, "value": 0o755, "op": "SCMP_CMP_EQ"}]},
+        ],
+    }
+    edit(b, lambda cfg: cfg["linux"].update(seccomp=profile))
+    runc.ids.append("s1")
+    r = runc("run", "--bundle", str(b), "s1")
+    assert "mkdir=1" in r.stdout and "Function not implemented" in r.stderr
+    assert "chmod644=0" in r.stdout and "chmod755=1" in r.stdout
+    profile["syscalls"][0]["action"] = "SCMP_ACT_NOPE"
+    edit(b, lambda cfg: cfg["linux"].update(seccomp=profile))
+    r = runc("run", "--bundle", str(b), "s1", check=False)
+    assert r.returncode == 1 and r.stderr.startswith("linux.seccomp: ")
 
 
 def test_a_newer_minor_oci_version_is_read(runc, tmp_path):

@@ -168,8 +168,19 @@ def test_kill_9_during_pull_then_recover(pmd, root, registry, publish, unique_re
     assert sc.leftovers(root) == []
     assert sc.inconsistencies(root) == []
     assert not sc.image_dir(root, img.id_hex).exists()
+    # what the killed pull downloaded is kept, by digest, a prefix of the blob
+    blobs = {I.hexof(layer.digest): layer.blob for layer in img.layers}
+    kept = {f.name: f.read_bytes() for f in (root / "partial").iterdir()}
+    assert any(kept.values()) and all(blobs[n].startswith(d) for n, d in kept.items())
+    seen = len(proxy.hits)
     pmd("pull", ref)
     assert sc.image_ids(root) == {img.id_hex}
+    # and the next pull asked only for the rest
+    ranges = {h.path.rsplit(":", 1)[1]: h.range for h in proxy.hits[seen:] if h.method == "GET"
+              and "/blobs/sha256:" in h.path}
+    assert all(ranges[name] == f"bytes={len(data)}-" for name, data in kept.items() if data), \
+        (ranges, {n: len(d) for n, d in kept.items()})
+    assert list((root / "partial").iterdir()) == []
     for layer, chain in zip(img.layers, img.chain_ids):
         assert I.check_diff(sc.diff_dir(root, chain), layer.entries) == []
 

@@ -610,11 +610,17 @@ def test_cleanup_stale(tmp_path, kernfs_rmdir):
 
 @pytest.mark.parametrize("cid,parent", [
     ("", "pyminidocker"), ("..", "pyminidocker"), ("a/b", "pyminidocker"),
-    ("x", "../etc"), ("x", "a//b"), ("x", ""),
+    ("x", "../etc"), ("x", "a//b"),
 ])
 def test_names_are_checked(tmp_path, cid, parent):
     with pytest.raises(UsageError):
         Cgroup(cid, parent=parent, root=fake_v2(tmp_path))
+
+
+def test_an_empty_parent_is_the_hierarchys_root(tmp_path):
+    # an OCI cgroupsPath such as "/x" puts the container at the root of the hierarchy
+    cg = Cgroup("x", parent="", root=fake_v2(tmp_path))
+    assert cg.parent == ""
 
 
 # --- v1 ----------------------------------------------------------------------------------------

@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""OCI runtime start latency: `pyminidocker-runc run` against `crun run` and `runc run` on the
+same prepared busybox bundle (runc's default spec, /bin/true, no terminal), in one run.
+
+Median of --runs runs each after a warm-up, round-robin so that noise spreads over all of them;
+ratios to crun and runc. pyminidocker-runc is started as `make install` starts it: through the
+launcher (python -S), written here for this checkout.
+Not a test. Usage: sudo python3 bench/oci.py [--runs 30]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BUSYBOX = Path("/bin/busybox")
+
+
+def launcher(path: Path) -> Path:
+    """What pyminidocker.launcher writes, with this checkout on the path (not installed)."""
+    paths = [str(REPO), sysconfig.get_path("purelib"), sysconfig.get_path("platlib")]
+    path.write_text(f"#!{sys.executable} -S\nimport gc, sys\ngc.set_threshold(50_000)\n"
+                    f"sys.path[1:1] = {list(dict.fromkeys(paths))!r}\n"
+                    "from pyminidocker.oci.main import command\ncommand()\n")
+    path.chmod(0o755)
+    return path
+
+
+def bundle(d: Path) -> Path:
+    (d / "rootfs" / "bin").mkdir(parents=True)
+    shutil.copy(BUSYBOX, d / "rootfs" / "bin" / "busybox")
+    (d / "rootfs" / "bin" / "true").symlink_to("busybox")
+    subprocess.run(["runc", "spec", "-b", str(d)], check=True)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["process"].update(terminal=False, args=["/bin/true"])
+    (d / "config.json").write_text(json.dumps(cfg))
+    return d
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=30)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="pmd-oci-bench-"))
+    try:
+        b = bundle(tmp / "bundle")
+        pmd = launcher(tmp / "pyminidocker-runc")
+        tools = {
+            "pyminidocker-runc": [str(pmd), "--root", str(tmp / "pmd-state")],
+            "crun": ["crun", "--root", str(tmp / "crun-state")],
+            "runc": ["runc", "--root", str(tmp / "runc-state")],
+        }
+        times: dict[str, list[float]] = {t: [] for t in tools}
+        for i in range(args.runs + 2):
+            for name, cmd in tools.items():
+                t0 = time.perf_counter()
+                subprocess.run([*cmd, "run", "--bundle", str(b), f"bench{i}"], check=True,
+                               stdin=subprocess.DEVNULL)
+                if i >= 2:  # warm-up: page cache, the cgroup parents
+                    times[name].append((time.perf_counter() - t0) * 1000)
+        med = {t: statistics.median(v) for t, v in times.items()}
+        print(f"{'runtime':20} {'median ms':>10} {'p90 ms':>8}")
+        for t, v in times.items():
+            p90 = sorted(v)[int(len(v) * 0.9) - 1]
+            print(f"{t:20} {med[t]:10.1f} {p90:8.1f}")
+        ours = med["pyminidocker-runc"]
+        print(f"pyminidocker-runc / crun = {ours / med['crun']:.2f}x (goal <= 1.5x), "
+              f"/ runc = {ours / med['runc']:.2f}x (goal <= 1.0x); {args.runs} runs each")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
