@@ -11,6 +11,14 @@
 struct pmd_log {
     int fd;
     size_t len;
+    /* Rotation (--log-opt max-size/max-file, as Docker's json-file): with max_size > 0, a
+     * write that would take the file past it first renames path to path.1 (path.1 to path.2,
+     * ... keeping max_file - 1 of them; max_file 1 truncates instead) and starts a new file.
+     * size is what the file holds. path NULL: no rotation. */
+    const char *path;
+    long long max_size;
+    int max_file;
+    long long size;
     char buf[PMD_LOG_BUF];
 };
 

@@ -616,6 +616,13 @@ int main(int argc, char **argv)
         pmd_fail(&err, errno, "open log", "%s", q.mon.log_path);
         goto fail;
     }
+    if (q.mon.log_max_size > 0) {
+        struct stat lst;
+        out.path = q.mon.log_path;
+        out.max_size = q.mon.log_max_size;
+        out.max_file = q.mon.log_max_file > 0 ? q.mon.log_max_file : 1;
+        out.size = fstat(out.fd, &lst) == 0 ? (long long)lst.st_size : 0;
+    }
     if (q.spec.console) {
         /* -t: the shim allocates the pty in the container's own devpts (so it is /dev/pts/0 and
          * the controlling tty in there); its master comes back from pmd_spawn below. */

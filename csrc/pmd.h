@@ -437,6 +437,10 @@ struct pmd_monitor_spec {
     int health_timeout_ms;
     int health_start_ms;
     int health_retries;
+    /* --log-opt max-size/max-file: rotate log_path past log_max_size bytes, keeping
+     * log_max_file files in all (jsonlog.c); 0: never rotate. */
+    long long log_max_size;
+    int log_max_file;
 };
 
 #define PMD_RESTART_NO 0

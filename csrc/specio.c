@@ -28,7 +28,7 @@
 #include <sys/mman.h>
 
 #define SPEC_MAGIC 0x53444d50u /* "PMDS" little-endian */
-#define SPEC_VERSION 6u
+#define SPEC_VERSION 7u
 #define SPEC_MAX (16u << 20)   /* far above any real spec; bounds the monitor's mapping */
 #define VEC_MAX 65536u         /* entries in one string vector or table */
 
@@ -44,9 +44,10 @@ struct wire_spec {
     int32_t namespaces, readonly_root, n_mounts, dev_setup, uid, gid, n_groups, set_caps,
         n_rlimits, no_new_privs, seccomp_len, stdin_fd, stdout_fd, stderr_fd, setsid, ctty, hold,
         join_pid, console, restart_policy, restart_max, health_interval_ms, health_timeout_ms,
-        health_start_ms, health_retries;
+        health_start_ms, health_retries, log_max_file;
     uint32_t seccomp_flags, pad;
     uint64_t cap_bounding, cap_effective, cap_permitted, cap_inheritable, cap_ambient;
+    int64_t log_max_size;
     /* offsets; 0 = NULL */
     uint32_t rootfs, mounts, masked_paths, readonly_paths, hostname, argv, envp, cwd, groups,
         rlimits, cgroup_procs, seccomp_prog, log_path, exit_path, cleanup_mounts, cleanup_dirs,
@@ -177,6 +178,8 @@ static void layout(struct builder *b, const struct pmd_spawn_spec *s,
     w.health_timeout_ms = mon->health_timeout_ms;
     w.health_start_ms = mon->health_start_ms;
     w.health_retries = mon->health_retries;
+    w.log_max_size = mon->log_max_size;
+    w.log_max_file = mon->log_max_file;
     if (s->n_groups > 0) {
         w.groups = reserve(b, 4 * (size_t)s->n_groups, 4);
         if (b->buf)
@@ -453,6 +456,8 @@ static int read_blob(struct reader *r, struct pmd_monitor_req *q)
     q->mon.health_timeout_ms = w.health_timeout_ms;
     q->mon.health_start_ms = w.health_start_ms;
     q->mon.health_retries = w.health_retries;
+    q->mon.log_max_size = w.log_max_size;
+    q->mon.log_max_file = w.log_max_file;
     if (q->mon.health_argv != NULL &&
         (q->mon.health_argv[0] == NULL || q->mon.health_path == NULL ||
          q->mon.health_interval_ms <= 0 || q->mon.health_timeout_ms <= 0 ||

@@ -498,12 +498,22 @@ class Engine:
         read. Nothing for a container that never started."""
         import time
 
+        if (rec.host.get("log") or {}).get("driver") == "none":
+            raise PmdError("configured logging driver does not support reading")
+        path = self.log_path(rec)
+        older = b""  # what --log-opt max-file kept of it (path.N is the oldest), then path
+        for n in range(int((rec.host.get("log") or {}).get("max_file") or 1) - 1, 0, -1):
+            try:
+                with open(f"{path}.{n}", "rb") as old:
+                    older += old.read()
+            except FileNotFoundError:
+                continue
         try:
-            f = open(self.log_path(rec), "rb")  # held open while following
+            f = open(path, "rb")  # held open while following
         except FileNotFoundError:
             return
         with f:
-            records, rest = _log_records(f.read())
+            records, rest = _log_records(older + f.read())
             if tail is not None:
                 records = records[max(0, len(records) - tail):] if tail > 0 else []
             yield from records

@@ -538,7 +538,8 @@ def monitor_start(spec: SpawnSpec, log_path: str | os.PathLike[str],
                   exit_env: Sequence[str] | None = None,
                   monitor_path: str | os.PathLike[str] | None = None,
                   restart: RestartPolicy | None = None,
-                  health: HealthCheck | None = None) -> MonitorInfo:
+                  health: HealthCheck | None = None,
+                  log_max_size: int = 0, log_max_file: int = 0) -> MonitorInfo:
     """Start spec as a detached container watched by pmd-monitor (see pmd_monitor_start).
 
     The monitor logs the container's stdout/stderr to log_path (Docker's json-file format),
@@ -546,7 +547,9 @@ def monitor_start(spec: SpawnSpec, log_path: str | os.PathLike[str],
     ({"exit_code", "finished_at", "oom_killed"}) and finally execs exit_argv (argv[0] a path;
     environment exit_env, "K=V" strings) if given; with restart, it first restarts the container
     as the policy says (RestartPolicy); with health, it runs the healthcheck while the container
-    runs (HealthCheck). spec's stdio must be -1 (the monitor provides
+    runs (HealthCheck); with log_max_size, it rotates log_path past that many bytes, keeping
+    log_max_file files (Docker's json-file max-size/max-file). spec's stdio must be -1 (the
+    monitor provides
     pipes, or with spec.console the container's own pty). With spec.hold it returns once the
     container exists: call release() (or abort()) on the result.
 
@@ -565,6 +568,8 @@ def monitor_start(spec: SpawnSpec, log_path: str | os.PathLike[str],
         m.restart_max = restart.max_count
         m.restart_path = _cstr(keep, restart.restart_path)
         m.stop_path = _cstr(keep, restart.stop_path)
+    m.log_max_size = log_max_size
+    m.log_max_file = log_max_file
     if health is not None:
         m.health_argv = _cstrv(keep, list(health.argv))
         m.health_envp = _cstrv(keep, list(health.env))

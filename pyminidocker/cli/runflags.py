@@ -69,6 +69,9 @@ def add_run_flags(sp: Any) -> None:
     a("--health-start-period", help="Start period for the container to initialize before "
       "starting health-retries countdown (ms|s|m|h) (default 0s)")
     a("--no-healthcheck", action="store_true", help="Disable any container-specified HEALTHCHECK")
+    a("--log-driver", default="json-file", help="Logging driver for the container: json-file, "
+      "local (written as json-file) or none")
+    a("--log-opt", action="append", default=[], help="Log driver options: max-size, max-file")
     a("--restart", default="no", help="Restart policy: no, always, on-failure[:N], "
       "unless-stopped")
     a("--sig-proxy", action="store_true", default=True,
@@ -259,6 +262,43 @@ def parse_health(args: Namespace) -> dict[str, Any] | None:
     return hc
 
 
+def _decimal_size(text: str, flag: str) -> int:
+    """go-units FromHumanSize: 10m = 10,000,000 (decimal units, as json-file's max-size)."""
+    s = text.strip().lower().removesuffix("b")
+    mult = {"k": 1000, "m": 1000 ** 2, "g": 1000 ** 3, "t": 1000 ** 4}.get(s[-1:], 1)
+    number = s[:-1] if mult != 1 else s
+    try:
+        value = int(float(number) * mult)
+    except ValueError:
+        raise UsageError(f"invalid size: '{text}'") from None
+    if value <= 0:
+        raise UsageError(f"invalid size: '{text}'")
+    return value
+
+
+def parse_log(driver: str, opts: list[str]) -> dict[str, Any]:
+    """--log-driver and --log-opt as Docker checks them."""
+    if driver not in ("json-file", "local", "none"):
+        raise UsageError(f'error looking up logging plugin {driver}: plugin "{driver}" not '
+                         "found")
+    log: dict[str, Any] = {"driver": driver}
+    for opt in opts:
+        key, eq, value = opt.partition("=")
+        if not eq:
+            raise UsageError(f"invalid key value pair format in logging opts: {opt}")
+        if driver == "none" or key not in ("max-size", "max-file", "compress"):
+            raise UsageError(f"unknown log opt '{key}' for {driver} log driver")
+        if key == "max-size":
+            log["max_size"] = _decimal_size(value, "max-size")
+        elif key == "max-file":
+            if not value.isdigit() or int(value) < 1:
+                raise UsageError("max-file cannot be less than 1")
+            log["max_file"] = int(value)
+    if "max_file" in log and "max_size" not in log:
+        raise UsageError("max-file can only be used with max-size")
+    return log
+
+
 def parse_restart(spec: str) -> dict[str, Any]:
     """--restart no|always|unless-stopped|on-failure[:N] → {"name", "max"}, Docker's errors."""
     name, colon, count = spec.partition(":")
@@ -348,6 +388,7 @@ def run_extra(args: Namespace, warn: Any) -> dict[str, Any]:
     x["device_cgroup_rules"] = list(args.device_cgroup_rule)
     x["init"] = bool(args.init)
     x["restart"] = parse_restart(args.restart)
+    x["log"] = parse_log(args.log_driver, args.log_opt)
     health = parse_health(args)
     if health is not None:
         x["health_flags"] = health

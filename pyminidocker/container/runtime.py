@@ -84,6 +84,11 @@ _RESTART_POLICIES = {"always": _native.RESTART_ALWAYS, "on-failure": _native.RES
                      "unless-stopped": _native.RESTART_UNLESS_STOPPED}
 
 
+def _log_of(host: dict[str, Any]) -> dict[str, Any]:
+    """--log-driver/--log-opt: {"driver", "max_size", "max_file"} (json-file by default)."""
+    return host.get("log") or {"driver": "json-file"}
+
+
 def restart_policy(host: dict[str, Any]) -> tuple[str, int]:
     """(name, maximum retry count) of a host config's --restart ("no", 0 by default)."""
     r = host.get("restart") or {}
@@ -488,7 +493,8 @@ class Runtime:
                 self._mount_root(rec, d)
             child_stdio = stdio
             if attach:
-                output = _Output(os.path.join(d, f"{rec.id}-json.log"), rec.tty)
+                output = _Output(None if _log_of(rec.host)["driver"] == "none"
+                                 else os.path.join(d, f"{rec.id}-json.log"), rec.tty)
                 child_stdio = (stdio[0], output.write[0], output.write[1]) if output.write \
                     else (-1, -1, -1)
             sp = self._spawn_spec(rec, d, child_stdio)
@@ -938,14 +944,17 @@ class Runtime:
                 os.path.join(d, "health"), (hc.get("Interval") or 30_000_000_000) // 1_000_000,
                 (hc.get("Timeout") or 30_000_000_000) // 1_000_000,
                 (hc.get("StartPeriod") or 0) // 1_000_000, hc.get("Retries") or 3)
+        log = _log_of(rec.host)
         with self.trace.phase("monitor+clone+setup+exec"):
             return _native.monitor_start(
-                sp, os.path.join(d, f"{rec.id}-json.log"), os.path.join(d, "exit"),
+                sp, os.devnull if log["driver"] == "none" else
+                os.path.join(d, f"{rec.id}-json.log"), os.path.join(d, "exit"),
                 cleanup_mounts=[os.path.join(d, "rootfs")],
                 cleanup_dirs=list(_cgroup(rec).dirs.values()),
                 exit_argv=exit_argv,
                 exit_env=[f"{k}={v}" for k, v in os.environ.items()] if exit_argv else None,
-                restart=restart, health=health)
+                restart=restart, health=health, log_max_size=log.get("max_size", 0),
+                log_max_file=log.get("max_file", 1))
 
     # ---- exec ---------------------------------------------------------------------------
 

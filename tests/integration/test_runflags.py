@@ -304,3 +304,42 @@ def test_blkio_weight_without_the_kernel_s_support_is_discarded_with_a_warning(c
 def test_no_leftover_processes(ctr):
     assert subprocess.run(["pgrep", "-f", "trap .echo got"], capture_output=True,
                           check=False).stdout == b""
+
+
+def test_log_driver_none_and_json_file_rotation(ctr):
+    cid = ctr("run", "-d", "--log-driver", "none", "bb", "echo", "hidden").stdout.strip()
+    ctr("wait", cid)
+    res = ctr("logs", cid, check=False)
+    assert res.returncode == 1 and "configured logging driver does not support reading" \
+        in res.stderr
+    log = ctr.root / "containers" / cid / f"{cid}-json.log"
+    assert not log.exists() or log.read_bytes() == b""
+    ctr("rm", cid)
+    # max-size 1k, max-file 3: the log and two older files, none past 1000 bytes
+    cid = ctr("run", "-d", "--log-opt", "max-size=1k", "--log-opt", "max-file=3", "bb", "sh",
+              "-c", "i=0; while [ $i -lt 300 ]; do echo line-$i; i=$((i+1)); done"
+              ).stdout.strip()
+    ctr("wait", cid)
+    log = ctr.root / "containers" / cid / f"{cid}-json.log"
+    time.sleep(0.2)
+    files = sorted(p.name for p in log.parent.glob(f"{cid}-json.log*"))
+    assert files == [log.name, log.name + ".1", log.name + ".2"]
+    assert all((log.parent / f).stat().st_size <= 1000 for f in files)
+    lines = ctr("logs", cid).stdout.split()
+    assert lines[-1] == "line-299" and 10 < len(lines) < 300
+    assert lines == [f"line-{i}" for i in range(300 - len(lines), 300)]  # in order, no gap
+    ctr("rm", cid)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--log-driver", "syslog"], 'error looking up logging plugin syslog: plugin "syslog" not '
+                                 "found"),
+    (["--log-opt", "max-file=2"], "max-file can only be used with max-size"),
+    (["--log-opt", "bogus=1"], "unknown log opt 'bogus' for json-file log driver"),
+    (["--log-driver", "none", "--log-opt", "max-size=1m"], "unknown log opt 'max-size' for "
+                                                           "none log driver"),
+    (["--log-opt", "max-size=lots"], "invalid size: 'lots'"),
+])
+def test_bad_log_options(ctr, flags, message):
+    res = ctr("run", "--rm", *flags, "bb", "true", check=False)
+    assert res.returncode == 125 and message in res.stderr and res.stderr.count("\n") == 1
