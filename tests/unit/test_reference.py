@@ -82,7 +82,8 @@ def test_completion_offers_runs_flags_commands_and_choices(script):
     assert set(complete(script, "pyminidocker network ")) >= {"create", "ls", "rm", "prune"}
     assert complete(script, "pyminidocker network create --int") == ["--internal"]
     assert set(complete(script, "pyminidocker inspect --type ")) == {"container", "image"}
-    assert complete(script, "pyminidocker system ") == ["reset", "check", "service"]
+    assert complete(script, "pyminidocker system ") == ["reset", "check", "service", "df",
+                                                        "prune"]
     # a flag's value, and the container's own command after the image, are not our flags
     assert complete(script, "pyminidocker run -e -") == []
     assert complete(script, "pyminidocker run --rm -e A=1 busybox ls -") == []
