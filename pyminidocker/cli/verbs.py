@@ -194,12 +194,17 @@ def _confirm(env: Any, force: bool, warning: str) -> bool:
     return env.stdin.readline().strip().lower() in ("y", "yes")
 
 
-def _deleted_images(env: Any, done: list[tuple[str, str]]) -> None:
-    if done:
-        env.out("Deleted Images:")
-        for what, name in done:
-            env.out(f"{what.lower()}: {name}")
+def _section(env: Any, title: str, lines: list[str]) -> None:
+    """A prune's "Deleted Containers:" ... block, followed by a blank line; none if empty."""
+    if lines:
+        env.out(f"Deleted {title}:")
+        for line in lines:
+            env.out(line)
         env.out("")
+
+
+def _deleted_images(env: Any, done: list[tuple[str, str]]) -> None:
+    _section(env, "Images", [f"{what.lower()}: {name}" for what, name in done])
 
 
 def cmd_image(args: Namespace, env: Any) -> int:
@@ -281,26 +286,12 @@ def cmd_system_prune(args: Namespace, env: Any) -> int:
     if not _confirm(env, args.force, "This will remove:\n" +
                     "".join(f"  - {w}\n" for w in what).rstrip("\n")):
         return 0
-    removed = eng.prune_containers()
-    if removed:
-        env.out("Deleted Containers:")
-        for cid in removed:
-            env.out(cid)
-        env.out("")
-    nets = eng.prune_networks()
-    if nets:
-        env.out("Deleted Networks:")
-        for n in nets:
-            env.out(n)
-        env.out("")
+    _section(env, "Containers", eng.prune_containers())
+    _section(env, "Networks", eng.prune_networks())
     freed = 0
     if args.volumes:
         vols, freed = eng.prune_volumes()
-        if vols:
-            env.out("Deleted Volumes:")
-            for v in vols:
-                env.out(v)
-            env.out("")
+        _section(env, "Volumes", vols)
     done, image_bytes = eng.prune_images(all=args.all)
     _deleted_images(env, done)
     env.out(f"Total reclaimed space: {human_size(freed + image_bytes)}")
