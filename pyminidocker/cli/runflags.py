@@ -50,6 +50,15 @@ def add_run_flags(sp: Any) -> None:
     a("--cpu-period", help="CPU CFS period in microseconds")
     a("--cpu-quota", help="CPU CFS quota in microseconds")
     a("--blkio-weight", help="Block IO weight, 10 to 1000 (0: none)")
+    a("--memory-swappiness", help="Tune container memory swappiness (0 to 100) (default -1)")
+    a("--runtime", help="Runtime to use for this container (runc: the engine's own)")
+    a("--isolation", help="Container isolation technology (default only, on Linux)")
+    a("--volume-driver", help="Optional volume driver for the container (local)")
+    a("--storage-opt", action="append", default=[],
+      help="Storage driver options for the container (size: refused, as on overlay over ext4)")
+    a("--gpus", help="GPU devices to add to the container (refused: no GPU driver)")
+    a("--disable-content-trust", action="store_true", default=True,
+      help="Skip image verification (default true; content trust is not supported)")
     a("--oom-kill-disable", action="store_true", help="Disable the OOM killer")
     a("--oom-score-adj", help="The OOM score adjustment, -1000 to 1000")
     a("--cgroup-parent", help="Parent cgroup of the container's")
@@ -369,6 +378,27 @@ def run_extra(args: Namespace, warn: Any) -> dict[str, Any]:
     if x.get("blkio_weight") and not 10 <= x["blkio_weight"] <= 1000:
         raise UsageError("Range of blkio weight is from 10 to 1000")
     x["oom_kill_disable"] = bool(args.oom_kill_disable)
+    if args.memory_swappiness is not None:
+        x["memory_swappiness"] = _int(args.memory_swappiness, "--memory-swappiness")
+        if x["memory_swappiness"] != -1 and not 0 <= x["memory_swappiness"] <= 100:
+            raise UsageError(f"invalid value: {x['memory_swappiness']}, valid memory "
+                             "swappiness range is 0-100")
+    # what Docker refuses or ignores on a host like this one, in its words
+    if args.runtime not in (None, "runc"):
+        raise UsageError(f"unknown or invalid runtime name: {args.runtime}")
+    if args.isolation not in (None, "", "default"):
+        raise UsageError(f"Invalid isolation: {args.isolation!r} - Windows isolation is only "
+                         "supported on Windows")
+    if args.volume_driver not in (None, "", "local"):
+        raise UsageError(f'error looking up volume plugin {args.volume_driver}: plugin '
+                         f'"{args.volume_driver}" not found')
+    if args.storage_opt:
+        raise UsageError("--storage-opt is supported only for overlay over xfs with 'pquota' "
+                         "mount option")
+    if args.gpus is not None:
+        raise UsageError('could not select device driver "" with capabilities: [[gpu]]')
+    if not args.disable_content_trust:
+        raise UsageError("content trust (--disable-content-trust=false) is not supported")
     if args.oom_score_adj is not None:
         x["oom_score_adj"] = _int(args.oom_score_adj, "--oom-score-adj")
         if not -1000 <= x["oom_score_adj"] <= 1000:

@@ -411,7 +411,8 @@ class Runtime:
                       memory_reservation=host.get("memory_reservation"),
                       cpu_period=host.get("cpu_period"), cpu_quota=host.get("cpu_quota"),
                       cpuset_cpus=host.get("cpuset_cpus"), cpuset_mems=host.get("cpuset_mems"),
-                      oom_kill_disable=bool(host.get("oom_kill_disable")))
+                      oom_kill_disable=bool(host.get("oom_kill_disable")),
+                      memory_swappiness=host.get("memory_swappiness"))
 
     def _plan_mounts(self, opts: CreateOptions, cfg: dict[str, Any]) -> List[dict[str, Any]]:
         """-v, --mount, --volumes-from and the image's VOLUMEs → the mount records (see

@@ -106,7 +106,8 @@ def test_expose_with_publish_all(ctr):
 def test_cgroup_knobs(ctr):
     cid = ctr("run", "-d", "-m", "64m", "--memory-swap", "128m", "--memory-reservation", "32m",
               "--cpuset-cpus", "0", "--cpuset-mems", "0", "-c", "512", "--cpu-period",
-              "50000", "--cpu-quota", "25000", "--oom-kill-disable", "bb",
+              "50000", "--cpu-quota", "25000", "--oom-kill-disable", "--memory-swappiness",
+              "17", "bb",
               "sleep", "30").stdout.strip()
     try:
         assert cg_file(cid, "memory", "memory.limit_in_bytes") == str(64 << 20)
@@ -114,6 +115,7 @@ def test_cgroup_knobs(ctr):
         if Path("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists():
             assert cg_file(cid, "memory", "memory.memsw.limit_in_bytes") == str(128 << 20)
         assert "oom_kill_disable 1" in cg_file(cid, "memory", "memory.oom_control")
+        assert cg_file(cid, "memory", "memory.swappiness") == "17"
         assert cg_file(cid, "cpuset", "cpuset.cpus") == "0"
         assert cg_file(cid, "cpu", "cpu.shares") == "512"
         assert cg_file(cid, "cpu", "cpu.cfs_period_us") == "50000"
@@ -124,6 +126,12 @@ def test_cgroup_knobs(ctr):
         assert out == ["25000", "0"]
     finally:
         ctr("rm", "-f", cid)
+
+
+def test_flags_docker_accepts_as_no_ops_here(ctr):
+    out = ctr("run", "--rm", "--runtime", "runc", "--isolation", "default", "--volume-driver",
+              "local", "--disable-content-trust", "bb", "echo", "ok").stdout
+    assert out == "ok\n"
 
 
 def test_kernel_memory_is_accepted_with_docker_s_warning(ctr):
@@ -283,6 +291,12 @@ def test_env_from_the_host(ctr):
     (["--network", "host", "-h", "name"], "Conflicting options: hostname and the network mode"),
     (["--label-file", "/no/such/file"], "open /no/such/file: no such file or directory"),
     (["--platform", "linux/amd64/v9/x"], "platform"),
+    (["--memory-swappiness", "101"], "valid memory swappiness range is 0-100"),
+    (["--runtime", "kata"], "unknown or invalid runtime name: kata"),
+    (["--isolation", "hyperv"], "Windows isolation is only supported on Windows"),
+    (["--volume-driver", "nfs"], 'plugin "nfs" not found'),
+    (["--storage-opt", "size=1G"], "--storage-opt is supported only for overlay over xfs"),
+    (["--gpus", "all"], 'could not select device driver "" with capabilities: [[gpu]]'),
 ])
 def test_bad_values_are_one_line_rc_125_and_create_nothing(ctr, flags, message):
     before = containers(ctr)

@@ -74,7 +74,7 @@ def test_completion_offers_runs_flags_commands_and_choices(script):
     every_flag = {n for o in run._options for n in o.names}
     assert set(complete(script, "pyminidocker run -")) == every_flag | {"--help"}
     assert set(complete(script, "pyminidocker run --r")) == {"--rm", "--read-only",
-                                                             "--restart"}
+                                                             "--restart", "--runtime"}
     assert set(complete(script, "pyminidocker --root /x run --pi")) == {"--pid",
                                                                         "--pids-limit"}
     assert "run" in complete(script, "pyminidocker ")
