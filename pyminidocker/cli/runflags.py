@@ -50,6 +50,9 @@ def add_run_flags(sp: Any) -> None:
     a("--cpu-period", help="CPU CFS period in microseconds")
     a("--cpu-quota", help="CPU CFS quota in microseconds")
     a("--blkio-weight", help="Block IO weight, 10 to 1000 (0: none)")
+    a("--mac-address", help="Container MAC address (e.g., 92:d0:c6:0a:29:33)")
+    a("--network-alias", action="append", default=[],
+      help="Add network-scoped alias for the container")
     a("--memory-swappiness", help="Tune container memory swappiness (0 to 100) (default -1)")
     a("--runtime", help="Runtime to use for this container (runc: the engine's own)")
     a("--isolation", help="Container isolation technology (default only, on Linux)")
@@ -378,6 +381,19 @@ def run_extra(args: Namespace, warn: Any) -> dict[str, Any]:
     if x.get("blkio_weight") and not 10 <= x["blkio_weight"] <= 1000:
         raise UsageError("Range of blkio weight is from 10 to 1000")
     x["oom_kill_disable"] = bool(args.oom_kill_disable)
+    if args.mac_address is not None:
+        parts = args.mac_address.split(":")
+        if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdefABCDEF"
+                                                           for c in p) for p in parts):
+            raise UsageError(f"{args.mac_address} is not a valid mac address")
+        if args.network in ("host", "none"):
+            raise UsageError("conflicting options: mac-address and the network mode")
+        x["mac_address"] = args.mac_address.lower()
+    if args.network_alias:
+        if args.network in ("bridge", "default", "host", "none"):
+            raise UsageError("network-scoped alias is supported only for containers in user "
+                             "defined networks")
+        x["aliases"] = list(args.network_alias)
     if args.memory_swappiness is not None:
         x["memory_swappiness"] = _int(args.memory_swappiness, "--memory-swappiness")
         if x["memory_swappiness"] != -1 and not 0 <= x["memory_swappiness"] <= 100:

@@ -583,7 +583,7 @@ class Runtime:
                                      rules)
                 rec.state.ip = ep.address  # from here on, a failure releases the address
                 _native.net_attach(proc.pid, ep.bridge, _host_ifname(rec.id), ep.address,
-                                   ep.prefix_len, ep.gateway)
+                                   ep.prefix_len, ep.gateway, mac=rec.host.get("mac_address"))
                 ports = [m for spec in rec.host.get("ports", [])
                          for m in network.parse_publish(spec)]
                 if ports:
@@ -591,7 +591,7 @@ class Runtime:
                                            ep.address, ports)
                     rec.state.ports = [str(m) for m in done]
                 # from the base file, not the last run's (its lines would be there twice)
-                hosts = _base_hosts(rec) + f"{ep.address}\t{rec.hostname} {rec.name}\n"
+                hosts = _base_hosts(rec) + f"{ep.address}\t{_names(rec)}\n"
                 if ep.network != "bridge":  # names resolve on user networks (Docker's rule)
                     hosts += self._introduce(rec, ep.network, ep.address)
                 atomic_write(os.path.join(d, "hosts"), hosts.encode(), durable=False)
@@ -617,9 +617,9 @@ class Runtime:
                     other = self.containers.get(cid)
                 except NotFound:
                     continue
-                own += f"{addr}\t{other.hostname} {other.name}\n"
+                own += f"{addr}\t{_names(other)}\n"
                 _edit_hosts(os.path.join(self.containers.path(cid), "hosts"),
-                            add=f"{address}\t{rec.hostname} {rec.name}\n")
+                            add=f"{address}\t{_names(rec)}\n")
         return own
 
     def _unplug(self, rec: ContainerRecord) -> None:
@@ -1410,6 +1410,11 @@ _INIT_FILES = ("hostname", "hosts", "resolv.conf")
 _BASE_HOSTS = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
                "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
                "ff02::2\tip6-allrouters\n")
+
+
+def _names(rec: ContainerRecord) -> str:
+    """A container's names in /etc/hosts: host name, name, --network-alias es."""
+    return " ".join([rec.hostname, rec.name, *rec.host.get("aliases", [])])
 
 
 def _base_hosts(rec: ContainerRecord) -> str:

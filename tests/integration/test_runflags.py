@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import module_ctr
+from tests.integration.conftest import free_subnet, module_ctr
 
 ctr = module_ctr("runflags")
 
@@ -126,6 +126,25 @@ def test_cgroup_knobs(ctr):
         assert out == ["25000", "0"]
     finally:
         ctr("rm", "-f", cid)
+
+
+def test_mac_address_and_network_alias(ctr):
+    ctr("network", "create", "--subnet", free_subnet("10.251"), "aliasnet")
+    try:
+        cid = ctr("run", "-d", "--network", "aliasnet", "--network-alias", "db",
+                  "--network-alias", "store", "--mac-address", "02:42:AC:11:00:99", "bb",
+                  "sleep", "30").stdout.strip()
+        try:
+            assert ctr("exec", cid, "cat", "/sys/class/net/eth0/address").stdout == \
+                "02:42:ac:11:00:99\n"
+            out = ctr("run", "--rm", "--network", "aliasnet", "bb", "sh", "-c",
+                      "grep -w db /etc/hosts; ping -c1 -W2 store >/dev/null && echo reached"
+                      ).stdout
+            assert " db" in out and "store" in out and out.endswith("reached\n")
+        finally:
+            ctr("rm", "-f", cid)
+    finally:
+        ctr("network", "rm", "aliasnet")
 
 
 def test_flags_docker_accepts_as_no_ops_here(ctr):
@@ -292,6 +311,11 @@ def test_env_from_the_host(ctr):
     (["--label-file", "/no/such/file"], "open /no/such/file: no such file or directory"),
     (["--platform", "linux/amd64/v9/x"], "platform"),
     (["--memory-swappiness", "101"], "valid memory swappiness range is 0-100"),
+    (["--mac-address", "02:42:zz:00:00:01"], "02:42:zz:00:00:01 is not a valid mac address"),
+    (["--network-alias", "db"], "network-scoped alias is supported only for containers in "
+                                "user defined networks"),
+    (["--network", "none", "--mac-address", "02:42:ac:11:00:99"], "conflicting options: "
+                                                                  "mac-address"),
     (["--runtime", "kata"], "unknown or invalid runtime name: kata"),
     (["--isolation", "hyperv"], "Windows isolation is only supported on Windows"),
     (["--volume-driver", "nfs"], 'plugin "nfs" not found'),
