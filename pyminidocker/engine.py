@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from pyminidocker.config import Config
     from pyminidocker.container.runtime import CreateOptions, Runtime
     from pyminidocker.image.pull import Progress, PullResult
-    from pyminidocker.image.reference import Reference, parse_reference, split_name
+    from pyminidocker.network.bridge import parse_publish
+    from pyminidocker.reference import Reference, parse_reference, split_name
     from pyminidocker.store import Store
     from pyminidocker.store.containers import ContainerRecord
     from pyminidocker.store.images import ImageRecord
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ContainerRecord", "CreateOptions", "Engine", "ImageRecord", "Network", "Progress",
            "PullResult", "Reference", "Volume", "parse_cpus", "parse_env_file", "parse_memory",
-           "parse_reference", "parse_signal", "registry_server", "split_name"]
+           "parse_publish", "parse_reference", "parse_signal", "registry_server", "split_name"]
 
 # The types a front end constructs or annotates with, importable from here without loading
 # their modules until first use (PEP 562): `images` need not load the container runtime.
@@ -52,9 +53,10 @@ _LAZY = {
     "Volume": "pyminidocker.store.volumes",
     "Progress": "pyminidocker.image.pull",
     "PullResult": "pyminidocker.image.pull",
-    "Reference": "pyminidocker.image.reference",
-    "parse_reference": "pyminidocker.image.reference",
-    "split_name": "pyminidocker.image.reference",
+    "Reference": "pyminidocker.reference",
+    "parse_publish": "pyminidocker.network.bridge",
+    "parse_reference": "pyminidocker.reference",
+    "split_name": "pyminidocker.reference",
 }
 
 
@@ -166,7 +168,7 @@ class Engine:
         gets each layer's events. Raises InvalidReference, RegistryError, AuthError,
         VerificationError, LayerError, StoreError."""
         from pyminidocker.image.pull import Puller
-        from pyminidocker.image.reference import parse_reference
+        from pyminidocker.reference import parse_reference
 
         r = parse_reference(ref) if isinstance(ref, str) else ref
         plat = None
@@ -178,8 +180,8 @@ class Engine:
 
     def tags(self, ref: str | Reference) -> list[Reference]:
         """The references of every tag of ref's repository, sorted (pull --all-tags)."""
-        from pyminidocker.image.reference import parse_reference
         from pyminidocker.image.registry import RegistryClient
+        from pyminidocker.reference import parse_reference
 
         r = parse_reference(ref) if isinstance(ref, str) else ref
         client = RegistryClient(self.config, r.registry)
@@ -292,42 +294,30 @@ class Engine:
         }
 
     def inspect_image(self, rec: ImageRecord) -> dict[str, Any]:
-        """Docker's `image inspect` object of the image."""
-        from pyminidocker.image.reference import split_name
+        """Docker's `image inspect` object of the image (every key Docker 20.10 has)."""
+        from pyminidocker import dockerjson
+        from pyminidocker.reference import split_name
 
-        cfg = self.image_config(rec)
         tags: list[str] = []
         digests: list[str] = []
         for n in rec.names:
             repo, tag, digest = split_name(n)
             (digests if digest else tags).append(f"{repo}@{digest}" if digest else f"{repo}:{tag}")
+        if rec.digest and not digests:
+            digests = [f"{t.rpartition(':')[0]}@{rec.digest}" for t in tags[:1]]
         store = self.store
         chain = list(store.layers.chain(rec.layer)) if rec.layer else []
         paths = [str(store.layers.diff_path(layer.id)) for layer in chain]
-        return {
-            "Id": "sha256:" + rec.id,
-            "RepoTags": tags,
-            "RepoDigests": digests,
-            "Parent": "",
-            "Comment": cfg.get("comment", ""),
-            "Created": rec.created,
-            "Author": cfg.get("author", ""),
-            "Config": cfg.get("config", {}),
-            "Architecture": cfg.get("architecture", ""),
-            "Variant": cfg.get("variant", ""),
-            "Os": cfg.get("os", ""),
-            "Size": sum(layer.uncompressed_size for layer in chain),
-            "GraphDriver": {"Name": "overlay2", "Data": {
-                "LowerDir": ":".join(paths[1:]), "UpperDir": paths[0] if paths else "",
-            }},
-            "RootFS": {"Type": "layers", "Layers": cfg.get("rootfs", {}).get("diff_ids", [])},
-            "Metadata": {"LastTagTime": rec.loaded},
-        }
+        graph = {"LowerDir": ":".join(paths[1:]), "MergedDir": "",
+                 "UpperDir": paths[0] if paths else "", "WorkDir": ""}
+        return dockerjson.image(rec, self.image_config(rec),
+                                sum(layer.uncompressed_size for layer in chain), tags, digests,
+                                graph)
 
     def tag(self, source: str, target: str) -> None:
         """Give the image `source` names the name `target` (":latest" if it has no tag).
         Raises UsageError for a digest target, NotFound."""
-        from pyminidocker.image.reference import parse_reference
+        from pyminidocker.reference import parse_reference
 
         dst = parse_reference(target)
         if dst.digest:
@@ -346,11 +336,15 @@ class Engine:
         Returns what was done, in order: ("Untagged", familiar name) and ("Deleted", id).
         Raises NotFound, Conflict (as PmdError), CorruptRecord without force."""
         from pyminidocker.errors import CorruptRecord
-        from pyminidocker.image.reference import parse_reference
+        from pyminidocker.reference import parse_reference
 
         store = self.store
         done: list[tuple[str, str]] = []
         doomed: list[str] = []
+        running: dict[str, str] = {}
+        if force:  # read before taking the store lock, which the runtime takes too
+            running = {r.image: r.short_id for r in self.runtime.list()
+                       if r.state.status == "running"}
         try:
             with store.lock():
                 try:
@@ -374,6 +368,12 @@ class Engine:
                     store.images.set_names(rec, rec.names)
                     done.append(("Untagged", parse_reference(name).familiar))
                     return done
+                if name not in rec.names and rec.id in running:
+                    # by id, force would take the image from under a running container:
+                    # Docker refuses even then (a tag alone may go: the image stays)
+                    raise PmdError(f"conflict: unable to delete {rec.id[:12]} (cannot be "
+                                   "forced) - image is being used by running container "
+                                   f"{running[rec.id]}")
                 if name not in rec.names and len(tags) > 1 and not force:
                     raise PmdError(f"conflict: unable to delete {rec.id[:12]} (must be forced) "
                                    "- image is referenced in multiple repositories")
@@ -546,13 +546,15 @@ class Engine:
         """One message for each container whose record cannot be read (after containers())."""
         return list(self.store.containers.corrupt.values())
 
-    def prune_containers(self) -> list[str]:
-        """Remove every container that is not running; their ids."""
+    def prune_containers(self, keep: Callable[[list[ContainerRecord]], list[ContainerRecord]]
+                         | None = None) -> list[str]:
+        """Remove every container that is not running (of those, the ones `keep` returns:
+        Docker's prune filters); their ids."""
+        stopped = [r for r in self.runtime.list() if r.state.status != "running"]
         removed = []
-        for rec in self.runtime.list():
-            if rec.state.status != "running":
-                self.runtime.remove(rec)
-                removed.append(rec.id)
+        for rec in keep(stopped) if keep is not None else stopped:
+            self.runtime.remove(rec)
+            removed.append(rec.id)
         return removed
 
     def log_path(self, rec: ContainerRecord) -> str:
@@ -602,70 +604,28 @@ class Engine:
                     time.sleep(0.1)
 
     def inspect_container(self, rec: ContainerRecord) -> dict[str, Any]:
-        """Docker's `container inspect` object of the container."""
-        from pyminidocker.container import spec as policy
-        from pyminidocker.container.mounts import inspect_mounts, mounts_of
+        """Docker's `container inspect` object of the container (every key Docker 20.10
+        has: State, Config with the image's Env, HostConfig, NetworkSettings, Mounts...)."""
+        from pyminidocker import dockerjson
+        from pyminidocker.store.networks import NetworkStore
 
-        st = rec.state
-        d = self.store.containers.path(rec.id)
-        mounts = inspect_mounts(mounts_of(rec.host), self.store.volumes.data_path)
-        health = self.runtime.health(rec)
-        return {
-            "Id": rec.id,
-            "Created": rec.created,
-            "Path": rec.argv[0],
-            "Args": rec.argv[1:],
-            "State": {
-                "Status": "paused" if st.paused else
-                ("restarting" if st.restarting and st.status == "running" else st.status),
-                "Running": st.status == "running", "Paused": st.paused,
-                "Restarting": st.restarting and st.status == "running",
-                "OOMKilled": st.oom_killed, "Dead": False, "Pid": st.pid,
-                "ExitCode": st.exit_code, "Error": st.error,
-                "StartedAt": st.started_at or "0001-01-01T00:00:00Z",
-                "FinishedAt": st.finished_at or "0001-01-01T00:00:00Z",
-                **({"Health": health} if health is not None else {}),
-            },
-            "Image": "sha256:" + rec.image,
-            "ResolvConfPath": os.path.join(d, "resolv.conf"),
-            "HostnamePath": os.path.join(d, "hostname"),
-            "HostsPath": os.path.join(d, "hosts"),
-            "LogPath": os.path.join(d, f"{rec.id}-json.log"),
-            "Name": "/" + rec.name,
-            "RestartCount": st.restart_count,
-            "HostConfig": {
-                "Binds": rec.host.get("binds", []), "NetworkMode": rec.host.get("network"),
-                "AutoRemove": rec.host.get("auto_remove", False),
-                "RestartPolicy": {"Name": (rec.host.get("restart") or {}).get("name", "no"),
-                                  "MaximumRetryCount":
-                                      (rec.host.get("restart") or {}).get("max", 0)},
-                "Privileged": rec.host.get("privileged", False),
-                "CapAdd": rec.host.get("cap_add") or None,
-                "CapDrop": rec.host.get("cap_drop") or None,
-                "SecurityOpt": rec.host.get("security_opt") or None,
-                "ReadonlyRootfs": rec.host.get("read_only", False),
-                "Memory": rec.host.get("memory") or 0,
-                "NanoCpus": int((rec.host.get("cpus") or 0) * 1e9),
-                "PidsLimit": rec.host.get("pids_limit"),
-                "Tmpfs": {p: o for p, o in (policy.parse_tmpfs(t)
-                                            for t in rec.host.get("tmpfs", []))},
-            },
-            "GraphDriver": {"Name": "overlay2", "Data": {
-                "UpperDir": os.path.join(d, "upper"), "WorkDir": os.path.join(d, "work"),
-                "MergedDir": os.path.join(d, "rootfs")}},
-            "Mounts": mounts,
-            "Config": {
-                "Hostname": rec.hostname, "User": rec.user, "Tty": rec.tty,
-                "OpenStdin": rec.open_stdin, "Env": rec.env, "Cmd": rec.cmd,
-                "Entrypoint": rec.entrypoint, "WorkingDir": rec.cwd, "Image": rec.image_name,
-                "Labels": rec.labels,
-            },
-            "NetworkSettings": {"Networks": {
-                **({rec.host.get("network"): {"IPAddress": st.ip}} if st.ip else {}),
-                **{name: {"IPAddress": info["ip"]}
-                   for name, info in st.extra_networks.items()}},
-                "IPAddress": st.ip, "Ports": {}},
-        }
+        try:
+            cfg = self.image_config(self.store.images.lookup(rec.image)).get("config") or {}
+        except PmdError:  # its image was removed (rmi -f): Docker shows the container's own
+            cfg = {}
+        ns = NetworkStore(self.store)
+        nets = {}
+        for name in {rec.host.get("network") or "bridge", *rec.state.extra_networks}:
+            try:
+                nets[name] = ns.get(name)
+            except PmdError:
+                continue
+        doc = dockerjson.container(rec, self.store.containers.path(rec.id), cfg, nets,
+                                   self.store.volumes.data_path)
+        health = self.runtime.health(rec)  # as Docker: State.Health only with a healthcheck
+        if health is not None:
+            doc["State"]["Health"] = health
+        return doc
 
     # ---- volumes --------------------------------------------------------------------------
 
@@ -726,9 +686,23 @@ class Engine:
 
     def inspect_network(self, name: str) -> dict[str, Any]:
         """Docker's `network inspect` object. Raises NotFound."""
+        from pyminidocker import dockerjson
+        from pyminidocker.network import bridge
+        from pyminidocker.store.networks import NetworkStore
+
+        raw = bridge.inspect_network(self.store, name)
+        members = {cid: {"Name": "", "IPv4Address": m["IPv4Address"]}
+                   for cid, m in raw["Containers"].items()}
+        doc = dockerjson.network(NetworkStore(self.store).get(raw["Name"]), members)
+        doc["Options"].update(raw.get("Options") or {})
+        return doc
+
+    def default_network(self) -> Network:
+        """The "bridge" network's record, made on first use. Raises PmdError (no free pool
+        subnet), StoreError."""
         from pyminidocker.network import bridge
 
-        return bridge.inspect_network(self.store, name)
+        return bridge.default_network(self.store, self.config)
 
     def remove_network(self, name: str, force: bool = False) -> Network | None:
         """Raises NotFound, Conflict (in use, or a predefined network), CorruptRecord (a

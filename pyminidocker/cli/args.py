@@ -251,7 +251,12 @@ class Parser:
         least = sum(n is None or n == "+" for n in nargs)
         most = None if {"*", "+", REMAINDER} & set(nargs) else len(nargs)
         if len(words) < least or (most is not None and len(words) > most):
-            raise self._error(self._count(least, most))
+            # Docker (cobra's Args check): exit 1, the message, then the usage and description
+            err = self._error(self._count(least, most) + ".")
+            err.exit_code = 1
+            err.message += f"\n\nUsage:  {self._usage()}" + (
+                f"\n\n{self.description}" if self.description else "")
+            raise err
         spare = len(words) - least  # for the "?", "*", "+" and REMAINDER positionals
         k = 0
         for p in self._positionals:
@@ -287,7 +292,11 @@ class Parser:
         return f"{cmd} requires at least {least} and at most {n(most)}"
 
     def _error(self, message: str) -> UsageError:
-        return UsageError(f"{message}. See '{self.prog} --help'.")
+        """Docker's shape: the message, then where help is, on a line of its own, printed as
+        it is (no "Error: ")."""
+        err = UsageError(f"{message}\nSee '{self.prog} --help'.")
+        err.bare = True  # type: ignore[attr-defined]
+        return err
 
     # ---- help ------------------------------------------------------------------------------
 

@@ -4,7 +4,6 @@ it imports what running a container needs and no more."""
 from __future__ import annotations
 
 import os
-import time
 
 from pyminidocker.errors import PmdError, StartError, UsageError
 
@@ -14,7 +13,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from pyminidocker.cli.args import Namespace
-    from pyminidocker.cli.output import Env
+    from pyminidocker.cli.main import Env
     from pyminidocker.engine import ContainerRecord, CreateOptions, Engine
 
 
@@ -28,6 +27,14 @@ def _create_options(args: Namespace, env_: Env) -> CreateOptions:
     for f in args.env_file:
         env.extend(parse_env_file(f))
     env.extend(args.env)
+    for so in args.security_opt:
+        if so.startswith(("apparmor=", "apparmor:", "label=", "label:")):
+            # no AppArmor or SELinux policy is loaded for containers here: Docker's flag works,
+            # its confinement is the engine's own (capabilities, seccomp, no-new-privileges)
+            import sys
+
+            print(f"WARNING: --security-opt {so} accepted but not applied: this engine loads "
+                  "no AppArmor or SELinux policy", file=sys.stderr)
     return CreateOptions(
         image=args.image, cmd=list(args.cmd), name=args.name, env=env, workdir=args.workdir,
         user=args.user, entrypoint=args.entrypoint, hostname=args.hostname,
@@ -100,7 +107,20 @@ def cmd_create(args: Namespace, env: Env) -> int:
     return 0
 
 
+def _check_tty(args: Namespace, env: Env) -> None:
+    """-it needs a terminal on our stdin, as Docker checks before it creates anything."""
+    if not (args.tty and args.interactive):
+        return
+    try:
+        ok = os.isatty(env.stdin.fileno())
+    except (OSError, ValueError, AttributeError):  # an in-process stream has no descriptor
+        ok = False
+    if not ok:
+        raise PmdError("the input device is not a TTY")
+
+
 def cmd_run(args: Namespace, env: Env) -> int:
+    _check_tty(args, env)
     eng: Engine = args.engine
     eng.prepare_start()  # overlaps a kernel wait with create (see its docstring)
     rec = _create(args, env)
@@ -187,7 +207,9 @@ def _run_with_pty(start: Callable[[Callable[[Any], None], tuple[int, int, int]],
     old_winch = signal.signal(signal.SIGWINCH, copy_winsize)
     try:
         if is_tty:
-            tty.setraw(in_fd)
+            # TCSANOW, not setraw's default TCSAFLUSH: what the user typed before the shell
+            # started is input for it, not to be thrown away
+            tty.setraw(in_fd, termios.TCSANOW)
         env.stdout.flush()
         try:
             code = start(on_started, (-1, env.stdout.fileno(), env.stderr.fileno())) or 0
@@ -207,6 +229,7 @@ def _run_with_pty(start: Callable[[Callable[[Any], None], tuple[int, int, int]],
 
 
 def cmd_exec(args: Namespace, env: Env) -> int:
+    _check_tty(args, env)
     eng: Engine = args.engine
     try:
         rec = eng.container(args.container)
@@ -229,6 +252,8 @@ def cmd_exec(args: Namespace, env: Env) -> int:
     except PmdError as e:
         if not isinstance(e, StartError):
             e.exit_code = 125 if isinstance(e, UsageError) else e.exit_code
+        elif e.exit_code == 127:
+            e.exit_code = 126  # Docker's exec: an OCI runtime exec failure is 126, even ENOENT
         raise
 
 
@@ -247,8 +272,7 @@ def cmd_start(args: Namespace, env: Env) -> int:
         try:
             rec = eng.container(ref)
             if args.attach:
-                return _attached_start(eng, rec, env, args.interactive, rec.host.get(
-                    "auto_remove", False))
+                return _attached_start(eng, rec, env, args.interactive, rec.host.auto_remove)
             eng.start(rec, attach=False)
             env.out(ref)
         except PmdError as e:
@@ -279,7 +303,11 @@ def cmd_stop(args: Namespace, env: Env) -> int:
 def cmd_kill(args: Namespace, env: Env) -> int:
     from pyminidocker.engine import parse_signal
 
-    sig = parse_signal(args.signal)
+    try:
+        sig = parse_signal(args.signal)
+    except UsageError:
+        # the daemon refuses it in Docker: an operation failed (1), not a usage error (125)
+        raise PmdError(f"Invalid signal: {args.signal}") from None
     return _each(args, env, lambda eng, rec: eng.kill(rec, sig))
 
 
@@ -323,85 +351,45 @@ def cmd_rename(args: Namespace, env: Env) -> int:
     return 0
 
 
-def _status_text(rec: ContainerRecord, now: float,
-                 health: dict[str, Any] | None = None) -> str:
-    from pyminidocker.cli.output import human_duration, parse_time
-
-    st = rec.state
-    if st.status == "running" and st.restarting:
-        finished = parse_time(st.finished_at) or now
-        return f"Restarting ({st.exit_code}) {human_duration(now - finished)} ago"
-    if st.status == "running":
-        started = parse_time(st.started_at) or now
-        text = f"Up {human_duration(now - started)}" + (" (Paused)" if st.paused else "")
-        if health is not None and not st.paused:
-            status = health.get("Status", "starting")
-            text += " (health: starting)" if status == "starting" else f" ({status})"
-        return text
-    if st.status == "exited":
-        finished = parse_time(st.finished_at) or now
-        return f"Exited ({st.exit_code}) {human_duration(now - finished)} ago"
-    return "Created"
-
-
 def cmd_ps(args: Namespace, env: Env) -> int:
-    import json
-    import shlex
+    from pyminidocker.cli import listing
 
-    # the formatting helpers are imported where used: `run` needs none of them
-    from pyminidocker.cli.output import human_duration, parse_time, table, trunc
-
-    eng: Engine = args.engine
-    now = time.time()
-    recs = eng.containers(all=args.all)
-    for message in eng.corrupt_containers():  # the others are listed all the same
-        env.stderr.write(f"WARNING: {message}\n")
-    if args.quiet:
-        for r in recs:
-            env.out(r.short_id)
-        return 0
-    rows = []
-    for r in recs:
-        created = parse_time(r.created)
-        cmd = shlex.join(r.argv)
-        rows.append({
-            "ID": r.short_id, "Image": r.image_name, "Command": cmd,
-            "CreatedAt": r.created,
-            "RunningFor": human_duration(now - created) + " ago" if created else "",
-            "Status": _status_text(r, now, eng.health(r)), "State": r.state.status,
-            "Ports": ", ".join(_docker_port(p) for p in r.state.ports),
-            "Names": r.name,
-        })
-    if args.format == "json":
-        for row in rows:
-            env.out(json.dumps(row))
-        return 0
-    if args.format:
-        raise UsageError(f"unsupported --format {args.format!r}: only 'json' is supported")
-    table([["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]]
-          + [[r["ID"], r["Image"], json.dumps(trunc(r["Command"], 20)), r["RunningFor"],
-              r["Status"], r["Ports"], r["Names"]] for r in rows], env)
-    return 0
-
-
-def _docker_port(mapping: str) -> str:
-    """"80/tcp -> 0.0.0.0:8080" as `ps` shows it: "0.0.0.0:8080->80/tcp"."""
-    inside, _, outside = mapping.partition(" -> ")
-    return f"{outside}->{inside}"
+    return listing.ps(args, env, args.engine)
 
 
 def cmd_port(args: Namespace, env: Env) -> int:
+    """Docker's `port`: every mapping, or the host addresses of one container port (rc 1 and
+    Docker's message when it is not published)."""
     eng: Engine = args.engine
     rec = eng.container(args.container)
-    for mapping in rec.state.ports:
-        if args.port is None or mapping.split(" ", 1)[0] in (args.port, f"{args.port}/tcp"):
+    if args.port is None:
+        for mapping in rec.state.ports:
             env.out(mapping)
+        return 0
+    want = args.port if "/" in args.port else f"{args.port}/tcp"
+    found = [m.partition(" -> ")[2] for m in rec.state.ports if m.partition(" -> ")[0] == want]
+    if not found:
+        raise PmdError(f"No public port '{want}' published for {rec.name}")
+    for address in found:
+        env.out(address)
     return 0
 
 
 def cmd_container_prune(args: Namespace, env: Env) -> int:
-    env.out("Deleted Containers:")
+    keep = None
+    if args.filter:  # Docker's until= and label= (label!=)
+        from pyminidocker.cli import filters
+        from pyminidocker.cli.output import parse_time
+
+        wanted = filters.parse(args.filter, filters.PRUNE_KEYS)
+
+        def keep(recs: list[ContainerRecord]) -> list[ContainerRecord]:
+            return filters.prune(recs, wanted, lambda r: parse_time(r.created) or 0.0,
+                                 lambda r: r.labels)
+
     eng: Engine = args.engine
-    for cid in eng.prune_containers():
+    ids = eng.prune_containers(keep)
+    env.out("Deleted Containers:")
+    for cid in ids:
         env.out(cid)
     return 0

@@ -1,21 +1,13 @@
 """`pull`, `images`, `tag`, `rmi`, `login`, `logout`: the CLI face of the engine's images."""
 from __future__ import annotations
 
-import time
-
-from pyminidocker.cli.output import (
-    Env,
-    PullRenderer,
-    human_duration,
-    human_size,
-    parse_time,
-    table,
-)
+from pyminidocker.cli.output import PullRenderer
 from pyminidocker.errors import PmdError, UsageError
 
 TYPE_CHECKING = False  # typing is not imported at run time: the start path reads this file
 if TYPE_CHECKING:
     from pyminidocker.cli.args import Namespace
+    from pyminidocker.cli.main import Env
     from pyminidocker.engine import Engine
 
 
@@ -37,8 +29,8 @@ def cmd_pull(args: Namespace, env: Env) -> int:
             what = r.tag or r.digest
             env.out(f"{what}: Pulling from {r.repository}")
         res = eng.pull(r, args.platform, render)
-        if args.quiet:
-            env.out(f"sha256:{res.image_id}")
+        if args.quiet:  # Docker prints the reference pulled, fully qualified
+            env.out(str(r))
             continue
         env.out(f"Digest: {res.digest}")
         familiar = r.familiar
@@ -51,58 +43,9 @@ def cmd_pull(args: Namespace, env: Env) -> int:
 
 
 def cmd_images(args: Namespace, env: Env) -> int:
-    from pyminidocker.engine import split_name
+    from pyminidocker.cli import listing
 
-    eng: Engine = args.engine
-    now = time.time()
-    rows: list[dict[str, str]] = []
-    images = eng.images()
-    for message in eng.corrupt_images():  # the others are listed all the same
-        env.stderr.write(f"WARNING: {message}\n")
-    for rec in sorted(images, key=lambda r: parse_time(r.created) or 0, reverse=True):
-        size = human_size(eng.image_size(rec))
-        created = parse_time(rec.created)
-        since = human_duration(now - created) + " ago" if created else "N/A"
-        digests = {}
-        tags = []
-        for n in rec.names:
-            repo, tag, digest = split_name(n)
-            if digest:
-                digests[repo] = digest
-            else:
-                tags.append((repo, tag))
-        if not tags:
-            tags = [(repo, "<none>") for repo in digests] or [("<none>", "<none>")]
-        for repo, tag in tags:
-            if args.filter_ref and not _matches(args.filter_ref, repo, tag):
-                continue
-            rows.append({"Repository": repo, "Tag": tag, "ID": rec.id[:12],
-                         "Digest": digests.get(repo, "<none>"), "CreatedSince": since,
-                         "CreatedAt": rec.created, "Size": size})
-    for message in eng.corrupt_layers():  # rebuilt from the images: nothing fails
-        env.stderr.write(f"WARNING: {message}\n")
-    if args.quiet:
-        for i in dict.fromkeys(r["ID"] for r in rows):
-            env.out(i)
-    elif args.format == "json":
-        import json
-
-        for r in rows:
-            env.out(json.dumps(r))
-    elif args.format:
-        raise UsageError(f"unsupported --format {args.format!r}: only 'json' is supported")
-    else:
-        table([["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]]
-              + [[r["Repository"], r["Tag"], r["ID"], r["CreatedSince"], r["Size"]]
-                 for r in rows], env)
-    return 0
-
-
-def _matches(pattern: str, repo: str, tag: str) -> bool:
-    import fnmatch
-
-    want_repo, _, want_tag = pattern.partition(":")
-    return fnmatch.fnmatch(repo, want_repo) and (not want_tag or fnmatch.fnmatch(tag, want_tag))
+    return listing.images(args, env, args.engine)
 
 
 def cmd_tag(args: Namespace, env: Env) -> int:
@@ -168,7 +111,7 @@ def pull_missing(eng: Engine, image: str, env: Env, platform: str | None = None)
     from pyminidocker.engine import parse_reference
 
     ref = parse_reference(image)
-    err_env = Env(stdout=env.stderr, stderr=env.stderr)
+    err_env = type(env)(stdout=env.stderr, stderr=env.stderr)
     err_env.out(f"Unable to find image '{ref.familiar}' locally")
     err_env.out(f"{ref.tag or ref.digest}: Pulling from {ref.repository}")
     res = eng.pull(ref, platform, PullRenderer(err_env))

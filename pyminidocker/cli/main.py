@@ -12,7 +12,6 @@ import time
 
 from pyminidocker import __version__
 from pyminidocker.cli.args import REMAINDER, Help, Parser
-from pyminidocker.cli.output import Env
 from pyminidocker.errors import PmdError
 
 # The start path imports what running a container needs and no more: typing, collections.abc
@@ -20,9 +19,26 @@ from pyminidocker.errors import PmdError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-    from typing import Any
+    from typing import IO, Any
 
 PROG = "pyminidocker"
+
+
+class Env:
+    """What the CLI talks to, injectable for in-process tests."""
+
+    def __init__(self, stdout: IO[str] | None = None, stderr: IO[str] | None = None,
+                 stdin: IO[str] | None = None):
+        self.stdout = stdout or sys.stdout
+        self.stderr = stderr or sys.stderr
+        self.stdin = stdin or sys.stdin
+
+    def out(self, line: str = "") -> None:
+        self.stdout.write(line + "\n")
+
+    @property
+    def tty(self) -> bool:
+        return self.stdout.isatty()
 
 
 # ---- parser ----------------------------------------------------------------------------------
@@ -59,17 +75,28 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
 
     sp = add("pull", "images.cmd_pull", "Download an image from a registry")
     sp.add_argument("--platform", help="Os/arch[/variant] to pull (default: this host's)")
-    sp.add_argument("-q", "--quiet", action="store_true", help="Print only the image id")
+    sp.add_argument("-q", "--quiet", action="store_true", help="Print only the reference")
     sp.add_argument("-a", "--all-tags", action="store_true", help="Pull every tagged image")
     sp.add_argument("ref", metavar="NAME[:TAG|@DIGEST]")
 
+    format_help = "Format output using a Go template (Docker's), 'table TEMPLATE' or 'json'"
+    filter_help = "Filter output based on conditions provided: KEY=VALUE"
     sp = add("images", "images.cmd_images", "List images")
+    sp.add_argument("-a", "--all", action="store_true", help="Show all images (no "
+                    "intermediate ones exist: the same as without)")
+    sp.add_argument("--digests", action="store_true", help="Show digests")
+    sp.add_argument("-f", "--filter", action="append", default=[], help=filter_help)
+    sp.add_argument("--format", help=format_help)
+    sp.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
     sp.add_argument("-q", "--quiet", action="store_true", help="Only show image ids")
-    sp.add_argument("--format", help="'json': one JSON object per line")
     sp.add_argument("filter_ref", nargs="?", metavar="REPOSITORY[:TAG]")
 
-    sp = add("inspect", "system.cmd_inspect", "Show low-level information on containers and images")
-    sp.add_argument("--type", choices=["container", "image"], help="Only objects of this type")
+    sp = add("inspect", "system.cmd_inspect", "Show low-level information on containers, "
+             "images and networks")
+    sp.add_argument("-f", "--format", help="Format output using a Go template (each object)")
+    sp.add_argument("-s", "--size", action="store_true", help="Accepted (sizes are not shown)")
+    sp.add_argument("--type", choices=["container", "image", "network"],
+                    help="Only objects of this type")
     sp.add_argument("images", nargs="+", metavar="NAME|ID")
 
     sp = add("tag", "images.cmd_tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")
@@ -165,8 +192,15 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sp = add("ps", "containers.cmd_ps", "List containers")
     sp.add_argument("-a", "--all", action="store_true",
                     help="Show all containers (default: the running ones)")
+    sp.add_argument("-f", "--filter", action="append", default=[], help=filter_help)
+    sp.add_argument("--format", help=format_help)
+    sp.add_argument("-n", "--last", type=int, default=-1,
+                    help="Show n last created containers (includes all states)")
+    sp.add_argument("-l", "--latest", action="store_true",
+                    help="Show the latest created container (includes all states)")
+    sp.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
     sp.add_argument("-q", "--quiet", action="store_true", help="Only show container ids")
-    sp.add_argument("--format", help="'json': one JSON object per line")
+    sp.add_argument("-s", "--size", action="store_true", help="Display total file sizes")
 
     sp = add("stop", "containers.cmd_stop", "Stop one or more running containers")
     sp.add_argument("-t", "--time", type=int,
@@ -205,6 +239,8 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sp = add("container", "containers.cmd_container_prune", "Manage containers")
     sp.add_argument("action", choices=["prune"])
     sp.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
+    sp.add_argument("--filter", action="append", default=[],
+                    help="Prune only: until=TIME|DURATION, label=KEY[=VALUE], label!=KEY")
 
     sp = add("network", None, "Manage networks")
     if isinstance(sp, Parser):  # its commands live in cli.network: imported only to run them
@@ -252,7 +288,10 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
                     help="Remove or quarantine what is broken, and say what was done (check)")
     sp.add_argument("--full", action="store_true", help="Read every file of every layer (check)")
 
-    add("version", "system.cmd_version", "Show the version")
+    sp = add("version", "system.cmd_version", "Show the version")
+    sp.add_argument("-f", "--format", help="Format output using a Go template")
+    sp = add("info", "system.cmd_info", "Display system-wide information")
+    sp.add_argument("-f", "--format", help="Format output using a Go template")
     return p
 
 
@@ -264,7 +303,31 @@ def _command(fn: str) -> Callable[..., int]:
     return func
 
 
+# Docker's management-command forms, as the classic command they stand for.
+_MANAGEMENT = {
+    "container": {"ls": ["ps"], "list": ["ps"], "ps": ["ps"],
+                  "inspect": ["inspect", "--type", "container"],
+                  **{v: [v] for v in ("create", "run", "start", "stop", "kill", "rm", "exec",
+                                      "logs", "port", "rename", "wait")}},
+    "image": {"ls": ["images"], "list": ["images"], "inspect": ["inspect", "--type", "image"],
+              "rm": ["rmi"], "remove": ["rmi"], "pull": ["pull"], "tag": ["tag"]},
+    "system": {"info": ["info"]},
+}
+
+
+def _classic(argv: list[str]) -> list[str]:
+    """`container ls` -> `ps`, `image inspect X` -> `inspect --type image X`, ..."""
+    for i, word in enumerate(argv):
+        if not word.startswith("-") and (i == 0 or argv[i - 1] != "--root"):
+            verbs = _MANAGEMENT.get(word, {})
+            if i + 1 < len(argv) and argv[i + 1] in verbs:
+                return [*argv[:i], *verbs[argv[i + 1]], *argv[i + 2:]]
+            break
+    return argv
+
+
 def program(argv: Sequence[str], env: Env) -> int:
+    argv = _classic(list(argv))
     parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
@@ -303,7 +366,8 @@ def main(argv: Sequence[str] | None = None, env: Env | None = None) -> int:
             import traceback
 
             traceback.print_exc(file=env.stderr)
-        env.stderr.write(f"Error: {e}\n")
+        # a --format error prints as Docker's does, without "Error: "
+        env.stderr.write(("" if getattr(e, "bare", False) else "Error: ") + f"{e}\n")
         return e.exit_code
     except KeyboardInterrupt:
         env.stderr.write("\n")

@@ -25,9 +25,41 @@ def key_values(items: list[str], what: str = "label") -> dict[str, str]:
     return out
 
 
-def cmd_network(args: Namespace, env: Any) -> int:
-    from pyminidocker.cli.output import table
+def _predefined(name: str) -> Any:
+    """Docker's host and none networks: no record, a stable id (they have no bridge)."""
+    import hashlib
 
+    from pyminidocker.store.networks import Network
+
+    nid = hashlib.sha256(f"pyminidocker-{name}".encode()).hexdigest()
+    return Network(name=name, id=nid, bridge="", subnet="", gateway="", created="",
+                   driver="null" if name == "none" else name)
+
+
+def all_networks(eng: Engine, warnings: list[str]) -> list[Any]:
+    """Every network as Docker lists them: bridge (recorded on first use), host, none and
+    the user's."""
+    nets = [n for n in eng.networks(warnings) if n.name not in ("host", "none")]
+    if not any(n.name == "bridge" for n in nets):
+        try:
+            nets.append(eng.default_network())
+        except PmdError:
+            pass  # no free pool subnet: the others are listed all the same
+    return [*nets, _predefined("host"), _predefined("none")]
+
+
+def network_doc(eng: Engine, name: str) -> dict[str, Any]:
+    """Docker's inspect document of a network (name, id or id prefix). Raises NotFound."""
+    from pyminidocker import dockerjson
+
+    for pre in ("host", "none"):
+        net = _predefined(pre)
+        if name == pre or net.id.startswith(name):
+            return dockerjson.network(net)
+    return eng.inspect_network(name)
+
+
+def cmd_network(args: Namespace, env: Any) -> int:
     eng: Engine = args.engine
     if args.network_command == "create":
         net = eng.create_network(args.name, subnet=args.subnet, gateway=args.gateway,
@@ -35,31 +67,27 @@ def cmd_network(args: Namespace, env: Any) -> int:
         env.out(net.id)
         return 0
     if args.network_command in ("ls", "list"):
+        from pyminidocker.cli import listing
+
         warnings: list[str] = []
-        nets = eng.networks(warnings)
+        nets = all_networks(eng, warnings)
         for message in warnings:  # the others are listed all the same
             env.stderr.write(f"WARNING: {message}\n")
-        if args.quiet:
-            for net in nets:
-                env.out(net.short_id)
-            return 0
-        table([["NETWORK ID", "NAME", "DRIVER", "SCOPE"],
-               *([n.short_id, n.name, n.driver, "local"] for n in nets)], env)
-        return 0
+        return listing.networks(args, env, nets)
     if args.network_command == "inspect":
-        import json
+        from pyminidocker.cli import listing
 
         out, failed = [], False
         for name in args.networks:
             try:
-                out.append(eng.inspect_network(name))
+                out.append(network_doc(eng, name))
             except CorruptRecord as e:
                 env.stderr.write(f"Error: {e}\n")
                 failed = True
             except PmdError:
                 env.stderr.write(f"Error: No such network: {name}\n")
                 failed = True
-        env.out(json.dumps(out, indent=4))
+        listing.inspect(args, env, out)
         return 1 if failed else 0
     if args.network_command in ("rm", "remove"):
         failed = False
@@ -111,7 +139,12 @@ def add_network_commands(sp: Parser) -> None:
     c.add_argument("name", metavar="NETWORK")
     ls = sub.add_parser("ls", aliases=["list"], help="List networks")
     ls.add_argument("-q", "--quiet", action="store_true", help="only show network ids")
+    ls.add_argument("-f", "--filter", action="append", default=[],
+                    help="Filter output based on conditions provided: KEY=VALUE")
+    ls.add_argument("--format", help="Format output using a Go template, 'table ...' or 'json'")
+    ls.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
     i = sub.add_parser("inspect", help="Show details of networks")
+    i.add_argument("-f", "--format", help="Format output using a Go template (each network)")
     i.add_argument("networks", nargs="+", metavar="NETWORK")
     rm = sub.add_parser("rm", aliases=["remove"], help="Remove networks not in use")
     rm.add_argument("-f", "--force", action="store_true",

@@ -7,12 +7,11 @@ from pyminidocker.errors import PmdError, UsageError
 TYPE_CHECKING = False  # typing is not imported at run time: the start path reads this file
 if TYPE_CHECKING:
     from pyminidocker.cli.args import Namespace
-    from pyminidocker.cli.output import Env
+    from pyminidocker.cli.main import Env
     from pyminidocker.engine import Engine
 
 def cmd_inspect(args: Namespace, env: Env) -> int:
-    import json
-
+    from pyminidocker.cli import listing
     from pyminidocker.errors import CorruptRecord
 
     eng: Engine = args.engine
@@ -32,15 +31,27 @@ def cmd_inspect(args: Namespace, env: Env) -> int:
                     env.stderr.write(f"Error: No such container: {name}\n")
                     failed = True
                     continue
-        try:
-            rec = eng.image(name)
-        except PmdError as e:
-            env.stderr.write(f"Error: No such object: {name}\n" if args.type is None
-                             else f"Error: {e}\n")
-            failed = True
-            continue
-        out.append(eng.inspect_image(rec))
-    env.out(json.dumps(out, indent=4))
+        if args.type in (None, "image"):
+            try:
+                out.append(eng.inspect_image(eng.image(name)))
+                continue
+            except PmdError as e:
+                if args.type == "image":
+                    env.stderr.write(f"Error: No such image: {name}\n"
+                                     if isinstance(e, LookupError) else f"Error: {e}\n")
+                    failed = True
+                    continue
+        if args.type in (None, "network"):
+            from pyminidocker.cli.network import network_doc
+
+            try:
+                out.append(network_doc(eng, name))
+                continue
+            except PmdError:
+                pass
+        env.stderr.write(f"Error: No such {args.type or 'object'}: {name}\n")
+        failed = True
+    listing.inspect(args, env, out)
     return 1 if failed else 0
 
 
@@ -82,5 +93,16 @@ def cmd_system(args: Namespace, env: Env) -> int:
 
 
 def cmd_version(args: Namespace, env: Env) -> int:
+    if getattr(args, "format", None):  # `-v` before any command has no --format
+        from pyminidocker.cli import listing
+
+        listing.render_each(env, args.format, [listing.version_doc(args.engine)])
+        return 0
     env.out(f"pyminidocker version {__version__}")
     return 0
+
+
+def cmd_info(args: Namespace, env: Env) -> int:
+    from pyminidocker.cli import listing
+
+    return listing.info(args, env, args.engine)

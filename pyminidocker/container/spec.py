@@ -179,8 +179,8 @@ def resolve_user(rootfs: str, spec: str) -> User:
         elif user.isdigit():
             uid, gid, name = int(user), 0, ""
         else:
-            raise UsageError(f"unable to find user {user}: no matching entries in passwd file",
-                             exit_code=126)
+            # Docker's run exits 125 for it (only exec's failures are 126/127)
+            raise UsageError(f"unable to find user {user}: no matching entries in passwd file")
     else:
         entry = next((e for e in passwd if len(e) >= 7 and e[2] == "0"), None)
         if entry is not None:
@@ -192,8 +192,7 @@ def resolve_user(rootfs: str, spec: str) -> User:
         elif group.isdigit():
             gid = int(group)
         else:
-            raise UsageError(f"unable to find group {group}: no matching entries in group file",
-                             exit_code=126)
+            raise UsageError(f"unable to find group {group}: no matching entries in group file")
     extra = tuple(sorted({int(e[2]) for e in groups_db
                           if len(e) >= 5 and name and name in e[3].split(",")
                           and e[2].isdigit() and int(e[2]) != gid}))

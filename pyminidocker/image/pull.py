@@ -30,9 +30,9 @@ from pyminidocker.errors import (
     suppress,
 )
 from pyminidocker.image.platforms import Platform, host_platform, select_manifest
-from pyminidocker.image.reference import Reference
 from pyminidocker.image.registry import RegistryClient, is_index, layer_compression, parse_manifest
 from pyminidocker.record import dataclass
+from pyminidocker.reference import Reference
 from pyminidocker.store import Store
 from pyminidocker.store.files import FileLock
 from pyminidocker.store.images import ImageRecord

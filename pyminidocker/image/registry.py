@@ -47,8 +47,8 @@ from pyminidocker.errors import (
     UsageError,
     VerificationError,
 )
-from pyminidocker.image.reference import DEFAULT_REGISTRY, Reference, validate_digest
 from pyminidocker.record import dataclass
+from pyminidocker.reference import DEFAULT_REGISTRY, Reference, validate_digest
 
 # --- media types ---------------------------------------------------------------------------------
 

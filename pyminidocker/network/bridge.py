@@ -310,6 +310,30 @@ def _host_routes_or_none(exclude: Iterable[str]) -> list[IPv4Network]:
         return []
 
 
+def _bridge_routes(own_bridge: str | None) -> list[IPv4Network]:
+    """The IPv4 routes the host has through bridge interfaces other than own_bridge (from
+    /proc/net/route: no netlink needed)."""
+    import socket
+    import struct
+    from ipaddress import IPv4Network
+
+    out = []
+    try:
+        with open("/proc/net/route") as f:
+            rows = [line.split() for line in f.readlines()[1:]]
+    except OSError:
+        return []
+    for row in rows:
+        if len(row) < 8 or row[0] == own_bridge or \
+                not os.path.isdir(f"/sys/class/net/{row[0]}/bridge"):
+            continue
+        dest = socket.inet_ntoa(struct.pack("<I", int(row[1], 16)))
+        mask = socket.inet_ntoa(struct.pack("<I", int(row[7], 16)))
+        if mask != "0.0.0.0":
+            out.append(IPv4Network(f"{dest}/{mask}", strict=False))
+    return out
+
+
 def _create_locked(ns: NetworkStore, name: str, subnet: str | None, gateway: str | None,
                    bridge: str | None, internal: bool, labels: dict[str, str] | None,
                    candidates: Iterable[IPv4Network] | None = None) -> Network:
@@ -323,9 +347,10 @@ def _create_locked(ns: NetworkStore, name: str, subnet: str | None, gateway: str
     others = [IPv4Network(n.subnet) for n in existing]
     if subnet is not None:
         net = parse_subnet(subnet)
-        # an explicit subnet is the user's decision, even over a host route (as Docker);
-        # only our own networks must never share an address space
-        if overlaps(net, others) is not None:
+        # an explicit subnet is the user's decision, even over a host route (as Docker), but
+        # not over another bridge's (another engine's network): two bridges would route the
+        # same addresses and neither would work
+        if overlaps(net, [*others, *_bridge_routes(bridge)]) is not None:
             raise Conflict("Pool overlaps with other one on this address space")
     else:
         net = choose_subnet(candidates or pool(),
@@ -1131,20 +1156,26 @@ def _dnat_rules() -> list[tuple[str, str, int]]:
 
 
 def _bind_probe(p: PortMapping) -> int:
-    """Bind the host port as a server would (no SO_REUSEADDR, so a listener or another bound
-    socket on any overlapping address refuses us); returns the port (picked if 0).
-    Raises Conflict (in use), UsageError (an address the host does not have)."""
+    """Bind the host port as a server would; returns the port (picked if 0).
+
+    TCP sets SO_REUSEADDR as every server does (and Docker's proxy): a port whose last
+    connection is in TIME_WAIT is free, a listener on an overlapping address still refuses
+    us. UDP does not (two sockets that both set it may share a port: that would hide a
+    server). Raises Conflict (in use; exit 125 as Docker's run), UsageError (an address the
+    host does not have)."""
     import socket
 
     kind = socket.SOCK_STREAM if p.proto == "tcp" else socket.SOCK_DGRAM
     with socket.socket(socket.AF_INET, kind) as s:
+        if p.proto == "tcp":
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((p.host_ip or "0.0.0.0", p.host_port))
         except OSError as e:
             where = f"{p.host_ip or '0.0.0.0'}:{p.host_port}"
             if e.errno == errno.EADDRINUSE:
                 raise Conflict(f"Bind for {where} failed: port is already in use on the host "
-                               f"({p.proto})") from None
+                               f"({p.proto})", exit_code=125) from None
             if e.errno == errno.EADDRNOTAVAIL:
                 raise UsageError(f"cannot publish on {where}: {p.host_ip} is not an address "
                                  "of this host") from None

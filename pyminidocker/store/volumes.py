@@ -24,6 +24,7 @@ from pyminidocker.store.files import (
 
 TYPE_CHECKING = False  # typing is not imported at run time: the start path
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
     from pyminidocker.store import Store
@@ -171,7 +172,7 @@ class VolumeStore:
         return tree_size(self.data_path(name))
 
 
-def volume_mounts(host: dict[str, Any]) -> list[dict[str, Any]]:
+def volume_mounts(host: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The volume mounts of a container's host config (see container.mounts)."""
     return [m for m in host.get("mounts") or [] if m.get("Type") == "volume"]
 

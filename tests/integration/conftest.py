@@ -393,3 +393,24 @@ def cgroups_left() -> list[str]:
     base = Path("/sys/fs/cgroup")
     return [str(p) for p in [*base.glob("*/pyminidocker/*"), *base.glob("pyminidocker/*")]
             if p.is_dir()]
+
+
+def drain_pty(master: int, proc: subprocess.Popen, on_output=None, timeout: float = 30) -> str:
+    """What a process on a pty (its master end here) writes until it exits; on_output(out)
+    is called with the output so far after each read (to type at a prompt)."""
+    import select
+    import time
+
+    out = b""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        if on_output is not None:
+            on_output(out)
+        r, _, _ = select.select([master], [], [], 0.2)
+        if r:
+            try:
+                out += os.read(master, 4096)
+            except OSError:
+                break
+    proc.wait(timeout=timeout)
+    return out.decode(errors="replace")

@@ -41,7 +41,9 @@ def _ip_of(run, name: str, proc) -> str:
     while time.monotonic() < deadline:
         res = run("inspect", name, check=False)
         if res.returncode == 0:
-            ip = json.loads(res.stdout)[0]["NetworkSettings"]["IPAddress"]
+            # Docker's place for it: the top-level IPAddress is the default bridge's only
+            nets = json.loads(res.stdout)[0]["NetworkSettings"]["Networks"].values()
+            ip = next((n["IPAddress"] for n in nets if n["IPAddress"]), "")
             if ip:
                 return ip
         assert proc.poll() is None, proc.communicate()
@@ -62,7 +64,7 @@ def test_two_containers_talk_over_the_bridge(br):
         if srv.poll() is None:
             br("kill", "srv", check=False)
             srv.communicate(timeout=30)
-    assert out == "hello-over-tcp\n"
+    assert out == "hello-over-tcp\n", res.stdout + res.stderr
     assert "1 packets received" in res.stdout
     assert "default via" in res.stdout
     assert br("ps", "-a", "-q").stdout == ""
@@ -75,9 +77,10 @@ def test_hosts_file_and_distinct_addresses(br):
     try:
         ip_a = _ip_of(br, "ha", a)
         out = br("run", "--rm", "--network", "bridge", "--name", "hb", "bb", "sh", "-c",
-                 "tail -1 /etc/hosts; ip -4 -o addr show eth0").stdout
-        line, addr = out.splitlines()
-        assert line.endswith(" hb") and line.split()[0] != ip_a
+                 "tail -1 /etc/hosts; hostname; ip -4 -o addr show eth0").stdout
+        line, hostname, addr = out.splitlines()
+        # Docker's default bridge: the address and the host name, no container name
+        assert line.split()[1:] == [hostname] and line.split()[0] != ip_a
         assert line.split()[0] in addr
     finally:
         br("kill", "ha", check=False)
@@ -332,7 +335,7 @@ def test_network_connect_a_stopped_container_holds_for_its_starts(br):
 
 
 def test_a_restarted_container_has_its_name_once_in_hosts(br):
-    br("create", "--name", "twice", "bb", "grep", "-c", "twice", "/etc/hosts")
+    br("create", "--name", "twice", "-h", "twice", "bb", "grep", "-c", "twice", "/etc/hosts")
     try:
         assert [br("start", "-a", "twice").stdout for _ in range(2)] == ["1\n", "1\n"]
     finally:

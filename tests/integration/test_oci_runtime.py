@@ -361,6 +361,9 @@ BAD = {
         lambda c: c["mounts"].append({"destination": "tmp", "type": "tmpfs"}),
         "is not absolute"),
     "ociVersion 2": (lambda c: c.update(ociVersion="2.0.0"), "unsupported spec version"),
+    "unknown capability": (
+        lambda c: c["process"]["capabilities"]["bounding"].append("CAP_TEST"),
+        "unknown capability 'CAP_TEST'"),
 }
 
 
@@ -368,7 +371,8 @@ BAD = {
 def test_a_bad_config_is_refused_and_leaves_nothing(runc, tmp_path, case):
     change, message = BAD[case]
     b = make_bundle(tmp_path / "b", ["touch", "/ran"])
-    (b / "rootfs" / "evil").symlink_to(str(tmp_path / "host"))
+    # a relative link that climbs out of the root to a host directory
+    (b / "rootfs" / "evil").symlink_to("../" * 20 + str(tmp_path / "host").lstrip("/"))
     edit(b, change)
     runc.ids.append("bad")
     log = tmp_path / "log.json"

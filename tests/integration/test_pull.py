@@ -67,8 +67,9 @@ def test_pull_prints_docker_lines_and_registers_the_image(pmd, root, single):
     assert rec["digest"] == single.digest
 
 
-def test_pull_quiet_prints_only_the_image_id(pmd, single):
-    assert pmd("pull", "-q", single.ref).stdout == f"{single.image.image_id}\n"
+def test_pull_quiet_prints_only_the_reference_as_docker(pmd, single):
+    # docker pull -q prints the reference it pulled (issue 10, point 5)
+    assert pmd("pull", "-q", single.ref).stdout == f"{single.ref}\n"
 
 
 def test_pull_extracts_the_base_rootfs(pmd, root, single):

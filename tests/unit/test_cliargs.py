@@ -29,9 +29,17 @@ def run(*argv: str) -> tuple[int, str, str]:
 
 
 def error(*argv: str) -> str:
+    """The error of argv in one line ("MESSAGE. See '... --help'."), having checked Docker's
+    shape: the message, "See '... --help'." on its own line, no "Error: "; exit 125, or 1 with
+    the usage after it for a wrong number of arguments (as Docker's)."""
     rc, out, err = run(*argv)
-    assert (rc, out) == (125, "") and err.startswith("Error: ") and err.count("\n") == 1, err
-    return err.removeprefix("Error: ").rstrip("\n")
+    message, _, rest = err.partition("\nSee '")
+    see, _, usage = rest.partition("\n")
+    counting = " requires " in message or " accepts " in message
+    assert (rc, out) == ((1 if counting else 125), ""), err
+    assert not err.startswith("Error: ") and see.endswith(" --help'.")
+    assert usage.startswith("\nUsage:  ") if counting else usage == "", err
+    return f"{message.removesuffix('.') if counting else message}. See '{see}"
 
 
 # ---- flags -----------------------------------------------------------------------------------
@@ -99,7 +107,7 @@ def test_bad_values_are_clear_errors():
     assert error("stop", "-t", "soon", "c") == \
         "invalid value \"soon\" for -t: not an integer. See 'pyminidocker stop --help'."
     assert error("inspect", "--type", "volume", "x") == \
-        "invalid choice \"volume\" for --type (choose from container, image). " \
+        "invalid choice \"volume\" for --type (choose from container, image, network). " \
         "See 'pyminidocker inspect --help'."
     assert parse("inspect", "--type=image", "x").type == "image"
 
@@ -202,7 +210,7 @@ def test_nested_commands_and_aliases():
 def test_unknown_and_missing_commands():
     err = error("nosuch")
     assert err.startswith("invalid choice \"nosuch\" for COMMAND (choose from pull, images, ")
-    assert err.endswith(", system, version). See 'pyminidocker --help'.")
+    assert err.endswith(", system, version, info). See 'pyminidocker --help'.")
     rc, out, _ = run()
     assert rc == 0 and out.startswith("Usage:  pyminidocker [OPTIONS] COMMAND\n")
     assert "\n  run         Create and run a new container from an image\n" in out

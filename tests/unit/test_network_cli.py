@@ -39,8 +39,9 @@ def test_network_commands(run):
     rc, out, _ = run("ls")
     lines = out.splitlines()
     assert lines[0].split() == ["NETWORK", "ID", "NAME", "DRIVER", "SCOPE"]
-    assert [line.split()[1] for line in lines[1:]] == ["auto", "web"]
-    assert run("ls", "-q")[1].split()[1] == nid[:12]
+    # Docker lists its predefined networks too, all by name (issue 10, point 10)
+    assert [line.split()[1] for line in lines[1:]] == ["auto", "bridge", "host", "none", "web"]
+    assert run("ls", "-q")[1].split()[4] == nid[:12]
 
     rc, out, err = run("inspect", "web", "nope")
     doc = json.loads(out)
@@ -63,4 +64,5 @@ def test_network_rm_and_prune(run, root):
     assert "idle" in run("ls")[1]
     rc, out, _ = run("prune", "-f")
     assert rc == 0 and out == "Deleted Networks:\nidle\n"
-    assert [line.split()[1] for line in run("ls")[1].splitlines()[1:]] == ["busy"]
+    assert [line.split()[1] for line in run("ls")[1].splitlines()[1:]] == \
+        ["bridge", "busy", "host", "none"]

@@ -81,7 +81,8 @@ def test_completion_offers_runs_flags_commands_and_choices(script):
     assert complete(script, "pyminidocker ne") == ["network"]
     assert set(complete(script, "pyminidocker network ")) >= {"create", "ls", "rm", "prune"}
     assert complete(script, "pyminidocker network create --int") == ["--internal"]
-    assert set(complete(script, "pyminidocker inspect --type ")) == {"container", "image"}
+    assert set(complete(script, "pyminidocker inspect --type ")) == {"container", "image",
+                                                                     "network"}
     assert complete(script, "pyminidocker system ") == ["reset", "check", "service", "df",
                                                         "prune"]
     # a flag's value, and the container's own command after the image, are not our flags
