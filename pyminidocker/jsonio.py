@@ -42,7 +42,11 @@ def _c_codec():
                                 ":", ",", True, False, True)
 
     def loads(data: str | bytes) -> Any:
-        text = data.decode("utf-8-sig") if isinstance(data, (bytes, bytearray)) else data
+        if isinstance(data, (bytes, bytearray)):
+            # a BOM is dropped as the utf-8-sig codec would: that codec is a module to import
+            text = (data[3:] if data[:3] == b"\xef\xbb\xbf" else data).decode()
+        else:
+            text = data
         start = len(text) - len(text.lstrip(_WS))
         try:
             obj, end = scan(text, start)

@@ -31,6 +31,7 @@ BODY_TIMEOUT = 30.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+ACTIVITY = web.AppKey("activity", object)     # the server's idle timer (server.Activity) or None
 CONFIG = web.AppKey("config", object)          # the engine's Config (pyminidocker.config)
 VERSION = web.RequestKey("api_version", str)   # the API version the client asked for
 
@@ -146,9 +147,15 @@ async def json_body(request: web.Request, fields: dict[str, Any] | None = None,
     Raises APIError(400)."""
     if request.content_length is not None and request.content_length > MAX_JSON_BODY:
         raise APIError(413, f"request body is larger than {MAX_JSON_BODY} bytes")
+    chunks: list[bytes] = []
+    size = 0
     try:
         async with asyncio.timeout(BODY_TIMEOUT):
-            data = await request.content.read(MAX_JSON_BODY + 1)
+            # read() returns what has arrived, not the whole body: read to its end
+            while size <= MAX_JSON_BODY and (chunk := await request.content.read(65536)):
+                chunks.append(chunk)
+                size += len(chunk)
+        data = b"".join(chunks)
     except TimeoutError:
         raise APIError(408, f"request body not received within {BODY_TIMEOUT:g} s") from None
     if len(data) > MAX_JSON_BODY:
@@ -282,14 +289,15 @@ def make_app(config: Any = None, activity: Any = None) -> web.Application:
     app = web.Application(middlewares=middlewares, client_max_size=MAX_JSON_BODY,
                           handler_args={"max_field_size": 16384})
     app[CONFIG] = config
+    app[ACTIVITY] = activity
     app.on_response_prepare.append(_docker_headers)
     with_engine = _engine_available()
     served = system.add_routes(app, with_engine)
     if with_engine:
-        from pyminidocker.api import containers, execs, images, networks
+        from pyminidocker.api import containers, events, execs, images, networks, volumes
 
         app[ENGINE] = {}
-        for module in (images, containers, networks, execs):
+        for module in (images, containers, networks, execs, events, volumes):
             served |= module.add_routes(app)
     endpoints.add_pending_routes(app, frozenset(served))
     return app

@@ -3,6 +3,10 @@ restart, kill, wait, logs, attach, list, inspect, remove, rename, prune, over th
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
+import struct
+import termios
 import time
 from typing import Any
 
@@ -10,6 +14,7 @@ from aiohttp import web
 
 from pyminidocker.api import streams
 from pyminidocker.api.app import (
+    ACTIVITY,
     APIError,
     add_table,
     bad_request,
@@ -21,7 +26,7 @@ from pyminidocker.api.app import (
     json_body,
     labels_match,
 )
-from pyminidocker.errors import Conflict, NotFound, PmdError
+from pyminidocker.errors import Conflict, NotFound, PmdError, suppress
 
 # Docker's container create body (API 1.43): every field a client may send, with its JSON
 # type; Any where the value's shape is checked where it is used. Unknown fields are refused.
@@ -52,6 +57,7 @@ CREATE_FIELDS: dict[str, Any] = {
     "Platform": str,
 }
 _IGNORED_WHEN_EMPTY = set(_HOST_CONFIG) - {
+    "ConsoleSize",  # the initial size of a console this server runs (Interactive)
     "Binds", "NetworkMode", "PortBindings", "AutoRemove", "CapAdd", "CapDrop", "Privileged",
     "PublishAllPorts", "ReadonlyRootfs", "SecurityOpt", "Tmpfs", "Memory", "NanoCpus",
     "PidsLimit"}
@@ -115,8 +121,8 @@ def create_options(body: dict[str, Any], name: str | None) -> Any:
     if endpoints and network == "bridge":
         network = next(iter(endpoints))
     labels = body.get("Labels") or {}
-    if labels:
-        raise APIError(501, "Labels are not supported by pyminidocker yet")
+    if not all(isinstance(v, str) for v in labels.values()):
+        raise bad_request("json: cannot unmarshal into field Labels of type map[string]string")
     nano = host.get("NanoCpus") or 0
     return CreateOptions(
         image=body["Image"], cmd=cmd, name=name, env=strings(body.get("Env"), "Env"),
@@ -134,14 +140,66 @@ def create_options(body: dict[str, Any], name: str | None) -> Any:
         tty=bool(body.get("Tty")), interactive=bool(body.get("OpenStdin")),
         auto_remove=bool(host.get("AutoRemove")), publish=publish,
         publish_all=bool(host.get("PublishAllPorts")),
+        extra={"labels": dict(labels)} if labels else {},
     )
+
+
+# AutoRemove: the server removes the container once it has exited, rather than its monitor
+# (`run -d --rm`'s way), so that it knows the exit code it reports to `wait` after the record
+# is gone (docker run --rm asks for it then). Until the server has seen it exit, it stays up.
+AUTO_REMOVE = web.AppKey("auto_remove", set)
+CONSOLE_SIZE = web.AppKey("console_size", dict)  # id -> (rows, columns) asked at create
+ATTACHED = web.AppKey("attached", dict)  # container id -> attach streams reading its output
+REMOVERS = web.AppKey("removers", set)
 
 
 async def create(request: web.Request) -> web.Response:
     body = await json_body(request)
     opts = create_options(body, request.query.get("name") or None)
+    auto_remove, opts.auto_remove = opts.auto_remove, False
     rec = await call(request, lambda eng: eng.create(opts))
+    if auto_remove:
+        request.app[AUTO_REMOVE].add(rec.id)
+    size = (body.get("HostConfig") or {}).get("ConsoleSize") or []
+    if len(size) == 2 and all(isinstance(n, int) and n > 0 for n in size):
+        request.app[CONSOLE_SIZE][rec.id] = (size[0], size[1])
     return web.json_response({"Id": rec.id, "Warnings": []}, status=201)
+
+
+async def _remove_when_exited(request: web.Request, cid: str) -> None:
+    from pyminidocker.api.events import removing
+
+    activity = request.app[ACTIVITY]
+    if activity is not None:
+        activity.hold()  # type: ignore[attr-defined]
+    try:
+        def check(eng: Any) -> bool:
+            rec = eng.refresh(eng.container(cid))
+            if rec.state.status == "running":
+                return False
+            removing(request.app, rec)  # its exit code, for wait and events
+            eng.remove(rec)
+            return True
+
+        deadline = time.monotonic() + 10
+        while True:
+            # its output is still on its way to an attached client: that reads its log
+            if request.app[ATTACHED].get(cid) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                if await call(request, check):
+                    break
+            except NotFound:
+                break
+            except PmdError as e:
+                request.app.logger.warning("--rm of %s: %s", cid[:12], e)
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        request.app[AUTO_REMOVE].discard(cid)
+        if activity is not None:
+            activity.release()  # type: ignore[attr-defined]
 
 
 def _container(eng: Any, ref: str) -> Any:
@@ -154,6 +212,14 @@ def _refresh(eng: Any, rec: Any) -> Any:
 
 async def start(request: web.Request) -> web.Response:
     ref = request.match_info["id"]
+    rec = await call(request, _container, ref)
+    if rec.state.status == "running":
+        return web.Response(status=304)
+    session = request.app[INTERACTIVE].get(rec.id)
+    if session is not None and not session.taken.is_set():
+        await session.start(request, rec)
+        return web.Response(status=204)
+    request.app[CONSOLE_SIZE].pop(rec.id, None)  # a detached console is its monitor's
 
     def work(eng: Any) -> bool:
         rec = eng.container(ref)
@@ -162,7 +228,119 @@ async def start(request: web.Request) -> web.Response:
         eng.start(rec, attach=False)
         return True
 
-    return web.Response(status=204 if await call(request, work) else 304)
+    started = await call(request, work)
+    if started and rec.id in request.app[AUTO_REMOVE]:
+        tasks = request.app[REMOVERS]  # held here: a task nobody refers to may be collected
+        task = asyncio.ensure_future(_remove_when_exited(request, rec.id))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    return web.Response(status=204 if started else 304)
+
+
+def _settle(fut: asyncio.Future[None], error: BaseException | None) -> None:
+    """The first word on fut wins: started, or the start's failure."""
+    if fut.done():
+        return
+    if error is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(error)
+
+
+INTERACTIVE = web.AppKey("interactive", dict)  # container id -> Interactive, until its start
+
+
+class Interactive:
+    """`docker run -i` (and `-it`): the client attaches with stdin before it starts the
+    container. The engine has no way into a detached container's stdin, so such a container
+    is started attached instead, by the server (as `pyminidocker run -i` starts it): its stdin
+    a pipe (or its console, with a tty) fed by the hijacked connection, its output pumped
+    back. The server is then its parent: it runs as long as the connection is open (an open
+    connection keeps the server from its idle exit)."""
+
+    def __init__(self, resp: streams.Hijacked, want_out: bool, want_err: bool):
+        self.resp = resp
+        self.want = (want_out, want_err)
+        self.taken = asyncio.Event()
+        self.fds: dict[str, int] = {}
+        self.console = -1
+        self.task: asyncio.Future[Any] | None = None
+
+    async def start(self, request: web.Request, rec: Any) -> None:
+        """Start rec attached to this session; return once it runs. Raises what the
+        engine's start raises."""
+        loop = asyncio.get_running_loop()
+        in_r, in_w = os.pipe() if not rec.tty else (-1, -1)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe() if not rec.tty else (-1, -1)
+        for fd in (in_w, out_r, err_r):
+            if fd >= 0:
+                os.set_blocking(fd, False)
+        self.fds = {"in": in_w, "out": out_r, "err": err_r}
+        started: asyncio.Future[None] = loop.create_future()
+
+        def on_started(proc: Any) -> None:
+            if rec.tty:
+                self.console = proc.console_fd
+                rows, cols = request.app[CONSOLE_SIZE].pop(rec.id, (24, 80))
+                fcntl.ioctl(self.console, termios.TIOCSWINSZ,
+                            struct.pack("HHHH", rows, cols, 0, 0))
+            loop.call_soon_threadsafe(_settle, started, None)
+
+        def work(eng: Any) -> Any:
+            try:
+                return eng.start(rec, attach=True, stdio=(in_r, out_w,
+                                                          err_w if err_w >= 0 else out_w),
+                                 on_started=on_started)
+            finally:
+                for fd in (in_r, out_w, err_w):
+                    if fd >= 0:
+                        os.close(fd)
+                if rec.id in request.app[AUTO_REMOVE]:
+                    from pyminidocker.api.events import removing
+
+                    request.app[AUTO_REMOVE].discard(rec.id)
+                    with suppress(PmdError):
+                        last = eng.container(rec.id)
+                        removing(request.app, last)
+                        eng.remove(last, force=True)
+
+        self.task = asyncio.ensure_future(call(request, work))
+        self.task.add_done_callback(lambda t: _settle(
+            started, t.exception() or RuntimeError("the container exited at once")))
+        try:
+            await started
+        except BaseException:
+            for fd in self.fds.values():
+                if fd >= 0:
+                    os.close(fd)
+            self.fds = {}
+            raise
+        finally:
+            self.taken.set()
+
+    async def serve(self, tty: bool) -> None:
+        """Pass input and output until the container has exited and its output is sent."""
+        await self.taken.wait()
+        if not self.fds or self.task is None:
+            return  # its start failed: the start request said so
+        pumps = [asyncio.ensure_future(streams.pump(self.fds["out"], streams.STDOUT, tty,
+                                                    self.resp, self.want[0]))]
+        if self.fds["err"] >= 0:
+            pumps.append(asyncio.ensure_future(streams.pump(
+                self.fds["err"], streams.STDERR, False, self.resp, self.want[1])))
+        in_w = self.fds["in"]
+        feeder = asyncio.ensure_future(streams.feed(
+            self.resp, lambda: self.console if tty else in_w, in_w, tty))
+        try:
+            await asyncio.gather(*pumps)
+            with suppress(PmdError):
+                await self.task
+        finally:
+            feeder.cancel()
+            if self.console >= 0:
+                os.close(self.console)
+                self.console = -1
 
 
 async def stop(request: web.Request) -> web.Response:
@@ -211,17 +389,42 @@ async def wait(request: web.Request) -> web.StreamResponse:
     condition = request.query.get("condition") or "not-running"
     if condition not in ("not-running", "next-exit", "removed"):
         raise bad_request(f"invalid condition: {condition!r}")
-    first = await call(request, _container, ref)
+    from pyminidocker.api.events import REMOVED
+
+    try:
+        first = await call(request, _container, ref)
+    except NotFound:
+        gone = next((r for r in request.app[REMOVED].values()
+                     if ref in (r.id, r.name) or (len(ref) >= 12 and r.id.startswith(ref))),
+                    None)
+        if gone is None:
+            raise
+        return web.json_response({"StatusCode": gone.state.exit_code, "Error": None})
     before = (first.state.status, first.state.finished_at)
     resp = web.StreamResponse()
     resp.content_type = "application/json"
     await resp.prepare(request)
     last = first
+    session = request.app[INTERACTIVE].get(first.id)
+    if session is not None and condition != "not-running":
+        # a container this server runs attached: its start's result is the word on its
+        # exit (the store's record is written by that start, and removed after it with --rm)
+        await session.taken.wait()
+        code = 125
+        if session.task is not None:
+            with suppress(PmdError):
+                code = int(await asyncio.shield(session.task) or 0)
+        await resp.write(web.json_response({"StatusCode": code, "Error": None}).body)  # type: ignore[arg-type]
+        await resp.write_eof()
+        return resp
     while True:
         try:
             rec = await call(request, _refresh, last)
         except NotFound:
-            if condition == "removed" or last is first:
+            gone = request.app[REMOVED].get(last.id)
+            if gone is not None:  # removed by this server: it saw the exit
+                last = gone
+            if condition == "removed" or last is first or gone is not None:
                 break
             raise
         last = rec
@@ -250,7 +453,7 @@ def _port_map(rec: Any) -> dict[str, Any]:
 def summary(eng: Any, rec: Any) -> dict[str, Any]:
     import shlex
 
-    from pyminidocker.cli.columns import status_text as _status_text
+    from pyminidocker.cli.columns import status_text
     from pyminidocker.cli.output import parse_time
 
     now = time.time()
@@ -268,7 +471,7 @@ def summary(eng: Any, rec: Any) -> dict[str, Any]:
         "Id": rec.id, "Names": ["/" + rec.name], "Image": rec.image_name,
         "ImageID": "sha256:" + rec.image, "Command": shlex.join(rec.argv),
         "Created": int(parse_time(rec.created) or 0), "Ports": ports, "Labels": rec.labels,
-        "State": rec.state.status, "Status": _status_text(rec.state, now),
+        "State": rec.state.status, "Status": status_text(rec.state, now),
         "HostConfig": {"NetworkMode": network}, "NetworkSettings": {"Networks": nets},
         "Mounts": [],
     }
@@ -320,6 +523,8 @@ async def inspect(request: web.Request) -> web.Response:
         doc.setdefault("Config", {})["AttachStdin"] = False
         # what clients read without checking (docker-py's run reads LogConfig.Type)
         doc["HostConfig"].setdefault("LogConfig", {"Type": "json-file", "Config": {}})
+        if rec.id in request.app[AUTO_REMOVE]:
+            doc["HostConfig"]["AutoRemove"] = True
         doc["HostConfig"].setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
         doc["HostConfig"]["PortBindings"] = {k: v for k, v in _port_map(rec).items()}
         doc["RestartCount"] = 0
@@ -336,7 +541,14 @@ async def remove(request: web.Request) -> web.Response:
     bool_param(request, "v")  # anonymous volumes: there are none yet
     if bool_param(request, "link"):
         raise APIError(501, "links are not supported by pyminidocker")
-    await call(request, lambda eng: eng.remove(eng.container(ref, corrupt_ok=force), force))
+    def work(eng: Any) -> None:
+        from pyminidocker.api.events import removing
+
+        rec = eng.container(ref, corrupt_ok=force)
+        removing(request.app, rec)
+        eng.remove(rec, force)
+
+    await call(request, work)
     return web.Response(status=204)
 
 
@@ -427,18 +639,40 @@ async def logs(request: web.Request) -> web.StreamResponse:
 
 async def attach(request: web.Request) -> web.StreamResponse:
     """The container's output from now on (with logs=1, what it wrote before too), over a
-    hijacked connection, until it has exited. Its input is not passed on yet: the engine
-    has no way into a detached container's stdin (see the report of issue 12)."""
+    hijacked connection, until it has exited. With stdin, to a container not started yet
+    (`docker run -i`), the start makes an Interactive session of it; a running container's
+    stdin cannot be reached (the engine has no way into a detached container's stdin), so
+    what the client sends then is dropped."""
     ref = request.match_info["id"]
     want_out = bool_param(request, "stdout")
     want_err = bool_param(request, "stderr")
     with_logs = bool_param(request, "logs")
     rec = await call(request, _container, ref)
-    if bool_param(request, "stdin") and rec.open_stdin:
-        pass  # accepted, and the input read and dropped below: see the docstring
     resp = streams.Hijacked(request, multiplexed=not rec.tty)
+    if bool_param(request, "stdin") and rec.open_stdin and rec.state.status == "created":
+        session = Interactive(resp, want_out, want_err)
+        sessions = request.app[INTERACTIVE]
+        sessions[rec.id] = session
+        await resp.start()
+        try:
+            await session.serve(rec.tty)
+        finally:
+            del sessions[rec.id]
+        return resp
     await resp.start()
+    attached = request.app[ATTACHED]
+    attached[rec.id] = attached.get(rec.id, 0) + 1
+    try:
+        return await _attached_output(request, rec, resp, want_out, want_err, with_logs)
+    finally:
+        attached[rec.id] -= 1
+        if not attached[rec.id]:
+            del attached[rec.id]
 
+
+async def _attached_output(request: web.Request, rec: Any, resp: streams.Hijacked,
+                           want_out: bool, want_err: bool, with_logs: bool
+                           ) -> web.StreamResponse:
     async def drain_input() -> None:
         while await resp.input.stream.read(65536):
             pass
@@ -456,14 +690,37 @@ async def attach(request: web.Request) -> web.StreamResponse:
             err = r.get("stream") == "stderr"
             if (err and want_err) or (not err and want_out):
                 await resp.send(_chunk(r, rec.tty, False))
-    except NotFound:
-        pass  # removed (--rm) as soon as it exited: what it wrote was sent
+    except PmdError:
+        # removed (--rm) as soon as it exited, its record caught half gone: what it wrote
+        # was sent; the headers are long gone, so there is no error to answer anyway
+        pass
     finally:
         reader.cancel()
     return resp
 
 
+async def resize(request: web.Request) -> web.Response:
+    """The console of a container this server runs attached (`docker run -it`); a detached
+    container's console is its monitor's, out of reach."""
+    ref = request.match_info["id"]
+    h, w = int_param(request, "h", 0) or 0, int_param(request, "w", 0) or 0
+    if h <= 0 or w <= 0:
+        raise bad_request("bad parameters: h and w must be positive")
+    rec = await call(request, _container, ref)
+    session = request.app[INTERACTIVE].get(rec.id)
+    if session is None or session.console < 0:
+        raise APIError(501, "resizing the console of a container not run through this "
+                       "server's attach is not implemented by pyminidocker yet")
+    fcntl.ioctl(session.console, termios.TIOCSWINSZ, struct.pack("HHHH", h, w, 0, 0))
+    return web.Response(status=200)
+
+
 def add_routes(app: web.Application) -> set[tuple[str, str]]:
+    app[INTERACTIVE] = {}
+    app[AUTO_REMOVE] = set()
+    app[CONSOLE_SIZE] = {}
+    app[ATTACHED] = {}
+    app[REMOVERS] = set()
     table = [
         ("POST", "/containers/create", create),
         ("GET", "/containers/json", list_containers),
@@ -476,6 +733,7 @@ def add_routes(app: web.Application) -> set[tuple[str, str]]:
         ("POST", "/containers/{id}/wait", wait),
         ("GET", "/containers/{id}/logs", logs),
         ("POST", "/containers/{id}/attach", attach),
+        ("POST", "/containers/{id}/resize", resize),
         ("POST", "/containers/{id}/rename", rename),
         ("DELETE", "/containers/{id}", remove),
     ]

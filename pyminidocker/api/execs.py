@@ -157,9 +157,9 @@ async def start(request: web.Request) -> web.StreamResponse:
         return web.Response(status=200)
     resp = streams.Hijacked(request, multiplexed=not ex.tty)
     await resp.start()
-    pumps = [asyncio.ensure_future(_pump(out_r, streams.STDOUT, ex.tty, resp, ex.stdout))]
+    pumps = [asyncio.ensure_future(streams.pump(out_r, streams.STDOUT, ex.tty, resp, ex.stdout))]
     if err_r >= 0:
-        pumps.append(asyncio.ensure_future(_pump(err_r, streams.STDERR, False, resp,
+        pumps.append(asyncio.ensure_future(streams.pump(err_r, streams.STDERR, False, resp,
                                                  ex.stderr)))
     feeder = asyncio.ensure_future(_feed(resp, ex, in_w, started))
     try:
@@ -178,55 +178,9 @@ async def start(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-async def _pump(fd: int, stream: int, raw: bool, resp: streams.Hijacked, wanted: bool) -> None:
-    """What the process writes on fd, to the client (framed unless raw), until EOF."""
-    loop = asyncio.get_running_loop()
-    ready = asyncio.Event()
-    loop.add_reader(fd, ready.set)
-    try:
-        while True:
-            await ready.wait()
-            ready.clear()
-            try:
-                data = os.read(fd, 65536)
-            except BlockingIOError:
-                continue
-            if not data:
-                return
-            if wanted:
-                await resp.send(data if raw else streams.frame(stream, data))
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
-
-
 async def _feed(resp: streams.Hijacked, ex: Exec, in_w: int, started: asyncio.Event) -> None:
-    """The client's input to the process: its stdin pipe, or its console; the client's EOF
-    closes the pipe (a console gets ^D, as a terminal's user would type it)."""
     await started.wait()
-    try:
-        while data := await resp.input.stream.read(65536):
-            fd = ex.console if ex.tty else in_w
-            if fd < 0:
-                continue  # not attached: dropped, as Docker drops it
-            await _write_all(fd, data)
-        if ex.tty and ex.console >= 0 and ex.stdin:
-            os.write(ex.console, b"\x04")
-    except OSError:
-        pass  # the process is gone
-    finally:
-        if in_w >= 0:
-            os.close(in_w)
-
-
-async def _write_all(fd: int, data: bytes) -> None:
-    while data:
-        try:
-            n = os.write(fd, data)
-        except BlockingIOError:
-            await asyncio.sleep(0.005)
-            continue
-        data = data[n:]
+    await streams.feed(resp, lambda: ex.console if ex.tty else in_w, in_w, ex.tty and ex.stdin)
 
 
 async def inspect(request: web.Request) -> web.Response:

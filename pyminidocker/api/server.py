@@ -178,6 +178,17 @@ class Activity:
         if self.idle > 0 and self.active == 0:
             self.timer = asyncio.get_running_loop().call_later(self.idle, self.stop.set)
 
+    def hold(self) -> None:
+        """Work of the server's own (a --rm container to remove) keeps it up as a request."""
+        self.active += 1
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def release(self) -> None:
+        self.active -= 1
+        self.arm()
+
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         self.active += 1

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -109,3 +111,54 @@ class Hijacked(web.StreamResponse):
 
     async def send(self, data: bytes) -> None:
         await self.write(data)
+
+
+async def pump(fd: int, stream: int, raw: bool, resp: Hijacked, wanted: bool) -> None:
+    """What a process writes on fd (non-blocking), to the client (framed unless raw), until
+    EOF; fd is closed then."""
+    loop = asyncio.get_running_loop()
+    ready = asyncio.Event()
+    loop.add_reader(fd, ready.set)
+    try:
+        while True:
+            await ready.wait()
+            ready.clear()
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
+            if not data:
+                return
+            if wanted:
+                await resp.send(data if raw else frame(stream, data))
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
+async def write_all(fd: int, data: bytes) -> None:
+    while data:
+        try:
+            n = os.write(fd, data)
+        except BlockingIOError:
+            await asyncio.sleep(0.005)
+            continue
+        data = data[n:]
+
+
+async def feed(resp: Hijacked, fd_of: Callable[[], int], pipe_w: int, console: bool) -> None:
+    """The client's input to a process: to fd_of() (its stdin pipe's write end, pipe_w, or
+    its console; -1: not attached, dropped as Docker drops it). At the client's EOF the pipe
+    is closed, and a console gets ^D, as a terminal's user would type it."""
+    try:
+        while data := await resp.input.stream.read(65536):
+            fd = fd_of()
+            if fd >= 0:
+                await write_all(fd, data)
+        if console and fd_of() >= 0:
+            os.write(fd_of(), b"\x04")
+    except OSError:
+        pass  # the process is gone
+    finally:
+        if pipe_w >= 0:
+            os.close(pipe_w)

@@ -114,7 +114,7 @@ def display_ports(mappings: list[str], exposed: list[str] | None = None) -> str:
     return ", ".join(s for _, s in sorted([*groups, *singles], key=lambda g: g[0]))
 
 
-def status_text(state: Any, now: float) -> str:
+def status_text(state: Any, now: float, health: dict[str, Any] | None = None) -> str:
     """ps's STATUS: "Up 2 minutes", "Up 1 second (Paused)", "Restarting (1) 2 seconds ago",
     "Exited (0) 3 seconds ago" and "Created"."""
     if state.status == "running" and getattr(state, "restarting", False):
@@ -123,6 +123,9 @@ def status_text(state: Any, now: float) -> str:
     if state.status == "running":
         started = parse_time(state.started_at) or now
         paused = " (Paused)" if getattr(state, "paused", False) else ""
+        if health is not None and not paused:  # Docker's "(healthy)", "(health: starting)"
+            status = health.get("Status", "starting")
+            paused = " (health: starting)" if status == "starting" else f" ({status})"
         return f"Up {human_duration(now - started)}{paused}"
     if state.status == "exited":
         ended = parse_time(state.finished_at)
@@ -138,8 +141,8 @@ class ContainerContext:
     _go_type = "*formatter.ContainerContext"
 
     def __init__(self, rec: Any, now: float | None = None, trunc: bool = True,
-                 size: tuple[int, int] | None = None):
-        self._rec, self._trunc, self._size = rec, trunc, size
+                 size: tuple[int, int] | None = None, health: dict[str, Any] | None = None):
+        self._rec, self._trunc, self._size, self._health = rec, trunc, size, health
         self._now = time.time() if now is None else now
 
     @property
@@ -182,7 +185,7 @@ class ContainerContext:
 
     @property
     def Status(self) -> str:
-        return status_text(self._rec.state, self._now)
+        return status_text(self._rec.state, self._now, self._health)
 
     @property
     def Size(self) -> str:

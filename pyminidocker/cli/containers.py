@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from pyminidocker.cli.args import Namespace
-    from pyminidocker.cli.output import Env
+    from pyminidocker.cli.main import Env
     from pyminidocker.engine import ContainerRecord, CreateOptions, Engine
 
 
@@ -272,8 +272,7 @@ def cmd_start(args: Namespace, env: Env) -> int:
         try:
             rec = eng.container(ref)
             if args.attach:
-                return _attached_start(eng, rec, env, args.interactive, rec.host.get(
-                    "auto_remove", False))
+                return _attached_start(eng, rec, env, args.interactive, rec.host.auto_remove)
             eng.start(rec, attach=False)
             env.out(ref)
         except PmdError as e:

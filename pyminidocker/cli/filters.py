@@ -147,7 +147,7 @@ def containers(recs: list[Any], filters: dict[str, list[str]],
             raise _invalid("exited", v)
 
     def published(rec: Any) -> set[str]:
-        from pyminidocker.network.bridge import parse_publish
+        from pyminidocker.engine import parse_publish
 
         return {f"{m.container_port}/{m.proto}" for spec in rec.host.get("ports", [])
                 for m in parse_publish(spec)}
@@ -162,7 +162,7 @@ def containers(recs: list[Any], filters: dict[str, list[str]],
                    for m in mounts_of(rec.host))
 
     def ancestor(rec: Any, v: str) -> bool:
-        from pyminidocker.image.reference import parse_reference
+        from pyminidocker.engine import parse_reference
 
         if rec.image.startswith(v.removeprefix("sha256:")):
             return True

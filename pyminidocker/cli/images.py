@@ -1,12 +1,13 @@
 """`pull`, `images`, `tag`, `rmi`, `login`, `logout`: the CLI face of the engine's images."""
 from __future__ import annotations
 
-from pyminidocker.cli.output import Env, PullRenderer
+from pyminidocker.cli.output import PullRenderer
 from pyminidocker.errors import PmdError, UsageError
 
 TYPE_CHECKING = False  # typing is not imported at run time: the start path reads this file
 if TYPE_CHECKING:
     from pyminidocker.cli.args import Namespace
+    from pyminidocker.cli.main import Env
     from pyminidocker.engine import Engine
 
 
@@ -110,7 +111,7 @@ def pull_missing(eng: Engine, image: str, env: Env, platform: str | None = None)
     from pyminidocker.engine import parse_reference
 
     ref = parse_reference(image)
-    err_env = Env(stdout=env.stderr, stderr=env.stderr)
+    err_env = type(env)(stdout=env.stderr, stderr=env.stderr)
     err_env.out(f"Unable to find image '{ref.familiar}' locally")
     err_env.out(f"{ref.tag or ref.digest}: Pulling from {ref.repository}")
     res = eng.pull(ref, platform, PullRenderer(err_env))

@@ -102,7 +102,7 @@ def ps(args: Namespace, env: Any, eng: Engine) -> int:
             virtual = 0
         return rw, rw + virtual
 
-    rows = [columns.ContainerContext(r, now, trunc, size(r)) for r in recs]
+    rows = [columns.ContainerContext(r, now, trunc, size(r), eng.health(r)) for r in recs]
     table = columns.PS_TABLE + ("\t{{.Size}}" if args.size else "")
     render(env, args.format, rows, columns.PS_HEADER, table)
     return 0

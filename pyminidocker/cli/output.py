@@ -1,31 +1,11 @@
-"""The CLI's output: its streams (Env), Docker's human sizes, durations and times, tables
+"""The CLI's output helpers: Docker's human sizes, durations and times, tables
 padded like Docker's tabwriter, and the pull progress lines."""
 from __future__ import annotations
 
-import sys
-
 TYPE_CHECKING = False  # typing is not imported at run time: the start path reads this file
 if TYPE_CHECKING:
-    from typing import IO
-
+    from pyminidocker.cli.main import Env
     from pyminidocker.engine import Progress
-
-
-class Env:
-    """What the CLI talks to, injectable for in-process tests."""
-
-    def __init__(self, stdout: IO[str] | None = None, stderr: IO[str] | None = None,
-                 stdin: IO[str] | None = None):
-        self.stdout = stdout or sys.stdout
-        self.stderr = stderr or sys.stderr
-        self.stdin = stdin or sys.stdin
-
-    def out(self, line: str = "") -> None:
-        self.stdout.write(line + "\n")
-
-    @property
-    def tty(self) -> bool:
-        return self.stdout.isatty()
 
 
 # ---- formatting helpers --------------------------------------------------------------------

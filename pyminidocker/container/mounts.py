@@ -22,6 +22,7 @@ from pyminidocker.store.files import valid_name
 
 TYPE_CHECKING = False  # typing is not imported at run time: the start path
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
 _MODES = {"ro", "rw", "z", "Z", "nocopy", "private", "rprivate"}
@@ -286,7 +287,7 @@ def _copy_meta(s: str, t: str, st: os.stat_result | None = None) -> None:
     os.utime(t, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
-def mounts_of(host: dict[str, Any]) -> list[dict[str, Any]]:
+def mounts_of(host: Mapping[str, Any]) -> list[dict[str, Any]]:
     """A container's mount records; a record made before volumes has its -v binds only."""
     if "mounts" in host:
         return list(host["mounts"])

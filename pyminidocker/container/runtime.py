@@ -32,7 +32,13 @@ from pyminidocker.proc import alive as _alive
 from pyminidocker.proc import start_time as _pid_start
 from pyminidocker.record import dataclass, field
 from pyminidocker.store import Store
-from pyminidocker.store.containers import ContainerRecord, State, check_name, random_name
+from pyminidocker.store.containers import (
+    ContainerRecord,
+    HostConfig,
+    State,
+    check_name,
+    random_name,
+)
 from pyminidocker.store.files import now_iso, remove_tree
 from pyminidocker.trace import Tracer
 
@@ -43,7 +49,7 @@ except ImportError:  # pragma: no cover - not CPython
 
 TYPE_CHECKING = False  # typing is not imported at run time: the start path
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
     from typing import Any
 
 
@@ -84,7 +90,12 @@ _RESTART_POLICIES = {"always": _native.RESTART_ALWAYS, "on-failure": _native.RES
                      "unless-stopped": _native.RESTART_UNLESS_STOPPED}
 
 
-def restart_policy(host: dict[str, Any]) -> tuple[str, int]:
+def _log_of(host: Mapping[str, Any]) -> dict[str, Any]:
+    """--log-driver/--log-opt: {"driver", "max_size", "max_file"} (json-file by default)."""
+    return host.get("log") or {"driver": "json-file"}
+
+
+def restart_policy(host: Mapping[str, Any]) -> tuple[str, int]:
     """(name, maximum retry count) of a host config's --restart ("no", 0 by default)."""
     r = host.get("restart") or {}
     return str(r.get("name") or "no"), int(r.get("max") or 0)
@@ -177,6 +188,20 @@ class Runtime:
             self._finish(fresh, code, finished)
         self._unplug(fresh)
         return fresh
+
+    def health(self, rec: ContainerRecord) -> dict[str, Any] | None:
+        """Docker's State.Health of a container with a healthcheck ({"Status", "FailingStreak",
+        "Log"}), as its monitor last wrote it; None without a healthcheck."""
+        if not rec.host.get("healthcheck"):
+            return None
+        try:
+            with open(os.path.join(self.containers.path(rec.id), "health"), "rb") as f:
+                data = jsonio.loads(f.read())
+        except (OSError, ValueError):
+            data = None
+        if not isinstance(data, dict):
+            data = {"Status": "starting", "FailingStreak": 0, "Log": []}
+        return data
 
     def _watched(self, rec: ContainerRecord) -> bool:
         """Whether a watcher (container/watch.py) keeps the container's exit code."""
@@ -325,7 +350,8 @@ class Runtime:
             user=opts.user if opts.user is not None else cfg.get("User", ""),
             hostname=hostname, tty=opts.tty, open_stdin=opts.interactive,
             entrypoint=entrypoint, cmd=cmd,
-            host={"binds": opts.volumes, "mounts": planned, "tmpfs": opts.tmpfs,
+            host=HostConfig.from_json({
+                  "binds": opts.volumes, "mounts": planned, "tmpfs": opts.tmpfs,
                   "read_only": opts.read_only,
                   "memory": opts.memory, "cpus": opts.cpus, "pids_limit": opts.pids_limit,
                   "network": network, "ports": list(opts.publish),
@@ -333,9 +359,15 @@ class Runtime:
                   "cap_add": opts.cap_add, "cap_drop": opts.cap_drop, "no_new_privs": nnp,
                   "seccomp": profile, "security_opt": security_opt,
                   "auto_remove": opts.auto_remove, "image_env": cfg.get("Env") or [],
-                  **extra},
+                  **extra}),
             labels=labels,
         )
+        flags = rec.host.pop("health_flags", {})
+        if flags.get("Test") == ["NONE"]:
+            flags = {"Test": ["NONE"]}
+        health = {**(cfg.get("Healthcheck") or {}), **{k: v for k, v in flags.items() if v}}
+        if health.get("Test") and health["Test"][0] != "NONE":
+            rec.host["healthcheck"] = health  # the image's HEALTHCHECK, each flag over it
         self._limits(rec.host)  # a bad combination of limits is refused now, not at start
         if rec.host.get("blkio_weight") and not any(
                 os.path.exists(f"/sys/fs/cgroup/blkio/blkio.{f}") for f in ("weight",
@@ -369,7 +401,7 @@ class Runtime:
             return bridge.default_network(self.store).gateway
         return bridge.get_network(self.store, network).gateway
 
-    def _limits(self, host: dict[str, Any], devices: bool = True) -> Any:
+    def _limits(self, host: Mapping[str, Any], devices: bool = True) -> Any:
         """The cgroup limits of a host config (without device rules: those of the cgroup are
         left as they are). Raises UsageError (Docker's words)."""
         from pyminidocker.container.cgroups import (
@@ -389,7 +421,8 @@ class Runtime:
                       memory_reservation=host.get("memory_reservation"),
                       cpu_period=host.get("cpu_period"), cpu_quota=host.get("cpu_quota"),
                       cpuset_cpus=host.get("cpuset_cpus"), cpuset_mems=host.get("cpuset_mems"),
-                      oom_kill_disable=bool(host.get("oom_kill_disable")))
+                      oom_kill_disable=bool(host.get("oom_kill_disable")),
+                      memory_swappiness=host.get("memory_swappiness"))
 
     def _plan_mounts(self, opts: CreateOptions, cfg: dict[str, Any]) -> List[dict[str, Any]]:
         """-v, --mount, --volumes-from and the image's VOLUMEs → the mount records (see
@@ -455,11 +488,11 @@ class Runtime:
 
         prime_migration()
         d = self.containers.path(rec.id)
-        for stale in ("exit", "exit.tmp", "restart", "stop"):  # a previous run's records must
-            # not end this one
+        for stale in ("exit", "exit.tmp", "restart", "stop", "health"):  # a previous run's
+            # records must not end this one
             with suppress(FileNotFoundError):
                 os.unlink(os.path.join(d, stale))
-        bridged = rec.host.get("network") not in ("none", "host")
+        bridged = rec.host.network not in ("none", "host")
         rules = None
         if bridged:  # the host's firewall rules are read while the container is set up
             from pyminidocker.network import bridge as network
@@ -471,7 +504,8 @@ class Runtime:
                 self._mount_root(rec, d)
             child_stdio = stdio
             if attach:
-                output = _Output(os.path.join(d, f"{rec.id}-json.log"), rec.tty)
+                output = _Output(None if _log_of(rec.host)["driver"] == "none"
+                                 else os.path.join(d, f"{rec.id}-json.log"), rec.tty)
                 child_stdio = (stdio[0], output.write[0], output.write[1]) if output.write \
                     else (-1, -1, -1)
             sp = self._spawn_spec(rec, d, child_stdio)
@@ -491,12 +525,10 @@ class Runtime:
         except BaseException as e:
             if output is not None:
                 output.close()
-            # a StoreError is an OSError too, but says what it means itself
-            failed = e if isinstance(e, OSError) and not isinstance(e, PmdError) else None
+            failed = _spawn_failure(e)
             self._start_failed(rec, failed)
             if failed is not None:
-                raise StartError(_start_message(failed),
-                                 exit_code=policy.exec_exit_code(failed)) from None
+                raise _start_error(failed) from None
             raise
         finally:
             if rules is not None:
@@ -521,7 +553,10 @@ class Runtime:
                 except BaseException as e:
                     proc.abort()
                     rec.state = prior
-                    self._start_failed(rec, e if isinstance(e, OSError) else None)
+                    failed = _spawn_failure(e)
+                    self._start_failed(rec, failed)
+                    if failed is not None:  # the exec failed: 126/127 as when not held
+                        raise _start_error(failed) from None
                     raise
             if on_started:
                 on_started(proc)  # e.g. to pass our input to its console
@@ -547,15 +582,15 @@ class Runtime:
         from pyminidocker.network import bridge as network
         from pyminidocker.store.files import atomic_write
 
-        net = rec.host.get("network", "bridge")
+        net = rec.host.network
         try:
             with self.trace.phase("network"):
                 ep = network.connect(self.store, net, rec.id, Config.load(self.store.root),
                                      rules)
                 rec.state.ip = ep.address  # from here on, a failure releases the address
                 _native.net_attach(proc.pid, ep.bridge, _host_ifname(rec.id), ep.address,
-                                   ep.prefix_len, ep.gateway)
-                ports = [m for spec in rec.host.get("ports", [])
+                                   ep.prefix_len, ep.gateway, mac=rec.host.get("mac_address"))
+                ports = [m for spec in rec.host.ports
                          for m in network.parse_publish(spec)]
                 if ports:
                     done = network.publish(network.get_network(self.store, ep.network),
@@ -566,7 +601,7 @@ class Runtime:
                 if ep.network != "bridge":  # names resolve on user networks (Docker's rule)
                     hosts += self._introduce(rec, ep.network, ep.address)
                 atomic_write(os.path.join(d, "hosts"), hosts.encode(), durable=False)
-                for extra in rec.host.get("networks", []):  # joined by `network connect`
+                for extra in rec.host.networks:  # joined by `network connect`
                     self._attach_extra(rec, extra, proc.pid)
         except BaseException:
             proc.abort()
@@ -601,7 +636,7 @@ class Runtime:
         called with the store lock held: the address book takes it."""
         for name in list(rec.state.extra_networks):
             self._detach_extra(rec, name, gone=True)
-        net = rec.host.get("network", "bridge")
+        net = rec.host.network
         if net in ("none", "host"):
             return
         from pyminidocker.network import bridge as network
@@ -611,7 +646,7 @@ class Runtime:
         ip = rec.state.ip or network.address_of(self.store, net, rec.id)
         if not ip:
             return
-        if rec.host.get("ports"):  # rules exist only for a container that asked for ports
+        if rec.host.ports:  # rules exist only for a container that asked for ports
             with suppress(PmdError):
                 network.unpublish_all(network.get_network(self.store, net), ip)
         if net != "bridge":
@@ -625,7 +660,7 @@ class Runtime:
 
     def connect(self, rec: ContainerRecord, net: str) -> str:
         """`network connect`: the container joins the user network `net` too, as Docker's: at
-        once if it runs, and at each of its starts from now on (host["networks"]). There it
+        once if it runs, and at each of its starts from now on (host.networks). There it
         has one more interface (eth1, eth2, ...; no second default route) with an address,
         and its name in the members' /etc/hosts. Returns the address, "" if it is not running.
         Raises Conflict (already connected; a container on the host's network or none),
@@ -633,20 +668,20 @@ class Runtime:
         from pyminidocker.network import bridge as network
 
         rec = self.refresh(rec)
-        joined = rec.host.get("networks", [])
-        if net == rec.host.get("network") or net in joined:
+        joined = rec.host.networks
+        if net == rec.host.network or net in joined:
             raise Conflict(f"container {rec.name} is already attached to network {net}")
         if net in ("none", "host"):
             raise UsageError(f"container cannot be connected to network {net}")
-        if rec.host.get("network") in ("none", "host"):
-            raise Conflict(f"container {rec.name} is on the {rec.host['network']} network: it "
+        if rec.host.network in ("none", "host"):
+            raise Conflict(f"container {rec.name} is on the {rec.host.network} network: it "
                            "cannot be connected to another one")
         network.get_network(self.store, net)  # a missing network is refused now, not at start
         address = ""
         if rec.state.status == "running":
             address = self._attach_extra(rec, net, rec.state.pid)
             self.containers.save_state(rec)
-        rec.host["networks"] = [*joined, net]
+        rec.host.networks = [*joined, net]
         self.containers.save_config(rec)
         return address
 
@@ -678,7 +713,7 @@ class Runtime:
         """`network disconnect`: undo connect, now and for the starts to come. Raises Conflict
         if the container was not connected to `net` that way."""
         rec = self.refresh(rec)
-        joined = rec.host.get("networks", [])
+        joined = rec.host.networks
         if net not in joined and net not in rec.state.extra_networks:
             raise Conflict(f"container {rec.name} is not connected to network {net} "
                            "(only networks joined with `network connect` can be left)")
@@ -687,7 +722,7 @@ class Runtime:
             with suppress(PmdError, OSError):
                 self.containers.save_state(rec)
         if net in joined:
-            rec.host["networks"] = [n for n in joined if n != net]
+            rec.host.networks = [n for n in joined if n != net]
             self.containers.save_config(rec)
 
     def _detach_extra(self, rec: ContainerRecord, net: str, gone: bool = False) -> None:
@@ -737,7 +772,7 @@ class Runtime:
         # A --rm container's writable layer is deleted with it: never synced (as Podman does),
         # which spares the sync of the store's whole filesystem at each umount. Should it be
         # started again (its remover was killed), the marker of the last mount must go first.
-        volatile = bool(rec.host.get("auto_remove"))
+        volatile = bool(rec.host.auto_remove)
         marker = os.path.join(d, "work", "work", "incompat")
         if volatile and os.path.isdir(marker):
             remove_tree(marker)
@@ -790,7 +825,7 @@ class Runtime:
         host = rec.host
         with self.trace.phase("spec"):
             user = policy.resolve_user(rootfs, rec.user)
-            env = policy.merge_env(host.get("image_env", []), rec.env, rec.hostname, user.home,
+            env = policy.merge_env(host.image_env, rec.env, rec.hostname, user.home,
                                    rec.tty)
             workdir = policy.secure_join(rootfs, rec.cwd)
             if not os.path.isdir(workdir):
@@ -835,7 +870,7 @@ class Runtime:
         for target, fstype, data in cg_mounts:
             mounts.append(_native.Mount(target, "cgroup", fstype, cg_flags, data or None,
                                         mkdir=True))
-        privileged = bool(host.get("privileged"))
+        privileged = bool(host.privileged)
         return _native.SpawnSpec(
             argv=argv, env=env, namespaces=ns, rootfs=rootfs,
             readonly_root=bool(host.get("read_only")), mounts=mounts, dev_setup=True,
@@ -845,7 +880,7 @@ class Runtime:
             uid=user.uid, gid=user.gid, groups=groups, rlimits=_rlimits(host),
             cap_bounding=caps, cap_effective=caps,
             cap_permitted=caps, cap_inheritable=0, cap_ambient=0,
-            no_new_privs=bool(host.get("no_new_privs")),
+            no_new_privs=bool(host.no_new_privs),
             seccomp=_seccomp_program(self.store.root, host, caps),
             cgroup_procs=cg.procs_files(), stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
             setsid=True, console=rec.tty,
@@ -894,7 +929,7 @@ class Runtime:
         the exit record that refresh() reads. Raises OSError as spawn does."""
 
         exit_argv = None
-        if rec.host.get("auto_remove"):
+        if rec.host.auto_remove:
             # run -d --rm: the monitor becomes `rm` once it has recorded the exit. A plain rm,
             # not rm -f: should the container have been started again meanwhile, it stays.
             exit_argv = [sys.executable, "-m", "pyminidocker", "--root", self.store.root,
@@ -905,14 +940,28 @@ class Runtime:
             restart = _native.RestartPolicy(
                 _RESTART_POLICIES[policy_name], max_count, os.path.join(d, "restart"),
                 os.path.join(d, "stop"))
+        health = None
+        hc = rec.host.get("healthcheck")
+        if hc:  # run by the monitor: our own exec of the test, at its intervals
+            test = list(hc["Test"])
+            cmd = ["/bin/sh", "-c", test[1]] if test[0] == "CMD-SHELL" else test[1:]
+            health = _native.HealthCheck(
+                [sys.executable, "-m", "pyminidocker", "--root", self.store.root, "exec",
+                 rec.id, *cmd], [f"{k}={v}" for k, v in os.environ.items()],
+                os.path.join(d, "health"), (hc.get("Interval") or 30_000_000_000) // 1_000_000,
+                (hc.get("Timeout") or 30_000_000_000) // 1_000_000,
+                (hc.get("StartPeriod") or 0) // 1_000_000, hc.get("Retries") or 3)
+        log = _log_of(rec.host)
         with self.trace.phase("monitor+clone+setup+exec"):
             return _native.monitor_start(
-                sp, os.path.join(d, f"{rec.id}-json.log"), os.path.join(d, "exit"),
+                sp, os.devnull if log["driver"] == "none" else
+                os.path.join(d, f"{rec.id}-json.log"), os.path.join(d, "exit"),
                 cleanup_mounts=[os.path.join(d, "rootfs")],
                 cleanup_dirs=list(_cgroup(rec).dirs.values()),
                 exit_argv=exit_argv,
                 exit_env=[f"{k}={v}" for k, v in os.environ.items()] if exit_argv else None,
-                restart=restart)
+                restart=restart, health=health, log_max_size=log.get("max_size", 0),
+                log_max_file=log.get("max_file", 1))
 
     # ---- exec ---------------------------------------------------------------------------
 
@@ -929,7 +978,7 @@ class Runtime:
         host = rec.host
         rootfs = os.path.join(self.containers.path(rec.id), "rootfs")
         u = policy.resolve_user(rootfs, rec.user if user is None else user)
-        full_env = policy.merge_env(host.get("image_env", []), [*rec.env, *env], rec.hostname,
+        full_env = policy.merge_env(host.image_env, [*rec.env, *env], rec.hostname,
                                     u.home, tty)
         ns, caps = _namespaces_and_caps(host)
         sp = _native.SpawnSpec(
@@ -937,7 +986,7 @@ class Runtime:
             cwd=policy.workdir(workdir) if workdir else rec.cwd, uid=u.uid, gid=u.gid,
             groups=list(u.groups),
             cap_bounding=caps, cap_effective=caps, cap_permitted=caps, cap_inheritable=0,
-            cap_ambient=0, no_new_privs=bool(host.get("no_new_privs")),
+            cap_ambient=0, no_new_privs=bool(host.no_new_privs),
             seccomp=_seccomp_program(self.store.root, host, caps),
             cgroup_procs=_cgroup(rec).procs_files(), setsid=True, console=tty,
         )
@@ -946,8 +995,7 @@ class Runtime:
         try:
             proc = _native.spawn(sp)
         except OSError as e:
-            raise StartError(_start_message(e), exit_code=policy.exec_exit_code(e)) \
-                from None
+            raise _start_error(e) from None
         if on_started:
             on_started(proc)
         with _forward_signals(proc.pid):
@@ -1180,6 +1228,16 @@ class Runtime:
             self.containers.save_config(rec)
 
 
+def _spawn_failure(e: BaseException) -> OSError | None:
+    """The shim's error when spawning failed; a StoreError is an OSError too, but says what it
+    means itself."""
+    return e if isinstance(e, OSError) and not isinstance(e, PmdError) else None
+
+
+def _start_error(e: OSError) -> StartError:
+    return StartError(_start_message(e), exit_code=policy.exec_exit_code(e))
+
+
 def _start_message(e: OSError | None) -> str:
     if e is None:
         return ""
@@ -1218,7 +1276,7 @@ def _parse_publish(spec: str) -> list[Any]:
     return network.parse_publish(spec)
 
 
-def _namespaces_and_caps(host: dict[str, Any]) -> tuple[int, int]:
+def _namespaces_and_caps(host: HostConfig) -> tuple[int, int]:
     """The namespaces a container (and what is exec'd in it) has, and its capability mask."""
     ns = defaults.DEFAULT_NAMESPACES | _native.CLONE_NEWCGROUP
     for flag, key, value in ((_native.CLONE_NEWNET, "network", "host"),
@@ -1245,7 +1303,7 @@ def _cgroup(rec: ContainerRecord) -> Any:
     return Cgroup(rec.id, rec.host.get("cgroup_parent") or DEFAULT_PARENT)
 
 
-def _rlimits(host: dict[str, Any]) -> dict[int, tuple[int, int]]:
+def _rlimits(host: Mapping[str, Any]) -> dict[int, tuple[int, int]]:
     """--ulimit NAME=SOFT:HARD as the shim's rlimits (-1: unlimited, RLIM_INFINITY)."""
     inf = (1 << 64) - 1
     return {policy.ULIMITS[name]: (inf if soft < 0 else soft, inf if hard < 0 else hard)
@@ -1291,7 +1349,7 @@ class _oom_score:
                 f.write(self.old)
 
 
-def _namespace_mounts(mounts: list[Any], host: dict[str, Any]) -> None:
+def _namespace_mounts(mounts: list[Any], host: Mapping[str, Any]) -> None:
     """--shm-size; --ipc host (the host's /dev/shm) and none (no /dev/shm), as Docker."""
     for i, m in enumerate(mounts):
         if m.target != "/dev/shm":
@@ -1329,14 +1387,14 @@ def _seccomp_option(root: str, value: str, caps: int) -> str:
     return text
 
 
-def _seccomp_program(root: str, host: dict[str, Any], caps: int) -> bytes:
+def _seccomp_program(root: str, host: HostConfig, caps: int) -> bytes:
     """The seccomp program of a container and what is exec'd in it: none when privileged or
     unconfined, else its profile's (Docker's default unless --security-opt seccomp=FILE)
     for its capabilities, from the store's cache (seccomp.program)."""
     from pyminidocker.container import seccomp
 
-    profile = host.get("seccomp")
-    if host.get("privileged") or profile == "unconfined":
+    profile = host.seccomp
+    if host.privileged or profile == "unconfined":
         return b""
     try:
         return seccomp.program(os.path.join(root, "seccomp"), profile, caps)
@@ -1372,8 +1430,10 @@ _BASE_HOSTS = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\
 def _hosts_line(rec: ContainerRecord, address: str, by_name: bool) -> str:
     """A container's line in /etc/hosts: its address and host name, and where names resolve
     (user networks: Docker's DNS there, these lines here) its name, each once. The default
-    bridge knows no names: a name Docker made up is not in the file."""
+    bridge knows no names: a name Docker made up is not in the file. --network-alias es
+    follow the name."""
     names = [rec.hostname, *([rec.name] if by_name and rec.name != rec.hostname else [])]
+    names += rec.host.get("aliases", []) if by_name else []  # --network-alias
     return f"{address}\t{' '.join(names)}\n"
 
 
@@ -1400,7 +1460,7 @@ def _etc_files(rec: ContainerRecord) -> dict[str, bytes]:
             "resolv.conf": _resolv_conf(rec.host.get("network") == "host", rec.host)}
 
 
-def _resolv_conf(host_network: bool, host: dict[str, Any] | None = None) -> bytes:
+def _resolv_conf(host_network: bool, host: Mapping[str, Any] | None = None) -> bytes:
     """The host's resolv.conf; in a private network namespace loopback nameservers cannot be
     reached, so they are dropped (Docker falls back to public resolvers; we reach no address
     outside the host, so we leave none rather than invent one). --dns* then apply."""
@@ -1424,7 +1484,7 @@ def _resolv_conf(host_network: bool, host: dict[str, Any] | None = None) -> byte
     return text.encode()
 
 
-def _custom_resolv(text: str, host: dict[str, Any]) -> str:
+def _custom_resolv(text: str, host: Mapping[str, Any]) -> str:
     """The host's resolv.conf with --dns, --dns-search and --dns-option each replacing its
     kind of lines (Docker's rule); the given nameservers are kept even on loopback."""
     keep = {"nameserver": not host.get("dns"), "search": not host.get("dns_search"),

@@ -306,10 +306,11 @@ def _namespaces(linux: dict[str, Any]) -> tuple[int, dict[str, str]]:
 def _cap_mask(names: list[str], where: str, warnings: list[str]) -> int:
     mask = 0
     for name in names:
-        bit = CAPS.get(name.upper().removeprefix("CAP_"))
+        bit = CAPS.get(name.upper().removeprefix("CAP_")) if name.startswith("CAP_") else None
         if bit is None:
-            warnings.append(f"{where}: unknown capability {name!r} ignored")
-            continue
+            # The runtime spec: a value that maps to no kernel interface MUST be an error
+            # (runc 1.1 warns and ignores it).
+            raise ConfigError(f"config.json: {where}: unknown capability {name!r}")
         mask |= 1 << bit
     return mask
 
@@ -410,31 +411,41 @@ def _mount_options(options: list[str], where: str) -> tuple[int, int, list[str]]
 
 
 def check_destination(rootfs: str, dest: str) -> None:
-    """Refuse a mount destination whose path inside the root goes through a symlink that
-    points out of it (the CVE-2021-30465 class: a host path, or enough ".." to climb out).
-    The C side resolves targets inside the root anyway; a config that needs such a link is
-    hostile or broken and is refused rather than silently redirected."""
+    """Refuse a mount destination whose path inside the root goes through a relative symlink
+    that climbs out of it (the CVE-2021-30465 class: enough ".." to reach the host). An
+    absolute link is the container's own path, resolved inside the root as the kernel will
+    after pivot_root (and as the C side resolves every target: never outside), so images with
+    /var/run -> /run keep working; a config whose mount needs a link out is hostile or broken
+    and is refused rather than silently redirected."""
     real_root = os.path.realpath(rootfs)
+    parts = [p for p in dest.split("/") if p not in ("", ".")]
     path = real_root
-    for part in [p for p in dest.split("/") if p not in ("", ".")]:
+    links = 0
+    while parts:
+        part = parts.pop(0)
         if part == "..":
             path = os.path.dirname(path) if path != real_root else path
             continue
         candidate = os.path.join(path, part)
         try:
             st = os.lstat(candidate)
-        except FileNotFoundError:
-            return  # the rest is created inside the root
         except OSError:
-            return
-        if stat.S_ISLNK(st.st_mode):
-            target = os.path.realpath(candidate)
-            if target != real_root and not target.startswith(real_root + "/"):
-                raise ConfigError(f"mount destination {dest}: {candidate} is a symlink to "
-                                  f"{os.readlink(candidate)}, outside the container's root")
-            path = target
-        else:
+            return  # the rest is created inside the root
+        if not stat.S_ISLNK(st.st_mode):
             path = candidate
+            continue
+        links += 1
+        if links > 40:
+            raise ConfigError(f"mount destination {dest}: too many levels of symbolic links")
+        target = os.readlink(candidate)
+        if target.startswith("/"):
+            path = real_root
+        else:
+            climbed = os.path.normpath(os.path.join(path, target))
+            if climbed != real_root and not climbed.startswith(real_root + "/"):
+                raise ConfigError(f"mount destination {dest}: {candidate} is a symlink to "
+                                  f"{target}, outside the container's root")
+        parts = [p for p in target.split("/") if p not in ("", ".")] + parts
 
 
 def _mounts(doc: dict[str, Any], bundle: str, rootfs: str, namespaces: int
@@ -564,7 +575,8 @@ def _resources(res: dict[str, Any]) -> Resources:
                       ("kernelTCP", "memory.kmem.tcp.limit_in_bytes"),
                       ("swappiness", "memory.swappiness")):
         value = _get(mem, key, int, "linux.resources.memory.")
-        if value is not None:
+        # 0 is "not set" for every limit (runc writes none of them; dockerd sends zeros)
+        if value is not None and (value != 0 or key == "swappiness"):
             put("memory", name, value)
     if _get(mem, "disableOOMKiller", bool, "linux.resources.memory."):
         put("memory", "memory.oom_control", 1)
@@ -574,7 +586,7 @@ def _resources(res: dict[str, Any]) -> Resources:
                            ("realtimeRuntime", "cpu", "cpu.rt_runtime_us"),
                            ("realtimePeriod", "cpu", "cpu.rt_period_us")):
         value = _get(cpu, key, int, "linux.resources.cpu.")
-        if value is not None:
+        if value:
             put(ctl, name, value)
     for key, name in (("cpus", "cpuset.cpus"), ("mems", "cpuset.mems")):
         value = _get(cpu, key, str, "linux.resources.cpu.")
@@ -582,12 +594,12 @@ def _resources(res: dict[str, Any]) -> Resources:
             put("cpuset", name, value)
     pids = _get(res, "pids", dict, "linux.resources.", {})
     limit = _get(pids, "limit", int, "linux.resources.pids.")
-    if limit is not None:
-        put("pids", "pids.max", "max" if limit <= 0 else limit)
+    if limit:
+        put("pids", "pids.max", "max" if limit < 0 else limit)
     blkio = _get(res, "blockIO", dict, "linux.resources.", {})
     for key, name in (("weight", "blkio.weight"), ("leafWeight", "blkio.leaf_weight")):
         value = _get(blkio, key, int, "linux.resources.blockIO.")
-        if value is not None:
+        if value:
             put("blkio", name, value)
     for key, name in (("weightDevice", "blkio.weight_device"),
                       ("throttleReadBpsDevice", "blkio.throttle.read_bps_device"),

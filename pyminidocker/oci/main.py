@@ -297,7 +297,9 @@ def _exit_code(code: int) -> int:
 # ---- create / start / run ---------------------------------------------------------------------
 
 def _prepare(args: Any, root: str) -> rt.Prepared:
-    if args.preserve_fds or os.environ.get("LISTEN_FDS"):
+    # systemd's socket activation hands fds to the process LISTEN_PID names: ours only then
+    listen = os.environ.get("LISTEN_FDS") and os.environ.get("LISTEN_PID") == str(os.getpid())
+    if args.preserve_fds or listen:
         raise rt.RuntimeError_("--preserve-fds and LISTEN_FDS are not supported: the shim "
                                "closes every fd but the container's stdio")
     doc, bundle = cfg.load(args.bundle)
@@ -317,6 +319,13 @@ def _hold(p: rt.Prepared, root: str, w: int, close_fds: list[int]) -> None:
         for fd in close_fds:
             os.close(fd)
         c = p.container
+        # The control socket first: made after a network namespace is joined, it would be
+        # bound in that namespace. Bound through a short relative path: <root>/<id>/ctl.sock
+        # can pass the 108 bytes of sun_path (containerd's roots and 64-hex ids do).
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        os.chdir(os.path.dirname(p.record["ctl"]))
+        sock.bind("ctl.sock")
+        os.chdir("/")
         rt.join_paths(c)
         p.spec.hold = True
         if p.spec.stdin >= 0:
@@ -343,8 +352,6 @@ def _hold(p: rt.Prepared, root: str, w: int, close_fds: list[int]) -> None:
             state_obj = st.oci_state(rec, "created")
             for stage in ("createRuntime", "createContainer"):
                 rt.run_hooks(c.hooks.get(stage, []), stage, state_obj)
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-            sock.bind(ctl)
             sock.listen(4)
         except BaseException:
             proc.abort()
@@ -382,7 +389,12 @@ def _hold(p: rt.Prepared, root: str, w: int, close_fds: list[int]) -> None:
             break
     except BaseException as e:  # reported to `create`, which exits with it
         if w >= 0:
-            msg = _start_error(e, p.spec.argv[0]) if isinstance(e, OSError) else str(e)
+            if isinstance(e, OSError) and hasattr(e, "op"):  # the shim's: op, errno, path
+                msg = _start_error(e, p.spec.argv[0])
+            elif isinstance(e, OSError) and e.strerror:
+                msg = f"{e.strerror}: {e.filename}"
+            else:
+                msg = str(e)
             os.write(w, b"E" + msg.encode())
         code = 1
     os._exit(code)
@@ -436,6 +448,13 @@ def _create(args: Any, root: str) -> tuple[rt.Prepared, int]:
                 os.close(fd)
 
 
+def _short_path(path: str) -> str:
+    """path through /proc/self/fd/N of its directory: short enough for sun_path, whatever
+    the root's length (the fd stays open until the process exits)."""
+    fd = os.open(os.path.dirname(path), os.O_PATH | os.O_CLOEXEC)
+    return f"/proc/self/fd/{fd}/{os.path.basename(path)}"
+
+
 def _start(root: str, container_id: str) -> None:
     import socket
 
@@ -448,7 +467,7 @@ def _start(root: str, container_id: str) -> None:
     no_process = "process" not in (rec.get("config") or {})
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        s.connect(rec["ctl"])
+        s.connect(_short_path(rec["ctl"]))
         s.sendall(b"abort" if no_process else b"start")
         reply = b""
         while chunk := s.recv(4096):
@@ -471,8 +490,9 @@ def _start(root: str, container_id: str) -> None:
     rec["started"] = True
     st.save(root, rec)
     # A failing poststart hook is a warning: the container runs on (the runtime spec).
+    # "running" as this start made it, even if a short process has already exited (runc's)
     for msg in rt.run_hooks(rt.hooks_of(rec).get("poststart", []), "poststart",
-                            st.oci_state(rec), warn_only=True):
+                            st.oci_state(rec, "running"), warn_only=True):
         sys.stderr.write(f"warning: {msg}\n")
 
 

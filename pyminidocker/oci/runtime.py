@@ -52,7 +52,7 @@ def cgroup_of(container_id: str, cgroups_path: str) -> Cgroup:
     if not path:
         return Cgroup(container_id, "pyminidocker-runc")
     parent, _, name = path.rpartition("/")
-    return Cgroup(name, parent)
+    return Cgroup(name, parent or "/")
 
 
 def _extra_dirs(cg: Cgroup, c: Container) -> dict[str, str]:
@@ -194,6 +194,15 @@ def join_paths(c: Container) -> None:
     # The mount namespace last: the other paths are resolved in the current one.
     for kind in sorted(c.join_paths, key=lambda k: k == "mount"):
         setns(c.join_paths[kind], _NS_TYPES[kind])
+    if "uts" in c.join_paths and c.spec.hostname:
+        # The shim sets a hostname in a UTS namespace it creates; a joined one is ours now.
+        import socket
+
+        try:
+            socket.sethostname(c.spec.hostname)
+        except OSError as e:
+            raise RuntimeError_(f"sethostname: {e.strerror}") from None
+        c.spec.hostname = None
 
 
 def _in_container_ns(pid: int, kinds: tuple[str, ...], work: Any) -> None:
@@ -320,7 +329,7 @@ def prepare(c: Container, doc: dict[str, Any], root: str, container_id: str) -> 
             "id": container_id, "bundle": c.bundle, "rootfs": c.rootfs,
             "created": now_rfc3339(), "annotations": c.annotations, "pid": 0,
             "pid_start": "", "started": False, "ns_mask": mask, "freezer": freezer,
-            "cgroup": [cg.id, cg.parent], "extra_cgroups": extra, "config": doc,
+            "cgroup": [cg.id, cg.parent or "/"], "extra_cgroups": extra, "config": doc,
         }
         return Prepared(c, spec, cg, extra, rec)
     except BaseException:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from pyminidocker.container.runtime import _pid_start
+from pyminidocker import proc
 from pyminidocker.errors import NotFound, PmdError
 from pyminidocker.store.files import read_json, remove_tree, write_json
 
@@ -65,12 +65,10 @@ def ids(root: str) -> list[str]:
 
 def alive(rec: dict[str, Any]) -> bool:
     """The container's init still runs (not a zombie, not a recycled pid)."""
-    pid = rec.get("pid") or 0
-    return pid > 0 and bool(rec.get("pid_start")) and _pid_start(pid) == rec["pid_start"]
+    return proc.alive(rec.get("pid") or 0, rec.get("pid_start") or "")
 
 
-def pid_start(pid: int) -> str:
-    return _pid_start(pid)
+pid_start = proc.start_time
 
 
 def status(rec: dict[str, Any]) -> str:

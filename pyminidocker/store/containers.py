@@ -17,9 +17,14 @@ from pyminidocker.store.files import fsync_dir, read_json, store_error, valid_na
 TYPE_CHECKING = False  # typing is not imported at run time: the start path
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator, MutableMapping
     from typing import Any
 
     from pyminidocker.store import Store
+
+    _Mapping = MutableMapping[str, Any]
+else:  # _collections_abc is already loaded by os; collections.abc would load collections
+    from _collections_abc import MutableMapping as _Mapping
 
 _ADJECTIVES = ("admiring", "brave", "calm", "eager", "fervent", "gifted", "happy", "jolly",
                "keen", "lucid", "modest", "nifty", "optimistic", "quirky", "relaxed", "serene",
@@ -51,6 +56,83 @@ class State:
 
 
 @dataclass
+class HostConfig(_Mapping):
+    """A container's host configuration (Docker's HostConfig, our names): what create decided
+    and every start applies. On disk, the "host" object of config.json, keyed by these names;
+    the options that have no field yet (--restart, --ulimit, ...) are kept in `extra` and
+    written back, so a record survives a round trip whole. It is also a mapping of those keys
+    (fields first, then extra), for the code written when it was a dict: new code reads the
+    attributes."""
+    network: str = "bridge"         # bridge | host | none | a network's name
+    networks: list[str] = field(default_factory=list)  # joined later by `network connect`
+    ports: list[str] = field(default_factory=list)     # -p specs as given
+    binds: list[str] = field(default_factory=list)     # -v HOST:PATH[:ro]
+    tmpfs: list[str] = field(default_factory=list)     # --tmpfs PATH[:OPTIONS]
+    read_only: bool = False
+    memory: int | None = None       # bytes
+    cpus: float | None = None
+    pids_limit: int | None = None
+    privileged: bool = False
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    no_new_privs: bool = False
+    seccomp: str | None = None      # a profile's JSON text, "unconfined", or None: the default
+    security_opt: list[str] = field(default_factory=list)  # as given, for inspect
+    auto_remove: bool = False       # --rm
+    image_env: list[str] = field(default_factory=list)     # the image's Env at create
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> HostConfig:
+        """Raises TypeError for what is not an object."""
+        if not isinstance(d, dict):
+            raise TypeError(f"host config: expected an object, not {type(d).__name__}")
+        known = {k: v for k, v in d.items() if k in _HOST_FIELDS}
+        return cls(**known, extra={k: v for k, v in d.items() if k not in _HOST_FIELDS})
+
+    def to_json(self) -> dict[str, Any]:
+        d = {name: getattr(self, name) for name in _HOST_FIELDS}
+        d.update(self.extra)
+        return d
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key in _HOST_FIELDS:
+            return getattr(self, key)
+        return self.extra.get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        if key in _HOST_FIELDS:
+            return getattr(self, key)
+        return self.extra[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key in _HOST_FIELDS:
+            setattr(self, key, value)
+        else:
+            self.extra[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        if key in _HOST_FIELDS:
+            raise KeyError(f"{key} is a field of the host config: set it, do not delete it")
+        del self.extra[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in _HOST_FIELDS or key in self.extra
+
+    def __iter__(self) -> Iterator[str]:
+        yield from _HOST_FIELDS
+        yield from self.extra
+
+    def __len__(self) -> int:
+        return len(_HOST_FIELDS) + len(self.extra)
+
+
+_HOST_FIELDS = ("network", "networks", "ports", "binds", "tmpfs", "read_only", "memory", "cpus",
+                "pids_limit", "privileged", "cap_add", "cap_drop", "no_new_privs", "seccomp",
+                "security_opt", "auto_remove", "image_env")
+
+
+@dataclass
 class ContainerRecord:
     id: str
     name: str
@@ -66,9 +148,13 @@ class ContainerRecord:
     open_stdin: bool = False
     entrypoint: list[str] | None = None
     cmd: list[str] | None = None
-    host: dict[str, Any] = field(default_factory=dict)   # HostConfig-like options
+    host: HostConfig = field(default_factory=HostConfig)
     labels: dict[str, str] = field(default_factory=dict)
     state: State = field(default_factory=State)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.host, HostConfig):  # as read from config.json
+            self.host = HostConfig.from_json(self.host)
 
     @property
     def short_id(self) -> str:
@@ -77,6 +163,7 @@ class ContainerRecord:
     def config_json(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("state")
+        d["host"] = self.host.to_json()
         return d
 
 
@@ -195,7 +282,7 @@ class ContainerStore:
                 os.mkdir(os.path.join(staging, sub), 0o755)
             # a container that outlives this command must outlive a power cut too: its config
             # is fsynced before it is visible (a --rm one is gone either way)
-            durable = not rec.host.get("auto_remove")
+            durable = not rec.host.auto_remove
             write_json(os.path.join(staging, "config.json"), rec.config_json(), durable=durable)
             write_json(os.path.join(staging, "state.json"), asdict(rec.state), durable=False)
             for name, data in (files or {}).items():  # staging is ours alone: written in place

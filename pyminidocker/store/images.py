@@ -13,8 +13,8 @@ import time
 
 from pyminidocker import jsonio
 from pyminidocker.errors import Conflict, CorruptRecord, NotFound, StoreError
-from pyminidocker.image.reference import familiar
 from pyminidocker.record import dataclass, field
+from pyminidocker.reference import familiar
 from pyminidocker.store.files import (
     atomic_write,
     fsync_dir,
@@ -37,13 +37,26 @@ _PLAIN_KEY = frozenset(".0123456789abcdefghijklmnopqrstuvwxyz")
 _HEX = frozenset("0123456789abcdef")
 
 
+_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def _b64(data: bytes) -> str:
+    """Standard base64 (RFC 4648, padded): binascii would be one more extension module to
+    load on the start path, which names a config's file with it (a key of ~71 bytes)."""
+    out = []
+    for i in range(0, len(data), 3):
+        chunk = data[i:i + 3]
+        n = int.from_bytes(chunk + b"\0" * (3 - len(chunk)), "big")
+        quad = "".join(_B64[(n >> shift) & 63] for shift in (18, 12, 6, 0))
+        out.append(quad[:len(chunk) + 1] + "=" * (3 - len(chunk)))
+    return "".join(out)
+
+
 def big_data_name(key: str) -> str:
     """The file name for a big-data key (see module docstring)."""
     if key and _PLAIN_KEY.issuperset(key):
         return key
-    import binascii
-
-    name = "=" + binascii.b2a_base64(key.encode(), newline=False).decode()
+    name = "=" + _b64(key.encode())
     # Standard base64 may produce '/', which cannot be in a file name: never for our keys
     # (digests and plain words), but an arbitrary key must not escape the directory.
     return name.replace("/", "_")
@@ -155,7 +168,7 @@ class ImageStore:
         not id prefixes either.
         """
         from pyminidocker.errors import InvalidReference
-        from pyminidocker.image.reference import parse_reference
+        from pyminidocker.reference import parse_reference
 
         images = self.list()
         # What the user typed is most often a stored name in its short form ("busybox",

@@ -151,7 +151,7 @@ class NetworkStore:
         for rec in self.store.containers.list():
             if rec.state.status != "running":
                 continue
-            if rec.host.get("network") == name and rec.state.ip:
+            if rec.host.network == name and rec.state.ip:
                 out[rec.state.ip] = rec.id
             extra = rec.state.extra_networks.get(name)
             if isinstance(extra, dict) and extra.get("ip"):

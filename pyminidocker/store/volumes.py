@@ -24,6 +24,7 @@ from pyminidocker.store.files import (
 
 TYPE_CHECKING = False  # typing is not imported at run time: the start path
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
     from pyminidocker.store import Store
@@ -166,17 +167,12 @@ class VolumeStore:
 
     def size(self, name: str) -> int:
         """Bytes of the files in the volume (st_blocks, as du; Docker's system df)."""
-        total = 0
-        for _top, _, files, dfd in os.fwalk(self.data_path(name)):
-            for f in files:
-                try:
-                    total += os.stat(f, dir_fd=dfd, follow_symlinks=False).st_blocks * 512
-                except OSError:
-                    continue
-        return total
+        from pyminidocker.store.files import tree_size
+
+        return tree_size(self.data_path(name))
 
 
-def volume_mounts(host: dict[str, Any]) -> list[dict[str, Any]]:
+def volume_mounts(host: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The volume mounts of a container's host config (see container.mounts)."""
     return [m for m in host.get("mounts") or [] if m.get("Type") == "volume"]
 

@@ -92,10 +92,10 @@ def test_pull_images_rmi(api, cli):
 
 @pytest.mark.parametrize("cli", CLIS)
 def test_run_attached_and_rm(api, cli):
-    res = api.docker("run", "--rm", "bb", "sh", "-c", "echo out; echo err >&2; exit 3",
-                     cli=cli, check=False)
+    res = api.docker("run", "--rm", "--name", "attached", "bb", "sh", "-c",
+                     "echo out; echo err >&2; exit 3", cli=cli, check=False)
     assert (res.returncode, res.stdout, res.stderr) == (3, "out\n", "err\n")
-    assert api.docker("ps", "-aq", cli=cli).stdout == ""
+    assert api.docker("ps", "-aq", "--filter", "name=attached", cli=cli).stdout == ""
 
 
 @pytest.mark.parametrize("cli", CLIS)
@@ -270,7 +270,7 @@ def test_exec_tty_through_a_pty(api, sleeper):
     assert b"\r\n" in out  # a tty's line discipline, not a pipe's
 
 
-def test_docker_py_exec_and_archive(api, sleeper):
+def test_docker_py_exec_run(api, sleeper):
     script = r'''
 import sys, docker
 c = docker.DockerClient(base_url=sys.argv[1])
@@ -284,3 +284,115 @@ print(r.exit_code, r.output)
                          capture_output=True, text=True, timeout=120, cwd="/")
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines() == ["2 ['a', 'b']", "0 (b'x\\n', b'y\\n')"]
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_run_interactive(api, cli):
+    res = api.docker("run", "-i", "--rm", "--name", "interactive", "bb", "sh", "-c",
+                     "tr a-z A-Z; echo done >&2; exit 6", cli=cli, check=False,
+                     input="hello\nworld\n")
+    assert (res.returncode, res.stdout, res.stderr) == (6, "HELLO\nWORLD\n", "done\n")
+    assert api.docker("ps", "-aq", "--filter", "name=interactive", cli=cli).stdout == ""
+
+
+def test_run_it_through_a_pty(api):
+    """docker run -it from a terminal: the container's console is a tty of its size."""
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        # the CLI sizes the container's console as its own terminal
+        import fcntl
+        import struct
+        import termios
+
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+        os.execvpe(DOCKER_28, [DOCKER_28, "run", "-it", "--rm", "bb", "sh", "-c",
+                               "tty; sleep 0.5; stty size; read x; echo got:$x; exit 8"],
+                   api.env())
+    out = b""
+    try:
+        deadline = time.monotonic() + 30
+        sent = False
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([fd], [], [], 0.2)
+            if r:
+                try:
+                    chunk = os.read(fd, 1024)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            if not sent and b"/dev/pts/" in out:
+                os.write(fd, b"pong\r")
+                sent = True
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 8, out
+    assert b"got:pong" in out
+    assert b"33 101" in out
+
+
+def test_events_with_docker_py_and_the_cli(api):
+    """docker-py's events() and `docker events` see a container's life: create, start, die
+    (with its exit code), destroy."""
+    script = r'''
+import sys, threading, time, docker
+c = docker.DockerClient(base_url=sys.argv[1])
+seen = []
+stream = c.events(decode=True, filters={"type": "container", "container": "evented"})
+def read():
+    for ev in stream:
+        seen.append((ev["Action"], ev["Actor"]["Attributes"].get("exitCode")))
+        if ev["Action"] == "destroy":
+            return
+t = threading.Thread(target=read, daemon=True)
+t.start()
+time.sleep(0.5)
+ctr = c.containers.run("bb", ["sh", "-c", "sleep 1; exit 3"], name="evented", detach=True)
+ctr.wait()
+ctr.remove()
+t.join(10)
+stream.close()
+print(seen)
+'''
+    until = str(int(time.time()) + 8)
+    cli = subprocess.Popen([DOCKER_28, "events", "--filter", "container=evented2",
+                            "--format", "{{.Action}}", "--until", until],
+                           stdout=subprocess.PIPE, text=True, env=api.env())
+    res = subprocess.run([sys.executable, "-c", script, f"unix://{api.sock}"], check=False,
+                         capture_output=True, text=True, timeout=60, cwd="/")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == ("[('create', None), ('start', None), ('die', '3'), "
+                                  "('destroy', None)]")
+    api.docker("run", "--rm", "--name", "evented2", "bb", "sh", "-c", "sleep 1")
+    out, _ = cli.communicate(timeout=30)
+    assert out.split() == ["create", "start", "die", "destroy"]
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_volumes_and_labels(api, cli):
+    api.docker("volume", "create", "--label", "k=v", "apivol", cli=cli)
+    try:
+        assert api.docker("volume", "ls", "--format", "{{.Name}}", "--filter", "label=k=v",
+                          cli=cli).stdout == "apivol\n"
+        assert api.docker("volume", "inspect", "-f", "{{.Labels}}", "apivol",
+                          cli=cli).stdout == "map[k:v]\n"
+        api.docker("run", "--rm", "--label", "role=writer", "-v", "apivol:/data", "bb", "sh",
+                   "-c", "echo kept > /data/f", cli=cli)
+        out = api.docker("run", "--rm", "-v", "apivol:/data", "bb", "cat", "/data/f", cli=cli)
+        assert out.stdout == "kept\n"
+        cid = api.docker("create", "--label", "role=reader", "bb", "true", cli=cli
+                         ).stdout.strip()
+        assert api.docker("ps", "-aq", "--no-trunc", "--filter", "label=role=reader",
+                          cli=cli).stdout == cid + "\n"
+        assert api.docker("inspect", "-f", "{{.Config.Labels.role}}", cid,
+                          cli=cli).stdout == "reader\n"
+        api.docker("rm", cid, cli=cli)
+        res = api.docker("volume", "rm", "no-such-volume", cli=cli, check=False)
+        assert res.returncode == 1
+    finally:
+        api.docker("volume", "rm", "-f", "apivol", cli=cli, check=False)
+    assert "apivol" not in api.docker("volume", "ls", "-q", cli=cli).stdout

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -93,7 +94,18 @@ def containerd(tmp_path_factory):
     for m in reversed(mounts):
         subprocess.run(["umount", "-l", m], check=False)
     shutil.rmtree(f"/run/containerd/runc/{NAMESPACE}", ignore_errors=True)
+    remove_cgroup_parent(NAMESPACE)
     assert not mounts, f"containerd left mounts: {mounts}"
+
+
+def remove_cgroup_parent(name: str) -> None:
+    """The parent cgroup a client asked for (our runtime made it, as runc does), if empty:
+    rmdir refuses one that another test's containers still use."""
+    for d in Path("/sys/fs/cgroup").glob(f"*/{name}"):
+        try:
+            d.rmdir()
+        except OSError:
+            pass
 
 
 def shims() -> list[int]:
@@ -189,6 +201,8 @@ def podman(tmp_path_factory):
         mounts = [ln.split()[4] for ln in f if ln.split()[4].startswith(str(base))]
     for m in reversed(mounts):  # containers/storage binds its own home privately
         subprocess.run(["umount", "-l", m], check=False)
+    remove_cgroup_parent("libpod_parent/conmon")  # podman puts conmon there
+    remove_cgroup_parent("libpod_parent")
 
 
 def test_podman_run_through_pyminidocker_runc(podman):
@@ -204,3 +218,75 @@ def test_podman_run_through_pyminidocker_runc(podman):
     assert "Up" in run("ps", "--filter", "name=pd1").stdout
     run("rm", "-f", "-t", "0", "pd1")
     assert run("ps", "-a", "-q").stdout == ""
+
+
+# ---- dockerd ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def dockerd(tmp_path_factory):
+    """dockerd with roots of its own, no bridge and no iptables (the host's network is not
+    touched), pyminidocker-runc added as the runtime "pmd"; the busybox image loaded."""
+    # /usr/local/bin/docker on this machine is a client only: Debian's is the one that matches
+    if not shutil.which("dockerd") or not os.path.exists("/usr/bin/docker"):
+        pytest.skip("docker.io is not installed (apt-get install docker.io)")
+    base = Path(tempfile.mkdtemp(prefix="pmd-dockerd-", dir="/tmp"))  # sun_path: keep it short
+    runc = write_launcher(base / "pyminidocker-runc")
+    sock = base / "docker.sock"
+    log = open(base / "dockerd.log", "wb")
+    proc = subprocess.Popen(
+        ["dockerd", "--data-root", f"{base}/data", "--exec-root", f"{base}/exec",
+         "-H", f"unix://{sock}", "--pidfile", f"{base}/docker.pid", "--bridge=none",
+         "--iptables=false", "--ip-masq=false", "--ip-forward=false",
+         "--storage-driver", "overlay2", "--add-runtime", f"pmd={runc}",
+         "--containerd-namespace", "pmdtest-docker",
+         "--containerd-plugins-namespace", "pmdtest-docker-plugins"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    S.SERVER_PIDS.add(proc.pid)
+
+    def docker(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+        r = subprocess.run(["/usr/bin/docker", "-H", f"unix://{sock}", *args],
+                           capture_output=True, text=True, timeout=120, check=False, **kw)
+        if check and r.returncode != 0:
+            raise AssertionError(f"docker {args}: rc {r.returncode}: {r.stderr}")
+        return r
+
+    try:
+        S.wait_until(lambda: docker("version", check=False).returncode == 0, timeout=60,
+                     what="dockerd to answer")
+        layout = I.write_layout(base / "layout", {"latest": I.busybox_image()})
+        subprocess.run(["skopeo", "copy", "-q", f"oci:{layout}:latest",
+                        f"docker-archive:{base}/image.tar:{IMAGE}"], check=True)
+        docker("load", "-i", f"{base}/image.tar")
+        yield docker
+    finally:
+        docker("rm", "-f", *docker("ps", "-aq", check=False).stdout.split(), check=False)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        S.SERVER_PIDS.discard(proc.pid)
+        log.close()
+        with open("/proc/self/mountinfo") as f:
+            mounts = [ln.split()[4] for ln in f if ln.split()[4].startswith(str(base))]
+        for m in reversed(mounts):
+            subprocess.run(["umount", "-l", m], check=False)
+        shutil.rmtree(base, ignore_errors=True)
+        remove_cgroup_parent("docker")
+        assert not mounts, f"dockerd left mounts: {mounts}"
+
+
+def test_docker_run_with_runtime_pmd(dockerd):
+    docker = dockerd
+    r = docker("run", "--runtime", "pmd", "--rm", "--network", "none", IMAGE, "sh", "-c",
+               "echo hi from docker; exit 9", check=False)
+    assert (r.returncode, r.stdout) == (9, "hi from docker\n"), r.stderr
+    docker("run", "--runtime", "pmd", "-d", "--name", "dk1", "--network", "none", IMAGE,
+           "sleep", "30")
+    r = docker("exec", "dk1", "sh", "-c", "echo exec-ok; exit 4", check=False)
+    assert (r.returncode, r.stdout) == (4, "exec-ok\n")
+    assert docker("inspect", "-f", "{{.HostConfig.Runtime}}", "dk1").stdout == "pmd\n"
+    docker("rm", "-f", "dk1")
+    assert docker("ps", "-aq").stdout == ""
+    S.wait_until(lambda: not cgroup_dirs("dk1"), timeout=10, what="cgroups to go")

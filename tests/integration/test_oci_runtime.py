@@ -361,6 +361,9 @@ BAD = {
         lambda c: c["mounts"].append({"destination": "tmp", "type": "tmpfs"}),
         "is not absolute"),
     "ociVersion 2": (lambda c: c.update(ociVersion="2.0.0"), "unsupported spec version"),
+    "unknown capability": (
+        lambda c: c["process"]["capabilities"]["bounding"].append("CAP_TEST"),
+        "unknown capability 'CAP_TEST'"),
 }
 
 
@@ -368,7 +371,8 @@ BAD = {
 def test_a_bad_config_is_refused_and_leaves_nothing(runc, tmp_path, case):
     change, message = BAD[case]
     b = make_bundle(tmp_path / "b", ["touch", "/ran"])
-    (b / "rootfs" / "evil").symlink_to(str(tmp_path / "host"))
+    # a relative link that climbs out of the root to a host directory
+    (b / "rootfs" / "evil").symlink_to("../" * 20 + str(tmp_path / "host").lstrip("/"))
     edit(b, change)
     runc.ids.append("bad")
     log = tmp_path / "log.json"
@@ -428,6 +432,17 @@ def test_a_newer_minor_oci_version_is_read(runc, tmp_path):
     b = make_bundle(tmp_path / "b", ["echo", "ok"], ociVersion="1.9.9")
     runc.ids.append("v1")
     assert runc("run", "--bundle", str(b), "v1").stdout == "ok\n"
+
+
+def test_fds_the_shim_cannot_pass_are_a_clear_error(runc, tmp_path):
+    b = make_bundle(tmp_path / "b", ["true"])
+    runc.ids.append("f1")
+    r = runc("run", "--preserve-fds", "2", "--bundle", str(b), "f1", check=False)
+    assert r.returncode == 1 and "--preserve-fds and LISTEN_FDS are not supported" in r.stderr
+    assert not (runc.root / "f1").exists() and not cgroup_dirs("f1")
+    # LISTEN_FDS meant for another process (LISTEN_PID) is not ours to pass on
+    env = {**os.environ, "LISTEN_FDS": "1", "LISTEN_PID": "1"}
+    assert runc("run", "--bundle", str(b), "f1", env=env).returncode == 0
 
 
 def test_systemd_cgroup_is_a_clear_error(runc, tmp_path):

@@ -168,6 +168,7 @@ def test_versions_errors_and_bodies(sock_path):
             out["method"] = await _request(sock_path, _req("PUT", "/version"))
             out["boom"] = await _request(sock_path, _req("GET", "/test/boom"))
             out["pending"] = await _request(sock_path, _req("GET", "/v1.43/containers/x/top"))
+            out["build"] = await _request(sock_path, _req("POST", "/v1.43/build"))
             return out
         finally:
             await runner.cleanup()
@@ -199,6 +200,7 @@ def test_versions_errors_and_bodies(sock_path):
     assert error("method") == (405, "method not allowed")
     assert error("boom") == (500, "internal error: RuntimeError: kaboom")
     assert error("pending") == (501, "container top is not implemented by pyminidocker yet")
+    assert error("build") == (501, "image build is not implemented by pyminidocker yet")
 
 
 @pytest.mark.parametrize("upgrade", [True, False])
@@ -240,3 +242,28 @@ def test_hijacked_connection_with_half_close(sock_path, upgrade):
     chunks, rest = streams.unframe(data)
     assert rest == b""
     assert chunks == [(1, b"HELLO "), (1, b"WORLD"), (2, b"bye")]
+
+
+def test_a_body_that_arrives_in_pieces_is_read_whole(sock_path):
+    """A client's body may come in several writes (docker-py's create did): all of it is the
+    JSON, not what had arrived when the handler first read."""
+    async def main():
+        runner = await _serve(sock_path, _test_app())
+        try:
+            body = b'{"Image": "' + b"b" * 200000 + b'", "Tty": true}'
+            reader, writer = await asyncio.open_unix_connection(sock_path)
+            writer.write((f"POST /test/echo HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n"
+                          f"Content-Length: {len(body)}\r\n\r\n").encode())
+            for i in range(0, len(body), 7000):
+                writer.write(body[i:i + 7000])
+                await writer.drain()
+                await asyncio.sleep(0.001)
+            data = await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+            return data
+        finally:
+            await runner.cleanup()
+
+    data = run(main())
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert json.loads(data.partition(b"\r\n\r\n")[2])["got"]["Image"] == "b" * 200000

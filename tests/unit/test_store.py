@@ -42,6 +42,12 @@ def test_big_data_names(key, name):
     assert "/" not in big_data_name(key)
 
 
+@pytest.mark.parametrize("n", range(8))
+def test_big_data_names_are_standard_base64_of_every_length(n):
+    key = "\u00e9Z:/?" * n + "x" * (n % 3)
+    assert big_data_name(key) == "=" + base64.b64encode(key.encode()).decode().replace("/", "_")
+
+
 def test_big_data_name_never_contains_a_slash():
     assert "/" not in big_data_name("\xff\xff\xff" * 3)
 
@@ -199,6 +205,15 @@ def test_a_bad_engine_config_value_is_named(tmp_path):
             Config.load(tmp_path)
     (tmp_path / "config.json").write_text('{"max-concurrent-downloads": 5}')
     assert Config.load(tmp_path).max_concurrent_downloads == 5
+
+
+def test_json_records_may_start_with_a_bom():
+    from pyminidocker import jsonio
+
+    assert jsonio.loads(b'\xef\xbb\xbf{"a": "\xc3\xa9"}') == {"a": "\u00e9"}
+    assert jsonio.loads('{"a": 1}') == {"a": 1}
+    with pytest.raises(ValueError):
+        jsonio.loads(b"\xef\xbb\xbf")
 
 
 def test_a_layer_flush_that_fails_is_a_store_error(tmp_path):

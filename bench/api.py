@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""The Docker Engine API server against dockerd, through the same docker CLI, in the same run.
+
+- `docker run --rm --network none busybox true` through our socket and through dockerd's
+  (issue 12's target: ours <= 0.5x dockerd's);
+- `docker ps -a` with 50 containers (target: <= dockerd's);
+- the idle server's RSS (target: <= 30 MB);
+- 20 concurrent clients each doing run --rm twice (target: no failure).
+
+dockerd is measured only if it is installed: started by the bench with a data-root, exec-root,
+pidfile and socket of its own, no bridge and no iptables (it touches nothing of the host's
+networking), and stopped at the end. Images come from a local registry (Debian's
+docker-registry on 127.0.0.1), so the bench runs offline.
+Usage: sudo python3 bench/api.py [--runs 20] [--no-dockerd]
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, busybox_image, push_image, start_registry
+
+DOCKER = shutil.which("docker", path="/usr/local/bin") or shutil.which("docker") or "docker"
+
+
+def docker(sock: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, DOCKER_HOST=f"unix://{sock}", DOCKER_CONFIG=str(sock.parent / "cfg"))
+    return subprocess.run([DOCKER, *args], env=env, capture_output=True, text=True,
+                          check=check, timeout=300)
+
+
+def wait_socket(sock: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while docker(sock, "version", check=False).returncode != 0:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{proc.args[0]} did not come up: {proc.poll()}")
+        time.sleep(0.2)
+
+
+def timed(fn, runs: int) -> list[float]:
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def measure(name: str, sock: Path, ref: str, runs: int) -> dict[str, float]:
+    docker(sock, "pull", "-q", ref)
+    res: dict[str, float] = {}
+    docker(sock, "run", "--rm", "--network", "none", ref, "true")  # warm
+    t = timed(lambda: docker(sock, "run", "--rm", "--network", "none", ref, "true"), runs)
+    res["run --rm true (s)"] = statistics.median(t)
+    ids = [docker(sock, "create", "--network", "none", ref, "true").stdout.strip()
+           for _ in range(50)]
+    try:
+        t = timed(lambda: docker(sock, "ps", "-a"), runs)
+        res["ps -a, 50 containers (s)"] = statistics.median(t)
+    finally:
+        docker(sock, "rm", "-f", *ids)
+
+    def client(_: int) -> int:
+        fails = 0
+        for _ in range(2):
+            r = docker(sock, "run", "--rm", "--network", "none", ref, "true", check=False)
+            fails += r.returncode != 0
+        return fails
+
+    t0 = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        failures = sum(pool.map(client, range(20)))
+    res["20 clients x 2 run --rm: failures"] = failures
+    res["20 clients x 2 run --rm: wall (s)"] = time.perf_counter() - t0
+    print(f"  {name}: done", file=sys.stderr)
+    return res
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--no-dockerd", action="store_true", help="measure ours only")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="pmd-bench-api-"))
+    reg = start_registry(work / "registry")
+    procs: list[subprocess.Popen] = []
+    results: dict[str, dict[str, float]] = {}
+    try:
+        ref = f"{reg.host}/bench/busybox:latest"
+        push_image(busybox_image(), work, ref)
+        ours = work / "pmd" / "docker.sock"
+        ours.parent.mkdir()
+        (ours.parent / "cfg").mkdir()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "pyminidocker", "--root", str(work / "store"), "system",
+             "service", "--time", "0", f"unix://{ours}"], cwd=REPO, start_new_session=True,
+            stderr=subprocess.DEVNULL,
+            # the monitor of a --rm container runs `python -m pyminidocker rm` from /: the
+            # package must be importable there (as it is once installed)
+            env=dict(os.environ, PYTHONPATH=str(REPO)))
+        procs.append(server)
+        wait_socket(ours, server)
+        time.sleep(1)
+        idle_start = rss_mb(server.pid)
+        results["pyminidocker"] = measure("pyminidocker", ours, ref, args.runs)
+        time.sleep(2)
+        results["pyminidocker"]["idle RSS at start (MB)"] = idle_start
+        results["pyminidocker"]["idle RSS after the runs (MB)"] = rss_mb(server.pid)
+        if not args.no_dockerd and shutil.which("dockerd"):
+            d = work / "dockerd"
+            theirs = d / "docker.sock"
+            (d / "cfg").mkdir(parents=True)
+            dockerd = subprocess.Popen(
+                ["dockerd", "--data-root", str(d / "data"), "--exec-root", str(d / "exec"),
+                 "--pidfile", str(d / "pid"), "-H", f"unix://{theirs}", "--bridge", "none",
+                 "--iptables=false", "--ip-masq=false", "--ip-forward=false"],
+                start_new_session=True, stdout=subprocess.DEVNULL, stderr=d.joinpath(
+                    "log").open("w"))
+            procs.append(dockerd)
+            wait_socket(theirs, dockerd)
+            results["dockerd"] = measure("dockerd", theirs, ref, args.runs)
+            results["dockerd"]["idle RSS after the runs (MB)"] = rss_mb(dockerd.pid)
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait()
+        reg.close()
+        subprocess.run(["umount", "-R", "-l", str(work)], check=False,
+                       stderr=subprocess.DEVNULL)
+        shutil.rmtree(work, ignore_errors=True)
+    keys = list(results["pyminidocker"])
+    print(f"{'':40s}" + "".join(f"{n:>16s}" for n in results) + ("   ratio" if
+                                                                   len(results) > 1 else ""))
+    for k in keys:
+        row = [results[n].get(k) for n in results]
+        cells = "".join(f"{v:16.3f}" if v is not None else f"{'-':>16s}" for v in row)
+        ratio = ""
+        if len(row) > 1 and row[0] is not None and row[1]:
+            ratio = f"   {row[0] / row[1]:.2f}x"
+        print(f"{k:40s}{cells}{ratio}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
