@@ -143,6 +143,8 @@ def images(args: Namespace, env: Any, eng: Engine) -> int:
     rows = image_rows(eng)
     for message in eng.corrupt_images():  # the others are listed all the same
         env.stderr.write(f"WARNING: {message}\n")
+    for message in eng.corrupt_layers():  # rebuilt from the images: nothing fails
+        env.stderr.write(f"WARNING: {message}\n")
     wanted = filters.parse(args.filter, filters.IMAGES_KEYS)
     if args.filter_ref:
         wanted.setdefault("reference", []).append(args.filter_ref)
