@@ -58,7 +58,7 @@ def cmd_diff(args: Namespace, env: Any) -> int:
 
 
 def _stats_rows(eng: Engine, recs: list[Any], before: dict[str, dict[str, Any]]
-                ) -> list[list[str]]:
+                ) -> list[dict[str, str]]:
     from pyminidocker.cli.output import human_size as _decimal  # go-units HumanSize
     from pyminidocker.container.observe import cpu_percent
 
@@ -72,11 +72,13 @@ def _stats_rows(eng: Engine, recs: list[Any], before: dict[str, dict[str, Any]]
         cpu = cpu_percent(prev, s) if prev else 0.0
         before[rec.id] = s
         mem_pct = s["mem_usage"] / s["mem_limit"] * 100 if s["mem_limit"] else 0.0
-        rows.append([rec.short_id, rec.name, f"{cpu:.2f}%",
-                     f"{_binary(s['mem_usage'])} / {_binary(s['mem_limit'])}",
-                     f"{mem_pct:.2f}%", f"{_decimal(s['net_rx'])} / {_decimal(s['net_tx'])}",
-                     f"{_decimal(s['blk_read'])} / {_decimal(s['blk_write'])}",
-                     str(s["pids"])])
+        rows.append({"Container": rec.short_id, "ID": rec.short_id, "Name": rec.name,
+                     "CPUPerc": f"{cpu:.2f}%",
+                     "MemUsage": f"{_binary(s['mem_usage'])} / {_binary(s['mem_limit'])}",
+                     "MemPerc": f"{mem_pct:.2f}%",
+                     "NetIO": f"{_decimal(s['net_rx'])} / {_decimal(s['net_tx'])}",
+                     "BlockIO": f"{_decimal(s['blk_read'])} / {_decimal(s['blk_write'])}",
+                     "PIDs": str(s["pids"])})
     return rows
 
 
@@ -85,7 +87,8 @@ def cmd_stats(args: Namespace, env: Any) -> int:
     redrawn every second until interrupted."""
     import time
 
-    from pyminidocker.cli.output import table
+    from pyminidocker.cli import columns
+    from pyminidocker.cli.listing import render
 
     eng: Engine = args.engine
     if args.containers:
@@ -95,8 +98,6 @@ def cmd_stats(args: Namespace, env: Any) -> int:
                 raise PmdError(f"Container {rec.id} is not running")
     else:
         recs = eng.containers(all=args.all)
-    head = ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O",
-            "BLOCK I/O", "PIDS"]
     before: dict[str, dict[str, Any]] = {}
     _stats_rows(eng, recs, before)
     try:
@@ -105,7 +106,7 @@ def cmd_stats(args: Namespace, env: Any) -> int:
             rows = _stats_rows(eng, recs, before)
             if not args.no_stream:
                 env.stdout.write("\x1b[2J\x1b[H")
-            table([head, *rows], env)
+            render(env, args.format, rows, columns.STATS_HEADER, columns.STATS_TABLE)
             env.stdout.flush()
             if args.no_stream:
                 return 0
@@ -171,6 +172,7 @@ def add_verb_commands(add: Callable[..., Any]) -> None:
              "Display a live stream of container(s) resource usage statistics")
     sp.add_argument("-a", "--all", action="store_true", help="All containers (default: running)")
     sp.add_argument("--no-stream", action="store_true", help="Print one table and exit")
+    sp.add_argument("--format", help="Pretty-print stats using a Go template")
     sp.add_argument("containers", nargs="*", metavar="CONTAINER")
     sp = add("update", "verbs.cmd_update", "Update configuration of one or more containers")
     for flag, short, what in (
@@ -227,7 +229,9 @@ def cmd_image(args: Namespace, env: Any) -> int:
 def cmd_history(args: Namespace, env: Any) -> int:
     import time
 
-    from pyminidocker.cli.output import human_duration, human_size, parse_time, table, trunc
+    from pyminidocker.cli import columns
+    from pyminidocker.cli.listing import render
+    from pyminidocker.cli.output import human_duration, human_size, parse_time, trunc
 
     eng: Engine = args.engine
     if not args.image:
@@ -239,15 +243,16 @@ def cmd_history(args: Namespace, env: Any) -> int:
         env.out(short)
         return 0
     now = time.time()
-    rows = [["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]]
+    rows = []
     for i, h in enumerate(steps):
         created = parse_time(h.get("created", ""))
         by = h.get("created_by", "")
-        rows.append([short if i == 0 else "<missing>",
-                     human_duration(now - created) + " ago" if created else "",
-                     by if args.no_trunc else trunc(by, 45), human_size(h["size"]),
-                     h.get("comment", "")])
-    table(rows, env)
+        rows.append({"ID": short if i == 0 else "<missing>",
+                     "CreatedSince": human_duration(now - created) + " ago" if created else "",
+                     "CreatedAt": h.get("created", ""),
+                     "CreatedBy": by if args.no_trunc else trunc(by, 45),
+                     "Size": human_size(h["size"]), "Comment": h.get("comment", "")})
+    render(env, args.format, rows, columns.HISTORY_HEADER, columns.HISTORY_TABLE)
     return 0
 
 
@@ -310,5 +315,6 @@ def add_image_commands(add: Callable[..., Any]) -> None:
     sp.add_argument("image", nargs="?", metavar="IMAGE")
     sp = add("history", "verbs.cmd_history", "Show the history of an image")
     sp.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
+    sp.add_argument("--format", help="Pretty-print images using a Go template")
     sp.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
     sp.add_argument("image", metavar="IMAGE")

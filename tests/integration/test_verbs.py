@@ -181,3 +181,33 @@ def test_history_image_prune_system_df_and_prune(ctr, publish):
     res = ctr("image", "prune", "-a", input="n\n")
     assert "WARNING! This will remove all images without at least one container" in res.stdout
     assert ctr("images", "-q").stdout.strip()
+
+
+def test_format_on_stats_history_and_volume_ls(ctr):
+    """--format as Docker's on the listings scripts read: stats --no-stream, history, volume ls
+    (fields, a table with Docker's titles, and a template error as Docker prints it)."""
+    cid = ctr("run", "-d", "--name", "fmt-stats", "bb", "sleep", "30").stdout.strip()
+    ctr("volume", "create", "--label", "team=a", "fmt-vol")
+    try:
+        out = ctr("stats", "--no-stream", "--format", "{{.Name}} {{.ID}} {{.PIDs}}",
+                  "fmt-stats").stdout
+        assert out == f"fmt-stats {cid[:12]} 1\n"
+        out = ctr("stats", "--no-stream", "--format", "table {{.Name}}\t{{.MemUsage}}",
+                  "fmt-stats").stdout.splitlines()
+        assert out[0].split() == ["NAME", "MEM", "USAGE", "/", "LIMIT"]
+        assert out[1].startswith("fmt-stats ") and " / " in out[1]
+        image_id = json.loads(ctr("inspect", "--type", "image", "bb").stdout)[0]["Id"]
+        out = ctr("history", "--format", "{{.ID}}|{{.Size}}", "bb").stdout.splitlines()
+        assert out and out[0].split("|")[0] == image_id.removeprefix("sha256:")[:12]
+        out = ctr("history", "--format", "table {{.ID}}\t{{.CreatedBy}}", "bb").stdout
+        assert out.splitlines()[0].split() == ["IMAGE", "CREATED", "BY"]
+        out = ctr("volume", "ls", "--format", "{{.Name}} {{.Driver}} {{.Labels}} {{.Scope}}")
+        assert "fmt-vol local team=a local\n" in out.stdout
+        mount = ctr("volume", "ls", "-f", "name=fmt-vol", "--format", "{{.Mountpoint}}").stdout
+        assert mount.strip().endswith("/volumes/fmt-vol/_data")
+        bad = ctr("volume", "ls", "--format", "{{.Nope", check=False)
+        assert bad.returncode != 0 and "template parsing error" in bad.stderr
+        assert "Traceback" not in bad.stderr
+    finally:
+        ctr("rm", "-f", cid)
+        ctr("volume", "rm", "fmt-vol")
