@@ -5,7 +5,7 @@ same prepared busybox bundle (runc's default spec, /bin/true, no terminal), in o
 Median of --runs runs each after a warm-up, round-robin so that noise spreads over all of them;
 ratios to crun and runc. pyminidocker-runc is started as `make install` starts it: through the
 launcher (python -S), written here for this checkout.
-Not a test. Usage: sudo python3 bench/oci.py [--runs 30]
+Not a test. Usage: sudo .venv/bin/python bench/oci.py [--runs 30] [--ctr]
 """
 from __future__ import annotations
 
@@ -45,9 +45,39 @@ def bundle(d: Path) -> Path:
     return d
 
 
+def ctr_bench(tmp: Path, pmd: Path, runs: int) -> None:
+    """`ctr run --rm` through pyminidocker-runc and through runc, with a containerd of its own
+    (the test's: tests/integration/test_oci_clients.py)."""
+    sys.path.insert(0, str(REPO))
+    from tests.integration.test_oci_clients import IMAGE, Containerd, image_tar
+
+    (tmp / "containerd").mkdir()
+    d = Containerd(tmp / "containerd")
+    try:
+        d.ctr("image", "import", "--base-name", IMAGE.rsplit(":", 1)[0], str(image_tar(tmp)))
+        times: dict[str, list[float]] = {"pyminidocker-runc": [], "runc": []}
+        binaries = {"pyminidocker-runc": str(pmd), "runc": shutil.which("runc") or "runc"}
+        for i in range(runs + 2):
+            for name, binary in binaries.items():
+                t0 = time.perf_counter()
+                d.ctr("run", "--runc-binary", binary, "--rm", IMAGE, f"b{i}", "true")
+                if i >= 2:
+                    times[name].append((time.perf_counter() - t0) * 1000)
+        med = {t: statistics.median(v) for t, v in times.items()}
+        for t, m in med.items():
+            print(f"ctr run --rm via {t:18} {m:8.1f} ms median")
+        print(f"ctr run --rm: pyminidocker-runc / runc = "
+              f"{med['pyminidocker-runc'] / med['runc']:.2f}x (goal <= 1.0x); {runs} runs each")
+    finally:
+        d.ctr("image", "rm", IMAGE, check=False)
+        d.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--ctr", action="store_true",
+                    help="also `ctr run --rm` through each (needs containerd)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="pmd-oci-bench-"))
     try:
@@ -74,6 +104,8 @@ def main() -> None:
         ours = med["pyminidocker-runc"]
         print(f"pyminidocker-runc / crun = {ours / med['crun']:.2f}x (goal <= 1.5x), "
               f"/ runc = {ours / med['runc']:.2f}x (goal <= 1.0x); {args.runs} runs each")
+        if args.ctr:
+            ctr_bench(tmp, pmd, max(args.runs // 3, 5))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -40,9 +40,44 @@ size_t pmd_log_time(char buf[40])
                             secs / 3600, secs / 60 % 60, secs % 60, ts.tv_nsec);
 }
 
+/* Docker's json-file rotation: path.(max_file-1) is dropped, each older name moves up one,
+ * path becomes path.1, and a new path is opened. On any failure logging goes on in the file
+ * that is open (a log that grows is better than a lost one). */
+static void rotate(struct pmd_log *log)
+{
+    char from[4096], to[4096];
+    int fd;
+
+    if (log->max_file <= 1) {
+        if (ftruncate(log->fd, 0) == 0)
+            log->size = 0;
+        return;
+    }
+    for (int i = log->max_file - 1; i >= 1; i--) {
+        if (i == 1)
+            snprintf(from, sizeof from, "%s", log->path);
+        else
+            snprintf(from, sizeof from, "%s.%d", log->path, i - 1);
+        snprintf(to, sizeof to, "%s.%d", log->path, i);
+        if (rename(from, to) < 0 && errno != ENOENT)
+            return;
+    }
+    fd = open(log->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return;
+    dup3(fd, log->fd, O_CLOEXEC); /* the same fd number, now the new file */
+    close(fd);
+    log->size = 0;
+}
+
 static void out_flush(struct pmd_log *log)
 {
     size_t off = 0;
+
+    if (log->path && log->max_size > 0 && log->size > 0 &&
+        log->size + (long long)log->len > log->max_size)
+        rotate(log);
+    log->size += (long long)log->len;
 
     while (off < log->len) {
         ssize_t n = write(log->fd, log->buf + off, log->len - off);
@@ -70,6 +105,16 @@ static void out_put(struct pmd_log *log, const char *p, size_t n)
         p += k;
         n -= k;
     }
+}
+
+void pmd_log_put(struct pmd_log *log, const char *p, size_t n)
+{
+    out_put(log, p, n);
+}
+
+void pmd_log_flush(struct pmd_log *log)
+{
+    out_flush(log);
 }
 
 /* Length of the valid UTF-8 sequence at p (n bytes available), or 0 if it is not valid. */
@@ -144,6 +189,11 @@ static void out_json_string(struct pmd_log *log, const unsigned char *p, size_t 
             }
         }
     }
+}
+
+void pmd_log_json(struct pmd_log *log, const unsigned char *p, size_t n)
+{
+    out_json_string(log, p, n);
 }
 
 static void log_line(struct pmd_log *log, struct pmd_log_stream *s, const char *when,

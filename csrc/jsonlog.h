@@ -11,6 +11,14 @@
 struct pmd_log {
     int fd;
     size_t len;
+    /* Rotation (--log-opt max-size/max-file, as Docker's json-file): with max_size > 0, a
+     * write that would take the file past it first renames path to path.1 (path.1 to path.2,
+     * ... keeping max_file - 1 of them; max_file 1 truncates instead) and starts a new file.
+     * size is what the file holds. path NULL: no rotation. */
+    const char *path;
+    long long max_size;
+    int max_file;
+    long long size;
     char buf[PMD_LOG_BUF];
 };
 
@@ -37,6 +45,12 @@ size_t pmd_log_time(char buf[40]);
  * the next record; an unfinished line waits for more. */
 void pmd_log_feed(struct pmd_log *log, struct pmd_log_stream *s, const unsigned char *p,
                   size_t n);
+
+/* Other JSON through the same buffer (the monitor's health record): raw bytes, a string's
+ * contents escaped as the log's (without the quotes), and the final write. */
+void pmd_log_put(struct pmd_log *log, const char *p, size_t n);
+void pmd_log_json(struct pmd_log *log, const unsigned char *p, size_t n);
+void pmd_log_flush(struct pmd_log *log);
 
 /* The stream has ended: log its unfinished line, if any. */
 void pmd_log_end(struct pmd_log *log, struct pmd_log_stream *s);

@@ -237,12 +237,221 @@ static int backoff(const struct pmd_monitor_spec *m, long long ns)
     return access(m->stop_path, F_OK) == 0;
 }
 
+/* ---- the healthcheck ------------------------------------------------------------------- */
+
+#define HEALTH_OUT_MAX 4096 /* of each run's output, kept (Docker keeps 4 KiB too) */
+#define HEALTH_LOG_N 5      /* runs kept in the record, as Docker's State.Health.Log */
+#define MS 1000000ll
+
+struct health_run {
+    char start[40], end[40];
+    int code;
+    size_t len;
+    unsigned char out[HEALTH_OUT_MAX];
+};
+
+/* In .bss: its pages become resident only for a container that has a healthcheck. */
+static struct {
+    const struct pmd_monitor_spec *m;
+    long long next, deadline, since; /* next run; the running one's end; the container's start */
+    int pid, fd, streak, status, n; /* status: 0 starting, 1 healthy, 2 unhealthy */
+    struct health_run cur, log[HEALTH_LOG_N];
+} hc = {.fd = -1};
+
+static const char *const health_names[] = {"starting", "healthy", "unhealthy"};
+
+static void health_reset(long long now)
+{
+    hc.since = now;
+    hc.next = now + hc.m->health_interval_ms * MS;
+    hc.status = 0;
+    hc.streak = 0;
+}
+
+static void health_write(void)
+{
+    static struct pmd_log rec;
+    char tmp[PATH_MAX], num[64];
+    int n;
+
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", hc.m->health_path) >= (int)sizeof tmp)
+        return;
+    rec.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (rec.fd < 0)
+        return;
+    rec.len = 0;
+    n = snprintf(num, sizeof num, "{\"Status\": \"%s\", \"FailingStreak\": %d, \"Log\": [",
+                 health_names[hc.status], hc.streak);
+    pmd_log_put(&rec, num, (size_t)n);
+    for (int i = 0; i < hc.n; i++) {
+        const struct health_run *r = &hc.log[i];
+        pmd_log_put(&rec, i ? ", {\"Start\": \"" : "{\"Start\": \"", i ? 13 : 11);
+        pmd_log_put(&rec, r->start, strlen(r->start));
+        pmd_log_put(&rec, "\", \"End\": \"", 11);
+        pmd_log_put(&rec, r->end, strlen(r->end));
+        n = snprintf(num, sizeof num, "\", \"ExitCode\": %d, \"Output\": \"", r->code);
+        pmd_log_put(&rec, num, (size_t)n);
+        pmd_log_json(&rec, r->out, r->len);
+        pmd_log_put(&rec, "\"}", 2);
+    }
+    pmd_log_put(&rec, "]}\n", 3);
+    pmd_log_flush(&rec);
+    close(rec.fd);
+    if (rename(tmp, hc.m->health_path) < 0)
+        unlink(tmp);
+}
+
+static void health_read(void)
+{
+    unsigned char buf[1024];
+    ssize_t n;
+
+    while (hc.fd >= 0) {
+        n = read(hc.fd, buf, sizeof buf);
+        if (n > 0) {
+            size_t k = (size_t)n;
+            if (k > HEALTH_OUT_MAX - hc.cur.len)
+                k = HEALTH_OUT_MAX - hc.cur.len;
+            memcpy(hc.cur.out + hc.cur.len, buf, k);
+            hc.cur.len += k;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        close(hc.fd); /* EOF */
+        hc.fd = -1;
+    }
+}
+
+static void health_done(int code, long long now)
+{
+    health_read();
+    if (hc.fd >= 0) {
+        close(hc.fd);
+        hc.fd = -1;
+    }
+    hc.pid = 0;
+    hc.cur.code = code;
+    pmd_log_time(hc.cur.end);
+    if (hc.n == HEALTH_LOG_N) {
+        memmove(&hc.log[0], &hc.log[1], sizeof hc.log[0] * (HEALTH_LOG_N - 1));
+        hc.n--;
+    }
+    hc.log[hc.n++] = hc.cur;
+    if (code == 0) {
+        hc.status = 1;
+        hc.streak = 0;
+    } else if (hc.status != 0 || now - hc.since >= hc.m->health_start_ms * MS) {
+        /* within the start period a failure does not count (Docker's --health-start-period) */
+        if (++hc.streak >= hc.m->health_retries)
+            hc.status = 2;
+    }
+    health_write();
+    hc.next = now + hc.m->health_interval_ms * MS;
+}
+
+static void health_start(long long now)
+{
+    int p[2];
+    pid_t pid;
+
+    if (pipe2(p, O_CLOEXEC) < 0) {
+        hc.next = now + hc.m->health_interval_ms * MS;
+        return;
+    }
+    pid = fork();
+    if (pid == 0) {
+        sigset_t all;
+        int null = open("/dev/null", O_RDONLY);
+        sigfillset(&all);
+        sigprocmask(SIG_UNBLOCK, &all, NULL);
+        dup2(null, 0);
+        dup2(p[1], 1);
+        dup2(p[1], 2);
+        execve(hc.m->health_argv[0], (char *const *)hc.m->health_argv,
+               (char *const *)(hc.m->health_envp ? hc.m->health_envp : (const char *const[]){NULL}));
+        _exit(127);
+    }
+    close(p[1]);
+    if (pid < 0) {
+        close(p[0]);
+        hc.next = now + hc.m->health_interval_ms * MS;
+        return;
+    }
+    fcntl(p[0], F_SETFL, O_NONBLOCK);
+    hc.pid = pid;
+    hc.fd = p[0];
+    hc.cur.len = 0;
+    pmd_log_time(hc.cur.start);
+    hc.deadline = now + hc.m->health_timeout_ms * MS;
+}
+
+/* What is due: a run to start, or one to end for its timeout. Returns the poll timeout (ms)
+ * until the next such moment, or -1 without a healthcheck. */
+static int health_tick(void)
+{
+    long long now = pmd_now_ns(), at;
+
+    if (!hc.m)
+        return -1;
+    if (hc.pid > 0 && now >= hc.deadline) {
+        char msg[80];
+        int n;
+        kill(hc.pid, SIGKILL);
+        while (waitpid(hc.pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        health_read();
+        /* Go's Duration.String() of whole seconds or milliseconds, as Docker prints it */
+        n = hc.m->health_timeout_ms % 1000
+                ? snprintf(msg, sizeof msg, "Health check exceeded timeout (%dms)",
+                           hc.m->health_timeout_ms)
+                : snprintf(msg, sizeof msg, "Health check exceeded timeout (%ds)",
+                           hc.m->health_timeout_ms / 1000);
+        memcpy(hc.cur.out, msg, (size_t)n);
+        hc.cur.len = (size_t)n;
+        if (hc.fd >= 0) {
+            close(hc.fd);
+            hc.fd = -1;
+        }
+        health_done(-1, now);
+    }
+    if (hc.pid == 0 && now >= hc.next)
+        health_start(now);
+    at = hc.pid > 0 ? hc.deadline : hc.next;
+    return at <= now ? 0 : (int)((at - now) / MS) + 1;
+}
+
+/* A SIGCHLD: is it the check's? */
+static void health_reap(void)
+{
+    int status;
+
+    if (hc.pid > 0 && waitpid(hc.pid, &status, WNOHANG) == hc.pid)
+        health_done(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
+                    pmd_now_ns());
+}
+
+/* The container has exited: a check still running is ended, unrecorded. */
+static void health_stop(void)
+{
+    if (hc.pid > 0) {
+        kill(hc.pid, SIGKILL);
+        while (waitpid(hc.pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        hc.pid = 0;
+    }
+    if (hc.fd >= 0) {
+        close(hc.fd);
+        hc.fd = -1;
+    }
+}
+
 /* ---- the loop --------------------------------------------------------------------------- */
 
 /* Log the streams until the container has exited and they are drained; its exit code. */
 static int watch(int pid, int sigfd, struct stream *st, size_t n_st)
 {
-    struct pollfd pfd[3];
+    struct pollfd pfd[4];
     static unsigned char buf[16 * 1024];
     long long deadline = 0;
     int exited = 0, status = 0;
@@ -255,13 +464,17 @@ static int watch(int pid, int sigfd, struct stream *st, size_t n_st)
             pfd[1 + i] = (struct pollfd){st[i].fd, POLLIN, 0};
             open_streams += st[i].fd >= 0;
         }
+        pfd[1 + n_st] = (struct pollfd){hc.fd, POLLIN, 0};
         if (exited) {
             long long left = deadline - pmd_now_ns();
             if (open_streams == 0 || left <= 0)
                 break;
             timeout = (int)(left / 1000000) + 1;
+        } else {
+            timeout = health_tick();
+            pfd[1 + n_st].fd = hc.fd;
         }
-        if (poll(pfd, 1 + n_st, timeout) < 0) {
+        if (poll(pfd, 2 + n_st, timeout) < 0) {
             if (errno == EINTR)
                 continue;
             break;
@@ -274,13 +487,17 @@ static int watch(int pid, int sigfd, struct stream *st, size_t n_st)
                     continue;
                 }
                 /* SIGCHLDs coalesce: ask for the container, whatever the signal was about. */
+                health_reap();
                 if (waitpid(pid, &status, WNOHANG) == pid) {
                     exited = 1;
                     deadline = pmd_now_ns() + DRAIN_NS;
+                    health_stop();
                     break;
                 }
             }
         }
+        if (hc.fd >= 0 && (pfd[1 + n_st].revents & (POLLIN | POLLHUP | POLLERR)))
+            health_read();
         for (size_t i = 0; i < n_st; i++) {
             ssize_t n;
             if (st[i].fd < 0 || !(pfd[1 + i].revents & (POLLIN | POLLHUP | POLLERR)))
@@ -399,6 +616,13 @@ int main(int argc, char **argv)
         pmd_fail(&err, errno, "open log", "%s", q.mon.log_path);
         goto fail;
     }
+    if (q.mon.log_max_size > 0) {
+        struct stat lst;
+        out.path = q.mon.log_path;
+        out.max_size = q.mon.log_max_size;
+        out.max_file = q.mon.log_max_file > 0 ? q.mon.log_max_file : 1;
+        out.size = fstat(out.fd, &lst) == 0 ? (long long)lst.st_size : 0;
+    }
     if (q.spec.console) {
         /* -t: the shim allocates the pty in the container's own devpts (so it is /dev/pts/0 and
          * the controlling tty in there); its master comes back from pmd_spawn below. */
@@ -448,6 +672,11 @@ int main(int argc, char **argv)
     report(status_fd, PMD_MON_OK, proc.pid, NULL);
     close(status_fd);
 
+    if (q.mon.health_argv != NULL) {
+        hc.m = &q.mon;
+        health_reset(pmd_now_ns());
+        health_write(); /* "starting" from the first moment, as Docker shows it */
+    }
     code = watch(proc.pid, sigfd, st, n_st);
     if (q.mon.restart_policy != PMD_RESTART_NO) {
         /*
@@ -508,6 +737,8 @@ int main(int argc, char **argv)
             }
             count++;
             started = pmd_now_ns();
+            if (hc.m) /* a restarted container starts its health over, as Docker's */
+                health_reset(started);
             write_restart(q.mon.restart_path, count, proc.pid, 0);
             code = watch(proc.pid, sigfd, st, n_st);
         }

@@ -421,6 +421,26 @@ struct pmd_monitor_spec {
     int restart_max;
     const char *restart_path;
     const char *stop_path;
+    /*
+     * Healthcheck (Docker's HEALTHCHECK / --health-*): every health_interval_ms while the
+     * container runs, the monitor runs health_argv (a path, environment health_envp: the
+     * engine's `exec` of the test in the container), its output captured (4 KiB), killed after
+     * health_timeout_ms. Status: "starting", "healthy" after a success, "unhealthy" after
+     * health_retries failures in a row (failures within health_start_ms of the start do not
+     * count). health_path receives {"Status", "FailingStreak", "Log": the last 5 runs} after
+     * each run. NULL health_argv: no healthcheck.
+     */
+    const char *const *health_argv;
+    const char *const *health_envp;
+    const char *health_path;
+    int health_interval_ms;
+    int health_timeout_ms;
+    int health_start_ms;
+    int health_retries;
+    /* --log-opt max-size/max-file: rotate log_path past log_max_size bytes, keeping
+     * log_max_file files in all (jsonlog.c); 0: never rotate. */
+    long long log_max_size;
+    int log_max_file;
 };
 
 #define PMD_RESTART_NO 0

@@ -111,6 +111,8 @@ int pmd_relay_run(struct pmd_relay *r, struct pmd_error *err)
         s->pend_off = s->pend_len = 0;
         s->log.fd = r->log_fd;
         s->log.len = 0;
+        s->log.path = NULL; /* no rotation for an attached container's log */
+        s->log.max_size = 0;
         pmd_log_stream_init(&s->st[0], "stdout");
         pmd_log_stream_init(&s->st[1], "stderr");
     }

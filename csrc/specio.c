@@ -28,7 +28,7 @@
 #include <sys/mman.h>
 
 #define SPEC_MAGIC 0x53444d50u /* "PMDS" little-endian */
-#define SPEC_VERSION 5u
+#define SPEC_VERSION 7u
 #define SPEC_MAX (16u << 20)   /* far above any real spec; bounds the monitor's mapping */
 #define VEC_MAX 65536u         /* entries in one string vector or table */
 
@@ -43,13 +43,16 @@ struct wire_hdr {
 struct wire_spec {
     int32_t namespaces, readonly_root, n_mounts, dev_setup, uid, gid, n_groups, set_caps,
         n_rlimits, no_new_privs, seccomp_len, stdin_fd, stdout_fd, stderr_fd, setsid, ctty, hold,
-        join_pid, console, restart_policy, restart_max;
+        join_pid, console, restart_policy, restart_max, health_interval_ms, health_timeout_ms,
+        health_start_ms, health_retries, log_max_file;
     uint32_t seccomp_flags, pad;
     uint64_t cap_bounding, cap_effective, cap_permitted, cap_inheritable, cap_ambient;
+    int64_t log_max_size;
     /* offsets; 0 = NULL */
     uint32_t rootfs, mounts, masked_paths, readonly_paths, hostname, argv, envp, cwd, groups,
         rlimits, cgroup_procs, seccomp_prog, log_path, exit_path, cleanup_mounts, cleanup_dirs,
-        exit_argv, exit_envp, restart_path, stop_path, pad2;
+        exit_argv, exit_envp, restart_path, stop_path, health_argv, health_envp, health_path,
+        pad2;
 };
 
 struct wire_mount {
@@ -168,6 +171,15 @@ static void layout(struct builder *b, const struct pmd_spawn_spec *s,
     w.stop_path = put_str(b, mon->stop_path);
     w.restart_policy = mon->restart_policy;
     w.restart_max = mon->restart_max;
+    w.health_argv = put_vec(b, mon->health_argv);
+    w.health_envp = put_vec(b, mon->health_envp);
+    w.health_path = put_str(b, mon->health_path);
+    w.health_interval_ms = mon->health_interval_ms;
+    w.health_timeout_ms = mon->health_timeout_ms;
+    w.health_start_ms = mon->health_start_ms;
+    w.health_retries = mon->health_retries;
+    w.log_max_size = mon->log_max_size;
+    w.log_max_file = mon->log_max_file;
     if (s->n_groups > 0) {
         w.groups = reserve(b, 4 * (size_t)s->n_groups, 4);
         if (b->buf)
@@ -435,8 +447,23 @@ static int read_blob(struct reader *r, struct pmd_monitor_req *q)
         get_vec(r, w.exit_argv, &q->mon.exit_argv, "exit argv") < 0 ||
         get_vec(r, w.exit_envp, &q->mon.exit_envp, "exit envp") < 0 ||
         get_str(r, w.restart_path, &q->mon.restart_path, "restart path") < 0 ||
-        get_str(r, w.stop_path, &q->mon.stop_path, "stop path") < 0)
+        get_str(r, w.stop_path, &q->mon.stop_path, "stop path") < 0 ||
+        get_vec(r, w.health_argv, &q->mon.health_argv, "health argv") < 0 ||
+        get_vec(r, w.health_envp, &q->mon.health_envp, "health envp") < 0 ||
+        get_str(r, w.health_path, &q->mon.health_path, "health path") < 0)
         return -1;
+    q->mon.health_interval_ms = w.health_interval_ms;
+    q->mon.health_timeout_ms = w.health_timeout_ms;
+    q->mon.health_start_ms = w.health_start_ms;
+    q->mon.health_retries = w.health_retries;
+    q->mon.log_max_size = w.log_max_size;
+    q->mon.log_max_file = w.log_max_file;
+    if (q->mon.health_argv != NULL &&
+        (q->mon.health_argv[0] == NULL || q->mon.health_path == NULL ||
+         q->mon.health_interval_ms <= 0 || q->mon.health_timeout_ms <= 0 ||
+         q->mon.health_retries <= 0))
+        return pmd_fail(r->err, EINVAL, "read spec", "%s",
+                        "corrupt spec: a healthcheck needs argv, path, interval, timeout, retries");
     q->mon.restart_policy = w.restart_policy;
     q->mon.restart_max = w.restart_max;
     if (q->mon.restart_policy < PMD_RESTART_NO || q->mon.restart_policy > PMD_RESTART_UNLESS_STOPPED ||

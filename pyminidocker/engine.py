@@ -224,6 +224,75 @@ class Engine:
         return sum(layer.uncompressed_size for layer in self.store.layers.chain(rec.layer)) \
             if rec.layer else 0
 
+    def _layer_sizes(self) -> dict[str, int]:
+        out = {}
+        for lid in self.store.layers.all_ids():
+            try:
+                out[lid] = self.store.layers.get(lid).uncompressed_size
+            except PmdError:
+                continue
+        return out
+
+    def prune_images(self, all: bool = False) -> tuple[list[tuple[str, str]], int]:
+        """`image prune`: the dangling images (with all: every image) no container uses.
+        Returns what remove_image did for each, and the bytes of the layers that went."""
+        before = self._layer_sizes()
+        used = self.store.images.users()
+        done: list[tuple[str, str]] = []
+        for rec in self.images():
+            if rec.id in used or (rec.names and not all):
+                continue
+            try:
+                done += self.remove_image(rec.id, force=True)
+            except PmdError:
+                continue
+        after = self._layer_sizes()
+        return done, sum(size for lid, size in before.items() if lid not in after)
+
+    def history(self, rec: ImageRecord) -> list[dict[str, Any]]:
+        """`history`: the image config's history, newest first, each with the size of the
+        layer it made (0 for an empty_layer step): {"created", "created_by", "size",
+        "comment", "empty_layer"}."""
+        cfg = self.image_config(rec)
+        layers = list(self.store.layers.chain(rec.layer)) if rec.layer else []
+        layers.reverse()  # bottom first, as the history lists its steps
+        out, i = [], 0
+        for h in cfg.get("history") or []:
+            size = 0
+            if not h.get("empty_layer"):
+                size = layers[i].uncompressed_size if i < len(layers) else 0
+                i += 1
+            out.append({**h, "size": size})
+        return out[::-1]
+
+    def disk_usage(self) -> dict[str, Any]:
+        """`system df`: images, containers and volumes: how many, how many in use, their
+        bytes and what a prune would reclaim."""
+        used_images = self.store.images.users()
+        images = self.images()
+        sizes = self._layer_sizes()
+        used_layers = {layer.id for rec in images if rec.id in used_images and rec.layer
+                       for layer in self.store.layers.chain(rec.layer)}
+        from pyminidocker.store.files import tree_size
+
+        recs = self.containers()
+        running = {r.id for r in recs if r.state.status == "running"}
+        ctr_sizes = {r.id: tree_size(os.path.join(self.store.containers.path(r.id), "upper"))
+                     for r in recs}
+        vol_users = self.volume_users()
+        vols = self.volumes()
+        vol_sizes = {v.name: self.store.volumes.size(v.name) for v in vols}
+        return {
+            "images": (len(images), sum(1 for r in images if r.id in used_images),
+                       sum(sizes.values()),
+                       sum(s for lid, s in sizes.items() if lid not in used_layers)),
+            "containers": (len(recs), len(running), sum(ctr_sizes.values()),
+                           sum(s for cid, s in ctr_sizes.items() if cid not in running)),
+            "volumes": (len(vols), sum(1 for v in vols if vol_users.get(v.name)),
+                        sum(vol_sizes.values()),
+                        sum(s for n, s in vol_sizes.items() if not vol_users.get(n))),
+        }
+
     def inspect_image(self, rec: ImageRecord) -> dict[str, Any]:
         """Docker's `image inspect` object of the image (every key Docker 20.10 has)."""
         from pyminidocker import dockerjson
@@ -421,6 +490,10 @@ class Engine:
         from two (container.observe.cpu_percent). Raises Conflict if it is not running."""
         return self.runtime.stats(rec)
 
+    def health(self, rec: ContainerRecord) -> dict[str, Any] | None:
+        """Docker's State.Health of the container (None without a healthcheck)."""
+        return self.runtime.health(rec)
+
     def start_all_restart(self) -> list[str]:
         """At boot: start the stopped containers whose restart policy asks for it (see
         Runtime.start_all_restart); their ids."""
@@ -496,12 +569,22 @@ class Engine:
         read. Nothing for a container that never started."""
         import time
 
+        if (rec.host.get("log") or {}).get("driver") == "none":
+            raise PmdError("configured logging driver does not support reading")
+        path = self.log_path(rec)
+        older = b""  # what --log-opt max-file kept of it (path.N is the oldest), then path
+        for n in range(int((rec.host.get("log") or {}).get("max_file") or 1) - 1, 0, -1):
+            try:
+                with open(f"{path}.{n}", "rb") as old:
+                    older += old.read()
+            except FileNotFoundError:
+                continue
         try:
-            f = open(self.log_path(rec), "rb")  # held open while following
+            f = open(path, "rb")  # held open while following
         except FileNotFoundError:
             return
         with f:
-            records, rest = _log_records(f.read())
+            records, rest = _log_records(older + f.read())
             if tail is not None:
                 records = records[max(0, len(records) - tail):] if tail > 0 else []
             yield from records
@@ -537,8 +620,12 @@ class Engine:
                 nets[name] = ns.get(name)
             except PmdError:
                 continue
-        return dockerjson.container(rec, self.store.containers.path(rec.id), cfg, nets,
-                                    self.store.volumes.data_path)
+        doc = dockerjson.container(rec, self.store.containers.path(rec.id), cfg, nets,
+                                   self.store.volumes.data_path)
+        health = self.runtime.health(rec)  # as Docker: State.Health only with a healthcheck
+        if health is not None:
+            doc["State"]["Health"] = health
+        return doc
 
     # ---- volumes --------------------------------------------------------------------------
 

@@ -64,7 +64,7 @@ def parse_time(stamp: str) -> float | None:
         return None
 
 
-def status_text(state: Any, now: float) -> str:
+def status_text(state: Any, now: float, health: dict[str, Any] | None = None) -> str:
     """ps's STATUS: "Up 2 minutes", "Up 1 second (Paused)", "Restarting (1) 2 seconds ago",
     "Exited (0) 3 seconds ago" and "Created"."""
     if state.status == "running" and getattr(state, "restarting", False):
@@ -73,6 +73,9 @@ def status_text(state: Any, now: float) -> str:
     if state.status == "running":
         started = parse_time(state.started_at) or now
         paused = " (Paused)" if getattr(state, "paused", False) else ""
+        if health is not None and not paused:  # Docker's "(healthy)", "(health: starting)"
+            status = health.get("Status", "starting")
+            paused = " (health: starting)" if status == "starting" else f" ({status})"
         return f"Up {human_duration(now - started)}{paused}"
     if state.status == "exited":
         ended = parse_time(state.finished_at)

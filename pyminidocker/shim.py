@@ -40,7 +40,7 @@ except ImportError as e:  # pragma: no cover - only when the C module was not bu
 # (major, minor) of the public API in __all__: minor grows when something is added, major when
 # something public changes or goes (after a minor release that warns about it).
 API_VERSION = (1, 2)  # 1.1: seccomp_compile, SECCOMP_PROG_MAX, SpawnSpec.seccomp as a program;
-# 1.2: monitor_start(restart=RestartPolicy(...)), RESTART_*
+# 1.2: monitor_start(restart=RestartPolicy(...), health=HealthCheck(...)), RESTART_*
 
 __all__ = [
     "API_VERSION",
@@ -76,6 +76,7 @@ __all__ = [
     "SECCOMP_PROG_MAX",
     "TRACE_PHASES",
     "ExtractResult",
+    "HealthCheck",
     "MonitorInfo",
     "Mount",
     "Process",
@@ -507,6 +508,22 @@ class RestartPolicy:
     stop_path: str
 
 
+@dataclass(frozen=True)
+class HealthCheck:
+    """A monitored container's healthcheck (see pmd_monitor_spec in csrc/pmd.h): the monitor
+    runs argv (argv[0] a path; environment env) every interval_ms, kills it after timeout_ms,
+    counts retries failures in a row as unhealthy (not within start_ms of the start), and
+    writes {"Status", "FailingStreak", "Log"} to path after each run."""
+
+    argv: list[str]
+    env: list[str]
+    path: str
+    interval_ms: int
+    timeout_ms: int
+    start_ms: int
+    retries: int
+
+
 RESTART_NO = lib.PMD_RESTART_NO
 RESTART_ALWAYS = lib.PMD_RESTART_ALWAYS
 RESTART_ON_FAILURE = lib.PMD_RESTART_ON_FAILURE
@@ -520,14 +537,19 @@ def monitor_start(spec: SpawnSpec, log_path: str | os.PathLike[str],
                   exit_argv: Sequence[str | os.PathLike[str]] | None = None,
                   exit_env: Sequence[str] | None = None,
                   monitor_path: str | os.PathLike[str] | None = None,
-                  restart: RestartPolicy | None = None) -> MonitorInfo:
+                  restart: RestartPolicy | None = None,
+                  health: HealthCheck | None = None,
+                  log_max_size: int = 0, log_max_file: int = 0) -> MonitorInfo:
     """Start spec as a detached container watched by pmd-monitor (see pmd_monitor_start).
 
     The monitor logs the container's stdout/stderr to log_path (Docker's json-file format),
     and when it exits unmounts cleanup_mounts, removes cleanup_dirs, writes exit_path
     ({"exit_code", "finished_at", "oom_killed"}) and finally execs exit_argv (argv[0] a path;
     environment exit_env, "K=V" strings) if given; with restart, it first restarts the container
-    as the policy says (RestartPolicy). spec's stdio must be -1 (the monitor provides
+    as the policy says (RestartPolicy); with health, it runs the healthcheck while the container
+    runs (HealthCheck); with log_max_size, it rotates log_path past that many bytes, keeping
+    log_max_file files (Docker's json-file max-size/max-file). spec's stdio must be -1 (the
+    monitor provides
     pipes, or with spec.console the container's own pty). With spec.hold it returns once the
     container exists: call release() (or abort()) on the result.
 
@@ -546,6 +568,16 @@ def monitor_start(spec: SpawnSpec, log_path: str | os.PathLike[str],
         m.restart_max = restart.max_count
         m.restart_path = _cstr(keep, restart.restart_path)
         m.stop_path = _cstr(keep, restart.stop_path)
+    m.log_max_size = log_max_size
+    m.log_max_file = log_max_file
+    if health is not None:
+        m.health_argv = _cstrv(keep, list(health.argv))
+        m.health_envp = _cstrv(keep, list(health.env))
+        m.health_path = _cstr(keep, health.path)
+        m.health_interval_ms = health.interval_ms
+        m.health_timeout_ms = health.timeout_ms
+        m.health_start_ms = health.start_ms
+        m.health_retries = health.retries
     info = ffi.new("struct pmd_monitor_info *")
     err = ffi.new("struct pmd_error *")
     if lib.pmd_monitor_start(os.fsencode(monitor_path or MONITOR_PATH), s, m, info, err) != 0:

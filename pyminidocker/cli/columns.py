@@ -33,6 +33,17 @@ IMAGES_HEADER = {
     "VirtualSize": "VIRTUAL SIZE",
 }
 NETWORKS_TABLE = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
+VOLUMES_TABLE = "table {{.Driver}}\t{{.Name}}"
+VOLUMES_HEADER = {"Driver": "DRIVER", "Name": "VOLUME NAME", "Labels": "LABELS",
+                  "Mountpoint": "MOUNTPOINT", "Scope": "SCOPE", "Links": "LINKS", "Size": "SIZE"}
+HISTORY_TABLE = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
+HISTORY_HEADER = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
+                  "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT"}
+STATS_TABLE = ("table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t"
+               "{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}")
+STATS_HEADER = {"Container": "CONTAINER", "ID": "CONTAINER ID", "Name": "NAME",
+                "CPUPerc": "CPU %", "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %",
+                "NetIO": "NET I/O", "BlockIO": "BLOCK I/O", "PIDs": "PIDS"}
 NETWORKS_HEADER = {
     "ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE", "IPv6": "IPV6",
     "Internal": "INTERNAL", "Labels": "LABELS", "CreatedAt": "CREATED AT",
@@ -68,7 +79,7 @@ def docker_command(argv: list[str]) -> str:
     return " ".join([argv[0], *(f"'{a}'" if " " in a else a for a in argv[1:])])
 
 
-def _labels(labels: dict[str, str]) -> str:
+def labels_text(labels: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
@@ -120,8 +131,8 @@ class ContainerContext:
     _go_type = "*formatter.ContainerContext"
 
     def __init__(self, rec: Any, now: float | None = None, trunc: bool = True,
-                 size: tuple[int, int] | None = None):
-        self._rec, self._trunc, self._size = rec, trunc, size
+                 size: tuple[int, int] | None = None, health: dict[str, Any] | None = None):
+        self._rec, self._trunc, self._size, self._health = rec, trunc, size, health
         self._now = time.time() if now is None else now
 
     @property
@@ -164,7 +175,7 @@ class ContainerContext:
 
     @property
     def Status(self) -> str:
-        return status_text(self._rec.state, self._now)
+        return status_text(self._rec.state, self._now, self._health)
 
     @property
     def Size(self) -> str:
@@ -175,7 +186,7 @@ class ContainerContext:
 
     @property
     def Labels(self) -> str:
-        return _labels(self._rec.labels)
+        return labels_text(self._rec.labels)
 
     def Label(self, name: str) -> str:
         return str(self._rec.labels.get(name, ""))
@@ -272,7 +283,7 @@ class NetworkContext:
 
     @property
     def Labels(self) -> str:
-        return _labels(self._labels)
+        return labels_text(self._labels)
 
     def Label(self, name: str) -> str:
         return self._labels.get(name, "")

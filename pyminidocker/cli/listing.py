@@ -102,7 +102,7 @@ def ps(args: Namespace, env: Any, eng: Engine) -> int:
             virtual = 0
         return rw, rw + virtual
 
-    rows = [columns.ContainerContext(r, now, trunc, size(r)) for r in recs]
+    rows = [columns.ContainerContext(r, now, trunc, size(r), eng.health(r)) for r in recs]
     table = columns.PS_TABLE + ("\t{{.Size}}" if args.size else "")
     render(env, args.format, rows, columns.PS_HEADER, table)
     return 0
@@ -142,6 +142,8 @@ def images(args: Namespace, env: Any, eng: Engine) -> int:
     """`images [REPOSITORY[:TAG]]`."""
     rows = image_rows(eng)
     for message in eng.corrupt_images():  # the others are listed all the same
+        env.stderr.write(f"WARNING: {message}\n")
+    for message in eng.corrupt_layers():  # rebuilt from the images: nothing fails
         env.stderr.write(f"WARNING: {message}\n")
     wanted = filters.parse(args.filter, filters.IMAGES_KEYS)
     if args.filter_ref:

@@ -248,9 +248,11 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
 
         add_network_commands(sp)
 
-    from pyminidocker.cli.verbs import add_verb_commands  # a small module: args and errors
+    # a small module (args and errors): its commands are listed whichever one runs
+    from pyminidocker.cli.verbs import add_image_commands, add_verb_commands
 
     add_verb_commands(add)
+    add_image_commands(add)
 
     sp = add("volume", None, "Manage volumes")
     if isinstance(sp, Parser):  # its commands live in cli/volume.py: imported only to run them
@@ -265,8 +267,11 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
         add_bench_commands(sp)
 
     sp = add("system", "system.cmd_system", "Manage the engine's footprint on this host")
-    sp.add_argument("action", choices=["reset", "check", "service"])
+    sp.add_argument("action", choices=["reset", "check", "service", "df", "prune"])
     sp.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
+    sp.add_argument("-a", "--all", action="store_true",
+                    help="Prune: remove all unused images, not just dangling ones")
+    sp.add_argument("--volumes", action="store_true", help="Prune: prune volumes too")
     # service: the Docker Engine API server (pyminidocker.api.server)
     sp.add_argument("uri", nargs="?", metavar="URI",
                     help="Service: unix:///PATH (default unix:///run/pyminidocker/docker.sock) "

@@ -50,6 +50,18 @@ def add_run_flags(sp: Any) -> None:
     a("--cpu-period", help="CPU CFS period in microseconds")
     a("--cpu-quota", help="CPU CFS quota in microseconds")
     a("--blkio-weight", help="Block IO weight, 10 to 1000 (0: none)")
+    a("--mac-address", help="Container MAC address (e.g., 92:d0:c6:0a:29:33)")
+    a("--network-alias", action="append", default=[],
+      help="Add network-scoped alias for the container")
+    a("--memory-swappiness", help="Tune container memory swappiness (0 to 100) (default -1)")
+    a("--runtime", help="Runtime to use for this container (runc: the engine's own)")
+    a("--isolation", help="Container isolation technology (default only, on Linux)")
+    a("--volume-driver", help="Optional volume driver for the container (local)")
+    a("--storage-opt", action="append", default=[],
+      help="Storage driver options for the container (size: refused, as on overlay over ext4)")
+    a("--gpus", help="GPU devices to add to the container (refused: no GPU driver)")
+    a("--disable-content-trust", action="store_true", default=True,
+      help="Skip image verification (default true; content trust is not supported)")
     a("--oom-kill-disable", action="store_true", help="Disable the OOM killer")
     a("--oom-score-adj", help="The OOM score adjustment, -1000 to 1000")
     a("--cgroup-parent", help="Parent cgroup of the container's")
@@ -62,6 +74,16 @@ def add_run_flags(sp: Any) -> None:
     a("--device-cgroup-rule", action="append", default=[],
       help="A device cgroup rule: 'c 1:3 rwm'")
     a("--init", action="store_true", help="Run an init (tini) as PID 1")
+    a("--health-cmd", help="Command to run to check health")
+    a("--health-interval", help="Time between running the check (ms|s|m|h) (default 0s)")
+    a("--health-timeout", help="Maximum time to allow one check to run (ms|s|m|h) (default 0s)")
+    a("--health-retries", help="Consecutive failures needed to report unhealthy")
+    a("--health-start-period", help="Start period for the container to initialize before "
+      "starting health-retries countdown (ms|s|m|h) (default 0s)")
+    a("--no-healthcheck", action="store_true", help="Disable any container-specified HEALTHCHECK")
+    a("--log-driver", default="json-file", help="Logging driver for the container: json-file, "
+      "local (written as json-file) or none")
+    a("--log-opt", action="append", default=[], help="Log driver options: max-size, max-file")
     a("--restart", default="no", help="Restart policy: no, always, on-failure[:N], "
       "unless-stopped")
     a("--sig-proxy", action="store_true", default=True,
@@ -195,6 +217,100 @@ def parse_detach_keys(keys: str) -> str:
     return keys
 
 
+_UNITS_NS = {"ns": 1, "us": 1000, "µs": 1000, "ms": 1_000_000, "s": 1_000_000_000,
+             "m": 60_000_000_000, "h": 3_600_000_000_000}
+
+
+def parse_duration(text: str, flag: str) -> int:
+    """A Go duration ("1m30s", "500ms", "2h") in nanoseconds. Raises UsageError."""
+    bad = UsageError(f'invalid argument "{text}" for "{flag}" flag: time: invalid duration '
+                     f'"{text}"')
+    s, total = text, 0
+    if s in ("0", ""):
+        return 0
+    while s:
+        i = 0
+        while i < len(s) and (s[i].isdigit() or s[i] == "."):
+            i += 1
+        j = i
+        while j < len(s) and not (s[j].isdigit() or s[j] == "."):
+            j += 1
+        number, unit = s[:i], s[i:j]
+        if not number or unit not in _UNITS_NS or number.count(".") > 1:
+            raise bad
+        total += int(float(number) * _UNITS_NS[unit])
+        s = s[j:]
+    return total
+
+
+def parse_health(args: Namespace) -> dict[str, Any] | None:
+    """--health-* and --no-healthcheck as Docker's Healthcheck config (durations in ns, 0 for
+    the image's or the default); None when none is given."""
+    given = {k: getattr(args, k) for k in ("health_cmd", "health_interval", "health_timeout",
+                                            "health_retries", "health_start_period")}
+    if args.no_healthcheck:
+        if any(v is not None for v in given.values()):
+            raise UsageError("--no-healthcheck conflicts with --health-* options")
+        return {"Test": ["NONE"]}
+    if all(v is None for v in given.values()):
+        return None
+    hc: dict[str, Any] = {}
+    if args.health_cmd is not None:
+        hc["Test"] = ["CMD-SHELL", args.health_cmd]
+    for key, name in (("Interval", "health_interval"), ("Timeout", "health_timeout"),
+                      ("StartPeriod", "health_start_period")):
+        flag = "--" + name.replace("_", "-")
+        value = getattr(args, name)
+        if value is not None:
+            hc[key] = parse_duration(value, flag)
+            if hc[key] < 0:
+                raise UsageError(f"{flag} cannot be negative")
+            if 0 < hc[key] < 1_000_000:
+                raise UsageError(f"{key} in Healthcheck cannot be less than 1ms")
+    if args.health_retries is not None:
+        hc["Retries"] = _int(args.health_retries, "--health-retries")
+        if hc["Retries"] < 0:
+            raise UsageError("--health-retries cannot be negative")
+    return hc
+
+
+def _decimal_size(text: str, flag: str) -> int:
+    """go-units FromHumanSize: 10m = 10,000,000 (decimal units, as json-file's max-size)."""
+    s = text.strip().lower().removesuffix("b")
+    mult = {"k": 1000, "m": 1000 ** 2, "g": 1000 ** 3, "t": 1000 ** 4}.get(s[-1:], 1)
+    number = s[:-1] if mult != 1 else s
+    try:
+        value = int(float(number) * mult)
+    except ValueError:
+        raise UsageError(f"invalid size: '{text}'") from None
+    if value <= 0:
+        raise UsageError(f"invalid size: '{text}'")
+    return value
+
+
+def parse_log(driver: str, opts: list[str]) -> dict[str, Any]:
+    """--log-driver and --log-opt as Docker checks them."""
+    if driver not in ("json-file", "local", "none"):
+        raise UsageError(f'error looking up logging plugin {driver}: plugin "{driver}" not '
+                         "found")
+    log: dict[str, Any] = {"driver": driver}
+    for opt in opts:
+        key, eq, value = opt.partition("=")
+        if not eq:
+            raise UsageError(f"invalid key value pair format in logging opts: {opt}")
+        if driver == "none" or key not in ("max-size", "max-file", "compress"):
+            raise UsageError(f"unknown log opt '{key}' for {driver} log driver")
+        if key == "max-size":
+            log["max_size"] = _decimal_size(value, "max-size")
+        elif key == "max-file":
+            if not value.isdigit() or int(value) < 1:
+                raise UsageError("max-file cannot be less than 1")
+            log["max_file"] = int(value)
+    if "max_file" in log and "max_size" not in log:
+        raise UsageError("max-file can only be used with max-size")
+    return log
+
+
 def parse_restart(spec: str) -> dict[str, Any]:
     """--restart no|always|unless-stopped|on-failure[:N] → {"name", "max"}, Docker's errors."""
     name, colon, count = spec.partition(":")
@@ -265,6 +381,40 @@ def run_extra(args: Namespace, warn: Any) -> dict[str, Any]:
     if x.get("blkio_weight") and not 10 <= x["blkio_weight"] <= 1000:
         raise UsageError("Range of blkio weight is from 10 to 1000")
     x["oom_kill_disable"] = bool(args.oom_kill_disable)
+    if args.mac_address is not None:
+        parts = args.mac_address.split(":")
+        if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdefABCDEF"
+                                                           for c in p) for p in parts):
+            raise UsageError(f"{args.mac_address} is not a valid mac address")
+        if args.network in ("host", "none"):
+            raise UsageError("conflicting options: mac-address and the network mode")
+        x["mac_address"] = args.mac_address.lower()
+    if args.network_alias:
+        if args.network in ("bridge", "default", "host", "none"):
+            raise UsageError("network-scoped alias is supported only for containers in user "
+                             "defined networks")
+        x["aliases"] = list(args.network_alias)
+    if args.memory_swappiness is not None:
+        x["memory_swappiness"] = _int(args.memory_swappiness, "--memory-swappiness")
+        if x["memory_swappiness"] != -1 and not 0 <= x["memory_swappiness"] <= 100:
+            raise UsageError(f"invalid value: {x['memory_swappiness']}, valid memory "
+                             "swappiness range is 0-100")
+    # what Docker refuses or ignores on a host like this one, in its words
+    if args.runtime not in (None, "runc"):
+        raise UsageError(f"unknown or invalid runtime name: {args.runtime}")
+    if args.isolation not in (None, "", "default"):
+        raise UsageError(f"Invalid isolation: {args.isolation!r} - Windows isolation is only "
+                         "supported on Windows")
+    if args.volume_driver not in (None, "", "local"):
+        raise UsageError(f'error looking up volume plugin {args.volume_driver}: plugin '
+                         f'"{args.volume_driver}" not found')
+    if args.storage_opt:
+        raise UsageError("--storage-opt is supported only for overlay over xfs with 'pquota' "
+                         "mount option")
+    if args.gpus is not None:
+        raise UsageError('could not select device driver "" with capabilities: [[gpu]]')
+    if not args.disable_content_trust:
+        raise UsageError("content trust (--disable-content-trust=false) is not supported")
     if args.oom_score_adj is not None:
         x["oom_score_adj"] = _int(args.oom_score_adj, "--oom-score-adj")
         if not -1000 <= x["oom_score_adj"] <= 1000:
@@ -284,6 +434,10 @@ def run_extra(args: Namespace, warn: Any) -> dict[str, Any]:
     x["device_cgroup_rules"] = list(args.device_cgroup_rule)
     x["init"] = bool(args.init)
     x["restart"] = parse_restart(args.restart)
+    x["log"] = parse_log(args.log_driver, args.log_opt)
+    health = parse_health(args)
+    if health is not None:
+        x["health_flags"] = health
     if x["restart"]["name"] != "no" and getattr(args, "rm", False):
         raise UsageError("Conflicting options: --restart and --rm")
     streams = []

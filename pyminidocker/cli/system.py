@@ -59,7 +59,12 @@ def cmd_system(args: Namespace, env: Env) -> int:
     """`system reset`: remove every container of this store, then everything the engine added
     to the host for networking (bridges, PMD-* rules), whichever store added it.
     `system check [--repair] [--full]`: exit 0 when nothing is wrong (or all was repaired).
-    `system service`: the Docker Engine API server."""
+    `system service`: the Docker Engine API server. `system df`, `system prune`: cli.verbs."""
+    if args.action in ("df", "prune"):
+        from pyminidocker.cli import verbs
+
+        return verbs.cmd_system_df(args, env) if args.action == "df" \
+            else verbs.cmd_system_prune(args, env)
     if args.action == "service":
         try:
             from pyminidocker.api.server import service_command

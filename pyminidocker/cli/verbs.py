@@ -58,7 +58,7 @@ def cmd_diff(args: Namespace, env: Any) -> int:
 
 
 def _stats_rows(eng: Engine, recs: list[Any], before: dict[str, dict[str, Any]]
-                ) -> list[list[str]]:
+                ) -> list[dict[str, str]]:
     from pyminidocker.cli.output import human_size as _decimal  # go-units HumanSize
     from pyminidocker.container.observe import cpu_percent
 
@@ -72,11 +72,13 @@ def _stats_rows(eng: Engine, recs: list[Any], before: dict[str, dict[str, Any]]
         cpu = cpu_percent(prev, s) if prev else 0.0
         before[rec.id] = s
         mem_pct = s["mem_usage"] / s["mem_limit"] * 100 if s["mem_limit"] else 0.0
-        rows.append([rec.short_id, rec.name, f"{cpu:.2f}%",
-                     f"{_binary(s['mem_usage'])} / {_binary(s['mem_limit'])}",
-                     f"{mem_pct:.2f}%", f"{_decimal(s['net_rx'])} / {_decimal(s['net_tx'])}",
-                     f"{_decimal(s['blk_read'])} / {_decimal(s['blk_write'])}",
-                     str(s["pids"])])
+        rows.append({"Container": rec.short_id, "ID": rec.short_id, "Name": rec.name,
+                     "CPUPerc": f"{cpu:.2f}%",
+                     "MemUsage": f"{_binary(s['mem_usage'])} / {_binary(s['mem_limit'])}",
+                     "MemPerc": f"{mem_pct:.2f}%",
+                     "NetIO": f"{_decimal(s['net_rx'])} / {_decimal(s['net_tx'])}",
+                     "BlockIO": f"{_decimal(s['blk_read'])} / {_decimal(s['blk_write'])}",
+                     "PIDs": str(s["pids"])})
     return rows
 
 
@@ -85,7 +87,8 @@ def cmd_stats(args: Namespace, env: Any) -> int:
     redrawn every second until interrupted."""
     import time
 
-    from pyminidocker.cli.output import table
+    from pyminidocker.cli import columns
+    from pyminidocker.cli.listing import render
 
     eng: Engine = args.engine
     if args.containers:
@@ -95,8 +98,6 @@ def cmd_stats(args: Namespace, env: Any) -> int:
                 raise PmdError(f"Container {rec.id} is not running")
     else:
         recs = eng.containers(all=args.all)
-    head = ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O",
-            "BLOCK I/O", "PIDS"]
     before: dict[str, dict[str, Any]] = {}
     _stats_rows(eng, recs, before)
     try:
@@ -105,7 +106,7 @@ def cmd_stats(args: Namespace, env: Any) -> int:
             rows = _stats_rows(eng, recs, before)
             if not args.no_stream:
                 env.stdout.write("\x1b[2J\x1b[H")
-            table([head, *rows], env)
+            render(env, args.format, rows, columns.STATS_HEADER, columns.STATS_TABLE)
             env.stdout.flush()
             if args.no_stream:
                 return 0
@@ -171,6 +172,7 @@ def add_verb_commands(add: Callable[..., Any]) -> None:
              "Display a live stream of container(s) resource usage statistics")
     sp.add_argument("-a", "--all", action="store_true", help="All containers (default: running)")
     sp.add_argument("--no-stream", action="store_true", help="Print one table and exit")
+    sp.add_argument("--format", help="Pretty-print stats using a Go template")
     sp.add_argument("containers", nargs="*", metavar="CONTAINER")
     sp = add("update", "verbs.cmd_update", "Update configuration of one or more containers")
     for flag, short, what in (
@@ -184,3 +186,135 @@ def add_verb_commands(add: Callable[..., Any]) -> None:
             ("--blkio-weight", None, "Block IO weight")):
         sp.add_argument(*([short] if short else []), flag, help=what)
     sp.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+
+def _confirm(env: Any, force: bool, warning: str) -> bool:
+    if force:
+        return True
+    env.stdout.write(f"WARNING! {warning}\nAre you sure you want to continue? [y/N] ")
+    env.stdout.flush()
+    return env.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def _section(env: Any, title: str, lines: list[str]) -> None:
+    """A prune's "Deleted Containers:" ... block, followed by a blank line; none if empty."""
+    if lines:
+        env.out(f"Deleted {title}:")
+        for line in lines:
+            env.out(line)
+        env.out("")
+
+
+def _deleted_images(env: Any, done: list[tuple[str, str]]) -> None:
+    _section(env, "Images", [f"{what.lower()}: {name}" for what, name in done])
+
+
+def cmd_image(args: Namespace, env: Any) -> int:
+    """`image prune [-a] [-f]` and `image history`."""
+    from pyminidocker.cli.output import human_size
+
+    eng: Engine = args.engine
+    if args.action == "history":
+        return cmd_history(args, env)
+    warning = ("This will remove all images without at least one container associated to "
+               "them." if args.all else "This will remove all dangling images.")
+    if not _confirm(env, args.force, warning):
+        return 0
+    done, freed = eng.prune_images(all=args.all)
+    _deleted_images(env, done)
+    env.out(f"Total reclaimed space: {human_size(freed)}")
+    return 0
+
+
+def cmd_history(args: Namespace, env: Any) -> int:
+    import time
+
+    from pyminidocker.cli import columns
+    from pyminidocker.cli.listing import render
+    from pyminidocker.cli.output import human_duration, human_size, parse_time, trunc
+
+    eng: Engine = args.engine
+    if not args.image:
+        raise UsageError('"history" requires exactly 1 argument.')
+    rec = eng.image(args.image)
+    steps = eng.history(rec)
+    short = "sha256:" + rec.id if args.no_trunc else rec.id[:12]
+    if args.quiet:
+        env.out(short)
+        return 0
+    now = time.time()
+    rows = []
+    for i, h in enumerate(steps):
+        created = parse_time(h.get("created", ""))
+        by = h.get("created_by", "")
+        rows.append({"ID": short if i == 0 else "<missing>",
+                     "CreatedSince": human_duration(now - created) + " ago" if created else "",
+                     "CreatedAt": h.get("created", ""),
+                     "CreatedBy": by if args.no_trunc else trunc(by, 45),
+                     "Size": human_size(h["size"]), "Comment": h.get("comment", "")})
+    render(env, args.format, rows, columns.HISTORY_HEADER, columns.HISTORY_TABLE)
+    return 0
+
+
+def _df_row(name: str, counts: tuple[int, int, int, int]) -> list[str]:
+    """A `system df` row: total, active, size, reclaimable (with its share of the size)."""
+    from pyminidocker.cli.output import human_size
+
+    total, active, size, reclaim = counts
+    share = f" ({reclaim * 100 // size if size else 0}%)"
+    return [name, str(total), str(active), human_size(size), human_size(reclaim) + share]
+
+
+def cmd_system_df(args: Namespace, env: Any) -> int:
+    from pyminidocker.cli.output import table
+
+    eng: Engine = args.engine
+    du = eng.disk_usage()
+    table([["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
+           _df_row("Images", du["images"]), _df_row("Containers", du["containers"]),
+           _df_row("Local Volumes", du["volumes"]),
+           ["Build Cache", "0", "0", "0B", "0B"]], env)
+    return 0
+
+
+def cmd_system_prune(args: Namespace, env: Any) -> int:
+    """`system prune [-a] [--volumes] [-f]`: stopped containers, unused networks, dangling
+    images (-a: every unused image), and with --volumes the unused volumes."""
+    from pyminidocker.cli.output import human_size
+
+    eng: Engine = args.engine
+    what = ["all stopped containers", "all networks not used by at least one container"]
+    if args.volumes:
+        what.append("all volumes not used by at least one container")
+    what.append("all images without at least one container associated to them" if args.all
+                else "all dangling images")
+    if not _confirm(env, args.force, "This will remove:\n" +
+                    "".join(f"  - {w}\n" for w in what).rstrip("\n")):
+        return 0
+    _section(env, "Containers", eng.prune_containers())
+    _section(env, "Networks", eng.prune_networks())
+    freed = 0
+    if args.volumes:
+        vols, freed = eng.prune_volumes()
+        _section(env, "Volumes", vols)
+    done, image_bytes = eng.prune_images(all=args.all)
+    _deleted_images(env, done)
+    env.out(f"Total reclaimed space: {human_size(freed + image_bytes)}")
+    return 0
+
+
+def add_image_commands(add: Callable[..., Any]) -> None:
+    """`image prune|history` and `history`, on cli.main.build_parser's `add`."""
+    sp = add("image", "verbs.cmd_image", "Manage images")
+    sp.add_argument("action", choices=["prune", "history"])
+    sp.add_argument("-a", "--all", action="store_true",
+                    help="Prune: remove all unused images, not just dangling ones")
+    sp.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
+    sp.add_argument("--no-trunc", action="store_true", help="History: don't truncate output")
+    sp.add_argument("-q", "--quiet", action="store_true", help="History: only show image IDs")
+    sp.add_argument("image", nargs="?", metavar="IMAGE")
+    sp = add("history", "verbs.cmd_history", "Show the history of an image")
+    sp.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
+    sp.add_argument("--format", help="Pretty-print images using a Go template")
+    sp.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
+    sp.add_argument("image", metavar="IMAGE")

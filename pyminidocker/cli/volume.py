@@ -64,6 +64,15 @@ def cmd_volume(args: Namespace, env: Any) -> int:
             for vol in vols:
                 env.out(vol.name)
             return 0
+        if args.format:
+            from pyminidocker.cli import columns
+            from pyminidocker.cli.listing import render
+
+            items = [{"Driver": v.driver, "Name": v.name, "Labels": columns.labels_text(v.labels),
+                      "Mountpoint": eng.inspect_volume(v)["Mountpoint"], "Scope": "local",
+                      "Links": "N/A", "Size": "N/A"} for v in vols]
+            render(env, args.format, items, columns.VOLUMES_HEADER, columns.VOLUMES_TABLE)
+            return 0
         # Docker's tabwriter here pads every column to at least 10 characters
         table([["DRIVER".ljust(7), "VOLUME NAME"],
                *([v.driver.ljust(7), v.name] for v in vols)], env)
@@ -125,6 +134,7 @@ def add_volume_commands(sp: Parser) -> None:
     ls.add_argument("-q", "--quiet", action="store_true", help="Only show volume names")
     ls.add_argument("-f", "--filter", action="append", default=[],
                     help="Dangling=true|false, name=, label=, driver=")
+    ls.add_argument("--format", help="Pretty-print volumes using a Go template")
     i = sub.add_parser("inspect", help="Display detailed information on volumes")
     i.add_argument("volumes", nargs="+", metavar="VOLUME")
     rm = sub.add_parser("rm", aliases=["remove"], help="Remove volumes")

@@ -179,6 +179,7 @@ class Limits:
     cpuset_cpus: str | None = None
     cpuset_mems: str | None = None
     oom_kill_disable: bool = False
+    memory_swappiness: int | None = None
 
     def __post_init__(self) -> None:
         # Normalise Docker's several spellings of "unlimited" to None (frozen: use object's setter).
@@ -735,7 +736,8 @@ class Cgroup:
         cpu = (self._need("cpu", "set cpu limit")
                if limits.cpus is not None or limits.cpu_shares is not None
                or limits.cpu_period or limits.cpu_quota else None)
-        if limits.memory_reservation is not None or limits.oom_kill_disable:
+        if limits.memory_reservation is not None or limits.oom_kill_disable or \
+                limits.memory_swappiness not in (None, -1):
             mem = self._need("memory", "set memory limit")
         if limits.cpuset_cpus or limits.cpuset_mems:
             self._need("cpuset", "set cpuset")
@@ -757,6 +759,9 @@ class Cgroup:
         if mem is not None and limits.memory_reservation is not None:
             _write(os.path.join(mem, "memory.soft_limit_in_bytes"),
                    str(limits.memory_reservation), "set memory reservation")
+        if mem is not None and limits.memory_swappiness not in (None, -1):
+            _write(os.path.join(mem, "memory.swappiness"), str(limits.memory_swappiness),
+                   "set memory swappiness")
         if mem is not None and limits.oom_kill_disable:
             _write(os.path.join(mem, "memory.oom_control"), "1", "disable the OOM killer")
         for name in ("cpus", "mems"):

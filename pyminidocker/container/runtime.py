@@ -90,6 +90,11 @@ _RESTART_POLICIES = {"always": _native.RESTART_ALWAYS, "on-failure": _native.RES
                      "unless-stopped": _native.RESTART_UNLESS_STOPPED}
 
 
+def _log_of(host: Mapping[str, Any]) -> dict[str, Any]:
+    """--log-driver/--log-opt: {"driver", "max_size", "max_file"} (json-file by default)."""
+    return host.get("log") or {"driver": "json-file"}
+
+
 def restart_policy(host: Mapping[str, Any]) -> tuple[str, int]:
     """(name, maximum retry count) of a host config's --restart ("no", 0 by default)."""
     r = host.get("restart") or {}
@@ -183,6 +188,20 @@ class Runtime:
             self._finish(fresh, code, finished)
         self._unplug(fresh)
         return fresh
+
+    def health(self, rec: ContainerRecord) -> dict[str, Any] | None:
+        """Docker's State.Health of a container with a healthcheck ({"Status", "FailingStreak",
+        "Log"}), as its monitor last wrote it; None without a healthcheck."""
+        if not rec.host.get("healthcheck"):
+            return None
+        try:
+            with open(os.path.join(self.containers.path(rec.id), "health"), "rb") as f:
+                data = jsonio.loads(f.read())
+        except (OSError, ValueError):
+            data = None
+        if not isinstance(data, dict):
+            data = {"Status": "starting", "FailingStreak": 0, "Log": []}
+        return data
 
     def _watched(self, rec: ContainerRecord) -> bool:
         """Whether a watcher (container/watch.py) keeps the container's exit code."""
@@ -343,6 +362,12 @@ class Runtime:
                   **extra}),
             labels=labels,
         )
+        flags = rec.host.pop("health_flags", {})
+        if flags.get("Test") == ["NONE"]:
+            flags = {"Test": ["NONE"]}
+        health = {**(cfg.get("Healthcheck") or {}), **{k: v for k, v in flags.items() if v}}
+        if health.get("Test") and health["Test"][0] != "NONE":
+            rec.host["healthcheck"] = health  # the image's HEALTHCHECK, each flag over it
         self._limits(rec.host)  # a bad combination of limits is refused now, not at start
         if rec.host.get("blkio_weight") and not any(
                 os.path.exists(f"/sys/fs/cgroup/blkio/blkio.{f}") for f in ("weight",
@@ -396,7 +421,8 @@ class Runtime:
                       memory_reservation=host.get("memory_reservation"),
                       cpu_period=host.get("cpu_period"), cpu_quota=host.get("cpu_quota"),
                       cpuset_cpus=host.get("cpuset_cpus"), cpuset_mems=host.get("cpuset_mems"),
-                      oom_kill_disable=bool(host.get("oom_kill_disable")))
+                      oom_kill_disable=bool(host.get("oom_kill_disable")),
+                      memory_swappiness=host.get("memory_swappiness"))
 
     def _plan_mounts(self, opts: CreateOptions, cfg: dict[str, Any]) -> List[dict[str, Any]]:
         """-v, --mount, --volumes-from and the image's VOLUMEs → the mount records (see
@@ -462,8 +488,8 @@ class Runtime:
 
         prime_migration()
         d = self.containers.path(rec.id)
-        for stale in ("exit", "exit.tmp", "restart", "stop"):  # a previous run's records must
-            # not end this one
+        for stale in ("exit", "exit.tmp", "restart", "stop", "health"):  # a previous run's
+            # records must not end this one
             with suppress(FileNotFoundError):
                 os.unlink(os.path.join(d, stale))
         bridged = rec.host.network not in ("none", "host")
@@ -478,7 +504,8 @@ class Runtime:
                 self._mount_root(rec, d)
             child_stdio = stdio
             if attach:
-                output = _Output(os.path.join(d, f"{rec.id}-json.log"), rec.tty)
+                output = _Output(None if _log_of(rec.host)["driver"] == "none"
+                                 else os.path.join(d, f"{rec.id}-json.log"), rec.tty)
                 child_stdio = (stdio[0], output.write[0], output.write[1]) if output.write \
                     else (-1, -1, -1)
             sp = self._spawn_spec(rec, d, child_stdio)
@@ -562,7 +589,7 @@ class Runtime:
                                      rules)
                 rec.state.ip = ep.address  # from here on, a failure releases the address
                 _native.net_attach(proc.pid, ep.bridge, _host_ifname(rec.id), ep.address,
-                                   ep.prefix_len, ep.gateway)
+                                   ep.prefix_len, ep.gateway, mac=rec.host.get("mac_address"))
                 ports = [m for spec in rec.host.ports
                          for m in network.parse_publish(spec)]
                 if ports:
@@ -913,14 +940,28 @@ class Runtime:
             restart = _native.RestartPolicy(
                 _RESTART_POLICIES[policy_name], max_count, os.path.join(d, "restart"),
                 os.path.join(d, "stop"))
+        health = None
+        hc = rec.host.get("healthcheck")
+        if hc:  # run by the monitor: our own exec of the test, at its intervals
+            test = list(hc["Test"])
+            cmd = ["/bin/sh", "-c", test[1]] if test[0] == "CMD-SHELL" else test[1:]
+            health = _native.HealthCheck(
+                [sys.executable, "-m", "pyminidocker", "--root", self.store.root, "exec",
+                 rec.id, *cmd], [f"{k}={v}" for k, v in os.environ.items()],
+                os.path.join(d, "health"), (hc.get("Interval") or 30_000_000_000) // 1_000_000,
+                (hc.get("Timeout") or 30_000_000_000) // 1_000_000,
+                (hc.get("StartPeriod") or 0) // 1_000_000, hc.get("Retries") or 3)
+        log = _log_of(rec.host)
         with self.trace.phase("monitor+clone+setup+exec"):
             return _native.monitor_start(
-                sp, os.path.join(d, f"{rec.id}-json.log"), os.path.join(d, "exit"),
+                sp, os.devnull if log["driver"] == "none" else
+                os.path.join(d, f"{rec.id}-json.log"), os.path.join(d, "exit"),
                 cleanup_mounts=[os.path.join(d, "rootfs")],
                 cleanup_dirs=list(_cgroup(rec).dirs.values()),
                 exit_argv=exit_argv,
                 exit_env=[f"{k}={v}" for k, v in os.environ.items()] if exit_argv else None,
-                restart=restart)
+                restart=restart, health=health, log_max_size=log.get("max_size", 0),
+                log_max_file=log.get("max_file", 1))
 
     # ---- exec ---------------------------------------------------------------------------
 
@@ -1389,8 +1430,10 @@ _BASE_HOSTS = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\
 def _hosts_line(rec: ContainerRecord, address: str, by_name: bool) -> str:
     """A container's line in /etc/hosts: its address and host name, and where names resolve
     (user networks: Docker's DNS there, these lines here) its name, each once. The default
-    bridge knows no names: a name Docker made up is not in the file."""
+    bridge knows no names: a name Docker made up is not in the file. --network-alias es
+    follow the name."""
     names = [rec.hostname, *([rec.name] if by_name and rec.name != rec.hostname else [])]
+    names += rec.host.get("aliases", []) if by_name else []  # --network-alias
     return f"{address}\t{' '.join(names)}\n"
 
 

@@ -29,8 +29,9 @@ from pyminidocker.errors import (
     VerificationError,
     suppress,
 )
+from pyminidocker.image.manifest import is_index, layer_compression, parse_manifest
 from pyminidocker.image.platforms import Platform, host_platform, select_manifest
-from pyminidocker.image.registry import RegistryClient, is_index, layer_compression, parse_manifest
+from pyminidocker.image.registry import RegistryClient
 from pyminidocker.record import dataclass
 from pyminidocker.reference import Reference
 from pyminidocker.store import Store

@@ -11,17 +11,14 @@ requests or urllib3 exception escapes. Library code never prints: progress goes 
 from __future__ import annotations
 
 import base64
-import binascii
 import email.utils
 import functools
-import hashlib
 import http.client
 import ipaddress
 import json
 import os
 import socket
 import ssl
-import tempfile
 import threading
 import time
 import warnings
@@ -42,92 +39,58 @@ from pyminidocker.errors import (
     ManifestUnknown,
     NotFound,
     RegistryError,
-    StoreError,
     UnsupportedMedia,
-    UsageError,
     VerificationError,
+)
+from pyminidocker.image.auth import (  # noqa: F401 (its names are the client's API too)
+    _HUB_KEYS,
+    _auth_key_for,
+    _normalise_auth_key,
+    _read_docker_config,
+    _write_docker_config,
+    load_credentials,
+    parse_www_authenticate,
+    remove_credentials,
+    store_credentials,
+)
+from pyminidocker.image.manifest import (  # noqa: F401
+    _GENERIC_CONTENT_TYPES,
+    _LAYER_COMPRESSION,
+    ACCEPT_ALL,
+    IMAGE_MANIFEST_MEDIA_TYPES,
+    INDEX_MEDIA_TYPES,
+    MANIFEST_MEDIA_TYPES,
+    MEDIA_TYPE_DOCKER_CONFIG,
+    MEDIA_TYPE_DOCKER_FOREIGN_LAYER,
+    MEDIA_TYPE_DOCKER_LAYER,
+    MEDIA_TYPE_DOCKER_LAYER_UNCOMPRESSED,
+    MEDIA_TYPE_DOCKER_MANIFEST,
+    MEDIA_TYPE_DOCKER_MANIFEST_LIST,
+    MEDIA_TYPE_DOCKER_SCHEMA1,
+    MEDIA_TYPE_DOCKER_SCHEMA1_SIGNED,
+    MEDIA_TYPE_OCI_CONFIG,
+    MEDIA_TYPE_OCI_INDEX,
+    MEDIA_TYPE_OCI_LAYER,
+    MEDIA_TYPE_OCI_LAYER_GZIP,
+    MEDIA_TYPE_OCI_LAYER_NONDIST,
+    MEDIA_TYPE_OCI_LAYER_NONDIST_GZIP,
+    MEDIA_TYPE_OCI_LAYER_NONDIST_ZSTD,
+    MEDIA_TYPE_OCI_LAYER_ZSTD,
+    MEDIA_TYPE_OCI_MANIFEST,
+    SCHEMA1_MEDIA_TYPES,
+    Manifest,
+    _check_descriptor,
+    _digest_of,
+    _schema1_error,
+    infer_media_type,
+    is_image_manifest,
+    is_index,
+    is_schema1,
+    layer_compression,
+    parse_manifest,
 )
 from pyminidocker.record import dataclass
 from pyminidocker.reference import DEFAULT_REGISTRY, Reference, validate_digest
-
-# --- media types ---------------------------------------------------------------------------------
-
-MEDIA_TYPE_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-MEDIA_TYPE_DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-MEDIA_TYPE_DOCKER_SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+json"
-MEDIA_TYPE_DOCKER_SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
-MEDIA_TYPE_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-MEDIA_TYPE_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-
-MEDIA_TYPE_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
-MEDIA_TYPE_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-
-MEDIA_TYPE_OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
-MEDIA_TYPE_OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
-MEDIA_TYPE_OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
-MEDIA_TYPE_OCI_LAYER_NONDIST = "application/vnd.oci.image.layer.nondistributable.v1.tar"
-MEDIA_TYPE_OCI_LAYER_NONDIST_GZIP = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
-MEDIA_TYPE_OCI_LAYER_NONDIST_ZSTD = "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
-MEDIA_TYPE_DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-MEDIA_TYPE_DOCKER_LAYER_UNCOMPRESSED = "application/vnd.docker.image.rootfs.diff.tar"
-MEDIA_TYPE_DOCKER_FOREIGN_LAYER = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
-
-SCHEMA1_MEDIA_TYPES = frozenset({MEDIA_TYPE_DOCKER_SCHEMA1, MEDIA_TYPE_DOCKER_SCHEMA1_SIGNED})
-INDEX_MEDIA_TYPES = frozenset({MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_OCI_INDEX})
-IMAGE_MANIFEST_MEDIA_TYPES = frozenset({MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_OCI_MANIFEST})
-MANIFEST_MEDIA_TYPES = INDEX_MEDIA_TYPES | IMAGE_MANIFEST_MEDIA_TYPES
-
-# What we ask for, best first. Schema1 is left out on purpose: a registry that still has only
-# schema1 answers with it anyway, and we refuse it with a clear message.
-ACCEPT_ALL: tuple[str, ...] = (
-    MEDIA_TYPE_DOCKER_MANIFEST_LIST,
-    MEDIA_TYPE_OCI_INDEX,
-    MEDIA_TYPE_DOCKER_MANIFEST,
-    MEDIA_TYPE_OCI_MANIFEST,
-)
-
-_LAYER_COMPRESSION = {
-    MEDIA_TYPE_OCI_LAYER: "none",
-    MEDIA_TYPE_OCI_LAYER_NONDIST: "none",
-    MEDIA_TYPE_DOCKER_LAYER_UNCOMPRESSED: "none",
-    MEDIA_TYPE_OCI_LAYER_GZIP: "gzip",
-    MEDIA_TYPE_OCI_LAYER_NONDIST_GZIP: "gzip",
-    MEDIA_TYPE_DOCKER_LAYER: "gzip",
-    MEDIA_TYPE_DOCKER_FOREIGN_LAYER: "gzip",
-    MEDIA_TYPE_OCI_LAYER_ZSTD: "zstd",
-    MEDIA_TYPE_OCI_LAYER_NONDIST_ZSTD: "zstd",
-}
-
-# Content types that say nothing about the manifest kind; then we look at the body instead.
-_GENERIC_CONTENT_TYPES = frozenset(
-    {"", "application/json", "text/plain", "application/octet-stream", "binary/octet-stream"}
-)
-
-
-def layer_compression(media_type: str) -> str:
-    """The compression of a layer blob: "none", "gzip" or "zstd".
-
-    Raises UnsupportedMedia for a media type that is not a known layer type.
-    """
-    try:
-        return _LAYER_COMPRESSION[media_type]
-    except KeyError:
-        raise UnsupportedMedia(f"unsupported layer media type {media_type!r}") from None
-
-
-def is_index(media_type: str) -> bool:
-    """True for a Docker manifest list or an OCI image index."""
-    return media_type in INDEX_MEDIA_TYPES
-
-
-def is_image_manifest(media_type: str) -> bool:
-    """True for a Docker v2 schema 2 or OCI image manifest."""
-    return media_type in IMAGE_MANIFEST_MEDIA_TYPES
-
-
-def is_schema1(media_type: str) -> bool:
-    return media_type in SCHEMA1_MEDIA_TYPES
-
 
 # --- tunables (module level so tests can shrink them) --------------------------------------------
 
@@ -213,62 +176,6 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, min(secs, RETRY_AFTER_CAP))
 
 
-def parse_www_authenticate(header: str) -> list[tuple[str, dict[str, str]]]:
-    """Parse a WWW-Authenticate value into [(scheme lowercased, {param: value})].
-
-    Handles several challenges in one header (requests joins repeated headers with ", "),
-    quoted values containing commas, equals signs and backslash escapes, and unquoted tokens.
-    Never raises: junk yields fewer or emptier challenges.
-    """
-    challenges: list[tuple[str, dict[str, str]]] = []
-    i, n = 0, len(header)
-
-    def skip(chars: str) -> None:
-        nonlocal i
-        while i < n and header[i] in chars:
-            i += 1
-
-    def token() -> str:
-        nonlocal i
-        start = i
-        while i < n and header[i] not in ' \t,="':
-            i += 1
-        return header[start:i]
-
-    while i < n:
-        skip(" \t,")
-        if i >= n:
-            break
-        word = token()
-        if not word:
-            i += 1  # a stray quote or '='; step over it rather than loop forever
-            continue
-        save = i
-        skip(" \t")
-        if i < n and header[i] == "=" and challenges:
-            # "name=value": a parameter of the current challenge.
-            i += 1
-            skip(" \t")
-            if i < n and header[i] == '"':
-                i += 1
-                buf = []
-                while i < n and header[i] != '"':
-                    if header[i] == "\\" and i + 1 < n:
-                        i += 1
-                    buf.append(header[i])
-                    i += 1
-                i += 1  # closing quote
-                value = "".join(buf)
-            else:
-                value = token()
-            challenges[-1][1][word.lower()] = value
-        else:
-            # A new scheme. (A token68 after it, as in "Negotiate abc==", is kept as-is.)
-            i = save
-            challenges.append((word.lower(), {}))
-    return challenges
-
-
 def _origin(url: str) -> tuple[str, str, int]:
     """(scheme, host, port) with default ports filled in, for same-host comparisons."""
     parts = urlsplit(url)
@@ -348,253 +255,9 @@ class _NoNetrc(requests.auth.AuthBase):
         return r
 
 
-@dataclass(frozen=True)
-class Manifest:
-    """A manifest as fetched: exact bytes, media type, and the sha256 digest of those bytes."""
-
-    body: bytes
-    media_type: str
-    digest: str
-
 
 class BlobUnknown(RegistryError, NotFound):
     """The registry has no blob with this digest in this repository."""
-
-
-def _digest_of(data: bytes, algorithm: str = "sha256") -> str:
-    return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
-
-
-def infer_media_type(body: bytes, content_type: str | None) -> str:
-    """The manifest media type: the Content-Type if specific, else guessed from the body.
-
-    Some registries and static file servers answer application/json or nothing; the body's own
-    mediaType field or its shape then tells what it is.
-    """
-    ct = (content_type or "").split(";")[0].strip().lower()
-    if ct not in _GENERIC_CONTENT_TYPES:
-        return ct
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return ct
-    if not isinstance(doc, dict):
-        return ct
-    if isinstance(doc.get("mediaType"), str) and doc["mediaType"]:
-        return str(doc["mediaType"])
-    if doc.get("schemaVersion") == 1:
-        signed = "signatures" in doc
-        return MEDIA_TYPE_DOCKER_SCHEMA1_SIGNED if signed else MEDIA_TYPE_DOCKER_SCHEMA1
-    if isinstance(doc.get("manifests"), list):
-        return MEDIA_TYPE_OCI_INDEX
-    if isinstance(doc.get("config"), dict) or isinstance(doc.get("layers"), list):
-        return MEDIA_TYPE_OCI_MANIFEST
-    return ct
-
-
-def _check_descriptor(desc: Any, where: str) -> None:
-    if not isinstance(desc, dict):
-        raise UnsupportedMedia(f"invalid manifest {where}: descriptor is not an object")
-    try:
-        validate_digest(str(desc.get("digest", "")))
-    except InvalidReference:
-        raise UnsupportedMedia(
-            f"invalid manifest {where}: bad digest {desc.get('digest')!r}"
-        ) from None
-    size = desc.get("size")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise UnsupportedMedia(f"invalid manifest {where}: bad size {size!r}")
-
-
-def parse_manifest(m: Manifest) -> dict[str, Any]:
-    """Decode and validate a manifest or index; returns the JSON document.
-
-    Checks schemaVersion 2, that a mediaType field (if any) agrees with the served media type,
-    and the shape of descriptors (digest, size). Raises UnsupportedMedia for schema1, unknown
-    media types or malformed documents.
-    """
-    where = m.digest
-    try:
-        doc = json.loads(m.body)
-    except ValueError:
-        raise UnsupportedMedia(f"invalid manifest {where}: not JSON") from None
-    if not isinstance(doc, dict):
-        raise UnsupportedMedia(f"invalid manifest {where}: not a JSON object")
-    media_type = m.media_type
-    if media_type in _GENERIC_CONTENT_TYPES:
-        media_type = infer_media_type(m.body, None)
-    if is_schema1(media_type) or doc.get("schemaVersion") == 1:
-        raise _schema1_error(where)
-    if media_type not in MANIFEST_MEDIA_TYPES:
-        raise UnsupportedMedia(f"unsupported manifest media type {media_type!r} ({where})")
-    if doc.get("schemaVersion") != 2:
-        raise UnsupportedMedia(
-            f"invalid manifest {where}: schemaVersion {doc.get('schemaVersion')!r}, expected 2"
-        )
-    declared = doc.get("mediaType")
-    if declared is not None and declared != media_type:
-        # A body claiming another kind than it was served as: content confusion, refuse it.
-        raise UnsupportedMedia(
-            f"invalid manifest {where}: mediaType {declared!r} does not match {media_type!r}"
-        )
-    if is_index(media_type):
-        entries = doc.get("manifests")
-        if not isinstance(entries, list):
-            raise UnsupportedMedia(f"invalid manifest {where}: index without manifests")
-        for d in entries:
-            _check_descriptor(d, where)
-    else:
-        _check_descriptor(doc.get("config"), where)
-        layers = doc.get("layers")
-        if not isinstance(layers, list):
-            raise UnsupportedMedia(f"invalid manifest {where}: no layers list")
-        for d in layers:
-            _check_descriptor(d, where)
-    return doc
-
-
-def _schema1_error(where: str) -> UnsupportedMedia:
-    return UnsupportedMedia(
-        f"schema1 manifests are not supported ({where}); "
-        "push the image with a newer client to convert it to schema 2 or OCI"
-    )
-
-
-# --- credentials ---------------------------------------------------------------------------------
-
-_HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io", "registry-1.docker.io")
-
-
-def _normalise_auth_key(key: str) -> str:
-    """'https://host:5000/v1/' → 'host:5000'; any Docker Hub spelling → 'docker.io'."""
-    k = key.strip().lower()
-    for prefix in ("https://", "http://"):
-        k = k.removeprefix(prefix)
-    k = k.split("/", 1)[0]
-    if k in ("index.docker.io", "registry-1.docker.io", "docker.io"):
-        return DEFAULT_REGISTRY
-    return k
-
-
-def _auth_key_for(registry: str) -> str:
-    # Docker itself stores Hub credentials under the v1 URL; keep the file compatible.
-    return _HUB_KEYS[0] if registry == DEFAULT_REGISTRY else registry
-
-
-def _read_docker_config(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return {}
-    except OSError as e:
-        raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
-    if not text.strip():
-        return {}
-    try:
-        data = json.loads(text)
-    except ValueError as e:
-        raise UsageError(f"invalid JSON in {path}: {e}") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"invalid {path}: expected a JSON object")
-    return data
-
-
-def load_credentials(path: Path, registry: str) -> tuple[str, str] | None:
-    """(username, password) for ``registry`` from a Docker config file, or None.
-
-    Entries may be keyed by host[:port] or by URL; values carry ``auth`` (base64 user:pass)
-    or ``username``/``password``. Credential helpers and identity tokens are not supported.
-    Raises UsageError if the file is unreadable or malformed.
-    """
-    auths = _read_docker_config(path).get("auths")
-    if not isinstance(auths, dict):
-        return None
-    want = _normalise_auth_key(registry)
-    for key, entry in auths.items():
-        if _normalise_auth_key(str(key)) != want or not isinstance(entry, dict):
-            continue
-        if entry.get("auth"):
-            try:
-                raw = base64.b64decode(str(entry["auth"]), validate=True).decode()
-            except (binascii.Error, UnicodeDecodeError):
-                raise UsageError(f"invalid auth entry for {registry} in {path}") from None
-            user, sep, password = raw.partition(":")
-            if not sep or not user:
-                raise UsageError(f"invalid auth entry for {registry} in {path}")
-            return user, password
-        if entry.get("username") and entry.get("password") is not None:
-            return str(entry["username"]), str(entry["password"])
-    return None
-
-
-def _write_docker_config(path: Path, data: Mapping[str, Any]) -> None:
-    """Replace the file atomically: temp file in the same directory, 0600, fsync, rename."""
-    text = json.dumps(data, indent="\t") + "\n"
-    tmp: str | None = None
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            os.fchmod(f.fileno(), 0o600)  # credentials: owner only, even before the rename
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
-        # fsync the directory so the rename itself survives a crash.
-        dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError as e:
-        raise StoreError(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-
-
-def store_credentials(path: Path, registry: str, username: str, password: str) -> None:
-    """Save credentials for ``registry`` into the Docker config, keeping every other key.
-
-    An existing entry for the same registry (under any spelling) is updated in place.
-    Raises UsageError for a malformed existing file, StoreError if it cannot be written.
-    """
-    data = _read_docker_config(path)
-    auths = data.get("auths")
-    if not isinstance(auths, dict):
-        auths = {}
-    want = _normalise_auth_key(registry)
-    key = next((k for k in auths if _normalise_auth_key(str(k)) == want), _auth_key_for(registry))
-    found = auths.get(key)
-    entry: dict[str, Any] = found if isinstance(found, dict) else {}
-    entry = {k: v for k, v in entry.items() if k not in ("username", "password", "identitytoken")}
-    entry["auth"] = base64.b64encode(f"{username}:{password}".encode()).decode()
-    auths[key] = entry
-    data["auths"] = auths
-    _write_docker_config(path, data)
-
-
-def remove_credentials(path: Path, registry: str) -> bool:
-    """Drop every entry for ``registry``; returns False if there was none.
-
-    Raises UsageError for a malformed file, StoreError if it cannot be written.
-    """
-    data = _read_docker_config(path)
-    auths = data.get("auths")
-    if not isinstance(auths, dict):
-        return False
-    want = _normalise_auth_key(registry)
-    keys = [k for k in auths if _normalise_auth_key(str(k)) == want]
-    if not keys:
-        return False
-    for k in keys:
-        del auths[k]
-    _write_docker_config(path, data)
-    return True
 
 
 # --- the client ----------------------------------------------------------------------------------

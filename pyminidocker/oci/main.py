@@ -297,7 +297,9 @@ def _exit_code(code: int) -> int:
 # ---- create / start / run ---------------------------------------------------------------------
 
 def _prepare(args: Any, root: str) -> rt.Prepared:
-    if args.preserve_fds or os.environ.get("LISTEN_FDS"):
+    # systemd's socket activation hands fds to the process LISTEN_PID names: ours only then
+    listen = os.environ.get("LISTEN_FDS") and os.environ.get("LISTEN_PID") == str(os.getpid())
+    if args.preserve_fds or listen:
         raise rt.RuntimeError_("--preserve-fds and LISTEN_FDS are not supported: the shim "
                                "closes every fd but the container's stdio")
     doc, bundle = cfg.load(args.bundle)

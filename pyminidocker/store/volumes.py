@@ -167,14 +167,9 @@ class VolumeStore:
 
     def size(self, name: str) -> int:
         """Bytes of the files in the volume (st_blocks, as du; Docker's system df)."""
-        total = 0
-        for _top, _, files, dfd in os.fwalk(self.data_path(name)):
-            for f in files:
-                try:
-                    total += os.stat(f, dir_fd=dfd, follow_symlinks=False).st_blocks * 512
-                except OSError:
-                    continue
-        return total
+        from pyminidocker.store.files import tree_size
+
+        return tree_size(self.data_path(name))
 
 
 def volume_mounts(host: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -125,8 +125,9 @@ def test_a_corrupt_ipam_record_is_rebuilt_from_the_running_containers(ctr):
         assert res.returncode == 0, res.stderr
         assert "failed to create task" not in res.stderr
         ids.append(res.stdout.strip())
-        ips = [json.loads(ctr("inspect", i).stdout)[0]["NetworkSettings"]["IPAddress"]
-               for i in ids]
+        # on a user network the address is in Networks only (Docker's top-level is "")
+        ips = [json.loads(ctr("inspect", i).stdout)[0]["NetworkSettings"]["Networks"]["n-ipam"]
+               ["IPAddress"] for i in ids]
         assert ips[0] and ips[1] and ips[0] != ips[1]  # the running one kept its address
         ins = json.loads(ctr("network", "inspect", "n-ipam").stdout)[0]
         assert sorted(ins["Containers"]) == sorted(ids)

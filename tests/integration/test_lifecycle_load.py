@@ -80,3 +80,85 @@ def test_three_hundred_create_start_rm_cycles(bb):
         os.close(devnull)
     assert rt.list() == []
     assert _host_leftovers(bb.root, ids) == []
+
+
+def _gone(pids: set[int]) -> list[int]:
+    """Those of pids that still run (not zombies: an orphan's zombie waits for init)."""
+    left = []
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_bytes()
+        except OSError:
+            continue
+        if stat[stat.rindex(b")") + 2:].split()[0] not in (b"Z", b"X"):
+            left.append(pid)
+    return left
+
+
+def test_fifty_detached_with_volumes_and_restart_policies(bb):
+    """50 detached containers at once, each with an anonymous and a shared named volume and a
+    restart policy that restarts it once; after rm -f -v and volume prune nothing is left:
+    no volume, monitor, mount, cgroup or record."""
+    procs = [subprocess.Popen(bb.argv("run", "-d", "--name", f"v{i}", "--restart", "on-failure:1",
+                                      "-v", "/anon", "-v", "shared:/shared", "bb", "sh", "-c",
+                                      f"echo {i} >> /shared/runs; echo x > /anon/x; exit 1"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=bb.env(), cwd=str(Path(__file__).parents[2]))
+             for i in range(50)]
+    ids = set()
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        ids.add(out.strip())
+    import json
+    import time
+
+    monitors = set()
+    deadline = time.monotonic() + 120
+    while True:
+        docs = json.loads(bb("inspect", *sorted(ids)).stdout)
+        monitors |= {d["State"]["Pid"] for d in docs}
+        if all(d["State"]["Status"] == "exited" for d in docs) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert [d["RestartCount"] for d in docs] == [1] * 50
+    runs = (bb.root / "volumes/shared/_data/runs").read_text().split()
+    assert sorted(runs) == sorted([str(i) for i in range(50)] * 2)  # each ran twice
+    vols = bb("volume", "ls", "-q").stdout.split()
+    assert len(vols) == 51 and "shared" in vols
+    bb("rm", "-f", "-v", *sorted(ids))
+    assert bb("volume", "ls", "-q").stdout.split() == ["shared"]
+    bb("volume", "prune", "-f")
+    assert bb("volume", "ls", "-q").stdout == ""
+    assert list((bb.root / "volumes").iterdir()) == []
+    assert _host_leftovers(bb.root, ids) == []
+    assert _gone(monitors) == []
+
+
+def test_three_hundred_cycles_with_volumes(bb):
+    """300 create/start/rm -v cycles, each with an anonymous volume, a named one (ten
+    shared names) and a --mount tmpfs; then volume prune: nothing is left."""
+    from pyminidocker.container.runtime import CreateOptions, Runtime
+    from pyminidocker.store import Store
+
+    store = Store(bb.root)
+    rt = Runtime(store)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    ids = set()
+    try:
+        for i in range(300):
+            rec = rt.create(CreateOptions(
+                image="bb", cmd=["sh", "-c", "echo . >> /n/f; echo y > /a/y"], name=f"vc{i}",
+                volumes=["/a", f"n{i % 10}:/n"], mounts=["type=tmpfs,dst=/t"],
+                network="none"))
+            ids.add(rec.id)
+            assert rt.start(rec, attach=True, stdio=(devnull, devnull, devnull)) == 0
+            rt.remove(rt.get(rec.id), volumes=True)
+    finally:
+        os.close(devnull)
+    assert rt.list() == []
+    assert sorted(v.name for v in store.volumes.all()) == [f"n{i}" for i in range(10)]
+    assert (bb.root / "volumes/n3/_data/f").read_text() == ".\n" * 30
+    bb("volume", "prune", "-f")
+    assert list((bb.root / "volumes").iterdir()) == []
+    assert _host_leftovers(bb.root, ids) == []

@@ -94,7 +94,18 @@ def containerd(tmp_path_factory):
     for m in reversed(mounts):
         subprocess.run(["umount", "-l", m], check=False)
     shutil.rmtree(f"/run/containerd/runc/{NAMESPACE}", ignore_errors=True)
+    remove_cgroup_parent(NAMESPACE)
     assert not mounts, f"containerd left mounts: {mounts}"
+
+
+def remove_cgroup_parent(name: str) -> None:
+    """The parent cgroup a client asked for (our runtime made it, as runc does), if empty:
+    rmdir refuses one that another test's containers still use."""
+    for d in Path("/sys/fs/cgroup").glob(f"*/{name}"):
+        try:
+            d.rmdir()
+        except OSError:
+            pass
 
 
 def shims() -> list[int]:
@@ -190,6 +201,8 @@ def podman(tmp_path_factory):
         mounts = [ln.split()[4] for ln in f if ln.split()[4].startswith(str(base))]
     for m in reversed(mounts):  # containers/storage binds its own home privately
         subprocess.run(["umount", "-l", m], check=False)
+    remove_cgroup_parent("libpod_parent/conmon")  # podman puts conmon there
+    remove_cgroup_parent("libpod_parent")
 
 
 def test_podman_run_through_pyminidocker_runc(podman):
@@ -260,6 +273,7 @@ def dockerd(tmp_path_factory):
         for m in reversed(mounts):
             subprocess.run(["umount", "-l", m], check=False)
         shutil.rmtree(base, ignore_errors=True)
+        remove_cgroup_parent("docker")
         assert not mounts, f"dockerd left mounts: {mounts}"
 
 

@@ -434,6 +434,17 @@ def test_a_newer_minor_oci_version_is_read(runc, tmp_path):
     assert runc("run", "--bundle", str(b), "v1").stdout == "ok\n"
 
 
+def test_fds_the_shim_cannot_pass_are_a_clear_error(runc, tmp_path):
+    b = make_bundle(tmp_path / "b", ["true"])
+    runc.ids.append("f1")
+    r = runc("run", "--preserve-fds", "2", "--bundle", str(b), "f1", check=False)
+    assert r.returncode == 1 and "--preserve-fds and LISTEN_FDS are not supported" in r.stderr
+    assert not (runc.root / "f1").exists() and not cgroup_dirs("f1")
+    # LISTEN_FDS meant for another process (LISTEN_PID) is not ours to pass on
+    env = {**os.environ, "LISTEN_FDS": "1", "LISTEN_PID": "1"}
+    assert runc("run", "--bundle", str(b), "f1", env=env).returncode == 0
+
+
 def test_systemd_cgroup_is_a_clear_error(runc, tmp_path):
     r = runc("--systemd-cgroup", "list", check=False)
     assert r.returncode == 1 and "--systemd-cgroup is not supported" in r.stderr

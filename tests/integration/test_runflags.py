@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import module_ctr
+from tests.integration.conftest import free_subnet, module_ctr
 
 ctr = module_ctr("runflags")
 
@@ -106,7 +106,8 @@ def test_expose_with_publish_all(ctr):
 def test_cgroup_knobs(ctr):
     cid = ctr("run", "-d", "-m", "64m", "--memory-swap", "128m", "--memory-reservation", "32m",
               "--cpuset-cpus", "0", "--cpuset-mems", "0", "-c", "512", "--cpu-period",
-              "50000", "--cpu-quota", "25000", "--oom-kill-disable", "bb",
+              "50000", "--cpu-quota", "25000", "--oom-kill-disable", "--memory-swappiness",
+              "17", "bb",
               "sleep", "30").stdout.strip()
     try:
         assert cg_file(cid, "memory", "memory.limit_in_bytes") == str(64 << 20)
@@ -114,6 +115,7 @@ def test_cgroup_knobs(ctr):
         if Path("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists():
             assert cg_file(cid, "memory", "memory.memsw.limit_in_bytes") == str(128 << 20)
         assert "oom_kill_disable 1" in cg_file(cid, "memory", "memory.oom_control")
+        assert cg_file(cid, "memory", "memory.swappiness") == "17"
         assert cg_file(cid, "cpuset", "cpuset.cpus") == "0"
         assert cg_file(cid, "cpu", "cpu.shares") == "512"
         assert cg_file(cid, "cpu", "cpu.cfs_period_us") == "50000"
@@ -124,6 +126,31 @@ def test_cgroup_knobs(ctr):
         assert out == ["25000", "0"]
     finally:
         ctr("rm", "-f", cid)
+
+
+def test_mac_address_and_network_alias(ctr):
+    ctr("network", "create", "--subnet", free_subnet("10.251"), "aliasnet")
+    try:
+        cid = ctr("run", "-d", "--network", "aliasnet", "--network-alias", "db",
+                  "--network-alias", "store", "--mac-address", "02:42:AC:11:00:99", "bb",
+                  "sleep", "30").stdout.strip()
+        try:
+            assert ctr("exec", cid, "cat", "/sys/class/net/eth0/address").stdout == \
+                "02:42:ac:11:00:99\n"
+            out = ctr("run", "--rm", "--network", "aliasnet", "bb", "sh", "-c",
+                      "grep -w db /etc/hosts; ping -c1 -W2 store >/dev/null && echo reached"
+                      ).stdout
+            assert " db" in out and "store" in out and out.endswith("reached\n")
+        finally:
+            ctr("rm", "-f", cid)
+    finally:
+        ctr("network", "rm", "aliasnet")
+
+
+def test_flags_docker_accepts_as_no_ops_here(ctr):
+    out = ctr("run", "--rm", "--runtime", "runc", "--isolation", "default", "--volume-driver",
+              "local", "--disable-content-trust", "bb", "echo", "ok").stdout
+    assert out == "ok\n"
 
 
 def test_kernel_memory_is_accepted_with_docker_s_warning(ctr):
@@ -283,6 +310,17 @@ def test_env_from_the_host(ctr):
     (["--network", "host", "-h", "name"], "Conflicting options: hostname and the network mode"),
     (["--label-file", "/no/such/file"], "open /no/such/file: no such file or directory"),
     (["--platform", "linux/amd64/v9/x"], "platform"),
+    (["--memory-swappiness", "101"], "valid memory swappiness range is 0-100"),
+    (["--mac-address", "02:42:zz:00:00:01"], "02:42:zz:00:00:01 is not a valid mac address"),
+    (["--network-alias", "db"], "network-scoped alias is supported only for containers in "
+                                "user defined networks"),
+    (["--network", "none", "--mac-address", "02:42:ac:11:00:99"], "conflicting options: "
+                                                                  "mac-address"),
+    (["--runtime", "kata"], "unknown or invalid runtime name: kata"),
+    (["--isolation", "hyperv"], "Windows isolation is only supported on Windows"),
+    (["--volume-driver", "nfs"], 'plugin "nfs" not found'),
+    (["--storage-opt", "size=1G"], "--storage-opt is supported only for overlay over xfs"),
+    (["--gpus", "all"], 'could not select device driver "" with capabilities: [[gpu]]'),
 ])
 def test_bad_values_are_one_line_rc_125_and_create_nothing(ctr, flags, message):
     before = containers(ctr)
@@ -304,3 +342,42 @@ def test_blkio_weight_without_the_kernel_s_support_is_discarded_with_a_warning(c
 def test_no_leftover_processes(ctr):
     assert subprocess.run(["pgrep", "-f", "trap .echo got"], capture_output=True,
                           check=False).stdout == b""
+
+
+def test_log_driver_none_and_json_file_rotation(ctr):
+    cid = ctr("run", "-d", "--log-driver", "none", "bb", "echo", "hidden").stdout.strip()
+    ctr("wait", cid)
+    res = ctr("logs", cid, check=False)
+    assert res.returncode == 1 and "configured logging driver does not support reading" \
+        in res.stderr
+    log = ctr.root / "containers" / cid / f"{cid}-json.log"
+    assert not log.exists() or log.read_bytes() == b""
+    ctr("rm", cid)
+    # max-size 1k, max-file 3: the log and two older files, none past 1000 bytes
+    cid = ctr("run", "-d", "--log-opt", "max-size=1k", "--log-opt", "max-file=3", "bb", "sh",
+              "-c", "i=0; while [ $i -lt 300 ]; do echo line-$i; i=$((i+1)); done"
+              ).stdout.strip()
+    ctr("wait", cid)
+    log = ctr.root / "containers" / cid / f"{cid}-json.log"
+    time.sleep(0.2)
+    files = sorted(p.name for p in log.parent.glob(f"{cid}-json.log*"))
+    assert files == [log.name, log.name + ".1", log.name + ".2"]
+    assert all((log.parent / f).stat().st_size <= 1000 for f in files)
+    lines = ctr("logs", cid).stdout.split()
+    assert lines[-1] == "line-299" and 10 < len(lines) < 300
+    assert lines == [f"line-{i}" for i in range(300 - len(lines), 300)]  # in order, no gap
+    ctr("rm", cid)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--log-driver", "syslog"], 'error looking up logging plugin syslog: plugin "syslog" not '
+                                 "found"),
+    (["--log-opt", "max-file=2"], "max-file can only be used with max-size"),
+    (["--log-opt", "bogus=1"], "unknown log opt 'bogus' for json-file log driver"),
+    (["--log-driver", "none", "--log-opt", "max-size=1m"], "unknown log opt 'max-size' for "
+                                                           "none log driver"),
+    (["--log-opt", "max-size=lots"], "invalid size: 'lots'"),
+])
+def test_bad_log_options(ctr, flags, message):
+    res = ctr("run", "--rm", *flags, "bb", "true", check=False)
+    assert res.returncode == 125 and message in res.stderr and res.stderr.count("\n") == 1

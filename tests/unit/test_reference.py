@@ -74,7 +74,7 @@ def test_completion_offers_runs_flags_commands_and_choices(script):
     every_flag = {n for o in run._options for n in o.names}
     assert set(complete(script, "pyminidocker run -")) == every_flag | {"--help"}
     assert set(complete(script, "pyminidocker run --r")) == {"--rm", "--read-only",
-                                                             "--restart"}
+                                                             "--restart", "--runtime"}
     assert set(complete(script, "pyminidocker --root /x run --pi")) == {"--pid",
                                                                         "--pids-limit"}
     assert "run" in complete(script, "pyminidocker ")
@@ -83,7 +83,8 @@ def test_completion_offers_runs_flags_commands_and_choices(script):
     assert complete(script, "pyminidocker network create --int") == ["--internal"]
     assert set(complete(script, "pyminidocker inspect --type ")) == {"container", "image",
                                                                      "network"}
-    assert complete(script, "pyminidocker system ") == ["reset", "check", "service"]
+    assert complete(script, "pyminidocker system ") == ["reset", "check", "service", "df",
+                                                        "prune"]
     # a flag's value, and the container's own command after the image, are not our flags
     assert complete(script, "pyminidocker run -e -") == []
     assert complete(script, "pyminidocker run --rm -e A=1 busybox ls -") == []
