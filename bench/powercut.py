@@ -15,8 +15,8 @@ busybox and this tree built in, as an ext4 disk image made by mke2fs -d). Each r
 A round is "bricked" when a command of boot 2 fails, and counts layers that fail checking.
 The disk carries over from round to round, as a real machine's would.
 
-Needs: qemu-system-x86 (apt-get install, not in APT_PACKAGES), debootstrap's cached root (test_fresh_install.py makes
-it), apt access for the guest's packages. Prints one line per round and a summary.
+Needs: qemu-system-x86 (apt-get install; not in APT_PACKAGES), debootstrap's cached root
+(test_fresh_install.py makes it), apt access for the guest's packages. Prints one line per round and a summary.
 """
 from __future__ import annotations
 

@@ -133,9 +133,11 @@ def _created(rec: Any) -> float:
 
 
 def containers(recs: list[Any], filters: dict[str, list[str]],
-               exposed: Callable[[Any], set[str]] | None = None) -> list[Any]:
+               exposed: Callable[[Any], set[str]] | None = None,
+               health: Callable[[Any], dict[str, Any] | None] | None = None) -> list[Any]:
     """ps's filters over container records. exposed gives a record's exposed ports
-    ("80/tcp"), from its image. Raises PmdError for a bad value, NotFound for before/since."""
+    ("80/tcp"), from its image; health its State.Health (None without a healthcheck). Raises
+    PmdError for a bad value, NotFound for before/since."""
     for v in filters.get("status", []):
         if v not in STATUSES:
             raise _invalid("status", v)
@@ -183,7 +185,8 @@ def containers(recs: list[Any], filters: dict[str, list[str]],
         "volume": volume,
         "before": lambda r, v: _created(r) < _created(_find(recs, v)),
         "since": lambda r, v: _created(r) > _created(_find(recs, v)),
-        "health": lambda r, v: v == "none",   # no container has a health check yet
+        "health": lambda r, v: ((health(r) if health else None) or {"Status": "none"}
+                                ).get("Status") == v,
         "publish": lambda r, v: bool(_port_set("publish", v) & published(r)),
         "expose": lambda r, v: bool(_port_set("expose", v) & (
             published(r) | (exposed(r) if exposed else set()))),

@@ -80,7 +80,7 @@ def ps(args: Namespace, env: Any, eng: Engine) -> int:
         return {p if "/" in p else p + "/tcp"
                 for p in (cfg.get("config") or {}).get("ExposedPorts") or {}}
 
-    recs = filters.containers(recs, wanted, exposed)
+    recs = filters.containers(recs, wanted, exposed, eng.health)
     if not show_all:
         recs = [r for r in recs if r.state.status == "running"]
     if last > 0:

@@ -55,6 +55,8 @@ def test_health_cmd_healthy_then_unhealthy(run):
         assert last["ExitCode"] == 0 and last["Output"] == "up\n"
         assert last["Start"] <= last["End"]
         assert "(healthy)" in run("ps").stdout
+        assert run("ps", "-q", "--filter", "health=healthy").stdout == cid[:12] + "\n"
+        assert cid[:12] not in run("ps", "-q", "--filter", "health=none").stdout
         run("exec", cid, "rm", "/flag")
         h = until(lambda: (x := health(run, cid))["Status"] == "unhealthy" and x)
         assert h["FailingStreak"] >= 2
@@ -62,6 +64,8 @@ def test_health_cmd_healthy_then_unhealthy(run):
         assert "No such file or directory" in h["Log"][-1]["Output"]
         assert len(h["Log"]) <= 5
         assert "(unhealthy)" in run("ps").stdout
+        assert run("ps", "-q", "--filter", "health=unhealthy").stdout == cid[:12] + "\n"
+        assert run("ps", "-q", "--filter", "health=healthy").stdout == ""
     finally:
         run("rm", "-f", cid)
 
