@@ -16,7 +16,8 @@ A round is "bricked" when a command of boot 2 fails, and counts layers that fail
 The disk carries over from round to round, as a real machine's would.
 
 Needs: qemu-system-x86 (apt-get install; not in APT_PACKAGES), debootstrap's cached root
-(test_fresh_install.py makes it), apt access for the guest's packages. Prints one line per round and a summary.
+(test_fresh_install.py makes it), apt access for the guest's packages. Prints one line per
+round and a summary.
 """
 from __future__ import annotations
 
