@@ -381,3 +381,33 @@ def test_log_driver_none_and_json_file_rotation(ctr):
 def test_bad_log_options(ctr, flags, message):
     res = ctr("run", "--rm", *flags, "bb", "true", check=False)
     assert res.returncode == 125 and message in res.stderr and res.stderr.count("\n") == 1
+
+
+def test_inspect_shows_the_flags_as_docker(ctr):
+    """What run was given is what inspect's HostConfig says, under Docker's keys (scripts read
+    them with inspect -f)."""
+    cid = ctr("create", "--dns", "192.0.2.53", "--dns-search", "example.test",
+              "--dns-option", "ndots:2", "--add-host", "db:192.0.2.7", "--group-add", "123",
+              "--ulimit", "nofile=512:1024", "--shm-size", "32m", "--cpu-shares", "512",
+              "--cpuset-cpus", "0", "--memory", "64m", "--memory-reservation", "32m",
+              "--oom-score-adj", "100", "--ipc", "shareable", "--pid", "host",
+              "--device", "/dev/null:/dev/mynull:r", "--restart", "on-failure:3",
+              "--log-driver", "none", "bb", "true").stdout.strip()
+    try:
+        host = json.loads(ctr("inspect", cid).stdout)[0]["HostConfig"]
+        assert host["Dns"] == ["192.0.2.53"] and host["DnsSearch"] == ["example.test"]
+        assert host["DnsOptions"] == ["ndots:2"] and host["ExtraHosts"] == ["db:192.0.2.7"]
+        assert host["GroupAdd"] == ["123"]
+        assert host["Ulimits"] == [{"Name": "nofile", "Soft": 512, "Hard": 1024}]
+        assert host["ShmSize"] == 32 * 1024 * 1024 and host["CpuShares"] == 512
+        assert host["CpusetCpus"] == "0" and host["MemoryReservation"] == 32 * 1024 * 1024
+        assert host["OomScoreAdj"] == 100 and host["IpcMode"] == "shareable"
+        assert host["PidMode"] == "host"
+        assert host["Devices"] == [{"PathOnHost": "/dev/null", "PathInContainer": "/dev/mynull",
+                                    "CgroupPermissions": "r"}]
+        assert host["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
+        assert host["LogConfig"]["Type"] == "none"
+        out = ctr("inspect", "-f", "{{.HostConfig.Dns}} {{.HostConfig.ShmSize}}", cid).stdout
+        assert out == "[192.0.2.53] 33554432\n"
+    finally:
+        ctr("rm", "-f", cid)
