@@ -205,7 +205,9 @@ class ContainerContext:
 
     @property
     def LocalVolumes(self) -> str:
-        return "0"
+        from pyminidocker.container.mounts import mounts_of
+
+        return str(sum(m["Type"] == "volume" for m in mounts_of(self._rec.host)))
 
     @property
     def Networks(self) -> str:

@@ -186,9 +186,12 @@ def test_history_image_prune_system_df_and_prune(ctr, publish):
 def test_format_on_stats_history_and_volume_ls(ctr):
     """--format as Docker's on the listings scripts read: stats --no-stream, history, volume ls
     (fields, a table with Docker's titles, and a template error as Docker prints it)."""
-    cid = ctr("run", "-d", "--name", "fmt-stats", "bb", "sleep", "30").stdout.strip()
     ctr("volume", "create", "--label", "team=a", "fmt-vol")
+    cid = ctr("run", "-d", "--name", "fmt-stats", "-v", "fmt-vol:/data", "bb", "sleep",
+              "30").stdout.strip()
     try:
+        out = ctr("ps", "--filter", "name=fmt-stats", "--format", "{{.LocalVolumes}}").stdout
+        assert out == "1\n"
         out = ctr("stats", "--no-stream", "--format", "{{.Name}} {{.ID}} {{.PIDs}}",
                   "fmt-stats").stdout
         assert out == f"fmt-stats {cid[:12]} 1\n"
