@@ -174,3 +174,24 @@ def test_container_prune_filters(ctr):
         assert (res.returncode, res.stderr) == (1, "Error: invalid filter 'status'\n")
     finally:
         ctr("rm", "-f", "p1", "p2", check=False)
+
+
+def test_a_user_gets_the_supplementary_groups_of_the_images_etc_group(ctr, publish):
+    # Docker: -u NAME takes the user's groups from the image's /etc/group, and --group-add
+    # adds to them
+    from tests.integration import images as I
+
+    entries = [e for e in I.full_busybox_entries() if e.path not in ("etc/passwd", "etc/group")]
+    entries += [I.Entry("etc/passwd", data=b"root:x:0:0:root:/root:/bin/sh\n"
+                        b"app:x:1000:1000::/:/bin/sh\n"),
+                I.Entry("etc/group", data=b"root:x:0:\napp:x:1000:\nwheel:x:10:app,other\n"
+                        b"staff:x:50:other\naudio:x:29:app\n")]
+    img = I.build_image([I.make_layer(entries)], config_extra={"Env": ["PATH=/bin"]})
+    pushed = publish(img, "compat-groups", "v1")
+    ref = f"{pushed.host}/{pushed.repo}:{pushed.tag}"
+    ctr("pull", "-q", ref)
+    out = ctr("run", "--rm", "-u", "app", ref, "id", "-G").stdout.split()
+    assert out[0] == "1000" and sorted(out[1:]) == ["10", "29"]
+    out = ctr("run", "--rm", "-u", "app", "--group-add", "50", ref, "id", "-G").stdout.split()
+    assert sorted(out[1:]) == ["10", "29", "50"]
+    ctr("rmi", ref)
