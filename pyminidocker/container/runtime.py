@@ -889,7 +889,10 @@ class Runtime:
     def _mount(self, rootfs: str, m: dict[str, Any]) -> Any:
         """The shim's Mount for one mount record; a volume's directory seeded from the image
         on its first use (mounts.seed). Raises UsageError, NotFound (a volume gone)."""
-        dst = policy.resolved_destination(rootfs, m["Destination"])
+        given = m.get("Name") or m.get("Source") or ""  # the mount as the user wrote it
+        dst = policy.resolved_destination(
+            rootfs, m["Destination"],
+            f"-v {given}:{m['Destination']}" if m["Type"] != "tmpfs" else "")
         ro = _native.MS_RDONLY if not m.get("RW", True) else 0
         if m["Type"] == "tmpfs":
             flags, data = policy.tmpfs_options(m.get("Options", ""))
@@ -1298,9 +1301,12 @@ TINI = "/usr/bin/tini-static"
 
 
 def _cgroup(rec: ContainerRecord) -> Any:
-    from pyminidocker.container.cgroups import DEFAULT_PARENT, Cgroup
+    from pyminidocker.container.cgroups import Cgroup
 
-    return Cgroup(rec.id, rec.host.get("cgroup_parent") or DEFAULT_PARENT)
+    # Cgroup's own default parent unless --cgroup-parent names one (one place says what the
+    # default is)
+    parent = rec.host.get("cgroup_parent")
+    return Cgroup(rec.id, parent) if parent else Cgroup(rec.id)
 
 
 def _rlimits(host: Mapping[str, Any]) -> dict[int, tuple[int, int]]:
