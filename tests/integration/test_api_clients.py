@@ -16,10 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration import images as I
-from tests.integration.apiserver import DOCKER_20, DOCKER_28, ApiServer
+from tests.integration.apiserver import CLIS, DEFAULT_CLI, ApiServer
 from tests.integration.conftest import cgroups_left, free_subnet, remove_leftovers
-
-CLIS = [pytest.param(DOCKER_28, id="docker28"), pytest.param(DOCKER_20, id="docker20")]
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("pyminidocker.engine") is None,
                                 reason="the endpoints call the engine API (issue 9)")
@@ -243,7 +241,7 @@ def test_exec_tty_through_a_pty(api, sleeper):
 
     pid, fd = pty.fork()
     if pid == 0:
-        os.execvpe(DOCKER_28, [DOCKER_28, "exec", "-it", "sleeper", "sh", "-c",
+        os.execvpe(DEFAULT_CLI, [DEFAULT_CLI, "exec", "-it", "sleeper", "sh", "-c",
                                "stty size; read x; echo got:$x; exit 9"], api.env())
     out = b""
     try:
@@ -307,7 +305,7 @@ def test_run_it_through_a_pty(api):
         import termios
 
         fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
-        os.execvpe(DOCKER_28, [DOCKER_28, "run", "-it", "--rm", "bb", "sh", "-c",
+        os.execvpe(DEFAULT_CLI, [DEFAULT_CLI, "run", "-it", "--rm", "bb", "sh", "-c",
                                "tty; sleep 0.5; stty size; read x; echo got:$x; exit 8"],
                    api.env())
     out = b""
@@ -359,7 +357,7 @@ stream.close()
 print(seen)
 '''
     until = str(int(time.time()) + 8)
-    cli = subprocess.Popen([DOCKER_28, "events", "--filter", "container=evented2",
+    cli = subprocess.Popen([DEFAULT_CLI, "events", "--filter", "container=evented2",
                             "--format", "{{.Action}}", "--until", until],
                            stdout=subprocess.PIPE, text=True, env=api.env())
     res = subprocess.run([sys.executable, "-c", script, f"unix://{api.sock}"], check=False,
