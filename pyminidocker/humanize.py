@@ -7,14 +7,22 @@ if TYPE_CHECKING:
     from typing import Any
 
 
+def _scaled(n: float, base: float, units: tuple[str, ...], digits: int) -> str:
+    i = 0
+    while n >= base and i < len(units) - 1:
+        n /= base
+        i += 1
+    return f"{n:.{digits}g}{units[i]}"
+
+
 def human_size(n: float) -> str:
     """Docker's size format: decimal units, 3 significant digits (4.26MB)."""
-    units = ["B", "kB", "MB", "GB", "TB", "PB"]
-    i = 0
-    while n >= 1000 and i < len(units) - 1:
-        n /= 1000.0
-        i += 1
-    return f"{n:.3g}{units[i]}"
+    return _scaled(n, 1000.0, ("B", "kB", "MB", "GB", "TB", "PB"), 3)
+
+
+def binary_size(n: float) -> str:
+    """go-units BytesSize (stats' memory): binary units, 4 significant digits (1.434MiB)."""
+    return _scaled(n, 1024.0, ("B", "KiB", "MiB", "GiB", "TiB", "PiB"), 4)
 
 
 def human_duration(seconds: float) -> str:

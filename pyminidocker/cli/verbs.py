@@ -18,16 +18,6 @@ if TYPE_CHECKING:
     from pyminidocker.engine import Engine
 
 
-def _binary(n: float) -> str:
-    """go-units BytesSize: binary units, 4 significant digits (1.434MiB)."""
-    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
-    i = 0
-    while n >= 1024 and i < len(units) - 1:
-        n /= 1024.0
-        i += 1
-    return f"{n:.4g}{units[i]}"
-
-
 def cmd_simple(args: Namespace, env: Any) -> int:
     """restart, pause, unpause: each container in turn, its name echoed, errors one line."""
     from pyminidocker.cli.containers import _each
@@ -59,8 +49,9 @@ def cmd_diff(args: Namespace, env: Any) -> int:
 
 def _stats_rows(eng: Engine, recs: list[Any], before: dict[str, dict[str, Any]]
                 ) -> list[dict[str, str]]:
-    from pyminidocker.cli.output import human_size as _decimal  # go-units HumanSize
     from pyminidocker.container.observe import cpu_percent
+    from pyminidocker.humanize import binary_size
+    from pyminidocker.humanize import human_size as _decimal  # go-units HumanSize
 
     rows = []
     for rec in recs:
@@ -74,7 +65,7 @@ def _stats_rows(eng: Engine, recs: list[Any], before: dict[str, dict[str, Any]]
         mem_pct = s["mem_usage"] / s["mem_limit"] * 100 if s["mem_limit"] else 0.0
         rows.append({"Container": rec.short_id, "ID": rec.short_id, "Name": rec.name,
                      "CPUPerc": f"{cpu:.2f}%",
-                     "MemUsage": f"{_binary(s['mem_usage'])} / {_binary(s['mem_limit'])}",
+                     "MemUsage": f"{binary_size(s['mem_usage'])} / {binary_size(s['mem_limit'])}",
                      "MemPerc": f"{mem_pct:.2f}%",
                      "NetIO": f"{_decimal(s['net_rx'])} / {_decimal(s['net_tx'])}",
                      "BlockIO": f"{_decimal(s['blk_read'])} / {_decimal(s['blk_write'])}",

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from tests.integration import images as I
+from tests.integration import servers as S
 from tests.integration.conftest import module_ctr
 
 ctr = module_ctr("health")
@@ -34,13 +35,7 @@ def health(run, cid: str) -> dict:
 
 
 def until(what, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = what()
-        if got:
-            return got
-        time.sleep(0.1)
-    pytest.fail("timed out")
+    return S.wait_until(what, timeout=timeout, interval=0.1, what="the container's state")
 
 
 def test_health_cmd_healthy_then_unhealthy(run):

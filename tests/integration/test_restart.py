@@ -15,6 +15,7 @@ import time
 import pytest
 
 from pyminidocker import shim
+from tests.integration import servers as S
 from tests.integration.conftest import module_ctr
 
 ctr = module_ctr("restart")
@@ -25,13 +26,7 @@ def inspect(ctr, cid: str) -> dict:
 
 
 def until(what, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = what()
-        if got:
-            return got
-        time.sleep(0.05)
-    pytest.fail("timed out")
+    return S.wait_until(what, timeout=timeout, interval=0.05, what="the container's state")
 
 
 def monitors() -> list[int]:
