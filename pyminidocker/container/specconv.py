@@ -248,8 +248,6 @@ def seccomp_option(root: str, value: str, caps: int) -> str:
     """--security-opt seccomp=VALUE: "unconfined", or the text of the profile file VALUE,
     checked by compiling it (the program is then cached for the start). Raises UsageError
     with Docker's wording for a file that cannot be read or a profile that is wrong."""
-    from pyminidocker.container import seccomp
-
     if value == "unconfined":
         return value
     try:
@@ -260,7 +258,7 @@ def seccomp_option(root: str, value: str, caps: int) -> str:
         raise UsageError(f"opening seccomp profile ({value}) failed: open {value}: {reason}") \
             from None
     try:
-        seccomp.program(os.path.join(root, "seccomp"), text, caps)
+        seccomp_cached(os.path.join(root, "seccomp"), text, caps)
     except (ValueError, OSError) as e:
         raise UsageError(f"Decoding seccomp profile failed: {e}") from None
     return text
@@ -269,14 +267,12 @@ def seccomp_option(root: str, value: str, caps: int) -> str:
 def _seccomp_program(root: str, host: HostConfig, caps: int) -> bytes:
     """The seccomp program of a container and what is exec'd in it: none when privileged or
     unconfined, else its profile's (Docker's default unless --security-opt seccomp=FILE)
-    for its capabilities, from the store's cache (seccomp.program)."""
-    from pyminidocker.container import seccomp
-
+    for its capabilities, from the store's cache (seccomp_cached)."""
     profile = host.seccomp
     if host.privileged or profile == "unconfined":
         return b""
     try:
-        return seccomp.program(os.path.join(root, "seccomp"), profile, caps)
+        return seccomp_cached(os.path.join(root, "seccomp"), profile, caps)
     except (ValueError, OSError) as e:
         raise StartError(f"seccomp profile: {e}", exit_code=125) from None
 
@@ -436,3 +432,43 @@ def monitor_options(root: str, rec: ContainerRecord, d: str) -> dict[str, Any]:
             "exit_env": [f"{k}={v}" for k, v in os.environ.items()] if exit_argv else None,
             "restart": restart, "health": health, "log_max_size": log.get("max_size", 0),
             "log_max_file": log.get("max_file", 1)}
+
+
+def _stamp(path: str) -> str:
+    st = os.stat(path)
+    return f"{st.st_mtime_ns:x}{st.st_size:x}"
+
+
+def seccomp_cached(cache_dir: str, profile_json: str | None, caps: int) -> bytes:
+    """The compiled program for a container: profile_json None is the default profile, else
+    the text of a Docker-format profile (kept in the container's record). Cached in
+    cache_dir, keyed by the profile (the default's file and the syscall tables by mtime and
+    size, a given profile by its SHA-256), the capability set and the kernel release (for
+    minKernel); compiled (container.seccomp) on a miss. Raises ProfileError (a ValueError)
+    for a profile that does not compile here."""
+    release = os.uname().release
+    if profile_json is None:
+        key = f"default-{_stamp(defaults.SECCOMP_PROFILE)}"
+    else:
+        import hashlib
+
+        key = hashlib.sha256(profile_json.encode()).hexdigest()[:32]
+    path = os.path.join(cache_dir, f"{key}-{_stamp(defaults.SYSCALL_TABLE)}-{caps:x}-{release}.bpf")
+    try:
+        with open(path, "rb") as f:
+            cached = f.read()
+        # An empty or cut file (a machine crash after the rename of a write never synced)
+        # would be no filter at all, or one the kernel refuses: compiled again instead.
+        if cached and len(cached) % 8 == 0 and len(cached) <= defaults.SECCOMP_PROG_BYTES_MAX:
+            return cached
+    except FileNotFoundError:
+        pass
+    from pyminidocker.container.seccomp import Profile
+
+    p = Profile.default() if profile_json is None else Profile.from_docker_json(profile_json)
+    prog = p.compile(caps)
+    from pyminidocker.store.files import atomic_write
+
+    os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+    atomic_write(path, prog, mode=0o600, durable=False)  # a cache: lost, it is made again
+    return prog
