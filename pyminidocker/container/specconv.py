@@ -13,9 +13,7 @@ import sys
 
 from pyminidocker import shim as _native
 from pyminidocker.container import defaults
-from pyminidocker.container import mounts as mountspec
 from pyminidocker.container import spec as policy
-from pyminidocker.container.mounts import mounts_of
 from pyminidocker.errors import StartError, StoreError, UsageError
 
 TYPE_CHECKING = False
@@ -76,8 +74,10 @@ def container_spec(store: Store, trace: Tracer, warnings: list[str], rec: Contai
         for name in ("hostname", "hosts", "resolv.conf"):
             mounts.append(_native.Mount(target=f"/etc/{name}", source=os.path.join(d, name),
                                         flags=_native.MS_BIND, mkdir=True))
-        for m in mounts_of(host):
-            mounts.append(mount_of(store, rootfs, m))
+        if host.get("mounts") or host.get("binds"):  # container.mounts: only when needed
+            from pyminidocker.container.mounts import mounts_of
+
+            mounts += [mount_of(store, rootfs, m) for m in mounts_of(host)]
         for t in host.get("tmpfs", []):
             path, opts = policy.parse_tmpfs(t)
             flags, data = policy.tmpfs_options(opts)
@@ -146,7 +146,9 @@ def mount_of(store: Store, rootfs: str, m: dict[str, Any]) -> Any:
     src = store.volumes.data_path(vol.name)
     if not m.get("NoCopy"):
         try:
-            mountspec.seed(policy.secure_join(rootfs, dst), src)
+            from pyminidocker.container.mounts import seed
+
+            seed(policy.secure_join(rootfs, dst), src)
         except OSError as e:
             raise StoreError(f"cannot copy the image's {dst} into volume {vol.name}: "
                              f"{e.strerror}") from None
