@@ -22,6 +22,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+# The parent of the cgroups of configs without a cgroupsPath: ours, so removed with its last child
+# (runc puts such a cgroup below its own and leaves nothing either; a cgroupsPath's parents are
+# the caller's, and runc leaves those, as we do).
+DEFAULT_PARENT = "pyminidocker-runc"
 # Controllers linux.resources may write that the engine's Cgroup does not make a directory in.
 _EXTRA_CONTROLLERS = ("blkio", "hugetlb", "net_cls", "net_prio")
 # The nodes dev_setup makes in every container (csrc/mount.c): a config's copy of them is a no-op.
@@ -50,7 +54,7 @@ def cgroup_of(container_id: str, cgroups_path: str) -> Cgroup:
         raise ConfigError(f"cgroupsPath {cgroups_path!r} is in the systemd form "
                           "(slice:prefix:name): this runtime drives cgroupfs only")
     if not path:
-        return Cgroup(container_id, "pyminidocker-runc")
+        return Cgroup(container_id, DEFAULT_PARENT)
     parent, _, name = path.rpartition("/")
     return Cgroup(name, parent or "/")
 
@@ -94,7 +98,16 @@ def make_cgroup(c: Container, container_id: str) -> tuple[Cgroup, list[str]]:
     rules = tuple(rules) + tuple(
         ("allow", f"{'c' if d.kind in ('c', 'u') else 'b'} {d.major}:{d.minor} rwm")
         for d in c.devices if d.kind != "p")
-    cg.create(Limits(devices=rules))
+    for attempt in range(3):
+        try:
+            cg.create(Limits(devices=rules))
+            break
+        except PmdError as e:
+            # Another runtime process removed the default parent, its last child gone, between
+            # our mkdir of it and of ours: make it again.
+            cause = e.__cause__
+            if attempt == 2 or not isinstance(cause, OSError) or cause.errno != 2:
+                raise
     extra = _extra_dirs(cg, c)
     try:
         for d in extra.values():
@@ -107,10 +120,14 @@ def make_cgroup(c: Container, container_id: str) -> tuple[Cgroup, list[str]]:
 
 
 def remove_cgroup(cg: Cgroup, extra: list[str]) -> None:
+    """Remove the container's cgroups, and the default parent if it was the last one there."""
     cg.remove()
-    for d in extra:
+    dirs = list(extra)
+    if cg.parent == DEFAULT_PARENT:
+        dirs += [os.path.dirname(d) for d in (*cg.dirs.values(), *extra)]
+    for d in dirs:
         try:
-            os.rmdir(d)
+            os.rmdir(d)  # EBUSY while another container is in it: that one removes it later
         except OSError:
             pass
 

@@ -16,7 +16,7 @@ import pytest
 
 from tests.integration import images as I
 from tests.integration import servers as S
-from tests.integration.test_oci_runtime import cgroup_dirs, write_launcher
+from tests.integration.test_oci_runtime import cgroup_dirs, empty_default_parents, write_launcher
 
 NAMESPACE = "pmdtest"
 IMAGE = "localhost/pmd-busybox:latest"
@@ -95,6 +95,7 @@ def containerd(tmp_path_factory):
         subprocess.run(["umount", "-l", m], check=False)
     shutil.rmtree(f"/run/containerd/runc/{NAMESPACE}", ignore_errors=True)
     remove_cgroup_parent(NAMESPACE)
+    assert not empty_default_parents(), "empty pyminidocker-runc parent cgroups left"
     assert not mounts, f"containerd left mounts: {mounts}"
 
 
@@ -203,6 +204,7 @@ def podman(tmp_path_factory):
         subprocess.run(["umount", "-l", m], check=False)
     remove_cgroup_parent("libpod_parent/conmon")  # podman puts conmon there
     remove_cgroup_parent("libpod_parent")
+    assert not empty_default_parents(), "empty pyminidocker-runc parent cgroups left"
 
 
 def test_podman_run_through_pyminidocker_runc(podman):
@@ -274,6 +276,7 @@ def dockerd(tmp_path_factory):
             subprocess.run(["umount", "-l", m], check=False)
         shutil.rmtree(base, ignore_errors=True)
         remove_cgroup_parent("docker")
+        assert not empty_default_parents(), "empty pyminidocker-runc parent cgroups left"
         assert not mounts, f"dockerd left mounts: {mounts}"
 
 

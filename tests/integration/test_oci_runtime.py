@@ -88,6 +88,13 @@ def cgroup_dirs(cid: str) -> list[str]:
     return [str(p) for p in base.glob(f"*/{CGROUP_PARENT}/{cid}") if p.is_dir()]
 
 
+def empty_default_parents() -> list[str]:
+    """The runtime's default parent cgroups left without a container in them: each must go
+    with its last container (one holding another test's container is still in use)."""
+    return [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/{CGROUP_PARENT}")
+            if p.is_dir() and not p.is_symlink() and not any(c.is_dir() for c in p.iterdir())]
+
+
 def mounts_of(path: Path) -> list[str]:
     with open("/proc/self/mountinfo") as f:
         return [ln.split()[4] for ln in f if ln.split()[4].startswith(str(path))]
@@ -115,6 +122,7 @@ def runc(tmp_path):
     for p in stray:
         os.kill(p, signal.SIGKILL)
     assert not left, f"cgroups left: {left}"
+    assert not empty_default_parents(), "empty pyminidocker-runc parent cgroups left"
     assert not stray, f"processes left: {stray}"
     assert not (r.root.exists() and os.listdir(r.root)), "state left"
     assert not mounts_of(tmp_path), "mounts left"
