@@ -238,7 +238,11 @@ def _send_console(socket_path: str, master: int) -> None:
 
 
 def _start_error(e: OSError, argv0: str) -> str:
-    if getattr(e, "op", None) == "exec":
+    op = getattr(e, "op", None) or ""
+    if op.startswith("startContainer hook "):  # runc's words: error running ... hook #N: ...
+        why = "timeout" if e.errno == 110 else op.partition(": ")[2] or e.strerror
+        return f"error running startContainer hook #{op.split()[2].rstrip(':')}: {why}"
+    if op == "exec":
         if e.errno == 2:
             return f'exec: "{argv0}": executable file not found in $PATH'
         return f'exec: "{argv0}": {(e.strerror or "").split(": ", 1)[-1]}'
@@ -328,6 +332,7 @@ def _hold(p: rt.Prepared, root: str, w: int, close_fds: list[int]) -> None:
         os.chdir("/")
         rt.join_paths(c)
         p.spec.hold = True
+        rt.hooks_stdin(p.spec)
         if p.spec.stdin >= 0:
             # A terminal: the held init must not keep the caller's stdio open until start (the
             # shim applies spec's stdio after the release): containerd waits for EOF on the
@@ -350,6 +355,7 @@ def _hold(p: rt.Prepared, root: str, w: int, close_fds: list[int]) -> None:
                     f.write(str(proc.pid))
             rt.configure_init(c, proc.pid)
             state_obj = st.oci_state(rec, "created")
+            rt.write_hooks_state(p.spec, state_obj)
             for stage in ("createRuntime", "createContainer"):
                 rt.run_hooks(c.hooks.get(stage, []), stage, state_obj)
             sock.listen(4)
@@ -516,11 +522,13 @@ def _run(args: Any, root: str) -> int:
             _stdio_pty(spec, slave)
         rt.join_paths(c)
         spec.hold = True
+        rt.hooks_stdin(spec)
         proc = shim.spawn(spec)
         rec = p.record
         rec.update(pid=proc.pid, pid_start=st.pid_start(proc.pid), started=True)
         rt.configure_init(c, proc.pid)
         state_obj = st.oci_state(rec, "created")
+        rt.write_hooks_state(spec, state_obj)
         for stage in ("prestart", "createRuntime", "createContainer"):
             rt.run_hooks(c.hooks.get(stage, []), stage, state_obj)
         st.save(root, rec)
@@ -847,7 +855,7 @@ def _features() -> dict[str, Any]:
                   "poststart", "poststop"],
         "mountOptions": sorted(cfg._MOUNT_FLAGS),
         "linux": {
-            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "uts"],
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
             "capabilities": [f"CAP_{c}" for c in CAPS],
             "cgroup": {"v1": True, "v2": False, "systemd": False, "systemdUser": False},
             "seccomp": {"enabled": True, "actions": [], "operators": [], "archs": []},

@@ -307,6 +307,26 @@ def run_hooks(hooks: list[Hook], stage: str, state_obj: dict[str, Any],
     return failures
 
 
+def hooks_stdin(spec: shim.SpawnSpec) -> int:
+    """Where the startContainer hooks read the state (see write_hooks_state), made before the
+    spawn for the child to inherit: a memfd, or -1 without such hooks."""
+    if spec.hooks:
+        spec.hooks_stdin = os.memfd_create("oci-state", os.MFD_CLOEXEC)
+    return spec.hooks_stdin
+
+
+def write_hooks_state(spec: shim.SpawnSpec, state_obj: dict[str, Any]) -> None:
+    """The state for the startContainer hooks, once the init's pid is known (before its
+    release); the fd is ours to close, the init keeps its own copy."""
+    if spec.hooks_stdin < 0:
+        return
+    import json
+
+    os.write(spec.hooks_stdin, json.dumps(state_obj).encode())
+    os.close(spec.hooks_stdin)
+    spec.hooks_stdin = -1
+
+
 # ---- the container record ---------------------------------------------------------------------
 
 @dataclass
@@ -338,6 +358,8 @@ def prepare(c: Container, doc: dict[str, Any], root: str, container_id: str) -> 
         spec = c.spec
         spec.mounts = [*spec.mounts, *cgroup_mounts(c, cg), *device_mounts(c, cdir)]
         spec.cgroup_procs = procs
+        spec.hooks = [(h.path, h.args, h.env, h.timeout or 0)
+                      for h in c.hooks.get("startContainer", [])]
         mask = c.namespaces
         for kind in c.join_paths:
             mask |= _NS_TYPES[kind]

@@ -346,6 +346,56 @@ def test_a_failing_hook_fails_the_start_and_leaves_nothing(runc, tmp_path):
     assert not (b / "rootfs" / "ran").exists()
 
 
+def test_start_container_hooks_run_in_the_container_before_its_process(runc, tmp_path):
+    # The hook's path and files are the container's (its mount namespace), it runs after start
+    # and before the process, with the state on stdin; the process sees what the hook wrote.
+    b = make_bundle(tmp_path / "b", ["sh", "-c", "cat /hook-saw; echo process"])
+    edit(b, lambda cfg: cfg.update(hooks={"startContainer": [
+        {"path": "/bin/sh", "args": ["sh", "-c", "cat > /hook-state; "
+                                     "echo hook in $(hostname) > /hook-saw"], "timeout": 5}]}))
+    runc.ids.append("sc1")
+    r = runc("run", "--bundle", str(b), "sc1")
+    assert r.stdout == "hook in runc\nprocess\n", r.stderr
+    state = json.loads((b / "rootfs" / "hook-state").read_text())
+    assert (state["id"], state["status"], state["bundle"]) == ("sc1", "created", str(b))
+    # create + start: the hook runs at start, not before; its pid is the container's
+    (b / "rootfs" / "hook-state").unlink()
+    edit(b, lambda cfg: cfg["process"].update(args=["sleep", "30"]))
+    runc("create", "--bundle", str(b), "sc1")
+    pid = runc.state("sc1")["pid"]
+    runc.pids.append(pid)
+    time.sleep(0.2)
+    assert not (b / "rootfs" / "hook-state").exists()
+    runc("start", "sc1")
+    assert json.loads((b / "rootfs" / "hook-state").read_text())["pid"] == pid
+    runc("delete", "-f", "sc1")
+
+
+def test_a_failing_or_slow_start_container_hook_stops_the_container(runc, tmp_path):
+    b = make_bundle(tmp_path / "b", ["touch", "/ran"])
+    edit(b, lambda cfg: cfg.update(hooks={"startContainer": [
+        {"path": "/bin/true"}, {"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}]}))
+    runc.ids.append("sc2")
+    r = runc("run", "--bundle", str(b), "sc2", check=False)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip() == "error running startContainer hook #1: exit status 3"
+    edit(b, lambda cfg: cfg.update(hooks={"startContainer": [
+        {"path": "/bin/sleep", "args": ["sleep", "20"], "timeout": 1}]}))
+    runc("create", "--bundle", str(b), "sc2")
+    runc.pids.append(runc.state("sc2")["pid"])
+    t0 = time.monotonic()
+    r = runc("start", "sc2", check=False)
+    assert r.returncode == 1 and "startContainer hook #0: timeout" in r.stderr, r.stderr
+    assert time.monotonic() - t0 < 5
+    assert runc.state("sc2")["status"] == "stopped"
+    # a path that exists on the host only is not found in the container
+    runc("delete", "sc2")
+    edit(b, lambda cfg: cfg.update(hooks={"startContainer": [{"path": str(runc.binary)}]}))
+    r = runc("run", "--bundle", str(b), "sc2", check=False)
+    assert r.returncode == 1 and "startContainer hook #0: exit status 127" in r.stderr
+    assert not (b / "rootfs" / "ran").exists()
+
+
 # ---- bad input ------------------------------------------------------------------------------
 
 BAD = {
@@ -361,8 +411,11 @@ BAD = {
         "is not in /dev"),
     "root outside the bundle": (lambda c: c["root"].update(path="../.."),
                                 "must stay inside the bundle"),
-    "user namespace": (lambda c: c["linux"].update(uidMappings=[
-        {"containerID": 0, "hostID": 1000, "size": 1}]), "user namespaces are not supported"),
+    "id mappings without a user namespace": (lambda c: c["linux"].update(uidMappings=[
+        {"containerID": 0, "hostID": 1000, "size": 1}]), "need a user namespace"),
+    "user namespace without mappings": (
+        lambda c: c["linux"]["namespaces"].append({"type": "user"}),
+        "user namespaces enabled, but no uid mappings found"),
     "unified on v1": (lambda c: c["linux"]["resources"].update(unified={"memory.max": "1"}),
                       "needs cgroup v2"),
     "relative mount destination": (
