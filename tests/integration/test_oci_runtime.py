@@ -396,6 +396,54 @@ def test_a_failing_or_slow_start_container_hook_stops_the_container(runc, tmp_pa
     assert not (b / "rootfs" / "ran").exists()
 
 
+def _user_ns(cfg: dict, host_id: int, size: int) -> None:
+    cfg["linux"]["namespaces"].append({"type": "user"})
+    for key in ("uidMappings", "gidMappings"):
+        cfg["linux"][key] = [{"containerID": 0, "hostID": host_id, "size": size}]
+
+
+def test_a_user_namespace_with_an_identity_map(runc, tmp_path):
+    b = make_bundle(tmp_path / "b", ["sh", "-c", "cat /proc/self/uid_map; id -u; "
+                                     "readlink /proc/self/ns/user"])
+    edit(b, lambda cfg: _user_ns(cfg, 0, 4294967295))
+    runc.ids.append("un1")
+    r = runc("run", "--bundle", str(b), "un1")
+    uid_map, uid, ns = r.stdout.splitlines()
+    assert uid_map.split() == ["0", "0", "4294967295"] and uid == "0", r.stdout
+    assert ns != os.readlink("/proc/self/ns/user")
+
+
+@pytest.fixture
+def reachable_tmp():
+    top = Path(tempfile.mkdtemp(prefix="pmd-userns-"))
+    top.chmod(0o711)
+    yield top
+    shutil.rmtree(top)
+
+
+def test_a_user_namespace_maps_root_to_the_rootfs_owner(runc, reachable_tmp):
+    # rootfs ownership is the caller's job (as with runc): chown it into the mapped range, in
+    # a directory its root can reach (pytest's tmp_path is in a 0700 directory)
+    b = make_bundle(reachable_tmp / "b", ["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; "
+                                     "id -u; id -g; touch /made; sleep 30"])
+    edit(b, lambda cfg: _user_ns(cfg, 200000, 65536))
+    subprocess.run(["chown", "-R", "-h", "200000:200000", str(b / "rootfs")], check=True)
+    runc.ids.append("un2")
+    runc("run", "-d", "--bundle", str(b), "un2")
+    pid = runc.state("un2")["pid"]
+    runc.pids.append(pid)
+    with open(f"/proc/{pid}/status") as f:  # the host sees the mapped ids
+        assert next(ln for ln in f if ln.startswith("Uid:")).split()[1] == "200000"
+    out = runc("exec", "un2", "sh", "-c", "cat /proc/self/uid_map; id -u").stdout
+    assert out.split() == ["0", "200000", "65536", "0"]  # exec joins the user namespace
+    deadline = time.monotonic() + 5
+    while not (b / "rootfs" / "made").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    st = (b / "rootfs" / "made").stat()
+    assert (st.st_uid, st.st_gid) == (200000, 200000)
+    runc("delete", "-f", "un2")
+
+
 # ---- bad input ------------------------------------------------------------------------------
 
 BAD = {
