@@ -13,7 +13,7 @@ import stat
 from pyminidocker import shim
 from pyminidocker.container.defaults import CAPS, DEFAULT_ENV_PATH
 from pyminidocker.container.spec import own_bounding_set, secure_join
-from pyminidocker.errors import PmdError
+from pyminidocker.oci.state import ConfigError
 from pyminidocker.record import dataclass, field
 
 TYPE_CHECKING = False
@@ -70,8 +70,6 @@ _IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
                 "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
 
 
-class ConfigError(PmdError):
-    """config.json is missing, malformed, hostile or asks for what this runtime cannot do."""
 
 
 @dataclass

@@ -10,17 +10,35 @@ from __future__ import annotations
 import os
 import sys
 
-from pyminidocker import shim
 from pyminidocker.cli.args import REMAINDER, Help, Parser
 from pyminidocker.errors import NotFound, PmdError, UsageError
-from pyminidocker.oci import config as cfg
-from pyminidocker.oci import runtime as rt
 from pyminidocker.oci import state as st
+
+
+class _Lazy:
+    """A module imported on first use: containerd's shim calls `state` many times per
+    container, and `state` needs neither the config reader nor the shim (milliseconds each)."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        module = __import__(self._name, fromlist=["_"])
+        return getattr(module, attr)
+
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
+
+    from pyminidocker import shim
+    from pyminidocker.oci import config as cfg
+    from pyminidocker.oci import runtime as rt
+else:
+    shim = _Lazy("pyminidocker.shim")
+    cfg = _Lazy("pyminidocker.oci.config")
+    rt = _Lazy("pyminidocker.oci.runtime")
 
 VERSION = "0.1.0"
 PROG = "pyminidocker-runc"
@@ -919,9 +937,20 @@ def _spec(args: Any) -> None:
 # ---- main -------------------------------------------------------------------------------------
 
 def _json(obj: Any, indent: int) -> str:
-    import json  # not on run's path: json imports re (milliseconds)
+    """obj indented as runc prints it, in its own key order; through jsonio, as the json
+    package imports re (milliseconds of every `state`)."""
+    from pyminidocker import jsonio
 
-    return json.dumps(obj, indent=indent) + "\n"
+    def emit(o: Any, level: int) -> str:
+        inner, outer = " " * indent * (level + 1), " " * indent * level
+        if isinstance(o, dict) and o:
+            items = [f"{inner}{jsonio.dumps(str(k))}: {emit(v, level + 1)}" for k, v in o.items()]
+            return "{\n" + ",\n".join(items) + f"\n{outer}}}"
+        if isinstance(o, list) and o:
+            return "[\n" + ",\n".join(inner + emit(v, level + 1) for v in o) + f"\n{outer}]"
+        return jsonio.dumps(o)
+
+    return emit(obj, 0) + "\n"
 
 
 def program(argv: list[str]) -> int:

@@ -15,12 +15,14 @@ from pyminidocker import shim
 from pyminidocker.container.cgroups import DEFAULT_DEVICE_RULES, Cgroup, Limits
 from pyminidocker.errors import PmdError
 from pyminidocker.oci import state as st
-from pyminidocker.oci.config import NS_FILES, ConfigError, Container, Hook
+from pyminidocker.oci.state import ConfigError
 from pyminidocker.record import dataclass
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+    from pyminidocker.oci.config import Container, Hook
 
 # The parent of the cgroups of configs without a cgroupsPath: ours, so removed with its last child
 # (runc puts such a cgroup below its own and leaves nothing either; a cgroupsPath's parents are
@@ -225,6 +227,8 @@ def join_paths(c: Container) -> None:
 def _in_container_ns(pid: int, kinds: tuple[str, ...], work: Any) -> None:
     """Run work() in a child that has entered the namespaces kinds of pid (sysctls and the
     domain name are per namespace, read from the writer's). Raises RuntimeError_."""
+    from pyminidocker.oci.config import NS_FILES
+
     r, w = os.pipe()
     child = os.fork()
     if child == 0:
@@ -390,9 +394,12 @@ def cleanup(root: str, rec: dict[str, Any]) -> None:
 
 
 def hooks_of(rec: dict[str, Any]) -> dict[str, list[Hook]]:
+    doc = rec.get("config", {}).get("hooks")
+    if not doc:
+        return {}  # the config reader is milliseconds of every delete
     from pyminidocker.oci.config import _hooks
 
-    return _hooks(rec.get("config", {}).get("hooks") or {})
+    return _hooks(doc)
 
 
 def wait_gone(rec: dict[str, Any], timeout: float) -> bool:
