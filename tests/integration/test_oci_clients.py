@@ -33,14 +33,16 @@ def image_tar(tmp: Path) -> Path:
 
 
 class Containerd:
-    def __init__(self, base: Path):
+    def __init__(self, base: Path, cri: str = ""):
+        """cri: the CRI plugin's configuration (TOML tables); without it, the plugin is off."""
         self.base = base
         self.sock = base / "containerd.sock"
         cfg = base / "config.toml"
+        off = "" if cri else '"io.containerd.grpc.v1.cri", '
         cfg.write_text(f"""version = 2
 root = "{base}/root"
 state = "{base}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs",
+disabled_plugins = [{off}"io.containerd.snapshotter.v1.aufs",
   "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
   "io.containerd.snapshotter.v1.devmapper", "io.containerd.tracing.processor.v1.otlp"]
 [grpc]
@@ -51,7 +53,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
   address = "{base}/debug.sock"
 [plugins."io.containerd.internal.v1.opt"]
   path = "{base}/opt"
-""")
+{cri}""")
         self.log = open(base / "containerd.log", "wb")
         self.proc = subprocess.Popen(["containerd", "--config", str(cfg)], stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
