@@ -91,14 +91,20 @@ def containerd(tmp_path_factory):
     yield d, runc
     d.ctr("image", "rm", IMAGE, check=False)
     d.stop()
-    with open("/proc/self/mountinfo") as f:
-        mounts = [ln.split()[4] for ln in f if ln.split()[4].startswith(str(base))]
-    for m in reversed(mounts):
-        subprocess.run(["umount", "-l", m], check=False)
+    mounts = unmount_under(base)
     shutil.rmtree(f"/run/containerd/runc/{NAMESPACE}", ignore_errors=True)
     remove_cgroup_parent(NAMESPACE)
     assert not empty_default_parents(), "empty pyminidocker-runc parent cgroups left"
     assert not mounts, f"containerd left mounts: {mounts}"
+
+
+def unmount_under(base: Path) -> list[str]:
+    """Lazily unmount what a client left mounted under base (deepest first); what was there."""
+    with open("/proc/self/mountinfo") as f:
+        mounts = [ln.split()[4] for ln in f if ln.split()[4].startswith(str(base))]
+    for m in reversed(mounts):
+        subprocess.run(["umount", "-l", m], check=False)
+    return mounts
 
 
 def remove_cgroup_parent(name: str) -> None:
@@ -200,10 +206,7 @@ def podman(tmp_path_factory):
     yield run, image
     run("rm", "-a", "-f", check=False)
     run("rmi", "-a", "-f", check=False)
-    with open("/proc/self/mountinfo") as f:
-        mounts = [ln.split()[4] for ln in f if ln.split()[4].startswith(str(base))]
-    for m in reversed(mounts):  # containers/storage binds its own home privately
-        subprocess.run(["umount", "-l", m], check=False)
+    unmount_under(base)  # containers/storage binds its own home privately
     remove_cgroup_parent("libpod_parent/conmon")  # podman puts conmon there
     remove_cgroup_parent("libpod_parent")
     assert not empty_default_parents(), "empty pyminidocker-runc parent cgroups left"
@@ -272,10 +275,7 @@ def dockerd(tmp_path_factory):
             proc.wait()
         S.SERVER_PIDS.discard(proc.pid)
         log.close()
-        with open("/proc/self/mountinfo") as f:
-            mounts = [ln.split()[4] for ln in f if ln.split()[4].startswith(str(base))]
-        for m in reversed(mounts):
-            subprocess.run(["umount", "-l", m], check=False)
+        mounts = unmount_under(base)
         shutil.rmtree(base, ignore_errors=True)
         remove_cgroup_parent("docker")
         assert not empty_default_parents(), "empty pyminidocker-runc parent cgroups left"

@@ -22,7 +22,7 @@ import pytest
 
 from tests.integration import images as I
 from tests.integration import servers as S
-from tests.integration.test_oci_clients import Containerd, remove_cgroup_parent
+from tests.integration.test_oci_clients import Containerd, remove_cgroup_parent, unmount_under
 from tests.integration.test_oci_runtime import empty_default_parents, write_launcher
 
 grpc = pytest.importorskip("grpc", reason="grpcio is not installed (make deps)")
@@ -181,10 +181,7 @@ def cri(tmp_path_factory):
         for name in (PAUSE, IMAGE):
             ctr(d, "image", "rm", name)
         d.stop()
-        with open("/proc/self/mountinfo") as f:
-            mounts = [ln.split()[4] for ln in f if ln.split()[4].startswith(str(base))]
-        for m in reversed(mounts):
-            subprocess.run(["umount", "-l", m], check=False)
+        mounts = unmount_under(base)
         shutil.rmtree(f"/run/containerd/runc/{CRI_NS}", ignore_errors=True)
         remove_cgroup_parent("k8s.io")
         assert not empty_default_parents(), "empty pyminidocker-runc parent cgroups left"
