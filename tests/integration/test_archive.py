@@ -207,3 +207,121 @@ def test_a_good_handmade_archive_loads(ctr, tmp_path):
     path.write_bytes(_archive(GOOD_LAYER))
     assert ctr("load", "-i", str(path)).stdout == "Loaded image: evil:1\n"
     ctr("rmi", "evil:1")
+
+
+# ---- export / import -----------------------------------------------------------------------
+
+def test_export_then_import_round_trip(ctr, tmp_path):
+    cid = ctr("create", "--network", "none", "bb", "true").stdout.strip()
+    try:
+        out = tmp_path / "fs.tar"
+        ctr("export", "-o", str(out), cid)
+    finally:
+        ctr("rm", cid)
+    with tarfile.open(out) as t:
+        names = set(t.getnames())
+    assert "bin/busybox" in names and "bin/sh" in names
+    res = ctr("import", "-m", "from a tar", "-c", 'CMD ["sh", "-c", "echo imported $X"]',
+              "-c", "ENV X=yes", "-c", "WORKDIR /bin", str(out), "imported:1")
+    image_id = res.stdout.strip()
+    assert image_id.startswith("sha256:") and len(image_id) == 71
+    try:
+        assert ctr("run", "--rm", "--network", "none", "imported:1").stdout == "imported yes\n"
+        assert ctr("run", "--rm", "--network", "none", "imported:1", "pwd").stdout == "/bin\n"
+        info = json.loads(ctr("inspect", "imported:1").stdout)[0]
+        assert info["Id"] == image_id and info["Comment"] == "from a tar"
+        assert len(info["RootFS"]["Layers"]) == 1
+        # from stdin, and the same tar gives the same layer
+        with open(out, "rb") as f:
+            res = subprocess.run(ctr.argv("import", "-", "imported:2"), stdin=f, text=True,
+                                 capture_output=True, env=ctr.env(), check=False)
+        assert res.returncode == 0, res.stderr
+        info2 = json.loads(ctr("inspect", "imported:2").stdout)[0]
+        assert info2["RootFS"]["Layers"] == info["RootFS"]["Layers"]
+    finally:
+        ctr("rmi", "imported:1", "imported:2", check=False)
+
+
+def test_export_of_a_running_container_and_bad_input(ctr, tmp_path):
+    cid = ctr("run", "-d", "--network", "none", "bb", "sh", "-c",
+              "echo changed > /marker; rm /bin/vi; sleep 30").stdout.strip()
+    try:
+        for _ in range(50):
+            if "marker" in ctr("diff", cid).stdout:
+                break
+        out = tmp_path / "run.tar"
+        ctr("export", "-o", str(out), cid)
+        files = _members(out)
+        assert files["marker"] == b"changed\n"
+        with tarfile.open(out) as t:
+            assert "bin/vi" not in t.getnames()
+            assert not [n for n in t.getnames() if ".wh." in n]
+    finally:
+        ctr("rm", "-f", cid)
+    res = ctr("export", "nosuch", "-o", str(tmp_path / "x.tar"), check=False)
+    assert res.returncode == 1 and "No such container" in res.stderr
+    res = ctr("import", str(tmp_path / "missing.tar"), check=False)
+    assert res.returncode == 1 and res.stderr.count("\n") == 1
+    res = ctr("import", "-c", "FROB x", str(out), check=False)
+    assert res.returncode == 125 and "FROB is not a valid change command" in res.stderr
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(_layer_tar([_file("../../escape", b"x")]))
+    before = _store_state(ctr)
+    res = ctr("import", str(bad), "bad:1", check=False)
+    assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
+    assert _store_state(ctr) == before
+
+
+# ---- commit --------------------------------------------------------------------------------
+
+def test_commit_keeps_changes_and_deletions(ctr):
+    cid = ctr("create", "--network", "none", "-e", "COMMITTED=1", "bb", "sh", "-c",
+              "echo new > /added; rm /bin/vi; rm -rf /etc; mkdir /etc; "
+              "echo only > /etc/only").stdout.strip()
+    ctr("start", "-a", cid)
+    try:
+        res = ctr("commit", "-m", "my change", "-a", "me <me@example.com>",
+                  "-c", 'CMD ["cat", "/added"]', cid, "committed:1")
+        image_id = res.stdout.strip()
+        assert image_id.startswith("sha256:")
+    finally:
+        ctr("rm", cid)
+    try:
+        assert ctr("run", "--rm", "--network", "none", "committed:1").stdout == "new\n"
+        res = ctr("run", "--rm", "--network", "none", "committed:1", "sh", "-c",
+                  "ls /bin/vi; echo $COMMITTED; ls /etc")
+        assert "/bin/vi" in res.stderr  # ls: /bin/vi: No such file or directory
+        words = res.stdout.split()
+        assert words[0] == "1"
+        # /etc, removed and made again, is opaque: the image's passwd is gone (the rest are
+        # the engine's mount points)
+        assert set(words[1:]) == {"only", "hostname", "hosts", "resolv.conf"}
+        info = json.loads(ctr("inspect", "committed:1").stdout)[0]
+        assert info["Comment"] == "my change" and info["Author"] == "me <me@example.com>"
+        assert len(info["RootFS"]["Layers"]) == 2
+        base = json.loads(ctr("inspect", "bb").stdout)[0]
+        assert info["RootFS"]["Layers"][0] == base["RootFS"]["Layers"][0]
+        hist = json.loads(ctr("history", "--format", "{{json .}}", "--no-trunc",
+                              "committed:1").stdout.splitlines()[0])
+        assert hist["Comment"] == "my change"
+    finally:
+        ctr("rmi", "committed:1", check=False)
+
+
+def test_commit_of_a_running_container_pauses_it(ctr):
+    cid = ctr("run", "-d", "--network", "none", "bb", "sh", "-c",
+              "echo live > /live; sleep 30").stdout.strip()
+    try:
+        for _ in range(50):
+            if "/live" in ctr("diff", cid).stdout:
+                break
+        ctr("commit", cid, "committed:2")
+        state = json.loads(ctr("inspect", cid).stdout)[0]["State"]
+        assert state["Status"] == "running" and not state["Paused"]
+        res = ctr("run", "--rm", "--network", "none", "committed:2", "cat", "/live")
+        assert res.stdout == "live\n"
+    finally:
+        ctr("rm", "-f", cid)
+        ctr("rmi", "committed:2", check=False)
+    res = ctr("commit", "nosuch", check=False)
+    assert res.returncode == 1 and "No such container" in res.stderr
