@@ -17,6 +17,7 @@ import pytest
 
 from tests.integration import images as I
 from tests.integration.conftest import module_ctr
+from tests.integration.servers import wait_until
 
 ctr = module_ctr("archive")
 
@@ -242,13 +243,16 @@ def test_export_then_import_round_trip(ctr, tmp_path):
         ctr("rmi", "imported:1", "imported:2", check=False)
 
 
+def _running(ctr, script: str, path: str) -> str:
+    """A detached container running script, once `path` is among its changes."""
+    cid = ctr("run", "-d", "--network", "none", "bb", "sh", "-c", script).stdout.strip()
+    wait_until(lambda: path in ctr("diff", cid).stdout, timeout=20)
+    return cid
+
+
 def test_export_of_a_running_container_and_bad_input(ctr, tmp_path):
-    cid = ctr("run", "-d", "--network", "none", "bb", "sh", "-c",
-              "echo changed > /marker; rm /bin/vi; sleep 30").stdout.strip()
+    cid = _running(ctr, "echo changed > /marker; rm /bin/vi; sleep 30", "/marker")
     try:
-        for _ in range(50):
-            if "marker" in ctr("diff", cid).stdout:
-                break
         out = tmp_path / "run.tar"
         ctr("export", "-o", str(out), cid)
         files = _members(out)
@@ -309,12 +313,8 @@ def test_commit_keeps_changes_and_deletions(ctr):
 
 
 def test_commit_of_a_running_container_pauses_it(ctr):
-    cid = ctr("run", "-d", "--network", "none", "bb", "sh", "-c",
-              "echo live > /live; sleep 30").stdout.strip()
+    cid = _running(ctr, "echo live > /live; sleep 30", "/live")
     try:
-        for _ in range(50):
-            if "/live" in ctr("diff", cid).stdout:
-                break
         ctr("commit", cid, "committed:2")
         state = json.loads(ctr("inspect", cid).stdout)[0]["State"]
         assert state["Status"] == "running" and not state["Paused"]
