@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from pyminidocker.config import Config
     from pyminidocker.container.runtime import CreateOptions, Runtime
     from pyminidocker.image.pull import Progress, PullResult
+    from pyminidocker.image.push import PushResult
     from pyminidocker.network.bridge import parse_publish
     from pyminidocker.reference import Reference, familiar, parse_reference, split_name
     from pyminidocker.store import Store
@@ -179,6 +180,39 @@ class Engine:
 
             plat = parse_platform(platform)
         return Puller(self.store, self.config, r, plat, progress).pull()
+
+    def push(self, name: str, progress: Callable[[Progress], None] | None = None
+             ) -> list[tuple[Reference, PushResult]]:
+        """Push the image named `name` (every tag of its repository if it has none) to its
+        registry; the image gains the repository@digest names. Raises NotFound ("An image
+        does not exist locally with the tag"), InvalidReference, AuthError, RegistryError."""
+        from pyminidocker.image.push import push
+        from pyminidocker.reference import parse_reference
+
+        ref = parse_reference(name)
+        if ref.digest:
+            raise UsageError("cannot push a digest reference")
+        names = [f"{ref.name}:{ref.tag}"] if ref.tag else sorted(
+            n for rec in self.images() for n in rec.names
+            if n.rpartition(":")[0] == ref.name and "@" not in n)
+        if not names:
+            raise NotFound(f"An image does not exist locally with the tag: {ref.familiar_name}")
+        out = []
+        for full in names:
+            r = parse_reference(full)
+            try:
+                rec = self.store.images.lookup(full)
+            except NotFound:
+                raise NotFound(f"An image does not exist locally with the tag: "
+                               f"{r.familiar}") from None
+            res = push(self.store, self.config, rec, r, progress)
+            with self.store.lock():
+                rec = self.store.images.get(rec.id)
+                digest_name = f"{r.name}@{res.digest}"
+                if digest_name not in rec.names:
+                    self.store.images.set_names(rec, [*rec.names, digest_name])
+            out.append((r, res))
+        return out
 
     def tags(self, ref: str | Reference) -> list[Reference]:
         """The references of every tag of ref's repository, sorted (pull --all-tags)."""

@@ -141,6 +141,14 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sp.add_argument("container", metavar="CONTAINER")
     sp.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]")
 
+    sp = add("push", "transfer.cmd_push", "Upload an image to a registry")
+    sp.add_argument("-a", "--all-tags", action="store_true",
+                    help="Push all tags of an image to the repository")
+    sp.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
+    sp.add_argument("--disable-content-trust", action="store_true",
+                    help="Accepted (content trust is not supported)")
+    sp.add_argument("name", metavar="NAME[:TAG]")
+
     sp = add("login", "images.cmd_login", "Log in to a registry")
     sp.add_argument("-u", "--username", help="Username")
     sp.add_argument("-p", "--password",
@@ -346,7 +354,7 @@ _MANAGEMENT = {
                                       "commit")}},
     "image": {"ls": ["images"], "list": ["images"], "inspect": ["inspect", "--type", "image"],
               "rm": ["rmi"], "remove": ["rmi"], "pull": ["pull"], "tag": ["tag"],
-              **{v: [v] for v in ("save", "load", "import")}},
+              **{v: [v] for v in ("save", "load", "import", "push")}},
     "system": {"info": ["info"]},
 }
 

@@ -1,5 +1,5 @@
 """`save`, `load`, `export`, `import`, `commit`: images in and out of tar files (the engine's
-image/archive.py does the work)."""
+image/archive.py does the work); `push`: an image out to its registry."""
 from __future__ import annotations
 
 import os
@@ -124,4 +124,25 @@ def cmd_commit(args: Namespace, env: Env) -> int:
     image_id = eng.commit(rec, args.reference, args.message or "", args.author or "",
                           args.change, pause=args.pause)
     env.out(f"sha256:{image_id}")
+    return 0
+
+
+def cmd_push(args: Namespace, env: Env) -> int:
+    from pyminidocker.cli.output import PullRenderer
+    from pyminidocker.engine import parse_reference
+
+    eng: Engine = args.engine
+    ref = parse_reference(args.name)
+    if args.all_tags and ref.tag and args.name.rsplit("/", 1)[-1].count(":"):
+        raise UsageError("tag can't be used with --all-tags/-a")
+    if not args.all_tags and not ref.tag and not ref.digest:
+        ref = ref.with_tag("latest")
+    render = None if args.quiet else PullRenderer(env)
+    if render is not None:
+        env.out(f"The push refers to repository [{ref.name}]")
+    for r, res in eng.push(str(ref) if not args.all_tags else ref.name, render):
+        if args.quiet:
+            env.out(str(r))
+        else:
+            env.out(f"{res.tag}: digest: {res.digest} size: {res.size}")
     return 0

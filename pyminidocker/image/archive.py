@@ -622,33 +622,43 @@ def save(store: Store, images: list[tuple[ImageRecord, list[str]]], sink: Sink) 
     staging = store.new_staging(tag)
     try:
         blobs: dict[str, str] = {}      # digest -> file
-        tarred: dict[str, tuple[str, int]] = {}  # chain-id -> (digest, size)
+        tarred: dict[str, tuple[str, str, int]] = {}  # chain-id -> (file, digest, size)
         saved: list[_SavedImage] = []
         for rec, names in images:
-            config = store.images.config(rec)
-            layers: list[tuple[str, int]] = []
-            if rec.layer:
-                for layer in reversed(list(store.layers.chain(rec.layer))):
-                    if layer.id not in tarred:
-                        path = os.path.join(staging, f"layer{len(tarred)}")
-                        try:
-                            digest = tar_layer(store.layers.diff_path(layer.id), path)
-                        except OSError as e:
-                            raise layer_error(e, layer.id) from None
-                        blobs.setdefault(digest, path)
-                        tarred[layer.id] = (digest, os.path.getsize(path))
-                    layers.append(tarred[layer.id])
-            config_bytes = store.images.big_data(rec, rec.config_key)
-            new_ids = [d for d, _ in layers]
-            if list(config.get("rootfs", {}).get("diff_ids", [])) != new_ids:
-                config = copy.deepcopy(config)
-                config["rootfs"]["diff_ids"] = new_ids
-                config_bytes = json.dumps(config, separators=(",", ":")).encode()
-            saved.append(_SavedImage(config_bytes, layers, names))
+            config_bytes, layers = image_tars(store, rec, staging, tarred)
+            for path, digest, _ in layers:
+                blobs.setdefault(digest, path)
+            saved.append(_SavedImage(config_bytes, [(d, n) for _, d, n in layers], names))
         _write_archive(saved, blobs, sink)
     finally:
         store.discard(staging)
         lock.release()
+
+
+def image_tars(store: Store, rec: ImageRecord, staging: str,
+               tarred: dict[str, tuple[str, str, int]]) -> tuple[bytes, list[tuple[str, str, int]]]:
+    """The image's layers as tars in staging ((file, digest, size) bottom first; `tarred`
+    keeps those made already, by chain-id) and its config, whose diff-ids are those of the
+    tars (see the module docstring). Raises StoreError, LayerError."""
+    config = store.images.config(rec)
+    layers: list[tuple[str, str, int]] = []
+    if rec.layer:
+        for layer in reversed(list(store.layers.chain(rec.layer))):
+            if layer.id not in tarred:
+                path = os.path.join(staging, f"layer{len(tarred)}")
+                try:
+                    digest = tar_layer(store.layers.diff_path(layer.id), path)
+                except OSError as e:
+                    raise layer_error(e, layer.id) from None
+                tarred[layer.id] = (path, digest, os.path.getsize(path))
+            layers.append(tarred[layer.id])
+    config_bytes = store.images.big_data(rec, rec.config_key)
+    new_ids = [d for _, d, _ in layers]
+    if list(config.get("rootfs", {}).get("diff_ids", [])) != new_ids:
+        config = copy.deepcopy(config)
+        config["rootfs"]["diff_ids"] = new_ids
+        config_bytes = json.dumps(config, separators=(",", ":")).encode()
+    return config_bytes, layers
 
 
 def _write_archive(saved: list[_SavedImage], blobs: dict[str, str], sink: Sink) -> None:

@@ -325,3 +325,35 @@ def test_commit_of_a_running_container_pauses_it(ctr):
         ctr("rmi", "committed:2", check=False)
     res = ctr("commit", "nosuch", check=False)
     assert res.returncode == 1 and "No such container" in res.stderr
+
+
+# ---- push ----------------------------------------------------------------------------------
+
+def test_push_then_skopeo_inspects_and_a_fresh_store_pulls_and_runs(ctr, registry, pmd):
+    target = f"{registry.host}/archive-push:v1"
+    ctr("tag", "bb", target)
+    res = ctr("push", target)
+    lines = res.stdout.splitlines()
+    assert lines[0] == f"The push refers to repository [{registry.host}/archive-push]"
+    assert any(line.endswith(": Pushed") for line in lines)
+    tag, _, digest, _, size = lines[-1].split()
+    assert tag == "v1:" and digest.startswith("sha256:") and int(size) > 0
+    info = subprocess.run(["skopeo", "inspect", "--tls-verify=false", f"docker://{target}"],
+                          capture_output=True, text=True, check=False, timeout=60)
+    assert info.returncode == 0, info.stderr
+    data = json.loads(info.stdout)
+    assert data["Digest"] == digest and len(data["Layers"]) == 1
+    assert "FROM_IMAGE=yes" in data["Env"]
+    repo_digests = json.loads(ctr("inspect", target).stdout)[0]["RepoDigests"]
+    assert f"{registry.host}/archive-push@{digest}" in repo_digests
+    # the same again: every blob is there already, and the manifest is the same
+    again = ctr("push", target).stdout.splitlines()
+    assert any(line.endswith(": Layer already exists") for line in again)
+    assert again[-1].split()[2] == digest
+    pmd("pull", "-q", target)
+    out = pmd("run", "--rm", "--network", "none", target, "sh", "-c", "echo $FROM_IMAGE")
+    assert out.stdout == "yes\n"
+    res = ctr("push", f"{registry.host}/archive-push:nosuchtag", check=False)
+    assert res.returncode == 1
+    assert "An image does not exist locally with the tag" in res.stderr
+    ctr("rmi", target)
