@@ -107,6 +107,48 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sp.add_argument("-f", "--force", action="store_true", help="Force removal of the image")
     sp.add_argument("images", nargs="+", metavar="IMAGE")
 
+    sp = add("save", "transfer.cmd_save", "Save one or more images to a tar archive "
+             "(streamed to STDOUT by default)")
+    sp.add_argument("-o", "--output", help="Write to a file, instead of STDOUT")
+    sp.add_argument("images", nargs="+", metavar="IMAGE")
+
+    sp = add("load", "transfer.cmd_load", "Load an image from a tar archive or STDIN")
+    sp.add_argument("-i", "--input", help="Read from tar archive file, instead of STDIN")
+    sp.add_argument("-q", "--quiet", action="store_true", help="Suppress the load output")
+
+    sp = add("import", "transfer.cmd_import", "Import the contents from a tarball to create "
+             "a filesystem image")
+    sp.add_argument("-c", "--change", action="append", default=[],
+                    help="Apply Dockerfile instruction to the created image")
+    sp.add_argument("-m", "--message", help="Set commit message for imported image")
+    sp.add_argument("--platform", help="Accepted: the image is for this host's platform")
+    sp.add_argument("source", metavar="file|-")
+    sp.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]")
+
+    sp = add("export", "transfer.cmd_export", "Export a container's filesystem as a tar "
+             "archive")
+    sp.add_argument("-o", "--output", help="Write to a file, instead of STDOUT")
+    sp.add_argument("container", metavar="CONTAINER")
+
+    sp = add("commit", "transfer.cmd_commit", "Create a new image from a container's changes")
+    sp.add_argument("-a", "--author", help='Author (e.g., "John Hannibal Smith '
+                    '<hannibal@a-team.com>")')
+    sp.add_argument("-c", "--change", action="append", default=[],
+                    help="Apply Dockerfile instruction to the created image")
+    sp.add_argument("-m", "--message", help="Commit message")
+    sp.add_argument("-p", "--pause", action="store_true", default=True,
+                    help="Pause container during commit (default true)")
+    sp.add_argument("container", metavar="CONTAINER")
+    sp.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]")
+
+    sp = add("push", "transfer.cmd_push", "Upload an image to a registry")
+    sp.add_argument("-a", "--all-tags", action="store_true",
+                    help="Push all tags of an image to the repository")
+    sp.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
+    sp.add_argument("--disable-content-trust", action="store_true",
+                    help="Accepted (content trust is not supported)")
+    sp.add_argument("name", metavar="NAME[:TAG]")
+
     sp = add("login", "images.cmd_login", "Log in to a registry")
     sp.add_argument("-u", "--username", help="Username")
     sp.add_argument("-p", "--password",
@@ -305,9 +347,11 @@ _MANAGEMENT = {
     "container": {"ls": ["ps"], "list": ["ps"], "ps": ["ps"],
                   "inspect": ["inspect", "--type", "container"],
                   **{v: [v] for v in ("create", "run", "start", "stop", "kill", "rm", "exec",
-                                      "logs", "port", "rename", "wait")}},
+                                      "logs", "port", "rename", "wait", "export",
+                                      "commit")}},
     "image": {"ls": ["images"], "list": ["images"], "inspect": ["inspect", "--type", "image"],
-              "rm": ["rmi"], "remove": ["rmi"], "pull": ["pull"], "tag": ["tag"]},
+              "rm": ["rmi"], "remove": ["rmi"], "pull": ["pull"], "tag": ["tag"],
+              **{v: [v] for v in ("save", "load", "import", "push")}},
     "system": {"info": ["info"]},
 }
 
