@@ -156,20 +156,8 @@ class Runtime:
         cid = os.urandom(32).hex()
         planned = self._plan_mounts(opts, cfg)
         caps = policy.capabilities(opts.privileged, opts.cap_add, opts.cap_drop)
-        nnp = False
-        profile: str | None = None
-        security_opt = []
-        for so in opts.security_opt:
-            if so in ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true"):
-                nnp = True
-            elif so.startswith(("seccomp=", "seccomp:")):
-                profile = conv.seccomp_option(self.store.root, so[len("seccomp="):], caps)
-                so = f"seccomp={profile}"  # as Docker: the profile itself, not its file
-            elif so.startswith(("apparmor=", "apparmor:", "label=", "label:")):
-                pass  # accepted as Docker accepts them; not applied (the CLI says so)
-            elif so not in ("no-new-privileges:false", "no-new-privileges=false"):
-                raise UsageError(f"invalid --security-opt: {so!r}")
-            security_opt.append(so)
+        nnp, profile, security_opt = conv.security_options(self.store.root, opts.security_opt,
+                                                           caps)
         network = "bridge" if opts.network == "default" else opts.network
         # --network host shares the host's UTS name, as Docker's does
         hostname = opts.hostname or (os.uname().nodename if network == "host" else cid[:12])
@@ -212,12 +200,9 @@ class Runtime:
                   **extra}),
             labels=labels,
         )
-        flags = rec.host.pop("health_flags", {})
-        if flags.get("Test") == ["NONE"]:
-            flags = {"Test": ["NONE"]}
-        health = {**(cfg.get("Healthcheck") or {}), **{k: v for k, v in flags.items() if v}}
-        if health.get("Test") and health["Test"][0] != "NONE":
-            rec.host["healthcheck"] = health  # the image's HEALTHCHECK, each flag over it
+        health = conv.healthcheck(cfg.get("Healthcheck"), rec.host.pop("health_flags", {}))
+        if health:
+            rec.host["healthcheck"] = health
         conv.limits(rec.host)  # a bad combination of limits is refused now, not at start
         if rec.host.get("blkio_weight") and not any(
                 os.path.exists(f"/sys/fs/cgroup/blkio/blkio.{f}") for f in ("weight",

@@ -273,6 +273,36 @@ def _namespace_mounts(mounts: list[Any], host: Mapping[str, Any]) -> None:
         return
 
 
+def security_options(root: str, options: list[str], caps: int
+                     ) -> tuple[bool, str | None, list[str]]:
+    """--security-opt: (no_new_privs, the seccomp profile: its JSON text, "unconfined" or None
+    for Docker's default, the options as inspect shows them). Raises UsageError."""
+    nnp = False
+    profile: str | None = None
+    security_opt: list[str] = []
+    for so in options:
+        if so in ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true"):
+            nnp = True
+        elif so.startswith(("seccomp=", "seccomp:")):
+            profile = seccomp_option(root, so[len("seccomp="):], caps)
+            so = f"seccomp={profile}"  # as Docker: the profile itself, not its file
+        elif so.startswith(("apparmor=", "apparmor:", "label=", "label:")):
+            pass  # accepted as Docker accepts them; not applied (the CLI says so)
+        elif so not in ("no-new-privileges:false", "no-new-privileges=false"):
+            raise UsageError(f"invalid --security-opt: {so!r}")
+        security_opt.append(so)
+    return nnp, profile, security_opt
+
+
+def healthcheck(image: dict[str, Any] | None, flags: dict[str, Any]) -> dict[str, Any] | None:
+    """The container's healthcheck: the image's HEALTHCHECK with each --health-* flag over
+    it; None when there is none or it is disabled (--no-healthcheck, HEALTHCHECK NONE)."""
+    if flags.get("Test") == ["NONE"]:
+        flags = {"Test": ["NONE"]}
+    health = {**(image or {}), **{k: v for k, v in flags.items() if v}}
+    return health if health.get("Test") and health["Test"][0] != "NONE" else None
+
+
 def seccomp_option(root: str, value: str, caps: int) -> str:
     """--security-opt seccomp=VALUE: "unconfined", or the text of the profile file VALUE,
     checked by compiling it (the program is then cached for the start). Raises UsageError

@@ -25,7 +25,6 @@ KNOWN_CYCLES = [
     ["pyminidocker.container.defaults", "pyminidocker.container.seccomp", "pyminidocker.shim"],
 ]
 KNOWN_UPWARD = {
-    ("pyminidocker.api.containers", "pyminidocker.cli.containers"),   # api: run's helpers
     ("pyminidocker.cli.system", "pyminidocker.api.server"),          # `system service`
     ("pyminidocker.oci.main", "pyminidocker.cli.args"),              # the shared flag parser
     ("pyminidocker.shim", "pyminidocker.container.defaults"),        # see KNOWN_CYCLES
