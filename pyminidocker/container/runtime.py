@@ -316,7 +316,7 @@ class Runtime:
             child_stdio = stdio
             if attach:
                 output = streams.Output(None if conv.log_of(rec.host)["driver"] == "none"
-                                 else os.path.join(d, f"{rec.id}-json.log"), rec.tty)
+                                        else os.path.join(d, f"{rec.id}-json.log"), rec.tty)
                 child_stdio = (stdio[0], output.write[0], output.write[1]) if output.write \
                     else (-1, -1, -1)
             sp = conv.container_spec(self.store, self.trace, self.warnings, rec, d, child_stdio)
@@ -344,31 +344,8 @@ class Runtime:
         finally:
             if rules is not None:
                 rules.close()
-        monitor_pid = getattr(proc, "monitor_pid", 0)
-        prior = rec.state
-        rec.state = State(status="running", pid=proc.pid, pid_start=_pid_start(proc.pid),
-                          ip=rec.state.ip, ports=rec.state.ports,
-                          extra_networks=rec.state.extra_networks,
-                          monitor_pid=monitor_pid,
-                          monitor_start=_pid_start(monitor_pid) if monitor_pid else "",
-                          started_at=now_iso())
         try:
-            self.containers.save_state(rec)
-            if bridged:
-                # Released only once the state says running: a kill -9 of this command
-                # before this line ends the held container (the monitor, or the child, sees
-                # EOF), after it leaves a running container that ps shows as such. Never a
-                # running process that ps calls Created.
-                try:
-                    proc.release()
-                except BaseException as e:
-                    proc.abort()
-                    rec.state = prior
-                    failed = streams.spawn_failure(e)
-                    self._start_failed(rec, failed)
-                    if failed is not None:  # the exec failed: 126/127 as when not held
-                        raise streams.start_error(failed) from None
-                    raise
+            self._mark_running(rec, proc, bridged)
             if on_started:
                 on_started(proc)  # e.g. to pass our input to its console
             if output is None:
@@ -384,6 +361,35 @@ class Runtime:
             self._finish(rec, code, now_iso())
         self._unplug(rec)
         return code
+
+    def _mark_running(self, rec: ContainerRecord, proc: Any, bridged: bool) -> None:
+        """Record the spawned container as running (its pid and its monitor's, each with its
+        start time) and release it if it was held for its network. Raises StartError (its
+        exec failed once released) after undoing the start."""
+        monitor_pid = getattr(proc, "monitor_pid", 0)
+        prior = rec.state
+        rec.state = State(status="running", pid=proc.pid, pid_start=_pid_start(proc.pid),
+                          ip=rec.state.ip, ports=rec.state.ports,
+                          extra_networks=rec.state.extra_networks,
+                          monitor_pid=monitor_pid,
+                          monitor_start=_pid_start(monitor_pid) if monitor_pid else "",
+                          started_at=now_iso())
+        self.containers.save_state(rec)
+        if bridged:
+            # Released only once the state says running: a kill -9 of this command before
+            # this line ends the held container (the monitor, or the child, sees EOF), after
+            # it leaves a running container that ps shows as such. Never a running process
+            # that ps calls Created.
+            try:
+                proc.release()
+            except BaseException as e:
+                proc.abort()
+                rec.state = prior
+                failed = streams.spawn_failure(e)
+                self._start_failed(rec, failed)
+                if failed is not None:  # the exec failed: 126/127 as when not held
+                    raise streams.start_error(failed) from None
+                raise
 
     def _start_failed(self, rec: ContainerRecord, e: OSError | None) -> None:
         self._teardown(rec)
