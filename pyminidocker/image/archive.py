@@ -55,6 +55,8 @@ from pyminidocker.store.layers import LayerRecord, chain_ids, now_iso
 # the symlink field only once one was set): the two setters of libarchive itself are declared.
 _arc.ffi("entry_copy_symlink", [_arc.c_archive_entry_p, ctypes.c_char_p], None)
 _arc.ffi("entry_copy_hardlink", [_arc.c_archive_entry_p, ctypes.c_char_p], None)
+_arc.ffi("entry_xattr_add_entry",
+         [_arc.c_archive_entry_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t], None)
 
 _META_MAX = 16 << 20       # manifest.json, index.json, a config or a manifest: far above real ones
 _ENTRIES_MAX = 100_000     # entries of an image archive (a layer is one entry)
@@ -108,9 +110,10 @@ class TarWriter:
 
     def add(self, name: str, kind: int, mode: int, *, uid: int = 0, gid: int = 0,
             mtime: int = 0, size: int = 0, link: str | None = None, hardlink: bool = False,
-            rdev: int = 0, data: Iterable[bytes] = ()) -> None:
+            rdev: int = 0, data: Iterable[bytes] = (),
+            xattrs: Iterable[tuple[str, bytes]] = ()) -> None:
         """One entry; data is read up to `size` bytes (a file that shrank meanwhile is padded
-        with zeros by libarchive)."""
+        with zeros by libarchive); xattrs go in pax records (SCHILY.xattr.NAME)."""
         e = ArchiveEntry(pathname=name, filetype=kind, perm=mode & 0o7777, uid=uid, gid=gid,
                          mtime=mtime, size=size if kind == _REG and not hardlink else 0)
         if rdev:
@@ -118,6 +121,8 @@ class TarWriter:
         if link is not None:
             setter = _arc.entry_copy_hardlink if hardlink else _arc.entry_copy_symlink
             setter(e._entry_p, os.fsencode(link))
+        for name, value in xattrs:
+            _arc.entry_xattr_add_entry(e._entry_p, name.encode(), value, len(value))
         _arc.write_header(self._p, e._entry_p)
         left = size
         for chunk in data:
@@ -147,6 +152,22 @@ def _read_chunks(path: str, dir_fd: int | None = None) -> Iterator[bytes]:
         os.close(fd)
 
 
+def _xattrs(path: str) -> list[tuple[str, bytes]]:
+    """A file's extended attributes (file capabilities, ACLs, user.*), sorted; overlayfs's
+    own (opaque, redirect, origin...) are its bookkeeping, not the file's."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return []  # a filesystem without xattrs
+    out = []
+    for name in sorted(names):
+        if name.startswith(("trusted.overlay.", "user.overlay.")):
+            continue
+        with suppress(OSError):
+            out.append((name, os.getxattr(path, name, follow_symlinks=False)))
+    return out
+
+
 def _is_opaque(path: str) -> bool:
     for attr in ("trusted.overlay.opaque", "user.overlay.opaque"):
         with suppress(OSError):
@@ -174,10 +195,11 @@ def write_tree(tar: TarWriter, root: str, *, layer: bool,
             st = os.lstat(p)
             mode, kind = st.st_mode, stat.S_IFMT(st.st_mode)
             uid, gid, mtime = st.st_uid, st.st_gid, int(st.st_mtime)
+            xattrs = _xattrs(p) if kind != stat.S_IFCHR or st.st_rdev else []
             if layer and kind == stat.S_IFCHR and st.st_rdev == 0:
                 tar.add(f"{rel}.wh.{name}", _REG, 0o644, mtime=mtime)
             elif kind == stat.S_IFDIR:
-                tar.add(r + "/", _DIR, mode, uid=uid, gid=gid, mtime=mtime)
+                tar.add(r + "/", _DIR, mode, uid=uid, gid=gid, mtime=mtime, xattrs=xattrs)
                 if layer and _is_opaque(p):
                     tar.add(f"{r}/.wh..wh..opq", _REG, 0o644, mtime=mtime)
                 walk(p, r + "/")
@@ -189,7 +211,7 @@ def write_tree(tar: TarWriter, root: str, *, layer: bool,
                     continue
                 seen[key] = r
                 tar.add(r, _REG, mode, size=st.st_size, data=_read_chunks(p), uid=uid, gid=gid,
-                        mtime=mtime)
+                        mtime=mtime, xattrs=xattrs)
             elif kind == stat.S_IFLNK:
                 tar.add(r, _LNK, mode, link=os.readlink(p), uid=uid, gid=gid, mtime=mtime)
             elif kind in (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO):
