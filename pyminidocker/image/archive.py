@@ -97,7 +97,8 @@ class TarWriter:
         return len(chunk)
 
     def __enter__(self) -> TarWriter:
-        self._cm = libarchive.custom_writer(self._write, "pax_restricted")
+        # 1 MiB blocks: libarchive calls back once per block, and each call crosses ctypes
+        self._cm = libarchive.custom_writer(self._write, "pax_restricted", block_size=1 << 20)
         self._p = self._cm.__enter__()._pointer
         return self
 
@@ -275,7 +276,7 @@ def unpack(fd: int, dest: str) -> dict[str, str]:
                     raise _bad(f"{name} is not a regular file")
                 out = os.path.join(dest, str(len(files)))
                 with open(out, "xb") as f:
-                    for block in entry.get_blocks():
+                    for block in entry.get_blocks(_CHUNK):
                         f.write(block)
                 files[name] = out
     except ArchiveError as e:
