@@ -350,6 +350,13 @@ def test_push_then_skopeo_inspects_and_a_fresh_store_pulls_and_runs(ctr, registr
     again = ctr("push", target).stdout.splitlines()
     assert any(line.endswith(": Layer already exists") for line in again)
     assert again[-1].split()[2] == digest
+    # another repository of the same registry: the blobs are mounted from the first one
+    other = f"{registry.host}/archive-push2:v1"
+    ctr("tag", target, other)
+    lines = ctr("push", other).stdout.splitlines()
+    assert any(line.endswith(": Mounted from archive-push") for line in lines), lines
+    assert lines[-1].split()[2] == digest
+    ctr("rmi", other)
     pmd("pull", "-q", target)
     out = pmd("run", "--rm", "--network", "none", target, "sh", "-c", "echo $FROM_IMAGE")
     assert out.stdout == "yes\n"
