@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from pyminidocker.api.app import APIError, add_table, bad_request, bool_param, call
+from pyminidocker.api.app import add_table, bad_request, bool_param, call
 from pyminidocker.api.images import progress_message
 from pyminidocker.api.streams import JSONStream
 from pyminidocker.errors import PmdError
@@ -87,8 +87,7 @@ async def save(request: web.Request) -> web.StreamResponse:
         names = [request.match_info["name"]]
     if not names:
         raise bad_request("at least one image name is required (names=)")
-    for n in names:
-        await call(request, lambda eng, n=n: eng.image(n))  # NotFound: 404 before any byte
+    # the engine finds every image before it writes a byte: NotFound is a plain 404
     return await _tar_response(request, lambda eng, sink: eng.save(names, sink))
 
 
@@ -193,12 +192,7 @@ async def commit(request: web.Request) -> web.Response:
         return str(eng.commit(rec, ref, q.get("comment", ""), q.get("author", ""), changes,
                               pause=pause))
 
-    try:
-        image_id = await call(request, work)
-    except PmdError as e:
-        if "not a valid change command" in str(e):
-            raise APIError(400, str(e)) from None
-        raise
+    image_id = await call(request, work)  # a bad change is a UsageError: 400
     return web.json_response({"Id": f"sha256:{image_id}"}, status=201)
 
 

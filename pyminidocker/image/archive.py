@@ -49,7 +49,7 @@ from pyminidocker.image.pull import layer_error, parse_config, register_image, r
 from pyminidocker.reference import parse_reference
 from pyminidocker.store import Store
 from pyminidocker.store.images import ImageRecord
-from pyminidocker.store.layers import LayerRecord, chain_ids, now_iso
+from pyminidocker.store.layers import LayerRecord, chain_id, chain_ids, now_iso
 
 # libarchive-c sets a link's target only as a hard link (archive_entry_update_link_utf8 picks
 # the symlink field only once one was set): the two setters of libarchive itself are declared.
@@ -351,14 +351,6 @@ def _named_digest(name: str) -> str | None:
     return None
 
 
-def _file_digest(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
-
-
 # ---- registering layers and images ----------------------------------------------------------
 
 class Ingest:
@@ -376,7 +368,7 @@ class Ingest:
         (diff-id, chain-id). diff_id, digest, size: what it must be (VerificationError if
         not). Raises LayerError for a hostile or corrupt tar, StoreError."""
         if diff_id is not None:
-            chain = chain_ids([diff_id])[0] if parent is None else _chain(parent, diff_id)
+            chain = chain_id(parent, diff_id)
             if self.store.layers.exists(chain):
                 return diff_id, chain
         with open(path, "rb") as f:
@@ -416,7 +408,7 @@ class Ingest:
         if diff_id is not None and res.diff_id != diff_id:
             raise VerificationError(f"layer {digest or ''} uncompresses to {res.diff_id}, "
                                     f"but the image config says {diff_id}".replace("  ", " "))
-        chain = res.diff_id if parent is None else _chain(parent, res.diff_id)
+        chain = chain_id(parent, res.diff_id)
         self.store.layers.flush(staging)
         record = LayerRecord(
             id=chain, parent=parent, diff_id=res.diff_id,
@@ -454,10 +446,6 @@ class Ingest:
 
     def rollback(self) -> None:
         rollback_layers(self.store, self.committed)
-
-
-def _chain(parent: str, diff_id: str) -> str:
-    return "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest()
 
 
 def _config(data: bytes, digest: str) -> dict[str, Any]:
@@ -787,7 +775,7 @@ def new_config(base: dict[str, Any] | None, diff_id: str, created_by: str, comme
 def apply_changes(config: dict[str, Any], changes: list[str]) -> None:
     """Apply Dockerfile instructions (`-c/--change` of import and commit) to an image config's
     "config": CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE, VOLUME, STOPSIGNAL.
-    Raises UsageError."""
+    Raises UsageError (exit code 1, as Docker's daemon refuses them)."""
     c = config.setdefault("config", {})
     for change in changes:
         word, _, rest = change.strip().partition(" ")
@@ -804,7 +792,7 @@ def apply_changes(config: dict[str, Any], changes: list[str]) -> None:
             c["Labels"] = {**(c.get("Labels") or {}), **dict(_pairs(rest, change))}
         elif op == "WORKDIR":
             if not rest:
-                raise UsageError(f"{op} requires exactly one argument")
+                raise _change_error(f"{op} requires exactly one argument")
             c["WorkingDir"] = rest
         elif op == "USER":
             c["User"] = rest
@@ -821,7 +809,12 @@ def apply_changes(config: dict[str, Any], changes: list[str]) -> None:
                 vols[v] = {}
             c["Volumes"] = vols
         else:
-            raise UsageError(f"{word} is not a valid change command")
+            raise _change_error(f"{word} is not a valid change command")
+
+
+def _change_error(message: str) -> UsageError:
+    # the daemon refuses a change, not the docker CLI: Docker exits 1 (the API answers 400)
+    return UsageError(message, exit_code=1)
 
 
 def _exec_form(rest: str, change: str) -> list[str]:
@@ -833,7 +826,7 @@ def _exec_form(rest: str, change: str) -> list[str]:
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return value
     if not rest:
-        raise UsageError(f"invalid change {change!r}: no command")
+        raise _change_error(f"invalid change {change!r}: no command")
     return ["/bin/sh", "-c", rest]
 
 
@@ -843,16 +836,16 @@ def _pairs(rest: str, change: str) -> list[tuple[str, str]]:
     try:
         words = shlex.split(rest)
     except ValueError as e:
-        raise UsageError(f"invalid change {change!r}: {e}") from None
+        raise _change_error(f"invalid change {change!r}: {e}") from None
     if not words:
-        raise UsageError(f"invalid change {change!r}: no value")
+        raise _change_error(f"invalid change {change!r}: no value")
     if "=" not in words[0]:  # the old form: ENV KEY VALUE...
         return [(words[0], " ".join(words[1:]))]
     out = []
     for w in words:
         k, eq, v = w.partition("=")
         if not eq or not k:
-            raise UsageError(f"invalid change {change!r}: {w!r} is not KEY=VALUE")
+            raise _change_error(f"invalid change {change!r}: {w!r} is not KEY=VALUE")
         out.append((k, v))
     return out
 
