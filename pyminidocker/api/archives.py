@@ -1,9 +1,10 @@
 """Images and containers in and out as tars, over the engine API: /images/get (save),
-/images/load, /images/{name}/push, /containers/{id}/export, /commit.
+/images/load, /images/create?fromSrc=- (import), /images/{name}/push,
+/containers/{id}/export, /commit.
 
 A tar the engine writes (save, export) is streamed as it is made: the engine's thread hands
 each chunk to the event loop through a small queue, so a slow client slows the writer instead
-of filling memory. A tar the client sends (load) goes to the engine through a pipe as it
+of filling memory. A tar the client sends (load, import) goes to the engine through a pipe as it
 arrives; the engine reads it as hostile and stores nothing of a bad one.
 """
 from __future__ import annotations
@@ -108,14 +109,14 @@ def _write_all(fd: int, data: bytes) -> bool:
     return True
 
 
-async def load(request: web.Request) -> web.StreamResponse:
-    """POST /images/load[?quiet=1]: the body is the tar."""
+async def _from_body(request: web.Request, fn: Callable[[Any, int], Any]) -> Any:
+    """fn(engine, fd) in a worker thread, fd reading the request's body as it arrives."""
     loop = asyncio.get_running_loop()
     r, w = os.pipe2(os.O_CLOEXEC)
 
     def work(eng: Any) -> Any:
         try:
-            return eng.load(r)
+            return fn(eng, r)
         finally:
             os.close(r)
 
@@ -127,7 +128,12 @@ async def load(request: web.Request) -> web.StreamResponse:
                 reading = await loop.run_in_executor(None, _write_all, w, chunk)
     finally:
         os.close(w)
-    loaded = await task
+    return await task
+
+
+async def load(request: web.Request) -> web.StreamResponse:
+    """POST /images/load[?quiet=1]: the body is the tar."""
+    loaded = await _from_body(request, lambda eng, fd: eng.load(fd))
     from pyminidocker.engine import familiar
 
     async with JSONStream(request) as stream:
@@ -136,6 +142,22 @@ async def load(request: web.Request) -> web.StreamResponse:
                 await stream.send({"stream": f"Loaded image ID: sha256:{image_id}\n"})
             for name in names:
                 await stream.send({"stream": f"Loaded image: {familiar(name)}\n"})
+    return stream.response
+
+
+async def import_image(request: web.Request) -> web.StreamResponse:
+    """POST /images/create?fromSrc=-&repo=&tag=&message=&changes=: the body is the tar (a
+    URL in fromSrc is refused). Answers Docker's stream: {"status": "sha256:..."}."""
+    q = request.query
+    if q.get("fromSrc") != "-":
+        raise bad_request("importing from a URL is not supported: send the tar as the body")
+    repo, tag = q.get("repo", ""), q.get("tag", "")
+    ref = (f"{repo}:{tag}" if tag else repo) or None
+    changes = [line for c in q.getall("changes", []) for line in c.splitlines() if line]
+    image_id = await _from_body(request, lambda eng, fd: eng.import_image(
+        fd, ref, q.get("message", ""), changes))
+    async with JSONStream(request) as stream:
+        await stream.send({"status": f"sha256:{image_id}"})
     return stream.response
 
 

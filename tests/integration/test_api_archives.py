@@ -68,8 +68,17 @@ def test_docker_export_and_commit(api, ctr, tmp_path):
         assert out == "api\n"
         info = json.loads(ctr("inspect", "apicommit:1").stdout)[0]
         assert info["Comment"] == "via api"
+        # the exported filesystem back as an image: docker import
+        res = api.docker("import", "-m", "imported via api", "-c", "ENV VIA=api",
+                         str(tmp_path / "fs.tar"), "apiimport:1")
+        assert res.stdout.strip().startswith("sha256:")
+        out = api.docker("run", "--rm", "--network", "none", "apiimport:1", "sh", "-c",
+                         "cat /api-file; echo $VIA").stdout
+        assert out == "api\napi\n"
+        res = api.docker("import", "-c", "FROB 1", str(tmp_path / "fs.tar"), check=False)
+        assert res.returncode == 1 and "FROB is not a valid change command" in res.stderr
     finally:
-        ctr("rmi", "apicommit:1", check=False)
+        ctr("rmi", "apicommit:1", "apiimport:1", check=False)
 
 
 def test_docker_push(api, ctr, registry):
