@@ -61,6 +61,7 @@ _arc.ffi("entry_xattr_add_entry",
 _META_MAX = 16 << 20       # manifest.json, index.json, a config or a manifest: far above real ones
 _ENTRIES_MAX = 100_000     # entries of an image archive (a layer is one entry)
 _CHUNK = 1 << 20
+_LAYERS_MAX = 125          # Docker's layer store refuses deeper images (its maxDepth)
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -427,6 +428,9 @@ class Ingest:
         image_digest = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
         config = _config(config_bytes, image_digest)
         diff_ids = [str(d) for d in config["rootfs"]["diff_ids"]]
+        if len(diff_ids) > _LAYERS_MAX:
+            raise _bad(f"image {image_digest} has {len(diff_ids)} layers: max depth exceeded "
+                       f"({_LAYERS_MAX}, as Docker's)")
         if len(diff_ids) != len(layers):
             raise VerificationError(f"image {image_digest} lists {len(diff_ids)} diff-ids for "
                                     f"{len(layers)} layers")

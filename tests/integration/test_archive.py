@@ -147,17 +147,22 @@ def _device(name: str) -> tarfile.TarInfo:
 
 
 def _archive(layer: bytes, diff_id: str | None = None, layer_name: str | None = None,
-             extra=()) -> bytes:
-    diff_id = diff_id or "sha256:" + hashlib.sha256(layer).hexdigest()
+             extra=(), below: tuple[bytes, ...] = ()) -> bytes:
+    """A docker-archive of one image: the layers `below` (good ones) then `layer`, which
+    claims diff_id and is stored as layer_name (not at all if layer_name is given)."""
+    diff_ids = ["sha256:" + hashlib.sha256(b).hexdigest() for b in below]
+    diff_ids.append(diff_id or "sha256:" + hashlib.sha256(layer).hexdigest())
     config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
-                         "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()
+                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
     cfg = hashlib.sha256(config).hexdigest()
-    name = layer_name or "blobs/sha256/" + hashlib.sha256(layer).hexdigest()
+    names = ["blobs/sha256/" + hashlib.sha256(b).hexdigest() for b in below]
+    names.append(layer_name or "blobs/sha256/" + hashlib.sha256(layer).hexdigest())
     manifest = json.dumps([{"Config": f"blobs/sha256/{cfg}", "RepoTags": ["evil:1"],
-                            "Layers": [name]}]).encode()
+                            "Layers": names}]).encode()
     entries = [_file(f"blobs/sha256/{cfg}", config), *extra]
+    entries += [_file(n, b) for n, b in zip(names, below)]
     if layer_name is None:
-        entries.append(_file(name, layer))
+        entries.append(_file(names[-1], layer))
     entries.append(_file("manifest.json", manifest))
     return _tar(entries)
 
@@ -179,8 +184,14 @@ def _hostile_cases(saved: Path) -> dict[str, bytes]:
             _link("blobs/sha256/x", "../../../../etc/passwd")]),
         "dotdot-in-layer": _archive(evil_layer),
         "wrong-diff-id": _archive(GOOD_LAYER, diff_id="sha256:" + "0" * 64),
+        # the first layer is registered before the second fails: it goes again
+        "second-layer-bad": _archive(_layer_tar([_file("second", b"2")]),
+                                     diff_id="sha256:" + "2" * 64,
+                                     below=(_layer_tar([_file("first", b"1")]),)),
         "wrong-blob-name": _archive(GOOD_LAYER, layer_name="blobs/sha256/" + "1" * 64, extra=[
             _file("blobs/sha256/" + "1" * 64, GOOD_LAYER)]),
+        "too-deep": _archive(GOOD_LAYER, below=tuple(
+            _layer_tar([_file(f"f{i}", b"x")]) for i in range(125))),
         "truncated": data[:len(data) // 2],
         "not-a-tar": b"hello world\n" * 100,
         "device-member": _tar([(_device("manifest.json"), None)]),
@@ -188,7 +199,8 @@ def _hostile_cases(saved: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("case", ["dotdot-member", "absolute-member", "symlink-escape",
-                                  "dotdot-in-layer", "wrong-diff-id", "wrong-blob-name",
+                                  "dotdot-in-layer", "wrong-diff-id", "second-layer-bad",
+                                  "wrong-blob-name", "too-deep",
                                   "truncated", "not-a-tar", "device-member"])
 def test_a_hostile_archive_is_refused_and_changes_nothing(ctr, saved, tmp_path, case):
     path = tmp_path / f"{case}.tar"
