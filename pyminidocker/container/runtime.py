@@ -185,7 +185,12 @@ class Runtime:
             if r is not None:  # the monitor's last word on its restarts
                 fresh.state.restart_count = int(r.get("restart_count") or 0)
                 fresh.state.restarting = False
-            self._finish(fresh, code, finished)
+            try:
+                self._finish(fresh, code, finished)
+            except StoreError:
+                # a full disk: the exit record stays, so the next command derives the same
+                # state again; reading (ps, inspect, stop, rm) must not need a free block
+                return fresh
         self._unplug(fresh)
         return fresh
 
