@@ -488,6 +488,16 @@ def test_network_default_none_and_host(ctr):
     assert sorted(out) == host_links, "--network host: the host's interfaces"
 
 
+def test_network_host_sees_its_own_cgroup(ctr):
+    # /sys is the host's there, bound without what is mounted below it: the container's own
+    # cgroup filesystem goes at /sys/fs/cgroup on v1 and pure v2 alike (v2 refused it: EBUSY)
+    limit = sh(ctr, "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory/memory.limit_in_bytes "
+               "2>/dev/null; ls /sys/class/net", "--network", "host", "--memory", "64m",
+               check=False)
+    assert limit.stdout.split()[0] == str(64 << 20), limit.stdout + limit.stderr
+    assert sorted(limit.stdout.split()[1:]) == sorted(os.listdir("/sys/class/net"))
+
+
 def test_entrypoint_and_cmd_combine_as_docker_does(ctr):
     assert ctr("run", "--rm", "--entrypoint", "echo", "bb", "a", "b").stdout == "a b\n"
     # --entrypoint without a command drops the image's Cmd (Docker's rule)
