@@ -547,7 +547,14 @@ class Runtime:
                           monitor_start=_pid_start(monitor_pid) if monitor_pid else "",
                           started_at=now_iso())
         try:
-            self.containers.save_state(rec)
+            try:
+                self.containers.save_state(rec)
+            except StoreError:  # a full disk: what cannot be recorded as running must not run
+                self._abandon(rec, proc, held=bridged)
+                rec.state = prior
+                with suppress(StoreError):
+                    self._start_failed(rec, None)
+                raise
             if bridged:
                 # Released only once the state says running: a kill -9 of this command
                 # before this line ends the held container (the monitor, or the child, sees
@@ -758,6 +765,25 @@ class Runtime:
         if e is not None:
             rec.state.exit_code = policy.exec_exit_code(e)
         self.containers.save_state(rec)
+
+    def _abandon(self, rec: ContainerRecord, proc: Any, held: bool) -> None:
+        """End a container just spawned (held or running) and wait until nothing of it is left
+        (its monitor unmounts and removes its cgroup as it exits; without one, we do)."""
+        if held:
+            proc.abort()  # a held child is killed unrun (and reaped); a held monitor ends it
+        else:
+            with suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+        monitor_pid = getattr(proc, "monitor_pid", 0)
+        if monitor_pid:
+            start = _pid_start(monitor_pid)
+            deadline = time.monotonic() + 10
+            while _alive(monitor_pid, start) and time.monotonic() < deadline:
+                time.sleep(0.005)
+        elif not held:
+            with suppress(ChildProcessError):
+                os.waitpid(proc.pid, 0)
+        self._teardown(rec)
 
     def _mount_root(self, rec: ContainerRecord, d: str) -> None:
         image = self.store.images.get(rec.image)

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -27,9 +28,12 @@ def disk(request, tmp_path_factory, publish, pmd_factory):
     subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)
 
     def unmount() -> None:  # after the store's reset (a finalizer added later runs first)
-        subprocess.run(["umount", str(mnt)], check=True)  # a loop mount frees its device
-        assert str(image) not in subprocess.run(["losetup", "-a"], check=True, capture_output=True,
-                                                text=True).stdout, "the loop device is left"
+        subprocess.run(["umount", str(mnt)], check=True)  # a loop mount frees its device,
+        deadline = time.monotonic() + 10  # a moment later
+        while str(image) in (left := subprocess.run(["losetup", "-a"], check=True,
+                                                    capture_output=True, text=True).stdout):
+            assert time.monotonic() < deadline, f"the loop device is left: {left}"
+            time.sleep(0.1)
 
     request.addfinalizer(unmount)
     (mnt / "store").mkdir()
@@ -63,6 +67,7 @@ def _status(run, cid: str) -> str:
 def test_a_full_disk_leaves_the_engine_usable(disk, single):
     run = disk
     sleeper = run("run", "-d", "--network", "none", "bb", "sleep", "1000").stdout.strip()
+    waiting = run("create", "--network", "none", "bb", "sleep", "1000").stdout.strip()
     # it fills the disk, and exits 3 once told to: when not a block is left for its monitor
     filler = run("run", "-d", "--network", "none", "bb", "sh", "-c",
                  "trap 'exit 3' USR1; dd if=/dev/zero of=/fill bs=64k; "
@@ -92,15 +97,22 @@ def test_a_full_disk_leaves_the_engine_usable(disk, single):
             assert res.returncode != 0
             assert len(res.stderr.strip().splitlines()) == 1, res.stderr
             assert "no space left on device" in res.stderr, res.stderr
+        # a start that cannot record itself does not leave a process that ps calls Created
+        res = run("start", waiting, check=False)
+        assert res.returncode == 1 and "no space left on device" in res.stderr, res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert _status(run, waiting) == "Created"
+        assert not [p for p in Path("/sys/fs/cgroup").glob(f"*/pyminidocker/{waiting}")], \
+            "its process runs on (or its cgroup is left)"
         assert sorted(run("ps", "-a", "-q", "--no-trunc").stdout.split()) == \
-            sorted([sleeper, filler])
+            sorted([sleeper, filler, waiting])
         # stopping and removing work on the full disk
         assert run("stop", "-t", "1", sleeper).stdout.strip() == sleeper
         assert _status(run, sleeper).startswith("Exited (137)")
-        assert run("rm", "-f", filler, sleeper).returncode == 0
+        assert run("rm", "-f", filler, sleeper, waiting).returncode == 0
         assert run("ps", "-a", "-q").stdout == ""
         assert _free(run.root) > 16 << 20  # the filler's layer went with it
         check = run("system", "check", check=False)
         assert check.returncode == 0, check.stdout + check.stderr
     finally:
-        run("rm", "-f", filler, sleeper, check=False)
+        run("rm", "-f", filler, sleeper, waiting, check=False)
