@@ -419,6 +419,14 @@ static int child_setup(const struct child_ctx *c, struct child_msg *m)
     for (int sig = 1; sig < _NSIG; sig++)
         if (sig != SIGKILL && sig != SIGSTOP)
             reset_signal(sig);
+    /*
+     * The cgroups first, held or not: a created container is in them (as runc's is, and callers
+     * such as containerd look there), and "0" written by the child itself is the cheap way in;
+     * the caller writing the child's pid would take the kernel's global lock that waits for an
+     * RCU grace period, milliseconds for each hierarchy (see cgroups.py).
+     */
+    if (child_cgroups(s, err) < 0)
+        return -1;
     if (c->release_fd >= 0) {
         char go;
         ssize_t n;
@@ -431,8 +439,6 @@ static int child_setup(const struct child_ctx *c, struct child_msg *m)
     }
     m->trace_ns[PMD_TRACE_START] = pmd_now_ns();
     old_umask = umask(0);
-    if (child_cgroups(s, err) < 0)
-        return -1;
     /*
      * In a new user namespace we are still the host's root by our ids, which the namespace does
      * not map (files we create on its own mounts, the /dev tmpfs, would fail with EOVERFLOW):
