@@ -57,8 +57,8 @@ int pmd_layer_extract(int fd, const char *dest, int compression,
  * needs (including the seccomp BPF program) is prepared by pmd_spawn before it clones.
  *
  * Child sequence (each step only if asked for):
- *   join cgroups (write "0" to each of cgroup_procs) -> wait for release (hold) -> unshare the cgroup
- *   namespace (so that its root is the container's cgroup), or setns (join_pid) -> stdio dup2,
+ *   join cgroups (write "0" to each of cgroup_procs) -> unshare the cgroup namespace (so that its
+ *   root is the container's cgroup) -> wait for release (hold) -> setns (join_pid) -> stdio dup2,
  *   every other fd close-on-exec -> setsid (+ TIOCSCTTY on stdin) -> sethostname -> make all
  *   mounts rprivate -> bind rootfs onto itself -> mounts[] in order, targets resolved inside the
  *   rootfs -> standard /dev nodes and symlinks (dev_setup) -> pivot_root -> masked_paths ->
