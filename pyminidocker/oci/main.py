@@ -366,11 +366,7 @@ def _hold(p: rt.Prepared, root: str, w: int, close_fds: list[int]) -> None:
         rec = dict(p.record, pid=proc.pid, pid_start=st.pid_start(proc.pid))
         ctl = rec["ctl"]
         try:
-            # A created container is in its cgroups already (runc's is, and callers look
-            # there); the held init would join them only once released.
-            for tasks in p.spec.cgroup_procs:
-                with open(tasks, "w") as f:
-                    f.write(str(proc.pid))
+            rt.wait_in_cgroup(proc.pid, p.cgroup)
             rt.configure_init(c, proc.pid)
             state_obj = st.oci_state(rec, "created")
             rt.write_hooks_state(p.spec, state_obj)
