@@ -308,7 +308,7 @@ _MANAGEMENT = {
     "container": {"ls": ["ps"], "list": ["ps"], "ps": ["ps"],
                   "inspect": ["inspect", "--type", "container"],
                   **{v: [v] for v in ("create", "run", "start", "stop", "kill", "rm", "exec",
-                                      "logs", "port", "rename", "wait")}},
+                                      "logs", "port", "rename", "wait", "cp")}},
     "image": {"ls": ["images"], "list": ["images"], "inspect": ["inspect", "--type", "image"],
               "rm": ["rmi"], "remove": ["rmi"], "pull": ["pull"], "tag": ["tag"]},
     "system": {"info": ["info"]},

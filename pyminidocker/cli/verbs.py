@@ -159,6 +159,13 @@ def add_verb_commands(add: Callable[..., Any]) -> None:
     sp = add("diff", "verbs.cmd_diff",
              "Inspect changes to files or directories on a container's filesystem")
     sp.add_argument("container", metavar="CONTAINER")
+    sp = add("cp", "cp.cmd_cp", "Copy files/folders between a container and the local filesystem")
+    sp.add_argument("-a", "--archive", action="store_true",
+                    help="Archive mode (copy all uid/gid information)")
+    sp.add_argument("-L", "--follow-link", action="store_true",
+                    help="Always follow symbol link in SRC_PATH")
+    sp.add_argument("src", metavar="SRC_PATH")
+    sp.add_argument("dest", metavar="DEST_PATH")
     sp = add("stats", "verbs.cmd_stats",
              "Display a live stream of container(s) resource usage statistics")
     sp.add_argument("-a", "--all", action="store_true", help="All containers (default: running)")
