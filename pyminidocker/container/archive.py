@@ -47,9 +47,11 @@ class ExtractError(PmdError, ValueError):
 
 
 class NotADir(UsageError):
-    """The destination or a source that must be a directory is not one."""
+    """The destination or a source that must be a directory is not one. Printed bare, as the
+    docker CLI prints moby's archive errors ("cannot copy directory")."""
 
     exit_code = 1
+    bare = True
 
 
 @dataclass
@@ -628,7 +630,7 @@ def plan(src: str, src_st: os.stat_result, dst: str, dst_found: Found) -> Plan:
         return Plan(dst_found.inside, "." if contents else _base(src))
     if st is not None:
         if src_dir:
-            raise NotADir("cannot copy a directory to a file")
+            raise NotADir("cannot copy directory")
         if dst.endswith("/"):
             raise NotADir("not a directory")
         return Plan(_dirname(dst_found.inside), dst_found.name)

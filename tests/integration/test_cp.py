@@ -102,18 +102,21 @@ def test_cp_into_a_container(ctr, box, tmp_path):
     assert "data/sub/d/x" in members and "data/sub/g" in members
 
 
+BARE = ("cannot copy directory", "no such directory", "not a directory")
+
+
 def test_docker_path_errors(ctr, box, tmp_path):
     (tmp_path / "file").write_text("f")
     (tmp_path / "dir").mkdir()
     cases = [
         ((f"{box}:/nope", str(tmp_path / "x")), "No such container:path: "),
         (("nosuchctr:/data", str(tmp_path / "x")), "No such container: nosuchctr"),
-        ((f"{box}:/data", str(tmp_path / "file")), "cannot copy a directory to a file"),
+        ((f"{box}:/data", str(tmp_path / "file")), "cannot copy directory"),
         ((f"{box}:/data/f", str(tmp_path / "missing") + "/"), "no such directory"),
         ((f"{box}:/data/f/", str(tmp_path / "y")), "not a directory"),
         ((f"{box}:/data/f", str(tmp_path / "file") + "/"), "not a directory"),
         ((str(tmp_path / "nope"), f"{box}:/data"), "no such file or directory"),
-        ((str(tmp_path / "dir"), f"{box}:/data/f"), "cannot copy a directory to a file"),
+        ((str(tmp_path / "dir"), f"{box}:/data/f"), "cannot copy directory"),
         ((str(tmp_path / "file"), f"{box}:/no/such/dir/x"), "No such container:path: "),
         ((f"{box}:/data", f"{box}:/tmp"), "copying between containers is not supported"),
         ((str(tmp_path / "file"), str(tmp_path / "y")),
@@ -122,7 +125,9 @@ def test_docker_path_errors(ctr, box, tmp_path):
     for args, message in cases:
         res = ctr("cp", *args, check=False)
         assert res.returncode == 1 and message in res.stderr, (args, res.stderr)
-        assert res.stderr.startswith("Error: ") and res.stderr.count("\n") == 1, res.stderr
+        # one line; the archive's own errors bare, as the docker CLI prints them
+        assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res.stderr
+        assert res.stderr.startswith("Error: ") != (message in BARE), res.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "file"]
 
 
