@@ -295,8 +295,9 @@ def make_app(config: Any = None, activity: Any = None) -> web.Application:
     served = system.add_routes(app, with_engine)
     if with_engine:
         from pyminidocker.api import (
-            archive,
+            archives,
             containers,
+            cp,
             events,
             execs,
             images,
@@ -305,7 +306,7 @@ def make_app(config: Any = None, activity: Any = None) -> web.Application:
         )
 
         app[ENGINE] = {}
-        for module in (images, containers, networks, execs, events, volumes, archive):
+        for module in (images, archives, containers, networks, execs, events, volumes, cp):
             served |= module.add_routes(app)
     endpoints.add_pending_routes(app, frozenset(served))
     return app
