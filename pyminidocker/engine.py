@@ -509,7 +509,7 @@ class Engine:
         as whiteouts), with the container's command, environment, working directory and
         user, then `changes`. A running container is frozen meanwhile if pause. Returns the
         image id. Raises UsageError, NotFound, Conflict, LayerError, StoreError."""
-        from pyminidocker.container.runtime import _INIT_DIRS, _INIT_FILES
+        from pyminidocker.container.specconv import INIT_DIRS, INIT_FILES
         from pyminidocker.image import archive
 
         names = [self._target_name(ref)] if ref else []
@@ -529,7 +529,7 @@ class Engine:
         config["container"] = rec.id
         # the mount points the engine makes are no change of the container's (Docker: its
         # init layer, which a commit leaves out)
-        skip = {f"/{n}" for n in _INIT_DIRS} | {f"/etc/{n}" for n in _INIT_FILES}
+        skip = {f"/{n}" for n in INIT_DIRS} | {f"/etc/{n}" for n in INIT_FILES}
         upper = os.path.join(self.store.containers.path(rec.id), "upper")
         frozen = False
         if pause and self.runtime.refresh(rec).state.status == "running":
