@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration import test_api_clients as clients
-from tests.integration.apiserver import CLIS, SYSTEM_PYTHON
+from tests.integration.apiserver import CLIS, DEFAULT_CLI, SYSTEM_PYTHON
 
 # the module's server and store, and its record of the containers it made (leak check)
 api, _seen = clients.api, clients._seen
@@ -138,5 +138,35 @@ def test_a_read_only_root_is_403(api, tmp_path):
         res = subprocess.run([sys.executable, "-c", script, f"unix://{api.sock}", cid],
                              capture_output=True, text=True, timeout=60, check=False)
         assert res.stdout.startswith("403 ") and "read-only" in res.stdout, res.stderr
+    finally:
+        api.docker("rm", "-f", cid)
+
+
+def test_a_client_that_goes_away_mid_tar_leaves_nothing(api):
+    """A stopped container's root is mounted for a GET: a reader that disconnects after the
+    first bytes ends the walk and the mount, and the server goes on."""
+    import socket
+    import time
+
+    cid = api.docker("run", "-d", "bb", "sh", "-c",
+                     "dd if=/dev/zero of=/big bs=1M count=64 2>/dev/null").stdout.strip()
+    api.docker("wait", cid)
+    try:
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(str(api.sock))
+        s.sendall(f"GET /v1.41/containers/{cid}/archive?path=/big HTTP/1.1\r\n"
+                  "Host: docker\r\n\r\n".encode())
+        head = s.recv(65536)
+        assert head.startswith(b"HTTP/1.1 200") and b"X-Docker-Container-Path-Stat" in head
+        s.close()
+        store = str(api.pmd.root)
+        for _ in range(100):
+            if store not in Path("/proc/self/mountinfo").read_text():
+                break
+            time.sleep(0.1)
+        assert store not in Path("/proc/self/mountinfo").read_text(), "the root stays mounted"
+        res = subprocess.run([DEFAULT_CLI, "cp", f"{cid}:/etc/passwd", "-"], env=api.env(),
+                             capture_output=True, check=True, timeout=60)
+        assert res.stdout[:7] == b"passwd\0"
     finally:
         api.docker("rm", "-f", cid)
