@@ -15,11 +15,9 @@ import stat
 import time
 
 from pyminidocker import shim as _native
-from pyminidocker.container import mounts as mountspec
 from pyminidocker.container import spec as policy
 from pyminidocker.container import specconv as conv
 from pyminidocker.container import stdio as streams
-from pyminidocker.container.mounts import mounts_of
 from pyminidocker.errors import (
     Conflict,
     NotFound,
@@ -249,12 +247,18 @@ class Runtime:
     def _plan_mounts(self, opts: CreateOptions, cfg: dict[str, Any]) -> List[dict[str, Any]]:
         """-v, --mount, --volumes-from and the image's VOLUMEs → the mount records (see
         container.mounts). Raises UsageError, NotFound (a --volumes-from container)."""
+        if not (opts.volumes or opts.mounts or opts.volumes_from or opts.tmpfs
+                or cfg.get("Volumes")):
+            return []  # the usual case: container.mounts is not even imported
+        from pyminidocker.container import mounts as mountspec
+
         own = [mountspec.parse_volume(v) for v in opts.volumes]
         own += [mountspec.parse_mount(m) for m in opts.mounts]
         others: list[dict[str, Any]] = []
         for spec in opts.volumes_from:
             ref, mode = mountspec.parse_volumes_from(spec)
-            others += mountspec.inherited(mounts_of(self.containers.lookup(ref).host), mode)
+            others += mountspec.inherited(mountspec.mounts_of(self.containers.lookup(ref).host),
+                                         mode)
         return mountspec.plan(own, opts.tmpfs, others, sorted(cfg.get("Volumes") or {}))
 
     def _make_volumes(self, planned: List[dict[str, Any]]) -> List[str]:
@@ -670,7 +674,9 @@ class Runtime:
                 if force:
                     return
                 raise NotFound(f"No such container: {rec.id}") from None
-            if volumes:
+            if volumes and rec.host.get("mounts"):  # (old records' binds hold no volume)
+                from pyminidocker.container.mounts import mounts_of
+
                 self._drop_volumes([m["Name"] for m in mounts_of(rec.host)
                                     if m["Type"] == "volume" and m.get("Anonymous")])
         self.store.discard(dead)
