@@ -9,7 +9,7 @@ import tarfile
 
 import pytest
 
-from tests.integration.apiserver import ApiServer
+from tests.integration.apiserver import CLIS, ApiServer
 from tests.integration.conftest import module_ctr
 
 ctr = module_ctr("apiarchive")
@@ -25,25 +25,26 @@ def api(ctr, tmp_path_factory):
     assert code == 0, err
 
 
-def test_docker_save_load_and_a_bad_archive(api, ctr, tmp_path):
+@pytest.mark.parametrize("cli", CLIS)
+def test_docker_save_load_and_a_bad_archive(api, ctr, tmp_path, cli):
     out = tmp_path / "bb.tar"
-    api.docker("save", "-o", str(out), "bb")
+    api.docker("save", "-o", str(out), "bb", cli=cli)
     with tarfile.open(out) as t:
         manifest = json.loads(t.extractfile("manifest.json").read())
     assert manifest[0]["RepoTags"] == ["bb:latest"]
     ctr("tag", "bb", "keep:1")  # the image stays while bb goes and comes back
-    api.docker("rmi", "bb")
-    res = api.docker("load", "-i", str(out))
+    api.docker("rmi", "bb", cli=cli)
+    res = api.docker("load", "-i", str(out), cli=cli)
     assert res.stdout.strip() == "Loaded image: bb:latest"
     assert ctr("images", "-q", "bb").stdout.strip()
     ctr("rmi", "keep:1")
     bad = tmp_path / "bad.tar"
     bad.write_bytes(out.read_bytes()[:4096])
     before = ctr("images", "-q").stdout
-    res = api.docker("load", "-i", str(bad), check=False)
+    res = api.docker("load", "-i", str(bad), check=False, cli=cli)
     assert res.returncode == 1 and "invalid image archive" in res.stderr
     assert ctr("images", "-q").stdout == before
-    res = api.docker("save", "-o", str(tmp_path / "x.tar"), "nosuch", check=False)
+    res = api.docker("save", "-o", str(tmp_path / "x.tar"), "nosuch", check=False, cli=cli)
     assert res.returncode == 1 and "No such image" in res.stderr
 
 
