@@ -450,3 +450,24 @@ def test_save_to_stdout_of_a_repository_and_by_id_and_a_gzipped_load(ctr, pmd, t
     config = json.loads(_members(by_id)["manifest.json"])[0]["Config"]
     saved_id = "sha256:" + config.rsplit("/", 1)[1]
     assert pmd("load", "-i", str(by_id)).stdout == f"Loaded image ID: {saved_id}\n"
+
+
+def test_push_to_a_registry_with_basic_auth_needs_login(ctr, registry_basic):
+    host = registry_basic.host
+    target = f"{host}/archive-auth:v1"
+    ctr("tag", "bb", target)
+    try:
+        res = ctr("push", target, check=False)
+        assert res.returncode == 1 and res.stderr.count("\n") == 1
+        assert "unauthorized" in res.stderr or "authentication required" in res.stderr
+        ctr("login", "-u", registry_basic.user, "-p", registry_basic.password, host)
+        out = ctr("push", target).stdout
+        assert "v1: digest: sha256:" in out
+        info = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--creds",
+                               f"{registry_basic.user}:{registry_basic.password}",
+                               f"docker://{target}"], capture_output=True, text=True,
+                              check=False, timeout=60)
+        assert info.returncode == 0, info.stderr
+    finally:
+        ctr("logout", host, check=False)
+        ctr("rmi", target, check=False)
