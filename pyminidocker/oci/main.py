@@ -867,7 +867,7 @@ def _features() -> dict[str, Any]:
         "ociVersionMax": cfg.SUPPORTED_OCI_VERSION,
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer",
                   "poststart", "poststop"],
-        "mountOptions": sorted(cfg._MOUNT_FLAGS),
+        "mountOptions": sorted(cfg.MOUNT_OPTIONS),
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
             "capabilities": [f"CAP_{c}" for c in CAPS],

@@ -159,29 +159,16 @@ def wait_in_cgroup(pid: int, cg: Cgroup, timeout: float = 5.0) -> None:
 
 def cgroup_mounts(c: Container, cg: Cgroup) -> list[shim.Mount]:
     """A config's "cgroup" mount: with a cgroup namespace the hierarchies themselves (the
-    container sees its own cgroup as their root), without one its own directories bound."""
+    container sees its own cgroup as their root), without one its own directories bound
+    (specconv.cgroup_mounts, as the engine's containers have them)."""
+    from pyminidocker.container.specconv import cgroup_mounts as mounts
+
     if c.cgroup_mount is None:
         return []
     from pyminidocker import shim  # not at the top: `delete` and `kill` need no shim
 
     dest, flags = c.cgroup_mount
-    ro = flags & shim.MS_RDONLY
-    base = shim.MS_NOSUID | shim.MS_NODEV | shim.MS_NOEXEC
-    out = [shim.Mount(dest, "tmpfs", "tmpfs", base, "mode=755", mkdir=True)]
-    if c.namespaces & shim.CLONE_NEWCGROUP:
-        for target, fstype, data in cg.container_mounts():
-            target = dest + target.removeprefix("/sys/fs/cgroup")
-            out.append(shim.Mount(target, "cgroup", fstype, base | ro, data or None, mkdir=True))
-    else:
-        by_mount: dict[str, str] = {}
-        for ctl, mnt in cg.layout.controllers.items():
-            by_mount.setdefault(mnt, ctl)
-        for mnt in sorted(by_mount):
-            src = os.path.join(mnt, cg.parent, cg.id)
-            if os.path.isdir(src):
-                out.append(shim.Mount(f"{dest}/{os.path.basename(mnt)}", src, None,
-                                      shim.MS_BIND | base | ro, mkdir=True))
-    return out
+    return mounts(cg, dest, flags & shim.MS_RDONLY, bool(c.namespaces & shim.CLONE_NEWCGROUP))
 
 
 # ---- devices ----------------------------------------------------------------------------------
