@@ -600,6 +600,10 @@ class Runtime:
                 hosts = _base_hosts(rec) + _hosts_line(rec, ep.address, ep.network != "bridge")
                 if ep.network != "bridge":  # names resolve on user networks (Docker's rule)
                     hosts += self._introduce(rec, ep.network, ep.address)
+                    # it asks the network's DNS server, at its gateway, as Podman's do
+                    server = self._announce(rec, ep.network, ep.address)
+                    atomic_write(os.path.join(d, "resolv.conf"), _resolv_conf(False, {
+                        **rec.host, "dns": [server]} if server else rec.host), durable=False)
                 atomic_write(os.path.join(d, "hosts"), hosts.encode(), durable=False)
                 for extra in rec.host.networks:  # joined by `network connect`
                     self._attach_extra(rec, extra, proc.pid)
@@ -707,6 +711,7 @@ class Runtime:
         _edit_hosts(hosts, add=_hosts_line(rec, ep.address, True))
         for line in self._introduce(rec, ep.network, ep.address).splitlines(keepends=True):
             _edit_hosts(hosts, add=line)
+        self._announce(rec, ep.network, ep.address)
         return ep.address
 
     def disconnect(self, rec: ContainerRecord, net: str) -> None:
@@ -744,6 +749,23 @@ class Runtime:
         with suppress(PmdError), self.store.lock():
             for cid in NetworkStore(self.store).allocations(net).values():
                 _edit_hosts(os.path.join(self.containers.path(cid), "hosts"), drop=f"{address}\t")
+        from pyminidocker.network import bridge, dns
+
+        with suppress(NotFound, PmdError, OSError):  # a network removed meanwhile (rm -f)
+            dns.leave(self.store, bridge.get_network(self.store, net).bridge, address)
+
+    def _announce(self, rec: ContainerRecord, net: str, address: str) -> str:
+        """Give the container's names (name, short id, --network-alias es) to the DNS server
+        of the user network net. Returns the server's address, "" if there is none (no
+        aardvark-dns: the names are in /etc/hosts only). Raises PmdError, OSError."""
+        from pyminidocker.config import Config
+        from pyminidocker.network import bridge, dns
+
+        network = bridge.get_network(self.store, net)
+        names = [rec.name, rec.id[:12], *rec.host.get("aliases", [])]
+        served = dns.join(self.store, network, rec.id, address, names,
+                          Config.load(self.store.root).resolv_conf, rec.host.get("dns", []))
+        return network.gateway if served else ""
 
     def _start_failed(self, rec: ContainerRecord, e: OSError | None) -> None:
         self._teardown(rec)
