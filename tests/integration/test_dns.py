@@ -184,6 +184,22 @@ def test_an_outside_name_is_forwarded_to_the_hosts_resolver(net, resolver):
     _nothing_left(net)
 
 
+def test_a_containers_dns_servers_are_its_upstreams(net, resolver):
+    """Docker's rule on user networks: --dns feeds the network's server, which the container
+    asks; the host's resolvers are not asked for that container."""
+    own = Resolver()
+    before = len(resolver.asked)
+    try:
+        out = net("run", "--rm", "--network", "dnsnet", "--dns", own.address, "bb", "sh", "-c",
+                  f"cat /etc/resolv.conf; nslookup {OUTSIDE}").stdout
+    finally:
+        own.close()
+    assert f"nameserver {net.gateway}\n" in out and own.address not in out
+    assert f"Address: {OUTSIDE_IP}" in out
+    assert OUTSIDE in own.asked and resolver.asked[before:] == []
+    _nothing_left(net)
+
+
 def test_the_default_bridge_has_no_embedded_dns(net):
     net("run", "-d", "--network", "dnsnet", "--name", "onuser", "bb", "sleep", "60")
     try:
