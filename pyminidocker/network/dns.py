@@ -179,11 +179,13 @@ def answers(server: str, name: str, timeout: float = 0.2) -> bool | None:
 def _settled(gateway: str, name: str, resolves: bool, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while True:
-        if answers(gateway, name) is resolves:
+        # a short wait for each reply: a query that reached the socket of the server being
+        # replaced is never answered, the next one reaches the new socket
+        if answers(gateway, name, timeout=0.03) is resolves:
             return True
         if time.monotonic() > deadline:
             return False
-        time.sleep(0.01)
+        time.sleep(0.005)
 
 
 def _apply(store: Store, d: str, probe: tuple[str, str, bool] | None) -> bool:
