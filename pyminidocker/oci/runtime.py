@@ -11,17 +11,23 @@ from __future__ import annotations
 
 import os
 
-from pyminidocker import shim
 from pyminidocker.container.cgroups import DEFAULT_DEVICE_RULES, Cgroup, Limits
 from pyminidocker.errors import PmdError
 from pyminidocker.oci import state as st
-from pyminidocker.oci.config import NS_FILES, ConfigError, Container, Hook
+from pyminidocker.oci.state import ConfigError
 from pyminidocker.record import dataclass
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from pyminidocker import shim
+    from pyminidocker.oci.config import Container, Hook
+
+# The parent of the cgroups of configs without a cgroupsPath: ours, so removed with its last child
+# (runc puts such a cgroup below its own and leaves nothing either; a cgroupsPath's parents are
+# the caller's, and runc leaves those, as we do).
+DEFAULT_PARENT = "pyminidocker-runc"
 # Controllers linux.resources may write that the engine's Cgroup does not make a directory in.
 _EXTRA_CONTROLLERS = ("blkio", "hugetlb", "net_cls", "net_prio")
 # The nodes dev_setup makes in every container (csrc/mount.c): a config's copy of them is a no-op.
@@ -50,7 +56,7 @@ def cgroup_of(container_id: str, cgroups_path: str) -> Cgroup:
         raise ConfigError(f"cgroupsPath {cgroups_path!r} is in the systemd form "
                           "(slice:prefix:name): this runtime drives cgroupfs only")
     if not path:
-        return Cgroup(container_id, "pyminidocker-runc")
+        return Cgroup(container_id, DEFAULT_PARENT)
     parent, _, name = path.rpartition("/")
     return Cgroup(name, parent or "/")
 
@@ -94,7 +100,16 @@ def make_cgroup(c: Container, container_id: str) -> tuple[Cgroup, list[str]]:
     rules = tuple(rules) + tuple(
         ("allow", f"{'c' if d.kind in ('c', 'u') else 'b'} {d.major}:{d.minor} rwm")
         for d in c.devices if d.kind != "p")
-    cg.create(Limits(devices=rules))
+    for attempt in range(3):
+        try:
+            cg.create(Limits(devices=rules))
+            break
+        except PmdError as e:
+            # Another runtime process removed the default parent, its last child gone, between
+            # our mkdir of it and of ours: make it again.
+            cause = e.__cause__
+            if attempt == 2 or not isinstance(cause, OSError) or cause.errno != 2:
+                raise
     extra = _extra_dirs(cg, c)
     try:
         for d in extra.values():
@@ -107,37 +122,53 @@ def make_cgroup(c: Container, container_id: str) -> tuple[Cgroup, list[str]]:
 
 
 def remove_cgroup(cg: Cgroup, extra: list[str]) -> None:
+    """Remove the container's cgroups, and the default parent if it was the last one there."""
     cg.remove()
-    for d in extra:
+    dirs = list(extra)
+    if cg.parent == DEFAULT_PARENT:
+        dirs += [os.path.dirname(d) for d in (*cg.dirs.values(), *extra)]
+    for d in dirs:
         try:
-            os.rmdir(d)
+            os.rmdir(d)  # EBUSY while another container is in it: that one removes it later
         except OSError:
             pass
 
 
+def wait_in_cgroup(pid: int, cg: Cgroup, timeout: float = 5.0) -> None:
+    """Return once the held init has joined its cgroups (it does so first thing, itself:
+    see the shim's child sequence), so that a created container is found there, as runc's
+    is. Raises RuntimeError_ if it does not (one that died returns: releasing it reports
+    why)."""
+    import time
+
+    own = f"/{cg.parent}/{cg.id}".replace("//", "/")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(f"/proc/{pid}/cgroup") as f:
+                if any(line.rstrip("\n").endswith(own) for line in f):
+                    return
+        except OSError:
+            pass
+        if not st.pid_start(pid):  # gone or a zombie: its setup failed, the release says why
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError_(f"the container's init did not join its cgroup {own}")
+        time.sleep(0.0005)
+
+
 def cgroup_mounts(c: Container, cg: Cgroup) -> list[shim.Mount]:
     """A config's "cgroup" mount: with a cgroup namespace the hierarchies themselves (the
-    container sees its own cgroup as their root), without one its own directories bound."""
+    container sees its own cgroup as their root), without one its own directories bound
+    (specconv.cgroup_mounts, as the engine's containers have them)."""
+    from pyminidocker.container.specconv import cgroup_mounts as mounts
+
     if c.cgroup_mount is None:
         return []
+    from pyminidocker import shim  # not at the top: `delete` and `kill` need no shim
+
     dest, flags = c.cgroup_mount
-    ro = flags & shim.MS_RDONLY
-    base = shim.MS_NOSUID | shim.MS_NODEV | shim.MS_NOEXEC
-    out = [shim.Mount(dest, "tmpfs", "tmpfs", base, "mode=755", mkdir=True)]
-    if c.namespaces & shim.CLONE_NEWCGROUP:
-        for target, fstype, data in cg.container_mounts():
-            target = dest + target.removeprefix("/sys/fs/cgroup")
-            out.append(shim.Mount(target, "cgroup", fstype, base | ro, data or None, mkdir=True))
-    else:
-        by_mount: dict[str, str] = {}
-        for ctl, mnt in cg.layout.controllers.items():
-            by_mount.setdefault(mnt, ctl)
-        for mnt in sorted(by_mount):
-            src = os.path.join(mnt, cg.parent, cg.id)
-            if os.path.isdir(src):
-                out.append(shim.Mount(f"{dest}/{os.path.basename(mnt)}", src, None,
-                                      shim.MS_BIND | base | ro, mkdir=True))
-    return out
+    return mounts(cg, dest, flags & shim.MS_RDONLY, bool(c.namespaces & shim.CLONE_NEWCGROUP))
 
 
 # ---- devices ----------------------------------------------------------------------------------
@@ -146,6 +177,8 @@ def device_mounts(c: Container, cdir: str) -> list[shim.Mount]:
     """Each linux.devices node, made in <cdir>/dev and bound over its path in the container
     (mknod in the container's /dev happens after the shim's last Python-visible step)."""
     import stat
+
+    from pyminidocker import shim
 
     out = []
     staging = os.path.join(cdir, "dev")
@@ -169,9 +202,6 @@ def device_mounts(c: Container, cdir: str) -> list[shim.Mount]:
 
 # ---- namespaces -------------------------------------------------------------------------------
 
-_NS_TYPES = {"pid": shim.CLONE_NEWPID, "network": shim.CLONE_NEWNET, "mount": shim.CLONE_NEWNS,
-             "ipc": shim.CLONE_NEWIPC, "uts": shim.CLONE_NEWUTS,
-             "cgroup": shim.CLONE_NEWCGROUP}
 
 
 def setns(path: str, nstype: int = 0) -> None:
@@ -191,9 +221,11 @@ def setns(path: str, nstype: int = 0) -> None:
 def join_paths(c: Container) -> None:
     """Enter the namespaces the config names by path, so that the init cloned next is in them
     (a pid namespace applies to children only, which is what is wanted)."""
+    from pyminidocker.oci.config import NAMESPACES
+
     # The mount namespace last: the other paths are resolved in the current one.
     for kind in sorted(c.join_paths, key=lambda k: k == "mount"):
-        setns(c.join_paths[kind], _NS_TYPES[kind])
+        setns(c.join_paths[kind], NAMESPACES[kind])
     if "uts" in c.join_paths and c.spec.hostname:
         # The shim sets a hostname in a UTS namespace it creates; a joined one is ours now.
         import socket
@@ -208,6 +240,8 @@ def join_paths(c: Container) -> None:
 def _in_container_ns(pid: int, kinds: tuple[str, ...], work: Any) -> None:
     """Run work() in a child that has entered the namespaces kinds of pid (sysctls and the
     domain name are per namespace, read from the writer's). Raises RuntimeError_."""
+    from pyminidocker.oci.config import NAMESPACES, NS_FILES
+
     r, w = os.pipe()
     child = os.fork()
     if child == 0:
@@ -215,7 +249,7 @@ def _in_container_ns(pid: int, kinds: tuple[str, ...], work: Any) -> None:
         code = 0
         try:
             for kind in kinds:
-                setns(f"/proc/{pid}/ns/{NS_FILES[kind]}", _NS_TYPES[kind])
+                setns(f"/proc/{pid}/ns/{NS_FILES[kind]}", NAMESPACES[kind])
             work()
         except BaseException as e:  # reported to the parent, which raises it
             os.write(w, str(e).encode()[:4000])
@@ -290,6 +324,26 @@ def run_hooks(hooks: list[Hook], stage: str, state_obj: dict[str, Any],
     return failures
 
 
+def hooks_stdin(spec: shim.SpawnSpec) -> int:
+    """Where the startContainer hooks read the state (see write_hooks_state), made before the
+    spawn for the child to inherit: a memfd, or -1 without such hooks."""
+    if spec.hooks:
+        spec.hooks_stdin = os.memfd_create("oci-state", os.MFD_CLOEXEC)
+    return spec.hooks_stdin
+
+
+def write_hooks_state(spec: shim.SpawnSpec, state_obj: dict[str, Any]) -> None:
+    """The state for the startContainer hooks, once the init's pid is known (before its
+    release); the fd is ours to close, the init keeps its own copy."""
+    if spec.hooks_stdin < 0:
+        return
+    import json
+
+    os.write(spec.hooks_stdin, json.dumps(state_obj).encode())
+    os.close(spec.hooks_stdin)
+    spec.hooks_stdin = -1
+
+
 # ---- the container record ---------------------------------------------------------------------
 
 @dataclass
@@ -306,6 +360,8 @@ class Prepared:
 def prepare(c: Container, doc: dict[str, Any], root: str, container_id: str) -> Prepared:
     """Make the state directory (refusing an id in use), the cgroup and device nodes; the
     spawn spec with them. On error everything made is removed again."""
+    from pyminidocker.oci.config import NAMESPACES
+
     cdir = st.container_dir(root, container_id)
     os.makedirs(root, mode=0o711, exist_ok=True)
     try:
@@ -321,9 +377,11 @@ def prepare(c: Container, doc: dict[str, Any], root: str, container_id: str) -> 
         spec = c.spec
         spec.mounts = [*spec.mounts, *cgroup_mounts(c, cg), *device_mounts(c, cdir)]
         spec.cgroup_procs = procs
+        spec.hooks = [(h.path, h.args, h.env, h.timeout or 0)
+                      for h in c.hooks.get("startContainer", [])]
         mask = c.namespaces
         for kind in c.join_paths:
-            mask |= _NS_TYPES[kind]
+            mask |= NAMESPACES[kind]
         freezer = cg.dirs.get("freezer")
         rec = {
             "id": container_id, "bundle": c.bundle, "rootfs": c.rootfs,
@@ -351,9 +409,12 @@ def cleanup(root: str, rec: dict[str, Any]) -> None:
 
 
 def hooks_of(rec: dict[str, Any]) -> dict[str, list[Hook]]:
+    doc = rec.get("config", {}).get("hooks")
+    if not doc:
+        return {}  # the config reader is milliseconds of every delete
     from pyminidocker.oci.config import _hooks
 
-    return _hooks(rec.get("config", {}).get("hooks") or {})
+    return _hooks(doc)
 
 
 def wait_gone(rec: dict[str, Any], timeout: float) -> bool:
