@@ -220,6 +220,18 @@ def _forget(rt: Runtime, net: str, address: str) -> None:
         dns.leave(rt.store, bridge.get_network(rt.store, net).bridge, address)
 
 
+def rename(rt: Runtime, rec: ContainerRecord) -> None:
+    """A running container was renamed: the DNS servers of its user networks answer its new
+    name, no more its old one (as Docker's). A server that cannot be told is no error: the
+    rename is done."""
+    nets = {n: info["ip"] for n, info in rec.state.extra_networks.items()}
+    if rec.host.network not in ("none", "host", "bridge") and rec.state.ip:
+        nets[rec.host.network] = rec.state.ip
+    for net, address in nets.items():
+        with suppress(NotFound, PmdError, OSError):
+            _announce(rt, rec, net, address)
+
+
 def _announce(rt: Runtime, rec: ContainerRecord, net: str, address: str) -> str:
     """Give the container's names (name, short id, --network-alias es) to the DNS server
     of the user network net. Returns the server's address, "" if there is none (no

@@ -166,12 +166,15 @@ def test_a_container_started_later_resolves_and_a_removed_one_stops(net):
         res = _lookup(net, "early", "late")
         assert res.returncode == 0 and f"Address: {late}" in res.stdout, res.stdout + res.stderr
         assert net("exec", "late", "nslookup", "early").returncode == 0
-        net("rm", "-f", "late")
+        net("rename", "late", "later")  # the server answers the new name, not the old
+        assert _lookup(net, "early", "later").returncode == 0
+        assert _lookup(net, "early", "late").returncode != 0
+        net("rm", "-f", "later")
         res = _lookup(net, "early", "late")
         assert res.returncode != 0 and "NXDOMAIN" in res.stdout + res.stderr, res.stdout
         assert _server_pids(_config_dir(net)), "the server stays for early"
     finally:
-        net("rm", "-f", "early", "late", check=False)
+        net("rm", "-f", "early", "late", "later", check=False)
     _nothing_left(net)
 
 
