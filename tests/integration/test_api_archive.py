@@ -64,7 +64,8 @@ def test_docker_cp_both_ways(api, box, cli, tmp_path):
     assert res.returncode == 1 and ("No such container:path" in res.stderr
                                     or "Could not find the file /nope" in res.stderr)
     res = api.docker("cp", str(src), f"{box}:/data/f", cli=cli, check=False)
-    assert res.returncode == 1 and res.stderr.endswith("cannot copy directory\n")
+    # (docker 28 may add the log line of its tar writer cut short, before or after)
+    assert res.returncode == 1 and "cannot copy directory\n" in res.stderr
 
 
 DOCKER_PY = r'''
