@@ -591,7 +591,7 @@ def write_tar(items: Iterable[Item], write: Callable[[bytes], Any]) -> None:
 
     set_link = _link_setter()
     try:
-        with libarchive.custom_writer(sink, "pax_restricted", block_size=64 * 1024) as w:
+        with libarchive.custom_writer(sink, "pax_restricted", block_size=_CHUNK) as w:
             p = w._pointer
             for it in items:
                 entry = _entry(ArchiveEntry, set_link, it)  # held: its __del__ frees the C entry
@@ -658,13 +658,14 @@ def read_tar(stream: Readable) -> Iterator[Item]:
     def blocks(entry: Any) -> Callable[[], Iterator[bytes]]:
         def read() -> Iterator[bytes]:
             try:
-                yield from entry.get_blocks()
+                yield from entry.get_blocks(_CHUNK)
             except ArchiveError as e:
                 raise failure(e) from None
         return read
 
     try:
-        with libarchive.stream_reader(guarded, format_name="tar") as archive:
+        # big reads: libarchive's default (a page) costs a Python call per 4 KiB
+        with libarchive.stream_reader(guarded, format_name="tar", block_size=_CHUNK) as archive:
             for entry in archive:
                 mode = entry.mode
                 if entry.islnk:  # a hard link: no type of its own in the entry
