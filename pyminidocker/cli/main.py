@@ -325,7 +325,8 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sp.add_argument("--tlskey", help="Service: the server's key")
     sp.add_argument("--repair", action="store_true",
                     help="Remove or quarantine what is broken, and say what was done (check)")
-    sp.add_argument("--full", action="store_true", help="Read every file of every layer (check)")
+    sp.add_argument("--full", action="store_true",
+                    help="Rehash every file of every layer against its extracted tree (check)")
 
     sp = add("version", "system.cmd_version", "Show the version")
     sp.add_argument("-f", "--format", help="Format output using a Go template")
