@@ -228,6 +228,15 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sp.add_argument("-t", "--timestamps", action="store_true", help="Show timestamps")
     sp.add_argument("container", metavar="CONTAINER")
 
+    sp = add("events", "events.cmd_events", "Get real time events from the engine")
+    sp.add_argument("-f", "--filter", action="append", default=[],
+                    help="Filter output based on conditions provided: container, event, image, "
+                    "label, network, type, volume")
+    sp.add_argument("--format", help="Format output using a Go template ('json': one JSON "
+                    "object a line)")
+    sp.add_argument("--since", help="Show all events created since timestamp")
+    sp.add_argument("--until", help="Stream events until this timestamp")
+
     sp = add("port", "containers.cmd_port", "List a container's published ports")
     sp.add_argument("container", metavar="CONTAINER")
     sp.add_argument("port", nargs="?", metavar="PRIVATE_PORT[/PROTO]")

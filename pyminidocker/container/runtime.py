@@ -31,7 +31,7 @@ from pyminidocker.errors import (
 from pyminidocker.proc import alive as _alive
 from pyminidocker.proc import start_time as _pid_start
 from pyminidocker.record import dataclass, field
-from pyminidocker.store import Store
+from pyminidocker.store import Store, events
 from pyminidocker.store.containers import (
     ContainerRecord,
     HostConfig,
@@ -282,6 +282,9 @@ class Runtime:
         rec.state.monitor_pid = 0
         rec.state.monitor_start = ""
         self.containers.save_state(rec)
+        # here, under the store lock and once the record says running no more: `die` is
+        # logged once, by whichever command notices the exit first
+        self._event(rec, "die", exitCode=str(code))
 
     def _teardown(self, rec: ContainerRecord) -> None:
 
@@ -390,7 +393,14 @@ class Runtime:
             except BaseException:
                 self._drop_volumes(made)
                 raise
+        for name in made:
+            events.emit(self.store.root, "volume", "create", name, {"driver": "local"})
+        self._event(rec, "create")
         return rec
+
+    def _event(self, rec: ContainerRecord, action: str, **extra: str) -> None:
+        events.emit(self.store.root, "container", action, rec.id,
+                    events.container_attrs(rec, **extra))
 
     def _host_gateway(self, network: str) -> str:
         """The address --add-host host-gateway names: the gateway of the container's bridge
@@ -470,6 +480,7 @@ class Runtime:
                 dead = self.store.volumes.remove(name, users, force=True)
                 if dead:
                     self.store.discard(dead)
+                    events.emit(self.store.root, "volume", "destroy", name, {"driver": "local"})
 
     # ---- start --------------------------------------------------------------------------
 
@@ -558,6 +569,7 @@ class Runtime:
                     if failed is not None:  # the exec failed: 126/127 as when not held
                         raise _start_error(failed) from None
                     raise
+            self._event(rec, "start")
             if on_started:
                 on_started(proc)  # e.g. to pass our input to its console
             if output is None:
@@ -1019,6 +1031,7 @@ class Runtime:
         self._no_more_restarts(rec)
         with suppress(ProcessLookupError):
             os.kill(rec.state.pid, sig)
+        self._event(rec, "kill", signal=str(int(sig)))
         if rec.state.paused:  # a frozen process acts on its signals once thawed (as Docker)
             self.unpause(rec)
 
@@ -1089,6 +1102,7 @@ class Runtime:
         with self.store.lock():
             rec.state.paused = True
             self.containers.save_state(rec)
+        self._event(rec, "pause")
 
     def unpause(self, rec: ContainerRecord) -> None:
         """Raises Conflict for a container that is not paused."""
@@ -1100,6 +1114,7 @@ class Runtime:
             fresh = self.containers.get(rec.id)
             fresh.state.paused = rec.state.paused = False
             self.containers.save_state(fresh)
+        self._event(fresh, "unpause")
 
     def top(self, rec: ContainerRecord, ps_args: List[str]) -> tuple[List[str], List[List[str]]]:
         """`top`: (titles, rows) of ps for the container's processes. Raises Conflict."""
@@ -1131,7 +1146,9 @@ class Runtime:
     def restart(self, rec: ContainerRecord, timeout: int | None = None) -> None:
         """stop (if running), then start detached."""
         self.stop(rec, timeout)
-        self.start(self.refresh(self.containers.get(rec.id)), attach=False)
+        fresh = self.refresh(self.containers.get(rec.id))
+        self.start(fresh, attach=False)
+        self._event(fresh, "restart")
 
     def update(self, rec: ContainerRecord, changes: dict[str, Any]) -> None:
         """`update`: new limits (memory, memory_swap, memory_reservation, cpus, cpu_shares,
@@ -1163,12 +1180,15 @@ class Runtime:
         if _alive(st.pid, st.pid_start):  # not between two runs of a restart policy
             with suppress(ProcessLookupError):
                 os.kill(st.pid, sig)
+            self._event(rec, "kill", signal=str(int(sig)))
         if st.paused:  # a frozen process acts on its signal once thawed (as Docker)
             self.unpause(rec)
         if not self._wait_gone(rec, timeout) and _alive(st.pid, st.pid_start):
             with suppress(ProcessLookupError):
                 os.kill(st.pid, signal.SIGKILL)
+            self._event(rec, "kill", signal=str(int(signal.SIGKILL)))
             self._wait_gone(rec, 10)
+        self._event(rec, "stop")
 
     def _wait_gone(self, rec: ContainerRecord, timeout: float) -> bool:
         """True once the container has stopped (or was removed: `run --rm` does that)."""
@@ -1203,6 +1223,7 @@ class Runtime:
             if _alive(rec.state.pid, rec.state.pid_start):
                 with suppress(ProcessLookupError):
                     os.kill(rec.state.pid, signal.SIGKILL)
+                self._event(rec, "kill", signal=str(int(signal.SIGKILL)))
             self._wait_gone(rec, 10)
         with suppress(NotFound, StoreError):
             self._unplug(self.containers.get(rec.id))  # an address a crash left recorded
@@ -1217,6 +1238,7 @@ class Runtime:
             if volumes:
                 self._drop_volumes([m["Name"] for m in mounts_of(rec.host)
                                     if m["Type"] == "volume" and m.get("Anonymous")])
+        self._event(rec, "destroy")
         self.store.discard(dead)
 
     def rename(self, rec: ContainerRecord, new: str) -> None:
@@ -1227,8 +1249,9 @@ class Runtime:
                 raise Conflict(f'Conflict. The container name "/{new}" is already in use by '
                                f'container "{names[new]}". You have to remove (or rename) that '
                                "container to be able to reuse that name.")
-            rec.name = new
+            old, rec.name = rec.name, new
             self.containers.save_config(rec)
+        self._event(rec, "rename", oldName=f"/{old}")
 
 
 def _spawn_failure(e: BaseException) -> OSError | None:
