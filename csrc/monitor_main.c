@@ -611,6 +611,15 @@ int main(int argc, char **argv)
     }
     if (detach(&err) < 0)
         goto fail;
+    if (q.mon.stdin_path != NULL && !q.spec.console) {
+        /* fd 0, which the container inherits (its stdin_fd is -1), across restarts too */
+        int in = open(q.mon.stdin_path, O_RDWR | O_CLOEXEC);
+        if (in < 0 || dup2(in, 0) < 0) {
+            pmd_fail(&err, errno, "open stdin", "%s", q.mon.stdin_path);
+            goto fail;
+        }
+        close(in);
+    }
     out.fd = open(q.mon.log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
     if (out.fd < 0) {
         pmd_fail(&err, errno, "open log", "%s", q.mon.log_path);

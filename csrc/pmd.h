@@ -441,6 +441,10 @@ struct pmd_monitor_spec {
      * log_max_file files in all (jsonlog.c); 0: never rotate. */
     long long log_max_size;
     int log_max_file;
+    /* NULL, or a fifo the container's stdin comes from (run -d -i): the monitor opens it
+     * read-write, so the container never reads EOF while nobody writes (Docker keeps the
+     * stdin of -i open), and `attach` writes into it. Not with spec->console. */
+    const char *stdin_path;
 };
 
 #define PMD_RESTART_NO 0

@@ -542,6 +542,22 @@ class Engine:
         return self.runtime.exec(rec, argv, list(env or []), user, workdir, tty, stdio,
                                  on_started=on_started)
 
+    def open_stdin(self, rec: ContainerRecord) -> int | None:
+        """A descriptor (blocking, close-on-exec; the caller closes it) that writes to the
+        stdin of a running container started detached with -i and no tty (the monitor keeps
+        it open: see pmd_monitor_spec.stdin_path); None for any other container, whose stdin
+        nobody can join (a tty's console is its monitor's, an attached run's its caller's)."""
+        if not rec.open_stdin or rec.tty or rec.state.status != "running":
+            return None
+        path = os.path.join(self.store.containers.path(rec.id), "stdin")
+        try:
+            # O_NONBLOCK: ENXIO rather than a wait when no monitor holds the fifo open
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return None
+        os.set_blocking(fd, True)
+        return fd
+
     def container(self, ref: str, corrupt_ok: bool = False) -> ContainerRecord:
         """The container a name or (short) id stands for, its state reconciled with the
         kernel's. With corrupt_ok, a container whose record cannot be read comes as a stub

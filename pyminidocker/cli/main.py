@@ -228,6 +228,15 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sp.add_argument("-t", "--timestamps", action="store_true", help="Show timestamps")
     sp.add_argument("container", metavar="CONTAINER")
 
+    sp = add("attach", "attach.cmd_attach", "Attach local standard input, output, and error "
+             "streams to a running container")
+    sp.add_argument("--detach-keys", help="Override the key sequence for detaching a container "
+                    "(default ctrl-p,ctrl-q)")
+    sp.add_argument("--no-stdin", action="store_true", help="Do not attach STDIN")
+    sp.add_argument("--sig-proxy", action="store_true", default=True,
+                    help="Proxy all received signals to the process")
+    sp.add_argument("container", metavar="CONTAINER")
+
     sp = add("events", "events.cmd_events", "Get real time events from the engine")
     sp.add_argument("-f", "--filter", action="append", default=[],
                     help="Filter output based on conditions provided: container, event, image, "
@@ -317,10 +326,10 @@ _MANAGEMENT = {
     "container": {"ls": ["ps"], "list": ["ps"], "ps": ["ps"],
                   "inspect": ["inspect", "--type", "container"],
                   **{v: [v] for v in ("create", "run", "start", "stop", "kill", "rm", "exec",
-                                      "logs", "port", "rename", "wait")}},
+                                      "logs", "port", "rename", "wait", "attach")}},
     "image": {"ls": ["images"], "list": ["images"], "inspect": ["inspect", "--type", "image"],
               "rm": ["rmi"], "remove": ["rmi"], "pull": ["pull"], "tag": ["tag"]},
-    "system": {"info": ["info"]},
+    "system": {"info": ["info"], "events": ["events"]},
 }
 
 

@@ -217,6 +217,16 @@ def parse_detach_keys(keys: str) -> str:
     return keys
 
 
+def detach_key_bytes(keys: str) -> bytes:
+    """The bytes a terminal sends for Docker's detach keys ("ctrl-p,ctrl-q" -> b"\\x10\\x11":
+    ctrl-X is X's code & 0x1f). Raises UsageError."""
+    out = bytearray()
+    for key in parse_detach_keys(keys).split(","):
+        k = key.strip()
+        out.append(ord(k[5].upper()) & 0x1F if k.lower().startswith("ctrl-") else ord(k))
+    return bytes(out)
+
+
 _UNITS_NS = {"ns": 1, "us": 1000, "µs": 1000, "ms": 1_000_000, "s": 1_000_000_000,
              "m": 60_000_000_000, "h": 3_600_000_000_000}
 

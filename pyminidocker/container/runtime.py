@@ -967,6 +967,12 @@ class Runtime:
                 (hc.get("Timeout") or 30_000_000_000) // 1_000_000,
                 (hc.get("StartPeriod") or 0) // 1_000_000, hc.get("Retries") or 3)
         log = _log_of(rec.host)
+        stdin = None
+        if rec.open_stdin and not rec.tty:  # run -d -i: a stdin that `attach` writes into
+            stdin = os.path.join(d, "stdin")
+            with suppress(FileNotFoundError):
+                os.unlink(stdin)  # a previous run's: what was written there is not this one's
+            os.mkfifo(stdin, 0o600)
         with self.trace.phase("monitor+clone+setup+exec"):
             return _native.monitor_start(
                 sp, os.devnull if log["driver"] == "none" else
@@ -976,7 +982,7 @@ class Runtime:
                 exit_argv=exit_argv,
                 exit_env=[f"{k}={v}" for k, v in os.environ.items()] if exit_argv else None,
                 restart=restart, health=health, log_max_size=log.get("max_size", 0),
-                log_max_file=log.get("max_file", 1))
+                log_max_file=log.get("max_file", 1), stdin_path=stdin)
 
     # ---- exec ---------------------------------------------------------------------------
 

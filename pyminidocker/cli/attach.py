@@ -1,0 +1,127 @@
+"""`attach`: join a running container's output (from its log, as the monitor writes it) and,
+for one started with `run -d -i` (no tty), its stdin (the fifo its monitor keeps open), until
+it exits (then exit with its code) or the detach keys (ctrl-p,ctrl-q) are typed.
+
+A tty container's input belongs to its monitor's console, which nothing else can join yet:
+attaching to one shows its output only.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+from pyminidocker.errors import Conflict
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from pyminidocker.cli.args import Namespace
+    from pyminidocker.cli.main import Env
+    from pyminidocker.engine import ContainerRecord, Engine
+
+DEFAULT_KEYS = "ctrl-p,ctrl-q"
+# what --sig-proxy forwards: the signals a user sends to stop or poke a process (a window
+# size change is no news to a container without a tty)
+PROXIED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+           signal.SIGUSR2)
+
+
+class EscapeScanner:
+    """Finds the detach keys in the input: bytes that might begin them are held back until
+    it is known whether they do (then nothing of them is passed on) or not (then they are)."""
+
+    def __init__(self, keys: bytes):
+        self.keys = keys
+        self.held = b""
+
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        """(what to pass on, whether the keys were typed)."""
+        out = bytearray()
+        for b in data:
+            self.held += bytes([b])
+            if self.keys.startswith(self.held):
+                if self.held == self.keys:
+                    return bytes(out), True
+                continue
+            out += self.held
+            self.held = b""
+        return bytes(out), False
+
+
+def cmd_attach(args: Namespace, env: Env) -> int:
+    from pyminidocker.cli.runflags import detach_key_bytes
+
+    eng: Engine = args.engine
+    rec = eng.container(args.container)
+    keys = detach_key_bytes(args.detach_keys or rec.host.get("detach_keys") or DEFAULT_KEYS)
+    if rec.state.status != "running":
+        raise Conflict("You cannot attach to a stopped container, start it first")
+    if rec.state.paused:
+        raise Conflict("You cannot attach to a paused container, unpause it first")
+    stdin = None if args.no_stdin else eng.open_stdin(rec)
+    done = threading.Event()
+    detached = threading.Event()
+    failed: list[BaseException] = []
+
+    def output() -> None:
+        try:
+            for r in eng.logs(rec, tail=0, follow=True):
+                out = env.stderr if r.get("stream") == "stderr" else env.stdout
+                out.write(r["log"])
+                out.flush()
+        except BaseException as e:  # reported by the main thread
+            failed.append(e)
+        finally:
+            done.set()
+
+    def input_(fd: int) -> None:
+        scanner = EscapeScanner(keys)
+        try:
+            while not done.is_set():
+                data = os.read(env.stdin.fileno(), 65536)
+                if not data:
+                    return  # our EOF: the container's stdin stays open, as Docker's -d -i
+                passed, escaped = scanner.feed(data)
+                if passed:
+                    os.write(fd, passed)
+                if escaped:
+                    detached.set()
+                    done.set()
+                    return
+        except OSError:
+            return
+        finally:
+            os.close(fd)
+
+    threading.Thread(target=output, daemon=True).start()
+    if stdin is not None:
+        threading.Thread(target=input_, args=(stdin,), daemon=True).start()
+    restore = _proxy_signals(eng, rec) if args.sig_proxy else {}
+    try:
+        while not done.wait(0.1):
+            pass
+    finally:
+        for sig, handler in restore.items():
+            signal.signal(sig, handler)
+    if detached.is_set():
+        env.stderr.write("read escape sequence\n")
+        return 0
+    if failed:
+        raise failed[0]
+    return eng.wait(rec)
+
+
+def _proxy_signals(eng: Engine, rec: ContainerRecord) -> dict[int, Any]:
+    """Pass the signals we get to the container (Docker's --sig-proxy); the handlers they
+    replace."""
+    from pyminidocker.errors import PmdError
+
+    def forward(sig: int, _frame: object) -> None:
+        try:
+            eng.kill(rec, sig)
+        except PmdError:
+            pass  # it has exited meanwhile: its exit ends the attach
+
+    return {sig: signal.signal(sig, forward) for sig in PROXIED}
