@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from pyminidocker.config import Config
+    from pyminidocker.container.attach import StdinWriter
     from pyminidocker.container.runtime import CreateOptions, Runtime
     from pyminidocker.image.pull import Progress, PullResult
     from pyminidocker.network.bridge import parse_publish
@@ -97,6 +98,14 @@ def parse_env_file(path: str) -> list[str]:
     from pyminidocker.container.spec import parse_env_file as parse
 
     return parse(path)
+
+
+def parse_detach_keys(keys: str) -> bytes:
+    """Docker's detach keys ("ctrl-p,ctrl-q") as the bytes a terminal sends. Raises
+    UsageError."""
+    from pyminidocker.container.attach import parse_detach_keys as parse
+
+    return parse(keys)
 
 
 def parse_signal(name: str) -> int:
@@ -542,21 +551,22 @@ class Engine:
         return self.runtime.exec(rec, argv, list(env or []), user, workdir, tty, stdio,
                                  on_started=on_started)
 
-    def open_stdin(self, rec: ContainerRecord) -> int | None:
-        """A descriptor (blocking, close-on-exec; the caller closes it) that writes to the
-        stdin of a running container started detached with -i and no tty (the monitor keeps
-        it open: see pmd_monitor_spec.stdin_path); None for any other container, whose stdin
-        nobody can join (a tty's console is its monitor's, an attached run's its caller's)."""
+    def open_stdin(self, rec: ContainerRecord, detach_keys: str | None = None
+                   ) -> StdinWriter | None:
+        """A writer (its write() says when the detach keys were typed; the caller closes it)
+        to the stdin of a running container started detached with -i and no tty (its monitor
+        keeps it open: container/attach.py); None for any other container, whose stdin
+        nobody can join (a tty's console is its monitor's, an attached run's its caller's).
+        detach_keys: Docker's form (default the container's --detach-keys, else
+        ctrl-p,ctrl-q). Raises UsageError for bad keys."""
+        from pyminidocker.container import attach
+
+        keys = attach.parse_detach_keys(detach_keys or rec.host.get("detach_keys")
+                                        or attach.DEFAULT_DETACH_KEYS)
         if not rec.open_stdin or rec.tty or rec.state.status != "running":
             return None
-        path = os.path.join(self.store.containers.path(rec.id), "stdin")
-        try:
-            # O_NONBLOCK: ENXIO rather than a wait when no monitor holds the fifo open
-            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError:
-            return None
-        os.set_blocking(fd, True)
-        return fd
+        return attach.open_stdin(os.path.join(self.store.containers.path(rec.id), "stdin"),
+                                 keys)
 
     def container(self, ref: str, corrupt_ok: bool = False) -> ContainerRecord:
         """The container a name or (short) id stands for, its state reconciled with the

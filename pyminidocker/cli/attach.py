@@ -11,6 +11,7 @@ import os
 import signal
 import threading
 
+from pyminidocker.engine import parse_detach_keys
 from pyminidocker.errors import Conflict
 
 TYPE_CHECKING = False
@@ -19,48 +20,25 @@ if TYPE_CHECKING:
 
     from pyminidocker.cli.args import Namespace
     from pyminidocker.cli.main import Env
+    from pyminidocker.container.attach import StdinWriter
     from pyminidocker.engine import ContainerRecord, Engine
 
-DEFAULT_KEYS = "ctrl-p,ctrl-q"
 # what --sig-proxy forwards: the signals a user sends to stop or poke a process (a window
 # size change is no news to a container without a tty)
 PROXIED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
            signal.SIGUSR2)
 
 
-class EscapeScanner:
-    """Finds the detach keys in the input: bytes that might begin them are held back until
-    it is known whether they do (then nothing of them is passed on) or not (then they are)."""
-
-    def __init__(self, keys: bytes):
-        self.keys = keys
-        self.held = b""
-
-    def feed(self, data: bytes) -> tuple[bytes, bool]:
-        """(what to pass on, whether the keys were typed)."""
-        out = bytearray()
-        for b in data:
-            self.held += bytes([b])
-            if self.keys.startswith(self.held):
-                if self.held == self.keys:
-                    return bytes(out), True
-                continue
-            out += self.held
-            self.held = b""
-        return bytes(out), False
-
-
 def cmd_attach(args: Namespace, env: Env) -> int:
-    from pyminidocker.cli.runflags import detach_key_bytes
-
     eng: Engine = args.engine
     rec = eng.container(args.container)
-    keys = detach_key_bytes(args.detach_keys or rec.host.get("detach_keys") or DEFAULT_KEYS)
+    if args.detach_keys:
+        parse_detach_keys(args.detach_keys)  # a bad value is an error whatever the container
     if rec.state.status != "running":
         raise Conflict("You cannot attach to a stopped container, start it first")
     if rec.state.paused:
         raise Conflict("You cannot attach to a paused container, unpause it first")
-    stdin = None if args.no_stdin else eng.open_stdin(rec)
+    stdin = None if args.no_stdin else eng.open_stdin(rec, args.detach_keys)
     done = threading.Event()
     detached = threading.Event()
     failed: list[BaseException] = []
@@ -76,24 +54,20 @@ def cmd_attach(args: Namespace, env: Env) -> int:
         finally:
             done.set()
 
-    def input_(fd: int) -> None:
-        scanner = EscapeScanner(keys)
+    def input_(writer: StdinWriter) -> None:
         try:
             while not done.is_set():
                 data = os.read(env.stdin.fileno(), 65536)
                 if not data:
                     return  # our EOF: the container's stdin stays open, as Docker's -d -i
-                passed, escaped = scanner.feed(data)
-                if passed:
-                    os.write(fd, passed)
-                if escaped:
+                if writer.write(data):
                     detached.set()
                     done.set()
                     return
         except OSError:
             return
         finally:
-            os.close(fd)
+            writer.close()
 
     threading.Thread(target=output, daemon=True).start()
     if stdin is not None:

@@ -208,23 +208,11 @@ def parse_device(spec: str) -> dict[str, str]:
 
 
 def parse_detach_keys(keys: str) -> str:
-    for key in keys.split(","):
-        k = key.strip().lower()
-        ok = len(k) == 1 or (k.startswith("ctrl-") and len(k) == 6 and
-                             (k[5].isalpha() or k[5] in "@[\\]^_"))
-        if not ok:
-            raise UsageError(f"Invalid detach keys ({keys}) provided")
+    """keys, checked (see engine.parse_detach_keys). Raises UsageError."""
+    from pyminidocker.engine import parse_detach_keys as check
+
+    check(keys)
     return keys
-
-
-def detach_key_bytes(keys: str) -> bytes:
-    """The bytes a terminal sends for Docker's detach keys ("ctrl-p,ctrl-q" -> b"\\x10\\x11":
-    ctrl-X is X's code & 0x1f). Raises UsageError."""
-    out = bytearray()
-    for key in parse_detach_keys(keys).split(","):
-        k = key.strip()
-        out.append(ord(k[5].upper()) & 0x1F if k.lower().startswith("ctrl-") else ord(k))
-    return bytes(out)
 
 
 _UNITS_NS = {"ns": 1, "us": 1000, "µs": 1000, "ms": 1_000_000, "s": 1_000_000_000,

@@ -404,6 +404,30 @@ def test_events_replay_the_shared_log_between_since_and_until(api, cli):
 
 
 @pytest.mark.parametrize("cli", CLIS)
+def test_docker_attach_to_a_detached_interactive_container(api, cli):
+    """`docker attach` to a container run with -d -i: what it reads on its stdin comes from
+    the client, its output and exit code are attach's; --no-stdin leaves its stdin alone."""
+    name = f"attached{uuid.uuid4().hex[:6]}"
+    api.docker("run", "-d", "-i", "--name", name, "bb", "sh", "-c",
+               "read a; echo got:$a; read b; echo err:$b >&2; exit 6", cli=cli)
+    try:
+        res = subprocess.run([cli, "attach", name], input="one\ntwo\n", capture_output=True,
+                             text=True, env=api.env(), timeout=60, check=False)
+        assert (res.returncode, res.stdout, res.stderr) == (6, "got:one\n", "err:two\n")
+    finally:
+        api.docker("rm", "-f", name, cli=cli, check=False)
+    api.docker("run", "-d", "-i", "--name", name, "bb", "sh", "-c",
+               "sleep 1; echo out; exit 2", cli=cli)
+    try:
+        res = subprocess.run([cli, "attach", "--no-stdin", name], input="ignored\n",
+                             capture_output=True, text=True, env=api.env(), timeout=60,
+                             check=False)
+        assert (res.returncode, res.stdout) == (2, "out\n"), res.stderr
+    finally:
+        api.docker("rm", "-f", name, cli=cli, check=False)
+
+
+@pytest.mark.parametrize("cli", CLIS)
 def test_volumes_and_labels(api, cli):
     api.docker("volume", "create", "--label", "k=v", "apivol", cli=cli)
     try:
