@@ -721,16 +721,16 @@ class Engine:
     def open_stdin(self, rec: ContainerRecord, detach_keys: str | None = None
                    ) -> StdinWriter | None:
         """A writer (its write() says when the detach keys were typed; the caller closes it)
-        to the stdin of a running container started detached with -i and no tty (its monitor
-        keeps it open: container/attach.py); None for any other container, whose stdin
-        nobody can join (a tty's console is its monitor's, an attached run's its caller's).
+        to the stdin of a running container started detached with -i (its monitor keeps it
+        open, and passes it to a tty's console: container/attach.py); None for any other
+        container, whose stdin nobody can join (an attached run's is its caller's).
         detach_keys: Docker's form (default the container's --detach-keys, else
         ctrl-p,ctrl-q). Raises UsageError for bad keys."""
         from pyminidocker.container import attach
 
         keys = attach.parse_detach_keys(detach_keys or rec.host.get("detach_keys")
                                         or attach.DEFAULT_DETACH_KEYS)
-        if not rec.open_stdin or rec.tty or rec.state.status != "running":
+        if not rec.open_stdin or rec.state.status != "running":
             return None
         return attach.open_stdin(os.path.join(self.store.containers.path(rec.id), "stdin"),
                                  keys)

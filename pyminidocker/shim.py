@@ -572,11 +572,11 @@ def monitor_start(spec: SpawnSpec, log_path: str | os.PathLike[str],
     environment exit_env, "K=V" strings) if given; with restart, it first restarts the container
     as the policy says (RestartPolicy); with health, it runs the healthcheck while the container
     runs (HealthCheck); with log_max_size, it rotates log_path past that many bytes, keeping
-    log_max_file files (Docker's json-file max-size/max-file); with stdin_path (a fifo, not
-    with spec.console), the container's stdin comes from it and never ends (run -d -i: what
-    `attach` writes there). spec's stdio must be -1 (the monitor provides pipes, or with
-    spec.console the container's own pty). With spec.hold it returns once the
-    container exists: call release() (or abort()) on the result.
+    log_max_file files (Docker's json-file max-size/max-file); with stdin_path (a fifo), the
+    container's stdin comes from it and never ends (run -d -i: what `attach` writes there;
+    with spec.console, the monitor passes it to the console). spec's stdio must be -1 (the
+    monitor provides pipes, or with spec.console the container's own pty). With spec.hold it
+    returns once the container exists: call release() (or abort()) on the result.
 
     Raises OSError as spawn() does (FileNotFoundError with op "exec" for a command not found,
     ...), or for the monitor itself (ENOENT, op "spawn monitor", if it was not built). On error

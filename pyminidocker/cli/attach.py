@@ -1,9 +1,7 @@
 """`attach`: join a running container's output (from its log, as the monitor writes it) and,
-for one started with `run -d -i` (no tty), its stdin (the fifo its monitor keeps open), until
-it exits (then exit with its code) or the detach keys (ctrl-p,ctrl-q) are typed.
-
-A tty container's input belongs to its monitor's console, which nothing else can join yet:
-attaching to one shows its output only.
+for one started with `run -d -i`, its stdin (the fifo its monitor keeps open; with -t the
+monitor passes it to the console, and our terminal is put in raw mode meanwhile), until it
+exits (then exit with its code) or the detach keys (ctrl-p,ctrl-q) are typed.
 """
 from __future__ import annotations
 
@@ -72,19 +70,37 @@ def cmd_attach(args: Namespace, env: Env) -> int:
     threading.Thread(target=output, daemon=True).start()
     if stdin is not None:
         threading.Thread(target=input_, args=(stdin,), daemon=True).start()
-    restore = _proxy_signals(eng, rec) if args.sig_proxy else {}
+    # as Docker: with a tty, ^C and the like reach the container through its console
+    restore = _proxy_signals(eng, rec) if args.sig_proxy and not rec.tty else {}
+    raw = _raw_terminal(env) if stdin is not None and rec.tty else None
     try:
         while not done.wait(0.1):
             pass
     finally:
         for sig, handler in restore.items():
             signal.signal(sig, handler)
+        if raw is not None:
+            raw()
     if detached.is_set():
         env.stderr.write("read escape sequence\n")
         return 0
     if failed:
         raise failed[0]
     return eng.wait(rec)
+
+
+def _raw_terminal(env: Env) -> Any:
+    """Our stdin in raw mode, if it is a terminal (keys go to the container's console as
+    typed, the detach keys among them); returns what restores it, or None."""
+    import termios
+    import tty
+
+    fd = env.stdin.fileno()
+    if not os.isatty(fd):
+        return None
+    saved = termios.tcgetattr(fd)
+    tty.setraw(fd)
+    return lambda: termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
 def _proxy_signals(eng: Engine, rec: ContainerRecord) -> dict[int, Any]:

@@ -1,6 +1,7 @@
 """Joining a detached container's stdin (run -d -i): its monitor keeps a fifo open as the
-container's fd 0 (pmd_monitor_spec.stdin_path), and a client's input goes there up to
-Docker's detach keys, which end the client's attach and leave the container running."""
+container's fd 0, or passes what comes into it to the container's console with -t
+(pmd_monitor_spec.stdin_path), and a client's input goes there up to Docker's detach keys,
+which end the client's attach and leave the container running."""
 from __future__ import annotations
 
 import os

@@ -488,7 +488,7 @@ class Runtime:
         <id>-json.log and, when it exits, unmounts the rootfs, removes the cgroup and writes
         the exit record that refresh() reads. Raises OSError as spawn does."""
         options = conv.monitor_options(self.store.root, rec, d)
-        if rec.open_stdin and not rec.tty:  # run -d -i: a stdin that `attach` writes into
+        if rec.open_stdin:  # run -d -i: a stdin that `attach` writes into
             options["stdin_path"] = stdin = os.path.join(d, "stdin")
             with suppress(FileNotFoundError):
                 os.unlink(stdin)  # a previous run's: what was written there is not this one's

@@ -135,3 +135,37 @@ def test_stdin_fifo_goes_with_the_container(ctr):
     ctr("rm", "-f", cid)
     assert not fifo.exists()
     assert os.path.isdir(ctr.root / "containers")
+
+
+def read_until(p: subprocess.Popen, want: bytes, timeout: float = 20) -> bytes:
+    import select
+
+    assert p.stdout is not None
+    out = b""
+    deadline = time.monotonic() + timeout
+    while want not in out and time.monotonic() < deadline:
+        r, _, _ = select.select([p.stdout], [], [], 0.2)
+        if r:
+            chunk = os.read(p.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            out += chunk
+    return out
+
+
+def test_a_tty_containers_console_takes_what_attach_types(ctr, cleanup):
+    """run -dit: the monitor passes what attach writes to the container's console, whose
+    output (echo included, as a terminal's) comes back through the log."""
+    cleanup.append("at8")
+    ctr("run", "-dit", "--name", "at8", "bb", "sh")
+    p = attach(ctr, "at8")
+    settle()
+    assert p.stdin is not None
+    p.stdin.write(b"echo hi-$((6*7))\n")
+    p.stdin.flush()
+    assert b"hi-42" in read_until(p, b"hi-42")
+    p.stdin.write(b"exit 3\n")
+    p.stdin.flush()
+    p.communicate(timeout=30)
+    assert p.returncode == 3
+    assert status(ctr, "at8") == "exited"
