@@ -492,7 +492,7 @@ class Engine:
         given as a name keeps it in the archive; an id gives the image without names (as
         Docker). Raises NotFound, StoreError."""
         from pyminidocker.image.archive import save
-        from pyminidocker.reference import parse_reference
+        from pyminidocker.reference import familiar, parse_reference
 
         wanted: dict[str, tuple[ImageRecord, list[str]]] = {}
         for name in names:
@@ -504,14 +504,22 @@ class Engine:
                 if full in rec.names and full not in entry[1]:
                     entry[1].append(full)
         save(self.store, list(wanted.values()), sink)
+        for rec, kept in wanted.values():
+            self._event("image", "save", f"sha256:{rec.id}",
+                        name=familiar(kept[0]) if kept else f"sha256:{rec.id}")
 
     def load(self, fd: int) -> list[tuple[str, list[str]]]:
         """Load the image tar read from fd (docker-archive or OCI layout, compressed or not);
         returns (image id, names) of each image. All or nothing. Raises LayerError (a bad or
         hostile archive), VerificationError, UnsupportedMedia, StoreError."""
         from pyminidocker.image.archive import load
+        from pyminidocker.reference import familiar
 
-        return load(self.store, fd).images
+        images = load(self.store, fd).images
+        for image_id, names in images:
+            self._event("image", "load", f"sha256:{image_id.removeprefix('sha256:')}",
+                        name=familiar(names[0]) if names else image_id)
+        return images
 
     def import_image(self, fd: int, ref: str | None = None, message: str = "",
                      changes: list[str] | None = None) -> str:
@@ -537,6 +545,9 @@ class Engine:
         lowers = [os.path.join(self.store.containers.path(rec.id), "upper"),
                   *self._image_layers(rec.image)]
         export_layers(self.store, lowers, sink)
+        from pyminidocker.store.events import container_attrs
+
+        self._event("container", "export", rec.id, **container_attrs(rec))
 
     def commit(self, rec: ContainerRecord, ref: str | None = None, message: str = "",
                author: str = "", changes: list[str] | None = None,

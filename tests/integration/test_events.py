@@ -162,3 +162,21 @@ def test_bad_input_is_one_line_and_exit_125(ctr):
         res = ctr("events", "--until", "0s", *args, check=False)
         assert res.returncode != 0 and message in res.stderr, (args, res.stderr)
         assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+
+
+def test_save_load_and_export_events(ctr, tmp_path):
+    t0 = time.time()
+    archive = tmp_path / "bb.tar"
+    ctr("save", "-o", str(archive), "bb")
+    ctr("load", "-i", str(archive))
+    cid = ctr("create", "--name", "ev7", "bb", "true").stdout.strip()
+    ctr("export", "-o", str(tmp_path / "fs.tar"), "ev7")
+    ctr("rm", "ev7")
+    until = str(time.time() + 0.01)
+    images = events(ctr, "--since", str(t0), "--until", until, "--filter", "type=image")
+    assert [(e["Action"], e["Actor"]["Attributes"]["name"]) for e in images] == [
+        ("save", "bb:latest"), ("load", "bb:latest")]
+    loaded = ctr("images", "-q", "--no-trunc", "bb").stdout.strip()
+    assert images[1]["Actor"]["ID"] == loaded
+    acts = events(ctr, "--since", str(t0), "--until", until, "--filter", "event=export")
+    assert [(e["Type"], e["Actor"]["ID"]) for e in acts] == [("container", cid)]
