@@ -276,7 +276,7 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
                     "(default ctrl-p,ctrl-q)")
     sp.add_argument("--no-stdin", action="store_true", help="Do not attach STDIN")
     sp.add_argument("--sig-proxy", action="store_true", default=True,
-                    help="Proxy all received signals to the process")
+                    help="Proxy all received signals to the process (default true)")
     sp.add_argument("container", metavar="CONTAINER")
 
     sp = add("events", "events.cmd_events", "Get real time events from the engine")
