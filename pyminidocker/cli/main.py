@@ -282,7 +282,7 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sp = add("events", "events.cmd_events", "Get real time events from the engine")
     sp.add_argument("-f", "--filter", action="append", default=[],
                     help="Filter output based on conditions provided: container, event, image, "
-                    "label, network, type, volume")
+                    "label, network, scope, type, volume")
     sp.add_argument("--format", help="Format output using a Go template ('json': one JSON "
                     "object a line)")
     sp.add_argument("--since", help="Show all events created since timestamp")

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 LOG = "events.jsonl"
 MAX_BYTES = 4 << 20
 TYPES = ("container", "image", "network", "volume")
-EVENT_FILTERS = {"container", "event", "image", "label", "network", "type", "volume"}
+EVENT_FILTERS = {"container", "event", "image", "label", "network", "scope", "type", "volume"}
 
 
 def emit(root: str, type_: str, action: str, actor: str,
@@ -113,6 +113,8 @@ def matches(ev: Mapping[str, Any], filters: Mapping[str, list[str]]) -> bool:
         elif key == "image":
             ok = (kind == "image" and any(named(v) for v in values)) or \
                 (kind == "container" and _image_match(attrs.get("image", ""), values))
+        elif key == "scope":
+            ok = ev.get("scope", "local") in values
         elif key in ("network", "volume"):
             ok = kind == key and any(named(v) for v in values)
         else:

@@ -43,14 +43,14 @@ def test_since_replays_the_rotated_file_first_and_filters(tmp_path, monkeypatch)
 
 
 def test_filters_are_dockers():
-    ev = {"Type": "container", "Action": "exec_start: sh -c true",
+    ev = {"Type": "container", "Action": "exec_start: sh -c true", "scope": "local",
           "Actor": {"ID": "ab" * 32, "Attributes": {"image": "busybox", "name": "web",
                                                     "k": "v"}}}
     yes = [{"container": ["web"]}, {"container": ["abab"]}, {"image": ["busybox:latest"]},
            {"event": ["exec_start"]}, {"label": ["k"], "type": ["container"]},
-           {"label": ["k=v"]}, {"container": ["nope", "web"]}]
+           {"label": ["k=v"]}, {"container": ["nope", "web"]}, {"scope": ["local"]}]
     no = [{"container": ["db"]}, {"type": ["image"]}, {"label": ["k=w"]}, {"volume": ["web"]},
-          {"event": ["exec"]}, {"image": ["alpine"]}]
+          {"event": ["exec"]}, {"image": ["alpine"]}, {"scope": ["swarm"]}]
     assert all(E.matches(ev, f) for f in yes)
     assert not any(E.matches(ev, f) for f in no)
     net = {"Type": "network", "Action": "connect",
