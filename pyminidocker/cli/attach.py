@@ -10,7 +10,7 @@ import signal
 import threading
 
 from pyminidocker.engine import parse_detach_keys
-from pyminidocker.errors import Conflict
+from pyminidocker.errors import Conflict, PmdError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,6 +36,9 @@ def cmd_attach(args: Namespace, env: Env) -> int:
         raise Conflict("You cannot attach to a stopped container, start it first")
     if rec.state.paused:
         raise Conflict("You cannot attach to a paused container, unpause it first")
+    if rec.tty and rec.open_stdin and not args.no_stdin and not _is_terminal(env):
+        # as Docker: a console's input is keys typed, not a stream piped in
+        raise PmdError("the input device is not a TTY")
     stdin = None if args.no_stdin else eng.open_stdin(rec, args.detach_keys)
     done = threading.Event()
     detached = threading.Event()
@@ -89,15 +92,22 @@ def cmd_attach(args: Namespace, env: Env) -> int:
     return eng.wait(rec)
 
 
+def _is_terminal(env: Env) -> bool:
+    try:
+        return os.isatty(env.stdin.fileno())
+    except (OSError, ValueError, AttributeError):  # an in-process stream has no descriptor
+        return False
+
+
 def _raw_terminal(env: Env) -> Any:
     """Our stdin in raw mode, if it is a terminal (keys go to the container's console as
     typed, the detach keys among them); returns what restores it, or None."""
     import termios
     import tty
 
-    fd = env.stdin.fileno()
-    if not os.isatty(fd):
+    if not _is_terminal(env):
         return None
+    fd = env.stdin.fileno()
     saved = termios.tcgetattr(fd)
     tty.setraw(fd)
     return lambda: termios.tcsetattr(fd, termios.TCSADRAIN, saved)

@@ -137,35 +137,46 @@ def test_stdin_fifo_goes_with_the_container(ctr):
     assert os.path.isdir(ctr.root / "containers")
 
 
-def read_until(p: subprocess.Popen, want: bytes, timeout: float = 20) -> bytes:
-    import select
+def attach_on_pty(ctr, name: str, last: bytes) -> tuple[str, int]:
+    """`attach name` on a terminal: once it runs, type an echo, then `last` once the echo's
+    output is back; (what the terminal showed, attach's exit code)."""
+    import pty
 
-    assert p.stdout is not None
-    out = b""
-    deadline = time.monotonic() + timeout
-    while want not in out and time.monotonic() < deadline:
-        r, _, _ = select.select([p.stdout], [], [], 0.2)
-        if r:
-            chunk = os.read(p.stdout.fileno(), 4096)
-            if not chunk:
-                break
-            out += chunk
-    return out
+    from tests.integration.conftest import drain_pty
+
+    master, slave = pty.openpty()
+    typed: list[int] = []
+    started = time.monotonic()
+
+    def type_(out: bytes) -> None:
+        if not typed and time.monotonic() - started > 1.0:
+            os.write(master, b"echo hi-$((6*7))\r")
+            typed.append(1)
+        elif len(typed) == 1 and b"hi-42" in out:
+            os.write(master, last)
+            typed.append(2)
+
+    try:
+        p = subprocess.Popen(ctr.argv("attach", name), stdin=slave, stdout=slave, stderr=slave,
+                             env=ctr.env(), cwd=REPO_ROOT, start_new_session=True)
+        os.close(slave)
+        out = drain_pty(master, p, type_)
+    finally:
+        os.close(master)
+    return out, p.returncode
 
 
 def test_a_tty_containers_console_takes_what_attach_types(ctr, cleanup):
-    """run -dit: the monitor passes what attach writes to the container's console, whose
-    output (echo included, as a terminal's) comes back through the log."""
+    """run -dit: the monitor passes what attach reads from our terminal (raw) to the
+    container's console, whose output (the echo too, as a terminal's) comes back through
+    its log; ctrl-p ctrl-q detach; a pipe is no terminal (Docker's error)."""
     cleanup.append("at8")
     ctr("run", "-dit", "--name", "at8", "bb", "sh")
-    p = attach(ctr, "at8")
-    settle()
-    assert p.stdin is not None
-    p.stdin.write(b"echo hi-$((6*7))\n")
-    p.stdin.flush()
-    assert b"hi-42" in read_until(p, b"hi-42")
-    p.stdin.write(b"exit 3\n")
-    p.stdin.flush()
-    p.communicate(timeout=30)
-    assert p.returncode == 3
+    res = ctr("attach", "at8", check=False, input="exit 1\n")
+    assert (res.returncode, res.stderr) == (1, "Error: the input device is not a TTY\n")
+    out, code = attach_on_pty(ctr, "at8", b"\x10\x11")
+    assert "hi-42" in out and code == 0, out
+    assert status(ctr, "at8") == "running"
+    out, code = attach_on_pty(ctr, "at8", b"exit 3\r")
+    assert "hi-42" in out and code == 3, out
     assert status(ctr, "at8") == "exited"
