@@ -26,7 +26,7 @@ from pyminidocker.api.app import (
     json_body,
     labels_match,
 )
-from pyminidocker.errors import Conflict, NotFound, PmdError, suppress
+from pyminidocker.errors import Conflict, NotFound, PmdError, UsageError, suppress
 
 # Docker's container create body (API 1.43): every field a client may send, with its JSON
 # type; Any where the value's shape is checked where it is used. Unknown fields are refused.
@@ -639,9 +639,10 @@ async def logs(request: web.Request) -> web.StreamResponse:
 async def attach(request: web.Request) -> web.StreamResponse:
     """The container's output from now on (with logs=1, what it wrote before too), over a
     hijacked connection, until it has exited. With stdin, to a container not started yet
-    (`docker run -i`), the start makes an Interactive session of it; a running container's
-    stdin cannot be reached (the engine has no way into a detached container's stdin), so
-    what the client sends then is dropped."""
+    (`docker run -i`), the start makes an Interactive session of it; to a running container
+    started with -i and no tty (its monitor keeps its stdin), what the client sends goes to
+    its stdin up to the detach keys (detachKeys, default ctrl-p,ctrl-q), which end the
+    attach; to any other, what the client sends is dropped."""
     ref = request.match_info["id"]
     want_out = bool_param(request, "stdout")
     want_err = bool_param(request, "stderr")
@@ -658,25 +659,61 @@ async def attach(request: web.Request) -> web.StreamResponse:
         finally:
             del sessions[rec.id]
         return resp
+    stdin = None
+    if bool_param(request, "stdin"):
+        try:
+            stdin = await call(request, lambda eng: eng.open_stdin(
+                rec, request.query.get("detachKeys") or None))
+        except UsageError as e:
+            raise bad_request(str(e)) from None
     await resp.start()
     attached = request.app[ATTACHED]
     attached[rec.id] = attached.get(rec.id, 0) + 1
     try:
-        return await _attached_output(request, rec, resp, want_out, want_err, with_logs)
+        return await _attached_output(request, rec, resp, want_out, want_err, with_logs,
+                                      stdin)
     finally:
+        if stdin is not None:
+            stdin.close()
         attached[rec.id] -= 1
         if not attached[rec.id]:
             del attached[rec.id]
 
 
 async def _attached_output(request: web.Request, rec: Any, resp: streams.Hijacked,
-                           want_out: bool, want_err: bool, with_logs: bool
-                           ) -> web.StreamResponse:
+                           want_out: bool, want_err: bool, with_logs: bool,
+                           stdin: Any = None) -> web.StreamResponse:
+    output: asyncio.Future[Any] | None = None
+
     async def drain_input() -> None:
-        while await resp.input.stream.read(65536):
-            pass
+        """The client's input: to the container's stdin (a StdinWriter) or dropped; the
+        detach keys end the attach."""
+        while data := await resp.input.stream.read(65536):
+            if stdin is None:
+                continue
+            try:
+                detached = await call(request, lambda eng: stdin.write(data))
+            except OSError:
+                return  # the container is gone: its output's end closes the attach
+            if detached and output is not None:
+                output.cancel()
+                return
 
     reader = asyncio.ensure_future(drain_input())
+    output = asyncio.ensure_future(_send_output(request, rec, resp, want_out, want_err,
+                                                with_logs))
+    try:
+        await output
+    except asyncio.CancelledError:
+        if not output.cancelled():
+            raise
+    finally:
+        reader.cancel()
+    return resp
+
+
+async def _send_output(request: web.Request, rec: Any, resp: streams.Hijacked,
+                       want_out: bool, want_err: bool, with_logs: bool) -> None:
     try:
         skip = 0
         if not with_logs:  # what was logged before we came is not ours
@@ -693,9 +730,6 @@ async def _attached_output(request: web.Request, rec: Any, resp: streams.Hijacke
         # removed (--rm) as soon as it exited, its record caught half gone: what it wrote
         # was sent; the headers are long gone, so there is no error to answer anyway
         pass
-    finally:
-        reader.cancel()
-    return resp
 
 
 async def resize(request: web.Request) -> web.Response:

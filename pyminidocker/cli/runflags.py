@@ -208,12 +208,10 @@ def parse_device(spec: str) -> dict[str, str]:
 
 
 def parse_detach_keys(keys: str) -> str:
-    for key in keys.split(","):
-        k = key.strip().lower()
-        ok = len(k) == 1 or (k.startswith("ctrl-") and len(k) == 6 and
-                             (k[5].isalpha() or k[5] in "@[\\]^_"))
-        if not ok:
-            raise UsageError(f"Invalid detach keys ({keys}) provided")
+    """keys, checked (see engine.parse_detach_keys). Raises UsageError."""
+    from pyminidocker.engine import parse_detach_keys as check
+
+    check(keys)
     return keys
 
 

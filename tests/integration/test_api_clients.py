@@ -371,6 +371,63 @@ print(seen)
 
 
 @pytest.mark.parametrize("cli", CLIS)
+def test_events_replay_the_shared_log_between_since_and_until(api, cli):
+    """What our CLI did on the same store is in the log that `docker events --since --until`
+    and docker-py's events(since, until) replay, and the stream ends at until."""
+    t0 = time.time()
+    name = f"replay{uuid.uuid4().hex[:6]}"
+    api.pmd("create", "--name", name, "bb", "true")
+    api.pmd("rm", name)
+    api.docker("volume", "create", name, cli=cli)
+    api.docker("volume", "rm", name, cli=cli)
+    t1 = time.time() + 0.2
+    time.sleep(0.3)
+    out = api.docker("events", "--since", f"{t0:.3f}", "--until", f"{t1:.3f}", "--filter",
+                     f"container={name}", "--format", "{{.Type}} {{.Action}} "
+                     "{{.Actor.Attributes.name}}", cli=cli, timeout=20)
+    assert out.stdout.splitlines() == [f"container create {name}", f"container destroy {name}"]
+    out = api.docker("events", "--since", "1m", "--until", f"{t1:.3f}", "--filter",
+                     f"volume={name}", cli=cli, timeout=20)
+    assert [line.split(" ", 1)[1] for line in out.stdout.splitlines()] == [
+        f"volume create {name} (driver=local)", f"volume destroy {name} (driver=local)"]
+    script = ("import sys, docker; c = docker.DockerClient(base_url=sys.argv[1]); "
+              "print([(e['Type'], e['Action'], e['Actor']['ID']) for e in c.events("
+              "since=int(sys.argv[2]), until=int(sys.argv[3]) + 1, decode=True, "
+              "filters={'type': 'volume', 'volume': sys.argv[4]})])")
+    res = subprocess.run([sys.executable, "-c", script, f"unix://{api.sock}", str(int(t0)),
+                          str(int(t1)), name], capture_output=True, text=True, timeout=30,
+                         cwd="/", check=False)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == str([("volume", "create", name), ("volume", "destroy", name)])
+    bad = api.docker("events", "--filter", "nope=1", "--until", "0s", cli=cli, check=False)
+    assert bad.returncode != 0 and "invalid filter 'nope'" in bad.stderr
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_docker_attach_to_a_detached_interactive_container(api, cli):
+    """`docker attach` to a container run with -d -i: what it reads on its stdin comes from
+    the client, its output and exit code are attach's; --no-stdin leaves its stdin alone."""
+    name = f"attached{uuid.uuid4().hex[:6]}"
+    api.docker("run", "-d", "-i", "--name", name, "bb", "sh", "-c",
+               "read a; echo got:$a; read b; echo err:$b >&2; exit 6", cli=cli)
+    try:
+        res = subprocess.run([cli, "attach", name], input="one\ntwo\n", capture_output=True,
+                             text=True, env=api.env(), timeout=60, check=False)
+        assert (res.returncode, res.stdout, res.stderr) == (6, "got:one\n", "err:two\n")
+    finally:
+        api.docker("rm", "-f", name, cli=cli, check=False)
+    api.docker("run", "-d", "-i", "--name", name, "bb", "sh", "-c",
+               "sleep 1; echo out; exit 2", cli=cli)
+    try:
+        res = subprocess.run([cli, "attach", "--no-stdin", name], input="ignored\n",
+                             capture_output=True, text=True, env=api.env(), timeout=60,
+                             check=False)
+        assert (res.returncode, res.stdout) == (2, "out\n"), res.stderr
+    finally:
+        api.docker("rm", "-f", name, cli=cli, check=False)
+
+
+@pytest.mark.parametrize("cli", CLIS)
 def test_volumes_and_labels(api, cli):
     api.docker("volume", "create", "--label", "k=v", "apivol", cli=cli)
     try:
