@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ContainerRecord", "CreateOptions", "Engine", "ImageRecord", "Network", "Progress",
            "PullResult", "Reference", "Volume", "parse_cpus", "parse_env_file", "parse_memory",
-           "parse_publish", "parse_reference", "parse_signal", "registry_server", "split_name"]
+           "parse_publish", "parse_reference", "parse_restart", "parse_signal", "registry_server",
+           "split_name"]
 
 # The types a front end constructs or annotates with, importable from here without loading
 # their modules until first use (PEP 562): `images` need not load the container runtime.
@@ -100,6 +101,14 @@ def parse_signal(name: str) -> int:
     from pyminidocker.container.spec import parse_signal as parse
 
     return parse(name)
+
+
+def parse_restart(spec: str) -> dict[str, Any]:
+    """A restart policy, "no", "always", "unless-stopped", "on-failure[:N]", as the host
+    config keeps it ({"name", "max"}). Raises UsageError."""
+    from pyminidocker.container.spec import parse_restart as parse
+
+    return parse(spec)
 
 
 def registry_server(server: str | None) -> str:

@@ -294,10 +294,18 @@ def make_app(config: Any = None, activity: Any = None) -> web.Application:
     with_engine = _engine_available()
     served = system.add_routes(app, with_engine)
     if with_engine:
-        from pyminidocker.api import containers, events, execs, images, networks, volumes
+        from pyminidocker.api import (
+            containers,
+            events,
+            execs,
+            images,
+            networks,
+            verbs,
+            volumes,
+        )
 
         app[ENGINE] = {}
-        for module in (images, containers, networks, execs, events, volumes):
+        for module in (images, containers, verbs, networks, execs, events, volumes):
             served |= module.add_routes(app)
     endpoints.add_pending_routes(app, frozenset(served))
     return app

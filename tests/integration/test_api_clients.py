@@ -394,3 +394,74 @@ def test_volumes_and_labels(api, cli):
     finally:
         api.docker("volume", "rm", "-f", "apivol", cli=cli, check=False)
     assert "apivol" not in api.docker("volume", "ls", "-q", cli=cli).stdout
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_top_stats_update_pause_diff(api, cli):
+    name = f"verbs-{cli.split('/')[2]}"
+    api.docker("run", "-d", "--name", name, "bb", "sh", "-c",
+               "echo x > /tmp/made; rm /bin/true; exec sleep 600", cli=cli)
+    try:
+        top = api.docker("top", name, cli=cli).stdout.splitlines()
+        assert top[0].split()[:2] == ["UID", "PID"] and "sleep 600" in top[1]
+        top = api.docker("top", name, "-o", "pid,comm", cli=cli).stdout.split()
+        assert top[:2] == ["PID", "COMMAND"] and top[3] == "sleep"
+        api.docker("update", "--memory", "64m", "--memory-swap", "128m", "--pids-limit", "50",
+                   "--cpus", "0.5", "--restart", "on-failure:3", name, cli=cli)
+        got = api.docker("inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}} "
+                         "{{.HostConfig.NanoCpus}} {{.HostConfig.RestartPolicy.Name}}:"
+                         "{{.HostConfig.RestartPolicy.MaximumRetryCount}}", name, cli=cli)
+        assert got.stdout == f"{64 << 20} 50 500000000 on-failure:3\n"
+        row = api.docker("stats", "--no-stream", "--format",
+                         "{{.Name}}|{{.CPUPerc}}|{{.MemUsage}}|{{.PIDs}}", name, cli=cli)
+        got_name, cpu, mem, pids = row.stdout.strip().split("|")
+        assert (got_name, pids) == (name, "1")
+        assert cpu.endswith("%") and float(cpu[:-1]) < 50
+        used, limit = mem.split(" / ")
+        assert limit == "64MiB" and used != "0B"
+        api.docker("pause", name, cli=cli)
+        assert api.docker("inspect", "-f", "{{.State.Status}}", name,
+                          cli=cli).stdout == "paused\n"
+        res = api.docker("pause", name, cli=cli, check=False)
+        assert res.returncode == 1 and "already paused" in res.stderr
+        api.docker("unpause", name, cli=cli)
+        assert api.docker("inspect", "-f", "{{.State.Status}}", name,
+                          cli=cli).stdout == "running\n"
+        diff = api.docker("diff", name, cli=cli).stdout.splitlines()
+        assert "A /tmp/made" in diff and "D /bin/true" in diff and "C /bin" in diff
+        res = api.docker("update", "--memory", "1z", name, cli=cli, check=False)
+        assert res.returncode != 0
+    finally:
+        api.docker("rm", "-f", name, cli=cli)
+    res = api.docker("top", name, cli=cli, check=False)
+    assert res.returncode == 1 and "No such container" in res.stderr
+
+
+def test_stats_and_top_with_docker_py(api, sleeper):
+    """docker-py's own reading of the stats (one-shot and streamed) and of top."""
+    script = r'''
+import sys, docker
+c = docker.DockerClient(base_url=sys.argv[1])
+ctr = c.containers.get("sleeper")
+s = ctr.stats(stream=False)
+cpu = s["cpu_stats"]["cpu_usage"]["total_usage"] - s["precpu_stats"]["cpu_usage"]["total_usage"]
+system = s["cpu_stats"]["system_cpu_usage"] - s["precpu_stats"]["system_cpu_usage"]
+print(cpu >= 0, system > 0, s["cpu_stats"]["online_cpus"] >= 1)
+print(0 < s["memory_stats"]["usage"] <= s["memory_stats"]["limit"], s["pids_stats"]["current"])
+print(s["name"], s["networks"]["eth0"]["rx_bytes"] >= 0)
+stream = ctr.stats(decode=True)
+first, second = next(stream), next(stream)
+print(first["precpu_stats"]["cpu_usage"]["total_usage"],
+      second["precpu_stats"]["cpu_usage"]["total_usage"] ==
+      first["cpu_stats"]["cpu_usage"]["total_usage"])
+stream.close()
+print(ctr.top()["Processes"][0][-1])
+ctr.pause(); ctr.reload(); print(ctr.status); ctr.unpause(); ctr.reload(); print(ctr.status)
+print(ctr.diff())
+'''
+    res = subprocess.run([sys.executable, "-c", script, f"unix://{api.sock}"], check=False,
+                         capture_output=True, text=True, timeout=120, cwd="/")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [
+        "True True True", "True 1", "/sleeper True", "0 True", "sleep 600", "paused",
+        "running", "None"]

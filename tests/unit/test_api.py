@@ -167,7 +167,7 @@ def test_versions_errors_and_bodies(sock_path):
             out["nopath"] = await _request(sock_path, _req("GET", "/v1.43/nothing/here"))
             out["method"] = await _request(sock_path, _req("PUT", "/version"))
             out["boom"] = await _request(sock_path, _req("GET", "/test/boom"))
-            out["pending"] = await _request(sock_path, _req("GET", "/v1.43/containers/x/top"))
+            out["pending"] = await _request(sock_path, _req("GET", "/v1.43/images/search?term=x"))
             out["build"] = await _request(sock_path, _req("POST", "/v1.43/build"))
             return out
         finally:
@@ -199,7 +199,7 @@ def test_versions_errors_and_bodies(sock_path):
     assert error("nopath") == (404, "page not found")
     assert error("method") == (405, "method not allowed")
     assert error("boom") == (500, "internal error: RuntimeError: kaboom")
-    assert error("pending") == (501, "container top is not implemented by pyminidocker yet")
+    assert error("pending") == (501, "image search is not implemented by pyminidocker yet")
     assert error("build") == (501, "image build is not implemented by pyminidocker yet")
 
 
