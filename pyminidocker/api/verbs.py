@@ -103,9 +103,12 @@ async def update(request: web.Request) -> web.Response:
     body = await json_body(request)
     new = update_changes(body)
 
+    from pyminidocker.api.containers import AUTO_REMOVE
+
     def work(eng: Any) -> list[str]:
         rec = eng.container(ref)
-        if "restart" in new and new["restart"]["name"] != "no" and rec.host.auto_remove:
+        auto_remove = rec.host.auto_remove or rec.id in request.app[AUTO_REMOVE]
+        if "restart" in new and new["restart"]["name"] != "no" and auto_remove:
             raise Conflict("Restart policy cannot be updated because AutoRemove is enabled "
                            "for the container")
         eng.update(rec, new)

@@ -465,3 +465,82 @@ print(ctr.diff())
     assert res.stdout.splitlines() == [
         "True True True", "True 1", "/sleeper True", "0 True", "sleep 600", "paused",
         "running", "None"]
+
+
+COMPOSE_FILE = """\
+version: "2.4"
+services:
+  web:
+    image: bb
+    command: ["sh", "-c", "echo hello from web > /srv/index.html && exec httpd -f -p 80 -h /srv"]
+    ports: ["127.0.0.1:{port}:80"]
+    volumes: ["data:/srv"]
+    networks:
+      appnet:
+        aliases: [webalias]
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://localhost/"]
+      interval: 1s
+      timeout: 2s
+      retries: 3
+  client:
+    image: bb
+    command: ["sh", "-c", "echo client up; exec sleep 600"]
+    networks: [appnet]
+    depends_on:
+      web:
+        condition: service_healthy
+    volumes:
+      - type: volume
+        source: data
+        target: /from-web
+        read_only: true
+volumes:
+  data: {{}}
+networks:
+  appnet: {{}}
+"""
+
+
+def test_docker_compose(api, tmp_path):
+    """Debian's docker-compose 1.29 (docker-py underneath): two services on a user network,
+    one reaching the other by name and by alias, a published port, a named volume (a bind
+    and a long-syntax mount, HostConfig.Mounts), a healthcheck the other waits for."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "docker-compose.yml").write_text(COMPOSE_FILE.format(port=port))
+    env = api.env(COMPOSE_PROJECT_NAME="pmdc")
+
+    def compose(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        res = subprocess.run(["docker-compose", *args], cwd=tmp_path, env=env, check=False,
+                             capture_output=True, text=True, timeout=120)
+        if check:
+            assert res.returncode == 0, f"docker-compose {args}: {res.stdout}{res.stderr}"
+        return res
+
+    try:
+        compose("up", "-d")
+        ps = compose("ps").stdout
+        assert "pmdc_web_1" in ps and "(healthy)" in ps and f"127.0.0.1:{port}->80/tcp" in ps
+        assert "pmdc_client_1" in ps and "Up" in ps
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read()
+        assert page == b"hello from web\n"
+        for name in ("web", "webalias"):
+            got = compose("exec", "-T", "client", "wget", "-q", "-O", "-", f"http://{name}/")
+            assert got.stdout == "hello from web\n"
+        got = compose("exec", "-T", "client", "cat", "/from-web/index.html").stdout
+        assert got == "hello from web\n"
+        res = compose("exec", "-T", "client", "sh", "-c", "echo x > /from-web/f", check=False)
+        assert res.returncode != 0  # read_only
+        assert "client up" in compose("logs", "--no-color", "client").stdout
+        assert api.docker("volume", "ls", "-q").stdout.split().count("pmdc_data") == 1
+    finally:
+        compose("down", "-v")
+    assert api.docker("ps", "-aq", "--filter", "label=com.docker.compose.project=pmdc"
+                      ).stdout == ""
+    assert "pmdc_data" not in api.docker("volume", "ls", "-q").stdout
+    assert "pmdc_appnet" not in api.docker("network", "ls").stdout
