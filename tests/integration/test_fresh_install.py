@@ -126,6 +126,9 @@ def test_the_readme_commands_work_on_a_fresh_debian(suite):
         res = subprocess.run(["unshare", "--mount", "--pid", "--fork", "--propagation",
                               "private", "sh", "-c", script], env=env, capture_output=True,
                              text=True, timeout=2400, stdin=subprocess.DEVNULL, check=False)
+        if os.environ.get("PMD_FRESH_LOG"):  # the whole inner run, for a failure's cause
+            Path(f"{os.environ['PMD_FRESH_LOG']}.{suite}").write_text(
+                f"{res.stdout}\n--- stderr\n{res.stderr}")
         tail = f"{res.stdout[-4000:]}\n--- stderr\n{res.stderr[-3000:]}"
         assert res.returncode == 0, tail
         assert "demo complete" in res.stdout, tail

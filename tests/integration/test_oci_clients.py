@@ -274,7 +274,11 @@ def dockerd(tmp_path_factory):
             subprocess.run(["umount", "-l", m], check=False)
         shutil.rmtree(base, ignore_errors=True)
         remove_cgroup_parent("docker")
-        assert not mounts, f"dockerd left mounts: {mounts}"
+        # dockerd binds its data root over itself to make it shared where its parent mount is
+        # private (a root made with pivot_root, as in the fresh-install test) and may leave
+        # that bind behind: its own, not the runtime's
+        leaked = [m for m in mounts if m != f"{base}/data"]
+        assert not leaked, f"dockerd left mounts: {leaked}"
 
 
 def test_docker_run_with_runtime_pmd(dockerd):
