@@ -12,7 +12,7 @@ from aiohttp import web
 
 from pyminidocker.api import app as A
 from pyminidocker.api import server as S
-from pyminidocker.api import streams
+from pyminidocker.api import serving, streams
 from pyminidocker.errors import UsageError
 
 # ---- pure parts -------------------------------------------------------------------------
@@ -110,7 +110,7 @@ async def _serve(path: str, app: web.Application):
     sock.bind(path)
     sock.listen()
     sock.setblocking(False)
-    await S._Site(runner, sock).start()
+    await serving._Site(runner, sock).start()
     return runner
 
 
