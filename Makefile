@@ -14,7 +14,7 @@ APT_PACKAGES = python3 python3-venv python3-dev gcc libffi-dev pkg-config \
 	iproute2 iptables procps umoci libarchive-tools crun runc debootstrap tini man-db \
 	docker.io docker-compose python3-docker containerd podman
 PY_PACKAGES = cffi requests libarchive-c pyroute2 setuptools wheel pytest pyjwt cryptography matplotlib \
-	aiohttp docker
+	aiohttp docker grpcio
 LINT_PACKAGES = ruff mypy
 
 .PHONY: all build dev install uninstall install-docs uninstall-docs deps venv test unit integration lint bench demo clean

@@ -89,6 +89,13 @@ int pmd_layer_extract(int fd, const char *dest, int compression,
  * steps (rlimits to exec) run as for a new container.
  */
 
+struct pmd_hook {
+    const char *path;         /* absolute, in the container's filesystem */
+    const char *const *argv;  /* NULL-terminated; NULL = { path } */
+    const char *const *envp;  /* NULL-terminated or NULL (empty environment) */
+    int timeout;              /* seconds, 0 = none */
+};
+
 #define PMD_MOUNT_MKDIR 1     /* pmd_mount.flags: create the target (dir, or file for a file source) */
 
 struct pmd_mount {
@@ -115,7 +122,8 @@ struct pmd_bpf_insn {
 };
 
 struct pmd_spawn_spec {
-    int namespaces;           /* CLONE_NEW* mask: NEWNS NEWUTS NEWIPC NEWPID NEWNET NEWCGROUP */
+    int namespaces;           /* CLONE_NEW* mask: NEWNS NEWUTS NEWIPC NEWPID NEWNET NEWCGROUP
+                                 NEWUSER (see uid_map) */
     const char *rootfs;       /* directory to pivot_root into (needs CLONE_NEWNS); NULL = host fs */
     int readonly_root;        /* remount the root read-only after the mounts */
     const struct pmd_mount *mounts;    /* mounted in order, after rootfs is bound */
@@ -157,6 +165,22 @@ struct pmd_spawn_spec {
     int console;              /* allocate a pty in the container's /dev/pts (after pivot_root):
                                  its peer becomes stdio, controlling tty (new session) and
                                  /dev/console; the master comes back in pmd_proc.console_fd */
+    /* Run in order in the container, after the confinement, just before execve (the OCI
+       startContainer hooks): each as a child of the container's process, with its ids,
+       capabilities and namespaces, its path resolved in the container's root; stdin reads
+       hooks_stdin_fd from offset 0 (the caller writes the state there, e.g. into a memfd,
+       before the release), stdout and stderr are the container's. A hook that exits non-zero
+       fails the spawn with EIO, op "startContainer hook N: exit status S", path its path; one
+       that outlives its timeout is killed and fails it with ETIMEDOUT. */
+    const struct pmd_hook *hooks;
+    int n_hooks;
+    int hooks_stdin_fd;       /* -1: hooks read an empty stdin (/dev/null's EOF) */
+    /* CLONE_NEWUSER in namespaces (needs hold): after clone, pmd_spawn writes these to the
+       child's /proc/PID/uid_map and gid_map ("inside outside count" lines), before the caller
+       can release it; the child then takes uid/gid 0 of its namespace before its first step
+       (joining cgroups is done before, as the host's root, as the files' owner). */
+    const char *uid_map;
+    const char *gid_map;
 };
 
 /*

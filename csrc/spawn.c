@@ -32,7 +32,8 @@
 #define CHILD_STACK (256 * 1024) /* the child's deepest frame holds two PATH_MAX buffers */
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define ALLOWED_NS                                                                                 \
-    (CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWCGROUP)
+    (CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWCGROUP |      \
+     CLONE_NEWUSER)
 
 /*
  * What the child sends on the status channel (a SOCK_SEQPACKET socketpair, close-on-exec, so one
@@ -52,13 +53,16 @@ struct child_msg {
 };
 
 /* setns order. The fds are all opened beforehand (by the parent, through the host's /proc), so
- * the order matters little; the mount namespace goes last as it also moves our root and cwd. */
+ * the order matters little; the mount namespace goes last as it also moves our root and cwd, but
+ * for the user namespace, which setns(2) refuses to a process whose root is not its mount
+ * namespace's root (a chroot). */
 static const struct {
     int flag;
     const char *name;
 } join_order[] = {
     {CLONE_NEWIPC, "ipc"}, {CLONE_NEWUTS, "uts"},       {CLONE_NEWNET, "net"},
     {CLONE_NEWPID, "pid"}, {CLONE_NEWCGROUP, "cgroup"}, {CLONE_NEWNS, "mnt"},
+    {CLONE_NEWUSER, "user"},
 };
 #define N_JOIN (sizeof join_order / sizeof join_order[0])
 
@@ -94,7 +98,7 @@ struct child_ctx {
     int release_fd;            /* read end, or -1 */
     int error_fd_parent;       /* the parent's ends, closed first thing in the child */
     int release_fd_parent;
-    int ns_fds[6];             /* join_pid: /proc/<pid>/ns/<x> in join_order, or -1 */
+    int ns_fds[7];             /* join_pid: /proc/<pid>/ns/<x> in join_order, or -1 */
 };
 
 /* ---- child ------------------------------------------------------------------------------ */
@@ -318,6 +322,86 @@ static void reset_signal(int sig)
     syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof dfl.mask);
 }
 
+/* The decimal digits of v into buf (at least 12 bytes); no snprintf in the child. */
+static void fmt_int(char *buf, int v)
+{
+    char tmp[12];
+    int n = 0, i = 0;
+    unsigned int u = v < 0 ? (unsigned int)-v : (unsigned int)v;
+
+    do
+        tmp[n++] = (char)('0' + u % 10);
+    while ((u /= 10) > 0);
+    if (v < 0)
+        buf[i++] = '-';
+    while (n > 0)
+        buf[i++] = tmp[--n];
+    buf[i] = '\0';
+}
+
+/*
+ * The startContainer hooks (see pmd.h). Each is a fork-like clone of ours: the raw syscall, since
+ * we may share the caller's memory (CLONE_VM) and glibc's fork would run the caller's atfork
+ * handlers. It waits by polling: no signal handler may run here, and a hook is expected to take
+ * milliseconds; the timeout is checked every millisecond at first, every 10 ms after a while.
+ */
+static int child_hooks(const struct pmd_spawn_spec *s, struct pmd_error *err)
+{
+    static const char *const no_env[] = {NULL};
+
+    for (int i = 0; i < s->n_hooks; i++) {
+        const struct pmd_hook *h = &s->hooks[i];
+        const char *argv_self[2] = {h->path, NULL};
+        uint64_t start = pmd_now_ns(), limit = (uint64_t)h->timeout * 1000000000ULL;
+        struct timespec nap = {0, 1000000};
+        char op[PMD_OP_MAX] = "startContainer hook ";
+        int status, r;
+        long pid;
+
+        fmt_int(op + strlen(op), i);
+        if (s->hooks_stdin_fd >= 0 && lseek(s->hooks_stdin_fd, 0, SEEK_SET) < 0)
+            return pmd_cfail(err, errno, op, "stdin");
+        pid = syscall(SYS_clone, (unsigned long)SIGCHLD, NULL, NULL, NULL, NULL);
+        if (pid < 0)
+            return pmd_cfail(err, errno, op, h->path);
+        if (pid == 0) {
+            sigset_t none;
+            int in = s->hooks_stdin_fd >= 0 ? s->hooks_stdin_fd
+                                            : open("/dev/null", O_RDONLY | O_CLOEXEC);
+            if (in < 0 || dup2(in, 0) < 0)
+                _exit(126);
+            sigemptyset(&none);
+            sigprocmask(SIG_SETMASK, &none, NULL);
+            execve(h->path, (char *const *)(h->argv ? h->argv : argv_self),
+                   (char *const *)(h->envp ? h->envp : no_env));
+            _exit(errno == ENOENT ? 127 : 126);
+        }
+        for (int polls = 0;; polls++) {
+            r = (int)waitpid((pid_t)pid, &status, WNOHANG);
+            if (r != 0)
+                break;
+            if (h->timeout > 0 && pmd_now_ns() - start > limit) {
+                kill((pid_t)pid, SIGKILL);
+                waitpid((pid_t)pid, &status, 0);
+                return pmd_cfail(err, ETIMEDOUT, op, h->path);
+            }
+            if (polls == 100)
+                nap.tv_nsec = 10000000;
+            nanosleep(&nap, NULL);
+        }
+        if (r < 0)
+            return pmd_cfail(err, errno, op, h->path);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            size_t at = strlen(op);
+            const char *what = WIFEXITED(status) ? ": exit status " : ": signal ";
+            memcpy(op + at, what, strlen(what) + 1);
+            fmt_int(op + strlen(op), WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+            return pmd_cfail(err, EIO, op, h->path);
+        }
+    }
+    return 0;
+}
+
 static int child_setup(const struct child_ctx *c, struct child_msg *m)
 {
     const struct pmd_spawn_spec *s = c->spec;
@@ -349,6 +433,15 @@ static int child_setup(const struct child_ctx *c, struct child_msg *m)
     old_umask = umask(0);
     if (child_cgroups(s, err) < 0)
         return -1;
+    /*
+     * In a new user namespace we are still the host's root by our ids, which the namespace does
+     * not map (files we create on its own mounts, the /dev tmpfs, would fail with EOVERFLOW):
+     * become its root, as the maps are written now. After the cgroups: as the mapped uid we
+     * could no longer open their root-owned files. Raw syscalls, see confine.c.
+     */
+    if ((s->namespaces & CLONE_NEWUSER) && s->join_pid <= 0 &&
+        (syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0))
+        return pmd_cfail(err, errno, "setresuid", "root of the user namespace");
     /*
      * A cgroup namespace takes the caller's cgroup as its root at the moment it is created. Made
      * by clone, that would be the engine's cgroup and the container would see its own cgroup as
@@ -388,6 +481,8 @@ static int child_setup(const struct child_ctx *c, struct child_msg *m)
     if (chdir(s->cwd ? s->cwd : "/") < 0)
         return pmd_cfail(err, errno, "chdir", s->cwd ? s->cwd : "/");
     umask(old_umask);
+    if (s->n_hooks > 0 && child_hooks(s, err) < 0)
+        return -1;
     m->trace_ns[PMD_TRACE_CONFINE] = pmd_now_ns();
     m->kind = MSG_TRACE;
     send_msg(c->error_fd, m, console);
@@ -405,11 +500,12 @@ static int child_setup(const struct child_ctx *c, struct child_msg *m)
 static void close_other_fds(const struct child_ctx *c)
 {
     const struct pmd_spawn_spec *s = c->spec;
-    int keep[5 + N_JOIN];
+    int keep[6 + N_JOIN];
     size_t n = 0;
     unsigned int lo = 3;
 
-    int cand[] = {c->error_fd, c->release_fd, s->stdin_fd, s->stdout_fd, s->stderr_fd};
+    int cand[] = {c->error_fd, c->release_fd, s->stdin_fd, s->stdout_fd, s->stderr_fd,
+                  s->n_hooks > 0 ? s->hooks_stdin_fd : -1};
     for (size_t i = 0; i < sizeof cand / sizeof cand[0]; i++)
         keep[n++] = cand[i];
     for (size_t i = 0; i < N_JOIN; i++)
@@ -566,6 +662,10 @@ static int check_spec(const struct pmd_spawn_spec *s, struct pmd_error *err)
                             s->hostname || s->hold))
         return pmd_fail(err, EINVAL, "spawn", "%s",
                         "join_pid excludes rootfs, mounts, paths, hostname and hold");
+    if ((s->namespaces & CLONE_NEWUSER) && s->join_pid <= 0 && !s->hold)
+        return pmd_fail(err, EINVAL, "spawn", "%s", "a user namespace needs hold");
+    if (s->n_hooks < 0 || (s->n_hooks > 0 && s->hooks == NULL))
+        return pmd_fail(err, EINVAL, "spawn", "%s", "bad array length");
     if (s->console && s->ctty)
         return pmd_fail(err, EINVAL, "spawn", "%s", "console and ctty exclude each other");
     if (s->ctty && !s->setsid)
@@ -582,9 +682,33 @@ static int check_spec(const struct pmd_spawn_spec *s, struct pmd_error *err)
     return 0;
 }
 
+/* One write of the whole map, as the kernel takes it (a second write is refused). */
+static int write_id_map(int pid, const char *file, const char *map, struct pmd_error *err)
+{
+    char path[64];
+    size_t len = map ? strlen(map) : 0;
+    int fd;
+    ssize_t n;
+
+    snprintf(path, sizeof path, "/proc/%d/%s", pid, file);
+    if (len == 0)
+        return pmd_fail(err, EINVAL, "user namespace", "%s: no mapping given", file);
+    fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return pmd_fail(err, errno, "open", "%s", path);
+    n = write(fd, map, len);
+    if (n != (ssize_t)len) {
+        int e = n < 0 ? errno : EIO;
+        close(fd);
+        return pmd_fail(err, e, "write", "%s: %s", path, map);
+    }
+    close(fd);
+    return 0;
+}
+
 int pmd_spawn(const struct pmd_spawn_spec *spec, struct pmd_proc *proc, struct pmd_error *err)
 {
-    struct child_ctx ctx = {spec, -1, -1, -1, -1, {-1, -1, -1, -1, -1, -1}};
+    struct child_ctx ctx = {spec, -1, -1, -1, -1, {-1, -1, -1, -1, -1, -1, -1}};
     pmd_cleanup_fd int err_rd = -1, err_wr = -1, rel_rd = -1, rel_wr = -1;
     int fds[2];
     sigset_t all, old;
@@ -661,6 +785,14 @@ int pmd_spawn(const struct pmd_spawn_spec *spec, struct pmd_proc *proc, struct p
     close(err_wr);
     err_wr = -1;
     proc->pid = (int)pid;
+    if ((spec->namespaces & CLONE_NEWUSER) && spec->join_pid <= 0 &&
+        (write_id_map(pid, "uid_map", spec->uid_map, err) < 0 ||
+         write_id_map(pid, "gid_map", spec->gid_map, err) < 0)) {
+        kill(pid, SIGKILL); /* it is blocked on the release pipe: nothing ran */
+        waitpid(pid, NULL, 0);
+        proc->pid = -1;
+        return -1;
+    }
     if (spec->hold) {
         proc->release_fd = rel_wr;
         proc->error_fd = err_rd;

@@ -31,8 +31,9 @@ if TYPE_CHECKING:
     from pyminidocker.config import Config
     from pyminidocker.container.runtime import CreateOptions, Runtime
     from pyminidocker.image.pull import Progress, PullResult
+    from pyminidocker.image.push import PushResult
     from pyminidocker.network.bridge import parse_publish
-    from pyminidocker.reference import Reference, parse_reference, split_name
+    from pyminidocker.reference import Reference, familiar, parse_reference, split_name
     from pyminidocker.store import Store
     from pyminidocker.store.containers import ContainerRecord
     from pyminidocker.store.images import ImageRecord
@@ -40,8 +41,9 @@ if TYPE_CHECKING:
     from pyminidocker.store.volumes import Volume
 
 __all__ = ["ContainerRecord", "CreateOptions", "Engine", "ImageRecord", "Network", "Progress",
-           "PullResult", "Reference", "Volume", "parse_cpus", "parse_env_file", "parse_memory",
-           "parse_publish", "parse_reference", "parse_restart", "parse_signal", "registry_server",
+           "PullResult", "Reference", "Volume", "familiar", "parse_cpus", "parse_env_file",
+           "parse_memory", "parse_publish", "parse_reference", "parse_restart", "parse_signal",
+           "registry_server",
            "split_name"]
 
 # The types a front end constructs or annotates with, importable from here without loading
@@ -55,6 +57,7 @@ _LAZY = {
     "Progress": "pyminidocker.image.pull",
     "PullResult": "pyminidocker.image.pull",
     "Reference": "pyminidocker.reference",
+    "familiar": "pyminidocker.reference",
     "parse_publish": "pyminidocker.network.bridge",
     "parse_reference": "pyminidocker.reference",
     "split_name": "pyminidocker.reference",
@@ -186,6 +189,39 @@ class Engine:
 
             plat = parse_platform(platform)
         return Puller(self.store, self.config, r, plat, progress).pull()
+
+    def push(self, name: str, progress: Callable[[Progress], None] | None = None
+             ) -> list[tuple[Reference, PushResult]]:
+        """Push the image named `name` (every tag of its repository if it has none) to its
+        registry; the image gains the repository@digest names. Raises NotFound ("An image
+        does not exist locally with the tag"), InvalidReference, AuthError, RegistryError."""
+        from pyminidocker.image.push import push
+        from pyminidocker.reference import parse_reference
+
+        ref = parse_reference(name)
+        if ref.digest:
+            raise UsageError("cannot push a digest reference")
+        names = [f"{ref.name}:{ref.tag}"] if ref.tag else sorted(
+            n for rec in self.images() for n in rec.names
+            if n.rpartition(":")[0] == ref.name and "@" not in n)
+        if not names:
+            raise NotFound(f"An image does not exist locally with the tag: {ref.familiar_name}")
+        out = []
+        for full in names:
+            r = parse_reference(full)
+            try:
+                rec = self.store.images.lookup(full)
+            except NotFound:
+                raise NotFound(f"An image does not exist locally with the tag: "
+                               f"{r.familiar}") from None
+            res = push(self.store, self.config, rec, r, progress)
+            with self.store.lock():
+                rec = self.store.images.get(rec.id)
+                digest_name = f"{r.name}@{res.digest}"
+                if digest_name not in rec.names:
+                    self.store.images.set_names(rec, [*rec.names, digest_name])
+            out.append((r, res))
+        return out
 
     def tags(self, ref: str | Reference) -> list[Reference]:
         """The references of every tag of ref's repository, sorted (pull --all-tags)."""
@@ -421,6 +457,139 @@ class Engine:
         from pyminidocker.image.registry import RegistryClient
 
         RegistryClient(self.config, registry_server(server)).logout()
+
+    # ---- images in and out of archives (image/archive.py) -----------------------------------
+
+    def save(self, names: list[str], sink: Callable[[bytes], object]) -> None:
+        """Write the images as one tar (docker-archive and OCI layout) to sink. Each name
+        given as a name keeps it in the archive; an id gives the image without names (as
+        Docker). Raises NotFound, StoreError."""
+        from pyminidocker.image.archive import save
+        from pyminidocker.reference import parse_reference
+
+        wanted: dict[str, tuple[ImageRecord, list[str]]] = {}
+        for name in names:
+            rec = self.image(name)
+            entry = wanted.setdefault(rec.id, (rec, []))
+            if not rec.id.startswith(name.removeprefix("sha256:")):
+                ref = parse_reference(name)
+                full = f"{ref.name}:{ref.tag or 'latest'}"
+                if full in rec.names and full not in entry[1]:
+                    entry[1].append(full)
+        save(self.store, list(wanted.values()), sink)
+
+    def load(self, fd: int) -> list[tuple[str, list[str]]]:
+        """Load the image tar read from fd (docker-archive or OCI layout, compressed or not);
+        returns (image id, names) of each image. All or nothing. Raises LayerError (a bad or
+        hostile archive), VerificationError, UnsupportedMedia, StoreError."""
+        from pyminidocker.image.archive import load
+
+        return load(self.store, fd).images
+
+    def import_image(self, fd: int, ref: str | None = None, message: str = "",
+                     changes: list[str] | None = None) -> str:
+        """A one-layer image from the filesystem tar (plain, gzip or zstd) read from fd,
+        named ref; changes: Dockerfile instructions (CMD, ENV, ...). Returns its id. Raises
+        UsageError, InvalidReference, LayerError, StoreError."""
+        from pyminidocker.image import archive
+
+        names = [self._target_name(ref)] if ref else []
+        config = archive.new_config(None, "", "", message)
+        archive.apply_changes(config, changes or [])
+        with self._staging("import") as staging:
+            path = os.path.join(staging, "layer")
+            with open(path, "xb") as f:
+                while chunk := os.read(fd, 1 << 20):
+                    f.write(chunk)
+            return archive.image_from_layer(self.store, path, None, config, names)
+
+    def export(self, rec: ContainerRecord, sink: Callable[[bytes], object]) -> None:
+        """The container's filesystem (its image and its changes) as a tar to sink."""
+        from pyminidocker.image.archive import export_layers
+
+        lowers = [os.path.join(self.store.containers.path(rec.id), "upper"),
+                  *self._image_layers(rec.image)]
+        export_layers(self.store, lowers, sink)
+
+    def commit(self, rec: ContainerRecord, ref: str | None = None, message: str = "",
+               author: str = "", changes: list[str] | None = None,
+               pause: bool = True) -> str:
+        """A new image: the container's image plus its changes as one more layer (deletions
+        as whiteouts), with the container's command, environment, working directory and
+        user, then `changes`. A running container is frozen meanwhile if pause. Returns the
+        image id. Raises UsageError, NotFound, Conflict, LayerError, StoreError."""
+        from pyminidocker.container.specconv import INIT_DIRS as _INIT_DIRS
+        from pyminidocker.container.specconv import INIT_FILES as _INIT_FILES
+        from pyminidocker.image import archive
+
+        names = [self._target_name(ref)] if ref else []
+        base = self.store.images.get(rec.image)
+        config = archive.new_config(self.image_config(base), "", _shell(rec.argv), message,
+                                    author)
+        c = config["config"]
+        if rec.entrypoint is not None:
+            c["Entrypoint"] = rec.entrypoint or None
+        if rec.cmd is not None:
+            c["Cmd"] = rec.cmd or None
+        c["Env"] = [e for e in rec.env if not e.startswith("HOSTNAME=")]
+        c["WorkingDir"], c["User"] = rec.cwd, rec.user
+        if rec.labels:
+            c["Labels"] = {**(c.get("Labels") or {}), **rec.labels}
+        archive.apply_changes(config, changes or [])
+        config["container"] = rec.id
+        # the mount points the engine makes are no change of the container's (Docker: its
+        # init layer, which a commit leaves out)
+        skip = {f"/{n}" for n in _INIT_DIRS} | {f"/etc/{n}" for n in _INIT_FILES}
+        upper = os.path.join(self.store.containers.path(rec.id), "upper")
+        frozen = False
+        if pause and self.runtime.refresh(rec).state.status == "running":
+            self.pause(rec)
+            frozen = True
+        try:
+            with self._staging("commit") as staging:
+                path = os.path.join(staging, "layer")
+                try:
+                    archive.tar_layer(upper, path, skip)
+                finally:
+                    if frozen:
+                        self.unpause(rec)
+                        frozen = False
+                return archive.image_from_layer(self.store, path, base, config, names)
+        finally:
+            if frozen:
+                self.unpause(rec)
+
+    def _target_name(self, ref: str) -> str:
+        from pyminidocker.reference import parse_reference
+
+        r = parse_reference(ref)
+        if r.digest:
+            raise UsageError("refusing to create a tag with a digest reference")
+        return f"{r.name}:{r.tag or 'latest'}"
+
+    def _image_layers(self, image_id: str) -> list[str]:
+        """The diff directories of the image's layers, top first."""
+        image = self.store.images.get(image_id)
+        if not image.layer:
+            return []
+        return [self.store.layers.diff_path(layer.id)
+                for layer in self.store.layers.chain(image.layer)]
+
+    def _staging(self, tag: str) -> Any:
+        """A staging directory (removed afterwards) for work that needs a scratch file."""
+        from contextlib import contextmanager
+
+        @contextmanager
+        def scratch() -> Iterator[str]:
+            name = f"{tag}-{os.urandom(6).hex()}"
+            with self.store.layer_lock(name):
+                path = self.store.new_staging(name)
+                try:
+                    yield path
+                finally:
+                    self.store.discard(path)
+
+        return scratch()
 
     # ---- containers -----------------------------------------------------------------------
 
@@ -785,6 +954,11 @@ class Engine:
         live |= {p.name for p in Path("/sys/fs/cgroup").glob("pyminidocker/*") if p.is_dir()}
         cgroups.cleanup_stale(live, remove_parent=True)
         return removed
+
+
+def _shell(argv: list[str]) -> str:
+    """How Docker's history shows the command a committed container ran."""
+    return "/bin/sh -c " + " ".join(argv) if argv else ""
 
 
 def _log_records(data: bytes) -> tuple[list[dict[str, str]], bytes]:

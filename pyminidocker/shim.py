@@ -39,8 +39,9 @@ except ImportError as e:  # pragma: no cover - only when the C module was not bu
 
 # (major, minor) of the public API in __all__: minor grows when something is added, major when
 # something public changes or goes (after a minor release that warns about it).
-API_VERSION = (1, 2)  # 1.1: seccomp_compile, SECCOMP_PROG_MAX, SpawnSpec.seccomp as a program;
-# 1.2: monitor_start(restart=RestartPolicy(...), health=HealthCheck(...)), RESTART_*
+API_VERSION = (1, 3)  # 1.1: seccomp_compile, SECCOMP_PROG_MAX, SpawnSpec.seccomp as a program;
+# 1.2: monitor_start(restart=RestartPolicy(...), health=HealthCheck(...)), RESTART_*;
+# 1.3: CLONE_NEWUSER, SpawnSpec.hooks/hooks_stdin/uid_map/gid_map
 
 __all__ = [
     "API_VERSION",
@@ -49,6 +50,7 @@ __all__ = [
     "CLONE_NEWNET",
     "CLONE_NEWNS",
     "CLONE_NEWPID",
+    "CLONE_NEWUSER",
     "CLONE_NEWUTS",
     "COMPRESS_GZIP",
     "COMPRESS_NONE",
@@ -149,6 +151,7 @@ def layer_extract(fd: int, dest: str | os.PathLike[str], compression: int) -> Ex
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
 CLONE_NEWUTS = 0x04000000
+CLONE_NEWUSER = 0x10000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
@@ -206,7 +209,10 @@ class SpawnSpec:
     hold, join_pid (> 0: enter the `namespaces` of that running process instead of creating
     them, as docker exec does), console (a pty from the container's own /dev/pts as stdio
     and controlling tty; the master is Process.console_fd, which the caller then owns and
-    closes).
+    closes), hooks ((path, argv, env, timeout seconds or 0) run in the container just before
+    execve, the OCI startContainer hooks) reading hooks_stdin (an fd, from offset 0; -1 =
+    /dev/null), uid_map/gid_map (with CLONE_NEWUSER and hold: the child's id maps, as
+    /proc/PID/uid_map takes them).
     """
 
     argv: list[str]
@@ -241,6 +247,10 @@ class SpawnSpec:
     hold: bool = False
     join_pid: int = 0
     console: bool = False
+    hooks: list[tuple[str, list[str], list[str], int]] = field(default_factory=list)
+    hooks_stdin: int = -1
+    uid_map: str | None = None
+    gid_map: str | None = None
 
 
 def _cstr(keep: list[CData], s: str | bytes | os.PathLike[str] | None) -> CData:
@@ -415,6 +425,19 @@ def _c_spec(spec: SpawnSpec, keep: list[CData]) -> CData:
     s.hold = spec.hold
     s.join_pid = spec.join_pid
     s.console = spec.console
+    if spec.hooks:
+        hs = ffi.new("struct pmd_hook[]", len(spec.hooks))
+        keep.append(hs)
+        for i, (path, argv, env, timeout) in enumerate(spec.hooks):
+            hs[i].path = _cstr(keep, path)
+            hs[i].argv = _cstrv(keep, argv or [path])
+            hs[i].envp = _cstrv(keep, env)
+            hs[i].timeout = timeout
+        s.hooks = hs
+        s.n_hooks = len(spec.hooks)
+    s.hooks_stdin_fd = spec.hooks_stdin
+    s.uid_map = _cstr(keep, spec.uid_map)
+    s.gid_map = _cstr(keep, spec.gid_map)
     return s
 
 

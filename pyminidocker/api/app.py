@@ -295,6 +295,7 @@ def make_app(config: Any = None, activity: Any = None) -> web.Application:
     served = system.add_routes(app, with_engine)
     if with_engine:
         from pyminidocker.api import (
+            archives,
             containers,
             events,
             execs,
@@ -305,7 +306,7 @@ def make_app(config: Any = None, activity: Any = None) -> web.Application:
         )
 
         app[ENGINE] = {}
-        for module in (images, containers, verbs, networks, execs, events, volumes):
+        for module in (images, archives, containers, verbs, networks, execs, events, volumes):
             served |= module.add_routes(app)
     endpoints.add_pending_routes(app, frozenset(served))
     return app

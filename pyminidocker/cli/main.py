@@ -107,6 +107,48 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sp.add_argument("-f", "--force", action="store_true", help="Force removal of the image")
     sp.add_argument("images", nargs="+", metavar="IMAGE")
 
+    sp = add("save", "transfer.cmd_save", "Save one or more images to a tar archive "
+             "(streamed to STDOUT by default)")
+    sp.add_argument("-o", "--output", help="Write to a file, instead of STDOUT")
+    sp.add_argument("images", nargs="+", metavar="IMAGE")
+
+    sp = add("load", "transfer.cmd_load", "Load an image from a tar archive or STDIN")
+    sp.add_argument("-i", "--input", help="Read from tar archive file, instead of STDIN")
+    sp.add_argument("-q", "--quiet", action="store_true", help="Suppress the load output")
+
+    sp = add("import", "transfer.cmd_import", "Import the contents from a tarball to create "
+             "a filesystem image")
+    sp.add_argument("-c", "--change", action="append", default=[],
+                    help="Apply Dockerfile instruction to the created image")
+    sp.add_argument("-m", "--message", help="Set commit message for imported image")
+    sp.add_argument("--platform", help="Accepted: the image is for this host's platform")
+    sp.add_argument("source", metavar="file|-")
+    sp.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]")
+
+    sp = add("export", "transfer.cmd_export", "Export a container's filesystem as a tar "
+             "archive")
+    sp.add_argument("-o", "--output", help="Write to a file, instead of STDOUT")
+    sp.add_argument("container", metavar="CONTAINER")
+
+    sp = add("commit", "transfer.cmd_commit", "Create a new image from a container's changes")
+    sp.add_argument("-a", "--author", help='Author (e.g., "John Hannibal Smith '
+                    '<hannibal@a-team.com>")')
+    sp.add_argument("-c", "--change", action="append", default=[],
+                    help="Apply Dockerfile instruction to the created image")
+    sp.add_argument("-m", "--message", help="Commit message")
+    sp.add_argument("-p", "--pause", action="store_true", default=True,
+                    help="Pause container during commit (default true)")
+    sp.add_argument("container", metavar="CONTAINER")
+    sp.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]")
+
+    sp = add("push", "transfer.cmd_push", "Upload an image to a registry")
+    sp.add_argument("-a", "--all-tags", action="store_true",
+                    help="Push all tags of an image to the repository")
+    sp.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
+    sp.add_argument("--disable-content-trust", action="store_true",
+                    help="Accepted (content trust is not supported)")
+    sp.add_argument("name", metavar="NAME[:TAG]")
+
     sp = add("login", "images.cmd_login", "Log in to a registry")
     sp.add_argument("-u", "--username", help="Username")
     sp.add_argument("-p", "--password",
@@ -248,11 +290,8 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
 
         add_network_commands(sp)
 
-    # a small module (args and errors): its commands are listed whichever one runs
-    from pyminidocker.cli.verbs import add_image_commands, add_verb_commands
-
-    add_verb_commands(add)
-    add_image_commands(add)
+    _add_verb_commands(add)
+    _add_image_commands(add)
 
     sp = add("volume", None, "Manage volumes")
     if isinstance(sp, Parser):  # its commands live in cli/volume.py: imported only to run them
@@ -308,9 +347,11 @@ _MANAGEMENT = {
     "container": {"ls": ["ps"], "list": ["ps"], "ps": ["ps"],
                   "inspect": ["inspect", "--type", "container"],
                   **{v: [v] for v in ("create", "run", "start", "stop", "kill", "rm", "exec",
-                                      "logs", "port", "rename", "wait")}},
+                                      "logs", "port", "rename", "wait", "export",
+                                      "commit")}},
     "image": {"ls": ["images"], "list": ["images"], "inspect": ["inspect", "--type", "image"],
-              "rm": ["rmi"], "remove": ["rmi"], "pull": ["pull"], "tag": ["tag"]},
+              "rm": ["rmi"], "remove": ["rmi"], "pull": ["pull"], "tag": ["tag"],
+              **{v: [v] for v in ("save", "load", "import", "push")}},
     "system": {"info": ["info"]},
 }
 
@@ -406,3 +447,58 @@ def command() -> None:
         except (OSError, ValueError):
             code = code or 1  # as the interpreter's own exit would report a failed flush
     os._exit(code)
+
+
+def _add_verb_commands(add: Callable[..., Any]) -> None:
+    """restart, pause, unpause, top, diff, stats, update (run by cli.verbs)."""
+    sp = add("restart", "verbs.cmd_simple", "Restart one or more containers")
+    sp.add_argument("-t", "--time", type=int,
+                    help="Seconds before SIGKILL (default: its --stop-timeout, else 10)")
+    sp.add_argument("containers", nargs="+", metavar="CONTAINER")
+    sp = add("pause", "verbs.cmd_simple",
+             "Pause all processes within one or more containers")
+    sp.add_argument("containers", nargs="+", metavar="CONTAINER")
+    sp = add("unpause", "verbs.cmd_simple",
+             "Unpause all processes within one or more containers")
+    sp.add_argument("containers", nargs="+", metavar="CONTAINER")
+    sp = add("top", "verbs.cmd_top", "Display the running processes of a container")
+    sp.add_argument("container", metavar="CONTAINER")
+    sp.add_argument("ps_args", nargs=REMAINDER, metavar="[ps OPTIONS]")
+    sp = add("diff", "verbs.cmd_diff",
+             "Inspect changes to files or directories on a container's filesystem")
+    sp.add_argument("container", metavar="CONTAINER")
+    sp = add("stats", "verbs.cmd_stats",
+             "Display a live stream of container(s) resource usage statistics")
+    sp.add_argument("-a", "--all", action="store_true", help="All containers (default: running)")
+    sp.add_argument("--no-stream", action="store_true", help="Print one table and exit")
+    sp.add_argument("--format", help="Pretty-print stats using a Go template")
+    sp.add_argument("containers", nargs="*", metavar="CONTAINER")
+    sp = add("update", "verbs.cmd_update", "Update configuration of one or more containers")
+    for flag, short, what in (
+            ("--memory", "-m", "Memory limit"), ("--memory-swap", None, "Memory + swap"),
+            ("--memory-reservation", None, "Memory soft limit"),
+            ("--kernel-memory", None, "Kernel memory limit (deprecated: not applied)"),
+            ("--cpus", None, "Number of CPUs"), ("--cpu-shares", "-c", "CPU shares"),
+            ("--cpu-period", None, "CPU CFS period"), ("--cpu-quota", None, "CPU CFS quota"),
+            ("--cpuset-cpus", None, "CPUs allowed"), ("--cpuset-mems", None, "Memory nodes"),
+            ("--pids-limit", None, "Pids limit (-1: unlimited)"),
+            ("--blkio-weight", None, "Block IO weight")):
+        sp.add_argument(*([short] if short else []), flag, help=what)
+    sp.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+
+def _add_image_commands(add: Callable[..., Any]) -> None:
+    """`image prune|history` and `history`, (run by cli.verbs)."""
+    sp = add("image", "verbs.cmd_image", "Manage images")
+    sp.add_argument("action", choices=["prune", "history"])
+    sp.add_argument("-a", "--all", action="store_true",
+                    help="Prune: remove all unused images, not just dangling ones")
+    sp.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
+    sp.add_argument("--no-trunc", action="store_true", help="History: don't truncate output")
+    sp.add_argument("-q", "--quiet", action="store_true", help="History: only show image IDs")
+    sp.add_argument("image", nargs="?", metavar="IMAGE")
+    sp = add("history", "verbs.cmd_history", "Show the history of an image")
+    sp.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
+    sp.add_argument("--format", help="Pretty-print images using a Go template")
+    sp.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
+    sp.add_argument("image", metavar="IMAGE")

@@ -1,12 +1,11 @@
 """`restart`, `pause`, `unpause`, `top`, `diff`, `stats`, `update`: the CLI face of the engine's
 verbs over running containers, in Docker's words and columns.
 
-Kept out of cli/main.py so that one hook there (add_verb_commands) is the whole merge; imported
-only when one of these commands runs (or is declared).
+Their arguments are declared in cli/main.py's command table; this module is imported only when
+one of these commands runs.
 """
 from __future__ import annotations
 
-from pyminidocker.cli.args import REMAINDER
 from pyminidocker.errors import PmdError, UsageError
 
 TYPE_CHECKING = False  # typing is not imported at run time
@@ -141,44 +140,6 @@ def cmd_update(args: Namespace, env: Any) -> int:
     return _each(args, env, lambda eng, rec: eng.update(rec, changes))
 
 
-def add_verb_commands(add: Callable[..., Any]) -> None:
-    """Declare the commands on cli.main.build_parser's `add`."""
-    sp = add("restart", "verbs.cmd_simple", "Restart one or more containers")
-    sp.add_argument("-t", "--time", type=int,
-                    help="Seconds before SIGKILL (default: its --stop-timeout, else 10)")
-    sp.add_argument("containers", nargs="+", metavar="CONTAINER")
-    sp = add("pause", "verbs.cmd_simple",
-             "Pause all processes within one or more containers")
-    sp.add_argument("containers", nargs="+", metavar="CONTAINER")
-    sp = add("unpause", "verbs.cmd_simple",
-             "Unpause all processes within one or more containers")
-    sp.add_argument("containers", nargs="+", metavar="CONTAINER")
-    sp = add("top", "verbs.cmd_top", "Display the running processes of a container")
-    sp.add_argument("container", metavar="CONTAINER")
-    sp.add_argument("ps_args", nargs=REMAINDER, metavar="[ps OPTIONS]")
-    sp = add("diff", "verbs.cmd_diff",
-             "Inspect changes to files or directories on a container's filesystem")
-    sp.add_argument("container", metavar="CONTAINER")
-    sp = add("stats", "verbs.cmd_stats",
-             "Display a live stream of container(s) resource usage statistics")
-    sp.add_argument("-a", "--all", action="store_true", help="All containers (default: running)")
-    sp.add_argument("--no-stream", action="store_true", help="Print one table and exit")
-    sp.add_argument("--format", help="Pretty-print stats using a Go template")
-    sp.add_argument("containers", nargs="*", metavar="CONTAINER")
-    sp = add("update", "verbs.cmd_update", "Update configuration of one or more containers")
-    for flag, short, what in (
-            ("--memory", "-m", "Memory limit"), ("--memory-swap", None, "Memory + swap"),
-            ("--memory-reservation", None, "Memory soft limit"),
-            ("--kernel-memory", None, "Kernel memory limit (deprecated: not applied)"),
-            ("--cpus", None, "Number of CPUs"), ("--cpu-shares", "-c", "CPU shares"),
-            ("--cpu-period", None, "CPU CFS period"), ("--cpu-quota", None, "CPU CFS quota"),
-            ("--cpuset-cpus", None, "CPUs allowed"), ("--cpuset-mems", None, "Memory nodes"),
-            ("--pids-limit", None, "Pids limit (-1: unlimited)"),
-            ("--blkio-weight", None, "Block IO weight")):
-        sp.add_argument(*([short] if short else []), flag, help=what)
-    sp.add_argument("containers", nargs="+", metavar="CONTAINER")
-
-
 def _confirm(env: Any, force: bool, warning: str) -> bool:
     if force:
         return True
@@ -292,20 +253,3 @@ def cmd_system_prune(args: Namespace, env: Any) -> int:
     _deleted_images(env, done)
     env.out(f"Total reclaimed space: {human_size(freed + image_bytes)}")
     return 0
-
-
-def add_image_commands(add: Callable[..., Any]) -> None:
-    """`image prune|history` and `history`, on cli.main.build_parser's `add`."""
-    sp = add("image", "verbs.cmd_image", "Manage images")
-    sp.add_argument("action", choices=["prune", "history"])
-    sp.add_argument("-a", "--all", action="store_true",
-                    help="Prune: remove all unused images, not just dangling ones")
-    sp.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
-    sp.add_argument("--no-trunc", action="store_true", help="History: don't truncate output")
-    sp.add_argument("-q", "--quiet", action="store_true", help="History: only show image IDs")
-    sp.add_argument("image", nargs="?", metavar="IMAGE")
-    sp = add("history", "verbs.cmd_history", "Show the history of an image")
-    sp.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
-    sp.add_argument("--format", help="Pretty-print images using a Go template")
-    sp.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
-    sp.add_argument("image", metavar="IMAGE")

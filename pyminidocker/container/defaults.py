@@ -5,6 +5,8 @@ Docker/moby's defaults (oci/defaults.go, oci/caps) for a non-privileged containe
 """
 from __future__ import annotations
 
+import os
+
 from pyminidocker import shim as n
 
 # Bit numbers from linux/capability.h.
@@ -68,3 +70,9 @@ DEFAULT_NAMESPACES = (n.CLONE_NEWNS | n.CLONE_NEWUTS | n.CLONE_NEWIPC | n.CLONE_
                       | n.CLONE_NEWNET)
 
 DEFAULT_ENV_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# Docker's default seccomp profile (its JSON, as moby ships it) and the syscall numbers of this
+# build (csrc/gen_syscalls.py), read by container.seccomp
+SECCOMP_PROFILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seccomp_default.json")
+SYSCALL_TABLE = os.path.join(os.path.dirname(SECCOMP_PROFILE), "syscalls.json")
+SECCOMP_PROG_BYTES_MAX = 8 * 4096  # PMD_SECCOMP_PROG_MAX instructions of 8 bytes (sock_filter)

@@ -13,22 +13,20 @@ highest, in its architecture) answers ENOSYS rather than the default EPERM, so t
 falls back to an older call; names this build's tables do not know are skipped, as libseccomp
 skips them.
 
-program() is what a container start calls: the compiled program for a profile and a
-capability set, cached in the store (compiling means parsing the JSON and the tables: a few
-milliseconds that a start should not pay each time). None of this module is imported on the
-start path when the cache answers.
+A container start takes its compiled program from the store's cache
+(container.specconv.seccomp_cached): compiling means parsing the JSON and the tables, a few
+milliseconds that a start should not pay each time; this module is imported only on a miss.
 """
 from __future__ import annotations
 
 import os
 
+from pyminidocker.container.defaults import SECCOMP_PROFILE as DEFAULT_PROFILE
+from pyminidocker.container.defaults import SYSCALL_TABLE as SYSCALLS
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_PROFILE = os.path.join(HERE, "seccomp_default.json")
-SYSCALLS = os.path.join(HERE, "syscalls.json")
 
 # seccomp(2)'s return values (linux/seccomp.h); the low 16 bits carry the errno.
 RET_KILL_PROCESS = 0x80000000
@@ -40,7 +38,6 @@ RET_LOG = 0x7FFC0000
 RET_ALLOW = 0x7FFF0000
 EPERM = 1
 ENOSYS = 38
-_PROG_BYTES_MAX = 8 * 4096  # PMD_SECCOMP_PROG_MAX instructions of 8 bytes (struct sock_filter)
 
 ACTIONS = {
     "SCMP_ACT_KILL": RET_KILL_THREAD, "SCMP_ACT_KILL_THREAD": RET_KILL_THREAD,
@@ -327,40 +324,3 @@ class Profile:
             # runc's ENOSYS for syscalls newer than the profile, unless everything is allowed
             # anyway or already answers ENOSYS.
             enosys_above=self.default_action not in (RET_ALLOW, RET_ERRNO | ENOSYS))
-
-
-def _stamp(path: str) -> str:
-    st = os.stat(path)
-    return f"{st.st_mtime_ns:x}{st.st_size:x}"
-
-
-def program(cache_dir: str, profile_json: str | None, caps: int) -> bytes:
-    """The compiled program for a container: profile_json None is the default profile, else
-    the text of a Docker-format profile (kept in the container's record). Cached in
-    cache_dir, keyed by the profile (the default's file and the syscall tables by mtime and
-    size, a given profile by its SHA-256), the capability set and the kernel release (for
-    minKernel). Raises ProfileError for a profile that does not compile here."""
-    release = os.uname().release
-    if profile_json is None:
-        key = f"default-{_stamp(DEFAULT_PROFILE)}"
-    else:
-        import hashlib
-
-        key = hashlib.sha256(profile_json.encode()).hexdigest()[:32]
-    path = os.path.join(cache_dir, f"{key}-{_stamp(SYSCALLS)}-{caps:x}-{release}.bpf")
-    try:
-        with open(path, "rb") as f:
-            cached = f.read()
-        # An empty or cut file (a machine crash after the rename of a write never synced)
-        # would be no filter at all, or one the kernel refuses: compiled again instead.
-        if cached and len(cached) % 8 == 0 and len(cached) <= _PROG_BYTES_MAX:
-            return cached
-    except FileNotFoundError:
-        pass
-    p = Profile.default() if profile_json is None else Profile.from_docker_json(profile_json)
-    prog = p.compile(caps)
-    from pyminidocker.store.files import atomic_write
-
-    os.makedirs(cache_dir, mode=0o700, exist_ok=True)
-    atomic_write(path, prog, mode=0o600, durable=False)  # a cache: lost, it is made again
-    return prog

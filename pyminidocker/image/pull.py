@@ -174,7 +174,7 @@ class _LayerJob:
             raise VerificationError(
                 f"blob {self.desc['digest']} is corrupt: its content has digest {digest}")
         if "error" in result:
-            raise _layer_error(result["error"], self.desc["digest"]) from None
+            raise layer_error(result["error"], self.desc["digest"]) from None
         self._verify(result["ok"])
 
     def _verify(self, res: _native.ExtractResult) -> None:
@@ -278,7 +278,7 @@ class _Partial:
 CHUNK = 1 << 20
 
 
-def _layer_error(e: BaseException, digest: str) -> PmdError:
+def layer_error(e: BaseException, digest: str) -> PmdError:
     if isinstance(e, PmdError):
         return e
     if isinstance(e, OSError):
@@ -338,7 +338,7 @@ class Puller:
         image_id = cfg_desc["digest"].removeprefix("sha256:")
         config_bytes = self._local_config(image_id) or \
             self.client.get_blob(self.ref.repository, cfg_desc)
-        config = _parse_config(config_bytes, cfg_desc["digest"])
+        config = parse_config(config_bytes, cfg_desc["digest"])
         layers = manifest.get("layers") or []
         diff_ids = config["rootfs"]["diff_ids"]
         if len(diff_ids) != len(layers):
@@ -372,17 +372,7 @@ class Puller:
         return PullResult(image_id, top_digest, self.ref, fresh)
 
     def _rollback(self) -> None:
-        """A failed pull registers nothing: drop the layers it added that no image uses."""
-        if not self.committed:
-            return
-        doomed = []
-        with self.store.lock():
-            unused: set[str] = set(self.store.images.unused_layers())
-            for chain_id in reversed(self.committed):
-                if chain_id in unused and self.store.layers.exists(chain_id):
-                    doomed.append(self.store.layers.retire(chain_id))
-        for path in doomed:
-            self.store.discard(path)
+        rollback_layers(self.store, self.committed)
 
     def _local_config(self, image_id: str) -> bytes | None:
         """The config of an image we already have (verified when it was stored), so that a
@@ -395,28 +385,7 @@ class Puller:
 
     def _register(self, image_id: str, digest: str, names: list[str], chains: list[str],
                   config: dict[str, Any], big_data: dict[str, bytes]) -> bool:
-        """Create or update the image record; True if it is new or its tag moved to it.
-        Caller holds the store lock."""
-        images = self.store.images
-        top = chains[-1] if chains else None
-        try:
-            old = images.get(image_id)
-        except PmdError:
-            old = None
-        if old is not None and old.layer == top:
-            new_names = [n for n in names if n not in old.names]
-            if new_names:
-                images.set_names(old, old.names + new_names)
-            # a tag that now points here from another image is news, like Docker's status
-            return bool(new_names and any(":" in n.rsplit("/", 1)[-1] and "@" not in n
-                                          for n in new_names))
-        rec = ImageRecord(
-            id=image_id, digest=digest, names=(old.names if old else []) + names,
-            layer=top, created=str(config.get("created", "")),
-        )
-        rec.names = list(dict.fromkeys(rec.names))
-        images.add(rec, big_data)
-        return True
+        return register_image(self.store, image_id, digest, names, chains, config, big_data)
 
     def _fetch_layers(self, layers: list[dict[str, Any]], diff_ids: list[str],
                       chains: list[str]) -> bool:
@@ -468,7 +437,7 @@ class Puller:
             job.finish()
 
 
-def _parse_config(data: bytes, digest: str) -> dict[str, Any]:
+def parse_config(data: bytes, digest: str) -> dict[str, Any]:
     try:
         config = json.loads(data)
         rootfs = config["rootfs"]
@@ -479,10 +448,52 @@ def _parse_config(data: bytes, digest: str) -> dict[str, Any]:
         raise UnsupportedMedia(f"invalid image config {digest}: {e}") from None
 
 
+def rollback_layers(store: Store, committed: list[str]) -> None:
+    """After a failed pull or load: drop the layers it registered (bottom first in
+    `committed`) that no image uses, so that it leaves the store as it found it."""
+    if not committed:
+        return
+    doomed = []
+    with store.lock():
+        unused: set[str] = set(store.images.unused_layers())
+        for chain_id in reversed(committed):
+            if chain_id in unused and store.layers.exists(chain_id):
+                doomed.append(store.layers.retire(chain_id))
+    for path in doomed:
+        store.discard(path)
+
+
+def register_image(store: Store, image_id: str, digest: str, names: list[str],
+                   chains: list[str], config: dict[str, Any], big_data: dict[str, bytes]) -> bool:
+    """Create or update the image record over its (registered) layers; True if it is new or
+    a tag moved to it. Caller holds the store lock."""
+    images = store.images
+    top = chains[-1] if chains else None
+    try:
+        old = images.get(image_id)
+    except PmdError:
+        old = None
+    if old is not None and old.layer == top:
+        new_names = [n for n in names if n not in old.names]
+        if new_names:
+            images.set_names(old, old.names + new_names)
+        # a tag that now points here from another image is news, like Docker's status
+        return bool(new_names and any(":" in n.rsplit("/", 1)[-1] and "@" not in n
+                                      for n in new_names))
+    rec = ImageRecord(
+        id=image_id, digest=digest, names=(old.names if old else []) + names,
+        layer=top, created=str(config.get("created", "")),
+    )
+    rec.names = list(dict.fromkeys(rec.names))
+    images.add(rec, big_data)
+    return True
+
+
 def pull(store: Store, config: Config, ref: Reference, platform: Platform | None = None,
          on_event: Callable[[Progress], None] | None = None) -> PullResult:
     """Pull `ref` into `store`. See Puller.pull for the errors raised."""
     return Puller(store, config, ref, platform, on_event).pull()
 
 
-__all__ = ["Progress", "PullResult", "Puller", "RegistryError", "pull"]
+__all__ = ["Progress", "PullResult", "Puller", "RegistryError", "pull", "register_image",
+           "rollback_layers"]

@@ -523,6 +523,7 @@ class RegistryClient:
         headers: Mapping[str, str],
         auth: str | None,
         auth_origin: tuple[str, str, int],
+        body: Callable[[], Any] | None = None,
     ) -> requests.Response:
         """One request with redirects followed by hand (up to MAX_REDIRECTS).
 
@@ -538,7 +539,7 @@ class RegistryClient:
             verify = not (self.insecure and _origin(url) == registry_origin)
             resp = self.session.request(
                 method, url, headers=h, stream=True, allow_redirects=False,
-                timeout=_timeout(), verify=verify,
+                timeout=_timeout(), verify=verify, data=body() if body is not None else None,
             )
             location = resp.headers.get("Location")
             if resp.status_code not in _REDIRECT_STATUSES or not location:
@@ -561,14 +562,16 @@ class RegistryClient:
         use_auth: bool = True,
         extra_auth: str | None = None,
         what: str,
+        body: Callable[[], Any] | None = None,
     ) -> requests.Response:
         """Send a request with retries, HTTPS→HTTP fallback and authentication.
 
         ``path_or_url`` starting with '/' is a registry API path. With ``use_auth`` the registry's
         credentials are attached (and a 401 answered once); ``extra_auth`` is an Authorization
         header for a foreign origin (the token server). Returns the last response, whatever its
-        status; the caller owns it. Raises RegistryError if the host cannot be reached,
-        AuthError if authentication fails.
+        status; the caller owns it. ``body`` returns the request's body afresh for each try
+        (bytes or a file opened at its start). Raises RegistryError if the host cannot be
+        reached, AuthError if authentication fails.
         """
         is_api = path_or_url.startswith("/")
         attempt = 0
@@ -580,7 +583,7 @@ class RegistryClient:
             else:
                 auth, auth_origin = extra_auth, _origin(url)
             try:
-                resp = self._send(method, url, headers or {}, auth, auth_origin)
+                resp = self._send(method, url, headers or {}, auth, auth_origin, body)
             except requests.RequestException as e:
                 if isinstance(e, requests.exceptions.ReadTimeout):
                     # It took the connection and said nothing: a frozen registry. Neither
@@ -925,6 +928,69 @@ class RegistryClient:
             body = self._read_small(resp, ERROR_BODY_LIMIT, where)
             raise BlobUnknown(f"{where} not found: {_error_text(body) or 'blob unknown'}")
         raise self._status_error(resp, where)
+
+    # -- push (distribution spec: blobs first, monolithic uploads, the manifest last)
+
+    @staticmethod
+    def _push_scope(repository: str) -> str:
+        return f"repository:{repository}:pull,push"
+
+    def blob_exists(self, repository: str, digest: str) -> bool:
+        """HEAD the blob: True if the repository has it already (no upload needed)."""
+        where = self._where(repository)
+        resp = self._request("HEAD", f"/v2/{repository}/blobs/{digest}",
+                             scope=self._push_scope(repository), what=where)
+        try:
+            if resp.status_code == 200:
+                return True
+            if resp.status_code == 404:
+                return False
+            raise self._status_error(resp, where)
+        finally:
+            resp.close()
+
+    def upload_blob(self, repository: str, digest: str, size: int,
+                    body: Callable[[], Any]) -> None:
+        """Upload a blob in one PUT (POST a session, PUT its Location with ?digest=). body
+        returns the content afresh (bytes or a file at its start) for each try. Raises
+        AuthError, RegistryError."""
+        where = self._where(repository)
+        scope = self._push_scope(repository)
+        resp = self._request("POST", f"/v2/{repository}/blobs/uploads/", scope=scope,
+                             headers={"Content-Length": "0"}, what=where)
+        try:
+            if resp.status_code != 202 or not resp.headers.get("Location"):
+                raise self._status_error(resp, where)
+            location = urljoin(self._url(f"/v2/{repository}/blobs/uploads/"),
+                               resp.headers["Location"])
+        finally:
+            resp.close()
+        split = urlsplit(location)
+        if _origin(location) != _origin(self._url("/")):
+            raise RegistryError(f"{where}: upload location {location!r} is on another host")
+        query = (split.query + "&" if split.query else "") + urlencode({"digest": digest})
+        resp = self._request("PUT", f"{split.path}?{query}", scope=scope, what=where,
+                             headers={"Content-Type": "application/octet-stream",
+                                      "Content-Length": str(size)}, body=body)
+        try:
+            if resp.status_code != 201:
+                raise self._status_error(resp, f"{where}: blob {digest}")
+        finally:
+            resp.close()
+
+    def put_manifest(self, repository: str, reference: str, media_type: str,
+                     body: bytes) -> str:
+        """PUT a manifest under a tag; returns its digest. Raises AuthError, RegistryError."""
+        where = self._where(repository)
+        resp = self._request("PUT", f"/v2/{repository}/manifests/{reference}",
+                             scope=self._push_scope(repository), what=where,
+                             headers={"Content-Type": media_type}, body=lambda: body)
+        try:
+            if resp.status_code not in (200, 201):
+                raise self._status_error(resp, f"{where}:{reference}")
+        finally:
+            resp.close()
+        return _digest_of(body)
 
     def list_tags(self, repository: str) -> list[str]:
         """All tags of a repository, following Link pagination.

@@ -13,7 +13,7 @@ import stat
 from pyminidocker import shim
 from pyminidocker.container.defaults import CAPS, DEFAULT_ENV_PATH
 from pyminidocker.container.spec import own_bounding_set, secure_join
-from pyminidocker.errors import PmdError
+from pyminidocker.oci.state import ConfigError
 from pyminidocker.record import dataclass, field
 
 TYPE_CHECKING = False
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 # are ignored, as runc does), an older major one refused.
 SUPPORTED_OCI_VERSION = "1.2.0"
 
-CLONE_NEWUSER = 0x10000000
+CLONE_NEWUSER = shim.CLONE_NEWUSER
 CLONE_NEWTIME = 0x00000080
 NAMESPACES = {
     "pid": shim.CLONE_NEWPID, "network": shim.CLONE_NEWNET, "mount": shim.CLONE_NEWNS,
@@ -70,8 +70,6 @@ _IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
                 "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
 
 
-class ConfigError(PmdError):
-    """config.json is missing, malformed, hostile or asks for what this runtime cannot do."""
 
 
 @dataclass
@@ -220,10 +218,7 @@ def parse(doc: dict[str, Any], bundle: str) -> Container:
     if domainname and not namespaces & shim.CLONE_NEWUTS:
         raise ConfigError("unable to set domainname without a private UTS namespace")
 
-    for key in ("uidMappings", "gidMappings"):
-        if _get(linux, key, list, "linux.", []):
-            raise ConfigError(f"config.json: linux.{key}: user namespaces are not supported "
-                              "by pyminidocker-runc")
+    spec.uid_map, spec.gid_map = _id_maps(linux, namespaces)
     mounts, cgroup_mount = _mounts(doc, bundle, rootfs, namespaces)
     devices = _devices(linux)
     spec.mounts = mounts
@@ -290,8 +285,10 @@ def _namespaces(linux: dict[str, Any]) -> tuple[int, dict[str, str]]:
             raise ConfigError(f"malformed spec file: duplicated ns {kind!r}")
         seen.add(kind)
         path = _get(ns, "path", str, f"linux.namespaces[{i}].")
-        if kind in ("user", "time"):
-            raise ConfigError(f"namespace type {kind!r} is not supported by pyminidocker-runc")
+        if kind == "time" or (kind == "user" and path):
+            # setns(2) into a user namespace needs a single-threaded caller: not CPython's
+            what = "joining a user namespace" if path else "namespace type 'time'"
+            raise ConfigError(f"{what} is not supported by pyminidocker-runc")
         if path:
             if not os.path.isabs(path):
                 raise ConfigError(f"namespace path {path!r} is not absolute")
@@ -301,6 +298,30 @@ def _namespaces(linux: dict[str, Any]) -> tuple[int, dict[str, str]]:
         else:
             mask |= NAMESPACES[kind]
     return mask, paths
+
+
+def _id_maps(linux: dict[str, Any], namespaces: int) -> tuple[str | None, str | None]:
+    """linux.uidMappings and gidMappings as /proc/PID/uid_map and gid_map take them; both are
+    required with a new user namespace and refused without one (runc's rules)."""
+    maps: list[str | None] = []
+    for key in ("uidMappings", "gidMappings"):
+        lines = []
+        for i, m in enumerate(_get(linux, key, list, "linux.", [])):
+            where = f"linux.{key}[{i}]."
+            ids = [_get(m, f, int, where) for f in ("containerID", "hostID", "size")]
+            if any(v is None or v < 0 for v in ids) or ids[2] == 0:
+                raise ConfigError(f"config.json: {where[:-1]}: containerID, hostID and a "
+                                  "positive size are required")
+            lines.append(f"{ids[0]} {ids[1]} {ids[2]}\n")
+        maps.append("".join(lines) or None)
+    if namespaces & CLONE_NEWUSER:
+        for key, value in zip(("uid", "gid"), maps):
+            if value is None:
+                raise ConfigError(f"user namespaces enabled, but no {key} mappings found")
+    elif maps[0] or maps[1]:
+        raise ConfigError("config.json: linux.uidMappings/gidMappings need a user namespace "
+                          "(linux.namespaces: user)")
+    return maps[0], maps[1]
 
 
 def _cap_mask(names: list[str], where: str, warnings: list[str]) -> int:

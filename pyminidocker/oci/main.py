@@ -10,17 +10,35 @@ from __future__ import annotations
 import os
 import sys
 
-from pyminidocker import shim
 from pyminidocker.cli.args import REMAINDER, Help, Parser
 from pyminidocker.errors import NotFound, PmdError, UsageError
-from pyminidocker.oci import config as cfg
-from pyminidocker.oci import runtime as rt
 from pyminidocker.oci import state as st
+
+
+class _Lazy:
+    """A module imported on first use: containerd's shim calls `state` many times per
+    container, and `state` needs neither the config reader nor the shim (milliseconds each)."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        module = __import__(self._name, fromlist=["_"])
+        return getattr(module, attr)
+
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
+
+    from pyminidocker import shim
+    from pyminidocker.oci import config as cfg
+    from pyminidocker.oci import runtime as rt
+else:
+    shim = _Lazy("pyminidocker.shim")
+    cfg = _Lazy("pyminidocker.oci.config")
+    rt = _Lazy("pyminidocker.oci.runtime")
 
 VERSION = "0.1.0"
 PROG = "pyminidocker-runc"
@@ -238,7 +256,11 @@ def _send_console(socket_path: str, master: int) -> None:
 
 
 def _start_error(e: OSError, argv0: str) -> str:
-    if getattr(e, "op", None) == "exec":
+    op = getattr(e, "op", None) or ""
+    if op.startswith("startContainer hook "):  # runc's words: error running ... hook #N: ...
+        why = "timeout" if e.errno == 110 else op.partition(": ")[2] or e.strerror
+        return f"error running startContainer hook #{op.split()[2].rstrip(':')}: {why}"
+    if op == "exec":
         if e.errno == 2:
             return f'exec: "{argv0}": executable file not found in $PATH'
         return f'exec: "{argv0}": {(e.strerror or "").split(": ", 1)[-1]}'
@@ -328,6 +350,7 @@ def _hold(p: rt.Prepared, root: str, w: int, close_fds: list[int]) -> None:
         os.chdir("/")
         rt.join_paths(c)
         p.spec.hold = True
+        rt.hooks_stdin(p.spec)
         if p.spec.stdin >= 0:
             # A terminal: the held init must not keep the caller's stdio open until start (the
             # shim applies spec's stdio after the release): containerd waits for EOF on the
@@ -350,6 +373,7 @@ def _hold(p: rt.Prepared, root: str, w: int, close_fds: list[int]) -> None:
                     f.write(str(proc.pid))
             rt.configure_init(c, proc.pid)
             state_obj = st.oci_state(rec, "created")
+            rt.write_hooks_state(p.spec, state_obj)
             for stage in ("createRuntime", "createContainer"):
                 rt.run_hooks(c.hooks.get(stage, []), stage, state_obj)
             sock.listen(4)
@@ -516,11 +540,13 @@ def _run(args: Any, root: str) -> int:
             _stdio_pty(spec, slave)
         rt.join_paths(c)
         spec.hold = True
+        rt.hooks_stdin(spec)
         proc = shim.spawn(spec)
         rec = p.record
         rec.update(pid=proc.pid, pid_start=st.pid_start(proc.pid), started=True)
         rt.configure_init(c, proc.pid)
         state_obj = st.oci_state(rec, "created")
+        rt.write_hooks_state(spec, state_obj)
         for stage in ("prestart", "createRuntime", "createContainer"):
             rt.run_hooks(c.hooks.get(stage, []), stage, state_obj)
         st.save(root, rec)
@@ -847,7 +873,7 @@ def _features() -> dict[str, Any]:
                   "poststart", "poststop"],
         "mountOptions": sorted(cfg._MOUNT_FLAGS),
         "linux": {
-            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "uts"],
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
             "capabilities": [f"CAP_{c}" for c in CAPS],
             "cgroup": {"v1": True, "v2": False, "systemd": False, "systemdUser": False},
             "seccomp": {"enabled": True, "actions": [], "operators": [], "archs": []},
@@ -911,9 +937,20 @@ def _spec(args: Any) -> None:
 # ---- main -------------------------------------------------------------------------------------
 
 def _json(obj: Any, indent: int) -> str:
-    import json  # not on run's path: json imports re (milliseconds)
+    """obj indented as runc prints it, in its own key order; through jsonio, as the json
+    package imports re (milliseconds of every `state`)."""
+    from pyminidocker import jsonio
 
-    return json.dumps(obj, indent=indent) + "\n"
+    def emit(o: Any, level: int) -> str:
+        inner, outer = " " * indent * (level + 1), " " * indent * level
+        if isinstance(o, dict) and o:
+            items = [f"{inner}{jsonio.dumps(str(k))}: {emit(v, level + 1)}" for k, v in o.items()]
+            return "{\n" + ",\n".join(items) + f"\n{outer}}}"
+        if isinstance(o, list) and o:
+            return "[\n" + ",\n".join(inner + emit(v, level + 1) for v in o) + f"\n{outer}]"
+        return jsonio.dumps(o)
+
+    return emit(obj, 0) + "\n"
 
 
 def program(argv: list[str]) -> int:

@@ -15,13 +15,19 @@ from pyminidocker import shim
 from pyminidocker.container.cgroups import DEFAULT_DEVICE_RULES, Cgroup, Limits
 from pyminidocker.errors import PmdError
 from pyminidocker.oci import state as st
-from pyminidocker.oci.config import NS_FILES, ConfigError, Container, Hook
+from pyminidocker.oci.state import ConfigError
 from pyminidocker.record import dataclass
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from pyminidocker.oci.config import Container, Hook
+
+# The parent of the cgroups of configs without a cgroupsPath: ours, so removed with its last child
+# (runc puts such a cgroup below its own and leaves nothing either; a cgroupsPath's parents are
+# the caller's, and runc leaves those, as we do).
+DEFAULT_PARENT = "pyminidocker-runc"
 # Controllers linux.resources may write that the engine's Cgroup does not make a directory in.
 _EXTRA_CONTROLLERS = ("blkio", "hugetlb", "net_cls", "net_prio")
 # The nodes dev_setup makes in every container (csrc/mount.c): a config's copy of them is a no-op.
@@ -50,7 +56,7 @@ def cgroup_of(container_id: str, cgroups_path: str) -> Cgroup:
         raise ConfigError(f"cgroupsPath {cgroups_path!r} is in the systemd form "
                           "(slice:prefix:name): this runtime drives cgroupfs only")
     if not path:
-        return Cgroup(container_id, "pyminidocker-runc")
+        return Cgroup(container_id, DEFAULT_PARENT)
     parent, _, name = path.rpartition("/")
     return Cgroup(name, parent or "/")
 
@@ -94,7 +100,16 @@ def make_cgroup(c: Container, container_id: str) -> tuple[Cgroup, list[str]]:
     rules = tuple(rules) + tuple(
         ("allow", f"{'c' if d.kind in ('c', 'u') else 'b'} {d.major}:{d.minor} rwm")
         for d in c.devices if d.kind != "p")
-    cg.create(Limits(devices=rules))
+    for attempt in range(3):
+        try:
+            cg.create(Limits(devices=rules))
+            break
+        except PmdError as e:
+            # Another runtime process removed the default parent, its last child gone, between
+            # our mkdir of it and of ours: make it again.
+            cause = e.__cause__
+            if attempt == 2 or not isinstance(cause, OSError) or cause.errno != 2:
+                raise
     extra = _extra_dirs(cg, c)
     try:
         for d in extra.values():
@@ -107,10 +122,14 @@ def make_cgroup(c: Container, container_id: str) -> tuple[Cgroup, list[str]]:
 
 
 def remove_cgroup(cg: Cgroup, extra: list[str]) -> None:
+    """Remove the container's cgroups, and the default parent if it was the last one there."""
     cg.remove()
-    for d in extra:
+    dirs = list(extra)
+    if cg.parent == DEFAULT_PARENT:
+        dirs += [os.path.dirname(d) for d in (*cg.dirs.values(), *extra)]
+    for d in dirs:
         try:
-            os.rmdir(d)
+            os.rmdir(d)  # EBUSY while another container is in it: that one removes it later
         except OSError:
             pass
 
@@ -208,6 +227,8 @@ def join_paths(c: Container) -> None:
 def _in_container_ns(pid: int, kinds: tuple[str, ...], work: Any) -> None:
     """Run work() in a child that has entered the namespaces kinds of pid (sysctls and the
     domain name are per namespace, read from the writer's). Raises RuntimeError_."""
+    from pyminidocker.oci.config import NS_FILES
+
     r, w = os.pipe()
     child = os.fork()
     if child == 0:
@@ -290,6 +311,26 @@ def run_hooks(hooks: list[Hook], stage: str, state_obj: dict[str, Any],
     return failures
 
 
+def hooks_stdin(spec: shim.SpawnSpec) -> int:
+    """Where the startContainer hooks read the state (see write_hooks_state), made before the
+    spawn for the child to inherit: a memfd, or -1 without such hooks."""
+    if spec.hooks:
+        spec.hooks_stdin = os.memfd_create("oci-state", os.MFD_CLOEXEC)
+    return spec.hooks_stdin
+
+
+def write_hooks_state(spec: shim.SpawnSpec, state_obj: dict[str, Any]) -> None:
+    """The state for the startContainer hooks, once the init's pid is known (before its
+    release); the fd is ours to close, the init keeps its own copy."""
+    if spec.hooks_stdin < 0:
+        return
+    import json
+
+    os.write(spec.hooks_stdin, json.dumps(state_obj).encode())
+    os.close(spec.hooks_stdin)
+    spec.hooks_stdin = -1
+
+
 # ---- the container record ---------------------------------------------------------------------
 
 @dataclass
@@ -321,6 +362,8 @@ def prepare(c: Container, doc: dict[str, Any], root: str, container_id: str) -> 
         spec = c.spec
         spec.mounts = [*spec.mounts, *cgroup_mounts(c, cg), *device_mounts(c, cdir)]
         spec.cgroup_procs = procs
+        spec.hooks = [(h.path, h.args, h.env, h.timeout or 0)
+                      for h in c.hooks.get("startContainer", [])]
         mask = c.namespaces
         for kind in c.join_paths:
             mask |= _NS_TYPES[kind]
@@ -351,9 +394,12 @@ def cleanup(root: str, rec: dict[str, Any]) -> None:
 
 
 def hooks_of(rec: dict[str, Any]) -> dict[str, list[Hook]]:
+    doc = rec.get("config", {}).get("hooks")
+    if not doc:
+        return {}  # the config reader is milliseconds of every delete
     from pyminidocker.oci.config import _hooks
 
-    return _hooks(rec.get("config", {}).get("hooks") or {})
+    return _hooks(doc)
 
 
 def wait_gone(rec: dict[str, Any], timeout: float) -> bool:

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import os
 
-from pyminidocker import proc
+from pyminidocker import jsonio, proc
 from pyminidocker.errors import NotFound, PmdError
-from pyminidocker.store.files import read_json, remove_tree, write_json
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -20,6 +19,11 @@ DEFAULT_ROOT = "/run/pyminidocker-runc"
 # The state's ociVersion, as runc reports the version of the spec it implements.
 OCI_VERSION = "1.2.0"
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
+
+
+class ConfigError(PmdError):
+    """config.json is missing, malformed, hostile or asks for what this runtime cannot do.
+    (Here, below the config reader, so that the runtime raises it without importing that.)"""
 
 
 def check_id(container_id: str) -> None:
@@ -38,20 +42,28 @@ def load(root: str, container_id: str) -> dict[str, Any]:
     """The record of container_id. Raises NotFound ("container does not exist")."""
     path = os.path.join(container_dir(root, container_id), "state.json")
     try:
-        rec = read_json(path)
+        with open(path, "rb") as f:
+            rec = jsonio.loads(f.read())
     except FileNotFoundError:
         raise NotFound("container does not exist") from None
+    except ValueError:
+        rec = None
     if not isinstance(rec, dict):
         raise PmdError(f"corrupt state {path}")
     return rec
 
 
 def save(root: str, rec: dict[str, Any]) -> None:
+    # The store's package is not on the path of `state` (milliseconds of imports).
+    from pyminidocker.store.files import write_json
+
     # /run is a tmpfs: a crash of the host forgets every container anyway, no fsync needed.
     write_json(os.path.join(root, rec["id"], "state.json"), rec, durable=False)
 
 
 def remove(root: str, container_id: str) -> None:
+    from pyminidocker.store.files import remove_tree
+
     remove_tree(container_dir(root, container_id))
 
 

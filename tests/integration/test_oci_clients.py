@@ -16,7 +16,7 @@ import pytest
 
 from tests.integration import images as I
 from tests.integration import servers as S
-from tests.integration.test_oci_runtime import cgroup_dirs, write_launcher
+from tests.integration.test_oci_runtime import cgroup_dirs, empty_default_parents, write_launcher
 
 NAMESPACE = "pmdtest"
 IMAGE = "localhost/pmd-busybox:latest"
@@ -33,14 +33,16 @@ def image_tar(tmp: Path) -> Path:
 
 
 class Containerd:
-    def __init__(self, base: Path):
+    def __init__(self, base: Path, cri: str = ""):
+        """cri: the CRI plugin's configuration (TOML tables); without it, the plugin is off."""
         self.base = base
         self.sock = base / "containerd.sock"
         cfg = base / "config.toml"
+        off = "" if cri else '"io.containerd.grpc.v1.cri", '
         cfg.write_text(f"""version = 2
 root = "{base}/root"
 state = "{base}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs",
+disabled_plugins = [{off}"io.containerd.snapshotter.v1.aufs",
   "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
   "io.containerd.snapshotter.v1.devmapper", "io.containerd.tracing.processor.v1.otlp"]
 [grpc]
@@ -51,7 +53,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
   address = "{base}/debug.sock"
 [plugins."io.containerd.internal.v1.opt"]
   path = "{base}/opt"
-""")
+{cri}""")
         self.log = open(base / "containerd.log", "wb")
         self.proc = subprocess.Popen(["containerd", "--config", str(cfg)], stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
@@ -89,13 +91,20 @@ def containerd(tmp_path_factory):
     yield d, runc
     d.ctr("image", "rm", IMAGE, check=False)
     d.stop()
+    mounts = unmount_under(base)
+    shutil.rmtree(f"/run/containerd/runc/{NAMESPACE}", ignore_errors=True)
+    remove_cgroup_parent(NAMESPACE)
+    assert not empty_default_parents(), "empty pyminidocker-runc parent cgroups left"
+    assert not mounts, f"containerd left mounts: {mounts}"
+
+
+def unmount_under(base: Path) -> list[str]:
+    """Lazily unmount what a client left mounted under base (deepest first); what was there."""
     with open("/proc/self/mountinfo") as f:
         mounts = [ln.split()[4] for ln in f if ln.split()[4].startswith(str(base))]
     for m in reversed(mounts):
         subprocess.run(["umount", "-l", m], check=False)
-    shutil.rmtree(f"/run/containerd/runc/{NAMESPACE}", ignore_errors=True)
-    remove_cgroup_parent(NAMESPACE)
-    assert not mounts, f"containerd left mounts: {mounts}"
+    return mounts
 
 
 def remove_cgroup_parent(name: str) -> None:
@@ -197,12 +206,10 @@ def podman(tmp_path_factory):
     yield run, image
     run("rm", "-a", "-f", check=False)
     run("rmi", "-a", "-f", check=False)
-    with open("/proc/self/mountinfo") as f:
-        mounts = [ln.split()[4] for ln in f if ln.split()[4].startswith(str(base))]
-    for m in reversed(mounts):  # containers/storage binds its own home privately
-        subprocess.run(["umount", "-l", m], check=False)
+    unmount_under(base)  # containers/storage binds its own home privately
     remove_cgroup_parent("libpod_parent/conmon")  # podman puts conmon there
     remove_cgroup_parent("libpod_parent")
+    assert not empty_default_parents(), "empty pyminidocker-runc parent cgroups left"
 
 
 def test_podman_run_through_pyminidocker_runc(podman):
@@ -268,12 +275,10 @@ def dockerd(tmp_path_factory):
             proc.wait()
         S.SERVER_PIDS.discard(proc.pid)
         log.close()
-        with open("/proc/self/mountinfo") as f:
-            mounts = [ln.split()[4] for ln in f if ln.split()[4].startswith(str(base))]
-        for m in reversed(mounts):
-            subprocess.run(["umount", "-l", m], check=False)
+        mounts = unmount_under(base)
         shutil.rmtree(base, ignore_errors=True)
         remove_cgroup_parent("docker")
+        assert not empty_default_parents(), "empty pyminidocker-runc parent cgroups left"
         # dockerd binds its data root over itself to make it shared where its parent mount is
         # private (a root made with pivot_root, as in the fresh-install test) and may leave
         # that bind behind: its own, not the runtime's

@@ -88,6 +88,13 @@ def cgroup_dirs(cid: str) -> list[str]:
     return [str(p) for p in base.glob(f"*/{CGROUP_PARENT}/{cid}") if p.is_dir()]
 
 
+def empty_default_parents() -> list[str]:
+    """The runtime's default parent cgroups left without a container in them: each must go
+    with its last container (one holding another test's container is still in use)."""
+    return [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/{CGROUP_PARENT}")
+            if p.is_dir() and not p.is_symlink() and not any(c.is_dir() for c in p.iterdir())]
+
+
 def mounts_of(path: Path) -> list[str]:
     with open("/proc/self/mountinfo") as f:
         return [ln.split()[4] for ln in f if ln.split()[4].startswith(str(path))]
@@ -115,6 +122,7 @@ def runc(tmp_path):
     for p in stray:
         os.kill(p, signal.SIGKILL)
     assert not left, f"cgroups left: {left}"
+    assert not empty_default_parents(), "empty pyminidocker-runc parent cgroups left"
     assert not stray, f"processes left: {stray}"
     assert not (r.root.exists() and os.listdir(r.root)), "state left"
     assert not mounts_of(tmp_path), "mounts left"
@@ -338,6 +346,104 @@ def test_a_failing_hook_fails_the_start_and_leaves_nothing(runc, tmp_path):
     assert not (b / "rootfs" / "ran").exists()
 
 
+def test_start_container_hooks_run_in_the_container_before_its_process(runc, tmp_path):
+    # The hook's path and files are the container's (its mount namespace), it runs after start
+    # and before the process, with the state on stdin; the process sees what the hook wrote.
+    b = make_bundle(tmp_path / "b", ["sh", "-c", "cat /hook-saw; echo process"])
+    edit(b, lambda cfg: cfg.update(hooks={"startContainer": [
+        {"path": "/bin/sh", "args": ["sh", "-c", "cat > /hook-state; "
+                                     "echo hook in $(hostname) > /hook-saw"], "timeout": 5}]}))
+    runc.ids.append("sc1")
+    r = runc("run", "--bundle", str(b), "sc1")
+    assert r.stdout == "hook in runc\nprocess\n", r.stderr
+    state = json.loads((b / "rootfs" / "hook-state").read_text())
+    assert (state["id"], state["status"], state["bundle"]) == ("sc1", "created", str(b))
+    # create + start: the hook runs at start, not before; its pid is the container's
+    (b / "rootfs" / "hook-state").unlink()
+    edit(b, lambda cfg: cfg["process"].update(args=["sleep", "30"]))
+    runc("create", "--bundle", str(b), "sc1")
+    pid = runc.state("sc1")["pid"]
+    runc.pids.append(pid)
+    time.sleep(0.2)
+    assert not (b / "rootfs" / "hook-state").exists()
+    runc("start", "sc1")
+    assert json.loads((b / "rootfs" / "hook-state").read_text())["pid"] == pid
+    runc("delete", "-f", "sc1")
+
+
+def test_a_failing_or_slow_start_container_hook_stops_the_container(runc, tmp_path):
+    b = make_bundle(tmp_path / "b", ["touch", "/ran"])
+    edit(b, lambda cfg: cfg.update(hooks={"startContainer": [
+        {"path": "/bin/true"}, {"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}]}))
+    runc.ids.append("sc2")
+    r = runc("run", "--bundle", str(b), "sc2", check=False)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip() == "error running startContainer hook #1: exit status 3"
+    edit(b, lambda cfg: cfg.update(hooks={"startContainer": [
+        {"path": "/bin/sleep", "args": ["sleep", "20"], "timeout": 1}]}))
+    runc("create", "--bundle", str(b), "sc2")
+    runc.pids.append(runc.state("sc2")["pid"])
+    t0 = time.monotonic()
+    r = runc("start", "sc2", check=False)
+    assert r.returncode == 1 and "startContainer hook #0: timeout" in r.stderr, r.stderr
+    assert time.monotonic() - t0 < 5
+    assert runc.state("sc2")["status"] == "stopped"
+    # a path that exists on the host only is not found in the container
+    runc("delete", "sc2")
+    edit(b, lambda cfg: cfg.update(hooks={"startContainer": [{"path": str(runc.binary)}]}))
+    r = runc("run", "--bundle", str(b), "sc2", check=False)
+    assert r.returncode == 1 and "startContainer hook #0: exit status 127" in r.stderr
+    assert not (b / "rootfs" / "ran").exists()
+
+
+def _user_ns(cfg: dict, host_id: int, size: int) -> None:
+    cfg["linux"]["namespaces"].append({"type": "user"})
+    for key in ("uidMappings", "gidMappings"):
+        cfg["linux"][key] = [{"containerID": 0, "hostID": host_id, "size": size}]
+
+
+def test_a_user_namespace_with_an_identity_map(runc, tmp_path):
+    b = make_bundle(tmp_path / "b", ["sh", "-c", "cat /proc/self/uid_map; id -u; "
+                                     "readlink /proc/self/ns/user"])
+    edit(b, lambda cfg: _user_ns(cfg, 0, 4294967295))
+    runc.ids.append("un1")
+    r = runc("run", "--bundle", str(b), "un1")
+    uid_map, uid, ns = r.stdout.splitlines()
+    assert uid_map.split() == ["0", "0", "4294967295"] and uid == "0", r.stdout
+    assert ns != os.readlink("/proc/self/ns/user")
+
+
+@pytest.fixture
+def reachable_tmp():
+    top = Path(tempfile.mkdtemp(prefix="pmd-userns-"))
+    top.chmod(0o711)
+    yield top
+    shutil.rmtree(top)
+
+
+def test_a_user_namespace_maps_root_to_the_rootfs_owner(runc, reachable_tmp):
+    # rootfs ownership is the caller's job (as with runc): chown it into the mapped range, in
+    # a directory its root can reach (pytest's tmp_path is in a 0700 directory)
+    b = make_bundle(reachable_tmp / "b", ["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; "
+                                     "id -u; id -g; touch /made; sleep 30"])
+    edit(b, lambda cfg: _user_ns(cfg, 200000, 65536))
+    subprocess.run(["chown", "-R", "-h", "200000:200000", str(b / "rootfs")], check=True)
+    runc.ids.append("un2")
+    runc("run", "-d", "--bundle", str(b), "un2")
+    pid = runc.state("un2")["pid"]
+    runc.pids.append(pid)
+    with open(f"/proc/{pid}/status") as f:  # the host sees the mapped ids
+        assert next(ln for ln in f if ln.startswith("Uid:")).split()[1] == "200000"
+    out = runc("exec", "un2", "sh", "-c", "cat /proc/self/uid_map; id -u").stdout
+    assert out.split() == ["0", "200000", "65536", "0"]  # exec joins the user namespace
+    deadline = time.monotonic() + 5
+    while not (b / "rootfs" / "made").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    st = (b / "rootfs" / "made").stat()
+    assert (st.st_uid, st.st_gid) == (200000, 200000)
+    runc("delete", "-f", "un2")
+
+
 # ---- bad input ------------------------------------------------------------------------------
 
 BAD = {
@@ -353,8 +459,11 @@ BAD = {
         "is not in /dev"),
     "root outside the bundle": (lambda c: c["root"].update(path="../.."),
                                 "must stay inside the bundle"),
-    "user namespace": (lambda c: c["linux"].update(uidMappings=[
-        {"containerID": 0, "hostID": 1000, "size": 1}]), "user namespaces are not supported"),
+    "id mappings without a user namespace": (lambda c: c["linux"].update(uidMappings=[
+        {"containerID": 0, "hostID": 1000, "size": 1}]), "need a user namespace"),
+    "user namespace without mappings": (
+        lambda c: c["linux"]["namespaces"].append({"type": "user"}),
+        "user namespaces enabled, but no uid mappings found"),
     "unified on v1": (lambda c: c["linux"]["resources"].update(unified={"memory.max": "1"}),
                       "needs cgroup v2"),
     "relative mount destination": (

@@ -13,6 +13,7 @@ import pytest
 from pyminidocker import shim
 from pyminidocker.container import defaults as d
 from pyminidocker.container import seccomp as sc
+from pyminidocker.container.specconv import seccomp_cached
 
 X86_64, I386, X32 = 0xC000003E, 0x40000003, 0x4000003E
 ALLOW, KILL = sc.RET_ALLOW, sc.RET_KILL_PROCESS
@@ -221,18 +222,18 @@ def test_docker_only_fields_are_refused_in_oci():
 
 
 def test_programs_are_cached_per_profile_and_capabilities(tmp_path):
-    a = sc.program(str(tmp_path), None, d.DEFAULT_CAP_MASK)
-    b = sc.program(str(tmp_path), None, d.DEFAULT_CAP_MASK | 1 << 21)
-    c = sc.program(str(tmp_path), json.dumps(PROFILE), 0)
+    a = seccomp_cached(str(tmp_path), None, d.DEFAULT_CAP_MASK)
+    b = seccomp_cached(str(tmp_path), None, d.DEFAULT_CAP_MASK | 1 << 21)
+    c = seccomp_cached(str(tmp_path), json.dumps(PROFILE), 0)
     assert len({a, b, c}) == 3 and len(list(tmp_path.iterdir())) == 3
-    assert sc.program(str(tmp_path), None, d.DEFAULT_CAP_MASK) == a
+    assert seccomp_cached(str(tmp_path), None, d.DEFAULT_CAP_MASK) == a
     assert all(p.stat().st_mode & 0o077 == 0 for p in tmp_path.iterdir())  # root's alone
 
 
 def test_a_damaged_cache_entry_is_compiled_again(tmp_path):
-    good = sc.program(str(tmp_path), None, d.DEFAULT_CAP_MASK)
+    good = seccomp_cached(str(tmp_path), None, d.DEFAULT_CAP_MASK)
     (entry,) = tmp_path.iterdir()
     for damage in (b"", good[:-3]):
         entry.write_bytes(damage)
-        assert sc.program(str(tmp_path), None, d.DEFAULT_CAP_MASK) == good
+        assert seccomp_cached(str(tmp_path), None, d.DEFAULT_CAP_MASK) == good
         assert entry.read_bytes() == good

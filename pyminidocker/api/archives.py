@@ -1,0 +1,217 @@
+"""Images and containers in and out as tars, over the engine API: /images/get (save),
+/images/load, /images/{name}/push, /containers/{id}/export, /commit.
+
+A tar the engine writes (save, export) is streamed as it is made: the engine's thread hands
+each chunk to the event loop through a small queue, so a slow client slows the writer instead
+of filling memory. A tar the client sends (load) goes to the engine through a pipe as it
+arrives; the engine reads it as hostile and stores nothing of a bad one.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from pyminidocker.api.app import APIError, add_table, bad_request, bool_param, call
+from pyminidocker.api.images import progress_message
+from pyminidocker.api.streams import JSONStream
+from pyminidocker.errors import PmdError
+
+Sink = Callable[[bytes], object]
+
+_BACKGROUND: set[asyncio.Future[Any]] = set()  # kept referenced until done (asyncio's advice)
+
+
+def _spawn(coro: Any) -> None:
+    fut = asyncio.ensure_future(coro)
+    _BACKGROUND.add(fut)
+    fut.add_done_callback(_BACKGROUND.discard)
+
+
+async def _tar_response(request: web.Request, produce: Callable[[Any, Sink], None]
+                        ) -> web.StreamResponse:
+    """Stream what produce(engine, sink) writes as an application/x-tar response. An error
+    before the first chunk is a plain error response; after it, the connection is cut (a tar
+    cannot carry an error), as dockerd does."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=8)
+    gone = threading.Event()
+
+    def sink(chunk: bytes) -> None:
+        if gone.is_set():
+            raise ConnectionResetError("the client went away")
+        asyncio.run_coroutine_threadsafe(queue.put(bytes(chunk)), loop).result()
+
+    task = asyncio.ensure_future(call(request, produce, sink))
+    task.add_done_callback(lambda _: _spawn(queue.put(None)))
+    response: web.StreamResponse | None = None
+    try:
+        while (chunk := await queue.get()) is not None:
+            if response is None:
+                response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
+                await response.prepare(request)
+            await response.write(chunk)
+        await task  # its error, before any byte: the client gets it as Docker's JSON error
+        if response is None:
+            response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
+            await response.prepare(request)
+        await response.write_eof()
+        return response
+    except PmdError:
+        if response is not None:
+            request.transport.close() if request.transport else None
+            return response
+        raise
+    finally:
+        if not task.done():
+            # the client went away: let the engine's thread fail its next write, and take
+            # what it still queues so that it is never stuck on a full queue
+            gone.set()
+
+            async def drain() -> None:
+                while await queue.get() is not None:
+                    pass
+
+            _spawn(drain())
+            task.add_done_callback(lambda t: t.exception())
+
+
+async def save(request: web.Request) -> web.StreamResponse:
+    """GET /images/get?names=A&names=B, GET /images/{name}/get."""
+    names = request.query.getall("names", [])
+    if "name" in request.match_info:
+        names = [request.match_info["name"]]
+    if not names:
+        raise bad_request("at least one image name is required (names=)")
+    for n in names:
+        await call(request, lambda eng, n=n: eng.image(n))  # NotFound: 404 before any byte
+    return await _tar_response(request, lambda eng, sink: eng.save(names, sink))
+
+
+async def export(request: web.Request) -> web.StreamResponse:
+    """GET /containers/{id}/export."""
+    rec = await call(request, lambda eng: eng.container(request.match_info["id"]))
+    return await _tar_response(request, lambda eng, sink: eng.export(rec, sink))
+
+
+def _write_all(fd: int, data: bytes) -> bool:
+    """False once the reader is gone (the engine stopped reading a bad archive)."""
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view):]
+    except BrokenPipeError:
+        return False
+    return True
+
+
+async def load(request: web.Request) -> web.StreamResponse:
+    """POST /images/load[?quiet=1]: the body is the tar."""
+    loop = asyncio.get_running_loop()
+    r, w = os.pipe2(os.O_CLOEXEC)
+
+    def work(eng: Any) -> Any:
+        try:
+            return eng.load(r)
+        finally:
+            os.close(r)
+
+    task = asyncio.ensure_future(call(request, work))
+    try:
+        reading = True
+        async for chunk in request.content.iter_chunked(1 << 20):
+            if reading:
+                reading = await loop.run_in_executor(None, _write_all, w, chunk)
+    finally:
+        os.close(w)
+    loaded = await task
+    from pyminidocker.engine import familiar
+
+    async with JSONStream(request) as stream:
+        for image_id, names in loaded:
+            if not names:
+                await stream.send({"stream": f"Loaded image ID: sha256:{image_id}\n"})
+            for name in names:
+                await stream.send({"stream": f"Loaded image: {familiar(name)}\n"})
+    return stream.response
+
+
+async def push(request: web.Request) -> web.StreamResponse:
+    """POST /images/{name}/push[?tag=TAG]: Docker's JSON progress stream; an error once it
+    has started is its last message. Credentials are the engine's (`login`), not the
+    X-Registry-Auth header."""
+    from pyminidocker.engine import parse_reference
+
+    name = request.match_info["name"]
+    tag = request.query.get("tag", "")
+    full = f"{name}:{tag}" if tag else name
+    ref = parse_reference(full)  # InvalidReference: 400
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+
+    def progress(ev: Any) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, ev)
+
+    task = asyncio.ensure_future(call(request, lambda eng: eng.push(full, progress)))
+    task.add_done_callback(lambda _: queue.put_nowait(None))
+    async with JSONStream(request) as stream:
+        await stream.send({"status": f"The push refers to repository [{ref.name}]"})
+        while (ev := await queue.get()) is not None:
+            await stream.send(progress_message(ev))
+        try:
+            results = task.result()
+        except PmdError as e:
+            await stream.send({"errorDetail": {"message": str(e)}, "error": str(e)})
+            return stream.response
+        for _, res in results:
+            await stream.send({"status": f"{res.tag}: digest: {res.digest} size: {res.size}"})
+            await stream.send({"progressDetail": {}, "aux": {
+                "Tag": res.tag, "Digest": res.digest, "Size": res.size}})
+    return stream.response
+
+
+async def commit(request: web.Request) -> web.Response:
+    """POST /commit?container=&repo=&tag=&comment=&author=&pause=&changes=; 201 {"Id"}."""
+    q = request.query
+    container = q.get("container", "")
+    if not container:
+        raise bad_request("container is required")
+    repo, tag = q.get("repo", ""), q.get("tag", "")
+    if tag and not repo:
+        raise bad_request("a tag needs a repo")
+    ref = (f"{repo}:{tag}" if tag else repo) or None
+    changes = [line for c in q.getall("changes", []) for line in c.splitlines() if line]
+    pause = bool_param(request, "pause", True)
+    await request.read()  # the container config a client may send: not applied (see README)
+
+    def work(eng: Any) -> str:
+        rec = eng.container(container)
+        return str(eng.commit(rec, ref, q.get("comment", ""), q.get("author", ""), changes,
+                              pause=pause))
+
+    try:
+        image_id = await call(request, work)
+    except PmdError as e:
+        if "not a valid change command" in str(e):
+            raise APIError(400, str(e)) from None
+        raise
+    return web.json_response({"Id": f"sha256:{image_id}"}, status=201)
+
+
+def add_routes(app: web.Application) -> set[tuple[str, str]]:
+    table = [
+        ("GET", "/images/get", save),
+        ("GET", "/images/{name:.+}/get", save),
+        ("POST", "/images/load", load),
+        ("POST", "/images/{name:.+}/push", push),
+        ("GET", "/containers/{id}/export", export),
+        ("POST", "/commit", commit),
+    ]
+    return add_table(app, table)
+
+
+__all__ = ["add_routes"]

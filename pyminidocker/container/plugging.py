@@ -1,0 +1,231 @@
+"""A container's network plugging: its address, the veth pair into its namespace, published
+ports and the names in the members' /etc/hosts; `network connect`/`disconnect`.
+
+Functions of the Runtime (rt), imported only when a container has a network to plug: the
+start path of `run --network none` never loads this module or the network package.
+"""
+from __future__ import annotations
+
+import os
+
+from pyminidocker import shim as _native
+from pyminidocker.container.specconv import base_hosts, hosts_line
+from pyminidocker.errors import Conflict, NotFound, PmdError, UsageError, suppress
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from pyminidocker.container.runtime import Runtime
+    from pyminidocker.store import Store
+    from pyminidocker.store.containers import ContainerRecord
+
+
+def host_gateway(store: Store, network: str) -> str:
+    """The address --add-host host-gateway names: the gateway of the container's bridge
+    network (the default bridge's for host and none), the host as the container sees it."""
+    from pyminidocker.network import bridge
+
+    if network in ("none", "host", "bridge"):
+        return bridge.default_network(store).gateway
+    return bridge.get_network(store, network).gateway
+
+
+def plug(rt: Runtime, rec: ContainerRecord, d: str, proc: Any, rules: Any = None) -> None:
+    """Connect a held container to its network (an address, the bridge and its rules, a
+    veth pair into its namespace, published ports, its name in /etc/hosts); the caller
+    releases it. On failure the child is ended and what was set up is undone."""
+    from pyminidocker.config import Config
+    from pyminidocker.network import bridge as network
+    from pyminidocker.store.files import atomic_write
+
+    net = rec.host.network
+    try:
+        with rt.trace.phase("network"):
+            ep = network.connect(rt.store, net, rec.id, Config.load(rt.store.root),
+                                 rules)
+            rec.state.ip = ep.address  # from here on, a failure releases the address
+            _native.net_attach(proc.pid, ep.bridge, _host_ifname(rec.id), ep.address,
+                               ep.prefix_len, ep.gateway, mac=rec.host.get("mac_address"))
+            ports = [m for spec in rec.host.ports
+                     for m in network.parse_publish(spec)]
+            if ports:
+                done = network.publish(network.get_network(rt.store, ep.network),
+                                       ep.address, ports)
+                rec.state.ports = [str(m) for m in done]
+            # from the base file, not the last run's (its lines would be there twice)
+            hosts = base_hosts(rec) + hosts_line(rec, ep.address, ep.network != "bridge")
+            if ep.network != "bridge":  # names resolve on user networks (Docker's rule)
+                hosts += _introduce(rt, rec, ep.network, ep.address)
+            atomic_write(os.path.join(d, "hosts"), hosts.encode(), durable=False)
+            for extra in rec.host.networks:  # joined by `network connect`
+                _attach_extra(rt, rec, extra, proc.pid)
+    except BaseException:
+        proc.abort()
+        unplug(rt, rec)
+        raise
+
+
+def _introduce(rt: Runtime, rec: ContainerRecord, network: str, address: str) -> str:
+    """On a user network every member's /etc/hosts names every other member: add this
+    container to theirs and return the lines for its own. Files are edited in place, as
+    each is bind-mounted into its container (a rename would not be seen there)."""
+    from pyminidocker.store.networks import NetworkStore
+
+    own = ""
+    with rt.store.lock():
+        for addr, cid in NetworkStore(rt.store).allocations(network).items():
+            if cid == rec.id:
+                continue
+            try:
+                other = rt.containers.get(cid)
+            except NotFound:
+                continue
+            own += hosts_line(other, addr, True)
+            _edit_hosts(os.path.join(rt.containers.path(cid), "hosts"),
+                        add=hosts_line(rec, address, True))
+    return own
+
+
+def unplug(rt: Runtime, rec: ContainerRecord) -> None:
+    """Undo _plug for a container whose processes are gone: published ports, the address.
+    Its veth pairs are not deleted here: they went with its network namespace, which the
+    kernel dismantles (asynchronously) once the last process has exited; deleting the
+    host end ourselves would wait 10-15 ms for the same work. Idempotent. Not to be
+    called with the store lock held: the address book takes it."""
+    for name in list(rec.state.extra_networks):
+        _detach_extra(rt, rec, name, gone=True)
+    net = rec.host.network
+    if net in ("none", "host"):
+        return
+    from pyminidocker.network import bridge as network
+
+    # Driven by what the address book holds, not only by the state: a `run` killed
+    # between the allocation and its state write left an address only the book knows.
+    ip = rec.state.ip or network.address_of(rt.store, net, rec.id)
+    if not ip:
+        return
+    if rec.host.ports:  # rules exist only for a container that asked for ports
+        with suppress(PmdError):
+            network.unpublish_all(network.get_network(rt.store, net), ip)
+    if net != "bridge":
+        _forget(rt, net, ip)
+    network.disconnect(rt.store, net, rec.id)
+    rec.state.ip = ""
+    rec.state.ports = []
+    with suppress(PmdError, OSError):
+        if os.path.isdir(rt.containers.path(rec.id)):
+            rt.containers.save_state(rec)
+
+
+def connect(rt: Runtime, rec: ContainerRecord, net: str) -> str:
+    """`network connect`: the container joins the user network `net` too, as Docker's: at
+    once if it runs, and at each of its starts from now on (host.networks). There it
+    has one more interface (eth1, eth2, ...; no second default route) with an address,
+    and its name in the members' /etc/hosts. Returns the address, "" if it is not running.
+    Raises Conflict (already connected; a container on the host's network or none),
+    UsageError, NotFound (network), PmdError, OSError."""
+    from pyminidocker.network import bridge as network
+
+    rec = rt.refresh(rec)
+    joined = rec.host.networks
+    if net == rec.host.network or net in joined:
+        raise Conflict(f"container {rec.name} is already attached to network {net}")
+    if net in ("none", "host"):
+        raise UsageError(f"container cannot be connected to network {net}")
+    if rec.host.network in ("none", "host"):
+        raise Conflict(f"container {rec.name} is on the {rec.host.network} network: it "
+                       "cannot be connected to another one")
+    network.get_network(rt.store, net)  # a missing network is refused now, not at start
+    address = ""
+    if rec.state.status == "running":
+        address = _attach_extra(rt, rec, net, rec.state.pid)
+        rt.containers.save_state(rec)
+    rec.host.networks = [*joined, net]
+    rt.containers.save_config(rec)
+    return address
+
+
+def _attach_extra(rt: Runtime, rec: ContainerRecord, net: str, pid: int) -> str:
+    """Plug the container whose init is pid into the user network `net`: an address, the
+    first free ethN (and pmd<id>xN on the host), the names in /etc/hosts. Recorded in
+    rec.state (not saved). Returns the address."""
+    from pyminidocker.network import bridge as network
+
+    ep = network.connect(rt.store, net, rec.id)
+    used = {info["ifname"] for info in rec.state.extra_networks.values()}
+    n = next(i for i in range(1, len(used) + 2) if f"eth{i}" not in used)
+    ifname, host_if = f"eth{n}", f"pmd{rec.id[:10]}x{n}"
+    try:
+        _native.net_attach(pid, ep.bridge, host_if, ep.address, ep.prefix_len, None,
+                           container_ifname=ifname)
+    except BaseException:
+        network.disconnect(rt.store, net, rec.id)
+        raise
+    rec.state.extra_networks[net] = {"ip": ep.address, "ifname": ifname,
+                                     "host_ifname": host_if}
+    hosts = os.path.join(rt.containers.path(rec.id), "hosts")
+    _edit_hosts(hosts, add=hosts_line(rec, ep.address, True))
+    for line in _introduce(rt, rec, ep.network, ep.address).splitlines(keepends=True):
+        _edit_hosts(hosts, add=line)
+    return ep.address
+
+
+def disconnect(rt: Runtime, rec: ContainerRecord, net: str) -> None:
+    """`network disconnect`: undo connect, now and for the starts to come. Raises Conflict
+    if the container was not connected to `net` that way."""
+    rec = rt.refresh(rec)
+    joined = rec.host.networks
+    if net not in joined and net not in rec.state.extra_networks:
+        raise Conflict(f"container {rec.name} is not connected to network {net} "
+                       "(only networks joined with `network connect` can be left)")
+    if net in rec.state.extra_networks:
+        _detach_extra(rt, rec, net)
+        with suppress(PmdError, OSError):
+            rt.containers.save_state(rec)
+    if net in joined:
+        rec.host.networks = [n for n in joined if n != net]
+        rt.containers.save_config(rec)
+
+
+def _detach_extra(rt: Runtime, rec: ContainerRecord, net: str, gone: bool = False) -> None:
+    """Undo connect; gone: the container's processes are gone, and its veth with them."""
+    from pyminidocker.network import bridge as network
+
+    info = rec.state.extra_networks.pop(net)
+    if not gone:
+        with suppress(OSError):
+            _native.net_detach(info["host_ifname"])
+    _forget(rt, net, info["ip"])
+    network.disconnect(rt.store, net, rec.id)
+
+
+def _forget(rt: Runtime, net: str, address: str) -> None:
+    """Drop address from the /etc/hosts of every member of the user network net (the
+    reverse of _introduce). Takes the store lock."""
+    from pyminidocker.store.networks import NetworkStore
+
+    with suppress(PmdError), rt.store.lock():
+        for cid in NetworkStore(rt.store).allocations(net).values():
+            _edit_hosts(os.path.join(rt.containers.path(cid), "hosts"), drop=f"{address}\t")
+
+
+
+def _edit_hosts(path: str, add: str = "", drop: str = "") -> None:
+    """Append a line to, or drop the lines starting with `drop` from, a container's hosts
+    file, in place (it is bind-mounted: the inode must stay). Missing file: nothing to do."""
+    try:
+        with open(path, "r+") as f:
+            lines = [ln for ln in f.readlines() if not (drop and ln.startswith(drop))]
+            if add and add not in lines:
+                lines.append(add)
+            f.seek(0)
+            f.write("".join(lines))
+            f.truncate()
+    except FileNotFoundError:
+        pass
+
+
+def _host_ifname(container_id: str) -> str:
+    """The host end of a container's veth pair: 15 characters, the kernel's limit."""
+    return "pmd" + container_id[:12]

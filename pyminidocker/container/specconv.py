@@ -1,0 +1,474 @@
+"""Spec policy: what a container gets from its record (image config + host config), as the
+shim's spawn spec: its mounts, namespaces, capabilities, limits, seccomp program, user and
+environment (runc's libcontainer/specconv plays this part there).
+
+The decisions are container.spec's pure functions and container.defaults' values; this module
+puts them together for one container, reading its root (users, volumes, devices) as needed.
+"""
+from __future__ import annotations
+
+import os
+import stat
+import sys
+
+from pyminidocker import shim as _native
+from pyminidocker.container import defaults
+from pyminidocker.container import mounts as mountspec
+from pyminidocker.container import spec as policy
+from pyminidocker.container.mounts import mounts_of
+from pyminidocker.errors import StartError, StoreError, UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
+    from pyminidocker.store import Store
+    from pyminidocker.store.containers import ContainerRecord, HostConfig
+    from pyminidocker.trace import Tracer
+
+# Docker's --init: its docker-init (tini) goes to this path; ours is Debian's static tini,
+# which runs in any image (no libc needed from it).
+INIT_PATH = "/sbin/docker-init"
+TINI = "/usr/bin/tini-static"
+
+# Mount points of every container (targets of the standard mounts and of the files in
+# etc_files), which an image's init layer holds where the image lacks them.
+INIT_DIRS = ("proc", "sys", "dev")
+INIT_FILES = ("hostname", "hosts", "resolv.conf")
+
+# A container's /etc/hosts before its network adds its own name (and its peers' names).
+_BASE_HOSTS = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+               "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
+               "ff02::2\tip6-allrouters\n")
+
+
+def container_spec(store: Store, trace: Tracer, warnings: list[str], rec: ContainerRecord,
+                   d: str, stdio: tuple[int, int, int]) -> Any:
+    """The spawn spec of the container rec (its directory d, its root mounted at d/rootfs),
+    its cgroup made with its limits (what the host cannot apply goes to warnings)."""
+
+    rootfs = os.path.join(d, "rootfs")
+    host = rec.host
+    with trace.phase("spec"):
+        user = policy.resolve_user(rootfs, rec.user)
+        env = policy.merge_env(host.image_env, rec.env, rec.hostname, user.home,
+                               rec.tty)
+        workdir = policy.secure_join(rootfs, rec.cwd)
+        if not os.path.isdir(workdir):
+            try:
+                os.makedirs(workdir, mode=0o755, exist_ok=True)
+            except OSError as e:
+                raise UsageError(f"cannot create working directory {rec.cwd}: "
+                                 f"{e.strerror}") from None
+        ns, caps = _namespaces_and_caps(host)
+        mounts = _standard_mounts(host.get("network") == "host", host.get("privileged"))
+        _namespace_mounts(mounts, host)
+        groups = list(user.groups) + policy.extra_groups(rootfs, host.get("group_add", []))
+        for dev in host.get("devices", []):  # the host's node, bound (as in a userns)
+            mounts.append(_native.Mount(target=dev["container"], source=dev["host"],
+                                        flags=_native.MS_BIND, mkdir=True))
+        argv = rec.argv
+        if host.get("init"):  # Docker's --init: tini as PID 1, bound read-only
+            mounts.append(_native.Mount(target=INIT_PATH, source=TINI, mkdir=True,
+                                        flags=_native.MS_BIND | _native.MS_RDONLY))
+            argv = [INIT_PATH, "--", *argv]
+        for name in ("hostname", "hosts", "resolv.conf"):
+            mounts.append(_native.Mount(target=f"/etc/{name}", source=os.path.join(d, name),
+                                        flags=_native.MS_BIND, mkdir=True))
+        for m in mounts_of(host):
+            mounts.append(mount_of(store, rootfs, m))
+        for t in host.get("tmpfs", []):
+            path, opts = policy.parse_tmpfs(t)
+            flags, data = policy.tmpfs_options(opts)
+            mounts.append(_native.Mount(
+                target=policy.resolved_destination(rootfs, path, f"--tmpfs {t}"),
+                source="tmpfs", fstype="tmpfs", mkdir=True, flags=flags, data=data))
+    with trace.phase("cgroup"):
+        cg = cgroup_of(rec)
+        cg.create(limits(host))
+        warnings += cg.warnings
+    cg_flags = _native.MS_RDONLY | _native.MS_NOSUID | _native.MS_NODEV | _native.MS_NOEXEC
+    cg_mounts = cg.container_mounts()
+    if cg_mounts and cg_mounts[0][1] == "cgroup":  # v1: a tmpfs to hold the hierarchies
+        mounts.append(_native.Mount("/sys/fs/cgroup", "tmpfs", "tmpfs",
+                                    _native.MS_NOSUID | _native.MS_NODEV | _native.MS_NOEXEC,
+                                    "mode=755", mkdir=True))
+    for target, fstype, data in cg_mounts:
+        mounts.append(_native.Mount(target, "cgroup", fstype, cg_flags, data or None,
+                                    mkdir=True))
+    privileged = bool(host.privileged)
+    return _native.SpawnSpec(
+        argv=argv, env=env, namespaces=ns, rootfs=rootfs,
+        readonly_root=bool(host.get("read_only")), mounts=mounts, dev_setup=True,
+        masked_paths=[] if privileged else list(defaults.MASKED_PATHS),
+        readonly_paths=[] if privileged else list(defaults.READONLY_PATHS),
+        hostname=None if ns & _native.CLONE_NEWUTS == 0 else rec.hostname, cwd=rec.cwd,
+        uid=user.uid, gid=user.gid, groups=groups, rlimits=_rlimits(host),
+        cap_bounding=caps, cap_effective=caps,
+        cap_permitted=caps, cap_inheritable=0, cap_ambient=0,
+        no_new_privs=bool(host.no_new_privs),
+        seccomp=_seccomp_program(store.root, host, caps),
+        cgroup_procs=cg.procs_files(), stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
+        setsid=True, console=rec.tty,
+    )
+
+
+def mount_of(store: Store, rootfs: str, m: dict[str, Any]) -> Any:
+    """The shim's Mount for one mount record; a volume's directory seeded from the image
+    on its first use (mounts.seed). Raises UsageError, NotFound (a volume gone)."""
+    given = m.get("Name") or m.get("Source") or ""  # the mount as the user wrote it
+    dst = policy.resolved_destination(
+        rootfs, m["Destination"],
+        f"-v {given}:{m['Destination']}" if m["Type"] != "tmpfs" else "")
+    ro = _native.MS_RDONLY if not m.get("RW", True) else 0
+    if m["Type"] == "tmpfs":
+        flags, data = policy.tmpfs_options(m.get("Options", ""))
+        return _native.Mount(target=dst, source="tmpfs", fstype="tmpfs", mkdir=True,
+                             flags=flags | ro, data=data)
+    if m["Type"] == "bind":
+        src = m["Source"]
+        if not os.path.exists(src):
+            if not m.get("Create", True):
+                raise UsageError(f"bind source path does not exist: {src}")
+            os.makedirs(src, exist_ok=True)  # Docker creates a missing -v bind source
+        return _native.Mount(target=dst, source=src, mkdir=True,
+                             flags=_native.MS_BIND | _native.MS_REC | ro)
+    vol = store.volumes.get(m["Name"])
+    opts = vol.options
+    if opts:  # the local driver's mount(8)-like options: the device itself is mounted
+        o = [x for x in opts.get("o", "").split(",") if x]
+        if "bind" in o:
+            return _native.Mount(target=dst, source=opts["device"], mkdir=True,
+                                 flags=_native.MS_BIND | _native.MS_REC | ro)
+        return _native.Mount(target=dst, source=opts["device"], fstype=opts.get("type"),
+                             mkdir=True, flags=ro, data=",".join(o) or None)
+    src = store.volumes.data_path(vol.name)
+    if not m.get("NoCopy"):
+        try:
+            mountspec.seed(policy.secure_join(rootfs, dst), src)
+        except OSError as e:
+            raise StoreError(f"cannot copy the image's {dst} into volume {vol.name}: "
+                             f"{e.strerror}") from None
+    return _native.Mount(target=dst, source=src, mkdir=True,
+                         flags=_native.MS_BIND | _native.MS_REC | ro)
+
+
+def limits(host: Mapping[str, Any], devices: bool = True) -> Any:
+    """The cgroup limits of a host config (without device rules: those of the cgroup are
+    left as they are). Raises UsageError (Docker's words)."""
+    from pyminidocker.container.cgroups import (
+        DEFAULT_DEVICE_RULES,
+        PRIVILEGED_DEVICE_RULES,
+        Limits,
+    )
+
+    rules = PRIVILEGED_DEVICE_RULES if host.get("privileged") else DEFAULT_DEVICE_RULES
+    extra_rules = [("allow", r) for r in host.get("device_cgroup_rules", [])]
+    for dev in host.get("devices", []):
+        extra_rules += [("allow", rule) for rule in _device_rules(dev)]
+    return Limits(memory=host.get("memory"), cpus=host.get("cpus"),
+                  pids=host.get("pids_limit"),
+                  devices=(*rules, *extra_rules) if devices else (),
+                  memory_swap=host.get("memory_swap"), cpu_shares=host.get("cpu_shares"),
+                  memory_reservation=host.get("memory_reservation"),
+                  cpu_period=host.get("cpu_period"), cpu_quota=host.get("cpu_quota"),
+                  cpuset_cpus=host.get("cpuset_cpus"), cpuset_mems=host.get("cpuset_mems"),
+                  oom_kill_disable=bool(host.get("oom_kill_disable")),
+                  memory_swappiness=host.get("memory_swappiness"))
+
+
+
+def _namespaces_and_caps(host: HostConfig) -> tuple[int, int]:
+    """The namespaces a container (and what is exec'd in it) has, and its capability mask."""
+    ns = defaults.DEFAULT_NAMESPACES | _native.CLONE_NEWCGROUP
+    for flag, key, value in ((_native.CLONE_NEWNET, "network", "host"),
+                             (_native.CLONE_NEWPID, "pid_mode", "host"),
+                             (_native.CLONE_NEWIPC, "ipc_mode", "host"),
+                             (_native.CLONE_NEWUTS, "uts_mode", "host"),
+                             (_native.CLONE_NEWCGROUP, "cgroupns", "host")):
+        if host.get(key) == value:
+            ns &= ~flag
+    caps = policy.capabilities(host.get("privileged", False), host.get("cap_add", []),
+                               host.get("cap_drop", []))
+    return ns, caps
+
+
+def cgroup_of(rec: ContainerRecord) -> Any:
+    from pyminidocker.container.cgroups import Cgroup
+
+    # Cgroup's own default parent unless --cgroup-parent names one (one place says what the
+    # default is)
+    parent = rec.host.get("cgroup_parent")
+    return Cgroup(rec.id, parent) if parent else Cgroup(rec.id)
+
+
+def _rlimits(host: Mapping[str, Any]) -> dict[int, tuple[int, int]]:
+    """--ulimit NAME=SOFT:HARD as the shim's rlimits (-1: unlimited, RLIM_INFINITY)."""
+    inf = (1 << 64) - 1
+    return {policy.ULIMITS[name]: (inf if soft < 0 else soft, inf if hard < 0 else hard)
+            for name, (soft, hard) in (host.get("ulimits") or {}).items()}
+
+
+def _device_rules(dev: dict[str, str]) -> list[str]:
+    """The cgroup rules --device needs: "c MAJOR:MINOR perms" of the node (each node of a
+    directory). Raises UsageError for a path that is no device."""
+    paths = [dev["host"]]
+    if os.path.isdir(dev["host"]):
+        paths = [os.path.join(top, f) for top, _, files in os.walk(dev["host"]) for f in files]
+    rules = []
+    for p in paths:
+        st = os.stat(p)
+        if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+            kind = "c" if stat.S_ISCHR(st.st_mode) else "b"
+            rules.append(f"{kind} {os.major(st.st_rdev)}:{os.minor(st.st_rdev)} "
+                         f"{dev['perms']}")
+    if not rules:
+        raise UsageError(f"{dev['host']} is not a device")
+    return rules
+
+
+def _namespace_mounts(mounts: list[Any], host: Mapping[str, Any]) -> None:
+    """--shm-size; --ipc host (the host's /dev/shm) and none (no /dev/shm), as Docker."""
+    for i, m in enumerate(mounts):
+        if m.target != "/dev/shm":
+            continue
+        if host.get("ipc_mode") == "host":
+            mounts[i] = _native.Mount("/dev/shm", "/dev/shm", None,
+                                      _native.MS_BIND | _native.MS_REC, mkdir=True)
+        elif host.get("ipc_mode") == "none":
+            del mounts[i]
+        elif host.get("shm_size"):
+            mounts[i] = _native.Mount(m.target, m.source, m.fstype, m.flags,
+                                      f"mode=1777,size={host['shm_size']}", mkdir=True)
+        return
+
+
+def seccomp_option(root: str, value: str, caps: int) -> str:
+    """--security-opt seccomp=VALUE: "unconfined", or the text of the profile file VALUE,
+    checked by compiling it (the program is then cached for the start). Raises UsageError
+    with Docker's wording for a file that cannot be read or a profile that is wrong."""
+    if value == "unconfined":
+        return value
+    try:
+        with open(value, "rb") as f:
+            text = f.read().decode()
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror.lower() if isinstance(e, OSError) and e.strerror else str(e)
+        raise UsageError(f"opening seccomp profile ({value}) failed: open {value}: {reason}") \
+            from None
+    try:
+        seccomp_cached(os.path.join(root, "seccomp"), text, caps)
+    except (ValueError, OSError) as e:
+        raise UsageError(f"Decoding seccomp profile failed: {e}") from None
+    return text
+
+
+def _seccomp_program(root: str, host: HostConfig, caps: int) -> bytes:
+    """The seccomp program of a container and what is exec'd in it: none when privileged or
+    unconfined, else its profile's (Docker's default unless --security-opt seccomp=FILE)
+    for its capabilities, from the store's cache (seccomp_cached)."""
+    profile = host.seccomp
+    if host.privileged or profile == "unconfined":
+        return b""
+    try:
+        return seccomp_cached(os.path.join(root, "seccomp"), profile, caps)
+    except (ValueError, OSError) as e:
+        raise StartError(f"seccomp profile: {e}", exit_code=125) from None
+
+
+def _standard_mounts(host_network: bool, privileged: bool | None) -> list[Any]:
+    """Docker's standard mounts; /sys read-write when privileged, and bound from the host
+    with the host's network (sysfs shows the network namespace of whoever mounts it)."""
+    n = _native
+    mounts = defaults.default_mounts()
+    sys_flags = n.MS_NOSUID | n.MS_NOEXEC | n.MS_NODEV | (0 if privileged else n.MS_RDONLY)
+    for i, m in enumerate(mounts):
+        if m.target == "/sys":
+            mounts[i] = n.Mount("/sys", "/sys", None, n.MS_BIND | n.MS_REC | sys_flags,
+                                mkdir=True) if host_network else \
+                n.Mount("/sys", "sysfs", "sysfs", sys_flags, mkdir=True)
+    return mounts
+
+
+def hosts_line(rec: ContainerRecord, address: str, by_name: bool) -> str:
+    """A container's line in /etc/hosts: its address and host name, and where names resolve
+    (user networks: Docker's DNS there, these lines here) its name, each once. The default
+    bridge knows no names: a name Docker made up is not in the file. --network-alias es
+    follow the name."""
+    names = [rec.hostname, *([rec.name] if by_name and rec.name != rec.hostname else [])]
+    names += rec.host.get("aliases", []) if by_name else []  # --network-alias
+    return f"{address}\t{' '.join(names)}\n"
+
+
+def base_hosts(rec: ContainerRecord) -> str:
+    """/etc/hosts before the container's network adds its names: --add-host lines follow. On
+    the host's network it starts from the host's own file, as Docker copies it."""
+    hosts = _BASE_HOSTS
+    if rec.host.get("network") == "host":
+        try:
+            with open("/etc/hosts") as f:
+                hosts = f.read()
+        except OSError:
+            pass
+    for h in rec.host.get("extra_hosts", []):
+        name, _, ip = h.partition(":")
+        hosts += f"{rec.host['host_gateway'] if ip == 'host-gateway' else ip}\t{name}\n"
+    return hosts
+
+
+def etc_files(rec: ContainerRecord) -> dict[str, bytes]:
+    """The files the engine manages for the container, bound over its /etc/<name>; --dns*
+    replace the host's resolver settings."""
+    return {"hostname": f"{rec.hostname}\n".encode(), "hosts": base_hosts(rec).encode(),
+            "resolv.conf": _resolv_conf(rec.host.get("network") == "host", rec.host)}
+
+
+def _resolv_conf(host_network: bool, host: Mapping[str, Any] | None = None) -> bytes:
+    """The host's resolv.conf; in a private network namespace loopback nameservers cannot be
+    reached, so they are dropped (Docker falls back to public resolvers; we reach no address
+    outside the host, so we leave none rather than invent one). --dns* then apply."""
+    try:
+        with open("/etc/resolv.conf") as f:
+            text = f.read()
+    except OSError:
+        text = ""
+    if not host_network:
+        lines = []
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == "nameserver" and (
+                    parts[1].startswith("127.") or parts[1] == "::1"):
+                continue
+            lines.append(line)
+        text = "\n".join(lines) + "\n" if lines else ""
+    host = host or {}
+    if host.get("dns") or host.get("dns_search") or host.get("dns_options"):
+        text = _custom_resolv(text, host)
+    return text.encode()
+
+
+def _custom_resolv(text: str, host: Mapping[str, Any]) -> str:
+    """The host's resolv.conf with --dns, --dns-search and --dns-option each replacing its
+    kind of lines (Docker's rule); the given nameservers are kept even on loopback."""
+    keep = {"nameserver": not host.get("dns"), "search": not host.get("dns_search"),
+            "domain": not host.get("dns_search"), "options": not host.get("dns_options")}
+    lines = [ln for ln in text.splitlines() if keep.get((ln.split() or [""])[0], True)]
+    lines += [f"nameserver {d}" for d in host.get("dns", [])]
+    if host.get("dns_search"):
+        lines.append("search " + " ".join(s for s in host["dns_search"] if s != "."))
+    if host.get("dns_options"):
+        lines.append("options " + " ".join(host["dns_options"]))
+    return "\n".join(ln for ln in lines if ln.strip() != "search") + "\n"
+
+
+
+def exec_spec(root: str, rec: ContainerRecord, rootfs: str, argv: list[str], env: list[str],
+              user: str | None, workdir: str | None, tty: bool) -> Any:
+    """The spawn spec of a process exec'd in the running container rec: its namespaces and
+    cgroup, the confinement of its init; user, workdir and env as `exec` gives them."""
+    host = rec.host
+    u = policy.resolve_user(rootfs, rec.user if user is None else user)
+    full_env = policy.merge_env(host.image_env, [*rec.env, *env], rec.hostname, u.home, tty)
+    ns, caps = _namespaces_and_caps(host)
+    return _native.SpawnSpec(
+        argv=argv, env=full_env, namespaces=ns, join_pid=rec.state.pid,
+        cwd=policy.workdir(workdir) if workdir else rec.cwd, uid=u.uid, gid=u.gid,
+        groups=list(u.groups),
+        cap_bounding=caps, cap_effective=caps, cap_permitted=caps, cap_inheritable=0,
+        cap_ambient=0, no_new_privs=bool(host.no_new_privs),
+        seccomp=_seccomp_program(root, host, caps),
+        cgroup_procs=cgroup_of(rec).procs_files(), setsid=True, console=tty,
+    )
+
+
+_RESTART_POLICIES = {"always": _native.RESTART_ALWAYS, "on-failure": _native.RESTART_ON_FAILURE,
+                     "unless-stopped": _native.RESTART_UNLESS_STOPPED}
+
+
+def log_of(host: Mapping[str, Any]) -> dict[str, Any]:
+    """--log-driver/--log-opt: {"driver", "max_size", "max_file"} (json-file by default)."""
+    return host.get("log") or {"driver": "json-file"}
+
+
+def restart_policy(host: Mapping[str, Any]) -> tuple[str, int]:
+    """(name, maximum retry count) of a host config's --restart ("no", 0 by default)."""
+    r = host.get("restart") or {}
+    return str(r.get("name") or "no"), int(r.get("max") or 0)
+
+
+def monitor_options(root: str, rec: ContainerRecord, d: str) -> dict[str, Any]:
+    """What the pmd-monitor of the container rec (its directory d; root the store's) is
+    told besides its spawn spec (_native.monitor_start): its log, exit record, what to clean
+    up, its restart policy and healthcheck, and for --rm the `rm` it becomes at the end."""
+    exit_argv = None
+    if rec.host.auto_remove:
+        # run -d --rm: the monitor becomes `rm` once it has recorded the exit. A plain rm,
+        # not rm -f: should the container have been started again meanwhile, it stays.
+        exit_argv = [sys.executable, "-m", "pyminidocker", "--root", root,
+                     "rm", "-v", rec.id]
+    restart = None
+    policy_name, max_count = restart_policy(rec.host)
+    if policy_name != "no":  # the monitor restarts it (see pmd_monitor_spec)
+        restart = _native.RestartPolicy(
+            _RESTART_POLICIES[policy_name], max_count, os.path.join(d, "restart"),
+            os.path.join(d, "stop"))
+    health = None
+    hc = rec.host.get("healthcheck")
+    if hc:  # run by the monitor: our own exec of the test, at its intervals
+        test = list(hc["Test"])
+        cmd = ["/bin/sh", "-c", test[1]] if test[0] == "CMD-SHELL" else test[1:]
+        health = _native.HealthCheck(
+            [sys.executable, "-m", "pyminidocker", "--root", root, "exec",
+             rec.id, *cmd], [f"{k}={v}" for k, v in os.environ.items()],
+            os.path.join(d, "health"), (hc.get("Interval") or 30_000_000_000) // 1_000_000,
+            (hc.get("Timeout") or 30_000_000_000) // 1_000_000,
+            (hc.get("StartPeriod") or 0) // 1_000_000, hc.get("Retries") or 3)
+    log = log_of(rec.host)
+    return {"log_path": os.devnull if log["driver"] == "none" else
+            os.path.join(d, f"{rec.id}-json.log"), "exit_path": os.path.join(d, "exit"),
+            "cleanup_mounts": [os.path.join(d, "rootfs")],
+            "cleanup_dirs": list(cgroup_of(rec).dirs.values()), "exit_argv": exit_argv,
+            "exit_env": [f"{k}={v}" for k, v in os.environ.items()] if exit_argv else None,
+            "restart": restart, "health": health, "log_max_size": log.get("max_size", 0),
+            "log_max_file": log.get("max_file", 1)}
+
+
+def _stamp(path: str) -> str:
+    st = os.stat(path)
+    return f"{st.st_mtime_ns:x}{st.st_size:x}"
+
+
+def seccomp_cached(cache_dir: str, profile_json: str | None, caps: int) -> bytes:
+    """The compiled program for a container: profile_json None is the default profile, else
+    the text of a Docker-format profile (kept in the container's record). Cached in
+    cache_dir, keyed by the profile (the default's file and the syscall tables by mtime and
+    size, a given profile by its SHA-256), the capability set and the kernel release (for
+    minKernel); compiled (container.seccomp) on a miss. Raises ProfileError (a ValueError)
+    for a profile that does not compile here."""
+    release = os.uname().release
+    if profile_json is None:
+        key = f"default-{_stamp(defaults.SECCOMP_PROFILE)}"
+    else:
+        import hashlib
+
+        key = hashlib.sha256(profile_json.encode()).hexdigest()[:32]
+    path = os.path.join(cache_dir, f"{key}-{_stamp(defaults.SYSCALL_TABLE)}-{caps:x}-{release}.bpf")
+    try:
+        with open(path, "rb") as f:
+            cached = f.read()
+        # An empty or cut file (a machine crash after the rename of a write never synced)
+        # would be no filter at all, or one the kernel refuses: compiled again instead.
+        if cached and len(cached) % 8 == 0 and len(cached) <= defaults.SECCOMP_PROG_BYTES_MAX:
+            return cached
+    except FileNotFoundError:
+        pass
+    from pyminidocker.container.seccomp import Profile
+
+    p = Profile.default() if profile_json is None else Profile.from_docker_json(profile_json)
+    prog = p.compile(caps)
+    from pyminidocker.store.files import atomic_write
+
+    os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+    atomic_write(path, prog, mode=0o600, durable=False)  # a cache: lost, it is made again
+    return prog
