@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import signal
 import struct
 import termios
 import time
@@ -483,7 +484,13 @@ async def kill(request: web.Request) -> web.Response:
         sig = parse_signal(request.query.get("signal") or "KILL")
     except PmdError as e:
         raise bad_request(str(e)) from None
-    await call(request, lambda eng: eng.kill(eng.container(ref), sig))
+    def work(eng: Any) -> None:
+        rec = eng.container(ref)
+        eng.kill(rec, sig)
+        if sig == signal.SIGKILL:  # as dockerd, answer once a SIGKILLed container is gone
+            eng.wait(rec)
+
+    await call(request, work)
     return web.Response(status=204)
 
 

@@ -138,6 +138,8 @@ def test_kill_wait_and_conflicts(api):
     assert res.returncode == 1
     assert "You cannot remove a running container" in res.stderr
     api.docker("kill", cid)
+    # as dockerd's, a SIGKILL's answer comes once the container is gone
+    assert api.docker("inspect", "-f", "{{.State.Status}}", cid).stdout == "exited\n"
     assert api.docker("wait", cid).stdout == "137\n"
     res = api.docker("kill", cid, check=False)
     assert res.returncode == 1 and "is not running" in res.stderr
