@@ -19,7 +19,7 @@ from pyminidocker.api.app import (
     check_fields,
     json_body,
 )
-from pyminidocker.errors import Conflict, NotFound, PmdError
+from pyminidocker.errors import Conflict, NotFound
 
 # Docker's update body (API 1.43's Resources plus RestartPolicy): engine key of each resource
 _UPDATE_KEYS = {
@@ -222,4 +222,4 @@ def add_routes(app: web.Application) -> set[tuple[str, str]]:
     return add_table(app, table)
 
 
-__all__ = ["PmdError", "add_routes", "stats_doc", "update_changes"]
+__all__ = ["add_routes", "stats_doc", "update_changes"]
