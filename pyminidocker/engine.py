@@ -152,6 +152,8 @@ class Engine:
         self.tracer = Tracer(trace)
         self._store: Store | None = None
         self._runtime: Runtime | None = None
+        # container id -> (its record files' stamp, its record): see container_views
+        self._views: dict[str, tuple[tuple[int, ...], ContainerRecord]] = {}
 
     @property
     def store(self) -> Store:
@@ -720,6 +722,37 @@ class Engine:
         recs = sorted(self.runtime.list(), key=lambda r: r.created, reverse=True)
         return recs if all else [r for r in recs if r.state.status == "running"]
 
+    def container_views(self) -> list[ContainerRecord]:
+        """containers(all=True) for a long-lived front end that lists often (the API server's
+        `ps`): a stopped container whose record files are unchanged since the last call is
+        the record read then, not read and parsed again. The records are for reading only:
+        change one and the next call may return it as changed."""
+        from pyminidocker.errors import CorruptRecord
+
+        store = self.store.containers
+        store.corrupt = {}
+        views: dict[str, tuple[tuple[int, ...], ContainerRecord]] = {}
+        for cid in store.ids():
+            stamp = _stamp(store.path(cid))
+            seen = self._views.get(cid)
+            if seen is not None and stamp and seen[0] == stamp:
+                views[cid] = seen
+                continue
+            try:
+                rec = self.runtime.refresh(store.get(cid))
+            except NotFound:
+                continue  # removed meanwhile
+            except CorruptRecord as e:
+                store.corrupt[cid] = str(e)
+                continue
+            # a running one is reconciled on every call (its exit is in no record file yet)
+            keep = rec.state.status not in ("running", "restarting") and stamp == \
+                _stamp(store.path(cid))
+            views[cid] = (stamp if keep else (), rec)
+        self._views = views
+        return sorted((rec for _, rec in views.values()), key=lambda r: r.created,
+                      reverse=True)
+
     def corrupt_containers(self) -> list[str]:
         """One message for each container whose record cannot be read (after containers())."""
         return list(self.store.containers.corrupt.values())
@@ -959,6 +992,19 @@ class Engine:
 def _shell(argv: list[str]) -> str:
     """How Docker's history shows the command a committed container ran."""
     return "/bin/sh -c " + " ".join(argv) if argv else ""
+
+
+def _stamp(d: str) -> tuple[int, ...]:
+    """What changes when a container's record files are rewritten (atomic_write: a new inode,
+    a new mtime); () if one is missing."""
+    out: list[int] = []
+    for name in ("config.json", "state.json"):
+        try:
+            st = os.stat(os.path.join(d, name))
+        except OSError:
+            return ()
+        out += (st.st_ino, st.st_mtime_ns, st.st_size)
+    return tuple(out)
 
 
 def _log_records(data: bytes) -> tuple[list[dict[str, str]], bytes]:

@@ -615,9 +615,10 @@ async def list_containers(request: web.Request) -> web.Response:
     filters = filters_param(request)
 
     def work(eng: Any) -> list[dict[str, Any]]:
-        out = [s for s in (summary(eng, r) for r in eng.containers(all=show_all or
-                                                                     "status" in filters))
-               if _matches(s, filters)]
+        recs = eng.container_views()
+        if not (show_all or "status" in filters):
+            recs = [r for r in recs if r.state.status == "running"]
+        out = [s for s in (summary(eng, r) for r in recs) if _matches(s, filters)]
         return out[:limit] if limit > 0 else out
 
     return web.json_response(await call(request, work))

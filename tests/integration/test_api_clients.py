@@ -546,3 +546,36 @@ def test_docker_compose(api, tmp_path):
                       ).stdout == ""
     assert "pmdc_data" not in api.docker("volume", "ls", "-q").stdout
     assert "pmdc_appnet" not in api.docker("network", "ls").stdout
+
+
+def test_ps_sees_every_change(api):
+    """The server's list keeps the records of stopped containers between calls (engine
+    container_views): each change must still show at once."""
+    def row(ref: str) -> str:
+        return api.docker("ps", "-a", "--filter", f"id={ref}", "--format",
+                          "{{.Names}} {{.Status}}").stdout.strip()
+
+    cid = api.docker("create", "--name", "views-a", "bb", "sh", "-c", "exit 3").stdout.strip()
+    try:
+        assert row(cid) == "views-a Created"
+        api.docker("rename", "views-a", "views-b")
+        assert row(cid) == "views-b Created"
+        api.docker("start", cid)
+        assert api.docker("wait", cid).stdout == "3\n"
+        assert row(cid).startswith("views-b Exited (3) ")
+        api.docker("start", cid)  # the same files rewritten again: a new stamp each time
+        api.docker("wait", cid)
+        assert row(cid).startswith("views-b Exited (3) ")
+        api.docker("update", "--restart", "on-failure:1", cid)
+        assert api.docker("inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}",
+                          cid).stdout == "on-failure\n"
+    finally:
+        api.docker("rm", "-f", cid)
+    assert row(cid) == ""
+    sid = api.docker("run", "-d", "bb", "sleep", "60").stdout.strip()
+    try:
+        assert row(sid).split()[1] == "Up"
+        api.docker("kill", sid)
+        assert row(sid).split()[1:3] == ["Exited", "(137)"]
+    finally:
+        api.docker("rm", "-f", sid)
