@@ -183,15 +183,55 @@ static void write_record(const char *path, const char *rec, int n, int sync)
         unlink(tmp);
 }
 
+/* The exit record's room, taken before the container runs: a container that fills the store's
+ * filesystem (its upper layer is there) must not cost it its exit code. <exit>.slot holds
+ * EXIT_SLOT bytes of spaces (the blocks are the file's from this write on: ext4's delayed
+ * allocation reserves them now); at the exit the record overwrites them in place, padded with
+ * spaces (JSON's whitespace), and the slot is renamed over <exit>. container/watch.py, which
+ * stands in for a killed monitor, fills the same slot. */
+#define EXIT_SLOT 256
+static int exit_slot = -1;
+
+static void reserve_exit(const char *exit_path)
+{
+    char path[PATH_MAX], blank[EXIT_SLOT];
+
+    if (snprintf(path, sizeof path, "%s.slot", exit_path) >= (int)sizeof path)
+        return;
+    exit_slot = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (exit_slot < 0)
+        return;
+    memset(blank, ' ', sizeof blank);
+    if (write(exit_slot, blank, sizeof blank) != (ssize_t)sizeof blank) {
+        close(exit_slot);
+        exit_slot = -1;
+        unlink(path);
+    }
+}
+
 static void write_exit(const char *exit_path, int code, int oom)
 {
-    char rec[160], when[40];
+    char rec[EXIT_SLOT], when[40], slot[PATH_MAX];
+    int n;
 
     pmd_log_time(when);
-    write_record(exit_path, rec,
-                 snprintf(rec, sizeof rec, "{\"exit_code\": %d, \"finished_at\": \"%s\", "
-                                           "\"oom_killed\": %s}\n",
-                          code, when, oom ? "true" : "false"), 1);
+    n = snprintf(rec, sizeof rec, "{\"exit_code\": %d, \"finished_at\": \"%s\", "
+                                  "\"oom_killed\": %s}\n",
+                 code, when, oom ? "true" : "false");
+    if (exit_slot >= 0 && n > 0 && n < EXIT_SLOT &&
+        snprintf(slot, sizeof slot, "%s.slot", exit_path) < (int)sizeof slot) {
+        memset(rec + n, ' ', sizeof rec - (size_t)n);
+        if (pwrite(exit_slot, rec, sizeof rec, 0) == (ssize_t)sizeof rec &&
+            fsync(exit_slot) == 0 && rename(slot, exit_path) == 0) {
+            close(exit_slot);
+            exit_slot = -1;
+            return;
+        }
+        close(exit_slot);
+        exit_slot = -1;
+        unlink(slot);
+    }
+    write_record(exit_path, rec, n, 1);
 }
 
 /* ---- the restart policy ---------------------------------------------------------------- */
@@ -611,6 +651,7 @@ int main(int argc, char **argv)
     }
     if (detach(&err) < 0)
         goto fail;
+    reserve_exit(q.mon.exit_path);
     out.fd = open(q.mon.log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
     if (out.fd < 0) {
         pmd_fail(&err, errno, "open log", "%s", q.mon.log_path);

@@ -520,8 +520,7 @@ class Engine:
         as whiteouts), with the container's command, environment, working directory and
         user, then `changes`. A running container is frozen meanwhile if pause. Returns the
         image id. Raises UsageError, NotFound, Conflict, LayerError, StoreError."""
-        from pyminidocker.container.specconv import INIT_DIRS as _INIT_DIRS
-        from pyminidocker.container.specconv import INIT_FILES as _INIT_FILES
+        from pyminidocker.container.specconv import INIT_DIRS, INIT_FILES
         from pyminidocker.image import archive
 
         names = [self._target_name(ref)] if ref else []
@@ -541,7 +540,7 @@ class Engine:
         config["container"] = rec.id
         # the mount points the engine makes are no change of the container's (Docker: its
         # init layer, which a commit leaves out)
-        skip = {f"/{n}" for n in _INIT_DIRS} | {f"/etc/{n}" for n in _INIT_FILES}
+        skip = {f"/{n}" for n in INIT_DIRS} | {f"/etc/{n}" for n in INIT_FILES}
         upper = os.path.join(self.store.containers.path(rec.id), "upper")
         frozen = False
         if pause and self.runtime.refresh(rec).state.status == "running":
@@ -664,6 +663,100 @@ class Engine:
     def changes(self, rec: ContainerRecord) -> list[tuple[str, str]]:
         """("A"|"C"|"D", path) of what the container changed in its image's files."""
         return self.runtime.changes(rec)
+
+    # ---- copying files: cp and the API's archive endpoint (container.archive) ----------------
+
+    def copy_from(self, rec: ContainerRecord, src: str, dst: str, archive: bool = False,
+                  follow: bool = False) -> int:
+        """`cp CONTAINER:SRC DST`, Docker's semantics (a directory's "/." copies its contents,
+        an existing directory receives the source by name): the files are the caller's, or
+        with archive keep the container's ids; follow: a symlink at SRC's end is followed.
+        Returns the number of files written. Raises NotFound, UsageError, PmdError, OSError."""
+        from pyminidocker.container import archive as ar
+
+        def missing(path: str) -> PmdError:
+            if path is src:
+                return NotFound(f"No such container:path: {rec.name}:{src}")
+            return NotFound(f"lstat {path}: no such file or directory")
+
+        owner = ar.Owner(archive, os.getuid(), os.getgid())
+        with ar.container_root(self.runtime, rec) as root, ar.Root("/") as host:
+            return ar.copy(root, src, host, os.path.abspath(dst) + ("/" if dst.endswith("/")
+                                                                    else ""),
+                           owner, follow, missing)
+
+    def copy_to(self, rec: ContainerRecord, src: str, dst: str, archive: bool = False,
+                follow: bool = False) -> int:
+        """`cp SRC CONTAINER:DST`: the files are root's in the container, or with archive keep
+        their ids on the host. Raises as copy_from, and container.archive.ReadOnly."""
+        from pyminidocker.container import archive as ar
+
+        def missing(path: str) -> PmdError:
+            if path is dst:
+                return NotFound(f"No such container:path: {rec.name}:{dst}")
+            return NotFound(f"lstat {path}: no such file or directory")
+
+        self._writable(rec)
+        owner = ar.Owner(archive, 0, 0)
+        srcpath = os.path.abspath(src) + ("/." if src.endswith("/.") else
+                                          "/" if src.endswith("/") else "")
+        with ar.container_root(self.runtime, rec) as root, ar.Root("/") as host:
+            return ar.copy(host, srcpath, root, dst, owner, follow, missing)
+
+    def _writable(self, rec: ContainerRecord) -> None:
+        from pyminidocker.container.archive import ReadOnly
+
+        # a running one's root refuses writes itself (EROFS), its writable volumes accept them
+        rec = self.runtime.refresh(rec)
+        if rec.host.get("read_only") and rec.state.status != "running":
+            raise ReadOnly("container rootfs is marked read-only")
+
+    def path_stat(self, rec: ContainerRecord, path: str) -> Any:
+        """What is at path in the container (container.archive.Stat, its last component not
+        followed). Raises NotFound."""
+        from pyminidocker.container import archive as ar
+
+        with ar.container_root(self.runtime, rec) as root:
+            return self._stat_in(rec, root, path)
+
+    def _stat_in(self, rec: ContainerRecord, root: Any, path: str) -> Any:
+        from pyminidocker.container import archive as ar
+
+        try:
+            return ar.stat_path(root, path)
+        except (NotFound, FileNotFoundError):
+            raise NotFound(f"Could not find the file {path} in container {rec.name}") from None
+
+    def archive_get(self, rec: ContainerRecord, path: str, write: Callable[[bytes], Any],
+                    on_stat: Callable[[Any], None] | None = None, follow: bool = False) -> Any:
+        """The tar of path in the container (named by its last element, as Docker's GET
+        /containers/{id}/archive), in chunks to write; on_stat gets its Stat first. Returns
+        the Stat. Raises NotFound."""
+        from pyminidocker.container import archive as ar
+
+        with ar.container_root(self.runtime, rec) as root:
+            st = self._stat_in(rec, root, path)
+            if on_stat is not None:
+                on_stat(st)
+            ar.write_tar(ar.walk(root, path, st.name, follow), write)
+            return st
+
+    def archive_put(self, rec: ContainerRecord, path: str, stream: Any,
+                    copy_ids: bool = False, no_overwrite_dir_nondir: bool = False) -> int:
+        """Extract the tar read from stream (readinto) into the directory path of the
+        container (Docker's PUT /containers/{id}/archive): files owned by root unless
+        copy_ids. Hostile entries are refused (container.archive). Raises NotFound, UsageError
+        (not a directory, not a tar), container.archive.Refused, ReadOnly."""
+        from pyminidocker.container import archive as ar
+
+        self._writable(rec)
+        with ar.container_root(self.runtime, rec) as root:
+            try:
+                return ar.extract(root, path, ar.read_tar(stream), ar.Owner(copy_ids, 0, 0),
+                                  no_overwrite_dir_nondir)
+            except (NotFound, FileNotFoundError):
+                raise NotFound(f"Could not find the file {path} in container "
+                               f"{rec.name}") from None
 
     def stats(self, rec: ContainerRecord) -> dict[str, Any]:
         """One reading of its counters (cpu, memory, network, block I/O, pids); CPU % comes

@@ -325,7 +325,8 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sp.add_argument("--tlskey", help="Service: the server's key")
     sp.add_argument("--repair", action="store_true",
                     help="Remove or quarantine what is broken, and say what was done (check)")
-    sp.add_argument("--full", action="store_true", help="Read every file of every layer (check)")
+    sp.add_argument("--full", action="store_true",
+                    help="Rehash every file of every layer against its extracted tree (check)")
 
     sp = add("version", "system.cmd_version", "Show the version")
     sp.add_argument("-f", "--format", help="Format output using a Go template")
@@ -347,7 +348,7 @@ _MANAGEMENT = {
     "container": {"ls": ["ps"], "list": ["ps"], "ps": ["ps"],
                   "inspect": ["inspect", "--type", "container"],
                   **{v: [v] for v in ("create", "run", "start", "stop", "kill", "rm", "exec",
-                                      "logs", "port", "rename", "wait", "export",
+                                      "logs", "port", "rename", "wait", "export", "cp",
                                       "commit")}},
     "image": {"ls": ["images"], "list": ["images"], "inspect": ["inspect", "--type", "image"],
               "rm": ["rmi"], "remove": ["rmi"], "pull": ["pull"], "tag": ["tag"],
@@ -450,7 +451,7 @@ def command() -> None:
 
 
 def _add_verb_commands(add: Callable[..., Any]) -> None:
-    """restart, pause, unpause, top, diff, stats, update (run by cli.verbs)."""
+    """restart, pause, unpause, top, diff, stats, update (run by cli.verbs); cp (cli.cp)."""
     sp = add("restart", "verbs.cmd_simple", "Restart one or more containers")
     sp.add_argument("-t", "--time", type=int,
                     help="Seconds before SIGKILL (default: its --stop-timeout, else 10)")
@@ -467,6 +468,13 @@ def _add_verb_commands(add: Callable[..., Any]) -> None:
     sp = add("diff", "verbs.cmd_diff",
              "Inspect changes to files or directories on a container's filesystem")
     sp.add_argument("container", metavar="CONTAINER")
+    sp = add("cp", "cp.cmd_cp", "Copy files/folders between a container and the local filesystem")
+    sp.add_argument("-a", "--archive", action="store_true",
+                    help="Archive mode (copy all uid/gid information)")
+    sp.add_argument("-L", "--follow-link", action="store_true",
+                    help="Always follow symbol link in SRC_PATH")
+    sp.add_argument("src", metavar="SRC_PATH")
+    sp.add_argument("dest", metavar="DEST_PATH")
     sp = add("stats", "verbs.cmd_stats",
              "Display a live stream of container(s) resource usage statistics")
     sp.add_argument("-a", "--all", action="store_true", help="All containers (default: running)")

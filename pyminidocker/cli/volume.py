@@ -87,7 +87,12 @@ def cmd_volume(args: Namespace, env: Any) -> int:
             except NotFound:
                 env.stderr.write(f"Error: No such volume: {name}\n")
                 failed = True
-        env.out(json.dumps(out, indent=4))
+        if args.format:
+            from pyminidocker.cli.listing import render_each
+
+            render_each(env, args.format, out)
+        else:
+            env.out(json.dumps(out, indent=4))
         return 1 if failed else 0
     if what in ("rm", "remove"):
         errors = eng.remove_volumes(args.volumes, args.force)
@@ -137,6 +142,7 @@ def add_volume_commands(sp: Parser) -> None:
     ls.add_argument("--format", help="Pretty-print volumes using a Go template")
     i = sub.add_parser("inspect", help="Display detailed information on volumes")
     i.add_argument("volumes", nargs="+", metavar="VOLUME")
+    i.add_argument("-f", "--format", help="Format output using a custom template")
     rm = sub.add_parser("rm", aliases=["remove"], help="Remove volumes")
     rm.add_argument("-f", "--force", action="store_true",
                     help="No error for a volume that does not exist")

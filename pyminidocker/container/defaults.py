@@ -66,6 +66,13 @@ def default_mounts() -> list[n.Mount]:
     ]
 
 
+# The namespaces by their OCI names (linux.namespaces[].type); time ones (CLONE_NEWTIME) the
+# OCI runtime refuses
+NAMESPACES = {
+    "pid": n.CLONE_NEWPID, "network": n.CLONE_NEWNET, "mount": n.CLONE_NEWNS,
+    "ipc": n.CLONE_NEWIPC, "uts": n.CLONE_NEWUTS, "cgroup": n.CLONE_NEWCGROUP,
+    "user": n.CLONE_NEWUSER, "time": 0x00000080,
+}
 DEFAULT_NAMESPACES = (n.CLONE_NEWNS | n.CLONE_NEWUTS | n.CLONE_NEWIPC | n.CLONE_NEWPID
                       | n.CLONE_NEWNET)
 

@@ -15,11 +15,9 @@ import stat
 import time
 
 from pyminidocker import shim as _native
-from pyminidocker.container import mounts as mountspec
 from pyminidocker.container import spec as policy
 from pyminidocker.container import specconv as conv
 from pyminidocker.container import stdio as streams
-from pyminidocker.container.mounts import mounts_of
 from pyminidocker.errors import (
     Conflict,
     NotFound,
@@ -249,12 +247,18 @@ class Runtime:
     def _plan_mounts(self, opts: CreateOptions, cfg: dict[str, Any]) -> List[dict[str, Any]]:
         """-v, --mount, --volumes-from and the image's VOLUMEs → the mount records (see
         container.mounts). Raises UsageError, NotFound (a --volumes-from container)."""
+        if not (opts.volumes or opts.mounts or opts.volumes_from or opts.tmpfs
+                or cfg.get("Volumes")):
+            return []  # the usual case: container.mounts is not even imported
+        from pyminidocker.container import mounts as mountspec
+
         own = [mountspec.parse_volume(v) for v in opts.volumes]
         own += [mountspec.parse_mount(m) for m in opts.mounts]
         others: list[dict[str, Any]] = []
         for spec in opts.volumes_from:
             ref, mode = mountspec.parse_volumes_from(spec)
-            others += mountspec.inherited(mounts_of(self.containers.lookup(ref).host), mode)
+            others += mountspec.inherited(mountspec.mounts_of(self.containers.lookup(ref).host),
+                                         mode)
         return mountspec.plan(own, opts.tmpfs, others, sorted(cfg.get("Volumes") or {}))
 
     def _make_volumes(self, planned: List[dict[str, Any]]) -> List[str]:
@@ -364,7 +368,14 @@ class Runtime:
                           monitor_start=_pid_start(monitor_pid) if monitor_pid else "",
                           started_at=now_iso())
         try:
-            self.containers.save_state(rec)
+            try:
+                self.containers.save_state(rec)
+            except StoreError:  # a full disk: what cannot be recorded as running must not run
+                self._abandon(rec, proc, held=bridged)
+                rec.state = prior
+                with suppress(StoreError):
+                    self._start_failed(rec, None)
+                raise
             if bridged:
                 # Released only once the state says running: a kill -9 of this command
                 # before this line ends the held container (the monitor, or the child, sees
@@ -404,6 +415,25 @@ class Runtime:
         if e is not None:
             rec.state.exit_code = policy.exec_exit_code(e)
         self.containers.save_state(rec)
+
+    def _abandon(self, rec: ContainerRecord, proc: Any, held: bool) -> None:
+        """End a container just spawned (held or running) and wait until nothing of it is left
+        (its monitor unmounts and removes its cgroup as it exits; without one, we do)."""
+        if held:
+            proc.abort()  # a held child is killed unrun (and reaped); a held monitor ends it
+        else:
+            with suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+        monitor_pid = getattr(proc, "monitor_pid", 0)
+        if monitor_pid:
+            start = _pid_start(monitor_pid)
+            deadline = time.monotonic() + 10
+            while _alive(monitor_pid, start) and time.monotonic() < deadline:
+                time.sleep(0.005)
+        elif not held:
+            with suppress(ChildProcessError):
+                os.waitpid(proc.pid, 0)
+        self._teardown(rec)
 
     def _mount_root(self, rec: ContainerRecord, d: str) -> None:
         image = self.store.images.get(rec.image)
@@ -644,7 +674,9 @@ class Runtime:
                 if force:
                     return
                 raise NotFound(f"No such container: {rec.id}") from None
-            if volumes:
+            if volumes and rec.host.get("mounts"):  # (old records' binds hold no volume)
+                from pyminidocker.container.mounts import mounts_of
+
                 self._drop_volumes([m["Name"] for m in mounts_of(rec.host)
                                     if m["Type"] == "volume" and m.get("Anonymous")])
         self.store.discard(dead)

@@ -14,7 +14,21 @@ from pyminidocker.container.defaults import CAPS as CAPABILITIES
 from pyminidocker.container.defaults import DEFAULT_CAPS, DEFAULT_ENV_PATH, cap_mask
 from pyminidocker.errors import UsageError
 from pyminidocker.record import dataclass
-from pyminidocker.shim import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY
+from pyminidocker.shim import (
+    MS_BIND,
+    MS_NOATIME,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    MS_RELATIME,
+    MS_REMOUNT,
+    MS_SHARED,
+    MS_SLAVE,
+    MS_STRICTATIME,
+)
 
 DEFAULT_PATH = DEFAULT_ENV_PATH.removeprefix("PATH=")
 
@@ -101,6 +115,14 @@ def parse_env_file(path: str) -> list[str]:
             continue
         out.append(line)
     return out
+
+
+def make_workdir(rootfs: str, cwd: str) -> None:
+    """Create a missing working directory inside the root, wherever the root's links point
+    (Docker and runc both make it). Raises OSError."""
+    path = secure_join(rootfs, cwd)
+    if not os.path.isdir(path):
+        os.makedirs(path, mode=0o755, exist_ok=True)
 
 
 def secure_join(root: str | os.PathLike[str], path: str) -> str:
@@ -264,10 +286,28 @@ def parse_tmpfs(spec: str) -> tuple[str, str]:
     return check_destination(path), opts
 
 
+# mount(8) options as flags: (set, clear), for the OCI runtime's mounts and --tmpfs. The
+# propagation ones are applied by a second mount(2) call in C (child_mount_one, csrc/mount.c).
+MOUNT_OPTIONS = {
+    "ro": (MS_RDONLY, 0), "rw": (0, MS_RDONLY),
+    "nosuid": (MS_NOSUID, 0), "suid": (0, MS_NOSUID),
+    "nodev": (MS_NODEV, 0), "dev": (0, MS_NODEV),
+    "noexec": (MS_NOEXEC, 0), "exec": (0, MS_NOEXEC),
+    "sync": (16, 0), "async": (0, 16), "dirsync": (128, 0), "remount": (MS_REMOUNT, 0),
+    "mand": (64, 0), "nomand": (0, 64),
+    "atime": (0, MS_NOATIME), "noatime": (MS_NOATIME, 0),
+    "diratime": (0, 2048), "nodiratime": (2048, 0),
+    "relatime": (MS_RELATIME, 0), "norelatime": (0, MS_RELATIME),
+    "strictatime": (MS_STRICTATIME, 0), "nostrictatime": (0, MS_STRICTATIME),
+    "bind": (MS_BIND, 0), "rbind": (MS_BIND | MS_REC, 0),
+    "private": (MS_PRIVATE, 0), "rprivate": (MS_PRIVATE | MS_REC, 0),
+    "shared": (MS_SHARED, 0), "rshared": (MS_SHARED | MS_REC, 0),
+    "slave": (MS_SLAVE, 0), "rslave": (MS_SLAVE | MS_REC, 0),
+    "unbindable": (1 << 17, 0), "runbindable": ((1 << 17) | MS_REC, 0),
+}
 # --tmpfs options as Docker takes them: flags, and the tmpfs data keys with their value's shape
-_TMPFS_FLAGS = {"exec": (0, MS_NOEXEC), "noexec": (MS_NOEXEC, 0), "suid": (0, MS_NOSUID),
-                "nosuid": (MS_NOSUID, 0), "dev": (0, MS_NODEV), "nodev": (MS_NODEV, 0),
-                "ro": (MS_RDONLY, 0), "rw": (0, MS_RDONLY)}  # (set, clear)
+_TMPFS_FLAGS = {k: MOUNT_OPTIONS[k] for k in ("exec", "noexec", "suid", "nosuid", "dev",
+                                               "nodev", "ro", "rw")}
 _TMPFS_KEYS = {"size", "mode", "uid", "gid", "nr_inodes", "nr_blocks"}
 _SIZE_SUFFIXES = ("k", "m", "g", "t", "%")
 

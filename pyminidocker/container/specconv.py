@@ -13,14 +13,12 @@ import sys
 
 from pyminidocker import shim as _native
 from pyminidocker.container import defaults
-from pyminidocker.container import mounts as mountspec
 from pyminidocker.container import spec as policy
-from pyminidocker.container.mounts import mounts_of
 from pyminidocker.errors import StartError, StoreError, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from typing import Any
 
     from pyminidocker.store import Store
@@ -45,58 +43,64 @@ _BASE_HOSTS = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\
 
 def container_spec(store: Store, trace: Tracer, warnings: list[str], rec: ContainerRecord,
                    d: str, stdio: tuple[int, int, int]) -> Any:
-    """The spawn spec of the container rec (its directory d, its root mounted at d/rootfs),
-    its cgroup made with its limits (what the host cannot apply goes to warnings)."""
-
-    rootfs = os.path.join(d, "rootfs")
-    host = rec.host
+    """The spawn spec of the container rec (its directory d, its root mounted at d/rootfs):
+    spawn_spec's, with its cgroup made with its limits (what the host cannot apply goes to
+    warnings) and mounted, its seccomp program and its stdio."""
     with trace.phase("spec"):
-        user = policy.resolve_user(rootfs, rec.user)
-        env = policy.merge_env(host.image_env, rec.env, rec.hostname, user.home,
-                               rec.tty)
-        workdir = policy.secure_join(rootfs, rec.cwd)
-        if not os.path.isdir(workdir):
-            try:
-                os.makedirs(workdir, mode=0o755, exist_ok=True)
-            except OSError as e:
-                raise UsageError(f"cannot create working directory {rec.cwd}: "
-                                 f"{e.strerror}") from None
-        ns, caps = _namespaces_and_caps(host)
-        mounts = _standard_mounts(host.get("network") == "host", host.get("privileged"))
-        _namespace_mounts(mounts, host)
-        groups = list(user.groups) + policy.extra_groups(rootfs, host.get("group_add", []))
-        for dev in host.get("devices", []):  # the host's node, bound (as in a userns)
-            mounts.append(_native.Mount(target=dev["container"], source=dev["host"],
-                                        flags=_native.MS_BIND, mkdir=True))
-        argv = rec.argv
-        if host.get("init"):  # Docker's --init: tini as PID 1, bound read-only
-            mounts.append(_native.Mount(target=INIT_PATH, source=TINI, mkdir=True,
-                                        flags=_native.MS_BIND | _native.MS_RDONLY))
-            argv = [INIT_PATH, "--", *argv]
-        for name in ("hostname", "hosts", "resolv.conf"):
-            mounts.append(_native.Mount(target=f"/etc/{name}", source=os.path.join(d, name),
-                                        flags=_native.MS_BIND, mkdir=True))
-        for m in mounts_of(host):
-            mounts.append(mount_of(store, rootfs, m))
-        for t in host.get("tmpfs", []):
-            path, opts = policy.parse_tmpfs(t)
-            flags, data = policy.tmpfs_options(opts)
-            mounts.append(_native.Mount(
-                target=policy.resolved_destination(rootfs, path, f"--tmpfs {t}"),
-                source="tmpfs", fstype="tmpfs", mkdir=True, flags=flags, data=data))
+        sp = spawn_spec(rec, os.path.join(d, "rootfs"), d,
+                        lambda rootfs, m: mount_of(store, rootfs, m))
     with trace.phase("cgroup"):
         cg = cgroup_of(rec)
-        cg.create(limits(host))
+        cg.create(limits(rec.host))
         warnings += cg.warnings
-    cg_flags = _native.MS_RDONLY | _native.MS_NOSUID | _native.MS_NODEV | _native.MS_NOEXEC
-    cg_mounts = cg.container_mounts()
-    if cg_mounts and cg_mounts[0][1] == "cgroup":  # v1: a tmpfs to hold the hierarchies
-        mounts.append(_native.Mount("/sys/fs/cgroup", "tmpfs", "tmpfs",
-                                    _native.MS_NOSUID | _native.MS_NODEV | _native.MS_NOEXEC,
-                                    "mode=755", mkdir=True))
-    for target, fstype, data in cg_mounts:
-        mounts.append(_native.Mount(target, "cgroup", fstype, cg_flags, data or None,
-                                    mkdir=True))
+    sp.mounts += cgroup_mounts(cg)
+    sp.cgroup_procs = cg.procs_files()
+    sp.seccomp = _seccomp_program(store.root, rec.host, sp.cap_bounding)
+    sp.stdin, sp.stdout, sp.stderr = stdio
+    return sp
+
+
+def spawn_spec(rec: ContainerRecord, rootfs: str, etc_dir: str,
+               volume_mount: Callable[[str, dict[str, Any]], Any] | None = None) -> Any:
+    """Docker's policy for the container rec as the shim's SpawnSpec: its process (command,
+    environment, user resolved in rootfs, working directory made there if missing,
+    capabilities, rlimits), namespaces and mounts (standard ones, /etc files from etc_dir,
+    devices, --init, -v/--mount through volume_mount, --tmpfs), masked and read-only paths.
+    What the container's cgroup and seccomp add comes after (container_spec); the OCI
+    runtime's config.json reaches the same SpawnSpec (oci.config, with this module's tables).
+    Raises UsageError."""
+    host = rec.host
+    user = policy.resolve_user(rootfs, rec.user)
+    env = policy.merge_env(host.image_env, rec.env, rec.hostname, user.home, rec.tty)
+    try:
+        policy.make_workdir(rootfs, rec.cwd)
+    except OSError as e:
+        raise UsageError(f"cannot create working directory {rec.cwd}: {e.strerror}") from None
+    ns, caps = _namespaces_and_caps(host)
+    mounts = _standard_mounts(host.get("network") == "host", host.get("privileged"))
+    _namespace_mounts(mounts, host)
+    groups = list(user.groups) + policy.extra_groups(rootfs, host.get("group_add", []))
+    for dev in host.get("devices", []):  # the host's node, bound (as in a userns)
+        mounts.append(_native.Mount(target=dev["container"], source=dev["host"],
+                                    flags=_native.MS_BIND, mkdir=True))
+    argv = rec.argv
+    if host.get("init"):  # Docker's --init: tini as PID 1, bound read-only
+        mounts.append(_native.Mount(target=INIT_PATH, source=TINI, mkdir=True,
+                                    flags=_native.MS_BIND | _native.MS_RDONLY))
+        argv = [INIT_PATH, "--", *argv]
+    for name in INIT_FILES:
+        mounts.append(_native.Mount(target=f"/etc/{name}", source=os.path.join(etc_dir, name),
+                                    flags=_native.MS_BIND, mkdir=True))
+    if (host.get("mounts") or host.get("binds")) and volume_mount is not None:
+        from pyminidocker.container.mounts import mounts_of  # only when needed: start path
+
+        mounts += [volume_mount(rootfs, m) for m in mounts_of(host)]
+    for t in host.get("tmpfs", []):
+        path, opts = policy.parse_tmpfs(t)
+        flags, data = policy.tmpfs_options(opts)
+        mounts.append(_native.Mount(
+            target=policy.resolved_destination(rootfs, path, f"--tmpfs {t}"),
+            source="tmpfs", fstype="tmpfs", mkdir=True, flags=flags, data=data))
     privileged = bool(host.privileged)
     return _native.SpawnSpec(
         argv=argv, env=env, namespaces=ns, rootfs=rootfs,
@@ -105,13 +109,34 @@ def container_spec(store: Store, trace: Tracer, warnings: list[str], rec: Contai
         readonly_paths=[] if privileged else list(defaults.READONLY_PATHS),
         hostname=None if ns & _native.CLONE_NEWUTS == 0 else rec.hostname, cwd=rec.cwd,
         uid=user.uid, gid=user.gid, groups=groups, rlimits=_rlimits(host),
-        cap_bounding=caps, cap_effective=caps,
-        cap_permitted=caps, cap_inheritable=0, cap_ambient=0,
-        no_new_privs=bool(host.no_new_privs),
-        seccomp=_seccomp_program(store.root, host, caps),
-        cgroup_procs=cg.procs_files(), stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
-        setsid=True, console=rec.tty,
-    )
+        cap_bounding=caps, cap_effective=caps, cap_permitted=caps, cap_inheritable=0,
+        cap_ambient=0, no_new_privs=bool(host.no_new_privs), setsid=True, console=rec.tty)
+
+
+def cgroup_mounts(cg: Any, dest: str = "/sys/fs/cgroup", ro: int = _native.MS_RDONLY,
+                  own_namespace: bool = True) -> list[Any]:
+    """The mounts of a container's cgroup at dest (the engine's containers, and the OCI
+    runtime's "cgroup" mount): in its own cgroup namespace the hierarchies themselves (it
+    sees its cgroup as their root; on v1 under a tmpfs), else its own directories bound
+    (under a tmpfs). ro: MS_RDONLY or 0."""
+    base = _native.MS_NOSUID | _native.MS_NODEV | _native.MS_NOEXEC
+    hierarchies = cg.container_mounts() if own_namespace else []
+    out = []
+    if not own_namespace or (hierarchies and hierarchies[0][1] == "cgroup"):
+        out.append(_native.Mount(dest, "tmpfs", "tmpfs", base, "mode=755", mkdir=True))
+    for target, fstype, data in hierarchies:
+        out.append(_native.Mount(dest + target.removeprefix("/sys/fs/cgroup"), "cgroup", fstype,
+                                 base | ro, data or None, mkdir=True))
+    if not own_namespace:
+        by_mount: dict[str, str] = {}
+        for ctl, mnt in cg.layout.controllers.items():
+            by_mount.setdefault(mnt, ctl)
+        for mnt in sorted(by_mount):
+            src = os.path.join(mnt, cg.parent, cg.id)
+            if os.path.isdir(src):
+                out.append(_native.Mount(f"{dest}/{os.path.basename(mnt)}", src, None,
+                                         _native.MS_BIND | base | ro, mkdir=True))
+    return out
 
 
 def mount_of(store: Store, rootfs: str, m: dict[str, Any]) -> Any:
@@ -146,7 +171,9 @@ def mount_of(store: Store, rootfs: str, m: dict[str, Any]) -> Any:
     src = store.volumes.data_path(vol.name)
     if not m.get("NoCopy"):
         try:
-            mountspec.seed(policy.secure_join(rootfs, dst), src)
+            from pyminidocker.container.mounts import seed
+
+            seed(policy.secure_join(rootfs, dst), src)
         except OSError as e:
             raise StoreError(f"cannot copy the image's {dst} into volume {vol.name}: "
                              f"{e.strerror}") from None
@@ -179,16 +206,18 @@ def limits(host: Mapping[str, Any], devices: bool = True) -> Any:
 
 
 
+# the host config's namespace modes (--network, --pid, --ipc, --uts, --cgroupns) by the OCI
+# name of their namespace
+_HOST_MODES = {"network": "network", "pid_mode": "pid", "ipc_mode": "ipc", "uts_mode": "uts",
+               "cgroupns": "cgroup"}
+
+
 def _namespaces_and_caps(host: HostConfig) -> tuple[int, int]:
     """The namespaces a container (and what is exec'd in it) has, and its capability mask."""
     ns = defaults.DEFAULT_NAMESPACES | _native.CLONE_NEWCGROUP
-    for flag, key, value in ((_native.CLONE_NEWNET, "network", "host"),
-                             (_native.CLONE_NEWPID, "pid_mode", "host"),
-                             (_native.CLONE_NEWIPC, "ipc_mode", "host"),
-                             (_native.CLONE_NEWUTS, "uts_mode", "host"),
-                             (_native.CLONE_NEWCGROUP, "cgroupns", "host")):
-        if host.get(key) == value:
-            ns &= ~flag
+    for key, kind in _HOST_MODES.items():
+        if host.get(key) == "host":  # --network host, --pid host...: the host's namespace
+            ns &= ~defaults.NAMESPACES[kind]
     caps = policy.capabilities(host.get("privileged", False), host.get("cap_add", []),
                                host.get("cap_drop", []))
     return ns, caps
@@ -279,13 +308,16 @@ def _seccomp_program(root: str, host: HostConfig, caps: int) -> bytes:
 
 def _standard_mounts(host_network: bool, privileged: bool | None) -> list[Any]:
     """Docker's standard mounts; /sys read-write when privileged, and bound from the host
-    with the host's network (sysfs shows the network namespace of whoever mounts it)."""
+    with the host's network (sysfs shows the network namespace of whoever mounts it). Not
+    recursively: a fresh sysfs (Docker's) has nothing mounted below it either, and on a pure
+    cgroup v2 host the host's cgroup2 at /sys/fs/cgroup would refuse the container's own
+    cgroup2 mount there (EBUSY: the same superblock at the same place)."""
     n = _native
     mounts = defaults.default_mounts()
     sys_flags = n.MS_NOSUID | n.MS_NOEXEC | n.MS_NODEV | (0 if privileged else n.MS_RDONLY)
     for i, m in enumerate(mounts):
         if m.target == "/sys":
-            mounts[i] = n.Mount("/sys", "/sys", None, n.MS_BIND | n.MS_REC | sys_flags,
+            mounts[i] = n.Mount("/sys", "/sys", None, n.MS_BIND | sys_flags,
                                 mkdir=True) if host_network else \
                 n.Mount("/sys", "sysfs", "sysfs", sys_flags, mkdir=True)
     return mounts

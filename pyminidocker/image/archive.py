@@ -49,7 +49,7 @@ from pyminidocker.image.pull import layer_error, parse_config, register_image, r
 from pyminidocker.reference import parse_reference
 from pyminidocker.store import Store
 from pyminidocker.store.images import ImageRecord
-from pyminidocker.store.layers import LayerRecord, chain_ids, now_iso
+from pyminidocker.store.layers import LayerRecord, chain_ids, now_iso, tree_digest
 
 # libarchive-c sets a link's target only as a hard link (archive_entry_update_link_utf8 picks
 # the symlink field only once one was set): the two setters of libarchive itself are declared.
@@ -394,12 +394,16 @@ class Ingest:
             raise VerificationError(f"layer {digest or ''} uncompresses to {res.diff_id}, "
                                     f"but the image config says {diff_id}".replace("  ", " "))
         chain = res.diff_id if parent is None else _chain(parent, res.diff_id)
+        try:  # for `system check --full`, as a pull records it
+            tree = tree_digest(os.path.join(staging, "diff"))
+        except OSError as e:
+            raise layer_error(e, digest or diff_id or "of the archive") from None
         self.store.layers.flush(staging)
         record = LayerRecord(
             id=chain, parent=parent, diff_id=res.diff_id,
             compressed_digest=res.compressed_digest, compressed_size=res.compressed_size,
             uncompressed_size=res.uncompressed_size,
-            media_type=media_type or OCI_LAYER, created=now_iso())
+            media_type=media_type or OCI_LAYER, created=now_iso(), tree_digest=tree)
         with self.store.layer_lock(chain), self.store.lock():
             if self.store.layers.commit(staging, record):
                 self.committed.append(chain)

@@ -11,8 +11,14 @@ import os
 import stat
 
 from pyminidocker import shim
-from pyminidocker.container.defaults import CAPS, DEFAULT_ENV_PATH
-from pyminidocker.container.spec import own_bounding_set, secure_join
+from pyminidocker.container.defaults import CAPS, DEFAULT_ENV_PATH, NAMESPACES
+from pyminidocker.container.spec import (
+    MOUNT_OPTIONS,
+    ULIMITS,
+    make_workdir,
+    own_bounding_set,
+    secure_join,
+)
 from pyminidocker.oci.state import ConfigError
 from pyminidocker.record import dataclass, field
 
@@ -24,43 +30,13 @@ if TYPE_CHECKING:
 # are ignored, as runc does), an older major one refused.
 SUPPORTED_OCI_VERSION = "1.2.0"
 
-CLONE_NEWUSER = shim.CLONE_NEWUSER
-CLONE_NEWTIME = 0x00000080
-NAMESPACES = {
-    "pid": shim.CLONE_NEWPID, "network": shim.CLONE_NEWNET, "mount": shim.CLONE_NEWNS,
-    "ipc": shim.CLONE_NEWIPC, "uts": shim.CLONE_NEWUTS, "cgroup": shim.CLONE_NEWCGROUP,
-    "user": CLONE_NEWUSER, "time": CLONE_NEWTIME,
-}
 # The names under /proc/PID/ns/ of each type (for joining the container's namespaces).
 NS_FILES = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts",
             "cgroup": "cgroup", "user": "user", "time": "time"}
 
-RLIMITS = {
-    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4,
-    "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9,
-    "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
-    "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
-}
+# the OCI names of the rlimits Docker's --ulimit names
+RLIMITS = {f"RLIMIT_{name.upper()}": number for name, number in ULIMITS.items()}
 
-# mount(8) options as flags: (set, clear). Propagation ones are applied by a second mount(2)
-# call in C (see child_mount_one in csrc/mount.c).
-_MOUNT_FLAGS = {
-    "ro": (shim.MS_RDONLY, 0), "rw": (0, shim.MS_RDONLY),
-    "nosuid": (shim.MS_NOSUID, 0), "suid": (0, shim.MS_NOSUID),
-    "nodev": (shim.MS_NODEV, 0), "dev": (0, shim.MS_NODEV),
-    "noexec": (shim.MS_NOEXEC, 0), "exec": (0, shim.MS_NOEXEC),
-    "sync": (16, 0), "async": (0, 16), "dirsync": (128, 0), "remount": (shim.MS_REMOUNT, 0),
-    "mand": (64, 0), "nomand": (0, 64),
-    "atime": (0, shim.MS_NOATIME), "noatime": (shim.MS_NOATIME, 0),
-    "diratime": (0, 2048), "nodiratime": (2048, 0),
-    "relatime": (shim.MS_RELATIME, 0), "norelatime": (0, shim.MS_RELATIME),
-    "strictatime": (shim.MS_STRICTATIME, 0), "nostrictatime": (0, shim.MS_STRICTATIME),
-    "bind": (shim.MS_BIND, 0), "rbind": (shim.MS_BIND | shim.MS_REC, 0),
-    "private": (shim.MS_PRIVATE, 0), "rprivate": (shim.MS_PRIVATE | shim.MS_REC, 0),
-    "shared": (shim.MS_SHARED, 0), "rshared": (shim.MS_SHARED | shim.MS_REC, 0),
-    "slave": (shim.MS_SLAVE, 0), "rslave": (shim.MS_SLAVE | shim.MS_REC, 0),
-    "unbindable": (1 << 17, 0), "runbindable": ((1 << 17) | shim.MS_REC, 0),
-}
 # Options runtimes accept and this one has no use for (containerd/podman pass them).
 _IGNORED_OPTIONS = {"tmpcopyup", "copy-symlink", "idmap", "ridmap", "z", "Z", "U", "notmpcopyup",
                     "rro", "nocopyup"}
@@ -314,7 +290,7 @@ def _id_maps(linux: dict[str, Any], namespaces: int) -> tuple[str | None, str | 
                                   "positive size are required")
             lines.append(f"{ids[0]} {ids[1]} {ids[2]}\n")
         maps.append("".join(lines) or None)
-    if namespaces & CLONE_NEWUSER:
+    if namespaces & shim.CLONE_NEWUSER:
         for key, value in zip(("uid", "gid"), maps):
             if value is None:
                 raise ConfigError(f"user namespaces enabled, but no {key} mappings found")
@@ -358,9 +334,9 @@ def process_spec(proc: dict[str, Any], rootfs: str | None, warnings: list[str]
         raise ConfigError("config.json: process.user: ids must be non-negative integers")
     spec = shim.SpawnSpec(argv=list(args), env=env, cwd=cwd, uid=uid, gid=gid,
                           groups=list(groups))
-    if rootfs is not None and cwd != "/" and not os.path.isdir(secure_join(rootfs, cwd)):
+    if rootfs is not None and cwd != "/":
         try:  # runc creates a missing cwd, inside the root whatever its links say
-            os.makedirs(secure_join(rootfs, cwd), mode=0o755, exist_ok=True)
+            make_workdir(rootfs, cwd)
         except OSError as e:
             raise ConfigError(f"cannot create cwd {cwd}: {e.strerror}") from None
     caps = _get(proc, "capabilities", dict, "process.")
@@ -418,8 +394,8 @@ def _mount_options(options: list[str], where: str) -> tuple[int, int, list[str]]
     flags = clear = 0
     data = []
     for opt in options:
-        if opt in _MOUNT_FLAGS:
-            add, drop = _MOUNT_FLAGS[opt]
+        if opt in MOUNT_OPTIONS:
+            add, drop = MOUNT_OPTIONS[opt]
             flags = (flags | add) & ~drop
             clear |= drop
         elif opt in _IGNORED_OPTIONS:

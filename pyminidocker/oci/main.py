@@ -366,11 +366,7 @@ def _hold(p: rt.Prepared, root: str, w: int, close_fds: list[int]) -> None:
         rec = dict(p.record, pid=proc.pid, pid_start=st.pid_start(proc.pid))
         ctl = rec["ctl"]
         try:
-            # A created container is in its cgroups already (runc's is, and callers look
-            # there); the held init would join them only once released.
-            for tasks in p.spec.cgroup_procs:
-                with open(tasks, "w") as f:
-                    f.write(str(proc.pid))
+            rt.wait_in_cgroup(proc.pid, p.cgroup)
             rt.configure_init(c, proc.pid)
             state_obj = st.oci_state(rec, "created")
             rt.write_hooks_state(p.spec, state_obj)
@@ -871,7 +867,7 @@ def _features() -> dict[str, Any]:
         "ociVersionMax": cfg.SUPPORTED_OCI_VERSION,
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer",
                   "poststart", "poststop"],
-        "mountOptions": sorted(cfg._MOUNT_FLAGS),
+        "mountOptions": sorted(cfg.MOUNT_OPTIONS),
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
             "capabilities": [f"CAP_{c}" for c in CAPS],

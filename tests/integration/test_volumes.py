@@ -64,6 +64,8 @@ def test_a_named_volume_outlives_its_containers_and_is_shared(run):
     assert Path(info["Mountpoint"]) == run.root / "volumes/keep/_data"
     assert (Path(info["Mountpoint"]) / "f").read_text() == "one\n"
     assert info["CreatedAt"].endswith("Z")
+    res = run("volume", "inspect", "-f", "{{.Name}} {{.Driver}} {{.Mountpoint}}", "keep")
+    assert res.stdout == f"keep local {info['Mountpoint']}\n"
     run("volume", "rm", "keep")
     assert "keep" not in volumes(run)
 
