@@ -257,6 +257,7 @@ AUTO_REMOVE = web.AppKey("auto_remove", set)
 CONSOLE_SIZE = web.AppKey("console_size", dict)  # id -> (rows, columns) asked at create
 ATTACHED = web.AppKey("attached", dict)  # container id -> attach streams reading its output
 REMOVERS = web.AppKey("removers", set)
+SUMMARIES = web.AppKey("summaries", dict)  # id -> (record, its list entry), the last list's
 
 
 async def create(request: web.Request) -> web.Response:
@@ -615,10 +616,23 @@ async def list_containers(request: web.Request) -> web.Response:
     filters = filters_param(request)
 
     def work(eng: Any) -> list[dict[str, Any]]:
+        from pyminidocker.humanize import status_text
+
         recs = eng.container_views()
         if not (show_all or "status" in filters):
             recs = [r for r in recs if r.state.status == "running"]
-        out = [s for s in (summary(eng, r) for r in recs) if _matches(s, filters)]
+        # the same record as last time (container_views keeps a stopped container's): the
+        # same summary but for its age
+        seen, now = request.app[SUMMARIES], time.time()
+        fresh = {}
+        for r in recs:
+            hit = seen.get(r.id)
+            if hit is not None and hit[0] is r:
+                fresh[r.id] = (r, {**hit[1], "Status": status_text(r.state, now)})
+            else:
+                fresh[r.id] = (r, summary(eng, r))
+        request.app[SUMMARIES] = fresh
+        out = [s for _, s in fresh.values() if _matches(s, filters)]
         return out[:limit] if limit > 0 else out
 
     return web.json_response(await call(request, work))
@@ -833,6 +847,7 @@ def add_routes(app: web.Application) -> set[tuple[str, str]]:
     app[CONSOLE_SIZE] = {}
     app[ATTACHED] = {}
     app[REMOVERS] = set()
+    app[SUMMARIES] = {}
     table = [
         ("POST", "/containers/create", create),
         ("GET", "/containers/json", list_containers),
