@@ -57,8 +57,8 @@ int pmd_layer_extract(int fd, const char *dest, int compression,
  * needs (including the seccomp BPF program) is prepared by pmd_spawn before it clones.
  *
  * Child sequence (each step only if asked for):
- *   wait for release (hold) -> join cgroups (write "0" to each of cgroup_procs) -> unshare the cgroup
- *   namespace (so that its root is the container's cgroup), or setns (join_pid) -> stdio dup2,
+ *   join cgroups (write "0" to each of cgroup_procs) -> unshare the cgroup namespace (so that its
+ *   root is the container's cgroup) -> wait for release (hold) -> setns (join_pid) -> stdio dup2,
  *   every other fd close-on-exec -> setsid (+ TIOCSCTTY on stdin) -> sethostname -> make all
  *   mounts rprivate -> bind rootfs onto itself -> mounts[] in order, targets resolved inside the
  *   rootfs -> standard /dev nodes and symlinks (dev_setup) -> pivot_root -> masked_paths ->
@@ -75,7 +75,7 @@ int pmd_layer_extract(int fd, const char *dest, int compression,
  * op "child died during setup". A child that failed is reaped by C before the error is returned.
  *
  * Holding. With hold set, pmd_spawn returns as soon as the child exists (proc->pid is valid and
- * the child blocks before its first step; the caller may configure its cgroups or network now), and
+ * the child, in its cgroups, blocks before its next step; the caller may configure its network now), and
  * the caller must call pmd_spawn_release exactly once, which lets the child go on and returns the
  * child's setup result as above. To abort instead, close proc->release_fd and proc->error_fd and
  * reap the pid: the child sees EOF and exits 127 without running anything.
@@ -465,6 +465,11 @@ struct pmd_monitor_spec {
      * log_max_file files in all (jsonlog.c); 0: never rotate. */
     long long log_max_size;
     int log_max_file;
+    /* NULL, or a fifo the container's stdin comes from (run -d -i): the monitor opens it
+     * read-write, so the container never reads EOF while nobody writes (Docker keeps the
+     * stdin of -i open), and `attach` writes into it. With spec->console, the monitor copies
+     * what comes in to the console instead. */
+    const char *stdin_path;
 };
 
 #define PMD_RESTART_NO 0

@@ -419,6 +419,22 @@ static int child_setup(const struct child_ctx *c, struct child_msg *m)
     for (int sig = 1; sig < _NSIG; sig++)
         if (sig != SIGKILL && sig != SIGSTOP)
             reset_signal(sig);
+    /*
+     * The cgroups first, held or not: a created container is in them (as runc's is, and callers
+     * such as containerd look there), and "0" written by the child itself is the cheap way in;
+     * the caller writing the child's pid would take the kernel's global lock that waits for an
+     * RCU grace period, milliseconds for each hierarchy (see cgroups.py).
+     */
+    if (child_cgroups(s, err) < 0)
+        return -1;
+    /*
+     * A cgroup namespace takes the caller's cgroup as its root at the moment it is created. Made
+     * by clone, that would be the engine's cgroup and the container would see its own cgroup as
+     * a subdirectory; so pmd_spawn leaves CLONE_NEWCGROUP out of clone and we unshare it here,
+     * once we are in the container's cgroups (and before a hold: a created container has it).
+     */
+    if (s->join_pid <= 0 && (s->namespaces & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0)
+        return pmd_cfail(err, errno, "unshare", "cgroup namespace");
     if (c->release_fd >= 0) {
         char go;
         ssize_t n;
@@ -431,8 +447,6 @@ static int child_setup(const struct child_ctx *c, struct child_msg *m)
     }
     m->trace_ns[PMD_TRACE_START] = pmd_now_ns();
     old_umask = umask(0);
-    if (child_cgroups(s, err) < 0)
-        return -1;
     /*
      * In a new user namespace we are still the host's root by our ids, which the namespace does
      * not map (files we create on its own mounts, the /dev tmpfs, would fail with EOVERFLOW):
@@ -442,18 +456,8 @@ static int child_setup(const struct child_ctx *c, struct child_msg *m)
     if ((s->namespaces & CLONE_NEWUSER) && s->join_pid <= 0 &&
         (syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0))
         return pmd_cfail(err, errno, "setresuid", "root of the user namespace");
-    /*
-     * A cgroup namespace takes the caller's cgroup as its root at the moment it is created. Made
-     * by clone, that would be the engine's cgroup and the container would see its own cgroup as
-     * a subdirectory; so pmd_spawn leaves CLONE_NEWCGROUP out of clone and we unshare it here,
-     * once we are in the container's cgroups.
-     */
-    if (s->join_pid > 0) {
-        if (child_join(c, m) < 0)
-            return -1;
-    } else if ((s->namespaces & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0) {
-        return pmd_cfail(err, errno, "unshare", "cgroup namespace");
-    }
+    if (s->join_pid > 0 && child_join(c, m) < 0)
+        return -1;
     if (child_stdio(s, err) < 0)
         return -1;
     /* close_other_fds kept the caller's stdio fds (now copied to 0-2) and the namespaces to

@@ -297,15 +297,18 @@ def make_app(config: Any = None, activity: Any = None) -> web.Application:
         from pyminidocker.api import (
             archives,
             containers,
+            cp,
             events,
             execs,
             images,
             networks,
+            verbs,
             volumes,
         )
 
         app[ENGINE] = {}
-        for module in (images, archives, containers, networks, execs, events, volumes):
+        for module in (images, archives, containers, verbs, networks, execs, events, volumes,
+                       cp):
             served |= module.add_routes(app)
     endpoints.add_pending_routes(app, frozenset(served))
     return app

@@ -270,6 +270,24 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sp.add_argument("-t", "--timestamps", action="store_true", help="Show timestamps")
     sp.add_argument("container", metavar="CONTAINER")
 
+    sp = add("attach", "attach.cmd_attach", "Attach local standard input, output, and error "
+             "streams to a running container")
+    sp.add_argument("--detach-keys", help="Override the key sequence for detaching a container "
+                    "(default ctrl-p,ctrl-q)")
+    sp.add_argument("--no-stdin", action="store_true", help="Do not attach STDIN")
+    sp.add_argument("--sig-proxy", action="store_true", default=True,
+                    help="Proxy all received signals to the process (default true)")
+    sp.add_argument("container", metavar="CONTAINER")
+
+    sp = add("events", "events.cmd_events", "Get real time events from the engine")
+    sp.add_argument("-f", "--filter", action="append", default=[],
+                    help="Filter output based on conditions provided: container, event, image, "
+                    "label, network, scope, type, volume")
+    sp.add_argument("--format", help="Format output using a Go template ('json': one JSON "
+                    "object a line)")
+    sp.add_argument("--since", help="Show all events created since timestamp")
+    sp.add_argument("--until", help="Stream events until this timestamp")
+
     sp = add("port", "containers.cmd_port", "List a container's published ports")
     sp.add_argument("container", metavar="CONTAINER")
     sp.add_argument("port", nargs="?", metavar="PRIVATE_PORT[/PROTO]")
@@ -325,7 +343,8 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sp.add_argument("--tlskey", help="Service: the server's key")
     sp.add_argument("--repair", action="store_true",
                     help="Remove or quarantine what is broken, and say what was done (check)")
-    sp.add_argument("--full", action="store_true", help="Read every file of every layer (check)")
+    sp.add_argument("--full", action="store_true",
+                    help="Rehash every file of every layer against its extracted tree (check)")
 
     sp = add("version", "system.cmd_version", "Show the version")
     sp.add_argument("-f", "--format", help="Format output using a Go template")
@@ -347,12 +366,12 @@ _MANAGEMENT = {
     "container": {"ls": ["ps"], "list": ["ps"], "ps": ["ps"],
                   "inspect": ["inspect", "--type", "container"],
                   **{v: [v] for v in ("create", "run", "start", "stop", "kill", "rm", "exec",
-                                      "logs", "port", "rename", "wait", "export",
-                                      "commit")}},
+                                      "logs", "port", "rename", "wait", "export", "cp",
+                                      "commit", "attach")}},
     "image": {"ls": ["images"], "list": ["images"], "inspect": ["inspect", "--type", "image"],
               "rm": ["rmi"], "remove": ["rmi"], "pull": ["pull"], "tag": ["tag"],
               **{v: [v] for v in ("save", "load", "import", "push")}},
-    "system": {"info": ["info"]},
+    "system": {"info": ["info"], "events": ["events"]},
 }
 
 
@@ -450,7 +469,7 @@ def command() -> None:
 
 
 def _add_verb_commands(add: Callable[..., Any]) -> None:
-    """restart, pause, unpause, top, diff, stats, update (run by cli.verbs)."""
+    """restart, pause, unpause, top, diff, stats, update (run by cli.verbs); cp (cli.cp)."""
     sp = add("restart", "verbs.cmd_simple", "Restart one or more containers")
     sp.add_argument("-t", "--time", type=int,
                     help="Seconds before SIGKILL (default: its --stop-timeout, else 10)")
@@ -467,6 +486,13 @@ def _add_verb_commands(add: Callable[..., Any]) -> None:
     sp = add("diff", "verbs.cmd_diff",
              "Inspect changes to files or directories on a container's filesystem")
     sp.add_argument("container", metavar="CONTAINER")
+    sp = add("cp", "cp.cmd_cp", "Copy files/folders between a container and the local filesystem")
+    sp.add_argument("-a", "--archive", action="store_true",
+                    help="Archive mode (copy all uid/gid information)")
+    sp.add_argument("-L", "--follow-link", action="store_true",
+                    help="Always follow symbol link in SRC_PATH")
+    sp.add_argument("src", metavar="SRC_PATH")
+    sp.add_argument("dest", metavar="DEST_PATH")
     sp = add("stats", "verbs.cmd_stats",
              "Display a live stream of container(s) resource usage statistics")
     sp.add_argument("-a", "--all", action="store_true", help="All containers (default: running)")

@@ -10,7 +10,7 @@ import sys
 import time
 
 from pyminidocker import jsonio
-from pyminidocker.errors import PmdError, suppress
+from pyminidocker.errors import PmdError, StoreError, suppress
 from pyminidocker.proc import alive as _alive
 from pyminidocker.proc import start_time as _pid_start
 from pyminidocker.store.files import now_iso
@@ -88,7 +88,12 @@ def refresh(rt: Runtime, rec: ContainerRecord) -> ContainerRecord:
         if r is not None:  # the monitor's last word on its restarts
             fresh.state.restart_count = int(r.get("restart_count") or 0)
             fresh.state.restarting = False
-        rt._finish(fresh, code, finished)
+        try:
+            rt._finish(fresh, code, finished)
+        except StoreError:
+            # a full disk: the exit record stays, so the next command derives the same state
+            # again; reading (ps, inspect, stop, rm) must not need a free block
+            return fresh
     rt._unplug(fresh)
     return fresh
 

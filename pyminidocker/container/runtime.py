@@ -29,7 +29,7 @@ from pyminidocker.errors import (
 from pyminidocker.proc import alive as _alive
 from pyminidocker.proc import start_time as _pid_start
 from pyminidocker.record import dataclass, field
-from pyminidocker.store import Store
+from pyminidocker.store import Store, events
 from pyminidocker.store.containers import (
     ContainerRecord,
     HostConfig,
@@ -132,6 +132,9 @@ class Runtime:
         rec.state.monitor_pid = 0
         rec.state.monitor_start = ""
         self.containers.save_state(rec)
+        # here, under the store lock and once the record says running no more: `die` is
+        # logged once, by whichever command notices the exit first
+        self._event(rec, "die", exitCode=str(code))
 
     def _teardown(self, rec: ContainerRecord) -> None:
 
@@ -227,7 +230,14 @@ class Runtime:
             except BaseException:
                 self._drop_volumes(made)
                 raise
+        for name in made:
+            events.emit(self.store.root, "volume", "create", name, {"driver": "local"})
+        self._event(rec, "create")
         return rec
+
+    def _event(self, rec: ContainerRecord, action: str, **extra: str) -> None:
+        events.emit(self.store.root, "container", action, rec.id,
+                    events.container_attrs(rec, **extra))
 
     def _plan_mounts(self, opts: CreateOptions, cfg: dict[str, Any]) -> List[dict[str, Any]]:
         """-v, --mount, --volumes-from and the image's VOLUMEs → the mount records (see
@@ -281,6 +291,7 @@ class Runtime:
                 dead = self.store.volumes.remove(name, users, force=True)
                 if dead:
                     self.store.discard(dead)
+                    events.emit(self.store.root, "volume", "destroy", name, {"driver": "local"})
 
     # ---- start --------------------------------------------------------------------------
 
@@ -346,6 +357,7 @@ class Runtime:
                 rules.close()
         try:
             self._mark_running(rec, proc, bridged)
+            self._event(rec, "start")
             if on_started:
                 on_started(proc)  # e.g. to pass our input to its console
             if output is None:
@@ -374,7 +386,14 @@ class Runtime:
                           monitor_pid=monitor_pid,
                           monitor_start=_pid_start(monitor_pid) if monitor_pid else "",
                           started_at=now_iso())
-        self.containers.save_state(rec)
+        try:
+            self.containers.save_state(rec)
+        except StoreError:  # a full disk: what cannot be recorded as running must not run
+            self._abandon(rec, proc, held=bridged)
+            rec.state = prior
+            with suppress(StoreError):
+                self._start_failed(rec, None)
+            raise
         if bridged:
             # Released only once the state says running: a kill -9 of this command before
             # this line ends the held container (the monitor, or the child, sees EOF), after
@@ -399,6 +418,25 @@ class Runtime:
         if e is not None:
             rec.state.exit_code = policy.exec_exit_code(e)
         self.containers.save_state(rec)
+
+    def _abandon(self, rec: ContainerRecord, proc: Any, held: bool) -> None:
+        """End a container just spawned (held or running) and wait until nothing of it is left
+        (its monitor unmounts and removes its cgroup as it exits; without one, we do)."""
+        if held:
+            proc.abort()  # a held child is killed unrun (and reaped); a held monitor ends it
+        else:
+            with suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+        monitor_pid = getattr(proc, "monitor_pid", 0)
+        if monitor_pid:
+            start = _pid_start(monitor_pid)
+            deadline = time.monotonic() + 10
+            while _alive(monitor_pid, start) and time.monotonic() < deadline:
+                time.sleep(0.005)
+        elif not held:
+            with suppress(ChildProcessError):
+                os.waitpid(proc.pid, 0)
+        self._teardown(rec)
 
     def _mount_root(self, rec: ContainerRecord, d: str) -> None:
         image = self.store.images.get(rec.image)
@@ -470,8 +508,14 @@ class Runtime:
         returns once it runs, with .pid and .monitor_pid. The monitor logs its output to
         <id>-json.log and, when it exits, unmounts the rootfs, removes the cgroup and writes
         the exit record that refresh() reads. Raises OSError as spawn does."""
+        options = conv.monitor_options(self.store.root, rec, d)
+        if rec.open_stdin:  # run -d -i: a stdin that `attach` writes into
+            options["stdin_path"] = stdin = os.path.join(d, "stdin")
+            with suppress(FileNotFoundError):
+                os.unlink(stdin)  # a previous run's: what was written there is not this one's
+            os.mkfifo(stdin, 0o600)
         with self.trace.phase("monitor+clone+setup+exec"):
-            return _native.monitor_start(sp, **conv.monitor_options(self.store.root, rec, d))
+            return _native.monitor_start(sp, **options)
 
     # ---- network plugging (container.plugging), exec and the other operations
     # (container.control): imported by the operations that need them, never by `run`'s
@@ -508,11 +552,13 @@ class Runtime:
         from pyminidocker.container import control
 
         control.pause(self, rec)
+        self._event(rec, "pause")
 
     def unpause(self, rec: ContainerRecord) -> None:
         from pyminidocker.container import control
 
         control.unpause(self, rec)
+        self._event(rec, "unpause")
 
     def top(self, rec: ContainerRecord, ps_args: List[str]) -> tuple[List[str], List[List[str]]]:
         from pyminidocker.container import control
@@ -533,6 +579,7 @@ class Runtime:
         from pyminidocker.container import control
 
         control.restart(self, rec, timeout)
+        self._event(rec, "restart")
 
     def update(self, rec: ContainerRecord, changes: dict[str, Any]) -> None:
         from pyminidocker.container import control
@@ -542,7 +589,9 @@ class Runtime:
     def rename(self, rec: ContainerRecord, new: str) -> None:
         from pyminidocker.container import control
 
+        old = rec.name
         control.rename(self, rec, new)
+        self._event(rec, "rename", oldName=f"/{old}")
 
     def start_all_restart(self) -> List[str]:
         from pyminidocker.container import control
@@ -561,6 +610,7 @@ class Runtime:
         self._no_more_restarts(rec)
         with suppress(ProcessLookupError):
             os.kill(rec.state.pid, sig)
+        self._event(rec, "kill", signal=str(int(sig)))
         if rec.state.paused:  # a frozen process acts on its signals once thawed (as Docker)
             self.unpause(rec)
 
@@ -588,12 +638,15 @@ class Runtime:
         if _alive(st.pid, st.pid_start):  # not between two runs of a restart policy
             with suppress(ProcessLookupError):
                 os.kill(st.pid, sig)
+            self._event(rec, "kill", signal=str(int(sig)))
         if st.paused:  # a frozen process acts on its signal once thawed (as Docker)
             self.unpause(rec)
         if not self._wait_gone(rec, timeout) and _alive(st.pid, st.pid_start):
             with suppress(ProcessLookupError):
                 os.kill(st.pid, signal.SIGKILL)
+            self._event(rec, "kill", signal=str(int(signal.SIGKILL)))
             self._wait_gone(rec, 10)
+        self._event(rec, "stop")
 
     def _wait_gone(self, rec: ContainerRecord, timeout: float) -> bool:
         """True once the container has stopped (or was removed: `run --rm` does that)."""
@@ -628,6 +681,7 @@ class Runtime:
             if _alive(rec.state.pid, rec.state.pid_start):
                 with suppress(ProcessLookupError):
                     os.kill(rec.state.pid, signal.SIGKILL)
+                self._event(rec, "kill", signal=str(int(signal.SIGKILL)))
             self._wait_gone(rec, 10)
         with suppress(NotFound, StoreError):
             self._unplug(self.containers.get(rec.id))  # an address a crash left recorded
@@ -644,6 +698,7 @@ class Runtime:
 
                 self._drop_volumes([m["Name"] for m in mounts_of(rec.host)
                                     if m["Type"] == "volume" and m.get("Anonymous")])
+        self._event(rec, "destroy")
         self.store.discard(dead)
 
 

@@ -338,13 +338,16 @@ def _seccomp_program(root: str, host: HostConfig, caps: int) -> bytes:
 
 def _standard_mounts(host_network: bool, privileged: bool | None) -> list[Any]:
     """Docker's standard mounts; /sys read-write when privileged, and bound from the host
-    with the host's network (sysfs shows the network namespace of whoever mounts it)."""
+    with the host's network (sysfs shows the network namespace of whoever mounts it). Not
+    recursively: a fresh sysfs (Docker's) has nothing mounted below it either, and on a pure
+    cgroup v2 host the host's cgroup2 at /sys/fs/cgroup would refuse the container's own
+    cgroup2 mount there (EBUSY: the same superblock at the same place)."""
     n = _native
     mounts = defaults.default_mounts()
     sys_flags = n.MS_NOSUID | n.MS_NOEXEC | n.MS_NODEV | (0 if privileged else n.MS_RDONLY)
     for i, m in enumerate(mounts):
         if m.target == "/sys":
-            mounts[i] = n.Mount("/sys", "/sys", None, n.MS_BIND | n.MS_REC | sys_flags,
+            mounts[i] = n.Mount("/sys", "/sys", None, n.MS_BIND | sys_flags,
                                 mkdir=True) if host_network else \
                 n.Mount("/sys", "sysfs", "sysfs", sys_flags, mkdir=True)
     return mounts
@@ -380,10 +383,10 @@ def etc_files(rec: ContainerRecord) -> dict[str, bytes]:
     """The files the engine manages for the container, bound over its /etc/<name>; --dns*
     replace the host's resolver settings."""
     return {"hostname": f"{rec.hostname}\n".encode(), "hosts": base_hosts(rec).encode(),
-            "resolv.conf": _resolv_conf(rec.host.get("network") == "host", rec.host)}
+            "resolv.conf": resolv_conf(rec.host.get("network") == "host", rec.host)}
 
 
-def _resolv_conf(host_network: bool, host: Mapping[str, Any] | None = None) -> bytes:
+def resolv_conf(host_network: bool, host: Mapping[str, Any] | None = None) -> bytes:
     """The host's resolv.conf; in a private network namespace loopback nameservers cannot be
     reached, so they are dropped (Docker falls back to public resolvers; we reach no address
     outside the host, so we leave none rather than invent one). --dns* then apply."""

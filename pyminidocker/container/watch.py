@@ -23,7 +23,7 @@ import os
 import sys
 import time
 
-from pyminidocker import proc
+from pyminidocker import jsonio, proc
 from pyminidocker.store.files import write_json
 
 PTRACE_CONT = 7
@@ -83,9 +83,32 @@ def main(argv: list[str]) -> int:
         return 1
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if os.path.isdir(d) and not os.path.exists(os.path.join(d, "exit")):
-        write_json(os.path.join(d, "exit"), {"exit_code": code, "finished_at": now,
-                                             "oom_killed": False})
+        record = {"exit_code": code, "finished_at": now, "oom_killed": False}
+        if not _fill_slot(os.path.join(d, "exit"), jsonio.dumps(record).encode() + b"\n"):
+            write_json(os.path.join(d, "exit"), record)
     return 0
+
+
+def _fill_slot(path: str, data: bytes) -> bool:
+    """Write the exit record into the room the monitor took for it (<exit>.slot, see
+    reserve_exit in csrc/monitor_main.c), in place, so that a full disk cannot refuse it;
+    False where there is no such room."""
+    try:
+        fd = os.open(path + ".slot", os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        size = os.fstat(fd).st_size
+        if len(data) > size:
+            return False
+        os.pwrite(fd, data.ljust(size), 0)  # padded with spaces: JSON's whitespace
+        os.fsync(fd)
+        os.rename(path + ".slot", path)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 if __name__ == "__main__":

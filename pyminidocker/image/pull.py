@@ -37,7 +37,7 @@ from pyminidocker.reference import Reference
 from pyminidocker.store import Store
 from pyminidocker.store.files import FileLock
 from pyminidocker.store.images import ImageRecord
-from pyminidocker.store.layers import LayerRecord, chain_ids, now_iso
+from pyminidocker.store.layers import LayerRecord, chain_ids, now_iso, tree_digest
 
 _COMPRESSION = {
     "none": _native.COMPRESS_NONE, "gzip": _native.COMPRESS_GZIP, "zstd": _native.COMPRESS_ZSTD,
@@ -192,12 +192,17 @@ class _LayerJob:
                 f"but the image config says {self.diff_id}")
         self.p.emit(Progress(self.short, "Download complete"))
         assert self.staging is not None
+        diff = os.path.join(self.staging, "diff")
+        try:  # what the verified tar became, for `system check --full` (from the page cache)
+            tree = tree_digest(diff)
+        except OSError as e:
+            raise layer_error(e, digest) from None
         self.p.store.layers.flush(self.staging)  # here, in parallel, not under the store lock
         self.record = LayerRecord(
             id=self.chain_id, parent=self.parent, diff_id=self.diff_id,
             compressed_digest=digest, compressed_size=res.compressed_size,
             uncompressed_size=res.uncompressed_size,
-            media_type=self.desc.get("mediaType", ""), created=now_iso(),
+            media_type=self.desc.get("mediaType", ""), created=now_iso(), tree_digest=tree,
         )
 
     def finish(self) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 
-from pyminidocker import shim
 from pyminidocker.container.cgroups import DEFAULT_DEVICE_RULES, Cgroup, Limits
 from pyminidocker.errors import PmdError
 from pyminidocker.oci import state as st
@@ -22,6 +21,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from pyminidocker import shim
     from pyminidocker.oci.config import Container, Hook
 
 # The parent of the cgroups of configs without a cgroupsPath: ours, so removed with its last child
@@ -134,6 +134,29 @@ def remove_cgroup(cg: Cgroup, extra: list[str]) -> None:
             pass
 
 
+def wait_in_cgroup(pid: int, cg: Cgroup, timeout: float = 5.0) -> None:
+    """Return once the held init has joined its cgroups (it does so first thing, itself:
+    see the shim's child sequence), so that a created container is found there, as runc's
+    is. Raises RuntimeError_ if it does not (one that died returns: releasing it reports
+    why)."""
+    import time
+
+    own = f"/{cg.parent}/{cg.id}".replace("//", "/")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(f"/proc/{pid}/cgroup") as f:
+                if any(line.rstrip("\n").endswith(own) for line in f):
+                    return
+        except OSError:
+            pass
+        if not st.pid_start(pid):  # gone or a zombie: its setup failed, the release says why
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError_(f"the container's init did not join its cgroup {own}")
+        time.sleep(0.0005)
+
+
 def cgroup_mounts(c: Container, cg: Cgroup) -> list[shim.Mount]:
     """A config's "cgroup" mount: with a cgroup namespace the hierarchies themselves (the
     container sees its own cgroup as their root), without one its own directories bound
@@ -142,6 +165,8 @@ def cgroup_mounts(c: Container, cg: Cgroup) -> list[shim.Mount]:
 
     if c.cgroup_mount is None:
         return []
+    from pyminidocker import shim  # not at the top: `delete` and `kill` need no shim
+
     dest, flags = c.cgroup_mount
     return mounts(cg, dest, flags & shim.MS_RDONLY, bool(c.namespaces & shim.CLONE_NEWCGROUP))
 
@@ -152,6 +177,8 @@ def device_mounts(c: Container, cdir: str) -> list[shim.Mount]:
     """Each linux.devices node, made in <cdir>/dev and bound over its path in the container
     (mknod in the container's /dev happens after the shim's last Python-visible step)."""
     import stat
+
+    from pyminidocker import shim
 
     out = []
     staging = os.path.join(cdir, "dev")
@@ -175,9 +202,6 @@ def device_mounts(c: Container, cdir: str) -> list[shim.Mount]:
 
 # ---- namespaces -------------------------------------------------------------------------------
 
-_NS_TYPES = {"pid": shim.CLONE_NEWPID, "network": shim.CLONE_NEWNET, "mount": shim.CLONE_NEWNS,
-             "ipc": shim.CLONE_NEWIPC, "uts": shim.CLONE_NEWUTS,
-             "cgroup": shim.CLONE_NEWCGROUP}
 
 
 def setns(path: str, nstype: int = 0) -> None:
@@ -197,9 +221,11 @@ def setns(path: str, nstype: int = 0) -> None:
 def join_paths(c: Container) -> None:
     """Enter the namespaces the config names by path, so that the init cloned next is in them
     (a pid namespace applies to children only, which is what is wanted)."""
+    from pyminidocker.oci.config import NAMESPACES
+
     # The mount namespace last: the other paths are resolved in the current one.
     for kind in sorted(c.join_paths, key=lambda k: k == "mount"):
-        setns(c.join_paths[kind], _NS_TYPES[kind])
+        setns(c.join_paths[kind], NAMESPACES[kind])
     if "uts" in c.join_paths and c.spec.hostname:
         # The shim sets a hostname in a UTS namespace it creates; a joined one is ours now.
         import socket
@@ -214,7 +240,7 @@ def join_paths(c: Container) -> None:
 def _in_container_ns(pid: int, kinds: tuple[str, ...], work: Any) -> None:
     """Run work() in a child that has entered the namespaces kinds of pid (sysctls and the
     domain name are per namespace, read from the writer's). Raises RuntimeError_."""
-    from pyminidocker.oci.config import NS_FILES
+    from pyminidocker.oci.config import NAMESPACES, NS_FILES
 
     r, w = os.pipe()
     child = os.fork()
@@ -223,7 +249,7 @@ def _in_container_ns(pid: int, kinds: tuple[str, ...], work: Any) -> None:
         code = 0
         try:
             for kind in kinds:
-                setns(f"/proc/{pid}/ns/{NS_FILES[kind]}", _NS_TYPES[kind])
+                setns(f"/proc/{pid}/ns/{NS_FILES[kind]}", NAMESPACES[kind])
             work()
         except BaseException as e:  # reported to the parent, which raises it
             os.write(w, str(e).encode()[:4000])
@@ -334,6 +360,8 @@ class Prepared:
 def prepare(c: Container, doc: dict[str, Any], root: str, container_id: str) -> Prepared:
     """Make the state directory (refusing an id in use), the cgroup and device nodes; the
     spawn spec with them. On error everything made is removed again."""
+    from pyminidocker.oci.config import NAMESPACES
+
     cdir = st.container_dir(root, container_id)
     os.makedirs(root, mode=0o711, exist_ok=True)
     try:
@@ -353,7 +381,7 @@ def prepare(c: Container, doc: dict[str, Any], root: str, container_id: str) -> 
                       for h in c.hooks.get("startContainer", [])]
         mask = c.namespaces
         for kind in c.join_paths:
-            mask |= _NS_TYPES[kind]
+            mask |= NAMESPACES[kind]
         freezer = cg.dirs.get("freezer")
         rec = {
             "id": container_id, "bundle": c.bundle, "rootfs": c.rootfs,

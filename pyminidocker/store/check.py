@@ -4,6 +4,7 @@ of what is found.
     layers      each record readable (else rebuilt from an image that has the layer), its
                 chain-id the arithmetic of its parent and diff-id, its parent present, its diff/
                 there; --full reads every file of every layer (an I/O error, a lost block)
+                and compares the tree with its digest recorded at extraction (tree_digest)
     images      each record readable, its config there and parsed, its top layer the chain-id of
                 its config's diff-ids, every layer of the chain present
     containers  each config readable, its image there
@@ -22,7 +23,7 @@ import os
 from pyminidocker import jsonio, proc
 from pyminidocker.errors import CorruptRecord, PmdError, suppress
 from pyminidocker.store.files import write_json
-from pyminidocker.store.layers import LayerRecord, chain_ids
+from pyminidocker.store.layers import LayerRecord, chain_ids, tree_digest
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ def _layers(store: Store, full: bool) -> Iterable[Problem]:
             yield Problem(f"layer {short}: its contents (diff/) are missing",
                           _retire(store, d, f"removed layer {short}"))
         elif full:
-            bad = _unreadable(diff)
+            bad = _changed(diff, rec.tree_digest)
             if bad:
                 yield Problem(f"layer {short}: {bad}",
                               _retire(store, d, f"removed layer {short}"))
@@ -117,23 +118,17 @@ def _chain_of(parent: str | None, diff_id: str) -> str:
     return "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest()
 
 
-def _unreadable(top: str) -> str | None:
-    """The first file below top that cannot be read to its end, described; None if all can."""
-    import stat
-
-    for _, _, files, dfd in os.fwalk(top):
-        for name in files:
-            try:
-                if not stat.S_ISREG(os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode):
-                    continue
-                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
-                try:
-                    while os.read(fd, 1 << 20):
-                        pass
-                finally:
-                    os.close(fd)
-            except OSError as e:
-                return f"cannot read {name}: {e.strerror}"
+def _changed(top: str, recorded: str) -> str | None:
+    """What is wrong with a layer's files, None if nothing: one that cannot be read (an I/O
+    error, a lost block), or a tree that is no longer the one extracted from the verified tar
+    (recorded: its tree_digest; a layer registered without one is only read)."""
+    try:
+        digest = tree_digest(top)
+    except OSError as e:
+        return f"cannot read {e.filename or 'a file'}: {e.strerror}"
+    if recorded and digest != recorded:
+        return (f"its files are not those extracted from its diff-id (tree digest {digest}, "
+                f"recorded {recorded})")
     return None
 
 

@@ -21,16 +21,20 @@ if TYPE_CHECKING:
     from pyminidocker.store import Store
 
 
-def chain_ids(diff_ids: list[str]) -> list[str]:
-    """The chain-id of each layer of an image, bottom first (OCI image-spec config.md)."""
+def chain_id(parent: str | None, diff_id: str) -> str:
+    """The chain-id of the layer diff_id over the layer parent (OCI image-spec config.md)."""
     import hashlib
 
+    if parent is None:
+        return diff_id
+    return "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest()
+
+
+def chain_ids(diff_ids: list[str]) -> list[str]:
+    """The chain-id of each layer of an image, bottom first."""
     out: list[str] = []
     for diff_id in diff_ids:
-        if not out:
-            out.append(diff_id)
-        else:
-            out.append("sha256:" + hashlib.sha256(f"{out[-1]} {diff_id}".encode()).hexdigest())
+        out.append(chain_id(out[-1] if out else None, diff_id))
     return out
 
 
@@ -44,6 +48,47 @@ class LayerRecord:
     uncompressed_size: int
     media_type: str
     created: str
+    # the digest of diff/ as extracted (tree_digest), taken once the extraction's diff-id was
+    # verified: what `system check --full` compares the stored files with ("": not recorded)
+    tree_digest: str = ""
+
+
+def tree_digest(top: str) -> str:
+    """"sha256:<hex>" of the file tree below top: each entry's path, type, mode, owner,
+    extended attributes (overlay's opaque directories) and content (a file's bytes, a link's
+    target, a device's numbers), in path order; not the times (a layer's files keep theirs,
+    but its directories' change as the init layer is made beside it).
+
+    Why not the diff-id itself: the diff-id is the digest of the layer's tar, which cannot be
+    rebuilt byte for byte from the files (header fields, order, padding). So the tar's digest
+    is verified while it is extracted, and this digest of what it became is recorded then;
+    `system check --full` recomputes it. Raises OSError (a file that cannot be read)."""
+    import hashlib
+    import stat
+
+    total = hashlib.sha256()
+    for path, dirs, files, dfd in os.fwalk(top):
+        dirs.sort()  # fwalk descends in this order
+        rel = os.path.relpath(path, top)
+        for name in sorted(dirs + files):
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            mode = st.st_mode
+            if stat.S_ISREG(mode):
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+                with os.fdopen(fd, "rb") as f:
+                    content = hashlib.file_digest(f, "sha256").hexdigest()
+            elif stat.S_ISLNK(mode):
+                content = os.readlink(name, dir_fd=dfd)
+            elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+                content = f"{os.major(st.st_rdev)},{os.minor(st.st_rdev)}"
+            else:
+                content = ""
+            full = os.path.join(path, name)  # xattrs have no dir_fd form
+            xattrs = sorted((k, os.getxattr(full, k, follow_symlinks=False).hex())
+                            for k in os.listxattr(full, follow_symlinks=False))
+            total.update(f"{os.path.join(rel, name)}\0{mode:o}\0{st.st_uid}\0{st.st_gid}\0"
+                         f"{content}\0{xattrs}\n".encode())
+    return "sha256:" + total.hexdigest()
 
 
 def syncfs(path: str) -> None:

@@ -334,13 +334,15 @@ def module_ctr(repo: str):
     return ctr
 
 
-def store_with_bb(repo: str, request, tmp_path_factory, publish, pmd_factory):
-    """A runner on a fresh store that holds images.busybox_image() as `bb` (pulled from the
-    test registry), for a module of container tests. The store's default network gets a
+def store_with_bb(repo: str, request, tmp_path_factory, publish, pmd_factory,
+                  root: Path | None = None):
+    """A runner on a fresh store (at root, a new directory by default) that holds
+    images.busybox_image() as `bb` (pulled from the test registry), for a module of container
+    tests. The store's default network gets a
     bridge and subnet of its own (run.bridge), so that the tests never touch a real pmd0, and
     everything the engine added to the host is removed when the module is done."""
     pushed = publish(I.busybox_image(), repo, "v1")
-    run = pmd_factory(tmp_path_factory.mktemp(f"{repo}-store"))
+    run = pmd_factory(root or tmp_path_factory.mktemp(f"{repo}-store"))
     run.bridge = f"pmdt{uuid.uuid4().hex[:8]}"
     (run.root / "config.json").write_text(
         f'{{"default-subnet": "{free_subnet()}", "default-bridge": "{run.bridge}"}}')

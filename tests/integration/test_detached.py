@@ -251,8 +251,9 @@ def test_monitor_is_a_small_separate_process(dk):
         fields = f.read().rsplit(")", 1)[1].split()
     assert int(fields[1]) != os.getpid()  # reparented: not the CLI's, not ours
     assert int(fields[3]) == mpid  # session leader (setsid)
-    # stdio on /dev/null, the log, two pipes, the signalfd: nothing inherited from the CLI
-    assert len(os.listdir(f"/proc/{mpid}/fd")) == 7
+    # stdio on /dev/null, the exit record's slot, the log, two pipes, the signalfd: nothing
+    # inherited from the CLI
+    assert len(os.listdir(f"/proc/{mpid}/fd")) == 8
     assert os.readlink(f"/proc/{mpid}/fd/0") == "/dev/null"
     pss = _pss_kib(mpid)
     with open(f"/proc/{mpid}/smaps_rollup") as f:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -305,9 +306,8 @@ def test_system_check_finds_and_repairs_what_crashes_leave(ctr):
         # and what was fine still is
         assert ctr("start", "-a", kept).returncode == 0
         assert ctr("run", "--rm", "--network", "n-chk", "bb", "echo", "ok").stdout == "ok\n"
-    finally:
-        if not record.read_bytes().strip():
-            record.write_text(json.dumps(saved))
+    finally:  # as pulled: a record rebuilt from its image lacks the tree digest
+        record.write_text(json.dumps(saved))
         ctr("rm", "-f", kept, check=False)
         ctr("network", "rm", "-f", "n-chk", check=False)
 
@@ -342,5 +342,35 @@ def test_the_exit_code_survives_a_killed_monitor(ctr):
         assert cid[:12] in ctr("ps", "-q").stdout.split()  # running, and now watched
         assert ctr("wait", cid, timeout=30).stdout == "3\n"  # was: 137
         assert "Exited (3)" in ctr("ps", "-a").stdout
+        # written into the room the monitor took (a full disk could not refuse it)
+        d = ctr.root / "containers" / cid
+        assert (d / "exit").stat().st_size == 256 and not (d / "exit.slot").exists()
     finally:
         ctr("rm", "-f", cid)
+
+
+def test_system_check_full_finds_a_changed_layer_file(ctr):
+    # the quick check trusts the layers' files; --full rehashes them against the tree digest
+    # recorded when the pull extracted the layer (its diff-id verified then)
+    (top,) = [p for p in (ctr.root / "images").iterdir() if not p.name.startswith(".")]
+    layer = json.loads((top / "images.json").read_text())["layer"].removeprefix("sha256:")
+    record = json.loads((ctr.root / "layers" / layer / "layer.json").read_text())
+    assert record["tree_digest"].startswith("sha256:")
+    diff = ctr.root / "layers" / layer / "diff"
+    victim = max((p for p in diff.rglob("*") if p.is_file() and not p.is_symlink()),
+                 key=lambda p: p.stat().st_size)
+    st = victim.stat()
+    data = victim.read_bytes()
+    try:
+        with open(victim, "r+b") as f:  # one byte, in place: same size, same times
+            f.seek(len(data) // 2)
+            f.write(bytes([data[len(data) // 2] ^ 0xFF]))
+        os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert ctr("system", "check").stdout == "no problems\n"
+        res = ctr("system", "check", "--full", check=False)
+        assert res.returncode == 1
+        assert f"layer {layer[:12]}: its files are not those extracted" in res.stdout, res.stdout
+    finally:
+        victim.write_bytes(data)
+        os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert ctr("system", "check", "--full").stdout == "no problems\n"

@@ -12,7 +12,7 @@ from pyminidocker.errors import Conflict, NotFound, StoreError
 from pyminidocker.store import Store
 from pyminidocker.store.files import FileLock, atomic_write
 from pyminidocker.store.images import ImageRecord, big_data_name
-from pyminidocker.store.layers import LayerRecord, chain_ids
+from pyminidocker.store.layers import LayerRecord, chain_ids, tree_digest
 
 A = "sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4"
 B = "sha256:4f4fb700ef54461cfa02571ae0db9a0dc1e0cdb5577484a6d75e68dc38e8acc1"
@@ -221,3 +221,27 @@ def test_a_layer_flush_that_fails_is_a_store_error(tmp_path):
     store.ensure()
     with pytest.raises(StoreError, match="cannot flush an extracted layer"):
         store.layers.flush(str(tmp_path / "not-there"))
+
+
+def test_tree_digest_sees_contents_modes_links_and_xattrs_not_times(tmp_path):
+    top = tmp_path / "diff"
+    (top / "etc").mkdir(parents=True)
+    (top / "etc" / "passwd").write_bytes(b"root:x:0:0\n")
+    (top / "sh").symlink_to("bin/busybox")
+    first = tree_digest(str(top))
+    assert first.startswith("sha256:") and tree_digest(str(top)) == first
+    os.utime(top / "etc" / "passwd", (1, 1))
+    assert tree_digest(str(top)) == first  # times are not content
+    changes = [
+        lambda: (top / "etc" / "passwd").write_bytes(b"root:x:0:1\n"),  # same size
+        lambda: os.chmod(top / "etc" / "passwd", 0o600),
+        lambda: ((top / "sh").unlink(), (top / "sh").symlink_to("bin/dash")),
+        lambda: os.setxattr(top / "etc", "trusted.overlay.opaque", b"y"),  # an opaque dir
+        lambda: (top / "etc" / "group").write_bytes(b""),  # a new empty file
+    ]
+    seen = {first}
+    for change in changes:
+        change()
+        digest = tree_digest(str(top))
+        assert digest not in seen
+        seen.add(digest)
