@@ -134,7 +134,7 @@ class Runtime:
         self.containers.save_state(rec)
         # here, under the store lock and once the record says running no more: `die` is
         # logged once, by whichever command notices the exit first
-        self._event(rec, "die", exitCode=str(code))
+        self._event(rec, "die", at=finished, exitCode=str(code))
 
     def _teardown(self, rec: ContainerRecord) -> None:
 
@@ -250,9 +250,11 @@ class Runtime:
         self._event(rec, "create")
         return rec
 
-    def _event(self, rec: ContainerRecord, action: str, **extra: str) -> None:
+    def _event(self, rec: ContainerRecord, action: str, at: str | None = None,
+               **extra: str) -> None:
+        """at: when it happened (an exit: when the monitor saw it), default now."""
         events.emit(self.store.root, "container", action, rec.id,
-                    events.container_attrs(rec, **extra))
+                    events.container_attrs(rec, **extra), at)
 
     def _plan_mounts(self, opts: CreateOptions, cfg: dict[str, Any]) -> List[dict[str, Any]]:
         """-v, --mount, --volumes-from and the image's VOLUMEs → the mount records (see

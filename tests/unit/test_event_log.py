@@ -76,3 +76,23 @@ def test_the_default_line(monkeypatch):
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
+
+
+def test_iso_ns_reads_the_stores_times():
+    from datetime import UTC, datetime
+
+    from pyminidocker.store.files import now_iso
+
+    for stamp in ("2026-12-04T06:30:00.000000123Z", "2024-02-29T23:59:59Z",
+                  "1970-01-01T00:00:00Z", "2000-03-01T00:00:00.5Z", now_iso()):
+        whole = datetime.fromisoformat(stamp[:19]).replace(tzinfo=UTC).timestamp()
+        frac = stamp[20:-1] if "." in stamp else ""
+        assert E.iso_ns(stamp) == int(whole) * 10**9 + int((frac + "0" * 9)[:9])
+    assert E.iso_ns("yesterday") is None and E.iso_ns("2026-12-04") is None
+
+
+def test_an_event_can_carry_the_time_it_happened(tmp_path):
+    E.emit(str(tmp_path), "container", "die", "c", {"exitCode": "3"},
+           at="2026-12-04T06:30:00.000000123Z")
+    ev = E.Reader(str(tmp_path), since=0).read()[0]
+    assert ev["timeNano"] == 1_796_365_800_000_000_123 and ev["time"] == 1_796_365_800
