@@ -3,7 +3,10 @@
 The root is, in order: the --root flag, $PYMINIDOCKER_ROOT, /var/lib/docker-mini.
 The engine's config file is <root>/config.json (optional), for example:
     {"insecure-registries": ["myreg:5000"], "max-concurrent-downloads": 3,
-     "default-subnet": "10.77.0.0/16", "default-gateway": "10.77.0.1", "default-bridge": "pmd0"}
+     "default-subnet": "10.77.0.0/16", "default-gateway": "10.77.0.1", "default-bridge": "pmd0",
+     "resolv-conf": "/etc/resolv.conf"}
+("resolv-conf": the file naming the host's resolvers, to which the DNS server of user networks
+forwards the names it does not know.)
 """
 from __future__ import annotations
 
@@ -64,6 +67,7 @@ class Config:
     default_gateway: str | None = None
     default_bridge: str = "pmd0"
     docker_config: str | os.PathLike[str] = field(default_factory=_docker_config)
+    resolv_conf: str = "/etc/resolv.conf"
 
     @classmethod
     def load(cls, root: str | os.PathLike[str] | None = None) -> Config:
@@ -113,4 +117,5 @@ class Config:
         cfg.default_bridge = value(
             "default-bridge", str, "pmd0",
             lambda b: len(b) <= 15 and b.isascii() and not any(c in b for c in "/: \t\n"))
+        cfg.resolv_conf = value("resolv-conf", str, "/etc/resolv.conf", os.path.isabs)
         return cfg

@@ -488,20 +488,30 @@ class Engine:
     # ---- images in and out of archives (image/archive.py) -----------------------------------
 
     def save(self, names: list[str], sink: Callable[[bytes], object]) -> None:
-        """Write the images as one tar (docker-archive and OCI layout) to sink. Each name
-        given as a name keeps it in the archive; an id gives the image without names (as
-        Docker). Raises NotFound, StoreError."""
+        """Write the images as one tar (docker-archive and OCI layout) to sink. A name keeps
+        its tag in the archive, a repository name brings every tag of it, an id gives the
+        image without names (as Docker). Raises NotFound, StoreError."""
         from pyminidocker.image.archive import save
         from pyminidocker.reference import familiar, parse_reference
 
         wanted: dict[str, tuple[ImageRecord, list[str]]] = {}
         for name in names:
-            rec = self.image(name)
-            entry = wanted.setdefault(rec.id, (rec, []))
-            if not rec.id.startswith(name.removeprefix("sha256:")):
-                ref = parse_reference(name)
-                full = f"{ref.name}:{ref.tag or 'latest'}"
-                if full in rec.names and full not in entry[1]:
+            tagged: list[tuple[ImageRecord, str | None]] = []
+            if not _is_image_id(name) and "@" not in name and ":" not in name.rsplit("/", 1)[-1]:
+                # a repository: every tag of it, as Docker
+                repo = parse_reference(name).name
+                tagged = [(r, n) for r in self.images() for n in r.names
+                          if "@" not in n and n.rpartition(":")[0] == repo]
+            if not tagged:
+                rec = self.image(name)
+                if rec.id.startswith(name.removeprefix("sha256:")):
+                    tagged = [(rec, None)]
+                else:
+                    ref = parse_reference(name)
+                    tagged = [(rec, f"{ref.name}:{ref.tag}" if ref.tag else None)]
+            for r, full in tagged:
+                entry = wanted.setdefault(r.id, (r, []))
+                if full and full not in entry[1]:
                     entry[1].append(full)
         save(self.store, list(wanted.values()), sink)
         for rec, kept in wanted.values():

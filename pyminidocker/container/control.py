@@ -185,4 +185,8 @@ def rename(rt: Runtime, rec: ContainerRecord, new: str) -> None:
                            "container to be able to reuse that name.")
         rec.name = new
         rt.containers.save_config(rec)
+    if rec.state.status == "running":
+        from pyminidocker.container import plugging
+
+        plugging.rename(rt, rec)
 

@@ -1,5 +1,6 @@
 """A container's network plugging: its address, the veth pair into its namespace, published
-ports and the names in the members' /etc/hosts; `network connect`/`disconnect`.
+ports, the names in the members' /etc/hosts and in the network's DNS server (network/dns.py);
+`network connect`/`disconnect`.
 
 Functions of the Runtime (rt), imported only when a container has a network to plug: the
 start path of `run --network none` never loads this module or the network package.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import os
 
 from pyminidocker import shim as _native
-from pyminidocker.container.specconv import base_hosts, hosts_line
+from pyminidocker.container.specconv import base_hosts, hosts_line, resolv_conf
 from pyminidocker.errors import Conflict, NotFound, PmdError, UsageError, suppress
 
 TYPE_CHECKING = False
@@ -57,6 +58,10 @@ def plug(rt: Runtime, rec: ContainerRecord, d: str, proc: Any, rules: Any = None
             hosts = base_hosts(rec) + hosts_line(rec, ep.address, ep.network != "bridge")
             if ep.network != "bridge":  # names resolve on user networks (Docker's rule)
                 hosts += _introduce(rt, rec, ep.network, ep.address)
+                # it asks the network's DNS server, at its gateway, as Podman's do
+                server = _announce(rt, rec, ep.network, ep.address)
+                atomic_write(os.path.join(d, "resolv.conf"), resolv_conf(False, {
+                    **rec.host, "dns": [server]} if server else rec.host), durable=False)
             atomic_write(os.path.join(d, "hosts"), hosts.encode(), durable=False)
             for extra in rec.host.networks:  # joined by `network connect`
                 _attach_extra(rt, rec, extra, proc.pid)
@@ -168,6 +173,7 @@ def _attach_extra(rt: Runtime, rec: ContainerRecord, net: str, pid: int) -> str:
     _edit_hosts(hosts, add=hosts_line(rec, ep.address, True))
     for line in _introduce(rt, rec, ep.network, ep.address).splitlines(keepends=True):
         _edit_hosts(hosts, add=line)
+    _announce(rt, rec, ep.network, ep.address)
     return ep.address
 
 
@@ -208,6 +214,36 @@ def _forget(rt: Runtime, net: str, address: str) -> None:
     with suppress(PmdError), rt.store.lock():
         for cid in NetworkStore(rt.store).allocations(net).values():
             _edit_hosts(os.path.join(rt.containers.path(cid), "hosts"), drop=f"{address}\t")
+    from pyminidocker.network import bridge, dns
+
+    with suppress(NotFound, PmdError, OSError):  # a network removed meanwhile (rm -f)
+        dns.leave(rt.store, bridge.get_network(rt.store, net).bridge, address)
+
+
+def rename(rt: Runtime, rec: ContainerRecord) -> None:
+    """A running container was renamed: the DNS servers of its user networks answer its new
+    name, no more its old one (as Docker's). A server that cannot be told is no error: the
+    rename is done."""
+    nets = {n: info["ip"] for n, info in rec.state.extra_networks.items()}
+    if rec.host.network not in ("none", "host", "bridge") and rec.state.ip:
+        nets[rec.host.network] = rec.state.ip
+    for net, address in nets.items():
+        with suppress(NotFound, PmdError, OSError):
+            _announce(rt, rec, net, address)
+
+
+def _announce(rt: Runtime, rec: ContainerRecord, net: str, address: str) -> str:
+    """Give the container's names (name, short id, --network-alias es) to the DNS server
+    of the user network net. Returns the server's address, "" if there is none (no
+    aardvark-dns: the names are in /etc/hosts only). Raises PmdError, OSError."""
+    from pyminidocker.config import Config
+    from pyminidocker.network import bridge, dns
+
+    network = bridge.get_network(rt.store, net)
+    names = [rec.name, rec.id[:12], *rec.host.get("aliases", [])]
+    served = dns.join(rt.store, network, rec.id, address, names,
+                      Config.load(rt.store.root).resolv_conf, rec.host.get("dns", []))
+    return network.gateway if served else ""
 
 
 

@@ -353,10 +353,10 @@ def etc_files(rec: ContainerRecord) -> dict[str, bytes]:
     """The files the engine manages for the container, bound over its /etc/<name>; --dns*
     replace the host's resolver settings."""
     return {"hostname": f"{rec.hostname}\n".encode(), "hosts": base_hosts(rec).encode(),
-            "resolv.conf": _resolv_conf(rec.host.get("network") == "host", rec.host)}
+            "resolv.conf": resolv_conf(rec.host.get("network") == "host", rec.host)}
 
 
-def _resolv_conf(host_network: bool, host: Mapping[str, Any] | None = None) -> bytes:
+def resolv_conf(host_network: bool, host: Mapping[str, Any] | None = None) -> bytes:
     """The host's resolv.conf; in a private network namespace loopback nameservers cannot be
     reached, so they are dropped (Docker falls back to public resolvers; we reach no address
     outside the host, so we leave none rather than invent one). --dns* then apply."""

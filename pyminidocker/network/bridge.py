@@ -461,6 +461,7 @@ def remove_network(store: Store, name_or_id: str, attached: Iterable[str] = (),
             if bridge:
                 remove_network_host_state(Network(name=e.object_id, id="", bridge=bridge,
                                                   subnet="0.0.0.0/0", gateway="", created=""))
+                _forget_names(store, bridge)
             ns.delete(e.object_id)
             return None
         if net.name in PREDEFINED:
@@ -471,6 +472,7 @@ def remove_network(store: Store, name_or_id: str, attached: Iterable[str] = (),
             raise Conflict(f"error while removing network: network {net.name} id {net.id} has "
                            f"active endpoints ({', '.join(sorted(u[:12] for u in users))})")
         remove_network_host_state(net)
+        _forget_names(store, net.bridge)
         ns.delete(net.name)
     return net
 
@@ -489,9 +491,17 @@ def prune_networks(store: Store, in_use: Iterable[str] = ()) -> list[str]:
             if ns.allocations(net.name):
                 continue
             remove_network_host_state(net)
+            _forget_names(store, net.bridge)
             ns.delete(net.name)
             removed.append(net.name)
     return removed
+
+
+def _forget_names(store: Store, bridge: str) -> None:
+    """The removed network's names leave the store's DNS server (left there by a crash)."""
+    from pyminidocker.network import dns
+
+    dns.drop_network(store, bridge)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1119,6 +1129,10 @@ def reset_host(store: Store | None = None) -> None:
 
     from pyroute2 import IPRoute
 
+    if store is not None:  # the store's DNS server listens on the bridges that go
+        from pyminidocker.network import dns
+
+        dns.reset(store)
     with host_lock():
         if _which("iptables"):
             _remove_every_pmd_chain()
