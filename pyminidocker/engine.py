@@ -45,8 +45,8 @@ if TYPE_CHECKING:
 
 __all__ = ["EVENT_FILTERS", "ContainerRecord", "CreateOptions", "Engine", "ImageRecord",
            "Network", "Progress", "PullResult", "Reference", "Volume", "familiar", "parse_cpus",
-           "parse_env_file", "parse_memory", "parse_publish", "parse_reference", "parse_signal",
-           "registry_server", "split_name"]
+           "parse_env_file", "parse_memory", "parse_publish", "parse_reference", "parse_restart",
+           "parse_signal", "registry_server", "split_name"]
 
 # The types a front end constructs or annotates with, importable from here without loading
 # their modules until first use (PEP 562): `images` need not load the container runtime.
@@ -117,6 +117,14 @@ def parse_signal(name: str) -> int:
     return parse(name)
 
 
+def parse_restart(spec: str) -> dict[str, Any]:
+    """A restart policy, "no", "always", "unless-stopped", "on-failure[:N]", as the host
+    config keeps it ({"name", "max"}). Raises UsageError."""
+    from pyminidocker.container.spec import parse_restart as parse
+
+    return parse(spec)
+
+
 def registry_server(server: str | None) -> str:
     """The registry a login is kept for, as Docker names it: docker.io for Docker Hub's
     aliases, and host[:port] of a URL."""
@@ -155,6 +163,8 @@ class Engine:
         self.tracer = Tracer(trace)
         self._store: Store | None = None
         self._runtime: Runtime | None = None
+        # container id -> (its record files' stamp, its record): see container_views
+        self._views: dict[str, tuple[tuple[int, ...], ContainerRecord]] = {}
 
     @property
     def store(self) -> Store:
@@ -878,6 +888,37 @@ class Engine:
         recs = sorted(self.runtime.list(), key=lambda r: r.created, reverse=True)
         return recs if all else [r for r in recs if r.state.status == "running"]
 
+    def container_views(self) -> list[ContainerRecord]:
+        """containers(all=True) for a long-lived front end that lists often (the API server's
+        `ps`): a stopped container whose record files are unchanged since the last call is
+        the record read then, not read and parsed again. The records are for reading only:
+        change one and the next call may return it as changed."""
+        from pyminidocker.errors import CorruptRecord
+
+        store = self.store.containers
+        store.corrupt = {}
+        views: dict[str, tuple[tuple[int, ...], ContainerRecord]] = {}
+        for cid in store.ids():
+            stamp = _stamp(store.path(cid))
+            seen = self._views.get(cid)
+            if seen is not None and stamp and seen[0] == stamp:
+                views[cid] = seen
+                continue
+            try:
+                rec = self.runtime.refresh(store.get(cid))
+            except NotFound:
+                continue  # removed meanwhile
+            except CorruptRecord as e:
+                store.corrupt[cid] = str(e)
+                continue
+            # a running one is reconciled on every call (its exit is in no record file yet)
+            keep = rec.state.status not in ("running", "restarting") and stamp == \
+                _stamp(store.path(cid))
+            views[cid] = (stamp if keep else (), rec)
+        self._views = views
+        return sorted((rec for _, rec in views.values()), key=lambda r: r.created,
+                      reverse=True)
+
     def corrupt_containers(self) -> list[str]:
         """One message for each container whose record cannot be read (after containers())."""
         return list(self.store.containers.corrupt.values())
@@ -1170,6 +1211,19 @@ class Engine:
 def _shell(argv: list[str]) -> str:
     """How Docker's history shows the command a committed container ran."""
     return "/bin/sh -c " + " ".join(argv) if argv else ""
+
+
+def _stamp(d: str) -> tuple[int, ...]:
+    """What changes when a container's record files are rewritten (atomic_write: a new inode,
+    a new mtime); () if one is missing."""
+    out: list[int] = []
+    for name in ("config.json", "state.json"):
+        try:
+            st = os.stat(os.path.join(d, name))
+        except OSError:
+            return ()
+        out += (st.st_ino, st.st_mtime_ns, st.st_size)
+    return tuple(out)
 
 
 def _log_records(data: bytes) -> tuple[list[dict[str, str]], bytes]:
