@@ -489,9 +489,29 @@ static void health_stop(void)
 /* ---- the loop --------------------------------------------------------------------------- */
 
 /* Log the streams until the container has exited and they are drained; its exit code. */
-static int watch(int pid, int sigfd, struct stream *st, size_t n_st)
+/*
+ * in_fd >= 0 (a tty container whose stdin was asked for: `run -dit`): what `attach` writes
+ * into the stdin fifo goes to the console, st[0]. Written without blocking: input the
+ * container does not read fast enough is dropped rather than stalling its output (Docker
+ * blocks there instead; a monitor that blocks would stop logging).
+ */
+static void pass_input(int in_fd, int console)
 {
-    struct pollfd pfd[4];
+    static unsigned char in[4096];
+    ssize_t n = read(in_fd, in, sizeof in);
+
+    if (n <= 0 || console < 0)
+        return;
+    /* its reads come after poll() and take EAGAIN in their stride */
+    fcntl(console, F_SETFL, fcntl(console, F_GETFL) | O_NONBLOCK);
+    if (write(console, in, (size_t)n) < 0) {
+        /* dropped (EAGAIN: its input queue is full) */
+    }
+}
+
+static int watch(int pid, int sigfd, struct stream *st, size_t n_st, int in_fd)
+{
+    struct pollfd pfd[5];
     static unsigned char buf[16 * 1024];
     long long deadline = 0;
     int exited = 0, status = 0;
@@ -505,6 +525,7 @@ static int watch(int pid, int sigfd, struct stream *st, size_t n_st)
             open_streams += st[i].fd >= 0;
         }
         pfd[1 + n_st] = (struct pollfd){hc.fd, POLLIN, 0};
+        pfd[2 + n_st] = (struct pollfd){exited ? -1 : in_fd, POLLIN, 0};
         if (exited) {
             long long left = deadline - pmd_now_ns();
             if (open_streams == 0 || left <= 0)
@@ -514,7 +535,7 @@ static int watch(int pid, int sigfd, struct stream *st, size_t n_st)
             timeout = health_tick();
             pfd[1 + n_st].fd = hc.fd;
         }
-        if (poll(pfd, 2 + n_st, timeout) < 0) {
+        if (poll(pfd, 3 + n_st, timeout) < 0) {
             if (errno == EINTR)
                 continue;
             break;
@@ -538,6 +559,8 @@ static int watch(int pid, int sigfd, struct stream *st, size_t n_st)
         }
         if (hc.fd >= 0 && (pfd[1 + n_st].revents & (POLLIN | POLLHUP | POLLERR)))
             health_read();
+        if (pfd[2 + n_st].fd >= 0 && (pfd[2 + n_st].revents & POLLIN))
+            pass_input(in_fd, st[0].fd);
         for (size_t i = 0; i < n_st; i++) {
             ssize_t n;
             if (st[i].fd < 0 || !(pfd[1 + i].revents & (POLLIN | POLLHUP | POLLERR)))
@@ -617,7 +640,7 @@ int main(int argc, char **argv)
     struct pmd_error err = {0};
     struct pmd_proc proc;
     static struct stream st[2];
-    int spec_fd, status_fd, lo, hi, sigfd, code;
+    int spec_fd, status_fd, lo, hi, sigfd, code, in_fd = -1;
     int outp[2] = {-1, -1}, errp[2] = {-1, -1};
     size_t n_st = 0;
     sigset_t watched;
@@ -652,6 +675,23 @@ int main(int argc, char **argv)
     if (detach(&err) < 0)
         goto fail;
     reserve_exit(q.mon.exit_path);
+    if (q.mon.stdin_path != NULL) {
+        /* read-write: never EOF while no writer is attached */
+        in_fd = open(q.mon.stdin_path, O_RDWR | O_CLOEXEC | (q.spec.console ? O_NONBLOCK : 0));
+        if (in_fd < 0) {
+            pmd_fail(&err, errno, "open stdin", "%s", q.mon.stdin_path);
+            goto fail;
+        }
+        if (!q.spec.console) {
+            /* fd 0, which the container inherits (its stdin_fd is -1), across restarts too */
+            if (dup2(in_fd, 0) < 0) {
+                pmd_fail(&err, errno, "dup2 stdin", "%s", q.mon.stdin_path);
+                goto fail;
+            }
+            close(in_fd);
+            in_fd = -1;
+        }
+    }
     out.fd = open(q.mon.log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
     if (out.fd < 0) {
         pmd_fail(&err, errno, "open log", "%s", q.mon.log_path);
@@ -718,7 +758,7 @@ int main(int argc, char **argv)
         health_reset(pmd_now_ns());
         health_write(); /* "starting" from the first moment, as Docker shows it */
     }
-    code = watch(proc.pid, sigfd, st, n_st);
+    code = watch(proc.pid, sigfd, st, n_st, in_fd);
     if (q.mon.restart_policy != PMD_RESTART_NO) {
         /*
          * Restarts. The container's network namespace outlives its processes only while
@@ -781,7 +821,7 @@ int main(int argc, char **argv)
             if (hc.m) /* a restarted container starts its health over, as Docker's */
                 health_reset(started);
             write_restart(q.mon.restart_path, count, proc.pid, 0);
-            code = watch(proc.pid, sigfd, st, n_st);
+            code = watch(proc.pid, sigfd, st, n_st, in_fd);
         }
         if (netfd >= 0)
             close(netfd);

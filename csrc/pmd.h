@@ -465,6 +465,11 @@ struct pmd_monitor_spec {
      * log_max_file files in all (jsonlog.c); 0: never rotate. */
     long long log_max_size;
     int log_max_file;
+    /* NULL, or a fifo the container's stdin comes from (run -d -i): the monitor opens it
+     * read-write, so the container never reads EOF while nobody writes (Docker keeps the
+     * stdin of -i open), and `attach` writes into it. With spec->console, the monitor copies
+     * what comes in to the console instead. */
+    const char *stdin_path;
 };
 
 #define PMD_RESTART_NO 0

@@ -52,7 +52,7 @@ struct wire_spec {
     uint32_t rootfs, mounts, masked_paths, readonly_paths, hostname, argv, envp, cwd, groups,
         rlimits, cgroup_procs, seccomp_prog, log_path, exit_path, cleanup_mounts, cleanup_dirs,
         exit_argv, exit_envp, restart_path, stop_path, health_argv, health_envp, health_path,
-        pad2;
+        stdin_path;
 };
 
 struct wire_mount {
@@ -169,6 +169,7 @@ static void layout(struct builder *b, const struct pmd_spawn_spec *s,
     w.exit_envp = put_vec(b, mon->exit_envp);
     w.restart_path = put_str(b, mon->restart_path);
     w.stop_path = put_str(b, mon->stop_path);
+    w.stdin_path = put_str(b, mon->stdin_path);
     w.restart_policy = mon->restart_policy;
     w.restart_max = mon->restart_max;
     w.health_argv = put_vec(b, mon->health_argv);
@@ -448,6 +449,7 @@ static int read_blob(struct reader *r, struct pmd_monitor_req *q)
         get_vec(r, w.exit_envp, &q->mon.exit_envp, "exit envp") < 0 ||
         get_str(r, w.restart_path, &q->mon.restart_path, "restart path") < 0 ||
         get_str(r, w.stop_path, &q->mon.stop_path, "stop path") < 0 ||
+        get_str(r, w.stdin_path, &q->mon.stdin_path, "stdin path") < 0 ||
         get_vec(r, w.health_argv, &q->mon.health_argv, "health argv") < 0 ||
         get_vec(r, w.health_envp, &q->mon.health_envp, "health envp") < 0 ||
         get_str(r, w.health_path, &q->mon.health_path, "health path") < 0)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from pyminidocker.config import Config
+    from pyminidocker.container.attach import StdinWriter
     from pyminidocker.container.runtime import CreateOptions, Runtime
     from pyminidocker.image.pull import Progress, PullResult
     from pyminidocker.image.push import PushResult
@@ -36,14 +37,16 @@ if TYPE_CHECKING:
     from pyminidocker.reference import Reference, familiar, parse_reference, split_name
     from pyminidocker.store import Store
     from pyminidocker.store.containers import ContainerRecord
+    from pyminidocker.store.events import EVENT_FILTERS
+    from pyminidocker.store.events import Reader as EventReader
     from pyminidocker.store.images import ImageRecord
     from pyminidocker.store.networks import Network
     from pyminidocker.store.volumes import Volume
 
-__all__ = ["ContainerRecord", "CreateOptions", "Engine", "ImageRecord", "Network", "Progress",
-           "PullResult", "Reference", "Volume", "familiar", "parse_cpus", "parse_env_file",
-           "parse_memory", "parse_publish", "parse_reference", "parse_signal", "registry_server",
-           "split_name"]
+__all__ = ["EVENT_FILTERS", "ContainerRecord", "CreateOptions", "Engine", "ImageRecord",
+           "Network", "Progress", "PullResult", "Reference", "Volume", "familiar", "parse_cpus",
+           "parse_env_file", "parse_memory", "parse_publish", "parse_reference", "parse_restart",
+           "parse_signal", "registry_server", "split_name"]
 
 # The types a front end constructs or annotates with, importable from here without loading
 # their modules until first use (PEP 562): `images` need not load the container runtime.
@@ -60,6 +63,7 @@ _LAZY = {
     "parse_publish": "pyminidocker.network.bridge",
     "parse_reference": "pyminidocker.reference",
     "split_name": "pyminidocker.reference",
+    "EVENT_FILTERS": "pyminidocker.store.events",
 }
 
 
@@ -98,11 +102,27 @@ def parse_env_file(path: str) -> list[str]:
     return parse(path)
 
 
+def parse_detach_keys(keys: str) -> bytes:
+    """Docker's detach keys ("ctrl-p,ctrl-q") as the bytes a terminal sends. Raises
+    UsageError."""
+    from pyminidocker.container.attach import parse_detach_keys as parse
+
+    return parse(keys)
+
+
 def parse_signal(name: str) -> int:
     """A signal's number from "KILL", "SIGKILL" or "9". Raises UsageError."""
     from pyminidocker.container.spec import parse_signal as parse
 
     return parse(name)
+
+
+def parse_restart(spec: str) -> dict[str, Any]:
+    """A restart policy, "no", "always", "unless-stopped", "on-failure[:N]", as the host
+    config keeps it ({"name", "max"}). Raises UsageError."""
+    from pyminidocker.container.spec import parse_restart as parse
+
+    return parse(spec)
 
 
 def registry_server(server: str | None) -> str:
@@ -143,6 +163,8 @@ class Engine:
         self.tracer = Tracer(trace)
         self._store: Store | None = None
         self._runtime: Runtime | None = None
+        # container id -> (its record files' stamp, its record): see container_views
+        self._views: dict[str, tuple[tuple[int, ...], ContainerRecord]] = {}
 
     @property
     def store(self) -> Store:
@@ -179,7 +201,15 @@ class Engine:
             from pyminidocker.image.platforms import parse_platform
 
             plat = parse_platform(platform)
-        return Puller(self.store, self.config, r, plat, progress).pull()
+        result = Puller(self.store, self.config, r, plat, progress).pull()
+        self._event("image", "pull", r.familiar, name=r.familiar_name)
+        return result
+
+    def _event(self, type_: str, action: str, actor: str, **attrs: str) -> None:
+        """Log an event (store/events.py) of what an operation just did."""
+        from pyminidocker.store.events import emit
+
+        emit(self.store.root, type_, action, actor, attrs)
 
     def push(self, name: str, progress: Callable[[Progress], None] | None = None
              ) -> list[tuple[Reference, PushResult]]:
@@ -353,7 +383,7 @@ class Engine:
     def tag(self, source: str, target: str) -> None:
         """Give the image `source` names the name `target` (":latest" if it has no tag).
         Raises UsageError for a digest target, NotFound."""
-        from pyminidocker.reference import parse_reference
+        from pyminidocker.reference import familiar, parse_reference
 
         dst = parse_reference(target)
         if dst.digest:
@@ -364,8 +394,24 @@ class Engine:
             name = f"{dst.name}:{dst.tag or 'latest'}"
             if name not in rec.names:
                 store.images.set_names(rec, [*rec.names, name])
+        self._event("image", "tag", f"sha256:{rec.id}", name=familiar(name))
 
     def remove_image(self, want: str, force: bool = False) -> list[tuple[str, str]]:
+        """See _remove_image; logs Docker's untag and delete events of what was done."""
+        try:
+            image = f"sha256:{self.store.images.lookup(want).id}"
+        except PmdError:
+            image = ""  # not there (_remove_image says so) or corrupt: deleted by its id
+        done = self._remove_image(want, force)
+        for action, what in done:
+            if action == "Untagged":
+                self._event("image", "untag", image or want, name=what)
+            elif what == image or not image:
+                self._event("image", "delete", what, name=what)
+                image = image or what
+        return done
+
+    def _remove_image(self, want: str, force: bool = False) -> list[tuple[str, str]]:
         """Docker's rules: a name is removed while other tags remain; the last one takes the
         image (and the layers no other image uses) with it, unless a container uses the image:
         then it is refused, or with force the names go and the data stays (a dangling image).
@@ -452,30 +498,48 @@ class Engine:
     # ---- images in and out of archives (image/archive.py) -----------------------------------
 
     def save(self, names: list[str], sink: Callable[[bytes], object]) -> None:
-        """Write the images as one tar (docker-archive and OCI layout) to sink. Each name
-        given as a name keeps it in the archive; an id gives the image without names (as
-        Docker). Raises NotFound, StoreError."""
+        """Write the images as one tar (docker-archive and OCI layout) to sink. A name keeps
+        its tag in the archive, a repository name brings every tag of it, an id gives the
+        image without names (as Docker). Raises NotFound, StoreError."""
         from pyminidocker.image.archive import save
-        from pyminidocker.reference import parse_reference
+        from pyminidocker.reference import familiar, parse_reference
 
         wanted: dict[str, tuple[ImageRecord, list[str]]] = {}
         for name in names:
-            rec = self.image(name)
-            entry = wanted.setdefault(rec.id, (rec, []))
-            if not rec.id.startswith(name.removeprefix("sha256:")):
-                ref = parse_reference(name)
-                full = f"{ref.name}:{ref.tag or 'latest'}"
-                if full in rec.names and full not in entry[1]:
+            tagged: list[tuple[ImageRecord, str | None]] = []
+            if not _is_image_id(name) and "@" not in name and ":" not in name.rsplit("/", 1)[-1]:
+                # a repository: every tag of it, as Docker
+                repo = parse_reference(name).name
+                tagged = [(r, n) for r in self.images() for n in r.names
+                          if "@" not in n and n.rpartition(":")[0] == repo]
+            if not tagged:
+                rec = self.image(name)
+                if rec.id.startswith(name.removeprefix("sha256:")):
+                    tagged = [(rec, None)]
+                else:
+                    ref = parse_reference(name)
+                    tagged = [(rec, f"{ref.name}:{ref.tag}" if ref.tag else None)]
+            for r, full in tagged:
+                entry = wanted.setdefault(r.id, (r, []))
+                if full and full not in entry[1]:
                     entry[1].append(full)
         save(self.store, list(wanted.values()), sink)
+        for rec, kept in wanted.values():
+            self._event("image", "save", f"sha256:{rec.id}",
+                        name=familiar(kept[0]) if kept else f"sha256:{rec.id}")
 
     def load(self, fd: int) -> list[tuple[str, list[str]]]:
         """Load the image tar read from fd (docker-archive or OCI layout, compressed or not);
         returns (image id, names) of each image. All or nothing. Raises LayerError (a bad or
         hostile archive), VerificationError, UnsupportedMedia, StoreError."""
         from pyminidocker.image.archive import load
+        from pyminidocker.reference import familiar
 
-        return load(self.store, fd).images
+        images = load(self.store, fd).images
+        for image_id, names in images:
+            self._event("image", "load", f"sha256:{image_id.removeprefix('sha256:')}",
+                        name=familiar(names[0]) if names else image_id)
+        return images
 
     def import_image(self, fd: int, ref: str | None = None, message: str = "",
                      changes: list[str] | None = None) -> str:
@@ -501,6 +565,9 @@ class Engine:
         lowers = [os.path.join(self.store.containers.path(rec.id), "upper"),
                   *self._image_layers(rec.image)]
         export_layers(self.store, lowers, sink)
+        from pyminidocker.store.events import container_attrs
+
+        self._event("container", "export", rec.id, **container_attrs(rec))
 
     def commit(self, rec: ContainerRecord, ref: str | None = None, message: str = "",
                author: str = "", changes: list[str] | None = None,
@@ -776,6 +843,23 @@ class Engine:
         return self.runtime.exec(rec, argv, list(env or []), user, workdir, tty, stdio,
                                  on_started=on_started)
 
+    def open_stdin(self, rec: ContainerRecord, detach_keys: str | None = None
+                   ) -> StdinWriter | None:
+        """A writer (its write() says when the detach keys were typed; the caller closes it)
+        to the stdin of a running container started detached with -i (its monitor keeps it
+        open, and passes it to a tty's console: container/attach.py); None for any other
+        container, whose stdin nobody can join (an attached run's is its caller's).
+        detach_keys: Docker's form (default the container's --detach-keys, else
+        ctrl-p,ctrl-q). Raises UsageError for bad keys."""
+        from pyminidocker.container import attach
+
+        keys = attach.parse_detach_keys(detach_keys or rec.host.get("detach_keys")
+                                        or attach.DEFAULT_DETACH_KEYS)
+        if not rec.open_stdin or rec.state.status != "running":
+            return None
+        return attach.open_stdin(os.path.join(self.store.containers.path(rec.id), "stdin"),
+                                 keys)
+
     def container(self, ref: str, corrupt_ok: bool = False) -> ContainerRecord:
         """The container a name or (short) id stands for, its state reconciled with the
         kernel's. With corrupt_ok, a container whose record cannot be read comes as a stub
@@ -803,6 +887,37 @@ class Engine:
         ones are in corrupt_containers()."""
         recs = sorted(self.runtime.list(), key=lambda r: r.created, reverse=True)
         return recs if all else [r for r in recs if r.state.status == "running"]
+
+    def container_views(self) -> list[ContainerRecord]:
+        """containers(all=True) for a long-lived front end that lists often (the API server's
+        `ps`): a stopped container whose record files are unchanged since the last call is
+        the record read then, not read and parsed again. The records are for reading only:
+        change one and the next call may return it as changed."""
+        from pyminidocker.errors import CorruptRecord
+
+        store = self.store.containers
+        store.corrupt = {}
+        views: dict[str, tuple[tuple[int, ...], ContainerRecord]] = {}
+        for cid in store.ids():
+            stamp = _stamp(store.path(cid))
+            seen = self._views.get(cid)
+            if seen is not None and stamp and seen[0] == stamp:
+                views[cid] = seen
+                continue
+            try:
+                rec = self.runtime.refresh(store.get(cid))
+            except NotFound:
+                continue  # removed meanwhile
+            except CorruptRecord as e:
+                store.corrupt[cid] = str(e)
+                continue
+            # a running one is reconciled on every call (its exit is in no record file yet)
+            keep = rec.state.status not in ("running", "restarting") and stamp == \
+                _stamp(store.path(cid))
+            views[cid] = (stamp if keep else (), rec)
+        self._views = views
+        return sorted((rec for _, rec in views.values()), key=lambda r: r.created,
+                      reverse=True)
 
     def corrupt_containers(self) -> list[str]:
         """One message for each container whose record cannot be read (after containers())."""
@@ -897,7 +1012,9 @@ class Engine:
         UsageError (name, driver, options), StoreError."""
         from pyminidocker.store.volumes import create_volume
 
-        return create_volume(self.store, name, labels, options, driver)
+        vol = create_volume(self.store, name, labels, options, driver)
+        self._event("volume", "create", vol.name, driver=vol.driver)
+        return vol
 
     def volumes(self) -> list[Volume]:
         return self.store.volumes.all()
@@ -920,13 +1037,20 @@ class Engine:
         """Remove each; name -> error (NotFound, Conflict when in use) for those that failed."""
         from pyminidocker.store.volumes import remove_volumes
 
-        return remove_volumes(self.store, names, force)
+        failed = remove_volumes(self.store, names, force)
+        for name in names:
+            if name not in failed:
+                self._event("volume", "destroy", name, driver="local")
+        return failed
 
     def prune_volumes(self, labels: list[str] | None = None) -> tuple[list[str], int]:
         """Remove every volume no container uses (with these label filters): (names, bytes)."""
         from pyminidocker.store.volumes import prune_volumes
 
-        return prune_volumes(self.store, labels)
+        names, size = prune_volumes(self.store, labels)
+        for name in names:
+            self._event("volume", "destroy", name, driver="local")
+        return names, size
 
     # ---- networks -------------------------------------------------------------------------
 
@@ -937,8 +1061,10 @@ class Engine:
         Raises UsageError, Conflict."""
         from pyminidocker.network import bridge
 
-        return bridge.create_network(self.store, name, subnet=subnet, gateway=gateway,
-                                     internal=internal, labels=labels or {})
+        net = bridge.create_network(self.store, name, subnet=subnet, gateway=gateway,
+                                    internal=internal, labels=labels or {})
+        self._event("network", "create", net.id, name=net.name, type=net.driver)
+        return net
 
     def networks(self, warnings: list[str] | None = None) -> list[Network]:
         """The readable networks; a line naming each corrupt one is appended to warnings."""
@@ -971,22 +1097,64 @@ class Engine:
         corrupt record, without force; with force it is removed: None)."""
         from pyminidocker.network import bridge
 
-        return bridge.remove_network(self.store, name, force=force)
+        net = bridge.remove_network(self.store, name, force=force)
+        if net is not None:
+            self._event("network", "destroy", net.id, name=net.name, type=net.driver)
+        return net
 
     def prune_networks(self) -> list[str]:
         """Remove the user-defined networks no container uses; their names."""
         from pyminidocker.network import bridge
 
-        return bridge.prune_networks(self.store)
+        ids = {n.name: n.id for n in bridge.list_networks(self.store)}
+        removed = bridge.prune_networks(self.store)
+        for name in removed:
+            self._event("network", "destroy", ids.get(name, name), name=name, type="bridge")
+        return removed
 
     def connect(self, container: str, network: str) -> str:
         """Connect a running container to a network; its address there."""
         rt = self.runtime
-        return rt.connect(rt.get(container), network)
+        rec = rt.get(container)
+        address = rt.connect(rec, network)
+        self._network_event("connect", rec.id, network)
+        return address
 
     def disconnect(self, container: str, network: str) -> None:
         rt = self.runtime
-        rt.disconnect(rt.get(container), network)
+        rec = rt.get(container)
+        rt.disconnect(rec, network)
+        self._network_event("disconnect", rec.id, network)
+
+    def _network_event(self, action: str, container: str, network: str) -> None:
+        from pyminidocker.store.networks import NetworkStore
+
+        try:
+            net = NetworkStore(self.store).get(network)
+            actor, name, kind = net.id, net.name, net.driver
+        except PmdError:
+            actor, name, kind = network, network, "bridge"
+        self._event("network", action, actor, container=container, name=name, type=kind)
+
+    # ---- events ---------------------------------------------------------------------------
+
+    def events(self, since: float | None = None,
+               filters: dict[str, list[str]] | None = None) -> EventReader:
+        """A reader of the event log (store/events.py) from `since` (seconds since the epoch;
+        None: what comes from now on) with Docker's event filters; its read() returns what
+        was logged since its last call and never waits. Raises PmdError (a filter key events
+        do not take)."""
+        from pyminidocker.store import events
+
+        for key in filters or {}:
+            if key not in events.EVENT_FILTERS:
+                raise PmdError(f"invalid filter '{key}'")
+        return events.Reader(self.store.root, since, filters)
+
+    def notice_exits(self) -> None:
+        """Record the exit of each container that has ended (its `die` event). No daemon sees
+        an exit as it happens: a follower of the events calls this now and then."""
+        self.runtime.list()
 
     # ---- system ---------------------------------------------------------------------------
 
@@ -1043,6 +1211,19 @@ class Engine:
 def _shell(argv: list[str]) -> str:
     """How Docker's history shows the command a committed container ran."""
     return "/bin/sh -c " + " ".join(argv) if argv else ""
+
+
+def _stamp(d: str) -> tuple[int, ...]:
+    """What changes when a container's record files are rewritten (atomic_write: a new inode,
+    a new mtime); () if one is missing."""
+    out: list[int] = []
+    for name in ("config.json", "state.json"):
+        try:
+            st = os.stat(os.path.join(d, name))
+        except OSError:
+            return ()
+        out += (st.st_ino, st.st_mtime_ns, st.st_size)
+    return tuple(out)
 
 
 def _log_records(data: bytes) -> tuple[list[dict[str, str]], bytes]:

@@ -562,7 +562,8 @@ def monitor_start(spec: SpawnSpec, log_path: str | os.PathLike[str],
                   monitor_path: str | os.PathLike[str] | None = None,
                   restart: RestartPolicy | None = None,
                   health: HealthCheck | None = None,
-                  log_max_size: int = 0, log_max_file: int = 0) -> MonitorInfo:
+                  log_max_size: int = 0, log_max_file: int = 0,
+                  stdin_path: str | os.PathLike[str] | None = None) -> MonitorInfo:
     """Start spec as a detached container watched by pmd-monitor (see pmd_monitor_start).
 
     The monitor logs the container's stdout/stderr to log_path (Docker's json-file format),
@@ -571,10 +572,11 @@ def monitor_start(spec: SpawnSpec, log_path: str | os.PathLike[str],
     environment exit_env, "K=V" strings) if given; with restart, it first restarts the container
     as the policy says (RestartPolicy); with health, it runs the healthcheck while the container
     runs (HealthCheck); with log_max_size, it rotates log_path past that many bytes, keeping
-    log_max_file files (Docker's json-file max-size/max-file). spec's stdio must be -1 (the
-    monitor provides
-    pipes, or with spec.console the container's own pty). With spec.hold it returns once the
-    container exists: call release() (or abort()) on the result.
+    log_max_file files (Docker's json-file max-size/max-file); with stdin_path (a fifo), the
+    container's stdin comes from it and never ends (run -d -i: what `attach` writes there;
+    with spec.console, the monitor passes it to the console). spec's stdio must be -1 (the
+    monitor provides pipes, or with spec.console the container's own pty). With spec.hold it
+    returns once the container exists: call release() (or abort()) on the result.
 
     Raises OSError as spawn() does (FileNotFoundError with op "exec" for a command not found,
     ...), or for the monitor itself (ENOENT, op "spawn monitor", if it was not built). On error
@@ -593,6 +595,7 @@ def monitor_start(spec: SpawnSpec, log_path: str | os.PathLike[str],
         m.stop_path = _cstr(keep, restart.stop_path)
     m.log_max_size = log_max_size
     m.log_max_file = log_max_file
+    m.stdin_path = _cstr(keep, stdin_path)
     if health is not None:
         m.health_argv = _cstrv(keep, list(health.argv))
         m.health_envp = _cstrv(keep, list(health.env))

@@ -302,11 +302,13 @@ def make_app(config: Any = None, activity: Any = None) -> web.Application:
             execs,
             images,
             networks,
+            verbs,
             volumes,
         )
 
         app[ENGINE] = {}
-        for module in (images, archives, containers, networks, execs, events, volumes, cp):
+        for module in (images, archives, containers, verbs, networks, execs, events, volumes,
+                       cp):
             served |= module.add_routes(app)
     endpoints.add_pending_routes(app, frozenset(served))
     return app

@@ -1,9 +1,10 @@
 """Images and containers in and out as tars, over the engine API: /images/get (save),
-/images/load, /images/{name}/push, /containers/{id}/export, /commit.
+/images/load, /images/create?fromSrc=- (import), /images/{name}/push,
+/containers/{id}/export, /commit.
 
 A tar the engine writes (save, export) is streamed as it is made: the engine's thread hands
 each chunk to the event loop through a small queue, so a slow client slows the writer instead
-of filling memory. A tar the client sends (load) goes to the engine through a pipe as it
+of filling memory. A tar the client sends (load, import) goes to the engine through a pipe as it
 arrives; the engine reads it as hostile and stores nothing of a bad one.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from pyminidocker.api.app import APIError, add_table, bad_request, bool_param, call
+from pyminidocker.api.app import add_table, bad_request, bool_param, call
 from pyminidocker.api.images import progress_message
 from pyminidocker.api.streams import JSONStream
 from pyminidocker.errors import PmdError
@@ -87,8 +88,7 @@ async def save(request: web.Request) -> web.StreamResponse:
         names = [request.match_info["name"]]
     if not names:
         raise bad_request("at least one image name is required (names=)")
-    for n in names:
-        await call(request, lambda eng, n=n: eng.image(n))  # NotFound: 404 before any byte
+    # the engine finds every image before it writes a byte: NotFound is a plain 404
     return await _tar_response(request, lambda eng, sink: eng.save(names, sink))
 
 
@@ -109,14 +109,14 @@ def _write_all(fd: int, data: bytes) -> bool:
     return True
 
 
-async def load(request: web.Request) -> web.StreamResponse:
-    """POST /images/load[?quiet=1]: the body is the tar."""
+async def _from_body(request: web.Request, fn: Callable[[Any, int], Any]) -> Any:
+    """fn(engine, fd) in a worker thread, fd reading the request's body as it arrives."""
     loop = asyncio.get_running_loop()
     r, w = os.pipe2(os.O_CLOEXEC)
 
     def work(eng: Any) -> Any:
         try:
-            return eng.load(r)
+            return fn(eng, r)
         finally:
             os.close(r)
 
@@ -128,7 +128,12 @@ async def load(request: web.Request) -> web.StreamResponse:
                 reading = await loop.run_in_executor(None, _write_all, w, chunk)
     finally:
         os.close(w)
-    loaded = await task
+    return await task
+
+
+async def load(request: web.Request) -> web.StreamResponse:
+    """POST /images/load[?quiet=1]: the body is the tar."""
+    loaded = await _from_body(request, lambda eng, fd: eng.load(fd))
     from pyminidocker.engine import familiar
 
     async with JSONStream(request) as stream:
@@ -137,6 +142,22 @@ async def load(request: web.Request) -> web.StreamResponse:
                 await stream.send({"stream": f"Loaded image ID: sha256:{image_id}\n"})
             for name in names:
                 await stream.send({"stream": f"Loaded image: {familiar(name)}\n"})
+    return stream.response
+
+
+async def import_image(request: web.Request) -> web.StreamResponse:
+    """POST /images/create?fromSrc=-&repo=&tag=&message=&changes=: the body is the tar (a
+    URL in fromSrc is refused). Answers Docker's stream: {"status": "sha256:..."}."""
+    q = request.query
+    if q.get("fromSrc") != "-":
+        raise bad_request("importing from a URL is not supported: send the tar as the body")
+    repo, tag = q.get("repo", ""), q.get("tag", "")
+    ref = (f"{repo}:{tag}" if tag else repo) or None
+    changes = [line for c in q.getall("changes", []) for line in c.splitlines() if line]
+    image_id = await _from_body(request, lambda eng, fd: eng.import_image(
+        fd, ref, q.get("message", ""), changes))
+    async with JSONStream(request) as stream:
+        await stream.send({"status": f"sha256:{image_id}"})
     return stream.response
 
 
@@ -193,12 +214,7 @@ async def commit(request: web.Request) -> web.Response:
         return str(eng.commit(rec, ref, q.get("comment", ""), q.get("author", ""), changes,
                               pause=pause))
 
-    try:
-        image_id = await call(request, work)
-    except PmdError as e:
-        if "not a valid change command" in str(e):
-            raise APIError(400, str(e)) from None
-        raise
+    image_id = await call(request, work)  # a bad change is a UsageError: 400
     return web.json_response({"Id": f"sha256:{image_id}"}, status=201)
 
 

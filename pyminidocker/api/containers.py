@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import signal
 import struct
 import termios
 import time
@@ -26,7 +27,7 @@ from pyminidocker.api.app import (
     json_body,
     labels_match,
 )
-from pyminidocker.errors import Conflict, NotFound, PmdError, suppress
+from pyminidocker.errors import Conflict, NotFound, PmdError, UsageError, suppress
 
 # Docker's container create body (API 1.43): every field a client may send, with its JSON
 # type; Any where the value's shape is checked where it is used. Unknown fields are refused.
@@ -60,7 +61,7 @@ _IGNORED_WHEN_EMPTY = set(_HOST_CONFIG) - {
     "ConsoleSize",  # the initial size of a console this server runs (Interactive)
     "Binds", "NetworkMode", "PortBindings", "AutoRemove", "CapAdd", "CapDrop", "Privileged",
     "PublishAllPorts", "ReadonlyRootfs", "SecurityOpt", "Tmpfs", "Memory", "NanoCpus",
-    "PidsLimit"}
+    "PidsLimit", "Mounts", "RestartPolicy"}
 
 
 def _empty(value: Any) -> bool:
@@ -84,7 +85,7 @@ def create_options(body: dict[str, Any], name: str | None) -> Any:
     for key in sorted(_IGNORED_WHEN_EMPTY):
         if key in host and not _empty(host[key]):
             raise APIError(501, f"HostConfig.{key} is not supported by pyminidocker yet")
-    for key in ("Healthcheck", "Volumes", "Shell", "OnBuild"):
+    for key in ("Shell", "OnBuild"):
         if not _empty(body.get(key)):
             raise APIError(501, f"{key} is not supported by pyminidocker yet")
 
@@ -123,13 +124,36 @@ def create_options(body: dict[str, Any], name: str | None) -> Any:
     labels = body.get("Labels") or {}
     if not all(isinstance(v, str) for v in labels.values()):
         raise bad_request("json: cannot unmarshal into field Labels of type map[string]string")
+    extra: dict[str, Any] = {"labels": dict(labels)} if labels else {}
+    aliases = strings((endpoints.get(network) or {}).get("Aliases"),
+                      "EndpointsConfig.Aliases")
+    if aliases and network not in ("bridge", "host", "none"):  # Docker: user networks only
+        extra["aliases"] = aliases
+    health = healthcheck(body.get("Healthcheck"))
+    if health is not None:
+        extra["health_flags"] = health
+    policy = host.get("RestartPolicy") or {}
+    if policy.get("Name") and policy["Name"] != "no":
+        from pyminidocker.engine import parse_restart
+
+        count = policy.get("MaximumRetryCount") or 0
+        extra["restart"] = parse_restart(policy["Name"] + (f":{count}" if count else ""))
+        if host.get("AutoRemove"):
+            raise bad_request("can't create 'AutoRemove' container with restart policy")
+    binds = strings(host.get("Binds"), "HostConfig.Binds")
+    mounts = [mount_spec(m) for m in host.get("Mounts") or []]
+    # Config.Volumes: anonymous volumes, unless a bind or mount already covers the path
+    # (docker-compose names every volume target here as well as in Binds)
+    covered = {b.split(":")[1] if ":" in b else b for b in binds}
+    covered |= {m["Target"] for m in host.get("Mounts") or []}
+    volumes = binds + [path for path in (body.get("Volumes") or {}) if path not in covered]
     nano = host.get("NanoCpus") or 0
     return CreateOptions(
         image=body["Image"], cmd=cmd, name=name, env=strings(body.get("Env"), "Env"),
         workdir=body.get("WorkingDir") or None, user=body.get("User") or None,
         entrypoint=entrypoint, hostname=body.get("Hostname") or None,
         read_only=bool(host.get("ReadonlyRootfs")),
-        volumes=strings(host.get("Binds"), "HostConfig.Binds"),
+        volumes=volumes, mounts=mounts,
         tmpfs=[f"{p}:{o}" if o else p for p, o in (host.get("Tmpfs") or {}).items()],
         memory=host.get("Memory") or None, cpus=nano / 1e9 if nano else None,
         pids_limit=host.get("PidsLimit") or None, network=network,
@@ -140,8 +164,90 @@ def create_options(body: dict[str, Any], name: str | None) -> Any:
         tty=bool(body.get("Tty")), interactive=bool(body.get("OpenStdin")),
         auto_remove=bool(host.get("AutoRemove")), publish=publish,
         publish_all=bool(host.get("PublishAllPorts")),
-        extra={"labels": dict(labels)} if labels else {},
+        extra=extra,
     )
+
+
+_HEALTH_FIELDS = {"Test": list, "Interval": int, "Timeout": int, "Retries": int,
+                  "StartPeriod": int, "StartInterval": int}
+
+
+def healthcheck(hc: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The container's healthcheck settings of a create body's Healthcheck (durations in ns,
+    0 for the image's), as the engine takes them from --health-*; None when it sets none.
+    Raises APIError(400) as dockerd checks them."""
+    if not hc:
+        return None
+    check_fields(hc, _HEALTH_FIELDS, "Healthcheck.")
+    test = hc.get("Test") or []
+    if not all(isinstance(t, str) for t in test):
+        raise bad_request("json: cannot unmarshal into field Healthcheck.Test of type []string")
+    if test and test[0] not in ("NONE", "CMD", "CMD-SHELL"):
+        raise bad_request(f"unknown healthcheck type {test[0]!r}: NONE, CMD or CMD-SHELL")
+    if test and test[0] != "NONE" and len(test) < 2:
+        raise bad_request(f"healthcheck {test[0]} needs a command")
+    out: dict[str, Any] = {"Test": list(test)} if test else {}
+    for key in ("Interval", "Timeout", "StartPeriod"):
+        value = hc.get(key) or 0
+        if value < 0:
+            raise bad_request(f"{key} in Healthcheck cannot be negative")
+        if 0 < value < 1_000_000:
+            raise bad_request(f"{key} in Healthcheck cannot be less than 1ms")
+        if value:
+            out[key] = value
+    if (hc.get("Retries") or 0) < 0:
+        raise bad_request("Retries in Healthcheck cannot be negative")
+    if hc.get("Retries"):
+        out["Retries"] = hc["Retries"]
+    return out or None
+
+
+_MOUNT_FIELDS: dict[str, Any] = {
+    "Type": str, "Source": str, "Target": str, "ReadOnly": bool, "Consistency": str,
+    "BindOptions": {"Propagation": str, "NonRecursive": bool, "CreateMountpoint": bool,
+                    "ReadOnlyNonRecursive": bool, "ReadOnlyForceRecursive": bool},
+    "VolumeOptions": {"NoCopy": bool, "Labels": dict, "Subpath": str,
+                      "DriverConfig": {"Name": str, "Options": dict}},
+    "TmpfsOptions": {"SizeBytes": int, "Mode": int},
+}
+
+
+def mount_spec(m: Any) -> str:
+    """The --mount text of one of HostConfig.Mounts: the engine checks and plans it as it
+    does the flag's (container.mounts.parse_mount). Raises APIError(400)."""
+    if not isinstance(m, dict):
+        raise bad_request("json: cannot unmarshal into field HostConfig.Mounts of type "
+                          "mount.Mount")
+    check_fields(m, _MOUNT_FIELDS, "Mounts.")
+    fields = [("type", m.get("Type") or ""), ("source", m.get("Source") or ""),
+              ("target", m.get("Target") or "")]
+    if m.get("ReadOnly"):
+        fields.append(("readonly", "true"))
+    if m.get("Consistency"):
+        fields.append(("consistency", m["Consistency"]))
+    bind = m.get("BindOptions") or {}
+    if bind.get("Propagation"):
+        fields.append(("bind-propagation", bind["Propagation"]))
+    vol = m.get("VolumeOptions") or {}
+    if vol.get("NoCopy"):
+        fields.append(("volume-nocopy", "true"))
+    if vol.get("Subpath"):
+        raise APIError(501, "VolumeOptions.Subpath is not supported by pyminidocker yet")
+    fields += [("volume-label", f"{k}={v}") for k, v in (vol.get("Labels") or {}).items()]
+    driver = vol.get("DriverConfig") or {}
+    if driver.get("Name"):
+        fields.append(("volume-driver", driver["Name"]))
+    fields += [("volume-opt", f"{k}={v}") for k, v in (driver.get("Options") or {}).items()]
+    tmpfs = m.get("TmpfsOptions") or {}
+    if tmpfs.get("SizeBytes"):
+        fields.append(("tmpfs-size", str(tmpfs["SizeBytes"])))
+    if tmpfs.get("Mode"):
+        fields.append(("tmpfs-mode", f"{tmpfs['Mode']:o}"))
+    fields = [(k, v) for k, v in fields if v != ""]
+    for k, v in fields:
+        if not isinstance(v, str) or "," in v:  # the flag's syntax has no quoting
+            raise bad_request(f"invalid mount {k}: {v!r}")
+    return ",".join(f"{k}={v}" for k, v in fields)
 
 
 # AutoRemove: the server removes the container once it has exited, rather than its monitor
@@ -151,6 +257,7 @@ AUTO_REMOVE = web.AppKey("auto_remove", set)
 CONSOLE_SIZE = web.AppKey("console_size", dict)  # id -> (rows, columns) asked at create
 ATTACHED = web.AppKey("attached", dict)  # container id -> attach streams reading its output
 REMOVERS = web.AppKey("removers", set)
+SUMMARIES = web.AppKey("summaries", dict)  # id -> (record, its list entry), the last list's
 
 
 async def create(request: web.Request) -> web.Response:
@@ -378,7 +485,13 @@ async def kill(request: web.Request) -> web.Response:
         sig = parse_signal(request.query.get("signal") or "KILL")
     except PmdError as e:
         raise bad_request(str(e)) from None
-    await call(request, lambda eng: eng.kill(eng.container(ref), sig))
+    def work(eng: Any) -> None:
+        rec = eng.container(ref)
+        eng.kill(rec, sig)
+        if sig == signal.SIGKILL:  # as dockerd, answer once a SIGKILLed container is gone
+            eng.wait(rec)
+
+    await call(request, work)
     return web.Response(status=204)
 
 
@@ -503,9 +616,23 @@ async def list_containers(request: web.Request) -> web.Response:
     filters = filters_param(request)
 
     def work(eng: Any) -> list[dict[str, Any]]:
-        out = [s for s in (summary(eng, r) for r in eng.containers(all=show_all or
-                                                                     "status" in filters))
-               if _matches(s, filters)]
+        from pyminidocker.humanize import status_text
+
+        recs = eng.container_views()
+        if not (show_all or "status" in filters):
+            recs = [r for r in recs if r.state.status == "running"]
+        # the same record as last time (container_views keeps a stopped container's): the
+        # same summary but for its age
+        seen, now = request.app[SUMMARIES], time.time()
+        fresh = {}
+        for r in recs:
+            hit = seen.get(r.id)
+            if hit is not None and hit[0] is r:
+                fresh[r.id] = (r, {**hit[1], "Status": status_text(r.state, now)})
+            else:
+                fresh[r.id] = (r, summary(eng, r))
+        request.app[SUMMARIES] = fresh
+        out = [s for _, s in fresh.values() if _matches(s, filters)]
         return out[:limit] if limit > 0 else out
 
     return web.json_response(await call(request, work))
@@ -639,9 +766,10 @@ async def logs(request: web.Request) -> web.StreamResponse:
 async def attach(request: web.Request) -> web.StreamResponse:
     """The container's output from now on (with logs=1, what it wrote before too), over a
     hijacked connection, until it has exited. With stdin, to a container not started yet
-    (`docker run -i`), the start makes an Interactive session of it; a running container's
-    stdin cannot be reached (the engine has no way into a detached container's stdin), so
-    what the client sends then is dropped."""
+    (`docker run -i`), the start makes an Interactive session of it; to a running container
+    started with -i and no tty (its monitor keeps its stdin), what the client sends goes to
+    its stdin up to the detach keys (detachKeys, default ctrl-p,ctrl-q), which end the
+    attach; to any other, what the client sends is dropped."""
     ref = request.match_info["id"]
     want_out = bool_param(request, "stdout")
     want_err = bool_param(request, "stderr")
@@ -658,25 +786,61 @@ async def attach(request: web.Request) -> web.StreamResponse:
         finally:
             del sessions[rec.id]
         return resp
+    stdin = None
+    if bool_param(request, "stdin"):
+        try:
+            stdin = await call(request, lambda eng: eng.open_stdin(
+                rec, request.query.get("detachKeys") or None))
+        except UsageError as e:
+            raise bad_request(str(e)) from None
     await resp.start()
     attached = request.app[ATTACHED]
     attached[rec.id] = attached.get(rec.id, 0) + 1
     try:
-        return await _attached_output(request, rec, resp, want_out, want_err, with_logs)
+        return await _attached_output(request, rec, resp, want_out, want_err, with_logs,
+                                      stdin)
     finally:
+        if stdin is not None:
+            stdin.close()
         attached[rec.id] -= 1
         if not attached[rec.id]:
             del attached[rec.id]
 
 
 async def _attached_output(request: web.Request, rec: Any, resp: streams.Hijacked,
-                           want_out: bool, want_err: bool, with_logs: bool
-                           ) -> web.StreamResponse:
+                           want_out: bool, want_err: bool, with_logs: bool,
+                           stdin: Any = None) -> web.StreamResponse:
+    output: asyncio.Future[Any] | None = None
+
     async def drain_input() -> None:
-        while await resp.input.stream.read(65536):
-            pass
+        """The client's input: to the container's stdin (a StdinWriter) or dropped; the
+        detach keys end the attach."""
+        while data := await resp.input.stream.read(65536):
+            if stdin is None:
+                continue
+            try:
+                detached = await call(request, lambda eng: stdin.write(data))
+            except OSError:
+                return  # the container is gone: its output's end closes the attach
+            if detached and output is not None:
+                output.cancel()
+                return
 
     reader = asyncio.ensure_future(drain_input())
+    output = asyncio.ensure_future(_send_output(request, rec, resp, want_out, want_err,
+                                                with_logs))
+    try:
+        await output
+    except asyncio.CancelledError:
+        if not output.cancelled():
+            raise
+    finally:
+        reader.cancel()
+    return resp
+
+
+async def _send_output(request: web.Request, rec: Any, resp: streams.Hijacked,
+                       want_out: bool, want_err: bool, with_logs: bool) -> None:
     try:
         skip = 0
         if not with_logs:  # what was logged before we came is not ours
@@ -693,9 +857,6 @@ async def _attached_output(request: web.Request, rec: Any, resp: streams.Hijacke
         # removed (--rm) as soon as it exited, its record caught half gone: what it wrote
         # was sent; the headers are long gone, so there is no error to answer anyway
         pass
-    finally:
-        reader.cancel()
-    return resp
 
 
 async def resize(request: web.Request) -> web.Response:
@@ -720,6 +881,7 @@ def add_routes(app: web.Application) -> set[tuple[str, str]]:
     app[CONSOLE_SIZE] = {}
     app[ATTACHED] = {}
     app[REMOVERS] = set()
+    app[SUMMARIES] = {}
     table = [
         ("POST", "/containers/create", create),
         ("GET", "/containers/json", list_containers),

@@ -51,7 +51,9 @@ async def pull(request: web.Request) -> web.StreamResponse:
     from pyminidocker.reference import parse_reference
 
     if request.query.get("fromSrc") is not None:
-        raise APIError(501, "image import (fromSrc) is not implemented by pyminidocker yet")
+        from pyminidocker.api.archives import import_image
+
+        return await import_image(request)
     name = request.query.get("fromImage", "")
     if not name:
         raise bad_request("fromImage is required")

@@ -17,37 +17,37 @@ running when it exits: their monitors own them, not the server.
 """
 from __future__ import annotations
 
-import asyncio
 import errno
 import grp
-import logging
 import os
 import signal
 import socket
-import ssl
 import stat
-from dataclasses import dataclass
-from typing import Any
 
-from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
+from pyminidocker.errors import UsageError, suppress
 
-from pyminidocker.api.streams import RawReader
-from pyminidocker.errors import UsageError
+TYPE_CHECKING = False  # typing, ssl, asyncio and aiohttp wait for the first client
+if TYPE_CHECKING:
+    import ssl
+    from typing import Any
 
 DEFAULT_URI = "unix:///run/pyminidocker/docker.sock"
 DEFAULT_IDLE = 5
 SD_LISTEN_FDS_START = 3  # sd_listen_fds(3)
 
-log = logging.getLogger("pyminidocker.api")
 
-
-@dataclass
 class Endpoint:
-    scheme: str          # "unix" or "tcp"
-    path: str = ""       # unix
-    host: str = ""       # tcp
-    port: int = 0
+    def __init__(self, scheme: str, path: str = "", host: str = "", port: int = 0):
+        self.scheme = scheme  # "unix" or "tcp"
+        self.path = path      # unix
+        self.host = host      # tcp
+        self.port = port
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Endpoint) and vars(self) == vars(other)
+
+    def __repr__(self) -> str:
+        return f"Endpoint({vars(self)})"
 
 
 def parse_uri(uri: str) -> Endpoint:
@@ -123,6 +123,8 @@ def unix_listener(path: str, gid: int) -> socket.socket:
 def tls_context(cacert: str | None, cert: str | None, key: str | None) -> ssl.SSLContext:
     """A server context that requires a client certificate signed by cacert. Raises
     UsageError for missing or unreadable files."""
+    import ssl
+
     if not (cacert and cert and key):
         raise UsageError("--tlsverify needs --tlscacert, --tlscert and --tlskey")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -164,148 +166,80 @@ def activation_sockets() -> list[socket.socket]:
     return socks
 
 
-class Activity:
-    """Requests in flight, and the idle timer that stops the server after `idle` seconds
-    without any (0: never)."""
-
-    def __init__(self, idle: float, stop: asyncio.Event):
-        self.idle = idle
-        self.stop = stop
-        self.active = 0
-        self.timer: asyncio.TimerHandle | None = None
-
-    def arm(self) -> None:
-        if self.idle > 0 and self.active == 0:
-            self.timer = asyncio.get_running_loop().call_later(self.idle, self.stop.set)
-
-    def hold(self) -> None:
-        """Work of the server's own (a --rm container to remove) keeps it up as a request."""
-        self.active += 1
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-
-    def release(self) -> None:
-        self.active -= 1
-        self.arm()
-
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        self.active += 1
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        try:
-            return await handler(request)  # type: ignore[no-any-return]
-        finally:
-            self.active -= 1
-            self.arm()
-
-
-class _Handler(RequestHandler):
-    """aiohttp's connection handler, keeping a hijacked connection open when the client
-    half-closes it: `docker run -i` shuts its writing side at the end of stdin and reads the
-    output to the end. (aiohttp's own closes the connection at EOF.)"""
-
-    def eof_received(self) -> bool:  # type: ignore[override]
-        parser = self._payload_parser
-        if isinstance(parser, RawReader):
-            parser.feed_eof()
-            return True
-        return False
-
-
-class _Site(web.BaseSite):
-    """A site on a listening socket, served by _Handler."""
-
-    def __init__(self, runner: web.AppRunner, sock: socket.socket,
-                 ssl_context: ssl.SSLContext | None = None):
-        super().__init__(runner, ssl_context=ssl_context)
-        self._sock = sock
-
-    @property
-    def name(self) -> str:
-        addr = self._sock.getsockname()
-        if isinstance(addr, str):
-            return f"unix://{addr}"
-        return f"{'https' if self._ssl_context else 'http'}://{addr[0]}:{addr[1]}"
-
-    async def start(self) -> None:
-        await super().start()
-        loop = asyncio.get_running_loop()
-        server = self._runner.server
-        assert server is not None
-        kwargs = server._kwargs  # the handler arguments the application was given
-
-        def handler() -> _Handler:
-            return _Handler(server, loop=loop, **kwargs)
-
-        self._server = await loop.create_server(handler, sock=self._sock,
-                                                ssl=self._ssl_context)
-
-
-async def serve(config: Any, uri: str | None, idle: float, group: str | None = None,
-                tls: ssl.SSLContext | None = None, ready: Any = None) -> None:
-    """Serve until SIGTERM/SIGINT or `idle` seconds without a request. Raises UsageError for
-    a URI that cannot be served as asked."""
-    from pyminidocker.api.app import make_app
-
+def listeners(uri: str | None, group: str | None, tls: ssl.SSLContext | None
+              ) -> tuple[list[socket.socket], tuple[str, int] | None]:
+    """The sockets to serve (systemd's, else the URI's) and the unix socket created (path,
+    inode) to remove at the end. Raises UsageError for a URI that cannot be served as asked."""
     socks = activation_sockets()
-    created = None
-    if not socks:
-        ep = parse_uri(uri or DEFAULT_URI)
-        if ep.scheme == "tcp":
-            if tls is None:
-                raise UsageError("refusing to serve the API on tcp:// without TLS: use "
-                                 "--tlsverify with --tlscacert, --tlscert and --tlskey")
-            socks = [tcp_listener(ep)]
-        else:
-            if tls is not None:
-                raise UsageError("--tlsverify applies to tcp:// only")
-            socks = [unix_listener(ep.path, socket_group(group))]
-            created = (ep.path, os.stat(ep.path).st_ino)
-    stop = asyncio.Event()
-    activity = Activity(idle, stop)
-    app = make_app(config, activity)
-    runner = web.AppRunner(app, handle_signals=False, access_log=log if
-                           log.isEnabledFor(logging.DEBUG) else None,
-                           keepalive_timeout=60, shutdown_timeout=5)
-    await runner.setup()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        for s in socks:
-            s.setblocking(False)
-            site = _Site(runner, s, tls if s.family != socket.AF_UNIX else None)
-            await site.start()
-            log.info("serving the Docker API on %s", site.name)
-        activity.arm()
-        if ready is not None:
-            ready()
-        await stop.wait()
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-        await runner.cleanup()
-        if created is not None:
-            path, ino = created
-            try:
-                if os.stat(path).st_ino == ino:  # ours still, not a successor's
-                    os.unlink(path)
-            except FileNotFoundError:
-                pass
+    if socks:
+        return socks, None
+    ep = parse_uri(uri or DEFAULT_URI)
+    if ep.scheme == "tcp":
+        if tls is None:
+            raise UsageError("refusing to serve the API on tcp:// without TLS: use "
+                             "--tlsverify with --tlscacert, --tlscert and --tlskey")
+        return [tcp_listener(ep)], None
+    if tls is not None:
+        raise UsageError("--tlsverify applies to tcp:// only")
+    sock = unix_listener(ep.path, socket_group(group))
+    return [sock], (ep.path, os.stat(ep.path).st_ino)
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise _Stopped
+
+
+def wait_for_client(socks: list[socket.socket], idle: float) -> bool:
+    """Wait, with nothing but the sockets loaded, until a client connects (True) or for
+    `idle` seconds (0: forever; False). An idle server is a third of the size it is once
+    aiohttp and the engine are in (bench/api.py); the connection waits in the backlog
+    meanwhile."""
+    import select
+
+    ready, _, _ = select.select(socks, [], [], idle if idle > 0 else None)
+    return bool(ready)
 
 
 def service_command(args: Any, env: Any) -> int:
-    """`system service [--time SECONDS] [URI]`."""
+    """`system service [--time SECONDS] [URI]`. Raises ImportError without aiohttp."""
+    import importlib.util
+
+    if importlib.util.find_spec("aiohttp") is None:
+        raise ImportError("No module named 'aiohttp'", name="aiohttp")
     if args.time is not None and args.time < 0:
         raise UsageError("--time must be 0 (never exit) or a number of seconds")
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(message)s")
     tls = tls_context(args.tlscacert, args.tlscert, args.tlskey) if args.tlsverify else None
     if not args.tlsverify and (args.tlscacert or args.tlscert or args.tlskey):
         raise UsageError("--tlscacert, --tlscert and --tlskey need --tlsverify")
     idle = DEFAULT_IDLE if args.time is None else args.time
-    asyncio.run(serve(args.engine.config, args.uri, idle, args.group, tls))
+    socks, created = listeners(args.uri, args.group, tls)
+    # until the event loop takes SIGTERM/SIGINT over, they stop the server here: the wait
+    # and the imports after it (half a second on a busy host) end as cleanly as a serve
+    old = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        if wait_for_client(socks, idle):
+            import asyncio
+            import logging
+
+            from pyminidocker.api.serving import serve
+
+            logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                                format="%(asctime)s %(levelname)s %(message)s")
+            asyncio.run(serve(args.engine.config, socks, idle, tls))
+    except _Stopped:
+        pass
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    for s in socks:
+        s.close()
+    if created is not None:
+        path, ino = created
+        with suppress(FileNotFoundError):
+            if os.stat(path).st_ino == ino:  # ours still, not a successor's
+                os.unlink(path)
     return 0

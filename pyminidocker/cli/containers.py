@@ -108,8 +108,9 @@ def cmd_create(args: Namespace, env: Env) -> int:
 
 
 def _check_tty(args: Namespace, env: Env) -> None:
-    """-it needs a terminal on our stdin, as Docker checks before it creates anything."""
-    if not (args.tty and args.interactive):
+    """-it needs a terminal on our stdin, as Docker checks before it creates anything; not
+    with -d (`run -dit`: its stdin is for a later attach)."""
+    if not (args.tty and args.interactive) or getattr(args, "detach", False):
         return
     try:
         ok = os.isatty(env.stdin.fileno())

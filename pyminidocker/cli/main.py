@@ -270,6 +270,24 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sp.add_argument("-t", "--timestamps", action="store_true", help="Show timestamps")
     sp.add_argument("container", metavar="CONTAINER")
 
+    sp = add("attach", "attach.cmd_attach", "Attach local standard input, output, and error "
+             "streams to a running container")
+    sp.add_argument("--detach-keys", help="Override the key sequence for detaching a container "
+                    "(default ctrl-p,ctrl-q)")
+    sp.add_argument("--no-stdin", action="store_true", help="Do not attach STDIN")
+    sp.add_argument("--sig-proxy", action="store_true", default=True,
+                    help="Proxy all received signals to the process (default true)")
+    sp.add_argument("container", metavar="CONTAINER")
+
+    sp = add("events", "events.cmd_events", "Get real time events from the engine")
+    sp.add_argument("-f", "--filter", action="append", default=[],
+                    help="Filter output based on conditions provided: container, event, image, "
+                    "label, network, scope, type, volume")
+    sp.add_argument("--format", help="Format output using a Go template ('json': one JSON "
+                    "object a line)")
+    sp.add_argument("--since", help="Show all events created since timestamp")
+    sp.add_argument("--until", help="Stream events until this timestamp")
+
     sp = add("port", "containers.cmd_port", "List a container's published ports")
     sp.add_argument("container", metavar="CONTAINER")
     sp.add_argument("port", nargs="?", metavar="PRIVATE_PORT[/PROTO]")
@@ -349,11 +367,11 @@ _MANAGEMENT = {
                   "inspect": ["inspect", "--type", "container"],
                   **{v: [v] for v in ("create", "run", "start", "stop", "kill", "rm", "exec",
                                       "logs", "port", "rename", "wait", "export", "cp",
-                                      "commit")}},
+                                      "commit", "attach")}},
     "image": {"ls": ["images"], "list": ["images"], "inspect": ["inspect", "--type", "image"],
               "rm": ["rmi"], "remove": ["rmi"], "pull": ["pull"], "tag": ["tag"],
               **{v: [v] for v in ("save", "load", "import", "push")}},
-    "system": {"info": ["info"]},
+    "system": {"info": ["info"], "events": ["events"]},
 }
 
 

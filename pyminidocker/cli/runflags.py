@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from pyminidocker.container.spec import ULIMITS, parse_signal
+from pyminidocker.container.spec import ULIMITS, parse_restart, parse_signal
 from pyminidocker.errors import UsageError
 
 TYPE_CHECKING = False  # typing is not imported at run time: the start path
@@ -208,12 +208,10 @@ def parse_device(spec: str) -> dict[str, str]:
 
 
 def parse_detach_keys(keys: str) -> str:
-    for key in keys.split(","):
-        k = key.strip().lower()
-        ok = len(k) == 1 or (k.startswith("ctrl-") and len(k) == 6 and
-                             (k[5].isalpha() or k[5] in "@[\\]^_"))
-        if not ok:
-            raise UsageError(f"Invalid detach keys ({keys}) provided")
+    """keys, checked (see engine.parse_detach_keys). Raises UsageError."""
+    from pyminidocker.engine import parse_detach_keys as check
+
+    check(keys)
     return keys
 
 
@@ -309,21 +307,6 @@ def parse_log(driver: str, opts: list[str]) -> dict[str, Any]:
     if "max_file" in log and "max_size" not in log:
         raise UsageError("max-file can only be used with max-size")
     return log
-
-
-def parse_restart(spec: str) -> dict[str, Any]:
-    """--restart no|always|unless-stopped|on-failure[:N] → {"name", "max"}, Docker's errors."""
-    name, colon, count = spec.partition(":")
-    if name not in ("no", "always", "on-failure", "unless-stopped"):
-        raise UsageError(f"invalid restart policy '{name}'" if name else
-                         "invalid restart policy format")
-    if colon and name != "on-failure":
-        raise UsageError(f"maximum retry count cannot be used with restart policy '{name}'")
-    if colon and not (count.isdigit() or (count.startswith("-") and count[1:].isdigit())):
-        raise UsageError("invalid restart policy format")
-    if colon and int(count) < 0:
-        raise UsageError("invalid restart policy: maximum retry count cannot be negative")
-    return {"name": name, "max": int(count) if colon else 0}
 
 
 def _mode(value: str | None, flag: str, allowed: tuple[str, ...], what: str,

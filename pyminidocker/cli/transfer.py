@@ -54,8 +54,6 @@ def cmd_save(args: Namespace, env: Env) -> int:
     eng: Engine = args.engine
     if args.output is None and env.tty:
         raise PmdError(_TERMINAL)
-    for name in args.images:
-        eng.image(name)  # a missing image fails before anything is written
     with _output(env, args.output) as sink:
         eng.save(args.images, sink)
     return 0

@@ -327,6 +327,14 @@ class _Extraction:
     owner: Owner
     no_overwrite_dir_nondir: bool
     dirs: list[tuple[str, int]] = field(default_factory=list)
+    # the directory the last file went into, (its path as the tar names it, an O_PATH fd):
+    # a tar's files come directory by directory, each resolved once rather than per file
+    last_dir: tuple[str, int] | None = None
+
+    def forget_dir(self) -> None:
+        if self.last_dir is not None:
+            os.close(self.last_dir[1])
+            self.last_dir = None
 
 
 def extract(root: Root, into: str, items: Iterable[Item], owner: Owner | None = None,
@@ -347,6 +355,7 @@ def extract(root: Root, into: str, items: Iterable[Item], owner: Owner | None = 
         for item in items:
             _write(job, item)
             n += 1
+        job.forget_dir()
         # a directory's times last: writing its children changed them
         for inside, mtime in reversed(job.dirs):
             f = root.resolve(inside)
@@ -358,6 +367,8 @@ def extract(root: Root, into: str, items: Iterable[Item], owner: Owner | None = 
         if e.errno == errno.EROFS:
             raise ReadOnly("container rootfs is marked read-only") from None
         raise
+    finally:
+        job.forget_dir()
     return n
 
 
@@ -394,12 +405,28 @@ def _write(job: _Extraction, item: Item) -> None:
                 f.close()
             job.dirs.append((f.inside, item.mtime))
         return
+    parent = inside.rsplit("/", 1)[0]
+    plain = kind == stat.S_IFREG and not item.hardlink
+    if not plain:  # it may replace a directory, or make a link, on the way to later entries
+        job.forget_dir()
     try:
-        try:
-            f = job.root.resolve(inside)
-        except FileNotFoundError:  # a tar need not hold its directories: made, as Docker does
-            _parents(job, parts)
-            f = job.root.resolve(inside)
+        if job.last_dir is not None and job.last_dir[0] == parent:
+            name = parts[-1]
+            try:
+                st: os.stat_result | None = os.stat(name, dir_fd=job.last_dir[1],
+                                                    follow_symlinks=False)
+            except FileNotFoundError:
+                st = None
+            f = Found(os.dup(job.last_dir[1]), name, st, "")
+        else:
+            try:
+                f = job.root.resolve(inside)
+            except FileNotFoundError:  # a tar need not hold its directories: made, as Docker
+                _parents(job, parts)
+                f = job.root.resolve(inside)
+            if plain and f.name != ".":
+                job.forget_dir()
+                job.last_dir = (parent, os.dup(f.parent))
     except OSError as e:
         raise ExtractError(f"cannot extract {item.name!r}: {e.strerror}") from None
     try:
@@ -459,8 +486,13 @@ def _replace(job: _Extraction, f: Found, item: Item) -> None:
                 view = memoryview(chunk)
                 while view:
                     view = view[os.write(fd, view):]
+            uid, gid = _owner(job, item)
+            os.fchown(fd, uid, gid)
+            os.fchmod(fd, stat.S_IMODE(item.mode))  # after chown, which clears set-id bits
+            os.utime(fd, (item.mtime, item.mtime))
         finally:
             os.close(fd)
+        return
     elif item.hardlink:
         _hardlink(job, f, item)
         return  # the link shares its target's metadata
@@ -493,9 +525,13 @@ def _hardlink(job: _Extraction, f: Found, item: Item) -> None:
         t.close()
 
 
+def _owner(job: _Extraction, item: Item) -> tuple[int, int]:
+    return (item.uid, item.gid) if job.owner.keep else (job.owner.uid, job.owner.gid)
+
+
 def _meta(job: _Extraction, dfd: int, name: str, item: Item) -> None:
     """Owner, then permissions (chown clears set-id bits), then times, never through a link."""
-    uid, gid = (item.uid, item.gid) if job.owner.keep else (job.owner.uid, job.owner.gid)
+    uid, gid = _owner(job, item)
     os.chown(name, uid, gid, dir_fd=dfd, follow_symlinks=False)
     if not stat.S_ISLNK(item.mode):
         # no lchmod on Linux: the entry was just made by us, or is a directory we checked
@@ -555,7 +591,7 @@ def write_tar(items: Iterable[Item], write: Callable[[bytes], Any]) -> None:
 
     set_link = _link_setter()
     try:
-        with libarchive.custom_writer(sink, "pax_restricted", block_size=64 * 1024) as w:
+        with libarchive.custom_writer(sink, "pax_restricted", block_size=_CHUNK) as w:
             p = w._pointer
             for it in items:
                 entry = _entry(ArchiveEntry, set_link, it)  # held: its __del__ frees the C entry
@@ -622,13 +658,14 @@ def read_tar(stream: Readable) -> Iterator[Item]:
     def blocks(entry: Any) -> Callable[[], Iterator[bytes]]:
         def read() -> Iterator[bytes]:
             try:
-                yield from entry.get_blocks()
+                yield from entry.get_blocks(_CHUNK)
             except ArchiveError as e:
                 raise failure(e) from None
         return read
 
     try:
-        with libarchive.stream_reader(guarded, format_name="tar") as archive:
+        # big reads: libarchive's default (a page) costs a Python call per 4 KiB
+        with libarchive.stream_reader(guarded, format_name="tar", block_size=_CHUNK) as archive:
             for entry in archive:
                 mode = entry.mode
                 if entry.islnk:  # a hard link: no type of its own in the entry

@@ -29,7 +29,7 @@ from pyminidocker.errors import (
 from pyminidocker.proc import alive as _alive
 from pyminidocker.proc import start_time as _pid_start
 from pyminidocker.record import dataclass, field
-from pyminidocker.store import Store
+from pyminidocker.store import Store, events
 from pyminidocker.store.containers import (
     ContainerRecord,
     HostConfig,
@@ -132,6 +132,9 @@ class Runtime:
         rec.state.monitor_pid = 0
         rec.state.monitor_start = ""
         self.containers.save_state(rec)
+        # here, under the store lock and once the record says running no more: `die` is
+        # logged once, by whichever command notices the exit first
+        self._event(rec, "die", exitCode=str(code))
 
     def _teardown(self, rec: ContainerRecord) -> None:
 
@@ -242,7 +245,14 @@ class Runtime:
             except BaseException:
                 self._drop_volumes(made)
                 raise
+        for name in made:
+            events.emit(self.store.root, "volume", "create", name, {"driver": "local"})
+        self._event(rec, "create")
         return rec
+
+    def _event(self, rec: ContainerRecord, action: str, **extra: str) -> None:
+        events.emit(self.store.root, "container", action, rec.id,
+                    events.container_attrs(rec, **extra))
 
     def _plan_mounts(self, opts: CreateOptions, cfg: dict[str, Any]) -> List[dict[str, Any]]:
         """-v, --mount, --volumes-from and the image's VOLUMEs → the mount records (see
@@ -296,6 +306,7 @@ class Runtime:
                 dead = self.store.volumes.remove(name, users, force=True)
                 if dead:
                     self.store.discard(dead)
+                    events.emit(self.store.root, "volume", "destroy", name, {"driver": "local"})
 
     # ---- start --------------------------------------------------------------------------
 
@@ -391,6 +402,7 @@ class Runtime:
                     if failed is not None:  # the exec failed: 126/127 as when not held
                         raise streams.start_error(failed) from None
                     raise
+            self._event(rec, "start")
             if on_started:
                 on_started(proc)  # e.g. to pass our input to its console
             if output is None:
@@ -505,8 +517,14 @@ class Runtime:
         returns once it runs, with .pid and .monitor_pid. The monitor logs its output to
         <id>-json.log and, when it exits, unmounts the rootfs, removes the cgroup and writes
         the exit record that refresh() reads. Raises OSError as spawn does."""
+        options = conv.monitor_options(self.store.root, rec, d)
+        if rec.open_stdin:  # run -d -i: a stdin that `attach` writes into
+            options["stdin_path"] = stdin = os.path.join(d, "stdin")
+            with suppress(FileNotFoundError):
+                os.unlink(stdin)  # a previous run's: what was written there is not this one's
+            os.mkfifo(stdin, 0o600)
         with self.trace.phase("monitor+clone+setup+exec"):
-            return _native.monitor_start(sp, **conv.monitor_options(self.store.root, rec, d))
+            return _native.monitor_start(sp, **options)
 
     # ---- network plugging (container.plugging), exec and the other operations
     # (container.control): imported by the operations that need them, never by `run`'s
@@ -543,11 +561,13 @@ class Runtime:
         from pyminidocker.container import control
 
         control.pause(self, rec)
+        self._event(rec, "pause")
 
     def unpause(self, rec: ContainerRecord) -> None:
         from pyminidocker.container import control
 
         control.unpause(self, rec)
+        self._event(rec, "unpause")
 
     def top(self, rec: ContainerRecord, ps_args: List[str]) -> tuple[List[str], List[List[str]]]:
         from pyminidocker.container import control
@@ -568,6 +588,7 @@ class Runtime:
         from pyminidocker.container import control
 
         control.restart(self, rec, timeout)
+        self._event(rec, "restart")
 
     def update(self, rec: ContainerRecord, changes: dict[str, Any]) -> None:
         from pyminidocker.container import control
@@ -577,7 +598,9 @@ class Runtime:
     def rename(self, rec: ContainerRecord, new: str) -> None:
         from pyminidocker.container import control
 
+        old = rec.name
         control.rename(self, rec, new)
+        self._event(rec, "rename", oldName=f"/{old}")
 
     def start_all_restart(self) -> List[str]:
         from pyminidocker.container import control
@@ -596,6 +619,7 @@ class Runtime:
         self._no_more_restarts(rec)
         with suppress(ProcessLookupError):
             os.kill(rec.state.pid, sig)
+        self._event(rec, "kill", signal=str(int(sig)))
         if rec.state.paused:  # a frozen process acts on its signals once thawed (as Docker)
             self.unpause(rec)
 
@@ -623,12 +647,15 @@ class Runtime:
         if _alive(st.pid, st.pid_start):  # not between two runs of a restart policy
             with suppress(ProcessLookupError):
                 os.kill(st.pid, sig)
+            self._event(rec, "kill", signal=str(int(sig)))
         if st.paused:  # a frozen process acts on its signal once thawed (as Docker)
             self.unpause(rec)
         if not self._wait_gone(rec, timeout) and _alive(st.pid, st.pid_start):
             with suppress(ProcessLookupError):
                 os.kill(st.pid, signal.SIGKILL)
+            self._event(rec, "kill", signal=str(int(signal.SIGKILL)))
             self._wait_gone(rec, 10)
+        self._event(rec, "stop")
 
     def _wait_gone(self, rec: ContainerRecord, timeout: float) -> bool:
         """True once the container has stopped (or was removed: `run --rm` does that)."""
@@ -663,6 +690,7 @@ class Runtime:
             if _alive(rec.state.pid, rec.state.pid_start):
                 with suppress(ProcessLookupError):
                     os.kill(rec.state.pid, signal.SIGKILL)
+                self._event(rec, "kill", signal=str(int(signal.SIGKILL)))
             self._wait_gone(rec, 10)
         with suppress(NotFound, StoreError):
             self._unplug(self.containers.get(rec.id))  # an address a crash left recorded
@@ -679,6 +707,7 @@ class Runtime:
 
                 self._drop_volumes([m["Name"] for m in mounts_of(rec.host)
                                     if m["Type"] == "volume" and m.get("Anonymous")])
+        self._event(rec, "destroy")
         self.store.discard(dead)
 
 

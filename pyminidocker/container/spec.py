@@ -410,3 +410,18 @@ def extra_groups(rootfs: str, specs: list[str]) -> list[int]:
         else:
             raise UsageError(f"Unable to find group {g}: no matching entries in group file")
     return out
+
+
+def parse_restart(spec: str) -> dict[str, object]:
+    """--restart no|always|unless-stopped|on-failure[:N] → {"name", "max"}, Docker's errors."""
+    name, colon, count = spec.partition(":")
+    if name not in ("no", "always", "on-failure", "unless-stopped"):
+        raise UsageError(f"invalid restart policy '{name}'" if name else
+                         "invalid restart policy format")
+    if colon and name != "on-failure":
+        raise UsageError(f"maximum retry count cannot be used with restart policy '{name}'")
+    if colon and not (count.isdigit() or (count.startswith("-") and count[1:].isdigit())):
+        raise UsageError("invalid restart policy format")
+    if colon and int(count) < 0:
+        raise UsageError("invalid restart policy: maximum retry count cannot be negative")
+    return {"name": name, "max": int(count) if colon else 0}

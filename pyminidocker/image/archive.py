@@ -49,16 +49,19 @@ from pyminidocker.image.pull import layer_error, parse_config, register_image, r
 from pyminidocker.reference import parse_reference
 from pyminidocker.store import Store
 from pyminidocker.store.images import ImageRecord
-from pyminidocker.store.layers import LayerRecord, chain_ids, now_iso, tree_digest
+from pyminidocker.store.layers import LayerRecord, chain_id, chain_ids, now_iso, tree_digest
 
 # libarchive-c sets a link's target only as a hard link (archive_entry_update_link_utf8 picks
 # the symlink field only once one was set): the two setters of libarchive itself are declared.
 _arc.ffi("entry_copy_symlink", [_arc.c_archive_entry_p, ctypes.c_char_p], None)
 _arc.ffi("entry_copy_hardlink", [_arc.c_archive_entry_p, ctypes.c_char_p], None)
+_arc.ffi("entry_xattr_add_entry",
+         [_arc.c_archive_entry_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t], None)
 
 _META_MAX = 16 << 20       # manifest.json, index.json, a config or a manifest: far above real ones
 _ENTRIES_MAX = 100_000     # entries of an image archive (a layer is one entry)
 _CHUNK = 1 << 20
+_LAYERS_MAX = 125          # Docker's layer store refuses deeper images (its maxDepth)
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -78,24 +81,28 @@ def _bad(message: str) -> LayerError:
 
 class TarWriter:
     """A tar stream (POSIX pax, ustar headers unless a name needs more) written to `sink`;
-    `digest` is the sha256 of what was written so far. Use in a `with`."""
+    `digest` is the sha256 of what was written so far (hashed only if `hashed`: an image
+    archive's own digest is of no use, and hashing it costs as much as its layers'). Use in a
+    `with`."""
 
-    def __init__(self, sink: Sink):
+    def __init__(self, sink: Sink, hashed: bool = True):
         self._sink = sink
-        self._hash = hashlib.sha256()
+        self._hash = hashlib.sha256() if hashed else None
         self.size = 0
         self._cm: Any = None
         self._p: Any = None
 
     def _write(self, data: Any) -> int:
         chunk = bytes(data)
-        self._hash.update(chunk)
+        if self._hash is not None:
+            self._hash.update(chunk)
         self._sink(chunk)
         self.size += len(chunk)
         return len(chunk)
 
     def __enter__(self) -> TarWriter:
-        self._cm = libarchive.custom_writer(self._write, "pax_restricted")
+        # 1 MiB blocks: libarchive calls back once per block, and each call crosses ctypes
+        self._cm = libarchive.custom_writer(self._write, "pax_restricted", block_size=1 << 20)
         self._p = self._cm.__enter__()._pointer
         return self
 
@@ -104,13 +111,15 @@ class TarWriter:
 
     @property
     def digest(self) -> str:
+        assert self._hash is not None, "a TarWriter made with hashed=False"
         return "sha256:" + self._hash.hexdigest()
 
     def add(self, name: str, kind: int, mode: int, *, uid: int = 0, gid: int = 0,
             mtime: int = 0, size: int = 0, link: str | None = None, hardlink: bool = False,
-            rdev: int = 0, data: Iterable[bytes] = ()) -> None:
+            rdev: int = 0, data: Iterable[bytes] = (),
+            xattrs: Iterable[tuple[str, bytes]] = ()) -> None:
         """One entry; data is read up to `size` bytes (a file that shrank meanwhile is padded
-        with zeros by libarchive)."""
+        with zeros by libarchive); xattrs go in pax records (SCHILY.xattr.NAME)."""
         e = ArchiveEntry(pathname=name, filetype=kind, perm=mode & 0o7777, uid=uid, gid=gid,
                          mtime=mtime, size=size if kind == _REG and not hardlink else 0)
         if rdev:
@@ -118,6 +127,8 @@ class TarWriter:
         if link is not None:
             setter = _arc.entry_copy_hardlink if hardlink else _arc.entry_copy_symlink
             setter(e._entry_p, os.fsencode(link))
+        for name, value in xattrs:
+            _arc.entry_xattr_add_entry(e._entry_p, name.encode(), value, len(value))
         _arc.write_header(self._p, e._entry_p)
         left = size
         for chunk in data:
@@ -147,6 +158,22 @@ def _read_chunks(path: str, dir_fd: int | None = None) -> Iterator[bytes]:
         os.close(fd)
 
 
+def _xattrs(path: str) -> list[tuple[str, bytes]]:
+    """A file's extended attributes (file capabilities, ACLs, user.*), sorted; overlayfs's
+    own (opaque, redirect, origin...) are its bookkeeping, not the file's."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return []  # a filesystem without xattrs
+    out = []
+    for name in sorted(names):
+        if name.startswith(("trusted.overlay.", "user.overlay.")):
+            continue
+        with suppress(OSError):
+            out.append((name, os.getxattr(path, name, follow_symlinks=False)))
+    return out
+
+
 def _is_opaque(path: str) -> bool:
     for attr in ("trusted.overlay.opaque", "user.overlay.opaque"):
         with suppress(OSError):
@@ -174,10 +201,11 @@ def write_tree(tar: TarWriter, root: str, *, layer: bool,
             st = os.lstat(p)
             mode, kind = st.st_mode, stat.S_IFMT(st.st_mode)
             uid, gid, mtime = st.st_uid, st.st_gid, int(st.st_mtime)
+            xattrs = _xattrs(p) if kind != stat.S_IFCHR or st.st_rdev else []
             if layer and kind == stat.S_IFCHR and st.st_rdev == 0:
                 tar.add(f"{rel}.wh.{name}", _REG, 0o644, mtime=mtime)
             elif kind == stat.S_IFDIR:
-                tar.add(r + "/", _DIR, mode, uid=uid, gid=gid, mtime=mtime)
+                tar.add(r + "/", _DIR, mode, uid=uid, gid=gid, mtime=mtime, xattrs=xattrs)
                 if layer and _is_opaque(p):
                     tar.add(f"{r}/.wh..wh..opq", _REG, 0o644, mtime=mtime)
                 walk(p, r + "/")
@@ -189,7 +217,7 @@ def write_tree(tar: TarWriter, root: str, *, layer: bool,
                     continue
                 seen[key] = r
                 tar.add(r, _REG, mode, size=st.st_size, data=_read_chunks(p), uid=uid, gid=gid,
-                        mtime=mtime)
+                        mtime=mtime, xattrs=xattrs)
             elif kind == stat.S_IFLNK:
                 tar.add(r, _LNK, mode, link=os.readlink(p), uid=uid, gid=gid, mtime=mtime)
             elif kind in (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO):
@@ -253,7 +281,7 @@ def unpack(fd: int, dest: str) -> dict[str, str]:
                     raise _bad(f"{name} is not a regular file")
                 out = os.path.join(dest, str(len(files)))
                 with open(out, "xb") as f:
-                    for block in entry.get_blocks():
+                    for block in entry.get_blocks(_CHUNK):
                         f.write(block)
                 files[name] = out
     except ArchiveError as e:
@@ -328,14 +356,6 @@ def _named_digest(name: str) -> str | None:
     return None
 
 
-def _file_digest(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
-
-
 # ---- registering layers and images ----------------------------------------------------------
 
 class Ingest:
@@ -353,7 +373,7 @@ class Ingest:
         (diff-id, chain-id). diff_id, digest, size: what it must be (VerificationError if
         not). Raises LayerError for a hostile or corrupt tar, StoreError."""
         if diff_id is not None:
-            chain = chain_ids([diff_id])[0] if parent is None else _chain(parent, diff_id)
+            chain = chain_id(parent, diff_id)
             if self.store.layers.exists(chain):
                 return diff_id, chain
         with open(path, "rb") as f:
@@ -393,7 +413,7 @@ class Ingest:
         if diff_id is not None and res.diff_id != diff_id:
             raise VerificationError(f"layer {digest or ''} uncompresses to {res.diff_id}, "
                                     f"but the image config says {diff_id}".replace("  ", " "))
-        chain = res.diff_id if parent is None else _chain(parent, res.diff_id)
+        chain = chain_id(parent, res.diff_id)
         try:  # for `system check --full`, as a pull records it
             tree = tree_digest(os.path.join(staging, "diff"))
         except OSError as e:
@@ -416,6 +436,9 @@ class Ingest:
         image_digest = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
         config = _config(config_bytes, image_digest)
         diff_ids = [str(d) for d in config["rootfs"]["diff_ids"]]
+        if len(diff_ids) > _LAYERS_MAX:
+            raise _bad(f"image {image_digest} has {len(diff_ids)} layers: max depth exceeded "
+                       f"({_LAYERS_MAX}, as Docker's)")
         if len(diff_ids) != len(layers):
             raise VerificationError(f"image {image_digest} lists {len(diff_ids)} diff-ids for "
                                     f"{len(layers)} layers")
@@ -435,10 +458,6 @@ class Ingest:
 
     def rollback(self) -> None:
         rollback_layers(self.store, self.committed)
-
-
-def _chain(parent: str, diff_id: str) -> str:
-    return "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest()
 
 
 def _config(data: bytes, digest: str) -> dict[str, Any]:
@@ -666,8 +685,7 @@ def image_tars(store: Store, rec: ImageRecord, staging: str,
 
 
 def _write_archive(saved: list[_SavedImage], blobs: dict[str, str], sink: Sink) -> None:
-    manifests: list[bytes] = []
-    with TarWriter(sink) as tar:
+    with TarWriter(sink, hashed=False) as tar:
         tar.add("blobs/", _DIR, 0o755)
         tar.add("blobs/sha256/", _DIR, 0o755)
         written: set[str] = set()
@@ -696,7 +714,6 @@ def _write_archive(saved: list[_SavedImage], blobs: dict[str, str], sink: Sink) 
                 "layers": [{"mediaType": OCI_LAYER, "digest": d, "size": s}
                            for d, s in img.layers],
             }, separators=(",", ":")).encode()
-            manifests.append(manifest)
             mdigest = "sha256:" + hashlib.sha256(manifest).hexdigest()
             blob(mdigest, manifest)
             desc = {"mediaType": OCI_MANIFEST, "digest": mdigest, "size": len(manifest)}
@@ -730,7 +747,7 @@ def _write_archive(saved: list[_SavedImage], blobs: dict[str, str], sink: Sink) 
 def export_tree(root: str, sink: Sink) -> None:
     """A container's whole filesystem (mounted, merged, at root) as a tar to sink. Raises
     OSError."""
-    with TarWriter(sink) as tar:
+    with TarWriter(sink, hashed=False) as tar:
         write_tree(tar, root, layer=False)
 
 
@@ -768,7 +785,7 @@ def new_config(base: dict[str, Any] | None, diff_id: str, created_by: str, comme
 def apply_changes(config: dict[str, Any], changes: list[str]) -> None:
     """Apply Dockerfile instructions (`-c/--change` of import and commit) to an image config's
     "config": CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE, VOLUME, STOPSIGNAL.
-    Raises UsageError."""
+    Raises UsageError (exit code 1, as Docker's daemon refuses them)."""
     c = config.setdefault("config", {})
     for change in changes:
         word, _, rest = change.strip().partition(" ")
@@ -785,7 +802,7 @@ def apply_changes(config: dict[str, Any], changes: list[str]) -> None:
             c["Labels"] = {**(c.get("Labels") or {}), **dict(_pairs(rest, change))}
         elif op == "WORKDIR":
             if not rest:
-                raise UsageError(f"{op} requires exactly one argument")
+                raise _change_error(f"{op} requires exactly one argument")
             c["WorkingDir"] = rest
         elif op == "USER":
             c["User"] = rest
@@ -802,7 +819,12 @@ def apply_changes(config: dict[str, Any], changes: list[str]) -> None:
                 vols[v] = {}
             c["Volumes"] = vols
         else:
-            raise UsageError(f"{word} is not a valid change command")
+            raise _change_error(f"{word} is not a valid change command")
+
+
+def _change_error(message: str) -> UsageError:
+    # the daemon refuses a change, not the docker CLI: Docker exits 1 (the API answers 400)
+    return UsageError(message, exit_code=1)
 
 
 def _exec_form(rest: str, change: str) -> list[str]:
@@ -814,7 +836,7 @@ def _exec_form(rest: str, change: str) -> list[str]:
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return value
     if not rest:
-        raise UsageError(f"invalid change {change!r}: no command")
+        raise _change_error(f"invalid change {change!r}: no command")
     return ["/bin/sh", "-c", rest]
 
 
@@ -824,16 +846,16 @@ def _pairs(rest: str, change: str) -> list[tuple[str, str]]:
     try:
         words = shlex.split(rest)
     except ValueError as e:
-        raise UsageError(f"invalid change {change!r}: {e}") from None
+        raise _change_error(f"invalid change {change!r}: {e}") from None
     if not words:
-        raise UsageError(f"invalid change {change!r}: no value")
+        raise _change_error(f"invalid change {change!r}: no value")
     if "=" not in words[0]:  # the old form: ENV KEY VALUE...
         return [(words[0], " ".join(words[1:]))]
     out = []
     for w in words:
         k, eq, v = w.partition("=")
         if not eq or not k:
-            raise UsageError(f"invalid change {change!r}: {w!r} is not KEY=VALUE")
+            raise _change_error(f"invalid change {change!r}: {w!r} is not KEY=VALUE")
         out.append((k, v))
     return out
 

@@ -16,12 +16,12 @@ from collections.abc import Callable
 from typing import Any
 
 from pyminidocker.config import Config
-from pyminidocker.errors import UsageError
+from pyminidocker.errors import PmdError, UsageError, suppress
 from pyminidocker.image.archive import image_tars
 from pyminidocker.image.pull import Progress
 from pyminidocker.image.registry import RegistryClient
 from pyminidocker.record import dataclass
-from pyminidocker.reference import Reference
+from pyminidocker.reference import Reference, parse_reference
 from pyminidocker.store import Store
 from pyminidocker.store.images import ImageRecord
 
@@ -48,6 +48,20 @@ def _gzip(src: str, dest: str) -> tuple[str, int]:
     return "sha256:" + h.hexdigest(), os.path.getsize(dest)
 
 
+def _mount_sources(rec: ImageRecord, ref: Reference) -> list[str]:
+    """Other repositories of the same registry the image is named in, the latest named
+    first (a push adds its name last), which may lend its blobs (a cross-repository mount).
+    At most three: each costs a HEAD per blob the target lacks."""
+    out: list[str] = []
+    for name in reversed(rec.names):
+        with suppress(PmdError):
+            other = parse_reference(name)
+            if other.registry == ref.registry and other.repository != ref.repository \
+                    and other.repository not in out:
+                out.append(other.repository)
+    return out[:3]
+
+
 def push(store: Store, config: Config, rec: ImageRecord, ref: Reference,
          on_event: Callable[[Progress], None] | None = None,
          client: RegistryClient | None = None) -> PushResult:
@@ -59,6 +73,7 @@ def push(store: Store, config: Config, rec: ImageRecord, ref: Reference,
     emit = on_event or (lambda ev: None)
     client = client or RegistryClient(config, ref.registry)
     repo = ref.repository
+    sources = _mount_sources(rec, ref)
     name = "push-" + os.urandom(6).hex()
     with store.layer_lock(name):
         staging = store.new_staging(name)
@@ -83,12 +98,14 @@ def push(store: Store, config: Config, rec: ImageRecord, ref: Reference,
                     files.append(open(blob, "rb"))  # closed on the next try and below
                     return files[-1]
 
+                source = next((r for r in sources if client.blob_exists(r, digest)), None)
                 try:
-                    client.upload_blob(repo, digest, size, body)
+                    mounted = client.upload_blob(repo, digest, size, body, source)
                 finally:
                     for f in files:
                         f.close()
-                emit(Progress(short, "Pushed", size, size))
+                emit(Progress(short, f"Mounted from {source}" if mounted else "Pushed",
+                              size, size))
             config_digest = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
             if not client.blob_exists(repo, config_digest):
                 client.upload_blob(repo, config_digest, len(config_bytes),

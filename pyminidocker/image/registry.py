@@ -950,15 +950,23 @@ class RegistryClient:
             resp.close()
 
     def upload_blob(self, repository: str, digest: str, size: int,
-                    body: Callable[[], Any]) -> None:
+                    body: Callable[[], Any], mount_from: str | None = None) -> bool:
         """Upload a blob in one PUT (POST a session, PUT its Location with ?digest=). body
-        returns the content afresh (bytes or a file at its start) for each try. Raises
-        AuthError, RegistryError."""
+        returns the content afresh (bytes or a file at its start) for each try. mount_from:
+        a repository of this registry that may have the blob: asked to mount it first (no
+        upload at all when it does). True if it was mounted. Raises AuthError,
+        RegistryError."""
         where = self._where(repository)
         scope = self._push_scope(repository)
-        resp = self._request("POST", f"/v2/{repository}/blobs/uploads/", scope=scope,
-                             headers={"Content-Length": "0"}, what=where)
+        path = f"/v2/{repository}/blobs/uploads/"
+        if mount_from:
+            # without a pull right on mount_from the registry answers 202: a plain upload
+            path += "?" + urlencode({"mount": digest, "from": mount_from})
+        resp = self._request("POST", path, scope=scope, headers={"Content-Length": "0"},
+                             what=where)
         try:
+            if mount_from and resp.status_code == 201:
+                return True
             if resp.status_code != 202 or not resp.headers.get("Location"):
                 raise self._status_error(resp, where)
             location = urljoin(self._url(f"/v2/{repository}/blobs/uploads/"),
@@ -977,6 +985,7 @@ class RegistryClient:
                 raise self._status_error(resp, f"{where}: blob {digest}")
         finally:
             resp.close()
+        return False
 
     def put_manifest(self, repository: str, reference: str, media_type: str,
                      body: bytes) -> str:

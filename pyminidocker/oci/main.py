@@ -332,8 +332,8 @@ def _prepare(args: Any, root: str) -> rt.Prepared:
 def _hold(p: rt.Prepared, root: str, w: int, close_fds: list[int]) -> None:
     """The holder (see oci/runtime.py): spawn the init held, report its pid on w, wait for
     `start` or `delete` on ctl.sock. Never returns."""
+    import _socket  # socket.py imports enum and selectors: milliseconds before the report
     import select
-    import socket
 
     code = 0
     try:
@@ -344,7 +344,7 @@ def _hold(p: rt.Prepared, root: str, w: int, close_fds: list[int]) -> None:
         # The control socket first: made after a network namespace is joined, it would be
         # bound in that namespace. Bound through a short relative path: <root>/<id>/ctl.sock
         # can pass the 108 bytes of sun_path (containerd's roots and 64-hex ids do).
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
         os.chdir(os.path.dirname(p.record["ctl"]))
         sock.bind("ctl.sock")
         os.chdir("/")
@@ -386,7 +386,7 @@ def _hold(p: rt.Prepared, root: str, w: int, close_fds: list[int]) -> None:
                 os.unlink(ctl)
                 proc.abort()
                 break
-            conn, _ = sock.accept()
+            conn = _socket.socket(fileno=sock._accept()[0])  # type: ignore[attr-defined]
             cmd = conn.recv(16)
             os.unlink(ctl)
             if cmd == b"start":
@@ -476,7 +476,7 @@ def _short_path(path: str) -> str:
 
 
 def _start(root: str, container_id: str) -> None:
-    import socket
+    import _socket  # not socket: see _hold
 
     rec = st.load(root, container_id)
     status = st.status(rec)
@@ -485,7 +485,7 @@ def _start(root: str, container_id: str) -> None:
     if status != "created":
         raise rt.RuntimeError_("cannot start an already running container")
     no_process = "process" not in (rec.get("config") or {})
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         s.connect(_short_path(rec["ctl"]))
         s.sendall(b"abort" if no_process else b"start")

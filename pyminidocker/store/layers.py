@@ -21,16 +21,20 @@ if TYPE_CHECKING:
     from pyminidocker.store import Store
 
 
-def chain_ids(diff_ids: list[str]) -> list[str]:
-    """The chain-id of each layer of an image, bottom first (OCI image-spec config.md)."""
+def chain_id(parent: str | None, diff_id: str) -> str:
+    """The chain-id of the layer diff_id over the layer parent (OCI image-spec config.md)."""
     import hashlib
 
+    if parent is None:
+        return diff_id
+    return "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest()
+
+
+def chain_ids(diff_ids: list[str]) -> list[str]:
+    """The chain-id of each layer of an image, bottom first."""
     out: list[str] = []
     for diff_id in diff_ids:
-        if not out:
-            out.append(diff_id)
-        else:
-            out.append("sha256:" + hashlib.sha256(f"{out[-1]} {diff_id}".encode()).hexdigest())
+        out.append(chain_id(out[-1] if out else None, diff_id))
     return out
 
 

@@ -4,6 +4,7 @@ hostile tars included. The server and store are test_api_clients' module fixture
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 import tarfile
@@ -54,17 +55,22 @@ def test_docker_cp_both_ways(api, box, cli, tmp_path):
     name = f"in-{Path(cli).parent.name}"
     api.docker("cp", str(src), f"{box}:/data/{name}", cli=cli)
     api.docker("cp", str(src / "d" / "x"), f"{box}:/data/sub/", cli=cli)
+    os.chown(src / "d" / "x", 1234, 4321)
+    api.docker("cp", "-a", str(src / "d" / "x"), f"{box}:/data/kept-{name}", cli=cli)
     res = subprocess.run([cli, "cp", f"{box}:/data", "-"], env=api.env(), capture_output=True,
                          check=True, timeout=60)
     with tarfile.open(fileobj=io.BytesIO(res.stdout)) as t:
         assert t.extractfile(f"data/{name}/d/x").read() == b"from the host"
         assert t.extractfile("data/sub/x").read() == b"from the host"
         assert t.getmember(f"data/{name}/d/x").uid == 0
+        kept = t.getmember(f"data/kept-{name}")  # -a: copyUIDGID=1
+        assert (kept.uid, kept.gid) == (1234, 4321)
     res = api.docker("cp", f"{box}:/nope", str(tmp_path / "n"), cli=cli, check=False)
     assert res.returncode == 1 and ("No such container:path" in res.stderr
                                     or "Could not find the file /nope" in res.stderr)
     res = api.docker("cp", str(src), f"{box}:/data/f", cli=cli, check=False)
-    assert res.returncode == 1 and res.stderr.endswith("cannot copy directory\n")
+    # (docker 28 may add the log line of its tar writer cut short, before or after)
+    assert res.returncode == 1 and "cannot copy directory\n" in res.stderr
 
 
 DOCKER_PY = r'''

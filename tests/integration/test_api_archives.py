@@ -9,7 +9,7 @@ import tarfile
 
 import pytest
 
-from tests.integration.apiserver import ApiServer
+from tests.integration.apiserver import CLIS, ApiServer
 from tests.integration.conftest import module_ctr
 
 ctr = module_ctr("apiarchive")
@@ -25,25 +25,26 @@ def api(ctr, tmp_path_factory):
     assert code == 0, err
 
 
-def test_docker_save_load_and_a_bad_archive(api, ctr, tmp_path):
+@pytest.mark.parametrize("cli", CLIS)
+def test_docker_save_load_and_a_bad_archive(api, ctr, tmp_path, cli):
     out = tmp_path / "bb.tar"
-    api.docker("save", "-o", str(out), "bb")
+    api.docker("save", "-o", str(out), "bb", cli=cli)
     with tarfile.open(out) as t:
         manifest = json.loads(t.extractfile("manifest.json").read())
     assert manifest[0]["RepoTags"] == ["bb:latest"]
     ctr("tag", "bb", "keep:1")  # the image stays while bb goes and comes back
-    api.docker("rmi", "bb")
-    res = api.docker("load", "-i", str(out))
+    api.docker("rmi", "bb", cli=cli)
+    res = api.docker("load", "-i", str(out), cli=cli)
     assert res.stdout.strip() == "Loaded image: bb:latest"
     assert ctr("images", "-q", "bb").stdout.strip()
     ctr("rmi", "keep:1")
     bad = tmp_path / "bad.tar"
     bad.write_bytes(out.read_bytes()[:4096])
     before = ctr("images", "-q").stdout
-    res = api.docker("load", "-i", str(bad), check=False)
+    res = api.docker("load", "-i", str(bad), check=False, cli=cli)
     assert res.returncode == 1 and "invalid image archive" in res.stderr
     assert ctr("images", "-q").stdout == before
-    res = api.docker("save", "-o", str(tmp_path / "x.tar"), "nosuch", check=False)
+    res = api.docker("save", "-o", str(tmp_path / "x.tar"), "nosuch", check=False, cli=cli)
     assert res.returncode == 1 and "No such image" in res.stderr
 
 
@@ -68,8 +69,17 @@ def test_docker_export_and_commit(api, ctr, tmp_path):
         assert out == "api\n"
         info = json.loads(ctr("inspect", "apicommit:1").stdout)[0]
         assert info["Comment"] == "via api"
+        # the exported filesystem back as an image: docker import
+        res = api.docker("import", "-m", "imported via api", "-c", "ENV VIA=api",
+                         str(tmp_path / "fs.tar"), "apiimport:1")
+        assert res.stdout.strip().startswith("sha256:")
+        out = api.docker("run", "--rm", "--network", "none", "apiimport:1", "sh", "-c",
+                         "cat /api-file; echo $VIA").stdout
+        assert out == "api\napi\n"
+        res = api.docker("import", "-c", "FROB 1", str(tmp_path / "fs.tar"), check=False)
+        assert res.returncode == 1 and "FROB is not a valid change command" in res.stderr
     finally:
-        ctr("rmi", "apicommit:1", check=False)
+        ctr("rmi", "apicommit:1", "apiimport:1", check=False)
 
 
 def test_docker_push(api, ctr, registry):

@@ -138,6 +138,8 @@ def test_kill_wait_and_conflicts(api):
     assert res.returncode == 1
     assert "You cannot remove a running container" in res.stderr
     api.docker("kill", cid)
+    # as dockerd's, a SIGKILL's answer comes once the container is gone
+    assert api.docker("inspect", "-f", "{{.State.Status}}", cid).stdout == "exited\n"
     assert api.docker("wait", cid).stdout == "137\n"
     res = api.docker("kill", cid, check=False)
     assert res.returncode == 1 and "is not running" in res.stderr
@@ -371,6 +373,63 @@ print(seen)
 
 
 @pytest.mark.parametrize("cli", CLIS)
+def test_events_replay_the_shared_log_between_since_and_until(api, cli):
+    """What our CLI did on the same store is in the log that `docker events --since --until`
+    and docker-py's events(since, until) replay, and the stream ends at until."""
+    t0 = time.time()
+    name = f"replay{uuid.uuid4().hex[:6]}"
+    api.pmd("create", "--name", name, "bb", "true")
+    api.pmd("rm", name)
+    api.docker("volume", "create", name, cli=cli)
+    api.docker("volume", "rm", name, cli=cli)
+    t1 = time.time() + 0.2
+    time.sleep(0.3)
+    out = api.docker("events", "--since", f"{t0:.3f}", "--until", f"{t1:.3f}", "--filter",
+                     f"container={name}", "--format", "{{.Type}} {{.Action}} "
+                     "{{.Actor.Attributes.name}}", cli=cli, timeout=20)
+    assert out.stdout.splitlines() == [f"container create {name}", f"container destroy {name}"]
+    out = api.docker("events", "--since", "1m", "--until", f"{t1:.3f}", "--filter",
+                     f"volume={name}", cli=cli, timeout=20)
+    assert [line.split(" ", 1)[1] for line in out.stdout.splitlines()] == [
+        f"volume create {name} (driver=local)", f"volume destroy {name} (driver=local)"]
+    script = ("import sys, docker; c = docker.DockerClient(base_url=sys.argv[1]); "
+              "print([(e['Type'], e['Action'], e['Actor']['ID']) for e in c.events("
+              "since=int(sys.argv[2]), until=int(sys.argv[3]) + 1, decode=True, "
+              "filters={'type': 'volume', 'volume': sys.argv[4]})])")
+    res = subprocess.run([sys.executable, "-c", script, f"unix://{api.sock}", str(int(t0)),
+                          str(int(t1)), name], capture_output=True, text=True, timeout=30,
+                         cwd="/", check=False)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == str([("volume", "create", name), ("volume", "destroy", name)])
+    bad = api.docker("events", "--filter", "nope=1", "--until", "0s", cli=cli, check=False)
+    assert bad.returncode != 0 and "invalid filter 'nope'" in bad.stderr
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_docker_attach_to_a_detached_interactive_container(api, cli):
+    """`docker attach` to a container run with -d -i: what it reads on its stdin comes from
+    the client, its output and exit code are attach's; --no-stdin leaves its stdin alone."""
+    name = f"attached{uuid.uuid4().hex[:6]}"
+    api.docker("run", "-d", "-i", "--name", name, "bb", "sh", "-c",
+               "read a; echo got:$a; read b; echo err:$b >&2; exit 6", cli=cli)
+    try:
+        res = subprocess.run([cli, "attach", name], input="one\ntwo\n", capture_output=True,
+                             text=True, env=api.env(), timeout=60, check=False)
+        assert (res.returncode, res.stdout, res.stderr) == (6, "got:one\n", "err:two\n")
+    finally:
+        api.docker("rm", "-f", name, cli=cli, check=False)
+    api.docker("run", "-d", "-i", "--name", name, "bb", "sh", "-c",
+               "sleep 1; echo out; exit 2", cli=cli)
+    try:
+        res = subprocess.run([cli, "attach", "--no-stdin", name], input="ignored\n",
+                             capture_output=True, text=True, env=api.env(), timeout=60,
+                             check=False)
+        assert (res.returncode, res.stdout) == (2, "out\n"), res.stderr
+    finally:
+        api.docker("rm", "-f", name, cli=cli, check=False)
+
+
+@pytest.mark.parametrize("cli", CLIS)
 def test_volumes_and_labels(api, cli):
     api.docker("volume", "create", "--label", "k=v", "apivol", cli=cli)
     try:
@@ -394,3 +453,186 @@ def test_volumes_and_labels(api, cli):
     finally:
         api.docker("volume", "rm", "-f", "apivol", cli=cli, check=False)
     assert "apivol" not in api.docker("volume", "ls", "-q", cli=cli).stdout
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_top_stats_update_pause_diff(api, cli):
+    name = f"verbs-{cli.split('/')[2]}"
+    api.docker("run", "-d", "--name", name, "bb", "sh", "-c",
+               "echo x > /tmp/made; rm /bin/true; exec sleep 600", cli=cli)
+    try:
+        top = api.docker("top", name, cli=cli).stdout.splitlines()
+        assert top[0].split()[:2] == ["UID", "PID"] and "sleep 600" in top[1]
+        top = api.docker("top", name, "-o", "pid,comm", cli=cli).stdout.split()
+        assert top[:2] == ["PID", "COMMAND"] and top[3] == "sleep"
+        api.docker("update", "--memory", "64m", "--memory-swap", "128m", "--pids-limit", "50",
+                   "--cpus", "0.5", "--restart", "on-failure:3", name, cli=cli)
+        got = api.docker("inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}} "
+                         "{{.HostConfig.NanoCpus}} {{.HostConfig.RestartPolicy.Name}}:"
+                         "{{.HostConfig.RestartPolicy.MaximumRetryCount}}", name, cli=cli)
+        assert got.stdout == f"{64 << 20} 50 500000000 on-failure:3\n"
+        row = api.docker("stats", "--no-stream", "--format",
+                         "{{.Name}}|{{.CPUPerc}}|{{.MemUsage}}|{{.PIDs}}", name, cli=cli)
+        got_name, cpu, mem, pids = row.stdout.strip().split("|")
+        assert (got_name, pids) == (name, "1")
+        assert cpu.endswith("%") and float(cpu[:-1]) < 50
+        used, limit = mem.split(" / ")
+        assert limit == "64MiB" and used != "0B"
+        api.docker("pause", name, cli=cli)
+        assert api.docker("inspect", "-f", "{{.State.Status}}", name,
+                          cli=cli).stdout == "paused\n"
+        res = api.docker("pause", name, cli=cli, check=False)
+        assert res.returncode == 1 and "already paused" in res.stderr
+        api.docker("unpause", name, cli=cli)
+        assert api.docker("inspect", "-f", "{{.State.Status}}", name,
+                          cli=cli).stdout == "running\n"
+        diff = api.docker("diff", name, cli=cli).stdout.splitlines()
+        assert "A /tmp/made" in diff and "D /bin/true" in diff and "C /bin" in diff
+        res = api.docker("update", "--memory", "1z", name, cli=cli, check=False)
+        assert res.returncode != 0
+    finally:
+        api.docker("rm", "-f", name, cli=cli)
+    res = api.docker("top", name, cli=cli, check=False)
+    assert res.returncode == 1 and "No such container" in res.stderr
+
+
+def test_stats_and_top_with_docker_py(api, sleeper):
+    """docker-py's own reading of the stats (one-shot and streamed) and of top."""
+    script = r'''
+import sys, docker
+c = docker.DockerClient(base_url=sys.argv[1])
+ctr = c.containers.get("sleeper")
+s = ctr.stats(stream=False)
+cpu = s["cpu_stats"]["cpu_usage"]["total_usage"] - s["precpu_stats"]["cpu_usage"]["total_usage"]
+system = s["cpu_stats"]["system_cpu_usage"] - s["precpu_stats"]["system_cpu_usage"]
+print(cpu >= 0, system > 0, s["cpu_stats"]["online_cpus"] >= 1)
+print(0 < s["memory_stats"]["usage"] <= s["memory_stats"]["limit"], s["pids_stats"]["current"])
+print(s["name"], s["networks"]["eth0"]["rx_bytes"] >= 0)
+stream = ctr.stats(decode=True)
+first, second = next(stream), next(stream)
+print(first["precpu_stats"]["cpu_usage"]["total_usage"],
+      second["precpu_stats"]["cpu_usage"]["total_usage"] ==
+      first["cpu_stats"]["cpu_usage"]["total_usage"])
+stream.close()
+print(ctr.top()["Processes"][0][-1])
+ctr.pause(); ctr.reload(); print(ctr.status); ctr.unpause(); ctr.reload(); print(ctr.status)
+print(ctr.diff())
+'''
+    res = subprocess.run([sys.executable, "-c", script, f"unix://{api.sock}"], check=False,
+                         capture_output=True, text=True, timeout=120, cwd="/")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [
+        "True True True", "True 1", "/sleeper True", "0 True", "sleep 600", "paused",
+        "running", "None"]
+
+
+COMPOSE_FILE = """\
+version: "2.4"
+services:
+  web:
+    image: bb
+    command: ["sh", "-c", "echo hello from web > /srv/index.html && exec httpd -f -p 80 -h /srv"]
+    ports: ["127.0.0.1:{port}:80"]
+    volumes: ["data:/srv"]
+    networks:
+      appnet:
+        aliases: [webalias]
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://localhost/"]
+      interval: 1s
+      timeout: 2s
+      retries: 3
+  client:
+    image: bb
+    command: ["sh", "-c", "echo client up; exec sleep 600"]
+    networks: [appnet]
+    depends_on:
+      web:
+        condition: service_healthy
+    volumes:
+      - type: volume
+        source: data
+        target: /from-web
+        read_only: true
+volumes:
+  data: {{}}
+networks:
+  appnet: {{}}
+"""
+
+
+def test_docker_compose(api, tmp_path):
+    """Debian's docker-compose 1.29 (docker-py underneath): two services on a user network,
+    one reaching the other by name and by alias, a published port, a named volume (a bind
+    and a long-syntax mount, HostConfig.Mounts), a healthcheck the other waits for."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "docker-compose.yml").write_text(COMPOSE_FILE.format(port=port))
+    env = api.env(COMPOSE_PROJECT_NAME="pmdc")
+
+    def compose(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        res = subprocess.run(["docker-compose", *args], cwd=tmp_path, env=env, check=False,
+                             capture_output=True, text=True, timeout=120)
+        if check:
+            assert res.returncode == 0, f"docker-compose {args}: {res.stdout}{res.stderr}"
+        return res
+
+    try:
+        compose("up", "-d")
+        ps = compose("ps").stdout
+        assert "pmdc_web_1" in ps and "(healthy)" in ps and f"127.0.0.1:{port}->80/tcp" in ps
+        assert "pmdc_client_1" in ps and "Up" in ps
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read()
+        assert page == b"hello from web\n"
+        for name in ("web", "webalias"):
+            got = compose("exec", "-T", "client", "wget", "-q", "-O", "-", f"http://{name}/")
+            assert got.stdout == "hello from web\n"
+        got = compose("exec", "-T", "client", "cat", "/from-web/index.html").stdout
+        assert got == "hello from web\n"
+        res = compose("exec", "-T", "client", "sh", "-c", "echo x > /from-web/f", check=False)
+        assert res.returncode != 0  # read_only
+        assert "client up" in compose("logs", "--no-color", "client").stdout
+        assert api.docker("volume", "ls", "-q").stdout.split().count("pmdc_data") == 1
+    finally:
+        compose("down", "-v")
+    assert api.docker("ps", "-aq", "--filter", "label=com.docker.compose.project=pmdc"
+                      ).stdout == ""
+    assert "pmdc_data" not in api.docker("volume", "ls", "-q").stdout
+    assert "pmdc_appnet" not in api.docker("network", "ls").stdout
+
+
+def test_ps_sees_every_change(api):
+    """The server's list keeps the records of stopped containers between calls (engine
+    container_views): each change must still show at once."""
+    def row(ref: str) -> str:
+        return api.docker("ps", "-a", "--filter", f"id={ref}", "--format",
+                          "{{.Names}} {{.Status}}").stdout.strip()
+
+    cid = api.docker("create", "--name", "views-a", "bb", "sh", "-c", "exit 3").stdout.strip()
+    try:
+        assert row(cid) == "views-a Created"
+        api.docker("rename", "views-a", "views-b")
+        assert row(cid) == "views-b Created"
+        api.docker("start", cid)
+        assert api.docker("wait", cid).stdout == "3\n"
+        assert row(cid).startswith("views-b Exited (3) ")
+        api.docker("start", cid)  # the same files rewritten again: a new stamp each time
+        api.docker("wait", cid)
+        assert row(cid).startswith("views-b Exited (3) ")
+        api.docker("update", "--restart", "on-failure:1", cid)
+        assert api.docker("inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}",
+                          cid).stdout == "on-failure\n"
+    finally:
+        api.docker("rm", "-f", cid)
+    assert row(cid) == ""
+    sid = api.docker("run", "-d", "bb", "sleep", "60").stdout.strip()
+    try:
+        assert row(sid).split()[1] == "Up"
+        api.docker("kill", sid)
+        assert row(sid).split()[1:3] == ["Exited", "(137)"]
+    finally:
+        api.docker("rm", "-f", sid)

@@ -147,17 +147,22 @@ def _device(name: str) -> tarfile.TarInfo:
 
 
 def _archive(layer: bytes, diff_id: str | None = None, layer_name: str | None = None,
-             extra=()) -> bytes:
-    diff_id = diff_id or "sha256:" + hashlib.sha256(layer).hexdigest()
+             extra=(), below: tuple[bytes, ...] = ()) -> bytes:
+    """A docker-archive of one image: the layers `below` (good ones) then `layer`, which
+    claims diff_id and is stored as layer_name (not at all if layer_name is given)."""
+    diff_ids = ["sha256:" + hashlib.sha256(b).hexdigest() for b in below]
+    diff_ids.append(diff_id or "sha256:" + hashlib.sha256(layer).hexdigest())
     config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
-                         "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()
+                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
     cfg = hashlib.sha256(config).hexdigest()
-    name = layer_name or "blobs/sha256/" + hashlib.sha256(layer).hexdigest()
+    names = ["blobs/sha256/" + hashlib.sha256(b).hexdigest() for b in below]
+    names.append(layer_name or "blobs/sha256/" + hashlib.sha256(layer).hexdigest())
     manifest = json.dumps([{"Config": f"blobs/sha256/{cfg}", "RepoTags": ["evil:1"],
-                            "Layers": [name]}]).encode()
+                            "Layers": names}]).encode()
     entries = [_file(f"blobs/sha256/{cfg}", config), *extra]
+    entries += [_file(n, b) for n, b in zip(names, below)]
     if layer_name is None:
-        entries.append(_file(name, layer))
+        entries.append(_file(names[-1], layer))
     entries.append(_file("manifest.json", manifest))
     return _tar(entries)
 
@@ -179,8 +184,14 @@ def _hostile_cases(saved: Path) -> dict[str, bytes]:
             _link("blobs/sha256/x", "../../../../etc/passwd")]),
         "dotdot-in-layer": _archive(evil_layer),
         "wrong-diff-id": _archive(GOOD_LAYER, diff_id="sha256:" + "0" * 64),
+        # the first layer is registered before the second fails: it goes again
+        "second-layer-bad": _archive(_layer_tar([_file("second", b"2")]),
+                                     diff_id="sha256:" + "2" * 64,
+                                     below=(_layer_tar([_file("first", b"1")]),)),
         "wrong-blob-name": _archive(GOOD_LAYER, layer_name="blobs/sha256/" + "1" * 64, extra=[
             _file("blobs/sha256/" + "1" * 64, GOOD_LAYER)]),
+        "too-deep": _archive(GOOD_LAYER, below=tuple(
+            _layer_tar([_file(f"f{i}", b"x")]) for i in range(125))),
         "truncated": data[:len(data) // 2],
         "not-a-tar": b"hello world\n" * 100,
         "device-member": _tar([(_device("manifest.json"), None)]),
@@ -188,7 +199,8 @@ def _hostile_cases(saved: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("case", ["dotdot-member", "absolute-member", "symlink-escape",
-                                  "dotdot-in-layer", "wrong-diff-id", "wrong-blob-name",
+                                  "dotdot-in-layer", "wrong-diff-id", "second-layer-bad",
+                                  "wrong-blob-name", "too-deep",
                                   "truncated", "not-a-tar", "device-member"])
 def test_a_hostile_archive_is_refused_and_changes_nothing(ctr, saved, tmp_path, case):
     path = tmp_path / f"{case}.tar"
@@ -267,7 +279,7 @@ def test_export_of_a_running_container_and_bad_input(ctr, tmp_path):
     res = ctr("import", str(tmp_path / "missing.tar"), check=False)
     assert res.returncode == 1 and res.stderr.count("\n") == 1
     res = ctr("import", "-c", "FROB x", str(out), check=False)
-    assert res.returncode == 125 and "FROB is not a valid change command" in res.stderr
+    assert res.returncode == 1 and "FROB is not a valid change command" in res.stderr
     bad = tmp_path / "bad.tar"
     bad.write_bytes(_layer_tar([_file("../../escape", b"x")]))
     before = _store_state(ctr)
@@ -350,6 +362,13 @@ def test_push_then_skopeo_inspects_and_a_fresh_store_pulls_and_runs(ctr, registr
     again = ctr("push", target).stdout.splitlines()
     assert any(line.endswith(": Layer already exists") for line in again)
     assert again[-1].split()[2] == digest
+    # another repository of the same registry: the blobs are mounted from the first one
+    other = f"{registry.host}/archive-push2:v1"
+    ctr("tag", target, other)
+    lines = ctr("push", other).stdout.splitlines()
+    assert any(line.endswith(": Mounted from archive-push") for line in lines), lines
+    assert lines[-1].split()[2] == digest
+    ctr("rmi", other)
     pmd("pull", "-q", target)
     out = pmd("run", "--rm", "--network", "none", target, "sh", "-c", "echo $FROM_IMAGE")
     assert out.stdout == "yes\n"
@@ -357,3 +376,98 @@ def test_push_then_skopeo_inspects_and_a_fresh_store_pulls_and_runs(ctr, registr
     assert res.returncode == 1
     assert "An image does not exist locally with the tag" in res.stderr
     ctr("rmi", target)
+
+
+# ---- the layer tars themselves -------------------------------------------------------------
+
+def test_a_layer_tar_says_whiteouts_opaque_dirs_links_and_xattrs_and_comes_back_the_same(
+        tmp_path):
+    from pyminidocker.image.archive import Ingest, tar_layer
+    from pyminidocker.store import Store
+
+    upper = tmp_path / "upper"
+    (upper / "opq").mkdir(parents=True)
+    (upper / "file").write_bytes(b"content\n")
+    os.setxattr(upper / "file", "user.pmd-test", b"kept")
+    os.link(upper / "file", upper / "hard")
+    os.symlink("/bin/busybox", upper / "sym")
+    os.mknod(upper / "gone", 0o600 | 0o020000, os.makedev(0, 0))  # overlayfs's whiteout
+    os.setxattr(upper / "opq", "trusted.overlay.opaque", b"y")
+    (upper / "opq" / "inner").write_bytes(b"x")
+    os.mkfifo(upper / "fifo")
+    out = tmp_path / "layer.tar"
+    digest = tar_layer(str(upper), str(out))
+    assert digest == "sha256:" + hashlib.sha256(out.read_bytes()).hexdigest()
+    with tarfile.open(out) as t:
+        members = {m.name.rstrip("/"): m for m in t.getmembers()}
+    assert sorted(members) == [".wh.gone", "fifo", "file", "hard", "opq", "opq/.wh..wh..opq",
+                               "opq/inner", "sym"]
+    assert members["hard"].islnk() and members["hard"].linkname == "file"
+    assert members["sym"].issym() and members["sym"].linkname == "/bin/busybox"
+    assert members["fifo"].isfifo()
+    assert members["file"].pax_headers.get("SCHILY.xattr.user.pmd-test") == "kept"
+    assert not any("overlay" in k for m in members.values() for k in m.pax_headers)
+
+    store = Store(tmp_path / "store")
+    store.ensure()
+    diff_id, chain = Ingest(store).layer(str(out), None)
+    assert diff_id == chain == digest
+    diff = Path(store.layers.diff_path(chain))
+    st = os.lstat(diff / "gone")
+    assert st.st_mode & 0o170000 == 0o020000 and st.st_rdev == 0
+    assert os.getxattr(diff / "opq", "trusted.overlay.opaque") == b"y"
+    assert os.getxattr(diff / "file", "user.pmd-test") == b"kept"
+    assert os.stat(diff / "hard").st_ino == os.stat(diff / "file").st_ino
+    # the same layer tars to the same bytes again: what save writes of a loaded image keeps
+    # its diff-ids, so its id
+    assert tar_layer(str(diff), str(tmp_path / "again.tar")) == digest
+
+
+def test_save_to_stdout_of_a_repository_and_by_id_and_a_gzipped_load(ctr, pmd, tmp_path):
+    import gzip
+
+    ctr("tag", "bb", "multi:a")
+    ctr("tag", "bb", "multi:b")
+    try:
+        out = tmp_path / "multi.tar"
+        with open(out, "wb") as f:
+            res = subprocess.run(ctr.argv("save", "multi"), stdout=f, stderr=subprocess.PIPE,
+                                 env=ctr.env(), check=False)
+        assert res.returncode == 0, res.stderr
+        manifest = json.loads(_members(out)["manifest.json"])
+        assert [sorted(m["RepoTags"]) for m in manifest] == [["multi:a", "multi:b"]]
+        image_id = ctr("images", "-q", "--no-trunc", "bb").stdout.strip()
+        by_id = tmp_path / "id.tar"
+        ctr("save", "-o", str(by_id), image_id[7:19])  # a short id
+        assert json.loads(_members(by_id)["manifest.json"])[0]["RepoTags"] is None
+        assert "repositories" not in _members(by_id)
+    finally:
+        ctr("rmi", "multi:a", "multi:b")
+    gz = tmp_path / "multi.tar.gz"
+    gz.write_bytes(gzip.compress(out.read_bytes()))
+    assert pmd("load", "-i", str(gz)).stdout == "Loaded image: multi:a\nLoaded image: multi:b\n"
+    # a pulled image's layers are tarred anew (see archive.py): its id is the archive's
+    config = json.loads(_members(by_id)["manifest.json"])[0]["Config"]
+    saved_id = "sha256:" + config.rsplit("/", 1)[1]
+    assert pmd("load", "-i", str(by_id)).stdout == f"Loaded image ID: {saved_id}\n"
+
+
+def test_push_to_a_registry_with_basic_auth_needs_login(ctr, registry_basic):
+    host = registry_basic.host
+    target = f"{host}/archive-auth:v1"
+    ctr("tag", "bb", target)
+    try:
+        res = ctr("push", target, check=False)
+        assert res.returncode == 1 and res.stderr.count("\n") == 1
+        assert "unauthorized" in res.stderr or "authentication required" in res.stderr
+        ctr("login", "-u", registry_basic.user, "-p", registry_basic.password, host)
+        out = ctr("push", target).stdout
+        assert "v1: digest: sha256:" in out
+        info = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--creds",
+                               f"{registry_basic.user}:{registry_basic.password}",
+                               f"docker://{target}"], capture_output=True, text=True,
+                              check=False, timeout=60)
+        assert info.returncode == 0, info.stderr
+    finally:
+        ctr("logout", host, check=False)
+        ctr("rmi", target, check=False)

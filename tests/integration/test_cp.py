@@ -239,3 +239,14 @@ def test_a_read_only_container_refuses_copies_into_it(ctr, tmp_path):
     assert res.returncode == 1 and "read-only" in res.stderr, res.stderr
     ctr("cp", f"{cid}:/etc/passwd", str(tmp_path / "p"))  # reading is fine
     ctr("rm", "-f", cid)
+
+
+def test_cp_into_a_created_container_then_start_it(ctr, tmp_path):
+    """The usual way to hand a container its configuration: create, cp, start."""
+    (tmp_path / "app.conf").write_text("setting=1\n")
+    cid = ctr("create", "bb", "cat", "/etc/app.conf").stdout.strip()
+    ctr("cp", str(tmp_path / "app.conf"), f"{cid}:/etc/")
+    assert mounts_of(ctr) == []
+    res = ctr("start", "-a", cid)
+    assert res.stdout == "setting=1\n"
+    ctr("rm", cid)

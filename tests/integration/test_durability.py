@@ -342,6 +342,9 @@ def test_the_exit_code_survives_a_killed_monitor(ctr):
         assert cid[:12] in ctr("ps", "-q").stdout.split()  # running, and now watched
         assert ctr("wait", cid, timeout=30).stdout == "3\n"  # was: 137
         assert "Exited (3)" in ctr("ps", "-a").stdout
+        # written into the room the monitor took (a full disk could not refuse it)
+        d = ctr.root / "containers" / cid
+        assert (d / "exit").stat().st_size == 256 and not (d / "exit.slot").exists()
     finally:
         ctr("rm", "-f", cid)
 

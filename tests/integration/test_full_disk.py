@@ -66,7 +66,8 @@ def _status(run, cid: str) -> str:
 
 def test_a_full_disk_leaves_the_engine_usable(disk, single):
     run = disk
-    sleeper = run("run", "-d", "--network", "none", "bb", "sleep", "1000").stdout.strip()
+    # on the default bridge: its address and veth must not be lost to the full disk
+    sleeper = run("run", "-d", "bb", "sleep", "1000").stdout.strip()
     waiting = run("create", "--network", "none", "bb", "sleep", "1000").stdout.strip()
     # it fills the disk, and exits 3 once told to: when not a block is left for its monitor
     filler = run("run", "-d", "--network", "none", "bb", "sh", "-c",

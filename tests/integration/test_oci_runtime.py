@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import site
 import socket
 import subprocess
 import sys
@@ -442,6 +443,27 @@ def test_a_user_namespace_maps_root_to_the_rootfs_owner(runc, reachable_tmp):
     st = (b / "rootfs" / "made").stat()
     assert (st.st_uid, st.st_gid) == (200000, 200000)
     runc("delete", "-f", "un2")
+
+
+def test_the_verbs_containerd_calls_import_nothing_heavy(runc, tmp_path):
+    # containerd's shim runs create, start, state, kill and delete for every container: each
+    # pays CPython's start, so none may add the modules the engine's start path avoids
+    from tests.integration.test_containers import HEAVY_MODULES
+
+    b = make_bundle(tmp_path / "b", ["sleep", "30"])
+    runc.ids.append("light")
+    out = tmp_path / "modules"
+    code = (f"import sys; from pyminidocker.oci.main import main; code = main(sys.argv[1:]); "
+            f"open({str(out)!r}, 'w').write(' '.join(sys.modules)); sys.exit(code)")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), *site.getsitepackages()]))
+    for verb in (["create", "--bundle", str(b), "light"], ["start", "light"],
+                 ["state", "light"], ["kill", "light", "KILL"], ["delete", "-f", "light"]):
+        with tempfile.TemporaryFile() as stdio:  # the container keeps create's stdio
+            subprocess.run([sys.executable, "-S", "-c", code, "--root", str(runc.root), *verb],
+                           env=env, stdout=stdio, stderr=stdio, timeout=60, check=True)
+        if verb[0] == "create":
+            runc.pids.append(runc.state("light")["pid"])
+        assert set(out.read_text().split()) & HEAVY_MODULES == set(), verb
 
 
 # ---- bad input ------------------------------------------------------------------------------

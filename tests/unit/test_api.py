@@ -12,7 +12,7 @@ from aiohttp import web
 
 from pyminidocker.api import app as A
 from pyminidocker.api import server as S
-from pyminidocker.api import streams
+from pyminidocker.api import serving, streams
 from pyminidocker.errors import UsageError
 
 # ---- pure parts -------------------------------------------------------------------------
@@ -110,7 +110,7 @@ async def _serve(path: str, app: web.Application):
     sock.bind(path)
     sock.listen()
     sock.setblocking(False)
-    await S._Site(runner, sock).start()
+    await serving._Site(runner, sock).start()
     return runner
 
 
@@ -167,7 +167,7 @@ def test_versions_errors_and_bodies(sock_path):
             out["nopath"] = await _request(sock_path, _req("GET", "/v1.43/nothing/here"))
             out["method"] = await _request(sock_path, _req("PUT", "/version"))
             out["boom"] = await _request(sock_path, _req("GET", "/test/boom"))
-            out["pending"] = await _request(sock_path, _req("GET", "/v1.43/containers/x/top"))
+            out["pending"] = await _request(sock_path, _req("GET", "/v1.43/images/search?term=x"))
             out["build"] = await _request(sock_path, _req("POST", "/v1.43/build"))
             return out
         finally:
@@ -199,7 +199,7 @@ def test_versions_errors_and_bodies(sock_path):
     assert error("nopath") == (404, "page not found")
     assert error("method") == (405, "method not allowed")
     assert error("boom") == (500, "internal error: RuntimeError: kaboom")
-    assert error("pending") == (501, "container top is not implemented by pyminidocker yet")
+    assert error("pending") == (501, "image search is not implemented by pyminidocker yet")
     assert error("build") == (501, "image build is not implemented by pyminidocker yet")
 
 
@@ -267,3 +267,74 @@ def test_a_body_that_arrives_in_pieces_is_read_whole(sock_path):
     data = run(main())
     assert data.startswith(b"HTTP/1.1 200 ")
     assert json.loads(data.partition(b"\r\n\r\n")[2])["got"]["Image"] == "b" * 200000
+
+
+# ---- create and update bodies onto the engine's options ----------------------------------
+
+def test_create_body_healthcheck_mounts_aliases_restart():
+    from pyminidocker.api.containers import create_options
+
+    opts = create_options({
+        "Image": "bb", "Volumes": {"/a": {}, "/srv": {}, "/t": {}},
+        "Healthcheck": {"Test": ["CMD", "true"], "Interval": 1_000_000_000, "Retries": 3,
+                        "Timeout": 0},
+        "HostConfig": {
+            "Binds": ["data:/srv:rw"], "NetworkMode": "appnet",
+            "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 2},
+            "Mounts": [{"Type": "volume", "Source": "v", "Target": "/t", "ReadOnly": True,
+                        "VolumeOptions": {"NoCopy": True, "Labels": {"k": "v"}}},
+                       {"Type": "tmpfs", "Target": "/tmp", "TmpfsOptions": {
+                           "SizeBytes": 1 << 20, "Mode": 0o1777}}]},
+        "NetworkingConfig": {"EndpointsConfig": {"appnet": {"Aliases": ["web", "w2"]}}},
+    }, "web")
+    assert opts.volumes == ["data:/srv:rw", "/a"]
+    assert opts.mounts == [
+        "type=volume,source=v,target=/t,readonly=true,volume-nocopy=true,volume-label=k=v",
+        "type=tmpfs,target=/tmp,tmpfs-size=1048576,tmpfs-mode=1777"]
+    assert opts.extra == {"aliases": ["web", "w2"], "restart": {"name": "on-failure", "max": 2},
+                          "health_flags": {"Test": ["CMD", "true"], "Interval": 1_000_000_000,
+                                           "Retries": 3}}
+    assert opts.network == "appnet"
+
+
+@pytest.mark.parametrize("body, status, message", [
+    ({"Healthcheck": {"Test": ["RUN", "x"]}}, 400,
+     "unknown healthcheck type 'RUN': NONE, CMD or CMD-SHELL"),
+    ({"Healthcheck": {"Test": ["CMD"]}}, 400, "healthcheck CMD needs a command"),
+    ({"Healthcheck": {"Interval": 5}}, 400, "Interval in Healthcheck cannot be less than 1ms"),
+    ({"Healthcheck": {"Probe": 1}}, 400, "json: unknown field 'Healthcheck.Probe'"),
+    ({"HostConfig": {"Mounts": ["x"]}}, 400, "json: cannot unmarshal into field "
+     "HostConfig.Mounts of type mount.Mount"),
+    ({"HostConfig": {"Mounts": [{"Type": "bind", "Source": "/a,b", "Target": "/x"}]}}, 400,
+     "invalid mount source: '/a,b'"),
+    ({"HostConfig": {"RestartPolicy": {"Name": "sometimes"}}}, 400,
+     "invalid restart policy 'sometimes'"),
+    ({"HostConfig": {"AutoRemove": True, "RestartPolicy": {"Name": "always"}}}, 400,
+     "can't create 'AutoRemove' container with restart policy"),
+])
+def test_create_body_refused(body, status, message):
+    from pyminidocker.api.containers import create_options
+    from pyminidocker.errors import PmdError
+
+    with pytest.raises((A.APIError, PmdError)) as e:
+        create_options({"Image": "bb", **body}, None)
+    got = (e.value.status, e.value.message) if isinstance(e.value, A.APIError) else \
+        (A.status_of(e.value), str(e.value))
+    assert got == (status, message)
+
+
+def test_update_body():
+    from pyminidocker.api.verbs import update_changes
+
+    assert update_changes({"Memory": 64 << 20, "MemorySwap": -1, "NanoCpus": 500_000_000,
+                           "CpuShares": 0, "CpusetCpus": "",
+                           "RestartPolicy": {"Name": "always"}}) == {
+        "memory": 64 << 20, "memory_swap": -1, "cpus": 0.5,
+        "restart": {"name": "always", "max": 0}}
+    with pytest.raises(A.APIError) as e:
+        update_changes({"Ulimits": [{"Name": "nofile"}]})
+    assert (e.value.status, e.value.message) == (
+        501, "updating Ulimits is not supported by pyminidocker yet")
+    with pytest.raises(A.APIError) as e:
+        update_changes({"Memory": "1g"})
+    assert e.value.status == 400

@@ -76,7 +76,7 @@ def test_every_command_has_help_and_a_start_declares_only_its_own_flags():
     full = build_parser().format_help()
     listing = full.split("Commands:\n")[1].split("\n\n")[0]
     names = [line.split()[0] for line in listing.splitlines()]
-    assert names[:3] == ["pull", "images", "inspect"] and len(names) == 42  # + info
+    assert names[:3] == ["pull", "images", "inspect"] and len(names) == 44  # + info
     network = ["network " + c for c in ("create", "ls", "inspect", "rm", "connect", "prune")]
     for name in names + network + ["bench start", "bench pull"]:
         out = io.StringIO()
