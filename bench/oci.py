@@ -5,7 +5,9 @@ same prepared busybox bundle (runc's default spec, /bin/true, no terminal), in o
 Median of --runs runs each after a warm-up, round-robin so that noise spreads over all of them;
 ratios to crun and runc. pyminidocker-runc is started as `make install` starts it: through the
 launcher (python -S), written here for this checkout.
-Not a test. Usage: sudo .venv/bin/python bench/oci.py [--runs 30] [--ctr]
+--verbs times each call containerd's shim makes (create, start, state, delete, delete --force
+of a gone container) by ours and by runc: the calls `ctr run --rm` is made of.
+Not a test. Usage: sudo .venv/bin/python bench/oci.py [--runs 30] [--ctr] [--verbs]
 """
 from __future__ import annotations
 
@@ -73,11 +75,41 @@ def ctr_bench(tmp: Path, pmd: Path, runs: int) -> None:
         d.stop()
 
 
+VERBS = (("create", ["create", "--bundle", "{bundle}", "{id}"]), ("start", ["start", "{id}"]),
+         ("state", ["state", "{id}"]), ("delete", ["delete", "{id}"]),
+         ("delete --force", ["delete", "--force", "{id}"]))
+
+
+def verbs_bench(tools: dict[str, list[str]], b: Path, runs: int) -> None:
+    """Median and minimum of each verb, round-robin between the runtimes (the minimum is what
+    a busy host lets through least disturbed)."""
+    times: dict[tuple[str, str], list[float]] = {}
+    for i in range(runs + 2):
+        for name, cmd in tools.items():
+            for verb, argv in VERBS:
+                if verb == "delete":
+                    time.sleep(0.02)  # the container's `true` has exited
+                argv = [a.format(bundle=b, id=f"v{i}") for a in argv]
+                t0 = time.perf_counter()
+                subprocess.run([*cmd, *argv], check=True, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL)
+                if i >= 2:
+                    times.setdefault((name, verb), []).append((time.perf_counter() - t0) * 1000)
+    print(f"{'runtime':20} {'verb':16} {'median ms':>10} {'min ms':>8}")
+    for (name, verb), v in times.items():
+        print(f"{name:20} {verb:16} {statistics.median(v):10.1f} {min(v):8.1f}")
+    for name in tools:
+        total = sum(statistics.median(v) for (n, _), v in times.items() if n == name)
+        print(f"{name:20} {'sum of medians':16} {total:10.1f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--ctr", action="store_true",
                     help="also `ctr run --rm` through each (needs containerd)")
+    ap.add_argument("--verbs", action="store_true",
+                    help="also each call containerd makes, ours and runc's")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="pmd-oci-bench-"))
     try:
@@ -104,6 +136,9 @@ def main() -> None:
         ours = med["pyminidocker-runc"]
         print(f"pyminidocker-runc / crun = {ours / med['crun']:.2f}x (goal <= 1.5x), "
               f"/ runc = {ours / med['runc']:.2f}x (goal <= 1.0x); {args.runs} runs each")
+        if args.verbs:
+            verbs_bench({t: tools[t] for t in ("pyminidocker-runc", "runc")}, b,
+                        max(args.runs // 2, 5))
         if args.ctr:
             ctr_bench(tmp, pmd, max(args.runs // 3, 5))
     finally:

@@ -206,10 +206,10 @@ class Engine:
         return result
 
     def _event(self, type_: str, action: str, actor: str, **attrs: str) -> None:
-        """Log an event (store/events.py) of what an operation just did."""
-        from pyminidocker.store.events import emit
+        """Log an event (store.log_event) of what an operation just did."""
+        from pyminidocker.store import log_event
 
-        emit(self.store.root, type_, action, actor, attrs)
+        log_event(self.store.root, type_, action, actor, attrs)
 
     def push(self, name: str, progress: Callable[[Progress], None] | None = None
              ) -> list[tuple[Reference, PushResult]]:
@@ -565,9 +565,7 @@ class Engine:
         lowers = [os.path.join(self.store.containers.path(rec.id), "upper"),
                   *self._image_layers(rec.image)]
         export_layers(self.store, lowers, sink)
-        from pyminidocker.store.events import container_attrs
-
-        self._event("container", "export", rec.id, **container_attrs(rec))
+        self.runtime.log(rec, "export")
 
     def commit(self, rec: ContainerRecord, ref: str | None = None, message: str = "",
                author: str = "", changes: list[str] | None = None,

@@ -10,7 +10,7 @@ import signal
 import threading
 
 from pyminidocker.engine import parse_detach_keys
-from pyminidocker.errors import Conflict, PmdError
+from pyminidocker.errors import Conflict, NotFound, PmdError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -89,7 +89,13 @@ def cmd_attach(args: Namespace, env: Env) -> int:
         return 0
     if failed:
         raise failed[0]
-    return eng.wait(rec)
+    try:
+        return eng.wait(rec)
+    except NotFound:  # run --rm: removed as soon as it exited; its `die` kept the code
+        dies = eng.events(0, {"container": [rec.id], "event": ["die"]}).read()
+        if not dies:
+            raise
+        return int(dies[-1]["Actor"]["Attributes"].get("exitCode") or 0)
 
 
 def _is_terminal(env: Env) -> bool:

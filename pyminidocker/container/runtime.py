@@ -29,7 +29,7 @@ from pyminidocker.errors import (
 from pyminidocker.proc import alive as _alive
 from pyminidocker.proc import start_time as _pid_start
 from pyminidocker.record import dataclass, field
-from pyminidocker.store import Store, events
+from pyminidocker.store import Store, log_event
 from pyminidocker.store.containers import (
     ContainerRecord,
     HostConfig,
@@ -134,7 +134,7 @@ class Runtime:
         self.containers.save_state(rec)
         # here, under the store lock and once the record says running no more: `die` is
         # logged once, by whichever command notices the exit first
-        self._event(rec, "die", exitCode=str(code))
+        self.log(rec, "die", at=finished, exitCode=str(code))
 
     def _teardown(self, rec: ContainerRecord) -> None:
 
@@ -231,13 +231,17 @@ class Runtime:
                 self._drop_volumes(made)
                 raise
         for name in made:
-            events.emit(self.store.root, "volume", "create", name, {"driver": "local"})
-        self._event(rec, "create")
+            log_event(self.store.root, "volume", "create", name, {"driver": "local"})
+        self.log(rec, "create")
         return rec
 
-    def _event(self, rec: ContainerRecord, action: str, **extra: str) -> None:
-        events.emit(self.store.root, "container", action, rec.id,
-                    events.container_attrs(rec, **extra))
+    def log(self, rec: ContainerRecord, action: str, at: str | None = None,
+            **extra: str) -> None:
+        """Log a container event (store.log_event) with Docker's attributes: its labels, image
+        and name, then extra (exitCode, signal, oldName). at: when it happened (an exit:
+        when the monitor saw it), default now."""
+        attrs = {**(rec.labels or {}), "image": rec.image_name, "name": rec.name, **extra}
+        log_event(self.store.root, "container", action, rec.id, attrs, at)
 
     def _plan_mounts(self, opts: CreateOptions, cfg: dict[str, Any]) -> List[dict[str, Any]]:
         """-v, --mount, --volumes-from and the image's VOLUMEs → the mount records (see
@@ -291,7 +295,7 @@ class Runtime:
                 dead = self.store.volumes.remove(name, users, force=True)
                 if dead:
                     self.store.discard(dead)
-                    events.emit(self.store.root, "volume", "destroy", name, {"driver": "local"})
+                    log_event(self.store.root, "volume", "destroy", name, {"driver": "local"})
 
     # ---- start --------------------------------------------------------------------------
 
@@ -357,7 +361,7 @@ class Runtime:
                 rules.close()
         try:
             self._mark_running(rec, proc, bridged)
-            self._event(rec, "start")
+            self.log(rec, "start")
             if on_started:
                 on_started(proc)  # e.g. to pass our input to its console
             if output is None:
@@ -552,13 +556,13 @@ class Runtime:
         from pyminidocker.container import control
 
         control.pause(self, rec)
-        self._event(rec, "pause")
+        self.log(rec, "pause")
 
     def unpause(self, rec: ContainerRecord) -> None:
         from pyminidocker.container import control
 
         control.unpause(self, rec)
-        self._event(rec, "unpause")
+        self.log(rec, "unpause")
 
     def top(self, rec: ContainerRecord, ps_args: List[str]) -> tuple[List[str], List[List[str]]]:
         from pyminidocker.container import control
@@ -579,7 +583,7 @@ class Runtime:
         from pyminidocker.container import control
 
         control.restart(self, rec, timeout)
-        self._event(rec, "restart")
+        self.log(rec, "restart")
 
     def update(self, rec: ContainerRecord, changes: dict[str, Any]) -> None:
         from pyminidocker.container import control
@@ -591,7 +595,7 @@ class Runtime:
 
         old = rec.name
         control.rename(self, rec, new)
-        self._event(rec, "rename", oldName=f"/{old}")
+        self.log(rec, "rename", oldName=f"/{old}")
 
     def start_all_restart(self) -> List[str]:
         from pyminidocker.container import control
@@ -610,7 +614,7 @@ class Runtime:
         self._no_more_restarts(rec)
         with suppress(ProcessLookupError):
             os.kill(rec.state.pid, sig)
-        self._event(rec, "kill", signal=str(int(sig)))
+        self.log(rec, "kill", signal=str(int(sig)))
         if rec.state.paused:  # a frozen process acts on its signals once thawed (as Docker)
             self.unpause(rec)
 
@@ -638,15 +642,15 @@ class Runtime:
         if _alive(st.pid, st.pid_start):  # not between two runs of a restart policy
             with suppress(ProcessLookupError):
                 os.kill(st.pid, sig)
-            self._event(rec, "kill", signal=str(int(sig)))
+            self.log(rec, "kill", signal=str(int(sig)))
         if st.paused:  # a frozen process acts on its signal once thawed (as Docker)
             self.unpause(rec)
         if not self._wait_gone(rec, timeout) and _alive(st.pid, st.pid_start):
             with suppress(ProcessLookupError):
                 os.kill(st.pid, signal.SIGKILL)
-            self._event(rec, "kill", signal=str(int(signal.SIGKILL)))
+            self.log(rec, "kill", signal=str(int(signal.SIGKILL)))
             self._wait_gone(rec, 10)
-        self._event(rec, "stop")
+        self.log(rec, "stop")
 
     def _wait_gone(self, rec: ContainerRecord, timeout: float) -> bool:
         """True once the container has stopped (or was removed: `run --rm` does that)."""
@@ -681,7 +685,7 @@ class Runtime:
             if _alive(rec.state.pid, rec.state.pid_start):
                 with suppress(ProcessLookupError):
                     os.kill(rec.state.pid, signal.SIGKILL)
-                self._event(rec, "kill", signal=str(int(signal.SIGKILL)))
+                self.log(rec, "kill", signal=str(int(signal.SIGKILL)))
             self._wait_gone(rec, 10)
         with suppress(NotFound, StoreError):
             self._unplug(self.containers.get(rec.id))  # an address a crash left recorded
@@ -698,7 +702,7 @@ class Runtime:
 
                 self._drop_volumes([m["Name"] for m in mounts_of(rec.host)
                                     if m["Type"] == "volume" and m.get("Anonymous")])
-        self._event(rec, "destroy")
+        self.log(rec, "destroy")
         self.store.discard(dead)
 
 

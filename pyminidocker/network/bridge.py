@@ -994,7 +994,11 @@ def _ensure_link(net: Network) -> None:
                     made = False
                 idx = ipr.link_lookup(ifname=br)
                 if made:  # only what we created is tagged, so reset_host() leaves the rest
-                    ipr.link("set", index=idx[0], ifalias=BRIDGE_ALIAS)
+                    # A fixed address (Docker's 02:42:<gateway>): a bridge without one takes
+                    # its lowest port's, and changes it when that port goes, so the members'
+                    # ARP entries for the gateway point nowhere for a while (DNS, NAT stop).
+                    mac = "02:42:" + ":".join(f"{int(b):02x}" for b in net.gateway.split("."))
+                    ipr.link("set", index=idx[0], ifalias=BRIDGE_ALIAS, address=mac)
             i = idx[0]
             kind = _link_kind(ipr.get_links(i)[0])
             if kind != "bridge":

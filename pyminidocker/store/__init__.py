@@ -7,6 +7,7 @@ Layout (see ../shared/ARCHITECTURE.md):
     <root>/staging/<name>/           half-done work; flagged by its name, removed by cleanup()
     <root>/locks/<name>.lock         per-layer locks held while a layer is being fetched
     <root>/volumes/<name>/           volume.json + _data/                (store.volumes)
+    <root>/events.jsonl[.1]          the event log: log_event() appends, store.events reads
 A directory under images/ or layers/ appears only by rename(2) from staging/, complete; it
 disappears by rename(2) into staging/ before it is deleted. So a crash at any point leaves only
 whole records plus debris under staging/, which the next command removes.
@@ -14,13 +15,21 @@ whole records plus debris under staging/, which the next command removes.
 from __future__ import annotations
 
 import os
+import time
 
+from pyminidocker import jsonio
 from pyminidocker.config import check_root
-from pyminidocker.store.files import FileLock, remove_tree, store_error
+from pyminidocker.store.files import FileLock, iso_ns, remove_tree, store_error
 
 TYPE_CHECKING = False  # typing is not imported at run time: the start path
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
     from pyminidocker.store.volumes import VolumeStore
+
+EVENT_LOG = "events.jsonl"
+EVENT_LOG_MAX = 4 << 20  # bytes; then it becomes events.jsonl.1 (see log_event)
 
 
 class Store:
@@ -134,3 +143,53 @@ class Store:
                         self.discard(entry)
                     finally:
                         lk.release()
+
+
+def log_event(root: str, type_: str, action: str, actor: str,
+              attrs: Mapping[str, str] | None = None, at: str | None = None) -> None:
+    """Append one event to the store's event log, Docker's event message as one JSON line (see
+    store/events.py; at: when it happened, RFC 3339 UTC as the records keep times;
+    default now). Never raises: an engine operation that worked is not made to fail by its
+    log line (a full disk, a read-only store)."""
+    now = (iso_ns(at) if at else None) or time.time_ns()
+    ev: dict[str, Any] = {"Type": type_, "Action": action,
+                          "Actor": {"ID": actor, "Attributes": dict(attrs or {})},
+                          "scope": "local", "time": now // 1_000_000_000, "timeNano": now}
+    if type_ in ("container", "image"):  # the fields of API < 1.22, which old clients read
+        ev["status"] = action
+        ev["id"] = actor
+        if type_ == "container" and attrs and "image" in attrs:
+            ev["from"] = attrs["image"]
+    path = os.path.join(root, EVENT_LOG)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return
+    try:
+        os.write(fd, (jsonio.dumps(ev) + "\n").encode())
+        size = os.fstat(fd).st_size
+    except OSError:
+        return
+    finally:
+        os.close(fd)
+    if size > EVENT_LOG_MAX:
+        _rotate_log(path)
+
+
+def _rotate_log(path: str) -> None:
+    """events.jsonl -> events.jsonl.1, by one writer: the others find the lock taken, or the
+    file small again once they hold it."""
+    import fcntl
+
+    try:
+        fd = os.open(path + ".lock", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.stat(path).st_size > EVENT_LOG_MAX:
+            os.rename(path, path + ".1")
+    except OSError:
+        pass
+    finally:
+        os.close(fd)  # releases the flock

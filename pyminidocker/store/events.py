@@ -12,79 +12,25 @@ scope, time, timeNano; status/id/from for containers and images, which old clien
 Bounded: past MAX_BYTES the file becomes events.jsonl.1 (the previous .1 is dropped), so the
 log holds between MAX_BYTES and twice that.
 
-Writers use emit(); it is on the start path of `run`, so it builds the line with the store's
-own JSON codec (jsonio) and imports nothing else.
+Writers use emit() (store.log_event: it is on the start path of `run`, which loads the
+store's package but not this module); readers use Reader and matches() from here.
 """
 from __future__ import annotations
 
 import os
-import time
 
 from pyminidocker import jsonio
+from pyminidocker.store import EVENT_LOG as LOG
+from pyminidocker.store import log_event as emit
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
     from typing import Any
 
-LOG = "events.jsonl"
-MAX_BYTES = 4 << 20
-TYPES = ("container", "image", "network", "volume")
+__all__ = ["EVENT_FILTERS", "LOG", "Reader", "emit", "matches"]
+
 EVENT_FILTERS = {"container", "event", "image", "label", "network", "scope", "type", "volume"}
-
-
-def emit(root: str, type_: str, action: str, actor: str,
-         attrs: Mapping[str, str] | None = None) -> None:
-    """Append one event. Never raises: an engine operation that worked is not made to fail
-    by its log line (a full disk, a read-only store)."""
-    now = time.time_ns()
-    ev: dict[str, Any] = {"Type": type_, "Action": action,
-                          "Actor": {"ID": actor, "Attributes": dict(attrs or {})},
-                          "scope": "local", "time": now // 1_000_000_000, "timeNano": now}
-    if type_ in ("container", "image"):  # the fields of API < 1.22, which old clients read
-        ev["status"] = action
-        ev["id"] = actor
-        if type_ == "container" and attrs and "image" in attrs:
-            ev["from"] = attrs["image"]
-    path = os.path.join(root, LOG)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError:
-        return
-    try:
-        os.write(fd, (jsonio.dumps(ev) + "\n").encode())
-        size = os.fstat(fd).st_size
-    except OSError:
-        return
-    finally:
-        os.close(fd)
-    if size > MAX_BYTES:
-        _rotate(path)
-
-
-def _rotate(path: str) -> None:
-    """events.jsonl -> events.jsonl.1, by one writer: the others find the lock taken, or the
-    file small again once they hold it."""
-    import fcntl
-
-    try:
-        fd = os.open(path + ".lock", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError:
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        if os.stat(path).st_size > MAX_BYTES:
-            os.rename(path, path + ".1")
-    except OSError:
-        pass
-    finally:
-        os.close(fd)  # releases the flock
-
-
-def container_attrs(rec: Any, **extra: str) -> dict[str, str]:
-    """Docker's attributes of a container event: its labels, image and name, then extra
-    (exitCode, signal, oldName)."""
-    return {**(rec.labels or {}), "image": rec.image_name, "name": rec.name, **extra}
 
 
 def matches(ev: Mapping[str, Any], filters: Mapping[str, list[str]]) -> bool:

@@ -28,7 +28,7 @@ DEFAULT_CLI = DOCKER_28 if HAVE_28 else DOCKER_20
 CLIS = [pytest.param(DOCKER_28, id="docker28",
                      marks=pytest.mark.skipif(not HAVE_28, reason=f"no {DOCKER_28} here")),
         pytest.param(DOCKER_20, id="docker20")]
-SYSTEM_PYTHON = "/usr/bin/python3"   # with Debian's python3-docker (5.x)
+SYSTEM_PYTHON = "/usr/bin/python3"   # with Debian's python3-docker (5.x on 12, 7.x on 13)
 
 
 def ping(path: str | Path, timeout: float = 2.0) -> bool:

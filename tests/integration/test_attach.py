@@ -97,6 +97,17 @@ def test_no_stdin_and_output_only_containers(ctr, cleanup):
     assert (p.returncode, out) == (4, b"done\n"), err
 
 
+def test_the_exit_code_of_a_container_removed_at_its_exit(ctr):
+    ctr("run", "-d", "--rm", "--name", "at9", "bb", "sh", "-c", "sleep 1.5; echo bye; exit 4")
+    p = attach(ctr, "at9")
+    out, err = p.communicate(timeout=30)
+    assert (p.returncode, out) == (4, b"bye\n"), err
+    deadline = time.monotonic() + 10
+    while "at9" in ctr("ps", "-a", "--format", "{{.Names}}").stdout:
+        assert time.monotonic() < deadline, "run -d --rm left its container"
+        time.sleep(0.1)
+
+
 def test_sig_proxy(ctr, cleanup):
     cleanup += ["at5", "at6"]
     script = "trap 'echo caught; exit 9' TERM; while :; do sleep 0.1; done"

@@ -150,6 +150,12 @@ def test_names_aliases_and_short_ids_resolve_through_the_server(net):
         assert "1 packets received" in out
         d = _config_dir(net)
         assert len(_server_pids(d)) == 1, "one server for the store"
+        bridge = json.loads(net("network", "inspect", "dnsnet").stdout)[0]["Options"][
+            "com.docker.network.bridge.name"]
+        sysfs = Path("/sys/class/net") / bridge
+        gw_mac = "02:42:" + ":".join(f"{int(b):02x}" for b in net.gateway.split("."))
+        assert (sysfs / "address").read_text().strip() == gw_mac
+        assert (sysfs / "addr_assign_type").read_text().strip() == "3"  # NET_ADDR_SET: kept
     finally:
         net("rm", "-f", "web")
     _nothing_left(net)
@@ -175,6 +181,24 @@ def test_a_container_started_later_resolves_and_a_removed_one_stops(net):
         assert _server_pids(_config_dir(net)), "the server stays for early"
     finally:
         net("rm", "-f", "early", "late", "later", check=False)
+    _nothing_left(net)
+
+
+def test_a_container_connected_later_resolves_until_it_is_disconnected(net):
+    net("run", "-d", "--network", "dnsnet", "--name", "member", "bb", "sleep", "60")
+    net("run", "-d", "--name", "visitor", "bb", "sleep", "60")  # on the default bridge
+    try:
+        address = net("network", "connect", "dnsnet", "visitor") and \
+            json.loads(net("inspect", "visitor").stdout)[0]["NetworkSettings"]["Networks"][
+                "dnsnet"]["IPAddress"]
+        res = _lookup(net, "member", "visitor")
+        assert res.returncode == 0 and f"Address: {address}" in res.stdout, res.stdout
+        net("network", "disconnect", "dnsnet", "visitor")
+        # the bridge's address is its own: the member's ARP entry for the gateway stays
+        # good when the visitor's port (maybe the lowest address) leaves the bridge
+        assert "NXDOMAIN" in _lookup(net, "member", "visitor").stdout
+    finally:
+        net("rm", "-f", "member", "visitor")
     _nothing_left(net)
 
 

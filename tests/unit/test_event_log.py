@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import time
 
+from pyminidocker import store
 from pyminidocker.cli.events import line
 from pyminidocker.store import events as E
+from pyminidocker.store.files import iso_ns
 
 
 def test_a_reader_from_now_sees_only_what_follows_and_follows_rotations(tmp_path, monkeypatch):
@@ -14,7 +16,7 @@ def test_a_reader_from_now_sees_only_what_follows_and_follows_rotations(tmp_path
     E.emit(root, "volume", "create", "before")
     reader = E.Reader(root)
     assert reader.read() == []
-    monkeypatch.setattr(E, "MAX_BYTES", 2000)
+    monkeypatch.setattr(store, "EVENT_LOG_MAX", 2000)
     for i in range(40):  # a line is ~180 bytes: several rotations
         E.emit(root, "volume", "create", f"v{i}", {"driver": "local"})
         if i % 7 == 0:
@@ -28,7 +30,7 @@ def test_a_reader_from_now_sees_only_what_follows_and_follows_rotations(tmp_path
 
 def test_since_replays_the_rotated_file_first_and_filters(tmp_path, monkeypatch):
     root = str(tmp_path)
-    monkeypatch.setattr(E, "MAX_BYTES", 1000)  # a line is ~340 bytes: rotations
+    monkeypatch.setattr(store, "EVENT_LOG_MAX", 1000)  # a line is ~340 bytes: rotations
     t0 = time.time()
     for i in range(6):
         E.emit(root, "container", "create", f"{i:064x}", {"image": "busybox", "name": f"c{i}",
@@ -76,3 +78,23 @@ def test_the_default_line(monkeypatch):
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
+
+
+def test_iso_ns_reads_the_stores_times():
+    from datetime import UTC, datetime
+
+    from pyminidocker.store.files import now_iso
+
+    for stamp in ("2026-12-04T06:30:00.000000123Z", "2024-02-29T23:59:59Z",
+                  "1970-01-01T00:00:00Z", "2000-03-01T00:00:00.5Z", now_iso()):
+        whole = datetime.fromisoformat(stamp[:19]).replace(tzinfo=UTC).timestamp()
+        frac = stamp[20:-1] if "." in stamp else ""
+        assert iso_ns(stamp) == int(whole) * 10**9 + int((frac + "0" * 9)[:9])
+    assert iso_ns("yesterday") is None and iso_ns("2026-12-04") is None
+
+
+def test_an_event_can_carry_the_time_it_happened(tmp_path):
+    E.emit(str(tmp_path), "container", "die", "c", {"exitCode": "3"},
+           at="2026-12-04T06:30:00.000000123Z")
+    ev = E.Reader(str(tmp_path), since=0).read()[0]
+    assert ev["timeNano"] == 1_796_365_800_000_000_123 and ev["time"] == 1_796_365_800
