@@ -17,13 +17,16 @@ from __future__ import annotations
 import os
 
 from pyminidocker.container.spec import check_destination, tmpfs_options
-from pyminidocker.errors import UsageError
-from pyminidocker.store.files import valid_name
+from pyminidocker.errors import NotFound, PmdError, UsageError, suppress
+from pyminidocker.store import log_event
+from pyminidocker.store.files import now_iso, valid_name
 
 TYPE_CHECKING = False  # typing is not imported at run time: the start path
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
+
+    from pyminidocker.store import Store
 
 _MODES = {"ro", "rw", "z", "Z", "nocopy", "private", "rprivate"}
 _TRUE = {"", "1", "true", "True", "TRUE", "t"}
@@ -311,3 +314,41 @@ def inspect_mounts(records: list[dict[str, Any]], volume_path: Any) -> list[dict
             out.append({"Type": "tmpfs", "Source": "", "Destination": m["Destination"],
                         "Mode": "", "RW": rw, "Propagation": ""})
     return out
+
+
+def make_volumes(store: Store, planned: list[dict[str, Any]]) -> list[str]:
+    """Create the volumes the mounts name that do not exist yet, and the anonymous ones
+    (naming them in their mount records). Returns the names made. Caller holds the store
+    lock."""
+    vols = store.volumes
+    made: list[str] = []
+    try:
+        for m in planned:
+            if m["Type"] != "volume":
+                continue
+            if m["Name"] is not None:
+                try:
+                    vols.get(m["Name"])
+                    continue
+                except NotFound:
+                    pass
+            vol = vols.create(m["Name"], now_iso(), labels=m.get("VolumeLabels"),
+                              options=m.get("VolumeOptions"))
+            m["Name"] = vol.name
+            made.append(vol.name)
+    except BaseException:
+        drop_volumes(store, made)
+        raise
+    return made
+
+def drop_volumes(store: Store, names: list[str]) -> None:
+    """Remove volumes no container uses any more. Caller holds the store lock."""
+    if not names:
+        return
+    users = store.volumes.users()
+    for name in names:
+        with suppress(PmdError, OSError):
+            dead = store.volumes.remove(name, users, force=True)
+            if dead:
+                store.discard(dead)
+                log_event(store.root, "volume", "destroy", name, {"driver": "local"})

@@ -224,11 +224,16 @@ class Runtime:
                 raise NotFound(f"No such image: {opts.image}")
             taken = set(self.containers.names())
             rec.name = check_name(opts.name) if opts.name else random_name(taken)
-            made = self._make_volumes(planned) if planned else []
+            made: list[str] = []
+            if planned:
+                from pyminidocker.container.mounts import drop_volumes, make_volumes
+
+                made = make_volumes(self.store, planned)
             try:
                 self.containers.create(rec, conv.etc_files(rec))
             except BaseException:
-                self._drop_volumes(made)
+                if made:
+                    drop_volumes(self.store, made)
                 raise
         for name in made:
             log_event(self.store.root, "volume", "create", name, {"driver": "local"})
@@ -259,43 +264,6 @@ class Runtime:
             others += mountspec.inherited(mountspec.mounts_of(self.containers.lookup(ref).host),
                                          mode)
         return mountspec.plan(own, opts.tmpfs, others, sorted(cfg.get("Volumes") or {}))
-
-    def _make_volumes(self, planned: List[dict[str, Any]]) -> List[str]:
-        """Create the volumes the mounts name that do not exist yet, and the anonymous ones
-        (naming them in their mount records). Returns the names made. Caller holds the store
-        lock."""
-        vols = self.store.volumes
-        made: list[str] = []
-        try:
-            for m in planned:
-                if m["Type"] != "volume":
-                    continue
-                if m["Name"] is not None:
-                    try:
-                        vols.get(m["Name"])
-                        continue
-                    except NotFound:
-                        pass
-                vol = vols.create(m["Name"], now_iso(), labels=m.get("VolumeLabels"),
-                                  options=m.get("VolumeOptions"))
-                m["Name"] = vol.name
-                made.append(vol.name)
-        except BaseException:
-            self._drop_volumes(made)
-            raise
-        return made
-
-    def _drop_volumes(self, names: List[str]) -> None:
-        """Remove volumes no container uses any more. Caller holds the store lock."""
-        if not names:
-            return
-        users = self.store.volumes.users()
-        for name in names:
-            with suppress(PmdError, OSError):
-                dead = self.store.volumes.remove(name, users, force=True)
-                if dead:
-                    self.store.discard(dead)
-                    log_event(self.store.root, "volume", "destroy", name, {"driver": "local"})
 
     # ---- start --------------------------------------------------------------------------
 
@@ -698,10 +666,10 @@ class Runtime:
                     return
                 raise NotFound(f"No such container: {rec.id}") from None
             if volumes and rec.host.get("mounts"):  # (old records' binds hold no volume)
-                from pyminidocker.container.mounts import mounts_of
+                from pyminidocker.container.mounts import drop_volumes, mounts_of
 
-                self._drop_volumes([m["Name"] for m in mounts_of(rec.host)
-                                    if m["Type"] == "volume" and m.get("Anonymous")])
+                drop_volumes(self.store, [m["Name"] for m in mounts_of(rec.host)
+                                          if m["Type"] == "volume" and m.get("Anonymous")])
         self.log(rec, "destroy")
         self.store.discard(dead)
 
