@@ -954,9 +954,8 @@ class Engine:
                     older += old.read()
             except FileNotFoundError:
                 continue
-        try:
-            f = open(path, "rb")  # held open while following
-        except FileNotFoundError:
+        f = self._open_log(rec, path, follow)  # held open while following
+        if f is None:
             return
         with f:
             records, rest = _log_records(older + f.read())
@@ -977,6 +976,20 @@ class Engine:
                     return
                 else:
                     time.sleep(0.1)
+
+    def _open_log(self, rec: ContainerRecord, path: str, follow: bool) -> Any:
+        """The log file, None if there is none; with follow, that of a container started a
+        moment ago too, once its monitor has made it (a client's start then logs?follow)."""
+        import time
+
+        while True:
+            running = follow and self.refresh(rec).state.status == "running"
+            try:
+                return open(path, "rb")
+            except FileNotFoundError:
+                if not running:
+                    return None
+            time.sleep(0.02)
 
     def inspect_container(self, rec: ContainerRecord) -> dict[str, Any]:
         """Docker's `container inspect` object of the container (every key Docker 20.10
