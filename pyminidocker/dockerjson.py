@@ -193,6 +193,7 @@ def container(rec: Any, path: str, image_config: Mapping[str, Any] | None = None
             "MaskedPaths": None if privileged else list(MASKED_PATHS),
             "ReadonlyPaths": None if privileged else list(READONLY_PATHS),
             "Tmpfs": tmpfs or None,
+            **({"Sysctls": dict(host["sysctls"])} if host.get("sysctls") else {}),
         },
         "GraphDriver": {"Data": {
             "LowerDir": "", "MergedDir": os.path.join(path, "rootfs"),
@@ -200,7 +201,8 @@ def container(rec: Any, path: str, image_config: Mapping[str, Any] | None = None
         }, "Name": "overlay2"},
         "Mounts": mounts,
         "Config": {
-            "Hostname": rec.hostname, "Domainname": "", "User": rec.user,
+            "Hostname": rec.hostname, "Domainname": host.get("domainname") or "",
+            "User": rec.user,
             "AttachStdin": rec.open_stdin, "AttachStdout": True, "AttachStderr": True,
             "ExposedPorts": exposed or None,
             "Tty": rec.tty, "OpenStdin": rec.open_stdin, "StdinOnce": rec.open_stdin,

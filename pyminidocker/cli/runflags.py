@@ -90,6 +90,9 @@ def add_run_flags(sp: Any) -> None:
       help="Proxy received signals to the process (attached)")
     a("-a", "--attach", action="append", default=[], help="Attach to STDIN, STDOUT or STDERR")
     a("--detach-keys", help="The key sequence that detaches (default ctrl-p,ctrl-q)")
+    a("--sysctl", action="append", default=[], help="Sysctl options (namespaced ones: net.*, "
+      "kernel.msg*, kernel.sem, kernel.shm*, fs.mqueue.*)")
+    a("--domainname", help="Container NIS domain name")
 
 
 def _int(value: str, flag: str) -> int:
@@ -317,6 +320,25 @@ def _mode(value: str | None, flag: str, allowed: tuple[str, ...], what: str,
     raise UsageError(f"--{flag}: invalid {what} mode")
 
 
+def parse_sysctls(items: list[str], network: str, ipc_mode: str) -> dict[str, str]:
+    """--sysctl KEY=VALUE: the namespaced ones Docker's client allows, refused in a namespace
+    the host shares (runc's words). Raises UsageError."""
+    from pyminidocker.container.spec import sysctl_namespace
+
+    out: dict[str, str] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        kind = sysctl_namespace(key) if eq else None
+        if kind not in ("ipc", "network"):  # the uts ones have their own flags
+            raise UsageError(f'invalid argument "{item}" for "--sysctl" flag: sysctl '
+                             f"'{item}' is not whitelisted")
+        if (kind == "network" and network == "host") or (kind == "ipc" and ipc_mode == "host"):
+            where = "network" if kind == "network" else "ipc"
+            raise UsageError(f'sysctl "{key}" not allowed in host {where} namespace')
+        out[key] = value
+    return out
+
+
 def run_extra(args: Namespace, warn: Any) -> dict[str, Any]:
     """The checked values of this module's flags, as CreateOptions.extra holds them. warn(line)
     prints Docker's client-side warnings."""
@@ -436,4 +458,10 @@ def run_extra(args: Namespace, warn: Any) -> dict[str, Any]:
         x["detach_keys"] = parse_detach_keys(args.detach_keys)
     if args.hostname and args.network == "host":
         raise UsageError("Conflicting options: hostname and the network mode")
+    if args.sysctl:
+        x["sysctls"] = parse_sysctls(args.sysctl, args.network, x["ipc_mode"])
+    if args.domainname:
+        if x["uts_mode"] == "host":
+            raise UsageError("Conflicting options: domainname and the UTS mode")
+        x["domainname"] = args.domainname
     return x

@@ -22,6 +22,7 @@ from pyminidocker.errors import (
     Conflict,
     NotFound,
     PmdError,
+    StartError,
     StoreError,
     UsageError,
     suppress,
@@ -303,7 +304,9 @@ class Runtime:
                 child_stdio = (stdio[0], output.write[0], output.write[1]) if output.write \
                     else (-1, -1, -1)
             sp = conv.container_spec(self.store, self.trace, self.warnings, rec, d, child_stdio)
-            sp.hold = bridged  # its network is plugged in before it runs
+            # held: its network is plugged in, its sysctls and domain name set before it runs
+            configure = bool(rec.host.get("sysctls") or rec.host.get("domainname"))
+            held = sp.hold = bridged or configure
             with streams.oom_score(rec.host.get("oom_score_adj")):
                 if output is not None:
                     with self.trace.phase("spawn (clone to execve)"):
@@ -311,6 +314,8 @@ class Runtime:
                     output.spawned()
                 else:
                     proc = self._spawn_monitored(rec, d, sp)
+            if configure:
+                self._configure(rec, proc)
             if bridged:
                 self._plug(rec, d, proc, rules)
             if attach:
@@ -328,7 +333,7 @@ class Runtime:
             if rules is not None:
                 rules.close()
         try:
-            self._mark_running(rec, proc, bridged)
+            self._mark_running(rec, proc, held)
             self.log(rec, "start")
             if on_started:
                 on_started(proc)  # e.g. to pass our input to its console
@@ -346,10 +351,10 @@ class Runtime:
         self._unplug(rec)
         return code
 
-    def _mark_running(self, rec: ContainerRecord, proc: Any, bridged: bool) -> None:
+    def _mark_running(self, rec: ContainerRecord, proc: Any, held: bool) -> None:
         """Record the spawned container as running (its pid and its monitor's, each with its
-        start time) and release it if it was held for its network. Raises StartError (its
-        exec failed once released) after undoing the start."""
+        start time) and release it if it was held (for its network, sysctls). Raises
+        StartError (its exec failed once released) after undoing the start."""
         monitor_pid = getattr(proc, "monitor_pid", 0)
         prior = rec.state
         rec.state = State(status="running", pid=proc.pid, pid_start=_pid_start(proc.pid),
@@ -361,12 +366,12 @@ class Runtime:
         try:
             self.containers.save_state(rec)
         except StoreError:  # a full disk: what cannot be recorded as running must not run
-            self._abandon(rec, proc, held=bridged)
+            self._abandon(rec, proc, held=held)
             rec.state = prior
             with suppress(StoreError):
                 self._start_failed(rec, None)
             raise
-        if bridged:
+        if held:
             # Released only once the state says running: a kill -9 of this command before
             # this line ends the held container (the monitor, or the child, sees EOF), after
             # it leaves a running container that ps shows as such. Never a running process
@@ -491,6 +496,20 @@ class Runtime:
 
     # ---- network plugging (container.plugging), exec and the other operations
     # (container.control): imported by the operations that need them, never by `run`'s
+
+    def _configure(self, rec: ContainerRecord, proc: Any) -> None:
+        """--sysctl and --domainname, written in the held container's namespaces (the OCI
+        runtime's way: container.namespaces). Raises StartError (exit 125); the container
+        is ended unrun."""
+        from pyminidocker.container.namespaces import configure
+
+        try:
+            configure(proc.pid, rec.host.get("sysctls") or {}, rec.host.get("domainname"))
+        except BaseException as e:
+            proc.abort()
+            if isinstance(e, PmdError):
+                raise StartError(str(e), exit_code=125) from None
+            raise
 
     def _plug(self, rec: ContainerRecord, d: str, proc: Any, rules: Any = None) -> None:
         from pyminidocker.container import plugging

@@ -412,6 +412,24 @@ def extra_groups(rootfs: str, specs: list[str]) -> list[int]:
     return out
 
 
+# Sysctls that a namespace makes the container's own (runc's list; Docker's client allows these
+# but the uts ones, which have their own flags): the others are the host's.
+_IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
+                "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
+
+
+def sysctl_namespace(key: str) -> str | None:
+    """The namespace ("ipc", "network", "uts") whose own copy of the sysctl key a container
+    writes; None for a sysctl of the whole host."""
+    if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
+        return "ipc"
+    if key.startswith("net."):
+        return "network"
+    if key in ("kernel.hostname", "kernel.domainname"):
+        return "uts"
+    return None
+
+
 def parse_restart(spec: str) -> dict[str, object]:
     """--restart no|always|unless-stopped|on-failure[:N] → {"name", "max"}, Docker's errors."""
     name, colon, count = spec.partition(":")

@@ -18,6 +18,7 @@ from pyminidocker.container.spec import (
     make_workdir,
     own_bounding_set,
     secure_join,
+    sysctl_namespace,
 )
 from pyminidocker.oci.state import ConfigError
 from pyminidocker.record import dataclass, field
@@ -30,9 +31,6 @@ if TYPE_CHECKING:
 # are ignored, as runc does), an older major one refused.
 SUPPORTED_OCI_VERSION = "1.2.0"
 
-# The names under /proc/PID/ns/ of each type (for joining the container's namespaces).
-NS_FILES = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts",
-            "cgroup": "cgroup", "user": "user", "time": "time"}
 
 # the OCI names of the rlimits Docker's --ulimit names
 RLIMITS = {f"RLIMIT_{name.upper()}": number for name, number in ULIMITS.items()}
@@ -41,9 +39,6 @@ RLIMITS = {f"RLIMIT_{name.upper()}": number for name, number in ULIMITS.items()}
 _IGNORED_OPTIONS = {"tmpcopyup", "copy-symlink", "idmap", "ridmap", "z", "Z", "U", "notmpcopyup",
                     "rro", "nocopyup"}
 
-# Sysctls that a namespace makes the container's own (runc's validation): others are the host's.
-_IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
-                "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
 
 
 
@@ -507,14 +502,10 @@ def _sysctl(linux: dict[str, Any], namespaces: int, join: dict[str, str]) -> dic
     for key, value in values.items():
         if not isinstance(value, str):
             raise ConfigError(f"config.json: linux.sysctl.{key}: expected a string")
-        if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
-            need = ("ipc", shim.CLONE_NEWIPC)
-        elif key.startswith("net."):
-            need = ("network", shim.CLONE_NEWNET)
-        elif key in ("kernel.hostname", "kernel.domainname"):
-            need = ("uts", shim.CLONE_NEWUTS)
-        else:
+        kind = sysctl_namespace(key)
+        if kind is None:
             raise ConfigError(f"sysctl {key!r} is not in a separate kernel namespace")
+        need = (kind, NAMESPACES[kind])
         if not namespaces & need[1] and need[0] not in join:
             raise ConfigError(f"sysctl {key!r} is not allowed in the host's {need[0]} "
                               "namespace")

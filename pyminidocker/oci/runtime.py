@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 from pyminidocker.container.cgroups import DEFAULT_DEVICE_RULES, Cgroup, Limits
+from pyminidocker.container.namespaces import configure, setns
 from pyminidocker.errors import PmdError
 from pyminidocker.oci import state as st
 from pyminidocker.oci.state import ConfigError
@@ -202,22 +203,6 @@ def device_mounts(c: Container, cdir: str) -> list[shim.Mount]:
 
 # ---- namespaces -------------------------------------------------------------------------------
 
-
-
-def setns(path: str, nstype: int = 0) -> None:
-    """setns(2) into the namespace at path (Python 3.11 has no os.setns). Raises PmdError."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if libc.setns(fd, nstype) != 0:
-            e = ctypes.get_errno()
-            raise RuntimeError_(f"setns {path}: {os.strerror(e)}")
-    finally:
-        os.close(fd)
-
-
 def join_paths(c: Container) -> None:
     """Enter the namespaces the config names by path, so that the init cloned next is in them
     (a pid namespace applies to children only, which is what is wanted)."""
@@ -237,57 +222,12 @@ def join_paths(c: Container) -> None:
         c.spec.hostname = None
 
 
-def _in_container_ns(pid: int, kinds: tuple[str, ...], work: Any) -> None:
-    """Run work() in a child that has entered the namespaces kinds of pid (sysctls and the
-    domain name are per namespace, read from the writer's). Raises RuntimeError_."""
-    from pyminidocker.oci.config import NAMESPACES, NS_FILES
-
-    r, w = os.pipe()
-    child = os.fork()
-    if child == 0:
-        os.close(r)
-        code = 0
-        try:
-            for kind in kinds:
-                setns(f"/proc/{pid}/ns/{NS_FILES[kind]}", NAMESPACES[kind])
-            work()
-        except BaseException as e:  # reported to the parent, which raises it
-            os.write(w, str(e).encode()[:4000])
-            code = 1
-        os._exit(code)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        msg = f.read().decode(errors="replace")
-    os.waitpid(child, 0)
-    if msg:
-        raise RuntimeError_(msg)
-
-
 def configure_init(c: Container, pid: int) -> None:
     """What is done to the held init from outside: oomScoreAdj, sysctls, domain name."""
     if c.oom_score_adj is not None:
         with open(f"/proc/{pid}/oom_score_adj", "w") as f:
             f.write(str(c.oom_score_adj))
-    if not c.sysctl and not c.domainname:
-        return
-
-    def work() -> None:
-        for key, value in c.sysctl.items():
-            path = "/proc/sys/" + key.replace(".", "/")
-            try:
-                with open(path, "w") as f:
-                    f.write(value)
-            except OSError as e:
-                raise RuntimeError_(f"write sysctl {key}={value}: {e.strerror}") from None
-        if c.domainname:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            name = c.domainname.encode()
-            if libc.setdomainname(name, len(name)) != 0:
-                raise RuntimeError_(f"setdomainname: {os.strerror(ctypes.get_errno())}")
-
-    _in_container_ns(pid, ("network", "ipc", "uts"), work)
+    configure(pid, c.sysctl, c.domainname)
 
 
 # ---- hooks ------------------------------------------------------------------------------------

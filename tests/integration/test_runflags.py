@@ -194,6 +194,43 @@ def test_host_namespaces(ctr):
     assert out == "0\n"
 
 
+def test_sysctl_and_domainname_in_the_container_s_own_namespaces(ctr):
+    host_fwd = Path("/proc/sys/net/ipv4/ip_forward").read_text()
+    host_shmmax = Path("/proc/sys/kernel/shmmax").read_text()
+    host_domain = Path("/proc/sys/kernel/domainname").read_text()
+    script = ("sysctl -n net.ipv4.ip_forward; cat /proc/sys/kernel/shmmax; "
+              "cat /proc/sys/fs/mqueue/msg_max; cat /proc/sys/kernel/domainname; hostname")
+    want_fwd = "0" if host_fwd.strip() == "1" else "1"
+    for net in ("bridge", "none"):  # held for its network, and held for the sysctls alone
+        out = ctr("run", "--rm", "--network", net, "--sysctl", f"net.ipv4.ip_forward={want_fwd}",
+                  "--sysctl", "kernel.shmmax=123456789", "--sysctl", "fs.mqueue.msg_max=33",
+                  "--domainname", "example.test", "-h", "box", "bb", "sh", "-c",
+                  script).stdout.split()
+        assert out == [want_fwd, "123456789", "33", "example.test", "box"], net
+    # the host's own values are untouched
+    assert Path("/proc/sys/net/ipv4/ip_forward").read_text() == host_fwd
+    assert Path("/proc/sys/kernel/shmmax").read_text() == host_shmmax
+    assert Path("/proc/sys/kernel/domainname").read_text() == host_domain
+    # a detached one (under its monitor) gets them too, and inspect shows them as Docker
+    cid = ctr("run", "-d", "--sysctl", "kernel.shmmni=2048", "--domainname", "d.test", "bb",
+              "sleep", "30").stdout.strip()
+    try:
+        assert ctr("exec", cid, "cat", "/proc/sys/kernel/shmmni", "/proc/sys/kernel/domainname"
+                   ).stdout.split() == ["2048", "d.test"]
+        info = json.loads(ctr("inspect", cid).stdout)[0]
+        assert info["HostConfig"]["Sysctls"] == {"kernel.shmmni": "2048"}
+        assert info["Config"]["Domainname"] == "d.test"
+    finally:
+        ctr("rm", "-f", cid)
+
+
+def test_a_sysctl_the_kernel_refuses_fails_the_start_and_leaves_nothing(ctr):
+    before = containers(ctr)
+    res = ctr("run", "--rm", "--sysctl", "net.ipv4.no_such_knob=1", "bb", "true", check=False)
+    assert res.returncode == 125 and "net.ipv4.no_such_knob" in res.stderr, res.stderr
+    assert res.stderr.count("\n") == 1 and containers(ctr) == before
+
+
 def test_device_and_cgroup_rule(ctr):
     # /dev/loop-control (c 10:237) is not among Docker's default devices
     probe = "exec 3</dev/lc && echo opened"
@@ -321,6 +358,15 @@ def test_env_from_the_host(ctr):
     (["--volume-driver", "nfs"], 'plugin "nfs" not found'),
     (["--storage-opt", "size=1G"], "--storage-opt is supported only for overlay over xfs"),
     (["--gpus", "all"], 'could not select device driver "" with capabilities: [[gpu]]'),
+    (["--sysctl", "kernel.panic=1"], "invalid argument \"kernel.panic=1\" for \"--sysctl\" "
+                                     "flag: sysctl 'kernel.panic=1' is not whitelisted"),
+    (["--sysctl", "net.ipv4.ip_forward"], "sysctl 'net.ipv4.ip_forward' is not whitelisted"),
+    (["--network", "host", "--sysctl", "net.ipv4.ip_forward=1"],
+     'sysctl "net.ipv4.ip_forward" not allowed in host network namespace'),
+    (["--ipc", "host", "--sysctl", "kernel.shmmax=1"],
+     'sysctl "kernel.shmmax" not allowed in host ipc namespace'),
+    (["--uts", "host", "--domainname", "x.test"], "Conflicting options: domainname and the UTS "
+                                                  "mode"),
 ])
 def test_bad_values_are_one_line_rc_125_and_create_nothing(ctr, flags, message):
     before = containers(ctr)
