@@ -181,6 +181,14 @@ struct pmd_spawn_spec {
        (joining cgroups is done before, as the host's root, as the files' owner). */
     const char *uid_map;
     const char *gid_map;
+    /* Sharing (docker run --pid/--ipc container:X): the namespaces in share_namespaces
+       (CLONE_NEWPID, CLONE_NEWIPC; none of them in namespaces) are those of the running
+       process share_pid, entered instead of created, while the rest of the spec makes a new
+       container as usual. A pid namespace applies to children only: pmd_spawn enters it
+       around its clone and returns to its own; the others the child enters before its mounts
+       (so /dev/mqueue is the shared namespace's). Excludes join_pid. */
+    int share_pid;
+    int share_namespaces;
 };
 
 /*

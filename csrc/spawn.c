@@ -65,6 +65,7 @@ static const struct {
     {CLONE_NEWUSER, "user"},
 };
 #define N_JOIN (sizeof join_order / sizeof join_order[0])
+#define PID_JOIN 3 /* join_order's pid entry */
 
 /* One message, with an fd attached when fd >= 0 (the console's master side). MSG_NOSIGNAL: if
  * the caller gave up on us, we want EPIPE, not SIGPIPE. */
@@ -98,7 +99,7 @@ struct child_ctx {
     int release_fd;            /* read end, or -1 */
     int error_fd_parent;       /* the parent's ends, closed first thing in the child */
     int release_fd_parent;
-    int ns_fds[7];             /* join_pid: /proc/<pid>/ns/<x> in join_order, or -1 */
+    int ns_fds[7];             /* join_pid (share_pid): /proc/<pid>/ns/<x> in join_order, or -1 */
 };
 
 /* ---- child ------------------------------------------------------------------------------ */
@@ -214,10 +215,14 @@ static int child_join(const struct child_ctx *c, struct child_msg *m)
 {
     long pid;
 
-    for (size_t i = 0; i < N_JOIN; i++)
+    for (size_t i = 0; i < N_JOIN; i++) {
+        /* a shared pid namespace was entered by the parent's clone: we are in it already */
+        if (c->spec->join_pid <= 0 && join_order[i].flag == CLONE_NEWPID)
+            continue;
         if (c->ns_fds[i] >= 0 && setns(c->ns_fds[i], join_order[i].flag) < 0)
             return pmd_cfail(&m->err, errno, "setns", join_order[i].name);
-    if (!(c->spec->namespaces & CLONE_NEWPID))
+    }
+    if (c->spec->join_pid <= 0 || !(c->spec->namespaces & CLONE_NEWPID))
         return 0;
     pid = syscall(SYS_clone, (unsigned long)(CLONE_PARENT | SIGCHLD), NULL, NULL, NULL, NULL);
     if (pid < 0)
@@ -456,7 +461,7 @@ static int child_setup(const struct child_ctx *c, struct child_msg *m)
     if ((s->namespaces & CLONE_NEWUSER) && s->join_pid <= 0 &&
         (syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0))
         return pmd_cfail(err, errno, "setresuid", "root of the user namespace");
-    if (s->join_pid > 0 && child_join(c, m) < 0)
+    if ((s->join_pid > 0 || s->share_pid > 0) && child_join(c, m) < 0)
         return -1;
     if (child_stdio(s, err) < 0)
         return -1;
@@ -666,6 +671,10 @@ static int check_spec(const struct pmd_spawn_spec *s, struct pmd_error *err)
                             s->hostname || s->hold))
         return pmd_fail(err, EINVAL, "spawn", "%s",
                         "join_pid excludes rootfs, mounts, paths, hostname and hold");
+    if (s->share_pid > 0 && (s->join_pid > 0 || (s->share_namespaces & s->namespaces) ||
+                             (s->share_namespaces & ~(CLONE_NEWPID | CLONE_NEWIPC))))
+        return pmd_fail(err, EINVAL, "spawn", "%s",
+                        "share_namespaces: pid or ipc, not in namespaces, without join_pid");
     if ((s->namespaces & CLONE_NEWUSER) && s->join_pid <= 0 && !s->hold)
         return pmd_fail(err, EINVAL, "spawn", "%s", "a user namespace needs hold");
     if (s->n_hooks < 0 || (s->n_hooks > 0 && s->hooks == NULL))
@@ -717,7 +726,7 @@ int pmd_spawn(const struct pmd_spawn_spec *spec, struct pmd_proc *proc, struct p
     int fds[2];
     sigset_t all, old;
     void *stack;
-    int pid, flags, e;
+    int pid, flags, e, own_pidns;
 
     memset(proc, 0, sizeof *proc);
     proc->pid = -1;
@@ -742,12 +751,15 @@ int pmd_spawn(const struct pmd_spawn_spec *spec, struct pmd_proc *proc, struct p
     ctx.release_fd = rel_rd;
     ctx.error_fd_parent = err_rd;
     ctx.release_fd_parent = rel_wr;
-    /* Joining: open the namespaces here, where a vanished container is reported with its path. */
-    for (size_t i = 0; spec->join_pid > 0 && i < N_JOIN; i++) {
+    /* Joining (sharing): open the namespaces here, where a vanished container is reported with
+     * its path. */
+    int from = spec->join_pid > 0 ? spec->join_pid : spec->share_pid;
+    int which = spec->join_pid > 0 ? spec->namespaces : spec->share_namespaces;
+    for (size_t i = 0; from > 0 && i < N_JOIN; i++) {
         char path[64];
-        if (!(spec->namespaces & join_order[i].flag))
+        if (!(which & join_order[i].flag))
             continue;
-        snprintf(path, sizeof path, "/proc/%d/ns/%s", spec->join_pid, join_order[i].name);
+        snprintf(path, sizeof path, "/proc/%d/ns/%s", from, join_order[i].name);
         ctx.ns_fds[i] = open(path, O_RDONLY | O_CLOEXEC);
         if (ctx.ns_fds[i] < 0) {
             e = errno;
@@ -776,12 +788,31 @@ int pmd_spawn(const struct pmd_spawn_spec *spec, struct pmd_proc *proc, struct p
     }
     flags = (spec->join_pid > 0 ? 0 : spec->namespaces & ~CLONE_NEWCGROUP) | SIGCHLD |
             (spec->hold ? 0 : CLONE_VM | CLONE_VFORK);
+    /* A shared pid namespace: ours for our next child only (setns(2) on a pid namespace sets
+     * pid_for_children), then our own again (allowed: it is our active one). */
+    own_pidns = -1;
+    if (spec->join_pid <= 0 && ctx.ns_fds[PID_JOIN] >= 0) {
+        own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+        if (own_pidns < 0 || setns(ctx.ns_fds[PID_JOIN], CLONE_NEWPID) < 0) {
+            e = errno;
+            if (own_pidns >= 0)
+                close(own_pidns);
+            munmap(stack, CHILD_STACK);
+            close_fds(ctx.ns_fds, N_JOIN);
+            return pmd_fail(err, e, "setns", "/proc/%d/ns/pid", spec->share_pid);
+        }
+    }
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     proc->trace_ns[PMD_TRACE_CLONE] = pmd_now_ns();
     pid = clone(child_entry, (char *)stack + CHILD_STACK, flags, &ctx);
     e = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (own_pidns >= 0) {
+        if (setns(own_pidns, CLONE_NEWPID) < 0)
+            abort(); /* never: our own active namespace; a caller left in another is worse */
+        close(own_pidns);
+    }
     munmap(stack, CHILD_STACK);
     close_fds(ctx.ns_fds, N_JOIN);
     if (pid < 0)

@@ -212,7 +212,8 @@ class SpawnSpec:
     closes), hooks ((path, argv, env, timeout seconds or 0) run in the container just before
     execve, the OCI startContainer hooks) reading hooks_stdin (an fd, from offset 0; -1 =
     /dev/null), uid_map/gid_map (with CLONE_NEWUSER and hold: the child's id maps, as
-    /proc/PID/uid_map takes them).
+    /proc/PID/uid_map takes them), share_pid/share_namespaces (CLONE_NEWPID, CLONE_NEWIPC:
+    those namespaces of that running process instead of new ones, --pid/--ipc container:X).
     """
 
     argv: list[str]
@@ -251,6 +252,8 @@ class SpawnSpec:
     hooks_stdin: int = -1
     uid_map: str | None = None
     gid_map: str | None = None
+    share_pid: int = 0
+    share_namespaces: int = 0
 
 
 def _cstr(keep: list[CData], s: str | bytes | os.PathLike[str] | None) -> CData:
@@ -424,6 +427,8 @@ def _c_spec(spec: SpawnSpec, keep: list[CData]) -> CData:
     s.ctty = spec.ctty
     s.hold = spec.hold
     s.join_pid = spec.join_pid
+    s.share_pid = spec.share_pid
+    s.share_namespaces = spec.share_namespaces
     s.console = spec.console
     if spec.hooks:
         hs = ffi.new("struct pmd_hook[]", len(spec.hooks))

@@ -332,6 +332,11 @@ def parse_sysctls(items: list[str], network: str, ipc_mode: str) -> dict[str, st
         if kind not in ("ipc", "network"):  # the uts ones have their own flags
             raise UsageError(f'invalid argument "{item}" for "--sysctl" flag: sysctl '
                              f"'{item}' is not whitelisted")
+        if kind == "ipc" and ipc_mode.startswith("container:"):
+            # the container starts outside X's namespace and enters it later: the value would
+            # land in the engine's own
+            raise UsageError(f'sysctl "{key}" cannot be set with --ipc {ipc_mode}: set it in '
+                             "that container")
         if (kind == "network" and network == "host") or (kind == "ipc" and ipc_mode == "host"):
             where = "network" if kind == "network" else "ipc"
             raise UsageError(f'sysctl "{key}" not allowed in host {where} namespace')

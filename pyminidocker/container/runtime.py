@@ -173,10 +173,14 @@ class Runtime:
         extra = dict(opts.extra)
         labels = {**(cfg.get("Labels") or {}), **extra.pop("labels", {})}
         exposed = {*(cfg.get("ExposedPorts") or {}), *extra.get("expose", [])}
-        for mode in ("pid_mode", "ipc_mode"):
+        for mode in ("pid_mode", "ipc_mode"):  # container:X names X by its id from now on
             if extra.get(mode, "").startswith("container:"):
-                raise UsageError(f"--{mode[:3]} {extra[mode]}: joining another container's "
-                                 "namespace is not supported yet")
+                extra[mode] = "container:" + self.containers.lookup(extra[mode][10:]).id
+        shared = {extra.get(m) for m in ("pid_mode", "ipc_mode")
+                  if extra.get(m, "").startswith("container:")}
+        if len(shared) > 1:
+            raise UsageError("--pid container:X and --ipc container:Y must name the same "
+                             "container")
         if extra.get("uts_mode") == "host" and opts.hostname:
             raise UsageError("Conflicting options: hostname and the UTS mode")
         if opts.publish_all:  # -P: every port the image exposes, on a free host port

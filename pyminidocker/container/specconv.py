@@ -14,7 +14,7 @@ import sys
 from pyminidocker import shim as _native
 from pyminidocker.container import defaults
 from pyminidocker.container import spec as policy
-from pyminidocker.errors import StartError, StoreError, UsageError
+from pyminidocker.errors import PmdError, StartError, StoreError, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -55,6 +55,7 @@ def container_spec(store: Store, trace: Tracer, warnings: list[str], rec: Contai
         warnings += cg.warnings
     sp.mounts += cgroup_mounts(cg)
     sp.cgroup_procs = cg.procs_files()
+    _share_namespaces(store, rec.host, sp)
     sp.seccomp = _seccomp_program(store.root, rec.host, sp.cap_bounding)
     sp.stdin, sp.stdout, sp.stderr = stdio
     return sp
@@ -221,6 +222,30 @@ def _namespaces_and_caps(host: HostConfig) -> tuple[int, int]:
     caps = policy.capabilities(host.get("privileged", False), host.get("cap_add", []),
                                host.get("cap_drop", []))
     return ns, caps
+
+
+def _share_namespaces(store: Store, host: HostConfig, sp: Any) -> None:
+    """--pid/--ipc container:X: the spawn enters X's namespaces instead of new ones (what is
+    exec'd later joins the container's own, which are then X's). X must be running (Docker's
+    words otherwise). Raises StartError."""
+    for key, flag, what in (("pid_mode", _native.CLONE_NEWPID, "PID"),
+                            ("ipc_mode", _native.CLONE_NEWIPC, "IPC")):
+        mode = host.get(key) or ""
+        if not mode.startswith("container:"):
+            continue
+        from pyminidocker.proc import alive
+
+        try:
+            other = store.containers.lookup(mode[10:])
+        except PmdError:
+            other = None
+        if other is None or other.state.status != "running" or \
+                not alive(other.state.pid, other.state.pid_start):
+            raise StartError(f"cannot join {what} of a non running container: {mode[10:22]}",
+                             exit_code=125)
+        sp.share_pid = other.state.pid
+        sp.share_namespaces |= flag
+        sp.namespaces &= ~flag
 
 
 def cgroup_of(rec: ContainerRecord) -> Any:

@@ -231,6 +231,42 @@ def test_a_sysctl_the_kernel_refuses_fails_the_start_and_leaves_nothing(ctr):
     assert res.stderr.count("\n") == 1 and containers(ctr) == before
 
 
+def test_pid_and_ipc_of_another_container(ctr):
+    x = ctr("run", "-d", "--name", "nsowner", "--ipc", "shareable", "bb", "sh", "-c",
+            "exec sleep 30").stdout.strip()
+    try:
+        pid = json.loads(ctr("inspect", x).stdout)[0]["State"]["Pid"]
+        # a SysV shared memory segment made in X's ipc namespace (util-linux's ipcmk)
+        shmid = subprocess.run(["nsenter", "-t", str(pid), "--ipc", "ipcmk", "-M", "4096"],
+                               capture_output=True, text=True, check=True).stdout.split()[-1]
+        y = ctr("run", "-d", "--pid", "container:nsowner", "--ipc", f"container:{x[:12]}", "bb",
+                "sh", "-c", "exec sleep 31").stdout.strip()
+        try:
+            out = ctr("exec", y, "sh", "-c", "cat /proc/1/comm; ps -o args; "
+                      "cat /proc/sysvipc/shm").stdout
+            assert out.startswith("sleep\n") and "sleep 30" in out and "sleep 31" in out
+            assert any(ln.split()[1:2] == [shmid] for ln in out.splitlines()[1:]), out
+            # X sees Y's process: one pid namespace
+            assert "sleep 31" in ctr("exec", x, "ps", "-o", "args").stdout
+            host = json.loads(ctr("inspect", y).stdout)[0]["HostConfig"]
+            assert host["PidMode"] == f"container:{x}" and host["IpcMode"] == f"container:{x}"
+        finally:
+            ctr("rm", "-f", y)
+        # Y's own ipc namespace would not have it
+        out = ctr("run", "--rm", "bb", "cat", "/proc/sysvipc/shm").stdout
+        assert shmid not in [ln.split()[1] for ln in out.splitlines()[1:]]
+        ctr("stop", "-t", "0", x)
+        res = ctr("run", "--rm", "--pid", "container:nsowner", "bb", "true", check=False)
+        assert res.returncode == 125
+        assert "cannot join PID of a non running container" in res.stderr, res.stderr
+    finally:
+        ctr("rm", "-f", x)
+    before = containers(ctr)
+    res = ctr("run", "--rm", "--ipc", "container:nosuchone", "bb", "true", check=False)
+    assert res.returncode == 125 and "No such container: nosuchone" in res.stderr
+    assert res.stderr.count("\n") == 1 and containers(ctr) == before
+
+
 def test_device_and_cgroup_rule(ctr):
     # /dev/loop-control (c 10:237) is not among Docker's default devices
     probe = "exec 3</dev/lc && echo opened"

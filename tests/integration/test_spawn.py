@@ -653,6 +653,40 @@ def test_exec_into_missing_process():
     assert ei.value.errno == errno.EINVAL
 
 
+def test_a_new_container_sharing_the_pid_and_ipc_namespaces_of_a_running_one(rootfs):
+    r, w = os.pipe()
+    ctr = n.spawn(container_spec(rootfs, "echo up; exec sleep 30", stdout=w, stderr=w))
+    os.close(w)
+    share = n.CLONE_NEWPID | n.CLONE_NEWIPC
+    try:
+        assert os.read(r, 3) == b"up\n"
+        rc, out = run(container_spec(
+            rootfs, "cat /proc/1/comm; echo $$; readlink /proc/self/ns/pid /proc/self/ns/ipc "
+                    "/proc/self/ns/uts", namespaces=d.DEFAULT_NAMESPACES & ~share,
+            share_pid=ctr.pid, share_namespaces=share))
+        assert rc == 0, out
+        comm, pid, pidns, ipcns, utsns = out.split()
+        # in the first one's pid namespace (its init is pid 1 there), and its ipc namespace,
+        # but with a uts namespace of its own
+        assert comm == "sleep" and 1 < int(pid) < 10
+        assert pidns == os.readlink(f"/proc/{ctr.pid}/ns/pid")
+        assert ipcns == os.readlink(f"/proc/{ctr.pid}/ns/ipc")
+        assert utsns != os.readlink(f"/proc/{ctr.pid}/ns/uts")
+        # the caller is back in its own pid namespace for its next children
+        assert os.readlink("/proc/self/ns/pid_for_children") == os.readlink("/proc/self/ns/pid")
+        with pytest.raises(OSError) as ei:  # a shared namespace that is also to be made
+            n.spawn(container_spec(rootfs, "true", share_pid=ctr.pid, share_namespaces=share))
+        assert ei.value.errno == errno.EINVAL
+    finally:
+        os.kill(ctr.pid, 9)
+        assert ctr.wait() == -9
+        os.close(r)
+    with pytest.raises(FileNotFoundError) as ei:
+        n.spawn(container_spec(rootfs, "true", namespaces=d.DEFAULT_NAMESPACES & ~share,
+                               share_pid=999999999, share_namespaces=share))
+    assert "/proc/999999999/ns/ipc" in str(ei.value)
+
+
 # ---- errors from the child and the parent ------------------------------------------------------
 
 def test_command_not_found(rootfs):
