@@ -90,6 +90,7 @@ def add_run_flags(sp: Any) -> None:
       help="Proxy received signals to the process (attached)")
     a("-a", "--attach", action="append", default=[], help="Attach to STDIN, STDOUT or STDERR")
     a("--detach-keys", help="The key sequence that detaches (default ctrl-p,ctrl-q)")
+    a("--ip", help="IPv4 address (e.g., 172.30.100.104) on a user-defined network")
     a("--sysctl", action="append", default=[], help="Sysctl options (namespaced ones: net.*, "
       "kernel.msg*, kernel.sem, kernel.shm*, fs.mqueue.*)")
     a("--domainname", help="Container NIS domain name")
@@ -463,6 +464,13 @@ def run_extra(args: Namespace, warn: Any) -> dict[str, Any]:
         x["detach_keys"] = parse_detach_keys(args.detach_keys)
     if args.hostname and args.network == "host":
         raise UsageError("Conflicting options: hostname and the network mode")
+    if args.ip is not None:
+        if not _ip(args.ip) or ":" in args.ip:
+            raise UsageError(f"invalid IPv4 address: {args.ip}")
+        if args.network in ("bridge", "default", "host", "none"):
+            raise UsageError("user specified IP address is supported on user defined networks "
+                             "only")
+        x["ip"] = args.ip
     if args.sysctl:
         x["sysctls"] = parse_sysctls(args.sysctl, args.network, x["ipc_mode"])
     if args.domainname:

@@ -44,7 +44,7 @@ def plug(rt: Runtime, rec: ContainerRecord, d: str, proc: Any, rules: Any = None
     try:
         with rt.trace.phase("network"):
             ep = network.connect(rt.store, net, rec.id, Config.load(rt.store.root),
-                                 rules)
+                                 rules, rec.host.get("ip"))
             rec.state.ip = ep.address  # from here on, a failure releases the address
             _native.net_attach(proc.pid, ep.bridge, _host_ifname(rec.id), ep.address,
                                ep.prefix_len, ep.gateway, mac=rec.host.get("mac_address"))

@@ -181,6 +181,10 @@ class Runtime:
         if len(shared) > 1:
             raise UsageError("--pid container:X and --ipc container:Y must name the same "
                              "container")
+        if extra.get("ip"):  # --ip: refused now rather than at the start, where it can be
+            from pyminidocker.network import bridge
+
+            bridge.check_wanted(self.store, network, extra["ip"])
         if extra.get("uts_mode") == "host" and opts.hostname:
             raise UsageError("Conflicting options: hostname and the UTS mode")
         if opts.publish_all:  # -P: every port the image exposes, on a free host port

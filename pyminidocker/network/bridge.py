@@ -516,10 +516,30 @@ def _ip_str(n: int) -> str:
     return ".".join(str(b) for b in n.to_bytes(4, "big"))
 
 
-def _allocate_locked(ns: NetworkStore, net: Network, container_id: str) -> str:
+def _host_range(net: Network) -> tuple[int, int, int]:
+    """(network address, broadcast address, gateway) of the network, as integers."""
+    first = _ip_int(net.subnet.partition("/")[0])
+    return first, first | ((1 << (32 - net.prefix_len)) - 1), _ip_int(net.gateway)
+
+
+def check_address(net: Network, address: str) -> None:
+    """A --ip the network can give: in its subnet, not its network, broadcast or gateway
+    address. Raises UsageError (Docker's words)."""
+    first, broadcast, gw = _host_range(net)
+    n = _ip_int(address)
+    if not first < n < broadcast:
+        raise UsageError(f"Invalid address {address}: It does not belong to any of this "
+                         "network's subnets")
+    if n == gw:
+        raise Conflict("Address already in use")
+
+
+def _allocate_locked(ns: NetworkStore, net: Network, container_id: str,
+                     want: str | None = None) -> str:
     """Caller holds the store lock. The address is recorded (durably, with this command as
     its owner) in the store and in the bridge's host-wide book before it is returned; when
-    none is free, what killed commands left is reconciled first (_reconcile_locked)."""
+    none is free, what killed commands left is reconciled first (_reconcile_locked). want:
+    that address (--ip), or Conflict if someone else holds it."""
     from pyminidocker import proc
     from pyminidocker.network import ipam
 
@@ -529,9 +549,10 @@ def _allocate_locked(ns: NetworkStore, net: Network, container_id: str) -> str:
     for held, cid in alloc.items():
         if cid == container_id:
             return held  # idempotent: a retried create keeps its address
-    first = _ip_int(net.subnet.partition("/")[0])
-    broadcast = first | ((1 << (32 - net.prefix_len)) - 1)
-    gw = _ip_int(net.gateway)
+    first, broadcast, gw = _host_range(net)
+    if want:
+        check_address(net, want)
+        first, broadcast = _ip_int(want) - 1, _ip_int(want) + 1  # that one or none
     root = ns.store.root
     with ipam.Book(net.bridge) as book:
         for attempt in range(2):
@@ -549,18 +570,22 @@ def _allocate_locked(ns: NetworkStore, net: Network, container_id: str) -> str:
             if attempt == 0:
                 _reconcile_locked(ns, net, book)
                 alloc, owners = ns.book(net.name)
+    if want:
+        raise Conflict("Address already in use")
     raise PmdError(f"no available IPv4 addresses on network {net.name}")
 
 
-def allocate(store: Store, network: str | Network, container_id: str) -> tuple[str, int, str]:
+def allocate(store: Store, network: str | Network, container_id: str,
+             want: str | None = None) -> tuple[str, int, str]:
     """Give container_id the lowest free address of the network (its own, if it has one
-    already). Returns (address, prefix length, gateway). Raises NotFound (network),
-    PmdError "no available IPv4 addresses on network X", StoreError."""
+    already; want: that one). Returns (address, prefix length, gateway). Raises NotFound
+    (network), PmdError "no available IPv4 addresses on network X", Conflict and
+    UsageError (want), StoreError."""
     ns = NetworkStore(store)
     name = network.name if isinstance(network, Network) else network
     with store.lock():
         net = ns.get(name)  # read under the lock: the record may have changed
-        addr = _allocate_locked(ns, net, container_id)
+        addr = _allocate_locked(ns, net, container_id, want)
     return addr, net.prefix_len, net.gateway
 
 
@@ -656,15 +681,18 @@ def get_network(store: Store, name: str, cfg: Config | None = None) -> Network:
 
 
 def connect(store: Store, network: str, container_id: str,
-            cfg: Config | None = None, rules: Capture | None = None) -> Endpoint:
+            cfg: Config | None = None, rules: Capture | None = None,
+            address: str | None = None) -> Endpoint:
     """Everything the host needs before a container joins `network` ("bridge": the default
     network, recorded on first use from cfg): the bridge and rules (ensure_bridge) and an
     address. The address is released again if the host cannot be set up. "host" and "none"
     are not networks of this module: the caller handles them (no endpoint). rules: a
-    rules_snapshot() taken before the container's address was allocated, if any.
-    Raises NotFound (network), PmdError (no address left; netlink, iptables), StoreError."""
+    rules_snapshot() taken before the container's address was allocated, if any. address:
+    the one wanted (--ip).
+    Raises NotFound (network), PmdError (no address left; netlink, iptables), Conflict (the
+    address wanted is taken), StoreError."""
     net = get_network(store, network, cfg)
-    addr, plen, gw = allocate(store, net, container_id)
+    addr, plen, gw = allocate(store, net, container_id, address)
     try:
         ensure_bridge(net, rules)
     except BaseException:
@@ -681,6 +709,19 @@ def address_of(store: Store, network: str, container_id: str) -> str:
             if cid == container_id:
                 return addr
     return ""
+
+
+def check_wanted(store: Store, network: str, address: str) -> None:
+    """At create, what starting with --ip address would refuse: an address the network
+    cannot give, or one a live container holds. Raises NotFound, UsageError, Conflict."""
+    from pyminidocker.network import ipam
+
+    net = get_network(store, network)
+    check_address(net, address)
+    alloc, owners = NetworkStore(store).book(net.name)
+    if address in alloc and ipam.holder_alive(store.root, alloc[address],
+                                              owners.get(address, "")):
+        raise Conflict("Address already in use")
 
 
 def disconnect(store: Store, network: str, container_id: str) -> None:

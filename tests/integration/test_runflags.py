@@ -147,6 +147,46 @@ def test_mac_address_and_network_alias(ctr):
         ctr("network", "rm", "aliasnet")
 
 
+def test_fixed_ip_on_a_user_network(ctr):
+    subnet = free_subnet("10.249")
+    base = subnet.rsplit(".", 1)[0]
+    ctr("network", "create", "--subnet", subnet, "ipnet")
+    try:
+        cid = ctr("run", "-d", "--network", "ipnet", "--ip", f"{base}.77", "bb", "sleep",
+                  "30").stdout.strip()
+        try:
+            out = ctr("exec", cid, "ip", "-4", "-o", "addr", "show", "eth0").stdout
+            assert f" {base}.77/24 " in out
+            info = json.loads(ctr("inspect", cid).stdout)[0]["NetworkSettings"]["Networks"]
+            assert info["ipnet"]["IPAddress"] == f"{base}.77"
+            assert info["ipnet"]["IPAMConfig"] == {"IPv4Address": f"{base}.77"}
+            # reachable there, and the next container without --ip gets another address
+            out = ctr("run", "--rm", "--network", "ipnet", "bb", "sh", "-c",
+                      f"ping -c1 -W2 {base}.77 >/dev/null && echo reached; "
+                      "ip -4 -o addr show eth0").stdout
+            assert out.startswith("reached\n") and f" {base}.77/" not in out
+            # taken: refused at create, nothing made
+            before = containers(ctr)
+            res = ctr("run", "--rm", "--network", "ipnet", "--ip", f"{base}.77", "bb", "true",
+                      check=False)
+            assert res.returncode == 125 and "Address already in use" in res.stderr
+            assert res.stderr.count("\n") == 1 and containers(ctr) == before
+        finally:
+            ctr("rm", "-f", cid)
+        # free again once its holder is gone
+        out = ctr("run", "--rm", "--network", "ipnet", "--ip", f"{base}.77", "bb", "ip", "-4",
+                  "-o", "addr", "show", "eth0").stdout
+        assert f" {base}.77/24 " in out
+        for bad, message in ((f"{base}.1", "Address already in use"),
+                             ("10.0.0.5", "Invalid address 10.0.0.5: It does not belong to any "
+                                          "of this network's subnets")):
+            res = ctr("run", "--rm", "--network", "ipnet", "--ip", bad, "bb", "true",
+                      check=False)
+            assert res.returncode == 125 and message in res.stderr, res.stderr
+    finally:
+        ctr("network", "rm", "ipnet")
+
+
 def test_flags_docker_accepts_as_no_ops_here(ctr):
     out = ctr("run", "--rm", "--runtime", "runc", "--isolation", "default", "--volume-driver",
               "local", "--disable-content-trust", "bb", "echo", "ok").stdout
@@ -401,6 +441,9 @@ def test_env_from_the_host(ctr):
      'sysctl "net.ipv4.ip_forward" not allowed in host network namespace'),
     (["--ipc", "host", "--sysctl", "kernel.shmmax=1"],
      'sysctl "kernel.shmmax" not allowed in host ipc namespace'),
+    (["--ip", "10.1.2.3"], "user specified IP address is supported on user defined "
+                           "networks only"),
+    (["--ip", "10.1.2"], "invalid IPv4 address: 10.1.2"),
     (["--uts", "host", "--domainname", "x.test"], "Conflicting options: domainname and the UTS "
                                                   "mode"),
 ])
