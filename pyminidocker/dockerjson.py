@@ -163,7 +163,8 @@ def container(rec: Any, path: str, image_config: Mapping[str, Any] | None = None
             "ExtraHosts": list(host.get("extra_hosts") or []) or None,
             "GroupAdd": list(host.get("group_add") or []) or None,
             "IpcMode": host.get("ipc_mode") or "private", "Cgroup": "",
-            "Links": None, "OomScoreAdj": host.get("oom_score_adj") or 0,
+            "Links": [f"/{k['name']}:/{rec.name}/{k['alias']}" for k in host["links"]]
+            if host.get("links") else None, "OomScoreAdj": host.get("oom_score_adj") or 0,
             "PidMode": host.get("pid_mode") or "", "Privileged": privileged,
             "PublishAllPorts": False, "ReadonlyRootfs": bool(host.get("read_only")),
             "SecurityOpt": security_opt, "UTSMode": host.get("uts_mode") or "",

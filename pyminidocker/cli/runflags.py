@@ -90,6 +90,8 @@ def add_run_flags(sp: Any) -> None:
       help="Proxy received signals to the process (attached)")
     a("-a", "--attach", action="append", default=[], help="Attach to STDIN, STDOUT or STDERR")
     a("--detach-keys", help="The key sequence that detaches (default ctrl-p,ctrl-q)")
+    a("--link", action="append", default=[], help="Add link to another container "
+      "(NAME[:ALIAS]): its address under ALIAS in /etc/hosts")
     a("--ip", help="IPv4 address (e.g., 172.30.100.104) on a user-defined network")
     a("--sysctl", action="append", default=[], help="Sysctl options (namespaced ones: net.*, "
       "kernel.msg*, kernel.sem, kernel.shm*, fs.mqueue.*)")
@@ -464,6 +466,18 @@ def run_extra(args: Namespace, warn: Any) -> dict[str, Any]:
         x["detach_keys"] = parse_detach_keys(args.detach_keys)
     if args.hostname and args.network == "host":
         raise UsageError("Conflicting options: hostname and the network mode")
+    links = []
+    for spec in args.link:
+        name, _, alias = spec.partition(":")
+        if not name or spec.count(":") > 1:
+            raise UsageError(f'invalid argument "{spec}" for "--link" flag: invalid format '
+                             f"{spec}")
+        links.append({"name": name.lstrip("/"), "alias": (alias or name).lstrip("/")})
+    if links:
+        if args.network in ("host", "none"):
+            raise UsageError(f"conflicting options: {args.network} type networking can't be "
+                             "used with links. This would result in undefined behavior")
+        x["links"] = links
     if args.ip is not None:
         if not _ip(args.ip) or ":" in args.ip:
             raise UsageError(f"invalid IPv4 address: {args.ip}")

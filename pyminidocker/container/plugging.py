@@ -56,6 +56,7 @@ def plug(rt: Runtime, rec: ContainerRecord, d: str, proc: Any, rules: Any = None
                 rec.state.ports = [str(m) for m in done]
             # from the base file, not the last run's (its lines would be there twice)
             hosts = base_hosts(rec) + hosts_line(rec, ep.address, ep.network != "bridge")
+            hosts += _link_lines(rt, rec)
             if ep.network != "bridge":  # names resolve on user networks (Docker's rule)
                 hosts += _introduce(rt, rec, ep.network, ep.address)
                 # it asks the network's DNS server, at its gateway, as Podman's do
@@ -69,6 +70,17 @@ def plug(rt: Runtime, rec: ContainerRecord, d: str, proc: Any, rules: Any = None
         proc.abort()
         unplug(rt, rec)
         raise
+
+
+def _link_lines(rt: Runtime, rec: ContainerRecord) -> str:
+    """--link: each linked container's address with the alias, its host name and its name,
+    as Docker's legacy links write them. Raises UsageError for one that no longer runs."""
+    out = ""
+    for link in rec.host.get("links", []):
+        other = rt.linked(link, rec.name, rec.host.network)
+        names = dict.fromkeys([link["alias"], other.hostname, other.name])
+        out += f"{other.state.ip}\t{' '.join(names)}\n"
+    return out
 
 
 def _introduce(rt: Runtime, rec: ContainerRecord, network: str, address: str) -> str:

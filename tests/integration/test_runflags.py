@@ -187,6 +187,37 @@ def test_fixed_ip_on_a_user_network(ctr):
         ctr("network", "rm", "ipnet")
 
 
+def test_legacy_links_on_the_default_bridge(ctr):
+    db = ctr("run", "-d", "--name", "linkdb", "bb", "sleep", "30").stdout.strip()
+    try:
+        ip = json.loads(ctr("inspect", db).stdout)[0]["NetworkSettings"]["IPAddress"]
+        out = ctr("run", "--rm", "--name", "linkweb", "--link", "linkdb:store", "--link",
+                  "linkdb", "bb", "sh", "-c", "grep -w store /etc/hosts; grep -c linkdb "
+                  "/etc/hosts; ping -c1 -W2 store >/dev/null && echo reached").stdout
+        lines = out.splitlines()
+        assert lines[0].split() == [ip, "store", db[:12], "linkdb"]
+        assert lines[1:] == ["2", "reached"]
+        cid = ctr("create", "--name", "linkweb2", "--link", "linkdb:store", "bb", "true"
+                  ).stdout.strip()
+        try:
+            assert json.loads(ctr("inspect", cid).stdout)[0]["HostConfig"]["Links"] == [
+                "/linkdb:/linkweb2/store"]
+        finally:
+            ctr("rm", cid)
+        ctr("stop", "-t", "0", db)
+        before = containers(ctr)
+        res = ctr("run", "--rm", "--name", "linkweb", "--link", "linkdb:store", "bb", "true",
+                  check=False)
+        assert res.returncode == 125, res.stderr
+        assert "Cannot link to a non running container: /linkdb AS /linkweb/store" \
+            in res.stderr
+        assert res.stderr.count("\n") == 1 and containers(ctr) == before
+    finally:
+        ctr("rm", "-f", db)
+    res = ctr("run", "--rm", "--link", "nolink:x", "bb", "true", check=False)
+    assert res.returncode == 125 and "could not get container for nolink" in res.stderr
+
+
 def test_flags_docker_accepts_as_no_ops_here(ctr):
     out = ctr("run", "--rm", "--runtime", "runc", "--isolation", "default", "--volume-driver",
               "local", "--disable-content-trust", "bb", "echo", "ok").stdout
@@ -444,6 +475,8 @@ def test_env_from_the_host(ctr):
     (["--ip", "10.1.2.3"], "user specified IP address is supported on user defined "
                            "networks only"),
     (["--ip", "10.1.2"], "invalid IPv4 address: 10.1.2"),
+    (["--network", "host", "--link", "x:y"], "conflicting options: host type networking "
+                                             "can't be used with links"),
     (["--uts", "host", "--domainname", "x.test"], "Conflicting options: domainname and the UTS "
                                                   "mode"),
 ])
