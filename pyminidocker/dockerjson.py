@@ -174,9 +174,11 @@ def container(rec: Any, path: str, image_config: Mapping[str, Any] | None = None
             "NanoCpus": round((host.get("cpus") or 0) * 1e9),
             "CgroupParent": host.get("cgroup_parent") or "",
             "BlkioWeight": host.get("blkio_weight") or 0, "BlkioWeightDevice": [],
-            "BlkioDeviceReadBps": None,
-            "BlkioDeviceWriteBps": None, "BlkioDeviceReadIOps": None,
-            "BlkioDeviceWriteIOps": None, "CpuPeriod": host.get("cpu_period") or 0,
+            **{f"BlkioDevice{name}": [{"Path": path, "Rate": rate} for k, _, rate, path
+                                      in host.get("blkio_throttle") or [] if k == kind] or None
+               for name, kind in (("ReadBps", "read_bps"), ("WriteBps", "write_bps"),
+                                  ("ReadIOps", "read_iops"), ("WriteIOps", "write_iops"))},
+            "CpuPeriod": host.get("cpu_period") or 0,
             "CpuQuota": host.get("cpu_quota") or 0,
             "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0,
             "CpusetCpus": host.get("cpuset_cpus") or "",

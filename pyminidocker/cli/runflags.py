@@ -90,6 +90,11 @@ def add_run_flags(sp: Any) -> None:
       help="Proxy received signals to the process (attached)")
     a("-a", "--attach", action="append", default=[], help="Attach to STDIN, STDOUT or STDERR")
     a("--detach-keys", help="The key sequence that detaches (default ctrl-p,ctrl-q)")
+    for kind, what in (("read-bps", "Limit read rate (bytes per second) from a device"),
+                       ("write-bps", "Limit write rate (bytes per second) to a device"),
+                       ("read-iops", "Limit read rate (IO per second) from a device"),
+                       ("write-iops", "Limit write rate (IO per second) to a device")):
+        a(f"--device-{kind}", action="append", default=[], help=what + " (PATH:RATE)")
     a("--link", action="append", default=[], help="Add link to another container "
       "(NAME[:ALIAS]): its address under ALIAS in /etc/hosts")
     a("--ip", help="IPv4 address (e.g., 172.30.100.104) on a user-defined network")
@@ -323,6 +328,46 @@ def _mode(value: str | None, flag: str, allowed: tuple[str, ...], what: str,
     raise UsageError(f"--{flag}: invalid {what} mode")
 
 
+def parse_throttle(spec: str, kind: str) -> list[Any]:
+    """--device-read-bps /dev/sda:1mb (bps: a size, iops: a number) → [kind, "MAJOR:MINOR",
+    rate, path], Docker's checks and words; the path must be a block device. Raises
+    UsageError."""
+    flag = f"--device-{kind.replace('_', '-')}"
+    path, colon, rate = spec.partition(":")
+    if not colon or ":" in rate:
+        raise UsageError(f'invalid argument "{spec}" for "{flag}" flag: bad format: {spec}')
+    if not path.startswith("/dev/"):
+        raise UsageError(f'invalid argument "{spec}" for "{flag}" flag: bad format for device '
+                         f"path: {path}")
+    bad = UsageError(f'invalid argument "{spec}" for "{flag}" flag: invalid rate for device: '
+                     f"{spec}. The correct format is <device-path>:<number>"
+                     + ("[<unit>]. Number must be a positive integer. Unit is optional and can "
+                        "be kb, mb, or gb" if kind.endswith("bps") else
+                        ". Number must be a positive integer"))
+    if kind.endswith("iops"):
+        if not rate.isdigit():
+            raise bad
+        value = int(rate)
+    else:
+        from pyminidocker.container.cgroups import parse_bytes
+
+        try:
+            value = parse_bytes(rate)
+        except UsageError:
+            raise bad from None
+        if value < 0:
+            raise bad
+    import stat
+
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise UsageError(f"stat {path}: {(e.strerror or '').lower()}") from None
+    if not stat.S_ISBLK(st.st_mode):
+        raise UsageError(f"{path} is not a block device")
+    return [kind, f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}", value, path]
+
+
 def parse_sysctls(items: list[str], network: str, ipc_mode: str) -> dict[str, str]:
     """--sysctl KEY=VALUE: the namespaced ones Docker's client allows, refused in a namespace
     the host shares (runc's words). Raises UsageError."""
@@ -466,6 +511,11 @@ def run_extra(args: Namespace, warn: Any) -> dict[str, Any]:
         x["detach_keys"] = parse_detach_keys(args.detach_keys)
     if args.hostname and args.network == "host":
         raise UsageError("Conflicting options: hostname and the network mode")
+    throttle = [parse_throttle(spec, kind) for kind in ("read_bps", "write_bps", "read_iops",
+                                                        "write_iops")
+                for spec in getattr(args, f"device_{kind}")]
+    if throttle:
+        x["blkio_throttle"] = throttle
     links = []
     for spec in args.link:
         name, _, alias = spec.partition(":")

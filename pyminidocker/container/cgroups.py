@@ -159,6 +159,9 @@ class Limits:
                  not with cpus).
     cpuset_cpus, cpuset_mems  "0-1,3" lists of the CPUs / memory nodes allowed.
     oom_kill_disable  v1 memory.oom_control (v2 has no such switch: a warning).
+    blkio_throttle  (kind, "MAJOR:MINOR", value): kind read_bps, write_bps, read_iops or
+                 write_iops of that block device (v1 blkio.throttle.<kind>_device, v2 io.max;
+                 the Cgroup must be made with blkio=True).
     devices      device rules in the v1 devices cgroup's syntax, in order: ("deny" | "allow",
                  "c 1:3 rwm"), "a" for every device. v1 writes them to the devices controller,
                  v2 attaches the equivalent eBPF program (see device_program()); () leaves the
@@ -180,6 +183,7 @@ class Limits:
     cpuset_mems: str | None = None
     oom_kill_disable: bool = False
     memory_swappiness: int | None = None
+    blkio_throttle: tuple[tuple[str, str, int], ...] = ()
 
     def __post_init__(self) -> None:
         # Normalise Docker's several spellings of "unlimited" to None (frozen: use object's setter).
@@ -236,6 +240,19 @@ class Limits:
         if self.memory_swap is None:
             return 2 * self.memory
         return self.memory_swap
+
+
+# Limits.blkio_throttle's kinds as the keys of v2's io.max
+_IO_MAX_KEYS = {"read_bps": "rbps", "write_bps": "wbps", "read_iops": "riops",
+                "write_iops": "wiops"}
+
+
+def _io_max(throttle: tuple[tuple[str, str, int], ...]) -> dict[str, str]:
+    """"MAJOR:MINOR" -> "rbps=N wiops=M" (the io.max line of each device)."""
+    out: dict[str, str] = {}
+    for kind, device, value in throttle:
+        out[device] = f"{out.get(device, '')} {_IO_MAX_KEYS[kind]}={value}".strip()
+    return out
 
 
 def check_cpuset(value: str, what: str) -> set[int]:
@@ -552,10 +569,13 @@ class Cgroup:
 
     root overrides the mount root (/sys/fs/cgroup) and makes detection look at that tree instead
     of /proc/self/mountinfo: the unit tests point it at a fake tree. layout, if given, wins.
+    blkio: on v1, a directory in the blkio hierarchy too (for Limits.blkio_throttle); the
+    same value each time the container's Cgroup is made, so that remove() finds it.
     """
 
     def __init__(self, container_id: str, parent: str = DEFAULT_PARENT,
-                 root: str | os.PathLike[str] | None = None, layout: Layout | None = None):
+                 root: str | os.PathLike[str] | None = None, layout: Layout | None = None,
+                 blkio: bool = False):
         _check_name(container_id, "name")
         if parent.strip("/"):  # "" or "/": at the hierarchy's root, as an OCI cgroupsPath may be
             _check_name(parent.strip("/"), "parent", allow_slash=True)
@@ -573,7 +593,7 @@ class Cgroup:
         if self.version == "v2":
             self._mounts[""] = self.layout.root
         else:
-            for ctl in V1_CONTROLLERS:
+            for ctl in (*V1_CONTROLLERS, *(("blkio",) if blkio else ())):
                 mnt = self.layout.controllers.get(ctl)
                 # Co-mounted controllers have the same mount point in mountinfo: one directory.
                 if mnt is not None and mnt not in self._mounts.values():
@@ -663,7 +683,8 @@ class Cgroup:
         # A new cgroup's cgroup.controllers lists the controllers its parent enables for it:
         # with all of ours there (every container but the first), nothing is left to check or
         # enable.
-        if not made or not set(V2_CONTROLLERS).issubset(
+        if not made or not set(V2_CONTROLLERS + (("io",) if limits.blkio_throttle else ())
+                               ).issubset(
                 (_read(os.path.join(path, "cgroup.controllers")) or "").split()):
             self._enable_v2(limits)
             if not made:
@@ -701,6 +722,9 @@ class Cgroup:
                    "set cpu weight")
         if limits.pids is not None:
             _write(os.path.join(path, "pids.max"), str(limits.pids), "set pids limit")
+        for device, keys in _io_max(limits.blkio_throttle).items():
+            _write(os.path.join(path, "io.max"), f"{device} {keys}",
+                   f"set the block I/O limits of device {device}")
         if devices is not None:
             # v2 has no devices controller: an eBPF program attached to the cgroup decides each
             # access instead (replacing the program of a reused cgroup).
@@ -713,11 +737,14 @@ class Cgroup:
         available = set((_read(os.path.join(root, "cgroup.controllers")) or "").split())
         for ctl, needed in (("memory", limits.memory is not None),
                             ("pids", limits.pids is not None),
-                            ("cpu", limits.cpus is not None or limits.cpu_shares is not None)):
+                            ("cpu", limits.cpus is not None or limits.cpu_shares is not None),
+                            ("io", bool(limits.blkio_throttle))):
             if needed and ctl not in available:
                 raise PmdError(f"cannot apply the {ctl} limit: the cgroup v2 {ctl} controller is "
                                f"not available in {root}")
-        wanted = [c for c in V2_CONTROLLERS if c in available]
+        # io only for a container that limits it: enabled, it costs every container's I/O
+        wanted = [c for c in (*V2_CONTROLLERS, *(("io",) if limits.blkio_throttle else ()))
+                  if c in available]
         # A controller's files appear in a cgroup only if every ancestor lists it in
         # cgroup.subtree_control, so enable it at each level from the root down to our parent.
         # (The "no internal processes" rule allows this: the root is exempt and our parent
@@ -743,6 +770,10 @@ class Cgroup:
             self._need("cpuset", "set cpuset")
         pids = self._need("pids", "set pids limit") if limits.pids is not None else None
         dev = self._need("devices", "set device rules") if limits.devices else None
+        if limits.blkio_throttle and "blkio" not in self.dirs:
+            raise PmdError("cannot set block I/O limits: the cgroup v1 blkio controller is not "
+                           "mounted" if "blkio" not in self.layout.controllers else
+                           "cannot set block I/O limits: Cgroup made without blkio=True")
 
         for ctl, mount in self._mounts.items():
             if not self._mkdir_own(mount):
@@ -803,6 +834,9 @@ class Cgroup:
                        "set cpu quota")
         if pids is not None:
             _write(os.path.join(pids, "pids.max"), str(limits.pids), "set pids limit")
+        for kind, device, value in limits.blkio_throttle:
+            _write(os.path.join(self.dirs["blkio"], f"blkio.throttle.{kind}_device"),
+                   f"{device} {value}", f"set the {kind} limit of block device {device}")
         if dev is not None:
             # A new cgroup inherits its parent's rules, and a child can only narrow them, which
             # is why the rules are set per container and the parent stays allow-all. One open
@@ -1110,7 +1144,7 @@ def cleanup_stale(live_ids: set[str], parent: str = DEFAULT_PARENT,
             raise PmdError(f"cannot list cgroups: {top}: {e.strerror}") from e
     stale = sorted(ids - set(live_ids))
     for cid in stale:
-        Cgroup(cid, parent, layout=layout).remove()
+        Cgroup(cid, parent, layout=layout, blkio=True).remove()  # blkio: if it has one
     if remove_parent and not (ids & set(live_ids)):
         for top in tops:
             Cgroup._rmdir_tree(top)

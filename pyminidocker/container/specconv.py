@@ -203,7 +203,9 @@ def limits(host: Mapping[str, Any], devices: bool = True) -> Any:
                   cpu_period=host.get("cpu_period"), cpu_quota=host.get("cpu_quota"),
                   cpuset_cpus=host.get("cpuset_cpus"), cpuset_mems=host.get("cpuset_mems"),
                   oom_kill_disable=bool(host.get("oom_kill_disable")),
-                  memory_swappiness=host.get("memory_swappiness"))
+                  memory_swappiness=host.get("memory_swappiness"),
+                  blkio_throttle=tuple((k, dev, v) for k, dev, v, _ in
+                                       host.get("blkio_throttle", [])))
 
 
 
@@ -254,7 +256,8 @@ def cgroup_of(rec: ContainerRecord) -> Any:
     # Cgroup's own default parent unless --cgroup-parent names one (one place says what the
     # default is)
     parent = rec.host.get("cgroup_parent")
-    return Cgroup(rec.id, parent) if parent else Cgroup(rec.id)
+    blkio = bool(rec.host.get("blkio_throttle"))  # its blkio directory, made and removed
+    return Cgroup(rec.id, parent, blkio=blkio) if parent else Cgroup(rec.id, blkio=blkio)
 
 
 def _rlimits(host: Mapping[str, Any]) -> dict[int, tuple[int, int]]:

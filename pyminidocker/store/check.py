@@ -343,7 +343,7 @@ def _cgroup_remover(cid: str) -> Callable[[], str]:
     def fix() -> str:
         from pyminidocker.container.cgroups import Cgroup
 
-        Cgroup(cid).remove()
+        Cgroup(cid, blkio=True).remove()  # blkio: if it has one (--device-read-bps...)
         return f"removed the cgroup of {cid[:12]}"
     return fix
 

@@ -128,6 +128,38 @@ def test_cgroup_knobs(ctr):
         ctr("rm", "-f", cid)
 
 
+def whole_disk() -> Path:
+    """A whole block device of this host (the kernel throttles disks, not partitions)."""
+    for name in sorted(os.listdir("/sys/block")):
+        dev = Path("/dev") / name
+        if not name.startswith(("loop", "ram")) and dev.exists():
+            return dev
+    pytest.skip("no whole disk in /dev")
+
+
+def test_blkio_throttle_flags(ctr):
+    disk = whole_disk()
+    rdev = disk.stat().st_rdev
+    majmin = f"{os.major(rdev)}:{os.minor(rdev)}"
+    cid = ctr("run", "-d", "--device-read-bps", f"{disk}:1mb", "--device-write-bps",
+              f"{disk}:512k", "--device-read-iops", f"{disk}:300", "--device-write-iops",
+              f"{disk}:200", "bb", "sleep", "30").stdout.strip()
+    try:
+        assert cg_file(cid, "blkio", "blkio.throttle.read_bps_device") == f"{majmin} 1048576"
+        assert cg_file(cid, "blkio", "blkio.throttle.write_bps_device") == f"{majmin} 524288"
+        assert cg_file(cid, "blkio", "blkio.throttle.read_iops_device") == f"{majmin} 300"
+        assert cg_file(cid, "blkio", "blkio.throttle.write_iops_device") == f"{majmin} 200"
+        # the container's process is in that cgroup
+        pid = json.loads(ctr("inspect", cid).stdout)[0]["State"]["Pid"]
+        assert f"blkio:/pyminidocker/{cid}" in Path(f"/proc/{pid}/cgroup").read_text()
+        host = json.loads(ctr("inspect", cid).stdout)[0]["HostConfig"]
+        assert host["BlkioDeviceReadBps"] == [{"Path": str(disk), "Rate": 1048576}]
+        assert host["BlkioDeviceWriteIOps"] == [{"Path": str(disk), "Rate": 200}]
+    finally:
+        ctr("rm", "-f", cid)
+    assert not (Path("/sys/fs/cgroup/blkio/pyminidocker") / cid).exists()
+
+
 def test_mac_address_and_network_alias(ctr):
     ctr("network", "create", "--subnet", free_subnet("10.251"), "aliasnet")
     try:
@@ -477,6 +509,14 @@ def test_env_from_the_host(ctr):
     (["--ip", "10.1.2"], "invalid IPv4 address: 10.1.2"),
     (["--network", "host", "--link", "x:y"], "conflicting options: host type networking "
                                              "can't be used with links"),
+    (["--device-read-bps", "/dev/null"], 'invalid argument "/dev/null" for '
+                                         '"--device-read-bps" flag: bad format: /dev/null'),
+    (["--device-write-bps", "sda:1m"], "bad format for device path: sda"),
+    (["--device-read-iops", "/dev/null:1k"], "invalid rate for device: /dev/null:1k. The "
+                                             "correct format is <device-path>:<number>. Number "
+                                             "must be a positive integer"),
+    (["--device-write-iops", "/dev/nope:10"], "stat /dev/nope: no such file or directory"),
+    (["--device-read-bps", "/dev/null:1m"], "/dev/null is not a block device"),
     (["--uts", "host", "--domainname", "x.test"], "Conflicting options: domainname and the UTS "
                                                   "mode"),
 ])

@@ -892,3 +892,43 @@ def test_kernel_version(monkeypatch):
         monkeypatch.setattr(os, "uname", lambda r=release: os.uname_result(
             ("Linux", "host", r, "#1", "x86_64")))
         assert cgroups._kernel_version() == version
+
+
+# --- block I/O throttling (--device-read-bps ...) ------------------------------------------------
+
+THROTTLE = (("read_bps", "253:0", 1048576), ("write_iops", "253:0", 50),
+            ("write_bps", "7:1", 4096))
+
+
+def test_v1_blkio_throttle_gets_its_own_directory_joined_and_removed(tmp_path, writes,
+                                                                      kernfs_rmdir):
+    root = fake_v1(tmp_path)
+    plain = Cgroup(CID, root=root)
+    assert "blkio" not in plain.dirs  # a container without the flags: no blkio directory
+    with pytest.raises(PmdError, match="blkio=True"):
+        plain.create(Limits(blkio_throttle=THROTTLE))
+    cg = Cgroup(CID, root=root, blkio=True)
+    cg.create(Limits(devices=(), blkio_throttle=THROTTLE))
+    d = root / "blkio" / "pyminidocker" / CID
+    assert [(p, v) for p, v in rel(root, writes) if p.startswith("blkio/")] == [
+        (f"blkio/pyminidocker/{CID}/blkio.throttle.read_bps_device", "253:0 1048576"),
+        (f"blkio/pyminidocker/{CID}/blkio.throttle.write_iops_device", "253:0 50"),
+        (f"blkio/pyminidocker/{CID}/blkio.throttle.write_bps_device", "7:1 4096"),
+    ]
+    assert str(d / "tasks") in cg.procs_files()
+    Cgroup(CID, root=root, blkio=True).remove()
+    assert not d.exists()
+
+
+def test_v2_blkio_throttle_is_io_max_with_io_enabled(tmp_path, writes):
+    root = fake_v2(tmp_path)
+    Cgroup(CID, root=root).create(Limits(devices=(), blkio_throttle=THROTTLE))
+    assert (root / "cgroup.subtree_control").read_text() == "+memory +pids +cpu +io"
+    assert [(p, v) for p, v in rel(root, writes) if p.endswith("io.max")] == [
+        (f"pyminidocker/{CID}/io.max", "253:0 rbps=1048576 wiops=50"),
+        (f"pyminidocker/{CID}/io.max", "7:1 wbps=4096"),
+    ]
+    (tmp_path / "noio").mkdir()
+    root2 = fake_v2(tmp_path / "noio", controllers="cpu memory pids")
+    with pytest.raises(PmdError, match="io controller is not available"):
+        Cgroup(CID, root=root2).create(Limits(devices=(), blkio_throttle=THROTTLE))
