@@ -340,10 +340,10 @@ class Runtime:
                     output.spawned()
                 else:
                     proc = self._spawn_monitored(rec, d, sp)
-            if configure:
-                self._configure(rec, proc)
             if bridged:
                 self._plug(rec, d, proc, rules)
+            if configure:  # after the plugging: net.ipv4.conf.eth0.* needs its eth0
+                self._configure(rec, proc)
             if attach:
                 for phase, ms in proc.trace().items():
                     self.trace.note(f"  child: {phase}", ms)

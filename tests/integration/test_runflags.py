@@ -301,15 +301,17 @@ def test_sysctl_and_domainname_in_the_container_s_own_namespaces(ctr):
     host_fwd = Path("/proc/sys/net/ipv4/ip_forward").read_text()
     host_shmmax = Path("/proc/sys/kernel/shmmax").read_text()
     host_domain = Path("/proc/sys/kernel/domainname").read_text()
-    script = ("sysctl -n net.ipv4.ip_forward; cat /proc/sys/kernel/shmmax; "
-              "cat /proc/sys/fs/mqueue/msg_max; cat /proc/sys/kernel/domainname; hostname")
     want_fwd = "0" if host_fwd.strip() == "1" else "1"
-    for net in ("bridge", "none"):  # held for its network, and held for the sysctls alone
+    # held for its network (then a sysctl of its eth0 too), and held for the sysctls alone
+    for net, iface in (("bridge", "eth0"), ("none", "lo")):
         out = ctr("run", "--rm", "--network", net, "--sysctl", f"net.ipv4.ip_forward={want_fwd}",
                   "--sysctl", "kernel.shmmax=123456789", "--sysctl", "fs.mqueue.msg_max=33",
+                  "--sysctl", f"net.ipv4.conf.{iface}.accept_local=1",
                   "--domainname", "example.test", "-h", "box", "bb", "sh", "-c",
-                  script).stdout.split()
-        assert out == [want_fwd, "123456789", "33", "example.test", "box"], net
+                  "sysctl -n net.ipv4.ip_forward; cat /proc/sys/kernel/shmmax "
+                  f"/proc/sys/net/ipv4/conf/{iface}/accept_local /proc/sys/fs/mqueue/msg_max "
+                  "/proc/sys/kernel/domainname; hostname").stdout.split()
+        assert out == [want_fwd, "123456789", "1", "33", "example.test", "box"], net
     # the host's own values are untouched
     assert Path("/proc/sys/net/ipv4/ip_forward").read_text() == host_fwd
     assert Path("/proc/sys/kernel/shmmax").read_text() == host_shmmax
