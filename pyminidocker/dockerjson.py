@@ -111,8 +111,10 @@ def container(rec: Any, path: str, image_config: Mapping[str, Any] | None = None
     endpoints: dict[str, Any] = {
         mode: _endpoint(nets.get(mode), st.ip if running else "",
                         aliases=None if mode in ("bridge", "host", "none") else [rec.short_id])}
-    if host.get("ip"):  # --ip, as Docker keeps it
-        endpoints[mode]["IPAMConfig"] = {"IPv4Address": host["ip"]}
+    if host.get("ip") or host.get("link_local_ips"):  # --ip, --link-local-ip, as Docker
+        endpoints[mode]["IPAMConfig"] = {
+            **({"IPv4Address": host["ip"]} if host.get("ip") else {}),
+            **({"LinkLocalIPs": host["link_local_ips"]} if host.get("link_local_ips") else {})}
     for name, info in st.extra_networks.items():
         endpoints[name] = _endpoint(nets.get(name), info.get("ip", "") if running else "",
                                     aliases=[rec.short_id])

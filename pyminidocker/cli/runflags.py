@@ -97,6 +97,8 @@ def add_run_flags(sp: Any) -> None:
         a(f"--device-{kind}", action="append", default=[], help=what + " (PATH:RATE)")
     a("--link", action="append", default=[], help="Add link to another container "
       "(NAME[:ALIAS]): its address under ALIAS in /etc/hosts")
+    a("--link-local-ip", action="append", default=[],
+      help="Container IPv4/IPv6 link-local addresses")
     a("--ip", help="IPv4 address (e.g., 172.30.100.104) on a user-defined network")
     a("--sysctl", action="append", default=[], help="Sysctl options (namespaced ones: net.*, "
       "kernel.msg*, kernel.sem, kernel.shm*, fs.mqueue.*)")
@@ -528,6 +530,14 @@ def run_extra(args: Namespace, warn: Any) -> dict[str, Any]:
             raise UsageError(f"conflicting options: {args.network} type networking can't be "
                              "used with links. This would result in undefined behavior")
         x["links"] = links
+    if args.link_local_ip:
+        if any(not _ip(a) for a in args.link_local_ip):
+            raise UsageError("Invalid link-local IP address: "
+                             f"[{' '.join(args.link_local_ip)}]")
+        if args.network in ("host", "none"):
+            raise UsageError(f"conflicting options: link-local IP addresses and the network "
+                             f"mode {args.network}")
+        x["link_local_ips"] = list(args.link_local_ip)
     if args.ip is not None:
         if not _ip(args.ip) or ":" in args.ip:
             raise UsageError(f"invalid IPv4 address: {args.ip}")

@@ -48,6 +48,8 @@ def plug(rt: Runtime, rec: ContainerRecord, d: str, proc: Any, rules: Any = None
             rec.state.ip = ep.address  # from here on, a failure releases the address
             _native.net_attach(proc.pid, ep.bridge, _host_ifname(rec.id), ep.address,
                                ep.prefix_len, ep.gateway, mac=rec.host.get("mac_address"))
+            if rec.host.get("link_local_ips"):
+                _add_link_local(proc.pid, rec.host["link_local_ips"])
             ports = [m for spec in rec.host.ports
                      for m in network.parse_publish(spec)]
             if ports:
@@ -70,6 +72,24 @@ def plug(rt: Runtime, rec: ContainerRecord, d: str, proc: Any, rules: Any = None
         proc.abort()
         unplug(rt, rec)
         raise
+
+
+def _add_link_local(pid: int, addresses: list[str]) -> None:
+    """--link-local-ip: more addresses on the container's eth0 (/16 for IPv4, as
+    169.254.0.0/16; /64 for IPv6), added by iproute2 in its network namespace. Raises
+    PmdError with ip's message."""
+    import subprocess
+
+    from pyminidocker.container.namespaces import in_namespaces
+
+    def work() -> None:
+        for a in addresses:
+            res = subprocess.run(["ip", "addr", "add", f"{a}/{64 if ':' in a else 16}", "dev",
+                                  "eth0"], capture_output=True, text=True, check=False)
+            if res.returncode != 0:
+                raise PmdError(f"link-local address {a}: {res.stderr.strip()}")
+
+    in_namespaces(pid, ("network",), work)
 
 
 def _link_lines(rt: Runtime, rec: ContainerRecord) -> str:

@@ -219,6 +219,19 @@ def test_fixed_ip_on_a_user_network(ctr):
         ctr("network", "rm", "ipnet")
 
 
+def test_link_local_ip(ctr):
+    cid = ctr("run", "-d", "--link-local-ip", "169.254.10.20", "--link-local-ip",
+              "169.254.10.21", "bb", "sleep", "30").stdout.strip()
+    try:
+        out = ctr("exec", cid, "ip", "-4", "-o", "addr", "show", "eth0").stdout
+        assert " 169.254.10.20/16 " in out and " 169.254.10.21/16 " in out
+        info = json.loads(ctr("inspect", cid).stdout)[0]["NetworkSettings"]["Networks"]
+        assert info["bridge"]["IPAMConfig"] == {"LinkLocalIPs": ["169.254.10.20",
+                                                                 "169.254.10.21"]}
+    finally:
+        ctr("rm", "-f", cid)
+
+
 def test_legacy_links_on_the_default_bridge(ctr):
     db = ctr("run", "-d", "--name", "linkdb", "bb", "sleep", "30").stdout.strip()
     try:
@@ -519,6 +532,7 @@ def test_env_from_the_host(ctr):
                                              "must be a positive integer"),
     (["--device-write-iops", "/dev/nope:10"], "stat /dev/nope: no such file or directory"),
     (["--device-read-bps", "/dev/null:1m"], "/dev/null is not a block device"),
+    (["--link-local-ip", "nope"], "Invalid link-local IP address: [nope]"),
     (["--uts", "host", "--domainname", "x.test"], "Conflicting options: domainname and the UTS "
                                                   "mode"),
 ])
