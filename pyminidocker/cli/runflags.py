@@ -97,6 +97,7 @@ def add_run_flags(sp: Any) -> None:
         a(f"--device-{kind}", action="append", default=[], help=what + " (PATH:RATE)")
     a("--link", action="append", default=[], help="Add link to another container "
       "(NAME[:ALIAS]): its address under ALIAS in /etc/hosts")
+    a("--ip6", help="IPv6 address (refused: the engine's networks are IPv4 only)")
     a("--link-local-ip", action="append", default=[],
       help="Container IPv4/IPv6 link-local addresses")
     a("--ip", help="IPv4 address (e.g., 172.30.100.104) on a user-defined network")
@@ -530,6 +531,13 @@ def run_extra(args: Namespace, warn: Any) -> dict[str, Any]:
             raise UsageError(f"conflicting options: {args.network} type networking can't be "
                              "used with links. This would result in undefined behavior")
         x["links"] = links
+    if args.ip6 is not None:
+        # what Docker says of an IPv6 address on a network without an IPv6 subnet
+        if args.network in ("bridge", "default", "host", "none"):
+            raise UsageError("user specified IP address is supported on user defined networks "
+                             "only")
+        raise UsageError(f"Invalid address {args.ip6}: It does not belong to any of this "
+                         "network's subnets")
     if args.link_local_ip:
         if any(not _ip(a) for a in args.link_local_ip):
             raise UsageError("Invalid link-local IP address: "

@@ -533,6 +533,8 @@ def test_env_from_the_host(ctr):
     (["--device-write-iops", "/dev/nope:10"], "stat /dev/nope: no such file or directory"),
     (["--device-read-bps", "/dev/null:1m"], "/dev/null is not a block device"),
     (["--link-local-ip", "nope"], "Invalid link-local IP address: [nope]"),
+    (["--ip6", "fd00::5"], "user specified IP address is supported on user defined networks "
+                           "only"),
     (["--uts", "host", "--domainname", "x.test"], "Conflicting options: domainname and the UTS "
                                                   "mode"),
 ])
