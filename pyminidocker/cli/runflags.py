@@ -97,6 +97,9 @@ def add_run_flags(sp: Any) -> None:
         a(f"--device-{kind}", action="append", default=[], help=what + " (PATH:RATE)")
     a("--link", action="append", default=[], help="Add link to another container "
       "(NAME[:ALIAS]): its address under ALIAS in /etc/hosts")
+    a("--blkio-weight-device", action="append", default=[],
+      help="Block IO weight (relative device weight) DEVICE:WEIGHT (discarded where the "
+      "kernel has no weight files, as Docker)")
     a("--ip6", help="IPv6 address (refused: the engine's networks are IPv4 only)")
     a("--link-local-ip", action="append", default=[],
       help="Container IPv4/IPv6 link-local addresses")
@@ -531,6 +534,24 @@ def run_extra(args: Namespace, warn: Any) -> dict[str, Any]:
             raise UsageError(f"conflicting options: {args.network} type networking can't be "
                              "used with links. This would result in undefined behavior")
         x["links"] = links
+    for spec in args.blkio_weight_device:
+        path, colon, weight = spec.partition(":")
+        if not colon or ":" in weight:
+            raise UsageError(f'invalid argument "{spec}" for "--blkio-weight-device" flag: '
+                             f"bad format: {spec}")
+        if not path.startswith("/dev/"):
+            raise UsageError(f'invalid argument "{spec}" for "--blkio-weight-device" flag: '
+                             f"bad format for device path: {path}")
+        if not weight.isdigit() or (int(weight) != 0 and not 10 <= int(weight) <= 1000):
+            raise UsageError(f'invalid argument "{spec}" for "--blkio-weight-device" flag: '
+                             f"invalid weight for device: {spec}")
+    if args.blkio_weight_device and not any(
+            os.path.exists(f"/sys/fs/cgroup/blkio/blkio.{f}") for f in ("weight_device",
+                                                                       "bfq.weight_device")):
+        warn("WARNING: Your kernel does not support BlkioWeightDevice. Weight-device "
+             "discarded.")
+    elif args.blkio_weight_device:
+        raise UsageError("--blkio-weight-device is not supported by this engine yet")
     if args.ip6 is not None:
         # what Docker says of an IPv6 address on a network without an IPv6 subnet
         if args.network in ("bridge", "default", "host", "none"):

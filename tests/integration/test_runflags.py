@@ -533,6 +533,7 @@ def test_env_from_the_host(ctr):
     (["--device-write-iops", "/dev/nope:10"], "stat /dev/nope: no such file or directory"),
     (["--device-read-bps", "/dev/null:1m"], "/dev/null is not a block device"),
     (["--link-local-ip", "nope"], "Invalid link-local IP address: [nope]"),
+    (["--blkio-weight-device", "/dev/null:5"], "invalid weight for device: /dev/null:5"),
     (["--ip6", "fd00::5"], "user specified IP address is supported on user defined networks "
                            "only"),
     (["--uts", "host", "--domainname", "x.test"], "Conflicting options: domainname and the UTS "
@@ -553,6 +554,15 @@ def test_blkio_weight_without_the_kernel_s_support_is_discarded_with_a_warning(c
     res = ctr("run", "--rm", "--blkio-weight", "300", "bb", "true")
     assert "WARNING: Your kernel does not support Block I/O weight or the cgroup is not " \
            "mounted. Weight discarded." in res.stderr
+
+
+def test_blkio_weight_device_without_the_kernel_s_support_is_discarded_with_a_warning(ctr):
+    if any(Path(f"/sys/fs/cgroup/blkio/blkio.{f}").exists()
+           for f in ("weight_device", "bfq.weight_device")):
+        pytest.skip("this kernel has blkio weights")
+    res = ctr("run", "--rm", "--blkio-weight-device", "/dev/null:300", "bb", "true")
+    assert "WARNING: Your kernel does not support BlkioWeightDevice. Weight-device " \
+           "discarded." in res.stderr
 
 
 def test_no_leftover_processes(ctr):
