@@ -49,6 +49,8 @@ def add_run_flags(sp: Any) -> None:
     a("-c", "--cpu-shares", help="CPU shares (relative weight)")
     a("--cpu-period", help="CPU CFS period in microseconds")
     a("--cpu-quota", help="CPU CFS quota in microseconds")
+    a("--cpu-rt-period", help="Limit CPU real-time period in microseconds")
+    a("--cpu-rt-runtime", help="Limit CPU real-time runtime in microseconds")
     a("--blkio-weight", help="Block IO weight, 10 to 1000 (0: none)")
     a("--mac-address", help="Container MAC address (e.g., 92:d0:c6:0a:29:33)")
     a("--network-alias", action="append", default=[],
@@ -439,7 +441,8 @@ def run_extra(args: Namespace, warn: Any) -> dict[str, Any]:
     for flag in ("cpuset_cpus", "cpuset_mems", "cgroup_parent"):
         if getattr(args, flag) is not None:
             x[flag] = getattr(args, flag)
-    for flag in ("cpu_shares", "cpu_period", "cpu_quota", "blkio_weight"):
+    for flag in ("cpu_shares", "cpu_period", "cpu_quota", "blkio_weight", "cpu_rt_period",
+                 "cpu_rt_runtime"):
         if getattr(args, flag) is not None:
             x[flag] = _int(getattr(args, flag), "--" + flag.replace("_", "-"))
     if x.get("blkio_weight") and not 10 <= x["blkio_weight"] <= 1000:

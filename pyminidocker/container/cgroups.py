@@ -159,6 +159,9 @@ class Limits:
                  not with cpus).
     cpuset_cpus, cpuset_mems  "0-1,3" lists of the CPUs / memory nodes allowed.
     oom_kill_disable  v1 memory.oom_control (v2 has no such switch: a warning).
+    cpu_rt_period, cpu_rt_runtime  v1 cpu.rt_period_us / cpu.rt_runtime_us in microseconds
+                 (real-time scheduling; our parent cgroup has no real-time time, so as with
+                 Docker's default daemon a runtime above 0 is refused by the kernel).
     blkio_throttle  (kind, "MAJOR:MINOR", value): kind read_bps, write_bps, read_iops or
                  write_iops of that block device (v1 blkio.throttle.<kind>_device, v2 io.max;
                  the Cgroup must be made with blkio=True).
@@ -184,6 +187,8 @@ class Limits:
     oom_kill_disable: bool = False
     memory_swappiness: int | None = None
     blkio_throttle: tuple[tuple[str, str, int], ...] = ()
+    cpu_rt_period: int | None = None
+    cpu_rt_runtime: int | None = None
 
     def __post_init__(self) -> None:
         # Normalise Docker's several spellings of "unlimited" to None (frozen: use object's setter).
@@ -229,6 +234,9 @@ class Limits:
             value = getattr(self, name)
             if value is not None:
                 check_cpuset(value, what)
+        if self.cpu_rt_period and self.cpu_rt_runtime and \
+                self.cpu_rt_runtime > self.cpu_rt_period:
+            raise UsageError("cpu-rt-runtime cannot be higher than cpu-rt-period")
         for verb, rule in self.devices:
             if verb not in ("allow", "deny"):
                 raise UsageError(f"invalid device rule: {verb} {rule}")
@@ -713,6 +721,9 @@ class Cgroup:
         if limits.oom_kill_disable:
             self.warnings.append("Your kernel does not support OomKillDisable. OomKillDisable "
                                  "discarded.")
+        if limits.cpu_rt_period or limits.cpu_rt_runtime:  # v2 has no real-time groups
+            self.warnings.append("Your kernel does not support cgroup cpu real-time period "
+                                 "and runtime. Discarded.")
         for name in ("cpus", "mems"):
             value = getattr(limits, f"cpuset_{name}")
             if value:
@@ -762,7 +773,9 @@ class Cgroup:
         mem = self._need("memory", "set memory limit") if limits.memory is not None else None
         cpu = (self._need("cpu", "set cpu limit")
                if limits.cpus is not None or limits.cpu_shares is not None
-               or limits.cpu_period or limits.cpu_quota else None)
+               or limits.cpu_period or limits.cpu_quota
+               or limits.cpu_rt_period is not None or limits.cpu_rt_runtime is not None
+               else None)
         if limits.memory_reservation is not None or limits.oom_kill_disable or \
                 limits.memory_swappiness not in (None, -1):
             mem = self._need("memory", "set memory limit")
@@ -832,6 +845,12 @@ class Cgroup:
             if limits.cpu_quota:
                 _write(os.path.join(cpu, "cpu.cfs_quota_us"), str(limits.cpu_quota),
                        "set cpu quota")
+            # the period first: the kernel checks the runtime against it
+            for name in ("period", "runtime"):
+                value = getattr(limits, f"cpu_rt_{name}")
+                if value is not None:
+                    _write(os.path.join(cpu, f"cpu.rt_{name}_us"), str(value),
+                           f"set cpu real-time {name}")
         if pids is not None:
             _write(os.path.join(pids, "pids.max"), str(limits.pids), "set pids limit")
         for kind, device, value in limits.blkio_throttle:

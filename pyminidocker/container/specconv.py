@@ -204,6 +204,8 @@ def limits(host: Mapping[str, Any], devices: bool = True) -> Any:
                   cpuset_cpus=host.get("cpuset_cpus"), cpuset_mems=host.get("cpuset_mems"),
                   oom_kill_disable=bool(host.get("oom_kill_disable")),
                   memory_swappiness=host.get("memory_swappiness"),
+                  cpu_rt_period=host.get("cpu_rt_period"),
+                  cpu_rt_runtime=host.get("cpu_rt_runtime"),
                   blkio_throttle=tuple((k, dev, v) for k, dev, v, _ in
                                        host.get("blkio_throttle", [])))
 

@@ -160,6 +160,24 @@ def test_blkio_throttle_flags(ctr):
     assert not (Path("/sys/fs/cgroup/blkio/pyminidocker") / cid).exists()
 
 
+def test_cpu_real_time_period_and_runtime(ctr):
+    if not Path("/sys/fs/cgroup/cpu/cpu.rt_period_us").exists():
+        pytest.skip("no real-time group scheduling on this kernel (v1)")
+    cid = ctr("run", "-d", "--cpu-rt-period", "500000", "--cpu-rt-runtime", "0", "bb", "sleep",
+              "30").stdout.strip()
+    try:
+        assert cg_file(cid, "cpu", "cpu.rt_period_us") == "500000"
+        assert cg_file(cid, "cpu", "cpu.rt_runtime_us") == "0"
+        host = json.loads(ctr("inspect", cid).stdout)[0]["HostConfig"]
+        assert (host["CpuRealtimePeriod"], host["CpuRealtimeRuntime"]) == (500000, 0)
+    finally:
+        ctr("rm", "-f", cid)
+    # as with Docker's default daemon (no real-time time given to the containers' parent), the
+    # kernel refuses a runtime: exit 125, the cgroup not left
+    res = ctr("run", "--rm", "--cpu-rt-runtime", "10000", "bb", "true", check=False)
+    assert res.returncode == 125 and "cpu.rt_runtime_us" in res.stderr, res.stderr
+
+
 def test_mac_address_and_network_alias(ctr):
     ctr("network", "create", "--subnet", free_subnet("10.251"), "aliasnet")
     try:
@@ -533,6 +551,8 @@ def test_env_from_the_host(ctr):
     (["--device-write-iops", "/dev/nope:10"], "stat /dev/nope: no such file or directory"),
     (["--device-read-bps", "/dev/null:1m"], "/dev/null is not a block device"),
     (["--link-local-ip", "nope"], "Invalid link-local IP address: [nope]"),
+    (["--cpu-rt-period", "1000", "--cpu-rt-runtime", "2000"], "cpu-rt-runtime cannot be higher "
+                                                              "than cpu-rt-period"),
     (["--blkio-weight-device", "/dev/null:5"], "invalid weight for device: /dev/null:5"),
     (["--ip6", "fd00::5"], "user specified IP address is supported on user defined networks "
                            "only"),

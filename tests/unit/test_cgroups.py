@@ -932,3 +932,14 @@ def test_v2_blkio_throttle_is_io_max_with_io_enabled(tmp_path, writes):
     root2 = fake_v2(tmp_path / "noio", controllers="cpu memory pids")
     with pytest.raises(PmdError, match="io controller is not available"):
         Cgroup(CID, root=root2).create(Limits(devices=(), blkio_throttle=THROTTLE))
+
+
+def test_v1_cpu_real_time_period_before_runtime(tmp_path, writes):
+    root = fake_v1(tmp_path)
+    Cgroup(CID, root=root).create(Limits(devices=(), cpu_rt_period=500000, cpu_rt_runtime=0))
+    assert [(p, v) for p, v in rel(root, writes) if ".rt_" in p] == [
+        (f"cpu/pyminidocker/{CID}/cpu.rt_period_us", "500000"),
+        (f"cpu/pyminidocker/{CID}/cpu.rt_runtime_us", "0"),
+    ]
+    with pytest.raises(UsageError, match="cpu-rt-runtime cannot be higher than cpu-rt-period"):
+        Limits(cpu_rt_period=1000, cpu_rt_runtime=2000)
