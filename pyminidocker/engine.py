@@ -299,15 +299,17 @@ class Engine:
                 continue
         return out
 
-    def prune_images(self, all: bool = False) -> tuple[list[tuple[str, str]], int]:
-        """`image prune`: the dangling images (with all: every image) no container uses.
-        Returns what remove_image did for each, and the bytes of the layers that went."""
+    def prune_images(self, all: bool = False,
+                     keep: Callable[[list[ImageRecord]], list[ImageRecord]] | None = None
+                     ) -> tuple[list[tuple[str, str]], int]:
+        """`image prune`: the dangling images (with all: every image) no container uses (of
+        those, the ones `keep` returns: Docker's prune filters). Returns what remove_image
+        did for each, and the bytes of the layers that went."""
         before = self._layer_sizes()
         used = self.store.images.users()
         done: list[tuple[str, str]] = []
-        for rec in self.images():
-            if rec.id in used or (rec.names and not all):
-                continue
+        unused = [r for r in self.images() if r.id not in used and (all or not r.names)]
+        for rec in keep(unused) if keep is not None else unused:
             try:
                 done += self.remove_image(rec.id, force=True)
             except PmdError:
@@ -967,7 +969,7 @@ class Engine:
             while True:
                 # Look at the state before reading, so that what the container wrote before
                 # it exited is read after we saw it exit: nothing is missed at the end.
-                running = self.refresh(rec).state.status == "running"
+                running = self._still_running(rec)
                 chunk = f.read()
                 if chunk:
                     records, rest = _log_records(rest + chunk)
@@ -977,13 +979,20 @@ class Engine:
                 else:
                     time.sleep(0.1)
 
+    def _still_running(self, rec: ContainerRecord) -> bool:
+        """Whether the container runs; not once it was removed (run --rm's, at its exit)."""
+        try:
+            return self.refresh(rec).state.status == "running"
+        except NotFound:
+            return False
+
     def _open_log(self, rec: ContainerRecord, path: str, follow: bool) -> Any:
         """The log file, None if there is none; with follow, that of a container started a
         moment ago too, once its monitor has made it (a client's start then logs?follow)."""
         import time
 
         while True:
-            running = follow and self.refresh(rec).state.status == "running"
+            running = follow and self._still_running(rec)
             try:
                 return open(path, "rb")
             except FileNotFoundError:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,12 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# A run started as a background job (`cmd &`, nohup, some CI runners) has SIGINT ignored, and
+# every program the tests start would inherit that: a ^C the tests send as a user's terminal
+# would (attach, events) would then do nothing. A handled signal is reset at exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class PmdRunner:

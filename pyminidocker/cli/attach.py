@@ -92,9 +92,13 @@ def cmd_attach(args: Namespace, env: Env) -> int:
     try:
         return eng.wait(rec)
     except NotFound:  # run --rm: removed as soon as it exited; its `die` kept the code
-        dies = eng.events(0, {"container": [rec.id], "event": ["die"]}).read()
-        if not dies:
-            raise
+        import time
+
+        deadline = time.monotonic() + 5  # the `rm` its monitor became may still be logging
+        while not (dies := eng.events(0, {"container": [rec.id], "event": ["die"]}).read()):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
         return int(dies[-1]["Actor"]["Attributes"].get("exitCode") or 0)
 
 

@@ -520,6 +520,8 @@ def _add_image_commands(add: Callable[..., Any]) -> None:
     sp.add_argument("-a", "--all", action="store_true",
                     help="Prune: remove all unused images, not just dangling ones")
     sp.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
+    sp.add_argument("--filter", action="append", default=[],
+                    help="Prune: provide filter values (e.g. 'until=<timestamp>', 'label=k=v')")
     sp.add_argument("--no-trunc", action="store_true", help="History: don't truncate output")
     sp.add_argument("-q", "--quiet", action="store_true", help="History: only show image IDs")
     sp.add_argument("image", nargs="?", metavar="IMAGE")

@@ -172,10 +172,31 @@ def cmd_image(args: Namespace, env: Any) -> int:
                "them." if args.all else "This will remove all dangling images.")
     if not _confirm(env, args.force, warning):
         return 0
-    done, freed = eng.prune_images(all=args.all)
+    done, freed = eng.prune_images(all=args.all, keep=_prune_filter(args.filter, eng))
     _deleted_images(env, done)
     env.out(f"Total reclaimed space: {human_size(freed)}")
     return 0
+
+
+def _prune_filter(given: list[str], eng: Engine) -> Any:
+    """Docker's until= and label= (label!=) of `image prune`, on the image's config."""
+    if not given:
+        return None
+    from pyminidocker.cli import filters
+    from pyminidocker.cli.output import parse_time
+
+    wanted = filters.parse(given, filters.PRUNE_KEYS)
+
+    def keep(recs: list[Any]) -> list[Any]:
+        configs = {r.id: eng.image_config(r) for r in recs}
+
+        def created(r: Any) -> float:
+            return parse_time(configs[r.id].get("created", "")) or 0.0
+
+        def labels(r: Any) -> dict[str, str]:
+            return (configs[r.id].get("config") or {}).get("Labels") or {}
+        return filters.prune(recs, wanted, created, labels)
+    return keep
 
 
 def cmd_history(args: Namespace, env: Any) -> int:

@@ -183,6 +183,39 @@ def test_history_image_prune_system_df_and_prune(ctr, publish):
     assert ctr("images", "-q").stdout.strip()
 
 
+def test_image_prune_filters_label_and_until(ctr, publish):
+    """image prune -a --filter label=/label!=/until= as Docker's: only the unused images the
+    filters select go; bb (a container's) and the others stay."""
+    from tests.integration import images as I
+
+    refs = {}
+    for name, labels in (("old-a", {"tier": "a"}), ("old-b", {"tier": "b"})):
+        img = I.build_image([I.make_layer([I.Entry(name, data=name.encode())])],
+                            config_extra={"Cmd": ["true"], "Labels": labels})
+        pushed = publish(img, f"verbs-{name}", "v1")
+        refs[name] = f"{pushed.host}/{pushed.repo}:{pushed.tag}"
+        ctr("pull", "-q", refs[name])
+
+    def present() -> set[str]:
+        return {n for n, ref in refs.items()
+                if ctr("image", "inspect", ref, check=False).returncode == 0}
+
+    holder = ctr("create", "bb", "true").stdout.strip()  # bb in use: no prune takes it
+    res = ctr("image", "prune", "-a", "-f", "--filter", "until=2000-01-01T00:00:00Z")
+    assert present() == {"old-a", "old-b"}, res.stdout  # both were made after 2000
+    out = ctr("image", "prune", "-a", "-f", "--filter", "label=tier=a").stdout
+    assert present() == {"old-b"} and "untagged: " + refs["old-a"] in out.lower()
+    ctr("image", "prune", "-a", "-f", "--filter", "label!=tier=b")
+    assert present() == {"old-b"}
+    res = ctr("image", "prune", "-a", "-f", "--filter", "bogus=1", check=False)
+    assert res.returncode != 0 and "invalid filter 'bogus'" in res.stderr
+    ctr("image", "prune", "-a", "-f", "--filter", "until=2024-01-01T00:00:00Z",
+        "--filter", "label=tier=b")  # made 2023-11-14: before the limit, and labelled so
+    assert present() == set()
+    ctr("rm", holder)
+    assert ctr("images", "-q", "bb").stdout.strip()
+
+
 def test_format_on_stats_history_and_volume_ls(ctr):
     """--format as Docker's on the listings scripts read: stats --no-stream, history, volume ls
     (fields, a table with Docker's titles, and a template error as Docker prints it)."""
