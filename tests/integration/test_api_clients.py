@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import select
 import subprocess
 import sys
@@ -562,7 +563,7 @@ networks:
 
 
 def test_docker_compose(api, tmp_path):
-    """Debian's docker-compose 1.29 (docker-py underneath): two services on a user network,
+    """Debian's docker-compose (1.29 on Debian 12, docker-py underneath; 2.x on 13): two services on a user network,
     one reaching the other by name and by alias, a published port, a named volume (a bind
     and a long-syntax mount, HostConfig.Mounts), a healthcheck the other waits for."""
     import socket
@@ -584,8 +585,10 @@ def test_docker_compose(api, tmp_path):
     try:
         compose("up", "-d")
         ps = compose("ps").stdout
-        assert "pmdc_web_1" in ps and "(healthy)" in ps and f"127.0.0.1:{port}->80/tcp" in ps
-        assert "pmdc_client_1" in ps and "Up" in ps
+        # compose 1.x names pmdc_web_1; 2.x (Debian 13's) pmdc-web-1
+        assert re.search(r"pmdc[-_]web[-_]1", ps) and "(healthy)" in ps, ps
+        assert f"127.0.0.1:{port}->80/tcp" in ps
+        assert re.search(r"pmdc[-_]client[-_]1", ps) and "Up" in ps
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read()
         assert page == b"hello from web\n"
         for name in ("web", "webalias"):

@@ -58,7 +58,9 @@ def test_two_containers_talk_over_the_bridge(br):
         ip = _ip_of(br, "srv", srv)
         res = br("run", "--rm", "--network", "bridge", "bb", "sh", "-c",
                  f"ip -4 addr show eth0; ip route; ping -c1 -W2 {ip} && "
-                 f"echo hello-over-tcp | nc -w 2 {ip} 7000")
+                 # the server may not listen yet: a refused connection is tried again
+                 f"for i in $(seq 50); do echo hello-over-tcp | nc -w 2 {ip} 7000 && break; "
+                 "sleep 0.1; done")
         out, _ = srv.communicate(timeout=30)
     finally:
         if srv.poll() is None:

@@ -182,6 +182,7 @@ def test_open_tree_attr_cannot_copy_proc_sys_writable(ctr, tmp_path):
     writable copy of the read-only /proc/sys. It is newer than the profile: ENOSYS."""
     src = tmp_path / "ota.c"
     src.write_text(r"""
+#define _GNU_SOURCE  /* strerrorname_np: gcc 14 (Debian 13) refuses implicit declarations */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
