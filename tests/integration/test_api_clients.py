@@ -584,8 +584,11 @@ def test_docker_compose(api, tmp_path):
 
     try:
         compose("up", "-d")
-        ps = compose("ps").stdout
-        # compose 1.x names pmdc_web_1; 2.x (Debian 13's) pmdc-web-1
+        # compose 1.x waits for web's health before client's start; 2.x (Debian 13's) may
+        # return first. 1.x names pmdc_web_1, 2.x pmdc-web-1.
+        deadline = time.monotonic() + 30
+        while "(healthy)" not in (ps := compose("ps").stdout) and time.monotonic() < deadline:
+            time.sleep(0.5)
         assert re.search(r"pmdc[-_]web[-_]1", ps) and "(healthy)" in ps, ps
         assert f"127.0.0.1:{port}->80/tcp" in ps
         assert re.search(r"pmdc[-_]client[-_]1", ps) and "Up" in ps

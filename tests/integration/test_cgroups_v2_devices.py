@@ -293,7 +293,8 @@ BOOT = """\
 import sys
 from pyminidocker.container import cgroups
 cgroups._host_layout = cgroups.Layout("v2", sys.argv.pop(1), {})
-cgroups.Cgroup.__init__.__defaults__ = (sys.argv.pop(1), None, None)
+cgroups.Cgroup.__init__.__defaults__ = (sys.argv.pop(1),
+                                        *cgroups.Cgroup.__init__.__defaults__[1:])
 if sys.argv.pop(1) == "no-program":
     cgroups._attach_device_program = lambda path, program: None
 from pyminidocker.cli.main import command

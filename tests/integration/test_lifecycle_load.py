@@ -96,12 +96,15 @@ def _gone(pids: set[int]) -> list[int]:
 
 
 def test_fifty_detached_with_volumes_and_restart_policies(bb):
-    """50 detached containers at once, each with an anonymous and a shared named volume and a
-    restart policy that restarts it once; after rm -f -v and volume prune nothing is left:
-    no volume, monitor, mount, cgroup or record."""
+    """50 detached containers at once, each with an anonymous and a shared named volume, a
+    healthcheck and a restart policy that restarts it once; after rm -f -v and volume prune
+    nothing is left: no volume, monitor, health check, mount, cgroup or record."""
     procs = [subprocess.Popen(bb.argv("run", "-d", "--name", f"v{i}", "--restart", "on-failure:1",
+                                      "--health-cmd", "test -e /anon/x",
+                                      "--health-interval", "300ms",
                                       "-v", "/anon", "-v", "shared:/shared", "bb", "sh", "-c",
-                                      f"echo {i} >> /shared/runs; echo x > /anon/x; exit 1"),
+                                      f"echo {i} >> /shared/runs; echo x > /anon/x; sleep 1.5; "
+                                      "exit 1"),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env=bb.env(), cwd=str(Path(__file__).parents[2]))
              for i in range(50)]
@@ -122,6 +125,8 @@ def test_fifty_detached_with_volumes_and_restart_policies(bb):
             break
         time.sleep(0.2)
     assert [d["RestartCount"] for d in docs] == [1] * 50
+    # the monitor ran the healthcheck while each run lasted
+    assert all(d["State"]["Health"]["Log"] for d in docs), [d["State"]["Health"] for d in docs]
     runs = (bb.root / "volumes/shared/_data/runs").read_text().split()
     assert sorted(runs) == sorted([str(i) for i in range(50)] * 2)  # each ran twice
     vols = bb("volume", "ls", "-q").stdout.split()
