@@ -377,19 +377,12 @@ def cmd_port(args: Namespace, env: Env) -> int:
 
 
 def cmd_container_prune(args: Namespace, env: Env) -> int:
-    keep = None
-    if args.filter:  # Docker's until= and label= (label!=)
-        from pyminidocker.cli import filters
-        from pyminidocker.cli.output import parse_time
+    from pyminidocker.cli.filters import prune_filter
+    from pyminidocker.cli.output import parse_time
 
-        wanted = filters.parse(args.filter, filters.PRUNE_KEYS)
-
-        def keep(recs: list[ContainerRecord]) -> list[ContainerRecord]:
-            return filters.prune(recs, wanted, lambda r: parse_time(r.created) or 0.0,
-                                 lambda r: r.labels)
-
-    eng: Engine = args.engine
-    ids = eng.prune_containers(keep)
+    eng: Engine = args.engine  # Docker's until= and label= (label!=)
+    ids = eng.prune_containers(prune_filter(args.filter,
+                                            lambda r: (parse_time(r.created) or 0.0, r.labels)))
     env.out("Deleted Containers:")
     for cid in ids:
         env.out(cid)

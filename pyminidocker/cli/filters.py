@@ -254,3 +254,18 @@ def prune(items: list[Any], filters: dict[str, list[str]], created: Callable[[An
         "label!": lambda x, vs: not any(match_labels(labels(x), [w]) for w in vs),
     }
     return combine(items, filters, tests)
+
+
+def prune_filter(given: list[str], facts: Callable[[Any], tuple[float, dict[str, str]]]
+                 ) -> Callable[[list[Any]], list[Any]] | None:
+    """`container prune`/`image prune`'s --filter values as the engine's keep function (None
+    without any): facts(item) gives its creation time and labels, read once an item. Raises
+    PmdError for an unknown key."""
+    if not given:
+        return None
+    wanted = parse(given, PRUNE_KEYS)
+
+    def keep(items: list[Any]) -> list[Any]:
+        known = {id(x): facts(x) for x in items}
+        return prune(items, wanted, lambda x: known[id(x)][0], lambda x: known[id(x)][1])
+    return keep

@@ -180,23 +180,14 @@ def cmd_image(args: Namespace, env: Any) -> int:
 
 def _prune_filter(given: list[str], eng: Engine) -> Any:
     """Docker's until= and label= (label!=) of `image prune`, on the image's config."""
-    if not given:
-        return None
-    from pyminidocker.cli import filters
+    from pyminidocker.cli.filters import prune_filter
     from pyminidocker.cli.output import parse_time
 
-    wanted = filters.parse(given, filters.PRUNE_KEYS)
-
-    def keep(recs: list[Any]) -> list[Any]:
-        configs = {r.id: eng.image_config(r) for r in recs}
-
-        def created(r: Any) -> float:
-            return parse_time(configs[r.id].get("created", "")) or 0.0
-
-        def labels(r: Any) -> dict[str, str]:
-            return (configs[r.id].get("config") or {}).get("Labels") or {}
-        return filters.prune(recs, wanted, created, labels)
-    return keep
+    def facts(rec: Any) -> tuple[float, dict[str, str]]:
+        cfg = eng.image_config(rec)
+        return (parse_time(cfg.get("created", "")) or 0.0,
+                (cfg.get("config") or {}).get("Labels") or {})
+    return prune_filter(given, facts)
 
 
 def cmd_history(args: Namespace, env: Any) -> int:
