@@ -969,7 +969,7 @@ class Engine:
             while True:
                 # Look at the state before reading, so that what the container wrote before
                 # it exited is read after we saw it exit: nothing is missed at the end.
-                running = self._still_running(rec)
+                running = self.runtime.running(rec)
                 chunk = f.read()
                 if chunk:
                     records, rest = _log_records(rest + chunk)
@@ -979,20 +979,13 @@ class Engine:
                 else:
                     time.sleep(0.1)
 
-    def _still_running(self, rec: ContainerRecord) -> bool:
-        """Whether the container runs; not once it was removed (run --rm's, at its exit)."""
-        try:
-            return self.refresh(rec).state.status == "running"
-        except NotFound:
-            return False
-
     def _open_log(self, rec: ContainerRecord, path: str, follow: bool) -> Any:
         """The log file, None if there is none; with follow, that of a container started a
         moment ago too, once its monitor has made it (a client's start then logs?follow)."""
         import time
 
         while True:
-            running = follow and self._still_running(rec)
+            running = follow and self.runtime.running(rec)
             try:
                 return open(path, "rb")
             except FileNotFoundError:

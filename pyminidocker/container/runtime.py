@@ -665,15 +665,20 @@ class Runtime:
             self._wait_gone(rec, 10)
         self.log(rec, "stop")
 
+    def running(self, rec: ContainerRecord) -> bool:
+        """Whether the container runs now; not once it was removed (`run --rm` does that at
+        its exit)."""
+        try:
+            return self.refresh(self.containers.get(rec.id)).state.status == "running"
+        except NotFound:
+            return False
+
     def _wait_gone(self, rec: ContainerRecord, timeout: float) -> bool:
-        """True once the container has stopped (or was removed: `run --rm` does that)."""
+        """True once the container has stopped (or was removed)."""
         deadline = time.monotonic() + timeout
         delay = 0.002
         while time.monotonic() < deadline:
-            try:
-                if self.refresh(self.containers.get(rec.id)).state.status != "running":
-                    return True
-            except NotFound:
+            if not self.running(rec):
                 return True
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
