@@ -28,6 +28,7 @@ Factories:
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import platform
 import shutil
@@ -255,6 +256,23 @@ def faulty_proxy():
     yield make
     for p in proxies:
         p.close()
+
+
+# --------------------------------------------------------------------------------------------
+# One test module at a time on this host
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _host_lock():
+    """Hold a host-wide lock for the module's whole life. Bridges, firewall chains, cgroups and
+    the leftover checks are host-wide, and every module ends with `system reset`: two suites
+    (two checkouts on one machine) running modules at the same time would break each other's
+    networks and see each other's containers as leaks. Modules of two suites interleave instead.
+    A fresh root or VM has its own /run, so a suite run inside one takes its own lock."""
+    path = os.environ.get("PMD_TEST_LOCK", "/run/pyminidocker-tests.lock")
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
 
 
 # --------------------------------------------------------------------------------------------
