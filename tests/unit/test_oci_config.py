@@ -9,7 +9,8 @@ import pytest
 
 from pyminidocker import shim
 from pyminidocker.oci import config as cfg
-from pyminidocker.oci.main import _go_flags, parse_signal
+from pyminidocker.oci.control import parse_signal
+from pyminidocker.oci.main import _go_flags
 
 BASE = {
     "ociVersion": "1.0.2",
