@@ -51,8 +51,10 @@ def kill(root: str, args: Any) -> None:
     if st.status(rec) == "stopped":
         raise rt.RuntimeError_("container not running")
     if args.all:
+        from pyminidocker.container.cgroups import Cgroup
+
         cg_id, parent = rec["cgroup"]
-        rt.Cgroup(cg_id, parent).kill(sig)
+        Cgroup(cg_id, parent).kill(sig)
         return
     try:
         os.kill(rec["pid"], sig)
@@ -73,10 +75,12 @@ def delete(root: str, args: Any) -> None:
         if not args.force:
             raise rt.RuntimeError_(f"cannot delete container {args.id} that is not stopped: "
                                    f"{status}")
+        from pyminidocker.container.cgroups import Cgroup
+
         cg_id, parent = rec["cgroup"]
         if status == "paused":
             _freeze(rec, False)
-        rt.Cgroup(cg_id, parent).kill(9)
+        Cgroup(cg_id, parent).kill(9)
         try:
             os.kill(rec["pid"], 9)
         except ProcessLookupError:
@@ -138,6 +142,7 @@ def _update_resources(args: Any) -> dict[str, Any]:
 
 
 def update(root: str, args: Any) -> None:
+    from pyminidocker.container.cgroups import Cgroup
     from pyminidocker.oci import config as cfg
 
     rec = st.load(root, args.id)
@@ -145,7 +150,7 @@ def update(root: str, args: Any) -> None:
         raise rt.RuntimeError_("container not running")
     resources = cfg._resources(_update_resources(args))
     cg_id, parent = rec["cgroup"]
-    cg = rt.Cgroup(cg_id, parent)
+    cg = Cgroup(cg_id, parent)
     extra: dict[str, str] = {}
     for d in rec.get("extra_cgroups") or []:
         for ctl in rt._EXTRA_CONTROLLERS:

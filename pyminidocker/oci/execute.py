@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 
 from pyminidocker import shim
+from pyminidocker.container.cgroups import Cgroup
 from pyminidocker.errors import PmdError, UsageError
 from pyminidocker.oci import config as cfg
 from pyminidocker.oci import process
-from pyminidocker.oci import runtime as rt
 from pyminidocker.oci import state as st
 
 TYPE_CHECKING = False
@@ -67,7 +67,7 @@ def _spec(rec: dict[str, Any], doc: dict[str, Any]) -> shim.SpawnSpec:
     spec.join_pid = rec["pid"]
     spec.namespaces = rec.get("ns_mask", 0)
     cg_id, parent = rec["cgroup"]
-    spec.cgroup_procs = [*rt.Cgroup(cg_id, parent).procs_files(),
+    spec.cgroup_procs = [*Cgroup(cg_id, parent).procs_files(),
                          *(os.path.join(d, "tasks") for d in rec.get("extra_cgroups") or [])]
     spec.setsid = True
     return spec

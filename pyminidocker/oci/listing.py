@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from pyminidocker.container.cgroups import Cgroup
 from pyminidocker.errors import PmdError
 from pyminidocker.oci import runtime as rt
 from pyminidocker.oci import state as st
@@ -35,7 +36,7 @@ def ps(root: str, args: Any) -> str:
 
     rec = st.load(root, args.id)
     cg_id, parent = rec["cgroup"]
-    pids = rt.Cgroup(cg_id, parent).pids() if st.status(rec) != "stopped" else []
+    pids = Cgroup(cg_id, parent).pids() if st.status(rec) != "stopped" else []
     if args.format == "json":
         return json.dumps(pids) + "\n"
     out = subprocess.run(["ps", *(args.ps_args or ["-ef"])], capture_output=True, text=True,
@@ -61,7 +62,7 @@ def events(root: str, args: Any) -> str:
     if st.status(rec) == "stopped":
         raise rt.RuntimeError_("container not running")
     cg_id, parent = rec["cgroup"]
-    s = rt.Cgroup(cg_id, parent).stats()
+    s = Cgroup(cg_id, parent).stats()
     data = {
         "cpu": {"usage": {"total": s.get("cpu_usage_ns") or 0}},
         "memory": {"usage": {"usage": s.get("memory_usage") or 0,

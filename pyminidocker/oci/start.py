@@ -25,8 +25,6 @@ def _short_path(path: str) -> str:
 def _ask_holder(rec: dict[str, Any], cmd: bytes) -> bytes:
     import _socket  # not socket: see create._bind_ctl
 
-    from pyminidocker.oci.runtime import RuntimeError_
-
     s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         s.connect(_short_path(rec["ctl"]))
@@ -35,26 +33,28 @@ def _ask_holder(rec: dict[str, Any], cmd: bytes) -> bytes:
         while chunk := s.recv(4096):
             reply += chunk
     except OSError as e:
-        raise RuntimeError_(f"cannot start container: {e.strerror}") from None
+        raise st.RuntimeError_(f"cannot start container: {e.strerror}") from None
     finally:
         s.close()
     return reply
 
 
 def start(root: str, container_id: str) -> None:
-    from pyminidocker.oci import runtime as rt
-
     rec = st.load(root, container_id)
     status = st.status(rec)
     if status == "stopped":
-        raise rt.RuntimeError_("cannot start a container that has stopped")
+        raise st.RuntimeError_("cannot start a container that has stopped")
     if status != "created":
-        raise rt.RuntimeError_("cannot start an already running container")
+        raise st.RuntimeError_("cannot start an already running container")
     no_process = "process" not in (rec.get("config") or {})
     reply = _ask_holder(rec, b"abort" if no_process else b"start")
     if no_process:
-        raise rt.RuntimeError_("cannot start a container without a process (config.json has "
+        raise st.RuntimeError_("cannot start a container without a process (config.json has "
                                "none)")
+    if reply == b"OK" and not (rec.get("config") or {}).get("hooks"):
+        return  # the usual start: nothing more to load or run
+    from pyminidocker.oci import runtime as rt
+
     if reply.startswith(b"H"):
         # A prestart hook failed: the container is stopped and the lifecycle goes on to its
         # deletion (the runtime spec's step 9), poststop hooks included.
@@ -63,8 +63,7 @@ def start(root: str, container_id: str) -> None:
         rt.cleanup(root, rec)
     if reply != b"OK":
         raise rt.RuntimeError_(reply[1:].decode(errors="replace") or "start failed")
-    rec["started"] = True
-    st.save(root, rec)
+    # Not saved again: the holder removed ctl.sock, so the record says "running" from now on.
     # A failing poststart hook is a warning: the container runs on (the runtime spec).
     # "running" as this start made it, even if a short process has already exited (runc's)
     for msg in rt.run_hooks(rt.hooks_of(rec).get("poststart", []), "poststart",
@@ -127,7 +126,7 @@ def _spawn_started(p: Prepared, root: str, pid_file: str) -> Process:
     rt.hooks_stdin(spec)
     proc = shim.spawn(spec)
     try:
-        rec.update(pid=proc.pid, pid_start=st.pid_start(proc.pid), started=True)
+        rec.update(pid=proc.pid, pid_start=st.pid_start(proc.pid))
         rt.configure_init(c, proc.pid)
         state_obj = st.oci_state(rec, "created")
         rt.write_hooks_state(spec, state_obj)
