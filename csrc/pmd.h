@@ -189,6 +189,19 @@ struct pmd_spawn_spec {
        (so /dev/mqueue is the shared namespace's). Excludes join_pid. */
     int share_pid;
     int share_namespaces;
+    /* The mount namespace. With mounts_joined, the caller has entered the one the container is
+       to use (an OCI namespace joined by path) and the filesystem sequence (rootfs, mounts,
+       pivot_root, paths) runs in it as in a new one, without CLONE_NEWNS in namespaces.
+       Without either, rootfs is entered by chroot and nothing may be mounted (an OCI config
+       without a mount namespace: the container shares the caller's, which is not ours to
+       change). */
+    int mounts_joined;
+    /* The caller has entered the user namespace the container is to use (joined by path): the
+       child takes uid/gid 0 of it, as of a new one, after joining its cgroups. */
+    int userns_joined;
+    /* MS_SHARED, MS_SLAVE, MS_PRIVATE or MS_UNBINDABLE, with MS_REC or not: applied to the new
+       root once everything is mounted (OCI linux.rootfsPropagation); 0 = it stays private. */
+    int root_propagation;
 };
 
 /*

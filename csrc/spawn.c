@@ -458,7 +458,7 @@ static int child_setup(const struct child_ctx *c, struct child_msg *m)
      * become its root, as the maps are written now. After the cgroups: as the mapped uid we
      * could no longer open their root-owned files. Raw syscalls, see confine.c.
      */
-    if ((s->namespaces & CLONE_NEWUSER) && s->join_pid <= 0 &&
+    if (((s->namespaces & CLONE_NEWUSER) || s->userns_joined) && s->join_pid <= 0 &&
         (syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0))
         return pmd_cfail(err, errno, "setresuid", "root of the user namespace");
     if ((s->join_pid > 0 || s->share_pid > 0) && child_join(c, m) < 0)
@@ -655,9 +655,10 @@ static int check_spec(const struct pmd_spawn_spec *s, struct pmd_error *err)
     if (s->namespaces & ~ALLOWED_NS)
         return pmd_fail(err, EINVAL, "spawn", "unsupported namespace flags %#x",
                         s->namespaces & ~ALLOWED_NS);
-    if (s->join_pid <= 0 && (s->rootfs || s->n_mounts > 0 || s->masked_paths || s->readonly_paths ||
-         s->readonly_root || s->dev_setup) && !(s->namespaces & CLONE_NEWNS))
-        return pmd_fail(err, EINVAL, "spawn", "%s", "mounts need CLONE_NEWNS");
+    if (s->join_pid <= 0 && (s->n_mounts > 0 || s->masked_paths || s->readonly_paths ||
+         s->readonly_root || s->dev_setup || s->root_propagation) &&
+        !(s->namespaces & CLONE_NEWNS) && !s->mounts_joined)
+        return pmd_fail(err, EINVAL, "spawn", "%s", "mounts need CLONE_NEWNS or mounts_joined");
     if (s->hostname && !(s->namespaces & CLONE_NEWUTS))
         return pmd_fail(err, EINVAL, "spawn", "%s", "hostname needs CLONE_NEWUTS");
     if (s->n_mounts < 0 || (s->n_mounts > 0 && s->mounts == NULL) || s->n_rlimits < 0 ||

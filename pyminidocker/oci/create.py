@@ -7,6 +7,7 @@ the holder spawns the init held, reports its pid back, then waits on <root>/<id>
 from __future__ import annotations
 
 import os
+import sys
 
 from pyminidocker import shim
 from pyminidocker.errors import PmdError, UsageError
@@ -28,6 +29,8 @@ def prepare(args: Any, root: str) -> rt.Prepared:
                                "closes every fd but the container's stdio")
     doc, bundle = cfg.load(args.bundle)
     c = cfg.parse(doc, bundle)
+    for warning in c.warnings:
+        sys.stderr.write(f"warning: {warning}\n")
     return rt.prepare(c, doc, root, args.id)
 
 

@@ -59,7 +59,7 @@ def start_error(e: OSError, argv0: str) -> str:
     """The shim's error (op, errno, path) of a process that did not start, in runc's words."""
     op = getattr(e, "op", None) or ""
     if op.startswith("startContainer hook "):  # runc's words: error running ... hook #N: ...
-        why = "timeout" if e.errno == 110 else op.partition(": ")[2] or e.strerror
+        why = "timeout" if e.errno == 110 else op.partition(": ")[2] or e.strerror or ""
         return f"error running startContainer hook #{op.split()[2].rstrip(':')}: {why}"
     if op == "exec":
         if e.errno == 2:

@@ -217,9 +217,18 @@ def join_paths(c: Container) -> None:
     (a pid namespace applies to children only, which is what is wanted)."""
     from pyminidocker.oci.config import NAMESPACES
 
-    # The mount namespace last: the other paths are resolved in the current one.
-    for kind in sorted(c.join_paths, key=lambda k: k == "mount"):
-        setns(c.join_paths[kind], NAMESPACES[kind])
+    # Each path opened first, in the current mount namespace. The user namespace last, as
+    # runc's nsexec: as the host's root we may enter any namespace, after it only those it
+    # owns; and the namespaces cloned next are then its own (a single-threaded caller is
+    # needed: the holder, or run before its relay thread).
+    order = sorted(c.join_paths, key=lambda k: (k == "user", k == "mount"))
+    fds = {k: os.open(c.join_paths[k], os.O_RDONLY | os.O_CLOEXEC) for k in order}
+    try:
+        for kind in order:
+            setns(c.join_paths[kind], NAMESPACES[kind], fds[kind])
+    finally:
+        for fd in fds.values():
+            os.close(fd)
     if "uts" in c.join_paths and c.spec.hostname:
         # The shim sets a hostname in a UTS namespace it creates; a joined one is ours now.
         import socket
