@@ -169,9 +169,11 @@ struct pmd_spawn_spec {
        startContainer hooks): each as a child of the container's process, with its ids,
        capabilities and namespaces, its path resolved in the container's root; stdin reads
        hooks_stdin_fd from offset 0 (the caller writes the state there, e.g. into a memfd,
-       before the release), stdout and stderr are the container's. A hook that exits non-zero
-       fails the spawn with EIO, op "startContainer hook N: exit status S", path its path; one
-       that outlives its timeout is killed and fails it with ETIMEDOUT. */
+       before the release); its stdout and stderr are kept apart (memfds; the container's
+       where those are refused). A hook that exits non-zero fails the spawn with EIO, op
+       "startContainer hook N: exit status S", path "stdout: ..., stderr: ..." (its output, one
+       line, cut to fit); one that outlives its timeout is killed and fails it with ETIMEDOUT,
+       path its path. */
     const struct pmd_hook *hooks;
     int n_hooks;
     int hooks_stdin_fd;       /* -1: hooks read an empty stdin (/dev/null's EOF) */

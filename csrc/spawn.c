@@ -350,9 +350,36 @@ static void fmt_int(char *buf, int v)
  * handlers. It waits by polling: no signal handler may run here, and a hook is expected to take
  * milliseconds; the timeout is checked every millisecond at first, every 10 ms after a while.
  */
+/*
+ * A failed hook's output, for its error as runc words it: "stdout: ..., stderr: ...", each
+ * trimmed of surrounding blanks, newlines made spaces (one line), cut to fit dst.
+ */
+static void hook_output(const int fds[2], char *dst, size_t size)
+{
+    static const char *const label[2] = {"stdout: ", ", stderr: "};
+    char buf[PMD_PATH_MAX / 2 - 16];
+    size_t at = 0;
+
+    for (int k = 0; k < 2; k++) {
+        ssize_t n = fds[k] >= 0 ? pread(fds[k], buf, sizeof buf, 0) : 0;
+        size_t lo = 0, hi = n > 0 ? (size_t)n : 0;
+
+        while (lo < hi && (buf[lo] == ' ' || buf[lo] == '\n' || buf[lo] == '\t'))
+            lo++;
+        while (hi > lo && (buf[hi - 1] == ' ' || buf[hi - 1] == '\n' || buf[hi - 1] == '\t'))
+            hi--;
+        for (const char *p = label[k]; *p && at + 1 < size; p++)
+            dst[at++] = *p;
+        for (size_t i = lo; i < hi && at + 1 < size; i++)
+            dst[at++] = buf[i] == '\n' ? ' ' : buf[i];
+    }
+    dst[at] = '\0';
+}
+
 static int child_hooks(const struct pmd_spawn_spec *s, struct pmd_error *err)
 {
     static const char *const no_env[] = {NULL};
+    char output[PMD_PATH_MAX];
 
     for (int i = 0; i < s->n_hooks; i++) {
         const struct pmd_hook *h = &s->hooks[i];
@@ -362,6 +389,11 @@ static int child_hooks(const struct pmd_spawn_spec *s, struct pmd_error *err)
         char op[PMD_OP_MAX] = "startContainer hook ";
         int status, r;
         long pid;
+        /* Its output is kept for the error (runc's), not given to the container's stdio; where
+           the profile forbids memfds it goes there as before. */
+        pmd_cleanup_fd int out = (int)syscall(SYS_memfd_create, "hook-stdout", MFD_CLOEXEC);
+        pmd_cleanup_fd int errout = (int)syscall(SYS_memfd_create, "hook-stderr", MFD_CLOEXEC);
+        const int fds[2] = {out, errout};
 
         fmt_int(op + strlen(op), i);
         if (s->hooks_stdin_fd >= 0 && lseek(s->hooks_stdin_fd, 0, SEEK_SET) < 0)
@@ -373,7 +405,8 @@ static int child_hooks(const struct pmd_spawn_spec *s, struct pmd_error *err)
             sigset_t none;
             int in = s->hooks_stdin_fd >= 0 ? s->hooks_stdin_fd
                                             : open("/dev/null", O_RDONLY | O_CLOEXEC);
-            if (in < 0 || dup2(in, 0) < 0)
+            if (in < 0 || dup2(in, 0) < 0 || (out >= 0 && dup2(out, 1) < 0) ||
+                (errout >= 0 && dup2(errout, 2) < 0))
                 _exit(126);
             sigemptyset(&none);
             sigprocmask(SIG_SETMASK, &none, NULL);
@@ -401,7 +434,8 @@ static int child_hooks(const struct pmd_spawn_spec *s, struct pmd_error *err)
             const char *what = WIFEXITED(status) ? ": exit status " : ": signal ";
             memcpy(op + at, what, strlen(what) + 1);
             fmt_int(op + strlen(op), WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-            return pmd_cfail(err, EIO, op, h->path);
+            hook_output(fds, output, sizeof output);
+            return pmd_cfail(err, EIO, op, output);
         }
     }
     return 0;

@@ -60,6 +60,8 @@ def start_error(e: OSError, argv0: str) -> str:
     op = getattr(e, "op", None) or ""
     if op.startswith("startContainer hook "):  # runc's words: error running ... hook #N: ...
         why = "timeout" if e.errno == 110 else op.partition(": ")[2] or e.strerror or ""
+        if e.errno == 5 and e.filename:  # its exit status, then its output
+            why += f", {e.filename}"
         return f"error running startContainer hook #{op.split()[2].rstrip(':')}: {why}"
     if op == "exec":
         if e.errno == 2:

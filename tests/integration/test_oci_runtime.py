@@ -375,11 +375,15 @@ def test_start_container_hooks_run_in_the_container_before_its_process(runc, tmp
 def test_a_failing_or_slow_start_container_hook_stops_the_container(runc, tmp_path):
     b = make_bundle(tmp_path / "b", ["touch", "/ran"])
     edit(b, lambda cfg: cfg.update(hooks={"startContainer": [
-        {"path": "/bin/true"}, {"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}]}))
+        {"path": "/bin/true"},
+        {"path": "/bin/sh", "args": ["sh", "-c", "echo said; echo and; echo why >&2; exit 3"]}]}))
     runc.ids.append("sc2")
     r = runc("run", "--bundle", str(b), "sc2", check=False)
     assert r.returncode == 1, r.stderr
-    assert r.stderr.strip() == "error running startContainer hook #1: exit status 3"
+    # its output is in the error, as runc's, not in the container's stdout
+    assert r.stderr.strip() == ("error running startContainer hook #1: exit status 3, "
+                                "stdout: said and, stderr: why")
+    assert r.stdout == ""
     edit(b, lambda cfg: cfg.update(hooks={"startContainer": [
         {"path": "/bin/sleep", "args": ["sleep", "20"], "timeout": 1}]}))
     runc("create", "--bundle", str(b), "sc2")
