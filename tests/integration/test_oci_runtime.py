@@ -494,6 +494,8 @@ def test_a_user_namespace_joined_by_path(runc, reachable_tmp, holder):
         time.sleep(0.02)
     assert (b / "rootfs" / "made").read_text().split() == ["0", "300000", "65536", "0"]
     assert (b / "rootfs" / "made").stat().st_uid == 300000
+    out = runc("exec", "uj", "sh", "-c", "readlink /proc/self/ns/user; id -u").stdout
+    assert out.split() == [_ns_inode(pid, "user"), "0"]  # exec joins it too
     runc("delete", "-f", "uj")
 
 
