@@ -20,17 +20,12 @@ the new ones: the saved image has a new id (its content, history and config are 
 from __future__ import annotations
 
 import copy
-import ctypes
 import hashlib
 import json
 import os
-import stat
-from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import libarchive
-from libarchive import ffi as _arc
-from libarchive.entry import ArchiveEntry
 from libarchive.exception import ArchiveError
 
 from pyminidocker import shim as _native
@@ -39,28 +34,24 @@ from pyminidocker.errors import (
     NotFound,
     PmdError,
     UnsupportedMedia,
-    UsageError,
     VerificationError,
     suppress,
 )
+from pyminidocker.image.changes import (  # engine.py's import and commit use them from here
+    apply_changes as apply_changes,
+)
+from pyminidocker.image.changes import new_config as new_config
 from pyminidocker.image.manifest import is_index, layer_compression
 from pyminidocker.image.platforms import host_platform, select_manifest
 from pyminidocker.image.pull import layer_error, parse_config, register_image, rollback_layers
+from pyminidocker.image.tarwrite import CHUNK, DIR, Sink, TarWriter, export_tree, tar_layer
 from pyminidocker.reference import parse_reference
 from pyminidocker.store import Store
 from pyminidocker.store.images import ImageRecord
 from pyminidocker.store.layers import LayerRecord, chain_id, chain_ids, now_iso, tree_digest
 
-# libarchive-c sets a link's target only as a hard link (archive_entry_update_link_utf8 picks
-# the symlink field only once one was set): the two setters of libarchive itself are declared.
-_arc.ffi("entry_copy_symlink", [_arc.c_archive_entry_p, ctypes.c_char_p], None)
-_arc.ffi("entry_copy_hardlink", [_arc.c_archive_entry_p, ctypes.c_char_p], None)
-_arc.ffi("entry_xattr_add_entry",
-         [_arc.c_archive_entry_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t], None)
-
 _META_MAX = 16 << 20       # manifest.json, index.json, a config or a manifest: far above real ones
 _ENTRIES_MAX = 100_000     # entries of an image archive (a layer is one entry)
-_CHUNK = 1 << 20
 _LAYERS_MAX = 125          # Docker's layer store refuses deeper images (its maxDepth)
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -68,179 +59,9 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 
-_REG, _DIR, _LNK = 0o100000, 0o040000, 0o120000
-
-Sink = Callable[[bytes], object]
-
 
 def _bad(message: str) -> LayerError:
     return LayerError(f"invalid image archive: {message}")
-
-
-# ---- writing tars ---------------------------------------------------------------------------
-
-class TarWriter:
-    """A tar stream (POSIX pax, ustar headers unless a name needs more) written to `sink`;
-    `digest` is the sha256 of what was written so far (hashed only if `hashed`: an image
-    archive's own digest is of no use, and hashing it costs as much as its layers'). Use in a
-    `with`."""
-
-    def __init__(self, sink: Sink, hashed: bool = True):
-        self._sink = sink
-        self._hash = hashlib.sha256() if hashed else None
-        self.size = 0
-        self._cm: Any = None
-        self._p: Any = None
-
-    def _write(self, data: Any) -> int:
-        chunk = bytes(data)
-        if self._hash is not None:
-            self._hash.update(chunk)
-        self._sink(chunk)
-        self.size += len(chunk)
-        return len(chunk)
-
-    def __enter__(self) -> TarWriter:
-        # 1 MiB blocks: libarchive calls back once per block, and each call crosses ctypes
-        self._cm = libarchive.custom_writer(self._write, "pax_restricted", block_size=1 << 20)
-        self._p = self._cm.__enter__()._pointer
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._cm.__exit__(*exc)
-
-    @property
-    def digest(self) -> str:
-        assert self._hash is not None, "a TarWriter made with hashed=False"
-        return "sha256:" + self._hash.hexdigest()
-
-    def add(self, name: str, kind: int, mode: int, *, uid: int = 0, gid: int = 0,
-            mtime: int = 0, size: int = 0, link: str | None = None, hardlink: bool = False,
-            rdev: int = 0, data: Iterable[bytes] = (),
-            xattrs: Iterable[tuple[str, bytes]] = ()) -> None:
-        """One entry; data is read up to `size` bytes (a file that shrank meanwhile is padded
-        with zeros by libarchive); xattrs go in pax records (SCHILY.xattr.NAME)."""
-        e = ArchiveEntry(pathname=name, filetype=kind, perm=mode & 0o7777, uid=uid, gid=gid,
-                         mtime=mtime, size=size if kind == _REG and not hardlink else 0)
-        if rdev:
-            e.rdevmajor, e.rdevminor = os.major(rdev), os.minor(rdev)
-        if link is not None:
-            setter = _arc.entry_copy_hardlink if hardlink else _arc.entry_copy_symlink
-            setter(e._entry_p, os.fsencode(link))
-        for name, value in xattrs:
-            _arc.entry_xattr_add_entry(e._entry_p, name.encode(), value, len(value))
-        _arc.write_header(self._p, e._entry_p)
-        left = size
-        for chunk in data:
-            if left <= 0:
-                break
-            chunk = chunk[:left]
-            _arc.write_data(self._p, chunk, len(chunk))
-            left -= len(chunk)
-        _arc.write_finish_entry(self._p)
-
-    def add_bytes(self, name: str, content: bytes, mtime: int = 0) -> None:
-        self.add(name, _REG, 0o644, mtime=mtime, size=len(content), data=(content,))
-
-    def add_file(self, name: str, path: str, mtime: int = 0) -> None:
-        self.add(name, _REG, 0o644, mtime=mtime, size=os.path.getsize(path),
-                 data=_read_chunks(path))
-
-
-def _read_chunks(path: str, dir_fd: int | None = None) -> Iterator[bytes]:
-    # O_NONBLOCK: should the name have become a fifo since it was looked at, never block on it
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
-                 dir_fd=dir_fd)
-    try:
-        while chunk := os.read(fd, _CHUNK):
-            yield chunk
-    finally:
-        os.close(fd)
-
-
-def _xattrs(path: str) -> list[tuple[str, bytes]]:
-    """A file's extended attributes (file capabilities, ACLs, user.*), sorted; overlayfs's
-    own (opaque, redirect, origin...) are its bookkeeping, not the file's."""
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError:
-        return []  # a filesystem without xattrs
-    out = []
-    for name in sorted(names):
-        if name.startswith(("trusted.overlay.", "user.overlay.")):
-            continue
-        with suppress(OSError):
-            out.append((name, os.getxattr(path, name, follow_symlinks=False)))
-    return out
-
-
-def _is_opaque(path: str) -> bool:
-    for attr in ("trusted.overlay.opaque", "user.overlay.opaque"):
-        with suppress(OSError):
-            if os.getxattr(path, attr, follow_symlinks=False) == b"y":
-                return True
-    return False
-
-
-def write_tree(tar: TarWriter, root: str, *, layer: bool,
-               skip: frozenset[str] | set[str] = frozenset()) -> None:
-    """Every file under root into tar, sorted by name so that the same tree gives the same
-    bytes. layer: root is an overlay layer (a container's upper dir, a layer's diff): its
-    whiteouts (0:0 character devices) become `.wh.NAME` files and its opaque directories get
-    a `.wh..wh..opq`, as image layers say them (OCI image-spec layer.md). skip: "/path"s to
-    leave out (the mount points the engine makes). Sockets are left out, as tar has no type
-    for them. Raises OSError."""
-    seen: dict[tuple[int, int], str] = {}
-
-    def walk(dirpath: str, rel: str) -> None:
-        for name in sorted(os.listdir(dirpath)):
-            r = rel + name
-            if "/" + r in skip:
-                continue
-            p = os.path.join(dirpath, name)
-            st = os.lstat(p)
-            mode, kind = st.st_mode, stat.S_IFMT(st.st_mode)
-            uid, gid, mtime = st.st_uid, st.st_gid, int(st.st_mtime)
-            xattrs = _xattrs(p) if kind != stat.S_IFCHR or st.st_rdev else []
-            if layer and kind == stat.S_IFCHR and st.st_rdev == 0:
-                tar.add(f"{rel}.wh.{name}", _REG, 0o644, mtime=mtime)
-            elif kind == stat.S_IFDIR:
-                tar.add(r + "/", _DIR, mode, uid=uid, gid=gid, mtime=mtime, xattrs=xattrs)
-                if layer and _is_opaque(p):
-                    tar.add(f"{r}/.wh..wh..opq", _REG, 0o644, mtime=mtime)
-                walk(p, r + "/")
-            elif kind == stat.S_IFREG:
-                key = (st.st_dev, st.st_ino)
-                if st.st_nlink > 1 and key in seen:
-                    tar.add(r, _REG, mode, link=seen[key], hardlink=True, uid=uid, gid=gid,
-                            mtime=mtime)
-                    continue
-                seen[key] = r
-                tar.add(r, _REG, mode, size=st.st_size, data=_read_chunks(p), uid=uid, gid=gid,
-                        mtime=mtime, xattrs=xattrs)
-            elif kind == stat.S_IFLNK:
-                tar.add(r, _LNK, mode, link=os.readlink(p), uid=uid, gid=gid, mtime=mtime)
-            elif kind in (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO):
-                tar.add(r, kind, mode, rdev=st.st_rdev, uid=uid, gid=gid, mtime=mtime)
-
-    walk(root, "")
-
-
-def _to_file(path: str) -> tuple[Sink, Callable[[], None]]:
-    f = open(path, "xb")  # closed by the returned function
-    return f.write, f.close
-
-
-def tar_layer(root: str, dest: str, skip: frozenset[str] | set[str] = frozenset()) -> str:
-    """Write the layer at root (overlay form) as a layer tar to the new file dest; returns its
-    digest (the layer's diff-id). Raises OSError."""
-    write, close = _to_file(dest)
-    try:
-        with TarWriter(write) as tar:
-            write_tree(tar, root, layer=True, skip=skip)
-        return tar.digest
-    finally:
-        close()
 
 
 # ---- reading a hostile archive --------------------------------------------------------------
@@ -281,7 +102,7 @@ def unpack(fd: int, dest: str) -> dict[str, str]:
                     raise _bad(f"{name} is not a regular file")
                 out = os.path.join(dest, str(len(files)))
                 with open(out, "xb") as f:
-                    for block in entry.get_blocks(_CHUNK):
+                    for block in entry.get_blocks(CHUNK):
                         f.write(block)
                 files[name] = out
     except ArchiveError as e:
@@ -686,8 +507,8 @@ def image_tars(store: Store, rec: ImageRecord, staging: str,
 
 def _write_archive(saved: list[_SavedImage], blobs: dict[str, str], sink: Sink) -> None:
     with TarWriter(sink, hashed=False) as tar:
-        tar.add("blobs/", _DIR, 0o755)
-        tar.add("blobs/sha256/", _DIR, 0o755)
+        tar.add("blobs/", DIR, 0o755)
+        tar.add("blobs/sha256/", DIR, 0o755)
         written: set[str] = set()
 
         def blob(digest: str, content: bytes | None = None) -> None:
@@ -743,122 +564,6 @@ def _write_archive(saved: list[_SavedImage], blobs: dict[str, str], sink: Sink) 
 
 
 # ---- import, export, commit -----------------------------------------------------------------
-
-def export_tree(root: str, sink: Sink) -> None:
-    """A container's whole filesystem (mounted, merged, at root) as a tar to sink. Raises
-    OSError."""
-    with TarWriter(sink, hashed=False) as tar:
-        write_tree(tar, root, layer=False)
-
-
-def new_config(base: dict[str, Any] | None, diff_id: str, created_by: str, comment: str,
-               author: str = "") -> dict[str, Any]:
-    """An image config: base's (or an empty one for this host) with one more layer and one
-    more history entry, created now."""
-    if base is None:
-        plat = host_platform()
-        config: dict[str, Any] = {"architecture": plat.architecture, "os": plat.os,
-                                  "config": {}, "rootfs": {"type": "layers", "diff_ids": []},
-                                  "history": []}
-        if plat.variant:
-            config["variant"] = plat.variant
-    else:
-        config = copy.deepcopy(base)
-        for key in ("container", "container_config", "docker_version", "comment", "author"):
-            config.pop(key, None)
-    created = now_iso()
-    config["created"] = created
-    config.setdefault("config", {})
-    config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
-    config["rootfs"]["diff_ids"] = list(config["rootfs"].get("diff_ids", [])) + [diff_id]
-    entry: dict[str, Any] = {"created": created, "created_by": created_by}
-    if comment:
-        entry["comment"] = comment
-        config["comment"] = comment
-    if author:
-        entry["author"] = author
-        config["author"] = author
-    config["history"] = list(config.get("history") or []) + [entry]
-    return config
-
-
-def apply_changes(config: dict[str, Any], changes: list[str]) -> None:
-    """Apply Dockerfile instructions (`-c/--change` of import and commit) to an image config's
-    "config": CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE, VOLUME, STOPSIGNAL.
-    Raises UsageError (exit code 1, as Docker's daemon refuses them)."""
-    c = config.setdefault("config", {})
-    for change in changes:
-        word, _, rest = change.strip().partition(" ")
-        op, rest = word.upper(), rest.strip()
-        if op in ("CMD", "ENTRYPOINT"):
-            key = "Cmd" if op == "CMD" else "Entrypoint"
-            c[key] = _exec_form(rest, change)
-        elif op == "ENV":
-            env = [e for e in c.get("Env") or []]
-            for k, v in _pairs(rest, change):
-                env = [e for e in env if e.split("=", 1)[0] != k] + [f"{k}={v}"]
-            c["Env"] = env
-        elif op == "LABEL":
-            c["Labels"] = {**(c.get("Labels") or {}), **dict(_pairs(rest, change))}
-        elif op == "WORKDIR":
-            if not rest:
-                raise _change_error(f"{op} requires exactly one argument")
-            c["WorkingDir"] = rest
-        elif op == "USER":
-            c["User"] = rest
-        elif op == "STOPSIGNAL":
-            c["StopSignal"] = rest
-        elif op == "EXPOSE":
-            ports = c.get("ExposedPorts") or {}
-            for p in rest.split():
-                ports[p if "/" in p else p + "/tcp"] = {}
-            c["ExposedPorts"] = ports
-        elif op == "VOLUME":
-            vols = c.get("Volumes") or {}
-            for v in (_exec_form(rest, change) if rest.startswith("[") else rest.split()):
-                vols[v] = {}
-            c["Volumes"] = vols
-        else:
-            raise _change_error(f"{word} is not a valid change command")
-
-
-def _change_error(message: str) -> UsageError:
-    # the daemon refuses a change, not the docker CLI: Docker exits 1 (the API answers 400)
-    return UsageError(message, exit_code=1)
-
-
-def _exec_form(rest: str, change: str) -> list[str]:
-    if rest.startswith("["):
-        try:
-            value = json.loads(rest)
-        except ValueError:
-            value = None
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return value
-    if not rest:
-        raise _change_error(f"invalid change {change!r}: no command")
-    return ["/bin/sh", "-c", rest]
-
-
-def _pairs(rest: str, change: str) -> list[tuple[str, str]]:
-    import shlex
-
-    try:
-        words = shlex.split(rest)
-    except ValueError as e:
-        raise _change_error(f"invalid change {change!r}: {e}") from None
-    if not words:
-        raise _change_error(f"invalid change {change!r}: no value")
-    if "=" not in words[0]:  # the old form: ENV KEY VALUE...
-        return [(words[0], " ".join(words[1:]))]
-    out = []
-    for w in words:
-        k, eq, v = w.partition("=")
-        if not eq or not k:
-            raise _change_error(f"invalid change {change!r}: {w!r} is not KEY=VALUE")
-        out.append((k, v))
-    return out
-
 
 def image_from_layer(store: Store, layer_tar: str, base: ImageRecord | None,
                      config: dict[str, Any], names: list[str]) -> str:

@@ -382,7 +382,8 @@ def test_push_then_skopeo_inspects_and_a_fresh_store_pulls_and_runs(ctr, registr
 
 def test_a_layer_tar_says_whiteouts_opaque_dirs_links_and_xattrs_and_comes_back_the_same(
         tmp_path):
-    from pyminidocker.image.archive import Ingest, tar_layer
+    from pyminidocker.image.archive import Ingest
+    from pyminidocker.image.tarwrite import tar_layer
     from pyminidocker.store import Store
 
     upper = tmp_path / "upper"

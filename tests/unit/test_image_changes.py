@@ -1,11 +1,12 @@
 """The Dockerfile instructions of `import -c` and `commit -c`, and the names an image archive
-may use, as pure functions (image/archive.py)."""
+may use, as pure functions (image/changes.py, image/archive.py)."""
 from __future__ import annotations
 
 import pytest
 
 from pyminidocker.errors import LayerError, UsageError
-from pyminidocker.image.archive import _clean, _clean_link, _named_digest, apply_changes, new_config
+from pyminidocker.image.archive import _clean, _clean_link, _named_digest
+from pyminidocker.image.changes import apply_changes, new_config
 
 
 def changed(*changes: str, base: dict | None = None) -> dict:
