@@ -93,32 +93,10 @@ def container(rec: Any, path: str, image_config: Mapping[str, Any] | None = None
     icfg = image_config or {}
     nets = networks or {}
     running = st.status == "running"
-    mode = host.get("network") or "bridge"
-    privileged = bool(host.get("privileged"))
-    binds = [*host.get("binds", [])] or None
     from pyminidocker.container.mounts import inspect_mounts, mounts_of
 
     mounts = inspect_mounts(mounts_of(host), volume_path or (lambda name: ""))
-    tmpfs: dict[str, str] = {}
-    if host.get("tmpfs"):
-        from pyminidocker.container import spec as policy
-
-        tmpfs = dict(policy.parse_tmpfs(t) for t in host["tmpfs"])
-    # The options as given (seccomp=FILE replaced by the profile's text, as Docker does).
-    security_opt = host.get("security_opt") or (
-        ["no-new-privileges"] if host.get("no_new_privs") else None)
-    # Docker lists the network even for a stopped container, its address empty
-    endpoints: dict[str, Any] = {
-        mode: _endpoint(nets.get(mode), st.ip if running else "",
-                        aliases=None if mode in ("bridge", "host", "none") else [rec.short_id])}
-    if host.get("ip") or host.get("link_local_ips"):  # --ip, --link-local-ip, as Docker
-        endpoints[mode]["IPAMConfig"] = {
-            **({"IPv4Address": host["ip"]} if host.get("ip") else {}),
-            **({"LinkLocalIPs": host["link_local_ips"]} if host.get("link_local_ips") else {})}
-    for name, info in st.extra_networks.items():
-        endpoints[name] = _endpoint(nets.get(name), info.get("ip", "") if running else "",
-                                    aliases=[rec.short_id])
-    main_ep = endpoints.get(mode) if mode == "bridge" else None
+    endpoints = _endpoints(rec, nets, running)
     exposed: dict[str, dict[str, str]] = {
         _port_key(p): {} for p in (icfg.get("ExposedPorts") or {})}
     for key in _port_bindings(host.get("ports", [])):   # -p exposes the port too
@@ -148,61 +126,7 @@ def container(rec: Any, path: str, image_config: Mapping[str, Any] | None = None
         "ProcessLabel": "",
         "AppArmorProfile": "",
         "ExecIDs": None,
-        "HostConfig": {
-            "Binds": binds, "ContainerIDFile": "",
-            "LogConfig": {"Type": (host.get("log") or {}).get("driver", "json-file"),
-                          "Config": StringMap()},
-            "NetworkMode": "default" if mode == "bridge" else mode,
-            "PortBindings": _port_bindings(host.get("ports", [])),
-            "RestartPolicy": {"Name": (host.get("restart") or {}).get("name", "no"),
-                              "MaximumRetryCount": (host.get("restart") or {}).get("max", 0)},
-            "AutoRemove": bool(host.get("auto_remove")), "VolumeDriver": "",
-            "VolumesFrom": None,
-            "CapAdd": host.get("cap_add") or None, "CapDrop": host.get("cap_drop") or None,
-            "CgroupnsMode": host.get("cgroupns") or "private",
-            "Dns": list(host.get("dns") or []), "DnsOptions": list(host.get("dns_options") or []),
-            "DnsSearch": list(host.get("dns_search") or []),
-            "ExtraHosts": list(host.get("extra_hosts") or []) or None,
-            "GroupAdd": list(host.get("group_add") or []) or None,
-            "IpcMode": host.get("ipc_mode") or "private", "Cgroup": "",
-            "Links": [f"/{k['name']}:/{rec.name}/{k['alias']}" for k in host["links"]]
-            if host.get("links") else None, "OomScoreAdj": host.get("oom_score_adj") or 0,
-            "PidMode": host.get("pid_mode") or "", "Privileged": privileged,
-            "PublishAllPorts": False, "ReadonlyRootfs": bool(host.get("read_only")),
-            "SecurityOpt": security_opt, "UTSMode": host.get("uts_mode") or "",
-            "UsernsMode": "", "ShmSize": host.get("shm_size") or 67108864,
-            "Runtime": "runc", "ConsoleSize": [0, 0], "Isolation": "",
-            "CpuShares": host.get("cpu_shares") or 0, "Memory": host.get("memory") or 0,
-            "NanoCpus": round((host.get("cpus") or 0) * 1e9),
-            "CgroupParent": host.get("cgroup_parent") or "",
-            "BlkioWeight": host.get("blkio_weight") or 0, "BlkioWeightDevice": [],
-            **{f"BlkioDevice{name}": [{"Path": path, "Rate": rate} for k, _, rate, path
-                                      in host.get("blkio_throttle") or [] if k == kind] or None
-               for name, kind in (("ReadBps", "read_bps"), ("WriteBps", "write_bps"),
-                                  ("ReadIOps", "read_iops"), ("WriteIOps", "write_iops"))},
-            "CpuPeriod": host.get("cpu_period") or 0,
-            "CpuQuota": host.get("cpu_quota") or 0,
-            "CpuRealtimePeriod": host.get("cpu_rt_period") or 0,
-            "CpuRealtimeRuntime": host.get("cpu_rt_runtime") or 0,
-            "CpusetCpus": host.get("cpuset_cpus") or "",
-            "CpusetMems": host.get("cpuset_mems") or "",
-            "Devices": [{"PathOnHost": d["host"], "PathInContainer": d["container"],
-                         "CgroupPermissions": d["perms"]} for d in host.get("devices") or []],
-            "DeviceCgroupRules": list(host.get("device_cgroup_rules") or []) or None,
-            "DeviceRequests": None, "KernelMemory": 0, "KernelMemoryTCP": 0,
-            "MemoryReservation": host.get("memory_reservation") or 0,
-            "MemorySwap": host.get("memory_swap") or 0,
-            "MemorySwappiness": host.get("memory_swappiness"),
-            "OomKillDisable": bool(host.get("oom_kill_disable")),
-            "PidsLimit": host.get("pids_limit"),
-            "Ulimits": [{"Name": n, "Soft": v[0], "Hard": v[1]}
-                        for n, v in (host.get("ulimits") or {}).items()] or None,
-            "CpuCount": 0, "CpuPercent": 0, "IOMaximumIOps": 0, "IOMaximumBandwidth": 0,
-            "MaskedPaths": None if privileged else list(MASKED_PATHS),
-            "ReadonlyPaths": None if privileged else list(READONLY_PATHS),
-            "Tmpfs": tmpfs or None,
-            **({"Sysctls": dict(host["sysctls"])} if host.get("sysctls") else {}),
-        },
+        "HostConfig": _host_config(rec),
         "GraphDriver": {"Data": {
             "LowerDir": "", "MergedDir": os.path.join(path, "rootfs"),
             "UpperDir": os.path.join(path, "upper"), "WorkDir": os.path.join(path, "work"),
@@ -219,24 +143,122 @@ def container(rec: Any, path: str, image_config: Mapping[str, Any] | None = None
             "WorkingDir": rec.cwd if rec.cwd != "/" else "", "Entrypoint": rec.entrypoint,
             "OnBuild": icfg.get("OnBuild"), "Labels": StringMap(rec.labels),
         },
-        "NetworkSettings": {
-            "Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
-            "LinkLocalIPv6PrefixLen": 0,
-            "Ports": published_ports(st.ports, exposed) if running else {},
-            "SandboxKey": f"/proc/{st.pid}/ns/net" if running and st.pid else "",
-            "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
-            "EndpointID": "",
-            "Gateway": main_ep["Gateway"] if main_ep else "",
-            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-            "IPAddress": main_ep["IPAddress"] if main_ep else "",
-            "IPPrefixLen": main_ep["IPPrefixLen"] if main_ep else 0,
-            "IPv6Gateway": "", "MacAddress": "",
-            "Networks": endpoints,
-        },
+        "NetworkSettings": _network_settings(rec, endpoints, exposed, running),
     }
     if icfg.get("StopSignal"):
         doc["Config"]["StopSignal"] = icfg["StopSignal"]
     return doc
+
+
+def _host_config(rec: Any) -> dict[str, Any]:
+    """Docker's HostConfig of a container record."""
+    host = rec.host
+    mode = host.get("network") or "bridge"
+    privileged = bool(host.get("privileged"))
+    binds = [*host.get("binds", [])] or None
+    tmpfs: dict[str, str] = {}
+    if host.get("tmpfs"):
+        from pyminidocker.container import spec as policy
+
+        tmpfs = dict(policy.parse_tmpfs(t) for t in host["tmpfs"])
+    # The options as given (seccomp=FILE replaced by the profile's text, as Docker does).
+    security_opt = host.get("security_opt") or (
+        ["no-new-privileges"] if host.get("no_new_privs") else None)
+    return {
+        "Binds": binds, "ContainerIDFile": "",
+        "LogConfig": {"Type": (host.get("log") or {}).get("driver", "json-file"),
+                      "Config": StringMap()},
+        "NetworkMode": "default" if mode == "bridge" else mode,
+        "PortBindings": _port_bindings(host.get("ports", [])),
+        "RestartPolicy": {"Name": (host.get("restart") or {}).get("name", "no"),
+                          "MaximumRetryCount": (host.get("restart") or {}).get("max", 0)},
+        "AutoRemove": bool(host.get("auto_remove")), "VolumeDriver": "",
+        "VolumesFrom": None,
+        "CapAdd": host.get("cap_add") or None, "CapDrop": host.get("cap_drop") or None,
+        "CgroupnsMode": host.get("cgroupns") or "private",
+        "Dns": list(host.get("dns") or []), "DnsOptions": list(host.get("dns_options") or []),
+        "DnsSearch": list(host.get("dns_search") or []),
+        "ExtraHosts": list(host.get("extra_hosts") or []) or None,
+        "GroupAdd": list(host.get("group_add") or []) or None,
+        "IpcMode": host.get("ipc_mode") or "private", "Cgroup": "",
+        "Links": [f"/{k['name']}:/{rec.name}/{k['alias']}" for k in host["links"]]
+        if host.get("links") else None, "OomScoreAdj": host.get("oom_score_adj") or 0,
+        "PidMode": host.get("pid_mode") or "", "Privileged": privileged,
+        "PublishAllPorts": False, "ReadonlyRootfs": bool(host.get("read_only")),
+        "SecurityOpt": security_opt, "UTSMode": host.get("uts_mode") or "",
+        "UsernsMode": "", "ShmSize": host.get("shm_size") or 67108864,
+        "Runtime": "runc", "ConsoleSize": [0, 0], "Isolation": "",
+        "CpuShares": host.get("cpu_shares") or 0, "Memory": host.get("memory") or 0,
+        "NanoCpus": round((host.get("cpus") or 0) * 1e9),
+        "CgroupParent": host.get("cgroup_parent") or "",
+        "BlkioWeight": host.get("blkio_weight") or 0, "BlkioWeightDevice": [],
+        **{f"BlkioDevice{name}": [{"Path": path, "Rate": rate} for k, _, rate, path
+                                  in host.get("blkio_throttle") or [] if k == kind] or None
+           for name, kind in (("ReadBps", "read_bps"), ("WriteBps", "write_bps"),
+                              ("ReadIOps", "read_iops"), ("WriteIOps", "write_iops"))},
+        "CpuPeriod": host.get("cpu_period") or 0,
+        "CpuQuota": host.get("cpu_quota") or 0,
+        "CpuRealtimePeriod": host.get("cpu_rt_period") or 0,
+        "CpuRealtimeRuntime": host.get("cpu_rt_runtime") or 0,
+        "CpusetCpus": host.get("cpuset_cpus") or "",
+        "CpusetMems": host.get("cpuset_mems") or "",
+        "Devices": [{"PathOnHost": d["host"], "PathInContainer": d["container"],
+                     "CgroupPermissions": d["perms"]} for d in host.get("devices") or []],
+        "DeviceCgroupRules": list(host.get("device_cgroup_rules") or []) or None,
+        "DeviceRequests": None, "KernelMemory": 0, "KernelMemoryTCP": 0,
+        "MemoryReservation": host.get("memory_reservation") or 0,
+        "MemorySwap": host.get("memory_swap") or 0,
+        "MemorySwappiness": host.get("memory_swappiness"),
+        "OomKillDisable": bool(host.get("oom_kill_disable")),
+        "PidsLimit": host.get("pids_limit"),
+        "Ulimits": [{"Name": n, "Soft": v[0], "Hard": v[1]}
+                    for n, v in (host.get("ulimits") or {}).items()] or None,
+        "CpuCount": 0, "CpuPercent": 0, "IOMaximumIOps": 0, "IOMaximumBandwidth": 0,
+        "MaskedPaths": None if privileged else list(MASKED_PATHS),
+        "ReadonlyPaths": None if privileged else list(READONLY_PATHS),
+        "Tmpfs": tmpfs or None,
+        **({"Sysctls": dict(host["sysctls"])} if host.get("sysctls") else {}),
+    }
+
+
+def _endpoints(rec: Any, nets: Mapping[str, Any], running: bool) -> dict[str, Any]:
+    """NetworkSettings.Networks: the container's own network and those it was connected to."""
+    st, host = rec.state, rec.host
+    mode = host.get("network") or "bridge"
+    # Docker lists the network even for a stopped container, its address empty
+    endpoints: dict[str, Any] = {
+        mode: _endpoint(nets.get(mode), st.ip if running else "",
+                        aliases=None if mode in ("bridge", "host", "none") else [rec.short_id])}
+    if host.get("ip") or host.get("link_local_ips"):  # --ip, --link-local-ip, as Docker
+        endpoints[mode]["IPAMConfig"] = {
+            **({"IPv4Address": host["ip"]} if host.get("ip") else {}),
+            **({"LinkLocalIPs": host["link_local_ips"]} if host.get("link_local_ips") else {})}
+    for name, info in st.extra_networks.items():
+        endpoints[name] = _endpoint(nets.get(name), info.get("ip", "") if running else "",
+                                    aliases=[rec.short_id])
+    return endpoints
+
+
+def _network_settings(rec: Any, endpoints: dict[str, Any], exposed: dict[str, Any],
+                      running: bool) -> dict[str, Any]:
+    """Docker's NetworkSettings: the default bridge's endpoint repeated at the top level."""
+    st = rec.state
+    mode = rec.host.get("network") or "bridge"
+    main_ep = endpoints.get(mode) if mode == "bridge" else None
+    return {
+        "Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0,
+        "Ports": published_ports(st.ports, exposed) if running else {},
+        "SandboxKey": f"/proc/{st.pid}/ns/net" if running and st.pid else "",
+        "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
+        "EndpointID": "",
+        "Gateway": main_ep["Gateway"] if main_ep else "",
+        "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+        "IPAddress": main_ep["IPAddress"] if main_ep else "",
+        "IPPrefixLen": main_ep["IPPrefixLen"] if main_ep else 0,
+        "IPv6Gateway": "", "MacAddress": "",
+        "Networks": endpoints,
+    }
 
 
 def _merged_env(image_env: list[str], env: list[str]) -> list[str]:
