@@ -75,56 +75,54 @@ def _flag(value: str, key: str, spec: str) -> bool:
                      f"{value}")
 
 
-def parse_mount(spec: str) -> dict[str, Any]:
-    """--mount type=volume|bind|tmpfs,source=,target=,readonly,... (Docker's CSV syntax).
-    Raises UsageError."""
-    def bad(why: str) -> UsageError:
-        return UsageError(f'invalid argument "{spec}" for "--mount" flag: {why}')
+def _mount_error(spec: str, why: str) -> UsageError:
+    return UsageError(f'invalid argument "{spec}" for "--mount" flag: {why}')
 
-    kind, src, dst, ro = "volume", "", "", False
-    nocopy, size, mode, propagation = False, "", "", ""
-    vol_opts: dict[str, str] = {}
-    vol_labels: dict[str, str] = {}
+
+_ALIASES = {"src": "source", "destination": "target", "dst": "target", "ro": "readonly"}
+
+
+def _mount_fields(spec: str) -> tuple[dict[str, Any], set[str]]:
+    """--mount's CSV fields, each checked on its own: (values by canonical key, keys given)."""
+    f: dict[str, Any] = {"type": "volume", "source": "", "target": "", "readonly": False,
+                         "volume-nocopy": False, "tmpfs-size": "", "tmpfs-mode": "",
+                         "bind-propagation": "", "volume-opt": {}, "volume-label": {}}
     seen: set[str] = set()
     for field in spec.split(","):
         key, eq, value = field.partition("=")
         key = key.strip().lower()
         if not eq and key not in ("readonly", "ro", "volume-nocopy", "bind-nonrecursive"):
-            raise bad(f"invalid field '{field}' must be a key=value pair")
+            raise _mount_error(spec, f"invalid field '{field}' must be a key=value pair")
         seen.add(key)
+        name = _ALIASES.get(key, key)
         if key == "type":
             if value not in ("volume", "bind", "tmpfs"):
-                raise bad(f"invalid value for 'type': {value}" if value != "npipe"
-                          else "mount type npipe is for Windows")
-            kind = value
-        elif key in ("source", "src"):
-            src = value
-        elif key in ("target", "destination", "dst"):
-            dst = value
-        elif key in ("readonly", "ro"):
-            ro = _flag(value, key, spec)
-        elif key == "volume-nocopy":
-            nocopy = _flag(value, key, spec)
-        elif key == "volume-opt":
+                raise _mount_error(spec, f"invalid value for 'type': {value}" if value != "npipe"
+                                   else "mount type npipe is for Windows")
+            f[name] = value
+        elif name in ("readonly", "volume-nocopy"):
+            f[name] = _flag(value, key, spec)
+        elif name in ("volume-opt", "volume-label"):
             k, _, v = value.partition("=")
-            vol_opts[k] = v
-        elif key == "volume-label":
-            k, _, v = value.partition("=")
-            vol_labels[k] = v
+            f[name][k] = v
         elif key == "volume-driver":
             if value != "local":
-                raise bad(f"volume driver {value} is not available (only local)")
-        elif key == "tmpfs-size":
-            size = value
-        elif key == "tmpfs-mode":
-            mode = value
-        elif key == "bind-propagation":
-            propagation = value
+                raise _mount_error(spec, f"volume driver {value} is not available (only local)")
         elif key == "consistency":
             if value not in ("default", "consistent", "cached", "delegated"):
-                raise bad(f"invalid value for consistency: {value}")
+                raise _mount_error(spec, f"invalid value for consistency: {value}")
+        elif name in ("source", "target", "tmpfs-size", "tmpfs-mode", "bind-propagation"):
+            f[name] = value
         else:
-            raise bad(f"unexpected key '{key}' in '{field}'")
+            raise _mount_error(spec, f"unexpected key '{key}' in '{field}'")
+    return f, seen
+
+
+def parse_mount(spec: str) -> dict[str, Any]:
+    """--mount type=volume|bind|tmpfs,source=,target=,readonly,... (Docker's CSV syntax).
+    Raises UsageError."""
+    f, seen = _mount_fields(spec)
+    kind, dst = f["type"], f["target"]
     if not dst:
         raise UsageError(f"invalid mount config for type \"{kind}\": field Target must not be "
                          "empty")
@@ -134,56 +132,73 @@ def parse_mount(spec: str) -> dict[str, Any]:
     dst = check_destination(dst)
     if kind != "volume" and seen & {"volume-opt", "volume-label", "volume-nocopy",
                                     "volume-driver"}:
-        raise bad(f"cannot mix 'volume-*' options with mount type '{kind}'")
+        raise _mount_error(spec, f"cannot mix 'volume-*' options with mount type '{kind}'")
     if kind != "tmpfs" and seen & {"tmpfs-size", "tmpfs-mode"}:
-        raise bad(f"cannot mix 'tmpfs-*' options with mount type '{kind}'")
-    if kind != "bind" and propagation:
-        raise bad(f"cannot mix 'bind-*' options with mount type '{kind}'")
+        raise _mount_error(spec, f"cannot mix 'tmpfs-*' options with mount type '{kind}'")
+    if kind != "bind" and f["bind-propagation"]:
+        raise _mount_error(spec, f"cannot mix 'bind-*' options with mount type '{kind}'")
     if kind == "tmpfs":
-        if src:
-            raise UsageError('invalid mount config for type "tmpfs": field Source must not be '
-                             "specified")
-        data = []
-        if size:
-            from pyminidocker.container.cgroups import parse_bytes
-
-            data.append(f"size={parse_bytes(size)}")
-        if mode:
-            if not all(c in "01234567" for c in mode):
-                raise bad(f"invalid value for tmpfs-mode: {mode}")
-            data.append(f"mode={mode}")
-        if ro:
-            data.append("ro")
-        opts = ",".join(data)
-        tmpfs_options(opts)
-        return {"Type": "tmpfs", "Destination": dst, "Options": opts, "RW": not ro}
+        return _tmpfs_mount(spec, f, dst)
     if kind == "bind":
-        if not src:
-            raise UsageError('invalid mount config for type "bind": field Source must not be '
-                             "empty")
-        if not src.startswith("/"):
-            raise UsageError(f'invalid mount config for type "bind": invalid mount path: '
-                             f"'{src}' mount path must be absolute")
-        if propagation not in ("", "private", "rprivate"):
-            raise bad(f"bind-propagation {propagation} is not supported (private, rprivate)")
-        if not os.path.exists(src):
-            raise UsageError(f'invalid mount config for type "bind": bind source path does '
-                             f"not exist: {src}")
-        return {"Type": "bind", "Source": os.path.normpath(src), "Destination": dst,
-                "RW": not ro, "Mode": "", "Propagation": "rprivate", "Create": False}
+        return _bind_mount(spec, f, dst)
+    return _volume_mount(f, dst)
+
+
+def _tmpfs_mount(spec: str, f: dict[str, Any], dst: str) -> dict[str, Any]:
+    if f["source"]:
+        raise UsageError('invalid mount config for type "tmpfs": field Source must not be '
+                         "specified")
+    data = []
+    size, mode, ro = f["tmpfs-size"], f["tmpfs-mode"], f["readonly"]
+    if size:
+        from pyminidocker.container.cgroups import parse_bytes
+
+        data.append(f"size={parse_bytes(size)}")
+    if mode:
+        if not all(c in "01234567" for c in mode):
+            raise _mount_error(spec, f"invalid value for tmpfs-mode: {mode}")
+        data.append(f"mode={mode}")
+    if ro:
+        data.append("ro")
+    opts = ",".join(data)
+    tmpfs_options(opts)
+    return {"Type": "tmpfs", "Destination": dst, "Options": opts, "RW": not ro}
+
+
+def _bind_mount(spec: str, f: dict[str, Any], dst: str) -> dict[str, Any]:
+    src, propagation = f["source"], f["bind-propagation"]
+    if not src:
+        raise UsageError('invalid mount config for type "bind": field Source must not be '
+                         "empty")
+    if not src.startswith("/"):
+        raise UsageError(f'invalid mount config for type "bind": invalid mount path: '
+                         f"'{src}' mount path must be absolute")
+    if propagation not in ("", "private", "rprivate"):
+        raise _mount_error(spec, f"bind-propagation {propagation} is not supported (private, "
+                           "rprivate)")
+    if not os.path.exists(src):
+        raise UsageError(f'invalid mount config for type "bind": bind source path does '
+                         f"not exist: {src}")
+    return {"Type": "bind", "Source": os.path.normpath(src), "Destination": dst,
+            "RW": not f["readonly"], "Mode": "", "Propagation": "rprivate", "Create": False}
+
+
+def _volume_mount(f: dict[str, Any], dst: str) -> dict[str, Any]:
+    src = f["source"]
     if src and (len(src) < 2 or not valid_name(src)):
         raise UsageError(f'create {src}: "{src}" includes invalid characters for a local volume '
                          'name, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended '
                          "to pass a host directory, use absolute path")
     from pyminidocker.store.volumes import check_options
 
-    check_options(vol_opts)
+    check_options(f["volume-opt"])
     m: dict[str, Any] = {"Type": "volume", "Name": src or None, "Destination": dst,
-                         "RW": not ro, "Mode": "", "NoCopy": nocopy, "Anonymous": not src}
-    if vol_opts:
-        m["VolumeOptions"] = vol_opts
-    if vol_labels:
-        m["VolumeLabels"] = vol_labels
+                         "RW": not f["readonly"], "Mode": "", "NoCopy": f["volume-nocopy"],
+                         "Anonymous": not src}
+    if f["volume-opt"]:
+        m["VolumeOptions"] = f["volume-opt"]
+    if f["volume-label"]:
+        m["VolumeLabels"] = f["volume-label"]
     return m
 
 
