@@ -30,98 +30,116 @@ def _filters(items: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def cmd_volume(args: Namespace, env: Any) -> int:
+def _create(args: Namespace, env: Any, eng: Engine) -> int:
     from pyminidocker.cli.network import key_values
-    from pyminidocker.cli.output import human_size, table
+
+    if args.name and args.name_flag and args.name != args.name_flag:
+        raise UsageError("conflicting options: either specify --name or provide "
+                         "positional arg, not both")
+    vol = eng.create_volume(args.name or args.name_flag, key_values(args.label, "label"),
+                            key_values(args.opt, "option"), args.driver)
+    env.out(vol.name)
+    return 0
+
+
+def _ls(args: Namespace, env: Any, eng: Engine) -> int:
+    from pyminidocker.cli.output import table
     from pyminidocker.store.volumes import matches_labels
 
-    eng: Engine = args.engine
-    what = args.volume_command
-    if what == "create":
-        if args.name and args.name_flag and args.name != args.name_flag:
-            raise UsageError("conflicting options: either specify --name or provide "
-                             "positional arg, not both")
-        vol = eng.create_volume(args.name or args.name_flag, key_values(args.label, "label"),
-                              key_values(args.opt, "option"), args.driver)
-        env.out(vol.name)
+    filters = _filters(args.filter)
+    users = eng.volume_users() if "dangling" in filters else {}
+    vols = []
+    for vol in eng.volumes():
+        if "dangling" in filters and \
+                (filters["dangling"][-1] in ("true", "1")) == bool(users.get(vol.name)):
+            continue
+        if "name" in filters and not any(n in vol.name for n in filters["name"]):
+            continue
+        if "driver" in filters and vol.driver not in filters["driver"]:
+            continue
+        if not matches_labels(vol.labels, filters.get("label", [])):
+            continue
+        vols.append(vol)
+    if args.quiet:
+        for vol in vols:
+            env.out(vol.name)
         return 0
-    if what in ("ls", "list"):
-        filters = _filters(args.filter)
-        users = eng.volume_users() if "dangling" in filters else {}
-        vols = []
-        for vol in eng.volumes():
-            if "dangling" in filters and \
-                    (filters["dangling"][-1] in ("true", "1")) == bool(users.get(vol.name)):
-                continue
-            if "name" in filters and not any(n in vol.name for n in filters["name"]):
-                continue
-            if "driver" in filters and vol.driver not in filters["driver"]:
-                continue
-            if not matches_labels(vol.labels, filters.get("label", [])):
-                continue
-            vols.append(vol)
-        if args.quiet:
-            for vol in vols:
-                env.out(vol.name)
-            return 0
-        if args.format:
-            from pyminidocker.cli import columns
-            from pyminidocker.cli.listing import render
+    if args.format:
+        from pyminidocker.cli import columns
+        from pyminidocker.cli.listing import render
 
-            items = [{"Driver": v.driver, "Name": v.name, "Labels": columns.labels_text(v.labels),
-                      "Mountpoint": eng.inspect_volume(v)["Mountpoint"], "Scope": "local",
-                      "Links": "N/A", "Size": "N/A"} for v in vols]
-            render(env, args.format, items, columns.VOLUMES_HEADER, columns.VOLUMES_TABLE)
-            return 0
-        # Docker's tabwriter here pads every column to at least 10 characters
-        table([["DRIVER".ljust(7), "VOLUME NAME"],
-               *([v.driver.ljust(7), v.name] for v in vols)], env)
+        items = [{"Driver": v.driver, "Name": v.name, "Labels": columns.labels_text(v.labels),
+                  "Mountpoint": eng.inspect_volume(v)["Mountpoint"], "Scope": "local",
+                  "Links": "N/A", "Size": "N/A"} for v in vols]
+        render(env, args.format, items, columns.VOLUMES_HEADER, columns.VOLUMES_TABLE)
         return 0
-    if what == "inspect":
-        import json
+    # Docker's tabwriter here pads every column to at least 10 characters
+    table([["DRIVER".ljust(7), "VOLUME NAME"],
+           *([v.driver.ljust(7), v.name] for v in vols)], env)
+    return 0
 
-        out, failed = [], False
-        for name in args.volumes:
-            try:
-                out.append(eng.inspect_volume(eng.volume(name)))
-            except NotFound:
-                env.stderr.write(f"Error: No such volume: {name}\n")
-                failed = True
-        if args.format:
-            from pyminidocker.cli.listing import render_each
 
-            render_each(env, args.format, out)
+def _inspect(args: Namespace, env: Any, eng: Engine) -> int:
+    import json
+
+    out, failed = [], False
+    for name in args.volumes:
+        try:
+            out.append(eng.inspect_volume(eng.volume(name)))
+        except NotFound:
+            env.stderr.write(f"Error: No such volume: {name}\n")
+            failed = True
+    if args.format:
+        from pyminidocker.cli.listing import render_each
+
+        render_each(env, args.format, out)
+    else:
+        env.out(json.dumps(out, indent=4))
+    return 1 if failed else 0
+
+
+def _rm(args: Namespace, env: Any, eng: Engine) -> int:
+    errors = eng.remove_volumes(args.volumes, args.force)
+    for name in args.volumes:
+        e = errors.get(name)
+        if e is None:
+            env.out(name)
+        elif isinstance(e, NotFound):
+            env.stderr.write(f"Error: {e}\n")
         else:
-            env.out(json.dumps(out, indent=4))
-        return 1 if failed else 0
-    if what in ("rm", "remove"):
-        errors = eng.remove_volumes(args.volumes, args.force)
-        for name in args.volumes:
-            e = errors.get(name)
-            if e is None:
-                env.out(name)
-            elif isinstance(e, NotFound):
-                env.stderr.write(f"Error: {e}\n")
-            else:
-                env.stderr.write(f"Error response from daemon: {e}\n")
-        return 1 if errors else 0
-    if what == "prune":
-        filters = _filters(args.filter) if args.filter else {}
-        if not args.force:
-            env.stdout.write("WARNING! This will remove all local volumes not used by at least "
-                             "one container.\nAre you sure you want to continue? [y/N] ")
-            env.stdout.flush()
-            if env.stdin.readline().strip().lower() not in ("y", "yes"):
-                return 0
-        removed, freed = eng.prune_volumes(filters.get("label"))
-        if removed:
-            env.out("Deleted Volumes:")
-            for name in removed:
-                env.out(name)
-            env.out("")
-        env.out(f"Total reclaimed space: {human_size(freed)}")
-        return 0
-    raise UsageError("volume: a command is needed (create, ls, inspect, rm, prune)")
+            env.stderr.write(f"Error response from daemon: {e}\n")
+    return 1 if errors else 0
+
+
+def _prune(args: Namespace, env: Any, eng: Engine) -> int:
+    from pyminidocker.cli.output import human_size
+
+    filters = _filters(args.filter) if args.filter else {}
+    if not args.force:
+        env.stdout.write("WARNING! This will remove all local volumes not used by at least "
+                         "one container.\nAre you sure you want to continue? [y/N] ")
+        env.stdout.flush()
+        if env.stdin.readline().strip().lower() not in ("y", "yes"):
+            return 0
+    removed, freed = eng.prune_volumes(filters.get("label"))
+    if removed:
+        env.out("Deleted Volumes:")
+        for name in removed:
+            env.out(name)
+        env.out("")
+    env.out(f"Total reclaimed space: {human_size(freed)}")
+    return 0
+
+
+_COMMANDS = {"create": _create, "ls": _ls, "list": _ls, "inspect": _inspect, "rm": _rm,
+             "remove": _rm, "prune": _prune}
+
+
+def cmd_volume(args: Namespace, env: Any) -> int:
+    run = _COMMANDS.get(args.volume_command)
+    if run is None:
+        raise UsageError("volume: a command is needed (create, ls, inspect, rm, prune)")
+    return run(args, env, args.engine)
 
 
 def add_volume_commands(sp: Parser) -> None:
