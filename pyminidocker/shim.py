@@ -366,18 +366,7 @@ def _c_spec(spec: SpawnSpec, keep: list[CData]) -> CData:
     s.namespaces = spec.namespaces
     s.rootfs = _cstr(keep, spec.rootfs)
     s.readonly_root = spec.readonly_root
-    if spec.mounts:
-        ms = ffi.new("struct pmd_mount[]", len(spec.mounts))
-        keep.append(ms)
-        for i, m in enumerate(spec.mounts):
-            ms[i].source = _cstr(keep, m.source)
-            ms[i].target = _cstr(keep, m.target)
-            ms[i].fstype = _cstr(keep, m.fstype)
-            ms[i].mount_flags = m.flags
-            ms[i].data = _cstr(keep, m.data)
-            ms[i].flags = lib.PMD_MOUNT_MKDIR if m.mkdir else 0
-        s.mounts = ms
-        s.n_mounts = len(spec.mounts)
+    _c_mounts(s, spec, keep)
     s.dev_setup = spec.dev_setup
     s.masked_paths = _cstrv(keep, spec.masked_paths or None)
     s.readonly_paths = _cstrv(keep, spec.readonly_paths or None)
@@ -400,16 +389,61 @@ def _c_spec(spec: SpawnSpec, keep: list[CData]) -> CData:
         s.set_caps = 1
         (s.cap_bounding, s.cap_effective, s.cap_permitted, s.cap_inheritable,
          s.cap_ambient) = (c or 0 for c in caps)
-    if spec.rlimits:
-        rl = ffi.new("struct pmd_rlimit[]", len(spec.rlimits))
-        keep.append(rl)
-        for i, (res, (soft, hard)) in enumerate(spec.rlimits.items()):
-            rl[i].resource = res
-            rl[i].soft = soft & 0xFFFFFFFFFFFFFFFF  # RLIM_INFINITY (-1) -> all ones
-            rl[i].hard = hard & 0xFFFFFFFFFFFFFFFF
-        s.rlimits = rl
-        s.n_rlimits = len(spec.rlimits)
+    _c_rlimits(s, spec, keep)
     s.no_new_privs = spec.no_new_privs
+    _c_seccomp(s, spec, keep)
+    s.cgroup_procs = _cstrv(keep, spec.cgroup_procs or None)
+    s.stdin_fd, s.stdout_fd, s.stderr_fd = spec.stdin, spec.stdout, spec.stderr
+    s.setsid = spec.setsid
+    s.ctty = spec.ctty
+    s.hold = spec.hold
+    s.join_pid = spec.join_pid
+    s.share_pid = spec.share_pid
+    s.share_namespaces = spec.share_namespaces
+    s.mounts_joined = spec.mounts_joined
+    s.userns_joined = spec.userns_joined
+    s.root_propagation = spec.root_propagation
+    s.console = spec.console
+    _c_hooks(s, spec, keep)
+    s.hooks_stdin_fd = spec.hooks_stdin
+    s.uid_map = _cstr(keep, spec.uid_map)
+    s.gid_map = _cstr(keep, spec.gid_map)
+    return s
+
+
+def _c_mounts(s: CData, spec: SpawnSpec, keep: list[CData]) -> None:
+    """s.mounts: the mounts made in the container's root, in order."""
+    if not spec.mounts:
+        return
+    ms = ffi.new("struct pmd_mount[]", len(spec.mounts))
+    keep.append(ms)
+    for i, m in enumerate(spec.mounts):
+        ms[i].source = _cstr(keep, m.source)
+        ms[i].target = _cstr(keep, m.target)
+        ms[i].fstype = _cstr(keep, m.fstype)
+        ms[i].mount_flags = m.flags
+        ms[i].data = _cstr(keep, m.data)
+        ms[i].flags = lib.PMD_MOUNT_MKDIR if m.mkdir else 0
+    s.mounts = ms
+    s.n_mounts = len(spec.mounts)
+
+
+def _c_rlimits(s: CData, spec: SpawnSpec, keep: list[CData]) -> None:
+    """s.rlimits: the resource limits the shim sets before the exec."""
+    if not spec.rlimits:
+        return
+    rl = ffi.new("struct pmd_rlimit[]", len(spec.rlimits))
+    keep.append(rl)
+    for i, (res, (soft, hard)) in enumerate(spec.rlimits.items()):
+        rl[i].resource = res
+        rl[i].soft = soft & 0xFFFFFFFFFFFFFFFF  # RLIM_INFINITY (-1) -> all ones
+        rl[i].hard = hard & 0xFFFFFFFFFFFFFFFF
+    s.rlimits = rl
+    s.n_rlimits = len(spec.rlimits)
+
+
+def _c_seccomp(s: CData, spec: SpawnSpec, keep: list[CData]) -> None:
+    """s.seccomp_*: the compiled filter, none for SECCOMP_OFF."""
     program = spec.seccomp
     if program == SECCOMP_DEFAULT:
         # The profile is policy, above this module; the engine passes compiled programs and
@@ -428,32 +462,21 @@ def _c_spec(spec: SpawnSpec, keep: list[CData]) -> CData:
         s.seccomp_prog = prog
         s.seccomp_len = len(program) // ffi.sizeof("struct pmd_bpf_insn")
         s.seccomp_flags = spec.seccomp_flags
-    s.cgroup_procs = _cstrv(keep, spec.cgroup_procs or None)
-    s.stdin_fd, s.stdout_fd, s.stderr_fd = spec.stdin, spec.stdout, spec.stderr
-    s.setsid = spec.setsid
-    s.ctty = spec.ctty
-    s.hold = spec.hold
-    s.join_pid = spec.join_pid
-    s.share_pid = spec.share_pid
-    s.share_namespaces = spec.share_namespaces
-    s.mounts_joined = spec.mounts_joined
-    s.userns_joined = spec.userns_joined
-    s.root_propagation = spec.root_propagation
-    s.console = spec.console
-    if spec.hooks:
-        hs = ffi.new("struct pmd_hook[]", len(spec.hooks))
-        keep.append(hs)
-        for i, (path, argv, env, timeout) in enumerate(spec.hooks):
-            hs[i].path = _cstr(keep, path)
-            hs[i].argv = _cstrv(keep, argv or [path])
-            hs[i].envp = _cstrv(keep, env)
-            hs[i].timeout = timeout
-        s.hooks = hs
-        s.n_hooks = len(spec.hooks)
-    s.hooks_stdin_fd = spec.hooks_stdin
-    s.uid_map = _cstr(keep, spec.uid_map)
-    s.gid_map = _cstr(keep, spec.gid_map)
-    return s
+
+
+def _c_hooks(s: CData, spec: SpawnSpec, keep: list[CData]) -> None:
+    """s.hooks: the OCI hooks the shim runs, each with its argv, environment and timeout."""
+    if not spec.hooks:
+        return
+    hs = ffi.new("struct pmd_hook[]", len(spec.hooks))
+    keep.append(hs)
+    for i, (path, argv, env, timeout) in enumerate(spec.hooks):
+        hs[i].path = _cstr(keep, path)
+        hs[i].argv = _cstrv(keep, argv or [path])
+        hs[i].envp = _cstrv(keep, env)
+        hs[i].timeout = timeout
+    s.hooks = hs
+    s.n_hooks = len(spec.hooks)
 
 
 def seccomp_compile(rules: Iterable[tuple[int, int, int, Sequence[tuple[int, int, int, int]]]],
