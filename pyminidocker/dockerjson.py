@@ -39,7 +39,7 @@ def _port_key(port: str) -> str:
 
 def _port_bindings(specs: list[str]) -> dict[str, list[dict[str, str]]]:
     """HostConfig.PortBindings from the -p specs as given ("" host port: any free one)."""
-    from pyminidocker.network.bridge import parse_publish
+    from pyminidocker.network.ports import parse_publish
 
     out: dict[str, list[dict[str, str]]] = {}
     for spec in specs:

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from pyminidocker.container.runtime import CreateOptions, Runtime
     from pyminidocker.image.pull import Progress, PullResult
     from pyminidocker.image.push import PushResult
-    from pyminidocker.network.bridge import parse_publish
+    from pyminidocker.network.ports import parse_publish
     from pyminidocker.reference import Reference, familiar, parse_reference, split_name
     from pyminidocker.store import Store
     from pyminidocker.store.containers import ContainerRecord
@@ -60,7 +60,7 @@ _LAZY = {
     "PullResult": "pyminidocker.image.pull",
     "Reference": "pyminidocker.reference",
     "familiar": "pyminidocker.reference",
-    "parse_publish": "pyminidocker.network.bridge",
+    "parse_publish": "pyminidocker.network.ports",
     "parse_reference": "pyminidocker.reference",
     "split_name": "pyminidocker.reference",
     "EVENT_FILTERS": "pyminidocker.store.events",
@@ -1072,26 +1072,26 @@ class Engine:
                        labels: dict[str, str] | None = None) -> Network:
         """A user-defined bridge network (its bridge is made when a container joins).
         Raises UsageError, Conflict."""
-        from pyminidocker.network import bridge
+        from pyminidocker.network import networks
 
-        net = bridge.create_network(self.store, name, subnet=subnet, gateway=gateway,
-                                    internal=internal, labels=labels or {})
+        net = networks.create_network(self.store, name, subnet=subnet, gateway=gateway,
+                                      internal=internal, labels=labels or {})
         self._event("network", "create", net.id, name=net.name, type=net.driver)
         return net
 
     def networks(self, warnings: list[str] | None = None) -> list[Network]:
         """The readable networks; a line naming each corrupt one is appended to warnings."""
-        from pyminidocker.network import bridge
+        from pyminidocker.network import networks
 
-        return bridge.list_networks(self.store, warnings)
+        return networks.list_networks(self.store, warnings)
 
     def inspect_network(self, name: str) -> dict[str, Any]:
         """Docker's `network inspect` object. Raises NotFound."""
         from pyminidocker import dockerjson
-        from pyminidocker.network import bridge
+        from pyminidocker.network import networks
         from pyminidocker.store.networks import NetworkStore
 
-        raw = bridge.inspect_network(self.store, name)
+        raw = networks.inspect_network(self.store, name)
         members = {cid: {"Name": "", "IPv4Address": m["IPv4Address"]}
                    for cid, m in raw["Containers"].items()}
         doc = dockerjson.network(NetworkStore(self.store).get(raw["Name"]), members)
@@ -1101,26 +1101,26 @@ class Engine:
     def default_network(self) -> Network:
         """The "bridge" network's record, made on first use. Raises PmdError (no free pool
         subnet), StoreError."""
-        from pyminidocker.network import bridge
+        from pyminidocker.network import networks
 
-        return bridge.default_network(self.store, self.config)
+        return networks.default_network(self.store, self.config)
 
     def remove_network(self, name: str, force: bool = False) -> Network | None:
         """Raises NotFound, Conflict (in use, or a predefined network), CorruptRecord (a
         corrupt record, without force; with force it is removed: None)."""
-        from pyminidocker.network import bridge
+        from pyminidocker.network import networks
 
-        net = bridge.remove_network(self.store, name, force=force)
+        net = networks.remove_network(self.store, name, force=force)
         if net is not None:
             self._event("network", "destroy", net.id, name=net.name, type=net.driver)
         return net
 
     def prune_networks(self) -> list[str]:
         """Remove the user-defined networks no container uses; their names."""
-        from pyminidocker.network import bridge
+        from pyminidocker.network import networks
 
-        ids = {n.name: n.id for n in bridge.list_networks(self.store)}
-        removed = bridge.prune_networks(self.store)
+        ids = {n.name: n.id for n in networks.list_networks(self.store)}
+        removed = networks.prune_networks(self.store)
         for name in removed:
             self._event("network", "destroy", ids.get(name, name), name=name, type="bridge")
         return removed

@@ -25,11 +25,11 @@ if TYPE_CHECKING:
 def host_gateway(store: Store, network: str) -> str:
     """The address --add-host host-gateway names: the gateway of the container's bridge
     network (the default bridge's for host and none), the host as the container sees it."""
-    from pyminidocker.network import bridge
+    from pyminidocker.network import networks
 
     if network in ("none", "host", "bridge"):
-        return bridge.default_network(store).gateway
-    return bridge.get_network(store, network).gateway
+        return networks.default_network(store).gateway
+    return networks.get_network(store, network).gateway
 
 
 def plug(rt: Runtime, rec: ContainerRecord, d: str, proc: Any, rules: Any = None) -> None:
@@ -37,7 +37,7 @@ def plug(rt: Runtime, rec: ContainerRecord, d: str, proc: Any, rules: Any = None
     veth pair into its namespace, published ports, its name in /etc/hosts); the caller
     releases it. On failure the child is ended and what was set up is undone."""
     from pyminidocker.config import Config
-    from pyminidocker.network import bridge as network
+    from pyminidocker.network import networks as network
     from pyminidocker.store.files import atomic_write
 
     net = rec.host.network
@@ -50,12 +50,8 @@ def plug(rt: Runtime, rec: ContainerRecord, d: str, proc: Any, rules: Any = None
                                ep.prefix_len, ep.gateway, mac=rec.host.get("mac_address"))
             if rec.host.get("link_local_ips"):
                 _add_link_local(proc.pid, rec.host["link_local_ips"])
-            ports = [m for spec in rec.host.ports
-                     for m in network.parse_publish(spec)]
-            if ports:
-                done = network.publish(network.get_network(rt.store, ep.network),
-                                       ep.address, ports)
-                rec.state.ports = [str(m) for m in done]
+            if rec.host.ports:
+                _publish(rt, rec, ep.network, ep.address)
             # from the base file, not the last run's (its lines would be there twice)
             hosts = base_hosts(rec) + hosts_line(rec, ep.address, ep.network != "bridge")
             hosts += _link_lines(rt, rec)
@@ -72,6 +68,15 @@ def plug(rt: Runtime, rec: ContainerRecord, d: str, proc: Any, rules: Any = None
         proc.abort()
         unplug(rt, rec)
         raise
+
+
+def _publish(rt: Runtime, rec: ContainerRecord, net: str, address: str) -> None:
+    """The container's -p ports, published on the host; recorded in rec.state (not saved)."""
+    from pyminidocker.network import networks, ports
+
+    wanted = [m for spec in rec.host.ports for m in ports.parse_publish(spec)]
+    done = ports.publish(networks.get_network(rt.store, net), address, wanted)
+    rec.state.ports = [str(m) for m in done]
 
 
 def _add_link_local(pid: int, addresses: list[str]) -> None:
@@ -135,7 +140,8 @@ def unplug(rt: Runtime, rec: ContainerRecord) -> None:
     net = rec.host.network
     if net in ("none", "host"):
         return
-    from pyminidocker.network import bridge as network
+    from pyminidocker.network import networks as network
+    from pyminidocker.network import ports
 
     # Driven by what the address book holds, not only by the state: a `run` killed
     # between the allocation and its state write left an address only the book knows.
@@ -144,7 +150,7 @@ def unplug(rt: Runtime, rec: ContainerRecord) -> None:
         return
     if rec.host.ports:  # rules exist only for a container that asked for ports
         with suppress(PmdError):
-            network.unpublish_all(network.get_network(rt.store, net), ip)
+            ports.unpublish_all(network.get_network(rt.store, net), ip)
     if net != "bridge":
         _forget(rt, net, ip)
     network.disconnect(rt.store, net, rec.id)
@@ -162,7 +168,7 @@ def connect(rt: Runtime, rec: ContainerRecord, net: str) -> str:
     and its name in the members' /etc/hosts. Returns the address, "" if it is not running.
     Raises Conflict (already connected; a container on the host's network or none),
     UsageError, NotFound (network), PmdError, OSError."""
-    from pyminidocker.network import bridge as network
+    from pyminidocker.network import networks as network
 
     rec = rt.refresh(rec)
     joined = rec.host.networks
@@ -187,7 +193,7 @@ def _attach_extra(rt: Runtime, rec: ContainerRecord, net: str, pid: int) -> str:
     """Plug the container whose init is pid into the user network `net`: an address, the
     first free ethN (and pmd<id>xN on the host), the names in /etc/hosts. Recorded in
     rec.state (not saved). Returns the address."""
-    from pyminidocker.network import bridge as network
+    from pyminidocker.network import networks as network
 
     ep = network.connect(rt.store, net, rec.id)
     used = {info["ifname"] for info in rec.state.extra_networks.values()}
@@ -228,7 +234,7 @@ def disconnect(rt: Runtime, rec: ContainerRecord, net: str) -> None:
 
 def _detach_extra(rt: Runtime, rec: ContainerRecord, net: str, gone: bool = False) -> None:
     """Undo connect; gone: the container's processes are gone, and its veth with them."""
-    from pyminidocker.network import bridge as network
+    from pyminidocker.network import networks as network
 
     info = rec.state.extra_networks.pop(net)
     if not gone:
@@ -246,10 +252,10 @@ def _forget(rt: Runtime, net: str, address: str) -> None:
     with suppress(PmdError), rt.store.lock():
         for cid in NetworkStore(rt.store).allocations(net).values():
             _edit_hosts(os.path.join(rt.containers.path(cid), "hosts"), drop=f"{address}\t")
-    from pyminidocker.network import bridge, dns
+    from pyminidocker.network import dns, networks
 
     with suppress(NotFound, PmdError, OSError):  # a network removed meanwhile (rm -f)
-        dns.leave(rt.store, bridge.get_network(rt.store, net).bridge, address)
+        dns.leave(rt.store, networks.get_network(rt.store, net).bridge, address)
 
 
 def rename(rt: Runtime, rec: ContainerRecord) -> None:
@@ -269,9 +275,9 @@ def _announce(rt: Runtime, rec: ContainerRecord, net: str, address: str) -> str:
     of the user network net. Returns the server's address, "" if there is none (no
     aardvark-dns: the names are in /etc/hosts only). Raises PmdError, OSError."""
     from pyminidocker.config import Config
-    from pyminidocker.network import bridge, dns
+    from pyminidocker.network import dns, networks
 
-    network = bridge.get_network(rt.store, net)
+    network = networks.get_network(rt.store, net)
     names = [rec.name, rec.id[:12], *rec.host.get("aliases", [])]
     served = dns.join(rt.store, network, rec.id, address, names,
                       Config.load(rt.store.root).resolv_conf, rec.host.get("dns", []))

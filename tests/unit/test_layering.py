@@ -31,7 +31,6 @@ KNOWN_UPWARD = {
     ("pyminidocker.shim", "pyminidocker.container.seccomp"),
     ("pyminidocker.store.check", "pyminidocker.container.cgroups"),  # fsck of the host state
     ("pyminidocker.store.check", "pyminidocker.network"),
-    ("pyminidocker.store.check", "pyminidocker.network.bridge"),
     ("pyminidocker.store.check", "pyminidocker.network.ipam"),
 }
 # what the CLI imports besides the engine API, errors and its own modules
