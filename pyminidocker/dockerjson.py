@@ -108,16 +108,22 @@ def container(rec: Any, path: str, image_config: Mapping[str, Any] | None = None
     security_opt = host.get("security_opt") or (
         ["no-new-privileges"] if host.get("no_new_privs") else None)
     # Docker lists the network even for a stopped container, its address empty
+    def aliases(net: str) -> list[str] | None:
+        # Docker's: the aliases given for that network, then the short id; user networks only
+        if net in ("bridge", "host", "none"):
+            return None
+        return list(dict.fromkeys([*host.aliases(net), rec.short_id]))
+
     endpoints: dict[str, Any] = {
-        mode: _endpoint(nets.get(mode), st.ip if running else "",
-                        aliases=None if mode in ("bridge", "host", "none") else [rec.short_id])}
+        mode: _endpoint(nets.get(mode), st.ip if running else "", aliases=aliases(mode))}
     if host.get("ip") or host.get("link_local_ips"):  # --ip, --link-local-ip, as Docker
         endpoints[mode]["IPAMConfig"] = {
             **({"IPv4Address": host["ip"]} if host.get("ip") else {}),
             **({"LinkLocalIPs": host["link_local_ips"]} if host.get("link_local_ips") else {})}
-    for name, info in st.extra_networks.items():
-        endpoints[name] = _endpoint(nets.get(name), info.get("ip", "") if running else "",
-                                    aliases=[rec.short_id])
+    # the networks joined by `network connect`, listed while it is stopped too (as Docker)
+    for name in dict.fromkeys([*host.networks, *st.extra_networks]):
+        ip = st.extra_networks.get(name, {}).get("ip", "") if running else ""
+        endpoints[name] = _endpoint(nets.get(name), ip, aliases=aliases(name))
     main_ep = endpoints.get(mode) if mode == "bridge" else None
     exposed: dict[str, dict[str, str]] = {
         _port_key(p): {} for p in (icfg.get("ExposedPorts") or {})}

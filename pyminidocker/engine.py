@@ -1005,7 +1005,7 @@ class Engine:
             cfg = {}
         ns = NetworkStore(self.store)
         nets = {}
-        for name in {rec.host.get("network") or "bridge", *rec.state.extra_networks}:
+        for name in {rec.host.network, *rec.host.networks, *rec.state.extra_networks}:
             try:
                 nets[name] = ns.get(name)
             except PmdError:
@@ -1125,11 +1125,12 @@ class Engine:
             self._event("network", "destroy", ids.get(name, name), name=name, type="bridge")
         return removed
 
-    def connect(self, container: str, network: str) -> str:
-        """Connect a running container to a network; its address there."""
+    def connect(self, container: str, network: str, aliases: list[str] | None = None) -> str:
+        """Connect a container to a network (with its aliases there); its address there ("" if
+        it is not running: it joins at its next start)."""
         rt = self.runtime
         rec = rt.get(container)
-        address = rt.connect(rec, network)
+        address = rt.connect(rec, network, aliases)
         self._network_event("connect", rec.id, network)
         return address
 

@@ -548,10 +548,10 @@ class Runtime:
 
             plugging.unplug(self, rec)
 
-    def connect(self, rec: ContainerRecord, net: str) -> str:
+    def connect(self, rec: ContainerRecord, net: str, aliases: List[str] | None = None) -> str:
         from pyminidocker.container import plugging
 
-        return plugging.connect(self, rec, net)
+        return plugging.connect(self, rec, net, aliases)
 
     def disconnect(self, rec: ContainerRecord, net: str) -> None:
         from pyminidocker.container import plugging
