@@ -1091,6 +1091,8 @@ class Engine:
         from pyminidocker.network import networks
         from pyminidocker.store.networks import NetworkStore
 
+        if name == "bridge":  # there from the start, as Docker's, though recorded on first use
+            self.default_network()
         raw = networks.inspect_network(self.store, name)
         members = {cid: {"Name": "", "IPv4Address": m["IPv4Address"]}
                    for cid, m in raw["Containers"].items()}

@@ -184,6 +184,73 @@ def test_networks_by_name(api):
     assert "apinet" not in api.docker("network", "ls", "--format", "{{.Name}}").stdout
 
 
+@pytest.mark.parametrize("cli", CLIS)
+def test_network_connect_with_aliases(api, cli):
+    """POST /networks/{id}/connect with EndpointConfig.Aliases (the CLI's --alias): the
+    aliases are the container's on that network only; the other network's members and DNS
+    server do not know them; disconnect takes them away."""
+    tag = cli.split("/")[2]
+    one, two, ctr = f"alnet1-{tag}", f"alnet2-{tag}", f"aliased-{tag}"
+    api.docker("network", "create", one, cli=cli)
+    api.docker("network", "create", two, cli=cli)
+    try:
+        api.docker("run", "-d", "--name", ctr, "--network", one, "--network-alias", "first",
+                   "bb", "sleep", "60", cli=cli)
+        api.docker("network", "connect", "--alias", "second", two, ctr, cli=cli)
+        aliases = api.docker("inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}"
+                             "{{$k}}={{join $v.Aliases \",\"}} {{end}}", ctr, cli=cli).stdout
+        short = api.docker("inspect", "-f", "{{.Id}}", ctr, cli=cli).stdout[:12]
+        assert sorted(aliases.split()) == sorted([f"{one}=first,{short}",
+                                                  f"{two}=second,{short}"])
+
+        def lookup(network: str, name: str) -> subprocess.CompletedProcess:
+            # the trailing dot: no search domain, nothing forwarded off the host
+            return api.docker("run", "--rm", "--network", network, "bb", "nslookup",
+                              f"{name}.", cli=cli, check=False, timeout=60)
+
+        assert lookup(two, "second").returncode == 0
+        assert lookup(two, "first").returncode != 0
+        assert lookup(one, "first").returncode == 0
+        assert lookup(one, "second").returncode != 0
+        api.docker("network", "disconnect", two, ctr, cli=cli)
+        assert lookup(two, "second").returncode != 0
+        res = api.docker("network", "connect", "--alias", "x", "bridge", ctr, cli=cli,
+                         check=False)
+        assert res.returncode != 0 and "network-scoped alias" in res.stderr
+    finally:
+        api.docker("rm", "-f", ctr, cli=cli, check=False)
+        api.docker("network", "rm", one, two, cli=cli, check=False)
+
+
+def test_docker_py_connects_with_aliases(api):
+    script = r'''
+import sys, docker
+c = docker.DockerClient(base_url=sys.argv[1])
+one, two = c.networks.create("pyal1"), c.networks.create("pyal2")
+try:
+    ctr = c.containers.run("bb", ["sleep", "60"], detach=True, network="pyal1", name="pyal")
+    two.connect(ctr, aliases=["pyalias"])
+    ctr.reload()
+    print(ctr.attrs["NetworkSettings"]["Networks"]["pyal2"]["Aliases"][0])
+    print(c.containers.run("bb", ["nslookup", "pyalias."], network="pyal2", remove=True)
+          .decode().count("Address"))
+    two.disconnect(ctr)
+    ctr.reload()
+    print(sorted(ctr.attrs["NetworkSettings"]["Networks"]))
+finally:
+    for x in c.containers.list(all=True, filters={"name": "pyal"}):
+        x.remove(force=True)
+    one.remove()
+    two.remove()
+'''
+    res = subprocess.run([sys.executable, "-c", script, f"unix://{api.sock}"], check=False,
+                         capture_output=True, text=True, timeout=120, cwd="/")
+    assert res.returncode == 0, res.stderr
+    pyalias, addresses, networks = res.stdout.splitlines()
+    assert (pyalias, networks) == ("pyalias", "['pyal1']")
+    assert int(addresses) >= 2  # the server's, and pyal's on pyal2
+
+
 def test_docker_py(api):
     script = r'''
 import sys, docker

@@ -297,6 +297,19 @@ def test_create_body_healthcheck_mounts_aliases_restart():
     assert opts.network == "appnet"
 
 
+def test_create_body_of_docker_py_7_run_with_a_network():
+    """docker-py 7.1's containers.run(network=X) sends NetworkingConfig {X: null} beside
+    HostConfig.NetworkMode X: dockerd ignores the stray key, so does the server; a key with
+    a value is still an unknown field."""
+    from pyminidocker.api.containers import create_options
+
+    opts = create_options({"Image": "bb", "HostConfig": {"NetworkMode": "appnet"},
+                           "NetworkingConfig": {"appnet": None}}, None)
+    assert opts.network == "appnet"
+    with pytest.raises(A.APIError, match="unknown field 'NetworkingConfig.appnet'"):
+        create_options({"Image": "bb", "NetworkingConfig": {"appnet": {}}}, None)
+
+
 @pytest.mark.parametrize("body, status, message", [
     ({"Healthcheck": {"Test": ["RUN", "x"]}}, 400,
      "unknown healthcheck type 'RUN': NONE, CMD or CMD-SHELL"),
