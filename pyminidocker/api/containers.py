@@ -587,7 +587,7 @@ def summary(eng: Any, rec: Any) -> dict[str, Any]:
         "Id": rec.id, "Names": ["/" + rec.name], "Image": rec.image_name,
         "ImageID": "sha256:" + rec.image, "Command": shlex.join(rec.argv),
         "Created": int(parse_time(rec.created) or 0), "Ports": ports, "Labels": rec.labels,
-        "State": rec.state.status, "Status": status_text(rec.state, now),
+        "State": rec.state.status, "Status": status_text(rec.state, now, eng.health(rec)),
         "HostConfig": {"NetworkMode": network}, "NetworkSettings": {"Networks": nets},
         "Mounts": [],
     }
@@ -632,7 +632,8 @@ async def list_containers(request: web.Request) -> web.Response:
         for r in recs:
             hit = seen.get(r.id)
             if hit is not None and hit[0] is r:
-                fresh[r.id] = (r, {**hit[1], "Status": status_text(r.state, now)})
+                # its age and health ("Up 3 seconds (healthy)": compose 2.x's ps shows no other)
+                fresh[r.id] = (r, {**hit[1], "Status": status_text(r.state, now, eng.health(r))})
             else:
                 fresh[r.id] = (r, summary(eng, r))
         request.app[SUMMARIES] = fresh
