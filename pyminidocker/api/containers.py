@@ -78,10 +78,6 @@ def create_options(body: dict[str, Any], name: str | None) -> Any:
     501 for a setting the engine does not have yet (rather than silently ignoring it)."""
     from pyminidocker.engine import CreateOptions
 
-    nc = body.get("NetworkingConfig")
-    if isinstance(nc, dict):  # docker-py 7.1's run(network=X) adds {X: null}: dockerd ignores it
-        body["NetworkingConfig"] = {k: v for k, v in nc.items()
-                                    if k == "EndpointsConfig" or v is not None}
     check_fields(body, CREATE_FIELDS)
     if not body.get("Image"):
         raise bad_request("Config cannot be empty in order to create a container")
