@@ -241,8 +241,9 @@ def disconnect(rt: Runtime, rec: ContainerRecord, net: str) -> None:
     if net in rec.state.extra_networks:
         _detach_extra(rt, rec, net)
         with suppress(PmdError, OSError):
-            _follow_resolver(rt, rec)
             rt.containers.save_state(rec)
+        with suppress(OSError):
+            _follow_resolver(rt, rec)
     if net in joined or net in rec.host.network_aliases:
         rec.host.networks = [n for n in joined if n != net]
         rec.host.network_aliases = {n: a for n, a in rec.host.network_aliases.items()
