@@ -272,7 +272,7 @@ def test_a_body_that_arrives_in_pieces_is_read_whole(sock_path):
 # ---- create and update bodies onto the engine's options ----------------------------------
 
 def test_create_body_healthcheck_mounts_aliases_restart():
-    from pyminidocker.api.containers import create_options
+    from pyminidocker.api.container_config import create_options
 
     opts = create_options({
         "Image": "bb", "Volumes": {"/a": {}, "/srv": {}, "/t": {}},
@@ -313,7 +313,7 @@ def test_create_body_healthcheck_mounts_aliases_restart():
      "can't create 'AutoRemove' container with restart policy"),
 ])
 def test_create_body_refused(body, status, message):
-    from pyminidocker.api.containers import create_options
+    from pyminidocker.api.container_config import create_options
     from pyminidocker.errors import PmdError
 
     with pytest.raises((A.APIError, PmdError)) as e:
