@@ -4,6 +4,7 @@ prune, over the engine API. The create body is container_config's; output and co
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 from typing import Any
@@ -209,9 +210,7 @@ async def wait(request: web.Request) -> web.StreamResponse:
         if session.task is not None:
             with suppress(PmdError):
                 code = int(await asyncio.shield(session.task) or 0)
-        await resp.write(web.json_response({"StatusCode": code, "Error": None}).body)  # type: ignore[arg-type]
-        await resp.write_eof()
-        return resp
+        return await _answer_wait(resp, code)
     while True:
         try:
             rec = await call(request, _refresh, last)
@@ -231,8 +230,15 @@ async def wait(request: web.Request) -> web.StreamResponse:
                 break
         await asyncio.sleep(0.02)
     code = last.state.exit_code
-    await resp.write(web.json_response({"StatusCode": code, "Error": None}).body)  # type: ignore[arg-type]
-    await resp.write_eof()
+    return await _answer_wait(resp, code)
+
+
+async def _answer_wait(resp: web.StreamResponse, code: int) -> web.StreamResponse:
+    # a client may hang up before the exit (the docker CLI 28 does in run --rm): no one
+    # to answer, nothing to log
+    with suppress(ConnectionError):
+        await resp.write(json.dumps({"StatusCode": code, "Error": None}).encode())
+        await resp.write_eof()
     return resp
 
 

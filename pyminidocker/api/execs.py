@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from pyminidocker.api import streams
-from pyminidocker.api.app import APIError, add_table, call, int_param, json_body
+from pyminidocker.api.app import ACTIVITY, APIError, add_table, call, int_param, json_body
 from pyminidocker.errors import Conflict, NotFound, PmdError
 
 CREATE_FIELDS: dict[str, Any] = {
@@ -118,6 +118,9 @@ def _launch(request: web.Request, ex: Exec, io: _Stdio, started: asyncio.Event
     """Run the exec in a worker thread; started is set once it runs (or failed to). When it
     ends, ex has its exit code (126 for the engine's failure to run it, as dockerd)."""
     loop = asyncio.get_running_loop()
+    # a detached exec keeps the server (its worker) up while it runs, as a request does:
+    # its process is the server's child, and inspect answers its exit code after
+    activity: Any = request.app[ACTIVITY]
 
     def on_started(proc: Any) -> None:
         ex.pid = proc.pid
@@ -152,7 +155,11 @@ def _launch(request: web.Request, ex: Exec, io: _Stdio, started: asyncio.Event
             os.close(ex.console)
             ex.console = -1
         ex.done.set()
+        if activity is not None:
+            activity.release()
 
+    if activity is not None:
+        activity.hold()
     task = asyncio.ensure_future(call(request, work))
     task.add_done_callback(finished)
     return task

@@ -641,3 +641,44 @@ def test_ps_sees_every_change(api):
         assert row(sid).split()[1:3] == ["Exited", "(137)"]
     finally:
         api.docker("rm", "-f", sid)
+
+
+def _rss_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            pass  # gone meanwhile
+    return total / 1024
+
+
+def test_the_idle_server_is_small_after_its_clients(api):
+    """Requests are served by a worker process that leaves once it has had none for a few
+    seconds: after a client ran ps, run --rm, run -d and logs, the idle server (all its
+    processes) is back under 30 MB, and the next client, and the events of the last worker's
+    time, are still served."""
+    from pyminidocker.api.server import WORKER_LINGER
+    from tests.integration import servers as S
+
+    t0 = time.time()
+    api.docker("ps")
+    assert api.docker("run", "--rm", "--network", "none", "bb", "echo", "once").stdout == \
+        "once\n"
+    cid = api.docker("run", "-d", "--network", "none", "bb", "echo", "logged").stdout.strip()
+    api.docker("wait", cid)
+    assert api.docker("logs", cid).stdout == "logged\n"
+    api.docker("rm", cid)
+    assert S.children_of(api.proc.pid), "no worker serves the requests"
+    deadline = time.monotonic() + WORKER_LINGER + 10
+    while S.children_of(api.proc.pid):
+        assert time.monotonic() < deadline, "the worker did not leave"
+        time.sleep(0.2)
+    assert api.proc.poll() is None, "--time 0: the server stays"
+    idle = _rss_mb([api.proc.pid, *S.children_of(api.proc.pid)])
+    assert idle <= 30, f"{idle:.1f} MB idle"
+    out = api.docker("events", "--since", f"{t0:.3f}", "--until", f"{time.time():.3f}",
+                     "--filter", f"container={cid}", "--format", "{{.Action}}").stdout
+    assert out.split() == ["create", "start", "die", "destroy"]
+    assert api.docker("ps", "-a", "-q", "--filter", f"id={cid}").stdout == ""
