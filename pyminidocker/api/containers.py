@@ -29,7 +29,8 @@ from pyminidocker.errors import NotFound, PmdError, suppress
 
 # AutoRemove: the server removes the container once it has exited, rather than its monitor
 # (`run -d --rm`'s way), so that it knows the exit code it reports to `wait` after the record
-# is gone (docker run --rm asks for it then). Until the server has seen it exit, it stays up.
+# is gone (docker run --rm asks for it then). Until it is removed, the server (its worker) stays
+# up: it is the only one that knows to remove it.
 AUTO_REMOVE = web.AppKey("auto_remove", set)
 REMOVERS = web.AppKey("removers", set)
 SUMMARIES = web.AppKey("summaries", dict)  # id -> (record, its list entry), the last list's
@@ -42,19 +43,33 @@ async def create(request: web.Request) -> web.Response:
     rec = await call(request, lambda eng: eng.create(opts))
     if auto_remove:
         request.app[AUTO_REMOVE].add(rec.id)
+        _activity(request.app, "hold")
     size = (body.get("HostConfig") or {}).get("ConsoleSize") or []
     if len(size) == 2 and all(isinstance(n, int) and n > 0 for n in size):
         request.app[CONSOLE_SIZE][rec.id] = (size[0], size[1])
     return web.json_response({"Id": rec.id, "Warnings": []}, status=201)
 
 
+def _activity(app: web.Application, what: str) -> None:
+    activity = app[ACTIVITY]
+    if activity is not None:
+        getattr(activity, what)()
+
+
+def _auto_removed(app: web.Application, cid: str) -> None:
+    """The AutoRemove container cid is gone: the server need not stay up for it."""
+    if cid in app[AUTO_REMOVE]:
+        app[AUTO_REMOVE].discard(cid)
+        _activity(app, "release")
+
+
 def _remove_exited(app: web.Application, eng: Any, cid: str) -> None:
-    """The container the server ran attached has exited: removed now if it is AutoRemove."""
+    """The container the server ran attached has exited (in the start's thread): removed
+    now if it is AutoRemove."""
     if cid not in app[AUTO_REMOVE]:
         return
     from pyminidocker.api.events import removing
 
-    app[AUTO_REMOVE].discard(cid)
     with suppress(PmdError):
         last = eng.container(cid)
         removing(app, last)
@@ -64,9 +79,6 @@ def _remove_exited(app: web.Application, eng: Any, cid: str) -> None:
 async def _remove_when_exited(request: web.Request, cid: str) -> None:
     from pyminidocker.api.events import removing
 
-    activity = request.app[ACTIVITY]
-    if activity is not None:
-        activity.hold()  # type: ignore[attr-defined]
     try:
         def check(eng: Any) -> bool:
             rec = eng.refresh(eng.container(cid))
@@ -92,9 +104,7 @@ async def _remove_when_exited(request: web.Request, cid: str) -> None:
                 break
             await asyncio.sleep(0.05)
     finally:
-        request.app[AUTO_REMOVE].discard(cid)
-        if activity is not None:
-            activity.release()  # type: ignore[attr-defined]
+        _auto_removed(request.app, cid)
 
 
 def _container(eng: Any, ref: str) -> Any:
@@ -112,8 +122,12 @@ async def start(request: web.Request) -> web.Response:
         return web.Response(status=304)
     session = request.app[INTERACTIVE].get(rec.id)
     if session is not None and not session.taken.is_set():
-        await session.start(request, rec, on_exit=lambda eng: _remove_exited(
-            request.app, eng, rec.id))
+        try:
+            await session.start(request, rec, on_exit=lambda eng: _remove_exited(
+                request.app, eng, rec.id))
+        finally:
+            if session.task is not None:  # done: removed, if it is AutoRemove
+                session.task.add_done_callback(lambda _: _auto_removed(request.app, rec.id))
         return web.Response(status=204)
     request.app[CONSOLE_SIZE].pop(rec.id, None)  # a detached console is its monitor's
 
@@ -124,13 +138,22 @@ async def start(request: web.Request) -> web.Response:
         eng.start(rec, attach=False)
         return True
 
-    started = await call(request, work)
+    try:
+        started = await call(request, work)
+    except PmdError:
+        if rec.id in request.app[AUTO_REMOVE]:  # as dockerd: one that failed to start goes
+            _spawn_remover(request, rec.id)
+        raise
     if started and rec.id in request.app[AUTO_REMOVE]:
-        tasks = request.app[REMOVERS]  # held here: a task nobody refers to may be collected
-        task = asyncio.ensure_future(_remove_when_exited(request, rec.id))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        _spawn_remover(request, rec.id)
     return web.Response(status=204 if started else 304)
+
+
+def _spawn_remover(request: web.Request, cid: str) -> None:
+    tasks = request.app[REMOVERS]  # held here: a task nobody refers to may be collected
+    task = asyncio.ensure_future(_remove_when_exited(request, cid))
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
 
 
 async def stop(request: web.Request) -> web.Response:
@@ -355,14 +378,15 @@ async def remove(request: web.Request) -> web.Response:
     bool_param(request, "v")  # anonymous volumes: there are none yet
     if bool_param(request, "link"):
         raise APIError(501, "links are not supported by pyminidocker")
-    def work(eng: Any) -> None:
+    def work(eng: Any) -> str:
         from pyminidocker.api.events import removing
 
         rec = eng.container(ref, corrupt_ok=force)
         removing(request.app, rec)
         eng.remove(rec, force)
+        return str(rec.id)
 
-    await call(request, work)
+    _auto_removed(request.app, await call(request, work))
     return web.Response(status=204)
 
 

@@ -682,3 +682,22 @@ def test_the_idle_server_is_small_after_its_clients(api):
                      "--filter", f"container={cid}", "--format", "{{.Action}}").stdout
     assert out.split() == ["create", "start", "die", "destroy"]
     assert api.docker("ps", "-a", "-q", "--filter", f"id={cid}").stdout == ""
+
+
+def test_an_auto_remove_container_started_later_is_still_removed(api):
+    """`docker create --rm`, then a start after a pause longer than a worker's linger: the
+    worker that knows to remove it stays until it has; then it leaves."""
+    from pyminidocker.api.server import WORKER_LINGER
+    from tests.integration import servers as S
+
+    cid = api.docker("create", "--rm", "--network", "none", "bb", "true").stdout.strip()
+    time.sleep(WORKER_LINGER + 1)
+    api.docker("start", cid)
+    deadline = time.monotonic() + 20
+    while api.docker("ps", "-a", "-q", "--filter", f"id={cid}").stdout:
+        assert time.monotonic() < deadline, "the --rm container was not removed"
+        time.sleep(0.2)
+    deadline = time.monotonic() + WORKER_LINGER + 10
+    while S.children_of(api.proc.pid):
+        assert time.monotonic() < deadline, "the worker did not leave"
+        time.sleep(0.2)
