@@ -679,6 +679,23 @@ class Engine:
         """Raises Conflict if the container is not running."""
         self.runtime.kill(rec, sig)
 
+    def resize(self, rec: ContainerRecord, rows: int, cols: int) -> None:
+        """The console of the running container takes this size, as a resized terminal's
+        (its processes get SIGWINCH); nothing to do for one without a tty (as dockerd). Raises
+        Conflict if it is not running."""
+        from pyminidocker.container.console import set_size
+        from pyminidocker.errors import Conflict
+
+        rec = self.runtime.refresh(rec)
+        not_running = Conflict(f"container {rec.id} is not running")  # dockerd's words
+        if rec.state.status != "running" or not rec.state.pid:
+            raise not_running
+        try:
+            set_size(rec.state.pid, rows, cols)
+        except FileNotFoundError:  # it has just exited
+            raise not_running from None
+        self.runtime.log(rec, "resize", height=str(rows), width=str(cols))
+
     def wait(self, rec: ContainerRecord) -> int:
         """Its exit code, once it has stopped."""
         return self.runtime.wait(rec)

@@ -3,17 +3,14 @@ Interactive session of `docker run -i`, which the server starts attached itself.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
-import struct
-import termios
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
 from pyminidocker.api import streams
-from pyminidocker.api.app import APIError, add_table, bad_request, bool_param, call, int_param
+from pyminidocker.api.app import add_table, bad_request, bool_param, call
 from pyminidocker.errors import PmdError, UsageError, suppress
 
 CONSOLE_SIZE = web.AppKey("console_size", dict)  # id -> (rows, columns) asked at create
@@ -67,9 +64,9 @@ class Interactive:
         def on_started(proc: Any) -> None:
             if rec.tty:
                 self.console = proc.console_fd
-                rows, cols = request.app[CONSOLE_SIZE].pop(rec.id, (24, 80))
-                fcntl.ioctl(self.console, termios.TIOCSWINSZ,
-                            struct.pack("HHHH", rows, cols, 0, 0))
+                from pyminidocker.container.console import set_fd_size
+
+                set_fd_size(self.console, *request.app[CONSOLE_SIZE].pop(rec.id, (24, 80)))
             loop.call_soon_threadsafe(_settle, started, None)
 
         def work(eng: Any) -> Any:
@@ -286,19 +283,31 @@ async def _send_output(request: web.Request, rec: Any, resp: streams.Hijacked,
         pass
 
 
+def console_size(request: web.Request) -> tuple[int, int]:
+    """The h and w of a resize request (rows, columns). Raises APIError(400)."""
+    out = []
+    for name, what in (("h", "height"), ("w", "width")):
+        raw = request.query.get(name, "")
+        if not raw.isdigit() or int(raw) > 0xFFFF:  # a terminal's size is two u16s
+            raise bad_request(f"invalid resize {what} {raw!r}")
+        out.append(int(raw))
+    return out[0], out[1]
+
+
 async def resize(request: web.Request) -> web.Response:
-    """The console of a container this server runs attached (`docker run -it`); a detached
-    container's console is its monitor's, out of reach."""
+    """POST /containers/{id}/resize?h=&w=: the container's console takes that size, as a
+    terminal window would (its processes get SIGWINCH). As dockerd: 409 for a container that
+    is not running, 200 (and nothing done) for one without a tty."""
+    from pyminidocker.container.console import set_fd_size
+
     ref = request.match_info["id"]
-    h, w = int_param(request, "h", 0) or 0, int_param(request, "w", 0) or 0
-    if h <= 0 or w <= 0:
-        raise bad_request("bad parameters: h and w must be positive")
+    rows, cols = console_size(request)
     rec = await call(request, lambda eng: eng.container(ref))
     session = request.app[INTERACTIVE].get(rec.id)
-    if session is None or session.console < 0:
-        raise APIError(501, "resizing the console of a container not run through this "
-                       "server's attach is not implemented by pyminidocker yet")
-    fcntl.ioctl(session.console, termios.TIOCSWINSZ, struct.pack("HHHH", h, w, 0, 0))
+    if session is not None and session.console >= 0:  # run -it: the console is ours
+        set_fd_size(session.console, rows, cols)
+    else:
+        await call(request, lambda eng: eng.resize(rec, rows, cols))
     return web.Response(status=200)
 
 

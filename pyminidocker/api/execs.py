@@ -7,17 +7,16 @@ inspect (for the exit code, which the docker CLI reads once the stream ends) and
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
-import struct
-import termios
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
 from pyminidocker.api import streams
-from pyminidocker.api.app import ACTIVITY, APIError, add_table, call, int_param, json_body
+from pyminidocker.api.app import ACTIVITY, APIError, add_table, call, json_body
+from pyminidocker.api.attach import console_size
+from pyminidocker.container.console import set_fd_size
 from pyminidocker.errors import Conflict, NotFound, PmdError
 
 CREATE_FIELDS: dict[str, Any] = {
@@ -89,10 +88,6 @@ async def create(request: web.Request) -> web.Response:
     return web.json_response({"Id": ex.id}, status=201)
 
 
-def _set_size(fd: int, rows: int, cols: int) -> None:
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-
 class _Stdio:
     """An exec's stdio pipes: the process's ends (in_r, out_w, err_w) and the server's
     (in_w, out_r, err_r, non-blocking); -1 where there is none. With a tty there is one
@@ -126,7 +121,7 @@ def _launch(request: web.Request, ex: Exec, io: _Stdio, started: asyncio.Event
         ex.pid = proc.pid
         if ex.tty:
             ex.console = proc.console_fd
-            _set_size(ex.console, *ex.size)
+            set_fd_size(ex.console, *ex.size)
         loop.call_soon_threadsafe(started.set)
 
     def work(eng: Any) -> int:
@@ -230,12 +225,9 @@ async def inspect(request: web.Request) -> web.Response:
 
 async def resize(request: web.Request) -> web.Response:
     ex = _get(request)
-    h, w = int_param(request, "h", 0) or 0, int_param(request, "w", 0) or 0
-    if h <= 0 or w <= 0:
-        raise APIError(400, "bad parameters: h and w must be positive")
-    ex.size = (h, w)
+    ex.size = console_size(request)
     if ex.console >= 0:
-        _set_size(ex.console, h, w)
+        set_fd_size(ex.console, *ex.size)
     return web.Response(status=200)
 
 

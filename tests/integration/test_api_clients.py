@@ -701,3 +701,52 @@ def test_an_auto_remove_container_started_later_is_still_removed(api):
     while S.children_of(api.proc.pid):
         assert time.monotonic() < deadline, "the worker did not leave"
         time.sleep(0.2)
+
+
+def test_resize_a_detached_containers_console(api):
+    """POST /containers/{id}/resize of a container started detached (run -dit): its console
+    (the monitor's pty) takes the size, its processes get SIGWINCH (docker-py's resize);
+    `docker attach` from a terminal passes that terminal's size. Without a tty: 200 and
+    nothing to do; not running: 409, as dockerd."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    cid = api.docker("run", "-dit", "--network", "none", "bb", "sh", "-c",
+                     "trap 'stty size' WINCH; while :; do sleep 0.1; done").stdout.strip()
+    plain = api.docker("run", "-d", "--network", "none", "bb", "sleep", "60").stdout.strip()
+    stopped = api.docker("create", "--network", "none", "bb", "true").stdout.strip()
+    try:
+        script = ("import sys, docker; a = docker.APIClient(base_url=sys.argv[1]); "
+                  "a.resize(sys.argv[2], 33, 111); a.resize(sys.argv[3], 33, 111)\n"
+                  "try:\n    a.resize(sys.argv[4], 33, 111)\n"
+                  "except docker.errors.APIError as e:\n"
+                  "    print(e.status_code, e.explanation)")
+        res = subprocess.run([sys.executable, "-c", script, f"unix://{api.sock}", cid, plain,
+                              stopped], check=False, capture_output=True, text=True,
+                             timeout=60, cwd="/")
+        assert res.returncode == 0, res.stderr
+        assert res.stdout == f"409 container {stopped} is not running\n"
+        deadline = time.monotonic() + 10
+        while "33 111" not in api.docker("logs", cid).stdout:
+            assert time.monotonic() < deadline, api.docker("logs", cid).stdout
+            time.sleep(0.1)
+
+        pid, fd = pty.fork()  # docker attach from a terminal of 44x122
+        if pid == 0:
+            os.execvpe(DEFAULT_CLI, [DEFAULT_CLI, "attach", cid], api.env())
+        try:
+            fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 44, 122, 0, 0))
+            deadline = time.monotonic() + 20
+            while "44 122" not in api.docker("logs", cid).stdout:
+                assert time.monotonic() < deadline, api.docker("logs", cid).stdout
+                if select.select([fd], [], [], 0.1)[0]:
+                    os.read(fd, 65536)  # what the attach shows: not read here
+            os.write(fd, b"\x10\x11")  # ctrl-p ctrl-q: detached, it runs on
+            os.waitpid(pid, 0)
+        finally:
+            os.close(fd)
+        assert api.docker("inspect", "-f", "{{.State.Running}}", cid).stdout == "true\n"
+    finally:
+        api.docker("rm", "-f", cid, plain, stopped)
