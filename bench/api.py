@@ -5,7 +5,7 @@
   (issue 12's target: ours <= 0.5x dockerd's);
 - `docker ps -a` with 50 containers (target: <= dockerd's);
 - the server's RSS, all its processes (target, idle: <= 30 MB): before its first client,
-  after one request (its worker up), at the end of the runs and once its worker has left;
+  after one request (its worker up), and after the runs once its worker has left;
 - 20 concurrent clients each doing run --rm twice (target: no failure).
 
 dockerd is measured only if it is installed: started by the bench with a data-root, exec-root,
@@ -170,11 +170,9 @@ def main() -> int:
             wait_socket(theirs, dockerd)
             socks["dockerd"] = theirs
         results = measure(socks, ref, args.runs)
-        busy = rss_mb(server.pid)
         time.sleep(WORKER_LINGER + 2)  # its worker has left
         results["pyminidocker"]["idle RSS, no client yet (MB)"] = idle_before
-        results["pyminidocker"]["RSS after one request (MB)"] = idle_start
-        results["pyminidocker"]["RSS at the end of the runs (MB)"] = busy
+        results["pyminidocker"]["RSS after one request, worker up (MB)"] = idle_start
         results["pyminidocker"]["idle RSS after the runs (MB)"] = rss_mb(server.pid)
         if dockerd is not None:
             results["dockerd"]["idle RSS after the runs (MB)"] = rss_mb(dockerd.pid)
