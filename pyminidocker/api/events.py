@@ -62,7 +62,7 @@ async def events(request: web.Request) -> web.StreamResponse:
                 for ev in await call(request, lambda eng: reader.read()):
                     if until is None or int(ev.get("timeNano") or 0) <= until * 1e9:
                         await stream.send(ev)
-                if done:
+                if done or stream.client_gone():  # gone: it would hold its worker up
                     break
                 await asyncio.sleep(POLL if until is None
                                     else max(0.0, min(POLL, until - time.time())))

@@ -68,8 +68,15 @@ class JSONStream:
     async def send(self, message: Any) -> None:
         await self.response.write(json.dumps(message).encode() + b"\r\n")
 
+    def client_gone(self) -> bool:
+        """Whether the client has closed the connection (a stream with nothing to send
+        learns it only so)."""
+        transport = self.request.transport
+        return transport is None or transport.is_closing()
+
     async def __aexit__(self, *exc: object) -> None:
-        if exc[0] is None or not isinstance(exc[1], ConnectionError):
+        if not self.client_gone() and (exc[0] is None or not isinstance(exc[1],
+                                                                       ConnectionError)):
             await self.response.write_eof()
 
 
