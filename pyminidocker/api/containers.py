@@ -25,6 +25,7 @@ from pyminidocker.api.app import (
 )
 from pyminidocker.api.attach import ATTACHED, CONSOLE_SIZE, INTERACTIVE
 from pyminidocker.api.container_config import create_options
+from pyminidocker.api.streams import client_gone
 from pyminidocker.errors import NotFound, PmdError, suppress
 
 # AutoRemove: the server removes the container once it has exited, rather than its monitor
@@ -235,6 +236,8 @@ async def wait(request: web.Request) -> web.StreamResponse:
                 code = int(await asyncio.shield(session.task) or 0)
         return await _answer_wait(resp, code)
     while True:
+        if client_gone(request):  # the docker CLI's run -d hangs up once it has started
+            return resp
         try:
             rec = await call(request, _refresh, last)
         except NotFound:

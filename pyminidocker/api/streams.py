@@ -53,6 +53,13 @@ def unframe(data: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
     return chunks, data
 
 
+def client_gone(request: web.Request) -> bool:
+    """Whether the client has closed the connection: a streamed response that has nothing
+    to send (a wait, an events stream) learns it only so, and would hold the server up."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 class JSONStream:
     """A response of JSON messages, each written (and flushed) as it comes."""
 
@@ -68,15 +75,9 @@ class JSONStream:
     async def send(self, message: Any) -> None:
         await self.response.write(json.dumps(message).encode() + b"\r\n")
 
-    def client_gone(self) -> bool:
-        """Whether the client has closed the connection (a stream with nothing to send
-        learns it only so)."""
-        transport = self.request.transport
-        return transport is None or transport.is_closing()
-
     async def __aexit__(self, *exc: object) -> None:
-        if not self.client_gone() and (exc[0] is None or not isinstance(exc[1],
-                                                                       ConnectionError)):
+        if not client_gone(self.request) and (exc[0] is None or not isinstance(
+                exc[1], ConnectionError)):
             await self.response.write_eof()
 
 
