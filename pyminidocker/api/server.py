@@ -284,22 +284,21 @@ def _fork_worker(args: Any, socks: list[socket.socket], tls: ssl.SSLContext | No
                  linger: float) -> int:
     """A worker process serving socks until linger seconds without a request; its pid.
     The worker never returns here: it leaves with os._exit, so that none of the parent's
-    cleanup (removing the socket) runs in it."""
+    cleanup (removing the socket) runs in it, nor a wait for its threads (serving.run)."""
     pid = os.fork()
     if pid:
         return pid
     code = 1
     try:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
-        import asyncio
         import logging
 
         with _no_ca_paths():
-            from pyminidocker.api.serving import serve
+            from pyminidocker.api import serving
 
         logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                             format="%(asctime)s %(levelname)s %(message)s")
-        asyncio.run(serve(args.engine.config, socks, linger, tls))
+        serving.run(args.engine.config, socks, linger, tls)
         code = 0
     except _Stopped:
         code = 0  # SIGTERM/SIGINT before the event loop took them over

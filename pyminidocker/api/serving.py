@@ -168,3 +168,23 @@ async def _leave_quietly(sites: list[_Site], activity: Activity) -> None:
     await asyncio.sleep(_LAST_REQUEST_GRACE)
     while not activity.quiet.is_set():
         await activity.quiet.wait()
+
+
+def run(config: Any, socks: list[socket.socket], idle: float,
+        tls: ssl.SSLContext | None = None) -> None:
+    """serve() on an event loop of its own, until it returns (a worker's life). Unlike
+    asyncio.run it does not wait for the worker threads still busy then: a log follower
+    whose client went away waits in its thread for the container's next line, which may
+    never come, and an idle worker (accepting no more) must not wait with it while clients
+    queue for its successor. Such a thread only reads: the process leaves without it."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(serve(config, socks, idle, tls))
+        left = asyncio.all_tasks(loop)
+        for task in left:
+            task.cancel()
+        if left:
+            loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+    finally:
+        loop.close()  # its executor is shut down without a wait

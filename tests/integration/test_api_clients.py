@@ -750,3 +750,27 @@ def test_resize_a_detached_containers_console(api):
         assert api.docker("inspect", "-f", "{{.State.Running}}", cid).stdout == "true\n"
     finally:
         api.docker("rm", "-f", cid, plain, stopped)
+
+
+def test_a_log_follower_whose_client_left_does_not_hold_the_next_clients(api):
+    """`docker logs -f` killed while its container is silent leaves a thread waiting for the
+    container's next line: the worker still leaves when idle, and the next client is served
+    (a worker that waited for that thread would have stopped accepting and hung them)."""
+    from pyminidocker.api.server import WORKER_LINGER
+    from tests.integration import servers as S
+
+    cid = api.docker("run", "-d", "--network", "none", "bb", "sh", "-c",
+                     "echo a; sleep 1; echo b; exec sleep 600").stdout.strip()
+    try:
+        follower = subprocess.Popen([DEFAULT_CLI, "logs", "-f", cid], env=api.env(),
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert follower.stdout.readline() == b"a\n"
+        follower.kill()  # its server side learns it when "b" comes: then its thread waits
+        follower.wait()
+        deadline = time.monotonic() + WORKER_LINGER + 10
+        while S.children_of(api.proc.pid):
+            assert time.monotonic() < deadline, "the worker did not leave"
+            time.sleep(0.2)
+        assert cid in api.docker("ps", "-q", "--no-trunc", timeout=20).stdout
+    finally:
+        api.docker("rm", "-f", cid)
