@@ -311,8 +311,14 @@ int pmd_child_mounts(const struct pmd_spawn_spec *s, int *rootfd_out, struct pmd
     int rootfd;
 
     *rootfd_out = -1;
-    if (!(s->namespaces & CLONE_NEWNS) || s->join_pid > 0)
+    if (s->join_pid > 0)
         return 0;
+    if (!(s->namespaces & CLONE_NEWNS) && !s->mounts_joined) {
+        /* The caller's mount namespace, not ours to change: the rootfs by chroot (as runc). */
+        if (s->rootfs && (chroot(s->rootfs) < 0 || chdir("/") < 0))
+            return pmd_cfail(err, errno, "chroot", s->rootfs);
+        return 0;
+    }
     /*
      * A new mount namespace starts as a copy whose mounts keep the host's propagation: with
      * systemd, / is shared, so everything mounted below would show up on the host (and
@@ -380,6 +386,10 @@ int pmd_child_pivot(const struct pmd_spawn_spec *s, int rootfd, struct pmd_error
     if (s->readonly_root &&
         mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0)
         return pmd_cfail(err, errno, "remount read-only", "/");
+    /* Last: an unbindable root would refuse the read-only paths' binds of themselves. */
+    if (s->root_propagation &&
+        mount(NULL, "/", NULL, (unsigned long)s->root_propagation, NULL) < 0)
+        return pmd_cfail(err, errno, "root propagation", "/");
     return 0;
 }
 

@@ -169,9 +169,11 @@ struct pmd_spawn_spec {
        startContainer hooks): each as a child of the container's process, with its ids,
        capabilities and namespaces, its path resolved in the container's root; stdin reads
        hooks_stdin_fd from offset 0 (the caller writes the state there, e.g. into a memfd,
-       before the release), stdout and stderr are the container's. A hook that exits non-zero
-       fails the spawn with EIO, op "startContainer hook N: exit status S", path its path; one
-       that outlives its timeout is killed and fails it with ETIMEDOUT. */
+       before the release); its stdout and stderr are kept apart (memfds; the container's
+       where those are refused). A hook that exits non-zero fails the spawn with EIO, op
+       "startContainer hook N: exit status S", path "stdout: ..., stderr: ..." (its output, one
+       line, cut to fit); one that outlives its timeout is killed and fails it with ETIMEDOUT,
+       path its path. */
     const struct pmd_hook *hooks;
     int n_hooks;
     int hooks_stdin_fd;       /* -1: hooks read an empty stdin (/dev/null's EOF) */
@@ -189,6 +191,19 @@ struct pmd_spawn_spec {
        (so /dev/mqueue is the shared namespace's). Excludes join_pid. */
     int share_pid;
     int share_namespaces;
+    /* The mount namespace. With mounts_joined, the caller has entered the one the container is
+       to use (an OCI namespace joined by path) and the filesystem sequence (rootfs, mounts,
+       pivot_root, paths) runs in it as in a new one, without CLONE_NEWNS in namespaces.
+       Without either, rootfs is entered by chroot and nothing may be mounted (an OCI config
+       without a mount namespace: the container shares the caller's, which is not ours to
+       change). */
+    int mounts_joined;
+    /* The caller has entered the user namespace the container is to use (joined by path): the
+       child takes uid/gid 0 of it, as of a new one, after joining its cgroups. */
+    int userns_joined;
+    /* MS_SHARED, MS_SLAVE, MS_PRIVATE or MS_UNBINDABLE, with MS_REC or not: applied to the new
+       root once everything is mounted (OCI linux.rootfsPropagation); 0 = it stays private. */
+    int root_propagation;
 };
 
 /*

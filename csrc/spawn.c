@@ -350,9 +350,36 @@ static void fmt_int(char *buf, int v)
  * handlers. It waits by polling: no signal handler may run here, and a hook is expected to take
  * milliseconds; the timeout is checked every millisecond at first, every 10 ms after a while.
  */
+/*
+ * A failed hook's output, for its error as runc words it: "stdout: ..., stderr: ...", each
+ * trimmed of surrounding blanks, newlines made spaces (one line), cut to fit dst.
+ */
+static void hook_output(const int fds[2], char *dst, size_t size)
+{
+    static const char *const label[2] = {"stdout: ", ", stderr: "};
+    char buf[PMD_PATH_MAX / 2 - 16];
+    size_t at = 0;
+
+    for (int k = 0; k < 2; k++) {
+        ssize_t n = fds[k] >= 0 ? pread(fds[k], buf, sizeof buf, 0) : 0;
+        size_t lo = 0, hi = n > 0 ? (size_t)n : 0;
+
+        while (lo < hi && (buf[lo] == ' ' || buf[lo] == '\n' || buf[lo] == '\t'))
+            lo++;
+        while (hi > lo && (buf[hi - 1] == ' ' || buf[hi - 1] == '\n' || buf[hi - 1] == '\t'))
+            hi--;
+        for (const char *p = label[k]; *p && at + 1 < size; p++)
+            dst[at++] = *p;
+        for (size_t i = lo; i < hi && at + 1 < size; i++)
+            dst[at++] = buf[i] == '\n' ? ' ' : buf[i];
+    }
+    dst[at] = '\0';
+}
+
 static int child_hooks(const struct pmd_spawn_spec *s, struct pmd_error *err)
 {
     static const char *const no_env[] = {NULL};
+    char output[PMD_PATH_MAX];
 
     for (int i = 0; i < s->n_hooks; i++) {
         const struct pmd_hook *h = &s->hooks[i];
@@ -362,6 +389,11 @@ static int child_hooks(const struct pmd_spawn_spec *s, struct pmd_error *err)
         char op[PMD_OP_MAX] = "startContainer hook ";
         int status, r;
         long pid;
+        /* Its output is kept for the error (runc's), not given to the container's stdio; where
+           the profile forbids memfds it goes there as before. */
+        pmd_cleanup_fd int out = (int)syscall(SYS_memfd_create, "hook-stdout", MFD_CLOEXEC);
+        pmd_cleanup_fd int errout = (int)syscall(SYS_memfd_create, "hook-stderr", MFD_CLOEXEC);
+        const int fds[2] = {out, errout};
 
         fmt_int(op + strlen(op), i);
         if (s->hooks_stdin_fd >= 0 && lseek(s->hooks_stdin_fd, 0, SEEK_SET) < 0)
@@ -373,7 +405,8 @@ static int child_hooks(const struct pmd_spawn_spec *s, struct pmd_error *err)
             sigset_t none;
             int in = s->hooks_stdin_fd >= 0 ? s->hooks_stdin_fd
                                             : open("/dev/null", O_RDONLY | O_CLOEXEC);
-            if (in < 0 || dup2(in, 0) < 0)
+            if (in < 0 || dup2(in, 0) < 0 || (out >= 0 && dup2(out, 1) < 0) ||
+                (errout >= 0 && dup2(errout, 2) < 0))
                 _exit(126);
             sigemptyset(&none);
             sigprocmask(SIG_SETMASK, &none, NULL);
@@ -401,7 +434,8 @@ static int child_hooks(const struct pmd_spawn_spec *s, struct pmd_error *err)
             const char *what = WIFEXITED(status) ? ": exit status " : ": signal ";
             memcpy(op + at, what, strlen(what) + 1);
             fmt_int(op + strlen(op), WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-            return pmd_cfail(err, EIO, op, h->path);
+            hook_output(fds, output, sizeof output);
+            return pmd_cfail(err, EIO, op, output);
         }
     }
     return 0;
@@ -458,7 +492,7 @@ static int child_setup(const struct child_ctx *c, struct child_msg *m)
      * become its root, as the maps are written now. After the cgroups: as the mapped uid we
      * could no longer open their root-owned files. Raw syscalls, see confine.c.
      */
-    if ((s->namespaces & CLONE_NEWUSER) && s->join_pid <= 0 &&
+    if (((s->namespaces & CLONE_NEWUSER) || s->userns_joined) && s->join_pid <= 0 &&
         (syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0))
         return pmd_cfail(err, errno, "setresuid", "root of the user namespace");
     if ((s->join_pid > 0 || s->share_pid > 0) && child_join(c, m) < 0)
@@ -655,9 +689,10 @@ static int check_spec(const struct pmd_spawn_spec *s, struct pmd_error *err)
     if (s->namespaces & ~ALLOWED_NS)
         return pmd_fail(err, EINVAL, "spawn", "unsupported namespace flags %#x",
                         s->namespaces & ~ALLOWED_NS);
-    if (s->join_pid <= 0 && (s->rootfs || s->n_mounts > 0 || s->masked_paths || s->readonly_paths ||
-         s->readonly_root || s->dev_setup) && !(s->namespaces & CLONE_NEWNS))
-        return pmd_fail(err, EINVAL, "spawn", "%s", "mounts need CLONE_NEWNS");
+    if (s->join_pid <= 0 && (s->n_mounts > 0 || s->masked_paths || s->readonly_paths ||
+         s->readonly_root || s->dev_setup || s->root_propagation) &&
+        !(s->namespaces & CLONE_NEWNS) && !s->mounts_joined)
+        return pmd_fail(err, EINVAL, "spawn", "%s", "mounts need CLONE_NEWNS or mounts_joined");
     if (s->hostname && !(s->namespaces & CLONE_NEWUTS))
         return pmd_fail(err, EINVAL, "spawn", "%s", "hostname needs CLONE_NEWUTS");
     if (s->n_mounts < 0 || (s->n_mounts > 0 && s->mounts == NULL) || s->n_rlimits < 0 ||

@@ -28,7 +28,7 @@
 #include <sys/mman.h>
 
 #define SPEC_MAGIC 0x53444d50u /* "PMDS" little-endian */
-#define SPEC_VERSION 8u
+#define SPEC_VERSION 9u
 #define SPEC_MAX (16u << 20)   /* far above any real spec; bounds the monitor's mapping */
 #define VEC_MAX 65536u         /* entries in one string vector or table */
 
@@ -44,8 +44,9 @@ struct wire_spec {
     int32_t namespaces, readonly_root, n_mounts, dev_setup, uid, gid, n_groups, set_caps,
         n_rlimits, no_new_privs, seccomp_len, stdin_fd, stdout_fd, stderr_fd, setsid, ctty, hold,
         join_pid, console, restart_policy, restart_max, health_interval_ms, health_timeout_ms,
-        health_start_ms, health_retries, log_max_file, share_pid, share_namespaces;
-    uint32_t seccomp_flags, pad;
+        health_start_ms, health_retries, log_max_file, share_pid, share_namespaces, mounts_joined,
+        userns_joined, root_propagation;
+    uint32_t seccomp_flags;
     uint64_t cap_bounding, cap_effective, cap_permitted, cap_inheritable, cap_ambient;
     int64_t log_max_size;
     /* offsets; 0 = NULL */
@@ -147,7 +148,8 @@ static void layout(struct builder *b, const struct pmd_spawn_spec *s,
         .stdout_fd = s->stdout_fd, .stderr_fd = s->stderr_fd, .setsid = s->setsid,
         .ctty = s->ctty, .hold = s->hold, .join_pid = s->join_pid, .console = s->console,
         .share_pid = s->share_pid, .share_namespaces = s->share_namespaces,
-        .cap_bounding = s->cap_bounding, .cap_effective = s->cap_effective,
+        .mounts_joined = s->mounts_joined, .userns_joined = s->userns_joined,
+        .root_propagation = s->root_propagation, .cap_bounding = s->cap_bounding, .cap_effective = s->cap_effective,
         .cap_permitted = s->cap_permitted, .cap_inheritable = s->cap_inheritable,
         .cap_ambient = s->cap_ambient,
     };
@@ -434,6 +436,8 @@ static int read_blob(struct reader *r, struct pmd_monitor_req *q)
         .stdin_fd = w.stdin_fd, .stdout_fd = w.stdout_fd, .stderr_fd = w.stderr_fd,
         .setsid = w.setsid, .ctty = w.ctty, .hold = w.hold, .join_pid = w.join_pid,
         .console = w.console, .share_pid = w.share_pid, .share_namespaces = w.share_namespaces,
+        .mounts_joined = w.mounts_joined, .userns_joined = w.userns_joined,
+        .root_propagation = w.root_propagation,
     };
     if (get_str(r, w.rootfs, &s->rootfs, "rootfs") < 0 ||
         get_str(r, w.hostname, &s->hostname, "hostname") < 0 ||

@@ -213,7 +213,11 @@ class SpawnSpec:
     execve, the OCI startContainer hooks) reading hooks_stdin (an fd, from offset 0; -1 =
     /dev/null), uid_map/gid_map (with CLONE_NEWUSER and hold: the child's id maps, as
     /proc/PID/uid_map takes them), share_pid/share_namespaces (CLONE_NEWPID, CLONE_NEWIPC:
-    those namespaces of that running process instead of new ones, --pid/--ipc container:X).
+    those namespaces of that running process instead of new ones, --pid/--ipc container:X),
+    mounts_joined (the caller is in the mount namespace to set up: a joined one, without
+    CLONE_NEWNS; without either, rootfs is entered by chroot and nothing is mounted),
+    userns_joined (the caller is in the user namespace to use: the child becomes its root),
+    root_propagation (MS_SHARED/SLAVE/PRIVATE/UNBINDABLE [| MS_REC] for the new root).
     """
 
     argv: list[str]
@@ -254,6 +258,9 @@ class SpawnSpec:
     gid_map: str | None = None
     share_pid: int = 0
     share_namespaces: int = 0
+    mounts_joined: bool = False
+    userns_joined: bool = False
+    root_propagation: int = 0
 
 
 def _cstr(keep: list[CData], s: str | bytes | os.PathLike[str] | None) -> CData:
@@ -429,6 +436,9 @@ def _c_spec(spec: SpawnSpec, keep: list[CData]) -> CData:
     s.join_pid = spec.join_pid
     s.share_pid = spec.share_pid
     s.share_namespaces = spec.share_namespaces
+    s.mounts_joined = spec.mounts_joined
+    s.userns_joined = spec.userns_joined
+    s.root_propagation = spec.root_propagation
     s.console = spec.console
     if spec.hooks:
         hs = ffi.new("struct pmd_hook[]", len(spec.hooks))

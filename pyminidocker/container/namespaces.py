@@ -18,18 +18,22 @@ NS_FILES = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts":
             "cgroup": "cgroup", "user": "user", "time": "time"}
 
 
-def setns(path: str, nstype: int = 0) -> None:
-    """setns(2) into the namespace at path (Python 3.11 has no os.setns). Raises PmdError."""
+def setns(path: str, nstype: int = 0, fd: int = -1) -> None:
+    """setns(2) into the namespace at path, or through fd (opened from path) if given (Python
+    3.11 has no os.setns). Raises PmdError."""
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    own = fd < 0
+    if own:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         if libc.setns(fd, nstype) != 0:
             e = ctypes.get_errno()
             raise PmdError(f"setns {path}: {os.strerror(e)}")
     finally:
-        os.close(fd)
+        if own:
+            os.close(fd)
 
 
 def in_namespaces(pid: int, kinds: tuple[str, ...], work: Callable[[], None]) -> None:

@@ -168,9 +168,6 @@ def parse(doc: dict[str, Any], bundle: str) -> Container:
     warnings: list[str] = []
 
     namespaces, join_paths = _namespaces(linux)
-    if not namespaces & shim.CLONE_NEWNS and "mount" not in join_paths:
-        raise ConfigError("config.json: linux.namespaces: a mount namespace is required "
-                          "(the root is pivoted into)")
     spec = process_spec(proc, rootfs, warnings)
     spec.namespaces = namespaces
     spec.rootfs = rootfs
@@ -190,6 +187,7 @@ def parse(doc: dict[str, Any], bundle: str) -> Container:
         raise ConfigError("unable to set domainname without a private UTS namespace")
 
     spec.uid_map, spec.gid_map = _id_maps(linux, namespaces)
+    spec.userns_joined = "user" in join_paths
     mounts, cgroup_mount = _mounts(doc, bundle, rootfs, namespaces)
     devices = _devices(linux)
     spec.mounts = mounts
@@ -199,11 +197,8 @@ def parse(doc: dict[str, Any], bundle: str) -> Container:
     for p in spec.masked_paths + spec.readonly_paths:
         if not p.startswith("/"):
             raise ConfigError(f"config.json: masked or read-only path {p!r} is not absolute")
-    propagation = _get(linux, "rootfsPropagation", str, "linux.")
-    if propagation and propagation not in ("private", "rprivate", "slave", "rslave", "shared",
-                                           "rshared", "unbindable", "runbindable"):
-        raise ConfigError(f"config.json: linux.rootfsPropagation: unknown value "
-                          f"{propagation!r}")
+    if not _mount_namespace(spec, linux, "mount" in join_paths, warnings):
+        mounts, cgroup_mount, devices = [], None, []
     sysctl = _sysctl(linux, namespaces, join_paths)
     seccomp = _get(linux, "seccomp", dict, "linux.")
     if seccomp is not None:
@@ -231,6 +226,38 @@ def parse(doc: dict[str, Any], bundle: str) -> Container:
     return c
 
 
+def _mount_namespace(spec: shim.SpawnSpec, linux: dict[str, Any], joined: bool,
+                     warnings: list[str]) -> bool:
+    """The filesystem's setup in the container's mount namespace: a new one, one joined by path
+    (set up in place, as runc does), or none. Without one the root is entered by chroot and
+    nothing is mounted, as the caller's namespace is not ours to change: False then, the
+    config's mounts, devices and paths dropped with a warning."""
+    propagation = _get(linux, "rootfsPropagation", str, "linux.")
+    if propagation and propagation not in _PROPAGATION:
+        raise ConfigError(f"config.json: linux.rootfsPropagation: unknown value "
+                          f"{propagation!r}")
+    spec.mounts_joined = joined
+    if spec.namespaces & shim.CLONE_NEWNS or joined:
+        # private is what the shim leaves anyway (runc skips it too)
+        spec.root_propagation = MOUNT_OPTIONS[propagation][0] if propagation and \
+            "private" not in propagation else 0
+        return True
+    dropped = [what for what, given in (
+        ("mounts", spec.mounts), ("linux.devices", _get(linux, "devices", list, "linux.")),
+        ("linux.maskedPaths", spec.masked_paths), ("linux.readonlyPaths", spec.readonly_paths),
+        ("root.readonly", spec.readonly_root), ("linux.rootfsPropagation", propagation)) if given]
+    if dropped:
+        warnings.append(f"no mount namespace in linux.namespaces: {', '.join(dropped)} not "
+                        "applied (they would change the caller's mount namespace)")
+    spec.mounts, spec.dev_setup, spec.readonly_root = [], False, False
+    spec.masked_paths, spec.readonly_paths = [], []
+    return False
+
+
+_PROPAGATION = ("private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable",
+                "runbindable")
+
+
 def _root_path(bundle: str, path: str) -> str:
     """root.path: absolute, or relative to the bundle (the spec's rule) but never leaving it
     through "..", and an existing directory."""
@@ -256,10 +283,8 @@ def _namespaces(linux: dict[str, Any]) -> tuple[int, dict[str, str]]:
             raise ConfigError(f"malformed spec file: duplicated ns {kind!r}")
         seen.add(kind)
         path = _get(ns, "path", str, f"linux.namespaces[{i}].")
-        if kind == "time" or (kind == "user" and path):
-            # setns(2) into a user namespace needs a single-threaded caller: not CPython's
-            what = "joining a user namespace" if path else "namespace type 'time'"
-            raise ConfigError(f"{what} is not supported by pyminidocker-runc")
+        if kind == "time":
+            raise ConfigError("namespace type 'time' is not supported by pyminidocker-runc")
         if path:
             if not os.path.isabs(path):
                 raise ConfigError(f"namespace path {path!r} is not absolute")

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import os
 
-from pyminidocker.container.cgroups import DEFAULT_DEVICE_RULES, Cgroup, Limits
 from pyminidocker.container.namespaces import configure, setns
 from pyminidocker.errors import PmdError
 from pyminidocker.oci import state as st
-from pyminidocker.oci.state import ConfigError
+from pyminidocker.oci.state import ConfigError, RuntimeError_
 from pyminidocker.record import dataclass
 
 TYPE_CHECKING = False
@@ -23,6 +22,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from pyminidocker import shim
+    from pyminidocker.container.cgroups import Cgroup
     from pyminidocker.oci.config import Container, Hook
 
 # The parent of the cgroups of configs without a cgroupsPath: ours, so removed with its last child
@@ -34,10 +34,6 @@ _EXTRA_CONTROLLERS = ("blkio", "hugetlb", "net_cls", "net_prio")
 # The nodes dev_setup makes in every container (csrc/mount.c): a config's copy of them is a no-op.
 _STD_DEVICES = {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom",
                 "/dev/tty"}
-
-
-class RuntimeError_(PmdError):
-    """An operation failed; runc's exit code 1."""
 
 
 def now_rfc3339() -> str:
@@ -52,6 +48,8 @@ def now_rfc3339() -> str:
 def cgroup_of(container_id: str, cgroups_path: str) -> Cgroup:
     """The Cgroup an OCI cgroupsPath names ("/a/b/c": parent a/b, name c); an empty one is
     <id> below pyminidocker-runc, as runc puts it below its own."""
+    from pyminidocker.container.cgroups import Cgroup  # not at the top: see cleanup
+
     path = cgroups_path.strip("/")
     if ":" in path:
         raise ConfigError(f"cgroupsPath {cgroups_path!r} is in the systemd form "
@@ -93,6 +91,8 @@ def _write_resources(cg: Cgroup, files: dict[str, list[tuple[str, str]]],
 
 def make_cgroup(c: Container, container_id: str) -> tuple[Cgroup, list[str]]:
     """Create the container's cgroups with its limits; the v1 files its init joins."""
+    from pyminidocker.container.cgroups import DEFAULT_DEVICE_RULES, Limits
+
     cg = cgroup_of(container_id, c.cgroups_path)
     # The config's rules, then the devices every container has, as runc appends them (a
     # config that denies all still gets /dev/null); DEFAULT_DEVICE_RULES starts with "deny a".
@@ -128,11 +128,20 @@ def remove_cgroup(cg: Cgroup, extra: list[str]) -> None:
     dirs = list(extra)
     if cg.parent == DEFAULT_PARENT:
         dirs += [os.path.dirname(d) for d in (*cg.dirs.values(), *extra)]
+    _rmdirs(dirs)  # a parent is EBUSY while another container is in it: that one removes it
+
+
+def _rmdirs(dirs: list[str]) -> bool:
+    """rmdir each directory; whether all are gone."""
+    gone = True
     for d in dirs:
         try:
-            os.rmdir(d)  # EBUSY while another container is in it: that one removes it later
-        except OSError:
+            os.rmdir(d)
+        except FileNotFoundError:
             pass
+        except OSError:
+            gone = False
+    return gone
 
 
 def wait_in_cgroup(pid: int, cg: Cgroup, timeout: float = 5.0) -> None:
@@ -208,9 +217,18 @@ def join_paths(c: Container) -> None:
     (a pid namespace applies to children only, which is what is wanted)."""
     from pyminidocker.oci.config import NAMESPACES
 
-    # The mount namespace last: the other paths are resolved in the current one.
-    for kind in sorted(c.join_paths, key=lambda k: k == "mount"):
-        setns(c.join_paths[kind], NAMESPACES[kind])
+    # Each path opened first, in the current mount namespace. The user namespace last, as
+    # runc's nsexec: as the host's root we may enter any namespace, after it only those it
+    # owns; and the namespaces cloned next are then its own (a single-threaded caller is
+    # needed: the holder, or run before its relay thread).
+    order = sorted(c.join_paths, key=lambda k: (k == "user", k == "mount"))
+    fds = {k: os.open(c.join_paths[k], os.O_RDONLY | os.O_CLOEXEC) for k in order}
+    try:
+        for kind in order:
+            setns(c.join_paths[kind], NAMESPACES[kind], fds[kind])
+    finally:
+        for fd in fds.values():
+            os.close(fd)
     if "uts" in c.join_paths and c.spec.hostname:
         # The shim sets a hostname in a UTS namespace it creates; a joined one is ours now.
         import socket
@@ -326,8 +344,9 @@ def prepare(c: Container, doc: dict[str, Any], root: str, container_id: str) -> 
         rec = {
             "id": container_id, "bundle": c.bundle, "rootfs": c.rootfs,
             "created": now_rfc3339(), "annotations": c.annotations, "pid": 0,
-            "pid_start": "", "started": False, "ns_mask": mask, "freezer": freezer,
-            "cgroup": [cg.id, cg.parent or "/"], "extra_cgroups": extra, "config": doc,
+            "pid_start": "", "ns_mask": mask, "freezer": freezer,
+            "cgroup": [cg.id, cg.parent or "/"], "extra_cgroups": extra,
+            "cgroup_dirs": [*cg.dirs.values(), *extra], "config": doc,
         }
         return Prepared(c, spec, cg, extra, rec)
     except BaseException:
@@ -340,7 +359,15 @@ def prepare(c: Container, doc: dict[str, Any], root: str, container_id: str) -> 
 def cleanup(root: str, rec: dict[str, Any]) -> None:
     """Remove what a container leaves on the host: its cgroups and state directory."""
     cg_id, parent = rec.get("cgroup") or ("", "")
-    if cg_id:
+    dirs = rec.get("cgroup_dirs")
+    # A stopped container's cgroups are empty: one rmdir each, from the record, without the
+    # cgroup module (milliseconds of imports and of reading the host's layout on each delete).
+    if dirs and _rmdirs(dirs):
+        if parent == DEFAULT_PARENT:
+            _rmdirs([os.path.dirname(d) for d in dirs])
+    elif cg_id:
+        from pyminidocker.container.cgroups import Cgroup
+
         try:
             remove_cgroup(Cgroup(cg_id, parent), rec.get("extra_cgroups") or [])
         except PmdError:

@@ -1,8 +1,9 @@
 """Each container's state under the runtime's --root: <root>/<id>/state.json, written atomically.
 
-The record says what the runtime did (pid and its start time, started or only created); the
-status a command reports is that record checked against the kernel, so it tells the truth
-after a crash: a pid that is gone, or reused by another process, is a stopped container.
+The record says what the runtime did (the init's pid and its start time; created while the
+holder's ctl.sock exists); the status a command reports is that record checked against the
+kernel, so it tells the truth after a crash: a pid that is gone, or reused by another
+process, is a stopped container.
 """
 from __future__ import annotations
 
@@ -24,6 +25,11 @@ _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234
 class ConfigError(PmdError):
     """config.json is missing, malformed, hostile or asks for what this runtime cannot do.
     (Here, below the config reader, so that the runtime raises it without importing that.)"""
+
+
+class RuntimeError_(PmdError):
+    """An operation failed; runc's exit code 1. (Here, so that `start` and `delete` raise it
+    without importing the runtime's cgroup code.)"""
 
 
 def check_id(container_id: str) -> None:
@@ -62,9 +68,14 @@ def save(root: str, rec: dict[str, Any]) -> None:
 
 
 def remove(root: str, container_id: str) -> None:
-    from pyminidocker.store.files import remove_tree
+    d = container_dir(root, container_id)
+    try:  # the usual directory: state.json alone (ctl.sock went with the hold)
+        os.unlink(os.path.join(d, "state.json"))
+        os.rmdir(d)
+    except OSError:
+        from pyminidocker.store.files import remove_tree
 
-    remove_tree(container_dir(root, container_id))
+        remove_tree(d)
 
 
 def ids(root: str) -> list[str]:
@@ -87,7 +98,7 @@ def status(rec: dict[str, Any]) -> str:
     """created, running, paused or stopped, as the kernel says now."""
     if not alive(rec):
         return "stopped"
-    if not rec.get("started") and os.path.exists(rec.get("ctl", "")):
+    if os.path.exists(rec.get("ctl", "")):
         return "created"  # the holder still holds it (it removes ctl.sock when it lets go)
     freezer = rec.get("freezer")
     if freezer:

@@ -375,11 +375,15 @@ def test_start_container_hooks_run_in_the_container_before_its_process(runc, tmp
 def test_a_failing_or_slow_start_container_hook_stops_the_container(runc, tmp_path):
     b = make_bundle(tmp_path / "b", ["touch", "/ran"])
     edit(b, lambda cfg: cfg.update(hooks={"startContainer": [
-        {"path": "/bin/true"}, {"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}]}))
+        {"path": "/bin/true"},
+        {"path": "/bin/sh", "args": ["sh", "-c", "echo said; echo and; echo why >&2; exit 3"]}]}))
     runc.ids.append("sc2")
     r = runc("run", "--bundle", str(b), "sc2", check=False)
     assert r.returncode == 1, r.stderr
-    assert r.stderr.strip() == "error running startContainer hook #1: exit status 3"
+    # its output is in the error, as runc's, not in the container's stdout
+    assert r.stderr.strip() == ("error running startContainer hook #1: exit status 3, "
+                                "stdout: said and, stderr: why")
+    assert r.stdout == ""
     edit(b, lambda cfg: cfg.update(hooks={"startContainer": [
         {"path": "/bin/sleep", "args": ["sleep", "20"], "timeout": 1}]}))
     runc("create", "--bundle", str(b), "sc2")
@@ -443,6 +447,104 @@ def test_a_user_namespace_maps_root_to_the_rootfs_owner(runc, reachable_tmp):
     st = (b / "rootfs" / "made").stat()
     assert (st.st_uid, st.st_gid) == (200000, 200000)
     runc("delete", "-f", "un2")
+
+
+@pytest.fixture
+def holder():
+    """Processes holding namespaces for a config to join by path (unshare's), killed after."""
+    procs: list[subprocess.Popen] = []
+
+    def start(kind: str, *flags: str) -> int:
+        p = subprocess.Popen(["unshare", *flags, "sleep", "60"])
+        procs.append(p)
+        deadline = time.monotonic() + 5
+        while _ns_inode(p.pid, kind) == _ns_inode("self", kind):  # until unshare made it
+            assert time.monotonic() < deadline, f"unshare {flags} made no {kind} namespace"
+            time.sleep(0.01)
+        return p.pid
+
+    yield start
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+def _ns_inode(pid: int | str, kind: str) -> str:
+    return os.readlink(f"/proc/{pid}/ns/{kind}")
+
+
+def test_a_user_namespace_joined_by_path(runc, reachable_tmp, holder):
+    # as runc: the init enters it, and the namespaces it makes are that namespace's own
+    pid = holder("user", "-U")
+    Path(f"/proc/{pid}/uid_map").write_text("0 300000 65536\n")
+    Path(f"/proc/{pid}/gid_map").write_text("0 300000 65536\n")
+    b = make_bundle(reachable_tmp / "b", ["sh", "-c", "cat /proc/self/uid_map > /made.tmp; "
+                                          "id -u >> /made.tmp; mv /made.tmp /made; sleep 30"])
+    edit(b, lambda cfg: cfg["linux"]["namespaces"].append(
+        {"type": "user", "path": f"/proc/{pid}/ns/user"}))
+    subprocess.run(["chown", "-R", "-h", "300000:300000", str(b / "rootfs")], check=True)
+    runc.ids.append("uj")
+    runc("run", "-d", "--bundle", str(b), "uj")
+    cpid = runc.state("uj")["pid"]
+    runc.pids.append(cpid)
+    assert _ns_inode(cpid, "user") == _ns_inode(pid, "user")
+    assert _ns_inode(cpid, "pid") != _ns_inode("self", "pid")
+    deadline = time.monotonic() + 5
+    while not (b / "rootfs" / "made").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert (b / "rootfs" / "made").read_text().split() == ["0", "300000", "65536", "0"]
+    assert (b / "rootfs" / "made").stat().st_uid == 300000
+    out = runc("exec", "uj", "sh", "-c", "readlink /proc/self/ns/user; id -u").stdout
+    assert out.split() == [_ns_inode(pid, "user"), "0"]  # exec joins it too
+    runc("delete", "-f", "uj")
+
+
+def test_a_mount_namespace_joined_by_path_is_set_up_in_place(runc, tmp_path, holder):
+    pid = holder("mnt", "-m", "--propagation", "private")
+    b = make_bundle(tmp_path / "b", ["sleep", "30"])
+    edit(b, lambda cfg: cfg["linux"].update(namespaces=[
+        n if n["type"] != "mount" else {"type": "mount", "path": f"/proc/{pid}/ns/mnt"}
+        for n in cfg["linux"]["namespaces"]]))
+    runc.ids.append("mj")
+    runc("create", "--bundle", str(b), "mj")
+    cpid = runc.state("mj")["pid"]
+    runc.pids.append(cpid)
+    assert _ns_inode(cpid, "mnt") == _ns_inode(pid, "mnt")
+    runc("start", "mj")
+    assert Path(f"/proc/{cpid}/root/etc/passwd").read_text().startswith("root:x:0:0")
+    assert not mounts_of(b)  # the container's mounts are in the joined namespace, not ours
+    runc("delete", "-f", "mj")
+
+
+def test_without_a_mount_namespace_the_root_is_entered_by_chroot(runc, tmp_path):
+    b = make_bundle(tmp_path / "b", ["cat", "/etc/passwd"])
+    edit(b, lambda cfg: cfg["linux"].update(namespaces=[
+        n for n in cfg["linux"]["namespaces"] if n["type"] != "mount"]))
+    runc.ids.append("nomnt")
+    r = runc("run", "--bundle", str(b), "nomnt")
+    assert r.stdout == "root:x:0:0:root:/root:/bin/sh\n"  # the bundle's, not the host's
+    assert r.stderr.startswith("warning: no mount namespace in linux.namespaces: mounts, ")
+    edit(b, lambda cfg: cfg["process"].update(args=["sleep", "30"]))
+    runc("create", "--bundle", str(b), "nomnt")
+    cpid = runc.state("nomnt")["pid"]
+    runc.pids.append(cpid)
+    assert _ns_inode(cpid, "mnt") == _ns_inode("self", "mnt")
+    assert not mounts_of(b)  # nothing mounted in ours
+    runc("delete", "-f", "nomnt")
+
+
+@pytest.mark.parametrize("propagation, tag", [("rshared", "shared:"), ("unbindable", "unbindable"),
+                                              ("rslave", None), ("private", None)])
+def test_rootfs_propagation(runc, tmp_path, propagation, tag):
+    b = make_bundle(tmp_path / "b", ["cat", "/proc/self/mountinfo"])
+    edit(b, lambda cfg: cfg["linux"].update(rootfsPropagation=propagation))
+    runc.ids.append("prop")
+    out = runc("run", "--bundle", str(b), "prop").stdout
+    root = next(ln for ln in out.splitlines() if ln.split()[4] == "/")
+    # the optional fields of the root's mountinfo line: its propagation (private: none)
+    fields = root.split(" - ")[0].split()[6:]
+    assert fields == ([] if tag is None else [f for f in fields if f.startswith(tag)]), fields
+    assert tag is None or fields
 
 
 def test_the_verbs_containerd_calls_import_nothing_heavy(runc, tmp_path):

@@ -9,7 +9,8 @@ import pytest
 
 from pyminidocker import shim
 from pyminidocker.oci import config as cfg
-from pyminidocker.oci.main import _go_flags, parse_signal
+from pyminidocker.oci.control import parse_signal
+from pyminidocker.oci.main import _go_flags
 
 BASE = {
     "ociVersion": "1.0.2",
@@ -77,6 +78,32 @@ def test_a_config_becomes_the_spawn_spec(bundle):
     assert c.resources.devices == (("deny", "a"), ("allow", "c 10:200 rw"))
 
 
+def test_the_mount_namespace_new_joined_or_none(bundle):
+    # new: the root's propagation as asked (private is what the shim leaves anyway)
+    s = parse(bundle, _with(("linux", "rootfsPropagation"), "rshared")).spec
+    assert s.root_propagation == shim.MS_SHARED | shim.MS_REC and not s.mounts_joined
+    assert parse(bundle, _with(("linux", "rootfsPropagation"), "private")).spec.root_propagation == 0
+    # joined by path: set up in place, as runc does
+    joined = [{"type": "mount", "path": "/proc/self/ns/mnt"}, {"type": "uts"}]
+    s = parse(bundle, _with(("linux", "namespaces"), joined)).spec
+    assert s.mounts_joined and not s.namespaces & shim.CLONE_NEWNS and len(s.mounts) == 3
+    # none: chroot, and what would change the caller's namespace is dropped, with a warning
+    c = parse(bundle, _with(("linux", "namespaces"), [{"type": "uts"}]))
+    assert (c.spec.mounts, c.spec.masked_paths, c.spec.readonly_paths) == ([], [], [])
+    assert not c.spec.dev_setup and not c.spec.mounts_joined
+    assert c.spec.rootfs == str((bundle / "rootfs").resolve())
+    assert c.warnings == ["no mount namespace in linux.namespaces: mounts, linux.maskedPaths, "
+                          "linux.readonlyPaths not applied (they would change the caller's "
+                          "mount namespace)"]
+
+
+def test_a_user_namespace_may_be_joined_by_path(bundle):
+    joined = [{"type": "mount"}, {"type": "uts"}, {"type": "user", "path": "/proc/self/ns/user"}]
+    c = parse(bundle, _with(("linux", "namespaces"), joined))
+    assert c.join_paths == {"user": "/proc/self/ns/user"}
+    assert not c.spec.namespaces & shim.CLONE_NEWUSER and c.spec.uid_map is None
+
+
 def test_a_newer_minor_version_is_read_a_new_major_refused(bundle):
     parse(bundle, {**BASE, "ociVersion": "1.5.0-dev"})
     with pytest.raises(cfg.ConfigError, match="unsupported spec version"):
@@ -96,7 +123,7 @@ def _with(path, value):
 @pytest.mark.parametrize("path, value, message", [
     (("linux", "namespaces"), [{"type": "mount"}, {"type": "bogus"}], "namespace type 'bogus'"),
     (("linux", "namespaces"), [{"type": "mount"}, {"type": "mount"}], "duplicated ns"),
-    (("linux", "namespaces"), [{"type": "pid"}], "a mount namespace is required"),
+    (("linux", "rootfsPropagation"), "sideways", "rootfsPropagation: unknown value"),
     (("root", "path"), "../../etc", "must stay inside the bundle"),
     (("root", "path"), "missing", "does not exist"),
     (("process", "args"), [], "args must not be empty"),
@@ -112,8 +139,7 @@ def _with(path, value):
      "need a user namespace"),
     (("linux", "namespaces"), [{"type": "mount"}, {"type": "uts"}, {"type": "user"}],
      "but no uid mappings found"),
-    (("linux", "namespaces"), [{"type": "mount"}, {"type": "user", "path": "/proc/1/ns/user"}],
-     "joining a user namespace is not supported"),
+    (("linux", "namespaces"), [{"type": "mount"}, {"type": "time"}], "'time' is not supported"),
     (("linux", "uidMappings"), [{"containerID": 0, "hostID": 1}], "a positive size"),
     (("linux", "resources"), {"unified": {"memory.max": "1"}}, "needs cgroup v2"),
     (("linux", "resources"), {"devices": [{"type": "x"}]}, "is not a, b or c"),
