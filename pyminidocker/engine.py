@@ -679,6 +679,23 @@ class Engine:
         """Raises Conflict if the container is not running."""
         self.runtime.kill(rec, sig)
 
+    def resize(self, rec: ContainerRecord, rows: int, cols: int) -> None:
+        """The console of the running container takes this size, as a resized terminal's
+        (its processes get SIGWINCH); nothing to do for one without a tty (as dockerd). Raises
+        Conflict if it is not running."""
+        from pyminidocker.container.console import set_size
+        from pyminidocker.errors import Conflict
+
+        rec = self.runtime.refresh(rec)
+        not_running = Conflict(f"container {rec.id} is not running")  # dockerd's words
+        if rec.state.status != "running" or not rec.state.pid:
+            raise not_running
+        try:
+            set_size(rec.state.pid, rows, cols)
+        except FileNotFoundError:  # it has just exited
+            raise not_running from None
+        self.runtime.log(rec, "resize", height=str(rows), width=str(cols))
+
     def wait(self, rec: ContainerRecord) -> int:
         """Its exit code, once it has stopped."""
         return self.runtime.wait(rec)
@@ -800,15 +817,23 @@ class Engine:
     def archive_put(self, rec: ContainerRecord, path: str, stream: Any,
                     copy_ids: bool = False, no_overwrite_dir_nondir: bool = False) -> int:
         """Extract the tar read from stream (readinto) into the directory path of the
-        container (Docker's PUT /containers/{id}/archive): files owned by root unless
-        copy_ids. Hostile entries are refused (container.archive). Raises NotFound, UsageError
-        (not a directory, not a tar), container.archive.Refused, ReadOnly."""
+        container (Docker's PUT /containers/{id}/archive). As dockerd, the files are owned as
+        the tar says; with copy_ids (`docker cp -a`), by the container's user if it has one.
+        Hostile entries are refused (container.archive). Raises NotFound, UsageError (not a
+        directory, not a tar, a user the container does not know), container.archive.Refused,
+        ReadOnly."""
         from pyminidocker.container import archive as ar
 
         self._writable(rec)
         with ar.container_root(self.runtime, rec) as root:
+            owner = ar.Owner()
+            if copy_ids and rec.user:
+                from pyminidocker.container.spec import resolve_user
+
+                user = resolve_user(root.path, rec.user)
+                owner = ar.Owner(False, user.uid, user.gid)
             try:
-                return ar.extract(root, path, ar.read_tar(stream), ar.Owner(copy_ids, 0, 0),
+                return ar.extract(root, path, ar.read_tar(stream), owner,
                                   no_overwrite_dir_nondir)
             except (NotFound, FileNotFoundError):
                 raise NotFound(f"Could not find the file {path} in container "

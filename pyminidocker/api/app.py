@@ -300,6 +300,7 @@ def make_app(config: Any = None, activity: Any = None) -> web.Application:
     if with_engine:
         from pyminidocker.api import (
             archives,
+            attach,
             containers,
             cp,
             events,
@@ -311,8 +312,8 @@ def make_app(config: Any = None, activity: Any = None) -> web.Application:
         )
 
         app[ENGINE] = {}
-        for module in (images, archives, containers, verbs, networks, execs, events, volumes,
-                       cp):
+        for module in (images, archives, attach, containers, verbs, networks, execs, events,
+                       volumes, cp):
             served |= module.add_routes(app)
     endpoints.add_pending_routes(app, frozenset(served))
     return app

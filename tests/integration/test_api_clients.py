@@ -725,3 +725,136 @@ def test_ps_sees_every_change(api):
         assert row(sid).split()[1:3] == ["Exited", "(137)"]
     finally:
         api.docker("rm", "-f", sid)
+
+
+def _rss_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            pass  # gone meanwhile
+    return total / 1024
+
+
+def test_the_idle_server_is_small_after_its_clients(api):
+    """Requests are served by a worker process that leaves once it has had none for a few
+    seconds: after a client ran ps, run --rm, run -d and logs, the idle server (all its
+    processes) is back under 30 MB, and the next client, and the events of the last worker's
+    time, are still served."""
+    from pyminidocker.api.server import WORKER_LINGER
+    from tests.integration import servers as S
+
+    t0 = time.time()
+    api.docker("ps")
+    assert api.docker("run", "--rm", "--network", "none", "bb", "echo", "once").stdout == \
+        "once\n"
+    cid = api.docker("run", "-d", "--network", "none", "bb", "echo", "logged").stdout.strip()
+    api.docker("wait", cid)
+    assert api.docker("logs", cid).stdout == "logged\n"
+    api.docker("rm", cid)
+    assert S.children_of(api.proc.pid), "no worker serves the requests"
+    deadline = time.monotonic() + WORKER_LINGER + 10
+    while S.children_of(api.proc.pid):
+        assert time.monotonic() < deadline, "the worker did not leave"
+        time.sleep(0.2)
+    assert api.proc.poll() is None, "--time 0: the server stays"
+    idle = _rss_mb([api.proc.pid, *S.children_of(api.proc.pid)])
+    assert idle <= 30, f"{idle:.1f} MB idle"
+    out = api.docker("events", "--since", f"{t0:.3f}", "--until", f"{time.time():.3f}",
+                     "--filter", f"container={cid}", "--format", "{{.Action}}").stdout
+    assert out.split() == ["create", "start", "die", "destroy"]
+    assert api.docker("ps", "-a", "-q", "--filter", f"id={cid}").stdout == ""
+
+
+def test_an_auto_remove_container_started_later_is_still_removed(api):
+    """`docker create --rm`, then a start after a pause longer than a worker's linger: the
+    worker that knows to remove it stays until it has; then it leaves."""
+    from pyminidocker.api.server import WORKER_LINGER
+    from tests.integration import servers as S
+
+    cid = api.docker("create", "--rm", "--network", "none", "bb", "true").stdout.strip()
+    time.sleep(WORKER_LINGER + 1)
+    api.docker("start", cid)
+    deadline = time.monotonic() + 20
+    while api.docker("ps", "-a", "-q", "--filter", f"id={cid}").stdout:
+        assert time.monotonic() < deadline, "the --rm container was not removed"
+        time.sleep(0.2)
+    deadline = time.monotonic() + WORKER_LINGER + 10
+    while S.children_of(api.proc.pid):
+        assert time.monotonic() < deadline, "the worker did not leave"
+        time.sleep(0.2)
+
+
+def test_resize_a_detached_containers_console(api):
+    """POST /containers/{id}/resize of a container started detached (run -dit): its console
+    (the monitor's pty) takes the size, its processes get SIGWINCH (docker-py's resize);
+    `docker attach` from a terminal passes that terminal's size. Without a tty: 200 and
+    nothing to do; not running: 409, as dockerd."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    cid = api.docker("run", "-dit", "--network", "none", "bb", "sh", "-c",
+                     "trap 'stty size' WINCH; while :; do sleep 0.1; done").stdout.strip()
+    plain = api.docker("run", "-d", "--network", "none", "bb", "sleep", "60").stdout.strip()
+    stopped = api.docker("create", "--network", "none", "bb", "true").stdout.strip()
+    try:
+        script = ("import sys, docker; a = docker.APIClient(base_url=sys.argv[1]); "
+                  "a.resize(sys.argv[2], 33, 111); a.resize(sys.argv[3], 33, 111)\n"
+                  "try:\n    a.resize(sys.argv[4], 33, 111)\n"
+                  "except docker.errors.APIError as e:\n"
+                  "    print(e.status_code, e.explanation)")
+        res = subprocess.run([sys.executable, "-c", script, f"unix://{api.sock}", cid, plain,
+                              stopped], check=False, capture_output=True, text=True,
+                             timeout=60, cwd="/")
+        assert res.returncode == 0, res.stderr
+        assert res.stdout == f"409 container {stopped} is not running\n"
+        deadline = time.monotonic() + 10
+        while "33 111" not in api.docker("logs", cid).stdout:
+            assert time.monotonic() < deadline, api.docker("logs", cid).stdout
+            time.sleep(0.1)
+
+        pid, fd = pty.fork()  # docker attach from a terminal of 44x122
+        if pid == 0:
+            os.execvpe(DEFAULT_CLI, [DEFAULT_CLI, "attach", cid], api.env())
+        try:
+            fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 44, 122, 0, 0))
+            deadline = time.monotonic() + 20
+            while "44 122" not in api.docker("logs", cid).stdout:
+                assert time.monotonic() < deadline, api.docker("logs", cid).stdout
+                if select.select([fd], [], [], 0.1)[0]:
+                    os.read(fd, 65536)  # what the attach shows: not read here
+            os.write(fd, b"\x10\x11")  # ctrl-p ctrl-q: detached, it runs on
+            os.waitpid(pid, 0)
+        finally:
+            os.close(fd)
+        assert api.docker("inspect", "-f", "{{.State.Running}}", cid).stdout == "true\n"
+    finally:
+        api.docker("rm", "-f", cid, plain, stopped)
+
+
+def test_a_log_follower_whose_client_left_does_not_hold_the_next_clients(api):
+    """`docker logs -f` killed while its container is silent leaves a thread waiting for the
+    container's next line: the worker still leaves when idle, and the next client is served
+    (a worker that waited for that thread would have stopped accepting and hung them)."""
+    from pyminidocker.api.server import WORKER_LINGER
+    from tests.integration import servers as S
+
+    cid = api.docker("run", "-d", "--network", "none", "bb", "sh", "-c",
+                     "echo a; sleep 1; echo b; exec sleep 600").stdout.strip()
+    try:
+        follower = subprocess.Popen([DEFAULT_CLI, "logs", "-f", cid], env=api.env(),
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert follower.stdout.readline() == b"a\n"
+        follower.kill()  # its server side learns it when "b" comes: then its thread waits
+        follower.wait()
+        deadline = time.monotonic() + WORKER_LINGER + 10
+        while S.children_of(api.proc.pid):
+            assert time.monotonic() < deadline, "the worker did not leave"
+            time.sleep(0.2)
+        assert cid in api.docker("ps", "-q", "--no-trunc", timeout=20).stdout
+    finally:
+        api.docker("rm", "-f", cid)
