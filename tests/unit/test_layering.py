@@ -40,6 +40,10 @@ KNOWN_CLI = {
     ("pyminidocker.cli.columns", "pyminidocker.container.mounts"),   # output formats
     ("pyminidocker.cli.filters", "pyminidocker.container.mounts"),
     ("pyminidocker.cli.gotemplate", "pyminidocker.dockerjson"),
+    ("pyminidocker.cli.gotemplate.execute", "pyminidocker.dockerjson"),
+    ("pyminidocker.cli.gotemplate.funcs", "pyminidocker.dockerjson"),
+    ("pyminidocker.cli.gotemplate.table", "pyminidocker.dockerjson"),
+    ("pyminidocker.cli.gotemplate.values", "pyminidocker.dockerjson"),
     ("pyminidocker.cli.network", "pyminidocker.dockerjson"),
     ("pyminidocker.cli.network", "pyminidocker.store.networks"),
     ("pyminidocker.cli.containers", "pyminidocker.image.platforms"),  # run flags
