@@ -4,8 +4,8 @@
 - `docker run --rm --network none busybox true` through our socket and through dockerd's
   (issue 12's target: ours <= 0.5x dockerd's);
 - `docker ps -a` with 50 containers (target: <= dockerd's);
-- the idle server's RSS (target: <= 30 MB): before its first client, after one request and
-  after the runs;
+- the server's RSS, all its processes (target, idle: <= 30 MB): before its first client,
+  after one request (its worker up), and after the runs once its worker has left;
 - 20 concurrent clients each doing run --rm twice (target: no failure).
 
 dockerd is measured only if it is installed: started by the bench with a data-root, exec-root,
@@ -31,6 +31,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, busybox_image, push_image, start_registry
+
+from pyminidocker.api.server import WORKER_LINGER
 
 DOCKER = shutil.which("docker", path="/usr/local/bin") or shutil.which("docker") or "docker"
 
@@ -59,11 +61,17 @@ def timed(fn, runs: int) -> list[float]:
 
 
 def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+    """The RSS of pid and all its descendants (the API server's worker)."""
+    from tests.integration.servers import children_of
+
+    total = 0
+    for p in [pid, *children_of(pid)]:
+        try:
+            with open(f"/proc/{p}/status") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            pass
+    return total / 1024
 
 
 def interleaved(fns: dict[str, Any], runs: int) -> dict[str, float]:
@@ -162,9 +170,9 @@ def main() -> int:
             wait_socket(theirs, dockerd)
             socks["dockerd"] = theirs
         results = measure(socks, ref, args.runs)
-        time.sleep(2)
+        time.sleep(WORKER_LINGER + 2)  # its worker has left
         results["pyminidocker"]["idle RSS, no client yet (MB)"] = idle_before
-        results["pyminidocker"]["idle RSS after one request (MB)"] = idle_start
+        results["pyminidocker"]["RSS after one request, worker up (MB)"] = idle_start
         results["pyminidocker"]["idle RSS after the runs (MB)"] = rss_mb(server.pid)
         if dockerd is not None:
             results["dockerd"]["idle RSS after the runs (MB)"] = rss_mb(dockerd.pid)

@@ -39,7 +39,7 @@ def _port_key(port: str) -> str:
 
 def _port_bindings(specs: list[str]) -> dict[str, list[dict[str, str]]]:
     """HostConfig.PortBindings from the -p specs as given ("" host port: any free one)."""
-    from pyminidocker.network.bridge import parse_publish
+    from pyminidocker.network.ports import parse_publish
 
     out: dict[str, list[dict[str, str]]] = {}
     for spec in specs:
@@ -225,17 +225,24 @@ def _endpoints(rec: Any, nets: Mapping[str, Any], running: bool) -> dict[str, An
     """NetworkSettings.Networks: the container's own network and those it was connected to."""
     st, host = rec.state, rec.host
     mode = host.get("network") or "bridge"
+
     # Docker lists the network even for a stopped container, its address empty
+    def aliases(net: str) -> list[str] | None:
+        # Docker's: the aliases given for that network, then the short id; user networks only
+        if net in ("bridge", "host", "none"):
+            return None
+        return list(dict.fromkeys([*host.aliases(net), rec.short_id]))
+
     endpoints: dict[str, Any] = {
-        mode: _endpoint(nets.get(mode), st.ip if running else "",
-                        aliases=None if mode in ("bridge", "host", "none") else [rec.short_id])}
+        mode: _endpoint(nets.get(mode), st.ip if running else "", aliases=aliases(mode))}
     if host.get("ip") or host.get("link_local_ips"):  # --ip, --link-local-ip, as Docker
         endpoints[mode]["IPAMConfig"] = {
             **({"IPv4Address": host["ip"]} if host.get("ip") else {}),
             **({"LinkLocalIPs": host["link_local_ips"]} if host.get("link_local_ips") else {})}
-    for name, info in st.extra_networks.items():
-        endpoints[name] = _endpoint(nets.get(name), info.get("ip", "") if running else "",
-                                    aliases=[rec.short_id])
+    # the networks joined by `network connect`, listed while it is stopped too (as Docker)
+    for name in dict.fromkeys([*host.networks, *st.extra_networks]):
+        ip = st.extra_networks.get(name, {}).get("ip", "") if running else ""
+        endpoints[name] = _endpoint(nets.get(name), ip, aliases=aliases(name))
     return endpoints
 
 

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from pyminidocker.container.runtime import CreateOptions, Runtime
     from pyminidocker.image.pull import Progress, PullResult
     from pyminidocker.image.push import PushResult
-    from pyminidocker.network.bridge import parse_publish
+    from pyminidocker.network.ports import parse_publish
     from pyminidocker.reference import Reference, familiar, parse_reference, split_name
     from pyminidocker.store import Store
     from pyminidocker.store.containers import ContainerRecord
@@ -60,7 +60,7 @@ _LAZY = {
     "PullResult": "pyminidocker.image.pull",
     "Reference": "pyminidocker.reference",
     "familiar": "pyminidocker.reference",
-    "parse_publish": "pyminidocker.network.bridge",
+    "parse_publish": "pyminidocker.network.ports",
     "parse_reference": "pyminidocker.reference",
     "split_name": "pyminidocker.reference",
     "EVENT_FILTERS": "pyminidocker.store.events",
@@ -679,6 +679,23 @@ class Engine:
         """Raises Conflict if the container is not running."""
         self.runtime.kill(rec, sig)
 
+    def resize(self, rec: ContainerRecord, rows: int, cols: int) -> None:
+        """The console of the running container takes this size, as a resized terminal's
+        (its processes get SIGWINCH); nothing to do for one without a tty (as dockerd). Raises
+        Conflict if it is not running."""
+        from pyminidocker.container.console import set_size
+        from pyminidocker.errors import Conflict
+
+        rec = self.runtime.refresh(rec)
+        not_running = Conflict(f"container {rec.id} is not running")  # dockerd's words
+        if rec.state.status != "running" or not rec.state.pid:
+            raise not_running
+        try:
+            set_size(rec.state.pid, rows, cols)
+        except FileNotFoundError:  # it has just exited
+            raise not_running from None
+        self.runtime.log(rec, "resize", height=str(rows), width=str(cols))
+
     def wait(self, rec: ContainerRecord) -> int:
         """Its exit code, once it has stopped."""
         return self.runtime.wait(rec)
@@ -800,15 +817,23 @@ class Engine:
     def archive_put(self, rec: ContainerRecord, path: str, stream: Any,
                     copy_ids: bool = False, no_overwrite_dir_nondir: bool = False) -> int:
         """Extract the tar read from stream (readinto) into the directory path of the
-        container (Docker's PUT /containers/{id}/archive): files owned by root unless
-        copy_ids. Hostile entries are refused (container.archive). Raises NotFound, UsageError
-        (not a directory, not a tar), container.archive.Refused, ReadOnly."""
+        container (Docker's PUT /containers/{id}/archive). As dockerd, the files are owned as
+        the tar says; with copy_ids (`docker cp -a`), by the container's user if it has one.
+        Hostile entries are refused (container.archive). Raises NotFound, UsageError (not a
+        directory, not a tar, a user the container does not know), container.archive.Refused,
+        ReadOnly."""
         from pyminidocker.container import archive as ar
 
         self._writable(rec)
         with ar.container_root(self.runtime, rec) as root:
+            owner = ar.Owner()
+            if copy_ids and rec.user:
+                from pyminidocker.container.spec import resolve_user
+
+                user = resolve_user(root.path, rec.user)
+                owner = ar.Owner(False, user.uid, user.gid)
             try:
-                return ar.extract(root, path, ar.read_tar(stream), ar.Owner(copy_ids, 0, 0),
+                return ar.extract(root, path, ar.read_tar(stream), owner,
                                   no_overwrite_dir_nondir)
             except (NotFound, FileNotFoundError):
                 raise NotFound(f"Could not find the file {path} in container "
@@ -1005,7 +1030,7 @@ class Engine:
             cfg = {}
         ns = NetworkStore(self.store)
         nets = {}
-        for name in {rec.host.get("network") or "bridge", *rec.state.extra_networks}:
+        for name in {rec.host.network, *rec.host.networks, *rec.state.extra_networks}:
             try:
                 nets[name] = ns.get(name)
             except PmdError:
@@ -1072,26 +1097,28 @@ class Engine:
                        labels: dict[str, str] | None = None) -> Network:
         """A user-defined bridge network (its bridge is made when a container joins).
         Raises UsageError, Conflict."""
-        from pyminidocker.network import bridge
+        from pyminidocker.network import networks
 
-        net = bridge.create_network(self.store, name, subnet=subnet, gateway=gateway,
-                                    internal=internal, labels=labels or {})
+        net = networks.create_network(self.store, name, subnet=subnet, gateway=gateway,
+                                      internal=internal, labels=labels or {})
         self._event("network", "create", net.id, name=net.name, type=net.driver)
         return net
 
     def networks(self, warnings: list[str] | None = None) -> list[Network]:
         """The readable networks; a line naming each corrupt one is appended to warnings."""
-        from pyminidocker.network import bridge
+        from pyminidocker.network import networks
 
-        return bridge.list_networks(self.store, warnings)
+        return networks.list_networks(self.store, warnings)
 
     def inspect_network(self, name: str) -> dict[str, Any]:
         """Docker's `network inspect` object. Raises NotFound."""
         from pyminidocker import dockerjson
-        from pyminidocker.network import bridge
+        from pyminidocker.network import networks
         from pyminidocker.store.networks import NetworkStore
 
-        raw = bridge.inspect_network(self.store, name)
+        if name == "bridge":  # there from the start, as Docker's, though recorded on first use
+            self.default_network()
+        raw = networks.inspect_network(self.store, name)
         members = {cid: {"Name": "", "IPv4Address": m["IPv4Address"]}
                    for cid, m in raw["Containers"].items()}
         doc = dockerjson.network(NetworkStore(self.store).get(raw["Name"]), members)
@@ -1101,35 +1128,36 @@ class Engine:
     def default_network(self) -> Network:
         """The "bridge" network's record, made on first use. Raises PmdError (no free pool
         subnet), StoreError."""
-        from pyminidocker.network import bridge
+        from pyminidocker.network import networks
 
-        return bridge.default_network(self.store, self.config)
+        return networks.default_network(self.store, self.config)
 
     def remove_network(self, name: str, force: bool = False) -> Network | None:
         """Raises NotFound, Conflict (in use, or a predefined network), CorruptRecord (a
         corrupt record, without force; with force it is removed: None)."""
-        from pyminidocker.network import bridge
+        from pyminidocker.network import networks
 
-        net = bridge.remove_network(self.store, name, force=force)
+        net = networks.remove_network(self.store, name, force=force)
         if net is not None:
             self._event("network", "destroy", net.id, name=net.name, type=net.driver)
         return net
 
     def prune_networks(self) -> list[str]:
         """Remove the user-defined networks no container uses; their names."""
-        from pyminidocker.network import bridge
+        from pyminidocker.network import networks
 
-        ids = {n.name: n.id for n in bridge.list_networks(self.store)}
-        removed = bridge.prune_networks(self.store)
+        ids = {n.name: n.id for n in networks.list_networks(self.store)}
+        removed = networks.prune_networks(self.store)
         for name in removed:
             self._event("network", "destroy", ids.get(name, name), name=name, type="bridge")
         return removed
 
-    def connect(self, container: str, network: str) -> str:
-        """Connect a running container to a network; its address there."""
+    def connect(self, container: str, network: str, aliases: list[str] | None = None) -> str:
+        """Connect a container to a network (with its aliases there); its address there ("" if
+        it is not running: it joins at its next start)."""
         rt = self.runtime
         rec = rt.get(container)
-        address = rt.connect(rec, network)
+        address = rt.connect(rec, network, aliases)
         self._network_event("connect", rec.id, network)
         return address
 

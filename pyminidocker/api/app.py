@@ -179,9 +179,13 @@ async def json_body(request: web.Request, fields: dict[str, Any] | None = None,
 
 def check_fields(body: dict[str, Any], fields: dict[str, Any], where: str = "") -> None:
     """Unknown fields and wrong types are refused (null is accepted for any field, as Go's
-    decoder does). Raises APIError(400)."""
+    decoder does, and an unknown field that is null says nothing: docker-py 7.1's
+    run(network=X) sends NetworkingConfig {X: null}, which dockerd ignores). Raises
+    APIError(400)."""
     for name, value in body.items():
         if name not in fields:
+            if value is None:
+                continue
             raise bad_request(f"json: unknown field {where + name!r}")
         want = fields[name]
         if value is None or want is Any:
@@ -296,6 +300,7 @@ def make_app(config: Any = None, activity: Any = None) -> web.Application:
     if with_engine:
         from pyminidocker.api import (
             archives,
+            attach,
             containers,
             cp,
             events,
@@ -307,8 +312,8 @@ def make_app(config: Any = None, activity: Any = None) -> web.Application:
         )
 
         app[ENGINE] = {}
-        for module in (images, archives, containers, verbs, networks, execs, events, volumes,
-                       cp):
+        for module in (images, archives, attach, containers, verbs, networks, execs, events,
+                       volumes, cp):
             served |= module.add_routes(app)
     endpoints.add_pending_routes(app, frozenset(served))
     return app

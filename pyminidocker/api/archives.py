@@ -2,83 +2,31 @@
 /images/load, /images/create?fromSrc=- (import), /images/{name}/push,
 /containers/{id}/export, /commit.
 
-A tar the engine writes (save, export) is streamed as it is made: the engine's thread hands
-each chunk to the event loop through a small queue, so a slow client slows the writer instead
-of filling memory. A tar the client sends (load, import) goes to the engine through a pipe as it
-arrives; the engine reads it as hostile and stores nothing of a bad one.
+A tar the engine writes (save, export) is streamed as it is made, and one the client sends
+(load, import) goes to the engine as it arrives (streams.out_of_thread and into_thread); the
+engine reads it as hostile and stores nothing of a bad one.
 """
 from __future__ import annotations
 
 import asyncio
-import os
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from pyminidocker.api.app import add_table, bad_request, bool_param, call
+from pyminidocker.api.app import add_table, bad_request, bool_param, call, engine
 from pyminidocker.api.images import progress_message
-from pyminidocker.api.streams import JSONStream
+from pyminidocker.api.streams import JSONStream, into_thread, out_of_thread
 from pyminidocker.errors import PmdError
 
 Sink = Callable[[bytes], object]
 
-_BACKGROUND: set[asyncio.Future[Any]] = set()  # kept referenced until done (asyncio's advice)
-
-
-def _spawn(coro: Any) -> None:
-    fut = asyncio.ensure_future(coro)
-    _BACKGROUND.add(fut)
-    fut.add_done_callback(_BACKGROUND.discard)
-
 
 async def _tar_response(request: web.Request, produce: Callable[[Any, Sink], None]
                         ) -> web.StreamResponse:
-    """Stream what produce(engine, sink) writes as an application/x-tar response. An error
-    before the first chunk is a plain error response; after it, the connection is cut (a tar
-    cannot carry an error), as dockerd does."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=8)
-    gone = threading.Event()
-
-    def sink(chunk: bytes) -> None:
-        if gone.is_set():
-            raise ConnectionResetError("the client went away")
-        asyncio.run_coroutine_threadsafe(queue.put(bytes(chunk)), loop).result()
-
-    task = asyncio.ensure_future(call(request, produce, sink))
-    task.add_done_callback(lambda _: _spawn(queue.put(None)))
-    response: web.StreamResponse | None = None
-    try:
-        while (chunk := await queue.get()) is not None:
-            if response is None:
-                response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
-                await response.prepare(request)
-            await response.write(chunk)
-        await task  # its error, before any byte: the client gets it as Docker's JSON error
-        if response is None:
-            response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
-            await response.prepare(request)
-        await response.write_eof()
-        return response
-    except PmdError:
-        if response is not None:
-            request.transport.close() if request.transport else None
-            return response
-        raise
-    finally:
-        if not task.done():
-            # the client went away: let the engine's thread fail its next write, and take
-            # what it still queues so that it is never stuck on a full queue
-            gone.set()
-
-            async def drain() -> None:
-                while await queue.get() is not None:
-                    pass
-
-            _spawn(drain())
-            task.add_done_callback(lambda t: t.exception())
+    """Stream what produce(engine, sink) writes as an application/x-tar response."""
+    eng = engine(request)
+    return await out_of_thread(request, lambda out: produce(eng, out.write))
 
 
 async def save(request: web.Request) -> web.StreamResponse:
@@ -98,37 +46,10 @@ async def export(request: web.Request) -> web.StreamResponse:
     return await _tar_response(request, lambda eng, sink: eng.export(rec, sink))
 
 
-def _write_all(fd: int, data: bytes) -> bool:
-    """False once the reader is gone (the engine stopped reading a bad archive)."""
-    view = memoryview(data)
-    try:
-        while view:
-            view = view[os.write(fd, view):]
-    except BrokenPipeError:
-        return False
-    return True
-
-
 async def _from_body(request: web.Request, fn: Callable[[Any, int], Any]) -> Any:
     """fn(engine, fd) in a worker thread, fd reading the request's body as it arrives."""
-    loop = asyncio.get_running_loop()
-    r, w = os.pipe2(os.O_CLOEXEC)
-
-    def work(eng: Any) -> Any:
-        try:
-            return fn(eng, r)
-        finally:
-            os.close(r)
-
-    task = asyncio.ensure_future(call(request, work))
-    try:
-        reading = True
-        async for chunk in request.content.iter_chunked(1 << 20):
-            if reading:
-                reading = await loop.run_in_executor(None, _write_all, w, chunk)
-    finally:
-        os.close(w)
-    return await task
+    eng = engine(request)
+    return await into_thread(request, lambda fd: fn(eng, fd))
 
 
 async def load(request: web.Request) -> web.StreamResponse:

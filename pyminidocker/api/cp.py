@@ -2,19 +2,19 @@
 directory), what `docker cp` and docker-py's get_archive/put_archive use, over the engine's
 archive operations (pyminidocker.container.archive does the work and keeps it in the root).
 
-The engine reads and writes files: it runs in a worker thread, and the tar flows between that
-thread and the event loop one chunk at a time, so neither side holds a whole archive.
+The engine reads and writes the files in a worker thread; the tar flows between it and the
+client through streams.out_of_thread and into_thread.
 """
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from typing import Any
 
 from aiohttp import web
 
-from pyminidocker.api.app import BODY_TIMEOUT, APIError, add_table, bad_request, bool_param, call
+from pyminidocker.api import streams
+from pyminidocker.api.app import APIError, add_table, bad_request, bool_param, call, engine
 from pyminidocker.errors import PmdError
 
 STAT_HEADER = "X-Docker-Container-Path-Stat"
@@ -61,87 +61,31 @@ async def head(request: web.Request) -> web.Response:
 
 async def get(request: web.Request) -> web.StreamResponse:
     ref, path = request.match_info["id"], _path(request)
-    loop = asyncio.get_running_loop()
-    resp = web.StreamResponse()
+    eng = engine(request)
 
-    async def begin(stat: Any) -> None:
-        resp.content_type = "application/x-tar"
-        resp.headers[STAT_HEADER] = stat_header(stat)
-        await resp.prepare(request)
-
-    def run(eng: Any) -> None:
-        rec = eng.container(ref)
-        # each chunk waits for the client to take the one before: a slow reader slows the
-        # walk instead of filling memory; one that went away ends it (ConnectionError)
-        eng.archive_get(rec, path,
-                        lambda chunk: asyncio.run_coroutine_threadsafe(
-                            resp.write(chunk), loop).result(),
-                        on_stat=lambda st: asyncio.run_coroutine_threadsafe(
-                            begin(st), loop).result())
+    def produce(out: streams.ThreadWriter) -> None:
+        eng.archive_get(eng.container(ref), path, out.write,
+                        on_stat=lambda st: out.begin({STAT_HEADER: stat_header(st)}))
 
     try:
-        await call(request, run)
+        return await streams.out_of_thread(request, produce)
     except PmdError as e:
-        if resp.prepared:  # too late for a status: the client sees a truncated tar
-            raise ConnectionResetError(str(e)) from None
         raise _statuses(e) or e from None
-    await resp.write_eof()
-    return resp
-
-
-class _Body:
-    """The request body as a file with readinto, for the worker thread (read_tar)."""
-
-    def __init__(self, request: web.Request, loop: asyncio.AbstractEventLoop):
-        self.request, self.loop = request, loop
-        self.pending = memoryview(b"")
-
-    def readinto(self, buf: Any) -> int:
-        if not self.pending:
-            fut = asyncio.run_coroutine_threadsafe(self._read(), self.loop)
-            self.pending = memoryview(fut.result())
-            if not self.pending:
-                return 0
-        n = min(len(buf), len(self.pending))
-        # through a byte view: a ctypes array's own slice assignment copies byte by byte
-        # (75 ms a MiB)
-        memoryview(buf).cast("B")[:n] = self.pending[:n]
-        self.pending = self.pending[n:]
-        return n
-
-    async def _read(self) -> bytes:
-        try:
-            async with asyncio.timeout(BODY_TIMEOUT):
-                # a client's chunks are small (64 KiB at most are buffered): gathered up to
-                # 1 MiB, for one trip between the threads per MiB rather than per chunk
-                chunks, size = [], 0
-                while size < (1 << 20):
-                    chunk = await self.request.content.readany()
-                    if not chunk:
-                        break
-                    chunks.append(chunk)
-                    size += len(chunk)
-                return b"".join(chunks)
-        except TimeoutError:
-            raise APIError(408, f"no part of the archive received within "
-                           f"{BODY_TIMEOUT:g} s") from None
-
-    def seekable(self) -> bool:
-        return False
 
 
 async def put(request: web.Request) -> web.Response:
     ref, path = request.match_info["id"], _path(request)
     no_overwrite = bool_param(request, "noOverwriteDirNonDir")
     copy_ids = bool_param(request, "copyUIDGID")
-    body = _Body(request, asyncio.get_running_loop())
+    eng = engine(request)
 
-    def run(eng: Any) -> None:
-        eng.archive_put(eng.container(ref), path, body, copy_ids=copy_ids,
-                        no_overwrite_dir_nondir=no_overwrite)
+    def consume(fd: int) -> None:
+        with open(fd, "rb", buffering=0, closefd=False) as body:
+            eng.archive_put(eng.container(ref), path, body, copy_ids=copy_ids,
+                            no_overwrite_dir_nondir=no_overwrite)
 
     try:
-        await call(request, run)
+        await streams.into_thread(request, consume)
     except PmdError as e:
         raise _statuses(e) or e from None
     return web.Response(status=200)

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from pyminidocker.api.app import add_table, bad_request, call, filters_param
-from pyminidocker.api.streams import JSONStream
+from pyminidocker.api.streams import JSONStream, client_gone
 
 POLL = 0.1
 NOTICE_EXITS = 0.5
@@ -62,7 +62,7 @@ async def events(request: web.Request) -> web.StreamResponse:
                 for ev in await call(request, lambda eng: reader.read()):
                     if until is None or int(ev.get("timeNano") or 0) <= until * 1e9:
                         await stream.send(ev)
-                if done:
+                if done or client_gone(request):
                     break
                 await asyncio.sleep(POLL if until is None
                                     else max(0.0, min(POLL, until - time.time())))

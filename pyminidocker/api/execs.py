@@ -7,17 +7,16 @@ inspect (for the exit code, which the docker CLI reads once the stream ends) and
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
-import struct
-import termios
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
 from pyminidocker.api import streams
-from pyminidocker.api.app import APIError, add_table, call, int_param, json_body
+from pyminidocker.api.app import ACTIVITY, APIError, add_table, call, json_body
+from pyminidocker.api.attach import console_size
+from pyminidocker.container.console import set_fd_size
 from pyminidocker.errors import Conflict, NotFound, PmdError
 
 CREATE_FIELDS: dict[str, Any] = {
@@ -89,52 +88,58 @@ async def create(request: web.Request) -> web.Response:
     return web.json_response({"Id": ex.id}, status=201)
 
 
-def _set_size(fd: int, rows: int, cols: int) -> None:
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+class _Stdio:
+    """An exec's stdio pipes: the process's ends (in_r, out_w, err_w) and the server's
+    (in_w, out_r, err_r, non-blocking); -1 where there is none. With a tty there is one
+    output (the runtime relays the console to out_w) and input goes to the console."""
+
+    def __init__(self, ex: Exec):
+        self.in_r, self.in_w = os.pipe() if ex.stdin and not ex.tty else (-1, -1)
+        self.out_r, self.out_w = os.pipe()
+        self.err_r, self.err_w = os.pipe() if not ex.tty else (-1, -1)
+        for fd in self.ours():
+            if fd >= 0:
+                os.set_blocking(fd, False)
+
+    def ours(self) -> tuple[int, int, int]:
+        return self.in_w, self.out_r, self.err_r
+
+    def theirs(self) -> tuple[int, int, int]:
+        return self.in_r, self.out_w, self.err_w
 
 
-async def start(request: web.Request) -> web.StreamResponse:
-    ex = _get(request)
-    body = await json_body(request, START_FIELDS, optional=True)
-    if ex.running or ex.exit_code is not None:
-        raise APIError(409, f"exec {ex.id[:12]} has already been started")
-    ex.running = True
+def _launch(request: web.Request, ex: Exec, io: _Stdio, started: asyncio.Event
+            ) -> asyncio.Future[int]:
+    """Run the exec in a worker thread; started is set once it runs (or failed to). When it
+    ends, ex has its exit code (126 for the engine's failure to run it, as dockerd)."""
     loop = asyncio.get_running_loop()
-    detach = bool(body.get("Detach"))
-    # the process's stdio: pipes (or, with a tty, the console the runtime relays to out_w)
-    in_r, in_w = os.pipe() if ex.stdin and not ex.tty else (-1, -1)
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe() if not ex.tty else (-1, -1)
-    for fd in (in_w, out_r, err_r):
-        if fd >= 0:
-            os.set_blocking(fd, False)
-    started = asyncio.Event()
+    # a detached exec keeps the server (its worker) up while it runs, as a request does:
+    # its process is the server's child, and inspect answers its exit code after
+    activity: Any = request.app[ACTIVITY]
 
     def on_started(proc: Any) -> None:
         ex.pid = proc.pid
         if ex.tty:
             ex.console = proc.console_fd
-            _set_size(ex.console, *ex.size)
+            set_fd_size(ex.console, *ex.size)
         loop.call_soon_threadsafe(started.set)
 
     def work(eng: Any) -> int:
         try:
             rec = eng.container(ex.container)
-            stdin = in_r if in_r >= 0 else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            stdin = io.in_r if io.in_r >= 0 else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 return int(eng.exec(rec, ex.argv, ex.env, ex.user, ex.workdir, ex.tty,
-                                    (stdin, out_w, err_w if err_w >= 0 else out_w),
+                                    (stdin, io.out_w, io.err_w if io.err_w >= 0 else io.out_w),
                                     on_started=on_started))
             finally:
-                if in_r < 0:
+                if io.in_r < 0:
                     os.close(stdin)
         finally:
-            for fd in (in_r, out_w, err_w):  # ours: the reader sees EOF once the process's go
+            for fd in io.theirs():  # ours: the reader sees EOF once the process's go
                 if fd >= 0:
                     os.close(fd)
             loop.call_soon_threadsafe(started.set)
-
-    task = asyncio.ensure_future(call(request, work))
 
     def finished(t: asyncio.Future[int]) -> None:
         ex.running = False
@@ -145,23 +150,47 @@ async def start(request: web.Request) -> web.StreamResponse:
             os.close(ex.console)
             ex.console = -1
         ex.done.set()
+        if activity is not None:
+            activity.release()
 
+    if activity is not None:
+        activity.hold()
+    task = asyncio.ensure_future(call(request, work))
     task.add_done_callback(finished)
-    if detach:
-        for fd in (in_w, out_r, err_r):
+    return task
+
+
+async def start(request: web.Request) -> web.StreamResponse:
+    ex = _get(request)
+    body = await json_body(request, START_FIELDS, optional=True)
+    if ex.running or ex.exit_code is not None:
+        raise APIError(409, f"exec {ex.id[:12]} has already been started")
+    ex.running = True
+    io = _Stdio(ex)
+    started = asyncio.Event()
+    task = _launch(request, ex, io, started)
+    if body.get("Detach"):
+        for fd in io.ours():
             if fd >= 0:
                 os.close(fd)
         await started.wait()
         if task.done() and task.exception():
             task.result()  # the engine's error, as Docker's status
         return web.Response(status=200)
+    return await _attached(request, ex, io, started, task)
+
+
+async def _attached(request: web.Request, ex: Exec, io: _Stdio, started: asyncio.Event,
+                    task: asyncio.Future[int]) -> web.StreamResponse:
+    """The exec's stdio over the hijacked connection, until its output has ended."""
     resp = streams.Hijacked(request, multiplexed=not ex.tty)
     await resp.start()
-    pumps = [asyncio.ensure_future(streams.pump(out_r, streams.STDOUT, ex.tty, resp, ex.stdout))]
-    if err_r >= 0:
-        pumps.append(asyncio.ensure_future(streams.pump(err_r, streams.STDERR, False, resp,
-                                                 ex.stderr)))
-    feeder = asyncio.ensure_future(_feed(resp, ex, in_w, started))
+    pumps = [asyncio.ensure_future(streams.pump(io.out_r, streams.STDOUT, ex.tty, resp,
+                                                ex.stdout))]
+    if io.err_r >= 0:
+        pumps.append(asyncio.ensure_future(streams.pump(io.err_r, streams.STDERR, False, resp,
+                                                        ex.stderr)))
+    feeder = asyncio.ensure_future(_feed(resp, ex, io.in_w, started))
     try:
         await asyncio.gather(*pumps)
         try:
@@ -196,12 +225,9 @@ async def inspect(request: web.Request) -> web.Response:
 
 async def resize(request: web.Request) -> web.Response:
     ex = _get(request)
-    h, w = int_param(request, "h", 0) or 0, int_param(request, "w", 0) or 0
-    if h <= 0 or w <= 0:
-        raise APIError(400, "bad parameters: h and w must be positive")
-    ex.size = (h, w)
+    ex.size = console_size(request)
     if ex.console >= 0:
-        _set_size(ex.console, h, w)
+        set_fd_size(ex.console, *ex.size)
     return web.Response(status=200)
 
 

@@ -99,10 +99,17 @@ async def connect(request: web.Request) -> web.Response:
     if not container:
         raise bad_request("Container is required")
     endpoint = body.get("EndpointConfig") or {}
-    if any(endpoint.get(k) for k in ("IPAMConfig", "Aliases", "Links", "MacAddress")):
-        raise APIError(501, "endpoint settings (addresses, aliases, links) are not supported "
-                       "by pyminidocker yet")
-    await call(request, lambda eng: eng.connect(container, _name(eng, ref)))
+    aliases = endpoint.get("Aliases") or []
+    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+        raise bad_request("json: cannot unmarshal into field EndpointConfig.Aliases of type "
+                          "[]string")
+    # clients send the fields they do not use empty (compose: IPAMConfig {} or with "")
+    ipam = endpoint.get("IPAMConfig") or {}
+    if any(ipam.values() if isinstance(ipam, dict) else [ipam]) or \
+            any(endpoint.get(k) for k in ("Links", "MacAddress")):
+        raise APIError(501, "endpoint settings (addresses, links, MAC) are not supported by "
+                       "pyminidocker yet")
+    await call(request, lambda eng: eng.connect(container, _name(eng, ref), aliases))
     return web.Response(status=200)
 
 

@@ -14,25 +14,42 @@ Where it listens, as `podman system service` (and dockerd's -H):
 With --time N (default 5, as Podman) the server exits once no request has been in flight for
 N seconds (0: never), so a socket-activated server costs nothing while unused. Containers keep
 running when it exits: their monitors own them, not the server.
+
+The requests are served by a worker process, forked when a client connects (as systemd starts
+a service on its socket's first connection): it inherits the listening sockets, loads aiohttp
+and the engine, serves every client that comes while it is busy, and exits once it has had no
+request for WORKER_LINGER seconds. Between workers the server is only this process and its
+sockets, a fourth of the size of one with aiohttp and the engine loaded (asyncio alone pulls
+in OpenSSL); a connection that arrives meanwhile waits in the backlog for the next worker.
+What the server keeps between requests lives in the store (containers, the event log), so a
+new worker takes over where the last one stopped.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import grp
 import os
 import signal
 import socket
 import stat
+import sys
+import time
 
 from pyminidocker.errors import UsageError, suppress
 
 TYPE_CHECKING = False  # typing, ssl, asyncio and aiohttp wait for the first client
 if TYPE_CHECKING:
     import ssl
+    from collections.abc import Callable, Iterator
     from typing import Any
 
 DEFAULT_URI = "unix:///run/pyminidocker/docker.sock"
 DEFAULT_IDLE = 5
+# how long a worker waits for the next request before it exits: a client's commands come
+# within this of each other (compose, scripts, `docker run` then `docker logs`) without each
+# paying the worker's start (about 0.3 s); an idle server is back to its small self soon after
+WORKER_LINGER = 5.0
 SD_LISTEN_FDS_START = 3  # sd_listen_fds(3)
 
 
@@ -185,6 +202,9 @@ def listeners(uri: str | None, group: str | None, tls: ssl.SSLContext | None
     return [sock], (ep.path, os.stat(ep.path).st_ino)
 
 
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
 class _Stopped(Exception):
     pass
 
@@ -193,15 +213,104 @@ def _stop(signum: int, frame: Any) -> None:
     raise _Stopped
 
 
-def wait_for_client(socks: list[socket.socket], idle: float) -> bool:
+def wait_for_client(socks: list[socket.socket], timeout: float | None) -> bool:
     """Wait, with nothing but the sockets loaded, until a client connects (True) or for
-    `idle` seconds (0: forever; False). An idle server is a third of the size it is once
-    aiohttp and the engine are in (bench/api.py); the connection waits in the backlog
-    meanwhile."""
+    timeout seconds (None: forever; False). The connection waits in the backlog meanwhile."""
     import select
 
-    ready, _, _ = select.select(socks, [], [], idle if idle > 0 else None)
+    ready, _, _ = select.select(socks, [], [], timeout)
     return bool(ready)
+
+
+class WorkerFailed(Exception):
+    def __init__(self, code: int):
+        super().__init__(f"the API worker failed (exit status {code})")
+        self.code = code
+
+
+def serve_on_demand(socks: list[socket.socket], idle: float,
+                    start_worker: Callable[[float], int]) -> None:
+    """Serve the sockets until `idle` seconds pass without a request (0: never). Each time
+    a client connects, start_worker(linger) forks a worker (its pid) that serves until it
+    has had no request for linger seconds. Raises WorkerFailed when a worker fails (rather
+    than start another on the same connection, over and over); _Stopped on SIGTERM/SIGINT,
+    once the worker, stopped too, has exited."""
+    quiet_since = time.monotonic()
+    linger = WORKER_LINGER if idle <= 0 else min(WORKER_LINGER, idle)
+    while True:
+        timeout = None if idle <= 0 else max(0.0, idle - (time.monotonic() - quiet_since))
+        if not wait_for_client(socks, timeout):
+            return
+        # a stop that comes while the worker is forked waits until its pid is known here
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            pid = start_worker(linger)
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            raise
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            _, status = os.waitpid(pid, 0)
+        except _Stopped:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            os.waitpid(pid, 0)
+            raise
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            raise WorkerFailed(code)
+        quiet_since = time.monotonic() - linger  # its last request ended then
+
+
+@contextlib.contextmanager
+def _no_ca_paths() -> Iterator[None]:
+    """aiohttp makes its client's two TLS contexts as it is imported, each loading the
+    system's CA certificates: a quarter of a worker's start (60 ms) and 2 MB. The server
+    never uses aiohttp's client, so they load nothing here (OpenSSL reads these variables
+    when a context loads its default paths); later contexts load them as usual."""
+    saved = {k: os.environ.get(k) for k in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
+    os.environ.update(SSL_CERT_FILE="/nonexistent", SSL_CERT_DIR="/nonexistent")
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _fork_worker(args: Any, socks: list[socket.socket], tls: ssl.SSLContext | None,
+                 linger: float) -> int:
+    """A worker process serving socks until linger seconds without a request; its pid.
+    The worker never returns here: it leaves with os._exit, so that none of the parent's
+    cleanup (removing the socket) runs in it, nor a wait for its threads (serving.run)."""
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+        import logging
+
+        with _no_ca_paths():
+            from pyminidocker.api import serving
+
+        logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                            format="%(asctime)s %(levelname)s %(message)s")
+        serving.run(args.engine.config, socks, linger, tls)
+        code = 0
+    except _Stopped:
+        code = 0  # SIGTERM/SIGINT before the event loop took them over
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        with suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
 
 
 def service_command(args: Any, env: Any) -> int:
@@ -217,21 +326,18 @@ def service_command(args: Any, env: Any) -> int:
         raise UsageError("--tlscacert, --tlscert and --tlskey need --tlsverify")
     idle = DEFAULT_IDLE if args.time is None else args.time
     socks, created = listeners(args.uri, args.group, tls)
-    # until the event loop takes SIGTERM/SIGINT over, they stop the server here: the wait
-    # and the imports after it (half a second on a busy host) end as cleanly as a serve
-    old = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    # SIGTERM/SIGINT stop the server here (and a worker, until its event loop takes them
+    # over): the wait and a worker's imports (half a second on a busy host) end as cleanly
+    # as a serve
+    old = {sig: signal.signal(sig, _stop) for sig in _STOP_SIGNALS}
+    code = 0
     try:
-        if wait_for_client(socks, idle):
-            import asyncio
-            import logging
-
-            from pyminidocker.api.serving import serve
-
-            logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
-                                format="%(asctime)s %(levelname)s %(message)s")
-            asyncio.run(serve(args.engine.config, socks, idle, tls))
+        serve_on_demand(socks, idle, lambda linger: _fork_worker(args, socks, tls, linger))
     except _Stopped:
         pass
+    except WorkerFailed as e:
+        print(f"pyminidocker: {e}", file=sys.stderr)
+        code = 1
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
@@ -242,4 +348,4 @@ def service_command(args: Any, env: Any) -> int:
         with suppress(FileNotFoundError):
             if os.stat(path).st_ino == ino:  # ours still, not a successor's
                 os.unlink(path)
-    return 0
+    return code

@@ -31,17 +31,30 @@ class Activity:
         self.stop = stop
         self.active = 0
         self.timer: asyncio.TimerHandle | None = None
+        self.idled = False  # the stop is the idle timer's (not a signal's)
+        self.quiet = asyncio.Event()  # set while no request is in flight
+        self.quiet.set()
 
     def arm(self) -> None:
-        if self.idle > 0 and self.active == 0:
-            self.timer = asyncio.get_running_loop().call_later(self.idle, self.stop.set)
+        if self.active == 0:
+            self.quiet.set()
+            if self.idle > 0:
+                self.timer = asyncio.get_running_loop().call_later(self.idle, self._idle)
 
-    def hold(self) -> None:
-        """Work of the server's own (a --rm container to remove) keeps it up as a request."""
+    def _idle(self) -> None:
+        self.idled = True
+        self.stop.set()
+
+    def _busy(self) -> None:
         self.active += 1
+        self.quiet.clear()
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+
+    def hold(self) -> None:
+        """Work of the server's own (a --rm container to remove) keeps it up as a request."""
+        self._busy()
 
     def release(self) -> None:
         self.active -= 1
@@ -49,10 +62,7 @@ class Activity:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        self.active += 1
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self._busy()
         try:
             return await handler(request)  # type: ignore[no-any-return]
         finally:
@@ -101,6 +111,12 @@ class _Site(web.BaseSite):
         self._server = await loop.create_server(handler, sock=self._sock,
                                                 ssl=self._ssl_context)
 
+    def stop_accepting(self) -> None:
+        """No more connections: the listening socket is left to the process that made it
+        (this one's copy is closed)."""
+        if self._server is not None:
+            self._server.close()
+
 
 async def serve(config: Any, socks: list[socket.socket], idle: float,
                 tls: ssl.SSLContext | None = None, ready: Any = None) -> None:
@@ -118,17 +134,57 @@ async def serve(config: Any, socks: list[socket.socket], idle: float,
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    sites = []
     try:
         for s in socks:
             s.setblocking(False)
             site = _Site(runner, s, tls if s.family != socket.AF_UNIX else None)
             await site.start()
+            sites.append(site)
             log.info("serving the Docker API on %s", site.name)
         activity.arm()
         if ready is not None:
             ready()
         await stop.wait()
+        if activity.idled:
+            await _leave_quietly(sites, activity)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await runner.cleanup()
+
+
+# a client's request follows its connect at once: a connection accepted just before the last
+# accept has its request in flight within this
+_LAST_REQUEST_GRACE = 0.05
+
+
+async def _leave_quietly(sites: list[_Site], activity: Activity) -> None:
+    """Before an idle exit: accept no more (a client that connects from now on waits in the
+    backlog, for the next worker or server) and finish what was accepted, so that no client
+    sees its connection closed before its answer."""
+    for site in sites:
+        site.stop_accepting()
+    await asyncio.sleep(_LAST_REQUEST_GRACE)
+    while not activity.quiet.is_set():
+        await activity.quiet.wait()
+
+
+def run(config: Any, socks: list[socket.socket], idle: float,
+        tls: ssl.SSLContext | None = None) -> None:
+    """serve() on an event loop of its own, until it returns (a worker's life). Unlike
+    asyncio.run it does not wait for the worker threads still busy then: a log follower
+    whose client went away waits in its thread for the container's next line, which may
+    never come, and an idle worker (accepting no more) must not wait with it while clients
+    queue for its successor. Such a thread only reads: the process leaves without it."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(serve(config, socks, idle, tls))
+        left = asyncio.all_tasks(loop)
+        for task in left:
+            task.cancel()
+        if left:
+            loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+    finally:
+        loop.close()  # its executor is shut down without a wait

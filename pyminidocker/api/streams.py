@@ -10,15 +10,20 @@
   `Upgrade: tcp`, the server answers `101 UPGRADED`, and from then on the socket carries the
   container's raw (or multiplexed) stdio both ways, with half-close: the client shuts down its
   writing side when its stdin ends and still reads the output to the end.
+- Archives (cp, save, export, load, import): the engine reads and writes them in a worker
+  thread (it blocks on files), and they flow between that thread and the event loop a chunk at a
+  time, so that neither side holds a whole archive: out_of_thread and into_thread.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
 import os
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -48,6 +53,13 @@ def unframe(data: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
     return chunks, data
 
 
+def client_gone(request: web.Request) -> bool:
+    """Whether the client has closed the connection: a streamed response that has nothing
+    to send (a wait, an events stream) learns it only so, and would hold the server up."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 class JSONStream:
     """A response of JSON messages, each written (and flushed) as it comes."""
 
@@ -64,7 +76,8 @@ class JSONStream:
         await self.response.write(json.dumps(message).encode() + b"\r\n")
 
     async def __aexit__(self, *exc: object) -> None:
-        if exc[0] is None or not isinstance(exc[1], ConnectionError):
+        if not client_gone(self.request) and (exc[0] is None or not isinstance(
+                exc[1], ConnectionError)):
             await self.response.write_eof()
 
 
@@ -137,13 +150,20 @@ async def pump(fd: int, stream: int, raw: bool, resp: Hijacked, wanted: bool) ->
 
 
 async def write_all(fd: int, data: bytes) -> None:
-    while data:
+    """data to fd (non-blocking: a pipe or a console), waiting while it is full. Raises
+    OSError (BrokenPipeError: its reader is gone)."""
+    loop = asyncio.get_running_loop()
+    view = memoryview(data)
+    while view:
         try:
-            n = os.write(fd, data)
+            view = view[os.write(fd, view):]
         except BlockingIOError:
-            await asyncio.sleep(0.005)
-            continue
-        data = data[n:]
+            writable = loop.create_future()
+            loop.add_writer(fd, writable.set_result, None)
+            try:
+                await writable
+            finally:
+                loop.remove_writer(fd)
 
 
 async def feed(resp: Hijacked, fd_of: Callable[[], int], pipe_w: int, console: bool) -> None:
@@ -162,3 +182,106 @@ async def feed(resp: Hijacked, fd_of: Callable[[], int], pipe_w: int, console: b
     finally:
         if pipe_w >= 0:
             os.close(pipe_w)
+
+
+# ---- archives between the engine's thread and the event loop ---------------------------------
+
+T = TypeVar("T")
+
+
+class ThreadWriter:
+    """A response body written from a worker thread. Each write hands its chunk to the event
+    loop and returns once the response has taken it: a slow client slows the writer instead of
+    filling memory, and one that went away fails the writer's next write (ConnectionError).
+    The headers go with the first chunk, or with begin()."""
+
+    def __init__(self, request: web.Request, loop: asyncio.AbstractEventLoop,
+                 content_type: str):
+        self.request = request
+        self.loop = loop
+        self.response = web.StreamResponse(headers={"Content-Type": content_type})
+
+    def begin(self, headers: dict[str, str]) -> None:
+        """Send the headers, with these added (called from the worker thread)."""
+        self._run(self._begin(headers))
+
+    def write(self, chunk: bytes) -> None:
+        """Send chunk (called from the worker thread). Raises ConnectionError."""
+        self._run(self._write(chunk))
+
+    def _run(self, coro: Any) -> None:
+        asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    async def _begin(self, headers: dict[str, str]) -> None:
+        self.response.headers.update(headers)
+        await self.response.prepare(self.request)
+
+    async def _write(self, chunk: bytes) -> None:
+        if not self.response.prepared:
+            await self.response.prepare(self.request)
+        await self.response.write(chunk)
+
+
+async def out_of_thread(request: web.Request, produce: Callable[[ThreadWriter], Any],
+                        content_type: str = "application/x-tar") -> web.StreamResponse:
+    """The response of what produce(writer) writes, run in a worker thread. What produce
+    raises before the first byte is raised here (the client gets it as an error response);
+    after it, the connection is cut, as dockerd does: an archive cannot carry an error."""
+    loop = asyncio.get_running_loop()
+    out = ThreadWriter(request, loop, content_type)
+    try:
+        await loop.run_in_executor(None, produce, out)
+    except Exception:
+        if not out.response.prepared:
+            raise
+        if request.transport is not None:
+            request.transport.close()
+        return out.response
+    if not out.response.prepared:
+        await out.response.prepare(request)
+    await out.response.write_eof()
+    return out.response
+
+
+async def into_thread(request: web.Request, consume: Callable[[int], T]) -> T:
+    """consume(fd) in a worker thread, fd the read end of a pipe that carries the request's
+    body as it arrives (the pipe bounds what is in flight). consume need not read it all: what
+    it leaves is read and dropped. Raises what consume raises; APIError(408) when the client
+    sends nothing for BODY_TIMEOUT seconds (the pipe then ends early, for consume)."""
+    from pyminidocker.api.app import BODY_TIMEOUT, APIError
+
+    loop = asyncio.get_running_loop()
+    r, w = os.pipe2(os.O_CLOEXEC)
+    os.set_blocking(w, False)
+    with contextlib.suppress(OSError):  # 1 MiB in flight rather than 64 KiB: fewer wake-ups
+        fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 1 << 20)
+
+    def work() -> T:
+        try:
+            return consume(r)
+        finally:
+            os.close(r)
+
+    task = loop.run_in_executor(None, work)
+    try:
+        reading = True
+        while True:
+            try:
+                async with asyncio.timeout(BODY_TIMEOUT):
+                    chunk = await request.content.readany()
+            except TimeoutError:
+                raise APIError(408, "no part of the body received within "
+                               f"{BODY_TIMEOUT:g} s") from None
+            if not chunk:
+                break
+            if reading:
+                try:
+                    await write_all(w, chunk)
+                except BrokenPipeError:
+                    reading = False  # consume is done with it
+    except BaseException:
+        task.add_done_callback(lambda t: t.exception())  # consume's error, if any: not ours
+        raise
+    finally:
+        os.close(w)
+    return await task

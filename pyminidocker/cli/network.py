@@ -118,7 +118,7 @@ def cmd_network(args: Namespace, env: Any) -> int:
         return 0
     if args.network_command in ("connect", "disconnect"):
         if args.network_command == "connect":
-            eng.connect(args.container, args.network)
+            eng.connect(args.container, args.network, args.alias)
         else:
             eng.disconnect(args.container, args.network)
         return 0
@@ -155,6 +155,9 @@ def add_network_commands(sp: Parser) -> None:
                        ("disconnect", "Disconnect a container from a network it was connected "
                                       "to")):
         cd = sub.add_parser(verb, help=what)
+        if verb == "connect":
+            cd.add_argument("--alias", action="append", default=[],
+                            help="Add network-scoped alias for the container")
         cd.add_argument("network", metavar="NETWORK")
         cd.add_argument("container", metavar="CONTAINER")
     p = sub.add_parser("prune", help="Remove all networks not in use")

@@ -25,11 +25,11 @@ if TYPE_CHECKING:
 def host_gateway(store: Store, network: str) -> str:
     """The address --add-host host-gateway names: the gateway of the container's bridge
     network (the default bridge's for host and none), the host as the container sees it."""
-    from pyminidocker.network import bridge
+    from pyminidocker.network import networks
 
     if network in ("none", "host", "bridge"):
-        return bridge.default_network(store).gateway
-    return bridge.get_network(store, network).gateway
+        return networks.default_network(store).gateway
+    return networks.get_network(store, network).gateway
 
 
 def plug(rt: Runtime, rec: ContainerRecord, d: str, proc: Any, rules: Any = None) -> None:
@@ -37,7 +37,7 @@ def plug(rt: Runtime, rec: ContainerRecord, d: str, proc: Any, rules: Any = None
     veth pair into its namespace, published ports, its name in /etc/hosts); the caller
     releases it. On failure the child is ended and what was set up is undone."""
     from pyminidocker.config import Config
-    from pyminidocker.network import bridge as network
+    from pyminidocker.network import networks as network
     from pyminidocker.store.files import atomic_write
 
     net = rec.host.network
@@ -50,14 +50,10 @@ def plug(rt: Runtime, rec: ContainerRecord, d: str, proc: Any, rules: Any = None
                                ep.prefix_len, ep.gateway, mac=rec.host.get("mac_address"))
             if rec.host.get("link_local_ips"):
                 _add_link_local(proc.pid, rec.host["link_local_ips"])
-            ports = [m for spec in rec.host.ports
-                     for m in network.parse_publish(spec)]
-            if ports:
-                done = network.publish(network.get_network(rt.store, ep.network),
-                                       ep.address, ports)
-                rec.state.ports = [str(m) for m in done]
+            if rec.host.ports:
+                _publish(rt, rec, ep.network, ep.address)
             # from the base file, not the last run's (its lines would be there twice)
-            hosts = base_hosts(rec) + hosts_line(rec, ep.address, ep.network != "bridge")
+            hosts = base_hosts(rec) + hosts_line(rec, ep.address, ep.network)
             hosts += _link_lines(rt, rec)
             if ep.network != "bridge":  # names resolve on user networks (Docker's rule)
                 hosts += _introduce(rt, rec, ep.network, ep.address)
@@ -68,10 +64,21 @@ def plug(rt: Runtime, rec: ContainerRecord, d: str, proc: Any, rules: Any = None
             atomic_write(os.path.join(d, "hosts"), hosts.encode(), durable=False)
             for extra in rec.host.networks:  # joined by `network connect`
                 _attach_extra(rt, rec, extra, proc.pid)
+            if rec.state.extra_networks:
+                _follow_resolver(rt, rec)
     except BaseException:
         proc.abort()
         unplug(rt, rec)
         raise
+
+
+def _publish(rt: Runtime, rec: ContainerRecord, net: str, address: str) -> None:
+    """The container's -p ports, published on the host; recorded in rec.state (not saved)."""
+    from pyminidocker.network import networks, ports
+
+    wanted = [m for spec in rec.host.ports for m in ports.parse_publish(spec)]
+    done = ports.publish(networks.get_network(rt.store, net), address, wanted)
+    rec.state.ports = [str(m) for m in done]
 
 
 def _add_link_local(pid: int, addresses: list[str]) -> None:
@@ -118,9 +125,9 @@ def _introduce(rt: Runtime, rec: ContainerRecord, network: str, address: str) ->
                 other = rt.containers.get(cid)
             except NotFound:
                 continue
-            own += hosts_line(other, addr, True)
+            own += hosts_line(other, addr, network)
             _edit_hosts(os.path.join(rt.containers.path(cid), "hosts"),
-                        add=hosts_line(rec, address, True))
+                        add=hosts_line(rec, address, network))
     return own
 
 
@@ -135,7 +142,8 @@ def unplug(rt: Runtime, rec: ContainerRecord) -> None:
     net = rec.host.network
     if net in ("none", "host"):
         return
-    from pyminidocker.network import bridge as network
+    from pyminidocker.network import networks as network
+    from pyminidocker.network import ports
 
     # Driven by what the address book holds, not only by the state: a `run` killed
     # between the allocation and its state write left an address only the book knows.
@@ -144,7 +152,7 @@ def unplug(rt: Runtime, rec: ContainerRecord) -> None:
         return
     if rec.host.ports:  # rules exist only for a container that asked for ports
         with suppress(PmdError):
-            network.unpublish_all(network.get_network(rt.store, net), ip)
+            ports.unpublish_all(network.get_network(rt.store, net), ip)
     if net != "bridge":
         _forget(rt, net, ip)
     network.disconnect(rt.store, net, rec.id)
@@ -155,28 +163,36 @@ def unplug(rt: Runtime, rec: ContainerRecord) -> None:
             rt.containers.save_state(rec)
 
 
-def connect(rt: Runtime, rec: ContainerRecord, net: str) -> str:
+def connect(rt: Runtime, rec: ContainerRecord, net: str, aliases: list[str] | None = None
+            ) -> str:
     """`network connect`: the container joins the user network `net` too, as Docker's: at
     once if it runs, and at each of its starts from now on (host.networks). There it
     has one more interface (eth1, eth2, ...; no second default route) with an address,
-    and its name in the members' /etc/hosts. Returns the address, "" if it is not running.
+    its name and aliases (there only) in the members' /etc/hosts and the network's DNS
+    server. Returns the address, "" if it is not running.
     Raises Conflict (already connected; a container on the host's network or none),
-    UsageError, NotFound (network), PmdError, OSError."""
-    from pyminidocker.network import bridge as network
+    UsageError (aliases on the default bridge), NotFound (network), PmdError, OSError."""
+    from pyminidocker.network import networks as network
 
     rec = rt.refresh(rec)
+    if net in ("none", "host"):
+        raise UsageError(f"container cannot be connected to network {net}")
+    net = network.get_network(rt.store, net).name  # by id too; missing: refused now
     joined = rec.host.networks
     if net == rec.host.network or net in joined:
         raise Conflict(f"container {rec.name} is already attached to network {net}")
-    if net in ("none", "host"):
-        raise UsageError(f"container cannot be connected to network {net}")
     if rec.host.network in ("none", "host"):
         raise Conflict(f"container {rec.name} is on the {rec.host.network} network: it "
                        "cannot be connected to another one")
-    network.get_network(rt.store, net)  # a missing network is refused now, not at start
+    if aliases and net == "bridge":
+        raise UsageError("network-scoped alias is supported only for containers in user "
+                         "defined networks")
+    if aliases:
+        rec.host.network_aliases = {**rec.host.network_aliases, net: list(aliases)}
     address = ""
     if rec.state.status == "running":
         address = _attach_extra(rt, rec, net, rec.state.pid)
+        _follow_resolver(rt, rec)
         rt.containers.save_state(rec)
     rec.host.networks = [*joined, net]
     rt.containers.save_config(rec)
@@ -185,9 +201,9 @@ def connect(rt: Runtime, rec: ContainerRecord, net: str) -> str:
 
 def _attach_extra(rt: Runtime, rec: ContainerRecord, net: str, pid: int) -> str:
     """Plug the container whose init is pid into the user network `net`: an address, the
-    first free ethN (and pmd<id>xN on the host), the names in /etc/hosts. Recorded in
-    rec.state (not saved). Returns the address."""
-    from pyminidocker.network import bridge as network
+    first free ethN (and pmd<id>xN on the host), the names in /etc/hosts and the network's
+    DNS server. Recorded in rec.state (not saved). Returns the address."""
+    from pyminidocker.network import networks as network
 
     ep = network.connect(rt.store, net, rec.id)
     used = {info["ifname"] for info in rec.state.extra_networks.values()}
@@ -199,20 +215,25 @@ def _attach_extra(rt: Runtime, rec: ContainerRecord, net: str, pid: int) -> str:
     except BaseException:
         network.disconnect(rt.store, net, rec.id)
         raise
-    rec.state.extra_networks[net] = {"ip": ep.address, "ifname": ifname,
-                                     "host_ifname": host_if}
+    rec.state.extra_networks[net] = info = {"ip": ep.address, "ifname": ifname,
+                                            "host_ifname": host_if}
     hosts = os.path.join(rt.containers.path(rec.id), "hosts")
-    _edit_hosts(hosts, add=hosts_line(rec, ep.address, True))
+    _edit_hosts(hosts, add=hosts_line(rec, ep.address, ep.network))
     for line in _introduce(rt, rec, ep.network, ep.address).splitlines(keepends=True):
         _edit_hosts(hosts, add=line)
-    _announce(rt, rec, ep.network, ep.address)
+    if ep.network != "bridge":
+        info["dns"] = _announce(rt, rec, ep.network, ep.address)
     return ep.address
 
 
 def disconnect(rt: Runtime, rec: ContainerRecord, net: str) -> None:
-    """`network disconnect`: undo connect, now and for the starts to come. Raises Conflict
-    if the container was not connected to `net` that way."""
+    """`network disconnect`: undo connect, now and for the starts to come (its aliases
+    there go too). Raises Conflict if the container was not connected to `net` that way."""
+    from pyminidocker.network import networks as network
+
     rec = rt.refresh(rec)
+    with suppress(NotFound):  # by id too; a network removed meanwhile by its name
+        net = network.get_network(rt.store, net).name
     joined = rec.host.networks
     if net not in joined and net not in rec.state.extra_networks:
         raise Conflict(f"container {rec.name} is not connected to network {net} "
@@ -221,14 +242,32 @@ def disconnect(rt: Runtime, rec: ContainerRecord, net: str) -> None:
         _detach_extra(rt, rec, net)
         with suppress(PmdError, OSError):
             rt.containers.save_state(rec)
-    if net in joined:
+        with suppress(OSError):
+            _follow_resolver(rt, rec)
+    if net in joined or net in rec.host.network_aliases:
         rec.host.networks = [n for n in joined if n != net]
+        rec.host.network_aliases = {n: a for n, a in rec.host.network_aliases.items()
+                                    if n != net}
         rt.containers.save_config(rec)
+
+
+def _follow_resolver(rt: Runtime, rec: ContainerRecord) -> None:
+    """A container of the default bridge asks the DNS server of the first user network it
+    joined (Docker's embedded server comes with the first user network), and the host's
+    resolvers again once it has left the last one. On its own user network it asks that
+    network's server, which answers the names of every network it is on (aardvark-dns
+    scopes a query by the asker's networks), so nothing changes. The resolv.conf is
+    rewritten in place: it is bind-mounted into the container."""
+    if rec.host.network != "bridge":
+        return
+    server = next((i["dns"] for i in rec.state.extra_networks.values() if i.get("dns")), "")
+    _rewrite(os.path.join(rt.containers.path(rec.id), "resolv.conf"),
+             resolv_conf(False, {**rec.host, "dns": [server]} if server else rec.host))
 
 
 def _detach_extra(rt: Runtime, rec: ContainerRecord, net: str, gone: bool = False) -> None:
     """Undo connect; gone: the container's processes are gone, and its veth with them."""
-    from pyminidocker.network import bridge as network
+    from pyminidocker.network import networks as network
 
     info = rec.state.extra_networks.pop(net)
     if not gone:
@@ -246,10 +285,10 @@ def _forget(rt: Runtime, net: str, address: str) -> None:
     with suppress(PmdError), rt.store.lock():
         for cid in NetworkStore(rt.store).allocations(net).values():
             _edit_hosts(os.path.join(rt.containers.path(cid), "hosts"), drop=f"{address}\t")
-    from pyminidocker.network import bridge, dns
+    from pyminidocker.network import dns, networks
 
     with suppress(NotFound, PmdError, OSError):  # a network removed meanwhile (rm -f)
-        dns.leave(rt.store, bridge.get_network(rt.store, net).bridge, address)
+        dns.leave(rt.store, networks.get_network(rt.store, net).bridge, address)
 
 
 def rename(rt: Runtime, rec: ContainerRecord) -> None:
@@ -269,10 +308,10 @@ def _announce(rt: Runtime, rec: ContainerRecord, net: str, address: str) -> str:
     of the user network net. Returns the server's address, "" if there is none (no
     aardvark-dns: the names are in /etc/hosts only). Raises PmdError, OSError."""
     from pyminidocker.config import Config
-    from pyminidocker.network import bridge, dns
+    from pyminidocker.network import dns, networks
 
-    network = bridge.get_network(rt.store, net)
-    names = [rec.name, rec.id[:12], *rec.host.get("aliases", [])]
+    network = networks.get_network(rt.store, net)
+    names = [rec.name, rec.id[:12], *rec.host.aliases(network.name)]
     served = dns.join(rt.store, network, rec.id, address, names,
                       Config.load(rt.store.root).resolv_conf, rec.host.get("dns", []))
     return network.gateway if served else ""
@@ -292,6 +331,13 @@ def _edit_hosts(path: str, add: str = "", drop: str = "") -> None:
             f.truncate()
     except FileNotFoundError:
         pass
+
+
+def _rewrite(path: str, data: bytes) -> None:
+    """Replace a bind-mounted file's content, keeping its inode. Missing file: nothing."""
+    with suppress(FileNotFoundError), open(path, "r+b") as f:
+        f.write(data)
+        f.truncate()
 
 
 def _host_ifname(container_id: str) -> str:

@@ -58,6 +58,8 @@ def refresh(rt: Runtime, rec: ContainerRecord) -> ContainerRecord:
         if _alive(st.pid, st.pid_start):
             if st.monitor_pid and not _alive(st.monitor_pid, st.monitor_start):
                 _watch(rt, rec)  # its monitor was killed: someone must keep its code
+            if rec.host.get("healthcheck"):
+                _log_health(rt, rec)
             return rec
         if rec.host.get("restart") and _alive(st.monitor_pid, st.monitor_start):
             followed = _follow_restart(rt, rec)
@@ -111,6 +113,34 @@ def health(rt: Runtime, rec: ContainerRecord) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         data = {"Status": "starting", "FailingStreak": 0, "Log": []}
     return data
+
+
+def _log_health(rt: Runtime, rec: ContainerRecord) -> None:
+    """Docker's `health_status: healthy|unhealthy` event, once for each change of a running
+    container's health (none for "starting", as Docker). No daemon sees the monitor's
+    healthcheck change it: a command that looks, or an events follower, logs it (as an
+    exit's die); <dir>/health.logged keeps the start and status last logged."""
+    from pyminidocker.store.files import atomic_write
+
+    status = (health(rt, rec) or {}).get("Status", "starting")
+    if status == "starting":
+        return
+    path = os.path.join(rt.containers.path(rec.id), "health.logged")
+    mark = f"{rec.state.started_at} {status}".encode()
+
+    def logged() -> bool:
+        try:
+            with open(path, "rb") as f:
+                return f.read() == mark
+        except OSError:
+            return False
+
+    if logged():
+        return
+    with suppress(StoreError, OSError), rt.store.lock():
+        if not logged():  # another command may have logged it meanwhile
+            rt.log(rec, f"health_status: {status}")
+            atomic_write(path, mark, durable=False)
 
 
 def _watched(rt: Runtime, rec: ContainerRecord) -> bool:

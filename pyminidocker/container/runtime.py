@@ -184,9 +184,9 @@ class Runtime:
         for link in extra.get("links", []):  # --link: the container is named by its id
             link["id"] = self.linked(link, opts.name or "", network).id
         if extra.get("ip"):  # --ip: refused now rather than at the start, where it can be
-            from pyminidocker.network import bridge
+            from pyminidocker.network import networks
 
-            bridge.check_wanted(self.store, network, extra["ip"])
+            networks.check_wanted(self.store, network, extra["ip"])
         if extra.get("uts_mode") == "host" and opts.hostname:
             raise UsageError("Conflicting options: hostname and the UTS mode")
         if opts.publish_all:  # -P: every port the image exposes, on a free host port
@@ -316,9 +316,9 @@ class Runtime:
         bridged = rec.host.network not in ("none", "host")
         rules = None
         if bridged:  # the host's firewall rules are read while the container is set up
-            from pyminidocker.network import bridge as network
+            from pyminidocker.network import firewall
 
-            rules = network.rules_snapshot()
+            rules = firewall.rules_snapshot()
         output = None
         try:
             with self.trace.phase("overlay mount"):
@@ -548,10 +548,10 @@ class Runtime:
 
             plugging.unplug(self, rec)
 
-    def connect(self, rec: ContainerRecord, net: str) -> str:
+    def connect(self, rec: ContainerRecord, net: str, aliases: List[str] | None = None) -> str:
         from pyminidocker.container import plugging
 
-        return plugging.connect(self, rec, net)
+        return plugging.connect(self, rec, net, aliases)
 
     def disconnect(self, rec: ContainerRecord, net: str) -> None:
         from pyminidocker.container import plugging
@@ -725,9 +725,9 @@ class Runtime:
 
 
 def _parse_publish(spec: str) -> list[Any]:
-    from pyminidocker.network import bridge as network
+    from pyminidocker.network import ports
 
-    return network.parse_publish(spec)
+    return ports.parse_publish(spec)
 
 
 __all__ = ["CreateOptions", "NotFound", "PmdError", "Runtime"]

@@ -1,4 +1,4 @@
-"""The nftables fallback of pyminidocker.network.bridge, for hosts without the iptables binary.
+"""The nftables fallback of pyminidocker.network.firewall, for hosts without the iptables binary.
 
 Everything lives in one table of the engine's own, `ip pyminidocker`, whose base chains hook
 where the iptables chains are jumped to from (nat postrouting/prerouting/output, filter
@@ -11,7 +11,7 @@ A limit of nftables itself: an accept in our forward chain does not override a d
 another table's forward chain (every base chain on a hook is evaluated), so on a host whose
 own nftables ruleset drops forwarded traffic, that ruleset must allow the bridge.
 
-Callers hold network.host_lock(). Every function raises PmdError when nft fails.
+Callers hold bridge.host_lock(). Every function raises PmdError when nft fails.
 """
 from __future__ import annotations
 

@@ -351,11 +351,11 @@ def _cgroup_remover(cid: str) -> Callable[[], str]:
 def _release_stale(store: Store) -> Callable[[], str]:
     def fix() -> str:
         # the store lock is held by repair(): the reconciliation's own lock would wait on it
-        from pyminidocker.network import bridge
+        from pyminidocker.network import ipam
         from pyminidocker.store.networks import NetworkStore
 
         ns = NetworkStore(store)
-        freed = [a for net in ns.all() for a in bridge._reconcile_locked(ns, net)]
+        freed = [a for net in ns.all() for a in ipam.reconcile_locked(ns, net)]
         return f"released {', '.join(freed)} and their port rules" if freed else \
             "released (already done)"
     return fix

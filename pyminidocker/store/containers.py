@@ -65,6 +65,9 @@ class HostConfig(_Mapping):
     attributes."""
     network: str = "bridge"         # bridge | host | none | a network's name
     networks: list[str] = field(default_factory=list)  # joined later by `network connect`
+    # a network's name -> the container's aliases there (--network-alias for its network,
+    # `network connect --alias` for the others), as Docker's Networks.<net>.Aliases
+    network_aliases: dict[str, list[str]] = field(default_factory=dict)
     ports: list[str] = field(default_factory=list)     # -p specs as given
     binds: list[str] = field(default_factory=list)     # -v HOST:PATH[:ro]
     tmpfs: list[str] = field(default_factory=list)     # --tmpfs PATH[:OPTIONS]
@@ -88,10 +91,23 @@ class HostConfig(_Mapping):
         if not isinstance(d, dict):
             raise TypeError(f"host config: expected an object, not {type(d).__name__}")
         known = {k: v for k, v in d.items() if k in _HOST_FIELDS}
-        return cls(**known, extra={k: v for k, v in d.items() if k not in _HOST_FIELDS})
+        host = cls(**known, extra={k: v for k, v in d.items()
+                                   if k not in _HOST_FIELDS and k != "aliases"})
+        # "aliases": one list for the container's own network, as records written before
+        # aliases were per network have it, and as create is given --network-alias
+        if isinstance(d.get("aliases"), list) and d["aliases"]:
+            host.network_aliases = {**host.network_aliases,
+                                    host.network: [str(a) for a in d["aliases"]]}
+        return host
+
+    def aliases(self, network: str) -> list[str]:
+        """The container's aliases on that network (its name)."""
+        return list(self.network_aliases.get(network, []))
 
     def to_json(self) -> dict[str, Any]:
         d = {name: getattr(self, name) for name in _HOST_FIELDS}
+        if not self.network_aliases:  # a record without aliases is written as before them
+            del d["network_aliases"]
         d.update(self.extra)
         return d
 
@@ -127,9 +143,9 @@ class HostConfig(_Mapping):
         return len(_HOST_FIELDS) + len(self.extra)
 
 
-_HOST_FIELDS = ("network", "networks", "ports", "binds", "tmpfs", "read_only", "memory", "cpus",
-                "pids_limit", "privileged", "cap_add", "cap_drop", "no_new_privs", "seccomp",
-                "security_opt", "auto_remove", "image_env")
+_HOST_FIELDS = ("network", "networks", "network_aliases", "ports", "binds", "tmpfs",
+                "read_only", "memory", "cpus", "pids_limit", "privileged", "cap_add", "cap_drop",
+                "no_new_privs", "seccomp", "security_opt", "auto_remove", "image_env")
 
 
 @dataclass

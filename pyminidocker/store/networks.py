@@ -5,8 +5,8 @@
     <root>/networks/ipam/<name>.json   {"allocations": {"<address>": "<container id>"}}
 
 The IPAM record lives in its own directory so that no network name ("x.ipam") can collide
-with it. Every change is made under the store lock (callers hold it; see network.bridge)
-and written atomically, so a reader sees a whole record or none.
+with it. Every change is made under the store lock (callers hold it: network/networks.py,
+network/ipam.py) and written atomically, so a reader sees a whole record or none.
 """
 from __future__ import annotations
 

@@ -176,3 +176,42 @@ def test_a_client_that_goes_away_mid_tar_leaves_nothing(api):
         assert res.stdout[:7] == b"passwd\0"
     finally:
         api.docker("rm", "-f", cid)
+
+
+def _owned_tar(name: str, uid: int, gid: int) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        info = tarfile.TarInfo(name)
+        info.size, info.uid, info.gid = 3, uid, gid
+        t.addfile(info, io.BytesIO(b"ids"))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_put_keeps_the_tars_owners_and_cp_a_gives_the_containers_user(api, cli):
+    """As dockerd: a tar put into a container keeps its uid/gid (docker-py's put_archive,
+    `docker cp -` of a tar); with copyUIDGID (`docker cp -a`) the files are the container's
+    user's, named in its /etc/passwd, if it has one, and the tar's if it has none."""
+    user = api.docker("run", "-d", "-u", "nobody", "bb", "sleep", "600").stdout.strip()
+    root = api.docker("run", "-d", "bb", "sleep", "600").stdout.strip()
+    try:
+        script = ("import sys, docker\n"
+                  "c = docker.DockerClient(base_url=sys.argv[1])\n"
+                  "print(c.containers.get(sys.argv[2]).put_archive('/tmp', sys.stdin.buffer"
+                  ".read()))")
+        res = subprocess.run([sys.executable, "-c", script, f"unix://{api.sock}", user],
+                             input=_owned_tar("py", 1234, 5678), capture_output=True,
+                             timeout=60, check=False)
+        assert res.stdout == b"True\n", res.stderr
+        for ctr, args, name in ((user, [], "plain"), (user, ["-a"], "a"), (root, ["-a"], "a")):
+            res = subprocess.run([cli, "cp", *args, "-", f"{ctr}:/tmp"], env=api.env(),
+                                 input=_owned_tar(name, 4321, 8765), capture_output=True,
+                                 timeout=60, check=False)
+            assert res.returncode == 0, res.stderr
+        ids = api.docker("exec", user, "stat", "-c", "%n %u:%g", "/tmp/py", "/tmp/plain",
+                         "/tmp/a", cli=cli).stdout
+        assert ids == "/tmp/py 1234:5678\n/tmp/plain 4321:8765\n/tmp/a 65534:65534\n"
+        ids = api.docker("exec", root, "stat", "-c", "%u:%g", "/tmp/a", cli=cli).stdout
+        assert ids == "4321:8765\n"
+    finally:
+        api.docker("rm", "-f", user, root)

@@ -202,6 +202,93 @@ def test_a_container_connected_later_resolves_until_it_is_disconnected(net):
     _nothing_left(net)
 
 
+@pytest.fixture
+def second(net):
+    """A second user network, "dns2", with a member of its own, "b"."""
+    net("network", "create", "--subnet", free_subnet(), "dns2")
+    net("run", "-d", "--network", "dns2", "--name", "b", "bb", "sleep", "60")
+    net.gateway2 = json.loads(net("network", "inspect", "dns2").stdout)[0]["IPAM"]["Config"][
+        0]["Gateway"]
+    yield net
+    net("rm", "-f", *net("ps", "-a", "-q").stdout.split(), check=False)
+    net("network", "rm", "dns2", check=False)
+
+
+def _answers(run, container: str, name: str) -> str | None:
+    """The address nslookup in container finds for name, None for none (NXDOMAIN)."""
+    res = _lookup(run, container, name)
+    found = [ln.split()[-1] for ln in res.stdout.split("Name:", 1)[-1].splitlines()
+             if ln.startswith("Address")] if "Name:" in res.stdout else []
+    return found[0] if res.returncode == 0 and found else None
+
+
+def test_aliases_belong_to_a_network_and_a_connected_container_resolves_there(second):
+    """A member of dnsnet (alias "front" there) connected to dns2 with the alias "back":
+    each network's members find it by its name and by that network's alias only; it
+    finds dns2's members (asking its own network's server, which scopes a query by every
+    network of the asker), and after disconnect none of that holds."""
+    net = second
+    net("run", "-d", "--network", "dnsnet", "--network-alias", "front", "--name", "both",
+        "bb", "sleep", "60")
+    net("run", "-d", "--network", "dnsnet", "--name", "a", "bb", "sleep", "60")
+    net("network", "connect", "--alias", "back", "dns2", "both")
+    nets = json.loads(net("inspect", "both").stdout)[0]["NetworkSettings"]["Networks"]
+    both_id = net("inspect", "-f", "{{.Id}}", "both").stdout.strip()[:12]
+    assert nets["dnsnet"]["Aliases"] == ["front", both_id]
+    assert nets["dns2"]["Aliases"] == ["back", both_id]
+    on1, on2 = nets["dnsnet"]["IPAddress"], nets["dns2"]["IPAddress"]
+    assert (_answers(net, "b", "both"), _answers(net, "b", "back")) == (on2, on2)
+    assert _answers(net, "b", "front") is None, "dnsnet's alias is not dns2's"
+    assert (_answers(net, "a", "both"), _answers(net, "a", "front")) == (on1, on1)
+    assert _answers(net, "a", "back") is None, "dns2's alias is not dnsnet's"
+    b_ip = json.loads(net("inspect", "b").stdout)[0]["NetworkSettings"]["Networks"]["dns2"][
+        "IPAddress"]
+    assert _answers(net, "both", "b") == b_ip
+    hosts = net("exec", "b", "cat", "/etc/hosts").stdout
+    assert f"{on2}\t" in hosts and "front" not in hosts and " back" in hosts
+
+    net("network", "disconnect", "dns2", "both")
+    assert _answers(net, "b", "both") is None and _answers(net, "b", "back") is None
+    assert _answers(net, "both", "b") is None
+    assert _answers(net, "a", "front") == on1, "its own network's alias stays"
+    nets = json.loads(net("inspect", "both").stdout)[0]["NetworkSettings"]["Networks"]
+    assert list(nets) == ["dnsnet"]
+
+
+def test_a_default_bridge_container_asks_the_server_of_the_network_it_joins(second):
+    """Docker's embedded server comes with a container's first user network: a container of
+    the default bridge connected to dns2 resolves dns2's names from then on (at once, and
+    after a restart), and asks the host's resolvers again once disconnected."""
+    net = second
+    net("run", "-d", "--name", "plain", "bb", "sleep", "60")
+    assert net.gateway2 not in net("exec", "plain", "cat", "/etc/resolv.conf").stdout
+    net("network", "connect", "--alias", "plainly", "dns2", "plain")
+    assert f"nameserver {net.gateway2}\n" in net("exec", "plain", "cat",
+                                                  "/etc/resolv.conf").stdout
+    assert _answers(net, "plain", "b") is not None
+    assert _answers(net, "b", "plainly") is not None
+    net("restart", "-t", "1", "plain")
+    assert f"nameserver {net.gateway2}\n" in net("exec", "plain", "cat",
+                                                  "/etc/resolv.conf").stdout
+    assert _answers(net, "plain", "b") is not None and _answers(net, "b", "plainly")
+    net("network", "disconnect", "dns2", "plain")
+    assert net.gateway2 not in net("exec", "plain", "cat", "/etc/resolv.conf").stdout
+    assert _answers(net, "b", "plain") is None and _answers(net, "b", "plainly") is None
+
+
+def test_aliases_of_a_stopped_container_apply_at_its_start(second):
+    net = second
+    net("create", "--network", "dnsnet", "--name", "later", "bb", "sleep", "60")
+    net("network", "connect", "--alias", "soon", "dns2", "later")
+    assert json.loads(net("inspect", "later").stdout)[0]["NetworkSettings"]["Networks"][
+        "dns2"]["Aliases"][0] == "soon"
+    net("start", "later")
+    assert _answers(net, "b", "soon") is not None
+    bad = net("network", "connect", "--alias", "x", "bridge", "later", check=False)
+    assert bad.returncode != 0 and "network-scoped alias is supported only" in bad.stderr
+    assert bad.stderr.count("\n") == 1
+
+
 def test_an_outside_name_is_forwarded_to_the_hosts_resolver(net, resolver):
     res = net("run", "--rm", "--network", "dnsnet", "bb", "nslookup", OUTSIDE)
     assert f"Address: {OUTSIDE_IP}" in res.stdout, res.stdout + res.stderr

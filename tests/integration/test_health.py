@@ -39,6 +39,7 @@ def until(what, timeout: float = 20.0):
 
 
 def test_health_cmd_healthy_then_unhealthy(run):
+    since = str(int(time.time()))
     cid = run("run", "-d", "--health-cmd", "cat /flag", "--health-interval", "300ms",
               "--health-retries", "2", "--health-timeout", "5s", "bb", "sh", "-c",
               "echo up > /flag; sleep 60").stdout.strip()
@@ -61,6 +62,12 @@ def test_health_cmd_healthy_then_unhealthy(run):
         assert "(unhealthy)" in run("ps").stdout
         assert run("ps", "-q", "--filter", "health=unhealthy").stdout == cid[:12] + "\n"
         assert run("ps", "-q", "--filter", "health=healthy").stdout == ""
+        # each change of health is an event, once (Docker's; compose 2.x may follow them)
+        run("ps")
+        events = run("events", "--since", since, "--until", str(int(time.time()) + 1),
+                     "--filter", f"container={cid}", "--filter", "event=health_status",
+                     "--format", "{{.Action}}").stdout
+        assert events == "health_status: healthy\nhealth_status: unhealthy\n", events
     finally:
         run("rm", "-f", cid)
 

@@ -1,4 +1,4 @@
-"""pyminidocker.network.bridge against the real host (root): bridges made with pyroute2, rules in
+"""pyminidocker.network against the real host (root): bridges made with pyroute2, rules in
 iptables, sysctls, a real route to avoid, a real listening socket. No packet is sent.
 
 Every test uses its own bridge names ("pmdt-<hex>") and a fresh store, removes what it made in
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from pyminidocker.errors import Conflict, PmdError
-from pyminidocker.network import bridge as N
+from pyminidocker.network import bridge, firewall, ipam, networks, ports
 from pyminidocker.store import Store
 
 pytestmark = [
@@ -66,8 +66,8 @@ class Host:
         self.bridges.append(name)
         return name
 
-    def network(self, name: str = "net", **kw) -> N.Network:
-        return N.create_network(self.store, name, bridge=self.bridge(), **kw)
+    def network(self, name: str = "net", **kw) -> networks.Network:
+        return networks.create_network(self.store, name, bridge=self.bridge(), **kw)
 
 
 def nft_comments() -> list[str]:
@@ -85,8 +85,8 @@ def host(root):
     try:
         yield h
     finally:
-        for net in N.list_networks(h.store):
-            N.remove_network_host_state(net)
+        for net in networks.list_networks(h.store):
+            bridge.remove_network_host_state(net)
         for name in h.extra_links:
             subprocess.run(["ip", "link", "del", name], capture_output=True, check=False)
     left_links = [b for b in h.bridges + h.extra_links if b in links()]
@@ -100,8 +100,8 @@ def host(root):
         assert nft_comments() == [], "nft table pyminidocker left"
 
 
-def tagged(bridge: str) -> list[str]:
-    return [line for line in iptables_save() if f'"pmd:{bridge}:' in line]
+def tagged(name: str) -> list[str]:
+    return [line for line in iptables_save() if f'"pmd:{name}:' in line]
 
 
 def sysctl(path: str) -> str:
@@ -113,9 +113,9 @@ def sysctl(path: str) -> str:
 
 def test_ensure_bridge_twice_one_bridge_rules_once(host):
     net = host.network()
-    N.ensure_bridge(net)
+    bridge.ensure_bridge(net)
     first = iptables_save()
-    N.ensure_bridge(net)
+    bridge.ensure_bridge(net)
     assert iptables_save() == first  # nothing added the second time
 
     line = links()[net.bridge]
@@ -127,7 +127,7 @@ def test_ensure_bridge_twice_one_bridge_rules_once(host):
     assert sysctl(f"net/ipv4/conf/{net.bridge}/route_localnet") == "1"
 
     mine = tagged(net.bridge)
-    assert len(mine) == len(set(mine)) == len(N._network_rules(net)) == 6
+    assert len(mine) == len(set(mine)) == len(firewall.network_rules(net)) == 6
     assert any(f"-A PMD-POSTROUTING -s {net.subnet} ! -o {net.bridge} " in x and
                x.endswith("-j MASQUERADE") for x in mine)
     assert any(x.startswith(f"-A PMD-FORWARD -i {net.bridge} ! -o {net.bridge} ") for x in mine)
@@ -143,19 +143,19 @@ def test_ensure_bridge_twice_one_bridge_rules_once(host):
     masq = next(x for x in mine if x.startswith("-A PMD-POSTROUTING -s " + net.subnet))
     subprocess.run(["iptables", "-w", "-t", "nat", "-D", *shlex.split(masq)[1:]], check=True)
     subprocess.run(["iptables", "-w", "-D", "FORWARD", "-j", "PMD-FORWARD"], check=True)
-    N.ensure_bridge(net)
+    bridge.ensure_bridge(net)
     assert sorted(iptables_save()) == sorted(first)
 
-    N.remove_network_host_state(net)
+    bridge.remove_network_host_state(net)
     assert net.bridge not in links()
     assert tagged(net.bridge) == []
-    N.remove_network_host_state(net)  # idempotent
+    bridge.remove_network_host_state(net)  # idempotent
 
 
 def test_existing_bridge_is_reused_and_a_non_bridge_refused(host):
     net = host.network()
     subprocess.run(["ip", "link", "add", net.bridge, "type", "bridge"], check=True)
-    N.ensure_bridge(net)  # adds the address, brings it up
+    bridge.ensure_bridge(net)  # adds the address, brings it up
     assert ",UP" in links()[net.bridge]
     out = subprocess.run(["ip", "-o", "-4", "addr", "show", "dev", net.bridge],
                          capture_output=True, text=True, check=True).stdout
@@ -167,21 +167,21 @@ def test_existing_bridge_is_reused_and_a_non_bridge_refused(host):
     subprocess.run(["ip", "link", "add", other.bridge, "type", "veth", "peer", "name", peer],
                    check=True)
     with pytest.raises(Conflict, match="is a veth, not a bridge"):
-        N.ensure_bridge(other)
+        bridge.ensure_bridge(other)
     assert " veth " in links()[other.bridge]  # left alone
 
 
 def test_publish_and_unpublish(host):
     net = host.network()
-    N.ensure_bridge(net)
+    bridge.ensure_bridge(net)
     base = tagged(net.bridge)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         free = s.getsockname()[1]
     # the second has no host port: publish() picks one
-    ports = N.parse_publish(f"127.0.0.1:{free}:80") + N.parse_publish("53/udp")
-    done = N.publish(net, _addr(net, 2), ports)
-    assert done[0] == ports[0] and done[1].host_port > 0
+    wanted = ports.parse_publish(f"127.0.0.1:{free}:80") + ports.parse_publish("53/udp")
+    done = ports.publish(net, _addr(net, 2), wanted)
+    assert done[0] == wanted[0] and done[1].host_port > 0
     dnat = [x for x in iptables_save() if x.startswith("-A PMD-DNAT ")]
     cip = _addr(net, 2)
     assert any(f"-d 127.0.0.1/32 -p tcp -m tcp --dport {free} " in x and
@@ -193,31 +193,31 @@ def test_publish_and_unpublish(host):
     assert len(tagged(net.bridge)) == len(base) + 6
     with pytest.raises(Conflict, match=f"Bind for 0.0.0.0:{free} failed: port is already "
                                        "allocated"):
-        N.publish(net, _addr(net, 3), [N.PortMapping("", free, 81, "tcp")])
+        ports.publish(net, _addr(net, 3), [ports.PortMapping("", free, 81, "tcp")])
 
-    N.unpublish(net, cip, done)
+    ports.unpublish(net, cip, done)
     assert tagged(net.bridge) == base
-    N.unpublish(net, cip, done)  # idempotent
+    ports.unpublish(net, cip, done)  # idempotent
 
     # without the list: every port of one container goes, another container's stay
     other = _addr(net, 25)
-    N.publish(net, cip, [N.PortMapping("127.0.0.1", 0, 80, "tcp"),
-                         N.PortMapping("", 0, 81, "udp")])
-    kept = N.publish(net, other, [N.PortMapping("127.0.0.1", 0, 80, "tcp")])
-    N.unpublish_all(net, cip)
+    ports.publish(net, cip, [ports.PortMapping("127.0.0.1", 0, 80, "tcp"),
+                         ports.PortMapping("", 0, 81, "udp")])
+    kept = ports.publish(net, other, [ports.PortMapping("127.0.0.1", 0, 80, "tcp")])
+    ports.unpublish_all(net, cip)
     assert len(tagged(net.bridge)) == len(base) + 3
     assert not [x for x in tagged(net.bridge) if f"{cip}:" in x or f"{cip}/32" in x]
-    N.unpublish(net, other, kept)
+    ports.unpublish(net, other, kept)
     assert tagged(net.bridge) == base
 
 
-def _addr(net: N.Network, n: int) -> str:
+def _addr(net: networks.Network, n: int) -> str:
     return str(IPv4Network(net.subnet).network_address + n)
 
 
 def test_port_in_use_on_the_host(host):
     net = host.network()
-    N.ensure_bridge(net)
+    bridge.ensure_bridge(net)
     base = tagged(net.bridge)
     with socket.socket() as listener, socket.socket() as free_sock:
         listener.bind(("127.0.0.1", 0))
@@ -229,56 +229,56 @@ def test_port_in_use_on_the_host(host):
         for hip in ("127.0.0.1", ""):  # the wildcard overlaps the listener's address
             with pytest.raises(Conflict, match=f"Bind for {hip or '0.0.0.0'}:{port} failed: "
                                                "port is already in use"):
-                N.publish(net, _addr(net, 2), [N.PortMapping(hip, port, 80, "tcp")])
+                ports.publish(net, _addr(net, 2), [ports.PortMapping(hip, port, 80, "tcp")])
         # all or nothing: the free port published first is taken back
         with pytest.raises(Conflict):
-            N.publish(net, _addr(net, 2), [N.PortMapping("127.0.0.1", free, 80, "tcp"),
-                                           N.PortMapping("127.0.0.1", port, 81, "tcp")])
+            ports.publish(net, _addr(net, 2), [ports.PortMapping("127.0.0.1", free, 80, "tcp"),
+                                           ports.PortMapping("127.0.0.1", port, 81, "tcp")])
     assert tagged(net.bridge) == base
     assert not [x for x in iptables_save() if x.startswith("-A PMD-DNAT ")
                 and f"pmd:{net.bridge}:" in x]
 
 
 def test_default_subnet_skips_a_real_route(host):
-    first = N.choose_subnet(N.POOL, [*N.host_routes(), *(IPv4Network(n.subnet)
-                                                        for n in N.list_networks(host.store))])
+    first = networks.choose_subnet(networks.POOL, [*networks.host_routes(), *(IPv4Network(n.subnet)
+                                                        for n in networks.list_networks(host.store))])
     # a bridge of the test's own (no "pyminidocker" alias) holds the route: no dummy module here
     dummy = f"pmdt-r{uuid.uuid4().hex[:6]}"
     host.extra_links.append(dummy)
     subprocess.run(["ip", "link", "add", dummy, "type", "bridge"], check=True)
     subprocess.run(["ip", "link", "set", dummy, "up"], check=True)
     subprocess.run(["ip", "route", "add", str(first), "dev", dummy], check=True)
-    assert first in N.host_routes()
-    assert first not in N.host_routes([dummy])
+    assert first in networks.host_routes()
+    assert first not in networks.host_routes([dummy])
     from pyminidocker.config import Config
     cfg = Config(root=host.store.root, default_bridge=host.bridge(), default_subnet=str(first))
-    net = N.default_network(host.store, cfg)
+    net = networks.default_network(host.store, cfg)
     assert not IPv4Network(net.subnet).overlaps(first)
-    assert IPv4Network(net.subnet) in N.POOL
-    user = N.create_network(host.store, "user", bridge=host.bridge())
+    assert IPv4Network(net.subnet) in networks.POOL
+    user = networks.create_network(host.store, "user", bridge=host.bridge())
     assert not IPv4Network(user.subnet).overlaps(first)
     assert not IPv4Network(user.subnet).overlaps(IPv4Network(net.subnet))
 
 
 def test_remove_network_in_use_keeps_everything(host):
     net = host.network("busy")
-    N.ensure_bridge(net)
+    bridge.ensure_bridge(net)
     # a container that exists: the reconciliation frees the addresses of those that do not
     os.makedirs(os.path.join(host.store.root, "containers", "a" * 64))
-    N.allocate(host.store, net, "a" * 64)
+    ipam.allocate(host.store, net, "a" * 64)
     before = tagged(net.bridge)
     with pytest.raises(Conflict, match="has active endpoints"):
-        N.remove_network(host.store, "busy")
+        networks.remove_network(host.store, "busy")
     assert net.bridge in links() and tagged(net.bridge) == before
-    N.release(host.store, net, "a" * 64)
-    N.remove_network(host.store, "busy")
+    ipam.release(host.store, net, "a" * 64)
+    networks.remove_network(host.store, "busy")
     assert net.bridge not in links() and tagged(net.bridge) == []
-    assert N.list_networks(host.store) == []
+    assert networks.list_networks(host.store) == []
 
 
 def _ensure_in_child(root: str, name: str) -> None:
-    net = N.NetworkStore(Store(root)).get(name)
-    N.ensure_bridge(net)
+    net = networks.NetworkStore(Store(root)).get(name)
+    bridge.ensure_bridge(net)
 
 
 def test_concurrent_ensure_bridge(host):
@@ -299,7 +299,7 @@ def test_concurrent_ensure_bridge(host):
 
 def _allocate_in_child(root: str, worker: int, out) -> None:
     st = Store(root)
-    out.put([N.allocate(st, "net", f"{worker:032x}{i:032x}")[0] for i in range(10)])
+    out.put([ipam.allocate(st, "net", f"{worker:032x}{i:032x}")[0] for i in range(10)])
 
 
 def test_concurrent_ipam_four_processes(host):
@@ -322,13 +322,13 @@ def test_reset_host_removes_everything(host, monkeypatch):
         pytest.skip("another engine's networks are on this host; reset_host would remove them")
     a, b = host.network("a"), host.network("b")
     for net in (a, b):
-        N.ensure_bridge(net)
+        bridge.ensure_bridge(net)
     if shutil.which("nft"):  # and one network made by the nftables fallback
         with monkeypatch.context() as m:
-            m.setattr(N, "_backend", lambda: "nft")
-            N.ensure_bridge(host.network("c"))
+            m.setattr(firewall, "backend", lambda: "nft")
+            bridge.ensure_bridge(host.network("c"))
         assert nft_comments()
-    N.publish(a, _addr(a, 2), [N.PortMapping("127.0.0.1", 0, 80, "tcp")])
+    ports.publish(a, _addr(a, 2), [ports.PortMapping("127.0.0.1", 0, 80, "tcp")])
     # a chain this version does not know (as an older one might have left), jumped to
     try:
         subprocess.run(["iptables", "-w", "-N", "PMD-OLD"], check=True)
@@ -336,9 +336,9 @@ def test_reset_host_removes_everything(host, monkeypatch):
                        check=True)
         subprocess.run(["iptables", "-w", "-A", "PMD-OLD", "-j", "PMD-FORWARD"], check=True)
         assert pmd_lines() and set(ours_bridges()) == set(host.bridges)
-        N.reset_host(host.store)
+        bridge.reset_host(host.store)
         assert pmd_lines() == [] and ours_bridges() == [] and nft_comments() == []
-        N.reset_host()  # nothing left to do
+        bridge.reset_host()  # nothing left to do
     finally:
         subprocess.run(["iptables", "-w", "-D", "FORWARD", "-i", a.bridge, "-j", "PMD-OLD"],
                        capture_output=True, check=False)
@@ -348,43 +348,43 @@ def test_reset_host_removes_everything(host, monkeypatch):
 
 def test_missing_iptables_is_a_clear_error(host, monkeypatch):
     net = host.network()
-    monkeypatch.setattr(N, "_which", lambda name: None)
+    monkeypatch.setattr(firewall, "which", lambda name: None)
     with pytest.raises(PmdError, match="neither iptables nor nft found"):
-        N.ensure_bridge(net)
+        bridge.ensure_bridge(net)
     monkeypatch.undo()
-    N.remove_network_host_state(net)  # the bridge was made before iptables was needed
+    bridge.remove_network_host_state(net)  # the bridge was made before iptables was needed
 
 
 def test_connect_and_disconnect(host, monkeypatch):
     from pyminidocker.config import Config
 
     cfg = Config(root=host.store.root, default_bridge=host.bridge())
-    ep = N.connect(host.store, "bridge", "a" * 64, cfg)
-    net = N.NetworkStore(host.store).get("bridge")
+    ep = networks.connect(host.store, "bridge", "a" * 64, cfg)
+    net = networks.NetworkStore(host.store).get("bridge")
     assert (ep.network, ep.bridge, ep.gateway, ep.prefix_len) == \
         ("bridge", cfg.default_bridge, net.gateway, net.prefix_len)
     assert ep.address == _addr(net, 2) and ep.bridge in links()
-    assert N.connect(host.store, "bridge", "a" * 64, cfg) == ep  # idempotent
-    N.disconnect(host.store, "bridge", "a" * 64)
-    assert N.NetworkStore(host.store).allocations("bridge") == {}
-    N.disconnect(host.store, "gone", "a" * 64)  # an unknown network is fine
+    assert networks.connect(host.store, "bridge", "a" * 64, cfg) == ep  # idempotent
+    networks.disconnect(host.store, "bridge", "a" * 64)
+    assert networks.NetworkStore(host.store).allocations("bridge") == {}
+    networks.disconnect(host.store, "gone", "a" * 64)  # an unknown network is fine
 
     # the host cannot be set up: no address stays allocated
-    monkeypatch.setattr(N, "_which", lambda name: None)
+    monkeypatch.setattr(firewall, "which", lambda name: None)
     with pytest.raises(PmdError, match="neither iptables nor nft found"):
-        N.connect(host.store, "bridge", "b" * 64, cfg)
-    assert N.NetworkStore(host.store).allocations("bridge") == {}
+        networks.connect(host.store, "bridge", "b" * 64, cfg)
+    assert networks.NetworkStore(host.store).allocations("bridge") == {}
 
 
 @pytest.mark.skipif(not shutil.which("nft"), reason="no nft binary")
 def test_nft_fallback(host, monkeypatch):
     from pyminidocker.network import nft as network_nft
 
-    monkeypatch.setattr(N, "_backend", lambda: "nft")  # as on a host without iptables
+    monkeypatch.setattr(firewall, "backend", lambda: "nft")  # as on a host without iptables
     before_ipt = iptables_save()
     net = host.network()
-    N.ensure_bridge(net)
-    N.ensure_bridge(net)
+    bridge.ensure_bridge(net)
+    bridge.ensure_bridge(net)
     mine = [c for c in nft_comments() if c.startswith(f"pmd:{net.bridge}:")]
     assert sorted(mine) == sorted(f"pmd:{net.bridge}:{w}" for w in (
         "masquerade", "loopback", "members", "out", "replies", "loopback-guard"))
@@ -398,23 +398,23 @@ def test_nft_fallback(host, monkeypatch):
         listener.listen()
         busy = listener.getsockname()[1]
         with pytest.raises(Conflict, match="already in use"):
-            N.publish(net, cip, [N.PortMapping("127.0.0.1", busy, 80, "tcp")])
-    done = N.publish(net, cip, [N.PortMapping("127.0.0.1", 0, 80, "tcp"),
-                                N.PortMapping("", 0, 53, "udp")])
+            ports.publish(net, cip, [ports.PortMapping("127.0.0.1", busy, 80, "tcp")])
+    done = ports.publish(net, cip, [ports.PortMapping("127.0.0.1", 0, 80, "tcp"),
+                                ports.PortMapping("", 0, 53, "udp")])
     assert network_nft.published() == [("tcp", "127.0.0.1", done[0].host_port),
                                        ("udp", "", done[1].host_port)]
     with pytest.raises(Conflict, match="already allocated"):
-        N.publish(net, _addr(net, 3), [N.PortMapping("", done[0].host_port, 80, "tcp")])
+        ports.publish(net, _addr(net, 3), [ports.PortMapping("", done[0].host_port, 80, "tcp")])
     listing = subprocess.run(["nft", "list", "table", "ip", network_nft.TABLE],
                              capture_output=True, text=True, check=True).stdout
     assert f"ip daddr 127.0.0.1 tcp dport {done[0].host_port} dnat to {cip}:80" in listing
     assert "ct status ! dnat drop" in listing  # the flag is not set
-    N.unpublish(net, cip, done[:1])
+    ports.unpublish(net, cip, done[:1])
     assert network_nft.published() == [("udp", "", done[1].host_port)]
-    N.unpublish_all(net, cip)
+    ports.unpublish_all(net, cip)
     assert network_nft.published() == []
     assert len([c for c in nft_comments() if c.startswith(f"pmd:{net.bridge}:")]) == 6
 
-    N.remove_network_host_state(net)
+    bridge.remove_network_host_state(net)
     assert net.bridge not in links()
     assert not [c for c in nft_comments() if c.startswith(f"pmd:{net.bridge}:")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 
 import pytest
@@ -272,7 +273,7 @@ def test_a_body_that_arrives_in_pieces_is_read_whole(sock_path):
 # ---- create and update bodies onto the engine's options ----------------------------------
 
 def test_create_body_healthcheck_mounts_aliases_restart():
-    from pyminidocker.api.containers import create_options
+    from pyminidocker.api.container_config import create_options
 
     opts = create_options({
         "Image": "bb", "Volumes": {"/a": {}, "/srv": {}, "/t": {}},
@@ -297,6 +298,19 @@ def test_create_body_healthcheck_mounts_aliases_restart():
     assert opts.network == "appnet"
 
 
+def test_create_body_of_docker_py_7_run_with_a_network():
+    """docker-py 7.1's containers.run(network=X) sends NetworkingConfig {X: null} beside
+    HostConfig.NetworkMode X: dockerd ignores the stray key, so does the server; a key with
+    a value is still an unknown field."""
+    from pyminidocker.api.containers import create_options
+
+    opts = create_options({"Image": "bb", "HostConfig": {"NetworkMode": "appnet"},
+                           "NetworkingConfig": {"appnet": None}}, None)
+    assert opts.network == "appnet"
+    with pytest.raises(A.APIError, match="unknown field 'NetworkingConfig.appnet'"):
+        create_options({"Image": "bb", "NetworkingConfig": {"appnet": {}}}, None)
+
+
 @pytest.mark.parametrize("body, status, message", [
     ({"Healthcheck": {"Test": ["RUN", "x"]}}, 400,
      "unknown healthcheck type 'RUN': NONE, CMD or CMD-SHELL"),
@@ -313,7 +327,7 @@ def test_create_body_healthcheck_mounts_aliases_restart():
      "can't create 'AutoRemove' container with restart policy"),
 ])
 def test_create_body_refused(body, status, message):
-    from pyminidocker.api.containers import create_options
+    from pyminidocker.api.container_config import create_options
     from pyminidocker.errors import PmdError
 
     with pytest.raises((A.APIError, PmdError)) as e:
@@ -338,3 +352,89 @@ def test_update_body():
     with pytest.raises(A.APIError) as e:
         update_changes({"Memory": "1g"})
     assert e.value.status == 400
+
+
+# ---- archives between a worker thread and the event loop (streams.out_of_thread/into_thread)
+
+def _archive_app(seen: dict) -> web.Application:
+    """Endpoints over the two helpers: a producer of n 1 MiB chunks that fails after `fail`
+    of them (-1: never), and a consumer that reads `take` bytes of the body and stops."""
+    app = web.Application(middlewares=[A.docker_errors])
+
+    async def produce(request):
+        n, fail = int(request.query["n"]), int(request.query.get("fail", -1))
+
+        def work(out):
+            out.begin({"X-Begun": "yes"})
+            for i in range(n):
+                if i == fail:
+                    raise UsageError("the producer failed")
+                out.write(bytes([65 + i]) * (1 << 20))
+            seen["produced"] = n
+
+        return await streams.out_of_thread(request, work)
+
+    async def early(request):
+        def work(out):
+            raise UsageError("nothing to send")
+        return await streams.out_of_thread(request, work)
+
+    async def consume(request):
+        take = int(request.query["take"])
+
+        def work(fd):
+            got = b""
+            while len(got) < take and (chunk := os.read(fd, take - len(got))):
+                got += chunk
+            return got
+
+        got = await streams.into_thread(request, work)
+        return web.json_response({"got": len(got), "head": got[:3].decode()})
+
+    A.route(app, "GET", "/produce", produce)
+    A.route(app, "GET", "/early", early)
+    A.route(app, "PUT", "/consume", consume)
+    return app
+
+
+def test_a_thread_streams_out_and_an_error_before_it_begins_is_an_answer(sock_path):
+    seen: dict = {}
+
+    async def main():
+        runner = await _serve(sock_path, _archive_app(seen))
+        try:
+            ok = await _request(sock_path, _req("GET", "/produce?n=3"))
+            early = await _request(sock_path, _req("GET", "/early"))
+            reader, writer = await asyncio.open_unix_connection(sock_path)
+            writer.write(_req("GET", "/produce?n=3&fail=1"))
+            cut = await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+            return ok, early, cut
+        finally:
+            await runner.cleanup()
+
+    ok, early, cut = run(main())
+    assert (ok[0], ok[1]["x-begun"], ok[1]["content-type"]) == (200, "yes", "application/x-tar")
+    assert ok[2] == b"A" * (1 << 20) + b"B" * (1 << 20) + b"C" * (1 << 20)
+    assert seen["produced"] == 3
+    assert (early[0], json.loads(early[2])) == (400, {"message": "nothing to send"})
+    # begun: the client sees the connection end before the body does (no last chunk)
+    assert cut.startswith(b"HTTP/1.1 200 ") and b"A" * 1000 in cut
+    assert not cut.endswith(b"0\r\n\r\n")
+
+
+def test_a_thread_consumes_the_body_as_it_comes_and_may_stop_early(sock_path):
+    body = b"xyz" + os.urandom(3 << 20)
+
+    async def main():
+        runner = await _serve(sock_path, _archive_app({}))
+        try:
+            whole = await _request(sock_path, _req("PUT", f"/consume?take={len(body)}", body))
+            part = await _request(sock_path, _req("PUT", "/consume?take=5", body))
+            return whole, part
+        finally:
+            await runner.cleanup()
+
+    whole, part = run(main())
+    assert (whole[0], json.loads(whole[2])) == (200, {"got": len(body), "head": "xyz"})
+    assert (part[0], json.loads(part[2])) == (200, {"got": 5, "head": "xyz"})

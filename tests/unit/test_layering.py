@@ -31,7 +31,6 @@ KNOWN_UPWARD = {
     ("pyminidocker.shim", "pyminidocker.container.seccomp"),
     ("pyminidocker.store.check", "pyminidocker.container.cgroups"),  # fsck of the host state
     ("pyminidocker.store.check", "pyminidocker.network"),
-    ("pyminidocker.store.check", "pyminidocker.network.bridge"),
     ("pyminidocker.store.check", "pyminidocker.network.ipam"),
 }
 # what the CLI imports besides the engine API, errors and its own modules
@@ -41,6 +40,10 @@ KNOWN_CLI = {
     ("pyminidocker.cli.columns", "pyminidocker.container.mounts"),   # output formats
     ("pyminidocker.cli.filters", "pyminidocker.container.mounts"),
     ("pyminidocker.cli.gotemplate", "pyminidocker.dockerjson"),
+    ("pyminidocker.cli.gotemplate.execute", "pyminidocker.dockerjson"),
+    ("pyminidocker.cli.gotemplate.funcs", "pyminidocker.dockerjson"),
+    ("pyminidocker.cli.gotemplate.table", "pyminidocker.dockerjson"),
+    ("pyminidocker.cli.gotemplate.values", "pyminidocker.dockerjson"),
     ("pyminidocker.cli.network", "pyminidocker.dockerjson"),
     ("pyminidocker.cli.network", "pyminidocker.store.networks"),
     ("pyminidocker.cli.containers", "pyminidocker.image.platforms"),  # run flags

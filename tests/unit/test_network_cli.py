@@ -8,14 +8,14 @@ import json
 import pytest
 
 from pyminidocker.cli.main import Env, main
-from pyminidocker.network import bridge as N
+from pyminidocker.network import ipam, networks
 from tests.unit.conftest import containers_exist
 
 
 @pytest.fixture
 def run(root, monkeypatch):
-    monkeypatch.setattr(N, "host_routes", lambda exclude=(): [])
-    monkeypatch.setattr(N, "remove_network_host_state", lambda net: None)
+    monkeypatch.setattr(networks, "host_routes", lambda exclude=(): [])
+    monkeypatch.setattr(networks, "remove_network_host_state", lambda net: None)
 
     def run(*args: str, stdin: str = "") -> tuple[int, str, str]:
         out, err = io.StringIO(), io.StringIO()
@@ -57,7 +57,7 @@ def test_network_rm_and_prune(run, root):
     run("create", "--subnet", "10.5.0.0/24", "idle")
     run("create", "--subnet", "10.6.0.0/24", "gone")
     containers_exist(root, "c" * 64)
-    N.allocate(Store(root), "busy", "c" * 64)
+    ipam.allocate(Store(root), "busy", "c" * 64)
     rc, out, err = run("rm", "busy", "gone")
     assert rc == 1 and out == "gone\n" and "has active endpoints" in err
     assert run("prune", stdin="n\n")[0] == 0

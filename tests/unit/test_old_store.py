@@ -106,6 +106,25 @@ def test_an_old_container_record_is_written_back_with_the_same_keys(old_store):
     assert written["host"] == {**OLD_HOST, "networks": []}
 
 
+def test_the_aliases_of_an_old_record_are_its_networks_aliases(old_store):
+    """Before aliases were per network, "aliases" was one list, for the container's own
+    network (--network-alias): it is read as that network's, and written back so."""
+    cfg = old_store / "containers" / CID / "config.json"
+    data = json.loads(cfg.read_text())
+    data["host"] = {**OLD_HOST, "network": "mine", "aliases": ["www", "web"]}
+    cfg.write_text(json.dumps(data))
+    eng = Engine(old_store)
+    rec = eng.container("oldie")
+    assert rec.host.aliases("mine") == ["www", "web"] and rec.host.aliases("other") == []
+    assert "aliases" not in rec.host.extra
+    doc = eng.inspect_container(rec)
+    assert doc["NetworkSettings"]["Networks"]["mine"]["Aliases"] == ["www", "web", CID[:12]]
+    eng.rename(rec, "renamed")
+    written = json.loads(cfg.read_text())["host"]
+    assert written["network_aliases"] == {"mine": ["www", "web"]} and "aliases" not in written
+    assert Engine(old_store).container("renamed").host.aliases("mine") == ["www", "web"]
+
+
 def test_a_host_config_that_is_not_an_object_is_a_corrupt_record(old_store):
     cfg = old_store / "containers" / CID / "config.json"
     data = json.loads(cfg.read_text())
