@@ -50,6 +50,12 @@ class _Unused:
         pass
 
 
+_FORMAT_HELP = "Format output using a Go template (Docker's), 'table TEMPLATE' or 'json'"
+_FILTER_HELP = "Filter output based on conditions provided: KEY=VALUE"
+_ENV_HELP = "set an environment variable: NAME=VALUE, or NAME to pass on ours"
+_USER_HELP = "user name or UID (format: <name|uid>[:<group|gid>])"
+
+
 def build_parser(argv: Sequence[str] | None = None) -> Parser:
     """The whole parser, or with argv one where only the command argv names has its flags
     (declaring every command's costs on each start); every command is listed all the same."""
@@ -73,20 +79,37 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
             sp.set_defaults(func=_command(fn))
         return sp
 
+    _add_pull_commands(add)
+    _add_transfer_commands(add)
+    _add_run_commands(add)
+    _add_lifecycle_commands(add)
+
+    sp = add("network", None, "Manage networks")
+    if isinstance(sp, Parser):  # its commands live in cli.network: imported only to run them
+        from pyminidocker.cli.network import add_network_commands
+
+        add_network_commands(sp)
+
+    _add_verb_commands(add)
+    _add_image_commands(add)
+    _add_system_commands(add)
+    return p
+
+
+def _add_pull_commands(add: Callable[..., Any]) -> None:
+    """pull, images, inspect, tag, rmi."""
     sp = add("pull", "images.cmd_pull", "Download an image from a registry")
     sp.add_argument("--platform", help="Os/arch[/variant] to pull (default: this host's)")
     sp.add_argument("-q", "--quiet", action="store_true", help="Print only the reference")
     sp.add_argument("-a", "--all-tags", action="store_true", help="Pull every tagged image")
     sp.add_argument("ref", metavar="NAME[:TAG|@DIGEST]")
 
-    format_help = "Format output using a Go template (Docker's), 'table TEMPLATE' or 'json'"
-    filter_help = "Filter output based on conditions provided: KEY=VALUE"
     sp = add("images", "images.cmd_images", "List images")
     sp.add_argument("-a", "--all", action="store_true", help="Show all images (no "
                     "intermediate ones exist: the same as without)")
     sp.add_argument("--digests", action="store_true", help="Show digests")
-    sp.add_argument("-f", "--filter", action="append", default=[], help=filter_help)
-    sp.add_argument("--format", help=format_help)
+    sp.add_argument("-f", "--filter", action="append", default=[], help=_FILTER_HELP)
+    sp.add_argument("--format", help=_FORMAT_HELP)
     sp.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
     sp.add_argument("-q", "--quiet", action="store_true", help="Only show image ids")
     sp.add_argument("filter_ref", nargs="?", metavar="REPOSITORY[:TAG]")
@@ -107,6 +130,9 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sp.add_argument("-f", "--force", action="store_true", help="Force removal of the image")
     sp.add_argument("images", nargs="+", metavar="IMAGE")
 
+
+def _add_transfer_commands(add: Callable[..., Any]) -> None:
+    """save, load, import, export, commit, push, login, logout."""
     sp = add("save", "transfer.cmd_save", "Save one or more images to a tar archive "
              "(streamed to STDOUT by default)")
     sp.add_argument("-o", "--output", help="Write to a file, instead of STDOUT")
@@ -159,66 +185,68 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sp = add("logout", "images.cmd_logout", "Log out from a registry")
     sp.add_argument("server", nargs="?", metavar="SERVER")
 
-    env_help = "set an environment variable: NAME=VALUE, or NAME to pass on ours"
-    user_help = "user name or UID (format: <name|uid>[:<group|gid>])"
 
-    def create_flags(sp: Any) -> None:
-        sp.add_argument("--name", help="Assign a name to the container")
-        sp.add_argument("-e", "--env", action="append", default=[], help=env_help)
-        sp.add_argument("--env-file", action="append", default=[],
-                        help="Read environment variables from a file")
-        sp.add_argument("-w", "--workdir", help="Working directory inside the container")
-        sp.add_argument("-u", "--user", help=user_help)
-        sp.add_argument("--entrypoint", help="Overwrite the image's ENTRYPOINT")
-        sp.add_argument("-h", "--hostname", help="The container's host name")
-        sp.add_argument("--read-only", action="store_true",
-                        help="Mount the container's root filesystem read-only")
-        sp.add_argument("-v", "--volume", action="append", default=[],
-                        help="Bind mount HOST_PATH:PATH[:ro|rw] or a volume NAME:PATH, /PATH")
-        sp.add_argument("--mount", action="append", default=[],
-                        help="Attach a mount: type=volume|bind|tmpfs,source=,target=,...")
-        sp.add_argument("--volumes-from", action="append", default=[],
-                        help="Mount the volumes of CONTAINER[:ro|rw]")
-        sp.add_argument("--tmpfs", action="append", default=[],
-                        help="Mount a tmpfs: /PATH[:OPTIONS]")
-        sp.add_argument("-m", "--memory", help="Memory limit (e.g. 64m)")
-        sp.add_argument("--cpus", help="Number of CPUs (e.g. 1.5)")
-        sp.add_argument("--pids-limit", type=int,
-                        help="Limit the number of processes in the container")
-        sp.add_argument("--network", "--net", default="bridge",
-                        help="Connect the container to a network: bridge, host, none or a name")
-        sp.add_argument("-p", "--publish", action="append", default=[],
-                        help="Publish a port: [[HOST_IP:]HOST_PORT:]PORT[/PROTO]")
-        sp.add_argument("-P", "--publish-all", action="store_true",
-                        help="Publish all exposed ports to random ports")
-        sp.add_argument("--privileged", action="store_true",
-                        help="Give extended privileges to the container")
-        sp.add_argument("--cap-add", action="append", default=[], help="Add a Linux capability")
-        sp.add_argument("--cap-drop", action="append", default=[],
-                        help="Drop a Linux capability")
-        sp.add_argument("--security-opt", action="append", default=[], help="Security options")
-        sp.add_argument("-i", "--interactive", action="store_true", help="Keep stdin open")
-        sp.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
-        if not isinstance(sp, _Unused):
-            from pyminidocker.cli.runflags import add_run_flags
+def _create_flags(sp: Any) -> None:
+    """The flags of create and run (run's own: cli/runflags.py, loaded only for them)."""
+    sp.add_argument("--name", help="Assign a name to the container")
+    sp.add_argument("-e", "--env", action="append", default=[], help=_ENV_HELP)
+    sp.add_argument("--env-file", action="append", default=[],
+                    help="Read environment variables from a file")
+    sp.add_argument("-w", "--workdir", help="Working directory inside the container")
+    sp.add_argument("-u", "--user", help=_USER_HELP)
+    sp.add_argument("--entrypoint", help="Overwrite the image's ENTRYPOINT")
+    sp.add_argument("-h", "--hostname", help="The container's host name")
+    sp.add_argument("--read-only", action="store_true",
+                    help="Mount the container's root filesystem read-only")
+    sp.add_argument("-v", "--volume", action="append", default=[],
+                    help="Bind mount HOST_PATH:PATH[:ro|rw] or a volume NAME:PATH, /PATH")
+    sp.add_argument("--mount", action="append", default=[],
+                    help="Attach a mount: type=volume|bind|tmpfs,source=,target=,...")
+    sp.add_argument("--volumes-from", action="append", default=[],
+                    help="Mount the volumes of CONTAINER[:ro|rw]")
+    sp.add_argument("--tmpfs", action="append", default=[],
+                    help="Mount a tmpfs: /PATH[:OPTIONS]")
+    sp.add_argument("-m", "--memory", help="Memory limit (e.g. 64m)")
+    sp.add_argument("--cpus", help="Number of CPUs (e.g. 1.5)")
+    sp.add_argument("--pids-limit", type=int,
+                    help="Limit the number of processes in the container")
+    sp.add_argument("--network", "--net", default="bridge",
+                    help="Connect the container to a network: bridge, host, none or a name")
+    sp.add_argument("-p", "--publish", action="append", default=[],
+                    help="Publish a port: [[HOST_IP:]HOST_PORT:]PORT[/PROTO]")
+    sp.add_argument("-P", "--publish-all", action="store_true",
+                    help="Publish all exposed ports to random ports")
+    sp.add_argument("--privileged", action="store_true",
+                    help="Give extended privileges to the container")
+    sp.add_argument("--cap-add", action="append", default=[], help="Add a Linux capability")
+    sp.add_argument("--cap-drop", action="append", default=[],
+                    help="Drop a Linux capability")
+    sp.add_argument("--security-opt", action="append", default=[], help="Security options")
+    sp.add_argument("-i", "--interactive", action="store_true", help="Keep stdin open")
+    sp.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
+    if not isinstance(sp, _Unused):
+        from pyminidocker.cli.runflags import add_run_flags
 
-            add_run_flags(sp)
-        sp.add_argument("image", metavar="IMAGE")
-        sp.add_argument("cmd", nargs=REMAINDER, metavar="COMMAND")
+        add_run_flags(sp)
+    sp.add_argument("image", metavar="IMAGE")
+    sp.add_argument("cmd", nargs=REMAINDER, metavar="COMMAND")
 
+
+def _add_run_commands(add: Callable[..., Any]) -> None:
+    """create, run, exec, start, ps."""
     sp = add("create", "containers.cmd_create", "Create a new container")
-    create_flags(sp)
+    _create_flags(sp)
     sp = add("run", "containers.cmd_run", "Create and start a container")
     sp.add_argument("-d", "--detach", action="store_true",
                     help="Run in the background and print the container id")
     sp.add_argument("--rm", action="store_true", help="Remove the container when it exits")
-    create_flags(sp)
+    _create_flags(sp)
 
     sp = add("exec", "containers.cmd_exec", "Run a command in a running container")
     sp.add_argument("-i", "--interactive", action="store_true", help="Keep stdin open")
     sp.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
-    sp.add_argument("-e", "--env", action="append", default=[], help=env_help)
-    sp.add_argument("-u", "--user", help=user_help)
+    sp.add_argument("-e", "--env", action="append", default=[], help=_ENV_HELP)
+    sp.add_argument("-u", "--user", help=_USER_HELP)
     sp.add_argument("-w", "--workdir", help="Working directory inside the container")
     sp.add_argument("container", metavar="CONTAINER")
     sp.add_argument("cmd", nargs=REMAINDER, metavar="COMMAND")
@@ -234,8 +262,8 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sp = add("ps", "containers.cmd_ps", "List containers")
     sp.add_argument("-a", "--all", action="store_true",
                     help="Show all containers (default: the running ones)")
-    sp.add_argument("-f", "--filter", action="append", default=[], help=filter_help)
-    sp.add_argument("--format", help=format_help)
+    sp.add_argument("-f", "--filter", action="append", default=[], help=_FILTER_HELP)
+    sp.add_argument("--format", help=_FORMAT_HELP)
     sp.add_argument("-n", "--last", type=int, default=-1,
                     help="Show n last created containers (includes all states)")
     sp.add_argument("-l", "--latest", action="store_true",
@@ -244,6 +272,9 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sp.add_argument("-q", "--quiet", action="store_true", help="Only show container ids")
     sp.add_argument("-s", "--size", action="store_true", help="Display total file sizes")
 
+
+def _add_lifecycle_commands(add: Callable[..., Any]) -> None:
+    """stop, kill, rm, wait, logs, attach, events, port, rename, container prune."""
     sp = add("stop", "containers.cmd_stop", "Stop one or more running containers")
     sp.add_argument("-t", "--time", type=int,
                     help="Seconds before SIGKILL (default: its --stop-timeout, else 10)")
@@ -302,15 +333,9 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sp.add_argument("--filter", action="append", default=[],
                     help="Prune only: until=TIME|DURATION, label=KEY[=VALUE], label!=KEY")
 
-    sp = add("network", None, "Manage networks")
-    if isinstance(sp, Parser):  # its commands live in cli.network: imported only to run them
-        from pyminidocker.cli.network import add_network_commands
 
-        add_network_commands(sp)
-
-    _add_verb_commands(add)
-    _add_image_commands(add)
-
+def _add_system_commands(add: Callable[..., Any]) -> None:
+    """volume, bench (their own modules), system, version, info."""
     sp = add("volume", None, "Manage volumes")
     if isinstance(sp, Parser):  # its commands live in cli/volume.py: imported only to run them
         from pyminidocker.cli.volume import add_volume_commands
@@ -350,7 +375,6 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     sp.add_argument("-f", "--format", help="Format output using a Go template")
     sp = add("info", "system.cmd_info", "Display system-wide information")
     sp.add_argument("-f", "--format", help="Format output using a Go template")
-    return p
 
 
 def _command(fn: str) -> Callable[..., int]:
