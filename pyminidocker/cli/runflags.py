@@ -404,6 +404,14 @@ def run_extra(args: Namespace, warn: Any) -> dict[str, Any]:
     """The checked values of this module's flags, as CreateOptions.extra holds them. warn(line)
     prints Docker's client-side warnings."""
     x: dict[str, Any] = {}
+    for step in (_process_flags, _limit_flags, _refused_and_mode_flags,
+                 _device_and_network_flags):
+        step(args, x, warn)
+    return x
+
+
+def _process_flags(args: Namespace, x: dict[str, Any], warn: Any) -> None:
+    """Labels, hosts, DNS, /dev/shm, ulimits, stop signal and timeout, EXPOSE, groups, --pull."""
     x["labels"] = parse_labels(args.label, args.label_file)
     x["extra_hosts"] = [parse_add_host(h) for h in args.add_host]
     for d in args.dns:
@@ -431,6 +439,11 @@ def run_extra(args: Namespace, warn: Any) -> dict[str, Any]:
     if args.pull not in ("always", "missing", "never"):
         raise UsageError(f"invalid pull option: '{args.pull}': must be one of \"always\", "
                          '"missing" or "never"')
+
+
+def _limit_flags(args: Namespace, x: dict[str, Any], warn: Any) -> None:
+    """Memory, CPU and blkio limits (--mac-address and --network-alias are checked
+    among them: the order of the checks, so of the first error, is the one before the split)."""
     if args.memory_swap is not None:
         x["memory_swap"] = _size(args.memory_swap, "--memory-swap", unlimited=True)
     if args.memory_reservation is not None:
@@ -466,6 +479,11 @@ def run_extra(args: Namespace, warn: Any) -> dict[str, Any]:
         if x["memory_swappiness"] != -1 and not 0 <= x["memory_swappiness"] <= 100:
             raise UsageError(f"invalid value: {x['memory_swappiness']}, valid memory "
                              "swappiness range is 0-100")
+
+
+def _refused_and_mode_flags(args: Namespace, x: dict[str, Any], warn: Any) -> None:
+    """What Docker refuses on a host like this one; namespace modes, devices,
+    restart, log, health, attach and detach keys."""
     # what Docker refuses or ignores on a host like this one, in its words
     if args.runtime not in (None, "runc"):
         raise UsageError(f"unknown or invalid runtime name: {args.runtime}")
@@ -520,6 +538,10 @@ def run_extra(args: Namespace, warn: Any) -> dict[str, Any]:
         x["detach_keys"] = parse_detach_keys(args.detach_keys)
     if args.hostname and args.network == "host":
         raise UsageError("Conflicting options: hostname and the network mode")
+
+
+def _device_and_network_flags(args: Namespace, x: dict[str, Any], warn: Any) -> None:
+    """blkio throttles and weights, links, addresses, sysctls, domainname."""
     throttle = [parse_throttle(spec, kind) for kind in ("read_bps", "write_bps", "read_iops",
                                                         "write_iops")
                 for spec in getattr(args, f"device_{kind}")]
@@ -583,4 +605,3 @@ def run_extra(args: Namespace, warn: Any) -> dict[str, Any]:
         if x["uts_mode"] == "host":
             raise UsageError("Conflicting options: domainname and the UTS mode")
         x["domainname"] = args.domainname
-    return x
