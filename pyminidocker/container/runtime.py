@@ -173,28 +173,7 @@ class Runtime:
         extra = dict(opts.extra)
         labels = {**(cfg.get("Labels") or {}), **extra.pop("labels", {})}
         exposed = {*(cfg.get("ExposedPorts") or {}), *extra.get("expose", [])}
-        for mode in ("pid_mode", "ipc_mode"):  # container:X names X by its id from now on
-            if extra.get(mode, "").startswith("container:"):
-                extra[mode] = "container:" + self.containers.lookup(extra[mode][10:]).id
-        shared = {extra.get(m) for m in ("pid_mode", "ipc_mode")
-                  if extra.get(m, "").startswith("container:")}
-        if len(shared) > 1:
-            raise UsageError("--pid container:X and --ipc container:Y must name the same "
-                             "container")
-        for link in extra.get("links", []):  # --link: the container is named by its id
-            link["id"] = self.linked(link, opts.name or "", network).id
-        if extra.get("ip"):  # --ip: refused now rather than at the start, where it can be
-            from pyminidocker.network import networks
-
-            networks.check_wanted(self.store, network, extra["ip"])
-        if extra.get("uts_mode") == "host" and opts.hostname:
-            raise UsageError("Conflicting options: hostname and the UTS mode")
-        if opts.publish_all:  # -P: every port the image exposes, on a free host port
-            opts.publish = [*opts.publish, *sorted(exposed)]
-        if opts.publish and network in ("none", "host"):
-            raise UsageError(f"published ports need a bridge network, not --network {network}")
-        for spec in opts.publish:
-            _parse_publish(spec)  # refuse a bad -p now, not at start
+        self._check_create(opts, extra, network, exposed)
         rec = ContainerRecord(
             id=cid, name="", image=image.id, image_name=opts.image, created=now_iso(),
             argv=argv, env=list(opts.env),
@@ -228,10 +207,48 @@ class Runtime:
             from pyminidocker.container import plugging
 
             rec.host["host_gateway"] = plugging.host_gateway(self.store, network)
+        made = self._record(rec, opts, image.id, planned)
+        for name in made:
+            log_event(self.store.root, "volume", "create", name, {"driver": "local"})
+        self.log(rec, "create")
+        return rec
+
+    def _check_create(self, opts: CreateOptions, extra: dict[str, Any], network: str,
+                      exposed: set[str]) -> None:
+        """The options that name other containers, networks or ports, checked (and resolved:
+        container:X by id, -P's ports) now rather than at the start. Raises NotFound,
+        UsageError."""
+        for mode in ("pid_mode", "ipc_mode"):  # container:X names X by its id from now on
+            if extra.get(mode, "").startswith("container:"):
+                extra[mode] = "container:" + self.containers.lookup(extra[mode][10:]).id
+        shared = {extra.get(m) for m in ("pid_mode", "ipc_mode")
+                  if extra.get(m, "").startswith("container:")}
+        if len(shared) > 1:
+            raise UsageError("--pid container:X and --ipc container:Y must name the same "
+                             "container")
+        for link in extra.get("links", []):  # --link: the container is named by its id
+            link["id"] = self.linked(link, opts.name or "", network).id
+        if extra.get("ip"):  # --ip: refused now rather than at the start, where it can be
+            from pyminidocker.network import networks
+
+            networks.check_wanted(self.store, network, extra["ip"])
+        if extra.get("uts_mode") == "host" and opts.hostname:
+            raise UsageError("Conflicting options: hostname and the UTS mode")
+        if opts.publish_all:  # -P: every port the image exposes, on a free host port
+            opts.publish = [*opts.publish, *sorted(exposed)]
+        if opts.publish and network in ("none", "host"):
+            raise UsageError(f"published ports need a bridge network, not --network {network}")
+        for spec in opts.publish:
+            _parse_publish(spec)  # refuse a bad -p now, not at start
+
+    def _record(self, rec: ContainerRecord, opts: CreateOptions, image_id: str,
+                planned: List[dict[str, Any]]) -> List[str]:
+        """Record the container under the store lock, with a name and the volumes it makes;
+        returns the volumes made. Raises NotFound (its image removed meanwhile), Conflict."""
         with self.trace.phase("create"), self.store.lock():
-            # again under the lock, which rmi holds: an image removed since the lookup above
+            # again under the lock, which rmi holds: an image removed since create looked it up
             # is not there, and once the container is recorded rmi sees it as a user
-            if not os.path.isdir(self.store.images.path(image.id)):
+            if not os.path.isdir(self.store.images.path(image_id)):
                 raise NotFound(f"No such image: {opts.image}")
             taken = set(self.containers.names())
             rec.name = check_name(opts.name) if opts.name else random_name(taken)
@@ -246,10 +263,7 @@ class Runtime:
                 if made:
                     drop_volumes(self.store, made)
                 raise
-        for name in made:
-            log_event(self.store.root, "volume", "create", name, {"driver": "local"})
-        self.log(rec, "create")
-        return rec
+        return made
 
     def linked(self, link: dict[str, str], name: str, network: str) -> ContainerRecord:
         """The running container a --link of the container name on network names. Raises
