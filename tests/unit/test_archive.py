@@ -9,6 +9,7 @@ import tarfile
 import pytest
 
 from pyminidocker.container import archive as ar
+from pyminidocker.container import cptar
 from pyminidocker.errors import NotFound, UsageError
 
 ME = ar.Owner(False, os.getuid(), os.getgid())
@@ -74,7 +75,7 @@ def test_a_tree_through_a_tar_and_back(tmp_path):
     tree(tmp_path)
     buf = bytearray()
     with ar.Root(str(tmp_path)) as r:
-        ar.write_tar(ar.walk(r, "/src", "top"), buf.extend)
+        cptar.write_tar(ar.walk(r, "/src", "top"), buf.extend)
     with tarfile.open(fileobj=io.BytesIO(bytes(buf))) as t:
         names = {m.name: m for m in t.getmembers()}
     assert sorted(names) == ["top", "top/d", "top/d/f", "top/hard", "top/sym"]
@@ -83,7 +84,7 @@ def test_a_tree_through_a_tar_and_back(tmp_path):
     dst = tmp_path / "dst"
     dst.mkdir()
     with ar.Root(str(dst)) as r:
-        assert ar.extract(r, "/", ar.read_tar(io.BytesIO(bytes(buf))), ME) == 5
+        assert ar.extract(r, "/", cptar.read_tar(io.BytesIO(bytes(buf))), ME) == 5
     assert (dst / "top" / "d" / "f").read_text() == "content"
     assert os.stat(dst / "top" / "hard").st_ino == os.stat(dst / "top" / "d" / "f").st_ino
     assert os.readlink(dst / "top" / "sym") == "d/f"
@@ -137,7 +138,7 @@ def test_hostile_entries_are_refused(tmp_path, entries):
     dst = tmp_path / "root" / "in"
     dst.mkdir(parents=True)
     with ar.Root(str(tmp_path / "root")) as r, pytest.raises(ar.Refused):
-        ar.extract(r, "/in", ar.read_tar(io.BytesIO(hostile(*entries))), ME,
+        ar.extract(r, "/in", cptar.read_tar(io.BytesIO(hostile(*entries))), ME,
                    no_overwrite_dir_nondir=True)
     assert sorted(os.listdir(tmp_path)) == ["root"]
 
@@ -150,10 +151,10 @@ def test_links_in_a_tar_are_resolved_in_the_root(tmp_path):
                   ("/abs", tarfile.REGTYPE, ""))
     with ar.Root(str(tmp_path / "root")) as r:
         with pytest.raises(ar.ExtractError):  # its parent does not exist in the root
-            ar.extract(r, "/in", ar.read_tar(io.BytesIO(tar)), ME)
+            ar.extract(r, "/in", cptar.read_tar(io.BytesIO(tar)), ME)
         tar = hostile(("t", tarfile.SYMTYPE, "/tmp"), ("t/y", tarfile.REGTYPE, ""),
                       ("/abs", tarfile.REGTYPE, ""))
-        ar.extract(r, "/in", ar.read_tar(io.BytesIO(tar)), ME)
+        ar.extract(r, "/in", cptar.read_tar(io.BytesIO(tar)), ME)
     assert (tmp_path / "root" / "tmp" / "y").is_file()
     assert (tmp_path / "root" / "in" / "abs").is_file()
     assert sorted(os.listdir(tmp_path)) == ["root"]
@@ -164,4 +165,4 @@ def test_a_broken_tar_is_a_usage_error(tmp_path):
     with ar.Root(str(tmp_path)) as r:
         for data in (b"not a tar at all" * 64, whole[:600]):
             with pytest.raises(UsageError, match="invalid tar archive"):
-                ar.extract(r, "/", ar.read_tar(io.BytesIO(data)), ME)
+                ar.extract(r, "/", cptar.read_tar(io.BytesIO(data)), ME)
