@@ -1219,9 +1219,9 @@ class Engine:
                 "CgroupVersion": "1", "OperatingSystem": "linux", **self.version()}
 
     def check(self, repair: bool = False, full: bool = False) -> list[tuple[str, str | None]]:
-        """`system check`: each problem found (store/check.py), with what its repair did
+        """`system check`: each problem found (container/check.py), with what its repair did
         (None: not repaired, because repair was not asked for, or not possible)."""
-        from pyminidocker.store import check
+        from pyminidocker.container import check
 
         problems = check.check(self.store, full=full)
         if not repair:

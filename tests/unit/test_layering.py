@@ -29,9 +29,6 @@ KNOWN_UPWARD = {
     ("pyminidocker.oci.main", "pyminidocker.cli.args"),              # the shared flag parser
     ("pyminidocker.shim", "pyminidocker.container.defaults"),        # see KNOWN_CYCLES
     ("pyminidocker.shim", "pyminidocker.container.seccomp"),
-    ("pyminidocker.store.check", "pyminidocker.container.cgroups"),  # fsck of the host state
-    ("pyminidocker.store.check", "pyminidocker.network"),
-    ("pyminidocker.store.check", "pyminidocker.network.ipam"),
 }
 # what the CLI imports besides the engine API, errors and its own modules
 KNOWN_CLI = {
