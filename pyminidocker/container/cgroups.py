@@ -829,44 +829,39 @@ class Cgroup:
                 _write(os.path.join(mem, "memory.memsw.limit_in_bytes"), str(total),
                        "set memory+swap limit")
         if cpu is not None:
-            if limits.cpus is not None:
-                # The quota is a share of the period in effect, so the period is set first;
-                # a new cgroup has the kernel's default, which is Docker's.
-                if self._reused:
-                    _write(os.path.join(cpu, "cpu.cfs_period_us"), str(CPU_PERIOD),
-                           "set cpu period")
-                _write(os.path.join(cpu, "cpu.cfs_quota_us"), str(cpu_quota(limits.cpus)),
-                       "set cpu quota")
-            if limits.cpu_shares is not None:
-                _write(os.path.join(cpu, "cpu.shares"), str(limits.cpu_shares), "set cpu shares")
-            if limits.cpu_period or (self._reused and limits.cpu_quota):
-                _write(os.path.join(cpu, "cpu.cfs_period_us"),
-                       str(limits.cpu_period or CPU_PERIOD), "set cpu period")
-            if limits.cpu_quota:
-                _write(os.path.join(cpu, "cpu.cfs_quota_us"), str(limits.cpu_quota),
-                       "set cpu quota")
-            # the period first: the kernel checks the runtime against it
-            for name in ("period", "runtime"):
-                value = getattr(limits, f"cpu_rt_{name}")
-                if value is not None:
-                    _write(os.path.join(cpu, f"cpu.rt_{name}_us"), str(value),
-                           f"set cpu real-time {name}")
+            self._set_cpu_v1(cpu, limits)
         if pids is not None:
             _write(os.path.join(pids, "pids.max"), str(limits.pids), "set pids limit")
         for kind, device, value in limits.blkio_throttle:
             _write(os.path.join(self.dirs["blkio"], f"blkio.throttle.{kind}_device"),
                    f"{device} {value}", f"set the {kind} limit of block device {device}")
         if dev is not None:
-            # A new cgroup inherits its parent's rules, and a child can only narrow them, which
-            # is why the rules are set per container and the parent stays allow-all. One open
-            # per run of rules for the same file; the kernel takes one rule per write.
-            runs: list[tuple[str, list[tuple[str, str]]]] = []
-            for verb, rule in limits.devices:
-                if not runs or runs[-1][0] != verb:
-                    runs.append((verb, []))
-                runs[-1][1].append((rule, f"set device rule {verb} {rule}"))
-            for verb, items in runs:
-                _write_each(os.path.join(dev, f"devices.{verb}"), items)
+            _set_devices_v1(dev, limits)
+
+    def _set_cpu_v1(self, cpu: str, limits: Limits) -> None:
+        """The cpu controller's files, in the order the kernel accepts them."""
+        if limits.cpus is not None:
+            # The quota is a share of the period in effect, so the period is set first;
+            # a new cgroup has the kernel's default, which is Docker's.
+            if self._reused:
+                _write(os.path.join(cpu, "cpu.cfs_period_us"), str(CPU_PERIOD),
+                       "set cpu period")
+            _write(os.path.join(cpu, "cpu.cfs_quota_us"), str(cpu_quota(limits.cpus)),
+                   "set cpu quota")
+        if limits.cpu_shares is not None:
+            _write(os.path.join(cpu, "cpu.shares"), str(limits.cpu_shares), "set cpu shares")
+        if limits.cpu_period or (self._reused and limits.cpu_quota):
+            _write(os.path.join(cpu, "cpu.cfs_period_us"),
+                   str(limits.cpu_period or CPU_PERIOD), "set cpu period")
+        if limits.cpu_quota:
+            _write(os.path.join(cpu, "cpu.cfs_quota_us"), str(limits.cpu_quota),
+                   "set cpu quota")
+        # the period first: the kernel checks the runtime against it
+        for name in ("period", "runtime"):
+            value = getattr(limits, f"cpu_rt_{name}")
+            if value is not None:
+                _write(os.path.join(cpu, f"cpu.rt_{name}_us"), str(value),
+                       f"set cpu real-time {name}")
 
     @staticmethod
     def _fill_cpuset(path: str, mount: str) -> None:
@@ -1168,3 +1163,17 @@ def cleanup_stale(live_ids: set[str], parent: str = DEFAULT_PARENT,
         for top in tops:
             Cgroup._rmdir_tree(top)
     return stale
+
+
+def _set_devices_v1(dev: str, limits: Limits) -> None:
+    """The container's device rules into devices.allow/deny."""
+    # A new cgroup inherits its parent's rules, and a child can only narrow them, which
+    # is why the rules are set per container and the parent stays allow-all. One open
+    # per run of rules for the same file; the kernel takes one rule per write.
+    runs: list[tuple[str, list[tuple[str, str]]]] = []
+    for verb, rule in limits.devices:
+        if not runs or runs[-1][0] != verb:
+            runs.append((verb, []))
+        runs[-1][1].append((rule, f"set device rule {verb} {rule}"))
+    for verb, items in runs:
+        _write_each(os.path.join(dev, f"devices.{verb}"), items)
