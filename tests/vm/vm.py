@@ -5,8 +5,9 @@ simulated on a live host. The VM has no network device at all (`-nic none`): it 
 beyond its own loopback; files go in and out through its disk image.
 
 Pieces, all under CACHE (made once, rebuilt when the Makefile's package lists change):
-  base.img      raw ext4 root: Debian's bookworm minbase (copied from the fresh-install test's
-                cache), the Makefile's APT_PACKAGES, a kernel, tini, and the venv with
+  base.img      raw ext4 root: Debian's bookworm minbase (a copy of the fresh-install test's
+                cached debootstrap, made here first on a machine that has none), the Makefile's
+                APT_PACKAGES, a kernel, tini, and the venv with
                 PY_PACKAGES at /opt/pyminidocker/.venv
   vmlinuz, initrd.img   that kernel, booted directly by qemu
 
@@ -37,10 +38,13 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `python tests/vm/vm.py` too
+
+from tests.integration.test_fresh_install import debian_root
+
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("PMD_VM_CACHE", "/var/cache/pyminidocker-ci/vm"))
 WORK = Path(os.environ.get("PMD_VM_WORK", "/var/tmp/pmd-vm"))
-BOOKWORM = Path("/var/cache/pyminidocker-ci/bookworm")
 GUEST_REPO = "/opt/pyminidocker"
 IMAGE_SIZE = "12G"
 EXTRA_APT = ["linux-image-amd64", "tini", "make", "kmod", "procps", "e2fsprogs", "util-linux"]
@@ -142,7 +146,6 @@ def build_base(force: bool = False) -> Path:
         return img
     CACHE.mkdir(parents=True, exist_ok=True)
     WORK.mkdir(parents=True, exist_ok=True)
-    assert BOOKWORM.is_dir(), f"{BOOKWORM} missing: run tests/integration/test_fresh_install.py once"
     # kept after a failure, so that a second try resumes after the slow apt stage
     build = WORK / f"build-{key}"
     root = build / "root"
@@ -152,8 +155,9 @@ def build_base(force: bool = False) -> Path:
         if not apt_done.exists():
             sh("rm", "-rf", "--one-file-system", str(build))
             build.mkdir(parents=True)
-            log(f"copying {BOOKWORM}")
-            sh("cp", "-a", str(BOOKWORM), str(root))
+            bookworm = debian_root("bookworm")
+            log(f"copying {bookworm}")
+            sh("cp", "-a", str(bookworm), str(root))
         shutil.copy("/etc/resolv.conf", root / "etc/resolv.conf")
         # services must not start in the chroot (docker.io, docker-registry)
         (root / "usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")
