@@ -38,6 +38,7 @@ def say(msg: str) -> None:
 
 
 def must(*args: str) -> str:
+    say(f"PMD-DO {args[0]}")  # the host reports what a cut interrupted (the last one)
     res = pmd(*args)
     if res.returncode != 0:
         say(f"FAILED before the cut: {' '.join(args)} rc={res.returncode}\n{res.stdout}{res.stderr}")

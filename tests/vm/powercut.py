@@ -38,8 +38,10 @@ def one_round(template: Path, n: int, rng: random.Random) -> dict:
         out1 = boot.output()
         boot.log.unlink(missing_ok=True)
         iters = re.findall(r"PMD-ITER (\d+)", out1)
+        doing = re.findall(r"PMD-DO (\S+)", out1)
         result["cut_after_s"] = round(delay, 1)
         result["iterations"] = int(iters[-1]) if iters else 0
+        result["cut_during"] = doing[-1] if doing else "?"  # the command a cut interrupted
         assert "FAILED before the cut" not in out1, out1[-3000:]
         fsck = vm.sh("e2fsck", "-fy", str(img), check=False, capture_output=True, text=True)
         result["e2fsck_rc"] = fsck.returncode  # 0 clean, 1 fixed; 4+ left errors
@@ -59,7 +61,8 @@ def one_round(template: Path, n: int, rng: random.Random) -> dict:
 
 def rounds(count: int, seed: int, report: Callable[[dict], None] = lambda r: None) -> list[dict]:
     """count rounds on one prepared disk (made here, deleted after); report(result) after each.
-    A result: round, cut_after_s, iterations (of the loop before the cut), e2fsck_rc, check_rc
+    A result: round, cut_after_s, iterations (of the loop before the cut), cut_during (the
+    command the loop had started last: pull, rmi, run, create or rm), e2fsck_rc, check_rc
     (0: not bricked), checks (each command's rc), broken (store files the cut left
     unparseable), layers_failing (system check --full's layer problems), output (boot 2's)."""
     rng = random.Random(seed)
@@ -77,6 +80,6 @@ def rounds(count: int, seed: int, report: Callable[[dict], None] = lambda r: Non
 def line(r: dict) -> str:
     """One round, in a line."""
     return (f"round {r['round']}: cut after {r['cut_after_s']} s ({r['iterations']} "
-            f"iterations), e2fsck rc={r['e2fsck_rc']}, check rc={r['check_rc']}"
+            f"iterations, during {r['cut_during']}), e2fsck rc={r['e2fsck_rc']}, check rc={r['check_rc']}"
             f"{'' if r['check_rc'] == 0 else ' BRICKED'}, {r['checks']}, layers failing: "
             f"{r['layers_failing']}, broken files: {r['broken']}")

@@ -98,8 +98,14 @@ def makefile_list(name: str) -> list[str]:
     return m.group(1).replace("\\\n", " ").split()
 
 
+def guest_apt() -> list[str]:
+    """The apt packages of base.img: the Makefile's, less the host's qemu (the guest boots no
+    VM of its own), and what a bootable machine needs."""
+    return [p for p in makefile_list("APT_PACKAGES") if p != "qemu-system-x86"] + EXTRA_APT
+
+
 def base_key() -> str:
-    words = [BUILDER_VERSION, *makefile_list("APT_PACKAGES"), *EXTRA_APT, "|",
+    words = [BUILDER_VERSION, *guest_apt(), "|",
              *makefile_list("PY_PACKAGES")]
     return hashlib.sha256(" ".join(words).encode()).hexdigest()[:16]
 
@@ -164,7 +170,7 @@ def build_base(force: bool = False) -> Path:
         (root / "usr/sbin/policy-rc.d").chmod(0o755)
         (root / "etc/initramfs-tools/conf.d").mkdir(parents=True, exist_ok=True)
         (root / "etc/initramfs-tools/conf.d/pmd-vm").write_text("MODULES=most\n")
-        apt = makefile_list("APT_PACKAGES") + EXTRA_APT
+        apt = guest_apt()
         pip_conf = Path("/etc/pip.conf")
         with Chroot(root) as ch:
             if not apt_done.exists():
