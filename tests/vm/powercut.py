@@ -2,8 +2,8 @@
 rounds) and bench/powercut.py (by hand, many rounds, a summary).
 
 A round, in a copy of a prepared VM disk (vm.py: the base image with this worktree built in):
-boot 1 runs tests/vm/guest_powercut.py `loop` (pulls, rmi, run -d, run --rm, create, rm -f,
-forever); once the loop runs the host kills qemu with SIGKILL at a random moment, which loses what
+boot 1 runs tests/vm/guest_powercut.py `loop` (pulls, rmi, run -d, run --rm, create, start,
+stop, rm -f, forever); once the loop runs the host kills qemu with SIGKILL at a random moment, which loses what
 the guest had not flushed (vm.py: cache=writeback); `e2fsck -fy` repairs the file system as a
 reboot would; boot 2 runs `check` (ps -a, images, run --rm, rm -f of everything, system check
 --full), which must all succeed. A round is "bricked" when one of them fails.
@@ -62,7 +62,7 @@ def one_round(template: Path, n: int, rng: random.Random) -> dict:
 def rounds(count: int, seed: int, report: Callable[[dict], None] = lambda r: None) -> list[dict]:
     """count rounds on one prepared disk (made here, deleted after); report(result) after each.
     A result: round, cut_after_s, iterations (of the loop before the cut), cut_during (the
-    command the loop had started last: pull, rmi, run, create or rm), e2fsck_rc, check_rc
+    command the loop had started last: pull, rmi, run, create, start, stop or rm), e2fsck_rc, check_rc
     (0: not bricked), checks (each command's rc), broken (store files the cut left
     unparseable), layers_failing (system check --full's layer problems), output (boot 2's)."""
     rng = random.Random(seed)
