@@ -3,9 +3,9 @@ rounds) and bench/powercut.py (by hand, many rounds, a summary).
 
 A round, in a copy of a prepared VM disk (vm.py: the base image with this worktree built in):
 boot 1 runs tests/vm/guest_powercut.py `loop` (pulls, rmi, run -d, run --rm, create, start,
-stop, rm -f, forever); once the loop runs the host kills qemu with SIGKILL at a random moment, which loses what
-the guest had not flushed (vm.py: cache=writeback); `e2fsck -fy` repairs the file system as a
-reboot would; boot 2 runs `check` (ps -a, images, run --rm, rm -f of everything, system check
+stop, rm -f, forever); the host kills qemu with SIGKILL at a random moment of a random command
+of the loop, which loses what the guest had not flushed (vm.py: cache=writeback); `e2fsck -fy`
+repairs the file system as a reboot would; boot 2 runs `check` (ps -a, images, run --rm, rm -f of everything, system check
 --full), which must all succeed. A round is "bricked" when one of them fails.
 """
 from __future__ import annotations
@@ -32,14 +32,22 @@ def one_round(template: Path, n: int, rng: random.Random) -> dict:
         started = boot.wait_for("PMD-LOOP-START", 900)
         out1 = boot.output()
         assert started, f"round {n}: the loop never started:\n{out1[-3000:]}"
-        delay = rng.uniform(1, 40)
-        time.sleep(delay)
+        # The cut lands in a random command of the loop's first 24 (about 4 iterations), a
+        # random moment into it: counted in commands, not seconds, so that a slow machine
+        # (TCG on busy cores) still sees cuts spread over every kind of command.
+        t0 = time.monotonic()
+        step, into = rng.randint(1, 24), rng.uniform(0, 1.5)
+        reached = boot.wait_for("PMD-DO ", 900, count=1 + step, poll=0.05)  # +1: the first pull
+        assert reached, f"round {n}: the loop stopped:\n{boot.output()[-3000:]}"
+        time.sleep(into)
+        delay = time.monotonic() - t0
         boot.kill()
         out1 = boot.output()
         boot.log.unlink(missing_ok=True)
         iters = re.findall(r"PMD-ITER (\d+)", out1)
         doing = re.findall(r"PMD-DO (\S+)", out1)
         result["cut_after_s"] = round(delay, 1)
+        result["cut_step"] = step
         result["iterations"] = int(iters[-1]) if iters else 0
         result["cut_during"] = doing[-1] if doing else "?"  # the command a cut interrupted
         assert "FAILED before the cut" not in out1, out1[-3000:]
@@ -61,8 +69,9 @@ def one_round(template: Path, n: int, rng: random.Random) -> dict:
 
 def rounds(count: int, seed: int, report: Callable[[dict], None] = lambda r: None) -> list[dict]:
     """count rounds on one prepared disk (made here, deleted after); report(result) after each.
-    A result: round, cut_after_s, iterations (of the loop before the cut), cut_during (the
-    command the loop had started last: pull, rmi, run, create, start, stop or rm), e2fsck_rc, check_rc
+    A result: round, cut_after_s (since the loop started), cut_step (the loop's command the
+    cut was aimed at), iterations (of the loop before the cut), cut_during (the command the
+    loop had started last: pull, rmi, run, create, start, stop or rm), e2fsck_rc, check_rc
     (0: not bricked), checks (each command's rc), broken (store files the cut left
     unparseable), layers_failing (system check --full's layer problems), output (boot 2's)."""
     rng = random.Random(seed)
@@ -80,6 +89,7 @@ def rounds(count: int, seed: int, report: Callable[[dict], None] = lambda r: Non
 def line(r: dict) -> str:
     """One round, in a line."""
     return (f"round {r['round']}: cut after {r['cut_after_s']} s ({r['iterations']} "
-            f"iterations, during {r['cut_during']}), e2fsck rc={r['e2fsck_rc']}, check rc={r['check_rc']}"
+            f"iterations, during command {r['cut_step']}: {r['cut_during']}), "
+            f"e2fsck rc={r['e2fsck_rc']}, check rc={r['check_rc']}"
             f"{'' if r['check_rc'] == 0 else ' BRICKED'}, {r['checks']}, layers failing: "
             f"{r['layers_failing']}, broken files: {r['broken']}")

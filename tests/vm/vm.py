@@ -265,7 +265,11 @@ def set_command(mnt: Path, command: str) -> None:
 
 
 def discard(img: Path) -> None:
+    """Delete a per-run image and the serial logs of its boots (one a test failed in is kept
+    by nothing else)."""
     img.unlink(missing_ok=True)
+    for serial in img.parent.glob(f"{img.stem}.serial*"):
+        serial.unlink(missing_ok=True)
 
 
 def qemu_argv(img: Path, serial_log: Path, mem_mb: int = 3072, cpus: int = 2) -> list[str]:
@@ -295,14 +299,15 @@ class Boot:
         except FileNotFoundError:
             return ""
 
-    def wait_for(self, marker: str, timeout: float) -> bool:
+    def wait_for(self, marker: str, timeout: float, count: int = 1, poll: float = 0.5) -> bool:
+        """Whether the serial output shows marker count times within timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if marker in self.output():
+            if self.output().count(marker) >= count:
                 return True
             if self.proc.poll() is not None:
-                return marker in self.output()
-            time.sleep(0.5)
+                return self.output().count(marker) >= count
+            time.sleep(poll)
         return False
 
     def kill(self) -> None:
