@@ -73,6 +73,9 @@ $(PYTHON):
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(PY_PACKAGES)
 
+# As root with qemu (make deps installs it) this includes tests/vm: the cgroup, container and
+# network integration tests and 2 power-cut rounds inside a pure cgroup v2 VM (qemu under TCG;
+# minutes, see tests/vm). `PMD_VM_TESTS=0 make test` skips them.
 test: build
 	$(PYTHON) -m pytest -q tests
 
