@@ -2,8 +2,11 @@
 they run there in CI; see conftest.py for when they run).
 
 One boot (the base image is cached, see vm.py) runs the modules under TCG; the unit tests are
-not among them (no kernel below them: the host's run covers them). The summary prints each
-module's time, so that the CI budget can be checked against it.
+not among them (no kernel below them: the host's run covers them), nor spawn's and security's
+(CI's budget). The summary prints each module's time, so that the budget can be checked.
+Measured (2 cores, another VM running alongside): 814 s in all, 113 passed and 1 skipped (no
+nft) in 757 s of pytest: containers 280 s, bridge 193 s, network_host 119 s, dns 100 s,
+netlink 34 s, cgroups_v2_devices 18 s.
 """
 import re
 from collections import defaultdict

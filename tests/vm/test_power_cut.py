@@ -2,7 +2,7 @@
 shared with bench/powercut.py, which runs many of them by hand).
 
 Runs where the VM tests run (conftest.py): PMD_VM_ROUNDS rounds, 2 by default (CI's budget: a
-round is about 2.5 minutes under TCG); PMD_VM_SEED replays a run's cut times.
+round is about 3 minutes under TCG on 2 busy cores); PMD_VM_SEED replays a run's cuts.
 """
 import os
 import time
