@@ -25,12 +25,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.vm import powercut
 
 
+def report(r: dict) -> None:
+    """A round's line; for a failed one, what its second boot said (the ps warning names the
+    broken record, system check says what is left)."""
+    print(powercut.line(r), flush=True)
+    if r["check_rc"] != 0 or r["layers_failing"]:
+        print(r["output"][-4000:], flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--seed", type=int, default=int(time.time()))
     a = ap.parse_args()
-    results = powercut.rounds(a.rounds, a.seed, lambda r: print(powercut.line(r), flush=True))
+    results = powercut.rounds(a.rounds, a.seed, report)
     bricked = sum(r["check_rc"] != 0 for r in results)
     failing = sum(r["layers_failing"] for r in results)
     print(f"seed {a.seed}: {len(results)} rounds: {bricked} bricked stores, {failing} layers "
