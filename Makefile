@@ -12,7 +12,8 @@ APT_PACKAGES = python3 python3-venv python3-dev gcc libffi-dev pkg-config \
 	libarchive-dev libssl-dev ca-certificates \
 	docker-registry skopeo busybox-static apache2-utils zstd \
 	iproute2 iptables procps e2fsprogs umoci libarchive-tools crun runc debootstrap tini man-db \
-	docker.io docker-compose python3-docker containerd podman aardvark-dns
+	docker.io docker-compose python3-docker containerd podman aardvark-dns \
+	qemu-system-x86
 PY_PACKAGES = cffi requests libarchive-c pyroute2 setuptools wheel pytest pyjwt cryptography matplotlib \
 	aiohttp docker grpcio
 LINT_PACKAGES = ruff mypy
@@ -72,6 +73,9 @@ $(PYTHON):
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(PY_PACKAGES)
 
+# As root with qemu (make deps installs it) this includes tests/vm: the cgroup, container and
+# network integration tests and 2 power-cut rounds inside a pure cgroup v2 VM (qemu under TCG;
+# minutes, see tests/vm). `PMD_VM_TESTS=0 make test` skips them.
 test: build
 	$(PYTHON) -m pytest -q tests
 

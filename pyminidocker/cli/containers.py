@@ -49,14 +49,17 @@ def _create_options(args: Namespace, env_: Env) -> CreateOptions:
     )
 
 
-def _create(args: Namespace, env: Env) -> ContainerRecord:
-    """create's work for create and run: like Docker, pull the image if it is missing, and
-    exit 125 for any failure of the engine (the container's own codes come later)."""
+def _create(args: Namespace, env: Env, run: bool) -> ContainerRecord:
+    """create's work for create and run: like Docker, pull the image if it is missing. Exit
+    codes as Docker's CLI: a bad flag value is 125 for both; any other failure (a name in use,
+    a full disk, a failed pull) is 125 for run (which wraps the daemon's errors: the
+    container's own codes come later) but 1 for create (docker/cli's create returns the
+    daemon's error as it is)."""
     try:
         opts = _create_options(args, env)
         if args.cidfile and os.path.exists(args.cidfile):
-            raise UsageError(f"Container ID file found, make sure the other container isn't "
-                             f"running or delete {args.cidfile}")
+            raise PmdError(f"Container ID file found, make sure the other container isn't "
+                           f"running or delete {args.cidfile}")
         eng: Engine = args.engine
         if _must_pull(eng, args):
             from pyminidocker.cli.images import pull_missing
@@ -71,11 +74,12 @@ def _create(args: Namespace, env: Env) -> ContainerRecord:
                     f.write(rec.id)
             except OSError as e:
                 eng.remove(rec, force=True, volumes=True)
-                raise UsageError(f"failed to create the container ID file: {e.strerror}: "
-                                 f"{args.cidfile}") from None
+                raise PmdError(f"failed to create the container ID file: {e.strerror}: "
+                               f"{args.cidfile}") from None
         return rec
     except PmdError as e:
-        e.exit_code = 125
+        if run:
+            e.exit_code = 125
         raise
 
 
@@ -103,7 +107,7 @@ def _must_pull(eng: Engine, args: Namespace) -> bool:
 
 
 def cmd_create(args: Namespace, env: Env) -> int:
-    env.out(_create(args, env).id)
+    env.out(_create(args, env, run=False).id)
     return 0
 
 
@@ -124,7 +128,7 @@ def cmd_run(args: Namespace, env: Env) -> int:
     _check_tty(args, env)
     eng: Engine = args.engine
     eng.prepare_start()  # overlaps a kernel wait with create (see its docstring)
-    rec = _create(args, env)
+    rec = _create(args, env, run=True)
     if args.detach:
         eng.start(rec, attach=False)
         env.out(rec.id)

@@ -26,6 +26,12 @@ if TYPE_CHECKING:
 else:  # _collections_abc is already loaded by os; collections.abc would load collections
     from _collections_abc import MutableMapping as _Mapping
 
+# An empty file in a --rm container's directory. Its config is not fsynced (start latency), so
+# a power cut right after a `run --rm` can leave that config empty; the marker (a directory
+# entry: metadata, journaled with the directory's rename, no fsync) says the record was of a
+# container removed either way, which get() then drops instead of reporting it corrupt.
+AUTOREMOVE = "autoremove"
+
 _ADJECTIVES = ("admiring", "brave", "calm", "eager", "fervent", "gifted", "happy", "jolly",
                "keen", "lucid", "modest", "nifty", "optimistic", "quirky", "relaxed", "serene",
                "tender", "upbeat", "vibrant", "witty", "zealous")
@@ -230,6 +236,8 @@ class ContainerStore:
         except FileNotFoundError:
             raise NotFound(f"No such container: {cid}") from None
         except (StoreError, TypeError) as e:
+            if self._drop_lost_autoremove(d):
+                raise NotFound(f"No such container: {cid}") from None
             raise CorruptRecord(f"container {cid[:12]} has a corrupt record ({e}); "
                                 "rm -f removes it", cid) from None
         try:
@@ -240,6 +248,25 @@ class ContainerStore:
             rec.state = State(status="exited", exit_code=-1,
                               error="the state record was lost (exit code unknown)")
         return rec
+
+    def _drop_lost_autoremove(self, d: str) -> bool:
+        """Remove the directory d of a --rm container whose unreadable config a machine crash
+        left (AUTOREMOVE), unless its root is still mounted (then it is not a crash's
+        leftover: reported as corrupt, for rm -f). True if it is gone."""
+        if not os.path.exists(os.path.join(d, AUTOREMOVE)) or \
+                os.path.ismount(os.path.join(d, "rootfs")):
+            return False
+        import shutil
+
+        lost = os.path.join(self.dir, f".lost-{os.path.basename(d)}")  # not an id: unlisted
+        try:
+            os.rename(d, lost)
+        except FileNotFoundError:
+            return True  # another command dropped it
+        except OSError:
+            return False
+        shutil.rmtree(lost, ignore_errors=True)
+        return True
 
     def list(self) -> list[ContainerRecord]:
         """The readable records; the unreadable ones are in self.corrupt (id -> message)."""
@@ -301,6 +328,9 @@ class ContainerStore:
             durable = not rec.host.auto_remove
             write_json(os.path.join(staging, "config.json"), rec.config_json(), durable=durable)
             write_json(os.path.join(staging, "state.json"), asdict(rec.state), durable=False)
+            if not durable:
+                with open(os.path.join(staging, AUTOREMOVE), "xb"):
+                    pass
             for name, data in (files or {}).items():  # staging is ours alone: written in place
                 with open(os.path.join(staging, name), "xb") as f:
                     f.write(data)

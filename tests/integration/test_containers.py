@@ -222,6 +222,8 @@ def test_create_start_ps_inspect_rm(ctr):
     assert info["State"]["ExitCode"] == 3 and info["Name"] == "/lifecycle"
     assert info["Config"]["Cmd"] == ["sh", "-c", "echo started; exit 3"]
     res = ctr("create", "--name", "lifecycle", "bb", check=False)
+    assert res.returncode == 1 and "already in use" in res.stderr  # create: 1, run: 125
+    res = ctr("run", "--name", "lifecycle", "bb", check=False)
     assert res.returncode == 125 and "already in use" in res.stderr
     ctr("rename", "lifecycle", "renamed")
     assert "renamed" in ctr("ps", "-a").stdout

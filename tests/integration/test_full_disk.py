@@ -91,11 +91,13 @@ def test_a_full_disk_leaves_the_engine_usable(disk, single):
         state = json.loads(run("inspect", filler).stdout)[0]["State"]
         assert (state["Status"], state["ExitCode"]) == ("exited", 3)
         assert run("logs", filler).returncode == 0
-        # what needs space says so, in one line, and leaves nothing behind
-        for argv in (("create", "--network", "none", "bb", "true"),
-                     ("pull", "-q", f"{single.host}/{single.repo}:{single.tag}")):
+        # what needs space says so, in one line, and leaves nothing behind; exit codes as
+        # Docker's CLI: create and pull return the daemon's error as it is (1), run wraps it (125)
+        for argv, code in ((("create", "--network", "none", "bb", "true"), 1),
+                           (("run", "--rm", "--network", "none", "bb", "true"), 125),
+                           (("pull", "-q", f"{single.host}/{single.repo}:{single.tag}"), 1)):
             res = run(*argv, check=False)
-            assert res.returncode != 0
+            assert res.returncode == code, (argv, res.returncode, res.stderr)
             assert len(res.stderr.strip().splitlines()) == 1, res.stderr
             assert "no space left on device" in res.stderr, res.stderr
         # a start that cannot record itself does not leave a process that ps calls Created

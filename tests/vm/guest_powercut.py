@@ -2,8 +2,8 @@
 
 `loop`: serve a registry on 127.0.0.1 (Debian's docker-registry), push two busybox images to it,
 pull the first, print PMD-LOOP-START, then loop until the power goes: pulls and `rmi` of the
-second image, `run -d`, `run --rm`, `create`, `rm -f`, leaving a few containers of each kind alive
-so that a cut finds records in every state.
+second image, `run -d`, `run --rm`, `create`, `start`, `stop`, `rm -f`, leaving a few containers
+of each kind (running, stopped, exited, created) so that a cut finds records in every state.
 
 `check`: what an operator does after the power comes back: `ps -a`, `images`, `run --rm`, `rm -f`
 of everything, `system check --full`. Prints each command's exit code and output; then, for the record,
@@ -38,6 +38,7 @@ def say(msg: str) -> None:
 
 
 def must(*args: str) -> str:
+    say(f"PMD-DO {args[0]}")  # the host reports what a cut interrupted (the last one)
     res = pmd(*args)
     if res.returncode != 0:
         say(f"FAILED before the cut: {' '.join(args)} rc={res.returncode}\n{res.stdout}{res.stderr}")
@@ -68,6 +69,9 @@ def loop() -> int:
         must("run", "-d", "--name", f"d{i}", img, "sleep", "1000")
         must("run", "--rm", img, "true")
         must("create", "--name", f"c{i}", img, "true")
+        must("start", f"c{i}")
+        if i > 1:
+            must("stop", "-t", "1", f"d{i - 1}")
         if i > 2:
             must("rm", "-f", f"d{i - 2}", f"c{i - 2}")
         say(f"PMD-ITER {i} {time.monotonic() - t0:.1f}s")

@@ -1,33 +1,41 @@
-"""The unit tests and the cgroup/container integration tests, inside a pure cgroup v2 VM.
+"""The cgroup, container and network integration tests, inside a pure cgroup v2 VM (issue 16:
+they run there in CI; see conftest.py for when they run).
 
-Opt-in (PMD_VM_TESTS=1): one boot builds nothing (the base image is cached, see vm.py) but runs
-the suites under TCG, which takes about 15 minutes on 2 busy cores (13 min of pytest, 2 to copy, build and boot).
+One boot (the base image is cached, see vm.py) runs the modules under TCG; the unit tests are
+not among them (no kernel below them: the host's run covers them), nor spawn's and security's
+(CI's budget). The summary prints each module's time, so that the budget can be checked.
+Measured (2 cores, another VM running alongside): 814 s in all, 113 passed and 1 skipped (no
+nft) in 757 s of pytest: containers 280 s, bridge 193 s, network_host 119 s, dns 100 s,
+netlink 34 s, cgroups_v2_devices 18 s.
 """
 import re
+from collections import defaultdict
 
 from tests.vm import vm
 
-SUITES = ["tests/unit", "tests/integration/test_containers.py",
-          "tests/integration/test_cgroups_v1.py", "tests/integration/test_cgroups_v2_devices.py",
-          "tests/integration/test_spawn.py", "tests/integration/test_security.py"]
+SUITES = ["tests/integration/test_containers.py", "tests/integration/test_cgroups_v2_devices.py",
+          "tests/integration/test_bridge.py", "tests/integration/test_network_host.py",
+          "tests/integration/test_netlink.py", "tests/integration/test_dns.py"]
+# a load test, not a kernel one: 200 bridged runs take the host seconds and TCG over 10 minutes
+DESELECT = "not two_hundred_bridged_cycles"
+
+
+def module_times(out: str) -> dict[str, float]:
+    """Seconds per test module, from pytest's --durations=0 lines (setup, call, teardown)."""
+    times: dict[str, float] = defaultdict(float)
+    for secs, path in re.findall(r"^([\d.]+)s (?:setup|call|teardown)\s+(\S+?)::", out, re.M):
+        times[path.rsplit("/", 1)[-1]] += float(secs)
+    return dict(times)
 
 
 def test_suites_pass_on_pure_cgroup_v2():
-    rc, out = vm.run(".venv/bin/python -m pytest -q -p no:cacheprovider -rfEs "
-                     + " ".join(SUITES), timeout=5400, name="cgv2")
-    print(out)
-    up = re.search(r"PMD-VM-UP .* cgroup=(\S+)", out)
-    assert up and up.group(1) == "cgroup2fs", "the VM did not come up on pure cgroup v2"
-    summary = [line for line in out.splitlines() if re.search(r"\d+ (passed|failed)", line)]
-    assert rc == 0, f"pytest in the VM: rc={rc}: {summary[-1:] or out[-3000:]}"
-
-
-def test_run_network_host_on_pure_cgroup_v2():
-    # was: "mount: Device or resource busy: cgroup2 -> /sys/fs/cgroup" (the host's /sys was
-    # bound with its cgroup2 mount, and the container's own cgroup2 mounted over it)
     rc, out = vm.run(".venv/bin/python -m pytest -q -p no:cacheprovider -rfEs --color=no "
-                     "tests/integration/test_containers.py -k 'network_default or network_host'",
-                     timeout=1800, name="cgv2-host")
-    print(out)
-    assert re.search(r"PMD-VM-UP .* cgroup=cgroup2fs", out), "not on pure cgroup v2"
-    assert rc == 0 and re.search(r"(?<!\d)2 passed", out), out[-3000:]
+                     f"--durations=0 --durations-min=0 -k '{DESELECT}' " + " ".join(SUITES),
+                     timeout=2400, name="cgv2")
+    up = re.search(r"PMD-VM-UP .* cgroup=(\S+)", out)
+    summary = [line for line in out.splitlines() if re.search(r"\d+ (passed|failed)", line)]
+    print(out)  # shown when the test fails (pytest captures it)
+    print("\n".join(f"{m}: {s:.0f} s" for m, s in sorted(module_times(out).items())))
+    print(summary[-1:])
+    assert up and up.group(1) == "cgroup2fs", f"not on pure cgroup v2:\n{out[-3000:]}"
+    assert rc == 0, f"pytest in the VM: rc={rc}: {summary[-1:]}"

@@ -5,8 +5,9 @@ simulated on a live host. The VM has no network device at all (`-nic none`): it 
 beyond its own loopback; files go in and out through its disk image.
 
 Pieces, all under CACHE (made once, rebuilt when the Makefile's package lists change):
-  base.img      raw ext4 root: Debian's bookworm minbase (copied from the fresh-install test's
-                cache), the Makefile's APT_PACKAGES, a kernel, tini, and the venv with
+  base.img      raw ext4 root: Debian's bookworm minbase (a copy of the fresh-install test's
+                cached debootstrap, made here first on a machine that has none), the Makefile's
+                APT_PACKAGES, a kernel, tini, and the venv with
                 PY_PACKAGES at /opt/pyminidocker/.venv
   vmlinuz, initrd.img   that kernel, booted directly by qemu
 
@@ -37,10 +38,13 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `python tests/vm/vm.py` too
+
+from tests.integration.test_fresh_install import debian_root
+
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("PMD_VM_CACHE", "/var/cache/pyminidocker-ci/vm"))
 WORK = Path(os.environ.get("PMD_VM_WORK", "/var/tmp/pmd-vm"))
-BOOKWORM = Path("/var/cache/pyminidocker-ci/bookworm")
 GUEST_REPO = "/opt/pyminidocker"
 IMAGE_SIZE = "12G"
 EXTRA_APT = ["linux-image-amd64", "tini", "make", "kmod", "procps", "e2fsprogs", "util-linux"]
@@ -94,8 +98,14 @@ def makefile_list(name: str) -> list[str]:
     return m.group(1).replace("\\\n", " ").split()
 
 
+def guest_apt() -> list[str]:
+    """The apt packages of base.img: the Makefile's, less the host's qemu (the guest boots no
+    VM of its own), and what a bootable machine needs."""
+    return [p for p in makefile_list("APT_PACKAGES") if p != "qemu-system-x86"] + EXTRA_APT
+
+
 def base_key() -> str:
-    words = [BUILDER_VERSION, *makefile_list("APT_PACKAGES"), *EXTRA_APT, "|",
+    words = [BUILDER_VERSION, *guest_apt(), "|",
              *makefile_list("PY_PACKAGES")]
     return hashlib.sha256(" ".join(words).encode()).hexdigest()[:16]
 
@@ -142,7 +152,6 @@ def build_base(force: bool = False) -> Path:
         return img
     CACHE.mkdir(parents=True, exist_ok=True)
     WORK.mkdir(parents=True, exist_ok=True)
-    assert BOOKWORM.is_dir(), f"{BOOKWORM} missing: run tests/integration/test_fresh_install.py once"
     # kept after a failure, so that a second try resumes after the slow apt stage
     build = WORK / f"build-{key}"
     root = build / "root"
@@ -152,15 +161,16 @@ def build_base(force: bool = False) -> Path:
         if not apt_done.exists():
             sh("rm", "-rf", "--one-file-system", str(build))
             build.mkdir(parents=True)
-            log(f"copying {BOOKWORM}")
-            sh("cp", "-a", str(BOOKWORM), str(root))
+            bookworm = debian_root("bookworm")
+            log(f"copying {bookworm}")
+            sh("cp", "-a", str(bookworm), str(root))
         shutil.copy("/etc/resolv.conf", root / "etc/resolv.conf")
         # services must not start in the chroot (docker.io, docker-registry)
         (root / "usr/sbin/policy-rc.d").write_text("#!/bin/sh\nexit 101\n")
         (root / "usr/sbin/policy-rc.d").chmod(0o755)
         (root / "etc/initramfs-tools/conf.d").mkdir(parents=True, exist_ok=True)
         (root / "etc/initramfs-tools/conf.d/pmd-vm").write_text("MODULES=most\n")
-        apt = makefile_list("APT_PACKAGES") + EXTRA_APT
+        apt = guest_apt()
         pip_conf = Path("/etc/pip.conf")
         with Chroot(root) as ch:
             if not apt_done.exists():
@@ -255,7 +265,11 @@ def set_command(mnt: Path, command: str) -> None:
 
 
 def discard(img: Path) -> None:
+    """Delete a per-run image and the serial logs of its boots (one a test failed in is kept
+    by nothing else)."""
     img.unlink(missing_ok=True)
+    for serial in img.parent.glob(f"{img.stem}.serial*"):
+        serial.unlink(missing_ok=True)
 
 
 def qemu_argv(img: Path, serial_log: Path, mem_mb: int = 3072, cpus: int = 2) -> list[str]:
@@ -268,6 +282,11 @@ def qemu_argv(img: Path, serial_log: Path, mem_mb: int = 3072, cpus: int = 2) ->
             "-kernel", str(CACHE / "vmlinuz"), "-initrd", str(CACHE / "initrd.img"),
             "-append", cmdline,
             "-drive", f"file={img},format=raw,if=virtio,cache=writeback,discard=unmap"]
+
+
+# The guest kernel's watchdog line when its CPUs spin: seen once in 8 power-cut rounds, both
+# vCPUs stuck (python and a modprobe the first `run -d` started) under multi-threaded TCG.
+LOCKUP = "BUG: soft lockup"
 
 
 class Boot:
@@ -285,15 +304,21 @@ class Boot:
         except FileNotFoundError:
             return ""
 
-    def wait_for(self, marker: str, timeout: float) -> bool:
+    def wait_for(self, marker: str, timeout: float, count: int = 1, poll: float = 0.5) -> bool:
+        """Whether the serial output shows marker count times within timeout; False at once
+        if the guest's kernel says it locked up (LOCKUP)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if marker in self.output():
+            out = self.output()
+            if out.count(marker) >= count:
                 return True
-            if self.proc.poll() is not None:
-                return marker in self.output()
-            time.sleep(0.5)
+            if self.proc.poll() is not None or LOCKUP in out:
+                return self.output().count(marker) >= count
+            time.sleep(poll)
         return False
+
+    def locked_up(self) -> bool:
+        return LOCKUP in self.output()
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
