@@ -119,7 +119,11 @@ def _drop_unusable(tools: dict[str, list[str]], b: Path) -> None:
     r = subprocess.run([*tools["crun"], "run", "--bundle", str(b), "probe"],
                        capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
     if r.returncode != 0:
-        print(f"crun left out: it cannot run here: {r.stderr.strip()}")
+        print(f"crun left out: it cannot run here: {r.stderr.strip()}\n"
+              "  (crun 1.8 wants the hugetlb controller mounted as v1; around the run:\n"
+              "   mkdir -p /sys/fs/cgroup/hugetlb && "
+              "mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb\n"
+              "   and right after: umount /sys/fs/cgroup/hugetlb; rmdir /sys/fs/cgroup/hugetlb)")
         del tools["crun"]
 
 
