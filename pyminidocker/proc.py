@@ -35,3 +35,18 @@ def token(pid: int | None = None) -> str:
 def token_alive(tok: str) -> bool:
     pid, _, start = tok.partition(":")
     return pid.isdigit() and alive(int(pid), start)
+
+
+_BOOT_ID: list[str] = []
+
+
+def boot_id() -> str:
+    """The kernel's id of this boot: pids and start times name processes only within it, so
+    a record written under another boot names none that runs now."""
+    if not _BOOT_ID:
+        try:
+            with open("/proc/sys/kernel/random/boot_id") as f:
+                _BOOT_ID.append(f.read().strip())
+        except OSError:
+            _BOOT_ID.append("")
+    return _BOOT_ID[0]

@@ -122,8 +122,9 @@ def _allocate_locked(ns: NetworkStore, net: Network, container_id: str,
                      want: str | None = None) -> str:
     """Caller holds the store lock. The address is recorded (durably, with this command as
     its owner) in the store and in the bridge's host-wide book before it is returned; when
-    none is free, what killed commands left is reconciled first (reconcile_locked). want:
-    that address (--ip), or Conflict if someone else holds it."""
+    none is free, or the record predates the host's boot, what killed commands left is
+    reconciled first (reconcile_locked). want: that address (--ip), or Conflict if someone
+    else holds it."""
     # Integer arithmetic on the record's subnet and gateway, which were validated (with
     # ipaddress) when the network was created: ipaddress is not imported on a start.
     alloc, owners = ns.book(net.name)
@@ -136,6 +137,12 @@ def _allocate_locked(ns: NetworkStore, net: Network, container_id: str,
         first, broadcast = _ip_int(want) - 1, _ip_int(want) + 1  # that one or none
     root = ns.store.root
     with Book(net.bridge) as book:
+        if alloc and ns.boot_ids.get(net.name) != proc.boot_id():
+            # written before the host's last boot (a crash, a power cut): nothing it holds
+            # runs any more unless a container was restarted since, so it is reconciled now,
+            # once, rather than when the network runs out
+            reconcile_locked(ns, net, book)
+            alloc, owners = ns.book(net.name)
         for attempt in range(2):
             used = {_ip_int(a) for a in (*alloc, *book.others(root, container_id))}
             # hosts only: not the network address, not the broadcast address, not the gateway

@@ -50,6 +50,8 @@ class NetworkStore:
     def __init__(self, store: Store):
         self.store = store
         self.corrupt: dict[str, str] = {}  # network name -> message, each corrupt record read
+        # network name -> the boot its IPAM record was written in, as book() last read it
+        self.boot_ids: dict[str, str] = {}
         self.dir = os.path.join(store.root, "networks")
         self.ipam_dir = os.path.join(self.dir, "ipam")
 
@@ -136,6 +138,8 @@ class NetworkStore:
             return {}, {}
         except StoreError:
             data = None
+        if isinstance(data, dict):
+            self.boot_ids[name] = str(data.get("boot_id", ""))
         alloc = data.get("allocations") if isinstance(data, dict) else None
         if not isinstance(alloc, dict):
             self.corrupt[f"{name} IPAM"] = f"the IPAM record of network {name} is corrupt: " \
@@ -166,7 +170,9 @@ class NetworkStore:
             os.makedirs(self.ipam_dir, mode=0o700, exist_ok=True)
         except OSError as e:
             raise store_error(e, "cannot create the networks directory") from None
-        doc: dict[str, Any] = {"allocations": alloc}
+        from pyminidocker import proc
+
+        doc: dict[str, Any] = {"allocations": alloc, "boot_id": proc.boot_id()}
         if owners:
             doc["owners"] = {a: o for a, o in owners.items() if a in alloc}
         write_json(self.ipam_path(name), doc)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from pyminidocker import proc
 from pyminidocker.config import Config
 from pyminidocker.errors import Conflict, NotFound, PmdError, UsageError
 from pyminidocker.network import firewall, ipam, networks, ports
@@ -269,6 +270,26 @@ def test_ipam_exhaustion_frees_what_killed_commands_left(store, root):
     assert ipam.allocate(store, "tiny", "f" * 64)[0] == got[2]  # the lowest stale one, reused
     alloc = NetworkStore(store).allocations("tiny")
     assert sorted(alloc.values()) == sorted([*live[:2], "f" * 64])
+
+
+def test_a_record_from_before_the_boot_is_reconciled_at_the_first_allocation(store, root):
+    """After a power cut nothing the IPAM record names runs: the first allocation of the new
+    boot frees what it holds for containers that are gone, without waiting for exhaustion."""
+    networks.create_network(store, "boot", subnet="10.23.0.0/24")
+    gone, new = "a" * 64, "b" * 64
+    containers_exist(root, gone, new)
+    held = ipam.allocate(store, "boot", gone)[0]
+    path = root / "networks" / "ipam" / "boot.json"
+    doc = json.loads(path.read_text())
+    doc["owners"][held] = "1:0"  # its `run` died with the host
+    path.write_text(json.dumps(doc))
+    ipam.allocate(store, "boot", "c" * 64)  # the same boot: kept until the network runs out
+    assert NetworkStore(store).allocations("boot").get(held) == gone
+    doc = json.loads(path.read_text())
+    doc["boot_id"] = "an-earlier-boot"
+    path.write_text(json.dumps(doc))
+    assert ipam.allocate(store, "boot", new)[0] == held  # freed first, then the lowest free
+    assert json.loads(path.read_text())["boot_id"] == proc.boot_id()
 
 
 def test_two_stores_on_one_bridge_never_share_an_address(tmp_path, routes):
