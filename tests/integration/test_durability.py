@@ -270,6 +270,40 @@ def test_rm_f_of_a_container_that_just_stopped(ctr):
         assert res.returncode == 0 and res.stdout.strip() in (cid, cid[:12]), res.stderr
 
 
+def test_rmi_racing_create_never_leaves_a_container_without_its_image(ctr):
+    """`rmi` and `create` of the same image at once: either the container is made and rmi is
+    refused (a container uses the image), or the image goes and create says there is no such
+    image; never a container whose image is gone, never another error."""
+    base = ctr("create", "--network", "none", "bb", "true").stdout.strip()
+    outcomes = set()
+    try:
+        for i in range(8):
+            name = f"race:{i}"
+            ctr("commit", base, name)
+            argv_create = ctr.argv("create", "--pull", "never", "--network", "none", name, "true")
+            make = subprocess.Popen(argv_create, env=ctr.env(), text=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            if i % 2:
+                time.sleep(0.01 * i)  # let either side start first
+            rmi = ctr("rmi", name, check=False)
+            out, err = make.communicate(timeout=60)
+            if make.returncode == 0:
+                cid = out.strip()
+                assert rmi.returncode != 0 and "container" in rmi.stderr, rmi.stderr
+                image = json.loads(ctr("inspect", cid).stdout)[0]["Image"]
+                assert ctr("inspect", "--type", "image", image, check=False).returncode == 0
+                ctr("rm", cid)
+                ctr("rmi", name)
+                outcomes.add("create first")
+            else:
+                assert rmi.returncode == 0, rmi.stderr
+                assert "No such image" in err and "Traceback" not in err, err
+                outcomes.add("rmi first")
+        assert outcomes  # each round ended in one of the two
+    finally:
+        ctr("rm", "-f", base, check=False)
+
+
 def test_system_check_finds_and_repairs_what_crashes_leave(ctr):
     assert ctr("system", "check").stdout == "no problems\n"
     assert ctr("system", "check", "--full").returncode == 0
