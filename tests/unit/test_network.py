@@ -161,7 +161,7 @@ def test_create_network_record_layout(store, root):
     assert (data["subnet"], data["gateway"]) == ("10.5.0.0/24", "10.5.0.1")
     assert data["created"].endswith("Z")
     assert json.loads((root / "networks" / "ipam" / "backend.json").read_text()) == \
-        {"allocations": {}}
+        {"allocations": {}, "boot_id": proc.boot_id()}
     assert net.name == "backend"
 
 
