@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import os
 
-from pyminidocker.container.defaults import SECCOMP_PROFILE as DEFAULT_PROFILE
-from pyminidocker.container.defaults import SYSCALL_TABLE as SYSCALLS
+from pyminidocker.container.spec import SECCOMP_PROFILE as DEFAULT_PROFILE
+from pyminidocker.container.spec import SYSCALL_TABLE as SYSCALLS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ def _strings(v: Any, what: str) -> list[str]:
 
 
 def _cap_bit(name: str) -> int:
-    from pyminidocker.container.defaults import CAPS
+    from pyminidocker.container.spec import CAPS
 
     bit = CAPS.get(name.upper().removeprefix("CAP_"))
     if bit is None:

@@ -11,9 +11,11 @@ import os
 import stat
 
 from pyminidocker import shim
-from pyminidocker.container.defaults import CAPS, DEFAULT_ENV_PATH, NAMESPACES
 from pyminidocker.container.spec import (
+    CAPS,
+    DEFAULT_ENV_PATH,
     MOUNT_OPTIONS,
+    NAMESPACES,
     ULIMITS,
     make_workdir,
     own_bounding_set,

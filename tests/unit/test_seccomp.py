@@ -11,7 +11,7 @@ import struct
 import pytest
 
 from pyminidocker import shim
-from pyminidocker.container import defaults as d
+from pyminidocker.container import spec as d
 from pyminidocker.container import seccomp as sc
 from pyminidocker.container.specconv import seccomp_cached
 
