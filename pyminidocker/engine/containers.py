@@ -40,7 +40,10 @@ class Containers(EngineCore):
 
     def pause(self, rec: ContainerRecord) -> None:
         """Freeze its processes (the freezer cgroup). Raises Conflict."""
-        self.runtime.pause(rec)
+        from pyminidocker.container import control
+
+        control.pause(self.runtime, rec)
+        self.runtime.log(rec, "pause")
 
     def unpause(self, rec: ContainerRecord) -> None:
         """Raises Conflict for a container that is not paused."""
@@ -48,23 +51,32 @@ class Containers(EngineCore):
 
     def restart(self, rec: ContainerRecord, timeout: int | None = None) -> None:
         """stop (see stop for timeout), then start detached."""
-        self.runtime.restart(rec, timeout)
+        from pyminidocker.container import control
+
+        control.restart(self.runtime, rec, timeout)
+        self.runtime.log(rec, "restart")
 
     def update(self, rec: ContainerRecord, changes: dict[str, Any]) -> None:
         """New resource limits (memory, memory_swap, memory_reservation, cpus, cpu_shares,
         cpu_period, cpu_quota, cpuset_cpus, cpuset_mems, pids_limit), live for a running
         container. Raises UsageError, PmdError."""
-        self.runtime.update(rec, changes)
+        from pyminidocker.container import control
+
+        control.update(self.runtime, rec, changes)
 
     def top(self, rec: ContainerRecord, ps_args: list[str] | None = None
             ) -> tuple[list[str], list[list[str]]]:
         """ps (ps_args, default -ef) of the container's processes: (titles, rows)."""
-        return self.runtime.top(rec, list(ps_args or []))
+        from pyminidocker.container import control
+
+        return control.top(self.runtime, rec, list(ps_args or []))
 
     def stats(self, rec: ContainerRecord) -> dict[str, Any]:
         """One reading of its counters (cpu, memory, network, block I/O, pids); CPU % comes
         from two (container.observe.cpu_percent). Raises Conflict if it is not running."""
-        return self.runtime.stats(rec)
+        from pyminidocker.container import control
+
+        return control.stats(self.runtime, rec)
 
     def health(self, rec: ContainerRecord) -> dict[str, Any] | None:
         """Docker's State.Health of the container (None without a healthcheck)."""
@@ -72,12 +84,18 @@ class Containers(EngineCore):
 
     def start_all_restart(self) -> list[str]:
         """At boot: start the stopped containers whose restart policy asks for it (see
-        Runtime.start_all_restart); their ids."""
-        return self.runtime.start_all_restart()
+        control.start_all_restart); their ids."""
+        from pyminidocker.container import control
+
+        return control.start_all_restart(self.runtime)
 
     def rename(self, rec: ContainerRecord, new_name: str) -> None:
         """Raises UsageError for a bad name, Conflict for a taken one."""
-        self.runtime.rename(rec, new_name)
+        from pyminidocker.container import control
+
+        old = rec.name
+        control.rename(self.runtime, rec, new_name)
+        self.runtime.log(rec, "rename", oldName=f"/{old}")
 
     def exec(self, rec: ContainerRecord, argv: list[str], env: list[str] | None = None,
              user: str | None = None, workdir: str | None = None, tty: bool = False,
@@ -87,8 +105,10 @@ class Containers(EngineCore):
         running, StartError (125/126/127) if argv cannot start."""
         if not argv:
             raise UsageError("exec requires at least 1 command argument")
-        return self.runtime.exec(rec, argv, list(env or []), user, workdir, tty, stdio,
-                                 on_started=on_started)
+        from pyminidocker.container import control
+
+        return control.exec(self.runtime, rec, argv, list(env or []), user, workdir, tty, stdio,
+                            on_started)
 
     def open_stdin(self, rec: ContainerRecord, detach_keys: str | None = None
                    ) -> StdinWriter | None:

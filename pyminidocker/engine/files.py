@@ -32,7 +32,9 @@ class Files(EngineCore):
 
     def changes(self, rec: ContainerRecord) -> list[tuple[str, str]]:
         """("A"|"C"|"D", path) of what the container changed in its image's files."""
-        return self.runtime.changes(rec)
+        from pyminidocker.container import control
+
+        return control.changes(self.runtime, rec)
 
     def copy_from(self, rec: ContainerRecord, src: str, dst: str, archive: bool = False,
                   follow: bool = False) -> int:

@@ -79,16 +79,20 @@ class Networks(EngineCore):
     def connect(self, container: str, network: str, aliases: list[str] | None = None) -> str:
         """Connect a container to a network (with its aliases there); its address there ("" if
         it is not running: it joins at its next start)."""
+        from pyminidocker.container import plugging
+
         rt = self.runtime
         rec = rt.get(container)
-        address = rt.connect(rec, network, aliases)
+        address = plugging.connect(rt, rec, network, aliases)
         self._network_event("connect", rec.id, network)
         return address
 
     def disconnect(self, container: str, network: str) -> None:
+        from pyminidocker.container import plugging
+
         rt = self.runtime
         rec = rt.get(container)
-        rt.disconnect(rec, network)
+        plugging.disconnect(rt, rec, network)
         self._network_event("disconnect", rec.id, network)
 
     def _network_event(self, action: str, container: str, network: str) -> None:
