@@ -17,7 +17,9 @@ formats. Progress is reported through callbacks the front end passes in (pull's 
 The start path (`run`) goes through here, and it loads only this module of the engine: the
 class holds what `create`, `start`, `stop`, `kill`, `wait` and `rm` need, and every other
 operation lives in a part of its own (images, containers, files, volumes, networks, system),
-whose methods are put on the class the first time one of them is asked for. Each method
+whose methods are put on the class the first time one of them is asked for (a part's
+method that calls another part's has `self: Engine`: mypy wants a mixin's self type to be one
+of its bases, so that line says `type: ignore[misc]`). Each method
 imports what it needs, so a command pays only for its own modules: on every container start,
 each kilobyte of compiled code loaded costs about 15 microseconds.
 """

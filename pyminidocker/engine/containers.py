@@ -1,8 +1,6 @@
 """The containers' part of the engine API that `run` does not need: listing, logs, exec,
-inspect, pause, update, rename, stats.
-
-Its methods are the `Engine`'s (pyminidocker/engine/__init__.py): the first call of one that
-the class does not have yet puts every part's methods on it.
+inspect, pause, update, rename, stats. A part of
+the Engine (pyminidocker/engine/__init__.py).
 """
 from __future__ import annotations
 

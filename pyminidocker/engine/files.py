@@ -1,8 +1,5 @@
-"""A container's files: cp, the API's archive endpoints, diff, export.
-
-Its methods are the `Engine`'s (pyminidocker/engine/__init__.py): the first call of one that
-the class does not have yet puts every part's methods on it. A method that calls another
-part's has `self: Engine` (the whole class; mypy wants a mixin's self type to be a base).
+"""A container's files: cp, the API's archive endpoints, diff, export. A part of
+the Engine (pyminidocker/engine/__init__.py).
 """
 from __future__ import annotations
 

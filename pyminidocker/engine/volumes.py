@@ -1,7 +1,5 @@
-"""Volumes: create, list, inspect, remove, prune.
-
-Its methods are the `Engine`'s (pyminidocker/engine/__init__.py): the first call of one that
-the class does not have yet puts every part's methods on it.
+"""Volumes: create, list, inspect, remove, prune. A part of
+the Engine (pyminidocker/engine/__init__.py).
 """
 from __future__ import annotations
 
