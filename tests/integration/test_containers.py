@@ -601,6 +601,8 @@ def test_the_start_path_imports_nothing_heavy(ctr, network):
         assert not {"pyminidocker.network", "pyminidocker.container.mounts",
                     "pyminidocker.container.seccomp", "pyminidocker.cli.verbs",
                     "pyminidocker.container.plugging"} & loaded
+        # of the engine API, its core only (pyminidocker/engine/__init__.py)
+        assert [m for m in loaded if m.startswith("pyminidocker.engine.")] == []
         # 41 beyond the interpreter's own start-up modules (each Python version has its own
         # set: 23 on 3.11); 38 at 9edd807, before the engine API and the run flags module
         bare = subprocess.run([sys.executable, "-S", "-c",
