@@ -448,8 +448,8 @@ def _c_seccomp(s: CData, spec: SpawnSpec, keep: list[CData]) -> None:
     if program == SECCOMP_DEFAULT:
         # The profile is policy, above this module; the engine passes compiled programs and
         # never gets here: this keeps API 1.0's SECCOMP_DEFAULT working for shim users.
-        from pyminidocker.container.defaults import DEFAULT_CAP_MASK
         from pyminidocker.container.seccomp import Profile
+        from pyminidocker.container.spec import DEFAULT_CAP_MASK
 
         bounding = spec.cap_bounding if spec.cap_bounding is not None else DEFAULT_CAP_MASK
         program = Profile.default().compile(bounding)

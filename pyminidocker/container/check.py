@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 
-from pyminidocker import jsonio, proc
+from pyminidocker import proc, record
 from pyminidocker.container.cgroups import DEFAULT_PARENT, Cgroup, Layout, detect
 from pyminidocker.errors import CorruptRecord, PmdError, suppress
 from pyminidocker.store.files import write_json
@@ -209,7 +209,7 @@ def _containers(store: Store) -> Iterable[Problem]:
 def _state(store: Store, cid: str) -> dict[str, object]:
     try:
         with open(os.path.join(store.containers.path(cid), "state.json"), "rb") as f:
-            st = jsonio.loads(f.read())
+            st = record.loads(f.read())
         return st if isinstance(st, dict) else {}
     except (OSError, ValueError):
         return {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from pyminidocker import jsonio, proc
+from pyminidocker import proc, record
 from pyminidocker.errors import NotFound, PmdError
 
 TYPE_CHECKING = False
@@ -49,7 +49,7 @@ def load(root: str, container_id: str) -> dict[str, Any]:
     path = os.path.join(container_dir(root, container_id), "state.json")
     try:
         with open(path, "rb") as f:
-            rec = jsonio.loads(f.read())
+            rec = record.loads(f.read())
     except FileNotFoundError:
         raise NotFound("container does not exist") from None
     except ValueError:
