@@ -98,7 +98,7 @@ class System(EngineCore):
         cgroups once empty (other stores' containers are kept). The removed containers' ids."""
         from pathlib import Path
 
-        from pyminidocker.container import cgroups
+        from pyminidocker.container.check import cleanup_stale
         from pyminidocker.network import bridge
 
         rt = self.runtime
@@ -109,6 +109,6 @@ class System(EngineCore):
         bridge.reset_host(self.store)
         live = {p.name for p in Path("/sys/fs/cgroup").glob("*/pyminidocker/*") if p.is_dir()}
         live |= {p.name for p in Path("/sys/fs/cgroup").glob("pyminidocker/*") if p.is_dir()}
-        cgroups.cleanup_stale(live, remove_parent=True)
+        cleanup_stale(live, remove_parent=True)
         return removed
 

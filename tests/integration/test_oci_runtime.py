@@ -234,6 +234,31 @@ def test_kill_and_delete_force(runc, tmp_path):
     assert r.returncode == 1 and "does not exist" in r.stderr
 
 
+def test_events_stats_samples_the_containers_cgroup(runc, tmp_path):
+    """`events --stats` (containerd's metrics) reads the container's own cgroup: its one process,
+    its memory limit; a stopped container has none to read."""
+    limit = 64 << 20
+    b = make_bundle(tmp_path / "b", ["sleep", "60"])
+    edit(b, lambda cfg: cfg["linux"].setdefault("resources", {}).update(
+        memory={"limit": limit}))
+    runc.ids.append("st1")
+    runc("run", "-d", "--bundle", str(b), "st1")
+    pid = runc.state("st1")["pid"]
+    runc.pids.append(pid)
+    doc = json.loads(runc("events", "--stats", "st1").stdout)
+    assert (doc["type"], doc["id"]) == ("stats", "st1")
+    assert doc["data"]["pids"] == {"current": 1}
+    assert doc["data"]["memory"]["usage"]["limit"] == limit
+    assert 0 < doc["data"]["memory"]["usage"]["usage"] < limit
+    runc("kill", "st1", "KILL")
+    deadline = time.monotonic() + 5
+    while runc.state("st1")["status"] != "stopped" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    r = runc("events", "--stats", "st1", check=False)
+    assert (r.returncode, r.stderr.strip()) == (1, "container not running")
+    runc("delete", "st1")
+
+
 def test_delete_force_of_a_created_container_ends_it_unrun(runc, tmp_path):
     b = make_bundle(tmp_path / "b", ["touch", "/ran"])
     runc.ids.append("d1")
