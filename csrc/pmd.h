@@ -229,7 +229,8 @@ struct pmd_spawn_spec {
 #define PMD_TRACE_START 1     /* child running (after the release, if held) */
 #define PMD_TRACE_PROCESS 2   /* cgroups, cgroup ns, stdio, session, hostname done */
 #define PMD_TRACE_MOUNTS 3    /* rootfs bound, mounts[] and /dev done */
-#define PMD_TRACE_PIVOT 4     /* pivot_root, masked and read-only paths, read-only root done */
+#define PMD_TRACE_PIVOT 4     /* pivot_root, masked and read-only paths, read-only root done
+                                 (after create_hooks and the second hold, if any) */
 #define PMD_TRACE_CONFINE 5   /* rlimits, seccomp, ids, capabilities, chdir done: execve next */
 #define PMD_TRACE_N 6
 

@@ -602,12 +602,16 @@ def test_a_mount_namespace_joined_by_path_is_set_up_in_place(runc, tmp_path, hol
 
 def test_without_a_mount_namespace_the_root_is_entered_by_chroot(runc, tmp_path):
     b = make_bundle(tmp_path / "b", ["cat", "/etc/passwd"])
+    # a createContainer hook runs before the chroot: its output file is a host path
+    hook = {"path": "/bin/sh", "args": ["sh", "-c", f"cat > {tmp_path}/hook-state"]}
+    edit(b, lambda cfg: cfg.update(hooks={"createContainer": [hook]}))
     edit(b, lambda cfg: cfg["linux"].update(namespaces=[
         n for n in cfg["linux"]["namespaces"] if n["type"] != "mount"]))
     runc.ids.append("nomnt")
     r = runc("run", "--bundle", str(b), "nomnt")
     assert r.stdout == "root:x:0:0:root:/root:/bin/sh\n"  # the bundle's, not the host's
     assert r.stderr.startswith("warning: no mount namespace in linux.namespaces: mounts, ")
+    assert json.loads((tmp_path / "hook-state").read_text())["status"] == "creating"
     edit(b, lambda cfg: cfg["process"].update(args=["sleep", "30"]))
     runc("create", "--bundle", str(b), "nomnt")
     cpid = runc.state("nomnt")["pid"]
