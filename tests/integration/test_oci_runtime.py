@@ -321,6 +321,7 @@ def test_hooks_get_the_state_on_stdin(runc, tmp_path):
     for stage in stages:
         state = json.loads((out / stage).read_text())
         assert state["id"] == "h1" and state["bundle"] == str(b), stage
+    assert json.loads((out / "createRuntime").read_text())["status"] == "creating"  # runc's
     assert json.loads((out / "poststop").read_text())["status"] == "stopped"
 
 
