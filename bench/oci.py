@@ -7,8 +7,10 @@ ratios to crun and runc. pyminidocker-runc is started as `make install` starts i
 launcher (python -S), written here for this checkout.
 --verbs times each call containerd's shim makes (create, start, state, delete, delete --force
 of a gone container) by ours and by runc: the calls `ctr run --rm` is made of.
---against DIR also times the pyminidocker-runc of another checkout (built), in the same runs:
-before and after a change.
+--against DIR also times the pyminidocker-runc of another checkout, in the same runs: before and
+after a change (build it first: with PYTHONDONTWRITEBYTECODE a stale .pyc is compiled again at
+every call). --python PATH also times this checkout's under another interpreter of the same
+minor version (CPython's start is most of each call: a PGO/LTO build starts faster).
 Not a test. Usage: sudo .venv/bin/python bench/oci.py [--runs 30] [--ctr] [--verbs] [--against DIR]
 """
 from __future__ import annotations
@@ -28,10 +30,10 @@ REPO = Path(__file__).resolve().parent.parent
 BUSYBOX = Path("/bin/busybox")
 
 
-def launcher(path: Path, repo: Path = REPO) -> Path:
+def launcher(path: Path, repo: Path = REPO, python: str = sys.executable) -> Path:
     """What pyminidocker.launcher writes, with a checkout on the path (not installed)."""
     paths = [str(repo), sysconfig.get_path("purelib"), sysconfig.get_path("platlib")]
-    path.write_text(f"#!{sys.executable} -S\nimport gc, sys\ngc.set_threshold(50_000)\n"
+    path.write_text(f"#!{python} -S\nimport gc, sys\ngc.set_threshold(50_000)\n"
                     f"sys.path[1:1] = {list(dict.fromkeys(paths))!r}\n"
                     "from pyminidocker.oci.main import command\ncommand()\n")
     path.chmod(0o755)
@@ -137,6 +139,8 @@ def main() -> None:
                     help="also each call containerd makes, ours and runc's")
     ap.add_argument("--against", type=Path, default=None,
                     help="another checkout whose pyminidocker-runc runs alongside (built)")
+    ap.add_argument("--python", default="",
+                    help="also this checkout's pyminidocker-runc under this interpreter")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="pmd-oci-bench-"))
     try:
@@ -145,6 +149,9 @@ def main() -> None:
         if args.against:
             ours[f"pmd@{args.against.name}"] = str(
                 launcher(tmp / "pyminidocker-runc-against", args.against.resolve()))
+        if args.python:
+            ours[f"pmd@{args.python}"] = str(
+                launcher(tmp / "pyminidocker-runc-python", python=args.python))
         tools = {
             **{name: [path, "--root", str(tmp / f"{name}-state")] for name, path in ours.items()},
             "crun": ["crun", "--root", str(tmp / "crun-state")],
