@@ -576,6 +576,8 @@ def test_the_verbs_containerd_calls_import_nothing_heavy(runc, tmp_path):
                         "pyminidocker.container.cgroups"} & loaded, verb
         if verb[1] == "--force":  # nothing to do: not even the runtime module
             assert "pyminidocker.oci.runtime" not in loaded
+        if verb[0] in ("start", "state", "delete"):  # read without the command-line parser
+            assert "pyminidocker.cli.args" not in loaded, verb
 
 
 # ---- bad input ------------------------------------------------------------------------------
