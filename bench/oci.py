@@ -55,7 +55,13 @@ def ctr_bench(tmp: Path, ours: dict[str, str], runs: int) -> None:
     """`ctr run --rm` through pyminidocker-runc and through runc, with a containerd of its own
     (the test's: tests/integration/test_oci_clients.py)."""
     sys.path.insert(0, str(REPO))
-    from tests.integration.test_oci_clients import IMAGE, Containerd, image_tar
+    from tests.integration.test_oci_clients import (
+        IMAGE,
+        NAMESPACE,
+        Containerd,
+        image_tar,
+        remove_cgroup_parent,
+    )
 
     (tmp / "containerd").mkdir()
     d = Containerd(tmp / "containerd")
@@ -76,6 +82,9 @@ def ctr_bench(tmp: Path, ours: dict[str, str], runs: int) -> None:
     finally:
         d.ctr("image", "rm", IMAGE, check=False)
         d.stop()
+        # what the runtimes made for containerd's namespace, as the test's fixture removes it
+        remove_cgroup_parent(NAMESPACE)
+        shutil.rmtree(f"/run/containerd/runc/{NAMESPACE}", ignore_errors=True)
 
 
 VERBS = (("create", ["create", "--bundle", "{bundle}", "{id}"]), ("start", ["start", "{id}"]),
