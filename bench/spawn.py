@@ -15,7 +15,7 @@ import tempfile
 import time
 
 from pyminidocker import shim as n
-from pyminidocker.container import defaults as d
+from pyminidocker.container import spec as d
 from pyminidocker.container.seccomp import Profile
 
 

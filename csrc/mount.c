@@ -313,12 +313,8 @@ int pmd_child_mounts(const struct pmd_spawn_spec *s, int *rootfd_out, struct pmd
     *rootfd_out = -1;
     if (s->join_pid > 0)
         return 0;
-    if (!(s->namespaces & CLONE_NEWNS) && !s->mounts_joined) {
-        /* The caller's mount namespace, not ours to change: the rootfs by chroot (as runc). */
-        if (s->rootfs && (chroot(s->rootfs) < 0 || chdir("/") < 0))
-            return pmd_cfail(err, errno, "chroot", s->rootfs);
-        return 0;
-    }
+    if (!(s->namespaces & CLONE_NEWNS) && !s->mounts_joined)
+        return 0; /* the caller's mount namespace: nothing to mount (see pmd_child_pivot) */
     /*
      * A new mount namespace starts as a copy whose mounts keep the host's propagation: with
      * systemd, / is shared, so everything mounted below would show up on the host (and
@@ -354,8 +350,13 @@ int pmd_child_mounts(const struct pmd_spawn_spec *s, int *rootfd_out, struct pmd
 
 int pmd_child_pivot(const struct pmd_spawn_spec *s, int rootfd, struct pmd_error *err)
 {
-    if (rootfd < 0)
+    if (rootfd < 0) {
+        /* The caller's mount namespace, not ours to change: the rootfs by chroot (as runc),
+         * here rather than with the mounts so that create_hooks still see the caller's root. */
+        if (s->rootfs && s->join_pid <= 0 && (chroot(s->rootfs) < 0 || chdir("/") < 0))
+            return pmd_cfail(err, errno, "chroot", s->rootfs);
         return 0;
+    }
     if (s->rootfs) {
         /*
          * pivot_root(".", "."): with the new root as cwd, both new_root and put_old are ".". The

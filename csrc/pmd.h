@@ -61,7 +61,8 @@ int pmd_layer_extract(int fd, const char *dest, int compression,
  *   root is the container's cgroup) -> wait for release (hold) -> setns (join_pid) -> stdio dup2,
  *   every other fd close-on-exec -> setsid (+ TIOCSCTTY on stdin) -> sethostname -> make all
  *   mounts rprivate -> bind rootfs onto itself -> mounts[] in order, targets resolved inside the
- *   rootfs -> standard /dev nodes and symlinks (dev_setup) -> pivot_root -> masked_paths ->
+ *   rootfs -> standard /dev nodes and symlinks (dev_setup) -> create_hooks -> wait for the second
+ *   release (hold_mounted) -> pivot_root (chroot without a mount namespace) -> masked_paths ->
  *   readonly_paths -> read-only root -> console -> rlimits -> no_new_privs -> seccomp_prog
  *   loaded -> drop from the bounding set -> setgroups/setresgid/setresuid keeping capabilities -> capset,
  *   ambient -> chdir(cwd) -> execve (argv[0] without '/' is searched in the PATH of envp).
@@ -79,6 +80,11 @@ int pmd_layer_extract(int fd, const char *dest, int compression,
  * the caller must call pmd_spawn_release exactly once, which lets the child go on and returns the
  * child's setup result as above. To abort instead, close proc->release_fd and proc->error_fd and
  * reap the pid: the child sees EOF and exits 127 without running anything.
+ * With hold_mounted as well, the child stops a second time, after its mounts and create_hooks,
+ * before pivot_root (an OCI `create` whose createContainer hooks must run, and may fail it,
+ * before `start`): the first pmd_spawn_release returns 0 once the child is there, with
+ * proc->release_fd and proc->error_fd still set (still held), or its setup error; the second
+ * lets it go on to execve as above. Aborting works the same at either point.
  *
  * Joining. With join_pid, the child setns()es into the namespaces of that process that the
  * namespaces mask names (after joining cgroup_procs), instead of creating new ones; rootfs, mounts,
@@ -90,7 +96,8 @@ int pmd_layer_extract(int fd, const char *dest, int compression,
  */
 
 struct pmd_hook {
-    const char *path;         /* absolute, in the container's filesystem */
+    const char *path;         /* absolute: in the container's filesystem (hooks), the caller's
+                                 (create_hooks, which run before pivot_root) */
     const char *const *argv;  /* NULL-terminated; NULL = { path } */
     const char *const *envp;  /* NULL-terminated or NULL (empty environment) */
     int timeout;              /* seconds, 0 = none */
@@ -177,6 +184,14 @@ struct pmd_spawn_spec {
     const struct pmd_hook *hooks;
     int n_hooks;
     int hooks_stdin_fd;       /* -1: hooks read an empty stdin (/dev/null's EOF) */
+    /* The OCI createContainer hooks: run as hooks are (same ids, output, errors, op
+       "createContainer hook N: ..."), but after the mounts and /dev and before pivot_root, in
+       the container's namespaces with the caller's filesystem as root; stdin reads
+       create_hooks_stdin_fd (the caller writes it before the release that reaches them). */
+    const struct pmd_hook *create_hooks;
+    int n_create_hooks;
+    int create_hooks_stdin_fd;
+    int hold_mounted;         /* with hold: stop again before pivot_root (see "Holding") */
     /* CLONE_NEWUSER in namespaces (needs hold): after clone, pmd_spawn writes these to the
        child's /proc/PID/uid_map and gid_map ("inside outside count" lines), before the caller
        can release it; the child then takes uid/gid 0 of its namespace before its first step
@@ -214,7 +229,8 @@ struct pmd_spawn_spec {
 #define PMD_TRACE_START 1     /* child running (after the release, if held) */
 #define PMD_TRACE_PROCESS 2   /* cgroups, cgroup ns, stdio, session, hostname done */
 #define PMD_TRACE_MOUNTS 3    /* rootfs bound, mounts[] and /dev done */
-#define PMD_TRACE_PIVOT 4     /* pivot_root, masked and read-only paths, read-only root done */
+#define PMD_TRACE_PIVOT 4     /* pivot_root, masked and read-only paths, read-only root done
+                                 (after create_hooks and the second hold, if any) */
 #define PMD_TRACE_CONFINE 5   /* rlimits, seccomp, ids, capabilities, chdir done: execve next */
 #define PMD_TRACE_N 6
 

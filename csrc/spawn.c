@@ -38,12 +38,14 @@
 /*
  * What the child sends on the status channel (a SOCK_SEQPACKET socketpair, close-on-exec, so one
  * message per send and EOF once every child end is gone): MSG_TRACE just before execve, with the
- * console's master fd attached if any; MSG_ERROR if setup or execve failed; and, when joining a
- * pid namespace, MSG_PID from the intermediate child with the pid of the process that will exec.
+ * console's master fd attached if any; MSG_ERROR if setup or execve failed; MSG_HELD at its
+ * second hold (hold_mounted); and, when joining a pid namespace, MSG_PID from the intermediate
+ * child with the pid of the process that will exec.
  */
 #define MSG_TRACE 1
 #define MSG_ERROR 2
 #define MSG_PID 3
+#define MSG_HELD 4 /* hold_mounted: the mounts and create_hooks are done, waiting for release */
 
 struct child_msg {
     int kind;
@@ -345,12 +347,6 @@ static void fmt_int(char *buf, int v)
 }
 
 /*
- * The startContainer hooks (see pmd.h). Each is a fork-like clone of ours: the raw syscall, since
- * we may share the caller's memory (CLONE_VM) and glibc's fork would run the caller's atfork
- * handlers. It waits by polling: no signal handler may run here, and a hook is expected to take
- * milliseconds; the timeout is checked every millisecond at first, every 10 ms after a while.
- */
-/*
  * A failed hook's output, for its error as runc words it: "stdout: ..., stderr: ...", each
  * trimmed of surrounding blanks, newlines made spaces (one line), cut to fit dst.
  */
@@ -376,17 +372,25 @@ static void hook_output(const int fds[2], char *dst, size_t size)
     dst[at] = '\0';
 }
 
-static int child_hooks(const struct pmd_spawn_spec *s, struct pmd_error *err)
+/*
+ * The OCI hooks of one stage (see pmd.h: hooks, create_hooks), in order, each reading stdin_fd.
+ * Each is a fork-like clone of ours: the raw syscall, since we may share the caller's memory
+ * (CLONE_VM) and glibc's fork would run the caller's atfork handlers. It waits by polling: no
+ * signal handler may run here, and a hook is expected to take milliseconds; the timeout is
+ * checked every millisecond at first, every 10 ms after a while.
+ */
+static int child_hooks(const char *stage, const struct pmd_hook *hooks, int n, int stdin_fd,
+                       struct pmd_error *err)
 {
     static const char *const no_env[] = {NULL};
     char output[PMD_PATH_MAX];
 
-    for (int i = 0; i < s->n_hooks; i++) {
-        const struct pmd_hook *h = &s->hooks[i];
+    for (int i = 0; i < n; i++) {
+        const struct pmd_hook *h = &hooks[i];
         const char *argv_self[2] = {h->path, NULL};
         uint64_t start = pmd_now_ns(), limit = (uint64_t)h->timeout * 1000000000ULL;
         struct timespec nap = {0, 1000000};
-        char op[PMD_OP_MAX] = "startContainer hook ";
+        char op[PMD_OP_MAX];
         int status, r;
         long pid;
         /* Its output is kept for the error (runc's), not given to the container's stdio; where
@@ -395,16 +399,17 @@ static int child_hooks(const struct pmd_spawn_spec *s, struct pmd_error *err)
         pmd_cleanup_fd int errout = (int)syscall(SYS_memfd_create, "hook-stderr", MFD_CLOEXEC);
         const int fds[2] = {out, errout};
 
+        memcpy(op, stage, strlen(stage)); /* "startContainer" or "createContainer": fits */
+        memcpy(op + strlen(stage), " hook ", sizeof " hook ");
         fmt_int(op + strlen(op), i);
-        if (s->hooks_stdin_fd >= 0 && lseek(s->hooks_stdin_fd, 0, SEEK_SET) < 0)
+        if (stdin_fd >= 0 && lseek(stdin_fd, 0, SEEK_SET) < 0)
             return pmd_cfail(err, errno, op, "stdin");
         pid = syscall(SYS_clone, (unsigned long)SIGCHLD, NULL, NULL, NULL, NULL);
         if (pid < 0)
             return pmd_cfail(err, errno, op, h->path);
         if (pid == 0) {
             sigset_t none;
-            int in = s->hooks_stdin_fd >= 0 ? s->hooks_stdin_fd
-                                            : open("/dev/null", O_RDONLY | O_CLOEXEC);
+            int in = stdin_fd >= 0 ? stdin_fd : open("/dev/null", O_RDONLY | O_CLOEXEC);
             if (in < 0 || dup2(in, 0) < 0 || (out >= 0 && dup2(out, 1) < 0) ||
                 (errout >= 0 && dup2(errout, 2) < 0))
                 _exit(126);
@@ -438,6 +443,44 @@ static int child_hooks(const struct pmd_spawn_spec *s, struct pmd_error *err)
             return pmd_cfail(err, EIO, op, output);
         }
     }
+    return 0;
+}
+
+static int child_wait_release(int fd, struct pmd_error *err)
+{
+    char go;
+    ssize_t n;
+
+    do
+        n = read(fd, &go, 1);
+    while (n < 0 && errno == EINTR);
+    if (n != 1)
+        return pmd_cfail(err, n < 0 ? errno : ECANCELED, "wait for release", "");
+    return 0;
+}
+
+/*
+ * After the mounts, before pivot_root: the createContainer hooks (with the caller's umask, not
+ * the 0 the mounts are made with), then, with hold_mounted, the caller's second go-ahead.
+ */
+static int child_mounted(const struct child_ctx *c, struct child_msg *m, mode_t caller_umask)
+{
+    const struct pmd_spawn_spec *s = c->spec;
+
+    if (s->n_create_hooks > 0) {
+        umask(caller_umask);
+        if (child_hooks("createContainer", s->create_hooks, s->n_create_hooks,
+                        s->create_hooks_stdin_fd, &m->err) < 0)
+            return -1;
+        umask(0);
+    }
+    if (!s->hold_mounted)
+        return 0;
+    m->kind = MSG_HELD;
+    send_msg(c->error_fd, m, -1);
+    if (child_wait_release(c->release_fd, &m->err) < 0)
+        return -1;
+    close(c->release_fd);
     return 0;
 }
 
@@ -475,14 +518,10 @@ static int child_setup(const struct child_ctx *c, struct child_msg *m)
     if (s->join_pid <= 0 && (s->namespaces & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0)
         return pmd_cfail(err, errno, "unshare", "cgroup namespace");
     if (c->release_fd >= 0) {
-        char go;
-        ssize_t n;
-        do
-            n = read(c->release_fd, &go, 1);
-        while (n < 0 && errno == EINTR);
-        if (n != 1)
-            return pmd_cfail(err, n < 0 ? errno : ECANCELED, "wait for release", "");
-        close(c->release_fd);
+        if (child_wait_release(c->release_fd, err) < 0)
+            return -1;
+        if (!s->hold_mounted) /* else kept for the second hold, in child_mounted */
+            close(c->release_fd);
     }
     m->trace_ns[PMD_TRACE_START] = pmd_now_ns();
     old_umask = umask(0);
@@ -514,6 +553,8 @@ static int child_setup(const struct child_ctx *c, struct child_msg *m)
     if (pmd_child_mounts(s, &rootfd, err) < 0)
         return -1;
     m->trace_ns[PMD_TRACE_MOUNTS] = pmd_now_ns();
+    if (child_mounted(c, m, old_umask) < 0)
+        return -1;
     if (pmd_child_pivot(s, rootfd, err) < 0)
         return -1;
     if (s->console && (console = child_console(s, err)) < 0)
@@ -524,7 +565,7 @@ static int child_setup(const struct child_ctx *c, struct child_msg *m)
     if (chdir(s->cwd ? s->cwd : "/") < 0)
         return pmd_cfail(err, errno, "chdir", s->cwd ? s->cwd : "/");
     umask(old_umask);
-    if (s->n_hooks > 0 && child_hooks(s, err) < 0)
+    if (child_hooks("startContainer", s->hooks, s->n_hooks, s->hooks_stdin_fd, err) < 0)
         return -1;
     m->trace_ns[PMD_TRACE_CONFINE] = pmd_now_ns();
     m->kind = MSG_TRACE;
@@ -543,12 +584,13 @@ static int child_setup(const struct child_ctx *c, struct child_msg *m)
 static void close_other_fds(const struct child_ctx *c)
 {
     const struct pmd_spawn_spec *s = c->spec;
-    int keep[6 + N_JOIN];
+    int keep[7 + N_JOIN];
     size_t n = 0;
     unsigned int lo = 3;
 
     int cand[] = {c->error_fd, c->release_fd, s->stdin_fd, s->stdout_fd, s->stderr_fd,
-                  s->n_hooks > 0 ? s->hooks_stdin_fd : -1};
+                  s->n_hooks > 0 ? s->hooks_stdin_fd : -1,
+                  s->n_create_hooks > 0 ? s->create_hooks_stdin_fd : -1};
     for (size_t i = 0; i < sizeof cand / sizeof cand[0]; i++)
         keep[n++] = cand[i];
     for (size_t i = 0; i < N_JOIN; i++)
@@ -629,7 +671,8 @@ static ssize_t read_msg(int sock, struct child_msg *m, int *fd)
 
 /*
  * Wait for the child's verdict: read its messages until EOF, which comes when every writer has
- * exec'd or exited. A trace then EOF is success; an error is failure. When joining a pid
+ * exec'd or exited. A trace then EOF is success (0); an error is failure (-1); MSG_HELD, the
+ * child waiting at its second hold, returns 1 at once. When joining a pid
  * namespace, the intermediate child sends the pid of the real one and exits: reap it and follow
  * the grandchild from then on. The grandchild may report before the intermediate does, so an
  * error does not stop the reading: only EOF guarantees that every process is accounted for. On
@@ -646,6 +689,10 @@ static int read_verdict(struct pmd_proc *proc, int fd, struct pmd_error *err)
         if (n != (ssize_t)sizeof m) {
             bad_read = n < 0 ? errno : EIO;
             break;
+        }
+        if (m.kind == MSG_HELD) { /* at its second hold: the caller releases it again */
+            memcpy(&proc->trace_ns[1], &m.trace_ns[1], sizeof m.trace_ns - sizeof m.trace_ns[0]);
+            return 1;
         }
         if (m.kind == MSG_PID) {
             while (waitpid(proc->pid, &status, 0) < 0 && errno == EINTR)
@@ -712,8 +759,12 @@ static int check_spec(const struct pmd_spawn_spec *s, struct pmd_error *err)
                         "share_namespaces: pid or ipc, not in namespaces, without join_pid");
     if ((s->namespaces & CLONE_NEWUSER) && s->join_pid <= 0 && !s->hold)
         return pmd_fail(err, EINVAL, "spawn", "%s", "a user namespace needs hold");
-    if (s->n_hooks < 0 || (s->n_hooks > 0 && s->hooks == NULL))
+    if (s->n_hooks < 0 || (s->n_hooks > 0 && s->hooks == NULL) || s->n_create_hooks < 0 ||
+        (s->n_create_hooks > 0 && s->create_hooks == NULL))
         return pmd_fail(err, EINVAL, "spawn", "%s", "bad array length");
+    if ((s->hold_mounted && !s->hold) || (s->n_create_hooks > 0 && s->join_pid > 0))
+        return pmd_fail(err, EINVAL, "spawn", "%s",
+                        "hold_mounted needs hold; create_hooks exclude join_pid");
     if (s->console && s->ctty)
         return pmd_fail(err, EINVAL, "spawn", "%s", "console and ctty exclude each other");
     if (s->ctty && !s->setsid)
@@ -888,9 +939,14 @@ int pmd_spawn_release(struct pmd_proc *proc, struct pmd_error *err)
         n = write(rel, "g", 1);
     while (n < 0 && errno == EINTR);
     /* EPIPE (SIGPIPE is ignored by CPython): the child is gone already; read_verdict says why. */
-    if (read_verdict(proc, errfd, err) < 0) {
+    switch (read_verdict(proc, errfd, err)) {
+    case -1:
         proc->pid = -1;
         return -1;
+    case 1: /* held again (hold_mounted): the channels stay the caller's */
+        proc->release_fd = rel;
+        proc->error_fd = errfd;
+        rel = errfd = -1;
     }
     return 0;
 }

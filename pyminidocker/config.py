@@ -72,7 +72,7 @@ class Config:
     @classmethod
     def load(cls, root: str | os.PathLike[str] | None = None) -> Config:
         """Read <root>/config.json if present. Raises UsageError if it is not valid JSON."""
-        from pyminidocker import jsonio
+        from pyminidocker import record
         from pyminidocker.errors import UsageError
 
         rootp = os.fspath(root) if root else default_root()
@@ -81,7 +81,7 @@ class Config:
         path = os.path.join(rootp, "config.json")
         try:
             with open(path, "rb") as f:
-                data = jsonio.loads(f.read())
+                data = record.loads(f.read())
         except FileNotFoundError:
             return cfg
         except PermissionError:

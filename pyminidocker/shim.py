@@ -39,9 +39,10 @@ except ImportError as e:  # pragma: no cover - only when the C module was not bu
 
 # (major, minor) of the public API in __all__: minor grows when something is added, major when
 # something public changes or goes (after a minor release that warns about it).
-API_VERSION = (1, 3)  # 1.1: seccomp_compile, SECCOMP_PROG_MAX, SpawnSpec.seccomp as a program;
+API_VERSION = (1, 4)  # 1.1: seccomp_compile, SECCOMP_PROG_MAX, SpawnSpec.seccomp as a program;
 # 1.2: monitor_start(restart=RestartPolicy(...), health=HealthCheck(...)), RESTART_*;
 # 1.3: CLONE_NEWUSER, SpawnSpec.hooks/hooks_stdin/uid_map/gid_map
+# 1.4: SpawnSpec.create_hooks/create_hooks_stdin/hold_mounted (a second hold, before pivot_root)
 
 __all__ = [
     "API_VERSION",
@@ -211,7 +212,11 @@ class SpawnSpec:
     and controlling tty; the master is Process.console_fd, which the caller then owns and
     closes), hooks ((path, argv, env, timeout seconds or 0) run in the container just before
     execve, the OCI startContainer hooks) reading hooks_stdin (an fd, from offset 0; -1 =
-    /dev/null), uid_map/gid_map (with CLONE_NEWUSER and hold: the child's id maps, as
+    /dev/null), create_hooks and create_hooks_stdin (likewise, the OCI createContainer
+    hooks: run after the mounts and before pivot_root, their paths in the caller's
+    filesystem), hold_mounted (with hold: the first release() returns once the child's mounts
+    and create_hooks are done, the process still held before pivot_root; the second lets it
+    go on), uid_map/gid_map (with CLONE_NEWUSER and hold: the child's id maps, as
     /proc/PID/uid_map takes them), share_pid/share_namespaces (CLONE_NEWPID, CLONE_NEWIPC:
     those namespaces of that running process instead of new ones, --pid/--ipc container:X),
     mounts_joined (the caller is in the mount namespace to set up: a joined one, without
@@ -254,6 +259,9 @@ class SpawnSpec:
     console: bool = False
     hooks: list[tuple[str, list[str], list[str], int]] = field(default_factory=list)
     hooks_stdin: int = -1
+    create_hooks: list[tuple[str, list[str], list[str], int]] = field(default_factory=list)
+    create_hooks_stdin: int = -1
+    hold_mounted: bool = False
     uid_map: str | None = None
     gid_map: str | None = None
     share_pid: int = 0
@@ -306,13 +314,15 @@ class Process:
         return fd if fd >= 0 else None
 
     def release(self) -> None:
-        """Let a held child go on; raises the child's setup error as OSError (child reaped)."""
+        """Let a held child go on, to execve or to its second hold (hold_mounted: then it is
+        held again); raises the child's setup error as OSError (child reaped)."""
         if not self._held:
             raise ValueError("process is not held")
         self._held = False
         err = ffi.new("struct pmd_error *")
         if lib.pmd_spawn_release(self._proc, err) != 0:
             _raise(err)
+        self._held = self._proc.release_fd >= 0
 
     def abort(self) -> None:
         """Kill a held child before it runs anything, and reap it."""
@@ -404,8 +414,14 @@ def _c_spec(spec: SpawnSpec, keep: list[CData]) -> CData:
     s.userns_joined = spec.userns_joined
     s.root_propagation = spec.root_propagation
     s.console = spec.console
-    _c_hooks(s, spec, keep)
+    if spec.hooks:
+        s.hooks, s.n_hooks = _c_hooks(spec.hooks, keep), len(spec.hooks)
     s.hooks_stdin_fd = spec.hooks_stdin
+    if spec.create_hooks:
+        s.create_hooks = _c_hooks(spec.create_hooks, keep)
+        s.n_create_hooks = len(spec.create_hooks)
+    s.create_hooks_stdin_fd = spec.create_hooks_stdin
+    s.hold_mounted = spec.hold_mounted
     s.uid_map = _cstr(keep, spec.uid_map)
     s.gid_map = _cstr(keep, spec.gid_map)
     return s
@@ -448,8 +464,8 @@ def _c_seccomp(s: CData, spec: SpawnSpec, keep: list[CData]) -> None:
     if program == SECCOMP_DEFAULT:
         # The profile is policy, above this module; the engine passes compiled programs and
         # never gets here: this keeps API 1.0's SECCOMP_DEFAULT working for shim users.
-        from pyminidocker.container.defaults import DEFAULT_CAP_MASK
         from pyminidocker.container.seccomp import Profile
+        from pyminidocker.container.spec import DEFAULT_CAP_MASK
 
         bounding = spec.cap_bounding if spec.cap_bounding is not None else DEFAULT_CAP_MASK
         program = Profile.default().compile(bounding)
@@ -464,19 +480,17 @@ def _c_seccomp(s: CData, spec: SpawnSpec, keep: list[CData]) -> None:
         s.seccomp_flags = spec.seccomp_flags
 
 
-def _c_hooks(s: CData, spec: SpawnSpec, keep: list[CData]) -> None:
-    """s.hooks: the OCI hooks the shim runs, each with its argv, environment and timeout."""
-    if not spec.hooks:
-        return
-    hs = ffi.new("struct pmd_hook[]", len(spec.hooks))
+def _c_hooks(hooks: list[tuple[str, list[str], list[str], int]], keep: list[CData]) -> CData:
+    """A struct pmd_hook[] of one stage's OCI hooks, each with its argv, environment and
+    timeout."""
+    hs = ffi.new("struct pmd_hook[]", len(hooks))
     keep.append(hs)
-    for i, (path, argv, env, timeout) in enumerate(spec.hooks):
+    for i, (path, argv, env, timeout) in enumerate(hooks):
         hs[i].path = _cstr(keep, path)
         hs[i].argv = _cstrv(keep, argv or [path])
         hs[i].envp = _cstrv(keep, env)
         hs[i].timeout = timeout
-    s.hooks = hs
-    s.n_hooks = len(spec.hooks)
+    return hs
 
 
 def seccomp_compile(rules: Iterable[tuple[int, int, int, Sequence[tuple[int, int, int, int]]]],

@@ -259,7 +259,7 @@ def _add_run_commands(add: Callable[..., Any]) -> None:
                     help="Start every container its restart policy would start (at boot)")
     sp.add_argument("containers", nargs="*", metavar="CONTAINER")
 
-    sp = add("ps", "containers.cmd_ps", "List containers")
+    sp = add("ps", "verbs.cmd_ps", "List containers")
     sp.add_argument("-a", "--all", action="store_true",
                     help="Show all containers (default: the running ones)")
     sp.add_argument("-f", "--filter", action="append", default=[], help=_FILTER_HELP)
@@ -275,27 +275,27 @@ def _add_run_commands(add: Callable[..., Any]) -> None:
 
 def _add_lifecycle_commands(add: Callable[..., Any]) -> None:
     """stop, kill, rm, wait, logs, attach, events, port, rename, container prune."""
-    sp = add("stop", "containers.cmd_stop", "Stop one or more running containers")
+    sp = add("stop", "verbs.cmd_stop", "Stop one or more running containers")
     sp.add_argument("-t", "--time", type=int,
                     help="Seconds before SIGKILL (default: its --stop-timeout, else 10)")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER")
 
-    sp = add("kill", "containers.cmd_kill", "Kill one or more running containers")
+    sp = add("kill", "verbs.cmd_kill", "Kill one or more running containers")
     sp.add_argument("-s", "--signal", default="KILL", help="Signal to send")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER")
 
-    sp = add("rm", "containers.cmd_rm", "Remove one or more containers")
+    sp = add("rm", "verbs.cmd_rm", "Remove one or more containers")
     sp.add_argument("-f", "--force", action="store_true",
                     help="Remove a running container too (it is killed)")
     sp.add_argument("-v", "--volumes", action="store_true",
                     help="Remove the container's anonymous volumes")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER")
 
-    sp = add("wait", "containers.cmd_wait",
+    sp = add("wait", "verbs.cmd_wait",
              "Block until containers stop, then print their exit codes")
     sp.add_argument("containers", nargs="+", metavar="CONTAINER")
 
-    sp = add("logs", "containers.cmd_logs", "Fetch the logs of a container")
+    sp = add("logs", "verbs.cmd_logs", "Fetch the logs of a container")
     sp.add_argument("-f", "--follow", action="store_true", help="Follow log output")
     sp.add_argument("--tail", default="all", help="Number of lines to show from the end")
     sp.add_argument("-t", "--timestamps", action="store_true", help="Show timestamps")
@@ -319,15 +319,15 @@ def _add_lifecycle_commands(add: Callable[..., Any]) -> None:
     sp.add_argument("--since", help="Show all events created since timestamp")
     sp.add_argument("--until", help="Stream events until this timestamp")
 
-    sp = add("port", "containers.cmd_port", "List a container's published ports")
+    sp = add("port", "verbs.cmd_port", "List a container's published ports")
     sp.add_argument("container", metavar="CONTAINER")
     sp.add_argument("port", nargs="?", metavar="PRIVATE_PORT[/PROTO]")
 
-    sp = add("rename", "containers.cmd_rename", "Rename a container")
+    sp = add("rename", "verbs.cmd_rename", "Rename a container")
     sp.add_argument("container", metavar="CONTAINER")
     sp.add_argument("new_name", metavar="NEW_NAME")
 
-    sp = add("container", "containers.cmd_container_prune", "Manage containers")
+    sp = add("container", "verbs.cmd_container_prune", "Manage containers")
     sp.add_argument("action", choices=["prune"])
     sp.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
     sp.add_argument("--filter", action="append", default=[],

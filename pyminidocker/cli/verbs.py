@@ -1,5 +1,6 @@
-"""`restart`, `pause`, `unpause`, `top`, `diff`, `stats`, `update`: the CLI face of the engine's
-verbs over running containers, in Docker's words and columns.
+"""`stop`, `kill`, `rm`, `wait`, `logs`, `rename`, `ps`, `port`, `container prune`, `restart`,
+`pause`, `unpause`, `top`, `diff`, `stats`, `update`: the CLI face of the engine's verbs over
+existing containers, in Docker's words and columns.
 
 Their arguments are declared in cli/main.py's command table; this module is imported only when
 one of these commands runs.
@@ -14,13 +15,12 @@ if TYPE_CHECKING:
     from typing import Any
 
     from pyminidocker.cli.args import Namespace
-    from pyminidocker.engine import Engine
+    from pyminidocker.cli.main import Env
+    from pyminidocker.engine import ContainerRecord, Engine
 
 
 def cmd_simple(args: Namespace, env: Any) -> int:
     """restart, pause, unpause: each container in turn, its name echoed, errors one line."""
-    from pyminidocker.cli.containers import _each
-
     action: Callable[[Engine, Any], None] = {
         "restart": lambda e, rec: e.restart(rec, args.time),
         "pause": lambda e, rec: e.pause(rec),
@@ -109,7 +109,6 @@ _UPDATE_INTS = ("cpu_shares", "cpu_period", "cpu_quota", "pids_limit", "blkio_we
 
 def cmd_update(args: Namespace, env: Any) -> int:
     """`update`: new limits, live; each container's name echoed."""
-    from pyminidocker.cli.containers import _each
     from pyminidocker.cli.runflags import KERNEL_MEMORY_WARNING
     from pyminidocker.container.cgroups import parse_bytes
     from pyminidocker.engine import parse_cpus
@@ -264,4 +263,111 @@ def cmd_system_prune(args: Namespace, env: Any) -> int:
     done, image_bytes = eng.prune_images(all=args.all)
     _deleted_images(env, done)
     env.out(f"Total reclaimed space: {human_size(freed + image_bytes)}")
+    return 0
+
+
+def _each(args: Namespace, env: Env, action: Callable[[Engine, ContainerRecord], None],
+          echo: bool = True, corrupt_ok: bool = False) -> int:
+    eng: Engine = args.engine
+    status = 0
+    for ref in args.containers:
+        try:
+            action(eng, eng.container(ref, corrupt_ok=corrupt_ok))
+            if echo:
+                env.out(ref)
+        except PmdError as e:
+            env.stderr.write(f"Error: {e}\n")
+            status = 1
+    return status
+
+
+def cmd_stop(args: Namespace, env: Env) -> int:
+    return _each(args, env, lambda eng, rec: eng.stop(rec, args.time))
+
+
+def cmd_kill(args: Namespace, env: Env) -> int:
+    from pyminidocker.engine import parse_signal
+
+    try:
+        sig = parse_signal(args.signal)
+    except UsageError:
+        # the daemon refuses it in Docker: an operation failed (1), not a usage error (125)
+        raise PmdError(f"Invalid signal: {args.signal}") from None
+    return _each(args, env, lambda eng, rec: eng.kill(rec, sig))
+
+
+def cmd_rm(args: Namespace, env: Env) -> int:
+    # rm -f also takes a container whose record is corrupt: what is found of it goes
+    return _each(args, env, lambda eng, rec: eng.remove(rec, args.force, args.volumes),
+                 corrupt_ok=args.force)
+
+
+def cmd_wait(args: Namespace, env: Env) -> int:
+    def wait(eng: Engine, rec: ContainerRecord) -> None:
+        env.out(str(eng.wait(rec)))
+        env.stdout.flush()
+
+    return _each(args, env, wait, echo=False)
+
+
+def cmd_logs(args: Namespace, env: Env) -> int:
+    """The container's output from its json-file log (written by the monitor of a detached
+    container, by the runtime's relay for an attached one). -f follows it until the container
+    has exited and everything it wrote is shown."""
+    eng: Engine = args.engine
+    rec = eng.container(args.container)
+    tail = None
+    if args.tail not in (None, "all"):
+        try:
+            tail = int(args.tail)
+        except ValueError:
+            raise UsageError(f"invalid value for --tail: {args.tail!r}") from None
+    for r in eng.logs(rec, tail, args.follow):
+        out = env.stderr if r.get("stream") == "stderr" else env.stdout
+        out.write(f"{r.get('time', '')} {r['log']}" if args.timestamps else r["log"])
+        if args.follow:
+            out.flush()
+    return 0
+
+
+def cmd_rename(args: Namespace, env: Env) -> int:
+    eng: Engine = args.engine
+    eng.rename(eng.container(args.container), args.new_name)
+    return 0
+
+
+def cmd_ps(args: Namespace, env: Env) -> int:
+    from pyminidocker.cli import listing
+
+    return listing.ps(args, env, args.engine)
+
+
+def cmd_port(args: Namespace, env: Env) -> int:
+    """Docker's `port`: every mapping, or the host addresses of one container port (rc 1 and
+    Docker's message when it is not published)."""
+    eng: Engine = args.engine
+    rec = eng.container(args.container)
+    if args.port is None:
+        for mapping in rec.state.ports:
+            env.out(mapping)
+        return 0
+    want = args.port if "/" in args.port else f"{args.port}/tcp"
+    found = [m.partition(" -> ")[2] for m in rec.state.ports if m.partition(" -> ")[0] == want]
+    if not found:
+        raise PmdError(f"No public port '{want}' published for {rec.name}")
+    for address in found:
+        env.out(address)
+    return 0
+
+
+def cmd_container_prune(args: Namespace, env: Env) -> int:
+    from pyminidocker.cli.filters import prune_filter
+    from pyminidocker.cli.output import parse_time
+
+    eng: Engine = args.engine  # Docker's until= and label= (label!=)
+    ids = eng.prune_containers(prune_filter(args.filter,
+                                            lambda r: (parse_time(r.created) or 0.0, r.labels)))
+    env.out("Deleted Containers:")
+    for cid in ids:
+        env.out(cid)
     return 0

@@ -270,8 +270,8 @@ def check_cpuset(value: str, what: str) -> set[int]:
         wanted = _cpuset_list(value)
     except ValueError:
         raise UsageError(f"Invalid value {value} for cpuset {what}") from None
-    root = _read("/sys/fs/cgroup/cpuset/cpuset." + what) or \
-        _read(f"/sys/fs/cgroup/cpuset.{what}.effective") or ""
+    root = read_control("/sys/fs/cgroup/cpuset/cpuset." + what) or \
+        read_control(f"/sys/fs/cgroup/cpuset.{what}.effective") or ""
     try:
         have = _cpuset_list(root.strip()) if root.strip() else wanted
     except ValueError:
@@ -519,7 +519,7 @@ def _write_each(path: str, items: list[tuple[str, str]]) -> None:
         raise PmdError(f"cannot {what}: {path}: {reason}") from e
 
 
-def _read(path: str) -> str | None:
+def read_control(path: str) -> str | None:
     """The content of a control file, or None if it does not exist.
 
     Plain os calls: open() costs twice as much here, and its first use of the ascii codec
@@ -542,7 +542,7 @@ def _read(path: str) -> str | None:
     return b"".join(chunks).decode("ascii", "replace")
 
 
-def _keyed(text: str | None) -> dict[str, int]:
+def keyed(text: str | None) -> dict[str, int]:
     """Parse "key value" lines (memory.events, memory.oom_control, cpu.stat, pids.events)."""
     out: dict[str, int] = {}
     for line in (text or "").splitlines():
@@ -613,7 +613,7 @@ class Cgroup:
     def __repr__(self) -> str:
         return f"Cgroup({self.id!r}, parent={self.parent!r}, version={self.version!r})"
 
-    def _dir(self, ctl: str) -> str | None:
+    def controller_dir(self, ctl: str) -> str | None:
         """The directory holding ctl's files (v1: via a co-mounted controller if need be)."""
         if self.version == "v2":
             return self.dirs[""]
@@ -623,7 +623,7 @@ class Cgroup:
         return os.path.join(mnt, self.parent, self.id)
 
     def _need(self, ctl: str, why: str) -> str:
-        path = self._dir(ctl)
+        path = self.controller_dir(ctl)
         if path is None:
             raise PmdError(f"cannot {why}: the cgroup v1 {ctl} controller is not mounted")
         return path
@@ -693,7 +693,7 @@ class Cgroup:
         # enable.
         if not made or not set(V2_CONTROLLERS + (("io",) if limits.blkio_throttle else ())
                                ).issubset(
-                (_read(os.path.join(path, "cgroup.controllers")) or "").split()):
+                (read_control(os.path.join(path, "cgroup.controllers")) or "").split()):
             self._enable_v2(limits)
             if not made:
                 self._mkdir_own(root, parents_made=True)
@@ -745,7 +745,7 @@ class Cgroup:
         """Make our parent directories and enable our controllers from the root down to them;
         first check that the root has every controller a limit needs."""
         root = self.layout.root
-        available = set((_read(os.path.join(root, "cgroup.controllers")) or "").split())
+        available = set((read_control(os.path.join(root, "cgroup.controllers")) or "").split())
         for ctl, needed in (("memory", limits.memory is not None),
                             ("pids", limits.pids is not None),
                             ("cpu", limits.cpus is not None or limits.cpu_shares is not None),
@@ -763,7 +763,7 @@ class Cgroup:
         for level in (root, *self._parent_levels(root)):
             _mkdir(level)
             control = os.path.join(level, "cgroup.subtree_control")
-            current = {w.lstrip("+") for w in (_read(control) or "").split()}
+            current = {w.lstrip("+") for w in (read_control(control) or "").split()}
             missing = [c for c in wanted if c not in current]
             if missing:
                 _write(control, " ".join("+" + c for c in missing), "enable cgroup controllers")
@@ -874,7 +874,7 @@ class Cgroup:
         """
         def value(path: str, name: str) -> str:
             mine = os.path.join(path, name)
-            text = (_read(mine) or "").strip()
+            text = (read_control(mine) or "").strip()
             if not text:
                 if path == mount:
                     raise PmdError(f"cannot set up cpuset: {mine} is empty")
@@ -924,7 +924,7 @@ class Cgroup:
         for d in self.dirs.values():
             # Walk so processes in nested cgroups (a container may make its own) count too.
             for sub, _dirs, _files in os.walk(d):
-                text = _read(os.path.join(sub, "cgroup.procs"))
+                text = read_control(os.path.join(sub, "cgroup.procs"))
                 found.update(int(x) for x in (text or "").split() if x.isdigit())
         return sorted(found)
 
@@ -965,7 +965,7 @@ class Cgroup:
         if on:
             # FREEZING until every task has stopped; a bounded wait, killing anyway after it.
             deadline = time.monotonic() + 1.0
-            while (_read(state) or "").strip() != "FROZEN" and time.monotonic() < deadline:
+            while (read_control(state) or "").strip() != "FROZEN" and time.monotonic() < deadline:
                 time.sleep(0.001)
         return True
 
@@ -974,39 +974,11 @@ class Cgroup:
     def oom_killed(self) -> bool:
         """True if the kernel's OOM killer killed a process of this cgroup (under its limit)."""
         if self.version == "v2":
-            events = _keyed(_read(os.path.join(self.dirs[""], "memory.events")))
+            events = keyed(read_control(os.path.join(self.dirs[""], "memory.events")))
         else:
-            mem = self._dir("memory")
-            events = _keyed(_read(os.path.join(mem, "memory.oom_control"))) if mem else {}
+            mem = self.controller_dir("memory")
+            events = keyed(read_control(os.path.join(mem, "memory.oom_control"))) if mem else {}
         return events.get("oom_kill", 0) > 0
-
-    def stats(self) -> dict[str, int | None]:
-        """Current usage: memory_usage and memory_limit (bytes), pids, cpu_usage_ns; None where
-        the controller is absent. An unlimited memory limit reads as None."""
-        def num(path: str | None, name: str) -> int | None:
-            text = _read(os.path.join(path, name)) if path else None
-            text = (text or "").strip()
-            return int(text) if text.isdigit() else None
-
-        if self.version == "v2":
-            d = self.dirs[""]
-            usage = _keyed(_read(os.path.join(d, "cpu.stat"))).get("usage_usec")
-            limit = num(d, "memory.max")
-            return {
-                "memory_usage": num(d, "memory.current"),
-                "memory_limit": limit,
-                "pids": num(d, "pids.current"),
-                "cpu_usage_ns": usage * 1000 if usage is not None else None,
-            }
-        mem = self._dir("memory")
-        limit = num(mem, "memory.limit_in_bytes")
-        return {
-            "memory_usage": num(mem, "memory.usage_in_bytes"),
-            # v1 says "unlimited" with PAGE_COUNTER_MAX pages' worth of bytes.
-            "memory_limit": limit if limit is not None and limit < 1 << 62 else None,
-            "pids": num(self._dir("pids"), "pids.current"),
-            "cpu_usage_ns": num(self._dir("cpuacct"), "cpuacct.usage"),
-        }
 
     # removal -----------------------------------------------------------------------------------
 
@@ -1021,7 +993,7 @@ class Cgroup:
         while True:
             busy = None
             for d in self.dirs.values():
-                busy = self._rmdir_tree(d) or busy
+                busy = self.rmdir_tree(d) or busy
             if busy is None:
                 return
             if time.monotonic() >= deadline:
@@ -1036,7 +1008,7 @@ class Cgroup:
             delay = min(delay * 2, 0.05)
 
     @staticmethod
-    def _rmdir_tree(top: str) -> str | None:
+    def rmdir_tree(top: str) -> str | None:
         """rmdir top and any cgroups nested in it, deepest first; the first busy path or None."""
         try:
             os.rmdir(top)  # the usual case, one syscall: no nested cgroup, no process left
@@ -1106,7 +1078,7 @@ def prime_migration() -> None:
 
 def _own_procs_file(layout: Layout) -> str | None:
     """The cgroup.procs file of this process's own cgroup in one hierarchy of layout."""
-    for line in (_read("/proc/self/cgroup") or "").splitlines():
+    for line in (read_control("/proc/self/cgroup") or "").splitlines():
         _, ctls, path = line.split(":", 2)
         if layout.version == "v2":
             mount = layout.root if ctls == "" else None
@@ -1130,39 +1102,6 @@ def _kernel_version() -> tuple[int, int]:
         return int(major), int(minor or 0)
     except ValueError:
         return 0, 0
-
-
-def cleanup_stale(live_ids: set[str], parent: str = DEFAULT_PARENT,
-                  root: str | os.PathLike[str] | None = None, layout: Layout | None = None,
-                  remove_parent: bool = False) -> list[str]:
-    """Remove the cgroups under parent whose id is not in live_ids (after a crash or reboot of
-    the engine left them behind), killing any process still in them. Returns the removed ids.
-
-    With remove_parent, the parent directories are removed too when nothing is left in them.
-    Raises PmdError if a cgroup cannot be removed.
-    """
-    layout = layout or detect(root)
-    parent = parent.strip("/")
-    if layout.version == "v2":
-        tops = [os.path.join(layout.root, parent)]
-    else:
-        tops = sorted({os.path.join(m, parent) for m in layout.controllers.values()})
-    ids: set[str] = set()
-    for top in tops:
-        try:
-            with os.scandir(top) as it:
-                ids.update(e.name for e in it if e.is_dir(follow_symlinks=False))
-        except FileNotFoundError:
-            continue
-        except OSError as e:
-            raise PmdError(f"cannot list cgroups: {top}: {e.strerror}") from e
-    stale = sorted(ids - set(live_ids))
-    for cid in stale:
-        Cgroup(cid, parent, layout=layout, blkio=True).remove()  # blkio: if it has one
-    if remove_parent and not (ids & set(live_ids)):
-        for top in tops:
-            Cgroup._rmdir_tree(top)
-    return stale
 
 
 def _set_devices_v1(dev: str, limits: Limits) -> None:

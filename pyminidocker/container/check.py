@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import os
 
-from pyminidocker import jsonio, proc
+from pyminidocker import proc, record
+from pyminidocker.container.cgroups import DEFAULT_PARENT, Cgroup, Layout, detect
 from pyminidocker.errors import CorruptRecord, PmdError, suppress
 from pyminidocker.store.files import write_json
 from pyminidocker.store.layers import LayerRecord, chain_ids, tree_digest
@@ -208,7 +209,7 @@ def _containers(store: Store) -> Iterable[Problem]:
 def _state(store: Store, cid: str) -> dict[str, object]:
     try:
         with open(os.path.join(store.containers.path(cid), "state.json"), "rb") as f:
-            st = jsonio.loads(f.read())
+            st = record.loads(f.read())
         return st if isinstance(st, dict) else {}
     except (OSError, ValueError):
         return {}
@@ -269,8 +270,6 @@ def _mounts_and_cgroups(store: Store) -> Iterable[Problem]:
 
 def _cgroups() -> dict[str, list[str]]:
     """container id -> its cgroup directories, for every container cgroup on the host."""
-    from pyminidocker.container.cgroups import DEFAULT_PARENT, detect
-
     out: dict[str, list[str]] = {}
     try:
         layout = detect()
@@ -341,8 +340,6 @@ def _unmount(target: str) -> Callable[[], str]:
 
 def _cgroup_remover(cid: str) -> Callable[[], str]:
     def fix() -> str:
-        from pyminidocker.container.cgroups import Cgroup
-
         Cgroup(cid, blkio=True).remove()  # blkio: if it has one (--device-read-bps...)
         return f"removed the cgroup of {cid[:12]}"
     return fix
@@ -360,3 +357,38 @@ def _release_stale(store: Store) -> Callable[[], str]:
             "released (already done)"
     return fix
 
+
+# --- system reset's sweep ----------------------------------------------------------------------
+
+
+def cleanup_stale(live_ids: set[str], parent: str = DEFAULT_PARENT,
+                  root: str | os.PathLike[str] | None = None, layout: Layout | None = None,
+                  remove_parent: bool = False) -> list[str]:
+    """Remove the cgroups under parent whose id is not in live_ids (after a crash or reboot of
+    the engine left them behind), killing any process still in them. Returns the removed ids.
+
+    With remove_parent, the parent directories are removed too when nothing is left in them.
+    Raises PmdError if a cgroup cannot be removed.
+    """
+    layout = layout or detect(root)
+    parent = parent.strip("/")
+    if layout.version == "v2":
+        tops = [os.path.join(layout.root, parent)]
+    else:
+        tops = sorted({os.path.join(m, parent) for m in layout.controllers.values()})
+    ids: set[str] = set()
+    for top in tops:
+        try:
+            with os.scandir(top) as it:
+                ids.update(e.name for e in it if e.is_dir(follow_symlinks=False))
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise PmdError(f"cannot list cgroups: {top}: {e.strerror}") from e
+    stale = sorted(ids - set(live_ids))
+    for cid in stale:
+        Cgroup(cid, parent, layout=layout, blkio=True).remove()  # blkio: if it has one
+    if remove_parent and not (ids & set(live_ids)):
+        for top in tops:
+            Cgroup.rmdir_tree(top)
+    return stale

@@ -40,7 +40,7 @@ def in_namespaces(pid: int, kinds: tuple[str, ...], work: Callable[[], None]) ->
     """Run work() in a child that has entered the namespaces kinds of pid (sysctls and the
     domain name are per namespace, read from the writer's). Raises PmdError with the
     child's message."""
-    from pyminidocker.container.defaults import NAMESPACES
+    from pyminidocker.container.spec import NAMESPACES
 
     r, w = os.pipe()
     child = os.fork()

@@ -1,5 +1,6 @@
 """What a container is doing, read from the kernel and its layer: top (its processes), diff (its
-changes to the image), stats (its cgroup's counters). Nothing here changes a container.
+changes to the image), stats (its cgroup's counters: sample() for the engine's stats,
+cgroup_usage() for the OCI runtime's events). Nothing here changes a container.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from pyminidocker.container.cgroups import Cgroup
     from pyminidocker.store.containers import ContainerRecord
 
 
@@ -151,3 +153,35 @@ def cpu_percent(before: dict[str, Any], after: dict[str, Any]) -> float:
     if cpu <= 0 or system <= 0:
         return 0.0
     return cpu / system * after["online_cpus"] * 100.0
+
+
+def cgroup_usage(cg: Cgroup) -> dict[str, int | None]:
+    """Current usage: memory_usage and memory_limit (bytes), pids, cpu_usage_ns; None where
+    the controller is absent. An unlimited memory limit reads as None. Raises PmdError for a
+    control file that is there but cannot be read."""
+    from pyminidocker.container.cgroups import keyed, read_control
+
+    def num(path: str | None, name: str) -> int | None:
+        text = read_control(os.path.join(path, name)) if path else None
+        text = (text or "").strip()
+        return int(text) if text.isdigit() else None
+
+    if cg.version == "v2":
+        d = cg.dirs[""]
+        usage = keyed(read_control(os.path.join(d, "cpu.stat"))).get("usage_usec")
+        limit = num(d, "memory.max")
+        return {
+            "memory_usage": num(d, "memory.current"),
+            "memory_limit": limit,
+            "pids": num(d, "pids.current"),
+            "cpu_usage_ns": usage * 1000 if usage is not None else None,
+        }
+    mem = cg.controller_dir("memory")
+    limit = num(mem, "memory.limit_in_bytes")
+    return {
+        "memory_usage": num(mem, "memory.usage_in_bytes"),
+        # v1 says "unlimited" with PAGE_COUNTER_MAX pages' worth of bytes.
+        "memory_limit": limit if limit is not None and limit < 1 << 62 else None,
+        "pids": num(cg.controller_dir("pids"), "pids.current"),
+        "cpu_usage_ns": num(cg.controller_dir("cpuacct"), "cpuacct.usage"),
+    }

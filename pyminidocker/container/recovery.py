@@ -9,7 +9,7 @@ import os
 import sys
 import time
 
-from pyminidocker import jsonio
+from pyminidocker import record
 from pyminidocker.errors import PmdError, StoreError, suppress
 from pyminidocker.proc import alive as _alive
 from pyminidocker.proc import start_time as _pid_start
@@ -27,7 +27,7 @@ def _read_restart(path: str) -> dict[str, Any] | None:
     """The monitor's restart record ({"restart_count", "pid", "restarting", "started_at"})."""
     try:
         with open(path, "rb") as f:
-            data = jsonio.loads(f.read())
+            data = record.loads(f.read())
         return data if isinstance(data, dict) else None
     except (OSError, ValueError):
         return None
@@ -39,7 +39,7 @@ def _read_exit(path: str) -> tuple[int, str, bool] | None:
     treated as missing."""
     try:
         with open(path, "rb") as f:
-            data = jsonio.loads(f.read())
+            data = record.loads(f.read())
         return (int(data["exit_code"]), str(data.get("finished_at") or now_iso()),
                 bool(data.get("oom_killed", False)))
     except (OSError, ValueError, KeyError, TypeError):
@@ -107,7 +107,7 @@ def health(rt: Runtime, rec: ContainerRecord) -> dict[str, Any] | None:
         return None
     try:
         with open(os.path.join(rt.containers.path(rec.id), "health"), "rb") as f:
-            data = jsonio.loads(f.read())
+            data = record.loads(f.read())
     except (OSError, ValueError):
         data = None
     if not isinstance(data, dict):

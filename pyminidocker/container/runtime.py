@@ -6,7 +6,8 @@ the C shim, under its monitor when detached. The state a command finds is first 
 reality (refresh, container.recovery): a container whose process is gone is shown exited,
 whatever killed it or its monitor. The rest lives beside this module, imported only by the
 operations that need it: network plugging (container.plugging), exec and the other verbs
-(container.control), the streams of an attached container (container.stdio).
+(container.control, which the engine calls with a Runtime), the streams of an attached
+container (container.stdio).
 """
 from __future__ import annotations
 
@@ -562,74 +563,6 @@ class Runtime:
 
             plugging.unplug(self, rec)
 
-    def connect(self, rec: ContainerRecord, net: str, aliases: List[str] | None = None) -> str:
-        from pyminidocker.container import plugging
-
-        return plugging.connect(self, rec, net, aliases)
-
-    def disconnect(self, rec: ContainerRecord, net: str) -> None:
-        from pyminidocker.container import plugging
-
-        plugging.disconnect(self, rec, net)
-
-    def exec(self, rec: ContainerRecord, argv: List[str], env: List[str], user: str | None,
-             workdir: str | None, tty: bool, stdio: tuple[int, int, int],
-             on_started: Callable[[Any], None] | None = None) -> int:
-        from pyminidocker.container import control
-
-        return control.exec(self, rec, argv, env, user, workdir, tty, stdio, on_started)
-
-    def pause(self, rec: ContainerRecord) -> None:
-        from pyminidocker.container import control
-
-        control.pause(self, rec)
-        self.log(rec, "pause")
-
-    def unpause(self, rec: ContainerRecord) -> None:
-        from pyminidocker.container import control
-
-        control.unpause(self, rec)
-        self.log(rec, "unpause")
-
-    def top(self, rec: ContainerRecord, ps_args: List[str]) -> tuple[List[str], List[List[str]]]:
-        from pyminidocker.container import control
-
-        return control.top(self, rec, ps_args)
-
-    def changes(self, rec: ContainerRecord) -> List[tuple[str, str]]:
-        from pyminidocker.container import control
-
-        return control.changes(self, rec)
-
-    def stats(self, rec: ContainerRecord) -> dict[str, Any]:
-        from pyminidocker.container import control
-
-        return control.stats(self, rec)
-
-    def restart(self, rec: ContainerRecord, timeout: int | None = None) -> None:
-        from pyminidocker.container import control
-
-        control.restart(self, rec, timeout)
-        self.log(rec, "restart")
-
-    def update(self, rec: ContainerRecord, changes: dict[str, Any]) -> None:
-        from pyminidocker.container import control
-
-        control.update(self, rec, changes)
-
-    def rename(self, rec: ContainerRecord, new: str) -> None:
-        from pyminidocker.container import control
-
-        old = rec.name
-        control.rename(self, rec, new)
-        self.log(rec, "rename", oldName=f"/{old}")
-
-    def start_all_restart(self) -> List[str]:
-        from pyminidocker.container import control
-
-        return control.start_all_restart(self)
-
-
     # ---- stop / kill / wait / rm ----------------------------------------------------------
 
     def kill(self, rec: ContainerRecord, sig: int = signal.SIGKILL) -> None:
@@ -644,6 +577,13 @@ class Runtime:
         self.log(rec, "kill", signal=str(int(sig)))
         if rec.state.paused:  # a frozen process acts on its signals once thawed (as Docker)
             self.unpause(rec)
+
+    def unpause(self, rec: ContainerRecord) -> None:
+        """Thaw a paused container (kill and stop do, as Docker). Raises Conflict."""
+        from pyminidocker.container import control
+
+        control.unpause(self, rec)
+        self.log(rec, "unpause")
 
     def _no_more_restarts(self, rec: ContainerRecord) -> None:
         """stop, kill and rm -f end a restart policy's restarts (Docker: manually stopped):

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import os
 
-from pyminidocker.container.defaults import SECCOMP_PROFILE as DEFAULT_PROFILE
-from pyminidocker.container.defaults import SYSCALL_TABLE as SYSCALLS
+from pyminidocker.container.spec import SECCOMP_PROFILE as DEFAULT_PROFILE
+from pyminidocker.container.spec import SYSCALL_TABLE as SYSCALLS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ def _strings(v: Any, what: str) -> list[str]:
 
 
 def _cap_bit(name: str) -> int:
-    from pyminidocker.container.defaults import CAPS
+    from pyminidocker.container.spec import CAPS
 
     bit = CAPS.get(name.upper().removeprefix("CAP_"))
     if bit is None:
@@ -166,10 +166,10 @@ class Profile:
         """A profile in Docker's format (docker run --security-opt seccomp=FILE).
 
         Raises ProfileError (a ValueError) naming what is wrong, JSON syntax included."""
-        from pyminidocker import jsonio
+        from pyminidocker import record
 
         try:
-            d = jsonio.loads(text)
+            d = record.loads(text)
         except ValueError as e:
             raise ProfileError(str(e)) from None
         return cls._parse(d, docker=True)
@@ -287,10 +287,10 @@ class Profile:
         """The flat rules (audit arch, nr, action, args) for a container whose bounding set is
         caps (bit n = capability n), on this host. Raises ProfileError if this build has no
         syscall table for the host."""
-        from pyminidocker import jsonio
+        from pyminidocker import record
 
         with open(SYSCALLS, "rb") as f:
-            tables = jsonio.loads(f.read())
+            tables = record.loads(f.read())
         native, goarch, kernel = _host()
         selected = [r for r in self.rules if r.applies(caps, goarch, kernel)]
         flat = []

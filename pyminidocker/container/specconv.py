@@ -2,7 +2,7 @@
 shim's spawn spec: its mounts, namespaces, capabilities, limits, seccomp program, user and
 environment (runc's libcontainer/specconv plays this part there).
 
-The decisions are container.spec's pure functions and container.defaults' values; this module
+The decisions are container.spec's values and pure functions; this module
 puts them together for one container, reading its root (users, volumes, devices) as needed.
 """
 from __future__ import annotations
@@ -12,7 +12,6 @@ import stat
 import sys
 
 from pyminidocker import shim as _native
-from pyminidocker.container import defaults
 from pyminidocker.container import spec as policy
 from pyminidocker.errors import PmdError, StartError, StoreError, UsageError
 
@@ -106,8 +105,8 @@ def spawn_spec(rec: ContainerRecord, rootfs: str, etc_dir: str,
     return _native.SpawnSpec(
         argv=argv, env=env, namespaces=ns, rootfs=rootfs,
         readonly_root=bool(host.get("read_only")), mounts=mounts, dev_setup=True,
-        masked_paths=[] if privileged else list(defaults.MASKED_PATHS),
-        readonly_paths=[] if privileged else list(defaults.READONLY_PATHS),
+        masked_paths=[] if privileged else list(policy.MASKED_PATHS),
+        readonly_paths=[] if privileged else list(policy.READONLY_PATHS),
         hostname=None if ns & _native.CLONE_NEWUTS == 0 else rec.hostname, cwd=rec.cwd,
         uid=user.uid, gid=user.gid, groups=groups, rlimits=_rlimits(host),
         cap_bounding=caps, cap_effective=caps, cap_permitted=caps, cap_inheritable=0,
@@ -219,10 +218,10 @@ _HOST_MODES = {"network": "network", "pid_mode": "pid", "ipc_mode": "ipc", "uts_
 
 def _namespaces_and_caps(host: HostConfig) -> tuple[int, int]:
     """The namespaces a container (and what is exec'd in it) has, and its capability mask."""
-    ns = defaults.DEFAULT_NAMESPACES | _native.CLONE_NEWCGROUP
+    ns = policy.DEFAULT_NAMESPACES | _native.CLONE_NEWCGROUP
     for key, kind in _HOST_MODES.items():
         if host.get(key) == "host":  # --network host, --pid host...: the host's namespace
-            ns &= ~defaults.NAMESPACES[kind]
+            ns &= ~policy.NAMESPACES[kind]
     caps = policy.capabilities(host.get("privileged", False), host.get("cap_add", []),
                                host.get("cap_drop", []))
     return ns, caps
@@ -373,7 +372,7 @@ def _standard_mounts(host_network: bool, privileged: bool | None) -> list[Any]:
     cgroup v2 host the host's cgroup2 at /sys/fs/cgroup would refuse the container's own
     cgroup2 mount there (EBUSY: the same superblock at the same place)."""
     n = _native
-    mounts = defaults.default_mounts()
+    mounts = policy.default_mounts()
     sys_flags = n.MS_NOSUID | n.MS_NOEXEC | n.MS_NODEV | (0 if privileged else n.MS_RDONLY)
     for i, m in enumerate(mounts):
         if m.target == "/sys":
@@ -541,18 +540,18 @@ def seccomp_cached(cache_dir: str, profile_json: str | None, caps: int) -> bytes
     for a profile that does not compile here."""
     release = os.uname().release
     if profile_json is None:
-        key = f"default-{_stamp(defaults.SECCOMP_PROFILE)}"
+        key = f"default-{_stamp(policy.SECCOMP_PROFILE)}"
     else:
         import hashlib
 
         key = hashlib.sha256(profile_json.encode()).hexdigest()[:32]
-    path = os.path.join(cache_dir, f"{key}-{_stamp(defaults.SYSCALL_TABLE)}-{caps:x}-{release}.bpf")
+    path = os.path.join(cache_dir, f"{key}-{_stamp(policy.SYSCALL_TABLE)}-{caps:x}-{release}.bpf")
     try:
         with open(path, "rb") as f:
             cached = f.read()
         # An empty or cut file (a machine crash after the rename of a write never synced)
         # would be no filter at all, or one the kernel refuses: compiled again instead.
-        if cached and len(cached) % 8 == 0 and len(cached) <= defaults.SECCOMP_PROG_BYTES_MAX:
+        if cached and len(cached) % 8 == 0 and len(cached) <= policy.SECCOMP_PROG_BYTES_MAX:
             return cached
     except FileNotFoundError:
         pass

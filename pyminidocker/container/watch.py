@@ -23,7 +23,7 @@ import os
 import sys
 import time
 
-from pyminidocker import jsonio, proc
+from pyminidocker import proc, record
 from pyminidocker.store.files import write_json
 
 PTRACE_CONT = 7
@@ -83,9 +83,9 @@ def main(argv: list[str]) -> int:
         return 1
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if os.path.isdir(d) and not os.path.exists(os.path.join(d, "exit")):
-        record = {"exit_code": code, "finished_at": now, "oom_killed": False}
-        if not _fill_slot(os.path.join(d, "exit"), jsonio.dumps(record).encode() + b"\n"):
-            write_json(os.path.join(d, "exit"), record)
+        exit_record = {"exit_code": code, "finished_at": now, "oom_killed": False}
+        if not _fill_slot(os.path.join(d, "exit"), record.dumps(exit_record).encode() + b"\n"):
+            write_json(os.path.join(d, "exit"), exit_record)
     return 0
 
 

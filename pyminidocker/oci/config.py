@@ -11,9 +11,11 @@ import os
 import stat
 
 from pyminidocker import shim
-from pyminidocker.container.defaults import CAPS, DEFAULT_ENV_PATH, NAMESPACES
 from pyminidocker.container.spec import (
+    CAPS,
+    DEFAULT_ENV_PATH,
     MOUNT_OPTIONS,
+    NAMESPACES,
     ULIMITS,
     make_workdir,
     own_bounding_set,
@@ -101,7 +103,7 @@ class Container:
 
 def load(bundle: str) -> tuple[dict[str, Any], str]:
     """The parsed config.json of bundle and the bundle's absolute path. Raises ConfigError."""
-    from pyminidocker import jsonio
+    from pyminidocker import record
 
     bundle = os.path.abspath(bundle or ".")
     path = os.path.join(bundle, "config.json")
@@ -113,7 +115,7 @@ def load(bundle: str) -> tuple[dict[str, Any], str]:
     except OSError as e:
         raise ConfigError(f"open {path}: {e.strerror}") from None
     try:
-        doc = jsonio.loads(data)
+        doc = record.loads(data)
     except ValueError as e:
         raise ConfigError(f"config.json: invalid JSON: {e}") from None
     if not isinstance(doc, dict):

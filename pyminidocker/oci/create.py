@@ -130,11 +130,15 @@ def _bind_ctl(ctl: str) -> Any:
 
 
 def _spawn_held(p: rt.Prepared, sock: Any) -> tuple[shim.Process, dict[str, Any]]:
-    """The init, spawned held in its cgroup and configured, its createRuntime and
-    createContainer hooks run; the caller's stdio let go. Listens on sock once it is so."""
+    """The init, spawned held in its cgroup and configured, its createRuntime hooks run (here)
+    and its createContainer hooks (by the init, after its mounts, where it is held again); the
+    caller's stdio let go. Listens on sock once it is so."""
     c = p.container
     rt.join_paths(c)
     p.spec.hold = True
+    # Those hooks belong to create and may fail it: the init goes that far now and waits for
+    # `start` before pivot_root. Without them it waits before its mounts, which `start` makes.
+    p.spec.hold_mounted = bool(p.spec.create_hooks)
     rt.hooks_stdin(p.spec)
     if p.spec.stdin >= 0:
         # A terminal: the held init must not keep the caller's stdio open until start (the
@@ -152,15 +156,16 @@ def _spawn_held(p: rt.Prepared, sock: Any) -> tuple[shim.Process, dict[str, Any]
     try:
         rt.wait_in_cgroup(proc.pid, p.cgroup)
         rt.configure_init(c, proc.pid)
-        state_obj = st.oci_state(rec, "created")
-        rt.write_hooks_state(p.spec, state_obj)
-        for stage in ("createRuntime", "createContainer"):
-            rt.run_hooks(c.hooks.get(stage, []), stage, state_obj)
+        rt.write_hooks_state(p.spec, rec)
+        rt.run_hooks(c.hooks.get("createRuntime", []), "createRuntime",
+                     st.oci_state(rec, "creating"))
+        if p.spec.hold_mounted:
+            proc.release()  # to the second hold; a hook's failure is raised as the shim's
         sock.listen(4)
     except BaseException:
         proc.abort()
         raise
-    return proc, state_obj
+    return proc, st.oci_state(rec, "created")
 
 
 def _serve(p: rt.Prepared, proc: shim.Process, sock: Any, state_obj: dict[str, Any]) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from pyminidocker.container import defaults
+from pyminidocker.container import spec as defaults
 from pyminidocker.oci import config as cfg
 from pyminidocker.oci import runtime as rt
 

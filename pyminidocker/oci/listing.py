@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from pyminidocker.container.cgroups import Cgroup
+from pyminidocker.container.observe import cgroup_usage
 from pyminidocker.errors import PmdError
 from pyminidocker.oci import runtime as rt
 from pyminidocker.oci import state as st
@@ -62,7 +63,7 @@ def events(root: str, args: Any) -> str:
     if st.status(rec) == "stopped":
         raise rt.RuntimeError_("container not running")
     cg_id, parent = rec["cgroup"]
-    s = Cgroup(cg_id, parent).stats()
+    s = cgroup_usage(Cgroup(cg_id, parent))
     data = {
         "cpu": {"usage": {"total": s.get("cpu_usage_ns") or 0}},
         "memory": {"usage": {"usage": s.get("memory_usage") or 0,

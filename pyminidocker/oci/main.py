@@ -193,18 +193,18 @@ class Log:
 # ---- main -------------------------------------------------------------------------------------
 
 def _json(obj: Any, indent: int) -> str:
-    """obj indented as runc prints it, in its own key order; through jsonio, as the json
+    """obj indented as runc prints it, in its own key order; through record's JSON, as the json
     package imports re (milliseconds of every `state`)."""
-    from pyminidocker import jsonio
+    from pyminidocker import record
 
     def emit(o: Any, level: int) -> str:
         inner, outer = " " * indent * (level + 1), " " * indent * level
         if isinstance(o, dict) and o:
-            items = [f"{inner}{jsonio.dumps(str(k))}: {emit(v, level + 1)}" for k, v in o.items()]
+            items = [f"{inner}{record.dumps(str(k))}: {emit(v, level + 1)}" for k, v in o.items()]
             return "{\n" + ",\n".join(items) + f"\n{outer}}}"
         if isinstance(o, list) and o:
             return "[\n" + ",\n".join(inner + emit(v, level + 1) for v in o) + f"\n{outer}]"
-        return jsonio.dumps(o)
+        return record.dumps(o)
 
     return emit(obj, 0) + "\n"
 

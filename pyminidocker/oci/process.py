@@ -58,11 +58,13 @@ def stdio_pty(spec: shim.SpawnSpec, slave: int) -> None:
 def start_error(e: OSError, argv0: str) -> str:
     """The shim's error (op, errno, path) of a process that did not start, in runc's words."""
     op = getattr(e, "op", None) or ""
-    if op.startswith("startContainer hook "):  # runc's words: error running ... hook #N: ...
-        why = "timeout" if e.errno == 110 else op.partition(": ")[2] or e.strerror or ""
+    stage, _, rest = op.partition(" hook ")
+    if rest and stage in ("createContainer", "startContainer"):
+        # runc's words: error running <stage> hook #N: ...
+        why = "timeout" if e.errno == 110 else rest.partition(": ")[2] or e.strerror or ""
         if e.errno == 5 and e.filename:  # its exit status, then its output
             why += f", {e.filename}"
-        return f"error running startContainer hook #{op.split()[2].rstrip(':')}: {why}"
+        return f"error running {stage} hook #{rest.split(':')[0]}: {why}"
     if op == "exec":
         if e.errno == 2:
             return f'exec: "{argv0}": executable file not found in $PATH'

@@ -284,24 +284,39 @@ def run_hooks(hooks: list[Hook], stage: str, state_obj: dict[str, Any],
     return failures
 
 
-def hooks_stdin(spec: shim.SpawnSpec) -> int:
-    """Where the startContainer hooks read the state (see write_hooks_state), made before the
-    spawn for the child to inherit: a memfd, or -1 without such hooks."""
-    if spec.hooks:
-        spec.hooks_stdin = os.memfd_create("oci-state", os.MFD_CLOEXEC)
-    return spec.hooks_stdin
+# The hooks the shim runs in the container, and the status their state says (runc's): the
+# createContainer hooks run while it is created, the startContainer hooks once it is.
+_SHIM_HOOKS = (("createContainer", "create_hooks", "creating"),
+               ("startContainer", "hooks", "created"))
 
 
-def write_hooks_state(spec: shim.SpawnSpec, state_obj: dict[str, Any]) -> None:
-    """The state for the startContainer hooks, once the init's pid is known (before its
-    release); the fd is ours to close, the init keeps its own copy."""
-    if spec.hooks_stdin < 0:
-        return
-    import json
+def shim_hooks(c: Container, spec: shim.SpawnSpec) -> None:
+    """The config's hooks that run in the container, handed to the shim."""
+    for stage, attr, _ in _SHIM_HOOKS:
+        setattr(spec, attr, [(h.path, h.args, h.env, h.timeout or 0)
+                             for h in c.hooks.get(stage, [])])
 
-    os.write(spec.hooks_stdin, json.dumps(state_obj).encode())
-    os.close(spec.hooks_stdin)
-    spec.hooks_stdin = -1
+
+def hooks_stdin(spec: shim.SpawnSpec) -> None:
+    """Where the shim's hooks read the state (see write_hooks_state), made before the spawn
+    for the child to inherit: a memfd for each stage that has hooks."""
+    for stage, attr, _ in _SHIM_HOOKS:
+        if getattr(spec, attr):
+            setattr(spec, attr + "_stdin", os.memfd_create(stage, os.MFD_CLOEXEC))
+
+
+def write_hooks_state(spec: shim.SpawnSpec, rec: dict[str, Any]) -> None:
+    """The state for the shim's hooks, once the init's pid is known (before the release that
+    reaches them); the fds are ours to close, the init keeps its own copies."""
+    for _, attr, status in _SHIM_HOOKS:
+        fd = getattr(spec, attr + "_stdin")
+        if fd < 0:
+            continue
+        import json
+
+        os.write(fd, json.dumps(st.oci_state(rec, status)).encode())
+        os.close(fd)
+        setattr(spec, attr + "_stdin", -1)
 
 
 # ---- the container record ---------------------------------------------------------------------
@@ -337,8 +352,7 @@ def prepare(c: Container, doc: dict[str, Any], root: str, container_id: str) -> 
         spec = c.spec
         spec.mounts = [*spec.mounts, *cgroup_mounts(c, cg), *device_mounts(c, cdir)]
         spec.cgroup_procs = procs
-        spec.hooks = [(h.path, h.args, h.env, h.timeout or 0)
-                      for h in c.hooks.get("startContainer", [])]
+        shim_hooks(c, spec)
         mask = c.namespaces
         for kind in c.join_paths:
             mask |= NAMESPACES[kind]

@@ -114,8 +114,8 @@ def run(args: Any, root: str) -> int:
 
 
 def _spawn_started(p: Prepared, root: str, pid_file: str) -> Process:
-    """run's init: spawned held, configured, its hooks up to createContainer run, recorded,
-    then released."""
+    """run's init: spawned held, configured, its prestart and createRuntime hooks run,
+    recorded, then released (the shim runs its createContainer and startContainer hooks)."""
     from pyminidocker import shim
     from pyminidocker.oci import process
     from pyminidocker.oci import runtime as rt
@@ -128,9 +128,9 @@ def _spawn_started(p: Prepared, root: str, pid_file: str) -> Process:
     try:
         rec.update(pid=proc.pid, pid_start=st.pid_start(proc.pid))
         rt.configure_init(c, proc.pid)
-        state_obj = st.oci_state(rec, "created")
-        rt.write_hooks_state(spec, state_obj)
-        for stage in ("prestart", "createRuntime", "createContainer"):
+        rt.write_hooks_state(spec, rec)
+        state_obj = st.oci_state(rec, "creating")
+        for stage in ("prestart", "createRuntime"):
             rt.run_hooks(c.hooks.get(stage, []), stage, state_obj)
         st.save(root, rec)
         process.write_pid_file(pid_file, proc.pid)

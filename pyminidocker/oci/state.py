@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from pyminidocker import jsonio, proc
+from pyminidocker import proc, record
 from pyminidocker.errors import NotFound, PmdError
 
 TYPE_CHECKING = False
@@ -49,7 +49,7 @@ def load(root: str, container_id: str) -> dict[str, Any]:
     path = os.path.join(container_dir(root, container_id), "state.json")
     try:
         with open(path, "rb") as f:
-            rec = jsonio.loads(f.read())
+            rec = record.loads(f.read())
     except FileNotFoundError:
         raise NotFound("container does not exist") from None
     except ValueError:
@@ -69,7 +69,7 @@ def save(root: str, rec: dict[str, Any]) -> None:
     tmp = os.path.join(d, ".state.json.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
-        os.write(fd, jsonio.dumps(rec).encode() + b"\n")
+        os.write(fd, record.dumps(rec).encode() + b"\n")
     finally:
         os.close(fd)
     os.rename(tmp, os.path.join(d, "state.json"))

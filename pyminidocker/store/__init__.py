@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import time
 
-from pyminidocker import jsonio
+from pyminidocker import record
 from pyminidocker.config import check_root
 from pyminidocker.store.files import FileLock, iso_ns, remove_tree, store_error
 
@@ -166,7 +166,7 @@ def log_event(root: str, type_: str, action: str, actor: str,
     except OSError:
         return
     try:
-        os.write(fd, (jsonio.dumps(ev) + "\n").encode())
+        os.write(fd, (record.dumps(ev) + "\n").encode())
         size = os.fstat(fd).st_size
     except OSError:
         return

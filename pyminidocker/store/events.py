@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 
-from pyminidocker import jsonio
+from pyminidocker import record
 from pyminidocker.store import EVENT_LOG as LOG
 from pyminidocker.store import log_event as emit
 
@@ -142,7 +142,7 @@ class Reader:
             if not line.strip():
                 continue
             try:
-                ev = jsonio.loads(line)
+                ev = record.loads(line)
             except ValueError:
                 continue  # a line cut by a crash
             if not isinstance(ev, dict):

@@ -9,7 +9,7 @@ import fcntl
 import os
 import time
 
-from pyminidocker import jsonio
+from pyminidocker import record
 from pyminidocker.errors import StoreError
 
 TYPE_CHECKING = False  # typing is not imported at run time: the start path
@@ -94,7 +94,7 @@ def atomic_write(path: str, data: bytes, mode: int = 0o644, durable: bool = True
 
 
 def write_json(path: str, obj: Any, durable: bool = True) -> None:
-    atomic_write(path, jsonio.dumps(obj).encode() + b"\n", durable=durable)
+    atomic_write(path, record.dumps(obj).encode() + b"\n", durable=durable)
 
 
 def read_bytes(path: str) -> bytes:
@@ -105,7 +105,7 @@ def read_bytes(path: str) -> bytes:
 def read_json(path: str) -> Any:
     """Read a JSON metadata file. Raises FileNotFoundError, or StoreError if corrupt."""
     try:
-        return jsonio.loads(read_bytes(path))
+        return record.loads(read_bytes(path))
     except ValueError as e:
         raise StoreError(f"corrupt metadata file {path}: {e}") from None
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 
-from pyminidocker import jsonio
+from pyminidocker import record
 from pyminidocker.errors import Conflict, CorruptRecord, NotFound, StoreError
 from pyminidocker.record import dataclass, field
 from pyminidocker.reference import familiar
@@ -157,7 +157,7 @@ class ImageStore:
 
     def config(self, rec: ImageRecord) -> dict[str, Any]:
         try:
-            return jsonio.loads(self.big_data(rec, rec.config_key))
+            return record.loads(self.big_data(rec, rec.config_key))
         except ValueError as e:
             raise StoreError(f"corrupt config of image {rec.id[:12]}: {e}") from None
 

@@ -327,15 +327,21 @@ def _leak_check(request, tmp_path):
 # Containers
 
 
+_SUBNETS_GIVEN: set[str] = set()
+
+
 def free_subnet(prefix: str = "10.252") -> str:
-    """A /24 under prefix that no route or address of the host uses."""
+    """A /24 under prefix that no route or address of the host uses, and that this test
+    session has not handed out before: a store's default network (store_with_bb) has one
+    too, and its bridge, so its route, exists only once a container used it."""
     import random
 
     routes = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True,
                             text=True, check=True).stdout
     for _ in range(100):
         net = f"{prefix}.{random.randrange(1, 254)}"
-        if f"{net}." not in routes:
+        if f"{net}." not in routes and net not in _SUBNETS_GIVEN:
+            _SUBNETS_GIVEN.add(net)
             return f"{net}.0/24"
     pytest.skip(f"no free {prefix}.x.0/24 on this host")
 

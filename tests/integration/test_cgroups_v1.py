@@ -23,9 +23,10 @@ from pyminidocker.container.cgroups import (
     DEFAULT_DEVICE_RULES,
     Cgroup,
     Limits,
-    cleanup_stale,
     detect,
 )
+from pyminidocker.container.check import cleanup_stale
+from pyminidocker.container.observe import cgroup_usage
 from pyminidocker.errors import PmdError
 from tests.integration.cgroupfs import cgroup_mount_root
 
@@ -130,7 +131,7 @@ def test_add_and_pids(make):
         own = read(f"/proc/{child.pid}/cgroup")
         for ctl in ("memory", "pids", "cpuset", "devices", "freezer"):
             assert f":{ctl}:{cgroup_mount_root(ctl)}{PARENT}/{cg.id}\n" in own
-        assert cg.stats()["pids"] == 1
+        assert cgroup_usage(cg)["pids"] == 1
     finally:
         child.kill()
         child.wait()

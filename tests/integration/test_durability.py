@@ -163,12 +163,7 @@ def _free_port() -> int:
 
 
 def test_kill_9_of_run_at_any_moment_leaks_no_address_and_no_rule(ctr):
-    subnet = free_subnet().replace(".0/24", ".0/29")
-    res = ctr("network", "create", "--subnet", subnet, "n29", check=False)
-    # what it overlapped, if it did (seen once in CI, not reproduced)
-    assert res.returncode == 0, (subnet, res.stderr, ctr("network", "ls", "--format", "json").stdout,
-                                 subprocess.run(["ip", "-4", "route"], check=False, capture_output=True,
-                                                text=True).stdout)
+    ctr("network", "create", "--subnet", free_subnet().replace(".0/24", ".0/29"), "n29")
     bridge = json.loads((ctr.root / "networks" / "n29.json").read_text())["bridge"]
     try:
         for delay in (0.0, 0.03, 0.08, 0.15, 0.3, 0.45):  # parsing ... a running container

@@ -234,6 +234,31 @@ def test_kill_and_delete_force(runc, tmp_path):
     assert r.returncode == 1 and "does not exist" in r.stderr
 
 
+def test_events_stats_samples_the_containers_cgroup(runc, tmp_path):
+    """`events --stats` (containerd's metrics) reads the container's own cgroup: its one process,
+    its memory limit; a stopped container has none to read."""
+    limit = 64 << 20
+    b = make_bundle(tmp_path / "b", ["sleep", "60"])
+    edit(b, lambda cfg: cfg["linux"].setdefault("resources", {}).update(
+        memory={"limit": limit}))
+    runc.ids.append("st1")
+    runc("run", "-d", "--bundle", str(b), "st1")
+    pid = runc.state("st1")["pid"]
+    runc.pids.append(pid)
+    doc = json.loads(runc("events", "--stats", "st1").stdout)
+    assert (doc["type"], doc["id"]) == ("stats", "st1")
+    assert doc["data"]["pids"] == {"current": 1}
+    assert doc["data"]["memory"]["usage"]["limit"] == limit
+    assert 0 < doc["data"]["memory"]["usage"]["usage"] < limit
+    runc("kill", "st1", "KILL")
+    deadline = time.monotonic() + 5
+    while runc.state("st1")["status"] != "stopped" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    r = runc("events", "--stats", "st1", check=False)
+    assert (r.returncode, r.stderr.strip()) == (1, "container not running")
+    runc("delete", "st1")
+
+
 def test_delete_force_of_a_created_container_ends_it_unrun(runc, tmp_path):
     b = make_bundle(tmp_path / "b", ["touch", "/ran"])
     runc.ids.append("d1")
@@ -321,6 +346,7 @@ def test_hooks_get_the_state_on_stdin(runc, tmp_path):
     for stage in stages:
         state = json.loads((out / stage).read_text())
         assert state["id"] == "h1" and state["bundle"] == str(b), stage
+    assert json.loads((out / "createRuntime").read_text())["status"] == "creating"  # runc's
     assert json.loads((out / "poststop").read_text())["status"] == "stopped"
 
 
@@ -399,6 +425,90 @@ def test_a_failing_or_slow_start_container_hook_stops_the_container(runc, tmp_pa
     r = runc("run", "--bundle", str(b), "sc2", check=False)
     assert r.returncode == 1 and "startContainer hook #0: exit status 127" in r.stderr
     assert not (b / "rootfs" / "ran").exists()
+
+
+def _create_container_hook(tmp_path: Path, rootfs: Path, out: Path, code: int = 0) -> str:
+    """A hook script on the host (not in the rootfs) that records what it sees in out/."""
+    out.mkdir(exist_ok=True)
+    script = tmp_path / "create-hook.sh"
+    script.write_text(f"""#!/bin/sh
+cat > {out}/state
+readlink /proc/self/ns/mnt > {out}/mnt
+grep -c " {rootfs}/hooktmp " /proc/self/mountinfo > {out}/mounts
+touch {rootfs}/hooktmp/from-hook
+echo said; echo why >&2
+exit {code}
+""")
+    script.chmod(0o755)
+    return str(script)
+
+
+def _with_hook_tmpfs(cfg: dict, hooks: list[dict]) -> None:
+    cfg["mounts"].append({"destination": "/hooktmp", "type": "tmpfs", "source": "tmpfs",
+                          "options": ["nosuid", "nodev", "size=64k"]})
+    cfg["hooks"] = {"createContainer": hooks}
+
+
+def test_create_container_hooks_run_in_the_container_before_pivot_root(runc, tmp_path):
+    # The hook's path and output files are the host's (it runs before pivot_root), in the
+    # container's mount namespace with the config's mounts made (its file lands in the
+    # container's tmpfs, not in the host's directory under it), during create, with the state.
+    b = make_bundle(tmp_path / "b", ["sh", "-c", "ls /hooktmp > /seen"])
+    rootfs, out = b / "rootfs", tmp_path / "out"
+    hook = _create_container_hook(tmp_path, rootfs, out)
+    edit(b, lambda cfg: _with_hook_tmpfs(cfg, [{"path": "/bin/true"}, {"path": hook}]))
+    runc.ids.append("cc1")
+    runc("create", "--bundle", str(b), "cc1")
+    pid = runc.state("cc1")["pid"]
+    runc.pids.append(pid)
+    state = json.loads((out / "state").read_text())
+    assert (state["id"], state["status"], state["pid"], state["bundle"]) == (
+        "cc1", "creating", pid, str(b))
+    mnt = (out / "mnt").read_text().strip()
+    assert mnt == os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
+    assert (out / "mounts").read_text().strip() == "1"
+    assert not any((rootfs / "hooktmp").iterdir())  # the host's directory stays empty
+    assert runc.state("cc1")["status"] == "created"
+    runc("start", "cc1")
+    deadline = time.monotonic() + 10
+    while runc.state("cc1")["status"] != "stopped" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert (rootfs / "seen").read_text() == "from-hook\n"
+    runc("delete", "cc1")
+    # run: the same hook, run by the init between its mounts and pivot_root
+    (rootfs / "seen").unlink()
+    edit(b, lambda cfg: cfg["process"].update(args=["ls", "/hooktmp"]))
+    r = runc("run", "--bundle", str(b), "cc1")
+    assert r.stdout == "from-hook\n", r.stderr
+    state = json.loads((out / "state").read_text())
+    assert state["status"] == "creating" and state["pid"] > 0
+
+
+def test_a_failing_create_container_hook_fails_create_and_leaves_nothing(runc, tmp_path):
+    b = make_bundle(tmp_path / "b", ["touch", "/ran"])
+    rootfs, out = b / "rootfs", tmp_path / "out"
+    hook = _create_container_hook(tmp_path, rootfs, out, code=3)
+    edit(b, lambda cfg: _with_hook_tmpfs(cfg, [{"path": "/bin/true"}, {"path": hook}]))
+    runc.ids.append("cc2")
+    for cmd in ("create", "run"):
+        r = runc(cmd, "--bundle", str(b), "cc2", check=False)
+        assert r.returncode == 1, r.stderr
+        assert r.stderr.strip() == ("error running createContainer hook #1: exit status 3, "
+                                    "stdout: said, stderr: why"), r.stderr
+        pid = json.loads((out / "state").read_text())["pid"]
+        runc.pids.append(pid)
+        assert not alive(pid), cmd  # the init that ran the hook is gone
+        assert runc("state", "cc2", check=False).returncode == 1, cmd
+        assert not cgroup_dirs("cc2") and not mounts_of(tmp_path), cmd
+    assert not (rootfs / "ran").exists()
+    # a hook that outlives its timeout fails create the same way
+    edit(b, lambda cfg: cfg["hooks"].update(createContainer=[
+        {"path": "/bin/sleep", "args": ["sleep", "20"], "timeout": 1}]))
+    t0 = time.monotonic()
+    r = runc("create", "--bundle", str(b), "cc2", check=False)
+    assert r.returncode == 1 and r.stderr.strip() == "error running createContainer hook #0: " \
+        "timeout", r.stderr
+    assert time.monotonic() - t0 < 5
 
 
 def _user_ns(cfg: dict, host_id: int, size: int) -> None:
@@ -518,12 +628,16 @@ def test_a_mount_namespace_joined_by_path_is_set_up_in_place(runc, tmp_path, hol
 
 def test_without_a_mount_namespace_the_root_is_entered_by_chroot(runc, tmp_path):
     b = make_bundle(tmp_path / "b", ["cat", "/etc/passwd"])
+    # a createContainer hook runs before the chroot: its output file is a host path
+    hook = {"path": "/bin/sh", "args": ["sh", "-c", f"cat > {tmp_path}/hook-state"]}
+    edit(b, lambda cfg: cfg.update(hooks={"createContainer": [hook]}))
     edit(b, lambda cfg: cfg["linux"].update(namespaces=[
         n for n in cfg["linux"]["namespaces"] if n["type"] != "mount"]))
     runc.ids.append("nomnt")
     r = runc("run", "--bundle", str(b), "nomnt")
     assert r.stdout == "root:x:0:0:root:/root:/bin/sh\n"  # the bundle's, not the host's
     assert r.stderr.startswith("warning: no mount namespace in linux.namespaces: mounts, ")
+    assert json.loads((tmp_path / "hook-state").read_text())["status"] == "creating"
     edit(b, lambda cfg: cfg["process"].update(args=["sleep", "30"]))
     runc("create", "--bundle", str(b), "nomnt")
     cpid = runc.state("nomnt")["pid"]

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from pyminidocker import shim as n
-from pyminidocker.container import defaults as d
+from pyminidocker.container import spec as d
 from pyminidocker.container.seccomp import Profile
 from tests.integration.cgroupfs import cgroup_mount_root
 
@@ -608,6 +608,55 @@ def test_held_child_error_reported_at_release(rootfs):
     assert "/nonexistent" in str(ei.value)
 
 
+def _held_twice(rootfs, share, hook_script: str, **kw) -> tuple[n.Process, int]:
+    """A child held twice, whose createContainer hook (a host path: it runs before pivot_root)
+    records its stdin and sees the container's bind of share; the state fd for the caller to
+    close."""
+    state = os.memfd_create("state", os.MFD_CLOEXEC)
+    os.write(state, b"the state")
+    mounts = d.default_mounts() + [n.Mount("/share", str(share), None, n.MS_BIND, mkdir=True)]
+    hook = ("/bin/busybox", ["sh", "-c", hook_script], [], 5)
+    proc = n.spawn(container_spec(rootfs, "touch /share/ran", mounts=mounts, hold=True,
+                                  hold_mounted=True, create_hooks=[hook],
+                                  create_hooks_stdin=state, **kw))
+    return proc, state
+
+
+def test_held_twice_runs_create_hooks_after_the_mounts_then_waits(rootfs, tmp_path):
+    share = tmp_path / "share"
+    share.mkdir()
+    proc, state = _held_twice(rootfs, share, f"cat > {rootfs}/share/hook; "
+                              f"readlink /proc/self/ns/mnt >> {rootfs}/share/hook")
+    os.close(state)
+    assert proc.held and not (share / "hook").exists()
+    proc.release()  # to the second hold: the mounts made, the hook run
+    assert proc.held
+    mnt = os.readlink(f"/proc/{proc.pid}/ns/mnt")
+    assert (share / "hook").read_text() == f"the state{mnt}\n"
+    time.sleep(0.1)
+    assert not (share / "ran").exists()
+    proc.release()
+    assert not proc.held and proc.wait() == 0
+    assert (share / "ran").exists()
+
+
+def test_held_twice_abort_and_a_failing_create_hook(rootfs, tmp_path):
+    share = tmp_path / "share"
+    share.mkdir()
+    proc, state = _held_twice(rootfs, share, "true")
+    os.close(state)
+    proc.release()
+    proc.abort()  # at the second hold: it never runs, its mounts go with its namespace
+    assert not proc.held and not (share / "ran").exists()
+    proc, state = _held_twice(rootfs, share, "echo out; echo err >&2; exit 4")
+    os.close(state)
+    with pytest.raises(OSError) as ei:
+        proc.release()
+    assert (ei.value.errno, ei.value.op) == (errno.EIO, "createContainer hook 0: exit status 4")
+    assert ei.value.filename == "stdout: out, stderr: err"
+    assert not (share / "ran").exists()
+
+
 # ---- joining a running container (exec) ---------------------------------------------------------
 
 def test_exec_into_running_container(rootfs, tmp_path):
@@ -767,6 +816,9 @@ def test_spec_validation(rootfs):
     assert ei.value.errno == errno.EINVAL
     with pytest.raises(ValueError):
         n.spawn(n.SpawnSpec([]))
+    with pytest.raises(OSError) as ei:  # a second hold without the first
+        n.spawn(n.SpawnSpec(["true"], hold_mounted=True))
+    assert ei.value.errno == errno.EINVAL
 
 
 # ---- overlay ---------------------------------------------------------------------------------

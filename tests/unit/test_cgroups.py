@@ -24,7 +24,6 @@ from pyminidocker.container.cgroups import (
     Cgroup,
     Layout,
     Limits,
-    cleanup_stale,
     cpu_quota,
     detect,
     device_program,
@@ -33,6 +32,8 @@ from pyminidocker.container.cgroups import (
     parse_mountinfo,
     shares_to_weight,
 )
+from pyminidocker.container.check import cleanup_stale
+from pyminidocker.container.observe import cgroup_usage
 from pyminidocker.errors import PmdError, UsageError
 
 MiB = 1024 * 1024
@@ -458,13 +459,13 @@ def kernfs_mkdir(monkeypatch, tmp_path):
 def reads(monkeypatch):
     """Record the path of every control-file read, in order."""
     log: list[str] = []
-    real = cgroups._read
+    real = cgroups.read_control
 
     def spy(path):
         log.append(path)
         return real(path)
 
-    monkeypatch.setattr(cgroups, "_read", spy)
+    monkeypatch.setattr(cgroups, "read_control", spy)
     return log
 
 
@@ -552,7 +553,7 @@ def test_v2_stats(tmp_path):
     (d / "memory.current").write_text("1048576\n")
     (d / "pids.current").write_text("3\n")
     (d / "cpu.stat").write_text("usage_usec 2500\nuser_usec 2000\nsystem_usec 500\n")
-    assert cg.stats() == {"memory_usage": MiB, "memory_limit": 64 * MiB, "pids": 3,
+    assert cgroup_usage(cg) == {"memory_usage": MiB, "memory_limit": 64 * MiB, "pids": 3,
                           "cpu_usage_ns": 2_500_000}
 
 
@@ -754,7 +755,7 @@ def test_v1_comounted_cpu_cpuacct(tmp_path):
     # one directory, joined once
     assert [p for p in cg.procs_files() if "cpu," in p] == [str(d / "tasks")]
     (d / "cpuacct.usage").write_text("123456\n")
-    assert cg.stats()["cpu_usage_ns"] == 123456
+    assert cgroup_usage(cg)["cpu_usage_ns"] == 123456
 
 
 def test_v1_missing_controller_fails_before_any_mkdir(tmp_path):
@@ -782,7 +783,7 @@ def test_v1_oom_and_stats(tmp_path):
     assert cg.oom_killed()
     (d / "memory.usage_in_bytes").write_text("4096\n")
     (root / "pids" / "pyminidocker" / CID / "pids.current").write_text("1\n")
-    assert cg.stats() == {"memory_usage": 4096, "memory_limit": 64 * MiB, "pids": 1,
+    assert cgroup_usage(cg) == {"memory_usage": 4096, "memory_limit": 64 * MiB, "pids": 1,
                           "cpu_usage_ns": None}
 
 
@@ -842,8 +843,8 @@ def prime(monkeypatch, tmp_path):
 
     def run(layout: Layout, own: str, release: str) -> None:
         monkeypatch.setattr(cgroups, "detect", lambda: layout)
-        real_read = cgroups._read
-        monkeypatch.setattr(cgroups, "_read",
+        real_read = cgroups.read_control
+        monkeypatch.setattr(cgroups, "read_control",
                             lambda p: own if p == "/proc/self/cgroup" else real_read(p))
         monkeypatch.setattr(os, "uname", lambda: os.uname_result(
             ("Linux", "host", release, "#1", "x86_64")))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pyminidocker import __version__
-from pyminidocker.cli import containers
+from pyminidocker.cli import containers, verbs
 from pyminidocker.cli.args import REMAINDER, Help, Parser
 from pyminidocker.cli.main import Env, build_parser, main
 
@@ -91,7 +91,7 @@ def test_defaults_dests_and_types():
     assert parse("stop", "c").time is None and parse("stop", "-t", "3", "c").time == 3
     assert parse("kill", "c").signal == "KILL"
     assert parse("run", "bb").func is containers.cmd_run
-    assert parse("rm", "c").func is containers.cmd_rm
+    assert parse("rm", "c").func is verbs.cmd_rm
 
 
 def test_append_flags_collect_every_value_in_a_fresh_list_per_parse():

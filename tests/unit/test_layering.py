@@ -22,12 +22,12 @@ KNOWN_CYCLES = [
     # --help's wording reads the parsers main declares, which main puts on them (cli reference)
     ["pyminidocker.cli.main", "pyminidocker.cli.reference"],
     # the shim's SECCOMP_DEFAULT compiles the default profile for shim users (security)
-    ["pyminidocker.container.defaults", "pyminidocker.container.seccomp", "pyminidocker.shim"],
+    ["pyminidocker.container.seccomp", "pyminidocker.container.spec", "pyminidocker.shim"],
 ]
 KNOWN_UPWARD = {
     ("pyminidocker.cli.system", "pyminidocker.api.server"),          # `system service`
     ("pyminidocker.oci.main", "pyminidocker.cli.args"),              # the shared flag parser
-    ("pyminidocker.shim", "pyminidocker.container.defaults"),        # see KNOWN_CYCLES
+    ("pyminidocker.shim", "pyminidocker.container.spec"),            # see KNOWN_CYCLES
     ("pyminidocker.shim", "pyminidocker.container.seccomp"),
 }
 # what the CLI imports besides the engine API, errors and its own modules

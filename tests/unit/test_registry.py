@@ -27,19 +27,18 @@ from pyminidocker.errors import (
     UsageError,
     VerificationError,
 )
-from pyminidocker.image import registry as reg
-from pyminidocker.image.registry import (
+from pyminidocker.image import auth, blobs, manifest, transport
+from pyminidocker.image.auth import load_credentials, parse_www_authenticate
+from pyminidocker.image.manifest import (
     MEDIA_TYPE_DOCKER_MANIFEST,
     MEDIA_TYPE_DOCKER_SCHEMA1_SIGNED,
     MEDIA_TYPE_OCI_INDEX,
     MEDIA_TYPE_OCI_MANIFEST,
     Manifest,
-    RegistryClient,
     layer_compression,
-    load_credentials,
     parse_manifest,
-    parse_www_authenticate,
 )
+from pyminidocker.image.registry import RegistryClient
 
 REPO = "foo/bar"
 
@@ -47,7 +46,7 @@ REPO = "foo/bar"
 @pytest.fixture(autouse=True)
 def fast(monkeypatch):
     # No real waiting in tests: backoff starts at zero, sleeps are recorded instead.
-    monkeypatch.setattr(reg, "BACKOFF_BASE", 0.0)
+    monkeypatch.setattr(transport, "BACKOFF_BASE", 0.0)
 
 
 class Sleeps(list):
@@ -116,7 +115,7 @@ def test_public_registry_is_https_only(tmp_path):
     ("docker.io", [], False),
 ])
 def test_insecure_registries(registry, insecure_list, expected):
-    assert reg.is_insecure_registry(registry, insecure_list) is expected
+    assert transport.is_insecure_registry(registry, insecure_list) is expected
 
 
 def test_unreachable_registry_is_one_line(tmp_path):
@@ -129,7 +128,7 @@ def test_unreachable_registry_is_one_line(tmp_path):
     with pytest.raises(RegistryError) as ei:
         c.ping()
     assert str(ei.value) == f"cannot reach registry 127.0.0.1:{port}: connection refused"
-    assert len(c.sleep) == reg.MAX_ATTEMPTS - 1
+    assert len(c.sleep) == transport.MAX_ATTEMPTS - 1
 
 
 # --- auth ---------------------------------------------------------------------------------------
@@ -193,7 +192,7 @@ def test_bearer_anonymous_and_access_token(server, tmp_path):
 
 def test_expired_token_is_renewed(server, tmp_path, monkeypatch):
     clock = [1000.0]
-    monkeypatch.setattr(reg, "_now", lambda: clock[0])
+    monkeypatch.setattr(auth, "_now", lambda: clock[0])
     guarded = bearer_registry(server, anonymous=True, expires_in=100)
     server.routes[f"/v2/{REPO}/manifests/latest"] = guarded(
         lambda h: h.reply(200, MANIFEST, {"Content-Type": MEDIA_TYPE_OCI_MANIFEST}))
@@ -305,14 +304,14 @@ def test_429_honours_retry_after(server, tmp_path):
 def test_retry_after_http_date_and_cap(server, tmp_path):
     import time
 
-    assert reg.parse_retry_after("120") == reg.RETRY_AFTER_CAP
-    assert reg.parse_retry_after(formatdate(time.time() + 5, usegmt=True)) == pytest.approx(5, abs=1.5)
-    assert reg.parse_retry_after("garbage") is None
-    assert reg.parse_retry_after("-4") == 0.0
+    assert transport.parse_retry_after("120") == transport.RETRY_AFTER_CAP
+    assert transport.parse_retry_after(formatdate(time.time() + 5, usegmt=True)) == pytest.approx(5, abs=1.5)
+    assert transport.parse_retry_after("garbage") is None
+    assert transport.parse_retry_after("-4") == 0.0
 
 
 def test_503_is_retried_with_backoff(server, tmp_path, monkeypatch):
-    monkeypatch.setattr(reg, "BACKOFF_BASE", 0.001)
+    monkeypatch.setattr(transport, "BACKOFF_BASE", 0.001)
     flaky(server, f"/v2/{REPO}/manifests/latest", [503, 502, 500])
     c = make_client(server, tmp_path)
     assert c.get_manifest(REPO, "latest").body == MANIFEST
@@ -324,7 +323,7 @@ def test_503_forever_gives_up(server, tmp_path):
     c = make_client(server, tmp_path)
     with pytest.raises(RegistryError) as ei:
         c.get_manifest(REPO, "latest")
-    assert len(server.hits(f"/v2/{REPO}/manifests/latest")) == reg.MAX_ATTEMPTS
+    assert len(server.hits(f"/v2/{REPO}/manifests/latest")) == transport.MAX_ATTEMPTS
     assert str(ei.value).startswith(f"{server.host}/foo/bar: ")
 
 
@@ -398,7 +397,7 @@ def test_manifest_accept_header_excludes_schema1(server, tmp_path):
     make_client(server, tmp_path).get_manifest(REPO, "latest")
     accept = server.hits(f"/v2/{REPO}/manifests/latest")[0].headers["accept"]
     assert MEDIA_TYPE_OCI_INDEX in accept and MEDIA_TYPE_DOCKER_MANIFEST in accept
-    assert reg.MEDIA_TYPE_DOCKER_SCHEMA1 not in accept and "prettyjws" not in accept
+    assert manifest.MEDIA_TYPE_DOCKER_SCHEMA1 not in accept and "prettyjws" not in accept
 
 
 def test_schema1_refused(server, tmp_path):
@@ -438,7 +437,7 @@ def test_generic_content_type_is_inferred(server, tmp_path):
 def test_parse_manifest_validation():
     m = Manifest(MANIFEST, MEDIA_TYPE_OCI_MANIFEST, sha(MANIFEST))
     assert parse_manifest(m)["layers"][0]["size"] == 20
-    assert reg.is_index(MEDIA_TYPE_OCI_INDEX) and not reg.is_index(MEDIA_TYPE_OCI_MANIFEST)
+    assert manifest.is_index(MEDIA_TYPE_OCI_INDEX) and not manifest.is_index(MEDIA_TYPE_OCI_MANIFEST)
     with pytest.raises(UnsupportedMedia, match="does not match"):
         parse_manifest(Manifest(MANIFEST, MEDIA_TYPE_OCI_INDEX, "sha256:x"))
     with pytest.raises(UnsupportedMedia, match="not JSON"):
@@ -573,7 +572,7 @@ def test_get_blob_verifies(server, tmp_path):
     server.routes[f"/v2/{REPO}/blobs/{wrong}"] = lambda h: h.reply(200, cfg)
     with pytest.raises(VerificationError, match=wrong):
         c.get_blob(REPO, {"digest": wrong, "size": len(cfg)})
-    with pytest.raises(reg.BlobUnknown):
+    with pytest.raises(blobs.BlobUnknown):
         c.get_blob(REPO, {"digest": "sha256:" + "9" * 64, "size": 3})
 
 
@@ -583,7 +582,7 @@ def test_foreign_layer_urls(server, server2, tmp_path):
     server2.routes["/gone"] = lambda h: h.reply(404, b"")
     server.routes[f"/v2/{REPO}/blobs/{digest}"] = lambda h: h.reply(200, BLOB)
     c = make_client(server, tmp_path, creds=("alice", "s3cret"))
-    c._basic = True  # credentials would be sent to the registry up front
+    c.auth._basic = True  # credentials would be sent to the registry up front
     desc = {"digest": digest, "size": len(BLOB),
             "urls": ["ftp://example.invalid/x", f"{server2.url}/gone", f"{server2.url}/mirror/layer"]}
     got = bytearray()
@@ -686,10 +685,10 @@ def test_load_credentials_variants(tmp_path):
 
 def test_hub_credentials_stored_under_v1_url(tmp_path):
     p = tmp_path / "config.json"
-    reg.store_credentials(p, "docker.io", "u", "p")
+    auth.store_credentials(p, "docker.io", "u", "p")
     assert list(json.loads(p.read_text())["auths"]) == ["https://index.docker.io/v1/"]
-    assert reg.remove_credentials(p, "docker.io") is True
-    assert reg.remove_credentials(p, "docker.io") is False
+    assert auth.remove_credentials(p, "docker.io") is True
+    assert auth.remove_credentials(p, "docker.io") is False
 
 
 def test_errors_are_pmd_errors(server, tmp_path):

@@ -11,8 +11,8 @@ import struct
 import pytest
 
 from pyminidocker import shim
-from pyminidocker.container import defaults as d
 from pyminidocker.container import seccomp as sc
+from pyminidocker.container import spec as d
 from pyminidocker.container.specconv import seccomp_cached
 
 X86_64, I386, X32 = 0xC000003E, 0x40000003, 0x4000003E

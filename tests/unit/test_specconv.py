@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from pyminidocker import shim
-from pyminidocker.container import defaults
+from pyminidocker.container import spec as defaults
 from pyminidocker.container.spec import capabilities
 from pyminidocker.container.specconv import spawn_spec
 from pyminidocker.oci import config as oci

@@ -208,12 +208,12 @@ def test_a_bad_engine_config_value_is_named(tmp_path):
 
 
 def test_json_records_may_start_with_a_bom():
-    from pyminidocker import jsonio
+    from pyminidocker import record
 
-    assert jsonio.loads(b'\xef\xbb\xbf{"a": "\xc3\xa9"}') == {"a": "\u00e9"}
-    assert jsonio.loads('{"a": 1}') == {"a": 1}
+    assert record.loads(b'\xef\xbb\xbf{"a": "\xc3\xa9"}') == {"a": "\u00e9"}
+    assert record.loads('{"a": 1}') == {"a": 1}
     with pytest.raises(ValueError):
-        jsonio.loads(b"\xef\xbb\xbf")
+        record.loads(b"\xef\xbb\xbf")
 
 
 def test_a_layer_flush_that_fails_is_a_store_error(tmp_path):

@@ -42,86 +42,18 @@ def _bad_verb(verb: str, v: Any) -> str:
 
 
 def _fmt_one(verb: str, v: Any, flags: str, width: int | None, prec: int | None) -> str:
+    """One operand under one verb, as fmt prints it (a list: each element, in brackets)."""
     if v is NO_VALUE:
         v = None
-    if isinstance(v, (list, tuple)) and verb not in "vTq" and not (
-            verb in "sxX" and all(isinstance(x, str) for x in v) and False):
+    if isinstance(v, (list, tuple)) and verb not in "vTq":
         return "[" + " ".join(_fmt_one(verb, x, flags, width, prec) for x in v) + "]"
-    s: str
-    numeric = False
-    if verb == "v":
-        if "#" in flags and isinstance(v, str):
-            s = _quote(v)
-        elif isinstance(v, float):
-            s = _go_float(v)
-            numeric = True
-        elif isinstance(v, int) and not isinstance(v, bool):
-            s, numeric = str(v), True
-            if "+" in flags and v >= 0:
-                s = "+" + s
-        elif isinstance(v, dict) and "+" not in flags and "#" not in flags:
-            s = go_str(v)
-        else:
-            s = go_str(v)
-    elif verb == "T":
-        s = _go_type(v)
-    elif verb == "t":
-        if not isinstance(v, bool):
-            return _bad_verb(verb, v)
-        s = "true" if v else "false"
-    elif verb == "s":
-        if not isinstance(v, str):
-            if v is None or isinstance(v, (bool, int, float)):
-                return _bad_verb(verb, v)
-            s = go_str(v)
-        else:
-            s = v
-        if prec is not None:
-            s = s[:prec]
-    elif verb == "q":
-        if isinstance(v, str):
-            s = _quote(v[:prec] if prec is not None else v)
-        elif isinstance(v, int) and not isinstance(v, bool):
-            s = "'" + _quote(chr(v))[1:-1].replace("\\\"", '"').replace("'", "\\'") + "'"
-        elif isinstance(v, (list, tuple)):
-            s = "[" + " ".join(_fmt_one("q", x, flags, None, prec) for x in v) + "]"
-        else:
-            return _bad_verb(verb, v)
-    elif verb in "dboxXcU":
-        if isinstance(v, str) and verb in "xX":
-            s = v.encode().hex()
-            s = s.upper() if verb == "X" else s
-        elif isinstance(v, bool) or not isinstance(v, int):
-            return _bad_verb(verb, v)
-        elif verb == "c":
-            s = chr(v)
-        elif verb == "U":
-            s = f"U+{v:04X}"
-        else:
-            base = {"d": "d", "b": "b", "o": "o", "x": "x", "X": "X"}[verb]
-            s = format(abs(v), base)
-            if "#" in flags and verb in "xXob" and v != 0:
-                s = {"x": "0x", "X": "0X", "o": "0", "b": "0b"}[verb] + s
-            if prec is not None:
-                s = s.zfill(prec)
-            s = ("-" if v < 0 else "+" if "+" in flags else " " if " " in flags else "") + s
-            numeric = True
-    elif verb in "eEfFgG":
-        if isinstance(v, bool) or not isinstance(v, float):
-            return _bad_verb(verb, v)
-        if verb in "gG" and prec is None:
-            s = _go_float(v)
-            s = s.upper() if verb == "G" else s
-        else:
-            p = 6 if prec is None else prec
-            s = format(v, f".{p}{verb}")
-            if verb in "fF" and math.isinf(v):
-                s = "+Inf" if v > 0 else "-Inf"
-        if "+" in flags and not s.startswith("-"):
-            s = "+" + s
-        numeric = True
-    else:
+    conv = _VERBS.get(verb)
+    if conv is None:
         return f"%!{verb}({_go_type(v)}={go_str(v)})"
+    done = conv(verb, v, flags, prec)
+    if done is None:
+        return _bad_verb(verb, v)
+    s, numeric = done
     if width is not None and len(s) < width:
         if "-" in flags:
             s = s.ljust(width)
@@ -131,6 +63,79 @@ def _fmt_one(verb: str, v: Any, flags: str, width: int | None, prec: int | None)
         else:
             s = s.rjust(width)
     return s
+
+
+# Each verb's conversion: (the text, whether it is a number: "0" pads it), or None when the
+# operand's type does not take the verb.
+
+
+def _verb_v(verb: str, v: Any, flags: str, prec: int | None) -> tuple[str, bool] | None:
+    if "#" in flags and isinstance(v, str):
+        return _quote(v), False
+    if isinstance(v, float):
+        return _go_float(v), True
+    if isinstance(v, int) and not isinstance(v, bool):
+        return ("+" if "+" in flags and v >= 0 else "") + str(v), True
+    return go_str(v), False
+
+
+def _verb_t(verb: str, v: Any, flags: str, prec: int | None) -> tuple[str, bool] | None:
+    if verb == "T":
+        return _go_type(v), False
+    return ("true" if v else "false", False) if isinstance(v, bool) else None
+
+
+def _verb_s(verb: str, v: Any, flags: str, prec: int | None) -> tuple[str, bool] | None:
+    if not isinstance(v, str):
+        if v is None or isinstance(v, (bool, int, float)):
+            return None
+        v = go_str(v)
+    return (v[:prec] if prec is not None else v), False
+
+
+def _verb_q(verb: str, v: Any, flags: str, prec: int | None) -> tuple[str, bool] | None:
+    if isinstance(v, str):
+        return _quote(v[:prec] if prec is not None else v), False
+    if isinstance(v, int) and not isinstance(v, bool):
+        return "'" + _quote(chr(v))[1:-1].replace("\\\"", '"').replace("'", "\\'") + "'", False
+    if isinstance(v, (list, tuple)):
+        return "[" + " ".join(_fmt_one("q", x, flags, None, prec) for x in v) + "]", False
+    return None
+
+
+def _verb_int(verb: str, v: Any, flags: str, prec: int | None) -> tuple[str, bool] | None:
+    if isinstance(v, str) and verb in "xX":
+        s = v.encode().hex()
+        return (s.upper() if verb == "X" else s), False
+    if isinstance(v, bool) or not isinstance(v, int):
+        return None
+    if verb == "c":
+        return chr(v), False
+    if verb == "U":
+        return f"U+{v:04X}", False
+    s = format(abs(v), verb)
+    if "#" in flags and verb in "xXob" and v != 0:
+        s = {"x": "0x", "X": "0X", "o": "0", "b": "0b"}[verb] + s
+    if prec is not None:
+        s = s.zfill(prec)
+    return ("-" if v < 0 else "+" if "+" in flags else " " if " " in flags else "") + s, True
+
+
+def _verb_float(verb: str, v: Any, flags: str, prec: int | None) -> tuple[str, bool] | None:
+    if isinstance(v, bool) or not isinstance(v, float):
+        return None
+    if verb in "gG" and prec is None:
+        s = _go_float(v)
+        s = s.upper() if verb == "G" else s
+    else:
+        s = format(v, f".{6 if prec is None else prec}{verb}")
+        if verb in "fF" and math.isinf(v):
+            s = "+Inf" if v > 0 else "-Inf"
+    return ("+" + s if "+" in flags and not s.startswith("-") else s), True
+
+
+_VERBS = {"v": _verb_v, "T": _verb_t, "t": _verb_t, "s": _verb_s, "q": _verb_q,
+          **dict.fromkeys("dboxXcU", _verb_int), **dict.fromkeys("eEfFgG", _verb_float)}
 
 
 def _fmt_number(fmt: str, i: int, args: tuple[Any, ...], argi: int) -> tuple[int | None, int, int]:

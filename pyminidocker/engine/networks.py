@@ -1,0 +1,105 @@
+"""Networks: create, list, inspect, remove, prune, connect, disconnect. A part of
+the Engine (pyminidocker/engine/__init__.py).
+"""
+from __future__ import annotations
+
+from pyminidocker.engine import EngineCore
+from pyminidocker.errors import PmdError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from pyminidocker.store.networks import Network
+
+
+class Networks(EngineCore):
+    def create_network(self, name: str, subnet: str | None = None, gateway: str | None = None,
+                       internal: bool = False,
+                       labels: dict[str, str] | None = None) -> Network:
+        """A user-defined bridge network (its bridge is made when a container joins).
+        Raises UsageError, Conflict."""
+        from pyminidocker.network import networks
+
+        net = networks.create_network(self.store, name, subnet=subnet, gateway=gateway,
+                                      internal=internal, labels=labels or {})
+        self._event("network", "create", net.id, name=net.name, type=net.driver)
+        return net
+
+    def networks(self, warnings: list[str] | None = None) -> list[Network]:
+        """The readable networks; a line naming each corrupt one is appended to warnings."""
+        from pyminidocker.network import networks
+
+        return networks.list_networks(self.store, warnings)
+
+    def inspect_network(self, name: str) -> dict[str, Any]:
+        """Docker's `network inspect` object. Raises NotFound."""
+        from pyminidocker import dockerjson
+        from pyminidocker.network import networks
+        from pyminidocker.store.networks import NetworkStore
+
+        if name == "bridge":  # there from the start, as Docker's, though recorded on first use
+            self.default_network()
+        raw = networks.inspect_network(self.store, name)
+        members = {cid: {"Name": "", "IPv4Address": m["IPv4Address"]}
+                   for cid, m in raw["Containers"].items()}
+        doc = dockerjson.network(NetworkStore(self.store).get(raw["Name"]), members)
+        doc["Options"].update(raw.get("Options") or {})
+        return doc
+
+    def default_network(self) -> Network:
+        """The "bridge" network's record, made on first use. Raises PmdError (no free pool
+        subnet), StoreError."""
+        from pyminidocker.network import networks
+
+        return networks.default_network(self.store, self.config)
+
+    def remove_network(self, name: str, force: bool = False) -> Network | None:
+        """Raises NotFound, Conflict (in use, or a predefined network), CorruptRecord (a
+        corrupt record, without force; with force it is removed: None)."""
+        from pyminidocker.network import networks
+
+        net = networks.remove_network(self.store, name, force=force)
+        if net is not None:
+            self._event("network", "destroy", net.id, name=net.name, type=net.driver)
+        return net
+
+    def prune_networks(self) -> list[str]:
+        """Remove the user-defined networks no container uses; their names."""
+        from pyminidocker.network import networks
+
+        ids = {n.name: n.id for n in networks.list_networks(self.store)}
+        removed = networks.prune_networks(self.store)
+        for name in removed:
+            self._event("network", "destroy", ids.get(name, name), name=name, type="bridge")
+        return removed
+
+    def connect(self, container: str, network: str, aliases: list[str] | None = None) -> str:
+        """Connect a container to a network (with its aliases there); its address there ("" if
+        it is not running: it joins at its next start)."""
+        from pyminidocker.container import plugging
+
+        rt = self.runtime
+        rec = rt.get(container)
+        address = plugging.connect(rt, rec, network, aliases)
+        self._network_event("connect", rec.id, network)
+        return address
+
+    def disconnect(self, container: str, network: str) -> None:
+        from pyminidocker.container import plugging
+
+        rt = self.runtime
+        rec = rt.get(container)
+        plugging.disconnect(rt, rec, network)
+        self._network_event("disconnect", rec.id, network)
+
+    def _network_event(self, action: str, container: str, network: str) -> None:
+        from pyminidocker.store.networks import NetworkStore
+
+        try:
+            net = NetworkStore(self.store).get(network)
+            actor, name, kind = net.id, net.name, net.driver
+        except PmdError:
+            actor, name, kind = network, network, "bridge"
+        self._event("network", action, actor, container=container, name=name, type=kind)
+
