@@ -7,7 +7,11 @@ ratios to crun and runc. pyminidocker-runc is started as `make install` starts i
 launcher (python -S), written here for this checkout.
 --verbs times each call containerd's shim makes (create, start, state, delete, delete --force
 of a gone container) by ours and by runc: the calls `ctr run --rm` is made of.
-Not a test. Usage: sudo .venv/bin/python bench/oci.py [--runs 30] [--ctr] [--verbs]
+--against DIR also times the pyminidocker-runc of another checkout, in the same runs: before and
+after a change (build it first: with PYTHONDONTWRITEBYTECODE a stale .pyc is compiled again at
+every call). --python PATH also times this checkout's under another interpreter of the same
+minor version (CPython's start is most of each call: a PGO/LTO build starts faster).
+Not a test. Usage: sudo .venv/bin/python bench/oci.py [--runs 30] [--ctr] [--verbs] [--against DIR]
 """
 from __future__ import annotations
 
@@ -26,10 +30,10 @@ REPO = Path(__file__).resolve().parent.parent
 BUSYBOX = Path("/bin/busybox")
 
 
-def launcher(path: Path) -> Path:
-    """What pyminidocker.launcher writes, with this checkout on the path (not installed)."""
-    paths = [str(REPO), sysconfig.get_path("purelib"), sysconfig.get_path("platlib")]
-    path.write_text(f"#!{sys.executable} -S\nimport gc, sys\ngc.set_threshold(50_000)\n"
+def launcher(path: Path, repo: Path = REPO, python: str = sys.executable) -> Path:
+    """What pyminidocker.launcher writes, with a checkout on the path (not installed)."""
+    paths = [str(repo), sysconfig.get_path("purelib"), sysconfig.get_path("platlib")]
+    path.write_text(f"#!{python} -S\nimport gc, sys\ngc.set_threshold(50_000)\n"
                     f"sys.path[1:1] = {list(dict.fromkeys(paths))!r}\n"
                     "from pyminidocker.oci.main import command\ncommand()\n")
     path.chmod(0o755)
@@ -47,18 +51,24 @@ def bundle(d: Path) -> Path:
     return d
 
 
-def ctr_bench(tmp: Path, pmd: Path, runs: int) -> None:
+def ctr_bench(tmp: Path, ours: dict[str, str], runs: int) -> None:
     """`ctr run --rm` through pyminidocker-runc and through runc, with a containerd of its own
     (the test's: tests/integration/test_oci_clients.py)."""
     sys.path.insert(0, str(REPO))
-    from tests.integration.test_oci_clients import IMAGE, Containerd, image_tar
+    from tests.integration.test_oci_clients import (
+        IMAGE,
+        NAMESPACE,
+        Containerd,
+        image_tar,
+        remove_cgroup_parent,
+    )
 
     (tmp / "containerd").mkdir()
     d = Containerd(tmp / "containerd")
     try:
         d.ctr("image", "import", "--base-name", IMAGE.rsplit(":", 1)[0], str(image_tar(tmp)))
-        times: dict[str, list[float]] = {"pyminidocker-runc": [], "runc": []}
-        binaries = {"pyminidocker-runc": str(pmd), "runc": shutil.which("runc") or "runc"}
+        binaries = {**ours, "runc": shutil.which("runc") or "runc"}
+        times: dict[str, list[float]] = {name: [] for name in binaries}
         for i in range(runs + 2):
             for name, binary in binaries.items():
                 t0 = time.perf_counter()
@@ -67,12 +77,14 @@ def ctr_bench(tmp: Path, pmd: Path, runs: int) -> None:
                     times[name].append((time.perf_counter() - t0) * 1000)
         med = {t: statistics.median(v) for t, v in times.items()}
         for t, m in med.items():
-            print(f"ctr run --rm via {t:18} {m:8.1f} ms median")
-        print(f"ctr run --rm: pyminidocker-runc / runc = "
-              f"{med['pyminidocker-runc'] / med['runc']:.2f}x (goal <= 1.0x); {runs} runs each")
+            print(f"ctr run --rm via {t:24} {m:8.1f} ms median, {m / med['runc']:.2f}x runc")
+        print(f"ctr run --rm: goal pyminidocker-runc <= 1.0x runc; {runs} runs each")
     finally:
         d.ctr("image", "rm", IMAGE, check=False)
         d.stop()
+        # what the runtimes made for containerd's namespace, as the test's fixture removes it
+        remove_cgroup_parent(NAMESPACE)
+        shutil.rmtree(f"/run/containerd/runc/{NAMESPACE}", ignore_errors=True)
 
 
 VERBS = (("create", ["create", "--bundle", "{bundle}", "{id}"]), ("start", ["start", "{id}"]),
@@ -134,13 +146,23 @@ def main() -> None:
                     help="also `ctr run --rm` through each (needs containerd)")
     ap.add_argument("--verbs", action="store_true",
                     help="also each call containerd makes, ours and runc's")
+    ap.add_argument("--against", type=Path, default=None,
+                    help="another checkout whose pyminidocker-runc runs alongside (built)")
+    ap.add_argument("--python", default="",
+                    help="also this checkout's pyminidocker-runc under this interpreter")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="pmd-oci-bench-"))
     try:
         b = bundle(tmp / "bundle")
-        pmd = launcher(tmp / "pyminidocker-runc")
+        ours = {"pyminidocker-runc": str(launcher(tmp / "pyminidocker-runc"))}
+        if args.against:
+            ours[f"pmd@{args.against.name}"] = str(
+                launcher(tmp / "pyminidocker-runc-against", args.against.resolve()))
+        if args.python:
+            ours[f"pmd@{args.python}"] = str(
+                launcher(tmp / "pyminidocker-runc-python", python=args.python))
         tools = {
-            "pyminidocker-runc": [str(pmd), "--root", str(tmp / "pmd-state")],
+            **{name: [path, "--root", str(tmp / f"{name}-state")] for name, path in ours.items()},
             "crun": ["crun", "--root", str(tmp / "crun-state")],
             "runc": ["runc", "--root", str(tmp / "runc-state")],
         }
@@ -158,16 +180,15 @@ def main() -> None:
         for t, v in times.items():
             p90 = sorted(v)[int(len(v) * 0.9) - 1]
             print(f"{t:20} {med[t]:10.1f} {p90:8.1f}")
-        ours = med["pyminidocker-runc"]
-        if "crun" in med:
-            print(f"pyminidocker-runc / crun = {ours / med['crun']:.2f}x (goal <= 1.5x)")
-        print(f"pyminidocker-runc / runc = {ours / med['runc']:.2f}x (goal <= 1.0x); "
-              f"{args.runs} runs each")
+        for name in ours:
+            if "crun" in med:
+                print(f"{name} / crun = {med[name] / med['crun']:.2f}x (goal <= 1.5x)")
+            print(f"{name} / runc = {med[name] / med['runc']:.2f}x (goal <= 1.0x)")
+        print(f"{args.runs} runs each")
         if args.verbs:
-            verbs_bench({t: tools[t] for t in ("pyminidocker-runc", "runc")}, b,
-                        max(args.runs // 2, 5))
+            verbs_bench({t: tools[t] for t in (*ours, "runc")}, b, max(args.runs // 2, 5))
         if args.ctr:
-            ctr_bench(tmp, pmd, max(args.runs // 3, 5))
+            ctr_bench(tmp, ours, max(args.runs // 3, 5))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

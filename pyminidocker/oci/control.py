@@ -5,7 +5,6 @@ import os
 import sys
 
 from pyminidocker.errors import NotFound, UsageError
-from pyminidocker.oci import runtime as rt
 from pyminidocker.oci import state as st
 
 TYPE_CHECKING = False
@@ -49,7 +48,7 @@ def kill(root: str, args: Any) -> None:
     rec = st.load(root, args.id)
     sig = parse_signal(args.signal)
     if st.status(rec) == "stopped":
-        raise rt.RuntimeError_("container not running")
+        raise st.RuntimeError_("container not running")
     if args.all:
         from pyminidocker.container.cgroups import Cgroup
 
@@ -59,7 +58,7 @@ def kill(root: str, args: Any) -> None:
     try:
         os.kill(rec["pid"], sig)
     except ProcessLookupError:
-        raise rt.RuntimeError_("container not running") from None
+        raise st.RuntimeError_("container not running") from None
 
 
 def delete(root: str, args: Any) -> None:
@@ -69,11 +68,15 @@ def delete(root: str, args: Any) -> None:
         if args.force:
             return
         raise
+    # Not at the top: containerd's last call is a `delete --force` of a container its `delete`
+    # removed, which ends above (the runtime module and its imports are 1 ms of that call).
+    from pyminidocker.oci import runtime as rt
+
     status = st.status(rec)
     if status != "stopped":
         # The runtime spec's rule ("MUST generate an error"); runc 1.1 deletes a created one.
         if not args.force:
-            raise rt.RuntimeError_(f"cannot delete container {args.id} that is not stopped: "
+            raise st.RuntimeError_(f"cannot delete container {args.id} that is not stopped: "
                                    f"{status}")
         from pyminidocker.container.cgroups import Cgroup
 
@@ -86,7 +89,7 @@ def delete(root: str, args: Any) -> None:
         except ProcessLookupError:
             pass
         if not rt.wait_gone(rec, 10):
-            raise rt.RuntimeError_(f"container {args.id} does not die")
+            raise st.RuntimeError_(f"container {args.id} does not die")
     failures = rt.run_hooks(rt.hooks_of(rec).get("poststop", []), "poststop",
                             st.oci_state(rec, "stopped"), warn_only=True)
     rt.cleanup(root, rec)
@@ -97,21 +100,21 @@ def delete(root: str, args: Any) -> None:
 def _freeze(rec: dict[str, Any], on: bool) -> None:
     freezer = rec.get("freezer")
     if not freezer:
-        raise rt.RuntimeError_("this host has no freezer cgroup: cannot pause")
+        raise st.RuntimeError_("this host has no freezer cgroup: cannot pause")
     try:
         with open(os.path.join(freezer, "freezer.state"), "w") as f:
             f.write("FROZEN" if on else "THAWED")
     except OSError as e:
-        raise rt.RuntimeError_(f"freezer: {e.strerror}") from None
+        raise st.RuntimeError_(f"freezer: {e.strerror}") from None
 
 
 def pause(root: str, container_id: str, on: bool) -> None:
     rec = st.load(root, container_id)
     status = st.status(rec)
     if on and status != "running":
-        raise rt.RuntimeError_("container not running")
+        raise st.RuntimeError_("container not running")
     if not on and status != "paused":
-        raise rt.RuntimeError_("container not paused")
+        raise st.RuntimeError_("container not paused")
     _freeze(rec, on)
 
 
@@ -125,7 +128,7 @@ def _update_resources(args: Any) -> dict[str, Any]:
             text = sys.stdin.read() if args.resources == "-" else open(args.resources).read()
             res = json.loads(text)
         except (OSError, ValueError) as e:
-            raise rt.RuntimeError_(f"resources: {e}") from None
+            raise st.RuntimeError_(f"resources: {e}") from None
     for dest, (group, key) in _UPDATE_FLAGS.items():
         value = getattr(args, dest)
         if value is None:
@@ -144,10 +147,11 @@ def _update_resources(args: Any) -> dict[str, Any]:
 def update(root: str, args: Any) -> None:
     from pyminidocker.container.cgroups import Cgroup
     from pyminidocker.oci import config as cfg
+    from pyminidocker.oci import runtime as rt
 
     rec = st.load(root, args.id)
     if st.status(rec) == "stopped":
-        raise rt.RuntimeError_("container not running")
+        raise st.RuntimeError_("container not running")
     resources = cfg._resources(_update_resources(args))
     cg_id, parent = rec["cgroup"]
     cg = Cgroup(cg_id, parent)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import sys
 
-from pyminidocker.cli.args import REMAINDER, Help, Parser
 from pyminidocker.errors import NotFound, PmdError, UsageError
 from pyminidocker.oci import state as st
 
@@ -22,6 +21,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
 
+    from pyminidocker.cli.args import Parser
+
 VERSION = "0.1.0"
 PROG = "pyminidocker-runc"
 
@@ -29,6 +30,8 @@ PROG = "pyminidocker-runc"
 # ---- the parser -------------------------------------------------------------------------------
 
 def _parser() -> Parser:
+    from pyminidocker.cli.args import Parser
+
     p = Parser(PROG, "an OCI runtime with runc's command line, over pyminidocker's C shim")
     p.add_argument("--root", default=st.DEFAULT_ROOT, help="root directory for container state")
     p.add_argument("--log", default="", help="log file (default: stderr only)")
@@ -77,6 +80,8 @@ def _lifecycle_verbs(cmds: Any) -> None:
 
 
 def _exec_verb(q: Parser) -> None:
+    from pyminidocker.cli.args import REMAINDER
+
     q.add_argument("--console-socket", default="")
     q.add_argument("--cwd", default="")
     q.add_argument("-e", "--env", action="append")
@@ -98,6 +103,8 @@ def _exec_verb(q: Parser) -> None:
 
 
 def _other_verbs(cmds: Any) -> None:
+    from pyminidocker.cli.args import REMAINDER
+
     q = cmds.add_parser("list", help="list containers")
     q.add_argument("-f", "--format", default="table", choices=("table", "json"))
     q.add_argument("-q", "--quiet", action="store_true")
@@ -235,20 +242,67 @@ def _dispatch(cmd: str, args: Any, root: str) -> int:
     return 0
 
 
-def program(argv: list[str]) -> int:
+# ---- containerd's calls after create --------------------------------------------------------
+
+_QUICK_VALUES = {"--root": "root", "--log": "log", "--log-format": "log_format"}
+
+
+class _QuickArgs:
+    """What the parser makes of such a command line: the attributes program and the verb read."""
+
+    version = systemd_cgroup = debug = force = False
+    root, log, log_format = st.DEFAULT_ROOT, "", "text"
+    verb = id = ""
+
+
+def _quick_args(argv: list[str]) -> _QuickArgs | None:
+    """The command lines containerd's shim runs after create (`--root R --log L --log-format F`
+    then `start ID`, `state ID` or `delete [--force] ID`), read without the parser: importing
+    it and building its tree of verbs is 1 ms of each of those calls, whose whole work is less.
+    None for any other command line, which the parser reads (and whose errors it words)."""
+    a = _QuickArgs()
+    i = 0
+    while i + 1 < len(argv) and argv[i] in _QUICK_VALUES and not argv[i + 1].startswith("-"):
+        setattr(a, _QUICK_VALUES[argv[i]], argv[i + 1])
+        i += 2
+    rest = argv[i:]
+    if rest[:1] == ["delete"] and rest[1:2] in (["--force"], ["-f"]):
+        a.force = True
+        del rest[1]
+    if len(rest) != 2 or rest[0] not in ("start", "state", "delete") or \
+            rest[1].startswith("-") or a.log_format not in ("text", "json"):
+        return None
+    a.verb, a.id = rest
+    return a
+
+
+def _parse(argv: list[str]) -> Any:
+    """The command line's values; None once help is printed (--help, or no verb)."""
+    quick = _quick_args(argv)
+    if quick is not None:
+        return quick
+    from pyminidocker.cli.args import Help
+
     parser = _parser()
     try:
         args = parser.parse_args(_go_flags(argv))
     except Help as h:
         sys.stdout.write(h.parser.format_help())
+        return None
+    if args.verb is None and not args.version:
+        sys.stdout.write(parser.format_help())
+        return None
+    return args
+
+
+def program(argv: list[str]) -> int:
+    args = _parse(argv)
+    if args is None:
         return 0
     if args.version:
         from pyminidocker.oci.config import SUPPORTED_OCI_VERSION
 
         sys.stdout.write(f"{PROG} version {VERSION}\nspec: {SUPPORTED_OCI_VERSION}\n")
-        return 0
-    if args.verb is None:
-        sys.stdout.write(parser.format_help())
         return 0
     if args.systemd_cgroup:
         raise PmdError("--systemd-cgroup is not supported: pyminidocker-runc drives cgroupfs "

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 
-from pyminidocker.container.namespaces import configure, setns
 from pyminidocker.errors import PmdError
 from pyminidocker.oci import state as st
 from pyminidocker.oci.state import ConfigError, RuntimeError_
@@ -215,6 +214,7 @@ def device_mounts(c: Container, cdir: str) -> list[shim.Mount]:
 def join_paths(c: Container) -> None:
     """Enter the namespaces the config names by path, so that the init cloned next is in them
     (a pid namespace applies to children only, which is what is wanted)."""
+    from pyminidocker.container.namespaces import setns  # create's alone: not at the top
     from pyminidocker.oci.config import NAMESPACES
 
     # Each path opened first, in the current mount namespace. The user namespace last, as
@@ -242,6 +242,8 @@ def join_paths(c: Container) -> None:
 
 def configure_init(c: Container, pid: int) -> None:
     """What is done to the held init from outside: oomScoreAdj, sysctls, domain name."""
+    from pyminidocker.container.namespaces import configure  # as setns above
+
     if c.oom_score_adj is not None:
         with open(f"/proc/{pid}/oom_score_adj", "w") as f:
             f.write(str(c.oom_score_adj))

@@ -672,14 +672,26 @@ def test_the_verbs_containerd_calls_import_nothing_heavy(runc, tmp_path):
     code = (f"import sys; from pyminidocker.oci.main import main; code = main(sys.argv[1:]); "
             f"open({str(out)!r}, 'w').write(' '.join(sys.modules)); sys.exit(code)")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), *site.getsitepackages()]))
+    # the last: containerd's delete --force of the container its delete removed
     for verb in (["create", "--bundle", str(b), "light"], ["start", "light"],
-                 ["state", "light"], ["kill", "light", "KILL"], ["delete", "-f", "light"]):
+                 ["state", "light"], ["kill", "light", "KILL"], ["delete", "-f", "light"],
+                 ["delete", "--force", "light"]):
         with tempfile.TemporaryFile() as stdio:  # the container keeps create's stdio
             subprocess.run([sys.executable, "-S", "-c", code, "--root", str(runc.root), *verb],
                            env=env, stdout=stdio, stderr=stdio, timeout=60, check=True)
         if verb[0] == "create":
             runc.pids.append(runc.state("light")["pid"])
-        assert set(out.read_text().split()) & HEAVY_MODULES == set(), verb
+        loaded = set(out.read_text().split())
+        assert loaded & HEAVY_MODULES == set(), verb
+        # nor the engine's store (its package reads the engine's config: 2 ms of a create)
+        assert "pyminidocker.store" not in loaded, verb
+        if verb[0] in ("start", "state", "kill"):  # nor what only create uses
+            assert not {"pyminidocker.shim", "pyminidocker.container.namespaces",
+                        "pyminidocker.container.cgroups"} & loaded, verb
+        if verb[1] == "--force":  # nothing to do: not even the runtime module
+            assert "pyminidocker.oci.runtime" not in loaded
+        if verb[0] in ("start", "state", "delete"):  # read without the command-line parser
+            assert "pyminidocker.cli.args" not in loaded, verb
 
 
 # ---- bad input ------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 from pyminidocker import shim
 from pyminidocker.oci import config as cfg
 from pyminidocker.oci.control import parse_signal
-from pyminidocker.oci.main import _go_flags
+from pyminidocker.oci.main import _go_flags, _parser, _quick_args
 
 BASE = {
     "ociVersion": "1.0.2",
@@ -184,3 +184,31 @@ def test_runc_signals_and_go_style_flags():
         ["--root", "/r", "--log", "l", "create", "--bundle", "b", "id"]
     # the container's command is left alone
     assert _go_flags(["exec", "-t", "id", "ls", "-root"]) == ["exec", "-t", "id", "ls", "-root"]
+
+
+CONTAINERD = ["--root", "/run/containerd/runc/k8s.io", "--log", "/run/x/log.json",
+              "--log-format", "json"]
+
+
+@pytest.mark.parametrize("argv", [
+    [*CONTAINERD, "start", "c1"], [*CONTAINERD, "state", "c1"], [*CONTAINERD, "delete", "c1"],
+    [*CONTAINERD, "delete", "--force", "c1"], ["delete", "-f", "c1"], ["state", "c1"],
+    ["--root", "/a", "--root", "/b", "start", "c1"], ["--log-format", "text", "state", "x.y"],
+])
+def test_containerds_calls_read_without_the_parser_as_the_parser_reads_them(argv):
+    quick, full = _quick_args(argv), _parser().parse_args(_go_flags(argv))
+    assert quick is not None
+    for name in ("root", "log", "log_format", "debug", "systemd_cgroup", "version", "verb",
+                 "id"):
+        assert getattr(quick, name) == getattr(full, name), name
+    assert quick.force == getattr(full, "force", False)
+
+
+@pytest.mark.parametrize("argv", [
+    ["start", "--help"], ["--help"], [], ["-root", "/r", "state", "c1"], ["--root=/r", "state", "c1"],
+    ["--debug", "state", "c1"], ["--log-format", "xml", "state", "c1"], ["state", "-x"],
+    ["kill", "c1"], ["start", "c1", "c2"], ["delete", "--force"], ["--root", "state", "c1"],
+    ["--systemd-cgroup", "delete", "c1"], ["create", "c1"], ["delete", "c1", "--force"],
+])
+def test_any_other_command_line_goes_to_the_parser(argv):
+    assert _quick_args(argv) is None
