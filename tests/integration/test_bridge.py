@@ -19,6 +19,11 @@ import pytest
 from tests.integration.conftest import free_subnet, store_with_bb, veths_settled
 from tests.integration.servers import send_when_listening
 
+# A one-shot TCP server on port 7000 that prints what it receives. Its stdin never ends:
+# busybox's `nc -l` quits once its stdin (here /dev/null) is at EOF and a client is accepted,
+# so data that arrives a moment later (a loaded host) is dropped and the test saw nothing.
+NC_SERVER = ["sh", "-c", "mkfifo /tmp/in && exec nc -l -p 7000 <>/tmp/in"]
+
 
 def _iptables_pmd() -> list[str]:
     out = subprocess.run(["iptables-save"], capture_output=True, text=True, check=False).stdout
@@ -53,7 +58,7 @@ def _ip_of(run, name: str, proc) -> str:
 
 def test_two_containers_talk_over_the_bridge(br):
     srv = br.popen("run", "--rm", "--network", "bridge", "--name", "srv", "bb",
-                   "nc", "-l", "-p", "7000")
+                   *NC_SERVER)
     try:
         ip = _ip_of(br, "srv", srv)
         res = br("run", "--rm", "--network", "bridge", "bb", "sh", "-c",
@@ -92,7 +97,7 @@ def test_hosts_file_and_distinct_addresses(br):
 def test_published_port_reachable_from_host_loopback_and_gone_after(br):
     port = random.randrange(20000, 30000)
     srv = br.popen("run", "--rm", "--network", "bridge", "--name", "pub", "-p",
-                   f"127.0.0.1:{port}:7000", "bb", "nc", "-l", "-p", "7000")
+                   f"127.0.0.1:{port}:7000", "bb", *NC_SERVER)
     try:
         _ip_of(br, "pub", srv)
         assert any(f"--dport {port}" in line for line in _iptables_pmd())
@@ -190,7 +195,7 @@ def test_nat_to_the_outside_shows_the_hosts_address(br, outside):
 def test_detached_container_with_a_published_port(br):
     port = random.randrange(30000, 40000)
     cid = br("run", "-d", "--network", "bridge", "--name", "dpub", "-p",
-             f"127.0.0.1:{port}:7000", "bb", "nc", "-l", "-p", "7000").stdout.strip()
+             f"127.0.0.1:{port}:7000", "bb", *NC_SERVER).stdout.strip()
     try:
         assert br("port", "dpub").stdout == f"7000/tcp -> 127.0.0.1:{port}\n"
         assert f"127.0.0.1:{port}->7000/tcp" in br("ps").stdout
@@ -237,7 +242,7 @@ def test_two_hundred_bridged_cycles_leave_nothing(br):
 
 
 def test_publish_all_exposed_ports_on_free_host_ports(br):
-    cid = br("run", "-d", "--network", "bridge", "-P", "bb", "nc", "-l", "-p", "7000"
+    cid = br("run", "-d", "--network", "bridge", "-P", "bb", *NC_SERVER
              ).stdout.strip()
     try:
         mapping = br("port", cid).stdout.strip()
@@ -255,7 +260,7 @@ def test_published_port_reachable_from_the_outside_host(br, outside):
     ns, host_ip, _ = outside
     port = random.randrange(40000, 50000)
     cid = br("run", "-d", "--name", "outpub", "-p", f"{port}:7000", "bb",
-             "nc", "-l", "-p", "7000").stdout.strip()
+             *NC_SERVER).stdout.strip()
     try:
         client = ["ip", "netns", "exec", ns, "python3", "-c",
                   "import socket, sys, time\n"
