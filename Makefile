@@ -49,7 +49,8 @@ uninstall: uninstall-docs
 	-$(PIP) uninstall -q -y pyminidocker
 
 # bash completion and the man page, generated from the CLI's argument tables
-# (pyminidocker/cli/reference.py); bash-completion and man-db look in these by default.
+# (pyminidocker/cli/reference.py, in cli/wording.py's words); bash-completion and man-db look
+# in these by default.
 BASH_COMPLETION_DIR ?= $(PREFIX)/share/bash-completion/completions
 MAN1_DIR ?= $(PREFIX)/share/man/man1
 

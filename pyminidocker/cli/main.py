@@ -416,7 +416,7 @@ def program(argv: Sequence[str], env: Env) -> int:
     try:
         args = parser.parse_args(argv)
     except Help as h:
-        from pyminidocker.cli.reference import docker_wording
+        from pyminidocker.cli.wording import docker_wording
 
         docker_wording(parser)
         env.stdout.write(h.parser.format_help())
@@ -425,7 +425,7 @@ def program(argv: Sequence[str], env: Env) -> int:
         env.out(f"{PROG} version {__version__}")
         return 0
     if not getattr(args, "func", None):
-        from pyminidocker.cli.reference import docker_wording
+        from pyminidocker.cli.wording import docker_wording
 
         env.stdout.write(docker_wording(parser).format_help())
         return 0

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pyminidocker.cli import reference as R
+from pyminidocker.cli import wording as W
 from pyminidocker.cli.args import _flag_names
 from pyminidocker.cli.main import Env, build_parser, main
 
@@ -24,10 +25,10 @@ def help_of(path: str) -> str:
 
 
 def test_every_command_and_option_docker_has_is_in_dockers_words():
-    tree = dict(R.commands(build_parser()))
-    for path, words in R.DOCKER_WORDING.items():
+    tree = dict(W.commands(build_parser()))
+    for path, words in W.DOCKER_WORDING.items():
         assert path in tree, f"the wording of a command that does not exist: {path!r}"
-        declared = {R.long_name(o) for o in tree[path]._options}
+        declared = {W.long_name(o) for o in tree[path]._options}
         for name, text in words.items():
             assert name == "" or name in declared, f"{path} has no option {name}"
             text = text[1] if isinstance(text, tuple) else text
@@ -46,7 +47,7 @@ def test_every_command_and_option_docker_has_is_in_dockers_words():
 
 
 def test_every_option_of_every_command_has_help():
-    for path, p in R.commands(R.full_parser()):
+    for path, p in W.commands(R.full_parser()):
         for o in p._options:
             assert o.help and o.help[0].isupper(), f"{path} {o.names}: {o.help!r}"
 
@@ -70,7 +71,7 @@ def script(tmp_path_factory) -> Path:
 
 
 def test_completion_offers_runs_flags_commands_and_choices(script):
-    run = next(p for path, p in R.commands(build_parser()) if path == "run")
+    run = next(p for path, p in W.commands(build_parser()) if path == "run")
     every_flag = {n for o in run._options for n in o.names}
     assert set(complete(script, "pyminidocker run -")) == every_flag | {"--help"}
     assert set(complete(script, "pyminidocker run --r")) == {"--rm", "--read-only",
@@ -101,7 +102,7 @@ def test_the_man_page_renders_every_command_and_option(tmp_path):
     assert res.stderr == ""
     text = res.stdout.replace("\u2010", "-").replace("\u2212", "-")
     assert "pyminidocker run [OPTIONS] IMAGE [COMMAND...]" in text
-    for path, p in R.commands(R.full_parser()):
+    for path, p in W.commands(R.full_parser()):
         if p is not None and path:
             assert p.summary in text
         for o in p._options:
