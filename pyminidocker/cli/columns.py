@@ -193,7 +193,7 @@ class ContainerContext:
 
     @property
     def Mounts(self) -> str:
-        from pyminidocker.container.mounts import mounts_of
+        from pyminidocker.engine import mounts_of
 
         names = []
         for m in mounts_of(self._rec.host):
@@ -205,7 +205,7 @@ class ContainerContext:
 
     @property
     def LocalVolumes(self) -> str:
-        from pyminidocker.container.mounts import mounts_of
+        from pyminidocker.engine import mounts_of
 
         return str(sum(m["Type"] == "volume" for m in mounts_of(self._rec.host)))
 

@@ -90,7 +90,7 @@ def _must_pull(eng: Engine, args: Namespace) -> bool:
 
     rec = None if args.pull == "always" else eng.find_image(args.image)
     if rec is not None and args.platform:
-        from pyminidocker.image.platforms import parse_platform
+        from pyminidocker.engine import parse_platform
 
         want = parse_platform(args.platform)
         cfg = eng.image_config(rec)

@@ -158,7 +158,7 @@ def containers(recs: list[Any], filters: dict[str, list[str]],
         return {rec.host.get("network") or "bridge", *rec.state.extra_networks}
 
     def volume(rec: Any, v: str) -> bool:
-        from pyminidocker.container.mounts import mounts_of
+        from pyminidocker.engine import mounts_of
 
         return any(v in (m.get("Name"), m.get("Source"), m["Destination"])
                    for m in mounts_of(rec.host))

@@ -25,40 +25,6 @@ def key_values(items: list[str], what: str = "label") -> dict[str, str]:
     return out
 
 
-def _predefined(name: str) -> Any:
-    """Docker's host and none networks: no record, a stable id (they have no bridge)."""
-    import hashlib
-
-    from pyminidocker.store.networks import Network
-
-    nid = hashlib.sha256(f"pyminidocker-{name}".encode()).hexdigest()
-    return Network(name=name, id=nid, bridge="", subnet="", gateway="", created="",
-                   driver="null" if name == "none" else name)
-
-
-def all_networks(eng: Engine, warnings: list[str]) -> list[Any]:
-    """Every network as Docker lists them: bridge (recorded on first use), host, none and
-    the user's."""
-    nets = [n for n in eng.networks(warnings) if n.name not in ("host", "none")]
-    if not any(n.name == "bridge" for n in nets):
-        try:
-            nets.append(eng.default_network())
-        except PmdError:
-            pass  # no free pool subnet: the others are listed all the same
-    return [*nets, _predefined("host"), _predefined("none")]
-
-
-def network_doc(eng: Engine, name: str) -> dict[str, Any]:
-    """Docker's inspect document of a network (name, id or id prefix). Raises NotFound."""
-    from pyminidocker import dockerjson
-
-    for pre in ("host", "none"):
-        net = _predefined(pre)
-        if name == pre or net.id.startswith(name):
-            return dockerjson.network(net)
-    return eng.inspect_network(name)
-
-
 def cmd_network(args: Namespace, env: Any) -> int:
     eng: Engine = args.engine
     if args.network_command == "create":
@@ -70,7 +36,7 @@ def cmd_network(args: Namespace, env: Any) -> int:
         from pyminidocker.cli import listing
 
         warnings: list[str] = []
-        nets = all_networks(eng, warnings)
+        nets = eng.all_networks(warnings)
         for message in warnings:  # the others are listed all the same
             env.stderr.write(f"WARNING: {message}\n")
         return listing.networks(args, env, nets)
@@ -80,7 +46,7 @@ def cmd_network(args: Namespace, env: Any) -> int:
         out, failed = [], False
         for name in args.networks:
             try:
-                out.append(network_doc(eng, name))
+                out.append(eng.inspect_network(name))
             except CorruptRecord as e:
                 env.stderr.write(f"Error: {e}\n")
                 failed = True

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from pyminidocker.container.spec import ULIMITS, parse_restart, parse_signal
+from pyminidocker.engine import ULIMITS, parse_restart, parse_signal
 from pyminidocker.errors import UsageError
 
 TYPE_CHECKING = False  # typing is not imported at run time: the start path
@@ -120,7 +120,7 @@ def _int(value: str, flag: str) -> int:
 
 
 def _size(value: str, flag: str, unlimited: bool = False) -> int:
-    from pyminidocker.container.cgroups import parse_bytes
+    from pyminidocker.engine import parse_bytes
 
     try:
         return parse_bytes(value, allow_unlimited=unlimited)
@@ -357,7 +357,7 @@ def parse_throttle(spec: str, kind: str) -> list[Any]:
             raise bad
         value = int(rate)
     else:
-        from pyminidocker.container.cgroups import parse_bytes
+        from pyminidocker.engine import parse_bytes
 
         try:
             value = parse_bytes(rate)
@@ -379,7 +379,7 @@ def parse_throttle(spec: str, kind: str) -> list[Any]:
 def parse_sysctls(items: list[str], network: str, ipc_mode: str) -> dict[str, str]:
     """--sysctl KEY=VALUE: the namespaced ones Docker's client allows, refused in a namespace
     the host shares (runc's words). Raises UsageError."""
-    from pyminidocker.container.spec import sysctl_namespace
+    from pyminidocker.engine import sysctl_namespace
 
     out: dict[str, str] = {}
     for item in items:
@@ -513,7 +513,7 @@ def _refused_and_mode_flags(args: Namespace, x: dict[str, Any], warn: Any) -> No
     _mode(args.userns, "userns", ("", "host"), "USER")
     x["devices"] = [parse_device(d) for d in args.device]
     if args.device_cgroup_rule:
-        from pyminidocker.container.cgroups import device_program
+        from pyminidocker.engine import device_program
 
         device_program(tuple(("allow", r) for r in args.device_cgroup_rule))
     x["device_cgroup_rules"] = list(args.device_cgroup_rule)

@@ -42,10 +42,8 @@ def cmd_inspect(args: Namespace, env: Env) -> int:
                     failed = True
                     continue
         if args.type in (None, "network"):
-            from pyminidocker.cli.network import network_doc
-
             try:
-                out.append(network_doc(eng, name))
+                out.append(eng.inspect_network(name))
                 continue
             except PmdError:
                 pass

@@ -48,7 +48,7 @@ def cmd_diff(args: Namespace, env: Any) -> int:
 
 def _stats_rows(eng: Engine, recs: list[Any], before: dict[str, dict[str, Any]]
                 ) -> list[dict[str, str]]:
-    from pyminidocker.container.observe import cpu_percent
+    from pyminidocker.engine import cpu_percent
     from pyminidocker.humanize import binary_size
     from pyminidocker.humanize import human_size as _decimal  # go-units HumanSize
 
@@ -110,8 +110,7 @@ _UPDATE_INTS = ("cpu_shares", "cpu_period", "cpu_quota", "pids_limit", "blkio_we
 def cmd_update(args: Namespace, env: Any) -> int:
     """`update`: new limits, live; each container's name echoed."""
     from pyminidocker.cli.runflags import KERNEL_MEMORY_WARNING
-    from pyminidocker.container.cgroups import parse_bytes
-    from pyminidocker.engine import parse_cpus
+    from pyminidocker.engine import parse_bytes, parse_cpus
 
     changes: dict[str, Any] = {}
     if args.memory is not None:

@@ -44,7 +44,7 @@ def _create(args: Namespace, env: Any, eng: Engine) -> int:
 
 def _ls(args: Namespace, env: Any, eng: Engine) -> int:
     from pyminidocker.cli.output import table
-    from pyminidocker.store.volumes import matches_labels
+    from pyminidocker.engine import matches_labels
 
     filters = _filters(args.filter)
     users = eng.volume_users() if "dangling" in filters else {}

@@ -35,13 +35,19 @@ if TYPE_CHECKING:
     from typing import Any
 
     from pyminidocker.config import Config
+    from pyminidocker.container.cgroups import device_program, parse_bytes
+    from pyminidocker.container.mounts import mounts_of
+    from pyminidocker.container.observe import cpu_percent
     from pyminidocker.container.runtime import CreateOptions, Runtime
+    from pyminidocker.container.spec import ULIMITS, sysctl_namespace
+    from pyminidocker.dockerjson import StringMap
     from pyminidocker.engine.containers import Containers
     from pyminidocker.engine.files import Files
     from pyminidocker.engine.images import Images, registry_server
     from pyminidocker.engine.networks import Networks
     from pyminidocker.engine.system import System
     from pyminidocker.engine.volumes import Volumes
+    from pyminidocker.image.platforms import parse_platform
     from pyminidocker.image.pull import Progress, PullResult
     from pyminidocker.network.ports import parse_publish
     from pyminidocker.reference import Reference, familiar, parse_reference, split_name
@@ -50,12 +56,39 @@ if TYPE_CHECKING:
     from pyminidocker.store.events import EVENT_FILTERS
     from pyminidocker.store.images import ImageRecord
     from pyminidocker.store.networks import Network
-    from pyminidocker.store.volumes import Volume
+    from pyminidocker.store.volumes import Volume, matches_labels
 
-__all__ = ["EVENT_FILTERS", "ContainerRecord", "CreateOptions", "Engine", "ImageRecord",
-           "Network", "Progress", "PullResult", "Reference", "Volume", "familiar", "parse_cpus",
-           "parse_env_file", "parse_memory", "parse_publish", "parse_reference", "parse_restart",
-           "parse_signal", "registry_server", "split_name"]
+__all__ = [
+    "EVENT_FILTERS",
+    "ULIMITS",
+    "ContainerRecord",
+    "CreateOptions",
+    "Engine",
+    "ImageRecord",
+    "Network",
+    "Progress",
+    "PullResult",
+    "Reference",
+    "StringMap",
+    "Volume",
+    "cpu_percent",
+    "device_program",
+    "familiar",
+    "matches_labels",
+    "mounts_of",
+    "parse_bytes",
+    "parse_cpus",
+    "parse_env_file",
+    "parse_memory",
+    "parse_platform",
+    "parse_publish",
+    "parse_reference",
+    "parse_restart",
+    "parse_signal",
+    "registry_server",
+    "split_name",
+    "sysctl_namespace",
+]
 
 # The types a front end constructs or annotates with, importable from here without loading
 # their modules until first use (PEP 562): `images` need not load the container runtime.
@@ -74,6 +107,16 @@ _LAZY = {
     "split_name": "pyminidocker.reference",
     "EVENT_FILTERS": "pyminidocker.store.events",
     "registry_server": "pyminidocker.engine.images",
+    # what the CLI's flags and formats read beside the engine's own operations
+    "StringMap": "pyminidocker.dockerjson",
+    "ULIMITS": "pyminidocker.container.spec",
+    "cpu_percent": "pyminidocker.container.observe",
+    "device_program": "pyminidocker.container.cgroups",
+    "matches_labels": "pyminidocker.store.volumes",
+    "mounts_of": "pyminidocker.container.mounts",
+    "parse_bytes": "pyminidocker.container.cgroups",
+    "parse_platform": "pyminidocker.image.platforms",
+    "sysctl_namespace": "pyminidocker.container.spec",
 }
 # The parts of the Engine beside this module's core, in the order their methods are put on it.
 _PARTS = ("images", "containers", "files", "volumes", "networks", "system")

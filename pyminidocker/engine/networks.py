@@ -32,12 +32,27 @@ class Networks(EngineCore):
 
         return networks.list_networks(self.store, warnings)
 
+    def all_networks(self, warnings: list[str] | None = None) -> list[Network]:
+        """Every network as Docker lists them: bridge (recorded on first use), the user's, host
+        and none; a line naming each corrupt record is appended to warnings."""
+        nets = [n for n in self.networks(warnings) if n.name not in ("host", "none")]
+        if not any(n.name == "bridge" for n in nets):
+            try:
+                nets.append(self.default_network())
+            except PmdError:
+                pass  # no free pool subnet: the others are listed all the same
+        return [*nets, _predefined("host"), _predefined("none")]
+
     def inspect_network(self, name: str) -> dict[str, Any]:
-        """Docker's `network inspect` object. Raises NotFound."""
+        """Docker's `network inspect` object (of a name, id or id prefix). Raises NotFound."""
         from pyminidocker import dockerjson
         from pyminidocker.network import networks
         from pyminidocker.store.networks import NetworkStore
 
+        for pre in ("host", "none"):
+            net = _predefined(pre)
+            if name == pre or net.id.startswith(name):
+                return dockerjson.network(net)
         if name == "bridge":  # there from the start, as Docker's, though recorded on first use
             self.default_network()
         raw = networks.inspect_network(self.store, name)
@@ -103,3 +118,13 @@ class Networks(EngineCore):
             actor, name, kind = network, network, "bridge"
         self._event("network", action, actor, container=container, name=name, type=kind)
 
+
+def _predefined(name: str) -> Network:
+    """Docker's host and none networks: no record, a stable id (they have no bridge)."""
+    import hashlib
+
+    from pyminidocker.store.networks import Network
+
+    nid = hashlib.sha256(f"pyminidocker-{name}".encode()).hexdigest()
+    return Network(name=name, id=nid, bridge="", subnet="", gateway="", created="",
+                   driver="null" if name == "none" else name)

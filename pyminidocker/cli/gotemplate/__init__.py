@@ -21,7 +21,7 @@ from pyminidocker.cli.gotemplate.execute import Template
 from pyminidocker.cli.gotemplate.sprintf import go_sprintf
 from pyminidocker.cli.gotemplate.table import format_items, tabwrite
 from pyminidocker.cli.gotemplate.values import NO_VALUE, TemplateError
-from pyminidocker.dockerjson import StringMap
+from pyminidocker.engine import StringMap
 
 __all__ = ["NO_VALUE", "StringMap", "Template", "TemplateError", "format_items", "go_sprintf",
            "tabwrite"]

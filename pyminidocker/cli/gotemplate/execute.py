@@ -20,7 +20,7 @@ from pyminidocker.cli.gotemplate.parse import (
     _Var,
 )
 from pyminidocker.cli.gotemplate.values import NO_VALUE, TemplateError, _go_type, _truth, go_str
-from pyminidocker.dockerjson import StringMap
+from pyminidocker.engine import StringMap
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

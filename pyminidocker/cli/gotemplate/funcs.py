@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyminidocker.cli.gotemplate.sprintf import go_sprint, go_sprintf
 from pyminidocker.cli.gotemplate.values import NO_VALUE, _go_type, _truth, go_json, go_str
-from pyminidocker.dockerjson import StringMap
+from pyminidocker.engine import StringMap
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

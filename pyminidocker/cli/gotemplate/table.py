@@ -4,7 +4,7 @@ from __future__ import annotations
 from pyminidocker.cli.gotemplate.execute import Template
 from pyminidocker.cli.gotemplate.funcs import HEADER_FUNCS
 from pyminidocker.cli.gotemplate.values import TemplateError
-from pyminidocker.dockerjson import StringMap
+from pyminidocker.engine import StringMap
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

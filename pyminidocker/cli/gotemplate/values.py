@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from pyminidocker.dockerjson import StringMap
+from pyminidocker.engine import StringMap
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
