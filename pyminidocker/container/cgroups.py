@@ -520,22 +520,25 @@ def _write_each(path: str, items: list[tuple[str, str]]) -> None:
 
 
 def read_control(path: str) -> str | None:
-    """The content of a control file, or None if it does not exist.
+    """The content of a control file, or None if it does not exist: missing, or its cgroup
+    removed between our open and read (the kernel then says ENODEV).
 
     Plain os calls: open() costs twice as much here, and its first use of the ascii codec
     an import.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
     except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ENODEV):
+            return None
         raise PmdError(f"cannot read {path}: {e.strerror}") from e
     chunks = []
     try:
         while chunk := os.read(fd, 4096):
             chunks.append(chunk)
     except OSError as e:
+        if e.errno == errno.ENODEV:
+            return None
         raise PmdError(f"cannot read {path}: {e.strerror}") from e
     finally:
         os.close(fd)
@@ -961,11 +964,20 @@ class Cgroup:
         if d is None or not os.path.isdir(d):
             return False
         state = os.path.join(d, "freezer.state")
-        _write(state, "FROZEN" if on else "THAWED", "freeze cgroup" if on else "thaw cgroup")
+        try:
+            _write(state, "FROZEN" if on else "THAWED", "freeze cgroup" if on else "thaw cgroup")
+        except PmdError:
+            if os.path.isdir(d):
+                raise
+            return False  # removed meanwhile: nothing left to freeze or thaw
         if on:
             # FREEZING until every task has stopped; a bounded wait, killing anyway after it.
+            # None: the cgroup went meanwhile (its last task exited and it was removed).
             deadline = time.monotonic() + 1.0
-            while (read_control(state) or "").strip() != "FROZEN" and time.monotonic() < deadline:
+            while time.monotonic() < deadline:
+                now = read_control(state)
+                if now is None or now.strip() == "FROZEN":
+                    break
                 time.sleep(0.001)
         return True
 

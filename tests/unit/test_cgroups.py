@@ -944,3 +944,23 @@ def test_v1_cpu_real_time_period_before_runtime(tmp_path, writes):
     ]
     with pytest.raises(UsageError, match="cpu-rt-runtime cannot be higher than cpu-rt-period"):
         Limits(cpu_rt_period=1000, cpu_rt_runtime=2000)
+
+
+def test_a_control_file_of_a_cgroup_removed_meanwhile_reads_as_missing(tmp_path, monkeypatch):
+    """The kernel answers ENODEV for a control file whose cgroup went between our open and read
+    (rm -f of a paused container, racing its cgroup's removal): a race a real cgroup cannot be
+    made to lose on demand, so the read fails by injection."""
+    import errno
+
+    f = tmp_path / "freezer.state"
+    f.write_text("FROZEN\n")
+    assert cgroups.read_control(str(f)) == "FROZEN\n"
+
+    def gone(*_args):
+        raise OSError(errno.ENODEV, "No such device")
+
+    monkeypatch.setattr(cgroups.os, "read", gone)
+    assert cgroups.read_control(str(f)) is None
+    monkeypatch.setattr(cgroups.os, "open", gone)
+    assert cgroups.read_control(str(f)) is None
+    assert cgroups.read_control(str(tmp_path / "missing")) is None
