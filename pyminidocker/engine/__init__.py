@@ -35,11 +35,19 @@ if TYPE_CHECKING:
     from typing import Any
 
     from pyminidocker.config import Config
+    from pyminidocker.container.attach import parse_detach_keys
     from pyminidocker.container.cgroups import device_program, parse_bytes
     from pyminidocker.container.mounts import mounts_of
     from pyminidocker.container.observe import cpu_percent
     from pyminidocker.container.runtime import CreateOptions, Runtime
-    from pyminidocker.container.spec import ULIMITS, sysctl_namespace
+    from pyminidocker.container.spec import (
+        ULIMITS,
+        parse_cpus,
+        parse_env_file,
+        parse_restart,
+        parse_signal,
+        sysctl_namespace,
+    )
     from pyminidocker.dockerjson import StringMap
     from pyminidocker.engine.containers import Containers
     from pyminidocker.engine.files import Files
@@ -78,6 +86,7 @@ __all__ = [
     "mounts_of",
     "parse_bytes",
     "parse_cpus",
+    "parse_detach_keys",
     "parse_env_file",
     "parse_memory",
     "parse_platform",
@@ -108,6 +117,11 @@ _LAZY = {
     "EVENT_FILTERS": "pyminidocker.store.events",
     "registry_server": "pyminidocker.engine.images",
     # what the CLI's flags and formats read beside the engine's own operations
+    "parse_cpus": "pyminidocker.container.spec",
+    "parse_env_file": "pyminidocker.container.spec",
+    "parse_signal": "pyminidocker.container.spec",
+    "parse_restart": "pyminidocker.container.spec",
+    "parse_detach_keys": "pyminidocker.container.attach",
     "StringMap": "pyminidocker.dockerjson",
     "ULIMITS": "pyminidocker.container.spec",
     "cpu_percent": "pyminidocker.container.observe",
@@ -141,43 +155,6 @@ def parse_memory(text: str) -> int:
     if memory < 6 * 1024 * 1024:
         raise UsageError("Minimum memory limit allowed is 6MB")
     return memory
-
-
-def parse_cpus(text: str) -> float:
-    """--cpus "1.5". Raises UsageError."""
-    from pyminidocker.container.spec import parse_cpus as parse
-
-    return parse(text)
-
-
-def parse_env_file(path: str) -> list[str]:
-    """The NAME=VALUE lines of an --env-file. Raises UsageError."""
-    from pyminidocker.container.spec import parse_env_file as parse
-
-    return parse(path)
-
-
-def parse_detach_keys(keys: str) -> bytes:
-    """Docker's detach keys ("ctrl-p,ctrl-q") as the bytes a terminal sends. Raises
-    UsageError."""
-    from pyminidocker.container.attach import parse_detach_keys as parse
-
-    return parse(keys)
-
-
-def parse_signal(name: str) -> int:
-    """A signal's number from "KILL", "SIGKILL" or "9". Raises UsageError."""
-    from pyminidocker.container.spec import parse_signal as parse
-
-    return parse(name)
-
-
-def parse_restart(spec: str) -> dict[str, Any]:
-    """A restart policy, "no", "always", "unless-stopped", "on-failure[:N]", as the host
-    config keeps it ({"name", "max"}). Raises UsageError."""
-    from pyminidocker.container.spec import parse_restart as parse
-
-    return parse(spec)
 
 
 def _is_image_id(name: str) -> bool:
