@@ -58,7 +58,10 @@ def store_error(e: OSError, what: str) -> StoreError:
     detail = e.strerror or str(e)
     if e.errno == errno.ENOSPC:
         detail = "no space left on device"
-    return StoreError(f"{what}: {detail}" + (f": {e.filename}" if e.filename else ""))
+    hint = ""
+    if e.errno in (errno.EACCES, errno.EPERM) and os.geteuid() != 0:
+        hint = " (the engine needs root; there is no rootless mode yet)"
+    return StoreError(f"{what}: {detail}" + (f": {e.filename}" if e.filename else "") + hint)
 
 
 def atomic_write(path: str, data: bytes, mode: int = 0o644, durable: bool = True) -> None:

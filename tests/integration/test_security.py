@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -302,3 +303,23 @@ def test_a_detached_container_and_exec_get_the_same_filter(ctr, sysprobe):
         ctr("rm", "-f", cid)
     # the pids differ, not the answers
     assert detached == attached and execd == attached
+
+
+def test_a_user_without_root_is_told_the_engine_needs_root(ctr, tmp_path):
+    """Root's store (0700, with its config) and a store the user cannot create: one line that
+    says why, a non-zero exit, and root's store as it was."""
+    nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+    can_run = subprocess.run([*nobody, sys.executable, "-S", "-c", "import pyminidocker"],
+                             env=ctr.env(), cwd=tmp_path, capture_output=True, check=False)
+    if can_run.returncode != 0:
+        pytest.skip(f"uid 65534 cannot run the package from here: {can_run.stderr[-200:]!r}")
+    before = ctr("ps", "-a", "--format", "{{.ID}}").stdout
+    for root in (ctr.root, tmp_path / "private" / "store"):
+        (tmp_path / "private").mkdir(mode=0o700, exist_ok=True)
+        res = subprocess.run([*nobody, *ctr.argv("ps", root=root)], env=ctr.env(),
+                             cwd=tmp_path, capture_output=True, text=True,
+                             check=False)
+        assert res.returncode != 0 and res.stdout == "", res
+        assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res.stderr
+        assert "the engine needs root" in res.stderr, res.stderr
+    assert ctr("ps", "-a", "--format", "{{.ID}}").stdout == before
