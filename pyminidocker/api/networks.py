@@ -49,7 +49,7 @@ async def list_networks(request: web.Request) -> web.Response:
     filters = filters_param(request)
 
     def work(eng: Any) -> list[dict[str, Any]]:
-        docs = [eng.inspect_network(net.name) for net in eng.networks()]
+        docs = [eng.inspect_network(net.name) for net in eng.all_networks()]
         return [d for d in docs if _matches(d, filters)]
 
     return web.json_response(await call(request, work))
