@@ -292,6 +292,8 @@ def test_network_connect_and_disconnect_a_running_container(br):
         out = br("exec", "two", "sh", "-c", "ip -4 -o addr show eth1; ping -c1 -W2 one").stdout
         assert "eth1" in out and "1 packets received" in out
         assert " two" in br("exec", "one", "cat", "/etc/hosts").stdout
+        members = json.loads(br("network", "inspect", "neta").stdout)[0]["Containers"]
+        assert sorted(m["Name"] for m in members.values()) == ["one", "two"]  # as Docker's
         res = br("network", "connect", "neta", "two", check=False)
         assert res.returncode == 1 and "already" in res.stderr
         br("network", "disconnect", "neta", "two")
