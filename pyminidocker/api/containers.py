@@ -299,7 +299,7 @@ def summary(eng: Any, rec: Any) -> dict[str, Any]:
         "Created": int(parse_time(rec.created) or 0), "Ports": ports, "Labels": rec.labels,
         "State": rec.state.status, "Status": status_text(rec.state, now, eng.health(rec)),
         "HostConfig": {"NetworkMode": network}, "NetworkSettings": {"Networks": nets},
-        "Mounts": [],
+        "Mounts": eng.container_mounts(rec),
     }
 
 

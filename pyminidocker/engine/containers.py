@@ -236,6 +236,12 @@ class Containers(EngineCore):
                     return None
             time.sleep(0.02)
 
+    def container_mounts(self, rec: ContainerRecord) -> list[dict[str, Any]]:
+        """Docker's MountPoint objects of the container, as the API's container list has them."""
+        from pyminidocker.container.mounts import inspect_mounts, mounts_of
+
+        return inspect_mounts(mounts_of(rec.host), self.store.volumes.data_path)
+
     def inspect_container(self, rec: ContainerRecord) -> dict[str, Any]:
         """Docker's `container inspect` object of the container (every key Docker 20.10
         has: State, Config with the image's Env, HostConfig, NetworkSettings, Mounts...)."""

@@ -511,10 +511,13 @@ def test_volumes_and_labels(api, cli):
                    "-c", "echo kept > /data/f", cli=cli)
         out = api.docker("run", "--rm", "-v", "apivol:/data", "bb", "cat", "/data/f", cli=cli)
         assert out.stdout == "kept\n"
-        cid = api.docker("create", "--label", "role=reader", "bb", "true", cli=cli
-                         ).stdout.strip()
+        cid = api.docker("create", "--label", "role=reader", "-v", "apivol:/data", "bb", "true",
+                         cli=cli).stdout.strip()
         assert api.docker("ps", "-aq", "--no-trunc", "--filter", "label=role=reader",
                           cli=cli).stdout == cid + "\n"
+        # the list's Mounts, which the CLI's MOUNTS column reads (volume names)
+        assert api.docker("ps", "-a", "--filter", "label=role=reader", "--format",
+                          "{{.Mounts}}", cli=cli).stdout == "apivol\n"
         assert api.docker("inspect", "-f", "{{.Config.Labels.role}}", cid,
                           cli=cli).stdout == "reader\n"
         api.docker("rm", cid, cli=cli)
