@@ -30,6 +30,10 @@ _BOOLS = {"1": True, "t": True, "T": True, "true": True, "TRUE": True, "True": T
           "0": False, "f": False, "F": False, "false": False, "FALSE": False, "False": False}
 
 
+# what a flag declared with default=None holds until given, by its action
+_NO_VALUE: dict[str, Any] = {"store": None, "store_true": False, "append": []}
+
+
 class Help(Exception):
     """--help was given: the caller prints parser.format_help() and exits 0."""
 
@@ -94,6 +98,10 @@ class Parser:
         self._defaults: dict[str, Any] = {}
         self._commands: _Commands | None = None
         self._stops = False  # the first positional ends the flags (see the module docstring)
+        self._table: Sequence[tuple[Any, ...]] | None = None  # add_table's, until declared
+        self._table_at = 0
+        # add_table's dest that says whether one of its flags was given, and each one's default
+        self._given: tuple[str, dict[str, Any]] | None = None
 
     @property
     def name(self) -> str:
@@ -128,6 +136,33 @@ class Parser:
         for name in names:
             self._flags[name] = arg
 
+    def add_table(self, rows: Sequence[tuple[Any, ...]], given: str) -> None:
+        """Flags declared only when one is read, or for help: rows of (names, action, help[,
+        default]), "names" space-separated. Declaring Docker's seventy rarely used `run` flags
+        on every start costs more than parsing; their defaults are filled all the same, and
+        the dest given is True when any of them has a value other than its default."""
+        self._table = rows
+        self._table_at = len(self._options)
+        defaults = {}
+        for names, action, *rest in rows:
+            # add_argument's dest and default, read off the row's strings
+            at = names.find("--")
+            dest = (names[at + 2:].partition(" ")[0] if at >= 0 else names[1:]).replace("-", "_")
+            defaults[dest] = rest[1] if len(rest) > 1 else _NO_VALUE[action]
+        self._given = (given, defaults)
+
+    def declare_table(self) -> None:
+        """Declares add_table's flags now, where add_table was called among the others (the
+        order of --help)."""
+        if self._table is not None:
+            rows, self._table = self._table, None
+            later = self._options[self._table_at:]
+            del self._options[self._table_at:]
+            for names, action, help, *default in rows:
+                self.add_argument(*names.split(), action=action, help=help,
+                                  default=default[0] if default else None)
+            self._options += later
+
     def set_defaults(self, **values: Any) -> None:
         self._defaults.update(values)
 
@@ -155,8 +190,15 @@ class Parser:
     def _parse(self, argv: list[str], values: dict[str, Any]) -> None:
         for arg in self._options:
             values[arg.dest] = list(arg.default) if arg.action == "append" else arg.default
+        given = self._given
+        if given is not None and self._table is not None:  # undeclared: no _Arg has them
+            for dest, default in given[1].items():
+                values[dest] = list(default) if isinstance(default, list) else default
         values.update(self._defaults)
         words = self._read_flags(argv, values)
+        if given is not None:  # still undeclared: none of them was given
+            values[given[0]] = self._table is None and any(
+                values[dest] != default for dest, default in given[1].items())
         if self._commands is not None:
             self._commands.dispatch(words, values)
         else:
@@ -184,6 +226,9 @@ class Parser:
     def _long(self, arg: str, argv: list[str], i: int, values: dict[str, Any]) -> int:
         name, eq, value = arg.partition("=")
         opt = self._flags.get(name)
+        if opt is None and self._table is not None:
+            self.declare_table()
+            opt = self._flags.get(name)
         if opt is None:
             if name == "--help":
                 raise Help(self)
@@ -203,6 +248,9 @@ class Parser:
         for j in range(1, len(arg)):
             name = "-" + arg[j]
             opt = self._flags.get(name)
+            if opt is None and self._table is not None:
+                self.declare_table()
+                opt = self._flags.get(name)
             if opt is None:
                 if name == "-h":
                     raise Help(self)
@@ -301,6 +349,7 @@ class Parser:
     # ---- help ------------------------------------------------------------------------------
 
     def format_help(self) -> str:
+        self.declare_table()
         out = [f"Usage:  {self._usage()}", ""]
         if self.description:
             out += [self.description, ""]

@@ -17,11 +17,110 @@ if TYPE_CHECKING:
     from pyminidocker.engine import ContainerRecord, CreateOptions, Engine
 
 
+# Docker's further create and run flags (names, action, help[, default]): cli/main.py declares
+# them on first use (Parser.add_table), cli/runflags.py checks them, only when one is given.
+RUN_FLAGS = (
+    ('-l --label', 'append', 'Set metadata KEY=VALUE'),
+    ('--label-file', 'append', 'Read labels from a file'),
+    ('--add-host', 'append', 'Add a HOST:IP line to /etc/hosts (IP may be host-gateway)'),
+    ('--dns', 'append', 'Set a nameserver'),
+    ('--dns-search', 'append', 'Set a search domain'),
+    ('--dns-option --dns-opt', 'append', 'Set a resolver option'),
+    ('--shm-size', 'store', 'Size of /dev/shm (default 64m)'),
+    ('--ulimit', 'append', 'NAME=SOFT[:HARD]'),
+    ('--stop-signal', 'store', 'Signal to stop the container (default SIGTERM)'),
+    ('--stop-timeout', 'store', 'Seconds to wait before killing the container on stop'),
+    ('--cidfile', 'store', 'Write the container id to this file'),
+    ('--expose', 'append', 'Expose a port or range of ports'),
+    ('--group-add', 'append', 'Additional groups to join'),
+    ('--pull', 'store', 'Pull the image: always, missing or never', 'missing'),
+    ('--platform', 'store', 'Os/arch[/variant] of the image'),
+    ('--memory-swap', 'store', 'Memory + swap (-1: unlimited swap)'),
+    ('--memory-reservation', 'store', 'Memory soft limit'),
+    ('--kernel-memory', 'store', 'Kernel memory limit (deprecated; accepted, not applied)'),
+    ('--cpuset-cpus', 'store', 'CPUs to run on (0-3, 0,1)'),
+    ('--cpuset-mems', 'store', 'Memory nodes to use (0-3, 0,1)'),
+    ('-c --cpu-shares', 'store', 'CPU shares (relative weight)'),
+    ('--cpu-period', 'store', 'CPU CFS period in microseconds'),
+    ('--cpu-quota', 'store', 'CPU CFS quota in microseconds'),
+    ('--cpu-rt-period', 'store', 'Limit CPU real-time period in microseconds'),
+    ('--cpu-rt-runtime', 'store', 'Limit CPU real-time runtime in microseconds'),
+    ('--blkio-weight', 'store', 'Block IO weight, 10 to 1000 (0: none)'),
+    ('--mac-address', 'store', 'Container MAC address (e.g., 92:d0:c6:0a:29:33)'),
+    ('--network-alias', 'append', 'Add network-scoped alias for the container'),
+    ('--memory-swappiness', 'store', 'Tune container memory swappiness (0 to 100) (default -1)'),
+    ('--runtime', 'store', "Runtime to use for this container (runc: the engine's own)"),
+    ('--isolation', 'store', 'Container isolation technology (default only, on Linux)'),
+    ('--volume-driver', 'store', 'Optional volume driver for the container (local)'),
+    ('--storage-opt', 'append',
+     'Storage driver options for the container (size: refused, as on overlay over ext4)'),
+    ('--gpus', 'store', 'GPU devices to add to the container (refused: no GPU driver)'),
+    ('--disable-content-trust', 'store_true',
+     'Skip image verification (default true; content trust is not supported)', True),
+    ('--oom-kill-disable', 'store_true', 'Disable the OOM killer'),
+    ('--oom-score-adj', 'store', 'The OOM score adjustment, -1000 to 1000'),
+    ('--cgroup-parent', 'store', "Parent cgroup of the container's"),
+    ('--cgroupns', 'store', 'Cgroup namespace: host or private'),
+    ('--pid', 'store', 'PID namespace: host'),
+    ('--ipc', 'store', 'IPC namespace: private, shareable, host, none'),
+    ('--uts', 'store', 'UTS namespace: host'),
+    ('--userns', 'store', 'User namespace: host'),
+    ('--device', 'append', 'Add a host device HOST[:CONTAINER[:rwm]]'),
+    ('--device-cgroup-rule', 'append', "A device cgroup rule: 'c 1:3 rwm'"),
+    ('--init', 'store_true', 'Run an init (tini) as PID 1'),
+    ('--health-cmd', 'store', 'Command to run to check health'),
+    ('--health-interval', 'store', 'Time between running the check (ms|s|m|h) (default 0s)'),
+    ('--health-timeout', 'store', 'Maximum time to allow one check to run (ms|s|m|h) (default 0s)'),
+    ('--health-retries', 'store', 'Consecutive failures needed to report unhealthy'),
+    ('--health-start-period', 'store',
+     'Start period for the container to initialize before '
+     'starting health-retries countdown (ms|s|m|h) (default 0s)'),
+    ('--no-healthcheck', 'store_true', 'Disable any container-specified HEALTHCHECK'),
+    ('--log-driver', 'store',
+     'Logging driver for the container: '
+     'json-file, local (written as json-file) or none', 'json-file'),
+    ('--log-opt', 'append', 'Log driver options: max-size, max-file'),
+    ('--restart', 'store', 'Restart policy: no, always, on-failure[:N], unless-stopped', 'no'),
+    ('--sig-proxy', 'store_true', 'Proxy received signals to the process (attached)', True),
+    ('-a --attach', 'append', 'Attach to STDIN, STDOUT or STDERR'),
+    ('--detach-keys', 'store', 'The key sequence that detaches (default ctrl-p,ctrl-q)'),
+    ('--device-read-bps', 'append', 'Limit read rate (bytes per second) from a device (PATH:RATE)'),
+    ('--device-write-bps', 'append', 'Limit write rate (bytes per second) to a device (PATH:RATE)'),
+    ('--device-read-iops', 'append', 'Limit read rate (IO per second) from a device (PATH:RATE)'),
+    ('--device-write-iops', 'append', 'Limit write rate (IO per second) to a device (PATH:RATE)'),
+    ('--link', 'append',
+     'Add link to another container (NAME[:ALIAS]): its address under ALIAS in /etc/hosts'),
+    ('--blkio-weight-device', 'append',
+     'Block IO weight (relative device weight) DEVICE:WEIGHT '
+     '(discarded where the kernel has no weight files, as Docker)'),
+    ('--ip6', 'store', "IPv6 address (refused: the engine's networks are IPv4 only)"),
+    ('--link-local-ip', 'append', 'Container IPv4/IPv6 link-local addresses'),
+    ('--ip', 'store', 'IPv4 address (e.g., 172.30.100.104) on a user-defined network'),
+    ('--sysctl', 'append',
+     'Sysctl options (namespaced ones: net.*, kernel.msg*, kernel.sem, kernel.shm*, fs.mqueue.*)'),
+    ('--domainname', 'store', 'Container NIS domain name'),
+)
+
+
+def _default_extra() -> dict[str, Any]:
+    """What runflags.run_extra makes of RUN_FLAGS' defaults (a unit test holds the two equal,
+    in order: the keys are the record's on disk)."""
+    return {"labels": {}, "extra_hosts": [], "dns": [], "dns_search": [], "dns_options": [],
+            "ulimits": {}, "expose": [], "group_add": [], "oom_kill_disable": False,
+            "cgroupns": "", "pid_mode": "", "ipc_mode": "", "uts_mode": "", "devices": [],
+            "device_cgroup_rules": [], "init": False, "restart": {"name": "no", "max": 0},
+            "log": {"driver": "json-file"}, "attach": [], "sig_proxy": True}
+
+
 def _create_options(args: Namespace, env_: Env) -> CreateOptions:
-    from pyminidocker.cli.runflags import run_extra
     from pyminidocker.engine import CreateOptions, parse_cpus, parse_env_file, parse_memory
 
-    extra = run_extra(args, lambda line: env_.stderr.write(line + "\n"))
+    if args.run_flags or (args.hostname and args.network == "host"):  # the latter: its check
+        from pyminidocker.cli.runflags import run_extra
+
+        extra = run_extra(args, lambda line: env_.stderr.write(line + "\n"))
+    else:
+        extra = _default_extra()
 
     env = []
     for f in args.env_file:

@@ -187,7 +187,8 @@ def _add_transfer_commands(add: Callable[..., Any]) -> None:
 
 
 def _create_flags(sp: Any) -> None:
-    """The flags of create and run (run's own: cli/runflags.py, loaded only for them)."""
+    """The flags of create and run (the further ones: cli/containers.py's RUN_FLAGS, checked
+    by cli/runflags.py when one is given)."""
     sp.add_argument("--name", help="Assign a name to the container")
     sp.add_argument("-e", "--env", action="append", default=[], help=_ENV_HELP)
     sp.add_argument("--env-file", action="append", default=[],
@@ -224,10 +225,10 @@ def _create_flags(sp: Any) -> None:
     sp.add_argument("--security-opt", action="append", default=[], help="Security options")
     sp.add_argument("-i", "--interactive", action="store_true", help="Keep stdin open")
     sp.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
-    if not isinstance(sp, _Unused):
-        from pyminidocker.cli.runflags import add_run_flags
+    if not isinstance(sp, _Unused):  # the rest, declared only when one is given (or --help)
+        from pyminidocker.cli.containers import RUN_FLAGS
 
-        add_run_flags(sp)
+        sp.add_table(RUN_FLAGS, given="run_flags")
     sp.add_argument("image", metavar="IMAGE")
     sp.add_argument("cmd", nargs=REMAINDER, metavar="COMMAND")
 

@@ -1,9 +1,8 @@
-"""The `run`/`create` flags beyond the first two dozen: declared here, checked here (Docker's
-one-line errors, exit 125, before anything is made), and handed to the runtime as plain values
-in CreateOptions.extra (see container.runtime for what each does).
+"""The `run`/`create` flags beyond the first two dozen (cli/containers.py's RUN_FLAGS): checked
+here (Docker's one-line errors, exit 125, before anything is made), and handed to the runtime as
+plain values in CreateOptions.extra (see container.runtime for what each does).
 
-Kept out of cli/main.py so that one hook there (add_run_flags, run_extra) is the whole merge.
-It is on the start path of `run`: nothing heavy is imported.
+Imported only when one of them is given: `run` without them takes containers._default_extra.
 """
 from __future__ import annotations
 
@@ -20,95 +19,6 @@ if TYPE_CHECKING:
 
 KERNEL_MEMORY_WARNING = ("WARNING: Specifying a kernel memory limit is deprecated and will be "
                          "removed in a future release.")
-
-
-def add_run_flags(sp: Any) -> None:
-    """Declare the flags of this module on the create and run parsers."""
-    a = sp.add_argument
-    a("-l", "--label", action="append", default=[], help="Set metadata KEY=VALUE")
-    a("--label-file", action="append", default=[], help="Read labels from a file")
-    a("--add-host", action="append", default=[], help="Add a HOST:IP line to /etc/hosts "
-      "(IP may be host-gateway)")
-    a("--dns", action="append", default=[], help="Set a nameserver")
-    a("--dns-search", action="append", default=[], help="Set a search domain")
-    a("--dns-option", "--dns-opt", action="append", default=[], help="Set a resolver option")
-    a("--shm-size", help="Size of /dev/shm (default 64m)")
-    a("--ulimit", action="append", default=[], help="NAME=SOFT[:HARD]")
-    a("--stop-signal", help="Signal to stop the container (default SIGTERM)")
-    a("--stop-timeout", help="Seconds to wait before killing the container on stop")
-    a("--cidfile", help="Write the container id to this file")
-    a("--expose", action="append", default=[], help="Expose a port or range of ports")
-    a("--group-add", action="append", default=[], help="Additional groups to join")
-    a("--pull", default="missing", help="Pull the image: always, missing or never")
-    a("--platform", help="Os/arch[/variant] of the image")
-    a("--memory-swap", help="Memory + swap (-1: unlimited swap)")
-    a("--memory-reservation", help="Memory soft limit")
-    a("--kernel-memory", help="Kernel memory limit (deprecated; accepted, not applied)")
-    a("--cpuset-cpus", help="CPUs to run on (0-3, 0,1)")
-    a("--cpuset-mems", help="Memory nodes to use (0-3, 0,1)")
-    a("-c", "--cpu-shares", help="CPU shares (relative weight)")
-    a("--cpu-period", help="CPU CFS period in microseconds")
-    a("--cpu-quota", help="CPU CFS quota in microseconds")
-    a("--cpu-rt-period", help="Limit CPU real-time period in microseconds")
-    a("--cpu-rt-runtime", help="Limit CPU real-time runtime in microseconds")
-    a("--blkio-weight", help="Block IO weight, 10 to 1000 (0: none)")
-    a("--mac-address", help="Container MAC address (e.g., 92:d0:c6:0a:29:33)")
-    a("--network-alias", action="append", default=[],
-      help="Add network-scoped alias for the container")
-    a("--memory-swappiness", help="Tune container memory swappiness (0 to 100) (default -1)")
-    a("--runtime", help="Runtime to use for this container (runc: the engine's own)")
-    a("--isolation", help="Container isolation technology (default only, on Linux)")
-    a("--volume-driver", help="Optional volume driver for the container (local)")
-    a("--storage-opt", action="append", default=[],
-      help="Storage driver options for the container (size: refused, as on overlay over ext4)")
-    a("--gpus", help="GPU devices to add to the container (refused: no GPU driver)")
-    a("--disable-content-trust", action="store_true", default=True,
-      help="Skip image verification (default true; content trust is not supported)")
-    a("--oom-kill-disable", action="store_true", help="Disable the OOM killer")
-    a("--oom-score-adj", help="The OOM score adjustment, -1000 to 1000")
-    a("--cgroup-parent", help="Parent cgroup of the container's")
-    a("--cgroupns", help="Cgroup namespace: host or private")
-    a("--pid", help="PID namespace: host")
-    a("--ipc", help="IPC namespace: private, shareable, host, none")
-    a("--uts", help="UTS namespace: host")
-    a("--userns", help="User namespace: host")
-    a("--device", action="append", default=[], help="Add a host device HOST[:CONTAINER[:rwm]]")
-    a("--device-cgroup-rule", action="append", default=[],
-      help="A device cgroup rule: 'c 1:3 rwm'")
-    a("--init", action="store_true", help="Run an init (tini) as PID 1")
-    a("--health-cmd", help="Command to run to check health")
-    a("--health-interval", help="Time between running the check (ms|s|m|h) (default 0s)")
-    a("--health-timeout", help="Maximum time to allow one check to run (ms|s|m|h) (default 0s)")
-    a("--health-retries", help="Consecutive failures needed to report unhealthy")
-    a("--health-start-period", help="Start period for the container to initialize before "
-      "starting health-retries countdown (ms|s|m|h) (default 0s)")
-    a("--no-healthcheck", action="store_true", help="Disable any container-specified HEALTHCHECK")
-    a("--log-driver", default="json-file", help="Logging driver for the container: json-file, "
-      "local (written as json-file) or none")
-    a("--log-opt", action="append", default=[], help="Log driver options: max-size, max-file")
-    a("--restart", default="no", help="Restart policy: no, always, on-failure[:N], "
-      "unless-stopped")
-    a("--sig-proxy", action="store_true", default=True,
-      help="Proxy received signals to the process (attached)")
-    a("-a", "--attach", action="append", default=[], help="Attach to STDIN, STDOUT or STDERR")
-    a("--detach-keys", help="The key sequence that detaches (default ctrl-p,ctrl-q)")
-    for kind, what in (("read-bps", "Limit read rate (bytes per second) from a device"),
-                       ("write-bps", "Limit write rate (bytes per second) to a device"),
-                       ("read-iops", "Limit read rate (IO per second) from a device"),
-                       ("write-iops", "Limit write rate (IO per second) to a device")):
-        a(f"--device-{kind}", action="append", default=[], help=what + " (PATH:RATE)")
-    a("--link", action="append", default=[], help="Add link to another container "
-      "(NAME[:ALIAS]): its address under ALIAS in /etc/hosts")
-    a("--blkio-weight-device", action="append", default=[],
-      help="Block IO weight (relative device weight) DEVICE:WEIGHT (discarded where the "
-      "kernel has no weight files, as Docker)")
-    a("--ip6", help="IPv6 address (refused: the engine's networks are IPv4 only)")
-    a("--link-local-ip", action="append", default=[],
-      help="Container IPv4/IPv6 link-local addresses")
-    a("--ip", help="IPv4 address (e.g., 172.30.100.104) on a user-defined network")
-    a("--sysctl", action="append", default=[], help="Sysctl options (namespaced ones: net.*, "
-      "kernel.msg*, kernel.sem, kernel.shm*, fs.mqueue.*)")
-    a("--domainname", help="Container NIS domain name")
 
 
 def _int(value: str, flag: str) -> int:

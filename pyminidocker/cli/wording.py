@@ -107,7 +107,8 @@ DOCKER_WORDING: dict[str, dict[str, Any]] = {
 
 def commands(parser: Parser, path: str = "") -> Iterator[tuple[str, Parser]]:
     """(path, parser) of the parser and every command below it, depth first: ("", root),
-    ("pull", ...), ..., ("network create", ...)."""
+    ("pull", ...), ..., ("network create", ...); each with all its flags declared."""
+    parser.declare_table()
     yield path, parser
     if parser._commands is not None:
         for sub in parser._commands.parsers():

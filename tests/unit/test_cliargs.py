@@ -278,6 +278,53 @@ def test_a_remainder_alone_takes_everything_from_the_first_word():
         p.parse_args(["-h"])
 
 
+def test_a_table_of_flags_is_declared_when_one_is_read_or_for_help():
+    p = Parser("x")
+    p.add_argument("--a", help="A")
+    p.add_table((("-l --label", "append", "L"), ("--pull", "store", "P", "missing"),
+                 ("--dns-option --dns-opt", "append", "D"), ("--sig", "store_true", "S", True),
+                 ("--init", "store_true", "I")), given="more")
+    p.add_argument("--z", help="Z")  # after the table: --help keeps the order of declaration
+    assert vars(p.parse_args(["--a", "1"])) == {"a": "1", "z": None, "label": [],
+                                                "pull": "missing", "dns_option": [],
+                                                "sig": True, "init": False, "more": False}
+    assert p._table is not None  # none was read: none declared
+    a = p.parse_args(["-l", "k=v", "--dns-opt", "ndots:1"])
+    assert (a.label, a.dns_option, a.more) == (["k=v"], ["ndots:1"], True)
+    assert p.parse_args(["--pull", "missing"]).more is False  # the default, given: as none
+    assert p.parse_args(["--init"]).more is True
+    assert [o.names[-1] for o in p._options] == ["--a", "--label", "--pull", "--dns-opt",
+                                                 "--sig", "--init", "--z"]
+    q = Parser("y")
+    q.add_table((("--pull", "store", "P", "missing"),), given="more")
+    assert "--pull string   P (default \"missing\")" in q.format_help()
+
+
+def test_run_flags_declared_from_the_table_are_the_ones_add_argument_makes():
+    from pyminidocker.cli.main import _create_flags
+
+    p = Parser("run")
+    _create_flags(p)
+    table = dict(p._given[1])
+    p.declare_table()
+    assert {o.dest: o.default for o in p._options[-len(containers.RUN_FLAGS):]} == table
+
+
+def test_run_without_its_further_flags_takes_their_checked_defaults(tmp_path):
+    """run_extra (cli/runflags.py) is not loaded when none is given: containers' defaults are
+    what it makes of them, key for key in order (the container's record on disk)."""
+    from pyminidocker.cli.runflags import run_extra
+
+    a = parse("run", "--rm", "bb", "true")
+    assert a.run_flags is False
+    assert list(run_extra(a, print).items()) == list(containers._default_extra().items())
+    assert parse("run", "-l", "a=b", "bb").run_flags is True
+    # a check of run_extra's on the common flags is made all the same, before anything is made
+    assert run("--root", str(tmp_path / "s"), "run", "--hostname", "h", "--network", "host",
+               "bb") == (125, "", "Error: Conflicting options: hostname and the network mode\n")
+    assert not (tmp_path / "s").exists()
+
+
 def test_the_command_word_is_found_past_global_flags_and_their_values():
     p = build_parser()
     assert p.command_word(["--root", "run", "ps"]) == "ps"
@@ -301,5 +348,6 @@ def test_the_cli_imports_no_heavy_modules():
     assert "pyminidocker.cli.args" in loaded
     heavy = {"argparse", "re", "enum", "json", "typing", "collections.abc", "dataclasses",
              "pathlib", "gettext", "locale", "pyminidocker.cli.network", "pyminidocker.cli.images",
-             "pyminidocker.cli.system", "pyminidocker.cli.verbs"}  # verbs: its table is main's
+             "pyminidocker.cli.system", "pyminidocker.cli.verbs",  # verbs: its table is main's
+             "pyminidocker.cli.runflags"}  # the further run flags' checks: none is given
     assert loaded & heavy == set()
