@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import time
 
+from pyminidocker.container.cgroups import keyed, read_control
 from pyminidocker.errors import Conflict, PmdError
 
 TYPE_CHECKING = False
@@ -77,20 +78,9 @@ def changes(upper: str, lowers: list[str],
 
 
 def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
-def _kv(text: str) -> dict[str, int]:
-    out = {}
-    for line in text.splitlines():
-        k, _, v = line.partition(" ")
-        if v.strip().isdigit():
-            out[k] = int(v)
-    return out
+    """A control or /proc file's text; "" for one that is gone (a container that exited
+    meanwhile)."""
+    return read_control(path) or ""
 
 
 def sample(rec: ContainerRecord, cg: Any) -> dict[str, Any]:
@@ -104,9 +94,9 @@ def sample(rec: ContainerRecord, cg: Any) -> dict[str, Any]:
     s: dict[str, Any] = {"time": time.monotonic()}
     if cg.version == "v2":
         base = d[""]
-        s["cpu_ns"] = _kv(_read(os.path.join(base, "cpu.stat"))).get("usage_usec", 0) * 1000
+        s["cpu_ns"] = keyed(_read(os.path.join(base, "cpu.stat"))).get("usage_usec", 0) * 1000
         usage = int(_read(os.path.join(base, "memory.current")) or 0)
-        inactive = _kv(_read(os.path.join(base, "memory.stat"))).get("inactive_file", 0)
+        inactive = keyed(_read(os.path.join(base, "memory.stat"))).get("inactive_file", 0)
         limit_s = _read(os.path.join(base, "memory.max")).strip()
         limit = int(limit_s) if limit_s.isdigit() else 0
         s["pids"] = int(_read(os.path.join(base, "pids.current")) or 0)
@@ -118,7 +108,7 @@ def sample(rec: ContainerRecord, cg: Any) -> dict[str, Any]:
         s["cpu_ns"] = int(_read(os.path.join(acct, "cpuacct.usage")).strip() or 0)
         mem = d.get("memory", "")
         usage = int(_read(os.path.join(mem, "memory.usage_in_bytes")).strip() or 0)
-        inactive = _kv(_read(os.path.join(mem, "memory.stat"))).get("total_inactive_file", 0)
+        inactive = keyed(_read(os.path.join(mem, "memory.stat"))).get("total_inactive_file", 0)
         limit = int(_read(os.path.join(mem, "memory.limit_in_bytes")).strip() or 0)
         s["pids"] = int(_read(os.path.join(d.get("pids", ""), "pids.current")).strip() or 0)
         rd = wr = 0  # containers get no blkio cgroup of their own on v1: no block I/O counts
@@ -159,8 +149,6 @@ def cgroup_usage(cg: Cgroup) -> dict[str, int | None]:
     """Current usage: memory_usage and memory_limit (bytes), pids, cpu_usage_ns; None where
     the controller is absent. An unlimited memory limit reads as None. Raises PmdError for a
     control file that is there but cannot be read."""
-    from pyminidocker.container.cgroups import keyed, read_control
-
     def num(path: str | None, name: str) -> int | None:
         text = read_control(os.path.join(path, name)) if path else None
         text = (text or "").strip()
