@@ -243,6 +243,8 @@ def _endpoints(rec: Any, nets: Mapping[str, Any], running: bool) -> dict[str, An
     for name in dict.fromkeys([*host.networks, *st.extra_networks]):
         ip = st.extra_networks.get(name, {}).get("ip", "") if running else ""
         endpoints[name] = _endpoint(nets.get(name), ip, aliases=aliases(name))
+        if name in host.network_ips:
+            endpoints[name]["IPAMConfig"] = {"IPv4Address": host.network_ips[name]}
     return endpoints
 
 

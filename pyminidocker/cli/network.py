@@ -84,7 +84,7 @@ def cmd_network(args: Namespace, env: Any) -> int:
         return 0
     if args.network_command in ("connect", "disconnect"):
         if args.network_command == "connect":
-            eng.connect(args.container, args.network, args.alias)
+            eng.connect(args.container, args.network, args.alias, args.ip)
         else:
             eng.disconnect(args.container, args.network)
         return 0
@@ -124,6 +124,7 @@ def add_network_commands(sp: Parser) -> None:
         if verb == "connect":
             cd.add_argument("--alias", action="append", default=[],
                             help="Add network-scoped alias for the container")
+            cd.add_argument("--ip", help="IPv4 address (e.g., 172.30.100.104)")
         cd.add_argument("network", metavar="NETWORK")
         cd.add_argument("container", metavar="CONTAINER")
     p = sub.add_parser("prune", help="Remove all networks not in use")

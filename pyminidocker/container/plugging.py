@@ -163,15 +163,17 @@ def unplug(rt: Runtime, rec: ContainerRecord) -> None:
             rt.containers.save_state(rec)
 
 
-def connect(rt: Runtime, rec: ContainerRecord, net: str, aliases: list[str] | None = None
-            ) -> str:
+def connect(rt: Runtime, rec: ContainerRecord, net: str, aliases: list[str] | None = None,
+            ip: str | None = None) -> str:
     """`network connect`: the container joins the user network `net` too, as Docker's: at
     once if it runs, and at each of its starts from now on (host.networks). There it
     has one more interface (eth1, eth2, ...; no second default route) with an address,
     its name and aliases (there only) in the members' /etc/hosts and the network's DNS
-    server. Returns the address, "" if it is not running.
-    Raises Conflict (already connected; a container on the host's network or none),
-    UsageError (aliases on the default bridge), NotFound (network), PmdError, OSError."""
+    server; ip: the address it gets there, at once and at every start (--ip). Returns the
+    address, "" if it is not running.
+    Raises Conflict (already connected; a container on the host's network or none; ip held by
+    a live container), UsageError (aliases or ip on the default bridge, an ip outside the
+    network), NotFound (network), PmdError, OSError."""
     from pyminidocker.network import networks as network
 
     rec = rt.refresh(rec)
@@ -187,6 +189,12 @@ def connect(rt: Runtime, rec: ContainerRecord, net: str, aliases: list[str] | No
     if aliases and net == "bridge":
         raise UsageError("network-scoped alias is supported only for containers in user "
                          "defined networks")
+    if ip and net == "bridge":  # Docker's words: the default bridge has no user subnet
+        raise UsageError("user specified IP address is supported only when connecting to "
+                         "networks with user configured subnets")
+    if ip:
+        network.check_wanted(rt.store, net, ip)
+        rec.host.network_ips = {**rec.host.network_ips, net: ip}
     if aliases:
         rec.host.network_aliases = {**rec.host.network_aliases, net: list(aliases)}
     address = ""
@@ -205,7 +213,7 @@ def _attach_extra(rt: Runtime, rec: ContainerRecord, net: str, pid: int) -> str:
     DNS server. Recorded in rec.state (not saved). Returns the address."""
     from pyminidocker.network import networks as network
 
-    ep = network.connect(rt.store, net, rec.id)
+    ep = network.connect(rt.store, net, rec.id, address=rec.host.network_ips.get(net))
     used = {info["ifname"] for info in rec.state.extra_networks.values()}
     n = next(i for i in range(1, len(used) + 2) if f"eth{i}" not in used)
     ifname, host_if = f"eth{n}", f"pmd{rec.id[:10]}x{n}"
@@ -244,10 +252,11 @@ def disconnect(rt: Runtime, rec: ContainerRecord, net: str) -> None:
             rt.containers.save_state(rec)
         with suppress(OSError):
             _follow_resolver(rt, rec)
-    if net in joined or net in rec.host.network_aliases:
+    if net in joined or net in rec.host.network_aliases or net in rec.host.network_ips:
         rec.host.networks = [n for n in joined if n != net]
         rec.host.network_aliases = {n: a for n, a in rec.host.network_aliases.items()
                                     if n != net}
+        rec.host.network_ips = {n: a for n, a in rec.host.network_ips.items() if n != net}
         rt.containers.save_config(rec)
 
 

@@ -90,14 +90,15 @@ class Networks(EngineCore):
             self._event("network", "destroy", ids.get(name, name), name=name, type="bridge")
         return removed
 
-    def connect(self, container: str, network: str, aliases: list[str] | None = None) -> str:
-        """Connect a container to a network (with its aliases there); its address there ("" if
-        it is not running: it joins at its next start)."""
+    def connect(self, container: str, network: str, aliases: list[str] | None = None,
+                ip: str | None = None) -> str:
+        """Connect a container to a network (with its aliases there, and the address ip if
+        given); its address there ("" if it is not running: it joins at its next start)."""
         from pyminidocker.container import plugging
 
         rt = self.runtime
         rec = rt.get(container)
-        address = plugging.connect(rt, rec, network, aliases)
+        address = plugging.connect(rt, rec, network, aliases, ip)
         self._network_event("connect", rec.id, network)
         return address
 

@@ -109,6 +109,9 @@ def _host_range(net: Network) -> tuple[int, int, int]:
 def check_address(net: Network, address: str) -> None:
     """A --ip the network can give: in its subnet, not its network, broadcast or gateway
     address. Raises UsageError (Docker's words)."""
+    parts = address.split(".")
+    if len(parts) != 4 or not all(p.isascii() and p.isdigit() and int(p) < 256 for p in parts):
+        raise UsageError(f"invalid IPv4 address: {address}")
     first, broadcast, gw = _host_range(net)
     n = _ip_int(address)
     if not first < n < broadcast:

@@ -74,6 +74,8 @@ class HostConfig(_Mapping):
     # a network's name -> the container's aliases there (--network-alias for its network,
     # `network connect --alias` for the others), as Docker's Networks.<net>.Aliases
     network_aliases: dict[str, list[str]] = field(default_factory=dict)
+    # a network joined by `network connect --ip` -> the address asked for there
+    network_ips: dict[str, str] = field(default_factory=dict)
     ports: list[str] = field(default_factory=list)     # -p specs as given
     binds: list[str] = field(default_factory=list)     # -v HOST:PATH[:ro]
     tmpfs: list[str] = field(default_factory=list)     # --tmpfs PATH[:OPTIONS]
@@ -114,6 +116,8 @@ class HostConfig(_Mapping):
         d = {name: getattr(self, name) for name in _HOST_FIELDS}
         if not self.network_aliases:  # a record without aliases is written as before them
             del d["network_aliases"]
+        if not self.network_ips:
+            del d["network_ips"]
         d.update(self.extra)
         return d
 
@@ -149,7 +153,8 @@ class HostConfig(_Mapping):
         return len(_HOST_FIELDS) + len(self.extra)
 
 
-_HOST_FIELDS = ("network", "networks", "network_aliases", "ports", "binds", "tmpfs",
+_HOST_FIELDS = ("network", "networks", "network_aliases", "network_ips",
+                "ports", "binds", "tmpfs",
                 "read_only", "memory", "cpus", "pids_limit", "privileged", "cap_add", "cap_drop",
                 "no_new_privs", "seccomp", "security_opt", "auto_remove", "image_env")
 

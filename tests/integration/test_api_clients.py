@@ -173,7 +173,12 @@ def test_networks_by_name(api):
                          "-W", "5", "server1", check=False, timeout=60)
         assert res.returncode == 0, res.stderr
         api.docker("network", "create", "apinet2")
-        api.docker("network", "connect", "apinet2", "server1")
+        subnet = api.docker("network", "inspect", "-f", "{{(index .IPAM.Config 0).Subnet}}",
+                            "apinet2").stdout.strip()
+        wanted = subnet.rsplit(".", 1)[0] + ".77"  # EndpointConfig.IPAMConfig.IPv4Address
+        api.docker("network", "connect", "--ip", wanted, "apinet2", "server1")
+        assert f" {wanted}/" in api.docker("exec", "server1", "ip", "-4", "-o", "addr", "show",
+                                          "eth1").stdout
         nets = api.docker("inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}"
                           "{{$k}} {{end}}", "server1").stdout.split()
         assert sorted(nets) == ["apinet", "apinet2"]

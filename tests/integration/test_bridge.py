@@ -349,3 +349,41 @@ def test_a_restarted_container_has_its_name_once_in_hosts(br):
         assert [br("start", "-a", "twice").stdout for _ in range(2)] == ["1\n", "1\n"]
     finally:
         br("rm", "twice")
+
+
+def test_network_connect_with_an_ip_keeps_it_across_starts(br):
+    """`network connect --ip`: the address on that network now and at each start, shown in
+    inspect's IPAMConfig as Docker's; refused on the default bridge, outside the subnet, and
+    when another live container holds it; gone with disconnect."""
+    subnet = free_subnet()
+    base = subnet.rsplit(".", 1)[0]
+    br("network", "create", "--subnet", subnet, "netip")
+    br("network", "create", "--subnet", free_subnet(), "otherip")
+    br("run", "-d", "--name", "ipc", "bb", "sleep", "60")
+    br("run", "-d", "--name", "ipd", "--network", "otherip", "bb", "sleep", "60")
+    ipam = '{{(index .NetworkSettings.Networks "netip").IPAMConfig.IPv4Address}}'
+    try:
+        assert br("network", "connect", "--ip", f"{base}.77", "netip", "ipc").stdout == ""
+        for _ in range(2):  # now, and after a restart
+            out = br("exec", "ipc", "ip", "-4", "-o", "addr", "show", "eth1").stdout
+            assert f" {base}.77/24 " in out, out
+            assert br("inspect", "-f", ipam, "ipc").stdout == f"{base}.77\n"
+            br("restart", "-t", "0", "ipc")
+        for args, why in ((("--ip", f"{base}.77", "netip", "ipd"), "already in use"),
+                          (("--ip", "10.253.9.9", "netip", "ipd"), "10.253.9.9"),
+                          (("--ip", "10.1.1.1", "bridge", "ipd"), "user configured subnets"),
+                          (("--ip", "not-an-ip", "netip", "ipd"), "invalid IPv4 address: not-an-ip")):
+            res = br("network", "connect", *args, check=False)
+            assert res.returncode != 0 and res.stderr.count("\n") == 1, res
+            assert why in res.stderr and "internal error" not in res.stderr, res.stderr
+        assert "\"netip\"" not in br("inspect", "-f", "{{json .NetworkSettings.Networks}}",
+                                 "ipd").stdout  # nothing half-made by the refusals
+        br("network", "disconnect", "netip", "ipc")
+        assert "\"netip\"" not in br("inspect", "-f", "{{json .NetworkSettings.Networks}}",
+                                 "ipc").stdout
+        br("network", "connect", "--ip", f"{base}.77", "netip", "ipd")  # free again
+        assert f" {base}.77/24 " in br("exec", "ipd", "ip", "-4", "-o", "addr", "show",
+                                       "eth1").stdout
+    finally:
+        br("rm", "-f", "ipc", "ipd")
+    br("network", "rm", "netip", "otherip")
