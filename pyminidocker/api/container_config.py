@@ -133,7 +133,28 @@ def _network(body: dict[str, Any], host: dict[str, Any]) -> tuple[str, dict[str,
                           + ", ".join(endpoints))
     if endpoints and network == "bridge":
         network = next(iter(endpoints))
-    return network, endpoints.get(network) or {}
+    endpoint = endpoints.get(network) or {}
+    # the docker CLI names the default network "default", in NetworkMode and EndpointsConfig
+    return ("bridge" if network == "default" else network), endpoint
+
+
+def endpoint_address(endpoint: dict[str, Any]) -> str | None:
+    """EndpointSettings.IPAMConfig.IPv4Address (create's and network connect's), None if not
+    given. Raises APIError: 400 for a wrong type, 501 for the rest of IPAMConfig (IPv6 and
+    link-local addresses). Clients send the fields they do not use empty (compose: IPAMConfig
+    {} or with "")."""
+    ipam = endpoint.get("IPAMConfig") or {}
+    if not isinstance(ipam, dict):
+        raise bad_request("json: cannot unmarshal into field EndpointSettings.IPAMConfig of "
+                          "type network.EndpointIPAMConfig")
+    ip = ipam.get("IPv4Address") or None
+    if ip is not None and not isinstance(ip, str):
+        raise bad_request("json: cannot unmarshal into field IPAMConfig.IPv4Address of type "
+                          "string")
+    if any(v for k, v in ipam.items() if k != "IPv4Address"):
+        raise APIError(501, "IPv6 and link-local endpoint addresses are not supported by "
+                       "pyminidocker yet")
+    return ip
 
 
 def _extra(body: dict[str, Any], host: dict[str, Any], network: str,
@@ -146,6 +167,12 @@ def _extra(body: dict[str, Any], host: dict[str, Any], network: str,
     aliases = _strings(endpoint.get("Aliases"), "EndpointsConfig.Aliases")
     if aliases and network not in ("bridge", "host", "none"):  # Docker: user networks only
         extra["aliases"] = aliases
+    ip = endpoint_address(endpoint)
+    if ip is not None:
+        if network in ("bridge", "host", "none"):
+            raise bad_request("user specified IP address is supported on user defined networks "
+                              "only")
+        extra["ip"] = ip
     health = healthcheck(body.get("Healthcheck"))
     if health is not None:
         extra["health_flags"] = health

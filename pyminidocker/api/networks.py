@@ -15,6 +15,7 @@ from pyminidocker.api.app import (
     json_body,
     labels_match,
 )
+from pyminidocker.api.container_config import endpoint_address
 
 CREATE_FIELDS: dict[str, Any] = {
     "Name": str, "CheckDuplicate": bool, "Driver": str, "Scope": str, "Internal": bool,
@@ -103,19 +104,10 @@ async def connect(request: web.Request) -> web.Response:
     if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
         raise bad_request("json: cannot unmarshal into field EndpointConfig.Aliases of type "
                           "[]string")
-    # clients send the fields they do not use empty (compose: IPAMConfig {} or with "")
-    ipam = endpoint.get("IPAMConfig") or {}
-    if not isinstance(ipam, dict):
-        raise bad_request("json: cannot unmarshal into field EndpointConfig.IPAMConfig of type "
-                          "network.EndpointIPAMConfig")
-    ip = ipam.get("IPv4Address") or None
-    if ip is not None and not isinstance(ip, str):
-        raise bad_request("json: cannot unmarshal into field IPAMConfig.IPv4Address of type "
-                          "string")
-    if any(v for k, v in ipam.items() if k != "IPv4Address") or \
-            any(endpoint.get(k) for k in ("Links", "MacAddress")):
-        raise APIError(501, "endpoint settings (IPv6 and link-local addresses, links, MAC) "
-                       "are not supported by pyminidocker yet")
+    ip = endpoint_address(endpoint)
+    if any(endpoint.get(k) for k in ("Links", "MacAddress")):
+        raise APIError(501, "endpoint links and MAC addresses are not supported by "
+                       "pyminidocker yet")
     await call(request, lambda eng: eng.connect(container, _name(eng, ref), aliases, ip))
     return web.Response(status=200)
 

@@ -172,6 +172,14 @@ def test_networks_by_name(api):
         res = api.docker("run", "--rm", "--network", "apinet", "bb", "ping", "-c", "1",
                          "-W", "5", "server1", check=False, timeout=60)
         assert res.returncode == 0, res.stderr
+        # create's EndpointsConfig.<net>.IPAMConfig.IPv4Address (the CLI's run --ip)
+        sub = api.docker("network", "inspect", "-f", "{{(index .IPAM.Config 0).Subnet}}",
+                         "apinet").stdout.strip().rsplit(".", 1)[0]
+        assert f" {sub}.66/" in api.docker("run", "--rm", "--network", "apinet", "--ip",
+                                          f"{sub}.66", "bb", "ip", "-4", "-o", "addr", "show",
+                                          "eth0").stdout
+        res = api.docker("run", "--rm", "--ip", "10.9.9.9", "bb", "true", check=False)
+        assert res.returncode != 0 and "user defined networks only" in res.stderr, res
         api.docker("network", "create", "apinet2")
         subnet = api.docker("network", "inspect", "-f", "{{(index .IPAM.Config 0).Subnet}}",
                             "apinet2").stdout.strip()
