@@ -107,15 +107,16 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 
 # The floors, bottom up: a module may import its own floor's modules and those below (image
 # and network share a floor and do not import each other). The ground floor is the package's
-# leaves and the C shim's face; the front ends (cli, api, oci) sit on the engine; the entry
-# points (python -m, the launcher) on top.
+# leaves and the C shim's wrappers (native); the shim's public face (shim: native's names and
+# the engine's default seccomp profile) sits beside the engine; the front ends (cli, api,
+# oci) sit on the engine; the entry points (python -m, the launcher) on top.
 FLOORS = {
     "ground": 0, "store": 1, "image": 2, "network": 2, "container": 3, "engine": 4,
     "cli": 5, "api": 5, "oci": 5, "entry": 6,
 }
 # top-level modules that are not ground floor
-_TOP = {"engine": "engine", "dockerjson": "engine", "benchmark": "cli", "__main__": "entry",
-        "launcher": "entry"}
+_TOP = {"engine": "engine", "dockerjson": "engine", "shim": "engine", "benchmark": "cli",
+        "__main__": "entry", "launcher": "entry"}
 
 
 def floor_of(module: str) -> str:

@@ -1,4 +1,6 @@
-"""The aiohttp application: Docker's API versions, error bodies and request bounds.
+"""Docker's API versions, error bodies and request bounds, and the helpers every endpoint
+module shares (parameters, the engine in a worker thread); pyminidocker.api.routes makes the
+aiohttp application of them.
 
 Every endpoint is served both unversioned (`/containers/json`) and versioned
 (`/v1.43/containers/json`), as dockerd does. A version outside [MIN_API_VERSION,
@@ -118,7 +120,7 @@ async def api_versions(request: web.Request, handler: Handler) -> web.StreamResp
     return await handler(request)
 
 
-async def _docker_headers(request: web.Request, response: web.StreamResponse) -> None:
+async def docker_headers(request: web.Request, response: web.StreamResponse) -> None:
     """Every response, errors and streams too, names the server and its API version."""
     response.headers["Server"] = SERVER_HEADER
     response.headers["Api-Version"] = API_VERSION
@@ -278,53 +280,6 @@ def labels_match(labels: dict[str, str] | None, wanted: list[str]) -> bool:
         if k not in labels or (eq and labels[k] != v):
             return False
     return True
-
-
-# ---- the application ---------------------------------------------------------------------
-
-def make_app(config: Any = None, activity: Any = None) -> web.Application:
-    """The application over the engine with this configuration (pyminidocker.config.Config).
-    activity, if given, sees each request start and end (the server's idle timer)."""
-    from pyminidocker.api import endpoints, system
-
-    middlewares = [docker_errors, api_versions]
-    if activity is not None:
-        middlewares.insert(0, activity.middleware)
-    app = web.Application(middlewares=middlewares, client_max_size=MAX_JSON_BODY,
-                          handler_args={"max_field_size": 16384})
-    app[CONFIG] = config
-    app[ACTIVITY] = activity
-    app.on_response_prepare.append(_docker_headers)
-    with_engine = _engine_available()
-    served = system.add_routes(app, with_engine)
-    if with_engine:
-        from pyminidocker.api import (
-            archives,
-            attach,
-            containers,
-            cp,
-            events,
-            execs,
-            images,
-            networks,
-            verbs,
-            volumes,
-        )
-
-        app[ENGINE] = {}
-        for module in (images, archives, attach, containers, verbs, networks, execs, events,
-                       volumes, cp):
-            served |= module.add_routes(app)
-    endpoints.add_pending_routes(app, frozenset(served))
-    return app
-
-
-def _engine_available() -> bool:
-    """Whether pyminidocker.engine (issue 9) is here: the endpoints over it are served only
-    then; without it they answer 501."""
-    import importlib.util
-
-    return importlib.util.find_spec("pyminidocker.engine") is not None
 
 
 # ---- the engine ---------------------------------------------------------------------------

@@ -15,8 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from pyminidocker.api.app import add_table, bad_request, bool_param, call, engine
-from pyminidocker.api.images import progress_message
-from pyminidocker.api.streams import JSONStream, into_thread, out_of_thread
+from pyminidocker.api.streams import JSONStream, into_thread, out_of_thread, progress_message
 from pyminidocker.errors import PmdError
 
 Sink = Callable[[bytes], object]

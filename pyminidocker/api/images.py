@@ -18,7 +18,7 @@ from pyminidocker.api.app import (
     labels_match,
     status_of,
 )
-from pyminidocker.api.streams import JSONStream
+from pyminidocker.api.streams import JSONStream, progress_message
 from pyminidocker.errors import PmdError
 
 
@@ -26,22 +26,6 @@ def _unix(stamp: str) -> int:
     from pyminidocker.humanize import parse_time
 
     return int(parse_time(stamp) or 0)
-
-
-def progress_message(ev: Any) -> dict[str, Any]:
-    """A pull event as Docker's JSON message (what the docker CLI's jsonmessage renders)."""
-    msg: dict[str, Any] = {"status": ev.status, "id": ev.id}
-    if ev.status == "Downloading" and ev.total:
-        from pyminidocker.humanize import human_size
-
-        width = 50
-        done = min(width, int(width * ev.current / ev.total))
-        bar = "=" * done + (">" if done < width else "") + " " * (width - done - 1)
-        msg["progressDetail"] = {"current": ev.current, "total": ev.total}
-        msg["progress"] = f"[{bar}] {human_size(ev.current)}/{human_size(ev.total)}"
-    else:
-        msg["progressDetail"] = {}
-    return msg
 
 
 async def pull(request: web.Request) -> web.StreamResponse:
@@ -251,4 +235,4 @@ def add_routes(app: web.Application) -> set[tuple[str, str]]:
     return add_table(app, table)
 
 
-__all__ = ["add_routes", "engine", "progress_message"]
+__all__ = ["add_routes", "engine"]

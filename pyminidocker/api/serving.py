@@ -122,7 +122,7 @@ async def serve(config: Any, socks: list[socket.socket], idle: float,
                 tls: ssl.SSLContext | None = None, ready: Any = None) -> None:
     """Serve the listening socks until SIGTERM/SIGINT or `idle` seconds without a request
     (the caller removes the unix socket)."""
-    from pyminidocker.api.app import make_app
+    from pyminidocker.api.routes import make_app
 
     stop = asyncio.Event()
     activity = Activity(idle, stop)

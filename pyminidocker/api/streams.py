@@ -285,3 +285,19 @@ async def into_thread(request: web.Request, consume: Callable[[int], T]) -> T:
     finally:
         os.close(w)
     return await task
+
+
+def progress_message(ev: Any) -> dict[str, Any]:
+    """A pull event as Docker's JSON message (what the docker CLI's jsonmessage renders)."""
+    msg: dict[str, Any] = {"status": ev.status, "id": ev.id}
+    if ev.status == "Downloading" and ev.total:
+        from pyminidocker.humanize import human_size
+
+        width = 50
+        done = min(width, int(width * ev.current / ev.total))
+        bar = "=" * done + (">" if done < width else "") + " " * (width - done - 1)
+        msg["progressDetail"] = {"current": ev.current, "total": ev.total}
+        msg["progress"] = f"[{bar}] {human_size(ev.current)}/{human_size(ev.total)}"
+    else:
+        msg["progressDetail"] = {}
+    return msg

@@ -539,7 +539,7 @@ def container_root(runtime: Any, rec: Any) -> Iterator[Root]:
     """The container's filesystem as it sees it: a running one's through /proc/PID/root (its
     own mounts, volumes included), a stopped one's overlay mounted for the time of the copy
     (its volumes are not: their mount points show the image's content)."""
-    from pyminidocker import shim as _native
+    from pyminidocker import native as _native
 
     rec = runtime.refresh(rec)
     if rec.state.status == "running" and rec.state.pid:

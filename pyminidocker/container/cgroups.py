@@ -368,7 +368,7 @@ def device_program(rules: tuple[tuple[str, str], ...]) -> list[tuple[bool, str, 
 def _attach_device_program(path: str, program: list[tuple[bool, str, int, int, str]]) -> None:
     """Attach the device program to the v2 cgroup at path (the C shim, loaded here rather than at
     import, so that the file logic works without it). Raises PmdError."""
-    from pyminidocker import shim as _native
+    from pyminidocker import native as _native
 
     try:
         _native.cgroup_devices(path, program)

@@ -331,7 +331,7 @@ def _discard(store: Store, path: str, done: str) -> Callable[[], str]:
 
 def _unmount(target: str) -> Callable[[], str]:
     def fix() -> str:
-        from pyminidocker import shim
+        from pyminidocker import native as shim
 
         shim.umount(target, shim.MNT_DETACH)
         return f"unmounted {target}"

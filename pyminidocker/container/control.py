@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import time
 
-from pyminidocker import shim as _native
+from pyminidocker import native as _native
 from pyminidocker.container import specconv as conv
 from pyminidocker.container.specconv import INIT_DIRS, INIT_FILES, cgroup_of
 from pyminidocker.container.stdio import Output, forward_signals, start_error

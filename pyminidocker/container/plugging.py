@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from pyminidocker import shim as _native
+from pyminidocker import native as _native
 from pyminidocker.container.specconv import base_hosts, hosts_line, resolv_conf
 from pyminidocker.errors import Conflict, NotFound, PmdError, UsageError, suppress
 

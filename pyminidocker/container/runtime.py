@@ -15,7 +15,7 @@ import os
 import stat
 import time
 
-from pyminidocker import shim as _native
+from pyminidocker import native as _native
 from pyminidocker.container import spec as policy
 from pyminidocker.container import specconv as conv
 from pyminidocker.container import stdio as streams

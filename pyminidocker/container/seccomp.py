@@ -316,7 +316,7 @@ class Profile:
 
     def compile(self, caps: int) -> bytes:
         """The BPF program (struct sock_filter[]) for a container with bounding set caps."""
-        from pyminidocker import shim
+        from pyminidocker import native as shim
 
         return shim.seccomp_compile(
             self.rules_for(caps), default_action=self.default_action,

@@ -12,10 +12,9 @@ import errno
 import os
 import stat
 
-from pyminidocker import shim as n
+from pyminidocker import native as n
 from pyminidocker.errors import UsageError
-from pyminidocker.record import dataclass
-from pyminidocker.shim import (
+from pyminidocker.native import (
     MS_BIND,
     MS_NOATIME,
     MS_NODEV,
@@ -30,6 +29,7 @@ from pyminidocker.shim import (
     MS_SLAVE,
     MS_STRICTATIME,
 )
+from pyminidocker.record import dataclass
 
 # Bit numbers from linux/capability.h.
 CAPS = {

@@ -11,7 +11,7 @@ import os
 import stat
 import sys
 
-from pyminidocker import shim as _native
+from pyminidocker import native as _native
 from pyminidocker.container import spec as policy
 from pyminidocker.errors import PmdError, StartError, StoreError, UsageError
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import errno
 import os
 
-from pyminidocker import shim as _native
+from pyminidocker import native as _native
 from pyminidocker.container import spec as policy
 from pyminidocker.errors import PmdError, StartError, suppress
 

@@ -28,7 +28,7 @@ from typing import Any
 import libarchive
 from libarchive.exception import ArchiveError
 
-from pyminidocker import shim as _native
+from pyminidocker import native as _native
 from pyminidocker.errors import (
     LayerError,
     NotFound,

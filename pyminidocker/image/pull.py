@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from pyminidocker import shim as _native
+from pyminidocker import native as _native
 from pyminidocker.config import Config
 from pyminidocker.errors import (
     LayerError,

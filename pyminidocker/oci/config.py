@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import stat
 
-from pyminidocker import shim
+from pyminidocker import native as shim
 from pyminidocker.container.spec import (
     CAPS,
     DEFAULT_ENV_PATH,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-from pyminidocker import shim
+from pyminidocker import native as shim
 from pyminidocker.errors import PmdError, UsageError
 from pyminidocker.oci import config as cfg
 from pyminidocker.oci import process

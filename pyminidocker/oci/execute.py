@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from pyminidocker import shim
+from pyminidocker import native as shim
 from pyminidocker.container.cgroups import Cgroup
 from pyminidocker.errors import PmdError, UsageError
 from pyminidocker.oci import config as cfg

@@ -9,7 +9,7 @@ from pyminidocker.oci.runtime import RuntimeError_
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from pyminidocker import shim
+    from pyminidocker import native as shim
 
 
 def write_pid_file(path: str, pid: int) -> None:
@@ -101,7 +101,7 @@ def relay_tty(pid: int, master: int) -> int:
     """Copy our stdin to the pty and its output to our stdout until pid exits; its code."""
     import threading
 
-    from pyminidocker import shim
+    from pyminidocker import native as shim
 
     def pump() -> None:
         try:
@@ -117,7 +117,7 @@ def relay_tty(pid: int, master: int) -> int:
 def wait(pid: int, master: int) -> int:
     """Wait for pid, relaying its pty if it has one (master >= 0, then closed); its exit code
     as a shell reports it (128+N for a signal), with our signals forwarded to it meanwhile."""
-    from pyminidocker import shim
+    from pyminidocker import native as shim
 
     fwd = Forward(pid)
     try:

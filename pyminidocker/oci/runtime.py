@@ -20,7 +20,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from pyminidocker import shim
+    from pyminidocker import native as shim
     from pyminidocker.container.cgroups import Cgroup
     from pyminidocker.oci.config import Container, Hook
 
@@ -174,7 +174,7 @@ def cgroup_mounts(c: Container, cg: Cgroup) -> list[shim.Mount]:
 
     if c.cgroup_mount is None:
         return []
-    from pyminidocker import shim  # not at the top: `delete` and `kill` need no shim
+    from pyminidocker import native as shim  # not at the top: `delete` and `kill` need no shim
 
     dest, flags = c.cgroup_mount
     return mounts(cg, dest, flags & shim.MS_RDONLY, bool(c.namespaces & shim.CLONE_NEWCGROUP))
@@ -187,7 +187,7 @@ def device_mounts(c: Container, cdir: str) -> list[shim.Mount]:
     (mknod in the container's /dev happens after the shim's last Python-visible step)."""
     import stat
 
-    from pyminidocker import shim
+    from pyminidocker import native as shim
 
     out = []
     staging = os.path.join(cdir, "dev")

@@ -11,8 +11,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from pyminidocker.native import Process
     from pyminidocker.oci.runtime import Prepared
-    from pyminidocker.shim import Process
 
 
 def _short_path(path: str) -> str:
@@ -116,7 +116,7 @@ def run(args: Any, root: str) -> int:
 def _spawn_started(p: Prepared, root: str, pid_file: str) -> Process:
     """run's init: spawned held, configured, its prestart and createRuntime hooks run,
     recorded, then released (the shim runs its createContainer and startContainer hooks)."""
-    from pyminidocker import shim
+    from pyminidocker import native as shim
     from pyminidocker.oci import process
     from pyminidocker.oci import runtime as rt
 
@@ -146,7 +146,7 @@ def _spawn_started(p: Prepared, root: str, pid_file: str) -> Process:
 
 def _end(proc: Process) -> None:
     """A spawned init that must not run on: aborted while held, killed and reaped after."""
-    from pyminidocker import shim
+    from pyminidocker import native as shim
 
     if proc.held:
         proc.abort()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from pyminidocker import shim as n
+from pyminidocker import native as n
 from tests.integration.conftest import cgroups_left, remove_leftovers, store_with_bb
 
 MONITOR = n.MONITOR_PATH

@@ -686,7 +686,8 @@ def test_the_verbs_containerd_calls_import_nothing_heavy(runc, tmp_path):
         # nor the engine's store (its package reads the engine's config: 2 ms of a create)
         assert "pyminidocker.store" not in loaded, verb
         if verb[0] in ("start", "state", "kill"):  # nor what only create uses
-            assert not {"pyminidocker.shim", "pyminidocker.container.namespaces",
+            assert not {"pyminidocker.native", "pyminidocker.shim",
+                        "pyminidocker.container.namespaces",
                         "pyminidocker.container.cgroups"} & loaded, verb
         if verb[1] == "--force":  # nothing to do: not even the runtime module
             assert "pyminidocker.oci.runtime" not in loaded

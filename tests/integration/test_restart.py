@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from pyminidocker import shim
+from pyminidocker import native as shim
 from tests.integration import servers as S
 from tests.integration.conftest import module_ctr
 

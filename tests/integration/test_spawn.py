@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from pyminidocker import shim as n
+from pyminidocker import native as n
 from pyminidocker.container import spec as d
 from pyminidocker.container.seccomp import Profile
 from tests.integration.cgroupfs import cgroup_mount_root

@@ -14,6 +14,7 @@ from aiohttp import web
 from pyminidocker.api import app as A
 from pyminidocker.api import server as S
 from pyminidocker.api import serving, streams
+from pyminidocker.api.routes import make_app
 from pyminidocker.errors import UsageError
 
 # ---- pure parts -------------------------------------------------------------------------
@@ -79,7 +80,7 @@ def test_check_fields_accepts_null_and_nested():
 # ---- over a real socket -----------------------------------------------------------------
 
 def _test_app() -> web.Application:
-    app = A.make_app()
+    app = make_app()
 
     async def echo_body(request: web.Request) -> web.Response:
         body = await A.json_body(request, FIELDS)

@@ -237,3 +237,21 @@ def test_a_damaged_cache_entry_is_compiled_again(tmp_path):
         entry.write_bytes(damage)
         assert seccomp_cached(str(tmp_path), None, d.DEFAULT_CAP_MASK) == good
         assert entry.read_bytes() == good
+
+
+def test_seccomp_default_comes_with_the_public_shim_not_the_wrappers():
+    """native (the engine's wrappers) knows no profile; importing pyminidocker.shim gives
+    SECCOMP_DEFAULT Docker's default profile, the program the engine compiles itself."""
+    import subprocess
+    import sys
+
+    code = ("import pyminidocker.native as n\n"
+            "try:\n    n.default_seccomp(None)\nexcept ValueError as e:\n    print('refused:', e)\n"
+            "import pyminidocker.shim\n"
+            "from pyminidocker.container.seccomp import Profile\n"
+            "from pyminidocker.container.spec import DEFAULT_CAP_MASK\n"
+            "print(n.default_seccomp(None) == Profile.default().compile(DEFAULT_CAP_MASK))\n")
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                         check=True, env={"PYTHONPATH": ":".join(sys.path)}).stdout
+    assert out.startswith("refused: seccomp: SECCOMP_DEFAULT is Docker's default profile")
+    assert out.endswith("True\n")
