@@ -84,9 +84,11 @@ def update_changes(body: dict[str, Any]) -> dict[str, Any]:
         if value not in (None, "") and not (value == 0 and key != "MemorySwap"):
             out[name] = value
     if body.get("NanoCpus"):
-        if not isinstance(body["NanoCpus"], int) or body["NanoCpus"] < 0:
-            raise bad_request("Range of CPUs is from 0.01 to the number of CPUs")
-        out["cpus"] = body["NanoCpus"] / 1e9
+        from pyminidocker.engine import check_cpus
+
+        if not isinstance(body["NanoCpus"], int):
+            raise bad_request("json: cannot unmarshal into field NanoCpus of type int64")
+        out["cpus"] = check_cpus(body["NanoCpus"] / 1e9)
     for key in sorted(_NOT_UPDATABLE):
         value = body.get(key)
         if value not in (None, 0, "", [], False, -1):

@@ -128,21 +128,6 @@ def shares_to_weight(shares: int) -> int:
     return 1 + (shares - MIN_SHARES) * 9_999 // (MAX_SHARES - MIN_SHARES)
 
 
-def parse_cpus(text: str, ncpu: int | None = None) -> float:
-    """Parse --cpus ("1.5"); Raises UsageError outside 0.01..ncpu (ncpu defaults to this host's)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise UsageError(f"invalid argument {text!r} for --cpus") from None
-    if value == 0:
-        return 0.0
-    n = ncpu or os.cpu_count() or 1
-    if not 0.01 <= value <= n:  # also refuses nan
-        raise UsageError(f"Range of CPUs is from 0.01 to {n}.00, as there are only {n} CPUs "
-                         "available")
-    return value
-
-
 @dataclass(frozen=True)
 class Limits:
     """Resource limits of one container; None (or 0) means unlimited / the kernel default.

@@ -415,15 +415,22 @@ def tmpfs_options(opts: str) -> tuple[int, str]:
     return flags, ",".join(data) or "mode=1777"
 
 
-def parse_cpus(value: str) -> float:
+def parse_cpus(value: str, ncpu: int | None = None) -> float:
+    """--cpus ("1.5"). Raises UsageError: not a number, or outside check_cpus's range."""
     try:
         cpus = float(value)
     except ValueError:
         raise UsageError(f'invalid argument "{value}" for "--cpus" flag') from None
-    n = os.cpu_count() or 1
-    if not 0.01 <= cpus <= n:
-        raise UsageError(f"range of CPUs is from 0.01 to {n}.00, as there are only "
-                         f"{n} CPUs available")
+    return check_cpus(cpus, ncpu)
+
+
+def check_cpus(cpus: float, ncpu: int | None = None) -> float:
+    """A CPU count the host can give (ncpu, by default this host's): Docker's range, from
+    0.01 to the number of CPUs. Raises UsageError in dockerd's words."""
+    n = ncpu or os.cpu_count() or 1
+    if not 0.01 <= cpus <= n:  # also refuses nan
+        raise UsageError(f"Range of CPUs is from 0.01 to {n}.00, as there are only {n} CPUs "
+                         "available")
     return cpus
 
 

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from pyminidocker.container.runtime import CreateOptions, Runtime
     from pyminidocker.container.spec import (
         ULIMITS,
+        check_cpus,
         parse_cpus,
         parse_env_file,
         parse_restart,
@@ -79,6 +80,7 @@ __all__ = [
     "Reference",
     "StringMap",
     "Volume",
+    "check_cpus",
     "cpu_percent",
     "device_program",
     "familiar",
@@ -118,6 +120,7 @@ _LAZY = {
     "registry_server": "pyminidocker.engine.images",
     # what the CLI's flags and formats read beside the engine's own operations
     "parse_cpus": "pyminidocker.container.spec",
+    "check_cpus": "pyminidocker.container.spec",
     "parse_env_file": "pyminidocker.container.spec",
     "parse_signal": "pyminidocker.container.spec",
     "parse_restart": "pyminidocker.container.spec",

@@ -307,7 +307,3 @@ class RegistryClient:
             path = parts.path + (f"?{parts.query}" if parts.query else "")
         raise RegistryError(f"{name}: too many pages of tags")
 
-
-def client_for(config: Config, ref: Reference) -> RegistryClient:
-    """A RegistryClient for the registry of ``ref``."""
-    return RegistryClient(config, ref.registry)

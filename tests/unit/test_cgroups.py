@@ -28,7 +28,6 @@ from pyminidocker.container.cgroups import (
     detect,
     device_program,
     parse_bytes,
-    parse_cpus,
     parse_mountinfo,
     shares_to_weight,
 )
@@ -129,9 +128,10 @@ def test_shares_to_weight(shares, weight):
 
 
 def test_parse_cpus():
+    from pyminidocker.container.spec import parse_cpus
+
     assert parse_cpus("1.5", ncpu=2) == 1.5
-    assert parse_cpus("0", ncpu=2) == 0.0
-    for bad in ("3", "0.001", "-1", "nan"):
+    for bad in ("3", "0.001", "-1", "nan", "0"):
         with pytest.raises(UsageError, match=r"^Range of CPUs is from 0.01 to 2.00, as there are "
                                              r"only 2 CPUs available$"):
             parse_cpus(bad, ncpu=2)
