@@ -65,6 +65,20 @@ class StoreError(PmdError, OSError):
     """The store could not be read or written (disk full, permissions, corruption)."""
 
 
+def store_error(e: OSError, what: str) -> StoreError:
+    """The StoreError of a failed file operation: what, the cause in words, the path."""
+    import errno
+    import os
+
+    detail = e.strerror or str(e)
+    if e.errno == errno.ENOSPC:
+        detail = "no space left on device"
+    hint = ""
+    if e.errno in (errno.EACCES, errno.EPERM) and os.geteuid() != 0:
+        hint = " (the engine needs root; there is no rootless mode yet)"
+    return StoreError(f"{what}: {detail}" + (f": {e.filename}" if e.filename else "") + hint)
+
+
 class CorruptRecord(StoreError):
     """A record of the store cannot be read (a power cut, a full disk, a hand edit): the
     object it describes can still be removed with force."""

@@ -23,7 +23,7 @@ import os
 from pyminidocker import proc, record
 from pyminidocker.container.cgroups import DEFAULT_PARENT, Cgroup, Layout, detect
 from pyminidocker.errors import CorruptRecord, PmdError, suppress
-from pyminidocker.store.files import write_json
+from pyminidocker.record import write_json
 from pyminidocker.store.layers import LayerRecord, chain_ids, tree_digest
 
 TYPE_CHECKING = False

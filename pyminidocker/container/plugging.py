@@ -38,7 +38,7 @@ def plug(rt: Runtime, rec: ContainerRecord, d: str, proc: Any, rules: Any = None
     releases it. On failure the child is ended and what was set up is undone."""
     from pyminidocker.config import Config
     from pyminidocker.network import networks as network
-    from pyminidocker.store.files import atomic_write
+    from pyminidocker.record import atomic_write
 
     net = rec.host.network
     try:

@@ -120,7 +120,7 @@ def _log_health(rt: Runtime, rec: ContainerRecord) -> None:
     container's health (none for "starting", as Docker). No daemon sees the monitor's
     healthcheck change it: a command that looks, or an events follower, logs it (as an
     exit's die); <dir>/health.logged keeps the start and status last logged."""
-    from pyminidocker.store.files import atomic_write
+    from pyminidocker.record import atomic_write
 
     status = (health(rt, rec) or {}).get("Status", "starting")
     if status == "starting":
@@ -158,7 +158,7 @@ def _watch(rt: Runtime, rec: ContainerRecord) -> None:
     """Start container/watch.py for a running container whose monitor is gone, unless one
     watches it already (its token is in <dir>/watcher)."""
     from pyminidocker import proc
-    from pyminidocker.store.files import atomic_write
+    from pyminidocker.record import atomic_write
 
     if _watched(rt, rec):
         return

@@ -559,7 +559,7 @@ def seccomp_cached(cache_dir: str, profile_json: str | None, caps: int) -> bytes
 
     p = Profile.default() if profile_json is None else Profile.from_docker_json(profile_json)
     prog = p.compile(caps)
-    from pyminidocker.store.files import atomic_write
+    from pyminidocker.record import atomic_write
 
     os.makedirs(cache_dir, mode=0o700, exist_ok=True)
     atomic_write(path, prog, mode=0o600, durable=False)  # a cache: lost, it is made again

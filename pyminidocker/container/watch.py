@@ -24,7 +24,7 @@ import sys
 import time
 
 from pyminidocker import proc, record
-from pyminidocker.store.files import write_json
+from pyminidocker.record import write_json
 
 PTRACE_CONT = 7
 PTRACE_GETEVENTMSG = 0x4201

@@ -91,7 +91,7 @@ def _read(path: str) -> list[str]:
 
 
 def _write(path: str, lines: list[str]) -> None:
-    from pyminidocker.store.files import atomic_write
+    from pyminidocker.record import atomic_write
 
     # aardvark reads the files only when told to: a rename is seen at the next SIGHUP
     atomic_write(path, ("\n".join(lines) + "\n").encode(), durable=False)

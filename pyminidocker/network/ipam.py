@@ -23,7 +23,8 @@ import os
 
 from pyminidocker import proc
 from pyminidocker.errors import Conflict, PmdError, UsageError, suppress
-from pyminidocker.store.files import FileLock, read_json, write_json
+from pyminidocker.record import write_json
+from pyminidocker.store.files import FileLock, read_json
 from pyminidocker.store.networks import Network, NetworkStore
 
 TYPE_CHECKING = False  # typing is not imported at run time: the start path

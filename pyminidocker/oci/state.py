@@ -60,19 +60,10 @@ def load(root: str, container_id: str) -> dict[str, Any]:
 
 
 def save(root: str, rec: dict[str, Any]) -> None:
-    """Written once per container (create, run), into the directory that call made and
-    holds: a fixed temporary name, renamed over, so that a concurrent `state` reads all of
-    it or none. Not through store.files: importing the store's package is 2 ms of every
-    create (its __init__ reads the engine's config). /run is a tmpfs: a crash of the host
-    forgets every container anyway, so no fsync."""
-    d = os.path.join(root, rec["id"])
-    tmp = os.path.join(d, ".state.json.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        os.write(fd, record.dumps(rec).encode() + b"\n")
-    finally:
-        os.close(fd)
-    os.rename(tmp, os.path.join(d, "state.json"))
+    """Written once per container (create, run), whole (record.atomic_write), so that a
+    concurrent `state` reads all of it or none. /run is a tmpfs: a crash of the host forgets
+    every container anyway, so no fsync."""
+    record.write_json(os.path.join(root, rec["id"], "state.json"), rec, durable=False)
 
 
 def remove(root: str, container_id: str) -> None:

@@ -19,7 +19,8 @@ import time
 
 from pyminidocker import record
 from pyminidocker.config import check_root
-from pyminidocker.store.files import FileLock, iso_ns, remove_tree, store_error
+from pyminidocker.errors import store_error
+from pyminidocker.store.files import FileLock, iso_ns, remove_tree
 
 TYPE_CHECKING = False  # typing is not imported at run time: the start path
 if TYPE_CHECKING:

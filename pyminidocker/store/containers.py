@@ -10,9 +10,16 @@ from __future__ import annotations
 
 import os
 
-from pyminidocker.errors import Conflict, CorruptRecord, NotFound, StoreError, UsageError
-from pyminidocker.record import asdict, dataclass, field
-from pyminidocker.store.files import fsync_dir, read_json, store_error, valid_name, write_json
+from pyminidocker.errors import (
+    Conflict,
+    CorruptRecord,
+    NotFound,
+    StoreError,
+    UsageError,
+    store_error,
+)
+from pyminidocker.record import asdict, dataclass, field, fsync_dir, write_json
+from pyminidocker.store.files import read_json, valid_name
 
 TYPE_CHECKING = False  # typing is not imported at run time: the start path
 

@@ -1,10 +1,10 @@
-"""The store's file primitives: atomic writes, JSON records, directory fsync, locks, removal.
+"""The store's file primitives: reading JSON records, names, times, locks, removal.
 
-Every module of the store writes through these, so a record is replaced whole or not at all.
+Records are written whole by pyminidocker.record's atomic_write and write_json, below the
+store so that the OCI runtime writes its state.json with them without importing the store.
 """
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import time
@@ -52,52 +52,6 @@ def iso_ns(stamp: str) -> int | None:
     doy = (153 * (mo + (-3 if mo > 2 else 9)) + 2) // 5 + d - 1
     days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
     return ((days * 86400 + h * 3600 + mi * 60 + s) * 1_000_000_000) + nanos
-
-
-def store_error(e: OSError, what: str) -> StoreError:
-    detail = e.strerror or str(e)
-    if e.errno == errno.ENOSPC:
-        detail = "no space left on device"
-    hint = ""
-    if e.errno in (errno.EACCES, errno.EPERM) and os.geteuid() != 0:
-        hint = " (the engine needs root; there is no rootless mode yet)"
-    return StoreError(f"{what}: {detail}" + (f": {e.filename}" if e.filename else "") + hint)
-
-
-def atomic_write(path: str, data: bytes, mode: int = 0o644, durable: bool = True) -> None:
-    """Write data to path so that readers see the old or the new content, never a mix.
-
-    Temp file in the same directory, fsync, rename, fsync the directory. Raises StoreError.
-    durable=False skips both fsyncs: the rename alone is atomic against a crash of the process
-    (kill -9, Ctrl-C); only a crash of the machine could then leave an empty file. For files
-    rewritten at every start and stop of a container, where an fsync costs more than the
-    rest of the start.
-    """
-    head, name = os.path.split(path)
-    tmp = os.path.join(head, f".{name}.{os.urandom(4).hex()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            if durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
-        if durable:  # the rename itself survives a power cut only once its directory is synced
-            fsync_dir(head or ".")
-    except OSError as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise store_error(e, f"cannot write {name}") from None
-
-
-def write_json(path: str, obj: Any, durable: bool = True) -> None:
-    atomic_write(path, record.dumps(obj).encode() + b"\n", durable=durable)
 
 
 def read_bytes(path: str) -> bytes:
@@ -150,14 +104,6 @@ def _quietly(op: Any, name: str, dir_fd: int) -> None:
         op(name, dir_fd=dir_fd)
     except OSError:
         pass
-
-
-def fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class FileLock:

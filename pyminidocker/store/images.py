@@ -12,17 +12,10 @@ import os
 import time
 
 from pyminidocker import record
-from pyminidocker.errors import Conflict, CorruptRecord, NotFound, StoreError
-from pyminidocker.record import dataclass, field
+from pyminidocker.errors import Conflict, CorruptRecord, NotFound, StoreError, store_error
+from pyminidocker.record import atomic_write, dataclass, field, fsync_dir, write_json
 from pyminidocker.reference import familiar
-from pyminidocker.store.files import (
-    atomic_write,
-    fsync_dir,
-    read_bytes,
-    read_json,
-    store_error,
-    write_json,
-)
+from pyminidocker.store.files import read_bytes, read_json
 
 TYPE_CHECKING = False  # typing is not imported at run time: the start path
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 import time
 
-from pyminidocker.errors import CorruptRecord, PmdError, StoreError, suppress
-from pyminidocker.record import asdict, dataclass
-from pyminidocker.store.files import fsync_dir, read_json, store_error, write_json
+from pyminidocker.errors import CorruptRecord, PmdError, StoreError, store_error, suppress
+from pyminidocker.record import asdict, dataclass, fsync_dir, write_json
+from pyminidocker.store.files import read_json
 
 TYPE_CHECKING = False  # typing is not imported at run time: the start path
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 
-from pyminidocker.errors import CorruptRecord, NotFound, StoreError, suppress
-from pyminidocker.record import asdict, dataclass, field
-from pyminidocker.store.files import read_json, store_error, write_json
+from pyminidocker.errors import CorruptRecord, NotFound, StoreError, store_error, suppress
+from pyminidocker.record import asdict, dataclass, field, write_json
+from pyminidocker.store.files import read_json
 
 TYPE_CHECKING = False  # typing is not imported at run time: the start path
 if TYPE_CHECKING:

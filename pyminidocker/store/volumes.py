@@ -11,16 +11,9 @@ from __future__ import annotations
 
 import os
 
-from pyminidocker.errors import Conflict, NotFound, StoreError, UsageError
-from pyminidocker.record import asdict, dataclass, field
-from pyminidocker.store.files import (
-    fsync_dir,
-    now_iso,
-    read_json,
-    store_error,
-    valid_name,
-    write_json,
-)
+from pyminidocker.errors import Conflict, NotFound, StoreError, UsageError, store_error
+from pyminidocker.record import asdict, dataclass, field, fsync_dir, write_json
+from pyminidocker.store.files import now_iso, read_json, valid_name
 
 TYPE_CHECKING = False  # typing is not imported at run time: the start path
 if TYPE_CHECKING:

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from pyminidocker.errors import Conflict, NotFound, StoreError
+from pyminidocker.record import atomic_write
 from pyminidocker.store import Store
-from pyminidocker.store.files import FileLock, atomic_write
+from pyminidocker.store.files import FileLock
 from pyminidocker.store.images import ImageRecord, big_data_name
 from pyminidocker.store.layers import LayerRecord, chain_ids, tree_digest
 
