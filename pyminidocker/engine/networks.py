@@ -51,7 +51,7 @@ class Networks(EngineCore):
 
         for pre in ("host", "none"):
             net = _predefined(pre)
-            if name == pre or net.id.startswith(name):
+            if name == pre or (name and net.id.startswith(name)):
                 return dockerjson.network(net)
         if name == "bridge":  # there from the start, as Docker's, though recorded on first use
             self.default_network()

@@ -66,3 +66,11 @@ def test_network_rm_and_prune(run, root):
     assert rc == 0 and out == "Deleted Networks:\nidle\n"
     assert [line.split()[1] for line in run("ls")[1].splitlines()[1:]] == \
         ["bridge", "busy", "host", "none"]
+
+
+@pytest.mark.parametrize("name", ["", "x" * 300, "a\u00e9", "../host"])
+def test_network_inspect_bad_name_is_not_found(run, name):
+    # "" is a prefix of every id: it once matched the predefined "host" network
+    rc, out, err = run("inspect", name)
+    assert rc == 1 and json.loads(out) == []
+    assert err == f"Error: No such network: {name}\n"
