@@ -76,6 +76,9 @@ def cmd_login(args: Namespace, env: Env) -> int:
         if not username:
             raise UsageError("must provide --username with --password-stdin")
         password = env.stdin.read().rstrip("\r\n")
+    if (not username or password is None) and not env.stdin.isatty():
+        # getpass would hit EOF (a traceback) or echo the password: refuse as Docker does
+        raise PmdError("Cannot perform an interactive login from a non TTY device")
     if not username:
         username = _prompt(env, "Username: ")
     if password is None:

@@ -697,3 +697,17 @@ def test_errors_are_pmd_errors(server, tmp_path):
         make_client(server, tmp_path).get_manifest(REPO, "latest")
     assert type(ei.value) is RegistryError
     assert str(ei.value) == f"{server.host}/foo/bar: received unexpected HTTP status: 418 I'm a Teapot"
+
+
+@pytest.mark.parametrize("flags", [[], ["-u", ""], ["-u", "me"]])
+def test_login_without_tty_refuses_to_prompt(tmp_path, flags):
+    # stdin at EOF once made getpass raise EOFError: "internal error" instead of a refusal
+    import io
+
+    from pyminidocker.cli.main import Env, main
+
+    out, err = io.StringIO(), io.StringIO()
+    rc = main(["--root", str(tmp_path), "login", *flags, "localhost:1"],
+              Env(stdout=out, stderr=err, stdin=io.StringIO("")))
+    assert (rc, err.getvalue()) == \
+        (1, "Error: Cannot perform an interactive login from a non TTY device\n")
