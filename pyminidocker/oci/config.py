@@ -132,13 +132,23 @@ def _get(obj: Any, key: str, kind: type | tuple[type, ...], where: str, default:
         name = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
         raise ConfigError(f"config.json: {where}{key}: expected {name}, got "
                           f"{type(value).__name__}")
+    if isinstance(value, str) and "\0" in value:
+        _no_nul(where + key)
     return value
+
+
+def _no_nul(field: str) -> None:
+    # no path, argument or variable the kernel takes can hold one: refuse it here, not as
+    # a ValueError from os deep in the create path
+    raise ConfigError(f"config.json: {field}: contains a NUL byte")
 
 
 def _strings(obj: Any, key: str, where: str) -> list[str]:
     items = _get(obj, key, list, where, [])
     if not all(isinstance(s, str) for s in items):
         raise ConfigError(f"config.json: {where}{key}: expected a list of strings")
+    if any("\0" in s for s in items):
+        _no_nul(where + key)
     return items
 
 

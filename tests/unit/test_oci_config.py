@@ -150,6 +150,9 @@ def _with(path, value):
     (("hooks",), {"prestart": [{"path": "rel"}]}, "is not absolute"),
     (("process", "user"), {"uid": "root"}, "expected int"),
     (("process", "args"), ["nosuch"], 'exec: "nosuch": executable file not found'),
+    (("process", "args"), ["/bin/true\0x"], "process.args: contains a NUL byte"),
+    (("process", "cwd"), "/\0", "process.cwd: contains a NUL byte"),
+    (("root", "path"), "rootfs\0", "root.path: contains a NUL byte"),
 ])
 def test_bad_configs_are_refused_with_the_field_named(bundle, path, value, message):
     with pytest.raises(cfg.ConfigError) as e:
