@@ -222,8 +222,9 @@ def reconcile_locked(ns: NetworkStore, net: Network, book: Any = None,
     stale = [a for a, cid in alloc.items()
              if (cid not in keep if keep is not None
                  else not holder_alive(root, cid, owners.get(a, "")))]
-    if stale:
-        ns.put_allocations(net.name, {a: c for a, c in alloc.items() if a not in stale}, owners)
+    if stale or ns.boot_ids.get(net.name) != proc.boot_id():  # now reconciled in this boot
+        ns.put_allocations(net.name, {a: c for a, c in alloc.items() if a not in stale}, owners,
+                           reconciled=True)
     gone = {a for a, (r, c, _) in book.entries.items() if r == root and a in stale}
     for a in gone:
         del book.entries[a]

@@ -163,16 +163,21 @@ class NetworkStore:
         return out
 
     def put_allocations(self, name: str, alloc: dict[str, str],
-                        owners: dict[str, str] | None = None) -> None:
+                        owners: dict[str, str] | None = None, reconciled: bool = False) -> None:
         """Write the record, durably (an address is recorded before it is used). Caller holds
-        the store lock. Raises StoreError."""
+        the store lock. Its boot_id is the boot whose processes its holdings name: this one
+        once reconciled against them (or when it holds nothing), else the one it had (a
+        release after a power cut must not make the others look current). Raises
+        StoreError."""
         try:
             os.makedirs(self.ipam_dir, mode=0o700, exist_ok=True)
         except OSError as e:
             raise store_error(e, "cannot create the networks directory") from None
         from pyminidocker import proc
 
-        doc: dict[str, Any] = {"allocations": alloc, "boot_id": proc.boot_id()}
+        boot = proc.boot_id() if reconciled or not alloc else \
+            self.boot_ids.get(name) or proc.boot_id()
+        doc: dict[str, Any] = {"allocations": alloc, "boot_id": boot}
         if owners:
             doc["owners"] = {a: o for a, o in owners.items() if a in alloc}
         write_json(self.ipam_path(name), doc)

@@ -292,6 +292,32 @@ def test_a_record_from_before_the_boot_is_reconciled_at_the_first_allocation(sto
     assert json.loads(path.read_text())["boot_id"] == proc.boot_id()
 
 
+def test_a_release_after_the_boot_leaves_the_rest_to_be_reconciled(store, root):
+    """A release (rm of one container) in the new boot must not stamp the record as this
+    boot's: the addresses it still holds for containers of the last boot are freed at the
+    next allocation all the same (a power-cut round found one held after rm and run)."""
+    networks.create_network(store, "boot2", subnet="10.24.0.0/24")
+    gone, removed, new = "a" * 64, "d" * 64, "b" * 64
+    containers_exist(root, gone, removed, new)
+    held = ipam.allocate(store, "boot2", gone)[0]
+    ipam.allocate(store, "boot2", removed)
+    path = root / "networks" / "ipam" / "boot2.json"
+    doc = json.loads(path.read_text())
+    doc["owners"][held] = "1:0"  # its `run` died with the host
+    doc["boot_id"] = "an-earlier-boot"
+    path.write_text(json.dumps(doc))
+    ipam.release(store, "boot2", removed)  # `rm -f` of the other one, first in the new boot
+    assert json.loads(path.read_text())["boot_id"] == "an-earlier-boot"
+    assert ipam.allocate(store, "boot2", new)[0] == held
+    assert json.loads(path.read_text())["boot_id"] == proc.boot_id()
+    # reconciled with nothing stale: stamped all the same, so the next start does not redo it
+    doc = json.loads(path.read_text())
+    doc["boot_id"] = "an-earlier-boot"
+    path.write_text(json.dumps(doc))
+    ipam.allocate(store, "boot2", "c" * 64)
+    assert json.loads(path.read_text())["boot_id"] == proc.boot_id()
+
+
 def test_two_stores_on_one_bridge_never_share_an_address(tmp_path, routes):
     stores = [Store(tmp_path / name) for name in ("one", "two")]
     for st in stores:  # as two stores' default networks on pmd0
