@@ -56,7 +56,7 @@ class Networks(EngineCore):
         if name == "bridge":  # there from the start, as Docker's, though recorded on first use
             self.default_network()
         raw = networks.inspect_network(self.store, name)
-        names = {cid: name for name, cid in self.store.containers.names().items()}
+        names = {r.id: r.name for r in self.store.containers.list()}
         members = {cid: {"Name": names.get(cid, ""), "IPv4Address": m["IPv4Address"]}
                    for cid, m in raw["Containers"].items()}
         doc = dockerjson.network(NetworkStore(self.store).get(raw["Name"]), members)
