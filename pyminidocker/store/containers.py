@@ -121,10 +121,9 @@ class HostConfig(_Mapping):
 
     def to_json(self) -> dict[str, Any]:
         d = {name: getattr(self, name) for name in _HOST_FIELDS}
-        if not self.network_aliases:  # a record without aliases is written as before them
-            del d["network_aliases"]
-        if not self.network_ips:
-            del d["network_ips"]
+        for key in ("network_aliases", "network_ips"):  # unset: written as before they were
+            if not d[key]:
+                del d[key]
         d.update(self.extra)
         return d
 
