@@ -47,7 +47,7 @@ def plug(rt: Runtime, rec: ContainerRecord, d: str, proc: Any, rules: Any = None
                                  rules, rec.host.get("ip"))
             rec.state.ip = ep.address  # from here on, a failure releases the address
             _native.net_attach(proc.pid, ep.bridge, _host_ifname(rec.id), ep.address,
-                               ep.prefix_len, ep.gateway, mac=rec.host.get("mac_address"))
+                               ep.prefix_len, ep.gateway, mac=rec.host.get("mac_address") or ep.mac)
             if rec.host.get("link_local_ips"):
                 _add_link_local(proc.pid, rec.host["link_local_ips"])
             if rec.host.ports:
@@ -219,7 +219,7 @@ def _attach_extra(rt: Runtime, rec: ContainerRecord, net: str, pid: int) -> str:
     ifname, host_if = f"eth{n}", f"pmd{rec.id[:10]}x{n}"
     try:
         _native.net_attach(pid, ep.bridge, host_if, ep.address, ep.prefix_len, None,
-                           container_ifname=ifname)
+                           container_ifname=ifname, mac=ep.mac)
     except BaseException:
         network.disconnect(rt.store, net, rec.id)
         raise

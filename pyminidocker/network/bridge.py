@@ -49,6 +49,14 @@ BRIDGE_ALIAS = "pyminidocker"
 HOST_LOCK = "/run/pyminidocker/network.lock"
 
 
+def mac_address(address: str) -> str:
+    """Docker's MAC for an interface holding the IPv4 address: 02:42 and its four bytes. A
+    container given a freed address then answers at the MAC its neighbours cached for it; with
+    a random one the host kept sending to the gone container's until its cache entry failed
+    (5 s and more: a published port of the new container timed out)."""
+    return "02:42:" + ":".join(f"{int(b):02x}" for b in address.split("."))
+
+
 def host_lock() -> FileLock:
     """`with host_lock():` serialises changes of the host's bridges and rules among all
     engine processes."""
@@ -133,8 +141,8 @@ def _ensure_link(net: Network) -> None:
                     # A fixed address (Docker's 02:42:<gateway>): a bridge without one takes
                     # its lowest port's, and changes it when that port goes, so the members'
                     # ARP entries for the gateway point nowhere for a while (DNS, NAT stop).
-                    mac = "02:42:" + ":".join(f"{int(b):02x}" for b in net.gateway.split("."))
-                    ipr.link("set", index=idx[0], ifalias=BRIDGE_ALIAS, address=mac)
+                    ipr.link("set", index=idx[0], ifalias=BRIDGE_ALIAS,
+                             address=mac_address(net.gateway))
             i = idx[0]
             kind = _link_kind(ipr.get_links(i)[0])
             if kind != "bridge":

@@ -12,7 +12,7 @@ import time
 
 from pyminidocker.errors import Conflict, CorruptRecord, NotFound, PmdError, UsageError, suppress
 from pyminidocker.network import ipam
-from pyminidocker.network.bridge import ensure_bridge, remove_network_host_state
+from pyminidocker.network.bridge import ensure_bridge, mac_address, remove_network_host_state
 from pyminidocker.record import dataclass
 from pyminidocker.store.files import valid_name
 from pyminidocker.store.networks import Network, NetworkStore
@@ -391,6 +391,11 @@ class Endpoint:
     address: str
     prefix_len: int
     gateway: str
+
+    @property
+    def mac(self) -> str:
+        """The interface's MAC, fixed by its address (bridge.mac_address)."""
+        return mac_address(self.address)
 
 
 def get_network(store: Store, name: str, cfg: Config | None = None) -> Network:

@@ -209,6 +209,31 @@ def test_detached_container_with_a_published_port(br):
     assert ipam["allocations"] == {}
 
 
+def test_a_container_given_a_freed_address_is_reached_at_once(br):
+    """While the bridge lives on (another container holds it), the host's neighbour cache
+    still maps a freed address to the gone container's MAC. The next container given that
+    address has the same MAC (Docker's 02:42 and the address's bytes), so the host reaches its
+    published port at once; with a random MAC the connection timed out (the CI VM)."""
+    keep = br("run", "-d", "--network", "bridge", "bb", "sleep", "120").stdout.strip()
+    port = random.randrange(30000, 40000)
+    cid = ""
+    try:
+        # it pings the gateway: the host learns its address and MAC
+        ip, mac = br("run", "--rm", "--network", "bridge", "bb", "sh", "-c",
+                     "ping -c1 -W2 $(ip route | awk '/default/ {print $3}') >/dev/null; "
+                     "ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1; "
+                     "cat /sys/class/net/eth0/address").stdout.split()
+        assert mac == "02:42:" + ":".join(f"{int(b):02x}" for b in ip.split("."))
+        cid = br("run", "-d", "--network", "bridge", "-p", f"127.0.0.1:{port}:7000", "bb",
+                 *NC_SERVER).stdout.strip()
+        assert br("inspect", "-f", "{{.NetworkSettings.IPAddress}}", cid).stdout == f"{ip}\n"
+        send_when_listening("127.0.0.1", port, b"at-once\n")
+        assert br("wait", cid).stdout == "0\n"
+        assert br("logs", cid).stdout == "at-once\n"
+    finally:
+        br("rm", "-f", keep, *([cid] if cid else []))
+
+
 def test_two_hundred_bridged_cycles_leave_nothing(br):
     """run/rm through the library (what the CLI verbs call) 200 times on the bridge: no veth,
     address, rule or namespace is left, and no address was ever handed out twice."""
