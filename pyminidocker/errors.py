@@ -33,6 +33,11 @@ class InvalidReference(PmdError, ValueError):
     """An image reference that does not parse."""
 
 
+class InvalidFilter(PmdError, ValueError):
+    """A list's filter key or value that Docker refuses (its daemon answers 400, its CLI
+    exits 1)."""
+
+
 class NotFound(PmdError, LookupError):
     """An image, tag, container or network that does not exist."""
 

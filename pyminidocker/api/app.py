@@ -272,16 +272,6 @@ def filters_param(request: web.Request) -> dict[str, list[str]]:
     return out
 
 
-def labels_match(labels: dict[str, str] | None, wanted: list[str]) -> bool:
-    """Docker's `label` filter: every `key` present, every `key=value` equal."""
-    labels = labels or {}
-    for w in wanted:
-        k, eq, v = w.partition("=")
-        if k not in labels or (eq and labels[k] != v):
-            return False
-    return True
-
-
 # ---- the engine ---------------------------------------------------------------------------
 
 ENGINE = web.AppKey("engine", dict)  # {"engine": Engine}, made on first use

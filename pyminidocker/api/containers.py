@@ -21,7 +21,6 @@ from pyminidocker.api.app import (
     filters_param,
     int_param,
     json_body,
-    labels_match,
 )
 from pyminidocker.api.attach import ATTACHED, CONSOLE_SIZE, INTERACTIVE
 from pyminidocker.api.container_config import create_options
@@ -303,37 +302,18 @@ def summary(eng: Any, rec: Any) -> dict[str, Any]:
     }
 
 
-def _matches(s: dict[str, Any], filters: dict[str, list[str]]) -> bool:
-    for key, wanted in filters.items():
-        if key == "id":
-            ok = any(s["Id"].startswith(w) for w in wanted)
-        elif key == "name":
-            ok = any(w.lstrip("/") in s["Names"][0].lstrip("/") for w in wanted)
-        elif key == "status":
-            ok = s["State"] in wanted
-        elif key == "label":
-            ok = labels_match(s["Labels"], wanted)
-        elif key == "ancestor":
-            ok = any(w in (s["Image"], s["ImageID"], s["ImageID"][7:19]) for w in wanted)
-        elif key == "network":
-            ok = any(w in s["NetworkSettings"]["Networks"] for w in wanted)
-        else:
-            raise bad_request(f"invalid filter '{key}'")
-        if not ok:
-            return False
-    return True
-
-
 async def list_containers(request: web.Request) -> web.Response:
     show_all = bool_param(request, "all")
     limit = int_param(request, "limit", -1) or -1
-    filters = filters_param(request)
+    wanted = filters_param(request)
 
     def work(eng: Any) -> list[dict[str, Any]]:
+        from pyminidocker.engine import filters
         from pyminidocker.humanize import status_text
 
-        recs = eng.container_views()
-        if not (show_all or "status" in filters):
+        recs = filters.containers_of(eng, eng.container_views(),
+                                     filters.check(wanted, filters.PS_KEYS))
+        if not filters.lists_stopped(show_all, wanted, limit):
             recs = [r for r in recs if r.state.status == "running"]
         # the same record as last time (container_views keeps a stopped container's): the
         # same summary but for its age
@@ -347,7 +327,7 @@ async def list_containers(request: web.Request) -> web.Response:
             else:
                 fresh[r.id] = (r, summary(eng, r))
         request.app[SUMMARIES] = fresh
-        out = [s for _, s in fresh.values() if _matches(s, filters)]
+        out = [s for _, s in fresh.values()]
         return out[:limit] if limit > 0 else out
 
     return web.json_response(await call(request, work))
@@ -404,9 +384,14 @@ async def rename(request: web.Request) -> web.Response:
 
 
 async def prune(request: web.Request) -> web.Response:
-    if filters_param(request):
-        raise APIError(501, "container prune filters are not supported by pyminidocker yet")
-    removed = await call(request, lambda eng: eng.prune_containers())
+    wanted = filters_param(request)
+
+    def work(eng: Any) -> list[str]:
+        from pyminidocker.engine import filters
+
+        return eng.prune_containers(filters.container_prune_keep(wanted))
+
+    removed = await call(request, work)
     return web.json_response({"ContainersDeleted": removed or None, "SpaceReclaimed": 0})
 
 

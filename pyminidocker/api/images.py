@@ -15,7 +15,6 @@ from pyminidocker.api.app import (
     call,
     engine,
     filters_param,
-    labels_match,
     status_of,
 )
 from pyminidocker.api.streams import JSONStream, progress_message
@@ -112,35 +111,31 @@ def summary(eng: Any, rec: Any) -> dict[str, Any]:
             "Labels": (cfg.get("config") or {}).get("Labels") or {}}
 
 
-def _matches(summary: dict[str, Any], filters: dict[str, list[str]]) -> bool:
-    import fnmatch
-
-    for key, wanted in filters.items():
-        if key == "reference":
-            names = [t.rsplit(":", 1) for t in summary["RepoTags"]]
-            if not any(any(fnmatch.fnmatch(repo, w.partition(":")[0]) and
-                           (not w.partition(":")[2] or fnmatch.fnmatch(tag, w.partition(":")[2]))
-                           for repo, tag in names) for w in wanted):
-                return False
-        elif key == "dangling":
-            dangling = not summary["RepoTags"]
-            if not any((w.lower() in ("true", "1")) == dangling for w in wanted):
-                return False
-        elif key == "label":
-            if not labels_match(summary["Labels"], wanted):
-                return False
-        else:
-            raise bad_request(f"invalid filter '{key}'")
-    return True
-
-
 async def list_images(request: web.Request) -> web.Response:
-    filters = filters_param(request)
+    wanted = filters_param(request)
     bool_param(request, "all")
 
     def work(eng: Any) -> list[dict[str, Any]]:
-        out = [summary(eng, rec) for rec in eng.images()]
-        return sorted((s for s in out if _matches(s, filters)), key=lambda s: -s["Created"])
+        from pyminidocker.engine import filters
+        from pyminidocker.humanize import parse_time
+
+        filters.check(wanted, filters.IMAGES_KEYS)
+        # filtered as the CLI lists them, a row a tag (an untagged image: one <none> row);
+        # an image stays with the tags that passed (Docker's RepoTags under a reference filter)
+        rows = []
+        for rec in eng.images():
+            s = summary(eng, rec)
+            created = parse_time(rec.created) or 0.0
+            for tag in s["RepoTags"] or ["<none>:<none>"]:
+                repo, _, name = tag.rpartition(":")
+                rows.append({"Repository": repo, "Tag": name, "ID": rec.id, "Created": created,
+                             "Labels": s["Labels"], "summary": s})
+        out: dict[str, dict[str, Any]] = {}
+        for row in filters.images_of(eng, rows, wanted):
+            s = out.setdefault(row["ID"], {**row["summary"], "RepoTags": []})
+            if row["Repository"] != "<none>":
+                s["RepoTags"].append(f"{row['Repository']}:{row['Tag']}")
+        return sorted(out.values(), key=lambda s: -s["Created"])
 
     return web.json_response(await call(request, work))
 
@@ -200,24 +195,15 @@ async def remove(request: web.Request) -> web.Response:
 
 
 async def prune(request: web.Request) -> web.Response:
-    filters = filters_param(request)
-    only_dangling = filters.get("dangling", ["true"]) != ["false"]
+    wanted = filters_param(request)
 
     def work(eng: Any) -> dict[str, Any]:
-        deleted: list[dict[str, str]] = []
-        reclaimed = 0
-        used = eng.store.images.users()
-        for rec in eng.images():
-            if rec.id in used or (only_dangling and rec.names):
-                continue
-            size = eng.image_size(rec)
-            try:
-                done = eng.remove_image(rec.id, force=False)
-            except PmdError:
-                continue  # taken by a container meanwhile
-            deleted.extend({k: v} for k, v in done)
-            reclaimed += size
-        return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+        from pyminidocker.engine import filters
+
+        every = wanted.get("dangling", ["true"]) in (["false"], ["0"])
+        done, reclaimed = eng.prune_images(all=every, keep=filters.image_prune_keep(eng, wanted))
+        return {"ImagesDeleted": [{k: v} for k, v in done] or None,
+                "SpaceReclaimed": reclaimed}
 
     return web.json_response(await call(request, work))
 

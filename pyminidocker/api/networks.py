@@ -13,7 +13,6 @@ from pyminidocker.api.app import (
     call,
     filters_param,
     json_body,
-    labels_match,
 )
 from pyminidocker.api.container_config import endpoint_address
 
@@ -26,32 +25,14 @@ CREATE_FIELDS: dict[str, Any] = {
 CONNECT_FIELDS: dict[str, Any] = {"Container": str, "EndpointConfig": dict, "Force": bool}
 
 
-def _matches(doc: dict[str, Any], filters: dict[str, list[str]]) -> bool:
-    for key, wanted in filters.items():
-        if key == "name":
-            ok = any(w in doc["Name"] for w in wanted)
-        elif key == "id":
-            ok = any(doc["Id"].startswith(w) for w in wanted)
-        elif key == "driver":
-            ok = doc["Driver"] in wanted
-        elif key == "label":
-            ok = labels_match(doc.get("Labels"), wanted)
-        elif key == "type":
-            builtin = doc["Name"] in ("bridge", "host", "none")
-            ok = any((w == "builtin") == builtin for w in wanted)
-        else:
-            raise bad_request(f"invalid filter '{key}'")
-        if not ok:
-            return False
-    return True
-
-
 async def list_networks(request: web.Request) -> web.Response:
-    filters = filters_param(request)
+    wanted = filters_param(request)
 
     def work(eng: Any) -> list[dict[str, Any]]:
-        docs = [eng.inspect_network(net.name) for net in eng.all_networks()]
-        return [d for d in docs if _matches(d, filters)]
+        from pyminidocker.engine import filters
+
+        nets = filters.networks(eng.all_networks(), filters.check(wanted, filters.NETWORK_KEYS))
+        return [eng.inspect_network(net.name) for net in nets]
 
     return web.json_response(await call(request, work))
 

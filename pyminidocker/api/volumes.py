@@ -13,7 +13,6 @@ from pyminidocker.api.app import (
     call,
     filters_param,
     json_body,
-    labels_match,
 )
 from pyminidocker.errors import PmdError
 
@@ -22,29 +21,15 @@ CREATE_FIELDS: dict[str, Any] = {"Name": str, "Driver": str, "DriverOpts": dict,
 
 
 async def list_volumes(request: web.Request) -> web.Response:
-    filters = filters_param(request)
-    for key in filters:
-        if key not in ("name", "label", "dangling", "driver"):
-            raise bad_request(f"invalid filter '{key}'")
+    wanted = filters_param(request)
 
     def work(eng: Any) -> dict[str, Any]:
-        users = eng.volume_users()
-        out = []
-        for vol in eng.volumes():
-            doc = eng.inspect_volume(vol)
-            if "name" in filters and not any(w in doc["Name"] for w in filters["name"]):
-                continue
-            if "driver" in filters and doc["Driver"] not in filters["driver"]:
-                continue
-            if "label" in filters and not labels_match(doc.get("Labels"), filters["label"]):
-                continue
-            if "dangling" in filters:
-                dangling = not users.get(vol.name)
-                if not any((w.lower() in ("true", "1")) == dangling
-                           for w in filters["dangling"]):
-                    continue
-            out.append(doc)
-        return {"Volumes": out, "Warnings": None}
+        from pyminidocker.engine import filters
+
+        filters.check(wanted, filters.VOLUME_KEYS)
+        users = eng.volume_users() if "dangling" in wanted else {}
+        vols = filters.volumes(eng.volumes(), wanted, lambda vol: bool(users.get(vol.name)))
+        return {"Volumes": [eng.inspect_volume(vol) for vol in vols], "Warnings": None}
 
     return web.json_response(await call(request, work))
 

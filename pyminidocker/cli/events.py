@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from pyminidocker.cli import filters
+from pyminidocker.engine import filters
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import time
 
-from pyminidocker.cli import columns, filters
+from pyminidocker.cli import columns
 from pyminidocker.cli.gotemplate import TemplateError, format_items
 from pyminidocker.cli.output import human_size, parse_time
+from pyminidocker.engine import filters
 from pyminidocker.errors import PmdError
 
 TYPE_CHECKING = False
@@ -69,18 +70,8 @@ def ps(args: Namespace, env: Any, eng: Engine) -> int:
         env.stderr.write(f"WARNING: {message}\n")
     wanted = filters.parse(args.filter, filters.PS_KEYS)
     last = 1 if args.latest else args.last
-    # Docker: a status or exited filter, -n and -l look at stopped containers too
-    show_all = args.all or "status" in wanted or "exited" in wanted or last > 0
-
-    def exposed(rec: Any) -> set[str]:
-        try:
-            cfg = eng.image_config(eng.image(rec.image))
-        except PmdError:
-            return set()
-        return {p if "/" in p else p + "/tcp"
-                for p in (cfg.get("config") or {}).get("ExposedPorts") or {}}
-
-    recs = filters.containers(recs, wanted, exposed, eng.health)
+    show_all = filters.lists_stopped(args.all, wanted, last)
+    recs = filters.containers_of(eng, recs, wanted)
     if not show_all:
         recs = [r for r in recs if r.state.status == "running"]
     if last > 0:
@@ -148,11 +139,7 @@ def images(args: Namespace, env: Any, eng: Engine) -> int:
     wanted = filters.parse(args.filter, filters.IMAGES_KEYS)
     if args.filter_ref:
         wanted.setdefault("reference", []).append(args.filter_ref)
-
-    def created_of(ref: str) -> float:
-        return parse_time(eng.image(ref).created) or 0.0
-
-    rows = filters.images(rows, wanted, created_of)
+    rows = filters.images_of(eng, rows, wanted)
     trunc = not args.no_trunc
     if args.quiet:
         for i in dict.fromkeys(r["ID"] for r in rows):

@@ -162,30 +162,20 @@ def _deleted_images(env: Any, done: list[tuple[str, str]]) -> None:
 def cmd_image(args: Namespace, env: Any) -> int:
     """`image prune [-a] [-f]` and `image history`."""
     from pyminidocker.cli.output import human_size
+    from pyminidocker.engine import filters
 
     eng: Engine = args.engine
     if args.action == "history":
         return cmd_history(args, env)
+    keep = filters.image_prune_keep(eng, filters.parse(args.filter, filters.PRUNE_KEYS))
     warning = ("This will remove all images without at least one container associated to "
                "them." if args.all else "This will remove all dangling images.")
     if not _confirm(env, args.force, warning):
         return 0
-    done, freed = eng.prune_images(all=args.all, keep=_prune_filter(args.filter, eng))
+    done, freed = eng.prune_images(all=args.all, keep=keep)
     _deleted_images(env, done)
     env.out(f"Total reclaimed space: {human_size(freed)}")
     return 0
-
-
-def _prune_filter(given: list[str], eng: Engine) -> Any:
-    """Docker's until= and label= (label!=) of `image prune`, on the image's config."""
-    from pyminidocker.cli.filters import prune_filter
-    from pyminidocker.cli.output import parse_time
-
-    def facts(rec: Any) -> tuple[float, dict[str, str]]:
-        cfg = eng.image_config(rec)
-        return (parse_time(cfg.get("created", "")) or 0.0,
-                (cfg.get("config") or {}).get("Labels") or {})
-    return prune_filter(given, facts)
 
 
 def cmd_history(args: Namespace, env: Any) -> int:
@@ -360,12 +350,11 @@ def cmd_port(args: Namespace, env: Env) -> int:
 
 
 def cmd_container_prune(args: Namespace, env: Env) -> int:
-    from pyminidocker.cli.filters import prune_filter
-    from pyminidocker.cli.output import parse_time
+    from pyminidocker.engine import filters
 
     eng: Engine = args.engine  # Docker's until= and label= (label!=)
-    ids = eng.prune_containers(prune_filter(args.filter,
-                                            lambda r: (parse_time(r.created) or 0.0, r.labels)))
+    ids = eng.prune_containers(filters.container_prune_keep(
+        filters.parse(args.filter, filters.PRUNE_KEYS)))
     env.out("Deleted Containers:")
     for cid in ids:
         env.out(cid)

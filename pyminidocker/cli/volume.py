@@ -15,21 +15,6 @@ if TYPE_CHECKING:
     from pyminidocker.engine import Engine
 
 
-def _filters(items: list[str]) -> dict[str, list[str]]:
-    """--filter KEY=VALUE, repeatable; Docker's volume ls keys dangling, name, label, driver."""
-    out: dict[str, list[str]] = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise UsageError(f"bad format of filter (expected name=value): {item}")
-        if key not in ("dangling", "name", "label", "driver"):
-            raise UsageError(f"invalid filter '{key}'")
-        if key == "dangling" and value not in ("true", "false", "1", "0"):
-            raise UsageError(f"invalid filter 'dangling={value}'")
-        out.setdefault(key, []).append(value)
-    return out
-
-
 def _create(args: Namespace, env: Any, eng: Engine) -> int:
     from pyminidocker.cli.network import key_values
 
@@ -44,22 +29,11 @@ def _create(args: Namespace, env: Any, eng: Engine) -> int:
 
 def _ls(args: Namespace, env: Any, eng: Engine) -> int:
     from pyminidocker.cli.output import table
-    from pyminidocker.engine import matches_labels
+    from pyminidocker.engine import filters
 
-    filters = _filters(args.filter)
-    users = eng.volume_users() if "dangling" in filters else {}
-    vols = []
-    for vol in eng.volumes():
-        if "dangling" in filters and \
-                (filters["dangling"][-1] in ("true", "1")) == bool(users.get(vol.name)):
-            continue
-        if "name" in filters and not any(n in vol.name for n in filters["name"]):
-            continue
-        if "driver" in filters and vol.driver not in filters["driver"]:
-            continue
-        if not matches_labels(vol.labels, filters.get("label", [])):
-            continue
-        vols.append(vol)
+    wanted = filters.parse(args.filter, filters.VOLUME_KEYS)
+    users = eng.volume_users() if "dangling" in wanted else {}
+    vols = filters.volumes(eng.volumes(), wanted, lambda vol: bool(users.get(vol.name)))
     if args.quiet:
         for vol in vols:
             env.out(vol.name)
@@ -113,15 +87,16 @@ def _rm(args: Namespace, env: Any, eng: Engine) -> int:
 
 def _prune(args: Namespace, env: Any, eng: Engine) -> int:
     from pyminidocker.cli.output import human_size
+    from pyminidocker.engine import filters
 
-    filters = _filters(args.filter) if args.filter else {}
+    labels = filters.parse(args.filter, {"label"}).get("label")
     if not args.force:
         env.stdout.write("WARNING! This will remove all local volumes not used by at least "
                          "one container.\nAre you sure you want to continue? [y/N] ")
         env.stdout.flush()
         if env.stdin.readline().strip().lower() not in ("y", "yes"):
             return 0
-    removed, freed = eng.prune_volumes(filters.get("label"))
+    removed, freed = eng.prune_volumes(labels)
     if removed:
         env.out("Deleted Volumes:")
         for name in removed:

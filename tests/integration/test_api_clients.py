@@ -89,6 +89,39 @@ def test_pull_images_rmi(api, cli):
     assert res.returncode == 1 and "No such image" in res.stderr
 
 
+def test_list_filters_are_the_clis(api):
+    """ps, images, volume ls and container prune filter through the API as the CLI does
+    (one implementation, engine.filters): exited, since, a limit showing stopped ones, bad
+    filters as 400s with Docker's words, references looked up first."""
+    ids = {}
+    try:
+        for name, code in (("fexit3", 3), ("fexit0", 0)):
+            api.docker("run", "--name", name, "--label", f"fgroup={name}", "bb", "sh", "-c",
+                       f"exit {code}", check=False)
+            ids[name] = api.docker("inspect", "-f", "{{.Id}}", name).stdout.strip()
+        names = lambda *f: api.docker("ps", *f, "--format", "{{.Names}}").stdout.split()  # noqa
+        assert names("-a", "--filter", "exited=3") == ["fexit3"]
+        assert names("--filter", "exited=0") == ["fexit0"]        # exited: stopped ones too
+        assert names("-a", "--filter", "since=fexit3", "--filter", "name=^/fexit") == ["fexit0"]
+        assert names("-a", "--filter", "before=fexit0", "--filter", "name=fexit") == ["fexit3"]
+        assert "fexit0" in names("-n", "1")
+        for args, words in ((("ps", "--filter", "since=zz"), "No such container: zz"),
+                            (("ps", "--filter", "name=["), "invalid filter 'name=['"),
+                            (("ps", "--filter", "colour=red"), "invalid filter 'colour'"),
+                            (("images", "--filter", "before=nope:1"), "No such image"),
+                            (("volume", "ls", "--filter", "dangling=maybe"),
+                             "invalid filter 'dangling=maybe'")):
+            res = api.docker(*args, check=False)
+            assert res.returncode == 1 and words in res.stderr, (args, res.stderr)
+        assert api.docker("images", "--filter", "since=bb", "--format", "{{.Repository}}"
+                          ).stdout == ""
+        out = api.docker("container", "prune", "-f", "--filter", "label=fgroup=fexit3").stdout
+        assert ids["fexit3"] in out and ids["fexit0"] not in out
+        assert names("-a", "--filter", "name=fexit") == ["fexit0"]
+    finally:
+        api.docker("rm", "-f", *ids, check=False)
+
+
 @pytest.mark.parametrize("cli", CLIS)
 def test_run_attached_and_rm(api, cli):
     res = api.docker("run", "--rm", "--name", "attached", "bb", "sh", "-c",

@@ -176,6 +176,22 @@ def test_container_prune_filters(ctr):
         ctr("rm", "-f", "p1", "p2", check=False)
 
 
+def test_list_filters_check_references_and_patterns_first(ctr):
+    """As dockerd: a before/since reference that names nothing, or a bad name pattern, is an
+    error even when nothing would be listed (these exited 0 with an empty list)."""
+    for args, err in ((("ps", "--filter", "since=zz"), "Error: No such container: zz\n"),
+                      (("ps", "-a", "--filter", "name=["), "Error: invalid filter 'name=['\n"),
+                      (("images", "--filter", "before=nope"), "Error: No such image: nope\n"),
+                      (("network", "ls", "--filter", "name=("),
+                       "Error: invalid filter 'name=('\n"),
+                      (("volume", "ls", "--filter", "dangling=maybe"),
+                       "Error: invalid filter 'dangling=maybe'\n"),
+                      (("volume", "prune", "-f", "--filter", "name=x"),
+                       "Error: invalid filter 'name'\n")):
+        res = ctr(*args, check=False)
+        assert (res.returncode, res.stdout, res.stderr) == (1, "", err), args
+
+
 def test_a_user_gets_the_supplementary_groups_of_the_images_etc_group(ctr, publish):
     # Docker: -u NAME takes the user's groups from the image's /etc/group, and --group-add
     # adds to them

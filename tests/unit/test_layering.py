@@ -26,9 +26,10 @@ KNOWN_CLI = {
     ("pyminidocker.cli.bench", "pyminidocker.benchmark"),
     ("pyminidocker.cli.system", "pyminidocker.api.server"),          # `system service`
 }
-# humanize: Docker's sizes/times/status text, shared by both front ends (api round 2)
+# humanize: Docker's sizes/times/status text, shared by both front ends (api round 2);
+# engine.filters: Docker's --filter semantics, one implementation for both front ends' lists
 CLI_MAY_IMPORT = {"pyminidocker", "pyminidocker.cli", "pyminidocker.engine", "pyminidocker.errors",
-                  "pyminidocker.humanize"}
+                  "pyminidocker.humanize", "pyminidocker.engine.filters"}
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from pyminidocker.cli import filters
 from pyminidocker.cli.columns import (
     IMAGES_HEADER,
     NETWORKS_HEADER,
@@ -19,9 +18,11 @@ from pyminidocker.cli.columns import (
 )
 from pyminidocker.cli.gotemplate import format_items
 from pyminidocker.cli.output import parse_time
-from pyminidocker.errors import NotFound, PmdError, UsageError
+from pyminidocker.engine import filters
+from pyminidocker.errors import InvalidFilter, NotFound, PmdError, UsageError
 from pyminidocker.store.containers import ContainerRecord, State
 from pyminidocker.store.networks import Network
+from pyminidocker.store.volumes import Volume
 
 NOW = parse_time("2026-12-04T06:00:00Z")
 
@@ -149,6 +150,26 @@ def test_bad_filters_fail_as_docker():
         ps("status=sleeping")
     with pytest.raises(NotFound, match="No such container: ghost"):
         ps("before=ghost")
+    # looked up first, as dockerd: an empty list does not hide an unknown reference
+    with pytest.raises(NotFound, match="No such container: zz"):
+        filters.containers([], filters.parse(["since=zz"], filters.PS_KEYS))
+    with pytest.raises(NotFound, match="No such image: nope"):
+        filters.images([], {"before": ["nope"]})
+    # a name filter is a regular expression: a bad one is a bad filter, not a crash
+    with pytest.raises(InvalidFilter, match=r"invalid filter 'name=\['"):
+        ps("name=[")
+    # the API's parsed filters go through the same keys (InvalidFilter: HTTP 400)
+    with pytest.raises(InvalidFilter, match="invalid filter 'colour'"):
+        filters.check({"colour": ["red"]}, filters.PS_KEYS)
+    assert isinstance(InvalidFilter("x"), ValueError)
+
+
+def test_ps_lists_stopped_containers_as_dockerd():
+    assert not filters.lists_stopped(False, {}, -1)
+    assert filters.lists_stopped(True, {}, -1)
+    assert filters.lists_stopped(False, {"status": ["exited"]}, -1)
+    assert filters.lists_stopped(False, {"exited": ["0"]}, -1)
+    assert filters.lists_stopped(False, {}, 1)
 
 
 def test_images_filters():
@@ -169,6 +190,26 @@ def test_images_filters():
     assert run("reference=busy*", "reference=*/app") == ["localhost:5000/app", "busybox"]
     assert run("label=team=a") == ["localhost:5000/app"]
     assert run("before=busybox") == ["<none>"] and run("since=busybox") == ["localhost:5000/app"]
+
+
+def test_volume_filters():
+    vols = [Volume(name=n, driver=d, labels=lab, created="")
+            for n, d, lab in (("data", "local", {"k": "v"}), ("cache", "local", {}),
+                              ("mydata2", "other", {}))]
+    used = {"data"}
+
+    def run(*args):
+        return [v.name for v in filters.volumes(vols, filters.parse(args, filters.VOLUME_KEYS),
+                                                lambda v: v.name in used)]
+
+    assert run("dangling=true") == ["cache", "mydata2"] and run("dangling=0") == ["data"]
+    assert run("name=data") == ["data", "mydata2"]        # any part of the name
+    assert run("driver=other") == ["mydata2"] and run("label=k=v") == ["data"]
+    assert run("name=data", "dangling=true") == ["mydata2"]
+    with pytest.raises(InvalidFilter, match="invalid filter 'dangling=maybe'"):
+        run("dangling=maybe")
+    with pytest.raises(InvalidFilter, match="invalid filter 'size'"):
+        run("size=1")
 
 
 def test_network_and_prune_filters():

@@ -1,56 +1,69 @@
-"""`--filter key=value` as Docker combines it: the values of one key are alternatives (any of
-them), different keys must all hold, and `label` filters must all hold (Docker's MatchKVList).
+"""Docker's `--filter` / `filters=` semantics, one implementation for every list of both front
+ends (the CLI's ps, images, network ls, volume ls, prune and events; the API's list
+endpoints): the values of one key are alternatives (any of them), different keys must all
+hold, and `label` filters must all hold (Docker's MatchKVList).
 
-Each list command names the keys it takes; an unknown key is Docker's "invalid filter 'x'"
-(exit 1), a value without "=" the flag error Docker's CLI gives (exit 125).
+Each list names the keys it takes; an unknown key or a bad value is Docker's "invalid filter
+'x'" (InvalidFilter: exit 1, HTTP 400), a CLI value without "=" the flag error Docker's CLI
+gives (exit 125). A before/since reference is looked up first, as dockerd does: an unknown
+one is an error even when nothing is listed.
 """
 from __future__ import annotations
 
 import re
 import time
 
-from pyminidocker.errors import NotFound, PmdError, UsageError
+from pyminidocker.errors import InvalidFilter, NotFound, PmdError, UsageError
+from pyminidocker.store.volumes import matches_labels
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from typing import Any
 
+    from pyminidocker.engine import Engine
+
 PS_KEYS = {"status", "name", "id", "label", "ancestor", "exited", "network", "volume",
            "before", "since", "health", "publish", "expose", "is-task"}
 IMAGES_KEYS = {"dangling", "reference", "label", "before", "since"}
 NETWORK_KEYS = {"name", "id", "driver", "label", "type", "scope"}
+VOLUME_KEYS = {"dangling", "name", "label", "driver"}
 PRUNE_KEYS = {"until", "label", "label!"}
 STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 
 
 def parse(values: Iterable[str], allowed: set[str]) -> dict[str, list[str]]:
     """["status=exited", "label=a"] -> {"status": ["exited"], "label": ["a"]}.
-    Raises UsageError (no "="), PmdError (a key the command does not take)."""
+    Raises UsageError (no "="), InvalidFilter (a key the command does not take)."""
     out: dict[str, list[str]] = {}
     for v in values:
         if "=" not in v:
             raise UsageError(f'invalid argument "{v}" for "-f, --filter" flag: bad format of '
                              "filter (expected name=value)")
         key, _, value = v.partition("=")
-        key = key.strip().lower()
+        out.setdefault(key.strip().lower(), []).append(value.strip())
+    return check(out, allowed)
+
+
+def check(filters: dict[str, list[str]], allowed: set[str]) -> dict[str, list[str]]:
+    """filters, if the list takes each of its keys (the API's `filters` parameter, parsed).
+    Raises InvalidFilter."""
+    for key in filters:
         if key not in allowed:
-            raise PmdError(f"invalid filter '{key}'")
-        out.setdefault(key, []).append(value.strip())
-    return out
+            raise InvalidFilter(f"invalid filter '{key}'")
+    return filters
 
 
-def _invalid(key: str, value: str) -> PmdError:
-    return PmdError(f"invalid filter '{key}={value}'")
+def _invalid(key: str, value: str) -> InvalidFilter:
+    return InvalidFilter(f"invalid filter '{key}={value}'")
 
 
-def match_labels(labels: dict[str, str], wanted: list[str]) -> bool:
-    """Every "key" present and every "key=value" equal (Docker's MatchKVList)."""
-    for w in wanted:
-        k, eq, v = w.partition("=")
-        if k not in labels or (eq and labels[k] != v):
-            return False
-    return True
+def _search(key: str, pattern: str, text: str) -> bool:
+    """Docker's name filters: a regular expression found in the name."""
+    try:
+        return re.search(pattern, text) is not None
+    except re.error:
+        raise _invalid(key, pattern) from None
 
 
 def _bool(key: str, value: str) -> bool:
@@ -127,7 +140,7 @@ def _find(recs: list[Any], ref: str) -> Any:
 
 
 def _created(rec: Any) -> float:
-    from pyminidocker.cli.output import parse_time
+    from pyminidocker.humanize import parse_time
 
     return parse_time(rec.created) or 0.0
 
@@ -137,7 +150,7 @@ def containers(recs: list[Any], filters: dict[str, list[str]],
                health: Callable[[Any], dict[str, Any] | None] | None = None) -> list[Any]:
     """ps's filters over container records. exposed gives a record's exposed ports
     ("80/tcp"), from its image; health its State.Health (None without a healthcheck). Raises
-    PmdError for a bad value, NotFound for before/since."""
+    InvalidFilter for a bad value, NotFound for before/since."""
     for v in filters.get("status", []):
         if v not in STATUSES:
             raise _invalid("status", v)
@@ -147,6 +160,10 @@ def containers(recs: list[Any], filters: dict[str, list[str]],
     for v in filters.get("exited", []):
         if not v.lstrip("-").isdigit():
             raise _invalid("exited", v)
+    for v in filters.get("name", []):
+        _search("name", v, "")  # a bad pattern is an error in an empty list too
+    # resolved first, as Docker's: an unknown container is an error in an empty list too
+    since = {v: _created(_find(recs, v)) for k in ("before", "since") for v in filters.get(k, [])}
 
     def published(rec: Any) -> set[str]:
         from pyminidocker.engine import parse_publish
@@ -170,21 +187,21 @@ def containers(recs: list[Any], filters: dict[str, list[str]],
             return True
         try:
             want, have = parse_reference(v), parse_reference(rec.image_name)
-        except PmdError:
+        except ValueError:  # InvalidReference: not a name, so none of ours
             return False
         return want.name == have.name and (want.tag or "latest") == (have.tag or "latest")
 
     tests: dict[str, Callable[[Any, Any], bool]] = {
         "status": lambda r, v: r.state.status == v,
-        "name": lambda r, v: re.search(v, "/" + r.name) is not None,
+        "name": lambda r, v: _search("name", v, "/" + r.name),
         "id": lambda r, v: r.id.startswith(v),
-        "label": lambda r, vs: match_labels(r.labels, vs),
+        "label": lambda r, vs: matches_labels(r.labels, vs),
         "ancestor": ancestor,
         "exited": lambda r, v: r.state.status == "exited" and r.state.exit_code == int(v),
         "network": lambda r, v: v in networks(r),
         "volume": volume,
-        "before": lambda r, v: _created(r) < _created(_find(recs, v)),
-        "since": lambda r, v: _created(r) > _created(_find(recs, v)),
+        "before": lambda r, v: _created(r) < since[v],
+        "since": lambda r, v: _created(r) > since[v],
         "health": lambda r, v: ((health(r) if health else None) or {"Status": "none"}
                                 ).get("Status") == v,
         "publish": lambda r, v: bool(_port_set("publish", v) & published(r)),
@@ -195,10 +212,39 @@ def containers(recs: list[Any], filters: dict[str, list[str]],
     return combine(recs, filters, tests)
 
 
+def lists_stopped(all: bool, filters: dict[str, list[str]], limit: int) -> bool:
+    """Whether ps lists stopped containers: with all (-a), a status or exited filter, or a
+    limit (-n, -l), as dockerd."""
+    return all or "status" in filters or "exited" in filters or limit > 0
+
+
+def containers_of(eng: Engine, recs: list[Any], filters: dict[str, list[str]]) -> list[Any]:
+    """containers() with the engine's facts: the ports each container's image exposes, and
+    its health."""
+    def exposed(rec: Any) -> set[str]:
+        try:
+            cfg = eng.image_config(eng.image(rec.image))
+        except PmdError:
+            return set()
+        return {p if "/" in p else p + "/tcp"
+                for p in (cfg.get("config") or {}).get("ExposedPorts") or {}}
+
+    return containers(recs, filters, exposed, eng.health)
+
+
+def images_of(eng: Engine, rows: list[dict[str, Any]], filters: dict[str, list[str]]
+              ) -> list[dict[str, Any]]:
+    """images() with before/since looked up among the engine's images."""
+    from pyminidocker.humanize import parse_time
+
+    return images(rows, filters, lambda ref: parse_time(eng.image(ref).created) or 0.0)
+
+
 def images(rows: list[dict[str, Any]], filters: dict[str, list[str]],
            lookup: Callable[[str], Any] | None = None) -> list[dict[str, Any]]:
     """images's filters over rows {"Repository", "Tag", "ID" (full), "Created" (epoch),
-    "Labels"}. lookup(ref) gives a row's created time for before/since. Raises PmdError."""
+    "Labels"}. lookup(ref) gives a row's created time for before/since. Raises
+    InvalidFilter, NotFound."""
     import fnmatch
 
     for v in filters.get("dangling", []):
@@ -217,12 +263,15 @@ def images(rows: list[dict[str, Any]], filters: dict[str, list[str]],
             raise NotFound(f"No such image: {ref}")
         return float(lookup(ref))
 
+    # resolved first, as Docker's: an unknown image is an error in an empty list too
+    since = {v: created_of(v) for k in ("before", "since") for v in filters.get(k, [])}
+
     tests: dict[str, Callable[[Any, Any], bool]] = {
         "dangling": lambda r, v: (r["Repository"] == "<none>") == _bool("dangling", v),
         "reference": reference,
-        "label": lambda r, vs: match_labels(r.get("Labels") or {}, vs),
-        "before": lambda r, v: r["Created"] < created_of(v),
-        "since": lambda r, v: r["Created"] > created_of(v),
+        "label": lambda r, vs: matches_labels(r.get("Labels") or {}, vs),
+        "before": lambda r, v: r["Created"] < since[v],
+        "since": lambda r, v: r["Created"] > since[v],
     }
     return combine(rows, filters, tests)
 
@@ -232,16 +281,33 @@ def networks(nets: list[Any], filters: dict[str, list[str]]) -> list[Any]:
     for v in filters.get("type", []):
         if v not in ("custom", "builtin"):
             raise _invalid("type", v)
+    for v in filters.get("name", []):
+        _search("name", v, "")
     builtin = ("bridge", "host", "none")
     tests: dict[str, Callable[[Any, Any], bool]] = {
-        "name": lambda n, v: re.search(v, n.name) is not None,
+        "name": lambda n, v: _search("name", v, n.name),
         "id": lambda n, v: n.id.startswith(v),
         "driver": lambda n, v: n.driver == v,
-        "label": lambda n, vs: match_labels(getattr(n, "labels", None) or {}, vs),
+        "label": lambda n, vs: matches_labels(getattr(n, "labels", None) or {}, vs),
         "type": lambda n, v: (n.name in builtin) == (v == "builtin"),
         "scope": lambda n, v: v == "local",
     }
     return combine(nets, filters, tests)
+
+
+def volumes(vols: list[Any], filters: dict[str, list[str]], in_use: Callable[[Any], bool]
+            ) -> list[Any]:
+    """volume ls's filters over volume records (name, driver, labels); in_use(vol) says
+    whether a container uses it (dangling). A name matches any part of the volume's."""
+    for v in filters.get("dangling", []):
+        _bool("dangling", v)
+    tests: dict[str, Callable[[Any, Any], bool]] = {
+        "dangling": lambda x, v: (not in_use(x)) == _bool("dangling", v),
+        "name": lambda x, v: v in x.name,
+        "driver": lambda x, v: x.driver == v,
+        "label": lambda x, vs: matches_labels(x.labels, vs),
+    }
+    return combine(vols, filters, tests)
 
 
 def prune(items: list[Any], filters: dict[str, list[str]], created: Callable[[Any], float],
@@ -250,22 +316,42 @@ def prune(items: list[Any], filters: dict[str, list[str]], created: Callable[[An
     limits = [timestamp(v, now) for v in filters.get("until", [])]
     tests: dict[str, Callable[[Any, Any], bool]] = {
         "until": lambda x, v: all(created(x) < t for t in limits),
-        "label": lambda x, vs: match_labels(labels(x), vs),
-        "label!": lambda x, vs: not any(match_labels(labels(x), [w]) for w in vs),
+        "label": lambda x, vs: matches_labels(labels(x), vs),
+        "label!": lambda x, vs: not any(matches_labels(labels(x), [w]) for w in vs),
     }
     return combine(items, filters, tests)
 
 
-def prune_filter(given: list[str], facts: Callable[[Any], tuple[float, dict[str, str]]]
-                 ) -> Callable[[list[Any]], list[Any]] | None:
-    """`container prune`/`image prune`'s --filter values as the engine's keep function (None
-    without any): facts(item) gives its creation time and labels, read once an item. Raises
-    PmdError for an unknown key."""
-    if not given:
+def prune_keep(wanted: dict[str, list[str]], facts: Callable[[Any], tuple[float, dict[str, str]]]
+               ) -> Callable[[list[Any]], list[Any]] | None:
+    """Prune filters (until, label, label!) as the engine's keep function (None without any):
+    facts(item) gives its creation time and labels, read once an item. Raises
+    InvalidFilter for a key prune does not take."""
+    if not wanted:
         return None
-    wanted = parse(given, PRUNE_KEYS)
+    check(wanted, PRUNE_KEYS)
 
     def keep(items: list[Any]) -> list[Any]:
         known = {id(x): facts(x) for x in items}
         return prune(items, wanted, lambda x: known[id(x)][0], lambda x: known[id(x)][1])
     return keep
+
+
+def container_prune_keep(wanted: dict[str, list[str]]) -> Callable[[list[Any]], list[Any]] | None:
+    """`container prune`'s filters over container records."""
+    from pyminidocker.humanize import parse_time
+
+    return prune_keep(wanted, lambda r: (parse_time(r.created) or 0.0, r.labels))
+
+
+def image_prune_keep(eng: Engine, wanted: dict[str, list[str]]
+                     ) -> Callable[[list[Any]], list[Any]] | None:
+    """`image prune`'s filters (dangling aside, which prune_images' all says) over image
+    records, by their configs' creation time and labels."""
+    from pyminidocker.humanize import parse_time
+
+    def facts(rec: Any) -> tuple[float, dict[str, str]]:
+        cfg = eng.image_config(rec)
+        return (parse_time(cfg.get("created", "")) or 0.0,
+                (cfg.get("config") or {}).get("Labels") or {})
+    return prune_keep({k: v for k, v in wanted.items() if k != "dangling"}, facts)
