@@ -44,6 +44,9 @@ STATS_TABLE = ("table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPer
 STATS_HEADER = {"Container": "CONTAINER", "ID": "CONTAINER ID", "Name": "NAME",
                 "CPUPerc": "CPU %", "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %",
                 "NetIO": "NET I/O", "BlockIO": "BLOCK I/O", "PIDs": "PIDS"}
+DF_TABLE = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"
+DF_HEADER = {"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE",
+             "Reclaimable": "RECLAIMABLE"}
 NETWORKS_HEADER = {
     "ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE", "IPv6": "IPV6",
     "Internal": "INTERNAL", "Labels": "LABELS", "CreatedAt": "CREATED AT",
@@ -298,3 +301,18 @@ class NetworkContext:
     def go_json(self) -> dict[str, str]:
         names = ("CreatedAt", "Driver", "ID", "IPv6", "Internal", "Labels", "Name", "Scope")
         return {n: getattr(self, n) for n in names}
+
+
+class DiskUsageContext:
+    """One row of `system df`: the fields of Docker's disk usage contexts."""
+
+    _go_type = "*formatter.diskUsageContext"
+
+    def __init__(self, kind: str, total: int, active: int, size: int, reclaimable: int):
+        from pyminidocker.humanize import human_size
+
+        self.Type, self.TotalCount, self.Active = kind, str(total), str(active)
+        self.Size = human_size(size)
+        # Docker's: the share of the size only when there is a size
+        self.Reclaimable = human_size(reclaimable) + (
+            f" ({reclaimable * 100 // size}%)" if size else "")

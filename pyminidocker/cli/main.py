@@ -355,6 +355,8 @@ def _add_system_commands(add: Callable[..., Any]) -> None:
     sp.add_argument("-a", "--all", action="store_true",
                     help="Prune: remove all unused images, not just dangling ones")
     sp.add_argument("--volumes", action="store_true", help="Prune: prune volumes too")
+    sp.add_argument("--format", help="Df: format output using a custom template ('table', "
+                    "'table TEMPLATE', 'json', or a Go template)")
     # service: the Docker Engine API server (pyminidocker.api.server)
     sp.add_argument("uri", nargs="?", metavar="URI",
                     help="Service: unix:///PATH (default unix:///run/pyminidocker/docker.sock) "

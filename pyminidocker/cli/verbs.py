@@ -208,24 +208,17 @@ def cmd_history(args: Namespace, env: Any) -> int:
     return 0
 
 
-def _df_row(name: str, counts: tuple[int, int, int, int]) -> list[str]:
-    """A `system df` row: total, active, size, reclaimable (with its share of the size)."""
-    from pyminidocker.cli.output import human_size
-
-    total, active, size, reclaim = counts
-    share = f" ({reclaim * 100 // size if size else 0}%)"
-    return [name, str(total), str(active), human_size(size), human_size(reclaim) + share]
-
-
 def cmd_system_df(args: Namespace, env: Any) -> int:
-    from pyminidocker.cli.output import table
+    """`system df [--format]`: images, containers, volumes (and Docker's empty build cache)."""
+    from pyminidocker.cli import columns
+    from pyminidocker.cli.listing import render
 
     eng: Engine = args.engine
     du = eng.disk_usage()
-    table([["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
-           _df_row("Images", du["images"]), _df_row("Containers", du["containers"]),
-           _df_row("Local Volumes", du["volumes"]),
-           ["Build Cache", "0", "0", "0B", "0B"]], env)
+    rows = [columns.DiskUsageContext(kind, *du[key]) for kind, key in (
+        ("Images", "images"), ("Containers", "containers"), ("Local Volumes", "volumes"))]
+    rows.append(columns.DiskUsageContext("Build Cache", 0, 0, 0, 0))
+    render(env, args.format, rows, columns.DF_HEADER, columns.DF_TABLE)
     return 0
 
 

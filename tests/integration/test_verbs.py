@@ -164,6 +164,13 @@ def test_history_image_prune_system_df_and_prune(ctr, publish):
     df = ctr("system", "df").stdout.splitlines()
     assert df[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
     assert [line.split()[0] for line in df[1:]] == ["Images", "Containers", "Local", "Build"]
+    assert df[-1].split() == ["Build", "Cache", "0", "0", "0B", "0B"]  # no share of nothing
+    assert ctr("system", "df", "--format", "table").stdout.splitlines()[0] == df[0]
+    rows = ctr("system", "df", "--format", "{{.Type}}={{.TotalCount}}").stdout.splitlines()
+    assert [r.split("=")[0] for r in rows] == ["Images", "Containers", "Local Volumes",
+                                              "Build Cache"] and rows[-1] == "Build Cache=0"
+    bad = ctr("system", "df", "--format", "{{.Nope}}", check=False)
+    assert bad.returncode != 0 and "can't evaluate field Nope" in bad.stderr
     cid = ctr("create", "-v", "dfvol:/d", "bb", "true").stdout.strip()
     images_row = next(line for line in ctr("system", "df").stdout.splitlines()
                       if line.startswith("Images"))

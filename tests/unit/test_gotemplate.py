@@ -335,6 +335,10 @@ def test_table_format_prints_a_header_and_aligned_columns():
     # "table" alone is the command's default table
     assert format_items("table", items[:1], header, default_table="{{.ID}}\t{{.Names}}") == (
         "CONTAINER ID   NAMES\n4fa6e0f0c678   web\n")
+    # as the commands give it, itself a `table ...` format (its word was printed in each row)
+    assert format_items("table ", items[:1], header,
+                        default_table="table {{.ID}}\t{{.Names}}") == (
+        "CONTAINER ID   NAMES\n4fa6e0f0c678   web\n")
     # no rows: the header alone
     assert format_items("table {{.ID}}", [], header) == "CONTAINER ID\n"
 

@@ -76,12 +76,11 @@ def format_items(fmt: str, items: list[Any], header: dict[str, str] | None = Non
     is_table = fmt.startswith("table")
     body = fmt
     if is_table:
-        body = fmt[len("table"):]
+        # `table` alone: the command's default table (itself a `table ...` format)
+        body = fmt[len("table"):].strip(" ") or default_table.removeprefix("table")
     elif fmt == "json":
         body = "{{json .}}"
     body = body.strip(" ").replace("\\t", "\t").replace("\\n", "\n")
-    if is_table and not body:
-        body = default_table
     tmpl = Template(body)
     rows = [tmpl.execute(item, missingkey=missingkey) + "\n" for item in items]
     if not is_table:
