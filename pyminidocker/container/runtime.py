@@ -149,8 +149,25 @@ class Runtime:
 
     # ---- create -------------------------------------------------------------------------
 
+    @staticmethod
+    def check_options(opts: CreateOptions) -> None:
+        """The options whose syntax alone can be wrong (-e, -p, -v, --mount), checked before
+        anything is looked up: a front end calls it before it pulls a missing image, as
+        Docker's CLI parses them first. Raises UsageError."""
+        policy.check_env(opts.env)
+        for spec in opts.publish:
+            _parse_publish(spec)
+        if opts.volumes or opts.mounts:
+            from pyminidocker.container import mounts as mountspec
+
+            for v in opts.volumes:
+                mountspec.parse_volume(v)
+            for m in opts.mounts:
+                mountspec.parse_mount(m)
+
     def create(self, opts: CreateOptions) -> ContainerRecord:
         """Raises NotFound (image), Conflict (name), UsageError (options)."""
+        self.check_options(opts)  # first: a bad flag is its error, whatever the image
         with self.trace.phase("store read"):
             image = self.store.images.lookup(opts.image)
             cfg = self.store.images.config(image).get("config") or {}
@@ -240,7 +257,7 @@ class Runtime:
         if opts.publish and network in ("none", "host"):
             raise UsageError(f"published ports need a bridge network, not --network {network}")
         for spec in opts.publish:
-            _parse_publish(spec)  # refuse a bad -p now, not at start
+            _parse_publish(spec)  # -P's too: refused now, not at start
 
     def _record(self, rec: ContainerRecord, opts: CreateOptions, image_id: str,
                 planned: List[dict[str, Any]]) -> List[str]:

@@ -156,14 +156,20 @@ def command(entrypoint: list[str] | None, cmd: list[str] | None) -> list[str]:
     return argv
 
 
+def check_env(items: list[str]) -> None:
+    """Each NAME=VALUE (or NAME) has a name. Raises UsageError (Docker's words)."""
+    for item in items:
+        if not item.partition("=")[0]:
+            raise UsageError(f"invalid environment variable: {item}")
+
+
 def merge_env(image_env: list[str], user_env: list[str], hostname: str, home: str,
               tty: bool) -> list[str]:
     """Image Env, then -e/--env-file (later wins), then PATH/HOSTNAME/HOME/TERM defaults."""
     env: dict[str, str] = {}
+    check_env([*image_env, *user_env])
     for item in list(image_env) + list(user_env):
         k, sep, v = item.partition("=")
-        if not k:
-            raise UsageError(f"invalid environment variable: {item!r}")
         if not sep:
             # `-e NAME` passes the caller's value through, or drops it if unset (Docker's rule)
             if k in os.environ:

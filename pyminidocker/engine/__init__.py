@@ -238,6 +238,11 @@ class EngineCore:
 
         prime_migration()
 
+    def check_create(self, opts: CreateOptions) -> None:
+        """The syntax of create's options, checked before anything is looked up (call it
+        before pulling a missing image). Raises UsageError."""
+        self.runtime.check_options(opts)
+
     def create(self, opts: CreateOptions) -> ContainerRecord:
         """A new container of an image that is here (see find_image and pull). Raises
         NotFound, Conflict (name taken), UsageError (a bad option), StoreError."""

@@ -569,6 +569,24 @@ def test_bad_values_are_one_line_rc_125_and_create_nothing(ctr, flags, message):
     assert containers(ctr) == before
 
 
+@pytest.mark.parametrize("verb", ["run", "create"])
+def test_a_bad_flag_is_its_error_before_a_missing_image_is_pulled(ctr, verb):
+    """Docker's CLI parses -p, -e, -v and --mount before it asks for the image: a bad one is
+    the error, with no pull (these pulled first, and a pull's failure hid them), and `create`
+    no longer records a container whose -e fails every start."""
+    missing = "127.0.0.1:1/no/such-image:1"   # nothing listens: a pull would fail there
+    before = containers(ctr)
+    for flags, message in ((["-p", "abc"], "invalid containerPort: abc"),
+                           (["-e", "=x"], "invalid environment variable: =x"),
+                           (["-v", ":/x"], "invalid volume specification: ':/x'"),
+                           (["--mount", "type=bogus,dst=/x"], "invalid value for 'type'")):
+        for image in (missing, "bb"):
+            res = ctr(verb, *flags, image, "true", check=False)
+            assert res.returncode == 125 and message in res.stderr, res.stderr
+            assert res.stdout == "" and res.stderr.count("\n") == 1, res.stderr
+    assert containers(ctr) == before
+
+
 def test_blkio_weight_without_the_kernel_s_support_is_discarded_with_a_warning(ctr):
     if Path("/sys/fs/cgroup/blkio/blkio.weight").exists() or \
             Path("/sys/fs/cgroup/blkio/blkio.bfq.weight").exists():
