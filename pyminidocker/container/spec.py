@@ -510,7 +510,11 @@ _IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
 
 def sysctl_namespace(key: str) -> str | None:
     """The namespace ("ipc", "network", "uts") whose own copy of the sysctl key a container
-    writes; None for a sysctl of the whole host."""
+    writes; None for a sysctl of the whole host, and for a key that is not a dotted name (a
+    "/" or an empty part, "net.ipv4/../x": each "." becomes a "/" of its file, so it names
+    none, and failed only at the start)."""
+    if "/" in key or "\0" in key or any(p in ("", "..") for p in key.split(".")):
+        return None
     if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
         return "ipc"
     if key.startswith("net."):

@@ -638,13 +638,21 @@ def _resources(res: dict[str, Any]) -> Resources:
                 put("blkio", name, f"{dev} {value}")
     for i, h in enumerate(_get(res, "hugepageLimits", list, "linux.resources.", [])):
         size = _get(h, "pageSize", str, f"linux.resources.hugepageLimits[{i}].")
+        # part of a file name in the cgroup: "2MB", "1GB", nothing that names another file
+        if not (size and size[:-2].isdigit() and size[-2:] in ("KB", "MB", "GB")):
+            raise ConfigError(f"config.json: linux.resources.hugepageLimits[{i}].pageSize "
+                              f"{size!r} is not a page size such as 2MB")
         put("hugetlb", f"hugetlb.{size}.limit_in_bytes",
             _get(h, "limit", int, f"linux.resources.hugepageLimits[{i}].", 0))
     network = _get(res, "network", dict, "linux.resources.", {})
     if _get(network, "classID", int, "linux.resources.network.") is not None:
         put("net_cls", "net_cls.classid", network["classID"])
-    for p in _get(network, "priorities", list, "linux.resources.network.", []):
-        put("net_prio", "net_prio.ifpriomap", f"{p.get('name')} {p.get('priority')}")
+    for i, p in enumerate(_get(network, "priorities", list, "linux.resources.network.", [])):
+        where = f"linux.resources.network.priorities[{i}]."
+        name, prio = _get(p, "name", str, where, ""), _get(p, "priority", int, where, 0)
+        if not name or len(name) > 15 or any(c.isspace() or c == "/" for c in name):
+            raise ConfigError(f"config.json: {where}name {name!r} is not an interface name")
+        put("net_prio", "net_prio.ifpriomap", f"{name} {prio}")
     if _get(res, "unified", dict, "linux.resources.", {}):
         raise ConfigError("linux.resources.unified needs cgroup v2; this host runs cgroup v1")
     rules = []

@@ -721,6 +721,9 @@ BAD = {
         lambda c: c["mounts"].append({"destination": "tmp", "type": "tmpfs"}),
         "is not absolute"),
     "ociVersion 2": (lambda c: c.update(ociVersion="2.0.0"), "unsupported spec version"),
+    "sysctl that is not a dotted name": (
+        lambda c: c["linux"].update(sysctl={"net.ipv4/../../kernel/printk_ratelimit": "7"}),
+        "is not in a separate kernel namespace"),
     "unknown capability": (
         lambda c: c["process"]["capabilities"]["bounding"].append("CAP_TEST"),
         "unknown capability 'CAP_TEST'"),

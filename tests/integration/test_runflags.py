@@ -535,6 +535,7 @@ def test_env_from_the_host(ctr):
     (["--sysctl", "kernel.panic=1"], "invalid argument \"kernel.panic=1\" for \"--sysctl\" "
                                      "flag: sysctl 'kernel.panic=1' is not whitelisted"),
     (["--sysctl", "net.ipv4.ip_forward"], "sysctl 'net.ipv4.ip_forward' is not whitelisted"),
+    (["--sysctl", "net.ipv4/../../kernel/printk_ratelimit=7"], "is not whitelisted"),
     (["--network", "host", "--sysctl", "net.ipv4.ip_forward=1"],
      'sysctl "net.ipv4.ip_forward" not allowed in host network namespace'),
     (["--ipc", "host", "--sysctl", "kernel.shmmax=1"],

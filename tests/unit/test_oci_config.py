@@ -135,6 +135,13 @@ def _with(path, value):
     (("linux", "devices"), [{"path": "/dev/../etc/x", "type": "c"}], "is not in /dev"),
     (("linux", "devices"), [{"path": "/dev/x", "type": "z"}], "is not c, b, u or p"),
     (("linux", "sysctl"), {"kernel.panic": "1"}, "not in a separate kernel namespace"),
+    # not a dotted name (it failed only at the start, with ENOENT)
+    (("linux", "sysctl"), {"net.ipv4/../../kernel/core_pattern": "|/x"},
+     "not in a separate kernel namespace"),
+    (("linux", "resources"), {"hugepageLimits": [{"pageSize": "../../x", "limit": 1}]},
+     "is not a page size"),
+    (("linux", "resources"), {"network": {"priorities": [{"name": "eth0 1\nlo", "priority": 1}]}},
+     "is not an interface name"),
     (("linux", "uidMappings"), [{"containerID": 0, "hostID": 1, "size": 1}],
      "need a user namespace"),
     (("linux", "namespaces"), [{"type": "mount"}, {"type": "uts"}, {"type": "user"}],

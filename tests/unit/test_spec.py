@@ -42,3 +42,18 @@ def test_a_malformed_passwd_line_is_named(tmp_path):
         spec.resolve_user(str(tmp_path), "ok:bad")
     assert spec.resolve_user(str(tmp_path), "ok") == spec.User(7, 8, (50,), "/home/ok")
     assert spec.resolve_user(str(tmp_path), "") == spec.User(0, 0, (), "/root")
+
+
+def test_a_sysctl_is_namespaced_only_as_a_dotted_name():
+    from pyminidocker.container.spec import sysctl_namespace
+
+    assert sysctl_namespace("net.ipv4.ip_forward") == "network"
+    assert sysctl_namespace("net.ipv4.conf.eth0.rp_filter") == "network"
+    assert sysctl_namespace("kernel.shmmax") == "ipc"
+    assert sysctl_namespace("fs.mqueue.msg_max") == "ipc"
+    assert sysctl_namespace("kernel.hostname") == "uts"
+    assert sysctl_namespace("kernel.core_pattern") is None
+    # not dotted names: refused with the flag's words, not at the start (ENOENT)
+    for key in ("net.ipv4/../../kernel/core_pattern", "net...kernel", "net.", "net.a..b",
+                "net.ipv4.\0x"):
+        assert sysctl_namespace(key) is None, key
