@@ -145,8 +145,11 @@ def container(rec: Any, path: str, image_config: Mapping[str, Any] | None = None
         },
         "NetworkSettings": _network_settings(rec, endpoints, exposed, running),
     }
-    if icfg.get("StopSignal"):
-        doc["Config"]["StopSignal"] = icfg["StopSignal"]
+    # the container's own (--stop-signal, --stop-timeout) before its image's, as Docker's
+    if host.get("stop_signal") or icfg.get("StopSignal"):
+        doc["Config"]["StopSignal"] = host.get("stop_signal") or icfg["StopSignal"]
+    if host.get("stop_timeout") is not None:
+        doc["Config"]["StopTimeout"] = host["stop_timeout"]
     return doc
 
 

@@ -198,12 +198,21 @@ def check_fields(body: dict[str, Any], fields: dict[str, Any], where: str = "") 
                                   f"{where}{name} of type object")
             check_fields(value, want, f"{where}{name}.")
             continue
+        if want == dict[str, str]:  # Labels, Options: Go's map[string]string
+            if not isinstance(value, dict) or not all(isinstance(v, str)
+                                                      for v in value.values()):
+                raise bad_request(f"json: cannot unmarshal {_json_type(value)} into field "
+                                  f"{where}{name} of type map[string]string")
+            continue
         ok = isinstance(value, want) and not (isinstance(value, bool) and want in (int, float))
         if want is float and isinstance(value, int) and not isinstance(value, bool):
             ok = True
         if not ok:
             raise bad_request(f"json: cannot unmarshal {_json_type(value)} into field "
                               f"{where}{name} of type {_go_type(want)}")
+        if want is int and not -2**63 <= value < 2**63:  # Go's int64
+            raise bad_request(f"json: cannot unmarshal number {value} into field "
+                              f"{where}{name} of type int64")
 
 
 def _json_type(value: Any) -> str:

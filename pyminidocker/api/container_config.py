@@ -10,7 +10,7 @@ from pyminidocker.api.app import APIError, bad_request, check_fields
 # Docker's container create body (API 1.43): every field a client may send, with its JSON
 # type; Any where the value's shape is checked where it is used. Unknown fields are refused.
 _HOST_CONFIG: dict[str, Any] = {name: Any for name in (
-    "ContainerIDFile LogConfig RestartPolicy VolumeDriver VolumesFrom ConsoleSize Annotations "
+    "ContainerIDFile LogConfig VolumeDriver VolumesFrom ConsoleSize Annotations "
     "CgroupnsMode Dns DnsOptions DnsSearch ExtraHosts GroupAdd IpcMode Cgroup Links OomScoreAdj "
     "PidMode StorageOpt UTSMode UsernsMode ShmSize Sysctls Runtime Isolation CpuShares "
     "CgroupParent BlkioWeight BlkioWeightDevice BlkioDeviceReadBps BlkioDeviceWriteBps "
@@ -24,6 +24,7 @@ _HOST_CONFIG.update({
     "CapAdd": list, "CapDrop": list, "Privileged": bool, "PublishAllPorts": bool,
     "ReadonlyRootfs": bool, "SecurityOpt": list, "Tmpfs": dict, "Memory": int,
     "NanoCpus": int, "PidsLimit": int,
+    "RestartPolicy": {"Name": str, "MaximumRetryCount": int},
 })
 CREATE_FIELDS: dict[str, Any] = {
     "Hostname": str, "Domainname": str, "User": str, "AttachStdin": bool, "AttachStdout": bool,
@@ -31,7 +32,7 @@ CREATE_FIELDS: dict[str, Any] = {
     "StdinOnce": bool, "Env": list, "Cmd": (list, str), "Healthcheck": dict,
     "ArgsEscaped": bool, "Image": str, "Volumes": dict, "WorkingDir": str,
     "Entrypoint": (list, str), "NetworkDisabled": bool, "MacAddress": str, "OnBuild": list,
-    "Labels": dict, "StopSignal": str, "StopTimeout": int, "Shell": list,
+    "Labels": dict[str, str], "StopSignal": str, "StopTimeout": int, "Shell": list,
     "HostConfig": _HOST_CONFIG, "NetworkingConfig": {"EndpointsConfig": dict},
     "Platform": str,
 }
@@ -115,8 +116,14 @@ def _publish(host: dict[str, Any]) -> list[str]:
     """PortBindings as --publish values ([HOSTIP:][HOSTPORT:]PORT/PROTO)."""
     publish = []
     for port, bindings in (host.get("PortBindings") or {}).items():
+        if not isinstance(bindings, list | None) or not all(
+                isinstance(b, dict | None) and all(isinstance(v, str | None)
+                                                   for v in (b or {}).values())
+                for b in bindings or []):
+            raise bad_request(f"json: cannot unmarshal into field HostConfig.PortBindings."
+                              f"{port} of type []nat.PortBinding")
         for b in bindings or [{}]:
-            hip, hport = (b or {}).get("HostIp", ""), (b or {}).get("HostPort", "")
+            hip, hport = (b or {}).get("HostIp") or "", (b or {}).get("HostPort") or ""
             publish.append(":".join(x for x in (hip, hport) if x) + f":{port}"
                            if hip or hport else port)
     return publish
@@ -128,6 +135,11 @@ def _network(body: dict[str, Any], host: dict[str, Any]) -> tuple[str, dict[str,
     if network == "default":
         network = "bridge"
     endpoints = ((body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {})
+    for name, settings in endpoints.items():
+        if not isinstance(settings, dict | None):
+            raise bad_request(f"json: cannot unmarshal {type(settings).__name__} into field "
+                              f"NetworkingConfig.EndpointsConfig.{name} of type "
+                              "network.EndpointSettings")
     if len(endpoints) > 1:
         raise bad_request("Container cannot be connected to network endpoints: "
                           + ", ".join(endpoints))
@@ -160,10 +172,15 @@ def endpoint_address(endpoint: dict[str, Any]) -> str | None:
 def _extra(body: dict[str, Any], host: dict[str, Any], network: str,
            endpoint: dict[str, Any]) -> dict[str, Any]:
     """CreateOptions.extra: labels, network aliases, healthcheck, restart policy."""
-    labels = body.get("Labels") or {}
-    if not all(isinstance(v, str) for v in labels.values()):
-        raise bad_request("json: cannot unmarshal into field Labels of type map[string]string")
+    labels = body.get("Labels") or {}  # map[string]string: check_fields saw to it
     extra: dict[str, Any] = {"labels": dict(labels)} if labels else {}
+    if body.get("StopSignal"):
+        from pyminidocker.engine import parse_signal
+
+        parse_signal(body["StopSignal"])  # UsageError: a 400 in Docker's words
+        extra["stop_signal"] = body["StopSignal"]
+    if body.get("StopTimeout") is not None:
+        extra["stop_timeout"] = body["StopTimeout"]
     aliases = _strings(endpoint.get("Aliases"), "EndpointsConfig.Aliases")
     if aliases and network not in ("bridge", "host", "none"):  # Docker: user networks only
         extra["aliases"] = aliases

@@ -20,7 +20,7 @@ CREATE_FIELDS: dict[str, Any] = {
     "Name": str, "CheckDuplicate": bool, "Driver": str, "Scope": str, "Internal": bool,
     "Attachable": bool, "Ingress": bool, "ConfigOnly": bool, "ConfigFrom": dict,
     "IPAM": {"Driver": str, "Config": list, "Options": dict}, "EnableIPv6": bool,
-    "Options": dict, "Labels": dict,
+    "Options": dict[str, str], "Labels": dict[str, str],
 }
 CONNECT_FIELDS: dict[str, Any] = {"Container": str, "EndpointConfig": dict, "Force": bool}
 

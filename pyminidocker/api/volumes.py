@@ -16,8 +16,8 @@ from pyminidocker.api.app import (
 )
 from pyminidocker.errors import PmdError
 
-CREATE_FIELDS: dict[str, Any] = {"Name": str, "Driver": str, "DriverOpts": dict,
-                                 "Labels": dict, "ClusterVolumeSpec": dict}
+CREATE_FIELDS: dict[str, Any] = {"Name": str, "Driver": str, "DriverOpts": dict[str, str],
+                                 "Labels": dict[str, str], "ClusterVolumeSpec": dict}
 
 
 async def list_volumes(request: web.Request) -> web.Response:

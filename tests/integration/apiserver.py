@@ -98,6 +98,24 @@ class ApiServer:
         env.pop("DOCKER_API_VERSION", None)
         return env
 
+    def request(self, method: str, path: str, body: object = None) -> tuple[int, dict]:
+        """One request with a JSON body, as no client would send it: (status, JSON answer)."""
+        import http.client
+        import json
+
+        conn = http.client.HTTPConnection("docker", timeout=30)
+        conn.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.sock.settimeout(30)
+        conn.sock.connect(str(self.sock))
+        try:
+            conn.request(method, path, None if body is None else json.dumps(body),
+                         {"Content-Type": "application/json"})
+            r = conn.getresponse()
+            data = r.read()
+            return r.status, json.loads(data) if data else {}
+        finally:
+            conn.close()
+
     def docker(self, *args: str, cli: str = DEFAULT_CLI, check: bool = True,
                timeout: float = 60, input: str | None = None) -> subprocess.CompletedProcess:
         res = subprocess.run([cli, *args], check=False, capture_output=True, text=True, env=self.env(),

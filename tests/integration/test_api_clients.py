@@ -122,6 +122,29 @@ def test_list_filters_are_the_clis(api):
         api.docker("rm", "-f", *ids, check=False)
 
 
+def test_stop_signal_and_timeout_through_the_api(api):
+    """docker run --stop-signal/--stop-timeout reach the container (the API dropped them), and
+    malformed create bodies are 400s in Go's words, not internal errors."""
+    cid = api.docker("run", "-d", "--stop-signal", "SIGUSR1", "--stop-timeout", "5", "bb",
+                     "sh", "-c", "trap 'echo got-usr1; exit 7' USR1; "
+                     "while :; do sleep 0.1; done").stdout.strip()
+    try:
+        assert api.docker("inspect", "-f", "{{.Config.StopSignal}} {{.Config.StopTimeout}}",
+                          cid).stdout == "SIGUSR1 5\n"
+        api.docker("stop", cid)
+        assert api.docker("inspect", "-f", "{{.State.ExitCode}}", cid).stdout == "7\n"
+        assert "got-usr1" in api.docker("logs", cid).stdout
+    finally:
+        api.docker("rm", "-f", cid, check=False)
+    bad = api.docker("run", "--rm", "--stop-signal", "SIGBOGUS", "bb", "true", check=False)
+    assert bad.returncode == 125 and "Invalid signal: SIGBOGUS" in bad.stderr
+    for body in ({"Image": "bb", "HostConfig": {"RestartPolicy": "always"}},
+                 {"Image": "bb", "HostConfig": {"PortBindings": {"80/tcp": "8080"}}},
+                 {"Image": "bb", "HostConfig": {"Memory": 10**30}}):
+        status, doc = api.request("POST", "/containers/create", body)
+        assert status == 400 and "cannot unmarshal" in doc["message"], (body, doc)
+
+
 @pytest.mark.parametrize("cli", CLIS)
 def test_run_attached_and_rm(api, cli):
     res = api.docker("run", "--rm", "--name", "attached", "bb", "sh", "-c",

@@ -53,6 +53,7 @@ def test_parse_uri_refuses(uri):
 
 
 FIELDS = {"Image": str, "Cmd": list, "Tty": bool, "StopTimeout": int,
+          "Labels": dict[str, str],
           "HostConfig": {"Memory": int, "NanoCpus": int, "Binds": list}}
 
 
@@ -65,6 +66,10 @@ FIELDS = {"Image": str, "Cmd": list, "Tty": bool, "StopTimeout": int,
     ({"HostConfig": {"Memory": "1g"}},
      "json: cannot unmarshal string into field HostConfig.Memory of type int64"),
     ({"HostConfig": {"Foo": 1}}, "json: unknown field 'HostConfig.Foo'"),
+    ({"HostConfig": {"Memory": 10**30}},
+     f"json: cannot unmarshal number {10**30} into field HostConfig.Memory of type int64"),
+    ({"Labels": {"a": 1}}, "json: cannot unmarshal object into field Labels of type "
+     "map[string]string"),
 ])
 def test_check_fields_refuses(body, message):
     with pytest.raises(A.APIError) as e:
@@ -326,6 +331,16 @@ def test_create_body_of_docker_py_7_run_with_a_network():
      "invalid restart policy 'sometimes'"),
     ({"HostConfig": {"AutoRemove": True, "RestartPolicy": {"Name": "always"}}}, 400,
      "can't create 'AutoRemove' container with restart policy"),
+    # each of these was an internal error (500, an AttributeError)
+    ({"HostConfig": {"RestartPolicy": "always"}}, 400,
+     "json: cannot unmarshal string into field HostConfig.RestartPolicy of type object"),
+    ({"HostConfig": {"PortBindings": {"80/tcp": "8080"}}}, 400,
+     "json: cannot unmarshal into field HostConfig.PortBindings.80/tcp of type "
+     "[]nat.PortBinding"),
+    ({"NetworkingConfig": {"EndpointsConfig": {"appnet": 5}}}, 400,
+     "json: cannot unmarshal int into field NetworkingConfig.EndpointsConfig.appnet of type "
+     "network.EndpointSettings"),
+    ({"StopSignal": "SIGBOGUS"}, 400, "Invalid signal: SIGBOGUS"),   # was dropped
 ])
 def test_create_body_refused(body, status, message):
     from pyminidocker.api.container_config import create_options
@@ -336,6 +351,16 @@ def test_create_body_refused(body, status, message):
     got = (e.value.status, e.value.message) if isinstance(e.value, A.APIError) else \
         (A.status_of(e.value), str(e.value))
     assert got == (status, message)
+
+
+def test_create_body_stop_signal_and_timeout_reach_the_engine():
+    """docker run --stop-signal/--stop-timeout (and compose's stop_signal) send these; they
+    were accepted and dropped."""
+    from pyminidocker.api.container_config import create_options
+
+    opts = create_options({"Image": "bb", "StopSignal": "SIGUSR1", "StopTimeout": 3}, None)
+    assert opts.extra["stop_signal"] == "SIGUSR1" and opts.extra["stop_timeout"] == 3
+    assert "stop_signal" not in create_options({"Image": "bb"}, None).extra
 
 
 def test_update_body():
