@@ -66,15 +66,17 @@ def published_ports(mappings: list[str], exposed: Mapping[str, Any] | None = Non
     return out
 
 
-def _endpoint(net: Any, ip: str, network_id: str = "", aliases: list[str] | None = None
-              ) -> dict[str, Any]:
+def _endpoint(net: Any, ip: str, network_id: str = "", aliases: list[str] | None = None,
+              mac: str = "") -> dict[str, Any]:
     prefix = getattr(net, "prefix_len", 0) if ip else 0
+    if ip and not mac and hasattr(net, "mac_of"):
+        mac = net.mac_of(ip)  # fixed by the address (store.networks.mac_address)
     return {
         "IPAMConfig": None, "Links": None, "Aliases": aliases,
         "NetworkID": getattr(net, "id", network_id), "EndpointID": "",
         "Gateway": getattr(net, "gateway", "") if ip else "", "IPAddress": ip,
         "IPPrefixLen": prefix, "IPv6Gateway": "", "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0, "MacAddress": "", "DriverOpts": None,
+        "GlobalIPv6PrefixLen": 0, "MacAddress": mac if ip else "", "DriverOpts": None,
     }
 
 
@@ -237,7 +239,8 @@ def _endpoints(rec: Any, nets: Mapping[str, Any], running: bool) -> dict[str, An
         return list(dict.fromkeys([*host.aliases(net), rec.short_id]))
 
     endpoints: dict[str, Any] = {
-        mode: _endpoint(nets.get(mode), st.ip if running else "", aliases=aliases(mode))}
+        mode: _endpoint(nets.get(mode), st.ip if running else "", aliases=aliases(mode),
+                        mac=host.get("mac_address") or "")}
     if host.get("ip") or host.get("link_local_ips"):  # --ip, --link-local-ip, as Docker
         endpoints[mode]["IPAMConfig"] = {
             **({"IPv4Address": host["ip"]} if host.get("ip") else {}),
@@ -268,7 +271,7 @@ def _network_settings(rec: Any, endpoints: dict[str, Any], exposed: dict[str, An
         "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
         "IPAddress": main_ep["IPAddress"] if main_ep else "",
         "IPPrefixLen": main_ep["IPPrefixLen"] if main_ep else 0,
-        "IPv6Gateway": "", "MacAddress": "",
+        "IPv6Gateway": "", "MacAddress": main_ep["MacAddress"] if main_ep else "",
         "Networks": endpoints,
     }
 

@@ -35,7 +35,7 @@ import os
 
 from pyminidocker.errors import Conflict, PmdError
 from pyminidocker.store.files import FileLock
-from pyminidocker.store.networks import NetworkStore
+from pyminidocker.store.networks import NetworkStore, mac_address
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -47,14 +47,6 @@ if TYPE_CHECKING:
 
 BRIDGE_ALIAS = "pyminidocker"
 HOST_LOCK = "/run/pyminidocker/network.lock"
-
-
-def mac_address(address: str) -> str:
-    """Docker's MAC for an interface holding the IPv4 address: 02:42 and its four bytes. A
-    container given a freed address then answers at the MAC its neighbours cached for it; with
-    a random one the host kept sending to the gone container's until its cache entry failed
-    (5 s and more: a published port of the new container timed out)."""
-    return "02:42:" + ":".join(f"{int(b):02x}" for b in address.split("."))
 
 
 def host_lock() -> FileLock:

@@ -12,10 +12,10 @@ import time
 
 from pyminidocker.errors import Conflict, CorruptRecord, NotFound, PmdError, UsageError, suppress
 from pyminidocker.network import ipam
-from pyminidocker.network.bridge import ensure_bridge, mac_address, remove_network_host_state
+from pyminidocker.network.bridge import ensure_bridge, remove_network_host_state
 from pyminidocker.record import dataclass
 from pyminidocker.store.files import valid_name
-from pyminidocker.store.networks import Network, NetworkStore
+from pyminidocker.store.networks import Network, NetworkStore, mac_address
 
 # A container's start on a bridge runs get_network, allocate, ensure_bridge (when all is in
 # place already) and release: those stay clear of modules whose import costs milliseconds
@@ -394,7 +394,7 @@ class Endpoint:
 
     @property
     def mac(self) -> str:
-        """The interface's MAC, fixed by its address (bridge.mac_address)."""
+        """The interface's MAC, fixed by its address (store.networks.mac_address)."""
         return mac_address(self.address)
 
 

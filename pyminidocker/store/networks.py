@@ -43,6 +43,18 @@ class Network:
     def prefix_len(self) -> int:
         return int(self.subnet.rsplit("/", 1)[1])
 
+    def mac_of(self, address: str) -> str:
+        """The MAC of this network's interface that holds address (mac_address)."""
+        return mac_address(address)
+
+
+def mac_address(address: str) -> str:
+    """Docker's MAC for an interface holding the IPv4 address: 02:42 and its four bytes. A
+    container given a freed address then answers at the MAC its neighbours cached for it; with
+    a random one the host kept sending to the gone container's until its cache entry failed
+    (5 s and more: a published port of the new container timed out)."""
+    return "02:42:" + ":".join(f"{int(b):02x}" for b in address.split("."))
+
 
 class NetworkStore:
     """Reads and writes network and IPAM records. Writers hold the store lock."""

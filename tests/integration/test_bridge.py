@@ -226,7 +226,8 @@ def test_a_container_given_a_freed_address_is_reached_at_once(br):
         assert mac == "02:42:" + ":".join(f"{int(b):02x}" for b in ip.split("."))
         cid = br("run", "-d", "--network", "bridge", "-p", f"127.0.0.1:{port}:7000", "bb",
                  *NC_SERVER).stdout.strip()
-        assert br("inspect", "-f", "{{.NetworkSettings.IPAddress}}", cid).stdout == f"{ip}\n"
+        assert br("inspect", "-f", "{{.NetworkSettings.IPAddress}} {{.NetworkSettings.MacAddress}}",
+                  cid).stdout == f"{ip} {mac}\n"   # Docker shows it too
         send_when_listening("127.0.0.1", port, b"at-once\n")
         assert br("wait", cid).stdout == "0\n"
         assert br("logs", cid).stdout == "at-once\n"

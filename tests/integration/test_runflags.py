@@ -189,6 +189,8 @@ def test_mac_address_and_network_alias(ctr):
         try:
             assert ctr("exec", cid, "cat", "/sys/class/net/eth0/address").stdout == \
                 "02:42:ac:11:00:99\n"
+            assert ctr("inspect", "-f", "{{.NetworkSettings.Networks.aliasnet.MacAddress}}",
+                       cid).stdout == "02:42:ac:11:00:99\n"
             out = ctr("run", "--rm", "--network", "aliasnet", "bb", "sh", "-c",
                       "grep -w db /etc/hosts; ping -c1 -W2 store >/dev/null && echo reached"
                       ).stdout
