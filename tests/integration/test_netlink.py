@@ -130,7 +130,9 @@ def net():
             ip("link", "del", name, check=False)
         ip("link", "del", net.bridge, check=False)
     assert net.mine(links()) == set(), "a bridge or veth of the test was left on the host"
-    assert sorted(os.listdir("/proc/self/fd")) == fds, "an fd was left open"
+    # new ones only: an fd of an earlier test may be closed meanwhile (its object collected;
+    # Debian 13's Python 3.13 did, and this check failed on an fd fewer)
+    assert set(os.listdir("/proc/self/fd")) <= set(fds), "an fd was left open"
 
 
 @pytest.fixture
