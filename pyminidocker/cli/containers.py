@@ -160,10 +160,10 @@ def _create(args: Namespace, env: Env, run: bool) -> ContainerRecord:
             raise PmdError(f"Container ID file found, make sure the other container isn't "
                            f"running or delete {args.cidfile}")
         eng: Engine = args.engine
-        eng.check_create(opts)  # a bad -p, -e or -v is its error, not a pull's
         if _must_pull(eng, args):
             from pyminidocker.cli.images import pull_missing
 
+            eng.check_create(opts)  # a bad -p, -e or -v is its error, not a pull's
             pull_missing(eng, args.image, env, args.platform)
         rec = eng.create(opts)
         for w in eng.warnings():

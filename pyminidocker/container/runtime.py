@@ -252,12 +252,12 @@ class Runtime:
             networks.check_wanted(self.store, network, extra["ip"])
         if extra.get("uts_mode") == "host" and opts.hostname:
             raise UsageError("Conflicting options: hostname and the UTS mode")
-        if opts.publish_all:  # -P: every port the image exposes, on a free host port
-            opts.publish = [*opts.publish, *sorted(exposed)]
+        added = sorted(exposed) if opts.publish_all else []  # -P: the ports the image exposes
+        opts.publish = [*opts.publish, *added]
         if opts.publish and network in ("none", "host"):
             raise UsageError(f"published ports need a bridge network, not --network {network}")
-        for spec in opts.publish:
-            _parse_publish(spec)  # -P's too: refused now, not at start
+        for spec in added:  # refused now, not at start (check_options saw the user's own)
+            _parse_publish(spec)
 
     def _record(self, rec: ContainerRecord, opts: CreateOptions, image_id: str,
                 planned: List[dict[str, Any]]) -> List[str]:
