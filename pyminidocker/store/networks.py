@@ -193,3 +193,4 @@ class NetworkStore:
         if owners:
             doc["owners"] = {a: o for a, o in owners.items() if a in alloc}
         write_json(self.ipam_path(name), doc)
+        self.boot_ids[name] = boot  # what a later write of this object keeps
