@@ -37,7 +37,8 @@ dev: build
 PREFIX ?= /usr/local
 
 # The package goes into the venv; the command on root's PATH is our launcher over the venv's
-# interpreter (python -S: see pyminidocker/launcher.py), so `sudo pyminidocker` finds it.
+# interpreter (python -S: see pyminidocker/launcher.py), so `sudo pyminidocker` finds it;
+# pyminidocker-runc is the C front (pmd-runc) over such a launcher, pyminidocker-runc.py.
 install: build install-docs
 	$(PIP) install -q --no-build-isolation .
 	mkdir -p $(PREFIX)/bin
@@ -45,7 +46,7 @@ install: build install-docs
 	cd / && $(PYTHON) -m pyminidocker.launcher $(PREFIX)/bin/pyminidocker-runc pyminidocker.oci.main
 
 uninstall: uninstall-docs
-	rm -f $(PREFIX)/bin/pyminidocker $(PREFIX)/bin/pyminidocker-runc
+	rm -f $(PREFIX)/bin/pyminidocker $(PREFIX)/bin/pyminidocker-runc $(PREFIX)/bin/pyminidocker-runc.py
 	-$(PIP) uninstall -q -y pyminidocker
 
 # bash completion and the man page, generated from the CLI's argument tables
@@ -102,4 +103,4 @@ demo: build
 	$(PYTHON) bench/demo.py
 
 clean:
-	rm -rf build .venv pyminidocker/_pmd.* pyminidocker/_pmd_extract.* pyminidocker/pmd-monitor *.egg-info .pytest_cache
+	rm -rf build .venv pyminidocker/_pmd.* pyminidocker/_pmd_extract.* pyminidocker/pmd-monitor pyminidocker/pmd-runc *.egg-info .pytest_cache

@@ -31,12 +31,18 @@ BUSYBOX = Path("/bin/busybox")
 
 
 def launcher(path: Path, repo: Path = REPO, python: str = sys.executable) -> Path:
-    """What pyminidocker.launcher writes, with a checkout on the path (not installed)."""
+    """What pyminidocker.launcher writes, with a checkout on the path (not installed): the C
+    front at path and the Python launcher it execs at path.py, for a checkout that has the
+    front (pyminidocker/pmd-runc), else the Python launcher alone at path."""
+    front = repo / "pyminidocker" / "pmd-runc"
+    script = path.with_name(path.name + ".py") if front.exists() else path
     paths = [str(repo), sysconfig.get_path("purelib"), sysconfig.get_path("platlib")]
-    path.write_text(f"#!{python} -S\nimport gc, sys\ngc.set_threshold(50_000)\n"
+    script.write_text(f"#!{python} -S\nimport gc, sys\ngc.set_threshold(50_000)\n"
                     f"sys.path[1:1] = {list(dict.fromkeys(paths))!r}\n"
                     "from pyminidocker.oci.main import command\ncommand()\n")
-    path.chmod(0o755)
+    script.chmod(0o755)
+    if front.exists():
+        shutil.copy(front, path)
     return path
 
 

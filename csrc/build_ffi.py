@@ -37,9 +37,10 @@ def _sources(*names: str) -> list[str]:
 
 # error.c goes into both: its symbols are hidden, so each module has its own copy.
 EXTRACT_SOURCES = _sources("extract.c", "error.c")
-# monitor_main.c is the pmd-monitor executable's main(), built by setup.py, not part of a module.
+# monitor_main.c and ocifront.c are the mains of the pmd-monitor and pmd-runc executables, built
+# by setup.py, not part of a module.
 CORE_SOURCES = _sources(*sorted(p.name for p in HERE.glob("*.c")
-                                if p.name not in ("extract.c", "monitor_main.c")))
+                                if p.name not in ("extract.c", "monitor_main.c", "ocifront.c")))
 
 # What the sources include: setuptools rebuilds a module only when one of its inputs is newer.
 HEADERS = _sources("pmd.h", "pmd_sys.h", "specio.h", "jsonlog.h")

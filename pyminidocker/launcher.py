@@ -8,12 +8,19 @@ in, as they were when it was written, so a container's start pays for nothing it
 
     python3 -m pyminidocker.launcher /usr/local/bin/pyminidocker
     python3 -m pyminidocker.launcher /usr/local/bin/pyminidocker-runc pyminidocker.oci.main
+
+pyminidocker-runc is the C front pmd-runc (csrc/ocifront.c, built next to this module), with
+the launcher beside it as pyminidocker-runc.py: the front answers the calls that need no Python
+(a `delete --force` of a container that is gone) and execs that launcher for every other.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import sysconfig
+
+RUNC_MODULE = "pyminidocker.oci.main"
 
 TEMPLATE = """#!{python} -S
 # Written by `python3 -m pyminidocker.launcher` (make install): -S skips site's .pth imports.
@@ -34,7 +41,19 @@ def write(path: str, module: str = "pyminidocker.cli.main") -> None:
     os.replace(tmp, path)
 
 
+def write_runc(path: str) -> None:
+    """pyminidocker-runc at path: the C front, and at path + ".py" the launcher it execs."""
+    write(path + ".py", RUNC_MODULE)
+    tmp = f"{path}.tmp"
+    shutil.copyfile(os.path.join(os.path.dirname(os.path.abspath(__file__)), "pmd-runc"), tmp)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, path)
+
+
 if __name__ == "__main__":
     if len(sys.argv) not in (2, 3):
         sys.exit("usage: python3 -m pyminidocker.launcher PATH [MODULE]")
-    write(*sys.argv[1:])
+    if sys.argv[2:] == [RUNC_MODULE]:
+        write_runc(sys.argv[1])
+    else:
+        write(*sys.argv[1:])

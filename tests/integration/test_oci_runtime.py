@@ -27,10 +27,13 @@ TOOLS = ("sh", "echo", "cat", "ls", "sleep", "true", "id", "hostname", "readlink
 
 
 def write_launcher(path: Path) -> Path:
-    """An executable pyminidocker-runc for this checkout (what `make install` writes)."""
-    path.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(REPO)!r})\n"
-                    "from pyminidocker.oci.main import command\ncommand()\n")
-    path.chmod(0o755)
+    """An executable pyminidocker-runc for this checkout (what `make install` writes): the C
+    front at path, the Python runtime's launcher it execs at path.py."""
+    script = path.with_name(path.name + ".py")
+    script.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(REPO)!r})\n"
+                      "from pyminidocker.oci.main import command\ncommand()\n")
+    script.chmod(0o755)
+    shutil.copy(REPO / "pyminidocker" / "pmd-runc", path)
     return path
 
 
