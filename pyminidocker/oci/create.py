@@ -2,7 +2,9 @@
 
 `create` exits, so the hold is kept by a small holder process it forks (see oci/runtime.py):
 the holder spawns the init held, reports its pid back, then waits on <root>/<id>/ctl.sock for
-`start` (release) or a delete (abort), answers, and exits.
+`start` (release) or a delete (abort), answers, and exits. The socket is ctl-plain.sock
+instead when the start is that release alone (a process and no hook): the C front
+(csrc/ocifront.c) then answers `start` itself, without starting Python.
 """
 from __future__ import annotations
 
@@ -48,7 +50,8 @@ def create(args: Any, root: str) -> tuple[rt.Prepared, int]:
         if c.terminal:
             master, slave = process.open_console(c.console_size)
             process.stdio_pty(p.spec, slave)
-        p.record["ctl"] = os.path.join(root, args.id, "ctl.sock")
+        plain = c.has_process and not any(c.hooks.values())
+        p.record["ctl"] = os.path.join(root, args.id, "ctl-plain.sock" if plain else "ctl.sock")
         pid, start = _fork_holder(p, [master] if master >= 0 else [])
         p.record.update(pid=pid, pid_start=start)
         st.save(root, p.record)
@@ -124,7 +127,7 @@ def _bind_ctl(ctl: str) -> Any:
 
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     os.chdir(os.path.dirname(ctl))
-    sock.bind("ctl.sock")
+    sock.bind(os.path.basename(ctl))
     os.chdir("/")
     return sock
 

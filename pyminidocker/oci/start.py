@@ -7,6 +7,8 @@ import sys
 
 from pyminidocker.oci import state as st
 
+REPLY_ENV = "PMD_RUNC_START_REPLY"  # set by the C front: see _forwarded_reply
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -39,18 +41,36 @@ def _ask_holder(rec: dict[str, Any], cmd: bytes) -> bytes:
     return reply
 
 
+def _forwarded_reply() -> bytes | None:
+    """The holder's reply to the start the C front sent (csrc/ocifront.c), which passes on
+    every reply but "OK" to be worded here: hex-encoded, or "!" and the errno of a failed
+    exchange. None when this process asks the holder itself."""
+    value = os.environ.pop(REPLY_ENV, None)
+    if value is None:
+        return None
+    if value.startswith("!"):
+        code = int(value[1:]) if value[1:].isdigit() else 5  # EIO
+        raise st.RuntimeError_(f"cannot start container: {os.strerror(code)}")
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        return b""
+
+
 def start(root: str, container_id: str) -> None:
     rec = st.load(root, container_id)
-    status = st.status(rec)
-    if status == "stopped":
-        raise st.RuntimeError_("cannot start a container that has stopped")
-    if status != "created":
-        raise st.RuntimeError_("cannot start an already running container")
-    no_process = "process" not in (rec.get("config") or {})
-    reply = _ask_holder(rec, b"abort" if no_process else b"start")
-    if no_process:
-        raise st.RuntimeError_("cannot start a container without a process (config.json has "
-                               "none)")
+    reply = _forwarded_reply()
+    if reply is None:
+        status = st.status(rec)
+        if status == "stopped":
+            raise st.RuntimeError_("cannot start a container that has stopped")
+        if status != "created":
+            raise st.RuntimeError_("cannot start an already running container")
+        no_process = "process" not in (rec.get("config") or {})
+        reply = _ask_holder(rec, b"abort" if no_process else b"start")
+        if no_process:
+            raise st.RuntimeError_("cannot start a container without a process (config.json "
+                                   "has none)")
     if reply == b"OK" and not (rec.get("config") or {}).get("hooks"):
         return  # the usual start: nothing more to load or run
     from pyminidocker.oci import runtime as rt
@@ -63,7 +83,7 @@ def start(root: str, container_id: str) -> None:
         rt.cleanup(root, rec)
     if reply != b"OK":
         raise rt.RuntimeError_(reply[1:].decode(errors="replace") or "start failed")
-    # Not saved again: the holder removed ctl.sock, so the record says "running" from now on.
+    # Not saved again: the holder removed its socket, so the record says "running" from now on.
     # A failing poststart hook is a warning: the container runs on (the runtime spec).
     # "running" as this start made it, even if a short process has already exited (runc's)
     for msg in rt.run_hooks(rt.hooks_of(rec).get("poststart", []), "poststart",

@@ -1,7 +1,7 @@
 """Each container's state under the runtime's --root: <root>/<id>/state.json, written atomically.
 
 The record says what the runtime did (the init's pid and its start time; created while the
-holder's ctl.sock exists); the status a command reports is that record checked against the
+holder's socket exists); the status a command reports is that record checked against the
 kernel, so it tells the truth after a crash: a pid that is gone, or reused by another
 process, is a stopped container.
 """
@@ -68,7 +68,7 @@ def save(root: str, rec: dict[str, Any]) -> None:
 
 def remove(root: str, container_id: str) -> None:
     d = container_dir(root, container_id)
-    try:  # the usual directory: state.json alone (ctl.sock went with the hold)
+    try:  # the usual directory: state.json alone (the socket went with the hold)
         os.unlink(os.path.join(d, "state.json"))
         os.rmdir(d)
     except OSError:
@@ -98,7 +98,7 @@ def status(rec: dict[str, Any]) -> str:
     if not alive(rec):
         return "stopped"
     if os.path.exists(rec.get("ctl", "")):
-        return "created"  # the holder still holds it (it removes ctl.sock when it lets go)
+        return "created"  # the holder still holds it (it removes its socket when it lets go)
     freezer = rec.get("freezer")
     if freezer:
         try:

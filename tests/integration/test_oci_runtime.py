@@ -216,6 +216,63 @@ def test_create_holds_the_container_until_start_and_state_tells_the_truth(runc, 
     assert (r.returncode, r.stderr.strip()) == (1, "container does not exist")
 
 
+def test_a_plain_start_is_answered_by_the_c_front_alone(runc, tmp_path):
+    # containerd's start of a container without hooks: the front asks the holder itself
+    marker = tmp_path / "b" / "rootfs" / "started"
+    b = make_bundle(tmp_path / "b", ["sh", "-c", "touch /started; exec sleep 60"])
+    runc.ids.append("p1")
+    runc("create", "--bundle", str(b), "p1")
+    runc.pids.append(runc.state("p1")["pid"])
+    assert (runc.root / "p1" / "ctl-plain.sock").exists()
+    python = runc.binary.with_name(runc.binary.name + ".py")
+    python.rename(python.with_suffix(".away"))  # no Python runtime to defer to
+    try:
+        r = runc("start", "p1", check=False)
+    finally:
+        python.with_suffix(".away").rename(python)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+    deadline = time.monotonic() + 5
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert marker.exists() and runc.state("p1")["status"] == "running"
+    r = runc("start", "p1", check=False)  # the socket is gone: Python words it
+    assert r.returncode == 1 and "already running" in r.stderr
+    runc("kill", "p1", "KILL")
+
+
+def test_a_start_the_holder_refuses_is_worded_alike_through_the_front(runc, tmp_path):
+    # the process is found only in a bind mount, so create leaves it to the start (as runc),
+    # whose exec fails: the same words, code and log record through the front and without it
+    b = make_bundle(tmp_path / "b", ["/opt/tools/nosuch"])
+    edit(b, lambda cfg: cfg["mounts"].append({"destination": "/opt/tools", "type": "bind",
+                                              "source": str(b / "rootfs" / "bin"),
+                                              "options": ["rbind", "ro"]}))
+    python = runc.binary.with_name(runc.binary.name + ".py")
+    seen = []
+    for cid, binary in (("f1", runc.binary), ("f2", python)):
+        runc.ids.append(cid)
+        runc("create", "--bundle", str(b), cid)
+        log = tmp_path / f"{cid}.log"
+        r = subprocess.run([str(binary), "--root", str(runc.root), "--log", str(log),
+                            "--log-format", "json", "start", cid], capture_output=True,
+                           text=True, timeout=30, check=False)
+        logged = [json.loads(line)["msg"] for line in log.read_text().splitlines()]
+        seen.append((r.returncode, r.stdout, r.stderr, logged, runc.state(cid)["status"]))
+        runc("delete", cid)
+    assert seen[0] == seen[1]
+    assert seen[0][0] == 1 and "/opt/tools/nosuch" in seen[0][2] and seen[0][4] == "stopped"
+    # and it was the front that asked: without the Python runtime, the start was still made
+    runc.ids.append("f3")
+    runc("create", "--bundle", str(b), "f3")
+    python.rename(python.with_suffix(".away"))
+    try:
+        r = runc("start", "f3", check=False)
+    finally:
+        python.with_suffix(".away").rename(python)
+    assert r.returncode == 255 and runc.state("f3")["status"] == "stopped"
+    runc("delete", "f3")
+
+
 def test_kill_and_delete_force(runc, tmp_path):
     b = make_bundle(tmp_path / "b", ["sleep", "60"])
     runc.ids += ["k1", "k2"]

@@ -5,6 +5,7 @@ Python runtime it execs (pyminidocker-runc.py) directly, on copies of the same -
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -137,3 +138,20 @@ def test_a_stopped_container_is_removed_through_the_front(tmp_path, runtimes):
     _record(STOPPED)(root)
     assert _run(front, root, ["delete", "--force", "c1"]) == (0, "", "")
     assert list(root.iterdir()) == []
+
+
+@pytest.mark.parametrize("value, said", [
+    ("!32", "cannot start container: Broken pipe"),   # the exchange failed once connected
+    ("", "start failed"),                              # the holder closed without a reply
+    ("zz", "start failed"),
+    ("45" + b"no such file".hex(), "no such file"),  # an "E" reply: its text
+])
+def test_a_reply_the_front_passes_on_is_worded_by_python(tmp_path, runtimes, value, said):
+    _, python = runtimes
+    root = tmp_path / "root"
+    root.mkdir()
+    _record(STOPPED)(root)
+    r = subprocess.run([str(python), "--root", str(root), "start", "c1"], capture_output=True,
+                       text=True, timeout=30, check=False,
+                       env={**os.environ, "PMD_RUNC_START_REPLY": value})
+    assert (r.returncode, r.stdout, r.stderr.strip()) == (1, "", said)
