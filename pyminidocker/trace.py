@@ -36,13 +36,15 @@ class Tracer:
             end = time.monotonic_ns()
             self.marks.append((name, end, end + int(ms * 1e6)))
 
-    def report(self, startup_ms: float | None = None) -> None:
+    def report(self, cpu_ms: float | None = None) -> None:
+        """The phases; cpu_ms is the process's CPU time when the report is made (the caller's
+        time.process_time()): the interpreter's start, the imports and every phase."""
         if not self.enabled:
             return
         w = self.out.write
         w("pyminidocker trace (ms):\n")
-        if startup_ms is not None:
-            w(f"  {'cli start (interpreter + imports, cpu)':<40} {startup_ms:8.2f}\n")
+        if cpu_ms is not None:
+            w(f"  {'cpu time of the whole process':<40} {cpu_ms:8.2f}\n")
         for name, start, end in sorted(self.marks, key=lambda m: (m[1], -m[2])):
             w(f"  {name:<40} {(end - start) / 1e6:8.2f}   @{(start - self.t0) / 1e6:8.2f}\n")
         w(f"  {'total since cli main':<40} {(time.monotonic_ns() - self.t0) / 1e6:8.2f}\n")
