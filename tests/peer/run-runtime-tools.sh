@@ -14,11 +14,14 @@ RUNTIME=${1:-}
 LOGDIR=${LOGDIR:-$(mktemp -d /tmp/runtime-tools-log.XXXXXX)}
 mkdir -p "$LOGDIR"
 if [ -z "$RUNTIME" ]; then
-    # A launcher for this checkout, without installing it.
+    # This checkout as `make install` lays it out, without installing it: the C front
+    # (pmd-runc) as the command, and the Python runtime's launcher it execs beside it.
     RUNTIME=$LOGDIR/pyminidocker-runc
     printf '#!%s\nimport sys\nsys.path.insert(0, %s)\nfrom pyminidocker.oci.main import command\ncommand()\n' \
-        "$HERE/.venv/bin/python" "'$HERE'" > "$RUNTIME"
-    chmod +x "$RUNTIME"
+        "$HERE/.venv/bin/python" "'$HERE'" > "$RUNTIME.py"
+    chmod +x "$RUNTIME.py"
+    [ -x "$HERE/pyminidocker/pmd-runc" ] || { echo "pmd-runc is not built (make build)" >&2; exit 2; }
+    cp "$HERE/pyminidocker/pmd-runc" "$RUNTIME"
 fi
 command -v go >/dev/null || { echo "go is not installed (apt-get install -t bookworm-backports golang-go)" >&2; exit 2; }
 [ -d "$SRC/validation" ] || { echo "no runtime-tools checkout at $SRC (set SRC)" >&2; exit 2; }
