@@ -11,7 +11,8 @@ in, as they were when it was written, so a container's start pays for nothing it
 
 pyminidocker-runc is the C front pmd-runc (csrc/ocifront.c, built next to this module), with
 the launcher beside it as pyminidocker-runc.py: the front answers the calls that need no Python
-(a `delete --force` of a container that is gone) and execs that launcher for every other.
+(the `start` of a container without hooks, a `delete --force` of a container that is gone) and
+execs that launcher for every other.
 """
 from __future__ import annotations
 
