@@ -27,10 +27,12 @@ all: build
 
 # Build the C modules and the monitor in place (pyminidocker/_pmd*.so, pyminidocker/pmd-monitor),
 # and byte-compile the package: the start path must not pay for compiling Python
-# (PYTHONDONTWRITEBYTECODE would make every run do it; `pip install` compiles too).
+# (PYTHONDONTWRITEBYTECODE would make every run do it; `pip install` compiles too), nor for
+# finding each module (the code cache: see pyminidocker/codecache.py).
 build: $(PYTHON)
 	$(PYTHON) setup.py -q build_ext --inplace
 	$(PYTHON) -m compileall -q pyminidocker
+	$(PYTHON) -m pyminidocker.codecache > /dev/null
 
 dev: build
 
@@ -41,12 +43,14 @@ PREFIX ?= /usr/local
 # pyminidocker-runc is the C front (pmd-runc) over such a launcher, pyminidocker-runc.py.
 install: build install-docs
 	$(PIP) install -q --no-build-isolation .
+	cd / && $(PYTHON) -m pyminidocker.codecache > /dev/null
 	mkdir -p $(PREFIX)/bin
 	cd / && $(PYTHON) -m pyminidocker.launcher $(PREFIX)/bin/pyminidocker
 	cd / && $(PYTHON) -m pyminidocker.launcher $(PREFIX)/bin/pyminidocker-runc pyminidocker.oci.main
 
 uninstall: uninstall-docs
 	rm -f $(PREFIX)/bin/pyminidocker $(PREFIX)/bin/pyminidocker-runc $(PREFIX)/bin/pyminidocker-runc.py
+	-cd / && $(PYTHON) -m pyminidocker.codecache --remove
 	-$(PIP) uninstall -q -y pyminidocker
 
 # bash completion and the man page, generated from the CLI's argument tables

@@ -25,7 +25,7 @@ def test_parse_trace_reads_what_the_tracer_writes():
     t.add("spawn (clone to execve)", t.t0 + 3_000_000, t.t0 + 4_000_000)
     t.add("teardown", t.t0 + 5_000_000, t.t0 + 5_250_000)
     t.note("  child: mounts", 0.4)  # as the runtime names them
-    t.report(startup_ms=12.0)
+    t.report(cpu_ms=12.0)
     total, top, child = B.parse_trace(out.getvalue())
     assert top == {"store read": 2.0, "spawn (clone to execve)": 1.0, "teardown": 0.75}
     assert child == {"mounts": 0.4}
