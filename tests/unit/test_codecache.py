@@ -13,10 +13,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-CACHED = "_serve_code_cache.<locals>.Loader"
-# the name of a module's loader: the cache's is a class (as importlib's BuiltinImporter),
-# the path finder's an instance
-NAME = "(lambda l: l.__qualname__ if isinstance(l, type) else type(l).__qualname__)"
+CACHED = "_CodeCache"
+NAME = "(lambda loader: type(loader).__qualname__)"
 
 
 @pytest.fixture
