@@ -742,8 +742,14 @@ class Cgroup:
                 raise PmdError(f"cannot apply the {ctl} limit: the cgroup v2 {ctl} controller is "
                                f"not available in {root}")
         # io only for a container that limits it: enabled, it costs every container's I/O
-        wanted = [c for c in (*V2_CONTROLLERS, *(("io",) if limits.blkio_throttle else ()))
-                  if c in available]
+        self.enable_controllers([c for c in (*V2_CONTROLLERS,
+                                             *(("io",) if limits.blkio_throttle else ()))
+                                 if c in available])
+
+    def enable_controllers(self, wanted: list[str]) -> None:
+        """Make our parent directories (v2) and enable the controllers wanted (which the root
+        has) from the root down to them. Raises PmdError."""
+        root = self.layout.root
         # A controller's files appear in a cgroup only if every ancestor lists it in
         # cgroup.subtree_control, so enable it at each level from the root down to our parent.
         # (The "no internal processes" rule allows this: the root is exempt and our parent

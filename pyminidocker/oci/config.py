@@ -66,10 +66,22 @@ class Device:
 
 @dataclass
 class Resources:
-    """linux.resources as the cgroup files they are written to: {controller: [(file, value)]}
-    applied in order, plus the v1 device rules."""
+    """linux.resources, checked, whichever cgroup version takes them (cgroup_files() names the
+    files): the values as the spec gives them under its own keys, 0 meaning unset as runc reads
+    them, plus the device rules in the v1 devices cgroup's syntax."""
 
-    files: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    memory: dict[str, int] = field(default_factory=dict)  # limit, swap, reservation, ...
+    disable_oom_killer: bool = False
+    cpu: dict[str, int] = field(default_factory=dict)     # shares, period, quota, realtime*
+    cpuset: dict[str, str] = field(default_factory=dict)  # cpus, mems
+    pids: int | None = None
+    blkio: dict[str, int] = field(default_factory=dict)   # weight, leafWeight
+    # (blockIO key such as "throttleReadBpsDevice", "MAJ:MIN", rate or weight)
+    blkio_devices: list[tuple[str, str, int]] = field(default_factory=list)
+    hugepages: list[tuple[str, int]] = field(default_factory=list)  # (pageSize, limit)
+    class_id: int | None = None
+    priorities: list[tuple[str, int]] = field(default_factory=list)  # (interface, priority)
+    unified: dict[str, str] = field(default_factory=dict)
     devices: tuple[tuple[str, str], ...] | None = None
 
 
@@ -583,78 +595,67 @@ def _hooks(doc: dict[str, Any]) -> dict[str, list[Hook]]:
     return out
 
 
-# ---- linux.resources -> cgroup v1 files ------------------------------------------------------
+# ---- linux.resources -> cgroup files -------------------------------------------------------
 
 def _resources(res: dict[str, Any]) -> Resources:
-    """The cgroup (v1) files that linux.resources writes, in order; numbers checked here so a
-    bad value fails before the cgroup is made."""
+    """linux.resources checked, so that a bad value fails before the cgroup is made."""
     out = Resources()
-
-    def put(ctl: str, name: str, value: Any) -> None:
-        out.files.setdefault(ctl, []).append((name, str(value)))
-
     mem = _get(res, "memory", dict, "linux.resources.", {})
-    for key, name in (("limit", "memory.limit_in_bytes"), ("reservation",
-                      "memory.soft_limit_in_bytes"), ("swap", "memory.memsw.limit_in_bytes"),
-                      ("kernel", "memory.kmem.limit_in_bytes"),
-                      ("kernelTCP", "memory.kmem.tcp.limit_in_bytes"),
-                      ("swappiness", "memory.swappiness")):
+    for key in ("limit", "reservation", "swap", "kernel", "kernelTCP", "swappiness"):
         value = _get(mem, key, int, "linux.resources.memory.")
         # 0 is "not set" for every limit (runc writes none of them; dockerd sends zeros)
         if value is not None and (value != 0 or key == "swappiness"):
-            put("memory", name, value)
-    if _get(mem, "disableOOMKiller", bool, "linux.resources.memory."):
-        put("memory", "memory.oom_control", 1)
+            out.memory[key] = value
+    out.disable_oom_killer = bool(_get(mem, "disableOOMKiller", bool, "linux.resources.memory."))
     cpu = _get(res, "cpu", dict, "linux.resources.", {})
-    for key, ctl, name in (("shares", "cpu", "cpu.shares"), ("period", "cpu", "cpu.cfs_period_us"),
-                           ("quota", "cpu", "cpu.cfs_quota_us"),
-                           ("realtimeRuntime", "cpu", "cpu.rt_runtime_us"),
-                           ("realtimePeriod", "cpu", "cpu.rt_period_us")):
+    for key in ("shares", "period", "quota", "realtimeRuntime", "realtimePeriod"):
         value = _get(cpu, key, int, "linux.resources.cpu.")
         if value:
-            put(ctl, name, value)
-    for key, name in (("cpus", "cpuset.cpus"), ("mems", "cpuset.mems")):
-        value = _get(cpu, key, str, "linux.resources.cpu.")
-        if value:
-            put("cpuset", name, value)
+            out.cpu[key] = value
+    for key in ("cpus", "mems"):
+        text = _get(cpu, key, str, "linux.resources.cpu.")
+        if text:
+            out.cpuset[key] = text
     pids = _get(res, "pids", dict, "linux.resources.", {})
-    limit = _get(pids, "limit", int, "linux.resources.pids.")
-    if limit:
-        put("pids", "pids.max", "max" if limit < 0 else limit)
+    out.pids = _get(pids, "limit", int, "linux.resources.pids.") or None
     blkio = _get(res, "blockIO", dict, "linux.resources.", {})
-    for key, name in (("weight", "blkio.weight"), ("leafWeight", "blkio.leaf_weight")):
+    for key in ("weight", "leafWeight"):
         value = _get(blkio, key, int, "linux.resources.blockIO.")
         if value:
-            put("blkio", name, value)
-    for key, name in (("weightDevice", "blkio.weight_device"),
-                      ("throttleReadBpsDevice", "blkio.throttle.read_bps_device"),
-                      ("throttleWriteBpsDevice", "blkio.throttle.write_bps_device"),
-                      ("throttleReadIOPSDevice", "blkio.throttle.read_iops_device"),
-                      ("throttleWriteIOPSDevice", "blkio.throttle.write_iops_device")):
+            out.blkio[key] = value
+    for key in _BLKIO_DEVICE_FILES:
         for d in _get(blkio, key, list, "linux.resources.blockIO.", []):
             dev = f"{_get(d, 'major', int, '')}:{_get(d, 'minor', int, '')}"
             value = d.get("rate", d.get("weight"))
             if isinstance(value, int):
-                put("blkio", name, f"{dev} {value}")
+                out.blkio_devices.append((key, dev, value))
     for i, h in enumerate(_get(res, "hugepageLimits", list, "linux.resources.", [])):
         size = _get(h, "pageSize", str, f"linux.resources.hugepageLimits[{i}].")
         # part of a file name in the cgroup: "2MB", "1GB", nothing that names another file
         if not (size and size[:-2].isdigit() and size[-2:] in ("KB", "MB", "GB")):
             raise ConfigError(f"config.json: linux.resources.hugepageLimits[{i}].pageSize "
                               f"{size!r} is not a page size such as 2MB")
-        put("hugetlb", f"hugetlb.{size}.limit_in_bytes",
-            _get(h, "limit", int, f"linux.resources.hugepageLimits[{i}].", 0))
+        out.hugepages.append(
+            (size, _get(h, "limit", int, f"linux.resources.hugepageLimits[{i}].", 0)))
     network = _get(res, "network", dict, "linux.resources.", {})
-    if _get(network, "classID", int, "linux.resources.network.") is not None:
-        put("net_cls", "net_cls.classid", network["classID"])
+    out.class_id = _get(network, "classID", int, "linux.resources.network.")
     for i, p in enumerate(_get(network, "priorities", list, "linux.resources.network.", [])):
         where = f"linux.resources.network.priorities[{i}]."
         name, prio = _get(p, "name", str, where, ""), _get(p, "priority", int, where, 0)
         if not name or len(name) > 15 or any(c.isspace() or c == "/" for c in name):
             raise ConfigError(f"config.json: {where}name {name!r} is not an interface name")
-        put("net_prio", "net_prio.ifpriomap", f"{name} {prio}")
-    if _get(res, "unified", dict, "linux.resources.", {}):
-        raise ConfigError("linux.resources.unified needs cgroup v2; this host runs cgroup v1")
+        out.priorities.append((name, prio))
+    for key, value in _get(res, "unified", dict, "linux.resources.", {}).items():
+        ctl, dot, name = key.partition(".")
+        # a file of the container's own cgroup directory, never one elsewhere
+        if not (ctl and dot and name) or "/" in key or "\0" in key or ".." in key:
+            raise ConfigError(f"config.json: linux.resources.unified: {key!r} is not a cgroup "
+                              "file name such as memory.high")
+        if not isinstance(value, str):
+            raise ConfigError(f"config.json: linux.resources.unified.{key}: expected a string")
+        if "\0" in value:
+            _no_nul(f"linux.resources.unified.{key}")
+        out.unified[key] = value
     rules = []
     for i, d in enumerate(_get(res, "devices", list, "linux.resources.", [])):
         where = f"linux.resources.devices[{i}]."
@@ -673,3 +674,124 @@ def _resources(res: dict[str, Any]) -> Resources:
     if rules:
         out.devices = tuple(rules)
     return out
+
+
+# One file of a cgroup that linux.resources writes: (controller, file name, value, optional).
+# An optional file is skipped where the kernel lacks it (v2's memory.swap.max without swap
+# accounting, when the value asks for nothing: runc's rule).
+CgroupFile = tuple[str, str, str, bool]
+
+# blockIO's device lists: their v1 file, and their io.max key on v2 (None: v2 has no such limit)
+_BLKIO_DEVICE_FILES = {
+    "weightDevice": ("blkio.weight_device", None),
+    "throttleReadBpsDevice": ("blkio.throttle.read_bps_device", "rbps"),
+    "throttleWriteBpsDevice": ("blkio.throttle.write_bps_device", "wbps"),
+    "throttleReadIOPSDevice": ("blkio.throttle.read_iops_device", "riops"),
+    "throttleWriteIOPSDevice": ("blkio.throttle.write_iops_device", "wiops"),
+}
+# v1's memory files, in the order written (the limit before memory+swap, which may not be below
+# it)
+_MEMORY_V1 = (("limit", "memory.limit_in_bytes"), ("reservation", "memory.soft_limit_in_bytes"),
+              ("swap", "memory.memsw.limit_in_bytes"), ("kernel", "memory.kmem.limit_in_bytes"),
+              ("kernelTCP", "memory.kmem.tcp.limit_in_bytes"), ("swappiness", "memory.swappiness"))
+# v1's cpu files, in the order written: each period before what the kernel checks against it
+_CPU_V1 = (("shares", "cpu.shares"), ("period", "cpu.cfs_period_us"),
+           ("quota", "cpu.cfs_quota_us"), ("realtimePeriod", "cpu.rt_period_us"),
+           ("realtimeRuntime", "cpu.rt_runtime_us"))
+
+
+def cgroup_files(r: Resources, version: str) -> list[CgroupFile]:
+    """The files r writes in a cgroup of version "v1" or "v2", in order. Raises ConfigError
+    for what that version cannot take (unified on v1; on v2 a swap limit it cannot turn into
+    swap alone)."""
+    return _v2_files(r) if version == "v2" else _v1_files(r)
+
+
+def _v1_files(r: Resources) -> list[CgroupFile]:
+    if r.unified:
+        raise ConfigError("linux.resources.unified needs cgroup v2; this host runs cgroup v1")
+    out: list[CgroupFile] = [("memory", name, str(r.memory[key]), False)
+                             for key, name in _MEMORY_V1 if key in r.memory]
+    if r.disable_oom_killer:
+        out.append(("memory", "memory.oom_control", "1", False))
+    out += [("cpu", name, str(r.cpu[key]), False) for key, name in _CPU_V1 if key in r.cpu]
+    out += [("cpuset", f"cpuset.{key}", value, False) for key, value in r.cpuset.items()]
+    if r.pids:
+        out.append(("pids", "pids.max", _max(r.pids), False))
+    out += [("blkio", "blkio.leaf_weight" if key == "leafWeight" else "blkio.weight", str(value),
+             False) for key, value in r.blkio.items()]
+    out += [("blkio", _BLKIO_DEVICE_FILES[key][0], f"{dev} {value}", False)
+            for key, dev, value in r.blkio_devices]
+    out += [("hugetlb", f"hugetlb.{size}.limit_in_bytes", str(limit), False)
+            for size, limit in r.hugepages]
+    if r.class_id is not None:
+        out.append(("net_cls", "net_cls.classid", str(r.class_id), False))
+    out += [("net_prio", "net_prio.ifpriomap", f"{name} {prio}", False)
+            for name, prio in r.priorities]
+    return out
+
+
+def _v2_files(r: Resources) -> list[CgroupFile]:
+    """As runc's fs2 (opencontainers/cgroups): the v1 values converted where v2 has an
+    equivalent, in its order, the unified keys last so that they override. What v2 does not
+    have is ignored as there: kernel memory limits, swappiness, disableOOMKiller, real-time
+    periods, net_cls and net_prio, the blkio leaf and per-device weights (the last taken by
+    runc only where the BFQ scheduler's io.bfq.weight exists)."""
+    from pyminidocker.container.cgroups import CPU_PERIOD, shares_to_weight
+
+    out: list[CgroupFile] = []
+    if r.pids:
+        out.append(("pids", "pids.max", _max(r.pids), False))
+    limit, swap = r.memory.get("limit"), r.memory.get("swap")
+    swap_only = _swap_v2(swap, limit)
+    if swap_only is not None:
+        # unlimited or no swap: nothing to ask of a kernel that does not account swap
+        out.append(("memory", "memory.swap.max", _max(swap_only), swap_only in (-1, 0)))
+    if limit:
+        out.append(("memory", "memory.max", _max(limit), False))
+    if r.memory.get("reservation"):
+        out.append(("memory", "memory.low", _max(r.memory["reservation"]), False))
+    if r.blkio.get("weight"):
+        out.append(("io", "io.weight", str(1 + (r.blkio["weight"] - 10) * 9999 // 990), False))
+    out += [("io", "io.max", f"{dev} {_BLKIO_DEVICE_FILES[key][1]}={value}", False)
+            for key, dev, value in r.blkio_devices if _BLKIO_DEVICE_FILES[key][1]]
+    if "shares" in r.cpu:
+        # v1 clamps shares to [2, 262144] silently; so does this, to cpu.weight's [1, 10000]
+        weight = min(max(shares_to_weight(r.cpu["shares"]), 1), 10_000)
+        out.append(("cpu", "cpu.weight", str(weight), False))
+    if "quota" in r.cpu or "period" in r.cpu:
+        quota = r.cpu.get("quota", -1)
+        out.append(("cpu", "cpu.max", f"{quota if quota > 0 else 'max'} "
+                    f"{r.cpu.get('period') or CPU_PERIOD}", False))
+    out += [("cpuset", f"cpuset.{key}", value, False) for key, value in r.cpuset.items()]
+    for size, value in r.hugepages:
+        # the reservation limit too, where the kernel has it (5.7), as runc does
+        out += [("hugetlb", f"hugetlb.{size}.max", str(value), False),
+                ("hugetlb", f"hugetlb.{size}.rsvd.max", str(value), True)]
+    out += [(key.partition(".")[0], key, value, False) for key, value in r.unified.items()]
+    return out
+
+
+def _max(value: int) -> str:
+    # v2's word for no limit, which v1's pids.max takes too
+    return "max" if value < 0 else str(value)
+
+
+def _swap_v2(swap: int | None, limit: int | None) -> int | None:
+    """memory.swap.max from the spec's swap, which is memory + swap (v1's memsw): swap alone,
+    -1 for no limit, None to leave it (runc's ConvertMemorySwapToCgroupV2Value). Raises
+    ConfigError where there is no such value."""
+    if swap is None:
+        # unlimited memory without a word on swap: unlimited swap too, as v1's memsw would be
+        return -1 if limit == -1 else None
+    if swap == -1 or limit == -1:
+        return swap
+    if limit is None:
+        raise ConfigError("linux.resources.memory.swap: unable to set swap limit without "
+                          "memory limit (cgroup v2 limits swap alone)")
+    if limit < 0:
+        raise ConfigError(f"linux.resources.memory.limit: invalid memory value: {limit}")
+    if swap < limit:
+        raise ConfigError("linux.resources.memory: memory+swap limit (swap) should be >= "
+                          "memory limit")
+    return swap - limit

@@ -145,7 +145,7 @@ def _update_resources(args: Any) -> dict[str, Any]:
 
 
 def update(root: str, args: Any) -> None:
-    from pyminidocker.container.cgroups import Cgroup
+    from pyminidocker.container.cgroups import Cgroup, read_control
     from pyminidocker.oci import config as cfg
     from pyminidocker.oci import runtime as rt
 
@@ -155,10 +155,18 @@ def update(root: str, args: Any) -> None:
     resources = cfg._resources(_update_resources(args))
     cg_id, parent = rec["cgroup"]
     cg = Cgroup(cg_id, parent)
+    memory = resources.memory
+    if cg.version == "v2" and "swap" in memory and "limit" not in memory:
+        # v2's memory.swap.max is swap alone and the spec's swap memory + swap: the limit in
+        # force is subtracted (runc keeps the config's, with the updates merged in)
+        current = (read_control(os.path.join(cg.dirs[""], "memory.max")) or "").strip()
+        if current.isdigit() or current == "max":
+            memory["limit"] = -1 if current == "max" else int(current)
+    files = cfg.cgroup_files(resources, cg.version)
     extra: dict[str, str] = {}
     for d in rec.get("extra_cgroups") or []:
         for ctl in rt._EXTRA_CONTROLLERS:
             mount = cg.layout.controllers.get(ctl)
             if mount and d.startswith(mount + "/"):
                 extra[ctl] = d
-    rt._write_resources(cg, resources.files, extra)
+    rt.write_resources(cg, files, extra)

@@ -22,7 +22,7 @@ def features(version: str) -> dict[str, Any]:
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
             "capabilities": [f"CAP_{c}" for c in defaults.CAPS],
-            "cgroup": {"v1": True, "v2": False, "systemd": False, "systemdUser": False},
+            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
             "seccomp": {"enabled": True, "actions": [], "operators": [], "archs": []},
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},

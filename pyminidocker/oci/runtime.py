@@ -9,6 +9,7 @@ reparented to the caller's subreaper (containerd-shim, conmon) as runc's is.
 """
 from __future__ import annotations
 
+import errno
 import os
 
 from pyminidocker.errors import PmdError
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
     from pyminidocker import native as shim
     from pyminidocker.container.cgroups import Cgroup
-    from pyminidocker.oci.config import Container, Hook
+    from pyminidocker.oci.config import CgroupFile, Container, Hook
 
 # The parent of the cgroups of configs without a cgroupsPath: ours, so removed with its last child
 # (runc puts such a cgroup below its own and leaves nothing either; a cgroupsPath's parents are
@@ -59,11 +60,16 @@ def cgroup_of(container_id: str, cgroups_path: str) -> Cgroup:
     return Cgroup(name, parent or "/")
 
 
-def _extra_dirs(cg: Cgroup, c: Container) -> dict[str, str]:
-    out = {}
+def _extra_dirs(cg: Cgroup, files: list[CgroupFile]) -> dict[str, str]:
+    """The container's directories in the v1 hierarchies files need that the engine's Cgroup
+    does not make (none on v2: one directory holds every controller's files)."""
+    out: dict[str, str] = {}
+    if cg.version == "v2":
+        return out
+    wanted = {ctl for ctl, _, _, _ in files}
     for ctl in _EXTRA_CONTROLLERS:
         mount = cg.layout.controllers.get(ctl)
-        if ctl in c.resources.files:
+        if ctl in wanted:
             if mount is None:
                 raise ConfigError(f"linux.resources: the cgroup v1 {ctl} controller is not "
                                   "mounted on this host")
@@ -71,28 +77,74 @@ def _extra_dirs(cg: Cgroup, c: Container) -> dict[str, str]:
     return out
 
 
-def _write_resources(cg: Cgroup, files: dict[str, list[tuple[str, str]]],
-                     extra: dict[str, str]) -> None:
-    for ctl, items in files.items():
-        mount = cg.layout.controllers.get(ctl)
-        if mount is None:
-            raise ConfigError(f"linux.resources: the cgroup v1 {ctl} controller is not mounted "
-                              "on this host")
-        d = extra.get(ctl) or os.path.join(mount, cg.parent, cg.id)
-        for name, value in items:
-            try:
-                with open(os.path.join(d, name), "w") as f:
-                    f.write(value)
-            except OSError as e:
-                raise RuntimeError_(f"failed to write {value!r} to {d}/{name}: "
-                                    f"{e.strerror}") from None
+def _enable_v2(cg: Cgroup, files: list[CgroupFile]) -> None:
+    """Enable for the container's cgroup the v2 controllers of files that its parent does not
+    give it yet (the engine's Cgroup enables those of its own limits alone). Raises ConfigError
+    naming the first file whose controller this host lacks."""
+    from pyminidocker.container.cgroups import read_control
+
+    need: dict[str, str] = {}
+    for ctl, name, _, _ in files:
+        # cgroup.* are the core's files, in every cgroup
+        if ctl != "cgroup":
+            need.setdefault(ctl, name)
+    have = (read_control(os.path.join(cg.dirs[""], "cgroup.controllers")) or "").split()
+    missing = [ctl for ctl in need if ctl not in have]
+    if not missing:
+        return
+    root = cg.layout.root
+    available = (read_control(os.path.join(root, "cgroup.controllers")) or "").split()
+    for ctl in missing:
+        if ctl not in available:
+            raise ConfigError(f"linux.resources: cannot set {need[ctl]}: the cgroup v2 {ctl} "
+                              f"controller is not available in {root}/cgroup.controllers")
+    try:
+        cg.enable_controllers(missing)
+    except PmdError as e:
+        raise RuntimeError_(f"linux.resources: {e}") from None
+
+
+def write_resources(cg: Cgroup, files: list[CgroupFile], extra: dict[str, str]) -> None:
+    """Write files (cgroup_files()) in the container's cgroup: each in its controller's
+    directory on v1 (extra: those _extra_dirs made), all in the one directory on v2, whose
+    controllers are enabled first. Raises ConfigError or RuntimeError_."""
+    if cg.version == "v2" and files:
+        _enable_v2(cg, files)
+    for ctl, name, value, optional in files:
+        if cg.version == "v2":
+            d = cg.dirs[""]
+        else:
+            mount = cg.layout.controllers.get(ctl)
+            if mount is None:
+                raise ConfigError(f"linux.resources: the cgroup v1 {ctl} controller is not "
+                                  "mounted on this host")
+            d = extra.get(ctl) or os.path.join(mount, cg.parent, cg.id)
+        path = os.path.join(d, name)
+        try:
+            # No O_CREAT: cgroupfs answers it for a missing file with EACCES, which misleads.
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        except OSError as e:
+            if optional and e.errno == errno.ENOENT:
+                continue
+            raise RuntimeError_(f"failed to write {value!r} to {path}: {e.strerror}") from None
+        try:
+            # The kernel parses each write whole, one entry at most (io.max's devices, say).
+            for line in value.splitlines() or [""]:
+                os.write(fd, line.encode())
+        except OSError as e:
+            raise RuntimeError_(f"failed to write {value!r} to {path}: {e.strerror}") from None
+        finally:
+            os.close(fd)
 
 
 def make_cgroup(c: Container, container_id: str) -> tuple[Cgroup, list[str]]:
     """Create the container's cgroups with its limits; the v1 files its init joins."""
     from pyminidocker.container.cgroups import DEFAULT_DEVICE_RULES, Limits
+    from pyminidocker.oci.config import cgroup_files
 
     cg = cgroup_of(container_id, c.cgroups_path)
+    # Before any mkdir: what this cgroup version cannot take leaves nothing behind.
+    files = cgroup_files(c.resources, cg.version)
     # The config's rules, then the devices every container has, as runc appends them (a
     # config that denies all still gets /dev/null); DEFAULT_DEVICE_RULES starts with "deny a".
     rules = (*(c.resources.devices or DEFAULT_DEVICE_RULES[:1]), *DEFAULT_DEVICE_RULES[1:])
@@ -110,11 +162,12 @@ def make_cgroup(c: Container, container_id: str) -> tuple[Cgroup, list[str]]:
             cause = e.__cause__
             if attempt == 2 or not isinstance(cause, OSError) or cause.errno != 2:
                 raise
-    extra = _extra_dirs(cg, c)
+    extra: dict[str, str] = {}
     try:
+        extra = _extra_dirs(cg, files)
         for d in extra.values():
             os.makedirs(d, exist_ok=True)
-        _write_resources(cg, c.resources.files, extra)
+        write_resources(cg, files, extra)
     except BaseException:
         remove_cgroup(cg, list(extra.values()))
         raise

@@ -69,12 +69,12 @@ def test_a_config_becomes_the_spawn_spec(bundle):
     bind = s.mounts[2]
     assert bind.flags & shim.MS_BIND and bind.flags & shim.MS_REC
     assert bind.flags & shim.MS_RDONLY and bind.flags & shim.MS_SLAVE
-    files = c.resources.files
-    assert ("memory.limit_in_bytes", str(1 << 26)) in files["memory"]
-    assert "memory.memsw.limit_in_bytes" not in dict(files["memory"])  # 0: unset
-    assert [k for k, _ in files["cpu"]] == ["cpu.shares", "cpu.cfs_period_us",
-                                            "cpu.cfs_quota_us"]  # period before quota
-    assert files["pids"] == [("pids.max", "64")]
+    files = [f[:3] for f in cfg.cgroup_files(c.resources, "v1")]
+    assert ("memory", "memory.limit_in_bytes", str(1 << 26)) in files
+    assert "memory.memsw.limit_in_bytes" not in {f[1] for f in files}  # 0: unset
+    assert [f[1] for f in files if f[0] == "cpu"] == ["cpu.shares", "cpu.cfs_period_us",
+                                                      "cpu.cfs_quota_us"]  # period first
+    assert ("pids", "pids.max", "64") in files
     assert c.resources.devices == (("deny", "a"), ("allow", "c 10:200 rw"))
 
 
@@ -148,7 +148,7 @@ def _with(path, value):
      "but no uid mappings found"),
     (("linux", "namespaces"), [{"type": "mount"}, {"type": "time"}], "'time' is not supported"),
     (("linux", "uidMappings"), [{"containerID": 0, "hostID": 1}], "a positive size"),
-    (("linux", "resources"), {"unified": {"memory.max": "1"}}, "needs cgroup v2"),
+    (("linux", "resources"), {"unified": {"../memory.max": "1"}}, "is not a cgroup file name"),
     (("linux", "resources"), {"devices": [{"type": "x"}]}, "is not a, b or c"),
     (("mounts",), [{"destination": "rel", "type": "tmpfs"}], "is not absolute"),
     (("mounts",), [{"destination": "/x", "type": "nfs"}], "unsupported mount type"),

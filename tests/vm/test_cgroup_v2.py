@@ -6,7 +6,7 @@ not among them (no kernel below them: the host's run covers them), nor spawn's a
 (CI's budget). The summary prints each module's time, so that the budget can be checked.
 Measured (2 cores, another VM running alongside): 814 s in all, 113 passed and 1 skipped (no
 nft) in 757 s of pytest: containers 280 s, bridge 193 s, network_host 119 s, dns 100 s,
-netlink 34 s, cgroups_v2_devices 18 s.
+netlink 34 s, cgroups_v2_devices 18 s (oci_cgroups, added since: 16 s).
 """
 import re
 from collections import defaultdict
@@ -15,7 +15,8 @@ from tests.vm import vm
 
 SUITES = ["tests/integration/test_containers.py", "tests/integration/test_cgroups_v2_devices.py",
           "tests/integration/test_bridge.py", "tests/integration/test_network_host.py",
-          "tests/integration/test_netlink.py", "tests/integration/test_dns.py"]
+          "tests/integration/test_netlink.py", "tests/integration/test_dns.py",
+          "tests/integration/test_oci_cgroups.py"]
 # a load test, not a kernel one: 200 bridged runs take the host seconds and TCG over 10 minutes
 DESELECT = "not two_hundred_bridged_cycles"
 
