@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 from pathlib import Path
 
 import pytest
@@ -16,11 +15,9 @@ from pyminidocker.container.cgroups import detect
 from tests.integration.test_oci_runtime import (
     CGROUP_PARENT,
     Runc,
-    alive,
     edit,
     make_bundle,
-    mounts_of,
-    write_launcher,
+    runc_checked,
 )
 
 LAYOUT = detect()
@@ -71,21 +68,7 @@ def v(v1: str, v2: str) -> str:
 
 @pytest.fixture
 def runc(tmp_path):
-    r = Runc(write_launcher(tmp_path / "pyminidocker-runc"), tmp_path / "state")
-    r.pids: list[int] = []  # type: ignore[misc]
-    r.ids: list[str] = []  # type: ignore[misc]
-    yield r
-    for cid in os.listdir(r.root) if r.root.exists() else []:
-        r("delete", "--force", cid, check=False)
-    left = [cid for cid in r.ids if cgroup_dirs(cid)]
-    stray = [p for p in r.pids if alive(p)]
-    for p in stray:
-        os.kill(p, signal.SIGKILL)
-    assert not left, f"cgroups left: {left}"
-    assert not empty_default_parents(), "empty pyminidocker-runc parent cgroups left"
-    assert not stray, f"processes left: {stray}"
-    assert not (r.root.exists() and os.listdir(r.root)), "state left"
-    assert not mounts_of(tmp_path), "mounts left"
+    yield from runc_checked(tmp_path, cgroup_dirs, empty_default_parents)
 
 
 def start(runc: Runc, tmp_path: Path, cid: str, resources: dict) -> int:

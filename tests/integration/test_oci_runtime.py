@@ -114,6 +114,12 @@ def alive(pid: int) -> bool:
 
 @pytest.fixture
 def runc(tmp_path):
+    yield from runc_checked(tmp_path, cgroup_dirs, empty_default_parents)
+
+
+def runc_checked(tmp_path: Path, cgroup_dirs, empty_default_parents):
+    """A Runc on its own root, and after the test, the check that it left nothing; with the
+    caller's way of finding cgroups (the v1 one here, test_oci_cgroups' for v1 and v2)."""
     binary = write_launcher(tmp_path / "pyminidocker-runc")
     r = Runc(binary, tmp_path / "state")
     r.pids: list[int] = []  # type: ignore[misc]
