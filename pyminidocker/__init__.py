@@ -9,6 +9,15 @@ __version__ = "0.1.0"
 _bootstrap = _sys.modules["_frozen_importlib"]
 _external = _sys.modules["_frozen_importlib_external"]
 
+# The cache file's head: MAGIC_NUMBER, 4 zero bytes, the index's length (8 bytes, little-endian)
+_HEAD = 16
+
+
+def _cache_path(package_dir: str) -> str:
+    """The code cache of the package in package_dir, for this interpreter (codecache.py)."""
+    return _os.path.join(package_dir, "__pycache__",
+                         f"codecache.{_sys.implementation.cache_tag}.bin")
+
 
 class _CodeCache:
     """The finder (first on sys.meta_path) and loader of the package's modules that its code
@@ -22,24 +31,22 @@ class _CodeCache:
     def open(cls, package_dir: str) -> "_CodeCache | None":
         if _sys.flags.optimize:
             return None  # the cache is compiled without -O: its asserts would run
-        path = _os.path.join(package_dir, "__pycache__",
-                             f"codecache.{_sys.implementation.cache_tag}.bin")
         try:
-            fd = _os.open(path, _os.O_RDONLY | _os.O_CLOEXEC)
+            fd = _os.open(_cache_path(package_dir), _os.O_RDONLY | _os.O_CLOEXEC)
         except OSError:
             return None
         try:
-            head = _os.pread(fd, 16, 0)
-            if len(head) != 16 or head[:4] != _external.MAGIC_NUMBER:
+            head = _os.pread(fd, _HEAD, 0)
+            if len(head) != _HEAD or head[:4] != _external.MAGIC_NUMBER:
                 raise ValueError("another interpreter's")
             length = int.from_bytes(head[8:], "little")
-            index = _marshal.loads(_os.pread(fd, length, 16))
+            index = _marshal.loads(_os.pread(fd, length, _HEAD))
             if not isinstance(index, dict):
                 raise ValueError("no index")
         except (OSError, ValueError, EOFError, TypeError):
             _os.close(fd)
             return None
-        return cls(package_dir, fd, index, 16 + length)
+        return cls(package_dir, fd, index, _HEAD + length)
 
     def _origin(self, name: str) -> str:
         return _os.path.join(self.package_dir, self.index[name][1])

@@ -28,11 +28,13 @@ import os
 import sys
 from importlib.util import MAGIC_NUMBER
 
+from pyminidocker import _HEAD, _cache_path
+
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def path_of(package_dir: str) -> str:
-    return os.path.join(package_dir, "__pycache__", f"codecache.{sys.implementation.cache_tag}.bin")
+    return _cache_path(package_dir)  # the reader's own rule: one place names the file
 
 
 def write(package_dir: str = PACKAGE_DIR) -> str:
@@ -64,7 +66,8 @@ def write(package_dir: str = PACKAGE_DIR) -> str:
     tmp = f"{out}.{os.getpid()}.tmp"
     try:
         with open(tmp, "wb") as f:
-            f.write(MAGIC_NUMBER + bytes(4) + len(head).to_bytes(8, "little"))
+            f.write(MAGIC_NUMBER + bytes(_HEAD - len(MAGIC_NUMBER) - 8)
+                    + len(head).to_bytes(8, "little"))
             f.write(head)
             for blob in blobs:
                 f.write(blob)
