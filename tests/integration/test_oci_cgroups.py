@@ -94,6 +94,15 @@ def stop(runc: Runc, cid: str) -> None:
     assert not cgroup_dirs(cid)
 
 
+def assert_cpu(pid: int, weight: str, quota: str, period: str) -> None:
+    """pid's cgroup has that CPU weight (v1 shares), quota and period."""
+    assert cgroup_file(pid, "cpu", v("cpu.shares", "cpu.weight")) == weight
+    if V2:
+        assert cgroup_file(pid, "cpu", "cpu.max") == f"{quota} {period}"
+    else:
+        assert cgroup_file(pid, "cpu", "cpu.cfs_quota_us") == quota
+        assert cgroup_file(pid, "cpu", "cpu.cfs_period_us") == period
+
 def test_limits_are_the_containers_cgroup_files_and_update_changes_them(runc, tmp_path):
     pid = start(runc, tmp_path, "lim", {
         "memory": {"limit": 64 * MIB, "reservation": 32 * MIB},
@@ -103,12 +112,7 @@ def test_limits_are_the_containers_cgroup_files_and_update_changes_them(runc, tm
         str(64 * MIB)
     assert cgroup_file(pid, "memory", v("memory.soft_limit_in_bytes", "memory.low")) == \
         str(32 * MIB)
-    assert cgroup_file(pid, "cpu", v("cpu.shares", "cpu.weight")) == v("512", "20")
-    if V2:
-        assert cgroup_file(pid, "cpu", "cpu.max") == "50000 100000"
-    else:
-        assert cgroup_file(pid, "cpu", "cpu.cfs_quota_us") == "50000"
-        assert cgroup_file(pid, "cpu", "cpu.cfs_period_us") == "100000"
+    assert_cpu(pid, v("512", "20"), "50000", "100000")
     assert cgroup_file(pid, "pids", "pids.max") == "42"
     assert cgroup_file(pid, "cpuset", "cpuset.cpus") == "0"
     assert cgroup_file(pid, "cpuset", "cpuset.mems") == "0"
@@ -122,12 +126,7 @@ def test_limits_are_the_containers_cgroup_files_and_update_changes_them(runc, tm
          "--cpu-shares", "1024", "--pids-limit", "50", "--cpuset-cpus", "0-1", "lim")
     assert cgroup_file(pid, "memory", v("memory.limit_in_bytes", "memory.max")) == \
         str(128 * MIB)
-    assert cgroup_file(pid, "cpu", v("cpu.shares", "cpu.weight")) == v("1024", "39")
-    if V2:
-        assert cgroup_file(pid, "cpu", "cpu.max") == "20000 50000"
-    else:
-        assert cgroup_file(pid, "cpu", "cpu.cfs_quota_us") == "20000"
-        assert cgroup_file(pid, "cpu", "cpu.cfs_period_us") == "50000"
+    assert_cpu(pid, v("1024", "39"), "20000", "50000")
     assert cgroup_file(pid, "pids", "pids.max") == "50"
     assert cgroup_file(pid, "cpuset", "cpuset.cpus") == "0-1"
     assert inside(runc, "lim", "pids/pids.max" if not V2 else "pids.max") == ["50"]
