@@ -68,8 +68,9 @@ def test_errors_are_one_line_with_docker_exit_codes(tmp_path):
 
 
 def test_every_command_has_help_and_a_start_declares_only_its_own_flags():
-    """A start declares the flags of the command it runs alone (the others' cost time);
-    every command is listed all the same, and each prints its own help."""
+    """A start declares the flags of the command it runs alone (the others' cost time), and
+    a command that starts a container is the only one declared; every command prints its own
+    help, and the others are listed among all."""
     from pyminidocker.cli.args import Help
     from pyminidocker.cli.main import build_parser
 
@@ -87,11 +88,17 @@ def test_every_command_has_help_and_a_start_declares_only_its_own_flags():
         undocumented = [o for o in options if "   " not in o.strip()]
         assert undocumented == [], f"{name}: flags without help"
 
+    # any other command is declared with its flags among every command, listed as in full
+    only_rm = build_parser(["--root", "/x", "rm", "-f", "c"])
+    assert only_rm.format_help() == full
+    with pytest.raises(Help) as ps_help:
+        only_rm.parse_args(["ps", "--help"])
+    assert "--filter" not in ps_help.value.parser.format_help()
+    # a command that starts a container is declared alone: the other tables are not loaded
     only_run = build_parser(["--root", "/x", "run", "--rm", "bb"])
-    assert only_run.format_help() == full
-    with pytest.raises(Help) as rm_help:
-        only_run.parse_args(["rm", "--help"])
-    assert "--force" not in rm_help.value.parser.format_help()
+    run_listing = only_run.format_help().split("Commands:\n")[1].split("\n\n")[0]
+    assert [line.split()[0] for line in run_listing.splitlines()] == [
+        "create", "run", "exec", "start"]
     with pytest.raises(Help) as run_help:
         only_run.parse_args(["run", "--help"])
     assert "--pids-limit int" in run_help.value.parser.format_help()
