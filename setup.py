@@ -5,8 +5,8 @@ pmd-monitor watches detached containers (csrc/monitor_main.c); it is linked from
 spawn and log sources, so it clones containers and writes their json-file log exactly as the
 module does, but without libarchive or Python. It is built by the same compiler setuptools
 uses for the extensions, into the directory they go to (the package in the source tree for
-`build_ext --inplace`, build/lib for a wheel), so it always sits next to
-pyminidocker/_native.py.
+`build_ext --inplace`, build/lib for a wheel), so it always sits in the package directory, where
+pyminidocker/native/monitor.py looks for it.
 
 pmd-runc is pyminidocker-runc's front (csrc/ocifront.c): installed as the command, it answers
 the calls that need no Python and execs the Python runtime for the rest.

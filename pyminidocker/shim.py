@@ -1,5 +1,6 @@
-"""The public Python API of the C shim (docs/shim.md): pyminidocker.native's names in __all__,
-and shim API 1.0's SECCOMP_DEFAULT made Docker's default seccomp profile.
+"""The public Python API of the C shim (docs/shim.md): the names in the __all__ of
+pyminidocker.native and of its submodules (monitor, extract, netlink, seccomp), and shim API
+1.0's SECCOMP_DEFAULT made Docker's default seccomp profile.
 
 The profile (container/seccomp_default.json, compiled by container.seccomp for a capability
 bounding set) is the engine's policy, above the wrappers; this module wires it into them, so
@@ -9,7 +10,18 @@ from __future__ import annotations
 
 from pyminidocker import native
 from pyminidocker.native import *  # noqa: F403  (the public names, as __all__ lists them)
-from pyminidocker.native import __all__  # noqa: F401
+from pyminidocker.native import extract as _extract
+from pyminidocker.native import monitor as _monitor
+from pyminidocker.native import netlink as _netlink
+from pyminidocker.native import seccomp as _seccomp
+from pyminidocker.native.extract import *  # noqa: F403
+from pyminidocker.native.monitor import *  # noqa: F403
+from pyminidocker.native.netlink import *  # noqa: F403
+from pyminidocker.native.seccomp import *  # noqa: F403
+
+# the public names: one list, as when the wrappers were one module
+__all__ = [*native.__all__, *_monitor.__all__, *_extract.__all__, *_netlink.__all__,
+           *_seccomp.__all__]
 
 
 def _default_program(cap_bounding: int | None) -> bytes:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 
-from pyminidocker import native as _native
 from pyminidocker.container.specconv import base_hosts, hosts_line, resolv_conf
 from pyminidocker.errors import Conflict, NotFound, PmdError, UsageError, suppress
+from pyminidocker.native.netlink import net_attach, net_detach
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -46,8 +46,8 @@ def plug(rt: Runtime, rec: ContainerRecord, d: str, proc: Any, rules: Any = None
             ep = network.connect(rt.store, net, rec.id, Config.load(rt.store.root),
                                  rules, rec.host.get("ip"))
             rec.state.ip = ep.address  # from here on, a failure releases the address
-            _native.net_attach(proc.pid, ep.bridge, _host_ifname(rec.id), ep.address,
-                               ep.prefix_len, ep.gateway, mac=rec.host.get("mac_address") or ep.mac)
+            net_attach(proc.pid, ep.bridge, _host_ifname(rec.id), ep.address,
+                       ep.prefix_len, ep.gateway, mac=rec.host.get("mac_address") or ep.mac)
             if rec.host.get("link_local_ips"):
                 _add_link_local(proc.pid, rec.host["link_local_ips"])
             if rec.host.ports:
@@ -218,8 +218,8 @@ def _attach_extra(rt: Runtime, rec: ContainerRecord, net: str, pid: int) -> str:
     n = next(i for i in range(1, len(used) + 2) if f"eth{i}" not in used)
     ifname, host_if = f"eth{n}", f"pmd{rec.id[:10]}x{n}"
     try:
-        _native.net_attach(pid, ep.bridge, host_if, ep.address, ep.prefix_len, None,
-                           container_ifname=ifname, mac=ep.mac)
+        net_attach(pid, ep.bridge, host_if, ep.address, ep.prefix_len, None,
+                   container_ifname=ifname, mac=ep.mac)
     except BaseException:
         network.disconnect(rt.store, net, rec.id)
         raise
@@ -281,7 +281,7 @@ def _detach_extra(rt: Runtime, rec: ContainerRecord, net: str, gone: bool = Fals
     info = rec.state.extra_networks.pop(net)
     if not gone:
         with suppress(OSError):
-            _native.net_detach(info["host_ifname"])
+            net_detach(info["host_ifname"])
     _forget(rt, net, info["ip"])
     network.disconnect(rt.store, net, rec.id)
 

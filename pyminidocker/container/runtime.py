@@ -543,6 +543,8 @@ class Runtime:
         returns once it runs, with .pid and .monitor_pid. The monitor logs its output to
         <id>-json.log and, when it exits, unmounts the rootfs, removes the cgroup and writes
         the exit record that refresh() reads. Raises OSError as spawn does."""
+        from pyminidocker.native.monitor import monitor_start  # detached starts only
+
         options = conv.monitor_options(self.store.root, rec, d)
         if rec.open_stdin:  # run -d -i: a stdin that `attach` writes into
             options["stdin_path"] = stdin = os.path.join(d, "stdin")
@@ -550,7 +552,7 @@ class Runtime:
                 os.unlink(stdin)  # a previous run's: what was written there is not this one's
             os.mkfifo(stdin, 0o600)
         with self.trace.phase("monitor+clone+setup+exec"):
-            return _native.monitor_start(sp, **options)
+            return monitor_start(sp, **options)
 
     # ---- network plugging (container.plugging), exec and the other operations
     # (container.control): imported by the operations that need them, never by `run`'s

@@ -316,9 +316,9 @@ class Profile:
 
     def compile(self, caps: int) -> bytes:
         """The BPF program (struct sock_filter[]) for a container with bounding set caps."""
-        from pyminidocker import native as shim
+        from pyminidocker.native.seccomp import seccomp_compile
 
-        return shim.seccomp_compile(
+        return seccomp_compile(
             self.rules_for(caps), default_action=self.default_action,
             bad_arch_action=RET_KILL_PROCESS, arches=self.audit_arches(),
             # runc's ENOSYS for syscalls newer than the profile, unless everything is allowed

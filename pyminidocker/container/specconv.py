@@ -474,10 +474,6 @@ def exec_spec(root: str, rec: ContainerRecord, rootfs: str, argv: list[str], env
     )
 
 
-_RESTART_POLICIES = {"always": _native.RESTART_ALWAYS, "on-failure": _native.RESTART_ON_FAILURE,
-                     "unless-stopped": _native.RESTART_UNLESS_STOPPED}
-
-
 def log_of(host: Mapping[str, Any]) -> dict[str, Any]:
     """--log-driver/--log-opt: {"driver", "max_size", "max_file"} (json-file by default)."""
     return host.get("log") or {"driver": "json-file"}
@@ -491,8 +487,10 @@ def restart_policy(host: Mapping[str, Any]) -> tuple[str, int]:
 
 def monitor_options(root: str, rec: ContainerRecord, d: str) -> dict[str, Any]:
     """What the pmd-monitor of the container rec (its directory d; root the store's) is
-    told besides its spawn spec (_native.monitor_start): its log, exit record, what to clean
-    up, its restart policy and healthcheck, and for --rm the `rm` it becomes at the end."""
+    told besides its spawn spec (native.monitor.monitor_start): its log, exit record, what to
+    clean up, its restart policy and healthcheck, and for --rm the `rm` it becomes at the end."""
+    from pyminidocker.native import monitor  # a detached start's: not on an attached run's path
+
     exit_argv = None
     if rec.host.auto_remove:
         # run -d --rm: the monitor becomes `rm` once it has recorded the exit. A plain rm,
@@ -502,15 +500,17 @@ def monitor_options(root: str, rec: ContainerRecord, d: str) -> dict[str, Any]:
     restart = None
     policy_name, max_count = restart_policy(rec.host)
     if policy_name != "no":  # the monitor restarts it (see pmd_monitor_spec)
-        restart = _native.RestartPolicy(
-            _RESTART_POLICIES[policy_name], max_count, os.path.join(d, "restart"),
+        policies = {"always": monitor.RESTART_ALWAYS, "on-failure": monitor.RESTART_ON_FAILURE,
+                    "unless-stopped": monitor.RESTART_UNLESS_STOPPED}
+        restart = monitor.RestartPolicy(
+            policies[policy_name], max_count, os.path.join(d, "restart"),
             os.path.join(d, "stop"))
     health = None
     hc = rec.host.get("healthcheck")
     if hc:  # run by the monitor: our own exec of the test, at its intervals
         test = list(hc["Test"])
         cmd = ["/bin/sh", "-c", test[1]] if test[0] == "CMD-SHELL" else test[1:]
-        health = _native.HealthCheck(
+        health = monitor.HealthCheck(
             [sys.executable, "-m", "pyminidocker", "--root", root, "exec",
              rec.id, *cmd], [f"{k}={v}" for k, v in os.environ.items()],
             os.path.join(d, "health"), (hc.get("Interval") or 30_000_000_000) // 1_000_000,

@@ -45,6 +45,7 @@ from pyminidocker.image.manifest import is_index, layer_compression
 from pyminidocker.image.platforms import host_platform, select_manifest
 from pyminidocker.image.pull import layer_error, parse_config, register_image, rollback_layers
 from pyminidocker.image.tarwrite import CHUNK, DIR, Sink, TarWriter, export_tree, tar_layer
+from pyminidocker.native.extract import COMPRESS_GZIP, COMPRESS_NONE, COMPRESS_ZSTD, layer_extract
 from pyminidocker.reference import parse_reference
 from pyminidocker.store import Store
 from pyminidocker.store.images import ImageRecord
@@ -199,8 +200,8 @@ class Ingest:
                 return diff_id, chain
         with open(path, "rb") as f:
             magic = f.read(4)
-        comp = (_native.COMPRESS_GZIP if magic[:2] == b"\x1f\x8b" else
-                _native.COMPRESS_ZSTD if magic == b"\x28\xb5\x2f\xfd" else _native.COMPRESS_NONE)
+        comp = (COMPRESS_GZIP if magic[:2] == b"\x1f\x8b" else
+                COMPRESS_ZSTD if magic == b"\x28\xb5\x2f\xfd" else COMPRESS_NONE)
         tag = "ingest-" + os.urandom(6).hex()
         lock = self.store.layer_lock(tag)
         lock.acquire()
@@ -220,7 +221,7 @@ class Ingest:
                  media_type: str) -> tuple[str, str]:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            res = _native.layer_extract(fd, os.path.join(staging, "diff"), comp)
+            res = layer_extract(fd, os.path.join(staging, "diff"), comp)
         except OSError as e:
             raise layer_error(e, digest or diff_id or "of the archive") from None
         finally:

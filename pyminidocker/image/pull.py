@@ -18,7 +18,6 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from pyminidocker import native as _native
 from pyminidocker.config import Config
 from pyminidocker.errors import (
     LayerError,
@@ -32,6 +31,13 @@ from pyminidocker.errors import (
 from pyminidocker.image.manifest import is_index, layer_compression, parse_manifest
 from pyminidocker.image.platforms import Platform, host_platform, select_manifest
 from pyminidocker.image.registry import RegistryClient
+from pyminidocker.native.extract import (
+    COMPRESS_GZIP,
+    COMPRESS_NONE,
+    COMPRESS_ZSTD,
+    ExtractResult,
+    layer_extract,
+)
 from pyminidocker.record import dataclass
 from pyminidocker.reference import Reference
 from pyminidocker.store import Store
@@ -40,7 +46,7 @@ from pyminidocker.store.images import ImageRecord
 from pyminidocker.store.layers import LayerRecord, chain_ids, now_iso, tree_digest
 
 _COMPRESSION = {
-    "none": _native.COMPRESS_NONE, "gzip": _native.COMPRESS_GZIP, "zstd": _native.COMPRESS_ZSTD,
+    "none": COMPRESS_NONE, "gzip": COMPRESS_GZIP, "zstd": COMPRESS_ZSTD,
 }
 _PIPE_SIZE = 1 << 20  # fewer wakeups between the downloading and the extracting thread
 
@@ -120,7 +126,7 @@ class _LayerJob:
 
         def extract() -> None:
             try:
-                result["ok"] = _native.layer_extract(r, diff, comp)
+                result["ok"] = layer_extract(r, diff, comp)
             except BaseException as e:
                 result["error"] = e
             finally:
@@ -177,7 +183,7 @@ class _LayerJob:
             raise layer_error(result["error"], self.desc["digest"]) from None
         self._verify(result["ok"])
 
-    def _verify(self, res: _native.ExtractResult) -> None:
+    def _verify(self, res: ExtractResult) -> None:
         digest, size = self.desc["digest"], int(self.desc.get("size", -1))
         self.p.emit(Progress(self.short, "Verifying Checksum"))
         if res.compressed_digest != digest:

@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 
 from pyminidocker import native as n
+from pyminidocker.native import monitor
 from tests.integration.conftest import cgroups_left, remove_leftovers, store_with_bb
 
-MONITOR = n.MONITOR_PATH
+MONITOR = monitor.MONITOR_PATH
 PSS_LIMIT_KIB = 400
 PRIVATE_LIMIT_KIB = 300
 CREATED: set[str] = set()  # ids of the containers this module made
@@ -357,7 +358,7 @@ def _blob(tmp_path: Path) -> bytes:
                        masked_paths=["/proc/kcore"], cgroup_procs=["/x/cgroup.procs"])
     fd = os.memfd_create("spec")
     try:
-        n.spec_write(fd, spec, "/tmp/log", "/tmp/exit", ["/m"], ["/d1", "/d2"],
+        monitor.spec_write(fd, spec, "/tmp/log", "/tmp/exit", ["/m"], ["/d1", "/d2"],
                      exit_argv=["/bin/true", "x"], exit_env=["A=1"])
         return os.pread(fd, 1 << 20, 0)
     finally:
@@ -459,7 +460,7 @@ def test_spec_write_to_a_bad_fd_is_ebadf():
     os.close(r)
     os.close(w)
     with pytest.raises(OSError) as ei:
-        n.spec_write(w, n.SpawnSpec(argv=["true"]))
+        monitor.spec_write(w, n.SpawnSpec(argv=["true"]))
     assert ei.value.errno == 9 and ei.value.op == "write spec"  # EBADF
 
 
@@ -467,10 +468,10 @@ def test_pmd_monitor_start_refuses_stdio_fds_with_einval(tmp_path):
     """C level: the monitor provides stdio, so a spec that brings its own is EINVAL."""
     keep: list = []
     s = n._c_spec(n.SpawnSpec(argv=["true"], stdout=1), keep)
-    m = n._c_monitor_spec(keep, tmp_path / "log", tmp_path / "exit", None, None, None, None)
+    m = monitor._c_monitor_spec(keep, tmp_path / "log", tmp_path / "exit", None, None, None, None)
     info = n.ffi.new("struct pmd_monitor_info *")
     err = n.ffi.new("struct pmd_error *")
-    assert n.lib.pmd_monitor_start(n.MONITOR_PATH.encode(), s, m, info, err) == -1
+    assert n.lib.pmd_monitor_start(monitor.MONITOR_PATH.encode(), s, m, info, err) == -1
     assert err.err == 22 and n.ffi.string(err.op) == b"monitor start"  # EINVAL
     assert info.pid == -1 and not (tmp_path / "log").exists()
 
@@ -478,14 +479,14 @@ def test_pmd_monitor_start_refuses_stdio_fds_with_einval(tmp_path):
 def test_monitor_start_errors_are_oserrors(tmp_path):
     spec = n.SpawnSpec(argv=["true"])
     with pytest.raises(FileNotFoundError) as ei:
-        n.monitor_start(spec, tmp_path / "log", tmp_path / "exit",
+        monitor.monitor_start(spec, tmp_path / "log", tmp_path / "exit",
                         monitor_path=tmp_path / "no-monitor")
     assert ei.value.op == "spawn monitor"
     with pytest.raises(ValueError):
-        n.monitor_start(n.SpawnSpec(argv=["true"], stdout=1), tmp_path / "log",
+        monitor.monitor_start(n.SpawnSpec(argv=["true"], stdout=1), tmp_path / "log",
                         tmp_path / "exit")
     with pytest.raises(FileNotFoundError) as ei:
-        n.monitor_start(n.SpawnSpec(argv=["no-such-command-x"], setsid=True),
+        monitor.monitor_start(n.SpawnSpec(argv=["no-such-command-x"], setsid=True),
                         tmp_path / "log", tmp_path / "exit")
     assert ei.value.op == "exec" and ei.value.filename == "no-such-command-x"
     assert not (tmp_path / "exit").exists()
@@ -494,7 +495,7 @@ def test_monitor_start_errors_are_oserrors(tmp_path):
 def test_monitor_start_from_python_without_the_cli(tmp_path):
     """The library path: a host process (no namespaces) under the monitor."""
     (tmp_path / "cleanme").mkdir()
-    info = n.monitor_start(n.SpawnSpec(argv=["sh", "-c", "echo hello; exit 4"], setsid=True,
+    info = monitor.monitor_start(n.SpawnSpec(argv=["sh", "-c", "echo hello; exit 4"], setsid=True,
                                        env=["PATH=/usr/bin:/bin"]),
                            tmp_path / "log", tmp_path / "exit",
                            cleanup_dirs=[tmp_path / "cleanme"],

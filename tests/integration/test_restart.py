@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from pyminidocker import native as shim
+from pyminidocker.native import monitor
 from tests.integration import servers as S
 from tests.integration.conftest import module_ctr
 
@@ -34,7 +34,7 @@ def monitors() -> list[int]:
     for p in os.listdir("/proc"):
         if p.isdigit():
             try:
-                if os.readlink(f"/proc/{p}/exe") == shim.MONITOR_PATH:
+                if os.readlink(f"/proc/{p}/exe") == monitor.MONITOR_PATH:
                     out.append(int(p))
             except OSError:
                 pass

@@ -1,12 +1,22 @@
-"""The C shim's Python wrappers, and the only importer of the compiled modules:
-pyminidocker._pmd, and pyminidocker._pmd_extract for layer extraction alone, imported on its
-first use (it loads libarchive and libcrypto, and with them thirteen more libraries that a
-container start does without; see csrc/build_ffi.py). The engine's modules import this one;
-programs import pyminidocker.shim, the public face of these names (docs/shim.md), which adds
-what needs the engine's policy: Docker's default seccomp profile behind SECCOMP_DEFAULT.
+"""The C shim's Python wrappers. This package is the only importer of the compiled modules, and
+this module, its core, holds what a container start calls (spawn.c, mount.c, confine.c,
+relay.c, devices.c): it is the one of them that a `run` imports, and the only importer of
+pyminidocker._pmd. The rest of csrc/ has a module each, imported by the code that calls it,
+over this module's ffi, lib and _raise: native.monitor (detached containers under
+pmd-monitor: monitor.c, specio.c), native.extract (layer extraction: extract.c, whose
+pyminidocker._pmd_extract it imports on its first use, as that loads libarchive and
+libcrypto, and with them thirteen more libraries that a container start does without; see
+csrc/build_ffi.py), native.netlink (a veth on a bridge: netlink.c) and native.seccomp
+(confine.c's seccomp compiler, which a start needs only when the store's cache of its
+programs misses).
 
-What is public: the names in __all__, with the signatures, fields and exceptions their
-docstrings give. API_VERSION versions them apart from the package (see docs/shim.md, "Stability").
+The engine's modules import these; programs import pyminidocker.shim, the public face of their
+names (docs/shim.md), which adds what needs the engine's policy: Docker's default seccomp
+profile behind SECCOMP_DEFAULT.
+
+What is public: the names in the __all__ of this module and of its submodules, with the
+signatures, fields and exceptions their docstrings give. API_VERSION versions them apart from
+the package (see docs/shim.md, "Stability").
 
 Each wrapper checks its arguments, allocates with ffi.new, calls, and turns a -1 return into
 an OSError built from struct pmd_error, so Python's own subclasses (FileNotFoundError,
@@ -39,8 +49,9 @@ except ImportError as e:  # pragma: no cover - only when the C module was not bu
         "pyminidocker's C module is not built: run `make` (or `pip install .`)"
     ) from e
 
-# (major, minor) of the public API in __all__: minor grows when something is added, major when
-# something public changes or goes (after a minor release that warns about it).
+# (major, minor) of the public API, the __all__ of this module and of its submodules: minor
+# grows when something is added, major when something public changes or goes (after a minor
+# release that warns about it).
 API_VERSION = (1, 4)  # 1.1: seccomp_compile, SECCOMP_PROG_MAX, SpawnSpec.seccomp as a program;
 # 1.2: monitor_start(restart=RestartPolicy(...), health=HealthCheck(...)), RESTART_*;
 # 1.3: CLONE_NEWUSER, SpawnSpec.hooks/hooks_stdin/uid_map/gid_map
@@ -55,9 +66,6 @@ __all__ = [
     "CLONE_NEWPID",
     "CLONE_NEWUSER",
     "CLONE_NEWUTS",
-    "COMPRESS_GZIP",
-    "COMPRESS_NONE",
-    "COMPRESS_ZSTD",
     "MNT_DETACH",
     "MS_BIND",
     "MS_NOATIME",
@@ -72,38 +80,19 @@ __all__ = [
     "MS_SHARED",
     "MS_SLAVE",
     "MS_STRICTATIME",
-    "RESTART_ALWAYS",
-    "RESTART_NO",
-    "RESTART_ON_FAILURE",
-    "RESTART_UNLESS_STOPPED",
     "SECCOMP_DEFAULT",
     "SECCOMP_OFF",
-    "SECCOMP_PROG_MAX",
     "TRACE_PHASES",
-    "ExtractResult",
-    "HealthCheck",
-    "MonitorInfo",
     "Mount",
     "Process",
-    "RestartPolicy",
     "SpawnSpec",
     "cgroup_devices",
-    "layer_extract",
-    "monitor_start",
-    "net_attach",
-    "net_detach",
     "overlay_mount",
     "relay",
-    "seccomp_compile",
     "spawn",
-    "spec_write",
     "umount",
     "wait",
 ]
-
-COMPRESS_NONE = lib.PMD_COMPRESS_NONE
-COMPRESS_GZIP = lib.PMD_COMPRESS_GZIP
-COMPRESS_ZSTD = lib.PMD_COMPRESS_ZSTD
 
 
 def _raise(err: CData) -> None:
@@ -115,38 +104,6 @@ def _raise(err: CData) -> None:
     exc = OSError(code, msg, path or None)
     exc.op = op  # type: ignore[attr-defined]  # lets callers tell exec failures from setup ones
     raise exc
-
-
-@dataclass(frozen=True)
-class ExtractResult:
-    """compressed_digest, diff_id, compressed_size, uncompressed_size, entries (see pmd.h)."""
-
-    compressed_digest: str
-    diff_id: str
-    compressed_size: int
-    uncompressed_size: int
-    entries: int
-
-
-def layer_extract(fd: int, dest: str | os.PathLike[str], compression: int) -> ExtractResult:
-    """Extract the layer tar read from fd into the empty directory dest (see pmd.h).
-
-    Raises OSError (EPERM/EXDEV for hostile entries, EINVAL for a corrupt stream, ENOSPC, ...).
-    Releases the GIL while extracting, so several layers extract in parallel threads.
-    """
-    from pyminidocker._pmd_extract import lib as extract_lib
-
-    res = ffi.new("struct pmd_extract_result *")
-    err = ffi.new("struct pmd_error *")
-    if extract_lib.pmd_layer_extract(fd, os.fsencode(dest), compression, res, err) != 0:
-        _raise(err)
-    return ExtractResult(
-        ffi.string(res.compressed_digest).decode(),
-        ffi.string(res.diff_id).decode(),
-        res.compressed_size,
-        res.uncompressed_size,
-        res.entries,
-    )
 
 
 # ---- containers (spawn.c, mount.c, confine.c) ----------------------------------------------
@@ -174,7 +131,6 @@ MS_RELATIME = 1 << 21
 MS_STRICTATIME = 1 << 24
 MNT_DETACH = 2
 
-SECCOMP_PROG_MAX = lib.PMD_SECCOMP_PROG_MAX
 SECCOMP_OFF = 0      # SpawnSpec.seccomp: no filter
 SECCOMP_DEFAULT = 1  # SpawnSpec.seccomp: Docker's default profile for the spec's cap_bounding
 
@@ -500,193 +456,6 @@ def _c_hooks(hooks: list[tuple[str, list[str], list[str], int]], keep: list[CDat
     return hs
 
 
-def seccomp_compile(rules: Iterable[tuple[int, int, int, Sequence[tuple[int, int, int, int]]]],
-                    default_action: int, bad_arch_action: int, arches: Sequence[int],
-                    enosys_above: bool) -> bytes:
-    """The BPF program for seccomp rules (see pmd_seccomp_compile in pmd.h), as the bytes of a
-    struct sock_filter array: each rule is (audit arch, syscall number, action, conditions),
-    a condition (argument index, PMD_SCMP_CMP_* op, value, value_two).
-
-    Raises OSError: EINVAL (bad arch, op, index), E2BIG (the program would exceed
-    SECCOMP_PROG_MAX instructions)."""
-    rules = list(rules)
-    f = ffi.new("struct pmd_seccomp_filter *")
-    rs = ffi.new("struct pmd_seccomp_rule[]", max(len(rules), 1))
-    for i, (arch, nr, action, args) in enumerate(rules):
-        r = rs[i]
-        r.arch, r.nr, r.action, r.n_args = arch, nr, action, len(args)
-        if len(args) > lib.PMD_SECCOMP_ARGS_MAX:
-            raise OSError(22, f"seccomp rule: {len(args)} argument conditions")
-        for j, (index, op, value, value_two) in enumerate(args):
-            r.args[j].index, r.args[j].op = index, op
-            r.args[j].value, r.args[j].value_two = value, value_two
-    ar = ffi.new("unsigned int[]", list(arches) or [0])
-    f.default_action, f.bad_arch_action = default_action, bad_arch_action
-    f.arches, f.n_arches = ar, len(arches)
-    f.rules, f.n_rules = rs, len(rules)
-    f.enosys_above = int(enosys_above)
-    out = ffi.new("struct pmd_seccomp_prog *")
-    err = ffi.new("struct pmd_error *")
-    if lib.pmd_seccomp_compile(f, out, err) != 0:
-        _raise(err)
-    return bytes(ffi.buffer(out.insns, out.len * ffi.sizeof("struct pmd_bpf_insn")))
-
-
-MONITOR_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pmd-monitor")
-
-
-@dataclass
-class MonitorInfo:
-    """A detached container: pid (its init, in our pid namespace) and monitor_pid; a held one
-    (spec.hold) also has the channel that release() and abort() use."""
-
-    pid: int
-    monitor_pid: int
-    status_fd: int = -1
-
-    def release(self) -> None:
-        """Let a held container run; raises its setup error as spawn() would."""
-        info = ffi.new("struct pmd_monitor_info *")
-        info.pid, info.monitor_pid, info.status_fd = self.pid, self.monitor_pid, self.status_fd
-        self.status_fd = -1
-        err = ffi.new("struct pmd_error *")
-        if lib.pmd_monitor_release(info, err) != 0:
-            _raise(err)
-
-    def abort(self) -> None:
-        """End a held container unrun: the monitor sees the channel close."""
-        if self.status_fd >= 0:
-            os.close(self.status_fd)
-            self.status_fd = -1
-
-
-def _c_monitor_spec(keep: list[CData], log_path: str | os.PathLike[str] | None,
-                    exit_path: str | os.PathLike[str] | None,
-                    cleanup_mounts: Iterable[str | os.PathLike[str]] | None,
-                    cleanup_dirs: Iterable[str | os.PathLike[str]] | None,
-                    exit_argv: Sequence[str | os.PathLike[str]] | None,
-                    exit_env: Sequence[str] | None) -> CData:
-    m = ffi.new("struct pmd_monitor_spec *")
-    keep.append(m)
-    m.log_path = _cstr(keep, log_path)
-    m.exit_path = _cstr(keep, exit_path)
-    m.cleanup_mounts = _cstrv(keep, None if cleanup_mounts is None else list(cleanup_mounts))
-    m.cleanup_dirs = _cstrv(keep, None if cleanup_dirs is None else list(cleanup_dirs))
-    m.exit_argv = _cstrv(keep, None if not exit_argv else list(exit_argv))
-    m.exit_envp = _cstrv(keep, None if exit_env is None else list(exit_env))
-    return m
-
-
-@dataclass(frozen=True)
-class RestartPolicy:
-    """A monitored container's restart policy (see pmd_monitor_spec in csrc/pmd.h): policy one
-    of RESTART_NO/ALWAYS/ON_FAILURE/UNLESS_STOPPED, max_count (on-failure: at most this many
-    restarts, 0 = no limit), restart_path (the monitor's record of the restarts), stop_path
-    (once it exists, no more restarts)."""
-
-    policy: int
-    max_count: int
-    restart_path: str
-    stop_path: str
-
-
-@dataclass(frozen=True)
-class HealthCheck:
-    """A monitored container's healthcheck (see pmd_monitor_spec in csrc/pmd.h): the monitor
-    runs argv (argv[0] a path; environment env) every interval_ms, kills it after timeout_ms,
-    counts retries failures in a row as unhealthy (not within start_ms of the start), and
-    writes {"Status", "FailingStreak", "Log"} to path after each run."""
-
-    argv: list[str]
-    env: list[str]
-    path: str
-    interval_ms: int
-    timeout_ms: int
-    start_ms: int
-    retries: int
-
-
-RESTART_NO = lib.PMD_RESTART_NO
-RESTART_ALWAYS = lib.PMD_RESTART_ALWAYS
-RESTART_ON_FAILURE = lib.PMD_RESTART_ON_FAILURE
-RESTART_UNLESS_STOPPED = lib.PMD_RESTART_UNLESS_STOPPED
-
-
-def monitor_start(spec: SpawnSpec, log_path: str | os.PathLike[str],
-                  exit_path: str | os.PathLike[str],
-                  cleanup_mounts: Iterable[str | os.PathLike[str]] = (),
-                  cleanup_dirs: Iterable[str | os.PathLike[str]] = (),
-                  exit_argv: Sequence[str | os.PathLike[str]] | None = None,
-                  exit_env: Sequence[str] | None = None,
-                  monitor_path: str | os.PathLike[str] | None = None,
-                  restart: RestartPolicy | None = None,
-                  health: HealthCheck | None = None,
-                  log_max_size: int = 0, log_max_file: int = 0,
-                  stdin_path: str | os.PathLike[str] | None = None) -> MonitorInfo:
-    """Start spec as a detached container watched by pmd-monitor (see pmd_monitor_start).
-
-    The monitor logs the container's stdout/stderr to log_path (Docker's json-file format),
-    and when it exits unmounts cleanup_mounts, removes cleanup_dirs, writes exit_path
-    ({"exit_code", "finished_at", "oom_killed"}) and finally execs exit_argv (argv[0] a path;
-    environment exit_env, "K=V" strings) if given; with restart, it first restarts the container
-    as the policy says (RestartPolicy); with health, it runs the healthcheck while the container
-    runs (HealthCheck); with log_max_size, it rotates log_path past that many bytes, keeping
-    log_max_file files (Docker's json-file max-size/max-file); with stdin_path (a fifo), the
-    container's stdin comes from it and never ends (run -d -i: what `attach` writes there;
-    with spec.console, the monitor passes it to the console). spec's stdio must be -1 (the
-    monitor provides pipes, or with spec.console the container's own pty). With spec.hold it
-    returns once the container exists: call release() (or abort()) on the result.
-
-    Raises OSError as spawn() does (FileNotFoundError with op "exec" for a command not found,
-    ...), or for the monitor itself (ENOENT, op "spawn monitor", if it was not built). On error
-    no process is left; mounts and cgroups are the caller's.
-    """
-    if (spec.stdin, spec.stdout, spec.stderr) != (-1, -1, -1):
-        raise ValueError("a monitored container gets its stdio from the monitor")
-    keep: list[CData] = []
-    s = _c_spec(spec, keep)
-    m = _c_monitor_spec(keep, log_path, exit_path, cleanup_mounts, cleanup_dirs, exit_argv,
-                        exit_env)
-    if restart is not None and restart.policy != RESTART_NO:
-        m.restart_policy = restart.policy
-        m.restart_max = restart.max_count
-        m.restart_path = _cstr(keep, restart.restart_path)
-        m.stop_path = _cstr(keep, restart.stop_path)
-    m.log_max_size = log_max_size
-    m.log_max_file = log_max_file
-    m.stdin_path = _cstr(keep, stdin_path)
-    if health is not None:
-        m.health_argv = _cstrv(keep, list(health.argv))
-        m.health_envp = _cstrv(keep, list(health.env))
-        m.health_path = _cstr(keep, health.path)
-        m.health_interval_ms = health.interval_ms
-        m.health_timeout_ms = health.timeout_ms
-        m.health_start_ms = health.start_ms
-        m.health_retries = health.retries
-    info = ffi.new("struct pmd_monitor_info *")
-    err = ffi.new("struct pmd_error *")
-    if lib.pmd_monitor_start(os.fsencode(monitor_path or MONITOR_PATH), s, m, info, err) != 0:
-        _raise(err)
-    return MonitorInfo(info.pid, info.monitor_pid, info.status_fd)
-
-
-def spec_write(fd: int, spec: SpawnSpec, log_path: str | os.PathLike[str] | None = None,
-               exit_path: str | os.PathLike[str] | None = None,
-               cleanup_mounts: Iterable[str | os.PathLike[str]] | None = None,
-               cleanup_dirs: Iterable[str | os.PathLike[str]] | None = None,
-               exit_argv: Sequence[str | os.PathLike[str]] | None = None,
-               exit_env: Sequence[str] | None = None) -> None:
-    """Write the serialized spec that pmd_monitor_start hands to pmd-monitor to fd (for tests
-    and tools: `pmd-monitor --check FD` validates it). Raises OSError."""
-    keep: list[CData] = []
-    s = _c_spec(spec, keep)
-    m = _c_monitor_spec(keep, log_path, exit_path, cleanup_mounts, cleanup_dirs, exit_argv,
-                        exit_env)
-    err = ffi.new("struct pmd_error *")
-    if lib.pmd_spec_write(fd, s, m, err) != 0:
-        _raise(err)
-
-
 def wait(pid: int) -> int:
     """waitpid(pid), retried on EINTR; the exit code, or -signal for a killed process."""
     _, status = os.waitpid(pid, 0)
@@ -824,59 +593,4 @@ def cgroup_devices(cgroup_dir: str | os.PathLike[str],
         c[i].access = bits
     err = ffi.new("struct pmd_error *")
     if lib.pmd_cgroup_devices(os.fsencode(cgroup_dir), c, n, err) != 0:
-        _raise(err)
-
-
-# ---- network (netlink.c) -------------------------------------------------------------------
-
-def _ifarg(name: str, value: object) -> bytes:
-    """A C string argument: str (or bytes), no NUL inside (C would see a shorter string)."""
-    if not isinstance(value, (str, bytes)):
-        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
-    b = value.encode() if isinstance(value, str) else value
-    if b"\0" in b:
-        raise ValueError(f"{name} contains a NUL byte")
-    return b
-
-
-def net_attach(pid: int, bridge: str, host_ifname: str, address: str, prefix_len: int,
-               gateway: str | None = None, container_ifname: str = "eth0", mtu: int = 0,
-               mac: str | None = None) -> None:
-    """Give the container whose init is pid a veth on bridge (see pmd_net_attach in pmd.h).
-
-    The host end host_ifname becomes a port of bridge, up; its peer is created in pid's netns
-    as container_ifname, up, with address/prefix_len; lo comes up; with gateway, a default
-    route via it. mtu 0 is the bridge's, mac None a random one.
-
-    Raises OSError: EINVAL (a bad name, address, prefix, gateway, mtu or mac; op says which),
-    FileNotFoundError (ENOENT, op "open netns") if pid is gone, ENODEV (op "find bridge") if
-    bridge does not exist, FileExistsError (EEXIST) if host_ifname does, or the kernel's errno
-    with its message. On error no veth is left behind.
-    """
-    keep: list[CData] = []
-    a = ffi.new("struct pmd_net_attach *")
-    for name, value in (("bridge", bridge), ("host_ifname", host_ifname),
-                        ("container_ifname", container_ifname), ("address", address)):
-        c = ffi.new("char[]", _ifarg(name, value))
-        keep.append(c)
-        setattr(a, name, c)
-    if gateway is not None:
-        keep.append(ffi.new("char[]", _ifarg("gateway", gateway)))
-        a.gateway = keep[-1]
-    if mac is not None:
-        keep.append(ffi.new("char[]", _ifarg("mac", mac)))
-        a.mac = keep[-1]
-    a.netns_pid = pid
-    a.prefix_len = prefix_len
-    a.mtu = mtu
-    err = ffi.new("struct pmd_error *")
-    if lib.pmd_net_attach(a, err) != 0:
-        _raise(err)
-
-
-def net_detach(host_ifname: str) -> None:
-    """Delete the veth host_ifname and so its peer (see pmd_net_detach); one that is already
-    gone is fine. Raises OSError: EINVAL if host_ifname names a link that is not a veth."""
-    err = ffi.new("struct pmd_error *")
-    if lib.pmd_net_detach(_ifarg("host_ifname", host_ifname), err) != 0:
         _raise(err)
