@@ -586,16 +586,16 @@ class Runtime:
 
     def kill(self, rec: ContainerRecord, sig: int = signal.SIGKILL) -> None:
         """Raises Conflict if the container is not running."""
-        rec = self.refresh(rec)
-        if rec.state.status != "running":
-            raise Conflict(f"Cannot kill container: {rec.name}: container {rec.id} is not "
-                           "running")
-        self._no_more_restarts(rec)
-        with suppress(ProcessLookupError):
-            os.kill(rec.state.pid, sig)
-        self.log(rec, "kill", signal=str(int(sig)))
-        if rec.state.paused:  # a frozen process acts on its signals once thawed (as Docker)
-            self.unpause(rec)
+        from pyminidocker.container import control
+
+        control.kill(self, rec, sig)
+
+    def stop(self, rec: ContainerRecord, timeout: int | None = None) -> None:
+        """The container's stop signal, then SIGKILL after timeout seconds; returns once it
+        has exited (container.control.stop)."""
+        from pyminidocker.container import control
+
+        control.stop(self, rec, timeout)
 
     def unpause(self, rec: ContainerRecord) -> None:
         """Thaw a paused container (kill and stop do, as Docker). Raises Conflict."""
@@ -604,40 +604,6 @@ class Runtime:
         control.unpause(self, rec)
         self.log(rec, "unpause")
 
-    def _no_more_restarts(self, rec: ContainerRecord) -> None:
-        """stop, kill and rm -f end a restart policy's restarts (Docker: manually stopped):
-        the monitor looks for this file before each restart."""
-        if rec.host.get("restart"):
-            with suppress(OSError):
-                os.close(os.open(os.path.join(self.containers.path(rec.id), "stop"),
-                                 os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
-
-    def stop(self, rec: ContainerRecord, timeout: int | None = None) -> None:
-        """The container's stop signal (--stop-signal, SIGTERM), then SIGKILL after timeout
-        seconds (None: its --stop-timeout, else 10); returns once it has exited."""
-        rec = self.refresh(rec)
-        if rec.state.status != "running":
-            return
-        if timeout is None:
-            timeout = rec.host.get("stop_timeout", 10)
-        sig = signal.SIGTERM
-        if rec.host.get("stop_signal"):
-            sig = policy.parse_signal(rec.host["stop_signal"])
-        self._no_more_restarts(rec)
-        st = rec.state
-        if _alive(st.pid, st.pid_start):  # not between two runs of a restart policy
-            with suppress(ProcessLookupError):
-                os.kill(st.pid, sig)
-            self.log(rec, "kill", signal=str(int(sig)))
-        if st.paused:  # a frozen process acts on its signal once thawed (as Docker)
-            self.unpause(rec)
-        if not self._wait_gone(rec, timeout) and _alive(st.pid, st.pid_start):
-            with suppress(ProcessLookupError):
-                os.kill(st.pid, signal.SIGKILL)
-            self.log(rec, "kill", signal=str(int(signal.SIGKILL)))
-            self._wait_gone(rec, 10)
-        self.log(rec, "stop")
-
     def running(self, rec: ContainerRecord) -> bool:
         """Whether the container runs now; not once it was removed (`run --rm` does that at
         its exit)."""
@@ -645,17 +611,6 @@ class Runtime:
             return self.refresh(self.containers.get(rec.id)).state.status == "running"
         except NotFound:
             return False
-
-    def _wait_gone(self, rec: ContainerRecord, timeout: float) -> bool:
-        """True once the container has stopped (or was removed)."""
-        deadline = time.monotonic() + timeout
-        delay = 0.002
-        while time.monotonic() < deadline:
-            if not self.running(rec):
-                return True
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
-        return False
 
     def wait(self, rec: ContainerRecord) -> int:
         while True:
@@ -677,7 +632,9 @@ class Runtime:
                 with suppress(ProcessLookupError):
                     os.kill(rec.state.pid, signal.SIGKILL)
                 self.log(rec, "kill", signal=str(int(signal.SIGKILL)))
-            self._wait_gone(rec, 10)
+            from pyminidocker.container.control import wait_gone
+
+            wait_gone(self, rec, 10)
         with suppress(NotFound, StoreError):
             self._unplug(self.containers.get(rec.id))  # an address a crash left recorded
         with self.store.lock():
