@@ -125,9 +125,11 @@ def start_all_restart(rt: Runtime) -> list[str]:
     contrib/pyminidocker-restart.service): start every stopped container whose policy
     asks for it: always; unless-stopped unless it was stopped by stop/kill; on-failure
     when it last exited non-zero. Returns the ids started."""
+    from pyminidocker.container.monitor import restart_policy
+
     started = []
     for rec in rt.list():
-        name, _ = conv.restart_policy(rec.host)
+        name, _ = restart_policy(rec.host)
         st = rec.state
         if st.status == "running" or name == "no":
             continue

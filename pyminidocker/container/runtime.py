@@ -371,7 +371,9 @@ class Runtime:
                         proc = _native.spawn(sp)
                     output.spawned()
                 else:
-                    proc = self._spawn_monitored(rec, d, sp)
+                    from pyminidocker.container import monitor
+
+                    proc = monitor.spawn(self, rec, d, sp)
             if bridged:
                 self._plug(rec, d, proc, rules)
             if configure:  # after the plugging: net.ipv4.conf.eth0.* needs its eth0
@@ -537,22 +539,6 @@ class Runtime:
             except OSError:
                 self.store.discard(staging)
                 raise
-
-    def _spawn_monitored(self, rec: ContainerRecord, d: str, sp: Any) -> Any:
-        """Start the container under its pmd-monitor (see pmd_monitor_start in csrc/pmd.h):
-        returns once it runs, with .pid and .monitor_pid. The monitor logs its output to
-        <id>-json.log and, when it exits, unmounts the rootfs, removes the cgroup and writes
-        the exit record that refresh() reads. Raises OSError as spawn does."""
-        from pyminidocker.native.monitor import monitor_start  # detached starts only
-
-        options = conv.monitor_options(self.store.root, rec, d)
-        if rec.open_stdin:  # run -d -i: a stdin that `attach` writes into
-            options["stdin_path"] = stdin = os.path.join(d, "stdin")
-            with suppress(FileNotFoundError):
-                os.unlink(stdin)  # a previous run's: what was written there is not this one's
-            os.mkfifo(stdin, 0o600)
-        with self.trace.phase("monitor+clone+setup+exec"):
-            return monitor_start(sp, **options)
 
     # ---- network plugging (container.plugging), exec and the other operations
     # (container.control): imported by the operations that need them, never by `run`'s

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import stat
-import sys
 
 from pyminidocker import native as _native
 from pyminidocker.container import spec as policy
@@ -477,53 +476,6 @@ def exec_spec(root: str, rec: ContainerRecord, rootfs: str, argv: list[str], env
 def log_of(host: Mapping[str, Any]) -> dict[str, Any]:
     """--log-driver/--log-opt: {"driver", "max_size", "max_file"} (json-file by default)."""
     return host.get("log") or {"driver": "json-file"}
-
-
-def restart_policy(host: Mapping[str, Any]) -> tuple[str, int]:
-    """(name, maximum retry count) of a host config's --restart ("no", 0 by default)."""
-    r = host.get("restart") or {}
-    return str(r.get("name") or "no"), int(r.get("max") or 0)
-
-
-def monitor_options(root: str, rec: ContainerRecord, d: str) -> dict[str, Any]:
-    """What the pmd-monitor of the container rec (its directory d; root the store's) is
-    told besides its spawn spec (native.monitor.monitor_start): its log, exit record, what to
-    clean up, its restart policy and healthcheck, and for --rm the `rm` it becomes at the end."""
-    from pyminidocker.native import monitor  # a detached start's: not on an attached run's path
-
-    exit_argv = None
-    if rec.host.auto_remove:
-        # run -d --rm: the monitor becomes `rm` once it has recorded the exit. A plain rm,
-        # not rm -f: should the container have been started again meanwhile, it stays.
-        exit_argv = [sys.executable, "-m", "pyminidocker", "--root", root,
-                     "rm", "-v", rec.id]
-    restart = None
-    policy_name, max_count = restart_policy(rec.host)
-    if policy_name != "no":  # the monitor restarts it (see pmd_monitor_spec)
-        policies = {"always": monitor.RESTART_ALWAYS, "on-failure": monitor.RESTART_ON_FAILURE,
-                    "unless-stopped": monitor.RESTART_UNLESS_STOPPED}
-        restart = monitor.RestartPolicy(
-            policies[policy_name], max_count, os.path.join(d, "restart"),
-            os.path.join(d, "stop"))
-    health = None
-    hc = rec.host.get("healthcheck")
-    if hc:  # run by the monitor: our own exec of the test, at its intervals
-        test = list(hc["Test"])
-        cmd = ["/bin/sh", "-c", test[1]] if test[0] == "CMD-SHELL" else test[1:]
-        health = monitor.HealthCheck(
-            [sys.executable, "-m", "pyminidocker", "--root", root, "exec",
-             rec.id, *cmd], [f"{k}={v}" for k, v in os.environ.items()],
-            os.path.join(d, "health"), (hc.get("Interval") or 30_000_000_000) // 1_000_000,
-            (hc.get("Timeout") or 30_000_000_000) // 1_000_000,
-            (hc.get("StartPeriod") or 0) // 1_000_000, hc.get("Retries") or 3)
-    log = log_of(rec.host)
-    return {"log_path": os.devnull if log["driver"] == "none" else
-            os.path.join(d, f"{rec.id}-json.log"), "exit_path": os.path.join(d, "exit"),
-            "cleanup_mounts": [os.path.join(d, "rootfs")],
-            "cleanup_dirs": list(cgroup_of(rec).dirs.values()), "exit_argv": exit_argv,
-            "exit_env": [f"{k}={v}" for k, v in os.environ.items()] if exit_argv else None,
-            "restart": restart, "health": health, "log_max_size": log.get("max_size", 0),
-            "log_max_file": log.get("max_file", 1)}
 
 
 def _stamp(path: str) -> str:
