@@ -12,7 +12,6 @@ container (container.stdio).
 from __future__ import annotations
 
 import os
-import stat
 import time
 
 from pyminidocker import native as _native
@@ -500,45 +499,10 @@ class Runtime:
         _native.overlay_mount(lowers, rootfs, upper=os.path.join(d, "upper"),
                               work=os.path.join(d, "work"), volatile=volatile)
         if init is not None and not have_init:
-            with suppress(OSError, PmdError):  # only an optimisation: the child makes them
-                self._make_init(rootfs, init)
+            from pyminidocker.container import initlayer
 
-    def _make_init(self, rootfs: str, init: str) -> None:
-        """Make the image's init layer from what its root (as mounted at rootfs) lacks of the
-        mount points every container gets (conv.INIT_DIRS, /etc/conv.INIT_FILES). Without it, each
-        start would create them in the container's own layer (the child makes a missing mount
-        point), and each removal delete them again: 1-2 ms of a start on a disk like this
-        one's. As Docker's <id>-init layer, but made once per image. An /etc that is not a
-        directory of the image's own (a symlink, say) is left to the child."""
-        with self.store.lock():
-            if os.path.isdir(init):
-                return  # made by another start meanwhile
-            staging = self.store.new_staging("locked")  # renamed under the store lock
-            try:
-                for name in conv.INIT_DIRS:
-                    if not os.path.lexists(os.path.join(rootfs, name)):
-                        os.mkdir(os.path.join(staging, name), 0o755)
-                etc = os.path.join(rootfs, "etc")
-                try:
-                    st: os.stat_result | None = os.lstat(etc)
-                except FileNotFoundError:
-                    st = None
-                if st is None or stat.S_ISDIR(st.st_mode):
-                    missing = [f for f in conv.INIT_FILES
-                               if st is None or not os.path.lexists(os.path.join(etc, f))]
-                    if missing:
-                        own = os.path.join(staging, "etc")
-                        os.mkdir(own, 0o755)
-                        if st is not None:  # it stands above the image's /etc: look the same
-                            os.chown(own, st.st_uid, st.st_gid)
-                            os.chmod(own, stat.S_IMODE(st.st_mode))
-                        for f in missing:
-                            os.close(os.open(os.path.join(own, f),
-                                             os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
-                os.rename(staging, init)
-            except OSError:
-                self.store.discard(staging)
-                raise
+            with suppress(OSError, PmdError):  # only an optimisation: the child makes them
+                initlayer.make(self.store, rootfs, init)
 
     # ---- network plugging (container.plugging), exec and the other operations
     # (container.control): imported by the operations that need them, never by `run`'s
