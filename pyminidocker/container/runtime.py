@@ -425,7 +425,9 @@ class Runtime:
         try:
             self.containers.save_state(rec)
         except StoreError:  # a full disk: what cannot be recorded as running must not run
-            self._abandon(rec, proc, held=held)
+            from pyminidocker.container import recovery
+
+            recovery.abandon(self, rec, proc, held=held)
             rec.state = prior
             with suppress(StoreError):
                 self._start_failed(rec, None)
@@ -447,32 +449,9 @@ class Runtime:
                 raise
 
     def _start_failed(self, rec: ContainerRecord, e: OSError | None) -> None:
-        self._teardown(rec)
-        self._unplug(rec)
-        rec.state.status = "created" if rec.state.status == "created" else "exited"
-        rec.state.error = streams.start_message(e) if e else "start interrupted"
-        if e is not None:
-            rec.state.exit_code = policy.exec_exit_code(e)
-        self.containers.save_state(rec)
+        from pyminidocker.container import recovery
 
-    def _abandon(self, rec: ContainerRecord, proc: Any, held: bool) -> None:
-        """End a container just spawned (held or running) and wait until nothing of it is left
-        (its monitor unmounts and removes its cgroup as it exits; without one, we do)."""
-        if held:
-            proc.abort()  # a held child is killed unrun (and reaped); a held monitor ends it
-        else:
-            with suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-        monitor_pid = getattr(proc, "monitor_pid", 0)
-        if monitor_pid:
-            start = _pid_start(monitor_pid)
-            deadline = time.monotonic() + 10
-            while _alive(monitor_pid, start) and time.monotonic() < deadline:
-                time.sleep(0.005)
-        elif not held:
-            with suppress(ChildProcessError):
-                os.waitpid(proc.pid, 0)
-        self._teardown(rec)
+        recovery.start_failed(self, rec, e)
 
     def _mount_root(self, rec: ContainerRecord, d: str) -> None:
         image = self.store.images.get(rec.image)
