@@ -244,7 +244,9 @@ class Runtime:
             raise UsageError("--pid container:X and --ipc container:Y must name the same "
                              "container")
         for link in extra.get("links", []):  # --link: the container is named by its id
-            link["id"] = self.linked(link, opts.name or "", network).id
+            from pyminidocker.container.plugging import linked
+
+            link["id"] = linked(self, link, opts.name or "", network).id
         if extra.get("ip"):  # --ip: refused now rather than at the start, where it can be
             from pyminidocker.network import networks
 
@@ -281,22 +283,6 @@ class Runtime:
                     drop_volumes(self.store, made)
                 raise
         return made
-
-    def linked(self, link: dict[str, str], name: str, network: str) -> ContainerRecord:
-        """The running container a --link of the container name on network names. Raises
-        NotFound, UsageError (Docker's words for one that does not run or is elsewhere)."""
-        try:
-            other = self.get(link.get("id") or link["name"])
-        except NotFound:
-            raise NotFound(f"could not get container for {link['name']}") from None
-        if other.state.status != "running":
-            raise UsageError(f"Cannot link to a non running container: /{other.name} AS "
-                             f"/{name}/{link['alias']}")
-        if other.host.network != network:
-            raise UsageError(f"Cannot link to /{other.name}, as it does not belong to the "
-                             "default network" if network == "bridge" else
-                             f"Cannot link to /{other.name}: it is not on network {network}")
-        return other
 
     def log(self, rec: ContainerRecord, action: str, at: str | None = None,
             **extra: str) -> None:

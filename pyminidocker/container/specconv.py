@@ -381,17 +381,6 @@ def _standard_mounts(host_network: bool, privileged: bool | None) -> list[Any]:
     return mounts
 
 
-def hosts_line(rec: ContainerRecord, address: str, network: str) -> str:
-    """A container's line in /etc/hosts on network: its address and host name, and where names
-    resolve (user networks: Docker's DNS there, these lines here) its name and its aliases on
-    that network, each once. The default bridge knows no names: a name Docker made up is not
-    in the file."""
-    by_name = network != "bridge"
-    names = [rec.hostname, *([rec.name] if by_name else [])]
-    names += rec.host.aliases(network) if by_name else []  # --network-alias, connect --alias
-    return f"{address}\t{' '.join(dict.fromkeys(names))}\n"
-
-
 def base_hosts(rec: ContainerRecord) -> str:
     """/etc/hosts before the container's network adds its names: --add-host lines follow. On
     the host's network it starts from the host's own file, as Docker copies it."""
