@@ -22,7 +22,6 @@ from pyminidocker.errors import (
     Conflict,
     NotFound,
     PmdError,
-    StartError,
     StoreError,
     UsageError,
     suppress,
@@ -362,7 +361,9 @@ class Runtime:
             if bridged:
                 self._plug(rec, d, proc, rules)
             if configure:  # after the plugging: net.ipv4.conf.eth0.* needs its eth0
-                self._configure(rec, proc)
+                from pyminidocker.container.namespaces import configure_held
+
+                configure_held(proc, rec.host.get("sysctls") or {}, rec.host.get("domainname"))
             if attach:
                 for phase, ms in proc.trace().items():
                     self.trace.note(f"  child: {phase}", ms)
@@ -471,20 +472,6 @@ class Runtime:
 
     # ---- network plugging (container.plugging), exec and the other operations
     # (container.control): imported by the operations that need them, never by `run`'s
-
-    def _configure(self, rec: ContainerRecord, proc: Any) -> None:
-        """--sysctl and --domainname, written in the held container's namespaces (the OCI
-        runtime's way: container.namespaces). Raises StartError (exit 125); the container
-        is ended unrun."""
-        from pyminidocker.container.namespaces import configure
-
-        try:
-            configure(proc.pid, rec.host.get("sysctls") or {}, rec.host.get("domainname"))
-        except BaseException as e:
-            proc.abort()
-            if isinstance(e, PmdError):
-                raise StartError(str(e), exit_code=125) from None
-            raise
 
     def _plug(self, rec: ContainerRecord, d: str, proc: Any, rules: Any = None) -> None:
         from pyminidocker.container import plugging
