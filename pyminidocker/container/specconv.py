@@ -12,7 +12,7 @@ import stat
 
 from pyminidocker import native as _native
 from pyminidocker.container import spec as policy
-from pyminidocker.errors import PmdError, StartError, StoreError, UsageError
+from pyminidocker.errors import PmdError, StartError, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ def container_spec(store: Store, trace: Tracer, warnings: list[str], rec: Contai
     warnings) and mounted, its seccomp program and its stdio."""
     with trace.phase("spec"):
         sp = spawn_spec(rec, os.path.join(d, "rootfs"), d,
-                        lambda rootfs, m: mount_of(store, rootfs, m))
+                        lambda rootfs, m: _volume_mount(store, rootfs, m))
     with trace.phase("cgroup"):
         cg = cgroup_of(rec)
         cg.create(limits(rec.host))
@@ -57,6 +57,12 @@ def container_spec(store: Store, trace: Tracer, warnings: list[str], rec: Contai
     sp.seccomp = _seccomp_program(store.root, rec.host, sp.cap_bounding)
     sp.stdin, sp.stdout, sp.stderr = stdio
     return sp
+
+
+def _volume_mount(store: Store, rootfs: str, m: dict[str, Any]) -> Any:
+    from pyminidocker.container.mounts import mount_of  # -v, --mount and VOLUMEs only
+
+    return mount_of(store, rootfs, m)
 
 
 def spawn_spec(rec: ContainerRecord, rootfs: str, etc_dir: str,
@@ -95,8 +101,10 @@ def spawn_spec(rec: ContainerRecord, rootfs: str, etc_dir: str,
 
         mounts += [volume_mount(rootfs, m) for m in mounts_of(host)]
     for t in host.get("tmpfs", []):
-        path, opts = policy.parse_tmpfs(t)
-        flags, data = policy.tmpfs_options(opts)
+        from pyminidocker.container.mounts import parse_tmpfs, tmpfs_options  # --tmpfs only
+
+        path, opts = parse_tmpfs(t)
+        flags, data = tmpfs_options(opts)
         mounts.append(_native.Mount(
             target=policy.resolved_destination(rootfs, path, f"--tmpfs {t}"),
             source="tmpfs", fstype="tmpfs", mkdir=True, flags=flags, data=data))
@@ -136,48 +144,6 @@ def cgroup_mounts(cg: Any, dest: str = "/sys/fs/cgroup", ro: int = _native.MS_RD
                 out.append(_native.Mount(f"{dest}/{os.path.basename(mnt)}", src, None,
                                          _native.MS_BIND | base | ro, mkdir=True))
     return out
-
-
-def mount_of(store: Store, rootfs: str, m: dict[str, Any]) -> Any:
-    """The shim's Mount for one mount record; a volume's directory seeded from the image
-    on its first use (mounts.seed). Raises UsageError, NotFound (a volume gone)."""
-    given = m.get("Name") or m.get("Source") or ""  # the mount as the user wrote it
-    dst = policy.resolved_destination(
-        rootfs, m["Destination"],
-        f"-v {given}:{m['Destination']}" if m["Type"] != "tmpfs" else "")
-    ro = _native.MS_RDONLY if not m.get("RW", True) else 0
-    if m["Type"] == "tmpfs":
-        flags, data = policy.tmpfs_options(m.get("Options", ""))
-        return _native.Mount(target=dst, source="tmpfs", fstype="tmpfs", mkdir=True,
-                             flags=flags | ro, data=data)
-    if m["Type"] == "bind":
-        src = m["Source"]
-        if not os.path.exists(src):
-            if not m.get("Create", True):
-                raise UsageError(f"bind source path does not exist: {src}")
-            os.makedirs(src, exist_ok=True)  # Docker creates a missing -v bind source
-        return _native.Mount(target=dst, source=src, mkdir=True,
-                             flags=_native.MS_BIND | _native.MS_REC | ro)
-    vol = store.volumes.get(m["Name"])
-    opts = vol.options
-    if opts:  # the local driver's mount(8)-like options: the device itself is mounted
-        o = [x for x in opts.get("o", "").split(",") if x]
-        if "bind" in o:
-            return _native.Mount(target=dst, source=opts["device"], mkdir=True,
-                                 flags=_native.MS_BIND | _native.MS_REC | ro)
-        return _native.Mount(target=dst, source=opts["device"], fstype=opts.get("type"),
-                             mkdir=True, flags=ro, data=",".join(o) or None)
-    src = store.volumes.data_path(vol.name)
-    if not m.get("NoCopy"):
-        try:
-            from pyminidocker.container.mounts import seed
-
-            seed(policy.secure_join(rootfs, dst), src)
-        except OSError as e:
-            raise StoreError(f"cannot copy the image's {dst} into volume {vol.name}: "
-                             f"{e.strerror}") from None
-    return _native.Mount(target=dst, source=src, mkdir=True,
-                         flags=_native.MS_BIND | _native.MS_REC | ro)
 
 
 def limits(host: Mapping[str, Any], devices: bool = True) -> Any:
