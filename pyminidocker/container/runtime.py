@@ -2,12 +2,13 @@
 
 create checks the user's options and records the container; start mounts its overlay, has
 container.specconv turn its record into the shim's spawn spec (cgroup made) and hands that to
-the C shim, under its monitor when detached. The state a command finds is first reconciled with
-reality (refresh, container.recovery): a container whose process is gone is shown exited,
-whatever killed it or its monitor. The rest lives beside this module, imported only by the
-operations that need it: network plugging (container.plugging), exec and the other verbs
-(container.control, which the engine calls with a Runtime), the streams of an attached
-container (container.stdio).
+the C shim, under its monitor when detached (container.monitor). The state a command finds is
+first reconciled with reality (refresh, container.recovery): a container whose process is gone
+is shown exited, whatever killed it or its monitor. The rest lives beside this module, imported
+only by the operations that need it: network plugging (container.plugging), stop, kill, exec
+and the other verbs (container.control, which the engine calls with a Runtime), an image's init
+layer (container.initlayer), the undoing of a failed start (container.recovery), the streams
+of an attached container (container.stdio).
 """
 from __future__ import annotations
 
