@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 import sys
 
-from pyminidocker.native import monitor as pmd_monitor
 from pyminidocker.container.specconv import cgroup_of, log_of
 from pyminidocker.errors import suppress
+from pyminidocker.native import monitor as pmd_monitor
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from pyminidocker.container.runtime import Runtime
     from pyminidocker.store.containers import ContainerRecord
 
-_RESTART_POLICIES = {"always": pmd_monitor.RESTART_ALWAYS, "on-failure": pmd_monitor.RESTART_ON_FAILURE,
+_RESTART_POLICIES = {"always": pmd_monitor.RESTART_ALWAYS,
+                     "on-failure": pmd_monitor.RESTART_ON_FAILURE,
                      "unless-stopped": pmd_monitor.RESTART_UNLESS_STOPPED}
 
 
