@@ -338,36 +338,10 @@ class Runtime:
             rules = firewall.rules_snapshot()
         output = None
         try:
-            with self.trace.phase("overlay mount"):
-                self._mount_root(rec, d)
-            child_stdio = stdio
             if attach:
                 output = streams.Output(None if conv.log_of(rec.host)["driver"] == "none"
                                         else os.path.join(d, f"{rec.id}-json.log"), rec.tty)
-                child_stdio = (stdio[0], output.write[0], output.write[1]) if output.write \
-                    else (-1, -1, -1)
-            sp = conv.container_spec(self.store, self.trace, self.warnings, rec, d, child_stdio)
-            # held: its network is plugged in, its sysctls and domain name set before it runs
-            configure = bool(rec.host.get("sysctls") or rec.host.get("domainname"))
-            held = sp.hold = bridged or configure
-            with streams.oom_score(rec.host.get("oom_score_adj")):
-                if output is not None:
-                    with self.trace.phase("spawn (clone to execve)"):
-                        proc = _native.spawn(sp)
-                    output.spawned()
-                else:
-                    from pyminidocker.container import monitor
-
-                    proc = monitor.spawn(self, rec, d, sp)
-            if bridged:
-                self._plug(rec, d, proc, rules)
-            if configure:  # after the plugging: net.ipv4.conf.eth0.* needs its eth0
-                from pyminidocker.container.namespaces import configure_held
-
-                configure_held(proc, rec.host.get("sysctls") or {}, rec.host.get("domainname"))
-            if attach:
-                for phase, ms in proc.trace().items():
-                    self.trace.note(f"  child: {phase}", ms)
+            proc, held = self._launch(rec, d, stdio, output, bridged, rules)
         except BaseException as e:
             if output is not None:
                 output.close()
@@ -397,6 +371,41 @@ class Runtime:
             self._finish(rec, code, now_iso())
         self._unplug(rec)
         return code
+
+    def _launch(self, rec: ContainerRecord, d: str, stdio: tuple[int, int, int],
+                output: Any, bridged: bool, rules: Any) -> tuple[Any, bool]:
+        """start's setup and spawn: the root mounted, the spec made, the container spawned
+        (attached when output is its streams.Output, else under its monitor), plugged into
+        its network and configured. Returns it, and whether it is held (see _mark_running)."""
+        with self.trace.phase("overlay mount"):
+            self._mount_root(rec, d)
+        child_stdio = stdio
+        if output is not None:
+            child_stdio = (stdio[0], output.write[0], output.write[1]) if output.write \
+                else (-1, -1, -1)
+        sp = conv.container_spec(self.store, self.trace, self.warnings, rec, d, child_stdio)
+        # held: its network is plugged in, its sysctls and domain name set before it runs
+        configure = bool(rec.host.get("sysctls") or rec.host.get("domainname"))
+        held = sp.hold = bridged or configure
+        with streams.oom_score(rec.host.get("oom_score_adj")):
+            if output is not None:
+                with self.trace.phase("spawn (clone to execve)"):
+                    proc = _native.spawn(sp)
+                output.spawned()
+            else:
+                from pyminidocker.container import monitor
+
+                proc = monitor.spawn(self, rec, d, sp)
+        if bridged:
+            self._plug(rec, d, proc, rules)
+        if configure:  # after the plugging: net.ipv4.conf.eth0.* needs its eth0
+            from pyminidocker.container.namespaces import configure_held
+
+            configure_held(proc, rec.host.get("sysctls") or {}, rec.host.get("domainname"))
+        if output is not None:
+            for phase, ms in proc.trace().items():
+                self.trace.note(f"  child: {phase}", ms)
+        return proc, held
 
     def _mark_running(self, rec: ContainerRecord, proc: Any, held: bool) -> None:
         """Record the spawned container as running (its pid and its monitor's, each with its
