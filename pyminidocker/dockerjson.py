@@ -163,9 +163,9 @@ def _host_config(rec: Any) -> dict[str, Any]:
     binds = [*host.get("binds", [])] or None
     tmpfs: dict[str, str] = {}
     if host.get("tmpfs"):
-        from pyminidocker.container import spec as policy
+        from pyminidocker.container.mounts import parse_tmpfs
 
-        tmpfs = dict(policy.parse_tmpfs(t) for t in host["tmpfs"])
+        tmpfs = dict(parse_tmpfs(t) for t in host["tmpfs"])
     # The options as given (seccomp=FILE replaced by the profile's text, as Docker does).
     security_opt = host.get("security_opt") or (
         ["no-new-privileges"] if host.get("no_new_privs") else None)

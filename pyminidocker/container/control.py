@@ -1,6 +1,6 @@
-"""The Runtime's operations on a running or stopped container that `run` never needs: exec,
-pause/unpause, top, diff, stats, update, restart, rename, and the restarts at boot. Functions of
-the Runtime (rt), which imports this module only when one of them is called.
+"""The Runtime's operations on a running or stopped container that `run` never needs: stop,
+kill, exec, pause/unpause, top, diff, stats, update, restart, rename, and the restarts at boot.
+Functions of the Runtime (rt), which imports this module only when one of them is called.
 """
 from __future__ import annotations
 
@@ -8,11 +8,18 @@ import os
 import time
 
 from pyminidocker import native as _native
+from pyminidocker.container import spec as policy
 from pyminidocker.container import specconv as conv
 from pyminidocker.container.specconv import INIT_DIRS, INIT_FILES, cgroup_of
 from pyminidocker.container.stdio import Output, forward_signals, start_error
 from pyminidocker.errors import Conflict, PmdError, suppress
+from pyminidocker.proc import alive as _alive
 from pyminidocker.store.containers import check_name
+
+try:
+    import _signal as signal  # the signal module without its enum wrappers (as runtime's)
+except ImportError:  # pragma: no cover - not CPython
+    import signal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -21,6 +28,68 @@ if TYPE_CHECKING:
 
     from pyminidocker.container.runtime import Runtime
     from pyminidocker.store.containers import ContainerRecord
+
+
+def kill(rt: Runtime, rec: ContainerRecord, sig: int) -> None:
+    """Raises Conflict if the container is not running."""
+    rec = rt.refresh(rec)
+    if rec.state.status != "running":
+        raise Conflict(f"Cannot kill container: {rec.name}: container {rec.id} is not "
+                       "running")
+    _no_more_restarts(rt, rec)
+    with suppress(ProcessLookupError):
+        os.kill(rec.state.pid, sig)
+    rt.log(rec, "kill", signal=str(int(sig)))
+    if rec.state.paused:  # a frozen process acts on its signals once thawed (as Docker)
+        rt.unpause(rec)
+
+
+def _no_more_restarts(rt: Runtime, rec: ContainerRecord) -> None:
+    """stop, kill and rm -f end a restart policy's restarts (Docker: manually stopped):
+    the monitor looks for this file before each restart."""
+    if rec.host.get("restart"):
+        with suppress(OSError):
+            os.close(os.open(os.path.join(rt.containers.path(rec.id), "stop"),
+                             os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+
+
+def stop(rt: Runtime, rec: ContainerRecord, timeout: int | None = None) -> None:
+    """The container's stop signal (--stop-signal, SIGTERM), then SIGKILL after timeout
+    seconds (None: its --stop-timeout, else 10); returns once it has exited."""
+    rec = rt.refresh(rec)
+    if rec.state.status != "running":
+        return
+    if timeout is None:
+        timeout = rec.host.get("stop_timeout", 10)
+    sig = signal.SIGTERM
+    if rec.host.get("stop_signal"):
+        sig = policy.parse_signal(rec.host["stop_signal"])
+    _no_more_restarts(rt, rec)
+    st = rec.state
+    if _alive(st.pid, st.pid_start):  # not between two runs of a restart policy
+        with suppress(ProcessLookupError):
+            os.kill(st.pid, sig)
+        rt.log(rec, "kill", signal=str(int(sig)))
+    if st.paused:  # a frozen process acts on its signal once thawed (as Docker)
+        rt.unpause(rec)
+    if not wait_gone(rt, rec, timeout) and _alive(st.pid, st.pid_start):
+        with suppress(ProcessLookupError):
+            os.kill(st.pid, signal.SIGKILL)
+        rt.log(rec, "kill", signal=str(int(signal.SIGKILL)))
+        wait_gone(rt, rec, 10)
+    rt.log(rec, "stop")
+
+
+def wait_gone(rt: Runtime, rec: ContainerRecord, timeout: float) -> bool:
+    """True once the container has stopped (or was removed)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while time.monotonic() < deadline:
+        if not rt.running(rec):
+            return True
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    return False
 
 
 def exec(rt: Runtime, rec: ContainerRecord, argv: list[str], env: list[str], user: str | None,
@@ -56,9 +125,11 @@ def start_all_restart(rt: Runtime) -> list[str]:
     contrib/pyminidocker-restart.service): start every stopped container whose policy
     asks for it: always; unless-stopped unless it was stopped by stop/kill; on-failure
     when it last exited non-zero. Returns the ids started."""
+    from pyminidocker.container.monitor import restart_policy
+
     started = []
     for rec in rt.list():
-        name, _ = conv.restart_policy(rec.host)
+        name, _ = restart_policy(rec.host)
         st = rec.state
         if st.status == "running" or name == "no":
             continue

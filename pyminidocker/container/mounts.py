@@ -1,4 +1,5 @@
-"""A container's mounts, as Docker decides them: -v, --mount, --volumes-from, the image's VOLUMEs.
+"""A container's mounts, as Docker decides them: -v, --mount, --volumes-from, the image's VOLUMEs
+(and --tmpfs's options); at its start, each record as the shim's Mount (mount_of).
 
 The flags are parsed into one plain list of mount records, kept in the container's host config
 ("mounts") and shown by inspect as its Mounts:
@@ -16,8 +17,15 @@ from __future__ import annotations
 
 import os
 
-from pyminidocker.container.spec import check_destination, tmpfs_options
-from pyminidocker.errors import NotFound, PmdError, UsageError, suppress
+from pyminidocker import native as _native
+from pyminidocker.container.spec import (
+    MOUNT_OPTIONS,
+    check_destination,
+    resolved_destination,
+    secure_join,
+)
+from pyminidocker.errors import NotFound, PmdError, StoreError, UsageError, suppress
+from pyminidocker.native import MS_NODEV, MS_NOEXEC, MS_NOSUID
 from pyminidocker.store import log_event
 from pyminidocker.store.files import now_iso, valid_name
 
@@ -202,6 +210,50 @@ def _volume_mount(f: dict[str, Any], dst: str) -> dict[str, Any]:
     return m
 
 
+def parse_tmpfs(spec: str) -> tuple[str, str]:
+    """--tmpfs /path[:options] → (path, options), the options checked (tmpfs_options). Raises
+    UsageError."""
+    path, _, opts = spec.partition(":")
+    if not path.startswith("/"):
+        raise UsageError(f"invalid tmpfs specification: '{spec}': the path must be absolute")
+    tmpfs_options(opts)
+    return check_destination(path), opts
+
+
+
+# --tmpfs options as Docker takes them: flags, and the tmpfs data keys with their value's shape
+_TMPFS_FLAGS = {k: MOUNT_OPTIONS[k] for k in ("exec", "noexec", "suid", "nosuid", "dev",
+                                               "nodev", "ro", "rw")}
+_TMPFS_KEYS = {"size", "mode", "uid", "gid", "nr_inodes", "nr_blocks"}
+_SIZE_SUFFIXES = ("k", "m", "g", "t", "%")
+
+
+def tmpfs_options(opts: str) -> tuple[int, str]:
+    """Docker's tmpfs options (noexec,nosuid,nodev by default; exec, suid, dev, ro, rw;
+    size, mode, uid, gid, nr_inodes, nr_blocks) → (mount flags, tmpfs data). Raises
+    UsageError for an option tmpfs does not take or a malformed value."""
+    flags, data = MS_NOEXEC | MS_NOSUID | MS_NODEV, []
+    for opt in filter(None, opts.split(",")):
+        key, eq, value = opt.partition("=")
+        if not eq and key in _TMPFS_FLAGS:
+            add, clear = _TMPFS_FLAGS[key]
+            flags = (flags | add) & ~clear
+            continue
+        ok = False
+        if eq and key in _TMPFS_KEYS and value:
+            if key == "mode":
+                ok = all(c in "01234567" for c in value)
+            elif key == "size":
+                num = value.lower().removesuffix("b")
+                ok = num.removesuffix(num[-1:] if num.endswith(_SIZE_SUFFIXES) else "").isdigit()
+            else:
+                ok = value.isdigit()
+        if not ok:
+            raise UsageError(f"invalid tmpfs option: {opt!r}")
+        data.append(opt)
+    return flags, ",".join(data) or "mode=1777"
+
+
 def parse_volumes_from(spec: str) -> tuple[str, str]:
     """--volumes-from CONTAINER[:ro|rw] → (container, "ro"|"rw"|""). Raises UsageError."""
     ref, _, mode = spec.partition(":")
@@ -229,8 +281,6 @@ def plan(own: list[dict[str, Any]], tmpfs: list[str], from_others: list[dict[str
     """The container's mounts, by precedence, parents before children. Raises UsageError for
     two of its own mounts on one destination (Docker: Duplicate mount point)."""
     taken: dict[str, dict[str, Any]] = {}
-    from pyminidocker.container.spec import parse_tmpfs
-
     for path in [parse_tmpfs(t)[0] for t in tmpfs] + [m["Destination"] for m in own]:
         if path in taken:
             raise UsageError(f"Duplicate mount point: {path}")
@@ -303,6 +353,46 @@ def _copy_meta(s: str, t: str, st: os.stat_result | None = None) -> None:
     if not os.path.islink(t):
         os.chmod(t, st.st_mode & 0o7777)
     os.utime(t, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
+def mount_of(store: Store, rootfs: str, m: dict[str, Any]) -> Any:
+    """The shim's Mount for one mount record; a volume's directory seeded from the image
+    on its first use (seed). Raises UsageError, NotFound (a volume gone)."""
+    given = m.get("Name") or m.get("Source") or ""  # the mount as the user wrote it
+    dst = resolved_destination(
+        rootfs, m["Destination"],
+        f"-v {given}:{m['Destination']}" if m["Type"] != "tmpfs" else "")
+    ro = _native.MS_RDONLY if not m.get("RW", True) else 0
+    if m["Type"] == "tmpfs":
+        flags, data = tmpfs_options(m.get("Options", ""))
+        return _native.Mount(target=dst, source="tmpfs", fstype="tmpfs", mkdir=True,
+                             flags=flags | ro, data=data)
+    if m["Type"] == "bind":
+        src = m["Source"]
+        if not os.path.exists(src):
+            if not m.get("Create", True):
+                raise UsageError(f"bind source path does not exist: {src}")
+            os.makedirs(src, exist_ok=True)  # Docker creates a missing -v bind source
+        return _native.Mount(target=dst, source=src, mkdir=True,
+                             flags=_native.MS_BIND | _native.MS_REC | ro)
+    vol = store.volumes.get(m["Name"])
+    opts = vol.options
+    if opts:  # the local driver's mount(8)-like options: the device itself is mounted
+        o = [x for x in opts.get("o", "").split(",") if x]
+        if "bind" in o:
+            return _native.Mount(target=dst, source=opts["device"], mkdir=True,
+                                 flags=_native.MS_BIND | _native.MS_REC | ro)
+        return _native.Mount(target=dst, source=opts["device"], fstype=opts.get("type"),
+                             mkdir=True, flags=ro, data=",".join(o) or None)
+    src = store.volumes.data_path(vol.name)
+    if not m.get("NoCopy"):
+        try:
+            seed(secure_join(rootfs, dst), src)
+        except OSError as e:
+            raise StoreError(f"cannot copy the image's {dst} into volume {vol.name}: "
+                             f"{e.strerror}") from None
+    return _native.Mount(target=dst, source=src, mkdir=True,
+                         flags=_native.MS_BIND | _native.MS_REC | ro)
 
 
 def mounts_of(host: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import os
 
-from pyminidocker.errors import PmdError
+from pyminidocker.errors import PmdError, StartError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+    from typing import Any
 
 # The names under /proc/PID/ns/ of each type (OCI's names as keys).
 NS_FILES = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts",
@@ -86,3 +87,15 @@ def configure(pid: int, sysctl: Mapping[str, str], domainname: str | None) -> No
                 raise PmdError(f"setdomainname: {os.strerror(ctypes.get_errno())}")
 
     in_namespaces(pid, ("network", "ipc", "uts"), work)
+
+
+def configure_held(proc: Any, sysctl: Mapping[str, str], domainname: str | None) -> None:
+    """The engine's --sysctl and --domainname, written in its held container proc's
+    namespaces (configure). Raises StartError (exit 125); the container is ended unrun."""
+    try:
+        configure(proc.pid, sysctl, domainname)
+    except BaseException as e:
+        proc.abort()
+        if isinstance(e, PmdError):
+            raise StartError(str(e), exit_code=125) from None
+        raise

@@ -1,6 +1,6 @@
 """A container's network plugging: its address, the veth pair into its namespace, published
-ports, the names in the members' /etc/hosts and in the network's DNS server (network/dns.py);
-`network connect`/`disconnect`.
+ports, the names in the members' /etc/hosts (and its --link's) and in the network's DNS server
+(network/dns.py); `network connect`/`disconnect`.
 
 Functions of the Runtime (rt), imported only when a container has a network to plug: the
 start path of `run --network none` never loads this module or the network package.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from pyminidocker.container.specconv import base_hosts, hosts_line, resolv_conf
+from pyminidocker.container.specconv import base_hosts, resolv_conf
 from pyminidocker.errors import Conflict, NotFound, PmdError, UsageError, suppress
 from pyminidocker.native.netlink import net_attach, net_detach
 
@@ -30,6 +30,34 @@ def host_gateway(store: Store, network: str) -> str:
     if network in ("none", "host", "bridge"):
         return networks.default_network(store).gateway
     return networks.get_network(store, network).gateway
+
+
+def linked(rt: Runtime, link: dict[str, str], name: str, network: str) -> ContainerRecord:
+    """The running container a --link of the container name on network names. Raises
+    NotFound, UsageError (Docker's words for one that does not run or is elsewhere)."""
+    try:
+        other = rt.get(link.get("id") or link["name"])
+    except NotFound:
+        raise NotFound(f"could not get container for {link['name']}") from None
+    if other.state.status != "running":
+        raise UsageError(f"Cannot link to a non running container: /{other.name} AS "
+                         f"/{name}/{link['alias']}")
+    if other.host.network != network:
+        raise UsageError(f"Cannot link to /{other.name}, as it does not belong to the "
+                         "default network" if network == "bridge" else
+                         f"Cannot link to /{other.name}: it is not on network {network}")
+    return other
+
+
+def hosts_line(rec: ContainerRecord, address: str, network: str) -> str:
+    """A container's line in /etc/hosts on network: its address and host name, and where names
+    resolve (user networks: Docker's DNS there, these lines here) its name and its aliases on
+    that network, each once. The default bridge knows no names: a name Docker made up is not
+    in the file."""
+    by_name = network != "bridge"
+    names = [rec.hostname, *([rec.name] if by_name else [])]
+    names += rec.host.aliases(network) if by_name else []  # --network-alias, connect --alias
+    return f"{address}\t{' '.join(dict.fromkeys(names))}\n"
 
 
 def plug(rt: Runtime, rec: ContainerRecord, d: str, proc: Any, rules: Any = None) -> None:
@@ -104,7 +132,7 @@ def _link_lines(rt: Runtime, rec: ContainerRecord) -> str:
     as Docker's legacy links write them. Raises UsageError for one that no longer runs."""
     out = ""
     for link in rec.host.get("links", []):
-        other = rt.linked(link, rec.name, rec.host.network)
+        other = linked(rt, link, rec.name, rec.host.network)
         names = dict.fromkeys([link["alias"], other.hostname, other.name])
         out += f"{other.state.ip}\t{' '.join(names)}\n"
     return out

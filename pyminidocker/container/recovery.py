@@ -1,7 +1,8 @@
 """A running container's record reconciled with reality: the monitor's exit and restart
 records, a process that is gone (monitor killed, host rebooted), a watcher for a container
-whose monitor was killed, its health as the monitor last wrote it. Functions of the Runtime
-(rt), imported once a record says a container runs.
+whose monitor was killed, its health as the monitor last wrote it; and a start that failed
+undone. Functions of the Runtime (rt), imported once a record says a container runs, or a
+start fails.
 """
 from __future__ import annotations
 
@@ -10,10 +11,17 @@ import sys
 import time
 
 from pyminidocker import record
+from pyminidocker.container.spec import exec_exit_code
+from pyminidocker.container.stdio import start_message
 from pyminidocker.errors import PmdError, StoreError, suppress
 from pyminidocker.proc import alive as _alive
 from pyminidocker.proc import start_time as _pid_start
 from pyminidocker.store.files import now_iso
+
+try:
+    import _signal as signal  # the signal module without its enum wrappers (as runtime's)
+except ImportError:  # pragma: no cover - not CPython
+    import signal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -210,3 +218,35 @@ def _follow_restart(rt: Runtime, rec: ContainerRecord) -> ContainerRecord | None
         rt.containers.save_state(fresh)
     return fresh
 
+
+
+def start_failed(rt: Runtime, rec: ContainerRecord, e: OSError | None) -> None:
+    """Undo a start that failed (e: the spawn's error; None: interrupted), and record why:
+    a created container stays created, any other is exited."""
+    rt._teardown(rec)
+    rt._unplug(rec)
+    rec.state.status = "created" if rec.state.status == "created" else "exited"
+    rec.state.error = start_message(e) if e else "start interrupted"
+    if e is not None:
+        rec.state.exit_code = exec_exit_code(e)
+    rt.containers.save_state(rec)
+
+
+def abandon(rt: Runtime, rec: ContainerRecord, proc: Any, held: bool) -> None:
+    """End a container just spawned (held or running) and wait until nothing of it is left
+    (its monitor unmounts and removes its cgroup as it exits; without one, we do)."""
+    if held:
+        proc.abort()  # a held child is killed unrun (and reaped); a held monitor ends it
+    else:
+        with suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+    monitor_pid = getattr(proc, "monitor_pid", 0)
+    if monitor_pid:
+        start = _pid_start(monitor_pid)
+        deadline = time.monotonic() + 10
+        while _alive(monitor_pid, start) and time.monotonic() < deadline:
+            time.sleep(0.005)
+    elif not held:
+        with suppress(ChildProcessError):
+            os.waitpid(proc.pid, 0)
+    rt._teardown(rec)

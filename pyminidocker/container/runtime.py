@@ -2,17 +2,17 @@
 
 create checks the user's options and records the container; start mounts its overlay, has
 container.specconv turn its record into the shim's spawn spec (cgroup made) and hands that to
-the C shim, under its monitor when detached. The state a command finds is first reconciled with
-reality (refresh, container.recovery): a container whose process is gone is shown exited,
-whatever killed it or its monitor. The rest lives beside this module, imported only by the
-operations that need it: network plugging (container.plugging), exec and the other verbs
-(container.control, which the engine calls with a Runtime), the streams of an attached
-container (container.stdio).
+the C shim, under its monitor when detached (container.monitor). The state a command finds is
+first reconciled with reality (refresh, container.recovery): a container whose process is gone
+is shown exited, whatever killed it or its monitor. The rest lives beside this module, imported
+only by the operations that need it: network plugging (container.plugging), stop, kill, exec
+and the other verbs (container.control, which the engine calls with a Runtime), an image's init
+layer (container.initlayer), the undoing of a failed start (container.recovery), the streams
+of an attached container (container.stdio).
 """
 from __future__ import annotations
 
 import os
-import stat
 import time
 
 from pyminidocker import native as _native
@@ -23,7 +23,6 @@ from pyminidocker.errors import (
     Conflict,
     NotFound,
     PmdError,
-    StartError,
     StoreError,
     UsageError,
     suppress,
@@ -245,7 +244,9 @@ class Runtime:
             raise UsageError("--pid container:X and --ipc container:Y must name the same "
                              "container")
         for link in extra.get("links", []):  # --link: the container is named by its id
-            link["id"] = self.linked(link, opts.name or "", network).id
+            from pyminidocker.container.plugging import linked
+
+            link["id"] = linked(self, link, opts.name or "", network).id
         if extra.get("ip"):  # --ip: refused now rather than at the start, where it can be
             from pyminidocker.network import networks
 
@@ -282,22 +283,6 @@ class Runtime:
                     drop_volumes(self.store, made)
                 raise
         return made
-
-    def linked(self, link: dict[str, str], name: str, network: str) -> ContainerRecord:
-        """The running container a --link of the container name on network names. Raises
-        NotFound, UsageError (Docker's words for one that does not run or is elsewhere)."""
-        try:
-            other = self.get(link.get("id") or link["name"])
-        except NotFound:
-            raise NotFound(f"could not get container for {link['name']}") from None
-        if other.state.status != "running":
-            raise UsageError(f"Cannot link to a non running container: /{other.name} AS "
-                             f"/{name}/{link['alias']}")
-        if other.host.network != network:
-            raise UsageError(f"Cannot link to /{other.name}, as it does not belong to the "
-                             "default network" if network == "bridge" else
-                             f"Cannot link to /{other.name}: it is not on network {network}")
-        return other
 
     def log(self, rec: ContainerRecord, action: str, at: str | None = None,
             **extra: str) -> None:
@@ -353,32 +338,10 @@ class Runtime:
             rules = firewall.rules_snapshot()
         output = None
         try:
-            with self.trace.phase("overlay mount"):
-                self._mount_root(rec, d)
-            child_stdio = stdio
             if attach:
                 output = streams.Output(None if conv.log_of(rec.host)["driver"] == "none"
                                         else os.path.join(d, f"{rec.id}-json.log"), rec.tty)
-                child_stdio = (stdio[0], output.write[0], output.write[1]) if output.write \
-                    else (-1, -1, -1)
-            sp = conv.container_spec(self.store, self.trace, self.warnings, rec, d, child_stdio)
-            # held: its network is plugged in, its sysctls and domain name set before it runs
-            configure = bool(rec.host.get("sysctls") or rec.host.get("domainname"))
-            held = sp.hold = bridged or configure
-            with streams.oom_score(rec.host.get("oom_score_adj")):
-                if output is not None:
-                    with self.trace.phase("spawn (clone to execve)"):
-                        proc = _native.spawn(sp)
-                    output.spawned()
-                else:
-                    proc = self._spawn_monitored(rec, d, sp)
-            if bridged:
-                self._plug(rec, d, proc, rules)
-            if configure:  # after the plugging: net.ipv4.conf.eth0.* needs its eth0
-                self._configure(rec, proc)
-            if attach:
-                for phase, ms in proc.trace().items():
-                    self.trace.note(f"  child: {phase}", ms)
+            proc, held = self._launch(rec, d, stdio, output, bridged, rules)
         except BaseException as e:
             if output is not None:
                 output.close()
@@ -409,6 +372,41 @@ class Runtime:
         self._unplug(rec)
         return code
 
+    def _launch(self, rec: ContainerRecord, d: str, stdio: tuple[int, int, int],
+                output: Any, bridged: bool, rules: Any) -> tuple[Any, bool]:
+        """start's setup and spawn: the root mounted, the spec made, the container spawned
+        (attached when output is its streams.Output, else under its monitor), plugged into
+        its network and configured. Returns it, and whether it is held (see _mark_running)."""
+        with self.trace.phase("overlay mount"):
+            self._mount_root(rec, d)
+        child_stdio = stdio
+        if output is not None:
+            child_stdio = (stdio[0], output.write[0], output.write[1]) if output.write \
+                else (-1, -1, -1)
+        sp = conv.container_spec(self.store, self.trace, self.warnings, rec, d, child_stdio)
+        # held: its network is plugged in, its sysctls and domain name set before it runs
+        configure = bool(rec.host.get("sysctls") or rec.host.get("domainname"))
+        held = sp.hold = bridged or configure
+        with streams.oom_score(rec.host.get("oom_score_adj")):
+            if output is not None:
+                with self.trace.phase("spawn (clone to execve)"):
+                    proc = _native.spawn(sp)
+                output.spawned()
+            else:
+                from pyminidocker.container import monitor
+
+                proc = monitor.spawn(self, rec, d, sp)
+        if bridged:
+            self._plug(rec, d, proc, rules)
+        if configure:  # after the plugging: net.ipv4.conf.eth0.* needs its eth0
+            from pyminidocker.container.namespaces import configure_held
+
+            configure_held(proc, rec.host.get("sysctls") or {}, rec.host.get("domainname"))
+        if output is not None:
+            for phase, ms in proc.trace().items():
+                self.trace.note(f"  child: {phase}", ms)
+        return proc, held
+
     def _mark_running(self, rec: ContainerRecord, proc: Any, held: bool) -> None:
         """Record the spawned container as running (its pid and its monitor's, each with its
         start time) and release it if it was held (for its network, sysctls). Raises
@@ -424,7 +422,9 @@ class Runtime:
         try:
             self.containers.save_state(rec)
         except StoreError:  # a full disk: what cannot be recorded as running must not run
-            self._abandon(rec, proc, held=held)
+            from pyminidocker.container import recovery
+
+            recovery.abandon(self, rec, proc, held=held)
             rec.state = prior
             with suppress(StoreError):
                 self._start_failed(rec, None)
@@ -446,32 +446,9 @@ class Runtime:
                 raise
 
     def _start_failed(self, rec: ContainerRecord, e: OSError | None) -> None:
-        self._teardown(rec)
-        self._unplug(rec)
-        rec.state.status = "created" if rec.state.status == "created" else "exited"
-        rec.state.error = streams.start_message(e) if e else "start interrupted"
-        if e is not None:
-            rec.state.exit_code = policy.exec_exit_code(e)
-        self.containers.save_state(rec)
+        from pyminidocker.container import recovery
 
-    def _abandon(self, rec: ContainerRecord, proc: Any, held: bool) -> None:
-        """End a container just spawned (held or running) and wait until nothing of it is left
-        (its monitor unmounts and removes its cgroup as it exits; without one, we do)."""
-        if held:
-            proc.abort()  # a held child is killed unrun (and reaped); a held monitor ends it
-        else:
-            with suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-        monitor_pid = getattr(proc, "monitor_pid", 0)
-        if monitor_pid:
-            start = _pid_start(monitor_pid)
-            deadline = time.monotonic() + 10
-            while _alive(monitor_pid, start) and time.monotonic() < deadline:
-                time.sleep(0.005)
-        elif not held:
-            with suppress(ChildProcessError):
-                os.waitpid(proc.pid, 0)
-        self._teardown(rec)
+        recovery.start_failed(self, rec, e)
 
     def _mount_root(self, rec: ContainerRecord, d: str) -> None:
         image = self.store.images.get(rec.image)
@@ -498,78 +475,13 @@ class Runtime:
         _native.overlay_mount(lowers, rootfs, upper=os.path.join(d, "upper"),
                               work=os.path.join(d, "work"), volatile=volatile)
         if init is not None and not have_init:
+            from pyminidocker.container import initlayer
+
             with suppress(OSError, PmdError):  # only an optimisation: the child makes them
-                self._make_init(rootfs, init)
-
-    def _make_init(self, rootfs: str, init: str) -> None:
-        """Make the image's init layer from what its root (as mounted at rootfs) lacks of the
-        mount points every container gets (conv.INIT_DIRS, /etc/conv.INIT_FILES). Without it, each
-        start would create them in the container's own layer (the child makes a missing mount
-        point), and each removal delete them again: 1-2 ms of a start on a disk like this
-        one's. As Docker's <id>-init layer, but made once per image. An /etc that is not a
-        directory of the image's own (a symlink, say) is left to the child."""
-        with self.store.lock():
-            if os.path.isdir(init):
-                return  # made by another start meanwhile
-            staging = self.store.new_staging("locked")  # renamed under the store lock
-            try:
-                for name in conv.INIT_DIRS:
-                    if not os.path.lexists(os.path.join(rootfs, name)):
-                        os.mkdir(os.path.join(staging, name), 0o755)
-                etc = os.path.join(rootfs, "etc")
-                try:
-                    st: os.stat_result | None = os.lstat(etc)
-                except FileNotFoundError:
-                    st = None
-                if st is None or stat.S_ISDIR(st.st_mode):
-                    missing = [f for f in conv.INIT_FILES
-                               if st is None or not os.path.lexists(os.path.join(etc, f))]
-                    if missing:
-                        own = os.path.join(staging, "etc")
-                        os.mkdir(own, 0o755)
-                        if st is not None:  # it stands above the image's /etc: look the same
-                            os.chown(own, st.st_uid, st.st_gid)
-                            os.chmod(own, stat.S_IMODE(st.st_mode))
-                        for f in missing:
-                            os.close(os.open(os.path.join(own, f),
-                                             os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
-                os.rename(staging, init)
-            except OSError:
-                self.store.discard(staging)
-                raise
-
-    def _spawn_monitored(self, rec: ContainerRecord, d: str, sp: Any) -> Any:
-        """Start the container under its pmd-monitor (see pmd_monitor_start in csrc/pmd.h):
-        returns once it runs, with .pid and .monitor_pid. The monitor logs its output to
-        <id>-json.log and, when it exits, unmounts the rootfs, removes the cgroup and writes
-        the exit record that refresh() reads. Raises OSError as spawn does."""
-        from pyminidocker.native.monitor import monitor_start  # detached starts only
-
-        options = conv.monitor_options(self.store.root, rec, d)
-        if rec.open_stdin:  # run -d -i: a stdin that `attach` writes into
-            options["stdin_path"] = stdin = os.path.join(d, "stdin")
-            with suppress(FileNotFoundError):
-                os.unlink(stdin)  # a previous run's: what was written there is not this one's
-            os.mkfifo(stdin, 0o600)
-        with self.trace.phase("monitor+clone+setup+exec"):
-            return monitor_start(sp, **options)
+                initlayer.make(self.store, rootfs, init)
 
     # ---- network plugging (container.plugging), exec and the other operations
     # (container.control): imported by the operations that need them, never by `run`'s
-
-    def _configure(self, rec: ContainerRecord, proc: Any) -> None:
-        """--sysctl and --domainname, written in the held container's namespaces (the OCI
-        runtime's way: container.namespaces). Raises StartError (exit 125); the container
-        is ended unrun."""
-        from pyminidocker.container.namespaces import configure
-
-        try:
-            configure(proc.pid, rec.host.get("sysctls") or {}, rec.host.get("domainname"))
-        except BaseException as e:
-            proc.abort()
-            if isinstance(e, PmdError):
-                raise StartError(str(e), exit_code=125) from None
-            raise
 
     def _plug(self, rec: ContainerRecord, d: str, proc: Any, rules: Any = None) -> None:
         from pyminidocker.container import plugging
@@ -586,16 +498,16 @@ class Runtime:
 
     def kill(self, rec: ContainerRecord, sig: int = signal.SIGKILL) -> None:
         """Raises Conflict if the container is not running."""
-        rec = self.refresh(rec)
-        if rec.state.status != "running":
-            raise Conflict(f"Cannot kill container: {rec.name}: container {rec.id} is not "
-                           "running")
-        self._no_more_restarts(rec)
-        with suppress(ProcessLookupError):
-            os.kill(rec.state.pid, sig)
-        self.log(rec, "kill", signal=str(int(sig)))
-        if rec.state.paused:  # a frozen process acts on its signals once thawed (as Docker)
-            self.unpause(rec)
+        from pyminidocker.container import control
+
+        control.kill(self, rec, sig)
+
+    def stop(self, rec: ContainerRecord, timeout: int | None = None) -> None:
+        """The container's stop signal, then SIGKILL after timeout seconds; returns once it
+        has exited (container.control.stop)."""
+        from pyminidocker.container import control
+
+        control.stop(self, rec, timeout)
 
     def unpause(self, rec: ContainerRecord) -> None:
         """Thaw a paused container (kill and stop do, as Docker). Raises Conflict."""
@@ -604,40 +516,6 @@ class Runtime:
         control.unpause(self, rec)
         self.log(rec, "unpause")
 
-    def _no_more_restarts(self, rec: ContainerRecord) -> None:
-        """stop, kill and rm -f end a restart policy's restarts (Docker: manually stopped):
-        the monitor looks for this file before each restart."""
-        if rec.host.get("restart"):
-            with suppress(OSError):
-                os.close(os.open(os.path.join(self.containers.path(rec.id), "stop"),
-                                 os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
-
-    def stop(self, rec: ContainerRecord, timeout: int | None = None) -> None:
-        """The container's stop signal (--stop-signal, SIGTERM), then SIGKILL after timeout
-        seconds (None: its --stop-timeout, else 10); returns once it has exited."""
-        rec = self.refresh(rec)
-        if rec.state.status != "running":
-            return
-        if timeout is None:
-            timeout = rec.host.get("stop_timeout", 10)
-        sig = signal.SIGTERM
-        if rec.host.get("stop_signal"):
-            sig = policy.parse_signal(rec.host["stop_signal"])
-        self._no_more_restarts(rec)
-        st = rec.state
-        if _alive(st.pid, st.pid_start):  # not between two runs of a restart policy
-            with suppress(ProcessLookupError):
-                os.kill(st.pid, sig)
-            self.log(rec, "kill", signal=str(int(sig)))
-        if st.paused:  # a frozen process acts on its signal once thawed (as Docker)
-            self.unpause(rec)
-        if not self._wait_gone(rec, timeout) and _alive(st.pid, st.pid_start):
-            with suppress(ProcessLookupError):
-                os.kill(st.pid, signal.SIGKILL)
-            self.log(rec, "kill", signal=str(int(signal.SIGKILL)))
-            self._wait_gone(rec, 10)
-        self.log(rec, "stop")
-
     def running(self, rec: ContainerRecord) -> bool:
         """Whether the container runs now; not once it was removed (`run --rm` does that at
         its exit)."""
@@ -645,17 +523,6 @@ class Runtime:
             return self.refresh(self.containers.get(rec.id)).state.status == "running"
         except NotFound:
             return False
-
-    def _wait_gone(self, rec: ContainerRecord, timeout: float) -> bool:
-        """True once the container has stopped (or was removed)."""
-        deadline = time.monotonic() + timeout
-        delay = 0.002
-        while time.monotonic() < deadline:
-            if not self.running(rec):
-                return True
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
-        return False
 
     def wait(self, rec: ContainerRecord) -> int:
         while True:
@@ -677,7 +544,9 @@ class Runtime:
                 with suppress(ProcessLookupError):
                     os.kill(rec.state.pid, signal.SIGKILL)
                 self.log(rec, "kill", signal=str(int(signal.SIGKILL)))
-            self._wait_gone(rec, 10)
+            from pyminidocker.container.control import wait_gone
+
+            wait_gone(self, rec, 10)
         with suppress(NotFound, StoreError):
             self._unplug(self.containers.get(rec.id))  # an address a crash left recorded
         with self.store.lock():

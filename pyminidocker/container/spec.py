@@ -4,7 +4,8 @@ Docker's default confinement as data (its values follow moby's oci/defaults.go a
 for a non-privileged container: capabilities, masked and read-only paths, the standard mounts,
 namespaces, the seccomp profile's file), then pure functions over it (no root, no kernel calls
 beyond reading files in the container's root): the command from Entrypoint/Cmd, the
-environment, the user, rlimits and option parsing. The C shim only executes what they decide.
+environment, the user, rlimits and option parsing (--tmpfs's aside: container.mounts parses it,
+with -v and --mount). The C shim only executes what they decide.
 """
 from __future__ import annotations
 
@@ -359,16 +360,6 @@ def resolved_destination(rootfs: str, path: str, mount: str = "") -> str:
     return path
 
 
-def parse_tmpfs(spec: str) -> tuple[str, str]:
-    """--tmpfs /path[:options] → (path, options), the options checked (tmpfs_options). Raises
-    UsageError."""
-    path, _, opts = spec.partition(":")
-    if not path.startswith("/"):
-        raise UsageError(f"invalid tmpfs specification: '{spec}': the path must be absolute")
-    tmpfs_options(opts)
-    return check_destination(path), opts
-
-
 # mount(8) options as flags: (set, clear), for the OCI runtime's mounts and --tmpfs. The
 # propagation ones are applied by a second mount(2) call in C (child_mount_one, csrc/mount.c).
 MOUNT_OPTIONS = {
@@ -388,37 +379,6 @@ MOUNT_OPTIONS = {
     "slave": (MS_SLAVE, 0), "rslave": (MS_SLAVE | MS_REC, 0),
     "unbindable": (1 << 17, 0), "runbindable": ((1 << 17) | MS_REC, 0),
 }
-# --tmpfs options as Docker takes them: flags, and the tmpfs data keys with their value's shape
-_TMPFS_FLAGS = {k: MOUNT_OPTIONS[k] for k in ("exec", "noexec", "suid", "nosuid", "dev",
-                                               "nodev", "ro", "rw")}
-_TMPFS_KEYS = {"size", "mode", "uid", "gid", "nr_inodes", "nr_blocks"}
-_SIZE_SUFFIXES = ("k", "m", "g", "t", "%")
-
-
-def tmpfs_options(opts: str) -> tuple[int, str]:
-    """Docker's tmpfs options (noexec,nosuid,nodev by default; exec, suid, dev, ro, rw;
-    size, mode, uid, gid, nr_inodes, nr_blocks) → (mount flags, tmpfs data). Raises
-    UsageError for an option tmpfs does not take or a malformed value."""
-    flags, data = MS_NOEXEC | MS_NOSUID | MS_NODEV, []
-    for opt in filter(None, opts.split(",")):
-        key, eq, value = opt.partition("=")
-        if not eq and key in _TMPFS_FLAGS:
-            add, clear = _TMPFS_FLAGS[key]
-            flags = (flags | add) & ~clear
-            continue
-        ok = False
-        if eq and key in _TMPFS_KEYS and value:
-            if key == "mode":
-                ok = all(c in "01234567" for c in value)
-            elif key == "size":
-                num = value.lower().removesuffix("b")
-                ok = num.removesuffix(num[-1:] if num.endswith(_SIZE_SUFFIXES) else "").isdigit()
-            else:
-                ok = value.isdigit()
-        if not ok:
-            raise UsageError(f"invalid tmpfs option: {opt!r}")
-        data.append(opt)
-    return flags, ",".join(data) or "mode=1777"
 
 
 def parse_cpus(value: str, ncpu: int | None = None) -> float:

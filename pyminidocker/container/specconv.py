@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import os
 import stat
-import sys
 
 from pyminidocker import native as _native
 from pyminidocker.container import spec as policy
-from pyminidocker.errors import PmdError, StartError, StoreError, UsageError
+from pyminidocker.errors import PmdError, StartError, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -47,7 +46,7 @@ def container_spec(store: Store, trace: Tracer, warnings: list[str], rec: Contai
     warnings) and mounted, its seccomp program and its stdio."""
     with trace.phase("spec"):
         sp = spawn_spec(rec, os.path.join(d, "rootfs"), d,
-                        lambda rootfs, m: mount_of(store, rootfs, m))
+                        lambda rootfs, m: _volume_mount(store, rootfs, m))
     with trace.phase("cgroup"):
         cg = cgroup_of(rec)
         cg.create(limits(rec.host))
@@ -58,6 +57,12 @@ def container_spec(store: Store, trace: Tracer, warnings: list[str], rec: Contai
     sp.seccomp = _seccomp_program(store.root, rec.host, sp.cap_bounding)
     sp.stdin, sp.stdout, sp.stderr = stdio
     return sp
+
+
+def _volume_mount(store: Store, rootfs: str, m: dict[str, Any]) -> Any:
+    from pyminidocker.container.mounts import mount_of  # -v, --mount and VOLUMEs only
+
+    return mount_of(store, rootfs, m)
 
 
 def spawn_spec(rec: ContainerRecord, rootfs: str, etc_dir: str,
@@ -96,8 +101,10 @@ def spawn_spec(rec: ContainerRecord, rootfs: str, etc_dir: str,
 
         mounts += [volume_mount(rootfs, m) for m in mounts_of(host)]
     for t in host.get("tmpfs", []):
-        path, opts = policy.parse_tmpfs(t)
-        flags, data = policy.tmpfs_options(opts)
+        from pyminidocker.container.mounts import parse_tmpfs, tmpfs_options  # --tmpfs only
+
+        path, opts = parse_tmpfs(t)
+        flags, data = tmpfs_options(opts)
         mounts.append(_native.Mount(
             target=policy.resolved_destination(rootfs, path, f"--tmpfs {t}"),
             source="tmpfs", fstype="tmpfs", mkdir=True, flags=flags, data=data))
@@ -137,48 +144,6 @@ def cgroup_mounts(cg: Any, dest: str = "/sys/fs/cgroup", ro: int = _native.MS_RD
                 out.append(_native.Mount(f"{dest}/{os.path.basename(mnt)}", src, None,
                                          _native.MS_BIND | base | ro, mkdir=True))
     return out
-
-
-def mount_of(store: Store, rootfs: str, m: dict[str, Any]) -> Any:
-    """The shim's Mount for one mount record; a volume's directory seeded from the image
-    on its first use (mounts.seed). Raises UsageError, NotFound (a volume gone)."""
-    given = m.get("Name") or m.get("Source") or ""  # the mount as the user wrote it
-    dst = policy.resolved_destination(
-        rootfs, m["Destination"],
-        f"-v {given}:{m['Destination']}" if m["Type"] != "tmpfs" else "")
-    ro = _native.MS_RDONLY if not m.get("RW", True) else 0
-    if m["Type"] == "tmpfs":
-        flags, data = policy.tmpfs_options(m.get("Options", ""))
-        return _native.Mount(target=dst, source="tmpfs", fstype="tmpfs", mkdir=True,
-                             flags=flags | ro, data=data)
-    if m["Type"] == "bind":
-        src = m["Source"]
-        if not os.path.exists(src):
-            if not m.get("Create", True):
-                raise UsageError(f"bind source path does not exist: {src}")
-            os.makedirs(src, exist_ok=True)  # Docker creates a missing -v bind source
-        return _native.Mount(target=dst, source=src, mkdir=True,
-                             flags=_native.MS_BIND | _native.MS_REC | ro)
-    vol = store.volumes.get(m["Name"])
-    opts = vol.options
-    if opts:  # the local driver's mount(8)-like options: the device itself is mounted
-        o = [x for x in opts.get("o", "").split(",") if x]
-        if "bind" in o:
-            return _native.Mount(target=dst, source=opts["device"], mkdir=True,
-                                 flags=_native.MS_BIND | _native.MS_REC | ro)
-        return _native.Mount(target=dst, source=opts["device"], fstype=opts.get("type"),
-                             mkdir=True, flags=ro, data=",".join(o) or None)
-    src = store.volumes.data_path(vol.name)
-    if not m.get("NoCopy"):
-        try:
-            from pyminidocker.container.mounts import seed
-
-            seed(policy.secure_join(rootfs, dst), src)
-        except OSError as e:
-            raise StoreError(f"cannot copy the image's {dst} into volume {vol.name}: "
-                             f"{e.strerror}") from None
-    return _native.Mount(target=dst, source=src, mkdir=True,
-                         flags=_native.MS_BIND | _native.MS_REC | ro)
 
 
 def limits(host: Mapping[str, Any], devices: bool = True) -> Any:
@@ -382,17 +347,6 @@ def _standard_mounts(host_network: bool, privileged: bool | None) -> list[Any]:
     return mounts
 
 
-def hosts_line(rec: ContainerRecord, address: str, network: str) -> str:
-    """A container's line in /etc/hosts on network: its address and host name, and where names
-    resolve (user networks: Docker's DNS there, these lines here) its name and its aliases on
-    that network, each once. The default bridge knows no names: a name Docker made up is not
-    in the file."""
-    by_name = network != "bridge"
-    names = [rec.hostname, *([rec.name] if by_name else [])]
-    names += rec.host.aliases(network) if by_name else []  # --network-alias, connect --alias
-    return f"{address}\t{' '.join(dict.fromkeys(names))}\n"
-
-
 def base_hosts(rec: ContainerRecord) -> str:
     """/etc/hosts before the container's network adds its names: --add-host lines follow. On
     the host's network it starts from the host's own file, as Docker copies it."""
@@ -477,53 +431,6 @@ def exec_spec(root: str, rec: ContainerRecord, rootfs: str, argv: list[str], env
 def log_of(host: Mapping[str, Any]) -> dict[str, Any]:
     """--log-driver/--log-opt: {"driver", "max_size", "max_file"} (json-file by default)."""
     return host.get("log") or {"driver": "json-file"}
-
-
-def restart_policy(host: Mapping[str, Any]) -> tuple[str, int]:
-    """(name, maximum retry count) of a host config's --restart ("no", 0 by default)."""
-    r = host.get("restart") or {}
-    return str(r.get("name") or "no"), int(r.get("max") or 0)
-
-
-def monitor_options(root: str, rec: ContainerRecord, d: str) -> dict[str, Any]:
-    """What the pmd-monitor of the container rec (its directory d; root the store's) is
-    told besides its spawn spec (native.monitor.monitor_start): its log, exit record, what to
-    clean up, its restart policy and healthcheck, and for --rm the `rm` it becomes at the end."""
-    from pyminidocker.native import monitor  # a detached start's: not on an attached run's path
-
-    exit_argv = None
-    if rec.host.auto_remove:
-        # run -d --rm: the monitor becomes `rm` once it has recorded the exit. A plain rm,
-        # not rm -f: should the container have been started again meanwhile, it stays.
-        exit_argv = [sys.executable, "-m", "pyminidocker", "--root", root,
-                     "rm", "-v", rec.id]
-    restart = None
-    policy_name, max_count = restart_policy(rec.host)
-    if policy_name != "no":  # the monitor restarts it (see pmd_monitor_spec)
-        policies = {"always": monitor.RESTART_ALWAYS, "on-failure": monitor.RESTART_ON_FAILURE,
-                    "unless-stopped": monitor.RESTART_UNLESS_STOPPED}
-        restart = monitor.RestartPolicy(
-            policies[policy_name], max_count, os.path.join(d, "restart"),
-            os.path.join(d, "stop"))
-    health = None
-    hc = rec.host.get("healthcheck")
-    if hc:  # run by the monitor: our own exec of the test, at its intervals
-        test = list(hc["Test"])
-        cmd = ["/bin/sh", "-c", test[1]] if test[0] == "CMD-SHELL" else test[1:]
-        health = monitor.HealthCheck(
-            [sys.executable, "-m", "pyminidocker", "--root", root, "exec",
-             rec.id, *cmd], [f"{k}={v}" for k, v in os.environ.items()],
-            os.path.join(d, "health"), (hc.get("Interval") or 30_000_000_000) // 1_000_000,
-            (hc.get("Timeout") or 30_000_000_000) // 1_000_000,
-            (hc.get("StartPeriod") or 0) // 1_000_000, hc.get("Retries") or 3)
-    log = log_of(rec.host)
-    return {"log_path": os.devnull if log["driver"] == "none" else
-            os.path.join(d, f"{rec.id}-json.log"), "exit_path": os.path.join(d, "exit"),
-            "cleanup_mounts": [os.path.join(d, "rootfs")],
-            "cleanup_dirs": list(cgroup_of(rec).dirs.values()), "exit_argv": exit_argv,
-            "exit_env": [f"{k}={v}" for k, v in os.environ.items()] if exit_argv else None,
-            "restart": restart, "health": health, "log_max_size": log.get("max_size", 0),
-            "log_max_file": log.get("max_file", 1)}
 
 
 def _stamp(path: str) -> str:

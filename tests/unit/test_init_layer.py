@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 
-from pyminidocker.container.runtime import Runtime
+from pyminidocker.container import initlayer
 from pyminidocker.store import Store
 
 
@@ -14,7 +14,7 @@ def _init(tmp_path, build) -> set[str]:
     rootfs.mkdir()
     build(rootfs)
     init = tmp_path / "init"
-    Runtime(Store(tmp_path / "store"))._make_init(str(rootfs), str(init))
+    initlayer.make(Store(tmp_path / "store"), str(rootfs), str(init))
     assert os.listdir(tmp_path / "store" / "staging") == []
     return {str(p.relative_to(init)) for p in init.rglob("*")}
 
@@ -52,8 +52,8 @@ def test_made_once(tmp_path):
     rootfs = tmp_path / "rootfs"
     rootfs.mkdir()
     init = tmp_path / "init"
-    rt = Runtime(Store(tmp_path / "store"))
-    rt._make_init(str(rootfs), str(init))
+    store = Store(tmp_path / "store")
+    initlayer.make(store, str(rootfs), str(init))
     (rootfs / "proc").mkdir()
-    rt._make_init(str(rootfs), str(init))  # another start got there first: kept as it is
+    initlayer.make(store, str(rootfs), str(init))  # another start got there first: kept as it is
     assert (init / "proc").is_dir()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from pyminidocker.container import spec
+from pyminidocker.container.mounts import tmpfs_options
 from pyminidocker.errors import UsageError
 
 
@@ -16,12 +17,12 @@ def test_a_mount_destination_is_checked_after_the_roots_symlinks(tmp_path):
 
 
 def test_tmpfs_options():
-    assert spec.tmpfs_options("") == (spec.MS_NOEXEC | spec.MS_NOSUID | spec.MS_NODEV, "mode=1777")
-    flags, data = spec.tmpfs_options("exec,size=64m,mode=755,ro")
+    assert tmpfs_options("") == (spec.MS_NOEXEC | spec.MS_NOSUID | spec.MS_NODEV, "mode=1777")
+    flags, data = tmpfs_options("exec,size=64m,mode=755,ro")
     assert flags == spec.MS_NOSUID | spec.MS_NODEV | spec.MS_RDONLY and data == "size=64m,mode=755"
     for bad in ("bogus", "size=", "size=1x", "mode=8", "uid=-1", "nr_inodes=k"):
         with pytest.raises(UsageError, match="invalid tmpfs option"):
-            spec.tmpfs_options(bad)
+            tmpfs_options(bad)
 
 
 def test_workdir():
