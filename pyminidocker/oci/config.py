@@ -22,6 +22,9 @@ from pyminidocker.container.spec import (
     secure_join,
     sysctl_namespace,
 )
+from pyminidocker.oci.fields import get, strings
+from pyminidocker.oci.resources import Resources
+from pyminidocker.oci.resources import parse as parse_resources
 from pyminidocker.oci.state import ConfigError
 from pyminidocker.record import dataclass, field
 
@@ -42,9 +45,6 @@ _IGNORED_OPTIONS = {"tmpcopyup", "copy-symlink", "idmap", "ridmap", "z", "Z", "U
                     "rro", "nocopyup"}
 
 
-
-
-
 @dataclass
 class Hook:
     path: str
@@ -62,27 +62,6 @@ class Device:
     mode: int
     uid: int
     gid: int
-
-
-@dataclass
-class Resources:
-    """linux.resources, checked, whichever cgroup version takes them (cgroup_files() names the
-    files): the values as the spec gives them under its own keys, 0 meaning unset as runc reads
-    them, plus the device rules in the v1 devices cgroup's syntax."""
-
-    memory: dict[str, int] = field(default_factory=dict)  # limit, swap, reservation, ...
-    disable_oom_killer: bool = False
-    cpu: dict[str, int] = field(default_factory=dict)     # shares, period, quota, realtime*
-    cpuset: dict[str, str] = field(default_factory=dict)  # cpus, mems
-    pids: int | None = None
-    blkio: dict[str, int] = field(default_factory=dict)   # weight, leafWeight
-    # (blockIO key such as "throttleReadBpsDevice", "MAJ:MIN", rate or weight)
-    blkio_devices: list[tuple[str, str, int]] = field(default_factory=list)
-    hugepages: list[tuple[str, int]] = field(default_factory=list)  # (pageSize, limit)
-    class_id: int | None = None
-    priorities: list[tuple[str, int]] = field(default_factory=list)  # (interface, priority)
-    unified: dict[str, str] = field(default_factory=dict)
-    devices: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass
@@ -135,35 +114,6 @@ def load(bundle: str) -> tuple[dict[str, Any], str]:
     return doc, bundle
 
 
-def _get(obj: Any, key: str, kind: type | tuple[type, ...], where: str, default: Any = None
-         ) -> Any:
-    value = obj.get(key, default) if isinstance(obj, dict) else default
-    if value is None:
-        return default
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        name = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise ConfigError(f"config.json: {where}{key}: expected {name}, got "
-                          f"{type(value).__name__}")
-    if isinstance(value, str) and "\0" in value:
-        _no_nul(where + key)
-    return value
-
-
-def _no_nul(field: str) -> None:
-    # no path, argument or variable the kernel takes can hold one: refuse it here, not as
-    # a ValueError from os deep in the create path
-    raise ConfigError(f"config.json: {field}: contains a NUL byte")
-
-
-def _strings(obj: Any, key: str, where: str) -> list[str]:
-    items = _get(obj, key, list, where, [])
-    if not all(isinstance(s, str) for s in items):
-        raise ConfigError(f"config.json: {where}{key}: expected a list of strings")
-    if any("\0" in s for s in items):
-        _no_nul(where + key)
-    return items
-
-
 def _version_ok(version: str) -> None:
     major = version.split(".", 1)[0]
     if major != "1":
@@ -175,16 +125,16 @@ def parse(doc: dict[str, Any], bundle: str) -> Container:
     """Check doc (a config.json) and turn it into a Container. Raises ConfigError naming the
     first field it refuses. Reads the root filesystem (symlinks of mount destinations), writes
     nothing."""
-    version = _get(doc, "ociVersion", str, "")
+    version = get(doc, "ociVersion", str, "")
     if not version:
         raise ConfigError("config.json: ociVersion is required")
     _version_ok(version)
-    root = _get(doc, "root", dict, "")
-    if not root or not _get(root, "path", str, "root."):
+    root = get(doc, "root", dict, "")
+    if not root or not get(root, "path", str, "root."):
         raise ConfigError("config.json: root.path is required")
     rootfs = _root_path(bundle, root["path"])
-    linux = _get(doc, "linux", dict, "", {})
-    proc = _get(doc, "process", dict, "")
+    linux = get(doc, "linux", dict, "", {})
+    proc = get(doc, "process", dict, "")
     if proc is None:
         # Allowed at create; `start` then refuses (the runtime spec's rule). The held init is
         # given a command it never runs.
@@ -195,18 +145,18 @@ def parse(doc: dict[str, Any], bundle: str) -> Container:
     spec = process_spec(proc, rootfs, warnings)
     spec.namespaces = namespaces
     spec.rootfs = rootfs
-    spec.readonly_root = bool(_get(root, "readonly", bool, "root.", False))
+    spec.readonly_root = bool(get(root, "readonly", bool, "root.", False))
     spec.setsid = True
-    terminal = bool(_get(proc, "terminal", bool, "process.", False))
-    size = _get(proc, "consoleSize", dict, "process.")
-    console_size = (int(_get(size, "height", int, "process.consoleSize.", 0)),
-                    int(_get(size, "width", int, "process.consoleSize.", 0))) if size else None
+    terminal = bool(get(proc, "terminal", bool, "process.", False))
+    size = get(proc, "consoleSize", dict, "process.")
+    console_size = (int(get(size, "height", int, "process.consoleSize.", 0)),
+                    int(get(size, "width", int, "process.consoleSize.", 0))) if size else None
 
-    hostname = _get(doc, "hostname", str, "")
+    hostname = get(doc, "hostname", str, "")
     if hostname and not (namespaces & shim.CLONE_NEWUTS or "uts" in join_paths):
         raise ConfigError("unable to set hostname without a private UTS namespace")
     spec.hostname = hostname or None
-    domainname = _get(doc, "domainname", str, "") or None
+    domainname = get(doc, "domainname", str, "") or None
     if domainname and not namespaces & shim.CLONE_NEWUTS:
         raise ConfigError("unable to set domainname without a private UTS namespace")
 
@@ -216,28 +166,28 @@ def parse(doc: dict[str, Any], bundle: str) -> Container:
     devices = _devices(linux)
     spec.mounts = mounts
     spec.dev_setup = any(m.target == "/dev" and m.fstype == "tmpfs" for m in mounts)
-    spec.masked_paths = _strings(linux, "maskedPaths", "linux.")
-    spec.readonly_paths = _strings(linux, "readonlyPaths", "linux.")
+    spec.masked_paths = strings(linux, "maskedPaths", "linux.")
+    spec.readonly_paths = strings(linux, "readonlyPaths", "linux.")
     for p in spec.masked_paths + spec.readonly_paths:
         if not p.startswith("/"):
             raise ConfigError(f"config.json: masked or read-only path {p!r} is not absolute")
     if not _mount_namespace(spec, linux, "mount" in join_paths, warnings):
         mounts, cgroup_mount, devices = [], None, []
     sysctl = _sysctl(linux, namespaces, join_paths)
-    seccomp = _get(linux, "seccomp", dict, "linux.")
+    seccomp = get(linux, "seccomp", dict, "linux.")
     if seccomp is not None:
         _seccomp(seccomp, spec)
-    if _get(linux, "intelRdt", dict, "linux."):
+    if get(linux, "intelRdt", dict, "linux."):
         warnings.append("linux.intelRdt ignored: this host has no resctrl")
-    personality = _get(linux, "personality", dict, "linux.")
-    if personality and _get(personality, "domain", str, "linux.personality.") not in (
+    personality = get(linux, "personality", dict, "linux.")
+    if personality and get(personality, "domain", str, "linux.personality.") not in (
             None, "LINUX"):
         raise ConfigError("config.json: linux.personality: only the LINUX domain is supported")
-    cgroups_path = _get(linux, "cgroupsPath", str, "linux.", "")
-    resources = _resources(_get(linux, "resources", dict, "linux.", {}))
-    annotations = _get(doc, "annotations", dict, "", {})
-    hooks = _hooks(_get(doc, "hooks", dict, "", {}))
-    oom = _get(proc, "oomScoreAdj", int, "process.")
+    cgroups_path = get(linux, "cgroupsPath", str, "linux.", "")
+    resources = parse_resources(get(linux, "resources", dict, "linux.", {}))
+    annotations = get(doc, "annotations", dict, "", {})
+    hooks = _hooks(get(doc, "hooks", dict, "", {}))
+    oom = get(proc, "oomScoreAdj", int, "process.")
     if oom is not None and not -1000 <= oom <= 1000:
         raise ConfigError(f"config.json: process.oomScoreAdj {oom} is not in [-1000, 1000]")
     if "process" in doc:
@@ -256,7 +206,7 @@ def _mount_namespace(spec: shim.SpawnSpec, linux: dict[str, Any], joined: bool,
     (set up in place, as runc does), or none. Without one the root is entered by chroot and
     nothing is mounted, as the caller's namespace is not ours to change: False then, the
     config's mounts, devices and paths dropped with a warning."""
-    propagation = _get(linux, "rootfsPropagation", str, "linux.")
+    propagation = get(linux, "rootfsPropagation", str, "linux.")
     if propagation and propagation not in _PROPAGATION:
         raise ConfigError(f"config.json: linux.rootfsPropagation: unknown value "
                           f"{propagation!r}")
@@ -267,7 +217,7 @@ def _mount_namespace(spec: shim.SpawnSpec, linux: dict[str, Any], joined: bool,
             "private" not in propagation else 0
         return True
     dropped = [what for what, given in (
-        ("mounts", spec.mounts), ("linux.devices", _get(linux, "devices", list, "linux.")),
+        ("mounts", spec.mounts), ("linux.devices", get(linux, "devices", list, "linux.")),
         ("linux.maskedPaths", spec.masked_paths), ("linux.readonlyPaths", spec.readonly_paths),
         ("root.readonly", spec.readonly_root), ("linux.rootfsPropagation", propagation)) if given]
     if dropped:
@@ -298,15 +248,15 @@ def _root_path(bundle: str, path: str) -> str:
 
 def _namespaces(linux: dict[str, Any]) -> tuple[int, dict[str, str]]:
     mask, paths, seen = 0, {}, set()
-    for i, ns in enumerate(_get(linux, "namespaces", list, "linux.", [])):
-        kind = _get(ns, "type", str, f"linux.namespaces[{i}].")
+    for i, ns in enumerate(get(linux, "namespaces", list, "linux.", [])):
+        kind = get(ns, "type", str, f"linux.namespaces[{i}].")
         if kind not in NAMESPACES:
             raise ConfigError(f"namespace type {kind!r} is not supported (linux.namespaces"
                               f"[{i}]): one of {', '.join(NAMESPACES)}")
         if kind in seen:
             raise ConfigError(f"malformed spec file: duplicated ns {kind!r}")
         seen.add(kind)
-        path = _get(ns, "path", str, f"linux.namespaces[{i}].")
+        path = get(ns, "path", str, f"linux.namespaces[{i}].")
         if kind == "time":
             raise ConfigError("namespace type 'time' is not supported by pyminidocker-runc")
         if path:
@@ -326,9 +276,9 @@ def _id_maps(linux: dict[str, Any], namespaces: int) -> tuple[str | None, str | 
     maps: list[str | None] = []
     for key in ("uidMappings", "gidMappings"):
         lines = []
-        for i, m in enumerate(_get(linux, key, list, "linux.", [])):
+        for i, m in enumerate(get(linux, key, list, "linux.", [])):
             where = f"linux.{key}[{i}]."
-            ids = [_get(m, f, int, where) for f in ("containerID", "hostID", "size")]
+            ids = [get(m, f, int, where) for f in ("containerID", "hostID", "size")]
             if any(v is None or v < 0 for v in ids) or ids[2] == 0:
                 raise ConfigError(f"config.json: {where[:-1]}: containerID, hostID and a "
                                   "positive size are required")
@@ -360,20 +310,20 @@ def process_spec(proc: dict[str, Any], rootfs: str | None, warnings: list[str]
                  ) -> shim.SpawnSpec:
     """The process part of a SpawnSpec from an OCI process object (also `exec --process`).
     Raises ConfigError."""
-    args = _strings(proc, "args", "process.")
+    args = strings(proc, "args", "process.")
     if not args:
         raise ConfigError("args must not be empty")
-    env = _strings(proc, "env", "process.")
+    env = strings(proc, "env", "process.")
     if not any(e.startswith("PATH=") for e in env):
         # runc searches args[0] in the container's PATH, which without one is the default.
         env = [*env, DEFAULT_ENV_PATH]
-    cwd = _get(proc, "cwd", str, "process.", "/") or "/"
+    cwd = get(proc, "cwd", str, "process.", "/") or "/"
     if not cwd.startswith("/"):
         raise ConfigError(f"cwd {cwd!r} is not an absolute path")
-    user = _get(proc, "user", dict, "process.", {})
-    uid = _get(user, "uid", int, "process.user.", 0)
-    gid = _get(user, "gid", int, "process.user.", 0)
-    groups = _get(user, "additionalGids", list, "process.user.", [])
+    user = get(proc, "user", dict, "process.", {})
+    uid = get(user, "uid", int, "process.user.", 0)
+    gid = get(user, "gid", int, "process.user.", 0)
+    groups = get(user, "additionalGids", list, "process.user.", [])
     if not all(isinstance(g, int) and g >= 0 for g in groups) or uid < 0 or gid < 0:
         raise ConfigError("config.json: process.user: ids must be non-negative integers")
     spec = shim.SpawnSpec(argv=list(args), env=env, cwd=cwd, uid=uid, gid=gid,
@@ -383,12 +333,12 @@ def process_spec(proc: dict[str, Any], rootfs: str | None, warnings: list[str]
             make_workdir(rootfs, cwd)
         except OSError as e:
             raise ConfigError(f"cannot create cwd {cwd}: {e.strerror}") from None
-    caps = _get(proc, "capabilities", dict, "process.")
+    caps = get(proc, "capabilities", dict, "process.")
     if caps is not None:
         own = own_bounding_set()
         sets = {}
         for key in ("bounding", "effective", "permitted", "inheritable", "ambient"):
-            mask = _cap_mask(_strings(caps, key, "process.capabilities."),
+            mask = _cap_mask(strings(caps, key, "process.capabilities."),
                              f"process.capabilities.{key}", warnings)
             if mask & ~own:
                 # A capability the runtime itself lacks (this host withholds some) cannot be
@@ -402,15 +352,15 @@ def process_spec(proc: dict[str, Any], rootfs: str | None, warnings: list[str]
         spec.cap_bounding, spec.cap_effective, spec.cap_permitted = (
             sets["bounding"], sets["effective"], sets["permitted"])
         spec.cap_inheritable, spec.cap_ambient = sets["inheritable"], sets["ambient"]
-    for i, rl in enumerate(_get(proc, "rlimits", list, "process.", [])):
-        kind = _get(rl, "type", str, f"process.rlimits[{i}].")
+    for i, rl in enumerate(get(proc, "rlimits", list, "process.", [])):
+        kind = get(rl, "type", str, f"process.rlimits[{i}].")
         if kind not in RLIMITS:
             raise ConfigError(f"config.json: process.rlimits[{i}]: unknown rlimit type "
                               f"{kind!r}")
-        soft = _get(rl, "soft", int, f"process.rlimits[{i}].", 0)
-        hard = _get(rl, "hard", int, f"process.rlimits[{i}].", 0)
+        soft = get(rl, "soft", int, f"process.rlimits[{i}].", 0)
+        hard = get(rl, "hard", int, f"process.rlimits[{i}].", 0)
         spec.rlimits[RLIMITS[kind]] = (soft, hard)
-    spec.no_new_privs = bool(_get(proc, "noNewPrivileges", bool, "process.", False))
+    spec.no_new_privs = bool(get(proc, "noNewPrivileges", bool, "process.", False))
     return spec
 
 
@@ -493,9 +443,9 @@ def _mounts(doc: dict[str, Any], bundle: str, rootfs: str, namespaces: int
             ) -> tuple[list[shim.Mount], tuple[str, int] | None]:
     out: list[shim.Mount] = []
     cgroup_mount = None
-    for i, m in enumerate(_get(doc, "mounts", list, "", [])):
+    for i, m in enumerate(get(doc, "mounts", list, "", [])):
         where = f"mounts[{i}]"
-        dest = _get(m, "destination", str, f"{where}.")
+        dest = get(m, "destination", str, f"{where}.")
         if not dest:
             raise ConfigError(f"config.json: {where}: destination is required")
         if not dest.startswith("/"):
@@ -503,9 +453,9 @@ def _mounts(doc: dict[str, Any], bundle: str, rootfs: str, namespaces: int
             raise ConfigError(f"config.json: {where}: destination {dest!r} is not absolute")
         dest = "/" + os.path.normpath(dest).lstrip("/")
         check_destination(rootfs, dest)
-        kind = _get(m, "type", str, f"{where}.", "") or ""
-        source = _get(m, "source", str, f"{where}.", "") or ""
-        flags, _, data = _mount_options(_strings(m, "options", f"{where}."), where)
+        kind = get(m, "type", str, f"{where}.", "") or ""
+        source = get(m, "source", str, f"{where}.", "") or ""
+        flags, _, data = _mount_options(strings(m, "options", f"{where}."), where)
         if kind == "bind" or flags & shim.MS_BIND:
             if not source:
                 raise ConfigError(f"config.json: {where}: a bind mount needs a source")
@@ -529,25 +479,25 @@ def _mounts(doc: dict[str, Any], bundle: str, rootfs: str, namespaces: int
 
 def _devices(linux: dict[str, Any]) -> list[Device]:
     out = []
-    for i, d in enumerate(_get(linux, "devices", list, "linux.", [])):
+    for i, d in enumerate(get(linux, "devices", list, "linux.", [])):
         where = f"linux.devices[{i}]."
-        path = _get(d, "path", str, where, "")
+        path = get(d, "path", str, where, "")
         norm = "/" + os.path.normpath(path).lstrip("/") if path else ""
         if not path.startswith("/") or not norm.startswith("/dev/"):
             raise ConfigError(f"config.json: {where}path: device path {path!r} is not in /dev")
-        kind = _get(d, "type", str, where, "")
+        kind = get(d, "type", str, where, "")
         if kind not in ("c", "b", "u", "p"):
             raise ConfigError(f"config.json: {where}type: {kind!r} is not c, b, u or p")
-        major = _get(d, "major", int, where, 0)
-        minor = _get(d, "minor", int, where, 0)
-        mode = _get(d, "fileMode", int, where, 0o666)
+        major = get(d, "major", int, where, 0)
+        minor = get(d, "minor", int, where, 0)
+        mode = get(d, "fileMode", int, where, 0o666)
         out.append(Device(norm, kind, major, minor, mode & 0o7777,
-                          _get(d, "uid", int, where, 0), _get(d, "gid", int, where, 0)))
+                          get(d, "uid", int, where, 0), get(d, "gid", int, where, 0)))
     return out
 
 
 def _sysctl(linux: dict[str, Any], namespaces: int, join: dict[str, str]) -> dict[str, str]:
-    values = _get(linux, "sysctl", dict, "linux.", {})
+    values = get(linux, "sysctl", dict, "linux.", {})
     for key, value in values.items():
         if not isinstance(value, str):
             raise ConfigError(f"config.json: linux.sysctl.{key}: expected a string")
@@ -581,217 +531,15 @@ def _hooks(doc: dict[str, Any]) -> dict[str, list[Hook]]:
     for stage in ("prestart", "createRuntime", "createContainer", "startContainer",
                   "poststart", "poststop"):
         items = []
-        for i, h in enumerate(_get(doc, stage, list, "hooks.", [])):
+        for i, h in enumerate(get(doc, stage, list, "hooks.", [])):
             where = f"hooks.{stage}[{i}]."
-            path = _get(h, "path", str, where, "")
+            path = get(h, "path", str, where, "")
             if not os.path.isabs(path):
                 raise ConfigError(f"config.json: {where}path {path!r} is not absolute")
-            timeout = _get(h, "timeout", int, where)
+            timeout = get(h, "timeout", int, where)
             if timeout is not None and timeout <= 0:
                 raise ConfigError(f"config.json: {where}timeout must be positive")
-            items.append(Hook(path, _strings(h, "args", where) or [path],
-                              _strings(h, "env", where), timeout))
+            items.append(Hook(path, strings(h, "args", where) or [path],
+                              strings(h, "env", where), timeout))
         out[stage] = items
     return out
-
-
-# ---- linux.resources -> cgroup files -------------------------------------------------------
-
-def _resources(res: dict[str, Any]) -> Resources:
-    """linux.resources checked, so that a bad value fails before the cgroup is made."""
-    out = Resources()
-    mem = _get(res, "memory", dict, "linux.resources.", {})
-    for key in ("limit", "reservation", "swap", "kernel", "kernelTCP", "swappiness"):
-        value = _get(mem, key, int, "linux.resources.memory.")
-        # 0 is "not set" for every limit (runc writes none of them; dockerd sends zeros)
-        if value is not None and (value != 0 or key == "swappiness"):
-            out.memory[key] = value
-    out.disable_oom_killer = bool(_get(mem, "disableOOMKiller", bool, "linux.resources.memory."))
-    cpu = _get(res, "cpu", dict, "linux.resources.", {})
-    for key in ("shares", "period", "quota", "realtimeRuntime", "realtimePeriod"):
-        value = _get(cpu, key, int, "linux.resources.cpu.")
-        if value:
-            out.cpu[key] = value
-    for key in ("cpus", "mems"):
-        text = _get(cpu, key, str, "linux.resources.cpu.")
-        if text:
-            out.cpuset[key] = text
-    pids = _get(res, "pids", dict, "linux.resources.", {})
-    out.pids = _get(pids, "limit", int, "linux.resources.pids.") or None
-    blkio = _get(res, "blockIO", dict, "linux.resources.", {})
-    for key in ("weight", "leafWeight"):
-        value = _get(blkio, key, int, "linux.resources.blockIO.")
-        if value:
-            out.blkio[key] = value
-    for key in _BLKIO_DEVICE_FILES:
-        for d in _get(blkio, key, list, "linux.resources.blockIO.", []):
-            dev = f"{_get(d, 'major', int, '')}:{_get(d, 'minor', int, '')}"
-            value = d.get("rate", d.get("weight"))
-            if isinstance(value, int):
-                out.blkio_devices.append((key, dev, value))
-    for i, h in enumerate(_get(res, "hugepageLimits", list, "linux.resources.", [])):
-        size = _get(h, "pageSize", str, f"linux.resources.hugepageLimits[{i}].")
-        # part of a file name in the cgroup: "2MB", "1GB", nothing that names another file
-        if not (size and size[:-2].isdigit() and size[-2:] in ("KB", "MB", "GB")):
-            raise ConfigError(f"config.json: linux.resources.hugepageLimits[{i}].pageSize "
-                              f"{size!r} is not a page size such as 2MB")
-        out.hugepages.append(
-            (size, _get(h, "limit", int, f"linux.resources.hugepageLimits[{i}].", 0)))
-    network = _get(res, "network", dict, "linux.resources.", {})
-    out.class_id = _get(network, "classID", int, "linux.resources.network.")
-    for i, p in enumerate(_get(network, "priorities", list, "linux.resources.network.", [])):
-        where = f"linux.resources.network.priorities[{i}]."
-        name, prio = _get(p, "name", str, where, ""), _get(p, "priority", int, where, 0)
-        if not name or len(name) > 15 or any(c.isspace() or c == "/" for c in name):
-            raise ConfigError(f"config.json: {where}name {name!r} is not an interface name")
-        out.priorities.append((name, prio))
-    for key, value in _get(res, "unified", dict, "linux.resources.", {}).items():
-        ctl, dot, name = key.partition(".")
-        # a file of the container's own cgroup directory, never one elsewhere
-        if not (ctl and dot and name) or "/" in key or "\0" in key or ".." in key:
-            raise ConfigError(f"config.json: linux.resources.unified: {key!r} is not a cgroup "
-                              "file name such as memory.high")
-        if not isinstance(value, str):
-            raise ConfigError(f"config.json: linux.resources.unified.{key}: expected a string")
-        if "\0" in value:
-            _no_nul(f"linux.resources.unified.{key}")
-        out.unified[key] = value
-    rules = []
-    for i, d in enumerate(_get(res, "devices", list, "linux.resources.", [])):
-        where = f"linux.resources.devices[{i}]."
-        kind = _get(d, "type", str, where, "a") or "a"
-        if kind not in ("a", "b", "c"):
-            raise ConfigError(f"config.json: {where}type {kind!r} is not a, b or c")
-        major = _get(d, "major", int, where)
-        minor = _get(d, "minor", int, where)
-        access = _get(d, "access", str, where, "rwm") or "rwm"
-        if access.strip("rwm"):
-            raise ConfigError(f"config.json: {where}access {access!r} is not made of r, w, m")
-        allow = _get(d, "allow", bool, where, False)
-        rule = "a" if kind == "a" and major is None and minor is None else \
-            f"{kind} {'*' if major is None else major}:{'*' if minor is None else minor} {access}"
-        rules.append(("allow" if allow else "deny", rule))
-    if rules:
-        out.devices = tuple(rules)
-    return out
-
-
-# One file of a cgroup that linux.resources writes: (controller, file name, value, optional).
-# An optional file is skipped where the kernel lacks it (v2's memory.swap.max without swap
-# accounting, when the value asks for nothing: runc's rule).
-CgroupFile = tuple[str, str, str, bool]
-
-# blockIO's device lists: their v1 file, and their io.max key on v2 (None: v2 has no such limit)
-_BLKIO_DEVICE_FILES = {
-    "weightDevice": ("blkio.weight_device", None),
-    "throttleReadBpsDevice": ("blkio.throttle.read_bps_device", "rbps"),
-    "throttleWriteBpsDevice": ("blkio.throttle.write_bps_device", "wbps"),
-    "throttleReadIOPSDevice": ("blkio.throttle.read_iops_device", "riops"),
-    "throttleWriteIOPSDevice": ("blkio.throttle.write_iops_device", "wiops"),
-}
-# v1's memory files, in the order written (the limit before memory+swap, which may not be below
-# it)
-_MEMORY_V1 = (("limit", "memory.limit_in_bytes"), ("reservation", "memory.soft_limit_in_bytes"),
-              ("swap", "memory.memsw.limit_in_bytes"), ("kernel", "memory.kmem.limit_in_bytes"),
-              ("kernelTCP", "memory.kmem.tcp.limit_in_bytes"), ("swappiness", "memory.swappiness"))
-# v1's cpu files, in the order written: each period before what the kernel checks against it
-_CPU_V1 = (("shares", "cpu.shares"), ("period", "cpu.cfs_period_us"),
-           ("quota", "cpu.cfs_quota_us"), ("realtimePeriod", "cpu.rt_period_us"),
-           ("realtimeRuntime", "cpu.rt_runtime_us"))
-
-
-def cgroup_files(r: Resources, version: str) -> list[CgroupFile]:
-    """The files r writes in a cgroup of version "v1" or "v2", in order. Raises ConfigError
-    for what that version cannot take (unified on v1; on v2 a swap limit it cannot turn into
-    swap alone)."""
-    return _v2_files(r) if version == "v2" else _v1_files(r)
-
-
-def _v1_files(r: Resources) -> list[CgroupFile]:
-    if r.unified:
-        raise ConfigError("linux.resources.unified needs cgroup v2; this host runs cgroup v1")
-    out: list[CgroupFile] = [("memory", name, str(r.memory[key]), False)
-                             for key, name in _MEMORY_V1 if key in r.memory]
-    if r.disable_oom_killer:
-        out.append(("memory", "memory.oom_control", "1", False))
-    out += [("cpu", name, str(r.cpu[key]), False) for key, name in _CPU_V1 if key in r.cpu]
-    out += [("cpuset", f"cpuset.{key}", value, False) for key, value in r.cpuset.items()]
-    if r.pids:
-        out.append(("pids", "pids.max", _max(r.pids), False))
-    out += [("blkio", "blkio.leaf_weight" if key == "leafWeight" else "blkio.weight", str(value),
-             False) for key, value in r.blkio.items()]
-    out += [("blkio", _BLKIO_DEVICE_FILES[key][0], f"{dev} {value}", False)
-            for key, dev, value in r.blkio_devices]
-    out += [("hugetlb", f"hugetlb.{size}.limit_in_bytes", str(limit), False)
-            for size, limit in r.hugepages]
-    if r.class_id is not None:
-        out.append(("net_cls", "net_cls.classid", str(r.class_id), False))
-    out += [("net_prio", "net_prio.ifpriomap", f"{name} {prio}", False)
-            for name, prio in r.priorities]
-    return out
-
-
-def _v2_files(r: Resources) -> list[CgroupFile]:
-    """As runc's fs2 (opencontainers/cgroups): the v1 values converted where v2 has an
-    equivalent, in its order, the unified keys last so that they override. What v2 does not
-    have is ignored as there: kernel memory limits, swappiness, disableOOMKiller, real-time
-    periods, net_cls and net_prio, the blkio leaf and per-device weights (the last taken by
-    runc only where the BFQ scheduler's io.bfq.weight exists)."""
-    from pyminidocker.container.cgroups import CPU_PERIOD, shares_to_weight
-
-    out: list[CgroupFile] = []
-    if r.pids:
-        out.append(("pids", "pids.max", _max(r.pids), False))
-    limit, swap = r.memory.get("limit"), r.memory.get("swap")
-    swap_only = _swap_v2(swap, limit)
-    if swap_only is not None:
-        # unlimited or no swap: nothing to ask of a kernel that does not account swap
-        out.append(("memory", "memory.swap.max", _max(swap_only), swap_only in (-1, 0)))
-    if limit:
-        out.append(("memory", "memory.max", _max(limit), False))
-    if r.memory.get("reservation"):
-        out.append(("memory", "memory.low", _max(r.memory["reservation"]), False))
-    if r.blkio.get("weight"):
-        out.append(("io", "io.weight", str(1 + (r.blkio["weight"] - 10) * 9999 // 990), False))
-    out += [("io", "io.max", f"{dev} {_BLKIO_DEVICE_FILES[key][1]}={value}", False)
-            for key, dev, value in r.blkio_devices if _BLKIO_DEVICE_FILES[key][1]]
-    if "shares" in r.cpu:
-        # v1 clamps shares to [2, 262144] silently; so does this, to cpu.weight's [1, 10000]
-        weight = min(max(shares_to_weight(r.cpu["shares"]), 1), 10_000)
-        out.append(("cpu", "cpu.weight", str(weight), False))
-    if "quota" in r.cpu or "period" in r.cpu:
-        quota = r.cpu.get("quota", -1)
-        out.append(("cpu", "cpu.max", f"{quota if quota > 0 else 'max'} "
-                    f"{r.cpu.get('period') or CPU_PERIOD}", False))
-    out += [("cpuset", f"cpuset.{key}", value, False) for key, value in r.cpuset.items()]
-    for size, value in r.hugepages:
-        # the reservation limit too, where the kernel has it (5.7), as runc does
-        out += [("hugetlb", f"hugetlb.{size}.max", str(value), False),
-                ("hugetlb", f"hugetlb.{size}.rsvd.max", str(value), True)]
-    out += [(key.partition(".")[0], key, value, False) for key, value in r.unified.items()]
-    return out
-
-
-def _max(value: int) -> str:
-    # v2's word for no limit, which v1's pids.max takes too
-    return "max" if value < 0 else str(value)
-
-
-def _swap_v2(swap: int | None, limit: int | None) -> int | None:
-    """memory.swap.max from the spec's swap, which is memory + swap (v1's memsw): swap alone,
-    -1 for no limit, None to leave it (runc's ConvertMemorySwapToCgroupV2Value). Raises
-    ConfigError where there is no such value."""
-    if swap is None:
-        # unlimited memory without a word on swap: unlimited swap too, as v1's memsw would be
-        return -1 if limit == -1 else None
-    if swap == -1 or limit == -1:
-        return swap
-    if limit is None:
-        raise ConfigError("linux.resources.memory.swap: unable to set swap limit without "
-                          "memory limit (cgroup v2 limits swap alone)")
-    if limit < 0:
-        raise ConfigError(f"linux.resources.memory.limit: invalid memory value: {limit}")
-    if swap < limit:
-        raise ConfigError("linux.resources.memory: memory+swap limit (swap) should be >= "
-                          "memory limit")
-    return swap - limit

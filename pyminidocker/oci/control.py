@@ -146,13 +146,13 @@ def _update_resources(args: Any) -> dict[str, Any]:
 
 def update(root: str, args: Any) -> None:
     from pyminidocker.container.cgroups import Cgroup, read_control
-    from pyminidocker.oci import config as cfg
+    from pyminidocker.oci import resources as oci_resources
     from pyminidocker.oci import runtime as rt
 
     rec = st.load(root, args.id)
     if st.status(rec) == "stopped":
         raise st.RuntimeError_("container not running")
-    resources = cfg._resources(_update_resources(args))
+    resources = oci_resources.parse(_update_resources(args))
     cg_id, parent = rec["cgroup"]
     cg = Cgroup(cg_id, parent)
     memory = resources.memory
@@ -162,7 +162,7 @@ def update(root: str, args: Any) -> None:
         current = (read_control(os.path.join(cg.dirs[""], "memory.max")) or "").strip()
         if current.isdigit() or current == "max":
             memory["limit"] = -1 if current == "max" else int(current)
-    files = cfg.cgroup_files(resources, cg.version)
+    files = oci_resources.cgroup_files(resources, cg.version)
     extra: dict[str, str] = {}
     for d in rec.get("extra_cgroups") or []:
         for ctl in rt._EXTRA_CONTROLLERS:

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
     from pyminidocker import native as shim
     from pyminidocker.container.cgroups import Cgroup
-    from pyminidocker.oci.config import CgroupFile, Container, Hook
+    from pyminidocker.oci.config import Container, Hook
+    from pyminidocker.oci.resources import CgroupFile
 
 # The parent of the cgroups of configs without a cgroupsPath: ours, so removed with its last child
 # (runc puts such a cgroup below its own and leaves nothing either; a cgroupsPath's parents are
@@ -140,7 +141,7 @@ def write_resources(cg: Cgroup, files: list[CgroupFile], extra: dict[str, str]) 
 def make_cgroup(c: Container, container_id: str) -> tuple[Cgroup, list[str]]:
     """Create the container's cgroups with its limits; the v1 files its init joins."""
     from pyminidocker.container.cgroups import DEFAULT_DEVICE_RULES, Limits
-    from pyminidocker.oci.config import cgroup_files
+    from pyminidocker.oci.resources import cgroup_files
 
     cg = cgroup_of(container_id, c.cgroups_path)
     # Before any mkdir: what this cgroup version cannot take leaves nothing behind.

@@ -9,6 +9,7 @@ import pytest
 
 from pyminidocker import shim
 from pyminidocker.oci import config as cfg
+from pyminidocker.oci import resources
 from pyminidocker.oci.control import parse_signal
 from pyminidocker.oci.main import _go_flags, _parser, _quick_args
 
@@ -69,7 +70,7 @@ def test_a_config_becomes_the_spawn_spec(bundle):
     bind = s.mounts[2]
     assert bind.flags & shim.MS_BIND and bind.flags & shim.MS_REC
     assert bind.flags & shim.MS_RDONLY and bind.flags & shim.MS_SLAVE
-    files = [f[:3] for f in cfg.cgroup_files(c.resources, "v1")]
+    files = [f[:3] for f in resources.cgroup_files(c.resources, "v1")]
     assert ("memory", "memory.limit_in_bytes", str(1 << 26)) in files
     assert "memory.memsw.limit_in_bytes" not in {f[1] for f in files}  # 0: unset
     assert [f[1] for f in files if f[0] == "cpu"] == ["cpu.shares", "cpu.cfs_period_us",

@@ -1,4 +1,4 @@
-"""linux.resources as the files of a cgroup v1 or v2 (oci/config.py: _resources, then
+"""linux.resources as the files of a cgroup v1 or v2 (oci/resources.py: parse, then
 cgroup_files), without root: runc's conversions for v2 (libcontainer/cgroups/fs2 and its
 utils.go), what v2 has no file for, and what each version refuses."""
 from __future__ import annotations
@@ -7,11 +7,12 @@ import re
 
 import pytest
 
-from pyminidocker.oci import config as cfg
+from pyminidocker.oci import resources
+from pyminidocker.oci.state import ConfigError
 
 
 def files(res: dict, version: str) -> list[tuple[str, str, str]]:
-    return [f[:3] for f in cfg.cgroup_files(cfg._resources(res), version)]
+    return [f[:3] for f in resources.cgroup_files(resources.parse(res), version)]
 
 
 def test_a_full_set_of_limits_on_v1_and_on_v2():
@@ -90,7 +91,7 @@ def test_cpu_quota_and_period_make_one_cpu_max_line(cpu, line):
     ({"limit": 0, "swap": 0}, []),  # zeros are unset (what dockerd sends)
 ])
 def test_memory_and_swap_become_max_and_swap_alone(memory, written):
-    got = cfg.cgroup_files(cfg._resources({"memory": memory}), "v2")
+    got = resources.cgroup_files(resources.parse({"memory": memory}), "v2")
     assert [(name, value, optional) for _, name, value, optional in got] == written
 
 
@@ -100,10 +101,10 @@ def test_memory_and_swap_become_max_and_swap_alone(memory, written):
     ({"limit": -2, "swap": 100}, "invalid memory value: -2"),
 ])
 def test_a_swap_limit_v2_cannot_express_is_refused(memory, message):
-    r = cfg._resources({"memory": memory})
-    with pytest.raises(cfg.ConfigError, match=re.escape(message)):
-        cfg.cgroup_files(r, "v2")
-    cfg.cgroup_files(r, "v1")  # v1 takes memory+swap as it is: the kernel checks it
+    r = resources.parse({"memory": memory})
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        resources.cgroup_files(r, "v2")
+    resources.cgroup_files(r, "v1")  # v1 takes memory+swap as it is: the kernel checks it
 
 
 @pytest.mark.parametrize("limit, v1, v2", [(42, "42", "42"), (-1, "max", "max"),
@@ -136,20 +137,20 @@ def test_unified_keys_are_written_last_on_v2_and_refused_on_v1():
     assert got[-3:] == [("memory", "memory.high", "50000000"),
                         ("io", "io.max", "8:0 rbps=1\n8:16 wbps=2"),
                         ("cgroup", "cgroup.max.depth", "3")]
-    with pytest.raises(cfg.ConfigError, match="unified needs cgroup v2; this host runs "
+    with pytest.raises(ConfigError, match="unified needs cgroup v2; this host runs "
                                               "cgroup v1"):
-        cfg.cgroup_files(cfg._resources(res), "v1")
+        resources.cgroup_files(resources.parse(res), "v1")
 
 
 @pytest.mark.parametrize("key", ["../memory.max", "memory.max/x", "memory", ".max", "memory.",
                                  "..", "memory/../../x.y", "a..b", ""])
 def test_a_unified_key_must_be_a_plain_file_name(key):
-    with pytest.raises(cfg.ConfigError, match="is not a cgroup file name"):
-        cfg._resources({"unified": {key: "1"}})
+    with pytest.raises(ConfigError, match="is not a cgroup file name"):
+        resources.parse({"unified": {key: "1"}})
 
 
 def test_a_unified_value_must_be_a_string():
-    with pytest.raises(cfg.ConfigError, match=r"unified\.memory\.max: expected a string"):
-        cfg._resources({"unified": {"memory.max": 1}})
-    with pytest.raises(cfg.ConfigError, match="contains a NUL byte"):
-        cfg._resources({"unified": {"memory.max": "1\0"}})
+    with pytest.raises(ConfigError, match=r"unified\.memory\.max: expected a string"):
+        resources.parse({"unified": {"memory.max": 1}})
+    with pytest.raises(ConfigError, match="contains a NUL byte"):
+        resources.parse({"unified": {"memory.max": "1\0"}})
