@@ -1,7 +1,7 @@
 """The shim's import cost: a container start loads no extraction library.
 
 libarchive and libcrypto (with a dozen more libraries they pull in) are pyminidocker._pmd_extract's
-alone, which _native imports on the first layer_extract; extraction itself is tested in
+alone, which native.extract imports on the first layer_extract; extraction itself is tested in
 tests/integration/test_extract.py.
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ def test_importing_native_loads_no_extraction_library(tmp_path):
     out = subprocess.run([sys.executable, "-S", "-c", code, str(tmp_path)], capture_output=True,
                          text=True, check=True, env={"PYTHONPATH": ":".join(sys.path)}).stdout
     seen = json.loads(out)
-    assert seen["at_import"] == [], "importing _native loaded extraction libraries"
+    assert seen["at_import"] == [], "importing native loaded extraction libraries"
     # The check above sees them once they are there: the first extraction loads them.
     assert seen["entries"] == 0
     assert seen["after_extract"] == list(EXTRACTION_LIBS)
