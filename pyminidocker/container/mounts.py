@@ -220,7 +220,6 @@ def parse_tmpfs(spec: str) -> tuple[str, str]:
     return check_destination(path), opts
 
 
-
 # --tmpfs options as Docker takes them: flags, and the tmpfs data keys with their value's shape
 _TMPFS_FLAGS = {k: MOUNT_OPTIONS[k] for k in ("exec", "noexec", "suid", "nosuid", "dev",
                                                "nodev", "ro", "rw")}

@@ -219,7 +219,6 @@ def _follow_restart(rt: Runtime, rec: ContainerRecord) -> ContainerRecord | None
     return fresh
 
 
-
 def start_failed(rt: Runtime, rec: ContainerRecord, e: OSError | None) -> None:
     """Undo a start that failed (e: the spawn's error; None: interrupted), and record why:
     a created container stays created, any other is exited."""
