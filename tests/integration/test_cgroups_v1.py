@@ -81,12 +81,15 @@ def joined(cg: Cgroup, argv: list[str]) -> list[str]:
 
 
 def members(cg: Cgroup, n: int) -> list[int]:
-    """The cgroup's pids once at least n processes have joined (joined() children join a moment
-    after Popen returns)."""
+    """The cgroup's pids once at least n processes are in every hierarchy: joined() children join
+    one hierarchy after another a moment after Popen returns, and a test that acts when the first
+    shows them would race the writes to the rest."""
     deadline = time.monotonic() + 10
-    while len(pids := cg.pids()) < n and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        if all(len(read(os.path.join(d, "cgroup.procs")).split()) >= n for d in cg.dirs.values()):
+            break
         time.sleep(0.005)
-    return pids
+    return cg.pids()
 
 
 def read(path: str) -> str:
