@@ -119,7 +119,6 @@ class Interactive:
                 self.console = -1
 
 
-
 async def _records(request: web.Request, rec: Any, tail: int | None, follow: bool,
                    skip: int = 0) -> Any:
     """The container's log records, from a worker thread (following blocks), as they come.

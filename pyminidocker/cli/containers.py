@@ -331,8 +331,6 @@ def _run_with_pty(start: Callable[[Callable[[Any], None], tuple[int, int, int]],
     return code
 
 
-
-
 def cmd_exec(args: Namespace, env: Env) -> int:
     _check_tty(args, env)
     eng: Engine = args.engine

@@ -167,7 +167,6 @@ def _add_run_commands(add: Callable[..., Any]) -> None:
     sp.add_argument("containers", nargs="*", metavar="CONTAINER")
 
 
-
 def _command(fn: str) -> Callable[..., int]:
     module, _, name = fn.partition(".")
     # __import__, not importlib: importlib is three more modules on the start path

@@ -354,7 +354,6 @@ def _announce(rt: Runtime, rec: ContainerRecord, net: str, address: str) -> str:
     return network.gateway if served else ""
 
 
-
 def _edit_hosts(path: str, add: str = "", drop: str = "") -> None:
     """Append a line to, or drop the lines starting with `drop` from, a container's hosts
     file, in place (it is bind-mounted: the inode must stay). Missing file: nothing to do."""

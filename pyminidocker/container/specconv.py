@@ -174,7 +174,6 @@ def limits(host: Mapping[str, Any], devices: bool = True) -> Any:
                                        host.get("blkio_throttle", [])))
 
 
-
 # the host config's namespace modes (--network, --pid, --ipc, --uts, --cgroupns) by the OCI
 # name of their namespace
 _HOST_MODES = {"network": "network", "pid_mode": "pid", "ipc_mode": "ipc", "uts_mode": "uts",
@@ -406,7 +405,6 @@ def _custom_resolv(text: str, host: Mapping[str, Any]) -> str:
     if host.get("dns_options"):
         lines.append("options " + " ".join(host["dns_options"]))
     return "\n".join(ln for ln in lines if ln.strip() != "search") + "\n"
-
 
 
 def exec_spec(root: str, rec: ContainerRecord, rootfs: str, argv: list[str], env: list[str],

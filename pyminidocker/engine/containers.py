@@ -267,7 +267,6 @@ class Containers(EngineCore):
         return doc
 
 
-
 def _stamp(d: str) -> tuple[int, ...]:
     """What changes when a container's record files are rewritten (atomic_write: a new inode,
     a new mtime); () if one is missing."""

@@ -425,7 +425,6 @@ class Images(EngineCore):
         return scratch()
 
 
-
 def _shell(argv: list[str]) -> str:
     """How Docker's history shows the command a committed container ran."""
     return "/bin/sh -c " + " ".join(argv) if argv else ""

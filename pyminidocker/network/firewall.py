@@ -237,7 +237,6 @@ def network_rules(net: Network) -> list[tuple[str, str, tuple[str, ...]]]:
     return rules
 
 
-
 def all_present(rules: list[tuple[str, str, tuple[str, ...]]],
                  saved: Capture | None) -> bool:
     """Whether one iptables-save shows our chains, their jumps and these rules (by their

@@ -168,7 +168,6 @@ def test_file_lock_is_exclusive(tmp_path):
     b.release()
 
 
-
 def test_the_store_root_is_made_private_and_a_foreign_one_refused(tmp_path):
     from pyminidocker.config import Config
     from pyminidocker.errors import UsageError
