@@ -17,9 +17,13 @@ APT_PACKAGES = python3 python3-venv python3-dev gcc libffi-dev pkg-config \
 	iproute2 iptables procps e2fsprogs umoci libarchive-tools crun runc debootstrap tini man-db \
 	docker.io docker-compose python3-docker containerd podman aardvark-dns \
 	qemu-system-x86
-PY_PACKAGES = cffi requests libarchive-c pyroute2 setuptools wheel pytest pyjwt cryptography matplotlib \
+PY_PACKAGES = cffi requests libarchive-c pyroute2 'setuptools>=77' wheel pytest pyjwt cryptography matplotlib \
 	aiohttp docker grpcio
 LINT_PACKAGES = ruff mypy
+# The PY_PACKAGES a venv was last brought to: `make` updates an older clone's venv when the list
+# changes (a raised minimum, such as setuptools' for pyproject.toml's SPDX license), where
+# otherwise only `make deps` would.
+PY_STAMP = $(VENV)/pyminidocker-packages
 
 .PHONY: all build dev install uninstall install-docs uninstall-docs deps venv test unit integration lint bench demo clean
 
@@ -30,6 +34,7 @@ all: build
 # (PYTHONDONTWRITEBYTECODE would make every run do it; `pip install` compiles too), nor for
 # finding each module (the code cache: see pyminidocker/codecache.py).
 build: $(PYTHON)
+	@printf '%s\n' $(PY_PACKAGES) | cmp -s - $(PY_STAMP) || $(MAKE) -s venv
 	$(PYTHON) setup.py -q build_ext --inplace
 	$(PYTHON) -m compileall -q pyminidocker
 	$(PYTHON) -m pyminidocker.codecache > /dev/null
@@ -75,12 +80,14 @@ deps:
 
 venv: $(PYTHON)
 	$(PIP) install -q $(PY_PACKAGES)
+	printf '%s\n' $(PY_PACKAGES) > $(PY_STAMP)
 
 # With the Python packages: `make` on a fresh clone (after the apt packages) builds at once.
 $(PYTHON):
 	$(HOST_PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(PY_PACKAGES)
+	printf '%s\n' $(PY_PACKAGES) > $(PY_STAMP)
 
 # As root with qemu (make deps installs it) this includes tests/vm: the cgroup, container and
 # network integration tests and 2 power-cut rounds inside a pure cgroup v2 VM (qemu under TCG;
