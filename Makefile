@@ -24,6 +24,7 @@ LINT_PACKAGES = ruff mypy
 # changes (a raised minimum, such as setuptools' for pyproject.toml's SPDX license), where
 # otherwise only `make deps` would.
 PY_STAMP = $(VENV)/pyminidocker-packages
+PY_LIST = printf '%s\n' $(PY_PACKAGES)
 
 .PHONY: all build dev install uninstall install-docs uninstall-docs deps venv test unit integration lint bench demo clean
 
@@ -34,7 +35,7 @@ all: build
 # (PYTHONDONTWRITEBYTECODE would make every run do it; `pip install` compiles too), nor for
 # finding each module (the code cache: see pyminidocker/codecache.py).
 build: $(PYTHON)
-	@printf '%s\n' $(PY_PACKAGES) | cmp -s - $(PY_STAMP) || $(MAKE) -s venv
+	@$(PY_LIST) | cmp -s - $(PY_STAMP) || $(MAKE) -s venv
 	$(PYTHON) setup.py -q build_ext --inplace
 	$(PYTHON) -m compileall -q pyminidocker
 	$(PYTHON) -m pyminidocker.codecache > /dev/null
@@ -80,14 +81,13 @@ deps:
 
 venv: $(PYTHON)
 	$(PIP) install -q $(PY_PACKAGES)
-	printf '%s\n' $(PY_PACKAGES) > $(PY_STAMP)
+	$(PY_LIST) > $(PY_STAMP)
 
 # With the Python packages: `make` on a fresh clone (after the apt packages) builds at once.
 $(PYTHON):
 	$(HOST_PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q $(PY_PACKAGES)
-	printf '%s\n' $(PY_PACKAGES) > $(PY_STAMP)
+	$(MAKE) -s venv
 
 # As root with qemu (make deps installs it) this includes tests/vm: the cgroup, container and
 # network integration tests and 2 power-cut rounds inside a pure cgroup v2 VM (qemu under TCG;
